@@ -1,0 +1,103 @@
+# docaxis developer commands. `make run` brings up a working axis; `make test` is what CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
+STAMP := $(VENV)/.installed
+
+.PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install \
+	test-e2e services-up services-down run demo down bench clean
+
+help:
+	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
+	@echo "make demo    send a document through a running 'make run'"
+	@echo "make down    stop everything 'make run' started"
+	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
+	@echo "make bench   benchmarks (print figures)"
+
+# The virtualenv, installed from the exact versions in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+
+# Re-resolve the newest versions allowed by pyproject.toml and record them in constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo '# Exact versions every machine installs (regenerate with `make lock`).'; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^setuptools=='; } > constraints.txt
+	rm -rf .lock-venv
+
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=proto --grpc_python_out=proto --mypy_out=proto --mypy_grpc_out=proto \
+		$(PROTOS)
+
+# Regenerates into a scratch copy and fails if the committed code differs.
+proto-check: $(STAMP)
+	rm -rf .run/proto-check && mkdir -p .run/proto-check
+	cd proto && cp --parents buf.yaml $$(find docaxis -name '*.proto' -o -name '__init__.py') ../.run/proto-check/
+	$(BIN)/python -m grpc_tools.protoc -I .run/proto-check \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=.run/proto-check --grpc_python_out=.run/proto-check \
+		--mypy_out=.run/proto-check --mypy_grpc_out=.run/proto-check \
+		$(patsubst proto/%,.run/proto-check/%,$(PROTOS))
+	diff -r -x '__pycache__' proto .run/proto-check || \
+		{ echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; }
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: proto-check lint typecheck
+
+# The whole suite: the integration and e2e tiers start their own Postgres and RabbitMQ on
+# test ports (see tests/conftest.py) and stop them afterwards.
+test: check services-install
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+services-install:
+	bash deploy/local/install.sh
+
+services-up: services-install
+	bash deploy/local/postgres.sh start
+	bash deploy/local/rabbitmq.sh start
+
+services-down:
+	-bash deploy/local/rabbitmq.sh stop
+	-bash deploy/local/postgres.sh stop
+
+# Starts the local Postgres and RabbitMQ, migrates, seeds demo agencies and serves until Ctrl-C.
+run: $(STAMP) services-up
+	set -a && source deploy/local/dev.env && set +a && exec $(BIN)/docaxis run --seed-demo
+
+demo: $(STAMP)
+	$(BIN)/docaxis demo
+
+down: services-down
+
+bench: $(STAMP) services-install
+	$(BIN)/python -m benchmarks
+
+clean: services-down
+	rm -rf .local .run

@@ -1,0 +1,1 @@
+"""Client library for DMS integrators: signing, verification, gRPC helpers."""

@@ -1,0 +1,196 @@
+"""Accepted signature algorithms, signing identities (key + chain) and raw sign/verify."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self, TypeAlias
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from docaxis_client.trust.errors import UnsupportedAlgorithmError
+
+SigningKey: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+VerifyingKey: TypeAlias = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+MIN_RSA_BITS = 2048
+
+
+class SignatureAlgorithm(enum.StrEnum):
+    """Wire names of the accepted algorithms; all hash with SHA-256 where a hash is chosen."""
+
+    ED25519 = "ed25519"
+    ECDSA_P256_SHA256 = "ecdsa-p256-sha256"
+    RSA_PKCS1V15_SHA256 = "rsa-pkcs1v15-sha256"
+    RSA_PSS_SHA256 = "rsa-pss-sha256"
+
+
+# Salt length pinned to the digest length (RFC 8017's recommendation) instead of MAX_LENGTH,
+# so signers using HSMs or other libraries produce signatures we verify the same way.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+
+
+_RSA_FAMILY = frozenset({SignatureAlgorithm.RSA_PSS_SHA256, SignatureAlgorithm.RSA_PKCS1V15_SHA256})
+
+
+def parse_algorithm(name: str) -> SignatureAlgorithm:
+    """Map a wire name to the enum, or raise ``UNSUPPORTED_ALGORITHM``."""
+    try:
+        return SignatureAlgorithm(name)
+    except ValueError:
+        raise UnsupportedAlgorithmError(f"unknown signature algorithm {name!r}") from None
+
+
+def default_algorithm(key: SigningKey | VerifyingKey) -> SignatureAlgorithm:
+    """The algorithm a key signs with unless told otherwise (PSS for RSA: the modern choice)."""
+    check_key(key)
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return SignatureAlgorithm.ED25519
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return SignatureAlgorithm.ECDSA_P256_SHA256
+    return SignatureAlgorithm.RSA_PSS_SHA256
+
+
+def check_key(key: object) -> None:
+    """Refuse key types and sizes outside the policy (P-256 only; RSA of at least 2048 bits)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise UnsupportedAlgorithmError(f"EC curve {key.curve.name} is not accepted (P-256)")
+        return
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise UnsupportedAlgorithmError(f"RSA key of {key.key_size} bits is below 2048")
+        return
+    raise UnsupportedAlgorithmError(f"key type {type(key).__name__} is not accepted")
+
+
+def _check_pair(key: SigningKey | VerifyingKey, algorithm: SignatureAlgorithm) -> None:
+    natural = default_algorithm(key)
+    fits = algorithm in _RSA_FAMILY if natural in _RSA_FAMILY else algorithm is natural
+    if not fits:
+        raise UnsupportedAlgorithmError(f"{algorithm} cannot be used with {type(key).__name__}")
+
+
+def sign_bytes(key: SigningKey, algorithm: SignatureAlgorithm, message: bytes) -> bytes:
+    """Sign ``message`` (ECDSA signatures are DER-encoded, as X.509 and CMS carry them)."""
+    _check_pair(key, algorithm)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(message)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    if algorithm is SignatureAlgorithm.RSA_PSS_SHA256:
+        return key.sign(message, _PSS, hashes.SHA256())
+    return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+
+
+def verify_bytes(
+    key: VerifyingKey, algorithm: SignatureAlgorithm, message: bytes, signature: bytes
+) -> bool:
+    """True when ``signature`` verifies; key/algorithm mismatches raise instead."""
+    _check_pair(key, algorithm)
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        elif algorithm is SignatureAlgorithm.RSA_PSS_SHA256:
+            key.verify(signature, message, _PSS, hashes.SHA256())
+        else:
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def verifying_key(certificate: x509.Certificate) -> VerifyingKey:
+    """The certificate's public key, if it is of an accepted type and size."""
+    key = certificate.public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise UnsupportedAlgorithmError(f"certificate key type {type(key).__name__} not accepted")
+    check_key(key)
+    return key
+
+
+def key_id(certificate: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the SubjectPublicKeyInfo: stable across certificate renewals."""
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
+
+
+def certificate_sha256(certificate: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the DER certificate (binds a signature to one certificate)."""
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class SigningIdentity:
+    """A private key with its certificate chain (leaf first, root optional)."""
+
+    key: SigningKey
+    chain: tuple[x509.Certificate, ...]
+    algorithm: SignatureAlgorithm | None = None
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("a signing identity needs at least its own certificate")
+        check_key(self.key)
+        public = serialization.PublicFormat.SubjectPublicKeyInfo
+        mine = self.key.public_key().public_bytes(serialization.Encoding.DER, public)
+        theirs = self.chain[0].public_key().public_bytes(serialization.Encoding.DER, public)
+        # Catch wiring mistakes at startup rather than as SIGNATURE_INVALID at the receiver.
+        if mine != theirs:
+            raise ValueError("the private key does not belong to the leaf certificate")
+        if self.algorithm is not None:
+            _check_pair(self.key, self.algorithm)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The leaf certificate."""
+        return self.chain[0]
+
+    @property
+    def effective_algorithm(self) -> SignatureAlgorithm:
+        """The explicit algorithm, or the key's default."""
+        return self.algorithm or default_algorithm(self.key)
+
+    def chain_der(self) -> tuple[bytes, ...]:
+        """The chain as DER, leaf first, as signatures carry it."""
+        return tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.chain)
+
+    @classmethod
+    def from_pem(
+        cls,
+        chain_pem: bytes,
+        key_pem: bytes,
+        *,
+        password: bytes | None = None,
+        algorithm: SignatureAlgorithm | None = None,
+    ) -> Self:
+        """Load a PEM chain (leaf first) and a PEM private key."""
+        key = serialization.load_pem_private_key(key_pem, password=password)
+        if not isinstance(
+            key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+        ):
+            raise UnsupportedAlgorithmError(f"private key type {type(key).__name__}")
+        return cls(key, tuple(x509.load_pem_x509_certificates(chain_pem)), algorithm)
+
+
+# Path building is bounded anyway; refusing long chains up front bounds the parsing work an
+# unauthenticated submitter can cause.
+MAX_CHAIN_LENGTH = 8
+
+
+def load_der_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
+    """Parse a DER chain (at most 8 certificates); malformed input raises ``ValueError``."""
+    if len(chain) > MAX_CHAIN_LENGTH:
+        raise ValueError(f"certificate chain longer than {MAX_CHAIN_LENGTH}")
+    return tuple(x509.load_der_x509_certificate(der) for der in chain)

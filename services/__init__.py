@@ -1,0 +1,1 @@
+"""docaxis services: directory, exchange and ledger."""

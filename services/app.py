@@ -1,0 +1,192 @@
+"""The composition root: serves any set of docaxis services in one process.
+
+`docaxis run` serves them all (the default); `python -m services.<name>` serves one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable, Collection
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+import grpc
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
+from grpc_health.v1 import health
+
+from services.common import postgres, rabbit
+from services.common.config import ConfigError
+from services.common.grpc_server import build_server, set_serving
+from services.common.identity import HeaderCallerResolver, Role, role_metadata
+from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.domain.codes import code_problem
+from services.directory.entrypoints import grpc_api as directory_api
+from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
+from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
+from services.exchange.adapters.rabbit import InFlight, RabbitInbox, RabbitPublisher
+from services.exchange.entrypoints import grpc_api as exchange_api
+from services.exchange.entrypoints.relay import OutboxRelay
+from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
+from services.exchange.service_layer.ports import DirectoryLookup
+from services.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SERVICES_DIR = Path(__file__).resolve().parent
+
+
+class Component(enum.StrEnum):
+    DIRECTORY = "directory"
+    EXCHANGE = "exchange"
+
+
+ALL_COMPONENTS = frozenset(Component)
+# Migration order matters across schemas: the exchange stages ledger events.
+_MIGRATIONS = (("directory", "directory"), ("ledger", "ledger"), ("exchange", "exchange"))
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Applies every service's migrations; returns the names applied now."""
+    applied: list[str] = []
+    pool = await postgres.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            for service, folder in _MIGRATIONS:
+                names = await postgres.apply_migrations(
+                    conn, service, SERVICES_DIR / folder / "migrations"
+                )
+                applied.extend(f"{service}/{name}" for name in names)
+    finally:
+        await pool.close()
+    return applied
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    components: Collection[Component] = ALL_COMPONENTS,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serves until `stop` is set, then shuts down in order without losing a message."""
+    callers = HeaderCallerResolver()
+    health_servicer = health.aio.HealthServicer()
+    registrations: list[Callable[[grpc.aio.Server], None]] = []
+    names: list[str] = []
+    async with AsyncExitStack() as stack:
+        pool = await postgres.create_pool(settings.database_url)
+        stack.push_async_callback(pool.close)
+        connection = await rabbit.connect(settings.amqp_url, name="docaxis")
+        stack.push_async_callback(connection.close)
+        background: list[asyncio.Task[None]] = []
+        inbox: RabbitInbox | None = None
+
+        directory: DirectoryHandlers | None = None
+        if Component.DIRECTORY in components:
+            directory = DirectoryHandlers(PostgresAgencies(pool), settings.code_forms)
+            directory_servicer = directory_api.DirectoryServicer(directory, callers)
+            registrations.append(
+                lambda server: dpb_grpc.add_DirectoryServiceServicer_to_server(
+                    directory_servicer, server
+                )
+            )
+            names.append(directory_api.SERVICE_NAME)
+
+        relay_stop = asyncio.Event()
+        if Component.EXCHANGE in components:
+            lookup: DirectoryLookup
+            if directory is not None and settings.directory_address is None:
+                lookup = LocalDirectoryLookup(directory)
+            else:
+                if settings.directory_address is None:
+                    raise ConfigError("the exchange alone needs DOCAXIS_DIRECTORY_ADDRESS")
+                directory_channel = grpc.aio.insecure_channel(settings.directory_address)
+                stack.push_async_callback(directory_channel.close)
+                lookup = GrpcDirectoryLookup(directory_channel, role_metadata(Role.HUB))
+            forms = settings.code_forms
+            exchange = ExchangeHandlers(
+                PostgresDocumentStore(pool),
+                lookup,
+                lambda code: code_problem(code, forms),
+                Limits(max_attachment_bytes=settings.max_attachment_bytes),
+            )
+            inbox = RabbitInbox(connection)
+            exchange_servicer = exchange_api.ExchangeServicer(exchange, callers, inbox, InFlight())
+            registrations.append(
+                lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(
+                    exchange_servicer, server
+                )
+            )
+            names.append(exchange_api.SERVICE_NAME)
+            publisher = RabbitPublisher(connection)
+            stack.push_async_callback(publisher.close)
+            relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
+            background.append(asyncio.create_task(relay.run(relay_stop), name="outbox-relay"))
+
+        server, port = build_server(settings.grpc_address, registrations, names, health_servicer)
+        await server.start()
+        health_stop = asyncio.Event()
+        background.append(
+            asyncio.create_task(
+                _watch_health(
+                    health_servicer,
+                    names,
+                    pool,
+                    connection,
+                    settings.health_interval_s,
+                    health_stop,
+                ),
+                name="health",
+            )
+        )
+        log.info("server_started", address=settings.grpc_address, port=port, services=names)
+        if on_ready is not None:
+            on_ready(port)
+        await stop.wait()
+
+        # Shutdown (style.md §3.6): stop advertising, end streams, drain RPCs, stop background
+        # work, then close the broker and the pool (the exit stack, in reverse order).
+        log.info("server_stopping", grace_s=settings.shutdown_grace_s)
+        health_stop.set()
+        await health_servicer.enter_graceful_shutdown()
+        if inbox is not None:
+            await inbox.close_all()
+        await server.stop(settings.shutdown_grace_s)
+        relay_stop.set()
+        try:
+            async with asyncio.timeout(settings.shutdown_grace_s):
+                await asyncio.gather(*background)
+        except TimeoutError:
+            for task in background:
+                task.cancel()
+        log.info("server_stopped")
+
+
+async def _watch_health(
+    servicer: health.aio.HealthServicer,
+    names: list[str],
+    pool: asyncpg.Pool,
+    connection: AbstractRobustConnection,
+    interval_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """SERVING only while both Postgres and RabbitMQ answer."""
+    serving: bool | None = None
+    while not stop.is_set():
+        database_ok = await postgres.ping(pool, timeout_s=interval_s * 2)
+        broker_ok = rabbit.is_connected(connection)
+        now_serving = database_ok and broker_ok
+        if now_serving != serving:
+            await set_serving(servicer, names, now_serving)
+            log.info("health_changed", serving=now_serving, database=database_ok, broker=broker_ok)
+            serving = now_serving
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval_s):
+                await stop.wait()

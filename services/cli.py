@@ -1,0 +1,202 @@
+"""The `docaxis` command: run the axis, migrate, manage agencies, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+
+from services.app import ALL_COMPONENTS, Component, migrate, serve
+from services.common.config import ConfigError
+from services.common.grpc_errors import error_details
+from services.common.identity import Role, role_metadata
+from services.common.lifecycle import install_shutdown_handlers
+from services.common.logs import configure_logging
+from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.agency_csv import kind_from_name, read_agency_csv, register_all
+from services.directory.entrypoints.grpc_api import agency_from_pb
+from services.directory.service_layer.handlers import DirectoryHandlers
+from services.settings import DEFAULT_GRPC_ADDRESS, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DEMO_AGENCIES = REPO.parent / "shared" / "testdata" / "directory" / "agencies.csv"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="docaxis", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the axis until Ctrl-C (all services by default)")
+    run.add_argument(
+        "--components",
+        default=",".join(sorted(ALL_COMPONENTS)),
+        help="comma-separated: directory, exchange",
+    )
+    run.add_argument("--seed-demo", action="store_true", help="register the demo agencies first")
+    run.add_argument("--demo-agencies", type=Path, default=None, help="CSV of demo agencies")
+
+    commands.add_parser("migrate", help="apply database migrations")
+
+    agencies = commands.add_parser("agencies", help="manage the agency directory")
+    agency_commands = agencies.add_subparsers(dest="agencies_command", required=True)
+    add = agency_commands.add_parser("add", help="register one agency")
+    add.add_argument("--code", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--kind", required=True, help="ministry, province, department, ward, …")
+    add.add_argument("--parent", default="")
+    add.add_argument("--valid-from", required=True, help="YYYY-MM-DD")
+    add.add_argument("--valid-to", default="")
+    add.add_argument("--successor", action="append", default=[])
+    add.add_argument("--email", default="")
+    imp = agency_commands.add_parser("import", help="register every agency in a CSV file")
+    imp.add_argument("file", type=Path)
+    lst = agency_commands.add_parser("list", help="list agencies")
+    lst.add_argument("--parent", default="")
+    lst.add_argument("--all", action="store_true", help="include closed agencies")
+    get = agency_commands.add_parser("get", help="show one agency")
+    get.add_argument("code")
+    for sub in (add, imp, lst, get):
+        sub.add_argument(
+            "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
+        )
+
+    demo = commands.add_parser("demo", help="send a document through a running axis")
+    demo.add_argument("--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS))
+
+    args = parser.parse_args(argv)
+    try:
+        code = asyncio.run(_dispatch(args))
+    except ConfigError as exc:
+        print(f"docaxis: configuration error: {exc}", file=sys.stderr)
+        code = 2
+    except grpc.aio.AioRpcError as exc:
+        details = error_details(exc)
+        print(f"docaxis: {details.code.name} {details.reason}: {details.message}", file=sys.stderr)
+        for violation in details.violations:
+            print(f"  {violation.field}: {violation.description}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return await _run(args)
+    if args.command == "migrate":
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        for name in await migrate(settings.database_url):
+            print(f"applied {name}")
+        return 0
+    if args.command == "agencies":
+        return await _agencies(args)
+    if args.command == "demo":
+        from docaxis_client.demo import run_demo  # client side only: not loaded to serve
+
+        return await run_demo(args.address)
+    raise AssertionError(args.command)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    components = {Component(name.strip()) for name in args.components.split(",") if name.strip()}
+    await migrate(settings.database_url)
+    if args.seed_demo:
+        await _seed(settings, args.demo_agencies or DEFAULT_DEMO_AGENCIES)
+    stop = install_shutdown_handlers()
+
+    def ready(port: int) -> None:
+        host = settings.grpc_address.rsplit(":", 1)[0]
+        print(
+            f"\ndocaxis is serving {', '.join(sorted(components))} on {host}:{port} "
+            "(gRPC, plaintext development mode; health and reflection enabled)\n"
+            f"  try: grpcurl -plaintext {host}:{port} list\n"
+            "  demo: make demo    stop: Ctrl-C, then make down\n",
+            flush=True,
+        )
+
+    await serve(settings, stop, components, on_ready=ready)
+    return 0
+
+
+async def _seed(settings: Settings, path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"demo agencies file not found: {path}")
+    from services.common import postgres
+
+    pool = await postgres.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        handlers = DirectoryHandlers(PostgresAgencies(pool), settings.code_forms)
+
+        async def register(agency: dpb.Agency) -> bool:
+            return (await handlers.register(agency_from_pb(agency))).created
+
+        created, present = await register_all(read_agency_csv(path), register)
+    finally:
+        await pool.close()
+    print(f"demo agencies from {path}: {created} registered, {present} already present")
+
+
+async def _agencies(args: argparse.Namespace) -> int:
+    admin = role_metadata(Role.ADMIN)
+    async with grpc.aio.insecure_channel(args.address) as channel:
+        stub = dpb_grpc.DirectoryServiceStub(channel)
+
+        async def register(agency: dpb.Agency) -> bool:
+            response = await stub.RegisterAgency(
+                dpb.RegisterAgencyRequest(agency=agency), metadata=admin, timeout=10
+            )
+            return response.created
+
+        if args.agencies_command == "add":
+            agency = dpb.Agency(
+                code=args.code,
+                name=args.name,
+                parent_code=args.parent,
+                kind=kind_from_name(args.kind),
+                valid_from=args.valid_from,
+                valid_to=args.valid_to,
+                successor_codes=args.successor,
+                email=args.email,
+            )
+            print("registered" if await register(agency) else "already registered", agency.code)
+            return 0
+        if args.agencies_command == "import":
+            created, present = await register_all(read_agency_csv(args.file), register)
+            print(f"{created} registered, {present} already present")
+            return 0
+        if args.agencies_command == "get":
+            response = await stub.GetAgency(
+                dpb.GetAgencyRequest(code=args.code), metadata=admin, timeout=10
+            )
+            _print_agencies([response.agency])
+            return 0
+        token = ""
+        while True:
+            page = await stub.ListAgencies(
+                dpb.ListAgenciesRequest(
+                    parent_code=args.parent, include_closed=args.all, page_token=token
+                ),
+                metadata=admin,
+                timeout=10,
+            )
+            _print_agencies(list(page.agencies))
+            token = page.next_page_token
+            if not token:
+                return 0
+
+
+def _print_agencies(agencies: list[dpb.Agency]) -> None:
+    for a in agencies:
+        status = dpb.AgencyStatus.Name(a.status).removeprefix("AGENCY_STATUS_").lower()
+        line = f"{a.code}  {status:<6}  {a.name}"
+        if a.successor_codes:
+            line += f"  -> {', '.join(a.successor_codes)}"
+        print(line)

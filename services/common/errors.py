@@ -1,0 +1,88 @@
+"""The domain error categories every service raises, each with a stable machine-readable reason.
+
+The transports map categories, never individual errors: gRPC status codes in grpc_errors.py, and
+on AMQP a domain error is a final answer while anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One problem with one input field; validation reports all of them at once."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every expected, typed refusal. `reason` is from the ErrorReason vocabulary."""
+
+    reason: str = "UNSPECIFIED"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.meta: dict[str, str] = dict(meta or {})
+
+
+class ValidationError(DomainError):
+    reason = "VALIDATION"
+
+    def __init__(
+        self,
+        message: str,
+        violations: Sequence[FieldViolation] = (),
+        *,
+        reason: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, meta=meta)
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+
+class NotFoundError(DomainError):
+    reason = "NOT_FOUND"
+
+
+class ConflictError(DomainError):
+    reason = "DUPLICATE"
+
+
+class RejectedError(DomainError):
+    """The request is well-formed but cannot be accepted in the current state of the world."""
+
+
+class UnauthenticatedError(DomainError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(DomainError):
+    reason = "PERMISSION_DENIED"
+
+
+class UnavailableError(DomainError):
+    reason = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float = 1.0,
+        reason: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, meta=meta)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,140 @@
+"""Domain errors as gRPC statuses with google.rpc rich details, on both sides of the wire.
+
+The google.rpc modules are partly untyped; they are confined to this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.common.errors import (
+    ConflictError,
+    DomainError,
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    RejectedError,
+    UnauthenticatedError,
+    UnavailableError,
+    ValidationError,
+)
+
+ERROR_DOMAIN = "docaxis"
+
+# The one table from error category to gRPC status code (most specific class first).
+_STATUS_BY_CATEGORY: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
+    (ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (ConflictError, grpc.StatusCode.ALREADY_EXISTS),
+    (RejectedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_for(exc: DomainError) -> grpc.StatusCode:
+    for category, code in _STATUS_BY_CATEGORY:
+        if isinstance(exc, category):
+            return code
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def rich_status(exc: DomainError) -> Any:
+    """The grpc.Status (code, message, trailing metadata with grpc-status-details-bin)."""
+    code = status_for(exc)
+    meta = dict(exc.meta)
+    meta["retryable"] = "true" if exc.retryable else "false"
+    details: list[any_pb2.Any] = []
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN, metadata=meta))
+    details.append(info)
+    if isinstance(exc, ValidationError) and exc.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in exc.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    if isinstance(exc, UnavailableError):
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(exc.retry_after_s * 1000))
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
+    status = status_pb2.Status(code=code.value[0], message=str(exc), details=details)
+    return rpc_status.to_status(status)
+
+
+async def abort_with_domain_error(
+    ctx: grpc.aio.ServicerContext[Any, Any], exc: DomainError
+) -> NoReturn:
+    rich = rich_status(exc)
+    await ctx.abort(rich.code, rich.details, rich.trailing_metadata)
+    raise AssertionError("unreachable: ServicerContext.abort raises")  # pragma: no cover
+
+
+@asynccontextmanager
+async def domain_errors(ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    """Turns DomainError into a rich gRPC status. Anything else is a bug and surfaces as UNKNOWN."""
+    try:
+        yield
+    except DomainError as exc:
+        await abort_with_domain_error(ctx, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetails:
+    """What a client reads back from a failed call."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    violations: tuple[FieldViolation, ...] = ()
+    retry_after_s: float | None = None
+
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def error_details(exc: grpc.aio.AioRpcError) -> ErrorDetails:
+    """Decodes ErrorInfo, BadRequest and RetryInfo from a failed call's trailing metadata."""
+    reason = ""
+    metadata: dict[str, str] = {}
+    violations: list[FieldViolation] = []
+    retry_after: float | None = None
+    status = status_pb2.Status()
+    for key, value in exc.trailing_metadata() or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            status.ParseFromString(value)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+            metadata = dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToMilliseconds() / 1000
+    return ErrorDetails(
+        exc.code(), exc.details() or "", reason, metadata, tuple(violations), retry_after
+    )

@@ -1,0 +1,84 @@
+"""Postgres plumbing: one pool per process and per-service SQL migrations."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+log = structlog.get_logger(__name__)
+
+# What pool.acquire() yields; queries work the same on a bare connection.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+# Held while migrating, so two processes starting together do not both apply a migration.
+_MIGRATION_LOCK_KEY = 0x646F6361  # "doca"
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+    assert pool is not None  # asyncpg returns None only when awaited wrongly
+    return pool
+
+
+async def apply_migrations(conn: Conn, service: str, folder: Path) -> list[str]:
+    """Applies `folder/*.sql` in name order, each once, recording them in schema_migrations.
+
+    An applied file whose content changed is an error: migrations are append-only.
+    """
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS public.schema_migrations (
+                service    text        NOT NULL,
+                name       text        NOT NULL,
+                sha256     text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (service, name)
+            )
+            """
+        )
+        done = {
+            row["name"]: row["sha256"]
+            for row in await conn.fetch(
+                "SELECT name, sha256 FROM public.schema_migrations WHERE service = $1", service
+            )
+        }
+        for path in sorted(folder.glob("*.sql")):
+            sql = path.read_text(encoding="utf-8")
+            digest = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != digest:
+                    raise RuntimeError(
+                        f"migration {service}/{path.name} changed after it was applied"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO public.schema_migrations (service, name, sha256) "
+                    "VALUES ($1, $2, $3)",
+                    service,
+                    path.name,
+                    digest,
+                )
+            log.info("migration_applied", service=service, migration=path.name)
+            applied.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
+    return applied
+
+
+async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
+    """True when the database answers a trivial query within the timeout."""
+    try:
+        async with pool.acquire(timeout=timeout_s) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return True

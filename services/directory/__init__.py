@@ -1,0 +1,1 @@
+"""The agency registry: codes, hierarchy, validity and reorganisations."""

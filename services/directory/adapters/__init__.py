@@ -1,0 +1,1 @@
+"""Directory adapters: Postgres."""

@@ -1,0 +1,1 @@
+"""Pure directory model: agency codes and their rules."""

@@ -1,0 +1,1 @@
+"""Directory use cases over ports."""

@@ -1,0 +1,111 @@
+"""Directory use cases."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common.errors import ConflictError, FieldViolation, NotFoundError, ValidationError
+from services.directory.domain.codes import DEFAULT_FORMS, CodeForm, code_problem, normalise_code
+from services.directory.domain.model import Agency, validate_agency
+from services.directory.service_layer.ports import Agencies
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    agency: Agency
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    agencies: list[Agency]
+    next_page_token: str
+
+
+class DirectoryHandlers:
+    def __init__(self, agencies: Agencies, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> None:
+        self._agencies = agencies
+        self._forms = forms
+
+    async def register(self, agency: Agency) -> Registration:
+        candidate = validate_agency(agency, self._forms)
+        existing = await self._agencies.get(candidate.code)
+        if existing is not None:
+            if existing.same_record(candidate):
+                return Registration(existing, created=False)
+            raise ConflictError(
+                f"agency {candidate.code} is already registered with other details",
+                meta={"code": candidate.code},
+            )
+        if (
+            candidate.parent_code is not None
+            and await self._agencies.get(candidate.parent_code) is None
+        ):
+            raise ValidationError(
+                "invalid agency",
+                [FieldViolation("agency.parent_code", f"unknown agency {candidate.parent_code}")],
+            )
+        return Registration(await self._agencies.add(candidate), created=True)
+
+    async def get(self, code: str) -> Agency:
+        normalised = self._checked_code(code, "code")
+        agency = await self._agencies.get(normalised)
+        if agency is None:
+            raise NotFoundError(f"no agency {normalised}", meta={"code": normalised})
+        return agency
+
+    async def get_many(self, codes: Sequence[str]) -> tuple[list[Agency], list[str]]:
+        if len(codes) > MAX_BATCH:
+            raise ValidationError(
+                "too many codes", [FieldViolation("codes", f"at most {MAX_BATCH} per call")]
+            )
+        normalised = [normalise_code(code) for code in codes]
+        found = await self._agencies.get_many(normalised)
+        unknown = [code for code in dict.fromkeys(normalised) if code not in found]
+        return [found[code] for code in dict.fromkeys(normalised) if code in found], unknown
+
+    async def list(
+        self,
+        *,
+        parent_code: str | None,
+        include_closed: bool,
+        page_size: int,
+        page_token: str,
+        today: dt.date,
+    ) -> Page:
+        problems: list[FieldViolation] = []
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            problems.append(FieldViolation("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
+        after = ""
+        if page_token:
+            try:
+                after = base64.urlsafe_b64decode(page_token.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                problems.append(FieldViolation("page_token", "not a token this service issued"))
+        parent = normalise_code(parent_code) if parent_code else None
+        if problems:
+            raise ValidationError("invalid list request", problems)
+        limit = page_size or DEFAULT_PAGE_SIZE
+        rows = await self._agencies.list(
+            parent_code=parent,
+            open_on=None if include_closed else today,
+            after_code=after,
+            limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token = base64.urlsafe_b64encode(rows[-1].code.encode()).decode() if more else ""
+        return Page(rows, token)
+
+    def _checked_code(self, code: str, field: str) -> str:
+        normalised = normalise_code(code)
+        if (why := code_problem(normalised, self._forms)) is not None:
+            raise ValidationError("invalid agency code", [FieldViolation(field, why)])
+        return normalised

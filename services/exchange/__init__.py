@@ -1,0 +1,1 @@
+"""Document exchange: submit, route, deliver, acknowledge, track."""

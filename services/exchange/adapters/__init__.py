@@ -1,0 +1,1 @@
+"""Exchange adapters: Postgres, RabbitMQ, the directory client."""

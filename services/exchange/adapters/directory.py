@@ -1,0 +1,62 @@
+"""The exchange's view of the agency directory, through DirectoryService's gRPC contract."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+
+from services.common.errors import UnavailableError
+from services.directory.domain.model import today_in_vietnam
+from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.service_layer.ports import AgencyView
+
+LOOKUP_TIMEOUT_S = 5.0
+
+
+class GrpcDirectoryLookup:
+    def __init__(
+        self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self._stub = dpb_grpc.DirectoryServiceStub(channel)
+        self._metadata = metadata
+
+    async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
+        try:
+            response = await self._stub.BatchGetAgencies(
+                dpb.BatchGetAgenciesRequest(codes=list(dict.fromkeys(codes))),
+                timeout=LOOKUP_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise UnavailableError(
+                f"the directory did not answer: {exc.code().name}", retry_after_s=1.0
+            ) from exc
+        return {
+            a.code: AgencyView(
+                code=a.code,
+                open=a.status == dpb.AGENCY_STATUS_ACTIVE,
+                successor_codes=tuple(a.successor_codes),
+            )
+            for a in response.agencies
+        }
+
+
+class LocalDirectoryLookup:
+    """The directory served by this same process (all-in-one mode): no network hop. Only the
+    composition root wires this; the exchange's own code sees the DirectoryLookup port."""
+
+    def __init__(self, handlers: DirectoryHandlers) -> None:
+        self._handlers = handlers
+
+    async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
+        found, _unknown = await self._handlers.get_many(list(dict.fromkeys(codes)))
+        today = today_in_vietnam()
+        return {
+            a.code: AgencyView(
+                a.code, open=not a.is_closed_on(today), successor_codes=a.successor_codes
+            )
+            for a in found
+        }

@@ -1,0 +1,585 @@
+"""The exchange's storage in Postgres: documents, blobs, deliveries, outbox, ledger staging."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import asyncpg
+from docaxis.exchange.v1 import events_pb2
+
+from services.common.postgres import Conn
+from services.exchange.adapters.rabbit import OutboundMessage
+from services.exchange.domain.model import (
+    AttachmentRef,
+    BusinessType,
+    DeliveryState,
+    Header,
+    Receipt,
+    Route,
+    Signature,
+    Submission,
+)
+from services.exchange.service_layer.ports import (
+    Acknowledgement,
+    DocumentTrack,
+    DuplicateConsignmentError,
+    DuplicateDocumentError,
+    LedgerEvent,
+    PushItem,
+    RecipientTrack,
+    StoredSubmission,
+)
+
+OUTBOX_CHANNEL = "exchange_outbox"
+DELIVERY_MESSAGE_TYPE = events_pb2.DeliveryQueued.DESCRIPTOR.full_name
+ACTOR = "exchange"
+
+
+def header_to_json(header: Header) -> str:
+    return json.dumps(
+        {
+            "sender": header.sender,
+            "recipients": list(header.recipients),
+            "code_number": header.code_number,
+            "code_notation": header.code_notation,
+            "promulgation_date": header.promulgation_date.isoformat(),
+            "subject": header.subject,
+            "promulgation_place": header.promulgation_place,
+            "document_type": header.document_type,
+            "type_name": header.type_name,
+            "content": header.content,
+            "signer_competence": header.signer_competence,
+            "signer_position": header.signer_position,
+            "signer_full_name": header.signer_full_name,
+            "due_date": header.due_date.isoformat() if header.due_date else None,
+            "priority": header.priority,
+            "business_type": int(header.business_type),
+            "response_for": list(header.response_for),
+            "to_places": list(header.to_places),
+        },
+        ensure_ascii=False,
+    )
+
+
+def header_from_json(raw: str) -> Header:
+    data = json.loads(raw)
+    return Header(
+        sender=data["sender"],
+        recipients=tuple(data["recipients"]),
+        code_number=data["code_number"],
+        code_notation=data["code_notation"],
+        promulgation_date=dt.date.fromisoformat(data["promulgation_date"]),
+        subject=data["subject"],
+        promulgation_place=data["promulgation_place"],
+        document_type=data["document_type"],
+        type_name=data["type_name"],
+        content=data["content"],
+        signer_competence=data["signer_competence"],
+        signer_position=data["signer_position"],
+        signer_full_name=data["signer_full_name"],
+        due_date=dt.date.fromisoformat(data["due_date"]) if data["due_date"] else None,
+        priority=data["priority"],
+        business_type=BusinessType(data["business_type"]),
+        response_for=tuple(data["response_for"]),
+        to_places=tuple(data["to_places"]),
+    )
+
+
+async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None:
+    if not events:
+        return
+    await conn.executemany(
+        """
+        INSERT INTO ledger.pending
+            (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+        """,
+        [
+            (
+                e.entry_type,
+                uuid.UUID(e.doc_uuid),
+                e.document_id,
+                e.from_agency,
+                e.to_agency,
+                ACTOR,
+                e.occurred_at,
+                json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True),
+            )
+            for e in events
+        ],
+    )
+
+
+class PostgresDocumentStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def find_by_consignment(
+        self, sender: str, consignment_id: str
+    ) -> StoredSubmission | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """
+                SELECT uuid, document_id, fingerprint, submitted_at FROM exchange.document
+                WHERE sender = $1 AND consignment_id = $2
+                """,
+                sender,
+                consignment_id,
+            )
+            if row is None:
+                return None
+            routes = await conn.fetch(
+                """
+                SELECT requested_recipient, recipient, id FROM exchange.delivery
+                WHERE document_uuid = $1 ORDER BY position
+                """,
+                row["uuid"],
+            )
+        receipt = Receipt(
+            document_uuid=str(row["uuid"]),
+            document_id=row["document_id"],
+            consignment_id=consignment_id,
+            accepted_at=row["submitted_at"],
+            routes=tuple(
+                Route(r["requested_recipient"], r["recipient"], str(r["id"])) for r in routes
+            ),
+        )
+        return StoredSubmission(receipt, row["fingerprint"])
+
+    async def unowned_attachments(
+        self, owner: str, attachments: Sequence[AttachmentRef]
+    ) -> list[int]:
+        if not attachments:
+            return []
+        rows = await self._pool.fetch(
+            """
+            SELECT b.sha256, b.size FROM exchange.blob b
+            JOIN exchange.blob_owner o ON o.sha256 = b.sha256
+            WHERE o.agency = $1 AND b.sha256 = ANY($2::text[])
+            """,
+            owner,
+            [a.sha256 for a in attachments],
+        )
+        sizes = {row["sha256"]: row["size"] for row in rows}
+        return [i for i, a in enumerate(attachments) if sizes.get(a.sha256) != a.size]
+
+    async def store_submission(
+        self,
+        submission: Submission,
+        receipt: Receipt,
+        fingerprint: str,
+        events: Sequence[LedgerEvent],
+    ) -> None:
+        header = submission.header
+        doc_uuid = uuid.UUID(receipt.document_uuid)
+        async with self._pool.acquire() as conn, conn.transaction():
+            try:
+                await conn.execute(
+                    """
+                    INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
+                        fingerprint, business_type, header, submitted_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+                    """,
+                    doc_uuid,
+                    receipt.document_id,
+                    header.sender,
+                    submission.consignment_id,
+                    fingerprint,
+                    int(header.business_type),
+                    header_to_json(header),
+                    receipt.accepted_at,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "one_consignment":
+                    raise DuplicateConsignmentError from exc
+                raise DuplicateDocumentError(
+                    await self._new_document_uuid(receipt.document_id)
+                ) from exc
+            await conn.executemany(
+                """
+                INSERT INTO exchange.document_attachment
+                    (document_uuid, position, name, media_type, size, sha256, description)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """,
+                [
+                    (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
+                    for i, a in enumerate(submission.attachments)
+                ],
+            )
+            await conn.executemany(
+                """
+                INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
+                    value, certificate_chain, signed_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """,
+                [
+                    (
+                        doc_uuid,
+                        i,
+                        s.role,
+                        s.algorithm,
+                        s.value,
+                        list(s.certificate_chain),
+                        s.signed_at,
+                    )
+                    for i, s in enumerate(submission.signatures)
+                ],
+            )
+            await conn.executemany(
+                """
+                INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
+                    recipient, state, accepted_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """,
+                [
+                    (
+                        uuid.UUID(r.delivery_id),
+                        doc_uuid,
+                        i,
+                        r.requested_recipient,
+                        r.effective_recipient,
+                        DeliveryState.ACCEPTED.value,
+                        receipt.accepted_at,
+                    )
+                    for i, r in enumerate(receipt.routes)
+                ],
+            )
+            await conn.executemany(
+                """
+                INSERT INTO exchange.outbox
+                    (routing_key, message_id, message_type, payload, delivery_id)
+                VALUES ($1, $2, $3, $4, $5)
+                """,
+                [
+                    (
+                        r.effective_recipient,
+                        r.delivery_id,
+                        DELIVERY_MESSAGE_TYPE,
+                        events_pb2.DeliveryQueued(
+                            delivery_id=r.delivery_id,
+                            document_uuid=receipt.document_uuid,
+                            recipient=r.effective_recipient,
+                        ).SerializeToString(),
+                        uuid.UUID(r.delivery_id),
+                    )
+                    for r in receipt.routes
+                ],
+            )
+            await stage_ledger_events(conn, events)
+            # Delivered to listeners at commit: the relay wakes at once instead of polling.
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+    async def _new_document_uuid(self, document_id: str) -> str:
+        value = await self._pool.fetchval(
+            "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
+            document_id,
+        )
+        return str(value) if value is not None else ""
+
+    async def _load_document(
+        self, conn: Conn, document_uuid: uuid.UUID
+    ) -> tuple[Header, tuple[AttachmentRef, ...], tuple[Signature, ...], dt.datetime] | None:
+        row = await conn.fetchrow(
+            "SELECT header::text AS header, submitted_at FROM exchange.document WHERE uuid = $1",
+            document_uuid,
+        )
+        if row is None:
+            return None
+        attachments = await conn.fetch(
+            """
+            SELECT name, media_type, size, sha256, description FROM exchange.document_attachment
+            WHERE document_uuid = $1 ORDER BY position
+            """,
+            document_uuid,
+        )
+        signatures = await conn.fetch(
+            """
+            SELECT role, algorithm, value, certificate_chain, signed_at
+            FROM exchange.document_signature WHERE document_uuid = $1 ORDER BY position
+            """,
+            document_uuid,
+        )
+        return (
+            header_from_json(row["header"]),
+            tuple(
+                AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
+                for a in attachments
+            ),
+            tuple(
+                Signature(
+                    s["role"],
+                    s["algorithm"],
+                    s["value"],
+                    tuple(s["certificate_chain"]),
+                    s["signed_at"],
+                )
+                for s in signatures
+            ),
+            row["submitted_at"],
+        )
+
+    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                UPDATE exchange.delivery SET
+                    state = CASE WHEN state IN ('accepted', 'queued') THEN 'pushed' ELSE state END,
+                    pushed_at = coalesce(pushed_at, now()),
+                    push_count = push_count + 1
+                WHERE id = $1 AND recipient = $2 AND state IN ('accepted', 'queued', 'pushed')
+                RETURNING document_uuid, requested_recipient, push_count
+                """,
+                uuid.UUID(delivery_id),
+                recipient,
+            )
+            if row is None:
+                return None
+            loaded = await self._load_document(conn, row["document_uuid"])
+            assert loaded is not None  # deliveries reference documents
+            header, attachments, signatures, submitted_at = loaded
+            if row["push_count"] == 1:
+                await stage_ledger_events(
+                    conn,
+                    [
+                        LedgerEvent(
+                            entry_type="delivery",
+                            doc_uuid=str(row["document_uuid"]),
+                            document_id=header.document_id,
+                            occurred_at=dt.datetime.now(dt.UTC),
+                            from_agency=header.sender,
+                            to_agency=recipient,
+                            data={"delivery": delivery_id, "event": "pushed"},
+                        )
+                    ],
+                )
+        return PushItem(
+            delivery_id=delivery_id,
+            document_uuid=str(row["document_uuid"]),
+            requested_recipient=row["requested_recipient"],
+            header=header,
+            attachments=attachments,
+            signatures=signatures,
+            submitted_at=submitted_at,
+        )
+
+    async def acknowledge(
+        self, delivery_id: str, recipient: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                SELECT d.document_uuid, d.acknowledged_at, doc.document_id, doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                WHERE d.id = $1 AND d.recipient = $2
+                FOR UPDATE OF d
+                """,
+                uuid.UUID(delivery_id),
+                recipient,
+            )
+            if row is None:
+                return None
+            if row["acknowledged_at"] is not None:
+                return Acknowledgement(row["acknowledged_at"], already_acknowledged=True)
+            await conn.execute(
+                """
+                UPDATE exchange.delivery SET state = 'acknowledged', acknowledged_at = $2,
+                    pushed_at = coalesce(pushed_at, $2)
+                WHERE id = $1
+                """,
+                uuid.UUID(delivery_id),
+                now,
+            )
+            await stage_ledger_events(
+                conn,
+                [
+                    LedgerEvent(
+                        entry_type="receipt",
+                        doc_uuid=str(row["document_uuid"]),
+                        document_id=row["document_id"],
+                        occurred_at=now,
+                        from_agency=row["sender"],
+                        to_agency=recipient,
+                        data={"delivery": delivery_id},
+                    )
+                ],
+            )
+        return Acknowledgement(now, already_acknowledged=False)
+
+    async def track(
+        self, *, document_uuid: str | None, document_id: str | None
+    ) -> DocumentTrack | None:
+        async with self._pool.acquire() as conn:
+            if document_uuid is not None:
+                key: uuid.UUID | None = uuid.UUID(document_uuid)
+            else:
+                key = await conn.fetchval(
+                    """
+                    SELECT uuid FROM exchange.document WHERE document_id = $1
+                    ORDER BY submitted_at DESC LIMIT 1
+                    """,
+                    document_id,
+                )
+            if key is None:
+                return None
+            loaded = await self._load_document(conn, key)
+            if loaded is None:
+                return None
+            header, attachments, _signatures, submitted_at = loaded
+            rows = await conn.fetch(
+                """
+                SELECT id, requested_recipient, recipient, state, accepted_at, queued_at,
+                       pushed_at, acknowledged_at, push_count
+                FROM exchange.delivery WHERE document_uuid = $1 ORDER BY position
+                """,
+                key,
+            )
+        return DocumentTrack(
+            document_uuid=str(key),
+            header=header,
+            attachments=attachments,
+            submitted_at=submitted_at,
+            recipients=tuple(
+                RecipientTrack(
+                    requested_recipient=r["requested_recipient"],
+                    effective_recipient=r["recipient"],
+                    delivery_id=str(r["id"]),
+                    state=DeliveryState(r["state"]),
+                    accepted_at=r["accepted_at"],
+                    queued_at=r["queued_at"],
+                    pushed_at=r["pushed_at"],
+                    acknowledged_at=r["acknowledged_at"],
+                    push_count=r["push_count"],
+                )
+                for r in rows
+            ),
+        )
+
+    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+        storage_id = uuid.uuid4()
+        async with self._pool.acquire() as conn:
+            exists = await conn.fetchval("SELECT size FROM exchange.blob WHERE sha256 = $1", sha256)
+            async with conn.transaction():
+                offset = 0
+                async for chunk in chunks:
+                    # Bytes already stored under this hash are still read and verified (proof that
+                    # the uploader holds the content) but not written twice.
+                    if exists is None:
+                        await conn.execute(
+                            "INSERT INTO exchange.blob_chunk (storage_id, start_offset, data) "
+                            "VALUES ($1, $2, $3)",
+                            storage_id,
+                            offset,
+                            chunk,
+                        )
+                    offset += len(chunk)
+                if exists is None:
+                    await conn.execute(
+                        """
+                        INSERT INTO exchange.blob (sha256, size, storage_id) VALUES ($1, $2, $3)
+                        ON CONFLICT (sha256) DO NOTHING
+                        """,
+                        sha256,
+                        offset,
+                        storage_id,
+                    )
+                await conn.execute(
+                    "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) "
+                    "ON CONFLICT DO NOTHING",
+                    sha256,
+                    owner,
+                )
+
+    async def attachment_chunks(
+        self, document_uuid: str, sha256: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        del document_uuid  # authorised by the caller; content is addressed by hash
+        async with self._pool.acquire() as conn:
+            storage_id = await conn.fetchval(
+                "SELECT storage_id FROM exchange.blob WHERE sha256 = $1", sha256
+            )
+            if storage_id is None:
+                return
+            position = offset
+            while True:
+                # One chunk per query keeps memory flat whatever the file size.
+                row = await conn.fetchrow(
+                    """
+                    SELECT start_offset, data FROM exchange.blob_chunk
+                    WHERE storage_id = $1 AND start_offset + length(data) > $2
+                    ORDER BY start_offset LIMIT 1
+                    """,
+                    storage_id,
+                    position,
+                )
+                if row is None:
+                    return
+                start: int = row["start_offset"]
+                data: bytes = row["data"]
+                piece = data[position - start :] if position > start else data
+                yield position, piece
+                position = start + len(data)
+
+
+class PostgresOutbox:
+    """Claims outbox rows, hands them to a publisher, and deletes them only once it returns."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def relay_batch(
+        self,
+        limit: int,
+        publish: Callable[[Sequence[OutboundMessage]], Awaitable[None]],
+    ) -> int:
+        """Publishes up to `limit` rows; returns how many. A crash after publishing and before
+        commit publishes them again: consumers treat messages as at-least-once."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, routing_key, message_id, message_type, payload, delivery_id
+                FROM exchange.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+            )
+            if not rows:
+                return 0
+            await publish(
+                [
+                    OutboundMessage(
+                        r["routing_key"], r["message_id"], r["message_type"], r["payload"]
+                    )
+                    for r in rows
+                ]
+            )
+            await conn.execute(
+                "DELETE FROM exchange.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+            queued = await conn.fetch(
+                """
+                UPDATE exchange.delivery d SET state = 'queued', queued_at = now()
+                FROM exchange.document doc
+                WHERE d.id = ANY($1::uuid[]) AND d.state = 'accepted' AND doc.uuid = d.document_uuid
+                RETURNING d.id, d.document_uuid, d.recipient, doc.document_id, doc.sender,
+                    d.queued_at
+                """,
+                [r["delivery_id"] for r in rows if r["delivery_id"] is not None],
+            )
+            await stage_ledger_events(
+                conn,
+                [
+                    LedgerEvent(
+                        entry_type="delivery",
+                        doc_uuid=str(q["document_uuid"]),
+                        document_id=q["document_id"],
+                        occurred_at=q["queued_at"],
+                        from_agency=q["sender"],
+                        to_agency=q["recipient"],
+                        data={"delivery": str(q["id"]), "event": "queued"},
+                    )
+                    for q in queued
+                ],
+            )
+        return len(rows)

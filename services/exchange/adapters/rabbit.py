@@ -1,0 +1,207 @@
+"""RabbitMQ topology and transports for the exchange: inbox queues, publishing, consuming.
+
+Every recipient agency has a durable quorum queue `docaxis.inbox.<code>` bound to the direct
+exchange `docaxis.inbox` by its code. Messages carry references only (DeliveryQueued); the
+document and its attachments stay in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from docaxis.exchange.v1 import events_pb2
+
+INBOX_EXCHANGE = "docaxis.inbox"
+DEAD_LETTER_EXCHANGE = "docaxis.dead-letter"
+DEAD_LETTER_QUEUE = "docaxis.dead-letter"
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def inbox_queue_name(agency_code: str) -> str:
+    return f"docaxis.inbox.{agency_code}"
+
+
+async def declare_topology(channel: AbstractChannel) -> AbstractExchange:
+    """The inbox exchange and the dead-letter queue. Idempotent."""
+    dead = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    dead_queue = await channel.declare_queue(
+        DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_queue.bind(dead)
+    return await channel.declare_exchange(
+        INBOX_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+
+
+async def declare_inbox(
+    channel: AbstractChannel, exchange: AbstractExchange, agency_code: str
+) -> AbstractQueue:
+    # Quorum queues replicate and fsync; no delivery limit, because a DMS that disconnects
+    # without acknowledging returns its messages and must get them again, however often.
+    queue = await channel.declare_queue(
+        inbox_queue_name(agency_code),
+        durable=True,
+        arguments={"x-queue-type": "quorum", "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE},
+    )
+    await queue.bind(exchange, routing_key=agency_code)
+    return queue
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    routing_key: str
+    message_id: str
+    message_type: str
+    payload: bytes
+
+
+class RabbitPublisher:
+    """Publishes batches with publisher confirms, pipelined: the whole batch is in flight at once
+    and the call returns only when the broker has confirmed every message."""
+
+    def __init__(self, connection: AbstractRobustConnection) -> None:
+        self._connection = connection
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._declared: set[str] = set()
+
+    async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
+        if self._channel is None or self._channel.is_closed or self._exchange is None:
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await declare_topology(self._channel)
+            self._declared.clear()
+        return self._channel, self._exchange
+
+    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> None:
+        channel, exchange = await self._ready()
+        # Declare before publishing: a message routed to a queue that does not exist yet would be
+        # dropped by the exchange (mandatory=True turns that into an error as a second guard).
+        for key in {m.routing_key for m in messages} - self._declared:
+            await declare_inbox(channel, exchange, key)
+            self._declared.add(key)
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            m.payload,
+                            content_type="application/x-protobuf",
+                            type=m.message_type,
+                            message_id=m.message_id,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=m.routing_key,
+                        mandatory=True,
+                    )
+                    for m in messages
+                )
+            )
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    delivery_id: str
+    message: AbstractIncomingMessage
+
+
+class InFlight:
+    """Messages pushed to a DMS and not yet acknowledged, by delivery id, across this process's
+    Receive streams. Acknowledge acks the broker message through it; a message whose stream has
+    gone is requeued by the broker and then skipped because the database says it is done."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, AbstractIncomingMessage] = {}
+
+    def holds(self, delivery_id: str) -> bool:
+        return delivery_id in self._messages
+
+    def add(self, delivery_id: str, message: AbstractIncomingMessage) -> None:
+        self._messages[delivery_id] = message
+
+    def forget(self, delivery_ids: Sequence[str]) -> None:
+        for delivery_id in delivery_ids:
+            self._messages.pop(delivery_id, None)
+
+    async def settle(self, delivery_id: str) -> None:
+        message = self._messages.pop(delivery_id, None)
+        if message is None:
+            return
+        # If the stream's channel closed meanwhile, the broker requeued the message and the next
+        # stream skips it, because the database says it is acknowledged.
+        with contextlib.suppress(aio_pika.exceptions.ChannelInvalidStateError):
+            await message.ack()
+
+
+class RabbitInbox:
+    """Consumes one agency's inbox queue for a Receive stream."""
+
+    def __init__(self, connection: AbstractRobustConnection, *, prefetch: int = 32) -> None:
+        self._connection = connection
+        self._prefetch = prefetch
+        self._open: set[aio_pika.abc.AbstractQueueIterator] = set()
+
+    @asynccontextmanager
+    async def consume(self, agency_code: str) -> AsyncIterator[AsyncIterator[InboxMessage]]:
+        # A channel per stream: closing it returns every unacknowledged message to the queue.
+        channel = await self._connection.channel()
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            exchange = await declare_topology(channel)
+            queue = await declare_inbox(channel, exchange, agency_code)
+            iterator = queue.iterator()
+            self._open.add(iterator)
+            try:
+                yield _messages(iterator)
+            finally:
+                self._open.discard(iterator)
+                await iterator.close()
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def close_all(self) -> None:
+        """Ends every Receive stream's iteration (shutdown); unacked messages are requeued."""
+        for iterator in list(self._open):
+            await iterator.close()
+
+
+async def _messages(
+    iterator: aio_pika.abc.AbstractQueueIterator,
+) -> AsyncIterator[InboxMessage]:
+    async for message in iterator:
+        event = events_pb2.DeliveryQueued()
+        try:
+            event.ParseFromString(message.body)
+        except ValueError:
+            # Not ours to interpret: dead-letter it for an operator, never drop it.
+            await message.reject(requeue=False)
+            continue
+        yield InboxMessage(event.delivery_id, message)
+
+
+async def queue_depth(connection: AbstractRobustConnection, agency_code: str) -> int:
+    """Messages waiting in an agency's inbox (not counting those pushed and unacknowledged)."""
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(inbox_queue_name(agency_code), passive=True)
+        return queue.declaration_result.message_count or 0
+    finally:
+        await channel.close()

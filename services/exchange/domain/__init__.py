@@ -1,0 +1,1 @@
+"""Pure exchange model: documents, deliveries and their rules. No I/O."""

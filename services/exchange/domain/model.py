@@ -1,0 +1,288 @@
+"""Documents, attachments, signatures and per-recipient deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.common.errors import FieldViolation, ValidationError
+
+VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
+
+MAX_CODE_NUMBER = 11
+MAX_CODE_NOTATION = 30
+MAX_SUBJECT = 500
+MAX_TYPE_NAME = 100
+MAX_SIGNER_POSITION = 100
+MAX_SIGNER_NAME = 50
+MAX_PLACE = 200
+MAX_TO_PLACES_TOTAL = 1000
+MAX_RECIPIENTS = 500
+MAX_ATTACHMENTS = 100
+MAX_CONSIGNMENT_ID = 128
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_CONSIGNMENT = re.compile(r"^[\x21-\x7e]+$")
+
+# Why a string is not an agency code in the deployment's accepted forms, or None. Injected: the
+# code rules belong to the directory, and the exchange only needs their verdict.
+CodeCheck = Callable[[str], str | None]
+
+
+class BusinessType(enum.IntEnum):
+    """edXML BussinessDocType values, as on the wire."""
+
+    NEW = 0
+    REVOKE = 1
+    UPDATE = 2
+    REPLACE = 3
+
+
+class DeliveryState(enum.StrEnum):
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    PUSHED = "pushed"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    WITHDRAWN = "withdrawn"
+
+
+def nfc(text: str) -> str:
+    """Vietnamese text arrives in NFC and NFD alike; compare, hash and store it as NFC."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    sender: str
+    recipients: tuple[str, ...]
+    code_number: str
+    code_notation: str
+    promulgation_date: dt.date
+    subject: str
+    promulgation_place: str = ""
+    document_type: int = 0
+    type_name: str = ""
+    content: str = ""
+    signer_competence: str = ""
+    signer_position: str = ""
+    signer_full_name: str = ""
+    due_date: dt.date | None = None
+    priority: int = 0
+    business_type: BusinessType = BusinessType.NEW
+    response_for: tuple[str, ...] = ()
+    to_places: tuple[str, ...] = ()
+
+    @property
+    def document_id(self) -> str:
+        """`<sender>,<yyyy/MM/dd>,<number>/<notation>`: the global key of domain.md §3."""
+        return document_id_of(
+            self.sender, self.promulgation_date, self.code_number, self.code_notation
+        )
+
+
+def document_id_of(sender: str, date: dt.date, number: str, notation: str) -> str:
+    return nfc(f"{sender},{date:%Y/%m/%d},{number}/{notation}")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocumentId:
+    sender: str
+    promulgation_date: dt.date
+    code_number: str
+    code_notation: str
+
+
+def parse_document_id(raw: str) -> ParsedDocumentId:
+    """At most two comma splits, then number/notation at the first slash (notations hold '/')."""
+    parts = nfc(raw).split(",", 2)
+    if len(parts) != 3 or "/" not in parts[2]:
+        raise ValueError(f"{raw!r} is not <sender>,<yyyy/MM/dd>,<number>/<notation>")
+    date = dt.datetime.strptime(parts[1], "%Y/%m/%d").date()
+    number, notation = parts[2].split("/", 1)
+    return ParsedDocumentId(parts[0], date, number, notation)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    role: str  # "person" | "organization"
+    algorithm: str
+    value: bytes
+    certificate_chain: tuple[bytes, ...]
+    signed_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    consignment_id: str
+    header: Header
+    attachments: tuple[AttachmentRef, ...]
+    signatures: tuple[Signature, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    requested_recipient: str
+    effective_recipient: str
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    document_uuid: str
+    document_id: str
+    consignment_id: str
+    accepted_at: dt.datetime
+    routes: tuple[Route, ...]
+
+
+def _check_length(
+    problems: list[FieldViolation], field: str, value: str, limit: int, *, required: bool
+) -> None:
+    if required and not value:
+        problems.append(FieldViolation(field, "required"))
+    elif len(value) > limit:
+        problems.append(FieldViolation(field, f"at most {limit} characters, got {len(value)}"))
+
+
+def submission_problems(
+    submission: Submission,
+    *,
+    code_problem: CodeCheck,
+    today: dt.date,
+    max_attachment_bytes: int,
+) -> list[FieldViolation]:
+    """Every problem with a submission at once (domain.md §2.2 limits)."""
+    check_code = code_problem
+    problems: list[FieldViolation] = []
+    header = submission.header
+    if not submission.consignment_id:
+        problems.append(FieldViolation("consignment_id", "required"))
+    elif len(submission.consignment_id) > MAX_CONSIGNMENT_ID or not _CONSIGNMENT.match(
+        submission.consignment_id
+    ):
+        problems.append(
+            FieldViolation(
+                "consignment_id", f"1 to {MAX_CONSIGNMENT_ID} printable ASCII characters"
+            )
+        )
+    if (why := check_code(header.sender)) is not None:
+        problems.append(FieldViolation("header.sender", why))
+    if not header.recipients:
+        problems.append(FieldViolation("header.recipients", "at least one recipient is required"))
+    elif len(header.recipients) > MAX_RECIPIENTS:
+        problems.append(FieldViolation("header.recipients", f"at most {MAX_RECIPIENTS}"))
+    seen: set[str] = set()
+    for index, recipient in enumerate(header.recipients):
+        field = f"header.recipients[{index}]"
+        if (why := check_code(recipient)) is not None:
+            problems.append(FieldViolation(field, why))
+        elif recipient in seen:
+            problems.append(FieldViolation(field, f"{recipient} is listed twice"))
+        seen.add(recipient)
+    _check_length(
+        problems, "header.code.number", header.code_number, MAX_CODE_NUMBER, required=True
+    )
+    _check_length(
+        problems, "header.code.notation", header.code_notation, MAX_CODE_NOTATION, required=True
+    )
+    if "," in header.code_number or "/" in header.code_number:
+        problems.append(FieldViolation("header.code.number", "must not contain ',' or '/'"))
+    if header.promulgation_date > today:
+        problems.append(
+            FieldViolation(
+                "header.promulgation_date", f"{header.promulgation_date} is in the future"
+            )
+        )
+    _check_length(problems, "header.subject", header.subject, MAX_SUBJECT, required=True)
+    _check_length(problems, "header.type_name", header.type_name, MAX_TYPE_NAME, required=False)
+    _check_length(
+        problems, "header.promulgation_place", header.promulgation_place, MAX_PLACE, required=False
+    )
+    _check_length(
+        problems,
+        "header.signer.position",
+        header.signer_position,
+        MAX_SIGNER_POSITION,
+        required=False,
+    )
+    _check_length(
+        problems,
+        "header.signer.full_name",
+        header.signer_full_name,
+        MAX_SIGNER_NAME,
+        required=False,
+    )
+    if sum(len(place) for place in header.to_places) > MAX_TO_PLACES_TOTAL:
+        problems.append(
+            FieldViolation("header.to_places", f"at most {MAX_TO_PLACES_TOTAL} characters in total")
+        )
+    if header.due_date is not None and header.due_date < header.promulgation_date:
+        problems.append(
+            FieldViolation("header.due_date", "must not be before the promulgation date")
+        )
+    if header.document_type < 0:
+        problems.append(FieldViolation("header.document_type", "must not be negative"))
+    if header.business_type is not BusinessType.NEW and not header.response_for:
+        problems.append(
+            FieldViolation(
+                "header.response_for", "a revoke, update or replace names the document it acts on"
+            )
+        )
+    for index, target in enumerate(header.response_for):
+        try:
+            parse_document_id(target)
+        except ValueError as exc:
+            problems.append(FieldViolation(f"header.response_for[{index}]", str(exc)))
+    if len(submission.attachments) > MAX_ATTACHMENTS:
+        problems.append(FieldViolation("attachments", f"at most {MAX_ATTACHMENTS}"))
+    for index, attachment in enumerate(submission.attachments):
+        field = f"attachments[{index}]"
+        if not attachment.name:
+            problems.append(FieldViolation(f"{field}.name", "required"))
+        if not attachment.media_type:
+            problems.append(FieldViolation(f"{field}.media_type", "required"))
+        if not _SHA256_HEX.match(attachment.sha256):
+            problems.append(FieldViolation(f"{field}.sha256", "64 lowercase hex digits"))
+        if attachment.size <= 0:
+            problems.append(FieldViolation(f"{field}.size", "must be positive"))
+        elif attachment.size > max_attachment_bytes:
+            problems.append(
+                FieldViolation(
+                    f"{field}.size", f"exceeds the limit of {max_attachment_bytes} bytes"
+                )
+            )
+    return problems
+
+
+def validate_submission(
+    submission: Submission,
+    *,
+    code_problem: CodeCheck,
+    today: dt.date,
+    max_attachment_bytes: int,
+) -> None:
+    problems = submission_problems(
+        submission,
+        code_problem=code_problem,
+        today=today,
+        max_attachment_bytes=max_attachment_bytes,
+    )
+    if problems:
+        raise ValidationError("invalid submission", problems)
+
+
+def today_in_vietnam(now: dt.datetime | None = None) -> dt.date:
+    return (now or dt.datetime.now(dt.UTC)).astimezone(VIETNAM).date()

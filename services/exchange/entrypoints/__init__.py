@@ -1,0 +1,1 @@
+"""Exchange entrypoints: gRPC API and the outbox relay."""

@@ -1,0 +1,232 @@
+"""Conversions between exchange protos and the domain model. Malformed input is reported per
+field, all at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from google.protobuf import timestamp_pb2
+
+from services.common.errors import FieldViolation, ValidationError
+from services.exchange.domain.model import (
+    AttachmentRef,
+    BusinessType,
+    DeliveryState,
+    Header,
+    Receipt,
+    Signature,
+    Submission,
+    nfc,
+)
+from services.exchange.service_layer.ports import DocumentTrack, PushItem
+
+_BUSINESS_FROM_PB = {
+    common_pb2.BUSINESS_TYPE_UNSPECIFIED: BusinessType.NEW,
+    common_pb2.BUSINESS_TYPE_NEW: BusinessType.NEW,
+    common_pb2.BUSINESS_TYPE_REVOKE: BusinessType.REVOKE,
+    common_pb2.BUSINESS_TYPE_UPDATE: BusinessType.UPDATE,
+    common_pb2.BUSINESS_TYPE_REPLACE: BusinessType.REPLACE,
+}
+_BUSINESS_TO_PB = {
+    BusinessType.NEW: common_pb2.BUSINESS_TYPE_NEW,
+    BusinessType.REVOKE: common_pb2.BUSINESS_TYPE_REVOKE,
+    BusinessType.UPDATE: common_pb2.BUSINESS_TYPE_UPDATE,
+    BusinessType.REPLACE: common_pb2.BUSINESS_TYPE_REPLACE,
+}
+_ROLE_FROM_PB = {
+    common_pb2.SIGNATURE_ROLE_PERSON: "person",
+    common_pb2.SIGNATURE_ROLE_ORGANIZATION: "organization",
+}
+_ROLE_TO_PB = {value: key for key, value in _ROLE_FROM_PB.items()}
+_STATE_TO_PB = {
+    DeliveryState.ACCEPTED: pb.DELIVERY_STATE_ACCEPTED,
+    DeliveryState.QUEUED: pb.DELIVERY_STATE_QUEUED,
+    DeliveryState.PUSHED: pb.DELIVERY_STATE_PUSHED,
+    DeliveryState.ACKNOWLEDGED: pb.DELIVERY_STATE_ACKNOWLEDGED,
+    DeliveryState.FAILED: pb.DELIVERY_STATE_FAILED,
+    DeliveryState.WITHDRAWN: pb.DELIVERY_STATE_WITHDRAWN,
+}
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(dt.UTC))
+    return stamp
+
+
+def _date(
+    problems: list[FieldViolation], field: str, raw: str, *, required: bool
+) -> dt.date | None:
+    if not raw:
+        if required:
+            problems.append(FieldViolation(field, "required (YYYY-MM-DD)"))
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
+        return None
+
+
+def submission_from_pb(request: pb.SubmitRequest) -> Submission:
+    """Parses the request's shape (dates, enums); the domain then checks its content."""
+    problems: list[FieldViolation] = []
+    h = request.header
+    promulgation = _date(problems, "header.promulgation_date", h.promulgation_date, required=True)
+    due = _date(problems, "header.due_date", h.due_date, required=False)
+    business = _BUSINESS_FROM_PB.get(h.business_type)
+    if business is None:
+        problems.append(FieldViolation("header.business_type", "unknown value"))
+    if h.document_id:
+        problems.append(
+            FieldViolation("header.document_id", "output only: docaxis computes the DocumentId")
+        )
+    if not 0 <= h.priority <= common_pb2.PRIORITY_TIMED_EXPRESS:
+        problems.append(FieldViolation("header.priority", "unknown value"))
+    signatures: list[Signature] = []
+    for index, s in enumerate(request.signatures):
+        role = _ROLE_FROM_PB.get(s.role)
+        if role is None:
+            problems.append(FieldViolation(f"signatures[{index}].role", "PERSON or ORGANIZATION"))
+            continue
+        signatures.append(
+            Signature(
+                role=role,
+                algorithm=s.algorithm,
+                value=s.signature,
+                certificate_chain=tuple(s.certificate_chain),
+                signed_at=s.signed_at.ToDatetime(dt.UTC) if s.HasField("signed_at") else None,
+            )
+        )
+    if problems or promulgation is None or business is None:
+        raise ValidationError("invalid submission", problems)
+    header = Header(
+        sender=nfc(h.sender),
+        recipients=tuple(nfc(r) for r in h.recipients),
+        code_number=nfc(h.code.number),
+        code_notation=nfc(h.code.notation),
+        promulgation_date=promulgation,
+        subject=nfc(h.subject),
+        promulgation_place=nfc(h.promulgation_place),
+        document_type=h.document_type,
+        type_name=nfc(h.type_name),
+        content=nfc(h.content),
+        signer_competence=nfc(h.signer.competence),
+        signer_position=nfc(h.signer.position),
+        signer_full_name=nfc(h.signer.full_name),
+        due_date=due,
+        priority=h.priority,
+        business_type=business,
+        response_for=tuple(nfc(r) for r in h.response_for),
+        to_places=tuple(nfc(p) for p in h.to_places),
+    )
+    attachments = tuple(
+        AttachmentRef(
+            name=nfc(a.name),
+            media_type=a.media_type.strip(),
+            size=a.size,
+            sha256=a.sha256.strip(),
+            description=nfc(a.description),
+        )
+        for a in request.attachments
+    )
+    return Submission(request.consignment_id, header, attachments, tuple(signatures))
+
+
+def header_to_pb(header: Header) -> common_pb2.DocumentHeader:
+    return common_pb2.DocumentHeader(
+        sender=header.sender,
+        recipients=list(header.recipients),
+        code=common_pb2.DocumentCode(number=header.code_number, notation=header.code_notation),
+        promulgation_place=header.promulgation_place,
+        promulgation_date=header.promulgation_date.isoformat(),
+        document_type=header.document_type,
+        type_name=header.type_name,
+        subject=header.subject,
+        content=header.content,
+        signer=common_pb2.Signer(
+            competence=header.signer_competence,
+            position=header.signer_position,
+            full_name=header.signer_full_name,
+        ),
+        due_date=header.due_date.isoformat() if header.due_date else "",
+        priority=header.priority,  # type: ignore[arg-type]  # range-checked on the way in
+        business_type=_BUSINESS_TO_PB[header.business_type],
+        response_for=list(header.response_for),
+        document_id=header.document_id,
+        to_places=list(header.to_places),
+    )
+
+
+def attachment_to_pb(a: AttachmentRef) -> common_pb2.AttachmentRef:
+    return common_pb2.AttachmentRef(
+        name=a.name,
+        media_type=a.media_type,
+        size=a.size,
+        sha256=a.sha256,
+        description=a.description,
+    )
+
+
+def receipt_to_pb(receipt: Receipt) -> pb.SubmissionReceipt:
+    return pb.SubmissionReceipt(
+        document_uuid=receipt.document_uuid,
+        document_id=receipt.document_id,
+        consignment_id=receipt.consignment_id,
+        accepted_at=timestamp(receipt.accepted_at),
+        routes=[
+            pb.Route(
+                requested_recipient=r.requested_recipient,
+                effective_recipient=r.effective_recipient,
+                delivery_id=r.delivery_id,
+            )
+            for r in receipt.routes
+        ],
+    )
+
+
+def delivery_to_pb(item: PushItem) -> pb.Delivery:
+    return pb.Delivery(
+        delivery_id=item.delivery_id,
+        document_uuid=item.document_uuid,
+        header=header_to_pb(item.header),
+        attachments=[attachment_to_pb(a) for a in item.attachments],
+        signatures=[
+            common_pb2.DocumentSignature(
+                role=_ROLE_TO_PB[s.role],
+                algorithm=s.algorithm,
+                signature=s.value,
+                certificate_chain=list(s.certificate_chain),
+                signed_at=timestamp(s.signed_at),
+            )
+            for s in item.signatures
+        ],
+        submitted_at=timestamp(item.submitted_at),
+        requested_recipient=item.requested_recipient,
+    )
+
+
+def track_to_pb(track: DocumentTrack) -> pb.TrackResponse:
+    return pb.TrackResponse(
+        document_uuid=track.document_uuid,
+        header=header_to_pb(track.header),
+        submitted_at=timestamp(track.submitted_at),
+        recipients=[
+            pb.RecipientState(
+                requested_recipient=r.requested_recipient,
+                effective_recipient=r.effective_recipient,
+                delivery_id=r.delivery_id,
+                state=_STATE_TO_PB[r.state],
+                accepted_at=timestamp(r.accepted_at),
+                queued_at=timestamp(r.queued_at),
+                pushed_at=timestamp(r.pushed_at),
+                acknowledged_at=timestamp(r.acknowledged_at),
+                push_count=r.push_count,
+            )
+            for r in track.recipients
+        ],
+    )

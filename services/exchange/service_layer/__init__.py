@@ -1,0 +1,1 @@
+"""Exchange use cases over ports."""

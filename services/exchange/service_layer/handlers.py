@@ -1,0 +1,361 @@
+"""Exchange use cases: upload, submit, push, acknowledge, track, download."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from services.common.errors import (
+    ConflictError,
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    RejectedError,
+    ValidationError,
+)
+from services.exchange.domain.model import (
+    CodeCheck,
+    Receipt,
+    Route,
+    Submission,
+    nfc,
+    today_in_vietnam,
+    validate_submission,
+)
+from services.exchange.service_layer.ports import (
+    Acknowledgement,
+    DirectoryLookup,
+    DocumentStore,
+    DocumentTrack,
+    DuplicateConsignmentError,
+    DuplicateDocumentError,
+    LedgerEvent,
+    PushItem,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    receipt: Receipt
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_attachment_bytes: int = 256 * 1024 * 1024
+
+
+class SizeLimitError(ValidationError):
+    reason = "SIZE_LIMIT_EXCEEDED"
+
+
+class AttachmentMismatchError(ValidationError):
+    reason = "ATTACHMENT_MISMATCH"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ExchangeHandlers:
+    def __init__(
+        self,
+        store: DocumentStore,
+        directory: DirectoryLookup,
+        code_problem: CodeCheck,
+        limits: Limits = Limits(),
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._code_problem = code_problem
+        self._limits = limits
+        self._clock = clock
+
+    async def upload_attachment(
+        self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Stores an attachment, verified against its declared size and SHA-256 as it streams."""
+        problems: list[FieldViolation] = []
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            problems.append(FieldViolation("declaration.sha256", "64 lowercase hex digits"))
+        if size <= 0:
+            problems.append(FieldViolation("declaration.size", "must be positive"))
+        if problems:
+            raise ValidationError("invalid attachment declaration", problems)
+        limit = self._limits.max_attachment_bytes
+        if size > limit:
+            raise SizeLimitError(
+                f"attachment of {size} bytes exceeds the limit of {limit}",
+                [FieldViolation("declaration.size", f"at most {limit} bytes")],
+                meta={"limit_bytes": str(limit)},
+            )
+        await self._store.store_blob(owner, sha256, _verified(chunks, sha256, size, limit))
+        log.info("attachment_uploaded", owner=owner, sha256=sha256, size=size)
+
+    async def submit(self, caller_agency: str, submission: Submission) -> SubmitResult:
+        header = submission.header
+        if header.sender != caller_agency:
+            raise PermissionDeniedError(
+                f"agency {caller_agency} cannot submit as {header.sender}",
+                reason="SENDER_MISMATCH",
+                meta={"caller": caller_agency, "sender": header.sender},
+            )
+        now = self._clock()
+        validate_submission(
+            submission,
+            code_problem=self._code_problem,
+            today=today_in_vietnam(now),
+            max_attachment_bytes=self._limits.max_attachment_bytes,
+        )
+        fingerprint = submission_fingerprint(submission)
+        replay = await self._replay(submission, fingerprint)
+        if replay is not None:
+            return replay
+        unowned = await self._store.unowned_attachments(header.sender, submission.attachments)
+        if unowned:
+            raise ValidationError(
+                "attachments not uploaded",
+                [
+                    FieldViolation(
+                        f"attachments[{index}]",
+                        "no completed upload by the sender with this sha256 and size",
+                    )
+                    for index in unowned
+                ],
+            )
+        routes = await self._route(header.sender, header.recipients)
+        receipt = Receipt(
+            document_uuid=str(uuid.uuid4()),
+            document_id=header.document_id,
+            consignment_id=submission.consignment_id,
+            accepted_at=now,
+            routes=routes,
+        )
+        events = _submission_events(submission, receipt, fingerprint)
+        try:
+            await self._store.store_submission(submission, receipt, fingerprint, events)
+        except DuplicateDocumentError as exc:
+            raise ConflictError(
+                f"document {header.document_id} was already submitted",
+                meta={"document_uuid": exc.document_uuid, "document_id": header.document_id},
+            ) from None
+        except DuplicateConsignmentError:
+            # A concurrent identical request won the race: answer as its replay.
+            replay = await self._replay(submission, fingerprint)
+            if replay is None:  # pragma: no cover - the row that conflicted must be readable
+                raise
+            return replay
+        log.info(
+            "document_submitted",
+            document_uuid=receipt.document_uuid,
+            sender=header.sender,
+            recipients=len(routes),
+            attachments=len(submission.attachments),
+        )
+        return SubmitResult(receipt, replayed=False)
+
+    async def _replay(self, submission: Submission, fingerprint: str) -> SubmitResult | None:
+        stored = await self._store.find_by_consignment(
+            submission.header.sender, submission.consignment_id
+        )
+        if stored is None:
+            return None
+        if stored.fingerprint != fingerprint:
+            raise ConflictError(
+                f"consignment {submission.consignment_id} was already used for another request",
+                meta={
+                    "consignment_id": submission.consignment_id,
+                    "document_uuid": stored.receipt.document_uuid,
+                },
+            )
+        return SubmitResult(stored.receipt, replayed=True)
+
+    async def _route(self, sender: str, recipients: Sequence[str]) -> tuple[Route, ...]:
+        agencies = await self._directory.lookup([sender, *recipients])
+        sender_view = agencies.get(sender)
+        if sender_view is None or not sender_view.open:
+            raise RejectedError(
+                f"sender {sender} is not a registered, open agency",
+                reason="NOT_REGISTERED",
+                meta={"sender": sender},
+            )
+        unknown = [code for code in recipients if code not in agencies]
+        closed = [code for code in recipients if code in agencies and not agencies[code].open]
+        if unknown or closed:
+            meta = {"unknown": ",".join(unknown), "closed": ",".join(closed)}
+            for code in closed:
+                meta[f"successors.{code}"] = ",".join(agencies[code].successor_codes)
+            parts = []
+            if unknown:
+                parts.append("unknown recipient(s) " + ", ".join(unknown))
+            if closed:
+                parts.append(
+                    "closed recipient(s) "
+                    + ", ".join(
+                        f"{code} (successors: "
+                        f"{', '.join(agencies[code].successor_codes) or 'none'})"
+                        for code in closed
+                    )
+                )
+            raise RejectedError("; ".join(parts), reason="INVALID_ADDRESSEE", meta=meta)
+        return tuple(Route(code, code, str(uuid.uuid4())) for code in recipients)
+
+    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+        return await self._store.begin_push(delivery_id, recipient)
+
+    async def acknowledge(self, caller_agency: str, delivery_id: str) -> Acknowledgement:
+        if not _is_uuid(delivery_id):
+            raise ValidationError(
+                "invalid delivery id", [FieldViolation("delivery_id", "must be a UUID")]
+            )
+        result = await self._store.acknowledge(delivery_id, caller_agency, self._clock())
+        if result is None:
+            raise NotFoundError(f"no delivery {delivery_id} for {caller_agency}")
+        if not result.already_acknowledged:
+            log.info("delivery_acknowledged", delivery_id=delivery_id, recipient=caller_agency)
+        return result
+
+    async def track(
+        self, caller_agency: str, *, document_uuid: str | None, document_id: str | None
+    ) -> DocumentTrack:
+        if document_uuid is not None and not _is_uuid(document_uuid):
+            raise ValidationError(
+                "invalid document uuid", [FieldViolation("document_uuid", "must be a UUID")]
+            )
+        if document_uuid is None and not document_id:
+            raise ValidationError(
+                "nothing to track",
+                [FieldViolation("document", "give document_uuid or document_id")],
+            )
+        track = await self._store.track(
+            document_uuid=document_uuid, document_id=nfc(document_id) if document_id else None
+        )
+        # Not found and not yours look the same, so nobody learns what others exchange.
+        missing = NotFoundError("no such document among those you sent or received")
+        if track is None:
+            raise missing
+        if track.header.sender == caller_agency:
+            return track
+        own = tuple(r for r in track.recipients if r.effective_recipient == caller_agency)
+        if not own:
+            raise missing
+        return DocumentTrack(
+            track.document_uuid, track.header, track.attachments, track.submitted_at, own
+        )
+
+    async def download(
+        self, caller_agency: str, document_uuid: str, sha256: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Authorises first (sender or recipient, and the attachment is the document's)."""
+        if not _is_uuid(document_uuid):
+            raise ValidationError(
+                "invalid document uuid", [FieldViolation("document_uuid", "must be a UUID")]
+            )
+        if offset < 0:
+            raise ValidationError("invalid offset", [FieldViolation("offset", "must be >= 0")])
+        track = await self.track(caller_agency, document_uuid=document_uuid, document_id=None)
+        if not any(a.sha256 == sha256 for a in track.attachments):
+            raise NotFoundError(f"document {document_uuid} has no attachment {sha256}")
+        return self._store.attachment_chunks(document_uuid, sha256, offset)
+
+
+async def _verified(
+    chunks: AsyncIterator[bytes], sha256: str, size: int, limit: int
+) -> AsyncIterator[bytes]:
+    """Passes chunks through, failing as soon as the stream outgrows its declaration or the limit,
+    and at the end when the digest differs: the store then rolls back."""
+    digest = hashlib.sha256()
+    received = 0
+    async for chunk in chunks:
+        if len(chunk) > MAX_CHUNK_BYTES:
+            raise ValidationError(
+                "chunk too large", [FieldViolation("chunk", f"at most {MAX_CHUNK_BYTES} bytes")]
+            )
+        received += len(chunk)
+        if received > limit:
+            raise SizeLimitError(
+                f"attachment exceeds the limit of {limit} bytes",
+                [FieldViolation("chunk", f"at most {limit} bytes in all")],
+                meta={"limit_bytes": str(limit)},
+            )
+        if received > size:
+            raise AttachmentMismatchError(
+                "more bytes than declared",
+                [FieldViolation("chunk", f"declared {size} bytes, received more")],
+            )
+        digest.update(chunk)
+        yield chunk
+    if received != size:
+        raise AttachmentMismatchError(
+            "fewer bytes than declared",
+            [FieldViolation("declaration.size", f"declared {size} bytes, received {received}")],
+        )
+    if digest.hexdigest() != sha256:
+        raise AttachmentMismatchError(
+            "content does not match the declared SHA-256",
+            [FieldViolation("declaration.sha256", f"content hashes to {digest.hexdigest()}")],
+        )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def submission_fingerprint(submission: Submission) -> str:
+    """A digest of everything the sender asked for: a replay must match it exactly.
+
+    The repr of these frozen dataclasses is deterministic (fields in declaration order, values
+    already NFC-normalised), and the digest is only compared within one deployment's storage.
+    """
+    return hashlib.sha256(repr(submission).encode()).hexdigest()
+
+
+def _submission_events(
+    submission: Submission, receipt: Receipt, fingerprint: str
+) -> list[LedgerEvent]:
+    header = submission.header
+    events = [
+        LedgerEvent(
+            entry_type="submission",
+            doc_uuid=receipt.document_uuid,
+            document_id=receipt.document_id,
+            occurred_at=receipt.accepted_at,
+            from_agency=header.sender,
+            data={
+                "consignment_sha256": hashlib.sha256(
+                    submission.consignment_id.encode()
+                ).hexdigest(),
+                "request_sha256": fingerprint,
+                "business_type": int(header.business_type),
+                "attachments": [a.sha256 for a in submission.attachments],
+                "signatures": len(submission.signatures),
+            },
+        )
+    ]
+    events.extend(
+        LedgerEvent(
+            entry_type="routing",
+            doc_uuid=receipt.document_uuid,
+            document_id=receipt.document_id,
+            occurred_at=receipt.accepted_at,
+            from_agency=header.sender,
+            to_agency=route.effective_recipient,
+            data={"delivery": route.delivery_id, "requested": route.requested_recipient},
+        )
+        for route in receipt.routes
+    )
+    return events

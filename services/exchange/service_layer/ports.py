@@ -1,0 +1,159 @@
+"""What the exchange's use cases need from the outside world.
+
+Each store method is one transaction: it commits everything it was given or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.exchange.domain.model import (
+    AttachmentRef,
+    DeliveryState,
+    Header,
+    Receipt,
+    Signature,
+    Submission,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyView:
+    """What routing needs to know of an agency on the day of sending."""
+
+    code: str
+    open: bool
+    successor_codes: tuple[str, ...] = ()
+
+
+class DirectoryLookup(Protocol):
+    async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
+        """The agencies among `codes` that the directory knows; unknown codes are left out."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """A fact for the tamper-evident ledger, staged in the same transaction as the change."""
+
+    entry_type: str
+    doc_uuid: str
+    document_id: str
+    occurred_at: dt.datetime
+    from_agency: str = ""
+    to_agency: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSubmission:
+    receipt: Receipt
+    fingerprint: str
+
+
+class DuplicateDocumentError(Exception):
+    """A new document whose DocumentId was already accepted."""
+
+    def __init__(self, document_uuid: str) -> None:
+        super().__init__(document_uuid)
+        self.document_uuid = document_uuid
+
+
+class DuplicateConsignmentError(Exception):
+    """Another request with the same (sender, consignment id) committed first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushItem:
+    """A delivery as it is pushed to the recipient's DMS."""
+
+    delivery_id: str
+    document_uuid: str
+    requested_recipient: str
+    header: Header
+    attachments: tuple[AttachmentRef, ...]
+    signatures: tuple[Signature, ...]
+    submitted_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    acknowledged_at: dt.datetime
+    already_acknowledged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientTrack:
+    requested_recipient: str
+    effective_recipient: str
+    delivery_id: str
+    state: DeliveryState
+    accepted_at: dt.datetime
+    queued_at: dt.datetime | None
+    pushed_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None
+    push_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentTrack:
+    document_uuid: str
+    header: Header
+    attachments: tuple[AttachmentRef, ...]
+    submitted_at: dt.datetime
+    recipients: tuple[RecipientTrack, ...]
+
+
+class DocumentStore(Protocol):
+    async def find_by_consignment(
+        self, sender: str, consignment_id: str
+    ) -> StoredSubmission | None: ...
+
+    async def unowned_attachments(
+        self, owner: str, attachments: Sequence[AttachmentRef]
+    ) -> list[int]:
+        """Indexes of attachments the owner never uploaded completely with that size."""
+        ...
+
+    async def store_submission(
+        self,
+        submission: Submission,
+        receipt: Receipt,
+        fingerprint: str,
+        events: Sequence[LedgerEvent],
+    ) -> None:
+        """Stores document, deliveries (ACCEPTED), their outbox messages and ledger events.
+
+        Raises DuplicateDocumentError or DuplicateConsignmentError, storing nothing.
+        """
+        ...
+
+    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+        """Marks a delivery pushed and returns it; None when it must not be pushed (already
+        acknowledged, withdrawn, or not this recipient's)."""
+        ...
+
+    async def acknowledge(
+        self, delivery_id: str, recipient: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        """None when the recipient has no such delivery."""
+        ...
+
+    async def track(
+        self, *, document_uuid: str | None, document_id: str | None
+    ) -> DocumentTrack | None: ...
+
+    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+        """Streams verified chunks into storage in one transaction: committed only if the
+        iterator finishes without raising."""
+        ...
+
+    async def attachment_chunks(
+        self, document_uuid: str, sha256: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """(offset, bytes) pieces of an attachment of the document, from `offset` on."""
+        ...
+        yield (0, b"")  # pragma: no cover - makes this an async generator for the type checker

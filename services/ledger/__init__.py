@@ -1,0 +1,1 @@
+"""The tamper-evident ledger: an RFC 6962 Merkle log of every state change."""

@@ -1,0 +1,1 @@
+"""docaxis test suite: unit, integration (real Postgres and RabbitMQ) and end-to-end."""

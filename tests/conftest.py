@@ -1,0 +1,163 @@
+"""Fixtures shared by the tiers: the suite's servers, a migrated database, a running axis."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from docaxis.common.v1 import common_pb2
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+
+from docaxis_client.client import AgencyClient
+from services.app import migrate, serve
+from services.common import postgres
+from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.entrypoints.grpc_api import agency_from_pb
+from services.directory.service_layer.handlers import DirectoryHandlers
+from services.settings import Settings
+from tests.infra import TestServices, start_services, stop_services
+
+VIETNAM = dt.timezone(dt.timedelta(hours=7))
+TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[TestServices]:
+    """The suite's own Postgres and RabbitMQ, on test ports, stopped at the end."""
+    started = start_services()
+    try:
+        yield started
+    finally:
+        stop_services(started)
+
+
+@pytest.fixture(scope="session")
+async def database_url(services: TestServices) -> str:
+    """A fresh, migrated database for this run."""
+    admin = await asyncpg.connect(services.database_url)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS docaxis_test WITH (FORCE)")
+        await admin.execute("CREATE DATABASE docaxis_test")
+    finally:
+        await admin.close()
+    url = services.database_url.rsplit("/", 1)[0] + "/docaxis_test"
+    await migrate(url)
+    return url
+
+
+def settings_for(database_url: str, amqp_url: str, address: str = "127.0.0.1:0") -> Settings:
+    return Settings.from_env(
+        {
+            "DOCAXIS_GRPC_ADDRESS": address,
+            "DOCAXIS_DATABASE_URL": database_url,
+            "DOCAXIS_AMQP_URL": amqp_url,
+            "DOCAXIS_DEV_INSECURE": "true",
+            "DOCAXIS_MAX_ATTACHMENT_BYTES": str(TEST_MAX_ATTACHMENT_BYTES),
+            "DOCAXIS_SHUTDOWN_GRACE_S": "2",
+            "DOCAXIS_HEALTH_INTERVAL_S": "0.2",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def axis(database_url: str, services: TestServices) -> AsyncIterator[str]:
+    """docaxis (directory + exchange) served in this process; yields its address."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve(settings_for(database_url, services.amqp_url), stop, on_ready=ready.set_result)
+    )
+    waiters: list[asyncio.Future[object]] = [ready, task]  # type: ignore[list-item]
+    async with asyncio.timeout(30):
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # startup failed: raise its error here
+    port = ready.result()
+    yield f"127.0.0.1:{port}"
+    stop.set()
+    async with asyncio.timeout(30):
+        await task
+
+
+_codes = itertools.count(1)
+
+
+def unique_code() -> str:
+    """A QCVN 102 code no other test uses in this run (level-1 group H99 is never real)."""
+    n = next(_codes) + os.getpid() % 1000 * 1000
+    return f"{n // 10000 % 1000:03d}.{n // 100 % 100:02d}.{n % 100:02d}.H99"
+
+
+@pytest.fixture(scope="session")
+async def directory(database_url: str) -> AsyncIterator[DirectoryHandlers]:
+    pool = await postgres.create_pool(database_url, min_size=1, max_size=2)
+    yield DirectoryHandlers(PostgresAgencies(pool))
+    await pool.close()
+
+
+@pytest.fixture
+def register_agencies(directory: DirectoryHandlers):  # type: ignore[no-untyped-def]
+    """Registers `count` fresh open agencies (or closed ones with successors) and returns codes."""
+
+    async def register(
+        count: int, *, valid_to: str = "", successors: tuple[str, ...] = ()
+    ) -> list[str]:
+        codes = [unique_code() for _ in range(count)]
+        for code in codes:
+            await directory.register(
+                agency_from_pb(
+                    dpb.Agency(
+                        code=code,
+                        name=f"Cơ quan thử nghiệm {code}",
+                        kind=dpb.AGENCY_KIND_DEPARTMENT,
+                        valid_from="2019-01-01",
+                        valid_to=valid_to,
+                        successor_codes=list(successors),
+                    )
+                )
+            )
+        return codes
+
+    return register
+
+
+def make_header(
+    sender: str, recipients: list[str], *, number: str | None = None, subject: str = "Thử nghiệm"
+) -> common_pb2.DocumentHeader:
+    today = dt.datetime.now(VIETNAM).date()
+    return common_pb2.DocumentHeader(
+        sender=sender,
+        recipients=recipients,
+        code=common_pb2.DocumentCode(number=number or str(next(_codes)), notation="TEST-VP"),
+        promulgation_place="Hà Nội",
+        promulgation_date=today.isoformat(),
+        document_type=1,
+        type_name="Công văn",
+        subject=subject,
+        signer=common_pb2.Signer(
+            competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name="Lê Thị B"
+        ),
+        business_type=common_pb2.BUSINESS_TYPE_NEW,
+    )
+
+
+@pytest.fixture
+async def clients(axis: str) -> AsyncIterator[dict[str, AgencyClient]]:
+    """A client per agency code, created on first use and closed afterwards."""
+    made: dict[str, AgencyClient] = {}
+
+    class Clients(dict[str, AgencyClient]):
+        def __missing__(self, code: str) -> AgencyClient:
+            client = AgencyClient(axis, code)
+            made[code] = client
+            self[code] = client
+            return client
+
+    yield Clients()
+    for client in made.values():
+        await client.close()

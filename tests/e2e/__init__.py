@@ -1,0 +1,1 @@
+"""End-to-end tests: docaxis processes driven over real gRPC."""

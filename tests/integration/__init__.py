@@ -1,0 +1,1 @@
+"""Integration tests against real Postgres and RabbitMQ started by the suite."""

@@ -1,0 +1,1 @@
+"""Unit tests: pure domain and handlers with hand-written fakes."""
