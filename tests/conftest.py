@@ -20,14 +20,14 @@ from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.settings import Settings
-from tests.infra import TestServices, start_services, stop_services
+from tests.infra import SuiteServices, start_services, stop_services
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[TestServices]:
+def services() -> Iterator[SuiteServices]:
     """The suite's own Postgres and RabbitMQ, on test ports, stopped at the end."""
     started = start_services()
     try:
@@ -37,7 +37,7 @@ def services() -> Iterator[TestServices]:
 
 
 @pytest.fixture(scope="session")
-async def database_url(services: TestServices) -> str:
+async def database_url(services: SuiteServices) -> str:
     """A fresh, migrated database for this run."""
     admin = await asyncpg.connect(services.database_url)
     try:
@@ -65,7 +65,7 @@ def settings_for(database_url: str, amqp_url: str, address: str = "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")
-async def axis(database_url: str, services: TestServices) -> AsyncIterator[str]:
+async def axis(database_url: str, services: SuiteServices) -> AsyncIterator[str]:
     """docaxis (directory + exchange) served in this process; yields its address."""
     stop = asyncio.Event()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()

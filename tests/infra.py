@@ -17,7 +17,7 @@ LOCAL = REPO / ".local" / "test"
 
 
 @dataclass(frozen=True, slots=True)
-class TestServices:
+class SuiteServices:
     database_url: str
     amqp_url: str
     env: Mapping[str, str]
@@ -46,7 +46,7 @@ def _script(name: str, action: str, env: Mapping[str, str]) -> str:
     return lines[-1] if lines else ""
 
 
-def test_env() -> dict[str, str]:
+def suite_env() -> dict[str, str]:
     """Ports of the suite's own servers, apart from `make run`'s; overridable."""
     return {
         "DOCAXIS_LOCAL_DIR": str(LOCAL),
@@ -57,9 +57,9 @@ def test_env() -> dict[str, str]:
     }
 
 
-def start_services() -> TestServices:
+def start_services() -> SuiteServices:
     """Fresh servers: stops leftovers of an earlier run, wipes their data, starts both at once."""
-    env = test_env()
+    env = suite_env()
     for name in ("rabbitmq.sh", "postgres.sh"):
         with contextlib.suppress(RuntimeError):  # nothing was running
             _script(name, "stop", env)
@@ -68,10 +68,10 @@ def start_services() -> TestServices:
         database = pool.submit(_script, "postgres.sh", "start", env)
         broker = pool.submit(_script, "rabbitmq.sh", "start", env)
         database_url, amqp_url = database.result(), broker.result()
-    return TestServices(database_url, amqp_url, env)
+    return SuiteServices(database_url, amqp_url, env)
 
 
-def stop_services(services: TestServices) -> None:
+def stop_services(services: SuiteServices) -> None:
     errors: list[str] = []
     for name in ("rabbitmq.sh", "postgres.sh"):
         try:

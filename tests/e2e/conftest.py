@@ -1,0 +1,66 @@
+"""End-to-end fixtures: a database of their own and `docaxis run` processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+
+from docaxis_client.client import admin_metadata
+from tests.conftest import unique_code
+from tests.e2e.processes import AxisProcess
+from tests.infra import SuiteServices
+
+
+@pytest.fixture
+async def e2e_database_url(services: SuiteServices) -> str:
+    """A database no other test's server relays from: a crashed process's work can only be
+    finished by its own restart."""
+    admin = await asyncpg.connect(services.database_url)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS docaxis_e2e WITH (FORCE)")
+        await admin.execute("CREATE DATABASE docaxis_e2e")
+    finally:
+        await admin.close()
+    return services.database_url.rsplit("/", 1)[0] + "/docaxis_e2e"
+
+
+@pytest.fixture
+async def axis_process(
+    e2e_database_url: str, services: SuiteServices, tmp_path: Path
+) -> AsyncIterator[AxisProcess]:
+    """A running `docaxis run`; at the end it must exit cleanly on SIGTERM."""
+    process = AxisProcess(e2e_database_url, services.amqp_url, tmp_path)
+    await process.start()
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        code = await process.terminate()
+        logs = process.logs()
+        assert code == 0, logs
+        assert "server_stopped" in logs
+
+
+async def register(address: str, count: int) -> list[str]:
+    """Registers fresh agencies through the running server's DirectoryService (as admin)."""
+    codes = [unique_code() for _ in range(count)]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = dpb_grpc.DirectoryServiceStub(channel)
+        for code in codes:
+            await stub.RegisterAgency(
+                dpb.RegisterAgencyRequest(
+                    agency=dpb.Agency(
+                        code=code,
+                        name=f"Cơ quan e2e {code}",
+                        kind=dpb.AGENCY_KIND_DEPARTMENT,
+                        valid_from="2019-01-01",
+                    )
+                ),
+                metadata=admin_metadata(),
+                timeout=10,
+            )
+    return codes

@@ -1,0 +1,94 @@
+"""Running `docaxis run` as a real process for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+DOCAXIS = Path(sys.executable).parent / "docaxis"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def health_status(address: str, timeout_s: float = 2.0) -> int | None:
+    """The overall health status, or None when the server does not answer."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        status: int = response.status
+        return status
+
+
+async def wait_for_health(address: str, wanted: int, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await health_status(address) != wanted:  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.1)
+
+
+class AxisProcess:
+    """`docaxis run` in its own process, logging to a file."""
+
+    def __init__(self, database_url: str, amqp_url: str, log_dir: Path) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self._env = {
+            **os.environ,
+            "DOCAXIS_GRPC_ADDRESS": self.address,
+            "DOCAXIS_DATABASE_URL": database_url,
+            "DOCAXIS_AMQP_URL": amqp_url,
+            "DOCAXIS_DEV_INSECURE": "true",
+            "DOCAXIS_SHUTDOWN_GRACE_S": "3",
+            "DOCAXIS_HEALTH_INTERVAL_S": "0.2",
+        }
+        self._log_dir = log_dir
+        self._starts = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_dir / f"docaxis-{self._starts}.log"
+
+    async def start(self) -> None:
+        self._starts += 1
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                [str(DOCAXIS), "run"], env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            await wait_for_health(self.address, health_pb2.HealthCheckResponse.SERVING, 60)
+        except TimeoutError:
+            raise RuntimeError(f"docaxis did not start:\n{self.log_path.read_text()}") from None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    async def terminate(self) -> int:
+        """SIGTERM and wait for the process to exit; returns its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
+                await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")

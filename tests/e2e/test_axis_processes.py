@@ -1,0 +1,137 @@
+"""docaxis as real processes: two DMS clients, a crash, a broker outage, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from grpc_health.v1 import health_pb2
+
+from docaxis_client.client import AgencyClient
+from tests.conftest import make_header
+from tests.e2e.conftest import register
+from tests.e2e.processes import AxisProcess, wait_for_health
+from tests.infra import SuiteServices
+from tests.integration.test_exchange_flow import next_delivery, no_delivery
+
+pytestmark = pytest.mark.e2e
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_two_dms_clients_exchange_documents_over_real_grpc(axis_process: AxisProcess) -> None:
+    """Each side sends to the other through a `docaxis run` process; both receive, download,
+    acknowledge; each sender tracks its copy as acknowledged; SIGTERM then exits cleanly."""
+    a_code, b_code = await register(axis_process.address, 2)
+    async with (
+        AgencyClient(axis_process.address, a_code) as a,
+        AgencyClient(axis_process.address, b_code) as b,
+    ):
+        inbox_a, inbox_b = a.receive(), b.receive()
+        upload = await a.upload_bytes(b"%PDF-1.7 from A")
+        to_b = await a.submit(
+            f"c-{uuid.uuid4()}",
+            make_header(a_code, [b_code]),
+            [upload.ref("a.pdf", "application/pdf")],
+        )
+        to_a = await b.submit(f"c-{uuid.uuid4()}", make_header(b_code, [a_code]))
+        got_b = await next_delivery(inbox_b)
+        got_a = await next_delivery(inbox_a)
+        assert got_b.document_uuid == to_b.receipt.document_uuid
+        assert got_a.document_uuid == to_a.receipt.document_uuid
+        assert got_b.attachments[0].sha256 == upload.sha256
+        await b.acknowledge(got_b.delivery_id)
+        await a.acknowledge(got_a.delivery_id)
+        for client, receipt in ((a, to_b.receipt), (b, to_a.receipt)):
+            track = await client.track(receipt.document_uuid)
+            assert [r.state for r in track.recipients] == [pb.DELIVERY_STATE_ACKNOWLEDGED]
+        inbox_a.cancel()
+        inbox_b.cancel()
+
+
+async def test_kill_9_between_submit_and_delivery_loses_and_duplicates_nothing(
+    axis_process: AxisProcess,
+) -> None:
+    """Documents accepted just before a kill -9 all reach the recipient after a restart, each
+    exactly once; an acknowledged document never comes back."""
+    sender, recipient = await register(axis_process.address, 2)
+    async with AgencyClient(axis_process.address, sender) as client:
+        submitted = [
+            (await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))).receipt
+            for _ in range(20)
+        ]
+    axis_process.kill()
+    await axis_process.start()
+    async with AgencyClient(axis_process.address, recipient) as dms:
+        stream = dms.receive()
+        received = []
+        for _ in submitted:
+            delivery = await next_delivery(stream)
+            received.append(delivery.document_uuid)
+            await dms.acknowledge(delivery.delivery_id)
+        await no_delivery(stream, within=1.5)
+        stream.cancel()
+        assert sorted(received) == sorted(r.document_uuid for r in submitted)
+        again = dms.receive()
+        await no_delivery(again, within=1.0)
+        again.cancel()
+
+
+async def test_kill_9_with_pushed_unacknowledged_mail_redelivers_it_once(
+    axis_process: AxisProcess,
+) -> None:
+    """A delivery pushed but not acknowledged when the server dies is pushed again after the
+    restart, and once acknowledged is never pushed again."""
+    sender, recipient = await register(axis_process.address, 2)
+    async with AgencyClient(axis_process.address, sender) as client:
+        receipt = (
+            await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+        ).receipt
+    async with AgencyClient(axis_process.address, recipient) as dms:
+        first = dms.receive()
+        pushed = await next_delivery(first)
+        assert pushed.document_uuid == receipt.document_uuid
+        axis_process.kill()
+        first.cancel()
+    await axis_process.start()
+    async with AgencyClient(axis_process.address, recipient) as dms:
+        second = dms.receive()
+        again = await next_delivery(second)
+        assert again.delivery_id == pushed.delivery_id
+        await dms.acknowledge(again.delivery_id)
+        await no_delivery(second, within=1.0)
+        second.cancel()
+
+
+async def test_health_follows_rabbitmq_and_postgres_and_mail_flows_after_their_restart(
+    axis_process: AxisProcess, services: SuiteServices
+) -> None:
+    """NOT_SERVING while RabbitMQ or Postgres is down, SERVING when each is back, and a
+    document submitted afterwards is still pushed (connections recover by themselves)."""
+    try:
+        await asyncio.to_thread(services.rabbit, "stop")
+        await wait_for_health(axis_process.address, NOT_SERVING, 30)
+    finally:
+        await asyncio.to_thread(services.rabbit, "start")
+    await wait_for_health(axis_process.address, SERVING, 60)
+    try:
+        await asyncio.to_thread(services.postgres, "stop")
+        await wait_for_health(axis_process.address, NOT_SERVING, 30)
+    finally:
+        await asyncio.to_thread(services.postgres, "start")
+    await wait_for_health(axis_process.address, SERVING, 60)
+
+    sender, recipient = await register(axis_process.address, 2)
+    async with (
+        AgencyClient(axis_process.address, sender) as a,
+        AgencyClient(axis_process.address, recipient) as b,
+    ):
+        stream = b.receive()
+        receipt = (await a.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))).receipt
+        delivery = await next_delivery(stream, within=30)
+        assert delivery.document_uuid == receipt.document_uuid
+        await b.acknowledge(delivery.delivery_id)
+        stream.cancel()
