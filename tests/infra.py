@@ -13,7 +13,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-LOCAL = REPO / ".local" / "test"
+# Overridable (with the TEST_*_PORT variables) so that several suites can run side by side.
+LOCAL = Path(os.environ.get("TEST_LOCAL_DIR", str(REPO / ".local" / "test")))
 
 
 @dataclass(frozen=True, slots=True)

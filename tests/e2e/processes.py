@@ -45,8 +45,19 @@ async def wait_for_health(address: str, wanted: int, timeout_s: float) -> None:
 class AxisProcess:
     """`docaxis run` in its own process, logging to a file."""
 
-    def __init__(self, database_url: str, amqp_url: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        amqp_url: str,
+        log_dir: Path,
+        *,
+        command: tuple[str, ...] = (str(DOCAXIS), "run"),
+        extra_env: dict[str, str] | None = None,
+        name: str = "docaxis",
+    ) -> None:
         self.address = f"127.0.0.1:{free_port()}"
+        self._command = command
+        self._name = name
         self._env = {
             **os.environ,
             "DOCAXIS_GRPC_ADDRESS": self.address,
@@ -55,6 +66,7 @@ class AxisProcess:
             "DOCAXIS_DEV_INSECURE": "true",
             "DOCAXIS_SHUTDOWN_GRACE_S": "3",
             "DOCAXIS_HEALTH_INTERVAL_S": "0.2",
+            **(extra_env or {}),
         }
         self._log_dir = log_dir
         self._starts = 0
@@ -62,13 +74,13 @@ class AxisProcess:
 
     @property
     def log_path(self) -> Path:
-        return self._log_dir / f"docaxis-{self._starts}.log"
+        return self._log_dir / f"{self._name}-{self._starts}.log"
 
     async def start(self) -> None:
         self._starts += 1
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                [str(DOCAXIS), "run"], env=self._env, stdout=log, stderr=subprocess.STDOUT
+                list(self._command), env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
             await wait_for_health(self.address, health_pb2.HealthCheckResponse.SERVING, 60)

@@ -1,0 +1,83 @@
+"""The ledger export folder: trust-policy.json, entries.bin and checkpoints/<size>.note."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.ledger.audit.policy import PolicyError, TrustPolicy
+from services.ledger.domain.note import NoteError, parse_checkpoint, parse_note
+from services.ledger.domain.tiles import encode_entries
+
+POLICY_FILE = "trust-policy.json"
+ENTRIES_FILE = "entries.bin"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_SUFFIX = ".note"
+_CHECKPOINT_NAME = re.compile(r"(0|[1-9][0-9]*)\.note")
+
+
+class ExportError(ValueError):
+    """The folder is not a readable export (missing files, stray names)."""
+
+    reason = "EXPORT_MALFORMED"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFolder:
+    """The raw contents of an export; nothing in it is trusted until the verifier checks it."""
+
+    path: Path
+    policy: TrustPolicy | None
+    policy_error: str | None
+    entries: bytes
+    checkpoints: dict[int, bytes]  # size from the file name -> exact note bytes
+
+
+def read_export(path: Path) -> ExportFolder:
+    if not path.is_dir():
+        raise ExportError(f"{path} is not a directory")
+    policy: TrustPolicy | None = None
+    policy_error: str | None = None
+    try:
+        policy = TrustPolicy.load(path / POLICY_FILE)
+    except PolicyError as exc:
+        policy_error = str(exc)  # only fatal if the auditor does not bring their own policy
+    try:
+        entries = (path / ENTRIES_FILE).read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read {ENTRIES_FILE}: {exc.strerror}") from exc
+    checkpoints: dict[int, bytes] = {}
+    checkpoint_dir = path / CHECKPOINT_DIR
+    if checkpoint_dir.exists():
+        for item in sorted(checkpoint_dir.iterdir()):
+            match = _CHECKPOINT_NAME.fullmatch(item.name)
+            if not match or not item.is_file():
+                raise ExportError(f"unexpected {CHECKPOINT_DIR}/{item.name}")
+            checkpoints[int(match.group(1))] = item.read_bytes()
+    return ExportFolder(path, policy, policy_error, entries, checkpoints)
+
+
+def write_export(
+    path: Path,
+    policy: TrustPolicy,
+    bodies: Iterable[bytes],
+    checkpoint_notes: Iterable[bytes],
+) -> None:
+    """Write an export folder (the exporter's and the tests' side of the format).
+
+    Notes are written byte for byte, named by the size their (unverified) body states.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    (path / POLICY_FILE).write_text(policy.to_json(), encoding="utf-8")
+    (path / ENTRIES_FILE).write_bytes(encode_entries(bodies))
+    checkpoint_dir = path / CHECKPOINT_DIR
+    checkpoint_dir.mkdir(exist_ok=True)
+    for note in checkpoint_notes:
+        try:
+            text, _ = parse_note(note)
+            size = parse_checkpoint(text).size
+        except NoteError as exc:
+            raise ExportError(f"not a checkpoint note: {exc}") from exc
+        (checkpoint_dir / f"{size}{CHECKPOINT_SUFFIX}").write_bytes(note)

@@ -1,0 +1,112 @@
+"""Each service in its own process, and the `docaxis` command against a running axis."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+
+from docaxis_client.client import AgencyClient
+from tests.conftest import make_header
+from tests.e2e.conftest import register
+from tests.e2e.processes import DOCAXIS, AxisProcess
+from tests.infra import SHARED, SuiteServices
+from tests.integration.test_exchange_flow import next_delivery
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_directory_and_exchange_run_as_separate_processes(
+    e2e_database_url: str, services: SuiteServices, tmp_path: Path
+) -> None:
+    """`python -m services.exchange` routes through `python -m services.directory` over gRPC."""
+    directory = AxisProcess(
+        e2e_database_url,
+        services.amqp_url,
+        tmp_path,
+        command=(sys.executable, "-m", "services.directory"),
+        name="directory",
+    )
+    await directory.start()
+    exchange = AxisProcess(
+        e2e_database_url,
+        services.amqp_url,
+        tmp_path,
+        command=(sys.executable, "-m", "services.exchange"),
+        extra_env={"DOCAXIS_DIRECTORY_ADDRESS": directory.address},
+        name="exchange",
+    )
+    try:
+        await exchange.start()
+        sender, recipient = await register(directory.address, 2)
+        async with (
+            AgencyClient(exchange.address, sender) as a,
+            AgencyClient(exchange.address, recipient) as b,
+        ):
+            stream = b.receive()
+            receipt = (
+                await a.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+            ).receipt
+            delivery = await next_delivery(stream)
+            assert delivery.document_uuid == receipt.document_uuid
+            await b.acknowledge(delivery.delivery_id)
+            stream.cancel()
+            track = await a.track(receipt.document_uuid)
+            assert track.recipients[0].state == pb.DELIVERY_STATE_ACKNOWLEDGED
+    finally:
+        assert await exchange.terminate() == 0, exchange.logs()
+        assert await directory.terminate() == 0, directory.logs()
+
+
+def _docaxis(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DOCAXIS), "agencies", *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_imports_the_reorganised_directory_and_lists_it(
+    axis_process: AxisProcess,
+) -> None:
+    """The shared 2025-merger directory imports parent-first; a second import changes nothing;
+    closed agencies show with their successors only when asked; a bad code is refused with its
+    reason."""
+    csv = SHARED / "testdata" / "directory" / "agencies.csv"
+    first = await asyncio.to_thread(_docaxis, axis_process.address, "import", str(csv))
+    assert first.returncode == 0, first.stderr
+    rows = len(csv.read_text(encoding="utf-8").splitlines()) - 1
+    assert first.stdout.strip() == f"{rows} registered, 0 already present"
+    second = await asyncio.to_thread(_docaxis, axis_process.address, "import", str(csv))
+    assert second.stdout.strip() == f"0 registered, {rows} already present"
+
+    listed = await asyncio.to_thread(_docaxis, axis_process.address, "list", "--all")
+    assert "000.00.00.H40  closed  Ủy ban nhân dân tỉnh Nam Định  -> 000.00.00.H37" in listed.stdout
+    assert len(listed.stdout.strip().splitlines()) == rows
+    open_only = await asyncio.to_thread(_docaxis, axis_process.address, "list")
+    assert "000.00.00.H40" not in open_only.stdout
+    assert "000.00.71.H45  active  Ủy ban nhân dân phường Hạ Long" in open_only.stdout
+
+    bad = await asyncio.to_thread(
+        _docaxis,
+        axis_process.address,
+        "add",
+        "--code",
+        "000.00.00.h45",
+        "--name",
+        "Sai mã",
+        "--kind",
+        "province",
+        "--valid-from",
+        "2020-01-01",
+    )
+    assert bad.returncode == 1
+    assert "INVALID_ARGUMENT VALIDATION" in bad.stderr
+    assert "agency.code" in bad.stderr

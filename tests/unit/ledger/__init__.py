@@ -1,0 +1,1 @@
+"""Unit tests of the pure ledger core and the offline audit verifier."""
