@@ -88,11 +88,13 @@ services-down:
 	-bash deploy/local/postgres.sh stop
 
 # Starts the local Postgres and RabbitMQ, migrates, seeds demo agencies and serves until Ctrl-C.
+# The demo PKI (certificates for mutual TLS and signing; never production) is created if missing.
 run: $(STAMP) services-up
+	$(BIN)/docaxis pki dev-setup --dir .local/dev/pki
 	set -a && source deploy/local/dev.env && set +a && exec $(BIN)/docaxis run --seed-demo
 
 demo: $(STAMP)
-	$(BIN)/docaxis demo
+	$(BIN)/docaxis demo --pki .local/dev/pki
 
 down: services-down
 

@@ -1,5 +1,11 @@
-"""`make demo`: one agency sends a document with a 5 MB attachment to three others; two receive
-and acknowledge at once, the third is offline and receives it after reconnecting."""
+"""`make demo`: one agency sends a signed document with a 5 MB attachment to three others; two
+receive and acknowledge at once, the third is offline and receives it after reconnecting. Each
+recipient verifies both signatures itself; the sender verifies every transport receipt offline.
+
+Everything runs over mutual TLS with certificates of the demo PKI (`docaxis pki dev-setup`, which
+`make run` calls): the official signs with Ed25519, the sending agency with RSA (PKCS#1 v1.5, as
+agencies' USB tokens do), the hub's receipts with P-256.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -16,10 +24,17 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.credentials import TlsCredentials, load_trust_bundle
+from docaxis_client.documents import verify_delivery, verify_transport_receipt
+from docaxis_client.trust.chain import Role, TrustStore
+from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug
+from docaxis_client.trust.errors import TrustError
+from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
 
 SENDER = "000.00.01.H45"  # Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh
 ONLINE = ("000.00.11.H45", "000.00.12.H45")  # Sở Nội vụ, Sở Tài chính tỉnh Quảng Ninh
 OFFLINE = "000.00.71.H45"  # Ủy ban nhân dân phường Hạ Long
+SIGNER = "Nguyễn Văn An"  # Chánh Văn phòng: the official who signs the demo document
 ATTACHMENT_BYTES = 5 * 1024 * 1024
 STEP_TIMEOUT_S = 30.0
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
@@ -29,15 +44,101 @@ class DemoError(Exception):
     pass
 
 
+# The demo's agencies and the key each one's certificate holds (agency certificates serve both
+# mutual TLS and organisation signatures; gRPC's TLS cannot use Ed25519, officials' keys can).
+DEMO_AGENCIES = {
+    SENDER: ("Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh", KeyType.RSA2048),
+    ONLINE[0]: ("Sở Nội vụ tỉnh Quảng Ninh", KeyType.P256),
+    ONLINE[1]: ("Sở Tài chính tỉnh Quảng Ninh", KeyType.RSA2048),
+    OFFLINE: ("Ủy ban nhân dân phường Hạ Long", KeyType.P256),
+}
+DEMO_PKI_README = """DEMO PKI - NOT FOR PRODUCTION.
+
+Created by `docaxis pki` for `make run`, `make demo` and local experiments. The CA key sits
+next to the certificates, keys are unencrypted: nothing here may ever be trusted outside this
+machine. Production uses certificates of the national CA.
+"""
+
+
+def ensure_demo_pki(folder: Path) -> list[str]:
+    """What `make run` and `make demo` need, issued if missing; returns what was created."""
+    pki = PkiFolder(folder)
+    created: list[str] = []
+    if not (folder / "ca.pem").exists():
+        pki.init()
+        created.append(f"demo CA in {folder}")
+
+    def need(path: Path, issue: Callable[[], object], what: str) -> None:
+        if not path.exists():
+            issue()
+            created.append(what)
+
+    need(
+        folder / "servers" / "localhost.pem",
+        lambda: pki.issue_server("localhost"),
+        "server certificate for localhost and 127.0.0.1",
+    )
+    for role in Role:
+        need(
+            folder / "roles" / role.value / f"{role.value}.pem",
+            lambda role=role: pki.issue_role(role, role.value),  # type: ignore[misc]
+            f"{role.value} certificate",
+        )
+    for code, (name, key_type) in DEMO_AGENCIES.items():
+        need(
+            folder / "agencies" / f"{code}.pem",
+            lambda code=code, name=name, key_type=key_type: pki.issue_agency(  # type: ignore[misc]
+                code, name, key_type=key_type
+            ),
+            f"agency certificate of {code} ({key_type.value})",
+        )
+    need(
+        folder / "persons" / SENDER / f"{slug(SIGNER)}.pem",
+        lambda: pki.issue_person(SIGNER, SENDER, key_type=KeyType.ED25519),
+        f"person certificate of {SIGNER} ({KeyType.ED25519.value})",
+    )
+    return created or [f"demo PKI in {folder} is complete"]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPki:
+    """The demo's view of a demo PKI folder."""
+
+    folder: Path
+
+    def tls(self, code: str) -> TlsCredentials:
+        return TlsCredentials.from_files(
+            ca=self.folder / "bundle.pem",
+            cert=self.folder / "agencies" / f"{code}.pem",
+            key=self.folder / "agencies" / f"{code}.key",
+        )
+
+    def organization(self, code: str, algorithm: SignatureAlgorithm) -> SigningIdentity:
+        identity = PkiFolder.load_identity(self.folder / "agencies" / f"{code}.pem")
+        return SigningIdentity(identity.key, identity.chain, algorithm)
+
+    def person(self, code: str, full_name: str) -> SigningIdentity:
+        return PkiFolder.load_identity(self.folder / "persons" / code / f"{slug(full_name)}.pem")
+
+    def trust(self) -> TrustStore:
+        crls = sorted((self.folder / "crl").glob("*.pem"))
+        return load_trust_bundle(
+            (self.folder / "bundle.pem").read_bytes(), crls_pem=[p.read_bytes() for p in crls]
+        )
+
+
 def _say(message: str) -> None:
     print(message, flush=True)  # noqa: T201 - the demo narrates
 
 
 async def _receive_one(
-    client: AgencyClient, document_uuid_box: asyncio.Future[str], workdir: Path
+    client: AgencyClient,
+    document_uuid_box: asyncio.Future[str],
+    workdir: Path,
+    trust: TrustStore | None,
 ) -> float:
-    """Waits for the document on the push stream, downloads and checks the attachment,
-    acknowledges; returns the time it arrived (monotonic)."""
+    """Waits for the document on the push stream, verifies its signatures, downloads and checks
+    the attachment, acknowledges; returns the time it arrived (monotonic)."""
     call = client.receive()
     try:
         async with asyncio.timeout(STEP_TIMEOUT_S):
@@ -49,6 +150,16 @@ async def _receive_one(
                     # Mail from an earlier demo run that was never acknowledged: take it too.
                     await client.acknowledge(delivery.delivery_id)
                     continue
+                if trust is not None:
+                    # The recipient's own check, with its own trust anchors: docaxis is not
+                    # trusted to have verified anything.
+                    signers = verify_delivery(delivery, trust)
+                    _say(
+                        f"  {client.agency_code} verified the signatures: "
+                        f"{signers.person.full_name} ({signers.person.algorithm.value}), "
+                        f"{signers.organization.agency_code} "
+                        f"({signers.organization.algorithm.value})"
+                    )
                 attachment = delivery.attachments[0]
                 target = workdir / f"{client.agency_code}-{attachment.name}"
                 digest = await client.download(delivery.document_uuid, attachment.sha256, target)
@@ -65,20 +176,36 @@ async def _receive_one(
     raise DemoError(f"{client.agency_code}: stream ended without the document")
 
 
-async def run_demo(address: str) -> int:
+async def run_demo(address: str, pki_folder: Path | None) -> int:
+    """Runs the demo over mutual TLS with the demo PKI in `pki_folder`, or in plaintext
+    development mode (unsigned) when it is None."""
     try:
-        await _demo(address)
-    except (DemoError, TimeoutError, grpc.aio.AioRpcError) as exc:
+        await _demo(address, None if pki_folder is None else DemoPki(pki_folder))
+    except (DemoError, TimeoutError, grpc.aio.AioRpcError, TrustError) as exc:
         _say(f"demo FAILED: {exc!r}")
         return 1
     _say("demo passed")
     return 0
 
 
-async def _demo(address: str) -> None:
-    sender = AgencyClient(address, SENDER)
-    online = [AgencyClient(address, code) for code in ONLINE]
-    offline = AgencyClient(address, OFFLINE)
+def _client(address: str, code: str, pki: DemoPki | None) -> AgencyClient:
+    if pki is None:
+        return AgencyClient(address, code)
+    if code != SENDER:
+        return AgencyClient.connect(address, tls=pki.tls(code))
+    return AgencyClient.connect(
+        address,
+        tls=pki.tls(code),
+        person=pki.person(code, SIGNER),
+        organization=pki.organization(code, SignatureAlgorithm.RSA_PKCS1V15_SHA256),
+    )
+
+
+async def _demo(address: str, pki: DemoPki | None) -> None:
+    trust = None if pki is None else pki.trust()
+    sender = _client(address, SENDER, pki)
+    online = [_client(address, code, pki) for code in ONLINE]
+    offline = _client(address, OFFLINE, pki)
     with tempfile.TemporaryDirectory(prefix="docaxis-demo-") as tmp:
         workdir = Path(tmp)
         attachment = workdir / "cong-van-demo.pdf"
@@ -90,7 +217,8 @@ async def _demo(address: str) -> None:
         document_uuid: asyncio.Future[str] = loop.create_future()
         _say(f"2. {', '.join(ONLINE)} connect their push streams; {OFFLINE} stays offline")
         receivers = [
-            asyncio.create_task(_receive_one(client, document_uuid, workdir)) for client in online
+            asyncio.create_task(_receive_one(client, document_uuid, workdir, trust))
+            for client in online
         ]
         await asyncio.sleep(0.5)  # let the streams subscribe before sending (demo pacing only)
 
@@ -106,15 +234,15 @@ async def _demo(address: str) -> None:
             type_name="Công văn",
             subject="Về việc triển khai trục liên thông văn bản docaxis",
             signer=common_pb2.Signer(
-                competence="TL. CHỦ TỊCH", position="Chánh Văn phòng", full_name="Nguyễn Văn An"
+                competence="TL. CHỦ TỊCH", position="Chánh Văn phòng", full_name=SIGNER
             ),
             priority=common_pb2.PRIORITY_NORMAL,
             business_type=common_pb2.BUSINESS_TYPE_NEW,
         )
-        _say("3. it submits the document to three recipients")
-        response = await sender.submit(
-            f"demo-{uuid.uuid4()}", header, [upload.ref(attachment.name, "application/pdf")]
-        )
+        refs = [upload.ref(attachment.name, "application/pdf")]
+        signed = "signed by the official (Ed25519) and the agency (RSA)" if pki else "unsigned"
+        _say(f"3. it submits the document to three recipients, {signed}")
+        response = await sender.submit(f"demo-{uuid.uuid4()}", header, refs)
         submitted = time.monotonic()
         receipt = response.receipt
         _say(f"   accepted as {receipt.document_uuid} ({receipt.document_id})")
@@ -130,7 +258,7 @@ async def _demo(address: str) -> None:
         if not waiting or waiting[0].state == pb.DELIVERY_STATE_ACKNOWLEDGED:
             raise DemoError(f"{OFFLINE} should still be waiting")
         _say(f"4. {OFFLINE} reconnects and receives what it missed")
-        await _receive_one(offline, document_uuid, workdir)
+        await _receive_one(offline, document_uuid, workdir, trust)
 
         _say("5. the sender tracks its document:")
         state = await sender.track(receipt.document_uuid)
@@ -143,5 +271,22 @@ async def _demo(address: str) -> None:
             )
         if any(r.state != pb.DELIVERY_STATE_ACKNOWLEDGED for r in state.recipients):
             raise DemoError("not every recipient acknowledged")
+        if trust is not None:
+            _say("6. the sender fetches each transport receipt and verifies it offline:")
+            manifest_sha256 = sender.manifest_sha256(header, refs)
+            for route in receipt.routes:
+                transport = await sender.transport_receipt(route.delivery_id)
+                hub = verify_transport_receipt(
+                    transport,
+                    trust,
+                    manifest_sha256=manifest_sha256,
+                    recipient=route.effective_recipient,
+                    document_uuid=receipt.document_uuid,
+                )
+                _say(
+                    f"   {transport.recipient} picked it up at "
+                    f"{transport.acknowledged_at.astimezone(VIETNAM):%H:%M:%S}: receipt signed by "
+                    f"{hub.subject.rfc4514_string()} ({transport.algorithm.value}), valid"
+                )
     for client in (sender, *online, offline):
         await client.close()

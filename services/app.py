@@ -18,16 +18,18 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
+from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from grpc_health.v1 import health
 
 from services.common import postgres, rabbit
 from services.common.config import ConfigError
 from services.common.grpc_server import build_server, set_serving
-from services.common.identity import HeaderCallerResolver, Role, role_metadata
+from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.domain.codes import code_problem
 from services.directory.entrypoints import grpc_api as directory_api
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.directory.service_layer.revocation import RevocationHandlers
 from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox, RabbitPublisher
@@ -35,6 +37,16 @@ from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.ports import DirectoryLookup
+from services.ledger.adapters.postgres import (
+    READER_ROLE,
+    SEQUENCER_ROLE,
+    PostgresLedgerReader,
+    PostgresLedgerWriter,
+)
+from services.ledger.domain.note import NoteError, NoteSigner
+from services.ledger.entrypoints import grpc_api as ledger_api
+from services.ledger.entrypoints.writer import LedgerWriterLoop
+from services.security import Security
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -45,11 +57,35 @@ SERVICES_DIR = Path(__file__).resolve().parent
 class Component(enum.StrEnum):
     DIRECTORY = "directory"
     EXCHANGE = "exchange"
+    LEDGER = "ledger"
 
 
 ALL_COMPONENTS = frozenset(Component)
-# Migration order matters across schemas: the exchange stages ledger events.
-_MIGRATIONS = (("directory", "directory"), ("ledger", "ledger"), ("exchange", "exchange"))
+# The role directory and exchange code runs as: its own schemas, and of the ledger only staging.
+APP_ROLE = "app_writer"
+
+
+def load_signers(settings: Settings) -> list[NoteSigner]:
+    """The checkpoint signing keys; the file's contents are never logged."""
+    if settings.ledger_key_file is None:
+        raise ConfigError(
+            "serving the ledger needs DOCAXIS_LEDGER_KEY_FILE (docaxis ledger keygen)"
+        )
+    try:
+        lines = Path(settings.ledger_key_file).read_text(encoding="utf-8").split()
+    except OSError as exc:
+        raise ConfigError(f"cannot read DOCAXIS_LEDGER_KEY_FILE: {exc.strerror}") from None
+    try:
+        signers = [NoteSigner.from_skey(line) for line in lines if line.strip()]
+    except NoteError:
+        raise ConfigError("DOCAXIS_LEDGER_KEY_FILE does not hold signer keys") from None
+    if not signers:
+        raise ConfigError("DOCAXIS_LEDGER_KEY_FILE is empty")
+    return signers
+
+
+# Migration order matters: the ledger grants the application role its rights on the other schemas.
+_MIGRATIONS = (("directory", "directory"), ("exchange", "exchange"), ("ledger", "ledger"))
 
 
 async def migrate(database_url: str) -> list[str]:
@@ -76,22 +112,37 @@ async def serve(
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serves until `stop` is set, then shuts down in order without losing a message."""
-    callers = HeaderCallerResolver()
+    security = Security.from_settings(settings)
+    callers = security.callers
     health_servicer = health.aio.HealthServicer()
     registrations: list[Callable[[grpc.aio.Server], None]] = []
     names: list[str] = []
     async with AsyncExitStack() as stack:
-        pool = await postgres.create_pool(settings.database_url)
+        pool = await postgres.create_pool(
+            settings.database_url, role=APP_ROLE if settings.database_roles else None
+        )
         stack.push_async_callback(pool.close)
         connection = await rabbit.connect(settings.amqp_url, name="docaxis")
         stack.push_async_callback(connection.close)
         background: list[asyncio.Task[None]] = []
         inbox: RabbitInbox | None = None
 
+        # Revocations: loaded before serving, then kept current (CRLs ingested anywhere).
+        revocation: RevocationHandlers | None = None
+        trust_stop = asyncio.Event()
+        if security.trust is not None:
+            revocation = RevocationHandlers(PostgresCrls(pool), security.trust)
+            crl_watcher = CrlWatcher(settings.database_url, revocation.reload)
+            await crl_watcher.start()
+            background.append(asyncio.create_task(crl_watcher.run(trust_stop), name="revocations"))
+
         directory: DirectoryHandlers | None = None
         if Component.DIRECTORY in components:
             directory = DirectoryHandlers(PostgresAgencies(pool), settings.code_forms)
-            directory_servicer = directory_api.DirectoryServicer(directory, callers)
+            security.use_directory(LocalDirectoryLookup(directory))
+            directory_servicer = directory_api.DirectoryServicer(
+                directory, callers, revocation=revocation
+            )
             registrations.append(
                 lambda server: dpb_grpc.add_DirectoryServiceServicer_to_server(
                     directory_servicer, server
@@ -107,15 +158,19 @@ async def serve(
             else:
                 if settings.directory_address is None:
                     raise ConfigError("the exchange alone needs DOCAXIS_DIRECTORY_ADDRESS")
-                directory_channel = grpc.aio.insecure_channel(settings.directory_address)
+                # As the hub: its client certificate under mutual TLS.
+                directory_channel, hub_metadata = security.peer_channel(settings.directory_address)
                 stack.push_async_callback(directory_channel.close)
-                lookup = GrpcDirectoryLookup(directory_channel, role_metadata(Role.HUB))
+                lookup = GrpcDirectoryLookup(directory_channel, tuple(hub_metadata))
+                security.use_directory(lookup)
             forms = settings.code_forms
             exchange = ExchangeHandlers(
                 PostgresDocumentStore(pool),
                 lookup,
                 lambda code: code_problem(code, forms),
                 Limits(max_attachment_bytes=settings.max_attachment_bytes),
+                signatures=security.signature_policy(),
+                hub=security.hub,
             )
             inbox = RabbitInbox(connection)
             exchange_servicer = exchange_api.ExchangeServicer(exchange, callers, inbox, InFlight())
@@ -130,7 +185,57 @@ async def serve(
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
             background.append(asyncio.create_task(relay.run(relay_stop), name="outbox-relay"))
 
-        server, port = build_server(settings.grpc_address, registrations, names, health_servicer)
+        writer_stop = asyncio.Event()
+        if Component.LEDGER in components:
+            signers = load_signers(settings)
+            sequencer_role = SEQUENCER_ROLE if settings.database_roles else None
+            ledger_pool = await postgres.create_pool(
+                settings.database_url, min_size=1, max_size=4, role=sequencer_role
+            )
+            stack.push_async_callback(ledger_pool.close)
+            reader_pool = await postgres.create_pool(
+                settings.database_url,
+                min_size=1,
+                max_size=4,
+                role=READER_ROLE if settings.database_roles else None,
+            )
+            stack.push_async_callback(reader_pool.close)
+            writer = LedgerWriterLoop(
+                settings.database_url,
+                PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
+                signers,
+                role=sequencer_role,
+                checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
+            )
+            background.append(asyncio.create_task(writer.run(writer_stop), name="ledger-writer"))
+            ledger_servicer = ledger_api.LedgerServicer(
+                PostgresLedgerReader(reader_pool), callers, settings.ledger_origin
+            )
+            registrations.append(
+                lambda server: lpb_grpc.add_LedgerServiceServicer_to_server(ledger_servicer, server)
+            )
+            names.append(ledger_api.SERVICE_NAME)
+
+        # A background task that dies is a bug: stop the whole process (non-zero exit) rather
+        # than serve on without a relay or a ledger writer.
+        failures: list[BaseException] = []
+
+        def supervise(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("background_task_died", task=task.get_name(), error=repr(error))
+                failures.append(error)
+                stop.set()
+
+        for task in background:
+            task.add_done_callback(supervise)
+
+        server, port = build_server(
+            settings.grpc_address,
+            registrations,
+            names,
+            health_servicer,
+            credentials=security.server_credentials(),
+        )
         await server.start()
         health_stop = asyncio.Event()
         background.append(
@@ -146,6 +251,7 @@ async def serve(
                 name="health",
             )
         )
+        background[-1].add_done_callback(supervise)
         log.info("server_started", address=settings.grpc_address, port=port, services=names)
         if on_ready is not None:
             on_ready(port)
@@ -160,12 +266,16 @@ async def serve(
             await inbox.close_all()
         await server.stop(settings.shutdown_grace_s)
         relay_stop.set()
+        writer_stop.set()
+        trust_stop.set()
         try:
             async with asyncio.timeout(settings.shutdown_grace_s):
-                await asyncio.gather(*background)
+                await asyncio.gather(*background, return_exceptions=True)
         except TimeoutError:
             for task in background:
                 task.cancel()
+        if failures:
+            raise RuntimeError("a background task died; see background_task_died") from failures[0]
         log.info("server_stopped")
 
 

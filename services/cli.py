@@ -13,17 +13,21 @@ import grpc
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
+from services import pki_cli
 from services.app import ALL_COMPONENTS, Component, migrate, serve
-from services.common.config import ConfigError
+from services.common import postgres
+from services.common.config import ConfigError, read_bool, require
 from services.common.grpc_errors import error_details
-from services.common.identity import Role, role_metadata
 from services.common.lifecycle import install_shutdown_handlers
 from services.common.logs import configure_logging
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.agency_csv import kind_from_name, read_agency_csv, register_all
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
-from services.settings import DEFAULT_GRPC_ADDRESS, Settings
+from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
+from services.ledger.domain.note import NoteSigner
+from services.ledger.export import export_ledger
+from services.settings import DEFAULT_GRPC_ADDRESS, DEFAULT_LEDGER_ORIGIN, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DEMO_AGENCIES = REPO.parent / "shared" / "testdata" / "directory" / "agencies.csv"
@@ -66,10 +70,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         sub.add_argument(
             "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
         )
+        pki_cli.add_client_options(sub)
+
+    pki_cli.add_commands(commands)
+
+    ledger = commands.add_parser("ledger", help="ledger keys")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    keygen = ledger_commands.add_parser("keygen", help="create a checkpoint signing key file")
+    keygen.add_argument("--name", default=DEFAULT_LEDGER_ORIGIN, help="key name (the log origin)")
+    keygen.add_argument("--out", type=Path, required=True, help="file to create (mode 0600)")
+
+    audit = commands.add_parser("audit", help="export and verify the ledger")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_commands.add_parser("export", help="write an export folder from the database")
+    export.add_argument("folder", type=Path)
+    audit_commands.add_parser(
+        "verify",
+        help="verify offline (no database, no network); see `docaxis audit verify --help`",
+        add_help=False,
+    )
 
     demo = commands.add_parser("demo", help="send a document through a running axis")
     demo.add_argument("--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS))
+    demo.add_argument("--pki", type=Path, default=pki_cli.default_pki_dir(), help="demo PKI folder")
+    demo.add_argument("--insecure", action="store_true", help="plaintext, unsigned (dev axis)")
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["audit", "verify"]:
+        # The offline verifier owns its arguments and output (it must run with no services).
+        from services.ledger.audit.cli import main as verify_main
+
+        sys.exit(verify_main(argv[2:]))
     args = parser.parse_args(argv)
     try:
         code = asyncio.run(_dispatch(args))
@@ -96,10 +127,41 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "agencies":
         return await _agencies(args)
+    if args.command == "ledger":
+        signer = NoteSigner.generate(args.name)
+        if args.out.exists():
+            raise ConfigError(f"{args.out} exists: refusing to overwrite a signing key")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.touch(mode=0o600)
+        args.out.write_text(signer.skey + "\n", encoding="utf-8")
+        print(f"wrote {args.out}; verifier key: {signer.verifier.vkey}")
+        return 0
+    if args.command == "audit":
+        # An export needs only the database (as the read-only ledger role), not a server's
+        # TLS and broker settings.
+        env = os.environ
+        pool = await postgres.create_pool(
+            require(env, "DOCAXIS_DATABASE_URL"),
+            min_size=1,
+            max_size=1,
+            role=READER_ROLE if read_bool(env, "DOCAXIS_DATABASE_ROLES", True) else None,
+        )
+        try:
+            entries, checkpoints = await export_ledger(
+                PostgresLedgerReader(pool),
+                env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
+                args.folder,
+            )
+        finally:
+            await pool.close()
+        print(f"exported {entries} entries and {checkpoints} checkpoints to {args.folder}")
+        return 0
     if args.command == "demo":
         from docaxis_client.demo import run_demo  # client side only: not loaded to serve
 
-        return await run_demo(args.address)
+        return await run_demo(args.address, None if args.insecure else args.pki)
+    if args.command in ("pki", "crl"):
+        return await pki_cli.dispatch(args)
     raise AssertionError(args.command)
 
 
@@ -114,10 +176,19 @@ async def _run(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         host = settings.grpc_address.rsplit(":", 1)[0]
+        if settings.tls:
+            mode = "gRPC over mutual TLS"
+            grpcurl = (
+                f"grpcurl -cacert {settings.tls_client_ca_file} -cert <admin .pem> "
+                f"-key <admin .key> {host}:{port} list"
+            )
+        else:
+            mode = "gRPC, plaintext development mode"
+            grpcurl = f"grpcurl -plaintext {host}:{port} list"
         print(
             f"\ndocaxis is serving {', '.join(sorted(components))} on {host}:{port} "
-            "(gRPC, plaintext development mode; health and reflection enabled)\n"
-            f"  try: grpcurl -plaintext {host}:{port} list\n"
+            f"({mode}; health and reflection enabled)\n"
+            f"  try: {grpcurl}\n"
             "  demo: make demo    stop: Ctrl-C, then make down\n",
             flush=True,
         )
@@ -129,8 +200,6 @@ async def _run(args: argparse.Namespace) -> int:
 async def _seed(settings: Settings, path: Path) -> None:
     if not path.is_file():
         raise ConfigError(f"demo agencies file not found: {path}")
-    from services.common import postgres
-
     pool = await postgres.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         handlers = DirectoryHandlers(PostgresAgencies(pool), settings.code_forms)
@@ -145,8 +214,8 @@ async def _seed(settings: Settings, path: Path) -> None:
 
 
 async def _agencies(args: argparse.Namespace) -> int:
-    admin = role_metadata(Role.ADMIN)
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    channel, admin = pki_cli.operator_channel(args)
+    async with channel:
         stub = dpb_grpc.DirectoryServiceStub(channel)
 
         async def register(agency: dpb.Agency) -> bool:

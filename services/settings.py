@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from services.common.config import ConfigError, read_bool, read_float, read_int,
 from services.directory.domain.codes import CodeForm, parse_forms
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
+DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +29,45 @@ class Settings:
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
     log_level: str = "INFO"
+    # The log's name in its checkpoints; an auditor pins it.
+    ledger_origin: str = DEFAULT_LEDGER_ORIGIN
+    # File holding the checkpoint signing key(s), one C2SP signer key per line (several lines:
+    # dual-signing while a key rotates). Required to serve the ledger.
+    ledger_key_file: str | None = None
+    ledger_checkpoint_interval_s: float = 1.0
+    # Run each pool under its narrow database role (app_writer, ledger_sequencer, ledger_reader)
+    # rather than as the connecting user; turn off only for a user that cannot SET ROLE.
+    database_roles: bool = True
+    # Mutual TLS: the server's certificate chain and key, and the trust anchors (a PEM bundle of
+    # one or more roots, optionally with their issuing CAs) that client certificates and document
+    # signatures must chain to. Paths only: the key is read from its file, never from the env.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Extra CRLs (PEM or DER files) loaded at startup, on top of those ingested at runtime.
+    crl_files: tuple[str, ...] = ()
+    # The hub's own identity: signs transport receipts and authenticates the exchange to a
+    # separate directory process.
+    hub_cert_file: str | None = None
+    hub_key_file: str | None = None
+    # How far back a document signature may be dated when it is submitted (narrows backdating).
+    max_signature_age_s: float = 30 * 86400
+    # Certificates expiring within this many days are warned about at startup.
+    cert_warning_days: int = 30
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
+    def signatures_required(self) -> bool:
+        """Unsigned documents are refused everywhere but in development mode."""
+        return not self.dev_insecure
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
         try:
-            forms = parse_forms(env.get("DOCAXIS_CODE_FORMS", "qcvn102,qd20"))
+            forms = parse_forms(env.get("DOCAXIS_CODE_FORMS", "").strip() or "qcvn102,qd20")
         except ValueError as exc:
             raise ConfigError(f"DOCAXIS_CODE_FORMS: {exc}") from None
         settings = cls(
@@ -45,12 +81,72 @@ class Settings:
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
             log_level=env.get("DOCAXIS_LOG_LEVEL", "INFO"),
+            ledger_origin=env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
+            ledger_key_file=env.get("DOCAXIS_LEDGER_KEY_FILE") or None,
+            ledger_checkpoint_interval_s=read_float(
+                env, "DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", 1.0
+            ),
+            database_roles=read_bool(env, "DOCAXIS_DATABASE_ROLES", True),
+            tls_cert_file=env.get("DOCAXIS_TLS_CERT_FILE") or None,
+            tls_key_file=env.get("DOCAXIS_TLS_KEY_FILE") or None,
+            tls_client_ca_file=env.get("DOCAXIS_TLS_CLIENT_CA_FILE") or None,
+            crl_files=tuple(
+                path.strip() for path in env.get("DOCAXIS_CRL_FILES", "").split(",") if path.strip()
+            ),
+            hub_cert_file=env.get("DOCAXIS_HUB_CERT_FILE") or None,
+            hub_key_file=env.get("DOCAXIS_HUB_KEY_FILE") or None,
+            max_signature_age_s=read_float(env, "DOCAXIS_MAX_SIGNATURE_AGE_S", 30 * 86400),
+            cert_warning_days=read_int(env, "DOCAXIS_CERT_WARNING_DAYS", 30),
         )
-        if not settings.dev_insecure:
-            raise ConfigError(
-                "mutual TLS is not configured in this build: set DOCAXIS_DEV_INSECURE=true to run "
-                "plaintext with header identities (development only)"
-            )
+        _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
             raise ConfigError("DOCAXIS_MAX_ATTACHMENT_BYTES must be positive")
+        for key, value, minimum in (
+            ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
+            ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
+            ("DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", settings.ledger_checkpoint_interval_s, 0.01),
+        ):
+            if not math.isfinite(value) or value < minimum:
+                raise ConfigError(f"{key} must be a number of seconds >= {minimum}, got {value}")
         return settings
+
+
+def _check_trust_settings(settings: Settings) -> None:
+    """Mutual TLS and a hub identity, unless explicitly in development mode (plaintext, caller
+    identities from request headers)."""
+    pairs = (
+        (
+            "DOCAXIS_TLS_CERT_FILE",
+            settings.tls_cert_file,
+            "DOCAXIS_TLS_KEY_FILE",
+            settings.tls_key_file,
+        ),
+        (
+            "DOCAXIS_HUB_CERT_FILE",
+            settings.hub_cert_file,
+            "DOCAXIS_HUB_KEY_FILE",
+            settings.hub_key_file,
+        ),
+    )
+    for cert_key, cert, key_key, key in pairs:
+        if (cert is None) != (key is None):
+            raise ConfigError(f"{cert_key} and {key_key} go together")
+    if settings.tls and settings.tls_client_ca_file is None:
+        raise ConfigError("mutual TLS needs the client trust anchors: DOCAXIS_TLS_CLIENT_CA_FILE")
+    if settings.crl_files and settings.tls_client_ca_file is None:
+        raise ConfigError("DOCAXIS_CRL_FILES needs the trust anchors of DOCAXIS_TLS_CLIENT_CA_FILE")
+    if settings.dev_insecure:
+        return
+    if not settings.tls:
+        raise ConfigError(
+            "mutual TLS is required: set DOCAXIS_TLS_CERT_FILE, DOCAXIS_TLS_KEY_FILE and "
+            "DOCAXIS_TLS_CLIENT_CA_FILE (or DOCAXIS_DEV_INSECURE=true to run plaintext with "
+            "header identities, for development only)"
+        )
+    if settings.hub_cert_file is None:
+        raise ConfigError(
+            "transport receipts need the hub's signing identity: set DOCAXIS_HUB_CERT_FILE and "
+            "DOCAXIS_HUB_KEY_FILE"
+        )
+    if settings.max_signature_age_s <= 0:
+        raise ConfigError("DOCAXIS_MAX_SIGNATURE_AGE_S must be positive")

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,8 +20,10 @@ from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
-from services.settings import Settings
+from services.ledger.domain.note import NoteSigner
+from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
 from tests.infra import SuiteServices, start_services, stop_services
+from tests.pki import SuitePki
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
@@ -50,13 +53,39 @@ async def database_url(services: SuiteServices) -> str:
     return url
 
 
-def settings_for(database_url: str, amqp_url: str, address: str = "127.0.0.1:0") -> Settings:
+@pytest.fixture(scope="session")
+def ledger_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint signing key for this run's servers."""
+    path = tmp_path_factory.mktemp("ledger") / "ledger.key"
+    path.write_text(NoteSigner.generate(DEFAULT_LEDGER_ORIGIN).skey + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SuitePki:
+    """The run's demo CA and the server, hub, operator and agency certificates it issues."""
+    return SuitePki(tmp_path_factory.mktemp("pki"))
+
+
+def settings_for(
+    database_url: str,
+    amqp_url: str,
+    ledger_key_file: Path,
+    address: str = "127.0.0.1:0",
+    *,
+    pki: SuitePki | None = None,
+) -> Settings:
+    """Production settings (mutual TLS, signatures required) with `pki`; development mode
+    (plaintext, header identities, unsigned documents) without."""
+    trust = pki.server_env() if pki is not None else {"DOCAXIS_DEV_INSECURE": "true"}
     return Settings.from_env(
         {
+            **trust,
+            "DOCAXIS_LEDGER_KEY_FILE": str(ledger_key_file),
+            "DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S": "0.2",
             "DOCAXIS_GRPC_ADDRESS": address,
             "DOCAXIS_DATABASE_URL": database_url,
             "DOCAXIS_AMQP_URL": amqp_url,
-            "DOCAXIS_DEV_INSECURE": "true",
             "DOCAXIS_MAX_ATTACHMENT_BYTES": str(TEST_MAX_ATTACHMENT_BYTES),
             "DOCAXIS_SHUTDOWN_GRACE_S": "2",
             "DOCAXIS_HEALTH_INTERVAL_S": "0.2",
@@ -65,12 +94,19 @@ def settings_for(database_url: str, amqp_url: str, address: str = "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")
-async def axis(database_url: str, services: SuiteServices) -> AsyncIterator[str]:
-    """docaxis (directory + exchange) served in this process; yields its address."""
+async def axis(
+    database_url: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
+) -> AsyncIterator[str]:
+    """docaxis (directory + exchange) served in this process over mutual TLS, as in production;
+    yields its address."""
     stop = asyncio.Event()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
-        serve(settings_for(database_url, services.amqp_url), stop, on_ready=ready.set_result)
+        serve(
+            settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki),
+            stop,
+            on_ready=ready.set_result,
+        )
     )
     waiters: list[asyncio.Future[object]] = [ready, task]  # type: ignore[list-item]
     async with asyncio.timeout(30):
@@ -101,8 +137,9 @@ async def directory(database_url: str) -> AsyncIterator[DirectoryHandlers]:
 
 
 @pytest.fixture
-def register_agencies(directory: DirectoryHandlers):  # type: ignore[no-untyped-def]
-    """Registers `count` fresh open agencies (or closed ones with successors) and returns codes."""
+def register_agencies(directory: DirectoryHandlers, pki: SuitePki):  # type: ignore[no-untyped-def]
+    """Registers `count` fresh open agencies (or closed ones with successors), issues each an
+    agency and an official's certificate, and returns their codes."""
 
     async def register(
         count: int, *, valid_to: str = "", successors: tuple[str, ...] = ()
@@ -121,6 +158,7 @@ def register_agencies(directory: DirectoryHandlers):  # type: ignore[no-untyped-
                     )
                 )
             )
+            pki.agency(code)
         return codes
 
     return register
@@ -147,13 +185,14 @@ def make_header(
 
 
 @pytest.fixture
-async def clients(axis: str) -> AsyncIterator[dict[str, AgencyClient]]:
-    """A client per agency code, created on first use and closed afterwards."""
+async def clients(axis: str, pki: SuitePki) -> AsyncIterator[dict[str, AgencyClient]]:
+    """A client per agency code, created on first use and closed afterwards: mutual TLS with
+    the agency's certificate, every submission signed by its official and the agency."""
     made: dict[str, AgencyClient] = {}
 
     class Clients(dict[str, AgencyClient]):
         def __missing__(self, code: str) -> AgencyClient:
-            client = AgencyClient(axis, code)
+            client = pki.client(axis, code)
             made[code] = client
             self[code] = client
             return client

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
+import structlog
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -28,6 +29,30 @@ from services.common.errors import (
 )
 
 ERROR_DOMAIN = "docaxis"
+
+log = structlog.get_logger(__name__)
+
+# Refusals that say something about who is calling or what they signed: each is logged as a
+# `security_refused` event with the caller's identity (bound by the caller resolver), the RPC and
+# the reason, and nothing of the document or of any secret.
+SECURITY_REASONS = frozenset(
+    {
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "SENDER_MISMATCH",
+        "NOT_REGISTERED",
+        "SIGNATURE_INVALID",
+        "SIGNER_MISMATCH",
+        "SIGNING_TIME_INVALID",
+        "UNSUPPORTED_ALGORITHM",
+        "CERTIFICATE_EXPIRED",
+        "CERTIFICATE_NOT_YET_VALID",
+        "CERTIFICATE_REVOKED",
+        "CERTIFICATE_USAGE",
+        "UNTRUSTED_ISSUER",
+        "CRL_INVALID",
+    }
+)
 
 # The one table from error category to gRPC status code (most specific class first).
 _STATUS_BY_CATEGORY: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
@@ -93,6 +118,10 @@ async def domain_errors(ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterato
     try:
         yield
     except DomainError as exc:
+        if exc.reason in SECURITY_REASONS or isinstance(
+            exc, UnauthenticatedError | PermissionDeniedError
+        ):
+            log.warning("security_refused", reason=exc.reason, status=status_for(exc).name)
         await abort_with_domain_error(ctx, exc)
 
 

@@ -1,23 +1,41 @@
 """Who is calling: the agency (or operator role) behind a gRPC request.
 
-Production resolves the caller from the mutual-TLS client certificate. Until a deployment has
-certificates, `HeaderCallerResolver` trusts an `x-docaxis-agency` header: it exists for local
-development and tests only, and the services refuse to start with it unless the explicit
-development flag is set.
+Production resolves the caller from the mutual-TLS client certificate (`TlsCallerResolver`):
+the certificate must chain to the configured anchors, allow client authentication and not be
+revoked, and its `urn:docaxis:` identity names an agency or an operator role. Development mode
+(`HeaderCallerResolver`) believes an `x-docaxis-agency` header instead; the services refuse to
+start with it unless the explicit development flag is set.
+
+The monitoring role may read health (and later metrics) only. Those services never resolve a
+caller, so every resolution of a monitoring credential is a refusal.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
+from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
+from docaxis_client.trust.chain import Role as CertificateRole
+from docaxis_client.trust.errors import CertificateError
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
+from services.common.trust import TrustRegistry
 
 AGENCY_HEADER = "x-docaxis-agency"
 ROLE_HEADER = "x-docaxis-role"
+
+# gRPC's names for the peer's certificate and the chain it presented (auth context properties).
+_PEER_CERT = "x509_pem_cert"
+_PEER_CHAIN = "x509_pem_cert_chain"
 
 
 class Role(enum.StrEnum):
@@ -28,11 +46,21 @@ class Role(enum.StrEnum):
     HUB = "hub"
 
 
+_ROLE_OF_CERTIFICATE = {
+    CertificateRole.ADMIN: Role.ADMIN,
+    CertificateRole.MONITOR: Role.MONITOR,
+    CertificateRole.HUB: Role.HUB,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     role: Role
     # Set for Role.AGENCY: the only agency this caller may act as.
     agency_code: str | None = None
+    # The client certificate (RFC 4514 subject, hex serial), for security logs; empty in dev.
+    subject: str = ""
+    serial: str = ""
 
     def require_agency(self) -> str:
         """The caller's agency code; operators (admin, monitor) do not act as agencies."""
@@ -51,12 +79,66 @@ class Caller:
 
 class CallerResolver(Protocol):
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        """The authenticated caller, or UnauthenticatedError."""
+        """The authenticated caller from its credentials alone (no I/O), or
+        UnauthenticatedError; PermissionDeniedError for a monitoring credential."""
         ...
+
+    async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """`resolve`, and an agency must also be registered and open in the directory
+        (PermissionDeniedError with reason NOT_REGISTERED otherwise)."""
+        ...
+
+
+# Whether an agency code is registered and open today; raises UnavailableError when the
+# directory cannot say.
+AgencyCheck = Callable[[str], Awaitable[bool]]
+
+_MONITOR_ONLY = "the monitoring role may only read health and metrics"
+
+
+def _bind(caller: Caller) -> Caller:
+    # Every log line of this call, security refusals included, names who made it.
+    structlog.contextvars.bind_contextvars(
+        caller_role=caller.role.value, caller_agency=caller.agency_code or ""
+    )
+    if caller.role is Role.MONITOR:
+        raise PermissionDeniedError(_MONITOR_ONLY, meta={"role": caller.role.value})
+    return caller
+
+
+class _OpenAgencies:
+    """Recent 'registered and open' answers, so that a busy agency does not cost a directory
+    lookup per call; a closure reaches every process within the time-to-live."""
+
+    def __init__(self, check: AgencyCheck | None, ttl_s: float) -> None:
+        self._check = check
+        self._ttl_s = ttl_s
+        self._until: dict[str, float] = {}
+
+    async def require(self, caller: Caller) -> Caller:
+        code = caller.agency_code
+        if self._check is None or caller.role is not Role.AGENCY or code is None:
+            return caller
+        now = time.monotonic()
+        if self._until.get(code, 0.0) > now:
+            return caller
+        if not await self._check(code):
+            raise PermissionDeniedError(
+                f"agency {code} is not registered, or closed, in the directory",
+                reason="NOT_REGISTERED",
+                meta={"agency": code},
+            )
+        if len(self._until) > 10_000:
+            self._until.clear()
+        self._until[code] = now + self._ttl_s
+        return caller
 
 
 class HeaderCallerResolver:
     """Development only: believes the caller's own headers."""
+
+    def __init__(self, agency_open: AgencyCheck | None = None) -> None:
+        self._open = _OpenAgencies(agency_open, ttl_s=5.0)
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         headers = {
@@ -75,8 +157,101 @@ class HeaderCallerResolver:
                 raise UnauthenticatedError(
                     f"no caller identity: the {AGENCY_HEADER} header is missing"
                 )
-            return Caller(Role.AGENCY, agency)
-        return Caller(role)
+            return _bind(Caller(Role.AGENCY, agency))
+        return _bind(Caller(role))
+
+    async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        return await self._open.require(self.resolve(ctx))
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    caller: Caller
+    generation: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+class TlsCallerResolver:
+    """The caller named by its mutual-TLS client certificate.
+
+    gRPC's handshake already refused clients without a certificate of the anchors, or with an
+    expired one. Here the certificate is validated again with the trust core, which adds what
+    the handshake does not know: revocation (CRLs ingested at runtime), the clientAuth usage,
+    and the docaxis identity. Results are cached per certificate until the revocations change.
+    """
+
+    def __init__(
+        self,
+        trust: TrustRegistry,
+        agency_open: AgencyCheck | None = None,
+        *,
+        open_ttl_s: float = 5.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._trust = trust
+        self._open = _OpenAgencies(agency_open, ttl_s=open_ttl_s)
+        self._clock = clock
+        self._cache: dict[bytes, _Validated] = {}
+
+    def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        properties = ctx.auth_context()
+        leaf_pem = next(iter(properties.get(_PEER_CERT, ())), None)
+        if leaf_pem is None:
+            # Only reachable on a plaintext port: the TLS port requires a client certificate.
+            raise UnauthenticatedError("no client certificate")
+        try:
+            leaf = x509.load_pem_x509_certificate(leaf_pem)
+            presented = [
+                cert
+                for pem in properties.get(_PEER_CHAIN, ())
+                for cert in x509.load_pem_x509_certificates(pem)
+            ]
+        except ValueError:
+            raise UnauthenticatedError("unreadable client certificate") from None
+        fingerprint = leaf.fingerprint(hashes.SHA256())
+        subject, serial = describe(leaf), f"{leaf.serial_number:x}"
+        structlog.contextvars.bind_contextvars(caller_subject=subject, caller_serial=serial)
+        now = self._clock()
+        cached = self._cache.get(fingerprint)
+        if (
+            cached is not None
+            and cached.generation == self._trust.generation
+            and cached.not_before <= now <= cached.not_after
+        ):
+            return _bind(cached.caller)
+        generation = self._trust.generation
+        try:
+            self._trust.store.validate(
+                [leaf, *(cert for cert in presented if cert != leaf)],
+                at=now,
+                purpose=CertificatePurpose.CLIENT_AUTH,
+            )
+            caller = self._identity(leaf, subject, serial)
+        except CertificateError as exc:
+            raise UnauthenticatedError(str(exc), reason=exc.reason, meta=exc.meta) from None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[fingerprint] = _Validated(
+            caller, generation, leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        )
+        return _bind(caller)
+
+    async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        return await self._open.require(self.resolve(ctx))
+
+    @staticmethod
+    def _identity(leaf: x509.Certificate, subject: str, serial: str) -> Caller:
+        code = agency_code_of(leaf)
+        if code is not None:
+            return Caller(Role.AGENCY, code, subject, serial)
+        role = role_of(leaf)
+        if role is not None:
+            return Caller(_ROLE_OF_CERTIFICATE[role], None, subject, serial)
+        raise UnauthenticatedError(
+            "the client certificate names no docaxis agency or role",
+            meta={"subject": subject, "serial": serial},
+        )
 
 
 def agency_metadata(agency_code: str) -> tuple[tuple[str, str], ...]:

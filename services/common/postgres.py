@@ -11,6 +11,17 @@ from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
 
+# What a database that is down, restarting or unreachable raises. InternalClientError belongs
+# here: after a query timed out on a dying connection, asyncpg reports the next use with it.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 # What pool.acquire() yields; queries work the same on a bare connection.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -18,8 +29,18 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 _MIGRATION_LOCK_KEY = 0x646F6361  # "doca"
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, role: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose sessions run as `role` (SET ROLE for the whole session, surviving the pool's
+    reset between borrowers), so a process holds only the privileges its job needs."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        server_settings={"role": role} if role else None,
+    )
     assert pool is not None  # asyncpg returns None only when awaited wrongly
     return pool
 
@@ -79,6 +100,6 @@ async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
     try:
         async with pool.acquire(timeout=timeout_s) as conn:
             await conn.fetchval("SELECT 1", timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except TRANSIENT_ERRORS:
         return False
     return True

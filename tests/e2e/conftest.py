@@ -6,15 +6,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import grpc
 import pytest
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
-from docaxis_client.client import admin_metadata
 from tests.conftest import unique_code
 from tests.e2e.processes import AxisProcess
 from tests.infra import SuiteServices
+from tests.pki import SuitePki
 
 
 @pytest.fixture
@@ -32,10 +31,14 @@ async def e2e_database_url(services: SuiteServices) -> str:
 
 @pytest.fixture
 async def axis_process(
-    e2e_database_url: str, services: SuiteServices, tmp_path: Path
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
 ) -> AsyncIterator[AxisProcess]:
-    """A running `docaxis run`; at the end it must exit cleanly on SIGTERM."""
-    process = AxisProcess(e2e_database_url, services.amqp_url, tmp_path)
+    """A running `docaxis run` over mutual TLS; at the end it must exit cleanly on SIGTERM."""
+    process = AxisProcess(e2e_database_url, services.amqp_url, tmp_path, ledger_key_file, pki=pki)
     await process.start()
     yield process
     if process.process is not None and process.process.poll() is None:
@@ -45,10 +48,11 @@ async def axis_process(
         assert "server_stopped" in logs
 
 
-async def register(address: str, count: int) -> list[str]:
+async def register(process: AxisProcess, count: int) -> list[str]:
     """Registers fresh agencies through the running server's DirectoryService (as admin)."""
     codes = [unique_code() for _ in range(count)]
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel, admin = process.admin_channel()
+    async with channel:
         stub = dpb_grpc.DirectoryServiceStub(channel)
         for code in codes:
             await stub.RegisterAgency(
@@ -60,7 +64,7 @@ async def register(address: str, count: int) -> list[str]:
                         valid_from="2019-01-01",
                     )
                 ),
-                metadata=admin_metadata(),
+                metadata=admin,
                 timeout=10,
             )
     return codes

@@ -13,6 +13,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from docaxis_client.client import AgencyClient, open_channel
+from docaxis_client.credentials import TlsCredentials
+from tests.pki import SuitePki
+
 DOCAXIS = Path(sys.executable).parent / "docaxis"
 
 
@@ -23,9 +27,11 @@ def free_port() -> int:
         return port
 
 
-async def health_status(address: str, timeout_s: float = 2.0) -> int | None:
+async def health_status(
+    address: str, timeout_s: float = 2.0, *, tls: TlsCredentials | None = None
+) -> int | None:
     """The overall health status, or None when the server does not answer."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls) as channel:
         try:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
@@ -36,9 +42,11 @@ async def health_status(address: str, timeout_s: float = 2.0) -> int | None:
         return status
 
 
-async def wait_for_health(address: str, wanted: int, timeout_s: float) -> None:
+async def wait_for_health(
+    address: str, wanted: int, timeout_s: float, *, tls: TlsCredentials | None = None
+) -> None:
     async with asyncio.timeout(timeout_s):
-        while await health_status(address) != wanted:  # noqa: ASYNC110 - another process
+        while await health_status(address, tls=tls) != wanted:  # noqa: ASYNC110 - another process
             await asyncio.sleep(0.1)
 
 
@@ -50,22 +58,32 @@ class AxisProcess:
         database_url: str,
         amqp_url: str,
         log_dir: Path,
+        ledger_key_file: Path,
         *,
         command: tuple[str, ...] = (str(DOCAXIS), "run"),
         extra_env: dict[str, str] | None = None,
         name: str = "docaxis",
+        pki: SuitePki | None = None,
     ) -> None:
+        """With `pki`, production settings: mutual TLS, signatures required; without, the
+        development mode."""
         self.address = f"127.0.0.1:{free_port()}"
         self._command = command
         self._name = name
+        self.pki = pki
+        # Health is open to any authenticated caller: the monitoring role is enough.
+        self.tls = pki.monitor if pki is not None else None
+        trust = pki.server_env() if pki is not None else {"DOCAXIS_DEV_INSECURE": "true"}
         self._env = {
             **os.environ,
+            **trust,
             "DOCAXIS_GRPC_ADDRESS": self.address,
             "DOCAXIS_DATABASE_URL": database_url,
             "DOCAXIS_AMQP_URL": amqp_url,
-            "DOCAXIS_DEV_INSECURE": "true",
             "DOCAXIS_SHUTDOWN_GRACE_S": "3",
             "DOCAXIS_HEALTH_INTERVAL_S": "0.2",
+            "DOCAXIS_LEDGER_KEY_FILE": str(ledger_key_file),
+            "DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S": "0.2",
             **(extra_env or {}),
         }
         self._log_dir = log_dir
@@ -83,9 +101,23 @@ class AxisProcess:
                 list(self._command), env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            await wait_for_health(self.address, health_pb2.HealthCheckResponse.SERVING, 60)
+            await wait_for_health(
+                self.address, health_pb2.HealthCheckResponse.SERVING, 60, tls=self.tls
+            )
         except TimeoutError:
             raise RuntimeError(f"docaxis did not start:\n{self.log_path.read_text()}") from None
+
+    def client(self, code: str) -> AgencyClient:
+        """A DMS of agency `code` (its certificates, signing every submission)."""
+        if self.pki is None:
+            return AgencyClient(self.address, code)
+        return self.pki.client(self.address, code)
+
+    def admin_channel(self) -> tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]:
+        """A channel as administrator and the metadata to send on it."""
+        if self.pki is None:
+            return grpc.aio.insecure_channel(self.address), (("x-docaxis-role", "admin"),)
+        return open_channel(self.address, self.pki.admin), ()
 
     def kill(self) -> None:
         """kill -9: no shutdown code runs."""

@@ -9,7 +9,6 @@ import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from grpc_health.v1 import health_pb2
 
-from docaxis_client.client import AgencyClient
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess, wait_for_health
@@ -25,10 +24,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 async def test_two_dms_clients_exchange_documents_over_real_grpc(axis_process: AxisProcess) -> None:
     """Each side sends to the other through a `docaxis run` process; both receive, download,
     acknowledge; each sender tracks its copy as acknowledged; SIGTERM then exits cleanly."""
-    a_code, b_code = await register(axis_process.address, 2)
+    a_code, b_code = await register(axis_process, 2)
     async with (
-        AgencyClient(axis_process.address, a_code) as a,
-        AgencyClient(axis_process.address, b_code) as b,
+        axis_process.client(a_code) as a,
+        axis_process.client(b_code) as b,
     ):
         inbox_a, inbox_b = a.receive(), b.receive()
         upload = await a.upload_bytes(b"%PDF-1.7 from A")
@@ -57,15 +56,15 @@ async def test_kill_9_between_submit_and_delivery_loses_and_duplicates_nothing(
 ) -> None:
     """Documents accepted just before a kill -9 all reach the recipient after a restart, each
     exactly once; an acknowledged document never comes back."""
-    sender, recipient = await register(axis_process.address, 2)
-    async with AgencyClient(axis_process.address, sender) as client:
+    sender, recipient = await register(axis_process, 2)
+    async with axis_process.client(sender) as client:
         submitted = [
             (await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))).receipt
             for _ in range(20)
         ]
     axis_process.kill()
     await axis_process.start()
-    async with AgencyClient(axis_process.address, recipient) as dms:
+    async with axis_process.client(recipient) as dms:
         stream = dms.receive()
         received = []
         for _ in submitted:
@@ -85,19 +84,19 @@ async def test_kill_9_with_pushed_unacknowledged_mail_redelivers_it_once(
 ) -> None:
     """A delivery pushed but not acknowledged when the server dies is pushed again after the
     restart, and once acknowledged is never pushed again."""
-    sender, recipient = await register(axis_process.address, 2)
-    async with AgencyClient(axis_process.address, sender) as client:
+    sender, recipient = await register(axis_process, 2)
+    async with axis_process.client(sender) as client:
         receipt = (
             await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
         ).receipt
-    async with AgencyClient(axis_process.address, recipient) as dms:
+    async with axis_process.client(recipient) as dms:
         first = dms.receive()
         pushed = await next_delivery(first)
         assert pushed.document_uuid == receipt.document_uuid
         axis_process.kill()
         first.cancel()
     await axis_process.start()
-    async with AgencyClient(axis_process.address, recipient) as dms:
+    async with axis_process.client(recipient) as dms:
         second = dms.receive()
         again = await next_delivery(second)
         assert again.delivery_id == pushed.delivery_id
@@ -113,21 +112,21 @@ async def test_health_follows_rabbitmq_and_postgres_and_mail_flows_after_their_r
     document submitted afterwards is still pushed (connections recover by themselves)."""
     try:
         await asyncio.to_thread(services.rabbit, "stop")
-        await wait_for_health(axis_process.address, NOT_SERVING, 30)
+        await wait_for_health(axis_process.address, NOT_SERVING, 30, tls=axis_process.tls)
     finally:
         await asyncio.to_thread(services.rabbit, "start")
-    await wait_for_health(axis_process.address, SERVING, 60)
+    await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
     try:
         await asyncio.to_thread(services.postgres, "stop")
-        await wait_for_health(axis_process.address, NOT_SERVING, 30)
+        await wait_for_health(axis_process.address, NOT_SERVING, 30, tls=axis_process.tls)
     finally:
         await asyncio.to_thread(services.postgres, "start")
-    await wait_for_health(axis_process.address, SERVING, 60)
+    await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
 
-    sender, recipient = await register(axis_process.address, 2)
+    sender, recipient = await register(axis_process, 2)
     async with (
-        AgencyClient(axis_process.address, sender) as a,
-        AgencyClient(axis_process.address, recipient) as b,
+        axis_process.client(sender) as a,
+        axis_process.client(recipient) as b,
     ):
         stream = b.receive()
         receipt = (await a.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))).receipt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -11,42 +12,50 @@ from pathlib import Path
 import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
-from docaxis_client.client import AgencyClient
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import DOCAXIS, AxisProcess
 from tests.infra import SHARED, SuiteServices
 from tests.integration.test_exchange_flow import next_delivery
+from tests.pki import SuitePki
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_directory_and_exchange_run_as_separate_processes(
-    e2e_database_url: str, services: SuiteServices, tmp_path: Path
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
 ) -> None:
     """`python -m services.exchange` routes through `python -m services.directory` over gRPC."""
     directory = AxisProcess(
         e2e_database_url,
         services.amqp_url,
         tmp_path,
+        ledger_key_file,
         command=(sys.executable, "-m", "services.directory"),
         name="directory",
+        pki=pki,
     )
     await directory.start()
     exchange = AxisProcess(
         e2e_database_url,
         services.amqp_url,
         tmp_path,
+        ledger_key_file,
         command=(sys.executable, "-m", "services.exchange"),
         extra_env={"DOCAXIS_DIRECTORY_ADDRESS": directory.address},
         name="exchange",
+        pki=pki,
     )
     try:
         await exchange.start()
-        sender, recipient = await register(directory.address, 2)
+        sender, recipient = await register(directory, 2)
         async with (
-            AgencyClient(exchange.address, sender) as a,
-            AgencyClient(exchange.address, recipient) as b,
+            exchange.client(sender) as a,
+            exchange.client(recipient) as b,
         ):
             stream = b.receive()
             receipt = (
@@ -63,9 +72,13 @@ async def test_directory_and_exchange_run_as_separate_processes(
         assert await directory.terminate() == 0, directory.logs()
 
 
-def _docaxis(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _docaxis(process: AxisProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """`docaxis agencies …` as an administrator (its certificate in DOCAXIS_CLIENT_*)."""
+    assert process.pki is not None
+    admin = process.pki.client_env(process.pki.admin_certificate, "cli-admin")
     return subprocess.run(
-        [str(DOCAXIS), "agencies", *args, "--address", address],
+        [str(DOCAXIS), "agencies", *args, "--address", process.address],
+        env={**os.environ, **admin},
         capture_output=True,
         text=True,
         timeout=60,
@@ -80,23 +93,23 @@ async def test_the_cli_imports_the_reorganised_directory_and_lists_it(
     closed agencies show with their successors only when asked; a bad code is refused with its
     reason."""
     csv = SHARED / "testdata" / "directory" / "agencies.csv"
-    first = await asyncio.to_thread(_docaxis, axis_process.address, "import", str(csv))
+    first = await asyncio.to_thread(_docaxis, axis_process, "import", str(csv))
     assert first.returncode == 0, first.stderr
     rows = len(csv.read_text(encoding="utf-8").splitlines()) - 1
     assert first.stdout.strip() == f"{rows} registered, 0 already present"
-    second = await asyncio.to_thread(_docaxis, axis_process.address, "import", str(csv))
+    second = await asyncio.to_thread(_docaxis, axis_process, "import", str(csv))
     assert second.stdout.strip() == f"0 registered, {rows} already present"
 
-    listed = await asyncio.to_thread(_docaxis, axis_process.address, "list", "--all")
+    listed = await asyncio.to_thread(_docaxis, axis_process, "list", "--all")
     assert "000.00.00.H40  closed  Ủy ban nhân dân tỉnh Nam Định  -> 000.00.00.H37" in listed.stdout
     assert len(listed.stdout.strip().splitlines()) == rows
-    open_only = await asyncio.to_thread(_docaxis, axis_process.address, "list")
+    open_only = await asyncio.to_thread(_docaxis, axis_process, "list")
     assert "000.00.00.H40" not in open_only.stdout
     assert "000.00.71.H45  active  Ủy ban nhân dân phường Hạ Long" in open_only.stdout
 
     bad = await asyncio.to_thread(
         _docaxis,
-        axis_process.address,
+        axis_process,
         "add",
         "--code",
         "000.00.00.h45",

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.directory.domain.model import Agency, AgencyKind
+from services.directory.service_layer.ports import AgencyExistsError
 
 _COLUMNS = "code, name, parent_code, kind, valid_from, valid_to, successor_codes, email, version"
 
@@ -46,6 +47,12 @@ class PostgresAgencies:
         return {row["code"]: _agency(row) for row in rows}
 
     async def add(self, agency: Agency) -> Agency:
+        try:
+            return await self._insert(agency)
+        except asyncpg.UniqueViolationError as exc:
+            raise AgencyExistsError(agency.code) from exc
+
+    async def _insert(self, agency: Agency) -> Agency:
         row = await self._pool.fetchrow(
             f"""
             INSERT INTO directory.agency

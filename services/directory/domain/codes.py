@@ -7,9 +7,10 @@ import re
 import unicodedata
 
 # QCVN 102: V1V2V3.Z1Z2.Y1Y2.MX1X2, read right to left; the group letter is the 11th character.
-_QCVN102 = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
+# Explicit ASCII classes and fullmatch: \d accepts any Unicode digit, and $ accepts a final \n.
+_QCVN102 = re.compile(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}")
 # QĐ 20/2020 generic identifiers: up to 35 characters of [0-9A-Z.], no empty segment.
-_QD20 = re.compile(r"^[0-9A-Z]+(?:\.[0-9A-Z]+)*$")
+_QD20 = re.compile(r"[0-9A-Z]+(?:\.[0-9A-Z]+)*")
 QD20_MAX_LENGTH = 35
 
 
@@ -30,9 +31,9 @@ def code_problem(code: str, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> str |
     """Why `code` is not an agency code in any of the accepted forms, or None if it is one."""
     if not code:
         return "must not be empty"
-    if CodeForm.QCVN102 in forms and _QCVN102.match(code):
+    if CodeForm.QCVN102 in forms and _QCVN102.fullmatch(code):
         return None
-    if CodeForm.QD20 in forms and len(code) <= QD20_MAX_LENGTH and _QD20.match(code):
+    if CodeForm.QD20 in forms and len(code) <= QD20_MAX_LENGTH and _QD20.fullmatch(code):
         return None
     wanted = " or ".join(
         {

@@ -9,11 +9,13 @@ import grpc
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 
-from services.common.errors import FieldViolation, ValidationError
+from services.common.errors import FieldViolation, NotFoundError, ValidationError
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
-from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam
+from services.directory.domain.codes import DEFAULT_FORMS, CodeForm
+from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam, validate_agency
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.directory.service_layer.revocation import RevocationHandlers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DirectoryService"].full_name
 
@@ -36,7 +38,13 @@ def agency_to_pb(agency: Agency, today: dt.date) -> pb.Agency:
         name=agency.name,
         parent_code=agency.parent_code or "",
         kind=_KIND_TO_PB[agency.kind],
-        status=pb.AGENCY_STATUS_CLOSED if agency.is_closed_on(today) else pb.AGENCY_STATUS_ACTIVE,
+        status=(
+            pb.AGENCY_STATUS_CLOSED
+            if agency.is_closed_on(today)
+            else pb.AGENCY_STATUS_ACTIVE
+            if agency.is_open_on(today)
+            else pb.AGENCY_STATUS_NOT_YET_VALID
+        ),
         valid_from=agency.valid_from.isoformat(),
         valid_to=agency.valid_to.isoformat() if agency.valid_to else "",
         successor_codes=list(agency.successor_codes),
@@ -45,7 +53,7 @@ def agency_to_pb(agency: Agency, today: dt.date) -> pb.Agency:
     )
 
 
-def agency_from_pb(message: pb.Agency) -> Agency:
+def agency_from_pb(message: pb.Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:
     """Parses what a registrant supplies; every malformed field is reported at once."""
     problems: list[FieldViolation] = []
 
@@ -66,6 +74,21 @@ def agency_from_pb(message: pb.Agency) -> Agency:
     if kind is None:
         problems.append(FieldViolation("agency.kind", "required"))
     if problems or valid_from is None or kind is None:
+        # Also check the fields that did parse, so one answer lists every problem.
+        placeholder = Agency(
+            code=message.code,
+            name=message.name,
+            kind=kind or AgencyKind.OTHER,
+            valid_from=valid_from or dt.date.min,
+            parent_code=message.parent_code or None,
+            valid_to=valid_to if valid_from is not None else None,
+            successor_codes=tuple(message.successor_codes) if valid_to is not None else (),
+            email=message.email,
+        )
+        try:
+            validate_agency(placeholder, forms)
+        except ValidationError as exc:
+            problems.extend(exc.violations)
         raise ValidationError("invalid agency", problems)
     return Agency(
         code=message.code,
@@ -80,16 +103,25 @@ def agency_from_pb(message: pb.Agency) -> Agency:
 
 
 class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
-    def __init__(self, handlers: DirectoryHandlers, callers: CallerResolver) -> None:
+    def __init__(
+        self,
+        handlers: DirectoryHandlers,
+        callers: CallerResolver,
+        *,
+        revocation: RevocationHandlers | None = None,
+    ) -> None:
         self._handlers = handlers
         self._callers = callers
+        self._revocation = revocation
 
     async def RegisterAgency(
         self, request: pb.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RegisterAgencyResponse:
         async with domain_errors(context):
             self._callers.resolve(context).require_admin()
-            registration = await self._handlers.register(agency_from_pb(request.agency))
+            registration = await self._handlers.register(
+                agency_from_pb(request.agency, self._handlers.forms)
+            )
             return pb.RegisterAgencyResponse(
                 agency=agency_to_pb(registration.agency, today_in_vietnam()),
                 created=registration.created,
@@ -130,4 +162,19 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
             return pb.ListAgenciesResponse(
                 agencies=[agency_to_pb(agency, today) for agency in page.agencies],
                 next_page_token=page.next_page_token,
+            )
+
+    async def IngestCrl(
+        self, request: pb.IngestCrlRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.IngestCrlResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context).require_admin()
+            if self._revocation is None:
+                raise NotFoundError("this deployment has no trust anchors to check CRLs against")
+            ingestion = await self._revocation.ingest(request.crl)
+            return pb.IngestCrlResponse(
+                issuer=ingestion.info.issuer,
+                crl_number=str(ingestion.info.number),
+                revoked_count=ingestion.info.revoked_count,
+                changed=ingestion.changed,
             )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from services.common.errors import ConflictError, FieldViolation, NotFoundError, ValidationError
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm, code_problem, normalise_code
 from services.directory.domain.model import Agency, validate_agency
-from services.directory.service_layer.ports import Agencies
+from services.directory.service_layer.ports import Agencies, AgencyExistsError
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -34,6 +34,11 @@ class DirectoryHandlers:
         self._agencies = agencies
         self._forms = forms
 
+    @property
+    def forms(self) -> frozenset[CodeForm]:
+        """The code forms this deployment accepts."""
+        return self._forms
+
     async def register(self, agency: Agency) -> Registration:
         candidate = validate_agency(agency, self._forms)
         existing = await self._agencies.get(candidate.code)
@@ -52,7 +57,18 @@ class DirectoryHandlers:
                 "invalid agency",
                 [FieldViolation("agency.parent_code", f"unknown agency {candidate.parent_code}")],
             )
-        return Registration(await self._agencies.add(candidate), created=True)
+        try:
+            return Registration(await self._agencies.add(candidate), created=True)
+        except AgencyExistsError:
+            # A concurrent registration of the same code committed first: answer as if it had
+            # been there when we looked.
+            winner = await self._agencies.get(candidate.code)
+            if winner is not None and winner.same_record(candidate):
+                return Registration(winner, created=False)
+            raise ConflictError(
+                f"agency {candidate.code} is already registered with other details",
+                meta={"code": candidate.code},
+            ) from None
 
     async def get(self, code: str) -> Agency:
         normalised = self._checked_code(code, "code")
@@ -86,7 +102,7 @@ class DirectoryHandlers:
         after = ""
         if page_token:
             try:
-                after = base64.urlsafe_b64decode(page_token.encode()).decode()
+                after = base64.b64decode(page_token, altchars=b"-_", validate=True).decode()
             except (ValueError, UnicodeDecodeError):
                 problems.append(FieldViolation("page_token", "not a token this service issued"))
         parent = normalise_code(parent_code) if parent_code else None

@@ -9,6 +9,10 @@ from typing import Protocol
 from services.directory.domain.model import Agency
 
 
+class AgencyExistsError(Exception):
+    """`add` found the code already taken (a concurrent registration won)."""
+
+
 class Agencies(Protocol):
     """The agency store. Codes are never deleted: closing an agency is an update."""
 
@@ -17,7 +21,8 @@ class Agencies(Protocol):
     async def get_many(self, codes: Sequence[str]) -> dict[str, Agency]: ...
 
     async def add(self, agency: Agency) -> Agency:
-        """Stores a new agency and returns it with its version; the code must be new."""
+        """Stores a new agency and returns it with its version; AgencyExistsError if the code is
+        taken."""
         ...
 
     async def list(

@@ -55,8 +55,6 @@ class LocalDirectoryLookup:
         found, _unknown = await self._handlers.get_many(list(dict.fromkeys(codes)))
         today = today_in_vietnam()
         return {
-            a.code: AgencyView(
-                a.code, open=not a.is_closed_on(today), successor_codes=a.successor_codes
-            )
+            a.code: AgencyView(a.code, open=a.is_open_on(today), successor_codes=a.successor_codes)
             for a in found
         }

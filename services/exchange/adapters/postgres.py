@@ -24,6 +24,7 @@ from services.exchange.domain.model import (
 )
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    DeliveryRecord,
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
@@ -457,6 +458,48 @@ class PostgresDocumentStore:
             ),
         )
 
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """
+                SELECT d.document_uuid, d.recipient, d.acknowledged_at, d.transport_receipt,
+                    doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                WHERE d.id = $1
+                """,
+                uuid.UUID(delivery_id),
+            )
+            if row is None:
+                return None
+            loaded = await self._load_document(conn, row["document_uuid"])
+        assert loaded is not None  # deliveries reference documents
+        header, attachments, _signatures, _submitted_at = loaded
+        return DeliveryRecord(
+            delivery_id=delivery_id,
+            document_uuid=str(row["document_uuid"]),
+            sender=row["sender"],
+            recipient=row["recipient"],
+            header=header,
+            attachments=attachments,
+            acknowledged_at=row["acknowledged_at"],
+            transport_receipt=row["transport_receipt"],
+        )
+
+    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored: bytes | None = await conn.fetchval(
+                """
+                UPDATE exchange.delivery SET transport_receipt = coalesce(transport_receipt, $2)
+                WHERE id = $1 AND acknowledged_at IS NOT NULL
+                RETURNING transport_receipt
+                """,
+                uuid.UUID(delivery_id),
+                receipt,
+            )
+        if stored is None:
+            raise ValueError(f"delivery {delivery_id} is not acknowledged")
+        return stored
+
     async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
         storage_id = uuid.uuid4()
         async with self._pool.acquire() as conn:
@@ -464,6 +507,8 @@ class PostgresDocumentStore:
             async with conn.transaction():
                 offset = 0
                 async for chunk in chunks:
+                    if not chunk:
+                        continue  # an empty chunk would collide with the next one's offset
                     # Bytes already stored under this hash are still read and verified (proof that
                     # the uploader holds the content) but not written twice.
                     if exists is None:
@@ -559,9 +604,12 @@ class PostgresOutbox:
             )
             queued = await conn.fetch(
                 """
-                UPDATE exchange.delivery d SET state = 'queued', queued_at = now()
+                UPDATE exchange.delivery d SET queued_at = now(),
+                    state = CASE WHEN d.state = 'accepted' THEN 'queued' ELSE d.state END
                 FROM exchange.document doc
-                WHERE d.id = ANY($1::uuid[]) AND d.state = 'accepted' AND doc.uuid = d.document_uuid
+                -- The first publish only (a republish after a crash finds queued_at set), whatever
+                -- the state: the DMS may already have been pushed the message before this commit.
+                WHERE d.id = ANY($1::uuid[]) AND d.queued_at IS NULL AND doc.uuid = d.document_uuid
                 RETURNING d.id, d.document_uuid, d.recipient, doc.document_id, doc.sender,
                     d.queued_at
                 """,

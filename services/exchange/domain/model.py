@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from docaxis_client.trust.document import AttachmentFields, build_manifest, normalise
+from docaxis_client.trust.document import document_id_of as _document_id_of
+from docaxis_client.trust.manifest import Manifest
 from services.common.errors import FieldViolation, ValidationError
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
@@ -24,8 +26,8 @@ MAX_TO_PLACES_TOTAL = 1000
 MAX_RECIPIENTS = 500
 MAX_ATTACHMENTS = 100
 MAX_CONSIGNMENT_ID = 128
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_CONSIGNMENT = re.compile(r"^[\x21-\x7e]+$")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: $ would accept a final \n
+_CONSIGNMENT = re.compile(r"[\x21-\x7e]+")
 
 # Why a string is not an agency code in the deployment's accepted forms, or None. Injected: the
 # code rules belong to the directory, and the exchange only needs their verdict.
@@ -51,8 +53,11 @@ class DeliveryState(enum.StrEnum):
 
 
 def nfc(text: str) -> str:
-    """Vietnamese text arrives in NFC and NFD alike; compare, hash and store it as NFC."""
-    return unicodedata.normalize("NFC", text).strip()
+    """Vietnamese text arrives in NFC and NFD alike; compare, hash and store it as NFC.
+
+    The client library's normalisation, so that what a DMS signs is what docaxis stores.
+    """
+    return normalise(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,8 @@ class Header:
 
 
 def document_id_of(sender: str, date: dt.date, number: str, notation: str) -> str:
-    return nfc(f"{sender},{date:%Y/%m/%d},{number}/{notation}")
+    # The client library's function: the DocumentId a DMS signs is the one docaxis routes by.
+    return _document_id_of(sender, date, number, notation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,32 @@ class Submission:
     signatures: tuple[Signature, ...] = ()
 
 
+def manifest_of(header: Header, attachments: Sequence[AttachmentRef]) -> Manifest:
+    """The canonical manifest the person and organisation signatures must cover: built by the
+    client library's builder from what docaxis stores and delivers, so a signature the hub
+    accepts is one the recipient can verify from its Delivery. Raises ManifestInvalidError."""
+    h = header
+    return build_manifest(
+        sender=h.sender,
+        recipients=h.recipients,
+        code_number=h.code_number,
+        code_notation=h.code_notation,
+        promulgation_place=h.promulgation_place,
+        promulgation_date=h.promulgation_date,
+        document_type=h.document_type,
+        type_name=h.type_name,
+        subject=h.subject,
+        signer_competence=h.signer_competence,
+        signer_position=h.signer_position,
+        signer_full_name=h.signer_full_name,
+        due_date=h.due_date,
+        priority=h.priority,
+        business_type=int(h.business_type),
+        response_for=h.response_for,
+        attachments=[AttachmentFields(a.name, a.media_type, a.size, a.sha256) for a in attachments],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     requested_recipient: str
@@ -170,7 +202,7 @@ def submission_problems(
     header = submission.header
     if not submission.consignment_id:
         problems.append(FieldViolation("consignment_id", "required"))
-    elif len(submission.consignment_id) > MAX_CONSIGNMENT_ID or not _CONSIGNMENT.match(
+    elif len(submission.consignment_id) > MAX_CONSIGNMENT_ID or not _CONSIGNMENT.fullmatch(
         submission.consignment_id
     ):
         problems.append(
@@ -254,7 +286,7 @@ def submission_problems(
             problems.append(FieldViolation(f"{field}.name", "required"))
         if not attachment.media_type:
             problems.append(FieldViolation(f"{field}.media_type", "required"))
-        if not _SHA256_HEX.match(attachment.sha256):
+        if not _SHA256_HEX.fullmatch(attachment.sha256):
             problems.append(FieldViolation(f"{field}.sha256", "64 lowercase hex digits"))
         if attachment.size <= 0:
             problems.append(FieldViolation(f"{field}.size", "must be positive"))

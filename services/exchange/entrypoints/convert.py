@@ -9,8 +9,9 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-from services.common.errors import FieldViolation, ValidationError
+from services.common.errors import FieldViolation
 from services.exchange.domain.model import (
+    VIETNAM,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -72,8 +73,10 @@ def _date(
         return None
 
 
-def submission_from_pb(request: pb.SubmitRequest) -> Submission:
-    """Parses the request's shape (dates, enums); the domain then checks its content."""
+def submission_from_pb(request: pb.SubmitRequest) -> tuple[Submission, list[FieldViolation]]:
+    """Parses the request's shape (dates, enums). Fields that do not parse are returned as
+    problems with placeholders in the submission, so that the domain's content checks run too and
+    one answer lists every problem."""
     problems: list[FieldViolation] = []
     h = request.header
     promulgation = _date(problems, "header.promulgation_date", h.promulgation_date, required=True)
@@ -102,14 +105,12 @@ def submission_from_pb(request: pb.SubmitRequest) -> Submission:
                 signed_at=s.signed_at.ToDatetime(dt.UTC) if s.HasField("signed_at") else None,
             )
         )
-    if problems or promulgation is None or business is None:
-        raise ValidationError("invalid submission", problems)
     header = Header(
         sender=nfc(h.sender),
         recipients=tuple(nfc(r) for r in h.recipients),
         code_number=nfc(h.code.number),
         code_notation=nfc(h.code.notation),
-        promulgation_date=promulgation,
+        promulgation_date=promulgation or dt.datetime.now(VIETNAM).date(),
         subject=nfc(h.subject),
         promulgation_place=nfc(h.promulgation_place),
         document_type=h.document_type,
@@ -120,7 +121,7 @@ def submission_from_pb(request: pb.SubmitRequest) -> Submission:
         signer_full_name=nfc(h.signer.full_name),
         due_date=due,
         priority=h.priority,
-        business_type=business,
+        business_type=business or BusinessType.NEW,
         response_for=tuple(nfc(r) for r in h.response_for),
         to_places=tuple(nfc(p) for p in h.to_places),
     )
@@ -134,7 +135,7 @@ def submission_from_pb(request: pb.SubmitRequest) -> Submission:
         )
         for a in request.attachments
     )
-    return Submission(request.consignment_id, header, attachments, tuple(signatures))
+    return Submission(request.consignment_id, header, attachments, tuple(signatures)), problems
 
 
 def header_to_pb(header: Header) -> common_pb2.DocumentHeader:

@@ -50,7 +50,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.UploadAttachmentResponse:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
+            agency = (await self._callers.authenticate(context)).require_agency()
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("part") != "declaration":
                 raise ValidationError(
@@ -71,8 +71,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SubmitResponse:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
-            result = await self._handlers.submit(agency, submission_from_pb(request))
+            agency = (await self._callers.authenticate(context)).require_agency()
+            submission, problems = submission_from_pb(request)
+            result = await self._handlers.submit(agency, submission, wire_problems=problems)
             return pb.SubmitResponse(
                 receipt=receipt_to_pb(result.receipt), replayed=result.replayed
             )
@@ -81,7 +82,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ReceiveResponse]:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
+            agency = (await self._callers.authenticate(context)).require_agency()
         pushed: list[str] = []
         log.info("receive_stream_opened", agency=agency)
         try:
@@ -92,6 +93,10 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         # is already pushed and awaiting its acknowledgement.
                         await item.message.ack()
                         continue
+                    # Checked again before every push (cached, so cheap): a certificate revoked
+                    # while its stream is open stops receiving at once.
+                    async with domain_errors(context):
+                        self._callers.resolve(context)
                     push = await self._handlers.begin_push(item.delivery_id, agency)
                     if push is None:
                         await item.message.ack()  # acknowledged earlier, or not deliverable
@@ -109,7 +114,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeResponse:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
+            agency = (await self._callers.authenticate(context)).require_agency()
             result = await self._handlers.acknowledge(agency, request.delivery_id)
             # Only after the database commit: a crash in between redelivers, and the redelivered
             # copy is skipped because the delivery is already acknowledged.
@@ -123,7 +128,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TrackResponse:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
+            agency = (await self._callers.authenticate(context)).require_agency()
             which = request.WhichOneof("document")
             track = await self._handlers.track(
                 agency,
@@ -132,11 +137,19 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             )
             return track_to_pb(track)
 
+    async def GetTransportReceipt(
+        self, request: pb.GetTransportReceiptRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTransportReceiptResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            receipt = await self._handlers.transport_receipt(agency, request.delivery_id)
+            return pb.GetTransportReceiptResponse(receipt=receipt)
+
     async def DownloadAttachment(
         self, request: pb.DownloadAttachmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.DownloadAttachmentResponse]:
         async with domain_errors(context):
-            agency = self._callers.resolve(context).require_agency()
+            agency = (await self._callers.authenticate(context)).require_agency()
             pieces = await self._handlers.download(
                 agency, request.document_uuid, request.sha256, request.offset
             )

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
+from services.common.postgres import TRANSIENT_ERRORS
 from services.common.rabbit import BROKER_ERRORS
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresOutbox
 from services.exchange.adapters.rabbit import RabbitPublisher
@@ -15,8 +16,8 @@ log = structlog.get_logger(__name__)
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     *BROKER_ERRORS,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
+    *TRANSIENT_ERRORS,
+    asyncpg.PostgresError,  # e.g. a serialization failure: the batch is simply retried
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from docaxis_client.trust.errors import TrustError
+from docaxis_client.trust.keys import SigningIdentity
+from docaxis_client.trust.receipts import sign_receipt
 from services.common.errors import (
     ConflictError,
     FieldViolation,
@@ -18,17 +22,20 @@ from services.common.errors import (
     RejectedError,
     ValidationError,
 )
+from services.common.trust import domain_error
 from services.exchange.domain.model import (
     CodeCheck,
     Receipt,
     Route,
     Submission,
+    manifest_of,
     nfc,
+    submission_problems,
     today_in_vietnam,
-    validate_submission,
 )
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    DeliveryRecord,
     DirectoryLookup,
     DocumentStore,
     DocumentTrack,
@@ -37,6 +44,7 @@ from services.exchange.service_layer.ports import (
     LedgerEvent,
     PushItem,
 )
+from services.exchange.service_layer.signatures import SignaturePolicy, Verification
 
 log = structlog.get_logger(__name__)
 
@@ -74,12 +82,20 @@ class ExchangeHandlers:
         code_problem: CodeCheck,
         limits: Limits = Limits(),
         clock: Callable[[], dt.datetime] = _now,
+        *,
+        signatures: SignaturePolicy | None = None,
+        hub: SigningIdentity | None = None,
     ) -> None:
+        """`signatures` defaults to a policy without trust anchors: unsigned documents pass,
+        signed ones are refused (nothing to verify them with). Without a `hub` identity no
+        transport receipts are issued."""
         self._store = store
         self._directory = directory
         self._code_problem = code_problem
         self._limits = limits
         self._clock = clock
+        self._signatures = signatures or SignaturePolicy(lambda: None, required=False)
+        self._hub = hub
 
     async def upload_attachment(
         self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
@@ -102,7 +118,15 @@ class ExchangeHandlers:
         await self._store.store_blob(owner, sha256, _verified(chunks, sha256, size, limit))
         log.info("attachment_uploaded", owner=owner, sha256=sha256, size=size)
 
-    async def submit(self, caller_agency: str, submission: Submission) -> SubmitResult:
+    async def submit(
+        self,
+        caller_agency: str,
+        submission: Submission,
+        *,
+        wire_problems: Sequence[FieldViolation] = (),
+    ) -> SubmitResult:
+        """`wire_problems` are what the transport could not parse; they are reported together
+        with the content checks."""
         header = submission.header
         if header.sender != caller_agency:
             raise PermissionDeniedError(
@@ -111,12 +135,19 @@ class ExchangeHandlers:
                 meta={"caller": caller_agency, "sender": header.sender},
             )
         now = self._clock()
-        validate_submission(
-            submission,
-            code_problem=self._code_problem,
-            today=today_in_vietnam(now),
-            max_attachment_bytes=self._limits.max_attachment_bytes,
-        )
+        problems = [
+            *wire_problems,
+            *submission_problems(
+                submission,
+                code_problem=self._code_problem,
+                today=today_in_vietnam(now),
+                max_attachment_bytes=self._limits.max_attachment_bytes,
+            ),
+        ]
+        if problems:
+            raise ValidationError("invalid submission", problems)
+        # Before anything is stored or routed: a refused signature leaves no trace but the log.
+        verification = await self._signatures.verify(submission, at=now)
         fingerprint = submission_fingerprint(submission)
         replay = await self._replay(submission, fingerprint)
         if replay is not None:
@@ -141,7 +172,7 @@ class ExchangeHandlers:
             accepted_at=now,
             routes=routes,
         )
-        events = _submission_events(submission, receipt, fingerprint)
+        events = _submission_events(submission, receipt, fingerprint, verification)
         try:
             await self._store.store_submission(submission, receipt, fingerprint, events)
         except DuplicateDocumentError as exc:
@@ -200,7 +231,7 @@ class ExchangeHandlers:
                 parts.append("unknown recipient(s) " + ", ".join(unknown))
             if closed:
                 parts.append(
-                    "closed recipient(s) "
+                    "recipient(s) not open (closed, or not yet valid) "
                     + ", ".join(
                         f"{code} (successors: "
                         f"{', '.join(agencies[code].successor_codes) or 'none'})"
@@ -223,7 +254,61 @@ class ExchangeHandlers:
             raise NotFoundError(f"no delivery {delivery_id} for {caller_agency}")
         if not result.already_acknowledged:
             log.info("delivery_acknowledged", delivery_id=delivery_id, recipient=caller_agency)
+        if self._hub is not None:
+            # A separate, idempotent step: should the process die right after the commit above,
+            # the receipt is issued on the next acknowledgement or when someone asks for it.
+            record = await self._store.delivery(delivery_id)
+            if record is not None and record.transport_receipt is None:
+                try:
+                    await self._issue_receipt(record.delivery_id, record)
+                except ValidationError as exc:
+                    # Only an unsigned development-mode document can lack a manifest; its
+                    # acknowledgement stands, it just gets no receipt.
+                    log.warning(
+                        "transport_receipt_not_issued", delivery_id=delivery_id, reason=exc.reason
+                    )
         return result
+
+    async def transport_receipt(self, caller_agency: str, delivery_id: str) -> bytes:
+        """The hub-signed receipt of an acknowledged delivery, for its sender or recipient."""
+        if not _is_uuid(delivery_id):
+            raise ValidationError(
+                "invalid delivery id", [FieldViolation("delivery_id", "must be a UUID")]
+            )
+        record = await self._store.delivery(delivery_id)
+        # Not found and not yours look the same, as for Track.
+        if record is None or caller_agency not in (record.sender, record.recipient):
+            raise NotFoundError(f"no delivery {delivery_id} among those you sent or received")
+        if record.acknowledged_at is None:
+            raise RejectedError(
+                f"delivery {delivery_id} is not acknowledged yet",
+                reason="NOT_ACKNOWLEDGED",
+                meta={"delivery_id": delivery_id},
+            )
+        if record.transport_receipt is not None:
+            return record.transport_receipt
+        if self._hub is None:
+            raise NotFoundError("this deployment issues no transport receipts (no hub identity)")
+        return await self._issue_receipt(delivery_id, record)
+
+    async def _issue_receipt(self, delivery_id: str, record: DeliveryRecord) -> bytes:
+        assert self._hub is not None
+        assert record.acknowledged_at is not None
+        try:
+            manifest = manifest_of(record.header, record.attachments)
+        except TrustError as exc:
+            raise domain_error(exc) from None
+        receipt = sign_receipt(
+            document_uuid=record.document_uuid,
+            document_id=record.header.document_id,
+            manifest_sha256=manifest.sha256_hex(),
+            recipient=record.recipient,
+            hub=self._hub,
+            acknowledged_at=record.acknowledged_at,
+        )
+        stored = await self._store.save_transport_receipt(delivery_id, receipt.to_json())
+        log.info("transport_receipt_issued", delivery_id=delivery_id, recipient=record.recipient)
+        return stored
 
     async def track(
         self, caller_agency: str, *, document_uuid: str | None, document_id: str | None
@@ -293,8 +378,9 @@ async def _verified(
                 "more bytes than declared",
                 [FieldViolation("chunk", f"declared {size} bytes, received more")],
             )
-        digest.update(chunk)
-        yield chunk
+        if chunk:
+            digest.update(chunk)
+            yield chunk
     if received != size:
         raise AttachmentMismatchError(
             "fewer bytes than declared",
@@ -320,12 +406,16 @@ def submission_fingerprint(submission: Submission) -> str:
 
     The repr of these frozen dataclasses is deterministic (fields in declaration order, values
     already NFC-normalised), and the digest is only compared within one deployment's storage.
+    Signatures are left out: a retry signs the same content again, with a new signing time and
+    (ECDSA, RSA-PSS) new random bytes, and is still the same request; what the signatures cover,
+    header and attachments, is in.
     """
-    return hashlib.sha256(repr(submission).encode()).hexdigest()
+    unsigned = dataclasses.replace(submission, signatures=())
+    return hashlib.sha256(repr(unsigned).encode()).hexdigest()
 
 
 def _submission_events(
-    submission: Submission, receipt: Receipt, fingerprint: str
+    submission: Submission, receipt: Receipt, fingerprint: str, verification: Verification
 ) -> list[LedgerEvent]:
     header = submission.header
     events = [
@@ -357,5 +447,18 @@ def _submission_events(
             data={"delivery": route.delivery_id, "requested": route.requested_recipient},
         )
         for route in receipt.routes
+    )
+    # One `verification` fact per signature, with certificate hashes only (no names: the
+    # ledger holds no personal data in clear).
+    events.extend(
+        LedgerEvent(
+            entry_type="verification",
+            doc_uuid=receipt.document_uuid,
+            document_id=receipt.document_id,
+            occurred_at=receipt.accepted_at,
+            from_agency=header.sender,
+            data=data,
+        )
+        for data in verification.ledger_data()
     )
     return events

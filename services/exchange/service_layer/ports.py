@@ -99,6 +99,21 @@ class RecipientTrack:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery with what its transport receipt attests."""
+
+    delivery_id: str
+    document_uuid: str
+    sender: str
+    recipient: str
+    header: Header
+    attachments: tuple[AttachmentRef, ...]
+    acknowledged_at: dt.datetime | None
+    # The hub-signed receipt (canonical JSON), once issued.
+    transport_receipt: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentTrack:
     document_uuid: str
     header: Header
@@ -145,6 +160,13 @@ class DocumentStore(Protocol):
     async def track(
         self, *, document_uuid: str | None, document_id: str | None
     ) -> DocumentTrack | None: ...
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
+        """Stores the receipt of an acknowledged delivery unless one is already stored; returns
+        the stored one (the first wins, so a receipt once handed out never changes)."""
+        ...
 
     async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
         """Streams verified chunks into storage in one transaction: committed only if the

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import enum
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -128,6 +129,7 @@ def canonical_json(value: JSONValue, *, fast: bool | None = None) -> bytes:
         raise EntryError(f"value has no canonical JSON form: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=4096)  # a batch shares one logged_at: format it once
 def format_timestamp(when: dt.datetime) -> str:
     """The canonical body timestamp: UTC, microseconds, `Z` (e.g. 2025-01-02T03:04:05.000006Z)."""
     offset = when.utcoffset()

@@ -47,6 +47,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_UNTRUSTED_ISSUER: _ErrorReason.ValueType  # 14
     ERROR_REASON_SENDER_MISMATCH: _ErrorReason.ValueType  # 15
     ERROR_REASON_ATTACHMENT_MISMATCH: _ErrorReason.ValueType  # 16
+    ERROR_REASON_CERTIFICATE_NOT_YET_VALID: _ErrorReason.ValueType  # 17
+    """A certificate's notBefore is after the time it is judged at (clock or backdating problem)."""
+    ERROR_REASON_CERTIFICATE_USAGE: _ErrorReason.ValueType  # 18
+    """A certificate is not allowed for its use (key usage, extended key usage, CA flag, identity)."""
+    ERROR_REASON_SIGNER_MISMATCH: _ErrorReason.ValueType  # 19
+    """A signer's certificate is of the wrong kind for its role, or names someone else."""
+    ERROR_REASON_SIGNING_TIME_INVALID: _ErrorReason.ValueType  # 20
+    """A claimed signing time is missing, in the future, too old, or out of order."""
+    ERROR_REASON_UNSUPPORTED_ALGORITHM: _ErrorReason.ValueType  # 21
+    """A key type, key size or signature algorithm outside the accepted set."""
+    ERROR_REASON_MANIFEST_INVALID: _ErrorReason.ValueType  # 22
+    """The header and attachments do not make a valid signed manifest."""
+    ERROR_REASON_CRL_INVALID: _ErrorReason.ValueType  # 23
+    """A certificate revocation list not signed by a CA of the configured trust anchors."""
+    ERROR_REASON_NOT_ACKNOWLEDGED: _ErrorReason.ValueType  # 24
+    """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -74,6 +90,22 @@ ERROR_REASON_CERTIFICATE_REVOKED: ErrorReason.ValueType  # 13
 ERROR_REASON_UNTRUSTED_ISSUER: ErrorReason.ValueType  # 14
 ERROR_REASON_SENDER_MISMATCH: ErrorReason.ValueType  # 15
 ERROR_REASON_ATTACHMENT_MISMATCH: ErrorReason.ValueType  # 16
+ERROR_REASON_CERTIFICATE_NOT_YET_VALID: ErrorReason.ValueType  # 17
+"""A certificate's notBefore is after the time it is judged at (clock or backdating problem)."""
+ERROR_REASON_CERTIFICATE_USAGE: ErrorReason.ValueType  # 18
+"""A certificate is not allowed for its use (key usage, extended key usage, CA flag, identity)."""
+ERROR_REASON_SIGNER_MISMATCH: ErrorReason.ValueType  # 19
+"""A signer's certificate is of the wrong kind for its role, or names someone else."""
+ERROR_REASON_SIGNING_TIME_INVALID: ErrorReason.ValueType  # 20
+"""A claimed signing time is missing, in the future, too old, or out of order."""
+ERROR_REASON_UNSUPPORTED_ALGORITHM: ErrorReason.ValueType  # 21
+"""A key type, key size or signature algorithm outside the accepted set."""
+ERROR_REASON_MANIFEST_INVALID: ErrorReason.ValueType  # 22
+"""The header and attachments do not make a valid signed manifest."""
+ERROR_REASON_CRL_INVALID: ErrorReason.ValueType  # 23
+"""A certificate revocation list not signed by a CA of the configured trust anchors."""
+ERROR_REASON_NOT_ACKNOWLEDGED: ErrorReason.ValueType  # 24
+"""A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _BusinessType:

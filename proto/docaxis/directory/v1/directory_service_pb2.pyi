@@ -58,6 +58,8 @@ class _AgencyStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgencySt
     AGENCY_STATUS_ACTIVE: _AgencyStatus.ValueType  # 1
     AGENCY_STATUS_CLOSED: _AgencyStatus.ValueType  # 2
     """Closed codes are kept forever (tombstones); mail may follow successor_codes."""
+    AGENCY_STATUS_NOT_YET_VALID: _AgencyStatus.ValueType  # 3
+    """Registered ahead of its valid_from (e.g. a commune created by a reorganisation next month)."""
 
 class AgencyStatus(_AgencyStatus, metaclass=_AgencyStatusEnumTypeWrapper): ...
 
@@ -65,6 +67,8 @@ AGENCY_STATUS_UNSPECIFIED: AgencyStatus.ValueType  # 0
 AGENCY_STATUS_ACTIVE: AgencyStatus.ValueType  # 1
 AGENCY_STATUS_CLOSED: AgencyStatus.ValueType  # 2
 """Closed codes are kept forever (tombstones); mail may follow successor_codes."""
+AGENCY_STATUS_NOT_YET_VALID: AgencyStatus.ValueType  # 3
+"""Registered ahead of its valid_from (e.g. a commune created by a reorganisation next month)."""
 Global___AgencyStatus: _TypeAlias = AgencyStatus  # noqa: Y015
 
 @_typing.final
@@ -304,3 +308,54 @@ class ListAgenciesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAgenciesResponse: _TypeAlias = ListAgenciesResponse  # noqa: Y015
+
+@_typing.final
+class IngestCrlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CRL_FIELD_NUMBER: _builtins.int
+    crl: _builtins.bytes
+    """The CRL, DER or PEM."""
+    def __init__(
+        self,
+        *,
+        crl: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crl", b"crl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestCrlRequest: _TypeAlias = IngestCrlRequest  # noqa: Y015
+
+@_typing.final
+class IngestCrlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUER_FIELD_NUMBER: _builtins.int
+    CRL_NUMBER_FIELD_NUMBER: _builtins.int
+    REVOKED_COUNT_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """RFC 4514 name of the issuing CA."""
+    crl_number: _builtins.str
+    """The CRL number (decimal; CRL numbers may exceed 64 bits)."""
+    revoked_count: _builtins.int
+    changed: _builtins.bool
+    """False when the stored CRL of this CA was already as new."""
+    def __init__(
+        self,
+        *,
+        issuer: _builtins.str = ...,
+        crl_number: _builtins.str = ...,
+        revoked_count: _builtins.int = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "crl_number", b"crl_number", "issuer", b"issuer", "revoked_count", b"revoked_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestCrlResponse: _TypeAlias = IngestCrlResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class DirectoryServiceStub:
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesRequest.SerializeToString,
                 response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesResponse.FromString,
                 _registered_method=True)
+        self.IngestCrl = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/IngestCrl',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -88,6 +93,15 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestCrl(self, request, context):
+        """Administrators only: stores a certificate revocation list signed by a CA of the trust
+        anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
+        then on. A CRL not newer than the stored one of the same CA changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +124,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.ListAgencies,
                     request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesRequest.FromString,
                     response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesResponse.SerializeToString,
+            ),
+            'IngestCrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestCrl,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class DirectoryService:
             '/docaxis.directory.v1.DirectoryService/ListAgencies',
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesRequest.SerializeToString,
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestCrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/IngestCrl',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,11 @@ class DirectoryServiceStub:
     BatchGetAgencies: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.BatchGetAgenciesRequest, _directory_service_pb2.BatchGetAgenciesResponse]
     """Looks up many codes at once; unknown codes are listed, not an error."""
     ListAgencies: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.ListAgenciesRequest, _directory_service_pb2.ListAgenciesResponse]
+    IngestCrl: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.IngestCrlRequest, _directory_service_pb2.IngestCrlResponse]
+    """Administrators only: stores a certificate revocation list signed by a CA of the trust
+    anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
+    then on. A CRL not newer than the stored one of the same CA changes nothing.
+    """
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -55,6 +60,11 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     BatchGetAgencies: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.BatchGetAgenciesRequest, _directory_service_pb2.BatchGetAgenciesResponse]  # type: ignore[assignment]
     """Looks up many codes at once; unknown codes are listed, not an error."""
     ListAgencies: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.ListAgenciesRequest, _directory_service_pb2.ListAgenciesResponse]  # type: ignore[assignment]
+    IngestCrl: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.IngestCrlRequest, _directory_service_pb2.IngestCrlResponse]  # type: ignore[assignment]
+    """Administrators only: stores a certificate revocation list signed by a CA of the trust
+    anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
+    then on. A CRL not newer than the stored one of the same CA changes nothing.
+    """
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The agency registry: codes, hierarchy, validity and reorganisations."""
@@ -90,5 +100,16 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_service_pb2.ListAgenciesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_service_pb2.ListAgenciesResponse, _abc.Awaitable[_directory_service_pb2.ListAgenciesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def IngestCrl(
+        self,
+        request: _directory_service_pb2.IngestCrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.IngestCrlResponse, _abc.Awaitable[_directory_service_pb2.IngestCrlResponse]]:
+        """Administrators only: stores a certificate revocation list signed by a CA of the trust
+        anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
+        then on. A CRL not newer than the stored one of the same CA changes nothing.
+        """
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -141,7 +141,12 @@ class SubmitRequest(_message.Message):
         """Uploaded beforehand with UploadAttachment by the same agency."""
 
     @_builtins.property
-    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DocumentSignature]: ...
+    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DocumentSignature]:
+        """One PERSON and one ORGANIZATION signature over the canonical manifest of header and
+        attachments (docaxis_client.documents.manifest_of). Required unless the deployment runs in
+        development mode.
+        """
+
     def __init__(
         self,
         *,
@@ -524,3 +529,45 @@ class DownloadAttachmentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadAttachmentResponse: _TypeAlias = DownloadAttachmentResponse  # noqa: Y015
+
+@_typing.final
+class GetTransportReceiptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransportReceiptRequest: _TypeAlias = GetTransportReceiptRequest  # noqa: Y015
+
+@_typing.final
+class GetTransportReceiptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    receipt: _builtins.bytes
+    """The receipt as self-contained RFC 8785 JSON (docaxis_client.trust.TransportReceipt.from_json):
+    document uuid and DocumentId, manifest SHA-256, recipient, acknowledgement time, the hub's
+    signature and certificate chain.
+    """
+    def __init__(
+        self,
+        *,
+        receipt: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransportReceiptResponse: _TypeAlias = GetTransportReceiptResponse  # noqa: Y015

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class ExchangeServiceStub:
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     def __init__(self, channel):
@@ -66,11 +67,17 @@ class ExchangeServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentResponse.FromString,
                 _registered_method=True)
+        self.GetTransportReceipt = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/GetTransportReceipt',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     def UploadAttachment(self, request_iterator, context):
@@ -85,6 +92,9 @@ class ExchangeServiceServicer:
     def Submit(self, request, context):
         """Accepts a document for delivery. Returns only once the document is durably stored.
         Idempotent per consignment_id: the same request again returns the first receipt.
+        The person and organisation signatures over the document's canonical manifest, and their
+        certificate chains, are verified before anything is stored (SIGNATURE_INVALID,
+        CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +125,15 @@ class ExchangeServiceServicer:
 
     def DownloadAttachment(self, request, context):
         """Streams an attachment of a document the caller sent or received, from an offset (resume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTransportReceipt(self, request, context):
+        """The hub-signed transport receipt of an acknowledged delivery, for its sender or recipient:
+        verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
+        until the recipient acknowledges.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,6 +172,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentResponse.SerializeToString,
             ),
+            'GetTransportReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransportReceipt,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'docaxis.exchange.v1.ExchangeService', rpc_method_handlers)
@@ -162,8 +186,9 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExchangeService:
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     @staticmethod
@@ -318,6 +343,33 @@ class ExchangeService:
             '/docaxis.exchange.v1.ExchangeService/DownloadAttachment',
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.DownloadAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransportReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/GetTransportReceipt',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,

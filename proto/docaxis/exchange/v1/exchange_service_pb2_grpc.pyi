@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ExchangeServiceStub:
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     @_typing.overload
@@ -43,6 +44,9 @@ class ExchangeServiceStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitRequest, _exchange_service_pb2.SubmitResponse]
     """Accepts a document for delivery. Returns only once the document is durably stored.
     Idempotent per consignment_id: the same request again returns the first receipt.
+    The person and organisation signatures over the document's canonical manifest, and their
+    certificate chains, are verified before anything is stored (SIGNATURE_INVALID,
+    CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
     """
     Receive: _grpc.UnaryStreamMultiCallable[_exchange_service_pb2.ReceiveRequest, _exchange_service_pb2.ReceiveResponse]
     """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
@@ -55,11 +59,17 @@ class ExchangeServiceStub:
     """Per-recipient state of a document the caller sent or received."""
     DownloadAttachment: _grpc.UnaryStreamMultiCallable[_exchange_service_pb2.DownloadAttachmentRequest, _exchange_service_pb2.DownloadAttachmentResponse]
     """Streams an attachment of a document the caller sent or received, from an offset (resume)."""
+    GetTransportReceipt: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.GetTransportReceiptRequest, _exchange_service_pb2.GetTransportReceiptResponse]
+    """The hub-signed transport receipt of an acknowledged delivery, for its sender or recipient:
+    verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
+    until the recipient acknowledges.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -71,6 +81,9 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     Submit: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitRequest, _exchange_service_pb2.SubmitResponse]  # type: ignore[assignment]
     """Accepts a document for delivery. Returns only once the document is durably stored.
     Idempotent per consignment_id: the same request again returns the first receipt.
+    The person and organisation signatures over the document's canonical manifest, and their
+    certificate chains, are verified before anything is stored (SIGNATURE_INVALID,
+    CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
     """
     Receive: _aio.UnaryStreamMultiCallable[_exchange_service_pb2.ReceiveRequest, _exchange_service_pb2.ReceiveResponse]  # type: ignore[assignment]
     """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
@@ -83,10 +96,16 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     """Per-recipient state of a document the caller sent or received."""
     DownloadAttachment: _aio.UnaryStreamMultiCallable[_exchange_service_pb2.DownloadAttachmentRequest, _exchange_service_pb2.DownloadAttachmentResponse]  # type: ignore[assignment]
     """Streams an attachment of a document the caller sent or received, from an offset (resume)."""
+    GetTransportReceipt: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.GetTransportReceiptRequest, _exchange_service_pb2.GetTransportReceiptResponse]  # type: ignore[assignment]
+    """The hub-signed transport receipt of an acknowledged delivery, for its sender or recipient:
+    verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
+    until the recipient acknowledges.
+    """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Document exchange between agencies. The caller's agency comes from its credentials: an agency
-    submits only as itself, receives and acknowledges only its own mail.
+    """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
+    certificate: an agency submits only as itself, receives and acknowledges only its own mail, and
+    tracks only documents it sent or received.
     """
 
     @_abc_1.abstractmethod
@@ -108,6 +127,9 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_exchange_service_pb2.SubmitResponse, _abc.Awaitable[_exchange_service_pb2.SubmitResponse]]:
         """Accepts a document for delivery. Returns only once the document is durably stored.
         Idempotent per consignment_id: the same request again returns the first receipt.
+        The person and organisation signatures over the document's canonical manifest, and their
+        certificate chains, are verified before anything is stored (SIGNATURE_INVALID,
+        CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
         """
 
     @_abc_1.abstractmethod
@@ -144,5 +166,16 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_exchange_service_pb2.DownloadAttachmentResponse], _abc.AsyncIterator[_exchange_service_pb2.DownloadAttachmentResponse]]:
         """Streams an attachment of a document the caller sent or received, from an offset (resume)."""
+
+    @_abc_1.abstractmethod
+    def GetTransportReceipt(
+        self,
+        request: _exchange_service_pb2.GetTransportReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.GetTransportReceiptResponse, _abc.Awaitable[_exchange_service_pb2.GetTransportReceiptResponse]]:
+        """The hub-signed transport receipt of an acknowledged delivery, for its sender or recipient:
+        verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
+        until the recipient acknowledges.
+        """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

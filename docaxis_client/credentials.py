@@ -1,0 +1,82 @@
+"""Mutual-TLS client credentials and trust-anchor bundles, read from PEM files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from docaxis_client.trust.chain import TrustStore, agency_code_of
+
+__all__ = ["TlsCredentials", "load_trust_bundle", "pem_of", "split_bundle"]
+
+
+def split_bundle(pem: bytes) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """(trust anchors, intermediates) of a PEM bundle.
+
+    A bundle may carry the issuing CAs next to the roots, so that CRLs of an issuing CA can be
+    checked; only self-signed certificates become anchors, the others just help build paths.
+    """
+    certificates = x509.load_pem_x509_certificates(pem)
+    roots = [cert for cert in certificates if cert.subject == cert.issuer]
+    intermediates = [cert for cert in certificates if cert.subject != cert.issuer]
+    if not roots:
+        raise ValueError("the bundle holds no self-signed root certificate")
+    return roots, intermediates
+
+
+def load_trust_bundle(pem: bytes, *, crls_pem: Sequence[bytes] = ()) -> TrustStore:
+    """A trust store from a PEM bundle of roots (and optionally issuing CAs) and PEM CRLs."""
+    roots, intermediates = split_bundle(pem)
+    return TrustStore(
+        roots,
+        intermediates=intermediates,
+        crls=[x509.load_pem_x509_crl(crl) for crl in crls_pem],
+    )
+
+
+def pem_of(certificates: Sequence[x509.Certificate]) -> bytes:
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certificates)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCredentials:
+    """What an agency's DMS (or an operator) presents over mutual TLS.
+
+    ``root_certificates`` are the anchors the server's certificate must chain to;
+    ``certificate_chain`` is the client's own certificate first, then its issuing CAs.
+    """
+
+    root_certificates: bytes
+    certificate_chain: bytes
+    private_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_files(cls, *, ca: Path, cert: Path, key: Path) -> Self:
+        return cls(ca.read_bytes(), cert.read_bytes(), key.read_bytes())
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The client's own (leaf) certificate."""
+        return x509.load_pem_x509_certificates(self.certificate_chain)[0]
+
+    @property
+    def agency_code(self) -> str | None:
+        """The agency the certificate identifies, or None for operator and hub certificates."""
+        return agency_code_of(self.certificate)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+
+    def trust_store(self) -> TrustStore:
+        """The same anchors as a store for checking signatures and receipts offline."""
+        return load_trust_bundle(self.root_certificates)

@@ -1,0 +1,1 @@
+"""Ledger entrypoints: the writer (sequencer + checkpoint publisher) and the gRPC read API."""

@@ -1,0 +1,106 @@
+"""The ledger writer: one leader sequences staged events and publishes signed checkpoints.
+
+Leadership is a Postgres advisory lock held on a dedicated connection: a second instance waits
+until the first one's connection goes away, then takes over from the state in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+
+from services.common.postgres import TRANSIENT_ERRORS
+from services.ledger.adapters.postgres import WRITER_LOCK_KEY, PostgresLedgerWriter
+from services.ledger.domain.note import NoteSigner
+
+log = structlog.get_logger(__name__)
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+class LedgerWriterLoop:
+    def __init__(
+        self,
+        database_url: str,
+        writer: PostgresLedgerWriter,
+        signers: Sequence[NoteSigner],
+        *,
+        role: str | None,
+        batch_size: int = 1000,
+        max_batch_size: int = 8192,
+        idle_wait_s: float = 0.1,
+        checkpoint_interval_s: float = 1.0,
+    ) -> None:
+        self._database_url = database_url
+        self._writer = writer
+        self._signers = list(signers)
+        self._role = role
+        self._batch_size = batch_size
+        self._max_batch_size = max(batch_size, max_batch_size)
+        self._idle_wait_s = idle_wait_s
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self.leading = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            lock_conn: asyncpg.Connection | None = None
+            try:
+                lock_conn = await asyncpg.connect(
+                    self._database_url,
+                    server_settings={"role": self._role} if self._role else None,
+                )
+                if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+                    log.info("ledger_leader_acquired")
+                    self.leading.set()
+                    await self._lead(lock_conn, stop)
+                else:
+                    await _wait(stop, 1.0)  # another writer leads: stand by
+            except _TRANSIENT as exc:
+                log.warning("ledger_writer_failed", error=repr(exc))
+                await _wait(stop, 1.0)
+            finally:
+                if self.leading.is_set():
+                    log.info("ledger_leader_released")
+                self.leading.clear()
+                if lock_conn is not None and not lock_conn.is_closed():
+                    # Closing the session releases the advisory lock.
+                    with contextlib.suppress(*_TRANSIENT):
+                        await lock_conn.close(timeout=2)
+
+    async def _lead(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        await self._writer.record_keys(self._signers)
+        last_checkpoint = 0.0
+        limit = self._batch_size
+        while not stop.is_set():
+            if lock_conn.is_closed():
+                return  # lost the lock with its session: stand by again
+            sequenced = await self._writer.sequence_batch(limit)
+            # Small batches keep latency low when quiet; a backlog grows them, because each
+            # commit's fixed cost then dominates (measured: 1000 -> ~12k/s, 8000 -> ~20k/s).
+            full = sequenced == limit
+            limit = min(limit * 2, self._max_batch_size) if full else self._batch_size
+            now = time.monotonic()
+            if now - last_checkpoint >= self._checkpoint_interval_s:
+                published = await self._writer.publish_checkpoint(self._signers)
+                if published is not None:
+                    log.debug("checkpoint_published", size=published.size)
+                last_checkpoint = now
+            if not full:
+                await _wait(stop, self._idle_wait_s)
+        # Last words: make what was sequenced before the stop provable.
+        await self._writer.publish_checkpoint(self._signers)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

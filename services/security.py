@@ -1,0 +1,140 @@
+"""The trust side of the composition root: TLS, callers, signature policy, the hub identity.
+
+Built once per process from the settings. With mutual TLS configured, callers are identified by
+their client certificates; without it (development mode only, which the settings enforce) by
+request headers, over plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from cryptography.hazmat.primitives import hashes, serialization
+
+from docaxis_client.credentials import pem_of
+from docaxis_client.trust.chain import TrustStore
+from docaxis_client.trust.keys import SigningIdentity
+from services.common.identity import (
+    CallerResolver,
+    HeaderCallerResolver,
+    Role,
+    TlsCallerResolver,
+    role_metadata,
+)
+from services.common.trust import ServerTls, TrustRegistry, load_hub_identity, warn_expiring
+from services.exchange.service_layer.ports import DirectoryLookup
+from services.exchange.service_layer.signatures import SignaturePolicy
+from services.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _DirectoryCheck:
+    """Whether an agency is registered and open, asked of whichever directory this process
+    reaches (set once the composition root has built it)."""
+
+    lookup: DirectoryLookup | None = None
+
+    async def __call__(self, code: str) -> bool:
+        if self.lookup is None:
+            return True  # a process without directory access (the ledger alone) cannot ask
+        view = (await self.lookup.lookup([code])).get(code)
+        return view is not None and view.open
+
+
+@dataclass(slots=True)
+class Security:
+    callers: CallerResolver
+    trust: TrustRegistry | None
+    server_tls: ServerTls | None
+    hub: SigningIdentity | None
+    signatures_required: bool
+    max_signing_age: dt.timedelta
+    _directory: _DirectoryCheck = field(default_factory=_DirectoryCheck)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Security:
+        """Reads every certificate and key file now, so a bad path fails at startup."""
+        directory = _DirectoryCheck()
+        trust = (
+            TrustRegistry.from_files(settings.tls_client_ca_file, settings.crl_files)
+            if settings.tls_client_ca_file is not None
+            else None
+        )
+        server_tls = None
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            server_tls = ServerTls.from_files(settings.tls_cert_file, settings.tls_key_file)
+        hub = None
+        if settings.hub_cert_file is not None and settings.hub_key_file is not None:
+            hub = load_hub_identity(settings.hub_cert_file, settings.hub_key_file)
+        callers: CallerResolver
+        if server_tls is not None and trust is not None:
+            callers = TlsCallerResolver(trust, directory)
+        else:
+            log.warning("development_mode", detail="plaintext gRPC, caller identity from headers")
+            callers = HeaderCallerResolver(directory)
+        security = cls(
+            callers=callers,
+            trust=trust,
+            server_tls=server_tls,
+            hub=hub,
+            signatures_required=settings.signatures_required,
+            max_signing_age=dt.timedelta(seconds=settings.max_signature_age_s),
+            _directory=directory,
+        )
+        security.warn_expiring(settings.cert_warning_days)
+        return security
+
+    def warn_expiring(self, within_days: int) -> None:
+        named = []
+        if self.server_tls is not None:
+            named += [("tls server", cert) for cert in self.server_tls.certificates]
+        if self.hub is not None:
+            named += [("hub", cert) for cert in self.hub.chain]
+        if self.trust is not None:
+            named += [("trust anchor", cert) for cert in self.trust.roots]
+        # One warning per certificate, even when chains share their issuing CA.
+        unique = {cert.fingerprint(hashes.SHA256()): (p, cert) for p, cert in named}
+        warn_expiring(unique.values(), within_days=within_days)
+
+    def use_directory(self, lookup: DirectoryLookup) -> None:
+        """Callers' agencies are checked against this directory from now on."""
+        self._directory.lookup = lookup
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        if self.server_tls is None or self.trust is None:
+            return None
+        return self.server_tls.credentials(self.trust.roots_pem())
+
+    def trust_store(self) -> TrustStore | None:
+        return None if self.trust is None else self.trust.store
+
+    def signature_policy(self) -> SignaturePolicy:
+        return SignaturePolicy(
+            self.trust_store,
+            required=self.signatures_required,
+            max_signing_age=self.max_signing_age,
+        )
+
+    def peer_channel(self, address: str) -> tuple[grpc.aio.Channel, Sequence[tuple[str, str]]]:
+        """A channel to another docaxis service, as the hub, and the metadata to send with it."""
+        if self.server_tls is None or self.trust is None:
+            return grpc.aio.insecure_channel(address), role_metadata(Role.HUB)
+        if self.hub is None:
+            raise ValueError("calling another service over mutual TLS needs the hub identity")
+        key = self.hub.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.trust.roots_pem(),
+            private_key=key,
+            certificate_chain=pem_of(self.hub.chain),
+        )
+        return grpc.aio.secure_channel(address, credentials), ()

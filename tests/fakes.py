@@ -1,0 +1,491 @@
+"""Hand-written in-memory fakes of our ports, faithful to the Postgres adapters' semantics.
+
+tests/integration/contract/ runs the same tests against these fakes and the real adapters, so a
+fake that drifts from its adapter fails there first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from docaxis.exchange.v1 import events_pb2
+
+from services.directory.domain.model import Agency
+from services.directory.service_layer.ports import AgencyExistsError
+from services.exchange.domain.model import (
+    AttachmentRef,
+    BusinessType,
+    DeliveryState,
+    Header,
+    Receipt,
+    Route,
+    Signature,
+    Submission,
+)
+from services.exchange.service_layer.ports import (
+    Acknowledgement,
+    AgencyView,
+    DeliveryRecord,
+    DocumentTrack,
+    DuplicateConsignmentError,
+    DuplicateDocumentError,
+    LedgerEvent,
+    PushItem,
+    RecipientTrack,
+    StoredSubmission,
+)
+
+DELIVERY_MESSAGE_TYPE = events_pb2.DeliveryQueued.DESCRIPTOR.full_name
+
+
+class ConstraintViolation(ValueError):
+    """What a fake raises where Postgres would refuse the write with an integrity error (a primary
+    key, foreign key or check constraint that the caller, not the user, broke)."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- directory ----------------------------------------------------------------------------------
+
+
+class FakeAgencies:
+    """The `Agencies` port over a dict. Versions grow like the Postgres sequence; codes order as
+    in the test database's C collation (code point order)."""
+
+    def __init__(self, agencies: Iterable[Agency] = ()) -> None:
+        self.rows: dict[str, Agency] = {}
+        self._versions = itertools.count(1)
+        self.seed(*agencies)
+
+    def seed(self, *agencies: Agency) -> None:
+        """Stores agencies as `add` would, for arranging a test without awaiting."""
+        for agency in agencies:
+            self._insert(agency)
+
+    async def get(self, code: str) -> Agency | None:
+        return self.rows.get(code)
+
+    async def get_many(self, codes: Sequence[str]) -> dict[str, Agency]:
+        return {code: self.rows[code] for code in codes if code in self.rows}
+
+    async def add(self, agency: Agency) -> Agency:
+        return self._insert(agency)
+
+    async def list(
+        self, *, parent_code: str | None, open_on: dt.date | None, after_code: str, limit: int
+    ) -> list[Agency]:
+        if limit < 0:
+            raise ConstraintViolation("LIMIT must not be negative")
+        rows = [
+            agency
+            for code, agency in sorted(self.rows.items())
+            if code > after_code
+            and (parent_code is None or agency.parent_code == parent_code)
+            and (open_on is None or agency.valid_to is None or agency.valid_to >= open_on)
+        ]
+        return rows[:limit]
+
+    def _insert(self, agency: Agency) -> Agency:
+        if agency.code in self.rows:
+            raise AgencyExistsError(agency.code)
+        if agency.parent_code is not None and agency.parent_code not in self.rows:
+            raise ConstraintViolation(f"unknown parent {agency.parent_code} (foreign key)")
+        if agency.valid_to is not None and agency.valid_to < agency.valid_from:
+            raise ConstraintViolation("valid_to before valid_from (check valid_range)")
+        stored = dataclasses.replace(agency, version=next(self._versions))
+        self.rows[stored.code] = stored
+        return stored
+
+
+# --- exchange -----------------------------------------------------------------------------------
+
+
+class FakeDirectoryLookup:
+    """The exchange's `DirectoryLookup`: agencies as routing sees them on the day of sending."""
+
+    def __init__(self, *open_codes: str) -> None:
+        self.agencies: dict[str, AgencyView] = {}
+        # Set to make every lookup fail, as GrpcDirectoryLookup does when the directory is down.
+        self.failure: Exception | None = None
+        self.open(*open_codes)
+
+    def open(self, *codes: str) -> None:
+        for code in codes:
+            self.agencies[code] = AgencyView(code, open=True)
+
+    def close(self, code: str, *successors: str) -> None:
+        self.agencies[code] = AgencyView(code, open=False, successor_codes=successors)
+
+    async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
+        if self.failure is not None:
+            raise self.failure
+        return {code: self.agencies[code] for code in dict.fromkeys(codes) if code in self.agencies}
+
+
+@dataclass(frozen=True, slots=True)
+class FakeDocument:
+    uuid: str
+    document_id: str
+    sender: str
+    consignment_id: str
+    fingerprint: str
+    business_type: BusinessType
+    header: Header
+    attachments: tuple[AttachmentRef, ...]
+    signatures: tuple[Signature, ...]
+    submitted_at: dt.datetime
+
+
+@dataclass(slots=True)
+class FakeDelivery:
+    id: str
+    document_uuid: str
+    position: int
+    requested_recipient: str
+    recipient: str
+    state: DeliveryState
+    accepted_at: dt.datetime
+    queued_at: dt.datetime | None = None
+    pushed_at: dt.datetime | None = None
+    acknowledged_at: dt.datetime | None = None
+    push_count: int = 0
+    transport_receipt: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """An exchange.outbox row: what the relay will publish to the recipient's queue."""
+
+    routing_key: str
+    message_id: str
+    message_type: str
+    payload: bytes
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FakeBlob:
+    size: int
+    # (start offset, bytes) in upload order, as exchange.blob_chunk stores them.
+    chunks: tuple[tuple[int, bytes], ...]
+
+    @property
+    def content(self) -> bytes:
+        return b"".join(data for _, data in self.chunks)
+
+
+@dataclass(slots=True)
+class FakeDocumentStore:
+    """The exchange's `DocumentStore` in memory. Each method commits all or nothing, like the
+    one transaction per method of PostgresDocumentStore; `clock` stands in for the database's
+    now()."""
+
+    clock: Callable[[], dt.datetime] = utc_now
+    documents: dict[str, FakeDocument] = field(default_factory=dict)
+    deliveries: dict[str, FakeDelivery] = field(default_factory=dict)
+    blobs: dict[str, FakeBlob] = field(default_factory=dict)
+    # (sha256, agency): who proved they hold a blob.
+    blob_owners: set[tuple[str, str]] = field(default_factory=set)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    # ledger.pending: events staged with the change they record.
+    ledger: list[LedgerEvent] = field(default_factory=list)
+
+    async def find_by_consignment(
+        self, sender: str, consignment_id: str
+    ) -> StoredSubmission | None:
+        document = next(
+            (
+                d
+                for d in self.documents.values()
+                if d.sender == sender and d.consignment_id == consignment_id
+            ),
+            None,
+        )
+        if document is None:
+            return None
+        receipt = Receipt(
+            document_uuid=document.uuid,
+            document_id=document.document_id,
+            consignment_id=consignment_id,
+            accepted_at=document.submitted_at,
+            routes=tuple(
+                Route(d.requested_recipient, d.recipient, d.id)
+                for d in self._deliveries_of(document.uuid)
+            ),
+        )
+        return StoredSubmission(receipt, document.fingerprint)
+
+    async def unowned_attachments(
+        self, owner: str, attachments: Sequence[AttachmentRef]
+    ) -> list[int]:
+        return [
+            index
+            for index, attachment in enumerate(attachments)
+            if (attachment.sha256, owner) not in self.blob_owners
+            or self.blobs[attachment.sha256].size != attachment.size
+        ]
+
+    async def store_submission(
+        self,
+        submission: Submission,
+        receipt: Receipt,
+        fingerprint: str,
+        events: Sequence[LedgerEvent],
+    ) -> None:
+        header = submission.header
+        # Postgres checks the document's unique indexes in creation order: the primary key, then
+        # (sender, consignment_id), then the DocumentId of new documents.
+        document_uuid = str(uuid.UUID(receipt.document_uuid))
+        if document_uuid in self.documents:
+            raise DuplicateDocumentError(self._new_document_uuid(receipt.document_id))
+        if any(
+            d.sender == header.sender and d.consignment_id == submission.consignment_id
+            for d in self.documents.values()
+        ):
+            raise DuplicateConsignmentError
+        if header.business_type is BusinessType.NEW and self._new_document_uuid(
+            receipt.document_id
+        ):
+            raise DuplicateDocumentError(self._new_document_uuid(receipt.document_id))
+        for attachment in submission.attachments:
+            if attachment.sha256 not in self.blobs:
+                raise ConstraintViolation(f"no blob {attachment.sha256} (foreign key)")
+        recipients = [route.effective_recipient for route in receipt.routes]
+        if len(set(recipients)) != len(recipients):
+            raise ConstraintViolation("two copies for one recipient (one_copy_per_recipient)")
+        for route in receipt.routes:
+            if str(uuid.UUID(route.delivery_id)) in self.deliveries:
+                raise ConstraintViolation(f"delivery {route.delivery_id} exists (primary key)")
+        for event in events:
+            uuid.UUID(event.doc_uuid)  # the ledger column is a uuid
+        # Every check passed: commit.
+        self.documents[document_uuid] = FakeDocument(
+            uuid=document_uuid,
+            document_id=receipt.document_id,
+            sender=header.sender,
+            consignment_id=submission.consignment_id,
+            fingerprint=fingerprint,
+            business_type=header.business_type,
+            header=header,
+            attachments=submission.attachments,
+            signatures=submission.signatures,
+            submitted_at=receipt.accepted_at,
+        )
+        for position, route in enumerate(receipt.routes):
+            delivery_id = str(uuid.UUID(route.delivery_id))
+            self.deliveries[delivery_id] = FakeDelivery(
+                id=delivery_id,
+                document_uuid=document_uuid,
+                position=position,
+                requested_recipient=route.requested_recipient,
+                recipient=route.effective_recipient,
+                state=DeliveryState.ACCEPTED,
+                accepted_at=receipt.accepted_at,
+            )
+            self.outbox.append(
+                OutboxMessage(
+                    routing_key=route.effective_recipient,
+                    message_id=route.delivery_id,
+                    message_type=DELIVERY_MESSAGE_TYPE,
+                    payload=events_pb2.DeliveryQueued(
+                        delivery_id=route.delivery_id,
+                        document_uuid=receipt.document_uuid,
+                        recipient=route.effective_recipient,
+                    ).SerializeToString(),
+                    delivery_id=delivery_id,
+                )
+            )
+        self.ledger.extend(events)
+
+    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
+        if (
+            delivery is None
+            or delivery.recipient != recipient
+            or delivery.state
+            not in (DeliveryState.ACCEPTED, DeliveryState.QUEUED, DeliveryState.PUSHED)
+        ):
+            return None
+        now = self.clock()
+        delivery.state = DeliveryState.PUSHED
+        delivery.pushed_at = delivery.pushed_at or now
+        delivery.push_count += 1
+        document = self.documents[delivery.document_uuid]
+        if delivery.push_count == 1:
+            self.ledger.append(
+                LedgerEvent(
+                    entry_type="delivery",
+                    doc_uuid=document.uuid,
+                    document_id=document.header.document_id,
+                    occurred_at=now,
+                    from_agency=document.header.sender,
+                    to_agency=recipient,
+                    data={"delivery": delivery_id, "event": "pushed"},
+                )
+            )
+        return PushItem(
+            delivery_id=delivery_id,
+            document_uuid=document.uuid,
+            requested_recipient=delivery.requested_recipient,
+            header=document.header,
+            attachments=document.attachments,
+            signatures=document.signatures,
+            submitted_at=document.submitted_at,
+        )
+
+    async def acknowledge(
+        self, delivery_id: str, recipient: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
+        if delivery is None or delivery.recipient != recipient:
+            return None
+        if delivery.acknowledged_at is not None:
+            return Acknowledgement(delivery.acknowledged_at, already_acknowledged=True)
+        delivery.state = DeliveryState.ACKNOWLEDGED
+        delivery.acknowledged_at = now
+        delivery.pushed_at = delivery.pushed_at or now
+        document = self.documents[delivery.document_uuid]
+        self.ledger.append(
+            LedgerEvent(
+                entry_type="receipt",
+                doc_uuid=document.uuid,
+                document_id=document.document_id,
+                occurred_at=now,
+                from_agency=document.sender,
+                to_agency=recipient,
+                data={"delivery": delivery_id},
+            )
+        )
+        return Acknowledgement(now, already_acknowledged=False)
+
+    async def track(
+        self, *, document_uuid: str | None, document_id: str | None
+    ) -> DocumentTrack | None:
+        if document_uuid is not None:
+            document = self.documents.get(str(uuid.UUID(document_uuid)))
+        else:
+            same_id = [d for d in self.documents.values() if d.document_id == document_id]
+            document = max(same_id, key=lambda d: d.submitted_at) if same_id else None
+        if document is None:
+            return None
+        return DocumentTrack(
+            document_uuid=document.uuid,
+            header=document.header,
+            attachments=document.attachments,
+            submitted_at=document.submitted_at,
+            recipients=tuple(
+                RecipientTrack(
+                    requested_recipient=d.requested_recipient,
+                    effective_recipient=d.recipient,
+                    delivery_id=d.id,
+                    state=d.state,
+                    accepted_at=d.accepted_at,
+                    queued_at=d.queued_at,
+                    pushed_at=d.pushed_at,
+                    acknowledged_at=d.acknowledged_at,
+                    push_count=d.push_count,
+                )
+                for d in self._deliveries_of(document.uuid)
+            ),
+        )
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
+        if delivery is None:
+            return None
+        document = self.documents[delivery.document_uuid]
+        return DeliveryRecord(
+            delivery_id=delivery_id,
+            document_uuid=document.uuid,
+            sender=document.sender,
+            recipient=delivery.recipient,
+            header=document.header,
+            attachments=document.attachments,
+            acknowledged_at=delivery.acknowledged_at,
+            transport_receipt=delivery.transport_receipt,
+        )
+
+    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
+        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
+        if delivery is None or delivery.acknowledged_at is None:
+            raise ValueError(f"delivery {delivery_id} is not acknowledged")
+        if delivery.transport_receipt is None:
+            delivery.transport_receipt = receipt
+        return delivery.transport_receipt
+
+    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+        exists = sha256 in self.blobs
+        stored: list[tuple[int, bytes]] = []
+        offset = 0
+        # Nothing is kept until the iterator finishes: an exception here is a rollback.
+        async for chunk in chunks:
+            if not exists:
+                stored.append((offset, bytes(chunk)))
+            offset += len(chunk)
+        if not exists:
+            if offset <= 0:
+                raise ConstraintViolation("a blob has at least one byte (check size > 0)")
+            self.blobs[sha256] = FakeBlob(offset, tuple(stored))
+        self.blob_owners.add((sha256, owner))
+
+    async def attachment_chunks(
+        self, document_uuid: str, sha256: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        del document_uuid  # authorised by the caller; content is addressed by hash
+        blob = self.blobs.get(sha256)
+        if blob is None:
+            return
+        position = offset
+        for start, data in blob.chunks:
+            if start + len(data) <= position:
+                continue
+            yield position, data[position - start :] if position > start else data
+            position = start + len(data)
+
+    def relay_outbox(self) -> list[OutboxMessage]:
+        """What PostgresOutbox.relay_batch does once the broker confirmed: empties the outbox and
+        marks the accepted deliveries queued, staging a ledger event for each."""
+        relayed, self.outbox = self.outbox, []
+        now = self.clock()
+        for message in relayed:
+            delivery = self.deliveries[message.delivery_id]
+            if delivery.state is not DeliveryState.ACCEPTED:
+                continue
+            delivery.state = DeliveryState.QUEUED
+            delivery.queued_at = now
+            document = self.documents[delivery.document_uuid]
+            self.ledger.append(
+                LedgerEvent(
+                    entry_type="delivery",
+                    doc_uuid=document.uuid,
+                    document_id=document.document_id,
+                    occurred_at=now,
+                    from_agency=document.sender,
+                    to_agency=delivery.recipient,
+                    data={"delivery": delivery.id, "event": "queued"},
+                )
+            )
+        return relayed
+
+    def _deliveries_of(self, document_uuid: str) -> list[FakeDelivery]:
+        return sorted(
+            (d for d in self.deliveries.values() if d.document_uuid == document_uuid),
+            key=lambda d: d.position,
+        )
+
+    def _new_document_uuid(self, document_id: str) -> str:
+        return next(
+            (
+                d.uuid
+                for d in self.documents.values()
+                if d.document_id == document_id and d.business_type is BusinessType.NEW
+            ),
+            "",
+        )

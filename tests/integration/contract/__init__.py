@@ -1,0 +1,1 @@
+"""Contract tests: each port against its fake and its real adapter, so fakes cannot drift."""

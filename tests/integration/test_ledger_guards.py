@@ -1,0 +1,344 @@
+"""Tamper drills against real Postgres: the guards refuse edits, and what a superuser edits
+anyway is caught offline against a checkpoint the auditor saved earlier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.app import migrate
+from services.common import postgres
+from services.ledger.adapters.postgres import (
+    READER_ROLE,
+    SEQUENCER_ROLE,
+    PostgresLedgerReader,
+    PostgresLedgerWriter,
+)
+from services.ledger.audit.verify import audit_export
+from services.ledger.domain.merkle import hash_leaf
+from services.ledger.domain.note import NoteSigner
+from services.ledger.entrypoints.writer import LedgerWriterLoop
+from services.ledger.export import export_ledger
+from tests.infra import SuiteServices
+
+pytestmark = pytest.mark.integration
+
+ORIGIN = "drills.docaxis.test/v1"
+# Tables that hold rows in these drills (row triggers only fire on rows), and all log tables.
+POPULATED = ("entry", "entry_p0000", "tile", "checkpoint", "signing_key")
+LOG_TABLES = (
+    "entry",
+    "entry_p0000",
+    "entry_p0001",
+    "entry_overflow",
+    "tile",
+    "checkpoint",
+    "signing_key",
+)
+
+
+@pytest.fixture(scope="module")
+async def drill_url(services: SuiteServices) -> str:
+    admin = await asyncpg.connect(services.database_url)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS docaxis_drills WITH (FORCE)")
+        await admin.execute("CREATE DATABASE docaxis_drills")
+    finally:
+        await admin.close()
+    url = services.database_url.rsplit("/", 1)[0] + "/docaxis_drills"
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def signer() -> NoteSigner:
+    return NoteSigner.generate(ORIGIN)
+
+
+@pytest.fixture(scope="module")
+async def populated(drill_url: str, signer: NoteSigner) -> int:
+    """300 entries: past one full tile, so every populated table has rows to refuse edits of."""
+    conn = await asyncpg.connect(drill_url)
+    try:
+        await stage(conn, 300)
+    finally:
+        await conn.close()
+    return await sequence_all(drill_url, signer)
+
+
+@pytest.fixture
+async def superuser(drill_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(drill_url)
+    yield conn
+    await conn.close()
+
+
+async def disable_guards(conn: asyncpg.Connection, *tables: str) -> None:
+    """What a superuser bent on tampering does first (and what the guards cannot prevent)."""
+    for table in tables:
+        await conn.execute(f"ALTER TABLE ledger.{table} DISABLE TRIGGER USER")
+
+
+async def restore_guards(conn: asyncpg.Connection, *tables: str) -> None:
+    # ENABLE ALWAYS takes trigger names, not ALL.
+    for table in tables:
+        for trigger in ("no_update_delete", "no_truncate"):
+            await conn.execute(f"ALTER TABLE ledger.{table} ENABLE ALWAYS TRIGGER {trigger}")
+
+
+async def stage(conn: asyncpg.Connection, count: int, doc: str | None = None) -> None:
+    """Business code's side: events into ledger.pending, as the application role."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE app_writer")
+        await conn.executemany(
+            """
+            INSERT INTO ledger.pending (entry_type, doc_uuid, document_id, from_agency, actor,
+                occurred_at, data)
+            VALUES ('submission', $1, 'X,2025/01/01,1/A', '000.00.00.H45', 'drill', now(), $2)
+            """,
+            [(uuid.UUID(doc or str(uuid.uuid4())), json.dumps({"n": i})) for i in range(count)],
+        )
+
+
+async def sequence_all(url: str, signer: NoteSigner) -> int:
+    """Drains staging into the log and publishes a checkpoint; returns the tree size."""
+    pool = await postgres.create_pool(url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
+    try:
+        writer = PostgresLedgerWriter(pool, ORIGIN)
+        await writer.record_keys([signer])
+        while await writer.sequence_batch(500):
+            pass
+        await writer.publish_checkpoint([signer])
+        size: int = await pool.fetchval("SELECT size FROM ledger.tree_state")
+        return size
+    finally:
+        await pool.close()
+
+
+async def export(url: str, target: Path) -> Path:
+    pool = await postgres.create_pool(url, min_size=1, max_size=1, role=READER_ROLE)
+    try:
+        await export_ledger(PostgresLedgerReader(pool), ORIGIN, target)
+    finally:
+        await pool.close()
+    return target
+
+
+@pytest.mark.parametrize("table", POPULATED)
+@pytest.mark.parametrize("replica", [False, True], ids=["origin", "replica"])
+async def test_log_tables_refuse_update_delete_and_truncate(
+    superuser: asyncpg.Connection, populated: int, table: str, replica: bool
+) -> None:
+    """Even a superuser's plain UPDATE, DELETE and TRUNCATE are refused, also with
+    session_replication_role = replica (triggers are enabled ALWAYS)."""
+    assert await superuser.fetchval(f"SELECT count(*) FROM ledger.{table}") > 0  # noqa: S608
+    if replica:
+        await superuser.execute("SET session_replication_role = replica")
+    column, value = {
+        "tile": ("idx", "idx + 1"),
+        "checkpoint": ("size", "size + 1"),
+        "signing_key": ("name", "'x'"),
+    }.get(table, ("entry_type", "'forged'"))
+    for statement in (
+        f"UPDATE ledger.{table} SET {column} = {value}",  # noqa: S608 - fixed test tables
+        f"DELETE FROM ledger.{table}",  # noqa: S608
+        f"TRUNCATE ledger.{table}",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await superuser.execute(statement)
+
+
+@pytest.mark.parametrize("partition", ["entry_p0001", "entry_overflow"])
+async def test_empty_partitions_refuse_truncate(
+    superuser: asyncpg.Connection, populated: int, partition: str
+) -> None:
+    """TRUNCATE of a partition does not fire the parent's trigger: each has its own."""
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await superuser.execute(f"TRUNCATE ledger.{partition}")
+
+
+async def test_every_log_table_and_partition_has_its_triggers_enabled_always(
+    superuser: asyncpg.Connection,
+) -> None:
+    """A partition added without the triggers would be an unguarded hole in the log."""
+    partitions = await superuser.fetch(
+        "SELECT inhrelid::regclass::text AS name FROM pg_inherits "
+        "WHERE inhparent = 'ledger.entry'::regclass"
+    )
+    assert {p["name"] for p in partitions} == {
+        f"ledger.{t}" for t in LOG_TABLES if t.startswith("entry_")
+    }
+    rows = await superuser.fetch(
+        """
+        SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t
+        JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'ledger' AND NOT t.tgisinternal
+        """
+    )
+    found = {(r["relname"], r["tgname"]): r["tgenabled"] for r in rows}
+    for table in LOG_TABLES:
+        for trigger in ("no_update_delete", "no_truncate"):
+            assert found.get((table, trigger)) == b"A", (table, trigger)  # "char": bytes
+
+
+async def test_a_forged_leaf_hash_violates_the_check_constraint(
+    superuser: asyncpg.Connection,
+) -> None:
+    """The database refuses an entry whose leaf hash does not match its bytes."""
+    with pytest.raises(asyncpg.CheckViolationError, match="leaf_hash_ok"):
+        await superuser.execute(
+            "INSERT INTO ledger.entry (seq, entry_type, logged_at, body, leaf_hash) "
+            "VALUES (999999, 'key', now(), '\\x7b7d', $1)",
+            hash_leaf(b"something else"),
+        )
+
+
+async def test_the_application_role_can_only_stage(drill_url: str) -> None:
+    """app_writer inserts into staging and cannot read, write or sequence the log itself."""
+    conn = await asyncpg.connect(drill_url, server_settings={"role": "app_writer"})
+    try:
+        for statement in (
+            "SELECT count(*) FROM ledger.entry",
+            "INSERT INTO ledger.entry (seq, entry_type, logged_at, body, leaf_hash) "
+            "VALUES (0, 'x', now(), '\\x00', '\\x00')",
+            "UPDATE ledger.tree_state SET size = 0",
+            "DELETE FROM ledger.pending",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_a_superuser_edit_with_recomputed_hashes_is_caught_by_a_saved_checkpoint(
+    superuser: asyncpg.Connection,
+    drill_url: str,
+    signer: NoteSigner,
+    tmp_path: Path,
+    populated: int,
+) -> None:
+    """The attacker disables the guards, rewrites an entry and its leaf hash (the CHECK holds),
+    and even re-signs a checkpoint of the forged tree; the auditor's saved note exposes it."""
+    await stage(superuser, 20)
+    size = await sequence_all(drill_url, signer)
+    saved = await superuser.fetchval("SELECT note FROM ledger.checkpoint WHERE size = $1", size)
+    clean = audit_export(await export(drill_url, tmp_path / "before"), saved_checkpoints=[saved])
+    assert clean.ok, clean.to_json()
+
+    victim = size - 5
+    body = bytes(await superuser.fetchval("SELECT body FROM ledger.entry WHERE seq = $1", victim))
+    forged = body.replace(b'"actor":"drill"', b'"actor":"drilx"')
+    assert forged != body
+    await disable_guards(superuser, "entry", "checkpoint")
+    try:
+        await superuser.execute(
+            "UPDATE ledger.entry SET body = $2, leaf_hash = $3 WHERE seq = $1",
+            victim,
+            forged,
+            hash_leaf(forged),
+        )
+        await superuser.execute("DELETE FROM ledger.checkpoint")
+    finally:
+        await restore_guards(superuser, "entry", "checkpoint")
+    # The forged tree, with a fresh checkpoint signed by the (stolen) log key.
+    from services.ledger.domain.merkle import mth
+    from services.ledger.domain.note import Checkpoint, sign_checkpoint
+
+    leaves = [
+        bytes(r["leaf_hash"])
+        for r in await superuser.fetch("SELECT leaf_hash FROM ledger.entry ORDER BY seq")
+    ]
+    note = sign_checkpoint(Checkpoint(ORIGIN, size, mth(leaves)), [signer])
+    await superuser.execute(
+        "INSERT INTO ledger.checkpoint (size, root, note) VALUES ($1, $2, $3)",
+        size,
+        mth(leaves),
+        note,
+    )
+
+    report = audit_export(await export(drill_url, tmp_path / "after"), saved_checkpoints=[saved])
+    assert not report.ok
+    assert report.divergence is not None
+    assert "saved_checkpoint" in report.divergence.kind
+
+
+async def test_a_restore_that_lost_published_entries_is_caught(
+    superuser: asyncpg.Connection, drill_url: str, signer: NoteSigner, tmp_path: Path
+) -> None:
+    """Entries a saved checkpoint covers are gone after a bad restore: the audit says so."""
+    await stage(superuser, 10)
+    size = await sequence_all(drill_url, signer)
+    saved = await superuser.fetchval("SELECT note FROM ledger.checkpoint WHERE size = $1", size)
+    await disable_guards(superuser, "entry", "entry_p0000")
+    try:
+        await superuser.execute("DELETE FROM ledger.entry WHERE seq >= $1", size - 4)
+    finally:
+        await restore_guards(superuser, "entry", "entry_p0000")
+    report = audit_export(await export(drill_url, tmp_path / "restored"), saved_checkpoints=[saved])
+    assert not report.ok
+
+
+async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
+    superuser: asyncpg.Connection, drill_url: str, signer: NoteSigner
+) -> None:
+    """Two writers: one leads, the other stands by; when the leader stops, the other sequences
+    the rest; indices stay gapless and every staged event is logged exactly once."""
+    base = await superuser.fetchval("SELECT size FROM ledger.tree_state")
+    pools = [
+        await postgres.create_pool(drill_url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
+        for _ in range(2)
+    ]
+    loops = [
+        LedgerWriterLoop(
+            drill_url,
+            PostgresLedgerWriter(pool, ORIGIN),
+            [signer],
+            role=SEQUENCER_ROLE,
+            batch_size=50,
+            idle_wait_s=0.02,
+        )
+        for pool in pools
+    ]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(loop.run(stop)) for loop, stop in zip(loops, stops, strict=True)]
+    try:
+        async with asyncio.timeout(10):
+            waits = [asyncio.ensure_future(loop.leading.wait()) for loop in loops]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+        leader = 0 if loops[0].leading.is_set() else 1
+        assert not loops[1 - leader].leading.is_set()
+        marker = str(uuid.uuid4())
+        await stage(superuser, 300, doc=marker)
+        stops[leader].set()
+        await tasks[leader]
+        async with asyncio.timeout(10):
+            await loops[1 - leader].leading.wait()
+        async with asyncio.timeout(20):
+            while await superuser.fetchval("SELECT count(*) FROM ledger.pending"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks)
+        for pool in pools:
+            await pool.close()
+    rows = await superuser.fetch(
+        "SELECT seq, body FROM ledger.entry WHERE doc_id = $1 ORDER BY seq", uuid.UUID(marker)
+    )
+    assert sorted(json.loads(r["body"])["data"]["n"] for r in rows) == list(range(300))
+    size = await superuser.fetchval("SELECT size FROM ledger.tree_state")
+    seqs = [
+        r["seq"]
+        for r in await superuser.fetch(
+            "SELECT seq FROM ledger.entry WHERE seq >= $1 ORDER BY seq", base
+        )
+    ]
+    assert seqs == list(range(base, size))

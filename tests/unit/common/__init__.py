@@ -1,0 +1,1 @@
+"""Unit tests of plumbing shared by the services: gRPC error mapping and settings."""

@@ -1,0 +1,134 @@
+"""Who a mutual-TLS caller is: certificate checks, roles, revocation, the directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from docaxis_client.trust import CrlInvalidError, Role
+from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
+from services.common.errors import PermissionDeniedError, UnauthenticatedError
+from services.common.identity import Caller, TlsCallerResolver
+from services.common.identity import Role as CallerRole
+from services.common.trust import TrustRegistry, parse_crl
+
+CODE = "000.00.13.H45"
+
+
+class PeerContext:
+    """The part of a ServicerContext the resolver reads: gRPC's auth context of a TLS peer."""
+
+    def __init__(self, issued: IssuedCertificate | None) -> None:
+        self._properties: dict[str, Sequence[bytes]] = {}
+        if issued is not None:
+            self._properties = {
+                "x509_pem_cert": [certificates_pem([issued.certificate])],
+                "x509_pem_cert_chain": [certificates_pem(issued.chain[1:])],
+            }
+
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
+        return self._properties
+
+
+def _ctx(issued: IssuedCertificate | None) -> grpc.aio.ServicerContext[Any, Any]:
+    return cast("grpc.aio.ServicerContext[Any, Any]", PeerContext(issued))
+
+
+@pytest.fixture
+def registry(fresh_ca: DemoCA) -> TrustRegistry:
+    assert fresh_ca.intermediate is not None
+    return TrustRegistry([fresh_ca.root_certificate], [fresh_ca.intermediate.certificate])
+
+
+def test_an_agency_certificate_names_its_agency(fresh_ca: DemoCA, registry: TrustRegistry) -> None:
+    issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    caller = TlsCallerResolver(registry).resolve(_ctx(issued))
+    assert caller == Caller(
+        CallerRole.AGENCY,
+        CODE,
+        issued.certificate.subject.rfc4514_string(),
+        f"{issued.certificate.serial_number:x}",
+    )
+
+
+def test_operator_roles_and_the_monitor_restriction(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    resolver = TlsCallerResolver(registry)
+    assert resolver.resolve(_ctx(fresh_ca.issue_role(Role.ADMIN, "a"))).role is CallerRole.ADMIN
+    assert resolver.resolve(_ctx(fresh_ca.issue_role(Role.HUB, "h"))).role is CallerRole.HUB
+    with pytest.raises(PermissionDeniedError, match="health"):
+        resolver.resolve(_ctx(fresh_ca.issue_role(Role.MONITOR, "m")))
+
+
+def test_a_revocation_applies_to_the_next_call_despite_the_cache(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    resolver = TlsCallerResolver(registry)
+    assert resolver.resolve(_ctx(issued)).agency_code == CODE
+    fresh_ca.revoke(issued.certificate)
+    registry.use_crls(fresh_ca.crls())
+    with pytest.raises(UnauthenticatedError) as failure:
+        resolver.resolve(_ctx(issued))
+    assert failure.value.reason == "CERTIFICATE_REVOKED"
+    assert failure.value.meta["serial"] == f"{issued.certificate.serial_number:x}"
+
+
+def test_certificates_that_are_not_client_credentials_are_refused(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    resolver = TlsCallerResolver(registry)
+    with pytest.raises(UnauthenticatedError) as official:
+        resolver.resolve(_ctx(fresh_ca.issue_person("Nguyễn Văn A", CODE)))
+    assert official.value.reason == "CERTIFICATE_USAGE"  # no clientAuth: officials do not log in
+    with pytest.raises(UnauthenticatedError) as nobody:
+        resolver.resolve(_ctx(None))
+    assert nobody.value.reason == "UNAUTHENTICATED"
+    expired = fresh_ca.issue_agency(
+        CODE,
+        "Sở Y tế",
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
+    )
+    with pytest.raises(UnauthenticatedError) as late:
+        resolver.resolve(_ctx(expired))
+    assert late.value.reason == "CERTIFICATE_EXPIRED"
+    with pytest.raises(UnauthenticatedError) as foreign:
+        resolver.resolve(_ctx(DemoCA.create().issue_agency(CODE, "Giả")))
+    assert foreign.value.reason == "UNTRUSTED_ISSUER"
+
+
+async def test_an_agency_must_be_registered_and_open(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    open_codes: set[str] = set()
+
+    async def is_open(code: str) -> bool:
+        return code in open_codes
+
+    resolver = TlsCallerResolver(registry, is_open)
+    ctx = _ctx(fresh_ca.issue_agency(CODE, "Sở Y tế"))
+    with pytest.raises(PermissionDeniedError) as failure:
+        await resolver.authenticate(ctx)
+    assert failure.value.reason == "NOT_REGISTERED"
+    open_codes.add(CODE)
+    assert (await resolver.authenticate(ctx)).agency_code == CODE
+
+
+def test_only_crls_of_the_anchors_are_accepted(fresh_ca: DemoCA, registry: TrustRegistry) -> None:
+    info = registry.check_crl(fresh_ca.crl("intermediate"))
+    assert info.issuer == fresh_ca.issuing.certificate.subject.rfc4514_string()
+    with pytest.raises(CrlInvalidError):
+        registry.check_crl(DemoCA.create().crl("intermediate"))
+    # A CRL the anchors no longer vouch for is skipped, not fatal to the other revocations.
+    generation = registry.generation
+    registry.use_crls([DemoCA.create().crl("root"), fresh_ca.crl("root")])
+    assert registry.generation == generation + 1
+    der = fresh_ca.crl("root").public_bytes(serialization.Encoding.DER)
+    assert registry.check_crl(parse_crl(der)).number > 0
