@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
 
-.PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install \
+.PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install audit \
 	test-e2e services-up services-down run demo down bench clean
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
 	@echo "make demo    send a document through a running 'make run'"
+	@echo "make audit   export the running axis's ledger and verify it offline"
 	@echo "make down    stop everything 'make run' started"
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
 	@echo "make bench   benchmarks (print figures)"
@@ -91,10 +92,18 @@ services-down:
 # The demo PKI (certificates for mutual TLS and signing; never production) is created if missing.
 run: $(STAMP) services-up
 	$(BIN)/docaxis pki dev-setup --dir .local/dev/pki
+	test -f .local/dev/ledger.key || $(BIN)/docaxis ledger keygen --out .local/dev/ledger.key
 	set -a && source deploy/local/dev.env && set +a && exec $(BIN)/docaxis run --seed-demo
 
 demo: $(STAMP)
 	$(BIN)/docaxis demo --pki .local/dev/pki
+
+# Exports the running axis's ledger and verifies it offline (what an auditor does).
+audit: $(STAMP)
+	rm -rf .local/dev/audit-export
+	set -a && source deploy/local/dev.env && set +a && \
+		$(BIN)/docaxis audit export .local/dev/audit-export && \
+		$(BIN)/docaxis audit verify full .local/dev/audit-export
 
 down: services-down
 

@@ -43,17 +43,22 @@ LOG_TABLES = (
 )
 
 
-@pytest.fixture(scope="module")
-async def drill_url(services: SuiteServices) -> str:
+async def fresh_database(services: SuiteServices, name: str) -> str:
     admin = await asyncpg.connect(services.database_url)
     try:
-        await admin.execute("DROP DATABASE IF EXISTS docaxis_drills WITH (FORCE)")
-        await admin.execute("CREATE DATABASE docaxis_drills")
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    url = services.database_url.rsplit("/", 1)[0] + "/docaxis_drills"
+    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
     await migrate(url)
     return url
+
+
+@pytest.fixture(scope="module")
+async def drill_url(services: SuiteServices) -> str:
+    """Shared by the drills; the tamper drills leave it forged on purpose."""
+    return await fresh_database(services, "docaxis_drills")
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +347,40 @@ async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
         )
     ]
     assert seqs == list(range(base, size))
+
+
+async def test_a_key_rotation_is_recorded_in_the_log_and_dual_signed_checkpoints_verify(
+    services: SuiteServices, signer: NoteSigner, tmp_path: Path
+) -> None:
+    """Adding a key logs a `key` entry; during the overlap checkpoints carry both signatures; after
+    it only the new key signs; the export's policy lists both and the audit passes."""
+    drill_url = await fresh_database(services, "docaxis_rotation")
+    superuser = await asyncpg.connect(drill_url)
+    successor = NoteSigner.generate(ORIGIN)
+    await stage(superuser, 3)
+    await sequence_all(drill_url, signer)
+    for signers in ([signer, successor], [successor]):
+        pool = await postgres.create_pool(drill_url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
+        try:
+            writer = PostgresLedgerWriter(pool, ORIGIN)
+            await writer.record_keys(signers)
+            await stage(superuser, 2)
+            while await writer.sequence_batch(100):
+                pass
+            published = await writer.publish_checkpoint(signers)
+        finally:
+            await pool.close()
+        assert published is not None
+        signature_lines = [
+            line for line in published.note.split(b"\n") if line.startswith(b"\xe2\x80\x94")
+        ]
+        assert len(signature_lines) == len(signers)
+    key_entries = [
+        json.loads(r["body"])["data"]["vkey"]
+        for r in await superuser.fetch("SELECT body FROM ledger.entry WHERE entry_type = 'key'")
+    ]
+    assert successor.verifier.vkey in key_entries
+    assert signer.verifier.vkey in key_entries
+    await superuser.close()
+    report = audit_export(await export(drill_url, tmp_path / "rotated"))
+    assert report.ok, report.to_json()
