@@ -82,13 +82,7 @@ async def main() -> None:
     env = {"DOCAXIS_LOCAL_DIR": str(REPO / ".local" / "bench"), "DOCAXIS_PG_PORT": port}
     base = _postgres("start", env)
     try:
-        admin = await asyncpg.connect(base)
-        try:
-            await admin.execute("DROP DATABASE IF EXISTS docaxis_bench WITH (FORCE)")
-            await admin.execute("CREATE DATABASE docaxis_bench")
-        finally:
-            await admin.close()
-        url = base.rsplit("/", 1)[0] + "/docaxis_bench"
+        url = await postgres.recreate_database(base, "docaxis_bench")
         await migrate(url)
         count = int(os.environ.get("BENCH_LEDGER_EVENTS", "100000"))
         print(f"ledger sequencer: {count} staged events, Postgres 15 on loopback, fsync on")

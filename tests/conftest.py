@@ -9,7 +9,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as dpb
@@ -42,13 +41,7 @@ def services() -> Iterator[SuiteServices]:
 @pytest.fixture(scope="session")
 async def database_url(services: SuiteServices) -> str:
     """A fresh, migrated database for this run."""
-    admin = await asyncpg.connect(services.database_url)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS docaxis_test WITH (FORCE)")
-        await admin.execute("CREATE DATABASE docaxis_test")
-    finally:
-        await admin.close()
-    url = services.database_url.rsplit("/", 1)[0] + "/docaxis_test"
+    url = await postgres.recreate_database(services.database_url, "docaxis_test")
     await migrate(url)
     return url
 

@@ -103,3 +103,17 @@ async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
     except TRANSIENT_ERRORS:
         return False
     return True
+
+
+async def recreate_database(server_dsn: str, name: str) -> str:
+    """Drops and creates database `name` on the server of `server_dsn`; returns its DSN.
+    For tests and benchmarks: each gets a clean, isolated database on a shared server."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain database name: {name!r}")
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    return server_dsn.rsplit("/", 1)[0] + f"/{name}"

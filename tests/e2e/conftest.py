@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
+from services.common.postgres import recreate_database
 from tests.conftest import unique_code
 from tests.e2e.processes import AxisProcess
 from tests.infra import SuiteServices
@@ -20,13 +20,7 @@ from tests.pki import SuitePki
 async def e2e_database_url(services: SuiteServices) -> str:
     """A database no other test's server relays from: a crashed process's work can only be
     finished by its own restart."""
-    admin = await asyncpg.connect(services.database_url)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS docaxis_e2e WITH (FORCE)")
-        await admin.execute("CREATE DATABASE docaxis_e2e")
-    finally:
-        await admin.close()
-    return services.database_url.rsplit("/", 1)[0] + "/docaxis_e2e"
+    return await recreate_database(services.database_url, "docaxis_e2e")
 
 
 @pytest.fixture

@@ -44,13 +44,7 @@ LOG_TABLES = (
 
 
 async def fresh_database(services: SuiteServices, name: str) -> str:
-    admin = await asyncpg.connect(services.database_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = services.database_url.rsplit("/", 1)[0] + f"/{name}"
+    url = await postgres.recreate_database(services.database_url, name)
     await migrate(url)
     return url
 

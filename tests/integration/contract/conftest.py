@@ -10,6 +10,7 @@ import pytest
 
 from services.app import migrate
 from services.common import postgres
+from services.common.postgres import recreate_database
 
 
 def unique(prefix: str) -> str:
@@ -21,13 +22,7 @@ def unique(prefix: str) -> str:
 async def contract_database_url(database_url: str) -> str:
     """A migrated database next to `database_url`'s. The `axis` fixture runs an outbox relay on
     that one, which would drain outbox rows and queue deliveries under the contract's feet."""
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS docaxis_contract WITH (FORCE)")
-        await admin.execute("CREATE DATABASE docaxis_contract")
-    finally:
-        await admin.close()
-    url = database_url.rsplit("/", 1)[0] + "/docaxis_contract"
+    url = await recreate_database(database_url, "docaxis_contract")
     await migrate(url)
     return url
 
