@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -16,7 +18,8 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class LoggingInterceptor(grpc.aio.ServerInterceptor):
-    """Binds the RPC name to the log context of everything the call logs."""
+    """Binds the RPC name to the log context of everything the call logs, and writes one
+    canonical `rpc_finished` line per call with its outcome (status code) and duration."""
 
     async def intercept_service(
         self,
@@ -25,8 +28,79 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        structlog.contextvars.bind_contextvars(rpc=handler_call_details.method)
-        return await continuation(handler_call_details)
+        method = handler_call_details.method
+        structlog.contextvars.bind_contextvars(rpc=method)
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(_QUIET_PREFIXES):
+            return handler
+        return _logged(handler)
+
+
+# Health probes and reflection would drown the log in one line per poll.
+_QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def _outcome(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    # None until the handler set a status (the stubs say StatusCode).
+    code = cast("grpc.StatusCode | None", context.code())
+    if code is not None:
+        return code.name
+    return "UNKNOWN" if error is not None else "OK"
+
+
+def _finished(
+    context: grpc.aio.ServicerContext[Any, Any], start: float, error: BaseException | None
+) -> None:
+    outcome = _outcome(context, error)
+    fields = {"outcome": outcome, "duration_ms": round((time.monotonic() - start) * 1000, 2)}
+    if outcome == "UNKNOWN":
+        log.error("rpc_finished", **fields, exc_info=error)
+    else:
+        log.info("rpc_finished", **fields)
+
+
+def _logged(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, timed and logged once at the end, whatever its shape."""
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None or handler.stream_unary is not None:
+        # The stubs type handlers as synchronous; on an aio server they are coroutines.
+        inner: Any = handler.unary_unary or handler.stream_unary
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            start, error = time.monotonic(), None
+            try:
+                return await inner(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _finished(context, start, error)
+
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(call, **codec)
+        return grpc.stream_unary_rpc_method_handler(call, **codec)
+
+    streaming: Any = handler.unary_stream or handler.stream_stream
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        start, error = time.monotonic(), None
+        try:
+            async for response in streaming(request, context):
+                yield response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finished(context, start, error)
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(stream, **codec)
+    return grpc.stream_stream_rpc_method_handler(stream, **codec)
 
 
 def build_server(
