@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
+from benchmarks.uploads import bench_attachment
 from services.app import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import SEQUENCER_ROLE, PostgresLedgerWriter
@@ -92,6 +93,13 @@ async def main() -> None:
                 f"  batch {batch:>5}: {statistics.median(rates):>9,.0f} entries/s sequenced "
                 f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
             )
+        size = int(os.environ.get("BENCH_ATTACHMENT_MIB", "200"))
+        up, down = await bench_attachment(url, size)
+        print(
+            f"attachment of {size} MiB through the Postgres store (no gRPC): "
+            f"upload {up:,.0f} MiB/s (chunks committed one by one, then verified), "
+            f"download {down:,.0f} MiB/s"
+        )
     finally:
         _postgres("stop", env)
 

@@ -12,6 +12,7 @@ organisation's keys in three lines::
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from google.protobuf import timestamp_pb2
 
 from docaxis_client.credentials import TlsCredentials
 from docaxis_client.documents import manifest_of, sign_submission, verify_delivery
@@ -34,6 +36,7 @@ from docaxis_client.trust.errors import ManifestInvalidError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.trust.receipts import TransportReceipt
 from docaxis_client.trust.signatures import VerifiedSigners
+from docaxis_client.uploads import ChunkSource, ResumableUploader, file_chunks
 
 CHUNK_BYTES = 1024 * 1024
 AGENCY_HEADER = "x-docaxis-agency"
@@ -151,21 +154,21 @@ class AgencyClient:
         return self._metadata
 
     async def upload_file(self, path: Path) -> Upload:
-        """Streams a file: never more than one chunk in memory."""
+        """Streams a file, never more than one chunk in memory, as a resumable upload: after a
+        broken link (UNAVAILABLE) it goes on from what docaxis has committed."""
         sha256, size = file_digest(path)
+        return await self.upload_resumable(sha256, size, lambda offset: file_chunks(path, offset))
 
-        async def requests() -> AsyncIterator[pb.UploadAttachmentRequest]:
-            yield pb.UploadAttachmentRequest(
-                declaration=pb.AttachmentDeclaration(sha256=sha256, size=size)
-            )
-            with path.open("rb") as handle:
-                while chunk := handle.read(CHUNK_BYTES):
-                    yield pb.UploadAttachmentRequest(chunk=chunk)
+    @property
+    def uploader(self) -> ResumableUploader:
+        """BeginUpload, UploadChunks and GetUpload, one by one (upload_resumable combines them)."""
+        return ResumableUploader(self.exchange, self._metadata, timeout_s=self._timeout_s)
 
-        response = await self.exchange.UploadAttachment(
-            requests(), metadata=self._metadata, timeout=max(self._timeout_s, size / 1e6)
-        )
-        return Upload(response.sha256, response.size)
+    async def upload_resumable(self, sha256: str, size: int, source: ChunkSource) -> Upload:
+        """Uploads content that `source(offset)` yields from any offset, resuming from the
+        committed size after retryable failures; docaxis verifies the SHA-256 at the end."""
+        status = await self.uploader.upload(sha256, size, source)
+        return Upload(status.sha256, status.size)
 
     async def upload_bytes(self, data: bytes, *, declared_sha256: str | None = None) -> Upload:
         sha256 = declared_sha256 or hashlib.sha256(data).hexdigest()
@@ -230,6 +233,75 @@ class AgencyClient:
             metadata=self._metadata,
             timeout=self._timeout_s,
         )
+
+    async def acknowledge_notice(self, notice_id: str) -> pb.AcknowledgeResponse:
+        """Acknowledges a StatusNotice or RecallNotice, so that it is never delivered again."""
+        return await self.exchange.Acknowledge(
+            pb.AcknowledgeRequest(notice_id=notice_id),
+            metadata=self._metadata,
+            timeout=self._timeout_s,
+        )
+
+    async def report_status(
+        self,
+        delivery_id: str,
+        code: pb.StatusCode.ValueType,
+        *,
+        status_id: str,
+        occurred_at: dt.datetime | None = None,
+        description: str = "",
+        staff: pb.StaffInfo | None = None,
+    ) -> pb.ReportStatusResponse:
+        """Reports a business status of a received document (or answers a recall with 15/16).
+        `status_id` is this report's idempotency key: send the same one when retrying."""
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime((occurred_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+        return await self.exchange.ReportStatus(
+            pb.ReportStatusRequest(
+                delivery_id=delivery_id,
+                code=code,
+                description=description,
+                staff=staff,
+                occurred_at=stamp,
+                status_id=status_id,
+            ),
+            metadata=self._metadata,
+            timeout=self._timeout_s,
+        )
+
+    async def recall(
+        self, document_uuid: str, reason: str, recipients: Iterable[str] = ()
+    ) -> pb.RecallResponse:
+        """Recalls a sent document from some recipients (all when none are named)."""
+        return await self.exchange.Recall(
+            pb.RecallRequest(document_uuid=document_uuid, reason=reason, recipients=recipients),
+            metadata=self._metadata,
+            timeout=self._timeout_s,
+        )
+
+    async def list_pending(
+        self, page_size: int = 0, page_token: str = ""
+    ) -> pb.ListPendingResponse:
+        """Pull mode: a page of this agency's unacknowledged items, oldest first."""
+        return await self.exchange.ListPending(
+            pb.ListPendingRequest(page_size=page_size, page_token=page_token),
+            metadata=self._metadata,
+            timeout=self._timeout_s,
+        )
+
+    async def fetch(self, item: pb.PendingItem) -> pb.FetchResponse:
+        """Pull mode: one listed item in full (a document, a status or a recall notice)."""
+        if item.WhichOneof("id") == "notice_id":
+            request = pb.FetchRequest(notice_id=item.notice_id)
+        else:
+            request = pb.FetchRequest(delivery_id=item.delivery_id)
+        return await self.exchange.Fetch(request, metadata=self._metadata, timeout=self._timeout_s)
+
+    async def acknowledge_item(self, item: pb.PendingItem) -> pb.AcknowledgeResponse:
+        """Pull mode: acknowledges a listed item."""
+        if item.WhichOneof("id") == "notice_id":
+            return await self.acknowledge_notice(item.notice_id)
+        return await self.acknowledge(item.delivery_id)
 
     async def transport_receipt(self, delivery_id: str) -> TransportReceipt:
         """The hub-signed receipt of an acknowledged delivery (sender or recipient only)."""

@@ -25,6 +25,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
 from docaxis_client.credentials import TlsCredentials, load_trust_bundle
+from docaxis_client.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 from docaxis_client.documents import verify_delivery, verify_transport_receipt
 from docaxis_client.trust.chain import Role, TrustStore
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug
@@ -143,6 +144,11 @@ async def _receive_one(
     try:
         async with asyncio.timeout(STEP_TIMEOUT_S):
             async for item in call:
+                if item.WhichOneof("item") != "delivery":
+                    # A status or recall notice left over from an earlier demo run.
+                    notice = item.status if item.HasField("status") else item.recall
+                    await client.acknowledge_notice(notice.notice_id)
+                    continue
                 delivery = item.delivery
                 arrived = time.monotonic()
                 expected = await document_uuid_box
@@ -181,7 +187,13 @@ async def run_demo(address: str, pki_folder: Path | None) -> int:
     development mode (unsigned) when it is None."""
     try:
         await _demo(address, None if pki_folder is None else DemoPki(pki_folder))
-    except (DemoError, TimeoutError, grpc.aio.AioRpcError, TrustError) as exc:
+    except (
+        DemoError,
+        LifecycleDemoError,
+        TimeoutError,
+        grpc.aio.AioRpcError,
+        TrustError,
+    ) as exc:
         _say(f"demo FAILED: {exc!r}")
         return 1
     _say("demo passed")
@@ -288,5 +300,8 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
                     f"{transport.acknowledged_at.astimezone(VIETNAM):%H:%M:%S}: receipt signed by "
                     f"{hub.subject.rfc4514_string()} ({transport.algorithm.value}), valid"
                 )
+        await run_lifecycle_demo(
+            sender, [*online, offline], receipt, first_step=7 if trust is not None else 6
+        )
     for client in (sender, *online, offline):
         await client.close()

@@ -32,10 +32,12 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
+from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox, RabbitPublisher
 from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.ledger.adapters.postgres import (
     READER_ROLE,
@@ -173,7 +175,10 @@ async def serve(
                 hub=security.hub,
             )
             inbox = RabbitInbox(connection)
-            exchange_servicer = exchange_api.ExchangeServicer(exchange, callers, inbox, InFlight())
+            lifecycle = LifecycleHandlers(exchange, PostgresLifecycleStore(pool))
+            exchange_servicer = exchange_api.ExchangeServicer(
+                exchange, callers, inbox, InFlight(), lifecycle
+            )
             registrations.append(
                 lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(
                     exchange_servicer, server

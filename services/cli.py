@@ -23,6 +23,7 @@ from services.common.logs import configure_logging
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.agency_csv import kind_from_name, read_agency_csv, register_all
 from services.directory.entrypoints.grpc_api import agency_from_pb
+from services.directory.reorganisation_cli import record_reorganisation, sync_agencies
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
 from services.ledger.domain.note import NoteSigner
@@ -66,7 +67,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     lst.add_argument("--all", action="store_true", help="include closed agencies")
     get = agency_commands.add_parser("get", help="show one agency")
     get.add_argument("code")
-    for sub in (add, imp, lst, get):
+    sync = agency_commands.add_parser(
+        "sync", help="agencies changed since a version (the delta feed), closed ones included"
+    )
+    sync.add_argument("--since", type=int, default=0, help="a version from an earlier sync")
+    reorganise = agency_commands.add_parser(
+        "reorganise", help="record a merge, rename, closure or split (closes the old codes)"
+    )
+    reorganise.add_argument("--kind", required=True, choices=["merge", "rename", "close", "split"])
+    reorganise.add_argument("--effective", required=True, help="first day, YYYY-MM-DD")
+    reorganise.add_argument("--old", action="append", required=True, help="a code that closes")
+    reorganise.add_argument("--new", action="append", default=[], help="a successor code")
+    reorganise.add_argument("--note", default="")
+    for sub in (add, imp, lst, get, sync, reorganise):
         sub.add_argument(
             "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
         )
@@ -241,6 +254,10 @@ async def _agencies(args: argparse.Namespace) -> int:
             created, present = await register_all(read_agency_csv(args.file), register)
             print(f"{created} registered, {present} already present")
             return 0
+        if args.agencies_command == "sync":
+            return await sync_agencies(stub, admin, args.since)
+        if args.agencies_command == "reorganise":
+            return await record_reorganisation(stub, admin, args)
         if args.agencies_command == "get":
             response = await stub.GetAgency(
                 dpb.GetAgencyRequest(code=args.code), metadata=admin, timeout=10

@@ -146,6 +146,15 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "crl":
         return await _ingest(args)
     print(_WARNING, file=sys.stderr)
+    try:
+        return _pki(args)
+    except FileExistsError as exc:
+        raise ConfigError(f"{exc} (--force replaces it)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _pki(args: argparse.Namespace) -> int:
     folder = PkiFolder(args.dir)
     command = args.pki_command
     if command == "init":

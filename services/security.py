@@ -16,8 +16,11 @@ import structlog
 from cryptography.hazmat.primitives import hashes, serialization
 
 from docaxis_client.credentials import pem_of
-from docaxis_client.trust.chain import TrustStore
-from docaxis_client.trust.keys import SigningIdentity
+from docaxis_client.trust.chain import CertificatePurpose, TrustStore, role_of
+from docaxis_client.trust.chain import Role as CertificateRole
+from docaxis_client.trust.errors import CertificateError
+from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
+from services.common.config import ConfigError
 from services.common.identity import (
     CallerResolver,
     HeaderCallerResolver,
@@ -31,6 +34,26 @@ from services.exchange.service_layer.signatures import SignaturePolicy
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def check_hub_identity(hub: SigningIdentity, trust: TrustRegistry | None) -> None:
+    """Fail at startup, not at the first acknowledgement, when the hub identity cannot sign
+    receipts that verify: a hub certificate of the anchors, with an Ed25519 or P-256 key (P-256
+    when the exchange also authenticates to a separate directory: gRPC's TLS has no Ed25519)."""
+    if hub.effective_algorithm not in (
+        SignatureAlgorithm.ED25519,
+        SignatureAlgorithm.ECDSA_P256_SHA256,
+    ):
+        raise ConfigError("the hub signs receipts with an Ed25519 or P-256 key")
+    if role_of(hub.certificate) is not CertificateRole.HUB:
+        raise ConfigError("DOCAXIS_HUB_CERT_FILE is not a hub certificate (urn:docaxis:role:hub)")
+    if trust is not None:
+        try:
+            trust.store.validate(
+                hub.chain, at=dt.datetime.now(dt.UTC), purpose=CertificatePurpose.DOCUMENT_SIGNING
+            )
+        except CertificateError as exc:
+            raise ConfigError(f"hub certificate, {exc.reason}: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -72,6 +95,7 @@ class Security:
         hub = None
         if settings.hub_cert_file is not None and settings.hub_key_file is not None:
             hub = load_hub_identity(settings.hub_cert_file, settings.hub_key_file)
+            check_hub_identity(hub, trust)
         callers: CallerResolver
         if server_tls is not None and trust is not None:
             callers = TlsCallerResolver(trust, directory)

@@ -135,6 +135,8 @@ def _check_trust_settings(settings: Settings) -> None:
         raise ConfigError("mutual TLS needs the client trust anchors: DOCAXIS_TLS_CLIENT_CA_FILE")
     if settings.crl_files and settings.tls_client_ca_file is None:
         raise ConfigError("DOCAXIS_CRL_FILES needs the trust anchors of DOCAXIS_TLS_CLIENT_CA_FILE")
+    if settings.max_signature_age_s <= 0:
+        raise ConfigError("DOCAXIS_MAX_SIGNATURE_AGE_S must be positive")
     if settings.dev_insecure:
         return
     if not settings.tls:
@@ -148,5 +150,3 @@ def _check_trust_settings(settings: Settings) -> None:
             "transport receipts need the hub's signing identity: set DOCAXIS_HUB_CERT_FILE and "
             "DOCAXIS_HUB_KEY_FILE"
         )
-    if settings.max_signature_age_s <= 0:
-        raise ConfigError("DOCAXIS_MAX_SIGNATURE_AGE_S must be positive")

@@ -6,6 +6,7 @@ fake that drifts from its adapter fails there first.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import itertools
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
 
-from services.directory.domain.model import Agency
-from services.directory.service_layer.ports import AgencyExistsError
+from services.directory.domain.model import Agency, AgencyKind
+from services.directory.domain.reorganisation import Reorganisation, Resolution, resolve
+from services.directory.service_layer.ports import AgencyExistsError, StaleAgencyError
 from services.exchange.domain.model import (
     AttachmentRef,
     BusinessType,
@@ -39,6 +41,7 @@ from services.exchange.service_layer.ports import (
     RecipientTrack,
     StoredSubmission,
 )
+from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
 
 DELIVERY_MESSAGE_TYPE = events_pb2.DeliveryQueued.DESCRIPTOR.full_name
 
@@ -62,6 +65,9 @@ class FakeAgencies:
     def __init__(self, agencies: Iterable[Agency] = ()) -> None:
         self.rows: dict[str, Agency] = {}
         self._versions = itertools.count(1)
+        self.reorganisations: list[Reorganisation] = []
+        # ledger.pending rows the store staged: the `data` of each `directory` event.
+        self.ledger: list[dict[str, object]] = []
         self.seed(*agencies)
 
     def seed(self, *agencies: Agency) -> None:
@@ -92,6 +98,46 @@ class FakeAgencies:
         ]
         return rows[:limit]
 
+    async def record_reorganisation(
+        self, reorganisation: Reorganisation, closed: Sequence[Agency]
+    ) -> tuple[Reorganisation, builtins.list[Agency]]:
+        for agency in closed:
+            current = self.rows.get(agency.code)
+            if current is None or current.version != agency.version:
+                raise StaleAgencyError(agency.code)
+            if agency.valid_to is not None and agency.valid_to < agency.valid_from:
+                raise ConstraintViolation("valid_to before valid_from (check valid_range)")
+        if not reorganisation.old_codes:
+            raise ConstraintViolation("a reorganisation closes at least one code (check)")
+        updated = [dataclasses.replace(a, version=next(self._versions)) for a in closed]
+        for agency in updated:
+            self.rows[agency.code] = agency
+        recorded = dataclasses.replace(reorganisation, id=len(self.reorganisations) + 1)
+        self.reorganisations.append(recorded)
+        self.ledger.append(
+            {
+                "event": "reorganised",
+                "reorganisation": recorded.id,
+                "kind": recorded.kind.value,
+                "effective_date": recorded.effective_date.isoformat(),
+                "old_codes": list(recorded.old_codes),
+                "new_codes": list(recorded.new_codes),
+                "versions": {a.code: a.version for a in updated},
+            }
+        )
+        return recorded, updated
+
+    async def changes(self, since_version: int, limit: int) -> builtins.list[Agency]:
+        if limit < 0:
+            raise ConstraintViolation("LIMIT must not be negative")
+        rows = sorted(
+            (a for a in self.rows.values() if a.version > since_version), key=lambda a: a.version
+        )
+        return rows[:limit]
+
+    async def latest_version(self) -> int:
+        return max((a.version for a in self.rows.values()), default=0)
+
     def _insert(self, agency: Agency) -> Agency:
         if agency.code in self.rows:
             raise AgencyExistsError(agency.code)
@@ -101,6 +147,7 @@ class FakeAgencies:
             raise ConstraintViolation("valid_to before valid_from (check valid_range)")
         stored = dataclasses.replace(agency, version=next(self._versions))
         self.rows[stored.code] = stored
+        self.ledger.append({"event": "registered", "code": stored.code, "version": stored.version})
         return stored
 
 
@@ -112,6 +159,8 @@ class FakeDirectoryLookup:
 
     def __init__(self, *open_codes: str) -> None:
         self.agencies: dict[str, AgencyView] = {}
+        self.closed_on: dict[str, dt.date] = {}
+        self.not_yet_valid: set[str] = set()
         # Set to make every lookup fail, as GrpcDirectoryLookup does when the directory is down.
         self.failure: Exception | None = None
         self.open(*open_codes)
@@ -120,13 +169,44 @@ class FakeDirectoryLookup:
         for code in codes:
             self.agencies[code] = AgencyView(code, open=True)
 
-    def close(self, code: str, *successors: str) -> None:
+    def close(self, code: str, *successors: str, on: dt.date = dt.date(2025, 6, 30)) -> None:
+        """Closed after `on` (its last valid day), mail following `successors`."""
         self.agencies[code] = AgencyView(code, open=False, successor_codes=successors)
+        self.closed_on[code] = on
+        self.not_yet_valid.discard(code)
+
+    def register_ahead(self, code: str) -> None:
+        """Registered, valid only from a day after any sending day (not yet open)."""
+        self.agencies[code] = AgencyView(code, open=False)
+        self.not_yet_valid.add(code)
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
         if self.failure is not None:
             raise self.failure
         return {code: self.agencies[code] for code in dict.fromkeys(codes) if code in self.agencies}
+
+    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
+        """What the directory's resolution answers for agencies in these states on `on_date`."""
+        if self.failure is not None:
+            raise self.failure
+        records: dict[str, Agency] = {}
+        for code, view in self.agencies.items():
+            if view.open:
+                records[code] = Agency(code, code, AgencyKind.OTHER, dt.date(2019, 3, 12))
+            elif code in self.not_yet_valid:
+                ahead = on_date + dt.timedelta(days=1)
+                records[code] = Agency(code, code, AgencyKind.OTHER, ahead)
+            else:
+                last = min(self.closed_on.get(code, on_date), on_date - dt.timedelta(days=1))
+                records[code] = Agency(
+                    code,
+                    code,
+                    AgencyKind.OTHER,
+                    dt.date(2000, 1, 1),
+                    valid_to=last,
+                    successor_codes=view.successor_codes,
+                )
+        return {code: resolve(code, records, on_date) for code in dict.fromkeys(codes)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +273,9 @@ class FakeDocumentStore:
     blobs: dict[str, FakeBlob] = field(default_factory=dict)
     # (sha256, agency): who proved they hold a blob.
     blob_owners: set[tuple[str, str]] = field(default_factory=set)
+    # exchange.upload rows, and each upload's committed chunks (exchange.blob_chunk).
+    uploads: dict[str, UploadState] = field(default_factory=dict)
+    upload_chunks: dict[str, list[bytes]] = field(default_factory=dict)
     outbox: list[OutboxMessage] = field(default_factory=list)
     # ledger.pending: events staged with the change they record.
     ledger: list[LedgerEvent] = field(default_factory=list)
@@ -348,7 +431,8 @@ class FakeDocumentStore:
             return None
         if delivery.acknowledged_at is not None:
             return Acknowledgement(delivery.acknowledged_at, already_acknowledged=True)
-        delivery.state = DeliveryState.ACKNOWLEDGED
+        if delivery.state is not DeliveryState.WITHDRAWN:  # a recalled copy stays withdrawn
+            delivery.state = DeliveryState.ACKNOWLEDGED
         delivery.acknowledged_at = now
         delivery.pushed_at = delivery.pushed_at or now
         document = self.documents[delivery.document_uuid]
@@ -449,12 +533,91 @@ class FakeDocumentStore:
             yield position, data[position - start :] if position > start else data
             position = start + len(data)
 
+    async def begin_upload(
+        self, agency: str, sha256: str, size: int, new_upload_id: str
+    ) -> UploadState:
+        for state in self.uploads.values():
+            if (state.agency, state.sha256, state.size) == (agency, sha256, size) and (
+                not state.complete
+            ):
+                return state
+        if size <= 0:
+            raise ConstraintViolation("an upload has at least one byte (check size > 0)")
+        upload_id = str(uuid.UUID(new_upload_id))
+        if upload_id in self.uploads:
+            raise ConstraintViolation(f"upload {upload_id} exists (primary key)")
+        owned = (sha256, agency) in self.blob_owners and self.blobs[sha256].size == size
+        state = UploadState(
+            upload_id=upload_id,
+            agency=agency,
+            sha256=sha256,
+            size=size,
+            committed_size=size if owned else 0,
+            completed_at=self.clock() if owned else None,
+        )
+        self.uploads[upload_id] = state
+        self.upload_chunks[upload_id] = []
+        return state
+
+    async def upload(self, upload_id: str) -> UploadState | None:
+        return self.uploads.get(str(uuid.UUID(upload_id)))
+
+    async def append_chunk(self, upload_id: str, offset: int, data: bytes) -> UploadState:
+        key = str(uuid.UUID(upload_id))
+        state = self.uploads.get(key)
+        if state is None:
+            raise KeyError(upload_id)
+        if state.complete or state.committed_size != offset or not data:
+            raise UploadOffsetError(state)
+        if offset + len(data) > state.size:
+            raise ConstraintViolation("committed beyond the size (check committed_within_size)")
+        self.upload_chunks[key].append(bytes(data))
+        state = dataclasses.replace(state, committed_size=offset + len(data))
+        self.uploads[key] = state
+        return state
+
+    async def upload_content(self, upload_id: str) -> AsyncIterator[bytes]:
+        for data in list(self.upload_chunks.get(str(uuid.UUID(upload_id)), [])):
+            yield data
+
+    async def complete_upload(self, upload_id: str, now: dt.datetime) -> UploadState:
+        key = str(uuid.UUID(upload_id))
+        state = self.uploads.get(key)
+        if state is None:
+            raise KeyError(upload_id)
+        if state.complete:
+            return state
+        if state.committed_size != state.size:
+            raise UploadOffsetError(state)
+        if state.sha256 not in self.blobs:
+            chunks: list[tuple[int, bytes]] = []
+            offset = 0
+            for data in self.upload_chunks[key]:
+                chunks.append((offset, data))
+                offset += len(data)
+            self.blobs[state.sha256] = FakeBlob(state.size, tuple(chunks))
+        else:
+            self.upload_chunks[key] = []  # someone stored this content first: keep theirs
+        self.blob_owners.add((state.sha256, state.agency))
+        state = dataclasses.replace(state, completed_at=now)
+        self.uploads[key] = state
+        return state
+
+    async def discard_upload(self, upload_id: str) -> None:
+        key = str(uuid.UUID(upload_id))
+        state = self.uploads.get(key)
+        if state is not None and not state.complete:
+            del self.uploads[key]
+            del self.upload_chunks[key]
+
     def relay_outbox(self) -> list[OutboxMessage]:
         """What PostgresOutbox.relay_batch does once the broker confirmed: empties the outbox and
         marks the accepted deliveries queued, staging a ledger event for each."""
         relayed, self.outbox = self.outbox, []
         now = self.clock()
         for message in relayed:
+            if not message.delivery_id:
+                continue  # a notice (tests/lifecycle_fakes.py): no delivery to mark queued
             delivery = self.deliveries[message.delivery_id]
             if delivery.state is not DeliveryState.ACCEPTED:
                 continue

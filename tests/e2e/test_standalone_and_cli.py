@@ -9,9 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
+from cryptography import x509
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
+from services.common.grpc_errors import error_details
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import DOCAXIS, AxisProcess
@@ -123,3 +126,91 @@ async def test_the_cli_imports_the_reorganised_directory_and_lists_it(
     assert bad.returncode == 1
     assert "INVALID_ARGUMENT VALIDATION" in bad.stderr
     assert "agency.code" in bad.stderr
+
+
+async def test_a_crl_ingested_through_the_cli_revokes_on_every_process(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """`docaxis crl ingest` at the directory process; the exchange process, which only hears of
+    it through Postgres (NOTIFY directory_crl), refuses the revoked agency within moments."""
+    common = (e2e_database_url, services.amqp_url, tmp_path, ledger_key_file)
+    directory = AxisProcess(
+        *common, command=(sys.executable, "-m", "services.directory"), name="dir", pki=pki
+    )
+    await directory.start()
+    exchange = AxisProcess(
+        *common,
+        command=(sys.executable, "-m", "services.exchange"),
+        extra_env={"DOCAXIS_DIRECTORY_ADDRESS": directory.address},
+        name="xch",
+        pki=pki,
+    )
+    try:
+        await exchange.start()
+        sender, recipient = await register(directory, 2)
+        async with exchange.client(sender) as client:
+            receipt = (
+                await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+            ).receipt
+            crl = tmp_path / "intermediate.crl"
+            crl.write_bytes(pki.revoke(pki.agency(sender).agency))
+            admin = pki.client_env(pki.admin_certificate, "cli-admin")
+            ingest = await asyncio.to_thread(
+                subprocess.run,
+                [str(DOCAXIS), "crl", "ingest", str(crl), "--address", directory.address],
+                env={**os.environ, **admin},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert ingest.returncode == 0, ingest.stderr
+            assert ingest.stdout.startswith("ingested CRL")
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        await client.track(receipt.document_uuid)
+                    except grpc.aio.AioRpcError as exc:
+                        details = error_details(exc)
+                        assert details.reason == "CERTIFICATE_REVOKED", details
+                        break
+                    await asyncio.sleep(0.05)  # another process: nothing to await but a poll
+    finally:
+        assert await exchange.terminate() == 0, exchange.logs()
+        assert await directory.terminate() == 0, directory.logs()
+
+
+def test_the_demo_pki_commands_issue_revoke_and_warn(tmp_path: Path) -> None:
+    """`docaxis pki` (DEMO ONLY): a CA, certificates of each kind, a revocation in the CRL, and
+    expiry warnings with an exit code a cron job can alert on."""
+
+    def pki(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(DOCAXIS), "pki", *args, "--dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert pki("init").returncode == 0
+    assert "DEMO PKI" in pki("issue-agency", "000.00.13.H45", "Sở Y tế").stderr
+    assert (
+        pki("issue-person", "Nguyễn Văn Đức", "000.00.13.H45", "--key-type", "ed25519").returncode
+        == 0
+    )
+    assert pki("issue-role", "monitor").returncode == 0
+    assert pki("issue-agency", "000.00.13.H45", "Sở Y tế").returncode == 2  # no silent re-issue
+    agency = tmp_path / "agencies" / "000.00.13.H45.pem"
+    assert pki("revoke", str(agency)).returncode == 0
+    crl = x509.load_pem_x509_crl((tmp_path / "crl" / "intermediate.pem").read_bytes())
+    serial = x509.load_pem_x509_certificates(agency.read_bytes())[0].serial_number
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    soon = pki("expiring", "--days", "3650")
+    assert soon.returncode == 1
+    assert "Nguyễn Văn Đức" in soon.stdout
+    assert pki("expiring", "--days", "30").returncode == 0

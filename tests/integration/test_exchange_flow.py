@@ -173,17 +173,19 @@ async def test_an_unknown_recipient_is_an_invalid_addressee(
     stream.cancel()
 
 
-async def test_a_closed_recipient_is_refused_naming_its_successor(
+async def test_a_split_recipient_is_refused_naming_its_successors(
     register_agencies: Register, clients: dict[str, AgencyClient]
 ) -> None:
-    """Until reorganisation routing exists, a closed code is INVALID_ADDRESSEE with successors."""
-    sender, successor = await register_agencies(2)
-    (closed,) = await register_agencies(1, valid_to="2025-06-30", successors=(successor,))
+    """A code closed with several successors is ambiguous: INVALID_ADDRESSEE naming them (a
+    single successor is followed: tests/integration/test_reorganisations.py)."""
+    sender, first, second = await register_agencies(3)
+    (closed,) = await register_agencies(1, valid_to="2025-06-30", successors=(first, second))
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await clients[sender].submit("c-closed", make_header(sender, [closed]))
     details = error_details(failure.value)
     assert details.reason == "INVALID_ADDRESSEE"
-    assert details.metadata[f"successors.{closed}"] == successor
+    assert details.metadata[f"successors.{closed}"] == f"{first},{second}"
+    assert details.metadata[f"closed_on.{closed}"] == "2025-06-30"
 
 
 async def test_malformed_fields_are_all_reported_at_once(

@@ -72,7 +72,14 @@ async def test_a_documents_whole_history_is_in_the_log_with_an_offline_receipt(
     async with pki.channel(axis, pki.admin_certificate) as channel:
         stub = lpb_grpc.LedgerServiceStub(channel)
         history = await settled(
-            stub, receipt.document_uuid, "submission", "routing", "delivery", "delivery", "receipt"
+            stub,
+            receipt.document_uuid,
+            "submission",
+            "routing",
+            "delivery",
+            "delivery",
+            "receipt",
+            "status",  # 01 (arrived), recorded when the recipient acknowledges
         )
         # The log holds facts in commit order. The relay commits "queued" only once the broker has
         # confirmed, and the DMS may have been pushed and acknowledged before that.
@@ -82,7 +89,7 @@ async def test_a_documents_whole_history_is_in_the_log_with_an_offline_receipt(
         accepted = types[: types.index("delivery")]
         assert accepted[0] == "submission"
         assert sorted(accepted[1:]) == ["routing", *["verification"] * (len(accepted) - 2)]
-        assert sorted(types[len(accepted) :]) == ["delivery", "delivery", "receipt"]
+        assert sorted(types[len(accepted) :]) == ["delivery", "delivery", "receipt", "status"]
         entries = await stub.GetEntries(
             lpb.GetEntriesRequest(start=history.events[0].index, end=history.events[-1].index + 1),
         )

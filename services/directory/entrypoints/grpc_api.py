@@ -14,6 +14,12 @@ from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm
 from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam, validate_agency
+from services.directory.domain.reorganisation import (
+    AddressState,
+    Reorganisation,
+    ReorganisationKind,
+    Resolution,
+)
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 
@@ -102,6 +108,89 @@ def agency_from_pb(message: pb.Agency, forms: frozenset[CodeForm] = DEFAULT_FORM
     )
 
 
+_REORGANISATION_KIND_TO_PB = {
+    ReorganisationKind.MERGE: pb.REORGANISATION_KIND_MERGE,
+    ReorganisationKind.RENAME: pb.REORGANISATION_KIND_RENAME,
+    ReorganisationKind.CLOSE: pb.REORGANISATION_KIND_CLOSE,
+    ReorganisationKind.SPLIT: pb.REORGANISATION_KIND_SPLIT,
+}
+_REORGANISATION_KIND_FROM_PB = {value: key for key, value in _REORGANISATION_KIND_TO_PB.items()}
+_STATE_TO_PB = {
+    AddressState.OPEN: pb.AGENCY_STATUS_ACTIVE,
+    AddressState.CLOSED: pb.AGENCY_STATUS_CLOSED,
+    AddressState.NOT_YET_VALID: pb.AGENCY_STATUS_NOT_YET_VALID,
+    AddressState.UNKNOWN: pb.AGENCY_STATUS_UNSPECIFIED,
+}
+
+
+def _parse_date(problems: list[FieldViolation], field: str, raw: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
+        return None
+
+
+def reorganisation_from_pb(message: pb.Reorganisation) -> Reorganisation:
+    problems: list[FieldViolation] = []
+    kind = _REORGANISATION_KIND_FROM_PB.get(message.kind)
+    if kind is None:
+        problems.append(FieldViolation("reorganisation.kind", "MERGE, RENAME, CLOSE or SPLIT"))
+    if not message.effective_date:
+        problems.append(FieldViolation("reorganisation.effective_date", "required (YYYY-MM-DD)"))
+        effective = None
+    else:
+        effective = _parse_date(problems, "reorganisation.effective_date", message.effective_date)
+    if problems or kind is None or effective is None:
+        raise ValidationError("invalid reorganisation", problems)
+    return Reorganisation(
+        kind, effective, tuple(message.old_codes), tuple(message.new_codes), message.note
+    )
+
+
+def reorganisation_to_pb(reorganisation: Reorganisation) -> pb.Reorganisation:
+    return pb.Reorganisation(
+        kind=_REORGANISATION_KIND_TO_PB[reorganisation.kind],
+        effective_date=reorganisation.effective_date.isoformat(),
+        old_codes=list(reorganisation.old_codes),
+        new_codes=list(reorganisation.new_codes),
+        note=reorganisation.note,
+        id=reorganisation.id,
+    )
+
+
+def resolution_to_pb(resolution: Resolution) -> pb.Resolution:
+    return pb.Resolution(
+        code=resolution.code,
+        known=resolution.state is not AddressState.UNKNOWN,
+        status=_STATE_TO_PB[resolution.state],
+        effective_code=resolution.effective or "",
+        chain=list(resolution.chain),
+        valid_to=resolution.valid_to.isoformat() if resolution.valid_to else "",
+        successor_codes=list(resolution.successor_codes),
+        problem=resolution.problem,
+    )
+
+
+def resolution_from_pb(message: pb.Resolution) -> Resolution:
+    state = (
+        AddressState.UNKNOWN
+        if not message.known
+        else {value: key for key, value in _STATE_TO_PB.items()}.get(
+            message.status, AddressState.UNKNOWN
+        )
+    )
+    return Resolution(
+        code=message.code,
+        state=state,
+        effective=message.effective_code or None,
+        chain=tuple(message.chain),
+        valid_to=dt.date.fromisoformat(message.valid_to) if message.valid_to else None,
+        successor_codes=tuple(message.successor_codes),
+        problem=message.problem,
+    )
+
+
 class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
     def __init__(
         self,
@@ -177,4 +266,55 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
                 crl_number=str(ingestion.info.number),
                 revoked_count=ingestion.info.revoked_count,
                 changed=ingestion.changed,
+            )
+
+    async def RecordReorganisation(
+        self,
+        request: pb.RecordReorganisationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.RecordReorganisationResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context).require_admin()
+            recorded = await self._handlers.record_reorganisation(
+                reorganisation_from_pb(request.reorganisation)
+            )
+            today = today_in_vietnam()
+            return pb.RecordReorganisationResponse(
+                reorganisation=reorganisation_to_pb(recorded.reorganisation),
+                agencies=[agency_to_pb(agency, today) for agency in recorded.agencies],
+                created=recorded.created,
+            )
+
+    async def ResolveRecipients(
+        self, request: pb.ResolveRecipientsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResolveRecipientsResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            problems: list[FieldViolation] = []
+            day = (
+                _parse_date(problems, "on_date", request.on_date)
+                if request.on_date
+                else today_in_vietnam()
+            )
+            if problems or day is None:
+                raise ValidationError("invalid resolve request", problems)
+            resolutions = await self._handlers.resolve(list(request.codes), day)
+            return pb.ResolveRecipientsResponse(
+                resolutions=[resolution_to_pb(r) for r in resolutions]
+            )
+
+    async def SyncAgencies(
+        self, request: pb.SyncAgenciesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SyncAgenciesResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            page = await self._handlers.sync(
+                since_version=request.since_version, page_size=request.page_size
+            )
+            today = today_in_vietnam()
+            return pb.SyncAgenciesResponse(
+                agencies=[agency_to_pb(agency, today) for agency in page.agencies],
+                next_since_version=page.next_since_version,
+                latest_version=page.latest_version,
+                more=page.more,
             )

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.errors import ConflictError, FieldViolation, NotFoundError, ValidationError
+from services.common.errors import (
+    ConflictError,
+    FieldViolation,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm, code_problem, normalise_code
 from services.directory.domain.model import Agency, validate_agency
-from services.directory.service_layer.ports import Agencies, AgencyExistsError
+from services.directory.domain.reorganisation import (
+    MAX_CHAIN,
+    Reorganisation,
+    Resolution,
+    next_hops,
+    reorganisation_problems,
+    resolve,
+    validate_reorganisation,
+)
+from services.directory.service_layer.ports import Agencies, AgencyExistsError, StaleAgencyError
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -27,6 +43,26 @@ class Registration:
 class Page:
     agencies: list[Agency]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedReorganisation:
+    reorganisation: Reorganisation
+    # The old codes' agencies as they are now (closed), then the successors.
+    agencies: list[Agency]
+    # False when the same reorganisation had already been recorded.
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """A page of the delta feed: agencies changed since a version, by version."""
+
+    agencies: list[Agency]
+    # Ask again from here; equals the request's version when nothing changed.
+    next_since_version: int
+    latest_version: int
+    more: bool
 
 
 class DirectoryHandlers:
@@ -125,3 +161,71 @@ class DirectoryHandlers:
         if (why := code_problem(normalised, self._forms)) is not None:
             raise ValidationError("invalid agency code", [FieldViolation(field, why)])
         return normalised
+
+    async def record_reorganisation(self, reorganisation: Reorganisation) -> RecordedReorganisation:
+        """Closes the old codes from the effective date with the new codes as successors, in one
+        transaction that is also a `directory` ledger event. Recording the same reorganisation
+        again changes nothing."""
+        candidate = validate_reorganisation(reorganisation, self._forms)
+        for _attempt in range(3):
+            found = await self._agencies.get_many([*candidate.old_codes, *candidate.new_codes])
+            problems = reorganisation_problems(candidate, found)
+            if problems:
+                raise ValidationError("reorganisation refused", problems)
+            old = [found[code] for code in candidate.old_codes]
+            successors = [found[code] for code in candidate.new_codes]
+            if all(agency == candidate.closed(agency) for agency in old):
+                return RecordedReorganisation(candidate, [*old, *successors], created=False)
+            try:
+                recorded, closed = await self._agencies.record_reorganisation(
+                    candidate, [candidate.closed(agency) for agency in old]
+                )
+            except StaleAgencyError:
+                continue  # an agency changed between our read and the write: look again
+            return RecordedReorganisation(recorded, [*closed, *successors], created=True)
+        raise UnavailableError(
+            "the agencies of this reorganisation keep changing; try again",
+            meta={"old_codes": ",".join(candidate.old_codes)},
+        )
+
+    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> builtins.list[Resolution]:
+        """Where mail addressed to each code goes on `on_date`: successor chains are followed
+        (one lookup per chain step for the whole batch, bounded)."""
+        if len(codes) > MAX_BATCH:
+            raise ValidationError(
+                "too many codes", [FieldViolation("codes", f"at most {MAX_BATCH} per call")]
+            )
+        normalised = list(dict.fromkeys(normalise_code(code) for code in codes))
+        known = dict(await self._agencies.get_many(normalised))
+        for _step in range(MAX_CHAIN + 1):
+            wanted = next_hops(normalised, known, on_date)
+            if not wanted:
+                break
+            fetched = await self._agencies.get_many(sorted(wanted))
+            known.update(fetched)
+            # Unknown successors stay unknown: resolve reports them.
+            if not fetched:
+                break
+        return [resolve(code, known, on_date) for code in normalised]
+
+    async def effective_agency(self, code: str, on_date: dt.date) -> str | None:
+        """The open agency that now stands for `code` (itself when open): for matching late
+        statuses and replies addressed to a closed code. None when there is none."""
+        (resolution,) = await self.resolve([code], on_date)
+        return resolution.effective
+
+    async def sync(self, *, since_version: int, page_size: int) -> SyncPage:
+        problems: builtins.list[FieldViolation] = []
+        if since_version < 0:
+            problems.append(FieldViolation("since_version", "must be >= 0"))
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            problems.append(FieldViolation("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
+        if problems:
+            raise ValidationError("invalid sync request", problems)
+        limit = page_size or DEFAULT_PAGE_SIZE
+        latest = await self._agencies.latest_version()
+        rows = await self._agencies.changes(since_version, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_since = rows[-1].version if rows else since_version
+        return SyncPage(rows, next_since, max(latest, next_since), more)

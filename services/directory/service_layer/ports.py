@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
 from services.directory.domain.model import Agency
+from services.directory.domain.reorganisation import Reorganisation
 
 
 class AgencyExistsError(Exception):
     """`add` found the code already taken (a concurrent registration won)."""
+
+
+class StaleAgencyError(Exception):
+    """`record_reorganisation` found an agency changed since it was read."""
 
 
 class Agencies(Protocol):
@@ -30,4 +36,22 @@ class Agencies(Protocol):
     ) -> list[Agency]:
         """Agencies ordered by code, strictly after `after_code`; with `open_on`, only those not
         closed on that day."""
+        ...
+
+    async def record_reorganisation(
+        self, reorganisation: Reorganisation, closed: Sequence[Agency]
+    ) -> tuple[Reorganisation, builtins.list[Agency]]:
+        """In one transaction: stores the reorganisation (returned with its id), replaces each
+        agency of `closed` (as read, with its version, then closed by the reorganisation) under a
+        new version, and stages a `directory` ledger event. StaleAgencyError, storing nothing, if
+        any of them changed since it was read."""
+        ...
+
+    async def changes(self, since_version: int, limit: int) -> builtins.list[Agency]:
+        """Agencies whose version is above `since_version`, by version. Versions are assigned
+        under one lock, so a reader never sees a version commit after a higher one."""
+        ...
+
+    async def latest_version(self) -> int:
+        """The highest version stored (0 when empty)."""
         ...

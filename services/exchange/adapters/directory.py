@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import grpc
@@ -10,6 +11,8 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
 from services.common.errors import UnavailableError
 from services.directory.domain.model import today_in_vietnam
+from services.directory.domain.reorganisation import Resolution
+from services.directory.entrypoints.grpc_api import resolution_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.exchange.service_layer.ports import AgencyView
 
@@ -43,6 +46,21 @@ class GrpcDirectoryLookup:
             for a in response.agencies
         }
 
+    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
+        try:
+            response = await self._stub.ResolveRecipients(
+                dpb.ResolveRecipientsRequest(
+                    codes=list(dict.fromkeys(codes)), on_date=on_date.isoformat()
+                ),
+                timeout=LOOKUP_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise UnavailableError(
+                f"the directory did not answer: {exc.code().name}", retry_after_s=1.0
+            ) from exc
+        return {r.code: resolution_from_pb(r) for r in response.resolutions}
+
 
 class LocalDirectoryLookup:
     """The directory served by this same process (all-in-one mode): no network hop. Only the
@@ -58,3 +76,6 @@ class LocalDirectoryLookup:
             a.code: AgencyView(a.code, open=a.is_open_on(today), successor_codes=a.successor_codes)
             for a in found
         }
+
+    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
+        return {r.code: r for r in await self._handlers.resolve(list(codes), on_date)}

@@ -11,6 +11,7 @@ import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
+from services.exchange.adapters.postgres_uploads import PostgresUploads
 from services.exchange.adapters.rabbit import OutboundMessage
 from services.exchange.domain.model import (
     AttachmentRef,
@@ -114,7 +115,7 @@ async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None
     )
 
 
-class PostgresDocumentStore:
+class PostgresDocumentStore(PostgresUploads):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -386,7 +387,9 @@ class PostgresDocumentStore:
                 return Acknowledgement(row["acknowledged_at"], already_acknowledged=True)
             await conn.execute(
                 """
-                UPDATE exchange.delivery SET state = 'acknowledged', acknowledged_at = $2,
+                -- A copy recalled before its acknowledgement stays withdrawn.
+                UPDATE exchange.delivery SET acknowledged_at = $2,
+                    state = CASE WHEN state = 'withdrawn' THEN state ELSE 'acknowledged' END,
                     pushed_at = coalesce(pushed_at, $2)
                 WHERE id = $1
                 """,

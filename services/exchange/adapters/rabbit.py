@@ -27,6 +27,7 @@ INBOX_EXCHANGE = "docaxis.inbox"
 DEAD_LETTER_EXCHANGE = "docaxis.dead-letter"
 DEAD_LETTER_QUEUE = "docaxis.dead-letter"
 PUBLISH_TIMEOUT_S = 10.0
+NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
 
 
 def inbox_queue_name(agency_code: str) -> str:
@@ -120,6 +121,12 @@ class RabbitPublisher:
 class InboxMessage:
     delivery_id: str
     message: AbstractIncomingMessage
+    # Set instead of delivery_id for a notice (a status for a sender, a recall for a recipient).
+    notice_id: str = ""
+
+    @property
+    def item_id(self) -> str:
+        return self.notice_id or self.delivery_id
 
 
 class InFlight:
@@ -187,6 +194,15 @@ async def _messages(
     iterator: aio_pika.abc.AbstractQueueIterator,
 ) -> AsyncIterator[InboxMessage]:
     async for message in iterator:
+        if message.type == NOTICE_MESSAGE_TYPE:
+            notice = events_pb2.NoticeQueued()
+            try:
+                notice.ParseFromString(message.body)
+            except ValueError:
+                await message.reject(requeue=False)
+                continue
+            yield InboxMessage("", message, notice_id=notice.notice_id)
+            continue
         event = events_pb2.DeliveryQueued()
         try:
             event.ParseFromString(message.body)

@@ -51,6 +51,10 @@ _STATE_TO_PB = {
 }
 
 
+def business_type_to_pb(value: BusinessType) -> common_pb2.BusinessType.ValueType:
+    return _BUSINESS_TO_PB[value]
+
+
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None

@@ -12,7 +12,7 @@ import structlog
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
-from services.common.errors import DomainError, FieldViolation, ValidationError
+from services.common.errors import DomainError, FieldViolation, NotFoundError, ValidationError
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox
@@ -23,7 +23,19 @@ from services.exchange.entrypoints.convert import (
     timestamp,
     track_to_pb,
 )
+from services.exchange.entrypoints.lifecycle_convert import (
+    add_lifecycles,
+    fetched_notice,
+    link_to_pb,
+    notice_response,
+    pending_to_pb,
+    recall_outcome_to_pb,
+    report_from_pb,
+    status_to_pb,
+)
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.upload_ports import UploadState
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +50,18 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         callers: CallerResolver,
         inbox: RabbitInbox,
         in_flight: InFlight,
+        lifecycle: LifecycleHandlers | None = None,
     ) -> None:
         self._handlers = handlers
         self._callers = callers
         self._inbox = inbox
         self._in_flight = in_flight
+        self._lifecycle = lifecycle
+
+    def _require_lifecycle(self) -> LifecycleHandlers:
+        if self._lifecycle is None:
+            raise NotFoundError("statuses, recalls and pull mode are not served here")
+        return self._lifecycle
 
     async def UploadAttachment(
         self,
@@ -67,13 +86,50 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 raise
             return pb.UploadAttachmentResponse(sha256=declaration.sha256, size=declaration.size)
 
+    async def BeginUpload(
+        self, request: pb.BeginUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BeginUploadResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            state = await self._handlers.uploads.begin(
+                agency, request.declaration.sha256, request.declaration.size
+            )
+            return pb.BeginUploadResponse(upload=upload_status_to_pb(state))
+
+    async def UploadChunks(
+        self,
+        request_iterator: AsyncIterator[pb.UploadChunksRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.UploadChunksResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            try:
+                state = await self._handlers.uploads.receive(
+                    agency, ((r.upload_id, r.offset, r.chunk) async for r in request_iterator)
+                )
+            except DomainError:
+                await _drain(request_iterator)
+                raise
+            return pb.UploadChunksResponse(upload=upload_status_to_pb(state))
+
+    async def GetUpload(
+        self, request: pb.GetUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetUploadResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            state = await self._handlers.uploads.state(agency, request.upload_id)
+            return pb.GetUploadResponse(upload=upload_status_to_pb(state))
+
     async def Submit(
         self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SubmitResponse:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             submission, problems = submission_from_pb(request)
-            result = await self._handlers.submit(agency, submission, wire_problems=problems)
+            if self._lifecycle is not None:  # updates and replacements supersede copies
+                result = await self._lifecycle.submit(agency, submission, wire_problems=problems)
+            else:
+                result = await self._handlers.submit(agency, submission, wire_problems=problems)
             return pb.SubmitResponse(
                 receipt=receipt_to_pb(result.receipt), replayed=result.replayed
             )
@@ -87,38 +143,62 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         log.info("receive_stream_opened", agency=agency)
         try:
             async with self._inbox.consume(agency) as messages:
-                async for item in messages:
-                    if self._in_flight.holds(item.delivery_id):
-                        # A second copy (the relay republished after a crash) of a delivery that
-                        # is already pushed and awaiting its acknowledgement.
-                        await item.message.ack()
-                        continue
-                    # Checked again before every push (cached, so cheap): a certificate revoked
-                    # while its stream is open stops receiving at once.
-                    async with domain_errors(context):
-                        self._callers.resolve(context)
-                    push = await self._handlers.begin_push(item.delivery_id, agency)
-                    if push is None:
-                        await item.message.ack()  # acknowledged earlier, or not deliverable
-                        continue
-                    self._in_flight.add(item.delivery_id, item.message)
-                    pushed.append(item.delivery_id)
-                    yield pb.ReceiveResponse(delivery=delivery_to_pb(push))
+                try:
+                    async for item in messages:
+                        if self._in_flight.holds(item.item_id):
+                            # A second copy (the relay republished after a crash) of a delivery
+                            # that is already pushed and awaiting its acknowledgement.
+                            await item.message.ack()
+                            continue
+                        # Checked again before every push (cached, so cheap): a certificate
+                        # revoked while its stream is open stops receiving at once.
+                        async with domain_errors(context):
+                            self._callers.resolve(context)
+                        response = await self._pushable(item.delivery_id, item.notice_id, agency)
+                        if response is None:
+                            await item.message.ack()  # acknowledged earlier, or not deliverable
+                            continue
+                        self._in_flight.add(item.item_id, item.message)
+                        pushed.append(item.item_id)
+                        yield response
+                finally:
+                    # Before the channel closes and the broker requeues what was not
+                    # acknowledged: otherwise the next stream could receive a requeued copy
+                    # while this one still "holds" it, ack it as a duplicate and lose it.
+                    self._in_flight.forget(pushed)
         finally:
-            # The stream's channel is closed by now: what was not acknowledged is back in the
-            # queue for the next Receive.
-            self._in_flight.forget(pushed)
             log.info("receive_stream_closed", agency=agency, pushed=len(pushed))
+
+    async def _pushable(
+        self, delivery_id: str, notice_id: str, agency: str
+    ) -> pb.ReceiveResponse | None:
+        """The Receive item for a queued delivery or notice, or None when it must not be pushed
+        (acknowledged, withdrawn, not the agency's)."""
+        if notice_id:
+            if self._lifecycle is None:
+                return None
+            notice = await self._lifecycle.begin_notice(notice_id, agency)
+            return notice_response(notice) if notice is not None else None
+        push = await self._handlers.begin_push(delivery_id, agency)
+        return pb.ReceiveResponse(delivery=delivery_to_pb(push)) if push is not None else None
 
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeResponse:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
-            result = await self._handlers.acknowledge(agency, request.delivery_id)
+            if request.WhichOneof("item") == "notice_id":
+                item_id = request.notice_id
+                result = await self._require_lifecycle().acknowledge_notice(agency, item_id)
+            else:
+                item_id = request.delivery_id
+                if self._lifecycle is not None:  # also records the 01 (arrived) status
+                    result = await self._lifecycle.acknowledge(agency, item_id)
+                else:
+                    result = await self._handlers.acknowledge(agency, item_id)
             # Only after the database commit: a crash in between redelivers, and the redelivered
-            # copy is skipped because the delivery is already acknowledged.
-            await self._in_flight.settle(request.delivery_id)
+            # copy is skipped because the item is already acknowledged.
+            await self._in_flight.settle(item_id)
             return pb.AcknowledgeResponse(
                 acknowledged_at=timestamp(result.acknowledged_at),
                 already_acknowledged=result.already_acknowledged,
@@ -135,7 +215,59 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 document_uuid=request.document_uuid if which == "document_uuid" else None,
                 document_id=request.document_id if which == "document_id" else None,
             )
-            return track_to_pb(track)
+            response = track_to_pb(track)
+            if self._lifecycle is not None:
+                add_lifecycles(response, await self._lifecycle.lifecycles(track))
+                in_reply_to, replies = await self._lifecycle.links(agency, track)
+                response.in_reply_to.extend(link_to_pb(link) for link in in_reply_to)
+                response.replies.extend(link_to_pb(link) for link in replies)
+            return response
+
+    async def ReportStatus(
+        self, request: pb.ReportStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReportStatusResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            report, problems = report_from_pb(request)
+            outcome = await self._require_lifecycle().report_status(
+                agency, request.delivery_id, report, wire_problems=problems
+            )
+            return pb.ReportStatusResponse(
+                status=status_to_pb(outcome.entry), already_recorded=outcome.already_recorded
+            )
+
+    async def Recall(
+        self, request: pb.RecallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RecallResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            outcomes = await self._require_lifecycle().recall(
+                agency, request.document_uuid, request.reason, list(request.recipients)
+            )
+            return pb.RecallResponse(recipients=[recall_outcome_to_pb(o) for o in outcomes])
+
+    async def ListPending(
+        self, request: pb.ListPendingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPendingResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            items, token = await self._require_lifecycle().list_pending(
+                agency, request.page_size, request.page_token
+            )
+            return pb.ListPendingResponse(
+                items=[pending_to_pb(i) for i in items], next_page_token=token
+            )
+
+    async def Fetch(
+        self, request: pb.FetchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.FetchResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            lifecycle = self._require_lifecycle()
+            if request.WhichOneof("item") == "notice_id":
+                return fetched_notice(await lifecycle.fetch_notice(agency, request.notice_id))
+            push = await lifecycle.fetch_delivery(agency, request.delivery_id)
+            return pb.FetchResponse(delivery=delivery_to_pb(push))
 
     async def GetTransportReceipt(
         self, request: pb.GetTransportReceiptRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -157,7 +289,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             yield pb.DownloadAttachmentResponse(offset=offset, chunk=chunk)
 
 
-async def _drain(requests: AsyncIterator[pb.UploadAttachmentRequest]) -> None:
+async def _drain(requests: AsyncIterator[object]) -> None:
     """Reads (and drops) what the client is still sending before refusing an upload.
 
     grpcio's asyncio client reports INTERNAL instead of the server's status when the server
@@ -178,3 +310,13 @@ async def _chunks(requests: AsyncIterator[pb.UploadAttachmentRequest]) -> AsyncI
                 [FieldViolation("declaration", "only the first message is a declaration")],
             )
         yield request.chunk
+
+
+def upload_status_to_pb(state: UploadState) -> pb.UploadStatus:
+    return pb.UploadStatus(
+        upload_id=state.upload_id,
+        sha256=state.sha256,
+        size=state.size,
+        committed_size=state.committed_size,
+        complete=state.complete,
+    )

@@ -44,7 +44,9 @@ from services.exchange.service_layer.ports import (
     LedgerEvent,
     PushItem,
 )
+from services.exchange.service_layer.routing import route_recipients
 from services.exchange.service_layer.signatures import SignaturePolicy, Verification
+from services.exchange.service_layer.uploads import ResumableUploads
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +103,12 @@ class ExchangeHandlers:
         self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
     ) -> None:
         """Stores an attachment, verified against its declared size and SHA-256 as it streams."""
+        self._check_declaration(sha256, size)
+        limit = self._limits.max_attachment_bytes
+        await self._store.store_blob(owner, sha256, _verified(chunks, sha256, size, limit))
+        log.info("attachment_uploaded", owner=owner, sha256=sha256, size=size)
+
+    def _check_declaration(self, sha256: str, size: int) -> None:
         problems: list[FieldViolation] = []
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             problems.append(FieldViolation("declaration.sha256", "64 lowercase hex digits"))
@@ -115,8 +123,13 @@ class ExchangeHandlers:
                 [FieldViolation("declaration.size", f"at most {limit} bytes")],
                 meta={"limit_bytes": str(limit)},
             )
-        await self._store.store_blob(owner, sha256, _verified(chunks, sha256, size, limit))
-        log.info("attachment_uploaded", owner=owner, sha256=sha256, size=size)
+
+    @property
+    def uploads(self) -> ResumableUploads:
+        """Resumable uploads (BeginUpload, UploadChunks, GetUpload)."""
+        return ResumableUploads(
+            self._store, clock=self._clock, declaration_problems=self._check_declaration
+        )
 
     async def submit(
         self,
@@ -212,34 +225,10 @@ class ExchangeHandlers:
         return SubmitResult(stored.receipt, replayed=True)
 
     async def _route(self, sender: str, recipients: Sequence[str]) -> tuple[Route, ...]:
-        agencies = await self._directory.lookup([sender, *recipients])
-        sender_view = agencies.get(sender)
-        if sender_view is None or not sender_view.open:
-            raise RejectedError(
-                f"sender {sender} is not a registered, open agency",
-                reason="NOT_REGISTERED",
-                meta={"sender": sender},
-            )
-        unknown = [code for code in recipients if code not in agencies]
-        closed = [code for code in recipients if code in agencies and not agencies[code].open]
-        if unknown or closed:
-            meta = {"unknown": ",".join(unknown), "closed": ",".join(closed)}
-            for code in closed:
-                meta[f"successors.{code}"] = ",".join(agencies[code].successor_codes)
-            parts = []
-            if unknown:
-                parts.append("unknown recipient(s) " + ", ".join(unknown))
-            if closed:
-                parts.append(
-                    "recipient(s) not open (closed, or not yet valid) "
-                    + ", ".join(
-                        f"{code} (successors: "
-                        f"{', '.join(agencies[code].successor_codes) or 'none'})"
-                        for code in closed
-                    )
-                )
-            raise RejectedError("; ".join(parts), reason="INVALID_ADDRESSEE", meta=meta)
-        return tuple(Route(code, code, str(uuid.uuid4())) for code in recipients)
+        """Each recipient's effective agency on the day of sending (reorganisations followed)."""
+        return await route_recipients(
+            self._directory, sender, recipients, today_in_vietnam(self._clock())
+        )
 
     async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
         return await self._store.begin_push(delivery_id, recipient)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.directory.domain.reorganisation import Resolution
 from services.exchange.domain.model import (
     AttachmentRef,
     DeliveryState,
@@ -18,6 +19,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.service_layer.upload_ports import UploadStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,12 @@ class AgencyView:
 class DirectoryLookup(Protocol):
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
         """The agencies among `codes` that the directory knows; unknown codes are left out."""
+        ...
+
+    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
+        """Where mail addressed to each of `codes` goes on `on_date`, keyed by code (every code
+        is answered; unknown ones with state UNKNOWN). The directory follows successor chains
+        (DirectoryService.ResolveRecipients), so all adapters share one implementation."""
         ...
 
 
@@ -122,7 +130,7 @@ class DocumentTrack:
     recipients: tuple[RecipientTrack, ...]
 
 
-class DocumentStore(Protocol):
+class DocumentStore(UploadStore, Protocol):
     async def find_by_consignment(
         self, sender: str, consignment_id: str
     ) -> StoredSubmission | None: ...

@@ -123,18 +123,25 @@ async def test_a_sender_that_is_unknown_or_closed_is_not_registered(
     assert nothing_stored(store)
 
 
-async def test_unknown_and_closed_recipients_are_refused_naming_the_successors(
-    exchange: ExchangeHandlers, store: FakeDocumentStore
+async def test_unknown_and_split_recipients_are_refused_naming_the_successors(
+    exchange: ExchangeHandlers, store: FakeDocumentStore, directory: FakeDirectoryLookup
 ) -> None:
-    """INVALID_ADDRESSEE lists unknown and closed codes, and each closed code's successors."""
+    """INVALID_ADDRESSEE lists unknown and unroutable closed codes, and for each closed code its
+    closure date, successors and why its mail cannot follow them (several: ambiguous)."""
     unknown = "000.00.99.H45"
+    directory.close(CLOSED, SUCCESSOR, HEALTH)
     with pytest.raises(RejectedError) as failure:
-        await exchange.submit(SENDER, submission(head=header([HEALTH, unknown, CLOSED])))
+        await exchange.submit(SENDER, submission(head=header([EDUCATION, unknown, CLOSED])))
     assert failure.value.reason == "INVALID_ADDRESSEE"
     assert failure.value.meta == {
         "unknown": unknown,
         "closed": CLOSED,
-        f"successors.{CLOSED}": SUCCESSOR,
+        f"successors.{CLOSED}": f"{SUCCESSOR},{HEALTH}",
+        f"closed_on.{CLOSED}": "2025-06-30",
+        f"problem.{CLOSED}": (
+            f"{CLOSED} closed on 2025-06-30 with several successors ({SUCCESSOR}, {HEALTH}): "
+            "address one of them"
+        ),
     }
     assert SUCCESSOR in str(failure.value)
     assert nothing_stored(store)
@@ -143,12 +150,20 @@ async def test_unknown_and_closed_recipients_are_refused_naming_the_successors(
 async def test_a_closed_recipient_without_successors_says_so(
     exchange: ExchangeHandlers, directory: FakeDirectoryLookup
 ) -> None:
-    """The message reads "successors: none" and the metadata entry is empty."""
+    """The message names the closure and reads "successors: none"; the metadata entry is
+    empty."""
     directory.close(EDUCATION)
     with pytest.raises(RejectedError) as failure:
         await exchange.submit(SENDER, submission())
-    assert failure.value.meta == {"unknown": "", "closed": EDUCATION, f"successors.{EDUCATION}": ""}
+    assert failure.value.meta == {
+        "unknown": "",
+        "closed": EDUCATION,
+        f"successors.{EDUCATION}": "",
+        f"closed_on.{EDUCATION}": "2025-06-30",
+        f"problem.{EDUCATION}": f"{EDUCATION} closed on 2025-06-30 without successor",
+    }
     assert "successors: none" in str(failure.value)
+    assert "closed on 2025-06-30" in str(failure.value)
 
 
 async def test_a_directory_outage_stores_nothing(

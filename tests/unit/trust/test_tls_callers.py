@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.trust import CrlInvalidError, Role
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
+from services.common.config import ConfigError
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.identity import Caller, TlsCallerResolver
 from services.common.identity import Role as CallerRole
@@ -132,3 +134,29 @@ def test_only_crls_of_the_anchors_are_accepted(fresh_ca: DemoCA, registry: Trust
     assert registry.generation == generation + 1
     der = fresh_ca.crl("root").public_bytes(serialization.Encoding.DER)
     assert registry.check_crl(parse_crl(der)).number > 0
+
+
+def test_crl_files_given_at_startup_revoke_too(fresh_ca: DemoCA, tmp_path: Path) -> None:
+    assert fresh_ca.intermediate is not None
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(
+        certificates_pem([fresh_ca.root_certificate, fresh_ca.intermediate.certificate])
+    )
+    issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    fresh_ca.revoke(issued.certificate)
+    crl = tmp_path / "issuing.crl"
+    crl.write_bytes(fresh_ca.crl("intermediate").public_bytes(serialization.Encoding.DER))
+    registry = TrustRegistry.from_files(str(bundle), [str(crl)])
+    with pytest.raises(UnauthenticatedError) as failure:
+        TlsCallerResolver(registry).resolve(_ctx(issued))
+    assert failure.value.reason == "CERTIFICATE_REVOKED"
+    # Ingested CRLs come and go; the configured ones stay.
+    registry.use_crls([])
+    with pytest.raises(UnauthenticatedError):
+        TlsCallerResolver(registry).resolve(_ctx(issued))
+    with pytest.raises(ConfigError, match="cannot read the CRL"):
+        TrustRegistry.from_files(str(bundle), [str(tmp_path / "missing.crl")])
+    foreign = tmp_path / "foreign.crl"
+    foreign.write_bytes(DemoCA.create().crl().public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(ConfigError, match="DOCAXIS_CRL_FILES"):
+        TrustRegistry.from_files(str(bundle), [str(foreign)])

@@ -71,6 +71,39 @@ AGENCY_STATUS_NOT_YET_VALID: AgencyStatus.ValueType  # 3
 """Registered ahead of its valid_from (e.g. a commune created by a reorganisation next month)."""
 Global___AgencyStatus: _TypeAlias = AgencyStatus  # noqa: Y015
 
+class _ReorganisationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReorganisationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReorganisationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REORGANISATION_KIND_UNSPECIFIED: _ReorganisationKind.ValueType  # 0
+    REORGANISATION_KIND_MERGE: _ReorganisationKind.ValueType  # 1
+    """Old codes (one or many) into exactly one successor, which may be one of the agencies that
+    carries on (a province keeping its code): it is then not among the old codes.
+    """
+    REORGANISATION_KIND_RENAME: _ReorganisationKind.ValueType  # 2
+    """One old code replaced by one new code."""
+    REORGANISATION_KIND_CLOSE: _ReorganisationKind.ValueType  # 3
+    """Old codes closed without successor: mail to them is refused (INVALID_ADDRESSEE)."""
+    REORGANISATION_KIND_SPLIT: _ReorganisationKind.ValueType  # 4
+    """One old code into several: mail to it is refused naming the successors (ambiguous)."""
+
+class ReorganisationKind(_ReorganisationKind, metaclass=_ReorganisationKindEnumTypeWrapper): ...
+
+REORGANISATION_KIND_UNSPECIFIED: ReorganisationKind.ValueType  # 0
+REORGANISATION_KIND_MERGE: ReorganisationKind.ValueType  # 1
+"""Old codes (one or many) into exactly one successor, which may be one of the agencies that
+carries on (a province keeping its code): it is then not among the old codes.
+"""
+REORGANISATION_KIND_RENAME: ReorganisationKind.ValueType  # 2
+"""One old code replaced by one new code."""
+REORGANISATION_KIND_CLOSE: ReorganisationKind.ValueType  # 3
+"""Old codes closed without successor: mail to them is refused (INVALID_ADDRESSEE)."""
+REORGANISATION_KIND_SPLIT: ReorganisationKind.ValueType  # 4
+"""One old code into several: mail to it is refused naming the successors (ambiguous)."""
+Global___ReorganisationKind: _TypeAlias = ReorganisationKind  # noqa: Y015
+
 @_typing.final
 class Agency(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -359,3 +392,244 @@ class IngestCrlResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestCrlResponse: _TypeAlias = IngestCrlResponse  # noqa: Y015
+
+@_typing.final
+class Reorganisation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_DATE_FIELD_NUMBER: _builtins.int
+    OLD_CODES_FIELD_NUMBER: _builtins.int
+    NEW_CODES_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    kind: Global___ReorganisationKind.ValueType
+    effective_date: _builtins.str
+    """"YYYY-MM-DD": the first day of the new arrangement; the old codes' valid_to is the day before."""
+    note: _builtins.str
+    id: _builtins.int
+    """Output only: 0 when the reorganisation had already been recorded."""
+    @_builtins.property
+    def old_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def new_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___ReorganisationKind.ValueType = ...,
+        effective_date: _builtins.str = ...,
+        old_codes: _abc.Iterable[_builtins.str] | None = ...,
+        new_codes: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effective_date", b"effective_date", "id", b"id", "kind", b"kind", "new_codes", b"new_codes", "note", b"note", "old_codes", b"old_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reorganisation: _TypeAlias = Reorganisation  # noqa: Y015
+
+@_typing.final
+class RecordReorganisationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REORGANISATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reorganisation(self) -> Global___Reorganisation: ...
+    def __init__(
+        self,
+        *,
+        reorganisation: Global___Reorganisation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reorganisation", b"reorganisation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reorganisation", b"reorganisation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordReorganisationRequest: _TypeAlias = RecordReorganisationRequest  # noqa: Y015
+
+@_typing.final
+class RecordReorganisationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REORGANISATION_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when the same reorganisation had already been recorded."""
+    @_builtins.property
+    def reorganisation(self) -> Global___Reorganisation: ...
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Agency]:
+        """The old codes as they are now (closed), then the successors."""
+
+    def __init__(
+        self,
+        *,
+        reorganisation: Global___Reorganisation | None = ...,
+        agencies: _abc.Iterable[Global___Agency] | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reorganisation", b"reorganisation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "created", b"created", "reorganisation", b"reorganisation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordReorganisationResponse: _TypeAlias = RecordReorganisationResponse  # noqa: Y015
+
+@_typing.final
+class ResolveRecipientsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODES_FIELD_NUMBER: _builtins.int
+    ON_DATE_FIELD_NUMBER: _builtins.int
+    on_date: _builtins.str
+    """"YYYY-MM-DD"; empty for today in Vietnam time."""
+    @_builtins.property
+    def codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        codes: _abc.Iterable[_builtins.str] | None = ...,
+        on_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codes", b"codes", "on_date", b"on_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveRecipientsRequest: _TypeAlias = ResolveRecipientsRequest  # noqa: Y015
+
+@_typing.final
+class Resolution(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_CODE_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    VALID_TO_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    known: _builtins.bool
+    """False for a code the directory does not know."""
+    status: Global___AgencyStatus.ValueType
+    """The code's own status on the day."""
+    effective_code: _builtins.str
+    """The open agency that receives mail addressed to `code`; empty when none does."""
+    valid_to: _builtins.str
+    """Of `code` itself: its last valid day ("YYYY-MM-DD", empty while open) and successors."""
+    problem: _builtins.str
+    """Why `effective_code` is empty."""
+    @_builtins.property
+    def chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The codes followed: `code` first, `effective_code` last."""
+
+    @_builtins.property
+    def successor_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        known: _builtins.bool = ...,
+        status: Global___AgencyStatus.ValueType = ...,
+        effective_code: _builtins.str = ...,
+        chain: _abc.Iterable[_builtins.str] | None = ...,
+        valid_to: _builtins.str = ...,
+        successor_codes: _abc.Iterable[_builtins.str] | None = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "code", b"code", "effective_code", b"effective_code", "known", b"known", "problem", b"problem", "status", b"status", "successor_codes", b"successor_codes", "valid_to", b"valid_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Resolution: _TypeAlias = Resolution  # noqa: Y015
+
+@_typing.final
+class ResolveRecipientsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOLUTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resolutions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resolution]:
+        """One per distinct requested code, in request order."""
+
+    def __init__(
+        self,
+        *,
+        resolutions: _abc.Iterable[Global___Resolution] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolutions", b"resolutions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveRecipientsResponse: _TypeAlias = ResolveRecipientsResponse  # noqa: Y015
+
+@_typing.final
+class SyncAgenciesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    since_version: _builtins.int
+    """The next_since_version of the previous page (0 for everything)."""
+    page_size: _builtins.int
+    """At most 1000; 0 means 100."""
+    def __init__(
+        self,
+        *,
+        since_version: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "since_version", b"since_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncAgenciesRequest: _TypeAlias = SyncAgenciesRequest  # noqa: Y015
+
+@_typing.final
+class SyncAgenciesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    NEXT_SINCE_VERSION_FIELD_NUMBER: _builtins.int
+    LATEST_VERSION_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    next_since_version: _builtins.int
+    """Ask again from here."""
+    latest_version: _builtins.int
+    """The directory's latest version when this page was read."""
+    more: _builtins.bool
+    """True when more changes follow this page."""
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Agency]:
+        """Changed agencies by increasing version; an agency changed twice appears once, as it is now."""
+
+    def __init__(
+        self,
+        *,
+        agencies: _abc.Iterable[Global___Agency] | None = ...,
+        next_since_version: _builtins.int = ...,
+        latest_version: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "latest_version", b"latest_version", "more", b"more", "next_since_version", b"next_since_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncAgenciesResponse: _TypeAlias = SyncAgenciesResponse  # noqa: Y015

@@ -60,6 +60,21 @@ class DirectoryServiceStub:
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.SerializeToString,
                 response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.FromString,
                 _registered_method=True)
+        self.RecordReorganisation = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/RecordReorganisation',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationResponse.FromString,
+                _registered_method=True)
+        self.ResolveRecipients = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/ResolveRecipients',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsResponse.FromString,
+                _registered_method=True)
+        self.SyncAgencies = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/SyncAgencies',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -102,6 +117,32 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordReorganisation(self, request, context):
+        """Administrators only: records a merge, rename, closure or split. In one transaction the old
+        codes close on the day before the effective date with the new codes as successors (their
+        versions grow), and a `directory` ledger entry is staged. The new codes must be registered
+        and open on the effective date. Recording the same reorganisation again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveRecipients(self, request, context):
+        """Where mail addressed to each code goes on a day: an open code to itself, a closed one along
+        its single successors (A→B→C) to the agency open that day; otherwise nowhere, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncAgencies(self, request, context):
+        """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
+        version, by version, closed ones included (tombstones with their successors).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +170,21 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.IngestCrl,
                     request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.FromString,
                     response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.SerializeToString,
+            ),
+            'RecordReorganisation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordReorganisation,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationResponse.SerializeToString,
+            ),
+            'ResolveRecipients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveRecipients,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsResponse.SerializeToString,
+            ),
+            'SyncAgencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncAgencies,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +323,87 @@ class DirectoryService:
             '/docaxis.directory.v1.DirectoryService/IngestCrl',
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlRequest.SerializeToString,
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.IngestCrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordReorganisation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/RecordReorganisation',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.RecordReorganisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveRecipients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/ResolveRecipients',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ResolveRecipientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncAgencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/SyncAgencies',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,20 @@ class DirectoryServiceStub:
     anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
     then on. A CRL not newer than the stored one of the same CA changes nothing.
     """
+    RecordReorganisation: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.RecordReorganisationRequest, _directory_service_pb2.RecordReorganisationResponse]
+    """Administrators only: records a merge, rename, closure or split. In one transaction the old
+    codes close on the day before the effective date with the new codes as successors (their
+    versions grow), and a `directory` ledger entry is staged. The new codes must be registered
+    and open on the effective date. Recording the same reorganisation again changes nothing.
+    """
+    ResolveRecipients: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.ResolveRecipientsRequest, _directory_service_pb2.ResolveRecipientsResponse]
+    """Where mail addressed to each code goes on a day: an open code to itself, a closed one along
+    its single successors (A→B→C) to the agency open that day; otherwise nowhere, and why.
+    """
+    SyncAgencies: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SyncAgenciesRequest, _directory_service_pb2.SyncAgenciesResponse]
+    """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
+    version, by version, closed ones included (tombstones with their successors).
+    """
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -64,6 +78,20 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """Administrators only: stores a certificate revocation list signed by a CA of the trust
     anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
     then on. A CRL not newer than the stored one of the same CA changes nothing.
+    """
+    RecordReorganisation: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.RecordReorganisationRequest, _directory_service_pb2.RecordReorganisationResponse]  # type: ignore[assignment]
+    """Administrators only: records a merge, rename, closure or split. In one transaction the old
+    codes close on the day before the effective date with the new codes as successors (their
+    versions grow), and a `directory` ledger entry is staged. The new codes must be registered
+    and open on the effective date. Recording the same reorganisation again changes nothing.
+    """
+    ResolveRecipients: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.ResolveRecipientsRequest, _directory_service_pb2.ResolveRecipientsResponse]  # type: ignore[assignment]
+    """Where mail addressed to each code goes on a day: an open code to itself, a closed one along
+    its single successors (A→B→C) to the agency open that day; otherwise nowhere, and why.
+    """
+    SyncAgencies: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SyncAgenciesRequest, _directory_service_pb2.SyncAgenciesResponse]  # type: ignore[assignment]
+    """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
+    version, by version, closed ones included (tombstones with their successors).
     """
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +138,38 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         """Administrators only: stores a certificate revocation list signed by a CA of the trust
         anchors (CRL_INVALID otherwise). Every docaxis process refuses the revoked certificates from
         then on. A CRL not newer than the stored one of the same CA changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordReorganisation(
+        self,
+        request: _directory_service_pb2.RecordReorganisationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.RecordReorganisationResponse, _abc.Awaitable[_directory_service_pb2.RecordReorganisationResponse]]:
+        """Administrators only: records a merge, rename, closure or split. In one transaction the old
+        codes close on the day before the effective date with the new codes as successors (their
+        versions grow), and a `directory` ledger entry is staged. The new codes must be registered
+        and open on the effective date. Recording the same reorganisation again changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveRecipients(
+        self,
+        request: _directory_service_pb2.ResolveRecipientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.ResolveRecipientsResponse, _abc.Awaitable[_directory_service_pb2.ResolveRecipientsResponse]]:
+        """Where mail addressed to each code goes on a day: an open code to itself, a closed one along
+        its single successors (A→B→C) to the agency open that day; otherwise nowhere, and why.
+        """
+
+    @_abc_1.abstractmethod
+    def SyncAgencies(
+        self,
+        request: _directory_service_pb2.SyncAgenciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.SyncAgenciesResponse, _abc.Awaitable[_directory_service_pb2.SyncAgenciesResponse]]:
+        """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
+        version, by version, closed ones included (tombstones with their successors).
         """
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

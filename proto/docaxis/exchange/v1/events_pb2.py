@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n docaxis/exchange/v1/events.proto\x12\x13\x64ocaxis.exchange.v1\"O\n\x0e\x44\x65liveryQueued\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x15\n\rdocument_uuid\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n docaxis/exchange/v1/events.proto\x12\x13\x64ocaxis.exchange.v1\"O\n\x0e\x44\x65liveryQueued\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x15\n\rdocument_uuid\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\"1\n\x0cNoticeQueued\x12\x11\n\tnotice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61gency\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,4 +33,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DELIVERYQUEUED']._serialized_start=57
   _globals['_DELIVERYQUEUED']._serialized_end=136
+  _globals['_NOTICEQUEUED']._serialized_start=138
+  _globals['_NOTICEQUEUED']._serialized_end=187
 # @@protoc_insertion_point(module_scope)

@@ -45,3 +45,30 @@ class DeliveryQueued(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryQueued: _TypeAlias = DeliveryQueued  # noqa: Y015
+
+@_typing.final
+class NoticeQueued(_message.Message):
+    """AMQP payload for a notice (a status for a document's sender, a recall request for a
+    recipient), published to the agency's inbox queue like a delivery. The notice itself stays in
+    storage and is re-read before every push.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    notice_id: _builtins.str
+    agency: _builtins.str
+    def __init__(
+        self,
+        *,
+        notice_id: _builtins.str = ...,
+        agency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "notice_id", b"notice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoticeQueued: _TypeAlias = NoticeQueued  # noqa: Y015

@@ -54,6 +54,96 @@ DELIVERY_STATE_FAILED: DeliveryState.ValueType  # 5
 DELIVERY_STATE_WITHDRAWN: DeliveryState.ValueType  # 6
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
+class _StatusCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatusCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatusCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATUS_CODE_UNSPECIFIED: _StatusCode.ValueType  # 0
+    STATUS_CODE_ARRIVED: _StatusCode.ValueType  # 1
+    """Arrived: recorded by docaxis when the recipient's DMS acknowledges the delivery."""
+    STATUS_CODE_REJECTED: _StatusCode.ValueType  # 2
+    """Refused by the receiving clerk; the description gives the reason (required)."""
+    STATUS_CODE_ACCEPTED: _StatusCode.ValueType  # 3
+    """Accepted / registered."""
+    STATUS_CODE_ASSIGNED: _StatusCode.ValueType  # 4
+    STATUS_CODE_PROCESSING: _StatusCode.ValueType  # 5
+    STATUS_CODE_COMPLETED: _StatusCode.ValueType  # 6
+    STATUS_CODE_RECALL_REQUESTED: _StatusCode.ValueType  # 13
+    """The sender's recall request (through Recall, never ReportStatus)."""
+    STATUS_CODE_RECALL_AGREED: _StatusCode.ValueType  # 15
+    STATUS_CODE_RECALL_REFUSED: _StatusCode.ValueType  # 16
+
+class StatusCode(_StatusCode, metaclass=_StatusCodeEnumTypeWrapper):
+    """The edXML status codes (domain.md §4); the enum values are the two-digit codes."""
+
+STATUS_CODE_UNSPECIFIED: StatusCode.ValueType  # 0
+STATUS_CODE_ARRIVED: StatusCode.ValueType  # 1
+"""Arrived: recorded by docaxis when the recipient's DMS acknowledges the delivery."""
+STATUS_CODE_REJECTED: StatusCode.ValueType  # 2
+"""Refused by the receiving clerk; the description gives the reason (required)."""
+STATUS_CODE_ACCEPTED: StatusCode.ValueType  # 3
+"""Accepted / registered."""
+STATUS_CODE_ASSIGNED: StatusCode.ValueType  # 4
+STATUS_CODE_PROCESSING: StatusCode.ValueType  # 5
+STATUS_CODE_COMPLETED: StatusCode.ValueType  # 6
+STATUS_CODE_RECALL_REQUESTED: StatusCode.ValueType  # 13
+"""The sender's recall request (through Recall, never ReportStatus)."""
+STATUS_CODE_RECALL_AGREED: StatusCode.ValueType  # 15
+STATUS_CODE_RECALL_REFUSED: StatusCode.ValueType  # 16
+Global___StatusCode: _TypeAlias = StatusCode  # noqa: Y015
+
+class _RecallState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RecallStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecallState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECALL_STATE_UNSPECIFIED: _RecallState.ValueType  # 0
+    """No recall."""
+    RECALL_STATE_PENDING: _RecallState.ValueType  # 1
+    """Asked; the recipient has not answered."""
+    RECALL_STATE_AGREED: _RecallState.ValueType  # 2
+    """The recipient agreed (15): the copy is withdrawn."""
+    RECALL_STATE_REFUSED: _RecallState.ValueType  # 3
+    """The recipient refused (16)."""
+    RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT: _RecallState.ValueType  # 4
+    """The recipient had not received the copy: withdrawn at once, it never will."""
+
+class RecallState(_RecallState, metaclass=_RecallStateEnumTypeWrapper): ...
+
+RECALL_STATE_UNSPECIFIED: RecallState.ValueType  # 0
+"""No recall."""
+RECALL_STATE_PENDING: RecallState.ValueType  # 1
+"""Asked; the recipient has not answered."""
+RECALL_STATE_AGREED: RecallState.ValueType  # 2
+"""The recipient agreed (15): the copy is withdrawn."""
+RECALL_STATE_REFUSED: RecallState.ValueType  # 3
+"""The recipient refused (16)."""
+RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT: RecallState.ValueType  # 4
+"""The recipient had not received the copy: withdrawn at once, it never will."""
+Global___RecallState: _TypeAlias = RecallState  # noqa: Y015
+
+class _ItemKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_KIND_UNSPECIFIED: _ItemKind.ValueType  # 0
+    ITEM_KIND_DELIVERY: _ItemKind.ValueType  # 1
+    ITEM_KIND_STATUS: _ItemKind.ValueType  # 2
+    ITEM_KIND_RECALL: _ItemKind.ValueType  # 3
+
+class ItemKind(_ItemKind, metaclass=_ItemKindEnumTypeWrapper): ...
+
+ITEM_KIND_UNSPECIFIED: ItemKind.ValueType  # 0
+ITEM_KIND_DELIVERY: ItemKind.ValueType  # 1
+ITEM_KIND_STATUS: ItemKind.ValueType  # 2
+ITEM_KIND_RECALL: ItemKind.ValueType  # 3
+Global___ItemKind: _TypeAlias = ItemKind  # noqa: Y015
+
 @_typing.final
 class AttachmentDeclaration(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -123,6 +213,165 @@ class UploadAttachmentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UploadAttachmentResponse: _TypeAlias = UploadAttachmentResponse  # noqa: Y015
+
+@_typing.final
+class UploadStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    COMMITTED_SIZE_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    sha256: _builtins.str
+    size: _builtins.int
+    committed_size: _builtins.int
+    """Bytes durably stored: the offset to resume from."""
+    complete: _builtins.bool
+    """Verified and ready to reference in Submit."""
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size: _builtins.int = ...,
+        committed_size: _builtins.int = ...,
+        complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_size", b"committed_size", "complete", b"complete", "sha256", b"sha256", "size", b"size", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadStatus: _TypeAlias = UploadStatus  # noqa: Y015
+
+@_typing.final
+class BeginUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECLARATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def declaration(self) -> Global___AttachmentDeclaration: ...
+    def __init__(
+        self,
+        *,
+        declaration: Global___AttachmentDeclaration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["declaration", b"declaration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declaration", b"declaration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginUploadRequest: _TypeAlias = BeginUploadRequest  # noqa: Y015
+
+@_typing.final
+class BeginUploadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def upload(self) -> Global___UploadStatus: ...
+    def __init__(
+        self,
+        *,
+        upload: Global___UploadStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginUploadResponse: _TypeAlias = BeginUploadResponse  # noqa: Y015
+
+@_typing.final
+class UploadChunksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The same in every message of the stream."""
+    offset: _builtins.int
+    """Where this chunk starts: the committed size (≤ 4 MiB per chunk)."""
+    chunk: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "offset", b"offset", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadChunksRequest: _TypeAlias = UploadChunksRequest  # noqa: Y015
+
+@_typing.final
+class UploadChunksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def upload(self) -> Global___UploadStatus: ...
+    def __init__(
+        self,
+        *,
+        upload: Global___UploadStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadChunksResponse: _TypeAlias = UploadChunksResponse  # noqa: Y015
+
+@_typing.final
+class GetUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUploadRequest: _TypeAlias = GetUploadRequest  # noqa: Y015
+
+@_typing.final
+class GetUploadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def upload(self) -> Global___UploadStatus: ...
+    def __init__(
+        self,
+        *,
+        upload: Global___UploadStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUploadResponse: _TypeAlias = GetUploadResponse  # noqa: Y015
 
 @_typing.final
 class SubmitRequest(_message.Message):
@@ -316,18 +565,32 @@ class ReceiveResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delivery(self) -> Global___Delivery: ...
+    @_builtins.property
+    def status(self) -> Global___StatusNotice:
+        """A recipient's status of a document the caller sent."""
+
+    @_builtins.property
+    def recall(self) -> Global___RecallNotice:
+        """The sender asks the caller to withdraw a document it received: answer with ReportStatus
+        (15 or 16).
+        """
+
     def __init__(
         self,
         *,
         delivery: Global___Delivery | None = ...,
+        status: Global___StatusNotice | None = ...,
+        recall: Global___RecallNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item", "recall", b"recall", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item", "recall", b"recall", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["delivery"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["delivery", "status", "recall"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
@@ -338,17 +601,23 @@ class AcknowledgeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
+    notice_id: _builtins.str
+    """A StatusNotice's or RecallNotice's notice_id."""
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
+        notice_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "item", b"item", "notice_id", b"notice_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "item", b"item", "notice_id", b"notice_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["delivery_id", "notice_id"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___AcknowledgeRequest: _TypeAlias = AcknowledgeRequest  # noqa: Y015
 
@@ -414,11 +683,18 @@ class RecipientState(_message.Message):
     PUSHED_AT_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
     PUSH_COUNT_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    RECALL_STATE_FIELD_NUMBER: _builtins.int
+    RECALL_REASON_FIELD_NUMBER: _builtins.int
+    RECALL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    RECALL_ANSWERED_AT_FIELD_NUMBER: _builtins.int
     requested_recipient: _builtins.str
     effective_recipient: _builtins.str
     delivery_id: _builtins.str
     state: Global___DeliveryState.ValueType
     push_count: _builtins.int
+    recall_state: Global___RecallState.ValueType
+    recall_reason: _builtins.str
     @_builtins.property
     def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -429,6 +705,14 @@ class RecipientState(_message.Message):
 
     @_builtins.property
     def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusRecord]:
+        """Business statuses, ordered by their own timestamps (code 13 is the sender's recall)."""
+
+    @_builtins.property
+    def recall_requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recall_answered_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -441,10 +725,15 @@ class RecipientState(_message.Message):
         pushed_at: _timestamp_pb2.Timestamp | None = ...,
         acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
         push_count: _builtins.int = ...,
+        statuses: _abc.Iterable[Global___StatusRecord] | None = ...,
+        recall_state: Global___RecallState.ValueType = ...,
+        recall_reason: _builtins.str = ...,
+        recall_requested_at: _timestamp_pb2.Timestamp | None = ...,
+        recall_answered_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "pushed_at", b"pushed_at", "queued_at", b"queued_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_requested_at", b"recall_requested_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "delivery_id", b"delivery_id", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "requested_recipient", b"requested_recipient", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "delivery_id", b"delivery_id", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_reason", b"recall_reason", "recall_requested_at", b"recall_requested_at", "recall_state", b"recall_state", "requested_recipient", b"requested_recipient", "state", b"state", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -458,6 +747,8 @@ class TrackResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    REPLIES_FIELD_NUMBER: _builtins.int
     document_uuid: _builtins.str
     @_builtins.property
     def header(self) -> _common_pb2.DocumentHeader: ...
@@ -465,6 +756,18 @@ class TrackResponse(_message.Message):
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientState]: ...
+    @_builtins.property
+    def in_reply_to(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentLink]:
+        """Documents this one's response_for names (every version of each DocumentId): what it answers,
+        or for an update or replacement, what it acts on. Only those the caller sent or received.
+        """
+
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentLink]:
+        """Documents whose response_for names this one's DocumentId: replies (business type NEW),
+        updates and replacements, oldest first. Only those the caller sent or received.
+        """
+
     def __init__(
         self,
         *,
@@ -472,14 +775,48 @@ class TrackResponse(_message.Message):
         header: _common_pb2.DocumentHeader | None = ...,
         submitted_at: _timestamp_pb2.Timestamp | None = ...,
         recipients: _abc.Iterable[Global___RecipientState] | None = ...,
+        in_reply_to: _abc.Iterable[Global___DocumentLink] | None = ...,
+        replies: _abc.Iterable[Global___DocumentLink] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "submitted_at", b"submitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "header", b"header", "recipients", b"recipients", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrackResponse: _TypeAlias = TrackResponse  # noqa: Y015
+
+@_typing.final
+class DocumentLink(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    document_uuid: _builtins.str
+    document_id: _builtins.str
+    sender: _builtins.str
+    business_type: _common_pb2.BusinessType.ValueType
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        document_uuid: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        business_type: _common_pb2.BusinessType.ValueType = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "document_id", b"document_id", "document_uuid", b"document_uuid", "sender", b"sender", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentLink: _TypeAlias = DocumentLink  # noqa: Y015
 
 @_typing.final
 class DownloadAttachmentRequest(_message.Message):
@@ -571,3 +908,430 @@ class GetTransportReceiptResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTransportReceiptResponse: _TypeAlias = GetTransportReceiptResponse  # noqa: Y015
+
+@_typing.final
+class StaffInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    MOBILE_FIELD_NUMBER: _builtins.int
+    department: _builtins.str
+    staff: _builtins.str
+    email: _builtins.str
+    mobile: _builtins.str
+    def __init__(
+        self,
+        *,
+        department: _builtins.str = ...,
+        staff: _builtins.str = ...,
+        email: _builtins.str = ...,
+        mobile: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "email", b"email", "mobile", b"mobile", "staff", b"staff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffInfo: _TypeAlias = StaffInfo  # noqa: Y015
+
+@_typing.final
+class ReportStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    code: Global___StatusCode.ValueType
+    description: _builtins.str
+    """Free text (at most 1000 characters); the reason of a rejection (02)."""
+    status_id: _builtins.str
+    """The reporter's idempotency key for this report (1..128 printable characters)."""
+    @_builtins.property
+    def staff(self) -> Global___StaffInfo: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When it happened, by the reporter's clock (required; not in the future)."""
+
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        code: Global___StatusCode.ValueType = ...,
+        description: _builtins.str = ...,
+        staff: Global___StaffInfo | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        status_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "staff", b"staff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "delivery_id", b"delivery_id", "description", b"description", "occurred_at", b"occurred_at", "staff", b"staff", "status_id", b"status_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportStatusRequest: _TypeAlias = ReportStatusRequest  # noqa: Y015
+
+@_typing.final
+class StatusRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    REPORTED_BY_FIELD_NUMBER: _builtins.int
+    status_id: _builtins.str
+    code: Global___StatusCode.ValueType
+    description: _builtins.str
+    reported_by: _builtins.str
+    """The agency that reported it."""
+    @_builtins.property
+    def staff(self) -> Global___StaffInfo: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When docaxis recorded it."""
+
+    def __init__(
+        self,
+        *,
+        status_id: _builtins.str = ...,
+        code: Global___StatusCode.ValueType = ...,
+        description: _builtins.str = ...,
+        staff: Global___StaffInfo | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        reported_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "recorded_at", b"recorded_at", "staff", b"staff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "occurred_at", b"occurred_at", "recorded_at", b"recorded_at", "reported_by", b"reported_by", "staff", b"staff", "status_id", b"status_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusRecord: _TypeAlias = StatusRecord  # noqa: Y015
+
+@_typing.final
+class ReportStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ALREADY_RECORDED_FIELD_NUMBER: _builtins.int
+    already_recorded: _builtins.bool
+    """True when the report repeated one already recorded (the first one is returned)."""
+    @_builtins.property
+    def status(self) -> Global___StatusRecord: ...
+    def __init__(
+        self,
+        *,
+        status: Global___StatusRecord | None = ...,
+        already_recorded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_recorded", b"already_recorded", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportStatusResponse: _TypeAlias = ReportStatusResponse  # noqa: Y015
+
+@_typing.final
+class StatusNotice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    notice_id: _builtins.str
+    """Acknowledge with this id."""
+    document_uuid: _builtins.str
+    document_id: _builtins.str
+    delivery_id: _builtins.str
+    recipient: _builtins.str
+    """The recipient whose status this is."""
+    @_builtins.property
+    def status(self) -> Global___StatusRecord: ...
+    def __init__(
+        self,
+        *,
+        notice_id: _builtins.str = ...,
+        document_uuid: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        status: Global___StatusRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document_id", b"document_id", "document_uuid", b"document_uuid", "notice_id", b"notice_id", "recipient", b"recipient", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusNotice: _TypeAlias = StatusNotice  # noqa: Y015
+
+@_typing.final
+class RecallNotice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    notice_id: _builtins.str
+    """Acknowledge with this id; answer the recall with ReportStatus on delivery_id."""
+    document_uuid: _builtins.str
+    document_id: _builtins.str
+    delivery_id: _builtins.str
+    sender: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        notice_id: _builtins.str = ...,
+        document_uuid: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document_id", b"document_id", "document_uuid", b"document_uuid", "notice_id", b"notice_id", "reason", b"reason", "requested_at", b"requested_at", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallNotice: _TypeAlias = RecallNotice  # noqa: Y015
+
+@_typing.final
+class RecallRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    document_uuid: _builtins.str
+    reason: _builtins.str
+    """Required, e.g. "Thu hồi văn bản điện tử" (at most 1000 characters)."""
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Effective recipient codes; empty recalls every copy."""
+
+    def __init__(
+        self,
+        *,
+        document_uuid: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        recipients: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "reason", b"reason", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallRequest: _TypeAlias = RecallRequest  # noqa: Y015
+
+@_typing.final
+class RecallOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ALREADY_REQUESTED_FIELD_NUMBER: _builtins.int
+    recipient: _builtins.str
+    delivery_id: _builtins.str
+    state: Global___RecallState.ValueType
+    already_requested: _builtins.bool
+    """The copy had been recalled before; its current state is returned."""
+    def __init__(
+        self,
+        *,
+        recipient: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+        state: Global___RecallState.ValueType = ...,
+        already_requested: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_requested", b"already_requested", "delivery_id", b"delivery_id", "recipient", b"recipient", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallOutcome: _TypeAlias = RecallOutcome  # noqa: Y015
+
+@_typing.final
+class RecallResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecallOutcome]: ...
+    def __init__(
+        self,
+        *,
+        recipients: _abc.Iterable[Global___RecallOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallResponse: _TypeAlias = RecallResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1..500; 0 means 100."""
+    page_token: _builtins.str
+    """From the previous page's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingRequest: _TypeAlias = ListPendingRequest  # noqa: Y015
+
+@_typing.final
+class PendingItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    kind: Global___ItemKind.ValueType
+    delivery_id: _builtins.str
+    notice_id: _builtins.str
+    document_uuid: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___ItemKind.ValueType = ...,
+        delivery_id: _builtins.str = ...,
+        notice_id: _builtins.str = ...,
+        document_uuid: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivery_id", b"delivery_id", "id", b"id", "notice_id", b"notice_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "id", b"id", "kind", b"kind", "notice_id", b"notice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_id: _TypeAlias = _typing.Literal["delivery_id", "notice_id"]  # noqa: Y015
+    _WhichOneofArgType_id: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_id) -> _WhichOneofReturnType_id | None: ...
+
+Global___PendingItem: _TypeAlias = PendingItem  # noqa: Y015
+
+@_typing.final
+class ListPendingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page. Items that arrive while paging may come after the last page: list
+    again from the start to see them.
+    """
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___PendingItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingResponse: _TypeAlias = ListPendingResponse  # noqa: Y015
+
+@_typing.final
+class FetchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    notice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        notice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "item", b"item", "notice_id", b"notice_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "item", b"item", "notice_id", b"notice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["delivery_id", "notice_id"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___FetchRequest: _TypeAlias = FetchRequest  # noqa: Y015
+
+@_typing.final
+class FetchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RECALL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___Delivery: ...
+    @_builtins.property
+    def status(self) -> Global___StatusNotice: ...
+    @_builtins.property
+    def recall(self) -> Global___RecallNotice: ...
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+        status: Global___StatusNotice | None = ...,
+        recall: Global___RecallNotice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item", "recall", b"recall", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "item", b"item", "recall", b"recall", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["delivery", "status", "recall"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___FetchResponse: _TypeAlias = FetchResponse  # noqa: Y015

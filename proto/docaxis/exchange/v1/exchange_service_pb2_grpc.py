@@ -42,6 +42,21 @@ class ExchangeServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentResponse.FromString,
                 _registered_method=True)
+        self.BeginUpload = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/BeginUpload',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadResponse.FromString,
+                _registered_method=True)
+        self.UploadChunks = channel.stream_unary(
+                '/docaxis.exchange.v1.ExchangeService/UploadChunks',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksResponse.FromString,
+                _registered_method=True)
+        self.GetUpload = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/GetUpload',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadResponse.FromString,
+                _registered_method=True)
         self.Submit = channel.unary_unary(
                 '/docaxis.exchange.v1.ExchangeService/Submit',
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitRequest.SerializeToString,
@@ -72,6 +87,26 @@ class ExchangeServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.FromString,
                 _registered_method=True)
+        self.ReportStatus = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/ReportStatus',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusResponse.FromString,
+                _registered_method=True)
+        self.Recall = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/Recall',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallResponse.FromString,
+                _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/ListPending',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingResponse.FromString,
+                _registered_method=True)
+        self.Fetch = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/Fetch',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -85,6 +120,31 @@ class ExchangeServiceServicer:
         The returned reference is used in Submit. Fails with SIZE_LIMIT_EXCEEDED past the limit and
         ATTACHMENT_MISMATCH when the bytes do not match the declared size or SHA-256.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginUpload(self, request, context):
+        """Resumable uploads, for large attachments and broken links. BeginUpload declares the SHA-256
+        and size and returns an upload id (the caller's unfinished upload of the same content, if
+        any, with what it has committed). UploadChunks streams chunks from the committed offset;
+        each chunk is durable once the next one is accepted (at most the chunk in flight is lost).
+        GetUpload tells where to resume. When the declared size is reached the stored bytes are
+        verified against the SHA-256 (ATTACHMENT_MISMATCH otherwise, and the upload is discarded)
+        and the attachment can be referenced in Submit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadChunks(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +199,45 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportStatus(self, request, context):
+        """Lifecycle (statuses, recalls, pull mode). Field numbers 20+ in shared messages are this
+        group's, so that parallel additions elsewhere cannot collide.
+
+        The recipient's DMS reports a business status of a delivery it acknowledged: 01–06, or 15/16
+        answering a pending recall. Idempotent per status_id, and per (code, occurred_at). The
+        history is ordered by the reporters' own timestamps; a report that would make it illegal is
+        FAILED_PRECONDITION / ILLEGAL_TRANSITION (no 06 before 03, nothing after 02 or 06, no status
+        before the document was received or after it was withdrawn). The status reaches the sender
+        as a StatusNotice (Receive, or ListPending/Fetch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Recall(self, request, context):
+        """The sender recalls a document (status 13) from some or all recipients. A copy not yet
+        acknowledged is withdrawn at once and never delivered; an acknowledged copy gets a pending
+        recall and its recipient a RecallNotice, to answer with 15 (agree: withdrawn) or 16 (refuse).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """Pull mode: the caller's unacknowledged items (documents, status and recall notices), oldest
+        first, a page at a time. Fetch one, then Acknowledge it: an item acknowledged by either mode
+        is never pushed nor listed again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +245,21 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.UploadAttachment,
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentResponse.SerializeToString,
+            ),
+            'BeginUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginUpload,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadResponse.SerializeToString,
+            ),
+            'UploadChunks': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadChunks,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksResponse.SerializeToString,
+            ),
+            'GetUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpload,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadResponse.SerializeToString,
             ),
             'Submit': grpc.unary_unary_rpc_method_handler(
                     servicer.Submit,
@@ -176,6 +290,26 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.GetTransportReceipt,
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.SerializeToString,
+            ),
+            'ReportStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportStatus,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusResponse.SerializeToString,
+            ),
+            'Recall': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recall,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallResponse.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingResponse.SerializeToString,
+            ),
+            'Fetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,6 +342,87 @@ class ExchangeService:
             '/docaxis.exchange.v1.ExchangeService/UploadAttachment',
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/BeginUpload',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.BeginUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadChunks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/UploadChunks',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.UploadChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/GetUpload',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -370,6 +585,114 @@ class ExchangeService:
             '/docaxis.exchange.v1.ExchangeService/GetTransportReceipt',
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.GetTransportReceiptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/ReportStatus',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReportStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/Recall',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.RecallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/ListPending',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/Fetch',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,17 @@ class ExchangeServiceStub:
     The returned reference is used in Submit. Fails with SIZE_LIMIT_EXCEEDED past the limit and
     ATTACHMENT_MISMATCH when the bytes do not match the declared size or SHA-256.
     """
+    BeginUpload: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.BeginUploadRequest, _exchange_service_pb2.BeginUploadResponse]
+    """Resumable uploads, for large attachments and broken links. BeginUpload declares the SHA-256
+    and size and returns an upload id (the caller's unfinished upload of the same content, if
+    any, with what it has committed). UploadChunks streams chunks from the committed offset;
+    each chunk is durable once the next one is accepted (at most the chunk in flight is lost).
+    GetUpload tells where to resume. When the declared size is reached the stored bytes are
+    verified against the SHA-256 (ATTACHMENT_MISMATCH otherwise, and the upload is discarded)
+    and the attachment can be referenced in Submit.
+    """
+    UploadChunks: _grpc.StreamUnaryMultiCallable[_exchange_service_pb2.UploadChunksRequest, _exchange_service_pb2.UploadChunksResponse]
+    GetUpload: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.GetUploadRequest, _exchange_service_pb2.GetUploadResponse]
     Submit: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitRequest, _exchange_service_pb2.SubmitResponse]
     """Accepts a document for delivery. Returns only once the document is durably stored.
     Idempotent per consignment_id: the same request again returns the first receipt.
@@ -64,6 +75,28 @@ class ExchangeServiceStub:
     verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
     until the recipient acknowledges.
     """
+    ReportStatus: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.ReportStatusRequest, _exchange_service_pb2.ReportStatusResponse]
+    """Lifecycle (statuses, recalls, pull mode). Field numbers 20+ in shared messages are this
+    group's, so that parallel additions elsewhere cannot collide.
+
+    The recipient's DMS reports a business status of a delivery it acknowledged: 01–06, or 15/16
+    answering a pending recall. Idempotent per status_id, and per (code, occurred_at). The
+    history is ordered by the reporters' own timestamps; a report that would make it illegal is
+    FAILED_PRECONDITION / ILLEGAL_TRANSITION (no 06 before 03, nothing after 02 or 06, no status
+    before the document was received or after it was withdrawn). The status reaches the sender
+    as a StatusNotice (Receive, or ListPending/Fetch).
+    """
+    Recall: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.RecallRequest, _exchange_service_pb2.RecallResponse]
+    """The sender recalls a document (status 13) from some or all recipients. A copy not yet
+    acknowledged is withdrawn at once and never delivered; an acknowledged copy gets a pending
+    recall and its recipient a RecallNotice, to answer with 15 (agree: withdrawn) or 16 (refuse).
+    """
+    ListPending: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.ListPendingRequest, _exchange_service_pb2.ListPendingResponse]
+    """Pull mode: the caller's unacknowledged items (documents, status and recall notices), oldest
+    first, a page at a time. Fetch one, then Acknowledge it: an item acknowledged by either mode
+    is never pushed nor listed again.
+    """
+    Fetch: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.FetchRequest, _exchange_service_pb2.FetchResponse]
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -78,6 +111,17 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     The returned reference is used in Submit. Fails with SIZE_LIMIT_EXCEEDED past the limit and
     ATTACHMENT_MISMATCH when the bytes do not match the declared size or SHA-256.
     """
+    BeginUpload: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.BeginUploadRequest, _exchange_service_pb2.BeginUploadResponse]  # type: ignore[assignment]
+    """Resumable uploads, for large attachments and broken links. BeginUpload declares the SHA-256
+    and size and returns an upload id (the caller's unfinished upload of the same content, if
+    any, with what it has committed). UploadChunks streams chunks from the committed offset;
+    each chunk is durable once the next one is accepted (at most the chunk in flight is lost).
+    GetUpload tells where to resume. When the declared size is reached the stored bytes are
+    verified against the SHA-256 (ATTACHMENT_MISMATCH otherwise, and the upload is discarded)
+    and the attachment can be referenced in Submit.
+    """
+    UploadChunks: _aio.StreamUnaryMultiCallable[_exchange_service_pb2.UploadChunksRequest, _exchange_service_pb2.UploadChunksResponse]  # type: ignore[assignment]
+    GetUpload: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.GetUploadRequest, _exchange_service_pb2.GetUploadResponse]  # type: ignore[assignment]
     Submit: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitRequest, _exchange_service_pb2.SubmitResponse]  # type: ignore[assignment]
     """Accepts a document for delivery. Returns only once the document is durably stored.
     Idempotent per consignment_id: the same request again returns the first receipt.
@@ -101,6 +145,28 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
     until the recipient acknowledges.
     """
+    ReportStatus: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.ReportStatusRequest, _exchange_service_pb2.ReportStatusResponse]  # type: ignore[assignment]
+    """Lifecycle (statuses, recalls, pull mode). Field numbers 20+ in shared messages are this
+    group's, so that parallel additions elsewhere cannot collide.
+
+    The recipient's DMS reports a business status of a delivery it acknowledged: 01–06, or 15/16
+    answering a pending recall. Idempotent per status_id, and per (code, occurred_at). The
+    history is ordered by the reporters' own timestamps; a report that would make it illegal is
+    FAILED_PRECONDITION / ILLEGAL_TRANSITION (no 06 before 03, nothing after 02 or 06, no status
+    before the document was received or after it was withdrawn). The status reaches the sender
+    as a StatusNotice (Receive, or ListPending/Fetch).
+    """
+    Recall: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.RecallRequest, _exchange_service_pb2.RecallResponse]  # type: ignore[assignment]
+    """The sender recalls a document (status 13) from some or all recipients. A copy not yet
+    acknowledged is withdrawn at once and never delivered; an acknowledged copy gets a pending
+    recall and its recipient a RecallNotice, to answer with 15 (agree: withdrawn) or 16 (refuse).
+    """
+    ListPending: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.ListPendingRequest, _exchange_service_pb2.ListPendingResponse]  # type: ignore[assignment]
+    """Pull mode: the caller's unacknowledged items (documents, status and recall notices), oldest
+    first, a page at a time. Fetch one, then Acknowledge it: an item acknowledged by either mode
+    is never pushed nor listed again.
+    """
+    Fetch: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.FetchRequest, _exchange_service_pb2.FetchResponse]  # type: ignore[assignment]
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
@@ -118,6 +184,35 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         The returned reference is used in Submit. Fails with SIZE_LIMIT_EXCEEDED past the limit and
         ATTACHMENT_MISMATCH when the bytes do not match the declared size or SHA-256.
         """
+
+    @_abc_1.abstractmethod
+    def BeginUpload(
+        self,
+        request: _exchange_service_pb2.BeginUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.BeginUploadResponse, _abc.Awaitable[_exchange_service_pb2.BeginUploadResponse]]:
+        """Resumable uploads, for large attachments and broken links. BeginUpload declares the SHA-256
+        and size and returns an upload id (the caller's unfinished upload of the same content, if
+        any, with what it has committed). UploadChunks streams chunks from the committed offset;
+        each chunk is durable once the next one is accepted (at most the chunk in flight is lost).
+        GetUpload tells where to resume. When the declared size is reached the stored bytes are
+        verified against the SHA-256 (ATTACHMENT_MISMATCH otherwise, and the upload is discarded)
+        and the attachment can be referenced in Submit.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadChunks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_exchange_service_pb2.UploadChunksRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.UploadChunksResponse, _abc.Awaitable[_exchange_service_pb2.UploadChunksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUpload(
+        self,
+        request: _exchange_service_pb2.GetUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.GetUploadResponse, _abc.Awaitable[_exchange_service_pb2.GetUploadResponse]]: ...
 
     @_abc_1.abstractmethod
     def Submit(
@@ -177,5 +272,51 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         verifiable offline against the trust anchors (non-repudiation of receipt). NOT_ACKNOWLEDGED
         until the recipient acknowledges.
         """
+
+    @_abc_1.abstractmethod
+    def ReportStatus(
+        self,
+        request: _exchange_service_pb2.ReportStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.ReportStatusResponse, _abc.Awaitable[_exchange_service_pb2.ReportStatusResponse]]:
+        """Lifecycle (statuses, recalls, pull mode). Field numbers 20+ in shared messages are this
+        group's, so that parallel additions elsewhere cannot collide.
+
+        The recipient's DMS reports a business status of a delivery it acknowledged: 01–06, or 15/16
+        answering a pending recall. Idempotent per status_id, and per (code, occurred_at). The
+        history is ordered by the reporters' own timestamps; a report that would make it illegal is
+        FAILED_PRECONDITION / ILLEGAL_TRANSITION (no 06 before 03, nothing after 02 or 06, no status
+        before the document was received or after it was withdrawn). The status reaches the sender
+        as a StatusNotice (Receive, or ListPending/Fetch).
+        """
+
+    @_abc_1.abstractmethod
+    def Recall(
+        self,
+        request: _exchange_service_pb2.RecallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.RecallResponse, _abc.Awaitable[_exchange_service_pb2.RecallResponse]]:
+        """The sender recalls a document (status 13) from some or all recipients. A copy not yet
+        acknowledged is withdrawn at once and never delivered; an acknowledged copy gets a pending
+        recall and its recipient a RecallNotice, to answer with 15 (agree: withdrawn) or 16 (refuse).
+        """
+
+    @_abc_1.abstractmethod
+    def ListPending(
+        self,
+        request: _exchange_service_pb2.ListPendingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.ListPendingResponse, _abc.Awaitable[_exchange_service_pb2.ListPendingResponse]]:
+        """Pull mode: the caller's unacknowledged items (documents, status and recall notices), oldest
+        first, a page at a time. Fetch one, then Acknowledge it: an item acknowledged by either mode
+        is never pushed nor listed again.
+        """
+
+    @_abc_1.abstractmethod
+    def Fetch(
+        self,
+        request: _exchange_service_pb2.FetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.FetchResponse, _abc.Awaitable[_exchange_service_pb2.FetchResponse]]: ...
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,529 @@
+"""The lifecycle's storage in Postgres: statuses, notices, recalls and the pull-mode listing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from docaxis.exchange.v1 import events_pb2
+
+from services.common.postgres import Conn
+from services.exchange.adapters.postgres import OUTBOX_CHANNEL, stage_ledger_events
+from services.exchange.domain.model import BusinessType
+from services.exchange.domain.statuses import (
+    RECALL_STATUS_ID,
+    RecallState,
+    StaffInfo,
+    StatusCode,
+    StatusEntry,
+    StatusReport,
+    admit,
+    ordered,
+)
+from services.exchange.service_layer.lifecycle_ports import (
+    DeliveryLifecycle,
+    DocumentLink,
+    ItemKind,
+    NoticeItem,
+    PageCursor,
+    PendingEntry,
+    RecallNoticeItem,
+    RecallOutcome,
+    StatusNoticeItem,
+    StatusOutcome,
+)
+from services.exchange.service_layer.ports import Acknowledgement, LedgerEvent
+
+NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
+
+# The columns _entry reads, written out in each query (constant SQL, no formatting).
+
+
+def _entry(row: asyncpg.Record) -> StatusEntry:
+    staff = json.loads(row["staff"])
+    return StatusEntry(
+        report=StatusReport(
+            status_id=row["status_id"],
+            code=StatusCode(row["code"]),
+            occurred_at=row["occurred_at"],
+            description=row["description"],
+            staff=StaffInfo(**staff),
+        ),
+        reported_by=row["reported_by"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def _staff_json(staff: StaffInfo) -> str:
+    return json.dumps(
+        {
+            "department": staff.department,
+            "staff": staff.staff,
+            "email": staff.email,
+            "mobile": staff.mobile,
+        },
+        ensure_ascii=False,
+    )
+
+
+async def _insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry) -> int:
+    report = entry.report
+    row_id: int = await conn.fetchval(
+        """
+        INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
+            recorded_at, description, staff, reported_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+        RETURNING id
+        """,
+        delivery_id,
+        report.status_id,
+        report.code.value,
+        report.occurred_at,
+        entry.recorded_at,
+        report.description,
+        _staff_json(report.staff),
+        entry.reported_by,
+    )
+    return row_id
+
+
+async def _insert_notice(
+    conn: Conn,
+    *,
+    agency: str,
+    kind: ItemKind,
+    delivery_id: uuid.UUID,
+    status_row: int | None,
+    now: dt.datetime,
+) -> str:
+    """A notice and its outbox row, in the caller's transaction."""
+    notice_id = uuid.uuid4()
+    await conn.execute(
+        """
+        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        """,
+        notice_id,
+        agency,
+        kind.value,
+        delivery_id,
+        status_row,
+        now,
+    )
+    await conn.execute(
+        """
+        INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload)
+        VALUES ($1, $2, $3, $4)
+        """,
+        agency,
+        str(notice_id),
+        NOTICE_MESSAGE_TYPE,
+        events_pb2.NoticeQueued(notice_id=str(notice_id), agency=agency).SerializeToString(),
+    )
+    return str(notice_id)
+
+
+def _link(row: asyncpg.Record) -> DocumentLink:
+    return DocumentLink(
+        document_uuid=str(row["uuid"]),
+        document_id=row["document_id"],
+        sender=row["sender"],
+        business_type=BusinessType(row["business_type"]),
+        submitted_at=row["submitted_at"],
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class PostgresLifecycleStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def record_status(self, delivery_id: str, entry: StatusEntry) -> StatusOutcome | None:
+        key = uuid.UUID(delivery_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The row lock serialises reports on one delivery: each is decided against the
+            # history as committed by the ones before it.
+            row = await conn.fetchrow(
+                """
+                SELECT d.document_uuid, d.recipient, d.state, d.acknowledged_at, d.recall_state,
+                    doc.document_id, doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                WHERE d.id = $1
+                FOR UPDATE OF d
+                """,
+                key,
+            )
+            if row is None or row["recipient"] != entry.reported_by:
+                return None
+            history = [
+                _entry(r)
+                for r in await conn.fetch(
+                    """
+                    SELECT s.status_id, s.code, s.occurred_at, s.recorded_at, s.description,
+                        s.staff::text AS staff, s.reported_by
+                    FROM exchange.delivery_status s WHERE s.delivery_id = $1
+                    """,
+                    key,
+                )
+            ]
+            recall = RecallState(row["recall_state"]) if row["recall_state"] else None
+            duplicate = admit(
+                history,
+                entry,
+                received=row["acknowledged_at"] is not None,
+                withdrawn=row["state"] == "withdrawn",
+                recall=recall,
+            )
+            if duplicate is not None:
+                return StatusOutcome(duplicate, already_recorded=True)
+            status_row = await _insert_status(conn, key, entry)
+            if entry.code in (StatusCode.RECALL_AGREED, StatusCode.RECALL_REFUSED):
+                agreed = entry.code is StatusCode.RECALL_AGREED
+                await conn.execute(
+                    """
+                    UPDATE exchange.delivery SET recall_state = $2, recall_answered_at = $3,
+                        state = CASE WHEN $4 THEN 'withdrawn' ELSE state END
+                    WHERE id = $1
+                    """,
+                    key,
+                    (RecallState.AGREED if agreed else RecallState.REFUSED).value,
+                    entry.recorded_at,
+                    agreed,
+                )
+            notice_id = await _insert_notice(
+                conn,
+                agency=row["sender"],
+                kind=ItemKind.STATUS,
+                delivery_id=key,
+                status_row=status_row,
+                now=entry.recorded_at,
+            )
+            await stage_ledger_events(
+                conn,
+                [
+                    LedgerEvent(
+                        entry_type="status",
+                        doc_uuid=str(row["document_uuid"]),
+                        document_id=row["document_id"],
+                        occurred_at=entry.recorded_at,
+                        from_agency=row["recipient"],
+                        to_agency=row["sender"],
+                        data={
+                            "delivery": delivery_id,
+                            "code": entry.code.value,
+                            "reported_occurred_at": entry.occurred_at.astimezone(
+                                dt.UTC
+                            ).isoformat(),
+                            "status_id_sha256": _sha256(entry.report.status_id),
+                            "notice": notice_id,
+                        },
+                    )
+                ],
+            )
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return StatusOutcome(entry, already_recorded=False)
+
+    async def request_recall(
+        self,
+        document_uuid: str,
+        sender: str,
+        reason: str,
+        recipients: Sequence[str],
+        now: dt.datetime,
+    ) -> list[RecallOutcome] | None:
+        doc_key = uuid.UUID(document_uuid)
+        outcomes: list[RecallOutcome] = []
+        events: list[LedgerEvent] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            document = await conn.fetchrow(
+                "SELECT document_id, sender FROM exchange.document WHERE uuid = $1", doc_key
+            )
+            if document is None or document["sender"] != sender:
+                return None
+            rows = await conn.fetch(
+                """
+                SELECT id, recipient, state, acknowledged_at, recall_state
+                FROM exchange.delivery WHERE document_uuid = $1
+                ORDER BY position
+                FOR UPDATE
+                """,
+                doc_key,
+            )
+            wanted = set(recipients)
+            for row in rows:
+                if wanted and row["recipient"] not in wanted:
+                    continue
+                if row["recall_state"] is not None:
+                    outcomes.append(
+                        RecallOutcome(
+                            row["recipient"],
+                            str(row["id"]),
+                            RecallState(row["recall_state"]),
+                            already_requested=True,
+                        )
+                    )
+                    continue
+                received = row["acknowledged_at"] is not None
+                state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
+                await conn.execute(
+                    """
+                    UPDATE exchange.delivery SET recall_state = $2, recall_reason = $3,
+                        recall_requested_at = $4,
+                        state = CASE WHEN $5 THEN state ELSE 'withdrawn' END
+                    WHERE id = $1
+                    """,
+                    row["id"],
+                    state.value,
+                    reason,
+                    now,
+                    received,
+                )
+                data: dict[str, str] = {
+                    "delivery": str(row["id"]),
+                    "reason_sha256": _sha256(reason),
+                }
+                if received:
+                    await _insert_status(
+                        conn,
+                        row["id"],
+                        StatusEntry(
+                            StatusReport(
+                                RECALL_STATUS_ID, StatusCode.RECALL_REQUESTED, now, reason
+                            ),
+                            reported_by=sender,
+                            recorded_at=now,
+                        ),
+                    )
+                    data["notice"] = await _insert_notice(
+                        conn,
+                        agency=row["recipient"],
+                        kind=ItemKind.RECALL,
+                        delivery_id=row["id"],
+                        status_row=None,
+                        now=now,
+                    )
+                data["event"] = "requested" if received else "withdrawn_before_receipt"
+                events.append(
+                    LedgerEvent(
+                        entry_type="revoke",
+                        doc_uuid=document_uuid,
+                        document_id=document["document_id"],
+                        occurred_at=now,
+                        from_agency=sender,
+                        to_agency=row["recipient"],
+                        data=data,
+                    )
+                )
+                outcomes.append(
+                    RecallOutcome(row["recipient"], str(row["id"]), state, already_requested=False)
+                )
+            await stage_ledger_events(conn, events)
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return outcomes
+
+    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                UPDATE exchange.notice SET push_count = push_count + 1,
+                    pushed_at = coalesce(pushed_at, now())
+                WHERE id = $1 AND agency = $2 AND acknowledged_at IS NULL
+                RETURNING kind, delivery_id, status_row
+                """,
+                uuid.UUID(notice_id),
+                agency,
+            )
+            if row is None:
+                return None
+            delivery = await conn.fetchrow(
+                """
+                SELECT d.document_uuid, d.recipient, d.recall_reason, d.recall_requested_at,
+                    doc.document_id, doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                WHERE d.id = $1
+                """,
+                row["delivery_id"],
+            )
+            assert delivery is not None  # notices reference deliveries
+            if row["kind"] == ItemKind.RECALL.value:
+                return RecallNoticeItem(
+                    notice_id=notice_id,
+                    document_uuid=str(delivery["document_uuid"]),
+                    document_id=delivery["document_id"],
+                    delivery_id=str(row["delivery_id"]),
+                    sender=delivery["sender"],
+                    reason=delivery["recall_reason"],
+                    requested_at=delivery["recall_requested_at"],
+                )
+            status = await conn.fetchrow(
+                """
+                SELECT s.status_id, s.code, s.occurred_at, s.recorded_at, s.description,
+                    s.staff::text AS staff, s.reported_by
+                FROM exchange.delivery_status s WHERE s.id = $1
+                """,
+                row["status_row"],
+            )
+            assert status is not None  # status notices reference statuses
+        return StatusNoticeItem(
+            notice_id=notice_id,
+            document_uuid=str(delivery["document_uuid"]),
+            document_id=delivery["document_id"],
+            delivery_id=str(row["delivery_id"]),
+            recipient=delivery["recipient"],
+            entry=_entry(status),
+        )
+
+    async def acknowledge_notice(
+        self, notice_id: str, agency: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                SELECT acknowledged_at FROM exchange.notice WHERE id = $1 AND agency = $2
+                FOR UPDATE
+                """,
+                uuid.UUID(notice_id),
+                agency,
+            )
+            if row is None:
+                return None
+            if row["acknowledged_at"] is not None:
+                return Acknowledgement(row["acknowledged_at"], already_acknowledged=True)
+            await conn.execute(
+                """
+                UPDATE exchange.notice SET acknowledged_at = $2, pushed_at = coalesce(pushed_at, $2)
+                WHERE id = $1
+                """,
+                uuid.UUID(notice_id),
+                now,
+            )
+        return Acknowledgement(now, already_acknowledged=False)
+
+    async def pending(
+        self, agency: str, after: PageCursor | None, limit: int
+    ) -> list[PendingEntry]:
+        # Keyset paging on (created_at, id): acknowledgements made while paging remove rows
+        # before the cursor or after it, never shift the ones still to come.
+        rows = await self._pool.fetch(
+            """
+            SELECT kind, id, document_uuid, created_at FROM (
+                SELECT 'delivery' AS kind, d.id, d.document_uuid, d.accepted_at AS created_at
+                FROM exchange.delivery d
+                WHERE d.recipient = $1 AND d.state IN ('accepted', 'queued', 'pushed')
+                UNION ALL
+                SELECT n.kind, n.id, d.document_uuid, n.created_at
+                FROM exchange.notice n JOIN exchange.delivery d ON d.id = n.delivery_id
+                WHERE n.agency = $1 AND n.acknowledged_at IS NULL
+            ) items
+            WHERE $2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid)
+            ORDER BY created_at, id
+            LIMIT $4
+            """,
+            agency,
+            after.created_at if after else None,
+            uuid.UUID(after.item_id) if after else None,
+            limit,
+        )
+        return [
+            PendingEntry(
+                ItemKind(r["kind"]), str(r["id"]), str(r["document_uuid"]), r["created_at"]
+            )
+            for r in rows
+        ]
+
+    async def lifecycles(self, document_uuid: str) -> dict[str, DeliveryLifecycle]:
+        doc_key = uuid.UUID(document_uuid)
+        async with self._pool.acquire() as conn:
+            deliveries = await conn.fetch(
+                """
+                SELECT id, recall_state, recall_reason, recall_requested_at, recall_answered_at
+                FROM exchange.delivery WHERE document_uuid = $1
+                """,
+                doc_key,
+            )
+            statuses = await conn.fetch(
+                """
+                SELECT s.delivery_id, s.status_id, s.code, s.occurred_at, s.recorded_at,
+                    s.description, s.staff::text AS staff, s.reported_by
+                FROM exchange.delivery_status s JOIN exchange.delivery d ON d.id = s.delivery_id
+                WHERE d.document_uuid = $1
+                """,
+                doc_key,
+            )
+        by_delivery: dict[str, list[StatusEntry]] = {}
+        for row in statuses:
+            by_delivery.setdefault(str(row["delivery_id"]), []).append(_entry(row))
+        return {
+            str(d["id"]): DeliveryLifecycle(
+                delivery_id=str(d["id"]),
+                statuses=tuple(ordered(by_delivery.get(str(d["id"]), []))),
+                recall=RecallState(d["recall_state"]) if d["recall_state"] else None,
+                recall_reason=d["recall_reason"],
+                recall_requested_at=d["recall_requested_at"],
+                recall_answered_at=d["recall_answered_at"],
+            )
+            for d in deliveries
+        }
+
+    async def links(
+        self, document_uuid: str, agency: str
+    ) -> tuple[list[DocumentLink], list[DocumentLink]]:
+        async with self._pool.acquire() as conn:
+            document = await conn.fetchrow(
+                """
+                SELECT document_id, header -> 'response_for' AS response_for
+                FROM exchange.document WHERE uuid = $1
+                """,
+                uuid.UUID(document_uuid),
+            )
+            if document is None:
+                return [], []
+            # Only the caller's own documents (sent, or a copy received): a party of one document
+            # learns nothing of exchanges it was not part of.
+            answered = await conn.fetch(
+                """
+                SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
+                FROM exchange.document d
+                WHERE d.document_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+                    AND d.uuid <> $3
+                    AND (d.sender = $2 OR EXISTS (SELECT 1 FROM exchange.delivery v
+                                      WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                ORDER BY d.submitted_at, d.uuid
+                """,
+                document["response_for"],
+                agency,
+                uuid.UUID(document_uuid),
+            )
+            replies = await conn.fetch(
+                """
+                SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
+                FROM exchange.document d
+                WHERE d.header -> 'response_for' ? $1 AND d.uuid <> $3
+                    AND (d.sender = $2 OR EXISTS (SELECT 1 FROM exchange.delivery v
+                                      WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                ORDER BY d.submitted_at, d.uuid
+                """,
+                document["document_id"],
+                agency,
+                uuid.UUID(document_uuid),
+            )
+        return [_link(r) for r in answered], [_link(r) for r in replies]
+
+    async def versions(self, document_id: str) -> list[DocumentLink]:
+        rows = await self._pool.fetch(
+            """
+            SELECT uuid, document_id, sender, business_type, submitted_at
+            FROM exchange.document
+            WHERE document_id = $1 OR (business_type = 2 AND header -> 'response_for' ? $1)
+            ORDER BY submitted_at, uuid
+            """,
+            document_id,
+        )
+        return [_link(r) for r in rows]

@@ -1,0 +1,192 @@
+"""Resumable uploads in Postgres: exchange.upload rows and their chunks in exchange.blob_chunk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
+
+_COLUMNS = "id, agency, sha256, size, committed_size, completed_at"
+
+
+def _state(row: asyncpg.Record) -> UploadState:
+    return UploadState(
+        upload_id=str(row["id"]),
+        agency=row["agency"],
+        sha256=row["sha256"],
+        size=row["size"],
+        committed_size=row["committed_size"],
+        completed_at=row["completed_at"],
+    )
+
+
+class PostgresUploads:
+    """Mixed into PostgresDocumentStore: the UploadStore half of the DocumentStore port."""
+
+    _pool: asyncpg.Pool
+
+    async def begin_upload(
+        self, agency: str, sha256: str, size: int, new_upload_id: str
+    ) -> UploadState:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Serialises concurrent begins of the same content by the same agency.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"upload:{agency}:{sha256}:{size}"
+            )
+            row = await conn.fetchrow(
+                f"""
+                SELECT {_COLUMNS} FROM exchange.upload
+                WHERE agency = $1 AND sha256 = $2 AND size = $3 AND completed_at IS NULL
+                """,  # noqa: S608 - a constant column list
+                agency,
+                sha256,
+                size,
+            )
+            if row is not None:
+                return _state(row)
+            owned = await conn.fetchval(
+                """
+                SELECT b.storage_id FROM exchange.blob b
+                JOIN exchange.blob_owner o ON o.sha256 = b.sha256
+                WHERE b.sha256 = $1 AND b.size = $2 AND o.agency = $3
+                """,
+                sha256,
+                size,
+                agency,
+            )
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO exchange.upload (id, agency, sha256, size, storage_id, committed_size,
+                    completed_at)
+                VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)
+                RETURNING {_COLUMNS}
+                """,  # noqa: S608
+                uuid.UUID(new_upload_id),
+                agency,
+                sha256,
+                size,
+                owned or uuid.uuid4(),
+                size if owned is not None else 0,
+                owned is not None,
+            )
+        assert row is not None
+        return _state(row)
+
+    async def upload(self, upload_id: str) -> UploadState | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM exchange.upload WHERE id = $1",  # noqa: S608
+            uuid.UUID(upload_id),
+        )
+        return None if row is None else _state(row)
+
+    async def append_chunk(self, upload_id: str, offset: int, data: bytes) -> UploadState:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, storage_id FROM exchange.upload WHERE id = $1 FOR UPDATE",  # noqa: S608
+                uuid.UUID(upload_id),
+            )
+            if row is None:
+                raise KeyError(upload_id)
+            state = _state(row)
+            if state.complete or state.committed_size != offset or not data:
+                raise UploadOffsetError(state)
+            await conn.execute(
+                "INSERT INTO exchange.blob_chunk (storage_id, start_offset, data) "
+                "VALUES ($1, $2, $3)",
+                row["storage_id"],
+                offset,
+                data,
+            )
+            updated = await conn.fetchrow(
+                f"""
+                UPDATE exchange.upload SET committed_size = committed_size + $2, updated_at = now()
+                WHERE id = $1 RETURNING {_COLUMNS}
+                """,  # noqa: S608
+                uuid.UUID(upload_id),
+                len(data),
+            )
+        assert updated is not None
+        return _state(updated)
+
+    async def upload_content(self, upload_id: str) -> AsyncIterator[bytes]:
+        async with self._pool.acquire() as conn:
+            storage_id = await conn.fetchval(
+                "SELECT storage_id FROM exchange.upload WHERE id = $1", uuid.UUID(upload_id)
+            )
+            if storage_id is None:
+                return
+            position = 0
+            while True:
+                # One chunk per query keeps memory flat whatever the file size.
+                data: bytes | None = await conn.fetchval(
+                    """
+                    SELECT data FROM exchange.blob_chunk
+                    WHERE storage_id = $1 AND start_offset = $2
+                    """,
+                    storage_id,
+                    position,
+                )
+                if data is None:
+                    return
+                yield data
+                position += len(data)
+
+    async def complete_upload(self, upload_id: str, now: dt.datetime) -> UploadState:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, storage_id FROM exchange.upload WHERE id = $1 FOR UPDATE",  # noqa: S608
+                uuid.UUID(upload_id),
+            )
+            if row is None:
+                raise KeyError(upload_id)
+            state = _state(row)
+            if state.complete:
+                return state
+            if state.committed_size != state.size:
+                raise UploadOffsetError(state)
+            inserted = await conn.fetchval(
+                """
+                INSERT INTO exchange.blob (sha256, size, storage_id) VALUES ($1, $2, $3)
+                ON CONFLICT (sha256) DO NOTHING RETURNING true
+                """,
+                state.sha256,
+                state.size,
+                row["storage_id"],
+            )
+            if not inserted:
+                # Someone stored this content first: keep theirs, drop our copy of the bytes.
+                await conn.execute(
+                    "DELETE FROM exchange.blob_chunk WHERE storage_id = $1", row["storage_id"]
+                )
+            await conn.execute(
+                "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING",
+                state.sha256,
+                state.agency,
+            )
+            done = await conn.fetchrow(
+                f"""
+                UPDATE exchange.upload SET completed_at = $2, updated_at = now() WHERE id = $1
+                RETURNING {_COLUMNS}
+                """,  # noqa: S608
+                uuid.UUID(upload_id),
+                now,
+            )
+        assert done is not None
+        return _state(done)
+
+    async def discard_upload(self, upload_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            storage_id = await conn.fetchval(
+                "DELETE FROM exchange.upload WHERE id = $1 AND completed_at IS NULL "
+                "RETURNING storage_id",
+                uuid.UUID(upload_id),
+            )
+            if storage_id is not None:
+                await conn.execute(
+                    "DELETE FROM exchange.blob_chunk WHERE storage_id = $1", storage_id
+                )

@@ -1,0 +1,323 @@
+"""Lifecycle use cases: business statuses back to the sender, recalls, and pull mode."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from services.common.errors import FieldViolation, NotFoundError, ValidationError
+from services.exchange.domain.model import BusinessType, Header, Submission, nfc, parse_document_id
+from services.exchange.domain.statuses import (
+    ARRIVAL_STATUS_ID,
+    MAX_DESCRIPTION,
+    IllegalTransitionError,
+    StatusCode,
+    StatusEntry,
+    StatusReport,
+    report_problems,
+)
+from services.exchange.service_layer.handlers import ExchangeHandlers, SubmitResult
+from services.exchange.service_layer.lifecycle_ports import (
+    DeliveryLifecycle,
+    DocumentLink,
+    LifecycleStore,
+    NoticeItem,
+    PageCursor,
+    PendingEntry,
+    RecallOutcome,
+    StatusOutcome,
+)
+from services.exchange.service_layer.ports import Acknowledgement, DocumentTrack, PushItem
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+# The reasons recalls made on behalf of an update or a replacement give (NĐ 30 wording).
+UPDATED_REASON = "Cập nhật: thay bằng văn bản {document_id}"
+REMOVED_REASON = "Thu hồi: nơi nhận bị bỏ khi cập nhật bằng văn bản {document_id}"
+REPLACED_REASON = "Thay thế bằng văn bản {document_id}"
+MAX_PAGE_SIZE = 500
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _require_uuid(field: str, value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValidationError(
+            f"invalid {field}", [FieldViolation(field, "must be a UUID")]
+        ) from None
+
+
+def encode_page_token(cursor: PageCursor) -> str:
+    raw = json.dumps({"t": cursor.created_at.isoformat(), "i": cursor.item_id})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_page_token(token: str) -> PageCursor:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        cursor = PageCursor(dt.datetime.fromisoformat(data["t"]), str(uuid.UUID(data["i"])))
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ValidationError(
+            "invalid page token", [FieldViolation("page_token", "not a token from ListPending")]
+        ) from None
+    if cursor.created_at.tzinfo is None:
+        raise ValidationError(
+            "invalid page token", [FieldViolation("page_token", "not a token from ListPending")]
+        )
+    return cursor
+
+
+class LifecycleHandlers:
+    def __init__(
+        self,
+        exchange: ExchangeHandlers,
+        store: LifecycleStore,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._exchange = exchange
+        self._store = store
+        self._clock = clock
+
+    async def acknowledge(self, agency: str, delivery_id: str) -> Acknowledgement:
+        """Acknowledges a delivery, then records its 01 (arrived) at the acknowledgement time.
+
+        The 01 is a second, idempotent step keyed by that time: should the process die between
+        the two, the DMS (which got no answer) acknowledges again and the 01 is recorded then.
+        """
+        result = await self._exchange.acknowledge(agency, delivery_id)
+        entry = StatusEntry(
+            StatusReport(ARRIVAL_STATUS_ID, StatusCode.ARRIVED, result.acknowledged_at),
+            reported_by=agency,
+            recorded_at=self._clock(),
+        )
+        try:
+            await self._store.record_status(delivery_id, entry)
+        except IllegalTransitionError as exc:
+            # A copy recalled before it was acknowledged: withdrawn, so it never "arrived".
+            log.info("arrival_not_recorded", delivery_id=delivery_id, reason=str(exc))
+        return result
+
+    async def submit(
+        self,
+        agency: str,
+        submission: Submission,
+        *,
+        wire_problems: Sequence[FieldViolation] = (),
+    ) -> SubmitResult:
+        """Submits a document; an update (2) or replacement (3) then puts the copies it
+        supersedes under a pending decision (a recall their recipients answer with 15 or 16).
+
+        An update's new recipient list is complete: the previous version's recipients that it
+        drops get a recall, the ones it keeps get the new version and a pending decision on the
+        old one, and new ones just get the new version. A replacement supersedes the latest
+        version of every document its response_for names, for the agencies it is addressed to.
+        Nothing is mutated: every version stays, linked through response_for. The supersession
+        is a second, idempotent step: a replay of the submission completes it.
+        """
+        header = submission.header
+        acting = header.business_type in (BusinessType.UPDATE, BusinessType.REPLACE)
+        if acting and not wire_problems and header.sender == agency:
+            await self._check_targets(agency, header)
+        result = await self._exchange.submit(agency, submission, wire_problems=wire_problems)
+        if acting:
+            await self._supersede(agency, header, result)
+        return result
+
+    async def _check_targets(self, agency: str, header: Header) -> None:
+        problems: list[FieldViolation] = []
+        for index, target in enumerate(header.response_for):
+            try:
+                parse_document_id(target)
+            except ValueError:
+                continue  # reported by the submission's own validation
+            versions = await self._store.versions(target)
+            if not any(v.sender == agency for v in versions):
+                problems.append(
+                    FieldViolation(
+                        f"header.response_for[{index}]",
+                        f"{target} is not a document you sent: an update or replacement acts "
+                        "on the sender's own documents",
+                    )
+                )
+        if problems:
+            raise ValidationError("nothing to update or replace", problems)
+
+    async def _supersede(self, agency: str, header: Header, result: SubmitResult) -> None:
+        new_uuid = result.receipt.document_uuid
+        new_id = result.receipt.document_id
+        addressed = {r.effective_recipient for r in result.receipt.routes}
+        for target in dict.fromkeys(header.response_for):
+            previous = [
+                v
+                for v in await self._store.versions(target)
+                if v.document_uuid != new_uuid
+                and v.sender == agency
+                and v.submitted_at <= result.receipt.accepted_at
+            ]
+            if not previous:
+                continue
+            latest = previous[-1]
+            track = await self._exchange.track(
+                agency, document_uuid=latest.document_uuid, document_id=None
+            )
+            copies = [r.effective_recipient for r in track.recipients]
+            superseded = [code for code in copies if code in addressed]
+            recalls: list[tuple[str, list[str]]] = []
+            if header.business_type is BusinessType.UPDATE:
+                removed = [code for code in copies if code not in addressed]
+                recalls.append((UPDATED_REASON.format(document_id=new_id), superseded))
+                recalls.append((REMOVED_REASON.format(document_id=new_id), removed))
+            else:
+                recalls.append((REPLACED_REASON.format(document_id=new_id), superseded))
+            for reason, recipients in recalls:
+                if not recipients:
+                    continue  # an empty list would mean every copy
+                outcomes = await self._store.request_recall(
+                    latest.document_uuid, agency, reason, recipients, self._clock()
+                )
+                log.info(
+                    "document_superseded",
+                    document_uuid=latest.document_uuid,
+                    by=new_uuid,
+                    business_type=int(header.business_type),
+                    recipients=len(outcomes or ()),
+                )
+
+    async def report_status(
+        self,
+        agency: str,
+        delivery_id: str,
+        report: StatusReport,
+        *,
+        wire_problems: Sequence[FieldViolation] = (),
+    ) -> StatusOutcome:
+        """`wire_problems` are what the transport could not parse (reported with the rest)."""
+        now = self._clock()
+        problems = [*wire_problems, *report_problems(report, now=now)]
+        try:
+            uuid.UUID(delivery_id)
+        except ValueError:
+            problems.insert(0, FieldViolation("delivery_id", "must be a UUID"))
+        if problems:
+            raise ValidationError("invalid status report", problems)
+        outcome = await self._store.record_status(
+            delivery_id, StatusEntry(report, reported_by=agency, recorded_at=now)
+        )
+        if outcome is None:
+            raise NotFoundError(f"no delivery {delivery_id} for {agency}")
+        if not outcome.already_recorded:
+            log.info(
+                "status_recorded", delivery_id=delivery_id, code=report.code.value, agency=agency
+            )
+        return outcome
+
+    async def recall(
+        self, agency: str, document_uuid: str, reason: str, recipients: Sequence[str]
+    ) -> list[RecallOutcome]:
+        problems: list[FieldViolation] = []
+        try:
+            uuid.UUID(document_uuid)
+        except ValueError:
+            problems.append(FieldViolation("document_uuid", "must be a UUID"))
+        reason = nfc(reason)
+        if not reason.strip():
+            problems.append(FieldViolation("reason", "a recall states its reason"))
+        elif len(reason) > MAX_DESCRIPTION:
+            problems.append(FieldViolation("reason", f"at most {MAX_DESCRIPTION} characters"))
+        seen: set[str] = set()
+        for index, code in enumerate(recipients):
+            if code in seen:
+                problems.append(FieldViolation(f"recipients[{index}]", "listed twice"))
+            seen.add(code)
+        if problems:
+            raise ValidationError("invalid recall", problems)
+        missing = NotFoundError("no such document among those you sent")
+        track = await self._exchange.track(agency, document_uuid=document_uuid, document_id=None)
+        if track.header.sender != agency:
+            raise missing
+        copies = {r.effective_recipient for r in track.recipients}
+        strangers = [
+            FieldViolation(f"recipients[{i}]", f"{code} is not a recipient of this document")
+            for i, code in enumerate(recipients)
+            if code not in copies
+        ]
+        if strangers:
+            raise ValidationError("invalid recall", strangers)
+        outcomes = await self._store.request_recall(
+            document_uuid, agency, reason, recipients, self._clock()
+        )
+        if outcomes is None:  # pragma: no cover - tracked above as the sender's
+            raise missing
+        log.info(
+            "recall_requested",
+            document_uuid=document_uuid,
+            recipients=len(outcomes),
+            pending=sum(1 for o in outcomes if not o.already_requested),
+        )
+        return outcomes
+
+    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
+        return await self._store.begin_notice(notice_id, agency)
+
+    async def acknowledge_notice(self, agency: str, notice_id: str) -> Acknowledgement:
+        _require_uuid("notice_id", notice_id)
+        result = await self._store.acknowledge_notice(notice_id, agency, self._clock())
+        if result is None:
+            raise NotFoundError(f"no notice {notice_id} for {agency}")
+        return result
+
+    async def list_pending(
+        self, agency: str, page_size: int, page_token: str
+    ) -> tuple[list[PendingEntry], str]:
+        """A page of the agency's unacknowledged items and the token of the next ("" if none)."""
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise ValidationError(
+                "invalid page size", [FieldViolation("page_size", f"0 to {MAX_PAGE_SIZE}")]
+            )
+        limit = page_size or DEFAULT_PAGE_SIZE
+        after = decode_page_token(page_token) if page_token else None
+        items = await self._store.pending(agency, after, limit + 1)
+        if len(items) <= limit:
+            return items, ""
+        last = items[limit - 1]
+        return items[:limit], encode_page_token(PageCursor(last.created_at, last.item_id))
+
+    async def fetch_delivery(self, agency: str, delivery_id: str) -> PushItem:
+        """Pull mode's fetch: the same bookkeeping as a push."""
+        _require_uuid("delivery_id", delivery_id)
+        item = await self._exchange.begin_push(delivery_id, agency)
+        if item is None:
+            raise NotFoundError(
+                f"no pending delivery {delivery_id} for {agency} (acknowledged or withdrawn?)"
+            )
+        return item
+
+    async def fetch_notice(self, agency: str, notice_id: str) -> NoticeItem:
+        _require_uuid("notice_id", notice_id)
+        item = await self._store.begin_notice(notice_id, agency)
+        if item is None:
+            raise NotFoundError(f"no pending notice {notice_id} for {agency} (acknowledged?)")
+        return item
+
+    async def links(
+        self, agency: str, track: DocumentTrack
+    ) -> tuple[list[DocumentLink], list[DocumentLink]]:
+        """(in_reply_to, replies) of a document `track` shows the caller (already authorised)."""
+        return await self._store.links(track.document_uuid, agency)
+
+    async def lifecycles(self, track: DocumentTrack) -> dict[str, DeliveryLifecycle]:
+        """Statuses and recalls of the copies `track` shows (already authorised)."""
+        every = await self._store.lifecycles(track.document_uuid)
+        shown = {r.delivery_id for r in track.recipients}
+        return {key: value for key, value in every.items() if key in shown}

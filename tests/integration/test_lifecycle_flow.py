@@ -1,0 +1,379 @@
+"""Statuses, recalls and pull mode on real Postgres and RabbitMQ, over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+
+import grpc
+import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+
+from docaxis_client.client import AgencyClient
+from services.common.grpc_errors import ErrorDetails, error_details
+from tests.conftest import make_header
+
+pytestmark = pytest.mark.integration
+
+Register = Callable[..., Awaitable[list[str]]]
+Stream = grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]
+
+
+async def next_item(stream: Stream, within: float = 15) -> pb.ReceiveResponse:
+    async with asyncio.timeout(within):
+        response = await stream.read()
+    assert response is not grpc.aio.EOF, "the stream ended"
+    assert isinstance(response, pb.ReceiveResponse)
+    return response
+
+
+async def nothing_more(stream: Stream, within: float = 1.0) -> None:
+    """Asserts nothing arrives within `within` seconds (a bounded negative check)."""
+    try:
+        async with asyncio.timeout(within):
+            response = await stream.read()
+    except TimeoutError:
+        return
+    pytest.fail(f"unexpected item: {response}")
+
+
+async def next_status(stream: Stream, client: AgencyClient) -> pb.StatusNotice:
+    """The next item, which must be a status notice; acknowledges it."""
+    item = await next_item(stream)
+    assert item.WhichOneof("item") == "status", item
+    await client.acknowledge_notice(item.status.notice_id)
+    return item.status
+
+
+async def send_and_receive(
+    clients: dict[str, AgencyClient], sender: str, recipients: list[str]
+) -> tuple[str, dict[str, str]]:
+    """Submits a document; each recipient takes it from its stream and acknowledges it.
+    Returns the document uuid and the delivery ids by recipient."""
+    streams = {code: clients[code].receive() for code in recipients}
+    receipt = (
+        await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, recipients))
+    ).receipt
+    copies: dict[str, str] = {}
+    for code, stream in streams.items():
+        item = await next_item(stream)
+        assert item.delivery.document_uuid == receipt.document_uuid
+        await clients[code].acknowledge(item.delivery.delivery_id)
+        copies[code] = item.delivery.delivery_id
+        stream.cancel()
+    return receipt.document_uuid, copies
+
+
+def minutes_ago(minutes: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)
+
+
+async def test_every_status_code_reaches_the_sender_and_tracks_in_timestamp_order(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """01 on acknowledgement, then 03, 04, 05, 06 (a late 03 stamped before the 05): each is
+    pushed to the sender's stream once, and Track lists them by their own timestamps."""
+    sender, recipient = await register_agencies(2)
+    inbox = clients[sender].receive()
+    document_uuid, copies = await send_and_receive(clients, sender, [recipient])
+    delivery_id = copies[recipient]
+    arrived = await next_status(inbox, clients[sender])
+    assert (arrived.recipient, arrived.delivery_id, arrived.document_uuid) == (
+        recipient,
+        delivery_id,
+        document_uuid,
+    )
+    assert arrived.status.code == pb.STATUS_CODE_ARRIVED
+    assert arrived.status.reported_by == recipient
+    dms = clients[recipient]
+    staff = pb.StaffInfo(department="Văn thư", staff="Nguyễn Văn A")
+    # Stamped after the acknowledgement (the DMS's clock may run up to 5 minutes ahead).
+    base = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    reports = [
+        (pb.STATUS_CODE_PROCESSING, 3, "s-05"),
+        (pb.STATUS_CODE_ACCEPTED, 1, "s-03"),  # arrives late, happened earlier
+        (pb.STATUS_CODE_ASSIGNED, 2, "s-04"),
+        (pb.STATUS_CODE_COMPLETED, 4, "s-06"),
+    ]
+    for code, seconds, status_id in reports:
+        response = await dms.report_status(
+            delivery_id,
+            code,
+            status_id=status_id,
+            occurred_at=base + dt.timedelta(seconds=seconds),
+            description="Đã xử lý",
+            staff=staff,
+        )
+        assert not response.already_recorded
+        notice = await next_status(inbox, clients[sender])
+        assert (notice.status.code, notice.status.status_id) == (code, status_id)
+        assert notice.status.staff.staff == "Nguyễn Văn A"
+    repeated = await dms.report_status(
+        delivery_id,
+        pb.STATUS_CODE_ACCEPTED,
+        status_id="s-03-retry",
+        occurred_at=base + dt.timedelta(seconds=1),
+    )
+    assert repeated.already_recorded
+    await nothing_more(inbox)
+    inbox.cancel()
+    reopened = clients[sender].receive()
+    await nothing_more(reopened)  # every notice was acknowledged: none comes again
+    reopened.cancel()
+    track = await clients[sender].track(document_uuid)
+    (copy,) = track.recipients
+    assert [s.code for s in copy.statuses] == [
+        pb.STATUS_CODE_ARRIVED,
+        pb.STATUS_CODE_ACCEPTED,
+        pb.STATUS_CODE_ASSIGNED,
+        pb.STATUS_CODE_PROCESSING,
+        pb.STATUS_CODE_COMPLETED,
+    ]
+    assert [s.status_id for s in copy.statuses][1:] == ["s-03", "s-04", "s-05", "s-06"]
+    assert copy.statuses[0].occurred_at == copy.acknowledged_at
+    assert all(s.HasField("recorded_at") for s in copy.statuses)
+    mine = await dms.track(document_uuid)
+    assert [s.status_id for s in mine.recipients[0].statuses] == [
+        s.status_id for s in copy.statuses
+    ]
+
+
+async def test_illegal_and_unauthorised_statuses_are_refused(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """06 before 03, anything after 02, a status before receipt or on another's copy, a 02
+    without its reason, and a 15 with no recall pending."""
+    sender, recipient, other, late = await register_agencies(4)
+    document_uuid, copies = await send_and_receive(clients, sender, [recipient, other])
+    dms = clients[recipient]
+
+    async def refused(
+        client: AgencyClient, delivery_id: str, code: pb.StatusCode.ValueType
+    ) -> ErrorDetails:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await client.report_status(
+                delivery_id,
+                code,
+                status_id=str(uuid.uuid4()),
+                occurred_at=minutes_ago(1),
+            )
+        return error_details(failure.value)
+
+    details = await refused(dms, copies[recipient], pb.STATUS_CODE_COMPLETED)
+    assert (details.code, details.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "ILLEGAL_TRANSITION",
+    )
+    details = await refused(dms, copies[recipient], pb.STATUS_CODE_RECALL_AGREED)
+    assert details.reason == "ILLEGAL_TRANSITION"
+    details = await refused(dms, copies[recipient], pb.STATUS_CODE_REJECTED)
+    assert details.reason == "VALIDATION"
+    assert [v.field for v in details.violations] == ["description"]
+    details = await refused(dms, copies[other], pb.STATUS_CODE_ACCEPTED)
+    assert details.code is grpc.StatusCode.NOT_FOUND
+    rejected = await dms.report_status(
+        copies[recipient],
+        pb.STATUS_CODE_REJECTED,
+        status_id="reject-1",
+        occurred_at=minutes_ago(2),
+        description="Sai thể thức, đề nghị gửi lại",
+    )
+    assert rejected.status.description == "Sai thể thức, đề nghị gửi lại"
+    for code in (pb.STATUS_CODE_ACCEPTED, pb.STATUS_CODE_PROCESSING):
+        details = await refused(dms, copies[recipient], code)
+        assert details.reason == "ILLEGAL_TRANSITION"
+    # A copy not yet received (acknowledged) takes no status.
+    receipt = (
+        await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [late]))
+    ).receipt
+    details = await refused(clients[late], receipt.routes[0].delivery_id, pb.STATUS_CODE_ACCEPTED)
+    assert details.reason == "ILLEGAL_TRANSITION"
+    track = await clients[sender].track(document_uuid)
+    by_code = {r.effective_recipient: [s.code for s in r.statuses] for r in track.recipients}
+    assert by_code == {
+        recipient: [pb.STATUS_CODE_REJECTED, pb.STATUS_CODE_ARRIVED],
+        other: [pb.STATUS_CODE_ARRIVED],
+    }
+
+
+async def test_a_recall_agreed_by_one_refused_by_another_and_withheld_from_the_offline_one(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """Two recipients that received the document are asked and answer 15 and 16; the third,
+    offline, never gets the document; the sender sees both answers and Track shows all three."""
+    sender, agrees, refuses, offline = await register_agencies(4)
+    inbox = clients[sender].receive()
+    receipt = (
+        await clients[sender].submit(
+            f"c-{uuid.uuid4()}", make_header(sender, [agrees, refuses, offline])
+        )
+    ).receipt
+    document_uuid = receipt.document_uuid
+    copies = {r.effective_recipient: r.delivery_id for r in receipt.routes}
+    streams = {code: clients[code].receive() for code in (agrees, refuses)}
+    for code, stream in streams.items():
+        item = await next_item(stream)
+        await clients[code].acknowledge(item.delivery.delivery_id)
+    for _ in range(2):
+        assert (await next_status(inbox, clients[sender])).status.code == pb.STATUS_CODE_ARRIVED
+
+    recalled = await clients[sender].recall(document_uuid, "Thu hồi văn bản điện tử")
+    states = {o.recipient: o.state for o in recalled.recipients}
+    assert states == {
+        agrees: pb.RECALL_STATE_PENDING,
+        refuses: pb.RECALL_STATE_PENDING,
+        offline: pb.RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT,
+    }
+    track = await clients[sender].track(document_uuid)
+    assert {r.effective_recipient: r.state for r in track.recipients}[
+        offline
+    ] == pb.DELIVERY_STATE_WITHDRAWN
+
+    answers = {agrees: pb.STATUS_CODE_RECALL_AGREED, refuses: pb.STATUS_CODE_RECALL_REFUSED}
+    for code, stream in streams.items():
+        item = await next_item(stream)
+        assert item.WhichOneof("item") == "recall", item
+        assert (item.recall.delivery_id, item.recall.reason) == (
+            copies[code],
+            "Thu hồi văn bản điện tử",
+        )
+        await clients[code].acknowledge_notice(item.recall.notice_id)
+        await clients[code].report_status(
+            copies[code], answers[code], status_id=f"answer-{code}", occurred_at=minutes_ago(0)
+        )
+        stream.cancel()
+    told = {(await next_status(inbox, clients[sender])).status.code for _ in range(2)}
+    assert told == {pb.STATUS_CODE_RECALL_AGREED, pb.STATUS_CODE_RECALL_REFUSED}
+    inbox.cancel()
+
+    late = clients[offline].receive()
+    await nothing_more(late, within=1.5)  # the queued copy is skipped: it was withdrawn
+    late.cancel()
+    track = await clients[sender].track(document_uuid)
+    view = {r.effective_recipient: r for r in track.recipients}
+    assert (view[agrees].recall_state, view[agrees].state) == (
+        pb.RECALL_STATE_AGREED,
+        pb.DELIVERY_STATE_WITHDRAWN,
+    )
+    assert (view[refuses].recall_state, view[refuses].state) == (
+        pb.RECALL_STATE_REFUSED,
+        pb.DELIVERY_STATE_ACKNOWLEDGED,
+    )
+    assert view[offline].recall_state == pb.RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT
+    assert view[offline].push_count == 0
+    assert view[agrees].recall_reason == "Thu hồi văn bản điện tử"
+    assert view[agrees].HasField("recall_answered_at")
+    assert pb.STATUS_CODE_RECALL_REQUESTED in [s.code for s in view[agrees].statuses]
+    # The recalled copy takes no more statuses; the refused one does.
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await clients[agrees].report_status(
+            copies[agrees], pb.STATUS_CODE_ACCEPTED, status_id="after", occurred_at=minutes_ago(0)
+        )
+    assert error_details(failure.value).reason == "ILLEGAL_TRANSITION"
+    await clients[refuses].report_status(
+        copies[refuses], pb.STATUS_CODE_ACCEPTED, status_id="after", occurred_at=minutes_ago(0)
+    )
+    # Only the sender recalls.
+    with pytest.raises(grpc.aio.AioRpcError) as not_sender:
+        await clients[refuses].recall(document_uuid, "Thu hồi")
+    assert error_details(not_sender.value).code is grpc.StatusCode.NOT_FOUND
+
+
+async def test_pull_mode_pages_under_concurrent_acknowledgements_and_nothing_is_pushed_again(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """A DMS without a stream lists its documents a page at a time while acknowledging the
+    previous page concurrently: it sees each exactly once, and a stream opened afterwards gets
+    none of them. The sender pulls the 01 notices the same way."""
+    sender, recipient = await register_agencies(2)
+    count = 23
+    sent = set()
+    for _ in range(count):
+        receipt = (
+            await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+        ).receipt
+        sent.add(receipt.routes[0].delivery_id)
+    dms = clients[recipient]
+    seen: list[str] = []
+    acks: list[asyncio.Task[pb.AcknowledgeResponse]] = []
+    token = ""
+    pages = 0
+    async with asyncio.timeout(60):
+        while True:
+            page = await dms.list_pending(page_size=4, page_token=token)
+            pages += 1
+            for item in page.items:
+                assert item.kind == pb.ITEM_KIND_DELIVERY
+                fetched = await dms.fetch(item)
+                assert fetched.delivery.delivery_id == item.delivery_id
+                seen.append(item.delivery_id)
+            # Acknowledge this page, many at once, while the next page is being listed.
+            acks.extend(
+                asyncio.create_task(dms.acknowledge_item(item))
+                for item in page.items
+                for _ in range(3)  # the same item three times: idempotent
+            )
+            token = page.next_page_token
+            if not token:
+                break
+        results = await asyncio.gather(*acks)
+    assert pages == (count + 3) // 4
+    assert sorted(seen) == sorted(sent)
+    assert sum(not r.already_acknowledged for r in results) == count
+    assert (await dms.list_pending()).items == []
+    stream = dms.receive()
+    await nothing_more(stream, within=1.5)
+    stream.cancel()
+
+    # The sender's 01 notices, pulled and acknowledged concurrently.
+    notices: list[pb.PendingItem] = []
+    token = ""
+    while True:
+        page = await clients[sender].list_pending(page_size=10, page_token=token)
+        notices.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(notices) == count
+    assert {n.kind for n in notices} == {pb.ITEM_KIND_STATUS}
+    first = await clients[sender].fetch(notices[0])
+    assert first.status.status.code == pb.STATUS_CODE_ARRIVED
+    await asyncio.gather(*(clients[sender].acknowledge_item(n) for n in notices))
+    assert (await clients[sender].list_pending()).items == []
+    inbox = clients[sender].receive()
+    await nothing_more(inbox, within=1.5)
+    inbox.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as bad_token:
+        await dms.list_pending(page_token="not-a-token")
+    assert error_details(bad_token.value).reason == "VALIDATION"
+
+
+async def test_an_item_acknowledged_on_the_stream_is_not_listed_and_vice_versa(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    sender, recipient = await register_agencies(2)
+    dms = clients[recipient]
+    first = (
+        (await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient])))
+        .receipt.routes[0]
+        .delivery_id
+    )
+    stream = dms.receive()
+    item = await next_item(stream)
+    assert item.delivery.delivery_id == first
+    await dms.acknowledge(first)
+    assert (await dms.list_pending()).items == []
+    stream.cancel()
+    second = (
+        (await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient])))
+        .receipt.routes[0]
+        .delivery_id
+    )
+    (listed,) = (await dms.list_pending()).items
+    assert listed.delivery_id == second
+    await dms.acknowledge_item(listed)
+    reopened = dms.receive()
+    await nothing_more(reopened, within=1.5)
+    reopened.cancel()

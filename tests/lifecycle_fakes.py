@@ -1,0 +1,343 @@
+"""An in-memory `LifecycleStore`, faithful to PostgresLifecycleStore, over a FakeDocumentStore's
+documents, deliveries, outbox and ledger (the tables both adapters share).
+
+tests/integration/contract/test_lifecycle_store_contract.py runs the same tests against both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from docaxis.exchange.v1 import events_pb2
+
+from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.statuses import (
+    RECALL_STATUS_ID,
+    RecallState,
+    StatusCode,
+    StatusEntry,
+    StatusReport,
+    admit,
+    ordered,
+)
+from services.exchange.service_layer.lifecycle_ports import (
+    DeliveryLifecycle,
+    DocumentLink,
+    ItemKind,
+    NoticeItem,
+    PageCursor,
+    PendingEntry,
+    RecallNoticeItem,
+    RecallOutcome,
+    StatusNoticeItem,
+    StatusOutcome,
+)
+from services.exchange.service_layer.ports import Acknowledgement, LedgerEvent
+from tests.fakes import FakeDelivery, FakeDocument, FakeDocumentStore, OutboxMessage
+
+NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
+_PENDING_STATES = (DeliveryState.ACCEPTED, DeliveryState.QUEUED, DeliveryState.PUSHED)
+
+
+@dataclass(slots=True)
+class FakeNotice:
+    id: str
+    agency: str
+    kind: ItemKind
+    delivery_id: str
+    status: StatusEntry | None
+    created_at: dt.datetime
+    pushed_at: dt.datetime | None = None
+    push_count: int = 0
+    acknowledged_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class FakeRecall:
+    state: RecallState
+    reason: str
+    requested_at: dt.datetime
+    answered_at: dt.datetime | None = None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class FakeLifecycleStore:
+    documents: FakeDocumentStore
+    # exchange.delivery_status, by delivery id, in insertion order.
+    statuses: dict[str, list[StatusEntry]] = field(default_factory=dict)
+    notices: dict[str, FakeNotice] = field(default_factory=dict)
+    # The recall columns of exchange.delivery, by delivery id.
+    recalls: dict[str, FakeRecall] = field(default_factory=dict)
+
+    def _delivery(self, delivery_id: str) -> FakeDelivery | None:
+        return self.documents.deliveries.get(str(uuid.UUID(delivery_id)))
+
+    def _notice(
+        self,
+        *,
+        agency: str,
+        kind: ItemKind,
+        delivery_id: str,
+        status: StatusEntry | None,
+        now: dt.datetime,
+    ) -> str:
+        notice_id = str(uuid.uuid4())
+        self.notices[notice_id] = FakeNotice(notice_id, agency, kind, delivery_id, status, now)
+        self.documents.outbox.append(
+            OutboxMessage(
+                routing_key=agency,
+                message_id=notice_id,
+                message_type=NOTICE_MESSAGE_TYPE,
+                payload=events_pb2.NoticeQueued(
+                    notice_id=notice_id, agency=agency
+                ).SerializeToString(),
+                delivery_id="",
+            )
+        )
+        return notice_id
+
+    async def record_status(self, delivery_id: str, entry: StatusEntry) -> StatusOutcome | None:
+        delivery = self._delivery(delivery_id)
+        if delivery is None or delivery.recipient != entry.reported_by:
+            return None
+        history = self.statuses.get(delivery.id, [])
+        recall = self.recalls.get(delivery.id)
+        duplicate = admit(
+            history,
+            entry,
+            received=delivery.acknowledged_at is not None,
+            withdrawn=delivery.state is DeliveryState.WITHDRAWN,
+            recall=recall.state if recall else None,
+        )
+        if duplicate is not None:
+            return StatusOutcome(duplicate, already_recorded=True)
+        # Every check passed: commit.
+        self.statuses.setdefault(delivery.id, []).append(entry)
+        if recall is not None and entry.code in (
+            StatusCode.RECALL_AGREED,
+            StatusCode.RECALL_REFUSED,
+        ):
+            agreed = entry.code is StatusCode.RECALL_AGREED
+            recall.state = RecallState.AGREED if agreed else RecallState.REFUSED
+            recall.answered_at = entry.recorded_at
+            if agreed:
+                delivery.state = DeliveryState.WITHDRAWN
+        document = self.documents.documents[delivery.document_uuid]
+        notice_id = self._notice(
+            agency=document.sender,
+            kind=ItemKind.STATUS,
+            delivery_id=delivery.id,
+            status=entry,
+            now=entry.recorded_at,
+        )
+        self.documents.ledger.append(
+            LedgerEvent(
+                entry_type="status",
+                doc_uuid=document.uuid,
+                document_id=document.document_id,
+                occurred_at=entry.recorded_at,
+                from_agency=delivery.recipient,
+                to_agency=document.sender,
+                data={
+                    "delivery": delivery_id,
+                    "code": entry.code.value,
+                    "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
+                    "status_id_sha256": _sha256(entry.report.status_id),
+                    "notice": notice_id,
+                },
+            )
+        )
+        return StatusOutcome(entry, already_recorded=False)
+
+    async def request_recall(
+        self,
+        document_uuid: str,
+        sender: str,
+        reason: str,
+        recipients: Sequence[str],
+        now: dt.datetime,
+    ) -> list[RecallOutcome] | None:
+        document = self.documents.documents.get(str(uuid.UUID(document_uuid)))
+        if document is None or document.sender != sender:
+            return None
+        outcomes: list[RecallOutcome] = []
+        wanted = set(recipients)
+        for delivery in self.documents._deliveries_of(document.uuid):
+            if wanted and delivery.recipient not in wanted:
+                continue
+            existing = self.recalls.get(delivery.id)
+            if existing is not None:
+                outcomes.append(
+                    RecallOutcome(
+                        delivery.recipient, delivery.id, existing.state, already_requested=True
+                    )
+                )
+                continue
+            received = delivery.acknowledged_at is not None
+            state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
+            self.recalls[delivery.id] = FakeRecall(state, reason, now)
+            data: dict[str, str] = {"delivery": delivery.id, "reason_sha256": _sha256(reason)}
+            if received:
+                self.statuses.setdefault(delivery.id, []).append(
+                    StatusEntry(
+                        StatusReport(RECALL_STATUS_ID, StatusCode.RECALL_REQUESTED, now, reason),
+                        reported_by=sender,
+                        recorded_at=now,
+                    )
+                )
+                data["notice"] = self._notice(
+                    agency=delivery.recipient,
+                    kind=ItemKind.RECALL,
+                    delivery_id=delivery.id,
+                    status=None,
+                    now=now,
+                )
+            else:
+                delivery.state = DeliveryState.WITHDRAWN
+            data["event"] = "requested" if received else "withdrawn_before_receipt"
+            self.documents.ledger.append(
+                LedgerEvent(
+                    entry_type="revoke",
+                    doc_uuid=document_uuid,
+                    document_id=document.document_id,
+                    occurred_at=now,
+                    from_agency=sender,
+                    to_agency=delivery.recipient,
+                    data=data,
+                )
+            )
+            outcomes.append(
+                RecallOutcome(delivery.recipient, delivery.id, state, already_requested=False)
+            )
+        return outcomes
+
+    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
+        notice = self.notices.get(str(uuid.UUID(notice_id)))
+        if notice is None or notice.agency != agency or notice.acknowledged_at is not None:
+            return None
+        notice.push_count += 1
+        notice.pushed_at = notice.pushed_at or self.documents.clock()
+        delivery = self.documents.deliveries[notice.delivery_id]
+        document = self.documents.documents[delivery.document_uuid]
+        if notice.kind is ItemKind.RECALL:
+            recall = self.recalls[delivery.id]
+            return RecallNoticeItem(
+                notice_id=notice.id,
+                document_uuid=document.uuid,
+                document_id=document.document_id,
+                delivery_id=delivery.id,
+                sender=document.sender,
+                reason=recall.reason,
+                requested_at=recall.requested_at,
+            )
+        assert notice.status is not None
+        return StatusNoticeItem(
+            notice_id=notice.id,
+            document_uuid=document.uuid,
+            document_id=document.document_id,
+            delivery_id=delivery.id,
+            recipient=delivery.recipient,
+            entry=notice.status,
+        )
+
+    async def acknowledge_notice(
+        self, notice_id: str, agency: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        notice = self.notices.get(str(uuid.UUID(notice_id)))
+        if notice is None or notice.agency != agency:
+            return None
+        if notice.acknowledged_at is not None:
+            return Acknowledgement(notice.acknowledged_at, already_acknowledged=True)
+        notice.acknowledged_at = now
+        notice.pushed_at = notice.pushed_at or now
+        return Acknowledgement(now, already_acknowledged=False)
+
+    async def pending(
+        self, agency: str, after: PageCursor | None, limit: int
+    ) -> list[PendingEntry]:
+        items = [
+            PendingEntry(ItemKind.DELIVERY, d.id, d.document_uuid, d.accepted_at)
+            for d in self.documents.deliveries.values()
+            if d.recipient == agency and d.state in _PENDING_STATES
+        ]
+        items.extend(
+            PendingEntry(
+                n.kind,
+                n.id,
+                self.documents.deliveries[n.delivery_id].document_uuid,
+                n.created_at,
+            )
+            for n in self.notices.values()
+            if n.agency == agency and n.acknowledged_at is None
+        )
+        # Postgres orders uuids by their bytes: the order of their lowercase hex text.
+        items.sort(key=lambda i: (i.created_at, i.item_id))
+        if after is not None:
+            items = [
+                i for i in items if (i.created_at, i.item_id) > (after.created_at, after.item_id)
+            ]
+        return items[:limit]
+
+    async def lifecycles(self, document_uuid: str) -> dict[str, DeliveryLifecycle]:
+        result: dict[str, DeliveryLifecycle] = {}
+        for delivery in self.documents._deliveries_of(str(uuid.UUID(document_uuid))):
+            recall = self.recalls.get(delivery.id)
+            result[delivery.id] = DeliveryLifecycle(
+                delivery_id=delivery.id,
+                statuses=tuple(ordered(self.statuses.get(delivery.id, []))),
+                recall=recall.state if recall else None,
+                recall_reason=recall.reason if recall else "",
+                recall_requested_at=recall.requested_at if recall else None,
+                recall_answered_at=recall.answered_at if recall else None,
+            )
+        return result
+
+    def _link(self, document: FakeDocument) -> DocumentLink:
+        return DocumentLink(
+            document.uuid,
+            document.document_id,
+            document.sender,
+            document.business_type,
+            document.submitted_at,
+        )
+
+    def _by_time(self, documents: list[FakeDocument]) -> list[DocumentLink]:
+        return [self._link(d) for d in sorted(documents, key=lambda d: (d.submitted_at, d.uuid))]
+
+    def _visible(self, document: FakeDocument, agency: str) -> bool:
+        return document.sender == agency or any(
+            d.recipient == agency for d in self.documents._deliveries_of(document.uuid)
+        )
+
+    async def links(
+        self, document_uuid: str, agency: str
+    ) -> tuple[list[DocumentLink], list[DocumentLink]]:
+        document = self.documents.documents.get(str(uuid.UUID(document_uuid)))
+        if document is None:
+            return [], []
+        others = [
+            d
+            for d in self.documents.documents.values()
+            if d.uuid != document.uuid and self._visible(d, agency)
+        ]
+        answered = [d for d in others if d.document_id in document.header.response_for]
+        replies = [d for d in others if document.document_id in d.header.response_for]
+        return self._by_time(answered), self._by_time(replies)
+
+    async def versions(self, document_id: str) -> list[DocumentLink]:
+        return self._by_time(
+            [
+                d
+                for d in self.documents.documents.values()
+                if d.document_id == document_id
+                or (d.business_type is BusinessType.UPDATE and document_id in d.header.response_for)
+            ]
+        )
