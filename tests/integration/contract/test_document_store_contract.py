@@ -485,6 +485,30 @@ class DocumentStoreContract:
         assert await store.acknowledge(delivery_id, sender, ACCEPTED_AT) is None
         assert await store.acknowledge(str(uuid.uuid4()), recipient, ACCEPTED_AT) is None
 
+    async def test_a_delivery_record_shows_the_copy_and_keeps_the_first_receipt(
+        self, store: DocumentStore
+    ) -> None:
+        """delivery() describes one copy; the first transport receipt saved is the one kept."""
+        sender, recipient = unique("S"), unique("R")
+        sent = await send(store, a_submission(sender, [recipient]))
+        delivery_id = sent.receipt.routes[0].delivery_id
+        assert await store.delivery(str(uuid.uuid4())) is None
+        record = await store.delivery(delivery_id)
+        assert record is not None
+        assert (record.document_uuid, record.sender, record.recipient) == (
+            sent.receipt.document_uuid,
+            sender,
+            recipient,
+        )
+        assert (record.acknowledged_at, record.transport_receipt) == (None, None)
+        now = ACCEPTED_AT + dt.timedelta(minutes=1)
+        await store.acknowledge(delivery_id, recipient, now)
+        assert await store.save_transport_receipt(delivery_id, b'{"first":1}') == b'{"first":1}'
+        assert await store.save_transport_receipt(delivery_id, b'{"second":2}') == b'{"first":1}'
+        after = await store.delivery(delivery_id)
+        assert after is not None
+        assert (after.acknowledged_at, after.transport_receipt) == (now, b'{"first":1}')
+
     async def test_a_delivery_id_that_is_not_a_uuid_is_a_value_error(
         self, store: DocumentStore
     ) -> None:
