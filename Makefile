@@ -93,7 +93,9 @@ services-down:
 run: $(STAMP) services-up
 	$(BIN)/docaxis pki dev-setup --dir .local/dev/pki
 	test -f .local/dev/ledger.key || $(BIN)/docaxis ledger keygen --out .local/dev/ledger.key
-	set -a && source deploy/local/dev.env && set +a && exec $(BIN)/docaxis run --seed-demo
+	set -a && source deploy/local/dev.env && set +a && \
+		{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
+		  $(BIN)/docaxis run --seed-demo; }
 
 demo: $(STAMP)
 	$(BIN)/docaxis demo --pki .local/dev/pki

@@ -26,6 +26,7 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from google.protobuf import timestamp_pb2
 
@@ -121,6 +122,8 @@ class AgencyClient:
         self.directory = dpb_grpc.DirectoryServiceStub(self._channel)
         # Checkpoints, receipts and proofs for this agency's documents.
         self.ledger = lpb_grpc.LedgerServiceStub(self._channel)
+        # Overdue copies and monthly statistics of this agency.
+        self.reports = rpb_grpc.ReportServiceStub(self._channel)
 
     @classmethod
     def connect(

@@ -1,6 +1,8 @@
 """`make demo`: one agency sends a signed document with a 5 MB attachment to three others; two
 receive and acknowledge at once, the third is offline and receives it after reconnecting. Each
 recipient verifies both signatures itself; the sender verifies every transport receipt offline.
+Then business statuses flow back to the sender, and it recalls the document from two recipients:
+one agrees, one refuses (docaxis_client/demo_lifecycle.py).
 
 Everything runs over mutual TLS with certificates of the demo PKI (`docaxis pki dev-setup`, which
 `make run` calls): the official signs with Ed25519, the sending agency with RSA (PKCS#1 v1.5, as

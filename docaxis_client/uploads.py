@@ -87,10 +87,14 @@ class ResumableUploader:
                     status.upload_id, status.committed_size, source(status.committed_size)
                 )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE or failures >= self._attempts:
+                # FAILED_PRECONDITION: the server committed a chunk we took for lost (it was in
+                # flight when the link broke), so our offset is stale. Ask again and go on.
+                resync = exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+                if (exc.code() not in RETRYABLE and not resync) or failures >= self._attempts:
                     raise
                 failures += 1
-                await asyncio.sleep(self._retry_delay_s * failures)
+                if not resync:
+                    await asyncio.sleep(self._retry_delay_s * failures)
                 status = await self._retrying(functools.partial(self.status, status.upload_id))
                 continue
             if response.upload.committed_size > status.committed_size:

@@ -18,6 +18,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
+from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from grpc_health.v1 import health
 
@@ -33,12 +34,15 @@ from services.directory.service_layer.revocation import RevocationHandlers
 from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox, RabbitPublisher
 from services.exchange.entrypoints import grpc_api as exchange_api
+from services.exchange.entrypoints import report_api
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
+from services.exchange.service_layer.reports import ReportHandlers
 from services.ledger.adapters.postgres import (
     READER_ROLE,
     SEQUENCER_ROLE,
@@ -185,6 +189,13 @@ async def serve(
                 )
             )
             names.append(exchange_api.SERVICE_NAME)
+            report_servicer = report_api.ReportServicer(
+                ReportHandlers(PostgresReportStore(pool)), callers
+            )
+            registrations.append(
+                lambda server: rpb_grpc.add_ReportServiceServicer_to_server(report_servicer, server)
+            )
+            names.append(report_api.SERVICE_NAME)
             publisher = RabbitPublisher(connection)
             stack.push_async_callback(publisher.close)
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)

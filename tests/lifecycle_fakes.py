@@ -185,6 +185,15 @@ class FakeLifecycleStore:
             state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
             self.recalls[delivery.id] = FakeRecall(state, reason, now)
             data: dict[str, str] = {"delivery": delivery.id, "reason_sha256": _sha256(reason)}
+            if received or delivery.push_count > 0:
+                # Pushed copies may be stored by the DMS even when not yet acknowledged.
+                data["notice"] = self._notice(
+                    agency=delivery.recipient,
+                    kind=ItemKind.RECALL,
+                    delivery_id=delivery.id,
+                    status=None,
+                    now=now,
+                )
             if received:
                 self.statuses.setdefault(delivery.id, []).append(
                     StatusEntry(
@@ -192,13 +201,6 @@ class FakeLifecycleStore:
                         reported_by=sender,
                         recorded_at=now,
                     )
-                )
-                data["notice"] = self._notice(
-                    agency=delivery.recipient,
-                    kind=ItemKind.RECALL,
-                    delivery_id=delivery.id,
-                    status=None,
-                    now=now,
                 )
             else:
                 delivery.state = DeliveryState.WITHDRAWN
@@ -237,6 +239,7 @@ class FakeLifecycleStore:
                 sender=document.sender,
                 reason=recall.reason,
                 requested_at=recall.requested_at,
+                withdrawn=recall.state is RecallState.WITHDRAWN_BEFORE_RECEIPT,
             )
         assert notice.status is not None
         return StatusNoticeItem(

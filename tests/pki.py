@@ -50,6 +50,8 @@ class SuitePki:
         self.hub = self._write("hub", self.ca.issue_role(Role.HUB, "docaxis hub"))
         self.admin_certificate = self.ca.issue_role(Role.ADMIN, "quản trị viên")
         self.monitor_certificate = self.ca.issue_role(Role.MONITOR, "giám sát")
+        self.gateway_certificate = self.ca.issue_role(Role.GATEWAY, "docaxis gateway")
+        self.gateway_pair = self._write("gateway", self.gateway_certificate)
         self._agencies: dict[str, AgencyCredentials] = {}
 
     def _write(self, name: str, issued: IssuedCertificate) -> KeyPair:
@@ -93,6 +95,10 @@ class SuitePki:
     @property
     def monitor(self) -> TlsCredentials:
         return self.tls(self.monitor_certificate)
+
+    @property
+    def gateway(self) -> TlsCredentials:
+        return self.tls(self.gateway_certificate)
 
     def agency(self, code: str, *, key_type: KeyType = KeyType.P256) -> AgencyCredentials:
         """The agency's certificates, issued on first use."""

@@ -64,6 +64,7 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     MONITOR = "monitor"
     HUB = "hub"
+    GATEWAY = "gateway"  # the REST/edXML gateway, acting for the agencies it authenticated
 
 
 class CertificatePurpose(enum.StrEnum):

@@ -6,6 +6,14 @@ revoked, and its `urn:docaxis:` identity names an agency or an operator role. De
 (`HeaderCallerResolver`) believes an `x-docaxis-agency` header instead; the services refuse to
 start with it unless the explicit development flag is set.
 
+Delegation: the REST/edXML gateway authenticates agencies itself and calls with its own
+certificate (`urn:docaxis:role:gateway`) plus `x-docaxis-on-behalf-of` and the agency's
+certificate (`x-docaxis-on-behalf-cert-bin`, validated here too: revocation applies at once).
+Only the gateway role may send those headers; it then acts as that agency under the usual
+rules, and nothing else. The forwarded certificate is public data: it proves no presence of
+the agency, so the gateway role is trusted to act for any agency that is registered, open and
+not revoked.
+
 The monitoring role may read health (and later metrics) only. Those services never resolve a
 caller, so every resolution of a monitoring credential is a refusal.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +41,11 @@ from services.common.trust import TrustRegistry
 
 AGENCY_HEADER = "x-docaxis-agency"
 ROLE_HEADER = "x-docaxis-role"
+# The agency the gateway acts for; believed from the gateway role only (delegation).
+ON_BEHALF_HEADER = "x-docaxis-on-behalf-of"
+# With it, the DER certificate the agency authenticated to the gateway with: validated here too,
+# so that a revocation ingested at runtime applies to calls through the gateway at once.
+ON_BEHALF_CERT_HEADER = "x-docaxis-on-behalf-cert-bin"
 
 # gRPC's names for the peer's certificate and the chain it presented (auth context properties).
 _PEER_CERT = "x509_pem_cert"
@@ -44,12 +58,15 @@ class Role(enum.StrEnum):
     MONITOR = "monitor"
     # docaxis's own services calling each other (e.g. the exchange asking the directory).
     HUB = "hub"
+    # The REST/edXML gateway: authenticates the agency itself, then acts for it (delegation).
+    GATEWAY = "gateway"
 
 
 _ROLE_OF_CERTIFICATE = {
     CertificateRole.ADMIN: Role.ADMIN,
     CertificateRole.MONITOR: Role.MONITOR,
     CertificateRole.HUB: Role.HUB,
+    CertificateRole.GATEWAY: Role.GATEWAY,
 }
 
 
@@ -61,6 +78,8 @@ class Caller:
     # The client certificate (RFC 4514 subject, hex serial), for security logs; empty in dev.
     subject: str = ""
     serial: str = ""
+    # True when the gateway authenticated the agency and acts for it (subject/serial: gateway's).
+    delegated: bool = False
 
     def require_agency(self) -> str:
         """The caller's agency code; operators (admin, monitor) do not act as agencies."""
@@ -94,12 +113,45 @@ class CallerResolver(Protocol):
 AgencyCheck = Callable[[str], Awaitable[bool]]
 
 _MONITOR_ONLY = "the monitoring role may only read health and metrics"
+# QĐ 20/2020's generic identifiers: up to 35 characters of [0-9A-Z.].
+_AGENCY_CODE = re.compile(r"[0-9A-Z.]{1,35}")
+
+
+def _on_behalf_of(ctx: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in ctx.invocation_metadata() or ():
+        if key == ON_BEHALF_HEADER:
+            return value if isinstance(value, str) else ""
+    return None
+
+
+def _delegate(caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    """The gateway acts for the agency its header names (and for nothing else); that header
+    from any other caller is a refusal, never ignored."""
+    agency = _on_behalf_of(ctx)
+    if caller.role is not Role.GATEWAY:
+        if agency is not None:
+            raise PermissionDeniedError(
+                f"only the gateway may send {ON_BEHALF_HEADER}", meta={"role": caller.role.value}
+            )
+        return caller
+    if agency is None:
+        raise PermissionDeniedError(
+            f"the gateway acts for an agency: the {ON_BEHALF_HEADER} header is missing",
+            meta={"role": caller.role.value},
+        )
+    if not _AGENCY_CODE.fullmatch(agency):
+        raise PermissionDeniedError(
+            f"{ON_BEHALF_HEADER} is not an agency code", meta={"role": caller.role.value}
+        )
+    return Caller(Role.AGENCY, agency, caller.subject, caller.serial, delegated=True)
 
 
 def _bind(caller: Caller) -> Caller:
     # Every log line of this call, security refusals included, names who made it.
     structlog.contextvars.bind_contextvars(
-        caller_role=caller.role.value, caller_agency=caller.agency_code or ""
+        caller_role=caller.role.value,
+        caller_agency=caller.agency_code or "",
+        caller_delegated=caller.delegated,
     )
     if caller.role is Role.MONITOR:
         raise PermissionDeniedError(_MONITOR_ONLY, meta={"role": caller.role.value})
@@ -151,6 +203,12 @@ class HeaderCallerResolver:
             role = Role(role_raw)
         except ValueError:
             raise UnauthenticatedError(f"unknown role {role_raw!r}") from None
+        if role is Role.GATEWAY:
+            return _bind(_delegate(Caller(role), ctx))
+        if ON_BEHALF_HEADER in headers:
+            raise PermissionDeniedError(
+                f"only the gateway may send {ON_BEHALF_HEADER}", meta={"role": role.value}
+            )
         if role is Role.AGENCY:
             agency = headers.get(AGENCY_HEADER)
             if not agency:
@@ -219,7 +277,26 @@ class TlsCallerResolver:
             and cached.generation == self._trust.generation
             and cached.not_before <= now <= cached.not_after
         ):
-            return _bind(cached.caller)
+            return _bind(self._delegated(_delegate(cached.caller, ctx), ctx))
+        caller = self._validated(leaf, presented, subject, serial, fingerprint)
+        return _bind(self._delegated(_delegate(caller, ctx), ctx))
+
+    def _validated(
+        self,
+        leaf: x509.Certificate,
+        presented: list[x509.Certificate],
+        subject: str,
+        serial: str,
+        fingerprint: bytes,
+    ) -> Caller:
+        now = self._clock()
+        cached = self._cache.get(fingerprint)
+        if (
+            cached is not None
+            and cached.generation == self._trust.generation
+            and cached.not_before <= now <= cached.not_after
+        ):
+            return cached.caller
         generation = self._trust.generation
         try:
             self._trust.store.validate(
@@ -235,7 +312,38 @@ class TlsCallerResolver:
         self._cache[fingerprint] = _Validated(
             caller, generation, leaf.not_valid_before_utc, leaf.not_valid_after_utc
         )
-        return _bind(caller)
+        return caller
+
+    def _delegated(self, caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """For the gateway acting for an agency: the agency's own certificate, forwarded by the
+        gateway, must be valid now (revocation included) and name that agency."""
+        if not caller.delegated:
+            return caller
+        der = next(
+            (
+                value
+                for key, value in ctx.invocation_metadata() or ()
+                if key == ON_BEHALF_CERT_HEADER and isinstance(value, bytes)
+            ),
+            None,
+        )
+        if der is None:
+            raise UnauthenticatedError(
+                f"the gateway must forward the agency's certificate in {ON_BEHALF_CERT_HEADER}"
+            )
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise UnauthenticatedError("unreadable agency certificate") from None
+        agency = self._validated(
+            leaf, [], describe(leaf), f"{leaf.serial_number:x}", leaf.fingerprint(hashes.SHA256())
+        )
+        if agency.role is not Role.AGENCY or agency.agency_code != caller.agency_code:
+            raise PermissionDeniedError(
+                f"the forwarded certificate is not {caller.agency_code}'s",
+                meta={"role": caller.role.value},
+            )
+        return caller
 
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
@@ -261,3 +369,11 @@ def agency_metadata(agency_code: str) -> tuple[tuple[str, str], ...]:
 
 def role_metadata(role: Role) -> tuple[tuple[str, str], ...]:
     return ((ROLE_HEADER, role.value),)
+
+
+def on_behalf_metadata(
+    agency_code: str, certificate_der: bytes
+) -> tuple[tuple[str, str | bytes], ...]:
+    """Call metadata the gateway sends (with its own certificate) to act for `agency_code`,
+    with the certificate that agency authenticated to the gateway with."""
+    return ((ON_BEHALF_HEADER, agency_code), (ON_BEHALF_CERT_HEADER, certificate_der))

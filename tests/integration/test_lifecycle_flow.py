@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
@@ -281,6 +282,44 @@ async def test_a_recall_agreed_by_one_refused_by_another_and_withheld_from_the_o
     assert error_details(not_sender.value).code is grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_says_so(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """The DMS had the document on its stream but had not acknowledged it: the copy is
+    withdrawn at once, the DMS is told (no answer expected), and it is never pushed again."""
+    sender, recipient = await register_agencies(2)
+    dms = clients[recipient]
+    stream = dms.receive()
+    receipt = (
+        await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+    ).receipt
+    pushed = await next_item(stream)
+    assert pushed.delivery.document_uuid == receipt.document_uuid
+    recalled = await clients[sender].recall(receipt.document_uuid, "Gửi nhầm nơi nhận")
+    assert [o.state for o in recalled.recipients] == [pb.RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT]
+    told = await next_item(stream)
+    assert told.WhichOneof("item") == "recall", told
+    assert (told.recall.delivery_id, told.recall.withdrawn, told.recall.reason) == (
+        pushed.delivery.delivery_id,
+        True,
+        "Gửi nhầm nơi nhận",
+    )
+    await dms.acknowledge_notice(told.recall.notice_id)
+    stream.cancel()  # unacknowledged: the broker requeues the document's message
+    again = dms.receive()
+    await nothing_more(again, within=1.5)  # ... and it is skipped: withdrawn
+    again.cancel()
+    late = await dms.acknowledge(pushed.delivery.delivery_id)  # the DMS had stored it after all
+    assert not late.already_acknowledged
+    track = await clients[sender].track(receipt.document_uuid)
+    (copy,) = track.recipients
+    assert (copy.state, copy.recall_state) == (
+        pb.DELIVERY_STATE_WITHDRAWN,
+        pb.RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT,
+    )
+    assert list(copy.statuses) == []  # no 01: it never arrived
+
+
 async def test_pull_mode_pages_under_concurrent_acknowledgements_and_nothing_is_pushed_again(
     register_agencies: Register, clients: dict[str, AgencyClient]
 ) -> None:
@@ -377,3 +416,155 @@ async def test_an_item_acknowledged_on_the_stream_is_not_listed_and_vice_versa(
     reopened = dms.receive()
     await nothing_more(reopened, within=1.5)
     reopened.cancel()
+
+
+async def items(stream: Stream, count: int) -> list[pb.ReceiveResponse]:
+    return [await next_item(stream) for _ in range(count)]
+
+
+async def test_an_update_adds_and_removes_recipients_and_every_version_stays(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """The dropped recipient is asked to withdraw the document, the kept one gets the new
+    version and a pending decision on the old one, the added one gets the new version; the
+    original is never changed and Track links the versions both ways."""
+    sender, dropped, kept, added = await register_agencies(4)
+    document_uuid, copies = await send_and_receive(clients, sender, [dropped, kept])
+    original = await clients[sender].track(document_uuid)
+    streams = {code: clients[code].receive() for code in (dropped, kept, added)}
+    header = make_header(sender, [kept, added], subject="Kế hoạch năm 2026 (cập nhật)")
+    header.code.CopyFrom(original.header.code)
+    header.business_type = common_pb2.BUSINESS_TYPE_UPDATE
+    header.response_for.append(original.header.document_id)
+    update = (await clients[sender].submit(f"c-{uuid.uuid4()}", header)).receipt
+    assert update.document_id == original.header.document_id
+    assert update.document_uuid != document_uuid
+
+    (asked,) = await items(streams[dropped], 1)
+    assert asked.WhichOneof("item") == "recall"
+    assert asked.recall.delivery_id == copies[dropped]
+    assert asked.recall.reason.startswith("Thu hồi")
+    kept_items = {i.WhichOneof("item"): i for i in await items(streams[kept], 2)}
+    assert set(kept_items) == {"delivery", "recall"}
+    new_version = kept_items["delivery"].delivery
+    assert new_version.document_uuid == update.document_uuid
+    assert new_version.header.business_type == common_pb2.BUSINESS_TYPE_UPDATE
+    assert list(new_version.header.response_for) == [original.header.document_id]
+    assert kept_items["recall"].recall.delivery_id == copies[kept]
+    (fresh,) = await items(streams[added], 1)
+    assert fresh.delivery.document_uuid == update.document_uuid
+    for stream in streams.values():
+        stream.cancel()
+    for code in (dropped, kept):
+        await clients[code].report_status(
+            copies[code],
+            pb.STATUS_CODE_RECALL_AGREED,
+            status_id=f"agree-{code}",
+            occurred_at=minutes_ago(0),
+        )
+
+    before = await clients[sender].track(document_uuid)
+    assert before.header == original.header  # the first version is untouched
+    assert {r.effective_recipient: (r.state, r.recall_state) for r in before.recipients} == {
+        dropped: (pb.DELIVERY_STATE_WITHDRAWN, pb.RECALL_STATE_AGREED),
+        kept: (pb.DELIVERY_STATE_WITHDRAWN, pb.RECALL_STATE_AGREED),
+    }
+    assert [(r.document_uuid, r.business_type) for r in before.replies] == [
+        (update.document_uuid, common_pb2.BUSINESS_TYPE_UPDATE)
+    ]
+    after = await clients[sender].track(update.document_uuid)
+    assert [r.document_uuid for r in after.in_reply_to] == [document_uuid]
+    assert [r.effective_recipient for r in after.recipients] == [kept, added]
+    # By DocumentId, the latest version.
+    latest = await clients[sender].exchange.Track(
+        pb.TrackRequest(document_id=original.header.document_id),
+        metadata=clients[sender].metadata,
+        timeout=10,
+    )
+    assert latest.document_uuid == update.document_uuid
+
+
+async def test_a_replacement_supersedes_named_documents_for_its_recipients_only(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    sender, replaced_for, untouched = await register_agencies(3)
+    first, first_copies = await send_and_receive(clients, sender, [replaced_for, untouched])
+    second, second_copies = await send_and_receive(clients, sender, [replaced_for])
+    ids = [(await clients[sender].track(uuid_)).header.document_id for uuid_ in (first, second)]
+    inbox = clients[replaced_for].receive()
+    other = clients[untouched].receive()
+    header = make_header(sender, [replaced_for], subject="Văn bản thay thế")
+    header.business_type = common_pb2.BUSINESS_TYPE_REPLACE
+    header.response_for.extend(ids)
+    replacement = (await clients[sender].submit(f"c-{uuid.uuid4()}", header)).receipt
+    got = await items(inbox, 3)
+    recalls = sorted(i.recall.delivery_id for i in got if i.WhichOneof("item") == "recall")
+    assert recalls == sorted([first_copies[replaced_for], second_copies[replaced_for]])
+    assert [i.delivery.document_uuid for i in got if i.WhichOneof("item") == "delivery"] == [
+        replacement.document_uuid
+    ]
+    await nothing_more(other)
+    inbox.cancel()
+    other.cancel()
+    track = await clients[sender].track(first)
+    assert {r.effective_recipient: r.recall_state for r in track.recipients} == {
+        replaced_for: pb.RECALL_STATE_PENDING,
+        untouched: pb.RECALL_STATE_UNSPECIFIED,
+    }
+    assert "Thay thế" in track.recipients[0].recall_reason
+    assert [r.business_type for r in track.replies] == [common_pb2.BUSINESS_TYPE_REPLACE]
+    replacing = await clients[sender].track(replacement.document_uuid)
+    assert sorted(r.document_uuid for r in replacing.in_reply_to) == sorted([first, second])
+
+
+async def test_a_reply_is_linked_both_ways_for_its_parties(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    sender, answering, bystander = await register_agencies(3)
+    document_uuid, _ = await send_and_receive(clients, sender, [answering, bystander])
+    original = await clients[sender].track(document_uuid)
+    header = make_header(answering, [sender], subject="Báo cáo trả lời")
+    header.response_for.append(original.header.document_id)
+    reply = (await clients[answering].submit(f"c-{uuid.uuid4()}", header)).receipt
+    seen_by_sender = await clients[sender].track(document_uuid)
+    assert [(r.document_uuid, r.sender, r.business_type) for r in seen_by_sender.replies] == [
+        (reply.document_uuid, answering, common_pb2.BUSINESS_TYPE_NEW)
+    ]
+    answered = await clients[answering].track(reply.document_uuid)
+    assert [r.document_uuid for r in answered.in_reply_to] == [document_uuid]
+    assert list((await clients[sender].track(reply.document_uuid)).in_reply_to) == list(
+        answered.in_reply_to
+    )
+    bystanders_view = await clients[bystander].track(document_uuid)
+    assert list(bystanders_view.replies) == []
+
+
+async def test_a_revoke_package_opens_the_same_pending_decision_as_recall(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """The edXML way to recall (business type 1, same DocumentId): the addressed recipient gets
+    the package and a recall notice to answer; the other recipient is untouched."""
+    sender, revoked_for, untouched = await register_agencies(3)
+    document_uuid, copies = await send_and_receive(clients, sender, [revoked_for, untouched])
+    original = await clients[sender].track(document_uuid)
+    inbox, other = clients[revoked_for].receive(), clients[untouched].receive()
+    header = make_header(sender, [revoked_for], subject="Thu hồi văn bản điện tử")
+    header.code.CopyFrom(original.header.code)
+    header.business_type = common_pb2.BUSINESS_TYPE_REVOKE
+    header.response_for.append(original.header.document_id)
+    package = (await clients[sender].submit(f"c-{uuid.uuid4()}", header)).receipt
+    assert package.document_id == original.header.document_id
+    got = {i.WhichOneof("item"): i for i in await items(inbox, 2)}
+    assert got["delivery"].delivery.header.business_type == common_pb2.BUSINESS_TYPE_REVOKE
+    assert (got["recall"].recall.delivery_id, got["recall"].recall.reason) == (
+        copies[revoked_for],
+        "Thu hồi văn bản điện tử",
+    )
+    await nothing_more(other)
+    inbox.cancel()
+    other.cancel()
+    track = await clients[sender].track(document_uuid)
+    assert {r.effective_recipient: r.recall_state for r in track.recipients} == {
+        revoked_for: pb.RECALL_STATE_PENDING,
+        untouched: pb.RECALL_STATE_UNSPECIFIED,
+    }

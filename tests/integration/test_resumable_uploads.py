@@ -15,7 +15,7 @@ import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient, Upload
-from docaxis_client.uploads import CHUNK_BYTES
+from docaxis_client.uploads import CHUNK_BYTES, ResumableUploader
 from services.common.grpc_errors import error_details
 from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, make_header
 from tests.integration.test_exchange_flow import next_delivery
@@ -156,3 +156,29 @@ async def test_a_wrong_offset_and_an_oversized_declaration_are_refused(
         "ATTACHMENT_MISMATCH",
     )
     assert details.metadata["committed_size"] == "0"
+
+
+async def test_a_client_with_a_stale_offset_resynchronises_and_finishes(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """The chunk in flight at a cut may have been committed after all: the client's next
+    stream starts too early, gets FAILED_PRECONDITION, asks where the upload stands and goes on
+    from there."""
+    (sender,) = await register_agencies(1)
+    uploader = clients[sender].uploader
+    begun = await uploader.begin(SHA256, len(CONTENT))
+    await uploader.send(begun.upload_id, 0, chunks_from(CONTENT[: 2 * CHUNK_BYTES], 0))
+
+    class Stale(ResumableUploader):
+        async def begin(self, sha256: str, size: int) -> pb.UploadStatus:
+            status = await super().begin(sha256, size)
+            status.committed_size = CHUNK_BYTES  # one chunk behind the server
+            return status
+
+    stale = Stale(clients[sender].exchange, clients[sender].metadata, timeout_s=30)
+    final = await stale.upload(SHA256, len(CONTENT), lambda offset: chunks_from(CONTENT, offset))
+    assert (final.upload_id, final.complete, final.committed_size) == (
+        begun.upload_id,
+        True,
+        len(CONTENT),
+    )

@@ -249,7 +249,7 @@ class PostgresLifecycleStore:
                 return None
             rows = await conn.fetch(
                 """
-                SELECT id, recipient, state, acknowledged_at, recall_state
+                SELECT id, recipient, state, acknowledged_at, push_count, recall_state
                 FROM exchange.delivery WHERE document_uuid = $1
                 ORDER BY position
                 FOR UPDATE
@@ -289,6 +289,16 @@ class PostgresLifecycleStore:
                     "delivery": str(row["id"]),
                     "reason_sha256": _sha256(reason),
                 }
+                if received or row["push_count"] > 0:
+                    # Pushed copies may be stored by the DMS even when not yet acknowledged.
+                    data["notice"] = await _insert_notice(
+                        conn,
+                        agency=row["recipient"],
+                        kind=ItemKind.RECALL,
+                        delivery_id=row["id"],
+                        status_row=None,
+                        now=now,
+                    )
                 if received:
                     await _insert_status(
                         conn,
@@ -300,14 +310,6 @@ class PostgresLifecycleStore:
                             reported_by=sender,
                             recorded_at=now,
                         ),
-                    )
-                    data["notice"] = await _insert_notice(
-                        conn,
-                        agency=row["recipient"],
-                        kind=ItemKind.RECALL,
-                        delivery_id=row["id"],
-                        status_row=None,
-                        now=now,
                     )
                 data["event"] = "requested" if received else "withdrawn_before_receipt"
                 events.append(
@@ -345,7 +347,7 @@ class PostgresLifecycleStore:
             delivery = await conn.fetchrow(
                 """
                 SELECT d.document_uuid, d.recipient, d.recall_reason, d.recall_requested_at,
-                    doc.document_id, doc.sender
+                    d.recall_state, doc.document_id, doc.sender
                 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
                 WHERE d.id = $1
                 """,
@@ -361,6 +363,7 @@ class PostgresLifecycleStore:
                     sender=delivery["sender"],
                     reason=delivery["recall_reason"],
                     requested_at=delivery["recall_requested_at"],
+                    withdrawn=delivery["recall_state"] == RecallState.WITHDRAWN_BEFORE_RECEIPT,
                 )
             status = await conn.fetchrow(
                 """

@@ -1,8 +1,9 @@
 """RabbitMQ topology and transports for the exchange: inbox queues, publishing, consuming.
 
 Every recipient agency has a durable quorum queue `docaxis.inbox.<code>` bound to the direct
-exchange `docaxis.inbox` by its code. Messages carry references only (DeliveryQueued); the
-document and its attachments stay in Postgres.
+exchange `docaxis.inbox` by its code. Messages carry references only (DeliveryQueued for a
+document, NoticeQueued for a status or recall notice, told apart by the message type); the
+documents, attachments and notices stay in Postgres.
 """
 
 from __future__ import annotations

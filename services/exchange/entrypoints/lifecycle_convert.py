@@ -106,6 +106,7 @@ def notice_to_pb(item: NoticeItem) -> pb.StatusNotice | pb.RecallNotice:
             sender=item.sender,
             reason=item.reason,
             requested_at=timestamp(item.requested_at),
+            withdrawn=item.withdrawn,
         )
     return pb.StatusNotice(
         notice_id=item.notice_id,

@@ -115,18 +115,20 @@ class LifecycleHandlers:
         *,
         wire_problems: Sequence[FieldViolation] = (),
     ) -> SubmitResult:
-        """Submits a document; an update (2) or replacement (3) then puts the copies it
-        supersedes under a pending decision (a recall their recipients answer with 15 or 16).
+        """Submits a document; a revoke (1), update (2) or replacement (3) then puts the copies
+        it acts on under a pending decision (a recall their recipients answer with 15 or 16).
 
         An update's new recipient list is complete: the previous version's recipients that it
         drops get a recall, the ones it keeps get the new version and a pending decision on the
         old one, and new ones just get the new version. A replacement supersedes the latest
         version of every document its response_for names, for the agencies it is addressed to.
+        A revoke package (the edXML way to recall) recalls the latest version from the agencies
+        it is addressed to, for the reason it gives (its content, else its subject).
         Nothing is mutated: every version stays, linked through response_for. The supersession
         is a second, idempotent step: a replay of the submission completes it.
         """
         header = submission.header
-        acting = header.business_type in (BusinessType.UPDATE, BusinessType.REPLACE)
+        acting = header.business_type is not BusinessType.NEW
         if acting and not wire_problems and header.sender == agency:
             await self._check_targets(agency, header)
         result = await self._exchange.submit(agency, submission, wire_problems=wire_problems)
@@ -146,12 +148,12 @@ class LifecycleHandlers:
                 problems.append(
                     FieldViolation(
                         f"header.response_for[{index}]",
-                        f"{target} is not a document you sent: an update or replacement acts "
-                        "on the sender's own documents",
+                        f"{target} is not a document you sent: a revoke, update or replacement "
+                        "acts on the sender's own documents",
                     )
                 )
         if problems:
-            raise ValidationError("nothing to update or replace", problems)
+            raise ValidationError("nothing to revoke, update or replace", problems)
 
     async def _supersede(self, agency: str, header: Header, result: SubmitResult) -> None:
         new_uuid = result.receipt.document_uuid
@@ -162,6 +164,7 @@ class LifecycleHandlers:
                 v
                 for v in await self._store.versions(target)
                 if v.document_uuid != new_uuid
+                and v.business_type is not BusinessType.REVOKE  # revokes are not versions
                 and v.sender == agency
                 and v.submitted_at <= result.receipt.accepted_at
             ]
@@ -178,8 +181,11 @@ class LifecycleHandlers:
                 removed = [code for code in copies if code not in addressed]
                 recalls.append((UPDATED_REASON.format(document_id=new_id), superseded))
                 recalls.append((REMOVED_REASON.format(document_id=new_id), removed))
-            else:
+            elif header.business_type is BusinessType.REPLACE:
                 recalls.append((REPLACED_REASON.format(document_id=new_id), superseded))
+            else:
+                reason = header.content.strip() or header.subject
+                recalls.append((reason[:MAX_DESCRIPTION], superseded))
             for reason, recipients in recalls:
                 if not recipients:
                     continue  # an empty list would mean every copy

@@ -48,6 +48,8 @@ class RecallNoticeItem:
     sender: str
     reason: str
     requested_at: dt.datetime
+    # Pushed but not acknowledged when recalled: already withdrawn, no answer expected.
+    withdrawn: bool = False
 
 
 NoticeItem = StatusNoticeItem | RecallNoticeItem
@@ -128,9 +130,10 @@ class LifecycleStore(Protocol):
         now: dt.datetime,
     ) -> list[RecallOutcome] | None:
         """Recalls the copies of `recipients` (every copy when empty). A copy not yet
-        acknowledged is withdrawn at once; an acknowledged one gets a pending recall, a 13 in
-        its history and a recall notice for its recipient. Copies already recalled keep their
-        state. None when `sender` did not send such a document."""
+        acknowledged is withdrawn at once (with a recall notice if it was pushed: the DMS may
+        have stored it); an acknowledged one gets a pending recall, a 13 in its history and a
+        recall notice for its recipient. Copies already recalled keep their state. None when
+        `sender` did not send such a document."""
         ...
 
     async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:

@@ -208,6 +208,7 @@ class LifecycleStoreContract:
             sender,
             "Thu hồi",
             at(1),
+            withdrawn=False,
         )
         again = await lifecycle.request_recall(document_uuid, sender, "Lần hai", [asked], at(2))
         assert again is not None
@@ -241,6 +242,30 @@ class LifecycleStoreContract:
             DeliveryState.WITHDRAWN,
             at(5),
         )
+
+    async def test_a_pushed_but_unacknowledged_copy_is_withdrawn_with_a_notice(
+        self, docs: DocumentStore, lifecycle: LifecycleStore
+    ) -> None:
+        sender, recipient = unique("S"), unique("R")
+        sent = await send(docs, a_submission(sender, [recipient]))
+        delivery_id = sent.receipt.routes[0].delivery_id
+        assert await docs.begin_push(delivery_id, recipient) is not None
+        outcomes = await lifecycle.request_recall(
+            sent.receipt.document_uuid, sender, "Thu hồi", [], at(1)
+        )
+        assert outcomes is not None
+        assert [o.state for o in outcomes] == [RecallState.WITHDRAWN_BEFORE_RECEIPT]
+        assert await docs.begin_push(delivery_id, recipient) is None
+        (item,) = await lifecycle.pending(recipient, None, 10)
+        notice = await lifecycle.begin_notice(item.item_id, recipient)
+        assert isinstance(notice, RecallNoticeItem)
+        assert (notice.delivery_id, notice.withdrawn, notice.reason) == (
+            delivery_id,
+            True,
+            "Thu hồi",
+        )
+        every = await lifecycle.lifecycles(sent.receipt.document_uuid)
+        assert every[delivery_id].statuses == ()  # no 13: nothing to answer
 
     async def test_pending_lists_deliveries_and_notices_oldest_first_after_the_cursor(
         self, docs: DocumentStore, lifecycle: LifecycleStore

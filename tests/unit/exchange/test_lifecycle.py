@@ -246,10 +246,18 @@ async def test_an_acknowledgement_after_a_withdrawal_keeps_the_copy_withdrawn(
     copies = await send(exchange, store)
     assert await exchange.begin_push(copies[HEALTH], HEALTH) is not None
     document_uuid = store.deliveries[copies[HEALTH]].document_uuid
-    await lifecycle.recall(SENDER, document_uuid, "Thu hồi", [HEALTH])
+    (outcome,) = await lifecycle.recall(SENDER, document_uuid, "Thu hồi", [HEALTH])
+    assert outcome.state is RecallState.WITHDRAWN_BEFORE_RECEIPT
+    # It may have stored what it was pushed: it is told, and expected to discard it.
+    (item,), _ = await lifecycle.list_pending(HEALTH, 0, "")
+    notice = await lifecycle.fetch_notice(HEALTH, item.item_id)
+    assert isinstance(notice, RecallNoticeItem)
+    assert (notice.delivery_id, notice.withdrawn) == (copies[HEALTH], True)
     await lifecycle.acknowledge(HEALTH, copies[HEALTH])
     assert store.deliveries[copies[HEALTH]].state is DeliveryState.WITHDRAWN
     assert copies[HEALTH] not in statuses.statuses
+    with pytest.raises(IllegalTransitionError):
+        await lifecycle.report_status(HEALTH, copies[HEALTH], report(StatusCode.RECALL_AGREED, 59))
 
 
 async def test_pull_mode_pages_through_deliveries_and_notices_oldest_first(
@@ -430,3 +438,27 @@ async def test_a_reply_links_both_ways_for_the_parties_only(
         EDUCATION, document_uuid=original.receipt.document_uuid, document_id=None
     )
     assert await lifecycle.links(EDUCATION, copy) == ([], [])
+
+
+async def test_a_revoke_package_recalls_the_document_from_its_addressees(
+    exchange: ExchangeHandlers, store: FakeDocumentStore, lifecycle: LifecycleHandlers
+) -> None:
+    """The edXML way (business type 1, same DocumentId): the same pending decisions as Recall."""
+    original = await lifecycle.submit(SENDER, submission("c-1"))
+    store.relay_outbox()
+    routes = {r.effective_recipient: r.delivery_id for r in original.receipt.routes}
+    await receive(lifecycle, exchange, HEALTH, routes[HEALTH])
+    revoke = dataclasses.replace(
+        header((HEALTH,), subject="Thu hồi văn bản điện tử"),
+        business_type=BusinessType.REVOKE,
+        response_for=(original.receipt.document_id,),
+    )
+    for attempt in range(2):  # a second revoke package changes nothing
+        await lifecycle.submit(SENDER, submission(f"c-revoke-{attempt}", head=revoke))
+    track = await exchange.track(
+        SENDER, document_uuid=original.receipt.document_uuid, document_id=None
+    )
+    lifecycles = await lifecycle.lifecycles(track)
+    assert lifecycles[routes[HEALTH]].recall is RecallState.PENDING
+    assert lifecycles[routes[HEALTH]].recall_reason == "Thu hồi văn bản điện tử"
+    assert lifecycles[routes[EDUCATION]].recall is None

@@ -36,6 +36,9 @@ class PeerContext:
     def auth_context(self) -> Mapping[str, Sequence[bytes]]:
         return self._properties
 
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return ()
+
 
 def _ctx(issued: IssuedCertificate | None) -> grpc.aio.ServicerContext[Any, Any]:
     return cast("grpc.aio.ServicerContext[Any, Any]", PeerContext(issued))

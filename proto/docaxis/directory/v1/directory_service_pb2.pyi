@@ -616,7 +616,10 @@ class SyncAgenciesResponse(_message.Message):
     """True when more changes follow this page."""
     @_builtins.property
     def agencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Agency]:
-        """Changed agencies by increasing version; an agency changed twice appears once, as it is now."""
+        """Changed agencies by increasing version; an agency changed twice appears once, as it is now.
+        `status` is as of today: an agency registered ahead of its valid_from becomes ACTIVE on that
+        day without a new version, so a DMS keeps valid_from/valid_to and decides by date.
+        """
 
     def __init__(
         self,

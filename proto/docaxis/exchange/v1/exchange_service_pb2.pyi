@@ -1092,6 +1092,7 @@ class RecallNotice(_message.Message):
     SENDER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     notice_id: _builtins.str
     """Acknowledge with this id; answer the recall with ReportStatus on delivery_id."""
     document_uuid: _builtins.str
@@ -1099,6 +1100,10 @@ class RecallNotice(_message.Message):
     delivery_id: _builtins.str
     sender: _builtins.str
     reason: _builtins.str
+    withdrawn: _builtins.bool
+    """The copy was pushed but not acknowledged when recalled: it is already withdrawn (never
+    delivered again) and no answer is expected; discard it if it was stored.
+    """
     @_builtins.property
     def requested_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1111,10 +1116,11 @@ class RecallNotice(_message.Message):
         sender: _builtins.str = ...,
         reason: _builtins.str = ...,
         requested_at: _timestamp_pb2.Timestamp | None = ...,
+        withdrawn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document_id", b"document_id", "document_uuid", b"document_uuid", "notice_id", b"notice_id", "reason", b"reason", "requested_at", b"requested_at", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document_id", b"document_id", "document_uuid", b"document_uuid", "notice_id", b"notice_id", "reason", b"reason", "requested_at", b"requested_at", "sender", b"sender", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -161,8 +161,8 @@ class ExchangeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Receive(self, request, context):
-        """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
-        Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
+        """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up:
+        documents, statuses of documents it sent, recall requests. Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
         an acknowledged item is never pushed again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -170,7 +170,7 @@ class ExchangeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Acknowledge(self, request, context):
-        """The DMS says it has durably stored a delivery. Idempotent.
+        """The DMS says it has durably stored a delivery, or a status or recall notice. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

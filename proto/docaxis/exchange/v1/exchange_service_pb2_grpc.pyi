@@ -60,12 +60,12 @@ class ExchangeServiceStub:
     CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
     """
     Receive: _grpc.UnaryStreamMultiCallable[_exchange_service_pb2.ReceiveRequest, _exchange_service_pb2.ReceiveResponse]
-    """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
-    Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
+    """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up:
+    documents, statuses of documents it sent, recall requests. Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
     an acknowledged item is never pushed again).
     """
     Acknowledge: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeRequest, _exchange_service_pb2.AcknowledgeResponse]
-    """The DMS says it has durably stored a delivery. Idempotent."""
+    """The DMS says it has durably stored a delivery, or a status or recall notice. Idempotent."""
     Track: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.TrackRequest, _exchange_service_pb2.TrackResponse]
     """Per-recipient state of a document the caller sent or received."""
     DownloadAttachment: _grpc.UnaryStreamMultiCallable[_exchange_service_pb2.DownloadAttachmentRequest, _exchange_service_pb2.DownloadAttachmentResponse]
@@ -130,12 +130,12 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     CERTIFICATE_EXPIRED, CERTIFICATE_REVOKED, UNTRUSTED_ISSUER, SENDER_MISMATCH, …).
     """
     Receive: _aio.UnaryStreamMultiCallable[_exchange_service_pb2.ReceiveRequest, _exchange_service_pb2.ReceiveResponse]  # type: ignore[assignment]
-    """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
-    Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
+    """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up:
+    documents, statuses of documents it sent, recall requests. Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
     an acknowledged item is never pushed again).
     """
     Acknowledge: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeRequest, _exchange_service_pb2.AcknowledgeResponse]  # type: ignore[assignment]
-    """The DMS says it has durably stored a delivery. Idempotent."""
+    """The DMS says it has durably stored a delivery, or a status or recall notice. Idempotent."""
     Track: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.TrackRequest, _exchange_service_pb2.TrackResponse]  # type: ignore[assignment]
     """Per-recipient state of a document the caller sent or received."""
     DownloadAttachment: _aio.UnaryStreamMultiCallable[_exchange_service_pb2.DownloadAttachmentRequest, _exchange_service_pb2.DownloadAttachmentResponse]  # type: ignore[assignment]
@@ -233,8 +233,8 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_service_pb2.ReceiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_exchange_service_pb2.ReceiveResponse], _abc.AsyncIterator[_exchange_service_pb2.ReceiveResponse]]:
-        """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up.
-        Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
+        """Pushes the caller's incoming mail as it arrives, oldest first, until the client hangs up:
+        documents, statuses of documents it sent, recall requests. Items not acknowledged are pushed again on the next Receive (at-least-once to the DMS;
         an acknowledged item is never pushed again).
         """
 
@@ -244,7 +244,7 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_service_pb2.AcknowledgeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_service_pb2.AcknowledgeResponse, _abc.Awaitable[_exchange_service_pb2.AcknowledgeResponse]]:
-        """The DMS says it has durably stored a delivery. Idempotent."""
+        """The DMS says it has durably stored a delivery, or a status or recall notice. Idempotent."""
 
     @_abc_1.abstractmethod
     def Track(

@@ -1,0 +1,100 @@
+"""Who is calling the gateway: the agency named by its mutual-TLS client certificate.
+
+The TLS listener requests a client certificate (CERT_OPTIONAL) and the handshake already refuses
+one that does not chain to the anchors. Here the leaf is validated again with the trust core,
+which adds what the handshake does not know: the CRLs, the clientAuth usage and the docaxis
+identity. Only agency certificates may use the REST/edXML API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from docaxis_client.credentials import split_bundle
+from docaxis_client.trust.chain import CertificatePurpose, TrustStore, agency_code_of, describe
+from docaxis_client.trust.errors import CertificateError
+from gateway.clients import on_behalf
+from gateway.problems import Problem
+
+
+def load_trust(bundle: str, crl_files: Iterable[str] = ()) -> TrustStore:
+    roots, intermediates = split_bundle(Path(bundle).read_bytes())
+    crls = []
+    for path in crl_files:
+        data = Path(path).read_bytes()
+        crls.append(
+            x509.load_pem_x509_crl(data)
+            if data.lstrip().startswith(b"-----BEGIN")
+            else x509.load_der_x509_crl(data)
+        )
+    return TrustStore(roots, intermediates=intermediates, crls=crls)
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    code: str
+    subject: str
+    serial: str
+    certificate_der: bytes = field(repr=False, default=b"")
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        """What the gateway sends with each call it makes for this agency."""
+        return on_behalf(self.code, self.certificate_der)
+
+
+def client_chain(scope: Any) -> list[x509.Certificate]:
+    """The client's certificates from the ASGI TLS extension (PEM strings, leaf first)."""
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    return [
+        x509.load_pem_x509_certificate(pem.encode()) for pem in tls.get("client_cert_chain", ())
+    ]
+
+
+class AgencyAuthenticator:
+    def __init__(self, trust: TrustStore) -> None:
+        self._trust = trust
+        self._cache: dict[bytes, tuple[Agency, dt.datetime]] = {}
+
+    def authenticate(self, scope: Any) -> Agency:
+        """The calling agency, or a Problem (401 without or with an unusable certificate,
+        403 for a certificate that names no agency)."""
+        chain = client_chain(scope)
+        if not chain:
+            raise Problem(401, "UNAUTHENTICATED", "a client certificate is required")
+        leaf = chain[0]
+        now = dt.datetime.now(dt.UTC)
+        fingerprint = leaf.fingerprint(hashes.SHA256())
+        cached = self._cache.get(fingerprint)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            self._trust.validate(chain, at=now, purpose=CertificatePurpose.CLIENT_AUTH)
+        except CertificateError as exc:
+            raise Problem(401, exc.reason, str(exc)) from None
+        code = agency_code_of(leaf)
+        if code is None:
+            raise Problem(
+                403, "PERMISSION_DENIED", "the REST and edXML API is for agency certificates"
+            )
+        agency = Agency(
+            code,
+            describe(leaf),
+            f"{leaf.serial_number:x}",
+            leaf.public_bytes(serialization.Encoding.DER),
+        )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        # Revalidated at least every minute (CRLs loaded at startup only; see the README).
+        self._cache[fingerprint] = (
+            agency,
+            min(leaf.not_valid_after_utc, now + dt.timedelta(minutes=1)),
+        )
+        return agency

@@ -1,0 +1,67 @@
+"""The services, as the gateway reaches them: one mutual-TLS channel with the gateway's own
+certificate (urn:docaxis:role:gateway), and per call the agency it acts for in
+`x-docaxis-on-behalf-of` (which the services believe from the gateway role only) with the
+certificate that agency presented."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ON_BEHALF_HEADER = "x-docaxis-on-behalf-of"
+# The agency's own certificate (DER), which the services validate too (runtime revocations).
+ON_BEHALF_CERT_HEADER = "x-docaxis-on-behalf-cert-bin"
+
+
+def on_behalf(agency: str, certificate_der: bytes) -> tuple[tuple[str, str | bytes], ...]:
+    return ((ON_BEHALF_HEADER, agency), (ON_BEHALF_CERT_HEADER, certificate_der))
+
+
+@dataclass(slots=True)
+class Services:
+    channel: grpc.aio.Channel
+    exchange: pb_grpc.ExchangeServiceAsyncStub
+    directory: dpb_grpc.DirectoryServiceAsyncStub
+    health: health_pb2_grpc.HealthStub
+    timeout_s: float
+
+    @classmethod
+    def connect(
+        cls, target: str, *, ca_file: str, cert_file: str, key_file: str, timeout_s: float
+    ) -> Services:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca_file).read_bytes(),
+            private_key=Path(key_file).read_bytes(),
+            certificate_chain=Path(cert_file).read_bytes(),
+        )
+        channel = grpc.aio.secure_channel(
+            target,
+            credentials,
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        return cls(
+            channel,
+            pb_grpc.ExchangeServiceStub(channel),
+            dpb_grpc.DirectoryServiceStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+            timeout_s,
+        )
+
+    async def serving(self) -> bool:
+        """Readiness: the services' gRPC health says SERVING."""
+        try:
+            response = await self.health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        await self.channel.close()

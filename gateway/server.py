@@ -1,0 +1,114 @@
+"""Serving the gateway: the mutual-TLS REST listener and the plain-HTTP probes listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import structlog
+import uvicorn
+
+from gateway.auth import AgencyAuthenticator, load_trust
+from gateway.axis import axis_routes
+from gateway.clients import Services
+from gateway.config import GatewaySettings
+from gateway.metrics import GatewayMetrics, probes_app
+from gateway.rest.app import Context, build_app
+from gateway.rest.openapi import openapi_document
+from gateway.tls import TlsH11Protocol
+
+log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process (or the test) decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    port: int
+    metrics_port: int
+
+
+def _port(server: uvicorn.Server) -> int:
+    for listener in server.servers:
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("the server has no socket")
+
+
+async def serve(
+    settings: GatewaySettings,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[Bound], None] | None = None,
+) -> None:
+    trust = load_trust(settings.tls_client_ca_file, settings.crl_files)
+    services = Services.connect(
+        settings.grpc_target,
+        ca_file=settings.tls_client_ca_file,
+        cert_file=settings.client_cert_file,
+        key_file=settings.client_key_file,
+        timeout_s=settings.call_timeout_s,
+    )
+    metrics = GatewayMetrics()
+    ctx = Context(services, AgencyAuthenticator(trust), metrics)
+    host, port = settings.listen
+    api = _Server(
+        uvicorn.Config(
+            build_app(ctx, openapi_document(), axis_routes(ctx)),
+            host=host,
+            port=port,
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
+            ssl_ca_certs=settings.tls_client_ca_file,
+            # Request a client certificate; the app answers a missing one with problem+json.
+            ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            http=TlsH11Protocol,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    metrics_host, metrics_port = settings.metrics_listen
+    probes = _Server(
+        uvicorn.Config(
+            probes_app(metrics, services.serving),
+            host=metrics_host,
+            port=metrics_port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(api.serve()), group.create_task(probes.serve())]
+            while not (api.started and probes.started):
+                if any(task.done() for task in tasks):
+                    raise RuntimeError("the gateway could not start its listeners")
+                await asyncio.sleep(0.02)
+            bound = Bound(_port(api), _port(probes))
+            log.info(
+                "gateway_started",
+                rest=f"https://{host}:{bound.port}",
+                metrics=f"http://{metrics_host}:{bound.metrics_port}",
+                services=settings.grpc_target,
+            )
+            if on_ready is not None:
+                on_ready(bound)
+            await stop.wait()
+            api.should_exit = probes.should_exit = True
+    finally:
+        await services.close()

@@ -1,0 +1,120 @@
+"""Deadline and statistics reports over the exchange's tables (Vietnam time, UTC+7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy
+
+# Vietnam has no daylight saving: a fixed offset, without relying on the server's tz database.
+_MONTHLY_SQL = """
+WITH copies AS (
+    SELECT d.recipient AS agency, d.accepted_at, d.state,
+        (doc.header ->> 'due_date')::date AS due_date,
+        (SELECT min(s.occurred_at) FROM exchange.delivery_status s
+         WHERE s.delivery_id = d.id AND s.code = '01') AS arrived_at,
+        (SELECT min(s.occurred_at) FROM exchange.delivery_status s
+         WHERE s.delivery_id = d.id AND s.code = '03') AS registered_at,
+        (SELECT min(s.occurred_at) FROM exchange.delivery_status s
+         WHERE s.delivery_id = d.id AND s.code = '06') AS completed_at,
+        EXISTS (SELECT 1 FROM exchange.delivery_status s
+                WHERE s.delivery_id = d.id AND s.code = '02') AS rejected
+    FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    WHERE d.accepted_at >= $1 AND d.accepted_at < $2
+        AND (cardinality($3::text[]) = 0 OR d.recipient = ANY($3::text[]))
+),
+received AS (
+    SELECT agency,
+        count(*) AS received,
+        count(*) FILTER (WHERE rejected) AS rejected,
+        count(*) FILTER (WHERE completed_at IS NOT NULL) AS completed,
+        count(*) FILTER (WHERE due_date IS NOT NULL AND NOT rejected AND state <> 'withdrawn')
+            AS with_due_date,
+        count(*) FILTER (
+            WHERE due_date IS NOT NULL AND NOT rejected AND state <> 'withdrawn'
+            AND completed_at < ((due_date + 1)::timestamp - interval '7 hours') AT TIME ZONE 'UTC'
+        ) AS completed_on_time,
+        count(*) FILTER (
+            WHERE ((arrived_at AT TIME ZONE 'UTC') + interval '7 hours')::date
+                = ((accepted_at AT TIME ZONE 'UTC') + interval '7 hours')::date
+        ) AS arrived_same_day,
+        count(*) FILTER (
+            WHERE ((registered_at AT TIME ZONE 'UTC') + interval '7 hours')::date
+                = ((arrived_at AT TIME ZONE 'UTC') + interval '7 hours')::date
+        ) AS registered_same_day
+    FROM copies GROUP BY agency
+),
+sent AS (
+    SELECT doc.sender AS agency, count(*) AS sent,
+        count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM exchange.delivery d
+            WHERE d.document_uuid = doc.uuid AND d.recall_state IN ('agreed', 'withdrawn')
+        ) AND NOT EXISTS (
+            -- Copies withdrawn because an update or replacement superseded them.
+            SELECT 1 FROM exchange.document later
+            WHERE later.business_type IN (2, 3) AND later.sender = doc.sender
+                AND later.header -> 'response_for' ? doc.document_id
+        )) AS recalled
+    FROM exchange.document doc
+    WHERE doc.submitted_at >= $1 AND doc.submitted_at < $2
+        AND (cardinality($3::text[]) = 0 OR doc.sender = ANY($3::text[]))
+    GROUP BY doc.sender
+)
+SELECT coalesce(r.agency, s.agency) AS agency,
+    coalesce(s.sent, 0) AS sent, coalesce(s.recalled, 0) AS recalled,
+    coalesce(r.received, 0) AS received, coalesce(r.rejected, 0) AS rejected,
+    coalesce(r.completed, 0) AS completed, coalesce(r.with_due_date, 0) AS with_due_date,
+    coalesce(r.completed_on_time, 0) AS completed_on_time,
+    coalesce(r.arrived_same_day, 0) AS arrived_same_day,
+    coalesce(r.registered_same_day, 0) AS registered_same_day
+FROM received r FULL JOIN sent s ON s.agency = r.agency
+ORDER BY 1
+"""
+
+_OVERDUE_SQL = """
+SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject, doc.sender,
+    d.recipient, (doc.header ->> 'due_date')::date AS due_date, d.accepted_at
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE (d.recipient = $1 OR doc.sender = $1)
+    AND doc.header ->> 'due_date' IS NOT NULL
+    AND d.accepted_at <= $2
+    AND d.state NOT IN ('withdrawn', 'failed')
+    AND ((doc.header ->> 'due_date')::date + 1)::timestamp - interval '7 hours'
+        <= $2 AT TIME ZONE 'UTC'
+    AND NOT EXISTS (
+        SELECT 1 FROM exchange.delivery_status s
+        WHERE s.delivery_id = d.id AND s.code IN ('02', '06') AND s.occurred_at <= $2
+    )
+ORDER BY due_date, doc.document_id, d.recipient
+LIMIT $3
+"""
+
+
+class PostgresReportStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def monthly(
+        self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]
+    ) -> list[AgencyMonth]:
+        rows = await self._pool.fetch(_MONTHLY_SQL, start, end, list(agencies))
+        return [AgencyMonth(**dict(row)) for row in rows]
+
+    async def overdue(self, agency: str, as_of: dt.datetime, limit: int) -> list[OverdueCopy]:
+        rows = await self._pool.fetch(_OVERDUE_SQL, agency, as_of, limit)
+        return [
+            OverdueCopy(
+                delivery_id=str(r["id"]),
+                document_uuid=str(r["document_uuid"]),
+                document_id=r["document_id"],
+                subject=r["subject"],
+                sender=r["sender"],
+                recipient=r["recipient"],
+                due_date=r["due_date"],
+                accepted_at=r["accepted_at"],
+            )
+            for r in rows
+        ]

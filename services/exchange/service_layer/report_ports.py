@@ -1,0 +1,62 @@
+"""What the deadline and statistics reports need from storage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyMonth:
+    """One agency's figures for one Vietnam calendar month.
+
+    Sender side, over the documents it submitted in the month: `sent` (every business type) and
+    `recalled` (documents with a copy withdrawn by a recall, whether agreed or before receipt;
+    supersession by an update or replacement is not counted). Recipient side, over the copies
+    addressed to it and accepted by docaxis in the month: `received`, `rejected` (a 02),
+    `completed` (a 06), `with_due_date` (copies of documents with a due date, neither rejected
+    nor withdrawn), `completed_on_time` (a 06 stamped before the due date ended, Vietnam time)
+    `arrived_same_day` (a 01 on the Vietnam calendar day the copy was accepted) and
+    `registered_same_day` (a 03 on the Vietnam calendar day of its 01).
+    """
+
+    agency: str
+    sent: int = 0
+    recalled: int = 0
+    received: int = 0
+    rejected: int = 0
+    completed: int = 0
+    with_due_date: int = 0
+    completed_on_time: int = 0
+    arrived_same_day: int = 0
+    registered_same_day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueCopy:
+    """A copy past its due date with no 06 (nor 02) by the time asked about."""
+
+    delivery_id: str
+    document_uuid: str
+    document_id: str
+    subject: str
+    sender: str
+    recipient: str
+    due_date: dt.date
+    accepted_at: dt.datetime
+
+
+class ReportStore(Protocol):
+    async def monthly(
+        self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]
+    ) -> list[AgencyMonth]:
+        """Figures of [start, end) for `agencies` (every agency with activity when empty), by
+        agency code; agencies with no activity are left out."""
+        ...
+
+    async def overdue(self, agency: str, as_of: dt.datetime, limit: int) -> list[OverdueCopy]:
+        """Copies `agency` sent or received, accepted by `as_of`, not withdrawn, whose due date
+        ended by `as_of` with no 06 or 02 stamped by then; by due date, then DocumentId."""
+        ...

@@ -1,0 +1,63 @@
+"""Report use cases: overdue copies and monthly statistics, for administrators and agencies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+from services.common.errors import FieldViolation, PermissionDeniedError, ValidationError
+from services.common.identity import Caller, Role
+from services.exchange.domain.deadlines import month_bounds, parse_month
+from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy, ReportStore
+
+DEFAULT_OVERDUE_LIMIT = 1000
+MAX_OVERDUE_LIMIT = 10_000
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _scope(caller: Caller, agencies: Sequence[str]) -> list[str]:
+    """The agencies the caller may ask about: any for an administrator, itself for an agency."""
+    if caller.role is Role.ADMIN:
+        return list(dict.fromkeys(agencies))
+    own = caller.require_agency()
+    if any(code != own for code in agencies):
+        raise PermissionDeniedError(
+            "an agency reports on itself only", meta={"caller": own, "asked": ",".join(agencies)}
+        )
+    return [own]
+
+
+class ReportHandlers:
+    def __init__(self, store: ReportStore, clock: Callable[[], dt.datetime] = _now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def overdue(
+        self, caller: Caller, agency: str, as_of: dt.datetime | None, limit: int
+    ) -> tuple[list[OverdueCopy], bool]:
+        """Overdue copies and whether the list was cut at `limit`."""
+        problems: list[FieldViolation] = []
+        if not 0 <= limit <= MAX_OVERDUE_LIMIT:
+            problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
+        if caller.role is Role.ADMIN and not agency:
+            problems.append(FieldViolation("agency", "required"))
+        if problems:
+            raise ValidationError("invalid overdue query", problems)
+        (code,) = _scope(caller, [agency] if agency else [])
+        wanted = limit or DEFAULT_OVERDUE_LIMIT
+        copies = await self._store.overdue(code, as_of or self._clock(), wanted + 1)
+        return copies[:wanted], len(copies) > wanted
+
+    async def statistics(
+        self, caller: Caller, month: str, agencies: Sequence[str]
+    ) -> list[AgencyMonth]:
+        try:
+            first_day = parse_month(month)
+        except ValueError as exc:
+            raise ValidationError("invalid month", [FieldViolation("month", str(exc))]) from None
+        scope = _scope(caller, agencies)
+        start, end = month_bounds(first_day)
+        return await self._store.monthly(start, end, scope)

@@ -1,0 +1,112 @@
+"""Delegation in the caller resolvers: the on-behalf header counts from the gateway role only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from docaxis_client.trust import Role
+from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
+from services.common.errors import PermissionDeniedError, UnauthenticatedError
+from services.common.identity import (
+    ON_BEHALF_HEADER,
+    ROLE_HEADER,
+    HeaderCallerResolver,
+    TlsCallerResolver,
+    on_behalf_metadata,
+)
+from services.common.identity import Role as CallerRole
+from services.common.trust import TrustRegistry
+
+CODE = "000.00.13.H45"
+OTHER = "000.00.00.G22"
+
+
+def _der(issued: IssuedCertificate) -> bytes:
+    return issued.certificate.public_bytes(serialization.Encoding.DER)
+
+
+class Context:
+    def __init__(
+        self, issued: IssuedCertificate | None, metadata: Sequence[tuple[str, str | bytes]] = ()
+    ) -> None:
+        self._metadata = tuple(metadata)
+        self._properties: dict[str, Sequence[bytes]] = {}
+        if issued is not None:
+            self._properties = {
+                "x509_pem_cert": [certificates_pem([issued.certificate])],
+                "x509_pem_cert_chain": [certificates_pem(issued.chain[1:])],
+            }
+
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
+        return self._properties
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]]:
+        return self._metadata
+
+
+def _ctx(
+    issued: IssuedCertificate | None, *metadata: tuple[str, str | bytes]
+) -> grpc.aio.ServicerContext[Any, Any]:
+    return cast("grpc.aio.ServicerContext[Any, Any]", Context(issued, metadata))
+
+
+@pytest.fixture(scope="module")
+def fresh_ca() -> DemoCA:
+    return DemoCA.create()
+
+
+@pytest.fixture
+def resolver(fresh_ca: DemoCA) -> TlsCallerResolver:
+    assert fresh_ca.intermediate is not None
+    return TlsCallerResolver(
+        TrustRegistry([fresh_ca.root_certificate], [fresh_ca.intermediate.certificate])
+    )
+
+
+def test_the_gateway_becomes_the_agency_it_names(
+    fresh_ca: DemoCA, resolver: TlsCallerResolver
+) -> None:
+    gateway = fresh_ca.issue_role(Role.GATEWAY, "gateway")
+    agency, vpcp = fresh_ca.issue_agency(CODE, "Sở Y tế"), fresh_ca.issue_agency(OTHER, "VPCP")
+    caller = resolver.resolve(_ctx(gateway, *on_behalf_metadata(CODE, _der(agency))))
+    assert (caller.role, caller.agency_code, caller.delegated) == (CallerRole.AGENCY, CODE, True)
+    assert caller.serial == f"{gateway.certificate.serial_number:x}"
+    # The validation cache never carries one call's agency into the next.
+    other = resolver.resolve(_ctx(gateway, *on_behalf_metadata(OTHER, _der(vpcp))))
+    assert other.agency_code == OTHER
+    with pytest.raises(PermissionDeniedError, match="forwarded certificate"):
+        resolver.resolve(_ctx(gateway, *on_behalf_metadata(OTHER, _der(agency))))
+    with pytest.raises(UnauthenticatedError, match="forward the agency's certificate"):
+        resolver.resolve(_ctx(gateway, (ON_BEHALF_HEADER, CODE)))
+    with pytest.raises(PermissionDeniedError, match="missing"):
+        resolver.resolve(_ctx(gateway))
+    with pytest.raises(PermissionDeniedError, match="not an agency code"):
+        resolver.resolve(_ctx(gateway, (ON_BEHALF_HEADER, "x' OR 1=1")))
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.HUB, Role.MONITOR])
+def test_operators_may_not_delegate(
+    fresh_ca: DemoCA, resolver: TlsCallerResolver, role: Role
+) -> None:
+    with pytest.raises(PermissionDeniedError):
+        resolver.resolve(_ctx(fresh_ca.issue_role(role, "x"), (ON_BEHALF_HEADER, CODE)))
+
+
+def test_an_agency_may_not_delegate(fresh_ca: DemoCA, resolver: TlsCallerResolver) -> None:
+    agency = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    assert resolver.resolve(_ctx(agency)).agency_code == CODE
+    with pytest.raises(PermissionDeniedError, match="only the gateway"):
+        resolver.resolve(_ctx(agency, (ON_BEHALF_HEADER, CODE)))
+
+
+def test_development_mode_delegation() -> None:
+    resolver = HeaderCallerResolver()
+    caller = resolver.resolve(_ctx(None, (ROLE_HEADER, "gateway"), (ON_BEHALF_HEADER, CODE)))
+    assert (caller.role, caller.agency_code, caller.delegated) == (CallerRole.AGENCY, CODE, True)
+    with pytest.raises(PermissionDeniedError, match="only the gateway"):
+        resolver.resolve(_ctx(None, ("x-docaxis-agency", CODE), (ON_BEHALF_HEADER, CODE)))
