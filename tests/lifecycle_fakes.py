@@ -104,9 +104,16 @@ class FakeLifecycleStore:
         )
         return notice_id
 
-    async def record_status(self, delivery_id: str, entry: StatusEntry) -> StatusOutcome | None:
+    async def record_status(
+        self,
+        delivery_id: str,
+        entry: StatusEntry,
+        *,
+        recipient: str | None = None,
+        notify: str | None = None,
+    ) -> StatusOutcome | None:
         delivery = self._delivery(delivery_id)
-        if delivery is None or delivery.recipient != entry.reported_by:
+        if delivery is None or delivery.recipient != (recipient or entry.reported_by):
             return None
         history = self.statuses.get(delivery.id, [])
         recall = self.recalls.get(delivery.id)
@@ -132,7 +139,7 @@ class FakeLifecycleStore:
                 delivery.state = DeliveryState.WITHDRAWN
         document = self.documents.documents[delivery.document_uuid]
         notice_id = self._notice(
-            agency=document.sender,
+            agency=notify or document.sender,
             kind=ItemKind.STATUS,
             delivery_id=delivery.id,
             status=entry,

@@ -5,6 +5,7 @@ reorganisations are ledger facts, and the delta feed returns exactly what change
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import uuid
@@ -355,3 +356,71 @@ async def test_the_cli_records_a_reorganisation_and_prints_the_delta_feed(
     assert (code, status) == (old, "closed")
     assert lines[0].endswith(f"(until 2025-06-30)  -> {new}")
     assert lines[1] == f"next: docaxis agencies sync --since {version}"
+
+
+async def status_notices(client: AgencyClient, delivery_id: str) -> list[pb.StatusNotice]:
+    """The status notices about one delivery waiting in `client`'s mail (pull mode)."""
+    notices = []
+    for item in (await client.list_pending(page_size=500)).items:
+        if item.WhichOneof("id") == "notice_id":
+            fetched = await client.fetch(item)
+            if fetched.WhichOneof("item") == "status" and fetched.status.delivery_id == delivery_id:
+                notices.append(fetched.status)
+    return notices
+
+
+async def merge_today(axis: str, pki: SuitePki, old: str, new: str) -> None:
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
+    async with pki.channel(axis, pki.admin_certificate) as channel:
+        await dpb_grpc.DirectoryServiceStub(channel).RecordReorganisation(
+            dpb.RecordReorganisationRequest(
+                reorganisation=dpb.Reorganisation(
+                    kind=dpb.REORGANISATION_KIND_MERGE,
+                    effective_date=today,
+                    old_codes=[old],
+                    new_codes=[new],
+                )
+            )
+        )
+
+
+async def test_a_late_status_from_a_merged_recipient_and_to_a_merged_sender_is_matched(
+    register_agencies: Register, clients: dict[str, AgencyClient], axis: str, pki: SuitePki
+) -> None:
+    """A ward that received a copy merges into a successor: the successor reports on the old
+    code's copy. A sender that merges away: statuses on its documents reach its successor."""
+    sender, ward, successor, sender_successor = await register_agencies(4)
+    stream = clients[ward].receive()
+    receipt = (
+        await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [ward]))
+    ).receipt
+    delivery = await next_delivery(stream)
+    await clients[ward].acknowledge(delivery.delivery_id)
+    stream.cancel()
+    # Before the merge the would-be successor has no say on the ward's copy.
+    with pytest.raises(grpc.aio.AioRpcError) as stranger:
+        await clients[successor].report_status(
+            delivery.delivery_id, pb.STATUS_CODE_ACCEPTED, status_id=str(uuid.uuid4())
+        )
+    assert error_details(stranger.value).code is grpc.StatusCode.NOT_FOUND
+
+    await merge_today(axis, pki, ward, successor)
+    accepted = await clients[successor].report_status(
+        delivery.delivery_id, pb.STATUS_CODE_ACCEPTED, status_id=str(uuid.uuid4())
+    )
+    assert accepted is not None
+    track = await clients[sender].track(receipt.document_uuid)
+    (copy,) = track.recipients
+    assert copy.effective_recipient == ward
+    sender_notices = await status_notices(clients[sender], delivery.delivery_id)
+    assert pb.STATUS_CODE_ACCEPTED in [n.status.code for n in sender_notices]
+    assert [
+        n.status.reported_by for n in sender_notices if n.status.code == pb.STATUS_CODE_ACCEPTED
+    ] == [successor]
+
+    await merge_today(axis, pki, sender, sender_successor)
+    await clients[successor].report_status(
+        delivery.delivery_id, pb.STATUS_CODE_PROCESSING, status_id=str(uuid.uuid4())
+    )
+    moved = await status_notices(clients[sender_successor], delivery.delivery_id)
+    assert [n.status.code for n in moved] == [pb.STATUS_CODE_PROCESSING]

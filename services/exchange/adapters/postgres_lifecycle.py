@@ -145,7 +145,14 @@ class PostgresLifecycleStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def record_status(self, delivery_id: str, entry: StatusEntry) -> StatusOutcome | None:
+    async def record_status(
+        self,
+        delivery_id: str,
+        entry: StatusEntry,
+        *,
+        recipient: str | None = None,
+        notify: str | None = None,
+    ) -> StatusOutcome | None:
         key = uuid.UUID(delivery_id)
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock serialises reports on one delivery: each is decided against the
@@ -160,7 +167,7 @@ class PostgresLifecycleStore:
                 """,
                 key,
             )
-            if row is None or row["recipient"] != entry.reported_by:
+            if row is None or row["recipient"] != (recipient or entry.reported_by):
                 return None
             history = [
                 _entry(r)
@@ -199,7 +206,7 @@ class PostgresLifecycleStore:
                 )
             notice_id = await _insert_notice(
                 conn,
-                agency=row["sender"],
+                agency=notify or row["sender"],
                 kind=ItemKind.STATUS,
                 delivery_id=key,
                 status_row=status_row,

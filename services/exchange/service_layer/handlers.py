@@ -44,7 +44,7 @@ from services.exchange.service_layer.ports import (
     LedgerEvent,
     PushItem,
 )
-from services.exchange.service_layer.routing import route_recipients
+from services.exchange.service_layer.routing import effective_agency, route_recipients
 from services.exchange.service_layer.signatures import SignaturePolicy, Verification
 from services.exchange.service_layer.uploads import ResumableUploads
 
@@ -229,6 +229,26 @@ class ExchangeHandlers:
         return await route_recipients(
             self._directory, sender, recipients, today_in_vietnam(self._clock())
         )
+
+    async def status_parties(self, caller: str, delivery_id: str) -> tuple[str, str | None]:
+        """Whom `caller` answers for on this delivery, and whom its statuses go to.
+
+        After a reorganisation the successor of a closed recipient reports on copies addressed
+        to the old code, and statuses for a sender whose code has closed go to its successor.
+        Returns (recipient, notify); notify None means the sender itself.
+        """
+        record = await self._store.delivery(delivery_id)
+        if record is None:
+            return caller, None
+        today = today_in_vietnam(self._clock())
+        recipient = caller
+        if record.recipient != caller:
+            successor = await effective_agency(self._directory, record.recipient, today)
+            if successor == caller:
+                recipient = record.recipient
+        sender_now = await effective_agency(self._directory, record.sender, today)
+        notify = sender_now if sender_now not in (None, record.sender) else None
+        return recipient, notify
 
     async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
         return await self._store.begin_push(delivery_id, recipient)

@@ -217,8 +217,12 @@ class LifecycleHandlers:
             problems.insert(0, FieldViolation("delivery_id", "must be a UUID"))
         if problems:
             raise ValidationError("invalid status report", problems)
+        recipient, notify = await self._exchange.status_parties(agency, delivery_id)
         outcome = await self._store.record_status(
-            delivery_id, StatusEntry(report, reported_by=agency, recorded_at=now)
+            delivery_id,
+            StatusEntry(report, reported_by=agency, recorded_at=now),
+            recipient=recipient,
+            notify=notify,
         )
         if outcome is None:
             raise NotFoundError(f"no delivery {delivery_id} for {agency}")

@@ -113,12 +113,20 @@ class DocumentLink:
 
 
 class LifecycleStore(Protocol):
-    async def record_status(self, delivery_id: str, entry: StatusEntry) -> StatusOutcome | None:
+    async def record_status(
+        self,
+        delivery_id: str,
+        entry: StatusEntry,
+        *,
+        recipient: str | None = None,
+        notify: str | None = None,
+    ) -> StatusOutcome | None:
         """Admits `entry` against the delivery's history under a row lock (statuses.admit) and
         records it with a notice (and outbox row) for the sender and a `status` ledger event.
-        15/16 also settle the pending recall (15 withdraws the copy). None when the reporter
-        (`entry.reported_by`) is not the delivery's recipient. Raises
-        IllegalTransitionError or StatusConflictError, storing nothing."""
+        15/16 also settle the pending recall (15 withdraws the copy). None when `recipient`
+        (default: the reporter, `entry.reported_by`) is not the delivery's recipient. The notice
+        goes to `notify` (default: the sender), e.g. the sender's successor after a merger.
+        Raises IllegalTransitionError or StatusConflictError, storing nothing."""
         ...
 
     async def request_recall(
