@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +43,14 @@ class GatewayMetrics:
             "docaxis_gateway_rejections",
             "Requests refused with a problem, by stable reason and HTTP status.",
             ["reason", "status"],
+            registry=self.registry,
+        )
+
+        self.certificate_expiry = Gauge(
+            "docaxis_gateway_certificate_expiry_timestamp_seconds",
+            "When the gateway's own certificates expire (server: HTTPS; client: towards the "
+            "services), as a Unix time.",
+            ["certificate"],
             registry=self.registry,
         )
 

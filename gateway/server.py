@@ -7,9 +7,11 @@ import contextlib
 import ssl
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 import uvicorn
+from cryptography import x509
 
 from gateway.auth import AgencyAuthenticator, load_trust
 from gateway.axis import axis_routes
@@ -59,6 +61,9 @@ async def serve(
         timeout_s=settings.call_timeout_s,
     )
     metrics = GatewayMetrics()
+    for name, path in (("server", settings.tls_cert_file), ("client", settings.client_cert_file)):
+        leaf = x509.load_pem_x509_certificates(Path(path).read_bytes())[0]
+        metrics.certificate_expiry.labels(name).set(leaf.not_valid_after_utc.timestamp())
     ctx = Context(services, AgencyAuthenticator(trust), metrics)
     host, port = settings.listen
     api = _Server(

@@ -35,7 +35,12 @@ from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirec
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_reports import PostgresReportStore
-from services.exchange.adapters.rabbit import InFlight, RabbitInbox, RabbitPublisher
+from services.exchange.adapters.rabbit import (
+    InboxQueues,
+    InFlight,
+    RabbitInbox,
+    RabbitPublisher,
+)
 from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints import report_api
 from services.exchange.entrypoints.relay import OutboxRelay
@@ -178,7 +183,8 @@ async def serve(
                 signatures=security.signature_policy(),
                 hub=security.hub,
             )
-            inbox = RabbitInbox(connection)
+            inbox_queues = InboxQueues()  # one per process: publisher and streams share it
+            inbox = RabbitInbox(connection, queues=inbox_queues)
             lifecycle = LifecycleHandlers(exchange, PostgresLifecycleStore(pool))
             exchange_servicer = exchange_api.ExchangeServicer(
                 exchange, callers, inbox, InFlight(), lifecycle
@@ -196,7 +202,7 @@ async def serve(
                 lambda server: rpb_grpc.add_ReportServiceServicer_to_server(report_servicer, server)
             )
             names.append(report_api.SERVICE_NAME)
-            publisher = RabbitPublisher(connection)
+            publisher = RabbitPublisher(connection, inbox_queues)
             stack.push_async_callback(publisher.close)
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
             background.append(asyncio.create_task(relay.run(relay_stop), name="outbox-relay"))

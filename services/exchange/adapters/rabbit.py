@@ -63,6 +63,40 @@ async def declare_inbox(
     return queue
 
 
+class InboxQueues:
+    """Declares inbox queues single-flight within this process.
+
+    RabbitMQ 3.10 answers declare-ok to a second declaration of a quorum queue that another
+    declaration is still creating, before its Raft leader exists; a basic.consume in that window
+    crashes the channel (rabbit_quorum_queue:consume {error,noproc}) and the broker closes the
+    whole connection (541 INTERNAL_ERROR). Seen when the relay's first publish to an agency and
+    that agency's Receive stream declared the same new queue at once. So the first declaration of
+    a queue in this process creates it, and concurrent ones wait for it to finish.
+    """
+
+    def __init__(self) -> None:
+        self._created: dict[str, asyncio.Future[None]] = {}
+
+    async def declare(
+        self, channel: AbstractChannel, exchange: AbstractExchange, agency_code: str
+    ) -> AbstractQueue:
+        created = self._created.get(agency_code)
+        if created is None:
+            created = asyncio.get_running_loop().create_future()
+            self._created[agency_code] = created
+            try:
+                queue = await declare_inbox(channel, exchange, agency_code)
+            except BaseException:
+                del self._created[agency_code]  # the next caller tries again
+                created.cancel()
+                raise
+            created.set_result(None)
+            return queue
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(created)
+        return await declare_inbox(channel, exchange, agency_code)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     routing_key: str
@@ -75,7 +109,10 @@ class RabbitPublisher:
     """Publishes batches with publisher confirms, pipelined: the whole batch is in flight at once
     and the call returns only when the broker has confirmed every message."""
 
-    def __init__(self, connection: AbstractRobustConnection) -> None:
+    def __init__(
+        self, connection: AbstractRobustConnection, queues: InboxQueues | None = None
+    ) -> None:
+        self._queues = queues or InboxQueues()
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -93,7 +130,7 @@ class RabbitPublisher:
         # Declare before publishing: a message routed to a queue that does not exist yet would be
         # dropped by the exchange (mandatory=True turns that into an error as a second guard).
         for key in {m.routing_key for m in messages} - self._declared:
-            await declare_inbox(channel, exchange, key)
+            await self._queues.declare(channel, exchange, key)
             self._declared.add(key)
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):
             await asyncio.gather(
@@ -161,7 +198,14 @@ class InFlight:
 class RabbitInbox:
     """Consumes one agency's inbox queue for a Receive stream."""
 
-    def __init__(self, connection: AbstractRobustConnection, *, prefetch: int = 32) -> None:
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        *,
+        prefetch: int = 32,
+        queues: InboxQueues | None = None,
+    ) -> None:
+        self._queues = queues or InboxQueues()
         self._connection = connection
         self._prefetch = prefetch
         self._open: set[aio_pika.abc.AbstractQueueIterator] = set()
@@ -173,7 +217,7 @@ class RabbitInbox:
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
             exchange = await declare_topology(channel)
-            queue = await declare_inbox(channel, exchange, agency_code)
+            queue = await self._queues.declare(channel, exchange, agency_code)
             iterator = queue.iterator()
             self._open.add(iterator)
             try:

@@ -241,7 +241,11 @@ async def test_probes(gateway: RunningGateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.metrics_url) as http:
         assert (await http.get("/livez")).status_code == 200
         assert (await http.get("/readyz")).json() == {"status": "ready"}
-        assert (await http.get("/metrics")).headers["content-type"].startswith("text/plain")
+        metrics = await http.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'docaxis_gateway_certificate_expiry_timestamp_seconds{certificate="client"}' in (
+            metrics.text
+        )
 
 
 async def test_an_agency_revoked_at_runtime_is_refused_through_the_gateway_at_once(
