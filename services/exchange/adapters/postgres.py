@@ -605,6 +605,13 @@ class PostgresOutbox:
             await conn.execute(
                 "DELETE FROM exchange.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
+            delivery_ids = [r["delivery_id"] for r in rows if r["delivery_id"] is not None]
+            # Lock the copies in id order first (as Recall does): an UPDATE takes its row locks in
+            # scan order, and two orders can deadlock.
+            await conn.execute(
+                "SELECT 1 FROM exchange.delivery WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                delivery_ids,
+            )
             queued = await conn.fetch(
                 """
                 UPDATE exchange.delivery d SET queued_at = now(),
@@ -616,7 +623,7 @@ class PostgresOutbox:
                 RETURNING d.id, d.document_uuid, d.recipient, doc.document_id, doc.sender,
                     d.queued_at
                 """,
-                [r["delivery_id"] for r in rows if r["delivery_id"] is not None],
+                delivery_ids,
             )
             await stage_ledger_events(
                 conn,

@@ -254,14 +254,20 @@ class PostgresLifecycleStore:
             )
             if document is None or document["sender"] != sender:
                 return None
-            rows = await conn.fetch(
-                """
-                SELECT id, recipient, state, acknowledged_at, push_count, recall_state
-                FROM exchange.delivery WHERE document_uuid = $1
-                ORDER BY position
-                FOR UPDATE
-                """,
-                doc_key,
+            # Rows are locked in id order, as the outbox relay locks them, so the two never
+            # deadlock; they are then handled in the document's recipient order.
+            rows = sorted(
+                await conn.fetch(
+                    """
+                    SELECT id, position, recipient, state, acknowledged_at, push_count,
+                        recall_state
+                    FROM exchange.delivery WHERE document_uuid = $1
+                    ORDER BY id
+                    FOR UPDATE
+                    """,
+                    doc_key,
+                ),
+                key=lambda row: row["position"],
             )
             wanted = set(recipients)
             for row in rows:
