@@ -12,9 +12,16 @@ import structlog
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
-from services.common.errors import DomainError, FieldViolation, NotFoundError, ValidationError
-from services.common.grpc_errors import domain_errors
+from services.common.errors import (
+    DomainError,
+    FieldViolation,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
+from services.common.grpc_errors import abort_with_domain_error, domain_errors
 from services.common.identity import CallerResolver
+from services.common.rabbit import BROKER_ERRORS
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox
 from services.exchange.entrypoints.convert import (
     delivery_to_pb,
@@ -166,6 +173,16 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     # acknowledged: otherwise the next stream could receive a requeued copy
                     # while this one still "holds" it, ack it as a duplicate and lose it.
                     self._in_flight.forget(pushed)
+        except BROKER_ERRORS as exc:
+            # The broker dropped the channel or connection (restart, failover): nothing is
+            # lost, unacknowledged items are requeued; tell the DMS to reconnect.
+            log.warning("receive_stream_broker_lost", agency=agency, error=repr(exc))
+            await abort_with_domain_error(
+                context,
+                UnavailableError(
+                    "the message broker dropped this stream; reconnect", retry_after_s=1.0
+                ),
+            )
         finally:
             log.info("receive_stream_closed", agency=agency, pushed=len(pushed))
 
