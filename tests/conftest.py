@@ -8,6 +8,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from docaxis.common.v1 import common_pb2
@@ -129,8 +130,16 @@ async def directory(database_url: str) -> AsyncIterator[DirectoryHandlers]:
     await pool.close()
 
 
+class Register(Protocol):
+    """The `register_agencies` fixture: registers `count` fresh agencies, returns their codes."""
+
+    async def __call__(
+        self, count: int, *, valid_to: str = "", successors: tuple[str, ...] = ()
+    ) -> list[str]: ...
+
+
 @pytest.fixture
-def register_agencies(directory: DirectoryHandlers, pki: SuitePki):  # type: ignore[no-untyped-def]
+def register_agencies(directory: DirectoryHandlers, pki: SuitePki) -> Register:
     """Registers `count` fresh open agencies (or closed ones with successors), issues each an
     agency and an official's certificate, and returns their codes."""
 

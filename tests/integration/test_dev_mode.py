@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -17,14 +17,13 @@ from services.app import Component, serve
 from services.common.config import ConfigError
 from services.common.grpc_errors import error_details
 from services.settings import Settings
-from tests.conftest import make_header, settings_for
+from tests.conftest import Register, make_header, settings_for
 from tests.infra import SuiteServices
 from tests.integration.test_exchange_flow import next_delivery
 from tests.pki import SuitePki
 
 pytestmark = pytest.mark.integration
 
-Register = Callable[..., Awaitable[list[str]]]
 BASE = {
     "DOCAXIS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
     "DOCAXIS_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
 from services.common.grpc_errors import error_details
-from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, make_header
+from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, Register, make_header
 
 pytestmark = pytest.mark.integration
-
-Register = Callable[..., Awaitable[list[str]]]
 
 
 async def next_delivery(
@@ -236,9 +234,6 @@ async def test_an_oversized_attachment_is_refused_and_not_stored(
         grpc.StatusCode.INVALID_ARGUMENT,
         "SIZE_LIMIT_EXCEEDED",
     )
-    ref = clients[sender].upload_bytes  # noqa: F841 - keep the client warm
-    from docaxis.common.v1 import common_pb2
-
     bogus = common_pb2.AttachmentRef(
         name="big.pdf",
         media_type="application/pdf",
@@ -259,8 +254,6 @@ async def test_an_attachment_that_does_not_match_its_digest_is_refused(
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await clients[sender].upload_bytes(b"what I send", declared_sha256=claimed)
     assert error_details(failure.value).reason == "ATTACHMENT_MISMATCH"
-    from docaxis.common.v1 import common_pb2
-
     ref = common_pb2.AttachmentRef(
         name="a.pdf", media_type="application/pdf", size=11, sha256=claimed
     )

@@ -21,8 +21,8 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerWriter,
 )
 from services.ledger.audit.verify import audit_export
-from services.ledger.domain.merkle import hash_leaf
-from services.ledger.domain.note import NoteSigner
+from services.ledger.domain.merkle import hash_leaf, mth
+from services.ledger.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.ledger.export import export_ledger
 from tests.infra import SuiteServices
@@ -246,9 +246,6 @@ async def test_a_superuser_edit_with_recomputed_hashes_is_caught_by_a_saved_chec
     finally:
         await restore_guards(superuser, "entry", "checkpoint")
     # The forged tree, with a fresh checkpoint signed by the (stolen) log key.
-    from services.ledger.domain.merkle import mth
-    from services.ledger.domain.note import Checkpoint, sign_checkpoint
-
     leaves = [
         bytes(r["leaf_hash"])
         for r in await superuser.fetch("SELECT leaf_hash FROM ledger.entry ORDER BY seq")

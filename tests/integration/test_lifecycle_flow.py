@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -14,11 +13,10 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
 from services.common.grpc_errors import ErrorDetails, error_details
-from tests.conftest import make_header
+from tests.conftest import Register, make_header
 
 pytestmark = pytest.mark.integration
 
-Register = Callable[..., Awaitable[list[str]]]
 Stream = grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]
 
 

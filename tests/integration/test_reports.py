@@ -19,7 +19,7 @@ import argparse
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -37,11 +37,10 @@ from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.domain.model import VIETNAM, Header, Receipt, Route, Submission
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
+from tests.conftest import Register
 from tests.pki import SuitePki
 
 pytestmark = pytest.mark.integration
-
-Register = Callable[..., Awaitable[list[str]]]
 
 
 def vn(day: int, hour: int, minute: int = 0, month: int = 10) -> dt.datetime:

@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,12 +17,11 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis_client.client import AgencyClient, Upload
 from docaxis_client.uploads import CHUNK_BYTES, ResumableUploader
 from services.common.grpc_errors import error_details
-from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, make_header
+from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, Register, make_header
 from tests.integration.test_exchange_flow import next_delivery
 
 pytestmark = pytest.mark.integration
 
-Register = Callable[..., Awaitable[list[str]]]
 
 CONTENT = random.Random(20250701).randbytes(6 * CHUNK_BYTES + 12345)  # noqa: S311 - test data
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
