@@ -20,20 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from docaxis_client.credentials import split_bundle
 from docaxis_client.trust.chain import CertificatePurpose, TrustStore, agency_code_of, describe
 from docaxis_client.trust.errors import CertificateError
-from gateway.clients import on_behalf
 from gateway.problems import Problem
+from services.common.identity import on_behalf_metadata
+from services.common.trust import parse_crl
 
 
 def load_trust(bundle: str, crl_files: Iterable[str] = ()) -> TrustStore:
     roots, intermediates = split_bundle(Path(bundle).read_bytes())
-    crls = []
-    for path in crl_files:
-        data = Path(path).read_bytes()
-        crls.append(
-            x509.load_pem_x509_crl(data)
-            if data.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_crl(data)
-        )
+    crls = [parse_crl(Path(path).read_bytes()) for path in crl_files]
     return TrustStore(roots, intermediates=intermediates, crls=crls)
 
 
@@ -47,7 +41,7 @@ class Agency:
     @property
     def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         """What the gateway sends with each call it makes for this agency."""
-        return on_behalf(self.code, self.certificate_der)
+        return on_behalf_metadata(self.code, self.certificate_der)
 
 
 def client_chain(scope: Any) -> list[x509.Certificate]:

@@ -94,13 +94,6 @@ def fail(problem: Problem, *, authentication: bool = False) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status if authentication else 200)
 
 
-async def _call(ctx: Context, rpc: Any, message: Any, agency: Agency) -> Any:
-    try:
-        return await rpc(message, metadata=agency.metadata, timeout=ctx.services.timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        raise problem_of(exc) from None
-
-
 async def _upload(ctx: Context, agency: Agency, attachment: Attachment) -> None:
     async def parts() -> AsyncIterator[pb.UploadAttachmentRequest]:
         data = attachment.data
@@ -110,12 +103,7 @@ async def _upload(ctx: Context, agency: Agency, attachment: Attachment) -> None:
         for start in range(0, len(data), _ATTACHMENT_CHUNK):
             yield pb.UploadAttachmentRequest(chunk=data[start : start + _ATTACHMENT_CHUNK])
 
-    try:
-        await ctx.services.exchange.UploadAttachment(
-            parts(), metadata=agency.metadata, timeout=ctx.services.timeout_s
-        )
-    except grpc.aio.AioRpcError as exc:
-        raise problem_of(exc) from None
+    await ctx.call(ctx.services.exchange.UploadAttachment, parts(), agency)
 
 
 def _signatures(raw: str) -> list[common_pb2.DocumentSignature]:
@@ -138,6 +126,11 @@ def _stamp(moment: dt.datetime | None) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def _file_id(data: bytes) -> str:
+    """A stable id of an uploaded file: the same file sent twice is one submission or status."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, hashlib.sha256(data).hexdigest()))
+
+
 def submission_header(package: DocumentPackage) -> common_pb2.DocumentHeader:
     """The header a package submits, and what a DMS signs (with the attachment refs): the
     mapped header without DocumentId, which the exchange computes itself (output only)."""
@@ -154,12 +147,12 @@ async def _send_document(
         await _upload(ctx, agency, attachment)
     request = pb.SubmitRequest(
         # The same file sent twice is one submission (the first receipt comes back).
-        consignment_id=str(uuid.uuid5(uuid.NAMESPACE_URL, hashlib.sha256(data).hexdigest())),
+        consignment_id=_file_id(data),
         header=header,
         attachments=[attachment_ref(attachment) for attachment in package.attachments],
         signatures=_signatures(signatures),
     )
-    response = await _call(ctx, ctx.services.exchange.Submit, request, agency)
+    response = await ctx.call(ctx.services.exchange.Submit, request, agency)
     if not response.replayed:
         ctx.metrics.submissions.labels("edxml").inc()
     receipt = response.receipt
@@ -175,13 +168,12 @@ async def _send_status(
     values = status_values(package)
     if not values.document_id:
         raise Problem(400, "VALIDATION", "ResponseFor/DocumentId is required")
-    tracked = await _call(
-        ctx, ctx.services.exchange.Track, pb.TrackRequest(document_id=values.document_id), agency
+    tracked = await ctx.call(
+        ctx.services.exchange.Track, pb.TrackRequest(document_id=values.document_id), agency
     )
-    status_id = str(uuid.uuid5(uuid.NAMESPACE_URL, hashlib.sha256(data).hexdigest()))
+    status_id = _file_id(data)
     if values.status_code == "13":  # the sender takes its document back
-        await _call(
-            ctx,
+        await ctx.call(
             ctx.services.exchange.Recall,
             pb.RecallRequest(document_uuid=tracked.document_uuid, reason=values.description),
             agency,
@@ -199,8 +191,7 @@ async def _send_status(
     except ValueError:
         raise Problem(400, "VALIDATION", f"StatusCode {values.status_code!r}") from None
     staff = package.staff
-    await _call(
-        ctx,
+    await ctx.call(
         ctx.services.exchange.ReportStatus,
         pb.ReportStatusRequest(
             delivery_id=mine[0].delivery_id,
@@ -266,8 +257,7 @@ async def received_list(ctx: Context, request: Request, agency: Agency) -> JSONR
     items: list[dict[str, str]] = []
     token = ""
     for _ in range(20):  # at most 20 pages of 500
-        page = await _call(
-            ctx,
+        page = await ctx.call(
             ctx.services.exchange.ListPending,
             pb.ListPendingRequest(page_size=500, page_token=token),
             agency,
@@ -322,8 +312,8 @@ def _parse_doc_id(raw: str) -> tuple[str, str]:
 async def get_edoc(ctx: Context, request: Request, agency: Agency) -> JSONResponse:
     kind, value = _parse_doc_id(request.query_params.get("docId", ""))
     if kind == "edoc":
-        fetched = await _call(
-            ctx, ctx.services.exchange.Fetch, pb.FetchRequest(delivery_id=value), agency
+        fetched = await ctx.call(
+            ctx.services.exchange.Fetch, pb.FetchRequest(delivery_id=value), agency
         )
         delivery = fetched.delivery
         attachments = [
@@ -342,8 +332,8 @@ async def get_edoc(ctx: Context, request: Request, agency: Agency) -> JSONRespon
         signatures = [json_format.MessageToDict(s) for s in delivery.signatures]
         extra: dict[str, Any] = {"signatures": signatures, "documentUuid": delivery.document_uuid}
     else:
-        fetched = await _call(
-            ctx, ctx.services.exchange.Fetch, pb.FetchRequest(notice_id=value), agency
+        fetched = await ctx.call(
+            ctx.services.exchange.Fetch, pb.FetchRequest(notice_id=value), agency
         )
         if fetched.WhichOneof("item") != "status":
             raise Problem(200, "NOT_FOUND", "not a status notice")
@@ -374,7 +364,7 @@ async def update_status(ctx: Context, request: Request, agency: Agency) -> JSONR
         if kind == "edoc"
         else pb.AcknowledgeRequest(notice_id=value)
     )
-    response = await _call(ctx, ctx.services.exchange.Acknowledge, acknowledge, agency)
+    response = await ctx.call(ctx.services.exchange.Acknowledge, acknowledge, agency)
     if not response.already_acknowledged:
         ctx.metrics.acknowledgements.labels("edxml").inc()
     return ok(None)
@@ -400,8 +390,8 @@ async def sent_list(ctx: Context, request: Request, agency: Agency) -> JSONRespo
         uuid.UUID(doc_id)
     except ValueError:
         raise Problem(200, "NOT_FOUND", f"unknown docId {doc_id!r}") from None
-    tracked = await _call(
-        ctx, ctx.services.exchange.Track, pb.TrackRequest(document_uuid=doc_id), agency
+    tracked = await ctx.call(
+        ctx.services.exchange.Track, pb.TrackRequest(document_uuid=doc_id), agency
     )
     header = tracked.header
     data = [
@@ -443,8 +433,7 @@ async def agencies_list(ctx: Context, request: Request, agency: Agency) -> JSONR
     items: list[dict[str, Any]] = []
     token = ""
     for _ in range(20):
-        page = await _call(
-            ctx,
+        page = await ctx.call(
             ctx.services.directory.ListAgencies,
             dpb.ListAgenciesRequest(
                 parent_code=request.query_params.get("pcode", ""), page_size=1000, page_token=token
@@ -462,8 +451,7 @@ async def synchronize_unit(ctx: Context, request: Request, agency: Agency) -> JS
     raw = request.query_params.get("version", "0")
     if not raw.isdigit() or len(raw) > 18:
         raise Problem(400, "VALIDATION", "version is a non-negative integer")
-    page = await _call(
-        ctx,
+    page = await ctx.call(
         ctx.services.directory.SyncAgencies,
         dpb.SyncAgenciesRequest(since_version=int(raw), page_size=1000),
         agency,

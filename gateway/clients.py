@@ -13,14 +13,6 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ON_BEHALF_HEADER = "x-docaxis-on-behalf-of"
-# The agency's own certificate (DER), which the services validate too (runtime revocations).
-ON_BEHALF_CERT_HEADER = "x-docaxis-on-behalf-cert-bin"
-
-
-def on_behalf(agency: str, certificate_der: bytes) -> tuple[tuple[str, str | bytes], ...]:
-    return ((ON_BEHALF_HEADER, agency), (ON_BEHALF_CERT_HEADER, certificate_der))
-
 
 @dataclass(slots=True)
 class Services:

@@ -8,10 +8,12 @@ import ssl
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
 from cryptography import x509
+from starlette.applications import Starlette
 
 from gateway.auth import AgencyAuthenticator, load_trust
 from gateway.axis import axis_routes
@@ -37,6 +39,23 @@ class _Server(uvicorn.Server):
 class Bound:
     port: int
     metrics_port: int
+
+
+def _server(app: Starlette, listen: tuple[str, int], *, graceful_s: int, **tls: Any) -> _Server:
+    host, port = listen
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=graceful_s,
+            **tls,
+        )
+    )
 
 
 def _port(server: uvicorn.Server) -> int:
@@ -65,38 +84,20 @@ async def serve(
         leaf = x509.load_pem_x509_certificates(Path(path).read_bytes())[0]
         metrics.certificate_expiry.labels(name).set(leaf.not_valid_after_utc.timestamp())
     ctx = Context(services, AgencyAuthenticator(trust), metrics)
-    host, port = settings.listen
-    api = _Server(
-        uvicorn.Config(
-            build_app(ctx, openapi_document(), axis_routes(ctx)),
-            host=host,
-            port=port,
-            ssl_certfile=settings.tls_cert_file,
-            ssl_keyfile=settings.tls_key_file,
-            ssl_ca_certs=settings.tls_client_ca_file,
-            # Request a client certificate; the app answers a missing one with problem+json.
-            ssl_cert_reqs=ssl.CERT_OPTIONAL,
-            http=TlsH11Protocol,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
+    host, _ = settings.listen
+    api = _server(
+        build_app(ctx, openapi_document(), axis_routes(ctx)),
+        settings.listen,
+        graceful_s=5,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+        ssl_ca_certs=settings.tls_client_ca_file,
+        # Request a client certificate; the app answers a missing one with problem+json.
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        http=TlsH11Protocol,
     )
-    metrics_host, metrics_port = settings.metrics_listen
-    probes = _Server(
-        uvicorn.Config(
-            probes_app(metrics, services.serving),
-            host=metrics_host,
-            port=metrics_port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=2,
-        )
-    )
+    metrics_host, _ = settings.metrics_listen
+    probes = _server(probes_app(metrics, services.serving), settings.metrics_listen, graceful_s=2)
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(api.serve()), group.create_task(probes.serve())]

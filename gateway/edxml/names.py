@@ -28,3 +28,15 @@ SOAP_ATTRIBUTES: Final = frozenset({"mustUnderstand", "actor"})
 
 # Where the payload of an attachment lives; its text is decoded as it streams in.
 PAYLOAD_ELEMENT: Final = "ContentTransferEncoded"
+
+# An organisation element's children in the standard's order, with the model's field names.
+ORGANISATION_FIELDS: Final = (
+    ("OrganId", "organ_id"),
+    ("OrganizationInCharge", "organization_in_charge"),
+    ("OrganName", "organ_name"),
+    ("OrganAdd", "organ_add"),
+    ("Email", "email"),
+    ("Telephone", "telephone"),
+    ("Fax", "fax"),
+    ("Website", "website"),
+)

@@ -42,6 +42,7 @@ from gateway.edxml.names import (
     ALIASES,
     MANIFEST_VERSION,
     NAMESPACE,
+    ORGANISATION_FIELDS,
     PAYLOAD_ELEMENT,
     PREFIX,
     SIGNATURE_NAMES,
@@ -65,16 +66,6 @@ _FALSE: Final = frozenset({"false", "0", "no"})
 # re-declaration when the signature's bytes are written back.
 _WRITER_SCOPE: Final[dict[str, str]] = {"": NAMESPACE, PREFIX: NAMESPACE}
 _SIGNATURE_PARENTS: Final = frozenset({"edXMLHeader", "edXMLEnvelope"})
-_ORGANISATION_FIELDS: Final = (
-    ("OrganId", "organ_id"),
-    ("OrganizationInCharge", "organization_in_charge"),
-    ("OrganName", "organ_name"),
-    ("OrganAdd", "organ_add"),
-    ("Email", "email"),
-    ("Telephone", "telephone"),
-    ("Fax", "fax"),
-    ("Website", "website"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +119,26 @@ def read_document(
     source: Source, *, limits: ReaderLimits | None = None, now: dt.datetime | None = None
 ) -> ReadResult[DocumentPackage]:
     """Read a package that must be a document (`messagetype=edoc`)."""
-    result = read_edxml(source, limits=limits, now=now)
-    if not isinstance(result.package, DocumentPackage):
-        raise _mismatch(PackageKind.DOCUMENT)
-    return ReadResult(result.package, result.report)
+    return _read_as(DocumentPackage, PackageKind.DOCUMENT, source, limits, now)
 
 
 def read_status(
     source: Source, *, limits: ReaderLimits | None = None, now: dt.datetime | None = None
 ) -> ReadResult[StatusPackage]:
     """Read a package that must be a status (`messagetype=status`)."""
+    return _read_as(StatusPackage, PackageKind.STATUS, source, limits, now)
+
+
+def _read_as(
+    kind: type[P],
+    expected: PackageKind,
+    source: Source,
+    limits: ReaderLimits | None,
+    now: dt.datetime | None,
+) -> ReadResult[P]:
     result = read_edxml(source, limits=limits, now=now)
-    if not isinstance(result.package, StatusPackage):
-        raise _mismatch(PackageKind.STATUS)
+    if not isinstance(result.package, kind):
+        raise _mismatch(expected)
     return ReadResult(result.package, result.report)
 
 
@@ -603,7 +601,7 @@ class _Reader:
     def _organisation(self, view: _View | None) -> Organisation:
         if view is None:
             return Organisation()
-        values = {attribute: view.text(name) for name, attribute in _ORGANISATION_FIELDS}
+        values = {attribute: view.text(name) for name, attribute in ORGANISATION_FIELDS}
         view.finish()
         return Organisation(**values)
 

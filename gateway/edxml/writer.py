@@ -25,7 +25,13 @@ from gateway.edxml.model import (
     StatusPackage,
     TraceHeaderList,
 )
-from gateway.edxml.names import MANIFEST_VERSION, NAMESPACE, PREFIX, ZIP_CONTENT_TYPE
+from gateway.edxml.names import (
+    MANIFEST_VERSION,
+    NAMESPACE,
+    ORGANISATION_FIELDS,
+    PREFIX,
+    ZIP_CONTENT_TYPE,
+)
 from gateway.edxml.report import Issue, IssueCode, Severity
 from gateway.edxml.validation import check_document, check_status
 
@@ -39,16 +45,6 @@ _ATTRIBUTE_ESCAPES: Final = str.maketrans(
     {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 )
 _FLUSH_AT: Final = 64 * 1024
-_ORGANISATION_FIELDS: Final = (
-    ("OrganId", "organ_id"),
-    ("OrganizationInCharge", "organization_in_charge"),
-    ("OrganName", "organ_name"),
-    ("OrganAdd", "organ_add"),
-    ("Email", "email"),
-    ("Telephone", "telephone"),
-    ("Fax", "fax"),
-    ("Website", "website"),
-)
 
 
 def edxml_bytes(package: Package, *, now: dt.datetime | None = None) -> bytes:
@@ -182,7 +178,7 @@ def _organisation(
 ) -> None:
     """`complete` writes every child, empty ones too (document packages, as the sample does)."""
     out.open(depth, local)
-    for name, attribute in _ORGANISATION_FIELDS:
+    for name, attribute in ORGANISATION_FIELDS:
         value: str = getattr(org, attribute)
         if complete or name == "OrganId" or value:
             out.leaf(depth + 1, name, value, f"{local}/{name}")

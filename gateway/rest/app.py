@@ -6,7 +6,6 @@ the gRPC error's stable reason."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
 from gateway.auth import Agency, AgencyAuthenticator
 from gateway.clients import Services
 from gateway.metrics import GatewayMetrics
@@ -61,7 +61,14 @@ class Context:
     async def agency(self, request: Request) -> Agency:
         return self.authenticator.authenticate(request.scope)
 
-    async def call(self, rpc: Callable[..., Awaitable[M]], message: Message, agency: Agency) -> M:
+    async def call(
+        self,
+        rpc: Callable[..., Awaitable[M]],
+        message: Message | AsyncIterator[Message],
+        agency: Agency,
+    ) -> M:
+        """`rpc` for `agency` (a message, or the requests of a client stream), its refusal as a
+        Problem."""
         try:
             return await rpc(message, metadata=agency.metadata, timeout=self.services.timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -93,7 +100,6 @@ async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
 
 
 _CONTROL = frozenset(chr(c) for c in range(32)) - {"\t", "\n", "\r"}
-AGENCY_CODE = re.compile(r"[0-9A-Z.]{1,35}")
 
 
 def check_parameters(request: Request) -> None:
@@ -104,7 +110,7 @@ def check_parameters(request: Request) -> None:
             raise Problem(400, "VALIDATION", f"{name} contains control characters")
     for name in ("code", "parent_code", "pcode"):
         value = request.path_params.get(name) or request.query_params.get(name)
-        if value and not AGENCY_CODE.fullmatch(str(value)):
+        if value and not AGENCY_CODE_PATTERN.fullmatch(str(value)):
             raise Problem(400, "VALIDATION", f"{name} is not an agency code")
 
 
@@ -183,12 +189,7 @@ async def upload_attachment(ctx: Context, request: Request) -> Response:
         if buffer:
             yield pb.UploadAttachmentRequest(chunk=bytes(buffer))
 
-    try:
-        response = await ctx.services.exchange.UploadAttachment(
-            parts(), metadata=agency.metadata, timeout=ctx.services.timeout_s
-        )
-    except grpc.aio.AioRpcError as exc:
-        raise problem_of(exc) from None
+    response = await ctx.call(ctx.services.exchange.UploadAttachment, parts(), agency)
     return to_json(response, 201)
 
 
@@ -349,12 +350,9 @@ async def fetch_notice(ctx: Context, request: Request) -> Response:
     )
 )
 async def acknowledge_delivery(ctx: Context, request: Request) -> Response:
-    agency = await ctx.agency(request)
-    message = pb.AcknowledgeRequest(delivery_id=request.path_params["delivery_id"])
-    response = await ctx.call(ctx.services.exchange.Acknowledge, message, agency)
-    if not response.already_acknowledged:
-        ctx.metrics.acknowledgements.labels("rest").inc()
-    return to_json(response)
+    return await _acknowledge(
+        ctx, request, pb.AcknowledgeRequest(delivery_id=request.path_params["delivery_id"])
+    )
 
 
 @operation(
@@ -368,8 +366,13 @@ async def acknowledge_delivery(ctx: Context, request: Request) -> Response:
     )
 )
 async def acknowledge_notice(ctx: Context, request: Request) -> Response:
+    return await _acknowledge(
+        ctx, request, pb.AcknowledgeRequest(notice_id=request.path_params["notice_id"])
+    )
+
+
+async def _acknowledge(ctx: Context, request: Request, message: pb.AcknowledgeRequest) -> Response:
     agency = await ctx.agency(request)
-    message = pb.AcknowledgeRequest(notice_id=request.path_params["notice_id"])
     response = await ctx.call(ctx.services.exchange.Acknowledge, message, agency)
     if not response.already_acknowledged:
         ctx.metrics.acknowledgements.labels("rest").inc()
@@ -510,8 +513,10 @@ def problem_handlers(metrics: GatewayMetrics) -> dict[Any, Any]:
 def build_app(
     ctx: Context, openapi: dict[str, Any], extra_routes: list[Route] | None = None
 ) -> Starlette:
+    rendered = JSONResponse(openapi).body  # serialised once, not per request
+
     async def openapi_endpoint(request: Request) -> Response:
-        return JSONResponse(openapi)
+        return Response(rendered, media_type="application/json")
 
     return Starlette(
         routes=[*routes(ctx), *(extra_routes or []), Route("/openapi.json", openapi_endpoint)],

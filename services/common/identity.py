@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
+from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.trust import TrustRegistry
 
@@ -113,8 +113,6 @@ class CallerResolver(Protocol):
 AgencyCheck = Callable[[str], Awaitable[bool]]
 
 _MONITOR_ONLY = "the monitoring role may only read health and metrics"
-# QĐ 20/2020's generic identifiers: up to 35 characters of [0-9A-Z.].
-_AGENCY_CODE = re.compile(r"[0-9A-Z.]{1,35}")
 
 
 def _on_behalf_of(ctx: grpc.aio.ServicerContext[Any, Any]) -> str | None:
@@ -139,7 +137,7 @@ def _delegate(caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller
             f"the gateway acts for an agency: the {ON_BEHALF_HEADER} header is missing",
             meta={"role": caller.role.value},
         )
-    if not _AGENCY_CODE.fullmatch(agency):
+    if not AGENCY_CODE_PATTERN.fullmatch(agency):
         raise PermissionDeniedError(
             f"{ON_BEHALF_HEADER} is not an agency code", meta={"role": caller.role.value}
         )
@@ -270,14 +268,6 @@ class TlsCallerResolver:
         fingerprint = leaf.fingerprint(hashes.SHA256())
         subject, serial = describe(leaf), f"{leaf.serial_number:x}"
         structlog.contextvars.bind_contextvars(caller_subject=subject, caller_serial=serial)
-        now = self._clock()
-        cached = self._cache.get(fingerprint)
-        if (
-            cached is not None
-            and cached.generation == self._trust.generation
-            and cached.not_before <= now <= cached.not_after
-        ):
-            return _bind(self._delegated(_delegate(cached.caller, ctx), ctx))
         caller = self._validated(leaf, presented, subject, serial, fingerprint)
         return _bind(self._delegated(_delegate(caller, ctx), ctx))
 
@@ -289,6 +279,8 @@ class TlsCallerResolver:
         serial: str,
         fingerprint: bytes,
     ) -> Caller:
+        """The caller `leaf` names, from the cache while the revocations are unchanged and the
+        certificate is within its validity; validated with the trust core otherwise."""
         now = self._clock()
         cached = self._cache.get(fingerprint)
         if (
