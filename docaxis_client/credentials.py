@@ -80,3 +80,10 @@ class TlsCredentials:
     def trust_store(self) -> TrustStore:
         """The same anchors as a store for checking signatures and receipts offline."""
         return load_trust_bundle(self.root_certificates)
+
+
+def parse_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL in PEM or DER; ValueError when it is neither."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)

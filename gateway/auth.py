@@ -17,12 +17,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from docaxis_client.credentials import split_bundle
+from docaxis_client.credentials import parse_crl, split_bundle
+from docaxis_client.delegation import on_behalf_metadata
 from docaxis_client.trust.chain import CertificatePurpose, TrustStore, agency_code_of, describe
 from docaxis_client.trust.errors import CertificateError
 from gateway.problems import Problem
-from services.common.identity import on_behalf_metadata
-from services.common.trust import parse_crl
 
 
 def load_trust(bundle: str, crl_files: Iterable[str] = ()) -> TrustStore:

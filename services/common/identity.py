@@ -32,6 +32,7 @@ import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from docaxis_client.delegation import ON_BEHALF_CERT_HEADER, ON_BEHALF_HEADER
 from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
@@ -42,10 +43,7 @@ from services.common.trust import TrustRegistry
 AGENCY_HEADER = "x-docaxis-agency"
 ROLE_HEADER = "x-docaxis-role"
 # The agency the gateway acts for; believed from the gateway role only (delegation).
-ON_BEHALF_HEADER = "x-docaxis-on-behalf-of"
-# With it, the DER certificate the agency authenticated to the gateway with: validated here too,
-# so that a revocation ingested at runtime applies to calls through the gateway at once.
-ON_BEHALF_CERT_HEADER = "x-docaxis-on-behalf-cert-bin"
+
 
 # gRPC's names for the peer's certificate and the chain it presented (auth context properties).
 _PEER_CERT = "x509_pem_cert"
@@ -361,11 +359,3 @@ def agency_metadata(agency_code: str) -> tuple[tuple[str, str], ...]:
 
 def role_metadata(role: Role) -> tuple[tuple[str, str], ...]:
     return ((ROLE_HEADER, role.value),)
-
-
-def on_behalf_metadata(
-    agency_code: str, certificate_der: bytes
-) -> tuple[tuple[str, str | bytes], ...]:
-    """Call metadata the gateway sends (with its own certificate) to act for `agency_code`,
-    with the certificate that agency authenticated to the gateway with."""
-    return ((ON_BEHALF_HEADER, agency_code), (ON_BEHALF_CERT_HEADER, certificate_der))

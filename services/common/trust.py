@@ -18,7 +18,11 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from docaxis_client.credentials import pem_of, split_bundle
+from docaxis_client.credentials import (
+    parse_crl,
+    pem_of,
+    split_bundle,
+)
 from docaxis_client.trust.chain import TrustStore, expiring_certificates
 from docaxis_client.trust.errors import (
     CrlInvalidError,
@@ -63,13 +67,6 @@ class CrlInfo:
     this_update: dt.datetime
     next_update: dt.datetime | None
     revoked_count: int
-
-
-def parse_crl(data: bytes) -> x509.CertificateRevocationList:
-    """A CRL in PEM or DER; ValueError when it is neither."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_crl(data)
-    return x509.load_der_x509_crl(data)
 
 
 class TrustRegistry:

@@ -9,9 +9,10 @@ from typing import Protocol
 import structlog
 from cryptography.hazmat.primitives import serialization
 
+from docaxis_client.credentials import parse_crl
 from docaxis_client.trust.errors import TrustError
 from services.common.errors import FieldViolation, ValidationError
-from services.common.trust import CrlInfo, TrustRegistry, domain_error, parse_crl
+from services.common.trust import CrlInfo, TrustRegistry, domain_error
 
 log = structlog.get_logger(__name__)
 

@@ -17,9 +17,9 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
 from docaxis_client.client import open_channel
 from docaxis_client.credentials import TlsCredentials
+from docaxis_client.delegation import ON_BEHALF_HEADER, on_behalf_metadata
 from docaxis_client.documents import sign_submission
 from services.common.grpc_errors import error_details
-from services.common.identity import ON_BEHALF_HEADER, on_behalf_metadata
 from tests.conftest import make_header
 from tests.pki import SuitePki
 

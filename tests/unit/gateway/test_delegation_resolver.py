@@ -9,16 +9,11 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from docaxis_client.delegation import ON_BEHALF_HEADER, on_behalf_metadata
 from docaxis_client.trust import Role
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
-from services.common.identity import (
-    ON_BEHALF_HEADER,
-    ROLE_HEADER,
-    HeaderCallerResolver,
-    TlsCallerResolver,
-    on_behalf_metadata,
-)
+from services.common.identity import ROLE_HEADER, HeaderCallerResolver, TlsCallerResolver
 from services.common.identity import Role as CallerRole
 from services.common.trust import TrustRegistry
 

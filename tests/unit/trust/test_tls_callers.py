@@ -11,13 +11,14 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from docaxis_client.credentials import parse_crl
 from docaxis_client.trust import CrlInvalidError, Role
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
 from services.common.config import ConfigError
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.identity import Caller, TlsCallerResolver
 from services.common.identity import Role as CallerRole
-from services.common.trust import TrustRegistry, parse_crl
+from services.common.trust import TrustRegistry
 
 CODE = "000.00.13.H45"
 
