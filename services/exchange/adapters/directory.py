@@ -19,6 +19,10 @@ from services.exchange.service_layer.ports import AgencyView
 LOOKUP_TIMEOUT_S = 5.0
 
 
+def _unavailable(exc: grpc.aio.AioRpcError) -> UnavailableError:
+    return UnavailableError(f"the directory did not answer: {exc.code().name}", retry_after_s=1.0)
+
+
 class GrpcDirectoryLookup:
     def __init__(
         self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()
@@ -34,9 +38,7 @@ class GrpcDirectoryLookup:
                 metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
-            raise UnavailableError(
-                f"the directory did not answer: {exc.code().name}", retry_after_s=1.0
-            ) from exc
+            raise _unavailable(exc) from exc
         return {
             a.code: AgencyView(
                 code=a.code,
@@ -56,9 +58,7 @@ class GrpcDirectoryLookup:
                 metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
-            raise UnavailableError(
-                f"the directory did not answer: {exc.code().name}", retry_after_s=1.0
-            ) from exc
+            raise _unavailable(exc) from exc
         return {r.code: resolution_from_pb(r) for r in response.resolutions}
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from services.common.postgres import Conn
 from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
 
 _COLUMNS = "id, agency, sha256, size, committed_size, completed_at"
@@ -22,6 +23,17 @@ def _state(row: asyncpg.Record) -> UploadState:
         committed_size=row["committed_size"],
         completed_at=row["completed_at"],
     )
+
+
+async def _locked(conn: Conn, upload_id: str) -> asyncpg.Record:
+    """The upload's row with its storage_id, locked for the rest of the transaction."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, storage_id FROM exchange.upload WHERE id = $1 FOR UPDATE",  # noqa: S608
+        uuid.UUID(upload_id),
+    )
+    if row is None:
+        raise KeyError(upload_id)
+    return row
 
 
 class PostgresUploads:
@@ -85,12 +97,7 @@ class PostgresUploads:
 
     async def append_chunk(self, upload_id: str, offset: int, data: bytes) -> UploadState:
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS}, storage_id FROM exchange.upload WHERE id = $1 FOR UPDATE",  # noqa: S608
-                uuid.UUID(upload_id),
-            )
-            if row is None:
-                raise KeyError(upload_id)
+            row = await _locked(conn, upload_id)
             state = _state(row)
             if state.complete or state.committed_size != offset or not data:
                 raise UploadOffsetError(state)
@@ -137,12 +144,7 @@ class PostgresUploads:
 
     async def complete_upload(self, upload_id: str, now: dt.datetime) -> UploadState:
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS}, storage_id FROM exchange.upload WHERE id = $1 FOR UPDATE",  # noqa: S608
-                uuid.UUID(upload_id),
-            )
-            if row is None:
-                raise KeyError(upload_id)
+            row = await _locked(conn, upload_id)
             state = _state(row)
             if state.complete:
                 return state

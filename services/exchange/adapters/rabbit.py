@@ -239,23 +239,21 @@ async def _messages(
     iterator: aio_pika.abc.AbstractQueueIterator,
 ) -> AsyncIterator[InboxMessage]:
     async for message in iterator:
-        if message.type == NOTICE_MESSAGE_TYPE:
-            notice = events_pb2.NoticeQueued()
-            try:
-                notice.ParseFromString(message.body)
-            except ValueError:
-                await message.reject(requeue=False)
-                continue
-            yield InboxMessage("", message, notice_id=notice.notice_id)
-            continue
-        event = events_pb2.DeliveryQueued()
+        event: events_pb2.NoticeQueued | events_pb2.DeliveryQueued = (
+            events_pb2.NoticeQueued()
+            if message.type == NOTICE_MESSAGE_TYPE
+            else events_pb2.DeliveryQueued()
+        )
         try:
             event.ParseFromString(message.body)
         except ValueError:
             # Not ours to interpret: dead-letter it for an operator, never drop it.
             await message.reject(requeue=False)
             continue
-        yield InboxMessage(event.delivery_id, message)
+        if isinstance(event, events_pb2.NoticeQueued):
+            yield InboxMessage("", message, notice_id=event.notice_id)
+        else:
+            yield InboxMessage(event.delivery_id, message)
 
 
 async def queue_depth(connection: AbstractRobustConnection, agency_code: str) -> int:

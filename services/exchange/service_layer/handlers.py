@@ -44,7 +44,7 @@ from services.exchange.service_layer.ports import (
     LedgerEvent,
     PushItem,
 )
-from services.exchange.service_layer.routing import effective_agency, route_recipients
+from services.exchange.service_layer.routing import route_recipients
 from services.exchange.service_layer.signatures import SignaturePolicy, Verification
 from services.exchange.service_layer.uploads import ResumableUploads
 
@@ -241,12 +241,14 @@ class ExchangeHandlers:
         if record is None:
             return caller, None
         today = today_in_vietnam(self._clock())
+        answers_for_recipient = record.recipient != caller
+        # One directory call for both codes (a network hop when the directory is remote).
+        codes = [record.recipient, record.sender] if answers_for_recipient else [record.sender]
+        resolved = await self._directory.resolve(codes, today)
         recipient = caller
-        if record.recipient != caller:
-            successor = await effective_agency(self._directory, record.recipient, today)
-            if successor == caller:
-                recipient = record.recipient
-        sender_now = await effective_agency(self._directory, record.sender, today)
+        if answers_for_recipient and resolved[record.recipient].effective == caller:
+            recipient = record.recipient
+        sender_now = resolved[record.sender].effective
         notify = sender_now if sender_now not in (None, record.sender) else None
         return recipient, notify
 
@@ -269,7 +271,7 @@ class ExchangeHandlers:
             record = await self._store.delivery(delivery_id)
             if record is not None and record.transport_receipt is None:
                 try:
-                    await self._issue_receipt(record.delivery_id, record)
+                    await self._issue_receipt(record)
                 except ValidationError as exc:
                     # Only an unsigned development-mode document can lack a manifest; its
                     # acknowledgement stands, it just gets no receipt.
@@ -298,9 +300,9 @@ class ExchangeHandlers:
             return record.transport_receipt
         if self._hub is None:
             raise NotFoundError("this deployment issues no transport receipts (no hub identity)")
-        return await self._issue_receipt(delivery_id, record)
+        return await self._issue_receipt(record)
 
-    async def _issue_receipt(self, delivery_id: str, record: DeliveryRecord) -> bytes:
+    async def _issue_receipt(self, record: DeliveryRecord) -> bytes:
         assert self._hub is not None
         assert record.acknowledged_at is not None
         try:
@@ -315,8 +317,10 @@ class ExchangeHandlers:
             hub=self._hub,
             acknowledged_at=record.acknowledged_at,
         )
-        stored = await self._store.save_transport_receipt(delivery_id, receipt.to_json())
-        log.info("transport_receipt_issued", delivery_id=delivery_id, recipient=record.recipient)
+        stored = await self._store.save_transport_receipt(record.delivery_id, receipt.to_json())
+        log.info(
+            "transport_receipt_issued", delivery_id=record.delivery_id, recipient=record.recipient
+        )
         return stored
 
     async def track(
