@@ -15,7 +15,7 @@ import grpc
 import structlog
 from cryptography.hazmat.primitives import hashes, serialization
 
-from docaxis_client.credentials import pem_of
+from docaxis_client.credentials import TlsCredentials, pem_of
 from docaxis_client.trust.chain import CertificatePurpose, TrustStore, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
@@ -156,9 +156,5 @@ class Security:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=self.trust.roots_pem(),
-            private_key=key,
-            certificate_chain=pem_of(self.hub.chain),
-        )
-        return grpc.aio.secure_channel(address, credentials), ()
+        credentials = TlsCredentials(self.trust.roots_pem(), pem_of(self.hub.chain), key)
+        return grpc.aio.secure_channel(address, credentials.channel_credentials()), ()

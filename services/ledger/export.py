@@ -11,8 +11,7 @@ from services.ledger.audit.export import (
     ENTRIES_FILE,
     POLICY_FILE,
 )
-from services.ledger.audit.policy import LogKey, TrustPolicy
-from services.ledger.domain.note import NoteVerifier
+from services.ledger.audit.policy import TrustPolicy
 
 
 async def export_ledger(reader: PostgresLedgerReader, origin: str, target: Path) -> tuple[int, int]:
@@ -24,9 +23,7 @@ async def export_ledger(reader: PostgresLedgerReader, origin: str, target: Path)
     checkpoints = await reader.checkpoints()
     keys = await reader.signing_keys()
     target.mkdir(parents=True, exist_ok=True)
-    policy = TrustPolicy(
-        origin, tuple(LogKey(NoteVerifier.from_vkey(v), valid_from=since) for v, since in keys)
-    )
+    policy = TrustPolicy.from_signing_keys(origin, keys)
     (target / POLICY_FILE).write_text(policy.to_json(), encoding="utf-8")
     entries = 0
     with (target / ENTRIES_FILE).open("wb") as out:

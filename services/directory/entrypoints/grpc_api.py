@@ -59,23 +59,27 @@ def agency_to_pb(agency: Agency, today: dt.date) -> pb.Agency:
     )
 
 
+def _parse_date(
+    problems: list[FieldViolation], field: str, raw: str, *, required: bool = False
+) -> dt.date | None:
+    """The date, or None with the problem (if any) added: an empty optional date is None."""
+    if not raw:
+        if required:
+            problems.append(FieldViolation(field, "required (YYYY-MM-DD)"))
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
+        return None
+
+
 def agency_from_pb(message: pb.Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:
     """Parses what a registrant supplies; every malformed field is reported at once."""
     problems: list[FieldViolation] = []
 
-    def date_field(name: str, raw: str, required: bool) -> dt.date | None:
-        if not raw:
-            if required:
-                problems.append(FieldViolation(f"agency.{name}", "required (YYYY-MM-DD)"))
-            return None
-        try:
-            return dt.date.fromisoformat(raw)
-        except ValueError:
-            problems.append(FieldViolation(f"agency.{name}", f"{raw!r} is not a YYYY-MM-DD date"))
-            return None
-
-    valid_from = date_field("valid_from", message.valid_from, required=True)
-    valid_to = date_field("valid_to", message.valid_to, required=False)
+    valid_from = _parse_date(problems, "agency.valid_from", message.valid_from, required=True)
+    valid_to = _parse_date(problems, "agency.valid_to", message.valid_to)
     kind = _KIND_FROM_PB.get(message.kind)
     if kind is None:
         problems.append(FieldViolation("agency.kind", "required"))
@@ -123,24 +127,14 @@ _STATE_TO_PB = {
 }
 
 
-def _parse_date(problems: list[FieldViolation], field: str, raw: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
-        return None
-
-
 def reorganisation_from_pb(message: pb.Reorganisation) -> Reorganisation:
     problems: list[FieldViolation] = []
     kind = _REORGANISATION_KIND_FROM_PB.get(message.kind)
     if kind is None:
         problems.append(FieldViolation("reorganisation.kind", "MERGE, RENAME, CLOSE or SPLIT"))
-    if not message.effective_date:
-        problems.append(FieldViolation("reorganisation.effective_date", "required (YYYY-MM-DD)"))
-        effective = None
-    else:
-        effective = _parse_date(problems, "reorganisation.effective_date", message.effective_date)
+    effective = _parse_date(
+        problems, "reorganisation.effective_date", message.effective_date, required=True
+    )
     if problems or kind is None or effective is None:
         raise ValidationError("invalid reorganisation", problems)
     return Reorganisation(

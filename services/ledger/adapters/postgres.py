@@ -57,6 +57,16 @@ class StoredEntry:
     leaf_hash: bytes
 
 
+_ENTRIES = "SELECT seq, entry_type, body, leaf_hash FROM ledger.entry"
+
+
+def _stored_entries(rows: Sequence[asyncpg.Record]) -> list[StoredEntry]:
+    return [
+        StoredEntry(r["seq"], r["entry_type"], bytes(r["body"]), bytes(r["leaf_hash"]))
+        for r in rows
+    ]
+
+
 _STATE = "SELECT size, root, compact_range, tile_builder FROM ledger.tree_state"
 _STATE_FOR_UPDATE = _STATE + " FOR UPDATE"
 
@@ -259,31 +269,18 @@ class PostgresLedgerReader:
         return size
 
     async def entries(self, start: int, end: int) -> list[StoredEntry]:
-        rows = await self._pool.fetch(
-            "SELECT seq, entry_type, body, leaf_hash FROM ledger.entry "
-            "WHERE seq >= $1 AND seq < $2 ORDER BY seq",
-            start,
-            end,
+        return _stored_entries(
+            await self._pool.fetch(
+                f"{_ENTRIES} WHERE seq >= $1 AND seq < $2 ORDER BY seq", start, end
+            )
         )
-        return [
-            StoredEntry(r["seq"], r["entry_type"], bytes(r["body"]), bytes(r["leaf_hash"]))
-            for r in rows
-        ]
 
     async def document_entries(self, document_uuid: str) -> list[StoredEntry]:
-        rows = await self._pool.fetch(
-            "SELECT seq, entry_type, body, leaf_hash FROM ledger.entry "
-            "WHERE doc_id = $1 ORDER BY seq",
-            uuid.UUID(document_uuid),
+        return _stored_entries(
+            await self._pool.fetch(
+                f"{_ENTRIES} WHERE doc_id = $1 ORDER BY seq", uuid.UUID(document_uuid)
+            )
         )
-        return [
-            StoredEntry(r["seq"], r["entry_type"], bytes(r["body"]), bytes(r["leaf_hash"]))
-            for r in rows
-        ]
-
-    async def pending_count(self) -> int:
-        count: int = await self._pool.fetchval("SELECT count(*) FROM ledger.pending")
-        return count
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         plan = inclusion_plan(index, size)

@@ -87,6 +87,13 @@ class TrustPolicy:
         except NoteError as exc:
             raise PolicyError(f"bad verifier key: {exc}") from exc
 
+    @classmethod
+    def from_signing_keys(cls, origin: str, keys: Iterable[tuple[str, dt.datetime]]) -> Self:
+        """The log's own policy: each recorded verifier key valid from its first use."""
+        return cls(
+            origin, tuple(LogKey(NoteVerifier.from_vkey(v), valid_from=since) for v, since in keys)
+        )
+
     def to_json(self) -> str:
         doc = {
             "version": POLICY_VERSION,

@@ -390,12 +390,13 @@ def audit_entries(
     try:
         # Saved checkpoints are the auditor's own evidence: one that does not verify is an
         # input problem, reported before anything else.
-        pending: list[tuple[int, int, Source, bytes]] = []
+        # (size, order at equal size, source, note, the saved ones already opened)
+        pending: list[tuple[int, int, Source, bytes, tuple[Checkpoint, Note] | None]] = []
         for note in saved_checkpoints:
-            checkpoint, _ = _open(note, policy, Source.SAVED, None)
-            pending.append((checkpoint.size, 1, Source.SAVED, note))
+            opened = _open(note, policy, Source.SAVED, None)
+            pending.append((opened[0].size, 1, Source.SAVED, note, opened))
         for size, note in checkpoints.items():
-            pending.append((size, 0, Source.EXPORT, note))
+            pending.append((size, 0, Source.EXPORT, note, None))
         pending.sort(key=lambda p: (p[0], p[1]))
 
         position = 0
@@ -404,8 +405,8 @@ def audit_entries(
         def due(upto: int) -> None:
             nonlocal position
             while position < len(pending) and pending[position][0] <= upto:
-                size, _, source, note = pending[position]
-                checkpoint, opened = _open(note, policy, source, size)
+                size, _, source, note, saved = pending[position]
+                checkpoint, opened = saved or _open(note, policy, source, size)
                 if source is Source.EXPORT and checkpoint.size != size:
                     message = f"file says size {size}, the signed checkpoint {checkpoint.size}"
                     kind = DivergenceKind.CHECKPOINT_MALFORMED
@@ -427,7 +428,7 @@ def audit_entries(
             count += 1
         due(count)
         if position < len(pending):
-            size, _, source, _ = pending[position]
+            size, _, source, _, _ = pending[position]
             kind = (
                 DivergenceKind.SAVED_CHECKPOINT_BEYOND_EXPORT
                 if source is Source.SAVED

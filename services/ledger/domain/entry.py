@@ -250,10 +250,6 @@ def _is_canonical_uuid(text: str) -> bool:
     return _UUID.fullmatch(text) is not None  # exactly str(uuid.UUID(...))
 
 
-def encode_entry(entry: LedgerEntry) -> bytes:
-    return entry.encode()
-
-
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:

@@ -14,7 +14,6 @@ from services.ledger.domain.merkle import (
     Node,
     TreeSizeError,
     perfect_root,
-    right_edge,
 )
 
 TILE_HEIGHT = 8
@@ -358,9 +357,6 @@ class TileBuilder:
                 b"".join(source.subtree_hash(TILE_HEIGHT * level, first + i) for i in range(width))
             )
         return cls(size, partial)
-
-    def right_edge_nodes(self) -> list[Node]:
-        return right_edge(self._size)
 
 
 # ---- entry bundles ---------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from services.common.errors import (
 from services.common.grpc_errors import domain_errors
 from services.common.identity import Caller, CallerResolver, Role
 from services.ledger.adapters.postgres import PostgresLedgerReader, StoredEntry
-from services.ledger.audit.policy import LogKey, TrustPolicy
-from services.ledger.domain.note import NoteVerifier
+from services.ledger.audit.policy import TrustPolicy
 from services.ledger.domain.receipt import build_receipt
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -54,10 +53,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         keys = await self._reader.signing_keys()
         if not keys:
             raise RejectedError("the ledger has not signed a checkpoint yet", reason="UNAVAILABLE")
-        return TrustPolicy(
-            self._origin,
-            tuple(LogKey(NoteVerifier.from_vkey(vkey), valid_from=since) for vkey, since in keys),
-        )
+        return TrustPolicy.from_signing_keys(self._origin, keys)
 
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
