@@ -356,8 +356,3 @@ class AgencyClient:
             metadata=self._metadata,
             timeout=self._timeout_s,
         )
-
-
-def admin_metadata() -> tuple[tuple[str, str], ...]:
-    """Development-mode administrator identity."""
-    return ((ROLE_HEADER, "admin"),)

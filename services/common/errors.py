@@ -6,6 +6,7 @@ on AMQP a domain error is a final answer while anything else is a bug.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,22 @@ class FieldViolation:
 
     field: str
     description: str
+
+
+def parse_iso_date(
+    problems: list[FieldViolation], field: str, raw: str, *, required: bool = False
+) -> dt.date | None:
+    """A "YYYY-MM-DD" wire date, or None with the problem (if any) added to `problems`, so
+    that a request's every malformed field is reported at once. An empty optional date is None."""
+    if not raw:
+        if required:
+            problems.append(FieldViolation(field, "required (YYYY-MM-DD)"))
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
+        return None
 
 
 class DomainError(Exception):

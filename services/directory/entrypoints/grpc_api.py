@@ -9,7 +9,7 @@ import grpc
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 
-from services.common.errors import FieldViolation, NotFoundError, ValidationError
+from services.common.errors import FieldViolation, NotFoundError, ValidationError, parse_iso_date
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm
@@ -59,27 +59,12 @@ def agency_to_pb(agency: Agency, today: dt.date) -> pb.Agency:
     )
 
 
-def _parse_date(
-    problems: list[FieldViolation], field: str, raw: str, *, required: bool = False
-) -> dt.date | None:
-    """The date, or None with the problem (if any) added: an empty optional date is None."""
-    if not raw:
-        if required:
-            problems.append(FieldViolation(field, "required (YYYY-MM-DD)"))
-        return None
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
-        return None
-
-
 def agency_from_pb(message: pb.Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:
     """Parses what a registrant supplies; every malformed field is reported at once."""
     problems: list[FieldViolation] = []
 
-    valid_from = _parse_date(problems, "agency.valid_from", message.valid_from, required=True)
-    valid_to = _parse_date(problems, "agency.valid_to", message.valid_to)
+    valid_from = parse_iso_date(problems, "agency.valid_from", message.valid_from, required=True)
+    valid_to = parse_iso_date(problems, "agency.valid_to", message.valid_to)
     kind = _KIND_FROM_PB.get(message.kind)
     if kind is None:
         problems.append(FieldViolation("agency.kind", "required"))
@@ -132,7 +117,7 @@ def reorganisation_from_pb(message: pb.Reorganisation) -> Reorganisation:
     kind = _REORGANISATION_KIND_FROM_PB.get(message.kind)
     if kind is None:
         problems.append(FieldViolation("reorganisation.kind", "MERGE, RENAME, CLOSE or SPLIT"))
-    effective = _parse_date(
+    effective = parse_iso_date(
         problems, "reorganisation.effective_date", message.effective_date, required=True
     )
     if problems or kind is None or effective is None:
@@ -286,7 +271,7 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
             self._callers.resolve(context)
             problems: list[FieldViolation] = []
             day = (
-                _parse_date(problems, "on_date", request.on_date)
+                parse_iso_date(problems, "on_date", request.on_date)
                 if request.on_date
                 else today_in_vietnam()
             )

@@ -254,13 +254,3 @@ async def _messages(
             yield InboxMessage("", message, notice_id=event.notice_id)
         else:
             yield InboxMessage(event.delivery_id, message)
-
-
-async def queue_depth(connection: AbstractRobustConnection, agency_code: str) -> int:
-    """Messages waiting in an agency's inbox (not counting those pushed and unacknowledged)."""
-    channel = await connection.channel()
-    try:
-        queue = await channel.declare_queue(inbox_queue_name(agency_code), passive=True)
-        return queue.declaration_result.message_count or 0
-    finally:
-        await channel.close()

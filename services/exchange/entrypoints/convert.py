@@ -9,7 +9,7 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-from services.common.errors import FieldViolation
+from services.common.errors import FieldViolation, parse_iso_date
 from services.exchange.domain.model import (
     VIETNAM,
     AttachmentRef,
@@ -63,28 +63,16 @@ def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def _date(
-    problems: list[FieldViolation], field: str, raw: str, *, required: bool
-) -> dt.date | None:
-    if not raw:
-        if required:
-            problems.append(FieldViolation(field, "required (YYYY-MM-DD)"))
-        return None
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        problems.append(FieldViolation(field, f"{raw!r} is not a YYYY-MM-DD date"))
-        return None
-
-
 def submission_from_pb(request: pb.SubmitRequest) -> tuple[Submission, list[FieldViolation]]:
     """Parses the request's shape (dates, enums). Fields that do not parse are returned as
     problems with placeholders in the submission, so that the domain's content checks run too and
     one answer lists every problem."""
     problems: list[FieldViolation] = []
     h = request.header
-    promulgation = _date(problems, "header.promulgation_date", h.promulgation_date, required=True)
-    due = _date(problems, "header.due_date", h.due_date, required=False)
+    promulgation = parse_iso_date(
+        problems, "header.promulgation_date", h.promulgation_date, required=True
+    )
+    due = parse_iso_date(problems, "header.due_date", h.due_date, required=False)
     business = _BUSINESS_FROM_PB.get(h.business_type)
     if business is None:
         problems.append(FieldViolation("header.business_type", "unknown value"))
