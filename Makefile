@@ -8,7 +8,7 @@ PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
 
 .PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench clean
+	test-e2e services-up services-down run demo down bench clean screenshots
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -17,6 +17,7 @@ help:
 	@echo "make down    stop everything 'make run' started"
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
 	@echo "make bench   benchmarks (print figures)"
+	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -72,7 +73,13 @@ check: proto-check lint typecheck
 # The whole suite: the integration and e2e tiers start their own Postgres and RabbitMQ on
 # test ports (see tests/conftest.py) and stop them afterwards.
 test: check services-install
+	bash deploy/local/install.sh --browser
 	$(BIN)/pytest
+
+# Re-takes the admin console's screenshots checked in under docs/screenshots.
+screenshots: $(STAMP) services-install
+	bash deploy/local/install.sh --browser
+	DOCAXIS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_admin_console.py
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 
 from benchmarks.uploads import bench_attachment
+from docaxis_client.ledger.note import NoteSigner
 from services.app import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import SEQUENCER_ROLE, PostgresLedgerWriter
-from services.ledger.domain.note import NoteSigner
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGIN = "bench.docaxis.local/v1"

@@ -11,11 +11,15 @@ ON_BEHALF_HEADER = "x-docaxis-on-behalf-of"
 # validate it too, so that a revocation ingested at runtime applies to calls through the gateway
 # at once.
 ON_BEHALF_CERT_HEADER = "x-docaxis-on-behalf-cert-bin"
+# The on-behalf-of value with which the gateway acts for an administrator (the admin console);
+# the forwarded certificate must then carry the admin role. Not an agency code, so the two
+# kinds of principal cannot be confused.
+ADMINISTRATOR = "role:admin"
 
 
 def on_behalf_metadata(
-    agency_code: str, certificate_der: bytes
+    principal: str, certificate_der: bytes
 ) -> tuple[tuple[str, str | bytes], ...]:
-    """Call metadata the gateway sends (with its own certificate) to act for `agency_code`,
-    with the certificate that agency authenticated to the gateway with."""
-    return ((ON_BEHALF_HEADER, agency_code), (ON_BEHALF_CERT_HEADER, certificate_der))
+    """Call metadata the gateway sends (with its own certificate) to act for `principal` (an
+    agency code, or ADMINISTRATOR), with the certificate it authenticated to the gateway with."""
+    return ((ON_BEHALF_HEADER, principal), (ON_BEHALF_CERT_HEADER, certificate_der))

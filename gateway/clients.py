@@ -10,7 +10,12 @@ from pathlib import Path
 
 import grpc
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
+from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from docaxis.ops.v1 import metrics_service_pb2 as mpb
+from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
@@ -19,6 +24,9 @@ class Services:
     channel: grpc.aio.Channel
     exchange: pb_grpc.ExchangeServiceAsyncStub
     directory: dpb_grpc.DirectoryServiceAsyncStub
+    reports: rpb_grpc.ReportServiceAsyncStub
+    admin: apb_grpc.AdminServiceAsyncStub
+    ledger: lpb_grpc.LedgerServiceAsyncStub
     health: health_pb2_grpc.HealthStub
     timeout_s: float
 
@@ -43,6 +51,9 @@ class Services:
             channel,
             pb_grpc.ExchangeServiceStub(channel),
             dpb_grpc.DirectoryServiceStub(channel),
+            rpb_grpc.ReportServiceStub(channel),
+            apb_grpc.AdminServiceStub(channel),
+            lpb_grpc.LedgerServiceStub(channel),
             health_pb2_grpc.HealthStub(channel),
             timeout_s,
         )
@@ -54,6 +65,16 @@ class Services:
         except grpc.aio.AioRpcError:
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def metrics_exposition(self, timeout_s: float) -> str | None:
+        """The services' Prometheus exposition (GetMetrics, as the gateway itself: no agency
+        header), or None when they do not answer within `timeout_s`."""
+        stub: mpb_grpc.MetricsServiceAsyncStub = mpb_grpc.MetricsServiceStub(self.channel)
+        try:
+            response = await stub.GetMetrics(mpb.GetMetricsRequest(), timeout=timeout_s)
+        except grpc.aio.AioRpcError:
+            return None
+        return response.exposition
 
     async def close(self) -> None:
         await self.channel.close()

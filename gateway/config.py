@@ -60,6 +60,11 @@ class GatewaySettings:
     crl_files: tuple[str, ...] = ()
     # Deadline of each gRPC call to the services.
     call_timeout_s: float = 60.0
+    # The admin console signs an administrator out after this long without a request.
+    admin_idle_s: float = 1800.0
+    # The ledger's trust-policy.json (origin and checkpoint keys), pinned: the console verifies
+    # ledger proofs with it. Empty: the policy the axis itself publishes (GetTrustPolicy).
+    ledger_trust_policy: str = ""
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -83,6 +88,8 @@ class GatewaySettings:
             client_key_file=_required(env, "CLIENT_KEY_FILE"),
             crl_files=tuple(path for path in crls.split(os.pathsep) if path.strip()),
             call_timeout_s=_number(env, "CALL_TIMEOUT_S", 60.0),
+            admin_idle_s=_number(env, "ADMIN_IDLE_S", 1800.0),
+            ledger_trust_policy=env.get(PREFIX + "LEDGER_TRUST_POLICY", "").strip(),
         )
         settings.listen  # noqa: B018 - validates the address now, not at bind time
         settings.metrics_listen  # noqa: B018

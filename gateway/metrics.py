@@ -1,5 +1,9 @@
 """Prometheus metrics counted at the gateway, and the plain-HTTP /metrics, /livez, /readyz app
-(a separate loopback listener: a monitoring tool needs no agency certificate)."""
+(a separate loopback listener: a monitoring tool needs no agency certificate).
+
+/metrics shows the gateway's own families (all `docaxis_gateway_*`) followed by the services'
+(`docaxis_*`, fetched with MetricsService.GetMetrics), so one scrape sees the whole axis, including
+what DMSs send over gRPC without passing through the gateway."""
 
 from __future__ import annotations
 
@@ -16,6 +20,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+# Well within a Prometheus scrape timeout (10 s by default): a slow services process costs its
+# own metrics, never the gateway's.
+SERVICES_SCRAPE_TIMEOUT_S = 3.0
+
+# The services' exposition within the deadline, or None when they did not answer.
+ServicesScrape = Callable[[float], Awaitable[str | None]]
 
 
 class GatewayMetrics:
@@ -53,14 +64,26 @@ class GatewayMetrics:
             ["certificate"],
             registry=self.registry,
         )
+        self.services_scrape_up = Gauge(
+            "docaxis_gateway_services_scrape_up",
+            "1 when the services answered GetMetrics for this scrape (their docaxis_* families "
+            "follow), 0 when they did not.",
+            registry=self.registry,
+        )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, services: str | None) -> bytes:
+        """The gateway's exposition, then the services' when they answered (`services`)."""
+        self.services_scrape_up.set(0 if services is None else 1)
+        own = generate_latest(self.registry)
+        return own if services is None else own + services.encode("utf-8")
 
 
-def probes_app(metrics: GatewayMetrics, ready: Callable[[], Awaitable[bool]]) -> Starlette:
+def probes_app(
+    metrics: GatewayMetrics, ready: Callable[[], Awaitable[bool]], scrape: ServicesScrape
+) -> Starlette:
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        services = await scrape(SERVICES_SCRAPE_TIMEOUT_S)
+        return Response(metrics.render(services), media_type=CONTENT_TYPE_LATEST)
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ssl
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ import uvicorn
 from cryptography import x509
 from starlette.applications import Starlette
 
+from gateway.admin.app import admin_mount
+from gateway.admin.ledger_proof import LedgerProofs
+from gateway.admin.pages import PAGES
+from gateway.admin.session import SessionSigner
 from gateway.auth import AgencyAuthenticator, load_trust
 from gateway.axis import axis_routes
 from gateway.clients import Services
@@ -86,7 +91,19 @@ async def serve(
     ctx = Context(services, AgencyAuthenticator(trust), metrics)
     host, _ = settings.listen
     api = _server(
-        build_app(ctx, openapi_document(), axis_routes(ctx)),
+        build_app(
+            ctx,
+            openapi_document(),
+            [
+                *axis_routes(ctx),
+                admin_mount(
+                    ctx,
+                    SessionSigner(dt.timedelta(seconds=settings.admin_idle_s)),
+                    LedgerProofs(ctx, settings.ledger_trust_policy),
+                    PAGES,
+                ),
+            ],
+        ),
         settings.listen,
         graceful_s=5,
         ssl_certfile=settings.tls_cert_file,
@@ -97,7 +114,11 @@ async def serve(
         http=TlsH11Protocol,
     )
     metrics_host, _ = settings.metrics_listen
-    probes = _server(probes_app(metrics, services.serving), settings.metrics_listen, graceful_s=2)
+    probes = _server(
+        probes_app(metrics, services.serving, services.metrics_exposition),
+        settings.metrics_listen,
+        graceful_s=2,
+    )
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(api.serve()), group.create_task(probes.serve())]

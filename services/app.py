@@ -17,14 +17,18 @@ import grpc
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 from grpc_health.v1 import health
 
-from services.common import postgres, rabbit
+from docaxis_client.ledger.note import NoteError, NoteSigner
+from services.common import metrics_api, postgres, rabbit
 from services.common.config import ConfigError
 from services.common.grpc_server import build_server, set_serving
+from services.common.metrics import AxisMetrics
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.domain.codes import code_problem
@@ -33,7 +37,9 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
+from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_queues import PostgresQueueProbe
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.rabbit import (
     InboxQueues,
@@ -41,9 +47,10 @@ from services.exchange.adapters.rabbit import (
     RabbitInbox,
     RabbitPublisher,
 )
+from services.exchange.entrypoints import admin_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
-from services.exchange.entrypoints import report_api
 from services.exchange.entrypoints.relay import OutboxRelay
+from services.exchange.service_layer.admin import AdminHandlers
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
@@ -54,7 +61,7 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerReader,
     PostgresLedgerWriter,
 )
-from services.ledger.domain.note import NoteError, NoteSigner
+from services.ledger.adapters.postgres_backlog import PostgresLedgerBacklog
 from services.ledger.entrypoints import grpc_api as ledger_api
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.security import Security
@@ -126,8 +133,15 @@ async def serve(
     security = Security.from_settings(settings)
     callers = security.callers
     health_servicer = health.aio.HealthServicer()
-    registrations: list[Callable[[grpc.aio.Server], None]] = []
-    names: list[str] = []
+    # One registry per process: what this process's components count, probe and refuse.
+    metrics = AxisMetrics()
+    for certificate_name, certificate in security.own_certificates():
+        metrics.certificate_expires(certificate_name, certificate.not_valid_after_utc)
+    metrics_servicer = metrics_api.MetricsServicer(metrics, callers)
+    registrations: list[Callable[[grpc.aio.Server], None]] = [
+        lambda server: mpb_grpc.add_MetricsServiceServicer_to_server(metrics_servicer, server)
+    ]
+    names: list[str] = [metrics_api.SERVICE_NAME]
     async with AsyncExitStack() as stack:
         pool = await postgres.create_pool(
             settings.database_url, role=APP_ROLE if settings.database_roles else None
@@ -179,7 +193,10 @@ async def serve(
                 PostgresDocumentStore(pool),
                 lookup,
                 lambda code: code_problem(code, forms),
-                Limits(max_attachment_bytes=settings.max_attachment_bytes),
+                Limits(
+                    max_attachment_bytes=settings.max_attachment_bytes,
+                    max_pushes=settings.max_pushes,
+                ),
                 signatures=security.signature_policy(),
                 hub=security.hub,
             )
@@ -187,7 +204,7 @@ async def serve(
             inbox = RabbitInbox(connection, queues=inbox_queues)
             lifecycle = LifecycleHandlers(exchange, PostgresLifecycleStore(pool))
             exchange_servicer = exchange_api.ExchangeServicer(
-                exchange, callers, inbox, InFlight(), lifecycle
+                exchange, callers, inbox, InFlight(), lifecycle, metrics=metrics
             )
             registrations.append(
                 lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(
@@ -202,6 +219,19 @@ async def serve(
                 lambda server: rpb_grpc.add_ReportServiceServicer_to_server(report_servicer, server)
             )
             names.append(report_api.SERVICE_NAME)
+            admin_servicer = admin_api.AdminServicer(
+                AdminHandlers(
+                    PostgresAdminStore(pool),
+                    PostgresDocumentStore(pool),
+                    PostgresLifecycleStore(pool),
+                ),
+                callers,
+            )
+            registrations.append(
+                lambda server: apb_grpc.add_AdminServiceServicer_to_server(admin_servicer, server)
+            )
+            names.append(admin_api.SERVICE_NAME)
+            metrics.watch_queues(PostgresQueueProbe(pool))
             publisher = RabbitPublisher(connection, inbox_queues)
             stack.push_async_callback(publisher.close)
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
@@ -230,6 +260,8 @@ async def serve(
                 checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
             )
             background.append(asyncio.create_task(writer.run(writer_stop), name="ledger-writer"))
+            # The sequencer's pool: of the narrow roles, only it may read the staging table.
+            metrics.watch_ledger(PostgresLedgerBacklog(ledger_pool))
             ledger_servicer = ledger_api.LedgerServicer(
                 PostgresLedgerReader(reader_pool), callers, settings.ledger_origin
             )
@@ -257,6 +289,7 @@ async def serve(
             names,
             health_servicer,
             credentials=security.server_credentials(),
+            refusals=metrics.rejected,
         )
         await server.start()
         health_stop = asyncio.Event()

@@ -13,6 +13,7 @@ import grpc
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
+from docaxis_client.ledger.note import NoteSigner
 from services import pki_cli, report_cli
 from services.app import ALL_COMPONENTS, Component, migrate, serve
 from services.common import postgres
@@ -27,7 +28,6 @@ from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.reorganisation_cli import record_reorganisation, sync_agencies
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
-from services.ledger.domain.note import NoteSigner
 from services.ledger.export import export_ledger
 from services.settings import DEFAULT_GRPC_ADDRESS, DEFAULT_LEDGER_ORIGIN, Settings
 

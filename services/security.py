@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import structlog
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from docaxis_client.credentials import TlsCredentials, pem_of
@@ -125,6 +126,15 @@ class Security:
         # One warning per certificate, even when chains share their issuing CA.
         unique = {cert.fingerprint(hashes.SHA256()): (p, cert) for p, cert in named}
         warn_expiring(unique.values(), within_days=within_days)
+
+    def own_certificates(self) -> list[tuple[str, x509.Certificate]]:
+        """The process's own leaf certificates by role (the metrics show their expiry)."""
+        named = []
+        if self.server_tls is not None:
+            named.append(("tls_server", self.server_tls.certificates[0]))
+        if self.hub is not None:
+            named.append(("hub", self.hub.chain[0]))
+        return named
 
     def use_directory(self, lookup: DirectoryLookup) -> None:
         """Callers' agencies are checked against this directory from now on."""

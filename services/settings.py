@@ -25,6 +25,9 @@ class Settings:
     # Plaintext gRPC with caller identity taken from request headers: development only.
     dev_insecure: bool = False
     max_attachment_bytes: int = 256 * 1024 * 1024
+    # Pushes (or pull-mode fetches) of one copy without an acknowledgement before delivery gives
+    # up on it: the copy is dead-lettered until an administrator resends it (domain.md §10.1).
+    max_pushes: int = 20
     code_forms: frozenset[CodeForm] = frozenset({CodeForm.QCVN102, CodeForm.QD20})
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
@@ -77,6 +80,7 @@ class Settings:
             directory_address=env.get("DOCAXIS_DIRECTORY_ADDRESS") or None,
             dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False),
             max_attachment_bytes=read_int(env, "DOCAXIS_MAX_ATTACHMENT_BYTES", 256 * 1024 * 1024),
+            max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", 20),
             code_forms=forms,
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
@@ -101,6 +105,8 @@ class Settings:
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
             raise ConfigError("DOCAXIS_MAX_ATTACHMENT_BYTES must be positive")
+        if settings.max_pushes <= 0:
+            raise ConfigError("DOCAXIS_MAX_PUSHES must be positive")
         for key, value, minimum in (
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -15,12 +16,12 @@ from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 
 from docaxis_client.client import AgencyClient
-from services.app import migrate, serve
+from docaxis_client.ledger.note import NoteSigner
+from services.app import ALL_COMPONENTS, Component, migrate, serve
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
-from services.ledger.domain.note import NoteSigner
 from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
 from tests.infra import SuiteServices, start_services, stop_services
 from tests.pki import SuitePki
@@ -87,21 +88,14 @@ def settings_for(
     )
 
 
-@pytest.fixture(scope="session")
-async def axis(
-    database_url: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
+@contextlib.asynccontextmanager
+async def served(
+    settings: Settings, components: Collection[Component] = ALL_COMPONENTS
 ) -> AsyncIterator[str]:
-    """docaxis (directory + exchange) served in this process over mutual TLS, as in production;
-    yields its address."""
+    """docaxis served in this process with `settings` until the block ends; yields its address."""
     stop = asyncio.Event()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        serve(
-            settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki),
-            stop,
-            on_ready=ready.set_result,
-        )
-    )
+    task = asyncio.create_task(serve(settings, stop, components, on_ready=ready.set_result))
     waiters: list[asyncio.Future[object]] = [ready, task]  # type: ignore[list-item]
     async with asyncio.timeout(30):
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -112,6 +106,18 @@ async def axis(
     stop.set()
     async with asyncio.timeout(30):
         await task
+
+
+@pytest.fixture(scope="session")
+async def axis(
+    database_url: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
+) -> AsyncIterator[str]:
+    """docaxis (directory + exchange) served in this process over mutual TLS, as in production;
+    yields its address."""
+    async with served(
+        settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki)
+    ) as address:
+        yield address
 
 
 _codes = itertools.count(1)

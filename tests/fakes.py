@@ -20,6 +20,7 @@ from services.directory.domain.model import Agency, AgencyKind
 from services.directory.domain.reorganisation import Reorganisation, Resolution, resolve
 from services.directory.service_layer.ports import AgencyExistsError, StaleAgencyError
 from services.exchange.domain.model import (
+    MAX_PUSHES_EXCEEDED,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -32,6 +33,7 @@ from services.exchange.domain.model import (
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AgencyView,
+    DeadLetter,
     DeliveryRecord,
     DocumentTrack,
     DuplicateConsignmentError,
@@ -237,6 +239,8 @@ class FakeDelivery:
     acknowledged_at: dt.datetime | None = None
     push_count: int = 0
     transport_receipt: bytes | None = None
+    dead_lettered_at: dt.datetime | None = None
+    dead_letter_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +391,9 @@ class FakeDocumentStore:
             )
         self.ledger.extend(events)
 
-    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+    async def begin_push(
+        self, delivery_id: str, recipient: str, max_pushes: int | None = None
+    ) -> PushItem | DeadLetter | None:
         delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
         if (
             delivery is None
@@ -397,11 +403,17 @@ class FakeDocumentStore:
         ):
             return None
         now = self.clock()
-        delivery.state = DeliveryState.PUSHED
-        delivery.pushed_at = delivery.pushed_at or now
-        delivery.push_count += 1
         document = self.documents[delivery.document_uuid]
-        if delivery.push_count == 1:
+        dead = max_pushes is not None and delivery.push_count >= max_pushes
+        if dead:
+            delivery.state = DeliveryState.DEAD_LETTERED
+            delivery.dead_lettered_at = now
+            delivery.dead_letter_reason = MAX_PUSHES_EXCEEDED
+        else:
+            delivery.state = DeliveryState.PUSHED
+            delivery.pushed_at = delivery.pushed_at or now
+            delivery.push_count += 1
+        if dead or delivery.push_count == 1:  # the first push, or the end of pushing
             self.ledger.append(
                 LedgerEvent(
                     entry_type="delivery",
@@ -410,9 +422,18 @@ class FakeDocumentStore:
                     occurred_at=now,
                     from_agency=document.header.sender,
                     to_agency=recipient,
-                    data={"delivery": delivery_id, "event": "pushed"},
+                    data={
+                        "delivery": delivery_id,
+                        "event": "dead_lettered",
+                        "reason": MAX_PUSHES_EXCEEDED,
+                        "push_count": delivery.push_count,
+                    }
+                    if dead
+                    else {"delivery": delivery_id, "event": "pushed"},
                 )
             )
+        if dead:
+            return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, now, delivery.push_count)
         return PushItem(
             delivery_id=delivery_id,
             document_uuid=document.uuid,
@@ -421,6 +442,7 @@ class FakeDocumentStore:
             attachments=document.attachments,
             signatures=document.signatures,
             submitted_at=document.submitted_at,
+            first_handover=delivery.push_count == 1,
         )
 
     async def acknowledge(
@@ -475,6 +497,8 @@ class FakeDocumentStore:
                     pushed_at=d.pushed_at,
                     acknowledged_at=d.acknowledged_at,
                     push_count=d.push_count,
+                    dead_lettered_at=d.dead_lettered_at,
+                    dead_letter_reason=d.dead_letter_reason,
                 )
                 for d in self._deliveries_of(document.uuid)
             ),

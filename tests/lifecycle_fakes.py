@@ -322,13 +322,15 @@ class FakeLifecycleStore:
     def _by_time(self, documents: list[FakeDocument]) -> list[DocumentLink]:
         return [self._link(d) for d in sorted(documents, key=lambda d: (d.submitted_at, d.uuid))]
 
-    def _visible(self, document: FakeDocument, agency: str) -> bool:
-        return document.sender == agency or any(
-            d.recipient == agency for d in self.documents._deliveries_of(document.uuid)
+    def _visible(self, document: FakeDocument, agency: str | None) -> bool:
+        return (
+            agency is None
+            or document.sender == agency
+            or any(d.recipient == agency for d in self.documents._deliveries_of(document.uuid))
         )
 
     async def links(
-        self, document_uuid: str, agency: str
+        self, document_uuid: str, agency: str | None
     ) -> tuple[list[DocumentLink], list[DocumentLink]]:
         document = self.documents.documents.get(str(uuid.UUID(document_uuid)))
         if document is None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ensure the OS packages needed by deploy/local/postgres.sh and deploy/local/rabbitmq.sh exist:
 # PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) and RabbitMQ (rabbitmq-server,
-# rabbitmqctl). Quick and silent-ish when everything is there; installs with apt-get as root;
+# rabbitmqctl); with --browser also Debian's Chromium, which the admin console's end-to-end
+# tests drive headless (Playwright never downloads a browser of its own here). Quick and silent-ish when everything is there; installs with apt-get as root;
 # fails with the package names otherwise. Never leaves a system-wide server running.
 set -euo pipefail
 
@@ -43,12 +44,26 @@ rabbit_present() {
     [[ -x $RABBIT_BIN_DIR/rabbitmq-server && -x $RABBIT_BIN_DIR/rabbitmqctl ]]
 }
 
+browser_present() {
+    [[ -x /usr/bin/chromium ]]
+}
+
+with_browser=0
+for arg in "$@"; do
+    case $arg in
+    --browser) with_browser=1 ;;
+    *) die "unknown argument: $arg (usage: install.sh [--browser])" ;;
+    esac
+done
+
 missing=()
 pg_present || missing+=(postgresql)
 rabbit_present || missing+=(rabbitmq-server)
+if ((with_browser)) && ! browser_present; then missing+=(chromium); fi
 
 if ((${#missing[@]} == 0)); then
-    log "PostgreSQL ($(find_pg_bindir)) and RabbitMQ ($RABBIT_BIN_DIR) present ($(elapsed))"
+    log "PostgreSQL ($(find_pg_bindir)) and RabbitMQ ($RABBIT_BIN_DIR) present$( 
+        ((with_browser)) && printf ', Chromium too') ($(elapsed))"
     exit 0
 fi
 
@@ -113,6 +128,9 @@ for port in "${SYSTEM_PORTS[@]}"; do
     done
 done
 
+if ((with_browser)); then
+    browser_present || die "Chromium still missing after installing 'chromium'"
+fi
 pg_present || die "PostgreSQL binaries still missing after installing 'postgresql'"
 rabbit_present || die "RabbitMQ binaries still missing after installing 'rabbitmq-server'"
 log "installed ${missing[*]}: PostgreSQL in $(find_pg_bindir), RabbitMQ in $RABBIT_BIN_DIR ($(elapsed))"

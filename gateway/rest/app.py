@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
-from gateway.auth import Agency, AgencyAuthenticator
+from gateway.auth import Agency, AgencyAuthenticator, Principal
 from gateway.clients import Services
 from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem, problem_of
@@ -65,12 +65,12 @@ class Context:
         self,
         rpc: Callable[..., Awaitable[M]],
         message: Message | AsyncIterator[Message],
-        agency: Agency,
+        principal: Principal,
     ) -> M:
-        """`rpc` for `agency` (a message, or the requests of a client stream), its refusal as a
-        Problem."""
+        """`rpc` for `principal` (a message, or the requests of a client stream), its refusal as
+        a Problem."""
         try:
-            return await rpc(message, metadata=agency.metadata, timeout=self.services.timeout_s)
+            return await rpc(message, metadata=principal.metadata, timeout=self.services.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise problem_of(exc) from None
 
@@ -102,12 +102,17 @@ async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
 _CONTROL = frozenset(chr(c) for c in range(32)) - {"\t", "\n", "\r"}
 
 
-def check_parameters(request: Request) -> None:
+def check_text(request: Request) -> None:
     """Path and query values are text: control characters (NUL first: Postgres text cannot hold
-    it) are refused at the edge, as are malformed agency codes."""
+    it) are refused at the edge."""
     for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
         if any(char in _CONTROL for char in str(value)):
             raise Problem(400, "VALIDATION", f"{name} contains control characters")
+
+
+def check_parameters(request: Request) -> None:
+    """check_text, and the API's agency-code parameters are well-formed."""
+    check_text(request)
     for name in ("code", "parent_code", "pcode"):
         value = request.path_params.get(name) or request.query_params.get(name)
         if value and not AGENCY_CODE_PATTERN.fullmatch(str(value)):
@@ -511,7 +516,7 @@ def problem_handlers(metrics: GatewayMetrics) -> dict[Any, Any]:
 
 
 def build_app(
-    ctx: Context, openapi: dict[str, Any], extra_routes: list[Route] | None = None
+    ctx: Context, openapi: dict[str, Any], extra_routes: list[BaseRoute] | None = None
 ) -> Starlette:
     rendered = JSONResponse(openapi).body  # serialised once, not per request
 

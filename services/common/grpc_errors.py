@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -104,9 +105,22 @@ def rich_status(exc: DomainError) -> Any:
     return rpc_status.to_status(status)
 
 
+# The ErrorInfo reason the current RPC was refused with. Every refusal goes through
+# abort_with_domain_error, so the server interceptor reads it here once the call has ended (to
+# log and count it) instead of decoding its own trailers. Each RPC runs in its own task, hence
+# its own copy of the context: the value never leaks to another call.
+_refusal: ContextVar[str | None] = ContextVar("docaxis_refusal", default=None)
+
+
+def refusal_reason() -> str | None:
+    """The reason of the refusal this RPC ended with, or None."""
+    return _refusal.get()
+
+
 async def abort_with_domain_error(
     ctx: grpc.aio.ServicerContext[Any, Any], exc: DomainError
 ) -> NoReturn:
+    _refusal.set(exc.reason)
     rich = rich_status(exc)
     await ctx.abort(rich.code, rich.details, rich.trailing_metadata)
     raise AssertionError("unreachable: ServicerContext.abort raises")  # pragma: no cover

@@ -12,14 +12,24 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.grpc_errors import refusal_reason
+
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
+# Told of every refused call: (method, ErrorInfo reason); e.g. AxisMetrics.rejected.
+RefusalSink = Callable[[str, str], None]
+
+
 class LoggingInterceptor(grpc.aio.ServerInterceptor):
     """Binds the RPC name to the log context of everything the call logs, and writes one
-    canonical `rpc_finished` line per call with its outcome (status code) and duration."""
+    canonical `rpc_finished` line per call with its outcome (status code, and the ErrorInfo
+    reason of a refusal) and duration. Each refusal is also reported, once, to `refusals`."""
+
+    def __init__(self, refusals: RefusalSink | None = None) -> None:
+        self._refusals = refusals
 
     async def intercept_service(
         self,
@@ -33,7 +43,7 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(_QUIET_PREFIXES):
             return handler
-        return _logged(handler)
+        return _logged(handler, method, self._refusals)
 
 
 # Health probes and reflection would drown the log in one line per poll.
@@ -51,17 +61,31 @@ def _outcome(context: grpc.aio.ServicerContext[Any, Any], error: BaseException |
 
 
 def _finished(
-    context: grpc.aio.ServicerContext[Any, Any], start: float, error: BaseException | None
+    context: grpc.aio.ServicerContext[Any, Any],
+    start: float,
+    error: BaseException | None,
+    method: str,
+    refusals: RefusalSink | None,
 ) -> None:
     outcome = _outcome(context, error)
-    fields = {"outcome": outcome, "duration_ms": round((time.monotonic() - start) * 1000, 2)}
+    fields: dict[str, object] = {
+        "outcome": outcome,
+        "duration_ms": round((time.monotonic() - start) * 1000, 2),
+    }
+    reason = refusal_reason()
+    if reason is not None:
+        fields["reason"] = reason
+        if refusals is not None:
+            refusals(method, reason)
     if outcome == "UNKNOWN":
         log.error("rpc_finished", **fields, exc_info=error)
     else:
         log.info("rpc_finished", **fields)
 
 
-def _logged(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+def _logged(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str, refusals: RefusalSink | None
+) -> grpc.RpcMethodHandler[Any, Any]:
     """The same handler, timed and logged once at the end, whatever its shape."""
     codec = {
         "request_deserializer": handler.request_deserializer,
@@ -79,7 +103,7 @@ def _logged(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[A
                 error = exc
                 raise
             finally:
-                _finished(context, start, error)
+                _finished(context, start, error, method, refusals)
 
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(call, **codec)
@@ -96,7 +120,7 @@ def _logged(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[A
             error = exc
             raise
         finally:
-            _finished(context, start, error)
+            _finished(context, start, error, method, refusals)
 
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(stream, **codec)
@@ -110,10 +134,12 @@ def build_server(
     health_servicer: health.aio.HealthServicer,
     *,
     credentials: grpc.ServerCredentials | None = None,
+    refusals: RefusalSink | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A server with our services, grpc.health.v1 and reflection; returns it and its bound port."""
+    """A server with our services, grpc.health.v1 and reflection; returns it and its bound port.
+    `refusals` is told of every refused call (the metrics count them)."""
     server = grpc.aio.server(
-        interceptors=[LoggingInterceptor()],
+        interceptors=[LoggingInterceptor(refusals)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

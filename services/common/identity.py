@@ -14,8 +14,9 @@ rules, and nothing else. The forwarded certificate is public data: it proves no 
 the agency, so the gateway role is trusted to act for any agency that is registered, open and
 not revoked.
 
-The monitoring role may read health (and later metrics) only. Those services never resolve a
-caller, so every resolution of a monitoring credential is a refusal.
+The monitoring role may read health and metrics only. Health never resolves a caller, metrics
+resolve operators with `resolve_operator` (monitoring, administrators, the gateway as itself),
+and every other resolution of a monitoring credential is a refusal.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from docaxis_client.delegation import ON_BEHALF_CERT_HEADER, ON_BEHALF_HEADER
+from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_CERT_HEADER, ON_BEHALF_HEADER
 from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
@@ -76,7 +77,8 @@ class Caller:
     # The client certificate (RFC 4514 subject, hex serial), for security logs; empty in dev.
     subject: str = ""
     serial: str = ""
-    # True when the gateway authenticated the agency and acts for it (subject/serial: gateway's).
+    # True when the gateway authenticated the principal and acts for it (subject/serial: the
+    # gateway's for an agency, the administrator's for the admin console).
     delegated: bool = False
 
     def require_agency(self) -> str:
@@ -103,6 +105,12 @@ class CallerResolver(Protocol):
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         """`resolve`, and an agency must also be registered and open in the directory
         (PermissionDeniedError with reason NOT_REGISTERED otherwise)."""
+        ...
+
+    def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """For operational data (metrics): the monitoring role, an administrator or the gateway
+        acting as itself; UnauthenticatedError as `resolve`, PermissionDeniedError for anyone
+        else (agencies, the hub, and any caller sending the delegation header)."""
         ...
 
 
@@ -135,6 +143,10 @@ def _delegate(caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller
             f"the gateway acts for an agency: the {ON_BEHALF_HEADER} header is missing",
             meta={"role": caller.role.value},
         )
+    if agency == ADMINISTRATOR:
+        # The admin console: which administrator, `_delegated` learns from the forwarded
+        # certificate (and the dev-mode resolver, which has none, believes the gateway).
+        return Caller(Role.ADMIN, None, caller.subject, caller.serial, delegated=True)
     if not AGENCY_CODE_PATTERN.fullmatch(agency):
         raise PermissionDeniedError(
             f"{ON_BEHALF_HEADER} is not an agency code", meta={"role": caller.role.value}
@@ -142,15 +154,40 @@ def _delegate(caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller
     return Caller(Role.AGENCY, agency, caller.subject, caller.serial, delegated=True)
 
 
-def _bind(caller: Caller) -> Caller:
+def _log_as(caller: Caller) -> None:
     # Every log line of this call, security refusals included, names who made it.
     structlog.contextvars.bind_contextvars(
         caller_role=caller.role.value,
         caller_agency=caller.agency_code or "",
         caller_delegated=caller.delegated,
     )
+
+
+def _bind(caller: Caller) -> Caller:
+    _log_as(caller)
     if caller.role is Role.MONITOR:
         raise PermissionDeniedError(_MONITOR_ONLY, meta={"role": caller.role.value})
+    return caller
+
+
+# Who may read operational data (metrics). The gateway reads them for its own /metrics.
+_OPERATORS = frozenset({Role.MONITOR, Role.ADMIN, Role.GATEWAY})
+
+
+def _operator(caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    """`caller` if it may read operational data as itself. Narrower than `_delegate`: nobody
+    reads them on another's behalf, so the delegation header is a refusal here too."""
+    _log_as(caller)
+    if _on_behalf_of(ctx) is not None:
+        raise PermissionDeniedError(
+            f"operational data is not read on behalf of anyone ({ON_BEHALF_HEADER})",
+            meta={"role": caller.role.value},
+        )
+    if caller.role not in _OPERATORS:
+        raise PermissionDeniedError(
+            "this operation is for monitoring, administrators and the gateway",
+            meta={"role": caller.role.value},
+        )
     return caller
 
 
@@ -189,16 +226,8 @@ class HeaderCallerResolver:
         self._open = _OpenAgencies(agency_open, ttl_s=5.0)
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        headers = {
-            key: value
-            for key, value in ctx.invocation_metadata() or ()
-            if isinstance(value, str)  # binary (-bin) headers carry no identity
-        }
-        role_raw = headers.get(ROLE_HEADER, Role.AGENCY.value)
-        try:
-            role = Role(role_raw)
-        except ValueError:
-            raise UnauthenticatedError(f"unknown role {role_raw!r}") from None
+        headers = _text_headers(ctx)
+        role = _header_role(headers)
         if role is Role.GATEWAY:
             return _bind(_delegate(Caller(role), ctx))
         if ON_BEHALF_HEADER in headers:
@@ -216,6 +245,28 @@ class HeaderCallerResolver:
 
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
+
+    def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        headers = _text_headers(ctx)
+        role = _header_role(headers)
+        agency = headers.get(AGENCY_HEADER) if role is Role.AGENCY else None
+        return _operator(Caller(role, agency), ctx)
+
+
+def _text_headers(ctx: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in ctx.invocation_metadata() or ()
+        if isinstance(value, str)  # binary (-bin) headers carry no identity
+    }
+
+
+def _header_role(headers: dict[str, str]) -> Role:
+    role_raw = headers.get(ROLE_HEADER, Role.AGENCY.value)
+    try:
+        return Role(role_raw)
+    except ValueError:
+        raise UnauthenticatedError(f"unknown role {role_raw!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +300,14 @@ class TlsCallerResolver:
         self._cache: dict[bytes, _Validated] = {}
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        caller = self._presented(ctx)
+        return _bind(self._delegated(_delegate(caller, ctx), ctx))
+
+    def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        return _operator(self._presented(ctx), ctx)
+
+    def _presented(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """Whom the client certificate names (validated), before any delegation."""
         properties = ctx.auth_context()
         leaf_pem = next(iter(properties.get(_PEER_CERT, ())), None)
         if leaf_pem is None:
@@ -266,8 +325,7 @@ class TlsCallerResolver:
         fingerprint = leaf.fingerprint(hashes.SHA256())
         subject, serial = describe(leaf), f"{leaf.serial_number:x}"
         structlog.contextvars.bind_contextvars(caller_subject=subject, caller_serial=serial)
-        caller = self._validated(leaf, presented, subject, serial, fingerprint)
-        return _bind(self._delegated(_delegate(caller, ctx), ctx))
+        return self._validated(leaf, presented, subject, serial, fingerprint)
 
     def _validated(
         self,
@@ -325,10 +383,18 @@ class TlsCallerResolver:
             leaf = x509.load_der_x509_certificate(der)
         except ValueError:
             raise UnauthenticatedError("unreadable agency certificate") from None
-        agency = self._validated(
+        principal = self._validated(
             leaf, [], describe(leaf), f"{leaf.serial_number:x}", leaf.fingerprint(hashes.SHA256())
         )
-        if agency.role is not Role.AGENCY or agency.agency_code != caller.agency_code:
+        if caller.role is Role.ADMIN:
+            if principal.role is not Role.ADMIN:
+                raise PermissionDeniedError(
+                    "the forwarded certificate is not an administrator's",
+                    meta={"role": caller.role.value},
+                )
+            # Audited actions name the administrator, not the gateway.
+            return Caller(Role.ADMIN, None, principal.subject, principal.serial, delegated=True)
+        if principal.role is not Role.AGENCY or principal.agency_code != caller.agency_code:
             raise PermissionDeniedError(
                 f"the forwarded certificate is not {caller.agency_code}'s",
                 meta={"role": caller.role.value},

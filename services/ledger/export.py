@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from docaxis_client.ledger.policy import TrustPolicy
 from services.ledger.adapters.postgres import PostgresLedgerReader
 from services.ledger.audit.export import (
     CHECKPOINT_DIR,
@@ -11,7 +12,6 @@ from services.ledger.audit.export import (
     ENTRIES_FILE,
     POLICY_FILE,
 )
-from services.ledger.audit.policy import TrustPolicy
 
 
 async def export_ledger(reader: PostgresLedgerReader, origin: str, target: Path) -> tuple[int, int]:

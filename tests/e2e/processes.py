@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docaxis_client.client import AgencyClient, open_channel
@@ -130,6 +131,67 @@ class AxisProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
+            while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
+                await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class GatewayProcess:
+    """`python -m gateway` in front of a running `docaxis run` (mutual TLS), logging to a file;
+    /readyz, /livez and /metrics at `probes_url`."""
+
+    def __init__(self, axis: AxisProcess, log_dir: Path) -> None:
+        pki = axis.pki
+        if pki is None:
+            raise ValueError("the gateway talks to the services over mutual TLS only")
+        self.port, self.metrics_port = free_port(), free_port()
+        self.probes_url = f"http://127.0.0.1:{self.metrics_port}"
+        self.log_path = log_dir / "gateway.log"
+        self._env = {
+            **os.environ,
+            "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{self.port}",
+            "DOCAXIS_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
+            "DOCAXIS_GATEWAY_GRPC_TARGET": axis.address,
+            "DOCAXIS_GATEWAY_TLS_CERT_FILE": str(pki.server.certificate),
+            "DOCAXIS_GATEWAY_TLS_KEY_FILE": str(pki.server.key),
+            "DOCAXIS_GATEWAY_TLS_CLIENT_CA_FILE": str(pki.bundle),
+            "DOCAXIS_GATEWAY_CLIENT_CERT_FILE": str(pki.gateway_pair.certificate),
+            "DOCAXIS_GATEWAY_CLIENT_KEY_FILE": str(pki.gateway_pair.key),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        """Starts it and waits until /readyz says the services are SERVING."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                [sys.executable, "-m", "gateway"],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            async with httpx.AsyncClient(base_url=self.probes_url) as probes:
+                async with asyncio.timeout(30):
+                    while True:
+                        try:
+                            if (await probes.get("/readyz")).status_code == 200:
+                                return
+                        except httpx.TransportError:
+                            pass
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            self.process.kill()  # not left running behind a failed test
+            self.process.wait(timeout=10)
+            raise RuntimeError(f"the gateway did not get ready:\n{self.logs()}") from None
+
+    async def terminate(self) -> int:
+        """SIGTERM and wait for the process to exit; returns its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
             while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
                 await asyncio.sleep(0.05)
         return self.process.returncode

@@ -4,10 +4,8 @@ metrics counting it, and a clean exit on SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -23,48 +21,20 @@ from google.protobuf import json_format
 from docaxis_client.documents import sign_submission
 from tests.conftest import make_header
 from tests.e2e.conftest import register
-from tests.e2e.processes import AxisProcess, free_port
+from tests.e2e.processes import AxisProcess, GatewayProcess
 from tests.pki import SuitePki
 
 pytestmark = pytest.mark.e2e
-
-
-def _gateway_env(pki: SuitePki, target: str, port: int, metrics_port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{port}",
-        "DOCAXIS_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
-        "DOCAXIS_GATEWAY_GRPC_TARGET": target,
-        "DOCAXIS_GATEWAY_TLS_CERT_FILE": str(pki.server.certificate),
-        "DOCAXIS_GATEWAY_TLS_KEY_FILE": str(pki.server.key),
-        "DOCAXIS_GATEWAY_TLS_CLIENT_CA_FILE": str(pki.bundle),
-        "DOCAXIS_GATEWAY_CLIENT_CERT_FILE": str(pki.gateway_pair.certificate),
-        "DOCAXIS_GATEWAY_CLIENT_KEY_FILE": str(pki.gateway_pair.key),
-    }
 
 
 async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
     axis_process: AxisProcess, pki: SuitePki, tmp_path: Path
 ) -> None:
     sender, recipient = await register(axis_process, 2)
-    port, metrics_port = free_port(), free_port()
-    log = (tmp_path / "gateway.log").open("wb")
-    process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-        [sys.executable, "-m", "gateway"],
-        env=_gateway_env(pki, axis_process.address, port, metrics_port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    gateway = GatewayProcess(axis_process, tmp_path)
+    await gateway.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{metrics_port}") as probes:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await probes.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=gateway.probes_url) as probes:
             assert (await probes.get("/livez")).status_code == 200
 
             pair = pki._write(f"e2e-{sender}", pki.agency(sender).agency)
@@ -72,7 +42,7 @@ async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
             context.load_cert_chain(str(pair.certificate), str(pair.key))
             data = b"%PDF-1.7 e2e" * 1000
             async with httpx.AsyncClient(
-                base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30
+                base_url=f"https://127.0.0.1:{gateway.port}", verify=context, timeout=30
             ) as http:
                 digest = hashlib.sha256(data).hexdigest()
                 uploaded = await http.post(
@@ -104,12 +74,8 @@ async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
             metrics = (await probes.get("/metrics")).text
             assert 'docaxis_gateway_submissions_total{api="rest"} 1.0' in metrics
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=20)
-        finally:
-            log.close()
-    assert code == 0, (tmp_path / "gateway.log").read_text()
+        code = await gateway.terminate()
+    assert code == 0, gateway.logs()
 
 
 def test_the_gateway_refuses_to_start_without_its_certificates() -> None:

@@ -14,13 +14,13 @@ from docaxis.ledger.v1 import ledger_service_pb2 as lpb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.ledger.merkle import hash_leaf, verify_consistency, verify_inclusion
+from docaxis_client.ledger.note import open_checkpoint
+from docaxis_client.ledger.policy import TrustPolicy
 from services.common import postgres
 from services.common.grpc_errors import error_details
 from services.ledger.adapters.postgres import PostgresLedgerReader
-from services.ledger.audit.policy import TrustPolicy
 from services.ledger.audit.verify import audit_export, verify_receipt_evidence
-from services.ledger.domain.merkle import hash_leaf, verify_consistency, verify_inclusion
-from services.ledger.domain.note import open_checkpoint
 from services.ledger.export import export_ledger
 from services.settings import DEFAULT_LEDGER_ORIGIN
 from tests.conftest import make_header

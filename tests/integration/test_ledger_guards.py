@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from docaxis_client.ledger.merkle import hash_leaf, mth
+from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
 from services.app import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import (
@@ -21,8 +23,6 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerWriter,
 )
 from services.ledger.audit.verify import audit_export
-from services.ledger.domain.merkle import hash_leaf, mth
-from services.ledger.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.ledger.export import export_ledger
 from tests.infra import SuiteServices

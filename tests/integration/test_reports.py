@@ -229,6 +229,8 @@ async def test_overdue_copies_as_of_a_day_have_the_known_answers(
         (copies[(month.r2, 20)], "2026-10-25"),
     ]
     assert await overdue(month.r1, november) == []
+    # An administrator without an agency sees every agency's overdue copies.
+    assert set(await overdue("", november)) >= set(await overdue(month.r2, november))
     assert await overdue(month.sender, november) == await overdue(month.r2, november)
     # On 19 October R1's day-13 copy (due the 18th, completed the 20th) was overdue too.
     october_19 = dt.date(2026, 10, 19)

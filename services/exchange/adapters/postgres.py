@@ -14,6 +14,7 @@ from services.common.postgres import Conn
 from services.exchange.adapters.postgres_uploads import PostgresUploads
 from services.exchange.adapters.rabbit import OutboundMessage
 from services.exchange.domain.model import (
+    MAX_PUSHES_EXCEEDED,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -25,6 +26,7 @@ from services.exchange.domain.model import (
 )
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    DeadLetter,
     DeliveryRecord,
     DocumentTrack,
     DuplicateConsignmentError,
@@ -87,6 +89,34 @@ def header_from_json(raw: str) -> Header:
         business_type=BusinessType(data["business_type"]),
         response_for=tuple(data["response_for"]),
         to_places=tuple(data["to_places"]),
+    )
+
+
+_INSERT_DELIVERY_MESSAGE = """
+INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, delivery_id)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+async def stage_delivery_messages(
+    conn: Conn, document_uuid: str, copies: Sequence[tuple[str, str]]
+) -> None:
+    """Outbox rows that queue each (recipient, delivery id) copy, in the caller's transaction;
+    the caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit."""
+    await conn.executemany(
+        _INSERT_DELIVERY_MESSAGE,
+        [
+            (
+                recipient,
+                delivery_id,
+                DELIVERY_MESSAGE_TYPE,
+                events_pb2.DeliveryQueued(
+                    delivery_id=delivery_id, document_uuid=document_uuid, recipient=recipient
+                ).SerializeToString(),
+                uuid.UUID(delivery_id),
+            )
+            for recipient, delivery_id in copies
+        ],
     )
 
 
@@ -249,26 +279,10 @@ class PostgresDocumentStore(PostgresUploads):
                     for i, r in enumerate(receipt.routes)
                 ],
             )
-            await conn.executemany(
-                """
-                INSERT INTO exchange.outbox
-                    (routing_key, message_id, message_type, payload, delivery_id)
-                VALUES ($1, $2, $3, $4, $5)
-                """,
-                [
-                    (
-                        r.effective_recipient,
-                        r.delivery_id,
-                        DELIVERY_MESSAGE_TYPE,
-                        events_pb2.DeliveryQueued(
-                            delivery_id=r.delivery_id,
-                            document_uuid=receipt.document_uuid,
-                            recipient=r.effective_recipient,
-                        ).SerializeToString(),
-                        uuid.UUID(r.delivery_id),
-                    )
-                    for r in receipt.routes
-                ],
+            await stage_delivery_messages(
+                conn,
+                receipt.document_uuid,
+                [(r.effective_recipient, r.delivery_id) for r in receipt.routes],
             )
             await stage_ledger_events(conn, events)
             # Delivered to listeners at commit: the relay wakes at once instead of polling.
@@ -323,26 +337,41 @@ class PostgresDocumentStore(PostgresUploads):
             row["submitted_at"],
         )
 
-    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+    async def begin_push(
+        self, delivery_id: str, recipient: str, max_pushes: int | None = None
+    ) -> PushItem | DeadLetter | None:
         async with self._pool.acquire() as conn, conn.transaction():
+            # One statement decides push or dead letter under the row lock, so that two streams
+            # racing on one copy cannot both push it past the limit.
             row = await conn.fetchrow(
                 """
                 UPDATE exchange.delivery SET
-                    state = CASE WHEN state IN ('accepted', 'queued') THEN 'pushed' ELSE state END,
-                    pushed_at = coalesce(pushed_at, now()),
-                    push_count = push_count + 1
+                    state = CASE WHEN push_count >= $3 THEN 'dead_lettered'
+                                 WHEN state IN ('accepted', 'queued') THEN 'pushed'
+                                 ELSE state END,
+                    pushed_at = CASE WHEN push_count >= $3 THEN pushed_at
+                                     ELSE coalesce(pushed_at, now()) END,
+                    push_count = CASE WHEN push_count >= $3 THEN push_count
+                                      ELSE push_count + 1 END,
+                    dead_lettered_at = CASE WHEN push_count >= $3 THEN now()
+                                            ELSE dead_lettered_at END,
+                    dead_letter_reason = CASE WHEN push_count >= $3 THEN $4
+                                              ELSE dead_letter_reason END
                 WHERE id = $1 AND recipient = $2 AND state IN ('accepted', 'queued', 'pushed')
-                RETURNING document_uuid, requested_recipient, push_count
+                RETURNING document_uuid, requested_recipient, push_count, state, dead_lettered_at
                 """,
                 uuid.UUID(delivery_id),
                 recipient,
+                max_pushes,
+                MAX_PUSHES_EXCEEDED,
             )
             if row is None:
                 return None
             loaded = await self._load_document(conn, row["document_uuid"])
             assert loaded is not None  # deliveries reference documents
             header, attachments, signatures, submitted_at = loaded
-            if row["push_count"] == 1:
+            dead = row["state"] == DeliveryState.DEAD_LETTERED
+            if dead or row["push_count"] == 1:  # the first push, or the end of pushing
                 await stage_ledger_events(
                     conn,
                     [
@@ -350,12 +379,25 @@ class PostgresDocumentStore(PostgresUploads):
                             entry_type="delivery",
                             doc_uuid=str(row["document_uuid"]),
                             document_id=header.document_id,
-                            occurred_at=dt.datetime.now(dt.UTC),
+                            occurred_at=row["dead_lettered_at"]
+                            if dead
+                            else dt.datetime.now(dt.UTC),
                             from_agency=header.sender,
                             to_agency=recipient,
-                            data={"delivery": delivery_id, "event": "pushed"},
+                            data={
+                                "delivery": delivery_id,
+                                "event": "dead_lettered",
+                                "reason": MAX_PUSHES_EXCEEDED,
+                                "push_count": row["push_count"],
+                            }
+                            if dead
+                            else {"delivery": delivery_id, "event": "pushed"},
                         )
                     ],
+                )
+            if dead:
+                return DeadLetter(
+                    delivery_id, MAX_PUSHES_EXCEEDED, row["dead_lettered_at"], row["push_count"]
                 )
         return PushItem(
             delivery_id=delivery_id,
@@ -365,6 +407,7 @@ class PostgresDocumentStore(PostgresUploads):
             attachments=attachments,
             signatures=signatures,
             submitted_at=submitted_at,
+            first_handover=row["push_count"] == 1,
         )
 
     async def acknowledge(
@@ -435,7 +478,8 @@ class PostgresDocumentStore(PostgresUploads):
             rows = await conn.fetch(
                 """
                 SELECT id, requested_recipient, recipient, state, accepted_at, queued_at,
-                       pushed_at, acknowledged_at, push_count
+                       pushed_at, acknowledged_at, push_count, dead_lettered_at,
+                       dead_letter_reason
                 FROM exchange.delivery WHERE document_uuid = $1 ORDER BY position
                 """,
                 key,
@@ -456,6 +500,8 @@ class PostgresDocumentStore(PostgresUploads):
                     pushed_at=r["pushed_at"],
                     acknowledged_at=r["acknowledged_at"],
                     push_count=r["push_count"],
+                    dead_lettered_at=r["dead_lettered_at"],
+                    dead_letter_reason=r["dead_letter_reason"] or "",
                 )
                 for r in rows
             ),

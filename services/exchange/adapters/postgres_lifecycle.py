@@ -489,7 +489,7 @@ class PostgresLifecycleStore:
         }
 
     async def links(
-        self, document_uuid: str, agency: str
+        self, document_uuid: str, agency: str | None
     ) -> tuple[list[DocumentLink], list[DocumentLink]]:
         async with self._pool.acquire() as conn:
             document = await conn.fetchrow(
@@ -502,15 +502,16 @@ class PostgresLifecycleStore:
             if document is None:
                 return [], []
             # Only the caller's own documents (sent, or a copy received): a party of one document
-            # learns nothing of exchanges it was not part of.
+            # learns nothing of exchanges it was not part of. Administrators (None) see all.
             answered = await conn.fetch(
                 """
                 SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
                 FROM exchange.document d
                 WHERE d.document_id IN (SELECT jsonb_array_elements_text($1::jsonb))
                     AND d.uuid <> $3
-                    AND (d.sender = $2 OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                      WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                    AND ($2::text IS NULL OR d.sender = $2
+                         OR EXISTS (SELECT 1 FROM exchange.delivery v
+                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2))
                 ORDER BY d.submitted_at, d.uuid
                 """,
                 document["response_for"],
@@ -522,8 +523,9 @@ class PostgresLifecycleStore:
                 SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
                 FROM exchange.document d
                 WHERE d.header -> 'response_for' ? $1 AND d.uuid <> $3
-                    AND (d.sender = $2 OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                      WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                    AND ($2::text IS NULL OR d.sender = $2
+                         OR EXISTS (SELECT 1 FROM exchange.delivery v
+                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2))
                 ORDER BY d.submitted_at, d.uuid
                 """,
                 document["document_id"],

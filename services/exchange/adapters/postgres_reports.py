@@ -78,7 +78,7 @@ _OVERDUE_SQL = """
 SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject, doc.sender,
     d.recipient, (doc.header ->> 'due_date')::date AS due_date, d.accepted_at
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-WHERE (d.recipient = $1 OR doc.sender = $1)
+WHERE ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
     AND doc.header ->> 'due_date' IS NOT NULL
     AND d.accepted_at <= $2
     AND d.state NOT IN ('withdrawn', 'failed')
@@ -103,7 +103,9 @@ class PostgresReportStore:
         rows = await self._pool.fetch(_MONTHLY_SQL, start, end, list(agencies))
         return [AgencyMonth(**dict(row)) for row in rows]
 
-    async def overdue(self, agency: str, as_of: dt.datetime, limit: int) -> list[OverdueCopy]:
+    async def overdue(
+        self, agency: str | None, as_of: dt.datetime, limit: int
+    ) -> list[OverdueCopy]:
         rows = await self._pool.fetch(_OVERDUE_SQL, agency, as_of, limit)
         return [
             OverdueCopy(

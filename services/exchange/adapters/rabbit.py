@@ -52,8 +52,10 @@ async def declare_topology(channel: AbstractChannel) -> AbstractExchange:
 async def declare_inbox(
     channel: AbstractChannel, exchange: AbstractExchange, agency_code: str
 ) -> AbstractQueue:
-    # Quorum queues replicate and fsync; no delivery limit, because a DMS that disconnects
-    # without acknowledging returns its messages and must get them again, however often.
+    # Quorum queues replicate and fsync; no broker delivery limit, because a DMS that
+    # disconnects without acknowledging returns its messages and must get them again. The limit
+    # is the exchange's own (DOCAXIS_MAX_PUSHES, counted in Postgres per copy): past it the copy
+    # is dead-lettered and its message rejected into DEAD_LETTER_EXCHANGE.
     queue = await channel.declare_queue(
         inbox_queue_name(agency_code),
         durable=True,

@@ -50,6 +50,13 @@ class DeliveryState(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     FAILED = "failed"
     WITHDRAWN = "withdrawn"
+    # Pushed (or fetched) the deployment's maximum number of times without an acknowledgement:
+    # terminal until an administrator resends it (domain.md §10.1).
+    DEAD_LETTERED = "dead_lettered"
+
+
+# Why a copy was dead-lettered: the push limit was reached unacknowledged.
+MAX_PUSHES_EXCEEDED = "MAX_PUSHES_EXCEEDED"
 
 
 def nfc(text: str) -> str:

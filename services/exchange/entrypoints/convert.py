@@ -48,11 +48,22 @@ _STATE_TO_PB = {
     DeliveryState.ACKNOWLEDGED: pb.DELIVERY_STATE_ACKNOWLEDGED,
     DeliveryState.FAILED: pb.DELIVERY_STATE_FAILED,
     DeliveryState.WITHDRAWN: pb.DELIVERY_STATE_WITHDRAWN,
+    DeliveryState.DEAD_LETTERED: pb.DELIVERY_STATE_DEAD_LETTERED,
 }
+_STATE_FROM_PB: dict[int, DeliveryState] = {value: key for key, value in _STATE_TO_PB.items()}
 
 
 def business_type_to_pb(value: BusinessType) -> common_pb2.BusinessType.ValueType:
     return _BUSINESS_TO_PB[value]
+
+
+def state_to_pb(state: DeliveryState) -> pb.DeliveryState.ValueType:
+    return _STATE_TO_PB[state]
+
+
+def state_from_pb(value: int) -> DeliveryState | None:
+    """None for DELIVERY_STATE_UNSPECIFIED and unknown values."""
+    return _STATE_FROM_PB.get(value)
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -219,6 +230,8 @@ def track_to_pb(track: DocumentTrack) -> pb.TrackResponse:
                 pushed_at=timestamp(r.pushed_at),
                 acknowledged_at=timestamp(r.acknowledged_at),
                 push_count=r.push_count,
+                dead_lettered_at=timestamp(r.dead_lettered_at),
+                dead_letter_reason=r.dead_letter_reason,
             )
             for r in track.recipients
         ],

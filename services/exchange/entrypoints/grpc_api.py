@@ -21,6 +21,12 @@ from services.common.errors import (
 )
 from services.common.grpc_errors import abort_with_domain_error, domain_errors
 from services.common.identity import CallerResolver
+from services.common.metrics import (
+    AcknowledgedKind,
+    AxisMetrics,
+    DeliveryMode,
+    SubmissionOutcome,
+)
 from services.common.rabbit import BROKER_ERRORS
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox
 from services.exchange.entrypoints.convert import (
@@ -42,6 +48,7 @@ from services.exchange.entrypoints.lifecycle_convert import (
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.ports import DeadLetter, PushItem
 from services.exchange.service_layer.upload_ports import UploadState
 
 log = structlog.get_logger(__name__)
@@ -58,12 +65,19 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         inbox: RabbitInbox,
         in_flight: InFlight,
         lifecycle: LifecycleHandlers | None = None,
+        *,
+        metrics: AxisMetrics,
     ) -> None:
         self._handlers = handlers
         self._callers = callers
         self._inbox = inbox
         self._in_flight = in_flight
         self._lifecycle = lifecycle
+        self._metrics = metrics
+
+    def _handed_over(self, mode: DeliveryMode, push: PushItem) -> None:
+        # Every copy is accepted together with its document, at the document's submission time.
+        self._metrics.handed_over(mode, push.submitted_at, first=push.first_handover)
 
     def _require_lifecycle(self) -> LifecycleHandlers:
         if self._lifecycle is None:
@@ -137,6 +151,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 result = await self._lifecycle.submit(agency, submission, wire_problems=problems)
             else:
                 result = await self._handlers.submit(agency, submission, wire_problems=problems)
+            self._metrics.submitted(
+                SubmissionOutcome.REPLAYED if result.replayed else SubmissionOutcome.ACCEPTED
+            )
             return pb.SubmitResponse(
                 receipt=receipt_to_pb(result.receipt), replayed=result.replayed
             )
@@ -165,6 +182,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         if response is None:
                             await item.message.ack()  # acknowledged earlier, or not deliverable
                             continue
+                        if isinstance(response, DeadLetter):
+                            # Into docaxis.dead-letter (the queue's dead-letter exchange), for
+                            # operators to see; the copy is terminal until an admin resends it.
+                            await item.message.reject(requeue=False)
+                            continue
                         self._in_flight.add(item.item_id, item.message)
                         pushed.append(item.item_id)
                         yield response
@@ -188,16 +210,20 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
 
     async def _pushable(
         self, delivery_id: str, notice_id: str, agency: str
-    ) -> pb.ReceiveResponse | None:
+    ) -> pb.ReceiveResponse | DeadLetter | None:
         """The Receive item for a queued delivery or notice, or None when it must not be pushed
-        (acknowledged, withdrawn, not the agency's)."""
+        (acknowledged, withdrawn, not the agency's), or the DeadLetter a delivery just became
+        instead of being pushed past the limit."""
         if notice_id:
             if self._lifecycle is None:
                 return None
             notice = await self._lifecycle.begin_notice(notice_id, agency)
             return notice_response(notice) if notice is not None else None
         push = await self._handlers.begin_push(delivery_id, agency)
-        return pb.ReceiveResponse(delivery=delivery_to_pb(push)) if push is not None else None
+        if push is None or isinstance(push, DeadLetter):
+            return push
+        self._handed_over(DeliveryMode.PUSH, push)
+        return pb.ReceiveResponse(delivery=delivery_to_pb(push))
 
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -216,6 +242,12 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             # Only after the database commit: a crash in between redelivers, and the redelivered
             # copy is skipped because the item is already acknowledged.
             await self._in_flight.settle(item_id)
+            if not result.already_acknowledged:
+                self._metrics.acknowledged(
+                    AcknowledgedKind.NOTICE
+                    if request.WhichOneof("item") == "notice_id"
+                    else AcknowledgedKind.DELIVERY
+                )
             return pb.AcknowledgeResponse(
                 acknowledged_at=timestamp(result.acknowledged_at),
                 already_acknowledged=result.already_acknowledged,
@@ -284,6 +316,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             if request.WhichOneof("item") == "notice_id":
                 return fetched_notice(await lifecycle.fetch_notice(agency, request.notice_id))
             push = await lifecycle.fetch_delivery(agency, request.delivery_id)
+            self._handed_over(DeliveryMode.PULL, push)
             return pb.FetchResponse(delivery=delivery_to_pb(push))
 
     async def GetTransportReceipt(

@@ -39,6 +39,17 @@ _CODE_FROM_PB: dict[int, StatusCode] = {
     pb.STATUS_CODE_RECALL_REFUSED: StatusCode.RECALL_REFUSED,
 }
 _CODE_TO_PB = {value: key for key, value in _CODE_FROM_PB.items()}
+
+
+def status_code_from_pb(value: int) -> StatusCode | None:
+    """None for STATUS_CODE_UNSPECIFIED and unknown values."""
+    return _CODE_FROM_PB.get(value)
+
+
+def status_code_to_pb(code: StatusCode) -> pb.StatusCode.ValueType:
+    return _CODE_TO_PB[code]  # type: ignore[return-value]  # an enum value
+
+
 _RECALL_TO_PB = {
     RecallState.PENDING: pb.RECALL_STATE_PENDING,
     RecallState.AGREED: pb.RECALL_STATE_AGREED,
@@ -82,7 +93,7 @@ def status_to_pb(entry: StatusEntry) -> pb.StatusRecord:
     report = entry.report
     return pb.StatusRecord(
         status_id=report.status_id,
-        code=_CODE_TO_PB[report.code],  # type: ignore[arg-type]  # an enum value
+        code=status_code_to_pb(report.code),
         description=report.description,
         staff=pb.StaffInfo(
             department=report.staff.department,

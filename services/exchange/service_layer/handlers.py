@@ -35,6 +35,7 @@ from services.exchange.domain.model import (
 )
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    DeadLetter,
     DeliveryRecord,
     DirectoryLookup,
     DocumentStore,
@@ -62,6 +63,9 @@ class SubmitResult:
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_attachment_bytes: int = 256 * 1024 * 1024
+    # Pushes (or pull-mode fetches) of one copy without an acknowledgement before it is
+    # dead-lettered; None means no limit.
+    max_pushes: int | None = 20
 
 
 class SizeLimitError(ValidationError):
@@ -252,8 +256,18 @@ class ExchangeHandlers:
         notify = sender_now if sender_now not in (None, record.sender) else None
         return recipient, notify
 
-    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
-        return await self._store.begin_push(delivery_id, recipient)
+    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | DeadLetter | None:
+        outcome = await self._store.begin_push(delivery_id, recipient, self._limits.max_pushes)
+        if isinstance(outcome, DeadLetter):
+            # The alert of domain.md §10.1: delivery gave up on this copy.
+            log.warning(
+                "delivery_dead_lettered",
+                delivery_id=delivery_id,
+                recipient=recipient,
+                reason=outcome.reason,
+                push_count=outcome.push_count,
+            )
+        return outcome
 
     async def acknowledge(self, caller_agency: str, delivery_id: str) -> Acknowledgement:
         if not _is_uuid(delivery_id):

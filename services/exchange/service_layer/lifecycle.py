@@ -33,7 +33,12 @@ from services.exchange.service_layer.lifecycle_ports import (
     RecallOutcome,
     StatusOutcome,
 )
-from services.exchange.service_layer.ports import Acknowledgement, DocumentTrack, PushItem
+from services.exchange.service_layer.ports import (
+    Acknowledgement,
+    DeadLetter,
+    DocumentTrack,
+    PushItem,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +54,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _require_uuid(field: str, value: str) -> None:
+def require_uuid(field: str, value: str) -> None:
     try:
         uuid.UUID(value)
     except ValueError:
@@ -63,18 +68,18 @@ def encode_page_token(cursor: PageCursor) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_page_token(token: str) -> PageCursor:
+def decode_page_token(token: str, rpc: str = "ListPending") -> PageCursor:
+    """The cursor of a token `encode_page_token` made for the `rpc` listing."""
+    invalid = ValidationError(
+        "invalid page token", [FieldViolation("page_token", f"not a token from {rpc}")]
+    )
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         cursor = PageCursor(dt.datetime.fromisoformat(data["t"]), str(uuid.UUID(data["i"])))
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ValidationError(
-            "invalid page token", [FieldViolation("page_token", "not a token from ListPending")]
-        ) from None
+        raise invalid from None
     if cursor.created_at.tzinfo is None:
-        raise ValidationError(
-            "invalid page token", [FieldViolation("page_token", "not a token from ListPending")]
-        )
+        raise invalid
     return cursor
 
 
@@ -281,7 +286,7 @@ class LifecycleHandlers:
         return await self._store.begin_notice(notice_id, agency)
 
     async def acknowledge_notice(self, agency: str, notice_id: str) -> Acknowledgement:
-        _require_uuid("notice_id", notice_id)
+        require_uuid("notice_id", notice_id)
         result = await self._store.acknowledge_notice(notice_id, agency, self._clock())
         if result is None:
             raise NotFoundError(f"no notice {notice_id} for {agency}")
@@ -305,8 +310,15 @@ class LifecycleHandlers:
 
     async def fetch_delivery(self, agency: str, delivery_id: str) -> PushItem:
         """Pull mode's fetch: the same bookkeeping as a push."""
-        _require_uuid("delivery_id", delivery_id)
+        require_uuid("delivery_id", delivery_id)
         item = await self._exchange.begin_push(delivery_id, agency)
+        if isinstance(item, DeadLetter):
+            # Fetched as often as the limit allows and never acknowledged: no longer pending.
+            raise NotFoundError(
+                f"delivery {delivery_id} was dead-lettered after {item.push_count} fetches "
+                "without an acknowledgement",
+                meta={"delivery_id": delivery_id, "dead_letter_reason": item.reason},
+            )
         if item is None:
             raise NotFoundError(
                 f"no pending delivery {delivery_id} for {agency} (acknowledged or withdrawn?)"
@@ -314,7 +326,7 @@ class LifecycleHandlers:
         return item
 
     async def fetch_notice(self, agency: str, notice_id: str) -> NoticeItem:
-        _require_uuid("notice_id", notice_id)
+        require_uuid("notice_id", notice_id)
         item = await self._store.begin_notice(notice_id, agency)
         if item is None:
             raise NotFoundError(f"no pending notice {notice_id} for {agency} (acknowledged?)")

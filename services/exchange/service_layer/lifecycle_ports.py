@@ -167,11 +167,12 @@ class LifecycleStore(Protocol):
         ...
 
     async def links(
-        self, document_uuid: str, agency: str
+        self, document_uuid: str, agency: str | None
     ) -> tuple[list[DocumentLink], list[DocumentLink]]:
         """(in_reply_to, replies) of a document, each oldest first and limited to documents
-        `agency` sent or has a copy of: every document with a DocumentId the document's
-        response_for names, and every other document whose response_for names its DocumentId."""
+        `agency` sent or has a copy of (every document when None, for administrators): every
+        document with a DocumentId the document's response_for names, and every other document
+        whose response_for names its DocumentId."""
         ...
 
     async def versions(self, document_id: str) -> list[DocumentLink]:

@@ -85,6 +85,19 @@ class PushItem:
     attachments: tuple[AttachmentRef, ...]
     signatures: tuple[Signature, ...]
     submitted_at: dt.datetime
+    # This is the copy's first hand-over (push or fetch): the end of its delivery latency.
+    first_handover: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A copy that reached the push limit unacknowledged and was dead-lettered instead of being
+    pushed again."""
+
+    delivery_id: str
+    reason: str
+    dead_lettered_at: dt.datetime
+    push_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,9 @@ class RecipientTrack:
     pushed_at: dt.datetime | None
     acknowledged_at: dt.datetime | None
     push_count: int
+    # Set while the copy is dead-lettered.
+    dead_lettered_at: dt.datetime | None = None
+    dead_letter_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +170,13 @@ class DocumentStore(UploadStore, Protocol):
         """
         ...
 
-    async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | None:
+    async def begin_push(
+        self, delivery_id: str, recipient: str, max_pushes: int | None = None
+    ) -> PushItem | DeadLetter | None:
         """Marks a delivery pushed and returns it; None when it must not be pushed (already
-        acknowledged, withdrawn, or not this recipient's)."""
+        acknowledged, withdrawn, dead-lettered, or not this recipient's). A delivery already
+        pushed `max_pushes` times (no limit when None) is not pushed again: it is dead-lettered
+        (MAX_PUSHES_EXCEEDED), with a `delivery` ledger event, and the DeadLetter returned."""
         ...
 
     async def acknowledge(

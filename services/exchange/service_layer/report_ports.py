@@ -56,7 +56,10 @@ class ReportStore(Protocol):
         agency code; agencies with no activity are left out."""
         ...
 
-    async def overdue(self, agency: str, as_of: dt.datetime, limit: int) -> list[OverdueCopy]:
-        """Copies `agency` sent or received, accepted by `as_of`, not withdrawn, whose due date
-        ended by `as_of` with no 06 or 02 stamped by then; by due date, then DocumentId."""
+    async def overdue(
+        self, agency: str | None, as_of: dt.datetime, limit: int
+    ) -> list[OverdueCopy]:
+        """Copies `agency` (every agency: None) sent or received, accepted by `as_of`, not
+        withdrawn, whose due date ended by `as_of` with no 06 or 02 stamped by then; by due
+        date, then DocumentId."""
         ...

@@ -42,11 +42,10 @@ class ReportHandlers:
         problems: list[FieldViolation] = []
         if not 0 <= limit <= MAX_OVERDUE_LIMIT:
             problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
-        if caller.role is Role.ADMIN and not agency:
-            problems.append(FieldViolation("agency", "required"))
         if problems:
             raise ValidationError("invalid overdue query", problems)
-        (code,) = _scope(caller, [agency] if agency else [])
+        # An administrator without an agency asks about every agency (the admin console).
+        code = next(iter(_scope(caller, [agency] if agency else [])), None)
         wanted = limit or DEFAULT_OVERDUE_LIMIT
         copies = await self._store.overdue(code, as_of or self._clock(), wanted + 1)
         return copies[:wanted], len(copies) > wanted

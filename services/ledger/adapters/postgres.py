@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.common.postgres import Conn
-from services.ledger.domain.entry import EntryType, PrevRef
-from services.ledger.domain.merkle import (
+from docaxis_client.ledger.entry import EntryType, PrevRef
+from docaxis_client.ledger.merkle import (
     HASH_SIZE,
     CompactRange,
     consistency_plan,
     inclusion_plan,
 )
-from services.ledger.domain.note import Checkpoint, NoteSigner, sign_checkpoint
+from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
+from services.common.postgres import Conn
 from services.ledger.domain.sequencing import StagedEvent, iter_sequenced
 from services.ledger.domain.tiles import (
     TileBuilder,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy
 from services.ledger.audit.cli import main
 from services.ledger.audit.export import ExportError, ExportFolder, read_export, write_export
-from services.ledger.audit.policy import LogKey, PolicyError, TrustPolicy
 from services.ledger.audit.verify import (
     AuditReport,
     Divergence,

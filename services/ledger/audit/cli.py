@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.ledger.audit.policy import PolicyError, TrustPolicy
+from docaxis_client.ledger.policy import PolicyError, TrustPolicy
 from services.ledger.audit.verify import (
     AuditReport,
     Divergence,

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.ledger.audit.policy import PolicyError, TrustPolicy
-from services.ledger.domain.note import NoteError, parse_checkpoint, parse_note
+from docaxis_client.ledger.note import NoteError, parse_checkpoint, parse_note
+from docaxis_client.ledger.policy import PolicyError, TrustPolicy
 from services.ledger.domain.tiles import encode_entries
 
 POLICY_FILE = "trust-policy.json"

@@ -11,10 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.ledger.audit.export import ExportError, read_export
-from services.ledger.audit.policy import TrustPolicy
-from services.ledger.domain.entry import EntryError, NonCanonicalEntryError, PrevRef, parse_entry
-from services.ledger.domain.merkle import (
+from docaxis_client.ledger.entry import EntryError, NonCanonicalEntryError, PrevRef, parse_entry
+from docaxis_client.ledger.merkle import (
     HASH_SIZE,
     MemoryTree,
     ProofError,
@@ -23,7 +21,7 @@ from services.ledger.domain.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from services.ledger.domain.note import (
+from docaxis_client.ledger.note import (
     Checkpoint,
     CheckpointOriginError,
     InvalidSignatureError,
@@ -33,7 +31,9 @@ from services.ledger.domain.note import (
     UnverifiedNoteError,
     open_checkpoint,
 )
-from services.ledger.domain.receipt import ReceiptError, parse_receipt
+from docaxis_client.ledger.policy import TrustPolicy
+from docaxis_client.ledger.receipt import ReceiptError, parse_receipt
+from services.ledger.audit.export import ExportError, read_export
 from services.ledger.domain.tiles import EntryBundleError, iter_entries
 
 Details = dict[str, str | int | None]

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.ledger.domain.entry import EntryType, LedgerEntry, PrevRef
-from services.ledger.domain.merkle import hash_leaf
+from docaxis_client.ledger.entry import EntryType, LedgerEntry, PrevRef
+from docaxis_client.ledger.merkle import hash_leaf
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from services.ledger.domain.merkle import (
+from docaxis_client.ledger.merkle import (
     HASH_SIZE,
     MAX_TREE_SIZE,
     HashSource,

@@ -10,6 +10,8 @@ import grpc
 from docaxis.ledger.v1 import ledger_service_pb2 as pb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 
+from docaxis_client.ledger.policy import TrustPolicy
+from docaxis_client.ledger.receipt import build_receipt
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
@@ -20,8 +22,6 @@ from services.common.errors import (
 from services.common.grpc_errors import domain_errors
 from services.common.identity import Caller, CallerResolver, Role
 from services.ledger.adapters.postgres import PostgresLedgerReader, StoredEntry
-from services.ledger.audit.policy import TrustPolicy
-from services.ledger.domain.receipt import build_receipt
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 MAX_ENTRIES = 1000

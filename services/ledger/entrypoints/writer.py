@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
+from docaxis_client.ledger.note import NoteSigner
 from services.common.postgres import TRANSIENT_ERRORS
 from services.ledger.adapters.postgres import WRITER_LOCK_KEY, PostgresLedgerWriter
-from services.ledger.domain.note import NoteSigner
 
 log = structlog.get_logger(__name__)
 

@@ -17,6 +17,7 @@ from docaxis.exchange.v1 import events_pb2
 
 from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.domain.model import (
+    MAX_PUSHES_EXCEEDED,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -27,10 +28,12 @@ from services.exchange.domain.model import (
     Submission,
 )
 from services.exchange.service_layer.ports import (
+    DeadLetter,
     DocumentStore,
     DuplicateConsignmentError,
     DuplicateDocumentError,
     LedgerEvent,
+    PushItem,
 )
 from tests.fakes import DELIVERY_MESSAGE_TYPE, FakeDocumentStore, OutboxMessage
 from tests.integration.contract.conftest import unique
@@ -382,7 +385,7 @@ class DocumentStoreContract:
         sent = await send(store, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
         item = await store.begin_push(delivery_id, recipient)
-        assert item is not None
+        assert isinstance(item, PushItem)
         assert (item.delivery_id, item.document_uuid, item.requested_recipient) == (
             delivery_id,
             sent.receipt.document_uuid,
@@ -425,6 +428,52 @@ class DocumentStoreContract:
         assert second.recipients[0].push_count == 2
         assert second.recipients[0].pushed_at == first.recipients[0].pushed_at
         assert len(await probe.staged(sent.receipt.document_uuid)) == len(sent.events) + 1
+
+    async def test_a_push_past_the_limit_dead_letters_the_copy_instead(
+        self, store: DocumentStore, probe: Probe
+    ) -> None:
+        """With max_pushes 2 the third attempt is not a push: the copy becomes dead-lettered
+        (MAX_PUSHES_EXCEEDED, ledgered), Track shows it, and it is never pushed again."""
+        sender, recipient = unique("S"), unique("R")
+        sent = await send(store, a_submission(sender, [recipient]))
+        delivery_id = sent.receipt.routes[0].delivery_id
+        for _ in range(2):
+            assert isinstance(await store.begin_push(delivery_id, recipient, 2), PushItem)
+        dead = await store.begin_push(delivery_id, recipient, 2)
+        assert isinstance(dead, DeadLetter)
+        assert (dead.delivery_id, dead.reason, dead.push_count) == (
+            delivery_id,
+            MAX_PUSHES_EXCEEDED,
+            2,
+        )
+        assert await store.begin_push(delivery_id, recipient, 2) is None
+        assert await store.begin_push(delivery_id, recipient) is None
+        track = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
+        assert track is not None
+        (copy,) = track.recipients
+        assert (copy.state, copy.push_count, copy.dead_letter_reason) == (
+            DeliveryState.DEAD_LETTERED,
+            2,
+            MAX_PUSHES_EXCEEDED,
+        )
+        assert copy.dead_lettered_at == dead.dead_lettered_at
+        staged = await probe.staged(sent.receipt.document_uuid)
+        assert without_time(staged[len(sent.events) + 1 :]) == [
+            LedgerEvent(
+                "delivery",
+                sent.receipt.document_uuid,
+                sent.receipt.document_id,
+                ACCEPTED_AT,
+                from_agency=sender,
+                to_agency=recipient,
+                data={
+                    "delivery": delivery_id,
+                    "event": "dead_lettered",
+                    "reason": MAX_PUSHES_EXCEEDED,
+                    "push_count": 2,
+                },
+            )
+        ]
 
     async def test_nobody_else_gets_a_copy_pushed(self, store: DocumentStore) -> None:
         """Another recipient's or an unknown delivery is None, and the copy is untouched."""

@@ -10,6 +10,7 @@ import pytest
 from services.common.errors import NotFoundError, ValidationError
 from services.exchange.domain.model import DeliveryState, Receipt
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.ports import PushItem
 from tests.fakes import FakeDocumentStore
 from tests.unit.exchange.builders import (
     EDUCATION,
@@ -42,7 +43,7 @@ async def test_a_push_marks_the_delivery_pushed_and_carries_the_document(
     receipt = await sent(exchange)
     delivery_id = delivery_to(receipt, HEALTH)
     item = await exchange.begin_push(delivery_id, HEALTH)
-    assert item is not None
+    assert isinstance(item, PushItem)
     assert (item.document_uuid, item.requested_recipient) == (receipt.document_uuid, HEALTH)
     assert item.header == header()
     assert [a.size for a in item.attachments] == [len(CONTENT)]

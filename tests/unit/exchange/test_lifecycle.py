@@ -24,6 +24,7 @@ from services.exchange.service_layer.lifecycle_ports import (
     RecallNoticeItem,
     StatusNoticeItem,
 )
+from services.exchange.service_layer.ports import PushItem
 from tests.fakes import FakeDocumentStore
 from tests.lifecycle_fakes import NOTICE_MESSAGE_TYPE, FakeLifecycleStore
 from tests.unit.exchange.builders import (
@@ -355,7 +356,7 @@ async def test_an_update_adds_and_removes_recipients_and_keeps_every_version(
     store.relay_outbox()
     for route in update.receipt.routes:
         pushed = await exchange.begin_push(route.delivery_id, route.effective_recipient)
-        assert pushed is not None
+        assert isinstance(pushed, PushItem)
         assert pushed.header.business_type is BusinessType.UPDATE
     # A replay of the update completes nothing twice.
     again = await lifecycle.submit(SENDER, submission("c-2", head=update_header))

@@ -49,9 +49,11 @@ class RecordingReportStore:
         self.asked.append((start, end, list(agencies)))
         return [AgencyMonth(code) for code in agencies]
 
-    async def overdue(self, agency: str, as_of: dt.datetime, limit: int) -> list[OverdueCopy]:
+    async def overdue(
+        self, agency: str | None, as_of: dt.datetime, limit: int
+    ) -> list[OverdueCopy]:
         self.asked.append((agency, as_of, limit))
-        copy = OverdueCopy("d", "u", "id", "s", SENDER, agency, dt.date(2026, 1, 1), NOW)
+        copy = OverdueCopy("d", "u", "id", "s", SENDER, HEALTH, dt.date(2026, 1, 1), NOW)
         return [copy] * min(limit, self._overdue)
 
 
@@ -81,8 +83,12 @@ async def test_overdue_defaults_to_now_and_says_when_it_was_cut() -> None:
     assert store.asked[-1] == (HEALTH, NOW, 4)
     copies, truncated = await reports.overdue(ADMIN, SENDER, NOW, 0)
     assert (len(copies), truncated) == (5, False)
+    # An administrator without an agency asks about every agency.
+    await reports.overdue(ADMIN, "", None, 0)
+    every_agency: tuple[object, ...] = (None, NOW, 1001)
+    assert store.asked[-1] == every_agency
     with pytest.raises(ValidationError) as bad:
         await reports.overdue(ADMIN, "", None, -1)
-    assert {v.field for v in bad.value.violations} == {"agency", "limit"}
+    assert {v.field for v in bad.value.violations} == {"limit"}
     with pytest.raises(PermissionDeniedError):
         await reports.overdue(AGENCY, SENDER, None, 0)

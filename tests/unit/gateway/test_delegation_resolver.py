@@ -9,7 +9,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from docaxis_client.delegation import ON_BEHALF_HEADER, on_behalf_metadata
+from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_HEADER, on_behalf_metadata
 from docaxis_client.trust import Role
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
@@ -82,6 +82,27 @@ def test_the_gateway_becomes_the_agency_it_names(
         resolver.resolve(_ctx(gateway))
     with pytest.raises(PermissionDeniedError, match="not an agency code"):
         resolver.resolve(_ctx(gateway, (ON_BEHALF_HEADER, "x' OR 1=1")))
+
+
+def test_the_gateway_acts_for_an_administrator_named_by_the_forwarded_certificate(
+    fresh_ca: DemoCA, resolver: TlsCallerResolver
+) -> None:
+    gateway = fresh_ca.issue_role(Role.GATEWAY, "gateway")
+    admin = fresh_ca.issue_role(Role.ADMIN, "quản trị viên")
+    caller = resolver.resolve(_ctx(gateway, *on_behalf_metadata(ADMINISTRATOR, _der(admin))))
+    assert (caller.role, caller.agency_code, caller.delegated) == (CallerRole.ADMIN, None, True)
+    # The audit trail names the administrator, not the gateway.
+    assert caller.serial == f"{admin.certificate.serial_number:x}"
+    assert "quản trị viên" in caller.subject
+    # An agency's (or a monitor's) certificate does not make the gateway an administrator.
+    for other in (
+        fresh_ca.issue_agency(CODE, "Sở Y tế"),
+        fresh_ca.issue_role(Role.MONITOR, "giám sát"),
+    ):
+        with pytest.raises(PermissionDeniedError, match="not an administrator's"):
+            resolver.resolve(_ctx(gateway, *on_behalf_metadata(ADMINISTRATOR, _der(other))))
+    with pytest.raises(UnauthenticatedError, match="forward the agency's certificate"):
+        resolver.resolve(_ctx(gateway, (ON_BEHALF_HEADER, ADMINISTRATOR)))
 
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.HUB, Role.MONITOR])

@@ -112,9 +112,12 @@ async def test_probes(ready: bool) -> None:
     async def check() -> bool:
         return ready
 
+    async def services_down(timeout_s: float) -> str | None:
+        return None
+
     metrics = GatewayMetrics()
     metrics.submissions.labels("rest").inc()
-    transport = httpx.ASGITransport(app=probes_app(metrics, check))
+    transport = httpx.ASGITransport(app=probes_app(metrics, check, services_down))
     async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
         assert (await client.get("/livez")).status_code == 200
         assert (await client.get("/readyz")).status_code == (200 if ready else 503)

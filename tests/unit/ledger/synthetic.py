@@ -11,11 +11,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from docaxis_client.ledger.entry import EntryType, LedgerEntry, PrevRef, parse_entry
+from docaxis_client.ledger.merkle import CompactRange, MemoryTree, hash_leaf
+from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
+from docaxis_client.ledger.policy import LogKey, TrustPolicy
 from services.ledger.audit.export import write_export
-from services.ledger.audit.policy import LogKey, TrustPolicy
-from services.ledger.domain.entry import EntryType, LedgerEntry, PrevRef, parse_entry
-from services.ledger.domain.merkle import CompactRange, MemoryTree, hash_leaf
-from services.ledger.domain.note import Checkpoint, NoteSigner, sign_checkpoint
 
 ORIGIN = "ledger.test.docaxis.example/v1"
 T0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)

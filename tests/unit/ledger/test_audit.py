@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from docaxis_client.ledger.entry import PrevRef, parse_entry
+from docaxis_client.ledger.merkle import consistency_proof, hash_leaf, inclusion_proof
+from docaxis_client.ledger.note import add_signatures
+from docaxis_client.ledger.receipt import build_receipt
 from services.ledger.audit import (
     AuditReport,
     DivergenceKind,
@@ -24,10 +28,6 @@ from services.ledger.audit import (
     verify_receipt_evidence,
 )
 from services.ledger.audit.export import read_export
-from services.ledger.domain.entry import PrevRef, parse_entry
-from services.ledger.domain.merkle import consistency_proof, hash_leaf, inclusion_proof
-from services.ledger.domain.note import add_signatures
-from services.ledger.domain.receipt import build_receipt
 from services.ledger.domain.tiles import encode_entries
 from tests.unit.ledger.synthetic import (
     SyntheticLog,

@@ -14,7 +14,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ledger.domain.entry import (
+from docaxis_client.ledger.entry import (
     MAX_BODY_SIZE,
     EntryError,
     EntryTooLargeError,
@@ -26,7 +26,7 @@ from services.ledger.domain.entry import (
     format_timestamp,
     parse_entry,
 )
-from services.ledger.domain.merkle import hash_leaf
+from docaxis_client.ledger.merkle import hash_leaf
 from tests.unit.ledger.synthetic import T0, doc_id, make_entry
 
 ENTRY = make_entry(41, doc_id(1), PrevRef(40, hash_leaf(b"previous")))

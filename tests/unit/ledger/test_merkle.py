@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ledger.domain.merkle import (
+from docaxis_client.ledger.merkle import (
     EMPTY_ROOT,
     CompactRange,
     MalformedProofError,

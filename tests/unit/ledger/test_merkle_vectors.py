@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.ledger.domain.merkle import ProofError, verify_consistency, verify_inclusion
+from docaxis_client.ledger.merkle import ProofError, verify_consistency, verify_inclusion
 
 # tests/unit/ledger/<this file> -> the repository root, whose sibling `shared` holds the vectors.
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "merkle"

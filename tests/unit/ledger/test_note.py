@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from services.ledger.domain.note import (
+from docaxis_client.ledger.note import (
     MAX_SIGNATURES,
     Checkpoint,
     CheckpointError,

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from services.ledger.domain.entry import EntryError
-from services.ledger.domain.merkle import ProofError, inclusion_proof
-from services.ledger.domain.note import NoteError, UnverifiedNoteError
-from services.ledger.domain.receipt import (
+from docaxis_client.ledger.entry import EntryError
+from docaxis_client.ledger.merkle import ProofError, inclusion_proof
+from docaxis_client.ledger.note import NoteError, UnverifiedNoteError
+from docaxis_client.ledger.receipt import (
     RECEIPT_HEADER,
     Receipt,
     ReceiptError,

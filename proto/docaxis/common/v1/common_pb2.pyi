@@ -63,6 +63,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A certificate revocation list not signed by a CA of the configured trust anchors."""
     ERROR_REASON_NOT_ACKNOWLEDGED: _ErrorReason.ValueType  # 24
     """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
+    ERROR_REASON_NOT_DEAD_LETTERED: _ErrorReason.ValueType  # 25
+    """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -106,6 +108,8 @@ ERROR_REASON_CRL_INVALID: ErrorReason.ValueType  # 23
 """A certificate revocation list not signed by a CA of the configured trust anchors."""
 ERROR_REASON_NOT_ACKNOWLEDGED: ErrorReason.ValueType  # 24
 """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
+ERROR_REASON_NOT_DEAD_LETTERED: ErrorReason.ValueType  # 25
+"""An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _BusinessType:

@@ -38,6 +38,10 @@ class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliver
     """The recipient's DMS stored it."""
     DELIVERY_STATE_FAILED: _DeliveryState.ValueType  # 5
     DELIVERY_STATE_WITHDRAWN: _DeliveryState.ValueType  # 6
+    DELIVERY_STATE_DEAD_LETTERED: _DeliveryState.ValueType  # 7
+    """Pushed or fetched DOCAXIS_MAX_PUSHES times without an acknowledgement: delivery gave up
+    (terminal) until an administrator resends it (AdminService.ResendDeadLetter).
+    """
 
 class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper): ...
 
@@ -52,6 +56,10 @@ DELIVERY_STATE_ACKNOWLEDGED: DeliveryState.ValueType  # 4
 """The recipient's DMS stored it."""
 DELIVERY_STATE_FAILED: DeliveryState.ValueType  # 5
 DELIVERY_STATE_WITHDRAWN: DeliveryState.ValueType  # 6
+DELIVERY_STATE_DEAD_LETTERED: DeliveryState.ValueType  # 7
+"""Pushed or fetched DOCAXIS_MAX_PUSHES times without an acknowledgement: delivery gave up
+(terminal) until an administrator resends it (AdminService.ResendDeadLetter).
+"""
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
 class _StatusCode:
@@ -683,6 +691,8 @@ class RecipientState(_message.Message):
     PUSHED_AT_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
     PUSH_COUNT_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERED_AT_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_REASON_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
     RECALL_STATE_FIELD_NUMBER: _builtins.int
     RECALL_REASON_FIELD_NUMBER: _builtins.int
@@ -693,6 +703,7 @@ class RecipientState(_message.Message):
     delivery_id: _builtins.str
     state: Global___DeliveryState.ValueType
     push_count: _builtins.int
+    dead_letter_reason: _builtins.str
     recall_state: Global___RecallState.ValueType
     recall_reason: _builtins.str
     @_builtins.property
@@ -705,6 +716,10 @@ class RecipientState(_message.Message):
 
     @_builtins.property
     def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def dead_lettered_at(self) -> _timestamp_pb2.Timestamp:
+        """Set while the copy is DELIVERY_STATE_DEAD_LETTERED: when, and why (MAX_PUSHES_EXCEEDED)."""
+
     @_builtins.property
     def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusRecord]:
         """Business statuses, ordered by their own timestamps (code 13 is the sender's recall)."""
@@ -725,15 +740,17 @@ class RecipientState(_message.Message):
         pushed_at: _timestamp_pb2.Timestamp | None = ...,
         acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
         push_count: _builtins.int = ...,
+        dead_lettered_at: _timestamp_pb2.Timestamp | None = ...,
+        dead_letter_reason: _builtins.str = ...,
         statuses: _abc.Iterable[Global___StatusRecord] | None = ...,
         recall_state: Global___RecallState.ValueType = ...,
         recall_reason: _builtins.str = ...,
         recall_requested_at: _timestamp_pb2.Timestamp | None = ...,
         recall_answered_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_requested_at", b"recall_requested_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "dead_lettered_at", b"dead_lettered_at", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_requested_at", b"recall_requested_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "delivery_id", b"delivery_id", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_reason", b"recall_reason", "recall_requested_at", b"recall_requested_at", "recall_state", b"recall_state", "requested_recipient", b"requested_recipient", "state", b"state", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "acknowledged_at", b"acknowledged_at", "dead_letter_reason", b"dead_letter_reason", "dead_lettered_at", b"dead_lettered_at", "delivery_id", b"delivery_id", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "pushed_at", b"pushed_at", "queued_at", b"queued_at", "recall_answered_at", b"recall_answered_at", "recall_reason", b"recall_reason", "recall_requested_at", b"recall_requested_at", "recall_state", b"recall_state", "requested_recipient", b"requested_recipient", "state", b"state", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

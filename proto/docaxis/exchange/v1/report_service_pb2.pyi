@@ -27,7 +27,7 @@ class ListOverdueRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     agency: _builtins.str
-    """The agency (required for administrators; an agency may leave it empty for itself)."""
+    """The agency; an agency may leave it empty for itself, an administrator for every agency."""
     limit: _builtins.int
     """1..10000; 0 means 1000."""
     @_builtins.property

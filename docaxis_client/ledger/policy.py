@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from services.ledger.domain.note import Note, NoteError, NoteVerifier
+from docaxis_client.ledger.note import Note, NoteError, NoteVerifier
 
 POLICY_VERSION = 1
 _POLICY_FIELDS = frozenset({"version", "origin", "log_keys"})

@@ -8,9 +8,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.ledger.domain.entry import LedgerEntry, parse_entry
-from services.ledger.domain.merkle import HASH_SIZE, MAX_TREE_SIZE, hash_leaf, verify_inclusion
-from services.ledger.domain.note import Checkpoint, Note, NoteVerifier, open_checkpoint
+from docaxis_client.ledger.entry import LedgerEntry, parse_entry
+from docaxis_client.ledger.merkle import HASH_SIZE, MAX_TREE_SIZE, hash_leaf, verify_inclusion
+from docaxis_client.ledger.note import Checkpoint, Note, NoteVerifier, open_checkpoint
 
 RECEIPT_HEADER = "c2sp.org/tlog-proof@v1"
 RECEIPT_EXTENSION = ".tlog-proof"

@@ -13,7 +13,7 @@ from typing import Self
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.ledger.domain.merkle import HASH_SIZE, MAX_TREE_SIZE
+from docaxis_client.ledger.merkle import HASH_SIZE, MAX_TREE_SIZE
 
 ALG_ED25519 = 0x01
 KEY_ID_SIZE = 4

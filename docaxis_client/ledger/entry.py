@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import rfc8785
 
-from services.ledger.domain.merkle import HASH_SIZE, hash_leaf
+from docaxis_client.ledger.merkle import HASH_SIZE, hash_leaf
 
 ENTRY_VERSION = 1
 MAX_BODY_SIZE = 0xFFFF  # entry bundles frame bodies with a uint16 length (C2SP tlog-tiles)

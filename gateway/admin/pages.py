@@ -1,0 +1,349 @@
+"""The console's pages: each asks the services (as the signed-in administrator) and renders a
+template. Inputs are checked here before any call, so a bad one is a clear message, not a
+failed RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from urllib.parse import urlencode
+
+import structlog
+from docaxis.common.v1 import common_pb2 as cpb
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.exchange.v1 import admin_service_pb2 as apb
+from docaxis.exchange.v1 import exchange_service_pb2 as xpb
+from docaxis.exchange.v1 import report_service_pb2 as rpb
+from starlette.responses import RedirectResponse, Response
+
+from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
+from gateway.admin.app import Console, Handler, Page, vietnam_month
+from gateway.admin.charts import Series, bar_chart
+from gateway.problems import Problem
+
+log = structlog.get_logger(__name__)
+
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def _agency(page: Page, name: str) -> str:
+    value = page.query(name)
+    if value and not AGENCY_CODE_PATTERN.fullmatch(value):
+        raise Problem(400, "VALIDATION", f"{name}: {value!r} is not an agency code")
+    return value
+
+
+def _month(page: Page) -> str:
+    value = page.query("month") or vietnam_month(dt.datetime.now(dt.UTC))
+    if not _MONTH.fullmatch(value):
+        raise Problem(400, "VALIDATION", f"month: {value!r} is not YYYY-MM")
+    return value
+
+
+def _months_back(month: str, count: int) -> list[str]:
+    """`count` months ending with `month`, oldest first."""
+    year, number = int(month[:4]), int(month[5:])
+    months = []
+    for _ in range(count):
+        months.append(f"{year:04d}-{number:02d}")
+        year, number = (year - 1, 12) if number == 1 else (year, number - 1)
+    return months[::-1]
+
+
+async def statistics(console: Console, page: Page) -> Response:
+    t, month, agency = page.t, _month(page), _agency(page, "agency")
+    reports = console.ctx.services.reports
+    response = await console.ctx.call(
+        reports.GetAgencyStatistics, rpb.GetAgencyStatisticsRequest(month=month), page.admin
+    )
+    figures = list(response.agencies)
+    codes = [f.agency for f in figures]
+    volume = bar_chart(
+        t("statistics.volume"),
+        codes,
+        [
+            Series(t("statistics.sent"), [f.sent for f in figures]),
+            Series(t("statistics.received"), [f.received for f in figures]),
+        ],
+    )
+    rates = bar_chart(
+        t("statistics.rates"),
+        codes,
+        [
+            Series(
+                t("statistics.on_time"),
+                [f.on_time_percent if f.HasField("on_time_percent") else None for f in figures],
+            ),
+            Series(
+                t("statistics.same_day"),
+                [f.same_day_percent if f.HasField("same_day_percent") else None for f in figures],
+            ),
+        ],
+        maximum=100.0,
+    )
+    trend: list[str] = []
+    if agency:
+        months = _months_back(month, 12)
+        answers = await asyncio.gather(
+            *(
+                console.ctx.call(
+                    reports.GetAgencyStatistics,
+                    rpb.GetAgencyStatisticsRequest(month=m, agencies=[agency]),
+                    page.admin,
+                )
+                for m in months
+            )
+        )
+        series = [a.agencies[0] if a.agencies else rpb.AgencyStatistics() for a in answers]
+        trend = [
+            bar_chart(
+                f"{t('statistics.trend')} · {agency} · {t('statistics.volume')}",
+                months,
+                [
+                    Series(t("statistics.sent"), [s.sent for s in series]),
+                    Series(t("statistics.received"), [s.received for s in series]),
+                ],
+            ),
+            bar_chart(
+                f"{t('statistics.trend')} · {agency} · {t('statistics.rates')}",
+                months,
+                [
+                    Series(
+                        t("statistics.on_time"),
+                        [
+                            s.on_time_percent if s.HasField("on_time_percent") else None
+                            for s in series
+                        ],
+                    ),
+                    Series(
+                        t("statistics.same_day"),
+                        [
+                            s.same_day_percent if s.HasField("same_day_percent") else None
+                            for s in series
+                        ],
+                    ),
+                ],
+                maximum=100.0,
+            ),
+        ]
+    return console.show(
+        page,
+        "statistics.html",
+        month=month,
+        agency=agency,
+        figures=figures,
+        volume_chart=volume,
+        rates_chart=rates,
+        trend_charts=trend,
+    )
+
+
+async def overdue(console: Console, page: Page) -> Response:
+    agency = _agency(page, "agency")
+    response = await console.ctx.call(
+        console.ctx.services.reports.ListOverdue,
+        rpb.ListOverdueRequest(agency=agency, limit=500),
+        page.admin,
+    )
+    return console.show(
+        page, "overdue.html", agency=agency, copies=response.copies, truncated=response.truncated
+    )
+
+
+_STATUS_KEYS = {
+    dpb.AGENCY_STATUS_ACTIVE: "agencies.active",
+    dpb.AGENCY_STATUS_CLOSED: "agencies.closed",
+    dpb.AGENCY_STATUS_NOT_YET_VALID: "agencies.not_yet_valid",
+}
+
+
+async def agencies(console: Console, page: Page) -> Response:
+    parent = _agency(page, "parent")
+    include_closed = page.query("closed") != "0"
+    token = page.query("page")
+    response = await console.ctx.call(
+        console.ctx.services.directory.ListAgencies,
+        dpb.ListAgenciesRequest(
+            parent_code=parent, include_closed=include_closed, page_size=200, page_token=token
+        ),
+        page.admin,
+    )
+    listed = list(response.agencies)
+    # The reorganisations, as the directory records them: closed codes and their successors.
+    reorganised = [a for a in listed if a.valid_to]
+    return console.show(
+        page,
+        "agencies.html",
+        parent=parent,
+        include_closed=include_closed,
+        agencies=listed,
+        reorganised=reorganised,
+        status_keys=_STATUS_KEYS,
+        kind_names={
+            v.number: v.name.removeprefix("AGENCY_KIND_").title()
+            for v in dpb.AgencyKind.DESCRIPTOR.values
+        },
+        next_page=response.next_page_token,
+    )
+
+
+PAGES: list[tuple[str, Handler, list[str]]] = [
+    ("/statistics", statistics, ["GET"]),
+    ("/overdue", overdue, ["GET"]),
+    ("/agencies", agencies, ["GET"]),
+]
+
+
+# ---- documents, timeline, dead letters (AdminService) -----------------------------------------
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+STATUS_CODES = ("01", "02", "03", "04", "05", "06", "13", "15", "16")
+DELIVERY_STATES = {
+    xpb.DELIVERY_STATE_ACCEPTED: "accepted",
+    xpb.DELIVERY_STATE_QUEUED: "queued",
+    xpb.DELIVERY_STATE_PUSHED: "pushed",
+    xpb.DELIVERY_STATE_ACKNOWLEDGED: "acknowledged",
+    xpb.DELIVERY_STATE_FAILED: "failed",
+    xpb.DELIVERY_STATE_WITHDRAWN: "withdrawn",
+    xpb.DELIVERY_STATE_DEAD_LETTERED: "dead_lettered",
+}
+
+
+def status_code(value: int) -> str:
+    """The two-digit business status code of a StatusCode enum value ('' when unspecified)."""
+    return f"{value:02d}" if value else ""
+
+
+def _date(page: Page, name: str) -> str:
+    value = page.query(name)
+    if value and not _DATE.fullmatch(value):
+        raise Problem(400, "VALIDATION", f"{name}: {value!r} is not YYYY-MM-DD")
+    return value
+
+
+async def documents(console: Console, page: Page) -> Response:
+    status = page.query("status")
+    if status and status not in STATUS_CODES:
+        raise Problem(400, "VALIDATION", f"status: {status!r} is not a business status code")
+    state = page.query("state")
+    states = {name: number for number, name in DELIVERY_STATES.items()}
+    if state and state not in states:
+        raise Problem(400, "VALIDATION", f"state: {state!r} is not a delivery state")
+    code = page.query("code")
+    filters = {
+        "code": code,
+        "sender": _agency(page, "sender"),
+        "recipient": _agency(page, "recipient"),
+        "from": _date(page, "from"),
+        "to": _date(page, "to"),
+        "status": status,
+        "state": state,
+    }
+    request = apb.SearchDocumentsRequest(
+        # A DocumentId has commas ("<sender>,<date>,<number>/<notation>"); a code does not.
+        document_id=code if "," in code else "",
+        code="" if "," in code else code,
+        sender=filters["sender"],
+        recipient=filters["recipient"],
+        submitted_from=filters["from"],
+        submitted_to=filters["to"],
+        latest_status=int(status) if status else 0,  # type: ignore[arg-type]
+        state=states.get(state, 0),  # type: ignore[arg-type]
+        page_size=50,
+        page_token=page.query("page"),
+    )
+    response = await console.ctx.call(
+        console.ctx.services.admin.SearchDocuments, request, page.admin
+    )
+    next_url = ""
+    if response.next_page_token:
+        next_url = "?" + urlencode({**filters, "page": response.next_page_token})
+    return console.show(
+        page,
+        "documents.html",
+        filters=filters,
+        results=response.documents,
+        next_url=next_url,
+        status_codes=STATUS_CODES,
+        states=list(states),
+        state_name=DELIVERY_STATES,
+        status_code=status_code,
+    )
+
+
+_UUID = re.compile(r"[0-9a-fA-F-]{36}")
+
+
+async def document(console: Console, page: Page) -> Response:
+    document_uuid = page.request.path_params["document_uuid"]
+    if not _UUID.fullmatch(document_uuid):
+        raise Problem(400, "VALIDATION", "not a document uuid")
+    timeline, proof = await asyncio.gather(
+        console.ctx.call(
+            console.ctx.services.admin.GetDocumentTimeline,
+            apb.GetDocumentTimelineRequest(document_uuid=document_uuid),
+            page.admin,
+        ),
+        console.ledger.document_proof(document_uuid, page.admin),
+    )
+    return console.show(
+        page,
+        "document.html",
+        timeline=timeline,
+        proof=proof,
+        state_name=DELIVERY_STATES,
+        status_code=status_code,
+        recall_name={
+            v.number: v.name.removeprefix("RECALL_STATE_").lower()
+            for v in xpb.RecallState.DESCRIPTOR.values
+        },
+        business_type={
+            v.number: v.name.removeprefix("BUSINESS_TYPE_").title()
+            for v in cpb.BusinessType.DESCRIPTOR.values
+        },
+    )
+
+
+async def dead_letters(console: Console, page: Page) -> Response:
+    agency = _agency(page, "agency")
+    response = await console.ctx.call(
+        console.ctx.services.admin.ListDeadLetters,
+        apb.ListDeadLettersRequest(agency=agency, page_size=100, page_token=page.query("page")),
+        page.admin,
+    )
+    return console.show(
+        page,
+        "dead_letters.html",
+        agency=agency,
+        dead_letters=response.dead_letters,
+        next_page=response.next_page_token,
+        resent=page.query("resent"),
+    )
+
+
+async def resend(console: Console, page: Page) -> Response:
+    delivery_id = page.request.path_params["delivery_id"]
+    form = await page.request.form()
+    reason = str(form.get("reason", "")).strip()
+    response = await console.ctx.call(
+        console.ctx.services.admin.ResendDeadLetter,
+        apb.ResendDeadLetterRequest(delivery_id=delivery_id, reason=reason),
+        page.admin,
+    )
+    log.info(
+        "admin_resent_dead_letter",
+        delivery_id=delivery_id,
+        subject=page.admin.subject,
+        serial=page.admin.serial,
+    )
+    del response
+    return RedirectResponse(f"/admin/dead-letters?{urlencode({'resent': delivery_id})}", 303)
+
+
+PAGES += [
+    ("/documents", documents, ["GET"]),
+    ("/documents/{document_uuid}", document, ["GET"]),
+    ("/dead-letters", dead_letters, ["GET"]),
+    ("/dead-letters/{delivery_id}/resend", resend, ["POST"]),
+]

@@ -1,0 +1,293 @@
+"""The services' Prometheus metrics: one registry per process, counted where things happen, plus
+gauges read from the database at scrape time (queue depths, ledger lag).
+
+Served by MetricsService.GetMetrics (metrics_api.py); the gateway appends them to its /metrics.
+Every family is `docaxis_*` and none `docaxis_gateway_*`, which the gateway's own metrics use, so
+the two expositions concatenate without a name collision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from services.common.errors import UnavailableError
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+# From a recipient that is online (milliseconds) to one that reconnects after a lunch break.
+LATENCY_BUCKETS_S = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+)
+# A scrape answers within the gateway's deadline even when the database hangs: the gauges of a
+# probe that did not answer in time are left out, and its `docaxis_metrics_probe_up` says 0.
+PROBE_TIMEOUT_S = 1.5
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class SubmissionOutcome(enum.StrEnum):
+    ACCEPTED = "accepted"  # a new document, stored and routed
+    REPLAYED = "replayed"  # a repeated consignment, answered with its first receipt
+
+
+class DeliveryMode(enum.StrEnum):
+    PUSH = "push"  # on the Receive stream
+    PULL = "pull"  # by Fetch
+
+
+class AcknowledgedKind(enum.StrEnum):
+    DELIVERY = "delivery"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyQueue:
+    """What waits for one recipient agency's acknowledgement: deliveries and notices."""
+
+    agency: str
+    depth: int
+    oldest: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerBacklog:
+    pending_entries: int
+    # When the oldest event not yet sequenced was staged; None when none waits.
+    oldest_pending: dt.datetime | None
+    tree_size: int
+    # When the latest checkpoint was signed; None before the first.
+    last_checkpoint: dt.datetime | None
+
+
+class QueueProbe(Protocol):
+    async def queues(self) -> Sequence[AgencyQueue]:
+        """Every agency with something unacknowledged (cheap indexed reads, called per scrape);
+        UnavailableError when the database cannot say."""
+        ...
+
+
+class LedgerProbe(Protocol):
+    async def backlog(self) -> LedgerBacklog:
+        """The sequencer's backlog and the log's size (cheap reads, called per scrape);
+        UnavailableError when the database cannot say."""
+        ...
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _age_s(now: dt.datetime, then: dt.datetime) -> float:
+    # Timestamps come from the database's clock and this process's: never report a negative age.
+    return max(0.0, (now - then).total_seconds())
+
+
+class _ScrapeGauges(Collector):
+    """Gauges of the latest probe snapshots: a probe that failed contributes no samples at all,
+    rather than the stale values a plain Gauge would keep showing."""
+
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self.queues: Sequence[AgencyQueue] | None = None
+        self.ledger: LedgerBacklog | None = None
+        self.up: dict[str, bool] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._clock()))
+
+    def _families(self, now: dt.datetime | None = None) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "docaxis_metrics_probe_up",
+            "1 when the probe's database reads answered at the last scrape, 0 when they did not.",
+            labels=["probe"],
+        )
+        depth = GaugeMetricFamily(
+            "docaxis_queue_depth",
+            "Deliveries and notices waiting for the recipient agency's acknowledgement.",
+            labels=["agency"],
+        )
+        oldest = GaugeMetricFamily(
+            "docaxis_queue_oldest_age_seconds",
+            "Age of the oldest item waiting for the recipient agency's acknowledgement.",
+            labels=["agency"],
+        )
+        pending = GaugeMetricFamily(
+            "docaxis_ledger_pending_entries", "Events staged for the ledger, not yet sequenced."
+        )
+        lag = GaugeMetricFamily(
+            "docaxis_ledger_lag_seconds",
+            "Age of the oldest event not yet sequenced into the ledger (0 when none waits).",
+        )
+        size = GaugeMetricFamily("docaxis_ledger_tree_size", "Entries in the Merkle log.")
+        checkpoint = GaugeMetricFamily(
+            "docaxis_ledger_checkpoint_age_seconds", "Age of the latest signed checkpoint."
+        )
+        families: list[Metric] = [up, depth, oldest, pending, lag, size, checkpoint]
+        if now is None:  # describe(): names only
+            return families
+        for probe, answered in sorted(self.up.items()):
+            up.add_metric([probe], 1.0 if answered else 0.0)
+        for queue in self.queues or ():
+            depth.add_metric([queue.agency], float(queue.depth))
+            oldest.add_metric([queue.agency], _age_s(now, queue.oldest))
+        if self.ledger is not None:
+            pending.add_metric([], float(self.ledger.pending_entries))
+            waiting = self.ledger.oldest_pending
+            lag.add_metric([], 0.0 if waiting is None else _age_s(now, waiting))
+            size.add_metric([], float(self.ledger.tree_size))
+            if self.ledger.last_checkpoint is not None:
+                checkpoint.add_metric([], _age_s(now, self.ledger.last_checkpoint))
+        return families
+
+
+class AxisMetrics:
+    """The process's metrics. Only what this process runs is counted or probed: the composition
+    root attaches the probes of the components it serves."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        self._probe_timeout_s = probe_timeout_s
+        self._submissions = Counter(
+            "docaxis_submissions",
+            "Submit calls answered with a receipt: accepted (a new document) or replayed (a "
+            "repeated consignment, answered with its first receipt).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._rejections = Counter(
+            "docaxis_rejections",
+            "RPCs that ended with a refusal, by method and google.rpc ErrorInfo reason.",
+            ["method", "reason"],
+            registry=self.registry,
+        )
+        self._deliveries = Counter(
+            "docaxis_deliveries",
+            "Deliveries handed to the recipient's DMS (redeliveries included): push on the "
+            "Receive stream, pull by Fetch.",
+            ["mode"],
+            registry=self.registry,
+        )
+        self._acknowledgements = Counter(
+            "docaxis_acknowledgements",
+            "Deliveries and notices acknowledged by their recipient (repeats not counted).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "docaxis_delivery_latency_seconds",
+            "From a copy's acceptance to its first hand-over to the recipient's DMS.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._certificates = Gauge(
+            "docaxis_certificate_expiry_timestamp_seconds",
+            "When the services' own certificates expire (tls_server: gRPC; hub: receipts and "
+            "calls between services), as a Unix time.",
+            ["certificate"],
+            registry=self.registry,
+        )
+        # Every known label value from the start: rate() needs the zero before the first event.
+        for outcome in SubmissionOutcome:
+            self._submissions.labels(outcome.value)
+        for mode in DeliveryMode:
+            self._deliveries.labels(mode.value)
+        for kind in AcknowledgedKind:
+            self._acknowledgements.labels(kind.value)
+        self._scraped = _ScrapeGauges(clock)
+        self.registry.register(self._scraped)
+        self._queue_probe: QueueProbe | None = None
+        self._ledger_probe: LedgerProbe | None = None
+        self._lock = asyncio.Lock()
+
+    def submitted(self, outcome: SubmissionOutcome) -> None:
+        self._submissions.labels(outcome.value).inc()
+
+    def rejected(self, method: str, reason: str) -> None:
+        """`method` as gRPC names it ("/docaxis.exchange.v1.ExchangeService/Submit")."""
+        self._rejections.labels(method.lstrip("/"), reason).inc()
+
+    def handed_over(self, mode: DeliveryMode, accepted_at: dt.datetime, *, first: bool) -> None:
+        self._deliveries.labels(mode.value).inc()
+        if first:
+            self._latency.observe(_age_s(self._clock(), accepted_at))
+
+    def acknowledged(self, kind: AcknowledgedKind) -> None:
+        self._acknowledgements.labels(kind.value).inc()
+
+    def certificate_expires(self, name: str, not_after: dt.datetime) -> None:
+        self._certificates.labels(name).set(not_after.timestamp())
+
+    def watch_queues(self, probe: QueueProbe) -> None:
+        self._queue_probe = probe
+
+    def watch_ledger(self, probe: LedgerProbe) -> None:
+        self._ledger_probe = probe
+
+    async def render(self) -> str:
+        """The exposition, with the probes' gauges read now."""
+        async with self._lock:  # one snapshot per exposition, even with concurrent scrapers
+            # Side by side (each on its own pool), so a hanging database costs one deadline.
+            queues, ledger = await asyncio.gather(
+                self._probe("queues", self._queue_probe.queues if self._queue_probe else None),
+                self._probe("ledger", self._ledger_probe.backlog if self._ledger_probe else None),
+            )
+            self._scraped.queues, self._scraped.ledger = queues, ledger
+            return generate_latest(self.registry).decode("utf-8")
+
+    async def _probe(self, name: str, read: Callable[[], Awaitable[_T]] | None) -> _T | None:
+        """`read()` within the probe deadline; None when it failed or no probe is attached."""
+        if read is None:
+            return None
+        try:
+            async with asyncio.timeout(self._probe_timeout_s):
+                value = await read()
+        except (UnavailableError, TimeoutError) as exc:
+            log.warning("metrics_probe_failed", probe=name, error=repr(exc))
+            self._scraped.up[name] = False
+            return None
+        self._scraped.up[name] = True
+        return value

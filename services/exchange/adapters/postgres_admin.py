@@ -1,0 +1,277 @@
+"""The administrators' queries and the audited resend of dead letters, over the exchange's
+tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.exchange.adapters.postgres import (
+    OUTBOX_CHANNEL,
+    stage_delivery_messages,
+    stage_ledger_events,
+)
+from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.statuses import StatusCode
+from services.exchange.service_layer.admin_ports import (
+    Administrator,
+    CopySummary,
+    DeadLetterCopy,
+    DocumentQuery,
+    DocumentSummary,
+    FoundDocument,
+    NotDeadLetteredError,
+    Resend,
+)
+from services.exchange.service_layer.lifecycle_ports import PageCursor
+from services.exchange.service_layer.ports import LedgerEvent
+
+# A copy's latest status is the last of statuses.ordered: by the reporter's timestamp, then by
+# code (the enum's rank is the codes' own order, 01 … 16), then by when it was recorded.
+# Every filter is optional ($n IS NULL); the planner sees the values (custom plans), so the
+# indexes of migration 0007 serve whichever are given.
+_SEARCH_SQL = """
+SELECT doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
+    doc.header ->> 'code_notation' AS code_notation, doc.header ->> 'subject' AS subject,
+    doc.sender, doc.submitted_at, doc.business_type
+FROM exchange.document doc
+WHERE ($1::text IS NULL OR doc.document_id = $1)
+    AND ($2::text IS NULL OR doc.header ->> 'code_number' = $2)
+    AND ($3::text IS NULL OR doc.header ->> 'code_notation' = $3)
+    AND ($4::text IS NULL OR doc.sender = $4)
+    AND ($5::timestamptz IS NULL OR doc.submitted_at >= $5)
+    AND ($6::timestamptz IS NULL OR doc.submitted_at < $6)
+    AND (($7::text IS NULL AND $8::text IS NULL AND $9::text IS NULL) OR EXISTS (
+        SELECT 1 FROM exchange.delivery d
+        WHERE d.document_uuid = doc.uuid
+            AND ($7::text IS NULL OR d.recipient = $7 OR d.requested_recipient = $7)
+            AND ($9::text IS NULL OR d.state = $9)
+            AND ($8::text IS NULL OR $8 = (
+                SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
+                ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1))
+    ))
+    AND ($10::timestamptz IS NULL OR (doc.submitted_at, doc.uuid) < ($10, $11::uuid))
+ORDER BY doc.submitted_at DESC, doc.uuid DESC
+LIMIT $12
+"""
+
+_COPIES_SQL = """
+SELECT d.document_uuid, d.id, d.requested_recipient, d.recipient, d.state,
+    (SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
+     ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1) AS latest_status
+FROM exchange.delivery d
+WHERE d.document_uuid = ANY($1::uuid[])
+ORDER BY d.document_uuid, d.position
+"""
+
+_DEAD_LETTERS_SQL = """
+SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
+    d.push_count, doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
+    doc.header ->> 'code_notation' AS code_notation, doc.header ->> 'subject' AS subject,
+    doc.sender, doc.submitted_at, doc.business_type
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE d.state = 'dead_lettered'
+    AND ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
+    AND ($2::timestamptz IS NULL OR (d.dead_lettered_at, d.id) < ($2, $3::uuid))
+ORDER BY d.dead_lettered_at DESC, d.id DESC
+LIMIT $4
+"""
+
+_RESENDS_SQL = """
+SELECT delivery_id, resent_at, administrator_subject, administrator_serial, reason,
+    dead_lettered_at, dead_letter_reason, push_count
+FROM exchange.delivery_resend WHERE delivery_id = ANY($1::uuid[])
+ORDER BY resent_at, id
+"""
+
+
+def _summary(row: asyncpg.Record) -> DocumentSummary:
+    return DocumentSummary(
+        document_uuid=str(row["uuid"]),
+        document_id=row["document_id"],
+        code_number=row["code_number"],
+        code_notation=row["code_notation"],
+        subject=row["subject"],
+        sender=row["sender"],
+        submitted_at=row["submitted_at"],
+        business_type=BusinessType(row["business_type"]),
+    )
+
+
+def _resend(row: asyncpg.Record) -> Resend:
+    return Resend(
+        delivery_id=str(row["delivery_id"]),
+        resent_at=row["resent_at"],
+        administrator=Administrator(row["administrator_subject"], row["administrator_serial"]),
+        reason=row["reason"],
+        dead_lettered_at=row["dead_lettered_at"],
+        dead_letter_reason=row["dead_letter_reason"],
+        push_count=row["push_count"],
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class PostgresAdminStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def search(
+        self, query: DocumentQuery, after: PageCursor | None, limit: int
+    ) -> list[FoundDocument]:
+        async with self._pool.acquire() as conn:
+            documents = await conn.fetch(
+                _SEARCH_SQL,
+                query.document_id,
+                query.code_number,
+                query.code_notation,
+                query.sender,
+                query.submitted_from,
+                query.submitted_before,
+                query.recipient,
+                query.latest_status.value if query.latest_status else None,
+                query.state.value if query.state else None,
+                after.created_at if after else None,
+                uuid.UUID(after.item_id) if after else None,
+                limit,
+            )
+            copies = await conn.fetch(_COPIES_SQL, [row["uuid"] for row in documents])
+        by_document: dict[str, list[CopySummary]] = {}
+        for row in copies:
+            by_document.setdefault(str(row["document_uuid"]), []).append(
+                CopySummary(
+                    delivery_id=str(row["id"]),
+                    requested_recipient=row["requested_recipient"],
+                    effective_recipient=row["recipient"],
+                    state=DeliveryState(row["state"]),
+                    latest_status=StatusCode(row["latest_status"])
+                    if row["latest_status"]
+                    else None,
+                )
+            )
+        return [
+            FoundDocument(_summary(row), tuple(by_document.get(str(row["uuid"]), ())))
+            for row in documents
+        ]
+
+    async def dead_letters(
+        self, agency: str | None, after: PageCursor | None, limit: int
+    ) -> list[DeadLetterCopy]:
+        rows = await self._pool.fetch(
+            _DEAD_LETTERS_SQL,
+            agency,
+            after.created_at if after else None,
+            uuid.UUID(after.item_id) if after else None,
+            limit,
+        )
+        return [
+            DeadLetterCopy(
+                delivery_id=str(row["id"]),
+                document=_summary(row),
+                requested_recipient=row["requested_recipient"],
+                effective_recipient=row["recipient"],
+                reason=row["dead_letter_reason"],
+                dead_lettered_at=row["dead_lettered_at"],
+                push_count=row["push_count"],
+            )
+            for row in rows
+        ]
+
+    async def resend(
+        self, delivery_id: str, administrator: Administrator, reason: str, now: dt.datetime
+    ) -> Resend | None:
+        key = uuid.UUID(delivery_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The row lock orders this against a concurrent resend or push of the same copy.
+            row = await conn.fetchrow(
+                """
+                SELECT d.document_uuid, d.recipient, d.state, d.dead_lettered_at,
+                    d.dead_letter_reason, d.push_count, doc.document_id, doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                WHERE d.id = $1
+                FOR UPDATE OF d
+                """,
+                key,
+            )
+            if row is None:
+                return None
+            if row["state"] != DeliveryState.DEAD_LETTERED:
+                raise NotDeadLetteredError(
+                    f"delivery {delivery_id} is {row['state']}, not dead-lettered",
+                    meta={"delivery_id": delivery_id, "state": row["state"]},
+                )
+            resend = Resend(
+                delivery_id=delivery_id,
+                resent_at=now,
+                administrator=administrator,
+                reason=reason,
+                dead_lettered_at=row["dead_lettered_at"],
+                dead_letter_reason=row["dead_letter_reason"],
+                push_count=row["push_count"],
+            )
+            # Back on the queued path: the relay publishes the outbox row below, and the next
+            # push counts from zero. queued_at and pushed_at keep the first time (the ledger
+            # has every step).
+            await conn.execute(
+                """
+                UPDATE exchange.delivery SET state = 'queued', push_count = 0,
+                    dead_lettered_at = NULL, dead_letter_reason = NULL
+                WHERE id = $1
+                """,
+                key,
+            )
+            await conn.execute(
+                """
+                INSERT INTO exchange.delivery_resend (delivery_id, resent_at,
+                    administrator_subject, administrator_serial, reason, dead_lettered_at,
+                    dead_letter_reason, push_count)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                key,
+                now,
+                administrator.subject,
+                administrator.serial,
+                reason,
+                resend.dead_lettered_at,
+                resend.dead_letter_reason,
+                resend.push_count,
+            )
+            document_uuid = str(row["document_uuid"])
+            await stage_delivery_messages(conn, document_uuid, [(row["recipient"], delivery_id)])
+            await stage_ledger_events(
+                conn,
+                [
+                    LedgerEvent(
+                        entry_type="delivery",
+                        doc_uuid=document_uuid,
+                        document_id=row["document_id"],
+                        occurred_at=now,
+                        from_agency=row["sender"],
+                        to_agency=row["recipient"],
+                        # The ledger holds no personal data or free text in clear (ledger.md
+                        # §3): the certificate serial names the administrator, the subject and
+                        # reason are committed to by hash and kept in exchange.delivery_resend.
+                        data={
+                            "delivery": delivery_id,
+                            "event": "resent",
+                            "administrator_serial": administrator.serial,
+                            "administrator_subject_sha256": _sha256(administrator.subject),
+                            "reason_sha256": _sha256(reason),
+                            "dead_letter_reason": resend.dead_letter_reason,
+                            "push_count": resend.push_count,
+                        },
+                    )
+                ],
+            )
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return resend
+
+    async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
+        rows = await self._pool.fetch(_RESENDS_SQL, [uuid.UUID(d) for d in delivery_ids])
+        return [_resend(row) for row in rows]

@@ -1,0 +1,190 @@
+"""AdminService over gRPC: the administrators' console's view of the exchange."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import admin_service_pb2 as pb
+from docaxis.exchange.v1 import admin_service_pb2_grpc as pb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2 as xpb
+
+from services.common.errors import FieldViolation
+from services.common.grpc_errors import domain_errors
+from services.common.identity import CallerResolver
+from services.exchange.entrypoints.convert import (
+    business_type_to_pb,
+    header_to_pb,
+    state_from_pb,
+    state_to_pb,
+    timestamp,
+    track_to_pb,
+)
+from services.exchange.entrypoints.lifecycle_convert import (
+    add_lifecycles,
+    link_to_pb,
+    status_code_from_pb,
+    status_code_to_pb,
+)
+from services.exchange.service_layer.admin import AdminHandlers, SearchFilters
+from services.exchange.service_layer.admin_ports import (
+    CopySummary,
+    DeadLetterCopy,
+    DocumentSummary,
+    FoundDocument,
+    Resend,
+)
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+def search_from_pb(
+    request: pb.SearchDocumentsRequest,
+) -> tuple[SearchFilters, list[FieldViolation]]:
+    """The filters, and the enum values that are not known (unspecified means "any")."""
+    problems: list[FieldViolation] = []
+    latest_status = status_code_from_pb(request.latest_status)
+    if latest_status is None and request.latest_status != xpb.STATUS_CODE_UNSPECIFIED:
+        problems.append(FieldViolation("latest_status", "unknown status code"))
+    state = state_from_pb(request.state)
+    if state is None and request.state != xpb.DELIVERY_STATE_UNSPECIFIED:
+        problems.append(FieldViolation("state", "unknown delivery state"))
+    filters = SearchFilters(
+        document_id=request.document_id,
+        code=request.code,
+        sender=request.sender,
+        recipient=request.recipient,
+        submitted_from=request.submitted_from,
+        submitted_to=request.submitted_to,
+        latest_status=latest_status,
+        state=state,
+    )
+    return filters, problems
+
+
+def summary_to_pb(summary: DocumentSummary) -> pb.DocumentSummary:
+    return pb.DocumentSummary(
+        document_uuid=summary.document_uuid,
+        document_id=summary.document_id,
+        code=common_pb2.DocumentCode(number=summary.code_number, notation=summary.code_notation),
+        subject=summary.subject,
+        sender=summary.sender,
+        submitted_at=timestamp(summary.submitted_at),
+        business_type=business_type_to_pb(summary.business_type),
+    )
+
+
+def copy_to_pb(copy: CopySummary) -> pb.CopySummary:
+    message = pb.CopySummary(
+        delivery_id=copy.delivery_id,
+        requested_recipient=copy.requested_recipient,
+        effective_recipient=copy.effective_recipient,
+        state=state_to_pb(copy.state),
+    )
+    if copy.latest_status is not None:
+        message.latest_status = status_code_to_pb(copy.latest_status)
+    return message
+
+
+def found_to_pb(found: FoundDocument) -> pb.DocumentSearchResult:
+    return pb.DocumentSearchResult(
+        document=summary_to_pb(found.document), recipients=[copy_to_pb(c) for c in found.copies]
+    )
+
+
+def dead_letter_to_pb(copy: DeadLetterCopy) -> pb.DeadLetter:
+    return pb.DeadLetter(
+        delivery_id=copy.delivery_id,
+        document=summary_to_pb(copy.document),
+        requested_recipient=copy.requested_recipient,
+        effective_recipient=copy.effective_recipient,
+        reason=copy.reason,
+        dead_lettered_at=timestamp(copy.dead_lettered_at),
+        push_count=copy.push_count,
+    )
+
+
+def resend_to_pb(resend: Resend) -> pb.DeadLetterResend:
+    return pb.DeadLetterResend(
+        delivery_id=resend.delivery_id,
+        resent_at=timestamp(resend.resent_at),
+        administrator_subject=resend.administrator.subject,
+        administrator_serial=resend.administrator.serial,
+        reason=resend.reason,
+        dead_lettered_at=timestamp(resend.dead_lettered_at),
+        dead_letter_reason=resend.dead_letter_reason,
+        push_count=resend.push_count,
+    )
+
+
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    def __init__(self, handlers: AdminHandlers, callers: CallerResolver) -> None:
+        self._handlers = handlers
+        self._callers = callers
+
+    async def SearchDocuments(
+        self, request: pb.SearchDocumentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SearchDocumentsResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            filters, problems = search_from_pb(request)
+            found, token = await self._handlers.search(
+                caller, filters, request.page_size, request.page_token, wire_problems=problems
+            )
+            return pb.SearchDocumentsResponse(
+                documents=[found_to_pb(f) for f in found], next_page_token=token
+            )
+
+    async def GetDocumentTimeline(
+        self, request: pb.GetDocumentTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetDocumentTimelineResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            timeline = await self._handlers.timeline(caller, request.document_uuid)
+            # Track's answer for the sender, which already holds every copy's states,
+            # timestamps, statuses and recall.
+            track = track_to_pb(timeline.track)
+            add_lifecycles(track, timeline.lifecycles)
+            header = timeline.track.header
+            return pb.GetDocumentTimelineResponse(
+                document=summary_to_pb(
+                    DocumentSummary(
+                        document_uuid=timeline.track.document_uuid,
+                        document_id=header.document_id,
+                        code_number=header.code_number,
+                        code_notation=header.code_notation,
+                        subject=header.subject,
+                        sender=header.sender,
+                        submitted_at=timeline.track.submitted_at,
+                        business_type=header.business_type,
+                    )
+                ),
+                header=header_to_pb(header),
+                recipients=track.recipients,
+                in_reply_to=[link_to_pb(link) for link in timeline.in_reply_to],
+                replies=[link_to_pb(link) for link in timeline.replies],
+                resends=[resend_to_pb(r) for r in timeline.resends],
+            )
+
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListDeadLettersResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            copies, token = await self._handlers.dead_letters(
+                caller, request.agency, request.page_size, request.page_token
+            )
+            return pb.ListDeadLettersResponse(
+                dead_letters=[dead_letter_to_pb(c) for c in copies], next_page_token=token
+            )
+
+    async def ResendDeadLetter(
+        self, request: pb.ResendDeadLetterRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResendDeadLetterResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            resend = await self._handlers.resend(caller, request.delivery_id, request.reason)
+            return pb.ResendDeadLetterResponse(
+                resend=resend_to_pb(resend), state=xpb.DELIVERY_STATE_QUEUED
+            )

@@ -1,0 +1,114 @@
+"""The admin console's parts that need no server: sessions, the two languages, the charts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as xpb
+
+from gateway.admin import i18n
+from gateway.admin.app import _safe_next, vietnam_time
+from gateway.admin.charts import Series, bar_chart
+from gateway.admin.pages import DELIVERY_STATES
+from gateway.admin.session import SessionSigner
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
+CERT = b"\x01" * 32
+OTHER_CERT = b"\x02" * 32
+
+
+def test_a_session_opens_for_its_own_certificate_until_it_idles_out() -> None:
+    signer = SessionSigner(dt.timedelta(minutes=30), key=b"k" * 32)
+    cookie = signer.issue(CERT, NOW)
+    session = signer.open(cookie, CERT, NOW + dt.timedelta(minutes=29))
+    assert session is not None
+    assert len(session.csrf) >= 32
+    # Bound to the certificate that signed in: another certificate cannot use the cookie.
+    assert signer.open(cookie, OTHER_CERT, NOW) is None
+    assert signer.open(cookie, CERT, NOW + dt.timedelta(minutes=30)) is None
+    # A refresh keeps the CSRF token and moves the expiry.
+    refreshed = signer.issue(CERT, NOW + dt.timedelta(minutes=29), session.csrf)
+    later = signer.open(refreshed, CERT, NOW + dt.timedelta(minutes=50))
+    assert later is not None
+    assert later.csrf == session.csrf
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda c: c[:-2] + ("AA" if not c.endswith("AA") else "BB"),  # the MAC
+        lambda c: "x" + c,  # the payload
+        lambda c: c.replace(".", ""),
+        lambda c: "",
+    ],
+)
+def test_a_forged_or_damaged_cookie_opens_nothing(tamper: object) -> None:
+    signer = SessionSigner(dt.timedelta(minutes=30), key=b"k" * 32)
+    cookie = signer.issue(CERT, NOW)
+    assert callable(tamper)
+    assert signer.open(tamper(cookie), CERT, NOW) is None
+    # Another gateway process (another key) does not accept it either.
+    assert SessionSigner(dt.timedelta(minutes=30)).open(cookie, CERT, NOW) is None
+
+
+def test_both_languages_have_every_label_every_template_uses() -> None:
+    vi, en = i18n.MESSAGES[i18n.Language.VI], i18n.MESSAGES[i18n.Language.EN]
+    assert vi.keys() == en.keys()
+    assert (
+        i18n.STATUS_LABELS[i18n.Language.VI].keys() == i18n.STATUS_LABELS[i18n.Language.EN].keys()
+    )
+    templates = Path(i18n.__file__).parent / "templates"
+    used = {
+        key
+        for template in templates.glob("*.html")
+        for key in re.findall(r"""t\(\s*["']([a-z_.]+)["']\s*\)""", template.read_text())
+    }
+    pages = (templates.parent / "pages.py").read_text()
+    used |= set(re.findall(r"""t\(\s*"([a-z_.]+)"\s*\)""", pages))
+    # The status-key table ("agencies.active", ...), not template names.
+    used |= {k for k in re.findall(r'"([a-z_]+\.[a-z_]+)",?\n', pages) if not k.endswith("html")}
+    assert used, "no labels found: the pattern is wrong"
+    # Labels the templates build from enum values.
+    used |= {f"state.{name}" for name in [*DELIVERY_STATES.values(), "unknown"]}
+    used |= {
+        f"recall.{v.name.removeprefix('RECALL_STATE_').lower()}"
+        for v in xpb.RecallState.DESCRIPTOR.values
+    }
+    assert used - vi.keys() == set()
+    translate = i18n.Translator(i18n.Language.EN)
+    assert translate("nav.documents") == "Documents"
+    assert translate.status("06") == "06 · Completed"
+    assert i18n.Translator(i18n.Language.VI).other is i18n.Language.EN
+    assert i18n.language_of("fr") is None
+
+
+def test_a_chart_scales_bars_escapes_labels_and_is_valid_svg() -> None:
+    svg = bar_chart(
+        "Tỷ lệ <đúng hạn>",
+        ["000.00.00.H45", "<script>"],
+        [Series("Đúng hạn", [50.0, None]), Series("Trong ngày", [100.0, 25.0])],
+        maximum=100.0,
+    )
+    root = ET.fromstring(svg)  # noqa: S314 - our own output; well-formed: no text breaks out
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    bars = [
+        float(rect.attrib["width"])
+        for rect in root.iter("{http://www.w3.org/2000/svg}rect")
+        if rect.attrib.get("y") != "4"  # the legend's swatches
+    ]
+    assert bars == [210.0, 420.0, 105.0]  # 50 %, 100 %, 25 % of 420 px; None draws no bar
+    with pytest.raises(ValueError, match="values"):
+        bar_chart("x", ["a"], [Series("s", [1.0, 2.0])])
+
+
+def test_dates_show_in_vietnam_time_and_sign_in_returns_only_to_the_console() -> None:
+    assert vietnam_time(NOW) == "22/11/2026 10:00:00"
+    assert vietnam_time(None) == "–"
+    assert _safe_next("/admin/overdue") == "/admin/overdue"
+    for hostile in ("https://evil.example/", "//evil.example/admin/", "/admin/\\evil", "/v1/x"):
+        assert _safe_next(hostile) == "/admin/documents"
