@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import pkcs12
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
@@ -63,6 +68,20 @@ machine. Production uses certificates of the national CA.
 """
 
 
+def _write_pkcs12(stem: Path) -> None:
+    """The certificate and key at `stem`.pem/.key as one PKCS#12 file, what browsers import.
+    Unencrypted, like every key of the demo PKI: the file must never leave this machine."""
+    chain = x509.load_pem_x509_certificates(stem.with_suffix(".pem").read_bytes())
+    key = serialization.load_pem_private_key(stem.with_suffix(".key").read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Ed25519PrivateKey):
+        raise ValueError(f"{stem}.key cannot go into PKCS#12")
+    data = pkcs12.serialize_key_and_certificates(
+        stem.name.encode(), key, chain[0], chain[1:], serialization.NoEncryption()
+    )
+    stem.with_suffix(".p12").write_bytes(data)
+    stem.with_suffix(".p12").chmod(0o600)
+
+
 def ensure_demo_pki(folder: Path) -> list[str]:
     """What `make run` and `make demo` need, issued if missing; returns what was created."""
     pki = PkiFolder(folder)
@@ -95,6 +114,12 @@ def ensure_demo_pki(folder: Path) -> list[str]:
             ),
             f"agency certificate of {code} ({key_type.value})",
         )
+    admin = folder / "roles" / Role.ADMIN.value / Role.ADMIN.value
+    need(
+        admin.with_suffix(".p12"),
+        lambda: _write_pkcs12(admin),
+        f"{admin.with_suffix('.p12')} (import it into a browser for the admin console)",
+    )
     need(
         folder / "persons" / SENDER / f"{slug(SIGNER)}.pem",
         lambda: pki.issue_person(SIGNER, SENDER, key_type=KeyType.ED25519),

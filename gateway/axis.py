@@ -377,6 +377,8 @@ _STATES = {
     pb.DELIVERY_STATE_ACKNOWLEDGED: "done",
     pb.DELIVERY_STATE_FAILED: "fail",
     pb.DELIVERY_STATE_WITHDRAWN: "fail",
+    # Delivery gave up (pushed too often, never acknowledged) until an administrator resends.
+    pb.DELIVERY_STATE_DEAD_LETTERED: "fail",
 }
 
 

@@ -130,6 +130,7 @@ async def serve(
             log.info(
                 "gateway_started",
                 rest=f"https://{host}:{bound.port}",
+                admin_console=f"https://{host}:{bound.port}/admin/",
                 metrics=f"http://{metrics_host}:{bound.metrics_port}",
                 services=settings.grpc_target,
             )

@@ -151,6 +151,13 @@ async def overdue(console: Console, page: Page) -> Response:
     )
 
 
+# AgencyKind values by their label suffix ("kind.ministry", ...), unspecified left out.
+KIND_NAMES = {
+    v.number: v.name.removeprefix("AGENCY_KIND_").lower()
+    for v in dpb.AgencyKind.DESCRIPTOR.values
+    if v.number
+}
+
 _STATUS_KEYS = {
     dpb.AGENCY_STATUS_ACTIVE: "agencies.active",
     dpb.AGENCY_STATUS_CLOSED: "agencies.closed",
@@ -180,10 +187,7 @@ async def agencies(console: Console, page: Page) -> Response:
         agencies=listed,
         reorganised=reorganised,
         status_keys=_STATUS_KEYS,
-        kind_names={
-            v.number: v.name.removeprefix("AGENCY_KIND_").title()
-            for v in dpb.AgencyKind.DESCRIPTOR.values
-        },
+        kind_names=KIND_NAMES,
         next_page=response.next_page_token,
     )
 

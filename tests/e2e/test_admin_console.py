@@ -31,7 +31,8 @@ from playwright._impl._api_structures import ClientCertificate
 from playwright.async_api import BrowserContext, async_playwright
 
 from services.common.postgres import recreate_database
-from tests.conftest import make_header, unique_code
+from tests.conftest import make_header
+from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess, GatewayProcess
 from tests.infra import SuiteServices
 from tests.pki import KeyPair, SuitePki
@@ -59,29 +60,12 @@ class Scene:
     dead_delivery: str
 
 
-async def _register(admin: grpc.aio.Channel, codes: list[str], name: str) -> None:
-    stub = dpb_grpc.DirectoryServiceStub(admin)
-    for code in codes:
-        await stub.RegisterAgency(
-            dpb.RegisterAgencyRequest(
-                agency=dpb.Agency(
-                    code=code,
-                    name=f"{name} {code}",
-                    kind=dpb.AGENCY_KIND_DEPARTMENT,
-                    valid_from="2019-01-01",
-                )
-            ),
-            timeout=10,
-        )
-
-
 async def _stage(axis: AxisProcess) -> Scene:
     """Two answered copies (one completed, one left overdue), a copy fetched past the push limit
     (dead-lettered), and a merger in the directory."""
-    sender, r1, r2, stuck, old, new = (unique_code() for _ in range(6))
+    sender, r1, r2, stuck, old, new = await register(axis, 6)
     channel, _ = axis.admin_channel()
     async with channel:
-        await _register(channel, [sender, r1, r2, stuck, old, new], "Sở Thử nghiệm")
         today = dt.datetime.now(VIETNAM).date()
         await dpb_grpc.DirectoryServiceStub(channel).RecordReorganisation(
             dpb.RecordReorganisationRequest(
@@ -331,12 +315,19 @@ async def test_the_admin_console_in_headless_chromium(
 
         # The directory shows the merger.
         await page.goto(f"{base}/admin/agencies")
+        assert "Sở, ban, ngành" in await page.locator("#agencies-table").inner_text()
         reorganisations = page.locator("#reorganisations-table")
         assert (
             scene.merged_into
             in await reorganisations.locator(f'tr:has-text("{scene.old}")').inner_text()
         )
         await page.screenshot(path=shots / "07-agencies.png", full_page=True)
+        # Unticking "include closed codes" leaves the closed code out.
+        await page.uncheck('input[type="checkbox"][name="closed"]')
+        async with page.expect_navigation():
+            await page.click('form.filters button[type="submit"]')
+        assert scene.old not in await page.locator("#agencies-table").inner_text()
+        assert scene.merged_into in await page.locator("#agencies-table").inner_text()
 
         # English on request, remembered across pages; Vietnamese is the default.
         assert await page.locator("nav").inner_text() != ""
