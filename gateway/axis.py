@@ -273,6 +273,7 @@ async def received_list(ctx: Context, request: Request, agency: Agency) -> JSONR
             items.append(
                 {
                     "docId": doc_id,
+                    "from": item.sender,
                     "to": agency.code,
                     "status": "initial",
                     "documentUuid": item.document_uuid,

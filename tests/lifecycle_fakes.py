@@ -274,7 +274,13 @@ class FakeLifecycleStore:
         self, agency: str, after: PageCursor | None, limit: int
     ) -> list[PendingEntry]:
         items = [
-            PendingEntry(ItemKind.DELIVERY, d.id, d.document_uuid, d.accepted_at)
+            PendingEntry(
+                ItemKind.DELIVERY,
+                d.id,
+                d.document_uuid,
+                d.accepted_at,
+                self.documents.documents[d.document_uuid].sender,
+            )
             for d in self.documents.deliveries.values()
             if d.recipient == agency and d.state in _PENDING_STATES
         ]
@@ -284,6 +290,11 @@ class FakeLifecycleStore:
                 n.id,
                 self.documents.deliveries[n.delivery_id].document_uuid,
                 n.created_at,
+                n.status.reported_by
+                if n.status is not None
+                else self.documents.documents[
+                    self.documents.deliveries[n.delivery_id].document_uuid
+                ].sender,
             )
             for n in self.notices.values()
             if n.agency == agency and n.acknowledged_at is None

@@ -429,13 +429,17 @@ class PostgresLifecycleStore:
         # before the cursor or after it, never shift the ones still to come.
         rows = await self._pool.fetch(
             """
-            SELECT kind, id, document_uuid, created_at FROM (
-                SELECT 'delivery' AS kind, d.id, d.document_uuid, d.accepted_at AS created_at
-                FROM exchange.delivery d
+            SELECT kind, id, document_uuid, created_at, sender FROM (
+                SELECT 'delivery' AS kind, d.id, d.document_uuid, d.accepted_at AS created_at,
+                    doc.sender
+                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
                 WHERE d.recipient = $1 AND d.state IN ('accepted', 'queued', 'pushed')
                 UNION ALL
-                SELECT n.kind, n.id, d.document_uuid, n.created_at
+                SELECT n.kind, n.id, d.document_uuid, n.created_at,
+                    COALESCE(s.reported_by, doc.sender)
                 FROM exchange.notice n JOIN exchange.delivery d ON d.id = n.delivery_id
+                    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                    LEFT JOIN exchange.delivery_status s ON s.id = n.status_row
                 WHERE n.agency = $1 AND n.acknowledged_at IS NULL
             ) items
             WHERE $2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid)
@@ -449,7 +453,11 @@ class PostgresLifecycleStore:
         )
         return [
             PendingEntry(
-                ItemKind(r["kind"]), str(r["id"]), str(r["document_uuid"]), r["created_at"]
+                ItemKind(r["kind"]),
+                str(r["id"]),
+                str(r["document_uuid"]),
+                r["created_at"],
+                r["sender"],
             )
             for r in rows
         ]

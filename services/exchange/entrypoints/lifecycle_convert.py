@@ -157,6 +157,7 @@ def pending_to_pb(entry: PendingEntry) -> pb.PendingItem:
         kind=_KIND_TO_PB[entry.kind],
         document_uuid=entry.document_uuid,
         created_at=timestamp(entry.created_at),
+        sender=entry.sender,
     )
     if entry.kind is ItemKind.DELIVERY:
         item.delivery_id = entry.item_id

@@ -91,6 +91,8 @@ class PendingEntry:
     item_id: str
     document_uuid: str
     created_at: dt.datetime
+    # The document's sender; for a status notice, the agency that reported the status.
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)

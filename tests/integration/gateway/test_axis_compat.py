@@ -116,6 +116,7 @@ async def test_an_edxml_dms_and_a_grpc_dms_exchange_documents_and_statuses(
         for listed in await _received(http, "status"):
             if listed["documentUuid"] != document_uuid:
                 continue
+            assert listed["from"] == modern  # the status's reporter
             package, _ = await _get(http, listed["docId"])
             assert isinstance(package, StatusPackage)
             codes.append(package.status_code)
@@ -140,6 +141,7 @@ async def test_an_edxml_dms_and_a_grpc_dms_exchange_documents_and_statuses(
         )
         back_uuid = reply.receipt.document_uuid
         (listed,) = [i for i in await _received(http, "edoc") if i["documentUuid"] == back_uuid]
+        assert (listed["from"], listed["to"]) == (modern, legacy)
         package, extra = await _get(http, listed["docId"])
         assert isinstance(package, DocumentPackage)
         assert package.header.sender.organ_id == modern

@@ -67,8 +67,9 @@ def test_notices_go_into_their_own_oneof_member() -> None:
     assert notice_response(recall).recall.withdrawn
     assert fetched_notice(status).status.status.status_id == "s-1"
     assert fetched_notice(recall).recall.reason == "Thu hồi"
-    delivery = pending_to_pb(PendingEntry(ItemKind.DELIVERY, "d-1", "u", NOW))
-    notice = pending_to_pb(PendingEntry(ItemKind.RECALL, "n-2", "u", NOW))
+    delivery = pending_to_pb(PendingEntry(ItemKind.DELIVERY, "d-1", "u", NOW, "000.00.00.G22"))
+    notice = pending_to_pb(PendingEntry(ItemKind.RECALL, "n-2", "u", NOW, "000.00.00.G22"))
+    assert delivery.sender == notice.sender == "000.00.00.G22"
     assert (delivery.WhichOneof("id"), delivery.kind) == ("delivery_id", pb.ITEM_KIND_DELIVERY)
     assert (notice.WhichOneof("id"), notice.kind) == ("notice_id", pb.ITEM_KIND_RECALL)
 

@@ -1254,10 +1254,15 @@ class PendingItem(_message.Message):
     NOTICE_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     kind: Global___ItemKind.ValueType
     delivery_id: _builtins.str
     notice_id: _builtins.str
     document_uuid: _builtins.str
+    sender: _builtins.str
+    """Whom it comes from: the document's sender, or for a status notice the agency that
+    reported the status (the national axis's `from`).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1268,10 +1273,11 @@ class PendingItem(_message.Message):
         notice_id: _builtins.str = ...,
         document_uuid: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        sender: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivery_id", b"delivery_id", "id", b"id", "notice_id", b"notice_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "id", b"id", "kind", b"kind", "notice_id", b"notice_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "id", b"id", "kind", b"kind", "notice_id", b"notice_id", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_id: _TypeAlias = _typing.Literal["delivery_id", "notice_id"]  # noqa: Y015
     _WhichOneofArgType_id: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
