@@ -12,7 +12,10 @@ certificate (`x-docaxis-on-behalf-cert-bin`, validated here too: revocation appl
 Only the gateway role may send those headers; it then acts as that agency under the usual
 rules, and nothing else. The forwarded certificate is public data: it proves no presence of
 the agency, so the gateway role is trusted to act for any agency that is registered, open and
-not revoked.
+not revoked. The admin console works the same way (`x-docaxis-on-behalf-of: role:admin` with an
+administrator's certificate); what changes the directory or the trust store requires the
+administrator's own certificate (`require_admin(in_person=True)`), so the gateway role can read
+and resend, never re-register agencies or ingest CRLs.
 
 The monitoring role may read health and metrics only. Health never resolves a caller, metrics
 resolve operators with `resolve_operator` (monitoring, administrators, the gateway as itself),
@@ -89,10 +92,19 @@ class Caller:
             )
         return self.agency_code
 
-    def require_admin(self) -> None:
+    def require_admin(self, *, in_person: bool = False) -> None:
+        """An administrator; with `in_person`, one calling with their own certificate, not
+        through the admin console (the gateway could forward any administrator's public
+        certificate, so changes to the directory and the trust store are not delegated)."""
         if self.role is not Role.ADMIN:
             raise PermissionDeniedError(
                 "this operation is for administrators", meta={"role": self.role.value}
+            )
+        if in_person and self.delegated:
+            raise PermissionDeniedError(
+                "this operation needs the administrator's own client certificate, not the "
+                "gateway's delegation",
+                meta={"role": self.role.value, "delegated": "true"},
             )
 
 

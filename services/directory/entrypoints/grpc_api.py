@@ -186,7 +186,7 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
         self, request: pb.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RegisterAgencyResponse:
         async with domain_errors(context):
-            self._callers.resolve(context).require_admin()
+            self._callers.resolve(context).require_admin(in_person=True)
             registration = await self._handlers.register(
                 agency_from_pb(request.agency, self._handlers.forms)
             )
@@ -236,7 +236,7 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
         self, request: pb.IngestCrlRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.IngestCrlResponse:
         async with domain_errors(context):
-            self._callers.resolve(context).require_admin()
+            self._callers.resolve(context).require_admin(in_person=True)
             if self._revocation is None:
                 raise NotFoundError("this deployment has no trust anchors to check CRLs against")
             ingestion = await self._revocation.ingest(request.crl)
@@ -253,7 +253,7 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.RecordReorganisationResponse:
         async with domain_errors(context):
-            self._callers.resolve(context).require_admin()
+            self._callers.resolve(context).require_admin(in_person=True)
             recorded = await self._handlers.record_reorganisation(
                 reorganisation_from_pb(request.reorganisation)
             )

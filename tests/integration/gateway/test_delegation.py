@@ -17,7 +17,7 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
 from docaxis_client.client import open_channel
 from docaxis_client.credentials import TlsCredentials
-from docaxis_client.delegation import ON_BEHALF_HEADER, on_behalf_metadata
+from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_HEADER, on_behalf_metadata
 from docaxis_client.documents import sign_submission
 from services.common.grpc_errors import error_details
 from tests.conftest import make_header
@@ -151,3 +151,38 @@ async def test_a_revoked_agency_certificate_stops_working_through_the_gateway_at
         )
     refused = await _refusal(_list_pending(axis, pki.gateway, _on_behalf(agency, pki)))
     assert refused == (grpc.StatusCode.UNAUTHENTICATED, "CERTIFICATE_REVOKED")
+
+
+async def test_the_console_reads_as_an_administrator_but_may_not_change_the_directory(
+    axis: str, pki: SuitePki
+) -> None:
+    """The gateway acting for an administrator (the admin console) may list agencies, but
+    registering one needs the administrator's own certificate."""
+    admin = pki.admin_certificate.certificate.public_bytes(serialization.Encoding.DER)
+    metadata = on_behalf_metadata(ADMINISTRATOR, admin)
+    async with open_channel(axis, pki.gateway) as channel:
+        stub = dpb_grpc.DirectoryServiceStub(channel)
+        listed = await stub.ListAgencies(
+            dpb.ListAgenciesRequest(page_size=1), metadata=metadata, timeout=10
+        )
+        assert len(listed.agencies) <= 1
+        code, _ = await _refusal(
+            stub.RegisterAgency(
+                dpb.RegisterAgencyRequest(
+                    agency=dpb.Agency(
+                        code="000.00.77.H45",
+                        name="Không được đăng ký",
+                        kind=dpb.AGENCY_KIND_DEPARTMENT,
+                        valid_from="2019-01-01",
+                    )
+                ),
+                metadata=metadata,
+                timeout=10,
+            )
+        )
+        assert code is grpc.StatusCode.PERMISSION_DENIED
+    async with open_channel(axis, pki.admin) as channel:
+        unknown = await dpb_grpc.DirectoryServiceStub(channel).BatchGetAgencies(
+            dpb.BatchGetAgenciesRequest(codes=["000.00.77.H45"]), timeout=10
+        )
+        assert list(unknown.unknown_codes) == ["000.00.77.H45"]

@@ -127,3 +127,15 @@ def test_development_mode_delegation() -> None:
     assert (caller.role, caller.agency_code, caller.delegated) == (CallerRole.AGENCY, CODE, True)
     with pytest.raises(PermissionDeniedError, match="only the gateway"):
         resolver.resolve(_ctx(None, ("x-docaxis-agency", CODE), (ON_BEHALF_HEADER, CODE)))
+
+
+def test_a_delegated_administrator_may_not_change_the_directory_or_the_trust_store(
+    fresh_ca: DemoCA, resolver: TlsCallerResolver
+) -> None:
+    gateway = fresh_ca.issue_role(Role.GATEWAY, "gateway")
+    admin = fresh_ca.issue_role(Role.ADMIN, "quản trị viên")
+    delegated = resolver.resolve(_ctx(gateway, *on_behalf_metadata(ADMINISTRATOR, _der(admin))))
+    delegated.require_admin()  # reading, resending: the console's work
+    with pytest.raises(PermissionDeniedError, match="own client certificate"):
+        delegated.require_admin(in_person=True)
+    resolver.resolve(_ctx(admin)).require_admin(in_person=True)
