@@ -405,6 +405,7 @@ class FakeDocumentStore:
         now = self.clock()
         document = self.documents[delivery.document_uuid]
         dead = max_pushes is not None and delivery.push_count >= max_pushes
+        first_handover = not dead and delivery.pushed_at is None
         if dead:
             delivery.state = DeliveryState.DEAD_LETTERED
             delivery.dead_lettered_at = now
@@ -442,7 +443,7 @@ class FakeDocumentStore:
             attachments=document.attachments,
             signatures=document.signatures,
             submitted_at=document.submitted_at,
-            first_handover=delivery.push_count == 1,
+            first_handover=first_handover,
         )
 
     async def acknowledge(

@@ -358,7 +358,10 @@ class PostgresDocumentStore(PostgresUploads):
                     dead_letter_reason = CASE WHEN push_count >= $3 THEN $4
                                               ELSE dead_letter_reason END
                 WHERE id = $1 AND recipient = $2 AND state IN ('accepted', 'queued', 'pushed')
-                RETURNING document_uuid, requested_recipient, push_count, state, dead_lettered_at
+                RETURNING document_uuid, requested_recipient, push_count, state, dead_lettered_at,
+                    -- pushed_at was empty before: set to this transaction's now() just above.
+                    -- (push_count starts again after a resend; pushed_at never does.)
+                    pushed_at = now() AS first_handover
                 """,
                 uuid.UUID(delivery_id),
                 recipient,
@@ -407,7 +410,7 @@ class PostgresDocumentStore(PostgresUploads):
             attachments=attachments,
             signatures=signatures,
             submitted_at=submitted_at,
-            first_handover=row["push_count"] == 1,
+            first_handover=row["first_handover"],
         )
 
     async def acknowledge(

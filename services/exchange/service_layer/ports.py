@@ -85,7 +85,8 @@ class PushItem:
     attachments: tuple[AttachmentRef, ...]
     signatures: tuple[Signature, ...]
     submitted_at: dt.datetime
-    # This is the copy's first hand-over (push or fetch): the end of its delivery latency.
+    # This is the copy's first hand-over ever (push or fetch; a resend does not start over):
+    # the end of its delivery latency.
     first_handover: bool
 
 

@@ -415,13 +415,18 @@ class DocumentStoreContract:
     async def test_a_second_push_counts_without_a_second_ledger_event(
         self, store: DocumentStore, probe: Probe
     ) -> None:
-        """push_count grows, pushed_at keeps the first push's time."""
+        """push_count grows, pushed_at keeps the first push's time, and only the first push is
+        a first hand-over (what the delivery latency histogram observes)."""
         sender, recipient = unique("S"), unique("R")
         sent = await send(store, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
-        await store.begin_push(delivery_id, recipient)
+        pushed = await store.begin_push(delivery_id, recipient)
+        assert isinstance(pushed, PushItem)
+        assert pushed.first_handover
         first = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
-        assert await store.begin_push(delivery_id, recipient) is not None
+        again = await store.begin_push(delivery_id, recipient)
+        assert isinstance(again, PushItem)
+        assert not again.first_handover
         second = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
         assert first is not None
         assert second is not None
