@@ -41,6 +41,7 @@ from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_queues import PostgresQueueProbe
 from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
 from services.exchange.adapters.rabbit import (
     InboxQueues,
     InFlight,
@@ -55,6 +56,7 @@ from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.exchange.service_layer.reports import ReportHandlers
+from services.exchange.service_layer.reroute import Rerouter
 from services.ledger.adapters.postgres import (
     READER_ROLE,
     SEQUENCER_ROLE,
@@ -236,6 +238,12 @@ async def serve(
             stack.push_async_callback(publisher.close)
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
             background.append(asyncio.create_task(relay.run(relay_stop), name="outbox-relay"))
+            rerouter = Rerouter(PostgresRerouteStore(pool), lookup)
+            background.append(
+                asyncio.create_task(
+                    rerouter.run(relay_stop, settings.reroute_interval_s), name="reroute"
+                )
+            )
 
         writer_stop = asyncio.Event()
         if Component.LEDGER in components:

@@ -28,6 +28,9 @@ class Settings:
     # Pushes (or pull-mode fetches) of one copy without an acknowledgement before delivery gives
     # up on it: the copy is dead-lettered until an administrator resends it (domain.md §10.1).
     max_pushes: int = 20
+    # How often the exchange looks for mail waiting for an agency a reorganisation has closed
+    # since, and moves it to the successor (services/exchange/service_layer/reroute.py).
+    reroute_interval_s: float = 30.0
     code_forms: frozenset[CodeForm] = frozenset({CodeForm.QCVN102, CodeForm.QD20})
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
@@ -81,6 +84,7 @@ class Settings:
             dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False),
             max_attachment_bytes=read_int(env, "DOCAXIS_MAX_ATTACHMENT_BYTES", 256 * 1024 * 1024),
             max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", 20),
+            reroute_interval_s=read_float(env, "DOCAXIS_REROUTE_INTERVAL_S", 30.0),
             code_forms=forms,
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
@@ -110,6 +114,7 @@ class Settings:
         for key, value, minimum in (
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
+            ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),
             ("DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", settings.ledger_checkpoint_interval_s, 0.01),
         ):
             if not math.isfinite(value) or value < minimum:

@@ -114,17 +114,28 @@ async def _insert_notice(
         status_row,
         now,
     )
-    await conn.execute(
+    await stage_notice_messages(conn, agency, [str(notice_id)])
+    return str(notice_id)
+
+
+async def stage_notice_messages(conn: Conn, agency: str, notice_ids: Sequence[str]) -> None:
+    """Outbox rows that queue each notice to `agency`, in the caller's transaction; the caller
+    NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit."""
+    await conn.executemany(
         """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload)
         VALUES ($1, $2, $3, $4)
         """,
-        agency,
-        str(notice_id),
-        NOTICE_MESSAGE_TYPE,
-        events_pb2.NoticeQueued(notice_id=str(notice_id), agency=agency).SerializeToString(),
+        [
+            (
+                agency,
+                notice_id,
+                NOTICE_MESSAGE_TYPE,
+                events_pb2.NoticeQueued(notice_id=notice_id, agency=agency).SerializeToString(),
+            )
+            for notice_id in notice_ids
+        ],
     )
-    return str(notice_id)
 
 
 def _link(row: asyncpg.Record) -> DocumentLink:

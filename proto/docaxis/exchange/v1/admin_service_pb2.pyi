@@ -374,8 +374,8 @@ class DeadLetter(_message.Message):
     requested_recipient: _builtins.str
     effective_recipient: _builtins.str
     reason: _builtins.str
-    """Why delivery gave up, e.g. MAX_PUSHES_EXCEEDED (pushed DOCAXIS_MAX_PUSHES times, never
-    acknowledged).
+    """Why delivery gave up: MAX_PUSHES_EXCEEDED (pushed DOCAXIS_MAX_PUSHES times, never
+    acknowledged) or RECIPIENT_CLOSED (closed by a reorganisation, no successor to move to).
     """
     push_count: _builtins.int
     @_builtins.property

@@ -39,8 +39,10 @@ class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliver
     DELIVERY_STATE_FAILED: _DeliveryState.ValueType  # 5
     DELIVERY_STATE_WITHDRAWN: _DeliveryState.ValueType  # 6
     DELIVERY_STATE_DEAD_LETTERED: _DeliveryState.ValueType  # 7
-    """Pushed or fetched DOCAXIS_MAX_PUSHES times without an acknowledgement: delivery gave up
-    (terminal) until an administrator resends it (AdminService.ResendDeadLetter).
+    """Delivery gave up (terminal) until an administrator resends it
+    (AdminService.ResendDeadLetter): pushed or fetched DOCAXIS_MAX_PUSHES times without an
+    acknowledgement (MAX_PUSHES_EXCEEDED), or the recipient was closed by a reorganisation while
+    the copy waited and its mail cannot move to a successor (RECIPIENT_CLOSED).
     """
 
 class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper): ...
@@ -57,8 +59,10 @@ DELIVERY_STATE_ACKNOWLEDGED: DeliveryState.ValueType  # 4
 DELIVERY_STATE_FAILED: DeliveryState.ValueType  # 5
 DELIVERY_STATE_WITHDRAWN: DeliveryState.ValueType  # 6
 DELIVERY_STATE_DEAD_LETTERED: DeliveryState.ValueType  # 7
-"""Pushed or fetched DOCAXIS_MAX_PUSHES times without an acknowledgement: delivery gave up
-(terminal) until an administrator resends it (AdminService.ResendDeadLetter).
+"""Delivery gave up (terminal) until an administrator resends it
+(AdminService.ResendDeadLetter): pushed or fetched DOCAXIS_MAX_PUSHES times without an
+acknowledgement (MAX_PUSHES_EXCEEDED), or the recipient was closed by a reorganisation while
+the copy waited and its mail cannot move to a successor (RECIPIENT_CLOSED).
 """
 Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
 
@@ -718,7 +722,9 @@ class RecipientState(_message.Message):
     def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def dead_lettered_at(self) -> _timestamp_pb2.Timestamp:
-        """Set while the copy is DELIVERY_STATE_DEAD_LETTERED: when, and why (MAX_PUSHES_EXCEEDED)."""
+        """Set while the copy is DELIVERY_STATE_DEAD_LETTERED: when, and why (MAX_PUSHES_EXCEEDED,
+        RECIPIENT_CLOSED).
+        """
 
     @_builtins.property
     def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusRecord]:

@@ -1,0 +1,119 @@
+"""Mail waiting for an agency that a reorganisation has since closed.
+
+Submit resolves recipients on the day of sending, so new mail never goes to a closed code. But a
+copy accepted before the merger, and not yet acknowledged, still waits for the old code, whose
+DMS can no longer even authenticate: it would wait forever, never pushed, never dead-lettered.
+So the exchange sweeps, every `DOCAXIS_REROUTE_INTERVAL_S`, the agencies that have copies or
+notices waiting, and for each one the directory now says is closed:
+
+- with a successor (merge, rename, a chain of them): the waiting copies move to the agency that
+  receives the old code's mail today, queued afresh there (push count reset), and the waiting
+  notices too; each moved copy is a `routing` ledger event;
+- without one (closed, or split so that the mail is ambiguous), and for a copy whose successor
+  already holds a copy of the same document: the copy is dead-lettered (`RECIPIENT_CLOSED`),
+  which its sender sees in Track and administrators in the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from services.common.errors import UnavailableError
+from services.directory.domain.reorganisation import AddressState
+from services.exchange.domain.model import today_in_vietnam
+from services.exchange.service_layer.ports import DirectoryLookup
+
+log = structlog.get_logger(__name__)
+
+RECIPIENT_CLOSED = "RECIPIENT_CLOSED"
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What one sweep did for one closed code."""
+
+    old: str
+    # The agency that now receives the old code's mail; empty when there is none.
+    new: str
+    deliveries: int = 0
+    notices: int = 0
+    dead_lettered: int = 0
+
+
+class RerouteStore(Protocol):
+    async def waiting_agencies(self) -> list[str]:
+        """Agencies with copies not yet acknowledged (accepted, queued or pushed) or notices not
+        yet acknowledged."""
+        ...
+
+    async def reroute(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
+        """In one transaction: `old`'s waiting copies and notices become `new`'s, queued to
+        `new` (outbox), each copy ledgered. A copy of a document that `new` already has a copy
+        of stays. Returns (copies, notices) moved."""
+        ...
+
+    async def dead_letter_waiting(self, agency: str, reason: str, now: dt.datetime) -> int:
+        """`agency`'s waiting copies become dead-lettered with `reason` (ledgered); how many."""
+        ...
+
+
+class Rerouter:
+    def __init__(
+        self,
+        store: RerouteStore,
+        directory: DirectoryLookup,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._clock = clock
+
+    async def sweep(self) -> list[Moved]:
+        waiting = await self._store.waiting_agencies()
+        if not waiting:
+            return []
+        now = self._clock()
+        resolutions = await self._directory.resolve(waiting, today_in_vietnam(now))
+        moved: list[Moved] = []
+        for code in waiting:
+            resolution = resolutions.get(code)
+            if resolution is None or resolution.state is not AddressState.CLOSED:
+                continue
+            new = resolution.effective or ""
+            copies = notices = 0
+            if new and new != code:
+                copies, notices = await self._store.reroute(code, new, now)
+            # What could not move: no successor, or the successor already has the document.
+            dead = await self._store.dead_letter_waiting(code, RECIPIENT_CLOSED, now)
+            result = Moved(code, new, copies, notices, dead)
+            log.warning(
+                "mail_for_closed_agency",
+                agency=code,
+                successor=new,
+                copies_moved=copies,
+                notices_moved=notices,
+                dead_lettered=dead,
+                problem=resolution.problem,
+            )
+            moved.append(result)
+        return moved
+
+    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
+        """Sweeps at start and then every `interval_s` until `stop`; a directory that does not
+        answer is asked again next time."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except UnavailableError as exc:
+                log.warning("reroute_sweep_postponed", error=str(exc))
+            except Exception:
+                log.exception("reroute_sweep_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)

@@ -1,0 +1,129 @@
+"""Mail waiting for an agency that a reorganisation closes moves to the successor, found by the
+exchange's periodic sweep: copies (queued afresh, ledgered), notices, and what cannot move is
+dead-lettered where sender and administrators see it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from docaxis.ledger.v1 import ledger_service_pb2 as lpb
+from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+
+from services.app import Component
+from services.exchange.service_layer.reroute import RECIPIENT_CLOSED
+from tests.conftest import Register, make_header, served, settings_for
+from tests.infra import SuiteServices
+from tests.pki import SuitePki
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+VIETNAM = dt.timezone(dt.timedelta(hours=7))
+
+
+@pytest.fixture(scope="module")
+async def sweeping_axis(
+    database_url: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
+) -> AsyncIterator[str]:
+    """A directory and exchange on the suite's database and broker that sweep every 0.1 s."""
+    settings = dataclasses.replace(
+        settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki),
+        reroute_interval_s=0.1,
+    )
+    async with served(settings, {Component.DIRECTORY, Component.EXCHANGE}) as address:
+        yield address
+
+
+async def _reorganise(
+    axis: str, pki: SuitePki, kind: dpb.ReorganisationKind.ValueType, old: str, new: str = ""
+) -> None:
+    today = dt.datetime.now(VIETNAM).date().isoformat()
+    async with pki.channel(axis, pki.admin_certificate) as channel:
+        await dpb_grpc.DirectoryServiceStub(channel).RecordReorganisation(
+            dpb.RecordReorganisationRequest(
+                reorganisation=dpb.Reorganisation(
+                    kind=kind,
+                    effective_date=today,
+                    old_codes=[old],
+                    new_codes=[new] if new else [],
+                )
+            ),
+            timeout=10,
+        )
+
+
+async def test_waiting_mail_follows_a_merger_and_what_cannot_move_is_dead_lettered(
+    sweeping_axis: str, axis: str, pki: SuitePki, register_agencies: Register
+) -> None:
+    sender, ward, successor, closed, reader = await register_agencies(5)
+    clients = {code: pki.client(sweeping_axis, code) for code in (sender, ward, successor, reader)}
+    try:
+        s, w, n, r = (clients[c] for c in (sender, ward, successor, reader))
+        # Waiting for the ward: a copy for it alone, and one of a document its successor also
+        # has; a status notice about what the ward itself sent. Waiting for `closed`: a copy.
+        alone = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [ward]))).receipt
+        both = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [ward, successor]))).receipt
+        doomed = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [closed]))).receipt
+        sent_by_ward = (await w.submit(f"c-{uuid.uuid4()}", make_header(ward, [reader]))).receipt
+        (item,) = (await r.list_pending()).items
+        await r.fetch(item)
+        await r.acknowledge_item(item)  # 01 for the ward, waiting as a notice
+
+        await _reorganise(sweeping_axis, pki, dpb.REORGANISATION_KIND_MERGE, ward, successor)
+        await _reorganise(sweeping_axis, pki, dpb.REORGANISATION_KIND_CLOSE, closed)
+
+        async def successors_mail() -> list[pb.PendingItem]:
+            return list((await n.list_pending(page_size=500)).items)
+
+        def moved(items: list[pb.PendingItem]) -> bool:
+            return {alone.document_uuid, sent_by_ward.document_uuid} <= {
+                i.document_uuid for i in items
+            }
+
+        items = await eventually(successors_mail, moved)
+        copies = [i for i in items if i.document_uuid == alone.document_uuid]
+        assert [(i.kind, i.sender) for i in copies] == [(pb.ITEM_KIND_DELIVERY, sender)]
+        fetched = await n.fetch(copies[0])
+        assert fetched.delivery.header.subject == "Thử nghiệm"
+        notices = [i for i in items if i.document_uuid == sent_by_ward.document_uuid]
+        assert [(i.kind, i.sender) for i in notices] == [(pb.ITEM_KIND_STATUS, reader)]
+        # The successor's own copy of `both` is there once; the ward's was not moved onto it.
+        assert [i.document_uuid for i in items].count(both.document_uuid) == 1
+
+        track = await s.track(alone.document_uuid)
+        (copy,) = track.recipients
+        assert (copy.requested_recipient, copy.effective_recipient) == (ward, successor)
+        # Fetched by the successor above: its first hand-over.
+        assert (copy.state, copy.push_count) == (pb.DELIVERY_STATE_PUSHED, 1)
+        for receipt, code in ((both, ward), (doomed, closed)):
+            track = await s.track(receipt.document_uuid)
+            (stuck,) = [c for c in track.recipients if c.effective_recipient == code]
+            assert (stuck.state, stuck.dead_letter_reason) == (
+                pb.DELIVERY_STATE_DEAD_LETTERED,
+                RECIPIENT_CLOSED,
+            )
+        # Nothing waits for the closed codes any more, so later sweeps leave everything be.
+        assert not (await w.list_pending()).items
+
+        # The move is a ledger fact (sequenced by the suite's main axis, which runs the ledger).
+        async with pki.channel(axis, pki.admin_certificate) as channel:
+            ledger = lpb_grpc.LedgerServiceStub(channel)
+
+            async def routings() -> int:
+                events = await ledger.GetDocumentEvents(
+                    lpb.GetDocumentEventsRequest(document_uuid=alone.document_uuid), timeout=10
+                )
+                return [e.entry_type for e in events.events].count("routing")
+
+            assert await eventually(routings, lambda n: n == 2, within=30) == 2
+    finally:
+        for client in clients.values():
+            await client.close()
