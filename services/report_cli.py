@@ -1,4 +1,5 @@
-"""`docaxis report overdue|stats`: deadlines and monthly statistics from a running axis."""
+"""`docaxis report overdue|stalled|stats`: deadlines, stalled steps and monthly statistics from a
+running axis."""
 
 from __future__ import annotations
 
@@ -31,11 +32,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         return parser
 
     overdue = sub("overdue", "copies an agency sent or received that are past their due date")
-    overdue.add_argument("--agency", required=True)
-    overdue.add_argument(
-        "--as-of", type=dt.date.fromisoformat, help="at the end of this day (Vietnam); default now"
+    stalled = sub(
+        "stalled", "copies with no 01 within the grace, or no 03 by the working day's end"
     )
-    overdue.add_argument("--limit", type=int, default=0)
+    for parser in (overdue, stalled):
+        parser.add_argument("--agency", default="", help="default: every agency")
+        parser.add_argument(
+            "--as-of", type=dt.date.fromisoformat, help="at the end of this day (Vietnam)"
+        )
+        parser.add_argument("--limit", type=int, default=0)
+    stalled.add_argument("--grace-minutes", type=int, default=0, help="for the 01; default 60")
     stats = sub("stats", "per-agency figures of one month (Vietnam calendar)")
     stats.add_argument("--month", required=True, help="YYYY-MM")
     stats.add_argument("--agency", action="append", default=[], help="repeatable; default all")
@@ -61,6 +67,29 @@ def format_statistics(response: pb.GetAgencyStatisticsResponse) -> list[str]:
     return lines
 
 
+_STEPS = {pb.STALLED_STEP_NOT_ARRIVED: "no 01", pb.STALLED_STEP_NOT_REGISTERED: "no 03"}
+
+
+def format_stalled(response: pb.ListStalledStepsResponse) -> list[str]:
+    lines = [
+        f"{_STEPS.get(c.step, '?')}  late since "
+        f"{c.overdue_from.ToDatetime(dt.UTC).astimezone(VIETNAM):%Y-%m-%d %H:%M}  "
+        f"{c.sender} -> {c.recipient}  {c.document_id}  {c.subject}"
+        for c in response.copies
+    ]
+    lines.append(f"{len(response.copies)} stalled" + (" (truncated)" if response.truncated else ""))
+    return lines
+
+
+def _end_of(day: dt.date | None) -> timestamp_pb2.Timestamp | None:
+    """The end of a Vietnam day, as the reports' `as_of`; None for now."""
+    if day is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), VIETNAM))
+    return stamp
+
+
 def format_overdue(response: pb.ListOverdueResponse) -> list[str]:
     lines = [
         f"{c.due_date}  {c.sender} -> {c.recipient}  {c.document_id}  {c.subject}"
@@ -75,14 +104,23 @@ async def dispatch(args: argparse.Namespace) -> int:
     async with channel:
         stub = pb_grpc.ReportServiceStub(channel)
         if args.report_command == "overdue":
-            request = pb.ListOverdueRequest(agency=args.agency, limit=args.limit)
-            if args.as_of is not None:
-                end = dt.datetime.combine(args.as_of + dt.timedelta(days=1), dt.time(), VIETNAM)
-                stamp = timestamp_pb2.Timestamp()
-                stamp.FromDatetime(end.astimezone(dt.UTC))
-                request.as_of.CopyFrom(stamp)
+            request = pb.ListOverdueRequest(
+                agency=args.agency, limit=args.limit, as_of=_end_of(args.as_of)
+            )
             response = await stub.ListOverdue(request, metadata=admin, timeout=TIMEOUT_S)
             lines = format_overdue(response)
+        elif args.report_command == "stalled":
+            stalled = await stub.ListStalledSteps(
+                pb.ListStalledStepsRequest(
+                    agency=args.agency,
+                    limit=args.limit,
+                    as_of=_end_of(args.as_of),
+                    arrival_grace_minutes=args.grace_minutes,
+                ),
+                metadata=admin,
+                timeout=TIMEOUT_S,
+            )
+            lines = format_stalled(stalled)
         else:
             statistics = await stub.GetAgencyStatistics(
                 pb.GetAgencyStatisticsRequest(month=args.month, agencies=args.agency),

@@ -119,6 +119,15 @@ MESSAGES: Mapping[Language, Mapping[str, str]] = {
         "overdue.due": "Hạn xử lý",
         "overdue.truncated": "Danh sách đã bị cắt bớt.",
         "overdue.choose": "Chọn cơ quan để xem văn bản quá hạn.",
+        "overdue.due_title": "Quá hạn xử lý (DueDate)",
+        "overdue.stalled_title": "Chậm ở từng bước",
+        "overdue.stalled_lead": "Bản chưa được phần mềm nơi nhận xác nhận (chưa có 01) sau 60 "
+        "phút, hoặc đã đến nhưng chưa vào sổ (chưa có 03) trước hết ngày làm việc đến.",
+        "overdue.step": "Bước",
+        "overdue.waiting_since": "Chờ từ",
+        "overdue.overdue_from": "Chậm từ",
+        "step.not_arrived": "Chưa đến (01)",
+        "step.not_registered": "Chưa vào sổ (03)",
         "dead.title": "Bản gửi thất bại",
         "dead.lead": "Các bản đã chuyển quá số lần cho phép mà không được xác nhận. Gửi lại "
         "được ghi vào sổ cái kèm người thực hiện và lý do.",
@@ -245,6 +254,15 @@ MESSAGES: Mapping[Language, Mapping[str, str]] = {
         "overdue.due": "Due",
         "overdue.truncated": "The list was truncated.",
         "overdue.choose": "Choose an agency to see its overdue documents.",
+        "overdue.due_title": "Past their due date",
+        "overdue.stalled_title": "Stalled steps",
+        "overdue.stalled_lead": "Copies the recipient's software has not stored (no 01) after 60 "
+        "minutes, or that arrived but were not registered (no 03) by the end of that working day.",
+        "overdue.step": "Step",
+        "overdue.waiting_since": "Waiting since",
+        "overdue.overdue_from": "Late since",
+        "step.not_arrived": "Not arrived (01)",
+        "step.not_registered": "Not registered (03)",
         "dead.title": "Dead-lettered deliveries",
         "dead.lead": "Copies handed over more often than allowed without an acknowledgement. "
         "A resend is recorded in the ledger with who did it and why.",

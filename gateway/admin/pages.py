@@ -139,15 +139,34 @@ async def statistics(console: Console, page: Page) -> Response:
     )
 
 
+STALLED_STEPS = {
+    rpb.STALLED_STEP_NOT_ARRIVED: "not_arrived",
+    rpb.STALLED_STEP_NOT_REGISTERED: "not_registered",
+}
+
+
 async def overdue(console: Console, page: Page) -> Response:
     agency = _agency(page, "agency")
-    response = await console.ctx.call(
-        console.ctx.services.reports.ListOverdue,
-        rpb.ListOverdueRequest(agency=agency, limit=500),
-        page.admin,
+    reports = console.ctx.services.reports
+    due, stalled = await asyncio.gather(
+        console.ctx.call(
+            reports.ListOverdue, rpb.ListOverdueRequest(agency=agency, limit=500), page.admin
+        ),
+        console.ctx.call(
+            reports.ListStalledSteps,
+            rpb.ListStalledStepsRequest(agency=agency, limit=500),
+            page.admin,
+        ),
     )
     return console.show(
-        page, "overdue.html", agency=agency, copies=response.copies, truncated=response.truncated
+        page,
+        "overdue.html",
+        agency=agency,
+        copies=due.copies,
+        truncated=due.truncated,
+        stalled=stalled.copies,
+        stalled_truncated=stalled.truncated,
+        step_name=STALLED_STEPS,
     )
 
 

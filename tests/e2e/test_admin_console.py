@@ -278,6 +278,9 @@ async def test_the_admin_console_in_headless_chromium(
         overdue = await page.locator("#overdue-table").inner_text()
         assert scene.r2 in overdue
         assert scene.r1 not in overdue
+        # Stalled steps (no 01 within an hour, no 03 by the end of the working day) have their
+        # own section; nothing here is late yet (tests/integration/test_reports.py has answers).
+        assert await page.locator("#no-stalled, #stalled-table").count() == 1
         await page.screenshot(path=shots / "05-overdue.png", full_page=True)
 
         # Dead letters: resend with a reason; the copy is delivered again and the timeline

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from docaxis.exchange.v1 import report_service_pb2 as rpb
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from google.protobuf import timestamp_pb2
@@ -37,7 +38,7 @@ from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.domain.model import VIETNAM, Header, Receipt, Route, Submission
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
-from tests.conftest import Register
+from tests.conftest import Register, make_header
 from tests.pki import SuitePki
 
 pytestmark = pytest.mark.integration
@@ -298,3 +299,111 @@ async def test_the_report_commands_print_the_figures(
         ["2026-10-15", month.sender, "->", month.r2],
         ["2026-10-25", month.sender, "->", month.r2],
     ]
+    # r2's copy of 10 October (a Saturday) arrived on Sunday the 11th and was never registered:
+    # due by the end of Monday the 12th.
+    stalled = ["report", "stalled", "--agency", month.r2, "--as-of", "2026-10-12", *tls]
+    assert await report_cli.dispatch(parser.parse_args(stalled)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "1 stalled" in lines
+    rows = [line.split()[:8] for line in lines if " -> " in line]
+    assert rows == [
+        ["no", "03", "late", "since", "2026-10-13", "00:00", month.sender, "->"],
+    ]
+
+
+def _stamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when.astimezone(dt.UTC))
+    return stamp
+
+
+def working_day_end(arrived: dt.datetime) -> dt.datetime:
+    """The test's own statement of the rule: the end of the Vietnam day of the 01, or of the
+    next Monday when that day is a Saturday or a Sunday."""
+    day = arrived.astimezone(VIETNAM).date()
+    while day.isoweekday() > 5:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), VIETNAM)
+
+
+async def test_stalled_steps_name_copies_without_01_and_without_03_in_time(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    sender, silent, arrived, registered = await register_agencies(4)
+    receipt = (
+        await clients[sender].submit(
+            f"c-{uuid.uuid4()}", make_header(sender, [silent, arrived, registered])
+        )
+    ).receipt
+    for code in (arrived, registered):
+        (item,) = (await clients[code].list_pending()).items
+        await clients[code].fetch(item)
+        await clients[code].acknowledge_item(item)
+    track = await clients[sender].track(receipt.document_uuid)
+    copy = {c.effective_recipient: c for c in track.recipients}
+    await clients[registered].report_status(
+        copy[registered].delivery_id, xpb.STATUS_CODE_ACCEPTED, status_id=str(uuid.uuid4())
+    )
+    accepted = receipt.accepted_at.ToDatetime(dt.UTC)
+    first = copy[arrived].statuses[0]
+    assert first.code == xpb.STATUS_CODE_ARRIVED
+    deadline = working_day_end(first.occurred_at.ToDatetime(dt.UTC))
+
+    async def stalled(as_of: dt.datetime, grace: int = 0) -> set[tuple[str, int]]:
+        response = await clients[sender].reports.ListStalledSteps(
+            rpb.ListStalledStepsRequest(as_of=_stamp(as_of), arrival_grace_minutes=grace),
+            timeout=30,
+        )
+        overdue = [c.overdue_from.ToDatetime(dt.UTC) for c in response.copies]
+        assert overdue == sorted(overdue)  # most overdue first
+        return {
+            (c.recipient, c.step)
+            for c in response.copies
+            if c.document_uuid == receipt.document_uuid
+        }
+
+    not_arrived = (silent, rpb.STALLED_STEP_NOT_ARRIVED)
+    not_registered = (arrived, rpb.STALLED_STEP_NOT_REGISTERED)
+    # The silent recipient's copy waits for its 01 for the grace (60 minutes by default).
+    an_hour_later = accepted + dt.timedelta(minutes=61)
+    assert not_arrived not in await stalled(accepted + dt.timedelta(minutes=59))
+    assert not_arrived in await stalled(an_hour_later)
+    assert not_arrived in await stalled(accepted + dt.timedelta(minutes=6), grace=5)
+    # The arrived copy is overdue for its 03 once its working day is over; the registered one
+    # never is.
+    assert not_registered not in await stalled(deadline - dt.timedelta(minutes=1))
+    assert await stalled(deadline + dt.timedelta(minutes=1)) == {not_arrived, not_registered}
+
+
+async def test_a_01_on_a_saturday_is_due_for_registration_by_the_end_of_monday(
+    database_url: str, register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """Known answers with controlled times: 01 on Wednesday 7 October 2026 at 16:00, due by
+    midnight; 01 on Saturday 10 October, due by the end of Monday 12 October; a copy with its 03
+    the same day, never."""
+    sender, weekday, weekend, diligent = await register_agencies(4)
+    pool = await postgres.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        gen = Generator(pool)
+        _, ids = await gen.send(sender, [weekday, weekend, diligent], vn(7, 9), None, "hạn 03")
+        await gen.receive(ids[weekday], weekday, vn(7, 16))
+        await gen.receive(ids[weekend], weekend, vn(10, 10, 30))
+        await gen.receive(ids[diligent], diligent, vn(7, 16))
+        await gen.status(ids[diligent], diligent, StatusCode.ACCEPTED, vn(7, 17))
+    finally:
+        await pool.close()
+
+    async def not_registered(as_of: dt.datetime) -> set[str]:
+        response = await clients[sender].reports.ListStalledSteps(
+            rpb.ListStalledStepsRequest(as_of=_stamp(as_of)), timeout=30
+        )
+        return {
+            c.recipient
+            for c in response.copies
+            if c.step == rpb.STALLED_STEP_NOT_REGISTERED and c.sender == sender
+        }
+
+    assert await not_registered(vn(7, 23, 59)) == set()
+    assert await not_registered(vn(8, 0, 1)) == {weekday}
+    assert await not_registered(vn(12, 23, 59)) == {weekday}
+    assert await not_registered(vn(13, 0, 1)) == {weekday, weekend}

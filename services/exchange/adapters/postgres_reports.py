@@ -7,7 +7,12 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy
+from services.exchange.service_layer.report_ports import (
+    AgencyMonth,
+    OverdueCopy,
+    StalledCopy,
+    StalledStep,
+)
 
 # Vietnam has no daylight saving: a fixed offset, without relying on the server's tz database.
 _MONTHLY_SQL = """
@@ -93,6 +98,53 @@ LIMIT $3
 """
 
 
+# Vietnam time is UTC+7 with no daylight saving, as in the queries above. A copy is waiting for
+# its 01 (state accepted/queued/pushed: 01 is recorded when the DMS acknowledges) or, once
+# acknowledged, for its 03 (or 02). The registration deadline is the end of the Vietnam day of the
+# 01, moved from Saturday or Sunday to the end of the following Monday.
+_STALLED_SQL = """
+WITH scope AS (
+    SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject,
+        doc.sender, d.recipient, d.state, d.accepted_at
+    FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    WHERE ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
+        AND d.accepted_at <= $2
+        AND d.state IN ('accepted', 'queued', 'pushed', 'acknowledged')
+),
+arrived AS (
+    SELECT s.*, first.occurred_at AS arrived_at,
+        ((first.occurred_at AT TIME ZONE 'UTC') + interval '7 hours')::date AS arrival_day
+    FROM scope s
+    CROSS JOIN LATERAL (
+        SELECT min(a.occurred_at) AS occurred_at FROM exchange.delivery_status a
+        WHERE a.delivery_id = s.id AND a.code = '01' AND a.occurred_at <= $2
+    ) first
+    WHERE s.state = 'acknowledged' AND first.occurred_at IS NOT NULL
+        AND NOT EXISTS (
+            SELECT 1 FROM exchange.delivery_status r
+            WHERE r.delivery_id = s.id AND r.code IN ('02', '03') AND r.occurred_at <= $2
+        )
+),
+stalled AS (
+    SELECT id, document_uuid, document_id, subject, sender, recipient, 'not_arrived' AS step,
+        accepted_at AS waiting_since, accepted_at + $3::interval AS overdue_from
+    FROM scope
+    WHERE state IN ('accepted', 'queued', 'pushed')
+    UNION ALL
+    SELECT id, document_uuid, document_id, subject, sender, recipient, 'not_registered',
+        arrived_at,
+        ((arrival_day + CASE extract(isodow FROM arrival_day) WHEN 6 THEN 3 WHEN 7 THEN 2
+                                                               ELSE 1 END)::timestamp
+            - interval '7 hours') AT TIME ZONE 'UTC'
+    FROM arrived
+)
+SELECT * FROM stalled
+WHERE overdue_from <= $2
+ORDER BY overdue_from, document_id, recipient
+LIMIT $4
+"""
+
+
 class PostgresReportStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -117,6 +169,25 @@ class PostgresReportStore:
                 recipient=r["recipient"],
                 due_date=r["due_date"],
                 accepted_at=r["accepted_at"],
+            )
+            for r in rows
+        ]
+
+    async def stalled(
+        self, agency: str | None, as_of: dt.datetime, arrival_grace: dt.timedelta, limit: int
+    ) -> list[StalledCopy]:
+        rows = await self._pool.fetch(_STALLED_SQL, agency, as_of, arrival_grace, limit)
+        return [
+            StalledCopy(
+                delivery_id=str(r["id"]),
+                document_uuid=str(r["document_uuid"]),
+                document_id=r["document_id"],
+                subject=r["subject"],
+                sender=r["sender"],
+                recipient=r["recipient"],
+                step=StalledStep(r["step"]),
+                waiting_since=r["waiting_since"],
+                overdue_from=r["overdue_from"],
             )
             for r in rows
         ]

@@ -13,7 +13,12 @@ from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
 from services.exchange.domain.deadlines import rate
 from services.exchange.entrypoints.convert import timestamp
-from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy
+from services.exchange.service_layer.report_ports import (
+    AgencyMonth,
+    OverdueCopy,
+    StalledCopy,
+    StalledStep,
+)
 from services.exchange.service_layer.reports import ReportHandlers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ReportService"].full_name
@@ -54,6 +59,26 @@ def statistics_to_pb(month: AgencyMonth) -> pb.AgencyStatistics:
     return figures
 
 
+_STEP_TO_PB = {
+    StalledStep.NOT_ARRIVED: pb.STALLED_STEP_NOT_ARRIVED,
+    StalledStep.NOT_REGISTERED: pb.STALLED_STEP_NOT_REGISTERED,
+}
+
+
+def stalled_to_pb(copy: StalledCopy) -> pb.StalledCopy:
+    return pb.StalledCopy(
+        delivery_id=copy.delivery_id,
+        document_uuid=copy.document_uuid,
+        document_id=copy.document_id,
+        subject=copy.subject,
+        sender=copy.sender,
+        recipient=copy.recipient,
+        step=_STEP_TO_PB[copy.step],
+        waiting_since=timestamp(copy.waiting_since),
+        overdue_from=timestamp(copy.overdue_from),
+    )
+
+
 class ReportServicer(pb_grpc.ReportServiceServicer):
     def __init__(self, handlers: ReportHandlers, callers: CallerResolver) -> None:
         self._handlers = handlers
@@ -80,4 +105,17 @@ class ReportServicer(pb_grpc.ReportServiceServicer):
             months = await self._handlers.statistics(caller, request.month, list(request.agencies))
             return pb.GetAgencyStatisticsResponse(
                 month=request.month, agencies=[statistics_to_pb(m) for m in months]
+            )
+
+    async def ListStalledSteps(
+        self, request: pb.ListStalledStepsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListStalledStepsResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            as_of = request.as_of.ToDatetime(dt.UTC) if request.HasField("as_of") else None
+            copies, truncated = await self._handlers.stalled(
+                caller, request.agency, as_of, request.arrival_grace_minutes, request.limit
+            )
+            return pb.ListStalledStepsResponse(
+                copies=[stalled_to_pb(c) for c in copies], truncated=truncated
             )

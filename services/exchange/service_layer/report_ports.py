@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,26 @@ class OverdueCopy:
     accepted_at: dt.datetime
 
 
+class StalledStep(enum.StrEnum):
+    NOT_ARRIVED = "not_arrived"  # no 01 within the arrival grace
+    NOT_REGISTERED = "not_registered"  # no 03 (nor 02) by the end of the 01's working day
+
+
+@dataclass(frozen=True, slots=True)
+class StalledCopy:
+    """A copy stuck at a step (domain.md §10.2), whatever its due date."""
+
+    delivery_id: str
+    document_uuid: str
+    document_id: str
+    subject: str
+    sender: str
+    recipient: str
+    step: StalledStep
+    waiting_since: dt.datetime
+    overdue_from: dt.datetime
+
+
 class ReportStore(Protocol):
     async def monthly(
         self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]
@@ -62,4 +83,11 @@ class ReportStore(Protocol):
         """Copies `agency` (every agency: None) sent or received, accepted by `as_of`, not
         withdrawn, whose due date ended by `as_of` with no 06 or 02 stamped by then; by due
         date, then DocumentId."""
+        ...
+
+    async def stalled(
+        self, agency: str | None, as_of: dt.datetime, arrival_grace: dt.timedelta, limit: int
+    ) -> list[StalledCopy]:
+        """Copies `agency` (every agency: None) sent or received, not withdrawn nor
+        dead-lettered, stuck at a step as of `as_of`; most overdue first."""
         ...

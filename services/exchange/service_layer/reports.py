@@ -8,10 +8,17 @@ from collections.abc import Callable, Sequence
 from services.common.errors import FieldViolation, PermissionDeniedError, ValidationError
 from services.common.identity import Caller, Role
 from services.exchange.domain.deadlines import month_bounds, parse_month
-from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy, ReportStore
+from services.exchange.service_layer.report_ports import (
+    AgencyMonth,
+    OverdueCopy,
+    ReportStore,
+    StalledCopy,
+)
 
 DEFAULT_OVERDUE_LIMIT = 1000
 MAX_OVERDUE_LIMIT = 10_000
+DEFAULT_ARRIVAL_GRACE_MINUTES = 60
+MAX_ARRIVAL_GRACE_MINUTES = 7 * 24 * 60
 
 
 def _now() -> dt.datetime:
@@ -48,6 +55,30 @@ class ReportHandlers:
         code = next(iter(_scope(caller, [agency] if agency else [])), None)
         wanted = limit or DEFAULT_OVERDUE_LIMIT
         copies = await self._store.overdue(code, as_of or self._clock(), wanted + 1)
+        return copies[:wanted], len(copies) > wanted
+
+    async def stalled(
+        self,
+        caller: Caller,
+        agency: str,
+        as_of: dt.datetime | None,
+        arrival_grace_minutes: int,
+        limit: int,
+    ) -> tuple[list[StalledCopy], bool]:
+        """Copies stuck at a step and whether the list was cut at `limit`."""
+        problems: list[FieldViolation] = []
+        if not 0 <= limit <= MAX_OVERDUE_LIMIT:
+            problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
+        if not 0 <= arrival_grace_minutes <= MAX_ARRIVAL_GRACE_MINUTES:
+            problems.append(
+                FieldViolation("arrival_grace_minutes", f"0 to {MAX_ARRIVAL_GRACE_MINUTES}")
+            )
+        if problems:
+            raise ValidationError("invalid stalled-steps query", problems)
+        code = next(iter(_scope(caller, [agency] if agency else [])), None)
+        wanted = limit or DEFAULT_OVERDUE_LIMIT
+        grace = dt.timedelta(minutes=arrival_grace_minutes or DEFAULT_ARRIVAL_GRACE_MINUTES)
+        copies = await self._store.stalled(code, as_of or self._clock(), grace, wanted + 1)
         return copies[:wanted], len(copies) > wanted
 
     async def statistics(

@@ -10,7 +10,12 @@ import pytest
 from services.common.errors import PermissionDeniedError, ValidationError
 from services.common.identity import Caller, Role
 from services.exchange.domain.deadlines import deadline, month_bounds, parse_month, rate
-from services.exchange.service_layer.report_ports import AgencyMonth, OverdueCopy
+from services.exchange.service_layer.report_ports import (
+    AgencyMonth,
+    OverdueCopy,
+    StalledCopy,
+    StalledStep,
+)
 from services.exchange.service_layer.reports import ReportHandlers
 from tests.unit.exchange.builders import HEALTH, NOW, SENDER, fixed_clock
 
@@ -56,6 +61,13 @@ class RecordingReportStore:
         copy = OverdueCopy("d", "u", "id", "s", SENDER, HEALTH, dt.date(2026, 1, 1), NOW)
         return [copy] * min(limit, self._overdue)
 
+    async def stalled(
+        self, agency: str | None, as_of: dt.datetime, arrival_grace: dt.timedelta, limit: int
+    ) -> list[StalledCopy]:
+        self.asked.append((agency, as_of, arrival_grace, limit))
+        copy = StalledCopy("d", "u", "id", "s", SENDER, HEALTH, StalledStep.NOT_ARRIVED, NOW, NOW)
+        return [copy] * min(limit, self._overdue)
+
 
 async def test_administrators_ask_about_anyone_and_agencies_about_themselves() -> None:
     store = RecordingReportStore()
@@ -92,3 +104,21 @@ async def test_overdue_defaults_to_now_and_says_when_it_was_cut() -> None:
     assert {v.field for v in bad.value.violations} == {"limit"}
     with pytest.raises(PermissionDeniedError):
         await reports.overdue(AGENCY, SENDER, None, 0)
+
+
+async def test_stalled_steps_default_their_grace_and_limit_and_keep_agencies_to_themselves() -> (
+    None
+):
+    store = RecordingReportStore(overdue=3)
+    reports = ReportHandlers(store, clock=fixed_clock)
+    copies, truncated = await reports.stalled(AGENCY, "", None, 0, 2)
+    assert (len(copies), truncated) == (2, True)
+    assert store.asked[-1] == (HEALTH, NOW, dt.timedelta(minutes=60), 3)
+    await reports.stalled(ADMIN, "", NOW, 15, 0)
+    every_agency: tuple[object, ...] = (None, NOW, dt.timedelta(minutes=15), 1001)
+    assert store.asked[-1] == every_agency
+    with pytest.raises(ValidationError) as bad:
+        await reports.stalled(ADMIN, "", None, -1, 10_001)
+    assert {v.field for v in bad.value.violations} == {"arrival_grace_minutes", "limit"}
+    with pytest.raises(PermissionDeniedError):
+        await reports.stalled(AGENCY, SENDER, None, 0, 0)

@@ -13,7 +13,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from gateway.admin import i18n
 from gateway.admin.app import _safe_next, vietnam_time
 from gateway.admin.charts import Series, bar_chart
-from gateway.admin.pages import DELIVERY_STATES, KIND_NAMES
+from gateway.admin.pages import DELIVERY_STATES, KIND_NAMES, STALLED_STEPS
 from gateway.admin.session import SessionSigner
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
@@ -75,6 +75,7 @@ def test_both_languages_have_every_label_every_template_uses() -> None:
     # Labels the templates build from enum values.
     used |= {f"state.{name}" for name in [*DELIVERY_STATES.values(), "unknown"]}
     used |= {f"kind.{name}" for name in KIND_NAMES.values()}
+    used |= {f"step.{name}" for name in STALLED_STEPS.values()}
     used |= {
         f"recall.{v.name.removeprefix('RECALL_STATE_').lower()}"
         for v in xpb.RecallState.DESCRIPTOR.values

@@ -25,25 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(docaxis/exchange/v1/report_service.proto\x12\x13\x64ocaxis.exchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n\x12ListOverdueRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc5\x01\n\x0bOverdueCopy\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x15\n\rdocument_uuid\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06sender\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x13ListOverdueResponse\x12\x30\n\x06\x63opies\x18\x01 \x03(\x0b\x32 .docaxis.exchange.v1.OverdueCopy\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"=\n\x1aGetAgencyStatisticsRequest\x12\r\n\x05month\x18\x01 \x01(\t\x12\x10\n\x08\x61gencies\x18\x02 \x03(\t\"\xc8\x02\n\x10\x41gencyStatistics\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0c\n\x04sent\x18\x02 \x01(\x03\x12\x10\n\x08recalled\x18\x03 \x01(\x03\x12\x10\n\x08received\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x11\n\tcompleted\x18\x06 \x01(\x03\x12\x15\n\rwith_due_date\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompleted_on_time\x18\x08 \x01(\x03\x12\x18\n\x10\x61rrived_same_day\x18\t \x01(\x03\x12\x1c\n\x0fon_time_percent\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10same_day_percent\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13registered_same_day\x18\x0c \x01(\x03\x42\x12\n\x10_on_time_percentB\x13\n\x11_same_day_percent\"e\n\x1bGetAgencyStatisticsResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12\x37\n\x08\x61gencies\x18\x02 \x03(\x0b\x32%.docaxis.exchange.v1.AgencyStatistics2\xeb\x01\n\rReportService\x12`\n\x0bListOverdue\x12\'.docaxis.exchange.v1.ListOverdueRequest\x1a(.docaxis.exchange.v1.ListOverdueResponse\x12x\n\x13GetAgencyStatistics\x12/.docaxis.exchange.v1.GetAgencyStatisticsRequest\x1a\x30.docaxis.exchange.v1.GetAgencyStatisticsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(docaxis/exchange/v1/report_service.proto\x12\x13\x64ocaxis.exchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x17ListStalledStepsRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x61rrival_grace_minutes\x18\x03 \x01(\x05\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x97\x02\n\x0bStalledCopy\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x15\n\rdocument_uuid\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06sender\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12.\n\x04step\x18\x07 \x01(\x0e\x32 .docaxis.exchange.v1.StalledStep\x12\x31\n\rwaiting_since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0coverdue_from\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x18ListStalledStepsResponse\x12\x30\n\x06\x63opies\x18\x01 \x03(\x0b\x32 .docaxis.exchange.v1.StalledCopy\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"^\n\x12ListOverdueRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xc5\x01\n\x0bOverdueCopy\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x15\n\rdocument_uuid\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06sender\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x13ListOverdueResponse\x12\x30\n\x06\x63opies\x18\x01 \x03(\x0b\x32 .docaxis.exchange.v1.OverdueCopy\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"=\n\x1aGetAgencyStatisticsRequest\x12\r\n\x05month\x18\x01 \x01(\t\x12\x10\n\x08\x61gencies\x18\x02 \x03(\t\"\xc8\x02\n\x10\x41gencyStatistics\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0c\n\x04sent\x18\x02 \x01(\x03\x12\x10\n\x08recalled\x18\x03 \x01(\x03\x12\x10\n\x08received\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x11\n\tcompleted\x18\x06 \x01(\x03\x12\x15\n\rwith_due_date\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompleted_on_time\x18\x08 \x01(\x03\x12\x18\n\x10\x61rrived_same_day\x18\t \x01(\x03\x12\x1c\n\x0fon_time_percent\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10same_day_percent\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x13registered_same_day\x18\x0c \x01(\x03\x42\x12\n\x10_on_time_percentB\x13\n\x11_same_day_percent\"e\n\x1bGetAgencyStatisticsResponse\x12\r\n\x05month\x18\x01 \x01(\t\x12\x37\n\x08\x61gencies\x18\x02 \x03(\x0b\x32%.docaxis.exchange.v1.AgencyStatistics*j\n\x0bStalledStep\x12\x1c\n\x18STALLED_STEP_UNSPECIFIED\x10\x00\x12\x1c\n\x18STALLED_STEP_NOT_ARRIVED\x10\x01\x12\x1f\n\x1bSTALLED_STEP_NOT_REGISTERED\x10\x02\x32\xdc\x02\n\rReportService\x12`\n\x0bListOverdue\x12\'.docaxis.exchange.v1.ListOverdueRequest\x1a(.docaxis.exchange.v1.ListOverdueResponse\x12x\n\x13GetAgencyStatistics\x12/.docaxis.exchange.v1.GetAgencyStatisticsRequest\x1a\x30.docaxis.exchange.v1.GetAgencyStatisticsResponse\x12o\n\x10ListStalledSteps\x12,.docaxis.exchange.v1.ListStalledStepsRequest\x1a-.docaxis.exchange.v1.ListStalledStepsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docaxis.exchange.v1.report_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTOVERDUEREQUEST']._serialized_start=98
-  _globals['_LISTOVERDUEREQUEST']._serialized_end=192
-  _globals['_OVERDUECOPY']._serialized_start=195
-  _globals['_OVERDUECOPY']._serialized_end=392
-  _globals['_LISTOVERDUERESPONSE']._serialized_start=394
-  _globals['_LISTOVERDUERESPONSE']._serialized_end=484
-  _globals['_GETAGENCYSTATISTICSREQUEST']._serialized_start=486
-  _globals['_GETAGENCYSTATISTICSREQUEST']._serialized_end=547
-  _globals['_AGENCYSTATISTICS']._serialized_start=550
-  _globals['_AGENCYSTATISTICS']._serialized_end=878
-  _globals['_GETAGENCYSTATISTICSRESPONSE']._serialized_start=880
-  _globals['_GETAGENCYSTATISTICSRESPONSE']._serialized_end=981
-  _globals['_REPORTSERVICE']._serialized_start=984
-  _globals['_REPORTSERVICE']._serialized_end=1219
+  _globals['_STALLEDSTEP']._serialized_start=1495
+  _globals['_STALLEDSTEP']._serialized_end=1601
+  _globals['_LISTSTALLEDSTEPSREQUEST']._serialized_start=99
+  _globals['_LISTSTALLEDSTEPSREQUEST']._serialized_end=229
+  _globals['_STALLEDCOPY']._serialized_start=232
+  _globals['_STALLEDCOPY']._serialized_end=511
+  _globals['_LISTSTALLEDSTEPSRESPONSE']._serialized_start=513
+  _globals['_LISTSTALLEDSTEPSRESPONSE']._serialized_end=608
+  _globals['_LISTOVERDUEREQUEST']._serialized_start=610
+  _globals['_LISTOVERDUEREQUEST']._serialized_end=704
+  _globals['_OVERDUECOPY']._serialized_start=707
+  _globals['_OVERDUECOPY']._serialized_end=904
+  _globals['_LISTOVERDUERESPONSE']._serialized_start=906
+  _globals['_LISTOVERDUERESPONSE']._serialized_end=996
+  _globals['_GETAGENCYSTATISTICSREQUEST']._serialized_start=998
+  _globals['_GETAGENCYSTATISTICSREQUEST']._serialized_end=1059
+  _globals['_AGENCYSTATISTICS']._serialized_start=1062
+  _globals['_AGENCYSTATISTICS']._serialized_end=1390
+  _globals['_GETAGENCYSTATISTICSRESPONSE']._serialized_start=1392
+  _globals['_GETAGENCYSTATISTICSRESPONSE']._serialized_end=1493
+  _globals['_REPORTSERVICE']._serialized_start=1604
+  _globals['_REPORTSERVICE']._serialized_end=1952
 # @@protoc_insertion_point(module_scope)

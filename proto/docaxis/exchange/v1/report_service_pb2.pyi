@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,139 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StalledStep:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StalledStepEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StalledStep.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STALLED_STEP_UNSPECIFIED: _StalledStep.ValueType  # 0
+    STALLED_STEP_NOT_ARRIVED: _StalledStep.ValueType  # 1
+    """Accepted more than `arrival_grace_minutes` ago and still not acknowledged (no 01)."""
+    STALLED_STEP_NOT_REGISTERED: _StalledStep.ValueType  # 2
+    """01 but neither 03 nor 02 by the end of the Vietnam working day of the 01 (Monday to Friday;
+    arrived on a weekend: the next Monday; public holidays are not known).
+    """
+
+class StalledStep(_StalledStep, metaclass=_StalledStepEnumTypeWrapper): ...
+
+STALLED_STEP_UNSPECIFIED: StalledStep.ValueType  # 0
+STALLED_STEP_NOT_ARRIVED: StalledStep.ValueType  # 1
+"""Accepted more than `arrival_grace_minutes` ago and still not acknowledged (no 01)."""
+STALLED_STEP_NOT_REGISTERED: StalledStep.ValueType  # 2
+"""01 but neither 03 nor 02 by the end of the Vietnam working day of the 01 (Monday to Friday;
+arrived on a weekend: the next Monday; public holidays are not known).
+"""
+Global___StalledStep: _TypeAlias = StalledStep  # noqa: Y015
+
+@_typing.final
+class ListStalledStepsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    ARRIVAL_GRACE_MINUTES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    """The agency; an agency may leave it empty for itself, an administrator for every agency."""
+    arrival_grace_minutes: _builtins.int
+    """How long a copy may wait for its 01; 0 means 60."""
+    limit: _builtins.int
+    """1..10000; 0 means 1000."""
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+        arrival_grace_minutes: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "arrival_grace_minutes", b"arrival_grace_minutes", "as_of", b"as_of", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStalledStepsRequest: _TypeAlias = ListStalledStepsRequest  # noqa: Y015
+
+@_typing.final
+class StalledCopy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    WAITING_SINCE_FIELD_NUMBER: _builtins.int
+    OVERDUE_FROM_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    document_uuid: _builtins.str
+    document_id: _builtins.str
+    subject: _builtins.str
+    sender: _builtins.str
+    recipient: _builtins.str
+    step: Global___StalledStep.ValueType
+    @_builtins.property
+    def waiting_since(self) -> _timestamp_pb2.Timestamp:
+        """Since when the step has waited: the copy's acceptance (NOT_ARRIVED) or its 01
+        (NOT_REGISTERED).
+        """
+
+    @_builtins.property
+    def overdue_from(self) -> _timestamp_pb2.Timestamp:
+        """When the step became overdue."""
+
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        document_uuid: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        step: Global___StalledStep.ValueType = ...,
+        waiting_since: _timestamp_pb2.Timestamp | None = ...,
+        overdue_from: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overdue_from", b"overdue_from", "waiting_since", b"waiting_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document_id", b"document_id", "document_uuid", b"document_uuid", "overdue_from", b"overdue_from", "recipient", b"recipient", "sender", b"sender", "step", b"step", "subject", b"subject", "waiting_since", b"waiting_since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StalledCopy: _TypeAlias = StalledCopy  # noqa: Y015
+
+@_typing.final
+class ListStalledStepsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COPIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    @_builtins.property
+    def copies(self) -> _containers.RepeatedCompositeFieldContainer[Global___StalledCopy]:
+        """Most overdue first."""
+
+    def __init__(
+        self,
+        *,
+        copies: _abc.Iterable[Global___StalledCopy] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copies", b"copies", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStalledStepsResponse: _TypeAlias = ListStalledStepsResponse  # noqa: Y015
 
 @_typing.final
 class ListOverdueRequest(_message.Message):

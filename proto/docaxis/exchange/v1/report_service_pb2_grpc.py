@@ -46,6 +46,11 @@ class ReportServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsResponse.FromString,
                 _registered_method=True)
+        self.ListStalledSteps = channel.unary_unary(
+                '/docaxis.exchange.v1.ReportService/ListStalledSteps',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsResponse.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
@@ -69,6 +74,15 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStalledSteps(self, request, context):
+        """Copies stuck at a step before their due date matters (domain.md §10.2): handed over long ago
+        but never stored by the recipient's DMS (no 01), or arrived but not registered (no 03, nor
+        02) by the end of the working day they arrived, as Nghị định 30 asks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +95,11 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     servicer.GetAgencyStatistics,
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsResponse.SerializeToString,
+            ),
+            'ListStalledSteps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStalledSteps,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +158,33 @@ class ReportService:
             '/docaxis.exchange.v1.ReportService/GetAgencyStatistics',
             docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_report__service__pb2.GetAgencyStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStalledSteps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ReportService/ListStalledSteps',
+            docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_report__service__pb2.ListStalledStepsResponse.FromString,
             options,
             channel_credentials,
             insecure,

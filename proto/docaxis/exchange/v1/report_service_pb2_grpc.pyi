@@ -43,6 +43,11 @@ class ReportServiceStub:
     """Per-agency figures of one Vietnam calendar month: sent, recalled, received, rejected,
     completed, on-time rate, received-the-same-day rate, registered the day it arrived.
     """
+    ListStalledSteps: _grpc.UnaryUnaryMultiCallable[_report_service_pb2.ListStalledStepsRequest, _report_service_pb2.ListStalledStepsResponse]
+    """Copies stuck at a step before their due date matters (domain.md §10.2): handed over long ago
+    but never stored by the recipient's DMS (no 01), or arrived but not registered (no 03, nor
+    02) by the end of the working day they arrived, as Nghị định 30 asks.
+    """
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
@@ -58,6 +63,11 @@ class ReportServiceAsyncStub(ReportServiceStub):
     GetAgencyStatistics: _aio.UnaryUnaryMultiCallable[_report_service_pb2.GetAgencyStatisticsRequest, _report_service_pb2.GetAgencyStatisticsResponse]  # type: ignore[assignment]
     """Per-agency figures of one Vietnam calendar month: sent, recalled, received, rejected,
     completed, on-time rate, received-the-same-day rate, registered the day it arrived.
+    """
+    ListStalledSteps: _aio.UnaryUnaryMultiCallable[_report_service_pb2.ListStalledStepsRequest, _report_service_pb2.ListStalledStepsResponse]  # type: ignore[assignment]
+    """Copies stuck at a step before their due date matters (domain.md §10.2): handed over long ago
+    but never stored by the recipient's DMS (no 01), or arrived but not registered (no 03, nor
+    02) by the end of the working day they arrived, as Nghị định 30 asks.
     """
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +93,17 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_report_service_pb2.GetAgencyStatisticsResponse, _abc.Awaitable[_report_service_pb2.GetAgencyStatisticsResponse]]:
         """Per-agency figures of one Vietnam calendar month: sent, recalled, received, rejected,
         completed, on-time rate, received-the-same-day rate, registered the day it arrived.
+        """
+
+    @_abc_1.abstractmethod
+    def ListStalledSteps(
+        self,
+        request: _report_service_pb2.ListStalledStepsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_service_pb2.ListStalledStepsResponse, _abc.Awaitable[_report_service_pb2.ListStalledStepsResponse]]:
+        """Copies stuck at a step before their due date matters (domain.md §10.2): handed over long ago
+        but never stored by the recipient's DMS (no 01), or arrived but not registered (no 03, nor
+        02) by the end of the working day they arrived, as Nghị định 30 asks.
         """
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
