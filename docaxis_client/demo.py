@@ -262,7 +262,8 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
         await asyncio.sleep(0.5)  # let the streams subscribe before sending (demo pacing only)
 
         today = dt.datetime.now(VIETNAM).date()
-        number = str(int(time.time()) % 10**9)
+        # Milliseconds (CodeNumber holds 11 characters): two demos in one second do not collide.
+        number = str(time.time_ns() // 1_000_000 % 10**11)
         header = common_pb2.DocumentHeader(
             sender=SENDER,
             recipients=[*ONLINE, OFFLINE],

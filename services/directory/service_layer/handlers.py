@@ -141,7 +141,13 @@ class DirectoryHandlers:
                 after = base64.b64decode(page_token, altchars=b"-_", validate=True).decode()
             except (ValueError, UnicodeDecodeError):
                 problems.append(FieldViolation("page_token", "not a token this service issued"))
+            # A token names the last code listed; anything else (a NUL byte, which Postgres text
+            # cannot hold, first) was not issued here.
+            if after and code_problem(after, self._forms) is not None:
+                problems.append(FieldViolation("page_token", "not a token this service issued"))
         parent = normalise_code(parent_code) if parent_code else None
+        if parent is not None and (why := code_problem(parent, self._forms)) is not None:
+            problems.append(FieldViolation("parent_code", why))
         if problems:
             raise ValidationError("invalid list request", problems)
         limit = page_size or DEFAULT_PAGE_SIZE

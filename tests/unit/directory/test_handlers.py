@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 
@@ -239,3 +240,20 @@ async def test_a_negative_page_size_is_refused(handlers: DirectoryHandlers) -> N
             parent_code=None, include_closed=False, page_size=-1, page_token="", today=TODAY
         )
     assert [v.field for v in failure.value.violations] == ["page_size"]
+
+
+async def test_a_parent_or_token_that_is_no_agency_code_is_refused_before_the_query(
+    handlers: DirectoryHandlers,
+) -> None:
+    """A NUL byte (which Postgres text cannot hold) in either is a clear INVALID_ARGUMENT, not
+    a database error."""
+    forged = base64.urlsafe_b64encode(b"000.00.00.H45\x00").decode()
+    with pytest.raises(ValidationError) as failure:
+        await handlers.list(
+            parent_code="000.00.00.H45\x00",
+            include_closed=False,
+            page_size=0,
+            page_token=forged,
+            today=TODAY,
+        )
+    assert [v.field for v in failure.value.violations] == ["page_token", "parent_code"]
