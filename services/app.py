@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
@@ -29,6 +30,7 @@ from services.common import metrics_api, postgres, rabbit
 from services.common.config import ConfigError
 from services.common.grpc_server import build_server, set_serving
 from services.common.metrics import AxisMetrics
+from services.common.periodic import every
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.domain.codes import code_problem
@@ -42,6 +44,7 @@ from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_queues import PostgresQueueProbe
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
+from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.adapters.rabbit import (
     InboxQueues,
     InFlight,
@@ -57,6 +60,7 @@ from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
+from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import (
     READER_ROLE,
     SEQUENCER_ROLE,
@@ -241,7 +245,22 @@ async def serve(
             rerouter = Rerouter(PostgresRerouteStore(pool), lookup)
             background.append(
                 asyncio.create_task(
-                    rerouter.run(relay_stop, settings.reroute_interval_s), name="reroute"
+                    every(settings.reroute_interval_s, relay_stop, rerouter.sweep, "reroute"),
+                    name="reroute",
+                )
+            )
+            uploads_gc = AbandonedUploadSweeper(
+                PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
+            )
+            background.append(
+                asyncio.create_task(
+                    every(
+                        min(3600.0, settings.upload_ttl_s / 4),
+                        relay_stop,
+                        uploads_gc.sweep,
+                        "abandoned-uploads",
+                    ),
+                    name="abandoned-uploads",
                 )
             )
 

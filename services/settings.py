@@ -31,6 +31,8 @@ class Settings:
     # How often the exchange looks for mail waiting for an agency a reorganisation has closed
     # since, and moves it to the successor (services/exchange/service_layer/reroute.py).
     reroute_interval_s: float = 30.0
+    # An unfinished resumable upload untouched this long is deleted with its chunks.
+    upload_ttl_s: float = 7 * 86400.0
     code_forms: frozenset[CodeForm] = frozenset({CodeForm.QCVN102, CodeForm.QD20})
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
@@ -85,6 +87,7 @@ class Settings:
             max_attachment_bytes=read_int(env, "DOCAXIS_MAX_ATTACHMENT_BYTES", 256 * 1024 * 1024),
             max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", 20),
             reroute_interval_s=read_float(env, "DOCAXIS_REROUTE_INTERVAL_S", 30.0),
+            upload_ttl_s=read_float(env, "DOCAXIS_UPLOAD_TTL_S", 7 * 86400.0),
             code_forms=forms,
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
@@ -115,6 +118,7 @@ class Settings:
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
             ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),
+            ("DOCAXIS_UPLOAD_TTL_S", settings.upload_ttl_s, 60.0),
             ("DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", settings.ledger_checkpoint_interval_s, 0.01),
         ):
             if not math.isfinite(value) or value < minimum:

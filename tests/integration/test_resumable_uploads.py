@@ -4,6 +4,7 @@ the upload resumes from the committed offset, and the stored bytes are verified.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import random
 import uuid
@@ -16,7 +17,10 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient, Upload
 from docaxis_client.uploads import CHUNK_BYTES, ResumableUploader
+from services.common import postgres
 from services.common.grpc_errors import error_details
+from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
+from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, Register, make_header
 from tests.integration.test_exchange_flow import next_delivery
 
@@ -181,3 +185,48 @@ async def test_a_client_with_a_stale_offset_resynchronises_and_finishes(
         True,
         len(CONTENT),
     )
+
+
+async def test_an_abandoned_upload_is_deleted_with_its_chunks_after_its_time_to_live(
+    register_agencies: Register, clients: dict[str, AgencyClient], database_url: str
+) -> None:
+    """An unfinished upload untouched for the TTL is swept (resuming it is then NOT_FOUND, and
+    its chunks are gone); a fresher one, and a completed one, are left alone."""
+    (agency,) = await register_agencies(1)
+    uploader = clients[agency].uploader
+    stale_content, fresh_content = b"a" * (CHUNK_BYTES + 7), b"b" * (CHUNK_BYTES + 7)
+    stale = await uploader.begin(hashlib.sha256(stale_content).hexdigest(), len(stale_content))
+    await uploader.send(stale.upload_id, 0, iter([stale_content[:CHUNK_BYTES]]))
+    done = await uploader.upload(
+        hashlib.sha256(b"c" * 99).hexdigest(), 99, lambda offset: iter([(b"c" * 99)[offset:]])
+    )
+    assert done.complete
+    pool = await postgres.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            storage = await conn.fetchval(
+                "SELECT storage_id FROM exchange.upload WHERE id = $1", uuid.UUID(stale.upload_id)
+            )
+            # The stale upload was last touched a week and a minute ago.
+            await conn.execute(
+                "UPDATE exchange.upload SET updated_at = now() - interval '7 days 1 minute' "
+                "WHERE id = $1",
+                uuid.UUID(stale.upload_id),
+            )
+        fresh = await uploader.begin(hashlib.sha256(fresh_content).hexdigest(), len(fresh_content))
+        sweeper = AbandonedUploadSweeper(PostgresAbandonedUploads(pool), dt.timedelta(days=7))
+        assert await sweeper.sweep() >= 1
+        async with pool.acquire() as conn:
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM exchange.blob_chunk WHERE storage_id = $1", storage
+                )
+                == 0
+            )
+    finally:
+        await pool.close()
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await uploader.status(stale.upload_id)
+    assert error_details(gone.value).code is grpc.StatusCode.NOT_FOUND
+    assert (await uploader.status(fresh.upload_id)).committed_size == 0
+    assert (await uploader.status(done.upload_id)).complete

@@ -192,3 +192,36 @@ class PostgresUploads:
                 await conn.execute(
                     "DELETE FROM exchange.blob_chunk WHERE storage_id = $1", storage_id
                 )
+
+
+class PostgresAbandonedUploads:
+    """Deletes unfinished uploads nobody has touched for a while, with their chunks."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def discard_abandoned(self, idle_since: dt.datetime, batch: int = 500) -> int:
+        discarded = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # SKIP LOCKED: an upload whose chunk is being written right now is not idle.
+                rows = await conn.fetch(
+                    """
+                    DELETE FROM exchange.upload WHERE id IN (
+                        SELECT id FROM exchange.upload
+                        WHERE completed_at IS NULL AND updated_at < $1
+                        ORDER BY updated_at LIMIT $2
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    RETURNING storage_id
+                    """,
+                    idle_since,
+                    batch,
+                )
+                await conn.execute(
+                    "DELETE FROM exchange.blob_chunk WHERE storage_id = ANY($1::uuid[])",
+                    [row["storage_id"] for row in rows],
+                )
+            discarded += len(rows)
+            if len(rows) < batch:
+                return discarded

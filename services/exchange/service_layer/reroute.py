@@ -16,8 +16,6 @@ notices waiting, and for each one the directory now says is closed:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +23,6 @@ from typing import Protocol
 
 import structlog
 
-from services.common.errors import UnavailableError
 from services.directory.domain.reorganisation import AddressState
 from services.exchange.domain.model import today_in_vietnam
 from services.exchange.service_layer.ports import DirectoryLookup
@@ -104,16 +101,3 @@ class Rerouter:
             )
             moved.append(result)
         return moved
-
-    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        """Sweeps at start and then every `interval_s` until `stop`; a directory that does not
-        answer is asked again next time."""
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except UnavailableError as exc:
-                log.warning("reroute_sweep_postponed", error=str(exc))
-            except Exception:
-                log.exception("reroute_sweep_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import structlog
 
@@ -151,3 +152,33 @@ def _offset_refused(state: UploadState, offset: int) -> RejectedError:
             "complete": str(state.complete).lower(),
         },
     )
+
+
+class AbandonedUploads(Protocol):
+    async def discard_abandoned(self, idle_since: dt.datetime) -> int:
+        """Deletes the unfinished uploads last touched before `idle_since`, with their chunks;
+        how many."""
+        ...
+
+
+class AbandonedUploadSweeper:
+    """An upload left unfinished (the DMS gave up, or uploaded elsewhere) would keep its chunks
+    forever: after `ttl` without a chunk it is deleted, and resuming it is NOT_FOUND."""
+
+    def __init__(
+        self,
+        store: AbandonedUploads,
+        ttl: dt.timedelta,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+
+    async def sweep(self) -> int:
+        discarded = await self._store.discard_abandoned(self._clock() - self._ttl)
+        if discarded:
+            log.info(
+                "abandoned_uploads_discarded", count=discarded, ttl_s=self._ttl.total_seconds()
+            )
+        return discarded

@@ -1,0 +1,29 @@
+"""Housekeeping jobs that run every so often in the background of a service process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from services.common.errors import UnavailableError
+
+log = structlog.get_logger(__name__)
+
+
+async def every(
+    interval_s: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]], name: str
+) -> None:
+    """Runs `job` at once and then every `interval_s` until `stop`. A failed run is logged and
+    tried again next time: housekeeping must never stop the process (and delivery with it)."""
+    while not stop.is_set():
+        try:
+            await job()
+        except UnavailableError as exc:
+            log.warning("housekeeping_postponed", job=name, error=str(exc))
+        except Exception:
+            log.exception("housekeeping_failed", job=name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
