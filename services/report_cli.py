@@ -12,6 +12,7 @@ from docaxis.exchange.v1 import report_service_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
 from services import pki_cli
+from services.exchange.domain.deadlines import deadline
 from services.exchange.domain.model import VIETNAM
 
 TIMEOUT_S = 60.0
@@ -86,7 +87,7 @@ def _end_of(day: dt.date | None) -> timestamp_pb2.Timestamp | None:
     if day is None:
         return None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), VIETNAM))
+    stamp.FromDatetime(deadline(day))
     return stamp
 
 

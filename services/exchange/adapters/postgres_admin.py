@@ -30,14 +30,20 @@ from services.exchange.service_layer.admin_ports import (
 from services.exchange.service_layer.lifecycle_ports import PageCursor
 from services.exchange.service_layer.ports import LedgerEvent
 
+# What _summary reads, as every query here names the document `doc`.
+_SUMMARY_COLUMNS = """doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
+    doc.header ->> 'code_notation' AS code_notation, doc.header ->> 'subject' AS subject,
+    doc.sender, doc.submitted_at, doc.business_type"""
+
 # A copy's latest status is the last of statuses.ordered: by the reporter's timestamp, then by
 # code (the enum's rank is the codes' own order, 01 … 16), then by when it was recorded.
+_LATEST_STATUS = """(SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
+     ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1)"""
+
 # Every filter is optional ($n IS NULL); the planner sees the values (custom plans), so the
 # indexes of migration 0007 serve whichever are given.
-_SEARCH_SQL = """
-SELECT doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
-    doc.header ->> 'code_notation' AS code_notation, doc.header ->> 'subject' AS subject,
-    doc.sender, doc.submitted_at, doc.business_type
+_SEARCH_SQL = f"""
+SELECT {_SUMMARY_COLUMNS}
 FROM exchange.document doc
 WHERE ($1::text IS NULL OR doc.document_id = $1)
     AND ($2::text IS NULL OR doc.header ->> 'code_number' = $2)
@@ -50,36 +56,31 @@ WHERE ($1::text IS NULL OR doc.document_id = $1)
         WHERE d.document_uuid = doc.uuid
             AND ($7::text IS NULL OR d.recipient = $7 OR d.requested_recipient = $7)
             AND ($9::text IS NULL OR d.state = $9)
-            AND ($8::text IS NULL OR $8 = (
-                SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
-                ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1))
+            AND ($8::text IS NULL OR $8 = {_LATEST_STATUS})
     ))
     AND ($10::timestamptz IS NULL OR (doc.submitted_at, doc.uuid) < ($10, $11::uuid))
 ORDER BY doc.submitted_at DESC, doc.uuid DESC
 LIMIT $12
-"""
+"""  # noqa: S608 - constant fragments
 
-_COPIES_SQL = """
+_COPIES_SQL = f"""
 SELECT d.document_uuid, d.id, d.requested_recipient, d.recipient, d.state,
-    (SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
-     ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1) AS latest_status
+    {_LATEST_STATUS} AS latest_status
 FROM exchange.delivery d
 WHERE d.document_uuid = ANY($1::uuid[])
 ORDER BY d.document_uuid, d.position
-"""
+"""  # noqa: S608 - constant fragments
 
-_DEAD_LETTERS_SQL = """
+_DEAD_LETTERS_SQL = f"""
 SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
-    d.push_count, doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
-    doc.header ->> 'code_notation' AS code_notation, doc.header ->> 'subject' AS subject,
-    doc.sender, doc.submitted_at, doc.business_type
+    d.push_count, {_SUMMARY_COLUMNS}
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.state = 'dead_lettered'
     AND ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
     AND ($2::timestamptz IS NULL OR (d.dead_lettered_at, d.id) < ($2, $3::uuid))
 ORDER BY d.dead_lettered_at DESC, d.id DESC
 LIMIT $4
-"""
+"""  # noqa: S608 - constant fragments
 
 _RESENDS_SQL = """
 SELECT delivery_id, resent_at, administrator_subject, administrator_serial, reason,
@@ -141,6 +142,8 @@ class PostgresAdminStore:
                 uuid.UUID(after.item_id) if after else None,
                 limit,
             )
+            if not documents:
+                return []
             copies = await conn.fetch(_COPIES_SQL, [row["uuid"] for row in documents])
         by_document: dict[str, list[CopySummary]] = {}
         for row in copies:

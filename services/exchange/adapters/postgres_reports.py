@@ -145,6 +145,18 @@ LIMIT $4
 """
 
 
+def _reported(row: asyncpg.Record) -> dict[str, str]:
+    """The ReportedCopy fields of an overdue or stalled row."""
+    return {
+        "delivery_id": str(row["id"]),
+        "document_uuid": str(row["document_uuid"]),
+        "document_id": row["document_id"],
+        "subject": row["subject"],
+        "sender": row["sender"],
+        "recipient": row["recipient"],
+    }
+
+
 class PostgresReportStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -160,16 +172,7 @@ class PostgresReportStore:
     ) -> list[OverdueCopy]:
         rows = await self._pool.fetch(_OVERDUE_SQL, agency, as_of, limit)
         return [
-            OverdueCopy(
-                delivery_id=str(r["id"]),
-                document_uuid=str(r["document_uuid"]),
-                document_id=r["document_id"],
-                subject=r["subject"],
-                sender=r["sender"],
-                recipient=r["recipient"],
-                due_date=r["due_date"],
-                accepted_at=r["accepted_at"],
-            )
+            OverdueCopy(**_reported(r), due_date=r["due_date"], accepted_at=r["accepted_at"])
             for r in rows
         ]
 
@@ -179,12 +182,7 @@ class PostgresReportStore:
         rows = await self._pool.fetch(_STALLED_SQL, agency, as_of, arrival_grace, limit)
         return [
             StalledCopy(
-                delivery_id=str(r["id"]),
-                document_uuid=str(r["document_uuid"]),
-                document_id=r["document_id"],
-                subject=r["subject"],
-                sender=r["sender"],
-                recipient=r["recipient"],
+                **_reported(r),
                 step=StalledStep(r["step"]),
                 waiting_since=r["waiting_since"],
                 overdue_from=r["overdue_from"],

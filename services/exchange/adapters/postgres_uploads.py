@@ -218,10 +218,11 @@ class PostgresAbandonedUploads:
                     idle_since,
                     batch,
                 )
-                await conn.execute(
-                    "DELETE FROM exchange.blob_chunk WHERE storage_id = ANY($1::uuid[])",
-                    [row["storage_id"] for row in rows],
-                )
+                if rows:  # most sweeps find nothing: no second round trip then
+                    await conn.execute(
+                        "DELETE FROM exchange.blob_chunk WHERE storage_id = ANY($1::uuid[])",
+                        [row["storage_id"] for row in rows],
+                    )
             discarded += len(rows)
             if len(rows) < batch:
                 return discarded

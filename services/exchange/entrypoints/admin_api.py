@@ -15,7 +15,6 @@ from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
 from services.exchange.entrypoints.convert import (
     business_type_to_pb,
-    header_to_pb,
     state_from_pb,
     state_to_pb,
     timestamp,
@@ -142,8 +141,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         async with domain_errors(context):
             caller = await self._callers.authenticate(context)
             timeline = await self._handlers.timeline(caller, request.document_uuid)
-            # Track's answer for the sender, which already holds every copy's states,
-            # timestamps, statuses and recall.
+            # Track's answer for the sender, which already holds the header and every copy's
+            # states, timestamps, statuses and recall.
             track = track_to_pb(timeline.track)
             add_lifecycles(track, timeline.lifecycles)
             header = timeline.track.header
@@ -160,7 +159,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                         business_type=header.business_type,
                     )
                 ),
-                header=header_to_pb(header),
+                header=track.header,
                 recipients=track.recipients,
                 in_reply_to=[link_to_pb(link) for link in timeline.in_reply_to],
                 replies=[link_to_pb(link) for link in timeline.replies],

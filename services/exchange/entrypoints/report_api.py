@@ -16,6 +16,7 @@ from services.exchange.entrypoints.convert import timestamp
 from services.exchange.service_layer.report_ports import (
     AgencyMonth,
     OverdueCopy,
+    ReportedCopy,
     StalledCopy,
     StalledStep,
 )
@@ -24,14 +25,21 @@ from services.exchange.service_layer.reports import ReportHandlers
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ReportService"].full_name
 
 
+def _reported_to_pb(copy: ReportedCopy) -> dict[str, str]:
+    """The fields OverdueCopy and StalledCopy share, by their (common) names."""
+    return {
+        "delivery_id": copy.delivery_id,
+        "document_uuid": copy.document_uuid,
+        "document_id": copy.document_id,
+        "subject": copy.subject,
+        "sender": copy.sender,
+        "recipient": copy.recipient,
+    }
+
+
 def overdue_to_pb(copy: OverdueCopy) -> pb.OverdueCopy:
     return pb.OverdueCopy(
-        delivery_id=copy.delivery_id,
-        document_uuid=copy.document_uuid,
-        document_id=copy.document_id,
-        subject=copy.subject,
-        sender=copy.sender,
-        recipient=copy.recipient,
+        **_reported_to_pb(copy),
         due_date=copy.due_date.isoformat(),
         accepted_at=timestamp(copy.accepted_at),
     )
@@ -67,12 +75,7 @@ _STEP_TO_PB = {
 
 def stalled_to_pb(copy: StalledCopy) -> pb.StalledCopy:
     return pb.StalledCopy(
-        delivery_id=copy.delivery_id,
-        document_uuid=copy.document_uuid,
-        document_id=copy.document_id,
-        subject=copy.subject,
-        sender=copy.sender,
-        recipient=copy.recipient,
+        **_reported_to_pb(copy),
         step=_STEP_TO_PB[copy.step],
         waiting_since=timestamp(copy.waiting_since),
         overdue_from=timestamp(copy.overdue_from),

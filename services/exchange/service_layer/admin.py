@@ -122,7 +122,9 @@ def document_query(filters: SearchFilters, problems: list[FieldViolation]) -> Do
 
 def _page_limit(page_size: int, problems: list[FieldViolation]) -> int:
     if not 0 <= page_size <= MAX_PAGE_SIZE:
-        problems.append(FieldViolation("page_size", f"0 to {MAX_PAGE_SIZE} (0 means 50)"))
+        problems.append(
+            FieldViolation("page_size", f"0 to {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+        )
     return page_size or DEFAULT_PAGE_SIZE
 
 

@@ -36,8 +36,8 @@ class AgencyMonth:
 
 
 @dataclass(frozen=True, slots=True)
-class OverdueCopy:
-    """A copy past its due date with no 06 (nor 02) by the time asked about."""
+class ReportedCopy:
+    """The copy a report line is about, as a person finds it: document, sender and recipient."""
 
     delivery_id: str
     document_uuid: str
@@ -45,6 +45,12 @@ class OverdueCopy:
     subject: str
     sender: str
     recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueCopy(ReportedCopy):
+    """A copy past its due date with no 06 (nor 02) by the time asked about."""
+
     due_date: dt.date
     accepted_at: dt.datetime
 
@@ -55,15 +61,9 @@ class StalledStep(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class StalledCopy:
+class StalledCopy(ReportedCopy):
     """A copy stuck at a step (domain.md §10.2), whatever its due date."""
 
-    delivery_id: str
-    document_uuid: str
-    document_id: str
-    subject: str
-    sender: str
-    recipient: str
     step: StalledStep
     waiting_since: dt.datetime
     overdue_from: dt.datetime

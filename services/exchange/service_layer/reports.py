@@ -37,6 +37,18 @@ def _scope(caller: Caller, agencies: Sequence[str]) -> list[str]:
     return [own]
 
 
+def _listed_agency(caller: Caller, agency: str) -> str | None:
+    """The agency a listing is about; None (every agency) for an administrator naming none."""
+    return next(iter(_scope(caller, [agency] if agency else [])), None)
+
+
+def _wanted(limit: int, problems: list[FieldViolation]) -> int:
+    """How many copies a listing returns (0 asks for the default)."""
+    if not 0 <= limit <= MAX_OVERDUE_LIMIT:
+        problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
+    return limit or DEFAULT_OVERDUE_LIMIT
+
+
 class ReportHandlers:
     def __init__(self, store: ReportStore, clock: Callable[[], dt.datetime] = _now) -> None:
         self._store = store
@@ -47,13 +59,11 @@ class ReportHandlers:
     ) -> tuple[list[OverdueCopy], bool]:
         """Overdue copies and whether the list was cut at `limit`."""
         problems: list[FieldViolation] = []
-        if not 0 <= limit <= MAX_OVERDUE_LIMIT:
-            problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
+        wanted = _wanted(limit, problems)
         if problems:
             raise ValidationError("invalid overdue query", problems)
         # An administrator without an agency asks about every agency (the admin console).
-        code = next(iter(_scope(caller, [agency] if agency else [])), None)
-        wanted = limit or DEFAULT_OVERDUE_LIMIT
+        code = _listed_agency(caller, agency)
         copies = await self._store.overdue(code, as_of or self._clock(), wanted + 1)
         return copies[:wanted], len(copies) > wanted
 
@@ -67,16 +77,14 @@ class ReportHandlers:
     ) -> tuple[list[StalledCopy], bool]:
         """Copies stuck at a step and whether the list was cut at `limit`."""
         problems: list[FieldViolation] = []
-        if not 0 <= limit <= MAX_OVERDUE_LIMIT:
-            problems.append(FieldViolation("limit", f"0 to {MAX_OVERDUE_LIMIT}"))
+        wanted = _wanted(limit, problems)
         if not 0 <= arrival_grace_minutes <= MAX_ARRIVAL_GRACE_MINUTES:
             problems.append(
                 FieldViolation("arrival_grace_minutes", f"0 to {MAX_ARRIVAL_GRACE_MINUTES}")
             )
         if problems:
             raise ValidationError("invalid stalled-steps query", problems)
-        code = next(iter(_scope(caller, [agency] if agency else [])), None)
-        wanted = limit or DEFAULT_OVERDUE_LIMIT
+        code = _listed_agency(caller, agency)
         grace = dt.timedelta(minutes=arrival_grace_minutes or DEFAULT_ARRIVAL_GRACE_MINUTES)
         copies = await self._store.stalled(code, as_of or self._clock(), grace, wanted + 1)
         return copies[:wanted], len(copies) > wanted

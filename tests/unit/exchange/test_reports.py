@@ -6,10 +6,12 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pytest
+from docaxis.exchange.v1 import report_service_pb2 as rpb
 
 from services.common.errors import PermissionDeniedError, ValidationError
 from services.common.identity import Caller, Role
 from services.exchange.domain.deadlines import deadline, month_bounds, parse_month, rate
+from services.exchange.entrypoints.report_api import overdue_to_pb, stalled_to_pb
 from services.exchange.service_layer.report_ports import (
     AgencyMonth,
     OverdueCopy,
@@ -122,3 +124,27 @@ async def test_stalled_steps_default_their_grace_and_limit_and_keep_agencies_to_
     assert {v.field for v in bad.value.violations} == {"arrival_grace_minutes", "limit"}
     with pytest.raises(PermissionDeniedError):
         await reports.stalled(AGENCY, SENDER, None, 0, 0)
+
+
+def test_a_report_line_names_the_copy_it_is_about() -> None:
+    """Overdue and stalled lines share the copy's identity fields, then add their own."""
+    overdue = overdue_to_pb(
+        OverdueCopy("d", "u", "id", "s", SENDER, HEALTH, dt.date(2026, 1, 1), NOW)
+    )
+    stalled = stalled_to_pb(
+        StalledCopy("d", "u", "id", "s", SENDER, HEALTH, StalledStep.NOT_REGISTERED, NOW, NOW)
+    )
+    for line in (overdue, stalled):
+        assert (
+            line.delivery_id,
+            line.document_uuid,
+            line.document_id,
+            line.subject,
+            line.sender,
+            line.recipient,
+        ) == ("d", "u", "id", "s", SENDER, HEALTH)
+    assert (overdue.due_date, overdue.accepted_at.ToDatetime(dt.UTC)) == ("2026-01-01", NOW)
+    assert (stalled.step, stalled.overdue_from.ToDatetime(dt.UTC)) == (
+        rpb.STALLED_STEP_NOT_REGISTERED,
+        NOW,
+    )
