@@ -89,7 +89,10 @@ class Rerouter:
                 copies, notices = await self._store.reroute(code, new, now)
             # What could not move: no successor, or the successor already has the document.
             dead = await self._store.dead_letter_waiting(code, RECIPIENT_CLOSED, now)
-            result = Moved(code, new, copies, notices, dead)
+            if not (copies or notices or dead):
+                # Only notices wait, for an agency closed without successor: nobody can take
+                # them, and saying so on every sweep would drown the log.
+                continue
             log.warning(
                 "mail_for_closed_agency",
                 agency=code,
@@ -99,5 +102,5 @@ class Rerouter:
                 dead_lettered=dead,
                 problem=resolution.problem,
             )
-            moved.append(result)
+            moved.append(Moved(code, new, copies, notices, dead))
         return moved
