@@ -489,13 +489,13 @@ def axis_routes(ctx: Context) -> list[Route]:
             try:
                 agency = await ctx.agency(request)
             except Problem as problem:
-                ctx.metrics.rejections.labels(problem.reason, str(problem.status)).inc()
+                ctx.metrics.count_rejection(problem)
                 return fail(problem, authentication=True)
             try:
                 check_parameters(request)
                 response: Response = await handler(ctx, request, agency)
             except Problem as problem:
-                ctx.metrics.rejections.labels(problem.reason, str(problem.status)).inc()
+                ctx.metrics.count_rejection(problem)
                 return fail(problem)
             return response
 

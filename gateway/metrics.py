@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.problems import Problem
+
 # Well within a Prometheus scrape timeout (10 s by default): a slow services process costs its
 # own metrics, never the gateway's.
 SERVICES_SCRAPE_TIMEOUT_S = 3.0
@@ -70,6 +72,9 @@ class GatewayMetrics:
             "follow), 0 when they did not.",
             registry=self.registry,
         )
+
+    def count_rejection(self, problem: Problem) -> None:
+        self.rejections.labels(problem.reason, str(problem.status)).inc()
 
     def render(self, services: str | None) -> bytes:
         """The gateway's exposition, then the services' when they answered (`services`)."""

@@ -156,7 +156,7 @@ class Console:
         )
 
     def error(self, request: Request, problem: Problem, **context: Any) -> HTMLResponse:
-        self.ctx.metrics.rejections.labels(problem.reason, str(problem.status)).inc()
+        self.ctx.metrics.count_rejection(problem)
         return self.render(
             request,
             "error.html",
@@ -219,7 +219,7 @@ class Console:
     def _refused(self, request: Request, t: Translator, problem: Problem) -> HTMLResponse:
         """The sign-in page saying why this certificate (or none) does not get in."""
         key = "login.not_admin" if problem.status == 403 else "login.no_certificate"
-        self.ctx.metrics.rejections.labels(problem.reason, str(problem.status)).inc()
+        self.ctx.metrics.count_rejection(problem)
         return self.render(
             request,
             "login.html",
@@ -251,7 +251,6 @@ class Console:
         )
 
     async def login(self, request: Request) -> Response:
-        t = self.translator(request)
         try:
             admin = self._administrator(request)
         except Problem as problem:
@@ -262,7 +261,6 @@ class Console:
         response = RedirectResponse(_safe_next(str(form.get("next", ""))), 303)
         self._set_session(response, admin, None)
         log.info("admin_signed_in", subject=admin.subject, serial=admin.serial)
-        del t
         return response
 
     def show(self, page: Page, template: str, **values: Any) -> HTMLResponse:

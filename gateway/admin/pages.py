@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from typing import Literal
 from urllib.parse import urlencode
 
 import structlog
@@ -15,11 +16,13 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from docaxis.exchange.v1 import report_service_pb2 as rpb
+from google.protobuf.descriptor import EnumDescriptor
 from starlette.responses import RedirectResponse, Response
 
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
 from gateway.admin.app import Console, Handler, Page, vietnam_month
 from gateway.admin.charts import Series, bar_chart
+from gateway.admin.i18n import Translator
 from gateway.problems import Problem
 
 log = structlog.get_logger(__name__)
@@ -51,6 +54,40 @@ def _months_back(month: str, count: int) -> list[str]:
     return months[::-1]
 
 
+def _percent(
+    figure: rpb.AgencyStatistics, name: Literal["on_time_percent", "same_day_percent"]
+) -> float | None:
+    return float(getattr(figure, name)) if figure.HasField(name) else None
+
+
+def _charts(
+    t: Translator, prefix: str, categories: list[str], figures: list[rpb.AgencyStatistics]
+) -> list[str]:
+    """The volume chart and the rates chart of `figures` (one per category), titled after
+    `prefix`."""
+    return [
+        bar_chart(
+            prefix + t("statistics.volume"),
+            categories,
+            [
+                Series(t("statistics.sent"), [f.sent for f in figures]),
+                Series(t("statistics.received"), [f.received for f in figures]),
+            ],
+        ),
+        bar_chart(
+            prefix + t("statistics.rates"),
+            categories,
+            [
+                Series(t("statistics.on_time"), [_percent(f, "on_time_percent") for f in figures]),
+                Series(
+                    t("statistics.same_day"), [_percent(f, "same_day_percent") for f in figures]
+                ),
+            ],
+            maximum=100.0,
+        ),
+    ]
+
+
 async def statistics(console: Console, page: Page) -> Response:
     t, month, agency = page.t, _month(page), _agency(page, "agency")
     reports = console.ctx.services.reports
@@ -58,30 +95,7 @@ async def statistics(console: Console, page: Page) -> Response:
         reports.GetAgencyStatistics, rpb.GetAgencyStatisticsRequest(month=month), page.admin
     )
     figures = list(response.agencies)
-    codes = [f.agency for f in figures]
-    volume = bar_chart(
-        t("statistics.volume"),
-        codes,
-        [
-            Series(t("statistics.sent"), [f.sent for f in figures]),
-            Series(t("statistics.received"), [f.received for f in figures]),
-        ],
-    )
-    rates = bar_chart(
-        t("statistics.rates"),
-        codes,
-        [
-            Series(
-                t("statistics.on_time"),
-                [f.on_time_percent if f.HasField("on_time_percent") else None for f in figures],
-            ),
-            Series(
-                t("statistics.same_day"),
-                [f.same_day_percent if f.HasField("same_day_percent") else None for f in figures],
-            ),
-        ],
-        maximum=100.0,
-    )
+    volume, rates = _charts(t, "", [f.agency for f in figures], figures)
     trend: list[str] = []
     if agency:
         months = _months_back(month, 12)
@@ -96,37 +110,7 @@ async def statistics(console: Console, page: Page) -> Response:
             )
         )
         series = [a.agencies[0] if a.agencies else rpb.AgencyStatistics() for a in answers]
-        trend = [
-            bar_chart(
-                f"{t('statistics.trend')} · {agency} · {t('statistics.volume')}",
-                months,
-                [
-                    Series(t("statistics.sent"), [s.sent for s in series]),
-                    Series(t("statistics.received"), [s.received for s in series]),
-                ],
-            ),
-            bar_chart(
-                f"{t('statistics.trend')} · {agency} · {t('statistics.rates')}",
-                months,
-                [
-                    Series(
-                        t("statistics.on_time"),
-                        [
-                            s.on_time_percent if s.HasField("on_time_percent") else None
-                            for s in series
-                        ],
-                    ),
-                    Series(
-                        t("statistics.same_day"),
-                        [
-                            s.same_day_percent if s.HasField("same_day_percent") else None
-                            for s in series
-                        ],
-                    ),
-                ],
-                maximum=100.0,
-            ),
-        ]
+        trend = _charts(t, f"{t('statistics.trend')} · {agency} · ", months, series)
     return console.show(
         page,
         "statistics.html",
@@ -170,12 +154,17 @@ async def overdue(console: Console, page: Page) -> Response:
     )
 
 
-# AgencyKind values by their label suffix ("kind.ministry", ...), unspecified left out.
-KIND_NAMES = {
-    v.number: v.name.removeprefix("AGENCY_KIND_").lower()
-    for v in dpb.AgencyKind.DESCRIPTOR.values
-    if v.number
-}
+def _names(enum: EnumDescriptor, prefix: str, *, unspecified: bool = False) -> dict[int, str]:
+    """An enum's values by their names without `prefix`, lower case (the label suffixes:
+    "kind.ministry", "state.queued", ...); the unspecified value only when asked for."""
+    return {
+        v.number: v.name.removeprefix(prefix).lower()
+        for v in enum.values
+        if v.number or unspecified
+    }
+
+
+KIND_NAMES = _names(dpb.AgencyKind.DESCRIPTOR, "AGENCY_KIND_")
 
 _STATUS_KEYS = {
     dpb.AGENCY_STATUS_ACTIVE: "agencies.active",
@@ -221,21 +210,23 @@ PAGES: list[tuple[str, Handler, list[str]]] = [
 # ---- documents, timeline, dead letters (AdminService) -----------------------------------------
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-STATUS_CODES = ("01", "02", "03", "04", "05", "06", "13", "15", "16")
-DELIVERY_STATES = {
-    xpb.DELIVERY_STATE_ACCEPTED: "accepted",
-    xpb.DELIVERY_STATE_QUEUED: "queued",
-    xpb.DELIVERY_STATE_PUSHED: "pushed",
-    xpb.DELIVERY_STATE_ACKNOWLEDGED: "acknowledged",
-    xpb.DELIVERY_STATE_FAILED: "failed",
-    xpb.DELIVERY_STATE_WITHDRAWN: "withdrawn",
-    xpb.DELIVERY_STATE_DEAD_LETTERED: "dead_lettered",
+DELIVERY_STATES = _names(xpb.DeliveryState.DESCRIPTOR, "DELIVERY_STATE_")
+_STATE_NUMBERS = {name: number for number, name in DELIVERY_STATES.items()}
+RECALL_NAMES = _names(xpb.RecallState.DESCRIPTOR, "RECALL_STATE_", unspecified=True)
+BUSINESS_TYPES = {
+    number: name.title()
+    for number, name in _names(
+        cpb.BusinessType.DESCRIPTOR, "BUSINESS_TYPE_", unspecified=True
+    ).items()
 }
 
 
 def status_code(value: int) -> str:
     """The two-digit business status code of a StatusCode enum value ('' when unspecified)."""
     return f"{value:02d}" if value else ""
+
+
+STATUS_CODES = tuple(status_code(v.number) for v in xpb.StatusCode.DESCRIPTOR.values if v.number)
 
 
 def _date(page: Page, name: str) -> str:
@@ -250,8 +241,7 @@ async def documents(console: Console, page: Page) -> Response:
     if status and status not in STATUS_CODES:
         raise Problem(400, "VALIDATION", f"status: {status!r} is not a business status code")
     state = page.query("state")
-    states = {name: number for number, name in DELIVERY_STATES.items()}
-    if state and state not in states:
+    if state and state not in _STATE_NUMBERS:
         raise Problem(400, "VALIDATION", f"state: {state!r} is not a delivery state")
     code = page.query("code")
     filters = {
@@ -272,7 +262,7 @@ async def documents(console: Console, page: Page) -> Response:
         submitted_from=filters["from"],
         submitted_to=filters["to"],
         latest_status=int(status) if status else 0,  # type: ignore[arg-type]
-        state=states.get(state, 0),  # type: ignore[arg-type]
+        state=_STATE_NUMBERS.get(state, 0),  # type: ignore[arg-type]
         page_size=50,
         page_token=page.query("page"),
     )
@@ -289,7 +279,7 @@ async def documents(console: Console, page: Page) -> Response:
         results=response.documents,
         next_url=next_url,
         status_codes=STATUS_CODES,
-        states=list(states),
+        states=list(_STATE_NUMBERS),
         state_name=DELIVERY_STATES,
         status_code=status_code,
     )
@@ -317,14 +307,8 @@ async def document(console: Console, page: Page) -> Response:
         proof=proof,
         state_name=DELIVERY_STATES,
         status_code=status_code,
-        recall_name={
-            v.number: v.name.removeprefix("RECALL_STATE_").lower()
-            for v in xpb.RecallState.DESCRIPTOR.values
-        },
-        business_type={
-            v.number: v.name.removeprefix("BUSINESS_TYPE_").title()
-            for v in cpb.BusinessType.DESCRIPTOR.values
-        },
+        recall_name=RECALL_NAMES,
+        business_type=BUSINESS_TYPES,
     )
 
 
@@ -349,7 +333,7 @@ async def resend(console: Console, page: Page) -> Response:
     delivery_id = page.request.path_params["delivery_id"]
     form = await page.request.form()
     reason = str(form.get("reason", "")).strip()
-    response = await console.ctx.call(
+    await console.ctx.call(
         console.ctx.services.admin.ResendDeadLetter,
         apb.ResendDeadLetterRequest(delivery_id=delivery_id, reason=reason),
         page.admin,
@@ -360,7 +344,6 @@ async def resend(console: Console, page: Page) -> Response:
         subject=page.admin.subject,
         serial=page.admin.serial,
     )
-    del response
     return RedirectResponse(f"/admin/dead-letters?{urlencode({'resent': delivery_id})}", 303)
 
 

@@ -504,7 +504,7 @@ def routes(ctx: Context) -> list[Route]:
 def problem_handlers(metrics: GatewayMetrics) -> dict[Any, Any]:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
-        metrics.rejections.labels(exc.reason, str(exc.status)).inc()
+        metrics.count_rejection(exc)
         return exc.response()
 
     async def on_http(request: Request, exc: Exception) -> Response:

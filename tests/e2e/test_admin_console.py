@@ -31,7 +31,7 @@ from playwright._impl._api_structures import ClientCertificate
 from playwright.async_api import BrowserContext, async_playwright
 
 from services.common.postgres import recreate_database
-from tests.conftest import make_header
+from tests.conftest import VIETNAM, make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess, GatewayProcess
 from tests.infra import SuiteServices
@@ -41,7 +41,6 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,23 @@ import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+from urllib.parse import urlencode
 
 import pytest
+from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import exchange_service_pb2 as xpb
+from starlette.requests import Request
+from starlette.responses import Response
 
 from gateway.admin import i18n
-from gateway.admin.app import _safe_next, vietnam_time
+from gateway.admin.app import Console, Page, _safe_next, vietnam_time
 from gateway.admin.charts import Series, bar_chart
-from gateway.admin.pages import DELIVERY_STATES, KIND_NAMES, STALLED_STEPS
-from gateway.admin.session import SessionSigner
+from gateway.admin.pages import DELIVERY_STATES, KIND_NAMES, STALLED_STEPS, STATUS_CODES, documents
+from gateway.admin.session import Session, SessionSigner
+from gateway.auth import Administrator
+from gateway.problems import Problem
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 CERT = b"\x01" * 32
@@ -114,3 +122,81 @@ def test_dates_show_in_vietnam_time_and_sign_in_returns_only_to_the_console() ->
     assert _safe_next("/admin/overdue") == "/admin/overdue"
     for hostile in ("https://evil.example/", "//evil.example/admin/", "/admin/\\evil", "/v1/x"):
         assert _safe_next(hostile) == "/admin/documents"
+
+
+class _SearchOnly:
+    """The console as documents() uses it: one SearchDocuments call, then a page to show."""
+
+    def __init__(self) -> None:
+        self.sent: list[apb.SearchDocumentsRequest] = []
+        self.shown: dict[str, Any] = {}
+        self.ctx = self
+        self.services = SimpleNamespace(admin=SimpleNamespace(SearchDocuments=None))
+
+    async def call(self, rpc: object, message: Any, principal: object) -> Any:
+        self.sent.append(message)
+        return apb.SearchDocumentsResponse(next_page_token="p2")
+
+    def show(self, page: Page, template: str, **values: Any) -> Response:
+        self.shown = values
+        return Response()
+
+
+def _page(query: dict[str, str]) -> Page:
+    scope = {
+        "type": "http",
+        "path": "/admin/documents",
+        "headers": [],
+        "query_string": urlencode(query).encode(),
+    }
+    return Page(
+        Request(scope),
+        Administrator("CN=admin", "1"),
+        Session(CERT, "csrf", NOW),
+        i18n.Translator(i18n.Language.EN),
+    )
+
+
+async def test_the_search_form_becomes_one_search_request() -> None:
+    console = _SearchOnly()
+    filters = {
+        "code": "000.00.00.H45,2026/11/20,12/TEST-VP",
+        "sender": "000.00.00.H45",
+        "recipient": "000.00.01.H45",
+        "from": "2026-11-01",
+        "to": "2026-11-30",
+        "status": "06",
+        "state": "dead_lettered",
+    }
+    await documents(cast(Console, console), _page(filters))
+    (sent,) = console.sent
+    assert sent == apb.SearchDocumentsRequest(
+        document_id=filters["code"],  # a DocumentId (commas), not a number/notation
+        sender="000.00.00.H45",
+        recipient="000.00.01.H45",
+        submitted_from="2026-11-01",
+        submitted_to="2026-11-30",
+        latest_status=xpb.STATUS_CODE_COMPLETED,
+        state=xpb.DELIVERY_STATE_DEAD_LETTERED,
+        page_size=50,
+    )
+    assert console.shown["status_codes"] == STATUS_CODES
+    assert STATUS_CODES == ("01", "02", "03", "04", "05", "06", "13", "15", "16")
+    assert "dead_lettered" in console.shown["states"]
+    assert console.shown["next_url"] == "?" + urlencode({**filters, "page": "p2"})
+
+    await documents(cast(Console, console), _page({"code": "12/TEST-VP"}))
+    assert console.sent[-1].code == "12/TEST-VP"
+    assert console.sent[-1].document_id == ""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"status": "07"}, {"state": "lost"}, {"sender": "not a code"}, {"from": "20/11/2026"}],
+)
+async def test_a_bad_search_filter_is_refused_before_any_call(query: dict[str, str]) -> None:
+    console = _SearchOnly()
+    with pytest.raises(Problem) as refused:
+        await documents(cast(Console, console), _page(query))
+    assert refused.value.status == 400
+    assert console.sent == []
