@@ -25,7 +25,7 @@ from docaxis_client.client import AgencyClient
 from services.app import Component
 from services.common.grpc_errors import error_details
 from services.exchange.adapters.rabbit import DEAD_LETTER_QUEUE
-from tests.conftest import Register, make_header, served, settings_for
+from tests.conftest import VIETNAM, Register, make_header, served, settings_for
 from tests.infra import SuiteServices
 from tests.integration.test_lifecycle_flow import next_item, send_and_receive
 from tests.pki import SuitePki
@@ -33,7 +33,6 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
 SMALL_MAX_PUSHES = 2
 
 

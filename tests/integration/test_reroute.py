@@ -19,14 +19,12 @@ from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
 from services.app import Component
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED
-from tests.conftest import Register, make_header, served, settings_for
+from tests.conftest import VIETNAM, Register, make_header, served, settings_for
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
 
 
 @pytest.fixture(scope="module")
