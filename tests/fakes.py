@@ -414,7 +414,16 @@ class FakeDocumentStore:
             delivery.state = DeliveryState.PUSHED
             delivery.pushed_at = delivery.pushed_at or now
             delivery.push_count += 1
-        if dead or delivery.push_count == 1:  # the first push, or the end of pushing
+        if dead:
+            data: dict[str, object] = {
+                "delivery": delivery_id,
+                "event": "dead_lettered",
+                "reason": MAX_PUSHES_EXCEEDED,
+                "push_count": delivery.push_count,
+            }
+        else:
+            data = {"delivery": delivery_id, "event": "pushed"}
+        if dead or delivery.push_count == 1:  # the end of pushing, or the first push
             self.ledger.append(
                 LedgerEvent(
                     entry_type="delivery",
@@ -423,14 +432,7 @@ class FakeDocumentStore:
                     occurred_at=now,
                     from_agency=document.header.sender,
                     to_agency=recipient,
-                    data={
-                        "delivery": delivery_id,
-                        "event": "dead_lettered",
-                        "reason": MAX_PUSHES_EXCEEDED,
-                        "push_count": delivery.push_count,
-                    }
-                    if dead
-                    else {"delivery": delivery_id, "event": "pushed"},
+                    data=data,
                 )
             )
         if dead:

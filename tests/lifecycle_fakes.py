@@ -273,32 +273,25 @@ class FakeLifecycleStore:
     async def pending(
         self, agency: str, after: PageCursor | None, limit: int
     ) -> list[PendingEntry]:
+        documents = self.documents.documents
         items = [
             PendingEntry(
                 ItemKind.DELIVERY,
                 d.id,
                 d.document_uuid,
                 d.accepted_at,
-                self.documents.documents[d.document_uuid].sender,
+                documents[d.document_uuid].sender,
             )
             for d in self.documents.deliveries.values()
             if d.recipient == agency and d.state in _PENDING_STATES
         ]
-        items.extend(
-            PendingEntry(
-                n.kind,
-                n.id,
-                self.documents.deliveries[n.delivery_id].document_uuid,
-                n.created_at,
-                n.status.reported_by
-                if n.status is not None
-                else self.documents.documents[
-                    self.documents.deliveries[n.delivery_id].document_uuid
-                ].sender,
-            )
-            for n in self.notices.values()
-            if n.agency == agency and n.acknowledged_at is None
-        )
+        for n in self.notices.values():
+            if n.agency != agency or n.acknowledged_at is not None:
+                continue
+            document = documents[self.documents.deliveries[n.delivery_id].document_uuid]
+            # A status notice is from the agency that reported it; a recall, from the sender.
+            sender = n.status.reported_by if n.status is not None else document.sender
+            items.append(PendingEntry(n.kind, n.id, document.uuid, n.created_at, sender))
         # Postgres orders uuids by their bytes: the order of their lowercase hex text.
         items.sort(key=lambda i: (i.created_at, i.item_id))
         if after is not None:

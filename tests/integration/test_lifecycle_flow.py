@@ -342,7 +342,7 @@ async def test_pull_mode_pages_under_concurrent_acknowledgements_and_nothing_is_
             page = await dms.list_pending(page_size=4, page_token=token)
             pages += 1
             for item in page.items:
-                assert item.kind == pb.ITEM_KIND_DELIVERY
+                assert (item.kind, item.sender) == (pb.ITEM_KIND_DELIVERY, sender)
                 fetched = await dms.fetch(item)
                 assert fetched.delivery.delivery_id == item.delivery_id
                 seen.append(item.delivery_id)
@@ -375,6 +375,7 @@ async def test_pull_mode_pages_under_concurrent_acknowledgements_and_nothing_is_
             break
     assert len(notices) == count
     assert {n.kind for n in notices} == {pb.ITEM_KIND_STATUS}
+    assert {n.sender for n in notices} == {recipient}  # the agency that reported the 01
     first = await clients[sender].fetch(notices[0])
     assert first.status.status.code == pb.STATUS_CODE_ARRIVED
     await asyncio.gather(*(clients[sender].acknowledge_item(n) for n in notices))

@@ -145,6 +145,36 @@ async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None
     )
 
 
+async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[AttachmentRef, ...]:
+    rows = await conn.fetch(
+        """
+        SELECT name, media_type, size, sha256, description FROM exchange.document_attachment
+        WHERE document_uuid = $1 ORDER BY position
+        """,
+        document_uuid,
+    )
+    return tuple(
+        AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
+        for a in rows
+    )
+
+
+async def _signatures(conn: Conn, document_uuid: uuid.UUID) -> tuple[Signature, ...]:
+    rows = await conn.fetch(
+        """
+        SELECT role, algorithm, value, certificate_chain, signed_at
+        FROM exchange.document_signature WHERE document_uuid = $1 ORDER BY position
+        """,
+        document_uuid,
+    )
+    return tuple(
+        Signature(
+            s["role"], s["algorithm"], s["value"], tuple(s["certificate_chain"]), s["signed_at"]
+        )
+        for s in rows
+    )
+
+
 class PostgresDocumentStore(PostgresUploads):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -297,45 +327,16 @@ class PostgresDocumentStore(PostgresUploads):
 
     async def _load_document(
         self, conn: Conn, document_uuid: uuid.UUID
-    ) -> tuple[Header, tuple[AttachmentRef, ...], tuple[Signature, ...], dt.datetime] | None:
+    ) -> tuple[Header, tuple[AttachmentRef, ...], dt.datetime] | None:
+        """Header, attachments and submission time (signatures: _signatures)."""
         row = await conn.fetchrow(
             "SELECT header::text AS header, submitted_at FROM exchange.document WHERE uuid = $1",
             document_uuid,
         )
         if row is None:
             return None
-        attachments = await conn.fetch(
-            """
-            SELECT name, media_type, size, sha256, description FROM exchange.document_attachment
-            WHERE document_uuid = $1 ORDER BY position
-            """,
-            document_uuid,
-        )
-        signatures = await conn.fetch(
-            """
-            SELECT role, algorithm, value, certificate_chain, signed_at
-            FROM exchange.document_signature WHERE document_uuid = $1 ORDER BY position
-            """,
-            document_uuid,
-        )
-        return (
-            header_from_json(row["header"]),
-            tuple(
-                AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
-                for a in attachments
-            ),
-            tuple(
-                Signature(
-                    s["role"],
-                    s["algorithm"],
-                    s["value"],
-                    tuple(s["certificate_chain"]),
-                    s["signed_at"],
-                )
-                for s in signatures
-            ),
-            row["submitted_at"],
-        )
+        attachments = await _attachments(conn, document_uuid)
+        return header_from_json(row["header"]), attachments, row["submitted_at"]
 
     async def begin_push(
         self, delivery_id: str, recipient: str, max_pushes: int | None = None
@@ -345,23 +346,26 @@ class PostgresDocumentStore(PostgresUploads):
             # racing on one copy cannot both push it past the limit.
             row = await conn.fetchrow(
                 """
-                UPDATE exchange.delivery SET
-                    state = CASE WHEN push_count >= $3 THEN 'dead_lettered'
-                                 WHEN state IN ('accepted', 'queued') THEN 'pushed'
-                                 ELSE state END,
-                    pushed_at = CASE WHEN push_count >= $3 THEN pushed_at
-                                     ELSE coalesce(pushed_at, now()) END,
-                    push_count = CASE WHEN push_count >= $3 THEN push_count
-                                      ELSE push_count + 1 END,
-                    dead_lettered_at = CASE WHEN push_count >= $3 THEN now()
-                                            ELSE dead_lettered_at END,
-                    dead_letter_reason = CASE WHEN push_count >= $3 THEN $4
-                                              ELSE dead_letter_reason END
-                WHERE id = $1 AND recipient = $2 AND state IN ('accepted', 'queued', 'pushed')
-                RETURNING document_uuid, requested_recipient, push_count, state, dead_lettered_at,
+                UPDATE exchange.delivery d SET
+                    state = CASE WHEN d.push_count >= $3 THEN 'dead_lettered'
+                                 WHEN d.state IN ('accepted', 'queued') THEN 'pushed'
+                                 ELSE d.state END,
+                    pushed_at = CASE WHEN d.push_count >= $3 THEN d.pushed_at
+                                     ELSE coalesce(d.pushed_at, now()) END,
+                    push_count = CASE WHEN d.push_count >= $3 THEN d.push_count
+                                      ELSE d.push_count + 1 END,
+                    dead_lettered_at = CASE WHEN d.push_count >= $3 THEN now()
+                                            ELSE d.dead_lettered_at END,
+                    dead_letter_reason = CASE WHEN d.push_count >= $3 THEN $4
+                                              ELSE d.dead_letter_reason END
+                FROM exchange.document doc
+                WHERE d.id = $1 AND d.recipient = $2
+                    AND d.state IN ('accepted', 'queued', 'pushed') AND doc.uuid = d.document_uuid
+                RETURNING d.document_uuid, d.requested_recipient, d.push_count, d.state,
+                    now() AS at, doc.header::text AS header, doc.submitted_at,
                     -- pushed_at was empty before: set to this transaction's now() just above.
                     -- (push_count starts again after a resend; pushed_at never does.)
-                    pushed_at = now() AS first_handover
+                    d.pushed_at = now() AS first_handover
                 """,
                 uuid.UUID(delivery_id),
                 recipient,
@@ -370,11 +374,18 @@ class PostgresDocumentStore(PostgresUploads):
             )
             if row is None:
                 return None
-            loaded = await self._load_document(conn, row["document_uuid"])
-            assert loaded is not None  # deliveries reference documents
-            header, attachments, signatures, submitted_at = loaded
+            header = header_from_json(row["header"])
             dead = row["state"] == DeliveryState.DEAD_LETTERED
-            if dead or row["push_count"] == 1:  # the first push, or the end of pushing
+            if dead:
+                data: dict[str, object] = {
+                    "delivery": delivery_id,
+                    "event": "dead_lettered",
+                    "reason": MAX_PUSHES_EXCEEDED,
+                    "push_count": row["push_count"],
+                }
+            else:
+                data = {"delivery": delivery_id, "event": "pushed"}
+            if dead or row["push_count"] == 1:  # the end of pushing, or the first push
                 await stage_ledger_events(
                     conn,
                     [
@@ -382,26 +393,18 @@ class PostgresDocumentStore(PostgresUploads):
                             entry_type="delivery",
                             doc_uuid=str(row["document_uuid"]),
                             document_id=header.document_id,
-                            occurred_at=row["dead_lettered_at"]
-                            if dead
-                            else dt.datetime.now(dt.UTC),
+                            occurred_at=row["at"],
                             from_agency=header.sender,
                             to_agency=recipient,
-                            data={
-                                "delivery": delivery_id,
-                                "event": "dead_lettered",
-                                "reason": MAX_PUSHES_EXCEEDED,
-                                "push_count": row["push_count"],
-                            }
-                            if dead
-                            else {"delivery": delivery_id, "event": "pushed"},
+                            data=data,
                         )
                     ],
                 )
             if dead:
-                return DeadLetter(
-                    delivery_id, MAX_PUSHES_EXCEEDED, row["dead_lettered_at"], row["push_count"]
-                )
+                # No content loaded: nothing is pushed.
+                return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, row["at"], row["push_count"])
+            attachments = await _attachments(conn, row["document_uuid"])
+            signatures = await _signatures(conn, row["document_uuid"])
         return PushItem(
             delivery_id=delivery_id,
             document_uuid=str(row["document_uuid"]),
@@ -409,7 +412,7 @@ class PostgresDocumentStore(PostgresUploads):
             header=header,
             attachments=attachments,
             signatures=signatures,
-            submitted_at=submitted_at,
+            submitted_at=row["submitted_at"],
             first_handover=row["first_handover"],
         )
 
@@ -477,7 +480,7 @@ class PostgresDocumentStore(PostgresUploads):
             loaded = await self._load_document(conn, key)
             if loaded is None:
                 return None
-            header, attachments, _signatures, submitted_at = loaded
+            header, attachments, submitted_at = loaded
             rows = await conn.fetch(
                 """
                 SELECT id, requested_recipient, recipient, state, accepted_at, queued_at,
@@ -515,7 +518,7 @@ class PostgresDocumentStore(PostgresUploads):
             row = await conn.fetchrow(
                 """
                 SELECT d.document_uuid, d.recipient, d.acknowledged_at, d.transport_receipt,
-                    doc.sender
+                    doc.sender, doc.header::text AS header
                 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
                 WHERE d.id = $1
                 """,
@@ -523,15 +526,13 @@ class PostgresDocumentStore(PostgresUploads):
             )
             if row is None:
                 return None
-            loaded = await self._load_document(conn, row["document_uuid"])
-        assert loaded is not None  # deliveries reference documents
-        header, attachments, _signatures, _submitted_at = loaded
+            attachments = await _attachments(conn, row["document_uuid"])
         return DeliveryRecord(
             delivery_id=delivery_id,
             document_uuid=str(row["document_uuid"]),
             sender=row["sender"],
             recipient=row["recipient"],
-            header=header,
+            header=header_from_json(row["header"]),
             attachments=attachments,
             acknowledged_at=row["acknowledged_at"],
             transport_receipt=row["transport_receipt"],

@@ -13,6 +13,7 @@ from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, stage_ledger_events
+from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
 from services.exchange.domain.model import BusinessType
 from services.exchange.domain.statuses import (
     RECALL_STATUS_ID,
@@ -38,12 +39,9 @@ from services.exchange.service_layer.lifecycle_ports import (
 )
 from services.exchange.service_layer.ports import Acknowledgement, LedgerEvent
 
-NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
-
-# The columns _entry reads, written out in each query (constant SQL, no formatting).
-
 
 def _entry(row: asyncpg.Record) -> StatusEntry:
+    """A status row; every query that reads one names these columns itself (constant SQL)."""
     staff = json.loads(row["staff"])
     return StatusEntry(
         report=StatusReport(

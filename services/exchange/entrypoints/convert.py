@@ -224,7 +224,7 @@ def track_to_pb(track: DocumentTrack) -> pb.TrackResponse:
                 requested_recipient=r.requested_recipient,
                 effective_recipient=r.effective_recipient,
                 delivery_id=r.delivery_id,
-                state=_STATE_TO_PB[r.state],
+                state=state_to_pb(r.state),
                 accepted_at=timestamp(r.accepted_at),
                 queued_at=timestamp(r.queued_at),
                 pushed_at=timestamp(r.pushed_at),

@@ -231,10 +231,10 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             if request.WhichOneof("item") == "notice_id":
-                item_id = request.notice_id
+                kind, item_id = AcknowledgedKind.NOTICE, request.notice_id
                 result = await self._require_lifecycle().acknowledge_notice(agency, item_id)
             else:
-                item_id = request.delivery_id
+                kind, item_id = AcknowledgedKind.DELIVERY, request.delivery_id
                 if self._lifecycle is not None:  # also records the 01 (arrived) status
                     result = await self._lifecycle.acknowledge(agency, item_id)
                 else:
@@ -243,11 +243,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             # copy is skipped because the item is already acknowledged.
             await self._in_flight.settle(item_id)
             if not result.already_acknowledged:
-                self._metrics.acknowledged(
-                    AcknowledgedKind.NOTICE
-                    if request.WhichOneof("item") == "notice_id"
-                    else AcknowledgedKind.DELIVERY
-                )
+                self._metrics.acknowledged(kind)
             return pb.AcknowledgeResponse(
                 acknowledged_at=timestamp(result.acknowledged_at),
                 already_acknowledged=result.already_acknowledged,

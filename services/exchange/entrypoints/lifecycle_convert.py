@@ -67,7 +67,7 @@ _NAIVE_EPOCH = dt.datetime(1970, 1, 1)
 
 def report_from_pb(request: pb.ReportStatusRequest) -> tuple[StatusReport, list[FieldViolation]]:
     problems: list[FieldViolation] = []
-    code = _CODE_FROM_PB.get(request.code)
+    code = status_code_from_pb(request.code)
     if code is None:
         problems.append(FieldViolation("code", "required: one of the edXML status codes"))
     occurred = (

@@ -382,7 +382,10 @@ class DocumentStoreContract:
     ) -> None:
         """The push item is the stored document; the first push is staged for the ledger."""
         sender, recipient = unique("S"), unique("R")
-        sent = await send(store, a_submission(sender, [recipient]))
+        sha = sha256_of(b"push")
+        await store.store_blob(sender, sha, chunks(b"push"))
+        ref = AttachmentRef("tệp.pdf", "application/pdf", 4, sha, "mô tả")
+        sent = await send(store, a_submission(sender, [recipient], attachments=(ref,)))
         delivery_id = sent.receipt.routes[0].delivery_id
         item = await store.begin_push(delivery_id, recipient)
         assert isinstance(item, PushItem)
@@ -392,6 +395,7 @@ class DocumentStoreContract:
             recipient,
         )
         assert item.header == sent.submission.header
+        assert item.attachments == (ref,)
         assert item.signatures == sent.submission.signatures
         assert item.submitted_at == ACCEPTED_AT
         track = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
@@ -411,6 +415,7 @@ class DocumentStoreContract:
                 data={"delivery": delivery_id, "event": "pushed"},
             )
         ]
+        assert staged[-1].occurred_at == copy.pushed_at  # the ledger's time is the push's
 
     async def test_a_second_push_counts_without_a_second_ledger_event(
         self, store: DocumentStore, probe: Probe
@@ -544,7 +549,10 @@ class DocumentStoreContract:
     ) -> None:
         """delivery() describes one copy; the first transport receipt saved is the one kept."""
         sender, recipient = unique("S"), unique("R")
-        sent = await send(store, a_submission(sender, [recipient]))
+        sha = sha256_of(b"record")
+        await store.store_blob(sender, sha, chunks(b"record"))
+        ref = AttachmentRef("a.pdf", "application/pdf", 6, sha)
+        sent = await send(store, a_submission(sender, [recipient], attachments=(ref,)))
         delivery_id = sent.receipt.routes[0].delivery_id
         assert await store.delivery(str(uuid.uuid4())) is None
         record = await store.delivery(delivery_id)
@@ -554,6 +562,7 @@ class DocumentStoreContract:
             sender,
             recipient,
         )
+        assert (record.header, record.attachments) == (sent.submission.header, (ref,))
         assert (record.acknowledged_at, record.transport_receipt) == (None, None)
         now = ACCEPTED_AT + dt.timedelta(minutes=1)
         await store.acknowledge(delivery_id, recipient, now)

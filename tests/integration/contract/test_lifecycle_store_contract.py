@@ -29,7 +29,7 @@ from services.exchange.service_layer.lifecycle_ports import (
     RecallNoticeItem,
     StatusNoticeItem,
 )
-from services.exchange.service_layer.ports import DocumentStore
+from services.exchange.service_layer.ports import DocumentStore, PushItem
 from tests.fakes import FakeDocumentStore
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import (
@@ -92,6 +92,7 @@ class LifecycleStoreContract:
             sent.receipt.document_uuid,
             entry.recorded_at,
         )
+        assert item.sender == recipient  # a status notice is from the agency that reported it
         notice = await lifecycle.begin_notice(item.item_id, sender)
         assert notice == StatusNoticeItem(
             item.item_id,
@@ -198,7 +199,7 @@ class LifecycleStoreContract:
         assert await docs.begin_push(withdrawn_id, withdrawn) is None
         assert await lifecycle.pending(withdrawn, None, 10) == []
         (item,) = await lifecycle.pending(asked, None, 10)
-        assert item.kind is ItemKind.RECALL
+        assert (item.kind, item.sender) == (ItemKind.RECALL, sender)
         notice = await lifecycle.begin_notice(item.item_id, asked)
         assert notice == RecallNoticeItem(
             item.item_id,
@@ -249,7 +250,7 @@ class LifecycleStoreContract:
         sender, recipient = unique("S"), unique("R")
         sent = await send(docs, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
-        assert await docs.begin_push(delivery_id, recipient) is not None
+        assert isinstance(await docs.begin_push(delivery_id, recipient), PushItem)
         outcomes = await lifecycle.request_recall(
             sent.receipt.document_uuid, sender, "Thu hồi", [], at(1)
         )
@@ -280,6 +281,7 @@ class LifecycleStoreContract:
         first = await lifecycle.pending(recipient, None, 10)
         assert [i.item_id for i in first] == [delivery_ids[1], delivery_ids[2], delivery_ids[0]]
         assert {i.kind for i in first} == {ItemKind.DELIVERY}
+        assert {i.sender for i in first} == {sender}
         cursor = PageCursor(first[0].created_at, first[0].item_id)
         assert await lifecycle.pending(recipient, cursor, 1) == first[1:2]
         assert await lifecycle.pending(recipient, None, 0) == []
@@ -352,6 +354,13 @@ class LifecycleStoreContract:
         # `other` has a copy of the original only.
         in_reply_to, replies = await lifecycle.links(original.receipt.document_uuid, other)
         assert (in_reply_to, replies) == ([], [])
+        # An administrator (no agency) sees every linked document.
+        in_reply_to, replies = await lifecycle.links(original.receipt.document_uuid, None)
+        assert in_reply_to == []
+        assert [r.document_uuid for r in replies] == [
+            update.receipt.document_uuid,
+            reply.receipt.document_uuid,
+        ]
         assert await lifecycle.links(str(uuid.uuid4()), sender) == ([], [])
 
 

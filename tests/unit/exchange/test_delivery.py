@@ -61,7 +61,7 @@ async def test_a_repeated_push_counts_but_stages_no_second_ledger_event(
     delivery_id = delivery_to(receipt, HEALTH)
     await exchange.begin_push(delivery_id, HEALTH)
     staged = len(store.ledger)
-    assert await exchange.begin_push(delivery_id, HEALTH) is not None
+    assert isinstance(await exchange.begin_push(delivery_id, HEALTH), PushItem)
     assert store.deliveries[delivery_id].push_count == 2
     assert len(store.ledger) == staged
 

@@ -69,7 +69,7 @@ async def send(exchange: ExchangeHandlers, store: FakeDocumentStore) -> dict[str
 async def receive(
     lifecycle: LifecycleHandlers, exchange: ExchangeHandlers, code: str, delivery_id: str
 ) -> None:
-    assert await exchange.begin_push(delivery_id, code) is not None
+    assert isinstance(await exchange.begin_push(delivery_id, code), PushItem)
     await lifecycle.acknowledge(code, delivery_id)
 
 
@@ -218,7 +218,7 @@ async def test_a_refused_recall_leaves_the_copy_in_force(
         await lifecycle.report_status(HEALTH, copies[HEALTH], report(StatusCode.RECALL_AGREED, 59))
     await lifecycle.report_status(HEALTH, copies[HEALTH], report(StatusCode.ACCEPTED, 58))
     # EDUCATION's copy was not recalled and still goes out.
-    assert await exchange.begin_push(copies[EDUCATION], EDUCATION) is not None
+    assert isinstance(await exchange.begin_push(copies[EDUCATION], EDUCATION), PushItem)
 
 
 async def test_only_the_sender_recalls_and_only_its_recipients(
@@ -245,7 +245,7 @@ async def test_an_acknowledgement_after_a_withdrawal_keeps_the_copy_withdrawn(
 ) -> None:
     """The DMS had the push but had not acknowledged when the recall came."""
     copies = await send(exchange, store)
-    assert await exchange.begin_push(copies[HEALTH], HEALTH) is not None
+    assert isinstance(await exchange.begin_push(copies[HEALTH], HEALTH), PushItem)
     document_uuid = store.deliveries[copies[HEALTH]].document_uuid
     (outcome,) = await lifecycle.recall(SENDER, document_uuid, "Thu hồi", [HEALTH])
     assert outcome.state is RecallState.WITHDRAWN_BEFORE_RECEIPT

@@ -6,6 +6,7 @@ import datetime as dt
 
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
+from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import (
     RecallState,
     StaffInfo,
@@ -14,12 +15,15 @@ from services.exchange.domain.statuses import (
     StatusReport,
     report_problems,
 )
+from services.exchange.entrypoints.convert import state_from_pb, state_to_pb
 from services.exchange.entrypoints.lifecycle_convert import (
     add_lifecycles,
     fetched_notice,
     notice_response,
     pending_to_pb,
     report_from_pb,
+    status_code_from_pb,
+    status_code_to_pb,
     status_to_pb,
 )
 from services.exchange.service_layer.lifecycle_ports import (
@@ -93,3 +97,14 @@ def test_track_gets_each_copys_statuses_and_recall() -> None:
     assert first.recall_answered_at.ToDatetime(dt.UTC) == NOW + dt.timedelta(hours=1)
     assert (list(second.statuses), second.recall_state) == ([], pb.RECALL_STATE_UNSPECIFIED)
     assert not second.HasField("recall_requested_at")
+
+
+def test_every_status_code_and_delivery_state_has_its_wire_value_both_ways() -> None:
+    """Admin filters read these back: a code or state added to the domain without its wire
+    value fails here, not on a live search."""
+    for code in StatusCode:
+        assert status_code_from_pb(status_code_to_pb(code)) is code
+    for state in DeliveryState:
+        assert state_from_pb(state_to_pb(state)) is state
+    assert status_code_from_pb(pb.STATUS_CODE_UNSPECIFIED) is None
+    assert state_from_pb(pb.DELIVERY_STATE_UNSPECIFIED) is None
