@@ -9,6 +9,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docaxis.directory.v1 import directory_service_pb2 as dpb
@@ -102,8 +103,16 @@ async def test_waiting_mail_follows_a_merger_and_what_cannot_move_is_dead_letter
         # Fetched by the successor above: its first hand-over.
         assert (copy.state, copy.push_count) == (pb.DELIVERY_STATE_PUSHED, 1)
         for receipt, code in ((both, ward), (doomed, closed)):
-            track = await s.track(receipt.document_uuid)
-            (stuck,) = [c for c in track.recipients if c.effective_recipient == code]
+            # The sweep moves a code's mail and dead-letters the rest in two transactions, and
+            # goes through the codes one by one: wait for it, not just for the move seen above.
+            async def copy_of(document_uuid: str = receipt.document_uuid, to: str = code) -> Any:
+                track = await s.track(document_uuid)
+                (stuck,) = [c for c in track.recipients if c.effective_recipient == to]
+                return stuck
+
+            stuck = await eventually(
+                copy_of, lambda c: c.state == pb.DELIVERY_STATE_DEAD_LETTERED, within=30
+            )
             assert (stuck.state, stuck.dead_letter_reason) == (
                 pb.DELIVERY_STATE_DEAD_LETTERED,
                 RECIPIENT_CLOSED,
