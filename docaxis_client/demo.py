@@ -22,10 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import pkcs12
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
@@ -35,7 +32,7 @@ from docaxis_client.credentials import TlsCredentials, load_trust_bundle
 from docaxis_client.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 from docaxis_client.documents import verify_delivery, verify_transport_receipt
 from docaxis_client.trust.chain import Role, TrustStore
-from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug
+from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_private
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
 
@@ -71,15 +68,15 @@ machine. Production uses certificates of the national CA.
 def _write_pkcs12(stem: Path) -> None:
     """The certificate and key at `stem`.pem/.key as one PKCS#12 file, what browsers import.
     Unencrypted, like every key of the demo PKI: the file must never leave this machine."""
-    chain = x509.load_pem_x509_certificates(stem.with_suffix(".pem").read_bytes())
-    key = serialization.load_pem_private_key(stem.with_suffix(".key").read_bytes(), None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Ed25519PrivateKey):
-        raise ValueError(f"{stem}.key cannot go into PKCS#12")
+    identity = PkiFolder.load_identity(stem.with_suffix(".pem"))
     data = pkcs12.serialize_key_and_certificates(
-        stem.name.encode(), key, chain[0], chain[1:], serialization.NoEncryption()
+        stem.name.encode(),
+        identity.key,
+        identity.certificate,
+        identity.chain[1:],
+        serialization.NoEncryption(),
     )
-    stem.with_suffix(".p12").write_bytes(data)
-    stem.with_suffix(".p12").chmod(0o600)
+    write_private(stem.with_suffix(".p12"), data)
 
 
 def ensure_demo_pki(folder: Path) -> list[str]:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import enum
 from collections.abc import Callable, Collection
@@ -30,7 +29,7 @@ from services.common import metrics_api, postgres, rabbit
 from services.common.config import ConfigError
 from services.common.grpc_server import build_server, set_serving
 from services.common.metrics import AxisMetrics
-from services.common.periodic import every
+from services.common.periodic import every, pause
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.domain.codes import code_problem
@@ -195,8 +194,10 @@ async def serve(
                 lookup = GrpcDirectoryLookup(directory_channel, tuple(hub_metadata))
                 security.use_directory(lookup)
             forms = settings.code_forms
+            documents = PostgresDocumentStore(pool)
+            lifecycle_store = PostgresLifecycleStore(pool)
             exchange = ExchangeHandlers(
-                PostgresDocumentStore(pool),
+                documents,
                 lookup,
                 lambda code: code_problem(code, forms),
                 Limits(
@@ -208,7 +209,7 @@ async def serve(
             )
             inbox_queues = InboxQueues()  # one per process: publisher and streams share it
             inbox = RabbitInbox(connection, queues=inbox_queues)
-            lifecycle = LifecycleHandlers(exchange, PostgresLifecycleStore(pool))
+            lifecycle = LifecycleHandlers(exchange, lifecycle_store)
             exchange_servicer = exchange_api.ExchangeServicer(
                 exchange, callers, inbox, InFlight(), lifecycle, metrics=metrics
             )
@@ -226,11 +227,7 @@ async def serve(
             )
             names.append(report_api.SERVICE_NAME)
             admin_servicer = admin_api.AdminServicer(
-                AdminHandlers(
-                    PostgresAdminStore(pool),
-                    PostgresDocumentStore(pool),
-                    PostgresLifecycleStore(pool),
-                ),
+                AdminHandlers(PostgresAdminStore(pool), documents, lifecycle_store),
                 callers,
             )
             registrations.append(
@@ -379,6 +376,4 @@ async def _watch_health(
             await set_serving(servicer, names, now_serving)
             log.info("health_changed", serving=now_serving, database=database_ok, broker=broker_ok)
             serving = now_serving
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval_s):
-                await stop.wait()
+        await pause(stop, interval_s)

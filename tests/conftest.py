@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+import structlog
 from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 
@@ -28,6 +29,14 @@ from tests.pki import SuitePki
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _clean_log_context() -> Iterator[None]:
+    """Resolving a caller binds it to the log context (its own per RPC in a server): a test
+    that resolves one outside any RPC must not lend it to every later test's log lines."""
+    yield
+    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture(scope="session")

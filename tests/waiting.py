@@ -10,12 +10,17 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool] = bool, within: float = 15
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool] = bool,
+    within: float = 15,
+    *,
+    every: float = 0.05,
 ) -> T:
-    """Polls `probe` until `done` holds for its answer (TimeoutError after `within` seconds)."""
+    """Polls `probe` every `every` seconds until `done` holds for its answer (TimeoutError
+    after `within` seconds)."""
     async with asyncio.timeout(within):
         while True:
             value = await probe()
             if done(value):
                 return value
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(every)

@@ -2,8 +2,9 @@
 # Ensure the OS packages needed by deploy/local/postgres.sh and deploy/local/rabbitmq.sh exist:
 # PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) and RabbitMQ (rabbitmq-server,
 # rabbitmqctl); with --browser also Debian's Chromium, which the admin console's end-to-end
-# tests drive headless (Playwright never downloads a browser of its own here). Quick and silent-ish when everything is there; installs with apt-get as root;
-# fails with the package names otherwise. Never leaves a system-wide server running.
+# tests drive headless (Playwright never downloads a browser of its own here). Quick and
+# silent-ish when everything is there; installs with apt-get as root; fails with the package
+# names otherwise. Never leaves a system-wide server running.
 set -euo pipefail
 
 t0=$EPOCHREALTIME
@@ -62,8 +63,9 @@ rabbit_present || missing+=(rabbitmq-server)
 if ((with_browser)) && ! browser_present; then missing+=(chromium); fi
 
 if ((${#missing[@]} == 0)); then
-    log "PostgreSQL ($(find_pg_bindir)) and RabbitMQ ($RABBIT_BIN_DIR) present$( 
-        ((with_browser)) && printf ', Chromium too') ($(elapsed))"
+    also=""
+    if ((with_browser)); then also=", Chromium too"; fi
+    log "PostgreSQL ($(find_pg_bindir)) and RabbitMQ ($RABBIT_BIN_DIR) present$also ($(elapsed))"
     exit 0
 fi
 

@@ -645,7 +645,7 @@ class PkiFolder:
         if not force and (certificate_path.exists() or key_path.exists()):
             raise FileExistsError(f"{certificate_path} exists; pass force to re-issue")
         _mkdir(stem.parent)
-        _write_private(key_path, key_pem(key))
+        write_private(key_path, key_pem(key))
         certificate_path.write_bytes(certificates_pem(chain))
         return certificate_path, key_path
 
@@ -659,7 +659,8 @@ def _mkdir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a file only its owner may read (a private key, say)."""
     # Create with 0600 from the start (no window where the key is world-readable), and fix the
     # mode of a file that already existed with looser permissions.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ from typing import Any, Protocol
 import grpc
 import structlog
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_CERT_HEADER, ON_BEHALF_HEADER
 from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
@@ -325,39 +325,47 @@ class TlsCallerResolver:
         if leaf_pem is None:
             # Only reachable on a plaintext port: the TLS port requires a client certificate.
             raise UnauthenticatedError("no client certificate")
-        try:
-            leaf = x509.load_pem_x509_certificate(leaf_pem)
-            presented = [
-                cert
-                for pem in properties.get(_PEER_CHAIN, ())
-                for cert in x509.load_pem_x509_certificates(pem)
-            ]
-        except ValueError:
-            raise UnauthenticatedError("unreadable client certificate") from None
-        fingerprint = leaf.fingerprint(hashes.SHA256())
-        subject, serial = describe(leaf), f"{leaf.serial_number:x}"
-        structlog.contextvars.bind_contextvars(caller_subject=subject, caller_serial=serial)
-        return self._validated(leaf, presented, subject, serial, fingerprint)
+
+        def parse() -> tuple[x509.Certificate, list[x509.Certificate]]:
+            try:
+                return x509.load_pem_x509_certificate(leaf_pem), [
+                    cert
+                    for pem in properties.get(_PEER_CHAIN, ())
+                    for cert in x509.load_pem_x509_certificates(pem)
+                ]
+            except ValueError:
+                raise UnauthenticatedError("unreadable client certificate") from None
+
+        return self._validated(leaf_pem, parse, log_as_caller=True)
 
     def _validated(
         self,
-        leaf: x509.Certificate,
-        presented: list[x509.Certificate],
-        subject: str,
-        serial: str,
-        fingerprint: bytes,
+        encoded: bytes,
+        parse: Callable[[], tuple[x509.Certificate, list[x509.Certificate]]],
+        *,
+        log_as_caller: bool = False,
     ) -> Caller:
-        """The caller `leaf` names, from the cache while the revocations are unchanged and the
-        certificate is within its validity; validated with the trust core otherwise."""
+        """The caller the certificate `encoded` (as received, PEM or DER) names: from the cache
+        while the revocations are unchanged and the certificate is within its validity, without
+        parsing it again; parsed (leaf and presented chain) and validated with the trust core
+        otherwise. With `log_as_caller`, every log line of the call names its subject and
+        serial, refusals included."""
         now = self._clock()
-        cached = self._cache.get(fingerprint)
+        key = hashlib.sha256(encoded).digest()
+        cached = self._cache.get(key)
         if (
             cached is not None
             and cached.generation == self._trust.generation
             and cached.not_before <= now <= cached.not_after
         ):
+            if log_as_caller:
+                _log_certificate(cached.caller.subject, cached.caller.serial)
             return cached.caller
         generation = self._trust.generation
+        leaf, presented = parse()
+        subject, serial = describe(leaf), f"{leaf.serial_number:x}"
+        if log_as_caller:
+            _log_certificate(subject, serial)
         try:
             self._trust.store.validate(
                 [leaf, *(cert for cert in presented if cert != leaf)],
@@ -369,7 +377,7 @@ class TlsCallerResolver:
             raise UnauthenticatedError(str(exc), reason=exc.reason, meta=exc.meta) from None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[fingerprint] = _Validated(
+        self._cache[key] = _Validated(
             caller, generation, leaf.not_valid_before_utc, leaf.not_valid_after_utc
         )
         return caller
@@ -391,13 +399,14 @@ class TlsCallerResolver:
             raise UnauthenticatedError(
                 f"the gateway must forward the agency's certificate in {ON_BEHALF_CERT_HEADER}"
             )
-        try:
-            leaf = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise UnauthenticatedError("unreadable agency certificate") from None
-        principal = self._validated(
-            leaf, [], describe(leaf), f"{leaf.serial_number:x}", leaf.fingerprint(hashes.SHA256())
-        )
+
+        def parse() -> tuple[x509.Certificate, list[x509.Certificate]]:
+            try:
+                return x509.load_der_x509_certificate(der), []
+            except ValueError:
+                raise UnauthenticatedError("unreadable agency certificate") from None
+
+        principal = self._validated(der, parse)
         if caller.role is Role.ADMIN:
             if principal.role is not Role.ADMIN:
                 raise PermissionDeniedError(
@@ -428,6 +437,10 @@ class TlsCallerResolver:
             "the client certificate names no docaxis agency or role",
             meta={"subject": subject, "serial": serial},
         )
+
+
+def _log_certificate(subject: str, serial: str) -> None:
+    structlog.contextvars.bind_contextvars(caller_subject=subject, caller_serial=serial)
 
 
 def agency_metadata(agency_code: str) -> tuple[tuple[str, str], ...]:

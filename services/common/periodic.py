@@ -25,5 +25,11 @@ async def every(
             log.warning("housekeeping_postponed", job=name, error=str(exc))
         except Exception:
             log.exception("housekeeping_failed", job=name)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+        await pause(stop, interval_s)
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Waits `seconds`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

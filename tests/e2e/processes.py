@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from docaxis_client.client import AgencyClient, open_channel
 from docaxis_client.credentials import TlsCredentials
 from tests.pki import SuitePki
+from tests.waiting import eventually
 
 DOCAXIS = Path(sys.executable).parent / "docaxis"
 
@@ -46,12 +47,44 @@ async def health_status(
 async def wait_for_health(
     address: str, wanted: int, timeout_s: float, *, tls: TlsCredentials | None = None
 ) -> None:
-    async with asyncio.timeout(timeout_s):
-        while await health_status(address, tls=tls) != wanted:  # noqa: ASYNC110 - another process
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: health_status(address, tls=tls),
+        lambda status: status == wanted,
+        within=timeout_s,
+        every=0.1,
+    )
 
 
-class AxisProcess:
+class _ChildProcess:
+    """A child process whose output goes to the file at `log_path`."""
+
+    process: subprocess.Popen[bytes] | None = None
+    # How long `terminate` waits for the process to exit.
+    terminate_within_s = 30.0
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def _spawn(self, command: list[str], env: dict[str, str]) -> None:
+        """Starts `command` (returns at once), its output going to `log_path`."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    async def terminate(self) -> int:
+        """SIGTERM and wait for the process to exit; returns its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(self.terminate_within_s):
+            while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
+                await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class AxisProcess(_ChildProcess):
     """`docaxis run` in its own process, logging to a file."""
 
     def __init__(
@@ -89,7 +122,6 @@ class AxisProcess:
         }
         self._log_dir = log_dir
         self._starts = 0
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -97,10 +129,7 @@ class AxisProcess:
 
     async def start(self) -> None:
         self._starts += 1
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                list(self._command), env=self._env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self._spawn(list(self._command), self._env)
         try:
             await wait_for_health(
                 self.address, health_pb2.HealthCheckResponse.SERVING, 60, tls=self.tls
@@ -126,22 +155,12 @@ class AxisProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    async def terminate(self) -> int:
-        """SIGTERM and wait for the process to exit; returns its exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
-                await asyncio.sleep(0.05)
-        return self.process.returncode
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-class GatewayProcess:
+class GatewayProcess(_ChildProcess):
     """`python -m gateway` in front of a running `docaxis run` (mutual TLS), logging to a file;
     /readyz, /livez and /metrics at `probes_url`."""
+
+    terminate_within_s = 20.0
 
     def __init__(self, axis: AxisProcess, log_dir: Path) -> None:
         pki = axis.pki
@@ -149,7 +168,7 @@ class GatewayProcess:
             raise ValueError("the gateway talks to the services over mutual TLS only")
         self.port, self.metrics_port = free_port(), free_port()
         self.probes_url = f"http://127.0.0.1:{self.metrics_port}"
-        self.log_path = log_dir / "gateway.log"
+        self._log_path = log_dir / "gateway.log"
         self._env = {
             **os.environ,
             "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{self.port}",
@@ -161,40 +180,26 @@ class GatewayProcess:
             "DOCAXIS_GATEWAY_CLIENT_CERT_FILE": str(pki.gateway_pair.certificate),
             "DOCAXIS_GATEWAY_CLIENT_KEY_FILE": str(pki.gateway_pair.key),
         }
-        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
 
     async def start(self) -> None:
         """Starts it and waits until /readyz says the services are SERVING."""
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                [sys.executable, "-m", "gateway"],
-                env=self._env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            async with httpx.AsyncClient(base_url=self.probes_url) as probes:
-                async with asyncio.timeout(30):
-                    while True:
-                        try:
-                            if (await probes.get("/readyz")).status_code == 200:
-                                return
-                        except httpx.TransportError:
-                            pass
-                        await asyncio.sleep(0.1)
-        except TimeoutError:
-            self.process.kill()  # not left running behind a failed test
-            self.process.wait(timeout=10)
-            raise RuntimeError(f"the gateway did not get ready:\n{self.logs()}") from None
-
-    async def terminate(self) -> int:
-        """SIGTERM and wait for the process to exit; returns its exit code."""
+        self._spawn([sys.executable, "-m", "gateway"], self._env)
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            while self.process.poll() is None:  # noqa: ASYNC110 - a child process, no event
-                await asyncio.sleep(0.05)
-        return self.process.returncode
+        async with httpx.AsyncClient(base_url=self.probes_url) as probes:
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+            async def ready() -> bool:
+                try:
+                    return (await probes.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            try:
+                await eventually(ready, within=30, every=0.1)
+            except TimeoutError:
+                self.process.kill()  # not left running behind a failed test
+                self.process.wait(timeout=10)
+                raise RuntimeError(f"the gateway did not get ready:\n{self.logs()}") from None

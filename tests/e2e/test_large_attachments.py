@@ -21,6 +21,7 @@ from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -165,9 +166,12 @@ async def test_an_upload_resumes_by_itself_across_a_server_crash(
         uploading = asyncio.create_task(
             uploader.upload(sha256, size, lambda offset: deterministic_chunks(offset, size))
         )
-        async with asyncio.timeout(30):
-            while (await uploader.status(begun.upload_id)).committed_size < 8 * MIB:  # noqa: ASYNC110 - polls another process
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: uploader.status(begun.upload_id),
+            lambda status: status.committed_size >= 8 * MIB,
+            within=30,
+            every=0.02,
+        )
         axis_process.kill()
         await axis_process.start()
         async with asyncio.timeout(60):

@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.processes import DOCAXIS, AxisProcess
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -52,19 +53,28 @@ async def test_a_killed_sequencer_loses_no_event_and_never_reuses_an_index(
             marker,
             EVENTS,
         )
-        async with asyncio.timeout(30):
-            while await db.fetchval("SELECT size FROM ledger.tree_state") < 1000:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        await eventually(
+            lambda: db.fetchval("SELECT size FROM ledger.tree_state"),
+            lambda size: size >= 1000,
+            within=30,
+            every=0.005,
+        )
         ledger.kill()
         remaining = await db.fetchval("SELECT count(*) FROM ledger.pending")
         assert 0 < remaining < EVENTS, "the kill should land mid-backlog"
         await ledger.start()
         async with asyncio.timeout(60):
-            while await db.fetchval("SELECT count(*) FROM ledger.pending"):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: db.fetchval("SELECT count(*) FROM ledger.pending"),
+                lambda pending: pending == 0,
+                within=60,
+            )
             size = await db.fetchval("SELECT size FROM ledger.tree_state")
-            while (await db.fetchval("SELECT max(size) FROM ledger.checkpoint") or 0) < size:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: db.fetchval("SELECT coalesce(max(size), 0) FROM ledger.checkpoint"),
+                lambda signed: signed >= size,
+                within=60,
+            )
         numbers = [
             json.loads(r["body"])["data"]["n"]
             for r in await db.fetch(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from services.settings import DEFAULT_LEDGER_ORIGIN
 from tests.conftest import make_header
 from tests.integration.test_exchange_flow import next_delivery
 from tests.pki import SuitePki
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +37,28 @@ async def settled(
 ) -> lpb.GetDocumentEventsResponse:
     """Waits until the document's entries include `expected` (entry types, with repeats) and
     a published checkpoint covers them all."""
-    async with asyncio.timeout(20):
-        while True:
-            try:
-                response = await stub.GetDocumentEvents(
-                    lpb.GetDocumentEventsRequest(document_uuid=document_uuid)
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.NOT_FOUND:
-                    raise
-            else:
-                types = [e.entry_type for e in response.events]
-                if response.pending_events == 0 and all(
-                    types.count(t) >= expected.count(t) for t in expected
-                ):
-                    return response
-            await asyncio.sleep(0.05)
+
+    async def events() -> lpb.GetDocumentEventsResponse | None:
+        try:
+            return await stub.GetDocumentEvents(
+                lpb.GetDocumentEventsRequest(document_uuid=document_uuid)
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+            return None
+
+    def complete(response: lpb.GetDocumentEventsResponse | None) -> bool:
+        if response is None:
+            return False
+        types = [e.entry_type for e in response.events]
+        return response.pending_events == 0 and all(
+            types.count(t) >= expected.count(t) for t in expected
+        )
+
+    response = await eventually(events, complete, within=20)
+    assert response is not None
+    return response
 
 
 async def test_a_documents_whole_history_is_in_the_log_with_an_offline_receipt(

@@ -26,6 +26,7 @@ from services.ledger.audit.verify import audit_export
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.ledger.export import export_ledger
 from tests.infra import SuiteServices
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -317,9 +318,11 @@ async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
         await tasks[leader]
         async with asyncio.timeout(10):
             await loops[1 - leader].leading.wait()
-        async with asyncio.timeout(20):
-            while await superuser.fetchval("SELECT count(*) FROM ledger.pending"):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: superuser.fetchval("SELECT count(*) FROM ledger.pending"),
+            lambda pending: pending == 0,
+            within=20,
+        )
     finally:
         for stop in stops:
             stop.set()

@@ -31,6 +31,7 @@ from tests.e2e.processes import DOCAXIS
 from tests.integration.test_exchange_flow import next_delivery, no_delivery
 from tests.integration.test_ledger_flow import settled
 from tests.pki import SuitePki
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -228,15 +229,14 @@ async def test_a_recorded_chain_of_reorganisations_is_followed_and_logged(
 
     conn = await asyncpg.connect(database_url)
     try:
-        async with asyncio.timeout(20):
-            while True:
-                rows = await conn.fetch(
-                    "SELECT body FROM ledger.entry WHERE entry_type = 'directory' AND body LIKE $1",
-                    f'%"reorganisation":{merged.reorganisation.id},%'.encode(),
-                )
-                if rows:
-                    break
-                await asyncio.sleep(0.1)
+        rows = await eventually(
+            lambda: conn.fetch(
+                "SELECT body FROM ledger.entry WHERE entry_type = 'directory' AND body LIKE $1",
+                f'%"reorganisation":{merged.reorganisation.id},%'.encode(),
+            ),
+            within=20,
+            every=0.1,
+        )
     finally:
         await conn.close()
     (row,) = rows

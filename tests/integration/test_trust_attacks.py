@@ -8,7 +8,6 @@ and senders verify their transport receipts offline.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -47,6 +46,7 @@ from services.common.grpc_errors import ErrorDetails, error_details
 from tests.conftest import make_header
 from tests.integration.test_exchange_flow import next_delivery, no_delivery
 from tests.pki import SIGNER, SuitePki
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -560,16 +560,14 @@ async def test_the_ledger_records_each_verified_signature_without_names(
     """One `verification` entry per signature, naming certificates by serial, never people."""
     receipt = (await scene.client.submit(f"c-{uuid.uuid4()}", scene.header())).receipt
     # The running sequencer moves staged events into the log at any moment: read the log.
-    async with asyncio.timeout(15):
-        while True:
-            bodies = await scene.database.fetch(
-                "SELECT body FROM ledger.entry "
-                "WHERE doc_id = $1 AND entry_type = 'verification' ORDER BY seq",
-                uuid.UUID(receipt.document_uuid),
-            )
-            if len(bodies) == 2:
-                break
-            await asyncio.sleep(0.05)
+    bodies = await eventually(
+        lambda: scene.database.fetch(
+            "SELECT body FROM ledger.entry "
+            "WHERE doc_id = $1 AND entry_type = 'verification' ORDER BY seq",
+            uuid.UUID(receipt.document_uuid),
+        ),
+        lambda rows: len(rows) == 2,
+    )
     data = [json.dumps(json.loads(row["body"])["data"]) for row in bodies]
     credentials = pki.agency(scene.sender)
     assert f'"serial": "{credentials.person.certificate.serial_number:x}"' in data[0]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
 import asyncpg
 import structlog
 
+from services.common.periodic import pause
 from services.common.trust import CrlInfo
 
 log = structlog.get_logger(__name__)
@@ -103,9 +103,7 @@ class CrlWatcher:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("revocations_reload_failed", error=repr(exc), retry_in_s=backoff)
                 self._wake.set()  # try again after the pause
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
-                        await stop.wait()
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()

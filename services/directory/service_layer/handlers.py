@@ -137,13 +137,14 @@ class DirectoryHandlers:
             problems.append(FieldViolation("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
         after = ""
         if page_token:
+            # A token names the last code listed; anything else (undecodable, or with a NUL
+            # byte, which Postgres text cannot hold) was not issued here.
             try:
                 after = base64.b64decode(page_token, altchars=b"-_", validate=True).decode()
+                issued = code_problem(after, self._forms) is None
             except (ValueError, UnicodeDecodeError):
-                problems.append(FieldViolation("page_token", "not a token this service issued"))
-            # A token names the last code listed; anything else (a NUL byte, which Postgres text
-            # cannot hold, first) was not issued here.
-            if after and code_problem(after, self._forms) is not None:
+                issued = False
+            if not issued:
                 problems.append(FieldViolation("page_token", "not a token this service issued"))
         parent = normalise_code(parent_code) if parent_code else None
         if parent is not None and (why := code_problem(parent, self._forms)) is not None:

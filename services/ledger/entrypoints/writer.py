@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from docaxis_client.ledger.note import NoteSigner
+from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
 from services.ledger.adapters.postgres import WRITER_LOCK_KEY, PostgresLedgerWriter
 
@@ -63,10 +64,10 @@ class LedgerWriterLoop:
                     self.leading.set()
                     await self._lead(lock_conn, stop)
                 else:
-                    await _wait(stop, 1.0)  # another writer leads: stand by
+                    await pause(stop, 1.0)  # another writer leads: stand by
             except _TRANSIENT as exc:
                 log.warning("ledger_writer_failed", error=repr(exc))
-                await _wait(stop, 1.0)
+                await pause(stop, 1.0)
             finally:
                 if self.leading.is_set():
                     log.info("ledger_leader_released")
@@ -95,12 +96,6 @@ class LedgerWriterLoop:
                     log.debug("checkpoint_published", size=published.size)
                 last_checkpoint = now
             if not full:
-                await _wait(stop, self._idle_wait_s)
+                await pause(stop, self._idle_wait_s)
         # Last words: make what was sequenced before the stop provable.
         await self._writer.publish_checkpoint(self._signers)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.common.errors import UnavailableError
-from services.common.periodic import every
+from services.common.periodic import every, pause
 
 
 async def test_a_failing_job_is_run_again_and_stop_ends_the_loop() -> None:
@@ -24,3 +24,14 @@ async def test_a_failing_job_is_run_again_and_stop_ends_the_loop() -> None:
     async with asyncio.timeout(5):
         await every(0.01, stop, job, "test")
     assert runs == [0, 1, 2]
+
+
+async def test_a_pause_ends_when_told_or_when_its_time_is_up() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await pause(stop, 0.05)
+    assert loop.time() - started >= 0.04
+    stop.set()
+    async with asyncio.timeout(1):
+        await pause(stop, 3600)

@@ -30,6 +30,7 @@ def test_the_minimal_development_environment_gives_the_documented_defaults() -> 
     assert settings.directory_address is None
     assert settings.max_attachment_bytes == 256 * 1024 * 1024
     assert settings.max_pushes == 20
+    assert (settings.reroute_interval_s, settings.upload_ttl_s) == (30.0, 7 * 86400.0)
     assert settings.code_forms == frozenset({CodeForm.QCVN102, CodeForm.QD20})
     assert (settings.shutdown_grace_s, settings.health_interval_s) == (10.0, 1.0)
 
@@ -42,6 +43,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
             DOCAXIS_DIRECTORY_ADDRESS="127.0.0.1:6001",
             DOCAXIS_MAX_ATTACHMENT_BYTES=" 1024 ",
             DOCAXIS_MAX_PUSHES="3",
+            DOCAXIS_REROUTE_INTERVAL_S="0.5",
+            DOCAXIS_UPLOAD_TTL_S="3600",
             DOCAXIS_CODE_FORMS="qcvn102",
             DOCAXIS_SHUTDOWN_GRACE_S="2.5",
             DOCAXIS_HEALTH_INTERVAL_S="0.2",
@@ -52,6 +55,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.directory_address == "127.0.0.1:6001"
     assert settings.max_attachment_bytes == 1024
     assert settings.max_pushes == 3
+    assert (settings.reroute_interval_s, settings.upload_ttl_s) == (0.5, 3600.0)
     assert settings.code_forms == frozenset({CodeForm.QCVN102})
     assert (settings.shutdown_grace_s, settings.health_interval_s) == (2.5, 0.2)
     assert settings.log_level == "DEBUG"
@@ -107,6 +111,8 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error() -> None:
         ("DOCAXIS_MAX_PUSHES", "many", "DOCAXIS_MAX_PUSHES must be an integer"),
         ("DOCAXIS_SHUTDOWN_GRACE_S", "soon", "DOCAXIS_SHUTDOWN_GRACE_S must be a number"),
         ("DOCAXIS_HEALTH_INTERVAL_S", "1s", "DOCAXIS_HEALTH_INTERVAL_S must be a number"),
+        ("DOCAXIS_REROUTE_INTERVAL_S", "0", "DOCAXIS_REROUTE_INTERVAL_S must be"),
+        ("DOCAXIS_UPLOAD_TTL_S", "59", "DOCAXIS_UPLOAD_TTL_S must be"),
         ("DOCAXIS_CODE_FORMS", "qcvn102,iso", "DOCAXIS_CODE_FORMS"),
         ("DOCAXIS_CODE_FORMS", ",", "DOCAXIS_CODE_FORMS: at least one code form"),
     ],

@@ -6,7 +6,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
 
+from docaxis_client.demo import ensure_demo_pki
 from docaxis_client.trust import CertificateRevokedError, Role, sign_document, verify_document
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug
 from tests.unit.trust.factories import OFFICIAL, SENDER, SENDER_NAME, make_manifest
@@ -105,3 +107,21 @@ def test_issuing_the_same_name_twice_needs_force(pki: PkiFolder) -> None:
 def test_slug_makes_ascii_file_names_from_vietnamese_names(text: str, expected: str) -> None:
     """Marks are stripped, đ becomes d, and path separators never survive."""
     assert slug(text) == expected
+
+
+def test_the_demo_pki_has_the_administrators_pkcs12_for_a_browser(tmp_path: Path) -> None:
+    """`make run`'s PKI: admin.p12 holds the administrator's key and chain, no password,
+    readable by the owner only; a second run keeps it."""
+    folder = tmp_path / "pki"
+    created = ensure_demo_pki(folder)
+    p12 = folder / "roles" / "admin" / "admin.p12"
+    assert any(str(p12) in line for line in created)
+    assert _mode(p12) == 0o600
+    loaded = pkcs12.load_pkcs12(p12.read_bytes(), None)
+    admin = PkiFolder.load_identity(folder / "roles" / "admin" / "admin.pem")
+    assert loaded.cert is not None
+    assert loaded.cert.certificate == admin.certificate
+    assert [c.certificate for c in loaded.additional_certs] == list(admin.chain[1:])
+    assert loaded.key is not None
+    assert loaded.key.public_key() == admin.key.public_key()
+    assert ensure_demo_pki(folder) == [f"demo PKI in {folder} is complete"]

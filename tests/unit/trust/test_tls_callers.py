@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any, cast
 
 import grpc
 import pytest
+import structlog
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.credentials import parse_crl
@@ -84,6 +87,29 @@ def test_a_revocation_applies_to_the_next_call_despite_the_cache(
         resolver.resolve(_ctx(issued))
     assert failure.value.reason == "CERTIFICATE_REVOKED"
     assert failure.value.meta["serial"] == f"{issued.certificate.serial_number:x}"
+
+
+def test_a_known_certificate_is_answered_from_the_cache_without_parsing_it_again(
+    fresh_ca: DemoCA, registry: TrustRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    resolver = TlsCallerResolver(registry)
+    first = resolver.resolve(_ctx(issued))
+
+    def parsed_again(data: bytes) -> x509.Certificate:
+        raise AssertionError("a cached certificate was parsed again")
+
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", parsed_again)
+    monkeypatch.setattr(x509, "load_pem_x509_certificates", parsed_again)
+
+    def resolve_again() -> tuple[Caller, dict[str, Any]]:
+        # In a copy of the context: the log context bound here stays here.
+        return resolver.resolve(_ctx(issued)), structlog.contextvars.get_contextvars()
+
+    again, logged = contextvars.copy_context().run(resolve_again)
+    assert again == first
+    assert logged["caller_subject"] == first.subject
+    assert logged["caller_serial"] == first.serial
 
 
 def test_certificates_that_are_not_client_credentials_are_refused(
