@@ -28,8 +28,15 @@ async def every(
         await pause(stop, interval_s)
 
 
-async def pause(stop: asyncio.Event, seconds: float) -> None:
-    """Waits `seconds`, or less when `stop` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
+async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Waits `seconds`, or less when `stop` (or `wake`, a NOTIFY having arrived) is set
+    meanwhile."""
+    events = [stop] if wake is None else [stop, wake]
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -88,10 +88,7 @@ class CrlWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=self._poll_interval_s, return_when="FIRST_COMPLETED")
-            for waiter in waits:
-                waiter.cancel()
+            await pause(stop, self._poll_interval_s, wake=self._wake)
             if stop.is_set():
                 break
             self._wake.clear()

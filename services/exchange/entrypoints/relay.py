@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
+from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
 from services.common.rabbit import BROKER_ERRORS
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresOutbox
@@ -60,14 +61,11 @@ class OutboxRelay:
                     continue  # more waiting: no pause between full batches
             except _TRANSIENT as exc:
                 log.warning("outbox_relay_failed", error=repr(exc), retry_in_s=backoff)
-                await _sleep_or_stop(stop, backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._wake.clear()
-            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=self._poll_interval_s, return_when="FIRST_COMPLETED")
-            for waiter in waits:
-                waiter.cancel()
+            await pause(stop, self._poll_interval_s, wake=self._wake)
         if listener is not None and not listener.is_closed():
             await listener.close()
 
@@ -76,11 +74,3 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(self._database_url)
         await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
         return conn
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        pass

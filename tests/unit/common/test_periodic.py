@@ -35,3 +35,12 @@ async def test_a_pause_ends_when_told_or_when_its_time_is_up() -> None:
     stop.set()
     async with asyncio.timeout(1):
         await pause(stop, 3600)
+
+
+async def test_a_pause_ends_early_when_woken_and_leaves_the_wake_set() -> None:
+    stop, wake = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().call_soon(wake.set)
+    async with asyncio.timeout(5):  # would take an hour without the wake
+        await pause(stop, 3600, wake=wake)
+    assert wake.is_set()
+    assert not stop.is_set()
