@@ -98,11 +98,10 @@ VALUES ($1, $2, $3, $4, $5)
 """
 
 
-async def stage_delivery_messages(
-    conn: Conn, document_uuid: str, copies: Sequence[tuple[str, str]]
-) -> None:
-    """Outbox rows that queue each (recipient, delivery id) copy, in the caller's transaction;
-    the caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit."""
+async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, str]]) -> None:
+    """Outbox rows that queue each (document uuid, recipient, delivery id) copy, in one round
+    trip of the caller's transaction; the caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes
+    at commit."""
     await conn.executemany(
         _INSERT_DELIVERY_MESSAGE,
         [
@@ -115,8 +114,37 @@ async def stage_delivery_messages(
                 ).SerializeToString(),
                 uuid.UUID(delivery_id),
             )
-            for recipient, delivery_id in copies
+            for document_uuid, recipient, delivery_id in copies
         ],
+    )
+
+
+def dead_letter_event(
+    *,
+    document_uuid: str,
+    document_id: str,
+    sender: str,
+    recipient: str,
+    delivery_id: str,
+    reason: str,
+    push_count: int,
+    at: dt.datetime,
+) -> LedgerEvent:
+    """The ledger's record of a copy delivery gave up on (too many pushes, or a recipient closed
+    with nowhere to move its mail)."""
+    return LedgerEvent(
+        entry_type="delivery",
+        doc_uuid=document_uuid,
+        document_id=document_id,
+        occurred_at=at,
+        from_agency=sender,
+        to_agency=recipient,
+        data={
+            "delivery": delivery_id,
+            "event": "dead_lettered",
+            "reason": reason,
+            "push_count": push_count,
+        },
     )
 
 
@@ -311,8 +339,10 @@ class PostgresDocumentStore(PostgresUploads):
             )
             await stage_delivery_messages(
                 conn,
-                receipt.document_uuid,
-                [(r.effective_recipient, r.delivery_id) for r in receipt.routes],
+                [
+                    (receipt.document_uuid, r.effective_recipient, r.delivery_id)
+                    for r in receipt.routes
+                ],
             )
             await stage_ledger_events(conn, events)
             # Delivered to listeners at commit: the relay wakes at once instead of polling.
@@ -375,34 +405,40 @@ class PostgresDocumentStore(PostgresUploads):
             if row is None:
                 return None
             header = header_from_json(row["header"])
-            dead = row["state"] == DeliveryState.DEAD_LETTERED
-            if dead:
-                data: dict[str, object] = {
-                    "delivery": delivery_id,
-                    "event": "dead_lettered",
-                    "reason": MAX_PUSHES_EXCEEDED,
-                    "push_count": row["push_count"],
-                }
-            else:
-                data = {"delivery": delivery_id, "event": "pushed"}
-            if dead or row["push_count"] == 1:  # the end of pushing, or the first push
+            document_uuid = str(row["document_uuid"])
+            if row["state"] == DeliveryState.DEAD_LETTERED:
+                await stage_ledger_events(
+                    conn,
+                    [
+                        dead_letter_event(
+                            document_uuid=document_uuid,
+                            document_id=header.document_id,
+                            sender=header.sender,
+                            recipient=recipient,
+                            delivery_id=delivery_id,
+                            reason=MAX_PUSHES_EXCEEDED,
+                            push_count=row["push_count"],
+                            at=row["at"],
+                        )
+                    ],
+                )
+                # No content loaded: nothing is pushed.
+                return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, row["at"], row["push_count"])
+            if row["push_count"] == 1:  # the first push
                 await stage_ledger_events(
                     conn,
                     [
                         LedgerEvent(
                             entry_type="delivery",
-                            doc_uuid=str(row["document_uuid"]),
+                            doc_uuid=document_uuid,
                             document_id=header.document_id,
                             occurred_at=row["at"],
                             from_agency=header.sender,
                             to_agency=recipient,
-                            data=data,
+                            data={"delivery": delivery_id, "event": "pushed"},
                         )
                     ],
                 )
-            if dead:
-                # No content loaded: nothing is pushed.
-                return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, row["at"], row["push_count"])
             attachments = await _attachments(conn, row["document_uuid"])
             signatures = await _signatures(conn, row["document_uuid"])
         return PushItem(

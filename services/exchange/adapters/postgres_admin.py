@@ -246,7 +246,7 @@ class PostgresAdminStore:
                 resend.push_count,
             )
             document_uuid = str(row["document_uuid"])
-            await stage_delivery_messages(conn, document_uuid, [(row["recipient"], delivery_id)])
+            await stage_delivery_messages(conn, [(document_uuid, row["recipient"], delivery_id)])
             await stage_ledger_events(
                 conn,
                 [

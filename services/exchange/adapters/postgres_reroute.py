@@ -8,6 +8,7 @@ import asyncpg
 
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
+    dead_letter_event,
     stage_delivery_messages,
     stage_ledger_events,
 )
@@ -72,10 +73,9 @@ class PostgresRerouteStore:
     async def reroute(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
         async with self._pool.acquire() as conn, conn.transaction():
             copies = await conn.fetch(_MOVE_COPIES_SQL, old, new, now)
-            for row in copies:
-                await stage_delivery_messages(
-                    conn, str(row["document_uuid"]), [(new, str(row["id"]))]
-                )
+            await stage_delivery_messages(
+                conn, [(str(row["document_uuid"]), new, str(row["id"])) for row in copies]
+            )
             await stage_ledger_events(
                 conn,
                 [
@@ -107,19 +107,15 @@ class PostgresRerouteStore:
             await stage_ledger_events(
                 conn,
                 [
-                    LedgerEvent(
-                        entry_type="delivery",
-                        doc_uuid=str(row["document_uuid"]),
+                    dead_letter_event(
+                        document_uuid=str(row["document_uuid"]),
                         document_id=row["document_id"],
-                        occurred_at=now,
-                        from_agency=row["sender"],
-                        to_agency=agency,
-                        data={
-                            "delivery": str(row["id"]),
-                            "event": "dead_lettered",
-                            "reason": reason,
-                            "push_count": row["push_count"],
-                        },
+                        sender=row["sender"],
+                        recipient=agency,
+                        delivery_id=str(row["id"]),
+                        reason=reason,
+                        push_count=row["push_count"],
+                        at=now,
                     )
                     for row in rows
                 ],
