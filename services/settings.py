@@ -10,6 +10,7 @@ from typing import Self
 
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
 from services.directory.domain.codes import CodeForm, parse_forms
+from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
@@ -24,10 +25,10 @@ class Settings:
     directory_address: str | None = None
     # Plaintext gRPC with caller identity taken from request headers: development only.
     dev_insecure: bool = False
-    max_attachment_bytes: int = 256 * 1024 * 1024
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     # Pushes (or pull-mode fetches) of one copy without an acknowledgement before delivery gives
     # up on it: the copy is dead-lettered until an administrator resends it (domain.md §10.1).
-    max_pushes: int = 20
+    max_pushes: int = DEFAULT_MAX_PUSHES
     # How often the exchange looks for mail waiting for an agency a reorganisation has closed
     # since, and moves it to the successor (services/exchange/service_layer/reroute.py).
     reroute_interval_s: float = 30.0
@@ -84,8 +85,10 @@ class Settings:
             amqp_url=require(env, "DOCAXIS_AMQP_URL"),
             directory_address=env.get("DOCAXIS_DIRECTORY_ADDRESS") or None,
             dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False),
-            max_attachment_bytes=read_int(env, "DOCAXIS_MAX_ATTACHMENT_BYTES", 256 * 1024 * 1024),
-            max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", 20),
+            max_attachment_bytes=read_int(
+                env, "DOCAXIS_MAX_ATTACHMENT_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES
+            ),
+            max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", DEFAULT_MAX_PUSHES),
             reroute_interval_s=read_float(env, "DOCAXIS_REROUTE_INTERVAL_S", 30.0),
             upload_ttl_s=read_float(env, "DOCAXIS_UPLOAD_TTL_S", 7 * 86400.0),
             code_forms=forms,

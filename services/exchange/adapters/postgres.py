@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -146,6 +147,12 @@ def dead_letter_event(
             "push_count": push_count,
         },
     )
+
+
+def text_commitment(text: str) -> str:
+    """How the ledger commits to free text it may not hold in clear (ledger.md §3): the text
+    itself stays in the exchange's tables."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None:

@@ -4,7 +4,6 @@ tables."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -14,6 +13,7 @@ from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
     stage_delivery_messages,
     stage_ledger_events,
+    text_commitment,
 )
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
@@ -113,10 +113,6 @@ def _resend(row: asyncpg.Record) -> Resend:
         dead_letter_reason=row["dead_letter_reason"],
         push_count=row["push_count"],
     )
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class PostgresAdminStore:
@@ -264,8 +260,8 @@ class PostgresAdminStore:
                             "delivery": delivery_id,
                             "event": "resent",
                             "administrator_serial": administrator.serial,
-                            "administrator_subject_sha256": _sha256(administrator.subject),
-                            "reason_sha256": _sha256(reason),
+                            "administrator_subject_sha256": text_commitment(administrator.subject),
+                            "reason_sha256": text_commitment(reason),
                             "dead_letter_reason": resend.dead_letter_reason,
                             "push_count": resend.push_count,
                         },

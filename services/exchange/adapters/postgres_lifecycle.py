@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -12,7 +11,11 @@ import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
-from services.exchange.adapters.postgres import OUTBOX_CHANNEL, stage_ledger_events
+from services.exchange.adapters.postgres import (
+    OUTBOX_CHANNEL,
+    stage_ledger_events,
+    text_commitment,
+)
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
 from services.exchange.domain.model import BusinessType
 from services.exchange.domain.statuses import (
@@ -146,10 +149,6 @@ def _link(row: asyncpg.Record) -> DocumentLink:
     )
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class PostgresLifecycleStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -237,7 +236,7 @@ class PostgresLifecycleStore:
                             "reported_occurred_at": entry.occurred_at.astimezone(
                                 dt.UTC
                             ).isoformat(),
-                            "status_id_sha256": _sha256(entry.report.status_id),
+                            "status_id_sha256": text_commitment(entry.report.status_id),
                             "notice": notice_id,
                         },
                     )
@@ -309,7 +308,7 @@ class PostgresLifecycleStore:
                 )
                 data: dict[str, str] = {
                     "delivery": str(row["id"]),
-                    "reason_sha256": _sha256(reason),
+                    "reason_sha256": text_commitment(reason),
                 }
                 if received or row["push_count"] > 0:
                     # Pushed copies may be stored by the DMS even when not yet acknowledged.

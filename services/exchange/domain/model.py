@@ -57,6 +57,9 @@ class DeliveryState(enum.StrEnum):
 
 # Why a copy was dead-lettered: the push limit was reached unacknowledged.
 MAX_PUSHES_EXCEEDED = "MAX_PUSHES_EXCEEDED"
+# Defaults of the exchange's limits (DOCAXIS_MAX_ATTACHMENT_BYTES, DOCAXIS_MAX_PUSHES).
+DEFAULT_MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_PUSHES = 20
 
 
 def nfc(text: str) -> str:

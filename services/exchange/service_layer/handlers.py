@@ -24,6 +24,8 @@ from services.common.errors import (
 )
 from services.common.trust import domain_error
 from services.exchange.domain.model import (
+    DEFAULT_MAX_ATTACHMENT_BYTES,
+    DEFAULT_MAX_PUSHES,
     CodeCheck,
     Receipt,
     Route,
@@ -62,10 +64,10 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_attachment_bytes: int = 256 * 1024 * 1024
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     # Pushes (or pull-mode fetches) of one copy without an acknowledgement before it is
     # dead-lettered; None means no limit.
-    max_pushes: int | None = 20
+    max_pushes: int | None = DEFAULT_MAX_PUSHES
 
 
 class SizeLimitError(ValidationError):
