@@ -7,6 +7,7 @@ on AMQP a domain error is a final answer while anything else is a bug.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,22 @@ class FieldViolation:
 
     field: str
     description: str
+
+
+def check_uuid(problems: list[FieldViolation], field: str, raw: str) -> None:
+    """Adds a problem to `problems` unless `raw` is a UUID (every bad field reported at once)."""
+    try:
+        uuid.UUID(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, "must be a UUID"))
+
+
+def require_uuid(field: str, raw: str) -> None:
+    """ValidationError unless `raw` is a UUID."""
+    problems: list[FieldViolation] = []
+    check_uuid(problems, field, raw)
+    if problems:
+        raise ValidationError(f"invalid {field.replace('_', ' ')}", problems)
 
 
 def parse_iso_date(

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from services.common.errors import FieldViolation, NotFoundError, ValidationError, parse_iso_date
+from services.common.errors import (
+    FieldViolation,
+    NotFoundError,
+    ValidationError,
+    check_uuid,
+    parse_iso_date,
+    require_uuid,
+)
 from services.common.identity import Caller
 from services.exchange.domain.deadlines import deadline
 from services.exchange.domain.model import (
@@ -31,7 +37,6 @@ from services.exchange.service_layer.admin_ports import (
 from services.exchange.service_layer.lifecycle import (
     decode_page_token,
     encode_page_token,
-    require_uuid,
 )
 from services.exchange.service_layer.lifecycle_ports import (
     DeliveryLifecycle,
@@ -213,10 +218,7 @@ class AdminHandlers:
         """Puts a dead-lettered copy back on the delivery path, audited (see AdminStore)."""
         caller.require_admin()
         problems: list[FieldViolation] = []
-        try:
-            uuid.UUID(delivery_id)
-        except ValueError:
-            problems.append(FieldViolation("delivery_id", "must be a UUID"))
+        check_uuid(problems, "delivery_id", delivery_id)
         reason = nfc(reason).strip()
         if not reason:
             problems.append(FieldViolation("reason", "a resend states its reason"))

@@ -21,6 +21,7 @@ from services.common.errors import (
     PermissionDeniedError,
     RejectedError,
     ValidationError,
+    require_uuid,
 )
 from services.common.trust import domain_error
 from services.exchange.domain.model import (
@@ -272,10 +273,7 @@ class ExchangeHandlers:
         return outcome
 
     async def acknowledge(self, caller_agency: str, delivery_id: str) -> Acknowledgement:
-        if not _is_uuid(delivery_id):
-            raise ValidationError(
-                "invalid delivery id", [FieldViolation("delivery_id", "must be a UUID")]
-            )
+        require_uuid("delivery_id", delivery_id)
         result = await self._store.acknowledge(delivery_id, caller_agency, self._clock())
         if result is None:
             raise NotFoundError(f"no delivery {delivery_id} for {caller_agency}")
@@ -298,10 +296,7 @@ class ExchangeHandlers:
 
     async def transport_receipt(self, caller_agency: str, delivery_id: str) -> bytes:
         """The hub-signed receipt of an acknowledged delivery, for its sender or recipient."""
-        if not _is_uuid(delivery_id):
-            raise ValidationError(
-                "invalid delivery id", [FieldViolation("delivery_id", "must be a UUID")]
-            )
+        require_uuid("delivery_id", delivery_id)
         record = await self._store.delivery(delivery_id)
         # Not found and not yours look the same, as for Track.
         if record is None or caller_agency not in (record.sender, record.recipient):
@@ -342,10 +337,8 @@ class ExchangeHandlers:
     async def track(
         self, caller_agency: str, *, document_uuid: str | None, document_id: str | None
     ) -> DocumentTrack:
-        if document_uuid is not None and not _is_uuid(document_uuid):
-            raise ValidationError(
-                "invalid document uuid", [FieldViolation("document_uuid", "must be a UUID")]
-            )
+        if document_uuid is not None:
+            require_uuid("document_uuid", document_uuid)
         if document_uuid is None and not document_id:
             raise ValidationError(
                 "nothing to track",
@@ -371,10 +364,7 @@ class ExchangeHandlers:
         self, caller_agency: str, document_uuid: str, sha256: str, offset: int
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Authorises first (sender or recipient, and the attachment is the document's)."""
-        if not _is_uuid(document_uuid):
-            raise ValidationError(
-                "invalid document uuid", [FieldViolation("document_uuid", "must be a UUID")]
-            )
+        require_uuid("document_uuid", document_uuid)
         if offset < 0:
             raise ValidationError("invalid offset", [FieldViolation("offset", "must be >= 0")])
         track = await self.track(caller_agency, document_uuid=document_uuid, document_id=None)
@@ -420,14 +410,6 @@ async def _verified(
             "content does not match the declared SHA-256",
             [FieldViolation("declaration.sha256", f"content hashes to {digest.hexdigest()}")],
         )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def submission_fingerprint(submission: Submission) -> str:

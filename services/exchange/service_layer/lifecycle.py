@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from services.common.errors import FieldViolation, NotFoundError, ValidationError
+from services.common.errors import (
+    FieldViolation,
+    NotFoundError,
+    ValidationError,
+    check_uuid,
+    require_uuid,
+)
 from services.exchange.domain.model import BusinessType, Header, Submission, nfc, parse_document_id
 from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
@@ -52,15 +58,6 @@ MAX_PAGE_SIZE = 500
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def require_uuid(field: str, value: str) -> None:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise ValidationError(
-            f"invalid {field}", [FieldViolation(field, "must be a UUID")]
-        ) from None
 
 
 def encode_page_token(cursor: PageCursor) -> str:
@@ -215,11 +212,9 @@ class LifecycleHandlers:
     ) -> StatusOutcome:
         """`wire_problems` are what the transport could not parse (reported with the rest)."""
         now = self._clock()
-        problems = [*wire_problems, *report_problems(report, now=now)]
-        try:
-            uuid.UUID(delivery_id)
-        except ValueError:
-            problems.insert(0, FieldViolation("delivery_id", "must be a UUID"))
+        problems: list[FieldViolation] = []
+        check_uuid(problems, "delivery_id", delivery_id)  # reported first
+        problems += [*wire_problems, *report_problems(report, now=now)]
         if problems:
             raise ValidationError("invalid status report", problems)
         recipient, notify = await self._exchange.status_parties(agency, delivery_id)
@@ -241,10 +236,7 @@ class LifecycleHandlers:
         self, agency: str, document_uuid: str, reason: str, recipients: Sequence[str]
     ) -> list[RecallOutcome]:
         problems: list[FieldViolation] = []
-        try:
-            uuid.UUID(document_uuid)
-        except ValueError:
-            problems.append(FieldViolation("document_uuid", "must be a UUID"))
+        check_uuid(problems, "document_uuid", document_uuid)
         reason = nfc(reason)
         if not reason.strip():
             problems.append(FieldViolation("reason", "a recall states its reason"))

@@ -15,7 +15,13 @@ from typing import Protocol
 
 import structlog
 
-from services.common.errors import FieldViolation, NotFoundError, RejectedError, ValidationError
+from services.common.errors import (
+    FieldViolation,
+    NotFoundError,
+    RejectedError,
+    ValidationError,
+    require_uuid,
+)
 from services.exchange.service_layer.upload_ports import (
     UploadOffsetError,
     UploadState,
@@ -125,12 +131,7 @@ class ResumableUploads:
         return done
 
     async def _own(self, agency: str, upload_id: str) -> UploadState:
-        try:
-            uuid.UUID(upload_id)
-        except ValueError:
-            raise ValidationError(
-                "invalid upload id", [FieldViolation("upload_id", "must be a UUID")]
-            ) from None
+        require_uuid("upload_id", upload_id)
         state = await self._store.upload(upload_id)
         # Not found and not yours look the same.
         if state is None or state.agency != agency:
