@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from docaxis_client.trust.errors import ManifestInvalidError
 from docaxis_client.trust.manifest import AttachmentDigest, Manifest
 
-__all__ = ["AttachmentFields", "build_manifest", "document_id_of", "normalise"]
+__all__ = [
+    "AttachmentFields",
+    "DocumentIdError",
+    "DocumentIdParts",
+    "build_manifest",
+    "document_id_of",
+    "normalise",
+    "parse_document_id",
+]
 
 
 def normalise(text: str) -> str:
@@ -27,6 +35,40 @@ def normalise(text: str) -> str:
 def document_id_of(sender: str, promulgation_date: dt.date, code_number: str, notation: str) -> str:
     """``<sender>,<yyyy/MM/dd>,<number>/<notation>``: the global key of a document (edXML)."""
     return normalise(f"{sender},{promulgation_date:%Y/%m/%d},{code_number}/{notation}")
+
+
+class DocumentIdError(ValueError):
+    """Not `<sender>,<yyyy/MM/dd>,<number>/<notation>`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentIdParts:
+    sender: str
+    promulgation_date: dt.date
+    number: str
+    notation: str
+
+    @property
+    def code(self) -> str:
+        """ "number/notation", as a status's `ResponseFor/Code` writes it."""
+        return f"{self.number}/{self.notation}"
+
+
+def parse_document_id(raw: str) -> DocumentIdParts:
+    """At most two comma splits, then number/notation at the first slash (notations hold '/').
+    The date must be written as `document_id_of` writes it: the key is compared as text."""
+    parts = normalise(raw).split(",", 2)
+    if len(parts) != 3 or "/" not in parts[2]:
+        raise DocumentIdError(f"{raw!r} is not <sender>,<yyyy/MM/dd>,<number>/<notation>")
+    try:
+        date = dt.datetime.strptime(parts[1], "%Y/%m/%d").date()
+    except ValueError:
+        raise DocumentIdError(f"{raw!r}: {parts[1]!r} is not a yyyy/MM/dd date") from None
+    if f"{date:%Y/%m/%d}" != parts[1]:
+        # strptime accepts 2025/3/4; only one spelling of a key is valid.
+        raise DocumentIdError(f"{raw!r}: {parts[1]!r} is not a yyyy/MM/dd date")
+    number, notation = parts[2].split("/", 1)
+    return DocumentIdParts(parts[0], date, number, notation)
 
 
 def _date(field: str, raw: dt.date | str) -> dt.date:

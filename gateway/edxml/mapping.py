@@ -10,8 +10,14 @@ from typing import Final
 
 from docaxis.common.v1 import common_pb2
 
-from docaxis_client.trust.document import document_id_of, normalise
-from gateway.edxml.dates import VIETNAM, format_date
+from docaxis_client.trust.document import (
+    DocumentIdError,
+    DocumentIdParts,
+    document_id_of,
+    normalise,
+    parse_document_id,
+)
+from gateway.edxml.dates import VIETNAM
 from gateway.edxml.model import (
     Attachment,
     Business,
@@ -84,45 +90,12 @@ _MEDIA_TYPES: Final[dict[str, str]] = {
 _OCTET_STREAM: Final = "application/octet-stream"
 
 
-class DocumentIdError(ValueError):
-    """Not `<sender>,<yyyy/MM/dd>,<number>/<notation>`."""
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentIdParts:
-    sender: str
-    promulgation_date: dt.date
-    number: str
-    notation: str
-
-    @property
-    def code(self) -> str:
-        """ "number/notation", as a status's `ResponseFor/Code` writes it."""
-        return f"{self.number}/{self.notation}"
-
-
 def compose_document_id(sender: str, promulgation_date: dt.date, number: str, notation: str) -> str:
     """`<sender>,<yyyy/MM/dd>,<number>/<notation>`, NFC: the global key (domain.md §3).
 
     The client library's function, so the key a DMS signs is the one the hub routes by.
     """
     return document_id_of(sender, promulgation_date, number, notation)
-
-
-def parse_document_id(raw: str) -> DocumentIdParts:
-    """At most two comma splits, then number/notation at the first slash (notations hold '/')."""
-    parts = normalise(raw).split(",", 2)
-    if len(parts) != 3 or "/" not in parts[2]:
-        raise DocumentIdError(f"{raw!r} is not <sender>,<yyyy/MM/dd>,<number>/<notation>")
-    try:
-        date = dt.datetime.strptime(parts[1], "%Y/%m/%d").date()
-    except ValueError:
-        raise DocumentIdError(f"{raw!r}: {parts[1]!r} is not a yyyy/MM/dd date") from None
-    if format_date(date) != parts[1]:
-        # strptime accepts 2025/3/4; the key is compared as text, so only one spelling is valid.
-        raise DocumentIdError(f"{raw!r}: {parts[1]!r} is not a yyyy/MM/dd date")
-    number, notation = parts[2].split("/", 1)
-    return DocumentIdParts(parts[0], date, number, notation)
 
 
 def document_id_of_header(header: MessageHeader) -> str | None:

@@ -8,7 +8,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from docaxis_client.trust.document import AttachmentFields, build_manifest, normalise
+from docaxis_client.trust.document import (
+    AttachmentFields,
+    build_manifest,
+    normalise,
+    parse_document_id,
+)
 from docaxis_client.trust.document import document_id_of as _document_id_of
 from docaxis_client.trust.manifest import Manifest
 from services.common.errors import FieldViolation, ValidationError
@@ -102,24 +107,6 @@ class Header:
 def document_id_of(sender: str, date: dt.date, number: str, notation: str) -> str:
     # The client library's function: the DocumentId a DMS signs is the one docaxis routes by.
     return _document_id_of(sender, date, number, notation)
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedDocumentId:
-    sender: str
-    promulgation_date: dt.date
-    code_number: str
-    code_notation: str
-
-
-def parse_document_id(raw: str) -> ParsedDocumentId:
-    """At most two comma splits, then number/notation at the first slash (notations hold '/')."""
-    parts = nfc(raw).split(",", 2)
-    if len(parts) != 3 or "/" not in parts[2]:
-        raise ValueError(f"{raw!r} is not <sender>,<yyyy/MM/dd>,<number>/<notation>")
-    date = dt.datetime.strptime(parts[1], "%Y/%m/%d").date()
-    number, notation = parts[2].split("/", 1)
-    return ParsedDocumentId(parts[0], date, number, notation)
 
 
 @dataclass(frozen=True, slots=True)

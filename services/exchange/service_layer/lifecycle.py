@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from docaxis_client.trust.document import parse_document_id
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
@@ -18,7 +19,7 @@ from services.common.errors import (
     check_uuid,
     require_uuid,
 )
-from services.exchange.domain.model import BusinessType, Header, Submission, nfc, parse_document_id
+from services.exchange.domain.model import BusinessType, Header, Submission, nfc
 from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
     MAX_DESCRIPTION,

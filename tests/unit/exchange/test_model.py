@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from docaxis_client.trust.document import DocumentIdParts, parse_document_id
 from services.common.errors import ValidationError
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import (
@@ -26,11 +27,9 @@ from services.exchange.domain.model import (
     AttachmentRef,
     BusinessType,
     Header,
-    ParsedDocumentId,
     Submission,
     document_id_of,
     nfc,
-    parse_document_id,
     submission_problems,
     validate_submission,
 )
@@ -80,7 +79,7 @@ def test_a_notation_containing_slashes_and_commas_survives_a_round_trip() -> Non
     """Parsing splits on the first two commas and then the first slash only."""
     raw = document_id_of(SENDER, dt.date(2025, 1, 2), "12", "QĐ/UBND,VP")
     assert raw == "000.00.00.G22,2025/01/02,12/QĐ/UBND,VP"
-    assert parse_document_id(raw) == ParsedDocumentId(
+    assert parse_document_id(raw) == DocumentIdParts(
         SENDER, dt.date(2025, 1, 2), "12", "QĐ/UBND,VP"
     )
 
@@ -90,7 +89,7 @@ def test_decomposed_and_composed_vietnamese_make_the_same_document_id() -> None:
     decomposed = document_id_of(SENDER, HEADER.promulgation_date, "7816", nfd(NOTATION))
     assert nfd(NOTATION) != NOTATION
     assert decomposed == HEADER.document_id
-    assert parse_document_id(nfd(HEADER.document_id)).code_notation == NOTATION
+    assert parse_document_id(nfd(HEADER.document_id)).notation == NOTATION
 
 
 @pytest.mark.parametrize(
