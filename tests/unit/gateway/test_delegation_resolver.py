@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
-
-import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_HEADER, on_behalf_metadata
 from docaxis_client.trust import Role
-from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
+from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.identity import ROLE_HEADER, HeaderCallerResolver, TlsCallerResolver
 from services.common.identity import Role as CallerRole
 from services.common.trust import TrustRegistry
+from tests.tls_peer import peer_context as _ctx
 
 CODE = "000.00.13.H45"
 OTHER = "000.00.00.G22"
@@ -23,31 +20,6 @@ OTHER = "000.00.00.G22"
 
 def _der(issued: IssuedCertificate) -> bytes:
     return issued.certificate.public_bytes(serialization.Encoding.DER)
-
-
-class Context:
-    def __init__(
-        self, issued: IssuedCertificate | None, metadata: Sequence[tuple[str, str | bytes]] = ()
-    ) -> None:
-        self._metadata = tuple(metadata)
-        self._properties: dict[str, Sequence[bytes]] = {}
-        if issued is not None:
-            self._properties = {
-                "x509_pem_cert": [certificates_pem([issued.certificate])],
-                "x509_pem_cert_chain": [certificates_pem(issued.chain[1:])],
-            }
-
-    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
-        return self._properties
-
-    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]]:
-        return self._metadata
-
-
-def _ctx(
-    issued: IssuedCertificate | None, *metadata: tuple[str, str | bytes]
-) -> grpc.aio.ServicerContext[Any, Any]:
-    return cast("grpc.aio.ServicerContext[Any, Any]", Context(issued, metadata))
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import grpc
 import pytest
 import structlog
 from cryptography import x509
@@ -16,36 +14,15 @@ from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.credentials import parse_crl
 from docaxis_client.trust import CrlInvalidError, Role
-from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, certificates_pem
+from docaxis_client.trust.demo_pki import DemoCA, certificates_pem
 from services.common.config import ConfigError
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.identity import Caller, TlsCallerResolver
 from services.common.identity import Role as CallerRole
 from services.common.trust import TrustRegistry
+from tests.tls_peer import peer_context as _ctx
 
 CODE = "000.00.13.H45"
-
-
-class PeerContext:
-    """The part of a ServicerContext the resolver reads: gRPC's auth context of a TLS peer."""
-
-    def __init__(self, issued: IssuedCertificate | None) -> None:
-        self._properties: dict[str, Sequence[bytes]] = {}
-        if issued is not None:
-            self._properties = {
-                "x509_pem_cert": [certificates_pem([issued.certificate])],
-                "x509_pem_cert_chain": [certificates_pem(issued.chain[1:])],
-            }
-
-    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
-        return self._properties
-
-    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
-        return ()
-
-
-def _ctx(issued: IssuedCertificate | None) -> grpc.aio.ServicerContext[Any, Any]:
-    return cast("grpc.aio.ServicerContext[Any, Any]", PeerContext(issued))
 
 
 @pytest.fixture
