@@ -46,15 +46,16 @@ class SuitePki:
         assert issuing is not None
         self.bundle = folder / "bundle.pem"
         self.bundle.write_bytes(pem_of([self.ca.root_certificate, issuing.certificate]))
-        self.server = self._write("server", self.ca.issue_server())
-        self.hub = self._write("hub", self.ca.issue_role(Role.HUB, "docaxis hub"))
+        self.server = self.write_pair("server", self.ca.issue_server())
+        self.hub = self.write_pair("hub", self.ca.issue_role(Role.HUB, "docaxis hub"))
         self.admin_certificate = self.ca.issue_role(Role.ADMIN, "quản trị viên")
         self.monitor_certificate = self.ca.issue_role(Role.MONITOR, "giám sát")
         self.gateway_certificate = self.ca.issue_role(Role.GATEWAY, "docaxis gateway")
-        self.gateway_pair = self._write("gateway", self.gateway_certificate)
+        self.gateway_pair = self.write_pair("gateway", self.gateway_certificate)
         self._agencies: dict[str, AgencyCredentials] = {}
 
-    def _write(self, name: str, issued: IssuedCertificate) -> KeyPair:
+    def write_pair(self, name: str, issued: IssuedCertificate) -> KeyPair:
+        """`issued`'s certificate chain and key as files `name`.pem/.key (for TLS clients)."""
         pair = KeyPair(self.folder / f"{name}.pem", self.folder / f"{name}.key")
         pair.certificate.write_bytes(issued.chain_pem())
         pair.key.write_bytes(key_pem(issued.key))
@@ -73,7 +74,7 @@ class SuitePki:
 
     def client_env(self, issued: IssuedCertificate, name: str) -> dict[str, str]:
         """DOCAXIS_CLIENT_* variables for a `docaxis` command acting with `issued`."""
-        pair = self._write(name, issued)
+        pair = self.write_pair(name, issued)
         return {
             "DOCAXIS_CLIENT_CA_FILE": str(self.bundle),
             "DOCAXIS_CLIENT_CERT_FILE": str(pair.certificate),

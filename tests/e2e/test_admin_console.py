@@ -177,8 +177,8 @@ async def test_the_admin_console_in_headless_chromium(
     axis, gateway, scene = console
     base = f"https://127.0.0.1:{gateway.port}"
     shots = _screenshots(tmp_path)
-    admin_pair: KeyPair = pki._write("console-admin", pki.admin_certificate)
-    agency_pair = pki._write(f"console-{scene.sender}", pki.agency(scene.sender).agency)
+    admin_pair: KeyPair = pki.write_pair("console-admin", pki.admin_certificate)
+    agency_pair = pki.write_pair(f"console-{scene.sender}", pki.agency(scene.sender).agency)
     # Playwright presents client certificates through its own TLS client, which must trust the
     # demo CA; Chromium itself trusts the gateway's key by pin.
     os.environ["NODE_EXTRA_CA_CERTS"] = str(pki.bundle)

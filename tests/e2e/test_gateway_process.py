@@ -37,7 +37,7 @@ async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
         async with httpx.AsyncClient(base_url=gateway.probes_url) as probes:
             assert (await probes.get("/livez")).status_code == 200
 
-            pair = pki._write(f"e2e-{sender}", pki.agency(sender).agency)
+            pair = pki.write_pair(f"e2e-{sender}", pki.agency(sender).agency)
             context = ssl.create_default_context(cafile=str(pki.bundle))
             context.load_cert_chain(str(pair.certificate), str(pair.key))
             data = b"%PDF-1.7 e2e" * 1000

@@ -32,7 +32,7 @@ class RunningGateway:
         return httpx.AsyncClient(base_url=self.url, verify=self.ssl_context(pair), timeout=30)
 
     def agency_pair(self, code: str) -> KeyPair:
-        return self.pki._write(f"gw-{code}", self.pki.agency(code).agency)
+        return self.pki.write_pair(f"gw-{code}", self.pki.agency(code).agency)
 
 
 @pytest.fixture(scope="session")

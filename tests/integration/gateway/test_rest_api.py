@@ -187,7 +187,7 @@ async def test_refusals_are_problems_with_the_grpc_reasons(
         response = await anonymous.get("/v1/inbox")
         assert (response.status_code, response.headers["content-type"]) == (401, PROBLEM)
         assert response.json()["reason"] == "UNAUTHENTICATED"
-    admin = gateway.pki._write("gw-admin", gateway.pki.admin_certificate)
+    admin = gateway.pki.write_pair("gw-admin", gateway.pki.admin_certificate)
     async with gateway.client(admin) as operator:
         response = await operator.get("/v1/inbox")
         assert (response.status_code, response.json()["reason"]) == (403, "PERMISSION_DENIED")
