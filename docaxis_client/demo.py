@@ -35,6 +35,7 @@ from docaxis_client.trust.chain import Role, TrustStore
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_private
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
+from docaxis_client.vietnam import VIETNAM
 
 SENDER = "000.00.01.H45"  # Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh
 ONLINE = ("000.00.11.H45", "000.00.12.H45")  # Sở Nội vụ, Sở Tài chính tỉnh Quảng Ninh
@@ -42,7 +43,6 @@ OFFLINE = "000.00.71.H45"  # Ủy ban nhân dân phường Hạ Long
 SIGNER = "Nguyễn Văn An"  # Chánh Văn phòng: the official who signs the demo document
 ATTACHMENT_BYTES = 5 * 1024 * 1024
 STEP_TIMEOUT_S = 30.0
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
 
 
 class DemoError(Exception):

@@ -12,9 +12,10 @@ import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.vietnam import VIETNAM
 
 STEP_TIMEOUT_S = 30.0
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
+
 RECALL_REASON = "Thu hồi văn bản điện tử để chỉnh sửa nội dung"
 
 

@@ -18,6 +18,7 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 
 from docaxis_client.client import AgencyClient
 from docaxis_client.ledger.note import NoteSigner
+from docaxis_client.vietnam import VIETNAM as VIETNAM
 from services.app import ALL_COMPONENTS, Component, migrate, serve
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
@@ -27,7 +28,6 @@ from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
 from tests.infra import SuiteServices, start_services, stop_services
 from tests.pki import SuitePki
 
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
 
 

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from docaxis_client.vietnam import VIETNAM
 from gateway.admin.i18n import Language, Translator, language_of
 from gateway.admin.ledger_proof import LedgerProofs
 from gateway.admin.session import COOKIE, Session, SessionSigner
@@ -36,7 +37,7 @@ from gateway.rest.app import Context, check_text
 log = structlog.get_logger(__name__)
 
 LANGUAGE_COOKIE = "docaxis-lang"
-VIETNAM = dt.timezone(dt.timedelta(hours=7))
+
 _HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Final
 
 # The wire carries no zone; every edXML time is Vietnam wall time (domain.md §2.1).
-VIETNAM: Final = dt.timezone(dt.timedelta(hours=7), "ICT")
+from docaxis_client.vietnam import VIETNAM as VIETNAM
 
 # [0-9], not \d: \d also matches other scripts' digits, which int() would then accept.
 _STRICT_DATE = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}")

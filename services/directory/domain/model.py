@@ -6,10 +6,11 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
+from docaxis_client.vietnam import VIETNAM as VIETNAM
+from docaxis_client.vietnam import today_in_vietnam as today_in_vietnam
 from services.common.errors import FieldViolation, ValidationError
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm, code_problem, normalise_code
 
-VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
 MAX_NAME_LENGTH = 200
 
 
@@ -22,10 +23,6 @@ class AgencyKind(enum.StrEnum):
     COMMUNE = "commune"
     SPECIAL_ZONE = "special_zone"
     OTHER = "other"
-
-
-def today_in_vietnam(now: dt.datetime | None = None) -> dt.date:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(VIETNAM).date()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from docaxis_client.trust.document import (
 )
 from docaxis_client.trust.document import document_id_of as _document_id_of
 from docaxis_client.trust.manifest import Manifest
+from docaxis_client.vietnam import VIETNAM as VIETNAM
+from docaxis_client.vietnam import today_in_vietnam as today_in_vietnam
 from services.common.errors import FieldViolation, ValidationError
-
-VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
 
 MAX_CODE_NUMBER = 11
 MAX_CODE_NOTATION = 30
@@ -311,7 +311,3 @@ def validate_submission(
     )
     if problems:
         raise ValidationError("invalid submission", problems)
-
-
-def today_in_vietnam(now: dt.datetime | None = None) -> dt.date:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(VIETNAM).date()
