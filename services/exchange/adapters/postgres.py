@@ -12,7 +12,7 @@ import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
-from services.exchange.adapters.postgres_uploads import PostgresUploads
+from services.exchange.adapters.postgres_uploads import PostgresUploads, publish_blob
 from services.exchange.adapters.rabbit import OutboundMessage
 from services.exchange.domain.model import (
     MAX_PUSHES_EXCEEDED,
@@ -616,22 +616,8 @@ class PostgresDocumentStore(PostgresUploads):
                             chunk,
                         )
                     offset += len(chunk)
-                if exists is None:
-                    await conn.execute(
-                        """
-                        INSERT INTO exchange.blob (sha256, size, storage_id) VALUES ($1, $2, $3)
-                        ON CONFLICT (sha256) DO NOTHING
-                        """,
-                        sha256,
-                        offset,
-                        storage_id,
-                    )
-                await conn.execute(
-                    "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) "
-                    "ON CONFLICT DO NOTHING",
-                    sha256,
-                    owner,
-                )
+                # A concurrent upload of the same content may have won: publish_blob keeps one.
+                await publish_blob(conn, sha256, offset, storage_id, owner)
 
     async def attachment_chunks(
         self, document_uuid: str, sha256: str, offset: int

@@ -36,6 +36,30 @@ async def _locked(conn: Conn, upload_id: str) -> asyncpg.Record:
     return row
 
 
+async def publish_blob(
+    conn: Conn, sha256: str, size: int, storage_id: uuid.UUID, owner: str
+) -> None:
+    """In the caller's transaction: the verified chunks under `storage_id` become the blob of
+    `sha256` (or, when other bytes of that content were stored first, are dropped: one copy is
+    kept), and `owner` becomes an owner of the blob."""
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO exchange.blob (sha256, size, storage_id) VALUES ($1, $2, $3)
+        ON CONFLICT (sha256) DO NOTHING RETURNING true
+        """,
+        sha256,
+        size,
+        storage_id,
+    )
+    if not inserted:
+        await conn.execute("DELETE FROM exchange.blob_chunk WHERE storage_id = $1", storage_id)
+    await conn.execute(
+        "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        sha256,
+        owner,
+    )
+
+
 class PostgresUploads:
     """Mixed into PostgresDocumentStore: the UploadStore half of the DocumentStore port."""
 
@@ -150,26 +174,7 @@ class PostgresUploads:
                 return state
             if state.committed_size != state.size:
                 raise UploadOffsetError(state)
-            inserted = await conn.fetchval(
-                """
-                INSERT INTO exchange.blob (sha256, size, storage_id) VALUES ($1, $2, $3)
-                ON CONFLICT (sha256) DO NOTHING RETURNING true
-                """,
-                state.sha256,
-                state.size,
-                row["storage_id"],
-            )
-            if not inserted:
-                # Someone stored this content first: keep theirs, drop our copy of the bytes.
-                await conn.execute(
-                    "DELETE FROM exchange.blob_chunk WHERE storage_id = $1", row["storage_id"]
-                )
-            await conn.execute(
-                "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING",
-                state.sha256,
-                state.agency,
-            )
+            await publish_blob(conn, state.sha256, state.size, row["storage_id"], state.agency)
             done = await conn.fetchrow(
                 f"""
                 UPDATE exchange.upload SET completed_at = $2, updated_at = now() WHERE id = $1
