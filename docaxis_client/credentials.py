@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.trust.chain import TrustStore, agency_code_of
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["TlsCredentials", "load_trust_bundle", "pem_of", "split_bundle"]
 
@@ -71,6 +73,8 @@ class TlsCredentials:
         return agency_code_of(self.certificate)
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
+        import grpc  # here, not at the top: the core never loads grpc, only a channel needs it
+
         return grpc.ssl_channel_credentials(
             root_certificates=self.root_certificates,
             private_key=self.private_key,
