@@ -35,9 +35,9 @@ from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity, Signi
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
 
 DEMO_ORGANIZATION = "docaxis DEMO PKI - NOT FOR PRODUCTION"
-# Certificates start a little in the past so a peer whose clock lags does not see them as
-# "not yet valid" in the first minutes of a demo.
-_BACKDATE = dt.timedelta(minutes=5)
+# Certificates start an hour in the past so a peer whose clock lags, or a test that took its
+# "now" before the certificate was issued (a slow suite), does not see them as "not yet valid".
+_BACKDATE = dt.timedelta(hours=1)
 _ROOT_LIFETIME = dt.timedelta(days=3650)
 _INTERMEDIATE_LIFETIME = dt.timedelta(days=1825)
 _LEAF_LIFETIME = dt.timedelta(days=397)

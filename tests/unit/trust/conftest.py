@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +18,12 @@ class Signers:
 
     person: IssuedCertificate
     organization: IssuedCertificate
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    """This test's "now", taken when it starts: never at import, which may be long before."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,6 @@ from docaxis_client.trust.demo_pki import DemoCA, KeyType, certificates_pem, gen
 from tests.unit.trust.conftest import Signers
 from tests.unit.trust.factories import OFFICIAL, SENDER, SENDER_NAME
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def test_agency_certificate_carries_its_code_in_a_uri_san(p256: Signers) -> None:
     """agency_code_of reads urn:docaxis:agency:<code>; it is neither a person nor a role."""
@@ -61,14 +59,15 @@ def test_role_certificates_are_read_by_role_of(ca: DemoCA, role: Role) -> None:
 def _self_signed(names: list[x509.GeneralName]) -> x509.Certificate:
     key = generate_key(KeyType.P256)
     subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "two identities")])
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + dt.timedelta(days=1))
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -93,54 +92,60 @@ def test_unknown_role_is_refused_rather_than_ignored() -> None:
         role_of(certificate)
 
 
-def test_agency_certificate_validates_for_mtls_client_auth(ca: DemoCA, p256: Signers) -> None:
+def test_agency_certificate_validates_for_mtls_client_auth(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """Agency certificates double as mTLS client certificates."""
     validated = ca.trust_store().validate(
-        p256.organization.chain, at=NOW, purpose=CertificatePurpose.CLIENT_AUTH
+        p256.organization.chain, at=now, purpose=CertificatePurpose.CLIENT_AUTH
     )
     assert validated.leaf == p256.organization.certificate
     assert validated.certificates[-1] == ca.root_certificate
 
 
-def test_person_certificate_is_not_an_mtls_client_certificate(ca: DemoCA, p256: Signers) -> None:
+def test_person_certificate_is_not_an_mtls_client_certificate(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """Officials sign documents; they do not log in: no clientAuth."""
     with pytest.raises(CertificateUsageError):
-        ca.trust_store().validate(p256.person.chain, at=NOW, purpose=CertificatePurpose.CLIENT_AUTH)
+        ca.trust_store().validate(p256.person.chain, at=now, purpose=CertificatePurpose.CLIENT_AUTH)
 
 
-def test_server_certificate_verifies_for_localhost_and_loopback(ca: DemoCA) -> None:
+def test_server_certificate_verifies_for_localhost_and_loopback(
+    ca: DemoCA, now: dt.datetime
+) -> None:
     """cryptography's own server verifier accepts it for DNS localhost and IP 127.0.0.1."""
     server = ca.issue_server()
-    ca.trust_store().validate(server.chain, at=NOW, purpose=CertificatePurpose.SERVER_AUTH)
-    builder = PolicyBuilder().store(Store([ca.root_certificate])).time(NOW)
+    ca.trust_store().validate(server.chain, at=now, purpose=CertificatePurpose.SERVER_AUTH)
+    builder = PolicyBuilder().store(Store([ca.root_certificate])).time(now)
     for subject in (DNSName("localhost"), IPAddress(ipaddress.ip_address("127.0.0.1"))):
         builder.build_server_verifier(subject).verify(server.certificate, list(server.chain[1:]))
 
 
-def test_server_certificate_cannot_sign_documents(ca: DemoCA) -> None:
+def test_server_certificate_cannot_sign_documents(ca: DemoCA, now: dt.datetime) -> None:
     """serverAuth-only certificates fail the document-signing purpose."""
     server = ca.issue_server()
     with pytest.raises(CertificateUsageError):
-        ca.trust_store().validate(server.chain, at=NOW)
+        ca.trust_store().validate(server.chain, at=now)
 
 
-def test_role_certificates_validate_as_mtls_clients(ca: DemoCA) -> None:
+def test_role_certificates_validate_as_mtls_clients(ca: DemoCA, now: dt.datetime) -> None:
     """Admin and monitor certificates pass cryptography's default client profile too."""
     admin = ca.issue_role(Role.ADMIN, "operator")
-    builder = PolicyBuilder().store(Store([ca.root_certificate])).time(NOW)
+    builder = PolicyBuilder().store(Store([ca.root_certificate])).time(now)
     verified = builder.build_client_verifier().verify(admin.certificate, list(admin.chain[1:]))
     assert verified.subjects == [x509.UniformResourceIdentifier("urn:docaxis:role:admin")]
 
 
-def test_crl_signed_by_a_wrong_key_is_rejected(ca: DemoCA) -> None:
+def test_crl_signed_by_a_wrong_key_is_rejected(ca: DemoCA, now: dt.datetime) -> None:
     """A CRL naming our intermediate but signed by another key makes the store refuse to load."""
     assert ca.intermediate is not None
     impostor_key = generate_key(KeyType.P256)
     forged = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.intermediate.certificate.subject)
-        .last_update(NOW)
-        .next_update(NOW + dt.timedelta(days=1))
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
         .sign(impostor_key, hashes.SHA256())
     )
     with pytest.raises(CrlInvalidError) as caught:
@@ -157,17 +162,19 @@ def test_crl_of_a_foreign_ca_is_rejected(ca: DemoCA) -> None:
         TrustStore([ca.root_certificate], crls=foreign.crls())
 
 
-def test_revoked_intermediate_rejects_every_leaf_below_it(fresh_ca: DemoCA) -> None:
+def test_revoked_intermediate_rejects_every_leaf_below_it(
+    fresh_ca: DemoCA, now: dt.datetime
+) -> None:
     """Revocation is checked along the whole path, not only for the leaf."""
     assert fresh_ca.intermediate is not None
     agency = fresh_ca.issue_agency(SENDER, SENDER_NAME)
     fresh_ca.revoke(fresh_ca.intermediate.certificate)
     with pytest.raises(CertificateRevokedError) as caught:
-        fresh_ca.trust_store().validate(agency.chain, at=NOW)
+        fresh_ca.trust_store().validate(agency.chain, at=now)
     assert caught.value.serial == fresh_ca.intermediate.certificate.serial_number
 
 
-def test_store_loads_from_pem_bundles(ca: DemoCA, p256: Signers) -> None:
+def test_store_loads_from_pem_bundles(ca: DemoCA, p256: Signers, now: dt.datetime) -> None:
     """from_pem accepts the root bundle, intermediates and PEM CRLs."""
     assert ca.intermediate is not None
     store = TrustStore.from_pem(
@@ -176,24 +183,25 @@ def test_store_loads_from_pem_bundles(ca: DemoCA, p256: Signers) -> None:
         crls_pem=[crl.public_bytes(serialization.Encoding.PEM) for crl in ca.crls()],
     )
     # The leaf alone is enough: the store supplies the intermediate for path building.
-    store.validate([p256.organization.certificate], at=NOW)
+    store.validate([p256.organization.certificate], at=now)
 
 
 def test_expiry_warnings_list_certificates_expiring_within_the_window_soonest_first(
     ca: DemoCA,
+    now: dt.datetime,
 ) -> None:
     """Certificates ending inside the window (or already ended) are listed, soonest first."""
-    soon = ca.issue_agency(SENDER, SENDER_NAME, not_after=NOW + dt.timedelta(days=10))
-    sooner = ca.issue_role(Role.MONITOR, "monitor", not_after=NOW + dt.timedelta(days=2))
+    soon = ca.issue_agency(SENDER, SENDER_NAME, not_after=now + dt.timedelta(days=10))
+    sooner = ca.issue_role(Role.MONITOR, "monitor", not_after=now + dt.timedelta(days=2))
     gone = ca.issue_role(
         Role.ADMIN,
         "admin",
-        not_before=NOW - dt.timedelta(days=9),
-        not_after=NOW - dt.timedelta(days=1),
+        not_before=now - dt.timedelta(days=9),
+        not_after=now - dt.timedelta(days=1),
     )
-    later = ca.issue_person(OFFICIAL, SENDER, not_after=NOW + dt.timedelta(days=90))
+    later = ca.issue_person(OFFICIAL, SENDER, not_after=now + dt.timedelta(days=90))
     certificates = [c.certificate for c in (soon, sooner, gone, later)]
-    warnings = expiring_certificates(certificates, within=dt.timedelta(days=30), at=NOW)
+    warnings = expiring_certificates(certificates, within=dt.timedelta(days=30), at=now)
     assert [w.serial for w in warnings] == [
         gone.certificate.serial_number,
         sooner.certificate.serial_number,
@@ -203,12 +211,12 @@ def test_expiry_warnings_list_certificates_expiring_within_the_window_soonest_fi
     assert dt.timedelta(days=1) < warnings[1].remaining <= dt.timedelta(days=2)
 
 
-def test_store_warns_about_its_own_expiring_cas() -> None:
+def test_store_warns_about_its_own_expiring_cas(now: dt.datetime) -> None:
     """TrustStore.expiring covers the roots and intermediates it holds."""
-    short_lived = DemoCA.create(not_after=NOW + dt.timedelta(days=20))
-    warnings = short_lived.trust_store().expiring(within=dt.timedelta(days=30), at=NOW)
+    short_lived = DemoCA.create(not_after=now + dt.timedelta(days=20))
+    warnings = short_lived.trust_store().expiring(within=dt.timedelta(days=30), at=now)
     assert len(warnings) == 2
-    assert short_lived.trust_store().expiring(within=dt.timedelta(days=7), at=NOW) == []
+    assert short_lived.trust_store().expiring(within=dt.timedelta(days=7), at=now) == []
 
 
 def test_naive_validation_time_is_refused(ca: DemoCA, p256: Signers) -> None:
@@ -221,3 +229,14 @@ def test_demo_ca_refuses_ed25519_ca_keys() -> None:
     """cryptography's verifier rejects Ed25519-signed certificates, so CAs use P-256 or RSA."""
     with pytest.raises(ValueError, match="CA keys"):
         DemoCA.create(key_type=KeyType.ED25519)
+
+
+def test_demo_certificates_are_valid_to_a_clock_half_an_hour_behind(ca: DemoCA) -> None:
+    """Issued certificates start well in the past: a lagging peer (or a test whose "now" was
+    taken before a slow suite reached the issuing fixture) does not see them as not yet valid."""
+    agency = ca.issue_agency(SENDER, SENDER_NAME)
+    half_an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    validated = ca.trust_store().validate(
+        agency.chain, at=half_an_hour_ago, purpose=CertificatePurpose.CLIENT_AUTH
+    )
+    assert validated.leaf == agency.certificate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -23,8 +24,6 @@ from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, KeyType
 from tests.unit.trust.conftest import Signers
 from tests.unit.trust.factories import RECIPIENTS, make_manifest
 
-ACKNOWLEDGED_AT = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
 
 def _receipt(hub: IssuedCertificate) -> TransportReceipt:
     manifest = make_manifest()
@@ -34,7 +33,7 @@ def _receipt(hub: IssuedCertificate) -> TransportReceipt:
         manifest_sha256=manifest.sha256_hex(),
         recipient=RECIPIENTS[0],
         hub=hub.identity(),
-        acknowledged_at=ACKNOWLEDGED_AT,
+        acknowledged_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
     )
 
 
@@ -61,22 +60,27 @@ def test_receipt_survives_a_json_round_trip(ca: DemoCA, hub: IssuedCertificate) 
     verify_receipt(restored, ca.trust_store())
 
 
+def _second_earlier(receipt: TransportReceipt) -> dict[str, object]:
+    return {"acknowledged_at": receipt.acknowledged_at - dt.timedelta(seconds=1)}
+
+
 @pytest.mark.parametrize(
     "change",
     [
-        {"recipient": RECIPIENTS[1]},
-        {"manifest_sha256": "0" * 64},
-        {"document_id": "000.00.00.H45,2025/07/01,1235/UBND-VP"},
-        {"document_uuid": "00000000-0000-4000-8000-000000000000"},
-        {"acknowledged_at": ACKNOWLEDGED_AT - dt.timedelta(seconds=1)},
+        lambda _: {"recipient": RECIPIENTS[1]},
+        lambda _: {"manifest_sha256": "0" * 64},
+        lambda _: {"document_id": "000.00.00.H45,2025/07/01,1235/UBND-VP"},
+        lambda _: {"document_uuid": "00000000-0000-4000-8000-000000000000"},
+        _second_earlier,
     ],
     ids=["recipient", "manifest", "document-id", "uuid", "time"],
 )
 def test_tampered_receipt_is_rejected(
-    ca: DemoCA, hub: IssuedCertificate, change: dict[str, object]
+    ca: DemoCA, hub: IssuedCertificate, change: Callable[[TransportReceipt], dict[str, object]]
 ) -> None:
     """Changing any signed field gives SIGNATURE_INVALID."""
-    tampered = dataclasses.replace(_receipt(hub), **change)  # type: ignore[arg-type]  # test data
+    receipt = _receipt(hub)
+    tampered = dataclasses.replace(receipt, **change(receipt))  # type: ignore[arg-type]  # test data
     with pytest.raises(SignatureInvalidError):
         verify_receipt(tampered, ca.trust_store())
 

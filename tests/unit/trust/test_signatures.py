@@ -32,8 +32,6 @@ from docaxis_client.trust.demo_pki import DemoCA, KeyType, generate_key
 from tests.unit.trust.conftest import Signers
 from tests.unit.trust.factories import OFFICIAL, OTHER_AGENCY, SENDER, SENDER_NAME, make_manifest
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
 
 def _flip_last_byte(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0x01])
@@ -167,13 +165,15 @@ def test_manifest_with_one_changed_attachment_digest_byte_is_rejected(
     assert caught.value.role == SignerRole.PERSON
 
 
-def test_certificate_expired_at_signing_time_is_rejected(ca: DemoCA, p256: Signers) -> None:
+def test_certificate_expired_at_signing_time_is_rejected(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """An agency certificate already expired when the seal was applied: CERTIFICATE_EXPIRED."""
     expired = ca.issue_agency(
         SENDER,
         SENDER_NAME,
-        not_before=NOW - dt.timedelta(days=30),
-        not_after=NOW - dt.timedelta(days=1),
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
         key=p256.organization.key,
     )
     signatures = sign_document(
@@ -187,34 +187,37 @@ def test_certificate_expired_at_signing_time_is_rejected(ca: DemoCA, p256: Signe
 
 def test_signature_made_while_valid_still_verifies_after_the_certificate_expires(
     p256: Signers,
+    now: dt.datetime,
 ) -> None:
     """Validity is judged at signing time, so archived documents stay verifiable."""
-    old_ca = DemoCA.create(not_before=NOW - dt.timedelta(days=60))
-    start, end = NOW - dt.timedelta(days=30), NOW - dt.timedelta(days=1)
+    old_ca = DemoCA.create(not_before=now - dt.timedelta(days=60))
+    start, end = now - dt.timedelta(days=30), now - dt.timedelta(days=1)
     lapsed = old_ca.issue_agency(
         SENDER, SENDER_NAME, key=p256.organization.key, not_before=start, not_after=end
     )
     person = old_ca.issue_person(
         OFFICIAL, SENDER, key=p256.person.key, not_before=start, not_after=end
     )
-    signed_at = NOW - dt.timedelta(days=2)
+    signed_at = now - dt.timedelta(days=2)
     signatures = sign_document(
         make_manifest(),
         person=person.identity(),
         organization=lapsed.identity(),
         signed_at=signed_at,
     )
-    verified = verify_document(make_manifest(), signatures, old_ca.trust_store(), at=NOW)
+    verified = verify_document(make_manifest(), signatures, old_ca.trust_store(), at=now)
     assert verified.organization.signed_at == signed_at
 
 
-def test_certificate_not_yet_valid_at_signing_time_is_rejected(ca: DemoCA, p256: Signers) -> None:
+def test_certificate_not_yet_valid_at_signing_time_is_rejected(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """A person certificate whose validity starts after the signing time is refused as such."""
     early = ca.issue_person(
         OFFICIAL,
         SENDER,
-        not_before=NOW + dt.timedelta(days=1),
-        not_after=NOW + dt.timedelta(days=30),
+        not_before=now + dt.timedelta(days=1),
+        not_after=now + dt.timedelta(days=30),
         key=p256.person.key,
     )
     signatures = sign_document(
@@ -320,34 +323,38 @@ def test_official_certificate_cannot_apply_the_organization_seal(ca: DemoCA, p25
     assert caught.value.role == SignerRole.ORGANIZATION
 
 
-def test_signature_claimed_in_the_future_is_rejected(ca: DemoCA, p256: Signers) -> None:
+def test_signature_claimed_in_the_future_is_rejected(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """A signing time beyond now plus clock skew gives SIGNING_TIME_INVALID."""
-    signatures = _sign(p256, signed_at=NOW + dt.timedelta(hours=1))
+    signatures = _sign(p256, signed_at=now + dt.timedelta(hours=1))
     with pytest.raises(SigningTimeError) as caught:
-        verify_document(make_manifest(), signatures, ca.trust_store(), at=NOW)
+        verify_document(make_manifest(), signatures, ca.trust_store(), at=now)
     assert caught.value.reason == "SIGNING_TIME_INVALID"
 
 
-def test_signature_older_than_the_allowed_age_is_rejected(ca: DemoCA, p256: Signers) -> None:
+def test_signature_older_than_the_allowed_age_is_rejected(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """With max_signing_age set (hub submission), old signing times are refused."""
-    signatures = _sign(p256, signed_at=NOW - dt.timedelta(days=10))
+    signatures = _sign(p256, signed_at=now - dt.timedelta(days=10))
     with pytest.raises(SigningTimeError):
         verify_document(
             make_manifest(),
             signatures,
             ca.trust_store(),
-            at=NOW,
+            at=now,
             max_signing_age=dt.timedelta(days=3),
         )
 
 
-def test_organization_cannot_sign_before_the_official(p256: Signers) -> None:
+def test_organization_cannot_sign_before_the_official(p256: Signers, now: dt.datetime) -> None:
     """The clerk's seal must come after the official's signature (Nghị định 30 order)."""
     manifest = make_manifest()
-    person = sign_as_person(manifest, p256.person.identity(), signed_at=NOW)
+    person = sign_as_person(manifest, p256.person.identity(), signed_at=now)
     with pytest.raises(SigningTimeError):
         sign_as_organization(
-            manifest, person, p256.organization.identity(), signed_at=NOW - dt.timedelta(hours=1)
+            manifest, person, p256.organization.identity(), signed_at=now - dt.timedelta(hours=1)
         )
 
 
@@ -360,18 +367,20 @@ def test_organization_refuses_to_countersign_a_broken_person_signature(p256: Sig
         sign_as_organization(manifest, broken, p256.organization.identity())
 
 
-def test_two_step_signing_verifies_like_one_step(ca: DemoCA, p256: Signers) -> None:
+def test_two_step_signing_verifies_like_one_step(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
     """Person on one machine, clerk later on another: the result verifies."""
     manifest = make_manifest()
-    person = sign_as_person(manifest, p256.person.identity(), signed_at=NOW)
+    person = sign_as_person(manifest, p256.person.identity(), signed_at=now)
     organization = sign_as_organization(
-        manifest, person, p256.organization.identity(), signed_at=NOW + dt.timedelta(minutes=3)
+        manifest, person, p256.organization.identity(), signed_at=now + dt.timedelta(minutes=3)
     )
     verify_document(
         manifest,
         DocumentSignatures(person=person, organization=organization),
         ca.trust_store(),
-        at=NOW + dt.timedelta(minutes=3),
+        at=now + dt.timedelta(minutes=3),
     )
 
 
