@@ -247,6 +247,7 @@ class TrustStore:
         self._store = Store(list(self._roots))
         self._signing_ekus = signing_ekus
         self._revoked: dict[str, dict[int, _Revocation]] = {}
+        self._crls = tuple(crls)
         for crl in crls:
             self._add_crl(crl)
 
@@ -276,6 +277,11 @@ class TrustStore:
     def intermediates(self) -> tuple[x509.Certificate, ...]:
         """Intermediates offered to path building (not trusted by themselves)."""
         return self._intermediates
+
+    @property
+    def crls(self) -> tuple[x509.CertificateRevocationList, ...]:
+        """The CRLs the store checks revocation against (all verified on construction)."""
+        return self._crls
 
     def _add_crl(self, crl: x509.CertificateRevocationList) -> None:
         # A CRL is only as good as its signature: accept it from a store CA allowed to sign CRLs,

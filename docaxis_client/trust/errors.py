@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Self
 
 
 class TrustError(Exception):
     """Base of every signature, certificate and manifest failure."""
 
     reason: ClassVar[str] = "TRUST_ERROR"
+    # What the failure concerns when a document carries several signatures (the attachment,
+    # the PDF signature field, the signature form); empty for manifest signatures.
+    context: Mapping[str, str] = {}
 
     @property
     def meta(self) -> Mapping[str, str]:
         """String-only details, shaped for ``google.rpc.ErrorInfo.metadata``."""
         return {}
+
+    def concerning(self, **context: str) -> Self:
+        """Adds what this failure concerns (``attachment=…``, ``signature=…``)."""
+        self.context = {**self.context, **context}
+        return self
+
+    def describe(self) -> str:
+        """The message with its context in front: ``attachment a.pdf, signature Sig1: …``."""
+        where = ", ".join(f"{key} {value}" for key, value in self.context.items())
+        return f"{where}: {self}" if where else str(self)
 
 
 class ManifestInvalidError(TrustError, ValueError):
@@ -46,6 +59,36 @@ class SignatureInvalidError(TrustError):
     @property
     def meta(self) -> Mapping[str, str]:
         return {"role": self.role}
+
+
+class SignatureMissingError(TrustError):
+    """A signature the policy requires is absent (e.g. the organisation's after the official's)."""
+
+    reason = "SIGNATURE_MISSING"
+
+    def __init__(self, role: str, detail: str) -> None:
+        super().__init__(f"{role} signature missing: {detail}")
+        self.role = role
+        self.detail = detail
+
+    @property
+    def meta(self) -> Mapping[str, str]:
+        return {"role": self.role}
+
+
+class AlgorithmWeakError(TrustError):
+    """A signature uses an algorithm the policy no longer accepts (SHA-1, MD5, short RSA)."""
+
+    reason = "SIGNATURE_ALGORITHM_WEAK"
+
+    def __init__(self, role: str, algorithm: str) -> None:
+        super().__init__(f"{role} signature uses {algorithm}, which the signature policy refuses")
+        self.role = role
+        self.algorithm = algorithm
+
+    @property
+    def meta(self) -> Mapping[str, str]:
+        return {"role": self.role, "algorithm": self.algorithm}
 
 
 class SigningTimeError(TrustError):

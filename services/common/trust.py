@@ -45,16 +45,17 @@ log = structlog.get_logger(__name__)
 
 def domain_error(exc: TrustError) -> DomainError:
     """A trust-core refusal in the service error categories, keeping its stable reason."""
+    meta = {**exc.meta, **exc.context}
     if isinstance(exc, SenderMismatchError):
-        return PermissionDeniedError(str(exc), reason=exc.reason, meta=exc.meta)
+        return PermissionDeniedError(exc.describe(), reason=exc.reason, meta=meta)
     if isinstance(exc, ManifestInvalidError):
         return ValidationError(
             "the document does not make a valid manifest",
             [FieldViolation(f"manifest.{exc.field}", exc.problem)],
             reason=exc.reason,
-            meta=exc.meta,
+            meta=meta,
         )
-    return RejectedError(str(exc), reason=exc.reason, meta=exc.meta)
+    return RejectedError(exc.describe(), reason=exc.reason, meta=meta)
 
 
 @dataclass(frozen=True, slots=True)

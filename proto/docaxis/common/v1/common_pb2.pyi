@@ -65,6 +65,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
     ERROR_REASON_NOT_DEAD_LETTERED: _ErrorReason.ValueType  # 25
     """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+    ERROR_REASON_SIGNATURE_MISSING: _ErrorReason.ValueType  # 30
+    """A signature the agency's signature policy requires is absent (e.g. the agency's signature
+    after the official's in the main PDF). Metadata names the role and the attachment.
+    """
+    ERROR_REASON_SIGNATURE_ALGORITHM_WEAK: _ErrorReason.ValueType  # 31
+    """A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
+    are allowed, MD5, RSA keys under 2048 bits).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -110,6 +118,14 @@ ERROR_REASON_NOT_ACKNOWLEDGED: ErrorReason.ValueType  # 24
 """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
 ERROR_REASON_NOT_DEAD_LETTERED: ErrorReason.ValueType  # 25
 """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+ERROR_REASON_SIGNATURE_MISSING: ErrorReason.ValueType  # 30
+"""A signature the agency's signature policy requires is absent (e.g. the agency's signature
+after the official's in the main PDF). Metadata names the role and the attachment.
+"""
+ERROR_REASON_SIGNATURE_ALGORITHM_WEAK: ErrorReason.ValueType  # 31
+"""A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
+are allowed, MD5, RSA keys under 2048 bits).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _BusinessType:
