@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ensure the OS packages needed by deploy/local/postgres.sh and deploy/local/rabbitmq.sh exist:
 # PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) and RabbitMQ (rabbitmq-server,
-# rabbitmqctl); with --browser also Debian's Chromium, which the admin console's end-to-end
+# rabbitmqctl), xmlsec1 (the independent XML-DSig tool the envelope signature tests check
+# docaxis against); with --browser also Debian's Chromium, which the admin console's end-to-end
 # tests drive headless (Playwright never downloads a browser of its own here). Quick and
 # silent-ish when everything is there; installs with apt-get as root; fails with the package
 # names otherwise. Never leaves a system-wide server running.
@@ -45,6 +46,10 @@ rabbit_present() {
     [[ -x $RABBIT_BIN_DIR/rabbitmq-server && -x $RABBIT_BIN_DIR/rabbitmqctl ]]
 }
 
+xmlsec_present() {
+    command -v xmlsec1 >/dev/null 2>&1
+}
+
 browser_present() {
     [[ -x /usr/bin/chromium ]]
 }
@@ -60,12 +65,13 @@ done
 missing=()
 pg_present || missing+=(postgresql)
 rabbit_present || missing+=(rabbitmq-server)
+xmlsec_present || missing+=(xmlsec1)
 if ((with_browser)) && ! browser_present; then missing+=(chromium); fi
 
 if ((${#missing[@]} == 0)); then
     also=""
     if ((with_browser)); then also=", Chromium too"; fi
-    log "PostgreSQL ($(find_pg_bindir)) and RabbitMQ ($RABBIT_BIN_DIR) present$also ($(elapsed))"
+    log "PostgreSQL ($(find_pg_bindir)), RabbitMQ ($RABBIT_BIN_DIR) and xmlsec1 present$also ($(elapsed))"
     exit 0
 fi
 
@@ -135,4 +141,5 @@ if ((with_browser)); then
 fi
 pg_present || die "PostgreSQL binaries still missing after installing 'postgresql'"
 rabbit_present || die "RabbitMQ binaries still missing after installing 'rabbitmq-server'"
+xmlsec_present || die "xmlsec1 still missing after installing 'xmlsec1'"
 log "installed ${missing[*]}: PostgreSQL in $(find_pg_bindir), RabbitMQ in $RABBIT_BIN_DIR ($(elapsed))"
