@@ -19,8 +19,9 @@ from docaxis.exchange.v1 import events_pb2
 from services.directory.domain.model import Agency, AgencyKind
 from services.directory.domain.reorganisation import Reorganisation, Resolution, resolve
 from services.directory.service_layer.ports import AgencyExistsError, StaleAgencyError
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import Copy, CopyRef, LedgerEvent
 from services.exchange.domain.model import (
-    MAX_PUSHES_EXCEEDED,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -30,6 +31,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.statuses import RecallState
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AgencyView,
@@ -38,7 +40,6 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
-    LedgerEvent,
     PushItem,
     RecipientTrack,
     StoredSubmission,
@@ -241,6 +242,31 @@ class FakeDelivery:
     transport_receipt: bytes | None = None
     dead_lettered_at: dt.datetime | None = None
     dead_letter_reason: str = ""
+    recall: RecallState | None = None
+
+    def copy(self) -> Copy:
+        """The copy as the rules of domain/delivery.py see it."""
+        return Copy(
+            state=self.state,
+            push_count=self.push_count,
+            queued_at=self.queued_at,
+            pushed_at=self.pushed_at,
+            acknowledged_at=self.acknowledged_at,
+            dead_lettered_at=self.dead_lettered_at,
+            dead_letter_reason=self.dead_letter_reason,
+            recall=self.recall,
+        )
+
+    def apply(self, copy: Copy) -> None:
+        """Stores what a rule decided."""
+        self.state = copy.state
+        self.push_count = copy.push_count
+        self.queued_at = copy.queued_at
+        self.pushed_at = copy.pushed_at
+        self.acknowledged_at = copy.acknowledged_at
+        self.dead_lettered_at = copy.dead_lettered_at
+        self.dead_letter_reason = copy.dead_letter_reason
+        self.recall = copy.recall
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,88 +417,56 @@ class FakeDocumentStore:
             )
         self.ledger.extend(events)
 
-    async def begin_push(
-        self, delivery_id: str, recipient: str, max_pushes: int | None = None
-    ) -> PushItem | DeadLetter | None:
-        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
-        if (
-            delivery is None
-            or delivery.recipient != recipient
-            or delivery.state
-            not in (DeliveryState.ACCEPTED, DeliveryState.QUEUED, DeliveryState.PUSHED)
-        ):
-            return None
-        now = self.clock()
+    def ref(self, delivery: FakeDelivery) -> CopyRef:
         document = self.documents[delivery.document_uuid]
-        dead = max_pushes is not None and delivery.push_count >= max_pushes
-        first_handover = not dead and delivery.pushed_at is None
-        if dead:
-            delivery.state = DeliveryState.DEAD_LETTERED
-            delivery.dead_lettered_at = now
-            delivery.dead_letter_reason = MAX_PUSHES_EXCEEDED
-        else:
-            delivery.state = DeliveryState.PUSHED
-            delivery.pushed_at = delivery.pushed_at or now
-            delivery.push_count += 1
-        if dead:
-            data: dict[str, object] = {
-                "delivery": delivery_id,
-                "event": "dead_lettered",
-                "reason": MAX_PUSHES_EXCEEDED,
-                "push_count": delivery.push_count,
-            }
-        else:
-            data = {"delivery": delivery_id, "event": "pushed"}
-        if dead or delivery.push_count == 1:  # the end of pushing, or the first push
-            self.ledger.append(
-                LedgerEvent(
-                    entry_type="delivery",
-                    doc_uuid=document.uuid,
-                    document_id=document.header.document_id,
-                    occurred_at=now,
-                    from_agency=document.header.sender,
-                    to_agency=recipient,
-                    data=data,
+        return CopyRef(
+            delivery.id, document.uuid, document.document_id, document.sender, delivery.recipient
+        )
+
+    async def begin_pushes(
+        self, claims: Sequence[tuple[str, str]], max_pushes: int | None = None
+    ) -> list[PushItem | DeadLetter | None]:
+        now = self.clock()
+        items: list[PushItem | DeadLetter | None] = []
+        for delivery_id, recipient in claims:
+            copy = self.deliveries.get(str(uuid.UUID(delivery_id)))
+            if copy is None or copy.recipient != recipient:
+                items.append(None)
+                continue
+            decided = delivery.push(self.ref(copy), copy.copy(), max_pushes=max_pushes, now=now)
+            if decided is None:
+                items.append(None)
+                continue
+            copy.apply(decided.copy)
+            self.ledger.extend(decided.events)
+            if isinstance(decided, delivery.DeadLettered):
+                items.append(DeadLetter(copy.id, copy.dead_letter_reason, now, copy.push_count))
+                continue
+            document = self.documents[copy.document_uuid]
+            items.append(
+                PushItem(
+                    delivery_id=delivery_id,
+                    document_uuid=document.uuid,
+                    requested_recipient=copy.requested_recipient,
+                    header=document.header,
+                    attachments=document.attachments,
+                    signatures=document.signatures,
+                    submitted_at=document.submitted_at,
+                    first_handover=decided.first_handover,
                 )
             )
-        if dead:
-            return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, now, delivery.push_count)
-        return PushItem(
-            delivery_id=delivery_id,
-            document_uuid=document.uuid,
-            requested_recipient=delivery.requested_recipient,
-            header=document.header,
-            attachments=document.attachments,
-            signatures=document.signatures,
-            submitted_at=document.submitted_at,
-            first_handover=first_handover,
-        )
+        return items
 
     async def acknowledge(
         self, delivery_id: str, recipient: str, now: dt.datetime
     ) -> Acknowledgement | None:
-        delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
-        if delivery is None or delivery.recipient != recipient:
+        copy = self.deliveries.get(str(uuid.UUID(delivery_id)))
+        if copy is None or copy.recipient != recipient:
             return None
-        if delivery.acknowledged_at is not None:
-            return Acknowledgement(delivery.acknowledged_at, already_acknowledged=True)
-        if delivery.state is not DeliveryState.WITHDRAWN:  # a recalled copy stays withdrawn
-            delivery.state = DeliveryState.ACKNOWLEDGED
-        delivery.acknowledged_at = now
-        delivery.pushed_at = delivery.pushed_at or now
-        document = self.documents[delivery.document_uuid]
-        self.ledger.append(
-            LedgerEvent(
-                entry_type="receipt",
-                doc_uuid=document.uuid,
-                document_id=document.document_id,
-                occurred_at=now,
-                from_agency=document.sender,
-                to_agency=recipient,
-                data={"delivery": delivery_id},
-            )
-        )
-        return Acknowledgement(now, already_acknowledged=False)
+        decided = delivery.acknowledge(self.ref(copy), copy.copy(), now)
+        copy.apply(decided.copy)
+        self.ledger.extend(decided.events)
+        return Acknowledgement(decided.acknowledged_at, already_acknowledged=decided.already)
 
     async def track(
         self, *, document_uuid: str | None, document_id: str | None
@@ -645,23 +639,11 @@ class FakeDocumentStore:
         for message in relayed:
             if not message.delivery_id:
                 continue  # a notice (tests/lifecycle_fakes.py): no delivery to mark queued
-            delivery = self.deliveries[message.delivery_id]
-            if delivery.state is not DeliveryState.ACCEPTED:
-                continue
-            delivery.state = DeliveryState.QUEUED
-            delivery.queued_at = now
-            document = self.documents[delivery.document_uuid]
-            self.ledger.append(
-                LedgerEvent(
-                    entry_type="delivery",
-                    doc_uuid=document.uuid,
-                    document_id=document.document_id,
-                    occurred_at=now,
-                    from_agency=document.sender,
-                    to_agency=delivery.recipient,
-                    data={"delivery": delivery.id, "event": "queued"},
-                )
-            )
+            copy = self.deliveries[message.delivery_id]
+            decided = delivery.queued(self.ref(copy), copy.copy(), now)
+            if decided is not None:
+                copy.apply(decided.copy)
+                self.ledger.extend(decided.events)
         return relayed
 
     def _deliveries_of(self, document_uuid: str) -> list[FakeDelivery]:

@@ -7,20 +7,18 @@ tests/integration/contract/test_lifecycle_store_contract.py runs the same tests 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
 
+from services.exchange.domain import delivery as domain_delivery
+from services.exchange.domain.delivery import LedgerEvent, text_commitment
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import (
-    RECALL_STATUS_ID,
     RecallState,
-    StatusCode,
     StatusEntry,
-    StatusReport,
     admit,
     ordered,
 )
@@ -36,7 +34,7 @@ from services.exchange.service_layer.lifecycle_ports import (
     StatusNoticeItem,
     StatusOutcome,
 )
-from services.exchange.service_layer.ports import Acknowledgement, LedgerEvent
+from services.exchange.service_layer.ports import Acknowledgement
 from tests.fakes import FakeDelivery, FakeDocument, FakeDocumentStore, OutboxMessage
 
 NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
@@ -58,14 +56,11 @@ class FakeNotice:
 
 @dataclass(slots=True)
 class FakeRecall:
-    state: RecallState
+    """The recall columns of exchange.delivery beside its state (FakeDelivery.recall)."""
+
     reason: str
     requested_at: dt.datetime
     answered_at: dt.datetime | None = None
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -74,7 +69,7 @@ class FakeLifecycleStore:
     # exchange.delivery_status, by delivery id, in insertion order.
     statuses: dict[str, list[StatusEntry]] = field(default_factory=dict)
     notices: dict[str, FakeNotice] = field(default_factory=dict)
-    # The recall columns of exchange.delivery, by delivery id.
+    # The recall columns of exchange.delivery other than its state, by delivery id.
     recalls: dict[str, FakeRecall] = field(default_factory=dict)
 
     def _delivery(self, delivery_id: str) -> FakeDelivery | None:
@@ -83,13 +78,14 @@ class FakeLifecycleStore:
     def _notice(
         self,
         *,
+        notice_id: str = "",
         agency: str,
         kind: ItemKind,
         delivery_id: str,
         status: StatusEntry | None,
         now: dt.datetime,
     ) -> str:
-        notice_id = str(uuid.uuid4())
+        notice_id = notice_id or str(uuid.uuid4())
         self.notices[notice_id] = FakeNotice(notice_id, agency, kind, delivery_id, status, now)
         self.documents.outbox.append(
             OutboxMessage(
@@ -116,27 +112,21 @@ class FakeLifecycleStore:
         if delivery is None or delivery.recipient != (recipient or entry.reported_by):
             return None
         history = self.statuses.get(delivery.id, [])
-        recall = self.recalls.get(delivery.id)
         duplicate = admit(
             history,
             entry,
             received=delivery.acknowledged_at is not None,
             withdrawn=delivery.state is DeliveryState.WITHDRAWN,
-            recall=recall.state if recall else None,
+            recall=delivery.recall,
         )
         if duplicate is not None:
             return StatusOutcome(duplicate, already_recorded=True)
         # Every check passed: commit.
         self.statuses.setdefault(delivery.id, []).append(entry)
-        if recall is not None and entry.code in (
-            StatusCode.RECALL_AGREED,
-            StatusCode.RECALL_REFUSED,
-        ):
-            agreed = entry.code is StatusCode.RECALL_AGREED
-            recall.state = RecallState.AGREED if agreed else RecallState.REFUSED
-            recall.answered_at = entry.recorded_at
-            if agreed:
-                delivery.state = DeliveryState.WITHDRAWN
+        answered = domain_delivery.answer_recall(delivery.copy(), entry.code)
+        if answered != delivery.copy():
+            delivery.apply(answered)
+            self.recalls[delivery.id].answered_at = entry.recorded_at
         document = self.documents.documents[delivery.document_uuid]
         notice_id = self._notice(
             agency=notify or document.sender,
@@ -157,7 +147,7 @@ class FakeLifecycleStore:
                     "delivery": delivery_id,
                     "code": entry.code.value,
                     "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
-                    "status_id_sha256": _sha256(entry.report.status_id),
+                    "status_id_sha256": text_commitment(entry.report.status_id),
                     "notice": notice_id,
                 },
             )
@@ -180,52 +170,34 @@ class FakeLifecycleStore:
         for delivery in self.documents._deliveries_of(document.uuid):
             if wanted and delivery.recipient not in wanted:
                 continue
-            existing = self.recalls.get(delivery.id)
-            if existing is not None:
-                outcomes.append(
-                    RecallOutcome(
-                        delivery.recipient, delivery.id, existing.state, already_requested=True
-                    )
+            notice_id = str(uuid.uuid4())
+            decided = domain_delivery.recall(
+                self.documents.ref(delivery), delivery.copy(), reason, now, notice_id=notice_id
+            )
+            outcomes.append(
+                RecallOutcome(
+                    delivery.recipient,
+                    delivery.id,
+                    decided.recall,
+                    already_requested=decided.already,
                 )
+            )
+            if decided.already:
                 continue
-            received = delivery.acknowledged_at is not None
-            state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
-            self.recalls[delivery.id] = FakeRecall(state, reason, now)
-            data: dict[str, str] = {"delivery": delivery.id, "reason_sha256": _sha256(reason)}
-            if received or delivery.push_count > 0:
-                # Pushed copies may be stored by the DMS even when not yet acknowledged.
-                data["notice"] = self._notice(
+            delivery.apply(decided.copy)
+            self.recalls[delivery.id] = FakeRecall(reason, now)
+            if decided.notify_recipient:
+                self._notice(
+                    notice_id=notice_id,
                     agency=delivery.recipient,
                     kind=ItemKind.RECALL,
                     delivery_id=delivery.id,
                     status=None,
                     now=now,
                 )
-            if received:
-                self.statuses.setdefault(delivery.id, []).append(
-                    StatusEntry(
-                        StatusReport(RECALL_STATUS_ID, StatusCode.RECALL_REQUESTED, now, reason),
-                        reported_by=sender,
-                        recorded_at=now,
-                    )
-                )
-            else:
-                delivery.state = DeliveryState.WITHDRAWN
-            data["event"] = "requested" if received else "withdrawn_before_receipt"
-            self.documents.ledger.append(
-                LedgerEvent(
-                    entry_type="revoke",
-                    doc_uuid=document_uuid,
-                    document_id=document.document_id,
-                    occurred_at=now,
-                    from_agency=sender,
-                    to_agency=delivery.recipient,
-                    data=data,
-                )
-            )
-            outcomes.append(
-                RecallOutcome(delivery.recipient, delivery.id, state, already_requested=False)
-            )
+            if decided.status is not None:
+                self.statuses.setdefault(delivery.id, []).append(decided.status)
+            self.documents.ledger.extend(decided.events)
         return outcomes
 
     async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
@@ -246,7 +218,7 @@ class FakeLifecycleStore:
                 sender=document.sender,
                 reason=recall.reason,
                 requested_at=recall.requested_at,
-                withdrawn=recall.state is RecallState.WITHDRAWN_BEFORE_RECEIPT,
+                withdrawn=delivery.recall is RecallState.WITHDRAWN_BEFORE_RECEIPT,
             )
         assert notice.status is not None
         return StatusNoticeItem(
@@ -307,7 +279,7 @@ class FakeLifecycleStore:
             result[delivery.id] = DeliveryLifecycle(
                 delivery_id=delivery.id,
                 statuses=tuple(ordered(self.statuses.get(delivery.id, []))),
-                recall=recall.state if recall else None,
+                recall=delivery.recall,
                 recall_reason=recall.reason if recall else "",
                 recall_requested_at=recall.requested_at if recall else None,
                 recall_answered_at=recall.answered_at if recall else None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -12,10 +11,12 @@ import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
+from services.exchange.adapters.postgres_copies import LockedCopy, lock_copies, save_copies
 from services.exchange.adapters.postgres_uploads import PostgresUploads, publish_blob
 from services.exchange.adapters.rabbit import OutboundMessage
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
-    MAX_PUSHES_EXCEEDED,
     AttachmentRef,
     BusinessType,
     DeliveryState,
@@ -32,7 +33,6 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
-    LedgerEvent,
     PushItem,
     RecipientTrack,
     StoredSubmission,
@@ -120,41 +120,6 @@ async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, s
     )
 
 
-def dead_letter_event(
-    *,
-    document_uuid: str,
-    document_id: str,
-    sender: str,
-    recipient: str,
-    delivery_id: str,
-    reason: str,
-    push_count: int,
-    at: dt.datetime,
-) -> LedgerEvent:
-    """The ledger's record of a copy delivery gave up on (too many pushes, or a recipient closed
-    with nowhere to move its mail)."""
-    return LedgerEvent(
-        entry_type="delivery",
-        doc_uuid=document_uuid,
-        document_id=document_id,
-        occurred_at=at,
-        from_agency=sender,
-        to_agency=recipient,
-        data={
-            "delivery": delivery_id,
-            "event": "dead_lettered",
-            "reason": reason,
-            "push_count": push_count,
-        },
-    )
-
-
-def text_commitment(text: str) -> str:
-    """How the ledger commits to free text it may not hold in clear (ledger.md §3): the text
-    itself stays in the exchange's tables."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None:
     if not events:
         return
@@ -194,20 +159,56 @@ async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[Attachment
     )
 
 
-async def _signatures(conn: Conn, document_uuid: uuid.UUID) -> tuple[Signature, ...]:
-    rows = await conn.fetch(
+PushedDocument = tuple[Header, tuple[AttachmentRef, ...], tuple[Signature, ...], dt.datetime]
+
+
+async def _documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
+    """What a push carries of each document: header, attachments, signatures and submission
+    time, three round trips whatever the number of documents."""
+    if not keys:
+        return {}
+    documents = await conn.fetch(
         """
-        SELECT role, algorithm, value, certificate_chain, signed_at
-        FROM exchange.document_signature WHERE document_uuid = $1 ORDER BY position
+        SELECT uuid, header::text AS header, submitted_at FROM exchange.document
+        WHERE uuid = ANY($1::uuid[])
         """,
-        document_uuid,
+        keys,
     )
-    return tuple(
-        Signature(
-            s["role"], s["algorithm"], s["value"], tuple(s["certificate_chain"]), s["signed_at"]
+    attachments: dict[uuid.UUID, list[AttachmentRef]] = {}
+    for a in await conn.fetch(
+        """
+        SELECT document_uuid, name, media_type, size, sha256, description
+        FROM exchange.document_attachment WHERE document_uuid = ANY($1::uuid[])
+        ORDER BY document_uuid, position
+        """,
+        keys,
+    ):
+        attachments.setdefault(a["document_uuid"], []).append(
+            AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
         )
-        for s in rows
-    )
+    signatures: dict[uuid.UUID, list[Signature]] = {}
+    for s in await conn.fetch(
+        """
+        SELECT document_uuid, role, algorithm, value, certificate_chain, signed_at
+        FROM exchange.document_signature WHERE document_uuid = ANY($1::uuid[])
+        ORDER BY document_uuid, position
+        """,
+        keys,
+    ):
+        signatures.setdefault(s["document_uuid"], []).append(
+            Signature(
+                s["role"], s["algorithm"], s["value"], tuple(s["certificate_chain"]), s["signed_at"]
+            )
+        )
+    return {
+        d["uuid"]: (
+            header_from_json(d["header"]),
+            tuple(attachments.get(d["uuid"], ())),
+            tuple(signatures.get(d["uuid"], ())),
+            d["submitted_at"],
+        )
+        for d in documents
+    }
 
 
 class PostgresDocumentStore(PostgresUploads):
@@ -375,133 +376,81 @@ class PostgresDocumentStore(PostgresUploads):
         attachments = await _attachments(conn, document_uuid)
         return header_from_json(row["header"]), attachments, row["submitted_at"]
 
-    async def begin_push(
-        self, delivery_id: str, recipient: str, max_pushes: int | None = None
-    ) -> PushItem | DeadLetter | None:
+    async def begin_pushes(
+        self, claims: Sequence[tuple[str, str]], max_pushes: int | None = None
+    ) -> list[PushItem | DeadLetter | None]:
         async with self._pool.acquire() as conn, conn.transaction():
-            # One statement decides push or dead letter under the row lock, so that two streams
-            # racing on one copy cannot both push it past the limit.
-            row = await conn.fetchrow(
-                """
-                UPDATE exchange.delivery d SET
-                    state = CASE WHEN d.push_count >= $3 THEN 'dead_lettered'
-                                 WHEN d.state IN ('accepted', 'queued') THEN 'pushed'
-                                 ELSE d.state END,
-                    pushed_at = CASE WHEN d.push_count >= $3 THEN d.pushed_at
-                                     ELSE coalesce(d.pushed_at, now()) END,
-                    push_count = CASE WHEN d.push_count >= $3 THEN d.push_count
-                                      ELSE d.push_count + 1 END,
-                    dead_lettered_at = CASE WHEN d.push_count >= $3 THEN now()
-                                            ELSE d.dead_lettered_at END,
-                    dead_letter_reason = CASE WHEN d.push_count >= $3 THEN $4
-                                              ELSE d.dead_letter_reason END
-                FROM exchange.document doc
-                WHERE d.id = $1 AND d.recipient = $2
-                    AND d.state IN ('accepted', 'queued', 'pushed') AND doc.uuid = d.document_uuid
-                RETURNING d.document_uuid, d.requested_recipient, d.push_count, d.state,
-                    now() AS at, doc.header::text AS header, doc.submitted_at,
-                    -- pushed_at was empty before: set to this transaction's now() just above.
-                    -- (push_count starts again after a resend; pushed_at never does.)
-                    d.pushed_at = now() AS first_handover
-                """,
-                uuid.UUID(delivery_id),
-                recipient,
-                max_pushes,
-                MAX_PUSHES_EXCEEDED,
+            locked = await lock_copies(conn, [uuid.UUID(d) for d, _ in claims])
+            # A copy claimed twice in one batch (a republished message) is decided twice, the
+            # second time against the first decision.
+            current = {key: row.copy for key, row in locked.items()}
+            decisions: list[tuple[LockedCopy, delivery.Push | delivery.DeadLettered] | None] = []
+            events: list[LedgerEvent] = []
+            for delivery_id, recipient in claims:
+                row = locked.get(uuid.UUID(delivery_id))
+                if row is None or row.ref.recipient != recipient:
+                    decisions.append(None)
+                    continue
+                decided = delivery.push(
+                    row.ref, current[row.key], max_pushes=max_pushes, now=row.now
+                )
+                if decided is None:
+                    decisions.append(None)
+                    continue
+                current[row.key] = decided.copy
+                events.extend(decided.events)
+                decisions.append((row, decided))
+            changed = {row.key: current[row.key] for d in decisions if d for row in (d[0],)}
+            await save_copies(conn, changed)
+            await stage_ledger_events(conn, events)
+            # Content only for what is pushed.
+            pushed = list(
+                {d[0].document_key for d in decisions if d and isinstance(d[1], delivery.Push)}
             )
-            if row is None:
-                return None
-            header = header_from_json(row["header"])
-            document_uuid = str(row["document_uuid"])
-            if row["state"] == DeliveryState.DEAD_LETTERED:
-                await stage_ledger_events(
-                    conn,
-                    [
-                        dead_letter_event(
-                            document_uuid=document_uuid,
-                            document_id=header.document_id,
-                            sender=header.sender,
-                            recipient=recipient,
-                            delivery_id=delivery_id,
-                            reason=MAX_PUSHES_EXCEEDED,
-                            push_count=row["push_count"],
-                            at=row["at"],
-                        )
-                    ],
+            documents = await _documents(conn, pushed)
+        items: list[PushItem | DeadLetter | None] = []
+        for decision in decisions:
+            if decision is None:
+                items.append(None)
+                continue
+            row, decided = decision
+            if isinstance(decided, delivery.DeadLettered):
+                items.append(
+                    DeadLetter(
+                        row.ref.delivery_id,
+                        decided.copy.dead_letter_reason,
+                        row.now,
+                        decided.copy.push_count,
+                    )
                 )
-                # No content loaded: nothing is pushed.
-                return DeadLetter(delivery_id, MAX_PUSHES_EXCEEDED, row["at"], row["push_count"])
-            if row["push_count"] == 1:  # the first push
-                await stage_ledger_events(
-                    conn,
-                    [
-                        LedgerEvent(
-                            entry_type="delivery",
-                            doc_uuid=document_uuid,
-                            document_id=header.document_id,
-                            occurred_at=row["at"],
-                            from_agency=header.sender,
-                            to_agency=recipient,
-                            data={"delivery": delivery_id, "event": "pushed"},
-                        )
-                    ],
+                continue
+            header, attachments, signatures, submitted_at = documents[row.document_key]
+            items.append(
+                PushItem(
+                    delivery_id=row.ref.delivery_id,
+                    document_uuid=row.ref.document_uuid,
+                    requested_recipient=row.requested_recipient,
+                    header=header,
+                    attachments=attachments,
+                    signatures=signatures,
+                    submitted_at=submitted_at,
+                    first_handover=decided.first_handover,
                 )
-            attachments = await _attachments(conn, row["document_uuid"])
-            signatures = await _signatures(conn, row["document_uuid"])
-        return PushItem(
-            delivery_id=delivery_id,
-            document_uuid=str(row["document_uuid"]),
-            requested_recipient=row["requested_recipient"],
-            header=header,
-            attachments=attachments,
-            signatures=signatures,
-            submitted_at=row["submitted_at"],
-            first_handover=row["first_handover"],
-        )
+            )
+        return items
 
     async def acknowledge(
         self, delivery_id: str, recipient: str, now: dt.datetime
     ) -> Acknowledgement | None:
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """
-                SELECT d.document_uuid, d.acknowledged_at, doc.document_id, doc.sender
-                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                WHERE d.id = $1 AND d.recipient = $2
-                FOR UPDATE OF d
-                """,
-                uuid.UUID(delivery_id),
-                recipient,
-            )
-            if row is None:
+            row = (await lock_copies(conn, [uuid.UUID(delivery_id)])).get(uuid.UUID(delivery_id))
+            if row is None or row.ref.recipient != recipient:
                 return None
-            if row["acknowledged_at"] is not None:
-                return Acknowledgement(row["acknowledged_at"], already_acknowledged=True)
-            await conn.execute(
-                """
-                -- A copy recalled before its acknowledgement stays withdrawn.
-                UPDATE exchange.delivery SET acknowledged_at = $2,
-                    state = CASE WHEN state = 'withdrawn' THEN state ELSE 'acknowledged' END,
-                    pushed_at = coalesce(pushed_at, $2)
-                WHERE id = $1
-                """,
-                uuid.UUID(delivery_id),
-                now,
-            )
-            await stage_ledger_events(
-                conn,
-                [
-                    LedgerEvent(
-                        entry_type="receipt",
-                        doc_uuid=str(row["document_uuid"]),
-                        document_id=row["document_id"],
-                        occurred_at=now,
-                        from_agency=row["sender"],
-                        to_agency=recipient,
-                        data={"delivery": delivery_id},
-                    )
-                ],
-            )
+            decided = delivery.acknowledge(row.ref, row.copy, now)
+            if decided.already:
+                return Acknowledgement(decided.acknowledged_at, already_acknowledged=True)
+            await save_copies(conn, {row.key: decided.copy})
+            await stage_ledger_events(conn, decided.events)
         return Acknowledgement(now, already_acknowledged=False)
 
     async def track(
@@ -684,39 +633,15 @@ class PostgresOutbox:
             await conn.execute(
                 "DELETE FROM exchange.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
-            delivery_ids = [r["delivery_id"] for r in rows if r["delivery_id"] is not None]
-            # Lock the copies in id order first (as Recall does): an UPDATE takes its row locks in
-            # scan order, and two orders can deadlock.
-            await conn.execute(
-                "SELECT 1 FROM exchange.delivery WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
-                delivery_ids,
-            )
-            queued = await conn.fetch(
-                """
-                UPDATE exchange.delivery d SET queued_at = now(),
-                    state = CASE WHEN d.state = 'accepted' THEN 'queued' ELSE d.state END
-                FROM exchange.document doc
-                -- The first publish only (a republish after a crash finds queued_at set), whatever
-                -- the state: the DMS may already have been pushed the message before this commit.
-                WHERE d.id = ANY($1::uuid[]) AND d.queued_at IS NULL AND doc.uuid = d.document_uuid
-                RETURNING d.id, d.document_uuid, d.recipient, doc.document_id, doc.sender,
-                    d.queued_at
-                """,
-                delivery_ids,
-            )
-            await stage_ledger_events(
-                conn,
-                [
-                    LedgerEvent(
-                        entry_type="delivery",
-                        doc_uuid=str(q["document_uuid"]),
-                        document_id=q["document_id"],
-                        occurred_at=q["queued_at"],
-                        from_agency=q["sender"],
-                        to_agency=q["recipient"],
-                        data={"delivery": str(q["id"]), "event": "queued"},
-                    )
-                    for q in queued
-                ],
-            )
+            keys = [r["delivery_id"] for r in rows if r["delivery_id"] is not None]
+            locked = await lock_copies(conn, keys)
+            changed: dict[uuid.UUID, delivery.Copy] = {}
+            events: list[LedgerEvent] = []
+            for row in locked.values():
+                decided = delivery.queued(row.ref, row.copy, row.now)
+                if decided is not None:
+                    changed[row.key] = decided.copy
+                    events.extend(decided.events)
+            await save_copies(conn, changed)
+            await stage_ledger_events(conn, events)
         return len(rows)

@@ -13,8 +13,9 @@ from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
     stage_delivery_messages,
     stage_ledger_events,
-    text_commitment,
 )
+from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import (
@@ -24,11 +25,9 @@ from services.exchange.service_layer.admin_ports import (
     DocumentQuery,
     DocumentSummary,
     FoundDocument,
-    NotDeadLetteredError,
     Resend,
 )
 from services.exchange.service_layer.lifecycle_ports import PageCursor
-from services.exchange.service_layer.ports import LedgerEvent
 
 # What _summary reads, as every query here names the document `doc`.
 _SUMMARY_COLUMNS = """doc.uuid, doc.document_id, doc.header ->> 'code_number' AS code_number,
@@ -188,43 +187,28 @@ class PostgresAdminStore:
         key = uuid.UUID(delivery_id)
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock orders this against a concurrent resend or push of the same copy.
-            row = await conn.fetchrow(
-                """
-                SELECT d.document_uuid, d.recipient, d.state, d.dead_lettered_at,
-                    d.dead_letter_reason, d.push_count, doc.document_id, doc.sender
-                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                WHERE d.id = $1
-                FOR UPDATE OF d
-                """,
-                key,
-            )
+            row = (await lock_copies(conn, [key])).get(key)
             if row is None:
                 return None
-            if row["state"] != DeliveryState.DEAD_LETTERED:
-                raise NotDeadLetteredError(
-                    f"delivery {delivery_id} is {row['state']}, not dead-lettered",
-                    meta={"delivery_id": delivery_id, "state": row["state"]},
-                )
+            decided = delivery.resend(
+                row.ref,
+                row.copy,
+                administrator_serial=administrator.serial,
+                administrator_subject=administrator.subject,
+                reason=reason,
+                now=now,
+            )
+            assert row.copy.dead_lettered_at is not None  # a dead letter has its time
             resend = Resend(
                 delivery_id=delivery_id,
                 resent_at=now,
                 administrator=administrator,
                 reason=reason,
-                dead_lettered_at=row["dead_lettered_at"],
-                dead_letter_reason=row["dead_letter_reason"],
-                push_count=row["push_count"],
+                dead_lettered_at=row.copy.dead_lettered_at,
+                dead_letter_reason=row.copy.dead_letter_reason,
+                push_count=row.copy.push_count,
             )
-            # Back on the queued path: the relay publishes the outbox row below, and the next
-            # push counts from zero. queued_at and pushed_at keep the first time (the ledger
-            # has every step).
-            await conn.execute(
-                """
-                UPDATE exchange.delivery SET state = 'queued', push_count = 0,
-                    dead_lettered_at = NULL, dead_letter_reason = NULL
-                WHERE id = $1
-                """,
-                key,
-            )
+            await save_copies(conn, {key: decided.copy})
             await conn.execute(
                 """
                 INSERT INTO exchange.delivery_resend (delivery_id, resent_at,
@@ -241,33 +225,11 @@ class PostgresAdminStore:
                 resend.dead_letter_reason,
                 resend.push_count,
             )
-            document_uuid = str(row["document_uuid"])
-            await stage_delivery_messages(conn, [(document_uuid, row["recipient"], delivery_id)])
-            await stage_ledger_events(
-                conn,
-                [
-                    LedgerEvent(
-                        entry_type="delivery",
-                        doc_uuid=document_uuid,
-                        document_id=row["document_id"],
-                        occurred_at=now,
-                        from_agency=row["sender"],
-                        to_agency=row["recipient"],
-                        # The ledger holds no personal data or free text in clear (ledger.md
-                        # §3): the certificate serial names the administrator, the subject and
-                        # reason are committed to by hash and kept in exchange.delivery_resend.
-                        data={
-                            "delivery": delivery_id,
-                            "event": "resent",
-                            "administrator_serial": administrator.serial,
-                            "administrator_subject_sha256": text_commitment(administrator.subject),
-                            "reason_sha256": text_commitment(reason),
-                            "dead_letter_reason": resend.dead_letter_reason,
-                            "push_count": resend.push_count,
-                        },
-                    )
-                ],
+            # Back on the queued path: the relay publishes this outbox row.
+            await stage_delivery_messages(
+                conn, [(row.ref.document_uuid, row.ref.recipient, delivery_id)]
             )
+            await stage_ledger_events(conn, decided.events)
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return resend
 

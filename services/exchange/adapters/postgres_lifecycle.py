@@ -11,15 +11,17 @@ import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
 from services.common.postgres import Conn
-from services.exchange.adapters.postgres import (
-    OUTBOX_CHANNEL,
-    stage_ledger_events,
-    text_commitment,
+from services.exchange.adapters.postgres import OUTBOX_CHANNEL, stage_ledger_events
+from services.exchange.adapters.postgres_copies import (
+    lock_copies,
+    lock_document_copies,
+    save_copies,
 )
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
-from services.exchange.domain.model import BusinessType
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import Copy, LedgerEvent, text_commitment
+from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import (
-    RECALL_STATUS_ID,
     RecallState,
     StaffInfo,
     StatusCode,
@@ -40,7 +42,7 @@ from services.exchange.service_layer.lifecycle_ports import (
     StatusNoticeItem,
     StatusOutcome,
 )
-from services.exchange.service_layer.ports import Acknowledgement, LedgerEvent
+from services.exchange.service_layer.ports import Acknowledgement
 
 
 def _entry(row: asyncpg.Record) -> StatusEntry:
@@ -95,6 +97,7 @@ async def _insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry)
 async def _insert_notice(
     conn: Conn,
     *,
+    notice_id: uuid.UUID | None = None,
     agency: str,
     kind: ItemKind,
     delivery_id: uuid.UUID,
@@ -102,7 +105,7 @@ async def _insert_notice(
     now: dt.datetime,
 ) -> str:
     """A notice and its outbox row, in the caller's transaction."""
-    notice_id = uuid.uuid4()
+    notice_id = notice_id or uuid.uuid4()
     await conn.execute(
         """
         INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
@@ -165,17 +168,8 @@ class PostgresLifecycleStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The row lock serialises reports on one delivery: each is decided against the
             # history as committed by the ones before it.
-            row = await conn.fetchrow(
-                """
-                SELECT d.document_uuid, d.recipient, d.state, d.acknowledged_at, d.recall_state,
-                    doc.document_id, doc.sender
-                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                WHERE d.id = $1
-                FOR UPDATE OF d
-                """,
-                key,
-            )
-            if row is None or row["recipient"] != (recipient or entry.reported_by):
+            row = (await lock_copies(conn, [key])).get(key)
+            if row is None or row.ref.recipient != (recipient or entry.reported_by):
                 return None
             history = [
                 _entry(r)
@@ -188,33 +182,27 @@ class PostgresLifecycleStore:
                     key,
                 )
             ]
-            recall = RecallState(row["recall_state"]) if row["recall_state"] else None
             duplicate = admit(
                 history,
                 entry,
-                received=row["acknowledged_at"] is not None,
-                withdrawn=row["state"] == "withdrawn",
-                recall=recall,
+                received=row.copy.acknowledged_at is not None,
+                withdrawn=row.copy.state is DeliveryState.WITHDRAWN,
+                recall=row.copy.recall,
             )
             if duplicate is not None:
                 return StatusOutcome(duplicate, already_recorded=True)
             status_row = await _insert_status(conn, key, entry)
-            if entry.code in (StatusCode.RECALL_AGREED, StatusCode.RECALL_REFUSED):
-                agreed = entry.code is StatusCode.RECALL_AGREED
+            answered = delivery.answer_recall(row.copy, entry.code)
+            if answered != row.copy:
+                await save_copies(conn, {key: answered})
                 await conn.execute(
-                    """
-                    UPDATE exchange.delivery SET recall_state = $2, recall_answered_at = $3,
-                        state = CASE WHEN $4 THEN 'withdrawn' ELSE state END
-                    WHERE id = $1
-                    """,
+                    "UPDATE exchange.delivery SET recall_answered_at = $2 WHERE id = $1",
                     key,
-                    (RecallState.AGREED if agreed else RecallState.REFUSED).value,
                     entry.recorded_at,
-                    agreed,
                 )
             notice_id = await _insert_notice(
                 conn,
-                agency=notify or row["sender"],
+                agency=notify or row.ref.sender,
                 kind=ItemKind.STATUS,
                 delivery_id=key,
                 status_row=status_row,
@@ -225,11 +213,11 @@ class PostgresLifecycleStore:
                 [
                     LedgerEvent(
                         entry_type="status",
-                        doc_uuid=str(row["document_uuid"]),
-                        document_id=row["document_id"],
+                        doc_uuid=row.ref.document_uuid,
+                        document_id=row.ref.document_id,
                         occurred_at=entry.recorded_at,
-                        from_agency=row["recipient"],
-                        to_agency=row["sender"],
+                        from_agency=row.ref.recipient,
+                        to_agency=row.ref.sender,
                         data={
                             "delivery": delivery_id,
                             "code": entry.code.value,
@@ -262,91 +250,47 @@ class PostgresLifecycleStore:
             )
             if document is None or document["sender"] != sender:
                 return None
-            # Rows are locked in id order, as the outbox relay locks them, so the two never
-            # deadlock; they are then handled in the document's recipient order.
-            rows = sorted(
-                await conn.fetch(
-                    """
-                    SELECT id, position, recipient, state, acknowledged_at, push_count,
-                        recall_state
-                    FROM exchange.delivery WHERE document_uuid = $1
-                    ORDER BY id
-                    FOR UPDATE
-                    """,
-                    doc_key,
-                ),
-                key=lambda row: row["position"],
-            )
             wanted = set(recipients)
-            for row in rows:
-                if wanted and row["recipient"] not in wanted:
+            changed: dict[uuid.UUID, Copy] = {}
+            for row in await lock_document_copies(conn, doc_key):
+                if wanted and row.ref.recipient not in wanted:
                     continue
-                if row["recall_state"] is not None:
-                    outcomes.append(
-                        RecallOutcome(
-                            row["recipient"],
-                            str(row["id"]),
-                            RecallState(row["recall_state"]),
-                            already_requested=True,
-                        )
+                notice_id = uuid.uuid4()
+                decided = delivery.recall(row.ref, row.copy, reason, now, notice_id=str(notice_id))
+                outcomes.append(
+                    RecallOutcome(
+                        row.ref.recipient,
+                        row.ref.delivery_id,
+                        decided.recall,
+                        already_requested=decided.already,
                     )
-                    continue
-                received = row["acknowledged_at"] is not None
-                state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
-                await conn.execute(
-                    """
-                    UPDATE exchange.delivery SET recall_state = $2, recall_reason = $3,
-                        recall_requested_at = $4,
-                        state = CASE WHEN $5 THEN state ELSE 'withdrawn' END
-                    WHERE id = $1
-                    """,
-                    row["id"],
-                    state.value,
-                    reason,
-                    now,
-                    received,
                 )
-                data: dict[str, str] = {
-                    "delivery": str(row["id"]),
-                    "reason_sha256": text_commitment(reason),
-                }
-                if received or row["push_count"] > 0:
-                    # Pushed copies may be stored by the DMS even when not yet acknowledged.
-                    data["notice"] = await _insert_notice(
+                if decided.already:
+                    continue
+                changed[row.key] = decided.copy
+                if decided.notify_recipient:
+                    await _insert_notice(
                         conn,
-                        agency=row["recipient"],
+                        notice_id=notice_id,
+                        agency=row.ref.recipient,
                         kind=ItemKind.RECALL,
-                        delivery_id=row["id"],
+                        delivery_id=row.key,
                         status_row=None,
                         now=now,
                     )
-                if received:
-                    await _insert_status(
-                        conn,
-                        row["id"],
-                        StatusEntry(
-                            StatusReport(
-                                RECALL_STATUS_ID, StatusCode.RECALL_REQUESTED, now, reason
-                            ),
-                            reported_by=sender,
-                            recorded_at=now,
-                        ),
-                    )
-                data["event"] = "requested" if received else "withdrawn_before_receipt"
-                events.append(
-                    LedgerEvent(
-                        entry_type="revoke",
-                        doc_uuid=document_uuid,
-                        document_id=document["document_id"],
-                        occurred_at=now,
-                        from_agency=sender,
-                        to_agency=row["recipient"],
-                        data=data,
-                    )
-                )
-                outcomes.append(
-                    RecallOutcome(row["recipient"], str(row["id"]), state, already_requested=False)
-                )
+                if decided.status is not None:
+                    await _insert_status(conn, row.key, decided.status)
+                events.extend(decided.events)
+            await save_copies(conn, changed)
+            await conn.execute(
+                """
+                UPDATE exchange.delivery SET recall_reason = $2, recall_requested_at = $3
+                WHERE id = ANY($1::uuid[])
+                """,
+                list(changed),
+                reason,
+                now,
+            )
             await stage_ledger_events(conn, events)
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return outcomes

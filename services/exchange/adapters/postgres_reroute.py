@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import asyncpg
 
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
-    dead_letter_event,
     stage_delivery_messages,
     stage_ledger_events,
 )
+from services.exchange.adapters.postgres_copies import lock_copies, save_copies
 from services.exchange.adapters.postgres_lifecycle import stage_notice_messages
-from services.exchange.service_layer.ports import LedgerEvent
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import Copy, LedgerEvent
 
 # Both halves use the partial indexes delivery_pending and notice_pending.
 _WAITING_SQL = """
@@ -48,18 +50,9 @@ WHERE agency = $1 AND acknowledged_at IS NULL
 RETURNING id
 """
 
-_DEAD_LETTER_SQL = """
-WITH waiting AS (
-    SELECT d.id FROM exchange.delivery d
-    WHERE d.recipient = $1 AND d.state IN ('accepted', 'queued', 'pushed')
-    ORDER BY d.id
-    FOR UPDATE OF d
-)
-UPDATE exchange.delivery d
-SET state = 'dead_lettered', dead_lettered_at = $3, dead_letter_reason = $2
-FROM waiting, exchange.document doc
-WHERE d.id = waiting.id AND doc.uuid = d.document_uuid
-RETURNING d.id, d.document_uuid, doc.document_id, doc.sender, d.push_count
+_WAITING_COPIES_SQL = """
+SELECT id FROM exchange.delivery
+WHERE recipient = $1 AND state IN ('accepted', 'queued', 'pushed')
 """
 
 
@@ -103,21 +96,14 @@ class PostgresRerouteStore:
 
     async def dead_letter_waiting(self, agency: str, reason: str, now: dt.datetime) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_DEAD_LETTER_SQL, agency, reason, now)
-            await stage_ledger_events(
-                conn,
-                [
-                    dead_letter_event(
-                        document_uuid=str(row["document_uuid"]),
-                        document_id=row["document_id"],
-                        sender=row["sender"],
-                        recipient=agency,
-                        delivery_id=str(row["id"]),
-                        reason=reason,
-                        push_count=row["push_count"],
-                        at=now,
-                    )
-                    for row in rows
-                ],
-            )
-        return len(rows)
+            keys = [row["id"] for row in await conn.fetch(_WAITING_COPIES_SQL, agency)]
+            changed: dict[uuid.UUID, Copy] = {}
+            events: list[LedgerEvent] = []
+            for row in (await lock_copies(conn, keys)).values():
+                decided = delivery.dead_letter(row.ref, row.copy, reason, now)
+                if decided is not None and row.ref.recipient == agency:
+                    changed[row.key] = decided.copy
+                    events.extend(decided.events)
+            await save_copies(conn, changed)
+            await stage_ledger_events(conn, events)
+        return len(changed)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.errors import RejectedError
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.lifecycle_ports import PageCursor
@@ -92,12 +91,6 @@ class Resend:
     dead_lettered_at: dt.datetime
     dead_letter_reason: str
     push_count: int
-
-
-class NotDeadLetteredError(RejectedError):
-    """A resend of a copy that is not dead-lettered (e.g. resent already, or acknowledged)."""
-
-    reason = "NOT_DEAD_LETTERED"
 
 
 class AdminStore(Protocol):

@@ -24,6 +24,7 @@ from services.common.errors import (
     require_uuid,
 )
 from services.common.trust import domain_error
+from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     DEFAULT_MAX_ATTACHMENT_BYTES,
     DEFAULT_MAX_PUSHES,
@@ -45,7 +46,6 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
-    LedgerEvent,
     PushItem,
 )
 from services.exchange.service_layer.routing import route_recipients
@@ -260,17 +260,25 @@ class ExchangeHandlers:
         return recipient, notify
 
     async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | DeadLetter | None:
-        outcome = await self._store.begin_push(delivery_id, recipient, self._limits.max_pushes)
-        if isinstance(outcome, DeadLetter):
-            # The alert of domain.md §10.1: delivery gave up on this copy.
-            log.warning(
-                "delivery_dead_lettered",
-                delivery_id=delivery_id,
-                recipient=recipient,
-                reason=outcome.reason,
-                push_count=outcome.push_count,
-            )
-        return outcome
+        return (await self.begin_pushes([(delivery_id, recipient)]))[0]
+
+    async def begin_pushes(
+        self, claims: Sequence[tuple[str, str]]
+    ) -> list[PushItem | DeadLetter | None]:
+        """Each (delivery id, recipient) claimed for a push in one transaction (see
+        DocumentStore.begin_pushes)."""
+        outcomes = await self._store.begin_pushes(claims, self._limits.max_pushes)
+        for (delivery_id, recipient), outcome in zip(claims, outcomes, strict=True):
+            if isinstance(outcome, DeadLetter):
+                # The alert of domain.md §10.1: delivery gave up on this copy.
+                log.warning(
+                    "delivery_dead_lettered",
+                    delivery_id=delivery_id,
+                    recipient=recipient,
+                    reason=outcome.reason,
+                    push_count=outcome.push_count,
+                )
+        return outcomes
 
     async def acknowledge(self, caller_agency: str, delivery_id: str) -> Acknowledgement:
         require_uuid("delivery_id", delivery_id)

@@ -6,11 +6,12 @@ Each store method is one transaction: it commits everything it was given or noth
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from services.directory.domain.reorganisation import Resolution
+from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     AttachmentRef,
     DeliveryState,
@@ -41,19 +42,6 @@ class DirectoryLookup(Protocol):
         is answered; unknown ones with state UNKNOWN). The directory follows successor chains
         (DirectoryService.ResolveRecipients), so all adapters share one implementation."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEvent:
-    """A fact for the tamper-evident ledger, staged in the same transaction as the change."""
-
-    entry_type: str
-    doc_uuid: str
-    document_id: str
-    occurred_at: dt.datetime
-    from_agency: str = ""
-    to_agency: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +159,14 @@ class DocumentStore(UploadStore, Protocol):
         """
         ...
 
-    async def begin_push(
-        self, delivery_id: str, recipient: str, max_pushes: int | None = None
-    ) -> PushItem | DeadLetter | None:
-        """Marks a delivery pushed and returns it; None when it must not be pushed (already
-        acknowledged, withdrawn, dead-lettered, or not this recipient's). A delivery already
-        pushed `max_pushes` times (no limit when None) is not pushed again: it is dead-lettered
-        (MAX_PUSHES_EXCEEDED), with a `delivery` ledger event, and the DeadLetter returned."""
+    async def begin_pushes(
+        self, claims: Sequence[tuple[str, str]], max_pushes: int | None = None
+    ) -> list[PushItem | DeadLetter | None]:
+        """Decides each (delivery id, recipient) claim with delivery.push, in one transaction,
+        and returns, in order: the PushItem of a copy marked pushed; None when it must not be
+        pushed (acknowledged, withdrawn, dead-lettered, or not this recipient's); the DeadLetter
+        of a copy already pushed `max_pushes` times (no limit when None), dead-lettered instead
+        (MAX_PUSHES_EXCEEDED) with a `delivery` ledger event."""
         ...
 
     async def acknowledge(

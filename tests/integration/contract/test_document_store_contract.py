@@ -16,6 +16,7 @@ import pytest
 from docaxis.exchange.v1 import events_pb2
 
 from services.exchange.adapters.postgres import PostgresDocumentStore
+from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     MAX_PUSHES_EXCEEDED,
     AttachmentRef,
@@ -32,7 +33,6 @@ from services.exchange.service_layer.ports import (
     DocumentStore,
     DuplicateConsignmentError,
     DuplicateDocumentError,
-    LedgerEvent,
     PushItem,
 )
 from tests.fakes import DELIVERY_MESSAGE_TYPE, FakeDocumentStore, OutboxMessage
@@ -387,7 +387,7 @@ class DocumentStoreContract:
         ref = AttachmentRef("tệp.pdf", "application/pdf", 4, sha, "mô tả")
         sent = await send(store, a_submission(sender, [recipient], attachments=(ref,)))
         delivery_id = sent.receipt.routes[0].delivery_id
-        item = await store.begin_push(delivery_id, recipient)
+        item = (await store.begin_pushes([(delivery_id, recipient)]))[0]
         assert isinstance(item, PushItem)
         assert (item.delivery_id, item.document_uuid, item.requested_recipient) == (
             delivery_id,
@@ -425,11 +425,11 @@ class DocumentStoreContract:
         sender, recipient = unique("S"), unique("R")
         sent = await send(store, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
-        pushed = await store.begin_push(delivery_id, recipient)
+        pushed = (await store.begin_pushes([(delivery_id, recipient)]))[0]
         assert isinstance(pushed, PushItem)
         assert pushed.first_handover
         first = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
-        again = await store.begin_push(delivery_id, recipient)
+        again = (await store.begin_pushes([(delivery_id, recipient)]))[0]
         assert isinstance(again, PushItem)
         assert not again.first_handover
         second = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
@@ -448,16 +448,18 @@ class DocumentStoreContract:
         sent = await send(store, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
         for _ in range(2):
-            assert isinstance(await store.begin_push(delivery_id, recipient, 2), PushItem)
-        dead = await store.begin_push(delivery_id, recipient, 2)
+            assert isinstance(
+                (await store.begin_pushes([(delivery_id, recipient)], 2))[0], PushItem
+            )
+        dead = (await store.begin_pushes([(delivery_id, recipient)], 2))[0]
         assert isinstance(dead, DeadLetter)
         assert (dead.delivery_id, dead.reason, dead.push_count) == (
             delivery_id,
             MAX_PUSHES_EXCEEDED,
             2,
         )
-        assert await store.begin_push(delivery_id, recipient, 2) is None
-        assert await store.begin_push(delivery_id, recipient) is None
+        assert (await store.begin_pushes([(delivery_id, recipient)], 2))[0] is None
+        assert (await store.begin_pushes([(delivery_id, recipient)]))[0] is None
         track = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
         assert track is not None
         (copy,) = track.recipients
@@ -490,8 +492,8 @@ class DocumentStoreContract:
         sender, recipient, other = unique("S"), unique("R"), unique("R")
         sent = await send(store, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
-        assert await store.begin_push(delivery_id, other) is None
-        assert await store.begin_push(str(uuid.uuid4()), recipient) is None
+        assert (await store.begin_pushes([(delivery_id, other)]))[0] is None
+        assert (await store.begin_pushes([(str(uuid.uuid4()), recipient)]))[0] is None
         track = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
         assert track is not None
         assert (track.recipients[0].state, track.recipients[0].push_count) == (
@@ -513,7 +515,7 @@ class DocumentStoreContract:
         again = await store.acknowledge(delivery_id, recipient, now + dt.timedelta(hours=1))
         assert again is not None
         assert (again.acknowledged_at, again.already_acknowledged) == (now, True)
-        assert await store.begin_push(delivery_id, recipient) is None
+        assert (await store.begin_pushes([(delivery_id, recipient)]))[0] is None
         track = await store.track(document_uuid=sent.receipt.document_uuid, document_id=None)
         assert track is not None
         (copy,) = track.recipients
@@ -577,7 +579,7 @@ class DocumentStoreContract:
     ) -> None:
         """The handlers validate ids first; the stores do not guess."""
         with pytest.raises(ValueError, match="UUID"):
-            await store.begin_push("delivery-1", unique("R"))
+            await store.begin_pushes([("delivery-1", unique("R"))])
         with pytest.raises(ValueError, match="UUID"):
             await store.acknowledge("delivery-1", unique("R"), ACCEPTED_AT)
 

@@ -196,7 +196,7 @@ class LifecycleStoreContract:
             (asked, asked_id, RecallState.PENDING, False),
             (withdrawn, withdrawn_id, RecallState.WITHDRAWN_BEFORE_RECEIPT, False),
         ]
-        assert await docs.begin_push(withdrawn_id, withdrawn) is None
+        assert (await docs.begin_pushes([(withdrawn_id, withdrawn)]))[0] is None
         assert await lifecycle.pending(withdrawn, None, 10) == []
         (item,) = await lifecycle.pending(asked, None, 10)
         assert (item.kind, item.sender) == (ItemKind.RECALL, sender)
@@ -250,13 +250,13 @@ class LifecycleStoreContract:
         sender, recipient = unique("S"), unique("R")
         sent = await send(docs, a_submission(sender, [recipient]))
         delivery_id = sent.receipt.routes[0].delivery_id
-        assert isinstance(await docs.begin_push(delivery_id, recipient), PushItem)
+        assert isinstance((await docs.begin_pushes([(delivery_id, recipient)]))[0], PushItem)
         outcomes = await lifecycle.request_recall(
             sent.receipt.document_uuid, sender, "Thu hồi", [], at(1)
         )
         assert outcomes is not None
         assert [o.state for o in outcomes] == [RecallState.WITHDRAWN_BEFORE_RECEIPT]
-        assert await docs.begin_push(delivery_id, recipient) is None
+        assert (await docs.begin_pushes([(delivery_id, recipient)]))[0] is None
         (item,) = await lifecycle.pending(recipient, None, 10)
         notice = await lifecycle.begin_notice(item.item_id, recipient)
         assert isinstance(notice, RecallNoticeItem)

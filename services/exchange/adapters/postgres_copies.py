@@ -1,0 +1,118 @@
+"""Loading copies (exchange.delivery rows) under their row locks and storing what the rules of
+services/exchange/domain/delivery.py decided, for every store that changes a copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.common.postgres import Conn
+from services.exchange.domain.delivery import Copy, CopyRef
+from services.exchange.domain.model import DeliveryState
+from services.exchange.domain.statuses import RecallState
+
+# Every copy is locked in id order, as every writer of delivery rows locks them (an UPDATE takes
+# its row locks in scan order, and two orders can deadlock). now() is the transaction's time.
+_LOCK_SQL = """
+SELECT d.id, d.document_uuid, d.position, d.recipient, d.requested_recipient, d.state, d.push_count,
+    d.queued_at, d.pushed_at, d.acknowledged_at, d.dead_lettered_at, d.dead_letter_reason,
+    d.recall_state, doc.document_id, doc.sender, now() AS now
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE d.id = ANY($1::uuid[])
+ORDER BY d.id
+FOR UPDATE OF d
+"""
+
+_SAVE_SQL = """
+UPDATE exchange.delivery d SET state = u.state, push_count = u.push_count,
+    queued_at = u.queued_at, pushed_at = u.pushed_at, acknowledged_at = u.acknowledged_at,
+    dead_lettered_at = u.dead_lettered_at, dead_letter_reason = nullif(u.dead_letter_reason, ''),
+    recall_state = u.recall_state
+FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
+    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[])
+    AS u(id, state, push_count, queued_at, pushed_at, acknowledged_at, dead_lettered_at,
+        dead_letter_reason, recall_state)
+WHERE d.id = u.id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LockedCopy:
+    """A copy as stored, with whose copy of what it is, locked until the transaction ends."""
+
+    key: uuid.UUID
+    ref: CopyRef
+    copy: Copy
+    requested_recipient: str
+    document_key: uuid.UUID
+    # The copy's place among its document's recipients.
+    position: int
+    # The transaction's now(): the time of every change the transaction makes.
+    now: dt.datetime
+
+
+def _locked(row: asyncpg.Record) -> LockedCopy:
+    return LockedCopy(
+        key=row["id"],
+        ref=CopyRef(
+            delivery_id=str(row["id"]),
+            document_uuid=str(row["document_uuid"]),
+            document_id=row["document_id"],
+            sender=row["sender"],
+            recipient=row["recipient"],
+        ),
+        copy=Copy(
+            state=DeliveryState(row["state"]),
+            push_count=row["push_count"],
+            queued_at=row["queued_at"],
+            pushed_at=row["pushed_at"],
+            acknowledged_at=row["acknowledged_at"],
+            dead_lettered_at=row["dead_lettered_at"],
+            dead_letter_reason=row["dead_letter_reason"] or "",
+            recall=RecallState(row["recall_state"]) if row["recall_state"] else None,
+        ),
+        requested_recipient=row["requested_recipient"],
+        document_key=row["document_uuid"],
+        position=row["position"],
+        now=row["now"],
+    )
+
+
+async def lock_copies(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, LockedCopy]:
+    """The copies among `keys` that exist, locked, by id."""
+    if not keys:
+        return {}
+    return {row["id"]: _locked(row) for row in await conn.fetch(_LOCK_SQL, list(set(keys)))}
+
+
+async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[LockedCopy]:
+    """Every copy of a document, locked (in id order), in the document's recipient order."""
+    keys = await conn.fetch(
+        "SELECT id FROM exchange.delivery WHERE document_uuid = $1", document_key
+    )
+    locked = await lock_copies(conn, [row["id"] for row in keys])
+    return sorted(locked.values(), key=lambda row: row.position)
+
+
+async def save_copies(conn: Conn, copies: Mapping[uuid.UUID, Copy]) -> None:
+    """Stores each copy's transport columns as decided (one round trip)."""
+    if not copies:
+        return
+    keys = list(copies)
+    values = [copies[key] for key in keys]
+    await conn.execute(
+        _SAVE_SQL,
+        keys,
+        [c.state.value for c in values],
+        [c.push_count for c in values],
+        [c.queued_at for c in values],
+        [c.pushed_at for c in values],
+        [c.acknowledged_at for c in values],
+        [c.dead_lettered_at for c in values],
+        [c.dead_letter_reason for c in values],
+        [c.recall.value if c.recall else None for c in values],
+    )

@@ -1,0 +1,304 @@
+"""The transport life of one copy (domain.md §4, §10): queue, push, acknowledgement, recall,
+dead letter and resend, decided here as pure functions; the stores only load a copy, call the
+rule and persist what it returns (with its ledger events), the way statuses.admit decides
+statuses.
+
+Each rule takes the copy as stored (`Copy`) and returns the copy as it must be stored next,
+with the ledger events that record the change: every state change has one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.errors import RejectedError
+from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
+from services.exchange.domain.statuses import (
+    RECALL_STATUS_ID,
+    RecallState,
+    StatusCode,
+    StatusEntry,
+    StatusReport,
+)
+
+# The copies still on their way: pushed (or fetched) again until acknowledged.
+PENDING_STATES: frozenset[DeliveryState] = frozenset(
+    {DeliveryState.ACCEPTED, DeliveryState.QUEUED, DeliveryState.PUSHED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """A fact for the tamper-evident ledger, staged in the same transaction as the change."""
+
+    entry_type: str
+    doc_uuid: str
+    document_id: str
+    occurred_at: dt.datetime
+    from_agency: str = ""
+    to_agency: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def text_commitment(text: str) -> str:
+    """How the ledger commits to free text it may not hold in clear (ledger.md §3): the text
+    itself stays in the exchange's tables."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRef:
+    """Whose copy of what: the parties every ledger event of the copy names."""
+
+    delivery_id: str
+    document_uuid: str
+    document_id: str
+    sender: str
+    recipient: str
+
+    def event(
+        self, entry_type: str, at: dt.datetime, data: Mapping[str, Any], *, to: str = ""
+    ) -> LedgerEvent:
+        return LedgerEvent(
+            entry_type=entry_type,
+            doc_uuid=self.document_uuid,
+            document_id=self.document_id,
+            occurred_at=at,
+            from_agency=self.sender,
+            to_agency=to or self.recipient,
+            data={"delivery": self.delivery_id, **data},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """The transport columns of one copy (exchange.delivery)."""
+
+    state: DeliveryState
+    push_count: int = 0
+    queued_at: dt.datetime | None = None
+    pushed_at: dt.datetime | None = None
+    acknowledged_at: dt.datetime | None = None
+    dead_lettered_at: dt.datetime | None = None
+    dead_letter_reason: str = ""
+    recall: RecallState | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.state in PENDING_STATES
+
+
+def dead_letter_event(ref: CopyRef, reason: str, push_count: int, at: dt.datetime) -> LedgerEvent:
+    """The ledger's record of a copy delivery gave up on (too many pushes, or a recipient closed
+    with nowhere to move its mail)."""
+    return ref.event(
+        "delivery", at, {"event": "dead_lettered", "reason": reason, "push_count": push_count}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A rule's verdict: the copy as it must be stored, and the events recording the change."""
+
+    copy: Copy
+    events: tuple[LedgerEvent, ...] = ()
+
+
+def queued(ref: CopyRef, copy: Copy, now: dt.datetime) -> Decision | None:
+    """The relay published the copy's message. Recorded on the first publish only (a republish
+    after a crash finds queued_at set), whatever the state: the DMS may already have been pushed
+    the message; only an accepted copy moves to queued."""
+    if copy.queued_at is not None:
+        return None
+    state = DeliveryState.QUEUED if copy.state is DeliveryState.ACCEPTED else copy.state
+    return Decision(
+        copy=dataclasses.replace(copy, state=state, queued_at=now),
+        events=(ref.event("delivery", now, {"event": "queued"}),),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Push(Decision):
+    """Hand the copy over (push or pull-mode fetch)."""
+
+    # The copy's first hand-over ever (a resend does not start over): the end of its delivery
+    # latency.
+    first_handover: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLettered(Decision):
+    """Not handed over again: the push limit is reached; terminal until an administrator resends
+    it."""
+
+
+def push(
+    ref: CopyRef, copy: Copy, *, max_pushes: int | None, now: dt.datetime
+) -> Push | DeadLettered | None:
+    """Whether to hand the copy over once more. None when it must not be (acknowledged,
+    withdrawn, dead-lettered, failed). A copy already handed over `max_pushes` times without an
+    acknowledgement is dead-lettered instead (no limit when None). Only the first push is a
+    ledger event: a stream that dropped before the acknowledgement pushes again."""
+    if not copy.pending:
+        return None
+    if max_pushes is not None and copy.push_count >= max_pushes:
+        dead = dataclasses.replace(
+            copy,
+            state=DeliveryState.DEAD_LETTERED,
+            dead_lettered_at=now,
+            dead_letter_reason=MAX_PUSHES_EXCEEDED,
+        )
+        return DeadLettered(
+            copy=dead, events=(dead_letter_event(ref, MAX_PUSHES_EXCEEDED, copy.push_count, now),)
+        )
+    pushed = dataclasses.replace(
+        copy,
+        state=DeliveryState.PUSHED,
+        push_count=copy.push_count + 1,
+        pushed_at=copy.pushed_at or now,
+    )
+    events = (ref.event("delivery", now, {"event": "pushed"}),) if pushed.push_count == 1 else ()
+    return Push(copy=pushed, events=events, first_handover=copy.pushed_at is None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Acknowledged(Decision):
+    acknowledged_at: dt.datetime
+    # Acknowledged before: the first acknowledgement stands and nothing changes.
+    already: bool = False
+
+
+def acknowledge(ref: CopyRef, copy: Copy, now: dt.datetime) -> Acknowledged:
+    """The recipient's DMS stored the copy: acknowledged once (`receipt` ledger event); again,
+    the first acknowledgement is returned. A copy recalled before its acknowledgement stays
+    withdrawn."""
+    if copy.acknowledged_at is not None:
+        return Acknowledged(copy=copy, acknowledged_at=copy.acknowledged_at, already=True)
+    state = copy.state if copy.state is DeliveryState.WITHDRAWN else DeliveryState.ACKNOWLEDGED
+    acknowledged = dataclasses.replace(
+        copy, state=state, acknowledged_at=now, pushed_at=copy.pushed_at or now
+    )
+    return Acknowledged(
+        copy=acknowledged, events=(ref.event("receipt", now, {}),), acknowledged_at=now
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recalled(Decision):
+    recall: RecallState
+    # Recalled before: its current state is returned and nothing changes.
+    already: bool = False
+    # The recipient gets a recall notice (it holds or may hold the copy).
+    notify_recipient: bool = False
+    # The 13 recorded in the copy's history (received copies only).
+    status: StatusEntry | None = None
+
+
+def recall(
+    ref: CopyRef, copy: Copy, reason: str, now: dt.datetime, *, notice_id: str = ""
+) -> Recalled:
+    """The sender recalls the copy (13). Not yet acknowledged: withdrawn at once, with a recall
+    notice only if it was pushed (the DMS may have stored it). Acknowledged: a pending recall,
+    a 13 in its history and a recall notice, to be answered with 15 or 16.
+
+    `notice_id` is the id the store gives the notice when one is due (named in the event)."""
+    if copy.recall is not None:
+        return Recalled(copy=copy, recall=copy.recall, already=True)
+    received = copy.acknowledged_at is not None
+    state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
+    notify = received or copy.push_count > 0
+    data: dict[str, str] = {"reason_sha256": text_commitment(reason)}
+    if notify:
+        data["notice"] = notice_id
+    data["event"] = "requested" if received else "withdrawn_before_receipt"
+    changed = dataclasses.replace(
+        copy, recall=state, state=copy.state if received else DeliveryState.WITHDRAWN
+    )
+    status = (
+        StatusEntry(
+            StatusReport(RECALL_STATUS_ID, StatusCode.RECALL_REQUESTED, now, reason),
+            reported_by=ref.sender,
+            recorded_at=now,
+        )
+        if received
+        else None
+    )
+    return Recalled(
+        copy=changed,
+        events=(ref.event("revoke", now, data),),
+        recall=state,
+        notify_recipient=notify,
+        status=status,
+    )
+
+
+def answer_recall(copy: Copy, code: StatusCode) -> Copy:
+    """A recipient's admitted 15 (agreed: the copy is withdrawn) or 16 (refused) settles the
+    pending recall (statuses.admit has checked one is pending); other codes change nothing."""
+    if code is StatusCode.RECALL_AGREED:
+        return dataclasses.replace(copy, recall=RecallState.AGREED, state=DeliveryState.WITHDRAWN)
+    if code is StatusCode.RECALL_REFUSED:
+        return dataclasses.replace(copy, recall=RecallState.REFUSED)
+    return copy
+
+
+class NotDeadLetteredError(RejectedError):
+    """Only a dead-lettered copy can be resent."""
+
+    reason = "NOT_DEAD_LETTERED"
+
+
+def resend(
+    ref: CopyRef,
+    copy: Copy,
+    *,
+    administrator_serial: str,
+    administrator_subject: str,
+    reason: str,
+    now: dt.datetime,
+) -> Decision:
+    """An administrator puts a dead-lettered copy back on the queued path: the next push counts
+    from zero; queued_at and pushed_at keep the first time (the ledger has every step). The
+    ledger holds no personal data or free text in clear (ledger.md §3): the certificate serial
+    names the administrator, the subject and reason are committed to by hash."""
+    if copy.state is not DeliveryState.DEAD_LETTERED:
+        raise NotDeadLetteredError(
+            f"delivery {ref.delivery_id} is {copy.state}, not dead-lettered",
+            meta={"delivery_id": ref.delivery_id, "state": str(copy.state)},
+        )
+    event = ref.event(
+        "delivery",
+        now,
+        {
+            "event": "resent",
+            "administrator_serial": administrator_serial,
+            "administrator_subject_sha256": text_commitment(administrator_subject),
+            "reason_sha256": text_commitment(reason),
+            "dead_letter_reason": copy.dead_letter_reason,
+            "push_count": copy.push_count,
+        },
+    )
+    resent = dataclasses.replace(
+        copy,
+        state=DeliveryState.QUEUED,
+        push_count=0,
+        dead_lettered_at=None,
+        dead_letter_reason="",
+    )
+    return Decision(copy=resent, events=(event,))
+
+
+def dead_letter(ref: CopyRef, copy: Copy, reason: str, now: dt.datetime) -> Decision | None:
+    """Delivery gives up on a waiting copy for `reason` (e.g. its recipient closed with nowhere
+    to move its mail). None when the copy is no longer waiting."""
+    if not copy.pending:
+        return None
+    dead = dataclasses.replace(
+        copy, state=DeliveryState.DEAD_LETTERED, dead_lettered_at=now, dead_letter_reason=reason
+    )
+    return Decision(copy=dead, events=(dead_letter_event(ref, reason, copy.push_count, now),))

@@ -1,0 +1,153 @@
+"""The transport rules of one copy (services/exchange/domain/delivery.py), without any store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import Copy, CopyRef
+from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
+from services.exchange.domain.statuses import RecallState, StatusCode
+
+REF = CopyRef("d-1", "u-1", "000.00.01.H01,2025/07/01,1/BC", "SENDER", "RECIPIENT")
+T0 = dt.datetime(2025, 7, 1, 8, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(minutes=1)
+
+
+def test_the_first_push_is_a_ledger_event_and_a_repeat_is_not() -> None:
+    first = delivery.push(REF, Copy(DeliveryState.QUEUED), max_pushes=3, now=T0)
+    assert isinstance(first, delivery.Push)
+    assert first.first_handover
+    assert (first.copy.state, first.copy.push_count, first.copy.pushed_at) == (
+        DeliveryState.PUSHED,
+        1,
+        T0,
+    )
+    assert [e.data for e in first.events] == [{"delivery": "d-1", "event": "pushed"}]
+    again = delivery.push(REF, first.copy, max_pushes=3, now=T1)
+    assert isinstance(again, delivery.Push)
+    assert not again.first_handover
+    assert (again.copy.push_count, again.copy.pushed_at, again.events) == (2, T0, ())
+
+
+def test_the_push_limit_dead_letters_instead_of_pushing() -> None:
+    copy = Copy(DeliveryState.PUSHED, push_count=3, pushed_at=T0)
+    dead = delivery.push(REF, copy, max_pushes=3, now=T1)
+    assert isinstance(dead, delivery.DeadLettered)
+    assert (dead.copy.state, dead.copy.dead_letter_reason, dead.copy.push_count) == (
+        DeliveryState.DEAD_LETTERED,
+        MAX_PUSHES_EXCEEDED,
+        3,
+    )
+    assert dead.events[0].data["event"] == "dead_lettered"
+    assert delivery.push(REF, dead.copy, max_pushes=3, now=T1) is None
+    assert isinstance(delivery.push(REF, copy, max_pushes=None, now=T1), delivery.Push)
+
+
+@pytest.mark.parametrize(
+    "state", [DeliveryState.ACKNOWLEDGED, DeliveryState.WITHDRAWN, DeliveryState.FAILED]
+)
+def test_a_copy_that_is_done_is_never_pushed(state: DeliveryState) -> None:
+    assert delivery.push(REF, Copy(state), max_pushes=None, now=T0) is None
+
+
+def test_an_acknowledgement_counts_once_and_a_withdrawn_copy_stays_withdrawn() -> None:
+    acked = delivery.acknowledge(REF, Copy(DeliveryState.PUSHED, pushed_at=T0), T1)
+    assert (acked.already, acked.acknowledged_at, acked.copy.state) == (
+        False,
+        T1,
+        DeliveryState.ACKNOWLEDGED,
+    )
+    assert [e.entry_type for e in acked.events] == ["receipt"]
+    again = delivery.acknowledge(REF, acked.copy, T1 + dt.timedelta(hours=1))
+    assert (again.already, again.acknowledged_at, again.events) == (True, T1, ())
+    withdrawn = delivery.acknowledge(REF, Copy(DeliveryState.WITHDRAWN), T1)
+    assert withdrawn.copy.state is DeliveryState.WITHDRAWN
+    assert withdrawn.copy.pushed_at == T1  # handed over at the latest when acknowledged
+
+
+def test_a_recall_withdraws_an_unreceived_copy_and_asks_about_a_received_one() -> None:
+    unpushed = delivery.recall(REF, Copy(DeliveryState.QUEUED), "sai", T1, notice_id="n")
+    assert (unpushed.recall, unpushed.copy.state, unpushed.notify_recipient) == (
+        RecallState.WITHDRAWN_BEFORE_RECEIPT,
+        DeliveryState.WITHDRAWN,
+        False,
+    )
+    assert "notice" not in unpushed.events[0].data
+    assert unpushed.status is None
+    pushed = delivery.recall(REF, Copy(DeliveryState.PUSHED, push_count=1), "sai", T1)
+    assert pushed.notify_recipient
+    assert pushed.copy.state is DeliveryState.WITHDRAWN
+    received = Copy(DeliveryState.ACKNOWLEDGED, push_count=1, acknowledged_at=T0)
+    asked = delivery.recall(REF, received, "sai", T1, notice_id="n")
+    assert (asked.recall, asked.copy.state, asked.events[0].data["notice"]) == (
+        RecallState.PENDING,
+        DeliveryState.ACKNOWLEDGED,
+        "n",
+    )
+    assert asked.status is not None
+    assert asked.status.code is StatusCode.RECALL_REQUESTED
+    repeated = delivery.recall(REF, asked.copy, "khác", T1)
+    assert (repeated.already, repeated.recall, repeated.events) == (True, RecallState.PENDING, ())
+
+
+def test_answers_settle_a_pending_recall() -> None:
+    pending = Copy(DeliveryState.ACKNOWLEDGED, acknowledged_at=T0, recall=RecallState.PENDING)
+    agreed = delivery.answer_recall(pending, StatusCode.RECALL_AGREED)
+    assert (agreed.recall, agreed.state) == (RecallState.AGREED, DeliveryState.WITHDRAWN)
+    refused = delivery.answer_recall(pending, StatusCode.RECALL_REFUSED)
+    assert (refused.recall, refused.state) == (RecallState.REFUSED, DeliveryState.ACKNOWLEDGED)
+    assert delivery.answer_recall(pending, StatusCode.ACCEPTED) == pending
+
+
+def test_only_a_dead_letter_is_resent_and_it_starts_counting_again() -> None:
+    dead = Copy(
+        DeliveryState.DEAD_LETTERED,
+        push_count=20,
+        queued_at=T0,
+        dead_lettered_at=T1,
+        dead_letter_reason=MAX_PUSHES_EXCEEDED,
+    )
+    resent = delivery.resend(
+        REF, dead, administrator_serial="1a", administrator_subject="CN=a", reason="r", now=T1
+    )
+    assert (resent.copy.state, resent.copy.push_count, resent.copy.queued_at) == (
+        DeliveryState.QUEUED,
+        0,
+        T0,
+    )
+    assert resent.events[0].data["push_count"] == 20
+    assert "CN=a" not in str(resent.events[0].data)  # committed to by hash only
+    with pytest.raises(delivery.NotDeadLetteredError):
+        delivery.resend(
+            REF, resent.copy, administrator_serial="1a", administrator_subject="", reason="", now=T1
+        )
+
+
+def test_queued_is_recorded_on_the_first_publish_only() -> None:
+    first = delivery.queued(REF, Copy(DeliveryState.ACCEPTED), T0)
+    assert first is not None
+    assert (first.copy.state, first.copy.queued_at) == (
+        DeliveryState.QUEUED,
+        T0,
+    )
+    assert delivery.queued(REF, first.copy, T1) is None
+    # Pushed before the relay's commit: keeps its state, still gets its queued time.
+    raced = delivery.queued(REF, Copy(DeliveryState.PUSHED, push_count=1), T0)
+    assert raced is not None
+    assert raced.copy.state is DeliveryState.PUSHED
+
+
+def test_a_closed_recipients_waiting_copy_is_dead_lettered() -> None:
+    decided = delivery.dead_letter(REF, Copy(DeliveryState.PUSHED, push_count=2), "CLOSED", T1)
+    assert decided is not None
+    assert decided.copy.dead_letter_reason == "CLOSED"
+    assert decided.events[0].data == {
+        "delivery": "d-1",
+        "event": "dead_lettered",
+        "reason": "CLOSED",
+        "push_count": 2,
+    }
+    assert delivery.dead_letter(REF, Copy(DeliveryState.ACKNOWLEDGED), "CLOSED", T1) is None
