@@ -16,7 +16,8 @@ help:
 	@echo "make audit   export the running axis's ledger and verify it offline"
 	@echo "make down    stop everything 'make run' started"
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
-	@echo "make bench   benchmarks (print figures)"
+	@echo "make bench   the delivery path end to end, ceilings, circular, ledger (10-15 min;"
+	@echo "             BENCH_ARGS=--quick about 2 min; --json FILE, --plot FILE, --profile SVG)"
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
@@ -116,8 +117,9 @@ audit: $(STAMP)
 
 down: services-down
 
+# Starts its own Postgres, RabbitMQ and docaxis on the BENCH_*_PORT ports (benchmarks/stack.py).
 bench: $(STAMP) services-install
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean: services-down
 	rm -rf .local .run

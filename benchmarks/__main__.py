@@ -1,109 +1,310 @@
-"""`python -m benchmarks`: ledger sequencing throughput on a private Postgres.
+"""`python -m benchmarks` (`make bench`): the delivery path end to end, the machine's ceilings,
+the national circular, the ledger and attachment store; targets with PASS or MISS.
 
-Starts its own Postgres on loopback (deploy/local/postgres.sh, port BENCH_PG_PORT, default
-55434), stages events the way business transactions do, and times the sequencer through the real
-adapter (COPY of canonical bodies, full tiles, tree state) in batches. Prints figures only.
+Starts its own Postgres, RabbitMQ and `docaxis run` (mutual TLS, demo PKI) on the BENCH_*_PORT
+ports (benchmarks/stack.py), drives them through the public gRPC API only, stops them at the
+end. `--quick` takes about two minutes, `--tiny` is the suite's smoke run; the full run is
+10-15 minutes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from benchmarks.uploads import bench_attachment
-from docaxis_client.ledger.note import NoteSigner
-from services.app import migrate
-from services.common import postgres
-from services.ledger.adapters.postgres import SEQUENCER_ROLE, PostgresLedgerWriter
-
-REPO = Path(__file__).resolve().parent.parent
-ORIGIN = "bench.docaxis.local/v1"
-
-
-def _postgres(action: str, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        ["bash", str(REPO / "deploy/local/postgres.sh"), action],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+from benchmarks import ceilings
+from benchmarks.circular import run_circular
+from benchmarks.ledger import store_figures
+from benchmarks.load import AckMode, StepResult, Workload, bench_codes
+from benchmarks.plot import plot_latency
+from benchmarks.report import P99_LIMIT_MS, Integrity, Report
+from benchmarks.stack import (
+    DOCAXIS,
+    REPO,
+    Axis,
+    BenchAgency,
+    BenchPki,
+    Ports,
+    Servers,
+    write_agencies,
+)
+from services.common.logs import configure_logging
 
 
-async def _stage(url: str, count: int) -> None:
-    conn = await asyncpg.connect(url)
+@dataclass(frozen=True, slots=True)
+class Mode:
+    name: str
+    # Offered docs/s, ascending. `fixed` ones always run (their latencies are reported even past
+    # the sustainable rate); the others stop at the first step that does not sustain.
+    rates: tuple[float, ...]
+    fixed: frozenset[float]
+    step_s: float
+    drain_s: float
+    senders: int
+    recipients: int
+    communes: int
+    ceiling_s: float
+    ledger_events: int
+    attachment_mib: int
+
+
+MODES = {
+    "full": Mode(
+        "full",
+        (25, 50, 100, 200, 350, 500, 750, 1000, 1500, 2000),
+        frozenset({100, 200, 500, 1000}),
+        step_s=30,
+        drain_s=90,
+        senders=4,
+        recipients=8,
+        communes=3000,
+        ceiling_s=3,
+        ledger_events=100_000,
+        attachment_mib=200,
+    ),
+    "quick": Mode(
+        "quick",
+        (25, 50, 100, 200),
+        frozenset({200}),
+        step_s=8,
+        drain_s=30,
+        senders=2,
+        recipients=4,
+        communes=300,
+        ceiling_s=1,
+        ledger_events=20_000,
+        attachment_mib=20,
+    ),
+    "tiny": Mode(
+        "tiny",
+        (5,),
+        frozenset({5}),
+        step_s=2,
+        drain_s=60,
+        senders=1,
+        recipients=2,
+        communes=5,
+        ceiling_s=0.3,
+        ledger_events=1_000,
+        attachment_mib=2,
+    ),
+}
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+async def _unacknowledged(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
     try:
-        # ~600-byte bodies, like a routing entry with its ids and hashes.
-        await conn.execute(
-            """
-            INSERT INTO ledger.pending (entry_type, doc_uuid, document_id, from_agency, to_agency,
-                actor, occurred_at, data)
-            SELECT 'routing', gen_random_uuid(), '000.00.01.H45,2026/11/22,' || n || '/UBND-VP',
-                '000.00.01.H45', '000.00.11.H45', 'exchange', now(),
-                jsonb_build_object('delivery', gen_random_uuid()::text,
-                                   'requested', '000.00.11.H45',
-                                   'request_sha256', md5(n::text) || md5((n + 1)::text))
-            FROM generate_series(1, $1) AS n
-            """,
-            count,
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM exchange.delivery WHERE acknowledged_at IS NULL"
         )
+        return count
     finally:
         await conn.close()
 
 
-async def bench_sequencer(url: str, count: int, batch: int) -> float:
-    await _stage(url, count)
-    pool = await postgres.create_pool(url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
-    signer = NoteSigner.generate(ORIGIN)
-    writer = PostgresLedgerWriter(pool, ORIGIN)
+async def _ledger_pending(database_url: str, within_s: float) -> int:
+    """Events not yet sequenced, after waiting up to `within_s` for the writer to catch up."""
+    conn = await asyncpg.connect(database_url)
     try:
-        start = time.perf_counter()
-        done = 0
-        while n := await writer.sequence_batch(batch):
-            done += n
-        await writer.publish_checkpoint([signer])
-        elapsed = time.perf_counter() - start
+        deadline = time.monotonic() + within_s
+        while True:
+            pending: int = await conn.fetchval("SELECT count(*) FROM ledger.pending")
+            if pending == 0 or time.monotonic() > deadline:
+                return pending
+            await asyncio.sleep(0.5)
     finally:
-        await pool.close()
-    assert done == count
-    return count / elapsed
+        await conn.close()
 
 
-async def main() -> None:
-    port = os.environ.get("BENCH_PG_PORT", "55434")
-    env = {"DOCAXIS_LOCAL_DIR": str(REPO / ".local" / "bench"), "DOCAXIS_PG_PORT": port}
-    base = _postgres("start", env)
+def _verify_ledger(database_url: str, folder: Path) -> tuple[bool, int]:
+    """`docaxis audit export` then `docaxis audit verify full`, as an auditor would."""
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "DOCAXIS_DATABASE_URL": database_url}
+    export = subprocess.run(
+        [str(DOCAXIS), "audit", "export", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if export.returncode != 0:
+        print(export.stdout, export.stderr, file=sys.stderr)
+        return False, 0
+    entries = int(export.stdout.split()[1]) if export.stdout.startswith("exported") else 0
+    verify = subprocess.run(
+        [str(DOCAXIS), "audit", "verify", "full", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if verify.returncode != 0:
+        print(verify.stdout[-2000:], verify.stderr[-2000:], file=sys.stderr)
+    return verify.returncode == 0, entries
+
+
+def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "50",
+            "--output",
+            str(svg),
+            "--format",
+            "flamegraph",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def run(args: argparse.Namespace) -> Report:
+    mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    work = Path(os.environ.get("BENCH_LOCAL_DIR", str(REPO / ".local" / "bench")))
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in ("pki", "audit-export"):
+        shutil.rmtree(work / stale, ignore_errors=True)
+    machine: dict[str, object] = {"cores": os.cpu_count(), "load_average_start": _load_average()}
+    servers = Servers(work, Ports.from_env())
+    await servers.start()
+    axis: Axis | None = None
     try:
-        url = await postgres.recreate_database(base, "docaxis_bench")
-        await migrate(url)
-        count = int(os.environ.get("BENCH_LEDGER_EVENTS", "100000"))
-        print(f"ledger sequencer: {count} staged events, Postgres 15 on loopback, fsync on")
-        for batch in (1000, 8192):  # the writer loop grows from 1000 to 8192 under a backlog
-            rates = [await bench_sequencer(url, count, batch) for _ in range(2)]
+        store = await store_figures(servers.server_url, mode.ledger_events, mode.attachment_mib)
+        database_url = await servers.fresh_database()
+        senders = bench_codes("000", mode.senders)
+        recipients = bench_codes("001", mode.recipients)
+        communes = [f"{100 + n // 100:03d}.{n % 100:02d}.00.H98" for n in range(mode.communes)]
+        agencies_csv = work / "agencies.csv"
+        write_agencies(
+            agencies_csv,
+            [BenchAgency(code, f"Sở đo tải {code}", "department") for code in senders + recipients]
+            + [BenchAgency(code, f"Xã đo tải {code}", "commune") for code in communes],
+        )
+        pki = BenchPki(work / "pki")
+        axis = Axis(database_url, servers.amqp_url, pki, Ports.from_env().grpc, work, agencies_csv)
+        await axis.start()
+        limits = await ceilings.measure(
+            axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
+        )
+        workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
+        await workload.open()
+        steps: list[StepResult] = []
+        failed = False
+        for rate in mode.rates:
+            if failed and rate not in mode.fixed:
+                continue
+            profiler = None
+            if args.profile is not None and rate == args.profile_rate:
+                profiler = _profile(axis.pid, args.profile, mode.step_s)
+            step = await workload.run_step(rate, mode.step_s, drain_s=mode.drain_s)
+            if profiler is not None:
+                await asyncio.to_thread(profiler.wait)
+            steps.append(step)
             print(
-                f"  batch {batch:>5}: {statistics.median(rates):>9,.0f} entries/s sequenced "
-                f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+                f"  step {rate:,.0f} docs/s: accepted {step.accepted_docs_per_s:,.1f}/s, "
+                f"p99 submit->delivered {step.delivered_ms.p99:,.0f} ms"
+                + (" (overloaded)" if step.overloaded else ""),
+                flush=True,
             )
-        size = int(os.environ.get("BENCH_ATTACHMENT_MIB", "200"))
-        up, down = await bench_attachment(url, size)
-        print(
-            f"attachment of {size} MiB through the Postgres store (no gRPC): "
-            f"upload {up:,.0f} MiB/s (chunks committed one by one, then verified), "
-            f"download {down:,.0f} MiB/s"
+            failed = failed or not step.sustained(P99_LIMIT_MS)
+        await workload.drain_all(mode.drain_s)
+        circular = await run_circular(
+            axis.address,
+            pki,
+            workload.senders[0],
+            workload.attachment(0),
+            communes,
+            within_s=300,
+        )
+        await workload.close()
+        tally = workload.tally
+        lost = sum(copy.acknowledged is None for copy in tally.copies.values())
+        pending = await _ledger_pending(database_url, 60)
+        unacknowledged = await _unacknowledged(database_url)
+        code = await axis.stop()
+        notes = [] if code == 0 else [f"docaxis exited with {code}: see {axis.log_path}"]
+        verified, entries = _verify_ledger(database_url, work / "audit-export")
+        machine["load_average_end"] = _load_average()
+        return Report(
+            mode=mode.name,
+            ack_mode=args.ack_mode,
+            step_s=mode.step_s,
+            machine=machine,
+            ceilings=limits,
+            steps=steps,
+            circular=circular,
+            store=store,
+            integrity=Integrity(
+                lost=lost,
+                duplicated=tally.duplicates,
+                redelivered_before_ack=tally.redelivered,
+                unacknowledged_in_database=unacknowledged,
+                ledger_verified=verified,
+                ledger_entries=entries,
+                ledger_pending=pending,
+                stream_restarts=workload.stream_restarts,
+                acknowledge_errors=dict(tally.ack_errors),
+            ),
+            notes=notes,
         )
     finally:
-        _postgres("stop", env)
+        if axis is not None:
+            await axis.stop()
+        servers.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="short steps (about two minutes)")
+    size.add_argument("--tiny", action="store_true", help="the smoke run: a few seconds of load")
+    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=REPO / ".local" / "bench" / "latency-vs-load.png",
+        help="PNG of latency against offered load (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ack-mode", choices=[m.value for m in AckMode], default=AckMode.UNARY.value
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="record a py-spy flame graph (SVG) of docaxis here"
+    )
+    parser.add_argument(
+        "--profile-rate", type=float, default=100, help="during the step at this rate (docs/s)"
+    )
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")  # the figures, not the store's info lines
+    report = asyncio.run(run(args))
+    print(report.text())
+    if args.json is not None:
+        report.write_json(args.json)
+        print(f"JSON report: {args.json}")
+    plot_latency(report.steps, args.plot, f"docaxis bench ({report.mode}, {report.ack_mode} acks)")
+    print(f"plot: {args.plot}")
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    sys.exit(0)
+    sys.exit(main())

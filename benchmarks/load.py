@@ -1,0 +1,349 @@
+"""The load generator: agencies' DMSs that only use the public gRPC API (`docaxis_client`, mutual
+TLS), sending signed documents open-loop at a fixed offered rate and receiving on push streams,
+acknowledging every copy.
+
+Open loop: each document has a scheduled send time, and both latencies count from it (not from
+when the generator got round to sending), so a slow server cannot hide behind a slow generator.
+Documents are signed ahead of each step, so signing does not compete with the measured path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import itertools
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+
+from benchmarks.stack import SIGNER, BenchPki
+from benchmarks.stats import Percentiles, percentiles
+from docaxis_client.client import AgencyClient, Upload
+from docaxis_client.vietnam import VIETNAM
+
+ATTACHMENT_BYTES = 10 * 1024
+RECIPIENTS_PER_DOCUMENT = 2
+# A step stops offering load when this many copies, older than this, are still undelivered:
+# past that point latencies only measure the backlog, and draining it would take minutes.
+OVERLOAD_AGE_S = 5.0
+ACK_RETRIES = 3
+
+
+class AckMode(enum.StrEnum):
+    """How recipients acknowledge: one unary Acknowledge per copy (what exists today)."""
+
+    UNARY = "unary"
+
+
+@dataclass(slots=True)
+class _Copy:
+    number: str
+    recipient: str
+    arrived: float | None = None
+    acknowledged: float | None = None
+    acknowledge_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the recipients saw, by delivery id, over the whole run."""
+
+    copies: dict[str, _Copy] = field(default_factory=dict)
+    # Pushed again after its acknowledgement returned OK: must never happen.
+    duplicates: int = 0
+    # Pushed again before it was acknowledged (a requeue): allowed, counted for the record.
+    redelivered: int = 0
+    # Pushes of deliveries no submission of this run answered with (e.g. left from a crash).
+    unknown: int = 0
+    # Pushed (and maybe acknowledged) before the Submit that created it answered.
+    arrivals_before_route: dict[str, float] = field(default_factory=dict)
+    acknowledged_before_route: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ack_errors: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    number: str
+    sender: int
+    request: pb.SubmitRequest
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    offered_docs_per_s: float
+    planned_s: float
+    ran_s: float
+    offered_docs: int
+    accepted_docs: int
+    rejected: dict[str, int]
+    accepted_docs_per_s: float
+    copies: int
+    copies_delivered: int
+    copies_acknowledged: int
+    delivered_copies_per_s: float
+    submit_ms: Percentiles
+    delivered_ms: Percentiles
+    acknowledge_ms: Percentiles
+    overloaded: bool
+    drained: bool
+
+    def sustained(self, p99_limit_ms: float) -> bool:
+        """Every document accepted and every copy acknowledged, p99 within the limit, and the
+        whole planned duration run."""
+        return (
+            not self.overloaded
+            and self.drained
+            and not self.rejected
+            and self.accepted_docs == self.offered_docs
+            and self.copies_acknowledged == self.copies
+            and self.delivered_ms.p99 < p99_limit_ms
+        )
+
+
+def bench_codes(prefix: str, count: int) -> list[str]:
+    """QCVN 102 codes of the bench's own agencies, in level-1 group H98 (no real province)."""
+    return [f"{prefix}.{n // 100:02d}.{n % 100:02d}.H98" for n in range(count)]
+
+
+class Workload:
+    """Senders and recipients of the steady load, connected once for the whole run."""
+
+    def __init__(
+        self,
+        address: str,
+        pki: BenchPki,
+        senders: Sequence[str],
+        recipients: Sequence[str],
+        ack_mode: AckMode = AckMode.UNARY,
+    ) -> None:
+        self._address = address
+        self._pki = pki
+        self.senders = [pki.client(address, code) for code in senders]
+        self.recipients = [pki.client(address, code) for code in recipients]
+        self._ack_mode = ack_mode
+        self._uploads: list[Upload] = []
+        self._streams: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.tally = Tally()
+        self.stream_restarts = 0
+        self._numbers = itertools.count(1)
+        # Document numbers unique across runs on the same database day (CodeNumber ≤ 11 chars).
+        self._run = int(time.time()) % 100_000
+        self._pairs = itertools.cycle(
+            [(a, b) for a in range(len(recipients)) for b in range(len(recipients)) if a != b]
+        )
+
+    async def open(self) -> None:
+        """Uploads each sender's attachment and opens every recipient's push stream."""
+        for sender in self.senders:
+            self._uploads.append(await sender.upload_bytes(os.urandom(ATTACHMENT_BYTES)))
+        self._streams = [asyncio.create_task(self._receive(client)) for client in self.recipients]
+        await asyncio.sleep(0.5)  # the streams subscribe to their queues
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in self._streams:
+            task.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)
+        await asyncio.gather(*self._acks, return_exceptions=True)
+        for client in (*self.senders, *self.recipients):
+            await client.close()
+
+    def attachment(self, sender: int) -> common_pb2.AttachmentRef:
+        """The 10 KiB attachment sender number `sender` uploaded, as its documents cite it."""
+        return self._uploads[sender].ref("phu-luc.pdf", "application/pdf")
+
+    def prepare(self, count: int) -> list[Prepared]:
+        """`count` signed submissions, spread over the senders, each to two recipients."""
+        today = dt.datetime.now(VIETNAM).date().isoformat()
+        prepared = []
+        for index in range(count):
+            sender_index = index % len(self.senders)
+            sender = self.senders[sender_index]
+            number = f"{self._run:05d}{next(self._numbers):06d}"
+            first, second = next(self._pairs)
+            header = common_pb2.DocumentHeader(
+                sender=sender.agency_code,
+                recipients=[
+                    self.recipients[first].agency_code,
+                    self.recipients[second].agency_code,
+                ],
+                code=common_pb2.DocumentCode(number=number, notation="DT-TAI"),
+                promulgation_place="Hà Nội",
+                promulgation_date=today,
+                document_type=1,
+                type_name="Công văn",
+                subject="Đo tải trục liên thông",
+                signer=common_pb2.Signer(
+                    competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name=SIGNER
+                ),
+                business_type=common_pb2.BUSINESS_TYPE_NEW,
+            )
+            refs = [self.attachment(sender_index)]
+            request = pb.SubmitRequest(
+                consignment_id=f"bench-{uuid.uuid4()}",
+                header=header,
+                attachments=refs,
+                signatures=sender.sign(header, refs),
+            )
+            prepared.append(Prepared(number, sender_index, request))
+        return prepared
+
+    async def run_step(
+        self, rate: float, duration_s: float, *, drain_s: float, p99_limit_ms: float = 250.0
+    ) -> StepResult:
+        documents = self.prepare(max(1, round(rate * duration_s)))
+        scheduled: dict[str, float] = {}
+        submit_ms: list[float] = []
+        rejected: Counter[str] = Counter()
+        routes: list[str] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def submit(document: Prepared, at: float) -> None:
+            try:
+                response = await self.senders[document.sender].exchange.Submit(
+                    document.request, timeout=60
+                )
+            except grpc.aio.AioRpcError as exc:
+                rejected[exc.code().name] += 1
+                return
+            submit_ms.append((time.monotonic() - at) * 1000)
+            for route in response.receipt.routes:
+                copy = _Copy(document.number, route.effective_recipient)
+                copy.arrived = self.tally.arrivals_before_route.pop(route.delivery_id, None)
+                acked = self.tally.acknowledged_before_route.pop(route.delivery_id, None)
+                if acked is not None:
+                    copy.acknowledged, copy.acknowledge_ms = acked
+                self.tally.copies[route.delivery_id] = copy
+                routes.append(route.delivery_id)
+
+        start = time.monotonic() + 0.1
+        overloaded = False
+        for index, document in enumerate(documents):
+            at = start + index / rate
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if index % 50 == 0 and self._overloaded(routes, scheduled, rate):
+                overloaded = True
+                break
+            scheduled[document.number] = at
+            tasks.append(asyncio.create_task(submit(document, at)))
+        offered = len(tasks)
+        # The span the offered documents were scheduled over (a stopped step: until it stopped).
+        ran_s = max(offered / rate, time.monotonic() - start if overloaded else 0.0)
+        await asyncio.gather(*tasks)
+        drained = await self._drain(routes, drain_s)
+        copies = [self.tally.copies[d] for d in routes]
+        delivered = [c for c in copies if c.arrived is not None]
+        last = max((c.arrived for c in delivered if c.arrived is not None), default=start)
+        return StepResult(
+            offered_docs_per_s=rate,
+            planned_s=duration_s,
+            ran_s=ran_s,
+            offered_docs=offered,
+            accepted_docs=len(submit_ms),
+            rejected=dict(rejected),
+            accepted_docs_per_s=len(submit_ms) / ran_s,
+            copies=len(copies),
+            copies_delivered=len(delivered),
+            copies_acknowledged=sum(c.acknowledged is not None for c in copies),
+            delivered_copies_per_s=len(delivered) / max(last - start, ran_s),
+            submit_ms=percentiles(submit_ms),
+            delivered_ms=percentiles(
+                [(c.arrived - scheduled[c.number]) * 1000 for c in delivered if c.arrived]
+            ),
+            acknowledge_ms=percentiles([c.acknowledge_ms for c in copies if c.acknowledge_ms]),
+            overloaded=overloaded,
+            drained=drained,
+        )
+
+    def _overloaded(self, routes: list[str], scheduled: dict[str, float], rate: float) -> bool:
+        now = time.monotonic()
+        in_flight = len(scheduled) - len(routes) // RECIPIENTS_PER_DOCUMENT
+        if in_flight > max(200.0, rate * OVERLOAD_AGE_S):
+            return True
+        stale = 0
+        for delivery_id in routes[-int(rate * 10) - 1 :]:
+            copy = self.tally.copies[delivery_id]
+            if copy.arrived is None and now - scheduled[copy.number] > OVERLOAD_AGE_S:
+                stale += 1
+        return stale > max(50.0, rate)
+
+    async def _drain(self, routes: list[str], within_s: float) -> bool:
+        """Waits until every copy in `routes` is acknowledged; False if time ran out."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if all(self.tally.copies[d].acknowledged is not None for d in routes):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def drain_all(self, within_s: float) -> bool:
+        return await self._drain(list(self.tally.copies), within_s)
+
+    async def _receive(self, client: AgencyClient) -> None:
+        """One recipient's push stream, reopened if it breaks (close() cancels it)."""
+        while True:
+            call = client.receive()
+            try:
+                async for item in call:
+                    if item.HasField("delivery"):
+                        self._arrived(client, item.delivery.delivery_id)
+                    else:  # a notice (none expected: bench recipients send nothing)
+                        notice = item.status if item.HasField("status") else item.recall
+                        await client.acknowledge_notice(notice.notice_id)
+            except grpc.aio.AioRpcError:
+                if self._stopping:
+                    return
+                self.stream_restarts += 1
+                await asyncio.sleep(0.2)
+            finally:
+                call.cancel()
+
+    def _arrived(self, client: AgencyClient, delivery_id: str) -> None:
+        now = time.monotonic()
+        copy = self.tally.copies.get(delivery_id)
+        if copy is None:
+            # Pushed before its Submit answered: the route is not known yet.
+            if delivery_id in self.tally.arrivals_before_route:
+                self.tally.redelivered += 1
+            else:
+                self.tally.arrivals_before_route[delivery_id] = now
+        elif copy.acknowledged is not None:
+            self.tally.duplicates += 1
+            return
+        elif copy.arrived is not None:
+            self.tally.redelivered += 1
+        else:
+            copy.arrived = now
+        task = asyncio.create_task(self._acknowledge(client, delivery_id))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _acknowledge(self, client: AgencyClient, delivery_id: str) -> None:
+        for attempt in range(ACK_RETRIES):
+            started = time.monotonic()
+            try:
+                await client.acknowledge(delivery_id)
+            except grpc.aio.AioRpcError as exc:
+                self.tally.ack_errors[exc.code().name] += 1
+                if attempt + 1 < ACK_RETRIES:
+                    await asyncio.sleep(0.1)
+                continue
+            done = time.monotonic()
+            copy = self.tally.copies.get(delivery_id)
+            if copy is None:  # its Submit has not answered yet
+                self.tally.acknowledged_before_route[delivery_id] = (done, (done - started) * 1e3)
+            else:
+                copy.acknowledged, copy.acknowledge_ms = done, (done - started) * 1000
+            return

@@ -1,0 +1,266 @@
+"""The bench report: the figures of one run, the issue's targets with PASS or MISS, as text and
+as JSON (`--json`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.ceilings import Ceilings
+from benchmarks.circular import CircularResult
+from benchmarks.ledger import StoreFigures
+from benchmarks.load import StepResult
+
+# The targets of issue 10, on this 2-core machine with Postgres and RabbitMQ beside docaxis.
+P99_LIMIT_MS = 250.0
+SUSTAINED_TARGET_DOCS_PER_S = 1000.0
+SUSTAINED_WINDOW_S = 30.0
+LIGHT_LOAD_DOCS_PER_S = 200.0
+LIGHT_LOAD_P99_MS = 50.0
+CIRCULAR_TARGET_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Integrity:
+    lost: int
+    duplicated: int
+    redelivered_before_ack: int
+    unacknowledged_in_database: int
+    ledger_verified: bool
+    ledger_entries: int
+    ledger_pending: int
+    stream_restarts: int
+    acknowledge_errors: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    wanted: str
+    measured: str
+    passed: bool
+
+
+@dataclass(slots=True)
+class Report:
+    mode: str
+    ack_mode: str
+    step_s: float
+    machine: dict[str, Any]
+    ceilings: Ceilings
+    steps: list[StepResult]
+    circular: CircularResult | None
+    store: StoreFigures | None
+    integrity: Integrity
+    notes: list[str] = field(default_factory=list)
+
+    def sustained(self) -> StepResult | None:
+        """The highest offered rate whose step sustained p99 submit→delivered under the limit."""
+        passing = [s for s in self.steps if s.sustained(P99_LIMIT_MS)]
+        return max(passing, key=lambda s: s.offered_docs_per_s, default=None)
+
+    def ratios(self) -> dict[str, float]:
+        """The sustained rate (docs/s) as a fraction of each of the machine's ceilings."""
+        best = self.sustained()
+        docs = best.accepted_docs_per_s if best is not None else 0.0
+        return {name: docs / value for name, value in self.ceilings.as_dict().items() if value}
+
+    def targets(self) -> list[Target]:
+        best = self.sustained()
+        docs = best.accepted_docs_per_s if best is not None else 0.0
+        window = self.step_s
+        targets = [
+            Target(
+                "sustained rate",
+                f">= {SUSTAINED_TARGET_DOCS_PER_S:,.0f} docs/s with p99 submit->delivered "
+                f"< {P99_LIMIT_MS:.0f} ms over >= {SUSTAINED_WINDOW_S:.0f} s",
+                f"{docs:,.0f} docs/s over {window:.0f} s",
+                docs >= SUSTAINED_TARGET_DOCS_PER_S and window >= SUSTAINED_WINDOW_S,
+            )
+        ]
+        light = next((s for s in self.steps if s.offered_docs_per_s == LIGHT_LOAD_DOCS_PER_S), None)
+        if light is not None:
+            targets.append(
+                Target(
+                    f"p99 at {LIGHT_LOAD_DOCS_PER_S:.0f} docs/s",
+                    f"submit->delivered p99 < {LIGHT_LOAD_P99_MS:.0f} ms",
+                    _ms(light.delivered_ms.p99)
+                    + (" (overloaded: stopped early)" if light.overloaded else ""),
+                    light.delivered_ms.p99 < LIGHT_LOAD_P99_MS and light.sustained(P99_LIMIT_MS),
+                )
+            )
+        if self.circular is not None:
+            c = self.circular
+            targets.append(
+                Target(
+                    f"circular to {c.recipients:,} recipients",
+                    f"fully acknowledged < {CIRCULAR_TARGET_S:.0f} s",
+                    f"{c.fully_acknowledged_s:.1f} s ({c.acknowledged:,} acknowledged)",
+                    c.fully_acknowledged_s < CIRCULAR_TARGET_S and c.acknowledged == c.recipients,
+                )
+            )
+        i = self.integrity
+        targets += [
+            Target("lost copies", "0", str(i.lost), i.lost == 0),
+            Target("duplicated copies", "0", str(i.duplicated), i.duplicated == 0),
+            Target(
+                "ledger",
+                "verifies after the run",
+                f"{'verified' if i.ledger_verified else 'FAILED'}, {i.ledger_entries:,} entries",
+                i.ledger_verified,
+            ),
+        ]
+        return targets
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.sustained()
+        report: dict[str, Any] = _clean(
+            {
+                "mode": self.mode,
+                "ack_mode": self.ack_mode,
+                "step_s": self.step_s,
+                "machine": self.machine,
+                "ceilings": self.ceilings.as_dict(),
+                "sustained": None
+                if best is None
+                else {
+                    "offered_docs_per_s": best.offered_docs_per_s,
+                    "docs_per_s": best.accepted_docs_per_s,
+                    "copies_per_s": best.delivered_copies_per_s,
+                    "window_s": best.ran_s,
+                    "delivered_p99_ms": best.delivered_ms.p99,
+                },
+                "sustained_ratio_to_ceilings": self.ratios(),
+                "steps": [dataclasses.asdict(step) for step in self.steps],
+                "circular": None if self.circular is None else dataclasses.asdict(self.circular),
+                "store": None if self.store is None else dataclasses.asdict(self.store),
+                "integrity": dataclasses.asdict(self.integrity),
+                "targets": [
+                    {**dataclasses.asdict(t), "status": "PASS" if t.passed else "MISS"}
+                    for t in self.targets()
+                ],
+                "notes": self.notes,
+            }
+        )
+        return report
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def text(self) -> str:
+        lines = [
+            f"docaxis bench ({self.mode}; {self.ack_mode} acknowledgements; "
+            f"load average {self.machine.get('load_average_start')} at start, "
+            f"{self.machine.get('load_average_end')} at the end, "
+            f"{self.machine.get('cores')} cores)",
+            "",
+            "machine ceilings (measured in this run):",
+        ]
+        c = self.ceilings
+        lines += [
+            f"  gRPC Health/Check over mTLS    {c.grpc_round_trips_per_s:>9,.0f} round trips/s",
+            f"  RabbitMQ persistent + confirm  {c.rabbit_confirmed_publishes_per_s:>9,.0f} msg/s",
+            f"  Postgres batched insert        {c.postgres_inserted_rows_per_s:>9,.0f} rows/s",
+            f"  Ed25519 verify (one core)      {c.ed25519_verifications_per_s:>9,.0f} /s",
+            "",
+            "open-loop load (10 KiB signed attachment, both signatures, 2 recipients, every copy "
+            "acknowledged):",
+            "  offered  accepted  copies/s | submit p50/p95/p99 ms     | submit->delivered "
+            "p50/p95/p99 ms | ack p50 ms | note",
+        ]
+        for s in self.steps:
+            note = []
+            if s.overloaded:
+                note.append(f"overloaded, stopped after {s.ran_s:.0f} s")
+            if not s.drained:
+                note.append(f"{s.copies - s.copies_acknowledged} copies not acknowledged in time")
+            if s.rejected:
+                note.append(f"rejected {s.rejected}")
+            if s.sustained(P99_LIMIT_MS):
+                note.append("sustained")
+            lines.append(
+                f"  {s.offered_docs_per_s:>7,.0f} {s.accepted_docs_per_s:>9,.1f} "
+                f"{s.delivered_copies_per_s:>9,.1f} | "
+                f"{_ms(s.submit_ms.p50)} / {_ms(s.submit_ms.p95)} / {_ms(s.submit_ms.p99):<9}| "
+                f"{_ms(s.delivered_ms.p50)} / {_ms(s.delivered_ms.p95)} / "
+                f"{_ms(s.delivered_ms.p99):<12}| {_ms(s.acknowledge_ms.p50):>10} | "
+                + "; ".join(note)
+            )
+        best = self.sustained()
+        lines.append("")
+        if best is None:
+            lines.append(
+                f"sustained: no step kept p99 submit->delivered under {P99_LIMIT_MS:.0f} ms"
+            )
+        else:
+            lines.append(
+                f"sustained: {best.accepted_docs_per_s:,.1f} docs/s, "
+                f"{best.delivered_copies_per_s:,.1f} copies/s over {best.ran_s:.0f} s "
+                f"(p99 submit->delivered {_ms(best.delivered_ms.p99)} ms)"
+            )
+        lines.append(
+            "  as a fraction of each ceiling: "
+            + ", ".join(f"{name} {ratio:.4f}" for name, ratio in self.ratios().items())
+        )
+        if self.circular is not None:
+            cr = self.circular
+            lines += [
+                "",
+                f"circular: 1 document to {cr.recipients:,} communes (pull: list, fetch, "
+                f"acknowledge): accepted in {cr.submit_s:.2f} s, fully acknowledged in "
+                f"{cr.fully_acknowledged_s:.2f} s ({cr.acknowledged:,} acknowledged"
+                + (f", errors {cr.errors}" if cr.errors else "")
+                + ")",
+            ]
+        if self.store is not None:
+            st = self.store
+            lines += ["", f"ledger sequencer: {st.events:,} staged events, fsync on"]
+            for batch, rate in st.sequenced_per_s.items():
+                runs = ", ".join(f"{r:,.0f}" for r in st.runs[batch])
+                lines.append(
+                    f"  batch {batch:>5}: {rate:>9,.0f} entries/s sequenced (runs: {runs})"
+                )
+            lines.append(
+                f"attachment of {st.attachment_mib} MiB through the Postgres store (no gRPC): "
+                f"upload {st.upload_mib_per_s:,.0f} MiB/s, download {st.download_mib_per_s:,.0f} "
+                "MiB/s"
+            )
+        i = self.integrity
+        lines += [
+            "",
+            f"integrity: {i.lost} lost, {i.duplicated} duplicated, {i.redelivered_before_ack} "
+            f"pushed again before their acknowledgement, {i.unacknowledged_in_database} "
+            f"unacknowledged in the database, {i.stream_restarts} stream restarts"
+            + (f", acknowledge errors {i.acknowledge_errors}" if i.acknowledge_errors else ""),
+            f"ledger: {'verified' if i.ledger_verified else 'NOT verified'} "
+            f"({i.ledger_entries:,} entries, {i.ledger_pending} still pending)",
+            "",
+            "targets:",
+        ]
+        for t in self.targets():
+            status = "PASS" if t.passed else "MISS"
+            lines.append(f"  {status}  {t.name}: {t.wanted}; measured {t.measured}")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _clean(value: Any) -> Any:
+    """NaN (no sample) as null; dict keys as strings: JSON has neither NaN nor int keys."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value

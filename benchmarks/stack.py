@@ -1,0 +1,272 @@
+"""What a bench run drives: its own Postgres and RabbitMQ (deploy/local scripts), a demo PKI of its
+own, and `docaxis run` over mutual TLS, on ports apart from `make run`'s and the test suite's.
+
+Ports come from BENCH_PG_PORT, BENCH_AMQP_PORT, BENCH_RABBIT_DIST_PORT, BENCH_EPMD_PORT and
+BENCH_GRPC_PORT. With BENCH_DATABASE_URL and BENCH_AMQP_URL set, the run uses those servers
+instead of starting its own (the suite's smoke test does, to share the suite's servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from docaxis_client.client import AgencyClient, open_channel
+from docaxis_client.credentials import TlsCredentials, pem_of
+from docaxis_client.trust.chain import Role
+from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, KeyType, key_pem
+from services.common import postgres
+
+REPO = Path(__file__).resolve().parent.parent
+DOCAXIS = Path(sys.executable).parent / "docaxis"
+# The official who signs every bench document (Ed25519), beside the agency's own signature.
+SIGNER = "Nguyễn Văn Bền"
+DATABASE = "docaxis_bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    postgres: int
+    amqp: int
+    rabbit_dist: int
+    epmd: int
+    grpc: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Ports:
+        return cls(
+            postgres=int(env.get("BENCH_PG_PORT", "55434")),
+            amqp=int(env.get("BENCH_AMQP_PORT", "35692")),
+            rabbit_dist=int(env.get("BENCH_RABBIT_DIST_PORT", "35693")),
+            epmd=int(env.get("BENCH_EPMD_PORT", "34389")),
+            grpc=int(env.get("BENCH_GRPC_PORT", "50061")),
+        )
+
+
+class Servers:
+    """Postgres and RabbitMQ: started here and stopped at the end, unless given by URL."""
+
+    def __init__(self, local: Path, ports: Ports, env: Mapping[str, str] = os.environ) -> None:
+        self._external = (env.get("BENCH_DATABASE_URL"), env.get("BENCH_AMQP_URL"))
+        self._env = {
+            "DOCAXIS_LOCAL_DIR": str(local),
+            "DOCAXIS_PG_PORT": str(ports.postgres),
+            "DOCAXIS_AMQP_PORT": str(ports.amqp),
+            "DOCAXIS_RABBIT_DIST_PORT": str(ports.rabbit_dist),
+            "DOCAXIS_EPMD_PORT": str(ports.epmd),
+        }
+        self._started: list[str] = []
+        self.server_url = ""
+        self.amqp_url = ""
+
+    def _script(self, name: str, action: str) -> str:
+        result = subprocess.run(
+            ["bash", str(REPO / "deploy" / "local" / name), action],
+            env={**os.environ, **self._env},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{name} {action} failed:\n{result.stdout}\n{result.stderr}")
+        lines = result.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
+    async def start(self) -> None:
+        database, broker = self._external
+        if database and broker:
+            self.server_url, self.amqp_url = database, broker
+            return
+        for name in ("rabbitmq.sh", "postgres.sh"):
+            self._started.append(name)
+        self.server_url, self.amqp_url = await asyncio.gather(
+            asyncio.to_thread(self._script, "postgres.sh", "start"),
+            asyncio.to_thread(self._script, "rabbitmq.sh", "start"),
+        )
+
+    async def fresh_database(self) -> str:
+        """An empty bench database on the Postgres server."""
+        return await postgres.recreate_database(self.server_url, DATABASE)
+
+    def stop(self) -> None:
+        for name in self._started:
+            self._script(name, "stop")
+        self._started.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyKeys:
+    agency: IssuedCertificate  # mutual TLS and the organisation's signature (P-256)
+    person: IssuedCertificate  # the official's signature (Ed25519)
+
+
+class BenchPki:
+    """A demo CA (DEMO ONLY, never production) in memory; the files the server reads are written
+    to `folder`. Agency certificates are issued on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.ca = DemoCA.create()
+        issuing = self.ca.intermediate
+        assert issuing is not None
+        self.bundle_pem = pem_of([self.ca.root_certificate, issuing.certificate])
+        (folder / "bundle.pem").write_bytes(self.bundle_pem)
+        self._write("server", self.ca.issue_server())
+        self._write("hub", self.ca.issue_role(Role.HUB, "docaxis hub"))
+        self.monitor = self._tls(self.ca.issue_role(Role.MONITOR, "bench monitor"))
+        self._agencies: dict[str, AgencyKeys] = {}
+
+    def _write(self, name: str, issued: IssuedCertificate) -> None:
+        (self.folder / f"{name}.pem").write_bytes(issued.chain_pem())
+        key = self.folder / f"{name}.key"
+        key.write_bytes(key_pem(issued.key))
+        key.chmod(0o600)
+
+    def _tls(self, issued: IssuedCertificate) -> TlsCredentials:
+        key = issued.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return TlsCredentials(self.bundle_pem, issued.chain_pem(), key)
+
+    def server_env(self) -> dict[str, str]:
+        return {
+            "DOCAXIS_TLS_CERT_FILE": str(self.folder / "server.pem"),
+            "DOCAXIS_TLS_KEY_FILE": str(self.folder / "server.key"),
+            "DOCAXIS_TLS_CLIENT_CA_FILE": str(self.folder / "bundle.pem"),
+            "DOCAXIS_HUB_CERT_FILE": str(self.folder / "hub.pem"),
+            "DOCAXIS_HUB_KEY_FILE": str(self.folder / "hub.key"),
+        }
+
+    def keys(self, code: str) -> AgencyKeys:
+        if code not in self._agencies:
+            self._agencies[code] = AgencyKeys(
+                agency=self.ca.issue_agency(code, f"Cơ quan đo tải {code}"),
+                person=self.ca.issue_person(SIGNER, code, key_type=KeyType.ED25519),
+            )
+        return self._agencies[code]
+
+    def client(self, address: str, code: str) -> AgencyClient:
+        """The agency's DMS: its agency certificate for mutual TLS, signing every document as
+        its official (Ed25519) and as the agency (P-256)."""
+        keys = self.keys(code)
+        return AgencyClient.connect(
+            address,
+            tls=self._tls(keys.agency),
+            person=keys.person.identity(),
+            organization=keys.agency.identity(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BenchAgency:
+    code: str
+    name: str
+    kind: str
+
+
+def write_agencies(path: Path, agencies: Sequence[BenchAgency]) -> None:
+    """The CSV `docaxis run --seed-demo --demo-agencies` registers at startup."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["code", "name", "parent_code", "kind", "valid_from"])
+        for agency in agencies:
+            writer.writerow([agency.code, agency.name, "", agency.kind, "2019-01-01"])
+
+
+async def health_status(address: str, tls: TlsCredentials) -> int | None:
+    async with open_channel(address, tls) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        status: int = response.status
+        return status
+
+
+class Axis:
+    """`docaxis run` over mutual TLS in a child process, its output in `log_path`."""
+
+    def __init__(
+        self,
+        database_url: str,
+        amqp_url: str,
+        pki: BenchPki,
+        port: int,
+        workdir: Path,
+        agencies_csv: Path,
+    ) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self.pki = pki
+        self.log_path = workdir / "docaxis.log"
+        ledger_key = workdir / "ledger.key"
+        if not ledger_key.exists():
+            subprocess.run(
+                [str(DOCAXIS), "ledger", "keygen", "--out", str(ledger_key)],
+                check=True,
+                capture_output=True,
+            )
+        self.env = {
+            **os.environ,
+            **pki.server_env(),
+            "DOCAXIS_GRPC_ADDRESS": self.address,
+            "DOCAXIS_DATABASE_URL": database_url,
+            "DOCAXIS_AMQP_URL": amqp_url,
+            "DOCAXIS_LEDGER_KEY_FILE": str(ledger_key),
+            "DOCAXIS_LOG_LEVEL": "WARNING",
+        }
+        self._command = [
+            str(DOCAXIS),
+            "run",
+            "--seed-demo",
+            "--demo-agencies",
+            str(agencies_csv),
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("wb") as log:
+            return subprocess.Popen(
+                self._command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def start(self, within_s: float = 300.0) -> None:
+        self.process = self._spawn()
+        deadline = time.monotonic() + within_s
+        while await health_status(self.address, self.pki.monitor) != 1:  # SERVING
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docaxis did not start:\n{self.log_path.read_text()}")
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> int:
+        """SIGTERM, then waits for the exit (SIGKILL after a minute); returns its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process is not None else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self.process.wait, 60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return await asyncio.to_thread(self.process.wait, 10)
