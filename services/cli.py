@@ -23,16 +23,18 @@ from services.common.grpc_errors import error_details
 from services.common.lifecycle import install_shutdown_handlers
 from services.common.logs import configure_logging
 from services.directory.adapters.postgres import PostgresAgencies
-from services.directory.agency_csv import kind_from_name, read_agency_csv, register_all
+from services.directory.agency_csv import (
+    DEMO_DIRECTORY_CSV,
+    kind_from_name,
+    read_agency_csv,
+    register_all,
+)
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.reorganisation_cli import record_reorganisation, sync_agencies
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
 from services.ledger.export import export_ledger
 from services.settings import DEFAULT_GRPC_ADDRESS, DEFAULT_LEDGER_ORIGIN, Settings
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DEMO_AGENCIES = REPO.parent / "shared" / "testdata" / "directory" / "agencies.csv"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -188,7 +190,7 @@ async def _run(args: argparse.Namespace) -> int:
     components = {Component(name.strip()) for name in args.components.split(",") if name.strip()}
     await migrate(settings.database_url)
     if args.seed_demo:
-        await _seed(settings, args.demo_agencies or DEFAULT_DEMO_AGENCIES)
+        await _seed(settings, args.demo_agencies or DEMO_DIRECTORY_CSV)
     stop = install_shutdown_handlers()
 
     def ready(port: int) -> None:

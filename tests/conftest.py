@@ -27,8 +27,14 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
 from tests.infra import SuiteServices, start_services, stop_services
 from tests.pki import SuitePki
+from tests.testdata import header_line
 
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
+
+
+def pytest_report_header() -> str:
+    """Says whether the wider ../shared/testdata corpus is part of this run."""
+    return header_line()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 # Overridable (with the TEST_*_PORT variables) so that several suites can run side by side.
 LOCAL = Path(os.environ.get("TEST_LOCAL_DIR", str(REPO / ".local" / "test")))
 

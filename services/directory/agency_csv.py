@@ -8,6 +8,9 @@ from pathlib import Path
 
 from docaxis.directory.v1 import directory_service_pb2 as pb
 
+# The demo directory `docaxis run --seed-demo` registers; it ships inside the package so that a
+# clone (or an installed wheel) runs its demo with nothing beside it.
+DEMO_DIRECTORY_CSV = Path(__file__).resolve().parent / "demo" / "agencies.csv"
 _KINDS = {
     "ministry": pb.AGENCY_KIND_MINISTRY,
     "province": pb.AGENCY_KIND_PROVINCE,

@@ -15,10 +15,11 @@ from cryptography import x509
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from services.common.grpc_errors import error_details
+from services.directory.agency_csv import DEMO_DIRECTORY_CSV
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import DOCAXIS, AxisProcess
-from tests.infra import SHARED, SuiteServices
+from tests.infra import SuiteServices
 from tests.integration.test_exchange_flow import next_delivery
 from tests.pki import SuitePki
 from tests.waiting import eventually
@@ -93,10 +94,10 @@ def _docaxis(process: AxisProcess, *args: str) -> subprocess.CompletedProcess[st
 async def test_the_cli_imports_the_reorganised_directory_and_lists_it(
     axis_process: AxisProcess,
 ) -> None:
-    """The shared 2025-merger directory imports parent-first; a second import changes nothing;
+    """The demo 2025-merger directory imports parent-first; a second import changes nothing;
     closed agencies show with their successors only when asked; a bad code is refused with its
     reason."""
-    csv = SHARED / "testdata" / "directory" / "agencies.csv"
+    csv = DEMO_DIRECTORY_CSV
     first = await asyncio.to_thread(_docaxis, axis_process, "import", str(csv))
     assert first.returncode == 0, first.stderr
     rows = len(csv.read_text(encoding="utf-8").splitlines()) - 1

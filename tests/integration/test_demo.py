@@ -18,7 +18,7 @@ __all__ = ["dev_axis"]  # the fixture, imported for this module's tests
 async def test_the_demo_shows_statuses_flowing_back_and_a_recall(
     dev_axis: str, directory: DirectoryHandlers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The shared directory (test_reorganisations.py imports it) already holds them, with
+    # The demo directory (test_reorganisations.py imports it) already holds them, with
     # their real parents: any open registration serves the demo.
     present, missing = await directory.get_many(list(DEMO_AGENCIES))
     assert all(agency.valid_to is None for agency in present)

@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 import grpc
@@ -23,7 +22,7 @@ from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
 from docaxis_client.client import AgencyClient
 from services.common.grpc_errors import error_details
-from services.directory.agency_csv import read_agency_csv
+from services.directory.agency_csv import DEMO_DIRECTORY_CSV, read_agency_csv
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import make_header
@@ -37,7 +36,6 @@ pytestmark = pytest.mark.integration
 
 Register = Callable[..., Awaitable[list[str]]]
 
-REFORM_CSV = Path(__file__).resolve().parents[3] / "shared/testdata/directory/agencies.csv"
 WARD_16 = "000.08.08.H29"  # Phường 16 (Quận 8), merged on 1 July 2025
 PHU_DINH = "000.00.71.H29"  # phường Phú Định, its successor
 DISTRICT_8 = "000.00.08.H29"  # Quận 8: closed without successor
@@ -47,10 +45,10 @@ NINH_BINH_FINANCE = "000.00.12.H37"  # Sở Tài chính tỉnh Ninh Bình
 
 @pytest.fixture
 async def reform(directory: DirectoryHandlers, pki: SuitePki) -> None:
-    """The shared demo directory's codes that are absent (tests share one database: another
+    """The demo directory's codes that are absent (tests share one database: another
     test may have registered some code of the file otherwise), with certificates for the
     agencies these tests act as."""
-    agencies = read_agency_csv(REFORM_CSV)
+    agencies = read_agency_csv(DEMO_DIRECTORY_CSV)
     present, _unknown = await directory.get_many([a.code for a in agencies])
     known = {a.code for a in present}
     for agency in agencies:

@@ -6,7 +6,6 @@ import datetime as dt
 import io
 import re
 import zipfile
-from pathlib import Path
 from typing import Final
 
 from gateway.edxml import (
@@ -30,8 +29,6 @@ from gateway.edxml import (
 )
 from gateway.edxml.dates import VIETNAM
 
-REPO: Final = Path(__file__).resolve().parents[3]
-SAMPLES: Final = REPO.parent / "shared" / "testdata" / "edxml"
 STRICT: Final = "new-document-strict.edxml"
 LENIENT: Final = "new-document-lenient-dates.edxml"
 RECALL: Final = "recall-document.edxml"
@@ -40,10 +37,6 @@ STATUS: Final = "status-05-processing.edxml"
 NOW: Final = dt.datetime(2025, 6, 1, 9, 0, tzinfo=VIETNAM)
 ORIGINAL_ID: Final = "000.00.11.H40,2025/03/14,2491/STC-NS"
 PDF: Final = b"%PDF-1.7\n% synthetic test document\n" + bytes(range(256)) * 4
-
-
-def read_sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
 
 
 def without_payloads(xml: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +14,10 @@ from gateway.edxml import (
     read_edxml,
     write_edxml,
 )
+from tests.testdata import corpus_files
 from tests.unit.edxml.builders import (
     NOW,
     RECALL,
-    SAMPLES,
     STATUS,
     STRICT,
     a_document,
@@ -24,32 +25,34 @@ from tests.unit.edxml.builders import (
     without_payloads,
 )
 
-SAMPLE_NAMES = sorted(path.name for path in SAMPLES.glob("*.edxml"))
+# The repository's samples and, when it is beside the repository, the wider shared corpus's.
+EVERY_SAMPLE = [pytest.param(found.path, id=found.id) for found in corpus_files("edxml", "*.edxml")]
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_import_export_import_gives_the_same_model(name: str, samples: dict[str, bytes]) -> None:
+@pytest.mark.parametrize("path", EVERY_SAMPLE)
+def test_import_export_import_gives_the_same_model(path: Path) -> None:
     """Reading the writer's output of a sample gives back an equal package."""
-    first = read_edxml(samples[name], now=NOW).package
+    sample = path.read_bytes()
+    first = read_edxml(sample, now=NOW).package
     second = read_edxml(edxml_bytes(first, now=NOW), now=NOW).package
     assert second == first
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_exported_samples_re_read_without_normalisations(
-    name: str, samples: dict[str, bytes]
-) -> None:
+@pytest.mark.parametrize("path", EVERY_SAMPLE)
+def test_exported_samples_re_read_without_normalisations(path: Path) -> None:
     """The writer's output needs no normalising and carries no new problem."""
-    first = read_edxml(samples[name], now=NOW)
+    sample = path.read_bytes()
+    first = read_edxml(sample, now=NOW)
     report = read_edxml(edxml_bytes(first.package, now=NOW), now=NOW).report
     assert report.normalisations == ()
     assert set(report.issues) <= set(first.report.problems)
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_export_is_idempotent(name: str, samples: dict[str, bytes]) -> None:
+@pytest.mark.parametrize("path", EVERY_SAMPLE)
+def test_export_is_idempotent(path: Path) -> None:
     """Exporting a re-imported export gives the same bytes."""
-    once = edxml_bytes(read_edxml(samples[name], now=NOW).package, now=NOW)
+    sample = path.read_bytes()
+    once = edxml_bytes(read_edxml(sample, now=NOW).package, now=NOW)
     twice = edxml_bytes(read_edxml(once, now=NOW).package, now=NOW)
     assert twice == once
 

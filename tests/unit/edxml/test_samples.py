@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from docaxis.common.v1 import common_pb2
@@ -23,17 +24,18 @@ from gateway.edxml.mapping import (
     document_header,
     status_values,
 )
+from tests.testdata import corpus_files
 from tests.unit.edxml.builders import (
     LENIENT,
     NOW,
     ORIGINAL_ID,
     RECALL,
-    SAMPLES,
     STATUS,
     STRICT,
 )
 
-SAMPLE_NAMES = sorted(path.name for path in SAMPLES.glob("*.edxml"))
+# The repository's samples and, when it is beside the repository, the wider shared corpus's.
+EVERY_SAMPLE = [pytest.param(found.path, id=found.id) for found in corpus_files("edxml", "*.edxml")]
 
 
 def test_the_sample_folder_holds_the_documented_samples(samples: dict[str, bytes]) -> None:
@@ -41,10 +43,11 @@ def test_the_sample_folder_holds_the_documented_samples(samples: dict[str, bytes
     assert {STRICT, LENIENT, RECALL, STATUS} <= set(samples)
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_every_sample_imports_without_errors(name: str, samples: dict[str, bytes]) -> None:
+@pytest.mark.parametrize("path", EVERY_SAMPLE)
+def test_every_sample_imports_without_errors(path: Path) -> None:
     """Each sample parses into a package whose report has no error."""
-    result = read_edxml(samples[name], now=NOW)
+    sample = path.read_bytes()
+    result = read_edxml(sample, now=NOW)
     assert result.report.ok, result.report.errors
     assert result.raise_for_errors() is result.package
 
