@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import bounded_json
 from gateway.auth import Agency
 from gateway.edxml import (
     Attachment,
@@ -51,7 +51,7 @@ from gateway.edxml.mapping import (
     status_values,
 )
 from gateway.problems import Problem, problem_of
-from gateway.rest.app import Context, check_parameters
+from gateway.rest.app import Context, check_parameters, cross_origin
 
 MAX_EDXML_BYTES = 64 * 1024 * 1024
 # docaxis reason -> the provincial error code DMSs already handle.
@@ -68,6 +68,7 @@ ERROR_CODES = {
     "CERTIFICATE_EXPIRED": "15",
     "UNTRUSTED_ISSUER": "15",
     "PERMISSION_DENIED": "15",
+    "CROSS_ORIGIN": "15",
     "NOT_FOUND": "18",
     "DUPLICATE": "21",
     "SIGNATURE_INVALID": "22",
@@ -112,7 +113,7 @@ def _signatures(raw: str) -> list[common_pb2.DocumentSignature]:
     if not raw:
         return []
     try:
-        items = json.loads(raw)
+        items = bounded_json.loads(raw)
         if not isinstance(items, list):
             raise TypeError("not a list")
         return [json_format.ParseDict(item, common_pb2.DocumentSignature()) for item in items]
@@ -143,6 +144,7 @@ async def _send_document(
     ctx: Context, agency: Agency, package: DocumentPackage, data: bytes, signatures: str
 ) -> JSONResponse:
     header = submission_header(package)
+    signed = _signatures(signatures)  # refused before anything is uploaded
     for attachment in package.attachments:
         await _upload(ctx, agency, attachment)
     request = pb.SubmitRequest(
@@ -150,7 +152,7 @@ async def _send_document(
         consignment_id=_file_id(data),
         header=header,
         attachments=[attachment_ref(attachment) for attachment in package.attachments],
-        signatures=_signatures(signatures),
+        signatures=signed,
     )
     response = await ctx.call(ctx.services.exchange.Submit, request, agency)
     if not response.replayed:
@@ -476,7 +478,8 @@ _OPERATIONS = {
     "sendEdoc": (send_edoc, ["POST"]),
     "getReceivedEdocList": (received_list, ["GET", "POST"]),
     "getEdoc": (get_edoc, ["GET", "POST"]),
-    "updateStatus": (update_status, ["POST", "GET"]),
+    # POST only: acknowledging changes state (the national axis's own clients post a form).
+    "updateStatus": (update_status, ["POST"]),
     "getSentEdocList": (sent_list, ["GET", "POST"]),
     "getAgenciesList": (agencies_list, ["GET", "POST"]),
     "getSynchronizeUnit": (synchronize_unit, ["GET", "POST"]),
@@ -492,6 +495,10 @@ def axis_routes(ctx: Context) -> list[Route]:
                 ctx.metrics.count_rejection(problem)
                 return fail(problem, authentication=True)
             try:
+                if request.method == "POST" and cross_origin(request):
+                    raise Problem(
+                        403, "CROSS_ORIGIN", "writes from another site's pages are refused"
+                    )
                 check_parameters(request)
                 response: Response = await handler(ctx, request, agency)
             except Problem as problem:

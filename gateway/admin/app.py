@@ -32,7 +32,7 @@ from gateway.admin.ledger_proof import LedgerProofs
 from gateway.admin.session import COOKIE, Session, SessionSigner
 from gateway.auth import Administrator
 from gateway.problems import Problem
-from gateway.rest.app import Context, check_text
+from gateway.rest.app import Context, check_text, cross_origin
 
 log = structlog.get_logger(__name__)
 
@@ -278,12 +278,9 @@ class Console:
 
 
 def _same_origin(request: Request) -> bool:
-    """Browsers send Origin with every POST; a form posted from another site names that site."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    host = request.headers.get("host", "")
-    return origin == f"https://{host}"
+    """Browsers send Origin with every POST; a form posted from another site names that site.
+    The console is for browsers only, so a form without Origin is refused too."""
+    return "origin" in request.headers and not cross_origin(request)
 
 
 def _safe_next(value: str | None) -> str:

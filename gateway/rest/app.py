@@ -5,7 +5,6 @@ the gRPC error's stable reason."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
+from gateway import bounded_json
 from gateway.auth import Agency, AgencyAuthenticator, Principal
 from gateway.clients import Services
 from gateway.metrics import GatewayMetrics
@@ -84,8 +84,8 @@ async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
     if len(raw) > MAX_JSON_BODY:
         raise Problem(413, "SIZE_LIMIT_EXCEEDED", f"JSON bodies are limited to {MAX_JSON_BODY}")
     try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = bounded_json.loads(raw or b"{}")
+    except bounded_json.JsonError as exc:
         raise Problem(400, "VALIDATION", f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Problem(400, "VALIDATION", "the body must be a JSON object")
@@ -117,6 +117,37 @@ def check_parameters(request: Request) -> None:
         value = request.path_params.get(name) or request.query_params.get(name)
         if value and not AGENCY_CODE_PATTERN.fullmatch(str(value)):
             raise Problem(400, "VALIDATION", f"{name} is not an agency code")
+
+
+def cross_origin(request: Request) -> bool:
+    """Whether a browser sent this request from another site. Browsers name the page's origin
+    in `Origin` on every POST and say where the request comes from in `Sec-Fetch-Site`; DMS
+    software sends neither, and is not refused for that."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"https://{request.headers.get('host', '')}":
+        return True
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
+def check_write(request: Request, op: Operation) -> None:
+    """A write (POST) comes from no other site, and its body is of the operation's media type:
+    a cross-site form can send only text/plain, urlencoded or multipart bodies without asking
+    first (CORS preflight, which the API never grants)."""
+    if cross_origin(request):
+        raise Problem(403, "CROSS_ORIGIN", "writes from another site's pages are refused")
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if op.raw_request:
+        expected = "application/octet-stream"
+    elif op.request is None and not media_type:
+        return  # nothing to send: no body, no media type
+    else:
+        expected = "application/json"
+    if media_type != expected:
+        raise Problem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"{op.operation_id} takes {expected}, not {media_type or 'an untyped body'}",
+        )
 
 
 def int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -486,19 +517,18 @@ async def sync_agencies(ctx: Context, request: Request) -> Response:
 
 
 def routes(ctx: Context) -> list[Route]:
-    def endpoint(
-        handler: Callable[[Context, Request], Awaitable[Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+        handler = _HANDLERS[op.operation_id]
+
         async def call(request: Request) -> Response:
+            if op.method == "POST":
+                check_write(request, op)
             check_parameters(request)
             return await handler(ctx, request)
 
         return call
 
-    return [
-        Route(op.path, endpoint(_HANDLERS[op.operation_id]), methods=[op.method])
-        for op in OPERATIONS
-    ]
+    return [Route(op.path, endpoint(op), methods=[op.method]) for op in OPERATIONS]
 
 
 def problem_handlers(metrics: GatewayMetrics) -> dict[Any, Any]:

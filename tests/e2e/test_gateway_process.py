@@ -46,7 +46,10 @@ async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
             ) as http:
                 digest = hashlib.sha256(data).hexdigest()
                 uploaded = await http.post(
-                    "/v1/attachments", params={"sha256": digest, "size": len(data)}, content=data
+                    "/v1/attachments",
+                    params={"sha256": digest, "size": len(data)},
+                    content=data,
+                    headers={"content-type": "application/octet-stream"},
                 )
                 assert uploaded.status_code == 201, uploaded.text
                 ref = common_pb2.AttachmentRef(

@@ -58,7 +58,10 @@ def _signed_submission(
 async def _upload(http: httpx.AsyncClient, data: bytes) -> dict[str, Any]:
     digest = hashlib.sha256(data).hexdigest()
     response = await http.post(
-        "/v1/attachments", params={"sha256": digest, "size": len(data)}, content=data
+        "/v1/attachments",
+        params={"sha256": digest, "size": len(data)},
+        content=data,
+        headers={"content-type": "application/octet-stream"},
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -220,7 +223,10 @@ async def test_refusals_are_problems_with_the_grpc_reasons(
         response = await http.get("/v1/no-such-thing")
         assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM)
         response = await http.post(
-            "/v1/attachments", params={"sha256": "00" * 32, "size": 3}, content=b"abc"
+            "/v1/attachments",
+            params={"sha256": "00" * 32, "size": 3},
+            content=b"abc",
+            headers={"content-type": "application/octet-stream"},
         )
         assert (response.status_code, response.json()["reason"]) == (400, "ATTACHMENT_MISMATCH")
     async with httpx.AsyncClient(base_url=gateway.metrics_url) as probes:

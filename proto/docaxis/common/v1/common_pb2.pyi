@@ -65,6 +65,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
     ERROR_REASON_NOT_DEAD_LETTERED: _ErrorReason.ValueType  # 25
     """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+    ERROR_REASON_CROSS_ORIGIN: _ErrorReason.ValueType  # 28
+    """A browser sent a write from another site (Origin or Sec-Fetch-Site names another origin)."""
+    ERROR_REASON_UNSUPPORTED_MEDIA_TYPE: _ErrorReason.ValueType  # 29
+    """A write whose body is not of the media type the operation takes (e.g. not application/json)."""
     ERROR_REASON_SIGNATURE_MISSING: _ErrorReason.ValueType  # 30
     """A signature the agency's signature policy requires is absent (e.g. the agency's signature
     after the official's in the main PDF). Metadata names the role and the attachment.
@@ -118,6 +122,10 @@ ERROR_REASON_NOT_ACKNOWLEDGED: ErrorReason.ValueType  # 24
 """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
 ERROR_REASON_NOT_DEAD_LETTERED: ErrorReason.ValueType  # 25
 """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+ERROR_REASON_CROSS_ORIGIN: ErrorReason.ValueType  # 28
+"""A browser sent a write from another site (Origin or Sec-Fetch-Site names another origin)."""
+ERROR_REASON_UNSUPPORTED_MEDIA_TYPE: ErrorReason.ValueType  # 29
+"""A write whose body is not of the media type the operation takes (e.g. not application/json)."""
 ERROR_REASON_SIGNATURE_MISSING: ErrorReason.ValueType  # 30
 """A signature the agency's signature policy requires is absent (e.g. the agency's signature
 after the official's in the main PDF). Metadata names the role and the attachment.
