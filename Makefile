@@ -101,6 +101,10 @@ services-down:
 run: $(STAMP) services-up
 	$(BIN)/docaxis pki dev-setup --dir .local/dev/pki
 	test -f .local/dev/ledger.key || $(BIN)/docaxis ledger keygen --out .local/dev/ledger.key
+	# The auditor's pinned policy, written once beside the key (in production: published out
+	# of band); `make audit` verifies against it, never against the export's own keys.
+	test -f .local/dev/trust-policy.json || $(BIN)/docaxis ledger trust-policy \
+		--key-file .local/dev/ledger.key --out .local/dev/trust-policy.json
 	set -a && source deploy/local/dev.env && set +a && \
 		{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
 		  $(BIN)/docaxis run --seed-demo; }
@@ -113,7 +117,8 @@ audit: $(STAMP)
 	rm -rf .local/dev/audit-export
 	set -a && source deploy/local/dev.env && set +a && \
 		$(BIN)/docaxis audit export .local/dev/audit-export && \
-		$(BIN)/docaxis audit verify full .local/dev/audit-export
+		$(BIN)/docaxis audit verify full .local/dev/audit-export \
+			--trust-policy .local/dev/trust-policy.json
 
 down: services-down
 

@@ -94,16 +94,21 @@ def load_signers(settings: Settings) -> list[NoteSigner]:
         raise ConfigError(
             "serving the ledger needs DOCAXIS_LEDGER_KEY_FILE (docaxis ledger keygen)"
         )
+    return read_signer_keys(Path(settings.ledger_key_file), "DOCAXIS_LEDGER_KEY_FILE")
+
+
+def read_signer_keys(path: Path, what: str) -> list[NoteSigner]:
+    """C2SP signer keys, one per line (several while a key rotates)."""
     try:
-        lines = Path(settings.ledger_key_file).read_text(encoding="utf-8").split()
+        lines = path.read_text(encoding="utf-8").split()
     except OSError as exc:
-        raise ConfigError(f"cannot read DOCAXIS_LEDGER_KEY_FILE: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
     try:
         signers = [NoteSigner.from_skey(line) for line in lines if line.strip()]
     except NoteError:
-        raise ConfigError("DOCAXIS_LEDGER_KEY_FILE does not hold signer keys") from None
+        raise ConfigError(f"{what} does not hold signer keys") from None
     if not signers:
-        raise ConfigError("DOCAXIS_LEDGER_KEY_FILE is empty")
+        raise ConfigError(f"{what} is empty")
     return signers
 
 

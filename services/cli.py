@@ -13,9 +13,11 @@ import grpc
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
-from docaxis_client.ledger.note import NoteSigner
+from docaxis_client.ledger.cosignature import CosignerVerifier
+from docaxis_client.ledger.note import NoteError, NoteSigner
+from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
 from services import pki_cli, report_cli
-from services.app import ALL_COMPONENTS, Component, migrate, serve
+from services.app import ALL_COMPONENTS, Component, migrate, read_signer_keys, serve
 from services.common import postgres
 from services.common.config import ConfigError, read_bool, require
 from services.common.errors import ConflictError
@@ -33,6 +35,7 @@ from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.reorganisation_cli import record_reorganisation, sync_agencies
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
+from services.ledger.audit.export import ExportError
 from services.ledger.export import export_ledger
 from services.settings import DEFAULT_GRPC_ADDRESS, DEFAULT_LEDGER_ORIGIN, Settings
 
@@ -96,6 +99,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     keygen = ledger_commands.add_parser("keygen", help="create a checkpoint signing key file")
     keygen.add_argument("--name", default=DEFAULT_LEDGER_ORIGIN, help="key name (the log origin)")
     keygen.add_argument("--out", type=Path, required=True, help="file to create (mode 0600)")
+    policy = ledger_commands.add_parser(
+        "trust-policy",
+        help="write an auditor's trust-policy.json from the log's key file and witness keys "
+        "(to hand out out of band: `docaxis audit verify --trust-policy`)",
+    )
+    policy.add_argument("--origin", default=DEFAULT_LEDGER_ORIGIN, help="the log origin")
+    policy.add_argument(
+        "--key-file", type=Path, required=True, help="the log's signer key file (public halves)"
+    )
+    policy.add_argument(
+        "--witness-vkey", action="append", default=[], help="a witness's verifier key; repeatable"
+    )
+    policy.add_argument("--quorum", type=int, default=None, help="default: every witness")
+    policy.add_argument("--out", type=Path, required=True)
 
     audit = commands.add_parser("audit", help="export and verify the ledger")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -144,6 +161,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "agencies":
         return await _agencies(args)
+    if args.command == "ledger" and args.ledger_command == "trust-policy":
+        return _write_trust_policy(args)
     if args.command == "ledger":
         signer = NoteSigner.generate(args.name)
         if args.out.exists():
@@ -169,6 +188,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
                 args.folder,
             )
+        except ExportError as exc:
+            print(f"docaxis: {exc.reason}: {exc}", file=sys.stderr)
+            return 1
         finally:
             await pool.close()
         print(f"exported {entries} entries and {checkpoints} checkpoints to {args.folder}")
@@ -182,6 +204,25 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         return await report_cli.dispatch(args)
     raise AssertionError(args.command)
+
+
+def _write_trust_policy(args: argparse.Namespace) -> int:
+    """Only public keys go into the policy; the signer file is read for its public halves."""
+    signers = read_signer_keys(args.key_file, "--key-file")
+    try:
+        witnesses = tuple(WitnessKey(CosignerVerifier.from_vkey(v)) for v in args.witness_vkey)
+    except NoteError as exc:
+        raise ConfigError(f"--witness-vkey: {exc}") from None
+    quorum = len(witnesses) if args.quorum is None else args.quorum
+    try:
+        policy = TrustPolicy(
+            args.origin, tuple(LogKey(s.verifier) for s in signers), witnesses, quorum
+        )
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    args.out.write_text(policy.to_json(), encoding="utf-8")
+    print(f"wrote {args.out}: {len(signers)} log key(s), {quorum} of {len(witnesses)} witnesses")
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """A document's ledger proof status, checked by the gateway itself: the services hand over the
 document's ledger events and a receipt for the latest one (index, inclusion proof, signed
-checkpoint); the gateway verifies the checkpoint's signature with the log's trust policy and the
-inclusion proof against its root. The services' word alone is never shown as "verified".
+checkpoint); the gateway verifies the checkpoint with the log's trust policy (log signature, the
+quorum of witness cosignatures it asks for, key validity) and the inclusion proof against its
+root. The services' word alone is never shown as "verified".
 
 The trust policy comes from a file an operator pinned (DOCAXIS_GATEWAY_LEDGER_TRUST_POLICY,
 the same trust-policy.json auditors use) or, without one, from the axis's own GetTrustPolicy;
@@ -18,7 +19,7 @@ from docaxis.ledger.v1 import ledger_service_pb2 as lpb
 
 from docaxis_client.ledger.entry import EntryError, parse_entry
 from docaxis_client.ledger.merkle import ProofError, hash_leaf, verify_inclusion
-from docaxis_client.ledger.note import NoteError, open_checkpoint
+from docaxis_client.ledger.note import NoteError
 from docaxis_client.ledger.policy import PolicyError, TrustPolicy
 from docaxis_client.ledger.receipt import ReceiptError, parse_receipt
 from gateway.auth import Administrator
@@ -93,9 +94,9 @@ class LedgerProofs:
         try:
             policy = await self._policy(admin)
             receipt = parse_receipt(answer.latest_receipt)
-            checkpoint, _ = open_checkpoint(
-                receipt.checkpoint_note, policy.origin, policy.verifiers
-            )
+            # The whole policy: log key, witness quorum and key windows, as an auditor checks.
+            trusted = policy.open(receipt.checkpoint_note)
+            checkpoint = trusted.checkpoint
             latest = events[-1]
             if receipt.index != latest.index:
                 raise ReceiptError(

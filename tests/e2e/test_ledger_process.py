@@ -100,9 +100,25 @@ async def test_a_killed_sequencer_loses_no_event_and_never_reuses_an_index(
     )
     assert exported.returncode == 0, exported.stderr
     assert f"exported {size} entries" in exported.stdout
+    policy = tmp_path / "trust-policy.json"
+    written = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(str(DOCAXIS), "ledger", "trust-policy"),
+            *("--key-file", str(ledger_key_file), "--out", str(policy)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert written.returncode == 0, written.stderr
     verified = await asyncio.to_thread(
         subprocess.run,
-        [str(DOCAXIS), "audit", "verify", "full", str(tmp_path / "export")],
+        [
+            *(str(DOCAXIS), "audit", "verify", "full", str(tmp_path / "export")),
+            *("--trust-policy", str(policy)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,6 +14,7 @@ import pytest
 
 from docaxis_client.ledger.merkle import hash_leaf, mth
 from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
+from docaxis_client.ledger.policy import TrustPolicy
 from services.app import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import (
@@ -22,7 +23,8 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerReader,
     PostgresLedgerWriter,
 )
-from services.ledger.audit.verify import audit_export
+from services.ledger.audit.export import ExportGapError
+from services.ledger.audit.verify import AuditReport, audit_export
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.ledger.export import export_ledger
 from tests.infra import SuiteServices
@@ -41,6 +43,9 @@ LOG_TABLES = (
     "tile",
     "checkpoint",
     "signing_key",
+    "key_retirement",
+    "cosignature",
+    "fork_report",
 )
 
 
@@ -119,6 +124,17 @@ async def sequence_all(url: str, signer: NoteSigner) -> int:
         return size
     finally:
         await pool.close()
+
+
+def outside_policy(*signers: NoteSigner) -> TrustPolicy:
+    """The auditor's own policy: the log key(s) it obtained out of band."""
+    return TrustPolicy.for_keys(ORIGIN, [s.verifier.vkey for s in signers])
+
+
+async def audit(url: str, target: Path, signer: NoteSigner, saved: bytes) -> AuditReport:
+    return audit_export(
+        await export(url, target), policy=outside_policy(signer), saved_checkpoints=[saved]
+    )
 
 
 async def export(url: str, target: Path) -> Path:
@@ -228,7 +244,7 @@ async def test_a_superuser_edit_with_recomputed_hashes_is_caught_by_a_saved_chec
     await stage(superuser, 20)
     size = await sequence_all(drill_url, signer)
     saved = await superuser.fetchval("SELECT note FROM ledger.checkpoint WHERE size = $1", size)
-    clean = audit_export(await export(drill_url, tmp_path / "before"), saved_checkpoints=[saved])
+    clean = await audit(drill_url, tmp_path / "before", signer, saved)
     assert clean.ok, clean.to_json()
 
     victim = size - 5
@@ -259,26 +275,62 @@ async def test_a_superuser_edit_with_recomputed_hashes_is_caught_by_a_saved_chec
         note,
     )
 
-    report = audit_export(await export(drill_url, tmp_path / "after"), saved_checkpoints=[saved])
+    report = await audit(drill_url, tmp_path / "after", signer, saved)
     assert not report.ok
     assert report.divergence is not None
     assert "saved_checkpoint" in report.divergence.kind
 
 
 async def test_a_restore_that_lost_published_entries_is_caught(
-    superuser: asyncpg.Connection, drill_url: str, signer: NoteSigner, tmp_path: Path
+    services: SuiteServices, signer: NoteSigner, tmp_path: Path
 ) -> None:
-    """Entries a saved checkpoint covers are gone after a bad restore: the audit says so."""
-    await stage(superuser, 10)
-    size = await sequence_all(drill_url, signer)
-    saved = await superuser.fetchval("SELECT note FROM ledger.checkpoint WHERE size = $1", size)
-    await disable_guards(superuser, "entry", "entry_p0000")
+    """Entries a saved checkpoint covers are gone after a bad restore. While the tree state
+    still counts them the exporter refuses (a gap); once the restore's older tree state is back
+    too, the export is self-consistent and the auditor's saved checkpoint says what is lost."""
+    url = await fresh_database(services, "docaxis_restore")
+    superuser = await asyncpg.connect(url)
     try:
-        await superuser.execute("DELETE FROM ledger.entry WHERE seq >= $1", size - 4)
+        await stage(superuser, 10)
+        size = await sequence_all(url, signer)
+        saved = await superuser.fetchval("SELECT note FROM ledger.checkpoint WHERE size = $1", size)
+        await disable_guards(superuser, "entry", "entry_p0000")
+        try:
+            await superuser.execute("DELETE FROM ledger.entry WHERE seq >= $1", size - 4)
+        finally:
+            await restore_guards(superuser, "entry", "entry_p0000")
+        with pytest.raises(ExportGapError, match=f"entries \\[{size - 4}, {size}\\) are missing"):
+            await export(url, tmp_path / "restored")
+        assert not (tmp_path / "restored").exists()
+        assert not (tmp_path / "restored.partial").exists()
+        await superuser.execute("UPDATE ledger.tree_state SET size = $1", size - 4)
     finally:
-        await restore_guards(superuser, "entry", "entry_p0000")
-    report = audit_export(await export(drill_url, tmp_path / "restored"), saved_checkpoints=[saved])
-    assert not report.ok
+        await superuser.close()
+    report = await audit(url, tmp_path / "restored", signer, saved)
+    assert report.divergence is not None
+    # (the database kept its own checkpoint of that size too, reported first)
+    assert report.divergence.kind in {"saved_checkpoint_beyond_export", "checkpoint_beyond_entries"}
+    assert report.divergence.index == size - 4
+
+
+async def test_the_exporter_refuses_a_gap_in_the_middle(
+    services: SuiteServices, signer: NoteSigner, tmp_path: Path
+) -> None:
+    """A deleted entry would shift every later one: the exporter stops at the hole."""
+    url = await fresh_database(services, "docaxis_gap")
+    superuser = await asyncpg.connect(url)
+    try:
+        await stage(superuser, 12)
+        await sequence_all(url, signer)
+        await disable_guards(superuser, "entry", "entry_p0000")
+        try:
+            await superuser.execute("DELETE FROM ledger.entry WHERE seq = 5")
+        finally:
+            await restore_guards(superuser, "entry", "entry_p0000")
+    finally:
+        await superuser.close()
+    with pytest.raises(ExportGapError, match="entry 5 is missing"):
+        await export(url, tmp_path / "gap")
+    assert not (tmp_path / "gap").exists()
 
 
 async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
@@ -347,7 +399,8 @@ async def test_a_key_rotation_is_recorded_in_the_log_and_dual_signed_checkpoints
     services: SuiteServices, signer: NoteSigner, tmp_path: Path
 ) -> None:
     """Adding a key logs a `key` entry; during the overlap checkpoints carry both signatures; after
-    it only the new key signs; the export's policy lists both and the audit passes."""
+    it only the new key signs and the old one is retired (a `key` entry and its valid_until in
+    the exported policy); the audit passes against the auditor's policy of both keys."""
     drill_url = await fresh_database(services, "docaxis_rotation")
     superuser = await asyncpg.connect(drill_url)
     successor = NoteSigner.generate(ORIGIN)
@@ -375,6 +428,20 @@ async def test_a_key_rotation_is_recorded_in_the_log_and_dual_signed_checkpoints
     ]
     assert successor.verifier.vkey in key_entries
     assert signer.verifier.vkey in key_entries
+    retired = [
+        json.loads(r["body"])["data"]
+        for r in await superuser.fetch("SELECT body FROM ledger.entry WHERE entry_type = 'key'")
+        if json.loads(r["body"])["data"]["event"] == "checkpoint_key_retired"
+    ]
+    assert retired == [{"event": "checkpoint_key_retired", "vkey": signer.verifier.vkey}]
     await superuser.close()
-    report = audit_export(await export(drill_url, tmp_path / "rotated"))
+    folder = await export(drill_url, tmp_path / "rotated")
+    exported = TrustPolicy.load(folder / "trust-policy.json")
+    until = {k.verifier.vkey: k.valid_until for k in exported.log_keys}
+    assert until[signer.verifier.vkey] is not None
+    assert until[successor.verifier.vkey] is None
+    report = audit_export(folder, policy=outside_policy(signer, successor))
     assert report.ok, report.to_json()
+    self_trusted = audit_export(folder)
+    assert self_trusted.divergence is None
+    assert self_trusted.exit_code == 3

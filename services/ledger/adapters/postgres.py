@@ -15,6 +15,7 @@ from docaxis_client.ledger.merkle import (
     HASH_SIZE,
     CompactRange,
     consistency_plan,
+    hash_leaf,
     inclusion_plan,
 )
 from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
@@ -24,7 +25,6 @@ from services.ledger.domain.tiles import (
     TileBuilder,
     TileCoord,
     TileHashSource,
-    encode_entries,
     tiles_for_nodes,
 )
 
@@ -40,6 +40,12 @@ class TreeState:
     root: bytes
     compact_range: CompactRange
     tile_builder: TileBuilder
+
+
+class EntryGapError(ValueError):
+    """The stored entries are not the contiguous, self-consistent sequence the tree says."""
+
+    reason = "LEDGER_GAP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +217,31 @@ class PostgresLedgerWriter:
         return StoredCheckpoint(state.size, state.root, note)
 
     async def record_keys(self, signers: Sequence[NoteSigner]) -> list[str]:
-        """Registers signing keys on first use, each with a `key` entry in the log itself."""
+        """Registers signing keys on first use, each with a `key` entry in the log itself, and
+        retires every recorded key the writer no longer holds (its end becomes the key's
+        valid_until in the trust policy, and a `key` entry too)."""
         added: list[str] = []
+        current = [signer.verifier.vkey for signer in signers]
         async with self._pool.acquire() as conn, conn.transaction():
+            retired = await conn.fetch(
+                """
+                INSERT INTO ledger.key_retirement (vkey)
+                SELECT vkey FROM ledger.signing_key
+                WHERE vkey <> ALL($1::text[])
+                  AND vkey NOT IN (SELECT vkey FROM ledger.key_retirement)
+                RETURNING vkey
+                """,
+                current,
+            )
+            for row in retired:
+                await conn.execute(
+                    """
+                    INSERT INTO ledger.pending (entry_type, actor, occurred_at, data)
+                    VALUES ($1, 'ledger', now(), $2::jsonb)
+                    """,
+                    EntryType.KEY.value,
+                    json.dumps({"event": "checkpoint_key_retired", "vkey": row["vkey"]}),
+                )
             for signer in signers:
                 vkey = signer.verifier.vkey
                 row = await conn.fetchval(
@@ -235,34 +263,94 @@ class PostgresLedgerWriter:
                 added.append(vkey)
         return added
 
+    async def store_cosignatures(
+        self, size: int, cosignatures: Sequence[tuple[str, str, dt.datetime]]
+    ) -> None:
+        """(witness vkey, signature line, cosignature time) for checkpoint `size`; a witness's
+        first cosignature of a size is kept."""
+        async with self._pool.acquire() as conn:
+            await conn.executemany(
+                """
+                INSERT INTO ledger.cosignature (size, witness, line, cosigned_at)
+                VALUES ($1, $2, $3, $4) ON CONFLICT (size, witness) DO NOTHING
+                """,
+                [(size, witness, line, when) for witness, line, when in cosignatures],
+            )
+
+    async def record_fork(
+        self, reporter: str, trusted_note: bytes, conflicting_note: bytes, detail: str
+    ) -> int:
+        """Keeps split-view evidence; returns the report's id."""
+        report_id: int = await self._pool.fetchval(
+            """
+            INSERT INTO ledger.fork_report (reporter, trusted_note, conflicting_note, detail)
+            VALUES ($1, $2, $3, $4) RETURNING id
+            """,
+            reporter,
+            trusted_note,
+            conflicting_note,
+            detail,
+        )
+        return report_id
+
+
+# A checkpoint's note with the witnesses' cosignature lines appended (C2SP: the log serves the
+# cosigned checkpoint), and how many witnesses cosigned it.
+_COSIGNED = """
+SELECT c.size, c.root, c.note,
+       coalesce(string_agg(w.line, '' ORDER BY w.witness), '') AS lines,
+       count(w.witness) AS cosignatures
+FROM ledger.checkpoint c LEFT JOIN ledger.cosignature w ON w.size = c.size
+"""
+
+
+def _cosigned(row: asyncpg.Record) -> StoredCheckpoint:
+    note = bytes(row["note"]) + row["lines"].encode("utf-8")
+    return StoredCheckpoint(row["size"], bytes(row["root"]), note)
+
+
+async def latest_cosigned_checkpoint(conn: Conn, quorum: int) -> StoredCheckpoint | None:
+    """The newest checkpoint at least `quorum` witnesses cosigned, with their cosignatures: the
+    one the log publishes (a newer one without its quorum is not served yet)."""
+    row = await conn.fetchrow(
+        _COSIGNED + " GROUP BY c.size HAVING count(w.witness) >= $1 ORDER BY c.size DESC LIMIT 1",
+        quorum,
+    )
+    return None if row is None else _cosigned(row)
+
 
 class PostgresLedgerReader:
-    """Reads for proofs and audits, each from one consistent snapshot."""
+    """Reads for proofs and audits, each from one consistent snapshot. `quorum`: how many
+    witness cosignatures a checkpoint needs before it is served."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, quorum: int = 0) -> None:
         self._pool = pool
+        self._quorum = quorum
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = await self._pool.fetchrow(
-            "SELECT size, root, note FROM ledger.checkpoint ORDER BY size DESC LIMIT 1"
-        )
-        return (
-            None
-            if row is None
-            else StoredCheckpoint(row["size"], bytes(row["root"]), bytes(row["note"]))
-        )
+        async with self._pool.acquire() as conn:
+            return await latest_cosigned_checkpoint(conn, self._quorum)
+
+    async def latest_signed_checkpoint(self) -> StoredCheckpoint | None:
+        """The newest checkpoint the log signed, cosigned or not (what witnesses are sent)."""
+        row = await self._pool.fetchrow(_COSIGNED + " GROUP BY c.size ORDER BY c.size DESC LIMIT 1")
+        return None if row is None else _cosigned(row)
 
     async def checkpoints(self) -> list[StoredCheckpoint]:
-        rows = await self._pool.fetch(
-            "SELECT size, root, note FROM ledger.checkpoint ORDER BY size"
-        )
-        return [StoredCheckpoint(r["size"], bytes(r["root"]), bytes(r["note"])) for r in rows]
+        """Every checkpoint, with the cosignatures collected for it."""
+        rows = await self._pool.fetch(_COSIGNED + " GROUP BY c.size ORDER BY c.size")
+        return [_cosigned(r) for r in rows]
 
-    async def signing_keys(self) -> list[tuple[str, dt.datetime]]:
+    async def signing_keys(self) -> list[tuple[str, dt.datetime, dt.datetime | None]]:
+        """(vkey, first used, retired or None) of every checkpoint key the log has used."""
         rows = await self._pool.fetch(
-            "SELECT vkey, first_used FROM ledger.signing_key ORDER BY first_used"
+            """
+            SELECT k.vkey, k.first_used, r.retired_at
+            FROM ledger.signing_key k LEFT JOIN ledger.key_retirement r USING (vkey)
+            ORDER BY k.first_used
+            """
         )
-        return [(r["vkey"], r["first_used"]) for r in rows]
+        return [(r["vkey"], r["first_used"], r["retired_at"]) for r in rows]
 
     async def tree_size(self) -> int:
         size: int = await self._pool.fetchval("SELECT size FROM ledger.tree_state")
@@ -314,12 +402,22 @@ class PostgresLedgerReader:
             tiles[coord] = data[: coord.width * HASH_SIZE]
         return TileHashSource(size, tiles.__getitem__)
 
-    async def export_entries(self, page: int = 10_000) -> AsyncIterator[tuple[bytes, int]]:
-        """Every entry in entry-bundle framing, a page (bytes, count) at a time."""
+    async def export_entries(
+        self, size: int, page: int = 10_000
+    ) -> AsyncIterator[list[StoredEntry]]:
+        """The entries [0, size) a page at a time, each checked: the page holds exactly the
+        expected indices and every stored leaf hash is the hash of its body. Raises
+        EntryGapError otherwise (an export must never shift entries silently)."""
         start = 0
-        while True:
-            entries = await self.entries(start, start + page)
-            if not entries:
-                return
-            yield encode_entries(e.body for e in entries), len(entries)
-            start += len(entries)
+        while start < size:
+            end = min(start + page, size)
+            entries = await self.entries(start, end)
+            for expected, entry in enumerate(entries, start=start):
+                if entry.seq != expected:
+                    raise EntryGapError(f"entry {expected} is missing (next stored: {entry.seq})")
+                if hash_leaf(entry.body) != entry.leaf_hash:
+                    raise EntryGapError(f"entry {entry.seq}'s stored leaf hash is not its body's")
+            if len(entries) != end - start:
+                raise EntryGapError(f"entries [{start + len(entries)}, {end}) are missing")
+            yield entries
+            start = end

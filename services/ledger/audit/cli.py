@@ -9,6 +9,7 @@ from pathlib import Path
 
 from docaxis_client.ledger.policy import PolicyError, TrustPolicy
 from services.ledger.audit.verify import (
+    SELF_TRUST_WARNING,
     AuditReport,
     Divergence,
     DivergenceKind,
@@ -22,8 +23,11 @@ from services.ledger.audit.verify import (
 def build_parser(prog: str = "docaxis audit verify") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Verify docaxis ledger evidence offline. Exit 0 = verified, 1 = divergence "
-        "found, 2 = unusable input. The JSON report goes to stdout (or --output).",
+        description="Verify docaxis ledger evidence offline against a trust policy you obtained "
+        "out of band. Exit 0 = verified, 1 = divergence found, 2 = unusable input, 3 = verified "
+        "only against the export's own keys (no --trust-policy: proves nothing about who wrote "
+        "it), 4 = checkpoints signed by keys your policy does not name. The JSON report goes to "
+        "stdout (or --output).",
     )
     parser.add_argument("--output", type=Path, help="write the JSON report here instead")
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -33,8 +37,9 @@ def build_parser(prog: str = "docaxis audit verify") -> argparse.ArgumentParser:
             "--trust-policy",
             type=Path,
             required=False,
-            help="trust-policy.json obtained out of band"
-            + ("" if required else " (default: the export's own, weaker)"),
+            help="trust-policy.json obtained out of band: log keys with validity windows, "
+            "witness keys and a quorum"
+            + ("" if required else " (without it: the export's own keys, exit status 3)"),
         )
         sub.add_argument("--origin", help="log origin, with --vkey instead of --trust-policy")
         sub.add_argument("--vkey", action="append", default=[], help="log verifier key")
@@ -124,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     report = run(args)
+    if report.self_trusted:
+        # First line, before any report: this result rests on keys the evidence chose itself.
+        sys.stderr.write(SELF_TRUST_WARNING + "\n")
     text = report.to_json()
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")

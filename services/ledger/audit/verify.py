@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docaxis_client.ledger.cosignature import InvalidCosignatureError
 from docaxis_client.ledger.entry import EntryError, NonCanonicalEntryError, PrevRef, parse_entry
 from docaxis_client.ledger.merkle import (
     HASH_SIZE,
@@ -22,18 +23,21 @@ from docaxis_client.ledger.merkle import (
     verify_inclusion,
 )
 from docaxis_client.ledger.note import (
-    Checkpoint,
     CheckpointOriginError,
     InvalidSignatureError,
     KeyFormatError,
-    Note,
     NoteError,
     UnverifiedNoteError,
-    open_checkpoint,
 )
-from docaxis_client.ledger.policy import TrustPolicy
+from docaxis_client.ledger.policy import (
+    CLOCK_SLACK,
+    KeyNotValidError,
+    QuorumNotMetError,
+    TrustedCheckpoint,
+    TrustPolicy,
+)
 from docaxis_client.ledger.receipt import ReceiptError, parse_receipt
-from services.ledger.audit.export import ExportError, read_export
+from services.ledger.audit.export import ExportError, IndexLine, read_export
 from services.ledger.domain.tiles import EntryBundleError, iter_entries
 
 Details = dict[str, str | int | None]
@@ -57,6 +61,14 @@ class DivergenceKind(enum.StrEnum):
     CHECKPOINT_MALFORMED = "checkpoint_malformed"
     CHECKPOINT_ORIGIN_MISMATCH = "checkpoint_origin_mismatch"
     CHECKPOINT_SIGNATURE_INVALID = "checkpoint_signature_invalid"
+    # Signed, but by no key of the policy: the export's keys are not the ones the auditor trusts.
+    CHECKPOINT_KEY_UNTRUSTED = "checkpoint_key_untrusted"
+    WITNESS_QUORUM_NOT_MET = "witness_quorum_not_met"
+    # An entry claims to be logged after a witness had already seen a tree containing it.
+    LOGGED_AT_AFTER_WITNESS = "logged_at_after_witness"
+    NO_CHECKPOINT = "no_checkpoint"
+    DUPLICATE_ENTRY = "duplicate_entry"
+    ENTRY_INDEX_MISMATCH = "entry_index_mismatch"
     CHECKPOINT_KEY_EXPIRED = "checkpoint_key_expired"
     CHECKPOINT_ROOT_MISMATCH = "checkpoint_root_mismatch"
     CHECKPOINT_INCONSISTENT = "checkpoint_inconsistent"
@@ -105,30 +117,55 @@ class Divergence:
         }
 
 
+class ExitCode(enum.IntEnum):
+    VERIFIED = 0
+    DIVERGENCE = 1
+    UNUSABLE_INPUT = 2
+    # Everything verified, but only against the keys the export itself names: proves nothing
+    # about who wrote it.
+    SELF_TRUSTED = 3
+    # The checkpoints are signed by keys the auditor's policy does not name.
+    UNTRUSTED_KEY = 4
+
+
+SELF_TRUST_WARNING = (
+    "UNTRUSTED: no outside trust policy given; verified only against the export's own keys, "
+    "which whoever wrote the export chose (pass --trust-policy)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditReport:
     mode: str
     divergence: Divergence | None
     details: Details = field(default_factory=dict)
+    # True when the only keys checked were those the evidence brought along.
+    self_trusted: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.divergence is None
+        return self.divergence is None and not self.self_trusted
 
     @property
     def exit_code(self) -> int:
-        """0 verified, 1 a divergence, 2 unusable input (nothing could be checked)."""
+        """See ExitCode: 0 verified against the auditor's policy, 1 a divergence, 2 unusable
+        input, 3 verified only against the export's own keys, 4 signed by untrusted keys."""
         if self.divergence is None:
-            return 0
+            return ExitCode.SELF_TRUSTED if self.self_trusted else ExitCode.VERIFIED
         unusable = {
             DivergenceKind.INPUT_INVALID,
             DivergenceKind.TRUST_POLICY_INVALID,
             DivergenceKind.EXPORT_MALFORMED,
         }
-        return 2 if self.divergence.kind in unusable else 1
+        if self.divergence.kind in unusable:
+            return ExitCode.UNUSABLE_INPUT
+        if self.divergence.kind is DivergenceKind.CHECKPOINT_KEY_UNTRUSTED:
+            return ExitCode.UNTRUSTED_KEY
+        return ExitCode.DIVERGENCE
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "trust": "export-self-signed" if self.self_trusted else "auditor-policy",
             "mode": self.mode,
             "ok": self.ok,
             "divergence": None if self.divergence is None else self.divergence.to_dict(),
@@ -152,14 +189,28 @@ class _Found(Exception):  # control flow only, never escapes this module
 
 
 def _open(
-    note: bytes, policy: TrustPolicy, source: Source, size_hint: int | None
-) -> tuple[Checkpoint, Note]:
-    """Verify a checkpoint note against the policy, mapping failures to divergence kinds."""
+    note: bytes,
+    policy: TrustPolicy,
+    source: Source,
+    size_hint: int | None,
+    newest_logged_at: dt.datetime | None = None,
+) -> TrustedCheckpoint:
+    """Verify a checkpoint note against the policy (log key, witness quorum, key windows),
+    mapping failures to divergence kinds."""
     kind: DivergenceKind
     try:
-        return open_checkpoint(note, policy.origin, policy.verifiers)
-    except (InvalidSignatureError, UnverifiedNoteError) as exc:
+        return policy.open(note, newest_logged_at)
+    except (InvalidSignatureError, InvalidCosignatureError) as exc:
         kind = DivergenceKind.CHECKPOINT_SIGNATURE_INVALID
+        message = str(exc)
+    except UnverifiedNoteError as exc:
+        kind = DivergenceKind.CHECKPOINT_KEY_UNTRUSTED
+        message = f"{exc}: the checkpoint is signed by keys your trust policy does not name"
+    except QuorumNotMetError as exc:
+        kind = DivergenceKind.WITNESS_QUORUM_NOT_MET
+        message = str(exc)
+    except KeyNotValidError as exc:
+        kind = DivergenceKind.CHECKPOINT_KEY_EXPIRED
         message = str(exc)
     except CheckpointOriginError as exc:
         kind = DivergenceKind.CHECKPOINT_ORIGIN_MISMATCH
@@ -194,7 +245,10 @@ def _verify_receipt(
     except ReceiptError as exc:
         raise _Found(Divergence(DivergenceKind.RECEIPT_MALFORMED, str(exc))) from exc
     details["index"] = parsed.index
-    checkpoint, note = _open(parsed.checkpoint_note, policy, Source.RECEIPT, None)
+    trusted = _open(parsed.checkpoint_note, policy, Source.RECEIPT, None)
+    checkpoint, note = trusted.checkpoint, trusted.note
+    if trusted.witnessed_at is not None:
+        details["witnessed_at"] = trusted.witnessed_at.isoformat()
     details["checkpoint_size"] = checkpoint.size
     details["checkpoint_root"] = _b64(checkpoint.root_hash)
     try:
@@ -210,7 +264,7 @@ def _verify_receipt(
         message = f"entry belongs to log {entry.log!r}"
         raise _Found(Divergence(DivergenceKind.ENTRY_WRONG_LOG, message, parsed.index))
     # The covering checkpoint was signed after this entry was logged: a bound on the key.
-    if not policy.signed_by_valid_key(note, entry.logged_at):
+    if not policy.signed_by_valid_key(note, entry.logged_at, trusted.witnessed_at):
         message = "no log key valid when this entry was logged signed the checkpoint"
         raise _Found(
             Divergence(
@@ -268,8 +322,8 @@ def verify_checkpoint_consistency(
     """Does the log's new checkpoint extend the one the auditor saved earlier?"""
     details: Details = {"origin": policy.origin}
     try:
-        old, _ = _open(old_note, policy, Source.OLD, None)
-        new, _ = _open(new_note, policy, Source.NEW, None)
+        old = _open(old_note, policy, Source.OLD, None).checkpoint
+        new = _open(new_note, policy, Source.NEW, None).checkpoint
         details.update(old_size=old.size, new_size=new.size, new_root=_b64(new.root_hash))
         if new.size < old.size:
             message = f"log shrank from {old.size} to {new.size} entries"
@@ -301,8 +355,10 @@ class _Replay:
     newest: dt.datetime | None = None
     last_match: tuple[int, bytes] | None = None  # last checkpoint (size, root) that matched
     verified: dict[Source, int] = field(default_factory=dict)
+    leaves: set[bytes] = field(default_factory=set)
+    last_witnessed_at: dt.datetime | None = None
 
-    def entry(self, index: int, body: bytes) -> None:
+    def entry(self, index: int, body: bytes, pinned: IndexLine | None) -> None:
         try:
             entry = parse_entry(body)
         except NonCanonicalEntryError as exc:
@@ -317,6 +373,19 @@ class _Replay:
             raise _Found(Divergence(DivergenceKind.LOGGED_AT_NOT_MONOTONE, message, index))
         self.newest = entry.logged_at
         leaf = hash_leaf(body)
+        if pinned is not None and pinned != (index, leaf):
+            message = (
+                f"the export pins index {pinned[0]} with leaf {_b64(pinned[1])} here, the body "
+                f"at position {index} hashes to {_b64(leaf)}: an entry was dropped, added or moved"
+            )
+            raise _Found(Divergence(DivergenceKind.ENTRY_INDEX_MISMATCH, message, index))
+        if leaf in self.leaves:
+            # Document entries cannot repeat (prev chains them); the others name what changed
+            # (a directory version, a key) and each batch has its own logged_at, so the log
+            # never writes the same bytes twice: a repetition is an appended copy.
+            message = "a byte-identical copy of an earlier entry"
+            raise _Found(Divergence(DivergenceKind.DUPLICATE_ENTRY, message, index))
+        self.leaves.add(leaf)
         if entry.doc is not None:
             self._chain(index, entry.doc, entry.prev, leaf)
         self.tree.append(leaf)
@@ -344,12 +413,23 @@ class _Replay:
             raise _Found(Divergence(kind, message, index))
         self.heads[doc] = (index, leaf)
 
-    def checkpoint(self, source: Source, checkpoint: Checkpoint, note: Note) -> None:
+    def checkpoint(self, source: Source, trusted: TrustedCheckpoint) -> None:
+        checkpoint, note = trusted.checkpoint, trusted.note
         size = checkpoint.size
-        if not self.policy.signed_by_valid_key(note, self.newest):
+        witnessed_at = trusted.witnessed_at
+        if not self.policy.signed_by_valid_key(note, self.newest, witnessed_at):
             message = "no log key valid at the newest covered entry signed this checkpoint"
             kind = DivergenceKind.CHECKPOINT_KEY_EXPIRED
             raise _Found(Divergence(kind, message, size, size, source))
+        if witnessed_at is not None and self.newest is not None:
+            if self.newest > witnessed_at + CLOCK_SLACK:
+                message = (
+                    f"entries up to {size} claim logged_at up to {self.newest.isoformat()}, "
+                    f"but witnesses saw this tree at {witnessed_at.isoformat()}: backdated"
+                )
+                kind = DivergenceKind.LOGGED_AT_AFTER_WITNESS
+                raise _Found(Divergence(kind, message, size - 1, size, source))
+            self.last_witnessed_at = witnessed_at
         root = self.tree.root(size)
         if root != checkpoint.root_hash:
             kind = (
@@ -382,19 +462,21 @@ def audit_entries(
     checkpoints: Mapping[int, bytes],
     policy: TrustPolicy,
     saved_checkpoints: Iterable[bytes] = (),
+    index: Sequence[IndexLine] | None = None,
 ) -> AuditReport:
     """Replay an export: `entries` is uint16-length-prefixed bodies in index order,
-    `checkpoints` maps the size a file claims to its note bytes."""
+    `checkpoints` maps the size a file claims to its note bytes, `index` the (index, leaf hash)
+    the export pins for each entry."""
     details: Details = {"origin": policy.origin}
     replay = _Replay(policy)
     try:
         # Saved checkpoints are the auditor's own evidence: one that does not verify is an
         # input problem, reported before anything else.
         # (size, order at equal size, source, note, the saved ones already opened)
-        pending: list[tuple[int, int, Source, bytes, tuple[Checkpoint, Note] | None]] = []
+        pending: list[tuple[int, int, Source, bytes, TrustedCheckpoint | None]] = []
         for note in saved_checkpoints:
             opened = _open(note, policy, Source.SAVED, None)
-            pending.append((opened[0].size, 1, Source.SAVED, note, opened))
+            pending.append((opened.checkpoint.size, 1, Source.SAVED, note, opened))
         for size, note in checkpoints.items():
             pending.append((size, 0, Source.EXPORT, note, None))
         pending.sort(key=lambda p: (p[0], p[1]))
@@ -406,12 +488,14 @@ def audit_entries(
             nonlocal position
             while position < len(pending) and pending[position][0] <= upto:
                 size, _, source, note, saved = pending[position]
-                checkpoint, opened = saved or _open(note, policy, source, size)
-                if source is Source.EXPORT and checkpoint.size != size:
-                    message = f"file says size {size}, the signed checkpoint {checkpoint.size}"
+                opened = saved or _open(note, policy, source, size, replay.newest)
+                if source is Source.EXPORT and opened.checkpoint.size != size:
+                    message = (
+                        f"file says size {size}, the signed checkpoint {opened.checkpoint.size}"
+                    )
                     kind = DivergenceKind.CHECKPOINT_MALFORMED
                     raise _Found(Divergence(kind, message, size, size, source))
-                replay.checkpoint(source, checkpoint, opened)
+                replay.checkpoint(source, opened)
                 position += 1
 
         bodies = iter_entries(entries)
@@ -424,7 +508,14 @@ def audit_entries(
                 kind = DivergenceKind.ENTRIES_TRUNCATED
                 raise _Found(Divergence(kind, str(exc), count)) from exc
             due(count)
-            replay.entry(count, body)
+            pinned: IndexLine | None = None
+            if index is not None:
+                if count >= len(index):
+                    message = f"entry {count} is not in the export's index ({len(index)} lines)"
+                    kind = DivergenceKind.ENTRY_INDEX_MISMATCH
+                    raise _Found(Divergence(kind, message, count))
+                pinned = index[count]
+            replay.entry(count, body, pinned)
             count += 1
         due(count)
         if position < len(pending):
@@ -436,6 +527,14 @@ def audit_entries(
             )
             message = f"a signed checkpoint covers {size} entries but only {count} are present"
             raise _Found(Divergence(kind, message, count, size, source))
+        if index is not None and len(index) != count:
+            message = f"the export's index lists {len(index)} entries, entries.bin holds {count}"
+            raise _Found(Divergence(DivergenceKind.ENTRY_INDEX_MISMATCH, message, count))
+        signed = 0 if replay.last_match is None else replay.last_match[0]
+        if replay.last_match is None or (signed == 0 and count > 0):
+            # Nothing vouches for any entry: deleting every checkpoint must not read as "ok".
+            message = f"no trusted checkpoint covers any of the {count} entries"
+            raise _Found(Divergence(DivergenceKind.NO_CHECKPOINT, message, 0))
     except _Found as found:
         details.update(_replay_details(replay))
         return AuditReport("full", found.divergence, details)
@@ -451,6 +550,12 @@ def _replay_details(replay: _Replay) -> Details:
         "checkpoints_verified": replay.verified.get(Source.EXPORT, 0),
         "saved_checkpoints_verified": replay.verified.get(Source.SAVED, 0),
         "last_verified_checkpoint": None if replay.last_match is None else replay.last_match[0],
+        # Entries after the last trusted checkpoint: nothing signed vouches for them yet.
+        "unsigned_tail": replay.tree.size
+        - (0 if replay.last_match is None else replay.last_match[0]),
+        "last_witnessed_at": (
+            None if replay.last_witnessed_at is None else replay.last_witnessed_at.isoformat()
+        ),
     }
 
 
@@ -467,10 +572,13 @@ def audit_export(
     except ExportError as exc:
         return AuditReport("full", Divergence(DivergenceKind.EXPORT_MALFORMED, str(exc)))
     details: Details = {"trust_policy": "given" if policy is not None else "export"}
+    self_trusted = policy is None
     if policy is None:
         if export.policy is None:
             message = export.policy_error or "no trust policy"
             return AuditReport("full", Divergence(DivergenceKind.TRUST_POLICY_INVALID, message))
         policy = export.policy
-    report = audit_entries(export.entries, export.checkpoints, policy, saved_checkpoints)
-    return AuditReport(report.mode, report.divergence, {**details, **report.details})
+    report = audit_entries(
+        export.entries, export.checkpoints, policy, saved_checkpoints, export.index
+    )
+    return AuditReport(report.mode, report.divergence, {**details, **report.details}, self_trusted)

@@ -22,7 +22,14 @@ from gateway.auth import Administrator
 from gateway.clients import Services
 from gateway.metrics import GatewayMetrics
 from gateway.rest.app import Context
-from tests.unit.ledger.synthetic import ORIGIN, build_bodies, doc_id, fixed_signer
+from tests.unit.ledger.synthetic import (
+    ORIGIN,
+    build_bodies,
+    cosigned,
+    doc_id,
+    fixed_signer,
+    witnessed_policy,
+)
 
 ADMIN = Administrator("CN=admin", "1")
 
@@ -40,6 +47,7 @@ class FakeLedger:
     bodies: list[bytes]
     signed_size: int
     claimed_index: int | None = None  # a lying server names another leaf
+    witnessed: bool = False  # the checkpoint carries both witnesses' cosignatures
 
     async def GetDocumentEvents(
         self, request: lpb.GetDocumentEventsRequest, **_: Any
@@ -63,6 +71,8 @@ class FakeLedger:
             return lpb.GetDocumentEventsResponse(events=events, pending_events=1)
         tree = MemoryTree(hash_leaf(b) for b in self.bodies[: self.signed_size])
         note = sign_checkpoint(Checkpoint(ORIGIN, self.signed_size, tree.root()), [self.signer])
+        if self.witnessed:
+            note = cosigned(note)
         receipt = build_receipt(latest, inclusion_proof(tree, latest, self.signed_size), note)
         return lpb.GetDocumentEventsResponse(events=events, latest_receipt=receipt)
 
@@ -131,3 +141,18 @@ async def test_uncovered_events_are_pending_and_unknown_documents_have_none(
     assert (await proofs(log).document_proof(doc_id(3), ADMIN)).state is ProofState.PENDING
     unknown = "00000000-0000-4000-8000-00000000dead"
     assert (await proofs(log).document_proof(unknown, ADMIN)).state is ProofState.NONE
+
+
+async def test_a_pinned_policy_with_a_witness_quorum_needs_the_cosignatures(
+    log: FakeLedger, tmp_path: Path
+) -> None:
+    """The proof view applies the whole policy: a log-signed checkpoint without the witnesses'
+    cosignatures is not "verified" when the pinned policy asks for two of them."""
+    pinned = tmp_path / "trust-policy.json"
+    pinned.write_text(witnessed_policy(log.signer, quorum=2).to_json())
+    proof = await proofs(log, pinned).document_proof(doc_id(3), ADMIN)
+    assert proof.state is ProofState.FAILED
+    assert "quorum is 2" in proof.detail
+    log.witnessed = True
+    proof = await proofs(log, pinned).document_proof(doc_id(3), ADMIN)
+    assert proof.state is ProofState.VERIFIED, proof.detail

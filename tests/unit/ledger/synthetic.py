@@ -11,10 +11,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from docaxis_client.ledger.cosignature import Cosigner, merge_signatures
 from docaxis_client.ledger.entry import EntryType, LedgerEntry, PrevRef, parse_entry
 from docaxis_client.ledger.merkle import CompactRange, MemoryTree, hash_leaf
-from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
-from docaxis_client.ledger.policy import LogKey, TrustPolicy
+from docaxis_client.ledger.note import Checkpoint, NoteSigner, parse_note, sign_checkpoint
+from docaxis_client.ledger.policy import LogKey, TrustPolicy, WitnessKey
 from services.ledger.audit.export import write_export
 
 ORIGIN = "ledger.test.docaxis.example/v1"
@@ -26,6 +27,37 @@ def fixed_signer(name: str = ORIGIN, seed: str = "log-key-1") -> NoteSigner:
     """A deterministic Ed25519 signer, so failures reproduce byte for byte."""
     raw = hashlib.sha256(seed.encode()).digest()
     return NoteSigner(name, Ed25519PrivateKey.from_private_bytes(raw))
+
+
+def fixed_cosigner(name: str, seed: str | None = None) -> Cosigner:
+    """A deterministic witness key."""
+    raw = hashlib.sha256((seed or name).encode()).digest()
+    return Cosigner(name, Ed25519PrivateKey.from_private_bytes(raw))
+
+
+WITNESSES = (
+    fixed_cosigner("witness.province.example/w1"),
+    fixed_cosigner("witness.hub.example/w2"),
+)
+# Witnesses see each checkpoint an hour after the first entry was logged (the log is 41 s long).
+WITNESSED_AT = T0 + dt.timedelta(hours=1)
+
+
+def cosigned(
+    note: bytes, cosigners: Sequence[Cosigner] = WITNESSES, when: dt.datetime = WITNESSED_AT
+) -> bytes:
+    """The note with each witness's tlog-cosignature/v1 line added."""
+    text, _ = parse_note(note)
+    return merge_signatures(note, [c.cosign(text, when) for c in cosigners])
+
+
+def witnessed_policy(
+    *signers: NoteSigner, quorum: int = 2, valid_until: dt.datetime | None = None
+) -> TrustPolicy:
+    """The auditor's own policy: the log key and both witnesses, `quorum` of them required."""
+    base = policy_for(*signers, valid_until=valid_until)
+    witnesses = tuple(WitnessKey(c.verifier) for c in WITNESSES)
+    return TrustPolicy(base.origin, base.log_keys, witnesses, quorum)
 
 
 def doc_id(n: int) -> str:

@@ -73,13 +73,14 @@ def test_a_clean_export_passes_with_every_checkpoint_verified(tmp_path: Path) ->
     """Export written, read back and replayed: all checkpoints and saved checkpoints match."""
     path = log().write(tmp_path / "export")
     assert sorted(read_export(path).checkpoints) == list(SIZES)
-    report = audit_export(path, saved_checkpoints=log().notes[2:4])
+    report = audit_export(path, policy=policy_for(), saved_checkpoints=log().notes[2:4])
     assert report.ok, report.to_json()
     assert report.details["entries"] == 300
     assert report.details["checkpoints_verified"] == len(SIZES)
     assert report.details["saved_checkpoints_verified"] == 2
     assert report.details["documents"] == 7
-    assert report.details["trust_policy"] == "export"
+    assert report.details["trust_policy"] == "given"
+    assert report.details["unsigned_tail"] == 0
     assert report.exit_code == 0
 
 
@@ -164,7 +165,9 @@ def test_a_checkpoint_signed_only_by_an_unknown_key_is_not_evidence() -> None:
     stranger = fixed_signer(seed="stranger")
     notes = list(log().notes)
     notes[2] = checkpoint_note(log().bodies, SIZES[2], [stranger])
-    assert kind_of(audit(list(log().bodies), notes)) is DivergenceKind.CHECKPOINT_SIGNATURE_INVALID
+    report = audit(list(log().bodies), notes)
+    assert kind_of(report) is DivergenceKind.CHECKPOINT_KEY_UNTRUSTED
+    assert report.exit_code == 4
     cosigned = [add_signatures(n, [stranger]) for n in log().notes]
     assert audit(list(log().bodies), cosigned).ok
 
@@ -231,7 +234,7 @@ def test_receipt_mode_verifies_an_entry_and_catches_a_tampered_body() -> None:
     assert kind_of(bad) is DivergenceKind.INCLUSION_INVALID
     other_key = TrustPolicy.for_keys(policy_for().origin, [fixed_signer(seed="x").verifier.vkey])
     assert kind_of(verify_receipt_evidence(log().bodies[123], receipt, other_key)) is (
-        DivergenceKind.CHECKPOINT_SIGNATURE_INVALID
+        DivergenceKind.CHECKPOINT_KEY_UNTRUSTED
     )
     assert kind_of(verify_receipt_evidence(log().bodies[123], b"junk", policy_for())) is (
         DivergenceKind.RECEIPT_MALFORMED
@@ -273,6 +276,11 @@ def test_the_command_line_prints_a_json_report_and_sets_the_exit_code(
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is True
     assert out["details"]["trust_policy"] == "given"
+
+    assert main(["full", str(path)]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.startswith("UNTRUSTED: no outside trust policy")
+    assert json.loads(captured.out)["trust"] == "export-self-signed"
 
     (path / "entries.bin").write_bytes(encode_entries(log().bodies[:200]))
     assert main(["full", str(path), "--saved-checkpoint", str(saved)]) == 1
