@@ -515,6 +515,7 @@ class FakeDocumentStore:
             attachments=document.attachments,
             acknowledged_at=delivery.acknowledged_at,
             transport_receipt=delivery.transport_receipt,
+            state=delivery.state,
         )
 
     async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:

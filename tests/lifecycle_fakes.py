@@ -22,6 +22,7 @@ from services.exchange.domain.statuses import (
     admit,
     ordered,
 )
+from services.exchange.domain.withdrawal import Sight, recipient_sight
 from services.exchange.service_layer.lifecycle_ports import (
     DeliveryLifecycle,
     DocumentLink,
@@ -302,7 +303,10 @@ class FakeLifecycleStore:
         return (
             agency is None
             or document.sender == agency
-            or any(d.recipient == agency for d in self.documents._deliveries_of(document.uuid))
+            or any(
+                d.recipient == agency and recipient_sight(d.state, d.acknowledged_at) is Sight.FULL
+                for d in self.documents._deliveries_of(document.uuid)
+            )
         )
 
     async def links(

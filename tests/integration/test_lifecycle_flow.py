@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -274,6 +276,22 @@ async def test_a_recall_agreed_by_one_refused_by_another_and_withheld_from_the_o
     await clients[refuses].report_status(
         copies[refuses], pb.STATUS_CODE_ACCEPTED, status_id="after", occurred_at=minutes_ago(0)
     )
+    # Issue 17: the copy withdrawn after receipt keeps only its identity and own status history;
+    # the one withdrawn before receipt is not there at all for its recipient.
+    kept = await clients[agrees].track(document_uuid)
+    assert (kept.header.subject, kept.header.type_name, list(kept.replies)) == ("", "", [])
+    assert kept.header.document_id == receipt.document_id
+    ((own),) = kept.recipients
+    assert own.effective_recipient == agrees
+    assert [s.code for s in own.statuses] == [
+        pb.STATUS_CODE_ARRIVED,
+        pb.STATUS_CODE_RECALL_REQUESTED,
+        pb.STATUS_CODE_RECALL_AGREED,
+    ]
+    assert (await clients[refuses].track(document_uuid)).header.subject == track.header.subject
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await clients[offline].track(document_uuid)
+    assert error_details(hidden.value).reason == "NOT_FOUND"
     # Only the sender recalls.
     with pytest.raises(grpc.aio.AioRpcError) as not_sender:
         await clients[refuses].recall(document_uuid, "Thu hồi")
@@ -281,15 +299,23 @@ async def test_a_recall_agreed_by_one_refused_by_another_and_withheld_from_the_o
 
 
 async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_says_so(
-    register_agencies: Register, clients: dict[str, AgencyClient]
+    register_agencies: Register, clients: dict[str, AgencyClient], tmp_path: Path
 ) -> None:
     """The DMS had the document on its stream but had not acknowledged it: the copy is
-    withdrawn at once, the DMS is told (no answer expected), and it is never pushed again."""
+    withdrawn at once, the DMS is told (no answer expected), and it is never pushed again.
+
+    Issue 17 (findings 1, 2): the recipient then tries every way to read or acknowledge it
+    anyway; each answers as for a document never sent to it, or COPY_WITHDRAWN, and the hub
+    signs no receipt."""
     sender, recipient = await register_agencies(2)
     dms = clients[recipient]
     stream = dms.receive()
+    upload = await clients[sender].upload_bytes(b"%PDF-1.7 withdrawn body")
+    header = make_header(sender, [recipient])
     receipt = (
-        await clients[sender].submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+        await clients[sender].submit(
+            f"c-{uuid.uuid4()}", header, [upload.ref("cv.pdf", "application/pdf")]
+        )
     ).receipt
     pushed = await next_item(stream)
     assert pushed.delivery.document_uuid == receipt.document_uuid
@@ -303,18 +329,42 @@ async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_say
         "Gửi nhầm nơi nhận",
     )
     await dms.acknowledge_notice(told.recall.notice_id)
-    stream.cancel()  # unacknowledged: the broker requeues the document's message
+    delivery_id = pushed.delivery.delivery_id
+    # The DMS had stored it after all and acknowledges it on the open stream: refused, typed.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await dms.acknowledge(delivery_id)
+    assert (error_details(refused.value).code, error_details(refused.value).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "COPY_WITHDRAWN",
+    )
+    stream.cancel()
     again = dms.receive()
-    await nothing_more(again, within=1.5)  # ... and it is skipped: withdrawn
+    await nothing_more(again, within=1.5)  # ... and it is never pushed again: withdrawn
     again.cancel()
-    late = await dms.acknowledge(pushed.delivery.delivery_id)  # the DMS had stored it after all
-    assert not late.already_acknowledged
+    # Invisible to its recipient on every read: by uuid, by the guessable DocumentId, download.
+    reads: list[Callable[[], Awaitable[object]]] = [
+        lambda: dms.track(receipt.document_uuid),
+        lambda: dms.exchange.Track(
+            pb.TrackRequest(document_id=receipt.document_id), metadata=dms.metadata
+        ),
+        lambda: dms.download(receipt.document_uuid, upload.sha256, tmp_path / "cv.pdf"),
+    ]
+    for read in reads:
+        with pytest.raises(grpc.aio.AioRpcError) as hidden:
+            await read()
+        assert error_details(hidden.value).reason == "NOT_FOUND"
+    # No transport receipt exists for it, for either party.
+    for party in (recipient, sender):
+        with pytest.raises(grpc.aio.AioRpcError) as no_receipt:
+            await clients[party].transport_receipt(delivery_id)
+        assert error_details(no_receipt.value).reason == "NOT_FOUND"
     track = await clients[sender].track(receipt.document_uuid)
     (copy,) = track.recipients
     assert (copy.state, copy.recall_state) == (
         pb.DELIVERY_STATE_WITHDRAWN,
         pb.RECALL_STATE_WITHDRAWN_BEFORE_RECEIPT,
     )
+    assert not copy.HasField("acknowledged_at")
     assert list(copy.statuses) == []  # no 01: it never arrived
 
 

@@ -509,8 +509,8 @@ class PostgresDocumentStore(PostgresUploads):
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 """
-                SELECT d.document_uuid, d.recipient, d.acknowledged_at, d.transport_receipt,
-                    doc.sender, doc.header::text AS header
+                SELECT d.document_uuid, d.recipient, d.state, d.acknowledged_at,
+                    d.transport_receipt, doc.sender, doc.header::text AS header
                 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
                 WHERE d.id = $1
                 """,
@@ -528,6 +528,7 @@ class PostgresDocumentStore(PostgresUploads):
             attachments=attachments,
             acknowledged_at=row["acknowledged_at"],
             transport_receipt=row["transport_receipt"],
+            state=DeliveryState(row["state"]),
         )
 
     async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:

@@ -461,8 +461,9 @@ class PostgresLifecycleStore:
             )
             if document is None:
                 return [], []
-            # Only the caller's own documents (sent, or a copy received): a party of one document
-            # learns nothing of exchanges it was not part of. Administrators (None) see all.
+            # Only the caller's own documents (sent, or a copy received and not withdrawn: see
+            # withdrawal.recipient_sight): a party of one document learns nothing of exchanges it
+            # was not part of. Administrators (None) see all.
             answered = await conn.fetch(
                 """
                 SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
@@ -471,7 +472,8 @@ class PostgresLifecycleStore:
                     AND d.uuid <> $3
                     AND ($2::text IS NULL OR d.sender = $2
                          OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2
+                                        AND v.state <> 'withdrawn'))
                 ORDER BY d.submitted_at, d.uuid
                 """,
                 document["response_for"],
@@ -485,7 +487,8 @@ class PostgresLifecycleStore:
                 WHERE d.header -> 'response_for' ? $1 AND d.uuid <> $3
                     AND ($2::text IS NULL OR d.sender = $2
                          OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2))
+                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2
+                                        AND v.state <> 'withdrawn'))
                 ORDER BY d.submitted_at, d.uuid
                 """,
                 document["document_id"],

@@ -25,6 +25,7 @@ from services.exchange.domain.statuses import (
     StatusEntry,
     StatusReport,
 )
+from services.exchange.domain.withdrawal import check_acknowledgeable
 
 # The copies still on their way: pushed (or fetched) again until acknowledged.
 PENDING_STATES: frozenset[DeliveryState] = frozenset(
@@ -175,13 +176,14 @@ class Acknowledged(Decision):
 
 def acknowledge(ref: CopyRef, copy: Copy, now: dt.datetime) -> Acknowledged:
     """The recipient's DMS stored the copy: acknowledged once (`receipt` ledger event); again,
-    the first acknowledgement is returned. A copy recalled before its acknowledgement stays
-    withdrawn."""
+    the first acknowledgement is returned. A withdrawn copy (recalled before its acknowledgement,
+    or after it with the recipient's agreement) is refused: CopyWithdrawnError, and no receipt
+    (withdrawal.py)."""
+    check_acknowledgeable(ref.delivery_id, copy.state)
     if copy.acknowledged_at is not None:
         return Acknowledged(copy=copy, acknowledged_at=copy.acknowledged_at, already=True)
-    state = copy.state if copy.state is DeliveryState.WITHDRAWN else DeliveryState.ACKNOWLEDGED
     acknowledged = dataclasses.replace(
-        copy, state=state, acknowledged_at=now, pushed_at=copy.pushed_at or now
+        copy, state=DeliveryState.ACKNOWLEDGED, acknowledged_at=now, pushed_at=copy.pushed_at or now
     )
     return Acknowledged(
         copy=acknowledged, events=(ref.event("receipt", now, {}),), acknowledged_at=now

@@ -29,6 +29,7 @@ from services.common.metrics import (
 )
 from services.common.rabbit import BROKER_ERRORS
 from services.exchange.adapters.rabbit import InFlight, RabbitInbox
+from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.entrypoints.convert import (
     delivery_to_pb,
     receipt_to_pb,
@@ -235,10 +236,15 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 result = await self._require_lifecycle().acknowledge_notice(agency, item_id)
             else:
                 kind, item_id = AcknowledgedKind.DELIVERY, request.delivery_id
-                if self._lifecycle is not None:  # also records the 01 (arrived) status
-                    result = await self._lifecycle.acknowledge(agency, item_id)
-                else:
-                    result = await self._handlers.acknowledge(agency, item_id)
+                try:
+                    if self._lifecycle is not None:  # also records the 01 (arrived) status
+                        result = await self._lifecycle.acknowledge(agency, item_id)
+                    else:
+                        result = await self._handlers.acknowledge(agency, item_id)
+                except CopyWithdrawnError:
+                    # The recipient's own copy, finished: no stream is to push it again.
+                    await self._in_flight.settle(item_id)
+                    raise
             # Only after the database commit: a crash in between redelivers, and the redelivered
             # copy is skipped because the item is already acknowledged.
             await self._in_flight.settle(item_id)

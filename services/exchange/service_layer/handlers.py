@@ -37,6 +37,7 @@ from services.exchange.domain.model import (
     submission_problems,
     today_in_vietnam,
 )
+from services.exchange.domain.withdrawal import Sight, identity_only, recipient_sight
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     DeadLetter,
@@ -307,8 +308,19 @@ class ExchangeHandlers:
         require_uuid("delivery_id", delivery_id)
         record = await self._store.delivery(delivery_id)
         # Not found and not yours look the same, as for Track.
+        missing = NotFoundError(f"no delivery {delivery_id} among those you sent or received")
         if record is None or caller_agency not in (record.sender, record.recipient):
-            raise NotFoundError(f"no delivery {delivery_id} among those you sent or received")
+            raise missing
+        sight = recipient_sight(record.state, record.acknowledged_at)
+        if sight is Sight.NONE:
+            if caller_agency != record.sender:
+                raise missing
+            # The copy was withdrawn before anyone acknowledged it: no pickup to attest, ever.
+            raise NotFoundError(
+                f"delivery {delivery_id} was withdrawn before its recipient acknowledged it: "
+                "it has no transport receipt",
+                meta={"delivery_id": delivery_id},
+            )
         if record.acknowledged_at is None:
             raise RejectedError(
                 f"delivery {delivery_id} is not acknowledged yet",
@@ -361,11 +373,18 @@ class ExchangeHandlers:
             raise missing
         if track.header.sender == caller_agency:
             return track
-        own = tuple(r for r in track.recipients if r.effective_recipient == caller_agency)
-        if not own:
+        # One copy per recipient (and document): the caller's, if any.
+        own = next((r for r in track.recipients if r.effective_recipient == caller_agency), None)
+        sight = Sight.NONE if own is None else recipient_sight(own.state, own.acknowledged_at)
+        if own is None or sight is Sight.NONE:
             raise missing
+        if sight is Sight.HISTORY:
+            header = identity_only(track.header, own.requested_recipient)
+            return DocumentTrack(
+                track.document_uuid, header, (), track.submitted_at, (own,), withheld=True
+            )
         return DocumentTrack(
-            track.document_uuid, track.header, track.attachments, track.submitted_at, own
+            track.document_uuid, track.header, track.attachments, track.submitted_at, (own,)
         )
 
     async def download(

@@ -23,7 +23,6 @@ from services.exchange.domain.model import BusinessType, Header, Submission, nfc
 from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
     MAX_DESCRIPTION,
-    IllegalTransitionError,
     StatusCode,
     StatusEntry,
     StatusReport,
@@ -104,11 +103,9 @@ class LifecycleHandlers:
             reported_by=agency,
             recorded_at=self._clock(),
         )
-        try:
-            await self._store.record_status(delivery_id, entry)
-        except IllegalTransitionError as exc:
-            # A copy recalled before it was acknowledged: withdrawn, so it never "arrived".
-            log.info("arrival_not_recorded", delivery_id=delivery_id, reason=str(exc))
+        # Legal: a withdrawn copy was refused above, and a recall after this acknowledgement
+        # asks the recipient (15/16) instead of withdrawing the copy.
+        await self._store.record_status(delivery_id, entry)
         return result
 
     async def submit(
@@ -328,7 +325,10 @@ class LifecycleHandlers:
     async def links(
         self, agency: str, track: DocumentTrack
     ) -> tuple[list[DocumentLink], list[DocumentLink]]:
-        """(in_reply_to, replies) of a document `track` shows the caller (already authorised)."""
+        """(in_reply_to, replies) of a document `track` shows the caller (already authorised);
+        none when the caller's copy was withdrawn (only its own history is left)."""
+        if track.withheld:
+            return [], []
         return await self._store.links(track.document_uuid, agency)
 
     async def lifecycles(self, track: DocumentTrack) -> dict[str, DeliveryLifecycle]:

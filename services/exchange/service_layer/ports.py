@@ -124,6 +124,7 @@ class DeliveryRecord:
     acknowledged_at: dt.datetime | None
     # The hub-signed receipt (canonical JSON), once issued.
     transport_receipt: bytes | None
+    state: DeliveryState
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,9 @@ class DocumentTrack:
     attachments: tuple[AttachmentRef, ...]
     submitted_at: dt.datetime
     recipients: tuple[RecipientTrack, ...]
+    # The caller is a recipient whose copy was withdrawn after receipt: the header is reduced to
+    # the document's identity, and there are no attachments (domain/withdrawal.py).
+    withheld: bool = False
 
 
 class DocumentStore(UploadStore, Protocol):
@@ -172,7 +176,8 @@ class DocumentStore(UploadStore, Protocol):
     async def acknowledge(
         self, delivery_id: str, recipient: str, now: dt.datetime
     ) -> Acknowledgement | None:
-        """None when the recipient has no such delivery."""
+        """None when the recipient has no such delivery. Raises CopyWithdrawnError, storing
+        nothing, when the copy was withdrawn (withdrawal.check_acknowledgeable)."""
         ...
 
     async def track(

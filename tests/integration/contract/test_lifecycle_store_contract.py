@@ -22,6 +22,7 @@ from services.exchange.domain.statuses import (
     StatusEntry,
     StatusReport,
 )
+from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.service_layer.lifecycle_ports import (
     ItemKind,
     LifecycleStore,
@@ -235,13 +236,23 @@ class LifecycleStoreContract:
             (asked, "requested"),
             (withdrawn, "withdrawn_before_receipt"),
         ]
-        # Acknowledging a withdrawn copy records the time but leaves it withdrawn.
-        await docs.acknowledge(withdrawn_id, withdrawn, at(5))
+        # Acknowledging a withdrawn copy is refused and changes nothing (issue 17), whether it
+        # was withdrawn before receipt or after an agreed recall.
+        for recipient, delivery_id in ((withdrawn, withdrawn_id), (asked, asked_id)):
+            with pytest.raises(CopyWithdrawnError):
+                await docs.acknowledge(delivery_id, recipient, at(5))
         track = await docs.track(document_uuid=document_uuid, document_id=None)
         assert track is not None
-        assert (track.recipients[1].state, track.recipients[1].acknowledged_at) == (
+        agreed, unreceived = track.recipients
+        assert (agreed.state, unreceived.state) == (DeliveryState.WITHDRAWN,) * 2
+        assert agreed.acknowledged_at == ACKED_AT
+        assert unreceived.acknowledged_at is None
+        record = await docs.delivery(withdrawn_id)
+        assert record is not None
+        assert (record.state, record.acknowledged_at, record.transport_receipt) == (
             DeliveryState.WITHDRAWN,
-            at(5),
+            None,
+            None,
         )
 
     async def test_a_pushed_but_unacknowledged_copy_is_withdrawn_with_a_notice(
@@ -362,6 +373,13 @@ class LifecycleStoreContract:
             reply.receipt.document_uuid,
         ]
         assert await lifecycle.links(str(uuid.uuid4()), sender) == ([], [])
+        # Once the recipient's copy of the original is withdrawn, the reply no longer links to it
+        # for the recipient (issue 17): a withdrawn copy is not one of its documents.
+        await lifecycle.request_recall(
+            original.receipt.document_uuid, sender, "Thu hồi", [recipient], at(1)
+        )
+        in_reply_to, _ = await lifecycle.links(reply.receipt.document_uuid, recipient)
+        assert [r.document_uuid for r in in_reply_to] == [update.receipt.document_uuid]
 
 
 class TestFakeLifecycleStore(LifecycleStoreContract):

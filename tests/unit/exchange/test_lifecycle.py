@@ -17,6 +17,7 @@ from services.exchange.domain.statuses import (
     StatusCode,
     StatusReport,
 )
+from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.lifecycle_ports import (
@@ -237,7 +238,7 @@ async def test_only_the_sender_recalls_and_only_its_recipients(
     assert [v.field for v in stranger.value.violations] == ["recipients[0]"]
 
 
-async def test_an_acknowledgement_after_a_withdrawal_keeps_the_copy_withdrawn(
+async def test_an_acknowledgement_after_a_withdrawal_is_refused(
     exchange: ExchangeHandlers,
     store: FakeDocumentStore,
     statuses: FakeLifecycleStore,
@@ -254,8 +255,10 @@ async def test_an_acknowledgement_after_a_withdrawal_keeps_the_copy_withdrawn(
     notice = await lifecycle.fetch_notice(HEALTH, item.item_id)
     assert isinstance(notice, RecallNoticeItem)
     assert (notice.delivery_id, notice.withdrawn) == (copies[HEALTH], True)
-    await lifecycle.acknowledge(HEALTH, copies[HEALTH])
+    with pytest.raises(CopyWithdrawnError):
+        await lifecycle.acknowledge(HEALTH, copies[HEALTH])
     assert store.deliveries[copies[HEALTH]].state is DeliveryState.WITHDRAWN
+    assert store.deliveries[copies[HEALTH]].acknowledged_at is None
     assert copies[HEALTH] not in statuses.statuses
     with pytest.raises(IllegalTransitionError):
         await lifecycle.report_status(HEALTH, copies[HEALTH], report(StatusCode.RECALL_AGREED, 59))

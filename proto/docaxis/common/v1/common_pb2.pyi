@@ -65,6 +65,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
     ERROR_REASON_NOT_DEAD_LETTERED: _ErrorReason.ValueType  # 25
     """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+    ERROR_REASON_COPY_WITHDRAWN: _ErrorReason.ValueType  # 26
+    """The copy was withdrawn by a recall: it cannot be acknowledged, and its recipient no longer
+    sees it (README, "Recalled copies").
+    """
+    ERROR_REASON_UPLOAD_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 27
+    """The agency's uploads not yet part of an accepted document exceed its quota
+    (DOCAXIS_UPLOAD_QUOTA_BYTES); they are swept after a while, or used by a submission.
+    """
     ERROR_REASON_CROSS_ORIGIN: _ErrorReason.ValueType  # 28
     """A browser sent a write from another site (Origin or Sec-Fetch-Site names another origin)."""
     ERROR_REASON_UNSUPPORTED_MEDIA_TYPE: _ErrorReason.ValueType  # 29
@@ -122,6 +130,14 @@ ERROR_REASON_NOT_ACKNOWLEDGED: ErrorReason.ValueType  # 24
 """A transport receipt was asked for a delivery the recipient has not acknowledged yet."""
 ERROR_REASON_NOT_DEAD_LETTERED: ErrorReason.ValueType  # 25
 """An administrator resent a delivery that is not dead-lettered (e.g. resent already)."""
+ERROR_REASON_COPY_WITHDRAWN: ErrorReason.ValueType  # 26
+"""The copy was withdrawn by a recall: it cannot be acknowledged, and its recipient no longer
+sees it (README, "Recalled copies").
+"""
+ERROR_REASON_UPLOAD_QUOTA_EXCEEDED: ErrorReason.ValueType  # 27
+"""The agency's uploads not yet part of an accepted document exceed its quota
+(DOCAXIS_UPLOAD_QUOTA_BYTES); they are swept after a while, or used by a submission.
+"""
 ERROR_REASON_CROSS_ORIGIN: ErrorReason.ValueType  # 28
 """A browser sent a write from another site (Origin or Sec-Fetch-Site names another origin)."""
 ERROR_REASON_UNSUPPORTED_MEDIA_TYPE: ErrorReason.ValueType  # 29
