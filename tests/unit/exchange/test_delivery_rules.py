@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -10,6 +11,7 @@ from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, CopyRef
 from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
 from services.exchange.domain.statuses import RecallState, StatusCode
+from services.exchange.domain.withdrawal import CopyWithdrawnError
 
 REF = CopyRef("d-1", "u-1", "000.00.01.H01,2025/07/01,1/BC", "SENDER", "RECIPIENT")
 T0 = dt.datetime(2025, 7, 1, 8, tzinfo=dt.UTC)
@@ -53,7 +55,7 @@ def test_a_copy_that_is_done_is_never_pushed(state: DeliveryState) -> None:
     assert delivery.push(REF, Copy(state), max_pushes=None, now=T0) is None
 
 
-def test_an_acknowledgement_counts_once_and_a_withdrawn_copy_stays_withdrawn() -> None:
+def test_an_acknowledgement_counts_once_and_a_withdrawn_copy_is_refused() -> None:
     acked = delivery.acknowledge(REF, Copy(DeliveryState.PUSHED, pushed_at=T0), T1)
     assert (acked.already, acked.acknowledged_at, acked.copy.state) == (
         False,
@@ -63,9 +65,16 @@ def test_an_acknowledgement_counts_once_and_a_withdrawn_copy_stays_withdrawn() -
     assert [e.entry_type for e in acked.events] == ["receipt"]
     again = delivery.acknowledge(REF, acked.copy, T1 + dt.timedelta(hours=1))
     assert (again.already, again.acknowledged_at, again.events) == (True, T1, ())
-    withdrawn = delivery.acknowledge(REF, Copy(DeliveryState.WITHDRAWN), T1)
-    assert withdrawn.copy.state is DeliveryState.WITHDRAWN
-    assert withdrawn.copy.pushed_at == T1  # handed over at the latest when acknowledged
+    assert acked.copy.pushed_at == T0
+    unpushed = delivery.acknowledge(REF, Copy(DeliveryState.QUEUED), T1)
+    assert unpushed.copy.pushed_at == T1  # handed over at the latest when acknowledged
+    # Issue 17: withdrawn before receipt, or after it by an agreed recall.
+    for copy in (
+        Copy(DeliveryState.WITHDRAWN),
+        dataclasses.replace(acked.copy, state=DeliveryState.WITHDRAWN),
+    ):
+        with pytest.raises(CopyWithdrawnError):
+            delivery.acknowledge(REF, copy, T1)
 
 
 def test_a_recall_withdraws_an_unreceived_copy_and_asks_about_a_received_one() -> None:
