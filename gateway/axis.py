@@ -81,7 +81,7 @@ def ok(data: Any = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "OK", "ErrorCode": "0", "ErrorDesc": "", "data": data, **extra})
 
 
-def fail(problem: Problem, *, authentication: bool = False) -> JSONResponse:
+def fail(problem: Problem, *, http_status: bool = False) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "FAIL",
         "ErrorCode": problem.metadata.get("axisErrorCode") or ERROR_CODES.get(problem.reason, "20"),
@@ -91,8 +91,9 @@ def fail(problem: Problem, *, authentication: bool = False) -> JSONResponse:
     }
     if problem.violations:
         body["violations"] = problem.violations
-    # Authentication stays an HTTP refusal; the rest answers 200 with FAIL, as the axis does.
-    return JSONResponse(body, status_code=problem.status if authentication else 200)
+    # Refusals before the operation runs (authentication, a body refused before it is read)
+    # keep their HTTP status; the rest answers 200 with FAIL, as the axis does.
+    return JSONResponse(body, status_code=problem.status if http_status else 200)
 
 
 async def _upload(ctx: Context, agency: Agency, attachment: Attachment) -> None:
@@ -493,7 +494,7 @@ def axis_routes(ctx: Context) -> list[Route]:
                 agency = await ctx.agency(request)
             except Problem as problem:
                 ctx.metrics.count_rejection(problem)
-                return fail(problem, authentication=True)
+                return fail(problem, http_status=True)
             try:
                 if request.method == "POST" and cross_origin(request):
                     raise Problem(

@@ -62,6 +62,13 @@ class GatewaySettings:
     call_timeout_s: float = 60.0
     # The admin console signs an administrator out after this long without a request.
     admin_idle_s: float = 1800.0
+    # A connection must send a request's headers this soon after its TLS handshake (or after
+    # its previous response), or it is closed: idle and slow-header connections hold nothing.
+    header_timeout_s: float = 10.0
+    # A request body may take this long plus one second per `body_min_rate` bytes sent
+    # (408 after that): slow-drip bodies cannot hold connections (gateway/body_limits.py).
+    body_grace_s: float = 30.0
+    body_min_rate: float = 16 * 1024
     # The ledger's trust-policy.json (origin and checkpoint keys), pinned: the console verifies
     # ledger proofs with it. Empty: the policy the axis itself publishes (GetTrustPolicy).
     ledger_trust_policy: str = ""
@@ -89,6 +96,9 @@ class GatewaySettings:
             crl_files=tuple(path for path in crls.split(os.pathsep) if path.strip()),
             call_timeout_s=_number(env, "CALL_TIMEOUT_S", 60.0),
             admin_idle_s=_number(env, "ADMIN_IDLE_S", 1800.0),
+            header_timeout_s=_number(env, "HEADER_TIMEOUT_S", 10.0),
+            body_grace_s=_number(env, "BODY_GRACE_S", 30.0),
+            body_min_rate=_number(env, "BODY_MIN_RATE", 16 * 1024),
             ledger_trust_policy=env.get(PREFIX + "LEDGER_TRUST_POLICY", "").strip(),
         )
         settings.listen  # noqa: B018 - validates the address now, not at bind time

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 import uvicorn
 from cryptography import x509
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from gateway.admin.app import admin_mount
 from gateway.admin.ledger_proof import LedgerProofs
@@ -22,12 +22,13 @@ from gateway.admin.pages import PAGES
 from gateway.admin.session import SessionSigner
 from gateway.auth import AgencyAuthenticator, load_trust
 from gateway.axis import axis_routes
+from gateway.body_limits import BoundedBodies
 from gateway.clients import Services
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics, probes_app
 from gateway.rest.app import Context, build_app
 from gateway.rest.openapi import openapi_document
-from gateway.tls import TlsH11Protocol
+from gateway.tls import AEAD_CIPHERS, tls_protocol
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ class Bound:
     metrics_port: int
 
 
-def _server(app: Starlette, listen: tuple[str, int], *, graceful_s: int, **tls: Any) -> _Server:
+def _server(app: ASGIApp, listen: tuple[str, int], *, graceful_s: int, **tls: Any) -> _Server:
     host, port = listen
     return _Server(
         uvicorn.Config(
@@ -90,20 +91,21 @@ async def serve(
         metrics.certificate_expiry.labels(name).set(leaf.not_valid_after_utc.timestamp())
     ctx = Context(services, AgencyAuthenticator(trust), metrics)
     host, _ = settings.listen
+    app = build_app(
+        ctx,
+        openapi_document(),
+        [
+            *axis_routes(ctx),
+            admin_mount(
+                ctx,
+                SessionSigner(dt.timedelta(seconds=settings.admin_idle_s)),
+                LedgerProofs(ctx, settings.ledger_trust_policy),
+                PAGES,
+            ),
+        ],
+    )
     api = _server(
-        build_app(
-            ctx,
-            openapi_document(),
-            [
-                *axis_routes(ctx),
-                admin_mount(
-                    ctx,
-                    SessionSigner(dt.timedelta(seconds=settings.admin_idle_s)),
-                    LedgerProofs(ctx, settings.ledger_trust_policy),
-                    PAGES,
-                ),
-            ],
-        ),
+        BoundedBodies(app, metrics, grace_s=settings.body_grace_s, min_rate=settings.body_min_rate),
         settings.listen,
         graceful_s=5,
         ssl_certfile=settings.tls_cert_file,
@@ -111,7 +113,8 @@ async def serve(
         ssl_ca_certs=settings.tls_client_ca_file,
         # Request a client certificate; the app answers a missing one with problem+json.
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
-        http=TlsH11Protocol,
+        ssl_ciphers=AEAD_CIPHERS,
+        http=tls_protocol(settings.header_timeout_s),
     )
     metrics_host, _ = settings.metrics_listen
     probes = _server(

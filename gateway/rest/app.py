@@ -5,6 +5,7 @@ the gRPC error's stable reason."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,7 +31,6 @@ from gateway.problems import Problem, problem_of
 M = TypeVar("M", bound=Message)
 
 UPLOAD_CHUNK = 256 * 1024
-MAX_JSON_BODY = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +80,7 @@ def to_json(message: Message, status: int = 200) -> JSONResponse:
 
 
 async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise Problem(413, "SIZE_LIMIT_EXCEEDED", f"JSON bodies are limited to {MAX_JSON_BODY}")
+    raw = await request.body()  # bounded by gateway.body_limits
     try:
         data = bounded_json.loads(raw or b"{}")
     except bounded_json.JsonError as exc:
@@ -212,20 +210,31 @@ async def upload_attachment(ctx: Context, request: Request) -> Response:
     if size < 0:
         raise Problem(400, "VALIDATION", "size is required")
 
-    async def parts() -> AsyncIterator[pb.UploadAttachmentRequest]:
-        yield pb.UploadAttachmentRequest(
-            declaration=pb.AttachmentDeclaration(sha256=sha256, size=size)
-        )
-        buffer = bytearray()
-        async for piece in request.stream():
-            buffer += piece
-            while len(buffer) >= UPLOAD_CHUNK:
-                yield pb.UploadAttachmentRequest(chunk=bytes(buffer[:UPLOAD_CHUNK]))
-                del buffer[:UPLOAD_CHUNK]
-        if buffer:
-            yield pb.UploadAttachmentRequest(chunk=bytes(buffer))
-
-    response = await ctx.call(ctx.services.exchange.UploadAttachment, parts(), agency)
+    # Written one chunk at a time, not from a generator: when a body is refused half-way
+    # (gateway.body_limits) or the client goes, the call is cancelled here.
+    call = ctx.services.exchange.UploadAttachment(
+        metadata=agency.metadata, timeout=ctx.services.timeout_s
+    )
+    try:
+        try:
+            declaration = pb.AttachmentDeclaration(sha256=sha256, size=size)
+            await call.write(pb.UploadAttachmentRequest(declaration=declaration))
+            buffer = bytearray()
+            async for piece in request.stream():
+                buffer += piece
+                while len(buffer) >= UPLOAD_CHUNK:
+                    await call.write(pb.UploadAttachmentRequest(chunk=bytes(buffer[:UPLOAD_CHUNK])))
+                    del buffer[:UPLOAD_CHUNK]
+            if buffer:
+                await call.write(pb.UploadAttachmentRequest(chunk=bytes(buffer)))
+            await call.done_writing()
+        except asyncio.InvalidStateError:
+            pass  # the services answered before the whole body was sent: the answer follows
+        response = await call
+    except grpc.aio.AioRpcError as exc:
+        raise problem_of(exc) from None
+    finally:
+        call.cancel()  # nothing to cancel once the call is done
     return to_json(response, 201)
 
 

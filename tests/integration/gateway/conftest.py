@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import structlog
 
 from gateway.config import GatewaySettings
 from gateway.server import Bound, serve
@@ -21,6 +24,10 @@ class RunningGateway:
     metrics_url: str
     pki: SuitePki
     axis: str  # the services' gRPC address
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rpartition(":")[2])
 
     def ssl_context(self, pair: KeyPair | None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki.bundle))
@@ -35,22 +42,32 @@ class RunningGateway:
         return self.pki.write_pair(f"gw-{code}", self.pki.agency(code).agency)
 
 
-@pytest.fixture(scope="session")
-async def gateway(axis: str, pki: SuitePki) -> AsyncIterator[RunningGateway]:
-    settings = GatewaySettings(
-        address="127.0.0.1:0",
-        metrics_address="127.0.0.1:0",
-        grpc_target=axis,
-        tls_cert_file=str(pki.server.certificate),
-        tls_key_file=str(pki.server.key),
-        tls_client_ca_file=str(pki.bundle),
-        client_cert_file=str(pki.gateway_pair.certificate),
-        client_key_file=str(pki.gateway_pair.key),
-        call_timeout_s=30,
-    )
+@contextlib.asynccontextmanager
+async def gateway_served(
+    axis: str, pki: SuitePki, **settings: float
+) -> AsyncIterator[RunningGateway]:
+    """A gateway in front of `axis` (the suite's PKI, `settings` over the defaults) until the
+    block ends."""
     stop = asyncio.Event()
     ready: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(settings, stop, on_ready=ready.set_result))
+    task = asyncio.create_task(
+        serve(
+            GatewaySettings(
+                address="127.0.0.1:0",
+                metrics_address="127.0.0.1:0",
+                grpc_target=axis,
+                tls_cert_file=str(pki.server.certificate),
+                tls_key_file=str(pki.server.key),
+                tls_client_ca_file=str(pki.bundle),
+                client_cert_file=str(pki.gateway_pair.certificate),
+                client_key_file=str(pki.gateway_pair.key),
+                call_timeout_s=30,
+                **settings,  # type: ignore[arg-type]
+            ),
+            stop,
+            on_ready=ready.set_result,
+        )
+    )
     waiters: list[asyncio.Future[object]] = [ready, task]  # type: ignore[list-item]
     async with asyncio.timeout(30):
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -63,6 +80,28 @@ async def gateway(axis: str, pki: SuitePki) -> AsyncIterator[RunningGateway]:
     stop.set()
     async with asyncio.timeout(30):
         await task
+
+
+@pytest.fixture(scope="session")
+async def gateway(axis: str, pki: SuitePki) -> AsyncIterator[RunningGateway]:
+    async with gateway_served(axis, pki) as running:
+        yield running
+
+
+@pytest.fixture
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Everything logged during the test, standard logging (uvicorn's "Exception in ASGI
+    application" among it) and structlog alike, carries no traceback."""
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as events:
+        yield
+    tracebacks = [
+        record.getMessage()
+        for record in caplog.records
+        if record.exc_info or "Traceback" in record.getMessage()
+    ]
+    assert not tracebacks
+    assert not [event for event in events if "exc_info" in event or "exception" in event]
 
 
 AgencyHttp = Callable[[str], httpx.AsyncClient]

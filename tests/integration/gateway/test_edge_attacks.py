@@ -4,12 +4,9 @@ typed refusal, and none leaves a traceback in the log."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from tests.conftest import Register
 from tests.integration.gateway.conftest import RunningGateway
@@ -19,22 +16,6 @@ pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Everything logged during the test, standard logging (uvicorn's "Exception in ASGI
-    application" among it) and structlog alike, carries no traceback."""
-    caplog.set_level(logging.DEBUG)
-    with structlog.testing.capture_logs() as events:
-        yield
-    tracebacks = [
-        record.getMessage()
-        for record in caplog.records
-        if record.exc_info or "Traceback" in record.getMessage()
-    ]
-    assert not tracebacks
-    assert not [event for event in events if "exc_info" in event or "exception" in event]
 
 
 @pytest.mark.usefixtures("no_tracebacks")

@@ -103,7 +103,7 @@ def test_the_axis_envelope_maps_reasons_to_provincial_codes() -> None:
         "reason": "INVALID_ADDRESSEE",
         "data": None,
     }
-    assert fail(Problem(401, "UNAUTHENTICATED", "x"), authentication=True).status_code == 401
+    assert fail(Problem(401, "UNAUTHENTICATED", "x"), http_status=True).status_code == 401
     assert ERROR_CODES["NOT_REGISTERED"] == "19"
 
 
