@@ -8,6 +8,9 @@ organisation's keys in three lines::
                                   person=official, organization=agency)
     receipt = await client.submit(consignment_id, header, attachments)  # signed on the way
     signers = client.verify(delivery, trust)  # on the receiving side
+
+Refusals raise the typed errors of ``docaxis_client.errors`` (reason, field violations,
+retryable, retry delay). The README next to the package walks through a whole integration.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docaxis_client.credentials import TlsCredentials
-from docaxis_client.documents import manifest_of, sign_submission, verify_delivery
+from docaxis_client.documents import manifest_of, sign_submission, verify_delivery, with_signer
+from docaxis_client.errors import decoded_errors
+from docaxis_client.receive import ReceiveStream
 from docaxis_client.trust.chain import TrustStore
 from docaxis_client.trust.errors import ManifestInvalidError
 from docaxis_client.trust.keys import SigningIdentity
@@ -156,9 +162,23 @@ class AgencyClient:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
 
-    async def upload_file(self, path: Path) -> Upload:
-        """Streams a file, never more than one chunk in memory, as a resumable upload: after a
-        broken link (UNAVAILABLE) it goes on from what docaxis has committed."""
+    async def health(self, service: str = "") -> str:
+        """gRPC Health/Check: ``SERVING`` while docaxis and its database and broker answer,
+        ``NOT_SERVING`` otherwise (``service`` names one service, e.g.
+        ``docaxis.exchange.v1.ExchangeService``; empty for the whole server)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        with decoded_errors():
+            response = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    async def upload_file_resumable(self, path: Path) -> Upload:
+        """Uploads a file of any size, never more than one chunk in memory, as a resumable
+        upload: after a broken link (UNAVAILABLE) it goes on from what docaxis has committed.
+        The way to send attachments from disk."""
         sha256, size = file_digest(path)
         return await self.upload_resumable(sha256, size, lambda offset: file_chunks(path, offset))
 
@@ -170,10 +190,14 @@ class AgencyClient:
     async def upload_resumable(self, sha256: str, size: int, source: ChunkSource) -> Upload:
         """Uploads content that `source(offset)` yields from any offset, resuming from the
         committed size after retryable failures; docaxis verifies the SHA-256 at the end."""
-        status = await self.uploader.upload(sha256, size, source)
+        with decoded_errors():
+            status = await self.uploader.upload(sha256, size, source)
         return Upload(status.sha256, status.size)
 
-    async def upload_bytes(self, data: bytes, *, declared_sha256: str | None = None) -> Upload:
+    async def upload_stream(self, data: bytes, *, declared_sha256: str | None = None) -> Upload:
+        """Uploads bytes held in memory in one UploadAttachment stream: simplest for small
+        attachments, but a broken link means starting again (use upload_file_resumable for
+        large files). `declared_sha256` overrides the digest docaxis checks the bytes against."""
         sha256 = declared_sha256 or hashlib.sha256(data).hexdigest()
 
         async def requests() -> AsyncIterator[pb.UploadAttachmentRequest]:
@@ -183,15 +207,17 @@ class AgencyClient:
             for start in range(0, len(data), CHUNK_BYTES):
                 yield pb.UploadAttachmentRequest(chunk=data[start : start + CHUNK_BYTES])
 
-        response = await self.exchange.UploadAttachment(
-            requests(), metadata=self._metadata, timeout=self._timeout_s
-        )
+        with decoded_errors():
+            response = await self.exchange.UploadAttachment(
+                requests(), metadata=self._metadata, timeout=self._timeout_s
+            )
         return Upload(response.sha256, response.size)
 
     def sign(
         self, header: common_pb2.DocumentHeader, attachments: Sequence[common_pb2.AttachmentRef]
     ) -> list[common_pb2.DocumentSignature]:
-        """Both signatures over the manifest of `header` and `attachments`."""
+        """Both signatures over the manifest of `header` and `attachments` (give the header as
+        ``with_signer`` completes it: the signer's name is part of what is signed)."""
         if self._person is None or self._organization is None:
             raise ValueError("this client has no signing identities")
         return sign_submission(
@@ -207,7 +233,12 @@ class AgencyClient:
     ) -> pb.SubmitResponse:
         """Submits a document, signed with the client's identities unless `signatures` are
         given. A header too malformed to make a manifest is sent unsigned: docaxis then reports
-        every bad field at once (VALIDATION), which helps more than the first one here."""
+        every bad field at once (VALIDATION), which helps more than the first one here.
+
+        The header's ``signer.full_name`` may be left empty: the official's name is taken from
+        the person certificate that signs (the caller's header is not changed)."""
+        if self._person is not None:
+            header = with_signer(header, self._person)
         if signatures is None:
             signatures = []
             if self._person is not None:
@@ -215,35 +246,39 @@ class AgencyClient:
                     signatures = self.sign(header, attachments)
                 except ManifestInvalidError:
                     signatures = []
-        return await self.exchange.Submit(
-            pb.SubmitRequest(
-                consignment_id=consignment_id,
-                header=header,
-                attachments=list(attachments),
-                signatures=list(signatures),
-            ),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.Submit(
+                pb.SubmitRequest(
+                    consignment_id=consignment_id,
+                    header=header,
+                    attachments=list(attachments),
+                    signatures=list(signatures),
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
-    def receive(self) -> grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]:
-        """The push stream of this agency's mail. Cancel the call to hang up."""
-        return self.exchange.Receive(pb.ReceiveRequest(), metadata=self._metadata)
+    def receive(self) -> ReceiveStream:
+        """The push stream of this agency's mail; ``await stream.subscribed()`` before causing
+        what must arrive on it. Cancel the stream to hang up."""
+        return ReceiveStream(self.exchange.Receive(pb.ReceiveRequest(), metadata=self._metadata))
 
     async def acknowledge(self, delivery_id: str) -> pb.AcknowledgeResponse:
-        return await self.exchange.Acknowledge(
-            pb.AcknowledgeRequest(delivery_id=delivery_id),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.Acknowledge(
+                pb.AcknowledgeRequest(delivery_id=delivery_id),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def acknowledge_notice(self, notice_id: str) -> pb.AcknowledgeResponse:
         """Acknowledges a StatusNotice or RecallNotice, so that it is never delivered again."""
-        return await self.exchange.Acknowledge(
-            pb.AcknowledgeRequest(notice_id=notice_id),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.Acknowledge(
+                pb.AcknowledgeRequest(notice_id=notice_id),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def report_status(
         self,
@@ -259,38 +294,41 @@ class AgencyClient:
         `status_id` is this report's idempotency key: send the same one when retrying."""
         stamp = timestamp_pb2.Timestamp()
         stamp.FromDatetime((occurred_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
-        return await self.exchange.ReportStatus(
-            pb.ReportStatusRequest(
-                delivery_id=delivery_id,
-                code=code,
-                description=description,
-                staff=staff,
-                occurred_at=stamp,
-                status_id=status_id,
-            ),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.ReportStatus(
+                pb.ReportStatusRequest(
+                    delivery_id=delivery_id,
+                    code=code,
+                    description=description,
+                    staff=staff,
+                    occurred_at=stamp,
+                    status_id=status_id,
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def recall(
         self, document_uuid: str, reason: str, recipients: Iterable[str] = ()
     ) -> pb.RecallResponse:
         """Recalls a sent document from some recipients (all when none are named)."""
-        return await self.exchange.Recall(
-            pb.RecallRequest(document_uuid=document_uuid, reason=reason, recipients=recipients),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.Recall(
+                pb.RecallRequest(document_uuid=document_uuid, reason=reason, recipients=recipients),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def list_pending(
         self, page_size: int = 0, page_token: str = ""
     ) -> pb.ListPendingResponse:
         """Pull mode: a page of this agency's unacknowledged items, oldest first."""
-        return await self.exchange.ListPending(
-            pb.ListPendingRequest(page_size=page_size, page_token=page_token),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.ListPending(
+                pb.ListPendingRequest(page_size=page_size, page_token=page_token),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def fetch(self, item: pb.PendingItem) -> pb.FetchResponse:
         """Pull mode: one listed item in full (a document, a status or a recall notice)."""
@@ -298,7 +336,10 @@ class AgencyClient:
             request = pb.FetchRequest(notice_id=item.notice_id)
         else:
             request = pb.FetchRequest(delivery_id=item.delivery_id)
-        return await self.exchange.Fetch(request, metadata=self._metadata, timeout=self._timeout_s)
+        with decoded_errors():
+            return await self.exchange.Fetch(
+                request, metadata=self._metadata, timeout=self._timeout_s
+            )
 
     async def acknowledge_item(self, item: pb.PendingItem) -> pb.AcknowledgeResponse:
         """Pull mode: acknowledges a listed item."""
@@ -308,11 +349,12 @@ class AgencyClient:
 
     async def transport_receipt(self, delivery_id: str) -> TransportReceipt:
         """The hub-signed receipt of an acknowledged delivery (sender or recipient only)."""
-        response = await self.exchange.GetTransportReceipt(
-            pb.GetTransportReceiptRequest(delivery_id=delivery_id),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            response = await self.exchange.GetTransportReceipt(
+                pb.GetTransportReceiptRequest(delivery_id=delivery_id),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
         return TransportReceipt.from_json(response.receipt)
 
     @staticmethod
@@ -328,17 +370,18 @@ class AgencyClient:
         return verify_delivery(delivery, trust)
 
     async def track(self, document_uuid: str) -> pb.TrackResponse:
-        return await self.exchange.Track(
-            pb.TrackRequest(document_uuid=document_uuid),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.exchange.Track(
+                pb.TrackRequest(document_uuid=document_uuid),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
 
     async def download(self, document_uuid: str, sha256: str, target: Path) -> str:
         """Downloads an attachment to `target`, resuming from its current size; returns the
         SHA-256 of the whole file."""
         offset = target.stat().st_size if target.exists() else 0
-        with target.open("ab") as handle:
+        with target.open("ab") as handle, decoded_errors():
             call = self.exchange.DownloadAttachment(
                 pb.DownloadAttachmentRequest(
                     document_uuid=document_uuid, sha256=sha256, offset=offset
@@ -351,8 +394,9 @@ class AgencyClient:
         return file_digest(target)[0]
 
     async def agencies(self, codes: Iterable[str]) -> dpb.BatchGetAgenciesResponse:
-        return await self.directory.BatchGetAgencies(
-            dpb.BatchGetAgenciesRequest(codes=list(codes)),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
-        )
+        with decoded_errors():
+            return await self.directory.BatchGetAgencies(
+                dpb.BatchGetAgenciesRequest(codes=list(codes)),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )

@@ -31,10 +31,11 @@ from docaxis_client.client import AgencyClient
 from docaxis_client.credentials import TlsCredentials, load_trust_bundle
 from docaxis_client.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 from docaxis_client.documents import verify_delivery, verify_transport_receipt
+from docaxis_client.receive import ReceiveStream, ReceiveStreamError
 from docaxis_client.trust.chain import Role, TrustStore
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_private
 from docaxis_client.trust.errors import TrustError
-from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
+from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.vietnam import VIETNAM
 
 SENDER = "000.00.01.H45"  # Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh
@@ -138,9 +139,10 @@ class DemoPki:
             key=self.folder / "agencies" / f"{code}.key",
         )
 
-    def organization(self, code: str, algorithm: SignatureAlgorithm) -> SigningIdentity:
-        identity = PkiFolder.load_identity(self.folder / "agencies" / f"{code}.pem")
-        return SigningIdentity(identity.key, identity.chain, algorithm)
+    def organization(self, code: str) -> SigningIdentity:
+        """The agency's key and certificate, signing with its key's default algorithm (an RSA
+        key: PKCS#1 v1.5 with SHA-256)."""
+        return PkiFolder.load_identity(self.folder / "agencies" / f"{code}.pem")
 
     def person(self, code: str, full_name: str) -> SigningIdentity:
         return PkiFolder.load_identity(self.folder / "persons" / code / f"{slug(full_name)}.pem")
@@ -156,15 +158,23 @@ def _say(message: str) -> None:
     print(message, flush=True)  # noqa: T201 - the demo narrates
 
 
+async def _subscribed(client: AgencyClient) -> ReceiveStream:
+    """The client's push stream, once docaxis says it is attached to the agency's queue."""
+    stream = client.receive()
+    async with asyncio.timeout(STEP_TIMEOUT_S):
+        await stream.subscribed()
+    return stream
+
+
 async def _receive_one(
     client: AgencyClient,
+    call: ReceiveStream,
     document_uuid_box: asyncio.Future[str],
     workdir: Path,
     trust: TrustStore | None,
 ) -> float:
     """Waits for the document on the push stream, verifies its signatures, downloads and checks
     the attachment, acknowledges; returns the time it arrived (monotonic)."""
-    call = client.receive()
     try:
         async with asyncio.timeout(STEP_TIMEOUT_S):
             async for item in call:
@@ -215,6 +225,7 @@ async def run_demo(address: str, pki_folder: Path | None) -> int:
         DemoError,
         LifecycleDemoError,
         TimeoutError,
+        ReceiveStreamError,
         grpc.aio.AioRpcError,
         TrustError,
     ) as exc:
@@ -233,7 +244,7 @@ def _client(address: str, code: str, pki: DemoPki | None) -> AgencyClient:
         address,
         tls=pki.tls(code),
         person=pki.person(code, SIGNER),
-        organization=pki.organization(code, SignatureAlgorithm.RSA_PKCS1V15_SHA256),
+        organization=pki.organization(code),
     )
 
 
@@ -247,16 +258,16 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
         attachment = workdir / "cong-van-demo.pdf"
         attachment.write_bytes(b"%PDF-1.7\n" + os.urandom(ATTACHMENT_BYTES - 9))
         _say(f"1. {SENDER} uploads a {ATTACHMENT_BYTES // (1024 * 1024)} MB attachment")
-        upload = await sender.upload_file(attachment)
+        upload = await sender.upload_file_resumable(attachment)
 
         loop = asyncio.get_running_loop()
         document_uuid: asyncio.Future[str] = loop.create_future()
         _say(f"2. {', '.join(ONLINE)} connect their push streams; {OFFLINE} stays offline")
+        streams = [await _subscribed(client) for client in online]
         receivers = [
-            asyncio.create_task(_receive_one(client, document_uuid, workdir, trust))
-            for client in online
+            asyncio.create_task(_receive_one(client, stream, document_uuid, workdir, trust))
+            for client, stream in zip(online, streams, strict=True)
         ]
-        await asyncio.sleep(0.5)  # let the streams subscribe before sending (demo pacing only)
 
         today = dt.datetime.now(VIETNAM).date()
         # Milliseconds (CodeNumber holds 11 characters): two demos in one second do not collide.
@@ -271,7 +282,11 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
             type_name="Công văn",
             subject="Về việc triển khai trục liên thông văn bản docaxis",
             signer=common_pb2.Signer(
-                competence="TL. CHỦ TỊCH", position="Chánh Văn phòng", full_name=SIGNER
+                competence="TL. CHỦ TỊCH",
+                position="Chánh Văn phòng",
+                # Signed documents take the name from the person certificate; unsigned
+                # development-mode documents must state it.
+                full_name="" if pki else SIGNER,
             ),
             priority=common_pb2.PRIORITY_NORMAL,
             business_type=common_pb2.BUSINESS_TYPE_NEW,
@@ -295,7 +310,7 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
         if not waiting or waiting[0].state == pb.DELIVERY_STATE_ACKNOWLEDGED:
             raise DemoError(f"{OFFLINE} should still be waiting")
         _say(f"4. {OFFLINE} reconnects and receives what it missed")
-        await _receive_one(offline, document_uuid, workdir, trust)
+        await _receive_one(offline, offline.receive(), document_uuid, workdir, trust)
 
         _say("5. the sender tracks its document:")
         state = await sender.track(receipt.document_uuid)

@@ -8,10 +8,10 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.receive import ReceiveStream
 from docaxis_client.vietnam import VIETNAM
 
 STEP_TIMEOUT_S = 30.0
@@ -23,7 +23,7 @@ class LifecycleDemoError(Exception):
     pass
 
 
-Stream = grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]
+Stream = ReceiveStream
 
 
 def _say(message: str) -> None:
@@ -41,10 +41,7 @@ async def next_notice(
     read is acknowledged, including leftovers of earlier demo runs, which are skipped."""
     async with asyncio.timeout(STEP_TIMEOUT_S):
         while True:
-            item = await call.read()
-            if item is grpc.aio.EOF:
-                raise LifecycleDemoError(f"{client.agency_code}: the stream ended")
-            assert isinstance(item, pb.ReceiveResponse)
+            item = await call.read()  # ReceiveStreamError when the stream ends
             which = item.WhichOneof("item")
             if which == "delivery":
                 await client.acknowledge(item.delivery.delivery_id)

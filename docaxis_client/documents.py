@@ -16,7 +16,7 @@ from cryptography import x509
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2
 
-from docaxis_client.trust.chain import TrustStore
+from docaxis_client.trust.chain import TrustStore, person_of
 from docaxis_client.trust.document import (
     AttachmentFields,
     build_manifest,
@@ -53,6 +53,7 @@ __all__ = [
     "signatures_to_pb",
     "verify_delivery",
     "verify_transport_receipt",
+    "with_signer",
 ]
 
 # The protobuf BusinessType is shifted by one so that zero means "not given"; the manifest
@@ -170,6 +171,23 @@ def signatures_from_pb(items: Sequence[common_pb2.DocumentSignature]) -> Documen
     return document_signatures(parsed)
 
 
+def with_signer(
+    header: common_pb2.DocumentHeader, person: SigningIdentity
+) -> common_pb2.DocumentHeader:
+    """The header with the official's full name taken from the person certificate when it
+    leaves ``signer.full_name`` empty (the manifest, and so both signatures, cover the name, and
+    docaxis refuses a name the certificate does not hold). The given header is not changed."""
+    if header.signer.full_name:
+        return header
+    official = person_of(person.certificate)
+    if official is None:
+        raise ValueError("the person identity's certificate is not an official's certificate")
+    completed = common_pb2.DocumentHeader()
+    completed.CopyFrom(header)
+    completed.signer.full_name = official.full_name
+    return completed
+
+
 def sign_submission(
     header: common_pb2.DocumentHeader,
     attachments: Sequence[common_pb2.AttachmentRef],
@@ -178,9 +196,10 @@ def sign_submission(
     organization: SigningIdentity,
     signed_at: dt.datetime | None = None,
 ) -> list[common_pb2.DocumentSignature]:
-    """Person then organisation signature over the submission's manifest, ready for Submit."""
+    """Person then organisation signature over the submission's manifest, ready for Submit
+    (submit ``with_signer(header, person)``, which is what is signed here)."""
     signatures = sign_document(
-        manifest_of(header, attachments),
+        manifest_of(with_signer(header, person), attachments),
         person=person,
         organization=organization,
         signed_at=signed_at,

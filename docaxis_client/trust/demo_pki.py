@@ -53,6 +53,17 @@ class KeyType(enum.StrEnum):
     RSA3072 = "rsa3072"
 
 
+def check_tls_key_type(key_type: KeyType, what: str) -> None:
+    """Refuses a key type a TLS certificate cannot have here: gRPC's TLS stack has no Ed25519
+    (the handshake fails with an opaque error long after the certificate was issued)."""
+    if key_type is KeyType.ED25519:
+        raise ValueError(
+            f"{what} authenticates TLS connections, which gRPC cannot do with an Ed25519 key: "
+            "use --key-type p256, rsa2048 or rsa3072 (Ed25519 suits person certificates "
+            "and the hub's receipt-signing certificate)"
+        )
+
+
 def generate_key(key_type: KeyType) -> SigningKey:
     """A fresh private key of ``key_type``."""
     if key_type is KeyType.ED25519:
@@ -529,7 +540,9 @@ class PkiFolder:
         not_after: dt.datetime | None = None,
         force: bool = False,
     ) -> IssuedFiles:
-        """Issue ``agencies/<code>.pem|.key``."""
+        """Issue ``agencies/<code>.pem|.key`` (the agency's mTLS client certificate, which also
+        signs for the organisation)."""
+        check_tls_key_type(key_type, "an agency certificate")
         issued = self.load().issue_agency(
             code, name, key_type=key_type, not_before=not_before, not_after=not_after
         )
@@ -565,6 +578,7 @@ class PkiFolder:
         force: bool = False,
     ) -> IssuedFiles:
         """Issue ``servers/<name>.pem|.key``."""
+        check_tls_key_type(key_type, "a server certificate")
         issued = self.load().issue_server(
             common_name=name,
             dns_names=dns_names,
@@ -585,7 +599,10 @@ class PkiFolder:
         not_after: dt.datetime | None = None,
         force: bool = False,
     ) -> IssuedFiles:
-        """Issue ``roles/<role>/<name>.pem|.key``."""
+        """Issue ``roles/<role>/<name>.pem|.key``; operators' certificates are TLS clients,
+        the hub's signs receipts (and is a TLS client only towards a separate directory)."""
+        if role is not Role.HUB:
+            check_tls_key_type(key_type, f"a {role.value} certificate")
         issued = self.load().issue_role(
             role, name, key_type=key_type, not_before=not_before, not_after=not_after
         )

@@ -47,13 +47,18 @@ def parse_algorithm(name: str) -> SignatureAlgorithm:
 
 
 def default_algorithm(key: SigningKey | VerifyingKey) -> SignatureAlgorithm:
-    """The algorithm a key signs with unless told otherwise (PSS for RSA: the modern choice)."""
+    """The algorithm a key signs with unless told otherwise.
+
+    RSA keys default to PKCS#1 v1.5 with SHA-256: the scheme Vietnamese national CA tokens and
+    the DMS products in use sign with, and what the demo uses. RSA-PSS is accepted too; ask for
+    it explicitly (``SigningIdentity(..., algorithm=SignatureAlgorithm.RSA_PSS_SHA256)``).
+    """
     check_key(key)
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return SignatureAlgorithm.ED25519
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         return SignatureAlgorithm.ECDSA_P256_SHA256
-    return SignatureAlgorithm.RSA_PSS_SHA256
+    return SignatureAlgorithm.RSA_PKCS1V15_SHA256
 
 
 def check_key(key: object) -> None:

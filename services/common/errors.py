@@ -9,15 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    """One problem with one input field; validation reports all of them at once."""
-
-    field: str
-    description: str
+# Re-exported: the client decodes refusals into the same type the services raise them with.
+from docaxis_client.violations import FieldViolation as FieldViolation
 
 
 def check_uuid(problems: list[FieldViolation], field: str, raw: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
@@ -17,10 +16,14 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+# Decoding lives with the client, which integrators use; re-exported for the services' tests
+# and the CLI, so that both sides read refusals one way.
+from docaxis_client.errors import ERROR_DOMAIN as ERROR_DOMAIN
+from docaxis_client.errors import ErrorDetails as ErrorDetails
+from docaxis_client.errors import error_details as error_details
 from services.common.errors import (
     ConflictError,
     DomainError,
-    FieldViolation,
     NotFoundError,
     PermissionDeniedError,
     RejectedError,
@@ -28,8 +31,6 @@ from services.common.errors import (
     UnavailableError,
     ValidationError,
 )
-
-ERROR_DOMAIN = "docaxis"
 
 log = structlog.get_logger(__name__)
 
@@ -137,47 +138,3 @@ async def domain_errors(ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterato
         ):
             log.warning("security_refused", reason=exc.reason, status=status_for(exc).name)
         await abort_with_domain_error(ctx, exc)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorDetails:
-    """What a client reads back from a failed call."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    violations: tuple[FieldViolation, ...] = ()
-    retry_after_s: float | None = None
-
-
-_DETAILS_KEY = "grpc-status-details-bin"
-
-
-def error_details(exc: grpc.aio.AioRpcError) -> ErrorDetails:
-    """Decodes ErrorInfo, BadRequest and RetryInfo from a failed call's trailing metadata."""
-    reason = ""
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    retry_after: float | None = None
-    status = status_pb2.Status()
-    for key, value in exc.trailing_metadata() or ():
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            status.ParseFromString(value)
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-            metadata = dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-            retry_after = retry.retry_delay.ToMilliseconds() / 1000
-    return ErrorDetails(
-        exc.code(), exc.details() or "", reason, metadata, tuple(violations), retry_after
-    )

@@ -30,7 +30,7 @@ async def test_two_dms_clients_exchange_documents_over_real_grpc(axis_process: A
         axis_process.client(b_code) as b,
     ):
         inbox_a, inbox_b = a.receive(), b.receive()
-        upload = await a.upload_bytes(b"%PDF-1.7 from A")
+        upload = await a.upload_stream(b"%PDF-1.7 from A")
         to_b = await a.submit(
             f"c-{uuid.uuid4()}",
             make_header(a_code, [b_code]),

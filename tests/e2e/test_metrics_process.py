@@ -26,7 +26,7 @@ async def test_the_gateways_metrics_show_documents_sent_over_grpc(
     await gateway.start()
     try:
         async with axis_process.client(sender) as dms:
-            upload = await dms.upload_bytes(b"%PDF-1.7 metrics e2e")
+            upload = await dms.upload_stream(b"%PDF-1.7 metrics e2e")
             for _ in range(2):
                 await dms.submit(
                     f"c-{uuid.uuid4()}",

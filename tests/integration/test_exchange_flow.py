@@ -13,25 +13,20 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.receive import ReceiveStream
 from services.common.grpc_errors import error_details
 from tests.conftest import TEST_MAX_ATTACHMENT_BYTES, Register, make_header
 
 pytestmark = pytest.mark.integration
 
 
-async def next_delivery(
-    call: grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse], within: float = 15
-) -> pb.Delivery:
+async def next_delivery(call: ReceiveStream, within: float = 15) -> pb.Delivery:
     async with asyncio.timeout(within):
         response = await call.read()
-    assert response is not grpc.aio.EOF, "the stream ended"
-    assert isinstance(response, pb.ReceiveResponse)
     return response.delivery
 
 
-async def no_delivery(
-    call: grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse], within: float = 1.0
-) -> None:
+async def no_delivery(call: ReceiveStream, within: float = 1.0) -> None:
     """Asserts nothing more arrives within `within` seconds (a bounded negative check)."""
     try:
         async with asyncio.timeout(within):
@@ -48,7 +43,7 @@ async def test_a_document_reaches_every_recipient_exactly_once(
     nothing, and the sender sees every copy acknowledged."""
     sender, *recipients = await register_agencies(4)
     streams = {code: clients[code].receive() for code in recipients}
-    upload = await clients[sender].upload_bytes(b"%PDF-1.7 test body")
+    upload = await clients[sender].upload_stream(b"%PDF-1.7 test body")
     response = await clients[sender].submit(
         f"c-{uuid.uuid4()}",
         make_header(sender, recipients),
@@ -228,7 +223,7 @@ async def test_an_oversized_attachment_is_refused_and_not_stored(
     sender, recipient = await register_agencies(2)
     big = b"x" * (TEST_MAX_ATTACHMENT_BYTES + 1)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await clients[sender].upload_bytes(big)
+        await clients[sender].upload_stream(big)
     details = error_details(failure.value)
     assert (details.code, details.reason) == (
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -252,7 +247,7 @@ async def test_an_attachment_that_does_not_match_its_digest_is_refused(
     sender, recipient = await register_agencies(2)
     claimed = hashlib.sha256(b"what I claim").hexdigest()
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await clients[sender].upload_bytes(b"what I send", declared_sha256=claimed)
+        await clients[sender].upload_stream(b"what I send", declared_sha256=claimed)
     assert error_details(failure.value).reason == "ATTACHMENT_MISMATCH"
     ref = common_pb2.AttachmentRef(
         name="a.pdf", media_type="application/pdf", size=11, sha256=claimed
@@ -269,7 +264,7 @@ async def test_attachments_download_whole_and_resume_from_an_offset(
     an outsider cannot download it."""
     sender, recipient, outsider = await register_agencies(3)
     data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB, not a multiple of the chunk size
-    upload = await clients[sender].upload_bytes(data)
+    upload = await clients[sender].upload_stream(data)
     receipt = (
         await clients[sender].submit(
             f"c-{uuid.uuid4()}",

@@ -14,20 +14,18 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.receive import ReceiveStream
 from services.common.grpc_errors import ErrorDetails, error_details
 from tests.conftest import Register, make_header
 
 pytestmark = pytest.mark.integration
 
-Stream = grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]
+Stream = ReceiveStream
 
 
 async def next_item(stream: Stream, within: float = 15) -> pb.ReceiveResponse:
     async with asyncio.timeout(within):
-        response = await stream.read()
-    assert response is not grpc.aio.EOF, "the stream ended"
-    assert isinstance(response, pb.ReceiveResponse)
-    return response
+        return await stream.read()
 
 
 async def nothing_more(stream: Stream, within: float = 1.0) -> None:

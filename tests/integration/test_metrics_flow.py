@@ -42,7 +42,7 @@ async def test_a_documents_journey_shows_in_the_metrics(
     before = await get_metrics(axis, pki.monitor)
 
     stream = clients[online].receive()
-    upload = await clients[sender].upload_bytes(b"%PDF-1.7 metrics")
+    upload = await clients[sender].upload_stream(b"%PDF-1.7 metrics")
     consignment = f"c-{uuid.uuid4()}"
     header = make_header(sender, [online, offline])
     attachments = [upload.ref("cv.pdf", "application/pdf")]

@@ -116,7 +116,7 @@ async def test_upload_file_resumes_an_unfinished_upload_of_the_same_file(
     uploader = clients[sender].uploader
     begun = await uploader.begin(SHA256, len(CONTENT))
     await uploader.send(begun.upload_id, 0, chunks_from(CONTENT[: 2 * CHUNK_BYTES], 0))
-    upload = await clients[sender].upload_file(path)
+    upload = await clients[sender].upload_file_resumable(path)
     assert (upload.sha256, upload.size) == (SHA256, len(CONTENT))
     final = await uploader.status(begun.upload_id)
     assert final.complete

@@ -38,6 +38,7 @@ from docaxis_client.documents import (
     verify_delivery,
     verify_transport_receipt,
 )
+from docaxis_client.receive import ReceiveStream
 from docaxis_client.trust import DocumentSignatures, SignatureInvalidError, TransportReceipt
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, KeyType
 from docaxis_client.trust.keys import SignatureAlgorithm, sign_bytes
@@ -51,7 +52,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 Register = Callable[..., Awaitable[list[str]]]
-Stream = grpc.aio.UnaryStreamCall[pb.ReceiveRequest, pb.ReceiveResponse]
+Stream = ReceiveStream
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -186,8 +187,8 @@ async def test_a_manifest_that_does_not_match_an_attachment_is_refused(
     """Signed over one attachment, submitted with another differing in one byte."""
     original = b"%PDF-1.7 quyet dinh so 42"
     tampered = original[:-1] + b"3"
-    signed_ref = (await scene.client.upload_bytes(original)).ref("qd.pdf", "application/pdf")
-    sent_ref = (await scene.client.upload_bytes(tampered)).ref("qd.pdf", "application/pdf")
+    signed_ref = (await scene.client.upload_stream(original)).ref("qd.pdf", "application/pdf")
+    sent_ref = (await scene.client.upload_stream(tampered)).ref("qd.pdf", "application/pdf")
     header = scene.header()
     credentials = pki.agency(scene.sender)
     signatures = signed(
@@ -514,7 +515,7 @@ async def test_signed_documents_travel_and_are_verified_by_both_ends(
         pki.client(axis, recipient) as dms,
     ):
         inbox = dms.receive()
-        upload = await client.upload_bytes(b"%PDF-1.7 van ban ky so " + key_type.value.encode())
+        upload = await client.upload_stream(b"%PDF-1.7 van ban ky so " + key_type.value.encode())
         refs = [upload.ref("văn bản.pdf", "application/pdf")]
         header = make_header(sender, [recipient])
         receipt = (await client.submit(f"c-{uuid.uuid4()}", header, refs)).receipt

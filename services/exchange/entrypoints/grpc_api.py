@@ -12,6 +12,7 @@ import structlog
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
+from docaxis_client.receive import SUBSCRIBED_HEADER
 from services.common.errors import (
     DomainError,
     FieldViolation,
@@ -168,6 +169,8 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         log.info("receive_stream_opened", agency=agency)
         try:
             async with self._inbox.consume(agency) as messages:
+                # Attached to the queue: tell the DMS, so that it need not guess when to send.
+                await context.send_initial_metadata(((SUBSCRIBED_HEADER, "true"),))
                 try:
                     async for item in messages:
                         if self._in_flight.holds(item.item_id):

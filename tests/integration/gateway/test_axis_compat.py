@@ -133,7 +133,7 @@ async def test_an_edxml_dms_and_a_grpc_dms_exchange_documents_and_statuses(
         assert row["statuses"][-1]["code"] == "03"
 
         # gRPC -> edXML.
-        upload = await grpc_dms.upload_bytes(b"phu luc " * 300)
+        upload = await grpc_dms.upload_stream(b"phu luc " * 300)
         reply = await grpc_dms.submit(
             str(uuid.uuid4()),
             make_header(modern, [legacy]),

@@ -126,7 +126,7 @@ async def test_a_rest_dms_and_a_grpc_dms_exchange_documents_and_statuses(
         assert "STATUS_CODE_ACCEPTED" in codes
 
         # gRPC -> REST: pull, fetch, download (streamed), acknowledge, report a status.
-        upload = await grpc_dms.upload_bytes(b"phu luc " * 1000)
+        upload = await grpc_dms.upload_stream(b"phu luc " * 1000)
         header = make_header(grpc_code, [rest_code])
         sent = await grpc_dms.submit(
             str(uuid.uuid4()), header, [upload.ref("phu-luc.pdf", "application/pdf")]

@@ -8,10 +8,12 @@ from typing import Any
 
 import grpc
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health
 
+from docaxis_client import errors
 from services.common.errors import (
     ConflictError,
     DomainError,
@@ -183,6 +185,71 @@ async def test_an_error_that_is_not_a_domain_error_is_unknown_with_no_details(
     details = await failure_of(raise_over(channel, "bug"))
     assert details.code is grpc.StatusCode.UNKNOWN
     assert (details.reason, details.violations) == ("", ())
+
+
+# --- what the client library raises -------------------------------------------------------------
+
+
+async def client_error_of(call: Awaitable[object]) -> errors.DocaxisError:
+    with pytest.raises(grpc.aio.AioRpcError) as failure, errors.decoded_errors():
+        await call
+    assert isinstance(failure.value, errors.DocaxisError)
+    return failure.value
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "reason_code"),
+    [
+        ("validation", errors.InvalidArgumentError, common_pb2.ERROR_REASON_VALIDATION),
+        ("size", errors.InvalidArgumentError, common_pb2.ERROR_REASON_SIZE_LIMIT_EXCEEDED),
+        ("not-found", errors.NotFoundError, common_pb2.ERROR_REASON_NOT_FOUND),
+        ("conflict", errors.AlreadyExistsError, common_pb2.ERROR_REASON_DUPLICATE),
+        ("rejected", errors.FailedPreconditionError, common_pb2.ERROR_REASON_NOT_REGISTERED),
+        ("unauthenticated", errors.UnauthenticatedError, common_pb2.ERROR_REASON_UNAUTHENTICATED),
+        ("denied", errors.PermissionDeniedError, common_pb2.ERROR_REASON_PERMISSION_DENIED),
+        ("unavailable", errors.UnavailableError, common_pb2.ERROR_REASON_UNAVAILABLE),
+        ("bare", errors.FailedPreconditionError, common_pb2.ERROR_REASON_UNSPECIFIED),
+        ("bug", errors.DocaxisError, common_pb2.ERROR_REASON_UNSPECIFIED),
+    ],
+)
+async def test_the_client_raises_a_typed_error_with_the_reason_enum(
+    channel: grpc.aio.Channel,
+    name: str,
+    kind: type[errors.DocaxisError],
+    reason_code: common_pb2.ErrorReason.ValueType,
+) -> None:
+    """One exception class per status code, the ErrorInfo reason as common.proto's enum."""
+    refused = await client_error_of(raise_over(channel, name))
+    assert type(refused) is kind
+    assert refused.reason_code == reason_code
+    assert str(ERRORS[name]) in (refused.details() or "")
+
+
+async def test_the_client_error_carries_violations_and_is_final(
+    channel: grpc.aio.Channel,
+) -> None:
+    """A validation refusal names every bad field and is not worth retrying."""
+    refused = await client_error_of(raise_over(channel, "validation"))
+    assert [(v.field, v.description) for v in refused.violations] == [
+        ("a", "too long"),
+        ("b.c[0]", "required"),
+    ]
+    assert (refused.retryable, refused.retry_delay_s) == (False, None)
+    assert str(refused) == "INVALID_ARGUMENT VALIDATION: invalid thing"
+
+
+async def test_the_client_error_says_when_to_retry(channel: grpc.aio.Channel) -> None:
+    """UNAVAILABLE from docaxis: retryable, after RetryInfo's delay."""
+    refused = await client_error_of(raise_over(channel, "unavailable"))
+    assert (refused.retryable, refused.retry_delay_s) == (True, 2.5)
+
+
+async def test_a_call_that_never_got_an_answer_is_retryable() -> None:
+    """Nothing listening: UNAVAILABLE without details, still typed and retryable."""
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as nowhere:
+        refused = await client_error_of(raise_over(nowhere, "validation"))
+    assert type(refused) is errors.UnavailableError
+    assert (refused.reason, refused.retryable, refused.retry_delay_s) == ("", True, None)
 
 
 def test_the_error_domain_is_docaxis() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,27 @@ def test_server_and_role_certificates_go_to_their_folders(pki: PkiFolder) -> Non
     monitor = pki.issue_role(Role.MONITOR, "Grafana")
     assert server.certificate == pki.path / "servers" / "localhost.pem"
     assert monitor.certificate == pki.path / "roles" / "monitor" / "grafana.pem"
+
+
+def test_tls_certificates_refuse_ed25519_keys_and_write_nothing(pki: PkiFolder) -> None:
+    """gRPC's TLS cannot use Ed25519: agency, server and operator certificates refuse it with
+    a message that says so; person and hub certificates (signing only) still take it."""
+    refusals: dict[str, Callable[[], object]] = {
+        "an agency certificate": lambda: pki.issue_agency(
+            SENDER, SENDER_NAME, key_type=KeyType.ED25519
+        ),
+        "a server certificate": lambda: pki.issue_server(key_type=KeyType.ED25519),
+        "a monitor certificate": lambda: pki.issue_role(
+            Role.MONITOR, "Grafana", key_type=KeyType.ED25519
+        ),
+    }
+    for what, issue in refusals.items():
+        with pytest.raises(ValueError, match=f"{what} authenticates TLS.*Ed25519"):
+            issue()
+    assert not (pki.path / "agencies").exists()
+    assert not (pki.path / "servers").exists()
+    assert pki.issue_role(Role.HUB, "hub", key_type=KeyType.ED25519).certificate.exists()
+    assert pki.issue_person(OFFICIAL, SENDER, key_type=KeyType.ED25519).certificate.exists()
 
 
 def test_revoke_rewrites_the_crl_and_the_folder_store_rejects_the_certificate(

@@ -91,10 +91,10 @@ def test_person_and_organization_may_use_different_key_types(
     verify_document(manifest, signatures, ca.trust_store())
 
 
-def test_rsa_defaults_to_pss(signers: dict[KeyType, Signers]) -> None:
-    """Without an explicit choice an RSA key signs with PSS."""
+def test_rsa_defaults_to_pkcs1v15(signers: dict[KeyType, Signers]) -> None:
+    """Without an explicit choice an RSA key signs with PKCS#1 v1.5 (the documented default)."""
     assert signers[KeyType.RSA2048].person.identity().effective_algorithm is (
-        SignatureAlgorithm.RSA_PSS_SHA256
+        SignatureAlgorithm.RSA_PKCS1V15_SHA256
     )
 
 

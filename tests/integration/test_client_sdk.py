@@ -1,0 +1,98 @@
+"""What the client library adds over the bare gRPC stubs, against a real axis: health, a push
+stream that says when it is subscribed, typed refusals, and the signer's name taken from the
+person certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+
+from docaxis_client.client import AgencyClient
+from docaxis_client.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from docaxis_client.receive import ReceiveStream
+from tests.conftest import Register, make_header
+from tests.pki import SIGNER, SuitePki
+
+pytestmark = pytest.mark.integration
+
+
+async def test_health_says_serving(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """Health/Check through the agency's own mTLS channel."""
+    (code,) = await register_agencies(1)
+    assert await clients[code].health() == "SERVING"
+    assert await clients[code].health("docaxis.exchange.v1.ExchangeService") == "SERVING"
+
+
+async def test_a_subscribed_stream_gets_what_is_sent_afterwards(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """subscribed() returns before anything is sent; the document sent then is pushed."""
+    sender, recipient = await register_agencies(2)
+    stream = clients[recipient].receive()
+    async with asyncio.timeout(15):
+        await stream.subscribed()
+        response = await clients[sender].submit(
+            f"c-{uuid.uuid4()}", make_header(sender, [recipient])
+        )
+        item = await stream.read()
+    assert item.delivery.document_uuid == response.receipt.document_uuid
+    await clients[recipient].acknowledge(item.delivery.delivery_id)
+    stream.cancel()
+
+
+async def test_a_refused_stream_raises_its_typed_error_instead_of_subscribing(
+    axis: str, pki: SuitePki
+) -> None:
+    """An operator's certificate may not open an agency's push stream."""
+    async with pki.channel(axis, pki.monitor_certificate) as channel:
+        stream = ReceiveStream(pb_grpc.ExchangeServiceStub(channel).Receive(pb.ReceiveRequest()))
+        async with asyncio.timeout(15):
+            with pytest.raises(PermissionDeniedError) as refused:
+                await stream.subscribed()
+    assert refused.value.reason_code == common_pb2.ERROR_REASON_PERMISSION_DENIED
+
+
+async def test_refusals_are_typed_with_every_bad_field(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """A malformed document: InvalidArgumentError naming each bad field, not retryable; an
+    unknown document: NotFoundError."""
+    (sender,) = await register_agencies(1)
+    header = make_header(sender, ["not-a-code"])
+    header.promulgation_date = "yesterday"
+    with pytest.raises(InvalidArgumentError) as refused:
+        await clients[sender].submit(f"c-{uuid.uuid4()}", header)
+    assert refused.value.reason == "VALIDATION"
+    assert {v.field for v in refused.value.violations} == {
+        "header.promulgation_date",
+        "header.recipients[0]",
+    }
+    assert not refused.value.retryable
+    with pytest.raises(NotFoundError):
+        await clients[sender].track(str(uuid.uuid4()))
+
+
+async def test_the_signer_name_comes_from_the_person_certificate(
+    register_agencies: Register, clients: dict[str, AgencyClient], pki: SuitePki
+) -> None:
+    """A header without the official's name is completed from the certificate, signed with
+    it, accepted, and verifies at the recipient; the caller's header is left as it was."""
+    sender, recipient = await register_agencies(2)
+    header = make_header(sender, [recipient])
+    header.signer.full_name = ""
+    stream = clients[recipient].receive()
+    await clients[sender].submit(f"c-{uuid.uuid4()}", header)
+    assert header.signer.full_name == ""
+    async with asyncio.timeout(15):
+        item = await stream.read()
+    assert item.delivery.header.signer.full_name == SIGNER
+    assert AgencyClient.verify(item.delivery, pki.trust()).person.full_name == SIGNER
+    await clients[recipient].acknowledge(item.delivery.delivery_id)
+    stream.cancel()
