@@ -145,7 +145,7 @@ class Workload:
     async def open(self) -> None:
         """Uploads each sender's attachment and opens every recipient's push stream."""
         for sender in self.senders:
-            self._uploads.append(await sender.upload_bytes(os.urandom(ATTACHMENT_BYTES)))
+            self._uploads.append(await sender.upload_stream(os.urandom(ATTACHMENT_BYTES)))
         self._streams = [asyncio.create_task(self._receive(client)) for client in self.recipients]
         await asyncio.sleep(0.5)  # the streams subscribe to their queues
 
