@@ -308,7 +308,7 @@ async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_say
     sender, recipient = await register_agencies(2)
     dms = clients[recipient]
     stream = dms.receive()
-    upload = await clients[sender].upload_bytes(b"%PDF-1.7 withdrawn body")
+    upload = await clients[sender].upload_stream(b"%PDF-1.7 withdrawn body")
     header = make_header(sender, [recipient])
     receipt = (
         await clients[sender].submit(

@@ -25,7 +25,7 @@ async def test_a_withdrawn_copy_is_invisible_and_unacknowledgeable_over_http(
     gateway: RunningGateway, register_agencies: Register, clients: dict[str, AgencyClient]
 ) -> None:
     sender, legacy, modern = await register_agencies(3)
-    upload = await clients[sender].upload_bytes(b"%PDF-1.7 recalled " * 50)
+    upload = await clients[sender].upload_stream(b"%PDF-1.7 recalled " * 50)
     receipt = (
         await clients[sender].submit(
             f"c-{uuid.uuid4()}",
