@@ -39,6 +39,8 @@ from benchmarks.stack import (
 )
 from services.common.logs import configure_logging
 
+OVERLOADED_STEP_S = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class Mode:
@@ -172,6 +174,7 @@ def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
             str(svg),
             "--format",
             "flamegraph",
+            "--subprocesses",  # every worker, if docaxis runs several
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -193,7 +196,8 @@ async def run(args: argparse.Namespace) -> Report:
         database_url = await servers.fresh_database()
         senders = bench_codes("000", mode.senders)
         recipients = bench_codes("001", mode.recipients)
-        communes = [f"{100 + n // 100:03d}.{n % 100:02d}.00.H98" for n in range(mode.communes)]
+        count = mode.communes if args.communes is None else args.communes
+        communes = [f"{100 + n // 100:03d}.{n % 100:02d}.00.H98" for n in range(count)]
         agencies_csv = work / "agencies.csv"
         write_agencies(
             agencies_csv,
@@ -209,14 +213,17 @@ async def run(args: argparse.Namespace) -> Report:
         workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
         await workload.open()
         steps: list[StepResult] = []
-        failed = False
+        failed = overloaded = False
         for rate in mode.rates:
             if failed and rate not in mode.fixed:
                 continue
             profiler = None
             if args.profile is not None and rate == args.profile_rate:
                 profiler = _profile(axis.pid, args.profile, mode.step_s)
-            step = await workload.run_step(rate, mode.step_s, drain_s=mode.drain_s)
+            # Past an overloaded step, later ones overload too: offer them only for as long as
+            # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
+            seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
+            step = await workload.run_step(rate, seconds, drain_s=mode.drain_s)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
             steps.append(step)
@@ -227,6 +234,7 @@ async def run(args: argparse.Namespace) -> Report:
                 flush=True,
             )
             failed = failed or not step.sustained(P99_LIMIT_MS)
+            overloaded = overloaded or step.overloaded
         await workload.drain_all(mode.drain_s)
         circular = await run_circular(
             axis.address,
@@ -287,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--ack-mode", choices=[m.value for m in AckMode], default=AckMode.UNARY.value
+    )
+    parser.add_argument(
+        "--communes", type=int, help="recipients of the circular (default: 3,000; quick: 300)"
     )
     parser.add_argument(
         "--profile", type=Path, help="record a py-spy flame graph (SVG) of docaxis here"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ class CircularResult:
     fully_acknowledged_s: float
     acknowledged: int
     errors: dict[str, int]
+    # Why Submit refused the circular, when it did (then nothing was timed).
+    refused: str = ""
 
 
 async def run_circular(
@@ -71,15 +74,20 @@ async def run_circular(
         )
         signatures = sender.sign(header, [attachment])
         start = time.monotonic()
-        response = await sender.exchange.Submit(
-            pb.SubmitRequest(
-                consignment_id=f"bench-circular-{uuid.uuid4()}",
-                header=header,
-                attachments=[attachment],
-                signatures=signatures,
-            ),
-            timeout=within_s,
-        )
+        try:
+            response = await sender.exchange.Submit(
+                pb.SubmitRequest(
+                    consignment_id=f"bench-circular-{uuid.uuid4()}",
+                    header=header,
+                    attachments=[attachment],
+                    signatures=signatures,
+                ),
+                timeout=within_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return CircularResult(
+                len(communes), math.nan, math.nan, 0, {}, f"{exc.code().name}: {exc.details()}"
+            )
         submitted = time.monotonic()
         document_uuid = response.receipt.document_uuid
 

@@ -198,9 +198,9 @@ class Workload:
             prepared.append(Prepared(number, sender_index, request))
         return prepared
 
-    async def run_step(
-        self, rate: float, duration_s: float, *, drain_s: float, p99_limit_ms: float = 250.0
-    ) -> StepResult:
+    async def run_step(self, rate: float, duration_s: float, *, drain_s: float) -> StepResult:
+        """Offers `rate` documents/s for `duration_s`, then waits up to `drain_s` for every copy
+        to be acknowledged."""
         documents = self.prepare(max(1, round(rate * duration_s)))
         scheduled: dict[str, float] = {}
         submit_ms: list[float] = []

@@ -99,7 +99,9 @@ class Report:
                 Target(
                     f"circular to {c.recipients:,} recipients",
                     f"fully acknowledged < {CIRCULAR_TARGET_S:.0f} s",
-                    f"{c.fully_acknowledged_s:.1f} s ({c.acknowledged:,} acknowledged)",
+                    f"refused ({c.refused})"
+                    if c.refused
+                    else f"{c.fully_acknowledged_s:.1f} s ({c.acknowledged:,} acknowledged)",
                     c.fully_acknowledged_s < CIRCULAR_TARGET_S and c.acknowledged == c.recipients,
                 )
             )
@@ -209,14 +211,18 @@ class Report:
         )
         if self.circular is not None:
             cr = self.circular
-            lines += [
-                "",
-                f"circular: 1 document to {cr.recipients:,} communes (pull: list, fetch, "
-                f"acknowledge): accepted in {cr.submit_s:.2f} s, fully acknowledged in "
-                f"{cr.fully_acknowledged_s:.2f} s ({cr.acknowledged:,} acknowledged"
-                + (f", errors {cr.errors}" if cr.errors else "")
-                + ")",
-            ]
+            lines += (
+                ["", f"circular: 1 document to {cr.recipients:,} communes refused: {cr.refused}"]
+                if cr.refused
+                else [
+                    "",
+                    f"circular: 1 document to {cr.recipients:,} communes (pull: list, fetch, "
+                    f"acknowledge): accepted in {cr.submit_s:.2f} s, fully acknowledged in "
+                    f"{cr.fully_acknowledged_s:.2f} s ({cr.acknowledged:,} acknowledged"
+                    + (f", errors {cr.errors}" if cr.errors else "")
+                    + ")",
+                ]
+            )
         if self.store is not None:
             st = self.store
             lines += ["", f"ledger sequencer: {st.events:,} staged events, fsync on"]
