@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -62,7 +63,7 @@ class Mode:
 MODES = {
     "full": Mode(
         "full",
-        (25, 50, 100, 200, 350, 500, 750, 1000, 1500, 2000),
+        (5, 10, 25, 50, 100, 200, 350, 500, 750, 1000, 1500, 2000),
         frozenset({100, 200, 500, 1000}),
         step_s=30,
         drain_s=90,
@@ -75,7 +76,7 @@ MODES = {
     ),
     "quick": Mode(
         "quick",
-        (25, 50, 100, 200),
+        (10, 25, 50, 100, 200),
         frozenset({200}),
         step_s=8,
         drain_s=30,
@@ -213,6 +214,7 @@ async def run(args: argparse.Namespace) -> Report:
         workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
         await workload.open()
         steps: list[StepResult] = []
+        notes: list[str] = []
         failed = overloaded = False
         for rate in mode.rates:
             if failed and rate not in mode.fixed:
@@ -223,7 +225,10 @@ async def run(args: argparse.Namespace) -> Report:
             # Past an overloaded step, later ones overload too: offer them only for as long as
             # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
             seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
+            cpu, wall = axis.cpu_seconds(), time.monotonic()
             step = await workload.run_step(rate, seconds, drain_s=mode.drain_s)
+            cores = (axis.cpu_seconds() - cpu) / (time.monotonic() - wall)
+            step = dataclasses.replace(step, server_cores=cores)
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
             steps.append(step)
@@ -235,7 +240,20 @@ async def run(args: argparse.Namespace) -> Report:
             )
             failed = failed or not step.sustained(P99_LIMIT_MS)
             overloaded = overloaded or step.overloaded
-        await workload.drain_all(mode.drain_s)
+            if not step.drained and not await workload.drain_all(60, mode.drain_s):
+                # Another step would measure this backlog, not its own load.
+                later = [r for r in mode.rates if r > rate and (r in mode.fixed or not failed)]
+                if later:
+                    notes.append(
+                        f"not run: {', '.join(f'{r:,.0f}' for r in later)} docs/s "
+                        f"({workload.unacknowledged:,} copies of earlier steps still "
+                        f"unacknowledged {mode.drain_s * 2:.0f} s after their step)"
+                    )
+                break
+        await workload.drain_all(60, 600)
+        after = await ceilings.measure(
+            axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
+        )
         circular = await run_circular(
             axis.address,
             pki,
@@ -250,7 +268,8 @@ async def run(args: argparse.Namespace) -> Report:
         pending = await _ledger_pending(database_url, 60)
         unacknowledged = await _unacknowledged(database_url)
         code = await axis.stop()
-        notes = [] if code == 0 else [f"docaxis exited with {code}: see {axis.log_path}"]
+        if code != 0:
+            notes.append(f"docaxis exited with {code}: see {axis.log_path}")
         verified, entries = _verify_ledger(database_url, work / "audit-export")
         machine["load_average_end"] = _load_average()
         return Report(
@@ -258,7 +277,9 @@ async def run(args: argparse.Namespace) -> Report:
             ack_mode=args.ack_mode,
             step_s=mode.step_s,
             machine=machine,
-            ceilings=limits,
+            ceilings=limits.mean(after),
+            ceilings_before=limits,
+            ceilings_after=after,
             steps=steps,
             circular=circular,
             store=store,

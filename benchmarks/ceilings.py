@@ -27,6 +27,14 @@ class Ceilings:
     postgres_inserted_rows_per_s: float
     ed25519_verifications_per_s: float
 
+    def mean(self, other: Ceilings) -> Ceilings:
+        return Ceilings(
+            (self.grpc_round_trips_per_s + other.grpc_round_trips_per_s) / 2,
+            (self.rabbit_confirmed_publishes_per_s + other.rabbit_confirmed_publishes_per_s) / 2,
+            (self.postgres_inserted_rows_per_s + other.postgres_inserted_rows_per_s) / 2,
+            (self.ed25519_verifications_per_s + other.ed25519_verifications_per_s) / 2,
+        )
+
     def as_dict(self) -> dict[str, float]:
         return {
             "grpc_health_round_trips_per_s": self.grpc_round_trips_per_s,

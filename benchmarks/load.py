@@ -31,9 +31,10 @@ from docaxis_client.vietnam import VIETNAM
 
 ATTACHMENT_BYTES = 10 * 1024
 RECIPIENTS_PER_DOCUMENT = 2
-# A step stops offering load when this many copies, older than this, are still undelivered:
-# past that point latencies only measure the backlog, and draining it would take minutes.
-OVERLOAD_AGE_S = 5.0
+# A step stops offering load when many copies older than this are still undelivered (or many
+# submissions unanswered): past that point latencies only grow with the backlog, and draining
+# a larger one would take minutes.
+OVERLOAD_AGE_S = 3.0
 ACK_RETRIES = 3
 
 
@@ -94,6 +95,8 @@ class StepResult:
     acknowledge_ms: Percentiles
     overloaded: bool
     drained: bool
+    # Cores docaxis used during the step (its CPU seconds over the step's wall time).
+    server_cores: float = 0.0
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the
@@ -204,6 +207,7 @@ class Workload:
         documents = self.prepare(max(1, round(rate * duration_s)))
         scheduled: dict[str, float] = {}
         submit_ms: list[float] = []
+        answered: list[float] = []
         rejected: Counter[str] = Counter()
         routes: list[str] = []
         tasks: list[asyncio.Task[None]] = []
@@ -216,7 +220,8 @@ class Workload:
             except grpc.aio.AioRpcError as exc:
                 rejected[exc.code().name] += 1
                 return
-            submit_ms.append((time.monotonic() - at) * 1000)
+            answered.append(time.monotonic())
+            submit_ms.append((answered[-1] - at) * 1000)
             for route in response.receipt.routes:
                 copy = _Copy(document.number, route.effective_recipient)
                 copy.arrived = self.tally.arrivals_before_route.pop(route.delivery_id, None)
@@ -253,7 +258,9 @@ class Workload:
             offered_docs=offered,
             accepted_docs=len(submit_ms),
             rejected=dict(rejected),
-            accepted_docs_per_s=len(submit_ms) / ran_s,
+            # Over the time until the last answer: a server that falls behind accepts slower
+            # than it is offered.
+            accepted_docs_per_s=len(submit_ms) / max(max(answered, default=start) - start, ran_s),
             copies=len(copies),
             copies_delivered=len(delivered),
             copies_acknowledged=sum(c.acknowledged is not None for c in copies),
@@ -270,14 +277,14 @@ class Workload:
     def _overloaded(self, routes: list[str], scheduled: dict[str, float], rate: float) -> bool:
         now = time.monotonic()
         in_flight = len(scheduled) - len(routes) // RECIPIENTS_PER_DOCUMENT
-        if in_flight > max(200.0, rate * OVERLOAD_AGE_S):
+        if in_flight > max(100.0, rate * OVERLOAD_AGE_S):
             return True
         stale = 0
         for delivery_id in routes[-int(rate * 10) - 1 :]:
             copy = self.tally.copies[delivery_id]
             if copy.arrived is None and now - scheduled[copy.number] > OVERLOAD_AGE_S:
                 stale += 1
-        return stale > max(50.0, rate)
+        return stale > max(30.0, rate / 2)
 
     async def _drain(self, routes: list[str], within_s: float) -> bool:
         """Waits until every copy in `routes` is acknowledged; False if time ran out."""
@@ -288,8 +295,25 @@ class Workload:
             await asyncio.sleep(0.05)
         return False
 
-    async def drain_all(self, within_s: float) -> bool:
-        return await self._drain(list(self.tally.copies), within_s)
+    async def drain_all(self, stall_s: float, within_s: float) -> bool:
+        """Waits until every copy of the run is acknowledged, as long as acknowledgements keep
+        coming (none for `stall_s`: gives up) and at most `within_s`."""
+        deadline = time.monotonic() + within_s
+        done, progress = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now_done = sum(c.acknowledged is not None for c in self.tally.copies.values())
+            if now_done == len(self.tally.copies):
+                return True
+            if now_done > done:
+                done, progress = now_done, time.monotonic()
+            elif time.monotonic() - progress > stall_s:
+                return False
+            await asyncio.sleep(0.5)
+        return False
+
+    @property
+    def unacknowledged(self) -> int:
+        return sum(c.acknowledged is None for c in self.tally.copies.values())
 
     async def _receive(self, client: AgencyClient) -> None:
         """One recipient's push stream, reopened if it breaks (close() cancels it)."""

@@ -260,6 +260,30 @@ class Axis:
                 raise RuntimeError(f"docaxis did not start:\n{self.log_path.read_text()}")
             await asyncio.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by docaxis and every process it started."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        tree = {self.pid}
+        stats = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    # Fields after the ")" that ends the command name: state, ppid, ... utime
+                    # (14th field overall) and stime (15th).
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # exited meanwhile
+                stats.append((int(entry.name), int(fields[1]), int(fields[11]) + int(fields[12])))
+        parents = {pid: ppid for pid, ppid, _ in stats}
+        for pid, _, ticks in stats:
+            ancestor = pid
+            while ancestor not in tree and ancestor in parents and ancestor > 1:
+                ancestor = parents[ancestor]
+            if ancestor in tree:
+                total += ticks / tick
+        return total
+
     async def stop(self) -> int:
         """SIGTERM, then waits for the exit (SIGKILL after a minute); returns its exit code."""
         if self.process is None or self.process.poll() is not None:
