@@ -28,7 +28,8 @@ MAX_SIGNER_POSITION = 100
 MAX_SIGNER_NAME = 50
 MAX_PLACE = 200
 MAX_TO_PLACES_TOTAL = 1000
-MAX_RECIPIENTS = 500
+# A national circular goes to every commune-level unit (about 3,300 since 2025) and more.
+MAX_RECIPIENTS = 5000
 MAX_ATTACHMENTS = 100
 MAX_CONSIGNMENT_ID = 128
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: $ would accept a final \n

@@ -132,7 +132,7 @@ def test_the_limits_are_those_of_the_edxml_input_tables() -> None:
         200,
         1000,
     )
-    assert (MAX_RECIPIENTS, MAX_ATTACHMENTS, MAX_CONSIGNMENT_ID) == (500, 100, 128)
+    assert (MAX_RECIPIENTS, MAX_ATTACHMENTS, MAX_CONSIGNMENT_ID) == (5000, 100, 128)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_a_consignment_id_ending_in_a_newline_is_refused() -> None:
     assert problems(dataclasses.replace(VALID, consignment_id="c-1\n")) == ["consignment_id"]
 
 
-def test_recipients_are_required_valid_distinct_and_at_most_500() -> None:
+def test_recipients_are_required_valid_distinct_and_at_most_5000() -> None:
     """Each recipient is a code in an accepted form and appears once."""
     assert problems(with_header(recipients=())) == ["header.recipients"]
     many = tuple(f"{n // 100:03d}.{n % 100:02d}.01.H99" for n in range(MAX_RECIPIENTS + 1))
