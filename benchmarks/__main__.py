@@ -132,31 +132,29 @@ async def _ledger_pending(database_url: str, within_s: float) -> int:
         await conn.close()
 
 
-def _verify_ledger(database_url: str, folder: Path) -> tuple[bool, int]:
-    """`docaxis audit export` then `docaxis audit verify full`, as an auditor would."""
+def _verify_ledger(database_url: str, key_file: Path, folder: Path) -> tuple[bool, int]:
+    """`docaxis audit export` then `docaxis audit verify full` against a trust policy made from
+    the log's key (what an auditor is given out of band), as `make audit` does."""
     shutil.rmtree(folder, ignore_errors=True)
     env = {**os.environ, "DOCAXIS_DATABASE_URL": database_url}
-    export = subprocess.run(
-        [str(DOCAXIS), "audit", "export", str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if export.returncode != 0:
-        print(export.stdout, export.stderr, file=sys.stderr)
-        return False, 0
-    entries = int(export.stdout.split()[1]) if export.stdout.startswith("exported") else 0
-    verify = subprocess.run(
-        [str(DOCAXIS), "audit", "verify", "full", str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if verify.returncode != 0:
-        print(verify.stdout[-2000:], verify.stderr[-2000:], file=sys.stderr)
-    return verify.returncode == 0, entries
+    policy = folder.with_name("trust-policy.json")
+    policy.unlink(missing_ok=True)
+    commands = [
+        ["ledger", "trust-policy", "--key-file", str(key_file), "--out", str(policy)],
+        ["audit", "export", str(folder)],
+        ["audit", "verify", "full", str(folder), "--trust-policy", str(policy)],
+    ]
+    outputs = []
+    for command in commands:
+        result = subprocess.run(
+            [str(DOCAXIS), *command], env=env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
+            return False, 0
+        outputs.append(result.stdout)
+    export = outputs[1]
+    return True, int(export.split()[1]) if export.startswith("exported") else 0
 
 
 def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -270,7 +268,7 @@ async def run(args: argparse.Namespace) -> Report:
         code = await axis.stop()
         if code != 0:
             notes.append(f"docaxis exited with {code}: see {axis.log_path}")
-        verified, entries = _verify_ledger(database_url, work / "audit-export")
+        verified, entries = _verify_ledger(database_url, axis.ledger_key, work / "audit-export")
         machine["load_average_end"] = _load_average()
         return Report(
             mode=mode.name,

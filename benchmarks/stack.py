@@ -216,7 +216,7 @@ class Axis:
         self.address = f"127.0.0.1:{port}"
         self.pki = pki
         self.log_path = workdir / "docaxis.log"
-        ledger_key = workdir / "ledger.key"
+        self.ledger_key = ledger_key = workdir / "ledger.key"
         if not ledger_key.exists():
             subprocess.run(
                 [str(DOCAXIS), "ledger", "keygen", "--out", str(ledger_key)],
