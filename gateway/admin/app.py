@@ -271,6 +271,7 @@ class Console:
         )
 
     async def logout(self, page: Page) -> Response:
+        self.signer.end(page.session, dt.datetime.now(dt.UTC))
         response = RedirectResponse("/admin/login", 303)
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
         log.info("admin_signed_out", subject=page.admin.subject, serial=page.admin.serial)

@@ -2,8 +2,9 @@
 
 The certificate authenticates every request anyway (mutual TLS); the session adds an explicit
 sign-in and sign-out, an idle timeout, and the CSRF token that the console's forms carry. The
-signing key is random per gateway process, so a restart signs everyone out, and nothing about a
-session is stored server-side.
+signing key is random per gateway process, so a restart signs everyone out. The only state kept
+is the sessions signed out before they expire: their cookies (a copy kept by the browser, or
+taken from it) are refused from the sign-out on, not only once they idle out.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class SessionSigner:
     def __init__(self, idle: dt.timedelta, key: bytes | None = None) -> None:
         self.idle = idle
         self._key = key or secrets.token_bytes(32)
+        # Sessions signed out (by their CSRF token, which every refresh keeps), until the
+        # latest moment a cookie of theirs could still be valid.
+        self._ended: dict[str, dt.datetime] = {}
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -71,4 +75,11 @@ class SessionSigner:
             return None
         if session.expires <= now or not hmac.compare_digest(session.fingerprint, fingerprint):
             return None
+        if session.csrf in self._ended:
+            return None
         return session
+
+    def end(self, session: Session, now: dt.datetime) -> None:
+        """Signs `session` out: no cookie of it opens again, whatever its expiry says."""
+        self._ended = {csrf: until for csrf, until in self._ended.items() if until > now}
+        self._ended[session.csrf] = now + self.idle

@@ -1,13 +1,15 @@
-"""Attacks on the gateway's edge (issue 17: 4, 7), against the running gateway: each gets its
-typed refusal, and none leaves a traceback in the log."""
+"""Attacks on the gateway's edge (issue 17: 4, 7 and the console's sign-out of 8), against
+the running gateway: each gets its typed refusal, and none leaves a traceback in the log."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
 
+from gateway.admin.session import COOKIE
 from tests.conftest import Register
 from tests.integration.gateway.conftest import RunningGateway
 from tests.integration.gateway.test_axis_compat import _signed_edxml
@@ -112,3 +114,32 @@ async def test_axis_acknowledges_by_post_only_and_not_from_another_site(
         # From the DMS: through to the services, which know no such delivery.
         body = (await http.post("/axis/updateStatus", data=doc_id)).json()
         assert (body["status"], body["reason"]) == ("FAIL", "NOT_FOUND")
+
+
+@pytest.mark.usefixtures("no_tracebacks")
+async def test_signing_out_of_the_console_ends_the_session_on_the_server(
+    gateway: RunningGateway,
+) -> None:
+    """Before, the cookie of a signed-out session kept working until it idled out."""
+    admin = gateway.pki.write_pair("gw-admin", gateway.pki.admin_certificate)
+    origin = {"origin": gateway.url}
+    async with gateway.client(admin) as http:
+        signed_in = await http.post(
+            "/admin/login", data={"next": "/admin/agencies"}, headers=origin
+        )
+        assert signed_in.status_code == 303
+        cookie = {"cookie": f"{COOKIE}={signed_in.cookies[COOKIE]}"}
+        http.cookies.clear()  # only the cookie taken above is sent from here on
+        page = await http.get("/admin/agencies", headers=cookie)
+        assert page.status_code == 200
+        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert match is not None
+        signed_out = await http.post(
+            "/admin/logout", data={"csrf": match[1]}, headers={**cookie, **origin}
+        )
+        assert signed_out.status_code == 303
+        http.cookies.clear()
+        replayed = await http.get("/admin/agencies", headers=cookie)
+        assert replayed.status_code == 303
+        assert replayed.headers["location"].startswith("/admin/login?")
+        assert "expired=1" in replayed.headers["location"]

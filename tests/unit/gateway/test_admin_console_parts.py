@@ -45,6 +45,19 @@ def test_a_session_opens_for_its_own_certificate_until_it_idles_out() -> None:
     assert later.csrf == session.csrf
 
 
+def test_a_signed_out_session_opens_no_more_though_its_cookie_has_not_expired() -> None:
+    signer = SessionSigner(dt.timedelta(minutes=30), key=b"k" * 32)
+    cookie = signer.issue(CERT, NOW)
+    session = signer.open(cookie, CERT, NOW)
+    assert session is not None
+    refreshed = signer.issue(CERT, NOW + dt.timedelta(minutes=5), session.csrf)
+    other = signer.issue(CERT, NOW)  # another sign-in (another browser) stays open
+    signer.end(session, NOW + dt.timedelta(minutes=6))
+    for old in (cookie, refreshed):
+        assert signer.open(old, CERT, NOW + dt.timedelta(minutes=7)) is None
+    assert signer.open(other, CERT, NOW + dt.timedelta(minutes=7)) is not None
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
