@@ -8,12 +8,13 @@ PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
 
 .PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench clean screenshots
+	test-e2e services-up services-down run demo down bench clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
 	@echo "make demo    send a document through a running 'make run'"
 	@echo "make audit   export the running axis's ledger and verify it offline"
+	@echo "make client-wheel  build the docaxis-client wheel (the SDK) into dist/"
 	@echo "make down    stop everything 'make run' started"
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
 	@echo "make bench   the delivery path end to end, ceilings, circular, ledger (10-15 min;"
@@ -108,6 +109,10 @@ run: $(STAMP) services-up
 	set -a && source deploy/local/dev.env && set +a && \
 		{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
 		  $(BIN)/docaxis run --seed-demo; }
+
+# The docaxis-client wheel (the SDK DMS integrators install, without the services) in dist/.
+client-wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps --quiet -w dist clients/python
 
 demo: $(STAMP)
 	$(BIN)/docaxis demo --pki .local/dev/pki

@@ -196,7 +196,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         print(f"exported {entries} entries and {checkpoints} checkpoints to {args.folder}")
         return 0
     if args.command == "demo":
-        from docaxis_client.demo import run_demo  # client side only: not loaded to serve
+        from services.demo import run_demo  # client side only: not loaded to serve
 
         return await run_demo(args.address, None if args.insecure else args.pki)
     if args.command in ("pki", "crl"):

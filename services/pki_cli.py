@@ -163,7 +163,7 @@ def _pki(args: argparse.Namespace) -> int:
         print(f"created the demo CA in {args.dir}; trust anchors: {bundle}")
         return 0
     if command == "dev-setup":
-        from docaxis_client.demo import ensure_demo_pki  # the demo's own layout
+        from services.demo import ensure_demo_pki  # the demo's own layout
 
         for line in ensure_demo_pki(args.dir):
             print(line)
@@ -212,7 +212,7 @@ def write_bundle(folder: Path) -> Path:
     bundle.write_bytes(pem_of(certificates))
     readme = folder / "README.txt"
     if not readme.exists():
-        from docaxis_client.demo import DEMO_PKI_README
+        from services.demo import DEMO_PKI_README
 
         readme.write_text(DEMO_PKI_README, encoding="utf-8")
     return bundle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 
-from docaxis_client.demo import DEMO_AGENCIES, run_demo
+from services.demo import DEMO_AGENCIES, run_demo
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.integration.test_dev_mode import dev_axis

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from docaxis_client.demo import ensure_demo_pki
 from docaxis_client.trust import CertificateRevokedError, Role, sign_document, verify_document
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug
+from services.demo import ensure_demo_pki
 from tests.unit.trust.factories import OFFICIAL, SENDER, SENDER_NAME, make_manifest
 
 

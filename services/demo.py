@@ -2,7 +2,7 @@
 receive and acknowledge at once, the third is offline and receives it after reconnecting. Each
 recipient verifies both signatures itself; the sender verifies every transport receipt offline.
 Then business statuses flow back to the sender, and it recalls the document from two recipients:
-one agrees, one refuses (docaxis_client/demo_lifecycle.py).
+one agrees, one refuses (services/demo_lifecycle.py).
 
 Everything runs over mutual TLS with certificates of the demo PKI (`docaxis pki dev-setup`, which
 `make run` calls): the official signs with Ed25519, the sending agency with RSA (PKCS#1 v1.5, as
@@ -29,7 +29,6 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
 from docaxis_client.credentials import TlsCredentials, load_trust_bundle
-from docaxis_client.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 from docaxis_client.documents import verify_delivery, verify_transport_receipt
 from docaxis_client.receive import ReceiveStream, ReceiveStreamError
 from docaxis_client.trust.chain import Role, TrustStore
@@ -37,6 +36,7 @@ from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_privat
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.vietnam import VIETNAM
+from services.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 
 SENDER = "000.00.01.H45"  # Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh
 ONLINE = ("000.00.11.H45", "000.00.12.H45")  # Sở Nội vụ, Sở Tài chính tỉnh Quảng Ninh
