@@ -38,6 +38,7 @@ from docaxis_client.credentials import TlsCredentials
 from docaxis_client.documents import manifest_of, sign_submission, verify_delivery, with_signer
 from docaxis_client.errors import decoded_errors
 from docaxis_client.receive import ReceiveStream
+from docaxis_client.streams import AcknowledgingStream, acknowledgement_of
 from docaxis_client.trust.chain import TrustStore
 from docaxis_client.trust.errors import ManifestInvalidError
 from docaxis_client.trust.keys import SigningIdentity
@@ -59,6 +60,15 @@ def open_channel(address: str, tls: TlsCredentials | None) -> grpc.aio.Channel:
     if tls is None:
         return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDocument:
+    """One document of a SubmitBatch: signed by the client on the way, like submit()."""
+
+    consignment_id: str
+    header: common_pb2.DocumentHeader
+    attachments: Sequence[common_pb2.AttachmentRef] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,12 +250,7 @@ class AgencyClient:
         if self._person is not None:
             header = with_signer(header, self._person)
         if signatures is None:
-            signatures = []
-            if self._person is not None:
-                try:
-                    signatures = self.sign(header, attachments)
-                except ManifestInvalidError:
-                    signatures = []
+            signatures = self._signatures_for(header, attachments)
         with decoded_errors():
             return await self.exchange.Submit(
                 pb.SubmitRequest(
@@ -257,6 +262,64 @@ class AgencyClient:
                 metadata=self._metadata,
                 timeout=self._timeout_s,
             )
+
+    def _signatures_for(
+        self, header: common_pb2.DocumentHeader, attachments: Sequence[common_pb2.AttachmentRef]
+    ) -> list[common_pb2.DocumentSignature]:
+        """The client's signatures; none without identities, or for a header too malformed to
+        make a manifest (docaxis then reports every bad field at once)."""
+        if self._person is None:
+            return []
+        try:
+            return list(self.sign(header, attachments))
+        except ManifestInvalidError:
+            return []
+
+    async def submit_batch(self, documents: Sequence[BatchDocument]) -> list[pb.SubmitResult]:
+        """Submits up to 100 documents in one call, each signed with the client's identities and
+        answered on its own, in order: `result.response` when accepted (or replayed), else
+        `item_error(result.error)` says why that document alone was refused."""
+        requests = []
+        for document in documents:
+            header = document.header
+            if self._person is not None:
+                header = with_signer(header, self._person)
+            requests.append(
+                pb.SubmitRequest(
+                    consignment_id=document.consignment_id,
+                    header=header,
+                    attachments=list(document.attachments),
+                    signatures=self._signatures_for(header, document.attachments),
+                )
+            )
+        with decoded_errors():
+            response = await self.exchange.SubmitBatch(
+                pb.SubmitBatchRequest(documents=requests),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
+        return list(response.results)
+
+    def receive_stream(self, window: int = 32) -> AcknowledgingStream:
+        """The push stream with acknowledgements on the stream itself (at most `window` items
+        unacknowledged at once). Use it as an async context manager."""
+        return AcknowledgingStream(self.exchange, self._metadata, window)
+
+    async def acknowledge_batch(
+        self, items: Sequence[pb.ReceiveResponse | pb.AcknowledgeRequest]
+    ) -> list[pb.AcknowledgeResult]:
+        """Acknowledges up to 1,000 items (deliveries or notices) in one call; each answered
+        on its own, in order (`item_error(result.error)` for a refusal)."""
+        requests = [
+            i if isinstance(i, pb.AcknowledgeRequest) else acknowledgement_of(i) for i in items
+        ]
+        with decoded_errors():
+            response = await self.exchange.AcknowledgeBatch(
+                pb.AcknowledgeBatchRequest(items=requests),
+                metadata=self._metadata,
+                timeout=self._timeout_s,
+            )
+        return list(response.results)
 
     def receive(self) -> ReceiveStream:
         """The push stream of this agency's mail; ``await stream.subscribed()`` before causing

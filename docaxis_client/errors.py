@@ -74,14 +74,31 @@ class ErrorDetails:
 
 def error_details(exc: grpc.aio.AioRpcError) -> ErrorDetails:
     """Decodes ErrorInfo, BadRequest and RetryInfo from a failed call's trailing metadata."""
-    reason = ""
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    retry_after: float | None = None
     status = status_pb2.Status()
     for key, value in exc.trailing_metadata() or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
             status.ParseFromString(value)
+    return _decoded(status, exc.code(), exc.details() or "")
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def item_error(serialized: bytes) -> ErrorDetails | None:
+    """Why one item of a batch was refused (the ``error`` of a SubmitResult or an
+    AcknowledgeResult: a serialized google.rpc.Status), or None when it was not."""
+    if not serialized:
+        return None
+    status = status_pb2.Status()
+    status.ParseFromString(serialized)
+    return _decoded(status, _CODES.get(status.code, grpc.StatusCode.UNKNOWN), status.message)
+
+
+def _decoded(status: status_pb2.Status, code: grpc.StatusCode, message: str) -> ErrorDetails:
+    reason = ""
+    metadata: dict[str, str] = {}
+    violations: list[FieldViolation] = []
+    retry_after: float | None = None
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
@@ -96,9 +113,7 @@ def error_details(exc: grpc.aio.AioRpcError) -> ErrorDetails:
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             retry_after = retry.retry_delay.ToMilliseconds() / 1000
-    return ErrorDetails(
-        exc.code(), exc.details() or "", reason, metadata, tuple(violations), retry_after
-    )
+    return ErrorDetails(code, message, reason, metadata, tuple(violations), retry_after)
 
 
 class DocaxisError(grpc.aio.AioRpcError):

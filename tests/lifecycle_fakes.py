@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
 
+from services.common.errors import DomainError
 from services.exchange.domain import delivery as domain_delivery
-from services.exchange.domain.delivery import LedgerEvent, text_commitment
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import (
     RecallState,
@@ -32,6 +32,7 @@ from services.exchange.service_layer.lifecycle_ports import (
     PendingEntry,
     RecallNoticeItem,
     RecallOutcome,
+    ReceiptIssuer,
     StatusNoticeItem,
     StatusOutcome,
 )
@@ -137,21 +138,7 @@ class FakeLifecycleStore:
             now=entry.recorded_at,
         )
         self.documents.ledger.append(
-            LedgerEvent(
-                entry_type="status",
-                doc_uuid=document.uuid,
-                document_id=document.document_id,
-                occurred_at=entry.recorded_at,
-                from_agency=delivery.recipient,
-                to_agency=document.sender,
-                data={
-                    "delivery": delivery_id,
-                    "code": entry.code.value,
-                    "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
-                    "status_id_sha256": text_commitment(entry.report.status_id),
-                    "notice": notice_id,
-                },
-            )
+            domain_delivery.status_event(self.documents.ref(delivery), entry, notice_id)
         )
         return StatusOutcome(entry, already_recorded=False)
 
@@ -201,7 +188,10 @@ class FakeLifecycleStore:
             self.documents.ledger.extend(decided.events)
         return outcomes
 
-    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
+    async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:
+        return [self._begin_notice(notice_id, agency) for notice_id, agency in claims]
+
+    def _begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
         notice = self.notices.get(str(uuid.UUID(notice_id)))
         if notice is None or notice.agency != agency or notice.acknowledged_at is not None:
             return None
@@ -231,17 +221,60 @@ class FakeLifecycleStore:
             entry=notice.status,
         )
 
-    async def acknowledge_notice(
-        self, notice_id: str, agency: str, now: dt.datetime
-    ) -> Acknowledgement | None:
-        notice = self.notices.get(str(uuid.UUID(notice_id)))
-        if notice is None or notice.agency != agency:
-            return None
-        if notice.acknowledged_at is not None:
-            return Acknowledgement(notice.acknowledged_at, already_acknowledged=True)
-        notice.acknowledged_at = now
-        notice.pushed_at = notice.pushed_at or now
-        return Acknowledgement(now, already_acknowledged=False)
+    async def acknowledge_notices(
+        self, claims: Sequence[tuple[str, str]], now: dt.datetime
+    ) -> list[Acknowledgement | None]:
+        results: list[Acknowledgement | None] = []
+        for notice_id, agency in claims:
+            notice = self.notices.get(str(uuid.UUID(notice_id)))
+            if notice is None or notice.agency != agency:
+                results.append(None)
+                continue
+            if notice.acknowledged_at is not None:
+                results.append(Acknowledgement(notice.acknowledged_at, already_acknowledged=True))
+                continue
+            notice.acknowledged_at = now
+            notice.pushed_at = notice.pushed_at or now
+            results.append(Acknowledgement(now, already_acknowledged=False))
+        return results
+
+    async def acknowledge_deliveries(
+        self,
+        claims: Sequence[tuple[str, str]],
+        now: dt.datetime,
+        receipts: ReceiptIssuer,
+    ) -> list[Acknowledgement | DomainError | None]:
+        results: list[Acknowledgement | DomainError | None] = []
+        for delivery_id, recipient in claims:
+            copy = self._delivery(delivery_id)
+            if copy is None or copy.recipient != recipient:
+                results.append(None)
+                continue
+            ref = self.documents.ref(copy)
+            try:
+                decided = domain_delivery.acknowledge(ref, copy.copy(), now)
+            except DomainError as refused:
+                results.append(refused)
+                continue
+            results.append(Acknowledgement(decided.acknowledged_at, decided.already))
+            copy.apply(decided.copy)
+            self.documents.ledger.extend(decided.events)
+            arrived = domain_delivery.arrival(ref, decided, now)
+            if arrived is not None:
+                self.statuses.setdefault(copy.id, []).append(arrived)
+                notice_id = self._notice(
+                    agency=ref.sender,
+                    kind=ItemKind.STATUS,
+                    delivery_id=copy.id,
+                    status=arrived,
+                    now=now,
+                )
+                self.documents.ledger.append(domain_delivery.status_event(ref, arrived, notice_id))
+            if copy.transport_receipt is None:
+                record = await self.documents.delivery(copy.id)
+                assert record is not None
+                copy.transport_receipt = receipts(record)
+        return results
 
     async def pending(
         self, agency: str, after: PageCursor | None, limit: int

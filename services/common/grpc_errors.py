@@ -75,8 +75,28 @@ def status_for(exc: DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
+def status_details(exc: DomainError) -> bytes:
+    """The serialized google.rpc.Status (with ErrorInfo, BadRequest, RetryInfo details) of one
+    item refused inside a batch, as a failed call's trailers would carry it; logged like a
+    refused call."""
+    _log_refusal(exc)
+    serialized: bytes = _status(exc).SerializeToString()
+    return serialized
+
+
+def _log_refusal(exc: DomainError) -> None:
+    if exc.reason in SECURITY_REASONS or isinstance(
+        exc, UnauthenticatedError | PermissionDeniedError
+    ):
+        log.warning("security_refused", reason=exc.reason, status=status_for(exc).name)
+
+
 def rich_status(exc: DomainError) -> Any:
     """The grpc.Status (code, message, trailing metadata with grpc-status-details-bin)."""
+    return rpc_status.to_status(_status(exc))
+
+
+def _status(exc: DomainError) -> status_pb2.Status:
     code = status_for(exc)
     meta = dict(exc.meta)
     meta["retryable"] = "true" if exc.retryable else "false"
@@ -102,8 +122,7 @@ def rich_status(exc: DomainError) -> Any:
         retry = any_pb2.Any()
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         details.append(retry)
-    status = status_pb2.Status(code=code.value[0], message=str(exc), details=details)
-    return rpc_status.to_status(status)
+    return status_pb2.Status(code=code.value[0], message=str(exc), details=details)
 
 
 # The ErrorInfo reason the current RPC was refused with. Every refusal goes through
@@ -133,8 +152,5 @@ async def domain_errors(ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterato
     try:
         yield
     except DomainError as exc:
-        if exc.reason in SECURITY_REASONS or isinstance(
-            exc, UnauthenticatedError | PermissionDeniedError
-        ):
-            log.warning("security_refused", reason=exc.reason, status=status_for(exc).name)
+        _log_refusal(exc)
         await abort_with_domain_error(ctx, exc)

@@ -162,7 +162,7 @@ async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[Attachment
 PushedDocument = tuple[Header, tuple[AttachmentRef, ...], tuple[Signature, ...], dt.datetime]
 
 
-async def _documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
+async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
     """What a push carries of each document: header, attachments, signatures and submission
     time, three round trips whatever the number of documents."""
     if not keys:
@@ -407,7 +407,7 @@ class PostgresDocumentStore(PostgresUploads):
             pushed = list(
                 {d[0].document_key for d in decisions if d and isinstance(d[1], delivery.Push)}
             )
-            documents = await _documents(conn, pushed)
+            documents = await load_documents(conn, pushed)
         items: list[PushItem | DeadLetter | None] = []
         for decision in decisions:
             if decision is None:

@@ -20,7 +20,8 @@ from services.exchange.domain.statuses import RecallState
 _LOCK_SQL = """
 SELECT d.id, d.document_uuid, d.position, d.recipient, d.requested_recipient, d.state, d.push_count,
     d.queued_at, d.pushed_at, d.acknowledged_at, d.dead_lettered_at, d.dead_letter_reason,
-    d.recall_state, doc.document_id, doc.sender, now() AS now
+    d.recall_state, d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
+    now() AS now
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = ANY($1::uuid[])
 ORDER BY d.id
@@ -53,6 +54,8 @@ class LockedCopy:
     position: int
     # The transaction's now(): the time of every change the transaction makes.
     now: dt.datetime
+    # The hub's transport receipt was issued.
+    has_receipt: bool
 
 
 def _locked(row: asyncpg.Record) -> LockedCopy:
@@ -79,6 +82,7 @@ def _locked(row: asyncpg.Record) -> LockedCopy:
         document_key=row["document_uuid"],
         position=row["position"],
         now=row["now"],
+        has_receipt=row["has_receipt"],
     )
 
 

@@ -10,16 +10,22 @@ from collections.abc import Sequence
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
+from services.common.errors import DomainError
 from services.common.postgres import Conn
-from services.exchange.adapters.postgres import OUTBOX_CHANNEL, stage_ledger_events
+from services.exchange.adapters.postgres import (
+    OUTBOX_CHANNEL,
+    load_documents,
+    stage_ledger_events,
+)
 from services.exchange.adapters.postgres_copies import (
+    LockedCopy,
     lock_copies,
     lock_document_copies,
     save_copies,
 )
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
 from services.exchange.domain import delivery
-from services.exchange.domain.delivery import Copy, LedgerEvent, text_commitment
+from services.exchange.domain.delivery import Copy, LedgerEvent
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import (
     RecallState,
@@ -39,10 +45,11 @@ from services.exchange.service_layer.lifecycle_ports import (
     PendingEntry,
     RecallNoticeItem,
     RecallOutcome,
+    ReceiptIssuer,
     StatusNoticeItem,
     StatusOutcome,
 )
-from services.exchange.service_layer.ports import Acknowledgement
+from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
 
 
 def _entry(row: asyncpg.Record) -> StatusEntry:
@@ -125,6 +132,11 @@ async def _insert_notice(
 async def stage_notice_messages(conn: Conn, agency: str, notice_ids: Sequence[str]) -> None:
     """Outbox rows that queue each notice to `agency`, in the caller's transaction; the caller
     NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit."""
+    await stage_notices(conn, [(agency, notice_id) for notice_id in notice_ids])
+
+
+async def stage_notices(conn: Conn, notices: Sequence[tuple[str, str]]) -> None:
+    """Outbox rows that queue each (agency, notice id), in one round trip."""
     await conn.executemany(
         """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload)
@@ -137,7 +149,7 @@ async def stage_notice_messages(conn: Conn, agency: str, notice_ids: Sequence[st
                 NOTICE_MESSAGE_TYPE,
                 events_pb2.NoticeQueued(notice_id=notice_id, agency=agency).SerializeToString(),
             )
-            for notice_id in notice_ids
+            for agency, notice_id in notices
         ],
     )
 
@@ -150,6 +162,90 @@ def _link(row: asyncpg.Record) -> DocumentLink:
         business_type=BusinessType(row["business_type"]),
         submitted_at=row["submitted_at"],
     )
+
+
+async def _insert_arrivals(
+    conn: Conn, arrivals: Sequence[tuple[uuid.UUID, StatusEntry]]
+) -> dict[uuid.UUID, int]:
+    """The 01s of first acknowledgements, in one round trip; their row ids by delivery."""
+    if not arrivals:
+        return {}
+    rows = await conn.fetch(
+        """
+        INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
+            recorded_at, description, staff, reported_by)
+        SELECT u.delivery_id, u.status_id, u.code, u.occurred_at, u.recorded_at, '', '{}',
+            u.reported_by
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+            $6::text[]) AS u(delivery_id, status_id, code, occurred_at, recorded_at, reported_by)
+        RETURNING id, delivery_id
+        """,
+        [key for key, _ in arrivals],
+        [entry.report.status_id for _, entry in arrivals],
+        [entry.code.value for _, entry in arrivals],
+        [entry.occurred_at for _, entry in arrivals],
+        [entry.recorded_at for _, entry in arrivals],
+        [entry.reported_by for _, entry in arrivals],
+    )
+    return {row["delivery_id"]: row["id"] for row in rows}
+
+
+async def _insert_status_notices(
+    conn: Conn, notices: Sequence[tuple[uuid.UUID, str, uuid.UUID, int]], now: dt.datetime
+) -> None:
+    """Status notices (id, agency, delivery, status row) and their outbox rows."""
+    if not notices:
+        return
+    await conn.execute(
+        """
+        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
+        SELECT u.id, u.agency, 'status', u.delivery_id, u.status_row, $5
+        FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[])
+            AS u(id, agency, delivery_id, status_row)
+        """,
+        [n[0] for n in notices],
+        [n[1] for n in notices],
+        [n[2] for n in notices],
+        [n[3] for n in notices],
+        now,
+    )
+    await stage_notices(conn, [(agency, str(notice_id)) for notice_id, agency, _, _ in notices])
+
+
+async def _issue_receipts(
+    conn: Conn, copies: Sequence[tuple[LockedCopy, Copy]], receipts: ReceiptIssuer
+) -> None:
+    """The hub's transport receipts of acknowledged copies that have none yet."""
+    if not copies:
+        return
+    documents = await load_documents(conn, list({row.document_key for row, _ in copies}))
+    issued: list[tuple[uuid.UUID, bytes]] = []
+    for row, copy in copies:
+        header, attachments, _, _ = documents[row.document_key]
+        receipt = receipts(
+            DeliveryRecord(
+                delivery_id=row.ref.delivery_id,
+                document_uuid=row.ref.document_uuid,
+                sender=row.ref.sender,
+                recipient=row.ref.recipient,
+                header=header,
+                attachments=attachments,
+                acknowledged_at=copy.acknowledged_at,
+                transport_receipt=None,
+                state=copy.state,
+            )
+        )
+        if receipt is not None:
+            issued.append((row.key, receipt))
+    if issued:
+        await conn.execute(
+            """
+            UPDATE exchange.delivery d SET transport_receipt = coalesce(d.transport_receipt, u.r)
+            FROM unnest($1::uuid[], $2::bytea[]) AS u(id, r) WHERE d.id = u.id
+            """,
+            [key for key, _ in issued],
+            [receipt for _, receipt in issued],
+        )
 
 
 class PostgresLifecycleStore:
@@ -208,30 +304,110 @@ class PostgresLifecycleStore:
                 status_row=status_row,
                 now=entry.recorded_at,
             )
-            await stage_ledger_events(
-                conn,
-                [
-                    LedgerEvent(
-                        entry_type="status",
-                        doc_uuid=row.ref.document_uuid,
-                        document_id=row.ref.document_id,
-                        occurred_at=entry.recorded_at,
-                        from_agency=row.ref.recipient,
-                        to_agency=row.ref.sender,
-                        data={
-                            "delivery": delivery_id,
-                            "code": entry.code.value,
-                            "reported_occurred_at": entry.occurred_at.astimezone(
-                                dt.UTC
-                            ).isoformat(),
-                            "status_id_sha256": text_commitment(entry.report.status_id),
-                            "notice": notice_id,
-                        },
-                    )
-                ],
-            )
+            await stage_ledger_events(conn, [delivery.status_event(row.ref, entry, notice_id)])
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return StatusOutcome(entry, already_recorded=False)
+
+    async def acknowledge_deliveries(
+        self,
+        claims: Sequence[tuple[str, str]],
+        now: dt.datetime,
+        receipts: ReceiptIssuer,
+    ) -> list[Acknowledgement | DomainError | None]:
+        keys = [uuid.UUID(delivery_id) for delivery_id, _ in claims]
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await lock_copies(conn, keys)
+            current = {key: row.copy for key, row in locked.items()}
+            results: list[Acknowledgement | DomainError | None] = []
+            changed: dict[uuid.UUID, Copy] = {}
+            events: list[LedgerEvent] = []
+            arrivals: list[tuple[LockedCopy, StatusEntry]] = []
+            for key, (_, recipient) in zip(keys, claims, strict=True):
+                row = locked.get(key)
+                if row is None or row.ref.recipient != recipient:
+                    results.append(None)
+                    continue
+                try:
+                    decided = delivery.acknowledge(row.ref, current[key], now)
+                except DomainError as refused:
+                    results.append(refused)
+                    continue
+                results.append(Acknowledgement(decided.acknowledged_at, decided.already))
+                if decided.already:
+                    continue
+                current[key] = changed[key] = decided.copy
+                events.extend(decided.events)
+                arrived = delivery.arrival(row.ref, decided, now)
+                if arrived is not None:
+                    arrivals.append((row, arrived))
+            await save_copies(conn, changed)
+            status_rows = await _insert_arrivals(
+                conn, [(row.key, entry) for row, entry in arrivals]
+            )
+            notices = [(row, uuid.uuid4()) for row, _ in arrivals]
+            await _insert_status_notices(
+                conn,
+                [
+                    (notice_id, row.ref.sender, row.key, status_rows[row.key])
+                    for row, notice_id in notices
+                ],
+                now,
+            )
+            events.extend(
+                delivery.status_event(row.ref, entry, str(notice_id))
+                for (row, entry), (_, notice_id) in zip(arrivals, notices, strict=True)
+            )
+            await stage_ledger_events(conn, events)
+            await _issue_receipts(
+                conn,
+                [
+                    (row, current[row.key])
+                    for row in locked.values()
+                    if current[row.key].acknowledged_at is not None and not row.has_receipt
+                ],
+                receipts,
+            )
+            if notices:
+                await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return results
+
+    async def acknowledge_notices(
+        self, claims: Sequence[tuple[str, str]], now: dt.datetime
+    ) -> list[Acknowledgement | None]:
+        keys = [uuid.UUID(notice_id) for notice_id, _ in claims]
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = {
+                row["id"]: row
+                for row in await conn.fetch(
+                    """
+                    SELECT id, agency, acknowledged_at FROM exchange.notice
+                    WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+                    """,
+                    list(set(keys)),
+                )
+            }
+            results: list[Acknowledgement | None] = []
+            acknowledged: dict[uuid.UUID, dt.datetime] = {}
+            for key, (_, agency) in zip(keys, claims, strict=True):
+                row = rows.get(key)
+                if row is None or row["agency"] != agency:
+                    results.append(None)
+                    continue
+                first = row["acknowledged_at"] or acknowledged.get(key)
+                if first is not None:
+                    results.append(Acknowledgement(first, already_acknowledged=True))
+                    continue
+                acknowledged[key] = now
+                results.append(Acknowledgement(now, already_acknowledged=False))
+            await conn.execute(
+                """
+                UPDATE exchange.notice SET acknowledged_at = $2, pushed_at = coalesce(pushed_at, $2)
+                WHERE id = ANY($1::uuid[])
+                """,
+                list(acknowledged),
+                now,
+            )
+        return results
 
     async def request_recall(
         self,
@@ -295,84 +471,86 @@ class PostgresLifecycleStore:
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return outcomes
 
-    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
+    async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:
+        keys = [uuid.UUID(notice_id) for notice_id, _ in claims]
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """
-                UPDATE exchange.notice SET push_count = push_count + 1,
-                    pushed_at = coalesce(pushed_at, now())
-                WHERE id = $1 AND agency = $2 AND acknowledged_at IS NULL
-                RETURNING kind, delivery_id, status_row
-                """,
-                uuid.UUID(notice_id),
-                agency,
-            )
-            if row is None:
-                return None
-            delivery = await conn.fetchrow(
-                """
-                SELECT d.document_uuid, d.recipient, d.recall_reason, d.recall_requested_at,
-                    d.recall_state, doc.document_id, doc.sender
-                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                WHERE d.id = $1
-                """,
-                row["delivery_id"],
-            )
-            assert delivery is not None  # notices reference deliveries
-            if row["kind"] == ItemKind.RECALL.value:
-                return RecallNoticeItem(
-                    notice_id=notice_id,
-                    document_uuid=str(delivery["document_uuid"]),
-                    document_id=delivery["document_id"],
-                    delivery_id=str(row["delivery_id"]),
-                    sender=delivery["sender"],
-                    reason=delivery["recall_reason"],
-                    requested_at=delivery["recall_requested_at"],
-                    withdrawn=delivery["recall_state"] == RecallState.WITHDRAWN_BEFORE_RECEIPT,
-                )
-            status = await conn.fetchrow(
-                """
-                SELECT s.status_id, s.code, s.occurred_at, s.recorded_at, s.description,
-                    s.staff::text AS staff, s.reported_by
-                FROM exchange.delivery_status s WHERE s.id = $1
-                """,
-                row["status_row"],
-            )
-            assert status is not None  # status notices reference statuses
-        return StatusNoticeItem(
-            notice_id=notice_id,
-            document_uuid=str(delivery["document_uuid"]),
-            document_id=delivery["document_id"],
-            delivery_id=str(row["delivery_id"]),
-            recipient=delivery["recipient"],
-            entry=_entry(status),
-        )
-
-    async def acknowledge_notice(
-        self, notice_id: str, agency: str, now: dt.datetime
-    ) -> Acknowledgement | None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """
-                SELECT acknowledged_at FROM exchange.notice WHERE id = $1 AND agency = $2
-                FOR UPDATE
-                """,
-                uuid.UUID(notice_id),
-                agency,
-            )
-            if row is None:
-                return None
-            if row["acknowledged_at"] is not None:
-                return Acknowledgement(row["acknowledged_at"], already_acknowledged=True)
+            # Locked in id order first: two streams claiming the same notices never deadlock.
             await conn.execute(
-                """
-                UPDATE exchange.notice SET acknowledged_at = $2, pushed_at = coalesce(pushed_at, $2)
-                WHERE id = $1
-                """,
-                uuid.UUID(notice_id),
-                now,
+                "SELECT 1 FROM exchange.notice WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                list(set(keys)),
             )
-        return Acknowledgement(now, already_acknowledged=False)
+            rows = {
+                row["id"]: row
+                for row in await conn.fetch(
+                    """
+                    UPDATE exchange.notice n SET push_count = n.push_count + 1,
+                        pushed_at = coalesce(n.pushed_at, now())
+                    FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[])) AS u(id, agency)
+                    WHERE n.id = u.id AND n.agency = u.agency AND n.acknowledged_at IS NULL
+                    RETURNING n.id, n.agency, n.kind, n.delivery_id, n.status_row
+                    """,
+                    keys,
+                    [agency for _, agency in claims],
+                )
+            }
+            deliveries = {
+                row["id"]: row
+                for row in await conn.fetch(
+                    """
+                    SELECT d.id, d.document_uuid, d.recipient, d.recall_reason,
+                        d.recall_requested_at, d.recall_state, doc.document_id, doc.sender
+                    FROM exchange.delivery d
+                        JOIN exchange.document doc ON doc.uuid = d.document_uuid
+                    WHERE d.id = ANY($1::uuid[])
+                    """,
+                    list({row["delivery_id"] for row in rows.values()}),
+                )
+            }
+            statuses = {
+                row["id"]: _entry(row)
+                for row in await conn.fetch(
+                    """
+                    SELECT s.id, s.status_id, s.code, s.occurred_at, s.recorded_at,
+                        s.description, s.staff::text AS staff, s.reported_by
+                    FROM exchange.delivery_status s WHERE s.id = ANY($1::bigint[])
+                    """,
+                    [row["status_row"] for row in rows.values() if row["status_row"] is not None],
+                )
+            }
+        items: list[NoticeItem | None] = []
+        for key, (notice_id, agency) in zip(keys, claims, strict=True):
+            row = rows.get(key)
+            if row is None or row["agency"] != agency:
+                items.append(None)
+                continue
+            delivery_row = deliveries[row["delivery_id"]]  # notices reference deliveries
+            if row["kind"] == ItemKind.RECALL.value:
+                items.append(
+                    RecallNoticeItem(
+                        notice_id=notice_id,
+                        document_uuid=str(delivery_row["document_uuid"]),
+                        document_id=delivery_row["document_id"],
+                        delivery_id=str(row["delivery_id"]),
+                        sender=delivery_row["sender"],
+                        reason=delivery_row["recall_reason"],
+                        requested_at=delivery_row["recall_requested_at"],
+                        withdrawn=delivery_row["recall_state"]
+                        == RecallState.WITHDRAWN_BEFORE_RECEIPT,
+                    )
+                )
+                continue
+            items.append(
+                StatusNoticeItem(
+                    notice_id=notice_id,
+                    document_uuid=str(delivery_row["document_uuid"]),
+                    document_id=delivery_row["document_id"],
+                    delivery_id=str(row["delivery_id"]),
+                    recipient=delivery_row["recipient"],
+                    # Status notices reference statuses.
+                    entry=statuses[row["status_row"]],
+                )
+            )
+        return items
 
     async def pending(
         self, agency: str, after: PageCursor | None, limit: int

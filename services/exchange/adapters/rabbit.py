@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -170,31 +170,111 @@ class InboxMessage:
 
 
 class InFlight:
-    """Messages pushed to a DMS and not yet acknowledged, by delivery id, across this process's
-    Receive streams. Acknowledge acks the broker message through it; a message whose stream has
-    gone is requeued by the broker and then skipped because the database says it is done."""
+    """Messages pushed to a DMS and not yet acknowledged, by item id, across this process's
+    Receive streams. An acknowledgement (on a stream or by Acknowledge) acks the broker message
+    through it and tells the stream that pushed it (which frees a place in its window); a
+    message whose stream has gone is requeued by the broker and then skipped because the
+    database says it is done."""
 
     def __init__(self) -> None:
-        self._messages: dict[str, AbstractIncomingMessage] = {}
+        self._messages: dict[str, tuple[AbstractIncomingMessage, Callable[[str], None] | None]] = {}
 
-    def holds(self, delivery_id: str) -> bool:
-        return delivery_id in self._messages
+    def holds(self, item_id: str) -> bool:
+        return item_id in self._messages
 
-    def add(self, delivery_id: str, message: AbstractIncomingMessage) -> None:
-        self._messages[delivery_id] = message
+    def add(
+        self,
+        item_id: str,
+        message: AbstractIncomingMessage,
+        released: Callable[[str], None] | None = None,
+    ) -> None:
+        self._messages[item_id] = (message, released)
 
-    def forget(self, delivery_ids: Sequence[str]) -> None:
-        for delivery_id in delivery_ids:
-            self._messages.pop(delivery_id, None)
+    def forget(self, item_ids: Sequence[str]) -> None:
+        for item_id in item_ids:
+            self._messages.pop(item_id, None)
 
-    async def settle(self, delivery_id: str) -> None:
-        message = self._messages.pop(delivery_id, None)
-        if message is None:
+    async def settle(self, item_id: str) -> None:
+        held = self._messages.pop(item_id, None)
+        if held is None:
             return
+        message, released = held
+        if released is not None:
+            released(item_id)
         # If the stream's channel closed meanwhile, the broker requeued the message and the next
         # stream skips it, because the database says it is acknowledged.
         with contextlib.suppress(aio_pika.exceptions.ChannelInvalidStateError):
             await message.ack()
+
+
+class InboxClosedError(aio_pika.exceptions.ChannelInvalidStateError):
+    """The stream's channel closed under it (broker restart, failover, shutdown)."""
+
+
+class Inbox:
+    """One stream's view of its agency's inbox queue: messages in batches, as they arrive."""
+
+    def __init__(self) -> None:
+        # None: the consumer was stopped (shutdown); an exception: the channel closed.
+        self._arrived: asyncio.Queue[AbstractIncomingMessage | BaseException | None] = (
+            asyncio.Queue()
+        )
+        self._ended: BaseException | None = None
+        self._stopped = False
+
+    async def deliver(self, message: AbstractIncomingMessage) -> None:
+        self._arrived.put_nowait(message)
+
+    async def closed(self, _queue: object, exc: BaseException | None) -> None:
+        self._arrived.put_nowait(InboxClosedError(f"inbox channel closed: {exc!r}"))
+
+    def stop(self) -> None:
+        self._arrived.put_nowait(None)
+
+    async def batch(self, max_items: int) -> list[InboxMessage]:
+        """Waits for a message, then takes every other one already here, up to `max_items`
+        (a message not ours to interpret is dead-lettered, never dropped). Empty once the
+        consumer was stopped; raises InboxClosedError once the channel closed."""
+        messages: list[AbstractIncomingMessage] = []
+        while not messages:
+            if self._ended is not None:
+                raise self._ended
+            if self._stopped:
+                return []
+            arrived = await self._arrived.get()
+            while True:
+                if arrived is None:
+                    self._stopped = True
+                elif isinstance(arrived, BaseException):
+                    self._ended = arrived
+                else:
+                    messages.append(arrived)
+                if len(messages) >= max_items or self._arrived.empty() or arrived is None:
+                    break
+                arrived = self._arrived.get_nowait()
+        parsed: list[InboxMessage] = []
+        for message in messages:
+            item = _parse(message)
+            if item is None:
+                await message.reject(requeue=False)
+            else:
+                parsed.append(item)
+        return parsed
+
+
+def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
+    event: events_pb2.NoticeQueued | events_pb2.DeliveryQueued = (
+        events_pb2.NoticeQueued()
+        if message.type == NOTICE_MESSAGE_TYPE
+        else events_pb2.DeliveryQueued()
+    )
+    try:
+        event.ParseFromString(message.body)
+    except ValueError:
+        return None
+    if isinstance(event, events_pb2.NoticeQueued):
+        return InboxMessage("", message, notice_id=event.notice_id)
+    return InboxMessage(event.delivery_id, message)
 
 
 class RabbitInbox:
@@ -210,49 +290,45 @@ class RabbitInbox:
         self._queues = queues or InboxQueues()
         self._connection = connection
         self._prefetch = prefetch
-        self._open: set[aio_pika.abc.AbstractQueueIterator] = set()
+        self._open: dict[Inbox, tuple[AbstractQueue, str]] = {}
 
     @asynccontextmanager
-    async def consume(self, agency_code: str) -> AsyncIterator[AsyncIterator[InboxMessage]]:
+    async def consume(
+        self, agency_code: str, *, prefetch: int | None = None
+    ) -> AsyncIterator[Inbox]:
+        """`prefetch`: how many messages the broker hands this stream unacknowledged (the
+        default window of a Receive stream)."""
         # A channel per stream: closing it returns every unacknowledged message to the queue.
         channel = await self._connection.channel()
         try:
-            await channel.set_qos(prefetch_count=self._prefetch)
+            await channel.set_qos(prefetch_count=prefetch or self._prefetch)
             exchange = await declare_topology(channel)
             queue = await self._queues.declare(channel, exchange, agency_code)
-            iterator = queue.iterator()
-            self._open.add(iterator)
+            inbox = Inbox()
+            queue.close_callbacks.add(inbox.closed)
+            tag = await queue.consume(inbox.deliver)
+            self._open[inbox] = (queue, tag)
             try:
-                yield _messages(iterator)
+                yield inbox
             finally:
-                self._open.discard(iterator)
-                await iterator.close()
+                self._open.pop(inbox, None)
+                with contextlib.suppress(*_CHANNEL_GONE):
+                    await queue.cancel(tag)
         finally:
             if not channel.is_closed:
                 await channel.close()
 
     async def close_all(self) -> None:
-        """Ends every Receive stream's iteration (shutdown); unacked messages are requeued."""
-        for iterator in list(self._open):
-            await iterator.close()
+        """Stops every stream's consumer (shutdown); unacked messages are requeued when their
+        channels close."""
+        for inbox, (queue, tag) in list(self._open.items()):
+            with contextlib.suppress(*_CHANNEL_GONE):
+                await queue.cancel(tag)
+            inbox.stop()
 
 
-async def _messages(
-    iterator: aio_pika.abc.AbstractQueueIterator,
-) -> AsyncIterator[InboxMessage]:
-    async for message in iterator:
-        event: events_pb2.NoticeQueued | events_pb2.DeliveryQueued = (
-            events_pb2.NoticeQueued()
-            if message.type == NOTICE_MESSAGE_TYPE
-            else events_pb2.DeliveryQueued()
-        )
-        try:
-            event.ParseFromString(message.body)
-        except ValueError:
-            # Not ours to interpret: dead-letter it for an operator, never drop it.
-            await message.reject(requeue=False)
-            continue
-        if isinstance(event, events_pb2.NoticeQueued):
-            yield InboxMessage("", message, notice_id=event.notice_id)
-        else:
-            yield InboxMessage(event.delivery_id, message)
+_CHANNEL_GONE = (
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
+    aio_pika.exceptions.ConnectionClosed,
+)

@@ -19,6 +19,7 @@ from typing import Any
 from services.common.errors import RejectedError
 from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
 from services.exchange.domain.statuses import (
+    ARRIVAL_STATUS_ID,
     RECALL_STATUS_ID,
     RecallState,
     StatusCode,
@@ -187,6 +188,39 @@ def acknowledge(ref: CopyRef, copy: Copy, now: dt.datetime) -> Acknowledged:
     )
     return Acknowledged(
         copy=acknowledged, events=(ref.event("receipt", now, {}),), acknowledged_at=now
+    )
+
+
+def arrival(ref: CopyRef, decided: Acknowledged, recorded_at: dt.datetime) -> StatusEntry | None:
+    """The 01 (arrived) docaxis records for the recipient with a first acknowledgement, at the
+    acknowledgement's time. None when the copy was acknowledged before (its 01 was recorded with
+    that acknowledgement) or withdrawn before it was received (it never arrived)."""
+    if decided.already or decided.copy.state is DeliveryState.WITHDRAWN:
+        return None
+    return StatusEntry(
+        StatusReport(ARRIVAL_STATUS_ID, StatusCode.ARRIVED, decided.acknowledged_at),
+        reported_by=ref.recipient,
+        recorded_at=recorded_at,
+    )
+
+
+def status_event(ref: CopyRef, entry: StatusEntry, notice_id: str) -> LedgerEvent:
+    """The ledger's record of a status, from the recipient to the sender, with the notice that
+    carries it; the report's own id is committed to by hash."""
+    return LedgerEvent(
+        entry_type="status",
+        doc_uuid=ref.document_uuid,
+        document_id=ref.document_id,
+        occurred_at=entry.recorded_at,
+        from_agency=ref.recipient,
+        to_agency=ref.sender,
+        data={
+            "delivery": ref.delivery_id,
+            "code": entry.code.value,
+            "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
+            "status_id_sha256": text_commitment(entry.report.status_id),
+            "notice": notice_id,
+        },
     )
 
 

@@ -20,10 +20,9 @@ from services.common.errors import (
     UnavailableError,
     ValidationError,
 )
-from services.common.grpc_errors import abort_with_domain_error, domain_errors
+from services.common.grpc_errors import abort_with_domain_error, domain_errors, status_details
 from services.common.identity import CallerResolver
 from services.common.metrics import (
-    AcknowledgedKind,
     AxisMetrics,
     DeliveryMode,
     SubmissionOutcome,
@@ -42,21 +41,33 @@ from services.exchange.entrypoints.lifecycle_convert import (
     add_lifecycles,
     fetched_notice,
     link_to_pb,
-    notice_response,
     pending_to_pb,
     recall_outcome_to_pb,
     report_from_pb,
     status_to_pb,
 )
+from services.exchange.entrypoints.streams import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    AcknowledgingStream,
+    Pusher,
+    acknowledged_items,
+    acknowledgement_result,
+    count_acknowledged,
+    stop,
+    window_of,
+)
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
-from services.exchange.service_layer.ports import DeadLetter, PushItem
+from services.exchange.service_layer.ports import Acknowledgement, PushItem
 from services.exchange.service_layer.upload_ports import UploadState
 
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 DRAIN_TIMEOUT_S = 120.0
+MAX_SUBMIT_BATCH = 100
+SUBMIT_BATCH_METHOD = f"/{SERVICE_NAME}/SubmitBatch"
 
 
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
@@ -76,6 +87,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self._in_flight = in_flight
         self._lifecycle = lifecycle
         self._metrics = metrics
+        self._pusher = Pusher(handlers, lifecycle, in_flight, metrics)
 
     def _handed_over(self, mode: DeliveryMode, push: PushItem) -> None:
         # Every copy is accepted together with its document, at the document's submission time.
@@ -148,17 +160,42 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     ) -> pb.SubmitResponse:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
-            submission, problems = submission_from_pb(request)
-            if self._lifecycle is not None:  # updates and replacements supersede copies
-                result = await self._lifecycle.submit(agency, submission, wire_problems=problems)
-            else:
-                result = await self._handlers.submit(agency, submission, wire_problems=problems)
-            self._metrics.submitted(
-                SubmissionOutcome.REPLAYED if result.replayed else SubmissionOutcome.ACCEPTED
+            return await self._submit(agency, request)
+
+    async def SubmitBatch(
+        self, request: pb.SubmitBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SubmitBatchResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            if len(request.documents) > MAX_SUBMIT_BATCH:
+                raise ValidationError(
+                    "too many documents",
+                    [FieldViolation("documents", f"at most {MAX_SUBMIT_BATCH} per call")],
+                )
+            # Each document on its own, concurrently: verified, stored and answered as Submit
+            # would; one refusal leaves the others untouched.
+            outcomes = await asyncio.gather(
+                *(self._submit_one(agency, document) for document in request.documents)
             )
-            return pb.SubmitResponse(
-                receipt=receipt_to_pb(result.receipt), replayed=result.replayed
-            )
+            return pb.SubmitBatchResponse(results=outcomes)
+
+    async def _submit_one(self, agency: str, request: pb.SubmitRequest) -> pb.SubmitResult:
+        try:
+            return pb.SubmitResult(response=await self._submit(agency, request))
+        except DomainError as exc:
+            self._metrics.rejected(SUBMIT_BATCH_METHOD, exc.reason)
+            return pb.SubmitResult(error=status_details(exc))
+
+    async def _submit(self, agency: str, request: pb.SubmitRequest) -> pb.SubmitResponse:
+        submission, problems = submission_from_pb(request)
+        if self._lifecycle is not None:  # updates and replacements supersede copies
+            result = await self._lifecycle.submit(agency, submission, wire_problems=problems)
+        else:
+            result = await self._handlers.submit(agency, submission, wire_problems=problems)
+        self._metrics.submitted(
+            SubmissionOutcome.REPLAYED if result.replayed else SubmissionOutcome.ACCEPTED
+        )
+        return pb.SubmitResponse(receipt=receipt_to_pb(result.receipt), replayed=result.replayed)
 
     async def Receive(
         self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -168,94 +205,135 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         pushed: list[str] = []
         log.info("receive_stream_opened", agency=agency)
         try:
-            async with self._inbox.consume(agency) as messages:
+            async with self._inbox.consume(agency) as inbox:
                 # Attached to the queue: tell the DMS, so that it need not guess when to send.
                 await context.send_initial_metadata(((SUBSCRIBED_HEADER, "true"),))
                 try:
-                    async for item in messages:
-                        if self._in_flight.holds(item.item_id):
-                            # A second copy (the relay republished after a crash) of a delivery
-                            # that is already pushed and awaiting its acknowledgement.
-                            await item.message.ack()
-                            continue
-                        # Checked again before every push (cached, so cheap): a certificate
+                    while batch := await inbox.batch(DEFAULT_WINDOW):
+                        # Checked again before every batch (cached, so cheap): a certificate
                         # revoked while its stream is open stops receiving at once.
                         async with domain_errors(context):
                             self._callers.resolve(context)
-                        response = await self._pushable(item.delivery_id, item.notice_id, agency)
-                        if response is None:
-                            await item.message.ack()  # acknowledged earlier, or not deliverable
-                            continue
-                        if isinstance(response, DeadLetter):
-                            # Into docaxis.dead-letter (the queue's dead-letter exchange), for
-                            # operators to see; the copy is terminal until an admin resends it.
-                            await item.message.reject(requeue=False)
-                            continue
-                        self._in_flight.add(item.item_id, item.message)
-                        pushed.append(item.item_id)
-                        yield response
+                        for message, item in await self._pusher.claim(agency, batch):
+                            self._in_flight.add(message.item_id, message.message)
+                            pushed.append(message.item_id)
+                            yield item
                 finally:
                     # Before the channel closes and the broker requeues what was not
                     # acknowledged: otherwise the next stream could receive a requeued copy
                     # while this one still "holds" it, ack it as a duplicate and lose it.
                     self._in_flight.forget(pushed)
         except BROKER_ERRORS as exc:
-            # The broker dropped the channel or connection (restart, failover): nothing is
-            # lost, unacknowledged items are requeued; tell the DMS to reconnect.
-            log.warning("receive_stream_broker_lost", agency=agency, error=repr(exc))
-            await abort_with_domain_error(
-                context,
-                UnavailableError(
-                    "the message broker dropped this stream; reconnect", retry_after_s=1.0
-                ),
-            )
+            await self._broker_lost(context, agency, exc)
         finally:
             log.info("receive_stream_closed", agency=agency, pushed=len(pushed))
 
-    async def _pushable(
-        self, delivery_id: str, notice_id: str, agency: str
-    ) -> pb.ReceiveResponse | DeadLetter | None:
-        """The Receive item for a queued delivery or notice, or None when it must not be pushed
-        (acknowledged, withdrawn, not the agency's), or the DeadLetter a delivery just became
-        instead of being pushed past the limit."""
-        if notice_id:
-            if self._lifecycle is None:
-                return None
-            notice = await self._lifecycle.begin_notice(notice_id, agency)
-            return notice_response(notice) if notice is not None else None
-        push = await self._handlers.begin_push(delivery_id, agency)
-        if push is None or isinstance(push, DeadLetter):
-            return push
-        self._handed_over(DeliveryMode.PUSH, push)
-        return pb.ReceiveResponse(delivery=delivery_to_pb(push))
+    async def _broker_lost(
+        self, context: grpc.aio.ServicerContext[Any, Any], agency: str, exc: BaseException
+    ) -> None:
+        # The broker dropped the channel or connection (restart, failover): nothing is lost,
+        # unacknowledged items are requeued; tell the DMS to reconnect.
+        log.warning("receive_stream_broker_lost", agency=agency, error=repr(exc))
+        await abort_with_domain_error(
+            context,
+            UnavailableError(
+                "the message broker dropped this stream; reconnect", retry_after_s=1.0
+            ),
+        )
+
+    async def ReceiveStream(
+        self,
+        request_iterator: AsyncIterator[pb.ReceiveStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.ReceiveStreamResponse]:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            lifecycle = self._require_lifecycle()
+            # The first request opens the stream: its window applies before anything is pushed.
+            first = await anext(aiter(request_iterator), None)
+            if first is None:
+                return
+            stream = AcknowledgingStream(
+                agency,
+                self._pusher,
+                lifecycle,
+                self._in_flight,
+                self._callers,
+                self._metrics,
+                context,
+                window=window_of(first, DEFAULT_WINDOW),
+            )
+        log.info("receive_stream_opened", agency=agency, window=stream.window, acknowledging=True)
+        stream.room.set()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with self._inbox.consume(agency, prefetch=MAX_WINDOW) as inbox:
+                await context.send_initial_metadata(((SUBSCRIBED_HEADER, "true"),))
+                try:
+                    if first.acknowledgements:
+                        await stream.acknowledge(list(first.acknowledgements))
+                    tasks = [
+                        asyncio.create_task(stream.read(request_iterator)),
+                        asyncio.create_task(stream.push(inbox)),
+                    ]
+                    async with domain_errors(context):
+                        async for response in stream.responses():
+                            yield response
+                finally:
+                    await stop(*tasks)
+                    self._in_flight.forget(stream.pushed)
+        except BROKER_ERRORS as exc:
+            await self._broker_lost(context, agency, exc)
+        finally:
+            log.info("receive_stream_closed", agency=agency, pushed=len(stream.pushed))
 
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeResponse:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
-            if request.WhichOneof("item") == "notice_id":
-                kind, item_id = AcknowledgedKind.NOTICE, request.notice_id
-                result = await self._require_lifecycle().acknowledge_notice(agency, item_id)
+            if self._lifecycle is None:
+                if request.WhichOneof("item") == "notice_id":
+                    self._require_lifecycle()
+                outcome: Acknowledgement | DomainError = await self._handlers.acknowledge(
+                    agency, request.delivery_id
+                )
             else:
-                kind, item_id = AcknowledgedKind.DELIVERY, request.delivery_id
-                try:
-                    if self._lifecycle is not None:  # also records the 01 (arrived) status
-                        result = await self._lifecycle.acknowledge(agency, item_id)
-                    else:
-                        result = await self._handlers.acknowledge(agency, item_id)
-                except CopyWithdrawnError:
-                    # The recipient's own copy, finished: no stream is to push it again.
-                    await self._in_flight.settle(item_id)
-                    raise
+                # Also records the 01 (arrived) status, group-committed with other callers'.
+                (outcome,) = await self._lifecycle.acknowledge_items(
+                    agency, acknowledged_items([request])
+                )
+            if isinstance(outcome, CopyWithdrawnError):
+                # The recipient's own copy, finished: no stream is to push it again.
+                await self._in_flight.settle(request.delivery_id)
+            if isinstance(outcome, DomainError):
+                raise outcome
             # Only after the database commit: a crash in between redelivers, and the redelivered
             # copy is skipped because the item is already acknowledged.
-            await self._in_flight.settle(item_id)
-            if not result.already_acknowledged:
-                self._metrics.acknowledged(kind)
+            await self._in_flight.settle(request.delivery_id or request.notice_id)
+            count_acknowledged(self._metrics, [request], [outcome])
             return pb.AcknowledgeResponse(
-                acknowledged_at=timestamp(result.acknowledged_at),
-                already_acknowledged=result.already_acknowledged,
+                acknowledged_at=timestamp(outcome.acknowledged_at),
+                already_acknowledged=outcome.already_acknowledged,
+            )
+
+    async def AcknowledgeBatch(
+        self, request: pb.AcknowledgeBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AcknowledgeBatchResponse:
+        async with domain_errors(context):
+            agency = (await self._callers.authenticate(context)).require_agency()
+            outcomes = await self._require_lifecycle().acknowledge_items(
+                agency, acknowledged_items(request.items)
+            )
+            for item, outcome in zip(request.items, outcomes, strict=True):
+                if isinstance(outcome, Acknowledgement):
+                    await self._in_flight.settle(item.delivery_id or item.notice_id)
+            count_acknowledged(self._metrics, request.items, outcomes)
+            return pb.AcknowledgeBatchResponse(
+                results=[
+                    acknowledgement_result(i, o)
+                    for i, o in zip(request.items, outcomes, strict=True)
+                ]
             )
 
     async def Track(

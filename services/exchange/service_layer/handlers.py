@@ -293,14 +293,9 @@ class ExchangeHandlers:
             # the receipt is issued on the next acknowledgement or when someone asks for it.
             record = await self._store.delivery(delivery_id)
             if record is not None and record.transport_receipt is None:
-                try:
-                    await self._issue_receipt(record)
-                except ValidationError as exc:
-                    # Only an unsigned development-mode document can lack a manifest; its
-                    # acknowledgement stands, it just gets no receipt.
-                    log.warning(
-                        "transport_receipt_not_issued", delivery_id=delivery_id, reason=exc.reason
-                    )
+                receipt = self.receipt_for(record)
+                if receipt is not None:
+                    await self._store.save_transport_receipt(delivery_id, receipt)
         return result
 
     async def transport_receipt(self, caller_agency: str, delivery_id: str) -> bytes:
@@ -333,22 +328,40 @@ class ExchangeHandlers:
             raise NotFoundError("this deployment issues no transport receipts (no hub identity)")
         return await self._issue_receipt(record)
 
-    async def _issue_receipt(self, record: DeliveryRecord) -> bytes:
+    def receipt_for(self, record: DeliveryRecord) -> bytes | None:
+        """The hub-signed transport receipt of an acknowledged delivery; None without a hub
+        identity, or for an unsigned development-mode document (no manifest): its
+        acknowledgement stands, it just gets no receipt."""
+        if self._hub is None:
+            return None
+        try:
+            return self._sign_receipt(record)
+        except ValidationError as exc:
+            log.warning(
+                "transport_receipt_not_issued", delivery_id=record.delivery_id, reason=exc.reason
+            )
+            return None
+
+    def _sign_receipt(self, record: DeliveryRecord) -> bytes:
         assert self._hub is not None
         assert record.acknowledged_at is not None
         try:
             manifest = manifest_of(record.header, record.attachments)
         except TrustError as exc:
             raise domain_error(exc) from None
-        receipt = sign_receipt(
+        return sign_receipt(
             document_uuid=record.document_uuid,
             document_id=record.header.document_id,
             manifest_sha256=manifest.sha256_hex(),
             recipient=record.recipient,
             hub=self._hub,
             acknowledged_at=record.acknowledged_at,
+        ).to_json()
+
+    async def _issue_receipt(self, record: DeliveryRecord) -> bytes:
+        stored = await self._store.save_transport_receipt(
+            record.delivery_id, self._sign_receipt(record)
         )
-        stored = await self._store.save_transport_receipt(record.delivery_id, receipt.to_json())
         log.info(
             "transport_receipt_issued", delivery_id=record.delivery_id, recipient=record.recipient
         )

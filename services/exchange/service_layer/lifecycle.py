@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -13,17 +14,17 @@ import structlog
 
 from docaxis_client.trust.document import parse_document_id
 from services.common.errors import (
+    DomainError,
     FieldViolation,
     NotFoundError,
     ValidationError,
     check_uuid,
     require_uuid,
 )
+from services.common.group_commit import GroupCommit
 from services.exchange.domain.model import BusinessType, Header, Submission, nfc
 from services.exchange.domain.statuses import (
-    ARRIVAL_STATUS_ID,
     MAX_DESCRIPTION,
-    StatusCode,
     StatusEntry,
     StatusReport,
     report_problems,
@@ -32,6 +33,7 @@ from services.exchange.service_layer.handlers import ExchangeHandlers, SubmitRes
 from services.exchange.service_layer.lifecycle_ports import (
     DeliveryLifecycle,
     DocumentLink,
+    ItemKind,
     LifecycleStore,
     NoticeItem,
     PageCursor,
@@ -54,10 +56,19 @@ UPDATED_REASON = "Cập nhật: thay bằng văn bản {document_id}"
 REMOVED_REASON = "Thu hồi: nơi nhận bị bỏ khi cập nhật bằng văn bản {document_id}"
 REPLACED_REASON = "Thay thế bằng văn bản {document_id}"
 MAX_PAGE_SIZE = 500
+# Items acknowledged in one call (AcknowledgeBatch), and at most in one transaction.
+MAX_BATCH = 1000
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _only(outcomes: Sequence[Acknowledgement | DomainError]) -> Acknowledgement:
+    (outcome,) = outcomes
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
 
 
 def encode_page_token(cursor: PageCursor) -> str:
@@ -90,23 +101,80 @@ class LifecycleHandlers:
         self._exchange = exchange
         self._store = store
         self._clock = clock
+        self._deliveries: GroupCommit[tuple[str, str], Acknowledgement] = GroupCommit(
+            self._commit_deliveries, max_items=MAX_BATCH, name="acknowledge"
+        )
+        self._notices: GroupCommit[tuple[str, str], Acknowledgement] = GroupCommit(
+            self._commit_notices, max_items=MAX_BATCH, name="acknowledge-notices"
+        )
 
     async def acknowledge(self, agency: str, delivery_id: str) -> Acknowledgement:
-        """Acknowledges a delivery, then records its 01 (arrived) at the acknowledgement time.
+        """Acknowledges a delivery (see acknowledge_items)."""
+        return _only(await self.acknowledge_items(agency, [(ItemKind.DELIVERY, delivery_id)]))
 
-        The 01 is a second, idempotent step keyed by that time: should the process die between
-        the two, the DMS (which got no answer) acknowledges again and the 01 is recorded then.
+    async def acknowledge_notice(self, agency: str, notice_id: str) -> Acknowledgement:
+        return _only(await self.acknowledge_items(agency, [(ItemKind.STATUS, notice_id)]))
+
+    async def acknowledge_items(
+        self, agency: str, items: Sequence[tuple[ItemKind, str]]
+    ) -> list[Acknowledgement | DomainError]:
+        """Acknowledges deliveries and notices (any kind but DELIVERY is a notice), each
+        answered on its own: its acknowledgement, or the error that refused it alone.
+
+        Deliveries are group-committed with every other caller's: in one transaction each
+        first acknowledgement, its 01 (arrived) at the acknowledgement time with a notice to the
+        sender, the hub's transport receipt and their ledger events. Each answer comes only
+        once that transaction has committed.
         """
-        result = await self._exchange.acknowledge(agency, delivery_id)
-        entry = StatusEntry(
-            StatusReport(ARRIVAL_STATUS_ID, StatusCode.ARRIVED, result.acknowledged_at),
-            reported_by=agency,
-            recorded_at=self._clock(),
+        if len(items) > MAX_BATCH:
+            raise ValidationError(
+                "too many items", [FieldViolation("items", f"at most {MAX_BATCH} per call")]
+            )
+        outcomes: list[Acknowledgement | DomainError | None] = [None] * len(items)
+        deliveries: list[tuple[int, str]] = []
+        notices: list[tuple[int, str]] = []
+        for index, (kind, item_id) in enumerate(items):
+            field = "delivery_id" if kind is ItemKind.DELIVERY else "notice_id"
+            problems: list[FieldViolation] = []
+            check_uuid(problems, field, item_id)
+            if problems:
+                outcomes[index] = ValidationError(f"invalid {field}", problems)
+            else:
+                (deliveries if kind is ItemKind.DELIVERY else notices).append((index, item_id))
+        delivered, noticed = await asyncio.gather(
+            self._deliveries.submit([(item_id, agency) for _, item_id in deliveries]),
+            self._notices.submit([(item_id, agency) for _, item_id in notices]),
         )
-        # Legal: a withdrawn copy was refused above, and a recall after this acknowledgement
-        # asks the recipient (15/16) instead of withdrawing the copy.
-        await self._store.record_status(delivery_id, entry)
-        return result
+        for (index, _), outcome in zip(
+            [*deliveries, *notices], [*delivered, *noticed], strict=True
+        ):
+            outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _commit_deliveries(
+        self, claims: Sequence[tuple[str, str]]
+    ) -> list[Acknowledgement | DomainError]:
+        results = await self._store.acknowledge_deliveries(
+            claims, self._clock(), self._exchange.receipt_for
+        )
+        fresh = sum(
+            1 for r in results if isinstance(r, Acknowledgement) and not r.already_acknowledged
+        )
+        if fresh:
+            log.info("deliveries_acknowledged", count=fresh, batch=len(claims))
+        return [
+            NotFoundError(f"no delivery {delivery_id} for {agency}") if result is None else result
+            for (delivery_id, agency), result in zip(claims, results, strict=True)
+        ]
+
+    async def _commit_notices(
+        self, claims: Sequence[tuple[str, str]]
+    ) -> list[Acknowledgement | DomainError]:
+        results = await self._store.acknowledge_notices(claims, self._clock())
+        return [
+            result or NotFoundError(f"no notice {notice_id} for {agency}")
+            for (notice_id, agency), result in zip(claims, results, strict=True)
+        ]
 
     async def submit(
         self,
@@ -272,15 +340,9 @@ class LifecycleHandlers:
         )
         return outcomes
 
-    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
-        return await self._store.begin_notice(notice_id, agency)
-
-    async def acknowledge_notice(self, agency: str, notice_id: str) -> Acknowledgement:
-        require_uuid("notice_id", notice_id)
-        result = await self._store.acknowledge_notice(notice_id, agency, self._clock())
-        if result is None:
-            raise NotFoundError(f"no notice {notice_id} for {agency}")
-        return result
+    async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:
+        """Each (notice id, agency) claimed for a push, in one transaction."""
+        return await self._store.begin_notices(claims)
 
     async def list_pending(
         self, agency: str, page_size: int, page_token: str
@@ -317,7 +379,7 @@ class LifecycleHandlers:
 
     async def fetch_notice(self, agency: str, notice_id: str) -> NoticeItem:
         require_uuid("notice_id", notice_id)
-        item = await self._store.begin_notice(notice_id, agency)
+        (item,) = await self._store.begin_notices([(notice_id, agency)])
         if item is None:
             raise NotFoundError(f"no pending notice {notice_id} for {agency} (acknowledged?)")
         return item

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.common.errors import DomainError
 from services.exchange.domain.model import BusinessType
 from services.exchange.domain.statuses import RecallState, StatusEntry
-from services.exchange.service_layer.ports import Acknowledgement
+from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
 
 
 class ItemKind(enum.StrEnum):
@@ -114,7 +115,33 @@ class DocumentLink:
     submitted_at: dt.datetime
 
 
+# Signs the hub's transport receipt of an acknowledged copy (None: no receipt for it).
+ReceiptIssuer = Callable[[DeliveryRecord], bytes | None]
+
+
 class LifecycleStore(Protocol):
+    async def acknowledge_deliveries(
+        self,
+        claims: Sequence[tuple[str, str]],
+        now: dt.datetime,
+        receipts: ReceiptIssuer,
+    ) -> list[Acknowledgement | DomainError | None]:
+        """Acknowledges each (delivery id, recipient) claim, in one transaction, with
+        delivery.acknowledge (the error it refuses a claim with, e.g. CopyWithdrawnError, is
+        that claim's answer and changes nothing): for each first acknowledgement its `receipt`
+        ledger event, its 01 (delivery.arrival) with a status notice to the sender and a
+        `status` ledger event; and for every acknowledged copy without one, the transport
+        receipt `receipts` signs. Returns
+        each claim's acknowledgement in order, None where the recipient has no such delivery."""
+        ...
+
+    async def acknowledge_notices(
+        self, claims: Sequence[tuple[str, str]], now: dt.datetime
+    ) -> list[Acknowledgement | None]:
+        """Acknowledges each (notice id, agency) claim in one transaction; None where the agency
+        has no such notice."""
+        ...
+
     async def record_status(
         self,
         delivery_id: str,
@@ -146,15 +173,9 @@ class LifecycleStore(Protocol):
         `sender` did not send such a document."""
         ...
 
-    async def begin_notice(self, notice_id: str, agency: str) -> NoticeItem | None:
-        """Counts a push or fetch of a notice and returns it; None when it is acknowledged or
-        not the agency's."""
-        ...
-
-    async def acknowledge_notice(
-        self, notice_id: str, agency: str, now: dt.datetime
-    ) -> Acknowledgement | None:
-        """None when the agency has no such notice."""
+    async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:
+        """Counts a push or fetch of each (notice id, agency) claim, in one transaction, and
+        returns the notices in order; None where it is acknowledged or not the agency's."""
         ...
 
     async def pending(

@@ -94,7 +94,7 @@ class LifecycleStoreContract:
             entry.recorded_at,
         )
         assert item.sender == recipient  # a status notice is from the agency that reported it
-        notice = await lifecycle.begin_notice(item.item_id, sender)
+        notice = (await lifecycle.begin_notices([(item.item_id, sender)]))[0]
         assert notice == StatusNoticeItem(
             item.item_id,
             sent.receipt.document_uuid,
@@ -103,7 +103,7 @@ class LifecycleStoreContract:
             recipient,
             entry,
         )
-        assert await lifecycle.begin_notice(item.item_id, recipient) is None
+        assert (await lifecycle.begin_notices([(item.item_id, recipient)]))[0] is None
         staged = (await probe.staged(sent.receipt.document_uuid))[-1]
         assert (staged.entry_type, staged.from_agency, staged.to_agency) == (
             "status",
@@ -114,14 +114,14 @@ class LifecycleStoreContract:
         assert staged.data["code"] == "01"
         assert staged.data["notice"] == item.item_id
         assert staged.data["delivery"] == delivery_id
-        ack = await lifecycle.acknowledge_notice(item.item_id, sender, at(9))
+        ack = (await lifecycle.acknowledge_notices([(item.item_id, sender)], at(9)))[0]
         assert ack is not None
         assert (ack.acknowledged_at, ack.already_acknowledged) == (at(9), False)
-        again = await lifecycle.acknowledge_notice(item.item_id, sender, at(10))
+        again = (await lifecycle.acknowledge_notices([(item.item_id, sender)], at(10)))[0]
         assert again is not None
         assert (again.acknowledged_at, again.already_acknowledged) == (at(9), True)
-        assert await lifecycle.acknowledge_notice(item.item_id, recipient, at(9)) is None
-        assert await lifecycle.begin_notice(item.item_id, sender) is None
+        assert (await lifecycle.acknowledge_notices([(item.item_id, recipient)], at(9)))[0] is None
+        assert (await lifecycle.begin_notices([(item.item_id, sender)]))[0] is None
         assert await lifecycle.pending(sender, None, 10) == []
 
     async def test_repeats_return_the_first_entry_and_add_nothing(
@@ -201,7 +201,7 @@ class LifecycleStoreContract:
         assert await lifecycle.pending(withdrawn, None, 10) == []
         (item,) = await lifecycle.pending(asked, None, 10)
         assert (item.kind, item.sender) == (ItemKind.RECALL, sender)
-        notice = await lifecycle.begin_notice(item.item_id, asked)
+        notice = (await lifecycle.begin_notices([(item.item_id, asked)]))[0]
         assert notice == RecallNoticeItem(
             item.item_id,
             document_uuid,
@@ -269,7 +269,7 @@ class LifecycleStoreContract:
         assert [o.state for o in outcomes] == [RecallState.WITHDRAWN_BEFORE_RECEIPT]
         assert (await docs.begin_pushes([(delivery_id, recipient)]))[0] is None
         (item,) = await lifecycle.pending(recipient, None, 10)
-        notice = await lifecycle.begin_notice(item.item_id, recipient)
+        notice = (await lifecycle.begin_notices([(item.item_id, recipient)]))[0]
         assert isinstance(notice, RecallNoticeItem)
         assert (notice.delivery_id, notice.withdrawn, notice.reason) == (
             delivery_id,

@@ -91,7 +91,7 @@ async def test_acknowledging_records_arrival_and_tells_the_sender(
     notices = [m for m in store.outbox if m.message_type == NOTICE_MESSAGE_TYPE]
     assert [m.routing_key for m in notices] == [SENDER]
     event = events_pb2.NoticeQueued.FromString(notices[0].payload)
-    item = await lifecycle.begin_notice(event.notice_id, SENDER)
+    item = (await lifecycle.begin_notices([(event.notice_id, SENDER)]))[0]
     assert isinstance(item, StatusNoticeItem)
     assert (item.recipient, item.delivery_id, item.entry.code) == (
         HEALTH,
@@ -303,7 +303,7 @@ async def test_pull_mode_pages_through_deliveries_and_notices_oldest_first(
     assert not ack.already_acknowledged
     assert (await lifecycle.acknowledge_notice(SENDER, notice.item_id)).already_acknowledged
     assert await lifecycle.list_pending(SENDER, 0, "") == ([], "")
-    assert await lifecycle.begin_notice(notice.item_id, SENDER) is None
+    assert (await lifecycle.begin_notices([(notice.item_id, SENDER)]))[0] is None
     with pytest.raises(NotFoundError):
         await lifecycle.acknowledge_notice(HEALTH, notice.item_id)
     assert statuses.notices[notice.item_id].push_count == 0  # listing is not fetching

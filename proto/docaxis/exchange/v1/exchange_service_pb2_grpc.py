@@ -107,6 +107,21 @@ class ExchangeServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.FromString,
                 _registered_method=True)
+        self.ReceiveStream = channel.stream_stream(
+                '/docaxis.exchange.v1.ExchangeService/ReceiveStream',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeBatch = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/AcknowledgeBatch',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchResponse.FromString,
+                _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/docaxis.exchange.v1.ExchangeService/SubmitBatch',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -238,6 +253,37 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiveStream(self, request_iterator, context):
+        """Throughput (bulk senders, busy DMSs). The RPCs above keep working alongside these.
+
+        Receive with acknowledgements on the same stream (in the manner of Pub/Sub StreamingPull).
+        The client sends acknowledgements and window settings whenever it likes; the server pushes
+        items, at most `window` of them unacknowledged at once (back-pressure: a DMS that stops
+        acknowledging stops receiving), and confirms each acknowledgement once it is durable
+        (ReceiveStreamResponse.acknowledged), with its own error when refused. Items left
+        unacknowledged when the stream ends are pushed again, on this or any later stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeBatch(self, request, context):
+        """Acknowledges up to 1,000 items (pull mode) in one call, each answered on its own: one
+        unknown or refused item does not fail the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """Submits up to 100 documents in one call, each exactly as Submit would (signed, verified,
+        idempotent per consignment_id) and answered on its own: one bad document among good ones
+        gets its own error, the good ones are accepted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -310,6 +356,21 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.SerializeToString,
+            ),
+            'ReceiveStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReceiveStream,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamResponse.SerializeToString,
+            ),
+            'AcknowledgeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeBatch,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -693,6 +754,87 @@ class ExchangeService:
             '/docaxis.exchange.v1.ExchangeService/Fetch',
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.FetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/ReceiveStream',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.ReceiveStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/AcknowledgeBatch',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.AcknowledgeBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.ExchangeService/SubmitBatch',
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_exchange__service__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

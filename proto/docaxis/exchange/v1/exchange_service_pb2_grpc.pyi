@@ -97,6 +97,25 @@ class ExchangeServiceStub:
     is never pushed nor listed again.
     """
     Fetch: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.FetchRequest, _exchange_service_pb2.FetchResponse]
+    ReceiveStream: _grpc.StreamStreamMultiCallable[_exchange_service_pb2.ReceiveStreamRequest, _exchange_service_pb2.ReceiveStreamResponse]
+    """Throughput (bulk senders, busy DMSs). The RPCs above keep working alongside these.
+
+    Receive with acknowledgements on the same stream (in the manner of Pub/Sub StreamingPull).
+    The client sends acknowledgements and window settings whenever it likes; the server pushes
+    items, at most `window` of them unacknowledged at once (back-pressure: a DMS that stops
+    acknowledging stops receiving), and confirms each acknowledgement once it is durable
+    (ReceiveStreamResponse.acknowledged), with its own error when refused. Items left
+    unacknowledged when the stream ends are pushed again, on this or any later stream.
+    """
+    AcknowledgeBatch: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeBatchRequest, _exchange_service_pb2.AcknowledgeBatchResponse]
+    """Acknowledges up to 1,000 items (pull mode) in one call, each answered on its own: one
+    unknown or refused item does not fail the others.
+    """
+    SubmitBatch: _grpc.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitBatchRequest, _exchange_service_pb2.SubmitBatchResponse]
+    """Submits up to 100 documents in one call, each exactly as Submit would (signed, verified,
+    idempotent per consignment_id) and answered on its own: one bad document among good ones
+    gets its own error, the good ones are accepted.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -167,6 +186,25 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     is never pushed nor listed again.
     """
     Fetch: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.FetchRequest, _exchange_service_pb2.FetchResponse]  # type: ignore[assignment]
+    ReceiveStream: _aio.StreamStreamMultiCallable[_exchange_service_pb2.ReceiveStreamRequest, _exchange_service_pb2.ReceiveStreamResponse]  # type: ignore[assignment]
+    """Throughput (bulk senders, busy DMSs). The RPCs above keep working alongside these.
+
+    Receive with acknowledgements on the same stream (in the manner of Pub/Sub StreamingPull).
+    The client sends acknowledgements and window settings whenever it likes; the server pushes
+    items, at most `window` of them unacknowledged at once (back-pressure: a DMS that stops
+    acknowledging stops receiving), and confirms each acknowledgement once it is durable
+    (ReceiveStreamResponse.acknowledged), with its own error when refused. Items left
+    unacknowledged when the stream ends are pushed again, on this or any later stream.
+    """
+    AcknowledgeBatch: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.AcknowledgeBatchRequest, _exchange_service_pb2.AcknowledgeBatchResponse]  # type: ignore[assignment]
+    """Acknowledges up to 1,000 items (pull mode) in one call, each answered on its own: one
+    unknown or refused item does not fail the others.
+    """
+    SubmitBatch: _aio.UnaryUnaryMultiCallable[_exchange_service_pb2.SubmitBatchRequest, _exchange_service_pb2.SubmitBatchResponse]  # type: ignore[assignment]
+    """Submits up to 100 documents in one call, each exactly as Submit would (signed, verified,
+    idempotent per consignment_id) and answered on its own: one bad document among good ones
+    gets its own error, the good ones are accepted.
+    """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Document exchange between agencies. The caller's agency comes from its mutual-TLS client
@@ -318,5 +356,42 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_service_pb2.FetchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_service_pb2.FetchResponse, _abc.Awaitable[_exchange_service_pb2.FetchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReceiveStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_exchange_service_pb2.ReceiveStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_exchange_service_pb2.ReceiveStreamResponse], _abc.AsyncIterator[_exchange_service_pb2.ReceiveStreamResponse]]:
+        """Throughput (bulk senders, busy DMSs). The RPCs above keep working alongside these.
+
+        Receive with acknowledgements on the same stream (in the manner of Pub/Sub StreamingPull).
+        The client sends acknowledgements and window settings whenever it likes; the server pushes
+        items, at most `window` of them unacknowledged at once (back-pressure: a DMS that stops
+        acknowledging stops receiving), and confirms each acknowledgement once it is durable
+        (ReceiveStreamResponse.acknowledged), with its own error when refused. Items left
+        unacknowledged when the stream ends are pushed again, on this or any later stream.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeBatch(
+        self,
+        request: _exchange_service_pb2.AcknowledgeBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.AcknowledgeBatchResponse, _abc.Awaitable[_exchange_service_pb2.AcknowledgeBatchResponse]]:
+        """Acknowledges up to 1,000 items (pull mode) in one call, each answered on its own: one
+        unknown or refused item does not fail the others.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitBatch(
+        self,
+        request: _exchange_service_pb2.SubmitBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_service_pb2.SubmitBatchResponse, _abc.Awaitable[_exchange_service_pb2.SubmitBatchResponse]]:
+        """Submits up to 100 documents in one call, each exactly as Submit would (signed, verified,
+        idempotent per consignment_id) and answered on its own: one bad document among good ones
+        gets its own error, the good ones are accepted.
+        """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

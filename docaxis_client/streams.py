@@ -1,0 +1,138 @@
+"""Receiving with acknowledgements on the stream itself (the ReceiveStream RPC); refusals of
+single acknowledgements are read with docaxis_client.errors.item_error.
+
+    async with client.receive_stream(window=64) as stream:
+        async for item in stream:
+            store(item)                       # durably, in the DMS
+            stream.acknowledge(item)          # sent on the stream, confirmed when durable
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Self, cast
+
+import grpc
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+
+
+def item_id(item: pb.ReceiveResponse | pb.AcknowledgeRequest) -> str:
+    """The id a pushed item is acknowledged with (delivery id or notice id)."""
+    if isinstance(item, pb.AcknowledgeRequest):
+        return item.delivery_id or item.notice_id
+    which = item.WhichOneof("item")
+    if which == "delivery":
+        return item.delivery.delivery_id
+    if which == "status":
+        return item.status.notice_id
+    return item.recall.notice_id
+
+
+def acknowledgement_of(item: pb.ReceiveResponse) -> pb.AcknowledgeRequest:
+    if item.WhichOneof("item") == "delivery":
+        return pb.AcknowledgeRequest(delivery_id=item.delivery.delivery_id)
+    return pb.AcknowledgeRequest(notice_id=item_id(item))
+
+
+class AcknowledgingStream:
+    """One ReceiveStream call: iterate the pushed items, acknowledge each once stored.
+
+    At most `window` items await an acknowledgement at once: the server pushes no more until
+    some are acknowledged (set_window changes it). Acknowledgements are sent at once and
+    confirmed by the server when durable: `confirmed(id)` waits for that.
+    """
+
+    def __init__(
+        self,
+        stub: pb_grpc.ExchangeServiceStub,
+        metadata: Sequence[tuple[str, str]],
+        window: int,
+    ) -> None:
+        self._requests: asyncio.Queue[pb.ReceiveStreamRequest | None] = asyncio.Queue()
+        self._requests.put_nowait(pb.ReceiveStreamRequest(window=window))
+        # The generated stub types the synchronous call; on an aio channel it is this.
+        self._call = cast(
+            "grpc.aio.StreamStreamCall[pb.ReceiveStreamRequest, pb.ReceiveStreamResponse]",
+            stub.ReceiveStream(self._outgoing(), metadata=metadata),  # type: ignore[arg-type]
+        )
+        self._items: asyncio.Queue[pb.ReceiveResponse | BaseException | None] = asyncio.Queue()
+        self._confirmations: dict[str, asyncio.Future[pb.AcknowledgeResult]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    async def _outgoing(self) -> AsyncIterator[pb.ReceiveStreamRequest]:
+        while (request := await self._requests.get()) is not None:
+            yield request
+
+    async def _read(self) -> None:
+        try:
+            async for response in self._call:
+                if response.HasField("item"):
+                    self._items.put_nowait(response.item)
+                for result in response.acknowledged:
+                    waiting = self._confirmations.get(item_id(result.item))
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(result)
+            self._items.put_nowait(None)
+        except BaseException as exc:
+            self._items.put_nowait(exc)
+            for waiting in self._confirmations.values():
+                if not waiting.done():
+                    waiting.set_exception(exc)
+            if not isinstance(exc, grpc.aio.AioRpcError | asyncio.CancelledError):
+                raise
+
+    async def __aiter__(self) -> AsyncIterator[pb.ReceiveResponse]:
+        while True:
+            item = await self._items.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def acknowledge(self, *items: pb.ReceiveResponse | pb.AcknowledgeRequest) -> None:
+        """Sends acknowledgements of pushed (or fetched) items on the stream."""
+        requests = [
+            i if isinstance(i, pb.AcknowledgeRequest) else acknowledgement_of(i) for i in items
+        ]
+        loop = asyncio.get_running_loop()
+        for request in requests:
+            waiting = self._confirmations.get(item_id(request))
+            if waiting is None or waiting.done():
+                self._confirmations[item_id(request)] = loop.create_future()
+        self._requests.put_nowait(pb.ReceiveStreamRequest(acknowledgements=requests))
+
+    async def confirmed(self, acknowledged_id: str) -> pb.AcknowledgeResult:
+        """The server's answer to the latest acknowledgement of this id sent with
+        `acknowledge`: durable (check `errors.item_error(result.error)` for a refusal)."""
+        return await self._confirmations[acknowledged_id]
+
+    def set_window(self, window: int) -> None:
+        self._requests.put_nowait(pb.ReceiveStreamRequest(window=window))
+
+    async def close(self) -> None:
+        """Half-closes: the server answers the acknowledgements sent so far, then ends."""
+        self._requests.put_nowait(None)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            await self._reader
+
+    def cancel(self) -> None:
+        """Hangs up at once; unacknowledged items are pushed again later."""
+        self._call.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            await self._reader

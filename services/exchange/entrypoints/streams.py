@@ -1,0 +1,269 @@
+"""Pushing an agency's inbox to its DMS: claims in batches, and the acknowledging stream.
+
+Both Receive and ReceiveStream take what the broker has handed the stream in one batch, claim
+every copy of it in one transaction (begin_pushes) and every notice in another (begin_notices),
+and push what may be pushed. ReceiveStream also takes acknowledgements on the stream itself,
+group-committed with every other caller's, and pushes at most `window` items that await one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+
+from services.common.errors import DomainError, FieldViolation, UnavailableError, ValidationError
+from services.common.grpc_errors import domain_errors, status_details
+from services.common.identity import CallerResolver
+from services.common.metrics import AcknowledgedKind, AxisMetrics, DeliveryMode
+from services.exchange.adapters.rabbit import Inbox, InboxMessage, InFlight
+from services.exchange.entrypoints.convert import delivery_to_pb, timestamp
+from services.exchange.entrypoints.lifecycle_convert import notice_response
+from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.lifecycle_ports import ItemKind
+from services.exchange.service_layer.ports import Acknowledgement, DeadLetter
+
+DEFAULT_WINDOW = 32
+MAX_WINDOW = 1000
+
+
+class Pusher:
+    """Turns batches of inbox messages into the items to push."""
+
+    def __init__(
+        self,
+        handlers: ExchangeHandlers,
+        lifecycle: LifecycleHandlers | None,
+        in_flight: InFlight,
+        metrics: AxisMetrics,
+    ) -> None:
+        self._handlers = handlers
+        self._lifecycle = lifecycle
+        self._in_flight = in_flight
+        self._metrics = metrics
+
+    async def claim(
+        self, agency: str, batch: Sequence[InboxMessage]
+    ) -> list[tuple[InboxMessage, pb.ReceiveResponse]]:
+        """The messages to push, with their items; every other message of the batch is settled
+        with the broker here: acked when the item must not be pushed (acknowledged, withdrawn,
+        not the agency's, or a second copy of an item this process already pushed and awaits an
+        acknowledgement for), rejected into docaxis.dead-letter when the copy was just
+        dead-lettered instead of being pushed past the limit."""
+        fresh: list[InboxMessage] = []
+        for message in batch:
+            if self._in_flight.holds(message.item_id) or any(
+                m.item_id == message.item_id for m in fresh
+            ):
+                # A second copy (the relay republished after a crash) of an item that is already
+                # pushed and awaiting its acknowledgement.
+                await message.message.ack()
+            else:
+                fresh.append(message)
+        copies = [m for m in fresh if not m.notice_id]
+        notices = [m for m in fresh if m.notice_id]
+        pushable: list[tuple[InboxMessage, pb.ReceiveResponse]] = []
+        if copies:
+            claimed = await self._handlers.begin_pushes([(m.delivery_id, agency) for m in copies])
+            for message, push in zip(copies, claimed, strict=True):
+                if push is None:
+                    await message.message.ack()  # acknowledged earlier, or not deliverable
+                elif isinstance(push, DeadLetter):
+                    # Into docaxis.dead-letter (the queue's dead-letter exchange), for operators
+                    # to see; the copy is terminal until an admin resends it.
+                    await message.message.reject(requeue=False)
+                else:
+                    self._metrics.handed_over(
+                        DeliveryMode.PUSH, push.submitted_at, first=push.first_handover
+                    )
+                    pushable.append((message, pb.ReceiveResponse(delivery=delivery_to_pb(push))))
+        if notices:
+            items = (
+                await self._lifecycle.begin_notices([(m.notice_id, agency) for m in notices])
+                if self._lifecycle is not None
+                else [None] * len(notices)
+            )
+            for message, notice in zip(notices, items, strict=True):
+                if notice is None:
+                    await message.message.ack()
+                else:
+                    pushable.append((message, notice_response(notice)))
+        # Oldest first, as the broker handed them over.
+        order = {id(m): index for index, m in enumerate(fresh)}
+        pushable.sort(key=lambda pair: order[id(pair[0])])
+        return pushable
+
+
+def acknowledgement_result(
+    request: pb.AcknowledgeRequest, outcome: Acknowledgement | DomainError
+) -> pb.AcknowledgeResult:
+    if isinstance(outcome, DomainError):
+        return pb.AcknowledgeResult(item=request, error=status_details(outcome))
+    return pb.AcknowledgeResult(
+        item=request,
+        acknowledged_at=timestamp(outcome.acknowledged_at),
+        already_acknowledged=outcome.already_acknowledged,
+    )
+
+
+def acknowledged_items(
+    requests: Sequence[pb.AcknowledgeRequest],
+) -> list[tuple[ItemKind, str]]:
+    return [
+        (ItemKind.STATUS, r.notice_id)
+        if r.WhichOneof("item") == "notice_id"
+        else (ItemKind.DELIVERY, r.delivery_id)
+        for r in requests
+    ]
+
+
+def count_acknowledged(
+    metrics: AxisMetrics,
+    requests: Sequence[pb.AcknowledgeRequest],
+    outcomes: Sequence[Acknowledgement | DomainError],
+) -> None:
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if isinstance(outcome, Acknowledgement) and not outcome.already_acknowledged:
+            notice = request.WhichOneof("item") == "notice_id"
+            metrics.acknowledged(AcknowledgedKind.NOTICE if notice else AcknowledgedKind.DELIVERY)
+
+
+def window_of(request: pb.ReceiveStreamRequest, current: int) -> int:
+    if request.window == 0:
+        return current
+    if request.window > MAX_WINDOW:
+        raise ValidationError(
+            "invalid window", [FieldViolation("window", f"1 to {MAX_WINDOW} (0 keeps the current)")]
+        )
+    return request.window
+
+
+@dataclass(slots=True)
+class AcknowledgingStream:
+    """One ReceiveStream: pushes while fewer than `window` items await an acknowledgement, and
+    confirms each acknowledgement once durable. A DMS that stops acknowledging stops receiving
+    (back-pressure); what the broker has meanwhile handed the stream waits in its channel."""
+
+    agency: str
+    pusher: Pusher
+    lifecycle: LifecycleHandlers
+    in_flight: InFlight
+    callers: CallerResolver
+    metrics: AxisMetrics
+    context: grpc.aio.ServicerContext[Any, Any]
+    window: int = DEFAULT_WINDOW
+    awaiting: set[str] = field(default_factory=set)
+    pushed: list[str] = field(default_factory=list)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    out: asyncio.Queue[pb.ReceiveStreamResponse | BaseException | None] = field(
+        default_factory=asyncio.Queue
+    )
+
+    def _released(self, item_id: str) -> None:
+        self.awaiting.discard(item_id)
+        self._check_room()
+
+    def _check_room(self) -> None:
+        if len(self.awaiting) < self.window:
+            self.room.set()
+        else:
+            self.room.clear()
+
+    async def read(self, requests: AsyncIterator[pb.ReceiveStreamRequest]) -> None:
+        """Acknowledgements and window changes, until the client half-closes; then the stream
+        ends once every acknowledgement sent has been answered."""
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for request in requests:
+                self.window = window_of(request, self.window)
+                self._check_room()
+                if request.acknowledgements:
+                    task = asyncio.create_task(self.acknowledge(list(request.acknowledgements)))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+            self.out.put_nowait(None)
+        except BaseException as exc:
+            for task in pending:
+                task.cancel()
+            self.out.put_nowait(exc)
+            raise
+
+    async def acknowledge(self, requests: list[pb.AcknowledgeRequest]) -> None:
+        try:
+            outcomes = await self.lifecycle.acknowledge_items(
+                self.agency, acknowledged_items(requests)
+            )
+        except DomainError as exc:
+            self.out.put_nowait(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - the database is unreachable: tell the DMS
+            self.out.put_nowait(
+                UnavailableError(
+                    f"acknowledgements not stored ({exc!r}); resend them", retry_after_s=1.0
+                )
+            )
+            return
+        count_acknowledged(self.metrics, requests, outcomes)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            item_id = request.delivery_id or request.notice_id
+            if isinstance(outcome, Acknowledgement):
+                # Only after the commit: a crash in between redelivers, and the redelivered copy
+                # is skipped because the item is already acknowledged.
+                await self.in_flight.settle(item_id)
+            elif item_id in self.awaiting:
+                # Refused (e.g. withdrawn meanwhile): nothing to wait for any more.
+                await self.in_flight.settle(item_id)
+        self.out.put_nowait(
+            pb.ReceiveStreamResponse(
+                acknowledged=[
+                    acknowledgement_result(r, o) for r, o in zip(requests, outcomes, strict=True)
+                ]
+            )
+        )
+
+    async def push(self, inbox: Inbox) -> None:
+        try:
+            while True:
+                await self.room.wait()
+                batch = await inbox.batch(max(1, self.window - len(self.awaiting)))
+                if not batch:
+                    self.out.put_nowait(None)  # the server is stopping
+                    return
+                # Checked again before every batch (cached, so cheap): a certificate revoked
+                # while its stream is open stops receiving at once.
+                async with domain_errors(self.context):
+                    self.callers.resolve(self.context)
+                for message, item in await self.pusher.claim(self.agency, batch):
+                    self.in_flight.add(message.item_id, message.message, self._released)
+                    self.awaiting.add(message.item_id)
+                    self.pushed.append(message.item_id)
+                    self.out.put_nowait(pb.ReceiveStreamResponse(item=item))
+                self._check_room()
+        except BaseException as exc:
+            self.out.put_nowait(exc)
+            raise
+
+    async def responses(self) -> AsyncIterator[pb.ReceiveStreamResponse]:
+        while True:
+            response = await self.out.get()
+            if response is None:
+                return
+            if isinstance(response, BaseException):
+                raise response
+            yield response
+
+
+async def stop(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
