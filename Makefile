@@ -97,33 +97,44 @@ services-down:
 	-bash deploy/local/rabbitmq.sh stop
 	-bash deploy/local/postgres.sh stop
 
+# Settings of `make run`: the environment first, then the defaults in deploy/local/dev.env (the
+# URLs follow DOCAXIS_PG_PORT / DOCAXIS_AMQP_PORT). `make run` records what it used in
+# $DOCAXIS_LOCAL_DIR/run.env, so `make demo` and `make audit` (environment first, then that record,
+# then the defaults) reach the axis it serves.
+DEV_ENV := set -a && source deploy/local/dev.env && set +a
+RUN_RECORD = "$${DOCAXIS_LOCAL_DIR:-.local/dev}/run.env"
+CLIENT_ENV := set -a && { test ! -f $(RUN_RECORD) || source $(RUN_RECORD); } && $(DEV_ENV)
+
 # Starts the local Postgres and RabbitMQ, migrates, seeds demo agencies and serves until Ctrl-C.
-# The demo PKI (certificates for mutual TLS and signing; never production) is created if missing.
+# The demo PKI (certificates for mutual TLS and signing; never production) is created if missing,
+# and so are the ledger key and the auditor's pinned policy (in production: published out of
+# band); `make audit` verifies against that policy, never against the export's own keys.
 run: $(STAMP) services-up
-	$(BIN)/docaxis pki dev-setup --dir .local/dev/pki
-	test -f .local/dev/ledger.key || $(BIN)/docaxis ledger keygen --out .local/dev/ledger.key
-	# The auditor's pinned policy, written once beside the key (in production: published out
-	# of band); `make audit` verifies against it, never against the export's own keys.
-	test -f .local/dev/trust-policy.json || $(BIN)/docaxis ledger trust-policy \
-		--key-file .local/dev/ledger.key --out .local/dev/trust-policy.json
-	set -a && source deploy/local/dev.env && set +a && \
-		{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
-		  $(BIN)/docaxis run --seed-demo; }
+	$(DEV_ENV) && \
+	$(BIN)/docaxis pki dev-setup --dir "$$DOCAXIS_PKI_DIR" && \
+	{ test -f "$$DOCAXIS_LEDGER_KEY_FILE" || \
+	  $(BIN)/docaxis ledger keygen --out "$$DOCAXIS_LEDGER_KEY_FILE"; } && \
+	{ test -f "$$DOCAXIS_LOCAL_DIR/trust-policy.json" || \
+	  $(BIN)/docaxis ledger trust-policy \
+		--key-file "$$DOCAXIS_LEDGER_KEY_FILE" --out "$$DOCAXIS_LOCAL_DIR/trust-policy.json"; } && \
+	bash deploy/local/record-env.sh > $(RUN_RECORD) && \
+	{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
+	  $(BIN)/docaxis run --seed-demo; }
 
 # The docaxis-client wheel (the SDK DMS integrators install, without the services) in dist/.
 client-wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --no-deps --quiet -w dist clients/python
 
 demo: $(STAMP)
-	$(BIN)/docaxis demo --pki .local/dev/pki
+	$(CLIENT_ENV) && $(BIN)/docaxis demo
 
 # Exports the running axis's ledger and verifies it offline (what an auditor does).
 audit: $(STAMP)
-	rm -rf .local/dev/audit-export
-	set -a && source deploy/local/dev.env && set +a && \
-		$(BIN)/docaxis audit export .local/dev/audit-export && \
-		$(BIN)/docaxis audit verify full .local/dev/audit-export \
-			--trust-policy .local/dev/trust-policy.json
+	$(CLIENT_ENV) && export_dir="$$DOCAXIS_LOCAL_DIR/audit-export" && \
+		rm -rf "$$export_dir" && \
+		$(BIN)/docaxis audit export "$$export_dir" && \
+		$(BIN)/docaxis audit verify full "$$export_dir" \
+			--trust-policy "$$DOCAXIS_LOCAL_DIR/trust-policy.json"
 
 down: services-down
 

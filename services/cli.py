@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, Witne
 from services import pki_cli, report_cli
 from services.app import ALL_COMPONENTS, Component, migrate, read_signer_keys, serve
 from services.common import postgres
-from services.common.config import ConfigError, read_bool, require
+from services.common.config import ConfigError
 from services.common.errors import ConflictError
 from services.common.grpc_errors import error_details
 from services.common.lifecycle import install_shutdown_handlers
@@ -37,10 +36,16 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.ledger.adapters.postgres import READER_ROLE, PostgresLedgerReader
 from services.ledger.audit.export import ExportError
 from services.ledger.export import export_ledger
-from services.settings import DEFAULT_GRPC_ADDRESS, DEFAULT_LEDGER_ORIGIN, Settings
+from services.settings import (
+    DEFAULT_LEDGER_ORIGIN,
+    ClientSettings,
+    LedgerExportSettings,
+    Settings,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    client = ClientSettings.from_env()
     parser = argparse.ArgumentParser(prog="docaxis", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -86,13 +91,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     reorganise.add_argument("--new", action="append", default=[], help="a successor code")
     reorganise.add_argument("--note", default="")
     for sub in (add, imp, lst, get, sync, reorganise):
-        sub.add_argument(
-            "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
-        )
-        pki_cli.add_client_options(sub)
+        pki_cli.add_client_options(sub, client)
 
-    pki_cli.add_commands(commands)
-    report_cli.add_commands(commands)
+    pki_cli.add_commands(commands, client)
+    report_cli.add_commands(commands, client)
 
     ledger = commands.add_parser("ledger", help="ledger keys")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -125,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
     demo = commands.add_parser("demo", help="send a document through a running axis")
-    demo.add_argument("--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS))
-    demo.add_argument("--pki", type=Path, default=pki_cli.default_pki_dir(), help="demo PKI folder")
+    demo.add_argument("--address", default=client.address, help="the axis's gRPC address")
+    demo.add_argument("--pki", type=Path, default=client.pki_dir, help="demo PKI folder")
     demo.add_argument("--insecure", action="store_true", help="plaintext, unsigned (dev axis)")
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -175,18 +177,16 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "audit":
         # An export needs only the database (as the read-only ledger role), not a server's
         # TLS and broker settings.
-        env = os.environ
+        exporting = LedgerExportSettings.from_env()
         pool = await postgres.create_pool(
-            require(env, "DOCAXIS_DATABASE_URL"),
+            exporting.database_url,
             min_size=1,
             max_size=1,
-            role=READER_ROLE if read_bool(env, "DOCAXIS_DATABASE_ROLES", True) else None,
+            role=READER_ROLE if exporting.database_roles else None,
         )
         try:
             entries, checkpoints = await export_ledger(
-                PostgresLedgerReader(pool),
-                env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
-                args.folder,
+                PostgresLedgerReader(pool), exporting.ledger_origin, args.folder
             )
         except ExportError as exc:
             print(f"docaxis: {exc.reason}: {exc}", file=sys.stderr)

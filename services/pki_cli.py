@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,40 +25,31 @@ from docaxis_client.trust.demo_pki import KeyType, PkiFolder
 from services.common.config import ConfigError
 from services.common.identity import Role as CallerRole
 from services.common.identity import role_metadata
+from services.settings import ClientSettings
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PKI_DIR = REPO / ".local" / "dev" / "pki"
 BUNDLE = "bundle.pem"
 _WARNING = "docaxis pki: DEMO PKI, for development and tests only: never use it in production"
 
 
-def default_pki_dir() -> Path:
-    return Path(os.environ.get("DOCAXIS_PKI_DIR", str(DEFAULT_PKI_DIR)))
-
-
-def add_client_options(parser: argparse.ArgumentParser) -> None:
+def add_client_options(parser: argparse.ArgumentParser, client: ClientSettings) -> None:
     """How an operator command reaches a running axis: mutual TLS with an administrator
     certificate (explicit files, or the demo PKI's), or plaintext against a development axis."""
-    env = os.environ.get
-    parser.add_argument("--ca", type=Path, default=_path(env("DOCAXIS_CLIENT_CA_FILE")))
-    parser.add_argument("--cert", type=Path, default=_path(env("DOCAXIS_CLIENT_CERT_FILE")))
-    parser.add_argument("--key", type=Path, default=_path(env("DOCAXIS_CLIENT_KEY_FILE")))
+    parser.add_argument("--address", default=client.address, help="the axis's gRPC address")
+    parser.add_argument("--ca", type=Path, default=client.ca_file)
+    parser.add_argument("--cert", type=Path, default=client.cert_file)
+    parser.add_argument("--key", type=Path, default=client.key_file)
     parser.add_argument(
         "--pki",
         type=Path,
-        default=default_pki_dir(),
+        default=client.pki_dir,
         help="demo PKI folder to take the admin certificate from when --cert is not given",
     )
     parser.add_argument(
         "--insecure",
         action="store_true",
-        default=env("DOCAXIS_DEV_INSECURE", "").lower() in {"1", "true", "yes", "on"},
+        default=client.insecure,
         help="plaintext, for an axis in development mode",
     )
-
-
-def _path(raw: str | None) -> Path | None:
-    return Path(raw) if raw else None
 
 
 def client_tls(args: argparse.Namespace, role: Role = Role.ADMIN) -> TlsCredentials | None:
@@ -90,9 +80,9 @@ def operator_channel(
     return open_channel(args.address, tls), (role_metadata(CallerRole.ADMIN) if tls is None else ())
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from services.settings import DEFAULT_GRPC_ADDRESS
-
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], client: ClientSettings
+) -> None:
     pki = commands.add_parser(
         "pki", help="DEMO ONLY: a throwaway CA for development and tests (never production)"
     )
@@ -101,7 +91,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     def sub(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = pki_commands.add_parser(name, help=help_text)
-        parser.add_argument("--dir", type=Path, default=default_pki_dir(), help="PKI folder")
+        parser.add_argument("--dir", type=Path, default=client.pki_dir, help="PKI folder")
         return parser
 
     init = sub("init", "create the demo CA (root and issuing CA) and the trust-anchor bundle")
@@ -136,10 +126,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "ingest", help="send a CRL to a running axis (administrator): revoked certificates stop"
     )
     ingest.add_argument("file", type=Path)
-    ingest.add_argument(
-        "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
-    )
-    add_client_options(ingest)
+    add_client_options(ingest, client)
 
 
 async def dispatch(args: argparse.Namespace) -> int:

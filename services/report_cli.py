@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 
 from docaxis.exchange.v1 import report_service_pb2 as pb
 from docaxis.exchange.v1 import report_service_pb2_grpc as pb_grpc
@@ -14,22 +13,20 @@ from google.protobuf import timestamp_pb2
 from services import pki_cli
 from services.exchange.domain.deadlines import deadline
 from services.exchange.domain.model import VIETNAM
+from services.settings import ClientSettings
 
 TIMEOUT_S = 60.0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from services.settings import DEFAULT_GRPC_ADDRESS
-
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], client: ClientSettings
+) -> None:
     report = commands.add_parser("report", help="overdue documents and monthly statistics")
     report_commands = report.add_subparsers(dest="report_command", required=True)
 
     def sub(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = report_commands.add_parser(name, help=help_text)
-        parser.add_argument(
-            "--address", default=os.environ.get("DOCAXIS_ADDRESS", DEFAULT_GRPC_ADDRESS)
-        )
-        pki_cli.add_client_options(parser)
+        pki_cli.add_client_options(parser, client)
         return parser
 
     overdue = sub("overdue", "copies an agency sent or received that are past their due date")

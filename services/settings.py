@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self
 
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
@@ -14,6 +15,9 @@ from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
+# The demo PKI `make run` creates (docaxis pki dev-setup); DEMO ONLY.
+DEFAULT_PKI_DIR = Path(__file__).resolve().parent.parent / ".local" / "dev" / "pki"
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104  # recognised, not bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,3 +172,59 @@ def _check_trust_settings(settings: Settings) -> None:
             "transport receipts need the hub's signing identity: set DOCAXIS_HUB_CERT_FILE and "
             "DOCAXIS_HUB_KEY_FILE"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """How the `docaxis` operator and demo commands reach a running axis (flags override these).
+
+    Without DOCAXIS_ADDRESS they dial DOCAXIS_GRPC_ADDRESS, the address the server binds, so a
+    client started with the server's settings (`make demo` after `make run`) finds it."""
+
+    address: str
+    pki_dir: Path
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        return cls(
+            address=env.get("DOCAXIS_ADDRESS")
+            or dialable(env.get("DOCAXIS_GRPC_ADDRESS") or DEFAULT_GRPC_ADDRESS),
+            pki_dir=Path(env.get("DOCAXIS_PKI_DIR") or DEFAULT_PKI_DIR),
+            ca_file=_path(env.get("DOCAXIS_CLIENT_CA_FILE")),
+            cert_file=_path(env.get("DOCAXIS_CLIENT_CERT_FILE")),
+            key_file=_path(env.get("DOCAXIS_CLIENT_KEY_FILE")),
+            insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerExportSettings:
+    """What `docaxis audit export` needs: only the database (read as the ledger reader role) and
+    the log's origin, not a server's TLS and broker settings."""
+
+    database_url: str = field(repr=False)
+    database_roles: bool = True
+    ledger_origin: str = DEFAULT_LEDGER_ORIGIN
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        return cls(
+            database_url=require(env, "DOCAXIS_DATABASE_URL"),
+            database_roles=read_bool(env, "DOCAXIS_DATABASE_ROLES", True),
+            ledger_origin=env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
+        )
+
+
+def dialable(bind_address: str) -> str:
+    """The address a local client dials to reach a server bound to ``bind_address``: a wildcard
+    host (all interfaces) is reached on the loopback."""
+    host, _, port = bind_address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in _WILDCARD_HOSTS else bind_address
+
+
+def _path(raw: str | None) -> Path | None:
+    return Path(raw) if raw else None

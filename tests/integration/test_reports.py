@@ -38,6 +38,7 @@ from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.domain.model import VIETNAM, Header, Receipt, Route, Submission
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
+from services.settings import ClientSettings
 from tests.conftest import Register, make_header
 from tests.pki import SuitePki
 
@@ -270,18 +271,10 @@ async def test_the_report_commands_print_the_figures(
 ) -> None:
     env = pki.client_env(pki.admin_certificate, "report-admin")
     parser = argparse.ArgumentParser()
-    report_cli.add_commands(parser.add_subparsers(dest="command"))
-    tls = [
-        "--address",
-        axis,
-        "--ca",
-        env["DOCAXIS_CLIENT_CA_FILE"],
-        "--cert",
-        env["DOCAXIS_CLIENT_CERT_FILE"],
-        "--key",
-        env["DOCAXIS_CLIENT_KEY_FILE"],
-    ]
-    stats = ["report", "stats", "--month", "2026-10", "--agency", month.r2, *tls]
+    # The administrator's certificate and the address come from the client settings' variables.
+    client = ClientSettings.from_env({**env, "DOCAXIS_ADDRESS": axis})
+    report_cli.add_commands(parser.add_subparsers(dest="command"), client)
+    stats = ["report", "stats", "--month", "2026-10", "--agency", month.r2]
     assert await report_cli.dispatch(parser.parse_args(stats)) == 0
     out = capsys.readouterr().out.splitlines()  # (with the in-process server's log lines)
     assert "month 2026-10 (Vietnam time)" in out
@@ -290,7 +283,7 @@ async def test_the_report_commands_print_the_figures(
         *(month.r2, "0", "30", "4", "0", "14"),
         *("75.0%", "12/16", "46.7%", "14/30", "6"),
     ]
-    overdue = ["report", "overdue", "--agency", month.r2, "--as-of", "2026-11-05", *tls]
+    overdue = ["report", "overdue", "--agency", month.r2, "--as-of", "2026-11-05"]
     assert await report_cli.dispatch(parser.parse_args(overdue)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "2 overdue" in lines
@@ -301,7 +294,7 @@ async def test_the_report_commands_print_the_figures(
     ]
     # r2's copy of 10 October (a Saturday) arrived on Sunday the 11th and was never registered:
     # due by the end of Monday the 12th.
-    stalled = ["report", "stalled", "--agency", month.r2, "--as-of", "2026-10-12", *tls]
+    stalled = ["report", "stalled", "--agency", month.r2, "--as-of", "2026-10-12"]
     assert await report_cli.dispatch(parser.parse_args(stalled)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "1 stalled" in lines

@@ -8,7 +8,13 @@ import pytest
 
 from services.common.config import ConfigError, read_secret_file
 from services.directory.domain.codes import CodeForm
-from services.settings import DEFAULT_GRPC_ADDRESS, Settings
+from services.settings import (
+    DEFAULT_GRPC_ADDRESS,
+    DEFAULT_LEDGER_ORIGIN,
+    ClientSettings,
+    LedgerExportSettings,
+    Settings,
+)
 
 MINIMAL = {
     "DOCAXIS_DATABASE_URL": "postgresql://docaxis:s3cret@127.0.0.1:55432/docaxis",
@@ -144,3 +150,48 @@ def test_secrets_are_read_from_the_file_the_environment_points_to(tmp_path: Path
     assert read_secret_file({}, "DOCAXIS_TOKEN_FILE") is None
     with pytest.raises(ConfigError, match="DOCAXIS_TOKEN_FILE"):
         read_secret_file({"DOCAXIS_TOKEN_FILE": str(tmp_path / "absent")}, "DOCAXIS_TOKEN_FILE")
+
+
+def test_clients_dial_the_address_the_server_binds_unless_told_otherwise() -> None:
+    """`make demo` after `make run` needs no address of its own; DOCAXIS_ADDRESS still wins."""
+    assert ClientSettings.from_env({}).address == DEFAULT_GRPC_ADDRESS
+    bound = {"DOCAXIS_GRPC_ADDRESS": "127.0.0.1:50600"}
+    assert ClientSettings.from_env(bound).address == "127.0.0.1:50600"
+    assert ClientSettings.from_env({"DOCAXIS_GRPC_ADDRESS": "0.0.0.0:50600"}).address == (
+        "127.0.0.1:50600"
+    )
+    chosen = bound | {"DOCAXIS_ADDRESS": "axis.example:443"}
+    assert ClientSettings.from_env(chosen).address == "axis.example:443"
+
+
+def test_client_credentials_and_pki_come_from_their_variables() -> None:
+    """The operator's files, the demo PKI folder and development mode, each from its variable."""
+    client = ClientSettings.from_env(
+        {
+            "DOCAXIS_CLIENT_CA_FILE": "ca.pem",
+            "DOCAXIS_CLIENT_CERT_FILE": "admin.pem",
+            "DOCAXIS_CLIENT_KEY_FILE": "admin.key",
+            "DOCAXIS_PKI_DIR": "/srv/demo-pki",
+            "DOCAXIS_DEV_INSECURE": "true",
+        }
+    )
+    assert (client.ca_file, client.cert_file, client.key_file) == (
+        Path("ca.pem"),
+        Path("admin.pem"),
+        Path("admin.key"),
+    )
+    assert client.pki_dir == Path("/srv/demo-pki")
+    assert client.insecure
+    with pytest.raises(ConfigError, match="DOCAXIS_DEV_INSECURE"):
+        ClientSettings.from_env({"DOCAXIS_DEV_INSECURE": "maybe"})
+
+
+def test_the_ledger_export_needs_only_the_database() -> None:
+    """No TLS or broker settings: an auditor's machine has none."""
+    exporting = LedgerExportSettings.from_env(
+        {"DOCAXIS_DATABASE_URL": "postgresql://h/db", "DOCAXIS_DATABASE_ROLES": "false"}
+    )
+    assert (exporting.database_url, exporting.database_roles) == ("postgresql://h/db", False)
+    assert exporting.ledger_origin == DEFAULT_LEDGER_ORIGIN
+    with pytest.raises(ConfigError, match="DOCAXIS_DATABASE_URL"):
+        LedgerExportSettings.from_env({})
