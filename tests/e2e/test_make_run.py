@@ -23,6 +23,13 @@ pytestmark = pytest.mark.e2e
 RUN_DIR = LOCAL.parent / "make-run"
 
 
+def _distribution_port() -> int:
+    """A free port that leaves room for the CLI tools' ports (it + 10000 … + 10010)."""
+    while (port := free_port()) > 65535 - 10010:
+        pass
+    return port
+
+
 def _clean_env(**settings: str) -> dict[str, str]:
     """The test's environment without any DOCAXIS_ setting of its own, plus ``settings``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DOCAXIS_")}
@@ -36,7 +43,7 @@ def user_settings() -> Iterator[dict[str, str]]:
     settings = {
         "DOCAXIS_PG_PORT": str(free_port()),
         "DOCAXIS_AMQP_PORT": str(free_port()),
-        "DOCAXIS_RABBIT_DIST_PORT": str(free_port()),
+        "DOCAXIS_RABBIT_DIST_PORT": str(_distribution_port()),
         "DOCAXIS_EPMD_PORT": str(free_port()),
         "DOCAXIS_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
