@@ -4,7 +4,6 @@ with its own certificate (list, fetch, acknowledge), timed until every copy is a
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 import time
 import uuid
@@ -15,9 +14,9 @@ import grpc
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
-from benchmarks.stack import SIGNER, BenchPki
+from benchmarks.load import document_header
+from benchmarks.stack import BenchPki
 from docaxis_client.client import AgencyClient
-from docaxis_client.vietnam import VIETNAM
 
 # DMSs working at once: a commune's DMS polls on its own schedule; this many at a time keeps
 # the generator's own event loop from being what is measured.
@@ -56,21 +55,11 @@ async def run_circular(
                 await client.list_pending(page_size=1)
 
         await asyncio.gather(*(connect(client) for client in clients))
-        header = common_pb2.DocumentHeader(
-            sender=sender.agency_code,
-            recipients=list(communes),
-            code=common_pb2.DocumentCode(
-                number=str(time.time_ns() // 1_000_000 % 10**11), notation="CT-TTg"
-            ),
-            promulgation_place="Hà Nội",
-            promulgation_date=dt.datetime.now(VIETNAM).date().isoformat(),
-            document_type=1,
-            type_name="Công văn",
-            subject="Công văn gửi toàn bộ xã, phường, đặc khu",
-            signer=common_pb2.Signer(
-                competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name=SIGNER
-            ),
-            business_type=common_pb2.BUSINESS_TYPE_NEW,
+        header = document_header(
+            sender.agency_code,
+            communes,
+            str(time.time_ns() // 1_000_000 % 10**11),
+            "Công văn gửi toàn bộ xã, phường, đặc khu",
         )
         signatures = sender.sign(header, [attachment])
         start = time.monotonic()

@@ -116,6 +116,26 @@ def bench_codes(prefix: str, count: int) -> list[str]:
     return [f"{prefix}.{n // 100:02d}.{n % 100:02d}.H98" for n in range(count)]
 
 
+def document_header(
+    sender: str, recipients: Sequence[str], number: str, subject: str
+) -> common_pb2.DocumentHeader:
+    """A bench document's header (a Công văn dated today, signed by the bench's official)."""
+    return common_pb2.DocumentHeader(
+        sender=sender,
+        recipients=recipients,
+        code=common_pb2.DocumentCode(number=number, notation="DT-TAI"),
+        promulgation_place="Hà Nội",
+        promulgation_date=dt.datetime.now(VIETNAM).date().isoformat(),
+        document_type=1,
+        type_name="Công văn",
+        subject=subject,
+        signer=common_pb2.Signer(
+            competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name=SIGNER
+        ),
+        business_type=common_pb2.BUSINESS_TYPE_NEW,
+    )
+
+
 class Workload:
     """Senders and recipients of the steady load, connected once for the whole run."""
 
@@ -167,29 +187,17 @@ class Workload:
 
     def prepare(self, count: int) -> list[Prepared]:
         """`count` signed submissions, spread over the senders, each to two recipients."""
-        today = dt.datetime.now(VIETNAM).date().isoformat()
         prepared = []
         for index in range(count):
             sender_index = index % len(self.senders)
             sender = self.senders[sender_index]
             number = f"{self._run:05d}{next(self._numbers):06d}"
             first, second = next(self._pairs)
-            header = common_pb2.DocumentHeader(
-                sender=sender.agency_code,
-                recipients=[
-                    self.recipients[first].agency_code,
-                    self.recipients[second].agency_code,
-                ],
-                code=common_pb2.DocumentCode(number=number, notation="DT-TAI"),
-                promulgation_place="Hà Nội",
-                promulgation_date=today,
-                document_type=1,
-                type_name="Công văn",
-                subject="Đo tải trục liên thông",
-                signer=common_pb2.Signer(
-                    competence="KT. GIÁM ĐỐC", position="Phó Giám đốc", full_name=SIGNER
-                ),
-                business_type=common_pb2.BUSINESS_TYPE_NEW,
+            header = document_header(
+                sender.agency_code,
+                [self.recipients[first].agency_code, self.recipients[second].agency_code],
+                number,
+                "Đo tải trục liên thông",
             )
             refs = [self.attachment(sender_index)]
             request = pb.SubmitRequest(

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docaxis_client.client import AgencyClient, open_channel
@@ -137,12 +136,7 @@ class BenchPki:
         key.chmod(0o600)
 
     def _tls(self, issued: IssuedCertificate) -> TlsCredentials:
-        key = issued.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return TlsCredentials(self.bundle_pem, issued.chain_pem(), key)
+        return TlsCredentials(self.bundle_pem, issued.chain_pem(), key_pem(issued.key))
 
     def server_env(self) -> dict[str, str]:
         return {
