@@ -27,6 +27,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from benchmarks.stack import SIGNER, BenchPki
 from benchmarks.stats import Percentiles, percentiles
 from docaxis_client.client import AgencyClient, Upload
+from docaxis_client.receive import ReceiveStreamError
 from docaxis_client.vietnam import VIETNAM
 
 ATTACHMENT_BYTES = 10 * 1024
@@ -169,8 +170,13 @@ class Workload:
         """Uploads each sender's attachment and opens every recipient's push stream."""
         for sender in self.senders:
             self._uploads.append(await sender.upload_stream(os.urandom(ATTACHMENT_BYTES)))
-        self._streams = [asyncio.create_task(self._receive(client)) for client in self.recipients]
-        await asyncio.sleep(0.5)  # the streams subscribe to their queues
+        subscribed = [asyncio.Event() for _ in self.recipients]
+        self._streams = [
+            asyncio.create_task(self._receive(client, ready))
+            for client, ready in zip(self.recipients, subscribed, strict=True)
+        ]
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(ready.wait() for ready in subscribed))
 
     async def close(self) -> None:
         self._stopping = True
@@ -323,18 +329,20 @@ class Workload:
     def unacknowledged(self) -> int:
         return sum(c.acknowledged is None for c in self.tally.copies.values())
 
-    async def _receive(self, client: AgencyClient) -> None:
+    async def _receive(self, client: AgencyClient, subscribed: asyncio.Event) -> None:
         """One recipient's push stream, reopened if it breaks (close() cancels it)."""
         while True:
             call = client.receive()
             try:
+                await call.subscribed()
+                subscribed.set()
                 async for item in call:
                     if item.HasField("delivery"):
                         self._arrived(client, item.delivery.delivery_id)
                     else:  # a notice (none expected: bench recipients send nothing)
                         notice = item.status if item.HasField("status") else item.recall
                         await client.acknowledge_notice(notice.notice_id)
-            except grpc.aio.AioRpcError:
+            except (grpc.aio.AioRpcError, ReceiveStreamError):
                 if self._stopping:
                     return
                 self.stream_restarts += 1
