@@ -66,11 +66,21 @@ class Report:
         passing = [s for s in self.steps if s.sustained(P99_LIMIT_MS)]
         return max(passing, key=lambda s: s.offered_docs_per_s, default=None)
 
-    def ratios(self) -> dict[str, float]:
-        """The sustained rate (docs/s) as a fraction of each of the machine's ceilings."""
-        best = self.sustained()
-        docs = best.accepted_docs_per_s if best is not None else 0.0
-        return {name: docs / value for name, value in self.ceilings.as_dict().items() if value}
+    def ratios(self, docs_per_s: float | None = None) -> dict[str, float]:
+        """A rate in docs/s (by default the sustained one) as a fraction of each of the
+        machine's ceilings."""
+        if docs_per_s is None:
+            best = self.sustained()
+            docs_per_s = best.accepted_docs_per_s if best is not None else 0.0
+        return {k: docs_per_s / v for k, v in self.ceilings.as_dict().items() if v}
+
+    def peak(self) -> tuple[float, float]:
+        """The highest rates seen in any step, sustained or not: (accepted docs/s, delivered
+        copies/s). Where nothing is sustained, these still compare runs."""
+        return (
+            max((s.accepted_docs_per_s for s in self.steps), default=0.0),
+            max((s.delivered_copies_per_s for s in self.steps), default=0.0),
+        )
 
     def targets(self) -> list[Target]:
         best = self.sustained()
@@ -142,6 +152,11 @@ class Report:
                     "delivered_p99_ms": best.delivered_ms.p99,
                 },
                 "sustained_ratio_to_ceilings": self.ratios(),
+                "peak": {
+                    "accepted_docs_per_s": self.peak()[0],
+                    "delivered_copies_per_s": self.peak()[1],
+                    "delivered_docs_per_s_ratio_to_ceilings": self.ratios(self.peak()[1] / 2),
+                },
                 "steps": [dataclasses.asdict(step) for step in self.steps],
                 "circular": None if self.circular is None else dataclasses.asdict(self.circular),
                 "store": None if self.store is None else dataclasses.asdict(self.store),
@@ -223,6 +238,13 @@ class Report:
             "  as a fraction of each ceiling: "
             + ", ".join(f"{name} {ratio:.4f}" for name, ratio in self.ratios().items())
         )
+        accepted, delivered = self.peak()
+        lines += [
+            f"peak (any step, sustained or not): {accepted:,.1f} docs/s accepted, "
+            f"{delivered:,.1f} copies/s delivered",
+            "  delivered documents/s as a fraction of each ceiling: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in self.ratios(delivered / 2).items()),
+        ]
         if self.circular is not None:
             cr = self.circular
             lines += (
