@@ -26,6 +26,7 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from google.protobuf import json_format, timestamp_pb2
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -51,7 +52,7 @@ from gateway.edxml.mapping import (
     status_values,
 )
 from gateway.problems import Problem, problem_of
-from gateway.rest.app import Context, check_parameters, cross_origin
+from gateway.rest.app import Context, check_parameters, check_same_origin
 
 MAX_EDXML_BYTES = 64 * 1024 * 1024
 # docaxis reason -> the provincial error code DMSs already handle.
@@ -496,15 +497,17 @@ def axis_routes(ctx: Context) -> list[Route]:
                 ctx.metrics.count_rejection(problem)
                 return fail(problem, http_status=True)
             try:
-                if request.method == "POST" and cross_origin(request):
-                    raise Problem(
-                        403, "CROSS_ORIGIN", "writes from another site's pages are refused"
-                    )
+                if request.method == "POST":
+                    check_same_origin(request)
                 check_parameters(request)
                 response: Response = await handler(ctx, request, agency)
             except Problem as problem:
                 ctx.metrics.count_rejection(problem)
                 return fail(problem)
+            except HTTPException as exc:  # Starlette's own, e.g. a malformed multipart form
+                malformed = Problem(exc.status_code, "VALIDATION", str(exc.detail))
+                ctx.metrics.count_rejection(malformed)
+                return fail(malformed)
             return response
 
         return call

@@ -127,12 +127,16 @@ def cross_origin(request: Request) -> bool:
     return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
 
 
+def check_same_origin(request: Request) -> None:
+    if cross_origin(request):
+        raise Problem(403, "CROSS_ORIGIN", "writes from another site's pages are refused")
+
+
 def check_write(request: Request, op: Operation) -> None:
     """A write (POST) comes from no other site, and its body is of the operation's media type:
     a cross-site form can send only text/plain, urlencoded or multipart bodies without asking
     first (CORS preflight, which the API never grants)."""
-    if cross_origin(request):
-        raise Problem(403, "CROSS_ORIGIN", "writes from another site's pages are refused")
+    check_same_origin(request)
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if op.raw_request:
         expected = "application/octet-stream"

@@ -143,3 +143,18 @@ async def test_signing_out_of_the_console_ends_the_session_on_the_server(
         assert replayed.status_code == 303
         assert replayed.headers["location"].startswith("/admin/login?")
         assert "expired=1" in replayed.headers["location"]
+
+
+@pytest.mark.usefixtures("no_tracebacks")
+async def test_a_malformed_axis_form_is_the_fail_envelope(
+    gateway: RunningGateway, register_agencies: Register
+) -> None:
+    (code,) = await register_agencies(1)
+    async with gateway.client(gateway.agency_pair(code)) as http:
+        response = await http.post(
+            "/axis/sendEdoc",
+            content=b'--x\r\nContent-Disposition: form-data; name="file_doc"\r\n\r\nno end',
+            headers={"content-type": "multipart/form-data; boundary=y"},
+        )
+    body = response.json()
+    assert (response.status_code, body["status"], body["reason"]) == (200, "FAIL", "VALIDATION")
