@@ -38,9 +38,12 @@ _PROBLEM = {
 _ERRORS = {
     "400": "invalid request (VALIDATION, SIZE_LIMIT_EXCEEDED, ATTACHMENT_MISMATCH, …)",
     "401": "no, or an unusable, client certificate (UNAUTHENTICATED, CERTIFICATE_REVOKED, …)",
-    "403": "not allowed (PERMISSION_DENIED, NOT_REGISTERED, SENDER_MISMATCH, …)",
+    "403": "not allowed (PERMISSION_DENIED, NOT_REGISTERED, SENDER_MISMATCH, CROSS_ORIGIN, …)",
     "404": "not found, or not a party to it (NOT_FOUND)",
+    "408": "the request body came too slowly (REQUEST_TIMEOUT)",
     "409": "conflict (DUPLICATE)",
+    "413": "the request body is over the operation's limit (SIZE_LIMIT_EXCEEDED)",
+    "415": "a write's body is not of the operation's media type (UNSUPPORTED_MEDIA_TYPE)",
     "422": "refused (INVALID_ADDRESSEE, SIGNATURE_INVALID, …)",
     "503": "the services are unavailable; retry (UNAVAILABLE)",
 }
