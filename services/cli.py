@@ -23,6 +23,7 @@ from services.common.errors import ConflictError
 from services.common.grpc_errors import error_details
 from services.common.lifecycle import install_shutdown_handlers
 from services.common.logs import configure_logging
+from services.common.tracing import configure_tracing
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.agency_csv import (
     DEMO_DIRECTORY_CSV,
@@ -228,6 +229,7 @@ def _write_trust_policy(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    configure_tracing("docaxis")  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     components = {Component(name.strip()) for name in args.components.split(",") if name.strip()}
     await migrate(settings.database_url)
     if args.seed_demo:

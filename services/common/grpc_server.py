@@ -12,6 +12,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import tracing
 from services.common.grpc_errors import refusal_reason
 
 log = structlog.get_logger(__name__)
@@ -98,7 +99,8 @@ def _logged(
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start, error = time.monotonic(), None
             try:
-                return await inner(request, context)
+                with tracing.rpc_span(method, context.invocation_metadata()):
+                    return await inner(request, context)
             except BaseException as exc:
                 error = exc
                 raise
@@ -114,8 +116,9 @@ def _logged(
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         start, error = time.monotonic(), None
         try:
-            async for response in streaming(request, context):
-                yield response
+            with tracing.rpc_span(method, context.invocation_metadata(), streaming=True):
+                async for response in streaming(request, context):
+                    yield response
         except BaseException as exc:
             error = exc
             raise

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
+from services.common import tracing
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres_copies import LockedCopy, lock_copies, save_copies
 from services.exchange.adapters.postgres_uploads import PostgresUploads, publish_blob
@@ -93,9 +94,12 @@ def header_from_json(raw: str) -> Header:
     )
 
 
+# Every message about a document is published in the document's trace (the Submit's), also
+# when an administrator's resend or a reorganisation queues it again.
 _INSERT_DELIVERY_MESSAGE = """
-INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, delivery_id)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, delivery_id,
+    traceparent)
+VALUES ($1, $2, $3, $4, $5, (SELECT traceparent FROM exchange.document WHERE uuid = $6))
 """
 
 
@@ -114,6 +118,7 @@ async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, s
                     delivery_id=delivery_id, document_uuid=document_uuid, recipient=recipient
                 ).SerializeToString(),
                 uuid.UUID(delivery_id),
+                uuid.UUID(document_uuid),
             )
             for document_uuid, recipient, delivery_id in copies
         ],
@@ -278,8 +283,8 @@ class PostgresDocumentStore(PostgresUploads):
                 await conn.execute(
                     """
                     INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
-                        fingerprint, business_type, header, submitted_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+                        fingerprint, business_type, header, submitted_at, traceparent)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
                     """,
                     doc_uuid,
                     receipt.document_id,
@@ -289,6 +294,7 @@ class PostgresDocumentStore(PostgresUploads):
                     int(header.business_type),
                     header_to_json(header),
                     receipt.accepted_at,
+                    tracing.current_traceparent(),
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "one_consignment":
@@ -616,7 +622,8 @@ class PostgresOutbox:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """
-                SELECT id, routing_key, message_id, message_type, payload, delivery_id
+                SELECT id, routing_key, message_id, message_type, payload, delivery_id,
+                    traceparent
                 FROM exchange.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
                 """,
                 limit,
@@ -626,7 +633,11 @@ class PostgresOutbox:
             await publish(
                 [
                     OutboundMessage(
-                        r["routing_key"], r["message_id"], r["message_type"], r["payload"]
+                        r["routing_key"],
+                        r["message_id"],
+                        r["message_type"],
+                        r["payload"],
+                        r["traceparent"],
                     )
                     for r in rows
                 ]

@@ -136,11 +136,18 @@ async def stage_notice_messages(conn: Conn, agency: str, notice_ids: Sequence[st
 
 
 async def stage_notices(conn: Conn, notices: Sequence[tuple[str, str]]) -> None:
-    """Outbox rows that queue each (agency, notice id), in one round trip."""
+    """Outbox rows that queue each (agency, notice id), in one round trip, in the trace of the
+    notice's document (a status 01 reaches the sender in the trace its Submit began)."""
     await conn.executemany(
         """
-        INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload)
-        VALUES ($1, $2, $3, $4)
+        INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
+        VALUES ($1, $2, $3, $4, (
+            SELECT doc.traceparent
+            FROM exchange.notice n
+            JOIN exchange.delivery d ON d.id = n.delivery_id
+            JOIN exchange.document doc ON doc.uuid = d.document_uuid
+            WHERE n.id = $2::text::uuid
+        ))
         """,
         [
             (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,6 +23,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from docaxis.exchange.v1 import events_pb2
+
+from services.common import tracing
 
 INBOX_EXCHANGE = "docaxis.inbox"
 DEAD_LETTER_EXCHANGE = "docaxis.dead-letter"
@@ -105,6 +107,8 @@ class OutboundMessage:
     message_id: str
     message_type: str
     payload: bytes
+    # The W3C trace context of the message's document (None: tracing off, or an older row).
+    traceparent: str | None = None
 
 
 class RabbitPublisher:
@@ -135,26 +139,36 @@ class RabbitPublisher:
             await self._queues.declare(channel, exchange, key)
             self._declared.add(key)
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await asyncio.gather(
-                *(
-                    exchange.publish(
-                        aio_pika.Message(
-                            m.payload,
-                            content_type="application/x-protobuf",
-                            type=m.message_type,
-                            message_id=m.message_id,
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=m.routing_key,
-                        mandatory=True,
-                    )
-                    for m in messages
-                )
-            )
+            await asyncio.gather(*(_publish(exchange, m) for m in messages))
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+
+async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
+    """One persistent message, confirmed, under a span of its document's trace; the span's
+    context travels in the message's `traceparent` header to the push."""
+    with tracing.span(
+        "docaxis.publish",
+        parent={"traceparent": m.traceparent} if m.traceparent else None,
+        kind=tracing.SpanKind.PRODUCER,
+        attributes={"messaging.destination.name": m.routing_key, "docaxis.item": m.message_id},
+    ) as traced:
+        headers: dict[str, object] = {}
+        tracing.inject(headers, traced)
+        await exchange.publish(
+            aio_pika.Message(
+                m.payload,
+                headers=headers,  # type: ignore[arg-type]
+                content_type="application/x-protobuf",
+                type=m.message_type,
+                message_id=m.message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=m.routing_key,
+            mandatory=True,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +203,12 @@ class InFlight:
         released: Callable[[str], None] | None = None,
     ) -> None:
         self._messages[item_id] = (message, released)
+
+    def trace_context(self, item_id: str) -> Mapping[str, object] | None:
+        """The headers (with the trace context) of the pushed message awaiting `item_id`'s
+        acknowledgement, when this process pushed it."""
+        held = self._messages.get(item_id)
+        return None if held is None else held[0].headers
 
     def forget(self, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:

@@ -13,6 +13,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
 from docaxis_client.receive import SUBSCRIBED_HEADER
+from services.common import tracing
 from services.common.errors import (
     DomainError,
     FieldViolation,
@@ -195,6 +196,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self._metrics.submitted(
             SubmissionOutcome.REPLAYED if result.replayed else SubmissionOutcome.ACCEPTED
         )
+        tracing.annotate(document_uuid=result.receipt.document_uuid)
         return pb.SubmitResponse(receipt=receipt_to_pb(result.receipt), replayed=result.replayed)
 
     async def Receive(
@@ -290,7 +292,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeResponse:
-        async with domain_errors(context):
+        # A span in the trace of the pushed message it settles (the document's).
+        pushed = self._in_flight.trace_context(request.delivery_id or request.notice_id)
+        async with tracing.continued("docaxis.acknowledge", pushed), domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             if self._lifecycle is None:
                 if request.WhichOneof("item") == "notice_id":

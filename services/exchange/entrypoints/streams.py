@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
+from services.common import tracing
 from services.common.errors import DomainError, FieldViolation, UnavailableError, ValidationError
 from services.common.grpc_errors import domain_errors, status_details
 from services.common.identity import CallerResolver
@@ -56,6 +58,7 @@ class Pusher:
         not the agency's, or a second copy of an item this process already pushed and awaits an
         acknowledgement for), rejected into docaxis.dead-letter when the copy was just
         dead-lettered instead of being pushed past the limit."""
+        started = time.time_ns()
         fresh: list[InboxMessage] = []
         for message in batch:
             if self._in_flight.holds(message.item_id) or any(
@@ -97,6 +100,8 @@ class Pusher:
         # Oldest first, as the broker handed them over.
         order = {id(m): index for index, m in enumerate(fresh)}
         pushable.sort(key=lambda pair: order[id(pair[0])])
+        for message, _ in pushable:
+            tracing.record_push(message.item_id, agency, message.message.headers, started)
         return pushable
 
 
