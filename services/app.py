@@ -53,6 +53,7 @@ from services.exchange.adapters.rabbit import (
 from services.exchange.entrypoints import admin_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints.relay import OutboxRelay
+from services.exchange.entrypoints.settlements import Settlements
 from services.exchange.service_layer.admin import AdminHandlers
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
@@ -214,9 +215,10 @@ async def serve(
             )
             inbox_queues = InboxQueues()  # one per process: publisher and streams share it
             inbox = RabbitInbox(connection, queues=inbox_queues)
+            in_flight = InFlight()
             lifecycle = LifecycleHandlers(exchange, lifecycle_store)
             exchange_servicer = exchange_api.ExchangeServicer(
-                exchange, callers, inbox, InFlight(), lifecycle, metrics=metrics
+                exchange, callers, inbox, in_flight, lifecycle, metrics=metrics
             )
             registrations.append(
                 lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(
@@ -244,6 +246,9 @@ async def serve(
             stack.push_async_callback(publisher.close)
             relay = OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher)
             background.append(asyncio.create_task(relay.run(relay_stop), name="outbox-relay"))
+            settlements = Settlements(settings.database_url, in_flight)
+            background.append(asyncio.create_task(settlements.run(relay_stop), name="settlements"))
+        if Component.EXCHANGE in components and settings.worker_index == 0:
             rerouter = Rerouter(PostgresRerouteStore(pool), lookup)
             background.append(
                 asyncio.create_task(
@@ -268,6 +273,7 @@ async def serve(
 
         writer_stop = asyncio.Event()
         if Component.LEDGER in components:
+            serves_writer = settings.worker_index == 0
             signers = load_signers(settings)
             sequencer_role = SEQUENCER_ROLE if settings.database_roles else None
             ledger_pool = await postgres.create_pool(
@@ -288,7 +294,10 @@ async def serve(
                 role=sequencer_role,
                 checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
             )
-            background.append(asyncio.create_task(writer.run(writer_stop), name="ledger-writer"))
+            if serves_writer:
+                background.append(
+                    asyncio.create_task(writer.run(writer_stop), name="ledger-writer")
+                )
             # The sequencer's pool: of the narrow roles, only it may read the staging table.
             metrics.watch_ledger(PostgresLedgerBacklog(ledger_pool))
             ledger_servicer = ledger_api.LedgerServicer(
@@ -319,6 +328,7 @@ async def serve(
             health_servicer,
             credentials=security.server_credentials(),
             refusals=metrics.rejected,
+            share_port=settings.workers > 1,
         )
         await server.start()
         health_stop = asyncio.Event()

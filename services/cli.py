@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +42,7 @@ from services.ledger.audit.export import ExportError
 from services.ledger.export import export_ledger
 from services.settings import (
     DEFAULT_LEDGER_ORIGIN,
+    WORKER_INDEX_ENV,
     ClientSettings,
     LedgerExportSettings,
     Settings,
@@ -231,10 +235,15 @@ async def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     configure_tracing("docaxis")  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     components = {Component(name.strip()) for name in args.components.split(",") if name.strip()}
+    stop = install_shutdown_handlers()
+    if settings.worker_index > 0:  # started by the first worker, which prepared everything
+        await serve(settings, stop, components)
+        return 0
     await migrate(settings.database_url)
     if args.seed_demo:
         await _seed(settings, args.demo_agencies or DEMO_DIRECTORY_CSV)
-    stop = install_shutdown_handlers()
+    workers = [await _start_worker(index, args.components) for index in range(1, settings.workers)]
+    watchers = [asyncio.create_task(_watch_worker(worker, stop)) for worker in workers]
 
     def ready(port: int) -> None:
         host = settings.grpc_address.rsplit(":", 1)[0]
@@ -255,8 +264,43 @@ async def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    await serve(settings, stop, components, on_ready=ready)
-    return 0
+    try:
+        await serve(settings, stop, components, on_ready=ready)
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.terminate()  # SIGTERM: each drains and stops as this one did
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.shutdown_grace_s + 5):
+                await asyncio.gather(*(worker.wait() for worker in workers))
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+        for watcher in watchers:
+            watcher.cancel()
+    failed = [w.returncode for w in workers if w.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
+
+
+async def _start_worker(index: int, components: str) -> asyncio.subprocess.Process:
+    """Another process serving the same address (DOCAXIS_WORKERS), started like this one."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from services.cli import main; main()",
+        "run",
+        "--components",
+        components,
+        env={**os.environ, WORKER_INDEX_ENV: str(index)},
+    )
+
+
+async def _watch_worker(worker: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
+    """A worker that dies stops the whole axis (non-zero exit) rather than serve on short."""
+    code = await worker.wait()
+    if not stop.is_set():
+        print(f"docaxis: worker {worker.pid} exited with {code}; stopping", file=sys.stderr)
+        stop.set()
 
 
 async def _seed(settings: Settings, path: Path) -> None:

@@ -18,6 +18,8 @@ DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
 # The demo PKI `make run` creates (docaxis pki dev-setup); DEMO ONLY.
 DEFAULT_PKI_DIR = Path(__file__).resolve().parent.parent / ".local" / "dev" / "pki"
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104  # recognised, not bound
+# Set by `docaxis run` in the environment of each worker process it starts.
+WORKER_INDEX_ENV = "DOCAXIS_WORKER_INDEX"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,11 @@ class Settings:
     max_signature_age_s: float = 30 * 86400
     # Certificates expiring within this many days are warned about at startup.
     cert_warning_days: int = 30
+    # Worker processes of `docaxis run` serving one address (SO_REUSEPORT), to use every core.
+    workers: int = 1
+    # Which of them this process is (set by `docaxis run` for the ones it starts): the first
+    # (0) alone runs the singletons (ledger writer, reroute and upload sweeps).
+    worker_index: int = 0
 
     @property
     def tls(self) -> bool:
@@ -115,12 +122,18 @@ class Settings:
             hub_key_file=env.get("DOCAXIS_HUB_KEY_FILE") or None,
             max_signature_age_s=read_float(env, "DOCAXIS_MAX_SIGNATURE_AGE_S", 30 * 86400),
             cert_warning_days=read_int(env, "DOCAXIS_CERT_WARNING_DAYS", 30),
+            workers=read_int(env, "DOCAXIS_WORKERS", 1),
+            worker_index=read_int(env, WORKER_INDEX_ENV, 0),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
             raise ConfigError("DOCAXIS_MAX_ATTACHMENT_BYTES must be positive")
         if settings.max_pushes <= 0:
             raise ConfigError("DOCAXIS_MAX_PUSHES must be positive")
+        if not 1 <= settings.workers <= 64:
+            raise ConfigError("DOCAXIS_WORKERS must be 1 to 64")
+        if settings.workers > 1 and settings.grpc_address.rsplit(":", 1)[-1] == "0":
+            raise ConfigError("DOCAXIS_WORKERS > 1 needs a fixed port in DOCAXIS_GRPC_ADDRESS")
         for key, value, minimum in (
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),

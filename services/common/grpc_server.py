@@ -138,9 +138,12 @@ def build_server(
     *,
     credentials: grpc.ServerCredentials | None = None,
     refusals: RefusalSink | None = None,
+    share_port: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
     """A server with our services, grpc.health.v1 and reflection; returns it and its bound port.
-    `refusals` is told of every refused call (the metrics count them)."""
+    `refusals` is told of every refused call (the metrics count them). `share_port`: several
+    worker processes listen on the same address (SO_REUSEPORT; the kernel spreads connections
+    among them); otherwise a port already in use is an error."""
     server = grpc.aio.server(
         interceptors=[LoggingInterceptor(refusals)],
         options=[
@@ -151,6 +154,7 @@ def build_server(
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ],
     )
     for add in register:

@@ -171,6 +171,24 @@ def _link(row: asyncpg.Record) -> DocumentLink:
     )
 
 
+# Told at commit of every item acknowledged (ids, comma-separated): each worker process acks the
+# broker message its own streams hold for it, whichever process took the acknowledgement.
+ACKNOWLEDGED_CHANNEL = "exchange_acknowledged"
+# NOTIFY payloads stay under Postgres's 8,000 bytes: 36-character ids and their commas.
+_IDS_PER_NOTIFY = 200
+
+
+async def announce_settled(conn: Conn, item_ids: Sequence[str]) -> None:
+    """NOTIFY ACKNOWLEDGED_CHANNEL of `item_ids`, delivered when the caller's transaction
+    commits."""
+    for start in range(0, len(item_ids), _IDS_PER_NOTIFY):
+        await conn.execute(
+            "SELECT pg_notify($1, $2)",
+            ACKNOWLEDGED_CHANNEL,
+            ",".join(item_ids[start : start + _IDS_PER_NOTIFY]),
+        )
+
+
 async def _insert_arrivals(
     conn: Conn, arrivals: Sequence[tuple[uuid.UUID, StatusEntry]]
 ) -> dict[uuid.UUID, int]:
@@ -374,6 +392,17 @@ class PostgresLifecycleStore:
                 ],
                 receipts,
             )
+            # Acknowledged, or refused for good (withdrawn): no stream is to hold them any more.
+            await announce_settled(
+                conn,
+                list(
+                    dict.fromkeys(
+                        delivery_id
+                        for (delivery_id, _), result in zip(claims, results, strict=True)
+                        if result is not None
+                    )
+                ),
+            )
             if notices:
                 await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return results
@@ -413,6 +442,16 @@ class PostgresLifecycleStore:
                 """,
                 list(acknowledged),
                 now,
+            )
+            await announce_settled(
+                conn,
+                list(
+                    dict.fromkeys(
+                        notice_id
+                        for (notice_id, _), result in zip(claims, results, strict=True)
+                        if result is not None
+                    )
+                ),
             )
         return results
 

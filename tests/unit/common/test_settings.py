@@ -115,6 +115,8 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error() -> None:
         ("DOCAXIS_MAX_ATTACHMENT_BYTES", "-5", "DOCAXIS_MAX_ATTACHMENT_BYTES must be positive"),
         ("DOCAXIS_MAX_PUSHES", "0", "DOCAXIS_MAX_PUSHES must be positive"),
         ("DOCAXIS_MAX_PUSHES", "many", "DOCAXIS_MAX_PUSHES must be an integer"),
+        ("DOCAXIS_WORKERS", "0", "DOCAXIS_WORKERS must be 1 to 64"),
+        ("DOCAXIS_WORKERS", "two", "DOCAXIS_WORKERS must be an integer"),
         ("DOCAXIS_SHUTDOWN_GRACE_S", "soon", "DOCAXIS_SHUTDOWN_GRACE_S must be a number"),
         ("DOCAXIS_HEALTH_INTERVAL_S", "1s", "DOCAXIS_HEALTH_INTERVAL_S must be a number"),
         ("DOCAXIS_REROUTE_INTERVAL_S", "0", "DOCAXIS_REROUTE_INTERVAL_S must be"),
@@ -195,3 +197,13 @@ def test_the_ledger_export_needs_only_the_database() -> None:
     assert exporting.ledger_origin == DEFAULT_LEDGER_ORIGIN
     with pytest.raises(ConfigError, match="DOCAXIS_DATABASE_URL"):
         LedgerExportSettings.from_env({})
+
+
+def test_several_workers_need_a_fixed_port() -> None:
+    """Workers share one address: an ephemeral port (0) would give each its own."""
+    with pytest.raises(ConfigError, match="fixed port"):
+        Settings.from_env(with_env(DOCAXIS_WORKERS="2", DOCAXIS_GRPC_ADDRESS="127.0.0.1:0"))
+    settings = Settings.from_env(
+        with_env(DOCAXIS_WORKERS="2", DOCAXIS_GRPC_ADDRESS="127.0.0.1:50051")
+    )
+    assert (settings.workers, settings.worker_index) == (2, 0)

@@ -1,0 +1,83 @@
+"""`docaxis run` with two worker processes on one address (DOCAXIS_WORKERS=2)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+
+from tests.conftest import make_header
+from tests.e2e.conftest import register
+from tests.e2e.processes import AxisProcess
+from tests.infra import SuiteServices
+from tests.pki import SuitePki
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+ROUNDS = 8
+
+
+def own_connection(process: AxisProcess, pki: SuitePki, code: str) -> grpc.aio.Channel:
+    """A channel with a TCP connection of its own (gRPC otherwise shares one among channels
+    to the same address), so that the kernel picks a worker for it afresh."""
+    credentials = pki.tls(pki.agency(code).agency).channel_credentials()
+    return grpc.aio.secure_channel(
+        process.address, credentials, options=[("grpc.use_local_subchannel_pool", 1)]
+    )
+
+
+async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """A stream with a window of 1 gets its next item only once the previous one is settled.
+    Each item is acknowledged through a new connection, which the kernel gives to either
+    worker: were acknowledgements taken by the other worker not told to the stream's, the
+    stream would stall (with both workers serving, all eight landing on one has odds 1/128)."""
+    process = AxisProcess(
+        e2e_database_url,
+        services.amqp_url,
+        tmp_path,
+        ledger_key_file,
+        pki=pki,
+        extra_env={"DOCAXIS_WORKERS": "2"},
+    )
+    await process.start()
+    try:
+        # Both workers serve before the first connection is made.
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        sender, recipient = await register(process, 2)
+        async with process.client(sender) as s, process.client(recipient) as r:
+            sent = [
+                (
+                    await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+                ).receipt.document_uuid
+                for _ in range(ROUNDS)
+            ]
+            received = []
+            async with r.receive_stream(window=1) as stream:
+                items = aiter(stream)
+                for _ in range(ROUNDS):
+                    async with asyncio.timeout(15):
+                        item = await anext(items)
+                    received.append(item.delivery.document_uuid)
+                    async with own_connection(process, pki, recipient) as elsewhere:
+                        await pb_grpc.ExchangeServiceStub(elsewhere).Acknowledge(
+                            pb.AcknowledgeRequest(delivery_id=item.delivery.delivery_id),
+                            timeout=15,
+                        )
+            assert sorted(received) == sorted(sent)
+    finally:
+        code = await process.terminate()
+    logs = process.logs()
+    assert code == 0, logs
+    assert logs.count("server_stopped") == 2, logs  # both workers stopped cleanly
