@@ -420,11 +420,16 @@ class AgencyClient:
             )
         return TransportReceipt.from_json(response.receipt)
 
-    @staticmethod
     def manifest_sha256(
-        header: common_pb2.DocumentHeader, attachments: Sequence[common_pb2.AttachmentRef] = ()
+        self,
+        header: common_pb2.DocumentHeader,
+        attachments: Sequence[common_pb2.AttachmentRef] = (),
     ) -> str:
-        """The digest the signatures and the transport receipts attest."""
+        """The digest the signatures and the transport receipts attest, of the header as
+        ``submit`` sends it: with the official's name from the person certificate when the
+        header leaves it empty (so the same header gives the same digest here as in Submit)."""
+        if self._person is not None:
+            header = with_signer(header, self._person)
         return manifest_of(header, attachments).sha256_hex()
 
     @staticmethod

@@ -29,7 +29,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
 from docaxis_client.credentials import TlsCredentials, load_trust_bundle
-from docaxis_client.documents import verify_delivery, verify_transport_receipt, with_signer
+from docaxis_client.documents import verify_delivery, verify_transport_receipt
 from docaxis_client.receive import ReceiveStream, ReceiveStreamError
 from docaxis_client.trust.chain import Role, TrustStore
 from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_private
@@ -251,7 +251,6 @@ def _client(address: str, code: str, pki: DemoPki | None) -> AgencyClient:
 async def _demo(address: str, pki: DemoPki | None) -> None:
     trust = None if pki is None else pki.trust()
     sender = _client(address, SENDER, pki)
-    sender_person = None if pki is None else pki.person(SENDER, SIGNER)
     online = [_client(address, code, pki) for code in ONLINE]
     offline = _client(address, OFFLINE, pki)
     with tempfile.TemporaryDirectory(prefix="docaxis-demo-") as tmp:
@@ -326,9 +325,8 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
             raise DemoError("not every recipient acknowledged")
         if trust is not None:
             _say("6. the sender fetches each transport receipt and verifies it offline:")
-            # What was signed: the header with the official's name from the person certificate.
-            signed_header = with_signer(header, sender_person) if sender_person else header
-            manifest_sha256 = sender.manifest_sha256(signed_header, refs)
+            # Of the header as signed (the official's name from the person certificate).
+            manifest_sha256 = sender.manifest_sha256(header, refs)
             for route in receipt.routes:
                 transport = await sender.transport_receipt(route.delivery_id)
                 hub = verify_transport_receipt(

@@ -83,7 +83,8 @@ async def test_the_signer_name_comes_from_the_person_certificate(
     register_agencies: Register, clients: dict[str, AgencyClient], pki: SuitePki
 ) -> None:
     """A header without the official's name is completed from the certificate, signed with
-    it, accepted, and verifies at the recipient; the caller's header is left as it was."""
+    it, accepted, and verifies at the recipient; the caller's header is left as it was, and
+    the client's manifest digest of it is the one the transport receipt attests."""
     sender, recipient = await register_agencies(2)
     header = make_header(sender, [recipient])
     header.signer.full_name = ""
@@ -96,3 +97,6 @@ async def test_the_signer_name_comes_from_the_person_certificate(
     assert AgencyClient.verify(item.delivery, pki.trust()).person.full_name == SIGNER
     await clients[recipient].acknowledge(item.delivery.delivery_id)
     stream.cancel()
+    # The sender's digest of its own (nameless) header is the one signed and receipted.
+    receipt = await clients[sender].transport_receipt(item.delivery.delivery_id)
+    assert receipt.manifest_sha256 == clients[sender].manifest_sha256(header)

@@ -114,7 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         verify_transport_receipt(
             receipt,
             sender_tls.trust_store(),
-            manifest_sha256=AgencyClient.manifest_sha256(delivery.header, delivery.attachments),
+            manifest_sha256=sender.manifest_sha256(header, attachments),
             recipient=recipient.agency_code,
         )
         try:
