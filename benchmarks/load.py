@@ -17,8 +17,9 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from docaxis.common.v1 import common_pb2
@@ -28,6 +29,7 @@ from benchmarks.stack import SIGNER, BenchPki
 from benchmarks.stats import Percentiles, percentiles
 from docaxis_client.client import AgencyClient, Upload
 from docaxis_client.receive import ReceiveStreamError
+from docaxis_client.streams import AcknowledgingStream
 from docaxis_client.vietnam import VIETNAM
 
 ATTACHMENT_BYTES = 10 * 1024
@@ -37,12 +39,22 @@ RECIPIENTS_PER_DOCUMENT = 2
 # a larger one would take minutes.
 OVERLOAD_AGE_S = 3.0
 ACK_RETRIES = 3
+# Stream mode: copies a recipient may hold unacknowledged (the server's default is 32).
+STREAM_WINDOW = 256
+# Batch mode: acknowledgements wait this long for others to share their AcknowledgeBatch call.
+BATCH_LINGER_S = 0.005
+BATCH_MAX = 500
 
 
 class AckMode(enum.StrEnum):
-    """How recipients acknowledge: one unary Acknowledge per copy (what exists today)."""
+    """How recipients acknowledge each copy: `unary`, one Acknowledge call per copy pushed on
+    Receive; `batch`, one AcknowledgeBatch call for what arrived within a few milliseconds;
+    `stream`, on the ReceiveStream itself, counted as acknowledged once docaxis confirms it is
+    durable."""
 
     UNARY = "unary"
+    BATCH = "batch"
+    STREAM = "stream"
 
 
 @dataclass(slots=True)
@@ -135,6 +147,19 @@ def document_header(
         ),
         business_type=common_pb2.BUSINESS_TYPE_NEW,
     )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Copies a recipient has received and not yet acknowledged (batch mode)."""
+
+    client: AgencyClient
+    pending: list[str] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, delivery_id: str) -> None:
+        self.pending.append(delivery_id)
+        self.ready.set()
 
 
 class Workload:
@@ -331,26 +356,105 @@ class Workload:
 
     async def _receive(self, client: AgencyClient, subscribed: asyncio.Event) -> None:
         """One recipient's push stream, reopened if it breaks (close() cancels it)."""
+        if self._ack_mode is AckMode.STREAM:
+            await self._receive_acknowledging(client, subscribed)
+            return
+        batch = _Batch(client) if self._ack_mode is AckMode.BATCH else None
+        flusher = None if batch is None else asyncio.create_task(self._flush(batch))
+        try:
+            while True:
+                call = client.receive()
+                try:
+                    await call.subscribed()
+                    subscribed.set()
+                    async for item in call:
+                        if not item.HasField("delivery"):
+                            # A notice (none expected: bench recipients send nothing).
+                            notice = item.status if item.HasField("status") else item.recall
+                            await client.acknowledge_notice(notice.notice_id)
+                        elif self._arrived(item.delivery.delivery_id):
+                            if batch is None:
+                                self._spawn(self._acknowledge(client, item.delivery.delivery_id))
+                            else:
+                                batch.add(item.delivery.delivery_id)
+                except (grpc.aio.AioRpcError, ReceiveStreamError):
+                    if self._stopping:
+                        return
+                    self.stream_restarts += 1
+                    await asyncio.sleep(0.2)
+                finally:
+                    call.cancel()
+        finally:
+            if flusher is not None:
+                flusher.cancel()
+
+    async def _receive_acknowledging(self, client: AgencyClient, subscribed: asyncio.Event) -> None:
+        """ReceiveStream: each copy acknowledged on the stream as it arrives."""
         while True:
-            call = client.receive()
             try:
-                await call.subscribed()
-                subscribed.set()
-                async for item in call:
-                    if item.HasField("delivery"):
-                        self._arrived(client, item.delivery.delivery_id)
-                    else:  # a notice (none expected: bench recipients send nothing)
-                        notice = item.status if item.HasField("status") else item.recall
-                        await client.acknowledge_notice(notice.notice_id)
-            except (grpc.aio.AioRpcError, ReceiveStreamError):
+                async with client.receive_stream(window=STREAM_WINDOW) as stream:
+                    # The run's warm-up step makes sure the stream is attached before measuring.
+                    subscribed.set()
+                    async for item in stream:
+                        if not item.HasField("delivery"):
+                            stream.acknowledge(item)
+                            continue
+                        delivery_id = item.delivery.delivery_id
+                        if self._arrived(delivery_id):
+                            stream.acknowledge(item)
+                            self._spawn(self._confirmed(stream, delivery_id, time.monotonic()))
+            except grpc.aio.AioRpcError:
                 if self._stopping:
                     return
                 self.stream_restarts += 1
                 await asyncio.sleep(0.2)
-            finally:
-                call.cancel()
 
-    def _arrived(self, client: AgencyClient, delivery_id: str) -> None:
+    async def _confirmed(
+        self, stream: AcknowledgingStream, delivery_id: str, started: float
+    ) -> None:
+        try:
+            result = await stream.confirmed(delivery_id)
+        except grpc.aio.AioRpcError as exc:
+            # The stream broke first: the copy is pushed again on the next one.
+            self.tally.ack_errors[exc.code().name] += 1
+            return
+        if result.error:
+            self.tally.ack_errors["refused on the stream"] += 1
+        else:
+            self._acknowledged(delivery_id, started)
+
+    async def _flush(self, batch: _Batch) -> None:
+        """Sends what `batch` gathered, one AcknowledgeBatch call at a time."""
+        while True:
+            await batch.ready.wait()
+            await asyncio.sleep(BATCH_LINGER_S)
+            batch.ready.clear()
+            while batch.pending:
+                ids, batch.pending = batch.pending[:BATCH_MAX], batch.pending[BATCH_MAX:]
+                started = time.monotonic()
+                try:
+                    results = await batch.client.acknowledge_batch(
+                        [pb.AcknowledgeRequest(delivery_id=d) for d in ids]
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    self.tally.ack_errors[exc.code().name] += 1
+                    batch.pending[:0] = ids  # tried again
+                    await asyncio.sleep(0.1)
+                    continue
+                for delivery_id, result in zip(ids, results, strict=True):
+                    if result.error:
+                        self.tally.ack_errors["refused in a batch"] += 1
+                    else:
+                        self._acknowledged(delivery_id, started)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    def _arrived(self, delivery_id: str) -> bool:
+        """Records a pushed copy; False for one pushed again after its acknowledgement (a
+        duplicate: never acknowledged again, only counted)."""
         now = time.monotonic()
         copy = self.tally.copies.get(delivery_id)
         if copy is None:
@@ -361,14 +465,12 @@ class Workload:
                 self.tally.arrivals_before_route[delivery_id] = now
         elif copy.acknowledged is not None:
             self.tally.duplicates += 1
-            return
+            return False
         elif copy.arrived is not None:
             self.tally.redelivered += 1
         else:
             copy.arrived = now
-        task = asyncio.create_task(self._acknowledge(client, delivery_id))
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
+        return True
 
     async def _acknowledge(self, client: AgencyClient, delivery_id: str) -> None:
         for attempt in range(ACK_RETRIES):
@@ -380,10 +482,14 @@ class Workload:
                 if attempt + 1 < ACK_RETRIES:
                     await asyncio.sleep(0.1)
                 continue
-            done = time.monotonic()
-            copy = self.tally.copies.get(delivery_id)
-            if copy is None:  # its Submit has not answered yet
-                self.tally.acknowledged_before_route[delivery_id] = (done, (done - started) * 1e3)
-            else:
-                copy.acknowledged, copy.acknowledge_ms = done, (done - started) * 1000
+            self._acknowledged(delivery_id, started)
             return
+
+    def _acknowledged(self, delivery_id: str, started: float) -> None:
+        """Records that docaxis confirmed the copy's acknowledgement (sent at `started`)."""
+        done = time.monotonic()
+        copy = self.tally.copies.get(delivery_id)
+        if copy is None:  # its Submit has not answered yet
+            self.tally.acknowledged_before_route[delivery_id] = (done, (done - started) * 1e3)
+        else:
+            copy.acknowledged, copy.acknowledge_ms = done, (done - started) * 1000

@@ -49,6 +49,7 @@ class Target:
 class Report:
     mode: str
     ack_mode: str
+    workers: int | None
     step_s: float
     machine: dict[str, Any]
     # The mean of the ceilings measured before and after the load (each is in the JSON).
@@ -137,6 +138,7 @@ class Report:
             {
                 "mode": self.mode,
                 "ack_mode": self.ack_mode,
+                "workers": self.workers,
                 "step_s": self.step_s,
                 "machine": self.machine,
                 "ceilings": self.ceilings.as_dict(),
@@ -177,6 +179,7 @@ class Report:
     def text(self) -> str:
         lines = [
             f"docaxis bench ({self.mode}; {self.ack_mode} acknowledgements; "
+            f"{self.workers or 'default'} docaxis workers; "
             f"load average {self.machine.get('load_average_start')} at start, "
             f"{self.machine.get('load_average_end')} at the end, "
             f"{self.machine.get('cores')} cores)",

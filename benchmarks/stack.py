@@ -206,6 +206,8 @@ class Axis:
         port: int,
         workdir: Path,
         agencies_csv: Path,
+        *,
+        workers: int | None = None,
     ) -> None:
         self.address = f"127.0.0.1:{port}"
         self.pki = pki
@@ -225,6 +227,7 @@ class Axis:
             "DOCAXIS_AMQP_URL": amqp_url,
             "DOCAXIS_LEDGER_KEY_FILE": str(ledger_key),
             "DOCAXIS_LOG_LEVEL": "WARNING",
+            **({} if workers is None else {"DOCAXIS_WORKERS": str(workers)}),
         }
         self._command = [
             str(DOCAXIS),

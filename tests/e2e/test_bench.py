@@ -17,12 +17,17 @@ from tests.infra import REPO, SuiteServices
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--ack-mode", "stream", "--workers", "2")],
+    ids=["unary-acknowledgements", "stream-acknowledgements-two-workers"],
+)
 def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
-    services: SuiteServices, tmp_path: Path
+    services: SuiteServices, tmp_path: Path, options: tuple[str, ...]
 ) -> None:
     """The bench drives a real `docaxis run` over mutual TLS: every target is reported with PASS
     or MISS, every ceiling and step has figures, the circular is fully acknowledged, the ledger
-    verifies, and nothing is lost or duplicated."""
+    verifies, and nothing is lost or duplicated, whichever way the recipients acknowledge."""
     report_path, plot_path = tmp_path / "report.json", tmp_path / "latency.png"
     result = subprocess.run(
         [
@@ -34,6 +39,7 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
             str(report_path),
             "--plot",
             str(plot_path),
+            *options,
         ],
         cwd=REPO,
         env={
