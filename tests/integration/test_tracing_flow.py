@@ -9,12 +9,15 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
+from docaxis.exchange.v1 import admin_service_pb2 as apb
+from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from opentelemetry.sdk.trace import ReadableSpan
 
 from docaxis_client.client import AgencyClient
 from docaxis_client.receive import ReceiveStream
 from tests.conftest import Register, make_header
+from tests.pki import SuitePki
 from tests.tracing import span_exporter
 from tests.waiting import eventually
 
@@ -54,7 +57,7 @@ def span_id(span: ReadableSpan) -> int:
 
 
 async def test_one_documents_trace_runs_from_submit_to_the_senders_status_01(
-    register_agencies: Register, clients: dict[str, AgencyClient]
+    register_agencies: Register, clients: dict[str, AgencyClient], axis: str, pki: SuitePki
 ) -> None:
     exporter = span_exporter()
     exporter.clear()
@@ -103,4 +106,10 @@ async def test_one_documents_trace_runs_from_submit_to_the_senders_status_01(
     assert parent_of(publish_notice) == span_id(submitted)
     assert parent_of(push_notice) == span_id(publish_notice)
     assert notice_acknowledged is not copy_acknowledged
+    # The admin console's document page shows that trace's id.
+    async with pki.channel(axis, pki.admin_certificate) as channel:
+        timeline = await apb_grpc.AdminServiceStub(channel).GetDocumentTimeline(
+            apb.GetDocumentTimelineRequest(document_uuid=document_uuid), timeout=30
+        )
+    assert timeline.trace_id == f"{trace_id:032x}"
     exporter.clear()  # the spans of the tests after this one need not be kept

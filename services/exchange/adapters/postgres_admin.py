@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from services.common import tracing
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
     stage_delivery_messages,
@@ -232,6 +233,12 @@ class PostgresAdminStore:
             await stage_ledger_events(conn, decided.events)
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return resend
+
+    async def trace_id(self, document_uuid: str) -> str:
+        traceparent = await self._pool.fetchval(
+            "SELECT traceparent FROM exchange.document WHERE uuid = $1", uuid.UUID(document_uuid)
+        )
+        return tracing.trace_id_of(traceparent)
 
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         rows = await self._pool.fetch(_RESENDS_SQL, [uuid.UUID(d) for d in delivery_ids])

@@ -164,6 +164,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 in_reply_to=[link_to_pb(link) for link in timeline.in_reply_to],
                 replies=[link_to_pb(link) for link in timeline.replies],
                 resends=[resend_to_pb(r) for r in timeline.resends],
+                trace_id=timeline.trace_id,
             )
 
     async def ListDeadLetters(

@@ -79,6 +79,7 @@ class Timeline:
     in_reply_to: list[DocumentLink]
     replies: list[DocumentLink]
     resends: list[Resend]
+    trace_id: str = ""
 
 
 def parse_code(raw: str, problems: list[FieldViolation]) -> tuple[str | None, str | None]:
@@ -195,7 +196,8 @@ class AdminHandlers:
         # An administrator sees every linked document, not only one agency's.
         in_reply_to, replies = await self._lifecycle.links(document_uuid, None)
         resends = await self._store.resends([r.delivery_id for r in track.recipients])
-        return Timeline(track, lifecycles, in_reply_to, replies, resends)
+        trace_id = await self._store.trace_id(document_uuid)
+        return Timeline(track, lifecycles, in_reply_to, replies, resends, trace_id)
 
     async def dead_letters(
         self, caller: Caller, agency: str, page_size: int, page_token: str

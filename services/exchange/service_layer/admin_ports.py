@@ -118,6 +118,10 @@ class AdminStore(Protocol):
         nothing, when the copy is not dead-lettered."""
         ...
 
+    async def trace_id(self, document_uuid: str) -> str:
+        """The trace id of the document's path, "" when none was recorded."""
+        ...
+
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         """The resends of these copies, oldest first."""
         ...

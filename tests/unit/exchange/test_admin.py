@@ -103,6 +103,9 @@ class FakeAdminStore:
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         return []
 
+    async def trace_id(self, document_uuid: str) -> str:
+        return ""
+
 
 @pytest.fixture
 def admin_store() -> FakeAdminStore:

@@ -17,9 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import i18n
-from gateway.admin.app import Console, Page, _safe_next, vietnam_time
+from gateway.admin.app import Console, Page, _environment, _safe_next, vietnam_time
 from gateway.admin.charts import Series, bar_chart
-from gateway.admin.pages import DELIVERY_STATES, KIND_NAMES, STALLED_STEPS, STATUS_CODES, documents
+from gateway.admin.pages import (
+    BUSINESS_TYPES,
+    DELIVERY_STATES,
+    KIND_NAMES,
+    RECALL_NAMES,
+    STALLED_STEPS,
+    STATUS_CODES,
+    documents,
+    status_code,
+)
 from gateway.admin.session import Session, SessionSigner
 from gateway.auth import Administrator
 from gateway.problems import Problem
@@ -213,3 +222,33 @@ async def test_a_bad_search_filter_is_refused_before_any_call(query: dict[str, s
         await documents(cast(Console, console), _page(query))
     assert refused.value.status == 400
     assert console.sent == []
+
+
+def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
+    """The document page's HTML as the console renders it (English, nobody signed in)."""
+    return (
+        _environment()
+        .get_template("document.html")
+        .render(
+            t=i18n.Translator(i18n.Language.EN),
+            lang="en",
+            switch_url="",
+            path="/admin/documents/x",
+            admin=None,
+            csrf="",
+            timeline=timeline,
+            proof=SimpleNamespace(state="none", events=[]),
+            state_name=DELIVERY_STATES,
+            status_code=status_code,
+            recall_name=RECALL_NAMES,
+            business_type=BUSINESS_TYPES,
+        )
+    )
+
+
+def test_the_document_page_shows_the_trace_id_when_there_is_one() -> None:
+    """The trace id to look the document's path up in the tracing tool; no row without one."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    shown = _document_page(apb.GetDocumentTimelineResponse(trace_id=trace_id))
+    assert re.search(rf'<dt>Trace id</dt><dd><code id="trace-id">{trace_id}</code></dd>', shown)
+    assert "trace-id" not in _document_page(apb.GetDocumentTimelineResponse())

@@ -288,6 +288,11 @@ class GetDocumentTimelineResponse(_message.Message):
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
     RESENDS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    trace_id: _builtins.str
+    """The W3C trace id (32 hex digits) of the document's path: its Submit, and the publish, push
+    and acknowledgement of every copy and notice. Empty when tracing was off at submission.
+    """
     @_builtins.property
     def document(self) -> Global___DocumentSummary: ...
     @_builtins.property
@@ -322,10 +327,11 @@ class GetDocumentTimelineResponse(_message.Message):
         in_reply_to: _abc.Iterable[_exchange_service_pb2.DocumentLink] | None = ...,
         replies: _abc.Iterable[_exchange_service_pb2.DocumentLink] | None = ...,
         resends: _abc.Iterable[Global___DeadLetterResend] | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
