@@ -1,4 +1,4 @@
-"""Building a gRPC aio server with health, reflection and the logging interceptor."""
+"""Building a gRPC aio server with health, reflection, and the logging and text interceptors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import tracing
-from services.common.grpc_errors import refusal_reason
+from services.common.errors import FieldViolation, ValidationError
+from services.common.grpc_errors import abort_with_domain_error, refusal_reason
+from services.common.text import control_character
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +133,79 @@ def _logged(
     return grpc.stream_stream_rpc_method_handler(stream, **codec)
 
 
+class ControlCharacterInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses a request whose text holds a control character (services/common/text.py) with
+    VALIDATION and every offending field named, before any servicer or store sees it. Requests
+    that stream carry no free text (upload chunks), so unary requests are the ones checked."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
+            return handler
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            # The stubs type handlers as synchronous; on an aio server they are coroutines.
+            unary: Any = handler.unary_unary
+
+            async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await _refuse_control_characters(request, context)
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(call, **codec)
+        streaming: Any = handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await _refuse_control_characters(request, context)
+            async for response in streaming(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(stream, **codec)
+
+
+async def _refuse_control_characters(
+    request: object, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    if not isinstance(request, Message):
+        return  # a handler without a protobuf codec (raw bytes): nothing to walk
+    problems = control_problems(request)
+    if problems:
+        await abort_with_domain_error(
+            context, ValidationError("control characters in the request's text", problems)
+        )
+
+
+def control_problems(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """Every string of `message` (nested messages, repeated fields and maps included) that holds
+    a control character, named by its path as the BadRequest field is: `header.subject`,
+    `attachments[1].name`."""
+    problems: list[FieldViolation] = []
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            items = [(f"{path}[{key!r}]", key) for key in value] + [
+                (f"{path}[{key!r}]", item) for key, item in value.items()
+            ]
+        elif field.is_repeated:
+            items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+        else:
+            items = [(path, value)]
+        for where, item in items:
+            if isinstance(item, Message):
+                problems += control_problems(item, f"{where}.")
+            elif isinstance(item, str) and (found := control_character(item)) is not None:
+                problems.append(FieldViolation(where, f"contains the control character {found}"))
+    return problems
+
+
 def build_server(
     address: str,
     register: Iterable[Callable[[grpc.aio.Server], None]],
@@ -145,7 +221,8 @@ def build_server(
     worker processes listen on the same address (SO_REUSEPORT; the kernel spreads connections
     among them); otherwise a port already in use is an error."""
     server = grpc.aio.server(
-        interceptors=[LoggingInterceptor(refusals)],
+        # Logging first: it sees (and counts) the refusals of the interceptors after it.
+        interceptors=[LoggingInterceptor(refusals), ControlCharacterInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -19,6 +19,7 @@ from docaxis_client.trust.manifest import Manifest
 from docaxis_client.vietnam import VIETNAM as VIETNAM
 from docaxis_client.vietnam import today_in_vietnam as today_in_vietnam
 from services.common.errors import FieldViolation, ValidationError
+from services.common.text import control_character
 
 MAX_CODE_NUMBER = 11
 MAX_CODE_NOTATION = 30
@@ -32,6 +33,12 @@ MAX_TO_PLACES_TOTAL = 1000
 MAX_RECIPIENTS = 5000
 MAX_ATTACHMENTS = 100
 MAX_CONSIGNMENT_ID = 128
+MAX_ATTACHMENT_NAME = 255  # a file name, as most file systems allow
+MAX_ATTACHMENT_DESCRIPTION = 1000
+# RFC 6838 §4.2: type-name "/" subtype-name, each a restricted-name of 1 to 127 characters (so
+# at most 255 in all); no parameters.
+_RESTRICTED_NAME = "[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: $ would accept a final \n
 _CONSIGNMENT = re.compile(r"[\x21-\x7e]+")
 
@@ -280,10 +287,17 @@ def submission_problems(
         problems.append(FieldViolation("attachments", f"at most {MAX_ATTACHMENTS}"))
     for index, attachment in enumerate(submission.attachments):
         field = f"attachments[{index}]"
-        if not attachment.name:
-            problems.append(FieldViolation(f"{field}.name", "required"))
-        if not attachment.media_type:
-            problems.append(FieldViolation(f"{field}.media_type", "required"))
+        if (why := attachment_name_problem(attachment.name)) is not None:
+            problems.append(FieldViolation(f"{field}.name", why))
+        if (why := media_type_problem(attachment.media_type)) is not None:
+            problems.append(FieldViolation(f"{field}.media_type", why))
+        _check_length(
+            problems,
+            f"{field}.description",
+            attachment.description,
+            MAX_ATTACHMENT_DESCRIPTION,
+            required=False,
+        )
         if not _SHA256_HEX.fullmatch(attachment.sha256):
             problems.append(FieldViolation(f"{field}.sha256", "64 lowercase hex digits"))
         if attachment.size <= 0:
@@ -295,6 +309,32 @@ def submission_problems(
                 )
             )
     return problems
+
+
+def attachment_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an attachment's file name, or None. Recipients save attachments
+    under these names: one bounded line, a name and not a path (issue 17, finding 6)."""
+    if not name:
+        return "required"
+    if len(name) > MAX_ATTACHMENT_NAME:
+        return f"at most {MAX_ATTACHMENT_NAME} characters, got {len(name)}"
+    if "/" in name or "\\" in name:
+        return "a file name, without path separators ('/' or '\\')"
+    if (found := control_character(name, one_line=True)) is not None:
+        return f"contains the control character {found}"
+    if not name.strip(" ."):
+        return "a file name, not only dots and spaces"
+    return None
+
+
+def media_type_problem(media_type: str) -> str | None:
+    """Why `media_type` is not a type/subtype of the RFC 6838 grammar, or None."""
+    if not media_type:
+        return "required"
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        shown = media_type if len(media_type) <= 60 else media_type[:60] + "…"
+        return f"{shown!r} is not a media type (type/subtype, RFC 6838)"
+    return None
 
 
 def validate_submission(

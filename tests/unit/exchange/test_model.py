@@ -13,6 +13,8 @@ from docaxis_client.trust.document import DocumentIdParts, parse_document_id
 from services.common.errors import ValidationError
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import (
+    MAX_ATTACHMENT_DESCRIPTION,
+    MAX_ATTACHMENT_NAME,
     MAX_ATTACHMENTS,
     MAX_CODE_NOTATION,
     MAX_CODE_NUMBER,
@@ -28,7 +30,9 @@ from services.exchange.domain.model import (
     BusinessType,
     Header,
     Submission,
+    attachment_name_problem,
     document_id_of,
+    media_type_problem,
     nfc,
     submission_problems,
     validate_submission,
@@ -241,6 +245,82 @@ def test_attachment_references_are_checked_field_by_field() -> None:
         "attachments[0].size",
         "attachments[1].sha256",
         "attachments[1].size",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cv.pdf",
+        "Công văn số 12 (bản chính).pdf",
+        "x" * MAX_ATTACHMENT_NAME,
+        ".hidden",
+    ],
+)
+def test_a_file_name_is_accepted(name: str) -> None:
+    assert attachment_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "required"),
+        ("../../etc/passwd", "path separators"),
+        ("C:\\Windows\\win.ini", "path separators"),
+        ("a\r\nb.pdf", "U+000D"),
+        ("tab\there.pdf", "U+0009"),
+        ("nul\x00.pdf", "U+0000"),
+        ("bidi\u2028.pdf", "U+2028"),
+        ("x" * (MAX_ATTACHMENT_NAME + 1), "at most 255"),
+        ("..", "only dots"),
+        (" . ", "only dots"),
+    ],
+)
+def test_a_name_that_is_not_one_bounded_file_name_is_refused(name: str, why: str) -> None:
+    problem = attachment_name_problem(name)
+    assert problem is not None
+    assert why in problem
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "image/svg+xml",
+        "Application/PDF",
+        "a" * 127 + "/" + "b" * 127,
+    ],
+)
+def test_an_rfc_6838_media_type_is_accepted(media_type: str) -> None:
+    assert media_type_problem(media_type) is None
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "",
+        "pdf",
+        "application/",
+        "/pdf",
+        "application/pdf; charset=binary",
+        "text/html\r\nX-Injected: 1",
+        "application/-pdf",
+        "a" * 128 + "/pdf",
+        "application/" + "x" * 1_000_000,
+        "application/pdf/x",
+    ],
+)
+def test_anything_else_is_not_a_media_type(media_type: str) -> None:
+    problem = media_type_problem(media_type)
+    assert problem is not None
+    assert len(problem) < 120  # a huge value is not echoed back whole
+
+
+def test_an_attachment_description_is_bounded() -> None:
+    long = dataclasses.replace(ATTACHMENT, description="d" * (MAX_ATTACHMENT_DESCRIPTION + 1))
+    assert problems(dataclasses.replace(VALID, attachments=(long,))) == [
+        "attachments[0].description"
     ]
 
 
