@@ -209,6 +209,7 @@ async def serve(
                 Limits(
                     max_attachment_bytes=settings.max_attachment_bytes,
                     max_pushes=settings.max_pushes,
+                    upload_quota_bytes=settings.upload_quota_bytes,
                 ),
                 signatures=security.signature_policy(),
                 hub=security.hub,

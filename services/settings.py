@@ -12,6 +12,7 @@ from typing import Self
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
 from services.directory.domain.codes import CodeForm, parse_forms
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
+from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
@@ -40,6 +41,8 @@ class Settings:
     reroute_interval_s: float = 30.0
     # An unfinished resumable upload untouched this long is deleted with its chunks.
     upload_ttl_s: float = 7 * 86400.0
+    # Bytes an agency may hold in uploads no document uses (until they expire after the TTL).
+    upload_quota_bytes: int = DEFAULT_UPLOAD_QUOTA_BYTES
     code_forms: frozenset[CodeForm] = frozenset({CodeForm.QCVN102, CodeForm.QD20})
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
@@ -102,6 +105,9 @@ class Settings:
             max_pushes=read_int(env, "DOCAXIS_MAX_PUSHES", DEFAULT_MAX_PUSHES),
             reroute_interval_s=read_float(env, "DOCAXIS_REROUTE_INTERVAL_S", 30.0),
             upload_ttl_s=read_float(env, "DOCAXIS_UPLOAD_TTL_S", 7 * 86400.0),
+            upload_quota_bytes=read_int(
+                env, "DOCAXIS_UPLOAD_QUOTA_BYTES", DEFAULT_UPLOAD_QUOTA_BYTES
+            ),
             code_forms=forms,
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
@@ -128,6 +134,11 @@ class Settings:
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
             raise ConfigError("DOCAXIS_MAX_ATTACHMENT_BYTES must be positive")
+        if settings.upload_quota_bytes < settings.max_attachment_bytes:
+            raise ConfigError(
+                "DOCAXIS_UPLOAD_QUOTA_BYTES must allow at least one attachment of "
+                "DOCAXIS_MAX_ATTACHMENT_BYTES"
+            )
         if settings.max_pushes <= 0:
             raise ConfigError("DOCAXIS_MAX_PUSHES must be positive")
         if not 1 <= settings.workers <= 64:

@@ -31,10 +31,12 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.quota import check_upload_quota
 from services.exchange.domain.statuses import RecallState
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AgencyView,
+    AttachmentsGoneError,
     DeadLetter,
     DeliveryRecord,
     DocumentTrack,
@@ -369,7 +371,7 @@ class FakeDocumentStore:
             raise DuplicateDocumentError(self._new_document_uuid(receipt.document_id))
         for attachment in submission.attachments:
             if attachment.sha256 not in self.blobs:
-                raise ConstraintViolation(f"no blob {attachment.sha256} (foreign key)")
+                raise AttachmentsGoneError  # the foreign key to exchange.blob
         recipients = [route.effective_recipient for route in receipt.routes]
         if len(set(recipients)) != len(recipients):
             raise ConstraintViolation("two copies for one recipient (one_copy_per_recipient)")
@@ -526,7 +528,9 @@ class FakeDocumentStore:
             delivery.transport_receipt = receipt
         return delivery.transport_receipt
 
-    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+    async def store_blob(
+        self, owner: str, sha256: str, chunks: AsyncIterator[bytes], quota: int | None = None
+    ) -> None:
         exists = sha256 in self.blobs
         stored: list[tuple[int, bytes]] = []
         offset = 0
@@ -535,6 +539,8 @@ class FakeDocumentStore:
             if not exists:
                 stored.append((offset, bytes(chunk)))
             offset += len(chunk)
+        if (sha256, owner) not in self.blob_owners:
+            check_upload_quota(owner, self._unused_bytes(owner, sha256), offset, quota)
         if not exists:
             if offset <= 0:
                 raise ConstraintViolation("a blob has at least one byte (check size > 0)")
@@ -555,8 +561,25 @@ class FakeDocumentStore:
             yield position, data[position - start :] if position > start else data
             position = start + len(data)
 
+    async def unused_upload_bytes(self, agency: str, except_sha256: str) -> int:
+        return self._unused_bytes(agency, except_sha256)
+
+    def _unused_bytes(self, agency: str, except_sha256: str) -> int:
+        used = {a.sha256 for d in self.documents.values() for a in d.attachments}
+        held = sum(
+            self.blobs[sha256].size
+            for sha256, owner in self.blob_owners
+            if owner == agency and sha256 != except_sha256 and sha256 not in used
+        )
+        reserved = sum(
+            u.size
+            for u in self.uploads.values()
+            if u.agency == agency and not u.complete and u.sha256 != except_sha256
+        )
+        return held + reserved
+
     async def begin_upload(
-        self, agency: str, sha256: str, size: int, new_upload_id: str
+        self, agency: str, sha256: str, size: int, new_upload_id: str, quota: int | None = None
     ) -> UploadState:
         for state in self.uploads.values():
             if (state.agency, state.sha256, state.size) == (agency, sha256, size) and (
@@ -569,6 +592,8 @@ class FakeDocumentStore:
         if upload_id in self.uploads:
             raise ConstraintViolation(f"upload {upload_id} exists (primary key)")
         owned = (sha256, agency) in self.blob_owners and self.blobs[sha256].size == size
+        if not owned:
+            check_upload_quota(agency, self._unused_bytes(agency, sha256), size, quota)
         state = UploadState(
             upload_id=upload_id,
             agency=agency,

@@ -92,6 +92,10 @@ class RejectedError(DomainError):
     """The request is well-formed but cannot be accepted in the current state of the world."""
 
 
+class QuotaExceededError(DomainError):
+    """The caller has used up an allowance; it may try again once it has freed some."""
+
+
 class UnauthenticatedError(DomainError):
     reason = "UNAUTHENTICATED"
 

@@ -24,6 +24,7 @@ and every other resolution of a monitoring credential is a refusal.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import hashlib
@@ -117,6 +118,11 @@ class CallerResolver(Protocol):
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         """`resolve`, and an agency must also be registered and open in the directory
         (PermissionDeniedError with reason NOT_REGISTERED otherwise)."""
+        ...
+
+    async def credentials_changed(self) -> None:
+        """Returns when what `resolve` answers may have changed (revocations reloaded), for a
+        long-lived stream to resolve its caller again; never where nothing can change."""
         ...
 
     def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
@@ -257,6 +263,9 @@ class HeaderCallerResolver:
 
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
+
+    async def credentials_changed(self) -> None:
+        await asyncio.Event().wait()  # header identities are never revoked
 
     def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         headers = _text_headers(ctx)
@@ -424,6 +433,9 @@ class TlsCallerResolver:
 
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
+
+    async def credentials_changed(self) -> None:
+        await self._trust.changed()
 
     @staticmethod
     def _identity(leaf: x509.Certificate, subject: str, serial: str) -> Caller:

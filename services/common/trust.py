@@ -7,6 +7,7 @@ store at once, so a certificate revoked anywhere is refused by the next call tha
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class TrustRegistry:
             self.check_crl(crl)
         self._static = tuple(static_crls)
         self._generation = 0
+        # Set (and replaced) at each change of the revocations, for those waiting on `changed`.
+        self._changed = asyncio.Event()
         self._store = self._build(())
 
     @classmethod
@@ -121,6 +124,10 @@ class TrustRegistry:
     def generation(self) -> int:
         """Increases whenever the revocations change (callers key caches on it)."""
         return self._generation
+
+    async def changed(self) -> None:
+        """Returns once the revocations next change (an open stream then checks its caller)."""
+        await self._changed.wait()
 
     def roots_pem(self) -> bytes:
         return pem_of(self._roots)
@@ -165,6 +172,8 @@ class TrustRegistry:
             usable.append(crl)
         self._store = self._build(usable)
         self._generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
         log.info("revocations_loaded", crls=len(usable) + len(self._static))
 
     def _build(self, crls: Sequence[x509.CertificateRevocationList]) -> TrustStore:

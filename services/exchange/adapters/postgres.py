@@ -13,7 +13,11 @@ from docaxis.exchange.v1 import events_pb2
 from services.common import tracing
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres_copies import LockedCopy, lock_copies, save_copies
-from services.exchange.adapters.postgres_uploads import PostgresUploads, publish_blob
+from services.exchange.adapters.postgres_uploads import (
+    PostgresUploads,
+    check_quota,
+    publish_blob,
+)
 from services.exchange.adapters.rabbit import OutboundMessage
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
@@ -29,6 +33,7 @@ from services.exchange.domain.model import (
 )
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    AttachmentsGoneError,
     DeadLetter,
     DeliveryRecord,
     DocumentTrack,
@@ -302,17 +307,20 @@ class PostgresDocumentStore(PostgresUploads):
                 raise DuplicateDocumentError(
                     await self._new_document_uuid(receipt.document_id)
                 ) from exc
-            await conn.executemany(
-                """
-                INSERT INTO exchange.document_attachment
-                    (document_uuid, position, name, media_type, size, sha256, description)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """,
-                [
-                    (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
-                    for i, a in enumerate(submission.attachments)
-                ],
-            )
+            try:
+                await conn.executemany(
+                    """
+                    INSERT INTO exchange.document_attachment
+                        (document_uuid, position, name, media_type, size, sha256, description)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    """,
+                    [
+                        (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
+                        for i, a in enumerate(submission.attachments)
+                    ],
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise AttachmentsGoneError from exc
             await conn.executemany(
                 """
                 INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
@@ -552,7 +560,9 @@ class PostgresDocumentStore(PostgresUploads):
             raise ValueError(f"delivery {delivery_id} is not acknowledged")
         return stored
 
-    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+    async def store_blob(
+        self, owner: str, sha256: str, chunks: AsyncIterator[bytes], quota: int | None = None
+    ) -> None:
         storage_id = uuid.uuid4()
         async with self._pool.acquire() as conn:
             exists = await conn.fetchval("SELECT size FROM exchange.blob WHERE sha256 = $1", sha256)
@@ -572,6 +582,13 @@ class PostgresDocumentStore(PostgresUploads):
                             chunk,
                         )
                     offset += len(chunk)
+                held = await conn.fetchval(
+                    "SELECT true FROM exchange.blob_owner WHERE sha256 = $1 AND agency = $2",
+                    sha256,
+                    owner,
+                )
+                if not held:  # new bytes for this agency: within its quota
+                    await check_quota(conn, owner, sha256, offset, quota)
                 # A concurrent upload of the same content may have won: publish_blob keeps one.
                 await publish_blob(conn, sha256, offset, storage_id, owner)
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from services.common.postgres import Conn
+from services.exchange.domain.quota import check_upload_quota
 from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
 
 _COLUMNS = "id, agency, sha256, size, committed_size, completed_at"
@@ -53,11 +54,47 @@ async def publish_blob(
     )
     if not inserted:
         await conn.execute("DELETE FROM exchange.blob_chunk WHERE storage_id = $1", storage_id)
+    # Proved again: the ownership's age (the upload sweeper's clock) starts over.
     await conn.execute(
-        "INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        """
+        INSERT INTO exchange.blob_owner (sha256, agency) VALUES ($1, $2)
+        ON CONFLICT (sha256, agency) DO UPDATE SET owned_at = now()
+        """,
         sha256,
         owner,
     )
+
+
+async def check_quota(conn: Conn, agency: str, sha256: str, size: int, quota: int | None) -> None:
+    """In the caller's transaction, serialised per agency until it commits: raises
+    UploadQuotaExceededError when `size` more bytes of `sha256` would take the agency past
+    `quota` (quota.check_upload_quota decides)."""
+    if quota is None:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"quota:{agency}")
+    check_upload_quota(agency, await _unused_bytes(conn, agency, sha256), size, quota)
+
+
+async def _unused_bytes(conn: Conn, agency: str, except_sha256: str) -> int:
+    """The bytes of the agency's completed uploads no document uses, and those declared by its
+    unfinished uploads, `except_sha256` left out."""
+    total: int = await conn.fetchval(
+        """
+        SELECT (
+            SELECT coalesce(sum(b.size), 0) FROM exchange.blob_owner o
+            JOIN exchange.blob b ON b.sha256 = o.sha256
+            WHERE o.agency = $1 AND o.sha256 <> $2
+                AND NOT EXISTS (SELECT 1 FROM exchange.document_attachment a
+                                WHERE a.sha256 = o.sha256)
+        ) + (
+            SELECT coalesce(sum(u.size), 0) FROM exchange.upload u
+            WHERE u.agency = $1 AND u.completed_at IS NULL AND u.sha256 <> $2
+        )
+        """,
+        agency,
+        except_sha256,
+    )
+    return int(total)
 
 
 class PostgresUploads:
@@ -66,7 +103,7 @@ class PostgresUploads:
     _pool: asyncpg.Pool
 
     async def begin_upload(
-        self, agency: str, sha256: str, size: int, new_upload_id: str
+        self, agency: str, sha256: str, size: int, new_upload_id: str, quota: int | None = None
     ) -> UploadState:
         async with self._pool.acquire() as conn, conn.transaction():
             # Serialises concurrent begins of the same content by the same agency.
@@ -94,6 +131,15 @@ class PostgresUploads:
                 size,
                 agency,
             )
+            if owned is None:  # new bytes: reserved by the upload's row, within the quota
+                await check_quota(conn, agency, sha256, size, quota)
+            else:
+                await conn.execute(
+                    "UPDATE exchange.blob_owner SET owned_at = now() "
+                    "WHERE sha256 = $1 AND agency = $2",
+                    sha256,
+                    agency,
+                )
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO exchange.upload (id, agency, sha256, size, storage_id, committed_size,
@@ -111,6 +157,10 @@ class PostgresUploads:
             )
         assert row is not None
         return _state(row)
+
+    async def unused_upload_bytes(self, agency: str, except_sha256: str) -> int:
+        async with self._pool.acquire() as conn:
+            return await _unused_bytes(conn, agency, except_sha256)
 
     async def upload(self, upload_id: str) -> UploadState | None:
         row = await self._pool.fetchrow(
@@ -200,7 +250,8 @@ class PostgresUploads:
 
 
 class PostgresAbandonedUploads:
-    """Deletes unfinished uploads nobody has touched for a while, with their chunks."""
+    """Deletes unfinished uploads nobody has touched for a while, and completed ones no
+    document uses, with their chunks."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -231,3 +282,54 @@ class PostgresAbandonedUploads:
             discarded += len(rows)
             if len(rows) < batch:
                 return discarded
+
+    async def discard_orphan_blobs(self, idle_since: dt.datetime, batch: int = 500) -> int:
+        discarded = 0
+        while True:
+            try:
+                storage_ids = await self._discard_orphans(idle_since, batch)
+            except asyncpg.ForeignKeyViolationError:
+                # A document took one of them between the check and the delete: this round is
+                # rolled back, and the next sweep finds the others again.
+                return discarded
+            discarded += len(storage_ids)
+            if len(storage_ids) < batch:
+                return discarded
+
+    async def _discard_orphans(self, idle_since: dt.datetime, batch: int) -> list[uuid.UUID]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # No document uses them and nobody proved to hold them since `idle_since`. SKIP
+            # LOCKED: a submission inserting a reference holds a lock on the blob; should one
+            # commit in between anyway, the foreign key refuses the delete.
+            rows = await conn.fetch(
+                """
+                SELECT b.sha256, b.storage_id FROM exchange.blob b
+                WHERE b.created_at < $1
+                    AND NOT EXISTS (SELECT 1 FROM exchange.document_attachment a
+                                    WHERE a.sha256 = b.sha256)
+                    AND NOT EXISTS (SELECT 1 FROM exchange.blob_owner o
+                                    WHERE o.sha256 = b.sha256 AND o.owned_at >= $1)
+                ORDER BY b.created_at LIMIT $2
+                FOR UPDATE SKIP LOCKED
+                """,
+                idle_since,
+                batch,
+            )
+            if not rows:
+                return []
+            hashes = [row["sha256"] for row in rows]
+            storage_ids: list[uuid.UUID] = [row["storage_id"] for row in rows]
+            await conn.execute(
+                "DELETE FROM exchange.blob_owner WHERE sha256 = ANY($1::text[])", hashes
+            )
+            # Their completed uploads go too: GetUpload then says NOT_FOUND, not complete.
+            await conn.execute(
+                "DELETE FROM exchange.upload WHERE sha256 = ANY($1::text[]) "
+                "AND completed_at IS NOT NULL",
+                hashes,
+            )
+            await conn.execute("DELETE FROM exchange.blob WHERE sha256 = ANY($1::text[])", hashes)
+            await conn.execute(
+                "DELETE FROM exchange.blob_chunk WHERE storage_id = ANY($1::uuid[])", storage_ids
+            )
+        return storage_ids

@@ -56,6 +56,7 @@ from services.exchange.entrypoints.streams import (
     acknowledgement_result,
     count_acknowledged,
     stop,
+    unless_revoked,
     window_of,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
@@ -211,11 +212,16 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 # Attached to the queue: tell the DMS, so that it need not guess when to send.
                 await context.send_initial_metadata(((SUBSCRIBED_HEADER, "true"),))
                 try:
-                    while batch := await inbox.batch(DEFAULT_WINDOW):
-                        # Checked again before every batch (cached, so cheap): a certificate
-                        # revoked while its stream is open stops receiving at once.
+                    while True:
                         async with domain_errors(context):
+                            # Ended at once should the agency's certificate be revoked meanwhile.
+                            batch = await unless_revoked(
+                                inbox.batch(DEFAULT_WINDOW), self._callers, context
+                            )
+                            # Checked again before every batch (cached, so cheap).
                             self._callers.resolve(context)
+                        if not batch:
+                            break
                         for message, item in await self._pusher.claim(agency, batch):
                             self._in_flight.add(message.item_id, message.message)
                             pushed.append(message.item_id)

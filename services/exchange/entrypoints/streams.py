@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
@@ -32,6 +32,7 @@ from services.exchange.service_layer.lifecycle_ports import ItemKind
 from services.exchange.service_layer.ports import Acknowledgement, DeadLetter
 
 DEFAULT_WINDOW = 32
+T = TypeVar("T")
 MAX_WINDOW = 1000
 
 
@@ -238,7 +239,12 @@ class AcknowledgingStream:
         try:
             while True:
                 await self.room.wait()
-                batch = await inbox.batch(max(1, self.window - len(self.awaiting)))
+                # Ended at once should the agency's certificate be revoked meanwhile.
+                batch = await unless_revoked(
+                    inbox.batch(max(1, self.window - len(self.awaiting))),
+                    self.callers,
+                    self.context,
+                )
                 if not batch:
                     self.out.put_nowait(None)  # the server is stopping
                     return
@@ -264,6 +270,27 @@ class AcknowledgingStream:
             if isinstance(response, BaseException):
                 raise response
             yield response
+
+
+async def unless_revoked(
+    work: Awaitable[T], callers: CallerResolver, context: grpc.aio.ServicerContext[Any, Any]
+) -> T:
+    """`work`'s result. Whenever the revocations change meanwhile, the caller is resolved again,
+    and its refusal (CERTIFICATE_REVOKED) cancels `work` and is raised: the stream of a revoked
+    agency ends at once, idle or not, instead of at its next push."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            change = asyncio.ensure_future(callers.credentials_changed())
+            try:
+                await asyncio.wait((task, change), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                change.cancel()
+            if task.done():
+                return task.result()
+            callers.resolve(context)
+    finally:
+        task.cancel()  # nothing once done; the work stops with the stream otherwise
 
 
 async def stop(*tasks: asyncio.Task[None]) -> None:

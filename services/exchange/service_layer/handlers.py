@@ -37,9 +37,11 @@ from services.exchange.domain.model import (
     submission_problems,
     today_in_vietnam,
 )
+from services.exchange.domain.quota import check_upload_quota
 from services.exchange.domain.withdrawal import Sight, identity_only, recipient_sight
 from services.exchange.service_layer.ports import (
     Acknowledgement,
+    AttachmentsGoneError,
     DeadLetter,
     DeliveryRecord,
     DirectoryLookup,
@@ -70,6 +72,8 @@ class Limits:
     # Pushes (or pull-mode fetches) of one copy without an acknowledgement before it is
     # dead-lettered; None means no limit.
     max_pushes: int | None = DEFAULT_MAX_PUSHES
+    # Bytes an agency may hold in uploads no document uses (domain/quota.py); None: no quota.
+    upload_quota_bytes: int | None = None
 
 
 class SizeLimitError(ValidationError):
@@ -112,8 +116,13 @@ class ExchangeHandlers:
     ) -> None:
         """Stores an attachment, verified against its declared size and SHA-256 as it streams."""
         self._check_declaration(sha256, size)
+        quota = self._limits.upload_quota_bytes
+        # Before the bytes travel; the store checks again as it keeps them (concurrent uploads).
+        check_upload_quota(owner, await self._store.unused_upload_bytes(owner, sha256), size, quota)
         limit = self._limits.max_attachment_bytes
-        await self._store.store_blob(owner, sha256, _verified(chunks, sha256, size, limit))
+        await self._store.store_blob(
+            owner, sha256, _verified(chunks, sha256, size, limit), quota=quota
+        )
         log.info("attachment_uploaded", owner=owner, sha256=sha256, size=size)
 
     def _check_declaration(self, sha256: str, size: int) -> None:
@@ -136,7 +145,10 @@ class ExchangeHandlers:
     def uploads(self) -> ResumableUploads:
         """Resumable uploads (BeginUpload, UploadChunks, GetUpload)."""
         return ResumableUploads(
-            self._store, clock=self._clock, declaration_problems=self._check_declaration
+            self._store,
+            clock=self._clock,
+            declaration_problems=self._check_declaration,
+            quota=self._limits.upload_quota_bytes,
         )
 
     async def submit(
@@ -173,18 +185,7 @@ class ExchangeHandlers:
         replay = await self._replay(submission, fingerprint)
         if replay is not None:
             return replay
-        unowned = await self._store.unowned_attachments(header.sender, submission.attachments)
-        if unowned:
-            raise ValidationError(
-                "attachments not uploaded",
-                [
-                    FieldViolation(
-                        f"attachments[{index}]",
-                        "no completed upload by the sender with this sha256 and size",
-                    )
-                    for index in unowned
-                ],
-            )
+        await self._require_uploaded(submission)
         routes = await self._route(header.sender, header.recipients)
         receipt = Receipt(
             document_uuid=str(uuid.uuid4()),
@@ -201,6 +202,10 @@ class ExchangeHandlers:
                 f"document {header.document_id} was already submitted",
                 meta={"document_uuid": exc.document_uuid, "document_id": header.document_id},
             ) from None
+        except AttachmentsGoneError:
+            # The upload sweeper took an upload unused for its whole TTL just now.
+            await self._require_uploaded(submission)
+            raise  # pragma: no cover - a blob that vanished is no longer owned
         except DuplicateConsignmentError:
             # A concurrent identical request won the race: answer as its replay.
             replay = await self._replay(submission, fingerprint)
@@ -215,6 +220,21 @@ class ExchangeHandlers:
             attachments=len(submission.attachments),
         )
         return SubmitResult(receipt, replayed=False)
+
+    async def _require_uploaded(self, submission: Submission) -> None:
+        sender = submission.header.sender
+        unowned = await self._store.unowned_attachments(sender, submission.attachments)
+        if unowned:
+            raise ValidationError(
+                "attachments not uploaded",
+                [
+                    FieldViolation(
+                        f"attachments[{index}]",
+                        "no completed upload by the sender with this sha256 and size",
+                    )
+                    for index in unowned
+                ],
+            )
 
     async def _replay(self, submission: Submission, fingerprint: str) -> SubmitResult | None:
         stored = await self._store.find_by_consignment(

@@ -58,6 +58,10 @@ class DuplicateDocumentError(Exception):
         self.document_uuid = document_uuid
 
 
+class AttachmentsGoneError(Exception):
+    """An attachment's content was deleted (swept as unused) after it was checked."""
+
+
 class DuplicateConsignmentError(Exception):
     """Another request with the same (sender, consignment id) committed first."""
 
@@ -159,7 +163,8 @@ class DocumentStore(UploadStore, Protocol):
     ) -> None:
         """Stores document, deliveries (ACCEPTED), their outbox messages and ledger events.
 
-        Raises DuplicateDocumentError or DuplicateConsignmentError, storing nothing.
+        Raises DuplicateDocumentError, DuplicateConsignmentError or AttachmentsGoneError,
+        storing nothing.
         """
         ...
 
@@ -191,9 +196,12 @@ class DocumentStore(UploadStore, Protocol):
         the stored one (the first wins, so a receipt once handed out never changes)."""
         ...
 
-    async def store_blob(self, owner: str, sha256: str, chunks: AsyncIterator[bytes]) -> None:
+    async def store_blob(
+        self, owner: str, sha256: str, chunks: AsyncIterator[bytes], quota: int | None = None
+    ) -> None:
         """Streams verified chunks into storage in one transaction: committed only if the
-        iterator finishes without raising."""
+        iterator finishes without raising, and (content the owner did not hold yet) within the
+        owner's `quota` (UploadQuotaExceededError, checked as begin_upload does)."""
         ...
 
     async def attachment_chunks(

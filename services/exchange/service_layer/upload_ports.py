@@ -36,10 +36,17 @@ class UploadOffsetError(Exception):
 
 class UploadStore(Protocol):
     async def begin_upload(
-        self, agency: str, sha256: str, size: int, new_upload_id: str
+        self, agency: str, sha256: str, size: int, new_upload_id: str, quota: int | None = None
     ) -> UploadState:
         """The agency's unfinished upload of this content if there is one; else a completed one
-        when the agency already holds the blob; else a new, empty upload `new_upload_id`."""
+        when the agency already holds the blob; else a new, empty upload `new_upload_id`, whose
+        declared size counts against the agency's `quota` (quota.check_upload_quota decides,
+        serialised per agency; UploadQuotaExceededError stores nothing)."""
+        ...
+
+    async def unused_upload_bytes(self, agency: str, except_sha256: str) -> int:
+        """The bytes of the agency's completed uploads no document uses and those declared by
+        its unfinished uploads, content `except_sha256` left out."""
         ...
 
     async def upload(self, upload_id: str) -> UploadState | None: ...

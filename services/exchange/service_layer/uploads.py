@@ -44,16 +44,21 @@ class ResumableUploads:
         *,
         clock: Callable[[], dt.datetime],
         declaration_problems: Callable[[str, int], None],
+        quota: int | None = None,
     ) -> None:
         """`declaration_problems` raises for a bad SHA-256 or size (shared with the one-shot
-        upload, so both refuse the same declarations the same way)."""
+        upload, so both refuse the same declarations the same way). `quota`: the bytes an agency
+        may hold in uploads no document uses (domain/quota.py), None for no quota."""
         self._store = store
         self._clock = clock
         self._check_declaration = declaration_problems
+        self._quota = quota
 
     async def begin(self, agency: str, sha256: str, size: int) -> UploadState:
         self._check_declaration(sha256, size)
-        state = await self._store.begin_upload(agency, sha256, size, str(uuid.uuid4()))
+        state = await self._store.begin_upload(
+            agency, sha256, size, str(uuid.uuid4()), quota=self._quota
+        )
         log.info(
             "upload_begun",
             upload_id=state.upload_id,
@@ -161,10 +166,17 @@ class AbandonedUploads(Protocol):
         how many."""
         ...
 
+    async def discard_orphan_blobs(self, idle_since: dt.datetime) -> int:
+        """Deletes the uploaded contents no document uses and no agency proved to hold since
+        `idle_since`, with their chunks; how many."""
+        ...
+
 
 class AbandonedUploadSweeper:
     """An upload left unfinished (the DMS gave up, or uploaded elsewhere) would keep its chunks
-    forever: after `ttl` without a chunk it is deleted, and resuming it is NOT_FOUND."""
+    forever: after `ttl` without a chunk it is deleted, and resuming it is NOT_FOUND. So is a
+    completed upload no document uses after `ttl` (the submission that was to use it was
+    refused, or never came): until then it counts against its agency's quota."""
 
     def __init__(
         self,
@@ -177,9 +189,14 @@ class AbandonedUploadSweeper:
         self._clock = clock
 
     async def sweep(self) -> int:
-        discarded = await self._store.discard_abandoned(self._clock() - self._ttl)
-        if discarded:
+        idle_since = self._clock() - self._ttl
+        discarded = await self._store.discard_abandoned(idle_since)
+        orphans = await self._store.discard_orphan_blobs(idle_since)
+        if discarded or orphans:
             log.info(
-                "abandoned_uploads_discarded", count=discarded, ttl_s=self._ttl.total_seconds()
+                "abandoned_uploads_discarded",
+                count=discarded,
+                unused_blobs=orphans,
+                ttl_s=self._ttl.total_seconds(),
             )
-        return discarded
+        return discarded + orphans

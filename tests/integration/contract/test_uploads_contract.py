@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.domain.model import AttachmentRef
+from services.exchange.domain.quota import UploadQuotaExceededError
 from services.exchange.service_layer.ports import DocumentStore
 from services.exchange.service_layer.upload_ports import UploadOffsetError
 from tests.fakes import FakeDocumentStore
 from tests.integration.contract.conftest import unique
+from tests.integration.contract.test_document_store_contract import a_submission, send
 
 NOW = dt.datetime(2025, 8, 1, 3, 0, tzinfo=dt.UTC)
 
@@ -89,6 +92,43 @@ class UploadsContract:
         assert fresh.committed_size == 0
         with pytest.raises(UploadOffsetError):
             await store.complete_upload(fresh.upload_id, NOW)
+
+    async def test_uploads_no_document_uses_count_against_the_agency_quota(
+        self, store: DocumentStore
+    ) -> None:
+        """Issue 17, finding 8: unused uploads are bounded per agency; what a document uses, or
+        the agency already holds, is not counted."""
+        agency, recipient = unique("Q"), unique("R")
+        (first, first_sha), (second, second_sha) = content(), content()
+        size = len(first)  # both contents have this size
+        quota = 2 * size
+        await store.store_blob(agency, first_sha, chunks(first), quota=quota)
+        assert await store.unused_upload_bytes(agency, "") == size
+        assert await store.unused_upload_bytes(agency, first_sha) == 0
+        begun = await store.begin_upload(agency, second_sha, size, str(uuid.uuid4()), quota=quota)
+        assert await store.unused_upload_bytes(agency, "") == 2 * size  # reserved when begun
+        third, third_sha = content()
+        with pytest.raises(UploadQuotaExceededError) as refused:
+            await store.begin_upload(agency, third_sha, size, str(uuid.uuid4()), quota=quota)
+        assert refused.value.reason == "UPLOAD_QUOTA_EXCEEDED"
+        with pytest.raises(UploadQuotaExceededError):
+            await store.store_blob(agency, third_sha, chunks(third), quota=quota)
+        ref = AttachmentRef("a.pdf", "application/pdf", size, third_sha)
+        assert await store.unowned_attachments(agency, [ref]) == [0]  # nothing was kept
+        # Content the agency holds is no new bytes; another agency has its own quota.
+        await store.store_blob(agency, first_sha, chunks(first), quota=quota)
+        await store.store_blob(unique("O"), third_sha, chunks(third), quota=quota)
+        # Once a document uses the first upload, it no longer counts.
+        await store.append_chunk(begun.upload_id, 0, second)
+        await store.complete_upload(begun.upload_id, NOW)
+        used = AttachmentRef("a.pdf", "application/pdf", size, first_sha)
+        await send(store, a_submission(agency, [recipient], attachments=(used,)))
+        assert await store.unused_upload_bytes(agency, "") == size
+        await store.begin_upload(agency, third_sha, size, str(uuid.uuid4()), quota=quota)
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class TestFakeUploads(UploadsContract):
