@@ -120,9 +120,10 @@ class CallerResolver(Protocol):
         (PermissionDeniedError with reason NOT_REGISTERED otherwise)."""
         ...
 
-    async def credentials_changed(self) -> None:
-        """Returns when what `resolve` answers may have changed (revocations reloaded), for a
-        long-lived stream to resolve its caller again; never where nothing can change."""
+    def credentials_changed(self) -> Awaitable[object]:
+        """Completes when what `resolve` answers may have changed after this call (revocations
+        reloaded), for a long-lived stream to resolve its caller again; never where nothing can
+        change."""
         ...
 
     def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
@@ -264,8 +265,8 @@ class HeaderCallerResolver:
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
 
-    async def credentials_changed(self) -> None:
-        await asyncio.Event().wait()  # header identities are never revoked
+    def credentials_changed(self) -> Awaitable[object]:
+        return asyncio.Event().wait()  # header identities are never revoked
 
     def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         headers = _text_headers(ctx)
@@ -434,8 +435,8 @@ class TlsCallerResolver:
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))
 
-    async def credentials_changed(self) -> None:
-        await self._trust.changed()
+    def credentials_changed(self) -> Awaitable[object]:
+        return self._trust.changed()
 
     @staticmethod
     def _identity(leaf: x509.Certificate, subject: str, serial: str) -> Caller:

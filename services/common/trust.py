@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,9 +125,10 @@ class TrustRegistry:
         """Increases whenever the revocations change (callers key caches on it)."""
         return self._generation
 
-    async def changed(self) -> None:
-        """Returns once the revocations next change (an open stream then checks its caller)."""
-        await self._changed.wait()
+    def changed(self) -> Awaitable[bool]:
+        """Completes once the revocations change after this call (an open stream then checks
+        its caller again)."""
+        return self._changed.wait()
 
     def roots_pem(self) -> bytes:
         return pem_of(self._roots)

@@ -14,6 +14,7 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.errors import item_error
 from docaxis_client.receive import ReceiveStream
 from services.common.grpc_errors import ErrorDetails, error_details
 from tests.conftest import Register, make_header
@@ -335,6 +336,16 @@ async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_say
         grpc.StatusCode.FAILED_PRECONDITION,
         "COPY_WITHDRAWN",
     )
+    # So it is in a batch, and on the acknowledging stream.
+    (batched,) = await dms.acknowledge_batch([pb.AcknowledgeRequest(delivery_id=delivery_id)])
+    batch_error = item_error(batched.error)
+    assert batch_error is not None
+    assert batch_error.reason == "COPY_WITHDRAWN"
+    async with dms.receive_stream() as acknowledging:
+        acknowledging.acknowledge(pb.AcknowledgeRequest(delivery_id=delivery_id))
+        on_stream = item_error((await acknowledging.confirmed(delivery_id)).error)
+        assert on_stream is not None
+        assert on_stream.reason == "COPY_WITHDRAWN"
     stream.cancel()
     again = dms.receive()
     await nothing_more(again, within=1.5)  # ... and it is never pushed again: withdrawn

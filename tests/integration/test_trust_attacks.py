@@ -8,6 +8,7 @@ and senders verify their transport receipts offline.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -407,12 +408,19 @@ async def test_a_certificate_revoked_at_runtime_stops_working_at_once(
         )
         assert stored == 1
 
-        # The recipient's certificate, revoked while its stream is open and idle: the stream
-        # ends at once, without waiting for something to push (issue 17, finding 8).
-        await _ingest(pki, axis, pki.revoke(pki.agency(recipient).agency))
-        with pytest.raises(grpc.aio.AioRpcError) as ended:
-            await next_delivery(inbox)
-        assert error_details(ended.value).reason == "CERTIFICATE_REVOKED"
+        # The recipient's certificate, revoked while its streams are open and idle: both the
+        # push stream and the acknowledging one end at once, without waiting for something to
+        # push (issue 17, finding 8).
+        async with dms.receive_stream() as acknowledging:
+            await dms.track(first.receipt.document_uuid)  # the stream is open by now
+            await _ingest(pki, axis, pki.revoke(pki.agency(recipient).agency))
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await next_delivery(inbox)
+            assert error_details(ended.value).reason == "CERTIFICATE_REVOKED"
+            with pytest.raises(grpc.aio.AioRpcError) as also_ended:
+                async with asyncio.timeout(15):
+                    await anext(aiter(acknowledging))
+            assert error_details(also_ended.value).reason == "CERTIFICATE_REVOKED"
 
 
 async def test_a_document_signed_by_a_revoked_official_is_refused(

@@ -281,14 +281,14 @@ async def unless_revoked(
     task = asyncio.ensure_future(work)
     try:
         while True:
-            change = asyncio.ensure_future(callers.credentials_changed())
+            change = asyncio.ensure_future(callers.credentials_changed())  # from now on...
             try:
+                callers.resolve(context)  # ... and up to now: no revocation slips in between
                 await asyncio.wait((task, change), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 change.cancel()
             if task.done():
                 return task.result()
-            callers.resolve(context)
     finally:
         task.cancel()  # nothing once done; the work stops with the stream otherwise
 
