@@ -107,18 +107,33 @@ CLIENT_ENV := set -a && { test ! -f $(RUN_RECORD) || source $(RUN_RECORD); } && 
 
 # Starts the local Postgres and RabbitMQ, migrates, seeds demo agencies and serves until Ctrl-C.
 # The demo PKI (certificates for mutual TLS and signing; never production) is created if missing,
-# and so are the ledger key and the auditor's pinned policy (in production: published out of
-# band); `make audit` verifies against that policy, never against the export's own keys.
+# and so are the ledger key, two demo witnesses' keys, and the auditor's pinned policy (log key,
+# both witnesses, quorum 2; in production: published out of band); `make audit` and the admin
+# console verify against that policy, never against the export's own keys. The two witnesses
+# (`docaxis witness run`, C2SP tlog-witness) run as separate processes, as a provincial
+# inspectorate and the national hub would run them; the ledger serves only checkpoints both
+# cosigned.
 run: $(STAMP) services-up
 	$(DEV_ENV) && \
 	$(BIN)/docaxis pki dev-setup --dir "$$DOCAXIS_PKI_DIR" && \
 	{ test -f "$$DOCAXIS_LEDGER_KEY_FILE" || \
 	  $(BIN)/docaxis ledger keygen --out "$$DOCAXIS_LEDGER_KEY_FILE"; } && \
+	for n in 1 2; do test -f "$$DOCAXIS_LOCAL_DIR/witness-$$n.key" || { \
+	  rm -f "$$DOCAXIS_LOCAL_DIR/trust-policy.json" && $(BIN)/docaxis witness keygen \
+		--name "witness-$$n.docaxis.local" --out "$$DOCAXIS_LOCAL_DIR/witness-$$n.key"; } || exit 1; done && \
+	w1="$$($(BIN)/docaxis witness vkey --key-file "$$DOCAXIS_LOCAL_DIR/witness-1.key")" && \
+	w2="$$($(BIN)/docaxis witness vkey --key-file "$$DOCAXIS_LOCAL_DIR/witness-2.key")" && \
+	log_vkey="$$($(BIN)/docaxis ledger vkey --key-file "$$DOCAXIS_LEDGER_KEY_FILE" | head -n 1)" && \
 	{ test -f "$$DOCAXIS_LOCAL_DIR/trust-policy.json" || \
-	  $(BIN)/docaxis ledger trust-policy \
-		--key-file "$$DOCAXIS_LEDGER_KEY_FILE" --out "$$DOCAXIS_LOCAL_DIR/trust-policy.json"; } && \
+	  $(BIN)/docaxis ledger trust-policy --key-file "$$DOCAXIS_LEDGER_KEY_FILE" \
+		--witness-vkey "$$w1" --witness-vkey "$$w2" --out "$$DOCAXIS_LOCAL_DIR/trust-policy.json"; } && \
+	export DOCAXIS_LEDGER_WITNESSES="http://$$DOCAXIS_DEMO_WITNESS_1 $$w1,http://$$DOCAXIS_DEMO_WITNESS_2 $$w2" && \
 	bash deploy/local/record-env.sh > $(RUN_RECORD) && \
-	{ $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway 2>/dev/null' EXIT; \
+	{ for n in 1 2; do address_var="DOCAXIS_DEMO_WITNESS_$$n"; \
+	    $(BIN)/docaxis witness run --key-file "$$DOCAXIS_LOCAL_DIR/witness-$$n.key" \
+		--log-vkey "$$log_vkey" --state "$$DOCAXIS_LOCAL_DIR/witness-$$n" \
+		--address "$${!address_var}" & witnesses="$$witnesses $$!"; done; \
+	  $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway $$witnesses 2>/dev/null' EXIT; \
 	  $(BIN)/docaxis run --seed-demo; }
 
 # The docaxis-client wheel (the SDK DMS integrators install, without the services) in dist/.

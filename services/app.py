@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import httpx
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
@@ -69,6 +70,7 @@ from services.ledger.adapters.postgres import (
 )
 from services.ledger.adapters.postgres_backlog import PostgresLedgerBacklog
 from services.ledger.entrypoints import grpc_api as ledger_api
+from services.ledger.entrypoints.cosigning import WitnessCollector
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.security import Security
 from services.settings import Settings
@@ -299,10 +301,36 @@ async def serve(
                 background.append(
                     asyncio.create_task(writer.run(writer_stop), name="ledger-writer")
                 )
+            if serves_writer and settings.ledger_witnesses:
+                # One collector per axis, beside the writer (worker 0).
+                http = httpx.AsyncClient()
+                stack.push_async_callback(http.aclose)
+                collector = WitnessCollector(
+                    PostgresLedgerReader(ledger_pool),
+                    PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
+                    settings.ledger_witnesses,
+                    http,
+                    metrics,
+                )
+                background.append(
+                    asyncio.create_task(
+                        every(
+                            settings.ledger_checkpoint_interval_s,
+                            writer_stop,
+                            collector.collect,
+                            "witness-cosignatures",
+                        ),
+                        name="witness-cosignatures",
+                    )
+                )
             # The sequencer's pool: of the narrow roles, only it may read the staging table.
             metrics.watch_ledger(PostgresLedgerBacklog(ledger_pool))
             ledger_servicer = ledger_api.LedgerServicer(
-                PostgresLedgerReader(reader_pool), callers, settings.ledger_origin
+                PostgresLedgerReader(reader_pool, settings.ledger_witness_quorum),
+                callers,
+                settings.ledger_origin,
+                witnesses=settings.ledger_witnesses,
+                quorum=settings.ledger_witness_quorum,
             )
             registrations.append(
                 lambda server: lpb_grpc.add_LedgerServiceServicer_to_server(ledger_servicer, server)

@@ -47,6 +47,7 @@ from services.settings import (
     LedgerExportSettings,
     Settings,
 )
+from services.witness import cli as witness_cli
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -100,12 +101,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     pki_cli.add_commands(commands, client)
     report_cli.add_commands(commands, client)
+    witness_cli.add_commands(commands)
 
     ledger = commands.add_parser("ledger", help="ledger keys")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     keygen = ledger_commands.add_parser("keygen", help="create a checkpoint signing key file")
     keygen.add_argument("--name", default=DEFAULT_LEDGER_ORIGIN, help="key name (the log origin)")
     keygen.add_argument("--out", type=Path, required=True, help="file to create (mode 0600)")
+    vkey = ledger_commands.add_parser("vkey", help="print the verifier key(s) of a key file")
+    vkey.add_argument("--key-file", type=Path, required=True)
     policy = ledger_commands.add_parser(
         "trust-policy",
         help="write an auditor's trust-policy.json from the log's key file and witness keys "
@@ -170,6 +174,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _agencies(args)
     if args.command == "ledger" and args.ledger_command == "trust-policy":
         return _write_trust_policy(args)
+    if args.command == "ledger" and args.ledger_command == "vkey":
+        for signer in read_signer_keys(args.key_file, "--key-file"):
+            print(signer.verifier.vkey)
+        return 0
     if args.command == "ledger":
         signer = NoteSigner.generate(args.name)
         if args.out.exists():
@@ -208,6 +216,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await pki_cli.dispatch(args)
     if args.command == "report":
         return await report_cli.dispatch(args)
+    if args.command == "witness":
+        return await witness_cli.dispatch(args)
     raise AssertionError(args.command)
 
 

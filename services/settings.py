@@ -13,6 +13,7 @@ from services.common.config import ConfigError, read_bool, read_float, read_int,
 from services.directory.domain.codes import CodeForm, parse_forms
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
 from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
+from services.ledger.witnesses import WitnessEndpoint, parse_witnesses
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
@@ -53,6 +54,10 @@ class Settings:
     # dual-signing while a key rotates). Required to serve the ledger.
     ledger_key_file: str | None = None
     ledger_checkpoint_interval_s: float = 1.0
+    # Witnesses asked to cosign each checkpoint (C2SP tlog-witness), and how many cosignatures a
+    # checkpoint needs before it is served (receipts, GetCheckpoint, tiles). Default quorum: all.
+    ledger_witnesses: tuple[WitnessEndpoint, ...] = ()
+    ledger_witness_quorum: int = 0
     # Run each pool under its narrow database role (app_writer, ledger_sequencer, ledger_reader)
     # rather than as the connecting user; turn off only for a user that cannot SET ROLE.
     database_roles: bool = True
@@ -93,6 +98,7 @@ class Settings:
             forms = parse_forms(env.get("DOCAXIS_CODE_FORMS", "").strip() or "qcvn102,qd20")
         except ValueError as exc:
             raise ConfigError(f"DOCAXIS_CODE_FORMS: {exc}") from None
+        witnesses = parse_witnesses(env.get("DOCAXIS_LEDGER_WITNESSES", ""))
         settings = cls(
             grpc_address=env.get("DOCAXIS_GRPC_ADDRESS", DEFAULT_GRPC_ADDRESS),
             database_url=require(env, "DOCAXIS_DATABASE_URL"),
@@ -117,6 +123,8 @@ class Settings:
             ledger_checkpoint_interval_s=read_float(
                 env, "DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", 1.0
             ),
+            ledger_witnesses=witnesses,
+            ledger_witness_quorum=read_int(env, "DOCAXIS_LEDGER_WITNESS_QUORUM", len(witnesses)),
             database_roles=read_bool(env, "DOCAXIS_DATABASE_ROLES", True),
             tls_cert_file=env.get("DOCAXIS_TLS_CERT_FILE") or None,
             tls_key_file=env.get("DOCAXIS_TLS_KEY_FILE") or None,
@@ -138,6 +146,10 @@ class Settings:
             raise ConfigError(
                 "DOCAXIS_UPLOAD_QUOTA_BYTES must allow at least one attachment of "
                 "DOCAXIS_MAX_ATTACHMENT_BYTES"
+            )
+        if not 0 <= settings.ledger_witness_quorum <= len(witnesses):
+            raise ConfigError(
+                "DOCAXIS_LEDGER_WITNESS_QUORUM must be between 0 and the number of witnesses"
             )
         if settings.max_pushes <= 0:
             raise ConfigError("DOCAXIS_MAX_PUSHES must be positive")

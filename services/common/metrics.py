@@ -75,6 +75,13 @@ class AcknowledgedKind(enum.StrEnum):
     NOTICE = "notice"
 
 
+class ForkSource(enum.StrEnum):
+    """Who produced split-view evidence against this log."""
+
+    WITNESS = "witness"  # refused a checkpoint as inconsistent with one it cosigned
+    CLIENT = "client"  # a DMS client's monitor (LedgerService.ReportFork)
+
+
 @dataclass(frozen=True, slots=True)
 class AgencyQueue:
     """What waits for one recipient agency's acknowledgement: deliveries and notices."""
@@ -230,6 +237,29 @@ class AxisMetrics:
             ["certificate"],
             registry=self.registry,
         )
+        self._forks = Counter(
+            "docaxis_ledger_forks",
+            "Split-view evidence against the ledger: a witness refused a checkpoint as "
+            "inconsistent with one it had cosigned, or a client reported two checkpoints no "
+            "consistency proof joins (LedgerService.ReportFork). Any increase needs an "
+            "administrator.",
+            ["source"],
+            registry=self.registry,
+        )
+        self._cosignatures = Counter(
+            "docaxis_ledger_cosignatures",
+            "Witness cosignatures collected for checkpoints, by witness name.",
+            ["witness"],
+            registry=self.registry,
+        )
+        self._witness_failures = Counter(
+            "docaxis_ledger_witness_failures",
+            "add-checkpoint calls that brought no cosignature (unreachable, refused), by witness.",
+            ["witness"],
+            registry=self.registry,
+        )
+        for source in ForkSource:
+            self._forks.labels(source.value)
         # Every known label value from the start: rate() needs the zero before the first event.
         for outcome in SubmissionOutcome:
             self._submissions.labels(outcome.value)
@@ -257,6 +287,12 @@ class AxisMetrics:
 
     def acknowledged(self, kind: AcknowledgedKind) -> None:
         self._acknowledgements.labels(kind.value).inc()
+
+    def ledger_fork(self, source: ForkSource) -> None:
+        self._forks.labels(source.value).inc()
+
+    def witness_answered(self, witness: str, *, cosigned: bool) -> None:
+        (self._cosignatures if cosigned else self._witness_failures).labels(witness).inc()
 
     def certificate_expires(self, name: str, not_after: dt.datetime) -> None:
         self._certificates.labels(name).set(not_after.timestamp())

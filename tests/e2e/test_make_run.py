@@ -48,6 +48,8 @@ def user_settings() -> Iterator[dict[str, str]]:
         "DOCAXIS_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}",
         "DOCAXIS_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "DOCAXIS_DEMO_WITNESS_1": f"127.0.0.1:{free_port()}",
+        "DOCAXIS_DEMO_WITNESS_2": f"127.0.0.1:{free_port()}",
     }
     yield settings
     subprocess.run(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from docaxis.ledger.v1 import ledger_service_pb2 as pb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 
-from docaxis_client.ledger.policy import TrustPolicy
+from docaxis_client.ledger.policy import TrustPolicy, WitnessKey
 from docaxis_client.ledger.receipt import build_receipt
 from services.common.errors import (
     FieldViolation,
@@ -22,6 +23,7 @@ from services.common.errors import (
 from services.common.grpc_errors import domain_errors
 from services.common.identity import Caller, CallerResolver, Role
 from services.ledger.adapters.postgres import PostgresLedgerReader, StoredEntry
+from services.ledger.witnesses import WitnessEndpoint
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 MAX_ENTRIES = 1000
@@ -44,16 +46,29 @@ def _check_party(caller: Caller, entries: list[StoredEntry]) -> None:
 
 
 class LedgerServicer(pb_grpc.LedgerServiceServicer):
-    def __init__(self, reader: PostgresLedgerReader, callers: CallerResolver, origin: str) -> None:
+    def __init__(
+        self,
+        reader: PostgresLedgerReader,
+        callers: CallerResolver,
+        origin: str,
+        *,
+        witnesses: Sequence[WitnessEndpoint] = (),
+        quorum: int = 0,
+    ) -> None:
         self._reader = reader
         self._callers = callers
         self._origin = origin
+        self._witnesses = tuple(WitnessKey(w.verifier) for w in witnesses)
+        self._quorum = quorum
 
     async def trust_policy(self) -> TrustPolicy:
+        """The log's own account of its keys and witnesses; auditors should also obtain it out
+        of band, since whoever runs the log writes this answer."""
         keys = await self._reader.signing_keys()
         if not keys:
             raise RejectedError("the ledger has not signed a checkpoint yet", reason="UNAVAILABLE")
-        return TrustPolicy.from_signing_keys(self._origin, keys)
+        own = TrustPolicy.from_signing_keys(self._origin, keys)
+        return TrustPolicy(own.origin, own.log_keys, self._witnesses, self._quorum)
 
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]

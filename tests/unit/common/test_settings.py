@@ -207,3 +207,24 @@ def test_several_workers_need_a_fixed_port() -> None:
         with_env(DOCAXIS_WORKERS="2", DOCAXIS_GRPC_ADDRESS="127.0.0.1:50051")
     )
     assert (settings.workers, settings.worker_index) == (2, 0)
+
+
+def test_witnesses_are_read_with_their_keys_and_the_quorum_defaults_to_all() -> None:
+    from tests.unit.ledger.synthetic import WITNESSES
+
+    listed = ", ".join(
+        f"http://127.0.0.1:{7000 + i} {c.verifier.vkey}" for i, c in enumerate(WITNESSES)
+    )
+    settings = Settings.from_env({**MINIMAL, "DOCAXIS_LEDGER_WITNESSES": listed})
+    assert [w.verifier for w in settings.ledger_witnesses] == [c.verifier for c in WITNESSES]
+    assert settings.ledger_witnesses[1].url == "http://127.0.0.1:7001"
+    assert settings.ledger_witness_quorum == 2
+    one = {**MINIMAL, "DOCAXIS_LEDGER_WITNESSES": listed, "DOCAXIS_LEDGER_WITNESS_QUORUM": "1"}
+    assert Settings.from_env(one).ledger_witness_quorum == 1
+    for bad, message in (
+        ({"DOCAXIS_LEDGER_WITNESSES": "127.0.0.1:7000 x"}, "<url> <witness vkey>"),
+        ({"DOCAXIS_LEDGER_WITNESSES": "http://w x+1+2"}, "DOCAXIS_LEDGER_WITNESSES"),
+        ({"DOCAXIS_LEDGER_WITNESS_QUORUM": "1"}, "DOCAXIS_LEDGER_WITNESS_QUORUM"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Settings.from_env({**MINIMAL, **bad})
