@@ -30,6 +30,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
+from docaxis.ledger.v1 import ledger_service_pb2 as lpb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,6 +38,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from docaxis_client.credentials import TlsCredentials
 from docaxis_client.documents import manifest_of, sign_submission, verify_delivery, with_signer
 from docaxis_client.errors import decoded_errors
+from docaxis_client.ledger.monitor import CheckpointStore, LedgerMonitor, MemoryCheckpointStore
+from docaxis_client.ledger.policy import TrustPolicy
 from docaxis_client.receive import ReceiveStream
 from docaxis_client.streams import AcknowledgingStream, acknowledgement_of
 from docaxis_client.trust.chain import TrustStore
@@ -140,6 +143,40 @@ class AgencyClient:
         self.ledger = lpb_grpc.LedgerServiceStub(self._channel)
         # Overdue copies and monthly statistics of this agency.
         self.reports = rpb_grpc.ReportServiceStub(self._channel)
+        self._monitor: LedgerMonitor | None = None
+
+    def monitor_ledger(
+        self, policy: TrustPolicy, store: CheckpointStore | None = None
+    ) -> LedgerMonitor:
+        """From now on, check each ledger checkpoint the hub hands out (with submission and
+        transport receipts, and Track) against the agency's own `policy` and the newest one
+        seen before. A split view raises LedgerForkError after reporting both notes to the hub's
+        administrators (LedgerService.ReportFork); `store` keeps the newest across restarts."""
+
+        async def consistency(old_size: int, new_size: int) -> list[bytes]:
+            with decoded_errors():
+                response = await self.ledger.GetConsistencyProof(
+                    lpb.GetConsistencyProofRequest(old_size=old_size, new_size=new_size),
+                    metadata=self._metadata,
+                    timeout=self._timeout_s,
+                )
+            return list(response.hashes)
+
+        async def report(held: bytes, shown: bytes, detail: str) -> None:
+            with decoded_errors():
+                await self.ledger.ReportFork(
+                    lpb.ReportForkRequest(trusted_note=held, conflicting_note=shown, detail=detail),
+                    metadata=self._metadata,
+                    timeout=self._timeout_s,
+                )
+
+        self._monitor = LedgerMonitor(policy, store or MemoryCheckpointStore(), consistency, report)
+        return self._monitor
+
+    async def _observe(self, note: bytes) -> None:
+        """Hands a checkpoint a response carried to the ledger monitor, if there is one."""
+        if self._monitor is not None and note:
+            await self._monitor.observe(note)
 
     @classmethod
     def connect(
@@ -252,7 +289,7 @@ class AgencyClient:
         if signatures is None:
             signatures = self._signatures_for(header, attachments)
         with decoded_errors():
-            return await self.exchange.Submit(
+            response: pb.SubmitResponse = await self.exchange.Submit(
                 pb.SubmitRequest(
                     consignment_id=consignment_id,
                     header=header,
@@ -262,6 +299,8 @@ class AgencyClient:
                 metadata=self._metadata,
                 timeout=self._timeout_s,
             )
+        await self._observe(response.ledger_checkpoint)
+        return response
 
     def _signatures_for(
         self, header: common_pb2.DocumentHeader, attachments: Sequence[common_pb2.AttachmentRef]
@@ -418,6 +457,7 @@ class AgencyClient:
                 metadata=self._metadata,
                 timeout=self._timeout_s,
             )
+        await self._observe(response.ledger_checkpoint)
         return TransportReceipt.from_json(response.receipt)
 
     def manifest_sha256(
@@ -439,11 +479,13 @@ class AgencyClient:
 
     async def track(self, document_uuid: str) -> pb.TrackResponse:
         with decoded_errors():
-            return await self.exchange.Track(
+            response: pb.TrackResponse = await self.exchange.Track(
                 pb.TrackRequest(document_uuid=document_uuid),
                 metadata=self._metadata,
                 timeout=self._timeout_s,
             )
+        await self._observe(response.ledger_checkpoint)
+        return response
 
     async def download(self, document_uuid: str, sha256: str, target: Path) -> str:
         """Downloads an attachment to `target`, resuming from its current size; returns the

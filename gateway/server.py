@@ -25,6 +25,7 @@ from gateway.axis import axis_routes
 from gateway.body_limits import BoundedBodies
 from gateway.clients import Services
 from gateway.config import GatewaySettings
+from gateway.ledger_log import ledger_log_routes
 from gateway.metrics import GatewayMetrics, probes_app
 from gateway.rest.app import Context, build_app
 from gateway.rest.openapi import openapi_document
@@ -96,6 +97,7 @@ async def serve(
         openapi_document(),
         [
             *axis_routes(ctx),
+            *ledger_log_routes(ctx),
             admin_mount(
                 ctx,
                 SessionSigner(dt.timedelta(seconds=settings.admin_idle_s)),

@@ -65,6 +65,7 @@ from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import (
     READER_ROLE,
     SEQUENCER_ROLE,
+    PostgresLedgerCheckpoints,
     PostgresLedgerReader,
     PostgresLedgerWriter,
 )
@@ -221,7 +222,13 @@ async def serve(
             in_flight = InFlight()
             lifecycle = LifecycleHandlers(exchange, lifecycle_store)
             exchange_servicer = exchange_api.ExchangeServicer(
-                exchange, callers, inbox, in_flight, lifecycle, metrics=metrics
+                exchange,
+                callers,
+                inbox,
+                in_flight,
+                lifecycle,
+                metrics=metrics,
+                ledger=PostgresLedgerCheckpoints(pool, settings.ledger_witness_quorum),
             )
             registrations.append(
                 lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(
@@ -331,6 +338,8 @@ async def serve(
                 settings.ledger_origin,
                 witnesses=settings.ledger_witnesses,
                 quorum=settings.ledger_witness_quorum,
+                forks=PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
+                metrics=metrics,
             )
             registrations.append(
                 lambda server: lpb_grpc.add_LedgerServiceServicer_to_server(ledger_servicer, server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -72,6 +72,12 @@ MAX_SUBMIT_BATCH = 100
 SUBMIT_BATCH_METHOD = f"/{SERVICE_NAME}/SubmitBatch"
 
 
+class LedgerAnchor(Protocol):
+    async def latest_note(self) -> bytes:
+        """The latest served checkpoint note with its cosignatures, or b"" before the first."""
+        ...
+
+
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     def __init__(
         self,
@@ -82,7 +88,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         lifecycle: LifecycleHandlers | None = None,
         *,
         metrics: AxisMetrics,
+        ledger: LedgerAnchor | None = None,
     ) -> None:
+        self._ledger = ledger
         self._handlers = handlers
         self._callers = callers
         self._inbox = inbox
@@ -90,6 +98,10 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self._lifecycle = lifecycle
         self._metrics = metrics
         self._pusher = Pusher(handlers, lifecycle, in_flight, metrics)
+
+    async def _ledger_checkpoint(self) -> bytes:
+        """The ledger's latest served (cosigned) checkpoint: a proof anchor for the client."""
+        return b"" if self._ledger is None else await self._ledger.latest_note()
 
     def _handed_over(self, mode: DeliveryMode, push: PushItem) -> None:
         # Every copy is accepted together with its document, at the document's submission time.
@@ -198,7 +210,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             SubmissionOutcome.REPLAYED if result.replayed else SubmissionOutcome.ACCEPTED
         )
         tracing.annotate(document_uuid=result.receipt.document_uuid)
-        return pb.SubmitResponse(receipt=receipt_to_pb(result.receipt), replayed=result.replayed)
+        return pb.SubmitResponse(
+            receipt=receipt_to_pb(result.receipt),
+            replayed=result.replayed,
+            ledger_checkpoint=await self._ledger_checkpoint(),
+        )
 
     async def Receive(
         self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -363,6 +379,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 in_reply_to, replies = await self._lifecycle.links(agency, track)
                 response.in_reply_to.extend(link_to_pb(link) for link in in_reply_to)
                 response.replies.extend(link_to_pb(link) for link in replies)
+            response.ledger_checkpoint = await self._ledger_checkpoint()
             return response
 
     async def ReportStatus(
@@ -418,7 +435,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             receipt = await self._handlers.transport_receipt(agency, request.delivery_id)
-            return pb.GetTransportReceiptResponse(receipt=receipt)
+            return pb.GetTransportReceiptResponse(
+                receipt=receipt, ledger_checkpoint=await self._ledger_checkpoint()
+            )
 
     async def DownloadAttachment(
         self, request: pb.DownloadAttachmentRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -19,12 +20,17 @@ from docaxis_client.ledger.merkle import (
     inclusion_plan,
 )
 from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
+from docaxis_client.ledger.tiles import (
+    TILE_WIDTH,
+    TileCoord,
+)
 from services.common.postgres import Conn
 from services.ledger.domain.sequencing import StagedEvent, iter_sequenced
 from services.ledger.domain.tiles import (
     TileBuilder,
-    TileCoord,
     TileHashSource,
+    encode_entries,
+    tile_width,
     tiles_for_nodes,
 )
 
@@ -309,6 +315,29 @@ def _cosigned(row: asyncpg.Record) -> StoredCheckpoint:
     return StoredCheckpoint(row["size"], bytes(row["root"]), note)
 
 
+class PostgresLedgerCheckpoints:
+    """The latest served checkpoint for the exchange to hand to clients with receipts and Track
+    (the application role may read checkpoints and cosignatures). Cached briefly: every Submit
+    carries it, and a second-old anchor is as good for a monitor."""
+
+    def __init__(self, pool: asyncpg.Pool, quorum: int, max_age_s: float = 1.0) -> None:
+        self._pool = pool
+        self._quorum = quorum
+        self._max_age_s = max_age_s
+        self._cached: tuple[float, bytes] | None = None
+
+    async def latest_note(self) -> bytes:
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < self._max_age_s:
+            return self._cached[1]
+        async with self._pool.acquire() as conn:
+            latest = await latest_cosigned_checkpoint(conn, self._quorum)
+        if latest is None:
+            return b""  # not cached: the first checkpoint is due within a second
+        self._cached = (now, latest.note)
+        return latest.note
+
+
 async def latest_cosigned_checkpoint(conn: Conn, quorum: int) -> StoredCheckpoint | None:
     """The newest checkpoint at least `quorum` witnesses cosigned, with their cosignatures: the
     one the log publishes (a newer one without its quorum is not served yet)."""
@@ -379,9 +408,32 @@ class PostgresLedgerReader:
         return plan.fetch(await self._hash_source(plan.nodes, new_size))
 
     async def _hash_source(self, nodes: Sequence[tuple[int, int]], size: int) -> TileHashSource:
-        """Fetches every tile the proof needs in one snapshot. A partial tile at `size` is the
+        """Fetches every tile the proof needs in one snapshot."""
+        tiles = await self._read_tiles(tiles_for_nodes(nodes, size), size)
+        return TileHashSource(size, tiles.__getitem__)
+
+    async def tile(self, level: int, index: int, width: int, size: int) -> bytes | None:
+        """C2SP tlog-tiles hash tile (level, index) of `width` hashes, if the tree of `size`
+        leaves holds that many (tile contents never change once a position is filled)."""
+        if width > tile_width(level, index, size):
+            return None
+        coord = TileCoord(level, index, width)
+        return (await self._read_tiles([coord], size))[coord]
+
+    async def entry_bundle(self, index: int, width: int, size: int) -> bytes | None:
+        """C2SP tlog-tiles entry bundle: entries [index*256, index*256 + width) if within
+        `size`, each length-prefixed; checked to be exactly those indices."""
+        start = index * TILE_WIDTH
+        if start + width > size:
+            return None
+        entries = await self.entries(start, start + width)
+        if [e.seq for e in entries] != list(range(start, start + width)):
+            raise EntryGapError(f"entries [{start}, {start + width}) are not all stored")
+        return encode_entries(e.body for e in entries)
+
+    async def _read_tiles(self, coords: Sequence[TileCoord], size: int) -> dict[TileCoord, bytes]:
+        """The tiles, cut to their widths, from one snapshot. A partial tile at `size` is the
         first W hashes of the full tile stored since, or of the current partial tile."""
-        coords = tiles_for_nodes(nodes, size)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             state = await _tree_state(conn, for_update=False)
             if size > state.size:
@@ -400,7 +452,7 @@ class PostgresLedgerReader:
             if data is None:
                 raise ValueError(f"tile {coord.path} is missing")
             tiles[coord] = data[: coord.width * HASH_SIZE]
-        return TileHashSource(size, tiles.__getitem__)
+        return tiles
 
     async def export_entries(
         self, size: int, page: int = 10_000

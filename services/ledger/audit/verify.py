@@ -357,6 +357,7 @@ class _Replay:
     verified: dict[Source, int] = field(default_factory=dict)
     leaves: set[bytes] = field(default_factory=set)
     last_witnessed_at: dt.datetime | None = None
+    without_quorum: int = 0
 
     def entry(self, index: int, body: bytes, pinned: IndexLine | None) -> None:
         try:
@@ -488,7 +489,17 @@ def audit_entries(
             nonlocal position
             while position < len(pending) and pending[position][0] <= upto:
                 size, _, source, note, saved = pending[position]
-                opened = saved or _open(note, policy, source, size, replay.newest)
+                try:
+                    opened = saved or _open(note, policy, source, size, replay.newest)
+                except _Found as found:
+                    # The log asks witnesses for its newest checkpoint only, so exported ones
+                    # in between may lack the quorum: they vouch for nothing and are skipped
+                    # (counted); what no trusted checkpoint covers is the unsigned tail.
+                    if found.divergence.kind is not DivergenceKind.WITNESS_QUORUM_NOT_MET:
+                        raise
+                    replay.without_quorum += 1
+                    position += 1
+                    continue
                 if source is Source.EXPORT and opened.checkpoint.size != size:
                     message = (
                         f"file says size {size}, the signed checkpoint {opened.checkpoint.size}"
@@ -548,6 +559,8 @@ def _replay_details(replay: _Replay) -> Details:
         "root": _b64(replay.tree.root()),
         "documents": len(replay.heads),
         "checkpoints_verified": replay.verified.get(Source.EXPORT, 0),
+        # Signed by the log but cosigned by fewer witnesses than the policy's quorum: skipped.
+        "checkpoints_without_quorum": replay.without_quorum,
         "saved_checkpoints_verified": replay.verified.get(Source.SAVED, 0),
         "last_verified_checkpoint": None if replay.last_match is None else replay.last_match[0],
         # Entries after the last trusted checkpoint: nothing signed vouches for them yet.

@@ -8,11 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import structlog
 from docaxis.ledger.v1 import ledger_service_pb2 as pb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 
+from docaxis_client.ledger.merkle import ProofError, verify_consistency
+from docaxis_client.ledger.note import Checkpoint, NoteError, open_checkpoint
 from docaxis_client.ledger.policy import TrustPolicy, WitnessKey
 from docaxis_client.ledger.receipt import build_receipt
+from docaxis_client.ledger.tiles import (
+    MAX_TILE_LEVEL,
+    TILE_WIDTH,
+)
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
@@ -22,8 +29,15 @@ from services.common.errors import (
 )
 from services.common.grpc_errors import domain_errors
 from services.common.identity import Caller, CallerResolver, Role
-from services.ledger.adapters.postgres import PostgresLedgerReader, StoredEntry
+from services.common.metrics import AxisMetrics, ForkSource
+from services.ledger.adapters.postgres import (
+    PostgresLedgerReader,
+    PostgresLedgerWriter,
+    StoredEntry,
+)
 from services.ledger.witnesses import WitnessEndpoint
+
+log = structlog.get_logger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 MAX_ENTRIES = 1000
@@ -54,10 +68,14 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         *,
         witnesses: Sequence[WitnessEndpoint] = (),
         quorum: int = 0,
+        forks: PostgresLedgerWriter | None = None,
+        metrics: AxisMetrics | None = None,
     ) -> None:
         self._reader = reader
         self._callers = callers
         self._origin = origin
+        self._forks = forks
+        self._metrics = metrics
         self._witnesses = tuple(WitnessKey(w.verifier) for w in witnesses)
         self._quorum = quorum
 
@@ -183,8 +201,101 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             self._callers.resolve(context)
             return pb.GetTrustPolicyResponse(policy_json=(await self.trust_policy()).to_json())
 
+    async def GetTile(
+        self, request: pb.GetTileRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTileResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            width = _width(request.width)
+            if request.level > MAX_TILE_LEVEL:
+                raise ValidationError(
+                    "invalid tile", [FieldViolation("level", f"at most {MAX_TILE_LEVEL}")]
+                )
+            size = await self._served_size()
+            data = await self._reader.tile(request.level, request.index, width, size)
+            if data is None:
+                raise NotFoundError(f"no such tile in the tree of the served checkpoint ({size})")
+            return pb.GetTileResponse(data=data, tree_size=size)
+
+    async def GetEntryBundle(
+        self, request: pb.GetEntryBundleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetEntryBundleResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            width = _width(request.width)
+            size = await self._served_size()
+            data = await self._reader.entry_bundle(request.index, width, size)
+            if data is None:
+                raise NotFoundError(f"no such bundle in the served checkpoint's tree ({size})")
+            return pb.GetEntryBundleResponse(data=data, tree_size=size)
+
+    async def ReportFork(
+        self, request: pb.ReportForkRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReportForkResponse:
+        async with domain_errors(context):
+            caller = self._callers.resolve(context)
+            if self._forks is None:
+                raise RejectedError("this process keeps no fork reports", reason="UNAVAILABLE")
+            policy = await self.trust_policy()
+            notes = {"trusted_note": request.trusted_note}
+            notes["conflicting_note"] = request.conflicting_note
+            opened: list[Checkpoint] = []
+            for name, note in notes.items():
+                try:
+                    opened.append(open_checkpoint(note, self._origin, policy.verifiers)[0])
+                except NoteError as exc:
+                    raise _no_fork(name, f"not a checkpoint of this log's key: {exc}") from None
+            finding = await self._fork_finding(*opened)
+            if finding is None:
+                raise _no_fork("conflicting_note", "the log's consistency proof joins the two")
+            reporter = caller.agency_code or caller.subject or caller.role.value
+            report_id = await self._forks.record_fork(
+                reporter,
+                request.trusted_note,
+                request.conflicting_note,
+                f"{finding}; reporter says: {request.detail[:500]}",
+            )
+            log.error("ledger_fork_reported", reporter=reporter, finding=finding, id=report_id)
+            if self._metrics is not None:
+                self._metrics.ledger_fork(ForkSource.CLIENT)
+            return pb.ReportForkResponse(report_id=report_id, finding=finding)
+
+    async def _fork_finding(self, a: Checkpoint, b: Checkpoint) -> str | None:
+        """Why two checkpoints signed by the log's key cannot both be its history, or None."""
+        if a.size == b.size:
+            return None if a.root_hash == b.root_hash else f"two roots for size {a.size}"
+        old, new = (a, b) if a.size < b.size else (b, a)
+        if new.size > await self._reader.tree_size():
+            return f"a checkpoint of size {new.size}, which this log never reached"
+        if old.size == 0:
+            return None
+        proof = await self._reader.consistency_proof(old.size, new.size)
+        try:
+            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+        except ProofError as exc:
+            return f"no consistency from size {old.size} to {new.size}: {exc}"
+        return None
+
+    async def _served_size(self) -> int:
+        checkpoint = await self._reader.latest_checkpoint()
+        if checkpoint is None:
+            raise NotFoundError("no checkpoint has been published yet")
+        return checkpoint.size
+
     async def _check_size(self, size: int) -> None:
         if size == 0 or size > await self._reader.tree_size():
             raise ValidationError(
                 "invalid tree size", [FieldViolation("tree_size", "between 1 and the log's size")]
             )
+
+
+def _width(width: int) -> int:
+    if width > TILE_WIDTH:
+        raise ValidationError("invalid width", [FieldViolation("width", "0 (full) or 1..256")])
+    return width or TILE_WIDTH
+
+
+def _no_fork(field: str, why: str) -> ValidationError:
+    return ValidationError(
+        "the evidence shows no fork", [FieldViolation(field, why)], reason="FORK_EVIDENCE_INVALID"
+    )

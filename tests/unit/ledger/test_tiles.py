@@ -16,20 +16,22 @@ from docaxis_client.ledger.merkle import (
     inclusion_plan,
     mth,
 )
-from services.ledger.domain.tiles import (
+from docaxis_client.ledger.tiles import (
     TILE_BYTES,
-    TileBuilder,
     TileCoord,
-    TileHashSource,
-    decode_entries,
-    encode_entries,
     entries_path,
     format_tile_index,
-    new_full_tiles,
     parse_entries_path,
     parse_tile_index,
     parse_tile_path,
     tile_path,
+)
+from services.ledger.domain.tiles import (
+    TileBuilder,
+    TileHashSource,
+    decode_entries,
+    encode_entries,
+    new_full_tiles,
     tile_root,
     tiles_for_nodes,
     tiles_for_size,

@@ -181,7 +181,7 @@ RETIRED_POLICY = TrustPolicy(
         (_truncate, {DivergenceKind.ENTRIES_TRUNCATED}),
         (_delete_checkpoints, {DivergenceKind.NO_CHECKPOINT}),
         (_duplicate, {DivergenceKind.DUPLICATE_ENTRY}),
-        (_resign_rewrite, {DivergenceKind.WITNESS_QUORUM_NOT_MET}),
+        (_resign_rewrite, {DivergenceKind.NO_CHECKPOINT}),
         (_resign_keeping_cosignatures, {DivergenceKind.CHECKPOINT_SIGNATURE_INVALID}),
         (_replace_policy, {DivergenceKind.CHECKPOINT_KEY_UNTRUSTED}),
     ],
@@ -257,15 +257,32 @@ def test_finding_2_no_checkpoint_fails_and_the_unsigned_tail_is_reported(tmp_pat
 
 
 def test_finding_3_a_re_signed_rewrite_lacks_the_witnesses(tmp_path: Path) -> None:
-    """The log key alone re-signs a rewrite; without witness cosignatures it is not trusted,
-    while a policy that asks for no witnesses (the old behaviour) is fooled."""
+    """The log key alone re-signs a rewrite; without witness cosignatures none of its
+    checkpoints counts, while a policy that asks for no witnesses (the old behaviour) is
+    fooled."""
     path = write(tmp_path)
     _resign_rewrite(path)
     assert verify(path, dataclasses.replace(witnessed_policy(), quorum=0)).ok
-    assert kind_of(verify(path)) is DivergenceKind.WITNESS_QUORUM_NOT_MET
-    assert (
-        kind_of(verify(path, witnessed_policy(quorum=1))) is DivergenceKind.WITNESS_QUORUM_NOT_MET
-    )
+    report = verify(path)
+    assert kind_of(report) is DivergenceKind.NO_CHECKPOINT
+    assert report.details["checkpoints_without_quorum"] == len(SIZES)
+    assert kind_of(verify(path, witnessed_policy(quorum=1))) is DivergenceKind.NO_CHECKPOINT
+
+
+def test_a_rewritten_tail_under_an_uncosigned_checkpoint_is_reported_as_unsigned(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints the witnesses never cosigned vouch for nothing: entries after the last
+    cosigned one are the unsigned tail, however the log key signed them."""
+    bodies = list(honest().bodies)
+    entry = parse_entry(bodies[280])
+    bodies[280] = dataclasses.replace(entry, data={**entry.data, "note": "forged"}).encode()
+    forged = relink(bodies)
+    notes = [*honest_notes()[:-1], SyntheticLog(forged, [300]).notes[0]]
+    report = verify(write(tmp_path, forged, notes))
+    assert report.divergence is None
+    assert report.details["checkpoints_without_quorum"] == 1
+    assert report.details["unsigned_tail"] == 300 - 257
 
 
 def test_finding_4_retired_keys_have_an_end_in_the_policy() -> None:
@@ -357,6 +374,6 @@ def test_an_expired_witness_key_does_not_count(tmp_path: Path) -> None:
         2,
     )
     report = audit_export(write(tmp_path), policy=expired)
-    assert kind_of(report) is DivergenceKind.WITNESS_QUORUM_NOT_MET
+    assert kind_of(report) is DivergenceKind.NO_CHECKPOINT
     (tmp_path / "export" / POLICY_FILE).unlink()  # the auditor's policy needs none
     assert kind_of(audit_export(tmp_path / "export", policy=witnessed_policy())) is None

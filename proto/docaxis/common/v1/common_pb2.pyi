@@ -85,6 +85,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
     are allowed, MD5, RSA keys under 2048 bits).
     """
+    ERROR_REASON_LEDGER_FORK: _ErrorReason.ValueType  # 38
+    """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
+    joins: a split view (docaxis_client.ledger.monitor).
+    """
+    ERROR_REASON_FORK_EVIDENCE_INVALID: _ErrorReason.ValueType  # 39
+    """LedgerService.ReportFork evidence that shows no fork: a note not signed by the log's key, of
+    another log, or two checkpoints the log's own consistency proof joins.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -149,6 +157,14 @@ after the official's in the main PDF). Metadata names the role and the attachmen
 ERROR_REASON_SIGNATURE_ALGORITHM_WEAK: ErrorReason.ValueType  # 31
 """A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
 are allowed, MD5, RSA keys under 2048 bits).
+"""
+ERROR_REASON_LEDGER_FORK: ErrorReason.ValueType  # 38
+"""A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
+joins: a split view (docaxis_client.ledger.monitor).
+"""
+ERROR_REASON_FORK_EVIDENCE_INVALID: ErrorReason.ValueType  # 39
+"""LedgerService.ReportFork evidence that shows no fork: a note not signed by the log's key, of
+another log, or two checkpoints the log's own consistency proof joins.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

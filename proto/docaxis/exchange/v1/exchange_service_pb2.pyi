@@ -496,8 +496,14 @@ class SubmitResponse(_message.Message):
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    LEDGER_CHECKPOINT_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
     """True when this is a replay of an earlier identical submission."""
+    ledger_checkpoint: _builtins.bytes
+    """The ledger's latest served checkpoint with its witness cosignatures (a C2SP signed note):
+    the anchor a client's monitor checks (docaxis_client.ledger.monitor). Empty when none is
+    published yet.
+    """
     @_builtins.property
     def receipt(self) -> Global___SubmissionReceipt: ...
     def __init__(
@@ -505,10 +511,11 @@ class SubmitResponse(_message.Message):
         *,
         receipt: Global___SubmissionReceipt | None = ...,
         replayed: _builtins.bool = ...,
+        ledger_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ledger_checkpoint", b"ledger_checkpoint", "receipt", b"receipt", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -772,7 +779,10 @@ class TrackResponse(_message.Message):
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
+    LEDGER_CHECKPOINT_FIELD_NUMBER: _builtins.int
     document_uuid: _builtins.str
+    ledger_checkpoint: _builtins.bytes
+    """The ledger's latest served checkpoint, as in SubmitResponse.ledger_checkpoint."""
     @_builtins.property
     def header(self) -> _common_pb2.DocumentHeader: ...
     @_builtins.property
@@ -800,10 +810,11 @@ class TrackResponse(_message.Message):
         recipients: _abc.Iterable[Global___RecipientState] | None = ...,
         in_reply_to: _abc.Iterable[Global___DocumentLink] | None = ...,
         replies: _abc.Iterable[Global___DocumentLink] | None = ...,
+        ledger_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "submitted_at", b"submitted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "header", b"header", "in_reply_to", b"in_reply_to", "ledger_checkpoint", b"ledger_checkpoint", "recipients", b"recipients", "replies", b"replies", "submitted_at", b"submitted_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -914,19 +925,25 @@ class GetTransportReceiptResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
+    LEDGER_CHECKPOINT_FIELD_NUMBER: _builtins.int
     receipt: _builtins.bytes
     """The receipt as self-contained RFC 8785 JSON (docaxis_client.trust.TransportReceipt.from_json):
     document uuid and DocumentId, manifest SHA-256, recipient, acknowledgement time, the hub's
     signature and certificate chain.
     """
+    ledger_checkpoint: _builtins.bytes
+    """The ledger's latest served checkpoint, as in SubmitResponse.ledger_checkpoint: the sender's
+    and the recipient's proof anchor for the events this receipt attests.
+    """
     def __init__(
         self,
         *,
         receipt: _builtins.bytes = ...,
+        ledger_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ledger_checkpoint", b"ledger_checkpoint", "receipt", b"receipt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,7 +41,10 @@ class GetCheckpointResponse(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     ROOT_HASH_FIELD_NUMBER: _builtins.int
     note: _builtins.bytes
-    """The note text, byte for byte as signed."""
+    """The note, byte for byte as signed, followed by the witnesses' cosignature lines (C2SP
+    tlog-cosignature). With witnesses configured, only checkpoints that reached the quorum are
+    served.
+    """
     size: _builtins.int
     root_hash: _builtins.bytes
     def __init__(
@@ -361,3 +364,153 @@ class GetTrustPolicyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTrustPolicyResponse: _TypeAlias = GetTrustPolicyResponse  # noqa: Y015
+
+@_typing.final
+class GetTileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    level: _builtins.int
+    """Tile level L: level-L tiles hold the roots of 256^L-leaf subtrees."""
+    index: _builtins.int
+    """Tile index N."""
+    width: _builtins.int
+    """1..255 for a partial tile of that many hashes; 0 or 256 for a full tile."""
+    def __init__(
+        self,
+        *,
+        level: _builtins.int = ...,
+        index: _builtins.int = ...,
+        width: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "level", b"level", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTileRequest: _TypeAlias = GetTileRequest  # noqa: Y015
+
+@_typing.final
+class GetTileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """width * 32 bytes: the hashes, left to right."""
+    tree_size: _builtins.int
+    """The size of the served checkpoint the tile was cut at."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTileResponse: _TypeAlias = GetTileResponse  # noqa: Y015
+
+@_typing.final
+class GetEntryBundleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    width: _builtins.int
+    """1..255 for a partial bundle; 0 or 256 for a full one."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        width: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntryBundleRequest: _TypeAlias = GetEntryBundleRequest  # noqa: Y015
+
+@_typing.final
+class GetEntryBundleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Entries index*256 up to index*256+width-1, each a big-endian uint16 length and the body."""
+    tree_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntryBundleResponse: _TypeAlias = GetEntryBundleResponse  # noqa: Y015
+
+@_typing.final
+class ReportForkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRUSTED_NOTE_FIELD_NUMBER: _builtins.int
+    CONFLICTING_NOTE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    trusted_note: _builtins.bytes
+    """The checkpoint note the reporter trusted before (with its cosignatures)."""
+    conflicting_note: _builtins.bytes
+    """The note it was shown since, which no consistency proof joins to the first."""
+    detail: _builtins.str
+    """The reporter's own account of what it checked."""
+    def __init__(
+        self,
+        *,
+        trusted_note: _builtins.bytes = ...,
+        conflicting_note: _builtins.bytes = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicting_note", b"conflicting_note", "detail", b"detail", "trusted_note", b"trusted_note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportForkRequest: _TypeAlias = ReportForkRequest  # noqa: Y015
+
+@_typing.final
+class ReportForkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_FIELD_NUMBER: _builtins.int
+    report_id: _builtins.int
+    """The stored report, for the administrators."""
+    finding: _builtins.str
+    """What the log itself found: two roots for one size, or the consistency proof that fails."""
+    def __init__(
+        self,
+        *,
+        report_id: _builtins.int = ...,
+        finding: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding", "report_id", b"report_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportForkResponse: _TypeAlias = ReportForkResponse  # noqa: Y015

@@ -71,6 +71,21 @@ class LedgerServiceStub:
                 request_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyRequest.SerializeToString,
                 response_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyResponse.FromString,
                 _registered_method=True)
+        self.GetTile = channel.unary_unary(
+                '/docaxis.ledger.v1.LedgerService/GetTile',
+                request_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileRequest.SerializeToString,
+                response_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileResponse.FromString,
+                _registered_method=True)
+        self.GetEntryBundle = channel.unary_unary(
+                '/docaxis.ledger.v1.LedgerService/GetEntryBundle',
+                request_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleRequest.SerializeToString,
+                response_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleResponse.FromString,
+                _registered_method=True)
+        self.ReportFork = channel.unary_unary(
+                '/docaxis.ledger.v1.LedgerService/ReportFork',
+                request_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkRequest.SerializeToString,
+                response_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -122,7 +137,35 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTrustPolicy(self, request, context):
-        """Origin and public keys an auditor needs; also to be published out of band.
+        """Origin and public keys an auditor needs (log keys with validity, witnesses and quorum); also
+        to be published out of band.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTile(self, request, context):
+        """C2SP tlog-tiles, also served by the gateway as plain HTTP (GET /ledger/tile/<L>/<N>[.p/<W>]):
+        a hash tile of the tree, cut at the latest served checkpoint. Any authenticated caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEntryBundle(self, request, context):
+        """C2SP tlog-tiles entry bundle (GET /ledger/tile/entries/<N>[.p/<W>]): up to 256 entry bodies,
+        each prefixed by its big-endian uint16 length. Any authenticated caller: bodies carry hashes,
+        opaque ids and agency codes only (ledger.md section 3), so anyone may mirror and audit it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportFork(self, request, context):
+        """Split-view evidence: two checkpoints of this log, both signed by its key, that no
+        consistency proof joins (a DMS client's monitor sends it when it raises LEDGER_FORK). Kept
+        for the administrators and counted in docaxis_ledger_forks_total{source="client"}.
+        FORK_EVIDENCE_INVALID when the notes show no fork. Any authenticated caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +208,21 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetTrustPolicy,
                     request_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyRequest.FromString,
                     response_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyResponse.SerializeToString,
+            ),
+            'GetTile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTile,
+                    request_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileRequest.FromString,
+                    response_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileResponse.SerializeToString,
+            ),
+            'GetEntryBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntryBundle,
+                    request_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleRequest.FromString,
+                    response_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleResponse.SerializeToString,
+            ),
+            'ReportFork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFork,
+                    request_deserializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkRequest.FromString,
+                    response_serializer=docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +416,87 @@ class LedgerService:
             '/docaxis.ledger.v1.LedgerService/GetTrustPolicy',
             docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyRequest.SerializeToString,
             docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTrustPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.ledger.v1.LedgerService/GetTile',
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileRequest.SerializeToString,
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetTileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEntryBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.ledger.v1.LedgerService/GetEntryBundle',
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleRequest.SerializeToString,
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.GetEntryBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.ledger.v1.LedgerService/ReportFork',
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkRequest.SerializeToString,
+            docaxis_dot_ledger_dot_v1_dot_ledger__service__pb2.ReportForkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,7 +50,24 @@ class LedgerServiceStub:
     GetReceipt: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetReceiptRequest, _ledger_service_pb2.GetReceiptResponse]
     """A self-contained receipt (c2sp.org/tlog-proof@v1) for an entry, with the entry's bytes."""
     GetTrustPolicy: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetTrustPolicyRequest, _ledger_service_pb2.GetTrustPolicyResponse]
-    """Origin and public keys an auditor needs; also to be published out of band."""
+    """Origin and public keys an auditor needs (log keys with validity, witnesses and quorum); also
+    to be published out of band.
+    """
+    GetTile: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetTileRequest, _ledger_service_pb2.GetTileResponse]
+    """C2SP tlog-tiles, also served by the gateway as plain HTTP (GET /ledger/tile/<L>/<N>[.p/<W>]):
+    a hash tile of the tree, cut at the latest served checkpoint. Any authenticated caller.
+    """
+    GetEntryBundle: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.GetEntryBundleRequest, _ledger_service_pb2.GetEntryBundleResponse]
+    """C2SP tlog-tiles entry bundle (GET /ledger/tile/entries/<N>[.p/<W>]): up to 256 entry bodies,
+    each prefixed by its big-endian uint16 length. Any authenticated caller: bodies carry hashes,
+    opaque ids and agency codes only (ledger.md section 3), so anyone may mirror and audit it.
+    """
+    ReportFork: _grpc.UnaryUnaryMultiCallable[_ledger_service_pb2.ReportForkRequest, _ledger_service_pb2.ReportForkResponse]
+    """Split-view evidence: two checkpoints of this log, both signed by its key, that no
+    consistency proof joins (a DMS client's monitor sends it when it raises LEDGER_FORK). Kept
+    for the administrators and counted in docaxis_ledger_forks_total{source="client"}.
+    FORK_EVIDENCE_INVALID when the notes show no fork. Any authenticated caller.
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -74,7 +91,24 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     GetReceipt: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetReceiptRequest, _ledger_service_pb2.GetReceiptResponse]  # type: ignore[assignment]
     """A self-contained receipt (c2sp.org/tlog-proof@v1) for an entry, with the entry's bytes."""
     GetTrustPolicy: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetTrustPolicyRequest, _ledger_service_pb2.GetTrustPolicyResponse]  # type: ignore[assignment]
-    """Origin and public keys an auditor needs; also to be published out of band."""
+    """Origin and public keys an auditor needs (log keys with validity, witnesses and quorum); also
+    to be published out of band.
+    """
+    GetTile: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetTileRequest, _ledger_service_pb2.GetTileResponse]  # type: ignore[assignment]
+    """C2SP tlog-tiles, also served by the gateway as plain HTTP (GET /ledger/tile/<L>/<N>[.p/<W>]):
+    a hash tile of the tree, cut at the latest served checkpoint. Any authenticated caller.
+    """
+    GetEntryBundle: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.GetEntryBundleRequest, _ledger_service_pb2.GetEntryBundleResponse]  # type: ignore[assignment]
+    """C2SP tlog-tiles entry bundle (GET /ledger/tile/entries/<N>[.p/<W>]): up to 256 entry bodies,
+    each prefixed by its big-endian uint16 length. Any authenticated caller: bodies carry hashes,
+    opaque ids and agency codes only (ledger.md section 3), so anyone may mirror and audit it.
+    """
+    ReportFork: _aio.UnaryUnaryMultiCallable[_ledger_service_pb2.ReportForkRequest, _ledger_service_pb2.ReportForkResponse]  # type: ignore[assignment]
+    """Split-view evidence: two checkpoints of this log, both signed by its key, that no
+    consistency proof joins (a DMS client's monitor sends it when it raises LEDGER_FORK). Kept
+    for the administrators and counted in docaxis_ledger_forks_total{source="client"}.
+    FORK_EVIDENCE_INVALID when the notes show no fork. Any authenticated caller.
+    """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The tamper-evident ledger: an RFC 6962 Merkle log of every state change, with C2SP signed
@@ -137,6 +171,41 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_service_pb2.GetTrustPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_service_pb2.GetTrustPolicyResponse, _abc.Awaitable[_ledger_service_pb2.GetTrustPolicyResponse]]:
-        """Origin and public keys an auditor needs; also to be published out of band."""
+        """Origin and public keys an auditor needs (log keys with validity, witnesses and quorum); also
+        to be published out of band.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTile(
+        self,
+        request: _ledger_service_pb2.GetTileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.GetTileResponse, _abc.Awaitable[_ledger_service_pb2.GetTileResponse]]:
+        """C2SP tlog-tiles, also served by the gateway as plain HTTP (GET /ledger/tile/<L>/<N>[.p/<W>]):
+        a hash tile of the tree, cut at the latest served checkpoint. Any authenticated caller.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEntryBundle(
+        self,
+        request: _ledger_service_pb2.GetEntryBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.GetEntryBundleResponse, _abc.Awaitable[_ledger_service_pb2.GetEntryBundleResponse]]:
+        """C2SP tlog-tiles entry bundle (GET /ledger/tile/entries/<N>[.p/<W>]): up to 256 entry bodies,
+        each prefixed by its big-endian uint16 length. Any authenticated caller: bodies carry hashes,
+        opaque ids and agency codes only (ledger.md section 3), so anyone may mirror and audit it.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportFork(
+        self,
+        request: _ledger_service_pb2.ReportForkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_service_pb2.ReportForkResponse, _abc.Awaitable[_ledger_service_pb2.ReportForkResponse]]:
+        """Split-view evidence: two checkpoints of this log, both signed by its key, that no
+        consistency proof joins (a DMS client's monitor sends it when it raises LEDGER_FORK). Kept
+        for the administrators and counted in docaxis_ledger_forks_total{source="client"}.
+        FORK_EVIDENCE_INVALID when the notes show no fork. Any authenticated caller.
+        """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
