@@ -226,3 +226,15 @@ async def clients(axis: str, pki: SuitePki) -> AsyncIterator[dict[str, AgencyCli
     yield Clients()
     for client in made.values():
         await client.close()
+
+
+@pytest.fixture
+def crash_free_log(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """After the test, asserts that what the services logged meanwhile holds no crash: no
+    traceback and no call that ended UNKNOWN (an attack gets a typed refusal, issue 17)."""
+    yield
+    out, err = capfd.readouterr()
+    logged = out + err
+    assert "rpc_finished" in logged  # the log was captured: the checks below can fail
+    assert "Traceback" not in logged
+    assert "outcome=UNKNOWN" not in logged

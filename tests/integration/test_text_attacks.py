@@ -16,7 +16,7 @@ from docaxis_client.client import AgencyClient
 from services.common.grpc_errors import ErrorDetails, error_details
 from tests.conftest import Register, make_header
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crash_free_log")]
 
 
 async def _refused(client: AgencyClient, request: pb.SubmitRequest) -> ErrorDetails:

@@ -30,7 +30,7 @@ from tests.conftest import (
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crash_free_log")]
 
 TTL = dt.timedelta(days=7)
 

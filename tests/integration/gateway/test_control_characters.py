@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from tests.conftest import make_header
 from tests.integration.gateway.conftest import RunningGateway
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crash_free_log")]
 
 Register = Callable[..., Awaitable[list[str]]]
 

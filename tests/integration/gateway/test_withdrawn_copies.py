@@ -16,7 +16,7 @@ from services.common.grpc_errors import error_details
 from tests.conftest import make_header
 from tests.integration.gateway.conftest import RunningGateway
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crash_free_log")]
 
 Register = Callable[..., Awaitable[list[str]]]
 
