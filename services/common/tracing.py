@@ -1,25 +1,24 @@
 """Traces along a document's path: OpenTelemetry spans for the gRPC calls, the outbox, the
 RabbitMQ publish, the push to a DMS and its acknowledgement, joined by W3C trace context.
 
-The context travels with the document: a Submit's span context is written on its outbox rows
-(``current_traceparent``), the relay publishes each row under a span of that trace and puts
-its ``traceparent`` in the AMQP message headers, the Receive stream pushes under a span whose
-parent comes from those headers, and an acknowledgement continues the trace of the message it
-settles, so the notice of status 01 it queues for the sender is published and pushed in the
-same trace.
+The context travels with the document: the Submit's span context is stored with the document
+(``current_traceparent``) and every outbox row about it (its copies, and the status and recall
+notices, 01 included) takes it from there; the relay publishes each row under a span of that
+trace and puts its ``traceparent`` in the AMQP message headers; pushing the message to a DMS
+and settling it once acknowledged are spans whose parent comes from those headers.
 
 Export: OTLP over HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, configured by the standard OTEL_* variables.
 Otherwise nothing is installed: the API's default provider makes every span a no-op.
 
-Call sites stay one line (``with tracing.span(...)``); everything OpenTelemetry is here.
+Call sites stay one line; everything OpenTelemetry is here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -34,9 +33,9 @@ __all__ = [
     "SpanKind",
     "annotate",
     "configure_tracing",
-    "continued",
     "current_traceparent",
     "inject",
+    "record_acknowledgement",
     "record_push",
     "rpc_span",
     "span",
@@ -149,12 +148,17 @@ def record_push(
         pass
 
 
-@asynccontextmanager
-async def continued(name: str, carrier: Mapping[str, object] | None) -> AsyncIterator[Span]:
-    """A span in the trace `carrier` names (or under the current span when it names none),
-    current for the block: the work it queues carries that trace on."""
-    with span(name, parent=carrier) as opened:
-        yield opened
+def record_acknowledgement(item_id: str, headers: Mapping[str, object] | None) -> None:
+    """A span for a pushed item's acknowledgement, once it is stored and its broker message is
+    settled, in the trace the message headers carry."""
+    with span(
+        "docaxis.acknowledge",
+        parent=headers or {},
+        kind=SpanKind.CONSUMER,
+        attributes={"docaxis.item": item_id},
+        current=False,
+    ):
+        pass
 
 
 def annotate(**attributes: str | int | bool) -> None:

@@ -113,3 +113,37 @@ async def test_one_documents_trace_runs_from_submit_to_the_senders_status_01(
         )
     assert timeline.trace_id == f"{trace_id:032x}"
     exporter.clear()  # the spans of the tests after this one need not be kept
+
+
+async def test_an_acknowledgement_on_the_stream_is_in_the_documents_trace(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """A DMS that acknowledges on its ReceiveStream: the acknowledgement's span continues the
+    pushed copy's trace as Acknowledge's does."""
+    exporter = span_exporter()
+    sender, recipient = await register_agencies(2)
+    async with clients[recipient].receive_stream() as stream:
+        response = await clients[sender].submit(
+            f"c-{uuid.uuid4()}", make_header(sender, [recipient])
+        )
+        async with asyncio.timeout(15):
+            item = await anext(aiter(stream))
+            stream.acknowledge(item)
+            await stream.confirmed(item.delivery.delivery_id)
+    delivery_id = item.delivery.delivery_id
+
+    async def acknowledged() -> list[ReadableSpan]:
+        return [
+            s
+            for s in exporter.get_finished_spans()
+            if s.name == "docaxis.acknowledge"
+            and (s.attributes or {}).get("docaxis.item") == delivery_id
+        ]
+
+    (acknowledgement,) = await eventually(acknowledged)
+    spans = exporter.get_finished_spans()
+    submitted = one(spans, SUBMIT, document_uuid=response.receipt.document_uuid)
+    publish_copy = one(spans, "docaxis.publish", item=delivery_id)
+    assert parent_of(publish_copy) == span_id(submitted)
+    assert parent_of(acknowledgement) == span_id(publish_copy)
+    exporter.clear()

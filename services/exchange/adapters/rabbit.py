@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -204,12 +204,6 @@ class InFlight:
     ) -> None:
         self._messages[item_id] = (message, released)
 
-    def trace_context(self, item_id: str) -> Mapping[str, object] | None:
-        """The headers (with the trace context) of the pushed message awaiting `item_id`'s
-        acknowledgement, when this process pushed it."""
-        held = self._messages.get(item_id)
-        return None if held is None else held[0].headers
-
     def forget(self, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
             self._messages.pop(item_id, None)
@@ -221,6 +215,8 @@ class InFlight:
         message, released = held
         if released is not None:
             released(item_id)
+        # Every way of acknowledging (Acknowledge, AcknowledgeBatch, on the stream) ends here.
+        tracing.record_acknowledgement(item_id, message.headers)
         # If the stream's channel closed meanwhile, the broker requeued the message and the next
         # stream skips it, because the database says it is acknowledged.
         with contextlib.suppress(aio_pika.exceptions.ChannelInvalidStateError):

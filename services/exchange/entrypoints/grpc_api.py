@@ -314,9 +314,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     async def Acknowledge(
         self, request: pb.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AcknowledgeResponse:
-        # A span in the trace of the pushed message it settles (the document's).
-        pushed = self._in_flight.trace_context(request.delivery_id or request.notice_id)
-        async with tracing.continued("docaxis.acknowledge", pushed), domain_errors(context):
+        async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             if self._lifecycle is None:
                 if request.WhichOneof("item") == "notice_id":
