@@ -12,7 +12,7 @@ import asyncpg
 
 from benchmarks.uploads import bench_attachment
 from docaxis_client.ledger.note import NoteSigner
-from services.app import migrate
+from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import SEQUENCER_ROLE, PostgresLedgerWriter
 

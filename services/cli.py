@@ -19,7 +19,9 @@ from docaxis_client.ledger.cosignature import CosignerVerifier
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
 from services import pki_cli, report_cli
-from services.app import ALL_COMPONENTS, Component, migrate, read_signer_keys, serve
+from services.bootstrap.migrations import migrate
+from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
+from services.bootstrap.serve import serve_plan
 from services.common import postgres
 from services.common.config import ConfigError
 from services.common.errors import ConflictError
@@ -244,10 +246,16 @@ async def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     configure_tracing("docaxis")  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-    components = {Component(name.strip()) for name in args.components.split(",") if name.strip()}
+    try:
+        components = {
+            Component(name.strip()) for name in args.components.split(",") if name.strip()
+        }
+    except ValueError as exc:
+        raise ConfigError(f"--components: {exc}") from None
+    checked = plan(settings, components)  # before anything opens, the migrations' pool included
     stop = install_shutdown_handlers()
     if settings.worker_index > 0:  # started by the first worker, which prepared everything
-        await serve(settings, stop, components)
+        await serve_plan(checked, stop)
         return 0
     await migrate(settings.database_url)
     if args.seed_demo:
@@ -275,7 +283,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
 
     try:
-        await serve(settings, stop, components, on_ready=ready)
+        await serve_plan(checked, stop, on_ready=ready)
     finally:
         for worker in workers:
             if worker.returncode is None:

@@ -28,7 +28,8 @@ WORKER_INDEX_ENV = "DOCAXIS_WORKER_INDEX"
 class Settings:
     grpc_address: str
     database_url: str = field(repr=False)
-    amqp_url: str = field(repr=False)
+    # Needed by the exchange only (checked when a process is planned to serve it).
+    amqp_url: str | None = field(default=None, repr=False)
     # Where the exchange finds DirectoryService; None means "in this process".
     directory_address: str | None = None
     # Plaintext gRPC with caller identity taken from request headers: development only.
@@ -102,7 +103,7 @@ class Settings:
         settings = cls(
             grpc_address=env.get("DOCAXIS_GRPC_ADDRESS", DEFAULT_GRPC_ADDRESS),
             database_url=require(env, "DOCAXIS_DATABASE_URL"),
-            amqp_url=require(env, "DOCAXIS_AMQP_URL"),
+            amqp_url=env.get("DOCAXIS_AMQP_URL", "").strip() or None,
             directory_address=env.get("DOCAXIS_DIRECTORY_ADDRESS") or None,
             dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False),
             max_attachment_bytes=read_int(

@@ -19,7 +19,9 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis_client.client import AgencyClient
 from docaxis_client.ledger.note import NoteSigner
 from docaxis_client.vietnam import VIETNAM as VIETNAM
-from services.app import ALL_COMPONENTS, Component, migrate, serve
+from services.bootstrap.migrations import migrate
+from services.bootstrap.plan import ALL_COMPONENTS, Component
+from services.bootstrap.serve import serve
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb

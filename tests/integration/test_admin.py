@@ -22,7 +22,7 @@ from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
-from services.app import Component
+from services.bootstrap.plan import Component
 from services.common.grpc_errors import error_details
 from services.exchange.adapters.rabbit import DEAD_LETTER_QUEUE
 from tests.conftest import VIETNAM, Register, make_header, served, settings_for

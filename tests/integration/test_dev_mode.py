@@ -13,7 +13,8 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
 from docaxis_client.client import AgencyClient
-from services.app import Component, serve
+from services.bootstrap.plan import Component
+from services.bootstrap.serve import serve
 from services.common.config import ConfigError
 from services.common.grpc_errors import error_details
 from services.settings import Settings

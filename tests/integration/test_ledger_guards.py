@@ -15,7 +15,7 @@ import pytest
 from docaxis_client.ledger.merkle import hash_leaf, mth
 from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
 from docaxis_client.ledger.policy import TrustPolicy
-from services.app import migrate
+from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.ledger.adapters.postgres import (
     READER_ROLE,

@@ -18,7 +18,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.ledger.v1 import ledger_service_pb2 as lpb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
-from services.app import Component
+from services.bootstrap.plan import Component
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED
 from tests.conftest import VIETNAM, Register, make_header, served, settings_for
 from tests.infra import SuiteServices

@@ -85,6 +85,11 @@ class CrlWatcher:
         self._listener = await self._listen()
         await self._reload()
 
+    async def close(self) -> None:
+        """Closes the listening connection (also when `run` was cancelled before closing it)."""
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
@@ -102,8 +107,7 @@ class CrlWatcher:
                 self._wake.set()  # try again after the pause
                 await pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        await self.close()
 
     async def _listen(self) -> asyncpg.Connection:
         # A dedicated connection: LISTEN must outlive the pool's transaction-scoped borrowing.

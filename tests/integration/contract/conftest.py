@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.app import migrate
+from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.common.postgres import recreate_database
 

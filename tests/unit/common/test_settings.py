@@ -67,7 +67,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert settings.log_level == "DEBUG"
 
 
-@pytest.mark.parametrize("key", ["DOCAXIS_DATABASE_URL", "DOCAXIS_AMQP_URL"])
+@pytest.mark.parametrize("key", ["DOCAXIS_DATABASE_URL"])
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_a_missing_or_blank_required_setting_names_its_key(key: str, value: str | None) -> None:
     """ConfigError says which variable is missing."""

@@ -1,0 +1,126 @@
+"""The exchange's wiring: ExchangeService, ReportService, AdminService, the outbox relay and
+the sweeps, over the directory of this process or of another one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
+from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
+
+from services.bootstrap.wiring import Wiring
+from services.common.periodic import every
+from services.directory.domain.codes import code_problem
+from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
+from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
+from services.exchange.adapters.postgres_admin import PostgresAdminStore
+from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_queues import PostgresQueueProbe
+from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
+from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
+from services.exchange.adapters.rabbit import InboxQueues, InFlight, RabbitInbox, RabbitPublisher
+from services.exchange.entrypoints import admin_api, report_api
+from services.exchange.entrypoints import grpc_api as exchange_api
+from services.exchange.entrypoints.relay import OutboxRelay
+from services.exchange.entrypoints.settlements import Settlements
+from services.exchange.service_layer.admin import AdminHandlers
+from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.ports import DirectoryLookup
+from services.exchange.service_layer.reports import ReportHandlers
+from services.exchange.service_layer.reroute import Rerouter
+from services.exchange.service_layer.uploads import AbandonedUploadSweeper
+from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
+
+
+def directory_lookup(wiring: Wiring, local: DirectoryHandlers | None) -> DirectoryLookup:
+    """The directory of this process, or DirectoryService elsewhere (as the hub, under mTLS)."""
+    settings, security = wiring.plan.settings, wiring.plan.security
+    if local is not None and settings.directory_address is None:
+        return LocalDirectoryLookup(local)
+    assert settings.directory_address is not None  # plan() checked it
+    channel, hub_metadata = security.peer_channel(settings.directory_address)
+    wiring.stack.push_async_callback(channel.close)
+    lookup = GrpcDirectoryLookup(channel, tuple(hub_metadata))
+    security.use_directory(lookup)
+    return lookup
+
+
+def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
+    settings, security, pool = wiring.plan.settings, wiring.plan.security, wiring.pool
+    assert wiring.broker is not None  # plan() checked the broker's URL
+    forms = settings.code_forms
+    documents = PostgresDocumentStore(pool)
+    lifecycle_store = PostgresLifecycleStore(pool)
+    exchange = ExchangeHandlers(
+        documents,
+        lookup,
+        lambda code: code_problem(code, forms),
+        Limits(
+            max_attachment_bytes=settings.max_attachment_bytes,
+            max_pushes=settings.max_pushes,
+            upload_quota_bytes=settings.upload_quota_bytes,
+        ),
+        signatures=security.signature_policy(),
+        hub=security.hub,
+    )
+    inbox_queues = InboxQueues()  # one per process: publisher and streams share it
+    inbox = RabbitInbox(wiring.broker, queues=inbox_queues)
+    wiring.on_drain.append(inbox.close_all)
+    in_flight = InFlight()
+    servicer = exchange_api.ExchangeServicer(
+        exchange,
+        security.callers,
+        inbox,
+        in_flight,
+        LifecycleHandlers(exchange, lifecycle_store),
+        metrics=wiring.metrics,
+        ledger=PostgresLedgerCheckpoints(pool, settings.ledger_witness_quorum),
+    )
+    wiring.add_service(
+        exchange_api.SERVICE_NAME,
+        lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(servicer, server),
+    )
+    report = report_api.ReportServicer(ReportHandlers(PostgresReportStore(pool)), security.callers)
+    wiring.add_service(
+        report_api.SERVICE_NAME,
+        lambda server: rpb_grpc.add_ReportServiceServicer_to_server(report, server),
+    )
+    admin = admin_api.AdminServicer(
+        AdminHandlers(PostgresAdminStore(pool), documents, lifecycle_store), security.callers
+    )
+    wiring.add_service(
+        admin_api.SERVICE_NAME,
+        lambda server: apb_grpc.add_AdminServiceServicer_to_server(admin, server),
+    )
+    wiring.metrics.watch_queues(PostgresQueueProbe(pool))
+    publisher = RabbitPublisher(wiring.broker, inbox_queues)
+    wiring.stack.push_async_callback(publisher.close)
+    wiring.add_job(
+        "outbox-relay", OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher).run
+    )
+    # Acknowledgements committed by any worker settle the stream item this worker holds.
+    wiring.add_job("settlements", Settlements(settings.database_url, in_flight).run)
+    if settings.worker_index == 0:  # the sweeps are singletons: the first worker runs them
+        _wire_sweeps(wiring, lookup)
+
+
+def _wire_sweeps(wiring: Wiring, lookup: DirectoryLookup) -> None:
+    settings, pool = wiring.plan.settings, wiring.pool
+    rerouter = Rerouter(PostgresRerouteStore(pool), lookup)
+    wiring.add_job(
+        "reroute",
+        lambda stop: every(settings.reroute_interval_s, stop, rerouter.sweep, "reroute"),
+    )
+    uploads = AbandonedUploadSweeper(
+        PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
+    )
+    wiring.add_job(
+        "abandoned-uploads",
+        lambda stop: every(
+            min(3600.0, settings.upload_ttl_s / 4), stop, uploads.sweep, "abandoned-uploads"
+        ),
+    )

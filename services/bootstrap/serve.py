@@ -1,0 +1,200 @@
+"""Serving a plan: open, wire, serve until the stop signal, shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from contextlib import AsyncExitStack
+
+import asyncpg
+import grpc
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
+from grpc_health.v1 import health
+
+from services.bootstrap.directory import wire_directory, wire_revocations
+from services.bootstrap.exchange import directory_lookup, wire_exchange
+from services.bootstrap.ledger import wire_ledger
+from services.bootstrap.plan import ALL_COMPONENTS, Component, Plan, plan
+from services.bootstrap.wiring import Job, Wiring
+from services.common import metrics_api, postgres, rabbit
+from services.common.grpc_server import build_server, set_serving
+from services.common.metrics import AxisMetrics
+from services.common.periodic import pause
+from services.exchange.adapters.directory import LocalDirectoryLookup
+from services.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# The role directory and exchange code runs as: its own schemas, and of the ledger only staging.
+APP_ROLE = "app_writer"
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    components: Collection[Component] = ALL_COMPONENTS,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serves until `stop` is set, then shuts down in order without losing a message.
+
+    A configuration error is raised before anything opens. Background jobs run in one TaskGroup:
+    if one dies, the process stops (the error is raised) rather than serve on without it; and
+    whatever happens, no task outlives this call and every pool and connection is closed."""
+    await serve_plan(plan(settings, components), stop, on_ready=on_ready)
+
+
+async def serve_plan(
+    checked: Plan, stop: asyncio.Event, *, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """`serve` for a configuration already checked (the CLI checks it before migrating)."""
+    async with AsyncExitStack() as stack:
+        wiring = await _open(checked, stack)
+        await _wire(wiring)
+        await _run(wiring, stop, on_ready)
+
+
+async def _open(checked: Plan, stack: AsyncExitStack) -> Wiring:
+    settings = checked.settings
+    pool = await postgres.create_pool(
+        settings.database_url, role=APP_ROLE if settings.database_roles else None
+    )
+    stack.push_async_callback(pool.close)
+    broker = None
+    if checked.amqp_url is not None:
+        broker = await rabbit.connect(checked.amqp_url, name="docaxis")
+        stack.push_async_callback(broker.close)
+    # One registry per process: what this process's components count, probe and refuse.
+    metrics = AxisMetrics()
+    for certificate_name, certificate in checked.security.own_certificates():
+        metrics.certificate_expires(certificate_name, certificate.not_valid_after_utc)
+    return Wiring(checked, stack, metrics, pool, broker)
+
+
+async def _wire(wiring: Wiring) -> None:
+    servicer = metrics_api.MetricsServicer(wiring.metrics, wiring.plan.security.callers)
+    wiring.add_service(
+        metrics_api.SERVICE_NAME,
+        lambda server: mpb_grpc.add_MetricsServiceServicer_to_server(servicer, server),
+    )
+    revocation = await wire_revocations(wiring)
+    directory = None
+    if wiring.plan.serves(Component.DIRECTORY):
+        directory = wire_directory(wiring, revocation)
+        wiring.plan.security.use_directory(LocalDirectoryLookup(directory))
+    if wiring.plan.serves(Component.EXCHANGE):
+        wire_exchange(wiring, directory_lookup(wiring, directory))
+    if wiring.plan.serves(Component.LEDGER):
+        await wire_ledger(wiring)
+
+
+async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], None] | None) -> None:
+    settings = wiring.plan.settings
+    health_servicer = health.aio.HealthServicer()
+    server, port = build_server(
+        settings.grpc_address,
+        wiring.registrations,
+        wiring.names,
+        health_servicer,
+        credentials=wiring.plan.security.server_credentials(),
+        refusals=wiring.metrics.rejected,
+        share_port=settings.workers > 1,
+    )
+    await server.start()
+    wiring.stack.push_async_callback(server.stop, None)  # however serving ends
+    wiring.add_job(
+        "health",
+        lambda halt: _watch_health(
+            health_servicer,
+            wiring.names,
+            wiring.pool,
+            wiring.broker,
+            settings.health_interval_s,
+            halt,
+        ),
+    )
+    try:
+        async with asyncio.timeout(None) as deadline:
+            await _serve_until(stop, wiring, server, health_servicer, deadline, port, on_ready)
+    except TimeoutError:
+        log.warning("background_jobs_cancelled", grace_s=settings.shutdown_grace_s)
+    log.info("server_stopped")
+
+
+async def _serve_until(
+    stop: asyncio.Event,
+    wiring: Wiring,
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    deadline: asyncio.Timeout,
+    port: int,
+    on_ready: Callable[[int], None] | None,
+) -> None:
+    """Runs the jobs in one TaskGroup until `stop`, then drains and gives the jobs the grace."""
+    settings = wiring.plan.settings
+    halt = asyncio.Event()  # the jobs' stop, set once the RPCs have drained
+    died: list[str] = []
+    try:
+        async with asyncio.TaskGroup() as jobs:
+            for name, job in wiring.jobs.items():
+                jobs.create_task(_supervised(name, job, halt, died), name=name)
+            log.info(
+                "server_started", address=settings.grpc_address, port=port, services=wiring.names
+            )
+            if on_ready is not None:
+                on_ready(port)
+            try:
+                await stop.wait()
+            finally:
+                # A job that died cancels this wait: shut down the same way, then raise.
+                await _drain(wiring, server, health_servicer)
+                halt.set()
+                deadline.reschedule(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
+    except* Exception as failed:  # noqa: BLE001 - re-raised as the process's failure
+        if died:
+            raise RuntimeError(f"background task {died[0]} died") from failed.exceptions[0]
+        raise failed.exceptions[0] from None  # this task's own error (e.g. on_ready's)
+
+
+async def _supervised(name: str, job: Job, halt: asyncio.Event, died: list[str]) -> None:
+    try:
+        await job(halt)
+    except Exception as exc:
+        log.error("background_task_died", task=name, error=repr(exc))
+        died.append(name)
+        raise
+
+
+async def _drain(
+    wiring: Wiring, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer
+) -> None:
+    """Shutdown (style.md §3.6): stop advertising, end streams, drain RPCs; the jobs stop next,
+    then the broker and the pools close (the exit stack, in reverse order)."""
+    log.info("server_stopping", grace_s=wiring.plan.settings.shutdown_grace_s)
+    await health_servicer.enter_graceful_shutdown()
+    for close in wiring.on_drain:
+        await close()
+    await server.stop(wiring.plan.settings.shutdown_grace_s)
+
+
+async def _watch_health(
+    servicer: health.aio.HealthServicer,
+    names: list[str],
+    pool: asyncpg.Pool,
+    broker: AbstractRobustConnection | None,
+    interval_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """SERVING only while Postgres (and RabbitMQ, when this process uses it) answer."""
+    serving: bool | None = None
+    while not stop.is_set():
+        database_ok = await postgres.ping(pool, timeout_s=interval_s * 2)
+        broker_ok = broker is None or rabbit.is_connected(broker)
+        now_serving = database_ok and broker_ok
+        if now_serving != serving:
+            await set_serving(servicer, names, now_serving)
+            log.info("health_changed", serving=now_serving, database=database_ok, broker=broker_ok)
+            serving = now_serving
+        await pause(stop, interval_s)

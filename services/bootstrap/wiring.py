@@ -1,0 +1,42 @@
+"""What the per-service wiring hands to `serve`: gRPC services, background jobs, and what to
+close when the RPCs drain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import asyncpg
+import grpc
+from aio_pika.abc import AbstractRobustConnection
+
+from services.bootstrap.plan import Plan
+from services.common.metrics import AxisMetrics
+
+# A background job runs until its stop event is set (and must then return promptly).
+Job = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Wiring:
+    """One process's services, filled in by the per-service modules."""
+
+    plan: Plan
+    stack: AsyncExitStack
+    metrics: AxisMetrics
+    pool: asyncpg.Pool
+    broker: AbstractRobustConnection | None
+    registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    # Run once the server stops accepting calls, before it drains (e.g. ending push streams).
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def add_service(self, name: str, register: Callable[[grpc.aio.Server], None]) -> None:
+        self.names.append(name)
+        self.registrations.append(register)
+
+    def add_job(self, name: str, job: Job) -> None:
+        self.jobs[name] = job
