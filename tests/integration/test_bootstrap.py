@@ -25,8 +25,13 @@ class ReadyFailed(Exception):
     """Raised by on_ready, after every background job has started."""
 
 
-def _other_tasks(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
-    return asyncio.all_tasks() - before - {asyncio.current_task()}
+def _jobs() -> set[asyncio.Task[object]]:
+    """The background jobs of every serve() in this process (other tests' servers included)."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "_supervised"
+    }
 
 
 async def _connections(database_url: str) -> int:
@@ -53,10 +58,10 @@ async def test_a_configuration_error_is_raised_before_anything_opens(
         ),
         ledger_key_file=None,
     )
-    before = asyncio.all_tasks()
+    before = _jobs()
     with pytest.raises(ConfigError, match="DOCAXIS_LEDGER_KEY_FILE"):
         await serve(settings, asyncio.Event(), ALL_COMPONENTS)
-    assert _other_tasks(before) == set()
+    assert _jobs() - before == set()
 
 
 async def test_a_failure_after_the_jobs_started_ends_every_job_and_closes_every_pool(
@@ -66,17 +71,17 @@ async def test_a_failure_after_the_jobs_started_ends_every_job_and_closes_every_
     failure came (on_ready): serve raises it, and nothing of this serve() is left behind."""
     settings = settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki)
     connected = await _connections(database_url)
-    before = asyncio.all_tasks()
-    started: list[int] = []
+    before = _jobs()
+    running: list[str] = []
 
-    def ready(port: int) -> None:
-        started.append(port)
+    def ready(_port: int) -> None:
+        running.extend(sorted(task.get_name() for task in _jobs() - before))
         raise ReadyFailed
 
     with pytest.raises(ReadyFailed):
         await serve(settings, asyncio.Event(), ALL_COMPONENTS, on_ready=ready)
-    assert started
-    assert _other_tasks(before) == set()
+    assert {"outbox-relay", "ledger-writer", "revocations", "health"} <= set(running)
+    assert _jobs() - before == set()
     await eventually(lambda: _connections(database_url), lambda n: n <= connected, within=10)
 
 
@@ -88,7 +93,7 @@ async def test_the_ledger_serves_alone_without_a_broker(
         settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki), amqp_url=None
     )
     stop = asyncio.Event()
-    before = asyncio.all_tasks()
+    before = _jobs()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(settings, stop, {Component.LEDGER}, on_ready=ready.set_result))
     async with asyncio.timeout(30):
@@ -96,4 +101,4 @@ async def test_the_ledger_serves_alone_without_a_broker(
     stop.set()
     async with asyncio.timeout(30):
         await task
-    assert _other_tasks(before) == set()
+    assert _jobs() - before == set()
