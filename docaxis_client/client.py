@@ -42,6 +42,7 @@ from docaxis_client.ledger.monitor import CheckpointStore, LedgerMonitor, Memory
 from docaxis_client.ledger.policy import TrustPolicy
 from docaxis_client.receive import ReceiveStream
 from docaxis_client.streams import AcknowledgingStream, acknowledgement_of
+from docaxis_client.trace_context import trace_metadata
 from docaxis_client.trust.chain import TrustStore
 from docaxis_client.trust.errors import ManifestInvalidError
 from docaxis_client.trust.keys import SigningIdentity
@@ -157,7 +158,7 @@ class AgencyClient:
             with decoded_errors():
                 response = await self.ledger.GetConsistencyProof(
                     lpb.GetConsistencyProofRequest(old_size=old_size, new_size=new_size),
-                    metadata=self._metadata,
+                    metadata=self._call_metadata(),
                     timeout=self._timeout_s,
                 )
             return list(response.hashes)
@@ -166,7 +167,7 @@ class AgencyClient:
             with decoded_errors():
                 await self.ledger.ReportFork(
                     lpb.ReportForkRequest(trusted_note=held, conflicting_note=shown, detail=detail),
-                    metadata=self._metadata,
+                    metadata=self._call_metadata(),
                     timeout=self._timeout_s,
                 )
 
@@ -209,6 +210,11 @@ class AgencyClient:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
 
+    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata of one call: the caller's, and the current OpenTelemetry span's trace
+        context when the application traces (docaxis's spans then join its trace)."""
+        return self._metadata + trace_metadata()
+
     async def health(self, service: str = "") -> str:
         """gRPC Health/Check: ``SERVING`` while docaxis and its database and broker answer,
         ``NOT_SERVING`` otherwise (``service`` names one service, e.g.
@@ -217,7 +223,7 @@ class AgencyClient:
         with decoded_errors():
             response = await stub.Check(
                 health_pb2.HealthCheckRequest(service=service),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
@@ -256,7 +262,7 @@ class AgencyClient:
 
         with decoded_errors():
             response = await self.exchange.UploadAttachment(
-                requests(), metadata=self._metadata, timeout=self._timeout_s
+                requests(), metadata=self._call_metadata(), timeout=self._timeout_s
             )
         return Upload(response.sha256, response.size)
 
@@ -296,7 +302,7 @@ class AgencyClient:
                     attachments=list(attachments),
                     signatures=list(signatures),
                 ),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         await self._observe(response.ledger_checkpoint)
@@ -334,7 +340,7 @@ class AgencyClient:
         with decoded_errors():
             response = await self.exchange.SubmitBatch(
                 pb.SubmitBatchRequest(documents=requests),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         return list(response.results)
@@ -355,7 +361,7 @@ class AgencyClient:
         with decoded_errors():
             response = await self.exchange.AcknowledgeBatch(
                 pb.AcknowledgeBatchRequest(items=requests),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         return list(response.results)
@@ -363,13 +369,15 @@ class AgencyClient:
     def receive(self) -> ReceiveStream:
         """The push stream of this agency's mail; ``await stream.subscribed()`` before causing
         what must arrive on it. Cancel the stream to hang up."""
-        return ReceiveStream(self.exchange.Receive(pb.ReceiveRequest(), metadata=self._metadata))
+        return ReceiveStream(
+            self.exchange.Receive(pb.ReceiveRequest(), metadata=self._call_metadata())
+        )
 
     async def acknowledge(self, delivery_id: str) -> pb.AcknowledgeResponse:
         with decoded_errors():
             return await self.exchange.Acknowledge(
                 pb.AcknowledgeRequest(delivery_id=delivery_id),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
 
@@ -378,7 +386,7 @@ class AgencyClient:
         with decoded_errors():
             return await self.exchange.Acknowledge(
                 pb.AcknowledgeRequest(notice_id=notice_id),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
 
@@ -406,7 +414,7 @@ class AgencyClient:
                     occurred_at=stamp,
                     status_id=status_id,
                 ),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
 
@@ -417,7 +425,7 @@ class AgencyClient:
         with decoded_errors():
             return await self.exchange.Recall(
                 pb.RecallRequest(document_uuid=document_uuid, reason=reason, recipients=recipients),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
 
@@ -428,7 +436,7 @@ class AgencyClient:
         with decoded_errors():
             return await self.exchange.ListPending(
                 pb.ListPendingRequest(page_size=page_size, page_token=page_token),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
 
@@ -440,7 +448,7 @@ class AgencyClient:
             request = pb.FetchRequest(delivery_id=item.delivery_id)
         with decoded_errors():
             return await self.exchange.Fetch(
-                request, metadata=self._metadata, timeout=self._timeout_s
+                request, metadata=self._call_metadata(), timeout=self._timeout_s
             )
 
     async def acknowledge_item(self, item: pb.PendingItem) -> pb.AcknowledgeResponse:
@@ -454,7 +462,7 @@ class AgencyClient:
         with decoded_errors():
             response = await self.exchange.GetTransportReceipt(
                 pb.GetTransportReceiptRequest(delivery_id=delivery_id),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         await self._observe(response.ledger_checkpoint)
@@ -481,7 +489,7 @@ class AgencyClient:
         with decoded_errors():
             response: pb.TrackResponse = await self.exchange.Track(
                 pb.TrackRequest(document_uuid=document_uuid),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )
         await self._observe(response.ledger_checkpoint)
@@ -496,7 +504,7 @@ class AgencyClient:
                 pb.DownloadAttachmentRequest(
                     document_uuid=document_uuid, sha256=sha256, offset=offset
                 ),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=max(self._timeout_s, 600.0),
             )
             async for piece in call:
@@ -507,6 +515,6 @@ class AgencyClient:
         with decoded_errors():
             return await self.directory.BatchGetAgencies(
                 dpb.BatchGetAgenciesRequest(codes=list(codes)),
-                metadata=self._metadata,
+                metadata=self._call_metadata(),
                 timeout=self._timeout_s,
             )

@@ -12,9 +12,11 @@ import pytest
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.errors import NotFoundError
 from docaxis_client.receive import ReceiveStream
 from tests.conftest import Register, make_header
 from tests.pki import SuitePki
@@ -146,4 +148,26 @@ async def test_an_acknowledgement_on_the_stream_is_in_the_documents_trace(
     publish_copy = one(spans, "docaxis.publish", item=delivery_id)
     assert parent_of(publish_copy) == span_id(submitted)
     assert parent_of(acknowledgement) == span_id(publish_copy)
+    exporter.clear()
+
+
+async def test_docaxis_continues_the_trace_of_a_dms_that_traces(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """A DMS calling inside its own OpenTelemetry span: the client sends the span's context and
+    docaxis's server span is its child, refusal included."""
+    exporter = span_exporter()
+    (agency,) = await register_agencies(1)
+    dms_tracer = trace.get_tracer("a-dms")
+    with dms_tracer.start_as_current_span("dms looks up") as dms, pytest.raises(NotFoundError):
+        await clients[agency].track(str(uuid.uuid4()))
+    (served,) = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "/docaxis.exchange.v1.ExchangeService/Track"
+        and s.parent is not None
+        and s.parent.span_id == dms.get_span_context().span_id
+    ]
+    assert served.context is not None
+    assert served.context.trace_id == dms.get_span_context().trace_id
     exporter.clear()
