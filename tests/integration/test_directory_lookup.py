@@ -10,7 +10,7 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 
 from services.directory.domain.reorganisation import AddressState
 from services.directory.entrypoints.grpc_api import agency_from_pb
-from services.directory.service_layer.handlers import DirectoryHandlers
+from services.directory.service_layer.handlers import MAX_BATCH, DirectoryHandlers
 from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
 from services.exchange.service_layer.ports import DirectoryLookup
 from tests.conftest import unique_code
@@ -81,3 +81,31 @@ async def test_every_lookup_resolves_the_same_way(
             assert answer[code].valid_to == CLOSED_ON, (name, code)
             assert answer[code].problem == answers["local"][code].problem, (name, code)
         assert answer[split].successor_codes == (b, c), name
+
+
+async def test_a_circular_to_more_codes_than_one_directory_call_takes_is_looked_up_whole(
+    directory: DirectoryHandlers, axis: str, pki: SuitePki
+) -> None:
+    """A document may name more recipients (MAX_RECIPIENTS) than DirectoryService answers per
+    call (MAX_BATCH): both adapters ask in pieces and answer for every code, in order."""
+    known = unique_code()
+    await directory.register(
+        agency_from_pb(
+            dpb.Agency(
+                code=known, name="Xã đã có", kind=dpb.AGENCY_KIND_COMMUNE, valid_from="2019-03-12"
+            )
+        )
+    )
+    unknown = [f"{n // 100:03d}.{n % 100:02d}.77.H99" for n in range(MAX_BATCH + 1)]
+    codes = [*unknown[:MAX_BATCH], known, unknown[MAX_BATCH]]
+    async with pki.channel(axis, pki.admin_certificate) as channel:
+        lookups: dict[str, DirectoryLookup] = {
+            "local": LocalDirectoryLookup(directory),
+            "grpc": GrpcDirectoryLookup(channel),
+        }
+        for name, lookup in lookups.items():
+            answer = await lookup.resolve(codes, DAY)
+            assert list(answer) == codes, name
+            assert answer[known].state is AddressState.OPEN, name
+            assert answer[unknown[MAX_BATCH]].state is AddressState.UNKNOWN, name
+            assert set(await lookup.lookup(codes)) == {known}, name

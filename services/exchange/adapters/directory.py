@@ -13,10 +13,17 @@ from services.common.errors import UnavailableError
 from services.directory.domain.model import today_in_vietnam
 from services.directory.domain.reorganisation import Resolution
 from services.directory.entrypoints.grpc_api import resolution_from_pb
-from services.directory.service_layer.handlers import DirectoryHandlers
+from services.directory.service_layer.handlers import MAX_BATCH, DirectoryHandlers
 from services.exchange.service_layer.ports import AgencyView
 
 LOOKUP_TIMEOUT_S = 5.0
+
+
+def _pieces(codes: Sequence[str]) -> list[list[str]]:
+    """The distinct codes, in order, in pieces of what DirectoryService takes per call: a
+    national circular names more recipients than one call may."""
+    unique = list(dict.fromkeys(codes))
+    return [unique[start : start + MAX_BATCH] for start in range(0, len(unique), MAX_BATCH)]
 
 
 def _unavailable(exc: grpc.aio.AioRpcError) -> UnavailableError:
@@ -31,35 +38,37 @@ class GrpcDirectoryLookup:
         self._metadata = metadata
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
-        try:
-            response = await self._stub.BatchGetAgencies(
-                dpb.BatchGetAgenciesRequest(codes=list(dict.fromkeys(codes))),
-                timeout=LOOKUP_TIMEOUT_S,
-                metadata=self._metadata,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable(exc) from exc
-        return {
-            a.code: AgencyView(
-                code=a.code,
-                open=a.status == dpb.AGENCY_STATUS_ACTIVE,
-                successor_codes=tuple(a.successor_codes),
-            )
-            for a in response.agencies
-        }
+        found: dict[str, AgencyView] = {}
+        for piece in _pieces(codes):
+            try:
+                response = await self._stub.BatchGetAgencies(
+                    dpb.BatchGetAgenciesRequest(codes=piece),
+                    timeout=LOOKUP_TIMEOUT_S,
+                    metadata=self._metadata,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _unavailable(exc) from exc
+            for a in response.agencies:
+                found[a.code] = AgencyView(
+                    code=a.code,
+                    open=a.status == dpb.AGENCY_STATUS_ACTIVE,
+                    successor_codes=tuple(a.successor_codes),
+                )
+        return found
 
     async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
-        try:
-            response = await self._stub.ResolveRecipients(
-                dpb.ResolveRecipientsRequest(
-                    codes=list(dict.fromkeys(codes)), on_date=on_date.isoformat()
-                ),
-                timeout=LOOKUP_TIMEOUT_S,
-                metadata=self._metadata,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable(exc) from exc
-        return {r.code: resolution_from_pb(r) for r in response.resolutions}
+        resolved: dict[str, Resolution] = {}
+        for piece in _pieces(codes):
+            try:
+                response = await self._stub.ResolveRecipients(
+                    dpb.ResolveRecipientsRequest(codes=piece, on_date=on_date.isoformat()),
+                    timeout=LOOKUP_TIMEOUT_S,
+                    metadata=self._metadata,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _unavailable(exc) from exc
+            resolved.update((r.code, resolution_from_pb(r)) for r in response.resolutions)
+        return resolved
 
 
 class LocalDirectoryLookup:
@@ -70,12 +79,19 @@ class LocalDirectoryLookup:
         self._handlers = handlers
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
-        found, _unknown = await self._handlers.get_many(list(dict.fromkeys(codes)))
         today = today_in_vietnam()
-        return {
-            a.code: AgencyView(a.code, open=a.is_open_on(today), successor_codes=a.successor_codes)
-            for a in found
-        }
+        views: dict[str, AgencyView] = {}
+        for piece in _pieces(codes):
+            found, _unknown = await self._handlers.get_many(piece)
+            for a in found:
+                views[a.code] = AgencyView(
+                    a.code, open=a.is_open_on(today), successor_codes=a.successor_codes
+                )
+        return views
 
     async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
-        return {r.code: r for r in await self._handlers.resolve(list(codes), on_date)}
+        return {
+            r.code: r
+            for piece in _pieces(codes)
+            for r in await self._handlers.resolve(piece, on_date)
+        }
