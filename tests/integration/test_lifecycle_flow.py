@@ -362,6 +362,9 @@ async def test_a_recall_of_a_pushed_but_unacknowledged_copy_withdraws_it_and_say
         with pytest.raises(grpc.aio.AioRpcError) as hidden:
             await read()
         assert error_details(hidden.value).reason == "NOT_FOUND"
+    with pytest.raises(grpc.aio.AioRpcError) as no_status:
+        await dms.report_status(delivery_id, pb.STATUS_CODE_ACCEPTED, status_id="s-03")
+    assert error_details(no_status.value).reason == "NOT_FOUND"
     # No transport receipt exists for it, for either party.
     for party in (recipient, sender):
         with pytest.raises(grpc.aio.AioRpcError) as no_receipt:

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.errors import ConflictError, FieldViolation, RejectedError
+from services.common.errors import ConflictError, FieldViolation, NotFoundError, RejectedError
 
 MAX_DESCRIPTION = 1000
 MAX_STATUS_ID = 128
@@ -209,7 +209,11 @@ def admit(
 
     `received`: the recipient acknowledged the delivery (no status on a document never received).
     `withdrawn`: the delivery was withdrawn (recalled). `recall`: the recall's state, if any.
+    A copy withdrawn before receipt is no longer its recipient's at all: NotFoundError, as for a
+    delivery it never had (withdrawal.py).
     """
+    if withdrawn and not received:
+        raise NotFoundError("no such delivery among those you received")
     duplicate = find_duplicate(history, entry.report)
     if duplicate is not None:
         return duplicate

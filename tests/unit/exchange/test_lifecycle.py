@@ -260,7 +260,8 @@ async def test_an_acknowledgement_after_a_withdrawal_is_refused(
     assert store.deliveries[copies[HEALTH]].state is DeliveryState.WITHDRAWN
     assert store.deliveries[copies[HEALTH]].acknowledged_at is None
     assert copies[HEALTH] not in statuses.statuses
-    with pytest.raises(IllegalTransitionError):
+    # Nor can it report a status on it: not its copy any more (issue 17).
+    with pytest.raises(NotFoundError):
         await lifecycle.report_status(HEALTH, copies[HEALTH], report(StatusCode.RECALL_AGREED, 59))
 
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from services.common.errors import NotFoundError
 from services.exchange.domain.statuses import (
     IllegalTransitionError,
     RecallState,
@@ -137,6 +138,11 @@ def test_a_status_id_reused_for_another_report_is_a_conflict() -> None:
 
 def test_a_second_arrival_repeats_the_first() -> None:
     assert decide([ARRIVED], entry(StatusCode.ARRIVED, 7)) is ARRIVED
+
+
+def test_a_copy_withdrawn_before_receipt_is_not_found_for_its_recipient() -> None:
+    with pytest.raises(NotFoundError):
+        decide([], entry(StatusCode.RECALL_AGREED, 1), received=False, withdrawn=True)
 
 
 def test_nothing_is_reported_on_a_copy_not_received_or_withdrawn() -> None:
