@@ -22,6 +22,7 @@ from docaxis_client.documents import sign_submission
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess, GatewayProcess
+from tests.http_wire import Wire
 from tests.pki import SuitePki
 
 pytestmark = pytest.mark.e2e
@@ -88,3 +89,43 @@ def test_the_gateway_refuses_to_start_without_its_certificates() -> None:
     )
     assert result.returncode == 2
     assert "DOCAXIS_GATEWAY_TLS_CERT_FILE" in result.stderr
+
+
+async def test_the_gateway_process_log_has_no_traceback_after_the_edge_attacks(
+    axis_process: AxisProcess, pki: SuitePki, tmp_path: Path
+) -> None:
+    """Issue 17's edge attacks against the real process; then its log is grepped."""
+    (code,) = await register(axis_process, 1)
+    gateway = GatewayProcess(axis_process, tmp_path)
+    await gateway.start()
+    try:
+        pair = pki.write_pair(f"e2e-attacker-{code}", pki.agency(code).agency)
+        context = ssl.create_default_context(cafile=str(pki.bundle))
+        context.load_cert_chain(str(pair.certificate), str(pair.key))
+        wire = await Wire.open(gateway.port, context)
+        try:
+            await wire.send_head(
+                "POST",
+                "/v1/documents",
+                {"Content-Type": "application/json", "Content-Length": "400000000"},
+            )
+            assert (await wire.answer()).status == 413
+        finally:
+            wire.close()
+        async with httpx.AsyncClient(
+            base_url=f"https://127.0.0.1:{gateway.port}", verify=context, timeout=30
+        ) as http:
+            json_body = {"content-type": "application/json"}
+            deep = await http.post("/v1/documents", content="[" * 100_000, headers=json_body)
+            assert deep.status_code == 400
+            recall = f"/v1/documents/{uuid.uuid4()}/recall"
+            form = await http.post(recall, content="{}", headers={"content-type": "text/plain"})
+            assert form.status_code == 415
+            foreign = {**json_body, "origin": "https://evil.example"}
+            assert (await http.post(recall, content="{}", headers=foreign)).status_code == 403
+            ack = await http.get("/axis/updateStatus", params={"docId": "edoc:x", "status": "done"})
+            assert ack.status_code == 405
+    finally:
+        exit_code = await gateway.terminate()
+    assert exit_code == 0, gateway.logs()
+    assert "Traceback" not in gateway.logs()

@@ -6,11 +6,8 @@ and TLS 1.2 offers AEAD suites only."""
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -18,63 +15,14 @@ import pytest
 from gateway.axis import MAX_EDXML_BYTES
 from gateway.body_limits import MAX_FORM_BODY, MAX_JSON_BODY
 from tests.conftest import Register
+from tests.http_wire import Answer, Wire
 from tests.integration.gateway.conftest import RunningGateway, gateway_served
-from tests.pki import KeyPair, SuitePki
+from tests.pki import SuitePki
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 MIB = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-class Wire:
-    """One HTTP/1.1 connection over mutual TLS, written and read by hand."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, gateway: RunningGateway, pair: KeyPair) -> Wire:
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", gateway.port, ssl=gateway.ssl_context(pair)
-        )
-        return cls(reader, writer)
-
-    async def send_head(self, method: str, target: str, headers: dict[str, str]) -> None:
-        lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await self.writer.drain()
-
-    async def answer(self) -> Answer:
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode().rstrip("\r\n").split("\r\n")
-        headers = {
-            name.lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in lines)
-        }
-        body = await self.reader.readexactly(int(headers["content-length"]))
-        return Answer(int(status_line.split()[1]), headers, json.loads(body))
-
-    async def closed_by_server(self) -> bool:
-        """Whether the server ends the connection (within a generous time)."""
-        try:
-            async with asyncio.timeout(20):
-                while await self.reader.read(65536):
-                    pass
-        except (ConnectionError, ssl.SSLError):
-            pass
-        return True
-
-    def close(self) -> None:
-        self.writer.transport.abort()
 
 
 def _refused_as_too_large(answer: Answer, *, axis: bool) -> None:
@@ -117,7 +65,7 @@ async def test_a_declared_length_over_the_routes_limit_is_refused_before_the_bod
         ("POST", "/admin/login", form, MAX_FORM_BODY + 1, False),
     ]
     for method, target, media_type, length, axis in cases:
-        wire = await Wire.open(gateway, pair)
+        wire = await Wire.open(gateway.port, gateway.ssl_context(pair))
         try:
             await wire.send_head(
                 method, target, {"Content-Type": media_type, "Content-Length": str(length)}
@@ -170,7 +118,7 @@ async def test_a_chunked_body_is_read_up_to_its_limit_and_no_further(
             False,
         ),
     ):
-        wire = await Wire.open(gateway, pair)
+        wire = await Wire.open(gateway.port, gateway.ssl_context(pair))
         try:
             answer, sent = await _stream_until_answered(wire, target, media_type, 64 * MIB)
         finally:
@@ -194,8 +142,9 @@ async def test_connections_that_send_no_request_are_closed_before_authentication
 ) -> None:
     (code,) = await register_agencies(1)
     pair = strict_gateway.agency_pair(code)
-    idle = await Wire.open(strict_gateway, pair)  # handshake done, then nothing
-    slow = await Wire.open(strict_gateway, pair)  # a header line now and then
+    context = strict_gateway.ssl_context(pair)
+    idle = await Wire.open(strict_gateway.port, context)  # handshake done, then nothing
+    slow = await Wire.open(strict_gateway.port, context)  # a header line now and then
     try:
         slow.writer.write(b"GET /v1/inbox HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 
@@ -229,7 +178,7 @@ async def test_a_body_that_stops_coming_is_refused(
         ("/v1/documents", "application/json", False),
         ("/axis/updateStatus", "application/x-www-form-urlencoded", True),
     ):
-        wire = await Wire.open(strict_gateway, pair)
+        wire = await Wire.open(strict_gateway.port, strict_gateway.ssl_context(pair))
         try:
             await wire.send_head(
                 "POST", target, {"Content-Type": media_type, "Content-Length": "1000"}
