@@ -5,8 +5,9 @@ of the body is read; a chunked body is counted as it arrives and refused at the 
 the limit. A body must also keep coming: a client gets `grace_s` seconds of waiting plus one
 second per `min_rate` bytes it has sent, so a slow-drip upload cannot hold a connection for
 long. Either refusal is answered at once (413 or 408: problem+json, the FAIL envelope under
-/axis/) with `Connection: close`, so the rest of the body is never read, and the operation that
-was reading it is abandoned.
+/axis/) with `Connection: close`, the operation that was reading the body is abandoned, and the
+rest of the body is never stored: at most another `limit` bytes are read and dropped, for at
+most a second, so that the client reads the refusal before the connection closes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ MAX_JSON_BODY = 4 * 1024 * 1024
 MAX_EDXML_FORM = MAX_EDXML_BYTES + 1024 * 1024
 # Everything else: urlencoded or multipart forms of a few fields (/axis/*, the admin console).
 MAX_FORM_BODY = 64 * 1024
+# After a refusal, what the client is still sending is dropped this long before the
+# connection closes (see BoundedBodies._refuse).
+LINGER_S = 1.0
 
 
 def body_limit(scope: Scope) -> int:
@@ -59,16 +63,29 @@ class BoundedBodies:
         self.grace_s = grace_s
         self.min_rate = min_rate
 
-    async def _refuse(self, scope: Scope, send: Send, problem: Problem) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, problem: Problem, limit: int
+    ) -> None:
+        """Answers `problem` and ends the connection. Closing a socket that still has unread
+        data resets it, which can destroy the answer before the client has read it: so the
+        answer goes out whole but for its end, what the client is still sending is read and
+        dropped (at most `limit` bytes, for at most LINGER_S), and then the connection closes."""
         self.metrics.count_rejection(problem)
         on_axis = str(scope["path"]).startswith("/axis/")
         response = fail(problem, http_status=True) if on_axis else problem.response()
-        response.headers["connection"] = "close"  # the rest of the body is not read
-
-        async def no_body() -> Message:
-            return {"type": "http.disconnect"}
-
-        await response(scope, no_body, send)
+        response.headers["connection"] = "close"
+        start = {"status": response.status_code, "headers": response.raw_headers}
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        dropped = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while dropped <= limit:
+                    message = await receive()
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+                    dropped += len(message.get("body", b""))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +97,7 @@ class BoundedBodies:
         )
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, send, too_large)
+            await self._refuse(scope, receive, send, too_large, limit)
             return
         loop = asyncio.get_running_loop()
         received, waited, more_body = 0, 0.0, True
@@ -89,7 +106,7 @@ class BoundedBodies:
         async def refuse(problem: Problem) -> NoReturn:
             nonlocal answered
             if not (answered or started):  # else the connection just ends
-                await self._refuse(scope, send, problem)
+                await self._refuse(scope, receive, send, problem, limit)
             answered = True
             raise _Refused
 
