@@ -74,6 +74,9 @@ async def test_a_declared_length_over_the_routes_limit_is_refused_before_the_bod
             assert await wire.closed_by_server()
         finally:
             wire.close()
+    async with httpx.AsyncClient(base_url=gateway.metrics_url) as probes:
+        metrics = (await probes.get("/metrics")).text
+    assert 'docaxis_gateway_rejections_total{reason="SIZE_LIMIT_EXCEEDED",status="413"}' in metrics
 
 
 async def _stream_until_answered(
