@@ -73,9 +73,15 @@ ERROR_CODES = {
     "NOT_FOUND": "18",
     "DUPLICATE": "21",
     "SIGNATURE_INVALID": "22",
+    "SIGNATURE_MISSING": "22",
+    "SIGNATURE_ALGORITHM_WEAK": "22",
+    "SIGNER_MISMATCH": "19",
     "UNAVAILABLE": "20",
 }
 _ATTACHMENT_CHUNK = 256 * 1024
+# How the original edXML file is named among a document's files.
+ENVELOPE_NAME = "envelope.edxml"
+EDXML_MEDIA_TYPE = "application/xml"
 
 
 def ok(data: Any = None, **extra: Any) -> JSONResponse:
@@ -98,10 +104,13 @@ def fail(problem: Problem, *, http_status: bool = False) -> JSONResponse:
 
 
 async def _upload(ctx: Context, agency: Agency, attachment: Attachment) -> None:
+    await _upload_bytes(ctx, agency, attachment.sha256, attachment.data)
+
+
+async def _upload_bytes(ctx: Context, agency: Agency, sha256: str, data: bytes) -> None:
     async def parts() -> AsyncIterator[pb.UploadAttachmentRequest]:
-        data = attachment.data
         yield pb.UploadAttachmentRequest(
-            declaration=pb.AttachmentDeclaration(sha256=attachment.sha256, size=len(data))
+            declaration=pb.AttachmentDeclaration(sha256=sha256, size=len(data))
         )
         for start in range(0, len(data), _ATTACHMENT_CHUNK):
             yield pb.UploadAttachmentRequest(chunk=data[start : start + _ATTACHMENT_CHUNK])
@@ -149,12 +158,19 @@ async def _send_document(
     signed = _signatures(signatures)  # refused before anything is uploaded
     for attachment in package.attachments:
         await _upload(ctx, agency, attachment)
+    # The file itself is kept too, byte for byte: its XML-DSig is checked by the exchange and
+    # stays verifiable by edXML recipients, who get these bytes back from getEdoc.
+    envelope = hashlib.sha256(data).hexdigest()
+    await _upload_bytes(ctx, agency, envelope, data)
     request = pb.SubmitRequest(
         # The same file sent twice is one submission (the first receipt comes back).
         consignment_id=_file_id(data),
         header=header,
         attachments=[attachment_ref(attachment) for attachment in package.attachments],
         signatures=signed,
+        envelope=common_pb2.AttachmentRef(
+            name=ENVELOPE_NAME, media_type=EDXML_MEDIA_TYPE, size=len(data), sha256=envelope
+        ),
     )
     response = await ctx.call(ctx.services.exchange.Submit, request, agency)
     if not response.replayed:
@@ -321,6 +337,18 @@ async def get_edoc(ctx: Context, request: Request, agency: Agency) -> JSONRespon
             ctx.services.exchange.Fetch, pb.FetchRequest(delivery_id=value), agency
         )
         delivery = fetched.delivery
+        ctx.metrics.deliveries.labels("edxml").inc()
+        extra: dict[str, Any] = {
+            "signatures": [json_format.MessageToDict(s) for s in delivery.signatures],
+            "documentUuid": delivery.document_uuid,
+            "verification": verification_json(delivery.verification),
+        }
+        if delivery.HasField("envelope"):
+            # The sender's own file, byte for byte: its envelope signature still verifies.
+            original = await _download(
+                ctx, agency, delivery.document_uuid, delivery.envelope.sha256
+            )
+            return ok({"content": base64.b64encode(original).decode("ascii"), **extra})
         attachments = [
             Attachment(
                 content_id=f"cid:{index}",
@@ -333,9 +361,6 @@ async def get_edoc(ctx: Context, request: Request, agency: Agency) -> JSONRespon
         package: DocumentPackage | StatusPackage = document_package(
             delivery.header, attachments, sent_at=delivery.submitted_at.ToDatetime(dt.UTC)
         )
-        ctx.metrics.deliveries.labels("edxml").inc()
-        signatures = [json_format.MessageToDict(s) for s in delivery.signatures]
-        extra: dict[str, Any] = {"signatures": signatures, "documentUuid": delivery.document_uuid}
     else:
         fetched = await ctx.call(
             ctx.services.exchange.Fetch, pb.FetchRequest(notice_id=value), agency
@@ -387,6 +412,21 @@ _STATES = {
 }
 
 
+def verification_json(verification: common_pb2.Verification) -> dict[str, Any]:
+    """What the hub verified, for a DMS reading JSON: `signed` is false for documents accepted
+    without signatures (transport-attested or development), whatever else is listed."""
+    mode = common_pb2.SignatureMode.Name(verification.mode).removeprefix("SIGNATURE_MODE_")
+    return {
+        "signed": verification.mode == common_pb2.SIGNATURE_MODE_SIGNED,
+        "mode": mode,
+        "warnings": list(verification.warnings),
+        "checks": [
+            json_format.MessageToDict(check, preserving_proto_field_name=False)
+            for check in verification.checks
+        ],
+    }
+
+
 def _time(stamp: timestamp_pb2.Timestamp) -> str:
     return stamp.ToDatetime(dt.UTC).isoformat() if stamp.seconds or stamp.nanos else ""
 
@@ -418,6 +458,7 @@ async def sent_list(ctx: Context, request: Request, agency: Agency) -> JSONRespo
             ],
             "notation": f"{header.code.number}/{header.code.notation}",
             "title": header.subject,
+            "verification": verification_json(tracked.verification),
         }
         for recipient in tracked.recipients
     ]

@@ -31,7 +31,7 @@ from services.common.identity import (
 )
 from services.common.trust import ServerTls, TrustRegistry, load_hub_identity, warn_expiring
 from services.exchange.service_layer.ports import DirectoryLookup
-from services.exchange.service_layer.signatures import SignaturePolicy
+from services.exchange.service_layer.signatures import SignatureVerifier
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -148,8 +148,8 @@ class Security:
     def trust_store(self) -> TrustStore | None:
         return None if self.trust is None else self.trust.store
 
-    def signature_policy(self) -> SignaturePolicy:
-        return SignaturePolicy(
+    def signature_verifier(self) -> SignatureVerifier:
+        return SignatureVerifier(
             self.trust_store,
             required=self.signatures_required,
             max_signing_age=self.max_signing_age,

@@ -18,6 +18,7 @@ from docaxis.exchange.v1 import events_pb2
 
 from services.directory.domain.model import Agency, AgencyKind
 from services.directory.domain.reorganisation import Reorganisation, Resolution, resolve
+from services.directory.domain.signature_policy import ANY_DOCUMENT_TYPE, SignaturePolicy
 from services.directory.service_layer.ports import AgencyExistsError, StaleAgencyError
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, CopyRef, LedgerEvent
@@ -33,6 +34,7 @@ from services.exchange.domain.model import (
 )
 from services.exchange.domain.quota import check_upload_quota
 from services.exchange.domain.statuses import RecallState
+from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AgencyView,
@@ -168,6 +170,7 @@ class FakeDirectoryLookup:
         self.not_yet_valid: set[str] = set()
         # Set to make every lookup fail, as GrpcDirectoryLookup does when the directory is down.
         self.failure: Exception | None = None
+        self.policies: dict[str, SignaturePolicy] = {}
         self.open(*open_codes)
 
     def open(self, *codes: str) -> None:
@@ -189,6 +192,10 @@ class FakeDirectoryLookup:
         if self.failure is not None:
             raise self.failure
         return {code: self.agencies[code] for code in dict.fromkeys(codes) if code in self.agencies}
+
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+        """The agency's policy set in `policies` (by code), else the deployment default."""
+        return self.policies.get(agency_code, SignaturePolicy(agency_code=agency_code))
 
     async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
         """What the directory's resolution answers for agencies in these states on `on_date`."""
@@ -226,6 +233,8 @@ class FakeDocument:
     attachments: tuple[AttachmentRef, ...]
     signatures: tuple[Signature, ...]
     submitted_at: dt.datetime
+    verification: Verification | None = None
+    envelope: AttachmentRef | None = None
 
 
 @dataclass(slots=True)
@@ -353,6 +362,7 @@ class FakeDocumentStore:
         receipt: Receipt,
         fingerprint: str,
         events: Sequence[LedgerEvent],
+        verification: Verification | None = None,
     ) -> None:
         header = submission.header
         # Postgres checks the document's unique indexes in creation order: the primary key, then
@@ -369,7 +379,7 @@ class FakeDocumentStore:
             receipt.document_id
         ):
             raise DuplicateDocumentError(self._new_document_uuid(receipt.document_id))
-        for attachment in submission.attachments:
+        for attachment in (*submission.attachments, *filter(None, [submission.envelope])):
             if attachment.sha256 not in self.blobs:
                 raise AttachmentsGoneError  # the foreign key to exchange.blob
         recipients = [route.effective_recipient for route in receipt.routes]
@@ -392,6 +402,8 @@ class FakeDocumentStore:
             attachments=submission.attachments,
             signatures=submission.signatures,
             submitted_at=receipt.accepted_at,
+            verification=verification,
+            envelope=submission.envelope,
         )
         for position, route in enumerate(receipt.routes):
             delivery_id = str(uuid.UUID(route.delivery_id))
@@ -454,6 +466,8 @@ class FakeDocumentStore:
                     attachments=document.attachments,
                     signatures=document.signatures,
                     submitted_at=document.submitted_at,
+                    verification=document.verification,
+                    envelope=document.envelope,
                     first_handover=decided.first_handover,
                 )
             )
@@ -501,6 +515,8 @@ class FakeDocumentStore:
                 )
                 for d in self._deliveries_of(document.uuid)
             ),
+            verification=document.verification,
+            envelope=document.envelope,
         )
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
@@ -546,6 +562,13 @@ class FakeDocumentStore:
                 raise ConstraintViolation("a blob has at least one byte (check size > 0)")
             self.blobs[sha256] = FakeBlob(offset, tuple(stored))
         self.blob_owners.add((sha256, owner))
+
+    async def blob_content(self, sha256: str, max_bytes: int) -> bytes:
+        blob = self.blobs.get(sha256)
+        content = b"" if blob is None else blob.content
+        if len(content) > max_bytes:
+            raise ValueError(f"blob {sha256} is larger than {max_bytes} bytes")
+        return content
 
     async def attachment_chunks(
         self, document_uuid: str, sha256: str, offset: int
@@ -687,3 +710,23 @@ class FakeDocumentStore:
             ),
             "",
         )
+
+
+class FakeSignaturePolicies:
+    """The directory's `SignaturePolicies` port over a dict keyed by (agency, document type)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], SignaturePolicy] = {}
+        # ledger.pending: the `directory` events the store staged.
+        self.ledger: list[dict[str, object]] = []
+
+    async def find(self, agency_code: str, document_type: int) -> SignaturePolicy | None:
+        return self.rows.get((agency_code, document_type)) or self.rows.get(
+            (agency_code, ANY_DOCUMENT_TYPE)
+        )
+
+    async def save(self, policy: SignaturePolicy) -> SignaturePolicy:
+        stored = dataclasses.replace(policy, updated_at=utc_now())
+        self.rows[(policy.agency_code, policy.document_type)] = stored
+        self.ledger.append(stored.ledger_data())
+        return stored

@@ -322,6 +322,11 @@ def _signatures_of(data: bytes) -> list[EmbeddedPdfSignature]:
     return sorted(found, key=lambda signature: signature.signed_revision)
 
 
+def count_signatures(data: bytes) -> int:
+    """How many signatures a PDF carries (SIGNATURE_INVALID when it cannot be read)."""
+    return len(_signatures_of(data))
+
+
 def verify_pdf(
     data: bytes,
     trust: TrustStore,

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
 from services.bootstrap.wiring import Wiring
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.adapters.postgres_policies import PostgresSignaturePolicies
 from services.directory.entrypoints import grpc_api as directory_api
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
+from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
+from services.exchange.adapters.directory import LocalDirectoryLookup
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDirectory:
+    """The directory served by this process: agencies and signature policies."""
+
+    agencies: DirectoryHandlers
+    policies: SignaturePolicyHandlers
+
+    def lookup(self) -> LocalDirectoryLookup:
+        """The exchange's (and the caller checks') view of it, with no network hop."""
+        return LocalDirectoryLookup(self.agencies, self.policies)
 
 
 async def wire_revocations(wiring: Wiring) -> RevocationHandlers | None:
@@ -25,13 +42,15 @@ async def wire_revocations(wiring: Wiring) -> RevocationHandlers | None:
     return revocation
 
 
-def wire_directory(wiring: Wiring, revocation: RevocationHandlers | None) -> DirectoryHandlers:
-    directory = DirectoryHandlers(PostgresAgencies(wiring.pool), wiring.plan.settings.code_forms)
+def wire_directory(wiring: Wiring, revocation: RevocationHandlers | None) -> LocalDirectory:
+    agencies = PostgresAgencies(wiring.pool)
+    directory = DirectoryHandlers(agencies, wiring.plan.settings.code_forms)
+    policies = SignaturePolicyHandlers(PostgresSignaturePolicies(wiring.pool), agencies)
     servicer = directory_api.DirectoryServicer(
-        directory, wiring.plan.security.callers, revocation=revocation
+        directory, wiring.plan.security.callers, revocation=revocation, policies=policies
     )
     wiring.add_service(
         directory_api.SERVICE_NAME,
         lambda server: dpb_grpc.add_DirectoryServiceServicer_to_server(servicer, server),
     )
-    return directory
+    return LocalDirectory(directory, policies)

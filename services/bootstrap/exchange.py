@@ -9,11 +9,11 @@ from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 
+from services.bootstrap.directory import LocalDirectory
 from services.bootstrap.wiring import Wiring
 from services.common.periodic import every
 from services.directory.domain.codes import code_problem
-from services.directory.service_layer.handlers import DirectoryHandlers
-from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
+from services.exchange.adapters.directory import GrpcDirectoryLookup
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
 from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
@@ -36,11 +36,11 @@ from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
 
 
-def directory_lookup(wiring: Wiring, local: DirectoryHandlers | None) -> DirectoryLookup:
+def directory_lookup(wiring: Wiring, local: LocalDirectory | None) -> DirectoryLookup:
     """The directory of this process, or DirectoryService elsewhere (as the hub, under mTLS)."""
     settings, security = wiring.plan.settings, wiring.plan.security
     if local is not None and settings.directory_address is None:
-        return LocalDirectoryLookup(local)
+        return local.lookup()
     assert settings.directory_address is not None  # plan() checked it
     channel, hub_metadata = security.peer_channel(settings.directory_address)
     wiring.stack.push_async_callback(channel.close)
@@ -64,7 +64,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
             max_pushes=settings.max_pushes,
             upload_quota_bytes=settings.upload_quota_bytes,
         ),
-        signatures=security.signature_policy(),
+        signatures=security.signature_verifier(),
         hub=security.hub,
     )
     inbox_queues = InboxQueues()  # one per process: publisher and streams share it

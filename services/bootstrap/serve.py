@@ -22,7 +22,6 @@ from services.common import metrics_api, postgres, rabbit
 from services.common.grpc_server import build_server, set_serving
 from services.common.metrics import AxisMetrics
 from services.common.periodic import pause
-from services.exchange.adapters.directory import LocalDirectoryLookup
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -83,7 +82,7 @@ async def _wire(wiring: Wiring) -> None:
     directory = None
     if wiring.plan.serves(Component.DIRECTORY):
         directory = wire_directory(wiring, revocation)
-        wiring.plan.security.use_directory(LocalDirectoryLookup(directory))
+        wiring.plan.security.use_directory(directory.lookup())
     if wiring.plan.serves(Component.EXCHANGE):
         wire_exchange(wiring, directory_lookup(wiring, directory))
     if wiring.plan.serves(Component.LEDGER):

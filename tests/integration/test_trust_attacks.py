@@ -205,7 +205,7 @@ async def test_a_manifest_that_does_not_match_an_attachment_is_refused(
 async def test_an_unsigned_document_is_refused(scene: Scene) -> None:
     """Signatures are required outside development mode."""
     details = await refused(scene.client.submit(f"c-{uuid.uuid4()}", scene.header(), signatures=[]))
-    assert (details.code, details.reason) == (FAILED_PRECONDITION, "SIGNATURE_INVALID")
+    assert (details.code, details.reason) == (FAILED_PRECONDITION, "SIGNATURE_MISSING")
     await scene.nothing_stored_or_delivered()
 
 
@@ -481,7 +481,7 @@ async def test_refusals_are_logged_as_security_events_without_content(
     events = [e for e in logs if e["event"] == "security_refused"]
     assert len(events) == 1
     event = events[0]
-    assert event["reason"] == "SIGNATURE_INVALID"
+    assert event["reason"] == "SIGNATURE_MISSING"
     assert event["caller_agency"] == scene.sender
     assert (
         event["caller_serial"] == f"{pki.agency(scene.sender).agency.certificate.serial_number:x}"

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import grpc
+from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 
@@ -20,8 +21,10 @@ from services.directory.domain.reorganisation import (
     ReorganisationKind,
     Resolution,
 )
+from services.directory.domain.signature_policy import SignatureForm, SignaturePolicy
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
+from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DirectoryService"].full_name
 
@@ -170,6 +173,65 @@ def resolution_from_pb(message: pb.Resolution) -> Resolution:
     )
 
 
+SIGNATURE_FORM_TO_PB = {
+    SignatureForm.MANIFEST: common_pb2.SIGNATURE_FORM_MANIFEST,
+    SignatureForm.PADES: common_pb2.SIGNATURE_FORM_PADES,
+    SignatureForm.XMLDSIG: common_pb2.SIGNATURE_FORM_XMLDSIG,
+}
+_SIGNATURE_FORM_FROM_PB = {value: key for key, value in SIGNATURE_FORM_TO_PB.items()}
+
+
+def policy_to_pb(policy: SignaturePolicy) -> common_pb2.SignaturePolicy:
+    message = common_pb2.SignaturePolicy(
+        agency_code=policy.agency_code,
+        document_type=policy.document_type,
+        person_forms=[SIGNATURE_FORM_TO_PB[f] for f in sorted(policy.person_forms)],
+        organization_forms=[SIGNATURE_FORM_TO_PB[f] for f in sorted(policy.organization_forms)],
+        allow_legacy_algorithms=policy.allow_legacy_algorithms,
+        transport_attested=policy.transport_attested,
+        updated_by=policy.updated_by,
+    )
+    if policy.updated_at is not None:
+        message.updated_at.FromDatetime(policy.updated_at)
+    return message
+
+
+def _forms(
+    problems: list[FieldViolation], field: str, values: Any, default: frozenset[SignatureForm]
+) -> frozenset[SignatureForm]:
+    forms = set()
+    for value in values:
+        form = _SIGNATURE_FORM_FROM_PB.get(value)
+        if form is None:
+            problems.append(FieldViolation(field, f"unknown signature form {value}"))
+        else:
+            forms.add(form)
+    return frozenset(forms) or default
+
+
+def policy_from_pb(message: common_pb2.SignaturePolicy) -> SignaturePolicy:
+    """A policy from the wire; empty form lists mean every form of the role."""
+    problems: list[FieldViolation] = []
+    default = SignaturePolicy()
+    person = _forms(problems, "policy.person_forms", message.person_forms, default.person_forms)
+    organization = _forms(
+        problems,
+        "policy.organization_forms",
+        message.organization_forms,
+        default.organization_forms,
+    )
+    if problems:
+        raise ValidationError("invalid signature policy", problems)
+    return SignaturePolicy(
+        agency_code=message.agency_code,
+        document_type=message.document_type,
+        person_forms=person,
+        organization_forms=organization,
+        allow_legacy_algorithms=message.allow_legacy_algorithms,
+        transport_attested=message.transport_attested,
+    )
+
+
 class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
     def __init__(
         self,
@@ -177,10 +239,38 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
         callers: CallerResolver,
         *,
         revocation: RevocationHandlers | None = None,
+        policies: SignaturePolicyHandlers | None = None,
     ) -> None:
         self._handlers = handlers
         self._callers = callers
         self._revocation = revocation
+        self._policies = policies
+
+    def _policy_handlers(self) -> SignaturePolicyHandlers:
+        if self._policies is None:
+            raise NotFoundError("this directory keeps no signature policies")
+        return self._policies
+
+    async def GetSignaturePolicy(
+        self, request: pb.GetSignaturePolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetSignaturePolicyResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            policy, default = await self._policy_handlers().get(
+                request.agency_code, request.document_type
+            )
+            return pb.GetSignaturePolicyResponse(policy=policy_to_pb(policy), default=default)
+
+    async def SetSignaturePolicy(
+        self, request: pb.SetSignaturePolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SetSignaturePolicyResponse:
+        async with domain_errors(context):
+            caller = self._callers.resolve(context)
+            caller.require_admin(in_person=True)
+            stored = await self._policy_handlers().set(
+                policy_from_pb(request.policy), caller.subject or caller.role.value
+            )
+            return pb.SetSignaturePolicyResponse(policy=policy_to_pb(stored))
 
     async def RegisterAgency(
         self, request: pb.RegisterAgencyRequest, context: grpc.aio.ServicerContext[Any, Any]

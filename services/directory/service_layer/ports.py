@@ -9,6 +9,7 @@ from typing import Protocol
 
 from services.directory.domain.model import Agency
 from services.directory.domain.reorganisation import Reorganisation
+from services.directory.domain.signature_policy import SignaturePolicy
 
 
 class AgencyExistsError(Exception):
@@ -54,4 +55,17 @@ class Agencies(Protocol):
 
     async def latest_version(self) -> int:
         """The highest version stored (0 when empty)."""
+        ...
+
+
+class SignaturePolicies(Protocol):
+    """Signature policies per agency and document type (ANY_DOCUMENT_TYPE for every type)."""
+
+    async def find(self, agency_code: str, document_type: int) -> SignaturePolicy | None:
+        """The agency's policy for this type, else its policy for every type, else None."""
+        ...
+
+    async def save(self, policy: SignaturePolicy) -> SignaturePolicy:
+        """Stores (replaces) the policy of its agency and type and stages a `directory` ledger
+        event in the same transaction; returns it as stored."""
         ...

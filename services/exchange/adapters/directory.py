@@ -12,8 +12,10 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from services.common.errors import UnavailableError
 from services.directory.domain.model import today_in_vietnam
 from services.directory.domain.reorganisation import Resolution
-from services.directory.entrypoints.grpc_api import resolution_from_pb
+from services.directory.domain.signature_policy import SignaturePolicy
+from services.directory.entrypoints.grpc_api import policy_from_pb, resolution_from_pb
 from services.directory.service_layer.handlers import MAX_BATCH, DirectoryHandlers
+from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
 from services.exchange.service_layer.ports import AgencyView
 
 LOOKUP_TIMEOUT_S = 5.0
@@ -70,13 +72,29 @@ class GrpcDirectoryLookup:
             resolved.update((r.code, resolution_from_pb(r)) for r in response.resolutions)
         return resolved
 
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+        try:
+            response = await self._stub.GetSignaturePolicy(
+                dpb.GetSignaturePolicyRequest(
+                    agency_code=agency_code, document_type=max(document_type, 0)
+                ),
+                timeout=LOOKUP_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable(exc) from exc
+        return policy_from_pb(response.policy)
+
 
 class LocalDirectoryLookup:
     """The directory served by this same process (all-in-one mode): no network hop. Only the
     composition root wires this; the exchange's own code sees the DirectoryLookup port."""
 
-    def __init__(self, handlers: DirectoryHandlers) -> None:
+    def __init__(
+        self, handlers: DirectoryHandlers, policies: SignaturePolicyHandlers | None = None
+    ) -> None:
         self._handlers = handlers
+        self._policies = policies
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
         today = today_in_vietnam()
@@ -95,3 +113,9 @@ class LocalDirectoryLookup:
             for piece in _pieces(codes)
             for r in await self._handlers.resolve(piece, on_date)
         }
+
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+        if self._policies is None:
+            return SignaturePolicy(agency_code=agency_code)
+        policy, _default = await self._policies.get(agency_code, document_type)
+        return policy

@@ -31,6 +31,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AttachmentsGoneError,
@@ -155,6 +156,30 @@ async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None
     )
 
 
+def envelope_to_json(envelope: AttachmentRef | None) -> str | None:
+    if envelope is None:
+        return None
+    return json.dumps(
+        {
+            "name": envelope.name,
+            "media_type": envelope.media_type,
+            "size": envelope.size,
+            "sha256": envelope.sha256,
+        }
+    )
+
+
+def envelope_from_json(text: str | None) -> AttachmentRef | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return AttachmentRef(data["name"], data["media_type"], data["size"], data["sha256"])
+
+
+def verification_from_json(text: str | None) -> Verification | None:
+    return None if text is None else Verification.from_json(text)
+
+
 async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[AttachmentRef, ...]:
     rows = await conn.fetch(
         """
@@ -169,7 +194,14 @@ async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[Attachment
     )
 
 
-PushedDocument = tuple[Header, tuple[AttachmentRef, ...], tuple[Signature, ...], dt.datetime]
+PushedDocument = tuple[
+    Header,
+    tuple[AttachmentRef, ...],
+    tuple[Signature, ...],
+    dt.datetime,
+    Verification | None,
+    AttachmentRef | None,
+]
 
 
 async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
@@ -179,8 +211,9 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
         return {}
     documents = await conn.fetch(
         """
-        SELECT uuid, header::text AS header, submitted_at FROM exchange.document
-        WHERE uuid = ANY($1::uuid[])
+        SELECT uuid, header::text AS header, submitted_at, verification::text AS verification,
+            envelope::text AS envelope
+        FROM exchange.document WHERE uuid = ANY($1::uuid[])
         """,
         keys,
     )
@@ -216,6 +249,8 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
             tuple(attachments.get(d["uuid"], ())),
             tuple(signatures.get(d["uuid"], ())),
             d["submitted_at"],
+            verification_from_json(d["verification"]),
+            envelope_from_json(d["envelope"]),
         )
         for d in documents
     }
@@ -280,6 +315,7 @@ class PostgresDocumentStore(PostgresUploads):
         receipt: Receipt,
         fingerprint: str,
         events: Sequence[LedgerEvent],
+        verification: Verification | None = None,
     ) -> None:
         header = submission.header
         doc_uuid = uuid.UUID(receipt.document_uuid)
@@ -288,8 +324,9 @@ class PostgresDocumentStore(PostgresUploads):
                 await conn.execute(
                     """
                     INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
-                        fingerprint, business_type, header, submitted_at, traceparent)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+                        fingerprint, business_type, header, submitted_at, traceparent,
+                        verification, envelope)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11::jsonb)
                     """,
                     doc_uuid,
                     receipt.document_id,
@@ -300,6 +337,8 @@ class PostgresDocumentStore(PostgresUploads):
                     header_to_json(header),
                     receipt.accepted_at,
                     tracing.current_traceparent(),
+                    None if verification is None else verification.to_json(),
+                    envelope_to_json(submission.envelope),
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "one_consignment":
@@ -438,7 +477,9 @@ class PostgresDocumentStore(PostgresUploads):
                     )
                 )
                 continue
-            header, attachments, signatures, submitted_at = documents[row.document_key]
+            header, attachments, signatures, submitted_at, verification, envelope = documents[
+                row.document_key
+            ]
             items.append(
                 PushItem(
                     delivery_id=row.ref.delivery_id,
@@ -448,6 +489,8 @@ class PostgresDocumentStore(PostgresUploads):
                     attachments=attachments,
                     signatures=signatures,
                     submitted_at=submitted_at,
+                    verification=verification,
+                    envelope=envelope,
                     first_handover=decided.first_handover,
                 )
             )
@@ -487,6 +530,11 @@ class PostgresDocumentStore(PostgresUploads):
             if loaded is None:
                 return None
             header, attachments, submitted_at = loaded
+            signed = await conn.fetchrow(
+                "SELECT verification::text AS verification, envelope::text AS envelope "
+                "FROM exchange.document WHERE uuid = $1",
+                key,
+            )
             rows = await conn.fetch(
                 """
                 SELECT id, requested_recipient, recipient, state, accepted_at, queued_at,
@@ -517,6 +565,8 @@ class PostgresDocumentStore(PostgresUploads):
                 )
                 for r in rows
             ),
+            verification=None if signed is None else verification_from_json(signed["verification"]),
+            envelope=None if signed is None else envelope_from_json(signed["envelope"]),
         )
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
@@ -591,6 +641,14 @@ class PostgresDocumentStore(PostgresUploads):
                     await check_quota(conn, owner, sha256, offset, quota)
                 # A concurrent upload of the same content may have won: publish_blob keeps one.
                 await publish_blob(conn, sha256, offset, storage_id, owner)
+
+    async def blob_content(self, sha256: str, max_bytes: int) -> bytes:
+        data = bytearray()
+        async for _offset, piece in self.attachment_chunks("", sha256, 0):
+            data += piece
+            if len(data) > max_bytes:
+                raise ValueError(f"blob {sha256} is larger than {max_bytes} bytes")
+        return bytes(data)
 
     async def attachment_chunks(
         self, document_uuid: str, sha256: str, offset: int

@@ -246,7 +246,7 @@ async def _issue_receipts(
     documents = await load_documents(conn, list({row.document_key for row, _ in copies}))
     issued: list[tuple[uuid.UUID, bytes]] = []
     for row, copy in copies:
-        header, attachments, _, _ = documents[row.document_key]
+        header, attachments, *_ = documents[row.document_key]
         receipt = receipts(
             DeliveryRecord(
                 delivery_id=row.ref.delivery_id,

@@ -141,6 +141,8 @@ class Submission:
     header: Header
     attachments: tuple[AttachmentRef, ...]
     signatures: tuple[Signature, ...] = ()
+    # The original edXML file (uploaded like an attachment) when the document came as edXML.
+    envelope: AttachmentRef | None = None
 
 
 def manifest_of(header: Header, attachments: Sequence[AttachmentRef]) -> Manifest:

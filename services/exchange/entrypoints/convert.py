@@ -21,6 +21,7 @@ from services.exchange.domain.model import (
     Submission,
     nfc,
 )
+from services.exchange.domain.verification import SignatureMode, Verification
 from services.exchange.service_layer.ports import DocumentTrack, PushItem
 
 _BUSINESS_FROM_PB = {
@@ -41,6 +42,16 @@ _ROLE_FROM_PB = {
     common_pb2.SIGNATURE_ROLE_ORGANIZATION: "organization",
 }
 _ROLE_TO_PB = {value: key for key, value in _ROLE_FROM_PB.items()}
+_FORM_TO_PB = {
+    "manifest": common_pb2.SIGNATURE_FORM_MANIFEST,
+    "pades": common_pb2.SIGNATURE_FORM_PADES,
+    "xmldsig": common_pb2.SIGNATURE_FORM_XMLDSIG,
+}
+_MODE_TO_PB = {
+    SignatureMode.SIGNED: common_pb2.SIGNATURE_MODE_SIGNED,
+    SignatureMode.TRANSPORT_ATTESTED: common_pb2.SIGNATURE_MODE_TRANSPORT_ATTESTED,
+    SignatureMode.UNSIGNED: common_pb2.SIGNATURE_MODE_UNSIGNED,
+}
 _STATE_TO_PB = {
     DeliveryState.ACCEPTED: pb.DELIVERY_STATE_ACCEPTED,
     DeliveryState.QUEUED: pb.DELIVERY_STATE_QUEUED,
@@ -128,17 +139,56 @@ def submission_from_pb(request: pb.SubmitRequest) -> tuple[Submission, list[Fiel
         response_for=tuple(nfc(r) for r in h.response_for),
         to_places=tuple(nfc(p) for p in h.to_places),
     )
-    attachments = tuple(
-        AttachmentRef(
-            name=nfc(a.name),
-            media_type=a.media_type.strip(),
-            size=a.size,
-            sha256=a.sha256.strip(),
-            description=nfc(a.description),
-        )
-        for a in request.attachments
+    attachments = tuple(_attachment_from_pb(a) for a in request.attachments)
+    envelope = _attachment_from_pb(request.envelope) if request.HasField("envelope") else None
+    submission = Submission(
+        request.consignment_id, header, attachments, tuple(signatures), envelope=envelope
     )
-    return Submission(request.consignment_id, header, attachments, tuple(signatures)), problems
+    return submission, problems
+
+
+def _attachment_from_pb(a: common_pb2.AttachmentRef) -> AttachmentRef:
+    return AttachmentRef(
+        name=nfc(a.name),
+        media_type=a.media_type.strip(),
+        size=a.size,
+        sha256=a.sha256.strip(),
+        description=nfc(a.description),
+    )
+
+
+def verification_to_pb(verification: Verification | None) -> common_pb2.Verification | None:
+    """None for documents stored before verifications were kept."""
+    if verification is None:
+        return None
+    return common_pb2.Verification(
+        mode=_MODE_TO_PB[verification.mode],
+        warnings=list(verification.warnings),
+        verified_at=timestamp(verification.verified_at),
+        checks=[
+            common_pb2.SignatureCheck(
+                form=_FORM_TO_PB.get(c.form, common_pb2.SIGNATURE_FORM_UNSPECIFIED),
+                role=_ROLE_TO_PB.get(c.role, common_pb2.SIGNATURE_ROLE_UNSPECIFIED),
+                attachment=c.attachment,
+                field=c.field,
+                subject=c.subject,
+                agency_code=c.agency_code,
+                full_name=c.full_name,
+                signed_at=timestamp(c.signed_at),
+                algorithm=c.algorithm,
+                certificate_sha256=c.certificate_sha256,
+                serial=c.serial,
+                covers_whole_document=c.covers_whole_document,
+                legacy_algorithm=c.legacy_algorithm,
+                checked=c.checked,
+            )
+            for c in verification.checks
+        ],
+    )
+
+
+def _envelope_to_pb(envelope: AttachmentRef | None) -> common_pb2.AttachmentRef | None:
+    return None if envelope is None else attachment_to_pb(envelope)
 
 
 def header_to_pb(header: Header) -> common_pb2.DocumentHeader:
@@ -211,6 +261,8 @@ def delivery_to_pb(item: PushItem) -> pb.Delivery:
         ],
         submitted_at=timestamp(item.submitted_at),
         requested_recipient=item.requested_recipient,
+        verification=verification_to_pb(item.verification),
+        envelope=_envelope_to_pb(item.envelope),
     )
 
 
@@ -235,4 +287,6 @@ def track_to_pb(track: DocumentTrack) -> pb.TrackResponse:
             )
             for r in track.recipients
         ],
+        verification=verification_to_pb(track.verification),
+        envelope=_envelope_to_pb(track.envelope),
     )

@@ -38,6 +38,7 @@ from services.exchange.domain.model import (
     today_in_vietnam,
 )
 from services.exchange.domain.quota import check_upload_quota
+from services.exchange.domain.verification import Verification
 from services.exchange.domain.withdrawal import Sight, identity_only, recipient_sight
 from services.exchange.service_layer.ports import (
     Acknowledgement,
@@ -52,7 +53,7 @@ from services.exchange.service_layer.ports import (
     PushItem,
 )
 from services.exchange.service_layer.routing import route_recipients
-from services.exchange.service_layer.signatures import SignaturePolicy, Verification
+from services.exchange.service_layer.signatures import SignatureVerifier
 from services.exchange.service_layer.uploads import ResumableUploads
 
 log = structlog.get_logger(__name__)
@@ -97,7 +98,7 @@ class ExchangeHandlers:
         limits: Limits = Limits(),
         clock: Callable[[], dt.datetime] = _now,
         *,
-        signatures: SignaturePolicy | None = None,
+        signatures: SignatureVerifier | None = None,
         hub: SigningIdentity | None = None,
     ) -> None:
         """`signatures` defaults to a policy without trust anchors: unsigned documents pass,
@@ -108,7 +109,7 @@ class ExchangeHandlers:
         self._code_problem = code_problem
         self._limits = limits
         self._clock = clock
-        self._signatures = signatures or SignaturePolicy(lambda: None, required=False)
+        self._signatures = signatures or SignatureVerifier(lambda: None, required=False)
         self._hub = hub
 
     async def upload_attachment(
@@ -179,13 +180,17 @@ class ExchangeHandlers:
         ]
         if problems:
             raise ValidationError("invalid submission", problems)
+        # The sender must hold every blob it names before any of them is read for verification.
+        await self._require_uploaded(submission)
         # Before anything is stored or routed: a refused signature leaves no trace but the log.
-        verification = await self._signatures.verify(submission, at=now)
+        policy = await self._directory.signature_policy(header.sender, header.document_type)
+        verification = await self._signatures.verify(
+            submission, at=now, policy=policy, content=self._content
+        )
         fingerprint = submission_fingerprint(submission)
         replay = await self._replay(submission, fingerprint)
         if replay is not None:
             return replay
-        await self._require_uploaded(submission)
         routes = await self._route(header.sender, header.recipients)
         receipt = Receipt(
             document_uuid=str(uuid.uuid4()),
@@ -196,7 +201,9 @@ class ExchangeHandlers:
         )
         events = _submission_events(submission, receipt, fingerprint, verification)
         try:
-            await self._store.store_submission(submission, receipt, fingerprint, events)
+            await self._store.store_submission(
+                submission, receipt, fingerprint, events, verification
+            )
         except DuplicateDocumentError as exc:
             raise ConflictError(
                 f"document {header.document_id} was already submitted",
@@ -223,18 +230,25 @@ class ExchangeHandlers:
 
     async def _require_uploaded(self, submission: Submission) -> None:
         sender = submission.header.sender
-        unowned = await self._store.unowned_attachments(sender, submission.attachments)
+        files = [*submission.attachments, *filter(None, [submission.envelope])]
+        unowned = await self._store.unowned_attachments(sender, files)
         if unowned:
             raise ValidationError(
                 "attachments not uploaded",
                 [
                     FieldViolation(
-                        f"attachments[{index}]",
+                        f"attachments[{index}]"
+                        if index < len(submission.attachments)
+                        else "envelope",
                         "no completed upload by the sender with this sha256 and size",
                     )
                     for index in unowned
                 ],
             )
+
+    async def _content(self, sha256: str) -> bytes:
+        """A blob's bytes for verification, within the attachment size limit."""
+        return await self._store.blob_content(sha256, self._limits.max_attachment_bytes)
 
     async def _replay(self, submission: Submission, fingerprint: str) -> SubmitResult | None:
         stored = await self._store.find_by_consignment(
@@ -412,13 +426,15 @@ class ExchangeHandlers:
         if own is None or sight is Sight.NONE:
             raise missing
         if sight is Sight.HISTORY:
-            header = identity_only(track.header, own.requested_recipient)
-            return DocumentTrack(
-                track.document_uuid, header, (), track.submitted_at, (own,), withheld=True
+            return dataclasses.replace(
+                track,
+                header=identity_only(track.header, own.requested_recipient),
+                attachments=(),
+                recipients=(own,),
+                withheld=True,
+                envelope=None,
             )
-        return DocumentTrack(
-            track.document_uuid, track.header, track.attachments, track.submitted_at, (own,)
-        )
+        return dataclasses.replace(track, recipients=(own,))
 
     async def download(
         self, caller_agency: str, document_uuid: str, sha256: str, offset: int
@@ -428,7 +444,8 @@ class ExchangeHandlers:
         if offset < 0:
             raise ValidationError("invalid offset", [FieldViolation("offset", "must be >= 0")])
         track = await self.track(caller_agency, document_uuid=document_uuid, document_id=None)
-        if not any(a.sha256 == sha256 for a in track.attachments):
+        envelope = track.envelope.sha256 if track.envelope is not None else None
+        if sha256 != envelope and not any(a.sha256 == sha256 for a in track.attachments):
             raise NotFoundError(f"document {document_uuid} has no attachment {sha256}")
         return self._store.attachment_chunks(document_uuid, sha256, offset)
 
@@ -504,6 +521,8 @@ def _submission_events(
                 "business_type": int(header.business_type),
                 "attachments": [a.sha256 for a in submission.attachments],
                 "signatures": len(submission.signatures),
+                "signature_mode": verification.mode.value,
+                **({"envelope": submission.envelope.sha256} if submission.envelope else {}),
             },
         )
     ]

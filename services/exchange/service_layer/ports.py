@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.directory.domain.reorganisation import Resolution
+from services.directory.domain.signature_policy import SignaturePolicy
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     AttachmentRef,
@@ -20,6 +21,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.upload_ports import UploadStore
 
 
@@ -41,6 +43,11 @@ class DirectoryLookup(Protocol):
         """Where mail addressed to each of `codes` goes on `on_date`, keyed by code (every code
         is answered; unknown ones with state UNKNOWN). The directory follows successor chains
         (DirectoryService.ResolveRecipients), so all adapters share one implementation."""
+        ...
+
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+        """The signature policy in force for the agency's documents of this type (its own, else
+        the deployment default: DirectoryService.GetSignaturePolicy)."""
         ...
 
 
@@ -77,6 +84,10 @@ class PushItem:
     attachments: tuple[AttachmentRef, ...]
     signatures: tuple[Signature, ...]
     submitted_at: dt.datetime
+    # What the hub verified of the signatures (None for documents stored before it was kept).
+    verification: Verification | None
+    # The original edXML file when the document came as edXML.
+    envelope: AttachmentRef | None
     # This is the copy's first hand-over ever (push or fetch; a resend does not start over):
     # the end of its delivery latency.
     first_handover: bool
@@ -141,6 +152,8 @@ class DocumentTrack:
     # The caller is a recipient whose copy was withdrawn after receipt: the header is reduced to
     # the document's identity, and there are no attachments (domain/withdrawal.py).
     withheld: bool = False
+    verification: Verification | None = None
+    envelope: AttachmentRef | None = None
 
 
 class DocumentStore(UploadStore, Protocol):
@@ -160,8 +173,10 @@ class DocumentStore(UploadStore, Protocol):
         receipt: Receipt,
         fingerprint: str,
         events: Sequence[LedgerEvent],
+        verification: Verification | None = None,
     ) -> None:
-        """Stores document, deliveries (ACCEPTED), their outbox messages and ledger events.
+        """Stores document (with the envelope reference and what its signatures verified to),
+        deliveries (ACCEPTED), their outbox messages and ledger events.
 
         Raises DuplicateDocumentError, DuplicateConsignmentError or AttachmentsGoneError,
         storing nothing.
@@ -202,6 +217,11 @@ class DocumentStore(UploadStore, Protocol):
         """Streams verified chunks into storage in one transaction: committed only if the
         iterator finishes without raising, and (content the owner did not hold yet) within the
         owner's `quota` (UploadQuotaExceededError, checked as begin_upload does)."""
+        ...
+
+    async def blob_content(self, sha256: str, max_bytes: int) -> bytes:
+        """The whole content of a stored blob (at most `max_bytes`; empty when there is none),
+        for checking the signatures inside it before a submission is stored."""
         ...
 
     async def attachment_chunks(

@@ -1,61 +1,61 @@
-"""The signature policy of a submission: both signatures and their chains, before storing."""
+"""A submission's signatures, verified before anything is stored, under the sender's policy.
+
+Three forms can carry the Nghị định 30 signatures: docaxis manifest signatures (both roles),
+PAdES signatures in the main PDF (the official's, then the agency's; appendices the agency's
+only) and the agency's XML-DSig on the original edXML envelope. Every signature presented is
+verified, whatever the policy: an invalid one is refused, never ignored. The sender's policy (kept
+in the directory) then says which forms count for each role, whether legacy algorithms pass, and
+whether the agency may send unsigned on its mutual-TLS identity (transport-attested).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from docaxis_client.documents import document_signatures, signature_of
-from docaxis_client.trust.canonical import format_utc
 from docaxis_client.trust.chain import TrustStore
-from docaxis_client.trust.errors import TrustError
+from docaxis_client.trust.errors import SignatureInvalidError, SignatureMissingError, TrustError
+from docaxis_client.trust.pdf import count_signatures, is_pdf, verify_pdf
 from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_document
+from docaxis_client.trust.xmldsig import EnvelopeFacts, has_envelope_signature, verify_envelope
 from services.common.errors import RejectedError
 from services.common.trust import domain_error
-from services.exchange.domain.model import Submission, manifest_of
+from services.directory.domain.signature_policy import (
+    DEFAULT_POLICY,
+    SignatureForm,
+    SignaturePolicy,
+)
+from services.exchange.domain.model import AttachmentRef, Submission, manifest_of
+from services.exchange.domain.verification import SignatureCheck, SignatureMode, Verification
+
+# Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
+Content = Callable[[str], Awaitable[bytes]]
+PDF_MEDIA_TYPE = "application/pdf"
+_CHECKED = "chain to the axis's trust anchors at the signing time; revocation from the axis's CRLs"
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedSignature:
-    """One signature as verified at submission (what the ledger records of it: no names)."""
-
-    role: str
-    algorithm: str
-    certificate_sha256: str
-    serial: str
-    signed_at: dt.datetime
+def is_pdf_attachment(attachment: AttachmentRef) -> bool:
+    return attachment.media_type == PDF_MEDIA_TYPE or attachment.name.lower().endswith(".pdf")
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
-    # None for an unsigned document that the policy let through (development mode): nothing
-    # was signed, so nothing needed a manifest.
-    manifest_sha256: str | None
-    signatures: tuple[VerifiedSignature, ...]
-
-    def ledger_data(self) -> list[dict[str, str]]:
-        return [
-            {
-                "result": "valid",
-                "role": s.role,
-                "algorithm": s.algorithm,
-                "certificate_sha256": s.certificate_sha256,
-                "serial": s.serial,
-                "signed_at": format_utc(s.signed_at),
-                "manifest_sha256": self.manifest_sha256 or "",
-            }
-            for s in self.signatures
-        ]
+@dataclass(slots=True)
+class _Found:
+    checks: list[SignatureCheck]
+    warnings: list[str]
+    manifest_sha256: str | None = None
+    # The main PDF carried no signature at all (refused only if nothing else fills the role).
+    unsigned_pdf: str | None = None
 
 
-class SignaturePolicy:
-    """Verifies a submission's person and organisation signatures with the current trust store.
+class SignatureVerifier:
+    """Verifies submissions with the current trust store.
 
     `trust` returns the store of the moment (it changes when CRLs arrive), or None when the
-    deployment has no anchors, in which case only unsigned documents can pass, and only when
-    signatures are not `required`.
+    deployment has no anchors: then only unsigned documents can pass, and only where signatures
+    are not `required` (development) or the sender is transport-attested.
     """
 
     def __init__(
@@ -69,50 +69,249 @@ class SignaturePolicy:
         self._required = required
         self._max_signing_age = max_signing_age
 
-    async def verify(self, submission: Submission, *, at: dt.datetime) -> Verification:
+    async def verify(
+        self,
+        submission: Submission,
+        *,
+        at: dt.datetime,
+        policy: SignaturePolicy = DEFAULT_POLICY,
+        content: Content | None = None,
+    ) -> Verification:
         """Raises a DomainError with the trust core's reason (SIGNATURE_INVALID,
-        CERTIFICATE_REVOKED, SENDER_MISMATCH, …) when the submission must be refused."""
-        if not submission.signatures and not self._required:
-            return Verification(None, ())
+        SIGNATURE_MISSING, SIGNATURE_ALGORITHM_WEAK, CERTIFICATE_REVOKED, SENDER_MISMATCH, …)
+        naming the attachment and signature concerned."""
+        moment = at.astimezone(dt.UTC).replace(microsecond=0)
         try:
-            manifest = manifest_of(submission.header, submission.attachments)
-            signatures = document_signatures(
-                [
-                    signature_of(
-                        SignerRole(s.role), s.algorithm, s.value, s.certificate_chain, s.signed_at
-                    )
-                    for s in submission.signatures
-                ]
-            )
-            store = self._trust()
-            if store is None:
-                raise RejectedError(
-                    "this deployment has no trust anchors to verify signatures with",
-                    reason="UNTRUSTED_ISSUER",
-                )
-            # Chain building and RSA verification are CPU work: off the event loop.
-            verified = await asyncio.to_thread(
-                verify_document,
-                manifest,
-                signatures,
-                store,
-                at=at.astimezone(dt.UTC).replace(microsecond=0),
-                expected_sender=submission.header.sender,
-                max_signing_age=self._max_signing_age,
-            )
+            found = await self._verify_all(submission, moment, policy, content)
+            return self._decide(found, policy, moment)
         except TrustError as exc:
             raise domain_error(exc) from None
-        return Verification(manifest.sha256_hex(), _signatures(verified))
+
+    def _store(self) -> TrustStore:
+        store = self._trust()
+        if store is None:
+            raise RejectedError(
+                "this deployment has no trust anchors to verify signatures with",
+                reason="UNTRUSTED_ISSUER",
+            )
+        return store
+
+    async def _verify_all(
+        self,
+        submission: Submission,
+        at: dt.datetime,
+        policy: SignaturePolicy,
+        content: Content | None,
+    ) -> _Found:
+        found = _Found([], [])
+        if submission.signatures:
+            await self._manifest(submission, at, found)
+        if content is None:
+            return found
+        pdfs = [a for a in submission.attachments if is_pdf_attachment(a)]
+        for index, attachment in enumerate(pdfs):
+            await self._pdf(submission, attachment, index == 0, at, policy, content, found)
+        if submission.envelope is not None:
+            await self._envelope(submission, submission.envelope, at, policy, content, found)
+        return found
+
+    async def _manifest(self, submission: Submission, at: dt.datetime, found: _Found) -> None:
+        manifest = manifest_of(submission.header, submission.attachments)
+        signatures = document_signatures(
+            [
+                signature_of(
+                    SignerRole(s.role), s.algorithm, s.value, s.certificate_chain, s.signed_at
+                )
+                for s in submission.signatures
+            ]
+        )
+        store = self._store()
+        # Chain building and RSA verification are CPU work: off the event loop.
+        verified = await asyncio.to_thread(
+            verify_document,
+            manifest,
+            signatures,
+            store,
+            at=at,
+            expected_sender=submission.header.sender,
+            max_signing_age=self._max_signing_age,
+        )
+        found.manifest_sha256 = manifest.sha256_hex()
+        found.checks.extend(_manifest_checks(verified))
+
+    async def _pdf(
+        self,
+        submission: Submission,
+        attachment: AttachmentRef,
+        main: bool,
+        at: dt.datetime,
+        policy: SignaturePolicy,
+        content: Content,
+        found: _Found,
+    ) -> None:
+        data = await content(attachment.sha256)
+        if await asyncio.to_thread(_pdf_signature_count, data) == 0:
+            # A PDF without signatures (or one no PDF reader can open, which then cannot carry
+            # any) is refused only when no other form fills the roles, decided once every form
+            # was looked at; a signed one is always verified.
+            if main:
+                found.unsigned_pdf = attachment.name
+            return
+        try:
+            result = await asyncio.to_thread(
+                verify_pdf,
+                data,
+                self._store(),
+                agency=submission.header.sender,
+                main=main,
+                at=at,
+                allow_legacy=policy.allow_legacy_algorithms,
+            )
+        except TrustError as exc:
+            raise exc.concerning(attachment=attachment.name) from None
+        found.warnings.extend(f"{attachment.name}: {warning}" for warning in result.warnings)
+        found.checks.extend(
+            SignatureCheck(
+                form=SignatureForm.PADES.value,
+                role=signer.role.value,
+                subject=signer.subject,
+                agency_code=signer.agency_code,
+                algorithm=signer.algorithm,
+                certificate_sha256=signer.certificate_sha256,
+                serial=f"{signer.serial:x}",
+                signed_at=signer.signed_at,
+                full_name=signer.full_name or "",
+                attachment=attachment.name,
+                attachment_sha256=attachment.sha256,
+                field=signer.field_name,
+                covers_whole_document=signer.covers_whole_file,
+                legacy_algorithm=signer.legacy_algorithm,
+                checked=_CHECKED,
+            )
+            for signer in result.signers
+        )
+
+    async def _envelope(
+        self,
+        submission: Submission,
+        envelope: AttachmentRef,
+        at: dt.datetime,
+        policy: SignaturePolicy,
+        content: Content,
+        found: _Found,
+    ) -> None:
+        data = await content(envelope.sha256)
+        try:
+            if not await asyncio.to_thread(has_envelope_signature, data):
+                return  # an empty or absent envelope signature: kept as it is, not evidence
+            result = await asyncio.to_thread(
+                verify_envelope,
+                data,
+                self._store(),
+                agency=submission.header.sender,
+                at=at,
+                allow_legacy=policy.allow_legacy_algorithms,
+            )
+            _check_binding(result.facts, submission)
+        except TrustError as exc:
+            raise exc.concerning(signature="edXML envelope") from None
+        found.warnings.extend(result.warnings)
+        signer = result.signer
+        found.checks.append(
+            SignatureCheck(
+                form=SignatureForm.XMLDSIG.value,
+                role=SignerRole.ORGANIZATION.value,
+                subject=signer.subject,
+                agency_code=signer.agency_code,
+                algorithm=signer.algorithm,
+                certificate_sha256=signer.certificate_sha256,
+                serial=f"{signer.serial:x}",
+                attachment=envelope.name,
+                legacy_algorithm=signer.legacy_algorithm,
+                checked=(
+                    "chain to the axis's trust anchors at reception (XML-DSig carries no "
+                    "signing time); revocation from the axis's CRLs"
+                ),
+            )
+        )
+
+    def _decide(self, found: _Found, policy: SignaturePolicy, at: dt.datetime) -> Verification:
+        def filled(role: SignerRole, forms: frozenset[SignatureForm]) -> bool:
+            return any(c.role == role.value and c.form in forms for c in found.checks)
+
+        person = filled(SignerRole.PERSON, policy.person_forms)
+        organization = filled(SignerRole.ORGANIZATION, policy.organization_forms)
+        if person and organization:
+            return Verification(
+                SignatureMode.SIGNED,
+                tuple(found.checks),
+                tuple(found.warnings),
+                found.manifest_sha256,
+                at,
+            )
+        if policy.transport_attested:
+            warning = (
+                "UNSIGNED: accepted on the sender's mutual-TLS identity (transport-attested "
+                "policy), not on document signatures"
+            )
+            return Verification(
+                SignatureMode.TRANSPORT_ATTESTED,
+                tuple(found.checks),
+                (warning, *found.warnings),
+                found.manifest_sha256,
+                at,
+            )
+        if not found.checks and not self._required:
+            return Verification(SignatureMode.UNSIGNED, verified_at=at)
+        missing = SignerRole.ORGANIZATION if person else SignerRole.PERSON
+        forms = policy.person_forms if missing is SignerRole.PERSON else policy.organization_forms
+        error = SignatureMissingError(
+            missing, f"none in a form the sender's policy accepts ({', '.join(sorted(forms))})"
+        )
+        if found.unsigned_pdf is not None and SignatureForm.PADES in forms:
+            error.concerning(attachment=found.unsigned_pdf)
+        raise error
 
 
-def _signatures(verified: VerifiedSigners) -> tuple[VerifiedSignature, ...]:
-    return tuple(
-        VerifiedSignature(
+def _pdf_signature_count(data: bytes) -> int:
+    if not is_pdf(data):
+        return 0
+    try:
+        return count_signatures(data)
+    except TrustError:
+        return 0
+
+
+def _check_binding(facts: EnvelopeFacts, submission: Submission) -> None:
+    """The signed envelope must be the document submitted, not another one of the sender's."""
+    header = submission.header
+    problems = []
+    if sorted(facts.recipients) != sorted(header.recipients):
+        problems.append("recipients")
+    if (facts.code_number, facts.code_notation) != (header.code_number, header.code_notation):
+        problems.append("code")
+    if facts.attachment_sha256 != tuple(a.sha256 for a in submission.attachments):
+        problems.append("attachments")
+    if problems:
+        raise SignatureInvalidError(
+            SignerRole.ORGANIZATION,
+            f"the signed envelope does not match the submission ({', '.join(problems)})",
+        )
+
+
+def _manifest_checks(verified: VerifiedSigners) -> Sequence[SignatureCheck]:
+    return [
+        SignatureCheck(
+            form=SignatureForm.MANIFEST.value,
             role=signer.role.value,
+            subject=signer.subject,
+            agency_code=signer.agency_code,
             algorithm=signer.algorithm.value,
             certificate_sha256=signer.certificate_sha256,
             serial=f"{signer.serial:x}",
             signed_at=signer.signed_at,
+            full_name=signer.full_name or "",
+            checked=_CHECKED,
         )
         for signer in (verified.person, verified.organization)
-    )
+    ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.directory.domain.reorganisation import AddressState, Resolution
+from services.directory.domain.signature_policy import SignaturePolicy
 from services.exchange.service_layer.ports import AgencyView
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED, Moved, Rerouter
 
@@ -56,6 +57,9 @@ class FakeDirectory:
             ONLY_NOTICES: Resolution(ONLY_NOTICES, AddressState.CLOSED, None, problem="closed"),
         }
         return {code: table[code] for code in codes}
+
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+        raise AssertionError("the sweep moves mail, it verifies no signature")
 
 
 async def test_closed_agencies_mail_moves_or_is_dead_lettered_and_open_ones_are_left() -> None:

@@ -86,6 +86,7 @@ async def test_the_ledger_events_are_staged_with_the_submission(
         "business_type": 0,
         "attachments": [attachment.sha256],
         "signatures": 0,
+        "signature_mode": "unsigned",
     }
     assert [(e.to_agency, e.data) for e in routing] == [
         (r.effective_recipient, {"delivery": r.delivery_id, "requested": r.requested_recipient})

@@ -235,6 +235,62 @@ SIGNATURE_ROLE_ORGANIZATION: SignatureRole.ValueType  # 2
 """The agency (organisation certificate), made after the person's signature."""
 Global___SignatureRole: _TypeAlias = SignatureRole  # noqa: Y015
 
+class _SignatureForm:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignatureFormEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignatureForm.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNATURE_FORM_UNSPECIFIED: _SignatureForm.ValueType  # 0
+    SIGNATURE_FORM_MANIFEST: _SignatureForm.ValueType  # 1
+    """A detached docaxis signature over the canonical manifest (DocumentSignature)."""
+    SIGNATURE_FORM_PADES: _SignatureForm.ValueType  # 2
+    """A PAdES (CMS) signature inside a PDF attachment: the official's, then the agency's."""
+    SIGNATURE_FORM_XMLDSIG: _SignatureForm.ValueType  # 3
+    """The agency's enveloped XML-DSig signature on the edXML package (organisation role only)."""
+
+class SignatureForm(_SignatureForm, metaclass=_SignatureFormEnumTypeWrapper):
+    """The forms a document signature reaches the hub in."""
+
+SIGNATURE_FORM_UNSPECIFIED: SignatureForm.ValueType  # 0
+SIGNATURE_FORM_MANIFEST: SignatureForm.ValueType  # 1
+"""A detached docaxis signature over the canonical manifest (DocumentSignature)."""
+SIGNATURE_FORM_PADES: SignatureForm.ValueType  # 2
+"""A PAdES (CMS) signature inside a PDF attachment: the official's, then the agency's."""
+SIGNATURE_FORM_XMLDSIG: SignatureForm.ValueType  # 3
+"""The agency's enveloped XML-DSig signature on the edXML package (organisation role only)."""
+Global___SignatureForm: _TypeAlias = SignatureForm  # noqa: Y015
+
+class _SignatureMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignatureModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignatureMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNATURE_MODE_UNSPECIFIED: _SignatureMode.ValueType  # 0
+    SIGNATURE_MODE_SIGNED: _SignatureMode.ValueType  # 1
+    """The person and organisation signatures the sender's policy requires were verified."""
+    SIGNATURE_MODE_TRANSPORT_ATTESTED: _SignatureMode.ValueType  # 2
+    """Accepted UNSIGNED on the strength of the sender's mutual-TLS identity alone, because an
+    administrator enabled this for an agency whose DMS cannot sign yet.
+    """
+    SIGNATURE_MODE_UNSIGNED: _SignatureMode.ValueType  # 3
+    """Accepted UNSIGNED by a development deployment that requires no signatures."""
+
+class SignatureMode(_SignatureMode, metaclass=_SignatureModeEnumTypeWrapper):
+    """On what strength the hub accepted a document."""
+
+SIGNATURE_MODE_UNSPECIFIED: SignatureMode.ValueType  # 0
+SIGNATURE_MODE_SIGNED: SignatureMode.ValueType  # 1
+"""The person and organisation signatures the sender's policy requires were verified."""
+SIGNATURE_MODE_TRANSPORT_ATTESTED: SignatureMode.ValueType  # 2
+"""Accepted UNSIGNED on the strength of the sender's mutual-TLS identity alone, because an
+administrator enabled this for an agency whose DMS cannot sign yet.
+"""
+SIGNATURE_MODE_UNSIGNED: SignatureMode.ValueType  # 3
+"""Accepted UNSIGNED by a development deployment that requires no signatures."""
+Global___SignatureMode: _TypeAlias = SignatureMode  # noqa: Y015
+
 @_typing.final
 class DocumentCode(_message.Message):
     """The document's number and notation ("số, ký hiệu"), e.g. 7816 / VPCP-TTĐT."""
@@ -450,3 +506,163 @@ class DocumentSignature(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DocumentSignature: _TypeAlias = DocumentSignature  # noqa: Y015
+
+@_typing.final
+class SignatureCheck(_message.Message):
+    """One signature as the hub verified it at submission."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORM_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    FULL_NAME_FIELD_NUMBER: _builtins.int
+    SIGNED_AT_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_SHA256_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    COVERS_WHOLE_DOCUMENT_FIELD_NUMBER: _builtins.int
+    LEGACY_ALGORITHM_FIELD_NUMBER: _builtins.int
+    CHECKED_FIELD_NUMBER: _builtins.int
+    form: Global___SignatureForm.ValueType
+    role: Global___SignatureRole.ValueType
+    attachment: _builtins.str
+    """PAdES: the attachment's name and the PDF signature field."""
+    field: _builtins.str
+    subject: _builtins.str
+    """The signer's certificate subject (RFC 4514), agency and, for an official, full name."""
+    agency_code: _builtins.str
+    full_name: _builtins.str
+    algorithm: _builtins.str
+    """e.g. "ecdsa-sha256", "rsassa_pkcs1v15-sha256", "rsa-sha1"."""
+    certificate_sha256: _builtins.str
+    serial: _builtins.str
+    """Certificate serial, lowercase hex."""
+    covers_whole_document: _builtins.bool
+    """PAdES: false for a signature with later revisions (signatures only) after it."""
+    legacy_algorithm: _builtins.bool
+    """Accepted only because the sender's policy allows legacy algorithms (e.g. SHA-1)."""
+    checked: _builtins.str
+    """How the chain was checked: "chain to the trust anchors at <time>, CRLs held by the axis"."""
+    @_builtins.property
+    def signed_at(self) -> _timestamp_pb2.Timestamp:
+        """The signing time the signature claims; unset for XML-DSig, which carries none."""
+
+    def __init__(
+        self,
+        *,
+        form: Global___SignatureForm.ValueType = ...,
+        role: Global___SignatureRole.ValueType = ...,
+        attachment: _builtins.str = ...,
+        field: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        agency_code: _builtins.str = ...,
+        full_name: _builtins.str = ...,
+        signed_at: _timestamp_pb2.Timestamp | None = ...,
+        algorithm: _builtins.str = ...,
+        certificate_sha256: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        covers_whole_document: _builtins.bool = ...,
+        legacy_algorithm: _builtins.bool = ...,
+        checked: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_at", b"signed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "algorithm", b"algorithm", "attachment", b"attachment", "certificate_sha256", b"certificate_sha256", "checked", b"checked", "covers_whole_document", b"covers_whole_document", "field", b"field", "form", b"form", "full_name", b"full_name", "legacy_algorithm", b"legacy_algorithm", "role", b"role", "serial", b"serial", "signed_at", b"signed_at", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignatureCheck: _TypeAlias = SignatureCheck  # noqa: Y015
+
+@_typing.final
+class Verification(_message.Message):
+    """What the hub established about a document's signatures; travels with the document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    mode: Global___SignatureMode.ValueType
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignatureCheck]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Accepted but worth a reader's attention (legacy algorithms, transport attestation)."""
+
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        mode: Global___SignatureMode.ValueType = ...,
+        checks: _abc.Iterable[Global___SignatureCheck] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "mode", b"mode", "verified_at", b"verified_at", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Verification: _TypeAlias = Verification  # noqa: Y015
+
+@_typing.final
+class SignaturePolicy(_message.Message):
+    """Which signatures an agency's documents must carry, kept in the directory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    PERSON_FORMS_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FORMS_FIELD_NUMBER: _builtins.int
+    ALLOW_LEGACY_ALGORITHMS_FIELD_NUMBER: _builtins.int
+    TRANSPORT_ATTESTED_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    agency_code: _builtins.str
+    document_type: _builtins.int
+    """The DocumentType/Type this policy is for; 0: every type without a policy of its own."""
+    allow_legacy_algorithms: _builtins.bool
+    """Accept SHA-1 signatures (with a warning) for DMS software that cannot do better yet."""
+    transport_attested: _builtins.bool
+    """Accept unsigned documents on the strength of the agency's mutual-TLS identity; they are
+    marked unsigned everywhere (Verification.mode TRANSPORT_ATTESTED). Audited in the ledger.
+    """
+    updated_by: _builtins.str
+    """Output only: who set it and when (the deployment default has neither)."""
+    @_builtins.property
+    def person_forms(self) -> _containers.RepeatedScalarFieldContainer[Global___SignatureForm.ValueType]:
+        """Forms that count as the official's signature (MANIFEST, PADES); empty: both."""
+
+    @_builtins.property
+    def organization_forms(self) -> _containers.RepeatedScalarFieldContainer[Global___SignatureForm.ValueType]:
+        """Forms that count as the agency's signature (MANIFEST, PADES, XMLDSIG); empty: all three."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agency_code: _builtins.str = ...,
+        document_type: _builtins.int = ...,
+        person_forms: _abc.Iterable[Global___SignatureForm.ValueType] | None = ...,
+        organization_forms: _abc.Iterable[Global___SignatureForm.ValueType] | None = ...,
+        allow_legacy_algorithms: _builtins.bool = ...,
+        transport_attested: _builtins.bool = ...,
+        updated_by: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "allow_legacy_algorithms", b"allow_legacy_algorithms", "document_type", b"document_type", "organization_forms", b"organization_forms", "person_forms", b"person_forms", "transport_attested", b"transport_attested", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignaturePolicy: _TypeAlias = SignaturePolicy  # noqa: Y015

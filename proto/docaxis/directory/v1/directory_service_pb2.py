@@ -22,59 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from docaxis.common.v1 import common_pb2 as docaxis_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,docaxis/directory/v1/directory_service.proto\x12\x14\x64ocaxis.directory.v1\"\xfc\x01\n\x06\x41gency\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bparent_code\x18\x03 \x01(\t\x12.\n\x04kind\x18\x04 \x01(\x0e\x32 .docaxis.directory.v1.AgencyKind\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".docaxis.directory.v1.AgencyStatus\x12\x12\n\nvalid_from\x18\x06 \x01(\t\x12\x10\n\x08valid_to\x18\x07 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x08 \x03(\t\x12\r\n\x05\x65mail\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x03\"E\n\x15RegisterAgencyRequest\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\"W\n\x16RegisterAgencyResponse\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"A\n\x11GetAgencyResponse\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\"(\n\x17\x42\x61tchGetAgenciesRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"a\n\x18\x42\x61tchGetAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x15\n\runknown_codes\x18\x02 \x03(\t\"i\n\x13ListAgenciesRequest\x12\x13\n\x0bparent_code\x18\x01 \x01(\t\x12\x16\n\x0einclude_closed\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x10IngestCrlRequest\x12\x0b\n\x03\x63rl\x18\x01 \x01(\x0c\"_\n\x11IngestCrlResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x12\n\ncrl_number\x18\x02 \x01(\t\x12\x15\n\rrevoked_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\"\xa0\x01\n\x0eReorganisation\x12\x36\n\x04kind\x18\x01 \x01(\x0e\x32(.docaxis.directory.v1.ReorganisationKind\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x02 \x01(\t\x12\x11\n\told_codes\x18\x03 \x03(\t\x12\x11\n\tnew_codes\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\n\n\x02id\x18\x06 \x01(\x03\"[\n\x1bRecordReorganisationRequest\x12<\n\x0ereorganisation\x18\x01 \x01(\x0b\x32$.docaxis.directory.v1.Reorganisation\"\x9d\x01\n\x1cRecordReorganisationResponse\x12<\n\x0ereorganisation\x18\x01 \x01(\x0b\x32$.docaxis.directory.v1.Reorganisation\x12.\n\x08\x61gencies\x18\x02 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x18ResolveRecipientsRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x0f\n\x07on_date\x18\x02 \x01(\t\"\xc0\x01\n\nResolution\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".docaxis.directory.v1.AgencyStatus\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_code\x18\x04 \x01(\t\x12\r\n\x05\x63hain\x18\x05 \x03(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x07 \x03(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t\"R\n\x19ResolveRecipientsResponse\x12\x35\n\x0bresolutions\x18\x01 \x03(\x0b\x32 .docaxis.directory.v1.Resolution\"?\n\x13SyncAgenciesRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"\x88\x01\n\x14SyncAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x1a\n\x12next_since_version\x18\x02 \x01(\x03\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\x12\x0c\n\x04more\x18\x04 \x01(\x08*\xf7\x01\n\nAgencyKind\x12\x1b\n\x17\x41GENCY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENCY_KIND_MINISTRY\x10\x01\x12\x18\n\x14\x41GENCY_KIND_PROVINCE\x10\x02\x12\x1a\n\x16\x41GENCY_KIND_DEPARTMENT\x10\x03\x12\x18\n\x14\x41GENCY_KIND_DISTRICT\x10\x04\x12\x14\n\x10\x41GENCY_KIND_WARD\x10\x05\x12\x17\n\x13\x41GENCY_KIND_COMMUNE\x10\x06\x12\x1c\n\x18\x41GENCY_KIND_SPECIAL_ZONE\x10\x07\x12\x15\n\x11\x41GENCY_KIND_OTHER\x10\x08*\x82\x01\n\x0c\x41gencyStatus\x12\x1d\n\x19\x41GENCY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENCY_STATUS_ACTIVE\x10\x01\x12\x18\n\x14\x41GENCY_STATUS_CLOSED\x10\x02\x12\x1f\n\x1b\x41GENCY_STATUS_NOT_YET_VALID\x10\x03*\xb6\x01\n\x12ReorganisationKind\x12#\n\x1fREORGANISATION_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REORGANISATION_KIND_MERGE\x10\x01\x12\x1e\n\x1aREORGANISATION_KIND_RENAME\x10\x02\x12\x1d\n\x19REORGANISATION_KIND_CLOSE\x10\x03\x12\x1d\n\x19REORGANISATION_KIND_SPLIT\x10\x04\x32\xf1\x06\n\x10\x44irectoryService\x12k\n\x0eRegisterAgency\x12+.docaxis.directory.v1.RegisterAgencyRequest\x1a,.docaxis.directory.v1.RegisterAgencyResponse\x12\\\n\tGetAgency\x12&.docaxis.directory.v1.GetAgencyRequest\x1a\'.docaxis.directory.v1.GetAgencyResponse\x12q\n\x10\x42\x61tchGetAgencies\x12-.docaxis.directory.v1.BatchGetAgenciesRequest\x1a..docaxis.directory.v1.BatchGetAgenciesResponse\x12\x65\n\x0cListAgencies\x12).docaxis.directory.v1.ListAgenciesRequest\x1a*.docaxis.directory.v1.ListAgenciesResponse\x12\\\n\tIngestCrl\x12&.docaxis.directory.v1.IngestCrlRequest\x1a\'.docaxis.directory.v1.IngestCrlResponse\x12}\n\x14RecordReorganisation\x12\x31.docaxis.directory.v1.RecordReorganisationRequest\x1a\x32.docaxis.directory.v1.RecordReorganisationResponse\x12t\n\x11ResolveRecipients\x12..docaxis.directory.v1.ResolveRecipientsRequest\x1a/.docaxis.directory.v1.ResolveRecipientsResponse\x12\x65\n\x0cSyncAgencies\x12).docaxis.directory.v1.SyncAgenciesRequest\x1a*.docaxis.directory.v1.SyncAgenciesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,docaxis/directory/v1/directory_service.proto\x12\x14\x64ocaxis.directory.v1\x1a\x1e\x64ocaxis/common/v1/common.proto\"\xfc\x01\n\x06\x41gency\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bparent_code\x18\x03 \x01(\t\x12.\n\x04kind\x18\x04 \x01(\x0e\x32 .docaxis.directory.v1.AgencyKind\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".docaxis.directory.v1.AgencyStatus\x12\x12\n\nvalid_from\x18\x06 \x01(\t\x12\x10\n\x08valid_to\x18\x07 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x08 \x03(\t\x12\r\n\x05\x65mail\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x03\"E\n\x15RegisterAgencyRequest\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\"W\n\x16RegisterAgencyResponse\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\" \n\x10GetAgencyRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"A\n\x11GetAgencyResponse\x12,\n\x06\x61gency\x18\x01 \x01(\x0b\x32\x1c.docaxis.directory.v1.Agency\"(\n\x17\x42\x61tchGetAgenciesRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"a\n\x18\x42\x61tchGetAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x15\n\runknown_codes\x18\x02 \x03(\t\"i\n\x13ListAgenciesRequest\x12\x13\n\x0bparent_code\x18\x01 \x01(\t\x12\x16\n\x0einclude_closed\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x10IngestCrlRequest\x12\x0b\n\x03\x63rl\x18\x01 \x01(\x0c\"_\n\x11IngestCrlResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x12\n\ncrl_number\x18\x02 \x01(\t\x12\x15\n\rrevoked_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\"\xa0\x01\n\x0eReorganisation\x12\x36\n\x04kind\x18\x01 \x01(\x0e\x32(.docaxis.directory.v1.ReorganisationKind\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_date\x18\x02 \x01(\t\x12\x11\n\told_codes\x18\x03 \x03(\t\x12\x11\n\tnew_codes\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\n\n\x02id\x18\x06 \x01(\x03\"[\n\x1bRecordReorganisationRequest\x12<\n\x0ereorganisation\x18\x01 \x01(\x0b\x32$.docaxis.directory.v1.Reorganisation\"\x9d\x01\n\x1cRecordReorganisationResponse\x12<\n\x0ereorganisation\x18\x01 \x01(\x0b\x32$.docaxis.directory.v1.Reorganisation\x12.\n\x08\x61gencies\x18\x02 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x18ResolveRecipientsRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x0f\n\x07on_date\x18\x02 \x01(\t\"\xc0\x01\n\nResolution\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".docaxis.directory.v1.AgencyStatus\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_code\x18\x04 \x01(\t\x12\r\n\x05\x63hain\x18\x05 \x03(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x07 \x03(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t\"R\n\x19ResolveRecipientsResponse\x12\x35\n\x0bresolutions\x18\x01 \x03(\x0b\x32 .docaxis.directory.v1.Resolution\"?\n\x13SyncAgenciesRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"\x88\x01\n\x14SyncAgenciesResponse\x12.\n\x08\x61gencies\x18\x01 \x03(\x0b\x32\x1c.docaxis.directory.v1.Agency\x12\x1a\n\x12next_since_version\x18\x02 \x01(\x03\x12\x16\n\x0elatest_version\x18\x03 \x01(\x03\x12\x0c\n\x04more\x18\x04 \x01(\x08\"G\n\x19GetSignaturePolicyRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x15\n\rdocument_type\x18\x02 \x01(\x05\"a\n\x1aGetSignaturePolicyResponse\x12\x32\n\x06policy\x18\x01 \x01(\x0b\x32\".docaxis.common.v1.SignaturePolicy\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x02 \x01(\x08\"O\n\x19SetSignaturePolicyRequest\x12\x32\n\x06policy\x18\x01 \x01(\x0b\x32\".docaxis.common.v1.SignaturePolicy\"P\n\x1aSetSignaturePolicyResponse\x12\x32\n\x06policy\x18\x01 \x01(\x0b\x32\".docaxis.common.v1.SignaturePolicy*\xf7\x01\n\nAgencyKind\x12\x1b\n\x17\x41GENCY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENCY_KIND_MINISTRY\x10\x01\x12\x18\n\x14\x41GENCY_KIND_PROVINCE\x10\x02\x12\x1a\n\x16\x41GENCY_KIND_DEPARTMENT\x10\x03\x12\x18\n\x14\x41GENCY_KIND_DISTRICT\x10\x04\x12\x14\n\x10\x41GENCY_KIND_WARD\x10\x05\x12\x17\n\x13\x41GENCY_KIND_COMMUNE\x10\x06\x12\x1c\n\x18\x41GENCY_KIND_SPECIAL_ZONE\x10\x07\x12\x15\n\x11\x41GENCY_KIND_OTHER\x10\x08*\x82\x01\n\x0c\x41gencyStatus\x12\x1d\n\x19\x41GENCY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENCY_STATUS_ACTIVE\x10\x01\x12\x18\n\x14\x41GENCY_STATUS_CLOSED\x10\x02\x12\x1f\n\x1b\x41GENCY_STATUS_NOT_YET_VALID\x10\x03*\xb6\x01\n\x12ReorganisationKind\x12#\n\x1fREORGANISATION_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REORGANISATION_KIND_MERGE\x10\x01\x12\x1e\n\x1aREORGANISATION_KIND_RENAME\x10\x02\x12\x1d\n\x19REORGANISATION_KIND_CLOSE\x10\x03\x12\x1d\n\x19REORGANISATION_KIND_SPLIT\x10\x04\x32\xe3\x08\n\x10\x44irectoryService\x12k\n\x0eRegisterAgency\x12+.docaxis.directory.v1.RegisterAgencyRequest\x1a,.docaxis.directory.v1.RegisterAgencyResponse\x12\\\n\tGetAgency\x12&.docaxis.directory.v1.GetAgencyRequest\x1a\'.docaxis.directory.v1.GetAgencyResponse\x12q\n\x10\x42\x61tchGetAgencies\x12-.docaxis.directory.v1.BatchGetAgenciesRequest\x1a..docaxis.directory.v1.BatchGetAgenciesResponse\x12\x65\n\x0cListAgencies\x12).docaxis.directory.v1.ListAgenciesRequest\x1a*.docaxis.directory.v1.ListAgenciesResponse\x12\\\n\tIngestCrl\x12&.docaxis.directory.v1.IngestCrlRequest\x1a\'.docaxis.directory.v1.IngestCrlResponse\x12}\n\x14RecordReorganisation\x12\x31.docaxis.directory.v1.RecordReorganisationRequest\x1a\x32.docaxis.directory.v1.RecordReorganisationResponse\x12t\n\x11ResolveRecipients\x12..docaxis.directory.v1.ResolveRecipientsRequest\x1a/.docaxis.directory.v1.ResolveRecipientsResponse\x12\x65\n\x0cSyncAgencies\x12).docaxis.directory.v1.SyncAgenciesRequest\x1a*.docaxis.directory.v1.SyncAgenciesResponse\x12w\n\x12GetSignaturePolicy\x12/.docaxis.directory.v1.GetSignaturePolicyRequest\x1a\x30.docaxis.directory.v1.GetSignaturePolicyResponse\x12w\n\x12SetSignaturePolicy\x12/.docaxis.directory.v1.SetSignaturePolicyRequest\x1a\x30.docaxis.directory.v1.SetSignaturePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docaxis.directory.v1.directory_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENCYKIND']._serialized_start=2021
-  _globals['_AGENCYKIND']._serialized_end=2268
-  _globals['_AGENCYSTATUS']._serialized_start=2271
-  _globals['_AGENCYSTATUS']._serialized_end=2401
-  _globals['_REORGANISATIONKIND']._serialized_start=2404
-  _globals['_REORGANISATIONKIND']._serialized_end=2586
-  _globals['_AGENCY']._serialized_start=71
-  _globals['_AGENCY']._serialized_end=323
-  _globals['_REGISTERAGENCYREQUEST']._serialized_start=325
-  _globals['_REGISTERAGENCYREQUEST']._serialized_end=394
-  _globals['_REGISTERAGENCYRESPONSE']._serialized_start=396
-  _globals['_REGISTERAGENCYRESPONSE']._serialized_end=483
-  _globals['_GETAGENCYREQUEST']._serialized_start=485
-  _globals['_GETAGENCYREQUEST']._serialized_end=517
-  _globals['_GETAGENCYRESPONSE']._serialized_start=519
-  _globals['_GETAGENCYRESPONSE']._serialized_end=584
-  _globals['_BATCHGETAGENCIESREQUEST']._serialized_start=586
-  _globals['_BATCHGETAGENCIESREQUEST']._serialized_end=626
-  _globals['_BATCHGETAGENCIESRESPONSE']._serialized_start=628
-  _globals['_BATCHGETAGENCIESRESPONSE']._serialized_end=725
-  _globals['_LISTAGENCIESREQUEST']._serialized_start=727
-  _globals['_LISTAGENCIESREQUEST']._serialized_end=832
-  _globals['_LISTAGENCIESRESPONSE']._serialized_start=834
-  _globals['_LISTAGENCIESRESPONSE']._serialized_end=929
-  _globals['_INGESTCRLREQUEST']._serialized_start=931
-  _globals['_INGESTCRLREQUEST']._serialized_end=962
-  _globals['_INGESTCRLRESPONSE']._serialized_start=964
-  _globals['_INGESTCRLRESPONSE']._serialized_end=1059
-  _globals['_REORGANISATION']._serialized_start=1062
-  _globals['_REORGANISATION']._serialized_end=1222
-  _globals['_RECORDREORGANISATIONREQUEST']._serialized_start=1224
-  _globals['_RECORDREORGANISATIONREQUEST']._serialized_end=1315
-  _globals['_RECORDREORGANISATIONRESPONSE']._serialized_start=1318
-  _globals['_RECORDREORGANISATIONRESPONSE']._serialized_end=1475
-  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_start=1477
-  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_end=1535
-  _globals['_RESOLUTION']._serialized_start=1538
-  _globals['_RESOLUTION']._serialized_end=1730
-  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_start=1732
-  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_end=1814
-  _globals['_SYNCAGENCIESREQUEST']._serialized_start=1816
-  _globals['_SYNCAGENCIESREQUEST']._serialized_end=1879
-  _globals['_SYNCAGENCIESRESPONSE']._serialized_start=1882
-  _globals['_SYNCAGENCIESRESPONSE']._serialized_end=2018
-  _globals['_DIRECTORYSERVICE']._serialized_start=2589
-  _globals['_DIRECTORYSERVICE']._serialized_end=3470
+  _globals['_AGENCYKIND']._serialized_start=2388
+  _globals['_AGENCYKIND']._serialized_end=2635
+  _globals['_AGENCYSTATUS']._serialized_start=2638
+  _globals['_AGENCYSTATUS']._serialized_end=2768
+  _globals['_REORGANISATIONKIND']._serialized_start=2771
+  _globals['_REORGANISATIONKIND']._serialized_end=2953
+  _globals['_AGENCY']._serialized_start=103
+  _globals['_AGENCY']._serialized_end=355
+  _globals['_REGISTERAGENCYREQUEST']._serialized_start=357
+  _globals['_REGISTERAGENCYREQUEST']._serialized_end=426
+  _globals['_REGISTERAGENCYRESPONSE']._serialized_start=428
+  _globals['_REGISTERAGENCYRESPONSE']._serialized_end=515
+  _globals['_GETAGENCYREQUEST']._serialized_start=517
+  _globals['_GETAGENCYREQUEST']._serialized_end=549
+  _globals['_GETAGENCYRESPONSE']._serialized_start=551
+  _globals['_GETAGENCYRESPONSE']._serialized_end=616
+  _globals['_BATCHGETAGENCIESREQUEST']._serialized_start=618
+  _globals['_BATCHGETAGENCIESREQUEST']._serialized_end=658
+  _globals['_BATCHGETAGENCIESRESPONSE']._serialized_start=660
+  _globals['_BATCHGETAGENCIESRESPONSE']._serialized_end=757
+  _globals['_LISTAGENCIESREQUEST']._serialized_start=759
+  _globals['_LISTAGENCIESREQUEST']._serialized_end=864
+  _globals['_LISTAGENCIESRESPONSE']._serialized_start=866
+  _globals['_LISTAGENCIESRESPONSE']._serialized_end=961
+  _globals['_INGESTCRLREQUEST']._serialized_start=963
+  _globals['_INGESTCRLREQUEST']._serialized_end=994
+  _globals['_INGESTCRLRESPONSE']._serialized_start=996
+  _globals['_INGESTCRLRESPONSE']._serialized_end=1091
+  _globals['_REORGANISATION']._serialized_start=1094
+  _globals['_REORGANISATION']._serialized_end=1254
+  _globals['_RECORDREORGANISATIONREQUEST']._serialized_start=1256
+  _globals['_RECORDREORGANISATIONREQUEST']._serialized_end=1347
+  _globals['_RECORDREORGANISATIONRESPONSE']._serialized_start=1350
+  _globals['_RECORDREORGANISATIONRESPONSE']._serialized_end=1507
+  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_start=1509
+  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_end=1567
+  _globals['_RESOLUTION']._serialized_start=1570
+  _globals['_RESOLUTION']._serialized_end=1762
+  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_start=1764
+  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_end=1846
+  _globals['_SYNCAGENCIESREQUEST']._serialized_start=1848
+  _globals['_SYNCAGENCIESREQUEST']._serialized_end=1911
+  _globals['_SYNCAGENCIESRESPONSE']._serialized_start=1914
+  _globals['_SYNCAGENCIESRESPONSE']._serialized_end=2050
+  _globals['_GETSIGNATUREPOLICYREQUEST']._serialized_start=2052
+  _globals['_GETSIGNATUREPOLICYREQUEST']._serialized_end=2123
+  _globals['_GETSIGNATUREPOLICYRESPONSE']._serialized_start=2125
+  _globals['_GETSIGNATUREPOLICYRESPONSE']._serialized_end=2222
+  _globals['_SETSIGNATUREPOLICYREQUEST']._serialized_start=2224
+  _globals['_SETSIGNATUREPOLICYREQUEST']._serialized_end=2303
+  _globals['_SETSIGNATUREPOLICYRESPONSE']._serialized_start=2305
+  _globals['_SETSIGNATUREPOLICYRESPONSE']._serialized_end=2385
+  _globals['_DIRECTORYSERVICE']._serialized_start=2956
+  _globals['_DIRECTORYSERVICE']._serialized_end=4079
 # @@protoc_insertion_point(module_scope)

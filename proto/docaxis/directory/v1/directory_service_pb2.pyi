@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from docaxis.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -636,3 +637,89 @@ class SyncAgenciesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SyncAgenciesResponse: _TypeAlias = SyncAgenciesResponse  # noqa: Y015
+
+@_typing.final
+class GetSignaturePolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    agency_code: _builtins.str
+    document_type: _builtins.int
+    def __init__(
+        self,
+        *,
+        agency_code: _builtins.str = ...,
+        document_type: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "document_type", b"document_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSignaturePolicyRequest: _TypeAlias = GetSignaturePolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetSignaturePolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    DEFAULT_FIELD_NUMBER: _builtins.int
+    default: _builtins.bool
+    """True when no policy was set for the agency and the deployment default applies."""
+    @_builtins.property
+    def policy(self) -> _common_pb2.SignaturePolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: _common_pb2.SignaturePolicy | None = ...,
+        default: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default", b"default", "policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSignaturePolicyResponse: _TypeAlias = GetSignaturePolicyResponse  # noqa: Y015
+
+@_typing.final
+class SetSignaturePolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> _common_pb2.SignaturePolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: _common_pb2.SignaturePolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSignaturePolicyRequest: _TypeAlias = SetSignaturePolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetSignaturePolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> _common_pb2.SignaturePolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: _common_pb2.SignaturePolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSignaturePolicyResponse: _TypeAlias = SetSignaturePolicyResponse  # noqa: Y015

@@ -75,6 +75,16 @@ class DirectoryServiceStub:
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.SerializeToString,
                 response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.FromString,
                 _registered_method=True)
+        self.GetSignaturePolicy = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/GetSignaturePolicy',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyResponse.FromString,
+                _registered_method=True)
+        self.SetSignaturePolicy = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/SetSignaturePolicy',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -143,6 +153,21 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSignaturePolicy(self, request, context):
+        """The signature policy in force for an agency's documents of a type (its own, else the
+        agency's for every type, else the deployment default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSignaturePolicy(self, request, context):
+        """Administrators only; recorded in the ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +210,16 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.SyncAgencies,
                     request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.FromString,
                     response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.SerializeToString,
+            ),
+            'GetSignaturePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignaturePolicy,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyResponse.SerializeToString,
+            ),
+            'SetSignaturePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSignaturePolicy,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +439,60 @@ class DirectoryService:
             '/docaxis.directory.v1.DirectoryService/SyncAgencies',
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesRequest.SerializeToString,
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SyncAgenciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignaturePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/GetSignaturePolicy',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.GetSignaturePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSignaturePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/SetSignaturePolicy',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

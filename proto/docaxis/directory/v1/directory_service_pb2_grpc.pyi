@@ -60,6 +60,12 @@ class DirectoryServiceStub:
     """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
     version, by version, closed ones included (tombstones with their successors).
     """
+    GetSignaturePolicy: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.GetSignaturePolicyRequest, _directory_service_pb2.GetSignaturePolicyResponse]
+    """The signature policy in force for an agency's documents of a type (its own, else the
+    agency's for every type, else the deployment default).
+    """
+    SetSignaturePolicy: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]
+    """Administrators only; recorded in the ledger."""
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -93,6 +99,12 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
     version, by version, closed ones included (tombstones with their successors).
     """
+    GetSignaturePolicy: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.GetSignaturePolicyRequest, _directory_service_pb2.GetSignaturePolicyResponse]  # type: ignore[assignment]
+    """The signature policy in force for an agency's documents of a type (its own, else the
+    agency's for every type, else the deployment default).
+    """
+    SetSignaturePolicy: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]  # type: ignore[assignment]
+    """Administrators only; recorded in the ledger."""
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The agency registry: codes, hierarchy, validity and reorganisations."""
@@ -171,5 +183,23 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         """The versioned delta feed (the national axis's getSynchronizeUnit): agencies changed since a
         version, by version, closed ones included (tombstones with their successors).
         """
+
+    @_abc_1.abstractmethod
+    def GetSignaturePolicy(
+        self,
+        request: _directory_service_pb2.GetSignaturePolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.GetSignaturePolicyResponse, _abc.Awaitable[_directory_service_pb2.GetSignaturePolicyResponse]]:
+        """The signature policy in force for an agency's documents of a type (its own, else the
+        agency's for every type, else the deployment default).
+        """
+
+    @_abc_1.abstractmethod
+    def SetSignaturePolicy(
+        self,
+        request: _directory_service_pb2.SetSignaturePolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.SetSignaturePolicyResponse, _abc.Awaitable[_directory_service_pb2.SetSignaturePolicyResponse]]:
+        """Administrators only; recorded in the ledger."""
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

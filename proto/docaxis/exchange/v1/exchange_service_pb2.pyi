@@ -393,6 +393,7 @@ class SubmitRequest(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     SIGNATURES_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
     consignment_id: _builtins.str
     """Client-chosen idempotency key (1..128 printable ASCII characters), unique per sender."""
     @_builtins.property
@@ -408,6 +409,12 @@ class SubmitRequest(_message.Message):
         development mode.
         """
 
+    @_builtins.property
+    def envelope(self) -> _common_pb2.AttachmentRef:
+        """The original edXML file, uploaded like an attachment, when the document came as edXML: kept
+        byte for byte (its XML-DSig signature stays verifiable) and handed to edXML recipients.
+        """
+
     def __init__(
         self,
         *,
@@ -415,10 +422,11 @@ class SubmitRequest(_message.Message):
         header: _common_pb2.DocumentHeader | None = ...,
         attachments: _abc.Iterable[_common_pb2.AttachmentRef] | None = ...,
         signatures: _abc.Iterable[_common_pb2.DocumentSignature] | None = ...,
+        envelope: _common_pb2.AttachmentRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "consignment_id", b"consignment_id", "header", b"header", "signatures", b"signatures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "consignment_id", b"consignment_id", "envelope", b"envelope", "header", b"header", "signatures", b"signatures"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -547,6 +555,8 @@ class Delivery(_message.Message):
     SIGNATURES_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     REQUESTED_RECIPIENT_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Stable per (document, recipient): use it to de-duplicate and to acknowledge."""
     document_uuid: _builtins.str
@@ -560,6 +570,14 @@ class Delivery(_message.Message):
     def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.DocumentSignature]: ...
     @_builtins.property
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def verification(self) -> _common_pb2.Verification:
+        """What the hub verified of the document's signatures (or that it came unsigned)."""
+
+    @_builtins.property
+    def envelope(self) -> _common_pb2.AttachmentRef:
+        """The original edXML file when the document came as edXML (download it like an attachment)."""
+
     def __init__(
         self,
         *,
@@ -570,10 +588,12 @@ class Delivery(_message.Message):
         signatures: _abc.Iterable[_common_pb2.DocumentSignature] | None = ...,
         submitted_at: _timestamp_pb2.Timestamp | None = ...,
         requested_recipient: _builtins.str = ...,
+        verification: _common_pb2.Verification | None = ...,
+        envelope: _common_pb2.AttachmentRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "header", b"header", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "header", b"header", "requested_recipient", b"requested_recipient", "signatures", b"signatures", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "envelope", b"envelope", "header", b"header", "requested_recipient", b"requested_recipient", "signatures", b"signatures", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -777,6 +797,8 @@ class TrackResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     SUBMITTED_AT_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
     LEDGER_CHECKPOINT_FIELD_NUMBER: _builtins.int
@@ -789,6 +811,14 @@ class TrackResponse(_message.Message):
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientState]: ...
+    @_builtins.property
+    def verification(self) -> _common_pb2.Verification:
+        """What the hub verified of the document's signatures (or that it came unsigned)."""
+
+    @_builtins.property
+    def envelope(self) -> _common_pb2.AttachmentRef:
+        """The original edXML file when the document came as edXML."""
+
     @_builtins.property
     def in_reply_to(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentLink]:
         """Documents this one's response_for names (every version of each DocumentId): what it answers,
@@ -808,13 +838,15 @@ class TrackResponse(_message.Message):
         header: _common_pb2.DocumentHeader | None = ...,
         submitted_at: _timestamp_pb2.Timestamp | None = ...,
         recipients: _abc.Iterable[Global___RecipientState] | None = ...,
+        verification: _common_pb2.Verification | None = ...,
+        envelope: _common_pb2.AttachmentRef | None = ...,
         in_reply_to: _abc.Iterable[Global___DocumentLink] | None = ...,
         replies: _abc.Iterable[Global___DocumentLink] | None = ...,
         ledger_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "header", b"header", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "header", b"header", "in_reply_to", b"in_reply_to", "ledger_checkpoint", b"ledger_checkpoint", "recipients", b"recipients", "replies", b"replies", "submitted_at", b"submitted_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uuid", b"document_uuid", "envelope", b"envelope", "header", b"header", "in_reply_to", b"in_reply_to", "ledger_checkpoint", b"ledger_checkpoint", "recipients", b"recipients", "replies", b"replies", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,221 @@
+"""Submissions signed the way agencies sign (PAdES, XML-DSig), under each agency's policy."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
+from docaxis_client.trust.pdf import demo_pdf, sign_pdf
+from docaxis_client.trust.xmldsig import sign_envelope
+from docaxis_client.vietnam import today_in_vietnam
+from gateway.edxml import edxml_bytes
+from services.common.errors import DomainError
+from services.directory.domain.codes import code_problem
+from services.directory.domain.signature_policy import SignatureForm, SignaturePolicy
+from services.exchange.domain.model import Submission
+from services.exchange.domain.verification import SignatureMode
+from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.signatures import SignatureVerifier
+from tests.fakes import FakeDirectoryLookup, FakeDocumentStore
+from tests.unit.edxml.builders import a_document
+from tests.unit.exchange.builders import EDUCATION, HEALTH, SENDER, header, upload
+
+OFFICIAL = "Nguyễn Văn Đức"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    ca: DemoCA
+    person: IssuedCertificate
+    agency: IssuedCertificate
+    store: FakeDocumentStore
+    directory: FakeDirectoryLookup
+    exchange: ExchangeHandlers
+
+    async def signed_pdf(self, *, person: bool = True, agency: bool = True) -> bytes:
+        # pyHanko's synchronous signing runs its own event loop: a worker thread, as in a DMS.
+        return await asyncio.to_thread(self._signed_pdf, person, agency)
+
+    def _signed_pdf(self, person: bool, agency: bool) -> bytes:
+        pdf = demo_pdf(["Cong van 7816"])
+        if person:
+            pdf = sign_pdf(pdf, self.person.identity(), field_name="ChuKyNguoiKy")
+        if agency:
+            pdf = sign_pdf(pdf, self.agency.identity(), field_name="ChuKyCoQuan")
+        return pdf
+
+    async def submit(self, *attachments: bytes, envelope: bytes | None = None) -> Submission:
+        refs = tuple([await upload(self.exchange, SENDER, data) for data in attachments])
+        envelope_ref = None
+        if envelope is not None:
+            uploaded = await upload(self.exchange, SENDER, envelope)
+            envelope_ref = dataclasses.replace(
+                uploaded, name="envelope.edxml", media_type="application/xml"
+            )
+        head = dataclasses.replace(header(), promulgation_date=today_in_vietnam(_now()))
+        sent = Submission("c-1", head, refs, envelope=envelope_ref)
+        await self.exchange.submit(SENDER, sent)
+        return sent
+
+    def verification(self) -> tuple[SignatureMode, list[tuple[str, str]]]:
+        (document,) = self.store.documents.values()
+        assert document.verification is not None
+        checks = [(c.form, c.role) for c in document.verification.checks]
+        return document.verification.mode, checks
+
+
+@pytest.fixture
+def scene(ca: DemoCA) -> Scene:
+    store = FakeDocumentStore(clock=_now)
+    directory = FakeDirectoryLookup(SENDER, HEALTH, EDUCATION)
+    exchange = ExchangeHandlers(
+        store,
+        directory,
+        code_problem,
+        clock=_now,
+        signatures=SignatureVerifier(ca.trust_store, required=True),
+    )
+    return Scene(
+        ca,
+        ca.issue_person(OFFICIAL, SENDER),
+        ca.issue_agency(SENDER, "Văn phòng Chính phủ"),
+        store,
+        directory,
+        exchange,
+    )
+
+
+@pytest.fixture(scope="module")
+def ca() -> DemoCA:
+    return DemoCA.create()
+
+
+async def _refusal(scene: Scene, *attachments: bytes, envelope: bytes | None = None) -> DomainError:
+    with pytest.raises(DomainError) as caught:
+        await scene.submit(*attachments, envelope=envelope)
+    assert not scene.store.documents, "a refused document is not stored"
+    return caught.value
+
+
+async def test_a_pdf_signed_by_the_official_and_the_agency_is_accepted_without_manifest_signatures(
+    scene: Scene,
+) -> None:
+    """A DMS that signs only the PDF, as ND30 prescribes, is accepted; both checks stored."""
+    await scene.submit(await scene.signed_pdf())
+
+    mode, checks = scene.verification()
+    assert mode is SignatureMode.SIGNED
+    assert checks == [("pades", "person"), ("pades", "organization")]
+    facts = [e.data for e in scene.store.ledger if e.entry_type == "verification"]
+    assert [(f["form"], f["role"]) for f in facts] == checks
+    assert all(OFFICIAL not in str(fact) for fact in facts)
+
+
+async def test_an_unsigned_document_is_signature_missing_naming_the_pdf(scene: Scene) -> None:
+    """Outside development, no signature in any accepted form is SIGNATURE_MISSING."""
+    error = await _refusal(scene, demo_pdf(["unsigned"]))
+
+    assert error.reason == "SIGNATURE_MISSING"
+    assert error.meta["attachment"] == "văn bản.pdf"
+
+
+async def test_a_pdf_with_the_officials_signature_only_is_signature_missing(scene: Scene) -> None:
+    """The agency's signature must follow the official's."""
+    error = await _refusal(scene, await scene.signed_pdf(agency=False))
+
+    assert error.reason == "SIGNATURE_MISSING"
+    assert error.meta["signature"] == "ChuKyNguoiKy"
+
+
+async def test_a_revoked_agency_certificate_is_refused_naming_attachment_and_signature(
+    scene: Scene,
+) -> None:
+    """The CRLs the axis holds apply to PDF signatures too."""
+    pdf = await scene.signed_pdf()
+    scene.ca.revoke(scene.agency.certificate)
+
+    error = await _refusal(scene, pdf)
+
+    assert error.reason == "CERTIFICATE_REVOKED"
+    assert (error.meta["attachment"], error.meta["signature"]) == ("văn bản.pdf", "ChuKyCoQuan")
+
+
+async def test_a_policy_without_pades_does_not_count_pdf_signatures(scene: Scene) -> None:
+    """An agency whose policy wants manifest signatures cannot substitute PDF ones."""
+    scene.directory.policies[SENDER] = SignaturePolicy(
+        agency_code=SENDER,
+        person_forms=frozenset({SignatureForm.MANIFEST}),
+        organization_forms=frozenset({SignatureForm.MANIFEST}),
+    )
+
+    error = await _refusal(scene, await scene.signed_pdf())
+
+    assert error.reason == "SIGNATURE_MISSING"
+
+
+async def test_a_transport_attested_agency_sends_unsigned_and_it_is_marked_and_ledgered(
+    scene: Scene,
+) -> None:
+    """Only where the administrator allowed it; the document is marked unsigned."""
+    scene.directory.policies[SENDER] = SignaturePolicy(agency_code=SENDER, transport_attested=True)
+
+    await scene.submit(demo_pdf(["unsigned"]))
+
+    mode, checks = scene.verification()
+    assert (mode, checks) == (SignatureMode.TRANSPORT_ATTESTED, [])
+    facts = [e.data for e in scene.store.ledger if e.entry_type == "verification"]
+    assert facts == [{"result": "transport_attested", "signatures": 0}]
+
+
+async def test_an_envelope_signed_by_the_agency_counts_as_its_signature(scene: Scene) -> None:
+    """The agency's XML-DSig on the edXML envelope is verified and recorded beside the PDF's."""
+    pdf = await scene.signed_pdf()
+    package = _package_for(pdf)
+
+    await scene.submit(pdf, envelope=sign_envelope(package, scene.agency.identity()))
+
+    mode, checks = scene.verification()
+    assert mode is SignatureMode.SIGNED
+    assert ("xmldsig", "organization") in checks
+
+
+async def test_an_envelope_that_signs_another_document_is_signature_invalid(
+    scene: Scene,
+) -> None:
+    """The signed envelope must be the document submitted (here: other attachments)."""
+    package = _package_for(b"%PDF-1.7 another document")
+
+    error = await _refusal(
+        scene, await scene.signed_pdf(), envelope=sign_envelope(package, scene.agency.identity())
+    )
+
+    assert error.reason == "SIGNATURE_INVALID"
+    assert error.meta["signature"] == "edXML envelope"
+
+
+def _package_for(pdf: bytes) -> bytes:
+    """An edXML package of the test header (sender, recipients, code) carrying `pdf`."""
+    document = a_document()
+    head = document.header
+    sender = dataclasses.replace(head.sender, organ_id=SENDER)
+    recipients = tuple(
+        dataclasses.replace(organisation, organ_id=code)
+        for organisation, code in zip(head.recipients, (HEALTH, EDUCATION), strict=True)
+    )
+    code = dataclasses.replace(head.code, number="7816", notation="KH-SỞYT")
+    attachment = dataclasses.replace(document.attachments[0], data=pdf)
+    return edxml_bytes(
+        dataclasses.replace(
+            document,
+            header=dataclasses.replace(head, sender=sender, recipients=recipients, code=code),
+            attachments=(attachment,),
+        )
+    )
