@@ -18,7 +18,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis_client.ledger.cosignature import CosignerVerifier
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
-from services import pki_cli, report_cli
+from services import pki_cli, report_cli, sign_cli
 from services.bootstrap.migrations import migrate
 from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
 from services.bootstrap.serve import serve_plan
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pki_cli.add_commands(commands, client)
     report_cli.add_commands(commands, client)
     witness_cli.add_commands(commands)
+    sign_cli.add_commands(commands, client)
 
     ledger = commands.add_parser("ledger", help="ledger keys")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -220,6 +221,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await report_cli.dispatch(args)
     if args.command == "witness":
         return await witness_cli.dispatch(args)
+    if args.command in ("sign", "signature-policy"):
+        return await sign_cli.dispatch(args)
     raise AssertionError(args.command)
 
 
