@@ -32,7 +32,7 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import Register, make_header
 from tests.integration.gateway.conftest import RunningGateway
 from tests.pki import SuitePki
-from tests.unit.edxml.builders import SAMPLES
+from tests.testdata import corpus_files
 
 pytestmark = pytest.mark.integration
 
@@ -282,14 +282,13 @@ async def test_unsigned_edxml_passes_only_for_transport_attested_agencies_and_is
 async def test_every_sample_the_reader_accepts_passes_send_edoc_under_a_fitting_policy(
     gateway: RunningGateway, directory: DirectoryHandlers
 ) -> None:
-    """The shared edXML samples (unsigned, as most hubs receive them) under transport-attested
-    policies; a later sample repeating an earlier one's DocumentId is a DUPLICATE, not a
-    signature refusal."""
-    if not SAMPLES.is_dir():
-        pytest.skip(f"no sample folder at {SAMPLES}")
+    """The edXML samples, the repository's and ../shared's (unsigned, as most hubs receive
+    them), under transport-attested policies; a later sample repeating an earlier one's
+    DocumentId is a DUPLICATE, not a signature refusal."""
     seen: set[str] = set()
     sent = 0
-    for path in sorted(SAMPLES.glob("*.edxml")):
+    for sample in corpus_files("edxml", "*.edxml"):
+        path = sample.path
         data = path.read_bytes()
         result = read_edxml(data)
         if not result.report.ok:
