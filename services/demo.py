@@ -147,6 +147,18 @@ class DemoPki:
     def person(self, code: str, full_name: str) -> SigningIdentity:
         return PkiFolder.load_identity(self.folder / "persons" / code / f"{slug(full_name)}.pem")
 
+    def signed_pdf(self, code: str, full_name: str) -> bytes:
+        """The demo's main document: a one-page PDF signed by the official, then the agency."""
+        from docaxis_client.trust.pdf import demo_pdf, sign_pdf  # pyHanko: only when signing
+
+        pdf = demo_pdf(["docaxis demo", f"Cong van cua {code}", "Ky so: nguoi ky, co quan"])
+        pdf = sign_pdf(pdf, self.person(code, full_name), field_name="ChuKyNguoiKy")
+        return sign_pdf(
+            pdf,
+            self.organization(code, SignatureAlgorithm.RSA_PKCS1V15_SHA256),
+            field_name="ChuKyCoQuan",
+        )
+
     def trust(self) -> TrustStore:
         crls = sorted((self.folder / "crl").glob("*.pem"))
         return load_trust_bundle(
@@ -200,7 +212,17 @@ async def _receive_one(
                         f"{signers.organization.agency_code} "
                         f"({signers.organization.algorithm.value})"
                     )
-                attachment = delivery.attachments[0]
+                if delivery.verification.checks:
+                    # What the hub checked, as the recipient's DMS shows it to the clerk.
+                    for check in delivery.verification.checks:
+                        form = common_pb2.SignatureForm.Name(check.form).removeprefix(
+                            "SIGNATURE_FORM_"
+                        )
+                        _say(
+                            f"  hub verified {form} {check.attachment} ({check.field}): "
+                            f"{check.full_name or check.agency_code}, {check.algorithm}"
+                        )
+                attachment = delivery.attachments[-1]
                 target = workdir / f"{client.agency_code}-{attachment.name}"
                 digest = await client.download(delivery.document_uuid, attachment.sha256, target)
                 if digest != attachment.sha256:
@@ -255,10 +277,23 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
     offline = _client(address, OFFLINE, pki)
     with tempfile.TemporaryDirectory(prefix="docaxis-demo-") as tmp:
         workdir = Path(tmp)
-        attachment = workdir / "cong-van-demo.pdf"
-        attachment.write_bytes(b"%PDF-1.7\n" + os.urandom(ATTACHMENT_BYTES - 9))
-        _say(f"1. {SENDER} uploads a {ATTACHMENT_BYTES // (1024 * 1024)} MB attachment")
+        # The annex is large (streamed uploads and downloads); with a PKI the main document is
+        # a PDF signed as ND30 prescribes: the official, then the agency (PAdES).
+        attachment = workdir / "phu-luc-demo.bin"
+        attachment.write_bytes(os.urandom(ATTACHMENT_BYTES))
+        _say(f"1. {SENDER} uploads a {ATTACHMENT_BYTES // (1024 * 1024)} MB annex")
         upload = await sender.upload_file_resumable(attachment)
+        uploads = [(upload, attachment.name, "application/octet-stream")]
+        if pki is not None:
+            signed_pdf = workdir / "cong-van-demo.pdf"
+            signed_pdf.write_bytes(await asyncio.to_thread(pki.signed_pdf, SENDER, SIGNER))
+            _say(
+                f"   and the document, a PDF signed by the official and the agency "
+                f"({signed_pdf.stat().st_size:,} bytes)"
+            )
+            uploads.insert(
+                0, (await sender.upload_file(signed_pdf), signed_pdf.name, "application/pdf")
+            )
 
         loop = asyncio.get_running_loop()
         document_uuid: asyncio.Future[str] = loop.create_future()
@@ -291,8 +326,12 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
             priority=common_pb2.PRIORITY_NORMAL,
             business_type=common_pb2.BUSINESS_TYPE_NEW,
         )
-        refs = [upload.ref(attachment.name, "application/pdf")]
-        signed = "signed by the official (Ed25519) and the agency (RSA)" if pki else "unsigned"
+        refs = [uploaded.ref(name, media_type) for uploaded, name, media_type in uploads]
+        signed = (
+            "signed by the official (Ed25519) and the agency (RSA), in the manifest and in the PDF"
+            if pki
+            else "unsigned"
+        )
         _say(f"3. it submits the document to three recipients, {signed}")
         response = await sender.submit(f"demo-{uuid.uuid4()}", header, refs)
         submitted = time.monotonic()

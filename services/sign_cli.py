@@ -37,7 +37,11 @@ def add_commands(
         "--demo-text", action="append", help="sign a new one-page PDF showing this line"
     )
     pdf.add_argument("--cert", type=Path, action="append", required=True, help="<name>.pem")
-    pdf.add_argument("--digest", default="sha256", choices=["sha256", "sha384", "sha512", "sha1"])
+    pdf.add_argument(
+        "--digest",
+        choices=["sha256", "sha384", "sha512", "sha1"],
+        help="default: sha256 (sha512 for Ed25519 keys)",
+    )
     pdf.add_argument("output", type=Path)
     edxml = sign_commands.add_parser(
         "edxml", help="sign an edXML package with the agency's certificate (enveloped XML-DSig)"

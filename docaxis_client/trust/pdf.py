@@ -27,7 +27,7 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
@@ -401,9 +401,14 @@ def _signer_of(identity: SigningIdentity) -> signers.SimpleSigner:
 
 
 def sign_pdf(
-    data: bytes, identity: SigningIdentity, *, field_name: str, digest: str = "sha256"
+    data: bytes, identity: SigningIdentity, *, field_name: str, digest: str | None = None
 ) -> bytes:
-    """Append a PAdES signature by ``identity`` in a new revision (an incremental update)."""
+    """Append a PAdES signature by ``identity`` in a new revision (an incremental update).
+
+    ``digest`` defaults to SHA-256, or SHA-512 for Ed25519 keys (RFC 8419 pairs them).
+    """
+    if digest is None:
+        digest = "sha512" if isinstance(identity.key, ed25519.Ed25519PrivateKey) else "sha256"
     writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
     metadata = signers.PdfSignatureMetadata(
         field_name=field_name, md_algorithm=digest, subfilter=SigSeedSubFilter.PADES

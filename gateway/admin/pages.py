@@ -220,6 +220,13 @@ BUSINESS_TYPES = {
     ).items()
 }
 
+SIGNATURE_MODES = _names(cpb.SignatureMode.DESCRIPTOR, "SIGNATURE_MODE_")
+SIGNATURE_FORMS = {
+    number: {"manifest": "docaxis", "pades": "PAdES (PDF)", "xmldsig": "XML-DSig (edXML)"}[name]
+    for number, name in _names(cpb.SignatureForm.DESCRIPTOR, "SIGNATURE_FORM_").items()
+}
+SIGNATURE_ROLES = _names(cpb.SignatureRole.DESCRIPTOR, "SIGNATURE_ROLE_")
+
 
 def status_code(value: int) -> str:
     """The two-digit business status code of a StatusCode enum value ('' when unspecified)."""
@@ -309,6 +316,9 @@ async def document(console: Console, page: Page) -> Response:
         status_code=status_code,
         recall_name=RECALL_NAMES,
         business_type=BUSINESS_TYPES,
+        signature_mode=SIGNATURE_MODES,
+        signature_form=SIGNATURE_FORMS,
+        signature_role=SIGNATURE_ROLES,
     )
 
 

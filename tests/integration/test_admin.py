@@ -17,6 +17,7 @@ import aio_pika
 import asyncpg
 import grpc
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
@@ -192,6 +193,12 @@ async def test_a_timeline_shows_every_copy_with_its_statuses_and_links(
     assert timeline.document.document_uuid == document_uuid
     assert timeline.document.document_id == original.header.document_id
     assert timeline.header == original.header
+    # Who signed and how it was checked: the client's manifest signatures, official first.
+    assert timeline.verification.mode == common_pb2.SIGNATURE_MODE_SIGNED
+    assert [(c.form, c.role) for c in timeline.verification.checks] == [
+        (common_pb2.SIGNATURE_FORM_MANIFEST, common_pb2.SIGNATURE_ROLE_PERSON),
+        (common_pb2.SIGNATURE_FORM_MANIFEST, common_pb2.SIGNATURE_ROLE_ORGANIZATION),
+    ]
     assert [r.effective_recipient for r in timeline.recipients] == [r1, r2]
     first, second = timeline.recipients
     assert (first.delivery_id, first.state, first.push_count) == (

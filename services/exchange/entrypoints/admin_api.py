@@ -19,6 +19,7 @@ from services.exchange.entrypoints.convert import (
     state_to_pb,
     timestamp,
     track_to_pb,
+    verification_to_pb,
 )
 from services.exchange.entrypoints.lifecycle_convert import (
     add_lifecycles,
@@ -165,6 +166,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 replies=[link_to_pb(link) for link in timeline.replies],
                 resends=[resend_to_pb(r) for r in timeline.resends],
                 trace_id=timeline.trace_id,
+                verification=verification_to_pb(timeline.track.verification),
             )
 
     async def ListDeadLetters(

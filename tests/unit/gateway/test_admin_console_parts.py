@@ -24,6 +24,7 @@ from gateway.admin.pages import (
     DELIVERY_STATES,
     KIND_NAMES,
     RECALL_NAMES,
+    SIGNATURE_ROLES,
     STALLED_STEPS,
     STATUS_CODES,
     documents,
@@ -106,6 +107,7 @@ def test_both_languages_have_every_label_every_template_uses() -> None:
     used |= {f"state.{name}" for name in [*DELIVERY_STATES.values(), "unknown"]}
     used |= {f"kind.{name}" for name in KIND_NAMES.values()}
     used |= {f"step.{name}" for name in STALLED_STEPS.values()}
+    used |= {f"signatures.{name}" for name in SIGNATURE_ROLES.values()}
     used |= {
         f"recall.{v.name.removeprefix('RECALL_STATE_').lower()}"
         for v in xpb.RecallState.DESCRIPTOR.values

@@ -289,6 +289,7 @@ class GetDocumentTimelineResponse(_message.Message):
     REPLIES_FIELD_NUMBER: _builtins.int
     RESENDS_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
     """The W3C trace id (32 hex digits) of the document's path: its Submit, and the publish, push
     and acknowledgement of every copy and notice. Empty when tracing was off at submission.
@@ -318,6 +319,10 @@ class GetDocumentTimelineResponse(_message.Message):
     def resends(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetterResend]:
         """Administrators' resends of dead-lettered copies, oldest first."""
 
+    @_builtins.property
+    def verification(self) -> _common_pb2.Verification:
+        """Who signed what and how the hub checked it (or that the document came unsigned)."""
+
     def __init__(
         self,
         *,
@@ -328,10 +333,11 @@ class GetDocumentTimelineResponse(_message.Message):
         replies: _abc.Iterable[_exchange_service_pb2.DocumentLink] | None = ...,
         resends: _abc.Iterable[Global___DeadLetterResend] | None = ...,
         trace_id: _builtins.str = ...,
+        verification: _common_pb2.Verification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends", "trace_id", b"trace_id", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
