@@ -153,11 +153,7 @@ class DemoPki:
 
         pdf = demo_pdf(["docaxis demo", f"Cong van cua {code}", "Ky so: nguoi ky, co quan"])
         pdf = sign_pdf(pdf, self.person(code, full_name), field_name="ChuKyNguoiKy")
-        return sign_pdf(
-            pdf,
-            self.organization(code, SignatureAlgorithm.RSA_PKCS1V15_SHA256),
-            field_name="ChuKyCoQuan",
-        )
+        return sign_pdf(pdf, self.organization(code), field_name="ChuKyCoQuan")
 
     def trust(self) -> TrustStore:
         crls = sorted((self.folder / "crl").glob("*.pem"))
@@ -292,7 +288,12 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
                 f"({signed_pdf.stat().st_size:,} bytes)"
             )
             uploads.insert(
-                0, (await sender.upload_file(signed_pdf), signed_pdf.name, "application/pdf")
+                0,
+                (
+                    await sender.upload_file_resumable(signed_pdf),
+                    signed_pdf.name,
+                    "application/pdf",
+                ),
             )
 
         loop = asyncio.get_running_loop()
