@@ -11,6 +11,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
+from docaxis.common.v1 import common_pb2 as cpb
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from starlette.requests import Request
@@ -24,6 +25,8 @@ from gateway.admin.pages import (
     DELIVERY_STATES,
     KIND_NAMES,
     RECALL_NAMES,
+    SIGNATURE_FORMS,
+    SIGNATURE_MODES,
     SIGNATURE_ROLES,
     STALLED_STEPS,
     STATUS_CODES,
@@ -244,6 +247,9 @@ def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
             status_code=status_code,
             recall_name=RECALL_NAMES,
             business_type=BUSINESS_TYPES,
+            signature_mode=SIGNATURE_MODES,
+            signature_form=SIGNATURE_FORMS,
+            signature_role=SIGNATURE_ROLES,
         )
     )
 
@@ -254,3 +260,37 @@ def test_the_document_page_shows_the_trace_id_when_there_is_one() -> None:
     shown = _document_page(apb.GetDocumentTimelineResponse(trace_id=trace_id))
     assert re.search(rf'<dt>Trace id</dt><dd><code id="trace-id">{trace_id}</code></dd>', shown)
     assert "trace-id" not in _document_page(apb.GetDocumentTimelineResponse())
+
+
+def test_the_document_page_shows_who_signed_what_and_an_unsigned_document_plainly() -> None:
+    """Each verified signature with its form, role, signer and check; transport-attested
+    documents are marked UNSIGNED."""
+    signed = apb.GetDocumentTimelineResponse(
+        verification=cpb.Verification(
+            mode=cpb.SIGNATURE_MODE_SIGNED,
+            checks=[
+                cpb.SignatureCheck(
+                    form=cpb.SIGNATURE_FORM_PADES,
+                    role=cpb.SIGNATURE_ROLE_PERSON,
+                    attachment="cong-van.pdf",
+                    field="ChuKyNguoiKy",
+                    full_name="Trần Văn An",
+                    agency_code="000.00.11.H40",
+                    algorithm="ecdsa-sha256",
+                    serial="1a2b",
+                    checked="chain to the axis's trust anchors at the signing time",
+                )
+            ],
+        )
+    )
+    shown = _document_page(signed)
+    assert 'data-mode="signed"' in shown
+    assert "PAdES (PDF) · cong-van.pdf (ChuKyNguoiKy)" in shown
+    assert "Official" in shown
+    assert "Trần Văn An" in shown
+    attested = _document_page(
+        apb.GetDocumentTimelineResponse(
+            verification=cpb.Verification(mode=cpb.SIGNATURE_MODE_TRANSPORT_ATTESTED)
+        )
+    )
+    assert "UNSIGNED: accepted on the sender&#39;s mutual-TLS identity" in attested
