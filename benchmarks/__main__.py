@@ -216,7 +216,15 @@ async def run(args: argparse.Namespace) -> Report:
             + [BenchAgency(code, f"Xã đo tải {code}", "commune") for code in communes],
         )
         pki = BenchPki(work / "pki")
-        axis = Axis(database_url, servers.amqp_url, pki, Ports.from_env().grpc, work, agencies_csv)
+        axis = Axis(
+            database_url,
+            servers.amqp_url,
+            pki,
+            Ports.from_env().grpc,
+            work,
+            agencies_csv,
+            workers=args.workers,
+        )
         await axis.start()
         limits = await ceilings.measure(
             axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
