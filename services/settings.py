@@ -12,6 +12,7 @@ from typing import Self
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
 from services.directory.domain.codes import CodeForm, parse_forms
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
+from services.exchange.domain.notices import DEFAULT_COALESCE_AFTER, DEFAULT_MAX_PENDING_NOTICES
 from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
 from services.ledger.witnesses import WitnessEndpoint, parse_witnesses
 
@@ -78,6 +79,12 @@ class Settings:
     max_signature_age_s: float = 30 * 86400
     # Certificates expiring within this many days are warned about at startup.
     cert_warning_days: int = 30
+    # Status notices waiting for one sender, at most; past it new statuses are recorded but not
+    # queued as notices (services/exchange/domain/notices.py).
+    max_pending_notices: int = DEFAULT_MAX_PENDING_NOTICES
+    # From this many notices waiting for a sender on, a copy's status notice it has not been
+    # handed yet is replaced by the copy's next one (coalesced).
+    coalesce_notices_after: int = DEFAULT_COALESCE_AFTER
     # Worker processes of `docaxis run` serving one address (SO_REUSEPORT), to use every core.
     workers: int = 1
     # Which of them this process is (set by `docaxis run` for the ones it starts): the first
@@ -137,6 +144,12 @@ class Settings:
             hub_key_file=env.get("DOCAXIS_HUB_KEY_FILE") or None,
             max_signature_age_s=read_float(env, "DOCAXIS_MAX_SIGNATURE_AGE_S", 30 * 86400),
             cert_warning_days=read_int(env, "DOCAXIS_CERT_WARNING_DAYS", 30),
+            max_pending_notices=read_int(
+                env, "DOCAXIS_MAX_PENDING_NOTICES", DEFAULT_MAX_PENDING_NOTICES
+            ),
+            coalesce_notices_after=read_int(
+                env, "DOCAXIS_COALESCE_NOTICES_AFTER", DEFAULT_COALESCE_AFTER
+            ),
             workers=read_int(env, "DOCAXIS_WORKERS", 1),
             worker_index=read_int(env, WORKER_INDEX_ENV, 0),
         )
@@ -154,6 +167,10 @@ class Settings:
             )
         if settings.max_pushes <= 0:
             raise ConfigError("DOCAXIS_MAX_PUSHES must be positive")
+        if settings.max_pending_notices <= 0:
+            raise ConfigError("DOCAXIS_MAX_PENDING_NOTICES must be positive")
+        if settings.coalesce_notices_after <= 0:
+            raise ConfigError("DOCAXIS_COALESCE_NOTICES_AFTER must be positive")
         if not 1 <= settings.workers <= 64:
             raise ConfigError("DOCAXIS_WORKERS must be 1 to 64")
         if settings.workers > 1 and settings.grpc_address.rsplit(":", 1)[-1] == "0":

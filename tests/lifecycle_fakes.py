@@ -16,6 +16,13 @@ from docaxis.exchange.v1 import events_pb2
 from services.common.errors import DomainError
 from services.exchange.domain import delivery as domain_delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.notices import (
+    NewNotice,
+    NoticeFate,
+    NoticeLimits,
+    Waiting,
+    fates,
+)
 from services.exchange.domain.statuses import (
     RecallState,
     StatusEntry,
@@ -54,6 +61,8 @@ class FakeNotice:
     pushed_at: dt.datetime | None = None
     push_count: int = 0
     acknowledged_at: dt.datetime | None = None
+    # The notice that replaced this one before its agency was handed it (notices.py).
+    coalesced_into: str = ""
 
 
 @dataclass(slots=True)
@@ -73,6 +82,42 @@ class FakeLifecycleStore:
     notices: dict[str, FakeNotice] = field(default_factory=dict)
     # The recall columns of exchange.delivery other than its state, by delivery id.
     recalls: dict[str, FakeRecall] = field(default_factory=dict)
+    notice_limits: NoticeLimits = field(default_factory=NoticeLimits)
+    # The fate of every status notice, in order (what on_notices is told).
+    notice_fates: list[NoticeFate] = field(default_factory=list)
+
+    def _status_notice(self, agency: str, delivery_id: str, status: StatusEntry) -> str:
+        """As queue_status_notices does: the notice id, "" when suppressed."""
+        waiting = [n for n in self.notices.values() if n.agency == agency and not n.acknowledged_at]
+        unhanded = frozenset(
+            n.delivery_id for n in waiting if n.kind is ItemKind.STATUS and n.pushed_at is None
+        )
+        (fate,) = fates(
+            [NewNotice(agency, delivery_id)],
+            {agency: Waiting(len(waiting), unhanded)},
+            bound=self.notice_limits.bound,
+            coalesce_after=self.notice_limits.coalesce_after,
+        )
+        self.notice_fates.append(fate)
+        if fate is NoticeFate.SUPPRESSED:
+            return ""
+        notice_id = self._notice(
+            agency=agency,
+            kind=ItemKind.STATUS,
+            delivery_id=delivery_id,
+            status=status,
+            now=status.recorded_at,
+        )
+        if fate is NoticeFate.COALESCED:
+            for old in waiting:
+                if (old.kind, old.delivery_id, old.pushed_at) == (
+                    ItemKind.STATUS,
+                    delivery_id,
+                    None,
+                ):
+                    old.acknowledged_at = status.recorded_at
+                    old.coalesced_into = notice_id
+        return notice_id
 
     def _delivery(self, delivery_id: str) -> FakeDelivery | None:
         return self.documents.deliveries.get(str(uuid.UUID(delivery_id)))
@@ -130,13 +175,7 @@ class FakeLifecycleStore:
             delivery.apply(answered)
             self.recalls[delivery.id].answered_at = entry.recorded_at
         document = self.documents.documents[delivery.document_uuid]
-        notice_id = self._notice(
-            agency=notify or document.sender,
-            kind=ItemKind.STATUS,
-            delivery_id=delivery.id,
-            status=entry,
-            now=entry.recorded_at,
-        )
+        notice_id = self._status_notice(notify or document.sender, delivery.id, entry)
         self.documents.ledger.append(
             domain_delivery.status_event(self.documents.ref(delivery), entry, notice_id)
         )
@@ -262,13 +301,7 @@ class FakeLifecycleStore:
             arrived = domain_delivery.arrival(ref, decided, now)
             if arrived is not None:
                 self.statuses.setdefault(copy.id, []).append(arrived)
-                notice_id = self._notice(
-                    agency=ref.sender,
-                    kind=ItemKind.STATUS,
-                    delivery_id=copy.id,
-                    status=arrived,
-                    now=now,
-                )
+                notice_id = self._status_notice(ref.sender, copy.id, arrived)
                 self.documents.ledger.append(domain_delivery.status_event(ref, arrived, notice_id))
             if copy.transport_receipt is None:
                 record = await self.documents.delivery(copy.id)

@@ -22,6 +22,7 @@ from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
 from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.adapters.rabbit import InboxQueues, InFlight, RabbitInbox, RabbitPublisher
+from services.exchange.domain.notices import NoticeLimits
 from services.exchange.entrypoints import admin_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints.relay import OutboxRelay
@@ -54,7 +55,11 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     assert wiring.broker is not None  # plan() checked the broker's URL
     forms = settings.code_forms
     documents = PostgresDocumentStore(pool)
-    lifecycle_store = PostgresLifecycleStore(pool)
+    lifecycle_store = PostgresLifecycleStore(
+        pool,
+        notices=NoticeLimits(settings.max_pending_notices, settings.coalesce_notices_after),
+        on_notices=wiring.metrics.notices,
+    )
     exchange = ExchangeHandlers(
         documents,
         lookup,

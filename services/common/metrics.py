@@ -70,6 +70,10 @@ class DeliveryMode(enum.StrEnum):
     PULL = "pull"  # by Fetch
 
 
+# The fates of a status notice (services/exchange/domain/notices.py NoticeFate).
+NOTICE_FATES = ("queued", "coalesced", "suppressed")
+
+
 class AcknowledgedKind(enum.StrEnum):
     DELIVERY = "delivery"
     NOTICE = "notice"
@@ -224,6 +228,14 @@ class AxisMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self._notices = Counter(
+            "docaxis_status_notices",
+            "Status notices for senders, by fate: queued; coalesced (queued, replacing the "
+            "copy's notice its sender had not been handed yet); suppressed (not queued: the "
+            "sender already had DOCAXIS_MAX_PENDING_NOTICES waiting).",
+            ["fate"],
+            registry=self.registry,
+        )
         self._latency = Histogram(
             "docaxis_delivery_latency_seconds",
             "From a copy's acceptance to its first hand-over to the recipient's DMS.",
@@ -267,6 +279,8 @@ class AxisMetrics:
             self._deliveries.labels(mode.value)
         for kind in AcknowledgedKind:
             self._acknowledgements.labels(kind.value)
+        for fate in NOTICE_FATES:
+            self._notices.labels(fate)
         self._scraped = _ScrapeGauges(clock)
         self.registry.register(self._scraped)
         self._queue_probe: QueueProbe | None = None
@@ -293,6 +307,11 @@ class AxisMetrics:
 
     def witness_answered(self, witness: str, *, cosigned: bool) -> None:
         (self._cosignatures if cosigned else self._witness_failures).labels(witness).inc()
+
+    def notices(self, fates: Sequence[str]) -> None:
+        """The fates of status notices just committed (services/exchange/domain/notices.py)."""
+        for fate in fates:
+            self._notices.labels(fate).inc()
 
     def certificate_expires(self, name: str, not_after: dt.datetime) -> None:
         self._certificates.labels(name).set(not_after.timestamp())

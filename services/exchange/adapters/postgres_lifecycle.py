@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
@@ -27,6 +27,14 @@ from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, LedgerEvent
 from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.notices import (
+    DEFAULT_NOTICE_LIMITS,
+    NewNotice,
+    NoticeFate,
+    NoticeLimits,
+    Waiting,
+    fates,
+)
 from services.exchange.domain.statuses import (
     RecallState,
     StaffInfo,
@@ -273,9 +281,90 @@ async def _issue_receipts(
         )
 
 
+async def queue_status_notices(
+    conn: Conn, notices: Sequence[tuple[NewNotice, int]], now: dt.datetime, limits: NoticeLimits
+) -> list[tuple[str, NoticeFate]]:
+    """Decides (notices.fates) and stores the status notices of new statuses, each given with
+    its status row: the notices and their outbox rows, and the settling of the ones they
+    coalesce. Returns each one's notice id ("" when suppressed) and fate. Two transactions at
+    once may each let one more through: the bound holds to within the concurrent writers."""
+    if not notices:
+        return []
+    new = [notice for notice, _ in notices]
+    agencies = sorted({n.agency for n in new})
+    counts = {
+        row["agency"]: row["count"]
+        for row in await conn.fetch(
+            """
+            SELECT agency, count(*) AS count FROM exchange.notice
+            WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL GROUP BY agency
+            """,
+            agencies,
+        )
+    }
+    unhanded = await conn.fetch(
+        """
+        SELECT agency, delivery_id FROM exchange.notice
+        WHERE (agency, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
+            AND acknowledged_at IS NULL AND pushed_at IS NULL AND kind = 'status'
+        """,
+        [n.agency for n in new],
+        [uuid.UUID(n.delivery_id) for n in new],
+    )
+    waiting = {
+        agency: Waiting(
+            counts.get(agency, 0),
+            frozenset(str(r["delivery_id"]) for r in unhanded if r["agency"] == agency),
+        )
+        for agency in agencies
+    }
+    decided = fates(new, waiting, bound=limits.bound, coalesce_after=limits.coalesce_after)
+    ids = [uuid.uuid4() if fate is not NoticeFate.SUPPRESSED else None for fate in decided]
+    await _insert_status_notices(
+        conn,
+        [
+            (notice_id, notice.agency, uuid.UUID(notice.delivery_id), status_row)
+            for (notice, status_row), notice_id in zip(notices, ids, strict=True)
+            if notice_id is not None
+        ],
+        now,
+    )
+    coalescing = [
+        (notice_id, notice.agency, uuid.UUID(notice.delivery_id))
+        for notice, notice_id, fate in zip(new, ids, decided, strict=True)
+        if fate is NoticeFate.COALESCED and notice_id is not None
+    ]
+    if coalescing:
+        await conn.execute(
+            """
+            UPDATE exchange.notice o SET acknowledged_at = $4, coalesced_into = u.id
+            FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(id, agency, delivery_id)
+            WHERE o.agency = u.agency AND o.delivery_id = u.delivery_id AND o.id <> u.id
+                AND o.kind = 'status' AND o.acknowledged_at IS NULL AND o.pushed_at IS NULL
+            """,
+            [c[0] for c in coalescing],
+            [c[1] for c in coalescing],
+            [c[2] for c in coalescing],
+            now,
+        )
+    return [
+        (str(notice_id) if notice_id else "", fate)
+        for notice_id, fate in zip(ids, decided, strict=True)
+    ]
+
+
 class PostgresLifecycleStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        notices: NoticeLimits = DEFAULT_NOTICE_LIMITS,
+        on_notices: Callable[[Sequence[NoticeFate]], None] = lambda _: None,
+    ) -> None:
+        """`on_notices` is told the fate of every status notice, once committed (metrics)."""
         self._pool = pool
+        self._notices = notices
+        self._on_notices = on_notices
 
     async def record_status(
         self,
@@ -321,16 +410,15 @@ class PostgresLifecycleStore:
                     key,
                     entry.recorded_at,
                 )
-            notice_id = await _insert_notice(
+            ((notice_id, fate),) = await queue_status_notices(
                 conn,
-                agency=notify or row.ref.sender,
-                kind=ItemKind.STATUS,
-                delivery_id=key,
-                status_row=status_row,
-                now=entry.recorded_at,
+                [(NewNotice(notify or row.ref.sender, delivery_id), status_row)],
+                entry.recorded_at,
+                self._notices,
             )
             await stage_ledger_events(conn, [delivery.status_event(row.ref, entry, notice_id)])
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        self._on_notices([fate])
         return StatusOutcome(entry, already_recorded=False)
 
     async def acknowledge_deliveries(
@@ -369,18 +457,18 @@ class PostgresLifecycleStore:
             status_rows = await _insert_arrivals(
                 conn, [(row.key, entry) for row, entry in arrivals]
             )
-            notices = [(row, uuid.uuid4()) for row, _ in arrivals]
-            await _insert_status_notices(
+            notices = await queue_status_notices(
                 conn,
                 [
-                    (notice_id, row.ref.sender, row.key, status_rows[row.key])
-                    for row, notice_id in notices
+                    (NewNotice(row.ref.sender, row.ref.delivery_id), status_rows[row.key])
+                    for row, _ in arrivals
                 ],
                 now,
+                self._notices,
             )
             events.extend(
-                delivery.status_event(row.ref, entry, str(notice_id))
-                for (row, entry), (_, notice_id) in zip(arrivals, notices, strict=True)
+                delivery.status_event(row.ref, entry, notice_id)
+                for (row, entry), (notice_id, _) in zip(arrivals, notices, strict=True)
             )
             await stage_ledger_events(conn, events)
             await _issue_receipts(
@@ -405,6 +493,7 @@ class PostgresLifecycleStore:
             )
             if notices:
                 await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        self._on_notices([fate for _, fate in notices])
         return results
 
     async def acknowledge_notices(

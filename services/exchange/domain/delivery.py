@@ -206,7 +206,16 @@ def arrival(ref: CopyRef, decided: Acknowledged, recorded_at: dt.datetime) -> St
 
 def status_event(ref: CopyRef, entry: StatusEntry, notice_id: str) -> LedgerEvent:
     """The ledger's record of a status, from the recipient to the sender, with the notice that
-    carries it; the report's own id is committed to by hash."""
+    carries it (none when the notice was suppressed: notices.py); the report's own id is
+    committed to by hash."""
+    data = {
+        "delivery": ref.delivery_id,
+        "code": entry.code.value,
+        "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
+        "status_id_sha256": text_commitment(entry.report.status_id),
+    }
+    if notice_id:
+        data["notice"] = notice_id
     return LedgerEvent(
         entry_type="status",
         doc_uuid=ref.document_uuid,
@@ -214,13 +223,7 @@ def status_event(ref: CopyRef, entry: StatusEntry, notice_id: str) -> LedgerEven
         occurred_at=entry.recorded_at,
         from_agency=ref.recipient,
         to_agency=ref.sender,
-        data={
-            "delivery": ref.delivery_id,
-            "code": entry.code.value,
-            "reported_occurred_at": entry.occurred_at.astimezone(dt.UTC).isoformat(),
-            "status_id_sha256": text_commitment(entry.report.status_id),
-            "notice": notice_id,
-        },
+        data=data,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.notices import NoticeLimits
 from services.exchange.domain.statuses import (
     IllegalTransitionError,
     RecallState,
@@ -46,6 +47,9 @@ from tests.integration.contract.test_document_store_contract import (
 from tests.lifecycle_fakes import FakeLifecycleStore
 
 ACKED_AT = ACCEPTED_AT + dt.timedelta(minutes=5)
+# Status notices waiting for one agency, at most, in these tests; coalescing from the first.
+BOUND = 3
+LIMITS = NoticeLimits(bound=BOUND, coalesce_after=1)
 
 
 def at(minutes: int) -> dt.datetime:
@@ -78,6 +82,39 @@ async def received(docs: DocumentStore, recipients: int = 1) -> tuple[Sent, str,
 
 
 class LifecycleStoreContract:
+    async def test_notices_for_a_sender_not_listening_are_coalesced_and_bounded(
+        self, docs: DocumentStore, lifecycle: LifecycleStore, probe: Probe
+    ) -> None:
+        """A status replaces its copy's notice the sender has not been handed yet; past the
+        bound a status is recorded and ledgered without a notice; a handed notice is kept."""
+        sent, sender, codes = await received(docs, recipients=BOUND + 1)
+        ids = [route.delivery_id for route in sent.receipt.routes]
+        for delivery_id, code in zip(ids[1:], codes[1:], strict=True):
+            await docs.acknowledge(delivery_id, code, ACKED_AT)
+        for index, (delivery_id, code) in enumerate(zip(ids, codes, strict=True)):
+            assert await lifecycle.record_status(
+                delivery_id, status(StatusCode.ARRIVED, index, code)
+            )
+        waiting = await lifecycle.pending(sender, None, 10)
+        assert len(waiting) == BOUND
+        last = (await probe.staged(sent.receipt.document_uuid))[-1]
+        assert (last.data["delivery"], last.data["code"]) == (ids[BOUND], "01")
+        assert "notice" not in last.data  # suppressed: recorded and ledgered, not queued
+        first = waiting[0]
+        assert await lifecycle.record_status(ids[0], status(StatusCode.ACCEPTED, 10, codes[0]))
+        now_waiting = await lifecycle.pending(sender, None, 10)
+        assert len(now_waiting) == BOUND
+        assert first.item_id not in {i.item_id for i in now_waiting}
+        (latest,) = await lifecycle.begin_notices([(now_waiting[-1].item_id, sender)])
+        assert isinstance(latest, StatusNoticeItem)
+        assert (latest.delivery_id, latest.entry.code) == (ids[0], StatusCode.ACCEPTED)
+        # Handed over now: the next status of the copy no longer replaces it (and, the sender
+        # having BOUND notices waiting, is not queued either).
+        assert await lifecycle.record_status(ids[0], status(StatusCode.ASSIGNED, 11, codes[0]))
+        assert {i.item_id for i in await lifecycle.pending(sender, None, 10)} == {
+            i.item_id for i in now_waiting
+        }
+
     async def test_a_status_is_recorded_with_a_notice_for_the_sender_and_a_ledger_event(
         self, docs: DocumentStore, lifecycle: LifecycleStore, probe: Probe
     ) -> None:
@@ -393,7 +430,7 @@ class TestFakeLifecycleStore(LifecycleStoreContract):
 
     @pytest.fixture
     def lifecycle(self, fake: FakeDocumentStore) -> LifecycleStore:
-        return FakeLifecycleStore(fake)
+        return FakeLifecycleStore(fake, notice_limits=LIMITS)
 
     @pytest.fixture
     def probe(self, fake: FakeDocumentStore) -> Probe:
@@ -408,7 +445,7 @@ class TestPostgresLifecycleStore(LifecycleStoreContract):
 
     @pytest.fixture
     def lifecycle(self, pool: asyncpg.Pool) -> LifecycleStore:
-        return PostgresLifecycleStore(pool)
+        return PostgresLifecycleStore(pool, notices=LIMITS)
 
     @pytest.fixture
     def probe(self, pool: asyncpg.Pool) -> Probe:
