@@ -21,10 +21,18 @@ from docaxis_client.ledger.cosignature import (
     verified_cosignatures,
 )
 from docaxis_client.ledger.entry import parse_entry
-from docaxis_client.ledger.merkle import hash_leaf
+from docaxis_client.ledger.merkle import consistency_proof, hash_leaf, inclusion_proof
 from docaxis_client.ledger.note import KeyFormatError, parse_note
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
-from services.ledger.audit import AuditReport, DivergenceKind, audit_export, main
+from docaxis_client.ledger.receipt import build_receipt
+from services.ledger.audit import (
+    AuditReport,
+    DivergenceKind,
+    audit_export,
+    main,
+    verify_checkpoint_consistency,
+    verify_receipt_evidence,
+)
 from services.ledger.audit.export import (
     ENTRIES_FILE,
     INDEX_FILE,
@@ -377,3 +385,22 @@ def test_an_expired_witness_key_does_not_count(tmp_path: Path) -> None:
     assert kind_of(report) is DivergenceKind.NO_CHECKPOINT
     (tmp_path / "export" / POLICY_FILE).unlink()  # the auditor's policy needs none
     assert kind_of(audit_export(tmp_path / "export", policy=witnessed_policy())) is None
+
+
+def test_receipts_and_consistency_need_the_quorum_too() -> None:
+    """An agency's receipt verifies offline only with the witnesses' cosignatures the policy asks
+    for; the same holds for the auditor's consistency check between two checkpoints."""
+    tree = honest().tree()
+    proof = inclusion_proof(tree, 123, 300)
+    bare = build_receipt(123, proof, honest().notes[-1])
+    report = verify_receipt_evidence(honest().bodies[123], bare, witnessed_policy())
+    assert kind_of(report) is DivergenceKind.WITNESS_QUORUM_NOT_MET
+    witnessed = build_receipt(123, proof, honest_notes()[-1])
+    report = verify_receipt_evidence(honest().bodies[123], witnessed, witnessed_policy())
+    assert report.ok, report.to_json()
+    assert report.details["witnessed_at"] == WITNESSED_AT.isoformat()
+    hashes = consistency_proof(tree, 100, 300)
+    old, new = honest_notes()[SIZES.index(100)], honest_notes()[-1]
+    assert verify_checkpoint_consistency(old, new, hashes, witnessed_policy()).ok
+    unwitnessed = verify_checkpoint_consistency(old, honest().notes[-1], hashes, witnessed_policy())
+    assert kind_of(unwitnessed) is DivergenceKind.WITNESS_QUORUM_NOT_MET
