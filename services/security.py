@@ -21,6 +21,7 @@ from docaxis_client.trust.chain import CertificatePurpose, TrustStore, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
+from docaxis_client.trust.ocsp import OcspChecker
 from services.common.config import ConfigError
 from services.common.identity import (
     CallerResolver,
@@ -79,6 +80,8 @@ class Security:
     hub: SigningIdentity | None
     signatures_required: bool
     max_signing_age: dt.timedelta
+    # OCSP for signers whose certificates name a responder (None: CRLs only).
+    ocsp: OcspChecker | None = None
     _directory: _DirectoryCheck = field(default_factory=_DirectoryCheck)
 
     @classmethod
@@ -110,6 +113,7 @@ class Security:
             hub=hub,
             signatures_required=settings.signatures_required,
             max_signing_age=dt.timedelta(seconds=settings.max_signature_age_s),
+            ocsp=OcspChecker(timeout_s=settings.ocsp_timeout_s) if settings.ocsp_enabled else None,
             _directory=directory,
         )
         security.warn_expiring(settings.cert_warning_days)
@@ -153,6 +157,7 @@ class Security:
             self.trust_store,
             required=self.signatures_required,
             max_signing_age=self.max_signing_age,
+            revocation=self.ocsp,
         )
 
     def peer_channel(self, address: str) -> tuple[grpc.aio.Channel, Sequence[tuple[str, str]]]:

@@ -77,6 +77,10 @@ class Settings:
     hub_key_file: str | None = None
     # How far back a document signature may be dated when it is submitted (narrows backdating).
     max_signature_age_s: float = 30 * 86400
+    # Ask the OCSP responder a signer's certificate names (the network: off unless enabled);
+    # CRLs the axis holds are checked either way.
+    ocsp_enabled: bool = False
+    ocsp_timeout_s: float = 5.0
     # Certificates expiring within this many days are warned about at startup.
     cert_warning_days: int = 30
     # Status notices waiting for one sender, at most; past it new statuses are recorded but not
@@ -143,6 +147,8 @@ class Settings:
             hub_cert_file=env.get("DOCAXIS_HUB_CERT_FILE") or None,
             hub_key_file=env.get("DOCAXIS_HUB_KEY_FILE") or None,
             max_signature_age_s=read_float(env, "DOCAXIS_MAX_SIGNATURE_AGE_S", 30 * 86400),
+            ocsp_enabled=read_bool(env, "DOCAXIS_OCSP", False),
+            ocsp_timeout_s=read_float(env, "DOCAXIS_OCSP_TIMEOUT_S", 5.0),
             cert_warning_days=read_int(env, "DOCAXIS_CERT_WARNING_DAYS", 30),
             max_pending_notices=read_int(
                 env, "DOCAXIS_MAX_PENDING_NOTICES", DEFAULT_MAX_PENDING_NOTICES

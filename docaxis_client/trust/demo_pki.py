@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from docaxis_client.trust.chain import (
     AGENCY_URN_PREFIX,
@@ -269,18 +269,32 @@ class DemoCA:
         not_before: dt.datetime | None,
         not_after: dt.datetime | None,
         key: SigningKey | None,
+        ocsp_url: str | None = None,
     ) -> IssuedCertificate:
         key = key or generate_key(key_type)
         start, end = _window(not_before, not_after, _LEAF_LIFETIME)
         issuer = self.issuing
-        cert = (
+        builder = (
             self._builder(issuer, subject, key, start, end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(usage, critical=True)
             .add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
             .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
-            .sign(issuer.key, _hash_for(issuer.key))
         )
+        if ocsp_url is not None:
+            # National CA certificates name their OCSP responder; the demo's may too.
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(ocsp_url),
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(issuer.key, _hash_for(issuer.key))
         intermediates = () if self.intermediate is None else (self.intermediate.certificate,)
         return IssuedCertificate(cert, key, (cert, *intermediates))
 
@@ -293,6 +307,7 @@ class DemoCA:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         key: SigningKey | None = None,
+        ocsp_url: str | None = None,
     ) -> IssuedCertificate:
         """An agency certificate: organisation signatures and the agency's mTLS client cert."""
         return self._issue_leaf(
@@ -304,6 +319,7 @@ class DemoCA:
             not_before=not_before,
             not_after=not_after,
             key=key,
+            ocsp_url=ocsp_url,
         )
 
     def issue_person(
@@ -315,6 +331,7 @@ class DemoCA:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         key: SigningKey | None = None,
+        ocsp_url: str | None = None,
     ) -> IssuedCertificate:
         """An official's certificate: document signing only (officials do not log in via mTLS)."""
         return self._issue_leaf(
@@ -326,6 +343,7 @@ class DemoCA:
             not_before=not_before,
             not_after=not_after,
             key=key,
+            ocsp_url=ocsp_url,
         )
 
     def issue_server(

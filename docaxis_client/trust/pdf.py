@@ -16,6 +16,7 @@ tools.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import io
 import itertools
@@ -65,6 +66,7 @@ from docaxis_client.trust.errors import (
     UntrustedIssuerError,
 )
 from docaxis_client.trust.keys import MIN_RSA_BITS, SigningIdentity, certificate_sha256
+from docaxis_client.trust.ocsp import NO_ONLINE_CHECK, OcspResult, RevocationCheck
 from docaxis_client.trust.signatures import DEFAULT_CLOCK_SKEW, SignerRole
 
 __all__ = [
@@ -106,6 +108,8 @@ class PdfSigner:
     certificate_sha256: str
     # Accepted only because the policy allows legacy algorithms (e.g. SHA-1).
     legacy_algorithm: bool
+    # What an online revocation check (OCSP) said, when the caller asked for one.
+    online_revocation: OcspResult = NO_ONLINE_CHECK
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +121,13 @@ class PdfVerification:
     @property
     def warnings(self) -> tuple[str, ...]:
         """What a reader should know although the PDF passed (legacy algorithms)."""
-        return tuple(
+        legacy = tuple(
             f"{signer.role} signature {signer.field_name} uses legacy {signer.algorithm}"
             for signer in self.signers
             if signer.legacy_algorithm
         )
+        online = tuple(w for signer in self.signers for w in signer.online_revocation.warnings)
+        return legacy + online
 
 
 def is_pdf(data: bytes) -> bool:
@@ -223,6 +229,7 @@ def _check_one(
     agency: str,
     at: dt.datetime,
     allow_legacy: bool,
+    revocation: RevocationCheck | None,
 ) -> PdfSigner:
     chain = _chain_of(role, signature)
     leaf = chain[0]
@@ -256,7 +263,9 @@ def _check_one(
         raise UntrustedIssuerError(
             describe(leaf), leaf.serial_number, f"rejected by the PDF validator: {status.summary()}"
         )
-    return _signer(role, signature, validated.leaf, agency, signed_at, whole_file, legacy)
+    online = NO_ONLINE_CHECK if revocation is None else revocation(validated.certificates, at)
+    signer = _signer(role, signature, validated.leaf, agency, signed_at, whole_file, legacy)
+    return dataclasses.replace(signer, online_revocation=online)
 
 
 def _signer(
@@ -335,6 +344,7 @@ def verify_pdf(
     main: bool,
     at: dt.datetime,
     allow_legacy: bool = False,
+    revocation: RevocationCheck | None = None,
 ) -> PdfVerification:
     """Verify the signatures of a PDF an agency sends, in revision order.
 
@@ -342,6 +352,7 @@ def verify_pdf(
     (organisation signatures only). ``at`` is "now": no signature may claim a later time;
     chains are judged at each signature's signing time. Raises a
     :class:`~docaxis_client.trust.errors.TrustError` whose ``context`` names the signature field.
+    ``revocation`` adds an online check (OCSP) to the CRLs of ``trust``.
     """
     signatures = _signatures_of(data)
     if not signatures:
@@ -366,6 +377,7 @@ def verify_pdf(
                 agency=agency,
                 at=at,
                 allow_legacy=allow_legacy,
+                revocation=revocation,
             )
         except TrustError as exc:
             raise exc.concerning(signature=_field_name(signature)) from None

@@ -49,6 +49,7 @@ from docaxis_client.trust.errors import (
     SignerMismatchError,
 )
 from docaxis_client.trust.keys import MIN_RSA_BITS, SigningIdentity, certificate_sha256
+from docaxis_client.trust.ocsp import NO_ONLINE_CHECK, OcspResult, RevocationCheck
 from docaxis_client.trust.signatures import SignerRole
 
 __all__ = [
@@ -116,6 +117,7 @@ class EnvelopeSigner:
     algorithm: str
     canonicalization: str
     legacy_algorithm: bool
+    online_revocation: OcspResult = NO_ONLINE_CHECK
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +130,12 @@ class EnvelopeVerification:
     @property
     def warnings(self) -> tuple[str, ...]:
         """What a reader should know although the envelope passed."""
-        if self.signer.legacy_algorithm:
-            return (f"envelope signature uses legacy {self.signer.algorithm}",)
-        return ()
+        legacy = (
+            (f"envelope signature uses legacy {self.signer.algorithm}",)
+            if self.signer.legacy_algorithm
+            else ()
+        )
+        return legacy + self.signer.online_revocation.warnings
 
 
 def _parser() -> etree.XMLParser:
@@ -294,6 +299,7 @@ def verify_envelope(
     at: dt.datetime,
     allow_legacy: bool = False,
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+    revocation: RevocationCheck | None = None,
 ) -> EnvelopeVerification:
     """Verify the envelope signature of an edXML package sent by ``agency``.
 
@@ -349,6 +355,7 @@ def verify_envelope(
         raise SignerMismatchError(_ROLE, f"the agency certificate of {agency}", describe(leaf))
     if code != agency:
         raise SenderMismatchError(agency, code)
+    online = NO_ONLINE_CHECK if revocation is None else revocation(validated.certificates, at)
     return EnvelopeVerification(
         signer=EnvelopeSigner(
             agency_code=code,
@@ -358,6 +365,7 @@ def verify_envelope(
             algorithm=algorithm,
             canonicalization=c14n,
             legacy_algorithm=legacy,
+            online_revocation=online,
         ),
         facts=facts,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from docaxis_client.documents import document_signatures, signature_of
 from docaxis_client.trust.chain import TrustStore
 from docaxis_client.trust.errors import SignatureInvalidError, SignatureMissingError, TrustError
+from docaxis_client.trust.ocsp import RevocationCheck
 from docaxis_client.trust.pdf import count_signatures, is_pdf, verify_pdf
 from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_document
 from docaxis_client.trust.xmldsig import EnvelopeFacts, has_envelope_signature, verify_envelope
@@ -64,10 +65,13 @@ class SignatureVerifier:
         *,
         required: bool,
         max_signing_age: dt.timedelta | None = None,
+        revocation: RevocationCheck | None = None,
     ) -> None:
+        """`revocation` adds an online check (OCSP) to the CRLs of the trust store."""
         self._trust = trust
         self._required = required
         self._max_signing_age = max_signing_age
+        self._revocation = revocation
 
     async def verify(
         self,
@@ -166,6 +170,7 @@ class SignatureVerifier:
                 main=main,
                 at=at,
                 allow_legacy=policy.allow_legacy_algorithms,
+                revocation=self._revocation,
             )
         except TrustError as exc:
             raise exc.concerning(attachment=attachment.name) from None
@@ -186,7 +191,7 @@ class SignatureVerifier:
                 field=signer.field_name,
                 covers_whole_document=signer.covers_whole_file,
                 legacy_algorithm=signer.legacy_algorithm,
-                checked=_CHECKED,
+                checked="; ".join([_CHECKED, *signer.online_revocation.checked]),
             )
             for signer in result.signers
         )
@@ -211,6 +216,7 @@ class SignatureVerifier:
                 agency=submission.header.sender,
                 at=at,
                 allow_legacy=policy.allow_legacy_algorithms,
+                revocation=self._revocation,
             )
             _check_binding(result.facts, submission)
         except TrustError as exc:
@@ -228,9 +234,12 @@ class SignatureVerifier:
                 serial=f"{signer.serial:x}",
                 attachment=envelope.name,
                 legacy_algorithm=signer.legacy_algorithm,
-                checked=(
-                    "chain to the axis's trust anchors at reception (XML-DSig carries no "
-                    "signing time); revocation from the axis's CRLs"
+                checked="; ".join(
+                    [
+                        "chain to the axis's trust anchors at reception (XML-DSig carries no "
+                        "signing time); revocation from the axis's CRLs",
+                        *signer.online_revocation.checked,
+                    ]
                 ),
             )
         )

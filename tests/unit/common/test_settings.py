@@ -55,8 +55,11 @@ def test_every_setting_is_read_from_its_variable() -> None:
             DOCAXIS_SHUTDOWN_GRACE_S="2.5",
             DOCAXIS_HEALTH_INTERVAL_S="0.2",
             DOCAXIS_LOG_LEVEL="DEBUG",
+            DOCAXIS_OCSP="true",
+            DOCAXIS_OCSP_TIMEOUT_S="2",
         )
     )
+    assert (settings.ocsp_enabled, settings.ocsp_timeout_s) == (True, 2.0)
     assert settings.grpc_address == "127.0.0.1:6000"
     assert settings.directory_address == "127.0.0.1:6001"
     assert settings.max_attachment_bytes == 1024
