@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
 
-.PHONY: help dev lock proto proto-check lint fmt typecheck check test test-unit services-install audit \
+
+.PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck check test test-unit services-install audit \
 	test-e2e services-up services-down run demo down bench clean screenshots client-wheel
 
 help:
@@ -63,6 +64,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# The import rules of pyproject's [tool.importlinter] (layers, the exchange's own directory view).
+imports: $(STAMP)
+	PYTHONPATH=.:proto $(BIN)/lint-imports --no-cache  # the tree here, not an installed copy
+
+# buf's lint, and its breaking-change check against the last released protos (PROTO_RELEASE,
+# a buf image committed by `make proto-release` when a release is cut).
+PROTO_RELEASE := docs/proto-v1.binpb
+proto-lint: $(STAMP)
+	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf breaking --against ../$(PROTO_RELEASE)
+
+proto-release: $(STAMP)
+	cd proto && ../$(BIN)/buf build -o ../$(PROTO_RELEASE)
+
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -70,7 +84,7 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: proto-check lint typecheck
+check: proto-check proto-lint lint imports typecheck
 
 # The whole suite: the integration and e2e tiers start their own Postgres and RabbitMQ on
 # test ports (see tests/conftest.py) and stop them afterwards.

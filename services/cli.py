@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
-async def _dispatch(args: argparse.Namespace) -> int:
+async def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901
     if args.command == "run":
         return await _run(args)
     if args.command == "migrate":

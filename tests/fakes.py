@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
 
+from services.bootstrap.directory_view import exchange_view
 from services.directory.domain.model import Agency, AgencyKind
-from services.directory.domain.reorganisation import Reorganisation, Resolution, resolve
+from services.directory.domain.reorganisation import Reorganisation, resolve
 from services.directory.domain.signature_policy import ANY_DOCUMENT_TYPE, SignaturePolicy
 from services.directory.service_layer.ports import AgencyExistsError, StaleAgencyError
 from services.exchange.domain import delivery
+from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.delivery import Copy, CopyRef, LedgerEvent
 from services.exchange.domain.model import (
     AttachmentRef,
@@ -218,7 +220,9 @@ class FakeDirectoryLookup:
                     valid_to=last,
                     successor_codes=view.successor_codes,
                 )
-        return {code: resolve(code, records, on_date) for code in dict.fromkeys(codes)}
+        return {
+            code: exchange_view(resolve(code, records, on_date)) for code in dict.fromkeys(codes)
+        }
 
 
 @dataclass(frozen=True, slots=True)

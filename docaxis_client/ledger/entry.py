@@ -270,7 +270,7 @@ def _str_field(obj: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_entry(body: bytes) -> LedgerEntry:
+def parse_entry(body: bytes) -> LedgerEntry:  # noqa: C901
     """Parse a body strictly: schema, then re-encode and require byte equality."""
     if len(body) > MAX_BODY_SIZE:
         raise EntryTooLargeError(f"entry body is {len(body)} bytes, limit {MAX_BODY_SIZE}")

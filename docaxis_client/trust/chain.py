@@ -381,7 +381,7 @@ class TrustStore:
                     return [cert, *rest]
         return None
 
-    def _check_leaf(self, leaf: x509.Certificate, purpose: CertificatePurpose) -> None:
+    def _check_leaf(self, leaf: x509.Certificate, purpose: CertificatePurpose) -> None:  # noqa: C901
         extensions = leaf.extensions
         for extension in extensions:
             if extension.critical and extension.oid not in _KNOWN_LEAF_EXTENSIONS:

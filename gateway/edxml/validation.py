@@ -111,7 +111,7 @@ def check_document(
     ]
 
 
-def _header(
+def _header(  # noqa: C901
     package: DocumentPackage, now: dt.datetime | None, skip: Collection[str]
 ) -> Iterator[Issue]:
     header = package.header
@@ -218,7 +218,7 @@ def _header_document_id(package: DocumentPackage) -> Iterator[Issue]:
         )
 
 
-def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]:
+def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]:  # noqa: C901
     trace = package.trace
     base = "TraceHeaderList"
     if not trace.trace_headers:
@@ -294,7 +294,7 @@ def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]:
                 )
 
 
-def _body(package: DocumentPackage) -> Iterator[Issue]:
+def _body(package: DocumentPackage) -> Iterator[Issue]:  # noqa: C901
     references: dict[str, int] = {}
     for index, reference in enumerate(package.references, 1):
         path = f"edXMLManifest/Reference[{index}]"

@@ -287,7 +287,7 @@ def _trace(out: _Emitter, trace: TraceHeaderList) -> None:
     out.close(3, "TraceHeaderList")
 
 
-def _business(out: _Emitter, business: Business) -> None:
+def _business(out: _Emitter, business: Business) -> None:  # noqa: C901
     # The standard's spelling, always: the national axis rejects "Business…".
     out.open(4, "Bussiness")
     if business.document_id:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
+from services.bootstrap.directory_view import LocalDirectoryLookup
 from services.bootstrap.wiring import Wiring
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
@@ -14,7 +15,6 @@ from services.directory.entrypoints import grpc_api as directory_api
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
-from services.exchange.adapters.directory import LocalDirectoryLookup
 
 
 @dataclass(frozen=True, slots=True)

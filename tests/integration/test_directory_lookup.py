@@ -8,10 +8,11 @@ import datetime as dt
 import pytest
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 
-from services.directory.domain.reorganisation import AddressState
+from services.bootstrap.directory_view import LocalDirectoryLookup
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import MAX_BATCH, DirectoryHandlers
-from services.exchange.adapters.directory import GrpcDirectoryLookup, LocalDirectoryLookup
+from services.exchange.adapters.directory import GrpcDirectoryLookup
+from services.exchange.domain.addresses import AddressState
 from services.exchange.service_layer.ports import DirectoryLookup
 from tests.conftest import unique_code
 from tests.fakes import FakeDirectoryLookup

@@ -48,7 +48,7 @@ class Agency:
         return self == other
 
 
-def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:
+def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:  # noqa: C901
     """The agency with normalised codes, or a ValidationError listing every problem."""
     problems: list[FieldViolation] = []
     code = normalise_code(agency.code)

@@ -170,7 +170,7 @@ def next_hops(codes: Sequence[str], known: Mapping[str, Agency], day: dt.date) -
     return wanted
 
 
-def resolve(code: str, known: Mapping[str, Agency], day: dt.date) -> Resolution:
+def resolve(code: str, known: Mapping[str, Agency], day: dt.date) -> Resolution:  # noqa: C901
     """Follows a closed code's single successors (A→B→C) to the agency open on `day`.
 
     Unroutable: an unknown code, one not yet valid, a closure without successor or with several

@@ -10,22 +10,42 @@ from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
 from services.common.errors import UnavailableError
-from services.directory.domain.model import today_in_vietnam
-from services.directory.domain.reorganisation import Resolution
 from services.directory.domain.signature_policy import SignaturePolicy
-from services.directory.entrypoints.grpc_api import policy_from_pb, resolution_from_pb
-from services.directory.service_layer.handlers import MAX_BATCH, DirectoryHandlers
-from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
+from services.directory.entrypoints.grpc_api import policy_from_pb
+from services.exchange.domain.addresses import AddressState, Resolution
 from services.exchange.service_layer.ports import AgencyView
 
 LOOKUP_TIMEOUT_S = 5.0
+# What DirectoryService answers per call (its BatchGetAgencies/ResolveRecipients limit).
+DIRECTORY_BATCH = 1000
+_STATE_FROM_PB = {
+    dpb.AGENCY_STATUS_ACTIVE: AddressState.OPEN,
+    dpb.AGENCY_STATUS_CLOSED: AddressState.CLOSED,
+    dpb.AGENCY_STATUS_NOT_YET_VALID: AddressState.NOT_YET_VALID,
+}
 
 
-def _pieces(codes: Sequence[str]) -> list[list[str]]:
+def pieces(codes: Sequence[str]) -> list[list[str]]:
     """The distinct codes, in order, in pieces of what DirectoryService takes per call: a
     national circular names more recipients than one call may."""
     unique = list(dict.fromkeys(codes))
-    return [unique[start : start + MAX_BATCH] for start in range(0, len(unique), MAX_BATCH)]
+    return [
+        unique[start : start + DIRECTORY_BATCH] for start in range(0, len(unique), DIRECTORY_BATCH)
+    ]
+
+
+def resolution_from_pb(message: dpb.Resolution) -> Resolution:
+    """DirectoryService's answer in the exchange's own terms."""
+    known = message.known and message.status in _STATE_FROM_PB
+    return Resolution(
+        code=message.code,
+        state=_STATE_FROM_PB[message.status] if known else AddressState.UNKNOWN,
+        effective=message.effective_code or None,
+        chain=tuple(message.chain),
+        valid_to=dt.date.fromisoformat(message.valid_to) if message.valid_to else None,
+        successor_codes=tuple(message.successor_codes),
+        problem=message.problem,
+    )
 
 
 def _unavailable(exc: grpc.aio.AioRpcError) -> UnavailableError:
@@ -33,6 +53,8 @@ def _unavailable(exc: grpc.aio.AioRpcError) -> UnavailableError:
 
 
 class GrpcDirectoryLookup:
+    """The directory over DirectoryService (a directory in another process, or any other)."""
+
     def __init__(
         self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()
     ) -> None:
@@ -41,7 +63,7 @@ class GrpcDirectoryLookup:
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
         found: dict[str, AgencyView] = {}
-        for piece in _pieces(codes):
+        for piece in pieces(codes):
             try:
                 response = await self._stub.BatchGetAgencies(
                     dpb.BatchGetAgenciesRequest(codes=piece),
@@ -60,7 +82,7 @@ class GrpcDirectoryLookup:
 
     async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
         resolved: dict[str, Resolution] = {}
-        for piece in _pieces(codes):
+        for piece in pieces(codes):
             try:
                 response = await self._stub.ResolveRecipients(
                     dpb.ResolveRecipientsRequest(codes=piece, on_date=on_date.isoformat()),
@@ -84,38 +106,3 @@ class GrpcDirectoryLookup:
         except grpc.aio.AioRpcError as exc:
             raise _unavailable(exc) from exc
         return policy_from_pb(response.policy)
-
-
-class LocalDirectoryLookup:
-    """The directory served by this same process (all-in-one mode): no network hop. Only the
-    composition root wires this; the exchange's own code sees the DirectoryLookup port."""
-
-    def __init__(
-        self, handlers: DirectoryHandlers, policies: SignaturePolicyHandlers | None = None
-    ) -> None:
-        self._handlers = handlers
-        self._policies = policies
-
-    async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
-        today = today_in_vietnam()
-        views: dict[str, AgencyView] = {}
-        for piece in _pieces(codes):
-            found, _unknown = await self._handlers.get_many(piece)
-            for a in found:
-                views[a.code] = AgencyView(
-                    a.code, open=a.is_open_on(today), successor_codes=a.successor_codes
-                )
-        return views
-
-    async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
-        return {
-            r.code: r
-            for piece in _pieces(codes)
-            for r in await self._handlers.resolve(piece, on_date)
-        }
-
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
-        if self._policies is None:
-            return SignaturePolicy(agency_code=agency_code)
-        policy, _default = await self._policies.get(agency_code, document_type)
-        return policy

@@ -196,7 +196,7 @@ def _check_length(
         problems.append(FieldViolation(field, f"at most {limit} characters, got {len(value)}"))
 
 
-def submission_problems(
+def submission_problems(  # noqa: C901
     submission: Submission,
     *,
     code_problem: CodeCheck,

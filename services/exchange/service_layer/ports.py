@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.directory.domain.reorganisation import Resolution
 from services.directory.domain.signature_policy import SignaturePolicy
+from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     AttachmentRef,

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import structlog
 
-from services.directory.domain.reorganisation import AddressState
+from services.exchange.domain.addresses import AddressState
 from services.exchange.domain.model import today_in_vietnam
 from services.exchange.service_layer.ports import DirectoryLookup
 

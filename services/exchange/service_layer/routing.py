@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 
 from services.common.errors import FieldViolation, RejectedError, ValidationError
-from services.directory.domain.reorganisation import AddressState, Resolution
+from services.exchange.domain.addresses import AddressState, Resolution
 from services.exchange.domain.model import Route
 from services.exchange.service_layer.ports import DirectoryLookup
 

@@ -458,7 +458,7 @@ class _Replay:
         self.verified[source] = self.verified.get(source, 0) + 1
 
 
-def audit_entries(
+def audit_entries(  # noqa: C901
     entries: bytes,
     checkpoints: Mapping[int, bytes],
     policy: TrustPolicy,

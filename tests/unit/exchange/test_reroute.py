@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.directory.domain.reorganisation import AddressState, Resolution
 from services.directory.domain.signature_policy import SignaturePolicy
+from services.exchange.domain.addresses import AddressState, Resolution
 from services.exchange.service_layer.ports import AgencyView
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED, Moved, Rerouter
 
