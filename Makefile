@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench clean screenshots client-wheel
+	test-e2e services-up services-down run demo down bench fuzz clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -170,6 +170,17 @@ down: services-down
 # Starts its own Postgres, RabbitMQ and docaxis on the BENCH_*_PORT ports (benchmarks/stack.py).
 bench: $(STAMP) services-install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Every parser of outside bytes at FUZZ_CASES generated inputs each, with a fresh seed, an
+# address-space cap (unbounded memory fails as MemoryError) and a 10 s bound per input (a hang
+# fails); crashing inputs are kept in tests/fuzz/regressions, which `make test` replays.
+# `make fuzz FUZZ_TARGETS=edxml,crl FUZZ_CASES=1000000` narrows or widens it.
+FUZZ_CASES ?= 100000
+FUZZ_TARGETS ?=
+fuzz: $(STAMP)
+	ulimit -v 8000000 && DOCAXIS_FUZZ_CASES=$(FUZZ_CASES) DOCAXIS_FUZZ_RANDOM=1 \
+		DOCAXIS_FUZZ_HANG_S=10 DOCAXIS_FUZZ_TARGETS=$(FUZZ_TARGETS) \
+		$(BIN)/pytest tests/fuzz -o timeout=0 -q -p no:cacheprovider --hypothesis-show-statistics
 
 clean: services-down
 	rm -rf .local .run

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from docaxis_client.trust.chain import TrustStore, agency_code_of
@@ -87,7 +88,23 @@ class TlsCredentials:
 
 
 def parse_crl(data: bytes) -> x509.CertificateRevocationList:
-    """A CRL in PEM or DER; ValueError when it is neither."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_crl(data)
-    return x509.load_der_x509_crl(data)
+    """A CRL in PEM or DER; ValueError when it is neither, or when a part of it is malformed.
+
+    cryptography decodes names, times and extensions only when they are first read, so a CRL
+    that loads can still fail later, far from here (found by tests/fuzz): every part is read
+    once now, so that a CRL that parses is one that can be used.
+    """
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+        crl.issuer.rfc4514_string()
+        _ = (crl.last_update_utc, crl.next_update_utc, crl.signature_hash_algorithm)
+        list(crl.extensions)
+        for entry in crl:
+            _ = (entry.serial_number, entry.revocation_date_utc)
+            list(entry.extensions)
+    except (TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"malformed CRL: {exc}") from exc
+    return crl

@@ -118,7 +118,7 @@ async def _upload_bytes(ctx: Context, agency: Agency, sha256: str, data: bytes) 
     await ctx.call(ctx.services.exchange.UploadAttachment, parts(), agency)
 
 
-def _signatures(raw: str) -> list[common_pb2.DocumentSignature]:
+def signatures_from_form(raw: str) -> list[common_pb2.DocumentSignature]:
     """The two document signatures (proto JSON), made by the DMS with docaxis_client over the
     manifest of the mapped header and attachments; none: the submission goes unsigned."""
     if not raw:
@@ -155,7 +155,7 @@ async def _send_document(
     ctx: Context, agency: Agency, package: DocumentPackage, data: bytes, signatures: str
 ) -> JSONResponse:
     header = submission_header(package)
-    signed = _signatures(signatures)  # refused before anything is uploaded
+    signed = signatures_from_form(signatures)  # refused before anything is uploaded
     for attachment in package.attachments:
         await _upload(ctx, agency, attachment)
     # The file itself is kept too, byte for byte: its XML-DSig is checked by the exchange and

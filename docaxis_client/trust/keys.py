@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
 
 from docaxis_client.trust.errors import UnsupportedAlgorithmError
 
@@ -114,9 +118,18 @@ def verify_bytes(
     return True
 
 
+def public_key_of(certificate: x509.Certificate) -> CertificatePublicKeyTypes:
+    """The certificate's public key, any type; UnsupportedAlgorithmError when it is unreadable
+    (a sender's certificate parses lazily: a malformed key only shows here, found by tests/fuzz)."""
+    try:
+        return certificate.public_key()
+    except (ValueError, CryptographyUnsupportedAlgorithm) as exc:
+        raise UnsupportedAlgorithmError(f"certificate key unreadable: {exc}") from exc
+
+
 def verifying_key(certificate: x509.Certificate) -> VerifyingKey:
     """The certificate's public key, if it is of an accepted type and size."""
-    key = certificate.public_key()
+    key = public_key_of(certificate)
     if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise UnsupportedAlgorithmError(f"certificate key type {type(key).__name__} not accepted")
     check_key(key)
@@ -198,4 +211,12 @@ def load_der_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     """Parse a DER chain (at most 8 certificates); malformed input raises ``ValueError``."""
     if len(chain) > MAX_CHAIN_LENGTH:
         raise ValueError(f"certificate chain longer than {MAX_CHAIN_LENGTH}")
-    return tuple(x509.load_der_x509_certificate(der) for der in chain)
+    # Found by tests/fuzz: an unknown version is not a ValueError, and a serial number that is
+    # not positive (forbidden by RFC 5280) is only a deprecation warning, until cryptography
+    # refuses it too; both are refused here as malformed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        try:
+            return tuple(x509.load_der_x509_certificate(der) for der in chain)
+        except (x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
+            raise ValueError(f"malformed certificate: {exc}") from exc

@@ -21,6 +21,7 @@ import datetime as dt
 import io
 import itertools
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,7 +66,12 @@ from docaxis_client.trust.errors import (
     TrustError,
     UntrustedIssuerError,
 )
-from docaxis_client.trust.keys import MIN_RSA_BITS, SigningIdentity, certificate_sha256
+from docaxis_client.trust.keys import (
+    MIN_RSA_BITS,
+    SigningIdentity,
+    certificate_sha256,
+    public_key_of,
+)
 from docaxis_client.trust.ocsp import NO_ONLINE_CHECK, OcspResult, RevocationCheck
 from docaxis_client.trust.signatures import DEFAULT_CLOCK_SKEW, SignerRole
 
@@ -181,7 +187,7 @@ def _check_algorithm(
     """True when the signature passes only as a legacy algorithm."""
     digest = _digest_of(signature)
     algorithm = f"{_mechanism_of(signature)}-{digest}"
-    key = leaf.public_key()
+    key = public_key_of(leaf)
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise AlgorithmWeakError(role, f"an RSA key of {key.key_size} bits")
     if digest in _STRONG_DIGESTS:
@@ -320,15 +326,32 @@ def _expected_roles(count: int, main: bool) -> list[SignerRole]:
     return [SignerRole.PERSON] + [SignerRole.ORGANIZATION] * (count - 1)
 
 
+# What pyHanko raises for bytes it cannot make sense of (found by tests/fuzz; it checks some
+# structure with `assert`). Its reading is lazy, so these come from any step of a verification,
+# not only from opening the file.
+_UNREADABLE = (
+    PdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    AssertionError,
+    NotImplementedError,
+    zlib.error,
+)
+
+
 def _signatures_of(data: bytes) -> list[EmbeddedPdfSignature]:
     if not is_pdf(data):
         raise SignatureInvalidError("pdf", "the attachment is not a PDF")
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
-        found = list(reader.embedded_regular_signatures)
-    except (PdfError, ValueError, KeyError, TypeError) as exc:
+        return sorted(
+            reader.embedded_regular_signatures, key=lambda signature: signature.signed_revision
+        )
+    except _UNREADABLE as exc:
         raise SignatureInvalidError("pdf", f"unreadable PDF: {exc}") from exc
-    return sorted(found, key=lambda signature: signature.signed_revision)
 
 
 def count_signatures(data: bytes) -> int:
@@ -381,6 +404,8 @@ def verify_pdf(
             )
         except TrustError as exc:
             raise exc.concerning(signature=_field_name(signature)) from None
+        except _UNREADABLE as exc:
+            raise SignatureInvalidError(role, f"unreadable PDF: {exc}") from exc
         verified.append(signer)
     if main and len(verified) < 2:
         raise SignatureMissingError(

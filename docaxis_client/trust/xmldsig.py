@@ -48,7 +48,12 @@ from docaxis_client.trust.errors import (
     SignatureMissingError,
     SignerMismatchError,
 )
-from docaxis_client.trust.keys import MIN_RSA_BITS, SigningIdentity, certificate_sha256
+from docaxis_client.trust.keys import (
+    MIN_RSA_BITS,
+    SigningIdentity,
+    certificate_sha256,
+    public_key_of,
+)
 from docaxis_client.trust.ocsp import NO_ONLINE_CHECK, OcspResult, RevocationCheck
 from docaxis_client.trust.signatures import SignerRole
 
@@ -322,7 +327,7 @@ def verify_envelope(
     algorithm, c14n, legacy = _algorithm(signature, allow_legacy)
     chain = _chain(signature)
     leaf = chain[0]
-    key = leaf.public_key()
+    key = public_key_of(leaf)
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise AlgorithmWeakError(_ROLE, f"an RSA key of {key.key_size} bits")
     methods = _STRONG_SIGNATURE_METHODS | (_LEGACY_SIGNATURE_METHODS if allow_legacy else set())
@@ -340,7 +345,9 @@ def verify_envelope(
                 verification_time=at,
             ),
         )
-    except (InvalidSignature, InvalidInput) as exc:
+    # signxml parses the bytes again with its own parser, checks the Signature element against
+    # the XML-DSig schema and canonicalises: lxml's errors from any of these (tests/fuzz).
+    except (InvalidSignature, InvalidInput, etree.LxmlError) as exc:
         raise SignatureInvalidError(_ROLE, f"does not verify: {exc}") from exc
     assert isinstance(result, VerifyResult)  # expect_references=1: one result
     signed = result.signed_xml

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, NoReturn
@@ -112,7 +113,16 @@ def unpack(payload: bytes, *, max_bytes: int, path: str) -> Unpacked:
                         _too_large(path, max_bytes)
                     out += chunk
             return Unpacked(bytes(out), entry.filename, zipped=True)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+    # A crafted central directory makes zipfile seek before the start (ValueError) and a corrupt
+    # deflate stream fails in zlib: both found by tests/fuzz.
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        EOFError,
+        ValueError,
+        zlib.error,
+    ) as exc:
         raise PayloadError(IssueCode.ATTACHMENT_ZIP_INVALID, f"not a usable zip: {exc}") from exc
 
 

@@ -76,7 +76,10 @@ def _lenient(raw: str) -> dt.datetime | None:
                 sign = -1 if zone[0] == "-" else 1
                 digits = zone[1:].replace(":", "")
                 offset = sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-            value = value.replace(tzinfo=dt.timezone(offset)).astimezone(VIETNAM)
+            try:
+                value = value.replace(tzinfo=dt.timezone(offset)).astimezone(VIETNAM)
+            except (ValueError, OverflowError):  # 9999-12-31T23:59:59Z is past year 9999 here
+                return None
         return value
     return None
 

@@ -75,12 +75,8 @@ class Context:
             raise problem_of(exc) from None
 
 
-def to_json(message: Message, status: int = 200) -> JSONResponse:
-    return JSONResponse(json_format.MessageToDict(message), status_code=status)
-
-
-async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
-    raw = await request.body()  # bounded by gateway.body_limits
+def message_from_json(raw: bytes, message_type: type[M]) -> M:
+    """A request body (proto3 JSON, an object) as `message_type`; Problem 400 for anything else."""
     try:
         data = bounded_json.loads(raw or b"{}")
     except bounded_json.JsonError as exc:
@@ -92,6 +88,15 @@ async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
         json_format.ParseDict(data, message)
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise Problem(400, "VALIDATION", f"the body does not match the schema: {exc}") from None
+    return message
+
+
+def to_json(message: Message, status: int = 200) -> JSONResponse:
+    return JSONResponse(json_format.MessageToDict(message), status_code=status)
+
+
+async def parse_body(request: Request, message_type: type[M], **path: str) -> M:
+    message = message_from_json(await request.body(), message_type)  # bounded by body_limits
     for name, value in path.items():
         setattr(message, name, value)
     return message
