@@ -346,8 +346,9 @@ def verify_envelope(
             ),
         )
     # signxml parses the bytes again with its own parser, checks the Signature element against
-    # the XML-DSig schema and canonicalises: lxml's errors from any of these (tests/fuzz).
-    except (InvalidSignature, InvalidInput, etree.LxmlError) as exc:
+    # the XML-DSig schema and canonicalises: lxml's errors from any of these; an empty or broken
+    # SignatureValue fails in base64 (TypeError, binascii's ValueError). Found by tests/fuzz.
+    except (InvalidSignature, InvalidInput, etree.LxmlError, TypeError, ValueError) as exc:
         raise SignatureInvalidError(_ROLE, f"does not verify: {exc}") from exc
     assert isinstance(result, VerifyResult)  # expect_references=1: one result
     signed = result.signed_xml
