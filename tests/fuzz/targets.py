@@ -42,7 +42,7 @@ from services.common.errors import DomainError
 from services.common.trust import TrustRegistry
 from services.exchange.domain.model import submission_problems
 from services.exchange.entrypoints.convert import submission_from_pb
-from services.exchange.service_layer.signatures import SignaturePolicy
+from services.exchange.service_layer.signatures import SignatureVerifier
 from tests.fuzz.harness import Target
 from tests.fuzz.mutations import XML_EDITS
 from tests.testdata import corpus_files
@@ -263,9 +263,9 @@ def submit_seeds() -> tuple[bytes, ...]:
 
 
 @functools.cache
-def _policy() -> SignaturePolicy:
+def _verifier() -> SignatureVerifier:
     store = _ca().trust_store()
-    return SignaturePolicy(lambda: store, required=True)
+    return SignatureVerifier(lambda: store, required=True)
 
 
 @functools.cache
@@ -280,7 +280,7 @@ def _submit(data: bytes) -> None:
         submission, code_problem=lambda code: None, today=now.date(), max_attachment_bytes=_KiB
     )
     if not problems:
-        _loop().run_until_complete(_policy().verify(submission, at=now))
+        _loop().run_until_complete(_verifier().verify(submission, at=now))
 
 
 # --- The ledger: entries and checkpoints an auditor reads ----------------------------------------
