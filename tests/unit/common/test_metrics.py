@@ -28,6 +28,7 @@ from services.common.metrics import (
 )
 from services.common.metrics_api import SERVICE_NAME, MetricsServicer
 from tests.exposition import family_names, sample
+from tests.waiting import eventually
 
 NOW = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 AGENCY = "000.00.13.H45"
@@ -209,10 +210,14 @@ async def test_everyone_else_is_refused_and_the_refusal_is_counted_once(
     details = error_details(failure.value)
     assert details.code is grpc.StatusCode.PERMISSION_DENIED
     assert details.reason == "PERMISSION_DENIED"
-    counted = sample(
-        await axis.render(),
-        "docaxis_rejections_total",
-        method="docaxis.ops.v1.MetricsService/GetMetrics",
-        reason="PERMISSION_DENIED",
-    )
-    assert counted == 1
+
+    async def rejections() -> float | None:
+        return sample(
+            await axis.render(),
+            "docaxis_rejections_total",
+            method="docaxis.ops.v1.MetricsService/GetMetrics",
+            reason="PERMISSION_DENIED",
+        )
+
+    # Counted as the server-side call ends, which may be just after the client has its answer.
+    assert await eventually(rejections, lambda counted: counted is not None) == 1
