@@ -28,6 +28,7 @@ from services.common.errors import ConflictError
 from services.common.grpc_errors import error_details
 from services.common.lifecycle import install_shutdown_handlers
 from services.common.logs import configure_logging
+from services.common.progress import Progress
 from services.common.tracing import configure_tracing
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.agency_csv import (
@@ -201,9 +202,11 @@ async def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901
             role=READER_ROLE if exporting.database_roles else None,
         )
         try:
-            entries, checkpoints = await export_ledger(
-                PostgresLedgerReader(pool), exporting.ledger_origin, args.folder
-            )
+            reader = PostgresLedgerReader(pool)
+            with Progress("exporting ledger entries", await reader.tree_size()) as progress:
+                entries, checkpoints = await export_ledger(
+                    reader, exporting.ledger_origin, args.folder, progress.advance
+                )
         except ExportError as exc:
             print(f"docaxis: {exc.reason}: {exc}", file=sys.stderr)
             return 1
@@ -370,7 +373,9 @@ async def _agencies(args: argparse.Namespace) -> int:
             print("registered" if await register(agency) else "already registered", agency.code)
             return 0
         if args.agencies_command == "import":
-            created, present = await register_all(read_agency_csv(args.file), register)
+            agencies = read_agency_csv(args.file)
+            with Progress("registering agencies", len(agencies)) as progress:
+                created, present = await register_all(agencies, register, progress.advance)
             print(f"{created} registered, {present} already present")
             return 0
         if args.agencies_command == "sync":

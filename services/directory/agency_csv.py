@@ -71,11 +71,14 @@ def read_agency_csv(path: Path) -> list[pb.Agency]:
 
 
 async def register_all(
-    agencies: list[pb.Agency], register: Callable[[pb.Agency], Awaitable[bool]]
+    agencies: list[pb.Agency],
+    register: Callable[[pb.Agency], Awaitable[bool]],
+    progress: Callable[[int], None] = lambda _done: None,
 ) -> tuple[int, int]:
-    """Registers each agency; returns (created, already present)."""
+    """Registers each agency (telling `progress` of each); returns (created, already present)."""
     created = 0
     for agency in agencies:
         if await register(agency):
             created += 1
+        progress(1)
     return created, len(agencies) - created

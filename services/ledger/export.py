@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from docaxis_client.ledger.policy import TrustPolicy
@@ -19,7 +20,12 @@ from services.ledger.audit.export import (
 from services.ledger.domain.tiles import encode_entries
 
 
-async def export_ledger(reader: PostgresLedgerReader, origin: str, target: Path) -> tuple[int, int]:
+async def export_ledger(
+    reader: PostgresLedgerReader,
+    origin: str,
+    target: Path,
+    progress: Callable[[int], None] = lambda _done: None,
+) -> tuple[int, int]:
     """Writes trust policy, every entry (with its index and leaf hash) and every checkpoint with
     its cosignatures; returns (entries, checkpoints).
 
@@ -47,6 +53,7 @@ async def export_ledger(reader: PostgresLedgerReader, origin: str, target: Path)
                 bodies.write(encode_entries(e.body for e in page))
                 index.write(b"".join(format_index_line(e.seq, e.leaf_hash) for e in page))
                 entries += len(page)
+                progress(len(page))
         folder = partial / CHECKPOINT_DIR
         folder.mkdir()
         for checkpoint in checkpoints:

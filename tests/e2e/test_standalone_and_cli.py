@@ -102,6 +102,7 @@ async def test_the_cli_imports_the_reorganised_directory_and_lists_it(
     assert first.returncode == 0, first.stderr
     rows = len(csv.read_text(encoding="utf-8").splitlines()) - 1
     assert first.stdout.strip() == f"{rows} registered, 0 already present"
+    assert "registering agencies" not in first.stderr  # piped: no progress line
     second = await asyncio.to_thread(_docaxis, axis_process, "import", str(csv))
     assert second.stdout.strip() == f"0 registered, {rows} already present"
 

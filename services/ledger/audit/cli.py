@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from docaxis_client.ledger.policy import PolicyError, TrustPolicy
+from services.common.progress import Progress
 from services.ledger.audit.verify import (
     SELF_TRUST_WARNING,
     AuditReport,
@@ -114,7 +115,13 @@ def run(args: argparse.Namespace) -> AuditReport:
                 return AuditReport("consistency", Divergence(kind, str(exc)))
             return verify_checkpoint_consistency(_read(args.old), _read(args.new), proof, policy)
         saved = [_read(p) for p in args.saved_checkpoint]
-        return audit_export(args.export, policy=_policy(args), saved_checkpoints=saved)
+        with Progress("verifying ledger entries") as progress:
+            return audit_export(
+                args.export,
+                policy=_policy(args),
+                saved_checkpoints=saved,
+                progress=progress.advance,
+            )
     except PolicyError as exc:
         return AuditReport(args.mode, Divergence(DivergenceKind.TRUST_POLICY_INVALID, str(exc)))
     except _InputError as exc:

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import enum
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -464,10 +464,11 @@ def audit_entries(  # noqa: C901
     policy: TrustPolicy,
     saved_checkpoints: Iterable[bytes] = (),
     index: Sequence[IndexLine] | None = None,
+    progress: Callable[[int], None] = lambda _done: None,
 ) -> AuditReport:
     """Replay an export: `entries` is uint16-length-prefixed bodies in index order,
     `checkpoints` maps the size a file claims to its note bytes, `index` the (index, leaf hash)
-    the export pins for each entry."""
+    the export pins for each entry; `progress` is told of each entry replayed."""
     details: Details = {"origin": policy.origin}
     replay = _Replay(policy)
     try:
@@ -528,6 +529,7 @@ def audit_entries(  # noqa: C901
                 pinned = index[count]
             replay.entry(count, body, pinned)
             count += 1
+            progress(1)
         due(count)
         if position < len(pending):
             size, _, source, _, _ = pending[position]
@@ -577,6 +579,7 @@ def audit_export(
     *,
     policy: TrustPolicy | None = None,
     saved_checkpoints: Iterable[bytes] = (),
+    progress: Callable[[int], None] = lambda _done: None,
 ) -> AuditReport:
     """Full audit of an export folder. Pass the auditor's own `policy` when possible: the one
     inside the export is only as trustworthy as whoever produced the export."""
@@ -592,6 +595,6 @@ def audit_export(
             return AuditReport("full", Divergence(DivergenceKind.TRUST_POLICY_INVALID, message))
         policy = export.policy
     report = audit_entries(
-        export.entries, export.checkpoints, policy, saved_checkpoints, export.index
+        export.entries, export.checkpoints, policy, saved_checkpoints, export.index, progress
     )
     return AuditReport(report.mode, report.divergence, {**details, **report.details}, self_trusted)

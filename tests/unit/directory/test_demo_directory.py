@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from docaxis.directory.v1 import directory_service_pb2 as dpb
 
-from services.directory.agency_csv import DEMO_DIRECTORY_CSV, read_agency_csv
+from services.directory.agency_csv import DEMO_DIRECTORY_CSV, read_agency_csv, register_all
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from tests.testdata import CorpusFile, corpus_files
 
@@ -29,3 +30,15 @@ def test_every_agency_parses_and_comes_after_its_parent(directory: CorpusFile) -
         assert agency.parent_code is None or agency.parent_code in seen, agency.code
         assert set(agency.successor_codes) <= codes, agency.code
         seen.add(agency.code)
+
+
+async def test_registering_tells_the_progress_of_every_agency() -> None:
+    """`docaxis agencies import` counts its progress by this: once per agency, new or not."""
+    agencies = read_agency_csv(DEMO_DIRECTORY_CSV)
+    told: list[int] = []
+
+    async def register(agency: dpb.Agency) -> bool:
+        return agency.code.endswith("5")
+
+    created, present = await register_all(agencies, register, told.append)
+    assert sum(told) == len(agencies) == created + present
