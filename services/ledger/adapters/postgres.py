@@ -33,6 +33,7 @@ from services.ledger.domain.tiles import (
     tile_width,
     tiles_for_nodes,
 )
+from services.ledger.service_layer.ports import StoredCheckpoint, StoredEntry
 
 SEQUENCER_ROLE = "ledger_sequencer"
 READER_ROLE = "ledger_reader"
@@ -52,21 +53,6 @@ class EntryGapError(ValueError):
     """The stored entries are not the contiguous, self-consistent sequence the tree says."""
 
     reason = "LEDGER_GAP"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
-    size: int
-    root: bytes
-    note: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    seq: int
-    entry_type: str
-    body: bytes
-    leaf_hash: bytes
 
 
 _ENTRIES = "SELECT seq, entry_type, body, leaf_hash FROM ledger.entry"

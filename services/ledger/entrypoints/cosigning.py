@@ -23,11 +23,8 @@ from docaxis_client.ledger.cosignature import (
 )
 from docaxis_client.ledger.note import NoteError
 from services.common.metrics import AxisMetrics, ForkSource
-from services.ledger.adapters.postgres import (
-    PostgresLedgerReader,
-    PostgresLedgerWriter,
-    StoredCheckpoint,
-)
+from services.ledger.adapters.postgres import PostgresLedgerReader, PostgresLedgerWriter
+from services.ledger.service_layer.ports import StoredCheckpoint
 from services.ledger.witnesses import WitnessEndpoint
 from services.witness.domain import format_request
 

@@ -30,11 +30,7 @@ from services.common.errors import (
 from services.common.grpc_errors import domain_errors
 from services.common.identity import Caller, CallerResolver, Role
 from services.common.metrics import AxisMetrics, ForkSource
-from services.ledger.adapters.postgres import (
-    PostgresLedgerReader,
-    PostgresLedgerWriter,
-    StoredEntry,
-)
+from services.ledger.service_layer.ports import ForkRecorder, LedgerReader, StoredEntry
 from services.ledger.witnesses import WitnessEndpoint
 
 log = structlog.get_logger(__name__)
@@ -62,13 +58,13 @@ def _check_party(caller: Caller, entries: list[StoredEntry]) -> None:
 class LedgerServicer(pb_grpc.LedgerServiceServicer):
     def __init__(
         self,
-        reader: PostgresLedgerReader,
+        reader: LedgerReader,
         callers: CallerResolver,
         origin: str,
         *,
         witnesses: Sequence[WitnessEndpoint] = (),
         quorum: int = 0,
-        forks: PostgresLedgerWriter | None = None,
+        forks: ForkRecorder | None = None,
         metrics: AxisMetrics | None = None,
     ) -> None:
         self._reader = reader
