@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import grpc
@@ -29,7 +30,7 @@ from services.common.metrics import (
     SubmissionOutcome,
 )
 from services.common.rabbit import BROKER_ERRORS
-from services.exchange.adapters.rabbit import InFlight, RabbitInbox
+from services.exchange.adapters.rabbit import Inbox, InFlight
 from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.entrypoints.convert import (
     delivery_to_pb,
@@ -78,12 +79,20 @@ class LedgerAnchor(Protocol):
         ...
 
 
+class AgencyInboxes(Protocol):
+    """Where the Receive streams take an agency's mail from (RabbitInbox in production)."""
+
+    def consume(
+        self, agency_code: str, *, prefetch: int | None = None
+    ) -> AbstractAsyncContextManager[Inbox]: ...
+
+
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
     def __init__(
         self,
         handlers: ExchangeHandlers,
         callers: CallerResolver,
-        inbox: RabbitInbox,
+        inbox: AgencyInboxes,
         in_flight: InFlight,
         lifecycle: LifecycleHandlers | None = None,
         *,
