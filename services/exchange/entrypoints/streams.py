@@ -61,14 +61,14 @@ class Pusher:
         dead-lettered instead of being pushed past the limit."""
         started = time.time_ns()
         fresh: list[InboxMessage] = []
+        seen: set[str] = set()
         for message in batch:
-            if self._in_flight.holds(message.item_id) or any(
-                m.item_id == message.item_id for m in fresh
-            ):
+            if self._in_flight.holds(message.item_id) or message.item_id in seen:
                 # A second copy (the relay republished after a crash) of an item that is already
                 # pushed and awaiting its acknowledgement.
                 await message.message.ack()
             else:
+                seen.add(message.item_id)
                 fresh.append(message)
         copies = [m for m in fresh if not m.notice_id]
         notices = [m for m in fresh if m.notice_id]
