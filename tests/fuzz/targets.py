@@ -49,11 +49,8 @@ from tests.testdata import corpus_files
 from tests.unit.edxml.builders import a_document, a_status, zip_bytes
 from tests.unit.ledger.synthetic import ORIGIN as LEDGER_ORIGIN
 from tests.unit.ledger.synthetic import build_bodies, checkpoint_note, fixed_signer
+from tests.unit.trust.factories import OFFICIAL, RECIPIENTS, SENDER, SENDER_NAME
 
-SENDER = "000.00.00.H45"
-RECIPIENTS = ("000.00.00.G22", "000.00.00.H41")
-OFFICIAL = "Nguyễn Văn Đức"
-# Every seed is signed now; the parsers judge them a minute later.
 _KiB = 1024
 _LIMITS = ReaderLimits(
     max_xml_bytes=256 * _KiB,
@@ -64,6 +61,7 @@ _LIMITS = ReaderLimits(
 
 
 def _now() -> dt.datetime:
+    # Every seed is signed now; the parsers judge them a minute later.
     return dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=1)
 
 
@@ -74,7 +72,7 @@ def _ca() -> DemoCA:
 
 @functools.cache
 def _agency() -> IssuedCertificate:
-    return _ca().issue_agency(SENDER, "Ủy ban nhân dân tỉnh Khánh Hòa")
+    return _ca().issue_agency(SENDER, SENDER_NAME)
 
 
 @functools.cache
