@@ -16,6 +16,7 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerWriter,
 )
 from services.ledger.adapters.postgres_backlog import PostgresLedgerBacklog
+from services.ledger.adapters.postgres_leadership import PostgresLeadership
 from services.ledger.entrypoints import grpc_api as ledger_api
 from services.ledger.entrypoints.cosigning import WitnessCollector
 from services.ledger.entrypoints.writer import LedgerWriterLoop
@@ -36,10 +37,9 @@ async def wire_ledger(wiring: Wiring) -> None:
     )
     wiring.stack.push_async_callback(reader_pool.close)
     writer = LedgerWriterLoop(
-        settings.database_url,
+        PostgresLeadership(settings.database_url, role=sequencer_role),
         PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
         list(wiring.plan.signers),
-        role=sequencer_role,
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
     )
     if settings.worker_index == 0:  # one sequencer: the first worker's

@@ -23,6 +23,7 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerReader,
     PostgresLedgerWriter,
 )
+from services.ledger.adapters.postgres_leadership import PostgresLeadership
 from services.ledger.audit.export import ExportGapError
 from services.ledger.audit.verify import AuditReport, audit_export
 from services.ledger.entrypoints.writer import LedgerWriterLoop
@@ -345,10 +346,9 @@ async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
     ]
     loops = [
         LedgerWriterLoop(
-            drill_url,
+            PostgresLeadership(drill_url, role=SEQUENCER_ROLE),
             PostgresLedgerWriter(pool, ORIGIN),
             [signer],
-            role=SEQUENCER_ROLE,
             batch_size=50,
             idle_wait_s=0.02,
         )

@@ -23,8 +23,11 @@ from docaxis_client.ledger.cosignature import (
 )
 from docaxis_client.ledger.note import NoteError
 from services.common.metrics import AxisMetrics, ForkSource
-from services.ledger.adapters.postgres import PostgresLedgerReader, PostgresLedgerWriter
-from services.ledger.service_layer.ports import StoredCheckpoint
+from services.ledger.service_layer.ports import (
+    CheckpointsToCosign,
+    CosignatureStore,
+    StoredCheckpoint,
+)
 from services.ledger.witnesses import WitnessEndpoint
 from services.witness.domain import format_request
 
@@ -36,8 +39,8 @@ TIMEOUT_S = 5.0
 class WitnessCollector:
     def __init__(
         self,
-        reader: PostgresLedgerReader,
-        writer: PostgresLedgerWriter,
+        reader: CheckpointsToCosign,
+        writer: CosignatureStore,
         witnesses: Sequence[WitnessEndpoint],
         http: httpx.AsyncClient,
         metrics: AxisMetrics | None = None,

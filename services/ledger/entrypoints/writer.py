@@ -1,13 +1,13 @@
 """The ledger writer: one leader sequences staged events and publishes signed checkpoints.
 
-Leadership is a Postgres advisory lock held on a dedicated connection: a second instance waits
-until the first one's connection goes away, then takes over from the state in the database.
+Leadership (a Postgres advisory lock in production) goes to one instance at a time: a second
+instance waits until the first one's hold goes away, then takes over from the state in the
+database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -17,7 +17,7 @@ import structlog
 from docaxis_client.ledger.note import NoteSigner
 from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
-from services.ledger.adapters.postgres import WRITER_LOCK_KEY, PostgresLedgerWriter
+from services.ledger.service_layer.ports import Leadership, LeaderTerm, Sequencer
 
 log = structlog.get_logger(__name__)
 
@@ -31,20 +31,18 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 class LedgerWriterLoop:
     def __init__(
         self,
-        database_url: str,
-        writer: PostgresLedgerWriter,
+        leadership: Leadership,
+        writer: Sequencer,
         signers: Sequence[NoteSigner],
         *,
-        role: str | None,
         batch_size: int = 1000,
         max_batch_size: int = 8192,
         idle_wait_s: float = 0.1,
         checkpoint_interval_s: float = 1.0,
     ) -> None:
-        self._database_url = database_url
+        self._leadership = leadership
         self._writer = writer
         self._signers = list(signers)
-        self._role = role
         self._batch_size = batch_size
         self._max_batch_size = max(batch_size, max_batch_size)
         self._idle_wait_s = idle_wait_s
@@ -53,16 +51,13 @@ class LedgerWriterLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            lock_conn: asyncpg.Connection | None = None
+            term: LeaderTerm | None = None
             try:
-                lock_conn = await asyncpg.connect(
-                    self._database_url,
-                    server_settings={"role": self._role} if self._role else None,
-                )
-                if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+                term = await self._leadership.try_lead()
+                if term is not None:
                     log.info("ledger_leader_acquired")
                     self.leading.set()
-                    await self._lead(lock_conn, stop)
+                    await self._lead(term, stop)
                 else:
                     await pause(stop, 1.0)  # another writer leads: stand by
             except _TRANSIENT as exc:
@@ -72,17 +67,15 @@ class LedgerWriterLoop:
                 if self.leading.is_set():
                     log.info("ledger_leader_released")
                 self.leading.clear()
-                if lock_conn is not None and not lock_conn.is_closed():
-                    # Closing the session releases the advisory lock.
-                    with contextlib.suppress(*_TRANSIENT):
-                        await lock_conn.close(timeout=2)
+                if term is not None:
+                    await term.release()
 
-    async def _lead(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+    async def _lead(self, term: LeaderTerm, stop: asyncio.Event) -> None:
         await self._writer.record_keys(self._signers)
         last_checkpoint = 0.0
         limit = self._batch_size
         while not stop.is_set():
-            if lock_conn.is_closed():
+            if term.lost():
                 return  # lost the lock with its session: stand by again
             sequenced = await self._writer.sequence_batch(limit)
             # Small batches keep latency low when quiet; a backlog grows them, because each
