@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
-# Private RabbitMQ node on 127.0.0.1 for development and tests.
+# Private RabbitMQ node, or cluster of three nodes, on 127.0.0.1 for development and tests.
 #
-#   deploy/local/rabbitmq.sh start|stop|status|url|env
+#   deploy/local/rabbitmq.sh start|stop|status|url|env          one node (DOCAXIS_RABBIT_NODE)
+#   deploy/local/rabbitmq.sh cluster-start|cluster-stop|cluster-status|cluster-url
+#   deploy/local/rabbitmq.sh start-node N|stop-node N|kill-node N    N = 1, 2 or 3
 #
 # Environment (defaults):
-#   DOCAXIS_LOCAL_DIR         <repo>/.local/dev   data under $DOCAXIS_LOCAL_DIR/rabbitmq
-#   DOCAXIS_AMQP_PORT         35672
-#   DOCAXIS_RABBIT_DIST_PORT  35673               Erlang distribution port of the node
-#   DOCAXIS_EPMD_PORT         34369               this node's own epmd
-#   DOCAXIS_RABBIT_NODENAME   docaxis-<AMQP port>@localhost
+#   DOCAXIS_LOCAL_DIR           <repo>/.local/dev   node 1's data in $DOCAXIS_LOCAL_DIR/rabbitmq,
+#                                                   node N's (2, 3) in .../rabbitmq-N
+#   DOCAXIS_AMQP_PORT           35672               node 1
+#   DOCAXIS_RABBIT_DIST_PORT    35673               node 1's Erlang distribution port
+#   DOCAXIS_AMQP_PORT_2         35674               node 2 (and _3: 35676)
+#   DOCAXIS_RABBIT_DIST_PORT_2  35675               node 2 (and _3: 35677)
+#   DOCAXIS_EPMD_PORT           34369               the nodes' own epmd (one for all three)
+#   DOCAXIS_RABBIT_NODENAME     docaxis-<AMQP port>@localhost   (node 1 only)
+#   DOCAXIS_RABBIT_NODE         1                   the node that start|stop|status|url|env use
 # CLI tools (rabbitmqctl) listen on DIST_PORT+10000 .. DIST_PORT+10010 while they run.
 #
-# `start` prints amqp://guest:guest@127.0.0.1:PORT/ as the last line of stdout; everything
-# else goes to stderr. `env` prints the path of the environment file to source before using
-# /usr/lib/rabbitmq/bin/rabbitmqctl by hand.
+# `start` prints amqp://guest:guest@127.0.0.1:PORT/ as the last line of stdout, `cluster-start`
+# and `cluster-url` the three nodes' URLs separated by commas (what DOCAXIS_AMQP_URL takes);
+# everything else goes to stderr. `env` prints the path of the environment file to source
+# before using /usr/lib/rabbitmq/bin/rabbitmqctl by hand.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
 LOCAL_DIR=${DOCAXIS_LOCAL_DIR:-$REPO_ROOT/.local/dev}
-AMQP_PORT=${DOCAXIS_AMQP_PORT:-35672}
-DIST_PORT=${DOCAXIS_RABBIT_DIST_PORT:-35673}
+NODE=${DOCAXIS_RABBIT_NODE:-1}
+CLUSTER_NODES=(1 2 3)
+AMQP_PORTS=("${DOCAXIS_AMQP_PORT:-35672}" "${DOCAXIS_AMQP_PORT_2:-35674}" "${DOCAXIS_AMQP_PORT_3:-35676}")
+DIST_PORTS=("${DOCAXIS_RABBIT_DIST_PORT:-35673}" "${DOCAXIS_RABBIT_DIST_PORT_2:-35675}" "${DOCAXIS_RABBIT_DIST_PORT_3:-35677}")
+[[ $NODE =~ ^[123]$ ]] || { echo "rabbitmq.sh: ERROR: DOCAXIS_RABBIT_NODE='$NODE' is not 1, 2 or 3" >&2; exit 1; }
+AMQP_PORT=${AMQP_PORTS[NODE - 1]}
+DIST_PORT=${DIST_PORTS[NODE - 1]}
 EPMD_PORT=${DOCAXIS_EPMD_PORT:-34369}
-NODENAME=${DOCAXIS_RABBIT_NODENAME:-docaxis-$AMQP_PORT@localhost}
+node_name_of() { # N
+    if (($1 == 1)) && [[ -n ${DOCAXIS_RABBIT_NODENAME:-} ]]; then
+        printf '%s\n' "$DOCAXIS_RABBIT_NODENAME"
+    else
+        printf 'docaxis-%s@localhost\n' "${AMQP_PORTS[$1 - 1]}"
+    fi
+}
+NODENAME=$(node_name_of "$NODE")
 RABBIT_BIN_DIR=/usr/lib/rabbitmq/bin
 RABBITMQ_SERVER=$RABBIT_BIN_DIR/rabbitmq-server
 RABBITMQCTL=$RABBIT_BIN_DIR/rabbitmqctl
@@ -33,7 +52,8 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2fs", b - a }'; }
 
 usage() {
-    echo "usage: $0 start|stop|status|url|env" >&2
+    echo "usage: $0 start|stop|status|url|env|cluster-start|cluster-stop|cluster-status|cluster-url" >&2
+    echo "       $0 start-node N|stop-node N|kill-node N   (N = 1, 2 or 3)" >&2
     exit 2
 }
 
@@ -42,8 +62,11 @@ check_port_var() { # name value [max]
         die "$1='$2' is not a valid TCP port${3:+ (at most $3)}"
     fi
 }
-check_port_var DOCAXIS_AMQP_PORT "$AMQP_PORT"
-check_port_var DOCAXIS_RABBIT_DIST_PORT "$DIST_PORT" 55525
+for n in "${CLUSTER_NODES[@]}"; do
+    suffix=$( ((n == 1)) || printf '_%s' "$n")
+    check_port_var "DOCAXIS_AMQP_PORT$suffix" "${AMQP_PORTS[n - 1]}"
+    check_port_var "DOCAXIS_RABBIT_DIST_PORT$suffix" "${DIST_PORTS[n - 1]}" 55525
+done
 check_port_var DOCAXIS_EPMD_PORT "$EPMD_PORT"
 CTL_PORT_MIN=$((DIST_PORT + 10000))
 CTL_PORT_MAX=$((DIST_PORT + 10010))
@@ -52,7 +75,12 @@ case $LOCAL_DIR in
     /*) ;;
     *) LOCAL_DIR=$PWD/$LOCAL_DIR ;;
 esac
-R_DIR=$LOCAL_DIR/rabbitmq
+node_dir_of() { # N
+    if (($1 == 1)); then printf '%s\n' "$LOCAL_DIR/rabbitmq"; else printf '%s\n' "$LOCAL_DIR/rabbitmq-$1"; fi
+}
+url_of() { printf 'amqp://guest:guest@127.0.0.1:%s/\n' "${AMQP_PORTS[$1 - 1]}"; }
+R_DIR=$(node_dir_of "$NODE")
+COOKIE_SOURCE=$(node_dir_of 1)/home/.erlang.cookie
 ENV_FILE=$R_DIR/rabbitmq.env
 PID_FILE=$R_DIR/rabbitmq.pid
 LAUNCHER_PID_FILE=$R_DIR/launcher.pid
@@ -153,13 +181,33 @@ require_free_port() { # port variable-name what
     fi
 }
 
+# Node 1's cookie (created once; the cluster's other nodes copy it).
+ensure_cookie() {
+    local home
+    home=$(dirname -- "$COOKIE_SOURCE")
+    mkdir -p -- "$home"
+    chmod 700 "$home"
+    if [[ ! -s $COOKIE_SOURCE ]]; then
+        (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' \
+            >"$COOKIE_SOURCE")
+    fi
+    chmod 400 "$COOKIE_SOURCE"
+}
+
 write_files() {
     mkdir -p -- "$R_DIR/home" "$R_DIR/mnesia" "$R_DIR/log" "$R_DIR/conf.d"
     chmod 700 "$R_DIR/home"
-    # Private Erlang cookie shared by the server and the CLI (same HOME).
-    if [[ ! -s $R_DIR/home/.erlang.cookie ]]; then
-        (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' \
-            >"$R_DIR/home/.erlang.cookie")
+    # Private Erlang cookie shared by the server and the CLI (same HOME), generated here and
+    # never kept in the repository. Nodes 2 and 3 take node 1's: a cluster's nodes (and their
+    # CLI tools) must all have the same.
+    if ((NODE == 1)); then
+        ensure_cookie
+    else
+        [[ -s $COOKIE_SOURCE ]] || die "node 1's Erlang cookie $COOKIE_SOURCE is missing: start the cluster with: $0 cluster-start"
+        if ! cmp -s -- "$COOKIE_SOURCE" "$R_DIR/home/.erlang.cookie"; then
+            rm -f -- "$R_DIR/home/.erlang.cookie"
+            (umask 077 && cp -- "$COOKIE_SOURCE" "$R_DIR/home/.erlang.cookie")
+        fi
     fi
     chmod 400 "$R_DIR/home/.erlang.cookie"
 
@@ -349,8 +397,122 @@ cmd_status() {
     return 1
 }
 
+# --- cluster --------------------------------------------------------------------------------
+# Runs this script for node $1 (the rest of the arguments are the command).
+for_node() {
+    local n=$1
+    shift
+    DOCAXIS_RABBIT_NODE=$n bash "$SCRIPT_DIR/rabbitmq.sh" "$@"
+}
+
+cluster_url() {
+    local n urls=()
+    for n in "${CLUSTER_NODES[@]}"; do urls+=("$(url_of "$n")"); done
+    (IFS=,; printf '%s\n' "${urls[*]}")
+}
+
+check_node_arg() { [[ ${1:-} =~ ^[123]$ ]] || die "node number must be 1, 2 or 3, not '${1:-}'"; }
+
+# Makes node $1 (2 or 3, running) a member of node 1's cluster, once: a fresh node is reset and
+# joins; the marker file records it, because a node's membership lives in its data.
+join_cluster() {
+    local n=$1 dir seed
+    dir=$(node_dir_of "$n")
+    seed=$(node_name_of 1)
+    [[ $(cat "$dir/cluster.joined" 2>/dev/null || true) == "$seed" ]] && return 0
+    log "node $n joins the cluster of $seed"
+    local step
+    for step in stop_app reset "join_cluster $seed" start_app; do
+        # shellcheck disable=SC2086 # the step's words are separate arguments
+        if ! with_node_env "$n" "$RABBITMQCTL" -q $step >"$dir/join.out" 2>&1; then
+            cat "$dir/join.out" >&2
+            die "node $n: rabbitmqctl $step failed"
+        fi
+    done
+    printf '%s\n' "$seed" >"$dir/cluster.joined"
+}
+
+# Runs "$@" with node $1's environment file.
+with_node_env() {
+    local env_file
+    env_file=$(node_dir_of "$1")/rabbitmq.env
+    shift
+    (
+        set -a
+        # shellcheck source=/dev/null
+        . "$env_file"
+        set +a
+        exec "$@"
+    )
+}
+
+cmd_cluster_start() {
+    ensure_cookie
+    # All at once: a node that was not the last to stop waits at boot for the others.
+    local n pids=() failed=0
+    for n in "${CLUSTER_NODES[@]}"; do
+        for_node "$n" start >/dev/null &
+        pids+=($!)
+    done
+    for n in "${!pids[@]}"; do
+        wait "${pids[n]}" || { log "node $((n + 1)) did not start"; failed=1; }
+    done
+    ((failed == 0)) || die "the cluster did not start (logs in $(node_dir_of 1)/log and the rabbitmq-N folders)"
+    for n in "${CLUSTER_NODES[@]:1}"; do join_cluster "$n"; done
+    local running
+    running=$(with_node_env 1 "$RABBITMQCTL" -q eval 'length(rabbit_nodes:all_running()).')
+    ((running == ${#CLUSTER_NODES[@]})) || die "only $running of ${#CLUSTER_NODES[@]} nodes run in the cluster"
+    log "cluster of ${#CLUSTER_NODES[@]} nodes running in $(elapsed)"
+    cluster_url
+}
+
+cmd_cluster_stop() {
+    local n failed=0
+    for n in 3 2 1; do
+        for_node "$n" stop || failed=1
+    done
+    ((failed == 0)) || die "a node did not stop"
+}
+
+cmd_cluster_status() {
+    local n down=0
+    for n in "${CLUSTER_NODES[@]}"; do
+        for_node "$n" status || down=1
+    done
+    return "$down"
+}
+
+# kill -9 of node $1's Erlang VM: no shutdown code runs (a crash, for failure tests).
+cmd_kill_node() {
+    local dir pid
+    dir=$(node_dir_of "$1")
+    pid=$(cat "$dir/rabbitmq.pid" 2>/dev/null || true)
+    if ! [[ $pid =~ ^[0-9]+$ ]] || ! pid_alive "$pid" || [[ $(comm_of "$pid") != beam* ]]; then
+        die "node $1 is not running"
+    fi
+    kill -KILL "$pid"
+    wait_pid_exit "$pid" 10 || die "node $1 (pid $pid) did not die"
+    log "killed node $1 (pid $pid)"
+}
+
+case ${1:-} in
+    start-node | stop-node | kill-node)
+        (($# == 2)) || usage
+        check_node_arg "$2"
+        case $1 in
+            start-node) for_node "$2" start ;;
+            stop-node) for_node "$2" stop ;;
+            kill-node) cmd_kill_node "$2" ;;
+        esac
+        exit 0
+        ;;
+esac
 (($# == 1)) || usage
 case $1 in
+    cluster-start) cmd_cluster_start ;;
+    cluster-stop) cmd_cluster_stop ;;
+    cluster-status) cmd_cluster_status ;;
+    cluster-url) cluster_url ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status)
