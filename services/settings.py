@@ -49,6 +49,9 @@ class Settings:
     code_forms: frozenset[CodeForm] = frozenset({CodeForm.QCVN102, CodeForm.QD20})
     shutdown_grace_s: float = 10.0
     health_interval_s: float = 1.0
+    # Plain-HTTP /livez and /readyz for an orchestrator (services/common/probes.py); None: none.
+    # Bind it where only the orchestrator reaches (a pod's port, loopback for systemd).
+    probe_address: str | None = None
     log_level: str = "INFO"
     # The log's name in its checkpoints; an auditor pins it.
     ledger_origin: str = DEFAULT_LEDGER_ORIGIN
@@ -129,6 +132,7 @@ class Settings:
             code_forms=forms,
             shutdown_grace_s=read_float(env, "DOCAXIS_SHUTDOWN_GRACE_S", 10.0),
             health_interval_s=read_float(env, "DOCAXIS_HEALTH_INTERVAL_S", 1.0),
+            probe_address=_host_port(env, "DOCAXIS_PROBE_ADDRESS"),
             log_level=env.get("DOCAXIS_LOG_LEVEL", "INFO"),
             ledger_origin=env.get("DOCAXIS_LEDGER_ORIGIN", DEFAULT_LEDGER_ORIGIN),
             ledger_key_file=env.get("DOCAXIS_LEDGER_KEY_FILE") or None,
@@ -284,6 +288,17 @@ def dialable(bind_address: str) -> str:
     host (all interfaces) is reached on the loopback."""
     host, _, port = bind_address.rpartition(":")
     return f"127.0.0.1:{port}" if host in _WILDCARD_HOSTS else bind_address
+
+
+def _host_port(env: Mapping[str, str], key: str) -> str | None:
+    """A `host:port` setting checked now rather than when it is bound; empty means unset."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key} must be host:port, got {raw!r}")
+    return raw
 
 
 def _path(raw: str | None) -> Path | None:

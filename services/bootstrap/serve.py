@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import asyncpg
 import grpc
@@ -22,6 +23,7 @@ from services.common import metrics_api, postgres, rabbit
 from services.common.grpc_server import build_server, set_serving
 from services.common.metrics import AxisMetrics
 from services.common.periodic import pause
+from services.common.probes import Readiness, probe_server, probe_socket
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -103,6 +105,7 @@ async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], No
     )
     await server.start()
     wiring.stack.push_async_callback(server.stop, None)  # however serving ends
+    readiness = Readiness()
     wiring.add_job(
         "health",
         lambda halt: _watch_health(
@@ -112,21 +115,52 @@ async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], No
             wiring.broker,
             settings.health_interval_s,
             halt,
+            readiness,
         ),
     )
+    if settings.probe_address is not None:
+        _add_probes(wiring, settings.probe_address, readiness)
     try:
         async with asyncio.timeout(None) as deadline:
-            await _serve_until(stop, wiring, server, health_servicer, deadline, port, on_ready)
+            await _serve_until(
+                stop, wiring, server, Health(health_servicer, readiness), deadline, port, on_ready
+            )
     except TimeoutError:
         log.warning("background_jobs_cancelled", grace_s=settings.shutdown_grace_s)
     log.info("server_stopped")
+
+
+def _add_probes(wiring: Wiring, address: str, readiness: Readiness) -> None:
+    """/livez and /readyz on their own listener, answering until the drain is over (the jobs'
+    halt), so that an orchestrator sees the process draining rather than gone."""
+    sock = probe_socket(address, share_port=wiring.plan.settings.workers > 1)
+    wiring.stack.callback(sock.close)
+    probes = probe_server(readiness)
+
+    async def serve_probes(halt: asyncio.Event) -> None:
+        serving = asyncio.create_task(probes.serve(sockets=[sock]))
+        try:
+            await halt.wait()
+        finally:
+            probes.should_exit = True
+            await serving
+
+    wiring.add_job("probes", serve_probes)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What the process says about itself: gRPC health, and the probes' readiness."""
+
+    servicer: health.aio.HealthServicer
+    readiness: Readiness
 
 
 async def _serve_until(
     stop: asyncio.Event,
     wiring: Wiring,
     server: grpc.aio.Server,
-    health_servicer: health.aio.HealthServicer,
+    health_state: Health,
     deadline: asyncio.Timeout,
     port: int,
     on_ready: Callable[[int], None] | None,
@@ -148,7 +182,7 @@ async def _serve_until(
                 await stop.wait()
             finally:
                 # A job that died cancels this wait: shut down the same way, then raise.
-                await _drain(wiring, server, health_servicer)
+                await _drain(wiring, server, health_state)
                 halt.set()
                 deadline.reschedule(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
     except* Exception as failed:  # noqa: BLE001 - re-raised as the process's failure
@@ -166,13 +200,12 @@ async def _supervised(name: str, job: Job, halt: asyncio.Event, died: list[str])
         raise
 
 
-async def _drain(
-    wiring: Wiring, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer
-) -> None:
+async def _drain(wiring: Wiring, server: grpc.aio.Server, health_state: Health) -> None:
     """Shutdown (style.md §3.6): stop advertising, end streams, drain RPCs; the jobs stop next,
     then the broker and the pools close (the exit stack, in reverse order)."""
     log.info("server_stopping", grace_s=wiring.plan.settings.shutdown_grace_s)
-    await health_servicer.enter_graceful_shutdown()
+    health_state.readiness.draining = True
+    await health_state.servicer.enter_graceful_shutdown()
     for close in wiring.on_drain:
         await close()
     await server.stop(wiring.plan.settings.shutdown_grace_s)
@@ -185,12 +218,14 @@ async def _watch_health(
     broker: AbstractRobustConnection | None,
     interval_s: float,
     stop: asyncio.Event,
+    readiness: Readiness,
 ) -> None:
     """SERVING only while Postgres (and RabbitMQ, when this process uses it) answer."""
     serving: bool | None = None
     while not stop.is_set():
         database_ok = await postgres.ping(pool, timeout_s=interval_s * 2)
         broker_ok = broker is None or rabbit.is_connected(broker)
+        readiness.database, readiness.broker = database_ok, broker_ok
         now_serving = database_ok and broker_ok
         if now_serving != serving:
             await set_serving(servicer, names, now_serving)

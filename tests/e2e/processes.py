@@ -102,6 +102,9 @@ class AxisProcess(_ChildProcess):
         """With `pki`, production settings: mutual TLS, signatures required; without, the
         development mode."""
         self.address = f"127.0.0.1:{free_port()}"
+        probe_address = f"127.0.0.1:{free_port()}"
+        # /livez and /readyz (plain HTTP), as an orchestrator reads them.
+        self.probes_url = f"http://{probe_address}"
         self._command = command
         self._name = name
         self.pki = pki
@@ -112,6 +115,7 @@ class AxisProcess(_ChildProcess):
             **os.environ,
             **trust,
             "DOCAXIS_GRPC_ADDRESS": self.address,
+            "DOCAXIS_PROBE_ADDRESS": probe_address,
             "DOCAXIS_DATABASE_URL": database_url,
             "DOCAXIS_AMQP_URL": amqp_url,
             "DOCAXIS_SHUTDOWN_GRACE_S": "3",
@@ -148,6 +152,17 @@ class AxisProcess(_ChildProcess):
         if self.pki is None:
             return grpc.aio.insecure_channel(self.address), (("x-docaxis-role", "admin"),)
         return open_channel(self.address, self.pki.admin), ()
+
+    async def readyz(self) -> int | None:
+        """The status code of /readyz, or None when nothing answers."""
+        async with httpx.AsyncClient(base_url=self.probes_url, timeout=2.0) as probes:
+            try:
+                return (await probes.get("/readyz")).status_code
+            except httpx.TransportError:
+                return None
+
+    async def wait_for_readyz(self, wanted: int, timeout_s: float) -> None:
+        await eventually(self.readyz, lambda status: status == wanted, within=timeout_s, every=0.1)
 
     def kill(self) -> None:
         """kill -9: no shutdown code runs."""

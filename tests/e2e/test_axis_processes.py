@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from grpc_health.v1 import health_pb2
@@ -108,20 +109,21 @@ async def test_kill_9_with_pushed_unacknowledged_mail_redelivers_it_once(
 async def test_health_follows_rabbitmq_and_postgres_and_mail_flows_after_their_restart(
     axis_process: AxisProcess, services: SuiteServices
 ) -> None:
-    """NOT_SERVING while RabbitMQ or Postgres is down, SERVING when each is back, and a
-    document submitted afterwards is still pushed (connections recover by themselves)."""
-    try:
-        await asyncio.to_thread(services.rabbit, "stop")
-        await wait_for_health(axis_process.address, NOT_SERVING, 30, tls=axis_process.tls)
-    finally:
-        await asyncio.to_thread(services.rabbit, "start")
-    await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
-    try:
-        await asyncio.to_thread(services.postgres, "stop")
-        await wait_for_health(axis_process.address, NOT_SERVING, 30, tls=axis_process.tls)
-    finally:
-        await asyncio.to_thread(services.postgres, "start")
-    await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
+    """NOT_SERVING (and /readyz 503, /livez still 200) while RabbitMQ or Postgres is down,
+    SERVING and /readyz 200 when each is back, and a document submitted afterwards is still
+    pushed (connections recover by themselves)."""
+    await axis_process.wait_for_readyz(200, 30)
+    for service in (services.rabbit, services.postgres):
+        try:
+            await asyncio.to_thread(service, "stop")
+            await wait_for_health(axis_process.address, NOT_SERVING, 30, tls=axis_process.tls)
+            await axis_process.wait_for_readyz(503, 30)
+            async with httpx.AsyncClient(base_url=axis_process.probes_url) as probes:
+                assert (await probes.get("/livez")).status_code == 200
+        finally:
+            await asyncio.to_thread(service, "start")
+        await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
+        await axis_process.wait_for_readyz(200, 30)
 
     sender, recipient = await register(axis_process, 2)
     async with (
