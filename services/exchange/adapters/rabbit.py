@@ -25,6 +25,7 @@ from aio_pika.abc import (
 from docaxis.exchange.v1 import events_pb2
 
 from services.common import tracing
+from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
 
 INBOX_EXCHANGE = "docaxis.inbox"
 DEAD_LETTER_EXCHANGE = "docaxis.dead-letter"
@@ -171,18 +172,6 @@ async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class InboxMessage:
-    delivery_id: str
-    message: AbstractIncomingMessage
-    # Set instead of delivery_id for a notice (a status for a sender, a recall for a recipient).
-    notice_id: str = ""
-
-    @property
-    def item_id(self) -> str:
-        return self.notice_id or self.delivery_id
-
-
 class InFlight:
     """Messages pushed to a DMS and not yet acknowledged, by item id, across this process's
     Receive streams. An acknowledgement (on a stream or by Acknowledge) acks the broker message
@@ -191,7 +180,7 @@ class InFlight:
     database says it is done."""
 
     def __init__(self) -> None:
-        self._messages: dict[str, tuple[AbstractIncomingMessage, Callable[[str], None] | None]] = {}
+        self._messages: dict[str, tuple[BrokerMessage, Callable[[str], None] | None]] = {}
 
     def holds(self, item_id: str) -> bool:
         return item_id in self._messages
@@ -199,7 +188,7 @@ class InFlight:
     def add(
         self,
         item_id: str,
-        message: AbstractIncomingMessage,
+        message: BrokerMessage,
         released: Callable[[str], None] | None = None,
     ) -> None:
         self._messages[item_id] = (message, released)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import grpc
@@ -30,7 +29,6 @@ from services.common.metrics import (
     SubmissionOutcome,
 )
 from services.common.rabbit import BROKER_ERRORS
-from services.exchange.adapters.rabbit import Inbox, InFlight
 from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.entrypoints.convert import (
     delivery_to_pb,
@@ -61,6 +59,7 @@ from services.exchange.entrypoints.streams import (
     window_of,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.inbox_ports import AgencyInboxes, InFlight
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import Acknowledgement, PushItem
 from services.exchange.service_layer.upload_ports import UploadState
@@ -77,14 +76,6 @@ class LedgerAnchor(Protocol):
     async def latest_note(self) -> bytes:
         """The latest served checkpoint note with its cosignatures, or b"" before the first."""
         ...
-
-
-class AgencyInboxes(Protocol):
-    """Where the Receive streams take an agency's mail from (RabbitInbox in production)."""
-
-    def consume(
-        self, agency_code: str, *, prefetch: int | None = None
-    ) -> AbstractAsyncContextManager[Inbox]: ...
 
 
 class ExchangeServicer(pb_grpc.ExchangeServiceServicer):

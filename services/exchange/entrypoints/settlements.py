@@ -20,7 +20,7 @@ import structlog
 from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
 from services.exchange.adapters.postgres_lifecycle import ACKNOWLEDGED_CHANNEL
-from services.exchange.adapters.rabbit import InFlight
+from services.exchange.service_layer.inbox_ports import InFlight
 
 log = structlog.get_logger(__name__)
 

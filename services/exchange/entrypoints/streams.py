@@ -23,10 +23,10 @@ from services.common.errors import DomainError, FieldViolation, UnavailableError
 from services.common.grpc_errors import domain_errors, status_details
 from services.common.identity import CallerResolver
 from services.common.metrics import AcknowledgedKind, AxisMetrics, DeliveryMode
-from services.exchange.adapters.rabbit import Inbox, InboxMessage, InFlight
 from services.exchange.entrypoints.convert import delivery_to_pb, timestamp
 from services.exchange.entrypoints.lifecycle_convert import notice_response
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.inbox_ports import Inbox, InboxMessage, InFlight
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.lifecycle_ports import ItemKind
 from services.exchange.service_layer.ports import Acknowledgement, DeadLetter

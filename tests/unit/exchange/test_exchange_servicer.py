@@ -18,9 +18,10 @@ from services.common.grpc_errors import error_details
 from services.common.grpc_server import build_server
 from services.common.identity import HeaderCallerResolver, Role, agency_metadata, role_metadata
 from services.common.metrics import AxisMetrics
-from services.exchange.adapters.rabbit import Inbox, InFlight
+from services.exchange.adapters.rabbit import InFlight
 from services.exchange.entrypoints.grpc_api import SERVICE_NAME, ExchangeServicer
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.inbox_ports import Inbox
 from tests.unit.exchange.builders import SENDER
 
 
