@@ -12,11 +12,19 @@ from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from services.bootstrap.directory import LocalDirectory
 from services.bootstrap.wiring import Wiring
 from services.common.periodic import every
+from services.common.postgres_notifications import PostgresNotifications
 from services.directory.domain.codes import code_problem
 from services.exchange.adapters.directory import GrpcDirectoryLookup
-from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
+from services.exchange.adapters.postgres import (
+    OUTBOX_CHANNEL,
+    PostgresDocumentStore,
+    PostgresOutbox,
+)
 from services.exchange.adapters.postgres_admin import PostgresAdminStore
-from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_lifecycle import (
+    ACKNOWLEDGED_CHANNEL,
+    PostgresLifecycleStore,
+)
 from services.exchange.adapters.postgres_queues import PostgresQueueProbe
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
@@ -104,11 +112,17 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     wiring.metrics.watch_queues(PostgresQueueProbe(pool))
     publisher = RabbitPublisher(wiring.broker, inbox_queues)
     wiring.stack.push_async_callback(publisher.close)
-    wiring.add_job(
-        "outbox-relay", OutboxRelay(settings.database_url, PostgresOutbox(pool), publisher).run
+    outbox = PostgresOutbox(pool)
+    relay = OutboxRelay(
+        PostgresNotifications(settings.database_url, OUTBOX_CHANNEL),
+        lambda limit: outbox.relay_batch(limit, publisher.publish_batch),
     )
+    wiring.add_job("outbox-relay", relay.run)
     # Acknowledgements committed by any worker settle the stream item this worker holds.
-    wiring.add_job("settlements", Settlements(settings.database_url, in_flight).run)
+    settlements = Settlements(
+        PostgresNotifications(settings.database_url, ACKNOWLEDGED_CHANNEL), in_flight
+    )
+    wiring.add_job("settlements", settlements.run)
     if settings.worker_index == 0:  # the sweeps are singletons: the first worker runs them
         _wire_sweeps(wiring, lookup)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -10,8 +11,7 @@ import structlog
 from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
 from services.common.rabbit import BROKER_ERRORS
-from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresOutbox
-from services.exchange.adapters.rabbit import RabbitPublisher
+from services.exchange.service_layer.notification_ports import Notifications, Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -25,35 +25,33 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 class OutboxRelay:
     def __init__(
         self,
-        database_url: str,
-        outbox: PostgresOutbox,
-        publisher: RabbitPublisher,
+        committed: Notifications,
+        relay_batch: Callable[[int], Awaitable[int]],
         *,
         batch_size: int = 256,
         poll_interval_s: float = 1.0,
     ) -> None:
-        self._database_url = database_url
-        self._outbox = outbox
-        self._publisher = publisher
+        """`relay_batch(limit)` publishes up to `limit` outbox rows and deletes them in one
+        transaction, returning how many; `committed` tells when rows were added."""
+        self._committed = committed
+        self._relay_batch = relay_batch
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _payload: str) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relays until `stop` is set. Failures (broker or database down) back off and retry;
         the rows stay in the outbox, so nothing is lost while waiting."""
-        listener: asyncpg.Connection | None = None
+        subscription: Subscription | None = None
         backoff = 0.2
         while not stop.is_set():
             try:
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
-                relayed = await self._outbox.relay_batch(
-                    self._batch_size, self._publisher.publish_batch
-                )
+                if subscription is None or subscription.lost.is_set():
+                    subscription = await self._committed.subscribe(self._on_notify)
+                relayed = await self._relay_batch(self._batch_size)
                 backoff = 0.2
                 if relayed:
                     log.debug("outbox_relayed", messages=relayed)
@@ -66,11 +64,5 @@ class OutboxRelay:
                 continue
             self._wake.clear()
             await pause(stop, self._poll_interval_s, wake=self._wake)
-        if listener is not None and not listener.is_closed():
-            await listener.close()
-
-    async def _listen(self) -> asyncpg.Connection:
-        # A dedicated connection: LISTEN must outlive the pool's transaction-scoped borrowing.
-        conn: asyncpg.Connection = await asyncpg.connect(self._database_url)
-        await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
-        return conn
+        if subscription is not None:
+            await subscription.close()
