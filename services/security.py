@@ -69,7 +69,8 @@ class _DirectoryCheck:
         if self.lookup is None:
             return True  # a process without directory access (the ledger alone) cannot ask
         view = (await self.lookup.lookup([code])).get(code)
-        return view is not None and view.open
+        # An agency another hub serves is known here only to route its mail (federation).
+        return view is not None and view.open and view.served_here
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from typing import Self
 
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
 from services.directory.domain.codes import CodeForm, parse_forms
+from services.directory.domain.hubs import hub_code_problem
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
 from services.exchange.domain.notices import DEFAULT_COALESCE_AFTER, DEFAULT_MAX_PENDING_NOTICES
 from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
@@ -97,6 +98,11 @@ class Settings:
     # Which of them this process is (set by `docaxis run` for the ones it starts): the first
     # (0) alone runs the singletons (ledger writer, reroute and upload sweeps).
     worker_index: int = 0
+    # Federation (domain.md §1): this hub's code among its peers, the peer hubs it exchanges with
+    # (code → gRPC address), and how often their directories are pulled (SyncAgencies).
+    hub_code: str = ""
+    peers: tuple[tuple[str, str], ...] = ()
+    peer_sync_interval_s: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -162,6 +168,9 @@ class Settings:
             ),
             workers=read_int(env, "DOCAXIS_WORKERS", 1),
             worker_index=read_int(env, WORKER_INDEX_ENV, 0),
+            hub_code=env.get("DOCAXIS_HUB_CODE", "").strip(),
+            peers=parse_peers(env.get("DOCAXIS_PEERS", "")),
+            peer_sync_interval_s=read_float(env, "DOCAXIS_PEER_SYNC_INTERVAL_S", 30.0),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
@@ -185,7 +194,9 @@ class Settings:
             raise ConfigError("DOCAXIS_WORKERS must be 1 to 64")
         if settings.workers > 1 and settings.grpc_address.rsplit(":", 1)[-1] == "0":
             raise ConfigError("DOCAXIS_WORKERS > 1 needs a fixed port in DOCAXIS_GRPC_ADDRESS")
+        _check_federation(settings)
         for key, value, minimum in (
+            ("DOCAXIS_PEER_SYNC_INTERVAL_S", settings.peer_sync_interval_s, 0.05),
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
             ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),
@@ -195,6 +206,30 @@ class Settings:
             if not math.isfinite(value) or value < minimum:
                 raise ConfigError(f"{key} must be a number of seconds >= {minimum}, got {value}")
         return settings
+
+
+def parse_peers(raw: str) -> tuple[tuple[str, str], ...]:
+    """`national=10.0.0.5:50051,province-b=10.0.0.7:50051` as (code, address) pairs."""
+    peers: list[tuple[str, str]] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        code, sep, address = part.strip().partition("=")
+        if not sep or not code.strip() or not address.strip():
+            raise ConfigError(f"DOCAXIS_PEERS: {part.strip()!r} is not <hub code>=<host:port>")
+        peers.append((code.strip(), address.strip()))
+    return tuple(peers)
+
+
+def _check_federation(settings: Settings) -> None:
+    codes = [code for code, _ in settings.peers]
+    if settings.peers and not settings.hub_code:
+        raise ConfigError("DOCAXIS_PEERS needs this hub's own code: set DOCAXIS_HUB_CODE")
+    for code in [settings.hub_code, *codes] if settings.hub_code else codes:
+        if (why := hub_code_problem(code)) is not None:
+            raise ConfigError(f"DOCAXIS_HUB_CODE/DOCAXIS_PEERS: {why}")
+    if len(set(codes)) != len(codes) or settings.hub_code in codes:
+        raise ConfigError("DOCAXIS_PEERS names a hub twice, or this hub itself")
 
 
 def _check_trust_settings(settings: Settings) -> None:

@@ -160,6 +160,52 @@ class FakeAgencies:
         return stored
 
 
+class FakeHubRoutes:
+    """The `HubRoutes` port over dicts, storing pulled agencies into a FakeAgencies."""
+
+    def __init__(self, agencies: FakeAgencies) -> None:
+        self.agencies = agencies
+        self.table: dict[str, str] = {}
+        self.since: dict[str, int] = {}
+
+    async def routes(self) -> dict[str, str]:
+        return dict(self.table)
+
+    async def set_route(self, pattern: str, hub_code: str | None, updated_by: str) -> None:
+        if hub_code is None:
+            self.table.pop(pattern, None)
+        else:
+            self.table[pattern] = hub_code
+        self.agencies.ledger.append({"event": "hub_route", "pattern": pattern, "hub": hub_code})
+
+    async def peer_since(self, hub_code: str) -> int:
+        return self.since.get(hub_code, 0)
+
+    async def apply_peer_page(
+        self, hub_code: str, agencies: Sequence[Agency], next_since: int
+    ) -> int:
+        changed = 0
+        for agency in agencies:
+            current = self.agencies.rows.get(agency.code)
+            if current is not None and current.served_by is None:
+                continue  # served here: never replaced by a peer's record
+            pulled = dataclasses.replace(
+                agency,
+                parent_code=agency.parent_code
+                if agency.parent_code in self.agencies.rows
+                else None,
+                served_by=hub_code,
+            )
+            if current is not None and current == pulled and current.served_by == hub_code:
+                continue
+            self.agencies.rows[agency.code] = dataclasses.replace(
+                pulled, version=next(self.agencies._versions)
+            )
+            changed += 1
+        self.since[hub_code] = next_since
+        return changed
+
+
 # --- exchange -----------------------------------------------------------------------------------
 
 

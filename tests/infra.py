@@ -28,10 +28,15 @@ class SuiteServices:
     def postgres(self, action: str) -> str:
         return _script("postgres.sh", action, self.env)
 
+    def amqp_vhost(self, name: str) -> str:
+        """The URL of a virtual host of its own on the suite's broker (created if missing): one
+        per hub when a test federates several."""
+        return _script("rabbitmq.sh", "vhost", self.env, name)
 
-def _script(name: str, action: str, env: Mapping[str, str]) -> str:
+
+def _script(name: str, action: str, env: Mapping[str, str], *args: str) -> str:
     result = subprocess.run(
-        ["bash", str(REPO / "deploy" / "local" / name), action],
+        ["bash", str(REPO / "deploy" / "local" / name), action, *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

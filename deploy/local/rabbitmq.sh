@@ -52,7 +52,7 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2fs", b - a }'; }
 
 usage() {
-    echo "usage: $0 start|stop|status|url|env|cluster-start|cluster-stop|cluster-status|cluster-url" >&2
+    echo "usage: $0 start|stop|status|url|env|cluster-start|cluster-stop|cluster-status|cluster-url|vhost NAME" >&2
     echo "       $0 start-node N|stop-node N|kill-node N   (N = 1, 2 or 3)" >&2
     exit 2
 }
@@ -397,6 +397,16 @@ cmd_status() {
     return 1
 }
 
+# A virtual host of its own (created if missing) for each hub of a federation on one broker;
+# prints its URL.
+cmd_vhost() {
+    [[ $1 =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "vhost '$1': use a-z, 0-9 and '-'"
+    ctl -q add_vhost "$1" >/dev/null 2>&1 || ctl -q list_vhosts | grep -qx "$1" ||
+        die "cannot create vhost $1"
+    ctl -q set_permissions -p "$1" guest '.*' '.*' '.*' >/dev/null
+    printf '%s%s\n' "$URL" "$1"
+}
+
 # --- cluster --------------------------------------------------------------------------------
 # Runs this script for node $1 (the rest of the arguments are the command).
 for_node() {
@@ -496,6 +506,11 @@ cmd_kill_node() {
 }
 
 case ${1:-} in
+    vhost)
+        (($# == 2)) || usage
+        cmd_vhost "$2"
+        exit 0
+        ;;
     start-node | stop-node | kill-node)
         (($# == 2)) || usage
         check_node_arg "$2"

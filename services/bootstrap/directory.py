@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
 from services.bootstrap.directory_view import LocalDirectoryLookup
-from services.bootstrap.wiring import Wiring
+from services.bootstrap.peer_feed import GrpcPeerFeed
+from services.bootstrap.wiring import Job, Wiring
+from services.common.periodic import every
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.adapters.postgres_hubs import PostgresHubRoutes
 from services.directory.adapters.postgres_policies import PostgresSignaturePolicies
 from services.directory.entrypoints import grpc_api as directory_api
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
+from services.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +48,17 @@ async def wire_revocations(wiring: Wiring) -> RevocationHandlers | None:
 
 
 def wire_directory(wiring: Wiring, revocation: RevocationHandlers | None) -> LocalDirectory:
+    settings = wiring.plan.settings
     agencies = PostgresAgencies(wiring.pool)
-    directory = DirectoryHandlers(agencies, wiring.plan.settings.code_forms)
+    federated = bool(settings.hub_code)
+    directory = DirectoryHandlers(
+        agencies,
+        settings.code_forms,
+        hubs=PostgresHubRoutes(wiring.pool) if federated else None,
+        own_hub=settings.hub_code,
+    )
+    if federated and settings.worker_index == 0:
+        _wire_peer_pulls(wiring, directory)
     policies = SignaturePolicyHandlers(PostgresSignaturePolicies(wiring.pool), agencies)
     servicer = directory_api.DirectoryServicer(
         directory, wiring.plan.security.callers, revocation=revocation, policies=policies
@@ -54,3 +68,26 @@ def wire_directory(wiring: Wiring, revocation: RevocationHandlers | None) -> Loc
         lambda server: dpb_grpc.add_DirectoryServiceServicer_to_server(servicer, server),
     )
     return LocalDirectory(directory, policies)
+
+
+def _wire_peer_pulls(wiring: Wiring, directory: DirectoryHandlers) -> None:
+    """Each peer hub's directory pulled through its delta feed, as this hub (mutual TLS)."""
+    settings, security = wiring.plan.settings, wiring.plan.security
+    for hub_code, address in settings.peers:
+        channel, metadata = security.peer_channel(address)
+        wiring.stack.push_async_callback(channel.close)
+        feed = GrpcPeerFeed(hub_code, channel, tuple(metadata), settings.code_forms)
+
+        wiring.add_job(f"peer-directory-{hub_code}", _puller(directory, hub_code, feed, settings))
+
+
+def _puller(
+    directory: DirectoryHandlers, hub_code: str, feed: GrpcPeerFeed, settings: Settings
+) -> Job:
+    async def pull() -> None:
+        await directory.pull_peer(hub_code, feed.page)
+
+    async def job(stop: asyncio.Event) -> None:
+        await every(settings.peer_sync_interval_s, stop, pull, f"peer-directory-{hub_code}")
+
+    return job

@@ -31,7 +31,10 @@ class LocalDirectoryLookup:
             found, _unknown = await self._handlers.get_many(piece)
             for a in found:
                 views[a.code] = AgencyView(
-                    a.code, open=a.is_open_on(today), successor_codes=a.successor_codes
+                    a.code,
+                    open=a.is_open_on(today),
+                    successor_codes=a.successor_codes,
+                    served_here=a.served_by is None,
                 )
         return views
 
@@ -58,4 +61,5 @@ def exchange_view(resolution: directory.Resolution) -> Resolution:
         valid_to=resolution.valid_to,
         successor_codes=resolution.successor_codes,
         problem=resolution.problem,
+        hub=resolution.hub,
     )

@@ -21,7 +21,10 @@ ACTOR = "directory"
 # visible in order, so a delta-feed reader never skips one that commits late.
 _VERSION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('directory.agency_version'))"
 
-_COLUMNS = "code, name, parent_code, kind, valid_from, valid_to, successor_codes, email, version"
+_COLUMNS = (
+    "code, name, parent_code, kind, valid_from, valid_to, successor_codes, email, version, "
+    "served_by"
+)
 
 
 def _agency(row: asyncpg.Record) -> Agency:
@@ -35,6 +38,7 @@ def _agency(row: asyncpg.Record) -> Agency:
         successor_codes=tuple(row["successor_codes"]),
         email=row["email"],
         version=row["version"],
+        served_by=row["served_by"],
     )
 
 

@@ -36,6 +36,9 @@ class Agency:
     successor_codes: tuple[str, ...] = ()
     email: str = ""
     version: int = field(default=0, compare=False)
+    # The peer hub this agency's mail goes to (its record was pulled from that hub's directory,
+    # domain/hubs.py); None for an agency this hub serves. Not a registrant's field.
+    served_by: str | None = field(default=None, compare=False)
 
     def is_open_on(self, day: dt.date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)

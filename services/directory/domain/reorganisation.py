@@ -136,6 +136,8 @@ class Resolution:
     valid_to: dt.date | None = None
     successor_codes: tuple[str, ...] = ()
     problem: str = ""
+    # The peer hub that `effective` is served by (federation, domain/hubs.py); None: this hub.
+    hub: str | None = None
 
     @property
     def redirected(self) -> bool:

@@ -59,6 +59,7 @@ def agency_to_pb(agency: Agency, today: dt.date) -> pb.Agency:
         successor_codes=list(agency.successor_codes),
         email=agency.email,
         version=agency.version,
+        served_by_hub=agency.served_by or "",
     )
 
 
@@ -151,6 +152,7 @@ def resolution_to_pb(resolution: Resolution) -> pb.Resolution:
         valid_to=resolution.valid_to.isoformat() if resolution.valid_to else "",
         successor_codes=list(resolution.successor_codes),
         problem=resolution.problem,
+        hub=resolution.hub or "",
     )
 
 
@@ -170,6 +172,7 @@ def resolution_from_pb(message: pb.Resolution) -> Resolution:
         valid_to=dt.date.fromisoformat(message.valid_to) if message.valid_to else None,
         successor_codes=tuple(message.successor_codes),
         problem=message.problem,
+        hub=message.hub or None,
     )
 
 
@@ -386,4 +389,25 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
                 next_since_version=page.next_since_version,
                 latest_version=page.latest_version,
                 more=page.more,
+            )
+
+    async def SetHubRoute(
+        self, request: pb.SetHubRouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SetHubRouteResponse:
+        async with domain_errors(context):
+            caller = self._callers.resolve(context)
+            caller.require_admin(in_person=True)
+            pattern, hub_code = await self._handlers.set_route(
+                request.route.pattern, request.route.hub_code, caller.subject or caller.role.value
+            )
+            return pb.SetHubRouteResponse(route=pb.HubRoute(pattern=pattern, hub_code=hub_code))
+
+    async def ListHubRoutes(
+        self, request: pb.ListHubRoutesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListHubRoutesResponse:
+        async with domain_errors(context):
+            self._callers.resolve(context)
+            routes = await self._handlers.routes()
+            return pb.ListHubRoutesResponse(
+                routes=[pb.HubRoute(pattern=p, hub_code=h) for p, h in sorted(routes.items())]
             )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import builtins
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from services.common.errors import (
@@ -16,6 +17,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm, code_problem, normalise_code
+from services.directory.domain.hubs import hub_for, validate_route
 from services.directory.domain.model import Agency, validate_agency
 from services.directory.domain.reorganisation import (
     MAX_CHAIN,
@@ -26,7 +28,12 @@ from services.directory.domain.reorganisation import (
     resolve,
     validate_reorganisation,
 )
-from services.directory.service_layer.ports import Agencies, AgencyExistsError, StaleAgencyError
+from services.directory.service_layer.ports import (
+    Agencies,
+    AgencyExistsError,
+    HubRoutes,
+    StaleAgencyError,
+)
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -65,10 +72,26 @@ class SyncPage:
     more: bool
 
 
+# A page of a peer's delta feed: (agencies with the hub that serves each as the peer sees it,
+# None for the peer itself; next_since_version; more).
+PeerPage = tuple[list[tuple[Agency, str | None]], int, bool]
+
+
 class DirectoryHandlers:
-    def __init__(self, agencies: Agencies, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> None:
+    def __init__(
+        self,
+        agencies: Agencies,
+        forms: frozenset[CodeForm] = DEFAULT_FORMS,
+        *,
+        hubs: HubRoutes | None = None,
+        own_hub: str = "",
+    ) -> None:
+        """`hubs` and `own_hub` (this hub's code) for a federated hub; without them every
+        agency is served here."""
         self._agencies = agencies
         self._forms = forms
+        self._hubs = hubs
+        self._own_hub = own_hub
 
     @property
     def forms(self) -> frozenset[CodeForm]:
@@ -213,7 +236,30 @@ class DirectoryHandlers:
             # Unknown successors stay unknown: resolve reports them.
             if not fetched:
                 break
-        return [resolve(code, known, on_date) for code in normalised]
+        resolutions = [resolve(code, known, on_date) for code in normalised]
+        if self._hubs is None:
+            return resolutions
+        routes = await self._hubs.routes()
+        return [self._with_hub(r, known, routes) for r in resolutions]
+
+    def _with_hub(
+        self, resolution: Resolution, known: dict[str, Agency], routes: dict[str, str]
+    ) -> Resolution:
+        """The resolution with the hub that serves its end: a code (or the successor a chain
+        ends at) this directory does not know goes to the hub its shape routes to, which
+        decides there (federation)."""
+        end = resolution.effective
+        if end is None:
+            last = resolution.chain[-1] if resolution.chain else resolution.code
+            if last in known:  # not yet valid, closed without successor, split, a cycle
+                return resolution
+            end = last
+        hub = hub_for(end, known.get(end), routes)
+        if hub == self._own_hub:
+            hub = None
+        if hub is None:
+            return resolution
+        return dataclasses.replace(resolution, effective=end, hub=hub, problem="")
 
     async def effective_agency(self, code: str, on_date: dt.date) -> str | None:
         """The open agency that now stands for `code` (itself when open): for matching late
@@ -236,3 +282,44 @@ class DirectoryHandlers:
         rows = rows[:limit]
         next_since = rows[-1].version if rows else since_version
         return SyncPage(rows, next_since, max(latest, next_since), more)
+
+    async def routes(self) -> dict[str, str]:
+        return {} if self._hubs is None else await self._hubs.routes()
+
+    async def set_route(self, pattern: str, hub_code: str, updated_by: str) -> tuple[str, str]:
+        """Routes codes matching `pattern` to a peer hub (an empty hub code removes the route):
+        recorded in the ledger."""
+        if self._hubs is None:
+            raise ValidationError(
+                "this directory is not federated",
+                [FieldViolation("route", "set DOCAXIS_HUB_CODE to route to other hubs")],
+            )
+        if not hub_code:
+            pattern, _ = validate_route(pattern, "removed", self._forms)
+            await self._hubs.set_route(pattern, None, updated_by)
+            return pattern, ""
+        pattern, hub_code = validate_route(pattern, hub_code, self._forms)
+        await self._hubs.set_route(pattern, hub_code, updated_by)
+        return pattern, hub_code
+
+    async def pull_peer(
+        self, hub_code: str, fetch: Callable[[int], Awaitable[PeerPage]], *, max_pages: int = 100
+    ) -> int:
+        """Applies a peer's delta feed from where the last pull stopped; returns how many
+        agencies changed here. Split horizon: what the peer itself routes to this hub is not
+        taken back (this hub serves it, or knows better where it is)."""
+        assert self._hubs is not None
+        changed = 0
+        since = await self._hubs.peer_since(hub_code)
+        for _page in range(max_pages):
+            agencies, next_since, more = await fetch(since)
+            taken = [
+                agency
+                for agency, served_by in agencies
+                if served_by != self._own_hub and code_problem(agency.code, self._forms) is None
+            ]
+            changed += await self._hubs.apply_peer_page(hub_code, taken, next_since)
+            since = next_since
+            if not more:
+                break
+        return changed

@@ -69,3 +69,29 @@ class SignaturePolicies(Protocol):
         """Stores (replaces) the policy of its agency and type and stages a `directory` ledger
         event in the same transaction; returns it as stored."""
         ...
+
+
+class HubRoutes(Protocol):
+    """Federation: route patterns to peer hubs, and the agencies pulled from peers' directories
+    (stored among this hub's agencies with `served_by` set, domain/hubs.py)."""
+
+    async def routes(self) -> dict[str, str]:
+        """Every route, pattern → hub code."""
+        ...
+
+    async def set_route(self, pattern: str, hub_code: str | None, updated_by: str) -> None:
+        """Stores (or with None removes) the route of a pattern and stages a `directory` ledger
+        event in the same transaction."""
+        ...
+
+    async def peer_since(self, hub_code: str) -> int:
+        """The peer's feed version applied so far (0: nothing yet)."""
+        ...
+
+    async def apply_peer_page(
+        self, hub_code: str, agencies: Sequence[Agency], next_since: int
+    ) -> int:
+        """In one transaction: stores each agency as served by the peer under a new version of
+        this directory (new or changed ones only; an agency this hub serves itself is never
+        replaced), and the peer's feed position. Returns how many agencies changed."""
+        ...

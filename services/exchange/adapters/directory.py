@@ -45,6 +45,7 @@ def resolution_from_pb(message: dpb.Resolution) -> Resolution:
         valid_to=dt.date.fromisoformat(message.valid_to) if message.valid_to else None,
         successor_codes=tuple(message.successor_codes),
         problem=message.problem,
+        hub=message.hub or None,
     )
 
 
@@ -77,6 +78,7 @@ class GrpcDirectoryLookup:
                     code=a.code,
                     open=a.status == dpb.AGENCY_STATUS_ACTIVE,
                     successor_codes=tuple(a.successor_codes),
+                    served_here=not a.served_by_hub,
                 )
         return found
 

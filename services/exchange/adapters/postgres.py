@@ -105,8 +105,14 @@ def header_from_json(raw: str) -> Header:
 _INSERT_DELIVERY_MESSAGE = """
 INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, delivery_id,
     traceparent)
-VALUES ($1, $2, $3, $4, $5, (SELECT traceparent FROM exchange.document WHERE uuid = $6))
+VALUES (
+    -- A copy another hub delivers waits in that peer's queue (federation: PEER_ROUTING_PREFIX).
+    coalesce((SELECT 'hub.' || via_hub FROM exchange.delivery WHERE id = $5), $1),
+    $2, $3, $4, $5, (SELECT traceparent FROM exchange.document WHERE uuid = $6))
 """
+# The routing key (and inbox queue suffix) of the copies waiting for a peer hub: agency codes are
+# upper case, so they never begin with it.
+PEER_ROUTING_PREFIX = "hub."
 
 
 async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, str]]) -> None:
@@ -382,8 +388,8 @@ class PostgresDocumentStore(PostgresUploads):
             await conn.executemany(
                 """
                 INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-                    recipient, state, accepted_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    recipient, state, accepted_at, via_hub)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """,
                 [
                     (
@@ -394,6 +400,7 @@ class PostgresDocumentStore(PostgresUploads):
                         r.effective_recipient,
                         DeliveryState.ACCEPTED.value,
                         receipt.accepted_at,
+                        r.hub,
                     )
                     for i, r in enumerate(receipt.routes)
                 ],

@@ -33,6 +33,9 @@ class Resolution:
     valid_to: dt.date | None = None
     successor_codes: tuple[str, ...] = ()
     problem: str = ""
+    # The peer hub that serves `effective` (federation): mail for it is forwarded there. None:
+    # this hub serves it.
+    hub: str | None = None
 
     @property
     def redirected(self) -> bool:

@@ -176,6 +176,9 @@ class Route:
     requested_recipient: str
     effective_recipient: str
     delivery_id: str
+    # Federation: the peer hub the copy is forwarded to (its next hop); None when this hub
+    # delivers it to the recipient itself.
+    hub: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

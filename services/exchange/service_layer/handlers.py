@@ -534,7 +534,11 @@ def _submission_events(
             occurred_at=receipt.accepted_at,
             from_agency=header.sender,
             to_agency=route.effective_recipient,
-            data={"delivery": route.delivery_id, "requested": route.requested_recipient},
+            data={
+                "delivery": route.delivery_id,
+                "requested": route.requested_recipient,
+                **({"hub": route.hub} if route.hub else {}),
+            },
         )
         for route in receipt.routes
     )

@@ -32,6 +32,9 @@ class AgencyView:
     code: str
     open: bool
     successor_codes: tuple[str, ...] = ()
+    # False for an agency another hub serves (federation): it is known here to route its mail,
+    # and never acts on this hub itself.
+    served_here: bool = True
 
 
 class DirectoryLookup(Protocol):

@@ -3,7 +3,8 @@
 A recipient code closed on the day of sending follows its single successors to the agency open
 that day (the delivery keeps the code the sender wrote as its requested recipient). A code that
 leads nowhere (unknown, not yet valid, closed without successor, split into several) is refused
-with INVALID_ADDRESSEE naming the closure and the successors.
+with INVALID_ADDRESSEE naming the closure and the successors. A recipient another hub serves
+(federation: the directory says which) is routed to that hub, the copy's next hop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ async def route_recipients(
 ) -> tuple[Route, ...]:
     resolutions = await directory.resolve([sender, *recipients], day)
     own = resolutions.get(sender)
-    if own is None or own.state is not AddressState.OPEN:
+    if own is None or own.state is not AddressState.OPEN or own.hub is not None:
         raise RejectedError(
             f"sender {sender} is not a registered, open agency",
             reason="NOT_REGISTERED",
@@ -33,7 +34,13 @@ async def route_recipients(
     if refused:
         raise invalid_addressee(refused)
     routes = tuple(
-        Route(code, resolutions[code].effective or code, str(uuid.uuid4())) for code in recipients
+        Route(
+            code,
+            resolutions[code].effective or code,
+            str(uuid.uuid4()),
+            hub=resolutions[code].hub,
+        )
+        for code in recipients
     )
     _refuse_shared_successors(routes)
     return routes

@@ -119,6 +119,7 @@ class Agency(_message.Message):
     SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    SERVED_BY_HUB_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """QCVN 102 code ("000.00.00.H45") or a QĐ 20/2020 generic identifier (≤ 35 of [0-9A-Z.])."""
     name: _builtins.str
@@ -134,6 +135,10 @@ class Agency(_message.Message):
     email: _builtins.str
     version: _builtins.int
     """Output only: increases on every change; the delta feed orders by it."""
+    served_by_hub: _builtins.str
+    """Output only (federation): the peer hub that serves this agency, as pulled from its
+    directory; empty for an agency the answering hub serves itself.
+    """
     @_builtins.property
     def successor_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Where a closed agency's mail now goes. Empty with valid_to set: closed without successor."""
@@ -151,10 +156,11 @@ class Agency(_message.Message):
         successor_codes: _abc.Iterable[_builtins.str] | None = ...,
         email: _builtins.str = ...,
         version: _builtins.int = ...,
+        served_by_hub: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "kind", b"kind", "name", b"name", "parent_code", b"parent_code", "status", b"status", "successor_codes", b"successor_codes", "valid_from", b"valid_from", "valid_to", b"valid_to", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "kind", b"kind", "name", b"name", "parent_code", b"parent_code", "served_by_hub", b"served_by_hub", "status", b"status", "successor_codes", b"successor_codes", "valid_from", b"valid_from", "valid_to", b"valid_to", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -518,6 +524,7 @@ class Resolution(_message.Message):
     VALID_TO_FIELD_NUMBER: _builtins.int
     SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    HUB_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     known: _builtins.bool
     """False for a code the directory does not know."""
@@ -529,6 +536,10 @@ class Resolution(_message.Message):
     """Of `code` itself: its last valid day ("YYYY-MM-DD", empty while open) and successors."""
     problem: _builtins.str
     """Why `effective_code` is empty."""
+    hub: _builtins.str
+    """Federation: the peer hub that serves `effective_code` (mail for it is forwarded there);
+    empty when the answering hub serves it. `effective_code` may then be unknown here.
+    """
     @_builtins.property
     def chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The codes followed: `code` first, `effective_code` last."""
@@ -546,10 +557,11 @@ class Resolution(_message.Message):
         valid_to: _builtins.str = ...,
         successor_codes: _abc.Iterable[_builtins.str] | None = ...,
         problem: _builtins.str = ...,
+        hub: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "code", b"code", "effective_code", b"effective_code", "known", b"known", "problem", b"problem", "status", b"status", "successor_codes", b"successor_codes", "valid_to", b"valid_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "code", b"code", "effective_code", b"effective_code", "hub", b"hub", "known", b"known", "problem", b"problem", "status", b"status", "successor_codes", b"successor_codes", "valid_to", b"valid_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -723,3 +735,102 @@ class SetSignaturePolicyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetSignaturePolicyResponse: _TypeAlias = SetSignaturePolicyResponse  # noqa: Y015
+
+@_typing.final
+class HubRoute(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATTERN_FIELD_NUMBER: _builtins.int
+    HUB_CODE_FIELD_NUMBER: _builtins.int
+    pattern: _builtins.str
+    """A whole agency code, a level-1 part ("H45"), a group letter ("H") or "*"."""
+    hub_code: _builtins.str
+    """The peer hub's code (as in DOCAXIS_PEERS); empty in a request to remove the route."""
+    def __init__(
+        self,
+        *,
+        pattern: _builtins.str = ...,
+        hub_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hub_code", b"hub_code", "pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HubRoute: _TypeAlias = HubRoute  # noqa: Y015
+
+@_typing.final
+class SetHubRouteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def route(self) -> Global___HubRoute: ...
+    def __init__(
+        self,
+        *,
+        route: Global___HubRoute | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetHubRouteRequest: _TypeAlias = SetHubRouteRequest  # noqa: Y015
+
+@_typing.final
+class SetHubRouteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def route(self) -> Global___HubRoute: ...
+    def __init__(
+        self,
+        *,
+        route: Global___HubRoute | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetHubRouteResponse: _TypeAlias = SetHubRouteResponse  # noqa: Y015
+
+@_typing.final
+class ListHubRoutesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHubRoutesRequest: _TypeAlias = ListHubRoutesRequest  # noqa: Y015
+
+@_typing.final
+class ListHubRoutesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___HubRoute]: ...
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___HubRoute] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHubRoutesResponse: _TypeAlias = ListHubRoutesResponse  # noqa: Y015

@@ -85,6 +85,16 @@ class DirectoryServiceStub:
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
                 response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
                 _registered_method=True)
+        self.SetHubRoute = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/SetHubRoute',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteResponse.FromString,
+                _registered_method=True)
+        self.ListHubRoutes = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/ListHubRoutes',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -168,6 +178,22 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetHubRoute(self, request, context):
+        """Federation. Administrators only, recorded in the ledger: codes this directory does not know
+        that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
+        part such as "H45"; a group letter such as "G"; or "*") are served by the peer hub
+        `hub_code`. An empty hub_code removes the route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHubRoutes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +246,16 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.SetSignaturePolicy,
                     request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.FromString,
                     response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.SerializeToString,
+            ),
+            'SetHubRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetHubRoute,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteResponse.SerializeToString,
+            ),
+            'ListHubRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHubRoutes,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -493,6 +529,60 @@ class DirectoryService:
             '/docaxis.directory.v1.DirectoryService/SetSignaturePolicy',
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetHubRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/SetHubRoute',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHubRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/ListHubRoutes',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListHubRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

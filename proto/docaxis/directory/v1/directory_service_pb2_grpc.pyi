@@ -66,6 +66,13 @@ class DirectoryServiceStub:
     """
     SetSignaturePolicy: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]
     """Administrators only; recorded in the ledger."""
+    SetHubRoute: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetHubRouteRequest, _directory_service_pb2.SetHubRouteResponse]
+    """Federation. Administrators only, recorded in the ledger: codes this directory does not know
+    that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
+    part such as "H45"; a group letter such as "G"; or "*") are served by the peer hub
+    `hub_code`. An empty hub_code removes the route.
+    """
+    ListHubRoutes: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.ListHubRoutesRequest, _directory_service_pb2.ListHubRoutesResponse]
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -105,6 +112,13 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """
     SetSignaturePolicy: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]  # type: ignore[assignment]
     """Administrators only; recorded in the ledger."""
+    SetHubRoute: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetHubRouteRequest, _directory_service_pb2.SetHubRouteResponse]  # type: ignore[assignment]
+    """Federation. Administrators only, recorded in the ledger: codes this directory does not know
+    that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
+    part such as "H45"; a group letter such as "G"; or "*") are served by the peer hub
+    `hub_code`. An empty hub_code removes the route.
+    """
+    ListHubRoutes: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.ListHubRoutesRequest, _directory_service_pb2.ListHubRoutesResponse]  # type: ignore[assignment]
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The agency registry: codes, hierarchy, validity and reorganisations."""
@@ -201,5 +215,24 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_directory_service_pb2.SetSignaturePolicyResponse, _abc.Awaitable[_directory_service_pb2.SetSignaturePolicyResponse]]:
         """Administrators only; recorded in the ledger."""
+
+    @_abc_1.abstractmethod
+    def SetHubRoute(
+        self,
+        request: _directory_service_pb2.SetHubRouteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.SetHubRouteResponse, _abc.Awaitable[_directory_service_pb2.SetHubRouteResponse]]:
+        """Federation. Administrators only, recorded in the ledger: codes this directory does not know
+        that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
+        part such as "H45"; a group letter such as "G"; or "*") are served by the peer hub
+        `hub_code`. An empty hub_code removes the route.
+        """
+
+    @_abc_1.abstractmethod
+    def ListHubRoutes(
+        self,
+        request: _directory_service_pb2.ListHubRoutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.ListHubRoutesResponse, _abc.Awaitable[_directory_service_pb2.ListHubRoutesResponse]]: ...
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
