@@ -8,7 +8,7 @@ PROTOS := $(shell find proto/docaxis -name '*.proto' | sort)
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck check test test-unit services-install audit \
+.PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
 	test-e2e services-up services-down run demo down bench fuzz clean screenshots client-wheel
 
 help:
@@ -81,10 +81,19 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The packages pyproject names, then the deployment tools (mypy takes files or packages, not both).
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy $(DEPLOY_TOOLS)
 
-check: proto-check proto-lint lint imports typecheck
+DEPLOY_TOOLS := $(shell find deploy -name '*.py' | sort)
+
+# The deployment manifests (deploy/): compose, Dockerfile, Kubernetes, systemd, validated offline
+# (deploy/check_manifests.py); systemd-analyze comes from install.sh.
+manifests: $(STAMP) services-install
+	$(BIN)/python deploy/check_manifests.py
+
+check: proto-check proto-lint lint imports typecheck manifests
 
 # The whole suite: the integration and e2e tiers start their own Postgres and RabbitMQ on
 # test ports (see tests/conftest.py) and stop them afterwards.

@@ -2,7 +2,7 @@
 # Ensure the OS packages needed by deploy/local/postgres.sh and deploy/local/rabbitmq.sh exist:
 # PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) and RabbitMQ (rabbitmq-server,
 # rabbitmqctl), xmlsec1 (the independent XML-DSig tool the envelope signature tests check
-# docaxis against); with --browser also Debian's Chromium, which the admin console's end-to-end
+# docaxis against), systemd-analyze (make check verifies the systemd units with it); with --browser also Debian's Chromium, which the admin console's end-to-end
 # tests drive headless (Playwright never downloads a browser of its own here). Quick and
 # silent-ish when everything is there; installs with apt-get as root; fails with the package
 # names otherwise. Never leaves a system-wide server running.
@@ -50,6 +50,10 @@ xmlsec_present() {
     command -v xmlsec1 >/dev/null 2>&1
 }
 
+systemd_analyze_present() {
+    command -v systemd-analyze >/dev/null 2>&1
+}
+
 browser_present() {
     [[ -x /usr/bin/chromium ]]
 }
@@ -66,12 +70,13 @@ missing=()
 pg_present || missing+=(postgresql)
 rabbit_present || missing+=(rabbitmq-server)
 xmlsec_present || missing+=(xmlsec1)
+systemd_analyze_present || missing+=(systemd)
 if ((with_browser)) && ! browser_present; then missing+=(chromium); fi
 
 if ((${#missing[@]} == 0)); then
     also=""
     if ((with_browser)); then also=", Chromium too"; fi
-    log "PostgreSQL ($(find_pg_bindir)), RabbitMQ ($RABBIT_BIN_DIR) and xmlsec1 present$also ($(elapsed))"
+    log "PostgreSQL ($(find_pg_bindir)), RabbitMQ ($RABBIT_BIN_DIR), xmlsec1 and systemd-analyze present$also ($(elapsed))"
     exit 0
 fi
 
@@ -142,4 +147,5 @@ fi
 pg_present || die "PostgreSQL binaries still missing after installing 'postgresql'"
 rabbit_present || die "RabbitMQ binaries still missing after installing 'rabbitmq-server'"
 xmlsec_present || die "xmlsec1 still missing after installing 'xmlsec1'"
+systemd_analyze_present || die "systemd-analyze still missing after installing 'systemd'"
 log "installed ${missing[*]}: PostgreSQL in $(find_pg_bindir), RabbitMQ in $RABBIT_BIN_DIR ($(elapsed))"

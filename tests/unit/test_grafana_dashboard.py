@@ -57,6 +57,19 @@ def test_it_is_an_importable_dashboard_with_a_templated_prometheus(
         assert len(set(ref_ids)) == len(ref_ids)
 
 
+def test_a_provisioned_copy_resolves_its_data_source_through_a_variable(
+    dashboard: dict[str, Any],
+) -> None:
+    """Grafana's file provisioning (deploy/compose) ignores __inputs: the panels' ${DS_PROMETHEUS}
+    must then name a data source variable, which picks the default Prometheus."""
+    (variable,) = dashboard["templating"]["list"]
+    assert (variable["name"], variable["type"], variable["query"]) == (
+        "DS_PROMETHEUS",
+        "datasource",
+        "prometheus",
+    )
+
+
 def test_every_metric_it_queries_is_one_the_code_defines(dashboard: dict[str, Any]) -> None:
     defined = defined_names(AxisMetrics().registry) | defined_names(GatewayMetrics().registry)
     queried = {name for expr in expressions(dashboard) for name in METRIC.findall(expr)}
