@@ -21,7 +21,7 @@ test -f "$SECRETS/pki/servers/docaxis.pem" ||
 test -f "$SECRETS/ledger.key" || "$DOCAXIS" ledger keygen --out "$SECRETS/ledger.key" >/dev/null
 
 random() { python3 -c 'import secrets; print(secrets.token_hex(24))'; }
-for name in postgres-password docaxis-db-password replication-password amqp-password \
+for name in postgres-password docaxis-db-password auditor-password replication-password amqp-password \
     erlang-cookie grafana-admin-password; do
     test -s "$SECRETS/$name" || (umask 077 && random >"$SECRETS/$name")
 done
