@@ -187,30 +187,18 @@ CHECKS: dict[str, Callable[[Path], list[str]]] = {
 }
 
 
-def present(deploy: Path) -> tuple[str, ...]:
-    return tuple(kind for kind in CHECKS if (deploy / _MARKERS[kind]).exists())
-
-
-def check(deploy: Path, kinds: tuple[str, ...] | None = None) -> list[str]:
-    return [problem for kind in kinds or present(deploy) for problem in CHECKS[kind](deploy)]
+def check(deploy: Path, kinds: tuple[str, ...] = tuple(CHECKS)) -> list[str]:
+    return [problem for kind in kinds for problem in CHECKS[kind](deploy)]
 
 
 def main(argv: list[str]) -> int:
     deploy = Path(argv[1]) if len(argv) > 1 else DEPLOY_DIR
-    kinds = present(deploy)
-    problems = check(deploy, kinds)
+    problems = check(deploy)
     for problem in problems:
         print(problem, file=sys.stderr)
-    print(f"deploy: {', '.join(kinds)}: {'FAILED' if problems else 'valid'}", file=sys.stderr)
+    print(f"deploy: {', '.join(CHECKS)}: {'FAILED' if problems else 'valid'}", file=sys.stderr)
     return 1 if problems else 0
 
-
-_MARKERS = {
-    "compose": "compose.yaml",
-    "Dockerfile": "Dockerfile",
-    "Kubernetes": "kubernetes",
-    "systemd": "systemd",
-}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -68,6 +68,21 @@ PLANTED: dict[str, tuple[str, Callable[[Path], None], str]] = {
         lambda d: plant(d / KUBERNETES / "postgres.yaml", "        inRoles:", "        memberOf:"),
         "'memberOf' was unexpected",
     ),
+    # systemd ignores a misspelt hardening option with a warning; the check does not.
+    "systemd unknown option": (
+        "systemd",
+        lambda d: plant(d / "systemd" / "docaxis.service", "ProtectSystem=", "ProtectSytem="),
+        "Unknown key 'ProtectSytem'",
+    ),
+    "systemd program": (
+        "systemd",
+        lambda d: plant(
+            d / "systemd" / "docaxis-gateway.service",
+            "ExecStart=/opt/docaxis/bin/python",
+            "ExecStart=python",
+        ),
+        "is not executable",
+    ),
     # An overlay kustomize cannot render (its base misnamed).
     "kustomize": (
         "Kubernetes",
