@@ -227,6 +227,10 @@ class Axis:
             "DOCAXIS_AMQP_URL": amqp_url,
             "DOCAXIS_LEDGER_KEY_FILE": str(ledger_key),
             "DOCAXIS_LOG_LEVEL": "WARNING",
+            # The bench measures the axis's capacity, which per-agency rate limits would hide:
+            # a few bench agencies offer what thousands of real ones would.
+            "DOCAXIS_SUBMIT_RATE_PER_S": "0",
+            "DOCAXIS_OTHER_RATE_PER_S": "0",
             **({} if workers is None else {"DOCAXIS_WORKERS": str(workers)}),
         }
         self._command = [

@@ -2,7 +2,8 @@
 
 Every refusal carries an ErrorInfo (domain ``docaxis``, a stable ``reason`` from
 ``common.proto``'s ErrorReason, ``retryable`` in its metadata); validation adds a BadRequest
-naming every bad field at once, and UNAVAILABLE a RetryInfo saying when to try again.
+naming every bad field at once, and UNAVAILABLE and the abuse limits (RESOURCE_EXHAUSTED with
+RATE_LIMITED or CONCURRENCY_LIMITED) a RetryInfo saying when to try again.
 ``AgencyClient`` raises them as ``DocaxisError`` subclasses, one per status code::
 
     try:
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ResourceExhaustedError",
     "UnauthenticatedError",
     "UnavailableError",
     "decoded_errors",
@@ -198,6 +200,13 @@ class PermissionDeniedError(DocaxisError):
     """PERMISSION_DENIED: the caller may not do this (another agency's mail, a wrong role)."""
 
 
+class ResourceExhaustedError(DocaxisError):
+    """RESOURCE_EXHAUSTED: past a limit. RATE_LIMITED (too many calls) and CONCURRENCY_LIMITED
+    (too many Receive streams open) are retryable after ``retry_delay_s``; UPLOAD_QUOTA_EXCEEDED
+    is not, until the agency's unused uploads are used or expire. ``metadata["limit"]`` names
+    the limit."""
+
+
 class UnavailableError(DocaxisError):
     """UNAVAILABLE: docaxis or one of its dependencies is down; retry after ``retry_delay_s``."""
 
@@ -209,6 +218,7 @@ _BY_CODE: dict[grpc.StatusCode, type[DocaxisError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
 }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Self
 
 from services.common.config import ConfigError, read_bool, read_float, read_int, require
+from services.common.limits import LimitSettings
 from services.directory.domain.codes import CodeForm, parse_forms
 from services.directory.domain.hubs import hub_code_problem
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
@@ -103,6 +104,8 @@ class Settings:
     hub_code: str = ""
     peers: tuple[tuple[str, str], ...] = ()
     peer_sync_interval_s: float = 30.0
+    # Abuse limits per agency and per connection (services/common/limits.py).
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def tls(self) -> bool:
@@ -171,6 +174,7 @@ class Settings:
             hub_code=env.get("DOCAXIS_HUB_CODE", "").strip(),
             peers=parse_peers(env.get("DOCAXIS_PEERS", "")),
             peer_sync_interval_s=read_float(env, "DOCAXIS_PEER_SYNC_INTERVAL_S", 30.0),
+            limits=LimitSettings.from_env(env),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:

@@ -20,7 +20,9 @@ from services.bootstrap.ledger import wire_ledger
 from services.bootstrap.plan import ALL_COMPONENTS, Component, Plan, plan
 from services.bootstrap.wiring import Job, Wiring
 from services.common import metrics_api, postgres, rabbit
+from services.common.grpc_limits import LimitsInterceptor
 from services.common.grpc_server import build_server, set_serving
+from services.common.limits import AgencyLimits
 from services.common.metrics import AxisMetrics
 from services.common.periodic import pause
 from services.common.probes import Readiness, probe_server, probe_socket
@@ -94,6 +96,9 @@ async def _wire(wiring: Wiring) -> None:
 async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], None] | None) -> None:
     settings = wiring.plan.settings
     health_servicer = health.aio.HealthServicer()
+    limits = AgencyLimits(settings.limits)
+    wiring.metrics.watch_receive_streams(lambda: limits.streams.total)
+    callers = wiring.plan.security.callers
     server, port = build_server(
         settings.grpc_address,
         wiring.registrations,
@@ -102,6 +107,12 @@ async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], No
         credentials=wiring.plan.security.server_credentials(),
         refusals=wiring.metrics.rejected,
         share_port=settings.workers > 1,
+        limits=settings.limits,
+        agency_limits=LimitsInterceptor(
+            limits,
+            lambda context: callers.resolve(context).agency_code,
+            wiring.metrics.limit_refused,
+        ),
     )
     await server.start()
     wiring.stack.push_async_callback(server.stop, None)  # however serving ends

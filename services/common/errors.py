@@ -51,6 +51,8 @@ class DomainError(Exception):
 
     reason: str = "UNSPECIFIED"
     retryable: bool = False
+    # When set, the refusal carries a google.rpc RetryInfo (REST: Retry-After) with this delay.
+    retry_after_s: float | None = None
 
     def __init__(
         self,
@@ -96,6 +98,19 @@ class QuotaExceededError(DomainError):
     """The caller has used up an allowance; it may try again once it has freed some."""
 
 
+class LimitExceededError(QuotaExceededError):
+    """The caller went past an abuse limit (services/common/limits.py): RATE_LIMITED or
+    CONCURRENCY_LIMITED, with `limit` naming which in the metadata. Retryable: the same call is
+    allowed again after `retry_after_s`."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, reason: str, limit: str, retry_after_s: float) -> None:
+        super().__init__(message, reason=reason, meta={"limit": limit})
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
 class UnauthenticatedError(DomainError):
     reason = "UNAUTHENTICATED"
 
@@ -117,4 +132,4 @@ class UnavailableError(DomainError):
         meta: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message, reason=reason, meta=meta)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s: float = retry_after_s

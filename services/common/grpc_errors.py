@@ -5,6 +5,7 @@ The google.rpc modules are partly untyped; they are confined to this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -120,9 +121,10 @@ def _status(exc: DomainError) -> status_pb2.Status:
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
-    if isinstance(exc, UnavailableError):
+    if exc.retry_after_s is not None:
         delay = duration_pb2.Duration()
-        delay.FromMilliseconds(int(exc.retry_after_s * 1000))
+        # Rounded up: "retry after 0 ms" would invite the very retry loop a limit refuses.
+        delay.FromMilliseconds(max(1, math.ceil(exc.retry_after_s * 1000)))
         retry = any_pb2.Any()
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         details.append(retry)

@@ -16,11 +16,14 @@ from grpc_reflection.v1alpha import reflection
 from services.common import tracing
 from services.common.errors import FieldViolation, ValidationError
 from services.common.grpc_errors import abort_with_domain_error, refusal_reason
+from services.common.grpc_handlers import Streaming, Unary, rewrapped
+from services.common.grpc_limits import LimitsInterceptor, channel_options
+from services.common.limits import LimitSettings
 from services.common.text import control_character
 
 log = structlog.get_logger(__name__)
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_LIMITS = LimitSettings()
 
 
 # Told of every refused call: (method, ErrorInfo reason); e.g. AxisMetrics.rejected.
@@ -91,14 +94,8 @@ def _logged(
     handler: grpc.RpcMethodHandler[Any, Any], method: str, refusals: RefusalSink | None
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The same handler, timed and logged once at the end, whatever its shape."""
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None or handler.stream_unary is not None:
-        # The stubs type handlers as synchronous; on an aio server they are coroutines.
-        inner: Any = handler.unary_unary or handler.stream_unary
 
+    def unary(inner: Unary) -> Unary:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start, error = time.monotonic(), None
             try:
@@ -110,27 +107,24 @@ def _logged(
             finally:
                 _finished(context, start, error, method, refusals)
 
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(call, **codec)
-        return grpc.stream_unary_rpc_method_handler(call, **codec)
+        return call
 
-    streaming: Any = handler.unary_stream or handler.stream_stream
+    def streaming(inner: Streaming) -> Streaming:
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            start, error = time.monotonic(), None
+            try:
+                with tracing.rpc_span(method, context.invocation_metadata(), streaming=True):
+                    async for response in inner(request, context):
+                        yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _finished(context, start, error, method, refusals)
 
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        start, error = time.monotonic(), None
-        try:
-            with tracing.rpc_span(method, context.invocation_metadata(), streaming=True):
-                async for response in streaming(request, context):
-                    yield response
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _finished(context, start, error, method, refusals)
+        return stream
 
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(stream, **codec)
-    return grpc.stream_stream_rpc_method_handler(stream, **codec)
+    return rewrapped(handler, unary, streaming)
 
 
 class ControlCharacterInterceptor(grpc.aio.ServerInterceptor):
@@ -148,27 +142,23 @@ class ControlCharacterInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            # The stubs type handlers as synchronous; on an aio server they are coroutines.
-            unary: Any = handler.unary_unary
 
+        def unary(inner: Unary) -> Unary:
             async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 await _refuse_control_characters(request, context)
-                return await unary(request, context)
+                return await inner(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(call, **codec)
-        streaming: Any = handler.unary_stream
+            return call
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await _refuse_control_characters(request, context)
-            async for response in streaming(request, context):
-                yield response
+        def streaming(inner: Streaming) -> Streaming:
+            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await _refuse_control_characters(request, context)
+                async for response in inner(request, context):
+                    yield response
 
-        return grpc.unary_stream_rpc_method_handler(stream, **codec)
+            return stream
+
+        return rewrapped(handler, unary, streaming)
 
 
 async def _refuse_control_characters(
@@ -215,24 +205,23 @@ def build_server(
     credentials: grpc.ServerCredentials | None = None,
     refusals: RefusalSink | None = None,
     share_port: bool = False,
+    limits: LimitSettings = DEFAULT_LIMITS,
+    agency_limits: LimitsInterceptor | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A server with our services, grpc.health.v1 and reflection; returns it and its bound port.
     `refusals` is told of every refused call (the metrics count them). `share_port`: several
     worker processes listen on the same address (SO_REUSEPORT; the kernel spreads connections
-    among them); otherwise a port already in use is an error."""
+    among them); otherwise a port already in use is an error. `limits` bounds each connection;
+    `agency_limits`, when given, each agency's calls."""
+    # Logging first: it sees (and counts) the refusals of the interceptors after it; the limits
+    # next, so that a refused call costs nothing more.
+    interceptors: list[grpc.aio.ServerInterceptor] = [LoggingInterceptor(refusals)]
+    if agency_limits is not None:
+        interceptors.append(agency_limits)
+    interceptors.append(ControlCharacterInterceptor())
     server = grpc.aio.server(
-        # Logging first: it sees (and counts) the refusals of the interceptors after it.
-        interceptors=[LoggingInterceptor(refusals), ControlCharacterInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            # Long-lived Receive streams: notice dead peers, and let clients keep idle streams.
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.so_reuseport", 1 if share_port else 0),
-        ],
+        interceptors=interceptors,
+        options=[*channel_options(limits), ("grpc.so_reuseport", 1 if share_port else 0)],
     )
     for add in register:
         add(server)

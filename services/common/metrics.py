@@ -57,6 +57,8 @@ LATENCY_BUCKETS_S = (
 # A scrape answers within the gateway's deadline even when the database hangs: the gauges of a
 # probe that did not answer in time are left out, and its `docaxis_metrics_probe_up` says 0.
 PROBE_TIMEOUT_S = 1.5
+# Agencies named in docaxis_limit_refusals before the rest are counted as "other".
+LIMITED_AGENCY_LABELS = 50
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -270,6 +272,20 @@ class AxisMetrics:
             ["witness"],
             registry=self.registry,
         )
+        self._limited = Counter(
+            "docaxis_limit_refusals",
+            "Calls an abuse limit refused (services/common/limits.py), by limit (submit, other: "
+            f"the rates; receive_streams) and agency; past {LIMITED_AGENCY_LABELS} agencies a "
+            'process has refused, the others are counted as agency="other".',
+            ["limit", "agency"],
+            registry=self.registry,
+        )
+        self._limited_agencies: set[str] = set()
+        self._receive_streams = Gauge(
+            "docaxis_receive_streams_open",
+            "Receive and ReceiveStream streams open in this process, every agency together.",
+            registry=self.registry,
+        )
         for source in ForkSource:
             self._forks.labels(source.value)
         # Every known label value from the start: rate() needs the zero before the first event.
@@ -293,6 +309,20 @@ class AxisMetrics:
     def rejected(self, method: str, reason: str) -> None:
         """`method` as gRPC names it ("/docaxis.exchange.v1.ExchangeService/Submit")."""
         self._rejections.labels(method.lstrip("/"), reason).inc()
+
+    def limit_refused(self, limit: str, agency: str) -> None:
+        """A call of `agency` refused by `limit`. The agency is a label while few are refused
+        (the abusers); past LIMITED_AGENCY_LABELS, a refusal wave across the whole directory
+        would make a series per agency, so the rest are counted together."""
+        if agency not in self._limited_agencies:
+            if len(self._limited_agencies) >= LIMITED_AGENCY_LABELS:
+                agency = "other"
+            else:
+                self._limited_agencies.add(agency)
+        self._limited.labels(limit, agency).inc()
+
+    def watch_receive_streams(self, count: Callable[[], int]) -> None:
+        self._receive_streams.set_function(count)
 
     def handed_over(self, mode: DeliveryMode, accepted_at: dt.datetime, *, first: bool) -> None:
         self._deliveries.labels(mode.value).inc()

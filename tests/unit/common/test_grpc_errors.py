@@ -18,6 +18,7 @@ from services.common.errors import (
     ConflictError,
     DomainError,
     FieldViolation,
+    LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
     RejectedError,
@@ -31,6 +32,7 @@ from services.common.identity import HeaderCallerResolver, Role, agency_metadata
 from services.directory.domain.model import Agency, AgencyKind
 from services.directory.entrypoints.grpc_api import SERVICE_NAME, DirectoryServicer
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.domain.quota import UploadQuotaExceededError
 from services.exchange.service_layer.handlers import SizeLimitError
 from tests.fakes import FakeAgencies
 
@@ -57,6 +59,13 @@ ERRORS: dict[str, Exception] = {
     "unauthenticated": UnauthenticatedError("who are you"),
     "denied": PermissionDeniedError("not yours"),
     "unavailable": UnavailableError("database down", retry_after_s=2.5),
+    "rate-limited": LimitExceededError(
+        "too fast", reason="RATE_LIMITED", limit="submit", retry_after_s=0.25
+    ),
+    "streams": LimitExceededError(
+        "too many streams", reason="CONCURRENCY_LIMITED", limit="receive_streams", retry_after_s=5
+    ),
+    "upload-quota": UploadQuotaExceededError("uploads full", meta={"quota_bytes": "10"}),
     "bare": DomainError("something expected"),
     "bug": RuntimeError("a bug"),
 }
@@ -140,6 +149,9 @@ def an_agency(**changes: Any) -> pb.Agency:
         ("unauthenticated", grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
         ("denied", grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
         ("unavailable", grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
+        ("rate-limited", grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
+        ("streams", grpc.StatusCode.RESOURCE_EXHAUSTED, "CONCURRENCY_LIMITED"),
+        ("upload-quota", grpc.StatusCode.RESOURCE_EXHAUSTED, "UPLOAD_QUOTA_EXCEEDED"),
         ("bare", grpc.StatusCode.FAILED_PRECONDITION, "UNSPECIFIED"),
     ],
 )
@@ -208,6 +220,13 @@ async def client_error_of(call: Awaitable[object]) -> errors.DocaxisError:
         ("unauthenticated", errors.UnauthenticatedError, common_pb2.ERROR_REASON_UNAUTHENTICATED),
         ("denied", errors.PermissionDeniedError, common_pb2.ERROR_REASON_PERMISSION_DENIED),
         ("unavailable", errors.UnavailableError, common_pb2.ERROR_REASON_UNAVAILABLE),
+        ("rate-limited", errors.ResourceExhaustedError, common_pb2.ERROR_REASON_RATE_LIMITED),
+        ("streams", errors.ResourceExhaustedError, common_pb2.ERROR_REASON_CONCURRENCY_LIMITED),
+        (
+            "upload-quota",
+            errors.ResourceExhaustedError,
+            common_pb2.ERROR_REASON_UPLOAD_QUOTA_EXCEEDED,
+        ),
         ("bare", errors.FailedPreconditionError, common_pb2.ERROR_REASON_UNSPECIFIED),
         ("bug", errors.DocaxisError, common_pb2.ERROR_REASON_UNSPECIFIED),
     ],
@@ -242,6 +261,28 @@ async def test_the_client_error_says_when_to_retry(channel: grpc.aio.Channel) ->
     """UNAVAILABLE from docaxis: retryable, after RetryInfo's delay."""
     refused = await client_error_of(raise_over(channel, "unavailable"))
     assert (refused.retryable, refused.retry_delay_s) == (True, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "limit", "delay_s"),
+    [("rate-limited", "submit", 0.25), ("streams", "receive_streams", 5)],
+)
+async def test_a_limit_refusal_is_retryable_after_its_delay_and_names_the_limit(
+    channel: grpc.aio.Channel, name: str, limit: str, delay_s: float
+) -> None:
+    """RATE_LIMITED and CONCURRENCY_LIMITED: RESOURCE_EXHAUSTED, retryable after RetryInfo's
+    delay, the limit named in the metadata."""
+    refused = await client_error_of(raise_over(channel, name))
+    assert isinstance(refused, errors.ResourceExhaustedError)
+    assert (refused.retryable, refused.retry_delay_s) == (True, delay_s)
+    assert refused.metadata == {"limit": limit, "retryable": "true"}
+
+
+async def test_the_upload_quota_is_resource_exhausted_but_final(channel: grpc.aio.Channel) -> None:
+    """The same status code, but waiting frees nothing: not retryable, no RetryInfo."""
+    refused = await client_error_of(raise_over(channel, "upload-quota"))
+    assert isinstance(refused, errors.ResourceExhaustedError)
+    assert (refused.retryable, refused.retry_delay_s) == (False, None)
 
 
 async def test_a_call_that_never_got_an_answer_is_retryable() -> None:

@@ -85,6 +85,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
     are allowed, MD5, RSA keys under 2048 bits).
     """
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 32
+    """Retryable: the agency called faster than its rate limit (RESOURCE_EXHAUSTED; metadata
+    `limit` names the method class, e.g. "submit"). RetryInfo says when a call is allowed again.
+    """
+    ERROR_REASON_CONCURRENCY_LIMITED: _ErrorReason.ValueType  # 33
+    """Retryable: the agency already holds as many Receive streams as it may open (RESOURCE_EXHAUSTED;
+    metadata `limit` is "receive_streams"). Its open streams keep working; close one, or retry
+    after RetryInfo's delay.
+    """
     ERROR_REASON_LEDGER_FORK: _ErrorReason.ValueType  # 38
     """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
     joins: a split view (docaxis_client.ledger.monitor).
@@ -157,6 +166,15 @@ after the official's in the main PDF). Metadata names the role and the attachmen
 ERROR_REASON_SIGNATURE_ALGORITHM_WEAK: ErrorReason.ValueType  # 31
 """A signature uses an algorithm the signature policy refuses (SHA-1 unless legacy algorithms
 are allowed, MD5, RSA keys under 2048 bits).
+"""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 32
+"""Retryable: the agency called faster than its rate limit (RESOURCE_EXHAUSTED; metadata
+`limit` names the method class, e.g. "submit"). RetryInfo says when a call is allowed again.
+"""
+ERROR_REASON_CONCURRENCY_LIMITED: ErrorReason.ValueType  # 33
+"""Retryable: the agency already holds as many Receive streams as it may open (RESOURCE_EXHAUSTED;
+metadata `limit` is "receive_streams"). Its open streams keep working; close one, or retry
+after RetryInfo's delay.
 """
 ERROR_REASON_LEDGER_FORK: ErrorReason.ValueType  # 38
 """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof

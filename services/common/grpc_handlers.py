@@ -1,0 +1,39 @@
+"""Rebuilding a gRPC method handler around an interceptor's own code, whatever its shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+# The stubs type handlers as synchronous; on an aio server they are coroutines (unary
+# responses) and async generators (streamed responses).
+Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def rewrapped(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary: Callable[[Unary], Unary],
+    streaming: Callable[[Streaming], Streaming],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` of the same shape and codec, its behaviour passed through `unary` when it
+    answers once (unary-unary, stream-unary) or through `streaming` when it streams its
+    answers (unary-stream, stream-stream)."""
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    inner: Any
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(unary(inner), **codec)
+    if handler.stream_unary is not None:
+        inner = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(unary(inner), **codec)
+    if handler.unary_stream is not None:
+        inner = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(streaming(inner), **codec)
+    inner = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler(streaming(inner), **codec)
