@@ -27,7 +27,14 @@ from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
-from tests.infra import SuiteServices, start_services, stop_services
+from tests.infra import (
+    RabbitCluster,
+    SuiteServices,
+    start_rabbit_cluster,
+    start_services,
+    stop_rabbit_cluster,
+    stop_services,
+)
 from tests.pki import SuitePki
 from tests.testdata import header_line
 
@@ -55,6 +62,16 @@ def services() -> Iterator[SuiteServices]:
         yield started
     finally:
         stop_services(started)
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster() -> Iterator[RabbitCluster]:
+    """A three-node RabbitMQ cluster, started once for the tests that ask for it (~15 s)."""
+    started = start_rabbit_cluster()
+    try:
+        yield started
+    finally:
+        stop_rabbit_cluster(started)
 
 
 @pytest.fixture(scope="session")

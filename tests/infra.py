@@ -1,8 +1,10 @@
-"""Starting and stopping the suite's own Postgres and RabbitMQ through deploy/local scripts."""
+"""Starting and stopping the suite's own Postgres and RabbitMQ through deploy/local scripts; for
+the failover tests, a three-node RabbitMQ cluster (once per session, only when a test asks)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # Overridable (with the TEST_*_PORT variables) so that several suites can run side by side.
@@ -49,6 +52,94 @@ def _script(name: str, action: str, env: Mapping[str, str], *args: str) -> str:
         )
     lines = result.stdout.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitCluster:
+    """Three RabbitMQ nodes on loopback (deploy/local/rabbitmq.sh cluster-start)."""
+
+    url: str  # the three nodes' URLs, comma-separated, as DOCAXIS_AMQP_URL takes them
+    env: Mapping[str, str]
+
+    @property
+    def node_urls(self) -> list[str]:
+        return self.url.split(",")
+
+    @property
+    def amqp_ports(self) -> list[int]:
+        """Nodes 1, 2, 3's AMQP ports."""
+        names = ("DOCAXIS_AMQP_PORT", "DOCAXIS_AMQP_PORT_2", "DOCAXIS_AMQP_PORT_3")
+        return [int(self.env[name]) for name in names]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"docaxis-{port}@localhost" for port in self.amqp_ports]
+
+    def script(self, action: str, *args: str) -> str:
+        return _script("rabbitmq.sh", action, self.env, *args)
+
+    def kill_node(self, node: int) -> None:
+        """kill -9 of the node's Erlang VM."""
+        self.script("kill-node", str(node))
+
+    def start_node(self, node: int) -> None:
+        self.script("start-node", str(node))
+
+    def queues(self, node: int = 1) -> dict[str, dict[str, Any]]:
+        """The cluster's queues by name (type, members), as node `node` lists them."""
+        env_file = Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
+            "rabbitmq" if node == 1 else f"rabbitmq-{node}"
+        )
+        listed = subprocess.run(
+            [
+                "bash",
+                "-c",
+                '. "$1" && exec /usr/lib/rabbitmq/bin/rabbitmqctl -q list_queues '
+                "name type members leader online messages --formatter json",
+                "list_queues",
+                str(env_file / "rabbitmq.env"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return {q["name"]: q for q in json.loads(listed.stdout)}
+
+
+def cluster_env() -> dict[str, str]:
+    """Ports of the cluster's nodes, apart from the suite's single node; overridable with
+    TEST_CLUSTER_AMQP_PORTS and TEST_CLUSTER_DIST_PORTS (three each, comma-separated) and
+    TEST_CLUSTER_EPMD_PORT."""
+    amqp = os.environ.get("TEST_CLUSTER_AMQP_PORTS", "35692,35694,35696").split(",")
+    dist = os.environ.get("TEST_CLUSTER_DIST_PORTS", "35693,35695,35697").split(",")
+    if len(amqp) != 3 or len(dist) != 3:
+        raise ValueError(
+            "TEST_CLUSTER_AMQP_PORTS and TEST_CLUSTER_DIST_PORTS name three ports each"
+        )
+    return {
+        "DOCAXIS_LOCAL_DIR": str(LOCAL.parent / f"{LOCAL.name}-rabbit-cluster"),
+        "DOCAXIS_AMQP_PORT": amqp[0],
+        "DOCAXIS_AMQP_PORT_2": amqp[1],
+        "DOCAXIS_AMQP_PORT_3": amqp[2],
+        "DOCAXIS_RABBIT_DIST_PORT": dist[0],
+        "DOCAXIS_RABBIT_DIST_PORT_2": dist[1],
+        "DOCAXIS_RABBIT_DIST_PORT_3": dist[2],
+        "DOCAXIS_EPMD_PORT": os.environ.get("TEST_CLUSTER_EPMD_PORT", "34389"),
+    }
+
+
+def start_rabbit_cluster() -> RabbitCluster:
+    """A fresh cluster: stops leftovers of an earlier run and wipes their data first."""
+    env = cluster_env()
+    with contextlib.suppress(RuntimeError):
+        _script("rabbitmq.sh", "cluster-stop", env)
+    shutil.rmtree(env["DOCAXIS_LOCAL_DIR"], ignore_errors=True)
+    return RabbitCluster(_script("rabbitmq.sh", "cluster-start", env), env)
+
+
+def stop_rabbit_cluster(cluster: RabbitCluster) -> None:
+    _script("rabbitmq.sh", "cluster-stop", cluster.env)
 
 
 def suite_env() -> dict[str, str]:

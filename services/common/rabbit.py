@@ -1,16 +1,78 @@
-"""RabbitMQ plumbing: robust connections and a liveness probe."""
+"""RabbitMQ plumbing: robust connections to one node or a cluster, and a liveness probe."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from yarl import URL
+
+log = structlog.get_logger(__name__)
 
 
-async def connect(url: str, *, name: str) -> AbstractRobustConnection:
-    """A connection that reconnects by itself and restores its channels, queues and consumers."""
-    return await aio_pika.connect_robust(
-        url, client_properties={"connection_name": name}, reconnect_interval=1.0, fail_fast=True
+def node_urls(url: str) -> list[str]:
+    """The broker's nodes: DOCAXIS_AMQP_URL names one node, or a cluster's nodes separated by
+    commas (`amqp://…:5672/,amqp://…:5673/`)."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("no broker URL")
+    return urls
+
+
+class ClusterConnection(aio_pika.RobustConnection):
+    """A robust connection that knows every node of a cluster: each (re)connection attempt tries
+    the nodes in turn, starting after the one it last used, so losing a node moves the
+    connection to a live one at once instead of waiting for the lost node to come back.
+
+    aio-pika's RobustConnection reconnects to its one URL; its attempt (the private
+    `__connect_transport`, what the reconnect loop calls) is wrapped here to choose the URL.
+    tests/integration/test_rabbit_cluster.py fails if a newer aio-pika stops calling it."""
+
+    def __init__(self, url: URL, *args: Any, nodes: list[str], **kwargs: Any) -> None:
+        super().__init__(url, *args, **kwargs)
+        self.nodes = [URL(node) for node in nodes]
+        self._next = 0
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        failure: BaseException | None = None
+        start = self._next
+        for index in ((start + step) % len(self.nodes) for step in range(len(self.nodes))):
+            self.url = self.nodes[index]
+            try:
+                await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+            except CONNECTION_EXCEPTIONS as exc:
+                failure = exc
+                log.warning("broker_node_unreachable", node=_address(self.url), error=repr(exc))
+                continue
+            # Next time (after this node is lost), begin with the following one.
+            self._next = (index + 1) % len(self.nodes)
+            log.info("broker_connected", node=_address(self.url))
+            return
+        assert failure is not None
+        raise failure
+
+
+def _address(url: URL) -> str:
+    """host:port of a node, for logs (never the credentials)."""
+    return f"{url.host}:{url.port}"
+
+
+async def connect(url: str, *, name: str) -> ClusterConnection:
+    """A connection that reconnects by itself (to any node of `url`, see node_urls) and restores
+    its channels, queues and consumers."""
+    nodes = node_urls(url)
+    connection = ClusterConnection(
+        URL(nodes[0]),
+        nodes=nodes,
+        client_properties={"connection_name": name},
+        reconnect_interval=1.0,
+        fail_fast=True,
     )
+    await connection.connect()
+    return connection
 
 
 def is_connected(connection: AbstractRobustConnection) -> bool:

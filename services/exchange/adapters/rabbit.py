@@ -139,8 +139,21 @@ class RabbitPublisher:
         for key in {m.routing_key for m in messages} - self._declared:
             await self._queues.declare(channel, exchange, key)
             self._declared.add(key)
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await asyncio.gather(*(_publish(exchange, m) for m in messages))
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await asyncio.gather(*(_publish(exchange, m) for m in messages))
+        except (aio_pika.exceptions.DeliveryError, TimeoutError):
+            # The next batch gets a new channel. Seen with RabbitMQ 3.10 in a cluster: a channel
+            # that published to a quorum queue while its leader's node was just lost nacked every
+            # later publish to that queue for minutes, while a new channel was accepted at once.
+            await self._drop_channel()
+            raise
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel, self._exchange = self._channel, None, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*_CHANNEL_GONE):
+                await channel.close()
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
