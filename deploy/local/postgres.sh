@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Private PostgreSQL server on 127.0.0.1 for development and tests.
+# Private PostgreSQL server on 127.0.0.1 for development and tests, with an optional hot standby
+# that streams from it synchronously and can be promoted.
 #
-#   deploy/local/postgres.sh start|stop|status|url
+#   deploy/local/postgres.sh start|stop|status|url|kill                       the primary
+#   deploy/local/postgres.sh standby-start|standby-stop|standby-status|promote|cluster-url
 #
 # Environment (defaults):
-#   DOCAXIS_LOCAL_DIR  <repo>/.local/dev   data under $DOCAXIS_LOCAL_DIR/postgres
-#   DOCAXIS_PG_PORT    55432
+#   DOCAXIS_LOCAL_DIR        <repo>/.local/dev   data under $DOCAXIS_LOCAL_DIR/postgres and
+#                                                $DOCAXIS_LOCAL_DIR/postgres-standby
+#   DOCAXIS_PG_PORT          55432               the primary
+#   DOCAXIS_PG_STANDBY_PORT  55436               the standby
 #
 # `start` prints postgresql://postgres@127.0.0.1:PORT/docaxis as the last line of stdout;
-# everything else goes to stderr.
+# `standby-start` and `cluster-url` the URL naming both servers that DOCAXIS_DATABASE_URL takes
+# (target_session_attrs=read-write picks whichever is the primary), `promote` the promoted
+# server's own URL; everything else goes to stderr.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
 LOCAL_DIR=${DOCAXIS_LOCAL_DIR:-$REPO_ROOT/.local/dev}
 PG_PORT=${DOCAXIS_PG_PORT:-55432}
+STANDBY_PORT=${DOCAXIS_PG_STANDBY_PORT:-55436}
+PRIMARY_PORT=$PG_PORT
+# The standby's name for the primary: its application_name and its replication slot.
+STANDBY_NAME=docaxis_standby
 DB_NAME=docaxis
 DB_USER=postgres
 PG_OS_USER=postgres
@@ -25,23 +35,45 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2fs", b - a }'; }
 
 usage() {
-    echo "usage: $0 start|stop|status|url" >&2
+    echo "usage: $0 start|stop|status|url|kill|standby-start|standby-stop|standby-status|promote|cluster-url" >&2
     exit 2
 }
 
-if ! [[ $PG_PORT =~ ^[0-9]+$ ]] || ((PG_PORT < 1 || PG_PORT > 65535)); then
-    die "DOCAXIS_PG_PORT='$PG_PORT' is not a valid TCP port"
-fi
+for port_var in DOCAXIS_PG_PORT:$PG_PORT DOCAXIS_PG_STANDBY_PORT:$STANDBY_PORT; do
+    if ! [[ ${port_var#*:} =~ ^[0-9]+$ ]] || ((${port_var#*:} < 1 || ${port_var#*:} > 65535)); then
+        die "${port_var%%:*}='${port_var#*:}' is not a valid TCP port"
+    fi
+done
+((PG_PORT != STANDBY_PORT)) || die "DOCAXIS_PG_PORT and DOCAXIS_PG_STANDBY_PORT are both $PG_PORT"
 
 # Absolute local dir (may not exist yet).
 case $LOCAL_DIR in
     /*) ;;
     *) LOCAL_DIR=$PWD/$LOCAL_DIR ;;
 esac
-PG_BASE=$LOCAL_DIR/postgres
-PGDATA_DIR=$PG_BASE/data
-PG_LOG=$PG_BASE/postgres.log
-URL="postgresql://$DB_USER@127.0.0.1:$PG_PORT/$DB_NAME"
+PRIMARY_BASE=$LOCAL_DIR/postgres
+STANDBY_BASE=$LOCAL_DIR/postgres-standby
+CLUSTER_URL="postgresql://$DB_USER@127.0.0.1:$PRIMARY_PORT,127.0.0.1:$STANDBY_PORT/$DB_NAME?target_session_attrs=read-write"
+# Written into the old primary's folder by `promote`: it must never serve again as a primary.
+SUPERSEDED=superseded
+# The server the commands act on: the primary unless use_standby was called.
+use_primary() {
+    PG_PORT=$PRIMARY_PORT
+    PG_BASE=$PRIMARY_BASE
+    PGDATA_DIR=$PG_BASE/data
+    PG_LOG=$PG_BASE/postgres.log
+    URL="postgresql://$DB_USER@127.0.0.1:$PG_PORT/$DB_NAME"
+    LOCK_FILE=$LOCAL_DIR/.postgres.lock
+}
+use_standby() {
+    PG_PORT=$STANDBY_PORT
+    PG_BASE=$STANDBY_BASE
+    PGDATA_DIR=$PG_BASE/data
+    PG_LOG=$PG_BASE/postgres.log
+    URL="postgresql://$DB_USER@127.0.0.1:$PG_PORT/$DB_NAME"
+    LOCK_FILE=$LOCAL_DIR/.postgres-standby.lock
+}
+use_primary
 
 # --- binaries ---------------------------------------------------------------------------
 # PATH first (resolving symlinks), then /usr/lib/postgresql/*/bin, highest version first.
@@ -85,6 +117,12 @@ as_pg() {
 psql_admin() {
     PGCONNECT_TIMEOUT=10 "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
         -U "$DB_USER" "$@"
+}
+
+# psql on the primary, whichever server the script acts on.
+psql_primary() {
+    PGCONNECT_TIMEOUT=10 "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PRIMARY_PORT" \
+        -U "$DB_USER" -d postgres "$@"
 }
 
 # --- ports --------------------------------------------------------------------------------
@@ -192,6 +230,11 @@ max_connections = 200
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# Streaming replication (postgres.sh standby-start): the standby serves reads while it follows.
+wal_level = replica
+max_wal_senders = 5
+max_replication_slots = 5
+hot_standby = on
 EOF
     if ((EUID == 0)); then chown "$PG_OS_USER:" "$tmp"; fi
     mv -f -- "$tmp" "$PGDATA_DIR/docaxis.conf"
@@ -222,8 +265,8 @@ ensure_database() {
 
 lock() {
     mkdir -p -- "$LOCAL_DIR"
-    exec 9>"$LOCAL_DIR/.postgres.lock"
-    flock -w 300 9 || die "timed out waiting for the lock $LOCAL_DIR/.postgres.lock"
+    exec 9>"$LOCK_FILE"
+    flock -w 300 9 || die "timed out waiting for the lock $LOCK_FILE"
 }
 
 # --- commands -----------------------------------------------------------------------------
@@ -250,6 +293,8 @@ cmd_start() {
         printf '%s\n' "$URL"
         return 0
     fi
+    [[ ! -e $PG_BASE/$SUPERSEDED ]] ||
+        die "this server was replaced by the promoted standby ($(cat "$PG_BASE/$SUPERSEDED")): starting it again as a primary would split the data. Remove $PG_BASE to start afresh"
     require_free_port
 
     [[ -f $PGDATA_DIR/PG_VERSION ]] || init_cluster
@@ -287,8 +332,151 @@ cmd_status() {
     return 1
 }
 
+# --- standby ------------------------------------------------------------------------------
+wait_for() { # seconds description command...
+    local seconds=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < seconds * 10; i++)); do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    die "timed out after ${seconds}s waiting for $what"
+}
+
+standby_is_sync() {
+    [[ $(psql_primary -tA -c "SELECT sync_state FROM pg_stat_replication
+        WHERE application_name = '$STANDBY_NAME' AND state = 'streaming'" 2>/dev/null) == sync ]]
+}
+
+# Commits on the primary wait for the standby (on), or not (off).
+set_synchronous() {
+    local names=''
+    [[ $1 == on ]] && names=$STANDBY_NAME
+    psql_primary -c "ALTER SYSTEM SET synchronous_standby_names = '$names'" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# A copy of the primary (pg_basebackup: its data, standby.signal and primary_conninfo with the
+# standby's application_name, through its replication slot).
+clone_primary() {
+    local tmpdata=$PG_BASE/data.clone
+    rm -rf -- "$tmpdata"
+    log "pg_basebackup from 127.0.0.1:$PRIMARY_PORT into $PGDATA_DIR"
+    if ! as_pg "$PG_BIN/pg_basebackup" -D "$tmpdata" -R -X stream -S "$STANDBY_NAME" \
+        --checkpoint=fast \
+        -d "host=127.0.0.1 port=$PRIMARY_PORT user=$DB_USER application_name=$STANDBY_NAME" \
+        >"$PG_BASE/basebackup.log" 2>&1; then
+        cat "$PG_BASE/basebackup.log" >&2
+        rm -rf -- "$tmpdata"
+        die "pg_basebackup failed (log above, also in $PG_BASE/basebackup.log)"
+    fi
+    # The primary's own settings came with the copy: the standby never waits for itself.
+    printf "synchronous_standby_names = ''\n" >>"$tmpdata/postgresql.auto.conf"
+    mv -- "$tmpdata" "$PGDATA_DIR"
+}
+
+cmd_standby_start() {
+    if ((EUID == 0)); then id -u "$PG_OS_USER" >/dev/null 2>&1 || die "OS user '$PG_OS_USER' missing"; fi
+    psql_primary -tA -c "SELECT 1" >/dev/null 2>&1 ||
+        die "the primary (127.0.0.1:$PRIMARY_PORT) does not answer: start it first: $0 start"
+    [[ $(psql_primary -tA -c "SELECT pg_is_in_recovery()") == f ]] ||
+        die "127.0.0.1:$PRIMARY_PORT is itself a standby"
+    use_standby
+    lock
+    mkdir -p -- "$PG_BASE"
+    if ((EUID == 0)); then
+        chown "$PG_OS_USER:" "$PG_BASE"
+        ensure_traversable
+    fi
+    chmod 700 "$PG_BASE"
+    if ! is_running; then
+        if [[ -f $PGDATA_DIR/PG_VERSION && ! -f $PGDATA_DIR/standby.signal ]]; then
+            die "$PGDATA_DIR is no longer a standby (promoted?): remove $PG_BASE to clone the primary again"
+        fi
+        psql_primary -c "SELECT pg_create_physical_replication_slot('$STANDBY_NAME')
+            WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$STANDBY_NAME')" >/dev/null
+        [[ -f $PGDATA_DIR/PG_VERSION ]] || clone_primary
+        require_free_port
+        write_conf
+        wait_stale_postmaster
+        log "starting the standby on 127.0.0.1:$PG_PORT (data $PGDATA_DIR, log $PG_LOG)"
+        if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 120 start >&2 9>&-; then
+            tail -n 30 "$PG_LOG" >&2 || true
+            die "the standby failed to start (log: $PG_LOG)"
+        fi
+    fi
+    set_synchronous on
+    wait_for 60 "the standby to stream synchronously" standby_is_sync
+    log "standby streaming synchronously (pid $(running_pid)) in $(elapsed): commits on the primary wait for it"
+    printf '%s\n' "$CLUSTER_URL"
+}
+
+cmd_standby_stop() {
+    use_standby
+    [[ -d $PG_BASE ]] || { log "standby not running (no $PG_BASE)"; return 0; }
+    lock
+    # A deliberate stop: the primary stops waiting for it (a crash leaves commits waiting).
+    if psql_primary -tA -c "SELECT 1" >/dev/null 2>&1 &&
+        [[ $(psql_primary -tA -c "SELECT pg_is_in_recovery()") == f ]]; then
+        set_synchronous off
+    fi
+    if ! is_running; then
+        log "standby not running"
+        return 0
+    fi
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 120 stop >&2
+    log "standby stopped in $(elapsed)"
+}
+
+# Failover: the standby becomes the primary. Run it once the primary is down for good; the old
+# primary's folder is marked so that `start` refuses to run it again beside the new one.
+cmd_promote() {
+    use_standby
+    lock
+    is_running || die "the standby is not running"
+    [[ -f $PGDATA_DIR/standby.signal ]] || die "already promoted"
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -t 120 promote >&2
+    # Alone now: commits must not wait for a standby that no longer exists.
+    psql_admin -d postgres -c "ALTER SYSTEM SET synchronous_standby_names = ''" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+    if [[ -d $PRIMARY_BASE ]]; then
+        printf 'promoted standby on port %s\n' "$STANDBY_PORT" >"$PRIMARY_BASE/$SUPERSEDED"
+    fi
+    log "promoted: 127.0.0.1:$PG_PORT is the primary, without a standby, in $(elapsed)"
+    printf '%s\n' "$URL"
+}
+
+cmd_standby_status() {
+    use_standby
+    if [[ -d $PG_BASE ]] && is_running; then
+        local role=standby
+        [[ -f $PGDATA_DIR/standby.signal ]] || role="primary (promoted)"
+        log "$role running (pid $(running_pid), port $(running_port), data $PGDATA_DIR)"
+        return 0
+    fi
+    log "standby not running (data $PGDATA_DIR)"
+    return 1
+}
+
+# kill -9 of the primary's postmaster: a crash, for failure tests. Its backends notice and exit.
+cmd_kill() {
+    local pid
+    is_running || die "not running"
+    pid=$(running_pid)
+    kill -KILL "$pid"
+    wait_for 10 "pid $pid to exit" pid_gone "$pid"
+    log "killed the primary (postmaster pid $pid)"
+}
+pid_gone() { [[ ! -e /proc/$1 || $(proc_state "$1") == Z ]]; }
+
 (($# == 1)) || usage
 case $1 in
+    standby-start) cmd_standby_start ;;
+    standby-stop) cmd_standby_stop ;;
+    standby-status) cmd_standby_status ;;
+    promote) cmd_promote ;;
+    cluster-url) printf '%s\n' "$CLUSTER_URL" ;;
+    kill) cmd_kill ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
