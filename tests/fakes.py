@@ -35,6 +35,7 @@ from services.exchange.domain.model import (
     Submission,
 )
 from services.exchange.domain.quota import check_upload_quota
+from services.exchange.domain.signature_rules import DEFAULT_RULES, SignatureRules
 from services.exchange.domain.statuses import RecallState
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.ports import (
@@ -218,7 +219,7 @@ class FakeDirectoryLookup:
         self.not_yet_valid: set[str] = set()
         # Set to make every lookup fail, as GrpcDirectoryLookup does when the directory is down.
         self.failure: Exception | None = None
-        self.policies: dict[str, SignaturePolicy] = {}
+        self.policies: dict[str, SignatureRules] = {}
         self.open(*open_codes)
 
     def open(self, *codes: str) -> None:
@@ -241,9 +242,9 @@ class FakeDirectoryLookup:
             raise self.failure
         return {code: self.agencies[code] for code in dict.fromkeys(codes) if code in self.agencies}
 
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
-        """The agency's policy set in `policies` (by code), else the deployment default."""
-        return self.policies.get(agency_code, SignaturePolicy(agency_code=agency_code))
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
+        """The agency's rules set in `policies` (by code), else the deployment default."""
+        return self.policies.get(agency_code, DEFAULT_RULES)
 
     async def resolve(self, codes: Sequence[str], on_date: dt.date) -> dict[str, Resolution]:
         """What the directory's resolution answers for agencies in these states on `on_date`."""

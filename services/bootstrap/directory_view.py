@@ -14,6 +14,7 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
 from services.exchange.adapters.directory import pieces
 from services.exchange.domain.addresses import AddressState, Resolution
+from services.exchange.domain.signature_rules import DEFAULT_RULES, SignatureForm, SignatureRules
 from services.exchange.service_layer.ports import AgencyView
 
 
@@ -45,11 +46,20 @@ class LocalDirectoryLookup:
             for r in await self._handlers.resolve(piece, on_date)
         }
 
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         if self._policies is None:
-            return SignaturePolicy(agency_code=agency_code)
+            return DEFAULT_RULES
         policy, _default = await self._policies.get(agency_code, document_type)
-        return policy
+        return exchange_rules(policy)
+
+
+def exchange_rules(policy: SignaturePolicy) -> SignatureRules:
+    return SignatureRules(
+        person_forms=frozenset(SignatureForm(f.value) for f in policy.person_forms),
+        organization_forms=frozenset(SignatureForm(f.value) for f in policy.organization_forms),
+        allow_legacy_algorithms=policy.allow_legacy_algorithms,
+        transport_attested=policy.transport_attested,
+    )
 
 
 def exchange_view(resolution: directory.Resolution) -> Resolution:

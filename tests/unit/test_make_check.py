@@ -67,6 +67,12 @@ def test_the_unchanged_tree_passes(tree: Path) -> None:
             "layered",
         ),
         (
+            # Entrypoints reach transports through ports (wired in services/bootstrap).
+            "services/exchange/entrypoints/relay.py",
+            "from services.exchange.adapters import rabbit as _wrong_way  # noqa\n",
+            "layered",
+        ),
+        (
             "services/exchange/service_layer/routing.py",
             "from services.directory.domain import model as _wrong_way  # noqa\n",
             "directory through its own port",
@@ -75,6 +81,7 @@ def test_the_unchanged_tree_passes(tree: Path) -> None:
     ],
     ids=[
         "domain-imports-an-adapter",
+        "entrypoint-imports-an-adapter",
         "exchange-reaches-into-the-directory",
         "gateway-imports-services",
     ],

@@ -6,13 +6,18 @@ import datetime as dt
 from collections.abc import Sequence
 
 import grpc
+from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
 from services.common.errors import UnavailableError
-from services.directory.domain.signature_policy import SignaturePolicy
-from services.directory.entrypoints.grpc_api import policy_from_pb
 from services.exchange.domain.addresses import AddressState, Resolution
+from services.exchange.domain.signature_rules import (
+    ORGANIZATION_FORMS,
+    PERSON_FORMS,
+    SignatureForm,
+    SignatureRules,
+)
 from services.exchange.service_layer.ports import AgencyView
 
 LOOKUP_TIMEOUT_S = 5.0
@@ -46,6 +51,31 @@ def resolution_from_pb(message: dpb.Resolution) -> Resolution:
         successor_codes=tuple(message.successor_codes),
         problem=message.problem,
         hub=message.hub or None,
+    )
+
+
+_FORM_FROM_PB: dict[int, SignatureForm] = {
+    common_pb2.SIGNATURE_FORM_MANIFEST: SignatureForm.MANIFEST,
+    common_pb2.SIGNATURE_FORM_PADES: SignatureForm.PADES,
+    common_pb2.SIGNATURE_FORM_XMLDSIG: SignatureForm.XMLDSIG,
+}
+
+
+def _forms(values: Sequence[int], every: frozenset[SignatureForm]) -> frozenset[SignatureForm]:
+    """An empty list means every form of the role. A form this exchange does not know (a newer
+    directory's) counts for nothing: it cannot be verified here."""
+    if not values:
+        return every
+    return frozenset(_FORM_FROM_PB[v] for v in values if v in _FORM_FROM_PB)
+
+
+def rules_from_pb(message: common_pb2.SignaturePolicy) -> SignatureRules:
+    """DirectoryService's signature policy in the exchange's own terms."""
+    return SignatureRules(
+        person_forms=_forms(message.person_forms, PERSON_FORMS),
+        organization_forms=_forms(message.organization_forms, ORGANIZATION_FORMS),
+        allow_legacy_algorithms=message.allow_legacy_algorithms,
+        transport_attested=message.transport_attested,
     )
 
 
@@ -96,7 +126,7 @@ class GrpcDirectoryLookup:
             resolved.update((r.code, resolution_from_pb(r)) for r in response.resolutions)
         return resolved
 
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         try:
             response = await self._stub.GetSignaturePolicy(
                 dpb.GetSignaturePolicyRequest(
@@ -107,4 +137,4 @@ class GrpcDirectoryLookup:
             )
         except grpc.aio.AioRpcError as exc:
             raise _unavailable(exc) from exc
-        return policy_from_pb(response.policy)
+        return rules_from_pb(response.policy)

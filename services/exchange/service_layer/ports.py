@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.directory.domain.signature_policy import SignaturePolicy
 from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -21,6 +20,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.signature_rules import SignatureRules
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.upload_ports import UploadStore
 
@@ -48,7 +48,7 @@ class DirectoryLookup(Protocol):
         (DirectoryService.ResolveRecipients), so all adapters share one implementation."""
         ...
 
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         """The signature policy in force for the agency's documents of this type (its own, else
         the deployment default: DirectoryService.GetSignaturePolicy)."""
         ...

@@ -24,12 +24,8 @@ from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_
 from docaxis_client.trust.xmldsig import EnvelopeFacts, has_envelope_signature, verify_envelope
 from services.common.errors import RejectedError
 from services.common.trust import domain_error
-from services.directory.domain.signature_policy import (
-    DEFAULT_POLICY,
-    SignatureForm,
-    SignaturePolicy,
-)
 from services.exchange.domain.model import AttachmentRef, Submission, manifest_of
+from services.exchange.domain.signature_rules import DEFAULT_RULES, SignatureForm, SignatureRules
 from services.exchange.domain.verification import SignatureCheck, SignatureMode, Verification
 
 # Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
@@ -78,7 +74,7 @@ class SignatureVerifier:
         submission: Submission,
         *,
         at: dt.datetime,
-        policy: SignaturePolicy = DEFAULT_POLICY,
+        policy: SignatureRules = DEFAULT_RULES,
         content: Content | None = None,
     ) -> Verification:
         """Raises a DomainError with the trust core's reason (SIGNATURE_INVALID,
@@ -104,7 +100,7 @@ class SignatureVerifier:
         self,
         submission: Submission,
         at: dt.datetime,
-        policy: SignaturePolicy,
+        policy: SignatureRules,
         content: Content | None,
     ) -> _Found:
         found = _Found([], [])
@@ -149,7 +145,7 @@ class SignatureVerifier:
         attachment: AttachmentRef,
         main: bool,
         at: dt.datetime,
-        policy: SignaturePolicy,
+        policy: SignatureRules,
         content: Content,
         found: _Found,
     ) -> None:
@@ -201,7 +197,7 @@ class SignatureVerifier:
         submission: Submission,
         envelope: AttachmentRef,
         at: dt.datetime,
-        policy: SignaturePolicy,
+        policy: SignatureRules,
         content: Content,
         found: _Found,
     ) -> None:
@@ -244,7 +240,7 @@ class SignatureVerifier:
             )
         )
 
-    def _decide(self, found: _Found, policy: SignaturePolicy, at: dt.datetime) -> Verification:
+    def _decide(self, found: _Found, policy: SignatureRules, at: dt.datetime) -> Verification:
         def filled(role: SignerRole, forms: frozenset[SignatureForm]) -> bool:
             return any(c.role == role.value and c.form in forms for c in found.checks)
 

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.directory.domain.signature_policy import SignaturePolicy
 from services.exchange.domain.addresses import AddressState, Resolution
+from services.exchange.domain.signature_rules import SignatureRules
 from services.exchange.service_layer.ports import AgencyView
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED, Moved, Rerouter
 
@@ -58,7 +58,7 @@ class FakeDirectory:
         }
         return {code: table[code] for code in codes}
 
-    async def signature_policy(self, agency_code: str, document_type: int) -> SignaturePolicy:
+    async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         raise AssertionError("the sweep moves mail, it verifies no signature")
 
 

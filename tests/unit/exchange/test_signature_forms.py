@@ -15,8 +15,8 @@ from docaxis_client.vietnam import today_in_vietnam
 from gateway.edxml import edxml_bytes
 from services.common.errors import DomainError
 from services.directory.domain.codes import code_problem
-from services.directory.domain.signature_policy import SignatureForm, SignaturePolicy
 from services.exchange.domain.model import Submission
+from services.exchange.domain.signature_rules import SignatureForm, SignatureRules
 from services.exchange.domain.verification import SignatureMode
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.signatures import SignatureVerifier
@@ -150,8 +150,7 @@ async def test_a_revoked_agency_certificate_is_refused_naming_attachment_and_sig
 
 async def test_a_policy_without_pades_does_not_count_pdf_signatures(scene: Scene) -> None:
     """An agency whose policy wants manifest signatures cannot substitute PDF ones."""
-    scene.directory.policies[SENDER] = SignaturePolicy(
-        agency_code=SENDER,
+    scene.directory.policies[SENDER] = SignatureRules(
         person_forms=frozenset({SignatureForm.MANIFEST}),
         organization_forms=frozenset({SignatureForm.MANIFEST}),
     )
@@ -165,7 +164,7 @@ async def test_a_transport_attested_agency_sends_unsigned_and_it_is_marked_and_l
     scene: Scene,
 ) -> None:
     """Only where the administrator allowed it; the document is marked unsigned."""
-    scene.directory.policies[SENDER] = SignaturePolicy(agency_code=SENDER, transport_attested=True)
+    scene.directory.policies[SENDER] = SignatureRules(transport_attested=True)
 
     await scene.submit(demo_pdf(["unsigned"]))
 
