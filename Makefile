@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench fuzz clean screenshots client-wheel
+	test-e2e services-up services-down run demo down bench soak fuzz clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -20,6 +20,9 @@ help:
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
 	@echo "make bench   the delivery path end to end, ceilings, circular, ledger (10-15 min;"
 	@echo "             BENCH_ARGS=--quick about 2 min; --json FILE, --plot FILE, --profile SVG)"
+	@echo "make soak    half the sustained rate for 30 min with agencies coming and going: memory,"
+	@echo "             files, connections, queues, latency flat? anything lost? (SOAK_ARGS=--minutes N"
+	@echo "             --rate N; plot and samples in .local/soak)"
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
@@ -179,6 +182,13 @@ down: services-down
 # Starts its own Postgres, RabbitMQ and docaxis on the BENCH_*_PORT ports (benchmarks/stack.py).
 bench: $(STAMP) services-install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# A steady load at half the sustained rate (a ramp finds it, or SOAK_ARGS=--rate N) for 30
+# minutes (SOAK_ARGS=--minutes N) while agencies disconnect and come back, on its own Postgres,
+# RabbitMQ and docaxis on the SOAK_*_PORT ports; prints whether each sampled series stayed flat
+# and whether a copy was lost or duplicated (exit 1 if so), and the plot's path.
+soak: $(STAMP) services-install
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 # Every parser of outside bytes at FUZZ_CASES generated inputs each, with a fresh seed, an
 # address-space cap (unbounded memory fails as MemoryError) and a 10 s bound per input (a hang

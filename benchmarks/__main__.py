@@ -29,6 +29,7 @@ from benchmarks.ledger import store_figures
 from benchmarks.load import AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
 from benchmarks.report import P99_LIMIT_MS, Integrity, Report
+from benchmarks.sampler import unacknowledged_copies
 from benchmarks.stack import (
     DOCAXIS,
     REPO,
@@ -107,17 +108,6 @@ MODES = {
 
 def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-async def _unacknowledged(database_url: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM exchange.delivery WHERE acknowledged_at IS NULL"
-        )
-        return count
-    finally:
-        await conn.close()
 
 
 async def _ledger_pending(database_url: str, within_s: float) -> int:
@@ -285,7 +275,7 @@ async def run(args: argparse.Namespace) -> Report:
         tally = workload.tally
         lost = sum(copy.acknowledged is None for copy in tally.copies.values())
         pending = await _ledger_pending(database_url, 60)
-        unacknowledged = await _unacknowledged(database_url)
+        unacknowledged = await unacknowledged_copies(database_url)
         code = await axis.stop()
         if code != 0:
             notes.append(f"docaxis exited with {code}: see {axis.log_path}")

@@ -10,6 +10,7 @@ Documents are signed ahead of each step, so signing does not compete with the me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import itertools
@@ -61,6 +62,8 @@ class AckMode(enum.StrEnum):
 class _Copy:
     number: str
     recipient: str
+    # When its document was scheduled to be sent (latencies count from here).
+    scheduled: float
     arrived: float | None = None
     acknowledged: float | None = None
     acknowledge_ms: float | None = None
@@ -88,6 +91,16 @@ class Prepared:
     number: str
     sender: int
     request: pb.SubmitRequest
+
+
+@dataclass(slots=True)
+class Offered:
+    """What the Submit calls of a stretch of load answered."""
+
+    answered: list[float] = field(default_factory=list)  # when each accepted Submit answered
+    submit_ms: list[float] = field(default_factory=list)  # its latency from the scheduled time
+    rejected: Counter[str] = field(default_factory=Counter)
+    routes: list[str] = field(default_factory=list)  # delivery ids of the accepted copies
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,8 @@ class _Batch:
     client: AgencyClient
     pending: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the recipient hangs up: what is pending is sent once, then the flusher ends.
+    closing: bool = False
 
     def add(self, delivery_id: str) -> None:
         self.pending.append(delivery_id)
@@ -163,7 +178,8 @@ class _Batch:
 
 
 class Workload:
-    """Senders and recipients of the steady load, connected once for the whole run."""
+    """Senders and recipients of the steady load, connected for the whole run unless one is
+    disconnected and reconnected on purpose (the soak's churn)."""
 
     def __init__(
         self,
@@ -179,8 +195,15 @@ class Workload:
         self.recipients = [pki.client(address, code) for code in recipients]
         self._ack_mode = ack_mode
         self._uploads: list[Upload] = []
-        self._streams: list[asyncio.Task[None]] = []
-        self._acks: set[asyncio.Task[None]] = set()
+        # Per recipient: its receiving task, its open ReceiveStream (stream mode), whether it is
+        # hanging up, and its acknowledgements still waiting for docaxis's answer.
+        self._receivers: list[asyncio.Task[None] | None] = [None] * len(recipients)
+        self._open_streams: list[AcknowledgingStream | None] = [None] * len(recipients)
+        self._leaving = [False] * len(recipients)
+        self._acks: list[set[asyncio.Task[None]]] = [set() for _ in recipients]
+        # Per sender: its Submit calls in flight; senders away send nothing.
+        self._submitting: list[set[asyncio.Task[None]]] = [set() for _ in senders]
+        self._absent_senders: set[int] = set()
         self._stopping = False
         self.tally = Tally()
         self.stream_restarts = 0
@@ -195,32 +218,83 @@ class Workload:
         """Uploads each sender's attachment and opens every recipient's push stream."""
         for sender in self.senders:
             self._uploads.append(await sender.upload_stream(os.urandom(ATTACHMENT_BYTES)))
-        subscribed = [asyncio.Event() for _ in self.recipients]
-        self._streams = [
-            asyncio.create_task(self._receive(client, ready))
-            for client, ready in zip(self.recipients, subscribed, strict=True)
-        ]
+        subscribed = [self._listen(index) for index in range(len(self.recipients))]
         async with asyncio.timeout(60):
             await asyncio.gather(*(ready.wait() for ready in subscribed))
 
+    def _listen(self, index: int) -> asyncio.Event:
+        """Starts receiving for recipient `index` on its current connection; the event is set
+        once its stream is attached."""
+        subscribed = asyncio.Event()
+        self._leaving[index] = False
+        self._receivers[index] = asyncio.create_task(self._receive(index, subscribed))
+        return subscribed
+
     async def close(self) -> None:
         self._stopping = True
-        for task in self._streams:
+        receivers = [task for task in self._receivers if task is not None]
+        for task in receivers:
             task.cancel()
-        await asyncio.gather(*self._streams, return_exceptions=True)
-        await asyncio.gather(*self._acks, return_exceptions=True)
+        await asyncio.gather(*receivers, return_exceptions=True)
+        await asyncio.gather(*(t for acks in self._acks for t in acks), return_exceptions=True)
         for client in (*self.senders, *self.recipients):
             await client.close()
+
+    async def disconnect_recipient(self, index: int, within_s: float = 30.0) -> None:
+        """Recipient `index` hangs up its push stream and closes its connection, after docaxis
+        has answered every acknowledgement it sent; copies pushed to it and not acknowledged
+        are pushed again on its next stream."""
+        self._leaving[index] = True
+        task, stream = self._receivers[index], self._open_streams[index]
+        assert task is not None
+        if stream is not None:
+            # Half-close: docaxis answers the acknowledgements sent so far, then ends the call.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_s):
+                    await stream.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        acks = list(self._acks[index])
+        if acks:
+            _, late = await asyncio.wait(acks, timeout=within_s)
+            for unanswered in late:
+                self.tally.ack_errors["unanswered at hang-up"] += 1
+                unanswered.cancel()
+        await self.recipients[index].close()
+
+    async def reconnect_recipient(self, index: int, within_s: float = 60.0) -> None:
+        """Recipient `index` connects again (a new mutual-TLS channel) and reopens its stream."""
+        self.recipients[index] = self._pki.client(self._address, self.recipients[index].agency_code)
+        subscribed = self._listen(index)
+        async with asyncio.timeout(within_s):
+            await subscribed.wait()
+
+    async def disconnect_sender(self, index: int) -> None:
+        """Sender `index` stops sending (its share goes to the others) and closes its connection
+        once its Submit calls are answered."""
+        self._absent_senders.add(index)
+        await asyncio.gather(*self._submitting[index], return_exceptions=True)
+        await self.senders[index].close()
+
+    def reconnect_sender(self, index: int) -> None:
+        """Sender `index` connects again and sends its share from its next document on."""
+        self.senders[index] = self._pki.client(self._address, self.senders[index].agency_code)
+        self._absent_senders.discard(index)
+
+    def present(self, sender: int) -> bool:
+        return sender not in self._absent_senders
 
     def attachment(self, sender: int) -> common_pb2.AttachmentRef:
         """The 10 KiB attachment sender number `sender` uploaded, as its documents cite it."""
         return self._uploads[sender].ref("phu-luc.pdf", "application/pdf")
 
     def prepare(self, count: int) -> list[Prepared]:
-        """`count` signed submissions, spread over the senders, each to two recipients."""
+        """`count` signed submissions, spread over the senders present, each to two
+        recipients."""
         prepared = []
+        present = [i for i in range(len(self.senders)) if i not in self._absent_senders]
         for index in range(count):
-            sender_index = index % len(self.senders)
+            sender_index = present[index % len(present)]
             sender = self.senders[sender_index]
             number = f"{self._run:05d}{next(self._numbers):06d}"
             first, second = next(self._pairs)
@@ -245,31 +319,14 @@ class Workload:
         to be acknowledged."""
         documents = self.prepare(max(1, round(rate * duration_s)))
         scheduled: dict[str, float] = {}
-        submit_ms: list[float] = []
-        answered: list[float] = []
-        rejected: Counter[str] = Counter()
-        routes: list[str] = []
+        answers = Offered()
+        submit_ms, answered, rejected, routes = (
+            answers.submit_ms,
+            answers.answered,
+            answers.rejected,
+            answers.routes,
+        )
         tasks: list[asyncio.Task[None]] = []
-
-        async def submit(document: Prepared, at: float) -> None:
-            try:
-                response = await self.senders[document.sender].exchange.Submit(
-                    document.request, timeout=60
-                )
-            except grpc.aio.AioRpcError as exc:
-                rejected[exc.code().name] += 1
-                return
-            answered.append(time.monotonic())
-            submit_ms.append((answered[-1] - at) * 1000)
-            for route in response.receipt.routes:
-                copy = _Copy(document.number, route.effective_recipient)
-                copy.arrived = self.tally.arrivals_before_route.pop(route.delivery_id, None)
-                acked = self.tally.acknowledged_before_route.pop(route.delivery_id, None)
-                if acked is not None:
-                    copy.acknowledged, copy.acknowledge_ms = acked
-                self.tally.copies[route.delivery_id] = copy
-                routes.append(route.delivery_id)
-
         start = time.monotonic() + 0.1
         overloaded = False
         for index, document in enumerate(documents):
@@ -281,7 +338,7 @@ class Workload:
                 overloaded = True
                 break
             scheduled[document.number] = at
-            tasks.append(asyncio.create_task(submit(document, at)))
+            tasks.append(self.send(document, at, answers))
         offered = len(tasks)
         # The span the offered documents were scheduled over (a stopped step: until it stopped).
         ran_s = max(offered / rate, time.monotonic() - start if overloaded else 0.0)
@@ -306,12 +363,39 @@ class Workload:
             delivered_copies_per_s=len(delivered) / max(last - start, ran_s),
             submit_ms=percentiles(submit_ms),
             delivered_ms=percentiles(
-                [(c.arrived - scheduled[c.number]) * 1000 for c in delivered if c.arrived]
+                [(c.arrived - c.scheduled) * 1000 for c in delivered if c.arrived]
             ),
             acknowledge_ms=percentiles([c.acknowledge_ms for c in copies if c.acknowledge_ms]),
             overloaded=overloaded,
             drained=drained,
         )
+
+    def send(self, document: Prepared, at: float, into: Offered) -> asyncio.Task[None]:
+        """Submits `document` (scheduled for `at`) now; its answer is recorded in `into`."""
+        task = asyncio.create_task(self._submit(document, at, into))
+        submitting = self._submitting[document.sender]
+        submitting.add(task)
+        task.add_done_callback(submitting.discard)
+        return task
+
+    async def _submit(self, document: Prepared, at: float, into: Offered) -> None:
+        try:
+            response = await self.senders[document.sender].exchange.Submit(
+                document.request, timeout=60
+            )
+        except grpc.aio.AioRpcError as exc:
+            into.rejected[exc.code().name] += 1
+            return
+        into.answered.append(time.monotonic())
+        into.submit_ms.append((into.answered[-1] - at) * 1000)
+        for route in response.receipt.routes:
+            copy = _Copy(document.number, route.effective_recipient, at)
+            copy.arrived = self.tally.arrivals_before_route.pop(route.delivery_id, None)
+            acked = self.tally.acknowledged_before_route.pop(route.delivery_id, None)
+            if acked is not None:
+                copy.acknowledged, copy.acknowledge_ms = acked
+            self.tally.copies[route.delivery_id] = copy
+            into.routes.append(route.delivery_id)
 
     def _overloaded(self, routes: list[str], scheduled: dict[str, float], rate: float) -> bool:
         now = time.monotonic()
@@ -321,7 +405,7 @@ class Workload:
         stale = 0
         for delivery_id in routes[-int(rate * 10) - 1 :]:
             copy = self.tally.copies[delivery_id]
-            if copy.arrived is None and now - scheduled[copy.number] > OVERLOAD_AGE_S:
+            if copy.arrived is None and now - copy.scheduled > OVERLOAD_AGE_S:
                 stale += 1
         return stale > max(30.0, rate / 2)
 
@@ -354,13 +438,16 @@ class Workload:
     def unacknowledged(self) -> int:
         return sum(c.acknowledged is None for c in self.tally.copies.values())
 
-    async def _receive(self, client: AgencyClient, subscribed: asyncio.Event) -> None:
-        """One recipient's push stream, reopened if it breaks (close() cancels it)."""
+    async def _receive(self, index: int, subscribed: asyncio.Event) -> None:
+        """Recipient `index`'s push stream, reopened if it breaks (close() and
+        disconnect_recipient() end it)."""
         if self._ack_mode is AckMode.STREAM:
-            await self._receive_acknowledging(client, subscribed)
+            await self._receive_acknowledging(index, subscribed)
             return
+        client = self.recipients[index]
         batch = _Batch(client) if self._ack_mode is AckMode.BATCH else None
-        flusher = None if batch is None else asyncio.create_task(self._flush(batch))
+        if batch is not None:
+            self._spawn(index, self._flush(batch))
         try:
             while True:
                 call = client.receive()
@@ -374,7 +461,8 @@ class Workload:
                             await client.acknowledge_notice(notice.notice_id)
                         elif self._arrived(item.delivery.delivery_id):
                             if batch is None:
-                                self._spawn(self._acknowledge(client, item.delivery.delivery_id))
+                                work = self._acknowledge(client, item.delivery.delivery_id)
+                                self._spawn(index, work)
                             else:
                                 batch.add(item.delivery.delivery_id)
                 except (grpc.aio.AioRpcError, ReceiveStreamError):
@@ -385,29 +473,38 @@ class Workload:
                 finally:
                     call.cancel()
         finally:
-            if flusher is not None:
-                flusher.cancel()
+            if batch is not None:
+                # What arrived is acknowledged once more before the connection closes.
+                batch.closing = True
+                batch.ready.set()
 
-    async def _receive_acknowledging(self, client: AgencyClient, subscribed: asyncio.Event) -> None:
+    async def _receive_acknowledging(self, index: int, subscribed: asyncio.Event) -> None:
         """ReceiveStream: each copy acknowledged on the stream as it arrives."""
-        while True:
+        client = self.recipients[index]
+        while not self._leaving[index]:
             try:
                 async with client.receive_stream(window=STREAM_WINDOW) as stream:
+                    self._open_streams[index] = stream
                     # The run's warm-up step makes sure the stream is attached before measuring.
                     subscribed.set()
                     async for item in stream:
+                        if self._leaving[index]:
+                            continue  # hanging up: pushed again on the next stream
                         if not item.HasField("delivery"):
                             stream.acknowledge(item)
                             continue
                         delivery_id = item.delivery.delivery_id
                         if self._arrived(delivery_id):
                             stream.acknowledge(item)
-                            self._spawn(self._confirmed(stream, delivery_id, time.monotonic()))
+                            work = self._confirmed(stream, delivery_id, time.monotonic())
+                            self._spawn(index, work)
             except grpc.aio.AioRpcError:
-                if self._stopping:
+                if self._stopping or self._leaving[index]:
                     return
                 self.stream_restarts += 1
                 await asyncio.sleep(0.2)
+            finally:
+                self._open_streams[index] = None
 
     async def _confirmed(
         self, stream: AcknowledgingStream, delivery_id: str, started: float
@@ -424,7 +521,8 @@ class Workload:
             self._acknowledged(delivery_id, started)
 
     async def _flush(self, batch: _Batch) -> None:
-        """Sends what `batch` gathered, one AcknowledgeBatch call at a time."""
+        """Sends what `batch` gathered, one AcknowledgeBatch call at a time, until the
+        recipient hangs up."""
         while True:
             await batch.ready.wait()
             await asyncio.sleep(BATCH_LINGER_S)
@@ -438,6 +536,8 @@ class Workload:
                     )
                 except grpc.aio.AioRpcError as exc:
                     self.tally.ack_errors[exc.code().name] += 1
+                    if batch.closing:
+                        return  # not acknowledged: pushed again on the next stream
                     batch.pending[:0] = ids  # tried again
                     await asyncio.sleep(0.1)
                     continue
@@ -446,11 +546,15 @@ class Workload:
                         self.tally.ack_errors["refused in a batch"] += 1
                     else:
                         self._acknowledged(delivery_id, started)
+            if batch.closing:
+                return
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, recipient: int, work: Coroutine[Any, Any, None]) -> None:
+        """Runs a recipient's acknowledgement work; its hang-up waits for it."""
         task = asyncio.create_task(work)
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
+        acks = self._acks[recipient]
+        acks.add(task)
+        task.add_done_callback(acks.discard)
 
     def _arrived(self, delivery_id: str) -> bool:
         """Records a pushed copy; False for one pushed again after its acknowledgement (a

@@ -139,7 +139,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         best = self.sustained()
-        report: dict[str, Any] = _clean(
+        report: dict[str, Any] = clean_for_json(
             {
                 "mode": self.mode,
                 "ack_mode": self.ack_mode,
@@ -305,12 +305,13 @@ def _ms(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def _clean(value: Any) -> Any:
-    """NaN (no sample) as null; dict keys as strings: JSON has neither NaN nor int keys."""
-    if isinstance(value, float) and math.isnan(value):
+def clean_for_json(value: Any) -> Any:
+    """NaN (no sample) and infinity as null; dict keys as strings: JSON has neither NaN nor
+    int keys."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean_for_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [clean_for_json(v) for v in value]
     return value

@@ -3,7 +3,9 @@ own, and `docaxis run` over mutual TLS, on ports apart from `make run`'s and the
 
 Ports come from BENCH_PG_PORT, BENCH_AMQP_PORT, BENCH_RABBIT_DIST_PORT, BENCH_EPMD_PORT and
 BENCH_GRPC_PORT. With BENCH_DATABASE_URL and BENCH_AMQP_URL set, the run uses those servers
-instead of starting its own (the suite's smoke test does, to share the suite's servers).
+instead of starting its own (the suite's smoke test does, to share the suite's servers). The soak
+(`make soak`) reads the same variables with SOAK_ in place of BENCH_, and has ports of its own by
+default, so that a soak and a bench can run side by side.
 """
 
 from __future__ import annotations
@@ -44,21 +46,36 @@ class Ports:
     grpc: int
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Ports:
+    def from_env(cls, env: Mapping[str, str] = os.environ, prefix: str = "BENCH") -> Ports:
+        defaults = _DEFAULT_PORTS[prefix]
         return cls(
-            postgres=int(env.get("BENCH_PG_PORT", "55434")),
-            amqp=int(env.get("BENCH_AMQP_PORT", "35692")),
-            rabbit_dist=int(env.get("BENCH_RABBIT_DIST_PORT", "35693")),
-            epmd=int(env.get("BENCH_EPMD_PORT", "34389")),
-            grpc=int(env.get("BENCH_GRPC_PORT", "50061")),
+            *(
+                int(env.get(f"{prefix}_{name}_PORT", str(default)))
+                for name, default in zip(_PORT_NAMES, defaults, strict=True)
+            )
         )
 
 
-class Servers:
-    """Postgres and RabbitMQ: started here and stopped at the end, unless given by URL."""
+_PORT_NAMES = ("PG", "AMQP", "RABBIT_DIST", "EPMD", "GRPC")
+# Apart from `make run`'s (5432x, 3567x) and the suite's defaults (55433, 3568x).
+_DEFAULT_PORTS = {
+    "BENCH": (55434, 35692, 35693, 34389, 50061),
+    "SOAK": (55435, 35702, 35703, 34399, 50071),
+}
 
-    def __init__(self, local: Path, ports: Ports, env: Mapping[str, str] = os.environ) -> None:
-        self._external = (env.get("BENCH_DATABASE_URL"), env.get("BENCH_AMQP_URL"))
+
+class Servers:
+    """Postgres and RabbitMQ: started here and stopped at the end, unless given by URL
+    (<prefix>_DATABASE_URL and <prefix>_AMQP_URL)."""
+
+    def __init__(
+        self,
+        local: Path,
+        ports: Ports,
+        env: Mapping[str, str] = os.environ,
+        prefix: str = "BENCH",
+    ) -> None:
+        self._external = (env.get(f"{prefix}_DATABASE_URL"), env.get(f"{prefix}_AMQP_URL"))
         self._env = {
             "DOCAXIS_LOCAL_DIR": str(local),
             "DOCAXIS_PG_PORT": str(ports.postgres),
@@ -96,9 +113,9 @@ class Servers:
             asyncio.to_thread(self._script, "rabbitmq.sh", "start"),
         )
 
-    async def fresh_database(self) -> str:
-        """An empty bench database on the Postgres server."""
-        return await postgres.recreate_database(self.server_url, DATABASE)
+    async def fresh_database(self, name: str = DATABASE) -> str:
+        """An empty database for the run on the Postgres server."""
+        return await postgres.recreate_database(self.server_url, name)
 
     def stop(self) -> None:
         for name in self._started:
@@ -261,11 +278,8 @@ class Axis:
                 raise RuntimeError(f"docaxis did not start:\n{self.log_path.read_text()}")
             await asyncio.sleep(0.2)
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) used so far by docaxis and every process it started."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        tree = {self.pid}
+    def processes(self) -> dict[int, int]:
+        """docaxis and every process it started (its workers): pid -> CPU ticks used so far."""
         stats = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -277,13 +291,18 @@ class Axis:
                     continue  # exited meanwhile
                 stats.append((int(entry.name), int(fields[1]), int(fields[11]) + int(fields[12])))
         parents = {pid: ppid for pid, ppid, _ in stats}
+        tree = {}
         for pid, _, ticks in stats:
             ancestor = pid
-            while ancestor not in tree and ancestor in parents and ancestor > 1:
+            while ancestor != self.pid and ancestor in parents and ancestor > 1:
                 ancestor = parents[ancestor]
-            if ancestor in tree:
-                total += ticks / tick
-        return total
+            if ancestor == self.pid:
+                tree[pid] = ticks
+        return tree
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by docaxis and every process it started."""
+        return sum(self.processes().values()) / os.sysconf("SC_CLK_TCK")
 
     async def stop(self) -> int:
         """SIGTERM, then waits for the exit (SIGKILL after a minute); returns its exit code."""
