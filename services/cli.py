@@ -18,7 +18,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis_client.ledger.cosignature import CosignerVerifier
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
-from services import pki_cli, report_cli, sign_cli
+from services import health_cli, pki_cli, report_cli, sign_cli
 from services.bootstrap.migrations import migrate
 from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
 from services.bootstrap.serve import serve_plan
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     pki_cli.add_commands(commands, client)
     report_cli.add_commands(commands, client)
+    health_cli.add_commands(commands, client)
     witness_cli.add_commands(commands)
     sign_cli.add_commands(commands, client)
 
@@ -222,6 +223,8 @@ async def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901
         return await pki_cli.dispatch(args)
     if args.command == "report":
         return await report_cli.dispatch(args)
+    if args.command == "health":
+        return await health_cli.dispatch(args)
     if args.command == "witness":
         return await witness_cli.dispatch(args)
     if args.command in ("sign", "signature-policy"):

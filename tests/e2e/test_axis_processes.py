@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import uuid
 
 import httpx
@@ -10,9 +12,10 @@ import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from grpc_health.v1 import health_pb2
 
+from services.health_cli import NOT_SERVING_EXIT, UNREACHABLE_EXIT
 from tests.conftest import make_header
 from tests.e2e.conftest import register
-from tests.e2e.processes import AxisProcess, wait_for_health
+from tests.e2e.processes import DOCAXIS, AxisProcess, free_port, wait_for_health
 from tests.infra import SuiteServices
 from tests.integration.test_exchange_flow import next_delivery, no_delivery
 
@@ -106,13 +109,32 @@ async def test_kill_9_with_pushed_unacknowledged_mail_redelivers_it_once(
         second.cancel()
 
 
+def docaxis_health(process: AxisProcess, address: str | None = None, *options: str) -> int:
+    """`docaxis health` against the process, as the monitoring role: its exit status."""
+    assert process.pki is not None
+    env = {**os.environ, **process.pki.client_env(process.pki.monitor_certificate, "monitor")}
+    address = address or process.address
+    done = subprocess.run(
+        [str(DOCAXIS), "health", "--address", address, "--timeout", "2", *options],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode
+
+
 async def test_health_follows_rabbitmq_and_postgres_and_mail_flows_after_their_restart(
     axis_process: AxisProcess, services: SuiteServices
 ) -> None:
-    """NOT_SERVING (and /readyz 503, /livez still 200) while RabbitMQ or Postgres is down,
-    SERVING and /readyz 200 when each is back, and a document submitted afterwards is still
-    pushed (connections recover by themselves)."""
+    """NOT_SERVING (and /readyz 503, /livez still 200, `docaxis health` exit 1) while RabbitMQ
+    or Postgres is down, SERVING (/readyz 200, exit 0) when each is back, and a document
+    submitted afterwards is still pushed (connections recover by themselves)."""
     await axis_process.wait_for_readyz(200, 30)
+    assert await asyncio.to_thread(docaxis_health, axis_process) == 0
+    # A probe inside a pod dials 127.0.0.1 and checks the certificate for the service's name.
+    for name, exit_status in (("localhost", 0), ("docaxis.elsewhere.example", UNREACHABLE_EXIT)):
+        checked = await asyncio.to_thread(docaxis_health, axis_process, None, "--server-name", name)
+        assert checked == exit_status, name
     for service in (services.rabbit, services.postgres):
         try:
             await asyncio.to_thread(service, "stop")
@@ -120,10 +142,14 @@ async def test_health_follows_rabbitmq_and_postgres_and_mail_flows_after_their_r
             await axis_process.wait_for_readyz(503, 30)
             async with httpx.AsyncClient(base_url=axis_process.probes_url) as probes:
                 assert (await probes.get("/livez")).status_code == 200
+            assert await asyncio.to_thread(docaxis_health, axis_process) == NOT_SERVING_EXIT
         finally:
             await asyncio.to_thread(service, "start")
         await wait_for_health(axis_process.address, SERVING, 60, tls=axis_process.tls)
         await axis_process.wait_for_readyz(200, 30)
+    assert await asyncio.to_thread(docaxis_health, axis_process) == 0
+    nobody = f"127.0.0.1:{free_port()}"
+    assert await asyncio.to_thread(docaxis_health, axis_process, nobody) == UNREACHABLE_EXIT
 
     sender, recipient = await register(axis_process, 2)
     async with (

@@ -34,6 +34,9 @@ GRANT CREATE ON DATABASE docaxis TO ledger_owner;
 REVOKE ALL ON DATABASE docaxis FROM PUBLIC;
 GRANT CONNECT ON DATABASE docaxis TO docaxis, docaxis_auditor;
 SELECT pg_create_physical_replication_slot('standby');
+-- From the real start on (not during this initialisation, which has no standby to wait for):
+-- every commit waits until the standby named `standby` has it.
+ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (standby)';
 SQL
 
 echo "host replication replicator all scram-sha-256" >>"$PGDATA/pg_hba.conf"

@@ -3,7 +3,9 @@
 # written with the settings that make it follow the primary (--write-recovery-conf:
 # standby.signal and primary_conninfo, whose application_name the primary's
 # synchronous_standby_names names). Promote it with
-# `docker compose exec -u postgres postgres-standby pg_ctl promote` (README).
+# `docker compose exec -u postgres postgres-standby pg_ctl promote` (README): it then serves
+# writes without a synchronous standby of its own (the primary's synchronous_standby_names,
+# copied by the base backup, is overridden below), until a new standby is attached.
 set -euo pipefail
 
 export PGDATA=${PGDATA:-/var/lib/postgresql/data}
@@ -23,4 +25,4 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
         sleep 2
     done
 fi
-exec gosu postgres postgres -c hot_standby=on
+exec gosu postgres postgres -c hot_standby=on -c synchronous_standby_names=
