@@ -44,6 +44,9 @@ def channel_options(settings: LimitSettings) -> list[tuple[str, int]]:
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
         ("grpc.keepalive_time_ms", ms(settings.keepalive_time_s)),
         ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout_s)),
+        # What gRPC core (1.85) actually waits for a ping's answer before it closes the
+        # transport; without it an unanswered keepalive ping never ends a half-open connection.
+        ("grpc.http2.ping_timeout_ms", ms(settings.keepalive_timeout_s)),
         # The server's own keepalive pings go on while a Receive stream sends nothing: a DMS
         # that vanished is found even when no mail is waiting for it.
         ("grpc.http2.max_pings_without_data", 0),

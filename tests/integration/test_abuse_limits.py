@@ -18,6 +18,7 @@ from docaxis_client.errors import DocaxisError, ResourceExhaustedError
 from docaxis_client.receive import ReceiveStream
 from services.common.limits import LimitSettings, Rate
 from tests.conftest import Register, make_header, served, settings_for
+from tests.freezing_proxy import FreezingProxy
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
 from tests.waiting import eventually
@@ -33,6 +34,9 @@ LIMITS = LimitSettings(
     submit_rate=Rate(per_s=0.001, burst=SUBMIT_BURST),
     other_rate=Rate(per_s=0.001, burst=OTHER_BURST),
     max_receive_streams=MAX_STREAMS,
+    # A vanished DMS is found within about a second.
+    keepalive_time_s=0.5,
+    keepalive_timeout_s=0.5,
 )
 
 
@@ -73,6 +77,26 @@ async def delivered(stream: ReceiveStream, within: float = 15) -> str:
     async with asyncio.timeout(within):
         response = await stream.read()
     return response.delivery.document_uuid
+
+
+async def first_delivered(streams: list[ReceiveStream]) -> str:
+    """The document the first of `streams` to be pushed something gets; the others none."""
+    readers = [asyncio.create_task(delivered(stream)) for stream in streams]
+    done, pending = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED, timeout=15)
+    for task in pending:
+        task.cancel()
+    (document,) = [task.result() for task in done]
+    return document
+
+
+async def reopened(client: AgencyClient) -> ReceiveStream | None:
+    """A new Receive stream, or None while the agency is at its cap."""
+    stream = client.receive()
+    try:
+        await stream.subscribed()
+    except ResourceExhaustedError:
+        return None
+    return stream
 
 
 async def refusal(call: object) -> DocaxisError:
@@ -191,24 +215,49 @@ async def test_the_stream_past_the_cap_is_refused_and_the_open_ones_keep_deliver
     to_polite = await submit(limited_clients[sender], sender, [polite])
     assert await delivered(polite_stream) == to_polite
     # The broker hands the flooder's copy to one of its open streams.
-    readers = [asyncio.create_task(delivered(stream)) for stream in streams]
-    done, pending = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED, timeout=15)
-    assert [task.result() for task in done] == [to_flooder]
-    for task in pending:
-        task.cancel()
+    assert await first_delivered(streams) == to_flooder
 
     streams[0].cancel()
-
-    async def reopened() -> bool:
-        again = limited_clients[flooder].receive()
-        try:
-            await again.subscribed()
-        except ResourceExhaustedError:
-            return False
-        streams[0] = again
-        return True
-
     # Each attempt takes a token of the flooder's "other" bucket: poll slowly.
-    await eventually(reopened, within=10, every=0.2)
-    for stream in [*streams, polite_stream]:
+    again = await eventually(lambda: reopened(limited_clients[flooder]), within=10, every=0.2)
+    assert again is not None
+    for stream in [*streams, again, polite_stream]:
         stream.cancel()
+
+
+async def test_a_vanished_dms_frees_its_stream_slot_once_keepalive_finds_it(
+    register_agencies: Register,
+    limited_axis: str,
+    pki: SuitePki,
+    limited_clients: dict[str, AgencyClient],
+) -> None:
+    """A DMS at its stream cap whose machine vanishes (its connection goes silent, no FIN)
+    would hold its slots for ever without keepalive: the server's unanswered ping ends the
+    connection and its stream, and the agency's next DMS can subscribe. Meanwhile another
+    agency's stream keeps delivering."""
+    sender, flooder, polite = await register_agencies(3)
+    proxy = FreezingProxy(limited_axis)
+    async with proxy.running() as relayed:
+        vanishing = pki.client(relayed, flooder)
+        try:
+            lost = vanishing.receive()
+            await lost.subscribed()
+            held = limited_clients[flooder].receive()
+            await held.subscribed()
+            assert await reopened(limited_clients[flooder]) is None  # at the cap
+            polite_stream = limited_clients[polite].receive()
+            await polite_stream.subscribed()
+
+            proxy.freeze()
+            to_polite = await submit(limited_clients[sender], sender, [polite])
+            assert await delivered(polite_stream) == to_polite
+            again = await eventually(
+                lambda: reopened(limited_clients[flooder]), within=15, every=0.3
+            )
+            assert again is not None
+            to_flooder = await submit(limited_clients[sender], sender, [flooder])
+            assert await first_delivered([held, again]) == to_flooder
+            for stream in (held, again, polite_stream):
+                stream.cancel()
+        finally:
+            await vanishing.close()

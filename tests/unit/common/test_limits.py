@@ -157,6 +157,7 @@ def test_every_limit_is_read_from_its_variable() -> None:
         "grpc.max_concurrent_streams": 50,
         "grpc.keepalive_time_ms": 30_000,
         "grpc.keepalive_timeout_ms": 5_000,
+        "grpc.http2.ping_timeout_ms": 5_000,
         "grpc.http2.max_pings_without_data": 0,
         "grpc.keepalive_permit_without_calls": 1,
         "grpc.http2.min_ping_interval_without_data_ms": 10_000,
