@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -166,70 +166,68 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
-async def _dispatch(args: argparse.Namespace) -> int:  # noqa: C901
-    if args.command == "run":
-        return await _run(args)
-    if args.command == "migrate":
-        settings = Settings.from_env()
-        configure_logging(settings.log_level)
-        for name in await migrate(settings.database_url):
-            print(f"applied {name}")
-        return 0
-    if args.command == "agencies":
-        return await _agencies(args)
-    if args.command == "ledger" and args.ledger_command == "trust-policy":
+async def _dispatch(args: argparse.Namespace) -> int:
+    return await _COMMANDS[args.command](args)
+
+
+async def _migrate(_args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    for name in await migrate(settings.database_url):
+        print(f"applied {name}")
+    return 0
+
+
+async def _ledger(args: argparse.Namespace) -> int:
+    if args.ledger_command == "trust-policy":
         return _write_trust_policy(args)
-    if args.command == "ledger" and args.ledger_command == "vkey":
+    if args.ledger_command == "vkey":
         for signer in read_signer_keys(args.key_file, "--key-file"):
             print(signer.verifier.vkey)
         return 0
-    if args.command == "ledger":
-        signer = NoteSigner.generate(args.name)
-        if args.out.exists():
-            raise ConfigError(f"{args.out} exists: refusing to overwrite a signing key")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.touch(mode=0o600)
-        args.out.write_text(signer.skey + "\n", encoding="utf-8")
-        print(f"wrote {args.out}; verifier key: {signer.verifier.vkey}")
-        return 0
-    if args.command == "audit":
-        # An export needs only the database (as the read-only ledger role), not a server's
-        # TLS and broker settings.
-        exporting = LedgerExportSettings.from_env()
-        pool = await postgres.create_pool(
-            exporting.database_url,
-            min_size=1,
-            max_size=1,
-            role=READER_ROLE if exporting.database_roles else None,
-        )
-        try:
-            reader = PostgresLedgerReader(pool)
-            with Progress("exporting ledger entries", await reader.tree_size()) as progress:
-                entries, checkpoints = await export_ledger(
-                    reader, exporting.ledger_origin, args.folder, progress.advance
-                )
-        except ExportError as exc:
-            print(f"docaxis: {exc.reason}: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await pool.close()
-        print(f"exported {entries} entries and {checkpoints} checkpoints to {args.folder}")
-        return 0
-    if args.command == "demo":
-        from services.demo import run_demo  # client side only: not loaded to serve
+    return _write_ledger_key(args)
 
-        return await run_demo(args.address, None if args.insecure else args.pki)
-    if args.command in ("pki", "crl"):
-        return await pki_cli.dispatch(args)
-    if args.command == "report":
-        return await report_cli.dispatch(args)
-    if args.command == "health":
-        return await health_cli.dispatch(args)
-    if args.command == "witness":
-        return await witness_cli.dispatch(args)
-    if args.command in ("sign", "signature-policy"):
-        return await sign_cli.dispatch(args)
-    raise AssertionError(args.command)
+
+def _write_ledger_key(args: argparse.Namespace) -> int:
+    signer = NoteSigner.generate(args.name)
+    if args.out.exists():
+        raise ConfigError(f"{args.out} exists: refusing to overwrite a signing key")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.touch(mode=0o600)
+    args.out.write_text(signer.skey + "\n", encoding="utf-8")
+    print(f"wrote {args.out}; verifier key: {signer.verifier.vkey}")
+    return 0
+
+
+async def _audit_export(args: argparse.Namespace) -> int:
+    # An export needs only the database (as the read-only ledger role), not a server's TLS and
+    # broker settings.
+    exporting = LedgerExportSettings.from_env()
+    pool = await postgres.create_pool(
+        exporting.database_url,
+        min_size=1,
+        max_size=1,
+        role=READER_ROLE if exporting.database_roles else None,
+    )
+    try:
+        reader = PostgresLedgerReader(pool)
+        with Progress("exporting ledger entries", await reader.tree_size()) as progress:
+            entries, checkpoints = await export_ledger(
+                reader, exporting.ledger_origin, args.folder, progress.advance
+            )
+    except ExportError as exc:
+        print(f"docaxis: {exc.reason}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await pool.close()
+    print(f"exported {entries} entries and {checkpoints} checkpoints to {args.folder}")
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo  # client side only: not loaded to serve
+
+    return await run_demo(args.address, None if args.insecure else args.pki)
 
 
 def _write_trust_policy(args: argparse.Namespace) -> int:
@@ -413,3 +411,21 @@ def _print_agencies(agencies: list[dpb.Agency]) -> None:
         if a.successor_codes:
             line += f"  -> {', '.join(a.successor_codes)}"
         print(line)
+
+
+# Each top-level command's handler (the parser in _parser() names the same commands).
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "run": _run,
+    "migrate": _migrate,
+    "agencies": _agencies,
+    "ledger": _ledger,
+    "audit": _audit_export,
+    "demo": _demo,
+    "pki": pki_cli.dispatch,
+    "crl": pki_cli.dispatch,
+    "report": report_cli.dispatch,
+    "health": health_cli.dispatch,
+    "witness": witness_cli.dispatch,
+    "sign": sign_cli.dispatch,
+    "signature-policy": sign_cli.dispatch,
+}

@@ -199,7 +199,7 @@ def _check_length(
         problems.append(FieldViolation(field, f"at most {limit} characters, got {len(value)}"))
 
 
-def submission_problems(  # noqa: C901
+def submission_problems(
     submission: Submission,
     *,
     code_problem: CodeCheck,
@@ -207,9 +207,16 @@ def submission_problems(  # noqa: C901
     max_attachment_bytes: int,
 ) -> list[FieldViolation]:
     """Every problem with a submission at once (domain.md §2.2 limits)."""
-    check_code = code_problem
     problems: list[FieldViolation] = []
-    header = submission.header
+    _consignment_problems(problems, submission)
+    _address_problems(problems, submission.header, code_problem)
+    _header_problems(problems, submission.header, today)
+    _response_problems(problems, submission.header)
+    _attachment_problems(problems, submission.attachments, max_attachment_bytes)
+    return problems
+
+
+def _consignment_problems(problems: list[FieldViolation], submission: Submission) -> None:
     if not submission.consignment_id:
         problems.append(FieldViolation("consignment_id", "required"))
     elif len(submission.consignment_id) > MAX_CONSIGNMENT_ID or not _CONSIGNMENT.fullmatch(
@@ -220,6 +227,11 @@ def submission_problems(  # noqa: C901
                 "consignment_id", f"1 to {MAX_CONSIGNMENT_ID} printable ASCII characters"
             )
         )
+
+
+def _address_problems(
+    problems: list[FieldViolation], header: Header, check_code: CodeCheck
+) -> None:
     if (why := check_code(header.sender)) is not None:
         problems.append(FieldViolation("header.sender", why))
     if not header.recipients:
@@ -234,6 +246,9 @@ def submission_problems(  # noqa: C901
         elif recipient in seen:
             problems.append(FieldViolation(field, f"{recipient} is listed twice"))
         seen.add(recipient)
+
+
+def _header_problems(problems: list[FieldViolation], header: Header, today: dt.date) -> None:
     _check_length(
         problems, "header.code.number", header.code_number, MAX_CODE_NUMBER, required=True
     )
@@ -277,6 +292,9 @@ def submission_problems(  # noqa: C901
         )
     if header.document_type < 0:
         problems.append(FieldViolation("header.document_type", "must not be negative"))
+
+
+def _response_problems(problems: list[FieldViolation], header: Header) -> None:
     if header.business_type is not BusinessType.NEW and not header.response_for:
         problems.append(
             FieldViolation(
@@ -288,9 +306,14 @@ def submission_problems(  # noqa: C901
             parse_document_id(target)
         except ValueError as exc:
             problems.append(FieldViolation(f"header.response_for[{index}]", str(exc)))
-    if len(submission.attachments) > MAX_ATTACHMENTS:
+
+
+def _attachment_problems(
+    problems: list[FieldViolation], attachments: Sequence[AttachmentRef], max_attachment_bytes: int
+) -> None:
+    if len(attachments) > MAX_ATTACHMENTS:
         problems.append(FieldViolation("attachments", f"at most {MAX_ATTACHMENTS}"))
-    for index, attachment in enumerate(submission.attachments):
+    for index, attachment in enumerate(attachments):
         field = f"attachments[{index}]"
         if (why := attachment_name_problem(attachment.name)) is not None:
             problems.append(FieldViolation(f"{field}.name", why))
@@ -313,7 +336,6 @@ def submission_problems(  # noqa: C901
                     f"{field}.size", f"exceeds the limit of {max_attachment_bytes} bytes"
                 )
             )
-    return problems
 
 
 def attachment_name_problem(name: str) -> str | None:

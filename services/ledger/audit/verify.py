@@ -458,7 +458,7 @@ class _Replay:
         self.verified[source] = self.verified.get(source, 0) + 1
 
 
-def audit_entries(  # noqa: C901
+def audit_entries(
     entries: bytes,
     checkpoints: Mapping[int, bytes],
     policy: TrustPolicy,
@@ -472,6 +472,30 @@ def audit_entries(  # noqa: C901
     details: Details = {"origin": policy.origin}
     replay = _Replay(policy)
     try:
+        pending = _PendingCheckpoints(checkpoints, saved_checkpoints, policy, replay)
+        count = _replay_entries(entries, index, replay, pending, progress)
+        pending.none_beyond(count)
+        _check_complete(replay, index, count)
+    except _Found as found:
+        details.update(_replay_details(replay))
+        return AuditReport("full", found.divergence, details)
+    details.update(_replay_details(replay))
+    return AuditReport("full", None, details)
+
+
+class _PendingCheckpoints:
+    """The checkpoints to verify, by the size they cover; each is verified once the replay has
+    reached that size."""
+
+    def __init__(
+        self,
+        checkpoints: Mapping[int, bytes],
+        saved_checkpoints: Iterable[bytes],
+        policy: TrustPolicy,
+        replay: _Replay,
+    ) -> None:
+        self._policy = policy
+        self._replay = replay
         # Saved checkpoints are the auditor's own evidence: one that does not verify is an
         # input problem, reported before anything else.
         # (size, order at equal size, source, note, the saved ones already opened)
@@ -482,57 +506,38 @@ def audit_entries(  # noqa: C901
         for size, note in checkpoints.items():
             pending.append((size, 0, Source.EXPORT, note, None))
         pending.sort(key=lambda p: (p[0], p[1]))
+        self._pending = pending
+        self._position = 0
 
-        position = 0
-        count = 0
+    def due(self, upto: int) -> None:
+        """Verifies every checkpoint of at most `upto` entries not verified yet."""
+        while self._position < len(self._pending) and self._pending[self._position][0] <= upto:
+            self._verify(*self._pending[self._position])
+            self._position += 1
 
-        def due(upto: int) -> None:
-            nonlocal position
-            while position < len(pending) and pending[position][0] <= upto:
-                size, _, source, note, saved = pending[position]
-                try:
-                    opened = saved or _open(note, policy, source, size, replay.newest)
-                except _Found as found:
-                    # The log asks witnesses for its newest checkpoint only, so exported ones
-                    # in between may lack the quorum: they vouch for nothing and are skipped
-                    # (counted); what no trusted checkpoint covers is the unsigned tail.
-                    if found.divergence.kind is not DivergenceKind.WITNESS_QUORUM_NOT_MET:
-                        raise
-                    replay.without_quorum += 1
-                    position += 1
-                    continue
-                if source is Source.EXPORT and opened.checkpoint.size != size:
-                    message = (
-                        f"file says size {size}, the signed checkpoint {opened.checkpoint.size}"
-                    )
-                    kind = DivergenceKind.CHECKPOINT_MALFORMED
-                    raise _Found(Divergence(kind, message, size, size, source))
-                replay.checkpoint(source, opened)
-                position += 1
+    def _verify(
+        self, size: int, _order: int, source: Source, note: bytes, saved: TrustedCheckpoint | None
+    ) -> None:
+        try:
+            opened = saved or _open(note, self._policy, source, size, self._replay.newest)
+        except _Found as found:
+            # The log asks witnesses for its newest checkpoint only, so exported ones in
+            # between may lack the quorum: they vouch for nothing and are skipped (counted);
+            # what no trusted checkpoint covers is the unsigned tail.
+            if found.divergence.kind is not DivergenceKind.WITNESS_QUORUM_NOT_MET:
+                raise
+            self._replay.without_quorum += 1
+            return
+        if source is Source.EXPORT and opened.checkpoint.size != size:
+            message = f"file says size {size}, the signed checkpoint {opened.checkpoint.size}"
+            kind = DivergenceKind.CHECKPOINT_MALFORMED
+            raise _Found(Divergence(kind, message, size, size, source))
+        self._replay.checkpoint(source, opened)
 
-        bodies = iter_entries(entries)
-        while True:
-            try:
-                body = next(bodies)
-            except StopIteration:
-                break
-            except EntryBundleError as exc:
-                kind = DivergenceKind.ENTRIES_TRUNCATED
-                raise _Found(Divergence(kind, str(exc), count)) from exc
-            due(count)
-            pinned: IndexLine | None = None
-            if index is not None:
-                if count >= len(index):
-                    message = f"entry {count} is not in the export's index ({len(index)} lines)"
-                    kind = DivergenceKind.ENTRY_INDEX_MISMATCH
-                    raise _Found(Divergence(kind, message, count))
-                pinned = index[count]
-            replay.entry(count, body, pinned)
-            count += 1
-            progress(1)
-        due(count)
-        if position < len(pending):
-            size, _, source, _, _ = pending[position]
+    def none_beyond(self, count: int) -> None:
+        """Every checkpoint was verified: none claims more entries than the `count` present."""
+        if self._position < len(self._pending):
+            size, _, source, _, _ = self._pending[self._position]
             kind = (
                 DivergenceKind.SAVED_CHECKPOINT_BEYOND_EXPORT
                 if source is Source.SAVED
@@ -540,19 +545,54 @@ def audit_entries(  # noqa: C901
             )
             message = f"a signed checkpoint covers {size} entries but only {count} are present"
             raise _Found(Divergence(kind, message, count, size, source))
-        if index is not None and len(index) != count:
-            message = f"the export's index lists {len(index)} entries, entries.bin holds {count}"
-            raise _Found(Divergence(DivergenceKind.ENTRY_INDEX_MISMATCH, message, count))
-        signed = 0 if replay.last_match is None else replay.last_match[0]
-        if replay.last_match is None or (signed == 0 and count > 0):
-            # Nothing vouches for any entry: deleting every checkpoint must not read as "ok".
-            message = f"no trusted checkpoint covers any of the {count} entries"
-            raise _Found(Divergence(DivergenceKind.NO_CHECKPOINT, message, 0))
-    except _Found as found:
-        details.update(_replay_details(replay))
-        return AuditReport("full", found.divergence, details)
-    details.update(_replay_details(replay))
-    return AuditReport("full", None, details)
+
+
+def _replay_entries(
+    entries: bytes,
+    index: Sequence[IndexLine] | None,
+    replay: _Replay,
+    pending: _PendingCheckpoints,
+    progress: Callable[[int], None],
+) -> int:
+    """Replays every entry, verifying each checkpoint when the tree reaches its size; returns
+    how many entries there were."""
+    count = 0
+    bodies = iter_entries(entries)
+    while True:
+        try:
+            body = next(bodies)
+        except StopIteration:
+            break
+        except EntryBundleError as exc:
+            kind = DivergenceKind.ENTRIES_TRUNCATED
+            raise _Found(Divergence(kind, str(exc), count)) from exc
+        pending.due(count)
+        replay.entry(count, body, _pinned(index, count))
+        count += 1
+        progress(1)
+    pending.due(count)
+    return count
+
+
+def _pinned(index: Sequence[IndexLine] | None, count: int) -> IndexLine | None:
+    """What the export's index pins for entry `count` (None without an index)."""
+    if index is None:
+        return None
+    if count >= len(index):
+        message = f"entry {count} is not in the export's index ({len(index)} lines)"
+        raise _Found(Divergence(DivergenceKind.ENTRY_INDEX_MISMATCH, message, count))
+    return index[count]
+
+
+def _check_complete(replay: _Replay, index: Sequence[IndexLine] | None, count: int) -> None:
+    if index is not None and len(index) != count:
+        message = f"the export's index lists {len(index)} entries, entries.bin holds {count}"
+        raise _Found(Divergence(DivergenceKind.ENTRY_INDEX_MISMATCH, message, count))
+    signed = 0 if replay.last_match is None else replay.last_match[0]
+    if replay.last_match is None or (signed == 0 and count > 0):
+        # Nothing vouches for any entry: deleting every checkpoint must not read as "ok".
+        message = f"no trusted checkpoint covers any of the {count} entries"
+        raise _Found(Divergence(DivergenceKind.NO_CHECKPOINT, message, 0))
 
 
 def _replay_details(replay: _Replay) -> Details:
