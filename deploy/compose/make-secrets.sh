@@ -34,10 +34,14 @@ done
     printf 'DOCAXIS_DATABASE_URL=postgresql://docaxis:%s@%s/docaxis?target_session_attrs=read-write\n' \
         "$(<"$SECRETS/docaxis-db-password")" "postgres-primary:5432,postgres-standby:5432" \
         >"$SECRETS/urls.env"
-    # One node today: DOCAXIS_AMQP_URL takes a single URL on main (README "From make run to
-    # three nodes").
-    printf 'DOCAXIS_AMQP_URL=amqp://docaxis:%s@rabbitmq-1:5672/\n' "$(<"$SECRETS/amqp-password")" \
-        >>"$SECRETS/urls.env"
+    # Every RabbitMQ node, comma-separated: docaxis uses the first that answers and moves to
+    # another live one when its node dies.
+    amqp_password=$(<"$SECRETS/amqp-password")
+    urls=""
+    for node in 1 2 3; do
+        urls+="${urls:+,}amqp://docaxis:$amqp_password@rabbitmq-$node:5672/"
+    done
+    printf 'DOCAXIS_AMQP_URL=%s\n' "$urls" >>"$SECRETS/urls.env"
 )
 if ((EUID == 0)); then
     chown -R "$IMAGE_UID:$IMAGE_UID" "$SECRETS/pki" "$SECRETS/ledger.key"

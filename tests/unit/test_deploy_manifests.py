@@ -138,4 +138,12 @@ def test_make_secrets_creates_every_file_compose_and_the_demo_overlay_read(tmp_p
     urls = (secrets / "urls.env").read_text(encoding="utf-8")
     assert re.search(r"^DOCAXIS_DATABASE_URL=postgresql://docaxis:\w+@", urls, re.M)
     assert "target_session_attrs=read-write" in urls
-    assert re.search(r"^DOCAXIS_AMQP_URL=amqp://docaxis:\w+@rabbitmq-1:5672/$", urls, re.M)
+    (amqp,) = re.findall(r"^DOCAXIS_AMQP_URL=(.*)$", urls, re.M)
+    nodes = [
+        re.fullmatch(r"amqp://docaxis:\w+@(rabbitmq-\d):5672/", url) for url in amqp.split(",")
+    ]
+    assert [node.group(1) if node else None for node in nodes] == [
+        "rabbitmq-1",
+        "rabbitmq-2",
+        "rabbitmq-3",
+    ]
