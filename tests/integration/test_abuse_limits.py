@@ -9,9 +9,11 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient, BatchDocument
 from docaxis_client.errors import DocaxisError, ResourceExhaustedError
@@ -20,6 +22,7 @@ from services.common.limits import LimitSettings, Rate
 from tests.conftest import Register, make_header, served, settings_for
 from tests.freezing_proxy import FreezingProxy
 from tests.infra import SuiteServices
+from tests.integration.gateway.conftest import gateway_served
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
@@ -261,3 +264,76 @@ async def test_a_vanished_dms_frees_its_stream_slot_once_keepalive_finds_it(
                 stream.cancel()
         finally:
             await vanishing.close()
+
+
+async def test_rest_calls_share_the_agency_allowance_and_get_429_with_retry_after(
+    register_agencies: Register, limited_axis: str, pki: SuitePki
+) -> None:
+    """Through the gateway an agency draws on the same buckets as over gRPC (the gateway acts
+    on its behalf): past its burst it gets 429 problem+json RATE_LIMITED with Retry-After,
+    while another agency's REST calls are answered."""
+    flooder, polite = await register_agencies(2)
+    async with (
+        gateway_served(limited_axis, pki) as gateway,
+        gateway.client(gateway.agency_pair(flooder)) as flooding,
+        gateway.client(gateway.agency_pair(polite)) as calm,
+    ):
+        answers = [await flooding.get("/v1/inbox") for _ in range(OTHER_BURST + 3)]
+        assert [a.status_code for a in answers].count(200) == OTHER_BURST
+        refused = answers[-1]
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert 1 < int(refused.headers["retry-after"]) <= 1000
+        body = refused.json()
+        assert (body["reason"], body["retryable"]) == ("RATE_LIMITED", True)
+        assert body["metadata"]["limit"] == "other"
+        for _ in range(5):
+            answer = await calm.get("/v1/inbox")
+            assert answer.status_code == 200
+            assert answer.json().get("items", []) == []
+
+
+async def test_a_recipient_that_never_reads_its_stream_holds_up_no_one_else(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """A DMS that opens ReceiveStream and then never reads nor acknowledges is pushed its
+    window and no more; the rest of its mail waits in its own queue, another agency's stream
+    delivers everything meanwhile, and once the hog hangs up nothing of its mail is lost."""
+    sender, hog, polite = await register_agencies(3)
+    window = 2
+
+    async def opening() -> AsyncIterator[pb.ReceiveStreamRequest]:
+        yield pb.ReceiveStreamRequest(window=window)
+        await asyncio.Event().wait()  # never anything more
+
+    hog_call: Any = clients[hog].exchange.ReceiveStream(opening())
+    async with asyncio.timeout(15):
+        await hog_call.initial_metadata()  # subscribed; nothing is ever read after this
+    polite_stream = clients[polite].receive()
+    await polite_stream.subscribed()
+
+    for_hog = [await submit(clients[sender], sender, [hog]) for _ in range(6)]
+    for_polite = [await submit(clients[sender], sender, [polite]) for _ in range(3)]
+    assert {await delivered(polite_stream) for _ in for_polite} == set(for_polite)
+
+    async def pushed_to_hog() -> int:
+        tracks = [await clients[sender].track(document) for document in for_hog]
+        return sum(track.recipients[0].push_count for track in tracks)
+
+    # The window fills, and stays full: no acknowledgement ever comes.
+    assert await eventually(pushed_to_hog, lambda count: count >= window) == window
+    document = await submit(clients[sender], sender, [polite])
+    assert await delivered(polite_stream) == document
+    assert await pushed_to_hog() == window
+
+    hog_call.cancel()
+    reader = clients[hog].receive()
+    seen = set()
+    for _ in for_hog:
+        async with asyncio.timeout(15):
+            item = (await reader.read()).delivery
+        seen.add(item.document_uuid)
+        await clients[hog].acknowledge(item.delivery_id)
+    assert seen == set(for_hog)
+    reader.cancel()
+    polite_stream.cancel()
