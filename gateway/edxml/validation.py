@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Final
 
 from gateway.edxml.dates import vietnam_today
@@ -15,10 +15,14 @@ from gateway.edxml.mapping import (
     parse_document_id,
 )
 from gateway.edxml.model import (
+    Business,
     BusinessDocType,
+    BusinessDocumentInfo,
     DocumentPackage,
+    MessageHeader,
     Organisation,
     StatusPackage,
+    TraceHeaderList,
     bare_content_id,
 )
 from gateway.edxml.names import ZIP_CONTENT_TYPE
@@ -111,10 +115,17 @@ def check_document(
     ]
 
 
-def _header(  # noqa: C901
+def _header(
     package: DocumentPackage, now: dt.datetime | None, skip: Collection[str]
 ) -> Iterator[Issue]:
-    header = package.header
+    for part in (_addresses, _code, _promulgation, _signer_and_dates, _other_info, _responses):
+        yield from part(package.header, now, skip)
+    yield from _header_document_id(package)
+
+
+def _addresses(
+    header: MessageHeader, now: dt.datetime | None, skip: Collection[str]
+) -> Iterator[Issue]:
     base = "MessageHeader"
     yield from _organisation(header.sender, f"{base}/From", skip, what="the sender's")
     if not header.recipients:
@@ -132,6 +143,10 @@ def _header(  # noqa: C901
             )
         elif recipient.organ_id:
             seen[recipient.organ_id] = index
+
+
+def _code(header: MessageHeader, now: dt.datetime | None, skip: Collection[str]) -> Iterator[Issue]:
+    base = "MessageHeader"
     code = header.code
     yield from _required(code.number, f"{base}/Code/CodeNumber", "CodeNumber", skip)
     yield from _length(code.number, MAX_CODE_NUMBER, f"{base}/Code/CodeNumber")
@@ -140,6 +155,12 @@ def _header(  # noqa: C901
         yield _error(IssueCode.CODE_NUMBER_INVALID, f"{base}/Code/CodeNumber", "contains '/'")
     yield from _required(code.notation, f"{base}/Code/CodeNotation", "CodeNotation", skip)
     yield from _length(code.notation, MAX_CODE_NOTATION, f"{base}/Code/CodeNotation")
+
+
+def _promulgation(
+    header: MessageHeader, now: dt.datetime | None, skip: Collection[str]
+) -> Iterator[Issue]:
+    base = "MessageHeader"
     promulgation = header.promulgation
     date_path = f"{base}/PromulgationInfo/PromulgationDate"
     yield from _required(promulgation.date, date_path, "PromulgationDate", skip)
@@ -153,6 +174,13 @@ def _header(  # noqa: C901
     )
     yield from _required(header.subject, f"{base}/Subject", "Subject", skip)
     yield from _length(header.subject, MAX_SUBJECT, f"{base}/Subject")
+
+
+def _signer_and_dates(
+    header: MessageHeader, now: dt.datetime | None, skip: Collection[str]
+) -> Iterator[Issue]:
+    base = "MessageHeader"
+    promulgation = header.promulgation
     if header.signer is None:
         yield _warning(IssueCode.SIGNER_MISSING, f"{base}/SignerInfo", "no SignerInfo")
     else:
@@ -172,26 +200,36 @@ def _header(  # noqa: C901
         yield _error(
             IssueCode.TOO_LONG, f"{base}/ToPlaces", f"{total} characters, at most 1000 in total"
         )
-    if header.other_info is not None:
-        other = header.other_info
-        path = f"{base}/OtherInfo"
-        if other.priority is not None and other.priority not in PRIORITY_RANGE:
-            yield _error(
-                IssueCode.OUT_OF_RANGE, f"{path}/Priority", f"{other.priority} not in 0..4"
-            )
-        yield from _length(other.sphere_of_promulgation, MAX_SPHERE, f"{path}/SphereOfPromulgation")
-        yield from _length(other.typer_notation, MAX_TYPER_NOTATION, f"{path}/TyperNotation")
-        for name, amount in (
-            ("PromulgationAmount", other.promulgation_amount),
-            ("PageAmount", other.page_amount),
-        ):
-            if amount is not None and amount < 0:
-                yield _error(IssueCode.OUT_OF_RANGE, f"{path}/{name}", f"{amount} is negative")
+
+
+def _other_info(
+    header: MessageHeader, now: dt.datetime | None, skip: Collection[str]
+) -> Iterator[Issue]:
+    base = "MessageHeader"
+    other = header.other_info
+    if other is None:
+        return
+    path = f"{base}/OtherInfo"
+    if other.priority is not None and other.priority not in PRIORITY_RANGE:
+        yield _error(IssueCode.OUT_OF_RANGE, f"{path}/Priority", f"{other.priority} not in 0..4")
+    yield from _length(other.sphere_of_promulgation, MAX_SPHERE, f"{path}/SphereOfPromulgation")
+    yield from _length(other.typer_notation, MAX_TYPER_NOTATION, f"{path}/TyperNotation")
+    for name, amount in (
+        ("PromulgationAmount", other.promulgation_amount),
+        ("PageAmount", other.page_amount),
+    ):
+        if amount is not None and amount < 0:
+            yield _error(IssueCode.OUT_OF_RANGE, f"{path}/{name}", f"{amount} is negative")
+
+
+def _responses(
+    header: MessageHeader, now: dt.datetime | None, skip: Collection[str]
+) -> Iterator[Issue]:
+    base = "MessageHeader"
     for index, response in enumerate(header.response_for, 1):
         path = f"{base}/ResponseFor[{index}]"
         yield from check_organ_id(response.organ_id, f"{path}/OrganId", strict=False)
         yield from _document_id(response.document_id, f"{path}/DocumentId")
-    yield from _header_document_id(package)
 
 
 def _header_document_id(package: DocumentPackage) -> Iterator[Issue]:
@@ -218,8 +256,34 @@ def _header_document_id(package: DocumentPackage) -> Iterator[Issue]:
         )
 
 
-def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]:  # noqa: C901
-    trace = package.trace
+# The standard's spelling, always.
+_BUSINESS: Final = "TraceHeaderList/Bussiness"
+
+
+def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]:
+    yield from _trace_headers(package.trace, skip)
+    business = package.trace.business
+    path = _BUSINESS
+    if business is None:
+        yield _warning(IssueCode.BUSINESS_MISSING, path, "no Bussiness block: a new document")
+        return
+    if business.doc_type is None and f"{path}/BussinessDocType" not in skip:
+        yield _error(IssueCode.VALUE_INVALID, f"{path}/BussinessDocType", "not 0, 1, 2 or 3")
+    yield from _document_id(business.document_id, f"{path}/DocumentId")
+    if business.paper is not None and business.paper not in (0, 1):
+        yield _warning(IssueCode.OUT_OF_RANGE, f"{path}/Paper", f"{business.paper} not 0 or 1")
+    kind = business.doc_type
+    if kind is BusinessDocType.REVOKE:
+        yield from _revoke(business, bool(business.document_id or package.header.response_for))
+    elif kind is BusinessDocType.UPDATE:
+        yield from _update(business)
+    elif kind is BusinessDocType.REPLACE:
+        yield from _replace(business, skip)
+    if business.document_info is not None:
+        yield from _business_receivers(business.document_info)
+
+
+def _trace_headers(trace: TraceHeaderList, skip: Collection[str]) -> Iterator[Issue]:
     base = "TraceHeaderList"
     if not trace.trace_headers:
         yield _warning(IssueCode.TRACE_HEADER_MISSING, base, "no TraceHeader")
@@ -230,72 +294,88 @@ def _trace(package: DocumentPackage, skip: Collection[str]) -> Iterator[Issue]: 
         yield from check_organ_id(header.organ_id, f"{path}/OrganId", strict=False)
         if header.timestamp is None and f"{path}/Timestamp" not in skip:
             yield _warning(IssueCode.REQUIRED, f"{path}/Timestamp", "TraceHeader without Timestamp")
-    business = trace.business
-    path = f"{base}/Bussiness"
-    if business is None:
-        yield _warning(IssueCode.BUSINESS_MISSING, path, "no Bussiness block: a new document")
-        return
-    if business.doc_type is None and f"{path}/BussinessDocType" not in skip:
-        yield _error(IssueCode.VALUE_INVALID, f"{path}/BussinessDocType", "not 0, 1, 2 or 3")
-    yield from _document_id(business.document_id, f"{path}/DocumentId")
-    if business.paper is not None and business.paper not in (0, 1):
-        yield _warning(IssueCode.OUT_OF_RANGE, f"{path}/Paper", f"{business.paper} not 0 or 1")
-    kind = business.doc_type
-    has_target = bool(business.document_id or package.header.response_for)
-    if kind is BusinessDocType.REVOKE:
-        if not business.reason:
-            yield _warning(
-                IssueCode.BUSINESS_REASON_MISSING, f"{path}/BussinessDocReason", "no recall reason"
-            )
-        if not has_target:
-            yield _warning(
-                IssueCode.BUSINESS_TARGET_MISSING,
-                f"{path}/DocumentId",
-                "a recall names no original: the package's own DocumentId is taken",
-            )
-    elif kind is BusinessDocType.UPDATE:
-        if not business.document_id:
-            yield _error(
-                IssueCode.BUSINESS_TARGET_MISSING,
-                f"{path}/DocumentId",
-                "an update must name the original document",
-            )
-        if business.document_info is None:
-            yield _warning(
-                IssueCode.REQUIRED,
-                f"{path}/BussinessDocumentInfo",
-                "an update should say what changed",
-            )
-    elif kind is BusinessDocType.REPLACE:
-        if not business.replacements:
-            yield _error(
-                IssueCode.BUSINESS_TARGET_MISSING,
-                f"{path}/ReplacementInfoList",
-                "a replacement must name the replaced document",
-            )
-        for index, replacement in enumerate(business.replacements, 1):
-            item = f"{path}/ReplacementInfoList/ReplacementInfo[{index}]"
-            yield from _required(replacement.document_id, f"{item}/DocumentId", "DocumentId", skip)
-            yield from _document_id(replacement.document_id, f"{item}/DocumentId")
-            for position, organ_id in enumerate(replacement.organ_ids, 1):
-                yield from check_organ_id(
-                    organ_id, f"{item}/OrganIdList/OrganId[{position}]", strict=False
-                )
-    if business.document_info is not None:
-        info = f"{path}/BussinessDocumentInfo/ReceiverList"
-        for index, receiver in enumerate(business.document_info.receivers, 1):
-            item = f"{info}/Receiver[{index}]"
-            yield from check_organ_id(receiver.organ_id, f"{item}/OrganId", strict=False)
-            if receiver.receiver_type is not None and receiver.receiver_type not in (0, 1):
-                yield _warning(
-                    IssueCode.OUT_OF_RANGE,
-                    f"{item}/ReceiverType",
-                    f"{receiver.receiver_type} not 0 or 1",
-                )
 
 
-def _body(package: DocumentPackage) -> Iterator[Issue]:  # noqa: C901
-    references: dict[str, int] = {}
+def _revoke(business: Business, has_target: bool) -> Iterator[Issue]:
+    path = _BUSINESS
+    if not business.reason:
+        yield _warning(
+            IssueCode.BUSINESS_REASON_MISSING, f"{path}/BussinessDocReason", "no recall reason"
+        )
+    if not has_target:
+        yield _warning(
+            IssueCode.BUSINESS_TARGET_MISSING,
+            f"{path}/DocumentId",
+            "a recall names no original: the package's own DocumentId is taken",
+        )
+
+
+def _update(business: Business) -> Iterator[Issue]:
+    path = _BUSINESS
+    if not business.document_id:
+        yield _error(
+            IssueCode.BUSINESS_TARGET_MISSING,
+            f"{path}/DocumentId",
+            "an update must name the original document",
+        )
+    if business.document_info is None:
+        yield _warning(
+            IssueCode.REQUIRED,
+            f"{path}/BussinessDocumentInfo",
+            "an update should say what changed",
+        )
+
+
+def _replace(business: Business, skip: Collection[str]) -> Iterator[Issue]:
+    path = _BUSINESS
+    if not business.replacements:
+        yield _error(
+            IssueCode.BUSINESS_TARGET_MISSING,
+            f"{path}/ReplacementInfoList",
+            "a replacement must name the replaced document",
+        )
+    for index, replacement in enumerate(business.replacements, 1):
+        item = f"{path}/ReplacementInfoList/ReplacementInfo[{index}]"
+        yield from _required(replacement.document_id, f"{item}/DocumentId", "DocumentId", skip)
+        yield from _document_id(replacement.document_id, f"{item}/DocumentId")
+        for position, organ_id in enumerate(replacement.organ_ids, 1):
+            yield from check_organ_id(
+                organ_id, f"{item}/OrganIdList/OrganId[{position}]", strict=False
+            )
+
+
+def _business_receivers(document_info: BusinessDocumentInfo) -> Iterator[Issue]:
+    path = _BUSINESS
+    info = f"{path}/BussinessDocumentInfo/ReceiverList"
+    for index, receiver in enumerate(document_info.receivers, 1):
+        item = f"{info}/Receiver[{index}]"
+        yield from check_organ_id(receiver.organ_id, f"{item}/OrganId", strict=False)
+        if receiver.receiver_type is not None and receiver.receiver_type not in (0, 1):
+            yield _warning(
+                IssueCode.OUT_OF_RANGE,
+                f"{item}/ReceiverType",
+                f"{receiver.receiver_type} not 0 or 1",
+            )
+
+
+def _body(package: DocumentPackage) -> Iterator[Issue]:
+    references: dict[str, int] = {}  # bare content id -> its Reference's position
+    yield from _references(package, references)
+    attachments: dict[str, int] = {}  # bare content id -> its Attachment's position
+    yield from _attachments(package, references, attachments)
+    for key, index in references.items():
+        if key not in attachments:
+            yield _error(
+                IssueCode.ATTACHMENT_MISSING,
+                f"edXMLManifest/Reference[{index}]",
+                f"no attachment carries content id {key!r}",
+            )
+    if not package.attachments and package.business_type is not BusinessDocType.REVOKE:
+        yield _warning(IssueCode.ATTACHMENT_NONE, "AttachmentEncoded", "no attachment")
+
+
+def _references(package: DocumentPackage, references: dict[str, int]) -> Iterator[Issue]:
+    """The manifest's references, each recorded in `references` once."""
     for index, reference in enumerate(package.references, 1):
         path = f"edXMLManifest/Reference[{index}]"
         key = bare_content_id(reference.content_id)
@@ -315,7 +395,12 @@ def _body(package: DocumentPackage) -> Iterator[Issue]:  # noqa: C901
                 f"{path}/ContentType",
                 f"{reference.content_type!r}: attachments travel zipped ({ZIP_CONTENT_TYPE})",
             )
-    attachments: dict[str, int] = {}
+
+
+def _attachments(
+    package: DocumentPackage, references: Mapping[str, int], attachments: dict[str, int]
+) -> Iterator[Issue]:
+    """The attachments, each recorded in `attachments` once."""
     for index, attachment in enumerate(package.attachments, 1):
         path = f"AttachmentEncoded/Attachment[{index}]"
         key = bare_content_id(attachment.content_id)
@@ -341,15 +426,6 @@ def _body(package: DocumentPackage) -> Iterator[Issue]:  # noqa: C901
                 f"{path}/ContentType",
                 f"{attachment.content_type!r}: attachments travel zipped ({ZIP_CONTENT_TYPE})",
             )
-    for key, index in references.items():
-        if key not in attachments:
-            yield _error(
-                IssueCode.ATTACHMENT_MISSING,
-                f"edXMLManifest/Reference[{index}]",
-                f"no attachment carries content id {key!r}",
-            )
-    if not package.attachments and package.business_type is not BusinessDocType.REVOKE:
-        yield _warning(IssueCode.ATTACHMENT_NONE, "AttachmentEncoded", "no attachment")
 
 
 def check_status(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, Final
 
 from gateway.edxml.attachments import base64_chunks, zip_single
@@ -14,12 +14,14 @@ from gateway.edxml.errors import EdxmlValidationError
 from gateway.edxml.mapping import document_id_of_header, normalise
 from gateway.edxml.model import (
     Business,
+    BusinessDocumentInfo,
     DocumentPackage,
     EnvelopeSignature,
     MessageHeader,
     Organisation,
     OtherInfo,
     Package,
+    ReplacementInfo,
     ResponseFor,
     StaffInfo,
     StatusPackage,
@@ -287,48 +289,55 @@ def _trace(out: _Emitter, trace: TraceHeaderList) -> None:
     out.close(3, "TraceHeaderList")
 
 
-def _business(out: _Emitter, business: Business) -> None:  # noqa: C901
+def _business(out: _Emitter, business: Business) -> None:
     # The standard's spelling, always: the national axis rejects "Business…".
     out.open(4, "Bussiness")
     if business.document_id:
         out.leaf(5, "DocumentId", business.document_id)
     out.leaf(5, "BussinessDocType", _number(business.doc_type))
     out.leaf(5, "BussinessDocReason", business.reason)
-    info = business.document_info
-    if info is not None:
-        out.open(5, "BussinessDocumentInfo")
-        for name, flag in (
-            ("DocumentInfo", info.document_info),
-            ("DocumentReceiver", info.document_receiver),
-        ):
-            if flag is not None:
-                out.leaf(6, name, "1" if flag else "0")
-        if info.receivers:
-            out.open(6, "ReceiverList")
-            for receiver in info.receivers:
-                out.open(7, "Receiver")
-                out.leaf(8, "OrganId", receiver.organ_id)
-                if receiver.receiver_type is not None:
-                    out.leaf(8, "ReceiverType", str(receiver.receiver_type))
-                out.close(7, "Receiver")
-            out.close(6, "ReceiverList")
-        out.close(5, "BussinessDocumentInfo")
+    if business.document_info is not None:
+        _business_document_info(out, business.document_info)
     if business.paper is not None:
         out.leaf(5, "Paper", str(business.paper))
     if business.staff is not None:
         _staff(out, 5, business.staff, status=False)
     if business.replacements:
-        out.open(5, "ReplacementInfoList")
-        for replacement in business.replacements:
-            out.open(6, "ReplacementInfo")
-            out.leaf(7, "DocumentId", replacement.document_id)
-            out.open(7, "OrganIdList")
-            for organ_id in replacement.organ_ids:
-                out.leaf(8, "OrganId", organ_id)
-            out.close(7, "OrganIdList")
-            out.close(6, "ReplacementInfo")
-        out.close(5, "ReplacementInfoList")
+        _replacements(out, business.replacements)
     out.close(4, "Bussiness")
+
+
+def _business_document_info(out: _Emitter, info: BusinessDocumentInfo) -> None:
+    out.open(5, "BussinessDocumentInfo")
+    for name, flag in (
+        ("DocumentInfo", info.document_info),
+        ("DocumentReceiver", info.document_receiver),
+    ):
+        if flag is not None:
+            out.leaf(6, name, "1" if flag else "0")
+    if info.receivers:
+        out.open(6, "ReceiverList")
+        for receiver in info.receivers:
+            out.open(7, "Receiver")
+            out.leaf(8, "OrganId", receiver.organ_id)
+            if receiver.receiver_type is not None:
+                out.leaf(8, "ReceiverType", str(receiver.receiver_type))
+            out.close(7, "Receiver")
+        out.close(6, "ReceiverList")
+    out.close(5, "BussinessDocumentInfo")
+
+
+def _replacements(out: _Emitter, replacements: Sequence[ReplacementInfo]) -> None:
+    out.open(5, "ReplacementInfoList")
+    for replacement in replacements:
+        out.open(6, "ReplacementInfo")
+        out.leaf(7, "DocumentId", replacement.document_id)
+        out.open(7, "OrganIdList")
+        for organ_id in replacement.organ_ids:
+            out.leaf(8, "OrganId", organ_id)
+        out.close(7, "OrganIdList")
+        out.close(6, "ReplacementInfo")
+    out.close(5, "ReplacementInfoList")
 
 
 def _status_header(out: _Emitter, package: StatusPackage) -> None:

@@ -51,7 +51,7 @@ class Agency:
         return self == other
 
 
-def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:  # noqa: C901
+def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) -> Agency:
     """The agency with normalised codes, or a ValidationError listing every problem."""
     problems: list[FieldViolation] = []
     code = normalise_code(agency.code)
@@ -64,13 +64,36 @@ def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) 
         problems.append(FieldViolation("agency.name", f"at most {MAX_NAME_LENGTH} characters"))
     parent = normalise_code(agency.parent_code) if agency.parent_code else None
     if parent is not None:
-        if (why := code_problem(parent, forms)) is not None:
-            problems.append(FieldViolation("agency.parent_code", why))
-        elif parent == code:
-            problems.append(
-                FieldViolation("agency.parent_code", "an agency cannot be its own parent")
-            )
+        problems.extend(_parent_problems(parent, code, forms))
     successors = tuple(normalise_code(s) for s in agency.successor_codes)
+    problems.extend(_succession_problems(successors, code, agency, forms))
+    if problems:
+        raise ValidationError("invalid agency", problems)
+    return Agency(
+        code=code,
+        name=name,
+        kind=agency.kind,
+        valid_from=agency.valid_from,
+        parent_code=parent,
+        valid_to=agency.valid_to,
+        successor_codes=successors,
+        email=agency.email.strip(),
+    )
+
+
+def _parent_problems(parent: str, code: str, forms: frozenset[CodeForm]) -> list[FieldViolation]:
+    if (why := code_problem(parent, forms)) is not None:
+        return [FieldViolation("agency.parent_code", why)]
+    if parent == code:
+        return [FieldViolation("agency.parent_code", "an agency cannot be its own parent")]
+    return []
+
+
+def _succession_problems(
+    successors: tuple[str, ...], code: str, agency: Agency, forms: frozenset[CodeForm]
+) -> list[FieldViolation]:
+    """The successor codes (normalised) and the validity period they depend on."""
+    problems: list[FieldViolation] = []
     for index, successor in enumerate(successors):
         if (why := code_problem(successor, forms)) is not None:
             problems.append(FieldViolation(f"agency.successor_codes[{index}]", why))
@@ -88,15 +111,4 @@ def validate_agency(agency: Agency, forms: frozenset[CodeForm] = DEFAULT_FORMS) 
         )
     if agency.valid_to is not None and agency.valid_to < agency.valid_from:
         problems.append(FieldViolation("agency.valid_to", "must not be before valid_from"))
-    if problems:
-        raise ValidationError("invalid agency", problems)
-    return Agency(
-        code=code,
-        name=name,
-        kind=agency.kind,
-        valid_from=agency.valid_from,
-        parent_code=parent,
-        valid_to=agency.valid_to,
-        successor_codes=successors,
-        email=agency.email.strip(),
-    )
+    return problems

@@ -172,7 +172,7 @@ def next_hops(codes: Sequence[str], known: Mapping[str, Agency], day: dt.date) -
     return wanted
 
 
-def resolve(code: str, known: Mapping[str, Agency], day: dt.date) -> Resolution:  # noqa: C901
+def resolve(code: str, known: Mapping[str, Agency], day: dt.date) -> Resolution:
     """Follows a closed code's single successors (A→B→C) to the agency open on `day`.
 
     Unroutable: an unknown code, one not yet valid, a closure without successor or with several
@@ -199,35 +199,43 @@ def resolve(code: str, known: Mapping[str, Agency], day: dt.date) -> Resolution:
         return answer(code, (code,))
     if state is AddressState.NOT_YET_VALID:
         return answer(None, (code,), f"valid only from {agency.valid_from}")
+    effective, chain, problem = _follow(code, agency, known, day)
+    return answer(effective, chain, problem)
+
+
+def _follow(
+    code: str, agency: Agency, known: Mapping[str, Agency], day: dt.date
+) -> tuple[str | None, list[str], str]:
+    """(the agency open on `day` or None, the codes followed, why None) from a closed code."""
     chain = [code]
     current = agency
-    while True:
-        if not current.is_closed_on(day):
-            if current.is_open_on(day):
-                return answer(current.code, chain)
-            problem = f"successor {current.code} is valid only from {current.valid_from}"
-            break
-        successors = current.successor_codes
-        if not successors:
-            problem = f"{current.code} closed on {current.valid_to} without successor"
-            break
-        if len(successors) > 1:
-            problem = (
-                f"{current.code} closed on {current.valid_to} with several successors "
-                f"({', '.join(successors)}): address one of them"
-            )
-            break
-        successor = successors[0]
-        if successor in chain:
-            problem = f"successor cycle through {successor}"
-            break
-        if len(chain) > MAX_CHAIN:
-            problem = f"successor chain longer than {MAX_CHAIN}"
-            break
+    while current.is_closed_on(day):
+        problem = _no_single_successor(current, chain)
+        if problem:
+            return None, chain, problem
+        successor = current.successor_codes[0]
         following = known.get(successor)
         chain.append(successor)
         if following is None:
-            problem = f"successor {successor} is not a registered agency"
-            break
+            return None, chain, f"successor {successor} is not a registered agency"
         current = following
-    return answer(None, chain, problem)
+    if current.is_open_on(day):
+        return current.code, chain, ""
+    return None, chain, f"successor {current.code} is valid only from {current.valid_from}"
+
+
+def _no_single_successor(closed: Agency, chain: Sequence[str]) -> str:
+    """Why the chain cannot go on from `closed` to its one successor, or ""."""
+    successors = closed.successor_codes
+    if not successors:
+        return f"{closed.code} closed on {closed.valid_to} without successor"
+    if len(successors) > 1:
+        return (
+            f"{closed.code} closed on {closed.valid_to} with several successors "
+            f"({', '.join(successors)}): address one of them"
+        )
+    if successors[0] in chain:
+        return f"successor cycle through {successors[0]}"
+    if len(chain) > MAX_CHAIN:
+        return f"successor chain longer than {MAX_CHAIN}"
+    return ""
