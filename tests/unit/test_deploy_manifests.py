@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
+
+from gateway.config import PREFIX, GatewaySettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -24,6 +27,49 @@ def deploy_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets", "local"))
     return copy
+
+
+SETTING = re.compile(r"DOCAXIS_[A-Z0-9_]+")
+# Names the manifests define for their own scripts, not settings of docaxis: the compose
+# Postgres init script's password file, and what the witness unit passes on its command line.
+OWN_NAMES = {
+    "DOCAXIS_DB_PASSWORD_FILE",
+    "DOCAXIS_WITNESS_ADDRESS",
+    "DOCAXIS_WITNESS_LOG_ORIGIN",
+    "DOCAXIS_WITNESS_LOG_VKEY",
+}
+
+
+def settings_the_code_reads() -> set[str]:
+    services = {
+        name
+        for path in (REPO / "services").rglob("*.py")
+        for name in re.findall(r"[\"'](DOCAXIS_[A-Z0-9_]+)[\"']", path.read_text(encoding="utf-8"))
+    }
+    return services | {PREFIX + field.name.upper() for field in fields(GatewaySettings)}
+
+
+def test_every_setting_the_manifests_name_is_one_the_code_reads() -> None:
+    """A misspelt variable is ignored by docaxis, silently: the manifests may only use the names
+    services/settings.py (and the other readers) and gateway/config.py read."""
+    manifests = [
+        DEPLOY / "compose.yaml",
+        *DEPLOY.glob("compose/**/*"),
+        *DEPLOY.glob("kubernetes/**/*.yaml"),
+    ]
+    manifests += [*DEPLOY.glob("systemd/*")]
+    used = {
+        name
+        for path in manifests
+        if path.is_file()
+        for name in SETTING.findall(path.read_text(encoding="utf-8"))
+    }
+    assert used
+    assert used - OWN_NAMES <= settings_the_code_reads(), sorted(
+        used - OWN_NAMES - settings_the_code_reads()
+    )
+    witness_unit = (DEPLOY / "systemd" / "docaxis-witness.service").read_text(encoding="utf-8")
+    assert all(f"${{{name}}}" in witness_unit for name in OWN_NAMES if "WITNESS" in name)
 
 
 def test_the_manifests_in_the_repository_are_valid() -> None:
