@@ -270,70 +270,15 @@ def _str_field(obj: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_entry(body: bytes) -> LedgerEntry:  # noqa: C901
+def parse_entry(body: bytes) -> LedgerEntry:
     """Parse a body strictly: schema, then re-encode and require byte equality."""
     if len(body) > MAX_BODY_SIZE:
         raise EntryTooLargeError(f"entry body is {len(body)} bytes, limit {MAX_BODY_SIZE}")
-    try:
-        text = body.decode("utf-8")
-        obj = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except UnicodeDecodeError as exc:
-        raise EntryError("entry body is not UTF-8") from exc
-    except json.JSONDecodeError as exc:
-        raise EntryError(f"entry body is not JSON: {exc.msg}") from exc
-    except RecursionError as exc:
-        raise EntryError("entry body nests too deeply") from exc
-    if not isinstance(obj, dict):
-        raise EntryError("entry body must be a JSON object")
-    keys = set(obj)
-    if missing := _REQUIRED - keys:
-        raise EntryError(f"missing fields {sorted(missing)}")
-    if unknown := keys - _REQUIRED - _OPTIONAL:
-        raise EntryError(f"unknown fields {sorted(unknown)}")
-    for key in _OPTIONAL:
-        if key in obj and obj[key] is None:
-            raise EntryError(f"{key} must be omitted rather than null")
-
-    v = obj["v"]
-    if type(v) is not int:
-        raise EntryError("v must be an integer")
-    try:
-        entry_type = EntryType(obj["type"])
-    except ValueError as exc:
-        raise EntryError(f"unknown entry type {obj['type']!r}") from exc
-    for key in ("log", "actor", "occurred_at", "logged_at"):
-        if not isinstance(obj[key], str):
-            raise EntryError(f"{key} must be a string")
-    if not isinstance(obj["data"], dict):
-        raise EntryError("data must be an object")
-
-    to = obj.get("to")
-    to_value: str | tuple[str, ...] | None
-    if isinstance(to, list):
-        if not all(isinstance(t, str) for t in to):
-            raise EntryError("to must be a string or a list of strings")
-        to_value = tuple(to)
-    else:
-        to_value = _str_field(obj, "to")
-
-    prev: PrevRef | None = None
-    if "prev" in obj:
-        raw = obj["prev"]
-        if (
-            not isinstance(raw, dict)
-            or set(raw) != {"seq", "leaf"}
-            or type(raw["seq"]) is not int
-            or not isinstance(raw["leaf"], str)
-        ):
-            raise EntryError("prev must be {seq: integer, leaf: base64}")
-        try:
-            leaf = base64.b64decode(raw["leaf"], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise EntryError("prev.leaf is not base64") from exc
-        prev = PrevRef(raw["seq"], leaf)
-
+    obj = _json_object(body)
+    _check_fields(obj)
+    v, entry_type = _check_types(obj)
+    to_value = _recipients(obj)
+    prev = _prev(obj["prev"]) if "prev" in obj else None
     entry = LedgerEntry(
         v=v,
         log=obj["log"],
@@ -352,3 +297,73 @@ def parse_entry(body: bytes) -> LedgerEntry:  # noqa: C901
     if entry.encode() != body:
         raise NonCanonicalEntryError("entry body is not in RFC 8785 canonical form")
     return entry
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+        obj = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except UnicodeDecodeError as exc:
+        raise EntryError("entry body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise EntryError(f"entry body is not JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise EntryError("entry body nests too deeply") from exc
+    if not isinstance(obj, dict):
+        raise EntryError("entry body must be a JSON object")
+    return obj
+
+
+def _check_fields(obj: Mapping[str, Any]) -> None:
+    """Every required field, no unknown one, and no optional one as null."""
+    keys = set(obj)
+    if missing := _REQUIRED - keys:
+        raise EntryError(f"missing fields {sorted(missing)}")
+    if unknown := keys - _REQUIRED - _OPTIONAL:
+        raise EntryError(f"unknown fields {sorted(unknown)}")
+    for key in _OPTIONAL:
+        if key in obj and obj[key] is None:
+            raise EntryError(f"{key} must be omitted rather than null")
+
+
+def _check_types(obj: Mapping[str, Any]) -> tuple[int, EntryType]:
+    """The types of the required fields; returns the version and the entry type."""
+    v = obj["v"]
+    if type(v) is not int:
+        raise EntryError("v must be an integer")
+    try:
+        entry_type = EntryType(obj["type"])
+    except ValueError as exc:
+        raise EntryError(f"unknown entry type {obj['type']!r}") from exc
+    for key in ("log", "actor", "occurred_at", "logged_at"):
+        if not isinstance(obj[key], str):
+            raise EntryError(f"{key} must be a string")
+    if not isinstance(obj["data"], dict):
+        raise EntryError("data must be an object")
+    return v, entry_type
+
+
+def _recipients(obj: Mapping[str, Any]) -> str | tuple[str, ...] | None:
+    to = obj.get("to")
+    if isinstance(to, list):
+        if not all(isinstance(t, str) for t in to):
+            raise EntryError("to must be a string or a list of strings")
+        return tuple(to)
+    return _str_field(obj, "to")
+
+
+def _prev(raw: object) -> PrevRef:
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"seq", "leaf"}
+        or type(raw["seq"]) is not int
+        or not isinstance(raw["leaf"], str)
+    ):
+        raise EntryError("prev must be {seq: integer, leaf: base64}")
+    try:
+        leaf = base64.b64decode(raw["leaf"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EntryError("prev.leaf is not base64") from exc
+    return PrevRef(raw["seq"], leaf)

@@ -381,29 +381,11 @@ class TrustStore:
                     return [cert, *rest]
         return None
 
-    def _check_leaf(self, leaf: x509.Certificate, purpose: CertificatePurpose) -> None:  # noqa: C901
-        extensions = leaf.extensions
-        for extension in extensions:
-            if extension.critical and extension.oid not in _KNOWN_LEAF_EXTENSIONS:
-                raise _usage_error(
-                    leaf, f"unknown critical extension {extension.oid.dotted_string}"
-                )
+    def _check_leaf(self, leaf: x509.Certificate, purpose: CertificatePurpose) -> None:
+        _check_leaf_extensions(leaf)
+        _check_key_usage(leaf, purpose)
         try:
-            if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                raise _usage_error(leaf, "a CA certificate cannot sign documents or authenticate")
-        except x509.ExtensionNotFound:
-            pass
-        try:
-            usage = extensions.get_extension_for_class(x509.KeyUsage).value
-        except x509.ExtensionNotFound:
-            raise _usage_error(leaf, "key usage extension is missing") from None
-        if purpose is CertificatePurpose.DOCUMENT_SIGNING:
-            if not (usage.digital_signature or usage.content_commitment):
-                raise _usage_error(leaf, "key usage lacks digitalSignature/nonRepudiation")
-        elif not usage.digital_signature:
-            raise _usage_error(leaf, "key usage lacks digitalSignature")
-        try:
-            ekus = set(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+            ekus = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
             ekus = None
         if purpose is CertificatePurpose.DOCUMENT_SIGNING:
@@ -434,6 +416,30 @@ class TrustStore:
     def expiring(self, *, within: dt.timedelta, at: dt.datetime) -> list[ExpiryWarning]:
         """Roots and intermediates of this store that expire within ``within`` of ``at``."""
         return expiring_certificates((*self._roots, *self._intermediates), within=within, at=at)
+
+
+def _check_leaf_extensions(leaf: x509.Certificate) -> None:
+    """No critical extension we do not understand, and not a CA certificate."""
+    for extension in leaf.extensions:
+        if extension.critical and extension.oid not in _KNOWN_LEAF_EXTENSIONS:
+            raise _usage_error(leaf, f"unknown critical extension {extension.oid.dotted_string}")
+    try:
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise _usage_error(leaf, "a CA certificate cannot sign documents or authenticate")
+    except x509.ExtensionNotFound:
+        pass
+
+
+def _check_key_usage(leaf: x509.Certificate, purpose: CertificatePurpose) -> None:
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise _usage_error(leaf, "key usage extension is missing") from None
+    if purpose is CertificatePurpose.DOCUMENT_SIGNING:
+        if not (usage.digital_signature or usage.content_commitment):
+            raise _usage_error(leaf, "key usage lacks digitalSignature/nonRepudiation")
+    elif not usage.digital_signature:
+        raise _usage_error(leaf, "key usage lacks digitalSignature")
 
 
 def _may_sign_crls(ca: x509.Certificate) -> bool:
