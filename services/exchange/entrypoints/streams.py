@@ -34,6 +34,12 @@ from services.exchange.service_layer.ports import Acknowledgement, DeadLetter
 DEFAULT_WINDOW = 32
 T = TypeVar("T")
 MAX_WINDOW = 1000
+# A ReceiveStream whose client sends acknowledgements but does not read the answers: past this
+# many answers unsent, or this many acknowledgement batches of the stream in flight, the stream
+# stops reading the client's requests until it catches up, so that neither memory nor database
+# work grows with what such a client sends (HTTP/2 flow control then holds its writes).
+MAX_UNSENT = MAX_WINDOW + 64
+MAX_ACKNOWLEDGING = 8
 
 
 class Pusher:
@@ -167,6 +173,8 @@ class AcknowledgingStream:
     awaiting: set[str] = field(default_factory=set)
     pushed: list[str] = field(default_factory=list)
     room: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set whenever an answer is sent or an acknowledgement batch ends (read() may go on).
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
     out: asyncio.Queue[pb.ReceiveStreamResponse | BaseException | None] = field(
         default_factory=asyncio.Queue
     )
@@ -192,7 +200,10 @@ class AcknowledgingStream:
                 if request.acknowledgements:
                     task = asyncio.create_task(self.acknowledge(list(request.acknowledgements)))
                     pending.add(task)
-                    task.add_done_callback(pending.discard)
+                    task.add_done_callback(lambda done: self._settled(pending, done))
+                while len(pending) >= MAX_ACKNOWLEDGING or self.out.qsize() >= MAX_UNSENT:
+                    self.progress.clear()
+                    await self.progress.wait()
             if pending:
                 await asyncio.gather(*pending)
             self.out.put_nowait(None)
@@ -201,6 +212,10 @@ class AcknowledgingStream:
                 task.cancel()
             self.out.put_nowait(exc)
             raise
+
+    def _settled(self, pending: set[asyncio.Task[None]], done: asyncio.Task[None]) -> None:
+        pending.discard(done)
+        self.progress.set()
 
     async def acknowledge(self, requests: list[pb.AcknowledgeRequest]) -> None:
         try:
@@ -265,6 +280,7 @@ class AcknowledgingStream:
     async def responses(self) -> AsyncIterator[pb.ReceiveStreamResponse]:
         while True:
             response = await self.out.get()
+            self.progress.set()
             if response is None:
                 return
             if isinstance(response, BaseException):
