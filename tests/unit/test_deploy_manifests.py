@@ -193,3 +193,38 @@ def test_make_secrets_creates_every_file_compose_and_the_demo_overlay_read(tmp_p
         "rabbitmq-2",
         "rabbitmq-3",
     ]
+
+
+def test_prometheus_and_grafana_point_at_what_compose_runs() -> None:
+    """The scrape targets are compose services on the ports they serve; Grafana's data source
+    is the compose Prometheus and its dashboards folder is where docaxis.json is mounted."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    prometheus = yaml.safe_load(
+        (DEPLOY / "compose" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    targets = {
+        target
+        for job in prometheus["scrape_configs"]
+        for config in job["static_configs"]
+        for target in config["targets"]
+    }
+    assert "gateway:9464" in targets
+    gateway_metrics = services["gateway"]["environment"]["DOCAXIS_GATEWAY_METRICS_ADDRESS"]
+    assert gateway_metrics.endswith(":9464")
+    for target in targets:
+        host = target.rsplit(":", 1)[0]
+        assert host == "localhost" or host in services, target
+    grafana = services["grafana"]
+    datasources = yaml.safe_load(
+        (DEPLOY / "compose" / "grafana" / "datasources.yaml").read_text(encoding="utf-8")
+    )
+    (source,) = datasources["datasources"]
+    assert (source["url"], source["type"]) == ("http://prometheus:9090", "prometheus")
+    providers = yaml.safe_load(
+        (DEPLOY / "compose" / "grafana" / "dashboards.yaml").read_text(encoding="utf-8")
+    )
+    (provider,) = providers["providers"]
+    mounts = dict(volume.rsplit(":", 2)[:2] for volume in grafana["volumes"] if ":" in volume)
+    dashboard_mount = mounts["./grafana/docaxis.json"]
+    assert Path(dashboard_mount).parent == Path(provider["options"]["path"])
