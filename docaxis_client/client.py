@@ -40,6 +40,7 @@ from docaxis_client.documents import manifest_of, sign_submission, verify_delive
 from docaxis_client.errors import decoded_errors
 from docaxis_client.ledger.monitor import CheckpointStore, LedgerMonitor, MemoryCheckpointStore
 from docaxis_client.ledger.policy import TrustPolicy
+from docaxis_client.progress import BytesDone, ignore_progress
 from docaxis_client.receive import ReceiveStream
 from docaxis_client.streams import AcknowledgingStream, acknowledgement_of
 from docaxis_client.trace_context import trace_metadata
@@ -228,23 +229,31 @@ class AgencyClient:
             )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
-    async def upload_file_resumable(self, path: Path) -> Upload:
+    async def upload_file_resumable(
+        self, path: Path, *, progress: BytesDone = ignore_progress
+    ) -> Upload:
         """Uploads a file of any size, never more than one chunk in memory, as a resumable
         upload: after a broken link (UNAVAILABLE) it goes on from what docaxis has committed.
-        The way to send attachments from disk."""
+        The way to send attachments from disk. `progress` is told the bytes sent so far (to
+        show a large upload going on)."""
         sha256, size = file_digest(path)
-        return await self.upload_resumable(sha256, size, lambda offset: file_chunks(path, offset))
+        return await self.upload_resumable(
+            sha256, size, lambda offset: file_chunks(path, offset), progress=progress
+        )
 
     @property
     def uploader(self) -> ResumableUploader:
         """BeginUpload, UploadChunks and GetUpload, one by one (upload_resumable combines them)."""
         return ResumableUploader(self.exchange, self._metadata, timeout_s=self._timeout_s)
 
-    async def upload_resumable(self, sha256: str, size: int, source: ChunkSource) -> Upload:
+    async def upload_resumable(
+        self, sha256: str, size: int, source: ChunkSource, *, progress: BytesDone = ignore_progress
+    ) -> Upload:
         """Uploads content that `source(offset)` yields from any offset, resuming from the
-        committed size after retryable failures; docaxis verifies the SHA-256 at the end."""
+        committed size after retryable failures; docaxis verifies the SHA-256 at the end.
+        `progress` is told the bytes sent so far."""
         with decoded_errors():
-            status = await self.uploader.upload(sha256, size, source)
+            status = await self.uploader.upload(sha256, size, source, progress)
         return Upload(status.sha256, status.size)
 
     async def upload_stream(self, data: bytes, *, declared_sha256: str | None = None) -> Upload:
@@ -495,10 +504,18 @@ class AgencyClient:
         await self._observe(response.ledger_checkpoint)
         return response
 
-    async def download(self, document_uuid: str, sha256: str, target: Path) -> str:
+    async def download(
+        self,
+        document_uuid: str,
+        sha256: str,
+        target: Path,
+        *,
+        progress: BytesDone = ignore_progress,
+    ) -> str:
         """Downloads an attachment to `target`, resuming from its current size; returns the
-        SHA-256 of the whole file."""
+        SHA-256 of the whole file. `progress` is told the bytes of the file so far."""
         offset = target.stat().st_size if target.exists() else 0
+        progress(offset)
         with target.open("ab") as handle, decoded_errors():
             call = self.exchange.DownloadAttachment(
                 pb.DownloadAttachmentRequest(
@@ -509,6 +526,8 @@ class AgencyClient:
             )
             async for piece in call:
                 handle.write(piece.chunk)
+                offset += len(piece.chunk)
+                progress(offset)
         return file_digest(target)[0]
 
     async def agencies(self, codes: Iterable[str]) -> dpb.BatchGetAgenciesResponse:

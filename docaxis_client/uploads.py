@@ -12,6 +12,8 @@ import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
+from docaxis_client.progress import BytesDone, ignore_progress
+
 CHUNK_BYTES = 1024 * 1024
 # A broken link, a restarting server, a deadline: worth another attempt from the committed size.
 RETRYABLE = frozenset(
@@ -64,27 +66,39 @@ class ResumableUploader:
         return response.upload
 
     def send(
-        self, upload_id: str, offset: int, chunks: Iterator[bytes]
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: Iterator[bytes],
+        progress: BytesDone = ignore_progress,
     ) -> grpc.aio.StreamUnaryCall[pb.UploadChunksRequest, pb.UploadChunksResponse]:
-        """One UploadChunks call streaming `chunks` from `offset` (cancel it to cut the link)."""
+        """One UploadChunks call streaming `chunks` from `offset` (cancel it to cut the link);
+        `progress` is told the offset reached after each chunk is handed to the stream."""
 
         async def requests() -> AsyncIterator[pb.UploadChunksRequest]:
             position = offset
             for chunk in chunks:
                 yield pb.UploadChunksRequest(upload_id=upload_id, offset=position, chunk=chunk)
                 position += len(chunk)
+                progress(position)
 
         return self._stub.UploadChunks(requests(), metadata=self._metadata)
 
-    async def upload(self, sha256: str, size: int, source: ChunkSource) -> pb.UploadStatus:
+    async def upload(
+        self, sha256: str, size: int, source: ChunkSource, progress: BytesDone = ignore_progress
+    ) -> pb.UploadStatus:
         """Uploads until complete, resuming from the committed size after retryable failures
-        (at most `attempts` of them in a row)."""
+        (at most `attempts` of them in a row); `progress` is told the bytes sent so far."""
         status = await self._retrying(lambda: self.begin(sha256, size))
         failures = 0
         while not status.complete:
+            progress(status.committed_size)
             try:
                 response = await self.send(
-                    status.upload_id, status.committed_size, source(status.committed_size)
+                    status.upload_id,
+                    status.committed_size,
+                    source(status.committed_size),
+                    progress,
                 )
             except grpc.aio.AioRpcError as exc:
                 # FAILED_PRECONDITION: the server committed a chunk we took for lost (it was in
@@ -100,6 +114,7 @@ class ResumableUploader:
             if response.upload.committed_size > status.committed_size:
                 failures = 0
             status = response.upload
+        progress(status.size)
         return status
 
     async def _retrying(self, call: Callable[[], Awaitable[pb.UploadStatus]]) -> pb.UploadStatus:

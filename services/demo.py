@@ -36,6 +36,7 @@ from docaxis_client.trust.demo_pki import KeyType, PkiFolder, slug, write_privat
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.vietnam import VIETNAM
+from services.common.progress import Progress
 from services.demo_lifecycle import LifecycleDemoError, run_lifecycle_demo
 
 SENDER = "000.00.01.H45"  # Văn phòng Ủy ban nhân dân tỉnh Quảng Ninh
@@ -220,7 +221,11 @@ async def _receive_one(
                         )
                 attachment = delivery.attachments[-1]
                 target = workdir / f"{client.agency_code}-{attachment.name}"
-                digest = await client.download(delivery.document_uuid, attachment.sha256, target)
+                what = f"  {client.agency_code} downloading {attachment.name}"
+                with Progress(what, attachment.size, unit="B") as shown:
+                    digest = await client.download(
+                        delivery.document_uuid, attachment.sha256, target, progress=shown.reach
+                    )
                 if digest != attachment.sha256:
                     raise DemoError(f"{client.agency_code}: attachment digest mismatch")
                 await client.acknowledge(delivery.delivery_id)
@@ -278,7 +283,8 @@ async def _demo(address: str, pki: DemoPki | None) -> None:
         attachment = workdir / "phu-luc-demo.bin"
         attachment.write_bytes(os.urandom(ATTACHMENT_BYTES))
         _say(f"1. {SENDER} uploads a {ATTACHMENT_BYTES // (1024 * 1024)} MB annex")
-        upload = await sender.upload_file_resumable(attachment)
+        with Progress(f"   uploading {attachment.name}", ATTACHMENT_BYTES, unit="B") as shown:
+            upload = await sender.upload_file_resumable(attachment, progress=shown.reach)
         uploads = [(upload, attachment.name, "application/octet-stream")]
         if pki is not None:
             signed_pdf = workdir / "cong-van-demo.pdf"

@@ -39,7 +39,12 @@ class Progress:
         return self._shown
 
     def advance(self, done: int = 1) -> None:
-        self._done += done
+        """`done` more units (what counting loops report)."""
+        self.reach(self._done + done)
+
+    def reach(self, done: int) -> None:
+        """`done` units in all (what transfers report: docaxis_client's BytesDone hooks)."""
+        self._done = done
         now = time.monotonic()
         if self._shown and now - self._last >= self._interval_s:
             self._last = now

@@ -5,7 +5,9 @@ person certificate."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 from docaxis.common.v1 import common_pb2
@@ -15,6 +17,7 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis_client.client import AgencyClient
 from docaxis_client.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from docaxis_client.receive import ReceiveStream
+from docaxis_client.uploads import CHUNK_BYTES
 from tests.conftest import Register, make_header
 from tests.pki import SIGNER, SuitePki
 
@@ -100,3 +103,34 @@ async def test_the_signer_name_comes_from_the_person_certificate(
     # The sender's digest of its own (nameless) header is the one signed and receipted.
     receipt = await clients[sender].transport_receipt(item.delivery.delivery_id)
     assert receipt.manifest_sha256 == clients[sender].manifest_sha256(header)
+
+
+async def test_large_transfers_tell_their_progress_hook_the_bytes_done(
+    register_agencies: Register, clients: dict[str, AgencyClient], tmp_path: Path
+) -> None:
+    """Upload and download of a several-chunk attachment: the hook sees the count rise to the
+    whole size (and a download resumed from a partial file starts from what is there)."""
+    sender, recipient = await register_agencies(2)
+    data = os.urandom(3 * CHUNK_BYTES + 123)
+    annex = tmp_path / "annex.bin"
+    annex.write_bytes(data)
+    sent: list[int] = []
+    upload = await clients[sender].upload_file_resumable(annex, progress=sent.append)
+    assert sent == sorted(sent)
+    assert sent[-1] == len(data)
+    assert len(set(sent)) >= 4  # one step per chunk at least
+    response = await clients[sender].submit(
+        f"c-{uuid.uuid4()}",
+        make_header(sender, [recipient]),
+        [upload.ref("annex.bin", "application/octet-stream")],
+    )
+    target = tmp_path / "received.bin"
+    target.write_bytes(data[:1000])  # a download broken off earlier
+    received: list[int] = []
+    digest = await clients[recipient].download(
+        response.receipt.document_uuid, upload.sha256, target, progress=received.append
+    )
+    assert digest == upload.sha256
+    assert received[0] == 1000
+    assert received == sorted(received)
+    assert received[-1] == len(data)

@@ -90,3 +90,16 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the terminal's other end closed
         return b""
+
+
+def test_a_transfer_reports_its_absolute_count_even_when_a_resume_goes_back() -> None:
+    """docaxis_client's hooks tell the bytes done so far; a resumed upload restarts from what
+    the server committed, which may be less than was sent."""
+    screen = Terminal()
+    with Progress("uploading", 4 << 20, unit="B", stream=screen, interval_s=0) as progress:
+        progress.reach(3 << 20)
+        progress.reach(2 << 20)
+        progress.reach(4 << 20)
+    drawn = screen.getvalue()
+    assert drawn.index("3.0 MiB of") < drawn.index("2.0 MiB of") < drawn.index("4.0 MiB of")
+    assert drawn.endswith("uploading: 4.0 MiB of 4.0 MiB (100%)\x1b[K\n")
