@@ -84,6 +84,8 @@ class Tally:
     arrivals_before_route: dict[str, float] = field(default_factory=dict)
     acknowledged_before_route: dict[str, tuple[float, float]] = field(default_factory=dict)
     ack_errors: Counter[str] = field(default_factory=Counter)
+    # Status notices the senders received and acknowledged (when they listen for them).
+    notices: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,8 @@ class Workload:
         senders: Sequence[str],
         recipients: Sequence[str],
         ack_mode: AckMode = AckMode.UNARY,
+        *,
+        senders_listen: bool = False,
     ) -> None:
         self._address = address
         self._pki = pki
@@ -204,6 +208,10 @@ class Workload:
         # Per sender: its Submit calls in flight; senders away send nothing.
         self._submitting: list[set[asyncio.Task[None]]] = [set() for _ in senders]
         self._absent_senders: set[int] = set()
+        # Senders that listen read and acknowledge the status notices of their documents, as
+        # a DMS does; otherwise those wait in the senders' inboxes (the bench's steps).
+        self._senders_listen = senders_listen
+        self._notice_readers: list[asyncio.Task[None] | None] = [None] * len(senders)
         self._stopping = False
         self.tally = Tally()
         self.stream_restarts = 0
@@ -218,6 +226,8 @@ class Workload:
         """Uploads each sender's attachment and opens every recipient's push stream."""
         for sender in self.senders:
             self._uploads.append(await sender.upload_stream(os.urandom(ATTACHMENT_BYTES)))
+        for index in range(len(self.senders)):
+            self._read_notices(index)
         subscribed = [self._listen(index) for index in range(len(self.recipients))]
         async with asyncio.timeout(60):
             await asyncio.gather(*(ready.wait() for ready in subscribed))
@@ -232,7 +242,7 @@ class Workload:
 
     async def close(self) -> None:
         self._stopping = True
-        receivers = [task for task in self._receivers if task is not None]
+        receivers = [task for task in (*self._receivers, *self._notice_readers) if task]
         for task in receivers:
             task.cancel()
         await asyncio.gather(*receivers, return_exceptions=True)
@@ -274,12 +284,41 @@ class Workload:
         once its Submit calls are answered."""
         self._absent_senders.add(index)
         await asyncio.gather(*self._submitting[index], return_exceptions=True)
+        reader = self._notice_readers[index]
+        if reader is not None:
+            reader.cancel()  # a notice not yet acknowledged is pushed again next time
+            await asyncio.gather(reader, return_exceptions=True)
         await self.senders[index].close()
 
     def reconnect_sender(self, index: int) -> None:
         """Sender `index` connects again and sends its share from its next document on."""
         self.senders[index] = self._pki.client(self._address, self.senders[index].agency_code)
         self._absent_senders.discard(index)
+        self._read_notices(index)
+
+    def _read_notices(self, index: int) -> None:
+        if self._senders_listen:
+            reader = asyncio.create_task(self._notices(self.senders[index]))
+            self._notice_readers[index] = reader
+
+    async def _notices(self, client: AgencyClient) -> None:
+        """A sender's Receive stream: every status notice acknowledged (reopened if it breaks;
+        cancelled when the sender leaves)."""
+        while True:
+            call = client.receive()
+            try:
+                await call.subscribed()
+                async for item in call:
+                    notice = item.status if item.HasField("status") else item.recall
+                    await client.acknowledge_notice(notice.notice_id)
+                    self.tally.notices += 1
+            except (grpc.aio.AioRpcError, ReceiveStreamError):
+                if self._stopping:
+                    return
+                self.stream_restarts += 1
+                await asyncio.sleep(0.2)
+            finally:
+                call.cancel()
 
     def present(self, sender: int) -> bool:
         return sender not in self._absent_senders

@@ -88,10 +88,12 @@ def plot_soak(
     connections.plot(minutes, columns["db_connections"], color="tab:purple")
     connections.set_ylabel("Postgres connections")
     for key, label in (
-        ("inbox_messages", "ready in the inboxes"),
+        ("inbox_messages", "copies ready in the inboxes"),
+        ("notice_messages", "notices ready for the senders"),
         ("dead_letters", "dead letters"),
         ("outbox_rows", "outbox rows"),
         ("unacknowledged_copies", "copies unacknowledged"),
+        ("unacknowledged_notices", "notices unacknowledged"),
         ("ledger_pending", "ledger events pending"),
     ):
         queues.plot(minutes, columns[key], label=label)

@@ -1,9 +1,11 @@
 """What the soak samples every few seconds while the load runs: resident memory and open file
 descriptors of every docaxis process (its workers too, read from /proc), the connections to the
 run's database (pg_stat_activity), and how much waits in each queue: ready messages in the
-recipients' RabbitMQ inboxes and the dead-letter queue (passive declares: the broker's management
+agencies' RabbitMQ inboxes (copies for the recipients, status notices for the senders) and the
+dead-letter queue (passive declares: the broker's management
 API is not enabled, and a `rabbitmqctl` per sample would cost a second of CPU each time), outbox
-rows not yet relayed, copies not yet acknowledged and ledger events not yet sequenced."""
+rows not yet relayed, copies and notices not yet acknowledged and ledger events not yet
+sequenced."""
 
 from __future__ import annotations
 
@@ -35,10 +37,12 @@ class Sample:
     at_s: float  # since the steady load began
     processes: list[ProcessSample]
     db_connections: int
-    inbox_messages: int
+    inbox_messages: int  # ready in the recipients' inboxes: copies
+    notice_messages: int  # ready in the senders' inboxes: status notices
     dead_letters: int
     outbox_rows: int
     unacknowledged_copies: int
+    unacknowledged_notices: int
     ledger_pending: int
 
     @property
@@ -77,12 +81,18 @@ class Sampler:
     connection is left out of the count)."""
 
     def __init__(
-        self, axis: Axis, database_url: str, amqp_url: str, recipients: Sequence[str]
+        self,
+        axis: Axis,
+        database_url: str,
+        amqp_url: str,
+        senders: Sequence[str],
+        recipients: Sequence[str],
     ) -> None:
         self._axis = axis
         self._database_url = database_url
         self._amqp_url = amqp_url
-        self._queues = [inbox_queue_name(code) for code in recipients]
+        self._recipient_queues = [inbox_queue_name(code) for code in recipients]
+        self._sender_queues = [inbox_queue_name(code) for code in senders]
         self._db: asyncpg.Connection | None = None
         self._broker: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -113,21 +123,27 @@ class Sampler:
               (SELECT count(*) FROM exchange.outbox) AS outbox,
               (SELECT count(*) FROM exchange.delivery WHERE acknowledged_at IS NULL)
                 AS unacknowledged,
+              (SELECT count(*) FROM exchange.notice
+                WHERE acknowledged_at IS NULL AND coalesced_into IS NULL) AS notices,
               (SELECT count(*) FROM ledger.pending) AS ledger_pending
             """
         )
         assert row is not None
-        inbox = 0
-        for queue in self._queues:
+        inbox = notices = 0
+        for queue in self._recipient_queues:
             inbox += await self._ready(queue)
+        for queue in self._sender_queues:
+            notices += await self._ready(queue)
         return Sample(
             at_s=at_s,
             processes=processes,
             db_connections=row["connections"],
             inbox_messages=inbox,
+            notice_messages=notices,
             dead_letters=await self._ready(DEAD_LETTER_QUEUE),
             outbox_rows=row["outbox"],
             unacknowledged_copies=row["unacknowledged"],
+            unacknowledged_notices=row["notices"],
             ledger_pending=row["ledger_pending"],
         )
 

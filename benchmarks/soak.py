@@ -97,6 +97,7 @@ class Soak:
     recipients_away: int
     senders_away: int
     copies_queued_while_away: int
+    notices: int
     machine: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -273,9 +274,11 @@ def _columns(
         "processes": [float(len(s.processes)) for s in samples],
         "db_connections": [float(s.db_connections) for s in samples],
         "inbox_messages": [float(s.inbox_messages) for s in samples],
+        "notice_messages": [float(s.notice_messages) for s in samples],
         "dead_letters": [float(s.dead_letters) for s in samples],
         "outbox_rows": [float(s.outbox_rows) for s in samples],
         "unacknowledged_copies": [float(s.unacknowledged_copies) for s in samples],
+        "unacknowledged_notices": [float(s.unacknowledged_notices) for s in samples],
         "ledger_pending": [float(s.ledger_pending) for s in samples],
     }
     away_by_code: dict[str, list[Away]] = {}
@@ -323,9 +326,11 @@ def _verdicts(columns: dict[str, list[float]], rate: float) -> list[Verdict]:
         ("open file descriptors, all docaxis processes", "fds", "open_fds", 10.0, False),
         ("database connections", "connections", "db_connections", 2.0, False),
         ("messages ready in the inboxes (RabbitMQ)", "messages", "inbox_messages", backlog, False),
+        ("notices ready in the senders' inboxes", "messages", "notice_messages", backlog, False),
         ("messages in the dead-letter queue", "messages", "dead_letters", 0.0, False),
         ("outbox rows not yet relayed", "rows", "outbox_rows", backlog, False),
         ("copies not yet acknowledged", "copies", "unacknowledged_copies", backlog, False),
+        ("notices not yet acknowledged", "notices", "unacknowledged_notices", backlog, False),
         # About one second of ledger events (a document and its copies make several each).
         ("ledger events not yet sequenced", "events", "ledger_pending", 5 * backlog, False),
         ("submit latency p99", "ms", "submit_p99_ms", LATENCY_FLOOR_MS, False),
@@ -371,7 +376,10 @@ async def run(args: argparse.Namespace) -> Soak:
             workers=args.workers,
         )
         await axis.start()
-        workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
+        # Senders read their status notices, as DMSs do: over a long run those would pile up.
+        workload = Workload(
+            axis.address, pki, senders, recipients, AckMode(args.ack_mode), senders_listen=True
+        )
         await workload.open()
         # Unrecorded: queues declared, connections and caches warm, streams attached.
         await workload.run_step(WARM_UP_DOCS_PER_S, WARM_UP_S, drain_s=DRAIN_S)
@@ -387,7 +395,7 @@ async def run(args: argparse.Namespace) -> Soak:
             f"sender disconnect every {args.churn_s:g} s for {args.away_s:g} s",
             flush=True,
         )
-        sampler = Sampler(axis, database_url, servers.amqp_url, recipients)
+        sampler = Sampler(axis, database_url, servers.amqp_url, senders, recipients)
         await sampler.open()
         samples: list[Sample] = []
         churn = _Churn(workload, args.churn_s, args.away_s)
@@ -443,6 +451,7 @@ async def run(args: argparse.Namespace) -> Soak:
             recipients_away=len(churn.recipients_away),
             senders_away=len(churn.senders_away),
             copies_queued_while_away=queued_while_away,
+            notices=tally.notices,
             machine=machine,
             notes=notes,
         )
@@ -476,7 +485,8 @@ def report_text(soak: Soak) -> str:
         f"also: {soak.redelivered} copies pushed again before their acknowledgement (after a "
         f"hang-up: allowed), {soak.unacknowledged_in_database} unacknowledged in the database, "
         f"{soak.unknown_pushes} pushes of copies no Submit answered, "
-        f"{soak.stream_restarts} stream restarts"
+        f"{soak.stream_restarts} stream restarts, {soak.notices:,} status notices acknowledged "
+        "by the senders"
         + (f", refused submits {soak.rejected_submits}" if soak.rejected_submits else "")
         + (f", acknowledge errors {soak.acknowledge_errors}" if soak.acknowledge_errors else ""),
         *(f"note: {note}" for note in soak.notes),

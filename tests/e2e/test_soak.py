@@ -25,6 +25,8 @@ SERIES = (
     "open file descriptors, all docaxis processes",
     "database connections",
     "messages ready in the inboxes (RabbitMQ)",
+    "notices ready in the senders' inboxes",
+    "notices not yet acknowledged",
     "outbox rows not yet relayed",
     "copies not yet acknowledged",
     "submit->delivered latency p99",
@@ -91,6 +93,7 @@ def test_a_short_soak_with_churn_prints_its_verdicts_and_loses_nothing(
     assert (report["lost"], report["duplicated"]) == (0, 0)
     assert report["unacknowledged_in_database"] == 0
     assert report["copies"] > 0
+    assert report["notices"] > 0  # the senders read their status notices, as DMSs do
     assert report["recipients_away"] >= 2
     assert report["senders_away"] >= 2
     assert report["ramp"]
