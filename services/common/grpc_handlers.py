@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -37,3 +39,21 @@ def rewrapped(
         return grpc.unary_stream_rpc_method_handler(streaming(inner), **codec)
     inner = handler.stream_stream
     return grpc.stream_stream_rpc_method_handler(streaming(inner), **codec)
+
+
+# How long a refused client stream is read (and dropped) at most before the refusal is sent.
+DRAIN_TIMEOUT_S = 120.0
+
+
+async def drain_requests(requests: AsyncIterator[object]) -> None:
+    """Reads (and drops) what the client is still sending before refusing a client stream
+    (an upload).
+
+    grpcio's asyncio client reports INTERNAL instead of the server's status when the server
+    ends a client stream before the client has finished writing (grpc/grpc#36066), so a refusal
+    is sent only once the client half-closes, or after a bounded wait.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for _ in requests:
+                pass

@@ -3,7 +3,7 @@ ones as the server's channel options."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -11,7 +11,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 
 from services.common.errors import DomainError, LimitExceededError
 from services.common.grpc_errors import abort_with_domain_error
-from services.common.grpc_handlers import Streaming, Unary, rewrapped
+from services.common.grpc_handlers import Streaming, Unary, drain_requests, rewrapped
 from services.common.limits import AgencyLimits, CallClass, LimitSettings
 
 _EXCHANGE = xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
@@ -84,9 +84,15 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         return self._limited(handler, method)
 
     async def _admit(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        uploading: bool = False,
     ) -> str | None:
-        """Takes the call's tokens; the agency it acts for (None: not limited)."""
+        """Takes the call's tokens; the agency it acts for (None: not limited). `uploading`: the
+        request is a client stream that ends (an upload, not the ReceiveStream of a DMS)."""
         try:
             agency = self._agency_of(context)
         except DomainError:
@@ -98,6 +104,8 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         try:
             self._limits.rates.take(agency, call, max(cost, 1))
         except LimitExceededError as exc:
+            if uploading:  # refused once the client has sent it all
+                await drain_requests(request)
             await self._refuse(context, agency, exc)
         return agency
 
@@ -113,7 +121,8 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any]:
         def unary(inner: Unary) -> Unary:
             async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                await self._admit(method, request, context)
+                uploading = isinstance(request, AsyncIterator)
+                await self._admit(method, request, context, uploading=uploading)
                 return await inner(request, context)
 
             return call

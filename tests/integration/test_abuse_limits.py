@@ -337,3 +337,23 @@ async def test_a_recipient_that_never_reads_its_stream_holds_up_no_one_else(
     assert seen == set(for_hog)
     reader.cancel()
     polite_stream.cancel()
+
+
+async def test_an_upload_past_the_rate_is_refused_with_the_typed_error(
+    register_agencies: Register, limited_clients: dict[str, AgencyClient]
+) -> None:
+    """The client-streaming calls (uploads) are refused like the others: RESOURCE_EXHAUSTED
+    RATE_LIMITED, not a broken stream, and nothing is stored; another agency uploads."""
+    flooder, polite = await register_agencies(2)
+    client = limited_clients[flooder]
+    data = b"%PDF-1.7 " + b"x" * (6 * 1024 * 1024)
+    outcomes = await asyncio.gather(
+        *(client.upload_stream(data) for _ in range(OTHER_BURST + 3)), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(refused) == 3
+    for error in refused:
+        assert isinstance(error, DocaxisError)
+        assert_rate_limited(error, "other")
+    upload = await limited_clients[polite].upload_stream(data)
+    assert upload.size == len(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -22,6 +21,7 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.grpc_errors import abort_with_domain_error, domain_errors, status_details
+from services.common.grpc_handlers import drain_requests
 from services.common.identity import CallerResolver
 from services.common.metrics import (
     AxisMetrics,
@@ -67,7 +67,6 @@ from services.exchange.service_layer.upload_ports import UploadState
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
-DRAIN_TIMEOUT_S = 120.0
 MAX_SUBMIT_BATCH = 100
 SUBMIT_BATCH_METHOD = f"/{SERVICE_NAME}/SubmitBatch"
 
@@ -131,7 +130,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     agency, declaration.sha256, declaration.size, _chunks(request_iterator)
                 )
             except DomainError:
-                await _drain(request_iterator)
+                await drain_requests(request_iterator)
                 raise
             return pb.UploadAttachmentResponse(sha256=declaration.sha256, size=declaration.size)
 
@@ -157,7 +156,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     agency, ((r.upload_id, r.offset, r.chunk) async for r in request_iterator)
                 )
             except DomainError:
-                await _drain(request_iterator)
+                await drain_requests(request_iterator)
                 raise
             return pb.UploadChunksResponse(upload=upload_status_to_pb(state))
 
@@ -447,19 +446,6 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             )
         async for offset, chunk in pieces:
             yield pb.DownloadAttachmentResponse(offset=offset, chunk=chunk)
-
-
-async def _drain(requests: AsyncIterator[object]) -> None:
-    """Reads (and drops) what the client is still sending before refusing an upload.
-
-    grpcio's asyncio client reports INTERNAL instead of the server's status when the server
-    ends a client stream before the client has finished writing (grpc/grpc#36066), so a refusal
-    is sent only once the client half-closes, or after a bounded wait.
-    """
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DRAIN_TIMEOUT_S):
-            async for _ in requests:
-                pass
 
 
 async def _chunks(requests: AsyncIterator[pb.UploadAttachmentRequest]) -> AsyncIterator[bytes]:
