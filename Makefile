@@ -26,10 +26,11 @@ help:
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
-$(STAMP): pyproject.toml constraints.txt
+# The SDK (clients/python) is a distribution of its own that the services depend on.
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e clients/python -e '.[dev]'
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -38,7 +39,7 @@ dev: $(STAMP)
 lock:
 	rm -rf .lock-venv && $(PY) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet -e clients/python -e '.[dev]'
 	{ echo '# Exact versions every machine installs (regenerate with `make lock`).'; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^setuptools=='; } > constraints.txt
 	rm -rf .lock-venv

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,19 @@ async def test_a_script_sends_and_receives_with_the_installed_wheel(
     assert summary["status_code"] == "STATUS_CODE_ARRIVED"
     assert summary["receipt_recipient"] == recipient
     assert summary["refusal"] == "NotFoundError:NOT_FOUND"
+
+
+def test_the_services_wheel_depends_on_the_sdk_instead_of_bundling_it(
+    tmp_path: Path,
+) -> None:
+    """One distribution holds docaxis_client and the generated code: the services' wheel names
+    docaxis-client as a requirement and carries none of its files."""
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", "dist", str(REPO)], tmp_path
+    )
+    (wheel,) = (tmp_path / "dist").glob("docaxis-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/", 1)[0] for name in archive.namelist()}
+        metadata = archive.read("docaxis-0.1.0.dist-info/METADATA").decode()
+    assert tops == {"services", "gateway", "docaxis-0.1.0.dist-info"}
+    assert "Requires-Dist: docaxis-client==0.1.0" in metadata.splitlines()
