@@ -228,3 +228,24 @@ def test_prometheus_and_grafana_point_at_what_compose_runs() -> None:
     mounts = dict(volume.rsplit(":", 2)[:2] for volume in grafana["volumes"] if ":" in volume)
     dashboard_mount = mounts["./grafana/docaxis.json"]
     assert Path(dashboard_mount).parent == Path(provider["options"]["path"])
+
+
+def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
+    """deploy/Dockerfile.dockerignore leaves out everything but what it names: a source the
+    Dockerfile copies and the ignore file does not name would fail the build (no Docker engine
+    here builds it to find out)."""
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "*" in ignore
+    admitted = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    copied = [
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert copied
+    for source in copied:
+        path = source.rstrip("/")
+        assert any(path == a or path.startswith(a + "/") for a in admitted), source
+        assert (REPO / path).exists(), source
