@@ -12,6 +12,7 @@ import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 
+from docaxis_client.errors import error_details
 from docaxis_client.progress import BytesDone, ignore_progress
 
 CHUNK_BYTES = 1024 * 1024
@@ -104,11 +105,12 @@ class ResumableUploader:
                 # FAILED_PRECONDITION: the server committed a chunk we took for lost (it was in
                 # flight when the link broke), so our offset is stale. Ask again and go on.
                 resync = exc.code() is grpc.StatusCode.FAILED_PRECONDITION
-                if (exc.code() not in RETRYABLE and not resync) or failures >= self._attempts:
+                wait_s = self._wait_before_retry(exc, failures + 1)
+                if (wait_s is None and not resync) or failures >= self._attempts:
                     raise
                 failures += 1
                 if not resync:
-                    await asyncio.sleep(self._retry_delay_s * failures)
+                    await asyncio.sleep(wait_s or 0.0)
                 status = await self._retrying(functools.partial(self.status, status.upload_id))
                 continue
             if response.upload.committed_size > status.committed_size:
@@ -123,7 +125,22 @@ class ResumableUploader:
             try:
                 return await call()
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE or attempt >= self._attempts:
+                wait_s = self._wait_before_retry(exc, attempt + 1)
+                if wait_s is None or attempt >= self._attempts:
                     raise
             attempt += 1
-            await asyncio.sleep(self._retry_delay_s * attempt)
+            await asyncio.sleep(wait_s)
+
+    def _wait_before_retry(self, exc: grpc.aio.AioRpcError, attempt: int) -> float | None:
+        """How long to wait before retry number `attempt` after `exc`; None when it is final.
+        A refusal the server says is retryable (an abuse limit: RATE_LIMITED,
+        CONCURRENCY_LIMITED) waits at least its RetryInfo delay; UPLOAD_QUOTA_EXCEEDED, the
+        same status code but not retryable, is final."""
+        backoff_s = self._retry_delay_s * attempt
+        if exc.code() in RETRYABLE:
+            return backoff_s
+        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            refused = error_details(exc)
+            if refused.retryable:
+                return max(refused.retry_after_s or 0.0, backoff_s)
+        return None
