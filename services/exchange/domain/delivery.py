@@ -95,6 +95,13 @@ class Copy:
         return self.state in PENDING_STATES
 
 
+def _no_longer_dead(copy: Copy) -> Copy:
+    """The copy without its dead letter: the dead-letter columns are set only while the copy is
+    dead-lettered (Track shows them so), and a dead letter acknowledged late or withdrawn is
+    over (the ledger keeps that it was one)."""
+    return dataclasses.replace(copy, dead_lettered_at=None, dead_letter_reason="")
+
+
 def dead_letter_event(ref: CopyRef, reason: str, push_count: int, at: dt.datetime) -> LedgerEvent:
     """The ledger's record of a copy delivery gave up on (too many pushes, or a recipient closed
     with nowhere to move its mail)."""
@@ -184,7 +191,10 @@ def acknowledge(ref: CopyRef, copy: Copy, now: dt.datetime) -> Acknowledged:
     if copy.acknowledged_at is not None:
         return Acknowledged(copy=copy, acknowledged_at=copy.acknowledged_at, already=True)
     acknowledged = dataclasses.replace(
-        copy, state=DeliveryState.ACKNOWLEDGED, acknowledged_at=now, pushed_at=copy.pushed_at or now
+        _no_longer_dead(copy),
+        state=DeliveryState.ACKNOWLEDGED,
+        acknowledged_at=now,
+        pushed_at=copy.pushed_at or now,
     )
     return Acknowledged(
         copy=acknowledged, events=(ref.event("receipt", now, {}),), acknowledged_at=now
@@ -255,8 +265,10 @@ def recall(
     if notify:
         data["notice"] = notice_id
     data["event"] = "requested" if received else "withdrawn_before_receipt"
-    changed = dataclasses.replace(
-        copy, recall=state, state=copy.state if received else DeliveryState.WITHDRAWN
+    changed = (
+        dataclasses.replace(copy, recall=state)
+        if received
+        else dataclasses.replace(_no_longer_dead(copy), recall=state, state=DeliveryState.WITHDRAWN)
     )
     status = (
         StatusEntry(
@@ -322,13 +334,7 @@ def resend(
             "push_count": copy.push_count,
         },
     )
-    resent = dataclasses.replace(
-        copy,
-        state=DeliveryState.QUEUED,
-        push_count=0,
-        dead_lettered_at=None,
-        dead_letter_reason="",
-    )
+    resent = dataclasses.replace(_no_longer_dead(copy), state=DeliveryState.QUEUED, push_count=0)
     return Decision(copy=resent, events=(event,))
 
 

@@ -160,3 +160,22 @@ def test_a_closed_recipients_waiting_copy_is_dead_lettered() -> None:
         "push_count": 2,
     }
     assert delivery.dead_letter(REF, Copy(DeliveryState.ACKNOWLEDGED), "CLOSED", T1) is None
+
+
+def test_a_dead_letter_acknowledged_late_or_withdrawn_is_no_longer_one() -> None:
+    """The dead-letter columns are set only while the copy is dead-lettered: Track showed a copy
+    acknowledged (or withdrawn) after its dead letter with the dead letter's time and reason
+    still set (found by the lifecycle state machine)."""
+    dead = Copy(
+        DeliveryState.DEAD_LETTERED,
+        push_count=3,
+        pushed_at=T0,
+        dead_lettered_at=T0,
+        dead_letter_reason=MAX_PUSHES_EXCEEDED,
+    )
+    acknowledged = delivery.acknowledge(REF, dead, T1).copy
+    assert (acknowledged.state, acknowledged.acknowledged_at) == (DeliveryState.ACKNOWLEDGED, T1)
+    assert (acknowledged.dead_lettered_at, acknowledged.dead_letter_reason) == (None, "")
+    withdrawn = delivery.recall(REF, dead, "Thu hồi", T1).copy
+    assert withdrawn.state is DeliveryState.WITHDRAWN
+    assert (withdrawn.dead_lettered_at, withdrawn.dead_letter_reason) == (None, "")
