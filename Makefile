@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench soak fuzz clean screenshots client-wheel
+	test-e2e services-up services-down run demo down bench soak fuzz stateful clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -201,6 +201,15 @@ fuzz: $(STAMP)
 	ulimit -v 8000000 && DOCAXIS_FUZZ_CASES=$(FUZZ_CASES) DOCAXIS_FUZZ_RANDOM=1 \
 		DOCAXIS_FUZZ_HANG_S=10 DOCAXIS_FUZZ_TARGETS=$(FUZZ_TARGETS) \
 		$(BIN)/pytest tests/fuzz -o timeout=0 -q -p no:cacheprovider --hypothesis-show-statistics
+
+# The exchange's lifecycle state machine (tests/integration/contract/test_lifecycle_machine.py)
+# over the fakes and Postgres, STATEFUL_RUNS runs each with a fresh seed (`make test` runs a
+# fixed, derandomised few).
+STATEFUL_RUNS ?= 2000
+stateful: $(STAMP) services-install
+	DOCAXIS_STATEFUL_RUNS=$(STATEFUL_RUNS) DOCAXIS_STATEFUL_RANDOM=1 \
+		$(BIN)/pytest tests/integration/contract/test_lifecycle_machine.py -o timeout=0 -q \
+		-p no:cacheprovider
 
 clean: services-down
 	rm -rf .local .run

@@ -467,20 +467,24 @@ class FakeDocumentStore:
                 state=DeliveryState.ACCEPTED,
                 accepted_at=receipt.accepted_at,
             )
-            self.outbox.append(
-                OutboxMessage(
-                    routing_key=route.effective_recipient,
-                    message_id=route.delivery_id,
-                    message_type=DELIVERY_MESSAGE_TYPE,
-                    payload=events_pb2.DeliveryQueued(
-                        delivery_id=route.delivery_id,
-                        document_uuid=receipt.document_uuid,
-                        recipient=route.effective_recipient,
-                    ).SerializeToString(),
-                    delivery_id=delivery_id,
-                )
-            )
+            self.queue_delivery(self.deliveries[delivery_id])
         self.ledger.extend(events)
+
+    def queue_delivery(self, copy: FakeDelivery) -> None:
+        """Stages the outbox row that queues the copy to its recipient (stage_delivery_messages)."""
+        self.outbox.append(
+            OutboxMessage(
+                routing_key=copy.recipient,
+                message_id=copy.id,
+                message_type=DELIVERY_MESSAGE_TYPE,
+                payload=events_pb2.DeliveryQueued(
+                    delivery_id=copy.id,
+                    document_uuid=copy.document_uuid,
+                    recipient=copy.recipient,
+                ).SerializeToString(),
+                delivery_id=copy.id,
+            )
+        )
 
     def ref(self, delivery: FakeDelivery) -> CopyRef:
         document = self.documents[delivery.document_uuid]

@@ -134,6 +134,11 @@ class FakeLifecycleStore:
     ) -> str:
         notice_id = notice_id or str(uuid.uuid4())
         self.notices[notice_id] = FakeNotice(notice_id, agency, kind, delivery_id, status, now)
+        self.queue_notice(notice_id, agency)
+        return notice_id
+
+    def queue_notice(self, notice_id: str, agency: str) -> None:
+        """Stages the outbox row that queues the notice to `agency` (stage_notice_messages)."""
         self.documents.outbox.append(
             OutboxMessage(
                 routing_key=agency,
@@ -145,7 +150,6 @@ class FakeLifecycleStore:
                 delivery_id="",
             )
         )
-        return notice_id
 
     async def record_status(
         self,
