@@ -281,6 +281,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         if copy.recall is not None:
             self.seen["recall again"] += 1
             return copy.recall, True
+        copy.recall_reason = reason
         if copy.received:
             copy.recall = RecallState.PENDING
             copy.statuses.append(
@@ -303,7 +304,6 @@ class LifecycleMachine(RuleBasedStateMachine):
                     withdrawn=not copy.received,
                 )
             )
-        del reason  # kept by the stores; the model checks states and notices
         return copy.recall, False
 
     def sweep(self) -> None:
@@ -589,10 +589,14 @@ class LifecycleMachine(RuleBasedStateMachine):
                     self.recall_copy(copy, reason)
 
     @precondition(lambda self: self.chains and len(self.documents) < MAX_DOCUMENTS)
-    @rule(data=st.data(), replace=st.booleans())
-    def update_or_replace(self, data: st.DataObject, replace: bool) -> None:
-        """An update (same DocumentId, a complete new recipient list) or a replacement (a new
-        document): the copies of the latest version it acts on get a recall."""
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from([BusinessType.UPDATE, BusinessType.REPLACE, BusinessType.REVOKE]),
+    )
+    def update_replace_or_revoke(self, data: st.DataObject, kind: BusinessType) -> None:
+        """An update (same DocumentId, a complete new recipient list), a replacement (a new
+        document) or a revoke package (same DocumentId; the edXML way to recall): the copies of
+        the latest version it acts on get a recall, the update's dropped recipients too."""
         document_id = data.draw(st.sampled_from(sorted(self.chains)), label="document_id")
         chain = self.chains[document_id]
         previous = chain[-1]
@@ -601,34 +605,29 @@ class LifecycleMachine(RuleBasedStateMachine):
             label="recipients",
         )
         number = document_id.rsplit(",", 1)[1].split("/")[0]
-        first = header(recipients, sender=previous.sender, number=number)
-        if replace:
-            acting = dataclasses.replace(
-                first,
-                code_number=str(next(self.numbers)),
-                business_type=BusinessType.REPLACE,
-                response_for=(document_id,),
-            )
-        else:
-            acting = dataclasses.replace(
-                first, business_type=BusinessType.UPDATE, response_for=(document_id,)
-            )
-        submission = Submission(f"c-{next(self.numbers)}", acting, ())
-        new = self.submitted(submission, acting.business_type)
-        self.seen[f"submitted {acting.business_type.name}"] += 1
-        addressed = set(recipients)
+        if kind is BusinessType.REPLACE:
+            number = str(next(self.numbers))  # a new document
+        acting = dataclasses.replace(
+            header(recipients, sender=previous.sender, number=number),
+            business_type=kind,
+            response_for=(document_id,),
+        )
+        new = self.submitted(Submission(f"c-{next(self.numbers)}", acting, ()), kind)
+        self.seen[f"submitted {kind.name}"] += 1
         copies = [c.recipient for c in previous.copies]
-        kept = [code for code in copies if code in addressed]
-        if replace:
+        kept = [code for code in copies if code in recipients]
+        if kind is BusinessType.REPLACE:
             self.chains[new.document_id] = [new]
             reasons = [(REPLACED_REASON.format(document_id=new.document_id), kept)]
-        else:
+        elif kind is BusinessType.UPDATE:
             chain.append(new)
-            removed = [code for code in copies if code not in addressed]
+            removed = [code for code in copies if code not in recipients]
             reasons = [
                 (UPDATED_REASON.format(document_id=new.document_id), kept),
                 (REMOVED_REASON.format(document_id=new.document_id), removed),
             ]
+        else:  # a revoke is not a version: the next update still acts on `previous`
+            reasons = [(acting.subject, kept)]
         self.supersede(previous, reasons)
 
     @precondition(lambda self: any(c.state is DeliveryState.DEAD_LETTERED for c in self.copies))
@@ -766,7 +765,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             history = [(e.code, e.report.status_id) for e in stored.statuses]
             expected = [(s.code, s.status_id) for s in copy.history()]
             assert history == expected, (history, expected)
-            assert stored.recall == copy.recall, (stored.recall, copy.recall)
+            assert (stored.recall, stored.recall_reason) == (copy.recall, copy.recall_reason), (
+                stored,
+                copy,
+            )
         events = await self.world.probe.staged(document.uuid)
         for copy, row in zip(document.copies, track.recipients, strict=True):
             own = [e for e in events if e.data.get("delivery") == copy.delivery_id]

@@ -68,6 +68,7 @@ class Copy:
     acknowledged_at: dt.datetime | None = None
     dead_letter_reason: str = ""
     recall: RecallState | None = None
+    recall_reason: str = ""
     statuses: list[Status] = field(default_factory=list)
 
     @property

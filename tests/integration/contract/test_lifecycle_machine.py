@@ -58,6 +58,7 @@ REACHED = frozenset(
         "recall again",
         "submitted UPDATE",
         "submitted REPLACE",
+        "submitted REVOKE",
         "resent MAX_PUSHES_EXCEEDED",
         "resent RECIPIENT_CLOSED",
         "copy rerouted",
