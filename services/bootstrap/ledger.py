@@ -6,6 +6,7 @@ import asyncpg
 import httpx
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
+from docaxis_client.ledger.policy import WitnessKey
 from services.bootstrap.wiring import Wiring
 from services.common import postgres
 from services.common.periodic import every
@@ -20,6 +21,7 @@ from services.ledger.adapters.postgres_leadership import PostgresLeadership
 from services.ledger.entrypoints import grpc_api as ledger_api
 from services.ledger.entrypoints.cosigning import WitnessCollector
 from services.ledger.entrypoints.writer import LedgerWriterLoop
+from services.ledger.service_layer.handlers import LedgerHandlers
 
 
 async def wire_ledger(wiring: Wiring) -> None:
@@ -48,14 +50,15 @@ async def wire_ledger(wiring: Wiring) -> None:
             await _wire_witnesses(wiring, ledger_pool)
     # The sequencer's pool: of the narrow roles, only it may read the staging table.
     wiring.metrics.watch_ledger(PostgresLedgerBacklog(ledger_pool))
-    servicer = ledger_api.LedgerServicer(
+    handlers = LedgerHandlers(
         PostgresLedgerReader(reader_pool, settings.ledger_witness_quorum),
-        wiring.plan.security.callers,
         settings.ledger_origin,
-        witnesses=settings.ledger_witnesses,
+        witnesses=[WitnessKey(w.verifier) for w in settings.ledger_witnesses],
         quorum=settings.ledger_witness_quorum,
         forks=PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
-        metrics=wiring.metrics,
+    )
+    servicer = ledger_api.LedgerServicer(
+        handlers, wiring.plan.security.callers, metrics=wiring.metrics
     )
     wiring.add_service(
         ledger_api.SERVICE_NAME,

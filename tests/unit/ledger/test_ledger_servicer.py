@@ -18,6 +18,7 @@ from services.common.grpc_errors import error_details
 from services.common.grpc_server import build_server
 from services.common.identity import HeaderCallerResolver, Role, agency_metadata, role_metadata
 from services.ledger.entrypoints.grpc_api import SERVICE_NAME, LedgerServicer
+from services.ledger.service_layer.handlers import LedgerHandlers
 from services.ledger.service_layer.ports import StoredCheckpoint, StoredEntry
 
 SENDER, RECIPIENT, STRANGER = "000.00.01.H45", "000.00.11.H45", "000.00.99.H45"
@@ -65,7 +66,9 @@ class FakeLedgerReader:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[pb_grpc.LedgerServiceAsyncStub]:
-    servicer = LedgerServicer(FakeLedgerReader(), HeaderCallerResolver(), "ledger.test/v1")
+    servicer = LedgerServicer(
+        LedgerHandlers(FakeLedgerReader(), "ledger.test/v1"), HeaderCallerResolver()
+    )
     server, port = build_server(
         "127.0.0.1:0",
         [lambda s: pb_grpc.add_LedgerServiceServicer_to_server(servicer, s)],
