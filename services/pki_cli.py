@@ -25,6 +25,7 @@ from docaxis_client.trust.demo_pki import KeyType, PkiFolder
 from services.common.config import ConfigError
 from services.common.identity import Role as CallerRole
 from services.common.identity import role_metadata
+from services.directory.domain.hubs import hub_code_problem
 from services.settings import ClientSettings
 
 BUNDLE = "bundle.pem"
@@ -110,7 +111,9 @@ def add_commands(
     role = sub("issue-role", "an operator (admin, monitor) or hub certificate")
     role.add_argument("role", choices=[r.value for r in Role])
     role.add_argument("name", nargs="?", default=None)
-    for parser in (agency, person, server, role):
+    peer = sub("issue-peer", "a hub's certificate towards its federation peers")
+    peer.add_argument("hub_code")
+    for parser in (agency, person, server, role, peer):
         parser.add_argument("--key-type", choices=key_types, default="p256")
         parser.add_argument("--force", action="store_true", help="re-issue over existing files")
     revoke = sub("revoke", "put a certificate on its CA's CRL (then: docaxis crl ingest)")
@@ -179,6 +182,11 @@ def _pki(args: argparse.Namespace) -> int:
             key_type=key_type,
             force=args.force,
         )
+    elif command == "issue-peer":
+        if (why := hub_code_problem(args.hub_code)) is not None:
+            print(f"docaxis pki issue-peer: {why}", file=sys.stderr)
+            return 2
+        files = folder.issue_peer(args.hub_code, force=args.force)
     else:
         files = folder.issue_role(
             Role(args.role), args.name or args.role, key_type=key_type, force=args.force

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from docaxis_client.credentials import TlsCredentials, pem_of
-from docaxis_client.trust.chain import CertificatePurpose, TrustStore, role_of
+from docaxis_client.trust.chain import CertificatePurpose, TrustStore, peer_hub_of, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity
@@ -28,6 +28,7 @@ from services.common.identity import (
     HeaderCallerResolver,
     Role,
     TlsCallerResolver,
+    peer_metadata,
     role_metadata,
 )
 from services.common.trust import ServerTls, TrustRegistry, load_hub_identity, warn_expiring
@@ -83,6 +84,9 @@ class Security:
     max_signing_age: dt.timedelta
     # OCSP for signers whose certificates name a responder (None: CRLs only).
     ocsp: OcspChecker | None = None
+    # Federation: this hub's code, and its certificate chain and key towards peer hubs (PEM).
+    hub_code: str = ""
+    peer_tls: tuple[bytes, bytes] | None = None
     _directory: _DirectoryCheck = field(default_factory=_DirectoryCheck)
 
     @classmethod
@@ -107,6 +111,10 @@ class Security:
         else:
             log.warning("development_mode", detail="plaintext gRPC, caller identity from headers")
             callers = HeaderCallerResolver(directory)
+        peer_tls = None
+        if settings.peer_cert_file is not None and settings.peer_key_file is not None:
+            peer_tls = load_peer_tls(settings.peer_cert_file, settings.peer_key_file)
+            check_peer_certificate(peer_tls[0], settings.hub_code)
         security = cls(
             callers=callers,
             trust=trust,
@@ -116,6 +124,8 @@ class Security:
             max_signing_age=dt.timedelta(seconds=settings.max_signature_age_s),
             ocsp=OcspChecker(timeout_s=settings.ocsp_timeout_s) if settings.ocsp_enabled else None,
             _directory=directory,
+            hub_code=settings.hub_code,
+            peer_tls=peer_tls,
         )
         security.warn_expiring(settings.cert_warning_days)
         return security
@@ -174,3 +184,38 @@ class Security:
         )
         credentials = TlsCredentials(self.trust.roots_pem(), pem_of(self.hub.chain), key)
         return grpc.aio.secure_channel(address, credentials.channel_credentials()), ()
+
+    def federation_channel(
+        self, address: str
+    ) -> tuple[grpc.aio.Channel, Sequence[tuple[str, str]]]:
+        """A channel to a peer hub, as this hub's peer identity (urn:docaxis:peer:<code>)."""
+        if self.server_tls is None or self.trust is None:
+            return grpc.aio.insecure_channel(address), peer_metadata(self.hub_code)
+        if self.peer_tls is None:
+            raise ValueError("calling a peer hub over mutual TLS needs the peer certificate")
+        chain, key = self.peer_tls
+        credentials = TlsCredentials(self.trust.roots_pem(), chain, key)
+        return grpc.aio.secure_channel(address, credentials.channel_credentials()), ()
+
+
+def load_peer_tls(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
+    try:
+        with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
+            return cert.read(), key.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the peer certificate or key: {exc.strerror}") from None
+
+
+def check_peer_certificate(chain_pem: bytes, hub_code: str) -> None:
+    """The peer certificate must name this hub: presenting another's would be refused by peers
+    anyway, so it fails here, at startup."""
+    try:
+        leaf = x509.load_pem_x509_certificate(chain_pem)
+    except ValueError:
+        raise ConfigError("DOCAXIS_PEER_CERT_FILE is not a PEM certificate") from None
+    named = peer_hub_of(leaf)
+    if named != hub_code:
+        raise ConfigError(
+            f"DOCAXIS_PEER_CERT_FILE names hub {named!r}, not this hub ({hub_code!r}): issue "
+            "one with `docaxis pki issue-peer <hub code>`"
+        )

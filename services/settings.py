@@ -106,6 +106,13 @@ class Settings:
     peer_sync_interval_s: float = 30.0
     # Abuse limits per agency and per connection (services/common/limits.py).
     limits: LimitSettings = field(default_factory=LimitSettings)
+    # This hub's certificate towards its peers (urn:docaxis:peer:<hub code>) and its key; needed
+    # with mutual TLS when peers are configured.
+    peer_cert_file: str | None = None
+    peer_key_file: str | None = None
+    # Forwarding to a peer: attempts of one copy before it is dead-lettered come from
+    # max_pushes; the circuit opens after this many failures in a row.
+    peer_failures_to_open: int = 5
 
     @property
     def tls(self) -> bool:
@@ -175,6 +182,9 @@ class Settings:
             peers=parse_peers(env.get("DOCAXIS_PEERS", "")),
             peer_sync_interval_s=read_float(env, "DOCAXIS_PEER_SYNC_INTERVAL_S", 30.0),
             limits=LimitSettings.from_env(env),
+            peer_cert_file=env.get("DOCAXIS_PEER_CERT_FILE") or None,
+            peer_key_file=env.get("DOCAXIS_PEER_KEY_FILE") or None,
+            peer_failures_to_open=read_int(env, "DOCAXIS_PEER_FAILURES_TO_OPEN", 5),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
@@ -234,6 +244,15 @@ def _check_federation(settings: Settings) -> None:
             raise ConfigError(f"DOCAXIS_HUB_CODE/DOCAXIS_PEERS: {why}")
     if len(set(codes)) != len(codes) or settings.hub_code in codes:
         raise ConfigError("DOCAXIS_PEERS names a hub twice, or this hub itself")
+    if (settings.peer_cert_file is None) != (settings.peer_key_file is None):
+        raise ConfigError("DOCAXIS_PEER_CERT_FILE and DOCAXIS_PEER_KEY_FILE go together")
+    if settings.peers and settings.tls and settings.peer_cert_file is None:
+        raise ConfigError(
+            "peer hubs over mutual TLS need this hub's peer certificate: set "
+            "DOCAXIS_PEER_CERT_FILE and DOCAXIS_PEER_KEY_FILE (docaxis pki issue-peer)"
+        )
+    if settings.peer_failures_to_open < 1:
+        raise ConfigError("DOCAXIS_PEER_FAILURES_TO_OPEN must be at least 1")
 
 
 def _check_trust_settings(settings: Settings) -> None:

@@ -36,6 +36,8 @@ IDENTITY_URN_PREFIX = "urn:docaxis:"
 AGENCY_URN_PREFIX = "urn:docaxis:agency:"
 OFFICIAL_URN_PREFIX = "urn:docaxis:official:"
 ROLE_URN_PREFIX = "urn:docaxis:role:"
+# A hub among federated hubs (`urn:docaxis:peer:<hub code>`): what one hub presents to another.
+PEER_URN_PREFIX = "urn:docaxis:peer:"
 
 # RFC 9336 id-kp-documentSigning.
 DOCUMENT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
@@ -136,6 +138,17 @@ def person_of(certificate: x509.Certificate) -> PersonIdentity | None:
     if not code or len(names) != 1 or not isinstance(names[0].value, str):
         raise _usage_error(certificate, "an official's certificate needs one CN and an agency")
     return PersonIdentity(full_name=nfc(names[0].value), agency_code=code)
+
+
+def peer_hub_of(certificate: x509.Certificate) -> str | None:
+    """The hub code of a federation peer's certificate; None for any other kind."""
+    uri = identity_uri(certificate)
+    if uri is None or not uri.startswith(PEER_URN_PREFIX):
+        return None
+    code = uri.removeprefix(PEER_URN_PREFIX)
+    if not code:
+        raise _usage_error(certificate, "empty hub code")
+    return code
 
 
 def role_of(certificate: x509.Certificate) -> Role | None:

@@ -27,6 +27,7 @@ from docaxis_client.trust.chain import (
     AGENCY_URN_PREFIX,
     DOCUMENT_SIGNING_EKU,
     OFFICIAL_URN_PREFIX,
+    PEER_URN_PREFIX,
     ROLE_URN_PREFIX,
     Role,
     TrustStore,
@@ -398,6 +399,20 @@ class DemoCA:
             key=key,
         )
 
+    def issue_peer(self, hub_code: str, *, key_type: KeyType = KeyType.P256) -> IssuedCertificate:
+        """A federation peer's client certificate (`urn:docaxis:peer:<hub code>`): one hub
+        calling another. Not an agency, operator or the hub role: it acts as nothing else."""
+        return self._issue_leaf(
+            _name(f"docaxis peer hub {hub_code}"),
+            key_type=key_type,
+            usage=_key_usage(digital_signature=True, content_commitment=False),
+            ekus=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            names=[x509.UniformResourceIdentifier(PEER_URN_PREFIX + hub_code)],
+            not_before=None,
+            not_after=None,
+            key=None,
+        )
+
     def _label_of_issuer(self, certificate: x509.Certificate) -> str:
         if (
             self.intermediate is not None
@@ -606,6 +621,11 @@ class PkiFolder:
             not_after=not_after,
         )
         return self._save(self.path / "servers" / slug(name), issued, force=force)
+
+    def issue_peer(self, hub_code: str, *, force: bool = False) -> IssuedFiles:
+        """Issue ``peers/<hub code>.pem|.key``: this hub's certificate towards its peer hubs."""
+        issued = self.load().issue_peer(hub_code)
+        return self._save(self.path / "peers" / slug(hub_code), issued, force=force)
 
     def issue_role(
         self,

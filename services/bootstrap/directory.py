@@ -74,7 +74,7 @@ def _wire_peer_pulls(wiring: Wiring, directory: DirectoryHandlers) -> None:
     """Each peer hub's directory pulled through its delta feed, as this hub (mutual TLS)."""
     settings, security = wiring.plan.settings, wiring.plan.security
     for hub_code, address in settings.peers:
-        channel, metadata = security.peer_channel(address)
+        channel, metadata = security.federation_channel(address)
         wiring.stack.push_async_callback(channel.close)
         feed = GrpcPeerFeed(hub_code, channel, tuple(metadata), settings.code_forms)
 

@@ -3,15 +3,19 @@ the sweeps, over the directory of this process or of another one."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+import structlog
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
+from docaxis.exchange.v1 import federation_service_pb2_grpc as fpb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 
 from services.bootstrap.directory import LocalDirectory
-from services.bootstrap.wiring import Wiring
-from services.common.periodic import every
+from services.bootstrap.peer_transport import GrpcBlobSource, GrpcPeerTransport
+from services.bootstrap.wiring import Job, Wiring
+from services.common.periodic import every, pause
 from services.common.postgres_notifications import PostgresNotifications
 from services.directory.domain.codes import code_problem
 from services.exchange.adapters.directory import GrpcDirectoryLookup
@@ -21,6 +25,7 @@ from services.exchange.adapters.postgres import (
     PostgresOutbox,
 )
 from services.exchange.adapters.postgres_admin import PostgresAdminStore
+from services.exchange.adapters.postgres_federation import PostgresFederationStore
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGED_CHANNEL,
     PostgresLifecycleStore,
@@ -31,11 +36,13 @@ from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
 from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.adapters.rabbit import InboxQueues, InFlight, RabbitInbox, RabbitPublisher
 from services.exchange.domain.notices import NoticeLimits
-from services.exchange.entrypoints import admin_api, report_api
+from services.exchange.entrypoints import admin_api, federation_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.entrypoints.settlements import Settlements
 from services.exchange.service_layer.admin import AdminHandlers
+from services.exchange.service_layer.federation import FederationHandlers
+from services.exchange.service_layer.forwarding import Forwarder
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
@@ -43,6 +50,8 @@ from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
 from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
+
+log = structlog.get_logger(__name__)
 
 
 def directory_lookup(wiring: Wiring, local: LocalDirectory | None) -> DirectoryLookup:
@@ -84,12 +93,13 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     inbox = RabbitInbox(wiring.broker, queues=inbox_queues)
     wiring.on_drain.append(inbox.close_all)
     in_flight = InFlight()
+    lifecycle = LifecycleHandlers(exchange, lifecycle_store)
     servicer = exchange_api.ExchangeServicer(
         exchange,
         security.callers,
         inbox,
         in_flight,
-        LifecycleHandlers(exchange, lifecycle_store),
+        lifecycle,
         metrics=wiring.metrics,
         ledger=PostgresLedgerCheckpoints(pool, settings.ledger_witness_quorum),
     )
@@ -125,6 +135,71 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     wiring.add_job("settlements", settlements.run)
     if settings.worker_index == 0:  # the sweeps are singletons: the first worker runs them
         _wire_sweeps(wiring, lookup)
+    if settings.hub_code:
+        _wire_federation(wiring, exchange, lifecycle, documents, lookup, inbox)
+
+
+def _wire_federation(
+    wiring: Wiring,
+    exchange: ExchangeHandlers,
+    lifecycle: LifecycleHandlers,
+    documents: PostgresDocumentStore,
+    lookup: DirectoryLookup,
+    inbox: RabbitInbox,
+) -> None:
+    """FederationService for the peer hubs, and a forwarder per peer (on the first worker: one
+    consumer per peer queue keeps the hand-overs in order)."""
+    settings, security = wiring.plan.settings, wiring.plan.security
+    store = PostgresFederationStore(wiring.pool)
+    channels = {}
+    for hub_code, address in settings.peers:
+        channel, metadata = security.federation_channel(address)
+        wiring.stack.push_async_callback(channel.close)
+        channels[hub_code] = (channel, metadata)
+    handlers = FederationHandlers(
+        settings.hub_code,
+        frozenset(code for code, _ in settings.peers),
+        exchange,
+        lifecycle,
+        documents,
+        store,
+        lookup,
+        GrpcBlobSource(channels),
+    )
+    servicer = federation_api.FederationServicer(handlers, security.callers)
+    wiring.add_service(
+        federation_api.SERVICE_NAME,
+        lambda server: fpb_grpc.add_FederationServiceServicer_to_server(servicer, server),
+    )
+    if settings.worker_index != 0:
+        return
+    for hub_code, (channel, metadata) in channels.items():
+        forwarder = Forwarder(
+            settings.hub_code,
+            GrpcPeerTransport(hub_code, channel, metadata),
+            inbox,
+            exchange,
+            lifecycle,
+            store,
+            failures_to_open=settings.peer_failures_to_open,
+        )
+        wiring.forwarders.append(forwarder)
+        wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+
+
+def _restarting(run: Job, name: str) -> Job:
+    """A forwarder whose broker channel failed starts again after a pause, rather than stop
+    the process (its messages stay in the peer's queue meanwhile)."""
+
+    async def job(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await run(stop)
+            except Exception:
+                log.exception("forwarder_failed", job=name)
+                await pause(stop, 1.0)
+
+    return job
 
 
 def _wire_sweeps(wiring: Wiring, lookup: DirectoryLookup) -> None:

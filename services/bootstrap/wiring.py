@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from services.bootstrap.plan import Plan
 from services.common.metrics import AxisMetrics
+from services.exchange.service_layer.forwarding import Forwarder
 
 # A background job runs until its stop event is set (and must then return promptly).
 Job = Callable[[asyncio.Event], Awaitable[None]]
@@ -31,6 +32,8 @@ class Wiring:
     registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
+    # Federation: the forwarder of each peer hub (for operators: docaxis peers, the metrics).
+    forwarders: list[Forwarder] = field(default_factory=list)
     # Run once the server stops accepting calls, before it drains (e.g. ending push streams).
     on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

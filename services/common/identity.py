@@ -38,7 +38,13 @@ import structlog
 from cryptography import x509
 
 from docaxis_client.delegation import ADMINISTRATOR, ON_BEHALF_CERT_HEADER, ON_BEHALF_HEADER
-from docaxis_client.trust.chain import CertificatePurpose, agency_code_of, describe, role_of
+from docaxis_client.trust.chain import (
+    CertificatePurpose,
+    agency_code_of,
+    describe,
+    peer_hub_of,
+    role_of,
+)
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
@@ -47,6 +53,8 @@ from services.common.trust import TrustRegistry
 
 AGENCY_HEADER = "x-docaxis-agency"
 ROLE_HEADER = "x-docaxis-role"
+# Development mode: the peer hub a `peer` caller claims to be.
+PEER_HEADER = "x-docaxis-peer"
 # The agency the gateway acts for; believed from the gateway role only (delegation).
 
 
@@ -63,6 +71,9 @@ class Role(enum.StrEnum):
     HUB = "hub"
     # The REST/edXML gateway: authenticates the agency itself, then acts for it (delegation).
     GATEWAY = "gateway"
+    # Another hub of a federation (`urn:docaxis:peer:<hub code>`): forwards documents and
+    # statuses to this hub and reads its directory; never acts as an agency or operator.
+    PEER = "peer"
 
 
 _ROLE_OF_CERTIFICATE = {
@@ -84,6 +95,16 @@ class Caller:
     # True when the gateway authenticated the principal and acts for it (subject/serial: the
     # gateway's for an agency, the administrator's for the admin console).
     delegated: bool = False
+    # Set for Role.PEER: the peer hub's code.
+    peer_hub: str | None = None
+
+    def require_peer(self) -> str:
+        """The calling peer hub's code; nobody else forwards between hubs."""
+        if self.role is not Role.PEER or self.peer_hub is None:
+            raise PermissionDeniedError(
+                "this operation is for peer hubs", meta={"role": self.role.value}
+            )
+        return self.peer_hub
 
     def require_agency(self) -> str:
         """The caller's agency code; operators (admin, monitor) do not act as agencies."""
@@ -253,6 +274,11 @@ class HeaderCallerResolver:
             raise PermissionDeniedError(
                 f"only the gateway may send {ON_BEHALF_HEADER}", meta={"role": role.value}
             )
+        if role is Role.PEER:
+            hub = headers.get(PEER_HEADER)
+            if not hub:
+                raise UnauthenticatedError(f"no peer identity: the {PEER_HEADER} header is missing")
+            return _bind(Caller(Role.PEER, peer_hub=hub))
         if role is Role.AGENCY:
             agency = headers.get(AGENCY_HEADER)
             if not agency:
@@ -443,6 +469,9 @@ class TlsCallerResolver:
         code = agency_code_of(leaf)
         if code is not None:
             return Caller(Role.AGENCY, code, subject, serial)
+        hub = peer_hub_of(leaf)
+        if hub is not None:
+            return Caller(Role.PEER, None, subject, serial, peer_hub=hub)
         role = role_of(leaf)
         if role is not None:
             return Caller(_ROLE_OF_CERTIFICATE[role], None, subject, serial)
@@ -463,3 +492,8 @@ def agency_metadata(agency_code: str) -> tuple[tuple[str, str], ...]:
 
 def role_metadata(role: Role) -> tuple[tuple[str, str], ...]:
     return ((ROLE_HEADER, role.value),)
+
+
+def peer_metadata(hub_code: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata a development hub sends to another as peer `hub_code`."""
+    return ((ROLE_HEADER, Role.PEER.value), (PEER_HEADER, hub_code))

@@ -5,8 +5,10 @@ included, and mail for them is routed to the next hop instead of refused."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.trust.receipts import TransportReceipt
 from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
@@ -27,6 +31,7 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import make_header, served, settings_for
 from tests.e2e.processes import free_port
 from tests.infra import SuiteServices
+from tests.integration.test_exchange_flow import next_delivery, no_delivery
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
@@ -72,6 +77,7 @@ async def federation(
             name = "docaxis_fed_" + code.replace("-", "_")
             url = await postgres.recreate_database(services.database_url, name)
             await migrate(url)
+            peer_pair = pki.write_pair(f"peer-{code}", pki.ca.issue_peer(code))
             settings = dataclasses.replace(
                 settings_for(
                     url,
@@ -83,6 +89,8 @@ async def federation(
                 hub_code=code,
                 peers=tuple((peer, f"127.0.0.1:{ports[peer]}") for peer in peers[code]),
                 peer_sync_interval_s=0.2,
+                peer_cert_file=str(peer_pair.certificate),
+                peer_key_file=str(peer_pair.key),
             )
             pool = await postgres.create_pool(url, min_size=1, max_size=2)
             stack.push_async_callback(pool.close)
@@ -177,3 +185,109 @@ async def test_mail_for_another_hubs_agency_is_routed_to_the_next_hop(
         "SELECT via_hub FROM exchange.delivery WHERE id = $1", uuid.UUID(route.delivery_id)
     )
     assert via == "national"
+
+
+async def _known_everywhere(federation: Federation) -> None:
+    async def known() -> bool:
+        (r,) = await federation.a.directory.resolve([DEPARTMENT_B.code], today_in_vietnam())
+        (back,) = await federation.b.directory.resolve([COMMUNE_A.code], today_in_vietnam())
+        return r.hub == "national" and back.hub == "national"
+
+    await eventually(known, within=20)
+
+
+def _statuses(track: pb.TrackResponse) -> list[str]:
+    return [pb.StatusCode.Name(s.code) for s in track.recipients[0].statuses]
+
+
+async def test_a_commune_in_a_reaches_a_department_in_b_through_the_national_hub(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """Delivered once at B; B's statuses and the answer to A's recall come back to A along the
+    same hops; each hub's ledger holds its hop and the document carries the trace of every hub;
+    A keeps the national hub's signed receipt of the hand-over."""
+    a, national, b = federation.a, federation.national, federation.b
+    await _known_everywhere(federation)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    recipient = pki.client(b.address, DEPARTMENT_B.code)
+    try:
+        stored = await sender.upload_stream(b"%PDF-1.7 federated attachment")
+        attachment = stored.ref("cong-van.pdf", "application/pdf")
+        header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
+        response = await sender.submit(f"c-{uuid.uuid4()}", header, [attachment])
+        origin = response.receipt.document_uuid
+        stream = recipient.receive()
+        delivery = await next_delivery(stream, within=30)
+        while delivery.header.code.number != header.code.number:  # an earlier test's mail
+            await recipient.acknowledge(delivery.delivery_id)
+            delivery = await next_delivery(stream, within=30)
+        assert delivery.header.sender == COMMUNE_A.code
+        assert [a.sha256 for a in delivery.attachments] == [attachment.sha256]
+        await recipient.acknowledge(delivery.delivery_id)
+        await no_delivery(stream, within=1.0)
+        stream.cancel()
+        # B's copy came through the national hub: the trace names every hub, oldest first.
+        trace = await b.pool.fetchval(
+            "SELECT trace::text FROM exchange.document WHERE origin_uuid = $1", uuid.UUID(origin)
+        )
+        assert [hop["hub"] for hop in json.loads(trace)] == ["province-a", "national", "province-b"]
+        await recipient.report_status(
+            delivery.delivery_id, pb.STATUS_CODE_ACCEPTED, status_id=f"s-{uuid.uuid4()}"
+        )
+
+        async def tracked() -> pb.TrackResponse:
+            return await sender.track(origin)
+
+        track = await eventually(
+            tracked, lambda t: "STATUS_CODE_ACCEPTED" in _statuses(t), within=30
+        )
+        assert _statuses(track)[:2] == ["STATUS_CODE_ARRIVED", "STATUS_CODE_ACCEPTED"]
+        # The recall travels to B, B agrees, and the answer comes back to A.
+        await sender.recall(origin, "gửi nhầm", [DEPARTMENT_B.code])
+        stream = recipient.receive()
+        async with asyncio.timeout(30):
+            item = await stream.read()
+        assert item.WhichOneof("item") == "recall"
+        await recipient.acknowledge_notice(item.recall.notice_id)
+        await recipient.report_status(
+            delivery.delivery_id, pb.STATUS_CODE_RECALL_AGREED, status_id=f"s-{uuid.uuid4()}"
+        )
+        stream.cancel()
+        track = await eventually(
+            tracked, lambda t: "STATUS_CODE_RECALL_AGREED" in _statuses(t), within=30
+        )
+        assert _statuses(track)[-1] == "STATUS_CODE_RECALL_AGREED"
+    finally:
+        await sender.close()
+        await recipient.close()
+    # A keeps the national hub's signed receipt of the hand-over.
+    hop_receipt = await a.pool.fetchval(
+        "SELECT hop_receipt FROM exchange.delivery WHERE document_uuid = $1", uuid.UUID(origin)
+    )
+    assert TransportReceipt.from_json(hop_receipt).recipient == DEPARTMENT_B.code
+    # Every hub's ledger records its hop: forwarded out at A and the national hub, forwarded in
+    # at the national hub and B.
+    for hub, wanted in (
+        (a, {"forwarded"}),
+        (national, {"forwarded_in", "forwarded"}),
+        (b, {"forwarded_in"}),
+    ):
+        found = await eventually(
+            lambda hub=hub: hop_events(hub, origin),  # type: ignore[misc]
+            lambda events, wanted=wanted: wanted <= events,  # type: ignore[misc]
+            within=20,
+        )
+        assert wanted <= found
+
+
+async def hop_events(hub: Hub, origin: str) -> set[str]:
+    """The `event`s of the document's ledger entries at `hub` (its copy of the origin
+    document)."""
+    local = await hub.pool.fetchval(
+        "SELECT uuid FROM exchange.document WHERE origin_uuid = $1 OR uuid = $1 LIMIT 1",
+        uuid.UUID(origin),
+    )
+    rows = await hub.pool.fetch(
+        "SELECT convert_from(body, 'UTF8') AS body FROM ledger.entry WHERE doc_id = $1", local
+    )
+    return {str(json.loads(r["body"]).get("data", {}).get("event")) for r in rows}

@@ -323,105 +323,8 @@ class PostgresDocumentStore(PostgresUploads):
         events: Sequence[LedgerEvent],
         verification: Verification | None = None,
     ) -> None:
-        header = submission.header
-        doc_uuid = uuid.UUID(receipt.document_uuid)
         async with self._pool.acquire() as conn, conn.transaction():
-            try:
-                await conn.execute(
-                    """
-                    INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
-                        fingerprint, business_type, header, submitted_at, traceparent,
-                        verification, envelope)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11::jsonb)
-                    """,
-                    doc_uuid,
-                    receipt.document_id,
-                    header.sender,
-                    submission.consignment_id,
-                    fingerprint,
-                    int(header.business_type),
-                    header_to_json(header),
-                    receipt.accepted_at,
-                    tracing.current_traceparent(),
-                    None if verification is None else verification.to_json(),
-                    envelope_to_json(submission.envelope),
-                )
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name == "one_consignment":
-                    raise DuplicateConsignmentError from exc
-                raise DuplicateDocumentError(
-                    await self._new_document_uuid(receipt.document_id)
-                ) from exc
-            try:
-                await conn.executemany(
-                    """
-                    INSERT INTO exchange.document_attachment
-                        (document_uuid, position, name, media_type, size, sha256, description)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    """,
-                    [
-                        (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
-                        for i, a in enumerate(submission.attachments)
-                    ],
-                )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise AttachmentsGoneError from exc
-            await conn.executemany(
-                """
-                INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
-                    value, certificate_chain, signed_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """,
-                [
-                    (
-                        doc_uuid,
-                        i,
-                        s.role,
-                        s.algorithm,
-                        s.value,
-                        list(s.certificate_chain),
-                        s.signed_at,
-                    )
-                    for i, s in enumerate(submission.signatures)
-                ],
-            )
-            await conn.executemany(
-                """
-                INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-                    recipient, state, accepted_at, via_hub)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                """,
-                [
-                    (
-                        uuid.UUID(r.delivery_id),
-                        doc_uuid,
-                        i,
-                        r.requested_recipient,
-                        r.effective_recipient,
-                        DeliveryState.ACCEPTED.value,
-                        receipt.accepted_at,
-                        r.hub,
-                    )
-                    for i, r in enumerate(receipt.routes)
-                ],
-            )
-            await stage_delivery_messages(
-                conn,
-                [
-                    (receipt.document_uuid, r.effective_recipient, r.delivery_id)
-                    for r in receipt.routes
-                ],
-            )
-            await stage_ledger_events(conn, events)
-            # Delivered to listeners at commit: the relay wakes at once instead of polling.
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-
-    async def _new_document_uuid(self, document_id: str) -> str:
-        value = await self._pool.fetchval(
-            "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
-            document_id,
-        )
-        return str(value) if value is not None else ""
+            await insert_submission(conn, submission, receipt, fingerprint, events, verification)
 
     async def _load_document(
         self, conn: Conn, document_uuid: uuid.UUID
@@ -739,3 +642,109 @@ class PostgresOutbox:
             await save_copies(conn, changed)
             await stage_ledger_events(conn, events)
         return len(rows)
+
+
+async def _new_document_uuid(conn: Conn, document_id: str) -> str:
+    value = await conn.fetchval(
+        "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
+        document_id,
+    )
+    return str(value) if value is not None else ""
+
+
+async def insert_submission(
+    conn: Conn,
+    submission: Submission,
+    receipt: Receipt,
+    fingerprint: str,
+    events: Sequence[LedgerEvent],
+    verification: Verification | None,
+) -> None:
+    """A document, its attachments, signatures and copies, their outbox rows and ledger events,
+    in the caller's transaction (which NOTIFYs the relay at commit)."""
+    header = submission.header
+    doc_uuid = uuid.UUID(receipt.document_uuid)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
+                fingerprint, business_type, header, submitted_at, traceparent,
+                verification, envelope)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11::jsonb)
+            """,
+            doc_uuid,
+            receipt.document_id,
+            header.sender,
+            submission.consignment_id,
+            fingerprint,
+            int(header.business_type),
+            header_to_json(header),
+            receipt.accepted_at,
+            tracing.current_traceparent(),
+            None if verification is None else verification.to_json(),
+            envelope_to_json(submission.envelope),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "one_consignment":
+            raise DuplicateConsignmentError from exc
+        raise DuplicateDocumentError(await _new_document_uuid(conn, receipt.document_id)) from exc
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO exchange.document_attachment
+                (document_uuid, position, name, media_type, size, sha256, description)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            [
+                (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
+                for i, a in enumerate(submission.attachments)
+            ],
+        )
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise AttachmentsGoneError from exc
+    await conn.executemany(
+        """
+        INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
+            value, certificate_chain, signed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        [
+            (
+                doc_uuid,
+                i,
+                s.role,
+                s.algorithm,
+                s.value,
+                list(s.certificate_chain),
+                s.signed_at,
+            )
+            for i, s in enumerate(submission.signatures)
+        ],
+    )
+    await conn.executemany(
+        """
+        INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
+            recipient, state, accepted_at, via_hub)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        [
+            (
+                uuid.UUID(r.delivery_id),
+                doc_uuid,
+                i,
+                r.requested_recipient,
+                r.effective_recipient,
+                DeliveryState.ACCEPTED.value,
+                receipt.accepted_at,
+                r.hub,
+            )
+            for i, r in enumerate(receipt.routes)
+        ],
+    )
+    await stage_delivery_messages(
+        conn,
+        [(receipt.document_uuid, r.effective_recipient, r.delivery_id) for r in receipt.routes],
+    )
+    await stage_ledger_events(conn, events)
+    # Delivered to listeners at commit: the relay wakes at once instead of polling.
+    await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")

@@ -149,7 +149,17 @@ async def stage_notices(conn: Conn, notices: Sequence[tuple[str, str]]) -> None:
     await conn.executemany(
         """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
-        VALUES ($1, $2, $3, $4, (
+        VALUES (
+        -- Federation: a recall for a copy another hub delivers, or a status for a sender another
+        -- hub serves, goes back along the hop the copy took or the document came by.
+        coalesce((
+            SELECT 'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
+            FROM exchange.notice n
+            JOIN exchange.delivery d ON d.id = n.delivery_id
+            JOIN exchange.document doc ON doc.uuid = d.document_uuid
+            WHERE n.id = $2::text::uuid
+        ), $1),
+        $2, $3, $4, (
             SELECT doc.traceparent
             FROM exchange.notice n
             JOIN exchange.delivery d ON d.id = n.delivery_id

@@ -291,8 +291,8 @@ def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
     except ValueError:
         return None
     if isinstance(event, events_pb2.NoticeQueued):
-        return InboxMessage("", message, notice_id=event.notice_id)
-    return InboxMessage(event.delivery_id, message)
+        return InboxMessage("", message, notice_id=event.notice_id, addressee=event.agency)
+    return InboxMessage(event.delivery_id, message, addressee=event.recipient)
 
 
 class RabbitInbox:

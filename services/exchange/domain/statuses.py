@@ -123,14 +123,17 @@ def ordered(history: Sequence[StatusEntry]) -> list[StatusEntry]:
     return sorted(history, key=lambda e: (e.occurred_at, _RANK[e.code], e.recorded_at))
 
 
-def report_problems(report: StatusReport, *, now: dt.datetime) -> list[FieldViolation]:
-    """Shape checks, every problem at once."""
+def report_problems(
+    report: StatusReport, *, now: dt.datetime, relayed: bool = False
+) -> list[FieldViolation]:
+    """Shape checks, every problem at once. A status a peer hub relays (federation) may carry
+    an id docaxis gave it at the recipient's hub."""
     problems: list[FieldViolation] = []
     if not report.status_id:
         problems.append(FieldViolation("status_id", "required (the report's idempotency key)"))
     elif len(report.status_id) > MAX_STATUS_ID or not report.status_id.isprintable():
         problems.append(FieldViolation("status_id", f"1 to {MAX_STATUS_ID} printable characters"))
-    elif report.status_id.startswith(RESERVED_PREFIX):
+    elif report.status_id.startswith(RESERVED_PREFIX) and not relayed:
         problems.append(FieldViolation("status_id", f"{RESERVED_PREFIX!r} is docaxis's prefix"))
     if report.code not in REPORTABLE:
         problems.append(FieldViolation("code", "13 is the sender's: use Recall"))

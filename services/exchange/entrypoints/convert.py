@@ -187,7 +187,7 @@ def verification_to_pb(verification: Verification | None) -> common_pb2.Verifica
     )
 
 
-def _envelope_to_pb(envelope: AttachmentRef | None) -> common_pb2.AttachmentRef | None:
+def envelope_to_pb(envelope: AttachmentRef | None) -> common_pb2.AttachmentRef | None:
     return None if envelope is None else attachment_to_pb(envelope)
 
 
@@ -249,20 +249,34 @@ def delivery_to_pb(item: PushItem) -> pb.Delivery:
         document_uuid=item.document_uuid,
         header=header_to_pb(item.header),
         attachments=[attachment_to_pb(a) for a in item.attachments],
-        signatures=[
-            common_pb2.DocumentSignature(
-                role=_ROLE_TO_PB[s.role],
-                algorithm=s.algorithm,
-                signature=s.value,
-                certificate_chain=list(s.certificate_chain),
-                signed_at=timestamp(s.signed_at),
-            )
-            for s in item.signatures
-        ],
+        signatures=[signature_to_pb(s) for s in item.signatures],
         submitted_at=timestamp(item.submitted_at),
         requested_recipient=item.requested_recipient,
         verification=verification_to_pb(item.verification),
-        envelope=_envelope_to_pb(item.envelope),
+        envelope=envelope_to_pb(item.envelope),
+    )
+
+
+def signature_to_pb(s: Signature) -> common_pb2.DocumentSignature:
+    return common_pb2.DocumentSignature(
+        role=_ROLE_TO_PB[s.role],
+        algorithm=s.algorithm,
+        signature=s.value,
+        certificate_chain=list(s.certificate_chain),
+        signed_at=timestamp(s.signed_at),
+    )
+
+
+def submission_to_pb(submission: Submission) -> pb.SubmitRequest:
+    """A stored document as its sender submitted it (a peer hub forwards it like this)."""
+    header = header_to_pb(submission.header)
+    header.ClearField("document_id")  # output only: the receiving hub computes it again
+    return pb.SubmitRequest(
+        consignment_id=submission.consignment_id,
+        header=header,
+        attachments=[attachment_to_pb(a) for a in submission.attachments],
+        signatures=[signature_to_pb(s) for s in submission.signatures],
+        envelope=envelope_to_pb(submission.envelope),
     )
 
 
@@ -288,5 +302,5 @@ def track_to_pb(track: DocumentTrack) -> pb.TrackResponse:
             for r in track.recipients
         ],
         verification=verification_to_pb(track.verification),
-        envelope=_envelope_to_pb(track.envelope),
+        envelope=envelope_to_pb(track.envelope),
     )

@@ -31,6 +31,9 @@ class InboxMessage:
     message: BrokerMessage
     # Set instead of delivery_id for a notice (a status for a sender, a recall for a recipient).
     notice_id: str = ""
+    # Whom the message is for (the copy's recipient, the notice's agency): a peer hub's queue
+    # holds messages for many (federation).
+    addressee: str = ""
 
     @property
     def item_id(self) -> str:

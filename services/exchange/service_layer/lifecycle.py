@@ -275,12 +275,15 @@ class LifecycleHandlers:
         report: StatusReport,
         *,
         wire_problems: Sequence[FieldViolation] = (),
+        relayed: bool = False,
     ) -> StatusOutcome:
-        """`wire_problems` are what the transport could not parse (reported with the rest)."""
+        """`wire_problems` are what the transport could not parse (reported with the rest).
+        `relayed`: a peer hub carries the status back from the recipient's hub (federation),
+        so its id may be one docaxis gave it there (the 01 recorded at acknowledgement)."""
         now = self._clock()
         problems: list[FieldViolation] = []
         check_uuid(problems, "delivery_id", delivery_id)  # reported first
-        problems += [*wire_problems, *report_problems(report, now=now)]
+        problems += [*wire_problems, *report_problems(report, now=now, relayed=relayed)]
         if problems:
             raise ValidationError("invalid status report", problems)
         recipient, notify = await self._exchange.status_parties(agency, delivery_id)

@@ -1,0 +1,221 @@
+"""Federation's storage in Postgres (the FederationStore port): hops, accepted forwarded copies,
+copies handed over to the next hub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.common.postgres import Conn
+from services.exchange.adapters.postgres import (
+    OUTBOX_CHANNEL,
+    insert_submission,
+    stage_delivery_messages,
+    stage_ledger_events,
+)
+from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.domain import delivery
+from services.exchange.domain.delivery import LedgerEvent
+from services.exchange.domain.model import DeliveryState, Receipt, Submission
+from services.exchange.domain.peering import Hop
+from services.exchange.domain.verification import Verification
+from services.exchange.service_layer.federation_ports import ForwardedIn
+
+# One accepted copy per (origin document, recipient): concurrent hand-overs of the same copy (a
+# retry racing the first attempt) wait for each other.
+_KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('exchange.forwarded_copy:' || $1 || $2))"
+
+
+def trace_to_json(trace: Sequence[Hop]) -> str:
+    return json.dumps([{"hub": h.hub, "at": h.at.isoformat()} for h in trace])
+
+
+def trace_from_json(raw: str) -> tuple[Hop, ...]:
+    return tuple(Hop(h["hub"], dt.datetime.fromisoformat(h["at"])) for h in json.loads(raw))
+
+
+class PostgresFederationStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def hop_info(
+        self, document_uuids: Sequence[str]
+    ) -> dict[str, tuple[str, tuple[Hop, ...]]]:
+        rows = await self._pool.fetch(
+            "SELECT uuid, coalesce(origin_uuid, uuid) AS origin, trace::text AS trace "
+            "FROM exchange.document WHERE uuid = ANY($1::uuid[])",
+            [uuid.UUID(u) for u in document_uuids],
+        )
+        return {str(r["uuid"]): (str(r["origin"]), trace_from_json(r["trace"])) for r in rows}
+
+    async def accepted_receipt(self, origin_document_uuid: str, recipient: str) -> bytes | None:
+        value: bytes | None = await self._pool.fetchval(
+            "SELECT hop_receipt FROM exchange.forwarded_copy "
+            "WHERE origin_uuid = $1 AND recipient = $2",
+            uuid.UUID(origin_document_uuid),
+            recipient,
+        )
+        return value
+
+    async def accept_forwarded(
+        self,
+        submission: Submission,
+        receipt: Receipt,
+        fingerprint: str,
+        events: Sequence[LedgerEvent],
+        verification: Verification,
+        forwarded: ForwardedIn,
+    ) -> bytes:
+        (route,) = receipt.routes
+        origin = uuid.UUID(forwarded.origin_document_uuid)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_KEY_LOCK, str(origin), forwarded.recipient)
+            first: bytes | None = await conn.fetchval(
+                "SELECT hop_receipt FROM exchange.forwarded_copy "
+                "WHERE origin_uuid = $1 AND recipient = $2",
+                origin,
+                forwarded.recipient,
+            )
+            if first is not None:
+                return first
+            document: uuid.UUID | None = await conn.fetchval(
+                "SELECT uuid FROM exchange.document WHERE origin_uuid = $1", origin
+            )
+            if document is None:
+                await insert_submission(
+                    conn, submission, receipt, fingerprint, events, verification
+                )
+                await conn.execute(
+                    "UPDATE exchange.document SET origin_uuid = $2, from_hub = $3, "
+                    "trace = $4::jsonb WHERE uuid = $1",
+                    uuid.UUID(receipt.document_uuid),
+                    origin,
+                    forwarded.from_hub,
+                    trace_to_json(forwarded.trace),
+                )
+            else:
+                await _add_copy(conn, document, receipt, events)
+            await conn.execute(
+                """
+                INSERT INTO exchange.forwarded_copy (origin_uuid, recipient, from_hub,
+                    delivery_id, hop_receipt, accepted_at)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                """,
+                origin,
+                forwarded.recipient,
+                forwarded.from_hub,
+                uuid.UUID(route.delivery_id),
+                forwarded.hop_receipt,
+                receipt.accepted_at,
+            )
+        return forwarded.hop_receipt
+
+    async def handed_over(self, delivery_id: str, hub_code: str, receipt: bytes) -> bool:
+        key = uuid.UUID(delivery_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = (await lock_copies(conn, [key])).get(key)
+            if row is None or row.copy.state is DeliveryState.WITHDRAWN:
+                return False
+            decided = delivery.acknowledge(row.ref, row.copy, row.now)
+            if decided.already:
+                return True
+            await save_copies(conn, {key: decided.copy})
+            await conn.execute(
+                "UPDATE exchange.delivery SET hop_receipt = $2 WHERE id = $1", key, receipt
+            )
+            forwarded = row.ref.event(
+                "delivery",
+                row.now,
+                {
+                    "event": "forwarded",
+                    "hub": hub_code,
+                    "hop_receipt_sha256": hashlib.sha256(receipt).hexdigest(),
+                },
+            )
+            await stage_ledger_events(conn, [*decided.events, forwarded])
+        return True
+
+    async def refused(self, delivery_id: str, hub_code: str, reason: str) -> None:
+        key = uuid.UUID(delivery_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = (await lock_copies(conn, [key])).get(key)
+            if row is None:
+                return
+            decided = delivery.dead_letter(row.ref, row.copy, f"{hub_code}:{reason}", row.now)
+            if decided is None:
+                return
+            await save_copies(conn, {key: decided.copy})
+            await stage_ledger_events(conn, decided.events)
+
+    async def forwards_to(self, document_uuid: str, hub_code: str) -> bool:
+        found: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM exchange.delivery WHERE document_uuid = $1 "
+            "AND via_hub = $2)",
+            uuid.UUID(document_uuid),
+            hub_code,
+        )
+        return found
+
+    async def local_copy(self, origin_document_uuid: str, recipient: str) -> tuple[str, str] | None:
+        row = await self._pool.fetchrow(
+            """
+            SELECT d.document_uuid, d.id FROM exchange.delivery d
+            JOIN exchange.document doc ON doc.uuid = d.document_uuid
+            WHERE (doc.origin_uuid = $1 OR (doc.uuid = $1 AND doc.origin_uuid IS NULL))
+              AND (d.recipient = $2 OR d.requested_recipient = $2)
+            ORDER BY d.recipient = $2 DESC LIMIT 1
+            """,
+            uuid.UUID(origin_document_uuid),
+            recipient,
+        )
+        return None if row is None else (str(row["document_uuid"]), str(row["id"]))
+
+
+async def _add_copy(
+    conn: Conn, document: uuid.UUID, receipt: Receipt, events: Sequence[LedgerEvent]
+) -> None:
+    """Another recipient's copy of a document an earlier copy brought here."""
+    (route,) = receipt.routes
+    position = await conn.fetchval(
+        "SELECT coalesce(max(position) + 1, 0) FROM exchange.delivery WHERE document_uuid = $1",
+        document,
+    )
+    await conn.execute(
+        """
+        INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
+            recipient, state, accepted_at, via_hub)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        uuid.UUID(route.delivery_id),
+        document,
+        position,
+        route.requested_recipient,
+        route.effective_recipient,
+        DeliveryState.ACCEPTED.value,
+        receipt.accepted_at,
+        route.hub,
+    )
+    await stage_delivery_messages(
+        conn, [(str(document), route.effective_recipient, route.delivery_id)]
+    )
+    await stage_ledger_events(
+        conn,
+        [
+            LedgerEvent(
+                e.entry_type,
+                str(document),
+                e.document_id,
+                e.occurred_at,
+                e.from_agency,
+                e.to_agency,
+                e.data,
+            )
+            for e in events
+        ],
+    )
+    await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")

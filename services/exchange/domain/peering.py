@@ -1,0 +1,84 @@
+"""Forwarding to a peer hub (federation): retry back-off with jitter, the circuit breaker of a
+peer, and the trace of hops. Pure: the forwarder owns the clock and the randomness.
+
+The breaker is closed while hand-overs succeed. After `failures_to_open` failures in a row it
+opens: nothing is taken from the peer's queue (the copies wait there, durable, without counting
+attempts), and only after the back-off does a cheap probe (the peer's health) half-open it; a
+good probe closes it and forwarding resumes, a bad one opens it again with a longer back-off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BASE_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 60.0
+
+
+def backoff_s(failures: int, rng: random.Random, *, base: float = BASE_BACKOFF_S) -> float:
+    """Exponential back-off with full jitter (AWS architecture blog): a random time up to
+    base·2^(failures-1), capped at MAX_BACKOFF_S, so that hubs recovering together do not retry
+    in step."""
+    if failures <= 0:
+        return 0.0
+    ceiling = min(MAX_BACKOFF_S, base * 2 ** min(failures - 1, 30))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    failures_to_open: int = 5
+    state: CircuitState = CircuitState.CLOSED
+    # Failures in a row (hand-overs while closed, probes while open).
+    failures: int = 0
+    # When an open circuit may be probed (monotonic seconds).
+    retry_at: float = 0.0
+
+    def succeeded(self) -> None:
+        self.state = CircuitState.CLOSED
+        self.failures = 0
+
+    def failed(self, now: float, rng: random.Random) -> float:
+        """Records a failure; returns how long to wait before the next attempt."""
+        self.failures += 1
+        wait = backoff_s(self.failures, rng)
+        if self.state is not CircuitState.CLOSED or self.failures >= self.failures_to_open:
+            self.state = CircuitState.OPEN
+            self.retry_at = now + wait
+        return wait
+
+    def may_probe(self, now: float) -> bool:
+        """An open circuit whose back-off has passed: half-open it for one probe."""
+        if self.state is CircuitState.OPEN and now >= self.retry_at:
+            self.state = CircuitState.HALF_OPEN
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One hub a document passed through (an edXML TraceHeader), and when."""
+
+    hub: str
+    at: dt.datetime
+
+
+def outgoing_trace(stored: Sequence[Hop], own_hub: str, submitted_at: dt.datetime) -> list[Hop]:
+    """The trace a document carries to the next hub: what it came with, or, at the hub it was
+    submitted to, that hub and the time it was accepted."""
+    return list(stored) or [Hop(own_hub, submitted_at)]
+
+
+def received_trace(incoming: Sequence[Hop], own_hub: str, now: dt.datetime) -> list[Hop]:
+    """The trace a hub stores for a document it accepted from a peer: one hop more."""
+    return [*incoming, Hop(own_hub, now)]

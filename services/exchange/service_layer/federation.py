@@ -1,0 +1,217 @@
+"""Federation, the receiving side: what a peer hub hands over is checked and stored like a
+submission, once per (origin document, recipient); statuses and recalls it carries back are
+applied here as the recipient or the sender would, so they travel on along the same hops."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import structlog
+
+from services.common.errors import (
+    DomainError,
+    NotFoundError,
+    PermissionDeniedError,
+    RejectedError,
+    UnavailableError,
+    require_uuid,
+)
+from services.exchange.domain.delivery import LedgerEvent
+from services.exchange.domain.model import Receipt, Route, today_in_vietnam
+from services.exchange.domain.peering import received_trace
+from services.exchange.service_layer.federation_ports import (
+    BlobSource,
+    FederationStore,
+    ForwardedIn,
+    HopOutcome,
+    OutboundDocument,
+    OutboundItem,
+    OutboundRecall,
+    OutboundStatus,
+)
+from services.exchange.service_layer.handlers import ExchangeHandlers, submission_fingerprint
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.ports import DirectoryLookup, DocumentStore
+from services.exchange.service_layer.routing import invalid_addressee
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class FederationHandlers:
+    def __init__(
+        self,
+        own_hub: str,
+        peers: frozenset[str],
+        exchange: ExchangeHandlers,
+        lifecycle: LifecycleHandlers,
+        documents: DocumentStore,
+        store: FederationStore,
+        directory: DirectoryLookup,
+        blobs: BlobSource,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._own_hub = own_hub
+        self._peers = peers
+        self._exchange = exchange
+        self._lifecycle = lifecycle
+        self._documents = documents
+        self._store = store
+        self._directory = directory
+        self._blobs = blobs
+        self._clock = clock
+
+    def require_peer(self, hub_code: str) -> None:
+        if hub_code not in self._peers:
+            raise PermissionDeniedError(
+                f"hub {hub_code} is not a peer of this hub", meta={"hub": hub_code}
+            )
+
+    async def blob(
+        self, peer: str, document_uuid: str, sha256: str
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """An attachment of a document forwarded to `peer`, for that peer only."""
+        require_uuid("source_document_uuid", document_uuid)
+        missing = NotFoundError(f"no attachment {sha256} of a document forwarded to {peer}")
+        if not await self._store.forwards_to(document_uuid, peer):
+            raise missing
+        track = await self._documents.track(document_uuid=document_uuid, document_id=None)
+        if track is None:
+            raise missing
+        files = [*track.attachments, *filter(None, [track.envelope])]
+        if not any(f.sha256 == sha256 for f in files):
+            raise missing
+        return self._documents.attachment_chunks(document_uuid, sha256, 0)
+
+    async def accept(self, peer: str, item: OutboundItem) -> HopOutcome:
+        """One item a peer hands over, answered on its own (errors included)."""
+        try:
+            if isinstance(item, OutboundDocument):
+                return HopOutcome(item.item_id, receipt=await self._document(peer, item))
+            if isinstance(item, OutboundStatus):
+                await self._status(item)
+            else:
+                await self._recall(item)
+            return HopOutcome(item.item_id)
+        except UnavailableError as exc:
+            return HopOutcome(item.item_id, error=exc, retryable=True)
+        except DomainError as exc:
+            log.warning("forwarded_item_refused", hub=peer, item_id=item.item_id, reason=exc.reason)
+            return HopOutcome(item.item_id, error=exc, retryable=False)
+
+    async def _document(self, peer: str, item: OutboundDocument) -> bytes:
+        first = await self._store.accepted_receipt(item.origin_document_uuid, item.recipient)
+        if first is not None:
+            return first  # a retry, or the same copy forwarded twice
+        now = self._clock()
+        submission = dataclasses.replace(
+            item.submission, consignment_id=f"hub:{item.origin_document_uuid}"
+        )
+        header = submission.header
+        resolved = (await self._directory.resolve([item.recipient], today_in_vietnam(now)))[
+            item.recipient
+        ]
+        if resolved.effective is None:
+            raise invalid_addressee([resolved])
+        if resolved.hub == peer:
+            raise RejectedError(
+                f"{item.recipient} is served by {peer}, which forwarded it here",
+                reason="INVALID_ADDRESSEE",
+                meta={"recipient": item.recipient, "loop": peer},
+            )
+        await self._fetch_blobs(peer, item)
+        verification = await self._exchange.verify_signatures(submission, now)
+        route = Route(item.requested_recipient, resolved.effective, str(uuid.uuid4()), resolved.hub)
+        receipt = Receipt(
+            document_uuid=str(uuid.uuid4()),
+            document_id=header.document_id,
+            consignment_id=submission.consignment_id,
+            accepted_at=now,
+            routes=(route,),
+        )
+        hop_receipt = self._exchange.hop_receipt(
+            item.origin_document_uuid, submission, item.recipient, now
+        )
+        events = [
+            LedgerEvent(
+                entry_type="routing",
+                doc_uuid=receipt.document_uuid,
+                document_id=receipt.document_id,
+                occurred_at=now,
+                from_agency=header.sender,
+                to_agency=route.effective_recipient,
+                data={
+                    "delivery": route.delivery_id,
+                    "requested": route.requested_recipient,
+                    "event": "forwarded_in",
+                    "from_hub": peer,
+                    "origin": item.origin_document_uuid,
+                    "trace": [h.hub for h in item.trace],
+                    **({"hub": route.hub} if route.hub else {}),
+                },
+            )
+        ]
+        answered = await self._store.accept_forwarded(
+            submission,
+            receipt,
+            submission_fingerprint(submission),
+            events,
+            verification,
+            ForwardedIn(
+                item.origin_document_uuid,
+                item.recipient,
+                peer,
+                tuple(received_trace(item.trace, self._own_hub, now)),
+                hop_receipt,
+            ),
+        )
+        log.info(
+            "document_forwarded_in",
+            hub=peer,
+            origin=item.origin_document_uuid,
+            recipient=item.recipient,
+            next_hub=route.hub or "",
+        )
+        return answered
+
+    async def _fetch_blobs(self, peer: str, item: OutboundDocument) -> None:
+        """The attachments this hub does not hold yet, from the peer, verified as uploads are."""
+        submission = item.submission
+        sender = submission.header.sender
+        files = [*submission.attachments, *filter(None, [submission.envelope])]
+        for index in await self._documents.unowned_attachments(sender, files):
+            ref = files[index]
+            await self._exchange.upload_attachment(
+                sender,
+                ref.sha256,
+                ref.size,
+                self._blobs.chunks(peer, item.source_document_uuid, ref.sha256),
+            )
+
+    async def _status(self, item: OutboundStatus) -> None:
+        local = await self._store.local_copy(item.origin_document_uuid, item.recipient)
+        if local is None:
+            raise NotFoundError(
+                f"no copy of {item.origin_document_uuid} for {item.recipient} here",
+                meta={"origin": item.origin_document_uuid, "recipient": item.recipient},
+            )
+        _document, delivery_id = local
+        await self._lifecycle.report_status(
+            item.recipient, delivery_id, item.entry.report, relayed=True
+        )
+
+    async def _recall(self, item: OutboundRecall) -> None:
+        local = await self._store.local_copy(item.origin_document_uuid, item.recipient)
+        if local is None:
+            raise NotFoundError(
+                f"no copy of {item.origin_document_uuid} for {item.recipient} here",
+                meta={"origin": item.origin_document_uuid, "recipient": item.recipient},
+            )
+        document_uuid, _delivery = local
+        await self._lifecycle.recall(item.sender, document_uuid, item.reason, [item.recipient])

@@ -1,0 +1,252 @@
+"""Federation, the sending side: store and forward to one peer hub.
+
+Copies for recipients the peer serves (or forwards further), and the statuses and recalls going
+back along the hops, wait in the peer's queue like an agency's mail. The forwarder takes them
+in batches, claims them as a push would (so a copy handed over `max_pushes` times without being
+stored there is dead-lettered, resendable by an administrator), hands them over in order and
+settles each one once the peer answered: a copy is then acknowledged here with the peer's signed
+receipt. A peer that cannot be reached gets back-off with jitter and, after several failures in
+a row, an open circuit: nothing is taken from its queue until a probe finds it answering again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from services.common.errors import UnavailableError
+from services.common.periodic import pause
+from services.exchange.domain.model import Submission
+from services.exchange.domain.peering import CircuitBreaker, CircuitState, outgoing_trace
+from services.exchange.service_layer.federation_ports import (
+    FederationStore,
+    OutboundDocument,
+    OutboundItem,
+    OutboundRecall,
+    OutboundStatus,
+    PeerTransport,
+)
+from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.inbox_ports import AgencyInboxes, Inbox, InboxMessage
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.lifecycle_ports import StatusNoticeItem
+from services.exchange.service_layer.ports import DeadLetter, PushItem
+
+log = structlog.get_logger(__name__)
+
+BATCH = 100
+# The routing key (and inbox queue suffix) of what waits for a peer hub (adapters/postgres.py).
+PEER_QUEUE_PREFIX = "hub."
+
+
+def peer_queue(hub_code: str) -> str:
+    return PEER_QUEUE_PREFIX + hub_code
+
+
+@dataclass(slots=True)
+class PeerStats:
+    """What an operator sees of a peer (docaxis peers, the console, the metrics)."""
+
+    forwarded: int = 0
+    refused: int = 0
+    failures: int = 0
+    last_contact: float | None = None  # time.time() of the last answer
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        own_hub: str,
+        transport: PeerTransport,
+        inboxes: AgencyInboxes,
+        exchange: ExchangeHandlers,
+        lifecycle: LifecycleHandlers,
+        store: FederationStore,
+        *,
+        failures_to_open: int = 5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._own_hub = own_hub
+        self._transport = transport
+        self._inboxes = inboxes
+        self._exchange = exchange
+        self._lifecycle = lifecycle
+        self._store = store
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+        self.stats = PeerStats(breaker=CircuitBreaker(failures_to_open))
+
+    @property
+    def hub_code(self) -> str:
+        return self._transport.hub_code
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Forwards until `stop` is set; a broker failure ends the run (the job restarts it)."""
+        async with self._inboxes.consume(peer_queue(self.hub_code), prefetch=BATCH) as inbox:
+            while not stop.is_set():
+                if self.stats.breaker.state is not CircuitState.CLOSED:
+                    await self._probe(stop)
+                    continue
+                batch = await _unless_stopped(inbox, stop)
+                if not batch:
+                    return
+                await self.forward_batch(batch)
+
+    async def _probe(self, stop: asyncio.Event) -> None:
+        breaker = self.stats.breaker
+        wait = max(0.0, breaker.retry_at - time.monotonic())
+        if wait:
+            await pause(stop, wait)
+            return
+        if not breaker.may_probe(time.monotonic()):
+            return
+        if await self._transport.probe():
+            log.info("peer_circuit_closed", hub=self.hub_code)
+            self.stats.last_contact = time.time()
+            breaker.succeeded()
+        else:
+            breaker.failed(time.monotonic(), self._rng)
+
+    async def forward_batch(self, batch: Sequence[InboxMessage]) -> None:
+        claimed = await self._claim(batch)
+        if not claimed:
+            return
+        items = [item for _, item in claimed]
+        try:
+            outcomes = await self._transport.forward(items)
+        except UnavailableError as exc:
+            for message, _ in claimed:
+                await message.message.reject(requeue=True)
+            self.stats.failures += 1
+            wait = self.stats.breaker.failed(time.monotonic(), self._rng)
+            log.warning(
+                "peer_unreachable",
+                hub=self.hub_code,
+                error=str(exc),
+                circuit=self.stats.breaker.state.value,
+                retry_in_s=round(wait, 2),
+            )
+            if self.stats.breaker.state is CircuitState.CLOSED:
+                await asyncio.sleep(wait)
+            return
+        self.stats.breaker.succeeded()
+        self.stats.last_contact = time.time()
+        for (message, item), outcome in zip(claimed, outcomes, strict=True):
+            if outcome.error is not None and outcome.retryable:
+                await message.message.reject(requeue=True)
+                continue
+            if outcome.error is not None:
+                self.stats.refused += 1
+                if isinstance(item, OutboundDocument):
+                    await self._store.refused(item.item_id, self.hub_code, outcome.error.reason)
+                else:
+                    # A status or recall the next hub cannot place: kept here as delivered to
+                    # the hop (its notice acknowledged), the refusal logged.
+                    await self._settle_notice(message)
+                log.warning(
+                    "forwarded_item_refused_by_peer",
+                    hub=self.hub_code,
+                    item_id=item.item_id,
+                    reason=outcome.error.reason,
+                    error=str(outcome.error),
+                )
+                await message.message.ack()
+                continue
+            self.stats.forwarded += 1
+            if isinstance(item, OutboundDocument):
+                await self._store.handed_over(item.item_id, self.hub_code, outcome.receipt)
+            else:
+                await self._settle_notice(message)
+            await message.message.ack()
+
+    async def _settle_notice(self, message: InboxMessage) -> None:
+        if message.notice_id:
+            await self._lifecycle.acknowledge_notice(message.addressee, message.notice_id)
+
+    async def _claim(
+        self, batch: Sequence[InboxMessage]
+    ) -> list[tuple[InboxMessage, OutboundItem]]:
+        """The batch's items to hand over, oldest first; the rest settled with the broker as the
+        Receive streams settle them (acked when there is nothing to hand over, rejected into the
+        dead-letter queue when the copy was just dead-lettered)."""
+        seen: set[str] = set()
+        fresh: list[InboxMessage] = []
+        for message in batch:
+            if message.item_id in seen:
+                await message.message.ack()
+            else:
+                seen.add(message.item_id)
+                fresh.append(message)
+        copies = [m for m in fresh if not m.notice_id]
+        notices = [m for m in fresh if m.notice_id]
+        found: dict[int, OutboundItem] = {}
+        if copies:
+            claims = await self._exchange.begin_pushes(
+                [(m.delivery_id, m.addressee) for m in copies]
+            )
+            pushed = [c for c in claims if isinstance(c, PushItem)]
+            hops = await self._store.hop_info([c.document_uuid for c in pushed])
+            for message, claim in zip(copies, claims, strict=True):
+                if claim is None:
+                    await message.message.ack()
+                elif isinstance(claim, DeadLetter):
+                    await message.message.reject(requeue=False)
+                else:
+                    origin, trace = hops[claim.document_uuid]
+                    found[id(message)] = OutboundDocument(
+                        item_id=claim.delivery_id,
+                        origin_document_uuid=origin,
+                        source_document_uuid=claim.document_uuid,
+                        recipient=message.addressee,
+                        requested_recipient=claim.requested_recipient,
+                        submission=Submission(
+                            consignment_id=f"hub:{origin}",
+                            header=claim.header,
+                            attachments=claim.attachments,
+                            signatures=claim.signatures,
+                            envelope=claim.envelope,
+                        ),
+                        trace=tuple(outgoing_trace(trace, self._own_hub, claim.submitted_at)),
+                    )
+        if notices:
+            items = await self._lifecycle.begin_notices(
+                [(m.notice_id, m.addressee) for m in notices]
+            )
+            hops = await self._store.hop_info(list({i.document_uuid for i in items if i}))
+            for message, notice in zip(notices, items, strict=True):
+                if notice is None:
+                    await message.message.ack()
+                    continue
+                origin, _trace = hops[notice.document_uuid]
+                if isinstance(notice, StatusNoticeItem):
+                    found[id(message)] = OutboundStatus(
+                        notice.notice_id, origin, notice.recipient, notice.entry
+                    )
+                else:
+                    found[id(message)] = OutboundRecall(
+                        notice.notice_id,
+                        origin,
+                        message.addressee,
+                        notice.sender,
+                        notice.reason,
+                        notice.requested_at,
+                    )
+        return [(m, found[id(m)]) for m in fresh if id(m) in found]
+
+
+async def _unless_stopped(inbox: Inbox, stop: asyncio.Event) -> list[InboxMessage]:
+    batch = asyncio.ensure_future(inbox.batch(BATCH))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((batch, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not batch.done():
+        batch.cancel()
+        return []
+    return batch.result()
