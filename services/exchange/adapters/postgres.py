@@ -323,8 +323,18 @@ class PostgresDocumentStore(PostgresUploads):
         events: Sequence[LedgerEvent],
         verification: Verification | None = None,
     ) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await insert_submission(conn, submission, receipt, fingerprint, events, verification)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await insert_submission(
+                    conn, submission, receipt, fingerprint, events, verification
+                )
+        except DuplicateDocumentError:
+            # Looked up after the rollback: the failed transaction can run nothing more.
+            value = await self._pool.fetchval(
+                "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
+                receipt.document_id,
+            )
+            raise DuplicateDocumentError(str(value) if value is not None else "") from None
 
     async def _load_document(
         self, conn: Conn, document_uuid: uuid.UUID
@@ -644,14 +654,6 @@ class PostgresOutbox:
         return len(rows)
 
 
-async def _new_document_uuid(conn: Conn, document_id: str) -> str:
-    value = await conn.fetchval(
-        "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
-        document_id,
-    )
-    return str(value) if value is not None else ""
-
-
 async def insert_submission(
     conn: Conn,
     submission: Submission,
@@ -687,7 +689,7 @@ async def insert_submission(
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "one_consignment":
             raise DuplicateConsignmentError from exc
-        raise DuplicateDocumentError(await _new_document_uuid(conn, receipt.document_id)) from exc
+        raise DuplicateDocumentError("") from exc  # the caller names the first document
     try:
         await conn.executemany(
             """
