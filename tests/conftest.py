@@ -28,10 +28,13 @@ from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
 from tests.infra import (
+    PostgresPair,
     RabbitCluster,
     SuiteServices,
+    start_postgres_pair,
     start_rabbit_cluster,
     start_services,
+    stop_postgres_pair,
     stop_rabbit_cluster,
     stop_services,
 )
@@ -72,6 +75,16 @@ def rabbit_cluster() -> Iterator[RabbitCluster]:
         yield started
     finally:
         stop_rabbit_cluster(started)
+
+
+@pytest.fixture
+def postgres_pair() -> Iterator[PostgresPair]:
+    """A fresh Postgres primary with a synchronous hot standby, for a test that may fail over."""
+    started = start_postgres_pair()
+    try:
+        yield started
+    finally:
+        stop_postgres_pair(started)
 
 
 @pytest.fixture(scope="session")

@@ -142,6 +142,51 @@ def stop_rabbit_cluster(cluster: RabbitCluster) -> None:
     _script("rabbitmq.sh", "cluster-stop", cluster.env)
 
 
+@dataclass(frozen=True, slots=True)
+class PostgresPair:
+    """A Postgres primary and its synchronous hot standby on loopback (deploy/local/postgres.sh
+    start + standby-start)."""
+
+    url: str  # both hosts, target_session_attrs=read-write: what DOCAXIS_DATABASE_URL takes
+    env: Mapping[str, str]
+
+    def script(self, action: str) -> str:
+        return _script("postgres.sh", action, self.env)
+
+    @property
+    def standby_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.env['DOCAXIS_PG_STANDBY_PORT']}/docaxis"
+
+    @property
+    def primary_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.env['DOCAXIS_PG_PORT']}/docaxis"
+
+
+def postgres_pair_env() -> dict[str, str]:
+    """Ports of the pair, apart from the suite's server; overridable with TEST_PAIR_PG_PORT and
+    TEST_PAIR_PG_STANDBY_PORT."""
+    return {
+        "DOCAXIS_LOCAL_DIR": str(LOCAL.parent / f"{LOCAL.name}-postgres-pair"),
+        "DOCAXIS_PG_PORT": os.environ.get("TEST_PAIR_PG_PORT", "55434"),
+        "DOCAXIS_PG_STANDBY_PORT": os.environ.get("TEST_PAIR_PG_STANDBY_PORT", "55435"),
+    }
+
+
+def start_postgres_pair() -> PostgresPair:
+    """A fresh pair (a failover test ends with the standby promoted and the primary gone)."""
+    env = postgres_pair_env()
+    stop_postgres_pair(PostgresPair("", env))
+    shutil.rmtree(env["DOCAXIS_LOCAL_DIR"], ignore_errors=True)
+    _script("postgres.sh", "start", env)
+    return PostgresPair(_script("postgres.sh", "standby-start", env), env)
+
+
+def stop_postgres_pair(pair: PostgresPair) -> None:
+    for action in ("standby-stop", "stop"):
+        with contextlib.suppress(RuntimeError):  # not running, or killed
+            pair.script(action)
+
+
 def suite_env() -> dict[str, str]:
     """Ports of the suite's own servers, apart from `make run`'s; overridable."""
     return {

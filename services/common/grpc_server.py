@@ -18,6 +18,7 @@ from services.common.errors import FieldViolation, ValidationError
 from services.common.grpc_errors import abort_with_domain_error, refusal_reason
 from services.common.grpc_handlers import Streaming, Unary, rewrapped
 from services.common.grpc_limits import LimitsInterceptor, channel_options
+from services.common.grpc_unreachable import UnreachableInterceptor
 from services.common.limits import LimitSettings
 from services.common.text import control_character
 
@@ -219,6 +220,8 @@ def build_server(
     if agency_limits is not None:
         interceptors.append(agency_limits)
     interceptors.append(ControlCharacterInterceptor())
+    # Innermost: a handler failing on an unreachable database or broker answers UNAVAILABLE.
+    interceptors.append(UnreachableInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[*channel_options(limits), ("grpc.so_reuseport", 1 if share_port else 0)],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.e2e.audit import export_and_verify
 from tests.e2e.processes import DOCAXIS, AxisProcess
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
@@ -88,41 +88,5 @@ async def test_a_killed_sequencer_loses_no_event_and_never_reuses_an_index(
         await db.close()
         assert await ledger.terminate() == 0, ledger.logs()
 
-    env = {"DOCAXIS_DATABASE_URL": e2e_database_url, "PATH": "/usr/bin:/bin"}
-    exported = await asyncio.to_thread(
-        subprocess.run,
-        [str(DOCAXIS), "audit", "export", str(tmp_path / "export")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert exported.returncode == 0, exported.stderr
-    assert f"exported {size} entries" in exported.stdout
-    policy = tmp_path / "trust-policy.json"
-    written = await asyncio.to_thread(
-        subprocess.run,
-        [
-            *(str(DOCAXIS), "ledger", "trust-policy"),
-            *("--key-file", str(ledger_key_file), "--out", str(policy)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert written.returncode == 0, written.stderr
-    verified = await asyncio.to_thread(
-        subprocess.run,
-        [
-            *(str(DOCAXIS), "audit", "verify", "full", str(tmp_path / "export")),
-            *("--trust-policy", str(policy)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["ok"] is True
+    exported = await export_and_verify(e2e_database_url, ledger_key_file, tmp_path)
+    assert f"exported {size} entries" in exported
