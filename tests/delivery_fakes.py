@@ -157,7 +157,11 @@ class FakeRerouteStore:
             copy.recipient = new
             copy.apply(
                 dataclasses.replace(
-                    copy.copy(), state=DeliveryState.QUEUED, queued_at=now, push_count=0
+                    copy.copy(),
+                    state=DeliveryState.QUEUED,
+                    queued_at=now,
+                    push_count=0,
+                    pushed_at=None,
                 )
             )
             self._documents.queue_delivery(copy)

@@ -38,7 +38,7 @@ WITH movable AS (
     FOR UPDATE OF d
 )
 UPDATE exchange.delivery d
-SET recipient = $2, state = 'queued', queued_at = $3, push_count = 0
+SET recipient = $2, state = 'queued', queued_at = $3, push_count = 0, pushed_at = NULL
 FROM movable, exchange.document doc
 WHERE d.id = movable.id AND doc.uuid = d.document_uuid
 RETURNING d.id, d.document_uuid, doc.document_id, doc.sender

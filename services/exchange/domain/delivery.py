@@ -260,7 +260,10 @@ def recall(
         return Recalled(copy=copy, recall=copy.recall, already=True)
     received = copy.acknowledged_at is not None
     state = RecallState.PENDING if received else RecallState.WITHDRAWN_BEFORE_RECEIPT
-    notify = received or copy.push_count > 0
+    # pushed_at, not push_count: a resend starts the count again, but the DMS may still hold
+    # what it was pushed before its dead letter (re-routing clears pushed_at: the new
+    # recipient was never handed the copy).
+    notify = received or copy.pushed_at is not None
     data: dict[str, str] = {"reason_sha256": text_commitment(reason)}
     if notify:
         data["notice"] = notice_id

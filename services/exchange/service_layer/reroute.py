@@ -7,8 +7,9 @@ So the exchange sweeps, every `DOCAXIS_REROUTE_INTERVAL_S`, the agencies that ha
 notices waiting, and for each one the directory now says is closed:
 
 - with a successor (merge, rename, a chain of them): the waiting copies move to the agency that
-  receives the old code's mail today, queued afresh there (push count reset), and the waiting
-  notices too; each moved copy is a `routing` ledger event;
+  receives the old code's mail today, queued afresh there (push count and first push time
+  reset: it was never handed them), and the waiting notices too; each moved copy is a
+  `routing` ledger event;
 - without one (closed, or split so that the mail is ambiguous), and for a copy whose successor
   already holds a copy of the same document: the copy is dead-lettered (`RECIPIENT_CLOSED`),
   which its sender sees in Track and administrators in the console.

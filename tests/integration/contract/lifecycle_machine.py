@@ -292,7 +292,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             copy.recall = RecallState.WITHDRAWN_BEFORE_RECEIPT
             copy.state = DeliveryState.WITHDRAWN
             copy.dead_letter_reason = ""
-        if copy.received or copy.push_count > 0:
+        if copy.received or copy.pushed:  # its DMS holds it, or may (pushed, even before a resend)
             self.notices.append(
                 Notice(
                     copy.recipient,
@@ -322,6 +322,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                     copy.state = DeliveryState.QUEUED
                     copy.queued = True
                     copy.push_count = 0
+                    copy.pushed = False  # never handed to the new recipient
                     copy.unpublished += 1
                 else:
                     self.seen["copy of a closed recipient dead-lettered"] += 1

@@ -86,7 +86,7 @@ def test_a_recall_withdraws_an_unreceived_copy_and_asks_about_a_received_one() -
     )
     assert "notice" not in unpushed.events[0].data
     assert unpushed.status is None
-    pushed = delivery.recall(REF, Copy(DeliveryState.PUSHED, push_count=1), "sai", T1)
+    pushed = delivery.recall(REF, Copy(DeliveryState.PUSHED, push_count=1, pushed_at=T0), "sai", T1)
     assert pushed.notify_recipient
     assert pushed.copy.state is DeliveryState.WITHDRAWN
     received = Copy(DeliveryState.ACKNOWLEDGED, push_count=1, acknowledged_at=T0)
@@ -179,3 +179,26 @@ def test_a_dead_letter_acknowledged_late_or_withdrawn_is_no_longer_one() -> None
     withdrawn = delivery.recall(REF, dead, "Thu hồi", T1).copy
     assert withdrawn.state is DeliveryState.WITHDRAWN
     assert (withdrawn.dead_lettered_at, withdrawn.dead_letter_reason) == (None, "")
+
+
+def test_a_copy_pushed_before_its_resend_is_recalled_with_a_notice() -> None:
+    """A resend starts the push count again, but the DMS may hold what it was pushed before the
+    dead letter: recalling the copy before its next push still tells the recipient (the recall
+    decided on the push count and said nothing; found by the lifecycle state machine)."""
+    dead = Copy(
+        DeliveryState.DEAD_LETTERED,
+        push_count=3,
+        pushed_at=T0,
+        dead_lettered_at=T0,
+        dead_letter_reason=MAX_PUSHES_EXCEEDED,
+    )
+    resent = delivery.resend(
+        REF, dead, administrator_serial="5a7e", administrator_subject="CN=qt", reason="x", now=T1
+    ).copy
+    assert (resent.state, resent.push_count) == (DeliveryState.QUEUED, 0)
+    recalled = delivery.recall(REF, resent, "Thu hồi", T1, notice_id="n")
+    assert (recalled.recall, recalled.notify_recipient) == (
+        RecallState.WITHDRAWN_BEFORE_RECEIPT,
+        True,
+    )
+    assert recalled.events[0].data["notice"] == "n"
