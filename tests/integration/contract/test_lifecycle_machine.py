@@ -32,7 +32,7 @@ from tests.integration.contract.test_document_store_contract import FakeProbe, P
 from tests.lifecycle_fakes import FakeLifecycleStore
 
 # Runs per adapter in `make test`: Postgres takes some 30 times longer per step.
-FAKE_RUNS = int(os.environ.get("DOCAXIS_STATEFUL_RUNS", "300"))
+FAKE_RUNS = int(os.environ.get("DOCAXIS_STATEFUL_RUNS", "150"))
 POSTGRES_RUNS = int(os.environ.get("DOCAXIS_STATEFUL_RUNS", "50"))
 STEPS = int(os.environ.get("DOCAXIS_STATEFUL_STEPS", "50"))
 RANDOM = os.environ.get("DOCAXIS_STATEFUL_RANDOM") == "1"
