@@ -113,6 +113,8 @@ class Settings:
     # Forwarding to a peer: attempts of one copy before it is dead-lettered come from
     # max_pushes; the circuit opens after this many failures in a row.
     peer_failures_to_open: int = 5
+    # The longest back-off between attempts to reach a peer (jittered exponential below it).
+    peer_max_backoff_s: float = 60.0
 
     @property
     def tls(self) -> bool:
@@ -185,6 +187,7 @@ class Settings:
             peer_cert_file=env.get("DOCAXIS_PEER_CERT_FILE") or None,
             peer_key_file=env.get("DOCAXIS_PEER_KEY_FILE") or None,
             peer_failures_to_open=read_int(env, "DOCAXIS_PEER_FAILURES_TO_OPEN", 5),
+            peer_max_backoff_s=read_float(env, "DOCAXIS_PEER_MAX_BACKOFF_S", 60.0),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
@@ -211,6 +214,7 @@ class Settings:
         _check_federation(settings)
         for key, value, minimum in (
             ("DOCAXIS_PEER_SYNC_INTERVAL_S", settings.peer_sync_interval_s, 0.05),
+            ("DOCAXIS_PEER_MAX_BACKOFF_S", settings.peer_max_backoff_s, 0.1),
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
             ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),

@@ -182,6 +182,7 @@ def _wire_federation(
             lifecycle,
             store,
             failures_to_open=settings.peer_failures_to_open,
+            max_backoff_s=settings.peer_max_backoff_s,
         )
         wiring.forwarders.append(forwarder)
         wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))

@@ -98,10 +98,12 @@ class AxisProcess(_ChildProcess):
         extra_env: dict[str, str] | None = None,
         name: str = "docaxis",
         pki: SuitePki | None = None,
+        address: str | None = None,
     ) -> None:
         """With `pki`, production settings: mutual TLS, signatures required; without, the
-        development mode."""
-        self.address = f"127.0.0.1:{free_port()}"
+        development mode. `address`: the gRPC address to serve on (a free port by default; given
+        when peers must know it beforehand, as federated hubs do)."""
+        self.address = address or f"127.0.0.1:{free_port()}"
         probe_address = f"127.0.0.1:{free_port()}"
         # /livez and /readyz (plain HTTP), as an orchestrator reads them.
         self.probes_url = f"http://{probe_address}"

@@ -19,13 +19,19 @@ BASE_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
 
 
-def backoff_s(failures: int, rng: random.Random, *, base: float = BASE_BACKOFF_S) -> float:
+def backoff_s(
+    failures: int,
+    rng: random.Random,
+    *,
+    base: float = BASE_BACKOFF_S,
+    cap: float = MAX_BACKOFF_S,
+) -> float:
     """Exponential back-off with full jitter (AWS architecture blog): a random time up to
-    base·2^(failures-1), capped at MAX_BACKOFF_S, so that hubs recovering together do not retry
+    base·2^(failures-1), capped (MAX_BACKOFF_S by default), so that hubs recovering together do not retry
     in step."""
     if failures <= 0:
         return 0.0
-    ceiling = min(MAX_BACKOFF_S, base * 2 ** min(failures - 1, 30))
+    ceiling = min(cap, base * 2 ** min(failures - 1, 30))
     return rng.uniform(ceiling / 2, ceiling)
 
 
@@ -38,6 +44,7 @@ class CircuitState(enum.StrEnum):
 @dataclass(slots=True)
 class CircuitBreaker:
     failures_to_open: int = 5
+    max_backoff_s: float = MAX_BACKOFF_S
     state: CircuitState = CircuitState.CLOSED
     # Failures in a row (hand-overs while closed, probes while open).
     failures: int = 0
@@ -51,7 +58,7 @@ class CircuitBreaker:
     def failed(self, now: float, rng: random.Random) -> float:
         """Records a failure; returns how long to wait before the next attempt."""
         self.failures += 1
-        wait = backoff_s(self.failures, rng)
+        wait = backoff_s(self.failures, rng, cap=self.max_backoff_s)
         if self.state is not CircuitState.CLOSED or self.failures >= self.failures_to_open:
             self.state = CircuitState.OPEN
             self.retry_at = now + wait

@@ -22,7 +22,12 @@ import structlog
 from services.common.errors import UnavailableError
 from services.common.periodic import pause
 from services.exchange.domain.model import Submission
-from services.exchange.domain.peering import CircuitBreaker, CircuitState, outgoing_trace
+from services.exchange.domain.peering import (
+    MAX_BACKOFF_S,
+    CircuitBreaker,
+    CircuitState,
+    outgoing_trace,
+)
 from services.exchange.service_layer.federation_ports import (
     FederationStore,
     OutboundDocument,
@@ -70,6 +75,7 @@ class Forwarder:
         store: FederationStore,
         *,
         failures_to_open: int = 5,
+        max_backoff_s: float = MAX_BACKOFF_S,
         rng: random.Random | None = None,
     ) -> None:
         self._own_hub = own_hub
@@ -79,7 +85,7 @@ class Forwarder:
         self._lifecycle = lifecycle
         self._store = store
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
-        self.stats = PeerStats(breaker=CircuitBreaker(failures_to_open))
+        self.stats = PeerStats(breaker=CircuitBreaker(failures_to_open, max_backoff_s))
 
     @property
     def hub_code(self) -> str:

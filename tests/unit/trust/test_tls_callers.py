@@ -167,3 +167,24 @@ def test_crl_files_given_at_startup_revoke_too(fresh_ca: DemoCA, tmp_path: Path)
     foreign.write_bytes(DemoCA.create().crl().public_bytes(serialization.Encoding.PEM))
     with pytest.raises(ConfigError, match="DOCAXIS_CRL_FILES"):
         TrustRegistry.from_files(str(bundle), [str(foreign)])
+
+
+def test_a_peer_hub_certificate_names_its_hub_and_acts_as_nothing_else(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    """Federation: a hub's peer certificate is that hub among its peers, never an agency, an
+    operator or the hub role; an agency's certificate is never a peer hub."""
+    resolver = TlsCallerResolver(registry)
+    peer = resolver.resolve(_ctx(fresh_ca.issue_peer("national")))
+    assert (peer.role, peer.peer_hub, peer.agency_code) == (CallerRole.PEER, "national", None)
+    assert peer.require_peer() == "national"
+    with pytest.raises(PermissionDeniedError):
+        peer.require_agency()
+    with pytest.raises(PermissionDeniedError):
+        peer.require_admin()
+    agency = resolver.resolve(_ctx(fresh_ca.issue_agency(CODE, "Sở Y tế")))
+    with pytest.raises(PermissionDeniedError):
+        agency.require_peer()
+    hub = resolver.resolve(_ctx(fresh_ca.issue_role(Role.HUB, "h")))
+    with pytest.raises(PermissionDeniedError):
+        hub.require_peer()

@@ -1,0 +1,61 @@
+"""Forwarding to a peer hub: back-off with jitter, the circuit breaker, the trace of hops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from services.exchange.domain.peering import (
+    MAX_BACKOFF_S,
+    CircuitBreaker,
+    CircuitState,
+    Hop,
+    backoff_s,
+    outgoing_trace,
+    received_trace,
+)
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+
+
+def state_of(breaker: CircuitBreaker) -> CircuitState:
+    """The state, read through a call (mypy narrows the attribute across mutating calls)."""
+    return breaker.state
+
+
+def test_back_off_grows_exponentially_with_jitter_up_to_a_cap() -> None:
+    rng = random.Random(7)  # noqa: S311 - jitter, not secrecy
+    assert backoff_s(0, rng) == 0.0
+    for failures, ceiling in ((1, 0.5), (2, 1.0), (4, 4.0), (40, MAX_BACKOFF_S)):
+        waits = {backoff_s(failures, rng) for _ in range(50)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1  # jittered: hubs recovering together do not retry in step
+
+
+def test_the_circuit_opens_after_failures_in_a_row_and_a_probe_closes_it() -> None:
+    rng = random.Random(1)  # noqa: S311 - jitter, not secrecy
+    breaker = CircuitBreaker(failures_to_open=3)
+    breaker.failed(0.0, rng)
+    breaker.failed(0.0, rng)
+    assert breaker.state is CircuitState.CLOSED
+    breaker.succeeded()  # a success in between starts the count again
+    for _ in range(3):
+        breaker.failed(10.0, rng)
+    assert state_of(breaker) is CircuitState.OPEN
+    assert not breaker.may_probe(10.0)  # not before the back-off
+    assert breaker.may_probe(breaker.retry_at)
+    assert state_of(breaker) is CircuitState.HALF_OPEN
+    breaker.failed(100.0, rng)  # a bad probe opens it again, for longer
+    assert state_of(breaker) is CircuitState.OPEN
+    assert breaker.may_probe(breaker.retry_at)
+    breaker.succeeded()
+    assert (breaker.state, breaker.failures) == (CircuitState.CLOSED, 0)
+
+
+def test_every_hop_adds_itself_to_the_trace() -> None:
+    first = outgoing_trace((), "province-a", T0)
+    assert first == [Hop("province-a", T0)]
+    later = T0 + dt.timedelta(seconds=3)
+    national = received_trace(first, "national", later)
+    assert [h.hub for h in national] == ["province-a", "national"]
+    assert outgoing_trace(tuple(national), "national", later) == national
