@@ -26,9 +26,9 @@ def backoff_s(
     base: float = BASE_BACKOFF_S,
     cap: float = MAX_BACKOFF_S,
 ) -> float:
-    """Exponential back-off with full jitter (AWS architecture blog): a random time up to
-    base·2^(failures-1), capped (MAX_BACKOFF_S by default), so that hubs recovering together do not retry
-    in step."""
+    """Exponential back-off with jitter: a random time between half and all of
+    base·2^(failures-1), capped at `cap`, so that hubs recovering together do not retry in
+    step."""
     if failures <= 0:
         return 0.0
     ceiling = min(cap, base * 2 ** min(failures - 1, 30))
