@@ -57,7 +57,12 @@ class Verdict:
         )
         if self.slope_per_h is not None:
             line += f"; slope {self.slope_per_h:+,.1f} {self.unit}/h"
-        return line + f" [floor {_figure(self.floor)} {self.unit}]"
+        line += f" [floor {_figure(self.floor)} {self.unit}]"
+        if not self.flat:
+            # Which way: a soak looks for growth; a fall (idle pool connections closed, a
+            # neighbour's load gone) is reported too, but is seldom a fault.
+            line += " - grew" if self.last > self.first else " - fell"
+        return line
 
 
 def judge(

@@ -22,6 +22,8 @@ def test_growth_beyond_ten_percent_after_warm_up_is_not_flat() -> None:
     verdict = judge("fds", "fds", TIMES, values, floor=5.0)
     assert verdict.flat is False
     assert verdict.change_percent > 10
+    assert verdict.text().startswith("  NOT FLAT  fds: ")
+    assert verdict.text().endswith(" - grew")
 
 
 def test_a_change_within_the_floor_is_flat_whatever_its_percentage() -> None:
