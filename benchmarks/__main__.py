@@ -275,7 +275,7 @@ async def run(args: argparse.Namespace) -> Report:
         tally = workload.tally
         lost = sum(copy.acknowledged is None for copy in tally.copies.values())
         pending = await _ledger_pending(database_url, 60)
-        unacknowledged = await unacknowledged_copies(database_url)
+        unacknowledged = len(await unacknowledged_copies(database_url))
         code = await axis.stop()
         if code != 0:
             notes.append(f"docaxis exited with {code}: see {axis.log_path}")

@@ -64,14 +64,13 @@ def process_sample(pid: int) -> ProcessSample | None:
     return ProcessSample(pid, resident_pages * PAGE_KIB / 1024, fds)
 
 
-async def unacknowledged_copies(database_url: str) -> int:
-    """Copies docaxis holds that no recipient has acknowledged (after a run: should be none)."""
+async def unacknowledged_copies(database_url: str) -> set[str]:
+    """Delivery ids of the copies docaxis holds that no recipient has acknowledged (after a run:
+    should be none)."""
     conn = await asyncpg.connect(database_url)
     try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM exchange.delivery WHERE acknowledged_at IS NULL"
-        )
-        return count
+        rows = await conn.fetch("SELECT id FROM exchange.delivery WHERE acknowledged_at IS NULL")
+        return {str(row["id"]) for row in rows}
     finally:
         await conn.close()
 
