@@ -173,6 +173,8 @@ def _wire_federation(
     )
     if settings.worker_index != 0:
         return
+    forwarders: list[Forwarder] = []
+    wiring.metrics.watch_peers(lambda: [f.snapshot() for f in forwarders])
     for hub_code, (channel, metadata) in channels.items():
         forwarder = Forwarder(
             settings.hub_code,
@@ -184,6 +186,7 @@ def _wire_federation(
             failures_to_open=settings.peer_failures_to_open,
             max_backoff_s=settings.peer_max_backoff_s,
         )
+        forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
         wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
 

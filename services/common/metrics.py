@@ -24,7 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -128,6 +128,68 @@ def _utcnow() -> dt.datetime:
 def _age_s(now: dt.datetime, then: dt.datetime) -> float:
     # Timestamps come from the database's clock and this process's: never report a negative age.
     return max(0.0, (now - then).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSnapshot:
+    """A federation peer as its forwarder sees it now."""
+
+    hub: str
+    circuit: str  # closed | open | half_open
+    forwarded: int
+    refused: int
+    failures: int
+    last_contact: float | None  # Unix time of the peer's last answer
+
+
+PEER_CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+class _PeerGauges(Collector):
+    """Per-peer series of the federation forwarders, read at each scrape."""
+
+    def __init__(self, read: Callable[[], Sequence[PeerSnapshot]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(()))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._read()))
+
+    @staticmethod
+    def _families(peers: Sequence[PeerSnapshot]) -> list[Metric]:
+        circuit = GaugeMetricFamily(
+            "docaxis_peer_circuit_state",
+            "Each peer hub's circuit breaker: 1 for its current state (open: nothing is taken "
+            "from its queue until a probe finds it answering).",
+            labels=["hub", "state"],
+        )
+        handed = CounterMetricFamily(
+            "docaxis_peer_items",
+            "Items (documents, statuses, recalls) handed over to a peer hub, by outcome: "
+            "forwarded (stored there) or refused (for good).",
+            labels=["hub", "outcome"],
+        )
+        failures = CounterMetricFamily(
+            "docaxis_peer_failures",
+            "Hand-overs that did not reach the peer hub (retried with back-off).",
+            labels=["hub"],
+        )
+        contact = GaugeMetricFamily(
+            "docaxis_peer_last_contact_timestamp_seconds",
+            "When the peer hub last answered, as a Unix time.",
+            labels=["hub"],
+        )
+        for peer in peers:
+            for state in PEER_CIRCUIT_STATES:
+                circuit.add_metric([peer.hub, state], 1.0 if peer.circuit == state else 0.0)
+            handed.add_metric([peer.hub, "forwarded"], float(peer.forwarded))
+            handed.add_metric([peer.hub, "refused"], float(peer.refused))
+            failures.add_metric([peer.hub], float(peer.failures))
+            if peer.last_contact is not None:
+                contact.add_metric([peer.hub], peer.last_contact)
+        return [circuit, handed, failures, contact]
 
 
 class _ScrapeGauges(Collector):
@@ -345,6 +407,10 @@ class AxisMetrics:
 
     def certificate_expires(self, name: str, not_after: dt.datetime) -> None:
         self._certificates.labels(name).set(not_after.timestamp())
+
+    def watch_peers(self, read: Callable[[], Sequence[PeerSnapshot]]) -> None:
+        """Federation: the forwarders' per-peer series (docaxis_peer_*)."""
+        self.registry.register(_PeerGauges(read))
 
     def watch_queues(self, probe: QueueProbe) -> None:
         self._queue_probe = probe

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from services.common.errors import UnavailableError
+from services.common.metrics import PeerSnapshot
 from services.common.periodic import pause
 from services.exchange.domain.model import Submission
 from services.exchange.domain.peering import (
@@ -90,6 +91,17 @@ class Forwarder:
     @property
     def hub_code(self) -> str:
         return self._transport.hub_code
+
+    def snapshot(self) -> PeerSnapshot:
+        stats = self.stats
+        return PeerSnapshot(
+            hub=self.hub_code,
+            circuit=stats.breaker.state.value,
+            forwarded=stats.forwarded,
+            refused=stats.refused,
+            failures=stats.failures,
+            last_contact=stats.last_contact,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Forwards until `stop` is set; a broker failure ends the run (the job restarts it)."""
