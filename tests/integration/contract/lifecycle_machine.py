@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from services.common.errors import DomainError, NotFoundError
+from services.common.errors import DomainError, NotFoundError, RejectedError, ValidationError
 from services.common.identity import Caller, Role
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.delivery import LedgerEvent, NotDeadLetteredError
@@ -258,9 +258,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         receipt = result.receipt
         assert not result.replayed
         assert receipt.accepted_at == self.clock.now
-        assert [(r.requested_recipient, r.effective_recipient) for r in receipt.routes] == [
-            (code, code) for code in header.recipients
-        ]
+        effective = [self.closed.get(code, code) for code in header.recipients]
+        assert [(r.requested_recipient, r.effective_recipient) for r in receipt.routes] == list(
+            zip(header.recipients, effective, strict=True)
+        )
         document = Document(
             receipt.document_uuid,
             receipt.document_id,
@@ -268,8 +269,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             business_type,
             receipt.accepted_at,
             [
-                Copy(r.delivery_id, receipt.document_uuid, header.sender, code, code)
-                for r, code in zip(receipt.routes, header.recipients, strict=True)
+                Copy(r.delivery_id, receipt.document_uuid, header.sender, code, to)
+                for r, code, to in zip(receipt.routes, header.recipients, effective, strict=True)
             ],
         )
         self.documents.append(document)
@@ -338,9 +339,15 @@ class LifecycleMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.documents) < MAX_DOCUMENTS)
     @rule(data=st.data())
     def submit(self, data: st.DataObject) -> None:
+        """A new document. Now and then it names closed recipients too: one merged into
+        another is routed there (the copy keeps the code written), one closed outright is
+        refused, and two codes that now reach one agency are refused."""
         sender = data.draw(st.sampled_from(self.senders), label="sender")
+        codes = self.open_recipients()
+        if len(self.closed) > 0 and data.draw(ONE_IN_FOUR, label="closed codes too"):
+            codes = self.recipients
         recipients = data.draw(
-            st.lists(st.sampled_from(self.open_recipients()), min_size=1, max_size=3, unique=True),
+            st.lists(st.sampled_from(codes), min_size=1, max_size=3, unique=True),
             label="recipients",
         )
         submission = Submission(
@@ -348,6 +355,15 @@ class LifecycleMachine(RuleBasedStateMachine):
             header(recipients, sender=sender, number=str(next(self.numbers))),
             (),
         )
+        effective = [self.closed.get(code, code) for code in recipients]
+        if "" in effective:
+            self.refused(self.lifecycle.submit(sender, submission), RejectedError)
+            return
+        if len(set(effective)) < len(effective):
+            self.refused(self.lifecycle.submit(sender, submission), ValidationError)
+            return
+        if effective != recipients:
+            self.seen["routed to a successor"] += 1
         document = self.submitted(submission, BusinessType.NEW)
         self.chains[document.document_id] = [document]
 

@@ -62,6 +62,8 @@ REACHED = frozenset(
         "resent MAX_PUSHES_EXCEEDED",
         "resent RECIPIENT_CLOSED",
         "copy rerouted",
+        "routed to a successor",
+        "refused RejectedError",
         "copy of a closed recipient dead-lettered",
         "notice taken status",
         "notice taken recall",
