@@ -46,6 +46,7 @@ async def bench_sequencer(url: str, count: int, batch: int) -> float:
     signer = NoteSigner.generate(ORIGIN)
     writer = PostgresLedgerWriter(pool, ORIGIN)
     try:
+        await writer.take_over()
         start = time.perf_counter()
         done = 0
         while n := await writer.sequence_batch(batch):

@@ -15,6 +15,7 @@ from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from services.bootstrap.directory import LocalDirectory
 from services.bootstrap.peer_transport import GrpcBlobSource, GrpcPeerTransport
 from services.bootstrap.wiring import Job, Wiring
+from services.common.leadership import Singleton, Term
 from services.common.periodic import every, pause
 from services.common.postgres_notifications import PostgresNotifications
 from services.directory.domain.codes import code_problem
@@ -127,14 +128,14 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
         PostgresNotifications(settings.database_url, OUTBOX_CHANNEL),
         lambda limit: outbox.relay_batch(limit, publisher.publish_batch),
     )
-    wiring.add_job("outbox-relay", relay.run)
-    # Acknowledgements committed by any worker settle the stream item this worker holds.
+    # One relay per axis (elected), so that messages reach the broker in outbox order.
+    wiring.add_singleton("outbox-relay", Singleton.OUTBOX_RELAY, relay.run)
+    # Acknowledgements committed by any process settle the stream item this process holds.
     settlements = Settlements(
         PostgresNotifications(settings.database_url, ACKNOWLEDGED_CHANNEL), in_flight
     )
     wiring.add_job("settlements", settlements.run)
-    if settings.worker_index == 0:  # the sweeps are singletons: the first worker runs them
-        _wire_sweeps(wiring, lookup)
+    wiring.add_singleton("sweeps", Singleton.SWEEPS, _sweeps(wiring, lookup))
     if settings.hub_code:
         _wire_federation(wiring, exchange, lifecycle, documents, lookup, inbox)
 
@@ -206,19 +207,23 @@ def _restarting(run: Job, name: str) -> Job:
     return job
 
 
-def _wire_sweeps(wiring: Wiring, lookup: DirectoryLookup) -> None:
+def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
     settings, pool = wiring.plan.settings, wiring.pool
     rerouter = Rerouter(PostgresRerouteStore(pool), lookup)
-    wiring.add_job(
-        "reroute",
-        lambda stop: every(settings.reroute_interval_s, stop, rerouter.sweep, "reroute"),
-    )
     uploads = AbandonedUploadSweeper(
         PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
     )
-    wiring.add_job(
-        "abandoned-uploads",
-        lambda stop: every(
-            min(3600.0, settings.upload_ttl_s / 4), stop, uploads.sweep, "abandoned-uploads"
-        ),
-    )
+
+    async def sweep(ended: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as jobs:
+            jobs.create_task(every(settings.reroute_interval_s, ended, rerouter.sweep, "reroute"))
+            jobs.create_task(
+                every(
+                    min(3600.0, settings.upload_ttl_s / 4),
+                    ended,
+                    uploads.sweep,
+                    "abandoned-uploads",
+                )
+            )
+
+    return sweep

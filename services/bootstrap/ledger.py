@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -9,6 +11,7 @@ from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from docaxis_client.ledger.policy import WitnessKey
 from services.bootstrap.wiring import Wiring
 from services.common import postgres
+from services.common.leadership import PostgresLeadership, Singleton
 from services.common.periodic import every
 from services.ledger.adapters.postgres import (
     READER_ROLE,
@@ -17,7 +20,6 @@ from services.ledger.adapters.postgres import (
     PostgresLedgerWriter,
 )
 from services.ledger.adapters.postgres_backlog import PostgresLedgerBacklog
-from services.ledger.adapters.postgres_leadership import PostgresLeadership
 from services.ledger.entrypoints import grpc_api as ledger_api
 from services.ledger.entrypoints.cosigning import WitnessCollector
 from services.ledger.entrypoints.writer import LedgerWriterLoop
@@ -39,15 +41,19 @@ async def wire_ledger(wiring: Wiring) -> None:
     )
     wiring.stack.push_async_callback(reader_pool.close)
     writer = LedgerWriterLoop(
-        PostgresLeadership(settings.database_url, role=sequencer_role),
+        PostgresLeadership(Singleton.LEDGER_SEQUENCER, settings.database_url, role=sequencer_role),
         PostgresLedgerWriter(ledger_pool, settings.ledger_origin),
         list(wiring.plan.signers),
         checkpoint_interval_s=settings.ledger_checkpoint_interval_s,
+        on_leadership=lambda leading: wiring.metrics.leadership(
+            Singleton.LEDGER_SEQUENCER.job, leading
+        ),
     )
-    if settings.worker_index == 0:  # one sequencer: the first worker's
-        wiring.add_job("ledger-writer", writer.run)
-        if settings.ledger_witnesses:  # one collector per axis, beside the writer
-            await _wire_witnesses(wiring, ledger_pool)
+    # Every process (workers, replicas) stands by to sequence; the elected one does.
+    wiring.metrics.leadership(Singleton.LEDGER_SEQUENCER.job, False)
+    wiring.add_job("ledger-writer", writer.run)
+    if settings.ledger_witnesses:  # one collector per axis: the writer's leader's
+        await _wire_witnesses(wiring, ledger_pool, writer.leading)
     # The sequencer's pool: of the narrow roles, only it may read the staging table.
     wiring.metrics.watch_ledger(PostgresLedgerBacklog(ledger_pool))
     handlers = LedgerHandlers(
@@ -66,7 +72,9 @@ async def wire_ledger(wiring: Wiring) -> None:
     )
 
 
-async def _wire_witnesses(wiring: Wiring, ledger_pool: asyncpg.Pool) -> None:
+async def _wire_witnesses(
+    wiring: Wiring, ledger_pool: asyncpg.Pool, leading: asyncio.Event
+) -> None:
     settings = wiring.plan.settings
     http = httpx.AsyncClient()
     wiring.stack.push_async_callback(http.aclose)
@@ -77,12 +85,17 @@ async def _wire_witnesses(wiring: Wiring, ledger_pool: asyncpg.Pool) -> None:
         http,
         wiring.metrics,
     )
+
+    async def collect_while_leading() -> None:
+        if leading.is_set():
+            await collector.collect()
+
     wiring.add_job(
         "witness-cosignatures",
         lambda stop: every(
             settings.ledger_checkpoint_interval_s,
             stop,
-            collector.collect,
+            collect_while_leading,
             "witness-cosignatures",
         ),
     )

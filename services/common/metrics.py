@@ -348,6 +348,13 @@ class AxisMetrics:
             "Receive and ReceiveStream streams open in this process, every agency together.",
             registry=self.registry,
         )
+        self._leaders = Gauge(
+            "docaxis_leader",
+            "1 while this process leads the job that runs once per axis (ledger_sequencer, "
+            "outbox_relay, sweeps), 0 while it stands by; absent for jobs it does not run.",
+            ["job"],
+            registry=self.registry,
+        )
         for source in ForkSource:
             self._forks.labels(source.value)
         # Every known label value from the start: rate() needs the zero before the first event.
@@ -367,6 +374,9 @@ class AxisMetrics:
 
     def submitted(self, outcome: SubmissionOutcome) -> None:
         self._submissions.labels(outcome.value).inc()
+
+    def leadership(self, job: str, leading: bool) -> None:
+        self._leaders.labels(job).set(1 if leading else 0)
 
     def rejected(self, method: str, reason: str) -> None:
         """`method` as gRPC names it ("/docaxis.exchange.v1.ExchangeService/Submit")."""

@@ -17,17 +17,18 @@ from docaxis_client.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
 from docaxis_client.ledger.policy import TrustPolicy
 from services.bootstrap.migrations import migrate
 from services.common import postgres
+from services.common.leadership import PostgresLeadership, Singleton
 from services.ledger.adapters.postgres import (
     READER_ROLE,
     SEQUENCER_ROLE,
     PostgresLedgerReader,
     PostgresLedgerWriter,
 )
-from services.ledger.adapters.postgres_leadership import PostgresLeadership
 from services.ledger.audit.export import ExportGapError
 from services.ledger.audit.verify import AuditReport, audit_export
 from services.ledger.entrypoints.writer import LedgerWriterLoop
 from services.ledger.export import export_ledger
+from services.ledger.service_layer.ports import FencedOutError
 from tests.infra import SuiteServices
 from tests.waiting import eventually
 
@@ -117,6 +118,7 @@ async def sequence_all(url: str, signer: NoteSigner) -> int:
     pool = await postgres.create_pool(url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
     try:
         writer = PostgresLedgerWriter(pool, ORIGIN)
+        await writer.take_over()
         await writer.record_keys([signer])
         while await writer.sequence_batch(500):
             pass
@@ -346,7 +348,7 @@ async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
     ]
     loops = [
         LedgerWriterLoop(
-            PostgresLeadership(drill_url, role=SEQUENCER_ROLE),
+            PostgresLeadership(Singleton.LEDGER_SEQUENCER, drill_url, role=SEQUENCER_ROLE),
             PostgresLedgerWriter(pool, ORIGIN),
             [signer],
             batch_size=50,
@@ -395,6 +397,33 @@ async def test_a_second_writer_waits_and_takes_over_without_reusing_an_index(
     assert seqs == list(range(base, size))
 
 
+async def test_a_writer_taken_over_from_can_no_longer_append_or_sign(
+    superuser: asyncpg.Connection, drill_url: str, signer: NoteSigner
+) -> None:
+    """Fencing: a former leader that did not notice it lost its lock (its next batch is already
+    under way) finds the successor's newer epoch and writes nothing; the successor appends."""
+    pools = [
+        await postgres.create_pool(drill_url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
+        for _ in range(2)
+    ]
+    try:
+        former, successor = (PostgresLedgerWriter(pool, ORIGIN) for pool in pools)
+        first = await former.take_over()
+        assert await successor.take_over() == first + 1
+        size = await superuser.fetchval("SELECT size FROM ledger.tree_state")
+        await stage(superuser, 5)
+        with pytest.raises(FencedOutError):
+            await former.sequence_batch(100)
+        with pytest.raises(FencedOutError):
+            await former.publish_checkpoint([signer])
+        assert await superuser.fetchval("SELECT size FROM ledger.tree_state") == size
+        assert await successor.sequence_batch(100) == 5
+        assert await successor.publish_checkpoint([signer]) is not None
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
 async def test_a_key_rotation_is_recorded_in_the_log_and_dual_signed_checkpoints_verify(
     services: SuiteServices, signer: NoteSigner, tmp_path: Path
 ) -> None:
@@ -410,6 +439,7 @@ async def test_a_key_rotation_is_recorded_in_the_log_and_dual_signed_checkpoints
         pool = await postgres.create_pool(drill_url, min_size=1, max_size=2, role=SEQUENCER_ROLE)
         try:
             writer = PostgresLedgerWriter(pool, ORIGIN)
+            await writer.take_over()
             await writer.record_keys(signers)
             await stage(superuser, 2)
             while await writer.sequence_batch(100):

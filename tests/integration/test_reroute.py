@@ -18,7 +18,10 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.ledger.v1 import ledger_service_pb2 as lpb
 from docaxis.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
-from services.bootstrap.plan import Component
+from services.bootstrap.migrations import migrate
+from services.common import postgres
+from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.service_layer.handlers import DirectoryHandlers
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED
 from tests.conftest import VIETNAM, Register, make_header, served, settings_for
 from tests.infra import SuiteServices
@@ -29,15 +32,32 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
+async def reroute_database(services: SuiteServices) -> str:
+    """A database of its own: the sweeps run in one process per axis (elected), and on the
+    suite's database the suite's axis, which sweeps only at start, holds that role."""
+    url = await postgres.recreate_database(services.database_url, "docaxis_reroute")
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def directory(reroute_database: str) -> AsyncIterator[DirectoryHandlers]:
+    """register_agencies registers in the reroute database."""
+    pool = await postgres.create_pool(reroute_database, min_size=1, max_size=2)
+    yield DirectoryHandlers(PostgresAgencies(pool))
+    await pool.close()
+
+
+@pytest.fixture(scope="module")
 async def sweeping_axis(
-    database_url: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
+    reroute_database: str, services: SuiteServices, ledger_key_file: Path, pki: SuitePki
 ) -> AsyncIterator[str]:
-    """A directory and exchange on the suite's database and broker that sweep every 0.1 s."""
+    """The whole axis on its own database and the suite's broker, sweeping every 0.1 s."""
     settings = dataclasses.replace(
-        settings_for(database_url, services.amqp_url, ledger_key_file, pki=pki),
+        settings_for(reroute_database, services.amqp_url, ledger_key_file, pki=pki),
         reroute_interval_s=0.1,
     )
-    async with served(settings, {Component.DIRECTORY, Component.EXCHANGE}) as address:
+    async with served(settings) as address:
         yield address
 
 
@@ -60,7 +80,7 @@ async def _reorganise(
 
 
 async def test_waiting_mail_follows_a_merger_and_what_cannot_move_is_dead_lettered(
-    sweeping_axis: str, axis: str, pki: SuitePki, register_agencies: Register
+    sweeping_axis: str, pki: SuitePki, register_agencies: Register
 ) -> None:
     sender, ward, successor, closed, reader = await register_agencies(5)
     clients = {code: pki.client(sweeping_axis, code) for code in (sender, ward, successor, reader)}
@@ -120,8 +140,8 @@ async def test_waiting_mail_follows_a_merger_and_what_cannot_move_is_dead_letter
         # Nothing waits for the closed codes any more, so later sweeps leave everything be.
         assert not (await w.list_pending()).items
 
-        # The move is a ledger fact (sequenced by the suite's main axis, which runs the ledger).
-        async with pki.channel(axis, pki.admin_certificate) as channel:
+        # The move is a ledger fact.
+        async with pki.channel(sweeping_axis, pki.admin_certificate) as channel:
             ledger = lpb_grpc.LedgerServiceStub(channel)
 
             async def routings() -> int:

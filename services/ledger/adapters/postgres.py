@@ -33,12 +33,10 @@ from services.ledger.domain.tiles import (
     tile_width,
     tiles_for_nodes,
 )
-from services.ledger.service_layer.ports import StoredCheckpoint, StoredEntry
+from services.ledger.service_layer.ports import FencedOutError, StoredCheckpoint, StoredEntry
 
 SEQUENCER_ROLE = "ledger_sequencer"
 READER_ROLE = "ledger_reader"
-# Held on a dedicated connection by the one active writer (sequencer + publisher).
-WRITER_LOCK_KEY = 0x6C656467  # "ledg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +78,47 @@ async def _tree_state(conn: Conn, *, for_update: bool) -> TreeState:
     )
 
 
+_EPOCH_FOR_UPDATE = "SELECT writer_epoch FROM ledger.tree_state FOR UPDATE"
+_EPOCH_FOR_SHARE = "SELECT writer_epoch FROM ledger.tree_state FOR SHARE"
+
+
 class PostgresLedgerWriter:
-    """Moves staged events into the log in batches. Only the leader calls it, but the
-    tree_state row lock makes a second writer harmless anyway: every batch starts from the state
-    committed in the database, never from memory."""
+    """Moves staged events into the log in batches, for the one elected leader (Leadership).
+
+    Fenced: `take_over` bumps ledger.tree_state.writer_epoch, and every batch and checkpoint
+    checks the epoch under the lock of that same row before it writes. A leader whose lock
+    session died without it knowing yet (a partition, a stalled host) and another that took over
+    meanwhile can therefore never both append: the new leader's bump waits for the old one's
+    open batch to commit, and the old one's next batch finds the newer epoch and raises
+    FencedOutError. Every batch starts from the state committed in the database, never from
+    memory, so the new leader continues exactly where the old one stopped."""
 
     def __init__(self, pool: asyncpg.Pool, origin: str) -> None:
         self._pool = pool
         self._origin = origin
+        self._epoch: int | None = None
+
+    async def take_over(self) -> int:
+        """Makes this writer the only one that may append; returns its epoch."""
+        async with self._pool.acquire() as conn:
+            epoch: int = await conn.fetchval(
+                "UPDATE ledger.tree_state SET writer_epoch = writer_epoch + 1 "
+                "RETURNING writer_epoch"
+            )
+        self._epoch = epoch
+        return epoch
+
+    async def _fence(self, conn: Conn, *, for_update: bool) -> None:
+        """Raises FencedOutError unless this writer's epoch is still the newest; the row lock
+        keeps a new leader's bump waiting until the caller's transaction ends."""
+        current = await conn.fetchval(_EPOCH_FOR_UPDATE if for_update else _EPOCH_FOR_SHARE)
+        if self._epoch is None or current != self._epoch:
+            raise FencedOutError(f"writer epoch {self._epoch} is not the newest ({current})")
 
     async def sequence_batch(self, limit: int) -> int:
         """Sequences up to `limit` staged events in one transaction; returns how many."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._fence(conn, for_update=True)
             state = await _tree_state(conn, for_update=True)
             rows = await conn.fetch(
                 """
@@ -188,6 +215,7 @@ class PostgresLedgerWriter:
         """Signs the committed tree if it grew since the last checkpoint. Never signs two
         checkpoints for one size: the size is the primary key and must exceed the last one."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._fence(conn, for_update=False)
             state = await _tree_state(conn, for_update=False)
             last = await conn.fetchval("SELECT max(size) FROM ledger.checkpoint")
             if state.size == 0 or (last is not None and state.size <= last):

@@ -1,15 +1,17 @@
 """The ledger writer: one leader sequences staged events and publishes signed checkpoints.
 
-Leadership (a Postgres advisory lock in production) goes to one instance at a time: a second
-instance waits until the first one's hold goes away, then takes over from the state in the
-database.
+Leadership (a Postgres advisory lock in production, services/common/leadership.py) goes to one
+process of the whole axis at a time, worker or replica: the others wait until the leader's hold
+goes away, then one takes over from the state in the database. The writer fences itself besides
+(Sequencer.take_over): a leader that lost its hold without noticing yet cannot append beside its
+successor, because its next batch finds a newer epoch and raises FencedOutError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import structlog
@@ -17,7 +19,7 @@ import structlog
 from docaxis_client.ledger.note import NoteSigner
 from services.common.periodic import pause
 from services.common.postgres import TRANSIENT_ERRORS
-from services.ledger.service_layer.ports import Leadership, LeaderTerm, Sequencer
+from services.ledger.service_layer.ports import FencedOutError, Leadership, LeaderTerm, Sequencer
 
 log = structlog.get_logger(__name__)
 
@@ -39,8 +41,10 @@ class LedgerWriterLoop:
         max_batch_size: int = 8192,
         idle_wait_s: float = 0.1,
         checkpoint_interval_s: float = 1.0,
+        on_leadership: Callable[[bool], None] | None = None,
     ) -> None:
         self._leadership = leadership
+        self._on_leadership = on_leadership
         self._writer = writer
         self._signers = list(signers)
         self._batch_size = batch_size
@@ -55,22 +59,33 @@ class LedgerWriterLoop:
             try:
                 term = await self._leadership.try_lead()
                 if term is not None:
-                    log.info("ledger_leader_acquired")
-                    self.leading.set()
+                    self._leads(True)
                     await self._lead(term, stop)
                 else:
                     await pause(stop, 1.0)  # another writer leads: stand by
+            except FencedOutError as exc:
+                log.warning("ledger_writer_fenced_out", error=str(exc))
             except _TRANSIENT as exc:
                 log.warning("ledger_writer_failed", error=repr(exc))
                 await pause(stop, 1.0)
             finally:
-                if self.leading.is_set():
-                    log.info("ledger_leader_released")
-                self.leading.clear()
                 if term is not None:
                     await term.release()
+                if self.leading.is_set():
+                    self._leads(False)
+
+    def _leads(self, leading: bool) -> None:
+        if leading:
+            self.leading.set()
+        else:
+            self.leading.clear()
+        log.info("ledger_leader_acquired" if leading else "ledger_leader_released")
+        if self._on_leadership is not None:
+            self._on_leadership(leading)
 
     async def _lead(self, term: LeaderTerm, stop: asyncio.Event) -> None:
+        epoch = await self._writer.take_over()
+        log.info("ledger_writer_took_over", epoch=epoch)
         await self._writer.record_keys(self._signers)
         last_checkpoint = 0.0
         limit = self._batch_size
@@ -90,5 +105,6 @@ class LedgerWriterLoop:
                 last_checkpoint = now
             if not full:
                 await pause(stop, self._idle_wait_s)
-        # Last words: make what was sequenced before the stop provable.
-        await self._writer.publish_checkpoint(self._signers)
+        if not term.lost():
+            # Last words: make what was sequenced before the stop provable.
+            await self._writer.publish_checkpoint(self._signers)

@@ -63,8 +63,17 @@ class ForkRecorder(Protocol):
         ...
 
 
+class FencedOutError(RuntimeError):
+    """Another writer took over the log since this one did (its epoch is newer): stand by."""
+
+
 class Sequencer(Protocol):
     """What the leading writer does to the log: sequence staged events, sign checkpoints."""
+
+    async def take_over(self) -> int:
+        """Makes this writer the only one that may append (an older leader's next batch raises
+        FencedOutError); returns its epoch."""
+        ...
 
     async def record_keys(self, signers: Sequence[NoteSigner]) -> list[str]: ...
 
