@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench soak fuzz stateful clean screenshots client-wheel
+	test-e2e services-up services-down run demo down bench soak chaos fuzz stateful clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -23,6 +23,8 @@ help:
 	@echo "make soak    half the sustained rate for 30 min with agencies coming and going: memory,"
 	@echo "             files, connections, queues, latency flat? anything lost? (SOAK_ARGS=--minutes N"
 	@echo "             --rate N; plot and samples in .local/soak)"
+	@echo "make chaos   faults under load (replica, sequencer leader, DMS stream, gateway):"
+	@echo "             recovery time per fault, then lost = 0, duplicated = 0, audit verify"
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
@@ -190,6 +192,11 @@ bench: $(STAMP) services-install
 # and whether a copy was lost or duplicated (exit 1 if so), and the plot's path.
 soak: $(STAMP) services-install
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
+# Two replicas, the gateway and a steady load on its own Postgres and RabbitMQ (CHAOS_*_PORT,
+# benchmarks/chaos.py); kills and cuts in turn, prints the recovery times, fails on any loss.
+chaos: $(STAMP) services-install
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
 # Every parser of outside bytes at FUZZ_CASES generated inputs each, with a fresh seed, an
 # address-space cap (unbounded memory fails as MemoryError) and a 10 s bound per input (a hang

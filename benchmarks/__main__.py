@@ -31,7 +31,6 @@ from benchmarks.plot import plot_latency
 from benchmarks.report import P99_LIMIT_MS, Integrity, Report
 from benchmarks.sampler import unacknowledged_copies
 from benchmarks.stack import (
-    DOCAXIS,
     REPO,
     Axis,
     BenchAgency,
@@ -40,6 +39,7 @@ from benchmarks.stack import (
     Servers,
     write_agencies,
 )
+from benchmarks.verify import ledger_pending, verify_ledger
 from services.common.logs import configure_logging
 
 OVERLOADED_STEP_S = 10.0
@@ -108,45 +108,6 @@ MODES = {
 
 def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-async def _ledger_pending(database_url: str, within_s: float) -> int:
-    """Events not yet sequenced, after waiting up to `within_s` for the writer to catch up."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        deadline = time.monotonic() + within_s
-        while True:
-            pending: int = await conn.fetchval("SELECT count(*) FROM ledger.pending")
-            if pending == 0 or time.monotonic() > deadline:
-                return pending
-            await asyncio.sleep(0.5)
-    finally:
-        await conn.close()
-
-
-def _verify_ledger(database_url: str, key_file: Path, folder: Path) -> tuple[bool, int]:
-    """`docaxis audit export` then `docaxis audit verify full` against a trust policy made from
-    the log's key (what an auditor is given out of band), as `make audit` does."""
-    shutil.rmtree(folder, ignore_errors=True)
-    env = {**os.environ, "DOCAXIS_DATABASE_URL": database_url}
-    policy = folder.with_name("trust-policy.json")
-    policy.unlink(missing_ok=True)
-    commands = [
-        ["ledger", "trust-policy", "--key-file", str(key_file), "--out", str(policy)],
-        ["audit", "export", str(folder)],
-        ["audit", "verify", "full", str(folder), "--trust-policy", str(policy)],
-    ]
-    outputs = []
-    for command in commands:
-        result = subprocess.run(
-            [str(DOCAXIS), *command], env=env, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            print(result.stdout[-2000:], result.stderr[-2000:], file=sys.stderr)
-            return False, 0
-        outputs.append(result.stdout)
-    export = outputs[1]
-    return True, int(export.split()[1]) if export.startswith("exported") else 0
 
 
 def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -274,12 +235,12 @@ async def run(args: argparse.Namespace) -> Report:
         await workload.close()
         tally = workload.tally
         lost = sum(copy.acknowledged is None for copy in tally.copies.values())
-        pending = await _ledger_pending(database_url, 60)
+        pending = await ledger_pending(database_url, 60)
         unacknowledged = len(await unacknowledged_copies(database_url))
         code = await axis.stop()
         if code != 0:
             notes.append(f"docaxis exited with {code}: see {axis.log_path}")
-        verified, entries = _verify_ledger(database_url, axis.ledger_key, work / "audit-export")
+        verified, entries = verify_ledger(database_url, axis.ledger_key, work / "audit-export")
         machine["load_average_end"] = _load_average()
         return Report(
             mode=mode.name,

@@ -84,8 +84,18 @@ class Tally:
     arrivals_before_route: dict[str, float] = field(default_factory=dict)
     acknowledged_before_route: dict[str, tuple[float, float]] = field(default_factory=dict)
     ack_errors: Counter[str] = field(default_factory=Counter)
+    # Acknowledged on a stream that broke before confirming it: docaxis may have stored the
+    # acknowledgement (then the copy is never pushed again) or not (then it is pushed again).
+    unconfirmed: set[str] = field(default_factory=set)
     # Status notices the senders received and acknowledged (when they listen for them).
     notices: int = 0
+
+    def settled(self, delivery_id: str) -> bool:
+        """The DMS has the copy and acknowledged it, confirmed or not."""
+        copy = self.copies[delivery_id]
+        return copy.acknowledged is not None or (
+            copy.arrived is not None and delivery_id in self.unconfirmed
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +202,13 @@ class Workload:
         ack_mode: AckMode = AckMode.UNARY,
         *,
         senders_listen: bool = False,
+        submit_retries: int = 0,
     ) -> None:
+        """`submit_retries`: how often a Submit that failed UNAVAILABLE is sent again (the same
+        consignment, so a retry of one that was stored gets its first receipt), as a DMS does
+        while a replica fails over; the bench's steps count a failure at once."""
         self._address = address
+        self._submit_retries = submit_retries
         self._pki = pki
         self.senders = [pki.client(address, code) for code in senders]
         self.recipients = [pki.client(address, code) for code in recipients]
@@ -249,6 +264,15 @@ class Workload:
         await asyncio.gather(*(t for acks in self._acks for t in acks), return_exceptions=True)
         for client in (*self.senders, *self.recipients):
             await client.close()
+
+    def cut_stream(self, index: int) -> None:
+        """Breaks recipient `index`'s push stream at once, whatever it holds unacknowledged (as
+        a DMS that crashes mid-delivery), and opens a new one, as the DMS does on restart."""
+        task = self._receivers[index]
+        assert task is not None
+        task.cancel()
+        self.stream_restarts += 1
+        self._listen(index)
 
     async def disconnect_recipient(self, index: int, within_s: float = 30.0) -> None:
         """Recipient `index` hangs up its push stream and closes its connection, after docaxis
@@ -418,13 +442,18 @@ class Workload:
         return task
 
     async def _submit(self, document: Prepared, at: float, into: Offered) -> None:
-        try:
-            response = await self.senders[document.sender].exchange.Submit(
-                document.request, timeout=60
-            )
-        except grpc.aio.AioRpcError as exc:
-            into.rejected[exc.code().name] += 1
-            return
+        for attempt in itertools.count():
+            try:
+                response = await self.senders[document.sender].exchange.Submit(
+                    document.request, timeout=60
+                )
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self._submit_retries:
+                    await asyncio.sleep(0.2)
+                    continue
+                into.rejected[exc.code().name] += 1
+                return
         into.answered.append(time.monotonic())
         into.submit_ms.append((into.answered[-1] - at) * 1000)
         for route in response.receipt.routes:
@@ -472,6 +501,11 @@ class Workload:
                 return False
             await asyncio.sleep(0.5)
         return False
+
+    @property
+    def run_id(self) -> int:
+        """What makes this run's document numbers unique on the database's day."""
+        return self._run
 
     @property
     def unacknowledged(self) -> int:
@@ -551,9 +585,15 @@ class Workload:
         try:
             result = await stream.confirmed(delivery_id)
         except grpc.aio.AioRpcError as exc:
-            # The stream broke first: the copy is pushed again on the next one.
+            # The stream broke first: the copy is pushed again on the next one, unless docaxis
+            # had stored the acknowledgement already.
             self.tally.ack_errors[exc.code().name] += 1
+            self.tally.unconfirmed.add(delivery_id)
             return
+        except asyncio.CancelledError:
+            # The DMS hung up the stream (cut_stream) before the confirmation came.
+            self.tally.unconfirmed.add(delivery_id)
+            raise
         if result.error:
             self.tally.ack_errors["refused on the stream"] += 1
         else:

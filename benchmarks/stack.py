@@ -136,6 +136,9 @@ class BenchPki:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
+        # What clients check the server's certificate for when their target lists several
+        # replicas (the demo server certificate names localhost and 127.0.0.1).
+        self.server_name: str | None = None
         self.ca = DemoCA.create()
         issuing = self.ca.intermediate
         assert issuing is not None
@@ -143,6 +146,7 @@ class BenchPki:
         (folder / "bundle.pem").write_bytes(self.bundle_pem)
         self._write("server", self.ca.issue_server())
         self._write("hub", self.ca.issue_role(Role.HUB, "docaxis hub"))
+        self._write("gateway", self.ca.issue_role(Role.GATEWAY, "docaxis gateway"))
         self.monitor = self._tls(self.ca.issue_role(Role.MONITOR, "bench monitor"))
         self._agencies: dict[str, AgencyKeys] = {}
 
@@ -153,7 +157,9 @@ class BenchPki:
         key.chmod(0o600)
 
     def _tls(self, issued: IssuedCertificate) -> TlsCredentials:
-        return TlsCredentials(self.bundle_pem, issued.chain_pem(), key_pem(issued.key))
+        return TlsCredentials(
+            self.bundle_pem, issued.chain_pem(), key_pem(issued.key), self.server_name
+        )
 
     def server_env(self) -> dict[str, str]:
         return {
@@ -225,11 +231,15 @@ class Axis:
         agencies_csv: Path,
         *,
         workers: int | None = None,
+        ledger_key: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """Replicas of one axis share `ledger_key` (the log's signing key)."""
         self.address = f"127.0.0.1:{port}"
         self.pki = pki
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "docaxis.log"
-        self.ledger_key = ledger_key = workdir / "ledger.key"
+        self.ledger_key = ledger_key = ledger_key or workdir / "ledger.key"
         if not ledger_key.exists():
             subprocess.run(
                 [str(DOCAXIS), "ledger", "keygen", "--out", str(ledger_key)],
@@ -249,6 +259,7 @@ class Axis:
             "DOCAXIS_SUBMIT_RATE_PER_S": "0",
             "DOCAXIS_OTHER_RATE_PER_S": "0",
             **({} if workers is None else {"DOCAXIS_WORKERS": str(workers)}),
+            **(extra_env or {}),
         }
         self._command = [
             str(DOCAXIS),
@@ -265,7 +276,7 @@ class Axis:
         return self.process.pid
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             return subprocess.Popen(
                 self._command, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -303,6 +314,12 @@ class Axis:
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by docaxis and every process it started."""
         return sum(self.processes().values()) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
 
     async def stop(self) -> int:
         """SIGTERM, then waits for the exit (SIGKILL after a minute); returns its exit code."""

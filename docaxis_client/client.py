@@ -57,6 +57,10 @@ ROLE_HEADER = "x-docaxis-role"
 CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 20_000),
+    # An axis served by several replicas (a name with several addresses, or a target such as
+    # "ipv4:10.0.0.1:50051,10.0.0.2:50051"): calls and streams spread over the replicas that
+    # answer, and a replica that goes away is skipped until it is back.
+    ("grpc.lb_policy_name", "round_robin"),
 )
 
 
@@ -64,7 +68,10 @@ def open_channel(address: str, tls: TlsCredentials | None) -> grpc.aio.Channel:
     """A mutual-TLS channel, or a plaintext one for a development-mode axis (tls=None)."""
     if tls is None:
         return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+    options: list[tuple[str, str | int]] = [*CHANNEL_OPTIONS]
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=options)
 
 
 @dataclass(frozen=True, slots=True)

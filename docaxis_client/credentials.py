@@ -58,6 +58,9 @@ class TlsCredentials:
     root_certificates: bytes
     certificate_chain: bytes
     private_key: bytes = field(repr=False)
+    # The name the server's certificate must carry, when the target does not say it: a target
+    # listing several replicas' addresses ("ipv4:10.0.0.1:50051,10.0.0.2:50051").
+    server_name: str | None = None
 
     @classmethod
     def from_files(cls, *, ca: Path, cert: Path, key: Path) -> Self:

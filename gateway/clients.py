@@ -32,8 +32,18 @@ class Services:
 
     @classmethod
     def connect(
-        cls, target: str, *, ca_file: str, cert_file: str, key_file: str, timeout_s: float
+        cls,
+        target: str,
+        *,
+        ca_file: str,
+        cert_file: str,
+        key_file: str,
+        timeout_s: float,
+        server_name: str = "",
     ) -> Services:
+        """`target` may name several replicas ("ipv4:10.0.0.1:50051,10.0.0.2:50051"): calls
+        spread over those that answer; `server_name` is then the name their certificates carry
+        (by default the target's own host is checked)."""
         credentials = grpc.ssl_channel_credentials(
             root_certificates=Path(ca_file).read_bytes(),
             private_key=Path(key_file).read_bytes(),
@@ -45,6 +55,8 @@ class Services:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.lb_policy_name", "round_robin"),
+                *([("grpc.ssl_target_name_override", server_name)] if server_name else []),
             ],
         )
         return cls(

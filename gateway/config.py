@@ -47,6 +47,9 @@ class GatewaySettings:
     metrics_address: str = "127.0.0.1:9464"
     # Where the docaxis services answer gRPC (directory and exchange).
     grpc_target: str = "127.0.0.1:50051"
+    # The name the services' certificate carries, when grpc_target lists several replicas'
+    # addresses rather than a name (empty: the target's host is checked).
+    grpc_server_name: str = ""
     # The gateway's HTTPS server certificate chain and key.
     tls_cert_file: str = ""
     tls_key_file: str = field(default="", repr=False)
@@ -88,6 +91,7 @@ class GatewaySettings:
             address=env.get(PREFIX + "ADDRESS", "127.0.0.1:8443"),
             metrics_address=env.get(PREFIX + "METRICS_ADDRESS", "127.0.0.1:9464"),
             grpc_target=env.get(PREFIX + "GRPC_TARGET", "127.0.0.1:50051"),
+            grpc_server_name=env.get(PREFIX + "GRPC_SERVER_NAME", "").strip(),
             tls_cert_file=_required(env, "TLS_CERT_FILE"),
             tls_key_file=_required(env, "TLS_KEY_FILE"),
             tls_client_ca_file=_required(env, "TLS_CLIENT_CA_FILE"),

@@ -85,6 +85,7 @@ async def serve(
         cert_file=settings.client_cert_file,
         key_file=settings.client_key_file,
         timeout_s=settings.call_timeout_s,
+        server_name=settings.grpc_server_name,
     )
     metrics = GatewayMetrics()
     for name, path in (("server", settings.tls_cert_file), ("client", settings.client_cert_file)):

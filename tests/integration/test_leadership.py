@@ -98,7 +98,8 @@ async def test_a_leader_whose_lock_session_dies_stops_its_term_and_another_leads
     try:
         terminated = await admin.fetchval(
             "SELECT pg_terminate_backend(pid) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND objid = $1 AND granted",
+            "WHERE locktype = 'advisory' AND objid = $1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             int(Singleton.SWEEPS),
         )
     finally:
