@@ -43,6 +43,7 @@ from docaxis.ops.v1 import metrics_service_pb2 as mpb
 from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 
 from benchmarks.load import AckMode, Workload, bench_codes, document_header
+from benchmarks.sampler import unacknowledged_copies
 from benchmarks.stack import (
     REPO,
     Axis,
@@ -52,7 +53,6 @@ from benchmarks.stack import (
     Servers,
     write_agencies,
 )
-from benchmarks.sampler import unacknowledged_copies
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import open_channel
 from docaxis_client.trust.demo_pki import key_pem

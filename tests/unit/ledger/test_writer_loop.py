@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from docaxis_client.ledger.note import NoteSigner
 from services.ledger.entrypoints.writer import LedgerWriterLoop
-from services.ledger.service_layer.ports import StoredCheckpoint
+from services.ledger.service_layer.ports import FencedOutError, StoredCheckpoint
 from tests.unit.ledger.synthetic import fixed_signer
 from tests.waiting import eventually
 
@@ -48,12 +48,22 @@ class Sequencer:
         self.sequenced = 0
         self.keys_recorded = 0
         self.published: list[int] = []
+        self.epochs = 0
+        # Set: another writer took over since (the Postgres writer's fence raises then).
+        self.fenced = False
+
+    async def take_over(self) -> int:
+        self.epochs += 1
+        self.fenced = False
+        return self.epochs
 
     async def record_keys(self, signers: Sequence[NoteSigner]) -> list[str]:
         self.keys_recorded += 1
         return [s.verifier.vkey for s in signers]
 
     async def sequence_batch(self, limit: int) -> int:
+        if self.fenced:
+            raise FencedOutError("a newer epoch")
         done = min(limit, self.staged - self.sequenced)
         self.sequenced += done
         return done
@@ -120,3 +130,20 @@ async def test_a_lost_hold_stands_the_writer_by_until_it_leads_again() -> None:
     await task
     assert len(leadership.terms) == 2
     assert sequencer.keys_recorded == 2  # keys recorded at each takeover
+
+
+async def test_a_fenced_out_writer_releases_its_hold_and_takes_over_afresh_next_time() -> None:
+    """A leader whose hold went without it noticing finds a newer epoch at its next batch: it
+    stops appending, releases the hold, and on its next term takes over with a new epoch."""
+    leadership, sequencer = Leadership(free=True), Sequencer()
+    loop = _loop(leadership, sequencer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await _until(lambda: sequencer.epochs == 1)
+    sequencer.fenced = True
+    await _until(lambda: len(leadership.terms) >= 2 and sequencer.epochs >= 2)
+    assert leadership.terms[0].released
+    sequencer.staged = 5
+    await _until(lambda: sequencer.sequenced == 5)
+    stop.set()
+    await task
