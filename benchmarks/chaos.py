@@ -313,9 +313,10 @@ class Chaos:
         rest: RestDms | None = None
         try:
             self.database_url = await self.servers.fresh_database(DATABASE)
-            senders = bench_codes("000", self.mode.senders)
-            recipients = bench_codes("001", self.mode.recipients)
-            rest_code = bench_codes("002", 1)[0]
+            # Codes of their own: the bench's agencies may have mail left on the same broker.
+            senders = bench_codes("010", self.mode.senders)
+            recipients = bench_codes("011", self.mode.recipients)
+            rest_code = bench_codes("012", 1)[0]
             agencies = self.work / "agencies.csv"
             write_agencies(
                 agencies,

@@ -40,8 +40,10 @@ def test_faults_under_load_lose_and_duplicate_nothing_and_the_ledger_verifies(
         timeout=600,
         check=False,
     )
-    output = result.stdout + result.stderr
+    output = result.stdout[-6000:] + result.stderr[-6000:]
+    assert report_path.exists(), output
     report = json.loads(report_path.read_text())
+    output = json.dumps(report, indent=1) + output
     assert [r["fault"] for r in report["recoveries"]] == [
         "replica",
         "sequencer leader",
