@@ -553,7 +553,7 @@ class Chaos:
             )
 
     async def _verify(self) -> None:
-        self.report.unacknowledged_in_database = await unacknowledged_copies(self.database_url)
+        self.report.unacknowledged_in_database = len(await unacknowledged_copies(self.database_url))
         self.report.ledger_pending = await ledger_pending(self.database_url, 60)
         verified, entries = verify_ledger(
             self.database_url, self.work / "ledger.key", self.work / "audit-export"
