@@ -258,6 +258,7 @@ class Axis:
             # a few bench agencies offer what thousands of real ones would.
             "DOCAXIS_SUBMIT_RATE_PER_S": "0",
             "DOCAXIS_OTHER_RATE_PER_S": "0",
+            "DOCAXIS_MAX_CALLS_IN_FLIGHT": "0",
             **({} if workers is None else {"DOCAXIS_WORKERS": str(workers)}),
             **(extra_env or {}),
         }

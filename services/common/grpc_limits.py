@@ -12,7 +12,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from services.common.errors import DomainError, LimitExceededError
 from services.common.grpc_errors import abort_with_domain_error
 from services.common.grpc_handlers import Streaming, Unary, drain_requests, rewrapped
-from services.common.limits import AgencyLimits, CallClass, LimitSettings
+from services.common.limits import AgencyLimits, CallClass, LimitSettings, Slots
 
 _EXCHANGE = xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 SUBMIT_METHODS = frozenset(
@@ -104,16 +104,34 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         try:
             self._limits.rates.take(agency, call, max(cost, 1))
         except LimitExceededError as exc:
-            if uploading:  # refused once the client has sent it all
-                await drain_requests(request)
-            await self._refuse(context, agency, exc)
+            await self._refuse(context, agency, exc, request if uploading else None)
         return agency
 
-    async def _refuse(
-        self, context: grpc.aio.ServicerContext[Any, Any], agency: str, exc: LimitExceededError
+    async def _hold(
+        self,
+        slots: Slots,
+        agency: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        upload: AsyncIterator[Any] | None = None,
     ) -> None:
+        """A slot of `slots` for this call, or its refusal (the caller releases the slot)."""
+        try:
+            slots.acquire(agency)
+        except LimitExceededError as exc:
+            await self._refuse(context, agency, exc, upload)
+
+    async def _refuse(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        agency: str,
+        exc: LimitExceededError,
+        upload: AsyncIterator[Any] | None = None,
+    ) -> None:
+        """Refuses the call; an `upload` once its client has sent it all (drain_requests)."""
         if self._refused is not None:
             self._refused(exc.limit, agency)
+        if upload is not None:
+            await drain_requests(upload)
         await abort_with_domain_error(context, exc)
 
     def _limited(
@@ -122,8 +140,16 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         def unary(inner: Unary) -> Unary:
             async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 uploading = isinstance(request, AsyncIterator)
-                await self._admit(method, request, context, uploading=uploading)
-                return await inner(request, context)
+                agency = await self._admit(method, request, context, uploading=uploading)
+                if agency is None:
+                    return await inner(request, context)
+                await self._hold(
+                    self._limits.calls, agency, context, request if uploading else None
+                )
+                try:
+                    return await inner(request, context)
+                finally:
+                    self._limits.calls.release(agency)
 
             return call
 
@@ -132,20 +158,18 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         def streaming(inner: Streaming) -> Streaming:
             async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 agency = await self._admit(method, request, context)
-                if agency is None or not receiving:
+                if agency is None:
                     async for response in inner(request, context):
                         yield response
                     return
-                try:
-                    self._limits.streams.acquire(agency)
-                except LimitExceededError as exc:
-                    await self._refuse(context, agency, exc)
+                slots = self._limits.streams if receiving else self._limits.calls
+                await self._hold(slots, agency, context)
                 try:
                     async for response in inner(request, context):
                         yield response
                 finally:
                     # However the stream ends: closed, cancelled, or its connection found dead.
-                    self._limits.streams.release(agency)
+                    slots.release(agency)
 
             return stream
 

@@ -8,7 +8,10 @@ straight from its DMS or through the gateway on its behalf):
   opening a Receive stream included). A call past its bucket is refused with RESOURCE_EXHAUSTED,
   reason RATE_LIMITED and a RetryInfo saying when the bucket holds enough again;
 - a cap on concurrent Receive and ReceiveStream streams: the stream past it is refused with
-  RESOURCE_EXHAUSTED, reason CONCURRENCY_LIMITED; the streams already open keep working.
+  RESOURCE_EXHAUSTED, reason CONCURRENCY_LIMITED; the streams already open keep working;
+- a cap on every other call in flight at once (uploads a client stalls, downloads it does not
+  read, calls waiting on a slow database): the call past it is refused the same way, so that
+  one agency's concurrency cannot fill the server while its calls queue.
 
 Per connection (before anyone is authenticated, so also what bounds unauthenticated abuse):
 message and metadata sizes, keepalive pings that find half-open connections, idle and maximum
@@ -37,6 +40,7 @@ from services.common.errors import LimitExceededError
 RATE_LIMITED = "RATE_LIMITED"
 CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
 RECEIVE_STREAMS = "receive_streams"
+CALLS_IN_FLIGHT = "calls_in_flight"
 
 
 class CallClass(enum.StrEnum):
@@ -67,6 +71,9 @@ class LimitSettings:
     other_rate: Rate = Rate(per_s=200.0, burst=400.0)
     # Per agency: open Receive/ReceiveStream streams (0: no limit).
     max_receive_streams: int = 16
+    # Per agency: every other call still running (an upload whose client stalls, a download it
+    # does not read, calls queued behind a slow database), 0: no limit.
+    max_calls_in_flight: int = 64
     # Per connection: the largest message either way, and the largest metadata (headers).
     max_message_bytes: int = 8 * 1024 * 1024
     max_metadata_bytes: int = 16 * 1024
@@ -99,6 +106,9 @@ class LimitSettings:
             other_rate=_rate(env, "OTHER", default.other_rate),
             max_receive_streams=read_int(
                 env, "DOCAXIS_MAX_RECEIVE_STREAMS", default.max_receive_streams
+            ),
+            max_calls_in_flight=read_int(
+                env, "DOCAXIS_MAX_CALLS_IN_FLIGHT", default.max_calls_in_flight
             ),
             max_message_bytes=read_int(env, "DOCAXIS_MAX_MESSAGE_BYTES", default.max_message_bytes),
             max_metadata_bytes=read_int(
@@ -133,6 +143,7 @@ class LimitSettings:
     def check(self) -> None:
         for name, count, minimum in (
             ("DOCAXIS_MAX_RECEIVE_STREAMS", self.max_receive_streams, 0),
+            ("DOCAXIS_MAX_CALLS_IN_FLIGHT", self.max_calls_in_flight, 0),
             # An upload chunk (services/exchange/service_layer/uploads.py) must fit.
             ("DOCAXIS_MAX_MESSAGE_BYTES", self.max_message_bytes, 5 * 1024 * 1024),
             ("DOCAXIS_MAX_METADATA_BYTES", self.max_metadata_bytes, 4 * 1024),
@@ -220,15 +231,15 @@ class RateLimiter:
                 del self._buckets[key]
 
 
-class StreamSlots:
-    """Open Receive streams per agency, at most `limit` each (0: no limit)."""
+class Slots:
+    """What an agency holds open at once (Receive streams, calls in flight), at most `limit`
+    each (0: no limit); past it CONCURRENCY_LIMITED, `name` in the metadata."""
 
-    # What a refused stream is told to wait: a slot frees when the DMS closes one of its
-    # streams, which no clock predicts; a few seconds keeps a reconnect loop slow.
-    RETRY_AFTER_S = 5.0
-
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, name: str, what: str, retry_after_s: float) -> None:
         self._limit = limit
+        self._name = name
+        self._what = what
+        self._retry_after_s = retry_after_s
         self._open: dict[str, int] = {}
 
     @property
@@ -239,15 +250,15 @@ class StreamSlots:
         return self._open.get(agency, 0)
 
     def acquire(self, agency: str) -> None:
-        """Holds a slot for one more stream of `agency`, or raises CONCURRENCY_LIMITED."""
+        """Holds one more slot for `agency`, or raises CONCURRENCY_LIMITED."""
         held = self._open.get(agency, 0)
         if self._limit and held >= self._limit:
             raise LimitExceededError(
-                f"agency {agency} already has {held} Receive streams open, the most it may; "
-                "close one before opening another",
+                f"agency {agency} already has {held} {self._what} open, the most it may; "
+                "let one end before starting another",
                 reason=CONCURRENCY_LIMITED,
-                limit=RECEIVE_STREAMS,
-                retry_after_s=self.RETRY_AFTER_S,
+                limit=self._name,
+                retry_after_s=self._retry_after_s,
             )
         self._open[agency] = held + 1
 
@@ -259,12 +270,24 @@ class StreamSlots:
             self._open.pop(agency, None)
 
 
+# What a refused stream is told to wait: a slot frees when the DMS closes one of its streams,
+# which no clock predicts; a few seconds keeps a reconnect loop slow.
+STREAM_RETRY_AFTER_S = 5.0
+# A call in flight usually ends within a second; an upload that stalls holds its slot longer.
+CALL_RETRY_AFTER_S = 1.0
+
+
 class AgencyLimits:
-    """The per-agency limits of one process: rates and Receive streams."""
+    """The per-agency limits of one process: rates, Receive streams, calls in flight."""
 
     def __init__(self, settings: LimitSettings, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.rates = RateLimiter(
             {CallClass.SUBMIT: settings.submit_rate, CallClass.OTHER: settings.other_rate}, clock
         )
-        self.streams = StreamSlots(settings.max_receive_streams)
+        self.streams = Slots(
+            settings.max_receive_streams, RECEIVE_STREAMS, "Receive streams", STREAM_RETRY_AFTER_S
+        )
+        self.calls = Slots(
+            settings.max_calls_in_flight, CALLS_IN_FLIGHT, "calls in flight", CALL_RETRY_AFTER_S
+        )

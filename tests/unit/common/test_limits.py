@@ -9,12 +9,13 @@ from services.common.config import ConfigError
 from services.common.errors import LimitExceededError
 from services.common.grpc_limits import channel_options
 from services.common.limits import (
+    STREAM_RETRY_AFTER_S,
     AgencyLimits,
     CallClass,
     LimitSettings,
     Rate,
     RateLimiter,
-    StreamSlots,
+    Slots,
 )
 from services.common.metrics import LIMITED_AGENCY_LABELS, AxisMetrics
 
@@ -97,14 +98,14 @@ def test_a_zero_rate_is_no_limit() -> None:
 
 
 def test_stream_slots_refuse_past_the_cap_and_free_on_release() -> None:
-    slots = StreamSlots(2)
+    slots = Slots(2, "receive_streams", "Receive streams", STREAM_RETRY_AFTER_S)
     slots.acquire("A")
     slots.acquire("A")
     slots.acquire("B")
     with pytest.raises(LimitExceededError) as error:
         slots.acquire("A")
     assert (error.value.reason, error.value.limit) == ("CONCURRENCY_LIMITED", "receive_streams")
-    assert error.value.retry_after_s == StreamSlots.RETRY_AFTER_S
+    assert error.value.retry_after_s == STREAM_RETRY_AFTER_S
     assert (slots.held("A"), slots.total) == (2, 3)
     slots.release("A")
     slots.acquire("A")
@@ -114,7 +115,7 @@ def test_stream_slots_refuse_past_the_cap_and_free_on_release() -> None:
 
 
 def test_no_stream_cap_when_zero() -> None:
-    slots = StreamSlots(0)
+    slots = Slots(0, "calls_in_flight", "calls in flight", 1.0)
     for _ in range(1000):
         slots.acquire("A")
     assert slots.held("A") == 1000
@@ -124,7 +125,8 @@ def test_the_defaults_hold_without_variables() -> None:
     settings = LimitSettings.from_env({})
     assert settings == LimitSettings()
     limits = AgencyLimits(settings)
-    assert limits.streams.total == 0
+    assert limits.streams.total == limits.calls.total == 0
+    assert (settings.max_receive_streams, settings.max_calls_in_flight) == (16, 64)
 
 
 def test_every_limit_is_read_from_its_variable() -> None:
@@ -134,6 +136,7 @@ def test_every_limit_is_read_from_its_variable() -> None:
             "DOCAXIS_SUBMIT_RATE_BURST": "10",
             "DOCAXIS_OTHER_RATE_PER_S": "0",
             "DOCAXIS_MAX_RECEIVE_STREAMS": "3",
+            "DOCAXIS_MAX_CALLS_IN_FLIGHT": "7",
             "DOCAXIS_MAX_MESSAGE_BYTES": str(6 * 1024 * 1024),
             "DOCAXIS_MAX_METADATA_BYTES": "8192",
             "DOCAXIS_MAX_CONCURRENT_STREAMS": "50",
@@ -148,7 +151,7 @@ def test_every_limit_is_read_from_its_variable() -> None:
     )
     assert settings.submit_rate == Rate(5.0, 10.0)
     assert settings.other_rate.unlimited
-    assert settings.max_receive_streams == 3
+    assert (settings.max_receive_streams, settings.max_calls_in_flight) == (3, 7)
     options = dict(channel_options(settings))
     assert options == {
         "grpc.max_receive_message_length": 6 * 1024 * 1024,
@@ -181,6 +184,7 @@ def test_zero_idle_and_age_mean_never() -> None:
         ("DOCAXIS_SUBMIT_RATE_PER_S", "nan"),
         ("DOCAXIS_OTHER_RATE_BURST", "0.5"),
         ("DOCAXIS_MAX_RECEIVE_STREAMS", "-1"),
+        ("DOCAXIS_MAX_CALLS_IN_FLIGHT", "-2"),
         ("DOCAXIS_MAX_MESSAGE_BYTES", "1024"),
         ("DOCAXIS_MAX_METADATA_BYTES", "100"),
         ("DOCAXIS_MAX_CONCURRENT_STREAMS", "0"),
@@ -220,7 +224,7 @@ def test_refusals_are_counted_by_limit_and_agency_with_the_agencies_bounded() ->
 
 def test_the_open_streams_gauge_reads_the_slots() -> None:
     metrics = AxisMetrics()
-    slots = StreamSlots(5)
+    slots = Slots(5, "receive_streams", "Receive streams", STREAM_RETRY_AFTER_S)
     metrics.watch_receive_streams(lambda: slots.total)
     slots.acquire("A")
     slots.acquire("B")

@@ -90,9 +90,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     `limit` names the method class, e.g. "submit"). RetryInfo says when a call is allowed again.
     """
     ERROR_REASON_CONCURRENCY_LIMITED: _ErrorReason.ValueType  # 33
-    """Retryable: the agency already holds as many Receive streams as it may open (RESOURCE_EXHAUSTED;
-    metadata `limit` is "receive_streams"). Its open streams keep working; close one, or retry
-    after RetryInfo's delay.
+    """Retryable: the agency already holds as many Receive streams (metadata `limit` is
+    "receive_streams") or calls in flight ("calls_in_flight") as it may (RESOURCE_EXHAUSTED).
+    What it holds keeps working; let one end, or retry after RetryInfo's delay.
     """
     ERROR_REASON_LEDGER_FORK: _ErrorReason.ValueType  # 38
     """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
@@ -172,9 +172,9 @@ ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 32
 `limit` names the method class, e.g. "submit"). RetryInfo says when a call is allowed again.
 """
 ERROR_REASON_CONCURRENCY_LIMITED: ErrorReason.ValueType  # 33
-"""Retryable: the agency already holds as many Receive streams as it may open (RESOURCE_EXHAUSTED;
-metadata `limit` is "receive_streams"). Its open streams keep working; close one, or retry
-after RetryInfo's delay.
+"""Retryable: the agency already holds as many Receive streams (metadata `limit` is
+"receive_streams") or calls in flight ("calls_in_flight") as it may (RESOURCE_EXHAUSTED).
+What it holds keeps working; let one end, or retry after RetryInfo's delay.
 """
 ERROR_REASON_LEDGER_FORK: ErrorReason.ValueType  # 38
 """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
