@@ -90,7 +90,7 @@ async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
     hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]],
 ) -> None:
     (a, a_directory), (b, b_directory) = hubs["province-a"], hubs["province-b"]
-    national, _ = hubs["national"]
+    national, national_directory = hubs["national"]
     await a_directory.register(COMMUNE_A)
     await b_directory.register(DEPARTMENT_B)
     for directory in (a_directory, b_directory):
@@ -99,7 +99,16 @@ async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
     async def routed() -> bool:
         (there,) = await a_directory.resolve([DEPARTMENT_B.code], today_in_vietnam())
         (back,) = await b_directory.resolve([COMMUNE_A.code], today_in_vietnam())
-        return there.hub == "national" and back.hub == "national"
+        # The national hub must know both agencies too (from its pull of A's and B's
+        # directories): until it does, it refuses what A forwards as INVALID_ADDRESSEE.
+        across = await national_directory.resolve(
+            [DEPARTMENT_B.code, COMMUNE_A.code], today_in_vietnam()
+        )
+        return (
+            there.hub == "national"
+            and back.hub == "national"
+            and [entry.hub for entry in across] == ["province-b", "province-a"]
+        )
 
     await eventually(routed, within=30)
     sender, recipient = a.client(COMMUNE_A.code), b.client(DEPARTMENT_B.code)
