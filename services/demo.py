@@ -59,6 +59,9 @@ DEMO_AGENCIES = {
     ONLINE[1]: ("Sở Tài chính tỉnh Quảng Ninh", KeyType.RSA2048),
     OFFLINE: ("Ủy ban nhân dân phường Hạ Long", KeyType.P256),
 }
+# The subject fields of the demo's national-CA-shaped certificates (national_profile).
+DEMO_PROVINCE = "Ủy ban nhân dân tỉnh Quảng Ninh"
+DEMO_LOCALITY = "Quảng Ninh"
 DEMO_PKI_README = """DEMO PKI - NOT FOR PRODUCTION.
 
 Created by `docaxis pki` for `make run`, `make demo` and local experiments. The CA key sits
@@ -109,7 +112,7 @@ def ensure_demo_pki(folder: Path) -> list[str]:
         need(
             folder / "agencies" / f"{code}.pem",
             lambda code=code, name=name, key_type=key_type: pki.issue_agency(  # type: ignore[misc]
-                code, name, key_type=key_type
+                code, name, key_type=key_type, parent=DEMO_PROVINCE, locality=DEMO_LOCALITY
             ),
             f"agency certificate of {code} ({key_type.value})",
         )
@@ -121,7 +124,14 @@ def ensure_demo_pki(folder: Path) -> list[str]:
     )
     need(
         folder / "persons" / SENDER / f"{slug(SIGNER)}.pem",
-        lambda: pki.issue_person(SIGNER, SENDER, key_type=KeyType.ED25519),
+        lambda: pki.issue_person(
+            SIGNER,
+            SENDER,
+            key_type=KeyType.ED25519,
+            organization=DEMO_AGENCIES[SENDER][0],
+            unit="Lãnh đạo Văn phòng",
+            locality=DEMO_LOCALITY,
+        ),
         f"person certificate of {SIGNER} ({KeyType.ED25519.value})",
     )
     return created or [f"demo PKI in {folder} is complete"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from docaxis_client.trust.chain import (
     AGENCY_URN_PREFIX,
@@ -34,6 +34,17 @@ from docaxis_client.trust.chain import (
 )
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity, SigningKey
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
+from docaxis_client.trust.national_profile import (
+    DEMO_PUBLICATION_BASE,
+    ISSUING_COMMON_NAME,
+    ROOT_COMMON_NAME,
+    OrganizationSubject,
+    PersonSubject,
+    authority_information_access,
+    ca_name,
+    certificate_policies,
+    crl_distribution_points,
+)
 
 DEMO_ORGANIZATION = "docaxis DEMO PKI - NOT FOR PRODUCTION"
 # Certificates start an hour in the past so a peer whose clock lags, or a test that took its
@@ -170,6 +181,8 @@ class DemoCA:
 
     root: IssuedCertificate
     intermediate: IssuedCertificate | None = None
+    # Where certificates say the CA publishes its certificates and CRLs (national_profile).
+    publication_base: str = DEMO_PUBLICATION_BASE
     # Revoked serials per CA (keyed by "root"/"intermediate") and the last CRL number used.
     revoked: dict[str, dict[int, dt.datetime]] = field(default_factory=dict)
     crl_numbers: dict[str, int] = field(default_factory=dict)
@@ -178,7 +191,7 @@ class DemoCA:
     def create(
         cls,
         *,
-        common_name: str = "docaxis DEMO root CA",
+        common_name: str = ROOT_COMMON_NAME,
         key_type: KeyType = KeyType.P256,
         with_intermediate: bool = True,
         not_before: dt.datetime | None = None,
@@ -191,7 +204,7 @@ class DemoCA:
             raise ValueError("CA keys must be p256, rsa2048 or rsa3072")
         start, end = _window(not_before, not_after, _ROOT_LIFETIME)
         root_key = generate_key(key_type)
-        subject = _name(common_name)
+        subject = ca_name(common_name)
         root_cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -212,7 +225,12 @@ class DemoCA:
         )
         ca = cls(root=IssuedCertificate(root_cert, root_key, (root_cert,)))
         if with_intermediate:
-            ca.intermediate = ca._issue_intermediate(key_type, f"{common_name} - issuing")
+            issuing = (
+                ISSUING_COMMON_NAME
+                if common_name == ROOT_COMMON_NAME
+                else f"{common_name} - issuing"
+            )
+            ca.intermediate = ca._issue_intermediate(key_type, issuing)
         return ca
 
     def _issue_intermediate(self, key_type: KeyType, common_name: str) -> IssuedCertificate:
@@ -220,9 +238,13 @@ class DemoCA:
         start = self.root.certificate.not_valid_before_utc
         end = min(self.root.certificate.not_valid_after_utc, start + _INTERMEDIATE_LIFETIME)
         cert = (
-            self._builder(self.root, _name(common_name), key, start, end)
+            self._builder(self.root, ca_name(common_name), key, start, end)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(crl_distribution_points(self.publication_base, "root"), critical=False)
+            .add_extension(
+                authority_information_access(self.publication_base, "root", None), critical=False
+            )
             .sign(self.root.key, _hash_for(self.root.key))
         )
         return IssuedCertificate(cert, key, (cert,))
@@ -271,30 +293,32 @@ class DemoCA:
         not_after: dt.datetime | None,
         key: SigningKey | None,
         ocsp_url: str | None = None,
+        signer: bool = False,
     ) -> IssuedCertificate:
         key = key or generate_key(key_type)
         start, end = _window(not_before, not_after, _LEAF_LIFETIME)
         issuer = self.issuing
+        label = "intermediate" if self.intermediate is not None else "root"
         builder = (
             self._builder(issuer, subject, key, start, end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(usage, critical=True)
-            .add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
-            .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
-        )
-        if ocsp_url is not None:
-            # National CA certificates name their OCSP responder; the demo's may too.
-            builder = builder.add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP,
-                            x509.UniformResourceIdentifier(ocsp_url),
-                        )
-                    ]
-                ),
+            # National CA certificates name their CRL, their issuer's certificate and their
+            # OCSP responder (national_profile); the demo's do too (OCSP when one is given).
+            .add_extension(crl_distribution_points(self.publication_base, label), critical=False)
+            .add_extension(
+                authority_information_access(self.publication_base, label, ocsp_url),
                 critical=False,
             )
+        )
+        if ekus:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
+        if names:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(list(names)), critical=False
+            )
+        if signer:
+            builder = builder.add_extension(certificate_policies(), critical=False)
         cert = builder.sign(issuer.key, _hash_for(issuer.key))
         intermediates = () if self.intermediate is None else (self.intermediate.certificate,)
         return IssuedCertificate(cert, key, (cert, *intermediates))
@@ -309,10 +333,15 @@ class DemoCA:
         not_after: dt.datetime | None = None,
         key: SigningKey | None = None,
         ocsp_url: str | None = None,
+        parent: str | None = None,
+        locality: str = "Hà Nội",
     ) -> IssuedCertificate:
-        """An agency certificate: organisation signatures and the agency's mTLS client cert."""
+        """An agency certificate: organisation signatures and the agency's mTLS client cert.
+
+        Shaped like the national CA's organisation certificate (CN the agency, O its
+        ``parent``), plus the docaxis identity and clientAuth it needs for mutual TLS."""
         return self._issue_leaf(
-            _name(name, organization=name),
+            OrganizationSubject(name, parent=parent, locality=locality).x509_name(),
             key_type=key_type,
             usage=_key_usage(digital_signature=True, content_commitment=True),
             ekus=[ExtendedKeyUsageOID.CLIENT_AUTH, DOCUMENT_SIGNING_EKU],
@@ -321,6 +350,7 @@ class DemoCA:
             not_after=not_after,
             key=key,
             ocsp_url=ocsp_url,
+            signer=True,
         )
 
     def issue_person(
@@ -333,10 +363,19 @@ class DemoCA:
         not_after: dt.datetime | None = None,
         key: SigningKey | None = None,
         ocsp_url: str | None = None,
+        organization: str | None = None,
+        unit: str | None = None,
+        locality: str = "Hà Nội",
     ) -> IssuedCertificate:
-        """An official's certificate: document signing only (officials do not log in via mTLS)."""
+        """An official's certificate: document signing only (officials do not log in via mTLS).
+
+        Shaped like the national CA's person certificate (CN the official, OU the ``unit``,
+        O the ``organization``, by default the agency code), plus the docaxis identity."""
+        subject = PersonSubject(
+            full_name, organization or agency_code, unit=unit, locality=locality
+        )
         return self._issue_leaf(
-            _name(full_name, organization=agency_code),
+            subject.x509_name(),
             key_type=key_type,
             usage=_key_usage(digital_signature=True, content_commitment=True),
             ekus=[DOCUMENT_SIGNING_EKU],
@@ -345,6 +384,7 @@ class DemoCA:
             not_after=not_after,
             key=key,
             ocsp_url=ocsp_url,
+            signer=True,
         )
 
     def issue_server(
@@ -572,12 +612,20 @@ class PkiFolder:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         force: bool = False,
+        parent: str | None = None,
+        locality: str = "Hà Nội",
     ) -> IssuedFiles:
         """Issue ``agencies/<code>.pem|.key`` (the agency's mTLS client certificate, which also
         signs for the organisation)."""
         check_tls_key_type(key_type, "an agency certificate")
         issued = self.load().issue_agency(
-            code, name, key_type=key_type, not_before=not_before, not_after=not_after
+            code,
+            name,
+            key_type=key_type,
+            not_before=not_before,
+            not_after=not_after,
+            parent=parent,
+            locality=locality,
         )
         return self._save(self.path / "agencies" / code, issued, force=force)
 
@@ -590,10 +638,20 @@ class PkiFolder:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         force: bool = False,
+        organization: str | None = None,
+        unit: str | None = None,
+        locality: str = "Hà Nội",
     ) -> IssuedFiles:
         """Issue ``persons/<agency code>/<name slug>.pem|.key``."""
         issued = self.load().issue_person(
-            full_name, agency_code, key_type=key_type, not_before=not_before, not_after=not_after
+            full_name,
+            agency_code,
+            key_type=key_type,
+            not_before=not_before,
+            not_after=not_after,
+            organization=organization,
+            unit=unit,
+            locality=locality,
         )
         return self._save(
             self.path / "persons" / agency_code / slug(full_name), issued, force=force

@@ -241,7 +241,7 @@ async def test_signatures_by_certificates_of_an_untrusted_ca_are_refused(
     scene: Scene,
 ) -> None:
     """Certificates that look right (same identities) but chain to someone else's root."""
-    rogue = DemoCA.create(common_name="docaxis DEMO root CA")  # even the same name
+    rogue = DemoCA.create()  # even the same name
     header = scene.header()
     signatures = signed(
         header,

@@ -245,7 +245,7 @@ def test_revoked_person_certificate_is_rejected(fresh_ca: DemoCA) -> None:
 
 def test_chain_from_an_untrusted_ca_is_rejected(ca: DemoCA) -> None:
     """Certificates from a CA outside the trust store give UNTRUSTED_ISSUER."""
-    rogue = DemoCA.create(common_name="docaxis DEMO root CA")  # same name, other key
+    rogue = DemoCA.create()  # same name, other key
     signatures = sign_document(
         make_manifest(),
         person=rogue.issue_person(OFFICIAL, SENDER).identity(),
