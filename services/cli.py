@@ -18,7 +18,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis_client.ledger.cosignature import CosignerVerifier
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
-from services import health_cli, pki_cli, report_cli, sign_cli
+from services import health_cli, peers_cli, pki_cli, report_cli, sign_cli
 from services.bootstrap.migrations import migrate
 from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
 from services.bootstrap.serve import serve_plan
@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pki_cli.add_commands(commands, client)
     report_cli.add_commands(commands, client)
     health_cli.add_commands(commands, client)
+    peers_cli.add_commands(commands, client)
     witness_cli.add_commands(commands)
     sign_cli.add_commands(commands, client)
 
@@ -425,6 +426,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "crl": pki_cli.dispatch,
     "report": report_cli.dispatch,
     "health": health_cli.dispatch,
+    "peers": peers_cli.dispatch,
     "witness": witness_cli.dispatch,
     "sign": sign_cli.dispatch,
     "signature-policy": sign_cli.dispatch,

@@ -58,7 +58,7 @@ class FakeAdminStore:
         )
 
     async def dead_letters(
-        self, agency: str | None, after: PageCursor | None, limit: int
+        self, agency: str | None, after: PageCursor | None, limit: int, *, peer: str | None = None
     ) -> list[DeadLetterCopy]:
         copies = [
             DeadLetterCopy(
@@ -71,7 +71,9 @@ class FakeAdminStore:
                 push_count=d.push_count,
             )
             for d in self.documents.deliveries.values()
-            if d.state is DeliveryState.DEAD_LETTERED
+            # The fakes route nothing to a peer hub: no copy has a next hop.
+            if peer is None
+            and d.state is DeliveryState.DEAD_LETTERED
             and d.dead_lettered_at is not None
             and (
                 agency is None

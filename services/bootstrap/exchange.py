@@ -31,6 +31,7 @@ from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGED_CHANNEL,
     PostgresLifecycleStore,
 )
+from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_queues import PostgresQueueProbe
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
@@ -113,8 +114,10 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
         report_api.SERVICE_NAME,
         lambda server: rpb_grpc.add_ReportServiceServicer_to_server(report, server),
     )
+    peer_states = PostgresPeerStates(pool)
     admin = admin_api.AdminServicer(
-        AdminHandlers(PostgresAdminStore(pool), documents, lifecycle_store), security.callers
+        AdminHandlers(PostgresAdminStore(pool), documents, lifecycle_store, peers=peer_states),
+        security.callers,
     )
     wiring.add_service(
         admin_api.SERVICE_NAME,
@@ -137,7 +140,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     wiring.add_job("settlements", settlements.run)
     wiring.add_singleton("sweeps", Singleton.SWEEPS, _sweeps(wiring, lookup))
     if settings.hub_code:
-        _wire_federation(wiring, exchange, lifecycle, documents, lookup, inbox)
+        _wire_federation(wiring, exchange, lifecycle, documents, lookup, inbox, peer_states)
 
 
 def _wire_federation(
@@ -147,6 +150,7 @@ def _wire_federation(
     documents: PostgresDocumentStore,
     lookup: DirectoryLookup,
     inbox: RabbitInbox,
+    peer_states: PostgresPeerStates,
 ) -> None:
     """FederationService for the peer hubs, and a forwarder per peer (on the first worker: one
     consumer per peer queue keeps the hand-overs in order)."""
@@ -176,6 +180,7 @@ def _wire_federation(
         return
     forwarders: list[Forwarder] = []
     wiring.metrics.watch_peers(lambda: [f.snapshot() for f in forwarders])
+    addresses = dict(settings.peers)
     for hub_code, (channel, metadata) in channels.items():
         forwarder = Forwarder(
             settings.hub_code,
@@ -186,10 +191,32 @@ def _wire_federation(
             store,
             failures_to_open=settings.peer_failures_to_open,
             max_backoff_s=settings.peer_max_backoff_s,
+            reports=peer_states,
+            kind="docaxis",
+            address=addresses[hub_code],
         )
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
         wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+    wiring.add_job("peer-reports", _forget_unconfigured_peers(wiring, peer_states))
+
+
+def _forget_unconfigured_peers(wiring: Wiring, peer_states: PostgresPeerStates) -> Job:
+    """Drops the reports of peers no forwarder serves any more (removed from the settings):
+    ListPeers then shows them only while something still waits for them. Every forwarder (of
+    any kind) is in wiring.forwarders by the time the jobs start."""
+
+    async def job(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await peer_states.retain([f.hub_code for f in wiring.forwarders])
+            except Exception as exc:  # noqa: BLE001 - retried; reports are only figures
+                log.warning("peer_reports_not_pruned", error=str(exc))
+                await pause(stop, 5.0)
+                continue
+            await stop.wait()
+
+    return job
 
 
 def _restarting(run: Job, name: str) -> Job:

@@ -78,6 +78,7 @@ FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uui
 WHERE d.state = 'dead_lettered'
     AND ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
     AND ($2::timestamptz IS NULL OR (d.dead_lettered_at, d.id) < ($2, $3::uuid))
+    AND ($5::text IS NULL OR d.via_hub = $5)
 ORDER BY d.dead_lettered_at DESC, d.id DESC
 LIMIT $4
 """  # noqa: S608 - constant fragments
@@ -160,7 +161,7 @@ class PostgresAdminStore:
         ]
 
     async def dead_letters(
-        self, agency: str | None, after: PageCursor | None, limit: int
+        self, agency: str | None, after: PageCursor | None, limit: int, *, peer: str | None = None
     ) -> list[DeadLetterCopy]:
         rows = await self._pool.fetch(
             _DEAD_LETTERS_SQL,
@@ -168,6 +169,7 @@ class PostgresAdminStore:
             after.created_at if after else None,
             uuid.UUID(after.item_id) if after else None,
             limit,
+            peer,
         )
         return [
             DeadLetterCopy(

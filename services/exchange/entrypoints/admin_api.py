@@ -13,6 +13,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from services.common.errors import FieldViolation
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
+from services.exchange.domain.peering import CircuitState
 from services.exchange.entrypoints.convert import (
     business_type_to_pb,
     state_from_pb,
@@ -35,6 +36,7 @@ from services.exchange.service_layer.admin_ports import (
     FoundDocument,
     Resend,
 )
+from services.exchange.service_layer.peers import PeerState, PeerView
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 
@@ -118,6 +120,51 @@ def resend_to_pb(resend: Resend) -> pb.DeadLetterResend:
     )
 
 
+_CIRCUITS = {
+    CircuitState.CLOSED: pb.CIRCUIT_STATE_CLOSED,
+    CircuitState.OPEN: pb.CIRCUIT_STATE_OPEN,
+    CircuitState.HALF_OPEN: pb.CIRCUIT_STATE_HALF_OPEN,
+}
+_PEER_STATES = {
+    PeerState.UP: pb.PEER_STATE_UP,
+    PeerState.RETRYING: pb.PEER_STATE_RETRYING,
+    PeerState.DOWN: pb.PEER_STATE_DOWN,
+    PeerState.NOT_CONTACTED: pb.PEER_STATE_NOT_CONTACTED,
+    PeerState.NOT_CONFIGURED: pb.PEER_STATE_NOT_CONFIGURED,
+}
+
+
+def peer_to_pb(view: PeerView) -> pb.Peer:
+    queue, report = view.queue, view.report
+    message = pb.Peer(
+        hub=view.hub,
+        state=_PEER_STATES[view.state],
+        queue_depth=queue.depth,
+        oldest_queued_at=timestamp(queue.oldest_queued_at),
+        oldest_age_s=view.oldest_age_s,
+        dead_letters=queue.dead_letters,
+        received_per_minute=view.received_per_minute,
+    )
+    if report is not None:
+        message.MergeFrom(
+            pb.Peer(
+                kind=report.kind,
+                address=report.address,
+                circuit=_CIRCUITS[report.circuit],
+                last_contact=timestamp(report.last_contact),
+                consecutive_failures=report.consecutive_failures,
+                last_failure_at=timestamp(report.last_failure_at),
+                last_error=report.last_error,
+                forwarded=report.forwarded,
+                refused=report.refused,
+                failures=report.failures,
+                forwarded_per_minute=report.forwarded_per_minute,
+                reported_at=timestamp(report.reported_at),
+            )
+        )
+    return message
+
+
 class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(self, handlers: AdminHandlers, callers: CallerResolver) -> None:
         self._handlers = handlers
@@ -175,7 +222,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         async with domain_errors(context):
             caller = await self._callers.authenticate(context)
             copies, token = await self._handlers.dead_letters(
-                caller, request.agency, request.page_size, request.page_token
+                caller, request.agency, request.page_size, request.page_token, peer=request.peer
             )
             return pb.ListDeadLettersResponse(
                 dead_letters=[dead_letter_to_pb(c) for c in copies], next_page_token=token
@@ -189,4 +236,26 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             resend = await self._handlers.resend(caller, request.delivery_id, request.reason)
             return pb.ResendDeadLetterResponse(
                 resend=resend_to_pb(resend), state=xpb.DELIVERY_STATE_QUEUED
+            )
+
+    async def ListPeers(
+        self, request: pb.ListPeersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPeersResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            views = await self._handlers.peers(caller)
+            return pb.ListPeersResponse(peers=[peer_to_pb(v) for v in views])
+
+    async def ResendPeerDeadLetters(
+        self,
+        request: pb.ResendPeerDeadLettersRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.ResendPeerDeadLettersResponse:
+        async with domain_errors(context):
+            caller = await self._callers.authenticate(context)
+            resends, remaining = await self._handlers.resend_peer_dead_letters(
+                caller, request.hub, request.reason, request.limit
+            )
+            return pb.ResendPeerDeadLettersResponse(
+                resends=[resend_to_pb(r) for r in resends], remaining=remaining
             )

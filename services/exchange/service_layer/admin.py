@@ -1,4 +1,5 @@
-"""Administrator use cases: document search, a document's timeline, dead letters and resends."""
+"""Administrator use cases: document search, a document's timeline, dead letters and resends,
+federation peers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import structlog
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
+    UnavailableError,
     ValidationError,
     check_uuid,
     parse_iso_date,
@@ -18,6 +20,7 @@ from services.common.errors import (
 )
 from services.common.identity import Caller
 from services.exchange.domain.deadlines import deadline
+from services.exchange.domain.delivery import NotDeadLetteredError
 from services.exchange.domain.model import (
     MAX_CODE_NOTATION,
     MAX_CODE_NUMBER,
@@ -44,12 +47,27 @@ from services.exchange.service_layer.lifecycle_ports import (
     LifecycleStore,
     PageCursor,
 )
+from services.exchange.service_layer.peers import (
+    THROUGHPUT_WINDOW,
+    PeerStates,
+    PeerView,
+    peer_views,
+)
 from services.exchange.service_layer.ports import DocumentStore, DocumentTrack
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# The most dead letters one ResendPeerDeadLetters call puts back (each is its own transaction).
+MAX_PEER_RESENDS = 1000
+
+
+class PeerUnknownError(NotFoundError):
+    """An administrator named a peer hub this hub neither exchanges with nor holds anything
+    for."""
+
+    reason = "PEER_UNKNOWN"
 
 
 def _now() -> dt.datetime:
@@ -154,11 +172,14 @@ class AdminHandlers:
         documents: DocumentStore,
         lifecycle: LifecycleStore,
         clock: Callable[[], dt.datetime] = _now,
+        *,
+        peers: PeerStates | None = None,
     ) -> None:
         self._store = store
         self._documents = documents
         self._lifecycle = lifecycle
         self._clock = clock
+        self._peers = peers
 
     async def search(
         self,
@@ -200,7 +221,7 @@ class AdminHandlers:
         return Timeline(track, lifecycles, in_reply_to, replies, resends, trace_id)
 
     async def dead_letters(
-        self, caller: Caller, agency: str, page_size: int, page_token: str
+        self, caller: Caller, agency: str, page_size: int, page_token: str, *, peer: str = ""
     ) -> tuple[list[DeadLetterCopy], str]:
         caller.require_admin()
         problems: list[FieldViolation] = []
@@ -208,7 +229,9 @@ class AdminHandlers:
         after = _cursor(page_token, "ListDeadLetters", problems)
         if problems:
             raise ValidationError("invalid dead-letter listing", problems)
-        copies = await self._store.dead_letters(agency.strip() or None, after, limit + 1)
+        copies = await self._store.dead_letters(
+            agency.strip() or None, after, limit + 1, peer=peer.strip() or None
+        )
         if len(copies) <= limit:
             return copies, ""
         last = copies[limit - 1]
@@ -221,11 +244,7 @@ class AdminHandlers:
         caller.require_admin()
         problems: list[FieldViolation] = []
         check_uuid(problems, "delivery_id", delivery_id)
-        reason = nfc(reason).strip()
-        if not reason:
-            problems.append(FieldViolation("reason", "a resend states its reason"))
-        elif len(reason) > MAX_DESCRIPTION:
-            problems.append(FieldViolation("reason", f"at most {MAX_DESCRIPTION} characters"))
+        reason = _resend_reason(reason, problems)
         if problems:
             raise ValidationError("invalid resend", problems)
         administrator = Administrator(caller.subject, caller.serial)
@@ -239,3 +258,65 @@ class AdminHandlers:
             push_count=resend.push_count,
         )
         return resend
+
+    async def peers(self, caller: Caller) -> list[PeerView]:
+        """Every peer with its figures (see services/exchange/service_layer/peers.py)."""
+        caller.require_admin()
+        peers = self._require_peers()
+        now = self._clock()
+        reports = await peers.reports()
+        queues = await peers.queues(now - THROUGHPUT_WINDOW)
+        return peer_views(reports, queues, now)
+
+    async def resend_peer_dead_letters(
+        self, caller: Caller, hub: str, reason: str, limit: int
+    ) -> tuple[list[Resend], int]:
+        """Every copy dead-lettered on its way to `hub` (up to `limit`, oldest first) put back on
+        the delivery path, each audited as `resend` does; and how many are left over."""
+        caller.require_admin()
+        problems: list[FieldViolation] = []
+        hub = hub.strip()
+        if not hub:
+            problems.append(FieldViolation("hub", "the peer's hub code"))
+        reason = _resend_reason(reason, problems)
+        if not 0 <= limit <= MAX_PEER_RESENDS:
+            problems.append(
+                FieldViolation("limit", f"0 to {MAX_PEER_RESENDS} (0 means {MAX_PEER_RESENDS})")
+            )
+        if problems:
+            raise ValidationError("invalid peer resend", problems)
+        peers = self._require_peers()
+        known = {view.hub for view in await self.peers(caller)}
+        if hub not in known:
+            raise PeerUnknownError(f"no peer hub {hub!r} here", meta={"hub": hub})
+        delivery_ids, total = await peers.dead_lettered(hub, limit or MAX_PEER_RESENDS)
+        administrator = Administrator(caller.subject, caller.serial)
+        resends: list[Resend] = []
+        for delivery_id in delivery_ids:
+            try:
+                resend = await self._store.resend(delivery_id, administrator, reason, self._clock())
+            except NotDeadLetteredError:
+                continue  # resent meanwhile (another administrator, the same call twice)
+            if resend is not None:
+                resends.append(resend)
+        log.info(
+            "peer_dead_letters_resent",
+            hub=hub,
+            resent=len(resends),
+            administrator_serial=caller.serial,
+        )
+        return resends, total - len(delivery_ids)
+
+    def _require_peers(self) -> PeerStates:
+        if self._peers is None:
+            raise UnavailableError("this process keeps no federation peers' figures")
+        return self._peers
+
+
+def _resend_reason(reason: str, problems: list[FieldViolation]) -> str:
+    reason = nfc(reason).strip()
+    if not reason:
+        problems.append(FieldViolation("reason", "a resend states its reason"))
+    elif len(reason) > MAX_DESCRIPTION:
+        problems.append(FieldViolation("reason", f"at most {MAX_DESCRIPTION} characters"))
+    return reason

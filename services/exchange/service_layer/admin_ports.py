@@ -102,10 +102,11 @@ class AdminStore(Protocol):
         ...
 
     async def dead_letters(
-        self, agency: str | None, after: PageCursor | None, limit: int
+        self, agency: str | None, after: PageCursor | None, limit: int, *, peer: str | None = None
     ) -> list[DeadLetterCopy]:
-        """Dead-lettered copies (sent by or addressed to `agency`, any when None), newest first
-        by (dead_lettered_at, delivery id), strictly before `after`."""
+        """Dead-lettered copies (sent by or addressed to `agency`, any when None; whose next hop
+        is the hub `peer`, any when None), newest first by (dead_lettered_at, delivery id),
+        strictly before `after`."""
         ...
 
     async def resend(

@@ -12,6 +12,8 @@ a row, an open circuit: nothing is taken from its queue until a probe finds it a
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime as dt
 import random
 import time
 from collections.abc import Sequence
@@ -38,14 +40,18 @@ from services.exchange.service_layer.federation_ports import (
     PeerTransport,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
-from services.exchange.service_layer.inbox_ports import AgencyInboxes, Inbox, InboxMessage
+from services.exchange.service_layer.inbox_ports import AgencyInboxes, InboxMessage
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.lifecycle_ports import StatusNoticeItem
+from services.exchange.service_layer.peers import THROUGHPUT_WINDOW, PeerReport, PeerStates
 from services.exchange.service_layer.ports import DeadLetter, PushItem
 
 log = structlog.get_logger(__name__)
 
 BATCH = 100
+# An idle peer is probed this often, so that its last contact and circuit stay true for the
+# operator (and a peer that went away is found before the next document needs it).
+IDLE_PROBE_S = 30.0
 # The routing key (and inbox queue suffix) of what waits for a peer hub (adapters/postgres.py).
 PEER_QUEUE_PREFIX = "hub."
 
@@ -62,7 +68,21 @@ class PeerStats:
     refused: int = 0
     failures: int = 0
     last_contact: float | None = None  # time.time() of the last answer
+    last_failure: float | None = None  # time.time() of the last failed hand-over or probe
+    last_error: str = ""
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # (time.monotonic(), items handed over) of the recent batches, for the throughput.
+    recent: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+
+    def handed_over(self, items: int, now: float) -> None:
+        self.forwarded += items
+        self.recent.append((now, items))
+
+    def per_minute(self, now: float) -> float:
+        window = THROUGHPUT_WINDOW.total_seconds()
+        while self.recent and self.recent[0][0] < now - window:
+            self.recent.popleft()
+        return sum(n for _, n in self.recent) / (window / 60)
 
 
 class Forwarder:
@@ -78,6 +98,10 @@ class Forwarder:
         failures_to_open: int = 5,
         max_backoff_s: float = MAX_BACKOFF_S,
         rng: random.Random | None = None,
+        reports: PeerStates | None = None,
+        kind: str = "docaxis",
+        address: str = "",
+        idle_probe_s: float = IDLE_PROBE_S,
     ) -> None:
         self._own_hub = own_hub
         self._transport = transport
@@ -87,6 +111,10 @@ class Forwarder:
         self._store = store
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.stats = PeerStats(breaker=CircuitBreaker(failures_to_open, max_backoff_s))
+        self._reports = reports
+        self._kind = kind
+        self._address = address
+        self._idle_probe_s = idle_probe_s
 
     @property
     def hub_code(self) -> str:
@@ -103,17 +131,80 @@ class Forwarder:
             last_contact=stats.last_contact,
         )
 
+    def report(self) -> PeerReport:
+        """The forwarder's view of its peer now (docaxis peers, the console)."""
+        stats = self.stats
+        return PeerReport(
+            hub=self.hub_code,
+            kind=self._kind,
+            address=self._address,
+            circuit=stats.breaker.state,
+            consecutive_failures=stats.breaker.failures,
+            last_contact=_utc(stats.last_contact),
+            last_failure_at=_utc(stats.last_failure),
+            last_error=stats.last_error,
+            forwarded=stats.forwarded,
+            refused=stats.refused,
+            failures=stats.failures,
+            forwarded_per_minute=stats.per_minute(time.monotonic()),
+            reported_at=dt.datetime.now(dt.UTC),
+        )
+
+    async def write_report(self) -> None:
+        """Stores the report for every process of the hub to answer from (after each batch,
+        probe or failure: one small write per batch of up to BATCH items). A database that does
+        not answer costs the report, never the forwarding."""
+        if self._reports is None:
+            return
+        try:
+            await self._reports.record(self.report())
+        except Exception as exc:  # noqa: BLE001 - a lost report must not stop forwarding
+            log.warning("peer_report_not_written", hub=self.hub_code, error=str(exc))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Forwards until `stop` is set; a broker failure ends the run (the job restarts it)."""
+        await self.write_report()
         async with self._inboxes.consume(peer_queue(self.hub_code), prefetch=BATCH) as inbox:
-            while not stop.is_set():
-                if self.stats.breaker.state is not CircuitState.CLOSED:
-                    await self._probe(stop)
-                    continue
-                batch = await _unless_stopped(inbox, stop)
-                if not batch:
-                    return
-                await self.forward_batch(batch)
+            waiting: asyncio.Future[list[InboxMessage]] | None = None
+            try:
+                while not stop.is_set():
+                    if self.stats.breaker.state is not CircuitState.CLOSED:
+                        await self._probe(stop)
+                        await self.write_report()
+                        continue
+                    # The same wait goes on across idle probes: cancelling it could drop
+                    # messages it already took from the queue.
+                    waiting = waiting or asyncio.ensure_future(inbox.batch(BATCH))
+                    if not await _ready(waiting, stop, self._idle_probe_s):
+                        if stop.is_set():
+                            return
+                        await self._idle_probe()
+                        continue
+                    batch, waiting = waiting.result(), None
+                    if not batch:
+                        return
+                    await self.forward_batch(batch)
+                    await self.write_report()
+            finally:
+                if waiting is not None:
+                    waiting.cancel()
+                await self.write_report()
+
+    async def _idle_probe(self) -> None:
+        """Nothing to hand over for a while: is the peer still there?"""
+        if await self._transport.probe():
+            self.stats.last_contact = time.time()
+            self.stats.breaker.succeeded()
+        else:
+            self._failed("the peer did not answer its health probe")
+            self.stats.breaker.failed(time.monotonic(), self._rng)
+            log.warning("peer_unreachable", hub=self.hub_code, error=self.stats.last_error)
+        await self.write_report()
+
+    def _failed(self, error: str) -> None:
+        self.stats.failures += 1
+        self.stats.last_failure = time.time()
+        self.stats.last_error = error
 
     async def _probe(self, stop: asyncio.Event) -> None:
         breaker = self.stats.breaker
@@ -128,6 +219,8 @@ class Forwarder:
             self.stats.last_contact = time.time()
             breaker.succeeded()
         else:
+            self.stats.last_failure = time.time()
+            self.stats.last_error = "the peer did not answer its health probe"
             breaker.failed(time.monotonic(), self._rng)
 
     async def forward_batch(self, batch: Sequence[InboxMessage]) -> None:
@@ -140,7 +233,7 @@ class Forwarder:
         except UnavailableError as exc:
             for message, _ in claimed:
                 await message.message.reject(requeue=True)
-            self.stats.failures += 1
+            self._failed(str(exc))
             wait = self.stats.breaker.failed(time.monotonic(), self._rng)
             log.warning(
                 "peer_unreachable",
@@ -150,10 +243,12 @@ class Forwarder:
                 retry_in_s=round(wait, 2),
             )
             if self.stats.breaker.state is CircuitState.CLOSED:
+                await self.write_report()
                 await asyncio.sleep(wait)
             return
         self.stats.breaker.succeeded()
         self.stats.last_contact = time.time()
+        self.stats.last_error = ""
         for (message, item), outcome in zip(claimed, outcomes, strict=True):
             if outcome.error is not None and outcome.retryable:
                 await message.message.reject(requeue=True)
@@ -175,7 +270,7 @@ class Forwarder:
                 )
                 await message.message.ack()
                 continue
-            self.stats.forwarded += 1
+            self.stats.handed_over(1, time.monotonic())
             if isinstance(item, OutboundDocument):
                 await self._store.handed_over(item.item_id, self.hub_code, outcome.receipt)
             else:
@@ -257,14 +352,19 @@ class Forwarder:
         return [(m, found[id(m)]) for m in fresh if id(m) in found]
 
 
-async def _unless_stopped(inbox: Inbox, stop: asyncio.Event) -> list[InboxMessage]:
-    batch = asyncio.ensure_future(inbox.batch(BATCH))
+async def _ready(
+    waiting: asyncio.Future[list[InboxMessage]], stop: asyncio.Event, within_s: float
+) -> bool:
+    """Whether the batch came within `within_s` (False on stop or time-out)."""
     stopped = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait((batch, stopped), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            (waiting, stopped), timeout=within_s, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         stopped.cancel()
-    if not batch.done():
-        batch.cancel()
-        return []
-    return batch.result()
+    return waiting.done() and not stop.is_set()
+
+
+def _utc(unix_time: float | None) -> dt.datetime | None:
+    return None if unix_time is None else dt.datetime.fromtimestamp(unix_time, dt.UTC)

@@ -83,7 +83,7 @@ class FakeAdminStore:
         return rows[:limit]
 
     async def dead_letters(
-        self, agency: str | None, after: PageCursor | None, limit: int
+        self, agency: str | None, after: PageCursor | None, limit: int, *, peer: str | None = None
     ) -> list[DeadLetterCopy]:
         rows = self.dead
         if after is not None:

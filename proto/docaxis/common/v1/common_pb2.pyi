@@ -94,6 +94,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "receive_streams") or calls in flight ("calls_in_flight") as it may (RESOURCE_EXHAUSTED).
     What it holds keeps working; let one end, or retry after RetryInfo's delay.
     """
+    ERROR_REASON_PEER_UNKNOWN: _ErrorReason.ValueType  # 36
+    """An administrator named a peer hub this hub neither exchanges with nor holds anything for
+    (NOT_FOUND; metadata `hub` names it).
+    """
     ERROR_REASON_LEDGER_FORK: _ErrorReason.ValueType  # 38
     """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
     joins: a split view (docaxis_client.ledger.monitor).
@@ -175,6 +179,10 @@ ERROR_REASON_CONCURRENCY_LIMITED: ErrorReason.ValueType  # 33
 """Retryable: the agency already holds as many Receive streams (metadata `limit` is
 "receive_streams") or calls in flight ("calls_in_flight") as it may (RESOURCE_EXHAUSTED).
 What it holds keeps working; let one end, or retry after RetryInfo's delay.
+"""
+ERROR_REASON_PEER_UNKNOWN: ErrorReason.ValueType  # 36
+"""An administrator named a peer hub this hub neither exchanges with nor holds anything for
+(NOT_FOUND; metadata `hub` names it).
 """
 ERROR_REASON_LEDGER_FORK: ErrorReason.ValueType  # 38
 """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof

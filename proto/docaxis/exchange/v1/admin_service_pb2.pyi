@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,63 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CircuitState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CircuitStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CircuitState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CIRCUIT_STATE_UNSPECIFIED: _CircuitState.ValueType  # 0
+    CIRCUIT_STATE_CLOSED: _CircuitState.ValueType  # 1
+    CIRCUIT_STATE_OPEN: _CircuitState.ValueType  # 2
+    CIRCUIT_STATE_HALF_OPEN: _CircuitState.ValueType  # 3
+
+class CircuitState(_CircuitState, metaclass=_CircuitStateEnumTypeWrapper):
+    """A peer's circuit breaker (the forwarder's): closed while hand-overs succeed; open after
+    failures in a row (nothing is taken from its queue until a probe answers); half-open during
+    that probe.
+    """
+
+CIRCUIT_STATE_UNSPECIFIED: CircuitState.ValueType  # 0
+CIRCUIT_STATE_CLOSED: CircuitState.ValueType  # 1
+CIRCUIT_STATE_OPEN: CircuitState.ValueType  # 2
+CIRCUIT_STATE_HALF_OPEN: CircuitState.ValueType  # 3
+Global___CircuitState: _TypeAlias = CircuitState  # noqa: Y015
+
+class _PeerState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PeerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PeerState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PEER_STATE_UNSPECIFIED: _PeerState.ValueType  # 0
+    PEER_STATE_UP: _PeerState.ValueType  # 1
+    """It answered the last hand-over or probe."""
+    PEER_STATE_RETRYING: _PeerState.ValueType  # 2
+    """The last attempts failed; retried with back-off while the circuit stays closed."""
+    PEER_STATE_DOWN: _PeerState.ValueType  # 3
+    """The circuit is open (or half-open): the peer is not answering."""
+    PEER_STATE_NOT_CONTACTED: _PeerState.ValueType  # 4
+    """Configured, but no forwarder has reached it yet (or none reported, e.g. just started)."""
+    PEER_STATE_NOT_CONFIGURED: _PeerState.ValueType  # 5
+    """Not configured here any more, but copies or notices still wait for it or are dead-lettered."""
+
+class PeerState(_PeerState, metaclass=_PeerStateEnumTypeWrapper):
+    """What an operator should make of a peer, in one word."""
+
+PEER_STATE_UNSPECIFIED: PeerState.ValueType  # 0
+PEER_STATE_UP: PeerState.ValueType  # 1
+"""It answered the last hand-over or probe."""
+PEER_STATE_RETRYING: PeerState.ValueType  # 2
+"""The last attempts failed; retried with back-off while the circuit stays closed."""
+PEER_STATE_DOWN: PeerState.ValueType  # 3
+"""The circuit is open (or half-open): the peer is not answering."""
+PEER_STATE_NOT_CONTACTED: PeerState.ValueType  # 4
+"""Configured, but no forwarder has reached it yet (or none reported, e.g. just started)."""
+PEER_STATE_NOT_CONFIGURED: PeerState.ValueType  # 5
+"""Not configured here any more, but copies or notices still wait for it or are dead-lettered."""
+Global___PeerState: _TypeAlias = PeerState  # noqa: Y015
 
 @_typing.final
 class DocumentSummary(_message.Message):
@@ -290,6 +348,7 @@ class GetDocumentTimelineResponse(_message.Message):
     RESENDS_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     VERIFICATION_FIELD_NUMBER: _builtins.int
+    HOPS_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
     """The W3C trace id (32 hex digits) of the document's path: its Submit, and the publish, push
     and acknowledgement of every copy and notice. Empty when tracing was off at submission.
@@ -323,6 +382,12 @@ class GetDocumentTimelineResponse(_message.Message):
     def verification(self) -> _common_pb2.Verification:
         """Who signed what and how the hub checked it (or that the document came unsigned)."""
 
+    @_builtins.property
+    def hops(self) -> Global___DocumentHops:
+        """Federation: the document's path across hubs as this hub knows it (see DocumentHops); empty
+        hops for a document submitted here and delivered only here.
+        """
+
     def __init__(
         self,
         *,
@@ -334,24 +399,233 @@ class GetDocumentTimelineResponse(_message.Message):
         resends: _abc.Iterable[Global___DeadLetterResend] | None = ...,
         trace_id: _builtins.str = ...,
         verification: _common_pb2.Verification | None = ...,
+        hops: Global___DocumentHops | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "verification", b"verification"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "hops", b"hops", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends", "trace_id", b"trace_id", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "hops", b"hops", "in_reply_to", b"in_reply_to", "recipients", b"recipients", "replies", b"replies", "resends", b"resends", "trace_id", b"trace_id", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDocumentTimelineResponse: _TypeAlias = GetDocumentTimelineResponse  # noqa: Y015
 
 @_typing.final
+class HubHop(_message.Message):
+    """One hub a document passed through (an edXML TraceHeader): its code and when it accepted the
+    document.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    hub: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hub: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "hub", b"hub"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HubHop: _TypeAlias = HubHop  # noqa: Y015
+
+@_typing.final
+class HandOver(_message.Message):
+    """A copy handed over to the next hub (its next hop)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    NEXT_HUB_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HANDED_OVER_AT_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    RECEIPT_SHA256_FIELD_NUMBER: _builtins.int
+    RECEIPT_SIGNED_AT_FIELD_NUMBER: _builtins.int
+    RECEIPT_KEY_ID_FIELD_NUMBER: _builtins.int
+    STATUSES_BACK_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    recipient: _builtins.str
+    """The recipient as the next hub was told it."""
+    next_hub: _builtins.str
+    state: _exchange_service_pb2.DeliveryState.ValueType
+    receipt: _builtins.bytes
+    """The next hub's signed transport receipt of the hand-over (kept here; empty until then), its
+    SHA-256 (hex), and, when it is a docaxis receipt, the time it attests and the signing key id.
+    """
+    receipt_sha256: _builtins.str
+    receipt_key_id: _builtins.str
+    @_builtins.property
+    def handed_over_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next hub stored it (its answer came); unset while it waits for the hand-over."""
+
+    @_builtins.property
+    def receipt_signed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def statuses_back(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusBack]:
+        """The statuses that came back from the next hub for this copy, in order, and when each
+        arrived here.
+        """
+
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        next_hub: _builtins.str = ...,
+        state: _exchange_service_pb2.DeliveryState.ValueType = ...,
+        handed_over_at: _timestamp_pb2.Timestamp | None = ...,
+        receipt: _builtins.bytes = ...,
+        receipt_sha256: _builtins.str = ...,
+        receipt_signed_at: _timestamp_pb2.Timestamp | None = ...,
+        receipt_key_id: _builtins.str = ...,
+        statuses_back: _abc.Iterable[Global___StatusBack] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_at", b"handed_over_at", "receipt_signed_at", b"receipt_signed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "handed_over_at", b"handed_over_at", "next_hub", b"next_hub", "receipt", b"receipt", "receipt_key_id", b"receipt_key_id", "receipt_sha256", b"receipt_sha256", "receipt_signed_at", b"receipt_signed_at", "recipient", b"recipient", "state", b"state", "statuses_back", b"statuses_back"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandOver: _TypeAlias = HandOver  # noqa: Y015
+
+@_typing.final
+class StatusBack(_message.Message):
+    """A status code and when it travelled one hop back towards the sender."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    code: _exchange_service_pb2.StatusCode.ValueType
+    recipient: _builtins.str
+    """The recipient it is about."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the recipient says it happened."""
+
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When it arrived here (hand-overs) or was handed back to the previous hub (arrivals); unset
+        while it waits to be handed back.
+        """
+
+    def __init__(
+        self,
+        *,
+        code: _exchange_service_pb2.StatusCode.ValueType = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        recipient: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "code", b"code", "occurred_at", b"occurred_at", "recipient", b"recipient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusBack: _TypeAlias = StatusBack  # noqa: Y015
+
+@_typing.final
+class Arrival(_message.Message):
+    """A copy this hub accepted from the previous hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    FROM_HUB_FIELD_NUMBER: _builtins.int
+    ACCEPTED_AT_FIELD_NUMBER: _builtins.int
+    RECEIPT_SHA256_FIELD_NUMBER: _builtins.int
+    STATUSES_BACK_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    recipient: _builtins.str
+    from_hub: _builtins.str
+    receipt_sha256: _builtins.str
+    """SHA-256 (hex) of the transport receipt this hub signed for the previous hub."""
+    @_builtins.property
+    def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def statuses_back(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusBack]:
+        """The recipient's statuses handed back (or waiting to be handed back) to the previous hub."""
+
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        from_hub: _builtins.str = ...,
+        accepted_at: _timestamp_pb2.Timestamp | None = ...,
+        receipt_sha256: _builtins.str = ...,
+        statuses_back: _abc.Iterable[Global___StatusBack] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "delivery_id", b"delivery_id", "from_hub", b"from_hub", "receipt_sha256", b"receipt_sha256", "recipient", b"recipient", "statuses_back", b"statuses_back"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Arrival: _TypeAlias = Arrival  # noqa: Y015
+
+@_typing.final
+class DocumentHops(_message.Message):
+    """A document's path across hubs at this hub: the trace it came with (hubs before this one, oldest
+    first, and this hub), the copies it accepted from the previous hub, and the copies it handed
+    over to next hubs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_DOCUMENT_UUID_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
+    ARRIVALS_FIELD_NUMBER: _builtins.int
+    HAND_OVERS_FIELD_NUMBER: _builtins.int
+    origin_document_uuid: _builtins.str
+    """The document's uuid at the hub it was first submitted to (its own uuid when that is here)."""
+    @_builtins.property
+    def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___HubHop]: ...
+    @_builtins.property
+    def arrivals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Arrival]: ...
+    @_builtins.property
+    def hand_overs(self) -> _containers.RepeatedCompositeFieldContainer[Global___HandOver]: ...
+    def __init__(
+        self,
+        *,
+        origin_document_uuid: _builtins.str = ...,
+        trace: _abc.Iterable[Global___HubHop] | None = ...,
+        arrivals: _abc.Iterable[Global___Arrival] | None = ...,
+        hand_overs: _abc.Iterable[Global___HandOver] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrivals", b"arrivals", "hand_overs", b"hand_overs", "origin_document_uuid", b"origin_document_uuid", "trace", b"trace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentHops: _TypeAlias = DocumentHops  # noqa: Y015
+
+@_typing.final
 class ListDeadLettersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENCY_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     agency: _builtins.str
     """Only copies this agency sent or should receive; empty for every agency."""
+    peer: _builtins.str
+    """Only copies whose next hop is this peer hub (federation); empty for every copy."""
     page_size: _builtins.int
     """1..200; 0 means 50."""
     page_token: _builtins.str
@@ -360,12 +634,13 @@ class ListDeadLettersRequest(_message.Message):
         self,
         *,
         agency: _builtins.str = ...,
+        peer: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "page_size", b"page_size", "page_token", b"page_token", "peer", b"peer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,3 +760,189 @@ class ResendDeadLetterResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResendDeadLetterResponse: _TypeAlias = ResendDeadLetterResponse  # noqa: Y015
+
+@_typing.final
+class ListPeersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPeersRequest: _TypeAlias = ListPeersRequest  # noqa: Y015
+
+@_typing.final
+class Peer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CIRCUIT_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    OLDEST_QUEUED_AT_FIELD_NUMBER: _builtins.int
+    OLDEST_AGE_S_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    LAST_CONTACT_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    FORWARDED_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    FORWARDED_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    RECEIVED_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    hub: _builtins.str
+    kind: _builtins.str
+    """What kind of peer: "docaxis" (a hub's FederationService), "national-axis" (a connector to
+    the existing national axis), as its forwarder reported it.
+    """
+    address: _builtins.str
+    """Where the forwarder reaches it."""
+    state: Global___PeerState.ValueType
+    circuit: Global___CircuitState.ValueType
+    queue_depth: _builtins.int
+    """Copies and notices (statuses, recalls) waiting to be handed over to it."""
+    oldest_age_s: _builtins.float
+    """Its age in seconds at the time of the answer (0 when none waits)."""
+    dead_letters: _builtins.int
+    """Copies dead-lettered on their way to it (ResendPeerDeadLetters puts them back)."""
+    consecutive_failures: _builtins.int
+    """Failures in a row now, and the last failure's time and message."""
+    last_error: _builtins.str
+    forwarded: _builtins.int
+    """Since its forwarder started: items handed over and stored, refused for good, and failed
+    hand-overs (batches retried later).
+    """
+    refused: _builtins.int
+    failures: _builtins.int
+    forwarded_per_minute: _builtins.float
+    """Items handed over per minute, over the last five minutes."""
+    received_per_minute: _builtins.float
+    """Copies accepted from it per minute, over the last five minutes."""
+    @_builtins.property
+    def oldest_queued_at(self) -> _timestamp_pb2.Timestamp:
+        """When the oldest of them was queued; unset when none waits."""
+
+    @_builtins.property
+    def last_contact(self) -> _timestamp_pb2.Timestamp:
+        """When it last answered (a hand-over or a probe); unset if never."""
+
+    @_builtins.property
+    def last_failure_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp:
+        """When its forwarder last reported (its figures above are as of then); unset if never."""
+
+    def __init__(
+        self,
+        *,
+        hub: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        address: _builtins.str = ...,
+        state: Global___PeerState.ValueType = ...,
+        circuit: Global___CircuitState.ValueType = ...,
+        queue_depth: _builtins.int = ...,
+        oldest_queued_at: _timestamp_pb2.Timestamp | None = ...,
+        oldest_age_s: _builtins.float = ...,
+        dead_letters: _builtins.int = ...,
+        last_contact: _timestamp_pb2.Timestamp | None = ...,
+        consecutive_failures: _builtins.int = ...,
+        last_failure_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        forwarded: _builtins.int = ...,
+        refused: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        forwarded_per_minute: _builtins.float = ...,
+        received_per_minute: _builtins.float = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_contact", b"last_contact", "last_failure_at", b"last_failure_at", "oldest_queued_at", b"oldest_queued_at", "reported_at", b"reported_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "circuit", b"circuit", "consecutive_failures", b"consecutive_failures", "dead_letters", b"dead_letters", "failures", b"failures", "forwarded", b"forwarded", "forwarded_per_minute", b"forwarded_per_minute", "hub", b"hub", "kind", b"kind", "last_contact", b"last_contact", "last_error", b"last_error", "last_failure_at", b"last_failure_at", "oldest_age_s", b"oldest_age_s", "oldest_queued_at", b"oldest_queued_at", "queue_depth", b"queue_depth", "received_per_minute", b"received_per_minute", "refused", b"refused", "reported_at", b"reported_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Peer: _TypeAlias = Peer  # noqa: Y015
+
+@_typing.final
+class ListPeersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Peer]:
+        """By hub code."""
+
+    def __init__(
+        self,
+        *,
+        peers: _abc.Iterable[Global___Peer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["peers", b"peers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPeersResponse: _TypeAlias = ListPeersResponse  # noqa: Y015
+
+@_typing.final
+class ResendPeerDeadLettersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    hub: _builtins.str
+    reason: _builtins.str
+    """Why (required, at most 1000 characters): kept with every copy and committed in the ledger."""
+    limit: _builtins.int
+    """At most this many copies, oldest dead letter first: 1..1000; 0 means 1000."""
+    def __init__(
+        self,
+        *,
+        hub: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hub", b"hub", "limit", b"limit", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendPeerDeadLettersRequest: _TypeAlias = ResendPeerDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class ResendPeerDeadLettersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESENDS_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    remaining: _builtins.int
+    """Dead-lettered copies for the peer left over (beyond `limit`): call again."""
+    @_builtins.property
+    def resends(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetterResend]:
+        """The copies put back on the delivery path (DELIVERY_STATE_QUEUED), in order."""
+
+    def __init__(
+        self,
+        *,
+        resends: _abc.Iterable[Global___DeadLetterResend] | None = ...,
+        remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["remaining", b"remaining", "resends", b"resends"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendPeerDeadLettersResponse: _TypeAlias = ResendPeerDeadLettersResponse  # noqa: Y015

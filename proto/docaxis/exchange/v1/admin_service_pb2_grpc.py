@@ -57,6 +57,16 @@ class AdminServiceStub:
                 request_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterRequest.SerializeToString,
                 response_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterResponse.FromString,
                 _registered_method=True)
+        self.ListPeers = channel.unary_unary(
+                '/docaxis.exchange.v1.AdminService/ListPeers',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersResponse.FromString,
+                _registered_method=True)
+        self.ResendPeerDeadLetters = channel.unary_unary(
+                '/docaxis.exchange.v1.AdminService/ResendPeerDeadLetters',
+                request_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersRequest.SerializeToString,
+                response_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -96,6 +106,26 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPeers(self, request, context):
+        """Federation: every peer this hub exchanges with, of any kind (another docaxis hub, a
+        national-axis connector), and any hub that copies or notices still wait for though it is no
+        longer configured; with what waits for it, its circuit, its last contact and its recent
+        throughput. Figures from the database, so any process of the hub answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendPeerDeadLetters(self, request, context):
+        """Puts every dead-lettered copy whose next hop is the peer back on the delivery path, each as
+        ResendDeadLetter does (audited: one resend record and one ledger event per copy, all with
+        the same reason). NOT_FOUND / PEER_UNKNOWN for a hub this hub neither peers with nor holds
+        anything for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +148,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ResendDeadLetter,
                     request_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterRequest.FromString,
                     response_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterResponse.SerializeToString,
+            ),
+            'ListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeers,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersResponse.SerializeToString,
+            ),
+            'ResendPeerDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendPeerDeadLetters,
+                    request_deserializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersRequest.FromString,
+                    response_serializer=docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +271,60 @@ class AdminService:
             '/docaxis.exchange.v1.AdminService/ResendDeadLetter',
             docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterRequest.SerializeToString,
             docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.AdminService/ListPeers',
+            docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ListPeersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendPeerDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.exchange.v1.AdminService/ResendPeerDeadLetters',
+            docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersRequest.SerializeToString,
+            docaxis_dot_exchange_dot_v1_dot_admin__service__pb2.ResendPeerDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,18 @@ class AdminServiceStub:
     records who did it and why in the ledger. FAILED_PRECONDITION / NOT_DEAD_LETTERED when the
     copy is not dead-lettered (e.g. already resent); NOT_FOUND for an unknown delivery.
     """
+    ListPeers: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListPeersRequest, _admin_service_pb2.ListPeersResponse]
+    """Federation: every peer this hub exchanges with, of any kind (another docaxis hub, a
+    national-axis connector), and any hub that copies or notices still wait for though it is no
+    longer configured; with what waits for it, its circuit, its last contact and its recent
+    throughput. Figures from the database, so any process of the hub answers the same.
+    """
+    ResendPeerDeadLetters: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ResendPeerDeadLettersRequest, _admin_service_pb2.ResendPeerDeadLettersResponse]
+    """Puts every dead-lettered copy whose next hop is the peer back on the delivery path, each as
+    ResendDeadLetter does (audited: one resend record and one ledger event per copy, all with
+    the same reason). NOT_FOUND / PEER_UNKNOWN for a hub this hub neither peers with nor holds
+    anything for.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -70,6 +82,18 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Puts a dead-lettered copy back on the delivery path (queued again, push count reset) and
     records who did it and why in the ledger. FAILED_PRECONDITION / NOT_DEAD_LETTERED when the
     copy is not dead-lettered (e.g. already resent); NOT_FOUND for an unknown delivery.
+    """
+    ListPeers: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListPeersRequest, _admin_service_pb2.ListPeersResponse]  # type: ignore[assignment]
+    """Federation: every peer this hub exchanges with, of any kind (another docaxis hub, a
+    national-axis connector), and any hub that copies or notices still wait for though it is no
+    longer configured; with what waits for it, its circuit, its last contact and its recent
+    throughput. Figures from the database, so any process of the hub answers the same.
+    """
+    ResendPeerDeadLetters: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ResendPeerDeadLettersRequest, _admin_service_pb2.ResendPeerDeadLettersResponse]  # type: ignore[assignment]
+    """Puts every dead-lettered copy whose next hop is the peer back on the delivery path, each as
+    ResendDeadLetter does (audited: one resend record and one ledger event per copy, all with
+    the same reason). NOT_FOUND / PEER_UNKNOWN for a hub this hub neither peers with nor holds
+    anything for.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +137,30 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Puts a dead-lettered copy back on the delivery path (queued again, push count reset) and
         records who did it and why in the ledger. FAILED_PRECONDITION / NOT_DEAD_LETTERED when the
         copy is not dead-lettered (e.g. already resent); NOT_FOUND for an unknown delivery.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPeers(
+        self,
+        request: _admin_service_pb2.ListPeersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListPeersResponse, _abc.Awaitable[_admin_service_pb2.ListPeersResponse]]:
+        """Federation: every peer this hub exchanges with, of any kind (another docaxis hub, a
+        national-axis connector), and any hub that copies or notices still wait for though it is no
+        longer configured; with what waits for it, its circuit, its last contact and its recent
+        throughput. Figures from the database, so any process of the hub answers the same.
+        """
+
+    @_abc_1.abstractmethod
+    def ResendPeerDeadLetters(
+        self,
+        request: _admin_service_pb2.ResendPeerDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ResendPeerDeadLettersResponse, _abc.Awaitable[_admin_service_pb2.ResendPeerDeadLettersResponse]]:
+        """Puts every dead-lettered copy whose next hop is the peer back on the delivery path, each as
+        ResendDeadLetter does (audited: one resend record and one ledger event per copy, all with
+        the same reason). NOT_FOUND / PEER_UNKNOWN for a hub this hub neither peers with nor holds
+        anything for.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,134 @@
+"""Federation peers' figures in Postgres (the PeerStates port): the forwarders' reports, and
+what waits for each peer hub, is dead-lettered for it, or came from it lately."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.exchange.domain.peering import CircuitState
+from services.exchange.service_layer.peers import PeerQueue, PeerReport
+
+_COLUMNS = (
+    "hub, kind, address, circuit, consecutive_failures, last_contact, last_failure_at, "
+    "last_error, forwarded, refused, failures, forwarded_per_minute, reported_at"
+)
+
+_RECORD_SQL = f"""
+INSERT INTO exchange.peer_state ({_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (hub) DO UPDATE SET kind = $2, address = $3, circuit = $4,
+    consecutive_failures = $5, last_contact = $6, last_failure_at = $7, last_error = $8,
+    forwarded = $9, refused = $10, failures = $11, forwarded_per_minute = $12, reported_at = $13
+"""  # noqa: S608 - constant fragments
+
+# Copies wait for a peer while their next hop is it and they are not handed over; a recall
+# waits for the hop its copy took, a status for the hop its document came by (as
+# postgres_lifecycle.stage_notices routes them).
+_QUEUES_SQL = """
+SELECT hub, sum(depth)::bigint AS depth, min(oldest) AS oldest,
+    sum(dead)::bigint AS dead, sum(received)::bigint AS received
+FROM (
+    SELECT via_hub AS hub, count(*) AS depth, min(accepted_at) AS oldest, 0 AS dead,
+        0 AS received
+    FROM exchange.delivery
+    WHERE via_hub IS NOT NULL AND state IN ('accepted', 'queued', 'pushed')
+    GROUP BY via_hub
+    UNION ALL
+    SELECT via_hub, 0, NULL, count(*), 0 FROM exchange.delivery
+    WHERE via_hub IS NOT NULL AND state = 'dead_lettered'
+    GROUP BY via_hub
+    UNION ALL
+    SELECT CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END,
+        count(*), min(n.created_at), 0, 0
+    FROM exchange.notice n
+    JOIN exchange.delivery d ON d.id = n.delivery_id
+    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    WHERE n.acknowledged_at IS NULL
+        AND (d.via_hub IS NOT NULL OR doc.from_hub IS NOT NULL)
+    GROUP BY 1
+    UNION ALL
+    SELECT from_hub, 0, NULL, 0, count(*) FROM exchange.forwarded_copy
+    WHERE accepted_at >= $1
+    GROUP BY from_hub
+) figures
+WHERE hub IS NOT NULL
+GROUP BY hub
+"""
+
+
+class PostgresPeerStates:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def record(self, report: PeerReport) -> None:
+        await self._pool.execute(
+            _RECORD_SQL,
+            report.hub,
+            report.kind,
+            report.address,
+            report.circuit.value,
+            report.consecutive_failures,
+            report.last_contact,
+            report.last_failure_at,
+            report.last_error,
+            report.forwarded,
+            report.refused,
+            report.failures,
+            report.forwarded_per_minute,
+            report.reported_at,
+        )
+
+    async def retain(self, hubs: Sequence[str]) -> None:
+        await self._pool.execute(
+            "DELETE FROM exchange.peer_state WHERE NOT hub = ANY($1::text[])", list(hubs)
+        )
+
+    async def reports(self) -> list[PeerReport]:
+        rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM exchange.peer_state")  # noqa: S608
+        return [
+            PeerReport(
+                hub=r["hub"],
+                kind=r["kind"],
+                address=r["address"],
+                circuit=CircuitState(r["circuit"]),
+                consecutive_failures=r["consecutive_failures"],
+                last_contact=r["last_contact"],
+                last_failure_at=r["last_failure_at"],
+                last_error=r["last_error"],
+                forwarded=r["forwarded"],
+                refused=r["refused"],
+                failures=r["failures"],
+                forwarded_per_minute=r["forwarded_per_minute"],
+                reported_at=r["reported_at"],
+            )
+            for r in rows
+        ]
+
+    async def queues(self, since: dt.datetime) -> list[PeerQueue]:
+        rows = await self._pool.fetch(_QUEUES_SQL, since)
+        return [
+            PeerQueue(
+                hub=r["hub"],
+                depth=r["depth"],
+                oldest_queued_at=r["oldest"],
+                dead_letters=r["dead"],
+                received_recently=r["received"],
+            )
+            for r in rows
+        ]
+
+    async def dead_lettered(self, hub: str, limit: int) -> tuple[list[str], int]:
+        rows = await self._pool.fetch(
+            """
+            SELECT id, count(*) OVER () AS total FROM exchange.delivery
+            WHERE via_hub = $1 AND state = 'dead_lettered'
+            ORDER BY dead_lettered_at, id
+            LIMIT $2
+            """,
+            hub,
+            limit,
+        )
+        return [str(r["id"]) for r in rows], (rows[0]["total"] if rows else 0)

@@ -1,0 +1,254 @@
+"""Federation operations on the three hubs of test_federation.py (real Postgres, RabbitMQ and
+gRPC with mutual TLS): what `docaxis peers` and the console's peers page show of each peer,
+copies dead-lettered on the way to a peer and their audited resend, and the refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from docaxis.exchange.v1 import admin_service_pb2 as apb
+from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
+
+from services import peers_cli
+from services.common.grpc_errors import error_details
+from services.directory.domain.model import today_in_vietnam
+from services.settings import ClientSettings
+from tests.conftest import make_header
+from tests.integration.test_exchange_flow import next_delivery
+from tests.integration.test_federation import (
+    COMMUNE_A,
+    DEPARTMENT_B,
+    Federation,
+    Hub,
+    federation,
+)
+from tests.pki import SuitePki
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+__all__ = ["federation"]  # the three hubs (module-scoped fixture), started for this module
+
+# Codes nobody registered: one A routes to a hub it does not peer with (its copies wait), one
+# that A forwards to the national hub, which knows no hub serving it (refused: dead-lettered).
+STRANDED = "000.00.88.H45"
+UNKNOWN_EVERYWHERE = "000.00.99.H47"
+
+
+@pytest.fixture
+async def admin_a(
+    federation: Federation, pki: SuitePki
+) -> AsyncIterator[apb_grpc.AdminServiceAsyncStub]:
+    async with pki.channel(federation.a.address, pki.admin_certificate) as channel:
+        yield apb_grpc.AdminServiceStub(channel)
+
+
+async def _peers(hub: Hub, pki: SuitePki) -> dict[str, apb.Peer]:
+    async with pki.channel(hub.address, pki.admin_certificate) as channel:
+        listed = await apb_grpc.AdminServiceStub(channel).ListPeers(
+            apb.ListPeersRequest(), timeout=10
+        )
+    return {p.hub: p for p in listed.peers}
+
+
+async def _send_across(federation: Federation, pki: SuitePki) -> str:
+    """A's commune to B's department, received and acknowledged at B; the origin uuid."""
+
+    async def known() -> bool:
+        today = today_in_vietnam()
+        (r,) = await federation.a.directory.resolve([DEPARTMENT_B.code], today)
+        # Until the national hub pulled B's directory it refuses the copy (INVALID_ADDRESSEE).
+        (n,) = await federation.national.directory.resolve([DEPARTMENT_B.code], today)
+        return r.hub == "national" and n.hub == "province-b"
+
+    await eventually(known, within=20)
+    sender = pki.client(federation.a.address, COMMUNE_A.code)
+    recipient = pki.client(federation.b.address, DEPARTMENT_B.code)
+    try:
+        header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+        stream = recipient.receive()
+        delivery = await next_delivery(stream, within=30)
+        while delivery.header.code.number != header.code.number:  # another test's mail
+            await recipient.acknowledge(delivery.delivery_id)
+            delivery = await next_delivery(stream, within=30)
+        await recipient.acknowledge(delivery.delivery_id)
+        stream.cancel()
+    finally:
+        await sender.close()
+        await recipient.close()
+    return origin
+
+
+async def test_each_hub_lists_its_peers_with_queue_circuit_contact_and_throughput(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """After a document crossed A → national → B: A sees the national hub up (closed circuit,
+    contact, items handed over); the national hub sees both provinces, A's copy counted as
+    received; a hub A routes to but does not peer with shows as not configured, with the copy
+    waiting for it and its age."""
+    a = federation.a
+    await _send_across(federation, pki)
+    await a.directory.set_route(STRANDED, "province-z", "test")
+    client = pki.client(a.address, COMMUNE_A.code)
+    try:
+        await client.submit(f"c-{uuid.uuid4()}", make_header(COMMUNE_A.code, [STRANDED]))
+    finally:
+        await client.close()
+
+    def settled(peers: dict[str, apb.Peer]) -> bool:
+        national = peers.get("national")
+        return national is not None and national.forwarded >= 1 and "province-z" in peers
+
+    at_a = await eventually(lambda: _peers(a, pki), settled, within=20)
+    national = at_a["national"]
+    assert national.kind == "docaxis"
+    assert national.address == federation.national.address
+    assert national.state == apb.PEER_STATE_UP
+    assert national.circuit == apb.CIRCUIT_STATE_CLOSED
+    assert national.HasField("last_contact")
+    assert national.HasField("reported_at")
+    assert national.forwarded_per_minute > 0
+    assert national.consecutive_failures == 0
+    stranded = at_a["province-z"]
+    assert stranded.state == apb.PEER_STATE_NOT_CONFIGURED
+    assert stranded.queue_depth == 1
+    assert stranded.HasField("oldest_queued_at")
+    assert stranded.oldest_age_s >= 0
+    assert stranded.kind == ""  # no forwarder reports it
+
+    at_national = await eventually(
+        lambda: _peers(federation.national, pki),
+        lambda peers: peers.get("province-a", apb.Peer()).received_per_minute > 0,
+        within=20,
+    )
+    assert set(at_national) == {"province-a", "province-b"}
+    assert at_national["province-b"].forwarded >= 1
+
+
+async def test_a_peers_dead_letters_are_listed_and_resent_audited(
+    federation: Federation, pki: SuitePki, admin_a: apb_grpc.AdminServiceAsyncStub
+) -> None:
+    """A copy the national hub refuses for good is dead-lettered at A on its way there; the
+    administrator lists the peer's dead letters and resends them all, each one audited in A's
+    ledger with the administrator's certificate."""
+    a = federation.a
+    client = pki.client(a.address, COMMUNE_A.code)
+    try:
+        response = await client.submit(
+            f"c-{uuid.uuid4()}", make_header(COMMUNE_A.code, [UNKNOWN_EVERYWHERE])
+        )
+    finally:
+        await client.close()
+    (route,) = response.receipt.routes
+
+    async def dead() -> list[str]:
+        listed = await admin_a.ListDeadLetters(apb.ListDeadLettersRequest(peer="national"))
+        return [x.delivery_id for x in listed.dead_letters]
+
+    await eventually(dead, lambda ids: route.delivery_id in ids, within=30)
+    # Filtered by peer: a hub with no dead letters lists none.
+    other = await admin_a.ListDeadLetters(apb.ListDeadLettersRequest(peer="province-z"))
+    assert not other.dead_letters
+    peers = await _peers(a, pki)
+    assert peers["national"].dead_letters >= 1
+
+    resent = await admin_a.ResendPeerDeadLetters(
+        apb.ResendPeerDeadLettersRequest(hub="national", reason="Hub quốc gia đã cập nhật danh bạ")
+    )
+    assert route.delivery_id in [r.delivery_id for r in resent.resends]
+    assert resent.remaining == 0
+    mine = next(r for r in resent.resends if r.delivery_id == route.delivery_id)
+    assert mine.dead_letter_reason == "national:INVALID_ADDRESSEE"
+    assert "quản trị viên" in mine.administrator_subject
+
+    async def audited() -> list[dict[str, object]]:
+        rows = await a.pool.fetch(
+            "SELECT convert_from(body, 'UTF8') AS body FROM ledger.entry WHERE doc_id = $1::uuid",
+            uuid.UUID(response.receipt.document_uuid),
+        )
+        events = [json.loads(r["body"]).get("data", {}) for r in rows]
+        return [e for e in events if e.get("event") == "resent"]
+
+    (event,) = await eventually(audited, within=20)
+    assert event["administrator_serial"] == mine.administrator_serial
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "reason"),
+    [
+        (
+            apb.ResendPeerDeadLettersRequest(hub="nowhere", reason="x"),
+            grpc.StatusCode.NOT_FOUND,
+            "PEER_UNKNOWN",
+        ),
+        (
+            apb.ResendPeerDeadLettersRequest(hub="national", reason=" "),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VALIDATION",
+        ),
+        (
+            apb.ResendPeerDeadLettersRequest(hub="national", reason="x", limit=5000),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VALIDATION",
+        ),
+    ],
+)
+async def test_a_bad_peer_resend_is_refused_with_its_reason(
+    admin_a: apb_grpc.AdminServiceAsyncStub,
+    request_: apb.ResendPeerDeadLettersRequest,
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await admin_a.ResendPeerDeadLetters(request_)
+    details = error_details(refused.value)
+    assert (details.code, details.reason) == (code, reason)
+
+
+async def test_only_administrators_see_or_touch_the_peers(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """An agency and the monitoring role are PERMISSION_DENIED, for the list and the resend."""
+    for issued in (pki.agency(COMMUNE_A.code).agency, pki.monitor_certificate):
+        async with pki.channel(federation.a.address, issued) as channel:
+            stub = apb_grpc.AdminServiceStub(channel)
+            for call in (
+                stub.ListPeers(apb.ListPeersRequest()),
+                stub.ResendPeerDeadLetters(
+                    apb.ResendPeerDeadLettersRequest(hub="national", reason="x")
+                ),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call
+                assert error_details(refused.value).code is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_docaxis_peers_prints_the_figures_and_json(
+    federation: Federation, pki: SuitePki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _send_across(federation, pki)
+    env = pki.client_env(pki.admin_certificate, "peers-admin")
+    parser = argparse.ArgumentParser()
+    client = ClientSettings.from_env({**env, "DOCAXIS_ADDRESS": federation.national.address})
+    peers_cli.add_commands(parser.add_subparsers(dest="command"), client)
+    assert await peers_cli.dispatch(parser.parse_args(["peers"])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("peer "))
+    assert header.split()[:5] == ["peer", "kind", "state", "circuit", "queue"]
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith("province-")}
+    assert set(rows) == {"province-a", "province-b"}
+    assert rows["province-b"][1:4] == ["docaxis", "up", "closed"]
+    assert await peers_cli.dispatch(parser.parse_args(["peers", "list", "--json"])) == 0
+    # The indented answer, apart from the in-process servers' one-line log records.
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("{")
+    answer = json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
+    by_hub = {p["hub"]: p for p in answer["peers"]}
+    assert by_hub["province-b"]["state"] == "PEER_STATE_UP"
+    assert by_hub["province-b"]["circuit"] == "CIRCUIT_STATE_CLOSED"
+    assert int(by_hub["province-b"]["forwarded"]) >= 1
