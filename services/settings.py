@@ -17,6 +17,7 @@ from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT
 from services.exchange.domain.notices import DEFAULT_COALESCE_AFTER, DEFAULT_MAX_PENDING_NOTICES
 from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
 from services.ledger.witnesses import WitnessEndpoint, parse_witnesses
+from services.national.settings import NationalAxisSettings
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:50051"
 DEFAULT_LEDGER_ORIGIN = "ledger.docaxis.local/v1"
@@ -115,6 +116,8 @@ class Settings:
     peer_failures_to_open: int = 5
     # The longest back-off between attempts to reach a peer (jittered exponential below it).
     peer_max_backoff_s: float = 60.0
+    # A national axis this hub sits under (DOCAXIS_NATIONAL_AXIS*, services/national/).
+    national_axis: NationalAxisSettings | None = None
 
     @property
     def tls(self) -> bool:
@@ -188,6 +191,9 @@ class Settings:
             peer_key_file=env.get("DOCAXIS_PEER_KEY_FILE") or None,
             peer_failures_to_open=read_int(env, "DOCAXIS_PEER_FAILURES_TO_OPEN", 5),
             peer_max_backoff_s=read_float(env, "DOCAXIS_PEER_MAX_BACKOFF_S", 60.0),
+            national_axis=NationalAxisSettings.from_env(
+                env, dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False)
+            ),
         )
         _check_trust_settings(settings)
         if settings.max_attachment_bytes <= 0:
@@ -257,6 +263,14 @@ def _check_federation(settings: Settings) -> None:
         )
     if settings.peer_failures_to_open < 1:
         raise ConfigError("DOCAXIS_PEER_FAILURES_TO_OPEN must be at least 1")
+    national = settings.national_axis
+    if national is not None:
+        if not settings.hub_code:
+            raise ConfigError("DOCAXIS_NATIONAL_AXIS needs this hub's own code: DOCAXIS_HUB_CODE")
+        if (why := hub_code_problem(national.hub_code)) is not None:
+            raise ConfigError(f"DOCAXIS_NATIONAL_AXIS: {why}")
+        if national.hub_code in (settings.hub_code, *codes):
+            raise ConfigError("DOCAXIS_NATIONAL_AXIS's hub code is this hub or a DOCAXIS_PEERS hub")
 
 
 def _check_trust_settings(settings: Settings) -> None:

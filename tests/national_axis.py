@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -44,17 +45,24 @@ class EmulatorProcess:
     agencies: Sequence[dict[str, Any]]
     page_limit: int = 50
     date_format: str = "ymd"
+    # (certificate chain, key) files: HTTPS, as a real axis serves it.
+    tls: tuple[Path, Path] | None = None
+    ca_file: Path | None = None  # the bundle that issued that certificate
     port: int = field(default_factory=free_port)
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self._spawn()
-        await eventually(self._answers, within=20, every=0.1)
+        try:
+            await eventually(self._answers, within=20, every=0.1)
+        except BaseException:
+            self.stop()
+            raise
 
     def _spawn(self) -> None:
         seed = self.workdir / "seed.json"
@@ -85,6 +93,11 @@ class EmulatorProcess:
                 str(self.page_limit),
                 "--date-format",
                 self.date_format,
+                *(
+                    ["--cert-file", str(self.tls[0]), "--key-file", str(self.tls[1])]
+                    if self.tls
+                    else []
+                ),
             ],
             cwd=REPO,
             env={**os.environ, "NATIONAL_EMULATOR_ADMIN_TOKEN": self.admin_token},
@@ -119,7 +132,7 @@ class EmulatorProcess:
 
     async def admin(self, **faults: Any) -> dict[str, Any]:
         """The fault switch (POST when `faults` are given) and every mailbox item."""
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with httpx.AsyncClient(timeout=5, verify=self.verify) as http:
             headers = {"X-Admin-Token": self.admin_token}
             url = f"{self.url}/_emulator/faults"
             response = await (
@@ -131,9 +144,16 @@ class EmulatorProcess:
         body: dict[str, Any] = response.json()
         return body
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+
     def client(self, system: SystemSeed, *, secret: str | None = None) -> NationalAxisClient:
         return NationalAxisClient(
-            self.url, AxisCredentials(system.system_id, secret or system.secret), timeout_s=5
+            self.url,
+            AxisCredentials(system.system_id, secret or system.secret),
+            ca_file=str(self.ca_file) if self.ca_file else None,
+            timeout_s=5,
         )
 
 

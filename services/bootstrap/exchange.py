@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import structlog
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
@@ -52,6 +53,8 @@ from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
 from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
+from services.national.client import AxisCredentials, NationalAxisClient
+from services.national.transport import NationalAxisTransport
 
 log = structlog.get_logger(__name__)
 
@@ -161,9 +164,11 @@ def _wire_federation(
         channel, metadata = security.federation_channel(address)
         wiring.stack.push_async_callback(channel.close)
         channels[hub_code] = (channel, metadata)
+    national = _national_axis(wiring)
+    national_codes = {national[0]} if national else set()
     handlers = FederationHandlers(
         settings.hub_code,
-        frozenset(code for code, _ in settings.peers),
+        frozenset(code for code, _ in settings.peers) | national_codes,
         exchange,
         lifecycle,
         documents,
@@ -198,6 +203,25 @@ def _wire_federation(
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
         wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+    if national is not None:
+        hub_code, client = national
+        forwarder = Forwarder(
+            settings.hub_code,
+            NationalAxisTransport(hub_code, client, documents, store),
+            inbox,
+            exchange,
+            lifecycle,
+            store,
+            failures_to_open=settings.peer_failures_to_open,
+            max_backoff_s=settings.peer_max_backoff_s,
+            reports=peer_states,
+            kind="national-axis",
+            address=settings.national_axis.base_url if settings.national_axis else "",
+        )
+        forwarders.append(forwarder)
+        wiring.forwarders.append(forwarder)
+        wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+
     wiring.add_job("peer-reports", _forget_unconfigured_peers(wiring, peer_states))
 
 
@@ -217,6 +241,22 @@ def _forget_unconfigured_peers(wiring: Wiring, peer_states: PostgresPeerStates) 
             await stop.wait()
 
     return job
+
+
+def _national_axis(wiring: Wiring) -> tuple[str, NationalAxisClient] | None:
+    """The client of the national axis this hub sits under, if any (its secret read here, from
+    its file, and kept in memory only)."""
+    national = wiring.plan.settings.national_axis
+    if national is None:
+        return None
+    secret = Path(national.secret_file).read_text("utf-8").strip()
+    client = NationalAxisClient(
+        national.base_url,
+        AxisCredentials(national.system_id, secret),
+        ca_file=national.ca_file,
+    )
+    wiring.stack.push_async_callback(client.close)
+    return national.hub_code, client
 
 
 def _restarting(run: Job, name: str) -> Job:
