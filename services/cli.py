@@ -18,7 +18,7 @@ from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis_client.ledger.cosignature import CosignerVerifier
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from docaxis_client.ledger.policy import LogKey, PolicyError, TrustPolicy, WitnessKey
-from services import health_cli, peers_cli, pki_cli, report_cli, sign_cli
+from services import binding_cli, health_cli, peers_cli, pki_cli, report_cli, sign_cli
 from services.bootstrap.migrations import migrate
 from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
 from services.bootstrap.serve import serve_plan
@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     peers_cli.add_commands(commands, client)
     witness_cli.add_commands(commands)
     sign_cli.add_commands(commands, client)
+    binding_cli.add_commands(commands, client)
 
     ledger = commands.add_parser("ledger", help="ledger keys")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -430,4 +431,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "witness": witness_cli.dispatch,
     "sign": sign_cli.dispatch,
     "signature-policy": sign_cli.dispatch,
+    "cert": binding_cli.dispatch,
 }

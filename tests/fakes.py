@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
 
+from docaxis_client.trust.bindings import Bindings, CertificateBinding
 from services.bootstrap.directory_view import exchange_view
 from services.directory.domain.model import Agency, AgencyKind
 from services.directory.domain.reorganisation import Reorganisation, resolve
@@ -220,6 +221,7 @@ class FakeDirectoryLookup:
         # Set to make every lookup fail, as GrpcDirectoryLookup does when the directory is down.
         self.failure: Exception | None = None
         self.policies: dict[str, SignatureRules] = {}
+        self.bindings: dict[str, CertificateBinding] = {}
         self.open(*open_codes)
 
     def open(self, *codes: str) -> None:
@@ -241,6 +243,10 @@ class FakeDirectoryLookup:
         if self.failure is not None:
             raise self.failure
         return {code: self.agencies[code] for code in dict.fromkeys(codes) if code in self.agencies}
+
+    async def certificate_bindings(self, spki_sha256: Sequence[str]) -> Bindings:
+        """The bindings set in `bindings` (by key) among these keys."""
+        return {key: self.bindings[key] for key in spki_sha256 if key in self.bindings}
 
     async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         """The agency's rules set in `policies` (by code), else the deployment default."""

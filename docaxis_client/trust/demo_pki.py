@@ -168,6 +168,10 @@ def _check_code(code: str) -> str:
     return code
 
 
+def _urn(prefix: str, code: str) -> x509.UniformResourceIdentifier:
+    return x509.UniformResourceIdentifier(prefix + _check_code(code))
+
+
 def _window(
     not_before: dt.datetime | None, not_after: dt.datetime | None, lifetime: dt.timedelta
 ) -> tuple[dt.datetime, dt.datetime]:
@@ -335,17 +339,22 @@ class DemoCA:
         ocsp_url: str | None = None,
         parent: str | None = None,
         locality: str = "Hà Nội",
+        docaxis_identity: bool = True,
     ) -> IssuedCertificate:
         """An agency certificate: organisation signatures and the agency's mTLS client cert.
 
         Shaped like the national CA's organisation certificate (CN the agency, O its
-        ``parent``), plus the docaxis identity and clientAuth it needs for mutual TLS."""
+        ``parent``), plus the docaxis identity and clientAuth it needs for mutual TLS. Without
+        ``docaxis_identity`` it is the national CA's certificate as it is: a seal that signs
+        only and names no docaxis identity (the directory must bind it to ``code``)."""
         return self._issue_leaf(
             OrganizationSubject(name, parent=parent, locality=locality).x509_name(),
             key_type=key_type,
             usage=_key_usage(digital_signature=True, content_commitment=True),
-            ekus=[ExtendedKeyUsageOID.CLIENT_AUTH, DOCUMENT_SIGNING_EKU],
-            names=[x509.UniformResourceIdentifier(AGENCY_URN_PREFIX + _check_code(code))],
+            ekus=[ExtendedKeyUsageOID.CLIENT_AUTH, DOCUMENT_SIGNING_EKU]
+            if docaxis_identity
+            else [],
+            names=[_urn(AGENCY_URN_PREFIX, code)] if docaxis_identity else [],
             not_before=not_before,
             not_after=not_after,
             key=key,
@@ -366,11 +375,13 @@ class DemoCA:
         organization: str | None = None,
         unit: str | None = None,
         locality: str = "Hà Nội",
+        docaxis_identity: bool = True,
     ) -> IssuedCertificate:
         """An official's certificate: document signing only (officials do not log in via mTLS).
 
         Shaped like the national CA's person certificate (CN the official, OU the ``unit``,
-        O the ``organization``, by default the agency code), plus the docaxis identity."""
+        O the ``organization``, by default the agency code), plus the docaxis identity; without
+        ``docaxis_identity``, as the national CA issues it (the directory must bind it)."""
         subject = PersonSubject(
             full_name, organization or agency_code, unit=unit, locality=locality
         )
@@ -378,8 +389,8 @@ class DemoCA:
             subject.x509_name(),
             key_type=key_type,
             usage=_key_usage(digital_signature=True, content_commitment=True),
-            ekus=[DOCUMENT_SIGNING_EKU],
-            names=[x509.UniformResourceIdentifier(OFFICIAL_URN_PREFIX + _check_code(agency_code))],
+            ekus=[DOCUMENT_SIGNING_EKU] if docaxis_identity else [],
+            names=[_urn(OFFICIAL_URN_PREFIX, agency_code)] if docaxis_identity else [],
             not_before=not_before,
             not_after=not_after,
             key=key,

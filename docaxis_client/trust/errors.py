@@ -215,3 +215,23 @@ class CertificateUsageError(CertificateError):
     """The certificate is not allowed for this purpose (key usage, EKU, CA flag, identity)."""
 
     reason = "CERTIFICATE_USAGE"
+
+
+class CertificateUnboundError(CertificateError):
+    """A signer certificate that names no docaxis identity and that no directory binding ties to
+    an agency (a national-CA certificate nobody bound yet)."""
+
+    reason = "CERTIFICATE_UNBOUND"
+
+    def __init__(self, subject: str, serial: int, spki_sha256: str) -> None:
+        super().__init__(
+            subject,
+            serial,
+            "names no docaxis identity and is bound to no agency in the directory "
+            f"(bind its key, SPKI SHA-256 {spki_sha256}, with `docaxis cert bind`)",
+        )
+        self.spki_sha256 = spki_sha256
+
+    @property
+    def meta(self) -> Mapping[str, str]:
+        return {**super().meta, "spki_sha256": self.spki_sha256}

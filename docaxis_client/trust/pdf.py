@@ -49,13 +49,8 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from docaxis_client.trust.chain import (
-    CertificatePurpose,
-    TrustStore,
-    agency_code_of,
-    describe,
-    person_of,
-)
+from docaxis_client.trust.bindings import NO_BINDINGS, Bindings, SignerIdentity, signer_identity
+from docaxis_client.trust.chain import CertificatePurpose, TrustStore, describe
 from docaxis_client.trust.errors import (
     AlgorithmWeakError,
     SenderMismatchError,
@@ -218,18 +213,11 @@ def _signed_at(
     return claimed.astimezone(dt.UTC)
 
 
-def _role_of(leaf: x509.Certificate) -> SignerRole | None:
-    if person_of(leaf) is not None:
-        return SignerRole.PERSON
-    if agency_code_of(leaf) is not None:
-        return SignerRole.ORGANIZATION
-    return None
-
-
 def _check_one(
     signature: EmbeddedPdfSignature,
     *,
     role: SignerRole,
+    identity: SignerIdentity,
     last: bool,
     trust: TrustStore,
     agency: str,
@@ -270,7 +258,7 @@ def _check_one(
             describe(leaf), leaf.serial_number, f"rejected by the PDF validator: {status.summary()}"
         )
     online = NO_ONLINE_CHECK if revocation is None else revocation(validated.certificates, at)
-    signer = _signer(role, signature, validated.leaf, agency, signed_at, whole_file, legacy)
+    signer = _signer(role, signature, validated.leaf, identity, signed_at, whole_file, legacy)
     return dataclasses.replace(signer, online_revocation=online)
 
 
@@ -278,19 +266,18 @@ def _signer(
     role: SignerRole,
     signature: EmbeddedPdfSignature,
     leaf: x509.Certificate,
-    agency: str,
+    identity: SignerIdentity,
     signed_at: dt.datetime,
     whole_file: bool,
     legacy: bool,
 ) -> PdfSigner:
-    person = person_of(leaf)
     return PdfSigner(
         role=role,
         field_name=_field_name(signature),
         subject=describe(leaf),
         serial=leaf.serial_number,
-        agency_code=agency,
-        full_name=None if person is None else person.full_name,
+        agency_code=identity.agency_code,
+        full_name=identity.full_name,
         signed_at=signed_at,
         algorithm=f"{_mechanism_of(signature)}-{_digest_of(signature)}",
         covers_whole_file=whole_file,
@@ -299,23 +286,24 @@ def _signer(
     )
 
 
-def _check_identity(role: SignerRole, leaf: x509.Certificate, agency: str) -> None:
+def _check_identity(
+    role: SignerRole, leaf: x509.Certificate, identity: SignerIdentity | None, agency: str
+) -> SignerIdentity:
     if role is SignerRole.PERSON:
-        official = person_of(leaf)
-        if official is None:
+        if identity is None or identity.role is not SignerRole.PERSON:
             raise SignerMismatchError(
                 role, f"an official's certificate of {agency} signing first", describe(leaf)
             )
-        if official.agency_code != agency:
+        if identity.agency_code != agency:
             raise SignerMismatchError(
-                role, f"an official of {agency}", f"an official of {official.agency_code}"
+                role, f"an official of {agency}", f"an official of {identity.agency_code}"
             )
-        return
-    code = agency_code_of(leaf)
-    if code is None:
+        return identity
+    if identity is None or identity.role is not SignerRole.ORGANIZATION:
         raise SignerMismatchError(role, f"the agency certificate of {agency}", describe(leaf))
-    if code != agency:
-        raise SenderMismatchError(agency, code)
+    if identity.agency_code != agency:
+        raise SenderMismatchError(agency, identity.agency_code)
+    return identity
 
 
 def _expected_roles(count: int, main: bool) -> list[SignerRole]:
@@ -354,6 +342,15 @@ def _signatures_of(data: bytes) -> list[EmbeddedPdfSignature]:
         raise SignatureInvalidError("pdf", f"unreadable PDF: {exc}") from exc
 
 
+def signer_certificates(data: bytes) -> list[x509.Certificate]:
+    """Each signature's signer certificate, to look up their bindings before verifying (none
+    for bytes that do not read as a signed PDF: verification then says why)."""
+    try:
+        return [_chain_of("pdf", signature)[0] for signature in _signatures_of(data)]
+    except (TrustError, *_UNREADABLE):
+        return []
+
+
 def count_signatures(data: bytes) -> int:
     """How many signatures a PDF carries (SIGNATURE_INVALID when it cannot be read)."""
     return len(_signatures_of(data))
@@ -368,6 +365,7 @@ def verify_pdf(
     at: dt.datetime,
     allow_legacy: bool = False,
     revocation: RevocationCheck | None = None,
+    bindings: Bindings = NO_BINDINGS,
 ) -> PdfVerification:
     """Verify the signatures of a PDF an agency sends, in revision order.
 
@@ -375,7 +373,8 @@ def verify_pdf(
     (organisation signatures only). ``at`` is "now": no signature may claim a later time;
     chains are judged at each signature's signing time. Raises a
     :class:`~docaxis_client.trust.errors.TrustError` whose ``context`` names the signature field.
-    ``revocation`` adds an online check (OCSP) to the CRLs of ``trust``.
+    ``revocation`` adds an online check (OCSP) to the CRLs of ``trust``. ``bindings`` say
+    whom certificates without a docaxis identity (the national CA's) sign for.
     """
     signatures = _signatures_of(data)
     if not signatures:
@@ -386,15 +385,16 @@ def verify_pdf(
     for index, (signature, role) in enumerate(zip(signatures, roles, strict=True)):
         try:
             leaf = _chain_of(role, signature)[0]
-            actual = _role_of(leaf)
-            if actual is not role and actual is not None and main and index == 0:
+            found = signer_identity(leaf, bindings)
+            if found is not None and found.role is not role and main and index == 0:
                 raise SignerMismatchError(
-                    role, "the official's signature first", f"{actual} signature first"
+                    role, "the official's signature first", f"{found.role} signature first"
                 )
-            _check_identity(role, leaf, agency)
+            identity = _check_identity(role, leaf, found, agency)
             signer = _check_one(
                 signature,
                 role=role,
+                identity=identity,
                 last=index == len(signatures) - 1,
                 trust=trust,
                 agency=agency,

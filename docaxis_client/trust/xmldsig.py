@@ -40,13 +40,15 @@ from signxml.exceptions import InvalidInput, InvalidSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
-from docaxis_client.trust.chain import CertificatePurpose, TrustStore, agency_code_of, describe
+from docaxis_client.trust.bindings import NO_BINDINGS, Bindings, signer_identity
+from docaxis_client.trust.chain import CertificatePurpose, TrustStore, describe
 from docaxis_client.trust.errors import (
     AlgorithmWeakError,
     SenderMismatchError,
     SignatureInvalidError,
     SignatureMissingError,
     SignerMismatchError,
+    TrustError,
 )
 from docaxis_client.trust.keys import (
     MIN_RSA_BITS,
@@ -296,6 +298,16 @@ def _attribute(signature: etree._Element, path: str) -> str:
     return "" if element is None else str(element.get("Algorithm", ""))
 
 
+def signer_certificate(data: bytes) -> x509.Certificate | None:
+    """The envelope signature's signer certificate, to look up its binding before verifying
+    (None when there is no readable one: verification then says why)."""
+    try:
+        signatures = [element for element in _signature_elements(_parse(data)) if len(element)]
+        return _chain(signatures[0])[0] if len(signatures) == 1 else None
+    except (TrustError, etree.LxmlError, ValueError):
+        return None
+
+
 def verify_envelope(
     data: bytes,
     trust: TrustStore,
@@ -305,13 +317,16 @@ def verify_envelope(
     allow_legacy: bool = False,
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
     revocation: RevocationCheck | None = None,
+    bindings: Bindings = NO_BINDINGS,
 ) -> EnvelopeVerification:
     """Verify the envelope signature of an edXML package sent by ``agency``.
 
     Raises ``SIGNATURE_MISSING`` when there is none, ``SIGNATURE_ALGORITHM_WEAK`` for SHA-1
     unless ``allow_legacy``, ``SIGNATURE_INVALID`` when it does not verify, certificate reasons
     for the chain (judged at ``at``: XML-DSig carries no signing time), ``SIGNER_MISMATCH`` /
-    ``SENDER_MISMATCH`` when the signer is not the agency in ``From/OrganId``.
+    ``SENDER_MISMATCH`` when the signer is not the agency in ``From/OrganId``,
+    ``CERTIFICATE_UNBOUND`` for a certificate without a docaxis identity that ``bindings`` do
+    not tie to an agency.
     """
     root = _parse(data)
     signatures = [element for element in _signature_elements(root) if len(element)]
@@ -358,9 +373,10 @@ def verify_envelope(
     if facts.sender != agency:
         raise SenderMismatchError(agency, facts.sender or None)
     validated = trust.validate(chain, at=at, purpose=CertificatePurpose.DOCUMENT_SIGNING)
-    code = agency_code_of(validated.leaf)
-    if code is None:
+    identity = signer_identity(validated.leaf, bindings)
+    if identity is None or identity.role is not SignerRole.ORGANIZATION:
         raise SignerMismatchError(_ROLE, f"the agency certificate of {agency}", describe(leaf))
+    code = identity.agency_code
     if code != agency:
         raise SenderMismatchError(agency, code)
     online = NO_ONLINE_CHECK if revocation is None else revocation(validated.certificates, at)

@@ -13,9 +13,11 @@ from services.bootstrap.wiring import Job, Wiring
 from services.common.periodic import every
 from services.directory.adapters.crls import CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.adapters.postgres_bindings import PostgresCertificateBindings
 from services.directory.adapters.postgres_hubs import PostgresHubRoutes
 from services.directory.adapters.postgres_policies import PostgresSignaturePolicies
 from services.directory.entrypoints import grpc_api as directory_api
+from services.directory.service_layer.certificate_bindings import CertificateBindingHandlers
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
@@ -28,10 +30,11 @@ class LocalDirectory:
 
     agencies: DirectoryHandlers
     policies: SignaturePolicyHandlers
+    bindings: CertificateBindingHandlers
 
     def lookup(self) -> LocalDirectoryLookup:
         """The exchange's (and the caller checks') view of it, with no network hop."""
-        return LocalDirectoryLookup(self.agencies, self.policies)
+        return LocalDirectoryLookup(self.agencies, self.policies, self.bindings)
 
 
 async def wire_revocations(wiring: Wiring) -> RevocationHandlers | None:
@@ -60,14 +63,19 @@ def wire_directory(wiring: Wiring, revocation: RevocationHandlers | None) -> Loc
     if federated and settings.worker_index == 0:
         _wire_peer_pulls(wiring, directory)
     policies = SignaturePolicyHandlers(PostgresSignaturePolicies(wiring.pool), agencies)
+    bindings = CertificateBindingHandlers(PostgresCertificateBindings(wiring.pool), agencies)
     servicer = directory_api.DirectoryServicer(
-        directory, wiring.plan.security.callers, revocation=revocation, policies=policies
+        directory,
+        wiring.plan.security.callers,
+        revocation=revocation,
+        policies=policies,
+        bindings=bindings,
     )
     wiring.add_service(
         directory_api.SERVICE_NAME,
         lambda server: dpb_grpc.add_DirectoryServiceServicer_to_server(servicer, server),
     )
-    return LocalDirectory(directory, policies)
+    return LocalDirectory(directory, policies, bindings)
 
 
 def _wire_peer_pulls(wiring: Wiring, directory: DirectoryHandlers) -> None:

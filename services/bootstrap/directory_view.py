@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from docaxis_client.trust.bindings import Bindings, CertificateBinding
+from docaxis_client.trust.signatures import SignerRole
 from docaxis_client.vietnam import today_in_vietnam
 from services.directory.domain import reorganisation as directory
 from services.directory.domain.signature_policy import SignaturePolicy
+from services.directory.service_layer.certificate_bindings import CertificateBindingHandlers
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
 from services.exchange.adapters.directory import pieces
@@ -20,10 +23,23 @@ from services.exchange.service_layer.ports import AgencyView
 
 class LocalDirectoryLookup:
     def __init__(
-        self, handlers: DirectoryHandlers, policies: SignaturePolicyHandlers | None = None
+        self,
+        handlers: DirectoryHandlers,
+        policies: SignaturePolicyHandlers | None = None,
+        bindings: CertificateBindingHandlers | None = None,
     ) -> None:
         self._handlers = handlers
         self._policies = policies
+        self._bindings = bindings
+
+    async def certificate_bindings(self, spki_sha256: Sequence[str]) -> Bindings:
+        if self._bindings is None or not spki_sha256:
+            return {}
+        found = await self._bindings.find(spki_sha256=spki_sha256)
+        return {
+            b.spki_sha256: CertificateBinding(b.spki_sha256, b.agency_code, SignerRole(b.role))
+            for b in found
+        }
 
     async def lookup(self, codes: Sequence[str]) -> dict[str, AgencyView]:
         today = today_in_vietnam()

@@ -55,6 +55,7 @@ SECURITY_REASONS = frozenset(
         "CERTIFICATE_NOT_YET_VALID",
         "CERTIFICATE_REVOKED",
         "CERTIFICATE_USAGE",
+        "CERTIFICATE_UNBOUND",
         "UNTRUSTED_ISSUER",
         "CRL_INVALID",
     }

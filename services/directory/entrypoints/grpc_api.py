@@ -6,13 +6,21 @@ import datetime as dt
 from typing import Any
 
 import grpc
+from cryptography import x509
 from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 
-from services.common.errors import FieldViolation, NotFoundError, ValidationError, parse_iso_date
+from services.common.errors import (
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+    parse_iso_date,
+)
 from services.common.grpc_errors import domain_errors
-from services.common.identity import CallerResolver
+from services.common.identity import CallerResolver, Role
+from services.directory.domain.certificate_binding import CertificateBinding, CertificateRole
 from services.directory.domain.codes import DEFAULT_FORMS, CodeForm
 from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam, validate_agency
 from services.directory.domain.reorganisation import (
@@ -22,6 +30,7 @@ from services.directory.domain.reorganisation import (
     Resolution,
 )
 from services.directory.domain.signature_policy import SignatureForm, SignaturePolicy
+from services.directory.service_layer.certificate_bindings import CertificateBindingHandlers
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
@@ -199,6 +208,42 @@ def policy_to_pb(policy: SignaturePolicy) -> common_pb2.SignaturePolicy:
     return message
 
 
+_ROLE_TO_PB = {
+    CertificateRole.PERSON: pb.CERTIFICATE_ROLE_PERSON,
+    CertificateRole.ORGANIZATION: pb.CERTIFICATE_ROLE_ORGANIZATION,
+}
+_ROLE_FROM_PB = {value: key for key, value in _ROLE_TO_PB.items()}
+
+
+def binding_to_pb(binding: CertificateBinding) -> pb.CertificateBinding:
+    message = pb.CertificateBinding(
+        spki_sha256=binding.spki_sha256,
+        agency_code=binding.agency_code,
+        role=_ROLE_TO_PB[binding.role],
+        subject=binding.subject,
+        issuer=binding.issuer,
+        serial=binding.serial,
+        bound_by=binding.bound_by,
+    )
+    if binding.not_after is not None:
+        message.not_after.FromDatetime(binding.not_after)
+    if binding.bound_at is not None:
+        message.bound_at.FromDatetime(binding.bound_at)
+    return message
+
+
+def _certificate_from_pb(data: bytes) -> x509.Certificate:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificates(data)[0]
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise ValidationError(
+            "cannot bind this certificate",
+            [FieldViolation("certificate", f"not a DER or PEM certificate: {exc}")],
+        ) from None
+
+
 def _forms(
     problems: list[FieldViolation], field: str, values: Any, default: frozenset[SignatureForm]
 ) -> frozenset[SignatureForm]:
@@ -243,11 +288,60 @@ class DirectoryServicer(pb_grpc.DirectoryServiceServicer):
         *,
         revocation: RevocationHandlers | None = None,
         policies: SignaturePolicyHandlers | None = None,
+        bindings: CertificateBindingHandlers | None = None,
     ) -> None:
         self._handlers = handlers
         self._callers = callers
         self._revocation = revocation
         self._policies = policies
+        self._bindings = bindings
+
+    def _binding_handlers(self) -> CertificateBindingHandlers:
+        if self._bindings is None:
+            raise NotFoundError("this directory keeps no certificate bindings")
+        return self._bindings
+
+    async def BindCertificate(
+        self, request: pb.BindCertificateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BindCertificateResponse:
+        async with domain_errors(context):
+            caller = self._callers.resolve(context)
+            caller.require_admin(in_person=True)
+            stored, changed = await self._binding_handlers().bind(
+                _certificate_from_pb(request.certificate),
+                request.agency_code,
+                _ROLE_FROM_PB.get(request.role),
+                caller.subject or caller.role.value,
+            )
+            return pb.BindCertificateResponse(binding=binding_to_pb(stored), changed=changed)
+
+    async def UnbindCertificate(
+        self, request: pb.UnbindCertificateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.UnbindCertificateResponse:
+        async with domain_errors(context):
+            caller = self._callers.resolve(context)
+            caller.require_admin(in_person=True)
+            removed = await self._binding_handlers().unbind(
+                request.spki_sha256, caller.subject or caller.role.value
+            )
+            return pb.UnbindCertificateResponse(binding=binding_to_pb(removed))
+
+    async def ListCertificateBindings(
+        self,
+        request: pb.ListCertificateBindingsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.ListCertificateBindingsResponse:
+        async with domain_errors(context):
+            # Bindings name other agencies' officials: operators and the hub's services only.
+            if self._callers.resolve(context).role in (Role.AGENCY, Role.PEER):
+                raise PermissionDeniedError("certificate bindings are for operators and the hub")
+            found = await self._binding_handlers().find(
+                agency_code=request.agency_code or None,
+                spki_sha256=list(request.spki_sha256) or None,
+            )
+            return pb.ListCertificateBindingsResponse(
+                bindings=[binding_to_pb(binding) for binding in found]
+            )
 
     def _policy_handlers(self) -> SignaturePolicyHandlers:
         if self._policies is None:

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
+from services.directory.domain.certificate_binding import CertificateBinding
 from services.directory.domain.model import Agency
 from services.directory.domain.reorganisation import Reorganisation
 from services.directory.domain.signature_policy import SignaturePolicy
@@ -68,6 +69,25 @@ class SignaturePolicies(Protocol):
     async def save(self, policy: SignaturePolicy) -> SignaturePolicy:
         """Stores (replaces) the policy of its agency and type and stages a `directory` ledger
         event in the same transaction; returns it as stored."""
+        ...
+
+
+class CertificateBindings(Protocol):
+    """Certificates bound to agencies, by the SHA-256 of their key."""
+
+    async def find(
+        self, *, agency_code: str | None, spki_sha256: Sequence[str] | None
+    ) -> builtins.list[CertificateBinding]:
+        """Bindings of the agency and/or of these keys (neither: all), by agency then key."""
+        ...
+
+    async def bind(self, binding: CertificateBinding) -> tuple[CertificateBinding, bool]:
+        """Stores (replaces) the binding of its key and stages a `directory` ledger event in the
+        same transaction when it changed; returns it as stored and whether it changed."""
+        ...
+
+    async def unbind(self, spki_sha256: str, actor: str) -> CertificateBinding | None:
+        """Removes the key's binding (staging a ledger event) and returns it; None if none."""
         ...
 
 

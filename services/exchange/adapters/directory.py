@@ -10,6 +10,8 @@ from docaxis.common.v1 import common_pb2
 from docaxis.directory.v1 import directory_service_pb2 as dpb
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 
+from docaxis_client.trust.bindings import Bindings, CertificateBinding
+from docaxis_client.trust.signatures import SignerRole
 from services.common.errors import UnavailableError
 from services.exchange.domain.addresses import AddressState, Resolution
 from services.exchange.domain.signature_rules import (
@@ -27,6 +29,12 @@ _STATE_FROM_PB = {
     dpb.AGENCY_STATUS_ACTIVE: AddressState.OPEN,
     dpb.AGENCY_STATUS_CLOSED: AddressState.CLOSED,
     dpb.AGENCY_STATUS_NOT_YET_VALID: AddressState.NOT_YET_VALID,
+}
+
+
+_ROLE_FROM_PB = {
+    dpb.CERTIFICATE_ROLE_PERSON: SignerRole.PERSON,
+    dpb.CERTIFICATE_ROLE_ORGANIZATION: SignerRole.ORGANIZATION,
 }
 
 
@@ -125,6 +133,23 @@ class GrpcDirectoryLookup:
                 raise _unavailable(exc) from exc
             resolved.update((r.code, resolution_from_pb(r)) for r in response.resolutions)
         return resolved
+
+    async def certificate_bindings(self, spki_sha256: Sequence[str]) -> Bindings:
+        if not spki_sha256:
+            return {}
+        try:
+            response = await self._stub.ListCertificateBindings(
+                dpb.ListCertificateBindingsRequest(spki_sha256=sorted(set(spki_sha256))),
+                timeout=LOOKUP_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable(exc) from exc
+        return {
+            b.spki_sha256: CertificateBinding(b.spki_sha256, b.agency_code, _ROLE_FROM_PB[b.role])
+            for b in response.bindings
+            if b.role in _ROLE_FROM_PB
+        }
 
     async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         try:

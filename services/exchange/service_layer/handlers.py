@@ -185,7 +185,11 @@ class ExchangeHandlers:
         # Before anything is stored or routed: a refused signature leaves no trace but the log.
         policy = await self._directory.signature_policy(header.sender, header.document_type)
         verification = await self._signatures.verify(
-            submission, at=now, policy=policy, content=self._content
+            submission,
+            at=now,
+            policy=policy,
+            content=self._content,
+            bindings=self._directory.certificate_bindings,
         )
         fingerprint = submission_fingerprint(submission)
         replay = await self._replay(submission, fingerprint)
@@ -368,7 +372,11 @@ class ExchangeHandlers:
         header = submission.header
         policy = await self._directory.signature_policy(header.sender, header.document_type)
         return await self._signatures.verify(
-            submission, at=at, policy=policy, content=self._content
+            submission,
+            at=at,
+            policy=policy,
+            content=self._content,
+            bindings=self._directory.certificate_bindings,
         )
 
     def hop_receipt(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from docaxis_client.trust.bindings import Bindings
 from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -51,6 +52,11 @@ class DirectoryLookup(Protocol):
     async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
         """The signature policy in force for the agency's documents of this type (its own, else
         the deployment default: DirectoryService.GetSignaturePolicy)."""
+        ...
+
+    async def certificate_bindings(self, spki_sha256: Sequence[str]) -> Bindings:
+        """The agencies the directory binds these keys to (national-CA certificates name no
+        docaxis identity: DirectoryService.ListCertificateBindings); unbound keys are left out."""
         ...
 
 

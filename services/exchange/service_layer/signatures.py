@@ -15,13 +15,22 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from docaxis_client.documents import document_signatures, signature_of
-from docaxis_client.trust.chain import TrustStore
+from docaxis_client.trust.bindings import NO_BINDINGS, Bindings
+from docaxis_client.trust.chain import TrustStore, identity_uri
 from docaxis_client.trust.errors import SignatureInvalidError, SignatureMissingError, TrustError
+from docaxis_client.trust.keys import key_id
 from docaxis_client.trust.ocsp import RevocationCheck
-from docaxis_client.trust.pdf import count_signatures, is_pdf, verify_pdf
+from docaxis_client.trust.pdf import count_signatures, is_pdf, signer_certificates, verify_pdf
 from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_document
-from docaxis_client.trust.xmldsig import EnvelopeFacts, has_envelope_signature, verify_envelope
+from docaxis_client.trust.xmldsig import (
+    EnvelopeFacts,
+    has_envelope_signature,
+    signer_certificate,
+    verify_envelope,
+)
 from services.common.errors import RejectedError
 from services.common.trust import domain_error
 from services.exchange.domain.model import AttachmentRef, Submission, manifest_of
@@ -30,6 +39,8 @@ from services.exchange.domain.verification import SignatureCheck, SignatureMode,
 
 # Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
 Content = Callable[[str], Awaitable[bytes]]
+# The directory's bindings of these keys (SPKI SHA-256): whom national-CA certificates sign for.
+BindingLookup = Callable[[Sequence[str]], Awaitable[Bindings]]
 PDF_MEDIA_TYPE = "application/pdf"
 _CHECKED = "chain to the axis's trust anchors at the signing time; revocation from the axis's CRLs"
 
@@ -76,13 +87,14 @@ class SignatureVerifier:
         at: dt.datetime,
         policy: SignatureRules = DEFAULT_RULES,
         content: Content | None = None,
+        bindings: BindingLookup | None = None,
     ) -> Verification:
         """Raises a DomainError with the trust core's reason (SIGNATURE_INVALID,
         SIGNATURE_MISSING, SIGNATURE_ALGORITHM_WEAK, CERTIFICATE_REVOKED, SENDER_MISMATCH, …)
         naming the attachment and signature concerned."""
         moment = at.astimezone(dt.UTC).replace(microsecond=0)
         try:
-            found = await self._verify_all(submission, moment, policy, content)
+            found = await self._verify_all(submission, moment, policy, content, bindings)
             return self._decide(found, policy, moment)
         except TrustError as exc:
             raise domain_error(exc) from None
@@ -102,6 +114,7 @@ class SignatureVerifier:
         at: dt.datetime,
         policy: SignatureRules,
         content: Content | None,
+        bindings: BindingLookup | None,
     ) -> _Found:
         found = _Found([], [])
         if submission.signatures:
@@ -110,9 +123,13 @@ class SignatureVerifier:
             return found
         pdfs = [a for a in submission.attachments if is_pdf_attachment(a)]
         for index, attachment in enumerate(pdfs):
-            await self._pdf(submission, attachment, index == 0, at, policy, content, found)
+            await self._pdf(
+                submission, attachment, index == 0, at, policy, content, bindings, found
+            )
         if submission.envelope is not None:
-            await self._envelope(submission, submission.envelope, at, policy, content, found)
+            await self._envelope(
+                submission, submission.envelope, at, policy, content, bindings, found
+            )
         return found
 
     async def _manifest(self, submission: Submission, at: dt.datetime, found: _Found) -> None:
@@ -147,6 +164,7 @@ class SignatureVerifier:
         at: dt.datetime,
         policy: SignatureRules,
         content: Content,
+        bindings: BindingLookup | None,
         found: _Found,
     ) -> None:
         data = await content(attachment.sha256)
@@ -167,6 +185,9 @@ class SignatureVerifier:
                 at=at,
                 allow_legacy=policy.allow_legacy_algorithms,
                 revocation=self._revocation,
+                bindings=await _bindings_of(
+                    await asyncio.to_thread(signer_certificates, data), bindings
+                ),
             )
         except TrustError as exc:
             raise exc.concerning(attachment=attachment.name) from None
@@ -199,12 +220,15 @@ class SignatureVerifier:
         at: dt.datetime,
         policy: SignatureRules,
         content: Content,
+        bindings: BindingLookup | None,
         found: _Found,
     ) -> None:
         data = await content(envelope.sha256)
         try:
             if not await asyncio.to_thread(has_envelope_signature, data):
                 return  # an empty or absent envelope signature: kept as it is, not evidence
+            certificate = await asyncio.to_thread(signer_certificate, data)
+            bound = await _bindings_of([] if certificate is None else [certificate], bindings)
             result = await asyncio.to_thread(
                 verify_envelope,
                 data,
@@ -213,6 +237,7 @@ class SignatureVerifier:
                 at=at,
                 allow_legacy=policy.allow_legacy_algorithms,
                 revocation=self._revocation,
+                bindings=bound,
             )
             _check_binding(result.facts, submission)
         except TrustError as exc:
@@ -276,6 +301,17 @@ class SignatureVerifier:
         if found.unsigned_pdf is not None and SignatureForm.PADES in forms:
             error.concerning(attachment=found.unsigned_pdf)
         raise error
+
+
+async def _bindings_of(
+    certificates: Sequence[x509.Certificate], lookup: BindingLookup | None
+) -> Bindings:
+    """The directory's bindings of the certificates that name no docaxis identity (asked only
+    when there are some: the axis's own certificates need none)."""
+    keys = [key_id(cert) for cert in certificates if identity_uri(cert) is None]
+    if lookup is None or not keys:
+        return NO_BINDINGS
+    return await lookup(keys)
 
 
 def _pdf_signature_count(data: bytes) -> int:

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from docaxis_client.trust.bindings import Bindings
 from services.exchange.domain.addresses import AddressState, Resolution
 from services.exchange.domain.signature_rules import SignatureRules
 from services.exchange.service_layer.ports import AgencyView
@@ -59,6 +60,9 @@ class FakeDirectory:
         return {code: table[code] for code in codes}
 
     async def signature_policy(self, agency_code: str, document_type: int) -> SignatureRules:
+        raise AssertionError("the sweep moves mail, it verifies no signature")
+
+    async def certificate_bindings(self, spki_sha256: Sequence[str]) -> Bindings:
         raise AssertionError("the sweep moves mail, it verifies no signature")
 
 

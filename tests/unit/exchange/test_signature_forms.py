@@ -8,8 +8,11 @@ import datetime as dt
 
 import pytest
 
+from docaxis_client.trust.bindings import CertificateBinding
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
+from docaxis_client.trust.keys import key_id
 from docaxis_client.trust.pdf import demo_pdf, sign_pdf
+from docaxis_client.trust.signatures import SignerRole
 from docaxis_client.trust.xmldsig import sign_envelope
 from docaxis_client.vietnam import today_in_vietnam
 from gateway.edxml import edxml_bytes
@@ -218,3 +221,32 @@ def _package_for(pdf: bytes) -> bytes:
             attachments=(attachment,),
         )
     )
+
+
+async def test_national_ca_certificates_sign_only_once_the_directory_binds_them(
+    scene: Scene,
+) -> None:
+    """Certificates without a docaxis identity: CERTIFICATE_UNBOUND (naming the key to bind)
+    until the directory binds their keys to the sender; then the checks name the sender."""
+    national = dataclasses.replace(
+        scene,
+        person=scene.ca.issue_person(OFFICIAL, SENDER, docaxis_identity=False),
+        agency=scene.ca.issue_agency(SENDER, "Văn phòng Chính phủ", docaxis_identity=False),
+    )
+    pdf = await national.signed_pdf()
+    error = await _refusal(national, pdf)
+    assert error.reason == "CERTIFICATE_UNBOUND"
+    assert error.meta["spki_sha256"] == key_id(national.person.certificate)
+    assert error.meta["signature"] == "ChuKyNguoiKy"
+
+    for issued, role in (
+        (national.person, SignerRole.PERSON),
+        (national.agency, SignerRole.ORGANIZATION),
+    ):
+        key = key_id(issued.certificate)
+        scene.directory.bindings[key] = CertificateBinding(key, SENDER, role)
+    await national.submit(pdf)
+    (document,) = scene.store.documents.values()
+    assert document.verification is not None
+    checks = [(c.role, c.agency_code, c.full_name) for c in document.verification.checks]
+    assert checks == [("person", SENDER, OFFICIAL), ("organization", SENDER, "")]

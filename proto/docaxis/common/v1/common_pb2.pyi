@@ -106,6 +106,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """LedgerService.ReportFork evidence that shows no fork: a note not signed by the log's key, of
     another log, or two checkpoints the log's own consistency proof joins.
     """
+    ERROR_REASON_CERTIFICATE_UNBOUND: _ErrorReason.ValueType  # 44
+    """A signer certificate that names no docaxis identity (a national-CA certificate) and that the
+    directory binds to no agency (DirectoryService.BindCertificate). Metadata: subject, serial,
+    spki_sha256 (what to bind).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -191,6 +196,11 @@ joins: a split view (docaxis_client.ledger.monitor).
 ERROR_REASON_FORK_EVIDENCE_INVALID: ErrorReason.ValueType  # 39
 """LedgerService.ReportFork evidence that shows no fork: a note not signed by the log's key, of
 another log, or two checkpoints the log's own consistency proof joins.
+"""
+ERROR_REASON_CERTIFICATE_UNBOUND: ErrorReason.ValueType  # 44
+"""A signer certificate that names no docaxis identity (a national-CA certificate) and that the
+directory binds to no agency (DirectoryService.BindCertificate). Metadata: subject, serial,
+spki_sha256 (what to bind).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

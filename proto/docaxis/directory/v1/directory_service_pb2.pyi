@@ -7,6 +7,7 @@ from collections import abc as _abc
 from docaxis.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -104,6 +105,27 @@ REORGANISATION_KIND_CLOSE: ReorganisationKind.ValueType  # 3
 REORGANISATION_KIND_SPLIT: ReorganisationKind.ValueType  # 4
 """One old code into several: mail to it is refused naming the successors (ambiguous)."""
 Global___ReorganisationKind: _TypeAlias = ReorganisationKind  # noqa: Y015
+
+class _CertificateRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CertificateRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CertificateRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CERTIFICATE_ROLE_UNSPECIFIED: _CertificateRole.ValueType  # 0
+    CERTIFICATE_ROLE_PERSON: _CertificateRole.ValueType  # 1
+    """An official's certificate: the person signature (Nghị định 30), signing first."""
+    CERTIFICATE_ROLE_ORGANIZATION: _CertificateRole.ValueType  # 2
+    """The agency's (organisation) certificate: the seal, signing after the official."""
+
+class CertificateRole(_CertificateRole, metaclass=_CertificateRoleEnumTypeWrapper): ...
+
+CERTIFICATE_ROLE_UNSPECIFIED: CertificateRole.ValueType  # 0
+CERTIFICATE_ROLE_PERSON: CertificateRole.ValueType  # 1
+"""An official's certificate: the person signature (Nghị định 30), signing first."""
+CERTIFICATE_ROLE_ORGANIZATION: CertificateRole.ValueType  # 2
+"""The agency's (organisation) certificate: the seal, signing after the official."""
+Global___CertificateRole: _TypeAlias = CertificateRole  # noqa: Y015
 
 @_typing.final
 class Agency(_message.Message):
@@ -735,6 +757,192 @@ class SetSignaturePolicyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetSignaturePolicyResponse: _TypeAlias = SetSignaturePolicyResponse  # noqa: Y015
+
+@_typing.final
+class CertificateBinding(_message.Message):
+    """A certificate bound to an agency. The key is the SHA-256 of the certificate's
+    SubjectPublicKeyInfo: a renewal with the same key keeps its binding, a new key needs a new one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPKI_SHA256_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    BOUND_BY_FIELD_NUMBER: _builtins.int
+    BOUND_AT_FIELD_NUMBER: _builtins.int
+    spki_sha256: _builtins.str
+    """Lowercase hex."""
+    agency_code: _builtins.str
+    role: Global___CertificateRole.ValueType
+    subject: _builtins.str
+    """Output only: what the bound certificate said (RFC 4514), for people reading the list."""
+    issuer: _builtins.str
+    serial: _builtins.str
+    bound_by: _builtins.str
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def bound_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        spki_sha256: _builtins.str = ...,
+        agency_code: _builtins.str = ...,
+        role: Global___CertificateRole.ValueType = ...,
+        subject: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        bound_by: _builtins.str = ...,
+        bound_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bound_at", b"bound_at", "not_after", b"not_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "bound_at", b"bound_at", "bound_by", b"bound_by", "issuer", b"issuer", "not_after", b"not_after", "role", b"role", "serial", b"serial", "spki_sha256", b"spki_sha256", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CertificateBinding: _TypeAlias = CertificateBinding  # noqa: Y015
+
+@_typing.final
+class BindCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    """The certificate, DER or PEM (the first of a PEM chain)."""
+    agency_code: _builtins.str
+    role: Global___CertificateRole.ValueType
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+        agency_code: _builtins.str = ...,
+        role: Global___CertificateRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "certificate", b"certificate", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindCertificateRequest: _TypeAlias = BindCertificateRequest  # noqa: Y015
+
+@_typing.final
+class BindCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDING_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the same binding already existed."""
+    @_builtins.property
+    def binding(self) -> Global___CertificateBinding: ...
+    def __init__(
+        self,
+        *,
+        binding: Global___CertificateBinding | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "changed", b"changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindCertificateResponse: _TypeAlias = BindCertificateResponse  # noqa: Y015
+
+@_typing.final
+class UnbindCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPKI_SHA256_FIELD_NUMBER: _builtins.int
+    spki_sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        spki_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spki_sha256", b"spki_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnbindCertificateRequest: _TypeAlias = UnbindCertificateRequest  # noqa: Y015
+
+@_typing.final
+class UnbindCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def binding(self) -> Global___CertificateBinding:
+        """The binding removed (NOT_FOUND when there was none)."""
+
+    def __init__(
+        self,
+        *,
+        binding: Global___CertificateBinding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnbindCertificateResponse: _TypeAlias = UnbindCertificateResponse  # noqa: Y015
+
+@_typing.final
+class ListCertificateBindingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    SPKI_SHA256_FIELD_NUMBER: _builtins.int
+    agency_code: _builtins.str
+    """Either or both; neither lists every binding."""
+    @_builtins.property
+    def spki_sha256(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        agency_code: _builtins.str = ...,
+        spki_sha256: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "spki_sha256", b"spki_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCertificateBindingsRequest: _TypeAlias = ListCertificateBindingsRequest  # noqa: Y015
+
+@_typing.final
+class ListCertificateBindingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bindings(self) -> _containers.RepeatedCompositeFieldContainer[Global___CertificateBinding]: ...
+    def __init__(
+        self,
+        *,
+        bindings: _abc.Iterable[Global___CertificateBinding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bindings", b"bindings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCertificateBindingsResponse: _TypeAlias = ListCertificateBindingsResponse  # noqa: Y015
 
 @_typing.final
 class HubRoute(_message.Message):

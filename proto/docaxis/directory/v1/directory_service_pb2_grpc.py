@@ -85,6 +85,21 @@ class DirectoryServiceStub:
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
                 response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
                 _registered_method=True)
+        self.BindCertificate = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/BindCertificate',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateResponse.FromString,
+                _registered_method=True)
+        self.UnbindCertificate = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/UnbindCertificate',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateResponse.FromString,
+                _registered_method=True)
+        self.ListCertificateBindings = channel.unary_unary(
+                '/docaxis.directory.v1.DirectoryService/ListCertificateBindings',
+                request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsRequest.SerializeToString,
+                response_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsResponse.FromString,
+                _registered_method=True)
         self.SetHubRoute = channel.unary_unary(
                 '/docaxis.directory.v1.DirectoryService/SetHubRoute',
                 request_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetHubRouteRequest.SerializeToString,
@@ -178,6 +193,28 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BindCertificate(self, request, context):
+        """Binds a national-CA certificate (which names no docaxis identity) to the agency it signs
+        for, as an official's (person) or the agency's (organisation) certificate. Administrators
+        only; every binding and unbinding is a `directory` ledger event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbindCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCertificateBindings(self, request, context):
+        """Bindings by agency or by key fingerprint (what signature verification asks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetHubRoute(self, request, context):
         """Federation. Administrators only, recorded in the ledger: codes this directory does not know
         that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
@@ -246,6 +283,21 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.SetSignaturePolicy,
                     request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.FromString,
                     response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.SerializeToString,
+            ),
+            'BindCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindCertificate,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateResponse.SerializeToString,
+            ),
+            'UnbindCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbindCertificate,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateResponse.SerializeToString,
+            ),
+            'ListCertificateBindings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCertificateBindings,
+                    request_deserializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsRequest.FromString,
+                    response_serializer=docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsResponse.SerializeToString,
             ),
             'SetHubRoute': grpc.unary_unary_rpc_method_handler(
                     servicer.SetHubRoute,
@@ -529,6 +581,87 @@ class DirectoryService:
             '/docaxis.directory.v1.DirectoryService/SetSignaturePolicy',
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyRequest.SerializeToString,
             docaxis_dot_directory_dot_v1_dot_directory__service__pb2.SetSignaturePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/BindCertificate',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.BindCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbindCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/UnbindCertificate',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.UnbindCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCertificateBindings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docaxis.directory.v1.DirectoryService/ListCertificateBindings',
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsRequest.SerializeToString,
+            docaxis_dot_directory_dot_v1_dot_directory__service__pb2.ListCertificateBindingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

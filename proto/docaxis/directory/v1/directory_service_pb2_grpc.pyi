@@ -66,6 +66,14 @@ class DirectoryServiceStub:
     """
     SetSignaturePolicy: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]
     """Administrators only; recorded in the ledger."""
+    BindCertificate: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.BindCertificateRequest, _directory_service_pb2.BindCertificateResponse]
+    """Binds a national-CA certificate (which names no docaxis identity) to the agency it signs
+    for, as an official's (person) or the agency's (organisation) certificate. Administrators
+    only; every binding and unbinding is a `directory` ledger event.
+    """
+    UnbindCertificate: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.UnbindCertificateRequest, _directory_service_pb2.UnbindCertificateResponse]
+    ListCertificateBindings: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.ListCertificateBindingsRequest, _directory_service_pb2.ListCertificateBindingsResponse]
+    """Bindings by agency or by key fingerprint (what signature verification asks)."""
     SetHubRoute: _grpc.UnaryUnaryMultiCallable[_directory_service_pb2.SetHubRouteRequest, _directory_service_pb2.SetHubRouteResponse]
     """Federation. Administrators only, recorded in the ledger: codes this directory does not know
     that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
@@ -112,6 +120,14 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     """
     SetSignaturePolicy: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetSignaturePolicyRequest, _directory_service_pb2.SetSignaturePolicyResponse]  # type: ignore[assignment]
     """Administrators only; recorded in the ledger."""
+    BindCertificate: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.BindCertificateRequest, _directory_service_pb2.BindCertificateResponse]  # type: ignore[assignment]
+    """Binds a national-CA certificate (which names no docaxis identity) to the agency it signs
+    for, as an official's (person) or the agency's (organisation) certificate. Administrators
+    only; every binding and unbinding is a `directory` ledger event.
+    """
+    UnbindCertificate: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.UnbindCertificateRequest, _directory_service_pb2.UnbindCertificateResponse]  # type: ignore[assignment]
+    ListCertificateBindings: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.ListCertificateBindingsRequest, _directory_service_pb2.ListCertificateBindingsResponse]  # type: ignore[assignment]
+    """Bindings by agency or by key fingerprint (what signature verification asks)."""
     SetHubRoute: _aio.UnaryUnaryMultiCallable[_directory_service_pb2.SetHubRouteRequest, _directory_service_pb2.SetHubRouteResponse]  # type: ignore[assignment]
     """Federation. Administrators only, recorded in the ledger: codes this directory does not know
     that match `pattern` (a whole code: an override that also beats what a pull said; a level-1
@@ -215,6 +231,32 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_directory_service_pb2.SetSignaturePolicyResponse, _abc.Awaitable[_directory_service_pb2.SetSignaturePolicyResponse]]:
         """Administrators only; recorded in the ledger."""
+
+    @_abc_1.abstractmethod
+    def BindCertificate(
+        self,
+        request: _directory_service_pb2.BindCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.BindCertificateResponse, _abc.Awaitable[_directory_service_pb2.BindCertificateResponse]]:
+        """Binds a national-CA certificate (which names no docaxis identity) to the agency it signs
+        for, as an official's (person) or the agency's (organisation) certificate. Administrators
+        only; every binding and unbinding is a `directory` ledger event.
+        """
+
+    @_abc_1.abstractmethod
+    def UnbindCertificate(
+        self,
+        request: _directory_service_pb2.UnbindCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.UnbindCertificateResponse, _abc.Awaitable[_directory_service_pb2.UnbindCertificateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCertificateBindings(
+        self,
+        request: _directory_service_pb2.ListCertificateBindingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_service_pb2.ListCertificateBindingsResponse, _abc.Awaitable[_directory_service_pb2.ListCertificateBindingsResponse]]:
+        """Bindings by agency or by key fingerprint (what signature verification asks)."""
 
     @_abc_1.abstractmethod
     def SetHubRoute(
