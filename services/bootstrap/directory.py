@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
@@ -18,9 +19,11 @@ from services.directory.adapters.postgres_hubs import PostgresHubRoutes
 from services.directory.adapters.postgres_policies import PostgresSignaturePolicies
 from services.directory.entrypoints import grpc_api as directory_api
 from services.directory.service_layer.certificate_bindings import CertificateBindingHandlers
-from services.directory.service_layer.handlers import DirectoryHandlers
+from services.directory.service_layer.handlers import DirectoryHandlers, PeerPage
 from services.directory.service_layer.revocation import RevocationHandlers
 from services.directory.service_layer.signature_policies import SignaturePolicyHandlers
+from services.national.client import NationalAxisClient
+from services.national.feed import NationalAxisFeed
 from services.settings import Settings
 
 
@@ -86,14 +89,28 @@ def _wire_peer_pulls(wiring: Wiring, directory: DirectoryHandlers) -> None:
         wiring.stack.push_async_callback(channel.close)
         feed = GrpcPeerFeed(hub_code, channel, tuple(metadata), settings.code_forms)
 
-        wiring.add_job(f"peer-directory-{hub_code}", _puller(directory, hub_code, feed, settings))
+        wiring.add_job(
+            f"peer-directory-{hub_code}", _puller(directory, hub_code, feed.page, settings)
+        )
+    national = settings.national_axis
+    if national is not None:
+        client = NationalAxisClient.from_settings(national)
+        wiring.stack.push_async_callback(client.close)
+        axis = NationalAxisFeed(national.hub_code, client, settings.code_forms)
+        wiring.add_job(
+            f"peer-directory-{national.hub_code}",
+            _puller(directory, national.hub_code, axis.page, settings),
+        )
 
 
 def _puller(
-    directory: DirectoryHandlers, hub_code: str, feed: GrpcPeerFeed, settings: Settings
+    directory: DirectoryHandlers,
+    hub_code: str,
+    page: Callable[[int], Awaitable[PeerPage]],
+    settings: Settings,
 ) -> Job:
     async def pull() -> None:
-        await directory.pull_peer(hub_code, feed.page)
+        await directory.pull_peer(hub_code, page)
 
     async def job(stop: asyncio.Event) -> None:
         await every(settings.peer_sync_interval_s, stop, pull, f"peer-directory-{hub_code}")

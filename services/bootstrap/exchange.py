@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
 import structlog
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
@@ -53,7 +52,9 @@ from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
 from services.exchange.service_layer.uploads import AbandonedUploadSweeper
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
-from services.national.client import AxisCredentials, NationalAxisClient
+from services.national.blobs import NationalAxisBlobs
+from services.national.client import NationalAxisClient
+from services.national.poller import NationalAxisPoller
 from services.national.transport import NationalAxisTransport
 
 log = structlog.get_logger(__name__)
@@ -166,6 +167,8 @@ def _wire_federation(
         channels[hub_code] = (channel, metadata)
     national = _national_axis(wiring)
     national_codes = {national[0]} if national else set()
+    peer_blobs = GrpcBlobSource(channels)
+    blobs = NationalAxisBlobs(national[0], peer_blobs) if national else peer_blobs
     handlers = FederationHandlers(
         settings.hub_code,
         frozenset(code for code, _ in settings.peers) | national_codes,
@@ -174,13 +177,30 @@ def _wire_federation(
         documents,
         store,
         lookup,
-        GrpcBlobSource(channels),
+        blobs,
+        national_axes=frozenset(national_codes),
     )
     servicer = federation_api.FederationServicer(handlers, security.callers)
     wiring.add_service(
         federation_api.SERVICE_NAME,
         lambda server: fpb_grpc.add_FederationServiceServicer_to_server(servicer, server),
     )
+    if national is not None and isinstance(blobs, NationalAxisBlobs):
+        poller = NationalAxisPoller(
+            national[0],
+            national[1],
+            handlers,
+            blobs,
+            documents,
+            store,
+            lambda code: code_problem(code, settings.code_forms),
+            max_attachment_bytes=settings.max_attachment_bytes,
+            page_size=settings.national_axis.page_size if settings.national_axis else 50,
+            max_pause_s=settings.national_axis.poll_max_s if settings.national_axis else 30.0,
+        )
+        # One poller per axis: two would fetch the same items and store them once each anyway,
+        # but the second's work would be wasted.
+        wiring.add_singleton("national-poller", Singleton.NATIONAL_POLLER, poller.run)
     if settings.worker_index != 0:
         return
     forwarders: list[Forwarder] = []
@@ -244,17 +264,11 @@ def _forget_unconfigured_peers(wiring: Wiring, peer_states: PostgresPeerStates) 
 
 
 def _national_axis(wiring: Wiring) -> tuple[str, NationalAxisClient] | None:
-    """The client of the national axis this hub sits under, if any (its secret read here, from
-    its file, and kept in memory only)."""
+    """The client of the national axis this hub sits under, if any."""
     national = wiring.plan.settings.national_axis
     if national is None:
         return None
-    secret = Path(national.secret_file).read_text("utf-8").strip()
-    client = NationalAxisClient(
-        national.base_url,
-        AxisCredentials(national.system_id, secret),
-        ca_file=national.ca_file,
-    )
+    client = NationalAxisClient.from_settings(national)
     wiring.stack.push_async_callback(client.close)
     return national.hub_code, client
 

@@ -51,6 +51,7 @@ class Singleton(enum.IntEnum):
     LEDGER_SEQUENCER = 0x6C656467  # "ledg": sequencing and checkpoints (witnesses beside it)
     OUTBOX_RELAY = 0x726C6179  # "rlay"
     SWEEPS = 0x73776570  # "swep": rerouting and abandoned uploads
+    NATIONAL_POLLER = 0x6E617869  # "naxi": the national axis's mailbox (services/national)
 
     @property
     def job(self) -> str:

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from services.common.errors import (
     UnavailableError,
     ValidationError,
 )
+from services.national.settings import NationalAxisSettings
 
 TIMEOUT_S = 30.0
 
@@ -92,6 +94,17 @@ class NationalAxisClient:
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", verify=verify, timeout=timeout_s
+        )
+
+    @classmethod
+    def from_settings(cls, settings: NationalAxisSettings) -> NationalAxisClient:
+        """The client of the configured axis, its secret read from its file (kept in memory
+        only, never logged)."""
+        secret = Path(settings.secret_file).read_text("utf-8").strip()
+        return cls(
+            settings.base_url,
+            AxisCredentials(settings.system_id, secret),
+            ca_file=settings.ca_file,
         )
 
     async def close(self) -> None:
@@ -187,6 +200,12 @@ class NationalAxisClient:
     async def agencies(self) -> list[dict[str, Any]]:
         body = await self._call("getAgenciesList")
         return list(body.get("data") or [])
+
+    async def register_agency(self, code: str, name: str, parent: str = "") -> None:
+        await self._call("registerAgency", data={"code": code, "name": name, "pcode": parent})
+
+    async def delete_agency(self, code: str) -> None:
+        await self._call("deleteAgency", data={"code": code})
 
     async def synchronize(self, version: int) -> dict[str, Any]:
         body = await self._call("getSynchronizeUnit", params={"version": str(version)})

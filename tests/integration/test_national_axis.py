@@ -15,9 +15,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
-from gateway.edxml import DocumentPackage, read_edxml
+from gateway.edxml import DocumentPackage, StatusPackage, read_edxml
 from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
@@ -27,7 +28,15 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.national.settings import NationalAxisSettings
 from tests.conftest import make_header, served, settings_for
 from tests.infra import SuiteServices
-from tests.national_axis import EmulatorProcess, SystemSeed, agency, started
+from tests.integration.test_exchange_flow import next_delivery
+from tests.national_axis import (
+    EmulatorProcess,
+    SystemSeed,
+    agency,
+    document_edxml,
+    started,
+    status_edxml,
+)
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
@@ -81,6 +90,7 @@ async def hub(
         settings_for(url, services.amqp_vhost("national-h47"), ledger_key_file, pki=pki),
         hub_code="province-h47",
         peer_max_backoff_s=0.5,
+        peer_sync_interval_s=0.2,
         national_axis=NationalAxisSettings(
             hub_code=NATIONAL,
             base_url=emulator.url,
@@ -191,3 +201,159 @@ async def test_a_final_refusal_dead_letters_the_copy(hub: UnderNational, pki: Su
         f"{NATIONAL}:INVALID_ADDRESSEE",
     )
     assert await _mailbox(hub, {document_id}) == []
+
+
+async def _national_send(hub: UnderNational, data: bytes, messagetype: str = "edoc") -> str:
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+        return await ministry.send_edoc(
+            data,
+            sender=MINISTRY,
+            messagetype=messagetype,
+            to=[COMMUNE.code] if messagetype == "edoc" else [],
+        )
+    finally:
+        await ministry.close()
+
+
+async def _item_status(hub: UnderNational, doc_id: str) -> set[str]:
+    items = (await hub.emulator.admin())["items"]
+    return {i["status"] for i in items if i["docId"] == doc_id}
+
+
+async def _copies(hub: UnderNational, document_id: str) -> list[asyncpg.Record]:
+    return list(
+        await hub.pool.fetch(
+            "SELECT d.id, d.recipient, doc.verification->>'mode' AS mode, doc.envelope "
+            "FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid "
+            "WHERE doc.document_id = $1",
+            document_id,
+        )
+    )
+
+
+def _document_id(number: str) -> str:
+    today = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=7))).date()
+    return f"{MINISTRY},{today:%Y/%m/%d},{number}/BTC-VP"
+
+
+async def test_a_national_document_is_stored_once_then_acknowledged_done(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The poller fetches a ministry's package (dd/MM/yyyy dates, an empty envelope signature),
+    stores one copy for the commune, transport-attested by the national axis, keeps the file
+    byte for byte, and only then acknowledges it `done`; the commune receives it, and its
+    acknowledgement (01) and 03 go back to the ministry as status packages."""
+    data = document_edxml(MINISTRY, [COMMUNE.code], "901", dmy_dates=True, empty_signature=True)
+    doc_id = await _national_send(hub, data)
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    (copy,) = await _copies(hub, _document_id("901"))
+    assert (copy["recipient"], copy["mode"]) == (COMMUNE.code, "transport_attested")
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        delivery = await next_delivery(client.receive(), within=30)
+        assert delivery.header.subject == "Công văn thử qua trục quốc gia"
+        await client.acknowledge(delivery.delivery_id)
+        await client.report_status(
+            delivery.delivery_id, pb.STATUS_CODE_ACCEPTED, status_id=str(uuid.uuid4())
+        )
+    finally:
+        await client.close()
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+
+        async def statuses() -> list[str]:
+            items, _ = await ministry.received("status")
+            codes = []
+            for item in items:
+                package = read_edxml(await ministry.get_edoc(item.doc_id)).raise_for_errors()
+                assert isinstance(package, StatusPackage)
+                if package.response_for and package.response_for.document_id == _document_id("901"):
+                    codes.append(package.status_code)
+            return sorted(codes)
+
+        assert await eventually(statuses, lambda c: c == ["01", "03"], within=30) == ["01", "03"]
+    finally:
+        await ministry.close()
+
+
+async def test_a_crash_between_storing_and_acknowledging_stores_once(
+    hub: UnderNational,
+) -> None:
+    """updateStatus fails three times (as if docaxis died after storing): the item is listed
+    again and fetched again, and still one copy exists; it ends `done`."""
+    await hub.emulator.admin(fail_next=3, status=503, operation="updateStatus")
+    doc_id = await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "902"))
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    assert (await hub.emulator.admin())["fail_next"] == 0  # the three failures were used
+    assert len(await _copies(hub, _document_id("902"))) == 1
+
+
+async def test_more_items_than_a_page_are_all_taken_once(hub: UnderNational) -> None:
+    """Nine documents with a page limit of 4: every one stored once and acknowledged."""
+    numbers = [f"91{n}" for n in range(9)]
+    doc_ids = [
+        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
+        for number in numbers
+    ]
+
+    async def all_done() -> bool:
+        return [await _item_status(hub, d) for d in doc_ids] == [{"done"}] * len(doc_ids)
+
+    await eventually(all_done, within=60)
+    assert [len(await _copies(hub, _document_id(n))) for n in numbers] == [1] * 9
+
+
+async def test_an_unreadable_package_is_acknowledged_fail(hub: UnderNational) -> None:
+    """A package this hub can never store (its sender's code is not a code) is given up with
+    `fail`, not fetched forever; the next one passes."""
+    bad = document_edxml(MINISTRY, [COMMUNE.code], "920").replace(
+        f"<edXML:OrganId>{COMMUNE.code}</edXML:OrganId>".encode(),
+        b"<edXML:OrganId>not-a-code</edXML:OrganId>",
+    )
+    doc_id = await _national_send(hub, bad)
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"fail"}, within=30)
+
+
+async def test_a_status_from_the_national_side_reaches_the_sender(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The ministry answers a commune's document with 03 as a status package: the poller
+    applies it to the ministry's copy, and the commune's Track shows it."""
+    document_id = await _submit(hub, pki, [MINISTRY])
+    await eventually(lambda: _mailbox(hub, {document_id}), within=30)
+    doc_id = await _national_send(hub, status_edxml(MINISTRY, document_id, "03"), "status")
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    uuid_of = await hub.pool.fetchval(
+        "SELECT uuid FROM exchange.document WHERE document_id = $1", document_id
+    )
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        track = await client.track(str(uuid_of))
+    finally:
+        await client.close()
+    (recipient,) = track.recipients
+    assert [s.code for s in recipient.statuses] == [pb.STATUS_CODE_ACCEPTED]
+
+
+async def test_national_agencies_are_imported_through_the_delta_feed(
+    hub: UnderNational,
+) -> None:
+    """An agency registered on the national axis becomes addressable here, served by the
+    national axis (no route needed); deleted there, it is closed here (a tombstone)."""
+    other = "000.00.00.H48"
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+        await ministry.register_agency(other, "UBND tỉnh Thử 48")
+
+        async def served_by() -> tuple[str | None, str | None]:
+            (r,) = await hub.directory.resolve([other], dt.date.today())
+            return r.effective, r.hub
+
+        assert await eventually(served_by, lambda r: r == (other, NATIONAL), within=30)
+        await ministry.delete_agency(other)
+        assert await eventually(served_by, lambda r: r[0] is None, within=30)
+    finally:
+        await ministry.close()
+    (own,) = await hub.directory.resolve([COMMUNE.code], dt.date.today())
+    assert own.hub is None  # this hub's own agency, listed by the axis too, stays its own

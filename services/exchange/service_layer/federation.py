@@ -56,7 +56,11 @@ class FederationHandlers:
         directory: DirectoryLookup,
         blobs: BlobSource,
         clock: Callable[[], dt.datetime] = _now,
+        *,
+        national_axes: frozenset[str] = frozenset(),
     ) -> None:
+        """`national_axes`: the peers that are national axes (their documents come unsigned or
+        with dummy envelope signatures: transport-attested by that peer, SignatureVerifier)."""
         self._own_hub = own_hub
         self._peers = peers
         self._exchange = exchange
@@ -66,6 +70,7 @@ class FederationHandlers:
         self._directory = directory
         self._blobs = blobs
         self._clock = clock
+        self._national_axes = national_axes
 
     def require_peer(self, hub_code: str) -> None:
         if hub_code not in self._peers:
@@ -126,7 +131,9 @@ class FederationHandlers:
                 meta={"recipient": item.recipient, "loop": peer},
             )
         await self._fetch_blobs(peer, item)
-        verification = await self._exchange.verify_signatures(submission, now)
+        verification = await self._exchange.verify_signatures(
+            submission, now, attested_by=peer if peer in self._national_axes else None
+        )
         route = Route(item.requested_recipient, resolved.effective, str(uuid.uuid4()), resolved.hub)
         receipt = Receipt(
             document_uuid=str(uuid.uuid4()),

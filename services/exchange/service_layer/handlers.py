@@ -366,9 +366,12 @@ class ExchangeHandlers:
             raise NotFoundError("this deployment issues no transport receipts (no hub identity)")
         return await self._issue_receipt(record)
 
-    async def verify_signatures(self, submission: Submission, at: dt.datetime) -> Verification:
+    async def verify_signatures(
+        self, submission: Submission, at: dt.datetime, *, attested_by: str | None = None
+    ) -> Verification:
         """The document's signatures checked as at Submit, under the sender's policy: for a
-        document a peer hub forwards (federation), checked again here before it is stored."""
+        document a peer hub forwards (federation), checked again here before it is stored.
+        `attested_by`: the national axis it came from (SignatureVerifier.verify)."""
         header = submission.header
         policy = await self._directory.signature_policy(header.sender, header.document_type)
         return await self._signatures.verify(
@@ -377,6 +380,7 @@ class ExchangeHandlers:
             policy=policy,
             content=self._content,
             bindings=self._directory.certificate_bindings,
+            attested_by=attested_by,
         )
 
     def hop_receipt(

@@ -11,6 +11,7 @@ whether the agency may send unsigned on its mutual-TLS identity (transport-attes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -88,14 +89,27 @@ class SignatureVerifier:
         policy: SignatureRules = DEFAULT_RULES,
         content: Content | None = None,
         bindings: BindingLookup | None = None,
+        attested_by: str | None = None,
     ) -> Verification:
         """Raises a DomainError with the trust core's reason (SIGNATURE_INVALID,
         SIGNATURE_MISSING, SIGNATURE_ALGORITHM_WEAK, CERTIFICATE_REVOKED, SENDER_MISMATCH, …)
-        naming the attachment and signature concerned."""
+        naming the attachment and signature concerned.
+
+        `attested_by`: a national axis the document came from. Its envelopes carry dummy or
+        empty XML-DSig (domain.md §7), so the envelope is not evidence (kept, not verified); the
+        PDF signatures are verified as always, and where they do not fill both roles the
+        document is accepted as transport-attested by that peer, shown UNSIGNED everywhere."""
         moment = at.astimezone(dt.UTC).replace(microsecond=0)
+        if attested_by is not None:
+            submission = dataclasses.replace(submission, envelope=None)
+            policy = dataclasses.replace(
+                policy,
+                transport_attested=True,
+                organization_forms=policy.organization_forms - {SignatureForm.XMLDSIG},
+            )
         try:
             found = await self._verify_all(submission, moment, policy, content, bindings)
-            return self._decide(found, policy, moment)
+            return self._decide(found, policy, moment, attested_by)
         except TrustError as exc:
             raise domain_error(exc) from None
 
@@ -265,7 +279,9 @@ class SignatureVerifier:
             )
         )
 
-    def _decide(self, found: _Found, policy: SignatureRules, at: dt.datetime) -> Verification:
+    def _decide(
+        self, found: _Found, policy: SignatureRules, at: dt.datetime, attested_by: str | None
+    ) -> Verification:
         def filled(role: SignerRole, forms: frozenset[SignatureForm]) -> bool:
             return any(c.role == role.value and c.form in forms for c in found.checks)
 
@@ -281,7 +297,11 @@ class SignatureVerifier:
             )
         if policy.transport_attested:
             warning = (
-                "UNSIGNED: accepted on the sender's mutual-TLS identity (transport-attested "
+                f"UNSIGNED: accepted on the system authentication of the national axis "
+                f"{attested_by} it came through (transport-attested by that peer), not on "
+                "document signatures"
+                if attested_by is not None
+                else "UNSIGNED: accepted on the sender's mutual-TLS identity (transport-attested "
                 "policy), not on document signatures"
             )
             return Verification(

@@ -1,0 +1,264 @@
+"""The national axis's mailbox, polled (it does not push): list → get each → read with the
+gateway's lenient reader → store → `updateStatus`. One poller per axis (an elected singleton).
+
+An item is acknowledged `done` only once every copy it carries for this hub is stored (or was
+already: the key of a copy is the national DocId with the recipient, so an item listed again
+after a crash between storing and acknowledging is answered as before and stored once); `fail`
+when the package can never be stored (unreadable, refused for good); nothing when storing failed
+for a reason that may pass later, so it is listed again. The pauses between polls grow while the
+mailbox is empty or the axis fails (back-off with jitter, up to `max_pause_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from docaxis.common.v1 import common_pb2
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
+
+from gateway.edxml import DocumentPackage, EdxmlError, StatusPackage, read_edxml
+from gateway.edxml.mapping import attachment_ref, document_header, status_values
+from services.common.errors import DomainError, NotFoundError, ValidationError
+from services.common.periodic import pause
+from services.exchange.domain.model import CodeCheck, today_in_vietnam, validate_submission
+from services.exchange.domain.peering import Hop, backoff_s
+from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
+from services.exchange.entrypoints.convert import submission_from_pb
+from services.exchange.service_layer.federation import FederationHandlers
+from services.exchange.service_layer.federation_ports import (
+    FederationStore,
+    HopOutcome,
+    OutboundDocument,
+    OutboundStatus,
+)
+from services.exchange.service_layer.ports import DocumentStore
+from services.national.blobs import NationalAxisBlobs
+from services.national.client import NationalAxisClient, ReceivedItem
+
+log = structlog.get_logger(__name__)
+
+# The keys of what came from the national axis: uuid5 of "<hub code>:<DocId>".
+NATIONAL_NAMESPACE = uuid.UUID("6f1d8a52-3c55-4c8e-9a0e-2f8f3b6d1c01")
+ENVELOPE_NAME = "envelope.edxml"
+MAX_PAGES = 100
+
+
+def origin_of(hub_code: str, doc_id: str) -> str:
+    """The origin uuid of a national upload: stable, so storing it again is recognised."""
+    return str(uuid.uuid5(NATIONAL_NAMESPACE, f"{hub_code}:{doc_id}"))
+
+
+@dataclass(slots=True)
+class PollStats:
+    stored: int = 0
+    statuses: int = 0
+    refused: int = 0
+    failures: int = 0
+
+
+class NationalAxisPoller:
+    def __init__(
+        self,
+        hub_code: str,
+        client: NationalAxisClient,
+        federation: FederationHandlers,
+        blobs: NationalAxisBlobs,
+        documents: DocumentStore,
+        store: FederationStore,
+        code_problem: CodeCheck,
+        *,
+        max_attachment_bytes: int,
+        page_size: int = 50,
+        max_pause_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._hub_code = hub_code
+        self._client = client
+        self._federation = federation
+        self._blobs = blobs
+        self._documents = documents
+        self._store = store
+        self._code_problem = code_problem
+        self._max_attachment_bytes = max_attachment_bytes
+        self._page_size = page_size
+        self._max_pause_s = max_pause_s
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+        self.stats = PollStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Polls until `stop` is set (a term of the elected leader)."""
+        quiet = 0
+        while not stop.is_set():
+            try:
+                handled = await self.poll_once()
+            except DomainError as exc:
+                self.stats.failures += 1
+                quiet += 1
+                log.warning("national_axis_poll_failed", hub=self._hub_code, error=str(exc))
+                handled = 0
+            if handled:
+                quiet = 0
+                continue
+            quiet += 1
+            await pause(stop, backoff_s(quiet, self._rng, base=0.05, cap=self._max_pause_s))
+
+    async def poll_once(self) -> int:
+        """Both mailboxes walked once; how many items were settled."""
+        settled = 0
+        for kind in ("edoc", "status"):
+            settled += await self._mailbox(kind)
+        return settled
+
+    async def _mailbox(self, kind: str) -> int:
+        """Settled items leave the list, so the pages are walked past the ones left behind."""
+        seen: set[str] = set()
+        left = settled = 0
+        for _ in range(MAX_PAGES):
+            page = left // self._page_size + 1
+            items, _count = await self._client.received(kind, page=page, page_size=self._page_size)
+            by_doc: dict[str, list[ReceivedItem]] = {}
+            for item in items:
+                if item.doc_id not in seen:
+                    by_doc.setdefault(item.doc_id, []).append(item)
+            if not by_doc:
+                return settled
+            for doc_id, listed in by_doc.items():
+                seen.add(doc_id)
+                if await self._take(kind, doc_id, listed):
+                    settled += 1
+                else:
+                    left += len(listed)
+        return settled
+
+    async def _take(self, kind: str, doc_id: str, listed: Sequence[ReceivedItem]) -> bool:
+        data = await self._client.get_edoc(doc_id)
+        try:
+            outcomes = (
+                await self._document(doc_id, data, listed)
+                if kind == "edoc"
+                else [await self._status(doc_id, data)]
+            )
+        except DomainError as exc:
+            outcomes = [HopOutcome(doc_id, error=exc, retryable=exc.retryable)]
+        if any(o.retryable for o in outcomes):
+            log.warning(
+                "national_axis_item_deferred",
+                hub=self._hub_code,
+                doc_id=doc_id,
+                error=next(str(o.error) for o in outcomes if o.retryable),
+            )
+            return False
+        refused = [o for o in outcomes if o.error is not None]
+        stored = len(outcomes) - len(refused)
+        for outcome in refused:
+            assert outcome.error is not None
+            self.stats.refused += 1
+            log.warning(
+                "national_axis_item_refused",
+                hub=self._hub_code,
+                doc_id=doc_id,
+                reason=outcome.error.reason,
+                error=str(outcome.error),
+            )
+        # Acknowledged only now that what could be stored is stored.
+        await self._client.update_status(doc_id, "done" if stored else "fail")
+        if kind == "edoc":
+            self.stats.stored += stored
+        else:
+            self.stats.statuses += stored
+        log.info("national_axis_item_settled", hub=self._hub_code, doc_id=doc_id, kind=kind)
+        return True
+
+    async def _document(
+        self, doc_id: str, data: bytes, listed: Sequence[ReceivedItem]
+    ) -> list[HopOutcome]:
+        package = _read(data)
+        if not isinstance(package, DocumentPackage):
+            raise ValidationError(f"national item {doc_id} is a status listed as a document")
+        envelope = hashlib.sha256(data).hexdigest()
+        request = pb.SubmitRequest(
+            consignment_id=f"national:{doc_id}",
+            header=document_header(package),
+            attachments=[attachment_ref(a) for a in package.attachments],
+            envelope=common_pb2.AttachmentRef(
+                name=ENVELOPE_NAME, media_type="application/xml", size=len(data), sha256=envelope
+            ),
+        )
+        request.header.ClearField("document_id")
+        submission, problems = submission_from_pb(request)
+        if problems:
+            raise ValidationError("the national package does not map to a submission", problems)
+        validate_submission(
+            submission,
+            code_problem=self._code_problem,
+            today=today_in_vietnam(),
+            max_attachment_bytes=self._max_attachment_bytes,
+        )
+        origin = origin_of(self._hub_code, doc_id)
+        trace = package.trace.trace_headers
+        sent_at = next((t.timestamp for t in trace if t.timestamp), None) or dt.datetime.now(dt.UTC)
+        files = {a.sha256: a.data for a in package.attachments}
+        files[envelope] = data
+        self._blobs.hold(origin, files)
+        try:
+            return [
+                await self._federation.accept(
+                    self._hub_code,
+                    OutboundDocument(
+                        item_id=f"{doc_id}:{item.recipient}",
+                        origin_document_uuid=origin,
+                        source_document_uuid=origin,
+                        recipient=item.recipient,
+                        requested_recipient=item.recipient,
+                        submission=submission,
+                        trace=(Hop(self._hub_code, sent_at.astimezone(dt.UTC)),),
+                    ),
+                )
+                for item in listed
+            ]
+        finally:
+            self._blobs.release(origin)
+
+    async def _status(self, doc_id: str, data: bytes) -> HopOutcome:
+        package = _read(data)
+        if not isinstance(package, StatusPackage):
+            raise ValidationError(f"national item {doc_id} is a document listed as a status")
+        values = status_values(package)
+        try:
+            code = StatusCode(values.status_code)
+        except ValueError:
+            raise ValidationError(f"status code {values.status_code!r}") from None
+        track = await self._documents.track(document_uuid=None, document_id=values.document_id)
+        if track is None:
+            raise NotFoundError(f"no document {values.document_id} here")
+        (origin, _trace) = (await self._store.hop_info([track.document_uuid]))[track.document_uuid]
+        now = dt.datetime.now(dt.UTC)
+        report = StatusReport(
+            status_id=origin_of(self._hub_code, f"status:{doc_id}"),
+            code=code,
+            occurred_at=package.timestamp or now,
+            description=values.description,
+        )
+        return await self._federation.accept(
+            self._hub_code,
+            OutboundStatus(
+                f"status:{doc_id}",
+                origin,
+                values.reporter,
+                StatusEntry(report, values.reporter, now),
+            ),
+        )
+
+
+def _read(data: bytes) -> DocumentPackage | StatusPackage:
+    try:
+        return read_edxml(data).raise_for_errors()
+    except EdxmlError as exc:
+        raise ValidationError(f"edXML not per standard: {exc}", reason=exc.reason) from None
