@@ -27,8 +27,10 @@ from services.directory.domain.model import Agency, AgencyKind
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.national.settings import NationalAxisSettings
 from tests.conftest import make_header, served, settings_for
+from tests.exposition import sample
 from tests.infra import SuiteServices
 from tests.integration.test_exchange_flow import next_delivery
+from tests.integration.test_metrics_flow import get_metrics
 from tests.national_axis import (
     EmulatorProcess,
     SystemSeed,
@@ -357,3 +359,49 @@ async def test_national_agencies_are_imported_through_the_delta_feed(
         await ministry.close()
     (own,) = await hub.directory.resolve([COMMUNE.code], dt.date.today())
     assert own.hub is None  # this hub's own agency, listed by the axis too, stays its own
+
+
+async def test_the_axis_killed_then_restarted_loses_and_duplicates_nothing_either_way(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The ministry's documents wait in the axis (the hub's polls fail meanwhile), then the axis
+    is killed with SIGKILL; the commune sends while it is gone. After a restart on the same
+    state, every document reaches the other side exactly once (the test counts), and the
+    national peer shows in the per-peer series and peer state like a hub-to-hub peer."""
+    await hub.emulator.admin(fail_next=100_000, status=503, operation="getReceivedEdocList")
+    inbound = [f"93{n}" for n in range(4)]
+    inbound_ids = [
+        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
+        for number in inbound
+    ]
+    hub.emulator.kill()
+    try:
+        outbound = {await _submit(hub, pki, [MINISTRY]) for _ in range(4)}
+    finally:
+        await hub.emulator.start()  # the faults were in memory: gone with the process
+
+    async def inbound_done() -> bool:
+        return [await _item_status(hub, d) for d in inbound_ids] == [{"done"}] * len(inbound)
+
+    await eventually(inbound_done, within=60)
+    assert [len(await _copies(hub, _document_id(n))) for n in inbound] == [1] * len(inbound)
+    arrived = await eventually(
+        lambda: _mailbox(hub, outbound), lambda i: len(i) >= len(outbound), within=60
+    )
+    assert sorted(i["documentId"] for i in arrived) == sorted(outbound)
+
+    exposition = await get_metrics(hub.address, pki.monitor)
+    assert (
+        sample(exposition, "docaxis_peer_items_total", hub=NATIONAL, outcome="forwarded") or 0
+    ) >= 4
+    assert sample(exposition, "docaxis_peer_circuit_state", hub=NATIONAL, state="closed") == 1.0
+
+    async def reported() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await hub.pool.fetchrow(
+            "SELECT kind, address, circuit FROM exchange.peer_state WHERE hub = $1", NATIONAL
+        )
+        return row
+
+    row = await eventually(reported, lambda r: r is not None and r["circuit"] == "closed")
+    assert row is not None
+    assert (row["kind"], row["address"]) == ("national-axis", hub.emulator.url)
