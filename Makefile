@@ -23,7 +23,8 @@ help:
 	@echo "make soak    half the sustained rate for 30 min with agencies coming and going: memory,"
 	@echo "             files, connections, queues, latency flat? anything lost? (SOAK_ARGS=--minutes N"
 	@echo "             --rate N; plot and samples in .local/soak)"
-	@echo "make chaos   faults under load (replica, sequencer leader, DMS stream, gateway):"
+	@echo "make chaos   faults under load (replica, sequencer leader, RabbitMQ node, Postgres"
+	@echo "             primary then promotion, DMS stream, gateway):"
 	@echo "             recovery time per fault, then lost = 0, duplicated = 0, audit verify"
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
 
@@ -193,8 +194,9 @@ bench: $(STAMP) services-install
 soak: $(STAMP) services-install
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
-# Two replicas, the gateway and a steady load on its own Postgres and RabbitMQ (CHAOS_*_PORT,
-# benchmarks/chaos.py); kills and cuts in turn, prints the recovery times, fails on any loss.
+# Two replicas, the gateway and a steady load on its own three-node RabbitMQ cluster and Postgres
+# primary + standby (CHAOS_* ports, benchmarks/chaos.py); kills and cuts in turn, prints the
+# recovery times and health, fails on any loss.
 chaos: $(STAMP) services-install
 	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 

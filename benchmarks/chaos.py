@@ -1,23 +1,32 @@
 """`python -m benchmarks.chaos` (`make chaos`): faults under a steady load, then proof that
 nothing was lost or duplicated and that the ledger verifies.
 
-Two `docaxis run` replicas on one Postgres and one RabbitMQ (benchmarks/stack.py), the gateway in
-front of them, and the bench's load generator (benchmarks/load.py): DMSs that reach the replicas
-through one target naming both, submitting signed documents and acknowledging every copy on push
-streams, plus one DMS that pulls its mail through the gateway's REST API. In turn: kill -9 a
-replica (not the sequencer's leader), kill -9 the ledger sequencer's leader, cut a DMS's stream
-mid-delivery, kill -9 the gateway. Each killed process is started again before the next fault.
+Two `docaxis run` replicas on a three-node RabbitMQ cluster and a Postgres primary with its
+synchronous hot standby (benchmarks/replicated.py), the gateway in front of the replicas, and the
+bench's load generator (benchmarks/load.py): DMSs that reach the replicas through one target
+naming both, submitting signed documents and acknowledging every copy on push streams, plus one
+DMS that pulls its mail through the gateway's REST API. In turn: kill -9 a replica (not the
+sequencer's leader), kill -9 the ledger sequencer's leader, kill -9 the RabbitMQ node the
+replicas use, kill -9 the Postgres primary then promote the standby (once both replicas' health
+went NOT_SERVING, as an operator or a failover manager would), cut a DMS's stream
+mid-delivery, kill -9 the gateway. Each killed process is started again before the next fault
+(the old Postgres primary is not: the promoted standby serves alone from then on).
 
 Per fault it prints the recovery time: from the fault until every copy that was unacknowledged
-at that moment is acknowledged (and for the sequencer, until every ledger event staged before
-the kill is sequenced by the new leader; for the gateway, until its DMS is served again). At the
+at that moment is acknowledged and a new one too (for the sequencer, also until every ledger
+event staged before the kill is sequenced by the new leader; for the broker and the database,
+also until both replicas' health is SERVING again; for the gateway, until its DMS is served
+again), and when each replica's health went NOT_SERVING and back (gRPC health Watch). At the
 end: lost (copies never acknowledged), duplicated (pushed again after their acknowledgement was
 confirmed), and `docaxis audit verify full` over the exported ledger. `--short` is the suite's
 version: a few seconds of small load around each fault.
 
-Ports: CHAOS_PG_PORT, CHAOS_AMQP_PORT, CHAOS_RABBIT_DIST_PORT, CHAOS_EPMD_PORT (the servers it
-starts), CHAOS_GRPC_PORTS (two, comma-separated), CHAOS_GATEWAY_PORT and CHAOS_GATEWAY_METRICS_PORT.
-With BENCH_DATABASE_URL and BENCH_AMQP_URL set it uses those servers instead.
+Ports (defaults in CHAOS_DEFAULTS): CHAOS_AMQP_PORTS and CHAOS_RABBIT_DIST_PORTS (three each,
+comma-separated), CHAOS_EPMD_PORT, CHAOS_PG_PORT and CHAOS_PG_STANDBY_PORT for the servers;
+CHAOS_GRPC_PORTS (two), CHAOS_GATEWAY_PORT and CHAOS_GATEWAY_METRICS_PORT. Files go under
+CHAOS_LOCAL_DIR (.local/chaos), the servers' data under CHAOS_RABBIT_DIR and CHAOS_PG_DIR (both
+<CHAOS_LOCAL_DIR>/servers). With CHAOS_SERVERS_RUNNING=1 the servers on those ports and folders
+are already running (the test suite's): they are used, neither started nor stopped.
 """
 
 from __future__ import annotations
@@ -42,21 +51,16 @@ import httpx
 from docaxis.ops.v1 import metrics_service_pb2 as mpb
 from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 
+from benchmarks.health_watch import SERVING, HealthWatch
 from benchmarks.load import AckMode, Workload, bench_codes, document_header
+from benchmarks.replicated import ReplicatedFolders, ReplicatedPorts, ReplicatedServers
 from benchmarks.sampler import unacknowledged_copies
-from benchmarks.stack import (
-    REPO,
-    Axis,
-    BenchAgency,
-    BenchPki,
-    Ports,
-    Servers,
-    write_agencies,
-)
+from benchmarks.stack import REPO, Axis, BenchAgency, BenchPki, write_agencies
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import open_channel
 from docaxis_client.trust.demo_pki import key_pem
 from services.common.logs import configure_logging
+from services.common.postgres import recreate_database
 
 DATABASE = "docaxis_chaos"
 SUBMIT_RETRIES = 50
@@ -83,6 +87,10 @@ class Recovery:
     fault: str
     seconds: float | None  # None: not recovered within the limit
     detail: str
+    # Each replica's health around the fault, for the faults that take a server away.
+    health: str = ""
+    # Whether every replica's health went NOT_SERVING and came back; None where not expected.
+    health_followed: bool | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +115,7 @@ class ChaosReport:
     def passed(self) -> bool:
         return (
             all(r.seconds is not None for r in self.recoveries)
+            and all(r.health_followed is not False for r in self.recoveries)
             and self.copies > 0
             and self.lost == 0
             and self.duplicated == 0
@@ -122,6 +131,8 @@ class ChaosReport:
         for r in self.recoveries:
             took = "NOT" if r.seconds is None else f"{r.seconds:8.2f} s"
             lines.append(f"{r.fault:<22} {took:>10}  {r.detail}")
+            if r.health:
+                lines.append(f"{'':<22} {'':>10}  health: {r.health}")
         lines += [
             "-" * 78,
             f"copies {self.copies} (REST {self.rest_copies}): lost = {self.lost + self.rest_lost}, "
@@ -137,20 +148,39 @@ class ChaosReport:
         return "\n".join(lines)
 
 
-def _chaos_ports(env: Mapping[str, str]) -> tuple[Ports, list[int], int, int]:
-    grpc_ports = [int(p) for p in env.get("CHAOS_GRPC_PORTS", "37510,37511").split(",")]
-    bench_env = {
-        "BENCH_PG_PORT": env.get("CHAOS_PG_PORT", "57500"),
-        "BENCH_AMQP_PORT": env.get("CHAOS_AMQP_PORT", "37500"),
-        "BENCH_RABBIT_DIST_PORT": env.get("CHAOS_RABBIT_DIST_PORT", "37501"),
-        "BENCH_EPMD_PORT": env.get("CHAOS_EPMD_PORT", "37502"),
-        "BENCH_GRPC_PORT": str(grpc_ports[0]),
-    }
-    return (
-        Ports.from_env(bench_env),
-        grpc_ports,
-        int(env.get("CHAOS_GATEWAY_PORT", "37520")),
-        int(env.get("CHAOS_GATEWAY_METRICS_PORT", "37521")),
+# Below the ephemeral range (32768-60999), apart from the suite's, the bench's and the soak's.
+CHAOS_DEFAULTS = {
+    "CHAOS_PG_PORT": "18030",
+    "CHAOS_PG_STANDBY_PORT": "18031",
+    "CHAOS_AMQP_PORTS": "18032,18034,18036",
+    "CHAOS_RABBIT_DIST_PORTS": "18033,18035,18037",
+    "CHAOS_EPMD_PORT": "18038",
+    "CHAOS_GRPC_PORTS": "18040,18041",
+    "CHAOS_GATEWAY_PORT": "18042",
+    "CHAOS_GATEWAY_METRICS_PORT": "18043",
+}
+
+
+def _setting(env: Mapping[str, str], name: str) -> str:
+    return env.get(name) or CHAOS_DEFAULTS[name]
+
+
+def _ports(env: Mapping[str, str], name: str, count: int) -> list[int]:
+    ports = [int(port) for port in _setting(env, name).split(",")]
+    if len(ports) != count:
+        raise ValueError(f"{name} names {count} ports, comma-separated")
+    return ports
+
+
+def _replicated_ports(env: Mapping[str, str]) -> ReplicatedPorts:
+    amqp = _ports(env, "CHAOS_AMQP_PORTS", 3)
+    dist = _ports(env, "CHAOS_RABBIT_DIST_PORTS", 3)
+    return ReplicatedPorts(
+        amqp=(amqp[0], amqp[1], amqp[2]),
+        rabbit_dist=(dist[0], dist[1], dist[2]),
+        epmd=int(_setting(env, "CHAOS_EPMD_PORT")),
+        postgres=int(_setting(env, "CHAOS_PG_PORT")),
+        postgres_standby=int(_setting(env, "CHAOS_PG_STANDBY_PORT")),
     )
 
 
@@ -293,9 +323,18 @@ class Chaos:
     def __init__(self, mode: Mode, work: Path, env: Mapping[str, str]) -> None:
         self.mode = mode
         self.work = work
-        self.ports, self.grpc_ports, self.gateway_port, self.gateway_metrics = _chaos_ports(env)
-        self.servers = Servers(work, self.ports, env)
+        self.grpc_ports = _ports(env, "CHAOS_GRPC_PORTS", 2)
+        self.gateway_port = int(_setting(env, "CHAOS_GATEWAY_PORT"))
+        self.gateway_metrics = int(_setting(env, "CHAOS_GATEWAY_METRICS_PORT"))
+        folders = ReplicatedFolders(
+            rabbit=Path(env.get("CHAOS_RABBIT_DIR") or work / "servers"),
+            postgres=Path(env.get("CHAOS_PG_DIR") or work / "servers"),
+        )
+        self.servers = ReplicatedServers(
+            _replicated_ports(env), folders, running=env.get("CHAOS_SERVERS_RUNNING") == "1"
+        )
         self.replicas: list[Axis] = []
+        self.health: list[HealthWatch] = []
         self.gateway: Gateway | None = None
         self.report = ChaosReport(mode.name)
         self.database_url = ""
@@ -312,7 +351,7 @@ class Chaos:
         workload: Workload | None = None
         rest: RestDms | None = None
         try:
-            self.database_url = await self.servers.fresh_database(DATABASE)
+            self.database_url = await recreate_database(self.servers.database_server_url, DATABASE)
             # Codes of their own: the bench's agencies may have mail left on the same broker.
             senders = bench_codes("010", self.mode.senders)
             recipients = bench_codes("011", self.mode.recipients)
@@ -341,6 +380,9 @@ class Chaos:
                 )
                 await replica.start()  # one after the other: the first migrates and seeds
                 self.replicas.append(replica)
+                watch = HealthWatch(f"replica {index + 1}", replica.address, pki.monitor)
+                watch.start()
+                self.health.append(watch)
             self.gateway = Gateway(
                 pki, self.target, self.gateway_port, self.gateway_metrics, self.work / "gw.log"
             )
@@ -363,6 +405,8 @@ class Chaos:
                 await workload.close()
             if rest is not None:
                 await rest.close()
+            for watch in self.health:
+                await watch.close()
             if self.gateway is not None:
                 await self.gateway.stop()
             for replica in self.replicas:
@@ -381,6 +425,8 @@ class Chaos:
             faults = [
                 ("replica", self._kill_replica),
                 ("sequencer leader", self._kill_sequencer_leader),
+                ("RabbitMQ node", self._kill_rabbit_node),
+                ("Postgres primary", self._fail_over_postgres),
                 ("DMS stream cut", self._cut_stream),
                 ("gateway", self._kill_gateway),
             ]
@@ -391,6 +437,8 @@ class Chaos:
                 self.report.recoveries.append(recovery)
                 took = "NOT recovered" if recovery.seconds is None else f"{recovery.seconds:.2f} s"
                 print(f"  {name}: {took} ({recovery.detail})", flush=True)
+                if recovery.health:
+                    print(f"    health: {recovery.health}", flush=True)
             await asyncio.sleep(self.mode.before_s)
         finally:
             stop.set()
@@ -427,19 +475,30 @@ class Chaos:
                 break
             await asyncio.sleep(0.5)
 
-    async def _in_flight_acknowledged(self, workload: Workload, since: float) -> float | None:
-        """Seconds from `since` until every copy unacknowledged then is acknowledged, and a copy
-        submitted since is acknowledged too (the load flows again)."""
+    @staticmethod
+    def _in_flight(workload: Workload) -> tuple[set[str], set[str]]:
+        """The copies known now, and those of them not yet acknowledged."""
         tally = workload.tally
         known = set(tally.copies)
-        waiting = {d for d in known if not tally.settled(d)}
+        return known, {d for d in known if not tally.settled(d)}
+
+    async def _in_flight_acknowledged(
+        self, workload: Workload, since: float, in_flight: tuple[set[str], set[str]] | None = None
+    ) -> float | None:
+        """Seconds from `since` until every copy unacknowledged then (`in_flight`, taken at
+        `since`; now by default) is acknowledged, and a copy submitted after is acknowledged too
+        (the load flows again)."""
+        tally = workload.tally
+        known, waiting = in_flight or self._in_flight(workload)
 
         async def done() -> bool:
             return all(tally.settled(d) for d in waiting) and any(
                 tally.settled(d) for d in set(tally.copies) - known
             )
 
-        return await _wait(done, self.mode.recover_within_s)
+        if await _wait(done, self.mode.recover_within_s) is None:
+            return None
+        return time.monotonic() - since
 
     async def _restart(self, replica: Axis) -> float:
         started = time.monotonic()
@@ -467,7 +526,7 @@ class Chaos:
         conn = await asyncpg.connect(self.database_url)
         try:
             killed_at = await conn.fetchval("SELECT clock_timestamp()")
-            since = time.monotonic()
+            in_flight, since = self._in_flight(workload), time.monotonic()
             leader.kill()
 
             async def staged_before_sequenced() -> bool:
@@ -479,7 +538,7 @@ class Chaos:
             sequenced = await _wait(staged_before_sequenced, self.mode.recover_within_s, 0.2)
         finally:
             await conn.close()
-        delivered = await self._in_flight_acknowledged(workload, since)
+        delivered = await self._in_flight_acknowledged(workload, since, in_flight)
         others = [r for r in self.replicas if r is not leader]
         new_leader = any([await _leads_sequencer(r) for r in others])
         restart = await self._restart(leader)
@@ -491,6 +550,69 @@ class Chaos:
             f"{'-' if sequenced is None else f'{sequenced:.2f}'} s by "
             f"{'the other replica' if new_leader else 'NO new leader'}; restarted in "
             f"{restart:.1f} s",
+        )
+
+    def _outages(self, since: float) -> tuple[bool, float | None, str]:
+        """Whether every replica's health went NOT_SERVING and back since `since`, the seconds
+        until the last came back, and what each did."""
+        outages = [watch.outage(since) for watch in self.health]
+        followed = all(down is not None and up is not None for down, up in outages)
+        back = max((up for _, up in outages if up is not None), default=None)
+        described = "; ".join(watch.describe_outage(since) for watch in self.health)
+        return followed, back if followed else None, described
+
+    async def _all_serving(self) -> bool:
+        return all(watch.status == SERVING for watch in self.health)
+
+    async def _kill_rabbit_node(self, workload: Workload, _: RestDms) -> Recovery:
+        """kill -9 of node 1, the one both replicas connected to (each starts on the first node
+        its URL names): they move to a live node and publish again what was not confirmed. A
+        replica whose connection moved before its health check (every 0.5 s) saw it gone stays
+        SERVING, rightly: it never stopped serving."""
+        in_flight, since = self._in_flight(workload), time.monotonic()
+        await self.servers.kill_rabbit_node(1)
+        delivered = await self._in_flight_acknowledged(workload, since, in_flight)
+        serving = await _wait(self._all_serving, self.mode.recover_within_s)
+        back, health = self._outages(since)[1:]
+        restarted = time.monotonic()
+        await self.servers.start_rabbit_node(1)
+        took = None if delivered is None or serving is None else max(delivered, back or 0.0)
+        return Recovery(
+            "",
+            took,
+            f"copies in flight and new ones acknowledged in "
+            f"{'-' if delivered is None else f'{delivered:.2f}'} s through the other nodes; "
+            f"node 1 restarted in {time.monotonic() - restarted:.1f} s",
+            health,
+        )
+
+    async def _fail_over_postgres(self, workload: Workload, _: RestDms) -> Recovery:
+        """kill -9 of the primary; once both replicas say NOT_SERVING, the standby is promoted
+        (what an operator or a failover manager does); they reconnect through their two-host
+        URL (target_session_attrs=read-write) to the promoted standby."""
+        in_flight, since = self._in_flight(workload), time.monotonic()
+        await self.servers.kill_postgres_primary()
+
+        async def all_not_serving() -> bool:
+            return all(watch.outage(since)[0] is not None for watch in self.health)
+
+        noticed = await _wait(all_not_serving, self.mode.recover_within_s)
+        promoted_at = time.monotonic() - since
+        await self.servers.promote_standby()
+        promoted = time.monotonic() - since
+        delivered = await self._in_flight_acknowledged(workload, since, in_flight)
+        await _wait(self._all_serving, self.mode.recover_within_s)
+        followed, back, health = self._outages(since)
+        took = None if delivered is None or back is None else max(delivered, back)
+        return Recovery(
+            "",
+            took,
+            f"both replicas NOT_SERVING "
+            f"{'NEVER' if noticed is None else f'at {noticed:.1f} s'}; standby promoted from "
+            f"{promoted_at:.1f} s to {promoted:.1f} s; copies in flight and new ones "
+            f"acknowledged at {'-' if delivered is None else f'{delivered:.2f}'} s",
+            health,
+            followed,
         )
 
     async def _cut_stream(self, workload: Workload, _: RestDms) -> Recovery:
@@ -566,7 +688,7 @@ async def run(args: argparse.Namespace) -> ChaosReport:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     work = Path(os.environ.get("CHAOS_LOCAL_DIR", str(REPO / ".local" / "chaos")))
-    for stale in ("pki", "audit-export", "replica-1", "replica-2", "gw.log"):
+    for stale in ("pki", "audit-export", "replica-1", "replica-2", "gw.log", "trust-policy.json"):
         path = work / stale
         if path.is_dir():
             shutil.rmtree(path)

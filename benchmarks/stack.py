@@ -64,6 +64,23 @@ _DEFAULT_PORTS = {
 }
 
 
+def run_script(name: str, env: Mapping[str, str], *args: str) -> str:
+    """deploy/local/`name` with `args` and `env` over ours; returns the last line it printed
+    (the URL, for start commands)."""
+    result = subprocess.run(
+        ["bash", str(REPO / "deploy" / "local" / name), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 class Servers:
     """Postgres and RabbitMQ: started here and stopped at the end, unless given by URL
     (<prefix>_DATABASE_URL and <prefix>_AMQP_URL)."""
@@ -88,18 +105,7 @@ class Servers:
         self.amqp_url = ""
 
     def _script(self, name: str, action: str) -> str:
-        result = subprocess.run(
-            ["bash", str(REPO / "deploy" / "local" / name), action],
-            env={**os.environ, **self._env},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=180,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} {action} failed:\n{result.stdout}\n{result.stderr}")
-        lines = result.stdout.strip().splitlines()
-        return lines[-1] if lines else ""
+        return run_script(name, self._env, action)
 
     async def start(self) -> None:
         database, broker = self._external

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
@@ -106,7 +107,8 @@ async def ping(pool: asyncpg.Pool, timeout_s: float = 2.0) -> bool:
 
 
 async def recreate_database(server_dsn: str, name: str) -> str:
-    """Drops and creates database `name` on the server of `server_dsn`; returns its DSN.
+    """Drops and creates database `name` on the server of `server_dsn`; returns its DSN (the
+    same hosts and parameters: a primary and standby's `target_session_attrs=read-write` stays).
     For tests and benchmarks: each gets a clean, isolated database on a shared server."""
     if not name.replace("_", "").isalnum():
         raise ValueError(f"not a plain database name: {name!r}")
@@ -116,4 +118,9 @@ async def recreate_database(server_dsn: str, name: str) -> str:
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    return server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    return database_dsn(server_dsn, name)
+
+
+def database_dsn(server_dsn: str, name: str) -> str:
+    """`server_dsn` naming database `name` instead of its own."""
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
