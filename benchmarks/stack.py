@@ -47,7 +47,7 @@ class Ports:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, prefix: str = "BENCH") -> Ports:
-        defaults = _DEFAULT_PORTS[prefix]
+        defaults = DEFAULT_PORTS[prefix]
         return cls(
             *(
                 int(env.get(f"{prefix}_{name}_PORT", str(default)))
@@ -57,10 +57,11 @@ class Ports:
 
 
 _PORT_NAMES = ("PG", "AMQP", "RABBIT_DIST", "EPMD", "GRPC")
-# Apart from `make run`'s (5432x, 3567x) and the suite's defaults (55433, 3568x).
-_DEFAULT_PORTS = {
-    "BENCH": (55434, 35692, 35693, 34389, 50061),
-    "SOAK": (55435, 35702, 35703, 34399, 50071),
+# Apart from `make run`'s, the suite's (1800x-1802x) and the chaos run's (1803x-1804x), and
+# below the ephemeral range 32768-60999 (tests/unit/test_port_defaults.py).
+DEFAULT_PORTS = {
+    "BENCH": (18051, 18052, 18053, 18054, 18055),
+    "SOAK": (18061, 18062, 18063, 18064, 18065),
 }
 
 

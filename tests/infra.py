@@ -111,8 +111,8 @@ def cluster_env() -> dict[str, str]:
     """Ports of the cluster's nodes, apart from the suite's single node; overridable with
     TEST_CLUSTER_AMQP_PORTS and TEST_CLUSTER_DIST_PORTS (three each, comma-separated) and
     TEST_CLUSTER_EPMD_PORT."""
-    amqp = os.environ.get("TEST_CLUSTER_AMQP_PORTS", "35692,35694,35696").split(",")
-    dist = os.environ.get("TEST_CLUSTER_DIST_PORTS", "35693,35695,35697").split(",")
+    amqp = os.environ.get("TEST_CLUSTER_AMQP_PORTS", "18011,18013,18015").split(",")
+    dist = os.environ.get("TEST_CLUSTER_DIST_PORTS", "18012,18014,18016").split(",")
     if len(amqp) != 3 or len(dist) != 3:
         raise ValueError(
             "TEST_CLUSTER_AMQP_PORTS and TEST_CLUSTER_DIST_PORTS name three ports each"
@@ -125,7 +125,7 @@ def cluster_env() -> dict[str, str]:
         "DOCAXIS_RABBIT_DIST_PORT": dist[0],
         "DOCAXIS_RABBIT_DIST_PORT_2": dist[1],
         "DOCAXIS_RABBIT_DIST_PORT_3": dist[2],
-        "DOCAXIS_EPMD_PORT": os.environ.get("TEST_CLUSTER_EPMD_PORT", "34389"),
+        "DOCAXIS_EPMD_PORT": os.environ.get("TEST_CLUSTER_EPMD_PORT", "18017"),
     }
 
 
@@ -167,8 +167,8 @@ def postgres_pair_env() -> dict[str, str]:
     TEST_PAIR_PG_STANDBY_PORT."""
     return {
         "DOCAXIS_LOCAL_DIR": str(LOCAL.parent / f"{LOCAL.name}-postgres-pair"),
-        "DOCAXIS_PG_PORT": os.environ.get("TEST_PAIR_PG_PORT", "55434"),
-        "DOCAXIS_PG_STANDBY_PORT": os.environ.get("TEST_PAIR_PG_STANDBY_PORT", "55435"),
+        "DOCAXIS_PG_PORT": os.environ.get("TEST_PAIR_PG_PORT", "18021"),
+        "DOCAXIS_PG_STANDBY_PORT": os.environ.get("TEST_PAIR_PG_STANDBY_PORT", "18022"),
     }
 
 
@@ -188,13 +188,15 @@ def stop_postgres_pair(pair: PostgresPair) -> None:
 
 
 def suite_env() -> dict[str, str]:
-    """Ports of the suite's own servers, apart from `make run`'s; overridable."""
+    """Ports of the suite's own servers, apart from `make run`'s; overridable. Every default port
+    of the suite, the bench, the soak and the chaos run is below the ephemeral range, where no
+    client's random port can take it (tests/unit/test_port_defaults.py)."""
     return {
         "DOCAXIS_LOCAL_DIR": str(LOCAL),
-        "DOCAXIS_PG_PORT": os.environ.get("TEST_PG_PORT", "55433"),
-        "DOCAXIS_AMQP_PORT": os.environ.get("TEST_AMQP_PORT", "35682"),
-        "DOCAXIS_RABBIT_DIST_PORT": os.environ.get("TEST_RABBIT_DIST_PORT", "35683"),
-        "DOCAXIS_EPMD_PORT": os.environ.get("TEST_EPMD_PORT", "34379"),
+        "DOCAXIS_PG_PORT": os.environ.get("TEST_PG_PORT", "18001"),
+        "DOCAXIS_AMQP_PORT": os.environ.get("TEST_AMQP_PORT", "18002"),
+        "DOCAXIS_RABBIT_DIST_PORT": os.environ.get("TEST_RABBIT_DIST_PORT", "18003"),
+        "DOCAXIS_EPMD_PORT": os.environ.get("TEST_EPMD_PORT", "18004"),
     }
 
 
