@@ -55,6 +55,7 @@ from services.ledger.adapters.postgres import PostgresLedgerCheckpoints
 from services.national.blobs import NationalAxisBlobs
 from services.national.client import NationalAxisClient
 from services.national.poller import NationalAxisPoller
+from services.national.settings import NationalAxisSettings
 from services.national.transport import NationalAxisTransport
 
 log = structlog.get_logger(__name__)
@@ -166,9 +167,9 @@ def _wire_federation(
         wiring.stack.push_async_callback(channel.close)
         channels[hub_code] = (channel, metadata)
     national = _national_axis(wiring)
-    national_codes = {national[0]} if national else set()
+    national_codes = {national[0].hub_code} if national else set()
     peer_blobs = GrpcBlobSource(channels)
-    blobs = NationalAxisBlobs(national[0], peer_blobs) if national else peer_blobs
+    blobs = NationalAxisBlobs(national[0].hub_code, peer_blobs) if national else peer_blobs
     handlers = FederationHandlers(
         settings.hub_code,
         frozenset(code for code, _ in settings.peers) | national_codes,
@@ -186,17 +187,18 @@ def _wire_federation(
         lambda server: fpb_grpc.add_FederationServiceServicer_to_server(servicer, server),
     )
     if national is not None and isinstance(blobs, NationalAxisBlobs):
+        axis, client = national
         poller = NationalAxisPoller(
-            national[0],
-            national[1],
+            axis.hub_code,
+            client,
             handlers,
             blobs,
             documents,
             store,
             lambda code: code_problem(code, settings.code_forms),
             max_attachment_bytes=settings.max_attachment_bytes,
-            page_size=settings.national_axis.page_size if settings.national_axis else 50,
-            max_pause_s=settings.national_axis.poll_max_s if settings.national_axis else 30.0,
+            page_size=axis.page_size,
+            max_pause_s=axis.poll_max_s,
         )
         # One poller per axis: two would fetch the same items and store them once each anyway,
         # but the second's work would be wasted.
@@ -224,7 +226,8 @@ def _wire_federation(
         wiring.forwarders.append(forwarder)
         wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
     if national is not None:
-        hub_code, client = national
+        axis, client = national
+        hub_code = axis.hub_code
         forwarder = Forwarder(
             settings.hub_code,
             NationalAxisTransport(hub_code, client, documents, store),
@@ -236,7 +239,7 @@ def _wire_federation(
             max_backoff_s=settings.peer_max_backoff_s,
             reports=peer_states,
             kind="national-axis",
-            address=settings.national_axis.base_url if settings.national_axis else "",
+            address=axis.base_url,
         )
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
@@ -263,14 +266,14 @@ def _forget_unconfigured_peers(wiring: Wiring, peer_states: PostgresPeerStates) 
     return job
 
 
-def _national_axis(wiring: Wiring) -> tuple[str, NationalAxisClient] | None:
+def _national_axis(wiring: Wiring) -> tuple[NationalAxisSettings, NationalAxisClient] | None:
     """The client of the national axis this hub sits under, if any."""
     national = wiring.plan.settings.national_axis
     if national is None:
         return None
     client = NationalAxisClient.from_settings(national)
     wiring.stack.push_async_callback(client.close)
-    return national.hub_code, client
+    return national, client
 
 
 def _restarting(run: Job, name: str) -> Job:

@@ -405,3 +405,35 @@ async def test_the_axis_killed_then_restarted_loses_and_duplicates_nothing_eithe
     row = await eventually(reported, lambda r: r is not None and r["circuit"] == "closed")
     assert row is not None
     assert (row["kind"], row["address"]) == ("national-axis", hub.emulator.url)
+
+
+async def test_a_recall_goes_to_the_national_recipient_as_a_revoke_package(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The commune recalls a document the ministry has received through the axis: a revoke
+    package (BussinessDocType 1) naming the original and the reason reaches the ministry."""
+    document_id = await _submit(hub, pki, [MINISTRY])
+    await eventually(lambda: _mailbox(hub, {document_id}), within=30)
+    uuid_of = await hub.pool.fetchval(
+        "SELECT uuid FROM exchange.document WHERE document_id = $1", document_id
+    )
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        await client.recall(str(uuid_of), "Gửi nhầm", [MINISTRY])
+    finally:
+        await client.close()
+    items = await eventually(lambda: _mailbox(hub, {document_id}), lambda i: len(i) >= 2, within=30)
+    revoke = next(i for i in items if i["docId"] != items[0]["docId"])
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+        package = read_edxml(await ministry.get_edoc(revoke["docId"])).raise_for_errors()
+    finally:
+        await ministry.close()
+    assert isinstance(package, DocumentPackage)
+    business = package.trace.business
+    assert business is not None
+    assert (int(package.business_type), business.document_id, business.reason) == (
+        1,
+        document_id,
+        "Gửi nhầm",
+    )
