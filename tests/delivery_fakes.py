@@ -143,7 +143,14 @@ class FakeRerouteStore:
         notices = {n.agency for n in self.lifecycle.notices.values() if n.acknowledged_at is None}
         return sorted(copies | notices)
 
-    async def reroute(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
+    async def reroute(
+        self, olds: Sequence[str], new: str, hub: str | None, now: dt.datetime
+    ) -> dict[str, tuple[int, int]]:
+        """The rules of the Postgres store without its order (one old code after another); the
+        fakes have no peer hubs, so `hub` is unused."""
+        return {old: await self._reroute_one(old, new, now) for old in olds}
+
+    async def _reroute_one(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
         deliveries = self._documents.deliveries
         held = {d.document_uuid for d in deliveries.values() if d.recipient == new}
         movable = sorted(

@@ -20,13 +20,18 @@ import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.receive import ReceiveStream
 from docaxis_client.trust.receipts import TransportReceipt
 from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.adapters.postgres_hubs import PostgresHubRoutes
 from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam
-from services.directory.domain.reorganisation import Reorganisation, ReorganisationKind
+from services.directory.domain.reorganisation import (
+    AddressState,
+    Reorganisation,
+    ReorganisationKind,
+)
 from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import make_header, served, settings_for
 from tests.e2e.processes import free_port
@@ -42,6 +47,8 @@ DEPARTMENT_B = Agency("000.00.13.H46", "Sở Y tế B", AgencyKind.DEPARTMENT, d
 OLD_WARD_B = Agency("000.02.00.H46", "Phường cũ B", AgencyKind.WARD, dt.date(2019, 1, 1))
 NEW_WARD_B = Agency("000.03.00.H46", "Phường mới B", AgencyKind.WARD, dt.date(2025, 7, 1))
 MINISTRY = Agency("000.00.00.G99", "Bộ Thử", AgencyKind.MINISTRY, dt.date(2019, 1, 1))
+# A's ward that a reorganisation merges into B's department while mail waits for it.
+WARD_A = Agency("000.05.00.H45", "Phường A sáp nhập", AgencyKind.WARD, dt.date(2019, 1, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,7 @@ async def federation(
                 hub_code=code,
                 peers=tuple((peer, f"127.0.0.1:{ports[peer]}") for peer in peers[code]),
                 peer_sync_interval_s=0.2,
+                reroute_interval_s=0.2,
                 peer_cert_file=str(peer_pair.certificate),
                 peer_key_file=str(peer_pair.key),
             )
@@ -101,6 +109,7 @@ async def federation(
             hubs[code] = Hub(code, address, url, directory, pool)
         a, b, national = hubs["province-a"], hubs["province-b"], hubs["national"]
         await a.directory.register(COMMUNE_A)
+        await a.directory.register(WARD_A)
         for agency in (DEPARTMENT_B, OLD_WARD_B, NEW_WARD_B):
             await b.directory.register(agency)
         await national.directory.register(MINISTRY)
@@ -291,3 +300,58 @@ async def hop_events(hub: Hub, origin: str) -> set[str]:
         "SELECT convert_from(body, 'UTF8') AS body FROM ledger.entry WHERE doc_id = $1", local
     )
     return {str(json.loads(r["body"]).get("data", {}).get("event")) for r in rows}
+
+
+async def _next_document(stream: ReceiveStream, client: AgencyClient, number: str) -> pb.Delivery:
+    """The next delivery of the document numbered `number`; earlier tests' mail is acknowledged
+    on the way."""
+    delivery = await next_delivery(stream, within=30)
+    while delivery.header.code.number != number:
+        await client.acknowledge(delivery.delivery_id)
+        delivery = await next_delivery(stream, within=30)
+    return delivery
+
+
+async def test_mail_waiting_for_a_ward_merged_into_another_hubs_agency_is_forwarded_there(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """The reroute sweep gives a moved copy the successor's next hop: A's ward, merged into B's
+    department, has its waiting copy forwarded through the national hub to B."""
+    a, b = federation.a, federation.b
+    await _known_everywhere(federation)
+
+    async def pulled() -> bool:
+        # Routed to the national hub by the '*' route before, a known agency only once pulled.
+        (r,) = await a.directory.resolve([DEPARTMENT_B.code], today_in_vietnam())
+        return r.state is AddressState.OPEN
+
+    await eventually(pulled, within=20)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    recipient = pki.client(b.address, DEPARTMENT_B.code)
+    try:
+        header = make_header(COMMUNE_A.code, [WARD_A.code])
+        submitted = await sender.submit(f"c-{uuid.uuid4()}", header)
+        (route,) = submitted.receipt.routes
+        assert route.effective_recipient == WARD_A.code
+        await a.directory.record_reorganisation(
+            Reorganisation(
+                ReorganisationKind.MERGE, today_in_vietnam(), (WARD_A.code,), (DEPARTMENT_B.code,)
+            )
+        )
+        stream = recipient.receive()
+        delivery = await _next_document(stream, recipient, header.code.number)
+        assert (delivery.requested_recipient, delivery.header.sender) == (
+            WARD_A.code,
+            COMMUNE_A.code,
+        )
+        await recipient.acknowledge(delivery.delivery_id)
+        stream.cancel()
+        moved = await a.pool.fetchrow(
+            "SELECT recipient, via_hub FROM exchange.delivery WHERE id = $1",
+            uuid.UUID(route.delivery_id),
+        )
+        assert moved is not None
+        assert (moved["recipient"], moved["via_hub"]) == (DEPARTMENT_B.code, "national")
+    finally:
+        await sender.close()
+        await recipient.close()

@@ -25,6 +25,7 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED
 from tests.conftest import VIETNAM, Register, make_header, served, settings_for
 from tests.infra import SuiteServices
+from tests.integration.test_exchange_flow import next_delivery, no_delivery
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
@@ -154,3 +155,55 @@ async def test_waiting_mail_follows_a_merger_and_what_cannot_move_is_dead_letter
     finally:
         for client in clients.values():
             await client.close()
+
+
+async def test_codes_merged_into_one_move_in_acceptance_order_keeping_the_first_listed_copy(
+    sweeping_axis: str, pki: SuitePki, register_agencies: Register
+) -> None:
+    """Two wards merged into one successor in one reorganisation: their waiting copies reach the
+    successor in the order they were accepted, whatever order the codes sort in, and of a
+    document addressed to both, the copy of the ward the sender listed first moves (the other
+    is dead-lettered)."""
+    sender, first_ward, second_ward, successor = await register_agencies(4)
+    low, high = sorted((first_ward, second_ward))
+    s, n = pki.client(sweeping_axis, sender), pki.client(sweeping_axis, successor)
+    try:
+        earlier = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [high]))).receipt
+        later = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [low]))).receipt
+        both = (await s.submit(f"c-{uuid.uuid4()}", make_header(sender, [high, low]))).receipt
+        stream = n.receive()
+        await stream.subscribed()
+        today = dt.datetime.now(VIETNAM).date().isoformat()
+        async with pki.channel(sweeping_axis, pki.admin_certificate) as channel:
+            await dpb_grpc.DirectoryServiceStub(channel).RecordReorganisation(
+                dpb.RecordReorganisationRequest(
+                    reorganisation=dpb.Reorganisation(
+                        kind=dpb.REORGANISATION_KIND_MERGE,
+                        effective_date=today,
+                        old_codes=[low, high],
+                        new_codes=[successor],
+                    )
+                ),
+                timeout=10,
+            )
+        arrived = [await next_delivery(stream, within=30) for _ in range(3)]
+        await no_delivery(stream, within=1.0)
+        stream.cancel()
+        assert [(d.document_uuid, d.requested_recipient) for d in arrived] == [
+            (earlier.document_uuid, high),
+            (later.document_uuid, low),
+            (both.document_uuid, high),
+        ]
+
+        async def low_copy() -> Any:
+            track = await s.track(both.document_uuid)
+            (copy,) = [c for c in track.recipients if c.requested_recipient == low]
+            return copy
+
+        stuck = await eventually(
+            low_copy, lambda c: c.state == pb.DELIVERY_STATE_DEAD_LETTERED, within=30
+        )
+        assert stuck.dead_letter_reason == RECIPIENT_CLOSED
+    finally:
+        await s.close()
+        await n.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -17,37 +18,57 @@ from services.exchange.adapters.postgres_lifecycle import stage_notice_messages
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, LedgerEvent
 
-# Both halves use the partial indexes delivery_pending and notice_pending.
+# Both halves use the partial indexes delivery_pending and notice_pending. In code order, so
+# that a sweep does the same thing whatever order Postgres finds the codes in.
 _WAITING_SQL = """
 SELECT recipient AS agency FROM exchange.delivery
 WHERE state IN ('accepted', 'queued', 'pushed')
 UNION
 SELECT agency FROM exchange.notice WHERE acknowledged_at IS NULL
+ORDER BY agency
 """
 
-# The copies move in id order, as every other writer of delivery rows locks them (deadlocks).
+# The copies of every closed code that moves to $2, at most one per document: of a document
+# addressed to two of them, the one the sender listed first moves (the other is dead-lettered
+# by the caller), and none when $2 already has a copy. They are locked in id order, as every
+# other writer of delivery rows locks them (deadlocks), and the next hop is the successor's
+# ($4: the peer hub that serves it, NULL when this hub does).
 _MOVE_COPIES_SQL = """
-WITH movable AS (
-    SELECT d.id FROM exchange.delivery d
-    WHERE d.recipient = $1 AND d.state IN ('accepted', 'queued', 'pushed')
+WITH candidate AS (
+    SELECT DISTINCT ON (d.document_uuid) d.id FROM exchange.delivery d
+    WHERE d.recipient = ANY($1::text[]) AND d.state IN ('accepted', 'queued', 'pushed')
         AND NOT EXISTS (
             SELECT 1 FROM exchange.delivery o
             WHERE o.document_uuid = d.document_uuid AND o.recipient = $2
         )
+    ORDER BY d.document_uuid, d.position
+), movable AS (
+    SELECT d.id, d.recipient AS old FROM exchange.delivery d
+    JOIN candidate ON candidate.id = d.id
     ORDER BY d.id
     FOR UPDATE OF d
 )
 UPDATE exchange.delivery d
-SET recipient = $2, state = 'queued', queued_at = $3, push_count = 0, pushed_at = NULL
+SET recipient = $2, via_hub = $4, state = 'queued', queued_at = $3, push_count = 0,
+    pushed_at = NULL
 FROM movable, exchange.document doc
 WHERE d.id = movable.id AND doc.uuid = d.document_uuid
-RETURNING d.id, d.document_uuid, doc.document_id, doc.sender
+RETURNING d.id, d.document_uuid, d.accepted_at, movable.old, doc.document_id, doc.sender
 """
 
+# Notices are queued to the successor in the order they were written.
 _MOVE_NOTICES_SQL = """
-UPDATE exchange.notice SET agency = $2
-WHERE agency = $1 AND acknowledged_at IS NULL
-RETURNING id
+WITH movable AS (
+    SELECT id, agency AS old FROM exchange.notice
+    WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL
+    ORDER BY id
+    FOR UPDATE
+), moved AS (
+    UPDATE exchange.notice n SET agency = $2
+    FROM movable WHERE n.id = movable.id
+    RETURNING n.id, n.created_at, movable.old
+)
+SELECT id, old FROM moved ORDER BY created_at, id
 """
 
 _WAITING_COPIES_SQL = """
@@ -63,9 +84,15 @@ class PostgresRerouteStore:
     async def waiting_agencies(self) -> list[str]:
         return [row["agency"] for row in await self._pool.fetch(_WAITING_SQL)]
 
-    async def reroute(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
+    async def reroute(
+        self, olds: Sequence[str], new: str, hub: str | None, now: dt.datetime
+    ) -> dict[str, tuple[int, int]]:
         async with self._pool.acquire() as conn, conn.transaction():
-            copies = await conn.fetch(_MOVE_COPIES_SQL, old, new, now)
+            copies = sorted(
+                await conn.fetch(_MOVE_COPIES_SQL, list(olds), new, now, hub),
+                key=lambda row: (row["accepted_at"], row["id"]),
+            )
+            # Queued at the successor (or its hub) in the order they were accepted here.
             await stage_delivery_messages(
                 conn, [(str(row["document_uuid"]), new, str(row["id"])) for row in copies]
             )
@@ -82,17 +109,25 @@ class PostgresRerouteStore:
                         data={
                             "delivery": str(row["id"]),
                             "event": "rerouted",
-                            "closed_recipient": old,
+                            "closed_recipient": row["old"],
+                            **({"hub": hub} if hub else {}),
                         },
                     )
                     for row in copies
                 ],
             )
-            notices = [str(row["id"]) for row in await conn.fetch(_MOVE_NOTICES_SQL, old, new)]
-            await stage_notice_messages(conn, new, notices)
+            notices = await conn.fetch(_MOVE_NOTICES_SQL, list(olds), new)
+            await stage_notice_messages(conn, new, [str(row["id"]) for row in notices])
             if copies or notices:
                 await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-        return len(copies), len(notices)
+        moved = dict.fromkeys(olds, (0, 0))
+        for row in copies:
+            c, n = moved[row["old"]]
+            moved[row["old"]] = (c + 1, n)
+        for row in notices:
+            c, n = moved[row["old"]]
+            moved[row["old"]] = (c, n + 1)
+        return moved
 
     async def dead_letter_waiting(self, agency: str, reason: str, now: dt.datetime) -> int:
         async with self._pool.acquire() as conn, conn.transaction():

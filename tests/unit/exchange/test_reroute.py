@@ -13,12 +13,15 @@ from services.exchange.service_layer.ports import AgencyView
 from services.exchange.service_layer.reroute import RECIPIENT_CLOSED, Moved, Rerouter
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
-OPEN, MERGED, SUCCESSOR, GONE, ONLY_NOTICES = (
+OPEN, MERGED, SUCCESSOR, GONE, ONLY_NOTICES, ALSO_MERGED, ELSEWHERE, MOVED_AWAY = (
     "000.00.01.H45",
     "000.00.02.H45",
     "000.00.03.H45",
     "000.00.04.H45",
     "000.00.05.H45",
+    "000.00.06.H45",
+    "000.00.07.H46",
+    "000.00.08.H45",
 )
 
 
@@ -32,11 +35,16 @@ class FakeStore:
     async def waiting_agencies(self) -> list[str]:
         return list(self.waiting)
 
-    async def reroute(self, old: str, new: str, now: dt.datetime) -> tuple[int, int]:
-        self.calls.append(("reroute", old, new))
-        movable, stuck, notices = self.mail[old]
-        self.mail[old] = (0, stuck, 0)
-        return movable, notices
+    async def reroute(
+        self, olds: Sequence[str], new: str, hub: str | None, now: dt.datetime
+    ) -> dict[str, tuple[int, int]]:
+        self.calls.append(("reroute", *olds, new, hub or ""))
+        moved = {}
+        for old in olds:
+            movable, stuck, notices = self.mail[old]
+            self.mail[old] = (0, stuck, 0)
+            moved[old] = (movable, notices)
+        return moved
 
     async def dead_letter_waiting(self, agency: str, reason: str, now: dt.datetime) -> int:
         self.calls.append(("dead_letter", agency, reason))
@@ -56,6 +64,8 @@ class FakeDirectory:
             MERGED: Resolution(MERGED, AddressState.CLOSED, SUCCESSOR),
             GONE: Resolution(GONE, AddressState.CLOSED, None, problem="closed"),
             ONLY_NOTICES: Resolution(ONLY_NOTICES, AddressState.CLOSED, None, problem="closed"),
+            ALSO_MERGED: Resolution(ALSO_MERGED, AddressState.CLOSED, SUCCESSOR),
+            MOVED_AWAY: Resolution(MOVED_AWAY, AddressState.CLOSED, ELSEWHERE, hub="national"),
         }
         return {code: table[code] for code in codes}
 
@@ -76,8 +86,33 @@ async def test_closed_agencies_mail_moves_or_is_dead_lettered_and_open_ones_are_
         Moved(MERGED, SUCCESSOR, deliveries=2, notices=3, dead_lettered=1),
         Moved(GONE, "", dead_lettered=2),
     ]
-    assert ("reroute", GONE, "") not in store.calls
+    assert ("reroute", MERGED, SUCCESSOR, "") in store.calls
+    assert not [call for call in store.calls if GONE in call and call[0] == "reroute"]
     assert ("dead_letter", OPEN, RECIPIENT_CLOSED) not in store.calls
     # Notices for an agency closed without successor cannot go anywhere: a later sweep with
     # nothing else to do reports nothing.
     assert await rerouter.sweep() == []
+
+
+async def test_codes_closed_into_one_successor_move_together_in_code_order() -> None:
+    """Two codes merged into one move in one call (the store orders their copies by acceptance
+    and keeps the first listed copy of a document), whatever order the store found them in."""
+    store = FakeStore(
+        [ALSO_MERGED, OPEN, MERGED],
+        {OPEN: (1, 0, 0), MERGED: (1, 0, 0), ALSO_MERGED: (2, 1, 0)},
+    )
+    rerouter = Rerouter(store, FakeDirectory(), clock=lambda: NOW)
+    assert await rerouter.sweep() == [
+        Moved(MERGED, SUCCESSOR, deliveries=1),
+        Moved(ALSO_MERGED, SUCCESSOR, deliveries=2, dead_lettered=1),
+    ]
+    assert [c for c in store.calls if c[0] == "reroute"] == [
+        ("reroute", MERGED, ALSO_MERGED, SUCCESSOR, "")
+    ]
+
+
+async def test_a_successor_another_hub_serves_is_the_moved_copies_next_hop() -> None:
+    store = FakeStore([MOVED_AWAY], {MOVED_AWAY: (3, 0, 0)})
+    rerouter = Rerouter(store, FakeDirectory(), clock=lambda: NOW)
+    assert await rerouter.sweep() == [Moved(MOVED_AWAY, ELSEWHERE, deliveries=3)]
+    assert store.calls[0] == ("reroute", MOVED_AWAY, ELSEWHERE, "national")
