@@ -175,9 +175,11 @@ def document_edxml(
     attachment: bytes = b"%PDF-1.4 national axis test\n",
     dmy_dates: bool = False,
     empty_signature: bool = False,
+    revoke: str = "",
 ) -> bytes:
     """A document package as a DMS on the national axis writes it: strict edXML, or with the
-    `dd/MM/yyyy` dates some integrations send, and an empty envelope signature element."""
+    `dd/MM/yyyy` dates some integrations send, and an empty envelope signature element; with
+    `revoke`, the revoke package (BussinessDocType 1) of that DocumentId."""
     today = dt.datetime.now(VIETNAM).date()
     header = common_pb2.DocumentHeader(
         sender=sender,
@@ -191,11 +193,13 @@ def document_edxml(
         signer=common_pb2.Signer(
             competence="TL. BỘ TRƯỞNG", position="Chánh Văn phòng", full_name="Trần Văn C"
         ),
-        business_type=common_pb2.BUSINESS_TYPE_NEW,
+        business_type=common_pb2.BUSINESS_TYPE_REVOKE if revoke else common_pb2.BUSINESS_TYPE_NEW,
+        response_for=[revoke] if revoke else [],
     )
     package = document_package(
         header,
-        [Attachment(content_id="cid:1", name="congvan.pdf", data=attachment)],
+        [] if revoke else [Attachment(content_id="cid:1", name="congvan.pdf", data=attachment)],
+        reason="Thu hồi do gửi nhầm" if revoke else "",
         sent_at=dt.datetime.now(dt.UTC),
         organisations={sender: Organisation(organ_id=sender, organ_name="Bộ Thử")},
     )

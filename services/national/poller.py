@@ -5,7 +5,8 @@ An item is acknowledged `done` only once every copy it carries for this hub is s
 already: the key of a copy is the national DocId with the recipient, so an item listed again
 after a crash between storing and acknowledging is answered as before and stored once); `fail`
 when the package can never be stored (unreadable, refused for good); nothing when storing failed
-for a reason that may pass later, so it is listed again. The pauses between polls grow while the
+for a reason that may pass later, so it is listed again. A revoke package (BussinessDocType 1)
+is applied as its sender's recall of the copies here. The pauses between polls grow while the
 mailbox is empty or the axis fails (back-off with jitter, up to `max_pause_s`).
 """
 
@@ -23,8 +24,14 @@ import structlog
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
-from gateway.edxml import DocumentPackage, EdxmlError, StatusPackage, read_edxml
-from gateway.edxml.mapping import attachment_ref, document_header, status_values
+from gateway.edxml import (
+    BusinessDocType,
+    DocumentPackage,
+    EdxmlError,
+    StatusPackage,
+    read_edxml,
+)
+from gateway.edxml.mapping import attachment_ref, document_header, normalise, status_values
 from services.common.errors import DomainError, NotFoundError, ValidationError
 from services.common.periodic import pause
 from services.exchange.domain.model import CodeCheck, today_in_vietnam, validate_submission
@@ -36,6 +43,7 @@ from services.exchange.service_layer.federation_ports import (
     FederationStore,
     HopOutcome,
     OutboundDocument,
+    OutboundRecall,
     OutboundStatus,
 )
 from services.exchange.service_layer.ports import DocumentStore
@@ -182,6 +190,8 @@ class NationalAxisPoller:
         package = _read(data)
         if not isinstance(package, DocumentPackage):
             raise ValidationError(f"national item {doc_id} is a status listed as a document")
+        if package.business_type is BusinessDocType.REVOKE:
+            return await self._revoke(doc_id, package, listed)
         envelope = hashlib.sha256(data).hexdigest()
         request = pb.SubmitRequest(
             consignment_id=f"national:{doc_id}",
@@ -225,6 +235,41 @@ class NationalAxisPoller:
             ]
         finally:
             self._blobs.release(origin)
+
+    async def _original(self, document_id: str) -> str:
+        """The origin uuid of a document this hub holds, by its DocumentId."""
+        track = await self._documents.track(document_uuid=None, document_id=document_id)
+        if track is None:
+            raise NotFoundError(f"no document {document_id} here")
+        origin, _trace = (await self._store.hop_info([track.document_uuid]))[track.document_uuid]
+        return origin
+
+    async def _revoke(
+        self, doc_id: str, package: DocumentPackage, listed: Sequence[ReceivedItem]
+    ) -> list[HopOutcome]:
+        """A revoke package (BussinessDocType 1): the sender recalls its document from the
+        recipients here, as a recall a peer hub carries."""
+        business = package.trace.business
+        target = business.document_id if business is not None else ""
+        target = target or next((r.document_id for r in package.header.response_for), "")
+        if not target:
+            raise ValidationError(f"revoke package {doc_id} names no original DocumentId")
+        origin = await self._original(normalise(target))
+        at = next((t.timestamp for t in package.trace.trace_headers if t.timestamp), None)
+        return [
+            await self._federation.accept(
+                self._hub_code,
+                OutboundRecall(
+                    f"{doc_id}:{item.recipient}",
+                    origin,
+                    item.recipient,
+                    package.header.sender.organ_id,
+                    business.reason if business is not None else "",
+                    at or dt.datetime.now(dt.UTC),
+                ),
+            )
+            for item in listed
+        ]
 
     async def _status(self, doc_id: str, data: bytes) -> HopOutcome:
         package = _read(data)

@@ -437,3 +437,24 @@ async def test_a_recall_goes_to_the_national_recipient_as_a_revoke_package(
         document_id,
         "Gửi nhầm",
     )
+
+
+async def test_a_revoke_package_from_the_national_side_recalls_the_local_copy(
+    hub: UnderNational,
+) -> None:
+    """The ministry revokes a document it sent the commune through the axis: the poller
+    applies it as the sender's recall of the commune's copy and acknowledges it."""
+    await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "950"))
+    await eventually(lambda: _copies(hub, _document_id("950")), within=30)
+    revoke = document_edxml(MINISTRY, [COMMUNE.code], "950", revoke=_document_id("950"))
+    doc_id = await _national_send(hub, revoke)
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    rows = await hub.pool.fetch(
+        "SELECT d.recall_state, d.recall_reason FROM exchange.delivery d "
+        "JOIN exchange.document doc ON doc.uuid = d.document_uuid WHERE doc.document_id = $1",
+        _document_id("950"),
+    )
+    # Not acknowledged yet, so withdrawn at once ('pending' had the commune received it).
+    (row,) = rows
+    assert row["recall_state"] in ("withdrawn", "pending")
+    assert row["recall_reason"] == "Thu hồi do gửi nhầm"
