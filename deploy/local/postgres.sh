@@ -4,6 +4,14 @@
 #
 #   deploy/local/postgres.sh start|stop|status|url|kill                       the primary
 #   deploy/local/postgres.sh standby-start|standby-stop|standby-status|promote|cluster-url
+#   deploy/local/postgres.sh rejoin        after a failover: the old primary, rebuilt as the
+#                                          new primary's synchronous standby (pg_rewind, or a
+#                                          fresh pg_basebackup when rewinding is not possible)
+#
+# The first server (DOCAXIS_PG_PORT) is the primary until `promote` makes the second one
+# (DOCAXIS_PG_STANDBY_PORT) the primary; from then on the commands act by role: `kill` and `stop`
+# on the second, `rejoin` and then `standby-*` and `promote` on the first, and so on at the next
+# failover.
 #
 # Environment (defaults):
 #   DOCAXIS_LOCAL_DIR        <repo>/.local/dev   data under $DOCAXIS_LOCAL_DIR/postgres and
@@ -12,7 +20,7 @@
 #   DOCAXIS_PG_STANDBY_PORT  55436               the standby
 #
 # `start` prints postgresql://postgres@127.0.0.1:PORT/docaxis as the last line of stdout;
-# `standby-start` and `cluster-url` the URL naming both servers that DOCAXIS_DATABASE_URL takes
+# `standby-start`, `rejoin` and `cluster-url` the URL naming both servers that DOCAXIS_DATABASE_URL takes
 # (target_session_attrs=read-write picks whichever is the primary), `promote` the promoted
 # server's own URL; everything else goes to stderr.
 set -euo pipefail
@@ -35,7 +43,7 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2fs", b - a }'; }
 
 usage() {
-    echo "usage: $0 start|stop|status|url|kill|standby-start|standby-stop|standby-status|promote|cluster-url" >&2
+    echo "usage: $0 start|stop|status|url|kill|standby-start|standby-stop|standby-status|promote|rejoin|cluster-url" >&2
     exit 2
 }
 
@@ -56,6 +64,15 @@ STANDBY_BASE=$LOCAL_DIR/postgres-standby
 CLUSTER_URL="postgresql://$DB_USER@127.0.0.1:$PRIMARY_PORT,127.0.0.1:$STANDBY_PORT/$DB_NAME?target_session_attrs=read-write"
 # Written into the old primary's folder by `promote`: it must never serve again as a primary.
 SUPERSEDED=superseded
+# Roles: the second server is the primary once the first was superseded, and stays so while the
+# first, rejoined, follows it.
+if [[ -e $PRIMARY_BASE/$SUPERSEDED || -f $PRIMARY_BASE/data/standby.signal ]]; then
+    PRIMARY_PORT=$STANDBY_PORT
+    STANDBY_PORT=$PG_PORT
+    swapped_base=$PRIMARY_BASE
+    PRIMARY_BASE=$STANDBY_BASE
+    STANDBY_BASE=$swapped_base
+fi
 # The server the commands act on: the primary unless use_standby was called.
 use_primary() {
     PG_PORT=$PRIMARY_PORT
@@ -232,6 +249,10 @@ synchronous_commit = on
 full_page_writes = on
 # Streaming replication (postgres.sh standby-start): the standby serves reads while it follows.
 wal_level = replica
+# pg_rewind (postgres.sh rejoin) needs it to rebuild a former primary from the new one.
+wal_log_hints = on
+# ... and the WAL back to where the two diverged, which a server recycles at its checkpoints.
+wal_keep_size = '256MB'
 max_wal_senders = 5
 max_replication_slots = 5
 hot_standby = on
@@ -446,6 +467,54 @@ cmd_promote() {
     printf '%s\n' "$URL"
 }
 
+# After a failover: the former primary (down, marked superseded by `promote`) follows the new
+# primary as its synchronous standby. pg_rewind undoes what the old primary wrote after the two
+# diverged (what no client was told was committed: commits waited for the standby); without it
+# (wal_log_hints was off, or the rewind failed) a fresh pg_basebackup replaces the data.
+cmd_rejoin() {
+    if ((EUID == 0)); then id -u "$PG_OS_USER" >/dev/null 2>&1 || die "OS user '$PG_OS_USER' missing"; fi
+    psql_primary -tA -c "SELECT 1" >/dev/null 2>&1 ||
+        die "the primary (127.0.0.1:$PRIMARY_PORT) does not answer: promote the standby first: $0 promote"
+    [[ $(psql_primary -tA -c "SELECT pg_is_in_recovery()") == f ]] ||
+        die "127.0.0.1:$PRIMARY_PORT is itself a standby"
+    use_standby
+    lock
+    [[ -f $PGDATA_DIR/PG_VERSION ]] || die "no former primary in $PGDATA_DIR: start a standby with: $0 standby-start"
+    [[ ! -f $PGDATA_DIR/standby.signal ]] || die "$PGDATA_DIR is a standby already: $0 standby-start"
+    ! is_running || die "the former primary on $PGDATA_DIR still runs: stop it first (pg_ctl -D $PGDATA_DIR stop)"
+    wait_stale_postmaster
+    rm -f -- "$PGDATA_DIR/postmaster.pid"
+    psql_primary -c "SELECT pg_create_physical_replication_slot('$STANDBY_NAME')
+        WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$STANDBY_NAME')" >/dev/null
+    # A checkpoint writes the promotion's new timeline into the new primary's control file, which
+    # pg_rewind compares (without it, it may see one timeline and rewind nothing).
+    psql_primary -c "CHECKPOINT" >/dev/null
+    local source="host=127.0.0.1 port=$PRIMARY_PORT user=$DB_USER dbname=postgres application_name=$STANDBY_NAME"
+    log "pg_rewind of $PGDATA_DIR from 127.0.0.1:$PRIMARY_PORT"
+    if as_pg "$PG_BIN/pg_rewind" -D "$PGDATA_DIR" --source-server="$source" -R \
+        >"$PG_BASE/rewind.log" 2>&1; then
+        # The rewind copied the new primary's settings: the standby streams through its slot
+        # and never waits for itself.
+        printf "primary_slot_name = '%s'\nsynchronous_standby_names = ''\n" "$STANDBY_NAME" \
+            >>"$PGDATA_DIR/postgresql.auto.conf"
+    else
+        log "pg_rewind failed ($(tail -n 1 "$PG_BASE/rewind.log")); a fresh copy instead"
+        rm -rf -- "$PGDATA_DIR"
+        clone_primary
+    fi
+    write_conf
+    log "starting the rejoined standby on 127.0.0.1:$PG_PORT (data $PGDATA_DIR, log $PG_LOG)"
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 120 start >&2 9>&-; then
+        tail -n 30 "$PG_LOG" >&2 || true
+        die "the rejoined standby failed to start (log: $PG_LOG)"
+    fi
+    rm -f -- "$PG_BASE/$SUPERSEDED"
+    set_synchronous on
+    wait_for 60 "the rejoined standby to stream synchronously" standby_is_sync
+    log "127.0.0.1:$PG_PORT rejoined as the synchronous standby of 127.0.0.1:$PRIMARY_PORT in $(elapsed)"
+    printf '%s\n' "$CLUSTER_URL"
+}
+
 cmd_standby_status() {
     use_standby
     if [[ -d $PG_BASE ]] && is_running; then
@@ -475,6 +544,7 @@ case $1 in
     standby-stop) cmd_standby_stop ;;
     standby-status) cmd_standby_status ;;
     promote) cmd_promote ;;
+    rejoin) cmd_rejoin ;;
     cluster-url) printf '%s\n' "$CLUSTER_URL" ;;
     kill) cmd_kill ;;
     start) cmd_start ;;
