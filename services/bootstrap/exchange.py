@@ -15,7 +15,7 @@ from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from services.bootstrap.directory import LocalDirectory
 from services.bootstrap.peer_transport import GrpcBlobSource, GrpcPeerTransport
 from services.bootstrap.wiring import Job, Wiring
-from services.common.leadership import Singleton, Term
+from services.common.leadership import PerPeer, Singleton, Term
 from services.common.periodic import every, pause
 from services.common.postgres_notifications import PostgresNotifications
 from services.directory.domain.codes import code_problem
@@ -203,8 +203,9 @@ def _wire_federation(
         # One poller per axis: two would fetch the same items and store them once each anyway,
         # but the second's work would be wasted.
         wiring.add_singleton("national-poller", Singleton.NATIONAL_POLLER, poller.run)
-    if settings.worker_index != 0:
-        return
+    # A forwarder per peer for the whole axis, elected among every worker and replica: one
+    # consumer of the peer's queue keeps the hand-overs in order; another takes over when its
+    # process dies.
     forwarders: list[Forwarder] = []
     wiring.metrics.watch_peers(lambda: [f.snapshot() for f in forwarders])
     addresses = dict(settings.peers)
@@ -224,7 +225,7 @@ def _wire_federation(
         )
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
-        wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+        _elect_forwarder(wiring, forwarder)
     if national is not None:
         axis, client = national
         hub_code = axis.hub_code
@@ -243,9 +244,16 @@ def _wire_federation(
         )
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)
-        wiring.add_job(f"forward-{hub_code}", _restarting(forwarder.run, f"forward-{hub_code}"))
+        _elect_forwarder(wiring, forwarder)
+    if settings.worker_index == 0:
+        wiring.add_job("peer-reports", _forget_unconfigured_peers(wiring, peer_states))
 
-    wiring.add_job("peer-reports", _forget_unconfigured_peers(wiring, peer_states))
+
+def _elect_forwarder(wiring: Wiring, forwarder: Forwarder) -> None:
+    name = f"forward-{forwarder.hub_code}"
+    wiring.add_singleton(
+        name, PerPeer.forwarder(forwarder.hub_code), _restarting(forwarder.run, name)
+    )
 
 
 def _forget_unconfigured_peers(wiring: Wiring, peer_states: PostgresPeerStates) -> Job:
@@ -276,7 +284,7 @@ def _national_axis(wiring: Wiring) -> tuple[NationalAxisSettings, NationalAxisCl
     return national, client
 
 
-def _restarting(run: Job, name: str) -> Job:
+def _restarting(run: Job, name: str) -> Term:
     """A forwarder whose broker channel failed starts again after a pause, rather than stop
     the process (its messages stay in the peer's queue meanwhile)."""
 

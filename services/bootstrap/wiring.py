@@ -13,7 +13,12 @@ import grpc
 from aio_pika.abc import AbstractRobustConnection
 
 from services.bootstrap.plan import Plan
-from services.common.leadership import PostgresLeadership, Singleton, Term, lead_when_elected
+from services.common.leadership import (
+    Elected,
+    PostgresLeadership,
+    Term,
+    lead_when_elected,
+)
 from services.common.metrics import AxisMetrics
 from services.exchange.service_layer.forwarding import Forwarder
 
@@ -45,13 +50,13 @@ class Wiring:
     def add_job(self, name: str, job: Job) -> None:
         self.jobs[name] = job
 
-    def add_singleton(self, name: str, singleton: Singleton, term: Term) -> None:
+    def add_singleton(self, name: str, singleton: Elected, term: Term) -> None:
         """A job that runs in one process of the whole axis (workers and replicas alike): this
         process runs `term` only while it leads, and stands by otherwise."""
         leadership = PostgresLeadership(singleton, self.plan.settings.database_url)
         self.metrics.leadership(singleton.job, False)
 
-        def report(job: Singleton, leading: bool) -> None:
+        def report(job: Elected, leading: bool) -> None:
             self.metrics.leadership(job.job, leading)
 
         self.add_job(name, lambda stop: lead_when_elected(leadership, stop, term, on_change=report))

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import zlib
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -58,11 +60,31 @@ class Singleton(enum.IntEnum):
         return self.name.lower()
 
 
+@dataclass(frozen=True, slots=True)
+class PerPeer:
+    """A job that runs once per axis for each peer hub (its forwarder), under a lock key of its
+    own: "fwd" above the CRC-32 of the peer's code, apart from every Singleton's key."""
+
+    job: str
+    key: int
+
+    def __int__(self) -> int:
+        return self.key
+
+    @classmethod
+    def forwarder(cls, hub_code: str) -> PerPeer:
+        return cls(f"forward_{hub_code}", (0x667764 << 32) | zlib.crc32(hub_code.encode()))
+
+
+# What is elected: a Singleton, or a peer's job.
+Elected = Singleton | PerPeer
+
+
 class PostgresLeaderTerm:
     """The hold on a lock: `lost` once its session stops answering (checked every
     `check_interval_s` on the lock's own connection)."""
 
-    def __init__(self, conn: asyncpg.Connection, singleton: Singleton, check_interval_s: float):
+    def __init__(self, conn: asyncpg.Connection, singleton: Elected, check_interval_s: float):
         self._conn = conn
         self._singleton = singleton
         self._check_interval_s = check_interval_s
@@ -102,7 +124,7 @@ class PostgresLeaderTerm:
 class PostgresLeadership:
     def __init__(
         self,
-        singleton: Singleton,
+        singleton: Elected,
         database_url: str,
         *,
         role: str | None = None,
@@ -142,7 +164,7 @@ async def lead_when_elected(
     stop: asyncio.Event,
     term: Term,
     *,
-    on_change: Callable[[Singleton, bool], None] | None = None,
+    on_change: Callable[[Elected, bool], None] | None = None,
     standby_poll_s: float = 1.0,
 ) -> None:
     """Stands by; runs `term` while this process holds the lock; stands by again when the hold
@@ -178,7 +200,7 @@ async def _forward(stop: asyncio.Event, ended: asyncio.Event) -> None:
 
 
 def _changed(
-    singleton: Singleton, leading: bool, on_change: Callable[[Singleton, bool], None] | None
+    singleton: Elected, leading: bool, on_change: Callable[[Elected, bool], None] | None
 ) -> None:
     log.info("leadership_changed", job=singleton.job, leading=leading)
     if on_change is not None:

@@ -1,14 +1,15 @@
 """Federation with every hub a `docaxis run` process (province A, province B, national), each
-with its own database and broker virtual host: kill -9 of the national hub in the middle of a
-stream of documents from A to B, then a restart. Nothing is lost and nothing is duplicated at
-the recipient: the test counts."""
+with its own database and broker virtual host, province A with two replicas: kill -9 of the
+national hub in the middle of a stream of documents from A to B, then a restart; kill -9 of the
+A replica whose forwarder to the national hub leads, the other taking over. Nothing is lost and
+nothing is duplicated at the recipient: the test counts."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -37,6 +38,7 @@ PEERS = {
     "province-b": ("national",),
     "national": ("province-a", "province-b"),
 }
+REPLICATED = "province-a"
 
 
 @pytest.fixture
@@ -54,27 +56,30 @@ async def hubs(
             pool = await postgres.create_pool(url, min_size=1, max_size=2)
             stack.push_async_callback(pool.close)
             peer = pki.write_pair(f"e2e-peer-{code}", pki.ca.issue_peer(code))
-            process = AxisProcess(
-                url,
-                services.amqp_vhost(f"e2e-fed-{code}"),
-                tmp_path,
-                ledger_key_file,
-                name=code,
-                pki=pki,
-                address=addresses[code],
-                extra_env={
-                    "DOCAXIS_HUB_CODE": code,
-                    "DOCAXIS_PEERS": ",".join(f"{p}={addresses[p]}" for p in peers),
-                    "DOCAXIS_PEER_CERT_FILE": str(peer.certificate),
-                    "DOCAXIS_PEER_KEY_FILE": str(peer.key),
-                    "DOCAXIS_PEER_SYNC_INTERVAL_S": "0.3",
-                    "DOCAXIS_PEER_MAX_BACKOFF_S": "1",
-                },
-            )
             directory = DirectoryHandlers(
                 PostgresAgencies(pool), hubs=PostgresHubRoutes(pool), own_hub=code
             )
-            started[code] = (process, directory)
+            amqp_url = services.amqp_vhost(f"e2e-fed-{code}")
+            # Province A's second replica: the same database and broker, an address of its own.
+            for name in (code, f"{code}-2") if code == REPLICATED else (code,):
+                process = AxisProcess(
+                    url,
+                    amqp_url,
+                    tmp_path,
+                    ledger_key_file,
+                    name=name,
+                    pki=pki,
+                    address=addresses[code] if name == code else None,
+                    extra_env={
+                        "DOCAXIS_HUB_CODE": code,
+                        "DOCAXIS_PEERS": ",".join(f"{p}={addresses[p]}" for p in peers),
+                        "DOCAXIS_PEER_CERT_FILE": str(peer.certificate),
+                        "DOCAXIS_PEER_KEY_FILE": str(peer.key),
+                        "DOCAXIS_PEER_SYNC_INTERVAL_S": "0.3",
+                        "DOCAXIS_PEER_MAX_BACKOFF_S": "1",
+                    },
+                )
+                started[name] = (process, directory)
         for process, _ in started.values():
             await process.start()
             stack.push_async_callback(_stop, process)
@@ -86,11 +91,20 @@ async def _stop(process: AxisProcess) -> None:
         await process.terminate()
 
 
-async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
-    hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]],
-) -> None:
-    (a, a_directory), (b, b_directory) = hubs["province-a"], hubs["province-b"]
-    national, national_directory = hubs["national"]
+def _leads_forwarder(process: AxisProcess, peer: str) -> bool:
+    """Whether the process's last word on its forwarder to `peer` was that it leads."""
+    said = [
+        line
+        for line in process.logs().splitlines()
+        if '"leadership_changed"' in line and f'"forward_{peer}"' in line
+    ]
+    return bool(said) and '"leading": true' in said[-1]
+
+
+async def _routed(hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]]) -> None:
+    """A's and B's agencies registered, and every hub routing between them."""
+    a_directory, b_directory = hubs["province-a"][1], hubs["province-b"][1]
+    national_directory = hubs["national"][1]
     await a_directory.register(COMMUNE_A)
     await b_directory.register(DEPARTMENT_B)
     for directory in (a_directory, b_directory):
@@ -111,7 +125,13 @@ async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
         )
 
     await eventually(routed, within=30)
-    sender, recipient = a.client(COMMUNE_A.code), b.client(DEPARTMENT_B.code)
+
+
+async def _send_and_count(
+    sending: AxisProcess, receiving: AxisProcess, fault: Callable[[int], Awaitable[None]]
+) -> None:
+    """DOCUMENTS documents from A to B, `fault(index)` before each; every one reaches B once."""
+    sender, recipient = sending.client(COMMUNE_A.code), receiving.client(DEPARTMENT_B.code)
     received: list[tuple[str, str]] = []  # (document number, delivery id), as pushed
     sent: list[str] = []
 
@@ -129,10 +149,7 @@ async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
     receiver = asyncio.create_task(receive())
     try:
         for index in range(DOCUMENTS):
-            if index == KILLED_AFTER:
-                national.kill()  # mid-stream: A keeps accepting and storing
-            if index == 2 * KILLED_AFTER:
-                await national.start()
+            await fault(index)
             header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
             await sender.submit(f"c-{uuid.uuid4()}", header)
             sent.append(header.code.number)
@@ -152,4 +169,43 @@ async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
         copies.setdefault(number, set()).add(delivery_id)
     assert sorted(copies) == sorted(sent)  # nothing lost, nothing from elsewhere
     assert all(len(ids) == 1 for ids in copies.values()), copies  # one copy each at B
-    assert "peer_unreachable" in a.logs()  # the outage was real and was ridden out
+
+
+async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
+    hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]],
+) -> None:
+    await _routed(hubs)
+    national = hubs["national"][0]
+
+    async def kill_and_restart_national(index: int) -> None:
+        if index == KILLED_AFTER:
+            national.kill()  # mid-stream: A keeps accepting and storing
+        if index == 2 * KILLED_AFTER:
+            await national.start()
+
+    await _send_and_count(hubs["province-a"][0], hubs["province-b"][0], kill_and_restart_national)
+    logs = hubs["province-a"][0].logs() + hubs["province-a-2"][0].logs()
+    assert "peer_unreachable" in logs  # the outage was real and was ridden out
+
+
+async def test_kill_9_of_the_replica_leading_a_forwarder_hands_it_to_the_other(
+    hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]],
+) -> None:
+    """One forwarder per peer for the whole axis: of A's two replicas one forwards to the
+    national hub; killed mid-stream, the other takes the forwarder over and what was queued or
+    in flight reaches B once."""
+    await _routed(hubs)
+    replicas = [hubs["province-a"][0], hubs["province-a-2"][0]]
+    await eventually(
+        lambda: asyncio.sleep(0, [_leads_forwarder(r, "national") for r in replicas]),
+        lambda leading: sorted(leading) == [False, True],
+        within=30,
+    )
+    leader, other = sorted(replicas, key=lambda r: not _leads_forwarder(r, "national"))
+
+    async def kill_the_leader(index: int) -> None:
+        if index == KILLED_AFTER:
+            leader.kill()
+
+    await _send_and_count(other, hubs["province-b"][0], kill_the_leader)
+    assert _leads_forwarder(other, "national"), other.logs()[-3000:]

@@ -10,7 +10,13 @@ import asyncpg
 import pytest
 
 from services.common import postgres
-from services.common.leadership import PostgresLeadership, Singleton, lead_when_elected
+from services.common.leadership import (
+    Elected,
+    PerPeer,
+    PostgresLeadership,
+    Singleton,
+    lead_when_elected,
+)
 from tests.infra import SuiteServices
 from tests.waiting import eventually
 
@@ -27,9 +33,9 @@ async def database(services: SuiteServices) -> str:
 class Candidate:
     """A Leadership whose term records when it starts and ends."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, elected: Elected = Singleton.SWEEPS) -> None:
         self.changes: list[bool] = []
-        self.leadership = PostgresLeadership(Singleton.SWEEPS, database_url, check_interval_s=0.05)
+        self.leadership = PostgresLeadership(elected, database_url, check_interval_s=0.05)
         self.leading = False
         self.terms = 0
         self.stop = asyncio.Event()
@@ -39,7 +45,7 @@ class Candidate:
         self.terms += 1
         await ended.wait()
 
-    def _changed(self, _: Singleton, leading: bool) -> None:
+    def _changed(self, _: Elected, leading: bool) -> None:
         self.leading = leading
         self.changes.append(leading)
 
@@ -114,3 +120,34 @@ async def test_a_leader_whose_lock_session_dies_stops_its_term_and_another_leads
     assert not first.task.done()  # standing by again
     if now is first:  # it may win the next election itself: then its first term had ended
         assert first.terms == 2
+
+
+async def test_each_peer_s_forwarder_has_its_own_leader_and_fails_over_alone(database: str) -> None:
+    """Two processes, each standing for both peers' forwarders (as every worker and replica
+    does): one leader per peer, whichever process; the peer whose leader stops gets the other
+    process, and the other peer's leader goes on."""
+    peers = ("national", "province-b")
+    assert int(PerPeer.forwarder(peers[0])) != int(PerPeer.forwarder(peers[1]))
+    assert {int(PerPeer.forwarder(p)) for p in peers}.isdisjoint(int(s) for s in Singleton)
+    by_peer = {p: [Candidate(database, PerPeer.forwarder(p)) for _ in range(2)] for p in peers}
+    for group in by_peer.values():
+        for candidate in group:
+            candidate.start()
+    try:
+        first: dict[str, Candidate] = {}
+        for peer, group in by_peer.items():
+            first[peer] = await _the_leader(group)
+        await first["national"].halt()
+        taken_over = await _the_leader(by_peer["national"])
+        assert taken_over is not first["national"]
+        assert await leaders(by_peer["province-b"]) == [first["province-b"]]
+        assert first["province-b"].changes == [True]
+    finally:
+        for group in by_peer.values():
+            for candidate in group:
+                await candidate.halt()
+
+
+async def _the_leader(group: list[Candidate]) -> Candidate:
+    found = await eventually(lambda: leaders(group), lambda leading: len(leading) == 1)
+    return found[0]
