@@ -111,6 +111,11 @@ class NationalAxisPoller:
                 quiet += 1
                 log.warning("national_axis_poll_failed", hub=self._hub_code, error=str(exc))
                 handled = 0
+            except Exception:  # e.g. the database gone: logged, polled again later
+                self.stats.failures += 1
+                quiet += 1
+                log.exception("national_axis_poll_crashed", hub=self._hub_code)
+                handled = 0
             if handled:
                 quiet = 0
                 continue
