@@ -64,6 +64,21 @@ class CircuitBreaker:
             self.retry_at = now + wait
         return wait
 
+    def resume(
+        self, state: CircuitState, failures: int, since_failure_s: float, now: float
+    ) -> None:
+        """The breaker as the previous forwarder of the peer left it (persisted, so that a
+        restart or another replica taking over does not hammer a peer that is down): a circuit
+        that was not closed is open again until the back-off ceiling of its failures has passed
+        since the last failure, then probed."""
+        self.failures = max(0, failures)
+        if state is CircuitState.CLOSED:
+            self.state = CircuitState.CLOSED
+            return
+        self.state = CircuitState.OPEN
+        ceiling = min(self.max_backoff_s, BASE_BACKOFF_S * 2 ** min(max(failures, 1) - 1, 30))
+        self.retry_at = now + max(0.0, ceiling - max(0.0, since_failure_s))
+
     def may_probe(self, now: float) -> bool:
         """An open circuit whose back-off has passed: half-open it for one probe."""
         if self.state is CircuitState.OPEN and now >= self.retry_at:

@@ -161,8 +161,38 @@ class Forwarder:
         except Exception as exc:  # noqa: BLE001 - a lost report must not stop forwarding
             log.warning("peer_report_not_written", hub=self.hub_code, error=str(exc))
 
+    async def resume(self) -> None:
+        """Takes the circuit over from the peer's last stored report (exchange.peer_state: it
+        survives a restart, and the replica elected to forward after another reads it). A
+        database that does not answer leaves the circuit closed: the first failures open it."""
+        if self._reports is None:
+            return
+        try:
+            reports = await self._reports.reports()
+        except Exception as exc:  # noqa: BLE001 - forwarding goes on with a closed circuit
+            log.warning("peer_state_not_read", hub=self.hub_code, error=str(exc))
+            return
+        for report in reports:
+            if report.hub != self.hub_code:
+                continue
+            since = report.last_failure_at or report.reported_at
+            elapsed = (dt.datetime.now(dt.UTC) - since).total_seconds()
+            self.stats.breaker.resume(
+                report.circuit, report.consecutive_failures, elapsed, time.monotonic()
+            )
+            self.stats.last_contact = _unix(report.last_contact)
+            self.stats.last_failure = _unix(report.last_failure_at)
+            self.stats.last_error = report.last_error
+            if report.circuit is not CircuitState.CLOSED:
+                log.info(
+                    "peer_circuit_resumed_open",
+                    hub=self.hub_code,
+                    failures=report.consecutive_failures,
+                )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Forwards until `stop` is set; a broker failure ends the run (the job restarts it)."""
+        await self.resume()
         await self.write_report()
         async with self._inboxes.consume(peer_queue(self.hub_code), prefetch=BATCH) as inbox:
             waiting: asyncio.Future[list[InboxMessage]] | None = None
@@ -364,6 +394,10 @@ async def _ready(
     finally:
         stopped.cancel()
     return waiting.done() and not stop.is_set()
+
+
+def _unix(moment: dt.datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 def _utc(unix_time: float | None) -> dt.datetime | None:

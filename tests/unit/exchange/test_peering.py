@@ -59,3 +59,20 @@ def test_every_hop_adds_itself_to_the_trace() -> None:
     national = received_trace(first, "national", later)
     assert [h.hub for h in national] == ["province-a", "national"]
     assert outgoing_trace(tuple(national), "national", later) == national
+
+
+def test_a_resumed_breaker_stays_open_for_what_is_left_of_its_back_off() -> None:
+    """Persisted state taken over after a restart: open with 4 failures (ceiling 4 s), the last
+    one 1 s ago: no probe for 3 s more; a closed one stays closed with its failure count."""
+    breaker = CircuitBreaker(failures_to_open=5)
+    breaker.resume(CircuitState.OPEN, 4, since_failure_s=1.0, now=100.0)
+    assert (breaker.state, breaker.failures) == (CircuitState.OPEN, 4)
+    assert not breaker.may_probe(102.9)
+    assert breaker.may_probe(103.0)
+    breaker = CircuitBreaker()
+    breaker.resume(CircuitState.HALF_OPEN, 7, since_failure_s=500.0, now=100.0)
+    assert state_of(breaker) is CircuitState.OPEN
+    assert breaker.may_probe(100.0)
+    breaker = CircuitBreaker()
+    breaker.resume(CircuitState.CLOSED, 2, since_failure_s=0.0, now=100.0)
+    assert (breaker.state, breaker.failures) == (CircuitState.CLOSED, 2)

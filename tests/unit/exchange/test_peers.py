@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+from typing import Any, cast
 
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 
 from services.exchange.domain.peering import CircuitState
 from services.exchange.entrypoints.admin_api import peer_to_pb
-from services.exchange.service_layer.forwarding import PeerStats
+from services.exchange.service_layer.federation_ports import PeerTransport
+from services.exchange.service_layer.forwarding import Forwarder, PeerStats
 from services.exchange.service_layer.peers import (
     PeerQueue,
     PeerReport,
     PeerState,
+    PeerStates,
     peer_views,
 )
 from services.peers_cli import duration, format_peers
@@ -116,3 +120,54 @@ def test_durations_read_short() -> None:
         "3h12m",
         "2d04h",
     ]
+
+
+class StoredReports:
+    """The PeerStates port as far as a forwarder's breaker uses it."""
+
+    def __init__(self, reports: list[PeerReport]) -> None:
+        self.stored = {r.hub: r for r in reports}
+
+    async def record(self, report: PeerReport) -> None:
+        self.stored[report.hub] = report
+
+    async def reports(self) -> list[PeerReport]:
+        return list(self.stored.values())
+
+
+class Peer:
+    hub_code = "national"
+
+
+async def test_a_restarted_forwarder_takes_its_open_circuit_over_from_the_stored_report() -> None:
+    """The breaker survives a restart (and a takeover by another replica): a peer that was
+    down stays open, with its failures, until its back-off passed; not closed by the restart."""
+    down = dataclasses.replace(
+        UP,
+        circuit=CircuitState.OPEN,
+        consecutive_failures=9,
+        last_failure_at=dt.datetime.now(dt.UTC),
+        last_error="UNAVAILABLE",
+    )
+    reports = StoredReports([down, dataclasses.replace(UP, hub="province-b")])
+    unused: Any = None
+    forwarder = Forwarder(
+        "province-a",
+        cast(PeerTransport, Peer()),
+        unused,
+        unused,
+        unused,
+        unused,
+        reports=cast(PeerStates, reports),
+    )
+    await forwarder.resume()
+    breaker = forwarder.stats.breaker
+    assert (breaker.state, breaker.failures) == (CircuitState.OPEN, 9)
+    assert not breaker.may_probe(time.monotonic())
+    await forwarder.write_report()
+    stored = reports.stored["national"]
+    assert (stored.circuit, stored.consecutive_failures, stored.last_error) == (
+        CircuitState.OPEN,
+        9,
+        "UNAVAILABLE",
+    )
