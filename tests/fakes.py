@@ -48,9 +48,11 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
+    NewSubmission,
     PushItem,
     RecipientTrack,
     StoredSubmission,
+    StoreRefusal,
 )
 from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
 
@@ -413,7 +415,26 @@ class FakeDocumentStore:
             or self.blobs[attachment.sha256].size != attachment.size
         ]
 
-    async def store_submission(
+    async def store_submissions(self, batch: Sequence[NewSubmission]) -> list[StoreRefusal | None]:
+        # Postgres stores a batch in one transaction, or each on its own if one is refused:
+        # either way the outcomes are those of storing them one by one, in order.
+        outcomes: list[StoreRefusal | None] = []
+        for item in batch:
+            try:
+                self._store_submission(
+                    item.submission,
+                    item.receipt,
+                    item.fingerprint,
+                    item.events,
+                    item.verification,
+                )
+            except (DuplicateDocumentError, DuplicateConsignmentError, AttachmentsGoneError) as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def _store_submission(
         self,
         submission: Submission,
         receipt: Receipt,

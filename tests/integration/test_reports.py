@@ -38,6 +38,7 @@ from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.domain.model import VIETNAM, Header, Receipt, Route, Submission
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
+from services.exchange.service_layer.ports import NewSubmission
 from services.settings import ClientSettings
 from tests.conftest import Register, make_header
 from tests.pki import SuitePki
@@ -84,7 +85,9 @@ class Generator:
             routes=tuple(Route(r, r, str(uuid.uuid4())) for r in recipients),
         )
         fingerprint = hashlib.sha256(repr(submission).encode()).hexdigest()
-        await self.documents.store_submission(submission, receipt, fingerprint, ())
+        assert await self.documents.store_submissions(
+            [NewSubmission(submission, receipt, fingerprint, ())]
+        ) == [None]
         return receipt.document_uuid, {r.effective_recipient: r.delivery_id for r in receipt.routes}
 
     async def status(

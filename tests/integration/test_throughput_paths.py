@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
@@ -193,3 +194,89 @@ async def test_a_batch_submission_answers_each_document_on_its_own(
         return track.recipients[0].state == pb.DELIVERY_STATE_ACKNOWLEDGED
 
     await eventually(counted)
+
+
+async def test_a_duplicate_inside_a_batch_is_refused_alone(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """Two documents of one batch with the same DocumentId: one is accepted, the other is
+    ALREADY_EXISTS naming it; the documents around them are accepted and delivered once."""
+    sender, recipient = await register_agencies(2)
+    number = str(uuid.uuid4().int % 10**9)
+    documents = [
+        BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient])),
+        BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient], number=number)),
+        BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient], number=number)),
+        BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient])),
+    ]
+    results = await clients[sender].submit_batch(documents)
+    errors = [item_error(r.error) for r in results]
+    assert errors[0] is None
+    assert errors[3] is None
+    twins = [1, 2]
+    refused = [i for i in twins if errors[i] is not None]
+    (loser,) = refused
+    (winner,) = [i for i in twins if i != loser]
+    error = errors[loser]
+    assert error is not None
+    assert error.code == grpc.StatusCode.ALREADY_EXISTS
+    assert error.metadata["document_uuid"] == results[winner].response.receipt.document_uuid
+    accepted = {results[i].response.receipt.document_uuid for i in (0, winner, 3)}
+    async with clients[recipient].receive_stream() as stream:
+        pushed = [await next_item(stream) for _ in accepted]
+        assert {p.delivery.document_uuid for p in pushed} == accepted
+        stream.acknowledge(*pushed)
+        await stream.confirmed(item_id(pushed[-1]))
+        await nothing_more(stream)
+
+
+async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_stores_nothing_twice(
+    register_agencies: Register, clients: dict[str, AgencyClient], database_url: str
+) -> None:
+    """The database connection dies while the documents of a batch are being stored (the
+    backend is terminated from inside the transaction, as a crash would end it): the call
+    fails, and the same batch sent again answers every document, each either a replay of what
+    was committed before the crash or accepted now, and each recipient gets one copy of each."""
+    sender, recipient, doomed = await register_agencies(3)
+    connection = await asyncpg.connect(database_url)
+    function = f"exchange.crash_{uuid.uuid4().hex}"
+    try:
+        await connection.execute(
+            f"""
+            CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_terminate_backend(pg_backend_pid());
+                PERFORM pg_sleep(5);  -- the termination arrives during it
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER crash_{function[-32:]} BEFORE INSERT ON exchange.delivery
+                FOR EACH ROW WHEN (NEW.recipient = '{doomed}') EXECUTE FUNCTION {function}();
+            """
+        )
+        documents = [
+            BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient])),
+            BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient])),
+            BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient, doomed])),
+            BatchDocument(f"c-{uuid.uuid4()}", make_header(sender, [recipient])),
+        ]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await clients[sender].submit_batch(documents)
+    finally:
+        await connection.execute(f"DROP FUNCTION IF EXISTS {function}() CASCADE")
+        await connection.close()
+    again = await clients[sender].submit_batch(documents)
+    assert [item_error(r.error) for r in again] == [None] * len(documents)
+    assert not again[2].response.replayed  # its transaction died: nothing of it was stored
+    accepted = {r.response.receipt.document_uuid for r in again}
+    async with clients[recipient].receive_stream() as stream:
+        pushed = [await next_item(stream) for _ in documents]
+        assert {p.delivery.document_uuid for p in pushed} == accepted
+        stream.acknowledge(*pushed)
+        await stream.confirmed(item_id(pushed[-1]))
+        await nothing_more(stream)
+    async with clients[doomed].receive_stream() as stream:
+        only = await next_item(stream)
+        assert only.delivery.document_uuid == again[2].response.receipt.document_uuid
+        stream.acknowledge(only)
+        await stream.confirmed(item_id(only))
+        await nothing_more(stream)

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
-from services.common import tracing
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres_copies import LockedCopy, lock_copies, save_copies
 from services.exchange.adapters.postgres_uploads import (
@@ -29,7 +28,6 @@ from services.exchange.domain.model import (
     Receipt,
     Route,
     Signature,
-    Submission,
 )
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.ports import (
@@ -40,9 +38,11 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
+    NewSubmission,
     PushItem,
     RecipientTrack,
     StoredSubmission,
+    StoreRefusal,
 )
 
 OUTBOX_CHANNEL = "exchange_outbox"
@@ -315,26 +315,30 @@ class PostgresDocumentStore(PostgresUploads):
         sizes = {row["sha256"]: row["size"] for row in rows}
         return [i for i, a in enumerate(attachments) if sizes.get(a.sha256) != a.size]
 
-    async def store_submission(
-        self,
-        submission: Submission,
-        receipt: Receipt,
-        fingerprint: str,
-        events: Sequence[LedgerEvent],
-        verification: Verification | None = None,
-    ) -> None:
+    async def store_submissions(self, batch: Sequence[NewSubmission]) -> list[StoreRefusal | None]:
+        if len(batch) > 1:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await insert_submissions(conn, batch)
+                return [None] * len(batch)
+            except (DuplicateDocumentError, DuplicateConsignmentError, AttachmentsGoneError):
+                pass  # one of them took the transaction down with it: each on its own
+        return [await self._store_one(item) for item in batch]
+
+    async def _store_one(self, item: NewSubmission) -> StoreRefusal | None:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await insert_submission(
-                    conn, submission, receipt, fingerprint, events, verification
-                )
+                await insert_submissions(conn, [item])
         except DuplicateDocumentError:
             # Looked up after the rollback: the failed transaction can run nothing more.
             value = await self._pool.fetchval(
                 "SELECT uuid FROM exchange.document WHERE document_id = $1 AND business_type = 0",
-                receipt.document_id,
+                item.receipt.document_id,
             )
-            raise DuplicateDocumentError(str(value) if value is not None else "") from None
+            return DuplicateDocumentError(str(value) if value is not None else "")
+        except (DuplicateConsignmentError, AttachmentsGoneError) as exc:
+            return exc
+        return None
 
     async def _load_document(
         self, conn: Conn, document_uuid: uuid.UUID
@@ -654,37 +658,37 @@ class PostgresOutbox:
         return len(rows)
 
 
-async def insert_submission(
-    conn: Conn,
-    submission: Submission,
-    receipt: Receipt,
-    fingerprint: str,
-    events: Sequence[LedgerEvent],
-    verification: Verification | None,
-) -> None:
-    """A document, its attachments, signatures and copies, their outbox rows and ledger events,
-    in the caller's transaction (which NOTIFYs the relay at commit)."""
-    header = submission.header
-    doc_uuid = uuid.UUID(receipt.document_uuid)
+async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
+    """Documents, their attachments, signatures and copies, their outbox rows and ledger
+    events, in the caller's transaction (which NOTIFYs the relay at commit): a statement per
+    table for the whole batch, each pipelined (one round trip however many documents).
+
+    Raises DuplicateConsignmentError, DuplicateDocumentError (naming no document: the caller
+    looks it up after the rollback) or AttachmentsGoneError for the first document refused."""
     try:
-        await conn.execute(
+        await conn.executemany(
             """
             INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
                 fingerprint, business_type, header, submitted_at, traceparent,
                 verification, envelope)
             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11::jsonb)
             """,
-            doc_uuid,
-            receipt.document_id,
-            header.sender,
-            submission.consignment_id,
-            fingerprint,
-            int(header.business_type),
-            header_to_json(header),
-            receipt.accepted_at,
-            tracing.current_traceparent(),
-            None if verification is None else verification.to_json(),
-            envelope_to_json(submission.envelope),
+            [
+                (
+                    uuid.UUID(item.receipt.document_uuid),
+                    item.receipt.document_id,
+                    item.submission.header.sender,
+                    item.submission.consignment_id,
+                    item.fingerprint,
+                    int(item.submission.header.business_type),
+                    header_to_json(item.submission.header),
+                    item.receipt.accepted_at,
+                    item.traceparent,
+                    None if item.verification is None else item.verification.to_json(),
+                    envelope_to_json(item.submission.envelope),
+                )
+                for item in batch
+            ],
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "one_consignment":
@@ -698,8 +702,17 @@ async def insert_submission(
             VALUES ($1, $2, $3, $4, $5, $6, $7)
             """,
             [
-                (doc_uuid, i, a.name, a.media_type, a.size, a.sha256, a.description)
-                for i, a in enumerate(submission.attachments)
+                (
+                    uuid.UUID(item.receipt.document_uuid),
+                    i,
+                    a.name,
+                    a.media_type,
+                    a.size,
+                    a.sha256,
+                    a.description,
+                )
+                for item in batch
+                for i, a in enumerate(item.submission.attachments)
             ],
         )
     except asyncpg.ForeignKeyViolationError as exc:
@@ -712,7 +725,7 @@ async def insert_submission(
         """,
         [
             (
-                doc_uuid,
+                uuid.UUID(item.receipt.document_uuid),
                 i,
                 s.role,
                 s.algorithm,
@@ -720,7 +733,8 @@ async def insert_submission(
                 list(s.certificate_chain),
                 s.signed_at,
             )
-            for i, s in enumerate(submission.signatures)
+            for item in batch
+            for i, s in enumerate(item.submission.signatures)
         ],
     )
     await conn.executemany(
@@ -732,21 +746,25 @@ async def insert_submission(
         [
             (
                 uuid.UUID(r.delivery_id),
-                doc_uuid,
+                uuid.UUID(item.receipt.document_uuid),
                 i,
                 r.requested_recipient,
                 r.effective_recipient,
                 DeliveryState.ACCEPTED.value,
-                receipt.accepted_at,
+                item.receipt.accepted_at,
                 r.hub,
             )
-            for i, r in enumerate(receipt.routes)
+            for item in batch
+            for i, r in enumerate(item.receipt.routes)
         ],
     )
     await stage_delivery_messages(
         conn,
-        [(receipt.document_uuid, r.effective_recipient, r.delivery_id) for r in receipt.routes],
+        [
+            (item.receipt.document_uuid, r.effective_recipient, r.delivery_id)
+            for item in batch
+            for r in item.receipt.routes
+        ],
     )
-    await stage_ledger_events(conn, events)
-    # Delivered to listeners at commit: the relay wakes at once instead of polling.
+    await stage_ledger_events(conn, [event for item in batch for event in item.events])
     await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")

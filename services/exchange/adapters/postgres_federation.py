@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from services.common import tracing
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
-    insert_submission,
+    insert_submissions,
     stage_delivery_messages,
     stage_ledger_events,
 )
@@ -25,6 +26,7 @@ from services.exchange.domain.model import DeliveryState, Receipt, Submission
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.federation_ports import ForwardedIn
+from services.exchange.service_layer.ports import NewSubmission
 
 # One accepted copy per (origin document, recipient): concurrent hand-overs of the same copy (a
 # retry racing the first attempt) wait for each other.
@@ -87,8 +89,18 @@ class PostgresFederationStore:
                 "SELECT uuid FROM exchange.document WHERE origin_uuid = $1", origin
             )
             if document is None:
-                await insert_submission(
-                    conn, submission, receipt, fingerprint, events, verification
+                await insert_submissions(
+                    conn,
+                    [
+                        NewSubmission(
+                            submission,
+                            receipt,
+                            fingerprint,
+                            events,
+                            verification,
+                            tracing.current_traceparent(),
+                        )
+                    ],
                 )
                 await conn.execute(
                     "UPDATE exchange.document SET origin_uuid = $2, from_hub = $3, "

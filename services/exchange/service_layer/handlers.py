@@ -14,6 +14,7 @@ import structlog
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.trust.receipts import sign_receipt
+from services.common import tracing
 from services.common.errors import (
     ConflictError,
     FieldViolation,
@@ -23,6 +24,7 @@ from services.common.errors import (
     ValidationError,
     require_uuid,
 )
+from services.common.group_commit import GroupCommit
 from services.common.trust import domain_error
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -50,7 +52,9 @@ from services.exchange.service_layer.ports import (
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
+    NewSubmission,
     PushItem,
+    StoreRefusal,
 )
 from services.exchange.service_layer.routing import route_recipients
 from services.exchange.service_layer.signatures import SignatureVerifier
@@ -59,6 +63,8 @@ from services.exchange.service_layer.uploads import ResumableUploads
 log = structlog.get_logger(__name__)
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
+# Documents stored in one transaction at most (a SubmitBatch carries up to 100).
+MAX_SUBMIT_GROUP = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,9 @@ class ExchangeHandlers:
         self._clock = clock
         self._signatures = signatures or SignatureVerifier(lambda: None, required=False)
         self._hub = hub
+        self._submissions: GroupCommit[NewSubmission, StoreRefusal | None] = GroupCommit(
+            store.store_submissions, max_items=MAX_SUBMIT_GROUP, name="submit"
+        )
 
     async def upload_attachment(
         self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
@@ -204,25 +213,37 @@ class ExchangeHandlers:
             routes=routes,
         )
         events = _submission_events(submission, receipt, fingerprint, verification)
-        try:
-            await self._store.store_submission(
-                submission, receipt, fingerprint, events, verification
-            )
-        except DuplicateDocumentError as exc:
+        # Group-committed with every other document stored meanwhile (this call's batch, other
+        # callers'): answered once the transaction that carried it has committed.
+        (refusal,) = await self._submissions.submit(
+            [
+                NewSubmission(
+                    submission,
+                    receipt,
+                    fingerprint,
+                    events,
+                    verification,
+                    tracing.current_traceparent(),
+                )
+            ]
+        )
+        if isinstance(refusal, DuplicateDocumentError):
             raise ConflictError(
                 f"document {header.document_id} was already submitted",
-                meta={"document_uuid": exc.document_uuid, "document_id": header.document_id},
-            ) from None
-        except AttachmentsGoneError:
+                meta={"document_uuid": refusal.document_uuid, "document_id": header.document_id},
+            )
+        if isinstance(refusal, AttachmentsGoneError):
             # The upload sweeper took an upload unused for its whole TTL just now.
             await self._require_uploaded(submission)
-            raise  # pragma: no cover - a blob that vanished is no longer owned
-        except DuplicateConsignmentError:
+            raise refusal  # pragma: no cover - a blob that vanished is no longer owned
+        if isinstance(refusal, DuplicateConsignmentError):
             # A concurrent identical request won the race: answer as its replay.
             replay = await self._replay(submission, fingerprint)
             if replay is None:  # pragma: no cover - the row that conflicted must be readable
-                raise
+                raise refusal
             return replay
+        if refusal is not None:  # pragma: no cover - the store refuses with the errors above
+            raise refusal
         log.info(
             "document_submitted",
             document_uuid=receipt.document_uuid,

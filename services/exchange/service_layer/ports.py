@@ -1,6 +1,7 @@
 """What the exchange's use cases need from the outside world.
 
-Each store method is one transaction: it commits everything it was given or nothing.
+Each store method is one transaction: it commits everything it was given or nothing (but
+store_submissions, which answers each document of a batch on its own).
 """
 
 from __future__ import annotations
@@ -80,6 +81,23 @@ class AttachmentsGoneError(Exception):
 
 class DuplicateConsignmentError(Exception):
     """Another request with the same (sender, consignment id) committed first."""
+
+
+# Why the store refused one document of a batch (it stored nothing of that document).
+StoreRefusal = DuplicateDocumentError | DuplicateConsignmentError | AttachmentsGoneError
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubmission:
+    """One accepted document to store, with everything its transaction writes."""
+
+    submission: Submission
+    receipt: Receipt
+    fingerprint: str
+    events: Sequence[LedgerEvent]
+    verification: Verification | None = None
+    # The submitting call's trace (W3C traceparent), kept with the document for its copies.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,19 +194,14 @@ class DocumentStore(UploadStore, Protocol):
         """Indexes of attachments the owner never uploaded completely with that size."""
         ...
 
-    async def store_submission(
-        self,
-        submission: Submission,
-        receipt: Receipt,
-        fingerprint: str,
-        events: Sequence[LedgerEvent],
-        verification: Verification | None = None,
-    ) -> None:
-        """Stores document (with the envelope reference and what its signatures verified to),
-        deliveries (ACCEPTED), their outbox messages and ledger events.
-
-        Raises DuplicateDocumentError, DuplicateConsignmentError or AttachmentsGoneError,
-        storing nothing.
+    async def store_submissions(self, batch: Sequence[NewSubmission]) -> list[StoreRefusal | None]:
+        """Stores each document (with the envelope reference and what its signatures verified
+        to), its deliveries (ACCEPTED), their outbox messages and ledger events: all in one
+        transaction when none is refused. Each document's outcome, in order: None once stored,
+        else the refusal (DuplicateDocumentError, DuplicateConsignmentError,
+        AttachmentsGoneError) of that document alone, which stores nothing of it. When one is
+        refused the others are stored each in its own transaction, in order (the first of two
+        documents with one DocumentId wins). Other errors (the database gone) store nothing.
         """
         ...
 

@@ -33,6 +33,7 @@ from services.exchange.service_layer.ports import (
     DocumentStore,
     DuplicateConsignmentError,
     DuplicateDocumentError,
+    NewSubmission,
     PushItem,
 )
 from tests.fakes import DELIVERY_MESSAGE_TYPE, FakeDocumentStore, OutboxMessage
@@ -162,7 +163,11 @@ async def send(
     receipt = receipt or a_receipt(submission)
     fingerprint = hashlib.sha256(repr(submission).encode()).hexdigest()
     events = events_for(receipt, submission.header.sender)
-    await store.store_submission(submission, receipt, fingerprint, events)
+    (refusal,) = await store.store_submissions(
+        [NewSubmission(submission, receipt, fingerprint, events)]
+    )
+    if refusal is not None:
+        raise refusal
     return Sent(submission, receipt, fingerprint, events)
 
 
@@ -319,6 +324,60 @@ class DocumentStoreContract:
         assert failure.value.document_uuid == first.receipt.document_uuid
         assert await store.find_by_consignment(sender, second.consignment_id) is None
         assert await probe.staged(receipt.document_uuid) == []
+
+    async def test_a_batch_stores_every_document_but_the_refused_ones(
+        self, store: DocumentStore, probe: Probe
+    ) -> None:
+        """A duplicate DocumentId inside the batch and a consignment already used: each refused
+        on its own, storing nothing of it; every other document stored with its copies, outbox
+        rows and ledger events; the first of two documents with one DocumentId wins."""
+        sender, recipient = unique("S"), unique("R")
+        used = await send(store, a_submission(sender, [recipient], number="1"))
+        batch = [
+            a_submission(sender, [recipient], number="2"),
+            a_submission(sender, [recipient], number="3"),
+            a_submission(sender, [recipient], number="2"),  # the first one's DocumentId
+            dataclasses.replace(
+                a_submission(sender, [recipient], number="4"),
+                consignment_id=used.submission.consignment_id,
+            ),
+            a_submission(sender, [recipient], number="5"),
+        ]
+        receipts = [a_receipt(submission) for submission in batch]
+        events = [events_for(receipt, sender) for receipt in receipts]
+        outcomes = await store.store_submissions(
+            [
+                NewSubmission(submission, receipt, f"fp-{index}", items)
+                for index, (submission, receipt, items) in enumerate(
+                    zip(batch, receipts, events, strict=True)
+                )
+            ]
+        )
+        assert [type(outcome) for outcome in outcomes] == [
+            type(None),
+            type(None),
+            DuplicateDocumentError,
+            DuplicateConsignmentError,
+            type(None),
+        ]
+        duplicate = outcomes[2]
+        assert isinstance(duplicate, DuplicateDocumentError)
+        assert duplicate.document_uuid == receipts[0].document_uuid
+        for index in (0, 1, 4):
+            stored = await store.find_by_consignment(sender, batch[index].consignment_id)
+            assert stored is not None
+            assert stored.receipt.document_uuid == receipts[index].document_uuid
+            assert without_time(await probe.staged(receipts[index].document_uuid)) == (
+                without_time(events[index])
+            )
+            assert len(await probe.outbox([r.delivery_id for r in receipts[index].routes])) == 1
+        for index in (2, 3):
+            assert (
+                await store.track(document_uuid=receipts[index].document_uuid, document_id=None)
+                is None
+            )
+            assert await probe.staged(receipts[index].document_uuid) == []
+            assert await probe.outbox([r.delivery_id for r in receipts[index].routes]) == []
 
     async def test_revocations_reuse_a_document_id_but_new_documents_still_may_not(
         self, store: DocumentStore
