@@ -12,6 +12,7 @@ agencies' USB tokens do), the hub's receipts with P-256.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -123,6 +124,11 @@ def ensure_demo_pki(folder: Path) -> list[str]:
         f"{admin.with_suffix('.p12')} (import it into a browser for the admin console)",
     )
     need(
+        folder / "tsa" / "tsa.pem",
+        pki.issue_tsa,
+        "time-stamping authority certificate (the demo signs its PDF with RFC 3161 timestamps)",
+    )
+    need(
         folder / "persons" / SENDER / f"{slug(SIGNER)}.pem",
         lambda: pki.issue_person(
             SIGNER,
@@ -159,12 +165,26 @@ class DemoPki:
         return PkiFolder.load_identity(self.folder / "persons" / code / f"{slug(full_name)}.pem")
 
     def signed_pdf(self, code: str, full_name: str) -> bytes:
-        """The demo's main document: a one-page PDF signed by the official, then the agency."""
-        from docaxis_client.trust.pdf import demo_pdf, sign_pdf  # pyHanko: only when signing
+        """The demo's main document: a one-page PDF signed by the official, then the agency,
+        each signature timestamped by the demo TSA over HTTP (RFC 3161), as the national CA's
+        signing tools do (a demo PKI folder without a TSA signs without timestamps)."""
+        # pyHanko: only when signing.
+        from docaxis_client.trust.pdf import demo_pdf, http_timestamper, sign_pdf
+        from docaxis_client.trust.tsa import TimestampAuthority, serving
 
         pdf = demo_pdf(["docaxis demo", f"Cong van cua {code}", "Ky so: nguoi ky, co quan"])
-        pdf = sign_pdf(pdf, self.person(code, full_name), field_name="ChuKyNguoiKy")
-        return sign_pdf(pdf, self.organization(code), field_name="ChuKyCoQuan")
+        tsa = self.folder / "tsa" / "tsa.pem"
+        with contextlib.ExitStack() as stack:
+            stamper = None
+            if tsa.exists():
+                authority = TimestampAuthority(PkiFolder.load_identity(tsa))
+                stamper = http_timestamper(stack.enter_context(serving(authority)))
+            pdf = sign_pdf(
+                pdf, self.person(code, full_name), field_name="ChuKyNguoiKy", timestamper=stamper
+            )
+            return sign_pdf(
+                pdf, self.organization(code), field_name="ChuKyCoQuan", timestamper=stamper
+            )
 
     def trust(self) -> TrustStore:
         crls = sorted((self.folder / "crl").glob("*.pem"))
@@ -225,9 +245,13 @@ async def _receive_one(
                         form = common_pb2.SignatureForm.Name(check.form).removeprefix(
                             "SIGNATURE_FORM_"
                         )
+                        # The hub's word on when: an RFC 3161 timestamp, or reception.
+                        stamped = check.checked.startswith("RFC 3161")
+                        when = " ".join(check.checked.split()[:4]) if stamped else "no timestamp"
                         _say(
                             f"  hub verified {form} {check.attachment} ({check.field}): "
                             f"{check.full_name or check.agency_code}, {check.algorithm}"
+                            + (f"; {when}" if check.form == common_pb2.SIGNATURE_FORM_PADES else "")
                         )
                 attachment = delivery.attachments[-1]
                 target = workdir / f"{client.agency_code}-{attachment.name}"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from docaxis_client.credentials import TlsCredentials, pem_of
+from docaxis_client.credentials import TlsCredentials, load_trust_bundle, pem_of
 from docaxis_client.trust.chain import CertificatePurpose, TrustStore, peer_hub_of, role_of
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
@@ -84,6 +85,8 @@ class Security:
     max_signing_age: dt.timedelta
     # OCSP for signers whose certificates name a responder (None: CRLs only).
     ocsp: OcspChecker | None = None
+    # The TSA anchors PDF signature timestamps are verified against (None: none trusted).
+    timestamps: TrustStore | None = None
     # Federation: this hub's code, and its certificate chain and key towards peer hubs (PEM).
     hub_code: str = ""
     peer_tls: tuple[bytes, bytes] | None = None
@@ -123,6 +126,11 @@ class Security:
             signatures_required=settings.signatures_required,
             max_signing_age=dt.timedelta(seconds=settings.max_signature_age_s),
             ocsp=OcspChecker(timeout_s=settings.ocsp_timeout_s) if settings.ocsp_enabled else None,
+            timestamps=(
+                None
+                if settings.tsa_ca_file is None
+                else load_trust_bundle(Path(settings.tsa_ca_file).read_bytes())
+            ),
             _directory=directory,
             hub_code=settings.hub_code,
             peer_tls=peer_tls,
@@ -169,6 +177,7 @@ class Security:
             required=self.signatures_required,
             max_signing_age=self.max_signing_age,
             revocation=self.ocsp,
+            timestamps=self.timestamps,
         )
 
     def peer_channel(self, address: str) -> tuple[grpc.aio.Channel, Sequence[tuple[str, str]]]:

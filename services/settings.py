@@ -87,6 +87,10 @@ class Settings:
     # CRLs the axis holds are checked either way.
     ocsp_enabled: bool = False
     ocsp_timeout_s: float = 5.0
+    # PEM bundle of the time-stamping authorities' anchors (the national CA's TSA): RFC 3161
+    # timestamps in signed PDFs are trusted only through these; unset, a timestamped PDF is
+    # refused (TIMESTAMP_INVALID).
+    tsa_ca_file: str | None = None
     # Certificates expiring within this many days are warned about at startup.
     cert_warning_days: int = 30
     # Status notices waiting for one sender, at most; past it new statuses are recorded but not
@@ -174,6 +178,7 @@ class Settings:
             max_signature_age_s=read_float(env, "DOCAXIS_MAX_SIGNATURE_AGE_S", 30 * 86400),
             ocsp_enabled=read_bool(env, "DOCAXIS_OCSP", False),
             ocsp_timeout_s=read_float(env, "DOCAXIS_OCSP_TIMEOUT_S", 5.0),
+            tsa_ca_file=env.get("DOCAXIS_TSA_CA_FILE") or None,
             cert_warning_days=read_int(env, "DOCAXIS_CERT_WARNING_DAYS", 30),
             max_pending_notices=read_int(
                 env, "DOCAXIS_MAX_PENDING_NOTICES", DEFAULT_MAX_PENDING_NOTICES

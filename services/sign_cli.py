@@ -42,6 +42,11 @@ def add_commands(
         choices=["sha256", "sha384", "sha512", "sha1"],
         help="default: sha256 (sha512 for Ed25519 keys)",
     )
+    pdf.add_argument(
+        "--tsa-url",
+        help="an RFC 3161 time-stamping authority (e.g. the national CA's) to timestamp each "
+        "signature; the hub then judges the certificates at the TSA's time",
+    )
     pdf.add_argument("output", type=Path)
     edxml = sign_commands.add_parser(
         "edxml", help="sign an edXML package with the agency's certificate (enveloped XML-DSig)"
@@ -86,14 +91,21 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from docaxis_client.trust.pdf import demo_pdf, sign_pdf
+    from docaxis_client.trust.pdf import demo_pdf, http_timestamper, sign_pdf
     from docaxis_client.trust.xmldsig import Canonicalization, sign_envelope
 
     if args.sign_command == "pdf":
         data = args.input.read_bytes() if args.input else demo_pdf(args.demo_text)
+        stamper = None if args.tsa_url is None else http_timestamper(args.tsa_url)
         for index, certificate in enumerate(args.cert, start=1):
             identity = PkiFolder.load_identity(certificate)
-            data = sign_pdf(data, identity, field_name=f"Signature{index}", digest=args.digest)
+            data = sign_pdf(
+                data,
+                identity,
+                field_name=f"Signature{index}",
+                digest=args.digest,
+                timestamper=stamper,
+            )
             print(f"signed by {identity.certificate.subject.rfc4514_string()}")
         args.output.write_bytes(data)
         print(f"wrote {args.output}")

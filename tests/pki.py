@@ -52,6 +52,8 @@ class SuitePki:
         self.monitor_certificate = self.ca.issue_role(Role.MONITOR, "giám sát")
         self.gateway_certificate = self.ca.issue_role(Role.GATEWAY, "docaxis gateway")
         self.gateway_pair = self.write_pair("gateway", self.gateway_certificate)
+        # The time-stamping authority signed PDFs may carry timestamps of (its CA: the suite's).
+        self.tsa = self.ca.issue_tsa()
         self._agencies: dict[str, AgencyCredentials] = {}
 
     def write_pair(self, name: str, issued: IssuedCertificate) -> KeyPair:
@@ -70,6 +72,7 @@ class SuitePki:
             "DOCAXIS_TLS_CLIENT_CA_FILE": str(self.bundle),
             "DOCAXIS_HUB_CERT_FILE": str(self.hub.certificate),
             "DOCAXIS_HUB_KEY_FILE": str(self.hub.key),
+            "DOCAXIS_TSA_CA_FILE": str(self.bundle),
         }
 
     def client_env(self, issued: IssuedCertificate, name: str) -> dict[str, str]:

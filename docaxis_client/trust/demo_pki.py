@@ -450,6 +450,30 @@ class DemoCA:
             key=key,
         )
 
+    def issue_tsa(
+        self, common_name: str = "DEMO TSA", *, key_type: KeyType = KeyType.P256
+    ) -> IssuedCertificate:
+        """A time-stamping authority's certificate (RFC 3161 §2.3: EKU timeStamping, critical,
+        and nothing else), for docaxis_client.trust.tsa."""
+        if key_type is KeyType.ED25519:
+            raise ValueError("a TSA key must be p256, rsa2048 or rsa3072")
+        key = generate_key(key_type)
+        start, end = _window(None, None, _LEAF_LIFETIME)
+        issuer = self.issuing
+        cert = (
+            self._builder(issuer, _name(common_name), key, start, end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                _key_usage(digital_signature=True, content_commitment=True), critical=True
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+            )
+            .sign(issuer.key, _hash_for(issuer.key))
+        )
+        intermediates = () if self.intermediate is None else (self.intermediate.certificate,)
+        return IssuedCertificate(cert, key, (cert, *intermediates))
+
     def issue_peer(self, hub_code: str, *, key_type: KeyType = KeyType.P256) -> IssuedCertificate:
         """A federation peer's client certificate (`urn:docaxis:peer:<hub code>`): one hub
         calling another. Not an agency, operator or the hub role: it acts as nothing else."""
@@ -690,6 +714,10 @@ class PkiFolder:
             not_after=not_after,
         )
         return self._save(self.path / "servers" / slug(name), issued, force=force)
+
+    def issue_tsa(self, *, force: bool = False) -> IssuedFiles:
+        """Issue ``tsa/tsa.pem|.key``: the demo's time-stamping authority."""
+        return self._save(self.path / "tsa" / "tsa", self.load().issue_tsa(), force=force)
 
     def issue_peer(self, hub_code: str, *, force: bool = False) -> IssuedFiles:
         """Issue ``peers/<hub code>.pem|.key``: this hub's certificate towards its peer hubs."""

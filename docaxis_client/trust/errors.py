@@ -235,3 +235,19 @@ class CertificateUnboundError(CertificateError):
     @property
     def meta(self) -> Mapping[str, str]:
         return {**super().meta, "spki_sha256": self.spki_sha256}
+
+
+class TimestampInvalidError(TrustError):
+    """A signature's RFC 3161 timestamp token does not hold: it does not match the signature
+    (message imprint), its TSA's signature does not verify, or the TSA is not trusted here."""
+
+    reason = "TIMESTAMP_INVALID"
+
+    def __init__(self, role: str, detail: str) -> None:
+        super().__init__(f"{role} signature timestamp invalid: {detail}")
+        self.role = role
+        self.detail = detail
+
+    @property
+    def meta(self) -> Mapping[str, str]:
+        return {"role": self.role}

@@ -38,6 +38,8 @@ from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko.sign.timestamps.requests_client import HTTPTimeStamper
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import (
     EmbeddedPdfSignature,
@@ -58,6 +60,7 @@ from docaxis_client.trust.errors import (
     SignatureMissingError,
     SignerMismatchError,
     SigningTimeError,
+    TimestampInvalidError,
     TrustError,
     UntrustedIssuerError,
 )
@@ -111,6 +114,11 @@ class PdfSigner:
     legacy_algorithm: bool
     # What an online revocation check (OCSP) said, when the caller asked for one.
     online_revocation: OcspResult = NO_ONLINE_CHECK
+    # The time of the signature's RFC 3161 timestamp, verified against the TSA anchors; the
+    # certificate was judged at it. None: no timestamp, the certificate was judged at reception.
+    timestamped_at: dt.datetime | None = None
+    # The TSA that made the timestamp (RFC 4514 subject).
+    timestamp_authority: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +152,85 @@ def _to_asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
 
 
-def _validation_context(trust: TrustStore, moment: dt.datetime) -> ValidationContext:
+def _validation_context(
+    trust: TrustStore, moment: dt.datetime, *, with_crls: bool = True
+) -> ValidationContext:
     return ValidationContext(
         trust_roots=[_to_asn1(root) for root in trust.roots],
         other_certs=[_to_asn1(ca) for ca in trust.intermediates],
-        crls=[crl.public_bytes(serialization.Encoding.DER) for crl in trust.crls],
+        crls=[crl.public_bytes(serialization.Encoding.DER) for crl in trust.crls]
+        if with_crls
+        else [],
         allow_fetching=False,
         # Hard-fail would refuse every certificate whose CA publishes no CRL to us; revocation
         # is enforced by TrustStore.validate with the CRLs the axis holds.
         revocation_mode="soft-fail",
         moment=moment,
     )
+
+
+def _tsa_context(tsa: TrustStore | None, moment: dt.datetime) -> ValidationContext:
+    # Timestamps are trusted only through the TSA anchors: never through the signers' CAs
+    # (pyHanko's default), and not at all in a deployment that configured none.
+    return ValidationContext(
+        trust_roots=[] if tsa is None else [_to_asn1(root) for root in tsa.roots],
+        other_certs=[] if tsa is None else [_to_asn1(ca) for ca in tsa.intermediates],
+        crls=[]
+        if tsa is None
+        else [crl.public_bytes(serialization.Encoding.DER) for crl in tsa.crls],
+        allow_fetching=False,
+        revocation_mode="soft-fail",
+        moment=moment,
+    )
+
+
+def _status(
+    role: str,
+    signature: EmbeddedPdfSignature,
+    trust: TrustStore,
+    tsa: TrustStore | None,
+    *,
+    moment: dt.datetime,
+    at: dt.datetime,
+    allow_legacy: bool,
+) -> PdfSignatureStatus:
+    try:
+        # pyHanko's validation is async (it could fetch); nothing is fetched here, and the
+        # callers run this in a worker thread, so a private event loop is the simple way.
+        return asyncio.run(
+            async_validate_pdf_signature(
+                signature,
+                # CRLs issued after `moment` (a timestamp's time) make pyHanko's validator
+                # refuse the whole chain; revocation is TrustStore.validate's check anyway,
+                # with the current CRLs and not time-sliced, so it is left out there.
+                _validation_context(trust, moment, with_crls=moment >= at),
+                ts_validation_context=_tsa_context(tsa, at),
+                algorithm_policy=_algorithm_policy(allow_legacy),
+            )
+        )
+    except SignatureValidationError as exc:
+        raise SignatureInvalidError(role, f"not a usable PDF signature: {exc}") from exc
+
+
+def _timestamp_of(
+    role: str, status: PdfSignatureStatus, at: dt.datetime
+) -> tuple[dt.datetime, str] | None:
+    """The verified time of the signature's RFC 3161 timestamp and its TSA, or None without
+    one; TIMESTAMP_INVALID for a token that does not hold."""
+    token = status.timestamp_validity
+    if token is None:
+        return None
+    if not (token.intact and token.valid):
+        raise TimestampInvalidError(
+            role, "the token does not match the signature or its TSA's signature does not verify"
+        )
+    tsa = token.signing_cert.subject.human_friendly
+    if not token.trusted:
+        raise TimestampInvalidError(role, f"the TSA {tsa} is not a TSA trusted here")
+    stamped = token.timestamp.astimezone(dt.UTC)
+    if stamped > at + DEFAULT_CLOCK_SKEW:
+        raise TimestampInvalidError(role, f"stamped in the future ({stamped.isoformat()})")
+    return stamped, tsa
 
 
 def _algorithm_policy(allow_legacy: bool) -> CMSAlgorithmUsagePolicy:
@@ -224,22 +300,22 @@ def _check_one(
     at: dt.datetime,
     allow_legacy: bool,
     revocation: RevocationCheck | None,
+    tsa: TrustStore | None,
 ) -> PdfSigner:
     chain = _chain_of(role, signature)
     leaf = chain[0]
     legacy = _check_algorithm(role, signature, leaf, allow_legacy)
-    try:
-        # pyHanko's validation is async (it could fetch); nothing is fetched here, and the
-        # callers run this in a worker thread, so a private event loop is the simple way.
-        status = asyncio.run(
-            async_validate_pdf_signature(
-                signature,
-                _validation_context(trust, at),
-                algorithm_policy=_algorithm_policy(allow_legacy),
-            )
+    status = _status(role, signature, trust, tsa, moment=at, at=at, allow_legacy=allow_legacy)
+    stamp = _timestamp_of(role, status, at)
+    # The time the certificate is judged at: a trusted timestamp proves the signature existed
+    # then (PAdES B-T); without one nothing but the signer's own claim dates it, so it is
+    # judged at reception (B-B): a certificate must not have expired before its signature
+    # reached the axis unless a TSA vouches for the time.
+    judged_at = at if stamp is None else stamp[0]
+    if stamp is not None:
+        status = _status(
+            role, signature, trust, tsa, moment=judged_at, at=at, allow_legacy=allow_legacy
         )
-    except SignatureValidationError as exc:
-        raise SignatureInvalidError(role, f"not a usable PDF signature: {exc}") from exc
     if not (status.intact and status.valid):
         raise SignatureInvalidError(role, "does not verify over the signed bytes")
     whole_file = status.coverage is SignatureCoverageLevel.ENTIRE_FILE
@@ -251,7 +327,7 @@ def _check_one(
     signed_at = _signed_at(role, signature, status)
     if signed_at > at + DEFAULT_CLOCK_SKEW:
         raise SigningTimeError(role, signed_at, f"is in the future (checked at {at.isoformat()})")
-    validated = trust.validate(chain, at=signed_at, purpose=CertificatePurpose.DOCUMENT_SIGNING)
+    validated = trust.validate(chain, at=judged_at, purpose=CertificatePurpose.DOCUMENT_SIGNING)
     if not status.trusted:
         # Our store accepted what pyHanko's validator did not: refuse, naming its finding.
         raise UntrustedIssuerError(
@@ -259,7 +335,12 @@ def _check_one(
         )
     online = NO_ONLINE_CHECK if revocation is None else revocation(validated.certificates, at)
     signer = _signer(role, signature, validated.leaf, identity, signed_at, whole_file, legacy)
-    return dataclasses.replace(signer, online_revocation=online)
+    return dataclasses.replace(
+        signer,
+        online_revocation=online,
+        timestamped_at=None if stamp is None else stamp[0],
+        timestamp_authority="" if stamp is None else stamp[1],
+    )
 
 
 def _signer(
@@ -366,6 +447,7 @@ def verify_pdf(
     allow_legacy: bool = False,
     revocation: RevocationCheck | None = None,
     bindings: Bindings = NO_BINDINGS,
+    timestamps: TrustStore | None = None,
 ) -> PdfVerification:
     """Verify the signatures of a PDF an agency sends, in revision order.
 
@@ -374,7 +456,11 @@ def verify_pdf(
     chains are judged at each signature's signing time. Raises a
     :class:`~docaxis_client.trust.errors.TrustError` whose ``context`` names the signature field.
     ``revocation`` adds an online check (OCSP) to the CRLs of ``trust``. ``bindings`` say
-    whom certificates without a docaxis identity (the national CA's) sign for.
+    whom certificates without a docaxis identity (the national CA's) sign for. ``timestamps``
+    holds the TSA anchors: a signature's RFC 3161 timestamp is verified against them and its
+    time is when the signer's certificate is judged (TIMESTAMP_INVALID for one that does not
+    hold, or when there are no TSA anchors); without a timestamp, the certificate is judged at
+    ``at``.
     """
     signatures = _signatures_of(data)
     if not signatures:
@@ -401,6 +487,7 @@ def verify_pdf(
                 at=at,
                 allow_legacy=allow_legacy,
                 revocation=revocation,
+                tsa=timestamps,
             )
         except TrustError as exc:
             raise exc.concerning(signature=_field_name(signature)) from None
@@ -438,11 +525,18 @@ def _signer_of(identity: SigningIdentity) -> signers.SimpleSigner:
 
 
 def sign_pdf(
-    data: bytes, identity: SigningIdentity, *, field_name: str, digest: str | None = None
+    data: bytes,
+    identity: SigningIdentity,
+    *,
+    field_name: str,
+    digest: str | None = None,
+    timestamper: TimeStamper | None = None,
 ) -> bytes:
     """Append a PAdES signature by ``identity`` in a new revision (an incremental update).
 
     ``digest`` defaults to SHA-256, or SHA-512 for Ed25519 keys (RFC 8419 pairs them).
+    ``timestamper`` adds an RFC 3161 signature timestamp (:func:`http_timestamper` for a TSA's
+    URL), as the national CA's signing tools do.
     """
     if digest is None:
         digest = "sha512" if isinstance(identity.key, ed25519.Ed25519PrivateKey) else "sha256"
@@ -450,8 +544,15 @@ def sign_pdf(
     metadata = signers.PdfSignatureMetadata(
         field_name=field_name, md_algorithm=digest, subfilter=SigSeedSubFilter.PADES
     )
-    output = signers.sign_pdf(writer, metadata, signer=_signer_of(identity))
+    output = signers.sign_pdf(
+        writer, metadata, signer=_signer_of(identity), timestamper=timestamper
+    )
     return bytes(output.getvalue())
+
+
+def http_timestamper(url: str) -> TimeStamper:
+    """The RFC 3161 TSA at ``url`` (HTTP POST of application/timestamp-query)."""
+    return HTTPTimeStamper(url, timeout=10)
 
 
 def _pdf_text(text: str) -> str:

@@ -56,6 +56,7 @@ SECURITY_REASONS = frozenset(
         "CERTIFICATE_REVOKED",
         "CERTIFICATE_USAGE",
         "CERTIFICATE_UNBOUND",
+        "TIMESTAMP_INVALID",
         "UNTRUSTED_ISSUER",
         "CRL_INVALID",
     }

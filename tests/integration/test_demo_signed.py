@@ -34,6 +34,7 @@ def _demo_pki(pki: SuitePki, folder: Path) -> Path:
         _write(folder / "agencies" / code, pki.ca.issue_agency(code, name, key_type=key_type))
     official = pki.ca.issue_person(SIGNER, SENDER, key_type=KeyType.ED25519)
     _write(folder / "persons" / SENDER / slug(SIGNER), official)
+    _write(folder / "tsa" / "tsa", pki.tsa)
     return folder
 
 
@@ -62,4 +63,6 @@ async def test_the_demo_sends_a_signed_pdf_and_recipients_see_the_hubs_checks(
     assert "demo passed" in out
     assert f"hub verified PADES cong-van-demo.pdf (ChuKyNguoiKy): {SIGNER}, ed25519-sha512" in out
     assert "hub verified PADES cong-van-demo.pdf (ChuKyCoQuan)" in out
+    # Both PDF signatures carry the demo TSA's RFC 3161 timestamp, verified by the hub.
+    assert out.count("hub verified PADES cong-van-demo.pdf") == out.count("; RFC 3161 timestamp 2")
     assert "hub verified MANIFEST" in out

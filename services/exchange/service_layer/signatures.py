@@ -44,6 +44,10 @@ Content = Callable[[str], Awaitable[bytes]]
 BindingLookup = Callable[[Sequence[str]], Awaitable[Bindings]]
 PDF_MEDIA_TYPE = "application/pdf"
 _CHECKED = "chain to the axis's trust anchors at the signing time; revocation from the axis's CRLs"
+# A PDF signature without a timestamp is judged when it arrives (nothing but the signer dates it).
+_CHECKED_AT_RECEPTION = (
+    "no timestamp: chain to the axis's trust anchors at reception; revocation from the axis's CRLs"
+)
 
 
 def is_pdf_attachment(attachment: AttachmentRef) -> bool:
@@ -74,12 +78,15 @@ class SignatureVerifier:
         required: bool,
         max_signing_age: dt.timedelta | None = None,
         revocation: RevocationCheck | None = None,
+        timestamps: TrustStore | None = None,
     ) -> None:
-        """`revocation` adds an online check (OCSP) to the CRLs of the trust store."""
+        """`revocation` adds an online check (OCSP) to the CRLs of the trust store;
+        `timestamps` holds the TSA anchors that PDF signature timestamps are verified against."""
         self._trust = trust
         self._required = required
         self._max_signing_age = max_signing_age
         self._revocation = revocation
+        self._timestamps = timestamps
 
     async def verify(
         self,
@@ -202,6 +209,7 @@ class SignatureVerifier:
                 bindings=await _bindings_of(
                     await asyncio.to_thread(signer_certificates, data), bindings
                 ),
+                timestamps=self._timestamps,
             )
         except TrustError as exc:
             raise exc.concerning(attachment=attachment.name) from None
@@ -222,7 +230,12 @@ class SignatureVerifier:
                 field=signer.field_name,
                 covers_whole_document=signer.covers_whole_file,
                 legacy_algorithm=signer.legacy_algorithm,
-                checked="; ".join([_CHECKED, *signer.online_revocation.checked]),
+                checked="; ".join(
+                    [
+                        _checked(signer.timestamped_at, signer.timestamp_authority),
+                        *signer.online_revocation.checked,
+                    ]
+                ),
             )
             for signer in result.signers
         )
@@ -332,6 +345,16 @@ async def _bindings_of(
     if lookup is None or not keys:
         return NO_BINDINGS
     return await lookup(keys)
+
+
+def _checked(timestamped_at: dt.datetime | None, authority: str) -> str:
+    if timestamped_at is None:
+        return _CHECKED_AT_RECEPTION
+    return (
+        f"RFC 3161 timestamp {timestamped_at.isoformat()} by {authority}, verified against the "
+        "axis's TSA anchors; chain to the axis's trust anchors at that time; revocation from "
+        "the axis's CRLs"
+    )
 
 
 def _pdf_signature_count(data: bytes) -> int:

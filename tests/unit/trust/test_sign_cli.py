@@ -10,6 +10,7 @@ import pytest
 from docaxis_client.trust.demo_pki import PkiFolder
 from docaxis_client.trust.pdf import verify_pdf
 from docaxis_client.trust.signatures import SignerRole
+from docaxis_client.trust.tsa import TimestampAuthority, serving
 from docaxis_client.trust.xmldsig import verify_envelope
 from gateway.edxml import edxml_bytes
 from services.cli import main
@@ -54,6 +55,38 @@ def test_sign_pdf_adds_the_officials_then_the_agencys_signature(
         out.read_bytes(), pki.trust_store(), agency=AGENCY, main=True, at=dt.datetime.now(dt.UTC)
     )
     assert [s.role for s in result.signers] == [SignerRole.PERSON, SignerRole.ORGANIZATION]
+
+
+def test_sign_pdf_with_tsa_url_timestamps_each_signature(pki: PkiFolder, tmp_path: Path) -> None:
+    """--tsa-url: an RFC 3161 token from the TSA (here the demo PKI's, over HTTP) per signature,
+    verified against the TSA anchors."""
+    pki.issue_tsa()
+    authority = TimestampAuthority(PkiFolder.load_identity(pki.path / "tsa" / "tsa.pem"))
+    out = tmp_path / "stamped.pdf"
+    with serving(authority) as url:
+        _docaxis(
+            "sign",
+            "pdf",
+            "--demo-text",
+            "Cong van 2492/STC-NS",
+            "--tsa-url",
+            url,
+            "--cert",
+            str(pki.path / "persons" / AGENCY / "tran-van-an.pem"),
+            "--cert",
+            str(pki.path / "agencies" / f"{AGENCY}.pem"),
+            str(out),
+        )
+
+    result = verify_pdf(
+        out.read_bytes(),
+        pki.trust_store(),
+        agency=AGENCY,
+        main=True,
+        at=dt.datetime.now(dt.UTC),
+        timestamps=pki.trust_store(),
+    )
+    assert all(signer.timestamped_at is not None for signer in result.signers)
 
 
 def test_sign_edxml_signs_the_package_as_the_agency(pki: PkiFolder, tmp_path: Path) -> None:

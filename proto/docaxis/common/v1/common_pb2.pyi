@@ -111,6 +111,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     directory binds to no agency (DirectoryService.BindCertificate). Metadata: subject, serial,
     spki_sha256 (what to bind).
     """
+    ERROR_REASON_TIMESTAMP_INVALID: _ErrorReason.ValueType  # 45
+    """A PDF signature's RFC 3161 timestamp does not hold: its token does not match the signature,
+    its TSA's signature does not verify, or its TSA chains to none of the deployment's TSA
+    anchors (DOCAXIS_TSA_CA_FILE). Metadata names the role, the attachment and the signature.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason. The reason string on the
@@ -201,6 +206,11 @@ ERROR_REASON_CERTIFICATE_UNBOUND: ErrorReason.ValueType  # 44
 """A signer certificate that names no docaxis identity (a national-CA certificate) and that the
 directory binds to no agency (DirectoryService.BindCertificate). Metadata: subject, serial,
 spki_sha256 (what to bind).
+"""
+ERROR_REASON_TIMESTAMP_INVALID: ErrorReason.ValueType  # 45
+"""A PDF signature's RFC 3161 timestamp does not hold: its token does not match the signature,
+its TSA's signature does not verify, or its TSA chains to none of the deployment's TSA
+anchors (DOCAXIS_TSA_CA_FILE). Metadata names the role, the attachment and the signature.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
