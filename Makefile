@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo down bench soak chaos fuzz stateful clean screenshots client-wheel
+	test-e2e services-up services-down run demo demo-federation down bench soak chaos fuzz stateful clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
 	@echo "make demo    send a document through a running 'make run'"
+	@echo "make run HUBS=2  a second hub beside the first; make demo-federation sends across them"
 	@echo "make audit   export the running axis's ledger and verify it offline"
 	@echo "make client-wheel  build the docaxis-client wheel (the SDK) into dist/"
 	@echo "make down    stop everything 'make run' started"
@@ -143,6 +144,12 @@ CLIENT_ENV := set -a && { test ! -f $(RUN_RECORD) || source $(RUN_RECORD); } && 
 # (`docaxis witness run`, C2SP tlog-witness) run as separate processes, as a provincial
 # inspectorate and the national hub would run them; the ledger serves only checkpoints both
 # cosigned.
+# `make run HUBS=2` starts a second hub beside the first (deploy/local/second-hub.sh): hub B
+# (ho-chi-minh, DOCAXIS_HUB_B_GRPC_ADDRESS 127.0.0.1:50061) with its own database, broker
+# virtual host, demo PKI and ledger key under $DOCAXIS_LOCAL_DIR/hub-b; the hubs trust each
+# other's CA, peer with each other and route each other's codes. `make demo-federation` then
+# sends from a ward of hub A to a department of hub B and back.
+HUBS ?= 1
 run: $(STAMP) services-up
 	$(DEV_ENV) && \
 	$(BIN)/docaxis pki dev-setup --dir "$$DOCAXIS_PKI_DIR" && \
@@ -158,12 +165,19 @@ run: $(STAMP) services-up
 	  $(BIN)/docaxis ledger trust-policy --key-file "$$DOCAXIS_LEDGER_KEY_FILE" \
 		--witness-vkey "$$w1" --witness-vkey "$$w2" --out "$$DOCAXIS_LOCAL_DIR/trust-policy.json"; } && \
 	export DOCAXIS_LEDGER_WITNESSES="http://$$DOCAXIS_DEMO_WITNESS_1 $$w1,http://$$DOCAXIS_DEMO_WITNESS_2 $$w2" && \
+	case "$(HUBS)" in 1) ;; 2) hub_a="$$(bash deploy/local/second-hub.sh prepare)" && \
+	  eval "$$hub_a" ;; *) echo "HUBS=$(HUBS): 1 or 2" >&2; exit 2 ;; esac && \
 	bash deploy/local/record-env.sh > $(RUN_RECORD) && \
 	{ for n in 1 2; do address_var="DOCAXIS_DEMO_WITNESS_$$n"; \
 	    $(BIN)/docaxis witness run --key-file "$$DOCAXIS_LOCAL_DIR/witness-$$n.key" \
 		--log-vkey "$$log_vkey" --state "$$DOCAXIS_LOCAL_DIR/witness-$$n" \
 		--address "$${!address_var}" & witnesses="$$witnesses $$!"; done; \
-	  $(BIN)/python -m gateway & gateway=$$!; trap 'kill $$gateway $$witnesses 2>/dev/null' EXIT; \
+	  $(BIN)/python -m gateway & gateway=$$!; \
+	  if test "$(HUBS)" = 2; then \
+	    bash deploy/local/second-hub.sh serve > "$$DOCAXIS_LOCAL_DIR/hub-b/docaxis.log" 2>&1 & \
+	    hub_b=$$!; echo "second hub: log in $$DOCAXIS_LOCAL_DIR/hub-b/docaxis.log"; \
+	    bash deploy/local/second-hub.sh routes & hub_b="$$hub_b $$!"; fi; \
+	  trap 'kill $$gateway $$witnesses $$hub_b 2>/dev/null' EXIT; \
 	  $(BIN)/docaxis run --seed-demo; }
 
 # The docaxis-client wheel (the SDK DMS integrators install, without the services) in dist/.
@@ -172,6 +186,12 @@ client-wheel: $(STAMP)
 
 demo: $(STAMP)
 	$(CLIENT_ENV) && $(BIN)/docaxis demo
+
+demo-federation: $(STAMP)
+	$(CLIENT_ENV) && { test -n "$${DOCAXIS_HUB_B_GRPC_ADDRESS:-}" || \
+	  { echo "no second hub: start the hubs with make run HUBS=2 first" >&2; exit 2; }; } && \
+	$(BIN)/docaxis demo-federation --hub-b-address "$$DOCAXIS_HUB_B_GRPC_ADDRESS" \
+		--hub-b-pki "$$DOCAXIS_HUB_B_PKI_DIR"
 
 # Exports the running axis's ledger and verifies it offline (what an auditor does).
 audit: $(STAMP)

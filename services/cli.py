@@ -146,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--address", default=client.address, help="the axis's gRPC address")
     demo.add_argument("--pki", type=Path, default=client.pki_dir, help="demo PKI folder")
     demo.add_argument("--insecure", action="store_true", help="plaintext, unsigned (dev axis)")
+    federation = commands.add_parser(
+        "demo-federation",
+        help="a cross-hub send between the two hubs of `make run HUBS=2` (their demo PKIs)",
+    )
+    federation.add_argument("--address", default=client.address, help="hub A's gRPC address")
+    federation.add_argument("--pki", type=Path, default=client.pki_dir, help="hub A's demo PKI")
+    federation.add_argument("--hub-b-address", required=True, help="hub B's gRPC address")
+    federation.add_argument("--hub-b-pki", type=Path, required=True, help="hub B's demo PKI")
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["audit", "verify"]:
@@ -230,6 +238,12 @@ async def _demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo  # client side only: not loaded to serve
 
     return await run_demo(args.address, None if args.insecure else args.pki)
+
+
+async def _demo_federation(args: argparse.Namespace) -> int:
+    from services.demo_federation import run_federation_demo  # client side only
+
+    return await run_federation_demo(args.address, args.pki, args.hub_b_address, args.hub_b_pki)
 
 
 def _write_trust_policy(args: argparse.Namespace) -> int:
@@ -423,6 +437,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "ledger": _ledger,
     "audit": _audit_export,
     "demo": _demo,
+    "demo-federation": _demo_federation,
     "pki": pki_cli.dispatch,
     "crl": pki_cli.dispatch,
     "report": report_cli.dispatch,

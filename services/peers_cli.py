@@ -1,6 +1,7 @@
 """`docaxis peers`: the federation peers of a running hub (AdminService.ListPeers, as
 administrator): state, queue depth, oldest waiting item, circuit, last contact, throughput; the
-copies dead-lettered on their way to a peer, and their audited resend."""
+copies dead-lettered on their way to a peer, and their audited resend; the hub routes that send
+mail for codes this hub does not serve to a peer (DirectoryService.SetHubRoute, ledgered)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 import datetime as dt
 import json
 
+from docaxis.directory.v1 import directory_service_pb2 as dpb
+from docaxis.directory.v1 import directory_service_pb2_grpc as dpb_grpc
 from docaxis.exchange.v1 import admin_service_pb2 as pb
 from docaxis.exchange.v1 import admin_service_pb2_grpc as pb_grpc
 from google.protobuf import json_format, timestamp_pb2
@@ -46,6 +49,17 @@ def add_commands(
     resend.add_argument("hub", help="the peer's hub code")
     resend.add_argument("--reason", required=True, help="why (kept with every copy)")
     resend.add_argument("--limit", type=int, default=0, help="at most this many (default 1000)")
+    sub(peer_commands.add_parser("routes", help="the hub routes (pattern -> peer)"))
+    route = sub(
+        peer_commands.add_parser(
+            "route",
+            help="send mail for these codes to a peer (--to): whole codes (override even what the "
+            "hub serves), level-1 parts (H29), group letters (G) or *; --remove drops them",
+        )
+    )
+    route.add_argument("patterns", nargs="+", metavar="pattern")
+    route.add_argument("--to", default="", metavar="HUB", help="the peer's hub code")
+    route.add_argument("--remove", action="store_true", help="remove the routes of the patterns")
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -53,6 +67,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     async with channel:
         stub = pb_grpc.AdminServiceStub(channel)
         command = args.peers_command or "list"
+        if command in ("route", "routes"):
+            return await _routes(args, dpb_grpc.DirectoryServiceStub(channel), admin)
         if command == "list":
             listed = await stub.ListPeers(pb.ListPeersRequest(), metadata=admin, timeout=TIMEOUT_S)
             _print(args, listed, format_peers(listed, dt.datetime.now(dt.UTC)))
@@ -79,6 +95,28 @@ async def dispatch(args: argparse.Namespace) -> int:
         lines = [f"{len(resent.resends)} resent to {args.hub}, {resent.remaining} left over"]
         _print(args, resent, lines)
         return 0
+
+
+async def _routes(
+    args: argparse.Namespace,
+    directory: dpb_grpc.DirectoryServiceAsyncStub,
+    admin: tuple[tuple[str, str], ...],
+) -> int:
+    if args.peers_command == "route":
+        if args.remove == bool(args.to):
+            print("docaxis peers route: give --to HUB or --remove")
+            return 2
+        for pattern in args.patterns:
+            await directory.SetHubRoute(
+                dpb.SetHubRouteRequest(route=dpb.HubRoute(pattern=pattern, hub_code=args.to)),
+                metadata=admin,
+                timeout=TIMEOUT_S,
+            )
+    listed = await directory.ListHubRoutes(
+        dpb.ListHubRoutesRequest(), metadata=admin, timeout=TIMEOUT_S
+    )
+    _print(args, listed, [f"{r.pattern} -> {r.hub_code}" for r in listed.routes] or ["(none)"])
+    return 0
 
 
 def _print(args: argparse.Namespace, message: object, lines: list[str]) -> None:

@@ -20,6 +20,7 @@ from services.exchange.domain.model import DeliveryState
 from services.exchange.service_layer.admin_ports import (
     Administrator,
     DeadLetterCopy,
+    DocumentHops,
     DocumentQuery,
     DocumentSummary,
     FoundDocument,
@@ -118,6 +119,9 @@ class FakeAdminStore:
 
     async def trace_id(self, document_uuid: str) -> str:
         return ""  # the fakes record no traces
+
+    async def hops(self, document_uuid: str) -> DocumentHops | None:
+        return None  # the fakes have no peer hubs
 
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         wanted = {str(uuid.UUID(d)) for d in delivery_ids}

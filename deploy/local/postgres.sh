@@ -3,6 +3,8 @@
 # that streams from it synchronously and can be promoted.
 #
 #   deploy/local/postgres.sh start|stop|status|url|kill                       the primary
+#   deploy/local/postgres.sh database NAME     another database on the running primary (created
+#                                              if missing; e.g. a second hub's), prints its URL
 #   deploy/local/postgres.sh standby-start|standby-stop|standby-status|promote|cluster-url
 #   deploy/local/postgres.sh rejoin        after a failover: the old primary, rebuilt as the
 #                                          new primary's synchronous standby (pg_rewind, or a
@@ -43,7 +45,7 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2fs", b - a }'; }
 
 usage() {
-    echo "usage: $0 start|stop|status|url|kill|standby-start|standby-stop|standby-status|promote|rejoin|cluster-url" >&2
+    echo "usage: $0 start|stop|status|url|kill|database NAME|standby-start|standby-stop|standby-status|promote|rejoin|cluster-url" >&2
     exit 2
 }
 
@@ -538,6 +540,19 @@ cmd_kill() {
 }
 pid_gone() { [[ ! -e /proc/$1 || $(proc_state "$1") == Z ]]; }
 
+# Another database on the running primary, for a second hub on the same server (make run HUBS=2).
+cmd_database() {
+    [[ $1 =~ ^[a-z][a-z0-9_]{0,62}$ ]] || die "database '$1': use a-z, 0-9 and '_'"
+    is_running || die "not running: $0 start first"
+    DB_NAME=$1 ensure_database
+    printf 'postgresql://%s@127.0.0.1:%s/%s\n' "$DB_USER" "$PG_PORT" "$1"
+}
+
+if [[ ${1:-} == database ]]; then
+    (($# == 2)) || usage
+    cmd_database "$2"
+    exit 0
+fi
 (($# == 1)) || usage
 case $1 in
     standby-start) cmd_standby_start ;;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 from docaxis.exchange.v1 import report_service_pb2 as rpb
 from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.responses import RedirectResponse, Response
 
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
@@ -312,6 +314,7 @@ async def document(console: Console, page: Page) -> Response:
         "document.html",
         timeline=timeline,
         proof=proof,
+        hop_rows=hop_rows(timeline.hops),
         state_name=DELIVERY_STATES,
         status_code=status_code,
         recall_name=RECALL_NAMES,
@@ -322,17 +325,66 @@ async def document(console: Console, page: Page) -> Response:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HopRow:
+    """One line of the document's per-hop timeline: a hub and what happened there."""
+
+    hub: str
+    kind: str  # "trace" (a hub it passed), "arrival" (came here from), "hand_over" (went to)
+    at: Timestamp | None
+    recipient: str = ""
+    receipt_sha256: str = ""
+    receipt_signed_at: Timestamp | None = None
+    state: int = 0
+    statuses_back: tuple[apb.StatusBack, ...] = ()
+
+
+def hop_rows(hops: apb.DocumentHops) -> list[HopRow]:
+    """The hubs the document passed before this one (oldest first), then what this hub accepted
+    from the previous hub, then what it handed over to next hubs."""
+    rows = [HopRow(h.hub, "trace", h.at) for h in hops.trace]
+    rows += [
+        HopRow(
+            a.from_hub,
+            "arrival",
+            a.accepted_at,
+            recipient=a.recipient,
+            receipt_sha256=a.receipt_sha256,
+            statuses_back=tuple(a.statuses_back),
+        )
+        for a in hops.arrivals
+    ]
+    rows += [
+        HopRow(
+            h.next_hub,
+            "hand_over",
+            h.handed_over_at if h.HasField("handed_over_at") else None,
+            recipient=h.recipient,
+            receipt_sha256=h.receipt_sha256,
+            receipt_signed_at=h.receipt_signed_at if h.HasField("receipt_signed_at") else None,
+            state=h.state,
+            statuses_back=tuple(h.statuses_back),
+        )
+        for h in hops.hand_overs
+    ]
+    return rows
+
+
 async def dead_letters(console: Console, page: Page) -> Response:
     agency = _agency(page, "agency")
+    peer = _hub(page.query("peer"))
     response = await console.ctx.call(
         console.ctx.services.admin.ListDeadLetters,
-        apb.ListDeadLettersRequest(agency=agency, page_size=100, page_token=page.query("page")),
+        apb.ListDeadLettersRequest(
+            agency=agency, peer=peer, page_size=100, page_token=page.query("page")
+        ),
         page.admin,
     )
     return console.show(
         page,
         "dead_letters.html",
         agency=agency,
+        peer=peer,
         dead_letters=response.dead_letters,
         next_page=response.next_page_token,
         resent=page.query("resent"),
@@ -356,6 +408,61 @@ async def resend(console: Console, page: Page) -> Response:
     )
     return RedirectResponse(f"/admin/dead-letters?{urlencode({'resent': delivery_id})}", 303)
 
+
+# ---- federation peers (AdminService.ListPeers) --------------------------------------------------
+
+# Hub codes are lower-case letters, digits and dashes (services/directory/domain/hubs.py; the
+# console sees the services only through their gRPC contracts).
+_HUB = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+PEER_STATES = _names(apb.PeerState.DESCRIPTOR, "PEER_STATE_")
+CIRCUITS = _names(apb.CircuitState.DESCRIPTOR, "CIRCUIT_STATE_")
+
+
+def _hub(value: str) -> str:
+    if value and not _HUB.fullmatch(value):
+        raise Problem(400, "VALIDATION", f"peer: {value!r} is not a hub code")
+    return value
+
+
+async def peers(console: Console, page: Page) -> Response:
+    response = await console.ctx.call(
+        console.ctx.services.admin.ListPeers, apb.ListPeersRequest(), page.admin
+    )
+    return console.show(
+        page,
+        "peers.html",
+        peers=response.peers,
+        peer_state=PEER_STATES,
+        circuit=CIRCUITS,
+        resent=page.query("resent"),
+        resent_count=page.query("count"),
+    )
+
+
+async def resend_peer(console: Console, page: Page) -> Response:
+    hub = _hub(page.request.path_params["hub"])
+    form = await page.request.form()
+    reason = str(form.get("reason", "")).strip()
+    response = await console.ctx.call(
+        console.ctx.services.admin.ResendPeerDeadLetters,
+        apb.ResendPeerDeadLettersRequest(hub=hub, reason=reason),
+        page.admin,
+    )
+    log.info(
+        "admin_resent_peer_dead_letters",
+        hub=hub,
+        resent=len(response.resends),
+        subject=page.admin.subject,
+        serial=page.admin.serial,
+    )
+    query = urlencode({"resent": hub, "count": str(len(response.resends))})
+    return RedirectResponse(f"/admin/peers?{query}", 303)
+
+
+PAGES += [
+    ("/peers", peers, ["GET"]),
+    ("/peers/{hub}/resend", resend_peer, ["POST"]),
+]
 
 PAGES += [
     ("/documents", documents, ["GET"]),

@@ -1,5 +1,6 @@
 """`make run` on ports the user chose, then `make demo` and `make audit` with nothing but the
-folder in common: the settings the user sets are the settings used, and the clients follow."""
+folder in common: the settings the user sets are the settings used, and the clients follow. And
+`make run HUBS=2` with `make demo-federation`: a cross-hub send between two hubs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +76,10 @@ def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _start_make_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_make_run(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
         return subprocess.Popen(
-            ["make", "--no-print-directory", "run"],
+            ["make", "--no-print-directory", "run", *args],
             cwd=REPO,
             env=env,
             stdout=output,
@@ -115,3 +117,60 @@ async def test_make_demo_and_audit_reach_make_run_on_the_ports_the_user_set(
     finally:
         os.killpg(run.pid, signal.SIGINT)
         await asyncio.to_thread(run.wait, 60)
+
+
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+async def test_make_run_hubs_2_and_make_demo_federation_send_across_two_hubs(
+    user_settings: dict[str, str], tmp_path: Path
+) -> None:
+    """`make run HUBS=2` beside the first hub starts a second one (own database, virtual host,
+    PKI; peer certificates and routes both ways); `make demo-federation`, with only the folder
+    in common, sends from a ward of hub A to a department of hub B: delivered once, statuses and
+    the recall's answer back, the hop in both ledgers. Ctrl-C and `make down` leave nothing
+    serving."""
+    hub_b = f"127.0.0.1:{free_port()}"
+    settings = user_settings | {"DOCAXIS_HUB_B_GRPC_ADDRESS": hub_b}
+    log = tmp_path / "make-run.log"
+    run = _start_make_run(_clean_env(**settings), log, "HUBS=2")
+    try:
+
+        async def serving() -> str:
+            assert run.poll() is None, log.read_text(errors="replace")
+            return log.read_text(errors="replace")
+
+        text = await eventually(
+            serving,
+            lambda out: "docaxis is serving" in out and f"is serving on {hub_b}" in out,
+            within=300,
+        )
+        assert "second hub ho-chi-minh" in text
+        demo = await asyncio.to_thread(_make, "demo-federation", _clean_env())
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        out = demo.stdout
+        assert "delivered once" in out
+        assert "back at hub A the sender sees 01, 03" in out
+        assert "agreed (15); at hub A: 01, 03, 13, 15" in out
+        assert "hub A: handed over to hub ho-chi-minh" in out
+        assert "hub B: trace quang-ninh -> ho-chi-minh" in out
+        ledgers = [line for line in out.splitlines() if "ledger entries" in line]
+        assert "forwarded" in ledgers[0].split(": ", 2)[-1].split(", ")
+        assert "forwarded_in" in ledgers[1].split(": ", 2)[-1].split(", ")
+        assert "federation demo passed" in out
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        await asyncio.to_thread(run.wait, 60)
+    down = await asyncio.to_thread(_make, "down", _clean_env(**settings))
+    assert down.returncode == 0, down.stdout + down.stderr
+    for address in (
+        user_settings["DOCAXIS_GRPC_ADDRESS"],
+        hub_b,
+        f"127.0.0.1:{user_settings['DOCAXIS_PG_PORT']}",
+        f"127.0.0.1:{user_settings['DOCAXIS_AMQP_PORT']}",
+    ):
+        assert not _listening(address), address

@@ -5,6 +5,8 @@ copies dead-lettered on the way to a peer and their audited resend, and the refu
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +15,12 @@ import grpc
 import pytest
 from docaxis.exchange.v1 import admin_service_pb2 as apb
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
+from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 
+from docaxis_client.trust.receipts import TransportReceipt
 from services import peers_cli
 from services.common.grpc_errors import error_details
-from services.directory.domain.model import today_in_vietnam
+from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam
 from services.settings import ClientSettings
 from tests.conftest import make_header
 from tests.integration.test_exchange_flow import next_delivery
@@ -36,6 +40,7 @@ __all__ = ["federation"]  # the three hubs (module-scoped fixture), started for 
 # Codes nobody registered: one A routes to a hub it does not peer with (its copies wait), one
 # that A forwards to the national hub, which knows no hub serving it (refused: dead-lettered).
 STRANDED = "000.00.88.H45"
+NEIGHBOUR_A = Agency("000.04.00.H45", "Xã Láng giềng A", AgencyKind.COMMUNE, dt.date(2025, 7, 1))
 UNKNOWN_EVERYWHERE = "000.00.99.H47"
 
 
@@ -252,3 +257,100 @@ async def test_docaxis_peers_prints_the_figures_and_json(
     assert by_hub["province-b"]["state"] == "PEER_STATE_UP"
     assert by_hub["province-b"]["circuit"] == "CIRCUIT_STATE_CLOSED"
     assert int(by_hub["province-b"]["forwarded"]) >= 1
+
+
+async def _timeline(hub: Hub, pki: SuitePki, document_uuid: str) -> apb.GetDocumentTimelineResponse:
+    async with pki.channel(hub.address, pki.admin_certificate) as channel:
+        return await apb_grpc.AdminServiceStub(channel).GetDocumentTimeline(
+            apb.GetDocumentTimelineRequest(document_uuid=document_uuid), timeout=10
+        )
+
+
+async def _local_uuid(hub: Hub, origin: str) -> str:
+    return str(
+        await hub.pool.fetchval(
+            "SELECT uuid FROM exchange.document WHERE origin_uuid = $1 OR uuid = $1 LIMIT 1",
+            uuid.UUID(origin),
+        )
+    )
+
+
+async def test_the_timeline_of_each_hub_shows_its_hops_receipts_and_statuses_back(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """A's commune to B's department through the national hub, then B reports 03: A's timeline
+    shows the hand-over to the national hub with its signed receipt and the 01 and 03 that came
+    back; the national hub's shows the trace (A), the copy accepted from A with the statuses it
+    handed back, and the hand-over to B; B's shows the trace of both hubs before it and the
+    arrival from the national hub."""
+    a, national, b = federation.a, federation.national, federation.b
+    origin = await _send_across(federation, pki)
+    delivery_id = await b.pool.fetchval(
+        "SELECT id FROM exchange.delivery WHERE document_uuid = $1::uuid",
+        await _local_uuid(b, origin),
+    )
+    recipient = pki.client(b.address, DEPARTMENT_B.code)
+    try:
+        await recipient.report_status(
+            str(delivery_id), xpb.STATUS_CODE_ACCEPTED, status_id=f"s-{uuid.uuid4()}"
+        )
+    finally:
+        await recipient.close()
+
+    def back_at_a(timeline: apb.GetDocumentTimelineResponse) -> bool:
+        (hand_over,) = timeline.hops.hand_overs
+        return [s.code for s in hand_over.statuses_back] == [
+            xpb.STATUS_CODE_ARRIVED,
+            xpb.STATUS_CODE_ACCEPTED,
+        ]
+
+    at_a = await eventually(lambda: _timeline(a, pki, origin), back_at_a, within=30)
+    assert at_a.hops.origin_document_uuid == origin
+    assert not at_a.hops.trace  # submitted here: the trace starts when it leaves
+    assert not at_a.hops.arrivals
+    (out,) = at_a.hops.hand_overs
+    assert (out.next_hub, out.recipient) == ("national", DEPARTMENT_B.code)
+    assert out.state == xpb.DELIVERY_STATE_ACKNOWLEDGED
+    assert out.HasField("handed_over_at")
+    assert out.receipt_sha256 == hashlib.sha256(out.receipt).hexdigest()
+    assert TransportReceipt.from_json(out.receipt).recipient == DEPARTMENT_B.code
+    assert out.HasField("receipt_signed_at")
+    assert out.receipt_key_id
+    assert all(s.HasField("at") for s in out.statuses_back)
+
+    def handed_back(timeline: apb.GetDocumentTimelineResponse) -> bool:
+        (arrival,) = timeline.hops.arrivals
+        return len(arrival.statuses_back) == 2 and all(
+            s.HasField("at") for s in arrival.statuses_back
+        )
+
+    local = await _local_uuid(national, origin)
+    at_national = await eventually(lambda: _timeline(national, pki, local), handed_back, within=30)
+    assert [h.hub for h in at_national.hops.trace] == ["province-a", "national"]
+    (arrival,) = at_national.hops.arrivals
+    assert (arrival.from_hub, arrival.recipient) == ("province-a", DEPARTMENT_B.code)
+    assert arrival.HasField("accepted_at")
+    # The receipt the national hub signed for A is the one A keeps.
+    assert arrival.receipt_sha256 == out.receipt_sha256
+    (onward,) = at_national.hops.hand_overs
+    assert onward.next_hub == "province-b"
+    assert onward.HasField("handed_over_at")
+
+    at_b = await _timeline(b, pki, await _local_uuid(b, origin))
+    assert [h.hub for h in at_b.hops.trace] == ["province-a", "national", "province-b"]
+    (arrival_b,) = at_b.hops.arrivals
+    assert arrival_b.from_hub == "national"
+    assert arrival_b.receipt_sha256 == onward.receipt_sha256
+    assert not at_b.hops.hand_overs  # delivered here
+
+    # A document that stays on one hub has no hops.
+    await a.directory.register(NEIGHBOUR_A)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    try:
+        local_only = await sender.submit(
+            f"c-{uuid.uuid4()}", make_header(COMMUNE_A.code, [NEIGHBOUR_A.code])
+        )
+    finally:
+        await sender.close()
+    alone = await _timeline(a, pki, local_only.receipt.document_uuid)
+    assert not alone.HasField("hops")

@@ -16,17 +16,22 @@ from services.exchange.adapters.postgres import (
     stage_ledger_events,
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.adapters.postgres_federation import trace_from_json
 from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import (
     Administrator,
+    Arrival,
     CopySummary,
     DeadLetterCopy,
+    DocumentHops,
     DocumentQuery,
     DocumentSummary,
     FoundDocument,
+    HandOver,
     Resend,
+    StatusBack,
 )
 from services.exchange.service_layer.lifecycle_ports import PageCursor
 
@@ -114,6 +119,38 @@ def _resend(row: asyncpg.Record) -> Resend:
         dead_letter_reason=row["dead_letter_reason"],
         push_count=row["push_count"],
     )
+
+
+# Statuses that came back from the next hub for copies handed over to it (13 is the sender's own
+# recall request, which goes the other way).
+_STATUSES_BACK_SQL = """
+SELECT d.id, d.recipient, s.code, s.occurred_at, s.recorded_at AS at
+FROM exchange.delivery_status s JOIN exchange.delivery d ON d.id = s.delivery_id
+WHERE s.delivery_id = ANY($1::uuid[]) AND s.code <> '13'
+ORDER BY s.occurred_at, s.id
+"""
+
+# The recipient's statuses going back to the previous hub: notices to the sender of a copy that
+# came from a peer (a coalesced notice is handed back with the one it was folded into).
+_STATUSES_HANDED_BACK_SQL = """
+SELECT d.id, d.recipient, s.code, s.occurred_at,
+    coalesce(n.acknowledged_at, folded.acknowledged_at) AS at
+FROM exchange.notice n
+JOIN exchange.delivery d ON d.id = n.delivery_id
+JOIN exchange.delivery_status s ON s.id = n.status_row
+LEFT JOIN exchange.notice folded ON folded.id = n.coalesced_into
+WHERE n.delivery_id = ANY($1::uuid[]) AND n.kind = 'status' AND n.agency <> d.recipient
+ORDER BY s.occurred_at, s.id
+"""
+
+
+def _statuses_back(rows: Sequence[asyncpg.Record]) -> dict[str, list[StatusBack]]:
+    found: dict[str, list[StatusBack]] = {}
+    for r in rows:
+        found.setdefault(str(r["id"]), []).append(
+            StatusBack(r["recipient"], StatusCode(r["code"]), r["occurred_at"], r["at"])
+        )
+    return found
 
 
 class PostgresAdminStore:
@@ -241,6 +278,63 @@ class PostgresAdminStore:
             "SELECT traceparent FROM exchange.document WHERE uuid = $1", uuid.UUID(document_uuid)
         )
         return tracing.trace_id_of(traceparent)
+
+    async def hops(self, document_uuid: str) -> DocumentHops | None:
+        key = uuid.UUID(document_uuid)
+        async with self._pool.acquire() as conn:
+            document = await conn.fetchrow(
+                "SELECT coalesce(origin_uuid, uuid) AS origin, trace::text AS trace "
+                "FROM exchange.document WHERE uuid = $1",
+                key,
+            )
+            outgoing = await conn.fetch(
+                "SELECT id, recipient, via_hub, state, acknowledged_at, hop_receipt "
+                "FROM exchange.delivery WHERE document_uuid = $1 AND via_hub IS NOT NULL "
+                "ORDER BY position",
+                key,
+            )
+            incoming = await conn.fetch(
+                "SELECT f.delivery_id, f.recipient, f.from_hub, f.accepted_at, f.hop_receipt "
+                "FROM exchange.forwarded_copy f JOIN exchange.delivery d ON d.id = f.delivery_id "
+                "WHERE d.document_uuid = $1 ORDER BY d.position",
+                key,
+            )
+            if document is None or not (outgoing or incoming):
+                return None
+            came_back = _statuses_back(
+                await conn.fetch(_STATUSES_BACK_SQL, [r["id"] for r in outgoing])
+            )
+            handed_back = _statuses_back(
+                await conn.fetch(_STATUSES_HANDED_BACK_SQL, [r["delivery_id"] for r in incoming])
+            )
+        return DocumentHops(
+            origin_document_uuid=str(document["origin"]),
+            trace=trace_from_json(document["trace"]),
+            arrivals=tuple(
+                Arrival(
+                    delivery_id=str(r["delivery_id"]),
+                    recipient=r["recipient"],
+                    from_hub=r["from_hub"],
+                    accepted_at=r["accepted_at"],
+                    receipt=bytes(r["hop_receipt"]),
+                    statuses_back=tuple(handed_back.get(str(r["delivery_id"]), ())),
+                )
+                for r in incoming
+            ),
+            hand_overs=tuple(
+                HandOver(
+                    delivery_id=str(r["id"]),
+                    recipient=r["recipient"],
+                    next_hub=r["via_hub"],
+                    state=DeliveryState(r["state"]),
+                    # Acknowledged here once the next hub stored it (with its receipt).
+                    handed_over_at=r["acknowledged_at"] if r["hop_receipt"] else None,
+                    receipt=bytes(r["hop_receipt"] or b""),
+                    statuses_back=tuple(came_back.get(str(r["id"]), ())),
+                )
+                for r in outgoing
+            ),
+        )
 
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         rows = await self._pool.fetch(_RESENDS_SQL, [uuid.UUID(d) for d in delivery_ids])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from docaxis.exchange.v1 import admin_service_pb2 as pb
 from docaxis.exchange.v1 import admin_service_pb2_grpc as pb_grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 
+from docaxis_client.trust.receipts import TransportReceipt
 from services.common.errors import FieldViolation
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
@@ -32,9 +34,12 @@ from services.exchange.service_layer.admin import AdminHandlers, SearchFilters
 from services.exchange.service_layer.admin_ports import (
     CopySummary,
     DeadLetterCopy,
+    DocumentHops,
     DocumentSummary,
     FoundDocument,
+    HandOver,
     Resend,
+    StatusBack,
 )
 from services.exchange.service_layer.peers import PeerState, PeerView
 
@@ -117,6 +122,61 @@ def resend_to_pb(resend: Resend) -> pb.DeadLetterResend:
         dead_lettered_at=timestamp(resend.dead_lettered_at),
         dead_letter_reason=resend.dead_letter_reason,
         push_count=resend.push_count,
+    )
+
+
+def _status_back_to_pb(back: StatusBack) -> pb.StatusBack:
+    return pb.StatusBack(
+        code=status_code_to_pb(back.code),
+        occurred_at=timestamp(back.occurred_at),
+        at=timestamp(back.at),
+        recipient=back.recipient,
+    )
+
+
+def _hand_over_to_pb(hand_over: HandOver) -> pb.HandOver:
+    message = pb.HandOver(
+        delivery_id=hand_over.delivery_id,
+        recipient=hand_over.recipient,
+        next_hub=hand_over.next_hub,
+        state=state_to_pb(hand_over.state),
+        handed_over_at=timestamp(hand_over.handed_over_at),
+        receipt=hand_over.receipt,
+        statuses_back=[_status_back_to_pb(b) for b in hand_over.statuses_back],
+    )
+    if hand_over.receipt:
+        message.receipt_sha256 = hashlib.sha256(hand_over.receipt).hexdigest()
+        try:
+            receipt = TransportReceipt.from_json(hand_over.receipt)
+        except ValueError:
+            return message  # another kind of peer's receipt: kept and hashed, not read
+        message.MergeFrom(
+            pb.HandOver(
+                receipt_key_id=receipt.hub_key_id,
+                receipt_signed_at=timestamp(receipt.acknowledged_at),
+            )
+        )
+    return message
+
+
+def hops_to_pb(hops: DocumentHops | None) -> pb.DocumentHops | None:
+    if hops is None:
+        return None
+    return pb.DocumentHops(
+        origin_document_uuid=hops.origin_document_uuid,
+        trace=[pb.HubHop(hub=h.hub, at=timestamp(h.at)) for h in hops.trace],
+        arrivals=[
+            pb.Arrival(
+                delivery_id=a.delivery_id,
+                recipient=a.recipient,
+                from_hub=a.from_hub,
+                accepted_at=timestamp(a.accepted_at),
+                receipt_sha256=hashlib.sha256(a.receipt).hexdigest(),
+                statuses_back=[_status_back_to_pb(b) for b in a.statuses_back],
+            )
+            for a in hops.arrivals
+        ],
+        hand_overs=[_hand_over_to_pb(h) for h in hops.hand_overs],
     )
 
 
@@ -214,6 +274,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 resends=[resend_to_pb(r) for r in timeline.resends],
                 trace_id=timeline.trace_id,
                 verification=verification_to_pb(timeline.track.verification),
+                hops=hops_to_pb(timeline.hops),
             )
 
     async def ListDeadLetters(

@@ -33,6 +33,7 @@ from services.exchange.service_layer.admin_ports import (
     Administrator,
     AdminStore,
     DeadLetterCopy,
+    DocumentHops,
     DocumentQuery,
     FoundDocument,
     Resend,
@@ -98,6 +99,7 @@ class Timeline:
     replies: list[DocumentLink]
     resends: list[Resend]
     trace_id: str = ""
+    hops: DocumentHops | None = None
 
 
 def parse_code(raw: str, problems: list[FieldViolation]) -> tuple[str | None, str | None]:
@@ -218,7 +220,8 @@ class AdminHandlers:
         in_reply_to, replies = await self._lifecycle.links(document_uuid, None)
         resends = await self._store.resends([r.delivery_id for r in track.recipients])
         trace_id = await self._store.trace_id(document_uuid)
-        return Timeline(track, lifecycles, in_reply_to, replies, resends, trace_id)
+        hops = await self._store.hops(document_uuid)
+        return Timeline(track, lifecycles, in_reply_to, replies, resends, trace_id, hops)
 
     async def dead_letters(
         self, caller: Caller, agency: str, page_size: int, page_token: str, *, peer: str = ""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.exchange.domain.model import BusinessType, DeliveryState
+from services.exchange.domain.peering import Hop
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.lifecycle_ports import PageCursor
 
@@ -93,6 +94,52 @@ class Resend:
     push_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class StatusBack:
+    """A status travelling one hop back towards the sender: when it arrived here from the next
+    hub, or was handed back to the previous one (None while it waits)."""
+
+    recipient: str
+    code: StatusCode
+    occurred_at: dt.datetime
+    at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """A copy whose next hop is a peer hub."""
+
+    delivery_id: str
+    recipient: str
+    next_hub: str
+    state: DeliveryState
+    handed_over_at: dt.datetime | None  # when the next hub stored it
+    receipt: bytes  # the next hub's signed receipt (empty until then)
+    statuses_back: tuple[StatusBack, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A copy this hub accepted from the previous hub."""
+
+    delivery_id: str
+    recipient: str
+    from_hub: str
+    accepted_at: dt.datetime
+    receipt: bytes  # the receipt this hub signed for it
+    statuses_back: tuple[StatusBack, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentHops:
+    """A document's path across hubs as this hub knows it."""
+
+    origin_document_uuid: str
+    trace: tuple[Hop, ...]
+    arrivals: tuple[Arrival, ...]
+    hand_overs: tuple[HandOver, ...]
+
+
 class AdminStore(Protocol):
     async def search(
         self, query: DocumentQuery, after: PageCursor | None, limit: int
@@ -121,6 +168,11 @@ class AdminStore(Protocol):
 
     async def trace_id(self, document_uuid: str) -> str:
         """The trace id of the document's path, "" when none was recorded."""
+        ...
+
+    async def hops(self, document_uuid: str) -> DocumentHops | None:
+        """The document's trace, the copies it accepted from a peer hub and those it handed
+        over to one; None when it came from no peer and went to none."""
         ...
 
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:

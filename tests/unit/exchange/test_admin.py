@@ -33,6 +33,7 @@ from services.exchange.service_layer.admin import (
 from services.exchange.service_layer.admin_ports import (
     Administrator,
     DeadLetterCopy,
+    DocumentHops,
     DocumentQuery,
     DocumentSummary,
     FoundDocument,
@@ -99,6 +100,9 @@ class FakeAdminStore:
             return None
         self.resent.append((delivery_id, administrator, reason))
         return Resend(delivery_id, now, administrator, reason, dead.dead_lettered_at, "X", 3)
+
+    async def hops(self, document_uuid: str) -> DocumentHops | None:
+        return None  # the fakes have no peer hubs
 
     async def resends(self, delivery_ids: Sequence[str]) -> list[Resend]:
         return []

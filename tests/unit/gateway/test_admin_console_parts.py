@@ -22,15 +22,20 @@ from gateway.admin.app import Console, Page, _environment, _safe_next, vietnam_t
 from gateway.admin.charts import Series, bar_chart
 from gateway.admin.pages import (
     BUSINESS_TYPES,
+    CIRCUITS,
     DELIVERY_STATES,
     KIND_NAMES,
+    PEER_STATES,
     RECALL_NAMES,
     SIGNATURE_FORMS,
     SIGNATURE_MODES,
     SIGNATURE_ROLES,
     STALLED_STEPS,
     STATUS_CODES,
+    dead_letters,
     documents,
+    hop_rows,
+    resend_peer,
     status_code,
 )
 from gateway.admin.session import Session, SessionSigner
@@ -111,6 +116,9 @@ def test_both_languages_have_every_label_every_template_uses() -> None:
     used |= {f"kind.{name}" for name in KIND_NAMES.values()}
     used |= {f"step.{name}" for name in STALLED_STEPS.values()}
     used |= {f"signatures.{name}" for name in SIGNATURE_ROLES.values()}
+    used |= {f"peers.state.{name}" for name in [*PEER_STATES.values(), "unspecified"]}
+    used |= {f"peers.circuit.{name}" for name in CIRCUITS.values()}
+    used |= {f"hops.{kind}" for kind in ("trace", "arrival", "hand_over")}
     used |= {
         f"recall.{v.name.removeprefix('RECALL_STATE_').lower()}"
         for v in xpb.RecallState.DESCRIPTOR.values
@@ -242,6 +250,7 @@ def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
             admin=None,
             csrf="",
             timeline=timeline,
+            hop_rows=hop_rows(timeline.hops),
             proof=SimpleNamespace(state="none", events=[]),
             state_name=DELIVERY_STATES,
             status_code=status_code,
@@ -294,3 +303,198 @@ def test_the_document_page_shows_who_signed_what_and_an_unsigned_document_plainl
         )
     )
     assert "UNSIGNED: accepted on the sender&#39;s mutual-TLS identity" in attested
+
+
+def _stamp(value: dt.datetime) -> Any:
+    stamp = cast(Any, apb.HubHop().at)
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back() -> None:
+    """At the national hub: the trace (province A), the copy accepted from A with the receipt
+    this hub signed and the status handed back to A, the copy handed over to B with B's receipt
+    and B's statuses; a status not yet handed back says so."""
+    hops = apb.DocumentHops(
+        origin_document_uuid="0b6f6c1e-0000-4000-8000-000000000001",
+        trace=[apb.HubHop(hub="province-a", at=_stamp(NOW))],
+        arrivals=[
+            apb.Arrival(
+                delivery_id="d-in",
+                recipient="000.00.13.H46",
+                from_hub="province-a",
+                accepted_at=_stamp(NOW + dt.timedelta(seconds=2)),
+                receipt_sha256="ab" * 32,
+                statuses_back=[
+                    apb.StatusBack(
+                        code=xpb.STATUS_CODE_ARRIVED,
+                        occurred_at=_stamp(NOW),
+                        at=_stamp(NOW + dt.timedelta(seconds=9)),
+                    ),
+                    apb.StatusBack(code=xpb.STATUS_CODE_ACCEPTED, occurred_at=_stamp(NOW)),
+                ],
+            )
+        ],
+        hand_overs=[
+            apb.HandOver(
+                delivery_id="d-out",
+                recipient="000.00.13.H46",
+                next_hub="province-b",
+                state=xpb.DELIVERY_STATE_ACKNOWLEDGED,
+                handed_over_at=_stamp(NOW + dt.timedelta(seconds=3)),
+                receipt_sha256="cd" * 32,
+                receipt_signed_at=_stamp(NOW + dt.timedelta(seconds=3)),
+                statuses_back=[
+                    apb.StatusBack(
+                        code=xpb.STATUS_CODE_ARRIVED,
+                        occurred_at=_stamp(NOW),
+                        at=_stamp(NOW + dt.timedelta(seconds=8)),
+                    )
+                ],
+            ),
+            apb.HandOver(
+                delivery_id="d-wait",
+                recipient="<script>x</script>",
+                next_hub="province-c",
+                state=xpb.DELIVERY_STATE_QUEUED,
+            ),
+        ],
+    )
+    rows = hop_rows(hops)
+    assert [(r.hub, r.kind) for r in rows] == [
+        ("province-a", "trace"),
+        ("province-a", "arrival"),
+        ("province-b", "hand_over"),
+        ("province-c", "hand_over"),
+    ]
+    shown = _document_page(apb.GetDocumentTimelineResponse(hops=hops))
+    table = shown[shown.index('<table id="hops">') :]
+    table = table[: table.index("</table>")]
+    hop_lines = re.findall(r'<tr class="hop hop-(\w+)" data-hub="([\w-]+)">', table)
+    assert hop_lines == [
+        ("trace", "province-a"),
+        ("arrival", "province-a"),
+        ("hand_over", "province-b"),
+        ("hand_over", "province-c"),
+    ]
+    assert "Accepted from the previous hub" in table
+    assert "abababababababab…" in table
+    assert "cdcdcdcdcdcdcdcd…" in table
+    assert "signed 22/11/2026 10:00:03" in table  # B's receipt, in Vietnam time
+    assert "01 · Arrived · 22/11/2026 10:00:09" in table  # handed back to A
+    assert '03 · Registered · <span class="badge wait">waiting</span>' in table
+    assert "01 · Arrived · 22/11/2026 10:00:08" in table  # came back from B
+    # Not handed over yet: its state instead of a time; hostile text is escaped.
+    assert "Queued" in table
+    assert "&lt;script&gt;x&lt;/script&gt;" in table
+    assert "<script>" not in table
+    # A document that never crossed a hub has no hops section.
+    assert 'id="hops"' not in _document_page(apb.GetDocumentTimelineResponse())
+
+
+def _peers_page(response: apb.ListPeersResponse, **extra: Any) -> str:
+    values: dict[str, Any] = {"resent": "", "resent_count": ""} | extra
+    return (
+        _environment()
+        .get_template("peers.html")
+        .render(
+            t=i18n.Translator(i18n.Language.EN),
+            lang="en",
+            switch_url="",
+            path="/admin/peers",
+            admin=None,
+            csrf="token-1",
+            peers=response.peers,
+            peer_state=PEER_STATES,
+            circuit=CIRCUITS,
+            **values,
+        )
+    )
+
+
+def test_the_peers_page_shows_each_peers_figures_errors_and_a_resend_for_its_dead_letters() -> None:
+    listed = apb.ListPeersResponse(
+        peers=[
+            apb.Peer(
+                hub="national",
+                kind="docaxis",
+                address="10.0.0.1:50051",
+                state=apb.PEER_STATE_UP,
+                circuit=apb.CIRCUIT_STATE_CLOSED,
+                last_contact=_stamp(NOW),
+                forwarded=40,
+                forwarded_per_minute=6.5,
+                received_per_minute=1.25,
+            ),
+            apb.Peer(
+                hub="province-b",
+                kind="national-axis",
+                state=apb.PEER_STATE_DOWN,
+                circuit=apb.CIRCUIT_STATE_OPEN,
+                queue_depth=7,
+                oldest_queued_at=_stamp(NOW),
+                oldest_age_s=3725.4,
+                dead_letters=2,
+                last_failure_at=_stamp(NOW),
+                last_error="<b>UNAVAILABLE</b>",
+            ),
+        ]
+    )
+    shown = _peers_page(listed)
+    national = shown[shown.index('data-hub="national"') :]
+    national = national[: national.index("</tr>")]
+    assert 'data-state="up"' in national
+    assert "Closed" in national
+    assert "6.5" in national
+    assert "1.2" in national
+    assert "22/11/2026 10:00:00" in national  # last contact, Vietnam time
+    b = shown[shown.index('data-hub="province-b" data-state') :]
+    assert 'data-state="down"' in b
+    assert '<td class="n queue-depth">7</td>' in b
+    assert "3725 s" in b
+    assert '<a href="/admin/dead-letters?peer=province-b">2</a>' in b
+    assert "&lt;b&gt;UNAVAILABLE&lt;/b&gt;" in shown
+    assert "<b>UNAVAILABLE" not in shown
+    # A resend of the peer's dead letters is a form with the session's CSRF token and a reason;
+    # the peer without dead letters has none.
+    assert 'action="/admin/peers/province-b/resend"' in shown
+    assert 'name="csrf" value="token-1"' in shown
+    assert 'action="/admin/peers/national/resend"' not in shown
+    assert 'id="no-peers"' in _peers_page(apb.ListPeersResponse())
+    notice = _peers_page(apb.ListPeersResponse(), resent="province-b", resent_count="2")
+    assert 'id="peer-resent-notice"' in notice
+
+
+class _NoCalls:
+    """A console that must not be asked anything."""
+
+    def __init__(self) -> None:
+        self.ctx = self
+        self.services = SimpleNamespace(admin=SimpleNamespace())
+
+    async def call(self, rpc: object, message: Any, principal: object) -> Any:
+        raise AssertionError("no call expected")
+
+
+async def test_a_bad_hub_code_is_refused_before_any_call() -> None:
+    listing = _page({"peer": "National Hub"})
+    with pytest.raises(Problem) as refused:
+        await dead_letters(cast(Console, _NoCalls()), listing)
+    assert refused.value.status == 400
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/admin/peers/x/resend",
+        "headers": [],
+        "query_string": b"",
+        "path_params": {"hub": "../documents"},
+    }
+    page = Page(
+        Request(scope),
+        Administrator("CN=admin", "1"),
+        Session(CERT, "csrf", NOW),
+        i18n.Translator(i18n.Language.EN),
+    )
+    with pytest.raises(Problem) as refused:
+        await resend_peer(cast(Console, _NoCalls()), page)
+    assert refused.value.status == 400
