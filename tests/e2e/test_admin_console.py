@@ -315,6 +315,14 @@ async def test_the_admin_console_in_headless_chromium(
         assert "Đơn vị nhận đã khắc phục phần mềm" in resends
         assert "quản trị viên" in resends
 
+        # Federation peers: this hub has none (tests/unit/gateway has the figures' page, and
+        # tests/integration/test_federation_operations.py the figures of three hubs).
+        answer = await page.goto(f"{base}/admin/peers")
+        assert answer is not None
+        assert answer.status == 200
+        assert await page.locator("#no-peers").count() == 1
+        assert await page.locator('nav a[aria-current="page"]').inner_text() == "Trục kết nối"
+
         # The directory shows the merger.
         await page.goto(f"{base}/admin/agencies")
         assert "Sở, ban, ngành" in await page.locator("#agencies-table").inner_text()
