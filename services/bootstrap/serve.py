@@ -24,6 +24,7 @@ from services.common.grpc_limits import LimitsInterceptor
 from services.common.grpc_server import build_server, set_serving
 from services.common.limits import AgencyLimits
 from services.common.metrics import AxisMetrics
+from services.common.metrics_workers import serve_worker_metrics, worker_socket
 from services.common.periodic import pause
 from services.common.probes import Readiness, probe_server, probe_socket
 from services.settings import Settings
@@ -131,6 +132,8 @@ async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], No
     )
     if settings.probe_address is not None:
         _add_probes(wiring, settings.probe_address, readiness)
+    if settings.workers > 1:
+        _add_worker_metrics(wiring, port)
     try:
         async with asyncio.timeout(None) as deadline:
             await _serve_until(
@@ -157,6 +160,25 @@ def _add_probes(wiring: Wiring, address: str, readiness: Readiness) -> None:
             await serving
 
     wiring.add_job("probes", serve_probes)
+
+
+def _add_worker_metrics(wiring: Wiring, port: int) -> None:
+    """Each worker serves its own series to its siblings, and sums theirs into the scrapes it
+    answers (services/common/metrics_workers.py)."""
+    settings = wiring.plan.settings
+    names = [worker_socket(port, index) for index in range(settings.workers)]
+    own = names[settings.worker_index]
+    wiring.metrics.sum_workers([name for name in names if name != own])
+
+    async def serve_worker_metrics_until(halt: asyncio.Event) -> None:
+        server = await serve_worker_metrics(own, wiring.metrics.render_worker)
+        try:
+            await halt.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    wiring.add_job("worker_metrics", serve_worker_metrics_until)
 
 
 @dataclass(frozen=True, slots=True)

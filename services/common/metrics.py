@@ -2,6 +2,8 @@
 gauges read from the database at scrape time (queue depths, ledger lag).
 
 Served by MetricsService.GetMetrics (metrics_api.py); the gateway appends them to its /metrics.
+With several worker processes (DOCAXIS_WORKERS) one scrape shows the sum over all of them
+(metrics_workers.py).
 Every family is `docaxis_*` and none `docaxis_gateway_*`, which the gateway's own metrics use, so
 the two expositions concatenate without a name collision.
 """
@@ -29,6 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from services.common.errors import UnavailableError
+from services.common.metrics_workers import read_worker_metrics, sum_expositions
 
 log = structlog.get_logger(__name__)
 
@@ -253,6 +256,17 @@ class _ScrapeGauges(Collector):
         return families
 
 
+class _Registries(Collector):
+    """Several registries' families as one collector."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
+
+
 class AxisMetrics:
     """The process's metrics. Only what this process runs is counted or probed: the composition
     root attaches the probes of the components it serves."""
@@ -263,7 +277,14 @@ class AxisMetrics:
         clock: Callable[[], dt.datetime] = _utcnow,
         probe_timeout_s: float = PROBE_TIMEOUT_S,
     ) -> None:
-        self.registry = CollectorRegistry()
+        # What this worker counts itself (its siblings read it: metrics_workers.py) ...
+        self._own = CollectorRegistry()
+        # ... and what the worker answering a scrape reads from the database, once for all.
+        self._probed = CollectorRegistry()
+        # Every family this process exposes, both parts (what dashboards and tests look up).
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Registries(self._own, self._probed))
+        self._siblings: tuple[str, ...] = ()
         self._clock = clock
         self._probe_timeout_s = probe_timeout_s
         self._submissions = Counter(
@@ -271,26 +292,26 @@ class AxisMetrics:
             "Submit calls answered with a receipt: accepted (a new document) or replayed (a "
             "repeated consignment, answered with its first receipt).",
             ["outcome"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._rejections = Counter(
             "docaxis_rejections",
             "RPCs that ended with a refusal, by method and google.rpc ErrorInfo reason.",
             ["method", "reason"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._deliveries = Counter(
             "docaxis_deliveries",
             "Deliveries handed to the recipient's DMS (redeliveries included): push on the "
             "Receive stream, pull by Fetch.",
             ["mode"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._acknowledgements = Counter(
             "docaxis_acknowledgements",
             "Deliveries and notices acknowledged by their recipient (repeats not counted).",
             ["kind"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._notices = Counter(
             "docaxis_status_notices",
@@ -298,20 +319,20 @@ class AxisMetrics:
             "copy's notice its sender had not been handed yet); suppressed (not queued: the "
             "sender already had DOCAXIS_MAX_PENDING_NOTICES waiting).",
             ["fate"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._latency = Histogram(
             "docaxis_delivery_latency_seconds",
             "From a copy's acceptance to its first hand-over to the recipient's DMS.",
             buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
+            registry=self._own,
         )
         self._certificates = Gauge(
             "docaxis_certificate_expiry_timestamp_seconds",
             "When the services' own certificates expire (tls_server: gRPC; hub: receipts and "
             "calls between services), as a Unix time.",
             ["certificate"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._forks = Counter(
             "docaxis_ledger_forks",
@@ -320,19 +341,19 @@ class AxisMetrics:
             "consistency proof joins (LedgerService.ReportFork). Any increase needs an "
             "administrator.",
             ["source"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._cosignatures = Counter(
             "docaxis_ledger_cosignatures",
             "Witness cosignatures collected for checkpoints, by witness name.",
             ["witness"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._witness_failures = Counter(
             "docaxis_ledger_witness_failures",
             "add-checkpoint calls that brought no cosignature (unreachable, refused), by witness.",
             ["witness"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._limited = Counter(
             "docaxis_limit_refusals",
@@ -340,20 +361,20 @@ class AxisMetrics:
             f"the rates; receive_streams) and agency; past {LIMITED_AGENCY_LABELS} agencies a "
             'process has refused, the others are counted as agency="other".',
             ["limit", "agency"],
-            registry=self.registry,
+            registry=self._own,
         )
         self._limited_agencies: set[str] = set()
         self._receive_streams = Gauge(
             "docaxis_receive_streams_open",
             "Receive and ReceiveStream streams open in this process, every agency together.",
-            registry=self.registry,
+            registry=self._own,
         )
         self._leaders = Gauge(
             "docaxis_leader",
             "1 while this process leads the job that runs once per axis (ledger_sequencer, "
             "outbox_relay, sweeps), 0 while it stands by; absent for jobs it does not run.",
             ["job"],
-            registry=self.registry,
+            registry=self._own,
         )
         for source in ForkSource:
             self._forks.labels(source.value)
@@ -367,7 +388,13 @@ class AxisMetrics:
         for fate in NOTICE_FATES:
             self._notices.labels(fate)
         self._scraped = _ScrapeGauges(clock)
-        self.registry.register(self._scraped)
+        self._probed.register(self._scraped)
+        self._workers_answered = Gauge(
+            "docaxis_metrics_workers_answered",
+            "Worker processes (DOCAXIS_WORKERS) whose counters, histograms and gauges this "
+            "exposition sums: all of them unless one did not answer the scrape in time.",
+            registry=self._probed,
+        )
         self._queue_probe: QueueProbe | None = None
         self._ledger_probe: LedgerProbe | None = None
         self._lock = asyncio.Lock()
@@ -420,7 +447,7 @@ class AxisMetrics:
 
     def watch_peers(self, read: Callable[[], Sequence[PeerSnapshot]]) -> None:
         """Federation: the forwarders' per-peer series (docaxis_peer_*)."""
-        self.registry.register(_PeerGauges(read))
+        self._own.register(_PeerGauges(read))
 
     def watch_queues(self, probe: QueueProbe) -> None:
         self._queue_probe = probe
@@ -428,16 +455,35 @@ class AxisMetrics:
     def watch_ledger(self, probe: LedgerProbe) -> None:
         self._ledger_probe = probe
 
+    def sum_workers(self, siblings: Sequence[str]) -> None:
+        """Scrapes add these sibling workers' expositions to this one's (their sockets:
+        metrics_workers.worker_socket)."""
+        self._siblings = tuple(siblings)
+
+    def render_worker(self) -> str:
+        """This worker's own series, without the database probes: what its siblings add."""
+        return generate_latest(self._own).decode("utf-8")
+
     async def render(self) -> str:
-        """The exposition, with the probes' gauges read now."""
+        """The exposition, summed over the process group's workers, with the probes' gauges
+        read now."""
         async with self._lock:  # one snapshot per exposition, even with concurrent scrapers
             # Side by side (each on its own pool), so a hanging database costs one deadline.
-            queues, ledger = await asyncio.gather(
-                self._probe("queues", self._queue_probe.queues if self._queue_probe else None),
-                self._probe("ledger", self._ledger_probe.backlog if self._ledger_probe else None),
+            (queues, ledger), siblings = await asyncio.gather(
+                asyncio.gather(
+                    self._probe("queues", self._queue_probe.queues if self._queue_probe else None),
+                    self._probe(
+                        "ledger", self._ledger_probe.backlog if self._ledger_probe else None
+                    ),
+                ),
+                asyncio.gather(*(read_worker_metrics(name) for name in self._siblings)),
             )
             self._scraped.queues, self._scraped.ledger = queues, ledger
-            return generate_latest(self.registry).decode("utf-8")
+            answered = [text for text in siblings if text is not None]
+            self._workers_answered.set(1 + len(answered))
+            own = self.render_worker()
+            summed = sum_expositions([own, *answered]) if answered else own
+            return summed + generate_latest(self._probed).decode("utf-8")
 
     async def _probe(self, name: str, read: Callable[[], Awaitable[_T]] | None) -> _T | None:
         """`read()` within the probe deadline; None when it failed or no probe is attached."""

@@ -10,10 +10,13 @@ import grpc
 import pytest
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+from docaxis.ops.v1 import metrics_service_pb2 as mpb
+from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess
+from tests.exposition import sample
 from tests.infra import SuiteServices
 from tests.pki import SuitePki
 from tests.waiting import eventually
@@ -81,3 +84,45 @@ async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them
     logs = process.logs()
     assert code == 0, logs
     assert logs.count("server_stopped") == 2, logs  # both workers stopped cleanly
+
+
+async def test_one_scrape_sums_the_counters_of_both_workers(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """Documents submitted over one connection (so to one worker), then scrapes over fresh
+    connections the kernel spreads over both: every scrape, whichever worker answers it,
+    counts all of them (each worker used to expose only its own series: the other one's
+    scrapes showed none; all eight scrapes landing on one worker has odds 1/128)."""
+    process = AxisProcess(
+        e2e_database_url,
+        services.amqp_url,
+        tmp_path,
+        ledger_key_file,
+        pki=pki,
+        extra_env={"DOCAXIS_WORKERS": "2"},
+    )
+    await process.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        sender, recipient = await register(process, 2)
+        async with process.client(sender) as client:
+            for _ in range(ROUNDS):
+                await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [recipient]))
+        for _ in range(ROUNDS):
+            credentials = pki.monitor.channel_credentials()
+            async with grpc.aio.secure_channel(
+                process.address, credentials, options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as channel:
+                response = await mpb_grpc.MetricsServiceStub(channel).GetMetrics(
+                    mpb.GetMetricsRequest(), timeout=15
+                )
+            text = response.exposition
+            assert sample(text, "docaxis_metrics_workers_answered") == 2
+            assert sample(text, "docaxis_submissions_total", outcome="accepted") == ROUNDS
+    finally:
+        code = await process.terminate()
+    assert code == 0, process.logs()

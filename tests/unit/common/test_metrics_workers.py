@@ -1,0 +1,65 @@
+"""One scrape sums the worker processes' series (services/common/metrics_workers.py), over real
+local sockets between AxisMetrics instances standing for the workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from services.common.metrics import AxisMetrics, DeliveryMode, SubmissionOutcome
+from services.common.metrics_workers import serve_worker_metrics, sum_expositions, worker_socket
+from tests.exposition import sample
+
+ACCEPTED = {"outcome": "accepted"}
+
+
+def a_worker(submitted: int, expires: dt.datetime) -> AxisMetrics:
+    metrics = AxisMetrics()
+    for _ in range(submitted):
+        metrics.submitted(SubmissionOutcome.ACCEPTED)
+    metrics.handed_over(DeliveryMode.PUSH, dt.datetime.now(dt.UTC), first=True)
+    metrics.certificate_expires("hub", expires)
+    return metrics
+
+
+def test_counters_and_histograms_are_summed_and_an_expiry_is_the_earliest() -> None:
+    soon, later = dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2031, 1, 1, tzinfo=dt.UTC)
+    one, two = a_worker(2, later), a_worker(3, soon)
+    summed = sum_expositions([one.render_worker(), two.render_worker()])
+    assert sample(summed, "docaxis_submissions_total", **ACCEPTED) == 5
+    assert sample(summed, "docaxis_submissions_total", outcome="replayed") == 0
+    assert sample(summed, "docaxis_delivery_latency_seconds_count") == 2
+    assert sample(summed, "docaxis_delivery_latency_seconds_bucket", le="+Inf") == 2
+    assert sample(summed, "docaxis_deliveries_total", mode="push") == 2
+    expiry = "docaxis_certificate_expiry_timestamp_seconds"
+    assert sample(summed, expiry, certificate="hub") == soon.timestamp()
+
+
+async def test_a_scrape_of_one_worker_shows_the_sum_over_every_worker() -> None:
+    port = 20000 + uuid.uuid4().int % 7000  # only names a socket: nothing listens on it
+    names = [worker_socket(port, index) for index in range(3)]
+    expires = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    workers = [a_worker(n, expires) for n in (1, 2, 4)]
+    servers = [
+        await serve_worker_metrics(name, worker.render_worker)
+        for name, worker in zip(names[1:], workers[1:], strict=True)
+    ]
+    try:
+        workers[0].sum_workers(names[1:])
+        text = await workers[0].render()
+        assert sample(text, "docaxis_submissions_total", **ACCEPTED) == 7
+        assert sample(text, "docaxis_metrics_workers_answered") == 3
+        # A worker that is gone is left out, and the scrape says so.
+        servers.pop().close()
+        text = await workers[0].render()
+        assert sample(text, "docaxis_submissions_total", **ACCEPTED) == 3
+        assert sample(text, "docaxis_metrics_workers_answered") == 2
+    finally:
+        for server in servers:
+            server.close()
+
+
+async def test_a_single_process_exposes_its_own_series() -> None:
+    text = await a_worker(2, dt.datetime(2030, 1, 1, tzinfo=dt.UTC)).render()
+    assert sample(text, "docaxis_submissions_total", **ACCEPTED) == 2
+    assert sample(text, "docaxis_metrics_workers_answered") == 1
