@@ -25,6 +25,7 @@ import asyncpg
 
 from benchmarks import ceilings
 from benchmarks.circular import run_circular
+from benchmarks.cpu import CpuMeter, pid_file
 from benchmarks.ledger import store_figures
 from benchmarks.load import AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
@@ -177,6 +178,15 @@ async def run(args: argparse.Namespace) -> Report:
             workers=args.workers,
         )
         await axis.start()
+        docaxis_pid = axis.pid
+        meter = CpuMeter(
+            {
+                "docaxis": lambda: [docaxis_pid],
+                "postgres": lambda: pid_file(work / "postgres" / "data" / "postmaster.pid"),
+                "rabbitmq": lambda: pid_file(work / "rabbitmq" / "rabbitmq.pid"),
+                "load generator": lambda: [os.getpid()],  # with py-spy, when profiling
+            }
+        )
         limits = await ceilings.measure(
             axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
         )
@@ -195,10 +205,12 @@ async def run(args: argparse.Namespace) -> Report:
             # Past an overloaded step, later ones overload too: offer them only for as long as
             # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
             seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
-            cpu, wall = axis.cpu_seconds(), time.monotonic()
+            cpu, wall, started = axis.cpu_seconds(), time.monotonic(), meter.snapshot()
             step = await workload.run_step(rate, seconds, drain_s=mode.drain_s)
             cores = (axis.cpu_seconds() - cpu) / (time.monotonic() - wall)
-            step = dataclasses.replace(step, server_cores=cores)
+            step = dataclasses.replace(
+                step, server_cores=cores, cores=meter.cores(started, meter.snapshot())
+            )
             if profiler is not None:
                 await asyncio.to_thread(profiler.wait)
             steps.append(step)
@@ -224,6 +236,7 @@ async def run(args: argparse.Namespace) -> Report:
         after = await ceilings.measure(
             axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
         )
+        started = meter.snapshot()
         circular = await run_circular(
             axis.address,
             pki,
@@ -232,6 +245,7 @@ async def run(args: argparse.Namespace) -> Report:
             communes,
             within_s=300,
         )
+        circular = dataclasses.replace(circular, cores=meter.cores(started, meter.snapshot()))
         await workload.close()
         tally = workload.tally
         lost = sum(copy.acknowledged is None for copy in tally.copies.values())
@@ -285,8 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / ".local" / "bench" / "latency-vs-load.png",
         help="PNG of latency against offered load (default: %(default)s)",
     )
+    # The stream by default: the scenario (and the soak's) acknowledges each copy on the
+    # recipient's push stream, as a DMS built for throughput does; unary and batch stay available.
     parser.add_argument(
-        "--ack-mode", choices=[m.value for m in AckMode], default=AckMode.UNARY.value
+        "--ack-mode",
+        choices=[m.value for m in AckMode],
+        default=AckMode.STREAM.value,
+        help="how recipients acknowledge (default: %(default)s)",
     )
     parser.add_argument(
         "--workers", type=int, help="docaxis worker processes (DOCAXIS_WORKERS; default: its own)"

@@ -8,7 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from docaxis.common.v1 import common_pb2
@@ -33,6 +33,8 @@ class CircularResult:
     errors: dict[str, int]
     # Why Submit refused the circular, when it did (then nothing was timed).
     refused: str = ""
+    # Cores each group of processes used, from connecting the DMSs to the last acknowledgement.
+    cores: dict[str, float] = field(default_factory=dict)
 
 
 async def run_circular(

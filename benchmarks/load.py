@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
 import itertools
@@ -135,6 +136,8 @@ class StepResult:
     drained: bool
     # Cores docaxis used during the step (its CPU seconds over the step's wall time).
     server_cores: float = 0.0
+    # Cores each group of processes used during the step (benchmarks/cpu.py).
+    cores: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the

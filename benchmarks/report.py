@@ -46,6 +46,12 @@ class Target:
     passed: bool
 
 
+def _cores_line(cores: dict[str, float]) -> list[str]:
+    if not cores:
+        return []
+    return ["  cores meanwhile: " + ", ".join(f"{g} {c:.2f}" for g, c in cores.items())]
+
+
 @dataclass(slots=True)
 class Report:
     mode: str
@@ -181,6 +187,25 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")
 
+    def _cpu_lines(self) -> list[str]:
+        """Per step, the cores each group of processes used (benchmarks/cpu.py)."""
+        measured = [s.cores for s in self.steps if s.cores]
+        if not measured:
+            return []
+        groups = list(measured[0])
+        lines = [
+            "",
+            "where the CPU went (cores; other = the rest of the machine, machine = every busy "
+            "core):",
+            "  offered | " + " | ".join(f"{g:>14}" for g in groups),
+        ]
+        for s in self.steps:
+            lines.append(
+                f"  {s.offered_docs_per_s:>7,.0f} | "
+                + " | ".join(f"{s.cores.get(g, 0.0):>14.2f}" for g in groups)
+            )
+        return lines
+
     def text(self) -> str:
         lines = [
             f"docaxis bench ({self.mode}; {self.ack_mode} acknowledgements; "
@@ -230,6 +255,7 @@ class Report:
                 f"{_ms(s.delivered_ms.p99):<12}| {_ms(s.acknowledge_ms.p50):>10} | "
                 f"{s.server_cores:>13.2f} | " + "; ".join(note)
             )
+        lines += self._cpu_lines()
         best = self.sustained()
         lines.append("")
         if best is None:
@@ -265,6 +291,14 @@ class Report:
                     f"{cr.fully_acknowledged_s:.2f} s ({cr.acknowledged:,} acknowledged"
                     + (f", errors {cr.errors}" if cr.errors else "")
                     + ")",
+                    *(
+                        [
+                            "  cores meanwhile: "
+                            + ", ".join(f"{g} {c:.2f}" for g, c in cr.cores.items())
+                        ]
+                        if cr.cores
+                        else []
+                    ),
                 ]
             )
         if self.store is not None:
