@@ -443,6 +443,14 @@ class Chaos:
                 await asyncio.sleep(self.mode.before_s)
                 recovery = await fault(workload, rest)
                 recovery.fault = name
+                died = [
+                    f"replica {index + 1}"
+                    for index, replica in enumerate(self.replicas)
+                    if replica.process is None or replica.process.poll() is not None
+                ]
+                if died:  # a process the fault was not aimed at went down with it
+                    recovery.seconds = None
+                    recovery.detail += f"; {' and '.join(died)} DIED (see its docaxis.log)"
                 self.report.recoveries.append(recovery)
                 took = "NOT recovered" if recovery.seconds is None else f"{recovery.seconds:.2f} s"
                 print(f"  {name}: {took} ({recovery.detail})", flush=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
@@ -79,6 +79,25 @@ def is_connected(connection: AbstractRobustConnection) -> bool:
     # `is_closed` stays False on a robust connection that is reconnecting; the underlying
     # transport tells whether frames can flow right now.
     return not connection.is_closed and connection.connected.is_set()
+
+
+class BrokerNotConnectedError(ConnectionError):
+    """A channel asked for while the connection is between nodes (reconnecting)."""
+
+
+async def open_channel(
+    connection: AbstractRobustConnection, *, publisher_confirms: bool = True
+) -> AbstractChannel:
+    """A channel on `connection`. While a robust connection reconnects (a node lost, the next
+    not yet reached), aio-pika raises a bare RuntimeError("Connection was not opened"): raised
+    here as a broker error like any other, so that callers retry instead of dying (the outbox
+    relay did, taking its process down when a RabbitMQ node was killed)."""
+    try:
+        return await connection.channel(publisher_confirms=publisher_confirms)
+    except RuntimeError as exc:
+        if "not opened" not in str(exc):
+            raise
+        raise BrokerNotConnectedError(str(exc)) from exc
 
 
 # What a broker that is down, restarting or refusing raises; transient by nature.

@@ -24,7 +24,7 @@ from aio_pika.abc import (
 )
 from docaxis.exchange.v1 import events_pb2
 
-from services.common import tracing
+from services.common import rabbit, tracing
 from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
 
 INBOX_EXCHANGE = "docaxis.inbox"
@@ -127,7 +127,7 @@ class RabbitPublisher:
 
     async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
         if self._channel is None or self._channel.is_closed or self._exchange is None:
-            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._channel = await rabbit.open_channel(self._connection)
             self._exchange = await declare_topology(self._channel)
             self._declared.clear()
         return self._channel, self._exchange
@@ -317,7 +317,7 @@ class RabbitInbox:
         """`prefetch`: how many messages the broker hands this stream unacknowledged (the
         default window of a Receive stream)."""
         # A channel per stream: closing it returns every unacknowledged message to the queue.
-        channel = await self._connection.channel()
+        channel = await rabbit.open_channel(self._connection)
         try:
             await channel.set_qos(prefetch_count=prefetch or self._prefetch)
             exchange = await declare_topology(channel)
