@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,10 @@ def rewrapped(
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` of the same shape and codec, its behaviour passed through `unary` when it
     answers once (unary-unary, stream-unary) or through `streaming` when it streams its
-    answers (unary-stream, stream-stream)."""
+    answers (unary-stream, stream-stream) from an async generator. A streaming handler that
+    writes its answers with `context.write` and returns nothing (grpc_health's Watch does) is a
+    coroutine, not a generator: it goes through `unary`, and the server still streams what it
+    writes (grpcio awaits a coroutine handler of a streaming method)."""
     codec = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -36,9 +40,11 @@ def rewrapped(
         return grpc.stream_unary_rpc_method_handler(unary(inner), **codec)
     if handler.unary_stream is not None:
         inner = handler.unary_stream
-        return grpc.unary_stream_rpc_method_handler(streaming(inner), **codec)
+        wrapped = unary(inner) if inspect.iscoroutinefunction(inner) else streaming(inner)
+        return grpc.unary_stream_rpc_method_handler(wrapped, **codec)
     inner = handler.stream_stream
-    return grpc.stream_stream_rpc_method_handler(streaming(inner), **codec)
+    wrapped = unary(inner) if inspect.iscoroutinefunction(inner) else streaming(inner)
+    return grpc.stream_stream_rpc_method_handler(wrapped, **codec)
 
 
 # How long a refused client stream is read (and dropped) at most before the refusal is sent.

@@ -47,3 +47,27 @@ async def test_each_rpc_logs_one_line_with_its_status_and_duration(
     finished = [entry for entry in logs if entry["event"] == "rpc_finished"]
     assert [entry["outcome"] for entry in finished] == ["NOT_FOUND", "OK"]
     assert all(entry["duration_ms"] >= 0 for entry in finished)
+
+
+async def test_health_watch_streams_each_change_through_the_interceptors() -> None:
+    """grpc.health.v1 Watch (a handler that writes its answers instead of yielding them) works
+    through every interceptor of the server: it answers the current status, then each change."""
+    servicer = health.aio.HealthServicer()
+    server, port = build_server("127.0.0.1:0", [], [], servicer)
+    await server.start()
+    try:
+        await servicer.set("docaxis", health_pb2.HealthCheckResponse.SERVING)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as opened:
+            call = health_pb2_grpc.HealthStub(opened).Watch(
+                health_pb2.HealthCheckRequest(service="docaxis"), timeout=10
+            )
+            first = await call.read()
+            await servicer.set("docaxis", health_pb2.HealthCheckResponse.NOT_SERVING)
+            second = await call.read()
+            call.cancel()
+    finally:
+        await server.stop(None)
+    assert isinstance(first, health_pb2.HealthCheckResponse)
+    assert isinstance(second, health_pb2.HealthCheckResponse)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
