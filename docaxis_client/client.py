@@ -361,10 +361,11 @@ class AgencyClient:
             )
         return list(response.results)
 
-    def receive_stream(self, window: int = 32) -> AcknowledgingStream:
+    def receive_stream(self, window: int = 32, keep_confirmed: int = 4096) -> AcknowledgingStream:
         """The push stream with acknowledgements on the stream itself (at most `window` items
-        unacknowledged at once). Use it as an async context manager."""
-        return AcknowledgingStream(self.exchange, self._metadata, window)
+        unacknowledged at once; the answers of the last `keep_confirmed` acknowledgements kept
+        for `confirmed`). Use it as an async context manager."""
+        return AcknowledgingStream(self.exchange, self._metadata, window, keep_confirmed)
 
     async def acknowledge_batch(
         self, items: Sequence[pb.ReceiveResponse | pb.AcknowledgeRequest]

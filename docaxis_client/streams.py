@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self, cast
@@ -43,7 +44,9 @@ class AcknowledgingStream:
 
     At most `window` items await an acknowledgement at once: the server pushes no more until
     some are acknowledged (set_window changes it). Acknowledgements are sent at once and
-    confirmed by the server when durable: `confirmed(id)` waits for that.
+    confirmed by the server when durable: `confirmed(id)` waits for that. The answers of the
+    last `keep_confirmed` confirmed acknowledgements stay readable with `confirmed`; older ones
+    are forgotten, so that a stream open for months holds a bounded number of them.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class AcknowledgingStream:
         stub: pb_grpc.ExchangeServiceStub,
         metadata: Sequence[tuple[str, str]],
         window: int,
+        keep_confirmed: int = 4096,
     ) -> None:
         self._requests: asyncio.Queue[pb.ReceiveStreamRequest | None] = asyncio.Queue()
         self._requests.put_nowait(pb.ReceiveStreamRequest(window=window))
@@ -61,6 +65,9 @@ class AcknowledgingStream:
         )
         self._items: asyncio.Queue[pb.ReceiveResponse | BaseException | None] = asyncio.Queue()
         self._confirmations: dict[str, asyncio.Future[pb.AcknowledgeResult]] = {}
+        # Confirmations that came, oldest first: the ones forgotten past keep_confirmed.
+        self._answered: deque[tuple[str, asyncio.Future[pb.AcknowledgeResult]]] = deque()
+        self._keep_confirmed = keep_confirmed
         self._reader = asyncio.create_task(self._read())
 
     async def _outgoing(self) -> AsyncIterator[pb.ReceiveStreamRequest]:
@@ -73,9 +80,7 @@ class AcknowledgingStream:
                 if response.HasField("item"):
                     self._items.put_nowait(response.item)
                 for result in response.acknowledged:
-                    waiting = self._confirmations.get(item_id(result.item))
-                    if waiting is not None and not waiting.done():
-                        waiting.set_result(result)
+                    self._answer(item_id(result.item), result)
             self._items.put_nowait(None)
         except BaseException as exc:
             self._items.put_nowait(exc)
@@ -84,6 +89,18 @@ class AcknowledgingStream:
                     waiting.set_exception(exc)
             if not isinstance(exc, grpc.aio.AioRpcError | asyncio.CancelledError):
                 raise
+
+    def _answer(self, acknowledged_id: str, result: pb.AcknowledgeResult) -> None:
+        waiting = self._confirmations.get(acknowledged_id)
+        if waiting is None or waiting.done():
+            return
+        waiting.set_result(result)
+        self._answered.append((acknowledged_id, waiting))
+        while len(self._answered) > self._keep_confirmed:
+            oldest, answer = self._answered.popleft()
+            # Unless the id was acknowledged again since: its newer answer is the one kept.
+            if self._confirmations.get(oldest) is answer:
+                del self._confirmations[oldest]
 
     async def __aiter__(self) -> AsyncIterator[pb.ReceiveResponse]:
         while True:
@@ -108,7 +125,9 @@ class AcknowledgingStream:
 
     async def confirmed(self, acknowledged_id: str) -> pb.AcknowledgeResult:
         """The server's answer to the latest acknowledgement of this id sent with
-        `acknowledge`: durable (check `errors.item_error(result.error)` for a refusal)."""
+        `acknowledge`: durable (check `errors.item_error(result.error)` for a refusal).
+        KeyError if this id was never acknowledged on the stream, or its answer is among
+        those forgotten (more than `keep_confirmed` answers came after it)."""
         return await self._confirmations[acknowledged_id]
 
     def set_window(self, window: int) -> None:
