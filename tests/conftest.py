@@ -147,15 +147,19 @@ async def served(
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(settings, stop, components, on_ready=ready.set_result))
     waiters: list[asyncio.Future[object]] = [ready, task]  # type: ignore[list-item]
-    async with asyncio.timeout(30):
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()  # startup failed: raise its error here
-    port = ready.result()
-    yield f"127.0.0.1:{port}"
-    stop.set()
-    async with asyncio.timeout(30):
-        await task
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # startup failed: raise its error here
+        port = ready.result()
+        yield f"127.0.0.1:{port}"
+    finally:
+        # Also when startup timed out or the block failed: nothing is left serving.
+        stop.set()
+        if not task.done():
+            async with asyncio.timeout(30):
+                await task
 
 
 @pytest.fixture(scope="session")

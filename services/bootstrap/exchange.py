@@ -56,6 +56,7 @@ from services.national.blobs import NationalAxisBlobs
 from services.national.client import NationalAxisClient
 from services.national.poller import NationalAxisPoller
 from services.national.settings import NationalAxisSettings
+from services.national.stats import AxisStats
 from services.national.transport import NationalAxisTransport
 
 log = structlog.get_logger(__name__)
@@ -186,12 +187,16 @@ def _wire_federation(
         federation_api.SERVICE_NAME,
         lambda server: fpb_grpc.add_FederationServiceServicer_to_server(servicer, server),
     )
+    axis_stats = AxisStats(national[0].hub_code) if national else None
+    if axis_stats is not None:
+        wiring.metrics.watch_polled_peers(lambda: [axis_stats.snapshot()])
     if national is not None and isinstance(blobs, NationalAxisBlobs):
         axis, client = national
         poller = NationalAxisPoller(
             axis.hub_code,
             client,
             handlers,
+            lifecycle,
             blobs,
             documents,
             store,
@@ -199,6 +204,7 @@ def _wire_federation(
             max_attachment_bytes=settings.max_attachment_bytes,
             page_size=axis.page_size,
             max_pause_s=axis.poll_max_s,
+            stats=axis_stats,
         )
         # One poller per axis: two would fetch the same items and store them once each anyway,
         # but the second's work would be wasted.
@@ -231,7 +237,7 @@ def _wire_federation(
         hub_code = axis.hub_code
         forwarder = Forwarder(
             settings.hub_code,
-            NationalAxisTransport(hub_code, client, documents, store),
+            NationalAxisTransport(hub_code, client, documents, store, axis_stats),
             inbox,
             exchange,
             lifecycle,

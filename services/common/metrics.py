@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -143,9 +143,84 @@ class PeerSnapshot:
     refused: int
     failures: int
     last_contact: float | None  # Unix time of the peer's last answer
+    # Failures in a row (hand-overs, or probes while open): the forwarder's back-off grows with it.
+    consecutive_failures: int = 0
 
 
 PEER_CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+@dataclass(frozen=True, slots=True)
+class PolledPeerSnapshot:
+    """A peer this hub polls for what it holds (a national axis's mailbox: it does not push),
+    as its poller and the forwarder's transport to it see it now."""
+
+    hub: str
+    polls: int
+    # Mailbox items fetched, by (messagetype, outcome): stored, refused (for good), deferred.
+    fetched: Mapping[tuple[str, str], int]
+    # Calls that failed, by (direction: poll | forward, kind: the docaxis error reason).
+    errors: Mapping[tuple[str, str], int]
+    # The pause before the next poll (0 while items keep coming); None where no poller runs.
+    backoff_s: float | None
+    last_success: float | None  # Unix time of the last poll the peer answered in full
+
+
+class _PolledPeerGauges(Collector):
+    """Per-peer series of the pollers (docaxis_peer_polls, _fetched, _errors, _poll_*)."""
+
+    def __init__(self, read: Callable[[], Sequence[PolledPeerSnapshot]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(()))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._read()))
+
+    @staticmethod
+    def _families(peers: Sequence[PolledPeerSnapshot]) -> list[Metric]:
+        polls = CounterMetricFamily(
+            "docaxis_peer_polls",
+            "Walks of a polled peer's mailboxes (a national axis), failed ones included.",
+            labels=["hub"],
+        )
+        fetched = CounterMetricFamily(
+            "docaxis_peer_fetched",
+            "Items fetched from a polled peer's mailbox, by messagetype (edoc, status) and "
+            "outcome: stored (acknowledged done), refused (for good: acknowledged fail) or "
+            "deferred (left there, fetched again later).",
+            labels=["hub", "messagetype", "outcome"],
+        )
+        errors = CounterMetricFamily(
+            "docaxis_peer_errors",
+            "Calls to a polled peer that failed, by direction (poll: its mailbox; forward: "
+            "uploads) and kind (the docaxis reason: UNAVAILABLE and UNAUTHENTICATED are retried, "
+            "the others refuse the item for good; INTERNAL: a fault on this side).",
+            labels=["hub", "direction", "kind"],
+        )
+        backoff = GaugeMetricFamily(
+            "docaxis_peer_poll_backoff_seconds",
+            "The poller's pause before its next poll of the peer: 0 while items keep coming, "
+            "growing while the mailbox is empty or the peer fails.",
+            labels=["hub"],
+        )
+        success = GaugeMetricFamily(
+            "docaxis_peer_poll_last_success_timestamp_seconds",
+            "When a poll of the peer last succeeded, as a Unix time.",
+            labels=["hub"],
+        )
+        for peer in peers:
+            polls.add_metric([peer.hub], float(peer.polls))
+            for (messagetype, outcome), count in sorted(peer.fetched.items()):
+                fetched.add_metric([peer.hub, messagetype, outcome], float(count))
+            for (direction, kind), count in sorted(peer.errors.items()):
+                errors.add_metric([peer.hub, direction, kind], float(count))
+            if peer.backoff_s is not None:
+                backoff.add_metric([peer.hub], peer.backoff_s)
+            if peer.last_success is not None:
+                success.add_metric([peer.hub], peer.last_success)
+        return [polls, fetched, errors, backoff, success]
 
 
 class _PeerGauges(Collector):
@@ -184,15 +259,22 @@ class _PeerGauges(Collector):
             "When the peer hub last answered, as a Unix time.",
             labels=["hub"],
         )
+        in_a_row = GaugeMetricFamily(
+            "docaxis_peer_consecutive_failures",
+            "Hand-overs to the peer hub (or probes while its circuit is open) that failed in a "
+            "row: the forwarder's back-off grows with it; 0 once the peer answers.",
+            labels=["hub"],
+        )
         for peer in peers:
             for state in PEER_CIRCUIT_STATES:
                 circuit.add_metric([peer.hub, state], 1.0 if peer.circuit == state else 0.0)
             handed.add_metric([peer.hub, "forwarded"], float(peer.forwarded))
             handed.add_metric([peer.hub, "refused"], float(peer.refused))
             failures.add_metric([peer.hub], float(peer.failures))
+            in_a_row.add_metric([peer.hub], float(peer.consecutive_failures))
             if peer.last_contact is not None:
                 contact.add_metric([peer.hub], peer.last_contact)
-        return [circuit, handed, failures, contact]
+        return [circuit, handed, failures, contact, in_a_row]
 
 
 class _ScrapeGauges(Collector):
@@ -448,6 +530,10 @@ class AxisMetrics:
     def watch_peers(self, read: Callable[[], Sequence[PeerSnapshot]]) -> None:
         """Federation: the forwarders' per-peer series (docaxis_peer_*)."""
         self._own.register(_PeerGauges(read))
+
+    def watch_polled_peers(self, read: Callable[[], Sequence[PolledPeerSnapshot]]) -> None:
+        """The pollers' per-peer series (docaxis_peer_polls, _fetched, _errors, _poll_*)."""
+        self._own.register(_PolledPeerGauges(read))
 
     def watch_queues(self, probe: QueueProbe) -> None:
         self._queue_probe = probe

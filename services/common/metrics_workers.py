@@ -33,6 +33,14 @@ log = structlog.get_logger(__name__)
 SIBLING_TIMEOUT_S = 1.0
 # Gauges whose value is the same fact in every worker: the earliest, not the sum.
 EARLIEST = frozenset({"docaxis_certificate_expiry_timestamp_seconds"})
+# Times of a job elected among the workers: a worker that led it before keeps its own last
+# time, so the group's is the latest, not the sum.
+LATEST = frozenset(
+    {
+        "docaxis_peer_last_contact_timestamp_seconds",
+        "docaxis_peer_poll_last_success_timestamp_seconds",
+    }
+)
 
 
 def worker_socket(port: int, index: int) -> str:
@@ -72,6 +80,8 @@ async def read_worker_metrics(name: str, timeout_s: float = SIBLING_TIMEOUT_S) -
 def _combine(name: str, sample: Sample, value: float, current: float) -> float:
     if name in EARLIEST or sample.name.endswith("_created"):
         return min(value, current)
+    if name in LATEST:
+        return max(value, current)
     return value + current
 
 

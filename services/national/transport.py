@@ -36,6 +36,7 @@ from services.exchange.service_layer.federation_ports import (
 )
 from services.exchange.service_layer.ports import DocumentStore
 from services.national.client import NationalAxisClient
+from services.national.stats import AxisStats
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +48,14 @@ class NationalAxisTransport:
         client: NationalAxisClient,
         documents: DocumentStore,
         store: FederationStore,
+        stats: AxisStats | None = None,
     ) -> None:
+        """`stats`: where failed uploads are counted (shared with the poller of the axis)."""
         self._hub_code = hub_code
         self._client = client
         self._documents = documents
         self._store = store
+        self.stats = stats or AxisStats(hub_code)
 
     @property
     def hub_code(self) -> str:
@@ -66,6 +70,7 @@ class NationalAxisTransport:
             try:
                 receipt = await self._send(item)
             except DomainError as exc:
+                self.stats.errors[("forward", exc.reason)] += 1
                 if exc.retryable:
                     if index == 0:
                         raise UnavailableError(str(exc), retry_after_s=1.0) from exc

@@ -83,37 +83,40 @@ async def hub(
             ca_file=pki.bundle,
         )
     )
-    secret_file = folder / "national.secret"
-    secret_file.write_text(HUB_SYSTEM.secret, "utf-8")
-    secret_file.chmod(0o600)
-    url = await postgres.recreate_database(services.database_url, "docaxis_national_h47")
-    await migrate(url)
-    settings = dataclasses.replace(
-        settings_for(url, services.amqp_vhost("national-h47"), ledger_key_file, pki=pki),
-        hub_code="province-h47",
-        peer_max_backoff_s=0.5,
-        peer_sync_interval_s=0.2,
-        national_axis=NationalAxisSettings(
-            hub_code=NATIONAL,
-            base_url=emulator.url,
-            system_id=HUB_SYSTEM.system_id,
-            secret_file=str(secret_file),
-            ca_file=str(pki.bundle),
-            poll_max_s=0.3,
-            page_size=4,
-        ),
-    )
-    pool = await postgres.create_pool(url, min_size=1, max_size=2)
-    directory = DirectoryHandlers(
-        PostgresAgencies(pool), hubs=PostgresHubRoutes(pool), own_hub="province-h47"
-    )
-    await directory.register(COMMUNE)
-    await directory.set_route("G", NATIONAL, "test")
+    # From here on whatever fails stops what was started (the emulator, the pool).
+    pool: asyncpg.Pool | None = None
     try:
+        secret_file = folder / "national.secret"
+        secret_file.write_text(HUB_SYSTEM.secret, "utf-8")
+        secret_file.chmod(0o600)
+        url = await postgres.recreate_database(services.database_url, "docaxis_national_h47")
+        await migrate(url)
+        settings = dataclasses.replace(
+            settings_for(url, services.amqp_vhost("national-h47"), ledger_key_file, pki=pki),
+            hub_code="province-h47",
+            peer_max_backoff_s=0.5,
+            peer_sync_interval_s=0.2,
+            national_axis=NationalAxisSettings(
+                hub_code=NATIONAL,
+                base_url=emulator.url,
+                system_id=HUB_SYSTEM.system_id,
+                secret_file=str(secret_file),
+                ca_file=str(pki.bundle),
+                poll_max_s=0.3,
+                page_size=4,
+            ),
+        )
+        pool = await postgres.create_pool(url, min_size=1, max_size=2)
+        directory = DirectoryHandlers(
+            PostgresAgencies(pool), hubs=PostgresHubRoutes(pool), own_hub="province-h47"
+        )
+        await directory.register(COMMUNE)
+        await directory.set_route("G", NATIONAL, "test")
         async with served(settings) as address:
             yield UnderNational(address, pool, directory, emulator)
     finally:
-        await pool.close()
+        if pool is not None:
+            await pool.close()
         emulator.stop()
 
 
@@ -205,17 +208,42 @@ async def test_a_final_refusal_dead_letters_the_copy(hub: UnderNational, pki: Su
     assert await _mailbox(hub, {document_id}) == []
 
 
-async def _national_send(hub: UnderNational, data: bytes, messagetype: str = "edoc") -> str:
+async def _national_send(
+    hub: UnderNational,
+    data: bytes,
+    messagetype: str = "edoc",
+    *,
+    sender: str = MINISTRY,
+    to: list[str] | None = None,
+) -> str:
+    """An upload by the ministry's system (a status goes to its ResponseFor sender unless `to`
+    names the recipients)."""
     ministry = hub.emulator.client(MINISTRY_SYSTEM)
     try:
         return await ministry.send_edoc(
             data,
-            sender=MINISTRY,
+            sender=sender,
             messagetype=messagetype,
-            to=[COMMUNE.code] if messagetype == "edoc" else [],
+            to=to if to is not None else [COMMUNE.code] if messagetype == "edoc" else [],
         )
     finally:
         await ministry.close()
+
+
+async def _statuses_to_ministry(hub: UnderNational, document_id: str) -> list[str]:
+    """The codes of the status packages about `document_id` in the ministry's mailbox."""
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    codes = []
+    try:
+        for item in await _mailbox(hub, {document_id}):
+            if item["messagetype"] != "status" or item["to"] != MINISTRY:
+                continue
+            package = read_edxml(await ministry.get_edoc(item["docId"])).raise_for_errors()
+            assert isinstance(package, StatusPackage)
+            codes.append(package.status_code)
+    finally:
+        await ministry.close()
+    return sorted(codes)
 
 
 async def _item_status(hub: UnderNational, doc_id: str) -> set[str]:
@@ -261,22 +289,12 @@ async def test_a_national_document_is_stored_once_then_acknowledged_done(
         )
     finally:
         await client.close()
-    ministry = hub.emulator.client(MINISTRY_SYSTEM)
-    try:
-
-        async def statuses() -> list[str]:
-            items, _ = await ministry.received("status")
-            codes = []
-            for item in items:
-                package = read_edxml(await ministry.get_edoc(item.doc_id)).raise_for_errors()
-                assert isinstance(package, StatusPackage)
-                if package.response_for and package.response_for.document_id == _document_id("901"):
-                    codes.append(package.status_code)
-            return sorted(codes)
-
-        assert await eventually(statuses, lambda c: c == ["01", "03"], within=30) == ["01", "03"]
-    finally:
-        await ministry.close()
+    codes = await eventually(
+        lambda: _statuses_to_ministry(hub, _document_id("901")),
+        lambda c: c == ["01", "03"],
+        within=30,
+    )
+    assert codes == ["01", "03"]
 
 
 async def test_a_crash_between_storing_and_acknowledging_stores_once(
@@ -458,3 +476,78 @@ async def test_a_revoke_package_from_the_national_side_recalls_the_local_copy(
     (row,) = rows
     assert row["recall_state"] in ("withdrawn", "pending")
     assert row["recall_reason"] == "Thu hồi do gửi nhầm"
+
+
+async def _recall_state(hub: UnderNational, delivery_id: uuid.UUID) -> tuple[str, str, str]:
+    row = await hub.pool.fetchrow(
+        "SELECT state, coalesce(recall_state, '') AS recall, coalesce(recall_reason, '') AS why "
+        "FROM exchange.delivery WHERE id = $1",
+        delivery_id,
+    )
+    assert row is not None
+    return row["state"], row["recall"], row["why"]
+
+
+async def test_a_retrieve_request_13_from_the_national_side_recalls_the_local_copies(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The ministry takes back (status 13) two documents it sent the commune: the copy not yet
+    acknowledged is withdrawn at once, as a local recall before receipt; the acknowledged one
+    waits for the commune's decision, and the commune's 15 withdraws it and goes back to the
+    ministry as a status package. Each 13 is acknowledged `done` on the axis."""
+    for number in ("960", "961"):
+        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
+    (unread,) = await eventually(lambda: _copies(hub, _document_id("960")), within=30)
+    (read,) = await eventually(lambda: _copies(hub, _document_id("961")), within=30)
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        await client.acknowledge(str(read["id"]))
+        retrieves = [
+            await _national_send(
+                hub,
+                status_edxml(MINISTRY, _document_id(number), "13", "Lấy lại để sửa"),
+                "status",
+                to=[COMMUNE.code],
+            )
+            for number in ("960", "961")
+        ]
+
+        async def settled() -> list[set[str]]:
+            return [await _item_status(hub, doc_id) for doc_id in retrieves]
+
+        await eventually(settled, lambda s: s == [{"done"}, {"done"}], within=30)
+        assert await _recall_state(hub, unread["id"]) == (
+            "withdrawn",
+            "withdrawn",
+            "Lấy lại để sửa",
+        )
+        assert await _recall_state(hub, read["id"]) == (
+            "acknowledged",
+            "pending",
+            "Lấy lại để sửa",
+        )
+        await client.report_status(
+            str(read["id"]), pb.STATUS_CODE_RECALL_AGREED, status_id=str(uuid.uuid4())
+        )
+    finally:
+        await client.close()
+    assert await _recall_state(hub, read["id"]) == ("withdrawn", "agreed", "Lấy lại để sửa")
+    codes = await eventually(
+        lambda: _statuses_to_ministry(hub, _document_id("961")),
+        lambda c: "15" in c,
+        within=30,
+    )
+    assert codes == ["01", "15"]
+    assert await _statuses_to_ministry(hub, _document_id("960")) == []
+
+
+async def test_a_retrieve_request_in_another_agencys_name_is_refused(hub: UnderNational) -> None:
+    """A 13 uploaded by one agency (the axis's `from`) that speaks for the document's sender is
+    given up with `fail`, and the copy stays the commune's."""
+    await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "962"))
+    (copy,) = await eventually(lambda: _copies(hub, _document_id("962")), within=30)
+    forged = status_edxml(MINISTRY, _document_id("962"), "13", "Lấy lại")
+    doc_id = await _national_send(hub, forged, "status", sender=LOCKED_MINISTRY, to=[COMMUNE.code])
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"fail"}, within=30)
+    state, recall, _reason = await _recall_state(hub, copy["id"])
+    assert (state != "withdrawn", recall) == (True, "")

@@ -129,6 +129,7 @@ class Forwarder:
             refused=stats.refused,
             failures=stats.failures,
             last_contact=stats.last_contact,
+            consecutive_failures=stats.breaker.failures,
         )
 
     def report(self) -> PeerReport:

@@ -8,7 +8,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
@@ -201,7 +201,14 @@ class LifecycleHandlers:
             await self._check_targets(agency, header)
         result = await self._exchange.submit(agency, submission, wire_problems=wire_problems)
         if acting:
-            await self._supersede(agency, header, result)
+            receipt = result.receipt
+            await self.supersede(
+                agency,
+                header,
+                receipt.document_uuid,
+                receipt.accepted_at,
+                {r.effective_recipient for r in receipt.routes},
+            )
         return result
 
     async def _check_targets(self, agency: str, header: Header) -> None:
@@ -223,10 +230,19 @@ class LifecycleHandlers:
         if problems:
             raise ValidationError("nothing to revoke, update or replace", problems)
 
-    async def _supersede(self, agency: str, header: Header, result: SubmitResult) -> None:
-        new_uuid = result.receipt.document_uuid
-        new_id = result.receipt.document_id
-        addressed = {r.effective_recipient for r in result.receipt.routes}
+    async def supersede(
+        self,
+        agency: str,
+        header: Header,
+        new_uuid: str,
+        accepted_at: dt.datetime,
+        addressed: Collection[str],
+    ) -> None:
+        """What `submit` does after storing a revoke, update or replacement (`header`, stored as
+        `new_uuid`): the copies it acts on go under a pending decision. `addressed`: the
+        agencies the new package goes to (a national axis's package arrives one copy at a time,
+        so its poller names every recipient the package lists). Idempotent."""
+        new_id = header.document_id
         for target in dict.fromkeys(header.response_for):
             previous = [
                 v
@@ -234,7 +250,7 @@ class LifecycleHandlers:
                 if v.document_uuid != new_uuid
                 and v.business_type is not BusinessType.REVOKE  # revokes are not versions
                 and v.sender == agency
-                and v.submitted_at <= result.receipt.accepted_at
+                and v.submitted_at <= accepted_at
             ]
             if not previous:
                 continue

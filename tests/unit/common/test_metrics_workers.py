@@ -4,9 +4,10 @@ local sockets between AxisMetrics instances standing for the workers."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
-from services.common.metrics import AxisMetrics, DeliveryMode, SubmissionOutcome
+from services.common.metrics import AxisMetrics, DeliveryMode, PeerSnapshot, SubmissionOutcome
 from services.common.metrics_workers import serve_worker_metrics, sum_expositions, worker_socket
 from tests.exposition import sample
 
@@ -33,6 +34,22 @@ def test_counters_and_histograms_are_summed_and_an_expiry_is_the_earliest() -> N
     assert sample(summed, "docaxis_deliveries_total", mode="push") == 2
     expiry = "docaxis_certificate_expiry_timestamp_seconds"
     assert sample(summed, expiry, certificate="hub") == soon.timestamp()
+
+
+def test_a_peers_last_contact_is_the_latest_of_the_workers_that_led_its_jobs() -> None:
+    """A forwarder or poller elected among the workers: one that led it before keeps its own
+    last time, and the group shows the latest one, not their sum."""
+    workers = []
+    for contact in (1_700_000_000.0, 1_700_000_500.0):
+        metrics = AxisMetrics()
+        metrics.watch_peers(
+            functools.partial(list, [PeerSnapshot("vdxp", "closed", 1, 0, 0, contact)])
+        )
+        workers.append(metrics.render_worker())
+    summed = sum_expositions(workers)
+    last = "docaxis_peer_last_contact_timestamp_seconds"
+    assert sample(summed, last, hub="vdxp") == 1_700_000_500.0
+    assert sample(summed, "docaxis_peer_items_total", hub="vdxp", outcome="forwarded") == 2
 
 
 async def test_a_scrape_of_one_worker_shows_the_sum_over_every_worker() -> None:
