@@ -176,11 +176,22 @@ def document_edxml(
     dmy_dates: bool = False,
     empty_signature: bool = False,
     revoke: str = "",
+    update: str = "",
+    replace: str = "",
 ) -> bytes:
     """A document package as a DMS on the national axis writes it: strict edXML, or with the
     `dd/MM/yyyy` dates some integrations send, and an empty envelope signature element; with
-    `revoke`, the revoke package (BussinessDocType 1) of that DocumentId."""
+    `revoke`, the revoke package (BussinessDocType 1) of that DocumentId; with `update` or
+    `replace`, the update (2) or replacement (3) of that DocumentId, a document of its own."""
     today = dt.datetime.now(VIETNAM).date()
+    business, target = common_pb2.BUSINESS_TYPE_NEW, ""
+    for kind, named in (
+        (common_pb2.BUSINESS_TYPE_REVOKE, revoke),
+        (common_pb2.BUSINESS_TYPE_UPDATE, update),
+        (common_pb2.BUSINESS_TYPE_REPLACE, replace),
+    ):
+        if named:
+            business, target = kind, named
     header = common_pb2.DocumentHeader(
         sender=sender,
         recipients=list(recipients),
@@ -193,8 +204,8 @@ def document_edxml(
         signer=common_pb2.Signer(
             competence="TL. BỘ TRƯỞNG", position="Chánh Văn phòng", full_name="Trần Văn C"
         ),
-        business_type=common_pb2.BUSINESS_TYPE_REVOKE if revoke else common_pb2.BUSINESS_TYPE_NEW,
-        response_for=[revoke] if revoke else [],
+        business_type=business,
+        response_for=[target] if target else [],
     )
     package = document_package(
         header,

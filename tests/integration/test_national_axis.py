@@ -551,3 +551,56 @@ async def test_a_retrieve_request_in_another_agencys_name_is_refused(hub: UnderN
     assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"fail"}, within=30)
     state, recall, _reason = await _recall_state(hub, copy["id"])
     assert (state != "withdrawn", recall) == (True, "")
+
+
+async def test_an_update_and_a_replacement_from_the_national_side_supersede_the_local_copies(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The ministry updates (BussinessDocType 2) a document the commune has received and
+    replaces (3) one it has not: each new version is stored as a document linked to the one it
+    acts on; the received copy waits for the commune's decision, whose 15 goes back to the
+    ministry, and the unreceived one is withdrawn at once, as when the sender is local."""
+    for number in ("970", "972"):
+        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
+    (received,) = await eventually(lambda: _copies(hub, _document_id("970")), within=30)
+    (unreceived,) = await eventually(lambda: _copies(hub, _document_id("972")), within=30)
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        await client.acknowledge(str(received["id"]))
+        updated, replaced = _document_id("971"), _document_id("973")
+        await _national_send(
+            hub, document_edxml(MINISTRY, [COMMUNE.code], "971", update=_document_id("970"))
+        )
+        await _national_send(
+            hub, document_edxml(MINISTRY, [COMMUNE.code], "973", replace=_document_id("972"))
+        )
+        (update_copy,) = await eventually(lambda: _copies(hub, updated), within=30)
+        await eventually(lambda: _copies(hub, replaced), within=30)
+        links = await hub.pool.fetch(
+            "SELECT document_id, business_type, header -> 'response_for' AS acts_on "
+            "FROM exchange.document WHERE document_id = ANY($1::text[]) ORDER BY document_id",
+            [updated, replaced],
+        )
+        assert [(r["business_type"], r["acts_on"]) for r in links] == [
+            (2, f'["{_document_id("970")}"]'),
+            (3, f'["{_document_id("972")}"]'),
+        ]
+        assert await eventually(
+            lambda: _recall_state(hub, received["id"]), lambda s: s[1] == "pending", within=30
+        ) == ("acknowledged", "pending", f"Cập nhật: thay bằng văn bản {updated}")
+        assert await eventually(
+            lambda: _recall_state(hub, unreceived["id"]), lambda s: s[1] != "", within=30
+        ) == ("withdrawn", "withdrawn", f"Thay thế bằng văn bản {replaced}")
+        # The new versions themselves are the commune's to receive.
+        assert (await _recall_state(hub, update_copy["id"]))[1] == ""
+        await client.report_status(
+            str(received["id"]), pb.STATUS_CODE_RECALL_AGREED, status_id=str(uuid.uuid4())
+        )
+    finally:
+        await client.close()
+    codes = await eventually(
+        lambda: _statuses_to_ministry(hub, _document_id("970")),
+        lambda c: "15" in c,
+        within=30,
+    )
+    assert codes == ["01", "15"]
