@@ -237,7 +237,7 @@ def _wire_federation(
         hub_code = axis.hub_code
         forwarder = Forwarder(
             settings.hub_code,
-            NationalAxisTransport(hub_code, client, documents, store, axis_stats),
+            NationalAxisTransport(hub_code, client, documents, store, lifecycle, axis_stats),
             inbox,
             exchange,
             lifecycle,

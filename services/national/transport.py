@@ -34,6 +34,7 @@ from services.exchange.service_layer.federation_ports import (
     OutboundRecall,
     OutboundStatus,
 )
+from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DocumentStore
 from services.national.client import NationalAxisClient
 from services.national.stats import AxisStats
@@ -48,6 +49,7 @@ class NationalAxisTransport:
         client: NationalAxisClient,
         documents: DocumentStore,
         store: FederationStore,
+        lifecycle: LifecycleHandlers,
         stats: AxisStats | None = None,
     ) -> None:
         """`stats`: where failed uploads are counted (shared with the poller of the axis)."""
@@ -55,6 +57,7 @@ class NationalAxisTransport:
         self._client = client
         self._documents = documents
         self._store = store
+        self._lifecycle = lifecycle
         self.stats = stats or AxisStats(hub_code)
 
     @property
@@ -99,6 +102,17 @@ class NationalAxisTransport:
             data, sender, to = await self._status(item)
             kind = "status"
         else:
+            carrier = await self._carried_by(item)
+            if carrier is not None:
+                log.info(
+                    "national_axis_recall_carried",
+                    hub=self._hub_code,
+                    item_id=item.item_id,
+                    by=carrier,
+                )
+                return json.dumps(
+                    {"nationalAxis": self._hub_code, "carriedBy": carrier}, sort_keys=True
+                ).encode()
             data, sender, to, kind = await self._recall(item), item.sender, item.recipient, "edoc"
         doc_id = await self._client.send_edoc(data, sender=sender, messagetype=kind, to=[to])
         log.info(
@@ -154,6 +168,28 @@ class NationalAxisTransport:
             at=report.occurred_at,
         )
         return _written(package, report.occurred_at), item.recipient, original_sender
+
+    async def _carried_by(self, item: OutboundRecall) -> str | None:
+        """The DocumentId of the revoke, update or replacement package that asked this recall
+        of its recipient, when it goes to the recipient too (LifecycleHandlers.supersede asks
+        it): on the national axis that package is the request the recipient answers, so a
+        revoke package besides would ask twice. None for a recall of its own (Recall, or a
+        recipient an update dropped): that one leaves as a revoke package."""
+        track = await self._documents.track(
+            document_uuid=item.origin_document_uuid, document_id=None
+        )
+        if track is None:
+            return None
+        _answered, later = await self._lifecycle.links(item.sender, track)
+        for link in later:
+            if link.sender != item.sender or link.business_type is BusinessType.NEW:
+                continue
+            acting = await self._documents.track(document_uuid=link.document_uuid, document_id=None)
+            if acting is not None and any(
+                r.effective_recipient == item.recipient for r in acting.recipients
+            ):
+                return link.document_id
+        return None
 
     async def _recall(self, item: OutboundRecall) -> bytes:
         """A revoke package (BussinessDocType 1) naming the original, with the reason."""

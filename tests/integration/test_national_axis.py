@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
@@ -604,3 +605,89 @@ async def test_an_update_and_a_replacement_from_the_national_side_supersede_the_
         within=30,
     )
     assert codes == ["01", "15"]
+
+
+async def _submit_acting(
+    hub: UnderNational, pki: SuitePki, business: int, target: str, recipients: list[str]
+) -> str:
+    header = make_header(COMMUNE.code, recipients)
+    header.business_type = business  # type: ignore[assignment]  # an int of the enum
+    header.response_for.append(target)
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        response = await client.submit(f"n-{uuid.uuid4()}", header)
+    finally:
+        await client.close()
+    return response.receipt.document_id
+
+
+async def _ministry_copy(hub: UnderNational, document_id: str) -> uuid.UUID:
+    row = await hub.pool.fetchrow(
+        "SELECT d.id FROM exchange.delivery d JOIN exchange.document doc "
+        "ON doc.uuid = d.document_uuid WHERE doc.document_id = $1 AND d.recipient = $2 "
+        "AND doc.business_type = 0",
+        document_id,
+        MINISTRY,
+    )
+    assert row is not None
+    delivery_id: uuid.UUID = row["id"]
+    return delivery_id
+
+
+async def test_an_update_and_a_replacement_for_a_national_agency_leave_as_their_packages(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The commune updates (BussinessDocType 2) and replaces (3) documents the ministry has
+    through the axis: each leaves as its own package naming the version it acts on (Bussiness
+    DocumentId, ReplacementInfo), and no separate revoke; the ministry's 15 about the updated
+    original settles the commune's pending decision (the copy withdrawn)."""
+    original = await _submit(hub, pki, [MINISTRY])
+    other = await _submit(hub, pki, [MINISTRY])
+    await eventually(lambda: _mailbox(hub, {original, other}), lambda i: len(i) == 2, within=30)
+    updated = await _submit_acting(hub, pki, common_pb2.BUSINESS_TYPE_UPDATE, original, [MINISTRY])
+    replaced = await _submit_acting(hub, pki, common_pb2.BUSINESS_TYPE_REPLACE, other, [MINISTRY])
+    items = await eventually(
+        lambda: _mailbox(hub, {updated, replaced}), lambda i: len(i) == 2, within=30
+    )
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+        packages = {}
+        for item in items:
+            package = read_edxml(await ministry.get_edoc(item["docId"])).raise_for_errors()
+            assert isinstance(package, DocumentPackage)
+            packages[item["documentId"]] = package
+    finally:
+        await ministry.close()
+    update, replacement = packages[updated], packages[replaced]
+    assert update.trace.business is not None
+    assert replacement.trace.business is not None
+    assert (int(update.business_type), update.trace.business.document_id) == (2, original)
+    assert int(replacement.business_type) == 3
+    assert [r.document_id for r in replacement.trace.business.replacements] == [other]
+
+    # The update and the replacement are the requests: their recalls of the originals were
+    # settled with the axis without a revoke package of their own.
+    async def recalls_settled() -> list[bool]:
+        rows = await hub.pool.fetch(
+            "SELECT n.acknowledged_at IS NOT NULL AS settled FROM exchange.notice n "
+            "JOIN exchange.delivery d ON d.id = n.delivery_id "
+            "JOIN exchange.document doc ON doc.uuid = d.document_uuid "
+            "WHERE doc.document_id = ANY($1::text[]) AND n.agency = $2 AND n.kind = 'recall'",
+            [original, other],
+            MINISTRY,
+        )
+        return [r["settled"] for r in rows]
+
+    await eventually(recalls_settled, lambda s: s == [True, True], within=30)
+    assert [i["messagetype"] for i in await _mailbox(hub, {original, other})] == ["edoc", "edoc"]
+    assert await _recall_state(hub, await _ministry_copy(hub, original)) == (
+        "acknowledged",
+        "pending",
+        f"Cập nhật: thay bằng văn bản {updated}",
+    )
+    doc_id = await _national_send(hub, status_edxml(MINISTRY, original, "15"), "status")
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    assert (await _recall_state(hub, await _ministry_copy(hub, original)))[:2] == (
+        "withdrawn",
+        "agreed",
+    )
