@@ -25,7 +25,7 @@ import asyncpg
 
 from benchmarks import ceilings
 from benchmarks.circular import run_circular
-from benchmarks.cpu import CpuMeter, pid_file
+from benchmarks.cpu import CpuMeter, per_item_ms, pid_file
 from benchmarks.ledger import store_figures
 from benchmarks.load import AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
@@ -111,8 +111,11 @@ def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
-    svg.parent.mkdir(parents=True, exist_ok=True)
+def _profile(pid: int, output: Path, seconds: float, form: str) -> subprocess.Popen[bytes]:
+    """py-spy on docaxis and its workers (idle threads left out). `form`: flamegraph (SVG) or
+    raw (collapsed stacks, one line per stack, each rooted at its process: for tables of
+    self time per worker)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "py-spy"),
@@ -124,9 +127,9 @@ def _profile(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
             "--rate",
             "50",
             "--output",
-            str(svg),
+            str(output),
             "--format",
-            "flamegraph",
+            form,
             "--subprocesses",  # every worker, if docaxis runs several
         ],
         stdout=subprocess.DEVNULL,
@@ -140,6 +143,12 @@ async def run(args: argparse.Namespace) -> Report:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     mode = MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    if args.rates is not None:
+        # Only these steps, each run whatever the previous gave (a fixed load to measure at).
+        rates = tuple(sorted(args.rates))
+        mode = dataclasses.replace(mode, rates=rates, fixed=frozenset(rates))
+    if args.step_s is not None:
+        mode = dataclasses.replace(mode, step_s=args.step_s)
     work = Path(os.environ.get("BENCH_LOCAL_DIR", str(REPO / ".local" / "bench")))
     work.mkdir(parents=True, exist_ok=True)
     for stale in ("pki", "audit-export"):
@@ -199,19 +208,16 @@ async def run(args: argparse.Namespace) -> Report:
         for rate in mode.rates:
             if failed and rate not in mode.fixed:
                 continue
-            profiler = None
-            if args.profile is not None and rate == args.profile_rate:
-                profiler = _profile(axis.pid, args.profile, mode.step_s)
+            profilers = [
+                _profile(axis.pid, path, mode.step_s, form)
+                for path, form in ((args.profile, "flamegraph"), (args.profile_raw, "raw"))
+                if path is not None and rate == args.profile_rate
+            ]
             # Past an overloaded step, later ones overload too: offer them only for as long as
             # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
             seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
-            cpu, wall, started = axis.cpu_seconds(), time.monotonic(), meter.snapshot()
-            step = await workload.run_step(rate, seconds, drain_s=mode.drain_s)
-            cores = (axis.cpu_seconds() - cpu) / (time.monotonic() - wall)
-            step = dataclasses.replace(
-                step, server_cores=cores, cores=meter.cores(started, meter.snapshot())
-            )
-            if profiler is not None:
+            step = await _measured_step(workload, axis, meter, rate, seconds, mode.drain_s)
+            for profiler in profilers:
                 await asyncio.to_thread(profiler.wait)
             steps.append(step)
             print(
@@ -287,6 +293,49 @@ async def run(args: argparse.Namespace) -> Report:
         servers.stop()
 
 
+async def _measured_step(
+    workload: Workload, axis: Axis, meter: CpuMeter, rate: float, seconds: float, drain_s: float
+) -> StepResult:
+    """One step of load, with the CPU each group of processes (and each docaxis worker) used
+    during it and its drain."""
+    processes, wall, started = axis.processes(), time.monotonic(), meter.snapshot()
+    step = await workload.run_step(rate, seconds, drain_s=drain_s)
+    workers = worker_cores(processes, axis.processes(), axis.pid, time.monotonic() - wall)
+    ended = meter.snapshot()
+    used = meter.seconds(started, ended)
+    return dataclasses.replace(
+        step,
+        server_cores=sum(workers),
+        worker_cores=workers,
+        cores=meter.cores(started, ended),
+        cpu_seconds={g: round(s, 3) for g, s in used.items()},
+        cpu_ms_per_document=per_item_ms(used, step.accepted_docs),
+        cpu_ms_per_copy=per_item_ms(used, step.copies_delivered),
+    )
+
+
+def worker_cores(
+    before: dict[int, int], after: dict[int, int], first: int, seconds: float
+) -> list[float]:
+    """Cores each docaxis process used between two readings of Axis.processes(): the first
+    worker (it runs the singletons: relay, ledger writer, sweeps), then the others, busiest
+    first."""
+    tick = os.sysconf("SC_CLK_TCK") * max(seconds, 1e-9)
+    used = {pid: (ticks - before.get(pid, 0)) / tick for pid, ticks in after.items()}
+    others = sorted((c for pid, c in used.items() if pid != first), reverse=True)
+    return [round(c, 3) for c in [used.get(first, 0.0), *others]]
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError("rates are positive docs/s")
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     size = parser.add_mutually_exclusive_group()
@@ -314,7 +363,20 @@ def main(argv: list[str] | None = None) -> int:
         "--communes", type=int, help="recipients of the circular (default: 3,000; quick: 300)"
     )
     parser.add_argument(
+        "--rates",
+        type=_rates,
+        help="only these offered loads, comma-separated docs/s (e.g. 25 or 25,50), each run",
+    )
+    parser.add_argument(
+        "--step-s", type=float, help="seconds of load per step (default: the mode's)"
+    )
+    parser.add_argument(
         "--profile", type=Path, help="record a py-spy flame graph (SVG) of docaxis here"
+    )
+    parser.add_argument(
+        "--profile-raw",
+        type=Path,
+        help="also record py-spy's collapsed stacks (text, per process) here, same step",
     )
     parser.add_argument(
         "--profile-rate", type=float, default=100, help="during the step at this rate (docs/s)"

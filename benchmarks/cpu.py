@@ -18,6 +18,15 @@ from pathlib import Path
 GROUPS = ("docaxis", "postgres", "rabbitmq", "load generator")
 
 
+def per_item_ms(cpu_seconds: Mapping[str, float], items: int) -> dict[str, float]:
+    """CPU milliseconds each group spent per item (document or copy) of a step: unlike cores,
+    this hardly moves with the neighbours' load on a shared machine (a starved process does
+    the same work later, not less of it), so runs on a busy and on a quiet machine compare."""
+    if items <= 0:
+        return {}
+    return {g: round(s * 1000 / items, 2) for g, s in cpu_seconds.items()}
+
+
 def _processes() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, CPU ticks of it and its reaped children)."""
     found = {}
@@ -69,6 +78,10 @@ class CpuMeter:
             if ancestor in owner:
                 ticks[owner[ancestor]] += used
         return Snapshot(time.monotonic(), ticks, _machine_busy_ticks())
+
+    def seconds(self, start: Snapshot, end: Snapshot) -> dict[str, float]:
+        """CPU seconds each group used between the snapshots."""
+        return {g: max(0, end.ticks[g] - start.ticks.get(g, 0)) / self._tick for g in end.ticks}
 
     def cores(self, start: Snapshot, end: Snapshot) -> dict[str, float]:
         """Cores each group used between the snapshots, then `other` (the rest of the machine)

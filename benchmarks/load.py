@@ -138,6 +138,15 @@ class StepResult:
     server_cores: float = 0.0
     # Cores each group of processes used during the step (benchmarks/cpu.py).
     cores: dict[str, float] = dataclasses.field(default_factory=dict)
+    # CPU seconds each group used during the step (its load, its drain), and per accepted
+    # document and per delivered copy in milliseconds: the cost of the path, which a busy
+    # machine delays but hardly changes.
+    cpu_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    cpu_ms_per_document: dict[str, float] = dataclasses.field(default_factory=dict)
+    cpu_ms_per_copy: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Cores each docaxis process (the first worker, then the others) used: how evenly the
+    # workers share the load.
+    worker_cores: list[float] = dataclasses.field(default_factory=list)
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the

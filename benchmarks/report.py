@@ -204,6 +204,20 @@ class Report:
                 f"  {s.offered_docs_per_s:>7,.0f} | "
                 + " | ".join(f"{s.cores.get(g, 0.0):>14.2f}" for g in groups)
             )
+        costs = [s for s in self.steps if s.cpu_ms_per_document]
+        if costs:
+            groups = list(costs[0].cpu_ms_per_document)
+            lines += [
+                "",
+                "CPU ms per accepted document (per delivered copy), during each step and its "
+                "drain:",
+                "  offered | " + " | ".join(f"{g:>16}" for g in groups),
+            ]
+            for s in costs:
+                lines.append(
+                    f"  {s.offered_docs_per_s:>7,.0f} | "
+                    + " | ".join(_cost(s, g).rjust(16) for g in groups)
+                )
         return lines
 
     def text(self) -> str:
@@ -238,15 +252,7 @@ class Report:
             "p50/p95/p99 ms | ack p50 ms | docaxis cores | note",
         ]
         for s in self.steps:
-            note = []
-            if s.overloaded:
-                note.append(f"overloaded, stopped after {s.ran_s:.0f} s")
-            if not s.drained:
-                note.append(f"{s.copies - s.copies_acknowledged} copies not acknowledged in time")
-            if s.rejected:
-                note.append(f"rejected {s.rejected}")
-            if s.sustained(P99_LIMIT_MS):
-                note.append("sustained")
+            note = _step_notes(s)
             lines.append(
                 f"  {s.offered_docs_per_s:>7,.0f} {s.accepted_docs_per_s:>9,.1f} "
                 f"{s.delivered_copies_per_s:>9,.1f} | "
@@ -331,6 +337,27 @@ class Report:
             lines.append(f"  {status}  {t.name}: {t.wanted}; measured {t.measured}")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+def _step_notes(s: StepResult) -> list[str]:
+    note = []
+    if s.overloaded:
+        note.append(f"overloaded, stopped after {s.ran_s:.0f} s")
+    if not s.drained:
+        note.append(f"{s.copies - s.copies_acknowledged} copies not acknowledged in time")
+    if s.rejected:
+        note.append(f"rejected {s.rejected}")
+    if s.sustained(P99_LIMIT_MS):
+        note.append("sustained")
+    if len(s.worker_cores) > 1:
+        note.append("workers " + " + ".join(f"{c:.2f}" for c in s.worker_cores))
+    return note
+
+
+def _cost(step: StepResult, group: str) -> str:
+    """`group`'s CPU ms per document of `step`, and per copy in brackets."""
+    per_document = step.cpu_ms_per_document.get(group, 0.0)
+    return f"{per_document:.1f} ({step.cpu_ms_per_copy.get(group, 0.0):.1f})"
 
 
 def _ms(value: float) -> str:

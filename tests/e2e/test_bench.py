@@ -67,6 +67,11 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
     [step] = report["steps"]
     assert step["accepted_docs"] == step["offered_docs"] > 0
     assert step["copies_acknowledged"] == step["copies"] == 2 * step["accepted_docs"]
+    # The CPU each group spent per document and per copy: docaxis does work for every one.
+    groups = {"docaxis", "postgres", "rabbitmq", "load generator"}
+    assert set(step["cpu_ms_per_document"]) == set(step["cpu_ms_per_copy"]) == groups
+    assert step["cpu_ms_per_document"]["docaxis"] > 0
+    assert len(step["worker_cores"]) == (2 if "--workers" in options else 1)
     for latency in ("submit_ms", "delivered_ms", "acknowledge_ms"):
         assert set(step[latency]) == {"count", "p50", "p95", "p99", "max"}
     circular = report["circular"]
