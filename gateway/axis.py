@@ -360,8 +360,12 @@ async def get_edoc(ctx: Context, request: Request, agency: Agency) -> JSONRespon
             )
             for index, ref in enumerate(delivery.attachments, start=1)
         ]
+        hops = [(hop.hub_code, hop.at.ToDatetime(dt.UTC)) for hop in delivery.trace]
+        # Forwarded across hubs, the document was sent when the first hub accepted it (here it
+        # was accepted only later, by the last hop).
+        sent_at = hops[0][1] if hops else delivery.submitted_at.ToDatetime(dt.UTC)
         package: DocumentPackage | StatusPackage = document_package(
-            delivery.header, attachments, sent_at=delivery.submitted_at.ToDatetime(dt.UTC)
+            delivery.header, attachments, sent_at=sent_at, hops=hops
         )
     else:
         fetched = await ctx.call(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -240,11 +240,14 @@ def document_package(
     staff: StaffInfo | None = None,
     reason: str = "",
     document_type_detail: int | None = 0,
+    hops: Sequence[tuple[str, dt.datetime]] = (),
 ) -> DocumentPackage:
     """A docaxis document as an edXML package, ready for the strict writer.
 
     `organisations` supplies the names and contact lines the header does not carry, keyed by
-    agency code; unknown agencies go out with their code only.
+    agency code; unknown agencies go out with their code only. The trace is the sender's
+    TraceHeader at `sent_at`, then one per hub in `hops` (hub code, when it took the document
+    over), oldest first: every system that handled the package (domain.md §2.2).
     """
     known = organisations or {}
 
@@ -310,7 +313,10 @@ def document_package(
     return DocumentPackage(
         header=message,
         trace=TraceHeaderList(
-            trace_headers=(TraceHeader(header.sender, sent_at.astimezone(VIETNAM)),),
+            trace_headers=(
+                TraceHeader(header.sender, sent_at.astimezone(VIETNAM)),
+                *(TraceHeader(hub, at.astimezone(VIETNAM)) for hub, at in hops),
+            ),
             business=business,
         ),
         references=tuple(reference_for(attachment) for attachment in files),

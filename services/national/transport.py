@@ -136,7 +136,13 @@ class NationalAxisTransport:
             for index, ref in enumerate(submission.attachments, start=1)
         ]
         sent_at = item.trace[0].at if item.trace else dt.datetime.now(dt.UTC)
-        package = document_package(header_to_pb(submission.header), attachments, sent_at=sent_at)
+        # One TraceHeader per hub that handed it on, this hub last (outgoing_trace).
+        package = document_package(
+            header_to_pb(submission.header),
+            attachments,
+            sent_at=sent_at,
+            hops=[(hop.hub, hop.at) for hop in item.trace],
+        )
         return _written(package, sent_at)
 
     async def _blob(self, document_uuid: str, sha256: str) -> bytes:

@@ -6,8 +6,10 @@ included, and mail for them is routed to the next hop instead of refused."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis_client.client import AgencyClient
 from docaxis_client.receive import ReceiveStream
 from docaxis_client.trust.receipts import TransportReceipt
+from gateway.edxml import read_document
 from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
@@ -36,6 +39,7 @@ from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import make_header, served, settings_for
 from tests.e2e.processes import free_port
 from tests.infra import SuiteServices
+from tests.integration.gateway.conftest import gateway_served
 from tests.integration.test_exchange_flow import next_delivery, no_delivery
 from tests.pki import SuitePki
 from tests.waiting import eventually
@@ -287,6 +291,89 @@ async def test_a_commune_in_a_reaches_a_department_in_b_through_the_national_hub
             within=20,
         )
         assert wanted <= found
+
+
+async def test_the_recipients_edxml_names_every_hub_and_both_ends_of_each_hop_log_it(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """B's department, an edXML DMS behind B's gateway, gets A's document with one TraceHeader
+    per system that handled it: the sender, then A, the national hub and B, oldest first. Each
+    hand-over is in the ledgers of both hubs, the sending one's entry naming the digest of the
+    receipt the receiving one signed, so either hub's auditor can prove it."""
+    a, national, b = federation.a, federation.national, federation.b
+    await _known_everywhere(federation)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    try:
+        header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+    finally:
+        await sender.close()
+
+    async def arrived() -> uuid.UUID | None:
+        found: uuid.UUID | None = await b.pool.fetchval(
+            "SELECT uuid FROM exchange.document WHERE origin_uuid = $1", uuid.UUID(origin)
+        )
+        return found
+
+    at_b = str(await eventually(arrived, within=30))
+    async with (
+        gateway_served(b.address, pki) as gateway,
+        gateway.client(gateway.agency_pair(DEPARTMENT_B.code)) as http,
+    ):
+        listed = (
+            await http.get("/axis/getReceivedEdocList", params={"messagetype": "edoc"})
+        ).json()
+        (doc_id,) = [i["docId"] for i in listed["data"] if i["documentUuid"] == at_b]
+        body = (await http.get("/axis/getEdoc", params={"docId": doc_id})).json()
+        assert body["status"] == "OK", body
+        done = await http.post("/axis/updateStatus", data={"docId": doc_id, "status": "done"})
+        assert done.json()["status"] == "OK"
+    package = read_document(base64.b64decode(body["data"]["content"])).raise_for_errors()
+    trace = package.trace.trace_headers
+    assert [t.organ_id for t in trace] == [
+        COMMUNE_A.code,
+        "province-a",
+        "national",
+        "province-b",
+    ]
+    times = [t.timestamp for t in trace]
+    assert None not in times
+    assert times == sorted(times)  # type: ignore[type-var]
+    # Both ends of each hop: the sender's `forwarded` entry names the digest of the receipt
+    # the receiver signed and logged with its `forwarded_in` entry (and answered to a retry).
+    for sending, receiving in ((a, national), (national, b)):
+        signed = await receiving.pool.fetchval(
+            "SELECT hop_receipt FROM exchange.forwarded_copy "
+            "WHERE origin_uuid = $1 AND recipient = $2",
+            uuid.UUID(origin),
+            DEPARTMENT_B.code,
+        )
+        assert signed
+        out = await eventually(
+            lambda hub=sending: hop_entries(hub, origin, "forwarded"),  # type: ignore[misc]
+            within=20,
+        )
+        assert [(d["hub"], d["hop_receipt_sha256"]) for d in out] == [
+            (receiving.code, hashlib.sha256(signed).hexdigest())
+        ]
+        into = await eventually(
+            lambda hub=receiving: hop_entries(hub, origin, "forwarded_in"),  # type: ignore[misc]
+            within=20,
+        )
+        assert [(d["from_hub"], d["origin"]) for d in into] == [(sending.code, origin)]
+
+
+async def hop_entries(hub: Hub, origin: str, event: str) -> list[dict[str, str]]:
+    """The data of the document's ledger entries at `hub` whose `event` is `event`."""
+    local = await hub.pool.fetchval(
+        "SELECT uuid FROM exchange.document WHERE origin_uuid = $1 OR uuid = $1 LIMIT 1",
+        uuid.UUID(origin),
+    )
+    rows = await hub.pool.fetch(
+        "SELECT convert_from(body, 'UTF8') AS body FROM ledger.entry WHERE doc_id = $1", local
+    )
+    data = [json.loads(r["body"]).get("data", {}) for r in rows]
+    return [d for d in data if d.get("event") == event]
 
 
 async def hop_events(hub: Hub, origin: str) -> set[str]:

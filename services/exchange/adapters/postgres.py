@@ -29,6 +29,7 @@ from services.exchange.domain.model import (
     Route,
     Signature,
 )
+from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.ports import (
     Acknowledgement,
@@ -200,6 +201,15 @@ async def _attachments(conn: Conn, document_uuid: uuid.UUID) -> tuple[Attachment
     )
 
 
+def trace_to_json(trace: Sequence[Hop]) -> str:
+    """A document's hops across hubs as exchange.document.trace stores them (federation)."""
+    return json.dumps([{"hub": h.hub, "at": h.at.isoformat()} for h in trace])
+
+
+def trace_from_json(raw: str) -> tuple[Hop, ...]:
+    return tuple(Hop(h["hub"], dt.datetime.fromisoformat(h["at"])) for h in json.loads(raw))
+
+
 PushedDocument = tuple[
     Header,
     tuple[AttachmentRef, ...],
@@ -207,6 +217,7 @@ PushedDocument = tuple[
     dt.datetime,
     Verification | None,
     AttachmentRef | None,
+    tuple[Hop, ...],
 ]
 
 
@@ -218,7 +229,7 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
     documents = await conn.fetch(
         """
         SELECT uuid, header::text AS header, submitted_at, verification::text AS verification,
-            envelope::text AS envelope
+            envelope::text AS envelope, trace::text AS trace
         FROM exchange.document WHERE uuid = ANY($1::uuid[])
         """,
         keys,
@@ -257,6 +268,7 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
             d["submitted_at"],
             verification_from_json(d["verification"]),
             envelope_from_json(d["envelope"]),
+            trace_from_json(d["trace"]),
         )
         for d in documents
     }
@@ -401,9 +413,9 @@ class PostgresDocumentStore(PostgresUploads):
                     )
                 )
                 continue
-            header, attachments, signatures, submitted_at, verification, envelope = documents[
-                row.document_key
-            ]
+            header, attachments, signatures, submitted_at, verification, envelope, trace = (
+                documents[row.document_key]
+            )
             items.append(
                 PushItem(
                     delivery_id=row.ref.delivery_id,
@@ -416,6 +428,7 @@ class PostgresDocumentStore(PostgresUploads):
                     verification=verification,
                     envelope=envelope,
                     first_handover=decided.first_handover,
+                    trace=trace,
                 )
             )
         return items

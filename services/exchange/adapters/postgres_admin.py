@@ -14,9 +14,9 @@ from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
     stage_delivery_messages,
     stage_ledger_events,
+    trace_from_json,
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
-from services.exchange.adapters.postgres_federation import trace_from_json
 from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode

@@ -3,9 +3,7 @@ copies handed over to the next hub."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 
@@ -18,6 +16,8 @@ from services.exchange.adapters.postgres import (
     insert_submissions,
     stage_delivery_messages,
     stage_ledger_events,
+    trace_from_json,
+    trace_to_json,
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
 from services.exchange.domain import delivery
@@ -31,14 +31,6 @@ from services.exchange.service_layer.ports import NewSubmission
 # One accepted copy per (origin document, recipient): concurrent hand-overs of the same copy (a
 # retry racing the first attempt) wait for each other.
 _KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('exchange.forwarded_copy:' || $1 || $2))"
-
-
-def trace_to_json(trace: Sequence[Hop]) -> str:
-    return json.dumps([{"hub": h.hub, "at": h.at.isoformat()} for h in trace])
-
-
-def trace_from_json(raw: str) -> tuple[Hop, ...]:
-    return tuple(Hop(h["hub"], dt.datetime.fromisoformat(h["at"])) for h in json.loads(raw))
 
 
 class PostgresFederationStore:

@@ -4,6 +4,7 @@ field, all at once."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
@@ -21,6 +22,7 @@ from services.exchange.domain.model import (
     Submission,
     nfc,
 )
+from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import SignatureMode, Verification
 from services.exchange.service_layer.ports import DocumentTrack, PushItem
 
@@ -254,7 +256,12 @@ def delivery_to_pb(item: PushItem) -> pb.Delivery:
         requested_recipient=item.requested_recipient,
         verification=verification_to_pb(item.verification),
         envelope=envelope_to_pb(item.envelope),
+        trace=trace_to_pb(item.trace),
     )
+
+
+def trace_to_pb(trace: Sequence[Hop]) -> list[pb.TraceHop]:
+    return [pb.TraceHop(hub_code=h.hub, at=timestamp(h.at)) for h in trace]
 
 
 def signature_to_pb(s: Signature) -> common_pb2.DocumentSignature:

@@ -13,7 +13,12 @@ from services.common.errors import DomainError, FieldViolation, UnavailableError
 from services.common.grpc_errors import status_details
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.statuses import StatusEntry
-from services.exchange.entrypoints.convert import submission_from_pb, submission_to_pb, timestamp
+from services.exchange.entrypoints.convert import (
+    submission_from_pb,
+    submission_to_pb,
+    timestamp,
+    trace_to_pb,
+)
 from services.exchange.entrypoints.lifecycle_convert import report_from_pb, status_to_pb
 from services.exchange.service_layer.federation_ports import (
     HopOutcome,
@@ -22,10 +27,6 @@ from services.exchange.service_layer.federation_ports import (
     OutboundRecall,
     OutboundStatus,
 )
-
-
-def trace_to_pb(trace: tuple[Hop, ...]) -> list[fpb.TraceHop]:
-    return [fpb.TraceHop(hub_code=h.hub, at=timestamp(h.at)) for h in trace]
 
 
 def item_to_pb(item: OutboundItem) -> fpb.ForwardRequest:

@@ -22,6 +22,7 @@ from services.exchange.domain.model import (
     Signature,
     Submission,
 )
+from services.exchange.domain.peering import Hop
 from services.exchange.domain.signature_rules import SignatureRules
 from services.exchange.domain.verification import Verification
 from services.exchange.service_layer.upload_ports import UploadStore
@@ -118,6 +119,9 @@ class PushItem:
     # This is the copy's first hand-over ever (push or fetch; a resend does not start over):
     # the end of its delivery latency.
     first_handover: bool
+    # Federation: the hubs that handed the document on to this one, oldest first, this hub last
+    # (edXML TraceHeaders); empty for a document submitted here.
+    trace: tuple[Hop, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

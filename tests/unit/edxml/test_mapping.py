@@ -197,6 +197,36 @@ def test_a_docaxis_header_survives_export_and_import(
     assert result.package.header.sender.organ_name == "Sở Tài chính"
 
 
+def test_a_forwarded_document_carries_one_trace_header_per_hub_after_the_senders() -> None:
+    """Each hub that handed the document on adds a TraceHeader (its code, when it took the
+    document over), oldest first after the sender's; the strict writer and the reader keep
+    them in that order, in Vietnam time."""
+    header = common_pb2.DocumentHeader(
+        sender="000.01.00.H45",
+        recipients=["000.00.13.H46"],
+        code=common_pb2.DocumentCode(number="17", notation="UBND"),
+        promulgation_date="2025-03-14",
+        document_type=1,
+        subject="Liên tỉnh",
+        business_type=common_pb2.BUSINESS_TYPE_NEW,
+    )
+    sent = dt.datetime(2025, 3, 14, 2, 0, tzinfo=dt.UTC)
+    hops = [
+        ("province-a", sent),
+        ("national", sent + dt.timedelta(seconds=3)),
+        ("province-b", sent + dt.timedelta(seconds=5)),
+    ]
+    package = document_package(header, [an_attachment()], sent_at=sent, hops=hops)
+    read = read_document(edxml_bytes(package, now=NOW), now=NOW).raise_for_errors()
+    assert [(t.organ_id, t.timestamp) for t in read.trace.trace_headers] == [
+        ("000.01.00.H45", sent.astimezone(VIETNAM)),
+        *((hub, at.astimezone(VIETNAM)) for hub, at in hops),
+    ]
+    # Without hops (a document that never left its hub): the sender's TraceHeader alone.
+    alone = document_package(header, [an_attachment()], sent_at=sent)
+    assert [t.organ_id for t in alone.trace.trace_headers] == ["000.01.00.H45"]
+
+
 def test_a_status_survives_export_and_import() -> None:
     """status_package -> strict edXML -> read_status -> status_values keeps every field."""
     package = status_package(

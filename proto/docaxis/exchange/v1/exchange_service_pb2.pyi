@@ -557,6 +557,7 @@ class Delivery(_message.Message):
     REQUESTED_RECIPIENT_FIELD_NUMBER: _builtins.int
     VERIFICATION_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Stable per (document, recipient): use it to de-duplicate and to acknowledge."""
     document_uuid: _builtins.str
@@ -578,6 +579,13 @@ class Delivery(_message.Message):
     def envelope(self) -> _common_pb2.AttachmentRef:
         """The original edXML file when the document came as edXML (download it like an attachment)."""
 
+    @_builtins.property
+    def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceHop]:
+        """Federation: the hubs that handed the document on to reach the recipient, oldest first (the
+        hub it was submitted to, those in between, this hub last), each an edXML TraceHeader after
+        the sender's own. Empty for a document submitted at this hub.
+        """
+
     def __init__(
         self,
         *,
@@ -590,14 +598,40 @@ class Delivery(_message.Message):
         requested_recipient: _builtins.str = ...,
         verification: _common_pb2.Verification | None = ...,
         envelope: _common_pb2.AttachmentRef | None = ...,
+        trace: _abc.Iterable[Global___TraceHop] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "header", b"header", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "envelope", b"envelope", "header", b"header", "requested_recipient", b"requested_recipient", "signatures", b"signatures", "submitted_at", b"submitted_at", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "delivery_id", b"delivery_id", "document_uuid", b"document_uuid", "envelope", b"envelope", "header", b"header", "requested_recipient", b"requested_recipient", "signatures", b"signatures", "submitted_at", b"submitted_at", "trace", b"trace", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class TraceHop(_message.Message):
+    """One hub a document passed through, and when that hub accepted it (edXML TraceHeader)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_CODE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    hub_code: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hub_code: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "hub_code", b"hub_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TraceHop: _TypeAlias = TraceHop  # noqa: Y015
 
 @_typing.final
 class ReceiveResponse(_message.Message):

@@ -26,29 +26,27 @@ from docaxis.exchange.v1 import exchange_service_pb2 as docaxis_dot_exchange_dot
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,docaxis/exchange/v1/federation_service.proto\x12\x13\x64ocaxis.exchange.v1\x1a*docaxis/exchange/v1/exchange_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x08TraceHop\x12\x10\n\x08hub_code\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe5\x01\n\x11\x46orwardedDocument\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1b\n\x13requested_recipient\x18\x03 \x01(\t\x12\x36\n\nsubmission\x18\x04 \x01(\x0b\x32\".docaxis.exchange.v1.SubmitRequest\x12\x1c\n\x14source_document_uuid\x18\x05 \x01(\t\x12,\n\x05trace\x18\x06 \x03(\x0b\x32\x1d.docaxis.exchange.v1.TraceHop\"u\n\x0f\x46orwardedStatus\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0b\x32!.docaxis.exchange.v1.StatusRecord\"\x94\x01\n\x0f\x46orwardedRecall\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0crequested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x0e\x46orwardRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12:\n\x08\x64ocument\x18\x02 \x01(\x0b\x32&.docaxis.exchange.v1.ForwardedDocumentH\x00\x12\x36\n\x06status\x18\x03 \x01(\x0b\x32$.docaxis.exchange.v1.ForwardedStatusH\x00\x12\x36\n\x06recall\x18\x04 \x01(\x0b\x32$.docaxis.exchange.v1.ForwardedRecallH\x00\x42\x06\n\x04item\"Y\n\x0f\x46orwardResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0bhop_receipt\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\x0c\x12\x11\n\tretryable\x18\x04 \x01(\x08\"@\n\x10\x46\x65tchBlobRequest\x12\x1c\n\x14source_document_uuid\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\"\n\x11\x46\x65tchBlobResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xcb\x01\n\x11\x46\x65\x64\x65rationService\x12X\n\x07\x46orward\x12#.docaxis.exchange.v1.ForwardRequest\x1a$.docaxis.exchange.v1.ForwardResponse(\x01\x30\x01\x12\\\n\tFetchBlob\x12%.docaxis.exchange.v1.FetchBlobRequest\x1a&.docaxis.exchange.v1.FetchBlobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,docaxis/exchange/v1/federation_service.proto\x12\x13\x64ocaxis.exchange.v1\x1a*docaxis/exchange/v1/exchange_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n\x11\x46orwardedDocument\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1b\n\x13requested_recipient\x18\x03 \x01(\t\x12\x36\n\nsubmission\x18\x04 \x01(\x0b\x32\".docaxis.exchange.v1.SubmitRequest\x12\x1c\n\x14source_document_uuid\x18\x05 \x01(\t\x12,\n\x05trace\x18\x06 \x03(\x0b\x32\x1d.docaxis.exchange.v1.TraceHop\"u\n\x0f\x46orwardedStatus\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0b\x32!.docaxis.exchange.v1.StatusRecord\"\x94\x01\n\x0f\x46orwardedRecall\x12\x1c\n\x14origin_document_uuid\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0crequested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x0e\x46orwardRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12:\n\x08\x64ocument\x18\x02 \x01(\x0b\x32&.docaxis.exchange.v1.ForwardedDocumentH\x00\x12\x36\n\x06status\x18\x03 \x01(\x0b\x32$.docaxis.exchange.v1.ForwardedStatusH\x00\x12\x36\n\x06recall\x18\x04 \x01(\x0b\x32$.docaxis.exchange.v1.ForwardedRecallH\x00\x42\x06\n\x04item\"Y\n\x0f\x46orwardResponse\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0bhop_receipt\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\x0c\x12\x11\n\tretryable\x18\x04 \x01(\x08\"@\n\x10\x46\x65tchBlobRequest\x12\x1c\n\x14source_document_uuid\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\"\n\x11\x46\x65tchBlobResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xcb\x01\n\x11\x46\x65\x64\x65rationService\x12X\n\x07\x46orward\x12#.docaxis.exchange.v1.ForwardRequest\x1a$.docaxis.exchange.v1.ForwardResponse(\x01\x30\x01\x12\\\n\tFetchBlob\x12%.docaxis.exchange.v1.FetchBlobRequest\x1a&.docaxis.exchange.v1.FetchBlobResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docaxis.exchange.v1.federation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRACEHOP']._serialized_start=146
-  _globals['_TRACEHOP']._serialized_end=214
-  _globals['_FORWARDEDDOCUMENT']._serialized_start=217
-  _globals['_FORWARDEDDOCUMENT']._serialized_end=446
-  _globals['_FORWARDEDSTATUS']._serialized_start=448
-  _globals['_FORWARDEDSTATUS']._serialized_end=565
-  _globals['_FORWARDEDRECALL']._serialized_start=568
-  _globals['_FORWARDEDRECALL']._serialized_end=716
-  _globals['_FORWARDREQUEST']._serialized_start=719
-  _globals['_FORWARDREQUEST']._serialized_end=932
-  _globals['_FORWARDRESPONSE']._serialized_start=934
-  _globals['_FORWARDRESPONSE']._serialized_end=1023
-  _globals['_FETCHBLOBREQUEST']._serialized_start=1025
-  _globals['_FETCHBLOBREQUEST']._serialized_end=1089
-  _globals['_FETCHBLOBRESPONSE']._serialized_start=1091
-  _globals['_FETCHBLOBRESPONSE']._serialized_end=1125
-  _globals['_FEDERATIONSERVICE']._serialized_start=1128
-  _globals['_FEDERATIONSERVICE']._serialized_end=1331
+  _globals['_FORWARDEDDOCUMENT']._serialized_start=147
+  _globals['_FORWARDEDDOCUMENT']._serialized_end=376
+  _globals['_FORWARDEDSTATUS']._serialized_start=378
+  _globals['_FORWARDEDSTATUS']._serialized_end=495
+  _globals['_FORWARDEDRECALL']._serialized_start=498
+  _globals['_FORWARDEDRECALL']._serialized_end=646
+  _globals['_FORWARDREQUEST']._serialized_start=649
+  _globals['_FORWARDREQUEST']._serialized_end=862
+  _globals['_FORWARDRESPONSE']._serialized_start=864
+  _globals['_FORWARDRESPONSE']._serialized_end=953
+  _globals['_FETCHBLOBREQUEST']._serialized_start=955
+  _globals['_FETCHBLOBREQUEST']._serialized_end=1019
+  _globals['_FETCHBLOBRESPONSE']._serialized_start=1021
+  _globals['_FETCHBLOBRESPONSE']._serialized_end=1055
+  _globals['_FEDERATIONSERVICE']._serialized_start=1058
+  _globals['_FEDERATIONSERVICE']._serialized_end=1261
 # @@protoc_insertion_point(module_scope)

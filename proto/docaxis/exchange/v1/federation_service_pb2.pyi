@@ -21,31 +21,6 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class TraceHop(_message.Message):
-    """One hub a document passed through, and when (edXML TraceHeader)."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HUB_CODE_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    hub_code: _builtins.str
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        hub_code: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "hub_code", b"hub_code"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TraceHop: _TypeAlias = TraceHop  # noqa: Y015
-
-@_typing.final
 class ForwardedDocument(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -69,8 +44,8 @@ class ForwardedDocument(_message.Message):
         """The document as its sender submitted it (consignment_id is ignored: the key above rules)."""
 
     @_builtins.property
-    def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceHop]:
-        """The hubs it passed through so far, oldest first."""
+    def trace(self) -> _containers.RepeatedCompositeFieldContainer[_exchange_service_pb2.TraceHop]:
+        """The hubs it passed through so far, oldest first (TraceHop: exchange_service.proto)."""
 
     def __init__(
         self,
@@ -80,7 +55,7 @@ class ForwardedDocument(_message.Message):
         requested_recipient: _builtins.str = ...,
         submission: _exchange_service_pb2.SubmitRequest | None = ...,
         source_document_uuid: _builtins.str = ...,
-        trace: _abc.Iterable[Global___TraceHop] | None = ...,
+        trace: _abc.Iterable[_exchange_service_pb2.TraceHop] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
