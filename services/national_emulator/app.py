@@ -18,7 +18,9 @@
   asks are cut); `created_time` is `yyyy/MM/dd HH:mm:ss` or `dd/MM/yyyy HH:mm:ss` (Vietnam time),
   as configured, since integrations disagree.
 - Faults for tests (`POST /_emulator/faults` with the admin token): the next N calls (of one
-  operation or all) answer a 5xx with a non-JSON body, or every call does while `down`.
+  operation or all) answer a 5xx with a non-JSON body, or, with `error_code`, a FAIL answer
+  with that code (e.g. 20 platform error, 15 as if the credentials were refused); or every call
+  answers 503 while `down`.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class AxisError(Exception):
 
 @dataclass(slots=True)
 class Faults:
-    """Injected failures: the next `fail_next` calls (of `operation`, or any) answer `status`."""
+    """Injected failures: the next `fail_next` calls (of `operation`, or any) answer `status`,
+    or a FAIL answer with `error_code` when one is given."""
 
     fail_next: int = 0
     status: int = 503
     operation: str = ""
     down: bool = False
+    error_code: str = ""
 
 
 @dataclass(slots=True)
@@ -404,6 +408,8 @@ def _injected(emulator: Emulator, name: str) -> Response | None:
         return PlainTextResponse("Service Unavailable", status_code=503)
     if faults.fail_next > 0 and faults.operation in ("", name):
         faults.fail_next -= 1
+        if faults.error_code:
+            return fail(faults.error_code, "injected by the emulator's fault switch")
         return PlainTextResponse("upstream error", status_code=faults.status)
     return None
 
@@ -434,6 +440,7 @@ def _admin(emulator: Emulator) -> Callable[..., Any]:
                 status=int(body.get("status", 503)),
                 operation=str(body.get("operation", "")),
                 down=bool(body.get("down", False)),
+                error_code=str(body.get("error_code", "")),
             )
         items = emulator.state.items
         return JSONResponse(

@@ -180,6 +180,30 @@ async def test_injected_5xx_and_down_are_unavailable_then_pass(emulator: Emulato
         await province.close()
 
 
+async def test_injected_error_codes_are_fail_answers_with_that_code(
+    emulator: EmulatorProcess,
+) -> None:
+    """The fault switch's `error_code`: FAIL answers with the code (20 platform error: retried
+    as UNAVAILABLE; 15: UNAUTHENTICATED, retried too) for the next calls of one operation, the
+    others untouched; then the operation passes again."""
+    province = emulator.client(PROVINCE_SYSTEM)
+    try:
+        await emulator.admin(fail_next=1, error_code="20", operation="getReceivedEdocList")
+        assert len(await province.agencies()) == 3  # another operation: untouched
+        platform = await _refusal(province.received("edoc"))
+        await emulator.admin(fail_next=1, error_code="15", operation="getReceivedEdocList")
+        credentials = await _refusal(province.received("edoc"))
+        assert (await province.received("edoc"))[1] == 0
+    finally:
+        await province.close()
+    assert [
+        (e.meta.get("axisErrorCode"), e.reason, e.retryable) for e in (platform, credentials)
+    ] == [
+        ("20", "UNAVAILABLE", True),
+        ("15", "UNAUTHENTICATED", True),
+    ]
+
+
 async def test_a_restarted_emulator_keeps_its_mailboxes_and_registry(
     emulator: EmulatorProcess,
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -691,3 +692,173 @@ async def test_an_update_and_a_replacement_for_a_national_agency_leave_as_their_
         "withdrawn",
         "agreed",
     )
+
+
+async def _series(hub: UnderNational, pki: SuitePki) -> dict[str, float]:
+    """The national peer's series this test watches, from one scrape (absent ones as -1)."""
+    text = await get_metrics(hub.address, pki.monitor)
+    wanted = {
+        "polls": ("docaxis_peer_polls_total", {}),
+        "stored": ("docaxis_peer_fetched_total", {"messagetype": "edoc", "outcome": "stored"}),
+        "poll_down": ("docaxis_peer_errors_total", {"direction": "poll", "kind": "UNAVAILABLE"}),
+        "send_down": (
+            "docaxis_peer_errors_total",
+            {"direction": "forward", "kind": "UNAVAILABLE"},
+        ),
+        "send_auth": (
+            "docaxis_peer_errors_total",
+            {"direction": "forward", "kind": "UNAUTHENTICATED"},
+        ),
+        "poll_auth": (
+            "docaxis_peer_errors_total",
+            {"direction": "poll", "kind": "UNAUTHENTICATED"},
+        ),
+        "backoff": ("docaxis_peer_poll_backoff_seconds", {}),
+        "last_poll": ("docaxis_peer_poll_last_success_timestamp_seconds", {}),
+        "in_a_row": ("docaxis_peer_consecutive_failures", {}),
+        "contact": ("docaxis_peer_last_contact_timestamp_seconds", {}),
+    }
+    found = {}
+    for key, (name, labels) in wanted.items():
+        value = sample(text, name, hub=NATIONAL, **labels)
+        found[key] = -1.0 if value is None else value
+    return found
+
+
+async def test_a_scrape_shows_the_national_peers_polls_fetches_failures_and_recovery(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The poller's and the forwarder's series move: a document fetched counts as stored with a
+    poll that succeeded; while the axis is down, polls and uploads fail as UNAVAILABLE, the
+    poll back-off grows and the forwarder's failures in a row count up; once it is back the
+    upload passes (failures in a row 0 again) and polls succeed again."""
+    before = await _series(hub, pki)
+    assert before["polls"] >= 1  # the poller runs from the start
+    data = document_edxml(MINISTRY, [COMMUNE.code], "980")
+    doc_id = await _national_send(hub, data)
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    fetched = await _series(hub, pki)
+    assert fetched["stored"] == before["stored"] + 1
+    assert fetched["last_poll"] >= before["last_poll"] > 0
+    await hub.emulator.admin(down=True)
+    try:
+        document_id = await _submit(hub, pki, [MINISTRY])
+        down = await eventually(
+            lambda: _series(hub, pki),
+            lambda s: (
+                s["poll_down"] > fetched["poll_down"]
+                and s["send_down"] > fetched["send_down"]
+                and s["in_a_row"] >= 1
+            ),
+            within=30,
+        )
+        assert down["backoff"] > 0
+        last_poll = down["last_poll"]
+    finally:
+        await hub.emulator.admin(down=False)
+    await eventually(lambda: _mailbox(hub, {document_id}), within=60)
+    after = await eventually(
+        lambda: _series(hub, pki),
+        lambda s: s["in_a_row"] == 0 and s["last_poll"] > last_poll,
+        within=30,
+    )
+    assert after["contact"] >= down["contact"]
+    assert after["polls"] > down["polls"]
+
+
+async def _handed_over(hub: UnderNational, document_id: str) -> str | None:
+    row = await hub.pool.fetchrow(
+        "SELECT d.state, d.via_hub FROM exchange.delivery d JOIN exchange.document doc "
+        "ON doc.uuid = d.document_uuid WHERE doc.document_id = $1",
+        document_id,
+    )
+    return f"{row['state']}/{row['via_hub']}" if row else None
+
+
+async def test_platform_errors_and_refused_credentials_are_retried_not_dead_lettered(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The axis answers FAIL with code 20 (platform error), then 15 (bad system id/secret), to
+    uploads and to polls: each is retried (counted as UNAVAILABLE or UNAUTHENTICATED), nothing
+    is dead-lettered or given up, and every item crosses once."""
+    before = await _series(hub, pki)
+    sent = []
+    for code in ("20", "15"):
+        await hub.emulator.admin(fail_next=2, error_code=code, operation="sendEdoc")
+        document_id = await _submit(hub, pki, [MINISTRY])
+        (item,) = await eventually(functools.partial(_mailbox, hub, {document_id}), within=30)
+        assert item["to"] == MINISTRY
+        sent.append(document_id)
+    for document_id in sent:
+        assert await eventually(
+            functools.partial(_handed_over, hub, document_id),
+            lambda s: s == f"acknowledged/{NATIONAL}",
+        )
+    await hub.emulator.admin(fail_next=3, error_code="15", operation="getReceivedEdocList")
+    doc_id = await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "985"))
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    assert len(await _copies(hub, _document_id("985"))) == 1
+    after = await _series(hub, pki)
+    assert after["send_down"] - before["send_down"] >= 2  # the two 20s
+    assert after["send_auth"] - before["send_auth"] >= 2  # the two 15s
+    # Of the three 15s on listing, the forwarder's idle probe may have drawn some.
+    assert after["poll_auth"] > before["poll_auth"]
+
+
+async def test_statuses_both_ways_wait_out_an_axis_that_is_down(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """A ministry's 03 waits in the axis and the commune's 01 and 03 wait here while the axis
+    is down (the poller and the forwarder fail meanwhile); once it is back, each status reaches
+    the other side exactly once."""
+    await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "990"))
+    (copy,) = await eventually(lambda: _copies(hub, _document_id("990")), within=30)
+    outgoing = await _submit(hub, pki, [MINISTRY])
+    await eventually(lambda: _handed_over(hub, outgoing), lambda s: s == f"acknowledged/{NATIONAL}")
+    # The hub cannot list while the ministry answers: its 03 waits in the axis.
+    await hub.emulator.admin(fail_next=100_000, status=503, operation="getReceivedEdocList")
+    await _national_send(hub, status_edxml(MINISTRY, outgoing, "03"), "status")
+    before = await _series(hub, pki)
+    await hub.emulator.admin(down=True)
+    try:
+        client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+        try:
+            await client.acknowledge(str(copy["id"]))
+            await client.report_status(
+                str(copy["id"]), pb.STATUS_CODE_ACCEPTED, status_id=str(uuid.uuid4())
+            )
+        finally:
+            await client.close()
+        # Down for a while: both sides have failed against it more than once.
+        await eventually(
+            lambda: _series(hub, pki),
+            lambda s: (
+                s["poll_down"] >= before["poll_down"] + 2
+                and s["send_down"] >= before["send_down"] + 2
+            ),
+            within=60,
+        )
+        assert await _statuses_to_ministry(hub, _document_id("990")) == []
+    finally:
+        await hub.emulator.admin(down=False)
+    codes = await eventually(
+        lambda: _statuses_to_ministry(hub, _document_id("990")),
+        lambda c: len(c) >= 2,
+        within=60,
+    )
+    assert codes == ["01", "03"]
+    uuid_of = await hub.pool.fetchval(
+        "SELECT uuid FROM exchange.document WHERE document_id = $1", outgoing
+    )
+    client = pki.client(hub.address, COMMUNE.code)
+    try:
+
+        async def ministry_statuses() -> list[int]:
+            (recipient,) = (await client.track(str(uuid_of))).recipients
+            return [s.code for s in recipient.statuses]
+
+        assert await eventually(ministry_statuses, lambda c: len(c) > 0, within=60) == [
+            pb.STATUS_CODE_ACCEPTED
+        ]
+    finally:
+        await client.close()
