@@ -42,9 +42,19 @@ from services.common.errors import (
     ValidationError,
 )
 from services.common.periodic import pause
-from services.exchange.domain.model import CodeCheck, today_in_vietnam, validate_submission
+from services.exchange.domain.model import (
+    BusinessType,
+    CodeCheck,
+    today_in_vietnam,
+    validate_submission,
+)
 from services.exchange.domain.peering import Hop, backoff_s
-from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
+from services.exchange.domain.statuses import (
+    RECALL_ANSWERS,
+    StatusCode,
+    StatusEntry,
+    StatusReport,
+)
 from services.exchange.entrypoints.convert import submission_from_pb
 from services.exchange.service_layer.federation import FederationHandlers
 from services.exchange.service_layer.federation_ports import (
@@ -372,17 +382,37 @@ class NationalAxisPoller:
             occurred_at=package.timestamp or now,
             description=values.description,
         )
-        return [
-            await self._federation.accept(
-                self._hub_code,
-                OutboundStatus(
-                    f"status:{doc_id}",
-                    origin,
-                    values.reporter,
-                    StatusEntry(report, values.reporter, now),
-                ),
-            )
+        entry = StatusEntry(report, values.reporter, now)
+        outcome = await self._federation.accept(
+            self._hub_code, OutboundStatus(f"status:{doc_id}", origin, values.reporter, entry)
+        )
+        if code in RECALL_ANSWERS and outcome.error is not None and not outcome.retryable:
+            # A DMS may answer a revoke, update or replacement package naming that package
+            # (a revoke shares its original's DocumentId): the decision it settles is on the
+            # version the package acts on.
+            for acted in await self._acted_on(values.document_id):
+                answer = await self._federation.accept(
+                    self._hub_code,
+                    OutboundStatus(f"status:{doc_id}", acted, values.reporter, entry),
+                )
+                if answer.error is None or answer.retryable:
+                    return [answer]
+        return [outcome]
+
+    async def _acted_on(self, document_id: str) -> list[str]:
+        """The origin uuids of the versions the revoke, update or replacement package known by
+        `document_id` acts on, newest first (none for a new document)."""
+        track = await self._documents.track(document_uuid=None, document_id=document_id)
+        if track is None or track.header.business_type is BusinessType.NEW:
+            return []
+        answered, _later = await self._lifecycle.links(track.header.sender, track)
+        versions = [
+            link.document_uuid
+            for link in reversed(answered)
+            if link.business_type is not BusinessType.REVOKE
         ]
+        origins = await self._store.hop_info(versions)
+        return [origins[uuid_][0] for uuid_ in versions if uuid_ in origins]
 
 
 def _check_sender(key: str, listed: Sequence[ReceivedItem], sender: str) -> None:

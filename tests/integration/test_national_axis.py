@@ -635,13 +635,28 @@ async def _ministry_copy(hub: UnderNational, document_id: str) -> uuid.UUID:
     return delivery_id
 
 
+async def _recall_notices_settled(hub: UnderNational, document_ids: list[str]) -> list[bool]:
+    """Whether each recall notice for the ministry's copies of the documents was handed over
+    (or settled without an upload)."""
+    rows = await hub.pool.fetch(
+        "SELECT n.acknowledged_at IS NOT NULL AS settled FROM exchange.notice n "
+        "JOIN exchange.delivery d ON d.id = n.delivery_id "
+        "JOIN exchange.document doc ON doc.uuid = d.document_uuid "
+        "WHERE doc.document_id = ANY($1::text[]) AND n.agency = $2 AND n.kind = 'recall' "
+        "ORDER BY n.created_at",
+        document_ids,
+        MINISTRY,
+    )
+    return [r["settled"] for r in rows]
+
+
 async def test_an_update_and_a_replacement_for_a_national_agency_leave_as_their_packages(
     hub: UnderNational, pki: SuitePki
 ) -> None:
     """The commune updates (BussinessDocType 2) and replaces (3) documents the ministry has
     through the axis: each leaves as its own package naming the version it acts on (Bussiness
-    DocumentId, ReplacementInfo), and no separate revoke; the ministry's 15 about the updated
-    original settles the commune's pending decision (the copy withdrawn)."""
+    DocumentId, ReplacementInfo), and no separate revoke; the ministry's 15 and 16 settle the
+    commune's pending decisions (agreed: the copy withdrawn; refused: it stays)."""
     original = await _submit(hub, pki, [MINISTRY])
     other = await _submit(hub, pki, [MINISTRY])
     await eventually(lambda: _mailbox(hub, {original, other}), lambda i: len(i) == 2, within=30)
@@ -668,29 +683,35 @@ async def test_an_update_and_a_replacement_for_a_national_agency_leave_as_their_
 
     # The update and the replacement are the requests: their recalls of the originals were
     # settled with the axis without a revoke package of their own.
-    async def recalls_settled() -> list[bool]:
-        rows = await hub.pool.fetch(
-            "SELECT n.acknowledged_at IS NOT NULL AS settled FROM exchange.notice n "
-            "JOIN exchange.delivery d ON d.id = n.delivery_id "
-            "JOIN exchange.document doc ON doc.uuid = d.document_uuid "
-            "WHERE doc.document_id = ANY($1::text[]) AND n.agency = $2 AND n.kind = 'recall'",
-            [original, other],
-            MINISTRY,
-        )
-        return [r["settled"] for r in rows]
-
-    await eventually(recalls_settled, lambda s: s == [True, True], within=30)
+    await eventually(
+        lambda: _recall_notices_settled(hub, [original, other]),
+        lambda s: s == [True, True],
+        within=30,
+    )
     assert [i["messagetype"] for i in await _mailbox(hub, {original, other})] == ["edoc", "edoc"]
     assert await _recall_state(hub, await _ministry_copy(hub, original)) == (
         "acknowledged",
         "pending",
         f"Cập nhật: thay bằng văn bản {updated}",
     )
-    doc_id = await _national_send(hub, status_edxml(MINISTRY, original, "15"), "status")
-    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    # The ministry agrees to the update naming the original, and refuses the replacement
+    # naming the replacement itself (DMSs do both): each settles the decision on the original.
+    answers = [
+        await _national_send(hub, status_edxml(MINISTRY, original, "15"), "status"),
+        await _national_send(hub, status_edxml(MINISTRY, replaced, "16"), "status"),
+    ]
+
+    async def settled() -> list[set[str]]:
+        return [await _item_status(hub, doc_id) for doc_id in answers]
+
+    await eventually(settled, lambda s: s == [{"done"}, {"done"}], within=30)
     assert (await _recall_state(hub, await _ministry_copy(hub, original)))[:2] == (
         "withdrawn",
         "agreed",
+    )
+    assert (await _recall_state(hub, await _ministry_copy(hub, other)))[:2] == (
+        "acknowledged",
+        "refused",
     )
 
 
@@ -862,3 +883,43 @@ async def test_statuses_both_ways_wait_out_an_axis_that_is_down(
         ]
     finally:
         await client.close()
+
+
+async def test_a_revoke_package_for_a_national_agency_is_answered_under_the_shared_id(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The commune sends a revoke package (BussinessDocType 1, the original's DocumentId) for a
+    document the ministry has: it leaves once, as that package; the ministry's 15 naming the
+    shared DocumentId settles the recall of the original (withdrawn), not of the revoke."""
+    original = await _submit(hub, pki, [MINISTRY])
+    await eventually(lambda: _handed_over(hub, original), lambda s: s == f"acknowledged/{NATIONAL}")
+    header = make_header(COMMUNE.code, [MINISTRY])
+    number, notation = original.split(",", 2)[2].split("/", 1)
+    header.code.number, header.code.notation = number, notation
+    header.business_type = common_pb2.BUSINESS_TYPE_REVOKE
+    header.response_for.append(original)
+    header.content = "Thu hồi do sai sót"
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        await client.submit(f"n-{uuid.uuid4()}", header)
+    finally:
+        await client.close()
+    items = await eventually(lambda: _mailbox(hub, {original}), lambda i: len(i) >= 2, within=30)
+    assert await _recall_state(hub, await _ministry_copy(hub, original)) == (
+        "acknowledged",
+        "pending",
+        "Thu hồi do sai sót",
+    )
+    doc_id = await _national_send(hub, status_edxml(MINISTRY, original, "15"), "status")
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    assert (await _recall_state(hub, await _ministry_copy(hub, original)))[:2] == (
+        "withdrawn",
+        "agreed",
+    )
+    # One upload of the original and one of the revoke: the recall was carried by the latter.
+    await eventually(
+        lambda: _recall_notices_settled(hub, [original]), lambda s: s == [True], within=30
+    )
+    uploads = [i for i in await _mailbox(hub, {original}) if i["to"] == MINISTRY]
+    assert [i["messagetype"] for i in uploads] == ["edoc", "edoc"]
+    assert {i["docId"] for i in uploads} == {i["docId"] for i in items}
