@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
+from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from docaxis_client.client import AgencyClient
+from docaxis_client.errors import DocaxisError
 from docaxis_client.receive import ReceiveStream
 from docaxis_client.trust.receipts import TransportReceipt
 from gateway.edxml import read_document
@@ -201,10 +204,16 @@ async def test_mail_for_another_hubs_agency_is_routed_to_the_next_hop(
 
 
 async def _known_everywhere(federation: Federation) -> None:
+    """A knows B's department and B knows A's commune from the pulled directories (the `*`
+    route alone names the national hub too, before any pull: not enough for the national hub
+    to know where to go on)."""
+
     async def known() -> bool:
         (r,) = await federation.a.directory.resolve([DEPARTMENT_B.code], today_in_vietnam())
         (back,) = await federation.b.directory.resolve([COMMUNE_A.code], today_in_vietnam())
-        return r.hub == "national" and back.hub == "national"
+        return all(
+            found.hub == "national" and found.state is AddressState.OPEN for found in (r, back)
+        )
 
     await eventually(known, within=20)
 
@@ -406,13 +415,6 @@ async def test_mail_waiting_for_a_ward_merged_into_another_hubs_agency_is_forwar
     department, has its waiting copy forwarded through the national hub to B."""
     a, b = federation.a, federation.b
     await _known_everywhere(federation)
-
-    async def pulled() -> bool:
-        # Routed to the national hub by the '*' route before, a known agency only once pulled.
-        (r,) = await a.directory.resolve([DEPARTMENT_B.code], today_in_vietnam())
-        return r.state is AddressState.OPEN
-
-    await eventually(pulled, within=20)
     sender = pki.client(a.address, COMMUNE_A.code)
     recipient = pki.client(b.address, DEPARTMENT_B.code)
     try:
@@ -439,6 +441,327 @@ async def test_mail_waiting_for_a_ward_merged_into_another_hubs_agency_is_forwar
         )
         assert moved is not None
         assert (moved["recipient"], moved["via_hub"]) == (DEPARTMENT_B.code, "national")
+    finally:
+        await sender.close()
+        await recipient.close()
+
+
+async def _next_item(
+    stream: ReceiveStream,
+    client: AgencyClient,
+    wanted: Callable[[pb.ReceiveResponse], bool],
+    within: float = 30,
+) -> pb.ReceiveResponse:
+    """The next item `wanted` picks; any other (an earlier test's mail) is acknowledged on the
+    way."""
+    async with asyncio.timeout(within):
+        while True:
+            item = await stream.read()
+            if wanted(item):
+                return item
+            kind = item.WhichOneof("item")
+            with contextlib.suppress(DocaxisError):  # e.g. a copy withdrawn meanwhile
+                if kind == "delivery":
+                    await client.acknowledge(item.delivery.delivery_id)
+                elif kind is not None:
+                    await client.acknowledge_notice(getattr(item, kind).notice_id)
+
+
+def _status_of(document_uuid: str) -> Callable[[pb.ReceiveResponse], bool]:
+    return lambda i: i.WhichOneof("item") == "status" and i.status.document_uuid == document_uuid
+
+
+async def _delivered(
+    federation: Federation, sender: AgencyClient, recipient: AgencyClient, subject: str
+) -> tuple[str, pb.Delivery, pb.ReceiveResponse]:
+    """A document from A's commune to B's department, received and acknowledged at B: (its
+    uuid at A, B's delivery, A's 01 notice, acknowledged)."""
+    await _known_everywhere(federation)
+    header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code], subject=subject)
+    origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+    inbox = recipient.receive()
+    delivery = await _next_document(inbox, recipient, header.code.number)
+    await recipient.acknowledge(delivery.delivery_id)
+    inbox.cancel()
+    notices = sender.receive()
+    arrived = await _next_item(notices, sender, _status_of(origin))
+    await sender.acknowledge_notice(arrived.status.notice_id)
+    notices.cancel()
+    return origin, delivery, arrived
+
+
+async def test_statuses_reach_the_sender_across_two_hops_in_the_order_they_were_reported(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """B's department reports 03, 04, 05, 06 while the national hub has not yet recorded its
+    hand-over of the copy (as after a crash between B's answer and its record): the national
+    hub asks for them again, B hands them over again, after a back-off and in their order, and
+    A's commune is notified of 01, 03, 04, 05, 06 in that order, none missing."""
+    a, national = federation.a, federation.national
+    sender = pki.client(a.address, COMMUNE_A.code)
+    recipient = pki.client(federation.b.address, DEPARTMENT_B.code)
+    try:
+        origin, delivery, arrived = await _delivered(federation, sender, recipient, "Thứ tự")
+        assert arrived.status.status.code == pb.STATUS_CODE_ARRIVED
+        copy = await national.pool.fetchrow(
+            "SELECT d.id, d.state, d.acknowledged_at FROM exchange.delivery d "
+            "JOIN exchange.document doc ON doc.uuid = d.document_uuid WHERE doc.origin_uuid = $1",
+            uuid.UUID(origin),
+        )
+        assert copy is not None
+        assert copy["state"] == "acknowledged"
+        await national.pool.execute(
+            "UPDATE exchange.delivery SET state = 'pushed', acknowledged_at = NULL WHERE id = $1",
+            copy["id"],
+        )
+        codes = [
+            pb.STATUS_CODE_ACCEPTED,
+            pb.STATUS_CODE_ASSIGNED,
+            pb.STATUS_CODE_PROCESSING,
+            pb.STATUS_CODE_COMPLETED,
+        ]
+        start = dt.datetime.now(dt.UTC)
+        for minute, code in enumerate(codes):
+            await recipient.report_status(
+                delivery.delivery_id,
+                code,
+                status_id=f"s-{uuid.uuid4()}",
+                occurred_at=start + dt.timedelta(seconds=minute),
+            )
+
+        async def deferred() -> int:
+            # B's forwarder was asked to hand them over again (each a push of the notice).
+            count: int = await federation.b.pool.fetchval(
+                "SELECT coalesce(max(n.push_count), 0) FROM exchange.notice n "
+                "JOIN exchange.delivery d ON d.id = n.delivery_id WHERE d.id = $1",
+                uuid.UUID(delivery.delivery_id),
+            )
+            return count
+
+        await eventually(deferred, lambda count: count >= 2, within=30)
+        await national.pool.execute(
+            "UPDATE exchange.delivery SET state = $2, acknowledged_at = $3 WHERE id = $1",
+            copy["id"],
+            copy["state"],
+            copy["acknowledged_at"],
+        )
+        notices = sender.receive()
+        seen = []
+        for _ in codes:
+            item = await _next_item(notices, sender, _status_of(origin))
+            seen.append(item.status.status.code)
+            await sender.acknowledge_notice(item.status.notice_id)
+        notices.cancel()
+        assert seen == codes
+        track = await sender.track(origin)
+        assert [s.code for s in track.recipients[0].statuses] == [pb.STATUS_CODE_ARRIVED, *codes]
+    finally:
+        await sender.close()
+        await recipient.close()
+
+
+async def test_a_recall_before_the_far_dms_acknowledged_withdraws_the_copy_and_answers_15(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """The copy reached B and was pushed to the department's DMS, which did not acknowledge it:
+    A's recall withdraws it at B (no longer acknowledgeable nor readable there, the DMS is told
+    it is withdrawn) and B answers 15 for it, which travels back to A's commune."""
+    await _known_everywhere(federation)
+    sender = pki.client(federation.a.address, COMMUNE_A.code)
+    recipient = pki.client(federation.b.address, DEPARTMENT_B.code)
+    try:
+        header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code], subject="Thu hồi sớm")
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+        inbox = recipient.receive()
+        delivery = await _next_document(inbox, recipient, header.code.number)
+
+        async def handed_over() -> pb.TrackResponse:
+            return await sender.track(origin)
+
+        # A's copy is handed over to the national hub (acknowledged there, by its receipt).
+        await eventually(
+            handed_over,
+            lambda t: t.recipients[0].state == pb.DELIVERY_STATE_ACKNOWLEDGED,
+            within=30,
+        )
+        await sender.recall(origin, "gửi nhầm nơi nhận", [DEPARTMENT_B.code])
+        told = await _next_item(
+            inbox,
+            recipient,
+            lambda i: (
+                i.WhichOneof("item") == "recall" and i.recall.delivery_id == delivery.delivery_id
+            ),
+        )
+        assert told.recall.withdrawn
+        await recipient.acknowledge_notice(told.recall.notice_id)
+        inbox.cancel()
+        with pytest.raises(DocaxisError) as refused:
+            await recipient.acknowledge(delivery.delivery_id)
+        assert refused.value.reason == "COPY_WITHDRAWN"
+        with pytest.raises(DocaxisError) as unseen:
+            await recipient.track(delivery.document_uuid)
+        assert unseen.value.reason == "NOT_FOUND"
+        notices = sender.receive()
+        answer = await _next_item(notices, sender, _status_of(origin))
+        await sender.acknowledge_notice(answer.status.notice_id)
+        notices.cancel()
+        assert answer.status.status.code == pb.STATUS_CODE_RECALL_AGREED
+        track = await sender.track(origin)
+        assert (track.recipients[0].state, track.recipients[0].recall_state) == (
+            pb.DELIVERY_STATE_WITHDRAWN,
+            pb.RECALL_STATE_AGREED,
+        )
+    finally:
+        await sender.close()
+        await recipient.close()
+
+
+async def test_a_recall_while_the_copy_is_in_transit_at_the_national_hub_answers_15(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """B is slow to store the copy (its hand-over waits on B's lock of the copy): A's recall
+    withdraws it at the national hub, which answers 15 back to A at once; once B stored the
+    copy, the recall goes on and withdraws it there too: the department never gets it."""
+    a, national, b = federation.a, federation.national, federation.b
+    await _known_everywhere(federation)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    recipient = pki.client(b.address, DEPARTMENT_B.code)
+    header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code], subject="Thu hồi dọc đường")
+    try:
+        async with b.pool.acquire() as held, held.transaction():
+            origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+            # The key B takes to store the copy (postgres_federation._KEY_LOCK).
+            await held.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('exchange.forwarded_copy:' || $1 || $2))",
+                origin,
+                DEPARTMENT_B.code,
+            )
+
+            async def at_national() -> str | None:
+                state: str | None = await national.pool.fetchval(
+                    "SELECT d.state FROM exchange.delivery d JOIN exchange.document doc "
+                    "ON doc.uuid = d.document_uuid WHERE doc.origin_uuid = $1",
+                    uuid.UUID(origin),
+                )
+                return state
+
+            assert await eventually(at_national, lambda s: s == "pushed", within=30)
+            await sender.recall(origin, "gửi nhầm nơi nhận", [DEPARTMENT_B.code])
+            notices = sender.receive()
+            answer = await _next_item(notices, sender, _status_of(origin))
+            await sender.acknowledge_notice(answer.status.notice_id)
+            notices.cancel()
+            assert answer.status.status.code == pb.STATUS_CODE_RECALL_AGREED
+            assert await at_national() == "withdrawn"
+
+        async def at_b() -> str | None:
+            state: str | None = await b.pool.fetchval(
+                "SELECT d.state FROM exchange.delivery d JOIN exchange.document doc "
+                "ON doc.uuid = d.document_uuid WHERE doc.origin_uuid = $1",
+                uuid.UUID(origin),
+            )
+            return state
+
+        assert await eventually(at_b, lambda s: s == "withdrawn", within=30)
+        inbox = recipient.receive()
+        with contextlib.suppress(TimeoutError):
+            mine = await _next_item(
+                inbox,
+                recipient,
+                lambda i: (
+                    i.WhichOneof("item") == "delivery"
+                    and i.delivery.header.code.number == header.code.number
+                ),
+                within=1.5,
+            )
+            pytest.fail(f"the withdrawn copy was delivered: {mine}")
+        inbox.cancel()
+        track = await sender.track(origin)
+        assert track.recipients[0].recall_state == pb.RECALL_STATE_AGREED
+    finally:
+        await sender.close()
+        await recipient.close()
+
+
+async def test_an_update_and_a_reply_cross_the_hubs_linked_to_the_original(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """A's update of a delivered document reaches B's department linked to the original, with a
+    pending decision on the original that the department refuses (16), which A sees; the
+    department's reply reaches A's commune linked to the original both ways."""
+    sender = pki.client(federation.a.address, COMMUNE_A.code)
+    recipient = pki.client(federation.b.address, DEPARTMENT_B.code)
+    try:
+        origin, delivery, _ = await _delivered(federation, sender, recipient, "Kế hoạch")
+        original = await sender.track(origin)
+        header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code], subject="Kế hoạch (cập nhật)")
+        header.code.CopyFrom(original.header.code)
+        header.business_type = common_pb2.BUSINESS_TYPE_UPDATE
+        header.response_for.append(original.header.document_id)
+        update = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt
+        inbox = recipient.receive()
+        new_version = await _next_item(
+            inbox,
+            recipient,
+            lambda i: (
+                i.WhichOneof("item") == "delivery"
+                and i.delivery.header.business_type == common_pb2.BUSINESS_TYPE_UPDATE
+                and i.delivery.header.subject == header.subject
+            ),
+        )
+        await recipient.acknowledge(new_version.delivery.delivery_id)
+        asked = await _next_item(
+            inbox,
+            recipient,
+            lambda i: (
+                i.WhichOneof("item") == "recall" and i.recall.delivery_id == delivery.delivery_id
+            ),
+        )
+        await recipient.acknowledge_notice(asked.recall.notice_id)
+        inbox.cancel()
+        assert asked.recall.reason.startswith("Cập nhật")
+        at_b = await recipient.track(new_version.delivery.document_uuid)
+        assert [link.document_uuid for link in at_b.in_reply_to] == [delivery.document_uuid]
+        await recipient.report_status(
+            delivery.delivery_id, pb.STATUS_CODE_RECALL_REFUSED, status_id=f"s-{uuid.uuid4()}"
+        )
+
+        async def tracked() -> pb.TrackResponse:
+            return await sender.track(origin)
+
+        track = await eventually(
+            tracked,
+            lambda t: t.recipients[0].recall_state == pb.RECALL_STATE_REFUSED,
+            within=30,
+        )
+        assert _statuses(track)[-1] == "STATUS_CODE_RECALL_REFUSED"
+        assert [r.document_uuid for r in track.replies] == [update.document_uuid]
+
+        reply_header = make_header(DEPARTMENT_B.code, [COMMUNE_A.code], subject="Trả lời")
+        reply_header.response_for.append(original.header.document_id)
+        reply = (await recipient.submit(f"c-{uuid.uuid4()}", reply_header)).receipt
+        notices = sender.receive()
+        got = await _next_item(
+            notices,
+            sender,
+            lambda i: (
+                i.WhichOneof("item") == "delivery"
+                and i.delivery.header.subject == reply_header.subject
+                and i.delivery.header.code.number == reply_header.code.number
+            ),
+        )
+        await sender.acknowledge(got.delivery.delivery_id)
+        notices.cancel()
+        assert list(got.delivery.header.response_for) == [original.header.document_id]
+        seen = await sender.track(origin)
+        assert [(r.document_uuid, r.sender) for r in seen.replies] == [
+            (update.document_uuid, COMMUNE_A.code),
+            (got.delivery.document_uuid, DEPARTMENT_B.code),
+        ]
+        answered = await sender.track(got.delivery.document_uuid)
+        # Every version of the DocumentId it answers: the original and the update.
+        assert [r.document_uuid for r in answered.in_reply_to] == [origin, update.document_uuid]
+        assert reply.document_uuid != got.delivery.document_uuid  # B's uuid, A's own copy
     finally:
         await sender.close()
         await recipient.close()

@@ -156,6 +156,15 @@ class PostgresFederationStore:
             await save_copies(conn, {key: decided.copy})
             await stage_ledger_events(conn, decided.events)
 
+    async def in_transit(self, delivery_id: str) -> bool:
+        state: str | None = await self._pool.fetchval(
+            "SELECT state FROM exchange.delivery WHERE id = $1", uuid.UUID(delivery_id)
+        )
+        return state is not None and (
+            DeliveryState(state) in delivery.PENDING_STATES
+            or DeliveryState(state) is DeliveryState.ACKNOWLEDGED
+        )
+
     async def forwards_to(self, document_uuid: str, hub_code: str) -> bool:
         found: bool = await self._pool.fetchval(
             "SELECT EXISTS (SELECT 1 FROM exchange.delivery WHERE document_uuid = $1 "

@@ -328,7 +328,25 @@ async def queue_status_notices(
         )
         for agency in agencies
     }
-    decided = fates(new, waiting, bound=limits.bound, coalesce_after=limits.coalesce_after)
+    # Statuses for a sender another hub serves go on to that hub (stage_notices): never held.
+    forwarded = {
+        str(row["id"])
+        for row in await conn.fetch(
+            """
+            SELECT d.id FROM exchange.delivery d
+            JOIN exchange.document doc ON doc.uuid = d.document_uuid
+            WHERE d.id = ANY($1::uuid[]) AND doc.from_hub IS NOT NULL
+            """,
+            list({uuid.UUID(n.delivery_id) for n in new}),
+        )
+    }
+    decided = fates(
+        new,
+        waiting,
+        bound=limits.bound,
+        coalesce_after=limits.coalesce_after,
+        forwarded=forwarded,
+    )
     ids = [uuid.uuid4() if fate is not NoticeFate.SUPPRESSED else None for fate in decided]
     await _insert_status_notices(
         conn,
@@ -567,17 +585,26 @@ class PostgresLifecycleStore:
         events: list[LedgerEvent] = []
         async with self._pool.acquire() as conn, conn.transaction():
             document = await conn.fetchrow(
-                "SELECT document_id, sender FROM exchange.document WHERE uuid = $1", doc_key
+                "SELECT document_id, sender, from_hub FROM exchange.document WHERE uuid = $1",
+                doc_key,
             )
             if document is None or document["sender"] != sender:
                 return None
             wanted = set(recipients)
             changed: dict[uuid.UUID, Copy] = {}
+            answers: list[tuple[LockedCopy, StatusEntry]] = []
             for row in await lock_document_copies(conn, doc_key):
                 if wanted and row.ref.recipient not in wanted:
                     continue
                 notice_id = uuid.uuid4()
-                decided = delivery.recall(row.ref, row.copy, reason, now, notice_id=str(notice_id))
+                decided = delivery.recall(
+                    row.ref,
+                    row.copy,
+                    reason,
+                    now,
+                    notice_id=str(notice_id),
+                    relayed=document["from_hub"] is not None,
+                )
                 outcomes.append(
                     RecallOutcome(
                         row.ref.recipient,
@@ -601,8 +628,22 @@ class PostgresLifecycleStore:
                     )
                 if decided.status is not None:
                     await _insert_status(conn, row.key, decided.status)
+                if decided.answer is not None:
+                    answers.append((row, decided.answer))
                 events.extend(decided.events)
             await save_copies(conn, changed)
+            # The sender's hub waits for an answer: it goes back along the hops as a status.
+            answered = [(row, await _insert_status(conn, row.key, a)) for row, a in answers]
+            notices = await queue_status_notices(
+                conn,
+                [(NewNotice(row.ref.sender, row.ref.delivery_id), r) for row, r in answered],
+                now,
+                self._notices,
+            )
+            events.extend(
+                delivery.status_event(row.ref, entry, notice_id)
+                for (row, entry), (notice_id, _) in zip(answers, notices, strict=True)
+            )
             await conn.execute(
                 """
                 UPDATE exchange.delivery SET recall_reason = $2, recall_requested_at = $3
@@ -614,6 +655,7 @@ class PostgresLifecycleStore:
             )
             await stage_ledger_events(conn, events)
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        self._on_notices([fate for _, fate in notices])
         return outcomes
 
     async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:

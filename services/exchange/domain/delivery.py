@@ -21,6 +21,7 @@ from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
 from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
     RECALL_STATUS_ID,
+    RECALL_WITHDRAWN_STATUS_ID,
     RecallState,
     StatusCode,
     StatusEntry,
@@ -246,14 +247,31 @@ class Recalled(Decision):
     notify_recipient: bool = False
     # The 13 recorded in the copy's history (received copies only).
     status: StatusEntry | None = None
+    # The 15 that answers the sender's hub at once (a relayed recall of a copy withdrawn before
+    # receipt): recorded in the copy's history and sent back along the hops like any status.
+    answer: StatusEntry | None = None
+
+
+# The description of the 15 a hub answers for a copy it withdrew before its recipient received it.
+WITHDRAWN_BEFORE_RECEIPT_ANSWER = "Thu hồi trước khi nơi nhận nhận văn bản"
 
 
 def recall(
-    ref: CopyRef, copy: Copy, reason: str, now: dt.datetime, *, notice_id: str = ""
+    ref: CopyRef,
+    copy: Copy,
+    reason: str,
+    now: dt.datetime,
+    *,
+    notice_id: str = "",
+    relayed: bool = False,
 ) -> Recalled:
     """The sender recalls the copy (13). Not yet acknowledged: withdrawn at once, with a recall
     notice only if it was pushed (the DMS may have stored it). Acknowledged: a pending recall,
     a 13 in its history and a recall notice, to be answered with 15 or 16.
+
+    `relayed`: the sender is at another hub (federation), where the copy was handed over to
+    this hub and so waits for an answer: a copy withdrawn here before receipt answers 15 at
+    once (the recipient never had it, so nobody else will answer).
 
     `notice_id` is the id the store gives the notice when one is due (named in the event)."""
     if copy.recall is not None:
@@ -282,12 +300,27 @@ def recall(
         if received
         else None
     )
+    answer = (
+        StatusEntry(
+            StatusReport(
+                RECALL_WITHDRAWN_STATUS_ID,
+                StatusCode.RECALL_AGREED,
+                now,
+                WITHDRAWN_BEFORE_RECEIPT_ANSWER,
+            ),
+            reported_by=ref.recipient,
+            recorded_at=now,
+        )
+        if relayed and not received
+        else None
+    )
     return Recalled(
         copy=changed,
         events=(ref.event("revoke", now, data),),
         recall=state,
         notify_recipient=notify,
         status=status,
+        answer=answer,
     )
 
 

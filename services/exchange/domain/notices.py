@@ -12,13 +12,16 @@ queue. So, deciding the notices of new statuses:
 - an agency has at most `bound` status notices waiting; past it, a new status is recorded and
   ledgered but not queued as a notice (suppressed), until the agency catches up.
 
-Recall notices ask for an answer: they are never coalesced nor suppressed.
+Recall notices ask for an answer: they are never coalesced nor suppressed. Nor is a status
+notice another hub carries on towards a sender it serves (federation): the hop is not the
+sender, and a status it never got would be missing from the sender's history for good (the
+sender's own hub applies these limits to it).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 # Status notices waiting for one agency, at most (DOCAXIS_MAX_PENDING_NOTICES).
@@ -62,13 +65,22 @@ class Waiting:
 
 
 def fates(
-    new: Sequence[NewNotice], waiting: Mapping[str, Waiting], *, bound: int, coalesce_after: int
+    new: Sequence[NewNotice],
+    waiting: Mapping[str, Waiting],
+    *,
+    bound: int,
+    coalesce_after: int,
+    forwarded: Collection[str] = (),
 ) -> list[NoticeFate]:
-    """The fate of each new status notice, in order (earlier ones first to the bound)."""
+    """The fate of each new status notice, in order (earlier ones first to the bound).
+    `forwarded`: the copies (delivery ids) whose notices go on to another hub: always queued."""
     counts = {agency: w.count for agency, w in waiting.items()}
     unhanded = {agency: set(w.unhanded) for agency, w in waiting.items()}
     decided: list[NoticeFate] = []
     for notice in new:
+        if notice.delivery_id in forwarded:
+            decided.append(NoticeFate.QUEUED)
+            continue
         pending = unhanded.setdefault(notice.agency, set())
         behind = counts.get(notice.agency, 0) >= coalesce_after
         if behind and notice.delivery_id in pending:

@@ -25,6 +25,9 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 RESERVED_PREFIX = "docaxis:"
 ARRIVAL_STATUS_ID = RESERVED_PREFIX + "arrived"
 RECALL_STATUS_ID = RESERVED_PREFIX + "recall"
+# The 15 a hub answers for the recipient when a recall from another hub withdraws a copy before
+# its receipt (federation: delivery.recall).
+RECALL_WITHDRAWN_STATUS_ID = RESERVED_PREFIX + "recall-withdrawn"
 
 
 class StatusCode(enum.StrEnum):
@@ -112,6 +115,11 @@ class IllegalTransitionError(RejectedError):
     """The status does not fit the delivery's history (or its transport state)."""
 
     reason = "ILLEGAL_TRANSITION"
+
+
+class NotReceivedError(IllegalTransitionError):
+    """No status on a copy its recipient has not acknowledged (at a federation hop: whose
+    hand-over to the next hub is not recorded yet)."""
 
 
 class StatusConflictError(ConflictError):
@@ -223,7 +231,7 @@ def admit(
     code = entry.code
     meta = {"code": str(code)}
     if not received:
-        raise IllegalTransitionError(
+        raise NotReceivedError(
             "no status on a document the agency has not received (acknowledged)", meta=meta
         )
     if code in RECALL_ANSWERS:

@@ -37,14 +37,16 @@ class FederationServicer(fpb_grpc.FederationServiceServicer):
     ) -> AsyncIterator[fpb.ForwardResponse]:
         async with domain_errors(context):
             peer = self._peer(context)
-        # One at a time, in the order sent: statuses and recalls of a copy follow the copy.
+        # One at a time, in the order sent: statuses and recalls of a copy follow the copy, and
+        # never overtake an item of the same copy that is to be handed over again.
+        held: set[tuple[str, str]] = set()
         async for request in request_iterator:
             try:
                 item = item_from_pb(request)
             except DomainError as exc:
                 yield outcome_to_pb(HopOutcome(request.item_id, error=exc))
                 continue
-            yield outcome_to_pb(await self._handlers.accept(peer, item))
+            yield outcome_to_pb(await self._handlers.accept(peer, item, held))
 
     async def FetchBlob(
         self, request: fpb.FetchBlobRequest, context: grpc.aio.ServicerContext[Any, Any]

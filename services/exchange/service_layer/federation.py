@@ -22,6 +22,7 @@ from services.common.errors import (
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import Receipt, Route, today_in_vietnam
 from services.exchange.domain.peering import received_trace
+from services.exchange.domain.statuses import NotReceivedError
 from services.exchange.service_layer.federation_ports import (
     BlobSource,
     FederationStore,
@@ -94,8 +95,31 @@ class FederationHandlers:
             raise missing
         return self._documents.attachment_chunks(document_uuid, sha256, 0)
 
-    async def accept(self, peer: str, item: OutboundItem) -> HopOutcome:
-        """One item a peer hands over, answered on its own (errors included)."""
+    async def accept(
+        self, peer: str, item: OutboundItem, held: set[tuple[str, str]] | None = None
+    ) -> HopOutcome:
+        """One item a peer hands over, answered on its own (errors included).
+
+        `held`: the copies, (origin document, recipient), of which an earlier item on the same
+        stream was not stored for now (retryable). Their later items are not applied either but
+        answered retryable too, so that the peer hands them over again in their order: a copy's
+        statuses and recall never overtake one another across hops."""
+        key = (item.origin_document_uuid, item.recipient)
+        if held is not None and key in held:
+            return HopOutcome(
+                item.item_id,
+                error=UnavailableError(
+                    "held back: an earlier item of the same copy is to be handed over first",
+                    retry_after_s=1.0,
+                ),
+                retryable=True,
+            )
+        outcome = await self._accept(peer, item)
+        if held is not None and outcome.retryable:
+            held.add(key)
+        return outcome
+
+    async def _accept(self, peer: str, item: OutboundItem) -> HopOutcome:
         try:
             if isinstance(item, OutboundDocument):
                 return HopOutcome(item.item_id, receipt=await self._document(peer, item))
@@ -209,9 +233,20 @@ class FederationHandlers:
                 meta={"origin": item.origin_document_uuid, "recipient": item.recipient},
             )
         _document, delivery_id = local
-        await self._lifecycle.report_status(
-            item.recipient, delivery_id, item.entry.report, relayed=True
-        )
+        try:
+            await self._lifecycle.report_status(
+                item.recipient, delivery_id, item.entry.report, relayed=True
+            )
+        except NotReceivedError as exc:
+            # The next hub already stored the copy (its recipient reports on it) but this hub
+            # had not recorded the hand-over (its forwarder records the answer after the batch,
+            # or crashed before): the status waits for it rather than being lost.
+            if await self._store.in_transit(delivery_id):
+                raise UnavailableError(
+                    f"the copy {delivery_id} is still being handed over: its status waits",
+                    retry_after_s=1.0,
+                ) from exc
+            raise
 
     async def _recall(self, item: OutboundRecall) -> None:
         local = await self._store.local_copy(item.origin_document_uuid, item.recipient)

@@ -146,6 +146,11 @@ class FederationStore(Protocol):
         """(document uuid, delivery id) here of the origin document's copy for `recipient`."""
         ...
 
+    async def in_transit(self, delivery_id: str) -> bool:
+        """Whether the copy is being handed over to its next hub: still waiting for it (or for
+        its answer to be recorded), or recorded as handed over just now."""
+        ...
+
     async def forwards_to(self, document_uuid: str, hub_code: str) -> bool:
         """Whether a copy of the document is forwarded to that peer (it may fetch its blobs)."""
         ...

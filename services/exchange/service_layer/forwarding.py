@@ -29,6 +29,7 @@ from services.exchange.domain.peering import (
     MAX_BACKOFF_S,
     CircuitBreaker,
     CircuitState,
+    backoff_s,
     outgoing_trace,
 )
 from services.exchange.service_layer.federation_ports import (
@@ -115,6 +116,10 @@ class Forwarder:
         self._kind = kind
         self._address = address
         self._idle_probe_s = idle_probe_s
+        # Batches in a row in which the peer asked for items again (retryable refusals).
+        self._deferred_batches = 0
+        # Messages to hand over again, in order, before any other (forward_batch).
+        self._again: list[InboxMessage] = []
 
     @property
     def hub_code(self) -> str:
@@ -203,6 +208,11 @@ class Forwarder:
                         await self._probe(stop)
                         await self.write_report()
                         continue
+                    if self._again:
+                        again, self._again = self._again, []
+                        await self.forward_batch(again)
+                        await self.write_report()
+                        continue
                     # The same wait goes on across idle probes: cancelling it could drop
                     # messages it already took from the queue.
                     waiting = waiting or asyncio.ensure_future(inbox.batch(BATCH))
@@ -262,8 +272,9 @@ class Forwarder:
         try:
             outcomes = await self._transport.forward(items)
         except UnavailableError as exc:
-            for message, _ in claimed:
-                await message.message.reject(requeue=True)
+            # Kept (unacknowledged) to be handed over again before anything newer: requeued,
+            # they would come back behind what the broker has pushed here meanwhile.
+            self._again = [message for message, _ in claimed]
             self._failed(str(exc))
             wait = self.stats.breaker.failed(time.monotonic(), self._rng)
             log.warning(
@@ -280,9 +291,17 @@ class Forwarder:
         self.stats.breaker.succeeded()
         self.stats.last_contact = time.time()
         self.stats.last_error = ""
+        # The copies, (origin document, recipient), with an item to hand over again: their later
+        # items of this batch are handed over again with it, whatever the peer answered (it
+        # answers a repeat as the first time), so that none overtakes it. The messages stay
+        # here, unacknowledged, and go first in the next batch (rejected into the queue, they
+        # would come back behind those of the same copy the broker has pushed here meanwhile).
+        again: set[tuple[str, str]] = set()
         for (message, item), outcome in zip(claimed, outcomes, strict=True):
-            if outcome.error is not None and outcome.retryable:
-                await message.message.reject(requeue=True)
+            key = (item.origin_document_uuid, item.recipient)
+            if key in again or (outcome.error is not None and outcome.retryable):
+                again.add(key)
+                self._again.append(message)
                 continue
             if outcome.error is not None:
                 self.stats.refused += 1
@@ -307,6 +326,24 @@ class Forwarder:
             else:
                 await self._settle_notice(message)
             await message.message.ack()
+        await self._back_off(requeued=bool(again))
+
+    async def _back_off(self, *, requeued: bool) -> None:
+        """After a batch whose peer asked for some items again: a pause growing with every such
+        batch in a row (jittered), so that they are not handed over again at once, in a spin."""
+        if not requeued:
+            self._deferred_batches = 0
+            return
+        self._deferred_batches += 1
+        wait = backoff_s(self._deferred_batches, self._rng, cap=self.stats.breaker.max_backoff_s)
+        log.info(
+            "forwarded_items_deferred",
+            hub=self.hub_code,
+            batches_in_a_row=self._deferred_batches,
+            retry_in_s=round(wait, 2),
+        )
+        await self.write_report()
+        await asyncio.sleep(wait)
 
     async def _settle_notice(self, message: InboxMessage) -> None:
         if message.notice_id:

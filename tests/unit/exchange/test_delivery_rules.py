@@ -202,3 +202,18 @@ def test_a_copy_pushed_before_its_resend_is_recalled_with_a_notice() -> None:
         True,
     )
     assert recalled.events[0].data["notice"] == "n"
+
+
+def test_a_recall_from_another_hub_answers_15_for_a_copy_withdrawn_before_receipt() -> None:
+    """The sender's hub handed the copy over and waits for an answer: nobody else gives it."""
+    pushed = Copy(DeliveryState.PUSHED, push_count=1, pushed_at=T0)
+    withdrawn = delivery.recall(REF, pushed, "sai", T1, notice_id="n", relayed=True)
+    assert withdrawn.copy.state is DeliveryState.WITHDRAWN
+    assert withdrawn.answer is not None
+    assert (withdrawn.answer.code, withdrawn.answer.reported_by) == (
+        StatusCode.RECALL_AGREED,
+        "RECIPIENT",
+    )
+    assert delivery.recall(REF, pushed, "sai", T1).answer is None  # the sender is here
+    received = Copy(DeliveryState.ACKNOWLEDGED, push_count=1, acknowledged_at=T0)
+    assert delivery.recall(REF, received, "sai", T1, relayed=True).answer is None  # it decides

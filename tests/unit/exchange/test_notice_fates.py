@@ -40,3 +40,15 @@ def test_an_agency_keeping_up_gets_every_status_of_a_copy() -> None:
     """Below `coalesce_after` waiting notices nothing coalesces."""
     new = [NewNotice("S", "d-1"), NewNotice("S", "d-1"), NewNotice("S", "d-1")]
     assert fates(new, {}, bound=10, coalesce_after=2) == [QUEUED, QUEUED, COALESCED]
+
+
+def test_a_status_another_hub_carries_on_is_never_coalesced_nor_suppressed() -> None:
+    """The hop is not the sender: a status it held back would be missing at the sender's hub for
+    good."""
+    waiting = {"S": Waiting(3, frozenset({"d-1"}))}
+    new = [NewNotice("S", "d-1"), NewNotice("S", "d-2"), NewNotice("S", "d-3")]
+    assert fates(new, waiting, bound=3, coalesce_after=1, forwarded={"d-1", "d-2"}) == [
+        QUEUED,
+        QUEUED,
+        SUPPRESSED,
+    ]
