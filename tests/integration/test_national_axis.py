@@ -494,9 +494,10 @@ async def test_a_retrieve_request_13_from_the_national_side_recalls_the_local_co
     hub: UnderNational, pki: SuitePki
 ) -> None:
     """The ministry takes back (status 13) two documents it sent the commune: the copy not yet
-    acknowledged is withdrawn at once, as a local recall before receipt; the acknowledged one
-    waits for the commune's decision, and the commune's 15 withdraws it and goes back to the
-    ministry as a status package. Each 13 is acknowledged `done` on the axis."""
+    acknowledged is withdrawn at once, as a local recall before receipt, and answered 15 for the
+    commune (the ministry waits for an answer); the acknowledged one waits for the commune's
+    decision, and the commune's 15 withdraws it and goes back to the ministry as a status
+    package. Each 13 is acknowledged `done` on the axis."""
     for number in ("960", "961"):
         await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
     (unread,) = await eventually(lambda: _copies(hub, _document_id("960")), within=30)
@@ -540,7 +541,9 @@ async def test_a_retrieve_request_13_from_the_national_side_recalls_the_local_co
         within=30,
     )
     assert codes == ["01", "15"]
-    assert await _statuses_to_ministry(hub, _document_id("960")) == []
+    assert await eventually(
+        lambda: _statuses_to_ministry(hub, _document_id("960")), lambda c: c == ["15"], within=30
+    ) == ["15"]
 
 
 async def test_a_retrieve_request_in_another_agencys_name_is_refused(hub: UnderNational) -> None:
