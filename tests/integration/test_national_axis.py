@@ -926,3 +926,15 @@ async def test_a_revoke_package_for_a_national_agency_is_answered_under_the_shar
     uploads = [i for i in await _mailbox(hub, {original}) if i["to"] == MINISTRY]
     assert [i["messagetype"] for i in uploads] == ["edoc", "edoc"]
     assert {i["docId"] for i in uploads} == {i["docId"] for i in items}
+
+
+async def test_a_package_that_cannot_be_fetched_for_a_while_is_fetched_again(
+    hub: UnderNational,
+) -> None:
+    """getEdoc answers 503 three times: the item stays listed (nothing acknowledged), is fetched
+    again and stored once."""
+    await hub.emulator.admin(fail_next=3, status=503, operation="getEdoc")
+    doc_id = await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], "995"))
+    assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
+    assert (await hub.emulator.admin())["fail_next"] == 0
+    assert len(await _copies(hub, _document_id("995"))) == 1
