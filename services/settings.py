@@ -15,6 +15,7 @@ from services.directory.domain.codes import CodeForm, parse_forms
 from services.directory.domain.hubs import hub_code_problem
 from services.exchange.domain.model import DEFAULT_MAX_ATTACHMENT_BYTES, DEFAULT_MAX_PUSHES
 from services.exchange.domain.notices import DEFAULT_COALESCE_AFTER, DEFAULT_MAX_PENDING_NOTICES
+from services.exchange.domain.peering import DEFAULT_REFUSAL_WINDOW_S
 from services.exchange.domain.quota import DEFAULT_UPLOAD_QUOTA_BYTES
 from services.ledger.witnesses import WitnessEndpoint, parse_witnesses
 from services.national.settings import NationalAxisSettings
@@ -120,6 +121,9 @@ class Settings:
     peer_failures_to_open: int = 5
     # The longest back-off between attempts to reach a peer (jittered exponential below it).
     peer_max_backoff_s: float = 60.0
+    # How long after its acceptance a copy a peer refuses because its directory does not know
+    # the recipient (yet) is still handed over again, with back-off; then the refusal is final.
+    peer_refusal_window_s: float = DEFAULT_REFUSAL_WINDOW_S
     # A national axis this hub sits under (DOCAXIS_NATIONAL_AXIS*, services/national/).
     national_axis: NationalAxisSettings | None = None
 
@@ -196,6 +200,9 @@ class Settings:
             peer_key_file=env.get("DOCAXIS_PEER_KEY_FILE") or None,
             peer_failures_to_open=read_int(env, "DOCAXIS_PEER_FAILURES_TO_OPEN", 5),
             peer_max_backoff_s=read_float(env, "DOCAXIS_PEER_MAX_BACKOFF_S", 60.0),
+            peer_refusal_window_s=read_float(
+                env, "DOCAXIS_PEER_REFUSAL_WINDOW_S", DEFAULT_REFUSAL_WINDOW_S
+            ),
             national_axis=NationalAxisSettings.from_env(
                 env, dev_insecure=read_bool(env, "DOCAXIS_DEV_INSECURE", False)
             ),
@@ -226,6 +233,7 @@ class Settings:
         for key, value, minimum in (
             ("DOCAXIS_PEER_SYNC_INTERVAL_S", settings.peer_sync_interval_s, 0.05),
             ("DOCAXIS_PEER_MAX_BACKOFF_S", settings.peer_max_backoff_s, 0.1),
+            ("DOCAXIS_PEER_REFUSAL_WINDOW_S", settings.peer_refusal_window_s, 0.0),
             ("DOCAXIS_SHUTDOWN_GRACE_S", settings.shutdown_grace_s, 0.0),
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
             ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),

@@ -161,7 +161,10 @@ def _wire_federation(
     """FederationService for the peer hubs, and a forwarder per peer (on the first worker: one
     consumer per peer queue keeps the hand-overs in order)."""
     settings, security = wiring.plan.settings, wiring.plan.security
-    store = PostgresFederationStore(wiring.pool)
+    store = PostgresFederationStore(
+        wiring.pool,
+        notices=NoticeLimits(settings.max_pending_notices, settings.coalesce_notices_after),
+    )
     channels = {}
     for hub_code, address in settings.peers:
         channel, metadata = security.federation_channel(address)
@@ -225,6 +228,7 @@ def _wire_federation(
             store,
             failures_to_open=settings.peer_failures_to_open,
             max_backoff_s=settings.peer_max_backoff_s,
+            refusal_window_s=settings.peer_refusal_window_s,
             reports=peer_states,
             kind="docaxis",
             address=addresses[hub_code],
@@ -244,6 +248,7 @@ def _wire_federation(
             store,
             failures_to_open=settings.peer_failures_to_open,
             max_backoff_s=settings.peer_max_backoff_s,
+            refusal_window_s=settings.peer_refusal_window_s,
             reports=peer_states,
             kind="national-axis",
             address=axis.base_url,

@@ -56,6 +56,11 @@ NEW_WARD_B = Agency("000.03.00.H46", "Phường mới B", AgencyKind.WARD, dt.da
 MINISTRY = Agency("000.00.00.G99", "Bộ Thử", AgencyKind.MINISTRY, dt.date(2019, 1, 1))
 # A's ward that a reorganisation merges into B's department while mail waits for it.
 WARD_A = Agency("000.05.00.H45", "Phường A sáp nhập", AgencyKind.WARD, dt.date(2019, 1, 1))
+# A department B registers only once mail for it is on its way; a code no hub ever knows.
+LATE_B = Agency("000.00.21.H46", "Sở đăng ký muộn B", AgencyKind.DEPARTMENT, dt.date(2019, 1, 1))
+NOWHERE = "000.00.77.H46"
+# How long after acceptance a copy the next hub cannot place is handed over again (short here).
+REFUSAL_WINDOW_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ async def federation(
                 reroute_interval_s=0.2,
                 peer_cert_file=str(peer_pair.certificate),
                 peer_key_file=str(peer_pair.key),
+                peer_refusal_window_s=REFUSAL_WINDOW_S,
             )
             pool = await postgres.create_pool(url, min_size=1, max_size=2)
             stack.push_async_callback(pool.close)
@@ -765,3 +771,83 @@ async def test_an_update_and_a_reply_cross_the_hubs_linked_to_the_original(
     finally:
         await sender.close()
         await recipient.close()
+
+
+async def _a_copy(a: Hub, origin: str) -> asyncpg.Record:
+    row = await a.pool.fetchrow(
+        "SELECT id, state, push_count, refusals, dead_letter_reason FROM exchange.delivery "
+        "WHERE document_uuid = $1",
+        uuid.UUID(origin),
+    )
+    assert row is not None
+    return row
+
+
+async def test_a_copy_the_national_hub_cannot_place_yet_is_delivered_once_b_registers_it(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """A's commune writes to a department B registers only later: the national hub refuses the
+    copy (INVALID_ADDRESSEE: its directory does not know the code), A hands it over again with
+    back-off (not counted as pushes), and once B registered the department and the national hub
+    pulled B's directory, it is delivered at B, once."""
+    a, b = federation.a, federation.b
+    await _known_everywhere(federation)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    recipient = pki.client(b.address, LATE_B.code)
+    try:
+        header = make_header(COMMUNE_A.code, [LATE_B.code], subject="Chờ danh bạ")
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+        refused = await eventually(
+            lambda: _a_copy(a, origin), lambda row: row["refusals"] >= 1, within=30
+        )
+        assert refused["state"] == "queued"
+        await b.directory.register(LATE_B)
+        inbox = recipient.receive()
+        delivery = await _next_document(inbox, recipient, header.code.number)
+        await recipient.acknowledge(delivery.delivery_id)
+        await no_delivery(inbox, within=1.0)
+        inbox.cancel()
+        handed = await eventually(
+            lambda: _a_copy(a, origin), lambda row: row["state"] == "acknowledged", within=30
+        )
+        # Each refusal gave its hand-over back: one push, the one the national hub stored.
+        assert handed["push_count"] == 1
+        assert "refused" in await hop_events(a, origin)
+    finally:
+        await sender.close()
+        await recipient.close()
+
+
+async def test_a_copy_no_hub_can_place_fails_after_the_window_and_the_sender_is_told(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """Mail for a code no hub knows is refused by the national hub; A retries with back-off
+    (a handful of refusals in the window, not a spin) until the window from acceptance has
+    passed, then the copy is dead-lettered (`national:INVALID_ADDRESSEE`, resendable) and A's
+    commune is notified with a 02 that says why."""
+    a = federation.a
+    await _known_everywhere(federation)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    try:
+        header = make_header(COMMUNE_A.code, [NOWHERE], subject="Không ai biết")
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+        notices = sender.receive()
+        told = await _next_item(notices, sender, _status_of(origin), within=REFUSAL_WINDOW_S + 30)
+        await sender.acknowledge_notice(told.status.notice_id)
+        notices.cancel()
+        assert told.status.status.code == pb.STATUS_CODE_REJECTED
+        assert "INVALID_ADDRESSEE" in told.status.status.description
+        assert told.status.status.status_id == "docaxis:undeliverable"
+        failed = await _a_copy(a, origin)
+        assert (failed["state"], failed["dead_letter_reason"]) == (
+            "dead_lettered",
+            "national:INVALID_ADDRESSEE",
+        )
+        # Retried with back-off from 1 s (jittered, doubling) within the window: a spin would
+        # have been refused hundreds of times.
+        assert 2 <= failed["refusals"] <= 8
+        track = await sender.track(origin)
+        assert track.recipients[0].state == pb.DELIVERY_STATE_DEAD_LETTERED
+        assert _statuses(track) == ["STATUS_CODE_REJECTED"]
+    finally:
+        await sender.close()

@@ -3,6 +3,7 @@ copies handed over to the next hub."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -20,12 +21,14 @@ from services.exchange.adapters.postgres import (
     trace_to_json,
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.adapters.postgres_lifecycle import insert_status, queue_status_notices
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import DeliveryState, Receipt, Submission
+from services.exchange.domain.notices import DEFAULT_NOTICE_LIMITS, NewNotice, NoticeLimits
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import Verification
-from services.exchange.service_layer.federation_ports import ForwardedIn
+from services.exchange.service_layer.federation_ports import ForwardedIn, RetryRule
 from services.exchange.service_layer.ports import NewSubmission
 
 # One accepted copy per (origin document, recipient): concurrent hand-overs of the same copy (a
@@ -34,8 +37,12 @@ _KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('exchange.forwarded_copy:' ||
 
 
 class PostgresFederationStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, notices: NoticeLimits = DEFAULT_NOTICE_LIMITS
+    ) -> None:
+        """`notices`: the limits of the status notices it queues (a refused copy's 02)."""
         self._pool = pool
+        self._notices = notices
 
     async def hop_info(
         self, document_uuids: Sequence[str]
@@ -144,17 +151,81 @@ class PostgresFederationStore:
             await stage_ledger_events(conn, [*decided.events, forwarded])
         return True
 
-    async def refused(self, delivery_id: str, hub_code: str, reason: str) -> None:
+    async def refused(
+        self, delivery_id: str, hub_code: str, reason: str, retry_at: RetryRule
+    ) -> dt.datetime | None:
         key = uuid.UUID(delivery_id)
         async with self._pool.acquire() as conn, conn.transaction():
             row = (await lock_copies(conn, [key])).get(key)
             if row is None:
-                return
+                return None
+            timing = await conn.fetchrow(
+                "SELECT accepted_at, refusals FROM exchange.delivery WHERE id = $1", key
+            )
+            if timing is None:  # pragma: no cover - locked just above
+                return None
+            at = retry_at(timing["accepted_at"], timing["refusals"], row.now)
+            if at is not None:
+                waiting = delivery.refused_for_now(row.ref, row.copy, hub_code, reason, at, row.now)
+                if waiting is None:
+                    return None
+                await save_copies(conn, {key: waiting.copy})
+                await conn.execute(
+                    "UPDATE exchange.delivery SET retry_at = $2, refusals = refusals + 1 "
+                    "WHERE id = $1",
+                    key,
+                    at,
+                )
+                await stage_ledger_events(conn, waiting.events)
+                return at
             decided = delivery.dead_letter(row.ref, row.copy, f"{hub_code}:{reason}", row.now)
             if decided is None:
-                return
+                return None
             await save_copies(conn, {key: decided.copy})
-            await stage_ledger_events(conn, decided.events)
+            # The sender hears of it (a 02 back along the hops when it is on another hub).
+            status = delivery.undeliverable(row.ref, hub_code, reason, row.now)
+            status_row = await insert_status(conn, key, status)
+            ((notice_id, _),) = await queue_status_notices(
+                conn, [(NewNotice(row.ref.sender, delivery_id), status_row)], row.now, self._notices
+            )
+            await stage_ledger_events(
+                conn, [*decided.events, delivery.status_event(row.ref, status, notice_id)]
+            )
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+        return None
+
+    async def requeue_refused(self, hub_code: str, limit: int) -> dt.datetime | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED: a copy another transaction holds is taken next time (and two lockers
+            # never wait on each other here).
+            due = await conn.fetch(
+                """
+                SELECT id, document_uuid, recipient, state FROM exchange.delivery
+                WHERE via_hub = $1 AND retry_at <= now()
+                ORDER BY retry_at, id LIMIT $2
+                FOR UPDATE SKIP LOCKED
+                """,
+                hub_code,
+                limit,
+            )
+            if due:
+                await conn.execute(
+                    "UPDATE exchange.delivery SET retry_at = NULL WHERE id = ANY($1::uuid[])",
+                    [r["id"] for r in due],
+                )
+                waiting = [
+                    (str(r["document_uuid"]), r["recipient"], str(r["id"]))
+                    for r in due
+                    if DeliveryState(r["state"]) in delivery.PENDING_STATES
+                ]
+                await stage_delivery_messages(conn, waiting)
+                await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            next_at: dt.datetime | None = await conn.fetchval(
+                "SELECT min(retry_at) FROM exchange.delivery "
+                "WHERE via_hub = $1 AND retry_at IS NOT NULL",
+                hub_code,
+            )
+        return next_at
 
     async def in_transit(self, delivery_id: str) -> bool:
         state: str | None = await self._pool.fetchval(

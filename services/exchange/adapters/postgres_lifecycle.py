@@ -88,7 +88,7 @@ def _staff_json(staff: StaffInfo) -> str:
     )
 
 
-async def _insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry) -> int:
+async def insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry) -> int:
     report = entry.report
     row_id: int = await conn.fetchval(
         """
@@ -429,7 +429,7 @@ class PostgresLifecycleStore:
             )
             if duplicate is not None:
                 return StatusOutcome(duplicate, already_recorded=True)
-            status_row = await _insert_status(conn, key, entry)
+            status_row = await insert_status(conn, key, entry)
             answered = delivery.answer_recall(row.copy, entry.code)
             if answered != row.copy:
                 await save_copies(conn, {key: answered})
@@ -627,13 +627,13 @@ class PostgresLifecycleStore:
                         now=now,
                     )
                 if decided.status is not None:
-                    await _insert_status(conn, row.key, decided.status)
+                    await insert_status(conn, row.key, decided.status)
                 if decided.answer is not None:
                     answers.append((row, decided.answer))
                 events.extend(decided.events)
             await save_copies(conn, changed)
             # The sender's hub waits for an answer: it goes back along the hops as a status.
-            answered = [(row, await _insert_status(conn, row.key, a)) for row, a in answers]
+            answered = [(row, await insert_status(conn, row.key, a)) for row, a in answers]
             notices = await queue_status_notices(
                 conn,
                 [(NewNotice(row.ref.sender, row.ref.delivery_id), r) for row, r in answered],

@@ -22,6 +22,7 @@ from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
     RECALL_STATUS_ID,
     RECALL_WITHDRAWN_STATUS_ID,
+    UNDELIVERABLE_STATUS_ID,
     RecallState,
     StatusCode,
     StatusEntry,
@@ -383,3 +384,38 @@ def dead_letter(ref: CopyRef, copy: Copy, reason: str, now: dt.datetime) -> Deci
         copy, state=DeliveryState.DEAD_LETTERED, dead_lettered_at=now, dead_letter_reason=reason
     )
     return Decision(copy=dead, events=(dead_letter_event(ref, reason, copy.push_count, now),))
+
+
+def refused_for_now(
+    ref: CopyRef, copy: Copy, hub: str, reason: str, retry_at: dt.datetime, now: dt.datetime
+) -> Decision | None:
+    """The next hub refused the copy for a reason that may pass (peering.refusal_retry_at): it
+    waits to be handed over again at `retry_at`, and that hand-over does not count against the
+    push limit (the peer answered: nothing was lost on the way). None when the copy is no
+    longer waiting."""
+    if not copy.pending:
+        return None
+    waiting = dataclasses.replace(
+        copy, state=DeliveryState.QUEUED, push_count=max(0, copy.push_count - 1)
+    )
+    event = ref.event(
+        "delivery",
+        now,
+        {"event": "refused", "hub": hub, "reason": reason, "retry_at": retry_at.isoformat()},
+    )
+    return Decision(copy=waiting, events=(event,))
+
+
+def undeliverable(ref: CopyRef, hub: str, reason: str, now: dt.datetime) -> StatusEntry:
+    """The 02 that tells the sender the next hub refused its copy for good (the copy is
+    dead-lettered: an administrator may resend it once the cause is fixed)."""
+    return StatusEntry(
+        StatusReport(
+            UNDELIVERABLE_STATUS_ID,
+            StatusCode.REJECTED,
+            now,
+            f"Không chuyển được văn bản: trục {hub} từ chối ({reason})",
+        ),
+        reported_by=ref.recipient,
+        recorded_at=now,
+    )

@@ -17,6 +17,15 @@ from dataclasses import dataclass
 
 BASE_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 60.0
+# Refusals by the next hub that may pass: its directory does not know the recipient (or the
+# sender) yet, and may after its next pull of the hub that serves it. The copy is handed over
+# again with back-off, within a time bound from its acceptance (DOCAXIS_PEER_REFUSAL_WINDOW_S);
+# any other refusal is final at once.
+PASSING_REFUSALS: frozenset[str] = frozenset({"INVALID_ADDRESSEE", "NOT_REGISTERED"})
+# An hour: many directory pulls (every 30 s by default) and back-offs, and the sender still
+# learns of an address no hub knows within the hour, the day it sent (QĐ 28/2018).
+DEFAULT_REFUSAL_WINDOW_S = 3600.0
+REFUSAL_BASE_BACKOFF_S = 1.0
 
 
 def backoff_s(
@@ -104,3 +113,24 @@ def outgoing_trace(stored: Sequence[Hop], own_hub: str, submitted_at: dt.datetim
 def received_trace(incoming: Sequence[Hop], own_hub: str, now: dt.datetime) -> list[Hop]:
     """The trace a hub stores for a document it accepted from a peer: one hop more."""
     return [*incoming, Hop(own_hub, now)]
+
+
+def refusal_retry_at(
+    reason: str,
+    *,
+    accepted_at: dt.datetime,
+    refusals: int,
+    now: dt.datetime,
+    window: dt.timedelta,
+    rng: random.Random,
+    cap_s: float = MAX_BACKOFF_S,
+) -> dt.datetime | None:
+    """When to hand over again a copy the next hub refused for `reason` after `refusals`
+    earlier refusals, or None when the refusal is final: not one that may pass, or the next
+    attempt would fall after `window` from the copy's acceptance."""
+    if reason not in PASSING_REFUSALS:
+        return None
+    at = now + dt.timedelta(
+        seconds=backoff_s(refusals + 1, rng, base=REFUSAL_BASE_BACKOFF_S, cap=cap_s)
+    )
+    return at if at <= accepted_at + window else None

@@ -28,6 +28,10 @@ RECALL_STATUS_ID = RESERVED_PREFIX + "recall"
 # The 15 a hub answers for the recipient when a recall from another hub withdraws a copy before
 # its receipt (federation: delivery.recall).
 RECALL_WITHDRAWN_STATUS_ID = RESERVED_PREFIX + "recall-withdrawn"
+# The 02 a hub records for the sender when the next hub refused the copy for good (federation:
+# delivery.undeliverable). A transport fact, not the recipient's decision: the ordering rules
+# ignore it, so a copy an administrator resends and gets delivered goes on as any other.
+UNDELIVERABLE_STATUS_ID = RESERVED_PREFIX + "undeliverable"
 
 
 class StatusCode(enum.StrEnum):
@@ -189,7 +193,11 @@ def history_problem(history: Sequence[StatusEntry]) -> str | None:
     - 06 only after 03;
     - nothing (04, 05) after 06.
     """
-    business = [e for e in ordered(history) if e.code in _BUSINESS]
+    business = [
+        e
+        for e in ordered(history)
+        if e.code in _BUSINESS and e.report.status_id != UNDELIVERABLE_STATUS_ID
+    ]
     seen: set[StatusCode] = set()
     for entry in business:
         code = entry.code

@@ -6,7 +6,7 @@ and what forwarding needs of storage (FederationStore)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,6 +105,11 @@ class ForwardedIn:
     hop_receipt: bytes
 
 
+# When to hand over again a copy the next hub refused, given the copy's acceptance time, how many
+# times it was refused before and now; None when the refusal is final (peering.refusal_retry_at).
+RetryRule = Callable[[dt.datetime, int, dt.datetime], dt.datetime | None]
+
+
 class FederationStore(Protocol):
     async def hop_info(
         self, document_uuids: Sequence[str]
@@ -137,9 +142,19 @@ class FederationStore(Protocol):
         (`forwarded`). False when the copy is no longer waiting (withdrawn meanwhile)."""
         ...
 
-    async def refused(self, delivery_id: str, hub_code: str, reason: str) -> None:
-        """The next hub refused the copy for good: dead-lettered with the reason, resendable by
-        an administrator."""
+    async def refused(
+        self, delivery_id: str, hub_code: str, reason: str, retry_at: RetryRule
+    ) -> dt.datetime | None:
+        """The next hub refused the copy. If `retry_at` gives a time, the copy waits to be
+        handed over again then (requeue_refused; the hand-over does not count against the push
+        limit) and that time is returned. Otherwise the refusal is final: dead-lettered with the
+        reason (resendable by an administrator), and a 02 (delivery.undeliverable) for the
+        sender. None as well when the copy is no longer waiting."""
+        ...
+
+    async def requeue_refused(self, hub_code: str, limit: int) -> dt.datetime | None:
+        """Queues again (for the peer's forwarder) up to `limit` copies refused for now whose
+        time has come; returns the time of the next one still waiting, if any."""
         ...
 
     async def local_copy(self, origin_document_uuid: str, recipient: str) -> tuple[str, str] | None:

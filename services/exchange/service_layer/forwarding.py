@@ -26,11 +26,13 @@ from services.common.metrics import PeerSnapshot
 from services.common.periodic import pause
 from services.exchange.domain.model import Submission
 from services.exchange.domain.peering import (
+    DEFAULT_REFUSAL_WINDOW_S,
     MAX_BACKOFF_S,
     CircuitBreaker,
     CircuitState,
     backoff_s,
     outgoing_trace,
+    refusal_retry_at,
 )
 from services.exchange.service_layer.federation_ports import (
     FederationStore,
@@ -39,6 +41,7 @@ from services.exchange.service_layer.federation_ports import (
     OutboundRecall,
     OutboundStatus,
     PeerTransport,
+    RetryRule,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.inbox_ports import AgencyInboxes, InboxMessage
@@ -103,7 +106,10 @@ class Forwarder:
         kind: str = "docaxis",
         address: str = "",
         idle_probe_s: float = IDLE_PROBE_S,
+        refusal_window_s: float = DEFAULT_REFUSAL_WINDOW_S,
     ) -> None:
+        """`refusal_window_s`: how long after its acceptance a copy the peer refuses for a
+        reason that may pass (peering.PASSING_REFUSALS) is still handed over again."""
         self._own_hub = own_hub
         self._transport = transport
         self._inboxes = inboxes
@@ -120,6 +126,10 @@ class Forwarder:
         self._deferred_batches = 0
         # Messages to hand over again, in order, before any other (forward_batch).
         self._again: list[InboxMessage] = []
+        self._refusal_window = dt.timedelta(seconds=refusal_window_s)
+        # When (monotonic) to queue again the copies the peer refused for now whose time came:
+        # at once on start (a previous forwarder may have left some).
+        self._requeue_at = 0.0
 
     @property
     def hub_code(self) -> str:
@@ -213,13 +223,17 @@ class Forwarder:
                         await self.forward_batch(again)
                         await self.write_report()
                         continue
+                    if time.monotonic() >= self._requeue_at:
+                        await self._requeue_refused()
                     # The same wait goes on across idle probes: cancelling it could drop
                     # messages it already took from the queue.
                     waiting = waiting or asyncio.ensure_future(inbox.batch(BATCH))
-                    if not await _ready(waiting, stop, self._idle_probe_s):
+                    until_requeue = max(0.0, self._requeue_at - time.monotonic())
+                    if not await _ready(waiting, stop, min(self._idle_probe_s, until_requeue)):
                         if stop.is_set():
                             return
-                        await self._idle_probe()
+                        if time.monotonic() < self._requeue_at:
+                            await self._idle_probe()
                         continue
                     batch, waiting = waiting.result(), None
                     if not batch:
@@ -230,6 +244,31 @@ class Forwarder:
                 if waiting is not None:
                     waiting.cancel()
                 await self.write_report()
+
+    async def _requeue_refused(self) -> None:
+        """Queues again the copies the peer refused for now whose time has come, and sets when
+        to look next (the next one's time, or an idle probe's interval from now)."""
+        next_at = await self._store.requeue_refused(self.hub_code, BATCH)
+        wait = self._idle_probe_s
+        if next_at is not None:
+            wait = min(wait, max(0.0, (next_at - dt.datetime.now(dt.UTC)).total_seconds()))
+        self._requeue_at = time.monotonic() + wait
+
+    def _retry_rule(self, reason: str) -> RetryRule:
+        def retry_at(
+            accepted_at: dt.datetime, refusals: int, now: dt.datetime
+        ) -> dt.datetime | None:
+            return refusal_retry_at(
+                reason,
+                accepted_at=accepted_at,
+                refusals=refusals,
+                now=now,
+                window=self._refusal_window,
+                rng=self._rng,
+                cap_s=self.stats.breaker.max_backoff_s,
+            )
+
+        return retry_at
 
     async def _idle_probe(self) -> None:
         """Nothing to hand over for a while: is the peer still there?"""
@@ -306,7 +345,14 @@ class Forwarder:
             if outcome.error is not None:
                 self.stats.refused += 1
                 if isinstance(item, OutboundDocument):
-                    await self._store.refused(item.item_id, self.hub_code, outcome.error.reason)
+                    reason = outcome.error.reason
+                    retry_at = await self._store.refused(
+                        item.item_id, self.hub_code, reason, self._retry_rule(reason)
+                    )
+                    if retry_at is not None:
+                        # Handed over again at that time (requeue_refused), not at once.
+                        wait = (retry_at - dt.datetime.now(dt.UTC)).total_seconds()
+                        self._requeue_at = min(self._requeue_at, time.monotonic() + wait)
                 else:
                     # A status or recall the next hub cannot place: kept here as delivered to
                     # the hop (its notice acknowledged), the refusal logged.

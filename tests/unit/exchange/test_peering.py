@@ -13,6 +13,7 @@ from services.exchange.domain.peering import (
     backoff_s,
     outgoing_trace,
     received_trace,
+    refusal_retry_at,
 )
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -76,3 +77,38 @@ def test_a_resumed_breaker_stays_open_for_what_is_left_of_its_back_off() -> None
     breaker = CircuitBreaker()
     breaker.resume(CircuitState.CLOSED, 2, since_failure_s=0.0, now=100.0)
     assert (breaker.state, breaker.failures) == (CircuitState.CLOSED, 2)
+
+
+def test_a_refusal_that_may_pass_is_retried_with_back_off_within_the_window() -> None:
+    """INVALID_ADDRESSEE (the next hub's directory may catch up) is handed over again later,
+    each time later, until the window from acceptance; any other refusal is final at once."""
+    accepted = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    window = dt.timedelta(minutes=10)
+    rng = random.Random(7)  # noqa: S311 - jitter, not secrecy
+    now = accepted
+    previous = dt.timedelta(0)
+    for refusals in range(4):
+        at = refusal_retry_at(
+            "INVALID_ADDRESSEE",
+            accepted_at=accepted,
+            refusals=refusals,
+            now=now,
+            window=window,
+            rng=rng,
+        )
+        assert at is not None
+        assert at - now > previous / 2  # back-off grows (jitter takes at most half)
+        previous, now = at - now, at
+    late = accepted + window - dt.timedelta(milliseconds=200)  # the shortest wait is 0.5 s
+    assert (
+        refusal_retry_at(
+            "INVALID_ADDRESSEE", accepted_at=accepted, refusals=0, now=late, window=window, rng=rng
+        )
+        is None
+    )
+    assert (
+        refusal_retry_at(
+            "SIGNATURE_INVALID", accepted_at=accepted, refusals=0, now=now, window=window, rng=rng
+        )
+        is None
+    )

@@ -174,3 +174,12 @@ def test_report_problems_are_listed_together() -> None:
     naive = StatusReport("ok", StatusCode.ACCEPTED, dt.datetime(2025, 8, 1))
     assert [p.field for p in report_problems(naive, now=T0)] == ["occurred_at"]
     assert report_problems(StatusReport("ok", StatusCode.ACCEPTED, at(4)), now=T0) == []
+
+
+def test_the_02_docaxis_records_for_an_undeliverable_copy_does_not_end_its_history() -> None:
+    """A transport fact, not the recipient's refusal: a copy resent and delivered afterwards
+    takes 03 and 06 as any other; a recipient's own 02 still ends it."""
+    undeliverable = entry(StatusCode.REJECTED, 0, status_id="docaxis:undeliverable")
+    later = [entry(StatusCode.ACCEPTED, 5), entry(StatusCode.COMPLETED, 6)]
+    assert history_problem([undeliverable, *later]) is None
+    assert history_problem([entry(StatusCode.REJECTED, 0), *later]) is not None
