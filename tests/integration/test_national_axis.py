@@ -5,6 +5,7 @@ in; the axis being down, answering 5xx or refusing for good loses and duplicates
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -97,6 +98,9 @@ async def hub(
             settings_for(url, services.amqp_vhost("national-h47"), ledger_key_file, pki=pki),
             hub_code="province-h47",
             peer_max_backoff_s=0.5,
+            # A locked or unknown receiver is retried this long (the axis's registry may catch
+            # up), then dead-lettered.
+            peer_refusal_window_s=2.0,
             peer_sync_interval_s=0.2,
             national_axis=NationalAxisSettings(
                 hub_code=NATIONAL,
@@ -192,7 +196,8 @@ async def test_transient_5xx_are_retried(hub: UnderNational, pki: SuitePki) -> N
 
 async def test_a_final_refusal_dead_letters_the_copy(hub: UnderNational, pki: SuitePki) -> None:
     """The axis refuses a locked receiver (error 23): the copy is dead-lettered here with
-    INVALID_ADDRESSEE, resendable by an administrator, not retried forever."""
+    INVALID_ADDRESSEE once the refusal window has passed, resendable by an administrator, not
+    retried forever."""
     document_id = await _submit(hub, pki, [LOCKED_MINISTRY])
 
     async def state() -> tuple[str, str] | None:
@@ -208,6 +213,21 @@ async def test_a_final_refusal_dead_letters_the_copy(hub: UnderNational, pki: Su
         f"{NATIONAL}:INVALID_ADDRESSEE",
     )
     assert await _mailbox(hub, {document_id}) == []
+    # The commune is told (a 02 from docaxis naming the axis and the reason), and reads it.
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        stream = client.receive()
+        async with asyncio.timeout(30):
+            told = await stream.read()
+        stream.cancel()
+        await client.acknowledge_notice(told.status.notice_id)
+    finally:
+        await client.close()
+    assert (told.status.document_id, told.status.status.code) == (
+        document_id,
+        pb.STATUS_CODE_REJECTED,
+    )
+    assert f"{NATIONAL} từ chối (INVALID_ADDRESSEE)" in told.status.status.description
 
 
 async def _national_send(

@@ -182,16 +182,27 @@ class PostgresFederationStore:
             if decided is None:
                 return None
             await save_copies(conn, {key: decided.copy})
-            # The sender hears of it (a 02 back along the hops when it is on another hub).
+            events = list(decided.events)
+            # The sender hears of it (a 02 back along the hops when it is on another hub), once
+            # per copy: a resent copy refused again is only dead-lettered again.
             status = delivery.undeliverable(row.ref, hub_code, reason, row.now)
-            status_row = await insert_status(conn, key, status)
-            ((notice_id, _),) = await queue_status_notices(
-                conn, [(NewNotice(row.ref.sender, delivery_id), status_row)], row.now, self._notices
+            told = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM exchange.delivery_status "
+                "WHERE delivery_id = $1 AND status_id = $2)",
+                key,
+                status.report.status_id,
             )
-            await stage_ledger_events(
-                conn, [*decided.events, delivery.status_event(row.ref, status, notice_id)]
-            )
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            if not told:
+                status_row = await insert_status(conn, key, status)
+                ((notice_id, _),) = await queue_status_notices(
+                    conn,
+                    [(NewNotice(row.ref.sender, delivery_id), status_row)],
+                    row.now,
+                    self._notices,
+                )
+                events.append(delivery.status_event(row.ref, status, notice_id))
+                await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+            await stage_ledger_events(conn, events)
         return None
 
     async def requeue_refused(self, hub_code: str, limit: int) -> dt.datetime | None:
