@@ -1,8 +1,9 @@
 """Federation with every hub a `docaxis run` process (province A, province B, national), each
 with its own database and broker virtual host, province A with two replicas: kill -9 of the
-national hub in the middle of a stream of documents from A to B, then a restart; kill -9 of the
-A replica whose forwarder to the national hub leads, the other taking over. Nothing is lost and
-nothing is duplicated at the recipient: the test counts."""
+national hub in the middle of a stream of documents from A to B (and of B's statuses back), then
+a restart; kill -9 of the A replica whose forwarder to the national hub leads, the other taking
+over. Nothing is lost and nothing is duplicated at the recipient, and the sender gets each status
+once, in order: the test counts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from services.bootstrap.migrations import migrate
 from services.common import postgres
@@ -127,13 +129,24 @@ async def _routed(hubs: dict[str, tuple[AxisProcess, DirectoryHandlers]]) -> Non
     await eventually(routed, within=30)
 
 
+# What B's department reports on each document after acknowledging it (01), in this order.
+REPORTED = (pb.STATUS_CODE_ACCEPTED, pb.STATUS_CODE_PROCESSING)
+
+
 async def _send_and_count(
-    sending: AxisProcess, receiving: AxisProcess, fault: Callable[[int], Awaitable[None]]
+    sending: AxisProcess,
+    receiving: AxisProcess,
+    fault: Callable[[int], Awaitable[None]],
+    *,
+    statuses_back: bool = True,
 ) -> None:
-    """DOCUMENTS documents from A to B, `fault(index)` before each; every one reaches B once."""
+    """DOCUMENTS documents from A to B, `fault(index)` before each; every one reaches B once,
+    and (`statuses_back`) B's statuses on each (01 at its acknowledgement, then 03 and 05)
+    reach A's commune once each and in that order."""
     sender, recipient = sending.client(COMMUNE_A.code), receiving.client(DEPARTMENT_B.code)
     received: list[tuple[str, str]] = []  # (document number, delivery id), as pushed
-    sent: list[str] = []
+    sent: dict[str, str] = {}  # document number: uuid at A
+    notified: dict[str, list[int]] = {}  # document uuid at A: status codes, as pushed to A
 
     async def receive() -> None:
         stream = recipient.receive()
@@ -143,25 +156,51 @@ async def _send_and_count(
                 delivery = response.delivery
                 received.append((delivery.header.code.number, delivery.delivery_id))
                 await recipient.acknowledge(delivery.delivery_id)
+                start = dt.datetime.now(dt.UTC)
+                for offset, code in enumerate(REPORTED, 1):
+                    await recipient.report_status(
+                        delivery.delivery_id,
+                        code,
+                        status_id=f"{delivery.delivery_id}-{code}",
+                        occurred_at=start + dt.timedelta(milliseconds=offset),
+                    )
         finally:
             stream.cancel()
 
-    receiver = asyncio.create_task(receive())
+    async def statuses() -> None:
+        stream = sender.receive()
+        try:
+            while True:
+                response = await stream.read()
+                notice = response.status
+                notified.setdefault(notice.document_uuid, []).append(notice.status.code)
+                await sender.acknowledge_notice(notice.notice_id)
+        finally:
+            stream.cancel()
+
+    tasks = [asyncio.create_task(receive()), asyncio.create_task(statuses())]
     try:
         for index in range(DOCUMENTS):
             await fault(index)
             header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
-            await sender.submit(f"c-{uuid.uuid4()}", header)
-            sent.append(header.code.number)
+            response = await sender.submit(f"c-{uuid.uuid4()}", header)
+            sent[header.code.number] = response.receipt.document_uuid
 
         def all_in(_: object) -> bool:
-            return {number for number, _ in received} >= set(sent)
+            done = {number for number, _ in received} >= set(sent)
+            return done and (
+                not statuses_back
+                or all(
+                    len(notified.get(origin, [])) >= 1 + len(REPORTED) for origin in sent.values()
+                )
+            )
 
         await eventually(lambda: asyncio.sleep(0, received), all_in, within=120)
         await asyncio.sleep(2)  # a bounded look for late duplicates (asserted below)
     finally:
-        receiver.cancel()
-        await asyncio.gather(receiver, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await sender.close()
         await recipient.close()
     copies: dict[str, set[str]] = {}
@@ -169,6 +208,12 @@ async def _send_and_count(
         copies.setdefault(number, set()).add(delivery_id)
     assert sorted(copies) == sorted(sent)  # nothing lost, nothing from elsewhere
     assert all(len(ids) == 1 for ids in copies.values()), copies  # one copy each at B
+    if statuses_back:
+        # Each status once, in the order B's department reported it, whatever the hops went
+        # through.
+        wanted = [pb.STATUS_CODE_ARRIVED, *REPORTED]
+        got = {origin: notified.get(origin) for origin in sent.values()}
+        assert got == dict.fromkeys(sent.values(), wanted)
 
 
 async def test_kill_9_of_the_national_hub_loses_and_duplicates_nothing(
@@ -207,5 +252,10 @@ async def test_kill_9_of_the_replica_leading_a_forwarder_hands_it_to_the_other(
         if index == KILLED_AFTER:
             leader.kill()
 
-    await _send_and_count(other, hubs["province-b"][0], kill_the_leader)
+    # The national hub reaches A at the first replica's address only: with that one killed, B's
+    # statuses cannot come back (documents still go out through the other).
+    addressed = hubs["province-a"][0]
+    await _send_and_count(
+        other, hubs["province-b"][0], kill_the_leader, statuses_back=leader is not addressed
+    )
     assert _leads_forwarder(other, "national"), other.logs()[-3000:]
