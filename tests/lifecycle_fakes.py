@@ -158,6 +158,7 @@ class FakeLifecycleStore:
         *,
         recipient: str | None = None,
         notify: str | None = None,
+        notify_hub: str | None = None,
     ) -> StatusOutcome | None:
         delivery = self._delivery(delivery_id)
         if delivery is None or delivery.recipient != (recipient or entry.reported_by):

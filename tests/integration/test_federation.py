@@ -56,6 +56,8 @@ NEW_WARD_B = Agency("000.03.00.H46", "Phường mới B", AgencyKind.WARD, dt.da
 MINISTRY = Agency("000.00.00.G99", "Bộ Thử", AgencyKind.MINISTRY, dt.date(2019, 1, 1))
 # A's ward that a reorganisation merges into B's department while mail waits for it.
 WARD_A = Agency("000.05.00.H45", "Phường A sáp nhập", AgencyKind.WARD, dt.date(2019, 1, 1))
+# A's ward that sends, then is merged into B's department while a notice waits for it.
+SENDER_A = Agency("000.06.00.H45", "Phường gửi A", AgencyKind.WARD, dt.date(2019, 1, 1))
 # A department B registers only once mail for it is on its way; a code no hub ever knows.
 LATE_B = Agency("000.00.21.H46", "Sở đăng ký muộn B", AgencyKind.DEPARTMENT, dt.date(2019, 1, 1))
 NOWHERE = "000.00.77.H46"
@@ -851,3 +853,72 @@ async def test_a_copy_no_hub_can_place_fails_after_the_window_and_the_sender_is_
         assert _statuses(track) == ["STATUS_CODE_REJECTED"]
     finally:
         await sender.close()
+
+
+async def test_a_notice_for_a_sender_merged_into_another_hubs_agency_goes_to_that_hub(
+    federation: Federation, pki: SuitePki
+) -> None:
+    """A's ward sent a document to A's commune and left the commune's 01 unread; the ward is
+    merged into B's department. The reroute sweep gives the waiting notice to the department and
+    to the department's next hop, the national hub (not the ward's own queue here, which no DMS
+    reads any more), where it is settled; so is the commune's 03 reported after the merger."""
+    a = federation.a
+    await _known_everywhere(federation)
+    await a.directory.register(SENDER_A)
+    ward = pki.client(a.address, SENDER_A.code)
+    commune = pki.client(a.address, COMMUNE_A.code)
+    try:
+        header = make_header(SENDER_A.code, [COMMUNE_A.code], subject="Phường gửi")
+        origin = (await ward.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+        inbox = commune.receive()
+        delivery = await _next_document(inbox, commune, header.code.number)
+        await commune.acknowledge(delivery.delivery_id)
+        inbox.cancel()
+    finally:
+        await ward.close()
+        await commune.close()
+
+    async def notice() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await a.pool.fetchrow(
+            "SELECT n.agency, n.acknowledged_at FROM exchange.notice n "
+            "JOIN exchange.delivery d ON d.id = n.delivery_id WHERE d.document_uuid = $1",
+            uuid.UUID(origin),
+        )
+        return row
+
+    assert await eventually(notice, lambda row: row is not None, within=30)
+    await a.directory.record_reorganisation(
+        Reorganisation(
+            ReorganisationKind.MERGE, today_in_vietnam(), (SENDER_A.code,), (DEPARTMENT_B.code,)
+        )
+    )
+    moved = await eventually(
+        notice,
+        lambda row: row is not None and row["acknowledged_at"] is not None,
+        within=30,
+    )
+    assert moved is not None
+    assert moved["agency"] == DEPARTMENT_B.code
+    # A status reported after the merger goes to the successor, through its hub too.
+    commune = pki.client(a.address, COMMUNE_A.code)
+    try:
+        await commune.report_status(
+            delivery.delivery_id, pb.STATUS_CODE_ACCEPTED, status_id=f"s-{uuid.uuid4()}"
+        )
+    finally:
+        await commune.close()
+
+    async def later() -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await a.pool.fetch(
+            "SELECT n.agency, n.acknowledged_at FROM exchange.notice n "
+            "JOIN exchange.delivery d ON d.id = n.delivery_id WHERE d.document_uuid = $1",
+            uuid.UUID(origin),
+        )
+        return rows
+
+    settled = await eventually(
+        later,
+        lambda rows: len(rows) == 2 and all(r["acknowledged_at"] is not None for r in rows),
+        within=30,
+    )
+    assert {r["agency"] for r in settled} == {DEPARTMENT_B.code}

@@ -137,22 +137,29 @@ async def _insert_notice(
     return str(notice_id)
 
 
-async def stage_notice_messages(conn: Conn, agency: str, notice_ids: Sequence[str]) -> None:
+async def stage_notice_messages(
+    conn: Conn, agency: str, notice_ids: Sequence[str], *, hub: str | None = None
+) -> None:
     """Outbox rows that queue each notice to `agency`, in the caller's transaction; the caller
-    NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit."""
-    await stage_notices(conn, [(agency, notice_id) for notice_id in notice_ids])
+    NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit. `hub`: the peer hub that serves
+    `agency`, when another hub does (a notice moved to a closed agency's successor there)."""
+    await stage_notices(conn, [(agency, notice_id) for notice_id in notice_ids], hub=hub)
 
 
-async def stage_notices(conn: Conn, notices: Sequence[tuple[str, str]]) -> None:
+async def stage_notices(
+    conn: Conn, notices: Sequence[tuple[str, str]], *, hub: str | None = None
+) -> None:
     """Outbox rows that queue each (agency, notice id), in one round trip, in the trace of the
-    notice's document (a status 01 reaches the sender in the trace its Submit began)."""
+    notice's document (a status 01 reaches the sender in the trace its Submit began); to the
+    peer hub `hub` when given."""
     await conn.executemany(
         """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
         VALUES (
         -- Federation: a recall for a copy another hub delivers, or a status for a sender another
-        -- hub serves, goes back along the hop the copy took or the document came by.
-        coalesce((
+        -- hub serves, goes back along the hop the copy took or the document came by (or to the
+        -- hub that serves the agency, $5, when the caller knows it).
+        coalesce('hub.' || $5::text, (
             SELECT 'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
             FROM exchange.notice n
             JOIN exchange.delivery d ON d.id = n.delivery_id
@@ -173,6 +180,7 @@ async def stage_notices(conn: Conn, notices: Sequence[tuple[str, str]]) -> None:
                 notice_id,
                 NOTICE_MESSAGE_TYPE,
                 events_pb2.NoticeQueued(notice_id=notice_id, agency=agency).SerializeToString(),
+                hub,
             )
             for agency, notice_id in notices
         ],
@@ -234,9 +242,13 @@ async def _insert_arrivals(
 
 
 async def _insert_status_notices(
-    conn: Conn, notices: Sequence[tuple[uuid.UUID, str, uuid.UUID, int]], now: dt.datetime
+    conn: Conn,
+    notices: Sequence[tuple[uuid.UUID, str, uuid.UUID, int]],
+    now: dt.datetime,
+    hub: str | None = None,
 ) -> None:
-    """Status notices (id, agency, delivery, status row) and their outbox rows."""
+    """Status notices (id, agency, delivery, status row) and their outbox rows (to the peer hub
+    `hub` when given)."""
     if not notices:
         return
     await conn.execute(
@@ -252,7 +264,9 @@ async def _insert_status_notices(
         [n[3] for n in notices],
         now,
     )
-    await stage_notices(conn, [(agency, str(notice_id)) for notice_id, agency, _, _ in notices])
+    await stage_notices(
+        conn, [(agency, str(notice_id)) for notice_id, agency, _, _ in notices], hub=hub
+    )
 
 
 async def _issue_receipts(
@@ -292,12 +306,18 @@ async def _issue_receipts(
 
 
 async def queue_status_notices(
-    conn: Conn, notices: Sequence[tuple[NewNotice, int]], now: dt.datetime, limits: NoticeLimits
+    conn: Conn,
+    notices: Sequence[tuple[NewNotice, int]],
+    now: dt.datetime,
+    limits: NoticeLimits,
+    *,
+    hub: str | None = None,
 ) -> list[tuple[str, NoticeFate]]:
     """Decides (notices.fates) and stores the status notices of new statuses, each given with
     its status row: the notices and their outbox rows, and the settling of the ones they
     coalesce. Returns each one's notice id ("" when suppressed) and fate. Two transactions at
-    once may each let one more through: the bound holds to within the concurrent writers."""
+    once may each let one more through: the bound holds to within the concurrent writers.
+    `hub`: the peer hub that serves the agencies notified (their notices go there)."""
     if not notices:
         return []
     new = [notice for notice, _ in notices]
@@ -335,9 +355,10 @@ async def queue_status_notices(
             """
             SELECT d.id FROM exchange.delivery d
             JOIN exchange.document doc ON doc.uuid = d.document_uuid
-            WHERE d.id = ANY($1::uuid[]) AND doc.from_hub IS NOT NULL
+            WHERE d.id = ANY($1::uuid[]) AND (doc.from_hub IS NOT NULL OR $2::text IS NOT NULL)
             """,
             list({uuid.UUID(n.delivery_id) for n in new}),
+            hub,
         )
     }
     decided = fates(
@@ -356,6 +377,7 @@ async def queue_status_notices(
             if notice_id is not None
         ],
         now,
+        hub,
     )
     coalescing = [
         (notice_id, notice.agency, uuid.UUID(notice.delivery_id))
@@ -401,6 +423,7 @@ class PostgresLifecycleStore:
         *,
         recipient: str | None = None,
         notify: str | None = None,
+        notify_hub: str | None = None,
     ) -> StatusOutcome | None:
         key = uuid.UUID(delivery_id)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -443,6 +466,7 @@ class PostgresLifecycleStore:
                 [(NewNotice(notify or row.ref.sender, delivery_id), status_row)],
                 entry.recorded_at,
                 self._notices,
+                hub=notify_hub,
             )
             await stage_ledger_events(conn, [delivery.status_event(row.ref, entry, notice_id)])
             await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")

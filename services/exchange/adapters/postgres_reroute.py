@@ -117,7 +117,10 @@ class PostgresRerouteStore:
                 ],
             )
             notices = await conn.fetch(_MOVE_NOTICES_SQL, list(olds), new)
-            await stage_notice_messages(conn, new, [str(row["id"]) for row in notices])
+            # To the successor's next hop when another hub serves it, as its copies: the route
+            # of the notice's copy or document is the old agency's, and the successor's queue
+            # here has no reader.
+            await stage_notice_messages(conn, new, [str(row["id"]) for row in notices], hub=hub)
             if copies or notices:
                 await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         moved = dict.fromkeys(olds, (0, 0))

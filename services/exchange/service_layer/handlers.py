@@ -297,16 +297,19 @@ class ExchangeHandlers:
             self._directory, sender, recipients, today_in_vietnam(self._clock())
         )
 
-    async def status_parties(self, caller: str, delivery_id: str) -> tuple[str, str | None]:
+    async def status_parties(
+        self, caller: str, delivery_id: str
+    ) -> tuple[str, str | None, str | None]:
         """Whom `caller` answers for on this delivery, and whom its statuses go to.
 
         After a reorganisation the successor of a closed recipient reports on copies addressed
         to the old code, and statuses for a sender whose code has closed go to its successor.
-        Returns (recipient, notify); notify None means the sender itself.
+        Returns (recipient, notify, notify_hub); notify None means the sender itself, and
+        notify_hub is the peer hub that serves the successor when another hub does.
         """
         record = await self._store.delivery(delivery_id)
         if record is None:
-            return caller, None
+            return caller, None, None
         today = today_in_vietnam(self._clock())
         answers_for_recipient = record.recipient != caller
         # One directory call for both codes (a network hop when the directory is remote).
@@ -316,8 +319,9 @@ class ExchangeHandlers:
         if answers_for_recipient and resolved[record.recipient].effective == caller:
             recipient = record.recipient
         sender_now = resolved[record.sender].effective
-        notify = sender_now if sender_now not in (None, record.sender) else None
-        return recipient, notify
+        if sender_now in (None, record.sender):
+            return recipient, None, None
+        return recipient, sender_now, resolved[record.sender].hub
 
     async def begin_push(self, delivery_id: str, recipient: str) -> PushItem | DeadLetter | None:
         return (await self.begin_pushes([(delivery_id, recipient)]))[0]

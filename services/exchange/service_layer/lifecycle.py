@@ -302,12 +302,13 @@ class LifecycleHandlers:
         problems += [*wire_problems, *report_problems(report, now=now, relayed=relayed)]
         if problems:
             raise ValidationError("invalid status report", problems)
-        recipient, notify = await self._exchange.status_parties(agency, delivery_id)
+        recipient, notify, notify_hub = await self._exchange.status_parties(agency, delivery_id)
         outcome = await self._store.record_status(
             delivery_id,
             StatusEntry(report, reported_by=agency, recorded_at=now),
             recipient=recipient,
             notify=notify,
+            notify_hub=notify_hub,
         )
         if outcome is None:
             raise NotFoundError(f"no delivery {delivery_id} for {agency}")

@@ -149,13 +149,15 @@ class LifecycleStore(Protocol):
         *,
         recipient: str | None = None,
         notify: str | None = None,
+        notify_hub: str | None = None,
     ) -> StatusOutcome | None:
         """Admits `entry` against the delivery's history under a row lock (statuses.admit) and
         records it with a notice (and outbox row) for the sender and a `status` ledger event.
         15/16 also settle the pending recall (15 withdraws the copy). None when `recipient`
         (default: the reporter, `entry.reported_by`) is not the delivery's recipient. The notice
-        goes to `notify` (default: the sender), e.g. the sender's successor after a merger.
-        Raises IllegalTransitionError or StatusConflictError, storing nothing."""
+        goes to `notify` (default: the sender), e.g. the sender's successor after a merger, through
+        the peer hub `notify_hub` when another hub serves it. Raises IllegalTransitionError or
+        StatusConflictError, storing nothing."""
         ...
 
     async def request_recall(
