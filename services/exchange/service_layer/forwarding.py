@@ -124,6 +124,8 @@ class Forwarder:
         self._idle_probe_s = idle_probe_s
         # Batches in a row in which the peer asked for items again (retryable refusals).
         self._deferred_batches = 0
+        # Set by run(): the back-off pauses end early at shutdown.
+        self._stop = asyncio.Event()
         # Messages to hand over again, in order, before any other (forward_batch).
         self._again: list[InboxMessage] = []
         self._refusal_window = dt.timedelta(seconds=refusal_window_s)
@@ -134,6 +136,11 @@ class Forwarder:
     @property
     def hub_code(self) -> str:
         return self._transport.hub_code
+
+    @property
+    def held(self) -> Sequence[InboxMessage]:
+        """The messages the peer asked for again, held here unacknowledged: the next batch."""
+        return tuple(self._again)
 
     def snapshot(self) -> PeerSnapshot:
         stats = self.stats
@@ -208,6 +215,7 @@ class Forwarder:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Forwards until `stop` is set; a broker failure ends the run (the job restarts it)."""
+        self._stop = stop
         await self.resume()
         await self.write_report()
         async with self._inboxes.consume(peer_queue(self.hub_code), prefetch=BATCH) as inbox:
@@ -325,7 +333,7 @@ class Forwarder:
             )
             if self.stats.breaker.state is CircuitState.CLOSED:
                 await self.write_report()
-                await asyncio.sleep(wait)
+                await pause(self._stop, wait)
             return
         self.stats.breaker.succeeded()
         self.stats.last_contact = time.time()
@@ -389,7 +397,7 @@ class Forwarder:
             retry_in_s=round(wait, 2),
         )
         await self.write_report()
-        await asyncio.sleep(wait)
+        await pause(self._stop, wait)
 
     async def _settle_notice(self, message: InboxMessage) -> None:
         if message.notice_id:
