@@ -40,14 +40,14 @@ from services.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+_RECEIPT_ALGORITHMS = (SignatureAlgorithm.ED25519, SignatureAlgorithm.ECDSA_P256_SHA256)
+
+
 def check_hub_identity(hub: SigningIdentity, trust: TrustRegistry | None) -> None:
     """Fail at startup, not at the first acknowledgement, when the hub identity cannot sign
     receipts that verify: a hub certificate of the anchors, with an Ed25519 or P-256 key (P-256
     when the exchange also authenticates to a separate directory: gRPC's TLS has no Ed25519)."""
-    if hub.effective_algorithm not in (
-        SignatureAlgorithm.ED25519,
-        SignatureAlgorithm.ECDSA_P256_SHA256,
-    ):
+    if hub.effective_algorithm not in _RECEIPT_ALGORITHMS:
         raise ConfigError("the hub signs receipts with an Ed25519 or P-256 key")
     if role_of(hub.certificate) is not CertificateRole.HUB:
         raise ConfigError("DOCAXIS_HUB_CERT_FILE is not a hub certificate (urn:docaxis:role:hub)")
@@ -90,6 +90,8 @@ class Security:
     # Federation: this hub's code, and its certificate chain and key towards peer hubs (PEM).
     hub_code: str = ""
     peer_tls: tuple[bytes, bytes] | None = None
+    # The same certificate and key, signing the receipts of what peers hand over to this hub.
+    peer_identity: SigningIdentity | None = None
     _directory: _DirectoryCheck = field(default_factory=_DirectoryCheck)
 
     @classmethod
@@ -115,9 +117,11 @@ class Security:
             log.warning("development_mode", detail="plaintext gRPC, caller identity from headers")
             callers = HeaderCallerResolver(directory)
         peer_tls = None
+        peer_identity = None
         if settings.peer_cert_file is not None and settings.peer_key_file is not None:
             peer_tls = load_peer_tls(settings.peer_cert_file, settings.peer_key_file)
             check_peer_certificate(peer_tls[0], settings.hub_code)
+            peer_identity = peer_receipt_identity(peer_tls, trust)
         security = cls(
             callers=callers,
             trust=trust,
@@ -134,6 +138,7 @@ class Security:
             _directory=directory,
             hub_code=settings.hub_code,
             peer_tls=peer_tls,
+            peer_identity=peer_identity,
         )
         security.warn_expiring(settings.cert_warning_days)
         return security
@@ -213,6 +218,35 @@ def load_peer_tls(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
             return cert.read(), key.read()
     except OSError as exc:
         raise ConfigError(f"cannot read the peer certificate or key: {exc.strerror}") from None
+
+
+def peer_receipt_identity(
+    peer_tls: tuple[bytes, bytes], trust: TrustRegistry | None
+) -> SigningIdentity:
+    """The peer certificate and key as the identity that signs hop receipts. Fails at startup,
+    not at the first hand-over a peer then refuses, when they cannot sign receipts the peers
+    verify: an Ed25519 or P-256 key, and a certificate valid for signing under the anchors
+    (peer certificates issued before it signed receipts lack the documentSigning usage)."""
+    chain, key = peer_tls
+    try:
+        identity = SigningIdentity.from_pem(chain, key)
+    except ValueError as exc:
+        raise ConfigError(f"DOCAXIS_PEER_CERT_FILE and DOCAXIS_PEER_KEY_FILE: {exc}") from None
+    if identity.effective_algorithm not in _RECEIPT_ALGORITHMS:
+        raise ConfigError("the peer certificate signs receipts: it needs an Ed25519 or P-256 key")
+    if trust is not None:
+        try:
+            trust.store.validate(
+                identity.chain,
+                at=dt.datetime.now(dt.UTC),
+                purpose=CertificatePurpose.DOCUMENT_SIGNING,
+            )
+        except CertificateError as exc:
+            raise ConfigError(
+                f"the peer certificate cannot sign hop receipts, {exc.reason}: {exc}; issue a "
+                "new one with `docaxis pki issue-peer --force <hub code>`"
+            ) from None
+    return identity
 
 
 def check_peer_certificate(chain_pem: bytes, hub_code: str) -> None:

@@ -33,7 +33,12 @@ from docaxis_client.trust.errors import (
 )
 from docaxis_client.trust.keys import SignatureAlgorithm, SigningIdentity, key_id
 from docaxis_client.trust.manifest import AttachmentDigest, Manifest
-from docaxis_client.trust.receipts import TransportReceipt, sign_receipt, verify_receipt
+from docaxis_client.trust.receipts import (
+    TransportReceipt,
+    sign_receipt,
+    verify_hop_receipt,
+    verify_receipt,
+)
 from docaxis_client.trust.signatures import (
     DocumentSignature,
     DocumentSignatures,
@@ -88,5 +93,6 @@ __all__ = [
     "sign_document",
     "sign_receipt",
     "verify_document",
+    "verify_hop_receipt",
     "verify_receipt",
 ]

@@ -475,13 +475,15 @@ class DemoCA:
         return IssuedCertificate(cert, key, (cert, *intermediates))
 
     def issue_peer(self, hub_code: str, *, key_type: KeyType = KeyType.P256) -> IssuedCertificate:
-        """A federation peer's client certificate (`urn:docaxis:peer:<hub code>`): one hub
-        calling another. Not an agency, operator or the hub role: it acts as nothing else."""
+        """A federation peer's certificate (`urn:docaxis:peer:<hub code>`): one hub calling
+        another, and signing the receipts of what peers hand over to it (so each receipt proves
+        which hub took the document over). Not an agency, operator or the hub role: it acts as
+        nothing else."""
         return self._issue_leaf(
             _name(f"docaxis peer hub {hub_code}"),
             key_type=key_type,
-            usage=_key_usage(digital_signature=True, content_commitment=False),
-            ekus=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            usage=_key_usage(digital_signature=True, content_commitment=True),
+            ekus=[ExtendedKeyUsageOID.CLIENT_AUTH, DOCUMENT_SIGNING_EKU],
             names=[x509.UniformResourceIdentifier(PEER_URN_PREFIX + hub_code)],
             not_before=None,
             not_after=None,

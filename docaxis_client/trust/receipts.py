@@ -21,7 +21,14 @@ from docaxis_client.trust.canonical import (
     parse_utc,
     utc_now,
 )
-from docaxis_client.trust.chain import CertificatePurpose, Role, TrustStore, describe, role_of
+from docaxis_client.trust.chain import (
+    CertificatePurpose,
+    Role,
+    TrustStore,
+    describe,
+    peer_hub_of,
+    role_of,
+)
 from docaxis_client.trust.errors import (
     SignatureInvalidError,
     SignerMismatchError,
@@ -180,6 +187,31 @@ def verify_receipt(receipt: TransportReceipt, trust: TrustStore) -> x509.Certifi
 
     Returns the hub's leaf certificate. Raises a ``TrustError`` subclass on failure.
     """
+    leaf = _verified_leaf(receipt, trust)
+    if role_of(leaf) is not Role.HUB:
+        raise SignerMismatchError(_RECEIPT_ROLE, "a hub certificate", describe(leaf))
+    return leaf
+
+
+def verify_hop_receipt(
+    receipt: TransportReceipt, trust: TrustStore, *, hub_code: str
+) -> x509.Certificate:
+    """Check offline a receipt one hub gave another for a document handed over to it
+    (federation): signed, at its time, under a peer certificate that names hub `hub_code`
+    (``urn:docaxis:peer:<hub code>``), so it proves which hub took the document over.
+
+    Returns that hub's leaf certificate. Raises a ``TrustError`` subclass on failure.
+    """
+    leaf = _verified_leaf(receipt, trust)
+    named = peer_hub_of(leaf)
+    if named != hub_code:
+        raise SignerMismatchError(_RECEIPT_ROLE, f"hub {hub_code}", describe(leaf))
+    return leaf
+
+
+def _verified_leaf(receipt: TransportReceipt, trust: TrustStore) -> x509.Certificate:
+    """The signing certificate, once the signature verifies and its chain is trusted at the
+    receipt's time (who it names is for the caller to check)."""
     if receipt.algorithm not in _RECEIPT_ALGORITHMS:
         raise UnsupportedAlgorithmError(f"receipt algorithm {receipt.algorithm} is not accepted")
     try:
@@ -198,6 +230,4 @@ def verify_receipt(receipt: TransportReceipt, trust: TrustStore) -> x509.Certifi
     validated = trust.validate(
         certificates, at=receipt.acknowledged_at, purpose=CertificatePurpose.DOCUMENT_SIGNING
     )
-    if role_of(validated.leaf) is not Role.HUB:
-        raise SignerMismatchError(_RECEIPT_ROLE, "a hub certificate", describe(validated.leaf))
     return validated.leaf

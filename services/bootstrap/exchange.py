@@ -46,6 +46,7 @@ from services.exchange.service_layer.admin import AdminHandlers
 from services.exchange.service_layer.federation import FederationHandlers
 from services.exchange.service_layer.forwarding import Forwarder
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
+from services.exchange.service_layer.hop_receipts import HopReceipts
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.exchange.service_layer.reports import ReportHandlers
@@ -174,6 +175,8 @@ def _wire_federation(
     national_codes = {national[0].hub_code} if national else set()
     peer_blobs = GrpcBlobSource(channels)
     blobs = NationalAxisBlobs(national[0].hub_code, peer_blobs) if national else peer_blobs
+    # Signs this hub's receipts of what peers hand over; checks theirs of what it hands over.
+    receipts = HopReceipts(security.peer_identity, security.trust_store())
     handlers = FederationHandlers(
         settings.hub_code,
         frozenset(code for code, _ in settings.peers) | national_codes,
@@ -184,6 +187,7 @@ def _wire_federation(
         lookup,
         blobs,
         national_axes=frozenset(national_codes),
+        receipts=receipts,
     )
     servicer = federation_api.FederationServicer(handlers, security.callers)
     wiring.add_service(
@@ -232,6 +236,7 @@ def _wire_federation(
             reports=peer_states,
             kind="docaxis",
             address=addresses[hub_code],
+            receipts=receipts,
         )
         forwarders.append(forwarder)
         wiring.forwarders.append(forwarder)

@@ -145,6 +145,8 @@ class PeerSnapshot:
     last_contact: float | None  # Unix time of the peer's last answer
     # Failures in a row (hand-overs, or probes while open): the forwarder's back-off grows with it.
     consecutive_failures: int = 0
+    # Documents the peer stored whose signed receipt did not verify (handed over again).
+    receipts_invalid: int = 0
 
 
 PEER_CIRCUIT_STATES = ("closed", "open", "half_open")
@@ -246,7 +248,8 @@ class _PeerGauges(Collector):
         handed = CounterMetricFamily(
             "docaxis_peer_items",
             "Items (documents, statuses, recalls) handed over to a peer hub, by outcome: "
-            "forwarded (stored there) or refused (for good).",
+            "forwarded (stored there), refused (for good) or receipt_invalid (stored there, but "
+            "its signed receipt did not verify: handed over again).",
             labels=["hub", "outcome"],
         )
         failures = CounterMetricFamily(
@@ -270,6 +273,7 @@ class _PeerGauges(Collector):
                 circuit.add_metric([peer.hub, state], 1.0 if peer.circuit == state else 0.0)
             handed.add_metric([peer.hub, "forwarded"], float(peer.forwarded))
             handed.add_metric([peer.hub, "refused"], float(peer.refused))
+            handed.add_metric([peer.hub, "receipt_invalid"], float(peer.receipts_invalid))
             failures.add_metric([peer.hub], float(peer.failures))
             in_a_row.add_metric([peer.hub], float(peer.consecutive_failures))
             if peer.last_contact is not None:

@@ -26,7 +26,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis_client.client import AgencyClient
 from docaxis_client.errors import DocaxisError
 from docaxis_client.receive import ReceiveStream
-from docaxis_client.trust.receipts import TransportReceipt
+from docaxis_client.trust.receipts import TransportReceipt, verify_hop_receipt
 from gateway.edxml import read_document
 from services.bootstrap.migrations import migrate
 from services.common import postgres
@@ -291,11 +291,14 @@ async def test_a_commune_in_a_reaches_a_department_in_b_through_the_national_hub
     finally:
         await sender.close()
         await recipient.close()
-    # A keeps the national hub's signed receipt of the hand-over.
+    # A keeps the national hub's signed receipt of the hand-over, which an auditor verifies
+    # offline as the national hub's (its peer certificate) receipt of this document for B.
     hop_receipt = await a.pool.fetchval(
         "SELECT hop_receipt FROM exchange.delivery WHERE document_uuid = $1", uuid.UUID(origin)
     )
-    assert TransportReceipt.from_json(hop_receipt).recipient == DEPARTMENT_B.code
+    kept = TransportReceipt.from_json(hop_receipt)
+    verify_hop_receipt(kept, pki.trust(), hub_code="national")
+    assert (kept.document_uuid, kept.recipient) == (origin, DEPARTMENT_B.code)
     # Every hub's ledger records its hop: forwarded out at A and the national hub, forwarded in
     # at the national hub and B.
     for hub, wanted in (

@@ -34,6 +34,7 @@ from services.exchange.service_layer.federation_ports import (
     OutboundStatus,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers, submission_fingerprint
+from services.exchange.service_layer.hop_receipts import HopReceipts
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.ports import DirectoryLookup, DocumentStore
 from services.exchange.service_layer.routing import invalid_addressee
@@ -59,9 +60,11 @@ class FederationHandlers:
         clock: Callable[[], dt.datetime] = _now,
         *,
         national_axes: frozenset[str] = frozenset(),
+        receipts: HopReceipts | None = None,
     ) -> None:
         """`national_axes`: the peers that are national axes (their documents come unsigned or
-        with dummy envelope signatures: transport-attested by that peer, SignatureVerifier)."""
+        with dummy envelope signatures: transport-attested by that peer, SignatureVerifier).
+        `receipts` signs what this hub answers for each copy handed over (empty without)."""
         self._own_hub = own_hub
         self._peers = peers
         self._exchange = exchange
@@ -72,6 +75,7 @@ class FederationHandlers:
         self._blobs = blobs
         self._clock = clock
         self._national_axes = national_axes
+        self._receipts = receipts or HopReceipts(None, None)
 
     def require_peer(self, hub_code: str) -> None:
         if hub_code not in self._peers:
@@ -166,7 +170,7 @@ class FederationHandlers:
             accepted_at=now,
             routes=(route,),
         )
-        hop_receipt = self._exchange.hop_receipt(
+        hop_receipt = self._receipts.sign(
             item.origin_document_uuid, submission, item.recipient, now
         )
         events = [

@@ -36,6 +36,7 @@ from services.exchange.domain.peering import (
 )
 from services.exchange.service_layer.federation_ports import (
     FederationStore,
+    HopOutcome,
     OutboundDocument,
     OutboundItem,
     OutboundRecall,
@@ -44,6 +45,7 @@ from services.exchange.service_layer.federation_ports import (
     RetryRule,
 )
 from services.exchange.service_layer.handlers import ExchangeHandlers
+from services.exchange.service_layer.hop_receipts import HopReceipts, PeerReceiptInvalidError
 from services.exchange.service_layer.inbox_ports import AgencyInboxes, InboxMessage
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
 from services.exchange.service_layer.lifecycle_ports import StatusNoticeItem
@@ -71,6 +73,9 @@ class PeerStats:
     forwarded: int = 0
     refused: int = 0
     failures: int = 0
+    # Documents the peer stored but answered with a receipt that did not verify (handed over
+    # again later: PeerReceiptInvalidError).
+    receipts_invalid: int = 0
     last_contact: float | None = None  # time.time() of the last answer
     last_failure: float | None = None  # time.time() of the last failed hand-over or probe
     last_error: str = ""
@@ -107,9 +112,12 @@ class Forwarder:
         address: str = "",
         idle_probe_s: float = IDLE_PROBE_S,
         refusal_window_s: float = DEFAULT_REFUSAL_WINDOW_S,
+        receipts: HopReceipts | None = None,
     ) -> None:
         """`refusal_window_s`: how long after its acceptance a copy the peer refuses for a
-        reason that may pass (peering.PASSING_REFUSALS) is still handed over again."""
+        reason that may pass (peering.PASSING_REFUSALS) is still handed over again. `receipts`
+        checks the peer's signed receipt of each document before its hand-over counts as done;
+        None for a peer whose receipts are not docaxis ones (a national axis)."""
         self._own_hub = own_hub
         self._transport = transport
         self._inboxes = inboxes
@@ -122,6 +130,7 @@ class Forwarder:
         self._kind = kind
         self._address = address
         self._idle_probe_s = idle_probe_s
+        self._receipts = receipts
         # Batches in a row in which the peer asked for items again (retryable refusals).
         self._deferred_batches = 0
         # Set by run(): the back-off pauses end early at shutdown.
@@ -152,6 +161,7 @@ class Forwarder:
             failures=stats.failures,
             last_contact=stats.last_contact,
             consecutive_failures=stats.breaker.failures,
+            receipts_invalid=stats.receipts_invalid,
         )
 
     def report(self) -> PeerReport:
@@ -344,7 +354,8 @@ class Forwarder:
         # here, unacknowledged, and go first in the next batch (rejected into the queue, they
         # would come back behind those of the same copy the broker has pushed here meanwhile).
         again: set[tuple[str, str]] = set()
-        for (message, item), outcome in zip(claimed, outcomes, strict=True):
+        for (message, item), answered in zip(claimed, outcomes, strict=True):
+            outcome = self._receipt_checked(item, answered)
             key = (item.origin_document_uuid, item.recipient)
             if key in again or (outcome.error is not None and outcome.retryable):
                 again.add(key)
@@ -398,6 +409,31 @@ class Forwarder:
         )
         await self.write_report()
         await pause(self._stop, wait)
+
+    def _receipt_checked(self, item: OutboundItem, outcome: HopOutcome) -> HopOutcome:
+        """The peer's answer, or, for a document it stored whose signed receipt does not prove
+        the hand-over, a retryable refusal (logged and counted): the hand-over is not done, the
+        copy is handed over again like an item the peer asked for again."""
+        if self._receipts is None or outcome.error is not None:
+            return outcome
+        if not isinstance(item, OutboundDocument):
+            return outcome
+        try:
+            self._receipts.check(self.hub_code, item, outcome.receipt)
+        except PeerReceiptInvalidError as exc:
+            self.stats.receipts_invalid += 1
+            self._failed(f"{exc.reason}: {exc}")
+            log.warning(
+                "hop_receipt_refused",
+                hub=self.hub_code,
+                item_id=item.item_id,
+                origin=item.origin_document_uuid,
+                recipient=item.recipient,
+                reason=exc.reason,
+                error=str(exc),
+            )
+            return HopOutcome(item.item_id, error=exc, retryable=True)
+        return outcome
 
     async def _settle_notice(self, message: InboxMessage) -> None:
         if message.notice_id:

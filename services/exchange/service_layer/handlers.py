@@ -408,27 +408,6 @@ class ExchangeHandlers:
             attested_by=attested_by,
         )
 
-    def hop_receipt(
-        self, document_uuid: str, submission: Submission, recipient: str, at: dt.datetime
-    ) -> bytes:
-        """This hub's signed receipt of a copy a peer hub handed over (federation): what the
-        peer keeps as proof of the hand-over. Empty without a hub identity, or for an unsigned
-        development-mode document."""
-        if self._hub is None:
-            return b""
-        try:
-            manifest = manifest_of(submission.header, submission.attachments)
-        except TrustError:
-            return b""
-        return sign_receipt(
-            document_uuid=document_uuid,
-            document_id=submission.header.document_id,
-            manifest_sha256=manifest.sha256_hex(),
-            recipient=recipient,
-            hub=self._hub,
-            acknowledged_at=at,
-        ).to_json()
-
     def receipt_for(self, record: DeliveryRecord) -> bytes | None:
         """The hub-signed transport receipt of an acknowledged delivery; None without a hub
         identity, or for an unsigned development-mode document (no manifest): its

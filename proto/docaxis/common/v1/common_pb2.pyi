@@ -98,6 +98,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """An administrator named a peer hub this hub neither exchanges with nor holds anything for
     (NOT_FOUND; metadata `hub` names it).
     """
+    ERROR_REASON_PEER_RECEIPT_INVALID: _ErrorReason.ValueType  # 42
+    """Federation: the next hub answered a document handed over to it with a transport receipt that
+    does not prove the hand-over (not signed under the trust anchors by a peer certificate naming
+    that hub, or about another document, recipient or content). Retryable: the hand-over is not
+    done, the copy is handed over again later and dead-lettered after the push limit. Metadata:
+    hub, origin, detail.
+    """
     ERROR_REASON_LEDGER_FORK: _ErrorReason.ValueType  # 38
     """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
     joins: a split view (docaxis_client.ledger.monitor).
@@ -193,6 +200,13 @@ What it holds keeps working; let one end, or retry after RetryInfo's delay.
 ERROR_REASON_PEER_UNKNOWN: ErrorReason.ValueType  # 36
 """An administrator named a peer hub this hub neither exchanges with nor holds anything for
 (NOT_FOUND; metadata `hub` names it).
+"""
+ERROR_REASON_PEER_RECEIPT_INVALID: ErrorReason.ValueType  # 42
+"""Federation: the next hub answered a document handed over to it with a transport receipt that
+does not prove the hand-over (not signed under the trust anchors by a peer certificate naming
+that hub, or about another document, recipient or content). Retryable: the hand-over is not
+done, the copy is handed over again later and dead-lettered after the push limit. Metadata:
+hub, origin, detail.
 """
 ERROR_REASON_LEDGER_FORK: ErrorReason.ValueType  # 38
 """A client's ledger monitor saw two checkpoints of the hub's log that no consistency proof
