@@ -41,9 +41,23 @@ async def create_pool(
         max_size=max_size,
         command_timeout=60,
         server_settings={"role": role} if role else None,
+        reset=_keep_session,
     )
     assert pool is not None  # asyncpg returns None only when awaited wrongly
     return pool
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a pooled connection is released, beyond what asyncpg always does
+    (an open transaction rolled back, the Python-side listeners dropped).
+
+    asyncpg's default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release: a round trip to Postgres each time, about eight per document on the
+    delivery path, for session state our pooled connections never hold. Everything
+    session-scoped is done on connections of its own: LISTEN (postgres_notifications, the CRL
+    listener), session advisory locks (leadership; migrations unlock theirs), and the role is a
+    startup setting, not a SET. Pooled code only takes transaction-scoped locks and settings.
+    """
 
 
 async def apply_migrations(conn: Conn, service: str, folder: Path) -> list[str]:
