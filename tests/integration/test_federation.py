@@ -39,6 +39,8 @@ from services.directory.domain.reorganisation import (
     ReorganisationKind,
 )
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.service_layer.federation_ports import OutboundDocument
+from services.exchange.service_layer.hop_receipts import HopReceipts
 from tests.conftest import make_header, served, settings_for
 from tests.e2e.processes import free_port
 from tests.infra import SuiteServices
@@ -382,6 +384,80 @@ async def test_the_recipients_edxml_names_every_hub_and_both_ends_of_each_hop_lo
             within=20,
         )
         assert [(d["from_hub"], d["origin"]) for d in into] == [(sending.code, origin)]
+
+
+async def test_a_receipt_that_does_not_prove_the_hand_over_leaves_the_copy_to_hand_over_again(
+    federation: Federation, pki: SuitePki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The national hub's receipt of A's copy is replaced on its way back twice, as a peer that
+    misbehaves would answer: signed by province-b, then by a trusted national certificate but
+    for another document. A refuses both (PEER_RECEIPT_INVALID), keeps the copy waiting and
+    hands it over again; the national hub answers the retry with its first, genuine receipt,
+    which A keeps. Nothing lost, nothing doubled: one copy accepted at the national hub and at
+    B, one hand-over in A's ledger, naming the genuine receipt."""
+    a, national, b = federation.a, federation.national, federation.b
+    await _known_everywhere(federation)
+    header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
+    wrong_hub = HopReceipts(pki.ca.issue_peer("province-b").identity(), None)
+    another_document = HopReceipts(pki.ca.issue_peer("national").identity(), None)
+    replaced: list[str] = []
+    genuine_check = HopReceipts.check
+
+    def check(self: HopReceipts, peer: str, item: OutboundDocument, receipt: bytes) -> None:
+        # Only this test's copy, on its way back from the national hub to A.
+        mine = item.submission.header.code_number == header.code.number
+        if mine and peer == "national" and len(replaced) < 2:
+            signer, origin = (
+                (wrong_hub, item.origin_document_uuid)
+                if not replaced
+                else (another_document, str(uuid.uuid4()))
+            )
+            at = dt.datetime.now(dt.UTC)
+            receipt = signer.sign(origin, item.submission, item.recipient, at)
+            replaced.append(peer)
+        genuine_check(self, peer, item, receipt)
+
+    monkeypatch.setattr(HopReceipts, "check", check)
+    sender = pki.client(a.address, COMMUNE_A.code)
+    try:
+        origin = (await sender.submit(f"c-{uuid.uuid4()}", header)).receipt.document_uuid
+    finally:
+        await sender.close()
+
+    async def kept() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await a.pool.fetchrow(
+            "SELECT hop_receipt, push_count FROM exchange.delivery WHERE document_uuid = $1 "
+            "AND hop_receipt IS NOT NULL",
+            uuid.UUID(origin),
+        )
+        return row
+
+    row = await eventually(kept, within=60)
+    assert row is not None
+    assert replaced == ["national", "national"]
+    assert row["push_count"] == 3  # handed over three times: two refused receipts, one kept
+    receipt = TransportReceipt.from_json(row["hop_receipt"])
+    verify_hop_receipt(receipt, pki.trust(), hub_code="national")
+    assert (receipt.document_uuid, receipt.recipient) == (origin, DEPARTMENT_B.code)
+    signed = await national.pool.fetch(
+        "SELECT hop_receipt FROM exchange.forwarded_copy WHERE origin_uuid = $1",
+        uuid.UUID(origin),
+    )
+    assert [r["hop_receipt"] for r in signed] == [row["hop_receipt"]]
+
+    async def at_b() -> int:
+        count: int = await b.pool.fetchval(
+            "SELECT count(*) FROM exchange.delivery d JOIN exchange.document doc "
+            "ON doc.uuid = d.document_uuid WHERE doc.origin_uuid = $1",
+            uuid.UUID(origin),
+        )
+        return count
+
+    assert await eventually(at_b, within=30) == 1
+    out = await eventually(lambda: hop_entries(a, origin, "forwarded"), within=20)
+    assert [d["hop_receipt_sha256"] for d in out] == [
+        hashlib.sha256(row["hop_receipt"]).hexdigest()
+    ]
 
 
 async def hop_entries(hub: Hub, origin: str, event: str) -> list[dict[str, str]]:
