@@ -51,8 +51,9 @@ NATIONAL = "vdxp"  # the national axis's hub code in this hub's routes
 COMMUNE = Agency("000.05.00.H47", "Xã Thử Quốc Gia", AgencyKind.COMMUNE, dt.date(2025, 7, 1))
 MINISTRY = "000.00.00.G97"
 LOCKED_MINISTRY = "000.00.01.G97"
+DEPARTMENT = "000.00.02.G97"  # another agency of the ministry's system
 HUB_SYSTEM = SystemSeed("docaxis-h47", (COMMUNE.code,))
-MINISTRY_SYSTEM = SystemSeed("bo-thu-g97", (MINISTRY, LOCKED_MINISTRY))
+MINISTRY_SYSTEM = SystemSeed("bo-thu-g97", (MINISTRY, LOCKED_MINISTRY, DEPARTMENT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ async def hub(
                 agency(COMMUNE.code, COMMUNE.name, "000.00.00.H47"),
                 agency(MINISTRY, "Bộ Thử G97"),
                 agency(LOCKED_MINISTRY, "Cục Khóa", MINISTRY, locked=True),
+                agency(DEPARTMENT, "Vụ Thử", MINISTRY),
             ],
             page_limit=4,
             date_format="dmy",
@@ -658,8 +660,10 @@ async def _ministry_copy(hub: UnderNational, document_id: str) -> uuid.UUID:
     return delivery_id
 
 
-async def _recall_notices_settled(hub: UnderNational, document_ids: list[str]) -> list[bool]:
-    """Whether each recall notice for the ministry's copies of the documents was handed over
+async def _recall_notices_settled(
+    hub: UnderNational, document_ids: list[str], agency: str = MINISTRY
+) -> list[bool]:
+    """Whether each recall notice for the agency's copies of the documents was handed over
     (or settled without an upload)."""
     rows = await hub.pool.fetch(
         "SELECT n.acknowledged_at IS NOT NULL AS settled FROM exchange.notice n "
@@ -668,7 +672,7 @@ async def _recall_notices_settled(hub: UnderNational, document_ids: list[str]) -
         "WHERE doc.document_id = ANY($1::text[]) AND n.agency = $2 AND n.kind = 'recall' "
         "ORDER BY n.created_at",
         document_ids,
-        MINISTRY,
+        agency,
     )
     return [r["settled"] for r in rows]
 
@@ -958,3 +962,38 @@ async def test_a_package_that_cannot_be_fetched_for_a_while_is_fetched_again(
     assert await eventually(lambda: _item_status(hub, doc_id), lambda s: s == {"done"}, within=30)
     assert (await hub.emulator.admin())["fail_next"] == 0
     assert len(await _copies(hub, _document_id("995"))) == 1
+
+
+async def test_a_national_recipient_an_update_drops_gets_a_revoke_package(
+    hub: UnderNational, pki: SuitePki
+) -> None:
+    """The commune updates a document it sent the ministry and one of its departments, and the
+    update goes to the department only: the department gets the update package (which carries
+    its decision), the dropped ministry a revoke package of the original naming the update."""
+    original = await _submit(hub, pki, [MINISTRY, DEPARTMENT])
+    await eventually(lambda: _mailbox(hub, {original}), lambda i: len(i) == 2, within=30)
+    updated = await _submit_acting(
+        hub, pki, common_pb2.BUSINESS_TYPE_UPDATE, original, [DEPARTMENT]
+    )
+    await eventually(lambda: _mailbox(hub, {updated}), within=30)
+    revokes = await eventually(lambda: _mailbox(hub, {original}), lambda i: len(i) == 3, within=30)
+    (revoke,) = [i for i in revokes if i["to"] == MINISTRY][1:]
+    ministry = hub.emulator.client(MINISTRY_SYSTEM)
+    try:
+        package = read_edxml(await ministry.get_edoc(revoke["docId"])).raise_for_errors()
+    finally:
+        await ministry.close()
+    assert isinstance(package, DocumentPackage)
+    assert package.trace.business is not None
+    assert (int(package.business_type), package.trace.business.document_id) == (1, original)
+    assert package.trace.business.reason == (
+        f"Thu hồi: nơi nhận bị bỏ khi cập nhật bằng văn bản {updated}"
+    )
+    # The department's decision travels with the update: no revoke package for it.
+    await eventually(
+        lambda: _recall_notices_settled(hub, [original], DEPARTMENT),
+        lambda s: s == [True],
+        within=30,
+    )
+    uploads = await _mailbox(hub, {original})
+    assert [i["to"] for i in uploads].count(DEPARTMENT) == 1
