@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import warnings
 from collections.abc import Sequence
@@ -136,12 +137,22 @@ def verifying_key(certificate: x509.Certificate) -> VerifyingKey:
     return key
 
 
+# Pure functions of a certificate, asked for every receipt a hub signs and every signature it
+# checks, mostly of the same few certificates: cached (a certificate hashes by its DER bytes).
+@functools.lru_cache(maxsize=4096)
 def key_id(certificate: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the SubjectPublicKeyInfo: stable across certificate renewals."""
     spki = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(spki).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _der_chain(chain: tuple[x509.Certificate, ...]) -> tuple[bytes, ...]:
+    """Encoded once per identity: every document a DMS signs and every receipt a hub signs
+    carries its chain."""
+    return tuple(cert.public_bytes(serialization.Encoding.DER) for cert in chain)
 
 
 def certificate_sha256(certificate: x509.Certificate) -> str:
@@ -182,7 +193,7 @@ class SigningIdentity:
 
     def chain_der(self) -> tuple[bytes, ...]:
         """The chain as DER, leaf first, as signatures carry it."""
-        return tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.chain)
+        return _der_chain(self.chain)
 
     @classmethod
     def from_pem(

@@ -221,6 +221,43 @@ PushedDocument = tuple[
 ]
 
 
+async def load_manifests(
+    conn: Conn, keys: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Header, tuple[AttachmentRef, ...]]]:
+    """What a document's manifest covers, header and attachments, for its transport receipts:
+    load_documents without the signatures (their certificate chains are most of a document's
+    bytes), the verification or the trace, in two round trips whatever the number."""
+    if not keys:
+        return {}
+    documents = await conn.fetch(
+        "SELECT uuid, header::text AS header FROM exchange.document WHERE uuid = ANY($1::uuid[])",
+        keys,
+    )
+    attachments = await _attachments_of(conn, keys)
+    return {
+        d["uuid"]: (header_from_json(d["header"]), tuple(attachments.get(d["uuid"], ())))
+        for d in documents
+    }
+
+
+async def _attachments_of(
+    conn: Conn, keys: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[AttachmentRef]]:
+    attachments: dict[uuid.UUID, list[AttachmentRef]] = {}
+    for a in await conn.fetch(
+        """
+        SELECT document_uuid, name, media_type, size, sha256, description
+        FROM exchange.document_attachment WHERE document_uuid = ANY($1::uuid[])
+        ORDER BY document_uuid, position
+        """,
+        keys,
+    ):
+        attachments.setdefault(a["document_uuid"], []).append(
+            AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
+        )
+    return attachments
+
+
 async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
     """What a push carries of each document: header, attachments, signatures and submission
     time, three round trips whatever the number of documents."""
@@ -234,18 +271,7 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
         """,
         keys,
     )
-    attachments: dict[uuid.UUID, list[AttachmentRef]] = {}
-    for a in await conn.fetch(
-        """
-        SELECT document_uuid, name, media_type, size, sha256, description
-        FROM exchange.document_attachment WHERE document_uuid = ANY($1::uuid[])
-        ORDER BY document_uuid, position
-        """,
-        keys,
-    ):
-        attachments.setdefault(a["document_uuid"], []).append(
-            AttachmentRef(a["name"], a["media_type"], a["size"], a["sha256"], a["description"])
-        )
+    attachments = await _attachments_of(conn, keys)
     signatures: dict[uuid.UUID, list[Signature]] = {}
     for s in await conn.fetch(
         """

@@ -14,7 +14,7 @@ from services.common.errors import DomainError
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
-    load_documents,
+    load_manifests,
     stage_ledger_events,
 )
 from services.exchange.adapters.postgres_copies import (
@@ -275,10 +275,10 @@ async def _issue_receipts(
     """The hub's transport receipts of acknowledged copies that have none yet."""
     if not copies:
         return
-    documents = await load_documents(conn, list({row.document_key for row, _ in copies}))
+    documents = await load_manifests(conn, list({row.document_key for row, _ in copies}))
     issued: list[tuple[uuid.UUID, bytes]] = []
     for row, copy in copies:
-        header, attachments, *_ = documents[row.document_key]
+        header, attachments = documents[row.document_key]
         receipt = receipts(
             DeliveryRecord(
                 delivery_id=row.ref.delivery_id,
