@@ -18,16 +18,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from docaxis.common.v1 import common_pb2
 
 from benchmarks import ceilings
-from benchmarks.circular import run_circular
-from benchmarks.cpu import CpuMeter, per_item_ms, pid_file
+from benchmarks.circular import CircularResult, run_pull_circular, run_push_circular
+from benchmarks.cpu import CpuMeter, Snapshot, per_item_ms, pid_file
 from benchmarks.ledger import store_figures
-from benchmarks.load import AckMode, StepResult, Workload, bench_codes
+from benchmarks.load import ATTACHMENT_BYTES, AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
 from benchmarks.report import P99_LIMIT_MS, Integrity, Report
 from benchmarks.sampler import unacknowledged_copies
@@ -41,9 +43,12 @@ from benchmarks.stack import (
     write_agencies,
 )
 from benchmarks.verify import ledger_pending, verify_ledger
+from docaxis_client.client import AgencyClient
 from services.common.logs import configure_logging
 
 OVERLOADED_STEP_S = 10.0
+# A flame graph of the push circular (--circular-profile) covers this much from its Submit.
+CIRCULAR_PROFILE_S = 15
 WARM_UP_DOCS_PER_S, WARM_UP_S = 5.0, 2.0
 
 
@@ -137,6 +142,109 @@ def _profile(pid: int, output: Path, seconds: float, form: str) -> subprocess.Po
     )
 
 
+async def _steps(
+    args: argparse.Namespace,
+    mode: Mode,
+    axis: Axis,
+    workload: Workload,
+    meter: CpuMeter,
+    notes: list[str],
+) -> list[StepResult]:
+    """The open-loop steps, ascending, then the drain of what is left."""
+    # Unrecorded: queues declared, connections and caches warm, streams attached.
+    await workload.run_step(WARM_UP_DOCS_PER_S, WARM_UP_S, drain_s=mode.drain_s)
+    steps: list[StepResult] = []
+    failed = overloaded = False
+    for rate in mode.rates:
+        if failed and rate not in mode.fixed:
+            continue
+        profilers = [
+            _profile(axis.pid, path, mode.step_s, form)
+            for path, form in ((args.profile, "flamegraph"), (args.profile_raw, "raw"))
+            if path is not None and rate == args.profile_rate
+        ]
+        # Past an overloaded step, later ones overload too: offer them only for as long as
+        # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
+        seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
+        step = await _measured_step(workload, axis, meter, rate, seconds, mode.drain_s)
+        for profiler in profilers:
+            await asyncio.to_thread(profiler.wait)
+        steps.append(step)
+        print(
+            f"  step {rate:,.0f} docs/s: accepted {step.accepted_docs_per_s:,.1f}/s, "
+            f"p99 submit->delivered {step.delivered_ms.p99:,.0f} ms"
+            + (" (overloaded)" if step.overloaded else ""),
+            flush=True,
+        )
+        failed = failed or not step.sustained(P99_LIMIT_MS)
+        overloaded = overloaded or step.overloaded
+        if not step.drained and not await workload.drain_all(60, mode.drain_s):
+            # Another step would measure this backlog, not its own load.
+            later = [r for r in mode.rates if r > rate and (r in mode.fixed or not failed)]
+            if later:
+                notes.append(
+                    f"not run: {', '.join(f'{r:,.0f}' for r in later)} docs/s "
+                    f"({workload.unacknowledged:,} copies of earlier steps still "
+                    f"unacknowledged {mode.drain_s * 2:.0f} s after their step)"
+                )
+            break
+    await workload.drain_all(60, 600)
+    return steps
+
+
+async def _circulars(
+    axis: Axis,
+    pki: BenchPki,
+    sender_code: str,
+    communes: list[str],
+    meter: CpuMeter,
+    profile: Path | None,
+) -> tuple[CircularResult, CircularResult]:
+    """The circular pushed to every commune's open stream (the headline), then pulled."""
+    sender = pki.client(axis.address, sender_code)
+    try:
+        attachment = (await sender.upload_stream(os.urandom(ATTACHMENT_BYTES))).ref(
+            "cong-van.pdf", "application/pdf"
+        )
+        push = await _circular(
+            run_push_circular, axis, pki, sender, attachment, communes, meter, profile
+        )
+        pull = await _circular(run_pull_circular, axis, pki, sender, attachment, communes, meter)
+        return push, pull
+    finally:
+        await sender.close()
+
+
+async def _circular(
+    run_circular: Callable[..., Awaitable[CircularResult]],
+    axis: Axis,
+    pki: BenchPki,
+    sender: AgencyClient,
+    attachment: common_pb2.AttachmentRef,
+    communes: list[str],
+    meter: CpuMeter,
+    profile: Path | None = None,
+) -> CircularResult:
+    """One circular, with the cores used from its Submit on (and its flame graph)."""
+    at_submit: list[Snapshot] = []
+    profiler: list[subprocess.Popen[bytes]] = []
+
+    def on_submit() -> None:
+        at_submit.append(meter.snapshot())
+        if profile is not None:
+            profiler.append(_profile(axis.pid, profile, CIRCULAR_PROFILE_S, "flamegraph"))
+
+    result = await run_circular(
+        axis.address, pki, sender, attachment, communes, within_s=300, on_submit=on_submit
+    )
+    if at_submit:
+        result = dataclasses.replace(result, cores=meter.cores(at_submit[0], meter.snapshot()))
+    for recording in profiler:
+        await asyncio.to_thread(recording.wait)
+    print(f"  circular ({result.mode}): {result.fully_acknowledged_s:.2f} s", flush=True)
+    return result
+
+
 async def run(args: argparse.Namespace) -> Report:
     # SIGTERM (or Ctrl-C) cancels the run, and its cleanup stops every server it started.
     task = asyncio.current_task()
@@ -160,20 +268,32 @@ async def run(args: argparse.Namespace) -> Report:
     try:
         notes: list[str] = []
         try:
-            store = await store_figures(servers.server_url, mode.ledger_events, mode.attachment_mib)
+            store = (
+                None
+                if args.circular_only
+                else await store_figures(
+                    servers.server_url, mode.ledger_events, mode.attachment_mib
+                )
+            )
         except (TimeoutError, asyncpg.PostgresError) as exc:
             # A figure beside the point of the run: the run goes on without it.
             store = None
             notes.append(f"ledger and attachment figures failed: {exc!r}")
         database_url = await servers.fresh_database()
         senders = bench_codes("000", mode.senders)
+        # The circular's sender (a ministry): its inbox holds nothing of the steps, so what its
+        # DMS receives during the push circular is the circular's status notices.
+        circular_sender = bench_codes("002", 1)
         recipients = bench_codes("001", mode.recipients)
         count = mode.communes if args.communes is None else args.communes
         communes = [f"{100 + n // 100:03d}.{n % 100:02d}.00.H98" for n in range(count)]
         agencies_csv = work / "agencies.csv"
         write_agencies(
             agencies_csv,
-            [BenchAgency(code, f"Sở đo tải {code}", "department") for code in senders + recipients]
+            [
+                BenchAgency(code, f"Sở đo tải {code}", "department")
+                for code in senders + recipients + circular_sender
+            ]
             + [BenchAgency(code, f"Xã đo tải {code}", "commune") for code in communes],
         )
         pki = BenchPki(work / "pki")
@@ -201,57 +321,19 @@ async def run(args: argparse.Namespace) -> Report:
         )
         workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
         await workload.open()
-        # Unrecorded: queues declared, connections and caches warm, streams attached.
-        await workload.run_step(WARM_UP_DOCS_PER_S, WARM_UP_S, drain_s=mode.drain_s)
         steps: list[StepResult] = []
-        failed = overloaded = False
-        for rate in mode.rates:
-            if failed and rate not in mode.fixed:
-                continue
-            profilers = [
-                _profile(axis.pid, path, mode.step_s, form)
-                for path, form in ((args.profile, "flamegraph"), (args.profile_raw, "raw"))
-                if path is not None and rate == args.profile_rate
-            ]
-            # Past an overloaded step, later ones overload too: offer them only for as long as
-            # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
-            seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
-            step = await _measured_step(workload, axis, meter, rate, seconds, mode.drain_s)
-            for profiler in profilers:
-                await asyncio.to_thread(profiler.wait)
-            steps.append(step)
-            print(
-                f"  step {rate:,.0f} docs/s: accepted {step.accepted_docs_per_s:,.1f}/s, "
-                f"p99 submit->delivered {step.delivered_ms.p99:,.0f} ms"
-                + (" (overloaded)" if step.overloaded else ""),
-                flush=True,
+        if not args.circular_only:
+            steps = await _steps(args, mode, axis, workload, meter, notes)
+        after = (
+            limits
+            if args.circular_only
+            else await ceilings.measure(
+                axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
             )
-            failed = failed or not step.sustained(P99_LIMIT_MS)
-            overloaded = overloaded or step.overloaded
-            if not step.drained and not await workload.drain_all(60, mode.drain_s):
-                # Another step would measure this backlog, not its own load.
-                later = [r for r in mode.rates if r > rate and (r in mode.fixed or not failed)]
-                if later:
-                    notes.append(
-                        f"not run: {', '.join(f'{r:,.0f}' for r in later)} docs/s "
-                        f"({workload.unacknowledged:,} copies of earlier steps still "
-                        f"unacknowledged {mode.drain_s * 2:.0f} s after their step)"
-                    )
-                break
-        await workload.drain_all(60, 600)
-        after = await ceilings.measure(
-            axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
         )
-        started = meter.snapshot()
-        circular = await run_circular(
-            axis.address,
-            pki,
-            workload.senders[0],
-            workload.attachment(0),
-            communes,
-            within_s=300,
+        push, pull = await _circulars(
+            axis, pki, circular_sender[0], communes, meter, args.circular_profile
         )
-        circular = dataclasses.replace(circular, cores=meter.cores(started, meter.snapshot()))
         await workload.close()
         tally = workload.tally
         lost = sum(copy.acknowledged is None for copy in tally.copies.values())
@@ -272,11 +354,13 @@ async def run(args: argparse.Namespace) -> Report:
             ceilings_before=limits,
             ceilings_after=after,
             steps=steps,
-            circular=circular,
+            circular=push,
+            circular_pull=pull,
             store=store,
             integrity=Integrity(
                 lost=lost,
-                duplicated=tally.duplicates,
+                # Copies pushed again after their acknowledgement: in the steps and the circular.
+                duplicated=tally.duplicates + push.duplicated + pull.duplicated,
                 redelivered_before_ack=tally.redelivered,
                 unacknowledged_in_database=unacknowledged,
                 ledger_verified=verified,
@@ -381,6 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-rate", type=float, default=100, help="during the step at this rate (docs/s)"
     )
+    parser.add_argument(
+        "--circular-profile",
+        type=Path,
+        help=f"record a py-spy flame graph (SVG) of docaxis during the push circular "
+        f"({CIRCULAR_PROFILE_S} s from its Submit)",
+    )
+    parser.add_argument(
+        "--circular-only",
+        action="store_true",
+        help="only the circulars (push, then pull): no steps, store figures nor ceilings after",
+    )
     args = parser.parse_args(argv)
     configure_logging("WARNING")  # the figures, not the store's info lines
     report = asyncio.run(run(args))
@@ -388,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         report.write_json(args.json)
         print(f"JSON report: {args.json}")
-    plot_latency(report.steps, args.plot, f"docaxis bench ({report.mode}, {report.ack_mode} acks)")
-    print(f"plot: {args.plot}")
+    if report.steps:  # none with --circular-only
+        title = f"docaxis bench ({report.mode}, {report.ack_mode} acks)"
+        plot_latency(report.steps, args.plot, title)
+        print(f"plot: {args.plot}")
     return 0
 
 

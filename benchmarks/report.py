@@ -64,10 +64,12 @@ class Report:
     ceilings_before: Ceilings
     ceilings_after: Ceilings
     steps: list[StepResult]
+    # The circular pushed to open streams (the target's figure), and the same pulled.
     circular: CircularResult | None
     store: StoreFigures | None
     integrity: Integrity
     notes: list[str] = field(default_factory=list)
+    circular_pull: CircularResult | None = None
 
     def sustained(self) -> StepResult | None:
         """The highest offered rate whose step sustained p99 submit→delivered under the limit."""
@@ -118,7 +120,7 @@ class Report:
             c = self.circular
             targets.append(
                 Target(
-                    f"circular to {c.recipients:,} recipients",
+                    f"circular to {c.recipients:,} recipients ({c.mode})",
                     f"{CIRCULAR_RECIPIENTS:,} recipients fully acknowledged "
                     f"< {CIRCULAR_TARGET_S:.0f} s",
                     f"refused ({c.refused})"
@@ -172,6 +174,9 @@ class Report:
                 },
                 "steps": [dataclasses.asdict(step) for step in self.steps],
                 "circular": None if self.circular is None else dataclasses.asdict(self.circular),
+                "circular_pull": (
+                    None if self.circular_pull is None else dataclasses.asdict(self.circular_pull)
+                ),
                 "store": None if self.store is None else dataclasses.asdict(self.store),
                 "integrity": dataclasses.asdict(self.integrity),
                 "targets": [
@@ -285,28 +290,7 @@ class Report:
             "  delivered documents/s as a fraction of each ceiling: "
             + ", ".join(f"{k} {v:.4f}" for k, v in self.ratios(delivered / 2).items()),
         ]
-        if self.circular is not None:
-            cr = self.circular
-            lines += (
-                ["", f"circular: 1 document to {cr.recipients:,} communes refused: {cr.refused}"]
-                if cr.refused
-                else [
-                    "",
-                    f"circular: 1 document to {cr.recipients:,} communes (pull: list, fetch, "
-                    f"acknowledge): accepted in {cr.submit_s:.2f} s, fully acknowledged in "
-                    f"{cr.fully_acknowledged_s:.2f} s ({cr.acknowledged:,} acknowledged"
-                    + (f", errors {cr.errors}" if cr.errors else "")
-                    + ")",
-                    *(
-                        [
-                            "  cores meanwhile: "
-                            + ", ".join(f"{g} {c:.2f}" for g, c in cr.cores.items())
-                        ]
-                        if cr.cores
-                        else []
-                    ),
-                ]
-            )
+        lines += _circular_lines(self.circular) + _circular_lines(self.circular_pull)
         if self.store is not None:
             st = self.store
             lines += ["", f"ledger sequencer: {st.events:,} staged events, fsync on"]
@@ -358,6 +342,43 @@ def _cost(step: StepResult, group: str) -> str:
     """`group`'s CPU ms per document of `step`, and per copy in brackets."""
     per_document = step.cpu_ms_per_document.get(group, 0.0)
     return f"{per_document:.1f} ({step.cpu_ms_per_copy.get(group, 0.0):.1f})"
+
+
+def _circular_lines(c: CircularResult | None) -> list[str]:
+    """The circular's figures, after a blank line."""
+    if c is None:
+        return []
+    how = (
+        "pushed on every commune's open ReceiveStream, acknowledged on it"
+        if c.mode == "push"
+        else "pulled: list, fetch, acknowledge"
+    )
+    if c.refused:
+        return [
+            "",
+            f"circular ({how}): 1 document to {c.recipients:,} communes refused: {c.refused}",
+        ]
+    lines = [
+        "",
+        f"circular ({how}): 1 document to {c.recipients:,} communes, "
+        f"{c.acknowledged:,} acknowledged" + (f", errors {c.errors}" if c.errors else ""),
+        f"  DMSs connected{' and subscribed' if c.mode == 'push' else ''} in {c.connect_s:.1f} s "
+        "before the clock; from Submit: accepted "
+        f"{c.submit_s:.2f} s, first copy {c.first_delivery_s:.2f} s, last copy "
+        f"{c.last_delivery_s:.2f} s, fully acknowledged {c.fully_acknowledged_s:.2f} s",
+    ]
+    if c.mode == "push":
+        lines.append(
+            f"  the sender's status notices: {c.sender_notices:,}, the last at "
+            f"{c.last_notice_s:.2f} s; {c.duplicated} copies pushed again after their "
+            "acknowledgement"
+        )
+    if c.cores:
+        lines.append(
+            "  cores from Submit to the end: "
+            + ", ".join(f"{g} {cores:.2f}" for g, cores in c.cores.items())
+        )
+    return lines
 
 
 def _ms(value: float) -> str:

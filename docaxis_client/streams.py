@@ -2,6 +2,7 @@
 single acknowledgements are read with docaxis_client.errors.item_error.
 
     async with client.receive_stream(window=64) as stream:
+        await stream.subscribed()             # optional: attached, nothing addressed is missed
         async for item in stream:
             store(item)                       # durably, in the DMS
             stream.acknowledge(item)          # sent on the stream, confirmed when durable
@@ -19,6 +20,9 @@ from typing import Self, cast
 import grpc
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
+
+from docaxis_client.errors import decoded_errors
+from docaxis_client.receive import SUBSCRIBED_HEADER, ReceiveStreamError
 
 
 def item_id(item: pb.ReceiveResponse | pb.AcknowledgeRequest) -> str:
@@ -85,7 +89,12 @@ class AcknowledgingStream:
         except BaseException as exc:
             self._items.put_nowait(exc)
             for waiting in self._confirmations.values():
-                if not waiting.done():
+                if waiting.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    # The DMS hung up itself: nothing to report on what nobody awaits.
+                    waiting.cancel()
+                else:
                     waiting.set_exception(exc)
             if not isinstance(exc, grpc.aio.AioRpcError | asyncio.CancelledError):
                 raise
@@ -101,6 +110,28 @@ class AcknowledgingStream:
             # Unless the id was acknowledged again since: its newer answer is the one kept.
             if self._confirmations.get(oldest) is answer:
                 del self._confirmations[oldest]
+
+    async def subscribed(self) -> None:
+        """Returns once docaxis has attached the stream to the agency's queue (from then on
+        everything addressed to the agency is pushed on it); raises the stream's error if it
+        was refused instead (e.g. UNAUTHENTICATED)."""
+        with decoded_errors():
+            metadata = await self._call.initial_metadata()
+        if metadata.get(SUBSCRIBED_HEADER) == "true":
+            return
+        # No header: the call ended without subscribing; its status says why.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            await self._reader
+        with decoded_errors():
+            code = await self._call.code()
+            if code != grpc.StatusCode.OK:
+                raise grpc.aio.AioRpcError(
+                    code,
+                    await self._call.initial_metadata(),
+                    await self._call.trailing_metadata(),
+                    await self._call.details(),
+                )
+        raise ReceiveStreamError("the stream ended before it was subscribed")
 
     async def __aiter__(self) -> AsyncIterator[pb.ReceiveResponse]:
         while True:

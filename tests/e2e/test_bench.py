@@ -27,7 +27,9 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
 ) -> None:
     """The bench drives a real `docaxis run` over mutual TLS: every target is reported with PASS
     or MISS, every ceiling and step has figures, the circular is fully acknowledged, the ledger
-    verifies, and nothing is lost or duplicated, whichever way the recipients acknowledge."""
+    verifies, and nothing is lost or duplicated, whichever way the recipients acknowledge; the
+    circular pushed to every commune's stream reaches each once, and its sender gets a status
+    notice per copy."""
     report_path, plot_path = tmp_path / "report.json", tmp_path / "latency.png"
     result = subprocess.run(
         [
@@ -74,8 +76,11 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
     assert len(step["worker_cores"]) == (2 if "--workers" in options else 1)
     for latency in ("submit_ms", "delivered_ms", "acknowledge_ms"):
         assert set(step[latency]) == {"count", "p50", "p95", "p99", "max"}
-    circular = report["circular"]
-    assert circular["acknowledged"] == circular["recipients"] > 0
+    push, pull = report["circular"], report["circular_pull"]
+    assert (push["mode"], pull["mode"]) == ("push", "pull")
+    assert push["acknowledged"] == push["recipients"] == pull["acknowledged"] > 0
+    assert push["sender_notices"] == push["recipients"]
+    assert push["duplicated"] == pull["duplicated"] == 0
     assert report["store"]["upload_mib_per_s"] > 0
     integrity = report["integrity"]
     assert (integrity["lost"], integrity["duplicated"]) == (0, 0)
