@@ -15,6 +15,7 @@ from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 from services.bootstrap.directory import LocalDirectory
 from services.bootstrap.peer_transport import GrpcBlobSource, GrpcPeerTransport
 from services.bootstrap.wiring import Job, Wiring
+from services.common import rabbit
 from services.common.leadership import PerPeer, Singleton, Term
 from services.common.periodic import every, pause
 from services.common.postgres_notifications import PostgresNotifications
@@ -99,7 +100,15 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
         hub=security.hub,
     )
     inbox_queues = InboxQueues()  # one per process: publisher and streams share it
-    inbox = RabbitInbox(wiring.broker, queues=inbox_queues)
+    amqp_url = wiring.plan.amqp_url
+    assert amqp_url is not None
+    inbox = RabbitInbox(
+        wiring.broker,
+        queues=inbox_queues,
+        # More connections for the streams once the first holds its share of channels.
+        connect=lambda: rabbit.connect(amqp_url, name="docaxis-streams"),
+    )
+    wiring.stack.push_async_callback(inbox.close)
     wiring.on_drain.append(inbox.close_all)
     in_flight = InFlight()
     lifecycle = LifecycleHandlers(exchange, lifecycle_store)

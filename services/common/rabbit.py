@@ -86,14 +86,22 @@ class BrokerNotConnectedError(ConnectionError):
 
 
 async def open_channel(
-    connection: AbstractRobustConnection, *, publisher_confirms: bool = True
+    connection: AbstractRobustConnection,
+    *,
+    publisher_confirms: bool = True,
+    on_return_raises: bool = False,
 ) -> AbstractChannel:
     """A channel on `connection`. While a robust connection reconnects (a node lost, the next
     not yet reached), aio-pika raises a bare RuntimeError("Connection was not opened"): raised
     here as a broker error like any other, so that callers retry instead of dying (the outbox
-    relay did, taking its process down when a RabbitMQ node was killed)."""
+    relay did, taking its process down when a RabbitMQ node was killed).
+
+    `on_return_raises`: a mandatory message the broker could not route (no queue bound to its
+    key) raises aio_pika.exceptions.PublishError instead of being returned quietly."""
     try:
-        return await connection.channel(publisher_confirms=publisher_confirms)
+        return await connection.channel(
+            publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
+        )
     except RuntimeError as exc:
         if "not opened" not in str(exc):
             raise

@@ -280,3 +280,53 @@ async def test_a_crash_in_the_middle_of_a_batch_loses_nothing_and_stores_nothing
         stream.acknowledge(only)
         await stream.confirmed(item_id(only))
         await nothing_more(stream)
+
+
+CIRCULAR_RECIPIENTS = 200
+
+
+async def test_a_circular_reaches_every_open_stream_once_and_its_sender_every_status(
+    register_agencies: Register, clients: dict[str, AgencyClient]
+) -> None:
+    """Fan-out: one document to 200 agencies, each on its own mutual-TLS connection with a
+    ReceiveStream attached before the document is submitted. Every copy is pushed once, to its
+    own recipient (nothing more on any stream after its acknowledgement), every acknowledgement
+    is confirmed durable, each copy gets a receipt for its recipient over the document's
+    manifest, and the sender's stream gets the 01 (arrived) notice of every copy, once."""
+    sender, *recipients = await register_agencies(CIRCULAR_RECIPIENTS + 1)
+    streams = [clients[code].receive_stream(window=4) for code in recipients]
+    notices = clients[sender].receive_stream(window=1000)
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(s.subscribed() for s in [*streams, notices]))
+        header = make_header(sender, recipients, subject="Công văn gửi mọi xã")
+        response = await clients[sender].submit(f"c-{uuid.uuid4()}", header)
+        routes = {r.effective_recipient: r.delivery_id for r in response.receipt.routes}
+        assert sorted(routes) == sorted(recipients)
+        items = await asyncio.gather(*(next_item(s, within=60) for s in streams))
+        assert [i.delivery.delivery_id for i in items] == [routes[code] for code in recipients]
+        for stream, item in zip(streams, items, strict=True):
+            stream.acknowledge(item)
+        results = await asyncio.gather(
+            *(s.confirmed(item_id(i)) for s, i in zip(streams, items, strict=True))
+        )
+        assert [(item_error(r.error), r.already_acknowledged) for r in results] == [
+            (None, False)
+        ] * len(recipients)
+        statuses: list[pb.StatusNotice] = []
+        while len(statuses) < len(recipients):
+            notice = await next_item(notices, within=60)
+            notices.acknowledge(notice)
+            statuses.append(notice.status)
+        assert sorted(s.delivery_id for s in statuses) == sorted(routes.values())
+        assert {(s.document_uuid, s.status.code) for s in statuses} == {
+            (response.receipt.document_uuid, pb.STATUS_CODE_ARRIVED)
+        }
+        await asyncio.gather(*(nothing_more(s) for s in [*streams, notices]))
+    finally:
+        for stream in [*streams, notices]:
+            stream.cancel()
+    manifest = clients[sender].manifest_sha256(header)
+    for code in (recipients[0], recipients[-1]):
+        receipt = await clients[code].transport_receipt(routes[code])
+        assert (receipt.recipient, receipt.manifest_sha256) == (code, manifest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -112,9 +112,21 @@ class OutboundMessage:
     traceparent: str | None = None
 
 
+class UnroutableError(aio_pika.exceptions.AMQPError):
+    """Messages came back unroutable although their queues were just declared (deleted again
+    meanwhile): the batch stays in the outbox and is tried again."""
+
+
 class RabbitPublisher:
     """Publishes batches with publisher confirms, pipelined: the whole batch is in flight at once
-    and the call returns only when the broker has confirmed every message."""
+    and the call returns only when the broker has confirmed every message.
+
+    Inbox queues are declared only when the broker says one is missing: every message is
+    mandatory, so one the exchange cannot route (no queue for its agency yet) comes back; the
+    queues of such messages are then declared and the batch's messages for them published
+    again, in order. An inbox queue is durable and lives as long as its agency, so declaring
+    before every first publish of a process (two round trips each, one after the other) would
+    cost a circular to 3,000 communes seconds, for queues that already exist."""
 
     def __init__(
         self, connection: AbstractRobustConnection, queues: InboxQueues | None = None
@@ -123,26 +135,28 @@ class RabbitPublisher:
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._declared: set[str] = set()
 
     async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
         if self._channel is None or self._channel.is_closed or self._exchange is None:
-            self._channel = await rabbit.open_channel(self._connection)
+            self._channel = await rabbit.open_channel(self._connection, on_return_raises=True)
             self._exchange = await declare_topology(self._channel)
-            self._declared.clear()
         return self._channel, self._exchange
 
     async def publish_batch(self, messages: Sequence[OutboundMessage]) -> None:
         channel, exchange = await self._ready()
-        # Declare before publishing: a message routed to a queue that does not exist yet would be
-        # dropped by the exchange (mandatory=True turns that into an error as a second guard).
-        for key in {m.routing_key for m in messages} - self._declared:
-            await self._queues.declare(channel, exchange, key)
-            self._declared.add(key)
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await asyncio.gather(*(_publish(exchange, m) for m in messages))
-        except (aio_pika.exceptions.DeliveryError, TimeoutError):
+                missing = await _publish_routed(exchange, messages)
+                if missing:
+                    for key in sorted(missing):
+                        await self._queues.declare(channel, exchange, key)
+                    # Those that were routed meanwhile (a stream declared the queue during the
+                    # batch) go again too: in order, at least once, as consumers expect.
+                    again = [m for m in messages if m.routing_key in missing]
+                    unroutable = await _publish_routed(exchange, again)
+                    if unroutable:
+                        raise UnroutableError(f"no queue for {sorted(unroutable)} once declared")
+        except (aio_pika.exceptions.DeliveryError, UnroutableError, TimeoutError):
             # The next batch gets a new channel. Seen with RabbitMQ 3.10 in a cluster: a channel
             # that published to a quorum queue while its leader's node was just lost nacked every
             # later publish to that queue for minutes, while a new channel was accepted at once.
@@ -158,6 +172,23 @@ class RabbitPublisher:
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+
+async def _publish_routed(
+    exchange: AbstractExchange, messages: Sequence[OutboundMessage]
+) -> set[str]:
+    """Publishes `messages` at once; the routing keys of those the broker returned unroutable
+    (their queue does not exist). Any other failure is raised once all are answered."""
+    outcomes = await asyncio.gather(
+        *(_publish(exchange, m) for m in messages), return_exceptions=True
+    )
+    missing: set[str] = set()
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if isinstance(outcome, aio_pika.exceptions.PublishError):
+            missing.add(message.routing_key)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    return missing
 
 
 async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
@@ -295,8 +326,25 @@ def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
     return InboxMessage(event.delivery_id, message, addressee=event.recipient)
 
 
+# Stream channels on one broker connection at most. RabbitMQ allows 2,047 channels per
+# connection by default (channel_max) and closes the whole connection, every stream on it
+# included, when a client opens one more: a process holding the streams of thousands of agencies
+# (every commune's DMS, connected all the time) spreads them over several connections.
+STREAM_CHANNELS_PER_CONNECTION = 1000
+
+
+@dataclass(slots=True)
+class _StreamConnection:
+    connection: AbstractRobustConnection
+    channels: int = 0  # stream channels open on it
+
+
 class RabbitInbox:
-    """Consumes one agency's inbox queue for a Receive stream."""
+    """Consumes one agency's inbox queue for a Receive stream.
+
+    Each stream has a channel of its own (closing it returns every unacknowledged message to
+    the queue), on `connection` while it holds fewer than `channels_per_connection` of them,
+    then on further connections opened with `connect` (and closed by `close`)."""
 
     def __init__(
         self,
@@ -304,11 +352,32 @@ class RabbitInbox:
         *,
         prefetch: int = 32,
         queues: InboxQueues | None = None,
+        connect: Callable[[], Awaitable[AbstractRobustConnection]] | None = None,
+        channels_per_connection: int = STREAM_CHANNELS_PER_CONNECTION,
     ) -> None:
         self._queues = queues or InboxQueues()
-        self._connection = connection
         self._prefetch = prefetch
         self._open: dict[Inbox, tuple[AbstractQueue, str]] = {}
+        # Every connection streams use, with how many stream channels it holds; the first is
+        # the process's own, the others were opened here.
+        self._connections = [_StreamConnection(connection)]
+        self._connect = connect
+        self._per_connection = channels_per_connection
+        self._connecting = asyncio.Lock()
+
+    async def _take_connection(self) -> _StreamConnection:
+        async with self._connecting:
+            for held in self._connections:
+                if held.channels < self._per_connection:
+                    break
+            else:
+                if self._connect is None:
+                    held = min(self._connections, key=lambda h: h.channels)
+                else:
+                    held = _StreamConnection(await self._connect())
+                    self._connections.append(held)
+            held.channels += 1
+            return held
 
     @asynccontextmanager
     async def consume(
@@ -316,25 +385,28 @@ class RabbitInbox:
     ) -> AsyncIterator[Inbox]:
         """`prefetch`: how many messages the broker hands this stream unacknowledged (the
         default window of a Receive stream)."""
-        # A channel per stream: closing it returns every unacknowledged message to the queue.
-        channel = await rabbit.open_channel(self._connection)
+        held = await self._take_connection()
         try:
-            await channel.set_qos(prefetch_count=prefetch or self._prefetch)
-            exchange = await declare_topology(channel)
-            queue = await self._queues.declare(channel, exchange, agency_code)
-            inbox = Inbox()
-            queue.close_callbacks.add(inbox.closed)
-            tag = await queue.consume(inbox.deliver)
-            self._open[inbox] = (queue, tag)
+            channel = await rabbit.open_channel(held.connection)
             try:
-                yield inbox
+                await channel.set_qos(prefetch_count=prefetch or self._prefetch)
+                exchange = await declare_topology(channel)
+                queue = await self._queues.declare(channel, exchange, agency_code)
+                inbox = Inbox()
+                queue.close_callbacks.add(inbox.closed)
+                tag = await queue.consume(inbox.deliver)
+                self._open[inbox] = (queue, tag)
+                try:
+                    yield inbox
+                finally:
+                    self._open.pop(inbox, None)
+                    with contextlib.suppress(*_CHANNEL_GONE):
+                        await queue.cancel(tag)
             finally:
-                self._open.pop(inbox, None)
-                with contextlib.suppress(*_CHANNEL_GONE):
-                    await queue.cancel(tag)
+                if not channel.is_closed:
+                    await channel.close()
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            held.channels -= 1
 
     async def close_all(self) -> None:
         """Stops every stream's consumer (shutdown); unacked messages are requeued when their
@@ -343,6 +415,12 @@ class RabbitInbox:
             with contextlib.suppress(*_CHANNEL_GONE):
                 await queue.cancel(tag)
             inbox.stop()
+
+    async def close(self) -> None:
+        """Closes the connections opened for streams (the process's own is not this one's)."""
+        for held in self._connections[1:]:
+            with contextlib.suppress(*_CHANNEL_GONE):
+                await held.connection.close()
 
 
 _CHANNEL_GONE = (

@@ -17,6 +17,7 @@ from docaxis_client.trust.receipts import sign_receipt
 from services.common import tracing
 from services.common.errors import (
     ConflictError,
+    DomainError,
     FieldViolation,
     NotFoundError,
     PermissionDeniedError,
@@ -65,6 +66,10 @@ log = structlog.get_logger(__name__)
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 # Documents stored in one transaction at most (a SubmitBatch carries up to 100).
 MAX_SUBMIT_GROUP = 200
+# Copies claimed for a push in one transaction at most, over every stream of the process.
+MAX_PUSH_GROUP = 1000
+# Documents whose manifest digest is kept for their transport receipts (see _manifest_sha256).
+MANIFEST_DIGESTS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,10 @@ class ExchangeHandlers:
         self._submissions: GroupCommit[NewSubmission, StoreRefusal | None] = GroupCommit(
             store.store_submissions, max_items=MAX_SUBMIT_GROUP, name="submit"
         )
+        self._pushes: GroupCommit[tuple[str, str], PushItem | DeadLetter | None] = GroupCommit(
+            self._claim_pushes, max_items=MAX_PUSH_GROUP, name="push"
+        )
+        self._manifest_digests: dict[str, str] = {}
 
     async def upload_attachment(
         self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
@@ -329,8 +338,21 @@ class ExchangeHandlers:
     async def begin_pushes(
         self, claims: Sequence[tuple[str, str]]
     ) -> list[PushItem | DeadLetter | None]:
-        """Each (delivery id, recipient) claimed for a push in one transaction (see
-        DocumentStore.begin_pushes)."""
+        """Each (delivery id, recipient) claimed for a push (see DocumentStore.begin_pushes),
+        group-committed with every other stream's and fetch's claims: a circular's copies,
+        handed by the broker to thousands of streams at once, are claimed in a few transactions
+        (each loading the document once) rather than one per stream. Answered once the
+        transaction that carried them has committed."""
+        claimed: list[PushItem | DeadLetter | None] = []
+        for outcome in await self._pushes.submit(claims):
+            if isinstance(outcome, DomainError):
+                raise outcome  # never: the store refuses no claim on its own
+            claimed.append(outcome)
+        return claimed
+
+    async def _claim_pushes(
+        self, claims: Sequence[tuple[str, str]]
+    ) -> list[PushItem | DeadLetter | None]:
         outcomes = await self._store.begin_pushes(claims, self._limits.max_pushes)
         for (delivery_id, recipient), outcome in zip(claims, outcomes, strict=True):
             if isinstance(outcome, DeadLetter):
@@ -422,17 +444,29 @@ class ExchangeHandlers:
             )
             return None
 
+    def _manifest_sha256(self, record: DeliveryRecord) -> str:
+        """The digest of the document's manifest. Building it canonicalises the whole header,
+        recipient list included: for a circular to 3,000 communes that list is 3,000 codes, and
+        each of its 3,000 receipts would build it again (seconds of CPU). A stored document
+        never changes, so the digests of the last few documents are kept by uuid."""
+        digest = self._manifest_digests.get(record.document_uuid)
+        if digest is None:
+            try:
+                digest = manifest_of(record.header, record.attachments).sha256_hex()
+            except TrustError as exc:
+                raise domain_error(exc) from None
+            if len(self._manifest_digests) >= MANIFEST_DIGESTS_KEPT:
+                del self._manifest_digests[next(iter(self._manifest_digests))]  # the oldest
+            self._manifest_digests[record.document_uuid] = digest
+        return digest
+
     def _sign_receipt(self, record: DeliveryRecord) -> bytes:
         assert self._hub is not None
         assert record.acknowledged_at is not None
-        try:
-            manifest = manifest_of(record.header, record.attachments)
-        except TrustError as exc:
-            raise domain_error(exc) from None
         return sign_receipt(
             document_uuid=record.document_uuid,
             document_id=record.header.document_id,
-            manifest_sha256=manifest.sha256_hex(),
+            manifest_sha256=self._manifest_sha256(record),
             recipient=record.recipient,
             hub=self._hub,
             acknowledged_at=record.acknowledged_at,
