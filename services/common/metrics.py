@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from prometheus_client import (
@@ -36,6 +36,7 @@ from services.common.metrics_workers import read_worker_metrics, sum_expositions
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
 
 # From a recipient that is online (milliseconds) to one that reconnects after a lunch break.
 LATENCY_BUCKETS_S = (
@@ -133,6 +134,23 @@ def _age_s(now: dt.datetime, then: dt.datetime) -> float:
     return max(0.0, (now - then).total_seconds())
 
 
+class _ReadAtScrape(Collector, Generic[_S]):
+    """Families built from snapshots `read` returns at each scrape (describe: with none)."""
+
+    def __init__(self, read: Callable[[], Sequence[_S]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(()))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._read()))
+
+    @staticmethod
+    def _families(snapshots: Sequence[_S]) -> list[Metric]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
 class PeerSnapshot:
     """A federation peer as its forwarder sees it now."""
@@ -168,17 +186,8 @@ class PolledPeerSnapshot:
     last_success: float | None  # Unix time of the last poll the peer answered in full
 
 
-class _PolledPeerGauges(Collector):
+class _PolledPeerGauges(_ReadAtScrape[PolledPeerSnapshot]):
     """Per-peer series of the pollers (docaxis_peer_polls, _fetched, _errors, _poll_*)."""
-
-    def __init__(self, read: Callable[[], Sequence[PolledPeerSnapshot]]) -> None:
-        self._read = read
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(()))
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families(self._read()))
 
     @staticmethod
     def _families(peers: Sequence[PolledPeerSnapshot]) -> list[Metric]:
@@ -225,17 +234,8 @@ class _PolledPeerGauges(Collector):
         return [polls, fetched, errors, backoff, success]
 
 
-class _PeerGauges(Collector):
+class _PeerGauges(_ReadAtScrape[PeerSnapshot]):
     """Per-peer series of the federation forwarders, read at each scrape."""
-
-    def __init__(self, read: Callable[[], Sequence[PeerSnapshot]]) -> None:
-        self._read = read
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families(()))
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families(self._read()))
 
     @staticmethod
     def _families(peers: Sequence[PeerSnapshot]) -> list[Metric]:

@@ -512,6 +512,24 @@ async def _recall_state(hub: UnderNational, delivery_id: uuid.UUID) -> tuple[str
     return row["state"], row["recall"], row["why"]
 
 
+async def _received_and_not(
+    hub: UnderNational, pki: SuitePki, received: str, unreceived: str
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """The commune's copies of two ministry documents (by number) sent through the axis, the
+    first acknowledged by the commune, the other not."""
+    copies = []
+    for number in (received, unreceived):
+        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
+        (copy,) = await eventually(functools.partial(_copies, hub, _document_id(number)), within=30)
+        copies.append(copy)
+    client: AgencyClient = pki.client(hub.address, COMMUNE.code)
+    try:
+        await client.acknowledge(str(copies[0]["id"]))
+    finally:
+        await client.close()
+    return copies[0], copies[1]
+
+
 async def test_a_retrieve_request_13_from_the_national_side_recalls_the_local_copies(
     hub: UnderNational, pki: SuitePki
 ) -> None:
@@ -520,13 +538,9 @@ async def test_a_retrieve_request_13_from_the_national_side_recalls_the_local_co
     commune (the ministry waits for an answer); the acknowledged one waits for the commune's
     decision, and the commune's 15 withdraws it and goes back to the ministry as a status
     package. Each 13 is acknowledged `done` on the axis."""
-    for number in ("960", "961"):
-        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
-    (unread,) = await eventually(lambda: _copies(hub, _document_id("960")), within=30)
-    (read,) = await eventually(lambda: _copies(hub, _document_id("961")), within=30)
+    read, unread = await _received_and_not(hub, pki, "961", "960")
     client: AgencyClient = pki.client(hub.address, COMMUNE.code)
     try:
-        await client.acknowledge(str(read["id"]))
         retrieves = [
             await _national_send(
                 hub,
@@ -587,13 +601,9 @@ async def test_an_update_and_a_replacement_from_the_national_side_supersede_the_
     replaces (3) one it has not: each new version is stored as a document linked to the one it
     acts on; the received copy waits for the commune's decision, whose 15 goes back to the
     ministry, and the unreceived one is withdrawn at once, as when the sender is local."""
-    for number in ("970", "972"):
-        await _national_send(hub, document_edxml(MINISTRY, [COMMUNE.code], number))
-    (received,) = await eventually(lambda: _copies(hub, _document_id("970")), within=30)
-    (unreceived,) = await eventually(lambda: _copies(hub, _document_id("972")), within=30)
+    received, unreceived = await _received_and_not(hub, pki, "970", "972")
     client: AgencyClient = pki.client(hub.address, COMMUNE.code)
     try:
-        await client.acknowledge(str(received["id"]))
         updated, replaced = _document_id("971"), _document_id("973")
         await _national_send(
             hub, document_edxml(MINISTRY, [COMMUNE.code], "971", update=_document_id("970"))
