@@ -139,27 +139,30 @@ async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, s
 
 
 async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None:
+    """The events in ledger.pending, in order (ids follow the list: the ledger sequences by id),
+    as one statement whatever their number: executemany would execute one INSERT per event,
+    about fourteen per document on the delivery path."""
     if not events:
         return
-    await conn.executemany(
+    await conn.execute(
         """
         INSERT INTO ledger.pending
             (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+        SELECT e.entry_type, e.doc_uuid, e.document_id, e.from_agency, e.to_agency, $6,
+            e.occurred_at, e.data::jsonb
+        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+            $7::timestamptz[], $8::text[]) WITH ORDINALITY
+            AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
+        ORDER BY e.n
         """,
-        [
-            (
-                e.entry_type,
-                uuid.UUID(e.doc_uuid),
-                e.document_id,
-                e.from_agency,
-                e.to_agency,
-                ACTOR,
-                e.occurred_at,
-                json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True),
-            )
-            for e in events
-        ],
+        [e.entry_type for e in events],
+        [uuid.UUID(e.doc_uuid) for e in events],
+        [e.document_id for e in events],
+        [e.from_agency for e in events],
+        [e.to_agency for e in events],
+        ACTOR,
+        [e.occurred_at for e in events],
+        [json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True) for e in events],
     )
 
 
