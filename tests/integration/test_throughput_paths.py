@@ -305,6 +305,12 @@ async def test_a_circular_reaches_every_open_stream_once_and_its_sender_every_st
         assert sorted(routes) == sorted(recipients)
         items = await asyncio.gather(*(next_item(s, within=60) for s in streams))
         assert [i.delivery.delivery_id for i in items] == [routes[code] for code in recipients]
+        # Each copy its own fields over the document's shared ones (built once for all).
+        assert [i.delivery.requested_recipient for i in items] == recipients
+        assert {i.delivery.header.SerializeToString() for i in items} == {
+            items[0].delivery.header.SerializeToString()
+        }
+        assert list(items[0].delivery.header.recipients) == recipients
         for stream, item in zip(streams, items, strict=True):
             stream.acknowledge(item)
         results = await asyncio.gather(

@@ -264,6 +264,36 @@ def trace_to_pb(trace: Sequence[Hop]) -> list[pb.TraceHop]:
     return [pb.TraceHop(hub_code=h.hub, at=timestamp(h.at)) for h in trace]
 
 
+# Documents whose delivery message DeliveryProtos keeps (the last ones pushed or fetched).
+DOCUMENTS_KEPT = 64
+
+
+class DeliveryProtos:
+    """Deliveries as pushed or fetched, each document's part built once.
+
+    All copies of a document share everything but their delivery id and requested recipient:
+    the header (with every recipient's code: 3,000 of them in a circular to every commune),
+    attachments, signatures with their certificate chains, the verification. Building that
+    from the stored document for each of a circular's copies cost more than pushing it; so the
+    last few documents' messages are kept (a stored document never changes) and each copy is a
+    copy of its document's message with its own two fields set."""
+
+    def __init__(self, kept: int = DOCUMENTS_KEPT) -> None:
+        self._kept = kept
+        self._documents: dict[str, pb.Delivery] = {}
+
+    def fill(self, into: pb.Delivery, item: PushItem) -> None:
+        document = self._documents.get(item.document_uuid)
+        if document is None:
+            document = delivery_to_pb(item)
+            if len(self._documents) >= self._kept:
+                del self._documents[next(iter(self._documents))]  # the oldest
+            self._documents[item.document_uuid] = document
+        into.CopyFrom(document)
+        into.delivery_id = item.delivery_id
+        into.requested_recipient = item.requested_recipient
+
+
 def signature_to_pb(s: Signature) -> common_pb2.DocumentSignature:
     return common_pb2.DocumentSignature(
         role=_ROLE_TO_PB[s.role],

@@ -31,7 +31,6 @@ from services.common.metrics import (
 from services.common.rabbit import BROKER_ERRORS
 from services.exchange.domain.withdrawal import CopyWithdrawnError
 from services.exchange.entrypoints.convert import (
-    delivery_to_pb,
     receipt_to_pb,
     submission_from_pb,
     timestamp,
@@ -424,7 +423,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 return fetched_notice(await lifecycle.fetch_notice(agency, request.notice_id))
             push = await lifecycle.fetch_delivery(agency, request.delivery_id)
             self._handed_over(DeliveryMode.PULL, push)
-            return pb.FetchResponse(delivery=delivery_to_pb(push))
+            response = pb.FetchResponse()
+            self._pusher.deliveries.fill(response.delivery, push)
+            return response
 
     async def GetTransportReceipt(
         self, request: pb.GetTransportReceiptRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -23,7 +23,7 @@ from services.common.errors import DomainError, FieldViolation, UnavailableError
 from services.common.grpc_errors import domain_errors, status_details
 from services.common.identity import CallerResolver
 from services.common.metrics import AcknowledgedKind, AxisMetrics, DeliveryMode
-from services.exchange.entrypoints.convert import delivery_to_pb, timestamp
+from services.exchange.entrypoints.convert import DeliveryProtos, timestamp
 from services.exchange.entrypoints.lifecycle_convert import notice_response
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.inbox_ports import Inbox, InboxMessage, InFlight
@@ -56,6 +56,7 @@ class Pusher:
         self._lifecycle = lifecycle
         self._in_flight = in_flight
         self._metrics = metrics
+        self.deliveries = DeliveryProtos()
 
     async def claim(
         self, agency: str, batch: Sequence[InboxMessage]
@@ -92,7 +93,9 @@ class Pusher:
                     self._metrics.handed_over(
                         DeliveryMode.PUSH, push.submitted_at, first=push.first_handover
                     )
-                    pushable.append((message, pb.ReceiveResponse(delivery=delivery_to_pb(push))))
+                    response = pb.ReceiveResponse()
+                    self.deliveries.fill(response.delivery, push)
+                    pushable.append((message, response))
         if notices:
             items = (
                 await self._lifecycle.begin_notices([(m.notice_id, agency) for m in notices])
