@@ -74,3 +74,31 @@ async def test_streams_past_a_connections_share_open_more_connections(
     finally:
         await publisher.close()
         await own.close()
+
+
+async def test_a_message_that_is_not_docaxis_is_dead_lettered_and_the_stream_goes_on(
+    services: SuiteServices,
+) -> None:
+    """A message in an inbox queue that docaxis cannot read (not protobuf) is rejected into the
+    dead-letter exchange, and the delivery behind it still reaches the stream: such a message
+    used to end the stream, and every later one, since the broker handed it back each time."""
+    own = await rabbit.connect(services.amqp_url, name="test-inbox")
+    inbox, publisher = RabbitInbox(own), RabbitPublisher(own)
+    agency = unique_code()
+    junk = OutboundMessage(agency, str(uuid.uuid4()), "", b"\xff not protobuf")
+    good = delivery_to(agency)
+    try:
+        await publisher.publish_batch([junk, good])
+        async with inbox.consume(agency) as stream, asyncio.timeout(15):
+            got: list[InboxMessage] = []
+            while not got:
+                got = await stream.batch(10)
+            assert [m.delivery_id for m in got] == [good.message_id]
+            await got[0].message.ack()
+        async with inbox.consume(agency) as again:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1):
+                    await again.batch(10)
+    finally:
+        await publisher.close()
+        await own.close()

@@ -23,6 +23,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from docaxis.exchange.v1 import events_pb2
+from google.protobuf.message import DecodeError
 
 from services.common import rabbit, tracing
 from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
@@ -319,7 +320,7 @@ def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
     )
     try:
         event.ParseFromString(message.body)
-    except ValueError:
+    except DecodeError:  # not a ValueError: caught as one, it ended the stream on every retry
         return None
     if isinstance(event, events_pb2.NoticeQueued):
         return InboxMessage("", message, notice_id=event.notice_id, addressee=event.agency)
