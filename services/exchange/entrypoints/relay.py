@@ -28,7 +28,7 @@ class OutboxRelay:
         committed: Notifications,
         relay_batch: Callable[[int], Awaitable[int]],
         *,
-        batch_size: int = 256,
+        batch_size: int = 1000,
         poll_interval_s: float = 1.0,
     ) -> None:
         """`relay_batch(limit)` publishes up to `limit` outbox rows and deletes them in one
