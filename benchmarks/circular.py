@@ -49,7 +49,8 @@ class CircularResult:
     fully_acknowledged_s: float
     acknowledged: int
     errors: dict[str, int]
-    # Why Submit refused the circular, when it did (then nothing was timed).
+    # Why the circular was not timed, when it was not: Submit refused it, or it failed (a
+    # commune's stream refused before Submit, say); the report says which.
     refused: str = ""
     # Cores each group of processes used from Submit to the last acknowledgement (push: to the
     # sender's last notice).

@@ -123,7 +123,7 @@ class Report:
                     f"circular to {c.recipients:,} recipients ({c.mode})",
                     f"{CIRCULAR_RECIPIENTS:,} recipients fully acknowledged "
                     f"< {CIRCULAR_TARGET_S:.0f} s",
-                    f"refused ({c.refused})"
+                    f"not timed ({c.refused})"
                     if c.refused
                     else f"{c.fully_acknowledged_s:.1f} s ({c.acknowledged:,} acknowledged)",
                     # The target is for a national circular: fewer recipients only indicate.
@@ -356,7 +356,7 @@ def _circular_lines(c: CircularResult | None) -> list[str]:
     if c.refused:
         return [
             "",
-            f"circular ({how}): 1 document to {c.recipients:,} communes refused: {c.refused}",
+            f"circular ({how}): 1 document to {c.recipients:,} communes not timed: {c.refused}",
         ]
     lines = [
         "",
