@@ -125,6 +125,9 @@ async def test_an_acknowledgement_on_the_stream_is_in_the_documents_trace(
     exporter = span_exporter()
     sender, recipient = await register_agencies(2)
     async with clients[recipient].receive_stream() as stream:
+        # Attached to its queue first: a copy published before the queue exists comes back
+        # unroutable and is published again once declared (two publish spans, by design).
+        await stream.subscribed()
         response = await clients[sender].submit(
             f"c-{uuid.uuid4()}", make_header(sender, [recipient])
         )
