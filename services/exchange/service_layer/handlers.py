@@ -35,7 +35,6 @@ from services.exchange.domain.model import (
     Receipt,
     Route,
     Submission,
-    manifest_of,
     nfc,
     submission_problems,
     today_in_vietnam,
@@ -43,6 +42,7 @@ from services.exchange.domain.model import (
 from services.exchange.domain.quota import check_upload_quota
 from services.exchange.domain.verification import Verification
 from services.exchange.domain.withdrawal import Sight, identity_only, recipient_sight
+from services.exchange.service_layer.manifest_digests import ManifestDigests
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AttachmentsGoneError,
@@ -68,8 +68,6 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 MAX_SUBMIT_GROUP = 200
 # Copies claimed for a push in one transaction at most, over every stream of the process.
 MAX_PUSH_GROUP = 1000
-# Documents whose manifest digest is kept for their transport receipts (see _manifest_sha256).
-MANIFEST_DIGESTS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +126,7 @@ class ExchangeHandlers:
         self._pushes: GroupCommit[tuple[str, str], PushItem | DeadLetter | None] = GroupCommit(
             self._claim_pushes, max_items=MAX_PUSH_GROUP, name="push"
         )
-        self._manifest_digests: dict[str, str] = {}
+        self._manifest_digests = ManifestDigests()
 
     async def upload_attachment(
         self, owner: str, sha256: str, size: int, chunks: AsyncIterator[bytes]
@@ -445,20 +443,12 @@ class ExchangeHandlers:
             return None
 
     def _manifest_sha256(self, record: DeliveryRecord) -> str:
-        """The digest of the document's manifest. Building it canonicalises the whole header,
-        recipient list included: for a circular to 3,000 communes that list is 3,000 codes, and
-        each of its 3,000 receipts would build it again (seconds of CPU). A stored document
-        never changes, so the digests of the last few documents are kept by uuid."""
-        digest = self._manifest_digests.get(record.document_uuid)
-        if digest is None:
-            try:
-                digest = manifest_of(record.header, record.attachments).sha256_hex()
-            except TrustError as exc:
-                raise domain_error(exc) from None
-            if len(self._manifest_digests) >= MANIFEST_DIGESTS_KEPT:
-                del self._manifest_digests[next(iter(self._manifest_digests))]  # the oldest
-            self._manifest_digests[record.document_uuid] = digest
-        return digest
+        try:
+            return self._manifest_digests.of(
+                record.document_uuid, record.header, record.attachments
+            )
+        except TrustError as exc:
+            raise domain_error(exc) from None
 
     def _sign_receipt(self, record: DeliveryRecord) -> bytes:
         assert self._hub is not None

@@ -19,8 +19,9 @@ from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.trust.receipts import TransportReceipt, sign_receipt, verify_hop_receipt
 from services.common.errors import RejectedError
-from services.exchange.domain.model import Submission, manifest_of
+from services.exchange.domain.model import Submission
 from services.exchange.service_layer.federation_ports import OutboundDocument
+from services.exchange.service_layer.manifest_digests import ManifestDigests
 
 
 class PeerReceiptInvalidError(RejectedError):
@@ -42,6 +43,8 @@ class HopReceipts:
     def __init__(self, identity: SigningIdentity | None, trust: TrustStore | None) -> None:
         self._identity = identity
         self._trust = trust
+        # A circular handed over to a peer hub brings a receipt per copy, all of one document.
+        self._digests = ManifestDigests()
 
     def sign(
         self, origin_document_uuid: str, submission: Submission, recipient: str, at: dt.datetime
@@ -52,11 +55,19 @@ class HopReceipts:
         return sign_receipt(
             document_uuid=origin_document_uuid,
             document_id=submission.header.document_id,
-            manifest_sha256=_manifest_sha256(submission),
+            manifest_sha256=self._manifest_sha256(origin_document_uuid, submission),
             recipient=recipient,
             hub=self._identity,
             acknowledged_at=at,
         ).to_json()
+
+    def _manifest_sha256(self, origin_document_uuid: str, submission: Submission) -> str:
+        """The digest of the document's canonical manifest; empty for a header no manifest can
+        be built of (an unsigned development-mode document), on both sides alike."""
+        try:
+            return self._digests.of(origin_document_uuid, submission.header, submission.attachments)
+        except TrustError:
+            return ""
 
     def check(self, peer: str, item: OutboundDocument, receipt: bytes) -> None:
         """Raises PeerReceiptInvalidError unless `receipt` is hub `peer`'s signed receipt of
@@ -83,7 +94,7 @@ class HopReceipts:
             "document_uuid": str(uuid.UUID(item.origin_document_uuid)),
             "recipient": nfc(item.recipient),
             "document_id": nfc(item.submission.header.document_id),
-            "manifest_sha256": _manifest_sha256(item.submission),
+            "manifest_sha256": self._manifest_sha256(item.origin_document_uuid, item.submission),
         }
         found = {
             "document_uuid": parsed.document_uuid,
@@ -94,12 +105,3 @@ class HopReceipts:
         for name, value in expected.items():
             if found[name] != value:
                 raise invalid(f"it names {name} {found[name]!r}, not {value!r}")
-
-
-def _manifest_sha256(submission: Submission) -> str:
-    """The digest of the document's canonical manifest; empty for a header no manifest can be
-    built of (an unsigned development-mode document), on both sides alike."""
-    try:
-        return manifest_of(submission.header, submission.attachments).sha256_hex()
-    except TrustError:
-        return ""

@@ -1,0 +1,31 @@
+"""The manifest digests of recently seen documents, by document uuid.
+
+Building a manifest canonicalises the whole header, recipient list included: for a circular to
+3,000 communes that list is 3,000 codes, and each of its 3,000 receipts (transport receipts to
+the DMSs, hop receipts between hubs) would build it again, seconds of CPU. A stored document
+never changes, so the digests of the last few documents are kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.exchange.domain.model import AttachmentRef, Header, manifest_of
+
+KEPT = 256
+
+
+class ManifestDigests:
+    def __init__(self, kept: int = KEPT) -> None:
+        self._kept = kept
+        self._digests: dict[str, str] = {}
+
+    def of(self, document_uuid: str, header: Header, attachments: Sequence[AttachmentRef]) -> str:
+        """The hex SHA-256 of the document's canonical manifest; raises TrustError (from
+        manifest_of) for a header no manifest can be built of, and keeps nothing then."""
+        digest = self._digests.get(document_uuid)
+        if digest is None:
+            digest = manifest_of(header, attachments).sha256_hex()
+            if len(self._digests) >= self._kept:
+                del self._digests[next(iter(self._digests))]  # the oldest
+            self._digests[document_uuid] = digest
+        return digest
