@@ -78,6 +78,24 @@ async def _tree_state(conn: Conn, *, for_update: bool) -> TreeState:
     )
 
 
+# The next batch of staged events, taken out of staging. `= ANY(ARRAY(subquery))` makes the
+# LIMIT subquery an InitPlan that runs once, then deletes by primary key. `IN (subquery)` left
+# the join to the planner, and ledger.pending's statistics routinely say it is empty: the writer
+# drains it, and autovacuum then records reltuples = 0 while the pages stay (it skips the
+# truncation whenever it cannot take the lock at once). On those statistics a backlog (a
+# circular, 100,000 staged events) was claimed with a nested-loop semi join that ran the
+# locking subquery again for every staged row, each run past the rows already deleted: the
+# LIMIT was not even kept (the whole backlog in one transaction), and a claim out of 100,000
+# did not finish in the pool's 60-s command timeout (the bench's ledger figures failed with
+# TimeoutError). tests/integration/test_ledger_sequencer.py recreates those statistics.
+CLAIM_PENDING = """
+    DELETE FROM ledger.pending WHERE id = ANY(ARRAY(
+        SELECT id FROM ledger.pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, entry_type, doc_uuid, document_id, from_agency, to_agency, actor,
+              occurred_at, data::text AS data
+"""
+
 _EPOCH_FOR_UPDATE = "SELECT writer_epoch FROM ledger.tree_state FOR UPDATE"
 _EPOCH_FOR_SHARE = "SELECT writer_epoch FROM ledger.tree_state FOR SHARE"
 
@@ -120,16 +138,7 @@ class PostgresLedgerWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._fence(conn, for_update=True)
             state = await _tree_state(conn, for_update=True)
-            rows = await conn.fetch(
-                """
-                DELETE FROM ledger.pending WHERE id IN (
-                    SELECT id FROM ledger.pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-                )
-                RETURNING id, entry_type, doc_uuid, document_id, from_agency, to_agency, actor,
-                          occurred_at, data::text AS data
-                """,
-                limit,
-            )
+            rows = await conn.fetch(CLAIM_PENDING, limit)
             if not rows:
                 return 0
             events = sorted(
