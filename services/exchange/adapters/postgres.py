@@ -621,13 +621,35 @@ class PostgresDocumentStore(PostgresUploads):
     ) -> AsyncIterator[tuple[int, bytes]]:
         del document_uuid  # authorised by the caller; content is addressed by hash
         async with self._pool.acquire() as conn:
-            storage_id = await conn.fetchval(
-                "SELECT storage_id FROM exchange.blob WHERE sha256 = $1", sha256
+            # The blob and its first chunk in one round trip, and no query past its size: a
+            # Submit reads each attachment it verifies (most fit in one chunk) in one statement.
+            first = await conn.fetchrow(
+                """
+                SELECT b.storage_id, b.size, c.start_offset, c.data FROM exchange.blob b
+                LEFT JOIN LATERAL (
+                    SELECT start_offset, data FROM exchange.blob_chunk
+                    WHERE storage_id = b.storage_id AND start_offset + length(data) > $2
+                    ORDER BY start_offset LIMIT 1
+                ) c ON true
+                WHERE b.sha256 = $1
+                """,
+                sha256,
+                offset,
             )
-            if storage_id is None:
+            if first is None:
                 return
+            storage_id: uuid.UUID = first["storage_id"]
+            size: int = first["size"]
+            row: asyncpg.Record | None = first
             position = offset
-            while True:
+            while row is not None and row["data"] is not None:
+                start: int = row["start_offset"]
+                data: bytes = row["data"]
+                piece = data[position - start :] if position > start else data
+                yield position, piece
+                position = start + len(data)
+                if position >= size:
+                    return
                 # One chunk per query keeps memory flat whatever the file size.
                 row = await conn.fetchrow(
                     """
@@ -638,13 +660,6 @@ class PostgresDocumentStore(PostgresUploads):
                     storage_id,
                     position,
                 )
-                if row is None:
-                    return
-                start: int = row["start_offset"]
-                data: bytes = row["data"]
-                piece = data[position - start :] if position > start else data
-                yield position, piece
-                position = start + len(data)
 
 
 class PostgresOutbox:
