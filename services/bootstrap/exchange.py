@@ -38,6 +38,7 @@ from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_reroute import PostgresRerouteStore
 from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.adapters.rabbit import InboxQueues, InFlight, RabbitInbox, RabbitPublisher
+from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain.notices import NoticeLimits
 from services.exchange.entrypoints import admin_api, federation_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
@@ -81,11 +82,14 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     settings, security, pool = wiring.plan.settings, wiring.plan.security, wiring.pool
     assert wiring.broker is not None  # plan() checked the broker's URL
     forms = settings.code_forms
-    documents = PostgresDocumentStore(pool)
+    # Submit keeps the documents it stores for their pushes and their receipts.
+    kept = StoredDocuments()
+    documents = PostgresDocumentStore(pool, kept=kept)
     lifecycle_store = PostgresLifecycleStore(
         pool,
         notices=NoticeLimits(settings.max_pending_notices, settings.coalesce_notices_after),
         on_notices=wiring.metrics.notices,
+        kept=kept,
     )
     exchange = ExchangeHandlers(
         documents,

@@ -18,6 +18,7 @@ from services.exchange.adapters.postgres_uploads import (
     publish_blob,
 )
 from services.exchange.adapters.rabbit import OutboundMessage
+from services.exchange.adapters.stored_documents import PushedDocument, StoredDocuments
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -213,31 +214,26 @@ def trace_from_json(raw: str) -> tuple[Hop, ...]:
     return tuple(Hop(h["hub"], dt.datetime.fromisoformat(h["at"])) for h in json.loads(raw))
 
 
-PushedDocument = tuple[
-    Header,
-    tuple[AttachmentRef, ...],
-    tuple[Signature, ...],
-    dt.datetime,
-    Verification | None,
-    AttachmentRef | None,
-    tuple[Hop, ...],
-]
-
-
 async def load_manifests(
-    conn: Conn, keys: Sequence[uuid.UUID]
+    conn: Conn, keys: Sequence[uuid.UUID], kept: StoredDocuments
 ) -> dict[uuid.UUID, tuple[Header, tuple[AttachmentRef, ...]]]:
     """What a document's manifest covers, header and attachments, for its transport receipts:
-    load_documents without the signatures (their certificate chains are most of a document's
-    bytes), the verification or the trace, in two round trips whatever the number."""
+    from `kept`, or else load_documents without the signatures (their certificate chains are
+    most of a document's bytes), the verification or the trace, in two round trips whatever the
+    number."""
+    manifests: dict[uuid.UUID, tuple[Header, tuple[AttachmentRef, ...]]] = {}
+    for key in keys:
+        if (document := kept.get(key)) is not None:
+            manifests[key] = (document[0], document[1])
+    keys = [key for key in keys if key not in manifests]
     if not keys:
-        return {}
+        return manifests
     documents = await conn.fetch(
         "SELECT uuid, header::text AS header FROM exchange.document WHERE uuid = ANY($1::uuid[])",
         keys,
     )
     attachments = await _attachments_of(conn, keys)
-    return {
+    return manifests | {
         d["uuid"]: (header_from_json(d["header"]), tuple(attachments.get(d["uuid"], ())))
         for d in documents
     }
@@ -261,11 +257,19 @@ async def _attachments_of(
     return attachments
 
 
-async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
+async def load_documents(
+    conn: Conn, keys: Sequence[uuid.UUID], kept: StoredDocuments
+) -> dict[uuid.UUID, PushedDocument]:
     """What a push carries of each document: header, attachments, signatures and submission
-    time, three round trips whatever the number of documents."""
+    time; from `kept`, or else read in three round trips whatever the number of documents (and
+    kept)."""
+    found: dict[uuid.UUID, PushedDocument] = {}
+    for key in keys:
+        if (document := kept.get(key)) is not None:
+            found[key] = document
+    keys = [key for key in keys if key not in found]
     if not keys:
-        return {}
+        return found
     documents = await conn.fetch(
         """
         SELECT uuid, header::text AS header, submitted_at, verification::text AS verification,
@@ -289,8 +293,8 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
                 s["role"], s["algorithm"], s["value"], tuple(s["certificate_chain"]), s["signed_at"]
             )
         )
-    return {
-        d["uuid"]: (
+    for d in documents:
+        found[d["uuid"]] = document = (
             header_from_json(d["header"]),
             tuple(attachments.get(d["uuid"], ())),
             tuple(signatures.get(d["uuid"], ())),
@@ -299,13 +303,30 @@ async def load_documents(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUI
             envelope_from_json(d["envelope"]),
             trace_from_json(d["trace"]),
         )
-        for d in documents
-    }
+        kept.put(d["uuid"], document)
+    return found
+
+
+def stored_document(item: NewSubmission) -> PushedDocument:
+    """A submission as load_documents reads it back once stored: through the same encodings
+    (header and verification as JSON, the envelope without its description), no hops yet."""
+    verification = item.verification
+    return (
+        header_from_json(header_to_json(item.submission.header)),
+        item.submission.attachments,
+        item.submission.signatures,
+        item.receipt.accepted_at,
+        None if verification is None else verification_from_json(verification.to_json()),
+        envelope_from_json(envelope_to_json(item.submission.envelope)),
+        (),
+    )
 
 
 class PostgresDocumentStore(PostgresUploads):
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, kept: StoredDocuments | None = None) -> None:
+        """`kept`: the documents recently stored or read, shared with the lifecycle store."""
         self._pool = pool
+        self._kept = kept if kept is not None else StoredDocuments()
 
     async def find_by_consignment(
         self, sender: str, consignment_id: str
@@ -361,10 +382,17 @@ class PostgresDocumentStore(PostgresUploads):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await insert_submissions(conn, batch)
-                return [None] * len(batch)
             except (DuplicateDocumentError, DuplicateConsignmentError, AttachmentsGoneError):
                 pass  # one of them took the transaction down with it: each on its own
+            else:
+                for item in batch:
+                    self._keep(item)
+                return [None] * len(batch)
         return [await self._store_one(item) for item in batch]
+
+    def _keep(self, item: NewSubmission) -> None:
+        """A committed document, for its pushes and receipts (StoredDocuments)."""
+        self._kept.put(uuid.UUID(item.receipt.document_uuid), stored_document(item))
 
     async def _store_one(self, item: NewSubmission) -> StoreRefusal | None:
         try:
@@ -379,6 +407,7 @@ class PostgresDocumentStore(PostgresUploads):
             return DuplicateDocumentError(str(value) if value is not None else "")
         except (DuplicateConsignmentError, AttachmentsGoneError) as exc:
             return exc
+        self._keep(item)
         return None
 
     async def _load_document(
@@ -425,7 +454,7 @@ class PostgresDocumentStore(PostgresUploads):
             pushed = list(
                 {d[0].document_key for d in decisions if d and isinstance(d[1], delivery.Push)}
             )
-            documents = await load_documents(conn, pushed)
+            documents = await load_documents(conn, pushed, self._kept)
         items: list[PushItem | DeadLetter | None] = []
         for decision in decisions:
             if decision is None:

@@ -24,6 +24,7 @@ from services.exchange.adapters.postgres_copies import (
     save_copies,
 )
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
+from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, LedgerEvent
 from services.exchange.domain.model import BusinessType, DeliveryState
@@ -270,12 +271,15 @@ async def _insert_status_notices(
 
 
 async def _issue_receipts(
-    conn: Conn, copies: Sequence[tuple[LockedCopy, Copy]], receipts: ReceiptIssuer
+    conn: Conn,
+    copies: Sequence[tuple[LockedCopy, Copy]],
+    receipts: ReceiptIssuer,
+    kept: StoredDocuments,
 ) -> None:
     """The hub's transport receipts of acknowledged copies that have none yet."""
     if not copies:
         return
-    documents = await load_manifests(conn, list({row.document_key for row, _ in copies}))
+    documents = await load_manifests(conn, list({row.document_key for row, _ in copies}), kept)
     issued: list[tuple[uuid.UUID, bytes]] = []
     for row, copy in copies:
         header, attachments = documents[row.document_key]
@@ -410,9 +414,12 @@ class PostgresLifecycleStore:
         *,
         notices: NoticeLimits = DEFAULT_NOTICE_LIMITS,
         on_notices: Callable[[Sequence[NoticeFate]], None] = lambda _: None,
+        kept: StoredDocuments | None = None,
     ) -> None:
-        """`on_notices` is told the fate of every status notice, once committed (metrics)."""
+        """`on_notices` is told the fate of every status notice, once committed (metrics);
+        `kept`: the documents recently stored or read, shared with the document store."""
         self._pool = pool
+        self._kept = kept if kept is not None else StoredDocuments()
         self._notices = notices
         self._on_notices = on_notices
 
@@ -531,6 +538,7 @@ class PostgresLifecycleStore:
                     if current[row.key].acknowledged_at is not None and not row.has_receipt
                 ],
                 receipts,
+                self._kept,
             )
             # Acknowledged, or refused for good (withdrawn): no stream is to hold them any more.
             await announce_settled(
