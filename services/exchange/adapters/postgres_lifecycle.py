@@ -326,25 +326,31 @@ async def queue_status_notices(
         return []
     new = [notice for notice, _ in notices]
     agencies = sorted({n.agency for n in new})
-    counts = {
-        row["agency"]: row["count"]
-        for row in await conn.fetch(
-            """
-            SELECT agency, count(*) AS count FROM exchange.notice
-            WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL GROUP BY agency
-            """,
-            agencies,
-        )
-    }
-    unhanded = await conn.fetch(
+    # What the decision needs, in one round trip: each agency's unacknowledged notices, the
+    # status notices of the same copies not yet handed over (coalescing), and which copies'
+    # statuses go on to another hub (stage_notices: never held).
+    rows = await conn.fetch(
         """
-        SELECT agency, delivery_id FROM exchange.notice
-        WHERE (agency, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
+        SELECT 'count' AS kind, agency, NULL::uuid AS delivery_id, count(*) AS count
+        FROM exchange.notice
+        WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL GROUP BY agency
+        UNION ALL
+        SELECT 'unhanded', agency, delivery_id, 0 FROM exchange.notice
+        WHERE (agency, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[]))
             AND acknowledged_at IS NULL AND pushed_at IS NULL AND kind = 'status'
+        UNION ALL
+        SELECT 'forwarded', NULL, d.id, 0 FROM exchange.delivery d
+        JOIN exchange.document doc ON doc.uuid = d.document_uuid
+        WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NULL)
         """,
+        agencies,
         [n.agency for n in new],
         [uuid.UUID(n.delivery_id) for n in new],
+        list({uuid.UUID(n.delivery_id) for n in new}),
+        hub,
     )
+    counts = {row["agency"]: row["count"] for row in rows if row["kind"] == "count"}
+    unhanded = [row for row in rows if row["kind"] == "unhanded"]
     waiting = {
         agency: Waiting(
             counts.get(agency, 0),
@@ -352,19 +358,7 @@ async def queue_status_notices(
         )
         for agency in agencies
     }
-    # Statuses for a sender another hub serves go on to that hub (stage_notices): never held.
-    forwarded = {
-        str(row["id"])
-        for row in await conn.fetch(
-            """
-            SELECT d.id FROM exchange.delivery d
-            JOIN exchange.document doc ON doc.uuid = d.document_uuid
-            WHERE d.id = ANY($1::uuid[]) AND (doc.from_hub IS NOT NULL OR $2::text IS NOT NULL)
-            """,
-            list({uuid.UUID(n.delivery_id) for n in new}),
-            hub,
-        )
-    }
+    forwarded = {str(row["delivery_id"]) for row in rows if row["kind"] == "forwarded"}
     decided = fates(
         new,
         waiting,
