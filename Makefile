@@ -176,7 +176,7 @@ run: $(STAMP) services-up
 	  if test "$(HUBS)" = 2; then \
 	    bash deploy/local/second-hub.sh serve > "$$DOCAXIS_LOCAL_DIR/hub-b/docaxis.log" 2>&1 & \
 	    hub_b=$$!; echo "second hub: log in $$DOCAXIS_LOCAL_DIR/hub-b/docaxis.log"; \
-	    bash deploy/local/second-hub.sh routes & hub_b="$$hub_b $$!"; fi; \
+	    bash deploy/local/second-hub.sh routes "$$hub_b" & hub_b="$$hub_b $$!"; fi; \
 	  trap 'kill $$gateway $$witnesses $$hub_b 2>/dev/null' EXIT; \
 	  $(BIN)/docaxis run --seed-demo; }
 

@@ -8,8 +8,9 @@
 #                                        ledger key and directory; both hubs' peer certificates;
 #                                        prints hub A's federation settings (for `eval`)
 #   deploy/local/second-hub.sh serve     runs hub B in the foreground (its log on stdout)
-#   deploy/local/second-hub.sh routes    once both hubs answer, each routes the other's codes to
-#                                        it (DirectoryService.SetHubRoute, in each ledger)
+#   deploy/local/second-hub.sh routes [PID]  once both hubs answer, each routes the other's codes
+#                                        to it (DirectoryService.SetHubRoute, in each ledger);
+#                                        PID: hub B's, whose exit ends the wait
 #
 # Run by make with deploy/local/dev.env sourced (hub A's settings). Each hub trusts its own CA
 # and the other's (the peer certificates "exchanged"): a trust bundle of both CAs for mutual TLS.
@@ -136,10 +137,16 @@ as_admin_of() {
     fi
 }
 
+# With hub B's process id (make passes it), a hub B that exited (a port taken, a bad setting) is
+# reported at once with the end of its log, instead of waited for.
 cmd_routes() {
-    local hub deadline=$((SECONDS + 300))
+    local hub deadline=$((SECONDS + 300)) b_pid=${1:-}
     for hub in a b; do
         until as_admin_of "$hub" peers routes >/dev/null 2>&1; do
+            if [[ -n $b_pid ]] && ! kill -0 "$b_pid" 2>/dev/null; then
+                tail -n 30 -- "$B_DIR/docaxis.log" >&2 || true
+                die "hub $B_CODE exited before it answered (its log: $B_DIR/docaxis.log)"
+            fi
             ((SECONDS < deadline)) || die "hub $hub did not answer within 300 s"
             sleep 1
         done
@@ -157,9 +164,9 @@ cmd_routes() {
 case ${1:-} in
     prepare) cmd_prepare ;;
     serve) cmd_serve ;;
-    routes) cmd_routes ;;
+    routes) cmd_routes "${2:-}" ;;
     *)
-        echo "usage: $0 prepare|serve|routes" >&2
+        echo "usage: $0 prepare|serve|routes [PID]" >&2
         exit 2
         ;;
 esac

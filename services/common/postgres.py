@@ -60,6 +60,40 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """
 
 
+# Roles are cluster-wide, and the migration lock is not: it is an advisory lock, which Postgres
+# scopes to one database. Two databases of one cluster migrating at once (two hubs beside each
+# other, `make run HUBS=2`) both find a role missing and both create it; the second CREATE ROLE
+# waits for the first and fails with a unique violation on pg_authid. Its transaction rolls back
+# whole, so the file is applied again, and then finds the role.
+_ROLE_RACE_ATTEMPTS = 3
+
+
+def _lost_role_race(error: asyncpg.PostgresError) -> bool:
+    return isinstance(error, asyncpg.DuplicateObjectError) or (
+        isinstance(error, asyncpg.UniqueViolationError)
+        and getattr(error, "constraint_name", None) == "pg_authid_rolname_index"
+    )
+
+
+async def _apply_one(conn: Conn, service: str, name: str, sql: str, digest: str) -> None:
+    for attempt in range(1, _ROLE_RACE_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO public.schema_migrations (service, name, sha256) "
+                    "VALUES ($1, $2, $3)",
+                    service,
+                    name,
+                    digest,
+                )
+            return
+        except asyncpg.PostgresError as error:
+            if attempt == _ROLE_RACE_ATTEMPTS or not _lost_role_race(error):
+                raise
+            log.info("migration_retried", service=service, migration=name, error=str(error))
+
+
 async def apply_migrations(conn: Conn, service: str, folder: Path) -> list[str]:
     """Applies `folder/*.sql` in name order, each once, recording them in schema_migrations.
 
@@ -94,15 +128,7 @@ async def apply_migrations(conn: Conn, service: str, folder: Path) -> list[str]:
                         f"migration {service}/{path.name} changed after it was applied"
                     )
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO public.schema_migrations (service, name, sha256) "
-                    "VALUES ($1, $2, $3)",
-                    service,
-                    path.name,
-                    digest,
-                )
+            await _apply_one(conn, service, path.name, sql, digest)
             log.info("migration_applied", service=service, migration=path.name)
             applied.append(path.name)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,35 @@ from tests.waiting import eventually
 DOCAXIS = Path(sys.executable).parent / "docaxis"
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports below the kernel's ephemeral range (net.ipv4.ip_local_port_range, from 32768 by default):
+# a port the kernel hands out for a probe bound to port 0 is handed out again as the source port
+# of any outgoing connection, and one did before the server meant to listen on it bound it (hub B
+# of `make run HUBS=2` then failed to start and the CI run hung). Below that range only explicit
+# binds take a port. The suite's own fixed ports are 18xxx, outside it.
+_FREE_PORTS = range(20000, max(20001, min(32768, _ephemeral_start())))
+_handed_out: set[int] = set()
+_random = random.SystemRandom()  # not reseeded by the test run: parallel runs pick apart
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A port nothing listens on now, never handed out before in this process."""
+    while True:
+        port = _random.choice(_FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
 
 

@@ -126,6 +126,18 @@ def _listening(address: str) -> bool:
         return probe.connect_ex((host, int(port))) == 0
 
 
+def _logs_of_both_hubs(log: Path) -> str:
+    """What `make run HUBS=2` and hub B printed, for a run that never came up."""
+    hub_b_log = RUN_DIR / "hub-b" / "docaxis.log"
+    hub_b = hub_b_log.read_text(errors="replace") if hub_b_log.exists() else "(no hub B log)"
+    return (
+        f"make run HUBS=2 did not serve both hubs\n--- make run ---\n"
+        f"{log.read_text(errors='replace')[-20000:]}\n--- hub B ---\n{hub_b[-20000:]}"
+    )
+
+
+# Both hubs' start (up to 300 s on a slow machine), the demo and `make down` in one test.
+@pytest.mark.timeout(900)
 async def test_make_run_hubs_2_and_make_demo_federation_send_across_two_hubs(
     user_settings: dict[str, str], tmp_path: Path
 ) -> None:
@@ -142,13 +154,18 @@ async def test_make_run_hubs_2_and_make_demo_federation_send_across_two_hubs(
 
         async def serving() -> str:
             assert run.poll() is None, log.read_text(errors="replace")
-            return log.read_text(errors="replace")
+            text = log.read_text(errors="replace")
+            assert "second-hub.sh: ERROR" not in text, _logs_of_both_hubs(log)
+            return text
 
-        text = await eventually(
-            serving,
-            lambda out: "docaxis is serving" in out and f"is serving on {hub_b}" in out,
-            within=300,
-        )
+        try:
+            text = await eventually(
+                serving,
+                lambda out: "docaxis is serving" in out and f"is serving on {hub_b}" in out,
+                within=300,
+            )
+        except TimeoutError:
+            pytest.fail(_logs_of_both_hubs(log), pytrace=False)
         assert "second hub ho-chi-minh" in text
         demo = await asyncio.to_thread(_make, "demo-federation", _clean_env())
         assert demo.returncode == 0, demo.stdout + demo.stderr
