@@ -31,6 +31,9 @@ class SuiteServices:
     def postgres(self, action: str) -> str:
         return _script("postgres.sh", action, self.env)
 
+    def rabbitmqctl(self, *args: str) -> str:
+        return rabbitmqctl(Path(self.env["DOCAXIS_LOCAL_DIR"]) / "rabbitmq", *args)
+
     def amqp_vhost(self, name: str) -> str:
         """The URL of a virtual host of its own on the suite's broker (created if missing): one
         per hub when a test federates several."""
@@ -87,24 +90,36 @@ class RabbitCluster:
 
     def queues(self, node: int = 1) -> dict[str, dict[str, Any]]:
         """The cluster's queues by name (type, members), as node `node` lists them."""
-        env_file = Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
+        folder = Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
             "rabbitmq" if node == 1 else f"rabbitmq-{node}"
         )
-        listed = subprocess.run(
-            [
-                "bash",
-                "-c",
-                '. "$1" && exec /usr/lib/rabbitmq/bin/rabbitmqctl -q list_queues '
-                "name type members leader online messages --formatter json",
-                "list_queues",
-                str(env_file / "rabbitmq.env"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+        listed = rabbitmqctl(
+            folder,
+            "list_queues",
+            *("name", "type", "members", "leader", "online", "messages"),
+            *("--formatter", "json"),
         )
-        return {q["name"]: q for q in json.loads(listed.stdout)}
+        return {q["name"]: q for q in json.loads(listed)}
+
+
+def rabbitmqctl(folder: Path, *args: str) -> str:
+    """`rabbitmqctl -q ARGS` against the node deploy/local/rabbitmq.sh runs from `folder`; its
+    output."""
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            '. "$1" && shift && exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@"',
+            "rabbitmqctl",
+            str(folder / "rabbitmq.env"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
 
 
 def cluster_env() -> dict[str, str]:

@@ -90,6 +90,7 @@ async def open_channel(
     *,
     publisher_confirms: bool = True,
     on_return_raises: bool = False,
+    reopened: bool = True,
 ) -> AbstractChannel:
     """A channel on `connection`. While a robust connection reconnects (a node lost, the next
     not yet reached), aio-pika raises a bare RuntimeError("Connection was not opened"): raised
@@ -97,7 +98,19 @@ async def open_channel(
     relay did, taking its process down when a RabbitMQ node was killed).
 
     `on_return_raises`: a mandatory message the broker could not route (no queue bound to its
-    key) raises aio_pika.exceptions.PublishError instead of being returned quietly."""
+    key) raises aio_pika.exceptions.PublishError instead of being returned quietly.
+
+    `reopened=False`: a plain channel, which ends for good when the broker closes it or the
+    connection drops, instead of a robust one that aio-pika opens again (with its queues) once
+    the connection is back. For a channel that belongs to something that ends with it (a
+    Receive stream): a robust one was reopened after its stream had ended, by then with nobody
+    left to close it."""
+    if not reopened:
+        channel = aio_pika.Channel(
+            connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
+        )
+        await channel.initialize()  # no transport while reconnecting: ChannelInvalidStateError
+        return channel
     try:
         return await connection.channel(
             publisher_confirms=publisher_confirms, on_return_raises=on_return_raises

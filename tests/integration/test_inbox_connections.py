@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from docaxis.exchange.v1 import events_pb2
 
 from services.common import rabbit
-from services.exchange.adapters.rabbit import OutboundMessage, RabbitInbox, RabbitPublisher
+from services.exchange.adapters.rabbit import (
+    InboxClosedError,
+    OutboundMessage,
+    RabbitInbox,
+    RabbitPublisher,
+)
 from services.exchange.service_layer.inbox_ports import InboxMessage
 from tests.conftest import unique_code
 from tests.infra import SuiteServices
@@ -101,4 +108,83 @@ async def test_a_message_that_is_not_docaxis_is_dead_lettered_and_the_stream_goe
                     await again.batch(10)
     finally:
         await publisher.close()
+        await own.close()
+
+
+def _connections_named(services: SuiteServices, name: str) -> list[dict[str, Any]]:
+    """The broker's open connections whose client named them `name` (pid, channels: what its
+    channel_max is checked against)."""
+    listed = services.rabbitmqctl(
+        "list_connections", "pid", "channels", "client_properties", "--formatter", "json"
+    )
+    return [
+        c
+        for c in json.loads(listed)
+        if ["connection_name", "longstr", name] in c["client_properties"]
+    ]
+
+
+def _channels_of(services: SuiteServices, name: str) -> list[int]:
+    return [c["channels"] for c in _connections_named(services, name)]
+
+
+async def _stream(inbox: RabbitInbox, agency: str, subscribed: asyncio.Event) -> BaseException:
+    """A Receive stream's use of its inbox: attached, then waiting for messages until its
+    channel ends (then the handler exits and its place is given back)."""
+    try:
+        async with inbox.consume(agency) as stream:
+            subscribed.set()
+            await stream.batch(10)
+    except InboxClosedError as exc:
+        return exc
+    raise AssertionError(f"the stream of {agency} ended without its channel closing")
+
+
+async def test_streams_a_dropped_connection_ended_leave_no_channel_open_on_it(
+    services: SuiteServices,
+) -> None:
+    """Ten streams on one connection; the broker closes it: every stream ends, and the
+    connection it reconnects holds none of their channels; the ten streams opened again then
+    hold ten channels on it, not twenty. aio-pika reopened a stream's robust channel with the
+    connection, after its stream had ended and given back its place: a connection holding
+    1,000 streams held 2,000 channels once their DMSs reconnected, and RabbitMQ closed it at its
+    channel_max (2,047), ending every stream on it again (the bench's push circular, once)."""
+    name = f"test-inbox-drop-{uuid.uuid4()}"
+    own = await rabbit.connect(services.amqp_url, name=name)
+    reconnected = asyncio.Event()
+    own.reconnect_callbacks.add(lambda *_: reconnected.set())  # after channels are restored
+    inbox = RabbitInbox(own, channels_per_connection=10)
+    agencies = [unique_code() for _ in range(10)]
+    try:
+        subscribed = [asyncio.Event() for _ in agencies]
+        streams = [
+            asyncio.create_task(_stream(inbox, agency, ready))
+            for agency, ready in zip(agencies, subscribed, strict=True)
+        ]
+        async with asyncio.timeout(30):
+            for ready in subscribed:
+                await ready.wait()
+        assert _channels_of(services, name) == [10]
+        # The pid as the table form prints it (`<node.N.N.N>`): what close_connection takes.
+        table = services.rabbitmqctl("list_connections", "pid", "client_properties")
+        (pid,) = [line.split("\t")[0] for line in table.splitlines() if name in line]
+        services.rabbitmqctl("close_connection", pid, "test: a dropped connection")
+        async with asyncio.timeout(30):
+            ended = await asyncio.gather(*streams)
+            await reconnected.wait()
+        assert all(isinstance(e, InboxClosedError) for e in ended)
+        assert _channels_of(services, name) == [0]
+        again = [asyncio.Event() for _ in agencies]
+        streams = [
+            asyncio.create_task(_stream(inbox, agency, ready))
+            for agency, ready in zip(agencies, again, strict=True)
+        ]
+        async with asyncio.timeout(30):
+            for ready in again:
+                await ready.wait()
+        assert _channels_of(services, name) == [10]
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    finally:
         await own.close()
