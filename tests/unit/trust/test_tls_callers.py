@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 from pathlib import Path
@@ -64,6 +65,33 @@ def test_a_revocation_applies_to_the_next_call_despite_the_cache(
         resolver.resolve(_ctx(issued))
     assert failure.value.reason == "CERTIFICATE_REVOKED"
     assert failure.value.meta["serial"] == f"{issued.certificate.serial_number:x}"
+
+
+async def test_a_reload_that_changes_nothing_keeps_every_caller_and_wakes_no_stream(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    """The periodic reload reads the same CRLs again (parsed anew from the database): the
+    revocations did not change, so the generation callers key their caches on stays and no
+    open stream is woken to check its caller; a new revocation still changes both at once."""
+    crls = fresh_ca.crls()
+    registry.use_crls(crls)
+    generation = registry.generation
+    changed = asyncio.ensure_future(registry.changed())
+    registry.use_crls(
+        [parse_crl(crl.public_bytes(serialization.Encoding.DER)) for crl in reversed(crls)]
+    )
+    await asyncio.sleep(0)
+    assert (registry.generation, changed.done()) == (generation, False)
+    issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
+    resolver = TlsCallerResolver(registry)
+    assert resolver.resolve(_ctx(issued)).agency_code == CODE
+    fresh_ca.revoke(issued.certificate)
+    registry.use_crls(fresh_ca.crls())
+    await asyncio.wait_for(changed, timeout=5)
+    assert registry.generation == generation + 1
+    with pytest.raises(UnauthenticatedError) as failure:
+        resolver.resolve(_ctx(issued))
+    assert failure.value.reason == "CERTIFICATE_REVOKED"
 
 
 def test_a_known_certificate_is_answered_from_the_cache_without_parsing_it_again(
