@@ -102,40 +102,44 @@ def header_from_json(raw: str) -> Header:
     )
 
 
-# Every message about a document is published in the document's trace (the Submit's), also
-# when an administrator's resend or a reorganisation queues it again.
-_INSERT_DELIVERY_MESSAGE = """
-INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, delivery_id,
-    traceparent)
-VALUES (
-    -- A copy another hub delivers waits in that peer's queue (federation: PEER_ROUTING_PREFIX).
-    coalesce((SELECT 'hub.' || via_hub FROM exchange.delivery WHERE id = $5), $1),
-    $2, $3, $4, $5, (SELECT traceparent FROM exchange.document WHERE uuid = $6))
-"""
 # The routing key (and inbox queue suffix) of the copies waiting for a peer hub: agency codes are
 # upper case, so they never begin with it.
 PEER_ROUTING_PREFIX = "hub."
 
 
 async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, str]]) -> None:
-    """Outbox rows that queue each (document uuid, recipient, delivery id) copy, in one round
-    trip of the caller's transaction; the caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes
-    at commit."""
-    await conn.executemany(
-        _INSERT_DELIVERY_MESSAGE,
+    """Outbox rows that queue each (document uuid, recipient, delivery id) copy, ids in the
+    list's order (the relay publishes by id), as one statement whatever their number; the
+    caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit. Every message about a
+    document is published in the document's trace (the Submit's), also when an administrator's
+    resend or a reorganisation queues it again."""
+    if not copies:
+        return
+    await conn.execute(
+        """
+        INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload,
+            delivery_id, traceparent)
+        SELECT
+            -- A copy another hub delivers waits in that peer's queue (PEER_ROUTING_PREFIX).
+            coalesce('hub.' || d.via_hub, u.recipient), u.message_id, $4, u.payload,
+            u.delivery_id, doc.traceparent
+        FROM unnest($1::text[], $2::uuid[], $3::uuid[], $5::bytea[], $6::text[])
+            WITH ORDINALITY AS u(recipient, delivery_id, document_uuid, payload, message_id, n)
+        LEFT JOIN exchange.delivery d ON d.id = u.delivery_id
+        LEFT JOIN exchange.document doc ON doc.uuid = u.document_uuid
+        ORDER BY u.n
+        """,
+        [recipient for _, recipient, _ in copies],
+        [uuid.UUID(delivery_id) for _, _, delivery_id in copies],
+        [uuid.UUID(document_uuid) for document_uuid, _, _ in copies],
+        DELIVERY_MESSAGE_TYPE,
         [
-            (
-                recipient,
-                delivery_id,
-                DELIVERY_MESSAGE_TYPE,
-                events_pb2.DeliveryQueued(
-                    delivery_id=delivery_id, document_uuid=document_uuid, recipient=recipient
-                ).SerializeToString(),
-                uuid.UUID(delivery_id),
-                uuid.UUID(document_uuid),
-            )
+            events_pb2.DeliveryQueued(
+                delivery_id=delivery_id, document_uuid=document_uuid, recipient=recipient
+            ).SerializeToString()
             for document_uuid, recipient, delivery_id in copies
         ],
+        [delivery_id for _, _, delivery_id in copies],
     )
 
 
@@ -823,26 +827,29 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
             for i, s in enumerate(item.submission.signatures)
         ],
     )
-    await conn.executemany(
+    routes = [
+        (item.receipt, i, route) for item in batch for i, route in enumerate(item.receipt.routes)
+    ]
+    # One statement for every copy (a circular has thousands): executemany executes one INSERT
+    # per row.
+    await conn.execute(
         """
         INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
             recipient, state, accepted_at, via_hub)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient, $6,
+            u.accepted_at, u.via_hub
+        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[],
+            $7::timestamptz[], $8::text[])
+            AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
         """,
-        [
-            (
-                uuid.UUID(r.delivery_id),
-                uuid.UUID(item.receipt.document_uuid),
-                i,
-                r.requested_recipient,
-                r.effective_recipient,
-                DeliveryState.ACCEPTED.value,
-                item.receipt.accepted_at,
-                r.hub,
-            )
-            for item in batch
-            for i, r in enumerate(item.receipt.routes)
-        ],
+        [uuid.UUID(r.delivery_id) for _, _, r in routes],
+        [uuid.UUID(receipt.document_uuid) for receipt, _, _ in routes],
+        [i for _, i, _ in routes],
+        [r.requested_recipient for _, _, r in routes],
+        [r.effective_recipient for _, _, r in routes],
+        DeliveryState.ACCEPTED.value,
+        [receipt.accepted_at for receipt, _, _ in routes],
+        [r.hub for _, _, r in routes],
     )
     await stage_delivery_messages(
         conn,

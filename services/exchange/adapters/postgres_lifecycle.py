@@ -153,36 +153,34 @@ async def stage_notices(
     """Outbox rows that queue each (agency, notice id), in one round trip, in the trace of the
     notice's document (a status 01 reaches the sender in the trace its Submit began); to the
     peer hub `hub` when given."""
-    await conn.executemany(
+    if not notices:
+        return
+    await conn.execute(
         """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
-        VALUES (
-        -- Federation: a recall for a copy another hub delivers, or a status for a sender another
-        -- hub serves, goes back along the hop the copy took or the document came by (or to the
-        -- hub that serves the agency, $5, when the caller knows it).
-        coalesce('hub.' || $5::text, (
-            SELECT 'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
-            FROM exchange.notice n
-            JOIN exchange.delivery d ON d.id = n.delivery_id
-            JOIN exchange.document doc ON doc.uuid = d.document_uuid
-            WHERE n.id = $2::text::uuid
-        ), $1),
-        $2, $3, $4, (
-            SELECT doc.traceparent
-            FROM exchange.notice n
-            JOIN exchange.delivery d ON d.id = n.delivery_id
-            JOIN exchange.document doc ON doc.uuid = d.document_uuid
-            WHERE n.id = $2::text::uuid
-        ))
+        SELECT
+            -- Federation: a recall for a copy another hub delivers, or a status for a sender
+            -- another hub serves, goes back along the hop the copy took or the document came by
+            -- (or to the hub that serves the agency, $4, when the caller knows it).
+            coalesce(
+                'hub.' || $4::text,
+                'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END,
+                u.agency
+            ),
+            u.notice_id, $3, u.payload, doc.traceparent
+        FROM unnest($1::text[], $2::text[], $5::bytea[]) WITH ORDINALITY
+            AS u(agency, notice_id, payload, k)
+        LEFT JOIN exchange.notice n ON n.id = u.notice_id::uuid
+        LEFT JOIN exchange.delivery d ON d.id = n.delivery_id
+        LEFT JOIN exchange.document doc ON doc.uuid = d.document_uuid
+        ORDER BY u.k
         """,
+        [agency for agency, _ in notices],
+        [notice_id for _, notice_id in notices],
+        NOTICE_MESSAGE_TYPE,
+        hub,
         [
-            (
-                agency,
-                notice_id,
-                NOTICE_MESSAGE_TYPE,
-                events_pb2.NoticeQueued(notice_id=notice_id, agency=agency).SerializeToString(),
-                hub,
-            )
+            events_pb2.NoticeQueued(notice_id=notice_id, agency=agency).SerializeToString()
             for agency, notice_id in notices
         ],
     )
