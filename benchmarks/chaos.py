@@ -55,7 +55,7 @@ from benchmarks.health_watch import SERVING, HealthWatch
 from benchmarks.load import AckMode, Workload, bench_codes, document_header
 from benchmarks.replicated import ReplicatedFolders, ReplicatedPorts, ReplicatedServers
 from benchmarks.sampler import unacknowledged_copies
-from benchmarks.stack import REPO, Axis, BenchAgency, BenchPki, write_agencies
+from benchmarks.stack import REPO, Axis, BenchAgency, BenchPki, this_checkout, write_agencies
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import open_channel
 from docaxis_client.trust.demo_pki import key_pem
@@ -193,7 +193,7 @@ class Gateway:
         self._log = log
         folder = pki.folder
         self._env = {
-            **os.environ,
+            **this_checkout(os.environ),
             "DOCAXIS_GATEWAY_ADDRESS": f"127.0.0.1:{port}",
             "DOCAXIS_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
             "DOCAXIS_GATEWAY_GRPC_TARGET": target,

@@ -37,6 +37,19 @@ SIGNER = "Nguyễn Văn Bền"
 DATABASE = "docaxis_bench"
 
 
+def this_checkout(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: for every process a run starts (docaxis,
+    its CLI, the gateway), so that it runs the code of the tree the run was started from.
+
+    `docaxis` is the venv's console script, which imports `services` from wherever the venv's
+    editable install points; a venv shared between checkouts (one worktree's .venv a link to
+    another's) points at the other checkout. A full bench of main once measured another
+    worktree's docaxis, 30 commits older, that way: its push circular failed at RabbitMQ's
+    channel_max, a fault main had fixed."""
+    path = env.get("PYTHONPATH")
+    return {**env, "PYTHONPATH": os.pathsep.join([str(REPO), *([path] if path else [])])}
+
+
 @dataclass(frozen=True, slots=True)
 class Ports:
     postgres: int
@@ -252,9 +265,10 @@ class Axis:
                 [str(DOCAXIS), "ledger", "keygen", "--out", str(ledger_key)],
                 check=True,
                 capture_output=True,
+                env=this_checkout(os.environ),
             )
         self.env = {
-            **os.environ,
+            **this_checkout(os.environ),
             **pki.server_env(),
             "DOCAXIS_GRPC_ADDRESS": self.address,
             "DOCAXIS_DATABASE_URL": database_url,

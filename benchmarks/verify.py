@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from benchmarks.stack import DOCAXIS
+from benchmarks.stack import DOCAXIS, this_checkout
 
 
 async def ledger_pending(database_url: str, within_s: float) -> int:
@@ -34,7 +34,7 @@ def verify_ledger(database_url: str, key_file: Path, folder: Path) -> tuple[bool
     """`docaxis audit export` then `docaxis audit verify full` against a trust policy made from
     the log's key (what an auditor is given out of band), as `make audit` does."""
     shutil.rmtree(folder, ignore_errors=True)
-    env = {**os.environ, "DOCAXIS_DATABASE_URL": database_url}
+    env = {**this_checkout(os.environ), "DOCAXIS_DATABASE_URL": database_url}
     policy = folder.with_name("trust-policy.json")
     policy.unlink(missing_ok=True)
     commands = [
