@@ -10,15 +10,22 @@ import uuid
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from docaxis.exchange.v1 import events_pb2
 
 from services.common import rabbit
 from services.exchange.adapters.rabbit import (
     InboxClosedError,
+    InboxQueues,
     OutboundMessage,
     RabbitInbox,
     RabbitPublisher,
+    inbox_queue_name,
 )
 from services.exchange.service_layer.inbox_ports import InboxMessage
 from tests.conftest import unique_code
@@ -187,4 +194,41 @@ async def test_streams_a_dropped_connection_ended_leave_no_channel_open_on_it(
             task.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
     finally:
+        await own.close()
+
+
+class _SlowQueues(InboxQueues):
+    """Declarations that take a while each, as the broker's do under load (quorum queues)."""
+
+    async def declare(
+        self, channel: AbstractChannel, exchange: AbstractExchange, agency_code: str
+    ) -> AbstractQueue:
+        await asyncio.sleep(0.05)
+        return await super().declare(channel, exchange, agency_code)
+
+
+async def test_a_batch_whose_queues_take_longer_to_declare_than_the_bound_is_published(
+    services: SuiteServices,
+) -> None:
+    """Forty agencies without a queue, each declaration 50 ms or more, a bound of one second
+    without progress: the batch is published, one message in each new queue. The bound was on
+    the whole batch: the relay's 1,000 copies to communes that never connected took 13-17 s to
+    declare, past its 10 s, and the batch failed and went again from the start, time after
+    time under load."""
+    own = await rabbit.connect(services.amqp_url, name="test-publisher")
+    publisher = RabbitPublisher(own, _SlowQueues(), stalled_after_s=1.0)
+    agencies = [unique_code() for _ in range(40)]
+    try:
+        await publisher.publish_batch([delivery_to(a) for a in agencies])
+        channel = await rabbit.open_channel(own)
+        try:
+            counts = [
+                (await channel.declare_queue(inbox_queue_name(a), passive=True)).declaration_result
+                for a in agencies
+            ]
+        finally:
+            await channel.close()
+        assert [c.message_count for c in counts] == [1] * len(agencies)
+    finally:
+        await publisher.close()
         await own.close()
