@@ -261,14 +261,17 @@ class PostgresAbandonedUploads:
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
                 # SKIP LOCKED: an upload whose chunk is being written right now is not idle.
+                # ANY(ARRAY(...)): the subquery runs once, whatever the statistics say (the
+                # ledger sequencer's claim, the same shape with IN, got a nested loop that
+                # ran it once per row of a table the statistics called empty).
                 rows = await conn.fetch(
                     """
-                    DELETE FROM exchange.upload WHERE id IN (
+                    DELETE FROM exchange.upload WHERE id = ANY(ARRAY(
                         SELECT id FROM exchange.upload
                         WHERE completed_at IS NULL AND updated_at < $1
                         ORDER BY updated_at LIMIT $2
                         FOR UPDATE SKIP LOCKED
-                    )
+                    ))
                     RETURNING storage_id
                     """,
                     idle_since,
