@@ -32,11 +32,13 @@ _SAVE_SQL = """
 UPDATE exchange.delivery d SET state = u.state, push_count = u.push_count,
     queued_at = u.queued_at, pushed_at = u.pushed_at, acknowledged_at = u.acknowledged_at,
     dead_lettered_at = u.dead_lettered_at, dead_letter_reason = nullif(u.dead_letter_reason, ''),
-    recall_state = u.recall_state
+    recall_state = u.recall_state,
+    -- The first receipt issued stands (an acknowledgement's retry signs another).
+    transport_receipt = coalesce(d.transport_receipt, u.transport_receipt)
 FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
-    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[])
+    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[])
     AS u(id, state, push_count, queued_at, pushed_at, acknowledged_at, dead_lettered_at,
-        dead_letter_reason, recall_state)
+        dead_letter_reason, recall_state, transport_receipt)
 WHERE d.id = u.id
 """
 
@@ -102,8 +104,14 @@ async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[Lock
     return sorted(locked.values(), key=lambda row: row.position)
 
 
-async def save_copies(conn: Conn, copies: Mapping[uuid.UUID, Copy]) -> None:
-    """Stores each copy's transport columns as decided (one round trip)."""
+async def save_copies(
+    conn: Conn,
+    copies: Mapping[uuid.UUID, Copy],
+    *,
+    receipts: Mapping[uuid.UUID, bytes] | None = None,
+) -> None:
+    """Stores each copy's transport columns as decided (one round trip), and the hub's
+    transport receipt of those in `receipts` unless one is stored already."""
     if not copies:
         return
     keys = list(copies)
@@ -119,4 +127,5 @@ async def save_copies(conn: Conn, copies: Mapping[uuid.UUID, Copy]) -> None:
         [c.dead_lettered_at for c in values],
         [c.dead_letter_reason for c in values],
         [c.recall.value if c.recall else None for c in values],
+        [(receipts or {}).get(key) for key in keys],
     )

@@ -273,12 +273,13 @@ async def _issue_receipts(
     copies: Sequence[tuple[LockedCopy, Copy]],
     receipts: ReceiptIssuer,
     kept: StoredDocuments,
-) -> None:
-    """The hub's transport receipts of acknowledged copies that have none yet."""
+) -> dict[uuid.UUID, bytes]:
+    """The hub's transport receipts of acknowledged copies that have none yet, by copy, for
+    save_copies to store with the acknowledgement (one UPDATE of each row, not two)."""
     if not copies:
-        return
+        return {}
     documents = await load_manifests(conn, list({row.document_key for row, _ in copies}), kept)
-    issued: list[tuple[uuid.UUID, bytes]] = []
+    issued: dict[uuid.UUID, bytes] = {}
     for row, copy in copies:
         header, attachments = documents[row.document_key]
         receipt = receipts(
@@ -295,16 +296,8 @@ async def _issue_receipts(
             )
         )
         if receipt is not None:
-            issued.append((row.key, receipt))
-    if issued:
-        await conn.execute(
-            """
-            UPDATE exchange.delivery d SET transport_receipt = coalesce(d.transport_receipt, u.r)
-            FROM unnest($1::uuid[], $2::bytea[]) AS u(id, r) WHERE d.id = u.id
-            """,
-            [key for key, _ in issued],
-            [receipt for _, receipt in issued],
-        )
+            issued[row.key] = receipt
+    return issued
 
 
 async def queue_status_notices(
@@ -504,7 +497,20 @@ class PostgresLifecycleStore:
                 arrived = delivery.arrival(row.ref, decided, now)
                 if arrived is not None:
                     arrivals.append((row, arrived))
-            await save_copies(conn, changed)
+            issued = await _issue_receipts(
+                conn,
+                [
+                    (row, current[row.key])
+                    for row in locked.values()
+                    if current[row.key].acknowledged_at is not None and not row.has_receipt
+                ],
+                receipts,
+                self._kept,
+            )
+            # A copy acknowledged before whose receipt is issued only now is saved as it is.
+            await save_copies(
+                conn, {**{key: current[key] for key in issued}, **changed}, receipts=issued
+            )
             status_rows = await _insert_arrivals(
                 conn, [(row.key, entry) for row, entry in arrivals]
             )
@@ -522,16 +528,6 @@ class PostgresLifecycleStore:
                 for (row, entry), (notice_id, _) in zip(arrivals, notices, strict=True)
             )
             await stage_ledger_events(conn, events)
-            await _issue_receipts(
-                conn,
-                [
-                    (row, current[row.key])
-                    for row in locked.values()
-                    if current[row.key].acknowledged_at is not None and not row.has_receipt
-                ],
-                receipts,
-                self._kept,
-            )
             # Acknowledged, or refused for good (withdrawn): no stream is to hold them any more.
             await announce_settled(
                 conn,
