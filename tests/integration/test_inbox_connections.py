@@ -30,6 +30,7 @@ from services.exchange.adapters.rabbit import (
 from services.exchange.service_layer.inbox_ports import InboxMessage
 from tests.conftest import unique_code
 from tests.infra import SuiteServices
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -231,4 +232,45 @@ async def test_a_batch_whose_queues_take_longer_to_declare_than_the_bound_is_pub
         assert [c.message_count for c in counts] == [1] * len(agencies)
     finally:
         await publisher.close()
+        await own.close()
+
+
+async def test_streams_cancelled_again_while_they_end_close_every_channel_they_had(
+    services: SuiteServices,
+) -> None:
+    """300 streams cancelled, then each cancelled again while it ends (as gRPC does when a DMS
+    goes away): the connection stays up and holds none of their channels afterwards. A second
+    cancellation used to interrupt the channel's close, and aiormq then sent Channel.Close
+    again: channels were left behind, and a second Close for a channel the broker had closed
+    already makes it close the whole connection (504 CHANNEL_ERROR), every stream on it."""
+    name = f"test-inbox-cancelled-{uuid.uuid4()}"
+    own = await rabbit.connect(services.amqp_url, name=name)
+    reconnected = asyncio.Event()
+    own.reconnect_callbacks.add(lambda *_: reconnected.set())
+    inbox = RabbitInbox(own, channels_per_connection=1000)
+    agencies = [unique_code() for _ in range(300)]
+    subscribed = [asyncio.Event() for _ in agencies]
+
+    async def stream(agency: str, ready: asyncio.Event) -> None:
+        async with inbox.consume(agency) as attached:
+            ready.set()
+            await attached.batch(10)
+
+    try:
+        streams = [
+            asyncio.create_task(stream(agency, ready))
+            for agency, ready in zip(agencies, subscribed, strict=True)
+        ]
+        async with asyncio.timeout(60):
+            for ready in subscribed:
+                await ready.wait()
+        for task in streams:
+            task.cancel()
+        for task in streams:  # again, spread over the time their channels take to close
+            await asyncio.sleep(0.001)
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+        await eventually(lambda: asyncio.to_thread(_channels_of, services, name), [0].__eq__)
+        assert not reconnected.is_set()
+    finally:
         await own.close()

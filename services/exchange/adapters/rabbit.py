@@ -432,11 +432,14 @@ class RabbitInbox:
                     yield inbox
                 finally:
                     self._open.pop(inbox, None)
-                    with contextlib.suppress(*_CHANNEL_GONE):
-                        await queue.cancel(tag)
             finally:
-                if not channel.is_closed:
-                    await channel.close()
+                # Closing the channel ends its consumer and returns what it had not
+                # acknowledged, in one round trip. Shielded: a stream is often cancelled again
+                # while it ends (its DMS gone), and aiormq answers a cancelled Channel.Close by
+                # sending a second one; for a channel the broker had closed meanwhile, RabbitMQ
+                # then closes the whole connection (504 CHANNEL_ERROR - expected
+                # 'channel.open'), every stream on it (seen in a full bench's push circular).
+                await asyncio.shield(_close(channel))
         finally:
             held.channels -= 1
 
@@ -453,6 +456,12 @@ class RabbitInbox:
         for held in self._connections[1:]:
             with contextlib.suppress(*_CHANNEL_GONE):
                 await held.connection.close()
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        with contextlib.suppress(*_CHANNEL_GONE):
+            await channel.close()
 
 
 _CHANNEL_GONE = (
