@@ -107,16 +107,24 @@ def header_from_json(raw: str) -> Header:
 PEER_ROUTING_PREFIX = "hub."
 
 
-async def stage_delivery_messages(conn: Conn, copies: Sequence[tuple[str, str, str]]) -> None:
+async def stage_delivery_messages(
+    conn: Conn, copies: Sequence[tuple[str, str, str]], *, wake_relay: bool = False
+) -> None:
     """Outbox rows that queue each (document uuid, recipient, delivery id) copy, ids in the
-    list's order (the relay publishes by id), as one statement whatever their number; the
-    caller NOTIFYs OUTBOX_CHANNEL so that the relay wakes at commit. Every message about a
-    document is published in the document's trace (the Submit's), also when an administrator's
-    resend or a reorganisation queues it again."""
+    list's order (the relay publishes by id), as one statement whatever their number. The relay
+    wakes at commit on a NOTIFY of OUTBOX_CHANNEL: sent by this same statement with
+    `wake_relay`, by the caller otherwise. Every message about a document is published in the
+    document's trace (the Submit's), also when an administrator's resend or a reorganisation
+    queues it again."""
     if not copies:
+        if wake_relay:
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
         return
+    # A data-modifying WITH runs to completion whatever the main query reads of it.
+    wake = f"WITH staged AS (%s) SELECT pg_notify('{OUTBOX_CHANNEL}', '')" if wake_relay else "%s"
     await conn.execute(
-        """
+        wake
+        % """
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload,
             delivery_id, traceparent)
         SELECT
@@ -858,6 +866,6 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
             for item in batch
             for r in item.receipt.routes
         ],
+        wake_relay=True,
     )
     await stage_ledger_events(conn, [event for item in batch for event in item.events])
-    await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")

@@ -4,6 +4,7 @@ copy goes through, in its document's trace."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -12,6 +13,7 @@ from docaxis.exchange.v1 import events_pb2
 
 from services.exchange.adapters.postgres import (
     DELIVERY_MESSAGE_TYPE,
+    OUTBOX_CHANNEL,
     PostgresDocumentStore,
     stage_delivery_messages,
 )
@@ -164,3 +166,50 @@ async def test_notices_are_staged_in_the_order_given_routed_and_traced(pool: asy
             [*notices, unknown, named], expected_routes, expected_traces, strict=True
         )
     ]
+
+
+async def test_staging_copies_can_wake_the_relay_in_the_same_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    """With wake_relay the rows are staged and OUTBOX_CHANNEL is NOTIFYed at commit; without
+    it nothing is (the caller NOTIFYs). One listening session hears in commit order, so a
+    marker sent last tells that everything before it has arrived."""
+    receipts = await three_documents(pool)
+    heard: list[str] = []
+    marker = asyncio.Event()
+    listener = await pool.acquire()
+
+    def hear(_conn: object, _pid: int, channel: str, _payload: object) -> None:
+        heard.append(channel)
+        if channel == "test_outbox_marker":
+            marker.set()
+
+    try:
+        for channel in (OUTBOX_CHANNEL, "test_outbox_marker"):
+            await listener.add_listener(channel, hear)
+        first, second = (
+            [(r.document_uuid, route.effective_recipient, route.delivery_id)]
+            for r in receipts[:2]
+            for route in r.routes[:1]
+        )
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(
+                    "DELETE FROM exchange.outbox WHERE delivery_id = ANY($1::uuid[])",
+                    [uuid.UUID(first[0][2]), uuid.UUID(second[0][2])],
+                )
+                await stage_delivery_messages(conn, second)
+            async with conn.transaction():
+                await stage_delivery_messages(conn, first, wake_relay=True)
+                staged = await conn.fetchval(
+                    "SELECT count(*) FROM exchange.outbox WHERE delivery_id = $1",
+                    uuid.UUID(first[0][2]),
+                )
+                assert (staged, heard) == (1, [])  # at commit, not before
+            await conn.execute("NOTIFY test_outbox_marker")
+        await asyncio.wait_for(marker.wait(), timeout=10)
+    finally:
+        for channel in (OUTBOX_CHANNEL, "test_outbox_marker"):
+            await listener.remove_listener(channel, hear)
+        await pool.release(listener)
+    assert heard == [OUTBOX_CHANNEL, "test_outbox_marker"]
