@@ -59,7 +59,10 @@ _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def _outcome(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
-    if isinstance(error, asyncio.CancelledError):
+    # GeneratorExit: grpcio stopped taking a stream's answers and closed its generator, which
+    # it does only when the call is over (the client cancelled it or went away); a failure of
+    # the server raises its own exception out of the generator instead.
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return "CANCELLED"
     # None until the handler set a status (the stubs say StatusCode).
     code = cast("grpc.StatusCode | None", context.code())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from services.common.identity import HeaderCallerResolver, Role, role_metadata
 from services.directory.entrypoints.grpc_api import SERVICE_NAME, DirectoryServicer
 from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.fakes import FakeAgencies
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -71,3 +73,83 @@ async def test_health_watch_streams_each_change_through_the_interceptors() -> No
     assert isinstance(second, health_pb2.HealthCheckResponse)
     assert first.status == health_pb2.HealthCheckResponse.SERVING
     assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+# A bidirectional stream of the test's own (raw bytes, no codec), served through the same
+# interceptors as every service: the shapes of ReceiveStream without its database and broker.
+_STREAMS = "test.Streams"
+
+
+async def _endless(requests: AsyncIterator[bytes], context: object) -> AsyncIterator[bytes]:
+    """Answers without waiting for the client, as a Receive stream pushing a backlog does."""
+    while True:
+        yield b"answer"
+
+
+async def _failing(requests: AsyncIterator[bytes], context: object) -> AsyncIterator[bytes]:
+    """Fails once it has answered the first request (read first, so that the client's write
+    never meets a call already over)."""
+    async for _ in requests:
+        yield b"answer"
+        raise RuntimeError("a defect of the server")
+
+
+def _add_streams(server: grpc.aio.Server) -> None:
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
+        name: grpc.stream_stream_rpc_method_handler(handler)
+        for name, handler in (("Endless", _endless), ("Failing", _failing))
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_STREAMS, handlers),))
+
+
+async def _finished_line(
+    method: str, end: Callable[[grpc.aio.StreamStreamCall[bytes, bytes]], Awaitable[None]]
+) -> MutableMapping[str, Any]:
+    """The rpc_finished line of a call of `method` that has read one answer and then `end`s."""
+    server, port = build_server("127.0.0.1:0", [_add_streams], [], health.aio.HealthServicer())
+    await server.start()
+    try:
+        with capture_logs() as logs:
+
+            async def logged() -> bool:
+                return any(entry["event"] == "rpc_finished" for entry in logs)
+
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as opened:
+                call: grpc.aio.StreamStreamCall[bytes, bytes] = opened.stream_stream(
+                    f"/{_STREAMS}/{method}"
+                )(timeout=10)
+                await call.write(b"request")
+                assert await call.read() == b"answer"
+                await end(call)
+                await eventually(logged, every=0.01)
+    finally:
+        await server.stop(None)
+    [finished] = [entry for entry in logs if entry["event"] == "rpc_finished"]
+    return finished
+
+
+async def _cancel(call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+    call.cancel()
+
+
+async def _await_the_status(call: grpc.aio.StreamStreamCall[bytes, bytes]) -> None:
+    """Until the server's status, which must be an error."""
+    assert await call.code() == grpc.StatusCode.UNKNOWN
+
+
+async def test_a_stream_the_client_cancels_logs_cancelled_without_a_traceback() -> None:
+    """A DMS closing its Receive stream is no failure of the axis: grpcio abandons the handler's
+    answers (it closes the generator at its yield: GeneratorExit), and the call logs CANCELLED
+    at info level, with no traceback (it logged UNKNOWN at error level with one)."""
+    finished = await _finished_line("Endless", _cancel)
+    assert finished["outcome"] == "CANCELLED"
+    assert finished["log_level"] == "info"
+    assert "exc_info" not in finished
+
+
+async def test_a_stream_the_server_fails_still_logs_an_error_with_its_traceback() -> None:
+    """The other side: a handler that raises is a defect, logged as one."""
+    finished = await _finished_line("Failing", _await_the_status)
+    assert finished["outcome"] == "UNKNOWN"
+    assert finished["log_level"] == "error"
+    assert isinstance(finished["exc_info"], RuntimeError)
