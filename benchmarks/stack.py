@@ -259,6 +259,11 @@ class Axis:
         self.pki = pki
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "docaxis.log"
+        # Each run starts its log fresh (the previous run's kept beside it): runs in one work
+        # folder once appended to one log, so that a run's errors could be an earlier run's.
+        # Restarts within the run (the chaos run's) append to it.
+        if self.log_path.exists():
+            self.log_path.replace(workdir / "docaxis.log.1")
         self.ledger_key = ledger_key = ledger_key or workdir / "ledger.key"
         if not ledger_key.exists():
             subprocess.run(
