@@ -276,8 +276,8 @@ async def run(args: argparse.Namespace) -> Report:
     servers = Servers(work, Ports.from_env())
     await servers.start()
     axis: Axis | None = None
+    notes: list[str] = []
     try:
-        notes: list[str] = []
         try:
             store = (
                 None
@@ -385,7 +385,8 @@ async def run(args: argparse.Namespace) -> Report:
     finally:
         if axis is not None:
             await axis.stop()
-        servers.stop()
+        # The returned report holds this list: a server left running is reported with it.
+        notes.extend(servers.stop())
 
 
 async def _measured_step(

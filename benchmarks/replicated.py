@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.stack import run_script
+from benchmarks.stack import STOP_TIMEOUT_S, run_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ class ReplicatedServers:
             ("postgres.sh", self.postgres_env, "stop"),
         ):
             with contextlib.suppress(RuntimeError):  # not running, or killed
-                run_script(name, env, action)
+                run_script(name, env, action, timeout_s=STOP_TIMEOUT_S)
 
     def amqp_node_address(self, node: int) -> str:
         return f"127.0.0.1:{self.ports.amqp[node - 1]}"

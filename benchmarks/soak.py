@@ -360,6 +360,7 @@ async def run(args: argparse.Namespace) -> Soak:
     servers = Servers(work, ports, prefix="SOAK")
     await servers.start()
     axis: Axis | None = None
+    notes: list[str] = []
     try:
         database_url = await servers.fresh_database(DATABASE)
         senders = bench_codes("000", args.senders)
@@ -425,7 +426,6 @@ async def run(args: argparse.Namespace) -> Soak:
             unacknowledged | {d for d, copy in tally.copies.items() if copy.acknowledged is None}
         )
         code = await axis.stop()
-        notes = []
         if not drained:
             notes.append("not every copy was acknowledged within the drain after the load")
         if code != 0:
@@ -466,7 +466,8 @@ async def run(args: argparse.Namespace) -> Soak:
     finally:
         if axis is not None:
             await axis.stop()
-        servers.stop()
+        # The returned report holds this list: a server left running is reported with it.
+        notes.extend(servers.stop())
 
 
 def report_text(soak: Soak) -> str:

@@ -78,17 +78,43 @@ DEFAULT_PORTS = {
 }
 
 
-def run_script(name: str, env: Mapping[str, str], *args: str) -> str:
-    """deploy/local/`name` with `args` and `env` over ours; returns the last line it printed
-    (the URL, for start commands)."""
-    result = subprocess.run(
-        ["bash", str(REPO / "deploy" / "local" / name), *args],
+# A stop script's own escalation is bounded (rabbitmq.sh: `rabbitmqctl stop` 120 s, 60 s more,
+# then SIGKILL by pid; postgres.sh: pg_ctl -t 120): the bench waits longer than that. At 180 s
+# it once cut off a RabbitMQ with ~5,000 queues, whose shutdown took ~190 s, and left it running.
+STOP_TIMEOUT_S = 300.0
+SCRIPT_TIMEOUT_S = 180.0
+# The script's kill -9 of its server by pid, for a stop that failed or did not end in time.
+KILL_ACTIONS = {"rabbitmq.sh": ("kill-node", "1"), "postgres.sh": ("kill",)}
+SCRIPTS = REPO / "deploy" / "local"
+
+
+def run_script(
+    name: str,
+    env: Mapping[str, str],
+    *args: str,
+    timeout_s: float = SCRIPT_TIMEOUT_S,
+    scripts: Path = SCRIPTS,
+) -> str:
+    """deploy/local/`name` (or `scripts`/`name`) with `args` and `env` over ours; returns the
+    last line it printed (the URL, for start commands). Past `timeout_s`, the script and every
+    process it started (its own process group: rabbitmqctl, pg_ctl) are killed, and
+    TimeoutExpired raised."""
+    with subprocess.Popen(
+        ["bash", str(scripts / name), *args],
         env={**os.environ, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
-        timeout=180,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # subprocess.run would kill bash alone, leaving its children running.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if result.returncode != 0:
         raise RuntimeError(f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     lines = result.stdout.strip().splitlines()
@@ -105,7 +131,11 @@ class Servers:
         ports: Ports,
         env: Mapping[str, str] = os.environ,
         prefix: str = "BENCH",
+        *,
+        scripts: Path = SCRIPTS,
+        stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
+        self._scripts, self._stop_timeout_s = scripts, stop_timeout_s
         self._external = (env.get(f"{prefix}_DATABASE_URL"), env.get(f"{prefix}_AMQP_URL"))
         self._env = {
             "DOCAXIS_LOCAL_DIR": str(local),
@@ -118,8 +148,8 @@ class Servers:
         self.server_url = ""
         self.amqp_url = ""
 
-    def _script(self, name: str, action: str) -> str:
-        return run_script(name, self._env, action)
+    def _script(self, name: str, *args: str, timeout_s: float = SCRIPT_TIMEOUT_S) -> str:
+        return run_script(name, self._env, *args, timeout_s=timeout_s, scripts=self._scripts)
 
     async def start(self) -> None:
         database, broker = self._external
@@ -137,10 +167,34 @@ class Servers:
         """An empty database for the run on the Postgres server."""
         return await postgres.recreate_database(self.server_url, name)
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
+        """Stops each server this run started, each whatever became of the others; a server
+        whose stop fails or does not end within `stop_timeout_s` is killed by pid (its script's
+        kill). Returns, and prints, what went wrong: for the run's notes."""
+        problems = []
         for name in self._started:
-            self._script(name, "stop")
+            try:
+                self._script(name, "stop", timeout_s=self._stop_timeout_s)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                problem = f"{name} stop failed ({_first_line(exc)}); "
+                try:
+                    self._script(name, *KILL_ACTIONS[name])
+                    # Again, to clean up what the server leaves behind (pid files, epmd).
+                    self._script(name, "stop", timeout_s=self._stop_timeout_s)
+                    problem += "killed it by pid"
+                except (RuntimeError, subprocess.TimeoutExpired) as kill_exc:
+                    problem += f"the kill failed too, it may still run: {_first_line(kill_exc)}"
+                print(f"bench: {problem}", file=sys.stderr)
+                problems.append(problem)
         self._started.clear()
+        return problems
+
+
+def _first_line(exc: Exception) -> str:
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"no end within {exc.timeout:.0f} s"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
