@@ -192,7 +192,7 @@ class Servers:
 
 def _first_line(exc: Exception) -> str:
     if isinstance(exc, subprocess.TimeoutExpired):
-        return f"no end within {exc.timeout:.0f} s"
+        return f"no end within {exc.timeout:g} s"
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
