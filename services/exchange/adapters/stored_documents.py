@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import OrderedDict
 
+from services.common.recent import Recent
 from services.exchange.domain.model import AttachmentRef, Header, Signature
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import Verification
@@ -34,20 +34,8 @@ PushedDocument = tuple[
 KEPT = 512
 
 
-class StoredDocuments:
+class StoredDocuments(Recent[uuid.UUID, PushedDocument]):
+    """Only committed documents go in, exactly as a load from Postgres would give them."""
+
     def __init__(self, kept: int = KEPT) -> None:
-        self._kept = kept
-        self._documents: OrderedDict[uuid.UUID, PushedDocument] = OrderedDict()
-
-    def get(self, key: uuid.UUID) -> PushedDocument | None:
-        document = self._documents.get(key)
-        if document is not None:
-            self._documents.move_to_end(key)
-        return document
-
-    def put(self, key: uuid.UUID, document: PushedDocument) -> None:
-        """Only a committed document, exactly as a load from Postgres would give it."""
-        self._documents[key] = document
-        self._documents.move_to_end(key)
-        while len(self._documents) > self._kept:
-            self._documents.popitem(last=False)  # the least recently used
+        super().__init__(kept)

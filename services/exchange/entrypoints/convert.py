@@ -11,6 +11,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from services.common.errors import FieldViolation, parse_iso_date
+from services.common.recent import Recent
 from services.exchange.domain.model import (
     VIETNAM,
     AttachmentRef,
@@ -279,16 +280,13 @@ class DeliveryProtos:
     copy of its document's message with its own two fields set."""
 
     def __init__(self, kept: int = DOCUMENTS_KEPT) -> None:
-        self._kept = kept
-        self._documents: dict[str, pb.Delivery] = {}
+        self._documents: Recent[str, pb.Delivery] = Recent(kept)
 
     def fill(self, into: pb.Delivery, item: PushItem) -> None:
         document = self._documents.get(item.document_uuid)
         if document is None:
             document = delivery_to_pb(item)
-            if len(self._documents) >= self._kept:
-                del self._documents[next(iter(self._documents))]  # the oldest
-            self._documents[item.document_uuid] = document
+            self._documents.put(item.document_uuid, document)
         into.CopyFrom(document)
         into.delivery_id = item.delivery_id
         into.requested_recipient = item.requested_recipient

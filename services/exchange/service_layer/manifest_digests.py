@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from services.common.recent import Recent
 from services.exchange.domain.model import AttachmentRef, Header, manifest_of
 
 KEPT = 256
@@ -16,8 +17,7 @@ KEPT = 256
 
 class ManifestDigests:
     def __init__(self, kept: int = KEPT) -> None:
-        self._kept = kept
-        self._digests: dict[str, str] = {}
+        self._digests: Recent[str, str] = Recent(kept)
 
     def of(self, document_uuid: str, header: Header, attachments: Sequence[AttachmentRef]) -> str:
         """The hex SHA-256 of the document's canonical manifest; raises TrustError (from
@@ -25,7 +25,5 @@ class ManifestDigests:
         digest = self._digests.get(document_uuid)
         if digest is None:
             digest = manifest_of(header, attachments).sha256_hex()
-            if len(self._digests) >= self._kept:
-                del self._digests[next(iter(self._digests))]  # the oldest
-            self._digests[document_uuid] = digest
+            self._digests.put(document_uuid, digest)
         return digest
