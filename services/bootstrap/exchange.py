@@ -13,12 +13,14 @@ from docaxis.exchange.v1 import federation_service_pb2_grpc as fpb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 
 from services.bootstrap.directory import LocalDirectory
+from services.bootstrap.directory_view import LocalDirectoryLookup
 from services.bootstrap.peer_transport import GrpcBlobSource, GrpcPeerTransport
 from services.bootstrap.wiring import Job, Wiring
 from services.common import rabbit
 from services.common.leadership import PerPeer, Singleton, Term
 from services.common.periodic import every, pause
 from services.common.postgres_notifications import PostgresNotifications
+from services.directory.adapters.generation import CHANGED_CHANNEL, PostgresDirectoryGeneration
 from services.directory.domain.codes import code_problem
 from services.exchange.adapters.directory import GrpcDirectoryLookup
 from services.exchange.adapters.postgres import (
@@ -42,9 +44,11 @@ from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain.notices import NoticeLimits
 from services.exchange.entrypoints import admin_api, federation_api, report_api
 from services.exchange.entrypoints import grpc_api as exchange_api
+from services.exchange.entrypoints.directory_changes import DirectoryChanges
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.entrypoints.settlements import Settlements
 from services.exchange.service_layer.admin import AdminHandlers
+from services.exchange.service_layer.directory_cache import DirectoryCache
 from services.exchange.service_layer.federation import FederationHandlers
 from services.exchange.service_layer.forwarding import Forwarder
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
@@ -102,6 +106,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
         ),
         signatures=security.signature_verifier(),
         hub=security.hub,
+        kept_directory=_kept_directory(wiring, lookup),
     )
     inbox_queues = InboxQueues()  # one per process: publisher and streams share it
     amqp_url = wiring.plan.amqp_url
@@ -161,6 +166,18 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     wiring.add_singleton("sweeps", Singleton.SWEEPS, _sweeps(wiring, lookup))
     if settings.hub_code:
         _wire_federation(wiring, exchange, lifecycle, documents, lookup, inbox, peer_states)
+
+
+def _kept_directory(wiring: Wiring, lookup: DirectoryLookup) -> DirectoryCache | None:
+    """Submit's directory reads kept in memory, when the directory is this process's: its
+    generation and its change notifications are then in this database."""
+    if not isinstance(lookup, LocalDirectoryLookup):
+        return None
+    cache = DirectoryCache(lookup, PostgresDirectoryGeneration(wiring.pool))
+    changed = PostgresNotifications(wiring.plan.settings.database_url, CHANGED_CHANNEL)
+    # Every worker listens: a change made through any of them (or any tool) reaches them all.
+    wiring.add_job("directory-changes", DirectoryChanges(changed, cache).run)
+    return cache
 
 
 def _wire_federation(

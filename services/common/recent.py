@@ -25,6 +25,9 @@ class Recent(Generic[K, V]):
             self._values.move_to_end(key)
         return value
 
+    def __len__(self) -> int:
+        return len(self._values)
+
     def put(self, key: K, value: V) -> None:
         self._values[key] = value
         self._values.move_to_end(key)

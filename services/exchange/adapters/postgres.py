@@ -37,6 +37,7 @@ from services.exchange.service_layer.ports import (
     AttachmentsGoneError,
     DeadLetter,
     DeliveryRecord,
+    DirectoryChangedError,
     DocumentTrack,
     DuplicateConsignmentError,
     DuplicateDocumentError,
@@ -394,7 +395,12 @@ class PostgresDocumentStore(PostgresUploads):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await insert_submissions(conn, batch)
-            except (DuplicateDocumentError, DuplicateConsignmentError, AttachmentsGoneError):
+            except (
+                DuplicateDocumentError,
+                DuplicateConsignmentError,
+                AttachmentsGoneError,
+                DirectoryChangedError,
+            ):
                 pass  # one of them took the transaction down with it: each on its own
             else:
                 for item in batch:
@@ -417,7 +423,7 @@ class PostgresDocumentStore(PostgresUploads):
                 item.receipt.document_id,
             )
             return DuplicateDocumentError(str(value) if value is not None else "")
-        except (DuplicateConsignmentError, AttachmentsGoneError) as exc:
+        except (DuplicateConsignmentError, AttachmentsGoneError, DirectoryChangedError) as exc:
             return exc
         self._keep(item)
         return None
@@ -756,13 +762,27 @@ class PostgresOutbox:
         return len(rows)
 
 
+_INSERT_DELIVERIES = """
+INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
+    recipient, state, accepted_at, via_hub)
+SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient, $6,
+    u.accepted_at, u.via_hub
+FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[],
+    $7::timestamptz[], $8::text[])
+    AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
+"""
+# An uncorrelated subquery: evaluated once per statement (a one-time filter), not per row.
+_IF_DIRECTORY_UNCHANGED = "WHERE (SELECT n FROM directory.generation) = ALL($9::bigint[])"
+
+
 async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
     """Documents, their attachments, signatures and copies, their outbox rows and ledger
     events, in the caller's transaction (which NOTIFYs the relay at commit): a statement per
     table for the whole batch, each pipelined (one round trip however many documents).
 
     Raises DuplicateConsignmentError, DuplicateDocumentError (naming no document: the caller
-    looks it up after the rollback) or AttachmentsGoneError for the first document refused."""
+    looks it up after the rollback) or AttachmentsGoneError for the first document refused, or
+    DirectoryChangedError when a document's directory reads are no longer current."""
     try:
         await conn.executemany(
             """
@@ -838,18 +858,15 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
     routes = [
         (item.receipt, i, route) for item in batch for i, route in enumerate(item.receipt.routes)
     ]
+    generations = sorted({g for item in batch for g in item.directory_generations})
     # One statement for every copy (a circular has thousands): executemany executes one INSERT
-    # per row.
-    await conn.execute(
-        """
-        INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-            recipient, state, accepted_at, via_hub)
-        SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient, $6,
-            u.accepted_at, u.via_hub
-        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[],
-            $7::timestamptz[], $8::text[])
-            AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
-        """,
+    # per row. With kept directory reads it also checks, at no extra round trip, that the
+    # directory generation they were stamped with is still the current one (in this
+    # transaction's statement snapshot): otherwise it inserts nothing and the batch is refused
+    # (services/exchange/service_layer/directory_cache.py says why that is enough). The check
+    # reads the directory's table: kept reads exist only when the directory shares this database.
+    inserted = await conn.execute(
+        _INSERT_DELIVERIES + (_IF_DIRECTORY_UNCHANGED if generations else ""),
         [uuid.UUID(r.delivery_id) for _, _, r in routes],
         [uuid.UUID(receipt.document_uuid) for receipt, _, _ in routes],
         [i for _, i, _ in routes],
@@ -858,7 +875,10 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
         DeliveryState.ACCEPTED.value,
         [receipt.accepted_at for receipt, _, _ in routes],
         [r.hub for _, _, r in routes],
+        *([generations] if generations else []),
     )
+    if generations and inserted.split()[-1] == "0":
+        raise DirectoryChangedError
     await stage_delivery_messages(
         conn,
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from services.exchange.domain.model import (
     DEFAULT_MAX_PUSHES,
     CodeCheck,
     Receipt,
-    Route,
     Submission,
     nfc,
     submission_problems,
@@ -42,12 +42,14 @@ from services.exchange.domain.model import (
 from services.exchange.domain.quota import check_upload_quota
 from services.exchange.domain.verification import Verification
 from services.exchange.domain.withdrawal import Sight, identity_only, recipient_sight
+from services.exchange.service_layer.directory_cache import DirectoryCache, KeptReads
 from services.exchange.service_layer.manifest_digests import ManifestDigests
 from services.exchange.service_layer.ports import (
     Acknowledgement,
     AttachmentsGoneError,
     DeadLetter,
     DeliveryRecord,
+    DirectoryChangedError,
     DirectoryLookup,
     DocumentStore,
     DocumentTrack,
@@ -66,6 +68,9 @@ log = structlog.get_logger(__name__)
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 # Documents stored in one transaction at most (a SubmitBatch carries up to 100).
 MAX_SUBMIT_GROUP = 200
+# Submit attempts on kept directory reads before one reads the directory itself: each further
+# attempt means the directory changed while the previous one was deciding.
+KEPT_ATTEMPTS = 2
 # Copies claimed for a push in one transaction at most, over every stream of the process.
 MAX_PUSH_GROUP = 1000
 
@@ -109,10 +114,13 @@ class ExchangeHandlers:
         *,
         signatures: SignatureVerifier | None = None,
         hub: SigningIdentity | None = None,
+        kept_directory: DirectoryCache | None = None,
     ) -> None:
         """`signatures` defaults to a policy without trust anchors: unsigned documents pass,
         signed ones are refused (nothing to verify them with). Without a `hub` identity no
-        transport receipts are issued."""
+        transport receipts are issued. `kept_directory`: Submit's directory reads kept in
+        memory (the same directory as `directory`, in this database)."""
+        self._kept_directory = kept_directory
         self._store = store
         self._directory = directory
         self._code_problem = code_problem
@@ -198,42 +206,11 @@ class ExchangeHandlers:
             raise ValidationError("invalid submission", problems)
         # The sender must hold every blob it names before any of them is read for verification.
         await self._require_uploaded(submission)
-        # Before anything is stored or routed: a refused signature leaves no trace but the log.
-        policy = await self._directory.signature_policy(header.sender, header.document_type)
-        verification = await self._signatures.verify(
-            submission,
-            at=now,
-            policy=policy,
-            content=self._content,
-            bindings=self._directory.certificate_bindings,
-        )
-        fingerprint = submission_fingerprint(submission)
-        replay = await self._replay(submission, fingerprint)
-        if replay is not None:
-            return replay
-        routes = await self._route(header.sender, header.recipients)
-        receipt = Receipt(
-            document_uuid=str(uuid.uuid4()),
-            document_id=header.document_id,
-            consignment_id=submission.consignment_id,
-            accepted_at=now,
-            routes=routes,
-        )
-        events = _submission_events(submission, receipt, fingerprint, verification)
-        # Group-committed with every other document stored meanwhile (this call's batch, other
-        # callers'): answered once the transaction that carried it has committed.
-        (refusal,) = await self._submissions.submit(
-            [
-                NewSubmission(
-                    submission,
-                    receipt,
-                    fingerprint,
-                    events,
-                    verification,
-                    tracing.current_traceparent(),
-                )
-            ]
-        )
+        stored = await self._decide_and_store(submission, now)
+        if isinstance(stored, SubmitResult):
+            return stored
+        decided, refusal = stored
+        receipt = decided.receipt
         if isinstance(refusal, DuplicateDocumentError):
             raise ConflictError(
                 f"document {header.document_id} was already submitted",
@@ -245,7 +222,7 @@ class ExchangeHandlers:
             raise refusal  # pragma: no cover - a blob that vanished is no longer owned
         if isinstance(refusal, DuplicateConsignmentError):
             # A concurrent identical request won the race: answer as its replay.
-            replay = await self._replay(submission, fingerprint)
+            replay = await self._replay(submission, decided.fingerprint)
             if replay is None:  # pragma: no cover - the row that conflicted must be readable
                 raise refusal
             return replay
@@ -255,10 +232,87 @@ class ExchangeHandlers:
             "document_submitted",
             document_uuid=receipt.document_uuid,
             sender=header.sender,
-            recipients=len(routes),
+            recipients=len(receipt.routes),
             attachments=len(submission.attachments),
         )
         return SubmitResult(receipt, replayed=False)
+
+    async def _decide_and_store(
+        self, submission: Submission, now: dt.datetime
+    ) -> SubmitResult | tuple[NewSubmission, StoreRefusal | DomainError | None]:
+        """A replay's receipt, or the document decided and what the store answered."""
+        for attempt in itertools.count():
+            # Kept directory reads, checked again by the transaction (directory_cache.py); after
+            # KEPT_ATTEMPTS directory changes in a row an attempt reads the directory itself,
+            # unstamped, which the store never refuses as changed: the loop ends there.
+            reads = self._kept_reads(fresh=attempt >= KEPT_ATTEMPTS)
+            try:
+                decided = await self._decide(submission, now, reads)
+            except DomainError:
+                if await self._reads_current(reads):
+                    raise
+                continue  # refused on what the directory no longer says: decide again
+            if isinstance(decided, SubmitResult):
+                return decided
+            # Group-committed with every other document stored meanwhile (this call's batch,
+            # other callers'): answered once the transaction that carried it has committed.
+            (refusal,) = await self._submissions.submit([decided])
+            if not isinstance(refusal, DirectoryChangedError):
+                return decided, refusal
+            if self._kept_directory is not None:
+                self._kept_directory.clear()
+        raise AssertionError("unreachable: itertools.count() does not end")
+
+    async def _decide(
+        self, submission: Submission, now: dt.datetime, reads: KeptReads | None
+    ) -> SubmitResult | NewSubmission:
+        """The stored receipt of a replay, or the document to store: signatures verified and
+        recipients routed on the directory's kept `reads` (on the directory itself: None)."""
+        header = submission.header
+        directory: DirectoryLookup = reads or self._directory
+        # Before anything is stored or routed: a refused signature leaves no trace but the log.
+        policy = await directory.signature_policy(header.sender, header.document_type)
+        verification = await self._signatures.verify(
+            submission,
+            at=now,
+            policy=policy,
+            content=self._content,
+            bindings=directory.certificate_bindings,
+        )
+        fingerprint = submission_fingerprint(submission)
+        replay = await self._replay(submission, fingerprint)
+        if replay is not None:
+            return replay
+        routes = await route_recipients(
+            directory, header.sender, header.recipients, today_in_vietnam(self._clock())
+        )
+        receipt = Receipt(
+            document_uuid=str(uuid.uuid4()),
+            document_id=header.document_id,
+            consignment_id=submission.consignment_id,
+            accepted_at=now,
+            routes=routes,
+        )
+        return NewSubmission(
+            submission,
+            receipt,
+            fingerprint,
+            _submission_events(submission, receipt, fingerprint, verification),
+            verification,
+            tracing.current_traceparent(),
+            directory_generations=frozenset(reads.stamps if reads else ()),
+        )
+
+    def _kept_reads(self, *, fresh: bool) -> KeptReads | None:
+        if self._kept_directory is None or fresh:
+            return None
+        return self._kept_directory.reads()
+
+    async def _reads_current(self, reads: KeptReads | None) -> bool:
+        """Whether a refusal decided on kept `reads` stands (directory_cache.py, point 4)."""
+        if reads is None or self._kept_directory is None:
+            return True
+        return await self._kept_directory.is_current(frozenset(reads.stamps))
 
     async def _require_uploaded(self, submission: Submission) -> None:
         sender = submission.header.sender
@@ -297,12 +351,6 @@ class ExchangeHandlers:
                 },
             )
         return SubmitResult(stored.receipt, replayed=True)
-
-    async def _route(self, sender: str, recipients: Sequence[str]) -> tuple[Route, ...]:
-        """Each recipient's effective agency on the day of sending (reorganisations followed)."""
-        return await route_recipients(
-            self._directory, sender, recipients, today_in_vietnam(self._clock())
-        )
 
     async def status_parties(
         self, caller: str, delivery_id: str

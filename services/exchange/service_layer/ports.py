@@ -84,8 +84,18 @@ class DuplicateConsignmentError(Exception):
     """Another request with the same (sender, consignment id) committed first."""
 
 
+class DirectoryChangedError(Exception):
+    """The directory changed after the document's directory reads were stamped (its
+    `directory_generations` are not the current generation): read them again and retry."""
+
+
 # Why the store refused one document of a batch (it stored nothing of that document).
-StoreRefusal = DuplicateDocumentError | DuplicateConsignmentError | AttachmentsGoneError
+StoreRefusal = (
+    DuplicateDocumentError
+    | DuplicateConsignmentError
+    | AttachmentsGoneError
+    | DirectoryChangedError
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,9 @@ class NewSubmission:
     verification: Verification | None = None
     # The submitting call's trace (W3C traceparent), kept with the document for its copies.
     traceparent: str | None = None
+    # The directory generations its routing and signature policy were read at (kept reads:
+    # directory_cache.py); stored only if each is still the current one. Empty: read uncached.
+    directory_generations: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
