@@ -13,6 +13,11 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis.ops.v1 import metrics_service_pb2 as mpb
 from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 
+from docaxis_client.vietnam import today_in_vietnam
+from services.common import postgres
+from services.directory.adapters.postgres import PostgresAgencies
+from services.directory.domain.reorganisation import Reorganisation, ReorganisationKind
+from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.conftest import make_header
 from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess
@@ -124,5 +129,48 @@ async def test_one_scrape_sums_the_counters_of_both_workers(
             assert sample(text, "docaxis_metrics_workers_answered") == 2
             assert sample(text, "docaxis_submissions_total", outcome="accepted") == ROUNDS
     finally:
+        code = await process.terminate()
+    assert code == 0, process.logs()
+
+
+async def test_a_merge_committed_elsewhere_reroutes_every_workers_next_submit(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """Each worker keeps Submit's directory reads (service_layer/directory_cache.py). Submits
+    through fresh connections (either worker) route to a recipient, which is then merged through
+    a connection of the test's own: every Submit after it, whichever worker takes it, goes to
+    the successor (each worker heard the change, or its transaction saw the generation move)."""
+    process = AxisProcess(
+        e2e_database_url,
+        services.amqp_url,
+        tmp_path,
+        ledger_key_file,
+        pki=pki,
+        extra_env={"DOCAXIS_WORKERS": "2"},
+    )
+    await process.start()
+    pool = await postgres.create_pool(e2e_database_url, min_size=1, max_size=1)
+    try:
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        sender, ward, commune = await register(process, 3)
+
+        async def routed() -> str:
+            # A client of its own: a new connection, which the kernel gives to either worker.
+            async with process.client(sender) as client:
+                response = await client.submit(f"c-{uuid.uuid4()}", make_header(sender, [ward]))
+            (route,) = response.receipt.routes
+            return route.effective_recipient
+
+        assert [await routed() for _ in range(ROUNDS)] == [ward] * ROUNDS
+        await DirectoryHandlers(PostgresAgencies(pool)).record_reorganisation(
+            Reorganisation(ReorganisationKind.MERGE, today_in_vietnam(), (ward,), (commune,))
+        )
+        assert [await routed() for _ in range(ROUNDS)] == [commune] * ROUNDS
+    finally:
+        await pool.close()
         code = await process.terminate()
     assert code == 0, process.logs()
