@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
@@ -53,6 +53,7 @@ from services.exchange.service_layer.ports import (
     RecipientTrack,
     StoredSubmission,
     StoreRefusal,
+    SubmitLookups,
 )
 from services.exchange.service_layer.upload_ports import UploadOffsetError, UploadState
 
@@ -404,6 +405,21 @@ class FakeDocumentStore:
             ),
         )
         return StoredSubmission(receipt, document.fingerprint)
+
+    async def submit_lookups(
+        self,
+        sender: str,
+        files: Sequence[AttachmentRef],
+        consignment_id: str,
+        contents: Collection[str],
+    ) -> SubmitLookups:
+        unowned = await self.unowned_attachments(sender, files)
+        held = {f.sha256 for i, f in enumerate(files) if i not in unowned}
+        return SubmitLookups(
+            unowned=unowned,
+            contents={sha256: self.blobs[sha256].content for sha256 in set(contents) & held},
+            earlier=await self.find_by_consignment(sender, consignment_id),
+        )
 
     async def unowned_attachments(
         self, owner: str, attachments: Sequence[AttachmentRef]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
@@ -46,6 +46,7 @@ from services.exchange.service_layer.ports import (
     RecipientTrack,
     StoredSubmission,
     StoreRefusal,
+    SubmitLookups,
 )
 
 OUTBOX_CHANNEL = "exchange_outbox"
@@ -355,23 +356,51 @@ class PostgresDocumentStore(PostgresUploads):
             )
             if row is None:
                 return None
-            routes = await conn.fetch(
+            return await _stored_submission(conn, consignment_id, row)
+
+    async def submit_lookups(
+        self,
+        sender: str,
+        files: Sequence[AttachmentRef],
+        consignment_id: str,
+        contents: Collection[str],
+    ) -> SubmitLookups:
+        async with self._pool.acquire() as conn:
+            # The blobs the sender holds (with the bytes of those asked for, when stored in one
+            # piece: a Submit's PDFs and envelope, for the signature checks), then the earlier
+            # request with this consignment id, if any: one round trip where there were three.
+            rows = await conn.fetch(
                 """
-                SELECT requested_recipient, recipient, id FROM exchange.delivery
-                WHERE document_uuid = $1 ORDER BY position
+                SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
+                    NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
+                FROM exchange.blob b
+                JOIN exchange.blob_owner o ON o.sha256 = b.sha256
+                LEFT JOIN exchange.blob_chunk c ON b.sha256 = ANY($4::text[])
+                    AND c.storage_id = b.storage_id AND c.start_offset = 0
+                    AND length(c.data) = b.size
+                WHERE o.agency = $1 AND b.sha256 = ANY($2::text[])
+                UNION ALL
+                SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
+                FROM exchange.document WHERE sender = $1 AND consignment_id = $3
                 """,
-                row["uuid"],
+                sender,
+                [f.sha256 for f in files],
+                consignment_id,
+                list(contents),
             )
-        receipt = Receipt(
-            document_uuid=str(row["uuid"]),
-            document_id=row["document_id"],
-            consignment_id=consignment_id,
-            accepted_at=row["submitted_at"],
-            routes=tuple(
-                Route(r["requested_recipient"], r["recipient"], str(r["id"])) for r in routes
-            ),
+            blobs = [row for row in rows if row["sha256"] is not None]
+            document = next((row for row in rows if row["uuid"] is not None), None)
+            earlier = (
+                None
+                if document is None
+                else await _stored_submission(conn, consignment_id, document)
+            )
+        sizes = {row["sha256"]: row["size"] for row in blobs}
+        return SubmitLookups(
+            unowned=[i for i, f in enumerate(files) if sizes.get(f.sha256) != f.size],
+            contents={row["sha256"]: row["data"] for row in blobs if row["data"] is not None},
+            earlier=earlier,
         )
-        return StoredSubmission(receipt, row["fingerprint"])
 
     async def unowned_attachments(
         self, owner: str, attachments: Sequence[AttachmentRef]
@@ -760,6 +789,27 @@ class PostgresOutbox:
             await save_copies(conn, changed)
             await stage_ledger_events(conn, events)
         return len(rows)
+
+
+async def _stored_submission(
+    conn: Conn, consignment_id: str, document: asyncpg.Record
+) -> StoredSubmission:
+    """An earlier request's receipt (its document row and its copies)."""
+    routes = await conn.fetch(
+        """
+        SELECT requested_recipient, recipient, id FROM exchange.delivery
+        WHERE document_uuid = $1 ORDER BY position
+        """,
+        document["uuid"],
+    )
+    receipt = Receipt(
+        document_uuid=str(document["uuid"]),
+        document_id=document["document_id"],
+        consignment_id=consignment_id,
+        accepted_at=document["submitted_at"],
+        routes=tuple(Route(r["requested_recipient"], r["recipient"], str(r["id"])) for r in routes),
+    )
+    return StoredSubmission(receipt, document["fingerprint"])
 
 
 _INSERT_DELIVERIES = """

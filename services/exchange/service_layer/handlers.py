@@ -32,6 +32,7 @@ from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
     DEFAULT_MAX_ATTACHMENT_BYTES,
     DEFAULT_MAX_PUSHES,
+    AttachmentRef,
     CodeCheck,
     Receipt,
     Submission,
@@ -57,10 +58,12 @@ from services.exchange.service_layer.ports import (
     DuplicateDocumentError,
     NewSubmission,
     PushItem,
+    StoredSubmission,
     StoreRefusal,
+    SubmitLookups,
 )
 from services.exchange.service_layer.routing import route_recipients
-from services.exchange.service_layer.signatures import SignatureVerifier
+from services.exchange.service_layer.signatures import SignatureVerifier, is_pdf_attachment
 from services.exchange.service_layer.uploads import ResumableUploads
 
 log = structlog.get_logger(__name__)
@@ -204,9 +207,17 @@ class ExchangeHandlers:
         ]
         if problems:
             raise ValidationError("invalid submission", problems)
-        # The sender must hold every blob it names before any of them is read for verification.
-        await self._require_uploaded(submission)
-        stored = await self._decide_and_store(submission, now)
+        # The sender must hold every blob it names before any of them is read for verification;
+        # whether it does, the earlier request under this consignment id and the bytes the
+        # signature checks read, in one round trip.
+        lookups = await self._store.submit_lookups(
+            header.sender,
+            _files(submission),
+            submission.consignment_id,
+            contents=_verified_contents(submission),
+        )
+        _refuse_unowned(submission, lookups.unowned)
+        stored = await self._decide_and_store(submission, now, lookups)
         if isinstance(stored, SubmitResult):
             return stored
         decided, refusal = stored
@@ -238,7 +249,7 @@ class ExchangeHandlers:
         return SubmitResult(receipt, replayed=False)
 
     async def _decide_and_store(
-        self, submission: Submission, now: dt.datetime
+        self, submission: Submission, now: dt.datetime, lookups: SubmitLookups
     ) -> SubmitResult | tuple[NewSubmission, StoreRefusal | DomainError | None]:
         """A replay's receipt, or the document decided and what the store answered."""
         for attempt in itertools.count():
@@ -247,7 +258,7 @@ class ExchangeHandlers:
             # unstamped, which the store never refuses as changed: the loop ends there.
             reads = self._kept_reads(fresh=attempt >= KEPT_ATTEMPTS)
             try:
-                decided = await self._decide(submission, now, reads)
+                decided = await self._decide(submission, now, reads, lookups)
             except DomainError:
                 if await self._reads_current(reads):
                     raise
@@ -264,23 +275,32 @@ class ExchangeHandlers:
         raise AssertionError("unreachable: itertools.count() does not end")
 
     async def _decide(
-        self, submission: Submission, now: dt.datetime, reads: KeptReads | None
+        self,
+        submission: Submission,
+        now: dt.datetime,
+        reads: KeptReads | None,
+        lookups: SubmitLookups,
     ) -> SubmitResult | NewSubmission:
         """The stored receipt of a replay, or the document to store: signatures verified and
         recipients routed on the directory's kept `reads` (on the directory itself: None)."""
         header = submission.header
         directory: DirectoryLookup = reads or self._directory
+
+        async def content(sha256: str) -> bytes:
+            read = lookups.contents.get(sha256)
+            return read if read is not None else await self._content(sha256)
+
         # Before anything is stored or routed: a refused signature leaves no trace but the log.
         policy = await directory.signature_policy(header.sender, header.document_type)
         verification = await self._signatures.verify(
             submission,
             at=now,
             policy=policy,
-            content=self._content,
+            content=content,
             bindings=directory.certificate_bindings,
         )
         fingerprint = submission_fingerprint(submission)
-        replay = await self._replay(submission, fingerprint)
+        replay = _replayed(submission, fingerprint, lookups.earlier)
         if replay is not None:
             return replay
         routes = await route_recipients(
@@ -316,21 +336,9 @@ class ExchangeHandlers:
 
     async def _require_uploaded(self, submission: Submission) -> None:
         sender = submission.header.sender
-        files = [*submission.attachments, *filter(None, [submission.envelope])]
-        unowned = await self._store.unowned_attachments(sender, files)
-        if unowned:
-            raise ValidationError(
-                "attachments not uploaded",
-                [
-                    FieldViolation(
-                        f"attachments[{index}]"
-                        if index < len(submission.attachments)
-                        else "envelope",
-                        "no completed upload by the sender with this sha256 and size",
-                    )
-                    for index in unowned
-                ],
-            )
+        _refuse_unowned(
+            submission, await self._store.unowned_attachments(sender, _files(submission))
+        )
 
     async def _content(self, sha256: str) -> bytes:
         """A blob's bytes for verification, within the attachment size limit."""
@@ -340,17 +348,7 @@ class ExchangeHandlers:
         stored = await self._store.find_by_consignment(
             submission.header.sender, submission.consignment_id
         )
-        if stored is None:
-            return None
-        if stored.fingerprint != fingerprint:
-            raise ConflictError(
-                f"consignment {submission.consignment_id} was already used for another request",
-                meta={
-                    "consignment_id": submission.consignment_id,
-                    "document_uuid": stored.receipt.document_uuid,
-                },
-            )
-        return SubmitResult(stored.receipt, replayed=True)
+        return _replayed(submission, fingerprint, stored)
 
     async def status_parties(
         self, caller: str, delivery_id: str
@@ -674,3 +672,48 @@ def _submission_events(
         for data in verification.ledger_data()
     )
     return events
+
+
+def _files(submission: Submission) -> list[AttachmentRef]:
+    """The blobs a submission names: its attachments, then its envelope."""
+    return [*submission.attachments, *filter(None, [submission.envelope])]
+
+
+def _verified_contents(submission: Submission) -> set[str]:
+    """The blobs whose bytes the signature checks read: every PDF, and the envelope."""
+    wanted = {a.sha256 for a in submission.attachments if is_pdf_attachment(a)}
+    if submission.envelope is not None:
+        wanted.add(submission.envelope.sha256)
+    return wanted
+
+
+def _refuse_unowned(submission: Submission, unowned: Sequence[int]) -> None:
+    if unowned:
+        raise ValidationError(
+            "attachments not uploaded",
+            [
+                FieldViolation(
+                    f"attachments[{index}]" if index < len(submission.attachments) else "envelope",
+                    "no completed upload by the sender with this sha256 and size",
+                )
+                for index in unowned
+            ],
+        )
+
+
+def _replayed(
+    submission: Submission, fingerprint: str, stored: StoredSubmission | None
+) -> SubmitResult | None:
+    """The earlier request's receipt when this one repeats it; ConflictError when the
+    consignment id was used for another request."""
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint:
+        raise ConflictError(
+            f"consignment {submission.consignment_id} was already used for another request",
+            meta={
+                "consignment_id": submission.consignment_id,
+                "document_uuid": stored.receipt.document_uuid,
+            },
+        )
+    return SubmitResult(stored.receipt, replayed=True)

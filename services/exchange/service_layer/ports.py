@@ -7,7 +7,7 @@ store_submissions, which answers each document of a batch on its own).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,6 +66,19 @@ class DirectoryLookup(Protocol):
 class StoredSubmission:
     receipt: Receipt
     fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitLookups:
+    """What a Submit reads of the store before deciding (DocumentStore.submit_lookups)."""
+
+    # Indexes of the files the sender does not hold (unowned_attachments).
+    unowned: list[int]
+    # Bytes of the blobs asked for that are stored whole in one piece, by SHA-256: the rest is
+    # read with blob_content when needed.
+    contents: dict[str, bytes]
+    # The request stored earlier under the same consignment id (find_by_consignment).
+    earlier: StoredSubmission | None
 
 
 class DuplicateDocumentError(Exception):
@@ -209,6 +222,17 @@ class DocumentStore(UploadStore, Protocol):
         self, owner: str, attachments: Sequence[AttachmentRef]
     ) -> list[int]:
         """Indexes of attachments the owner never uploaded completely with that size."""
+        ...
+
+    async def submit_lookups(
+        self,
+        sender: str,
+        files: Sequence[AttachmentRef],
+        consignment_id: str,
+        contents: Collection[str],
+    ) -> SubmitLookups:
+        """unowned_attachments, find_by_consignment and the bytes of the `contents` blobs the
+        sender holds (for the signature checks), in one round trip."""
         ...
 
     async def store_submissions(self, batch: Sequence[NewSubmission]) -> list[StoreRefusal | None]:

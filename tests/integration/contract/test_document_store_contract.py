@@ -197,6 +197,35 @@ class DocumentStoreContract:
         assert await store.unowned_attachments(owner, [wrong_size, ref, never]) == [0, 2]
         assert await store.unowned_attachments(owner, []) == []
 
+    async def test_submit_lookups_answer_ownership_contents_and_the_earlier_request(
+        self, store: DocumentStore
+    ) -> None:
+        """In one call: the files the sender does not hold (by index), the bytes of the blobs
+        asked for that it holds (those stored in one piece; the rest are read when needed),
+        and the request stored earlier under the consignment id."""
+        owner, other, recipient = unique("A"), unique("A"), unique("R")
+        whole, split = b"%PDF-1.7" + uuid.uuid4().bytes, b"%PDF-1.4" + uuid.uuid4().bytes
+        await store.store_blob(owner, sha256_of(whole), chunks(whole))
+        await store.store_blob(owner, sha256_of(split), chunks(split[:5], split[5:]))
+        one = AttachmentRef("a.pdf", "application/pdf", len(whole), sha256_of(whole))
+        two = AttachmentRef("b.pdf", "application/pdf", len(split), sha256_of(split))
+        never = dataclasses.replace(one, sha256=sha256_of(uuid.uuid4().bytes))
+        wanted = {one.sha256, two.sha256, never.sha256}
+        found = await store.submit_lookups(owner, [one, never, two], "c-none", wanted)
+        assert found.unowned == [1]
+        assert found.contents.get(one.sha256) == whole
+        assert found.contents.get(two.sha256) in (None, split)
+        assert never.sha256 not in found.contents
+        assert found.earlier is None
+        stranger = await store.submit_lookups(other, [one], "c-none", wanted)
+        assert (stranger.unowned, stranger.contents) == ([0], {})
+        sent = await send(store, a_submission(owner, [recipient], attachments=(one,)))
+        again = await store.submit_lookups(owner, [one], sent.submission.consignment_id, set())
+        assert again.contents == {}
+        assert again.earlier is not None
+        assert again.earlier.receipt == sent.receipt
+        assert again.earlier.fingerprint == sent.fingerprint
+
     async def test_an_upload_whose_stream_fails_stores_nothing(self, store: DocumentStore) -> None:
         """The iterator's exception comes through and no ownership or content is kept."""
         owner = unique("A")
