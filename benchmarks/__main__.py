@@ -44,6 +44,7 @@ from benchmarks.stack import (
     Servers,
     write_agencies,
 )
+from benchmarks.timeline import copy_timeline
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import AgencyClient
 from services.common.logs import configure_logging
@@ -196,6 +197,7 @@ async def _steps(
 
 async def _circulars(
     axis: Axis,
+    database_url: str,
     pki: BenchPki,
     sender_code: str,
     communes: list[str],
@@ -211,6 +213,10 @@ async def _circulars(
         push = await _circular(
             run_push_circular, axis, pki, sender, attachment, communes, meter, profile
         )
+        if push.document_uuid:
+            push = dataclasses.replace(
+                push, timeline=await copy_timeline(database_url, push.document_uuid)
+            )
         pull = await _circular(run_pull_circular, axis, pki, sender, attachment, communes, meter)
         return push, pull
     finally:
@@ -343,7 +349,7 @@ async def run(args: argparse.Namespace) -> Report:
             )
         )
         push, pull = await _circulars(
-            axis, pki, circular_sender[0], communes, meter, args.circular_profile
+            axis, database_url, pki, circular_sender[0], communes, meter, args.circular_profile
         )
         await workload.close()
         tally = workload.tally

@@ -27,6 +27,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
 from benchmarks.load import document_header
 from benchmarks.stack import BenchPki
+from benchmarks.timeline import CopyTimeline
 from docaxis_client.client import AgencyClient
 from docaxis_client.receive import ReceiveStreamError
 from docaxis_client.streams import AcknowledgingStream
@@ -65,6 +66,9 @@ class CircularResult:
     # Push: the sender's status notices (one per copy) received, and the last one's time.
     sender_notices: int = 0
     last_notice_s: float = math.nan
+    # The circular's document, and where its seconds went by the database (push).
+    document_uuid: str = ""
+    timeline: CopyTimeline | None = None
 
 
 @dataclass(slots=True)
@@ -265,6 +269,7 @@ async def run_push_circular(
         duplicated=circular.seen.duplicated,
         sender_notices=len(notice_times),
         last_notice_s=max(notice_times, default=math.nan),
+        document_uuid=circular.document_uuid,
     )
 
 

@@ -14,6 +14,7 @@ from benchmarks.ceilings import Ceilings
 from benchmarks.circular import CircularResult
 from benchmarks.ledger import StoreFigures
 from benchmarks.load import StepResult
+from benchmarks.timeline import timeline_lines
 
 # The targets of issue 10, on this 2-core machine with Postgres and RabbitMQ beside docaxis.
 P99_LIMIT_MS = 250.0
@@ -373,6 +374,7 @@ def _circular_lines(c: CircularResult | None) -> list[str]:
             f"{c.last_notice_s:.2f} s; {c.duplicated} copies pushed again after their "
             "acknowledgement"
         )
+    lines += timeline_lines(c.timeline)
     if c.cores:
         lines.append(
             "  cores from Submit to the end: "
