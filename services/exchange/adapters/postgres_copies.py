@@ -27,6 +27,7 @@ WHERE d.id = ANY($1::uuid[])
 ORDER BY d.id
 FOR UPDATE OF d
 """
+_LOCK_FREE_SQL = _LOCK_SQL.rstrip() + " SKIP LOCKED\n"
 
 _SAVE_SQL = """
 UPDATE exchange.delivery d SET state = u.state, push_count = u.push_count,
@@ -88,11 +89,15 @@ def _locked(row: asyncpg.Record) -> LockedCopy:
     )
 
 
-async def lock_copies(conn: Conn, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, LockedCopy]:
-    """The copies among `keys` that exist, locked, by id."""
+async def lock_copies(
+    conn: Conn, keys: Sequence[uuid.UUID], *, skip_locked: bool = False
+) -> dict[uuid.UUID, LockedCopy]:
+    """The copies among `keys` that exist, locked, by id; with `skip_locked`, only those no
+    other transaction holds (without waiting for any)."""
     if not keys:
         return {}
-    return {row["id"]: _locked(row) for row in await conn.fetch(_LOCK_SQL, list(set(keys)))}
+    sql = _LOCK_FREE_SQL if skip_locked else _LOCK_SQL
+    return {row["id"]: _locked(row) for row in await conn.fetch(sql, list(set(keys)))}
 
 
 async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[LockedCopy]:

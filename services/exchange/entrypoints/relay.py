@@ -31,8 +31,9 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
     ) -> None:
-        """`relay_batch(limit)` publishes up to `limit` outbox rows and deletes them in one
-        transaction, returning how many; `committed` tells when rows were added."""
+        """`relay_batch(limit)` publishes up to `limit` outbox rows in one transaction (and
+        finishes with rows published earlier), returning how many rows it published or
+        finished; `committed` tells when rows were added."""
         self._committed = committed
         self._relay_batch = relay_batch
         self._batch_size = batch_size
@@ -55,7 +56,7 @@ class OutboxRelay:
                 backoff = 0.2
                 if relayed:
                     log.debug("outbox_relayed", messages=relayed)
-                if relayed == self._batch_size:
+                if relayed >= self._batch_size:
                     continue  # more waiting: no pause between full batches
             except _TRANSIENT as exc:
                 log.warning("outbox_relay_failed", error=repr(exc), retry_in_s=backoff)
