@@ -861,130 +861,208 @@ async def _stored_submission(
     return StoredSubmission(receipt, document["fingerprint"])
 
 
-_INSERT_DELIVERIES = """
-INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-    recipient, state, accepted_at, via_hub)
-SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient, $6,
-    u.accepted_at, u.via_hub
-FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[],
-    $7::timestamptz[], $8::text[])
-    AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
-"""
-# An uncorrelated subquery: evaluated once per statement (a one-time filter), not per row.
-_IF_DIRECTORY_UNCHANGED = "WHERE (SELECT n FROM directory.generation) = ALL($9::bigint[])"
+class _Parameters:
+    """The values of one statement's numbered parameters, each placed with its type."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object, sql_type: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{sql_type}"
 
 
 async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
-    """Documents, their attachments, signatures and copies, their outbox rows and ledger
-    events, in the caller's transaction (which NOTIFYs the relay at commit): a statement per
-    table for the whole batch, each pipelined (one round trip however many documents).
+    """Documents, their attachments, signatures and copies, their outbox rows (NOTIFYing the
+    relay at commit) and ledger events, in the caller's transaction, as ONE statement for the
+    whole batch: one round trip where a statement per table took six, one after the other, each
+    waiting for the event loop on a busy process (data-modifying WITH clauses run to completion
+    whatever the main query reads; the foreign keys between them are checked at the statement's
+    end, so a document's rows may reference it in the same statement).
 
     Raises DuplicateConsignmentError, DuplicateDocumentError (naming no document: the caller
     looks it up after the rollback) or AttachmentsGoneError for the first document refused, or
     DirectoryChangedError when a document's directory reads are no longer current."""
+    p = _Parameters()
+    documents = _documents_sql(p, batch)
+    attachments = _attachments_sql(p, batch)
+    signatures = _signatures_sql(p, batch)
+    copies = _copies_sql(p, batch)
+    messages = _messages_sql(p, batch)
+    events = _events_sql(p, [event for item in batch for event in item.events])
     try:
-        await conn.executemany(
-            """
-            INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
-                fingerprint, business_type, header, submitted_at, traceparent,
-                verification, envelope)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb, $11::jsonb)
-            """,
-            [
-                (
-                    uuid.UUID(item.receipt.document_uuid),
-                    item.receipt.document_id,
-                    item.submission.header.sender,
-                    item.submission.consignment_id,
-                    item.fingerprint,
-                    int(item.submission.header.business_type),
-                    header_to_json(item.submission.header),
-                    item.receipt.accepted_at,
-                    item.traceparent,
-                    None if item.verification is None else item.verification.to_json(),
-                    envelope_to_json(item.submission.envelope),
-                )
-                for item in batch
-            ],
+        inserted = await conn.fetchval(
+            f"""
+            WITH documents AS ({documents}),
+            attachments AS ({attachments}),
+            signatures AS ({signatures}),
+            copies AS ({copies} RETURNING id, recipient, via_hub),
+            messages AS ({messages}),
+            events AS ({events})
+            SELECT (SELECT count(*) FROM copies), pg_notify('{OUTBOX_CHANNEL}', '')
+            """,  # noqa: S608 - placeholders and constants only
+            *p.values,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "one_consignment":
             raise DuplicateConsignmentError from exc
-        raise DuplicateDocumentError("") from exc  # the caller names the first document
-    try:
-        await conn.executemany(
-            """
-            INSERT INTO exchange.document_attachment
-                (document_uuid, position, name, media_type, size, sha256, description)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            [
-                (
-                    uuid.UUID(item.receipt.document_uuid),
-                    i,
-                    a.name,
-                    a.media_type,
-                    a.size,
-                    a.sha256,
-                    a.description,
-                )
-                for item in batch
-                for i, a in enumerate(item.submission.attachments)
-            ],
-        )
+        if exc.table_name == "document":
+            raise DuplicateDocumentError("") from exc  # the caller names the first document
+        raise
     except asyncpg.ForeignKeyViolationError as exc:
-        raise AttachmentsGoneError from exc
-    await conn.executemany(
-        """
+        if exc.table_name == "document_attachment":
+            raise AttachmentsGoneError from exc
+        raise
+    if inserted == 0 and any(item.directory_generations for item in batch):
+        raise DirectoryChangedError
+
+
+def _documents_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+    return f"""
+        INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
+            fingerprint, business_type, header, submitted_at, traceparent,
+            verification, envelope)
+        SELECT u.uuid, u.document_id, u.sender, u.consignment_id, u.fingerprint,
+            u.business_type, u.header::jsonb, u.submitted_at, u.traceparent,
+            u.verification::jsonb, u.envelope::jsonb
+        FROM unnest({p([uuid.UUID(i.receipt.document_uuid) for i in batch], "uuid[]")},
+            {p([i.receipt.document_id for i in batch], "text[]")},
+            {p([i.submission.header.sender for i in batch], "text[]")},
+            {p([i.submission.consignment_id for i in batch], "text[]")},
+            {p([i.fingerprint for i in batch], "text[]")},
+            {p([int(i.submission.header.business_type) for i in batch], "smallint[]")},
+            {p([header_to_json(i.submission.header) for i in batch], "text[]")},
+            {p([i.receipt.accepted_at for i in batch], "timestamptz[]")},
+            {p([i.traceparent for i in batch], "text[]")},
+            {
+        p([None if i.verification is None else i.verification.to_json() for i in batch], "text[]")
+    },
+            {p([envelope_to_json(i.submission.envelope) for i in batch], "text[]")})
+            AS u(uuid, document_id, sender, consignment_id, fingerprint, business_type, header,
+                submitted_at, traceparent, verification, envelope)"""  # noqa: S608 - placeholders and constants only
+
+
+def _attachments_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+    rows = [
+        (uuid.UUID(item.receipt.document_uuid), i, a)
+        for item in batch
+        for i, a in enumerate(item.submission.attachments)
+    ]
+    return f"""
+        INSERT INTO exchange.document_attachment
+            (document_uuid, position, name, media_type, size, sha256, description)
+        SELECT * FROM unnest({p([d for d, _, _ in rows], "uuid[]")},
+            {p([i for _, i, _ in rows], "smallint[]")},
+            {p([a.name for _, _, a in rows], "text[]")},
+            {p([a.media_type for _, _, a in rows], "text[]")},
+            {p([a.size for _, _, a in rows], "bigint[]")},
+            {p([a.sha256 for _, _, a in rows], "text[]")},
+            {p([a.description for _, _, a in rows], "text[]")})"""  # noqa: S608 - placeholders and constants only
+
+
+def _signatures_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+    rows = [
+        (uuid.UUID(item.receipt.document_uuid), i, s)
+        for item in batch
+        for i, s in enumerate(item.submission.signatures)
+    ]
+    # Each signature's certificate chain is a slice of one flat array: an array of arrays of
+    # different lengths has no Postgres type, and unnest would flatten one.
+    certificates: list[bytes] = []
+    bounds: list[tuple[int, int]] = []
+    for _, _, s in rows:
+        bounds.append((len(certificates) + 1, len(certificates) + len(s.certificate_chain)))
+        certificates.extend(s.certificate_chain)
+    chains = p(certificates, "bytea[]")
+    return f"""
         INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
             value, certificate_chain, signed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
-        """,
-        [
-            (
-                uuid.UUID(item.receipt.document_uuid),
-                i,
-                s.role,
-                s.algorithm,
-                s.value,
-                list(s.certificate_chain),
-                s.signed_at,
-            )
-            for item in batch
-            for i, s in enumerate(item.submission.signatures)
-        ],
-    )
-    routes = [
-        (item.receipt, i, route) for item in batch for i, route in enumerate(item.receipt.routes)
-    ]
+        SELECT u.document_uuid, u.position, u.role, u.algorithm, u.value,
+            coalesce(({chains})[u.first:u.last], '{{}}'), u.signed_at
+        FROM unnest({p([d for d, _, _ in rows], "uuid[]")},
+            {p([i for _, i, _ in rows], "smallint[]")},
+            {p([s.role for _, _, s in rows], "text[]")},
+            {p([s.algorithm for _, _, s in rows], "text[]")},
+            {p([s.value for _, _, s in rows], "bytea[]")},
+            {p([first for first, _ in bounds], "int[]")},
+            {p([last for _, last in bounds], "int[]")},
+            {p([s.signed_at for _, _, s in rows], "timestamptz[]")})
+            AS u(document_uuid, position, role, algorithm, value, first, last, signed_at)"""  # noqa: S608 - placeholders and constants only
+
+
+def _copies_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+    """The copies; with kept directory reads, none unless the directory generation they were
+    stamped with is still the current one in this statement's snapshot (the caller then
+    refuses the batch: services/exchange/service_layer/directory_cache.py says why that is
+    enough). The check reads the directory's table: kept reads exist only when the directory
+    shares this database."""
+    routes = [(item.receipt, i, r) for item in batch for i, r in enumerate(item.receipt.routes)]
     generations = sorted({g for item in batch for g in item.directory_generations})
-    # One statement for every copy (a circular has thousands): executemany executes one INSERT
-    # per row. With kept directory reads it also checks, at no extra round trip, that the
-    # directory generation they were stamped with is still the current one (in this
-    # transaction's statement snapshot): otherwise it inserts nothing and the batch is refused
-    # (services/exchange/service_layer/directory_cache.py says why that is enough). The check
-    # reads the directory's table: kept reads exist only when the directory shares this database.
-    inserted = await conn.execute(
-        _INSERT_DELIVERIES + (_IF_DIRECTORY_UNCHANGED if generations else ""),
-        [uuid.UUID(r.delivery_id) for _, _, r in routes],
-        [uuid.UUID(receipt.document_uuid) for receipt, _, _ in routes],
-        [i for _, i, _ in routes],
-        [r.requested_recipient for _, _, r in routes],
-        [r.effective_recipient for _, _, r in routes],
-        DeliveryState.ACCEPTED.value,
-        [receipt.accepted_at for receipt, _, _ in routes],
-        [r.hub for _, _, r in routes],
-        *([generations] if generations else []),
+    # An uncorrelated subquery: evaluated once per statement (a one-time filter), not per row.
+    unchanged = (
+        f"WHERE (SELECT n FROM directory.generation) = ALL({p(generations, 'bigint[]')})"  # noqa: S608
+        if generations
+        else ""
     )
-    if generations and inserted.split()[-1] == "0":
-        raise DirectoryChangedError
-    await stage_delivery_messages(
-        conn,
-        [
-            (item.receipt.document_uuid, r.effective_recipient, r.delivery_id)
-            for item in batch
-            for r in item.receipt.routes
-        ],
-        wake_relay=True,
-    )
-    await stage_ledger_events(conn, [event for item in batch for event in item.events])
+    return f"""
+        INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
+            recipient, state, accepted_at, via_hub)
+        SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient,
+            {p(DeliveryState.ACCEPTED.value, "text")}, u.accepted_at, u.via_hub
+        FROM unnest({p([uuid.UUID(r.delivery_id) for _, _, r in routes], "uuid[]")},
+            {p([uuid.UUID(receipt.document_uuid) for receipt, _, _ in routes], "uuid[]")},
+            {p([i for _, i, _ in routes], "int[]")},
+            {p([r.requested_recipient for _, _, r in routes], "text[]")},
+            {p([r.effective_recipient for _, _, r in routes], "text[]")},
+            {p([receipt.accepted_at for receipt, _, _ in routes], "timestamptz[]")},
+            {p([r.hub for _, _, r in routes], "text[]")})
+            AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
+        {unchanged}"""  # noqa: S608 - placeholders and constants only
+
+
+def _messages_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+    """The copies' outbox rows, as stage_delivery_messages writes them, ids in the batch's
+    order (the relay publishes by id), only for the copies inserted."""
+    copies = [(item, r) for item in batch for r in item.receipt.routes]
+    return f"""
+        INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload,
+            delivery_id, traceparent)
+        SELECT coalesce('{PEER_ROUTING_PREFIX}' || c.via_hub, c.recipient), u.message_id,
+            {p(DELIVERY_MESSAGE_TYPE, "text")}, u.payload, u.delivery_id, u.traceparent
+        FROM unnest({p([uuid.UUID(r.delivery_id) for _, r in copies], "uuid[]")},
+            {p([r.delivery_id for _, r in copies], "text[]")},
+            {p([_queued(item, r) for item, r in copies], "bytea[]")},
+            {p([item.traceparent for item, _ in copies], "text[]")})
+            WITH ORDINALITY AS u(delivery_id, message_id, payload, traceparent, n)
+        JOIN copies c ON c.id = u.delivery_id
+        ORDER BY u.n"""  # noqa: S608 - placeholders and constants only
+
+
+def _queued(item: NewSubmission, route: Route) -> bytes:
+    return events_pb2.DeliveryQueued(
+        delivery_id=route.delivery_id,
+        document_uuid=item.receipt.document_uuid,
+        recipient=route.effective_recipient,
+    ).SerializeToString()
+
+
+def _events_sql(p: _Parameters, events: Sequence[LedgerEvent]) -> str:
+    """The events in ledger.pending, ids in the list's order, as stage_ledger_events."""
+    return f"""
+        INSERT INTO ledger.pending
+            (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
+        SELECT e.entry_type, e.doc_uuid, e.document_id, e.from_agency, e.to_agency,
+            {p(ACTOR, "text")}, e.occurred_at, e.data::jsonb
+        FROM unnest({p([e.entry_type for e in events], "text[]")},
+            {p([uuid.UUID(e.doc_uuid) for e in events], "uuid[]")},
+            {p([e.document_id for e in events], "text[]")},
+            {p([e.from_agency for e in events], "text[]")},
+            {p([e.to_agency for e in events], "text[]")},
+            {p([e.occurred_at for e in events], "timestamptz[]")},
+            {p([_event_data(e) for e in events], "text[]")}) WITH ORDINALITY
+            AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
+        ORDER BY e.n"""  # noqa: S608 - placeholders and constants only
+
+
+def _event_data(event: LedgerEvent) -> str:
+    return json.dumps(dict(event.data), ensure_ascii=False, sort_keys=True)
