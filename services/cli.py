@@ -22,7 +22,7 @@ from services import binding_cli, health_cli, peers_cli, pki_cli, report_cli, si
 from services.bootstrap.migrations import migrate
 from services.bootstrap.plan import ALL_COMPONENTS, Component, plan, read_signer_keys
 from services.bootstrap.serve import serve_plan
-from services.common import postgres
+from services.common import event_loop, postgres
 from services.common.config import ConfigError
 from services.common.errors import ConflictError
 from services.common.grpc_errors import error_details
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(verify_main(argv[2:]))
     args = parser.parse_args(argv)
     try:
-        code = asyncio.run(_dispatch(args))
+        code = event_loop.run(_dispatch(args))
     except ConfigError as exc:
         print(f"docaxis: configuration error: {exc}", file=sys.stderr)
         code = 2

@@ -206,8 +206,13 @@ async def _serve_until(
         async with asyncio.TaskGroup() as jobs:
             for name, job in wiring.jobs.items():
                 jobs.create_task(_supervised(name, job, halt, died), name=name)
+            loop = type(asyncio.get_running_loop())
             log.info(
-                "server_started", address=settings.grpc_address, port=port, services=wiring.names
+                "server_started",
+                address=settings.grpc_address,
+                port=port,
+                services=wiring.names,
+                event_loop=f"{loop.__module__}.{loop.__qualname__}",
             )
             if on_ready is not None:
                 on_ready(port)

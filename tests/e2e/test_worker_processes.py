@@ -63,6 +63,8 @@ async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them
     try:
         # Both workers serve before the first connection is made.
         await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        # Both on uvloop's loop, the default (services/common/event_loop.py).
+        assert process.logs().count('"event_loop": "uvloop.Loop"') == 2
         sender, recipient = await register(process, 2)
         async with process.client(sender) as s, process.client(recipient) as r:
             sent = [
