@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Iterator, Sequence
 
 import structlog
@@ -48,6 +49,22 @@ def worker_socket(port: int, index: int) -> str:
     return f"\0docaxis-metrics-{port}-{index}"
 
 
+def _abstract_socket(name: str, *, listen: bool) -> socket.socket:
+    """A Unix socket bound to (listening on) `name`, or unconnected. The socket module does the
+    binding and connecting: uvloop (services/common/event_loop.py) takes a path as a C string,
+    so it cannot name an abstract socket (EINVAL), but it serves and reads one it is given."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if listen:
+            sock.bind(name)
+            sock.listen()
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve_worker_metrics(name: str, render: Callable[[], str]) -> asyncio.Server:
     """Answers each connection on `name` with this worker's own exposition, then closes it."""
 
@@ -60,14 +77,20 @@ async def serve_worker_metrics(name: str, render: Callable[[], str]) -> asyncio.
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    return await asyncio.start_unix_server(answer, path=name)
+    return await asyncio.start_unix_server(answer, sock=_abstract_socket(name, listen=True))
 
 
 async def read_worker_metrics(name: str, timeout_s: float = SIBLING_TIMEOUT_S) -> str | None:
     """A sibling's exposition; None when it did not answer in time (stopping, or stuck)."""
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_unix_connection(path=name)
+            sock = _abstract_socket(name, listen=False)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, name)
+            except BaseException:
+                sock.close()
+                raise
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
             try:
                 return (await reader.read()).decode("utf-8")
             finally:

@@ -7,6 +7,10 @@ import datetime as dt
 import functools
 import uuid
 
+import pytest
+
+from services.common import event_loop
+from services.common.event_loop import EVENT_LOOPS
 from services.common.metrics import AxisMetrics, DeliveryMode, PeerSnapshot, SubmissionOutcome
 from services.common.metrics_workers import serve_worker_metrics, sum_expositions, worker_socket
 from tests.exposition import sample
@@ -52,7 +56,13 @@ def test_a_peers_last_contact_is_the_latest_of_the_workers_that_led_its_jobs() -
     assert sample(summed, "docaxis_peer_items_total", hub="vdxp", outcome="forwarded") == 2
 
 
-async def test_a_scrape_of_one_worker_shows_the_sum_over_every_worker() -> None:
+@pytest.mark.parametrize("loop", EVENT_LOOPS)
+def test_a_scrape_of_one_worker_shows_the_sum_over_every_worker(loop: str) -> None:
+    """On both event loops: uvloop cannot name an abstract socket by itself."""
+    event_loop.run(_a_scrape_of_one_worker(), env={"DOCAXIS_EVENT_LOOP": loop})
+
+
+async def _a_scrape_of_one_worker() -> None:
     port = 20000 + uuid.uuid4().int % 7000  # only names a socket: nothing listens on it
     names = [worker_socket(port, index) for index in range(3)]
     expires = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
