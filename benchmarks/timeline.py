@@ -5,6 +5,7 @@ now()), counted from the Submit's, so a batch's figure is when it began, not whe
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ import asyncpg
 
 @dataclass(frozen=True, slots=True)
 class CopyTimeline:
-    # Each relay batch that published copies of the document: (its start in s, copies).
-    relay_batches: list[tuple[float, int]] = field(default_factory=list)
+    # Each relay batch that published copies of the document: its start in s, its copies, and
+    # the last claim of one of them in s (when the next batch begins after that, the relay
+    # waited for something else than the broker's confirms).
+    relay_batches: list[tuple[float, int, float]] = field(default_factory=list)
     # First, median and last, in s.
     claimed: tuple[float, float, float] | None = None
     acknowledged: tuple[float, float, float] | None = None
@@ -57,11 +60,16 @@ async def copy_timeline(database_url: str, document_uuid: str) -> CopyTimeline:
     finally:
         await conn.close()
     batches: dict[float, int] = {}
+    claimed: dict[float, float] = {}  # batch -> the last claim of its copies
     for row in rows:
         if row["queued"] is not None:
             batches[row["queued"]] = batches.get(row["queued"], 0) + 1
+            if row["pushed"] is not None:
+                claimed[row["queued"]] = max(claimed.get(row["queued"], 0.0), row["pushed"])
     return CopyTimeline(
-        relay_batches=sorted(batches.items()),
+        relay_batches=[
+            (start, n, claimed.get(start, math.nan)) for start, n in sorted(batches.items())
+        ],
         claimed=_spread([r["pushed"] for r in rows if r["pushed"] is not None]),
         acknowledged=_spread([r["acknowledged"] for r in rows if r["acknowledged"] is not None]),
         notices=(
@@ -79,7 +87,10 @@ def timeline_lines(timeline: CopyTimeline | None) -> list[str]:
     def spread(values: tuple[float, float, float] | None) -> str:
         return "-" if values is None else " / ".join(f"{v:.2f}" for v in values) + " s"
 
-    batches = ", ".join(f"{start:.2f} ({copies:,})" for start, copies in timeline.relay_batches)
+    batches = ", ".join(
+        f"{start:.2f} ({copies:,}, the last claimed {last:.2f})"
+        for start, copies, last in timeline.relay_batches
+    )
     lines = [
         "  in the database (transactions' starts, from the Submit's): relay batches at "
         f"{batches or '-'} s; copies claimed {spread(timeline.claimed)} (first / median / "

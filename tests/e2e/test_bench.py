@@ -84,7 +84,7 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
     # Where the push circular's seconds went, by its copies' timestamps: each copy queued by a
     # relay batch, claimed for its push and acknowledged.
     timeline = push["timeline"]
-    assert sum(copies for _, copies in timeline["relay_batches"]) == push["recipients"]
+    assert sum(copies for _, copies, _ in timeline["relay_batches"]) == push["recipients"]
     assert len(timeline["claimed"]) == len(timeline["acknowledged"]) == 3
     assert timeline["notices"][2] >= timeline["acknowledged"][0]
     assert "relay batches at" in result.stdout
