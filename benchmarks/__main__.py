@@ -47,6 +47,7 @@ from benchmarks.stack import (
 from benchmarks.timeline import copy_timeline
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import AgencyClient
+from services.common import event_loop
 from services.common.logs import configure_logging
 
 OVERLOADED_STEP_S = 10.0
@@ -496,7 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging("WARNING")  # the figures, not the store's info lines
-    report = asyncio.run(run(args))
+    # The load generator on uvloop too, whatever DOCAXIS_EVENT_LOOP says of docaxis: it shares
+    # the machine with what it measures, and the less of it it takes, the more docaxis has
+    # (3-8 ms of CPU per document on asyncio's loop, docs/perf/README.md).
+    report = event_loop.run(run(args), env={})
     print(report.text())
     if args.json is not None:
         report.write_json(args.json)
