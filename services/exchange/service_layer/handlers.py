@@ -26,7 +26,7 @@ from services.common.errors import (
     ValidationError,
     require_uuid,
 )
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import SIDE_BY_SIDE, GroupCommit
 from services.common.trust import domain_error
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -135,7 +135,7 @@ class ExchangeHandlers:
             store.store_submissions, max_items=MAX_SUBMIT_GROUP, name="submit"
         )
         self._pushes: GroupCommit[tuple[str, str], PushItem | DeadLetter | None] = GroupCommit(
-            self._claim_pushes, max_items=MAX_PUSH_GROUP, name="push"
+            self._claim_pushes, max_items=MAX_PUSH_GROUP, name="push", concurrency=SIDE_BY_SIDE
         )
         self._manifest_digests = ManifestDigests()
 

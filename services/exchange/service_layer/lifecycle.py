@@ -21,7 +21,7 @@ from services.common.errors import (
     check_uuid,
     require_uuid,
 )
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import SIDE_BY_SIDE, GroupCommit
 from services.exchange.domain.model import BusinessType, Header, Submission, nfc
 from services.exchange.domain.statuses import (
     MAX_DESCRIPTION,
@@ -102,10 +102,16 @@ class LifecycleHandlers:
         self._store = store
         self._clock = clock
         self._deliveries: GroupCommit[tuple[str, str], Acknowledgement] = GroupCommit(
-            self._commit_deliveries, max_items=MAX_BATCH, name="acknowledge"
+            self._commit_deliveries,
+            max_items=MAX_BATCH,
+            name="acknowledge",
+            concurrency=SIDE_BY_SIDE,
         )
         self._notices: GroupCommit[tuple[str, str], Acknowledgement] = GroupCommit(
-            self._commit_notices, max_items=MAX_BATCH, name="acknowledge-notices"
+            self._commit_notices,
+            max_items=MAX_BATCH,
+            name="acknowledge-notices",
+            concurrency=SIDE_BY_SIDE,
         )
 
     async def acknowledge(self, agency: str, delivery_id: str) -> Acknowledgement:
