@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import itertools
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from docaxis_client.recent import Recent
 from docaxis_client.trust.canonical import nfc
 from docaxis_client.trust.errors import (
     CertificateError,
@@ -242,6 +244,28 @@ class ValidatedChain:
         return self.certificates[0]
 
 
+# Chains kept validated per store: every agency's signers and more, for a few MiB.
+KEPT_CHAINS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A path that validated, and the times at which every certificate on it is valid."""
+
+    validated: ValidatedChain
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+def _kept(validated: ValidatedChain) -> _Kept:
+    certificates = validated.certificates
+    return _Kept(
+        validated,
+        max(c.not_valid_before_utc for c in certificates),
+        min(c.not_valid_after_utc for c in certificates),
+    )
+
+
 class TrustStore:
     """Trust anchors, known intermediates and their CRLs; validates chains offline."""
 
@@ -263,6 +287,12 @@ class TrustStore:
         self._crls = tuple(crls)
         for crl in crls:
             self._add_crl(crl)
+        # Paths already built, by the chain presented and the purpose (validate says why that is
+        # sound); validate runs in threads (signature verification is off the event loop).
+        self._kept: Recent[tuple[tuple[x509.Certificate, ...], CertificatePurpose], _Kept] = Recent(
+            KEPT_CHAINS
+        )
+        self._kept_lock = threading.Lock()
 
     @classmethod
     def from_pem(
@@ -336,6 +366,33 @@ class TrustStore:
         _require_aware(at)
         if not chain:
             raise ValueError("empty certificate chain")
+        # Building and checking the path is most of a signature's verification, and every
+        # document of a signer presents the same chain. A path that validated at one time
+        # validates at any time every certificate on it is valid: path building's only
+        # time-dependent rule is each certificate's validity period (the leaf's extensions and
+        # usage, checked below, do not depend on time, and the store's anchors, intermediates
+        # and EKU set are fixed for its lifetime). Revocation is checked on every call, kept or
+        # not: a reloaded CRL makes a new store, and even within one store nothing is skipped.
+        key = (tuple(chain), purpose)
+        with self._kept_lock:
+            kept = self._kept.get(key)
+        if kept is not None and kept.not_before <= at <= kept.not_after:
+            self._check_revocation(kept.validated)
+            return kept.validated
+        validated = self._build_path(chain, at=at, purpose=purpose)
+        with self._kept_lock:
+            self._kept.put(key, _kept(validated))
+        self._check_revocation(validated)
+        return validated
+
+    def _build_path(
+        self,
+        chain: Sequence[x509.Certificate],
+        *,
+        at: dt.datetime,
+        purpose: CertificatePurpose,
+    ) -> ValidatedChain:
+        """The path from `chain`'s leaf to an anchor at `at`, its leaf checked for `purpose`."""
         leaf, presented = chain[0], list(chain[1:])
         verifier = (
             PolicyBuilder()
@@ -357,7 +414,6 @@ class TrustStore:
             raise self._diagnose(leaf, presented, at, str(exc)) from exc
         validated = ValidatedChain(tuple(verified.chain))
         self._check_leaf(leaf, purpose)
-        self._check_revocation(validated)
         return validated
 
     def _diagnose(

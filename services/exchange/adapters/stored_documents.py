@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from services.common.recent import Recent
+from docaxis_client.recent import Recent
 from services.exchange.domain.model import AttachmentRef, Header, Signature
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.verification import Verification

@@ -10,8 +10,8 @@ from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from google.protobuf import timestamp_pb2
 
+from docaxis_client.recent import Recent
 from services.common.errors import FieldViolation, parse_iso_date
-from services.common.recent import Recent
 from services.exchange.domain.model import (
     VIETNAM,
     AttachmentRef,

@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from docaxis_client.recent import Recent
 from docaxis_client.trust.bindings import Bindings
-from services.common.recent import Recent
 from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.signature_rules import SignatureRules
 from services.exchange.service_layer.ports import AgencyView, DirectoryLookup

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.common.recent import Recent
+from docaxis_client.recent import Recent
 from services.exchange.domain.model import AttachmentRef, Header, manifest_of
 
 KEPT = 256

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 
 import pytest
 from cryptography import x509
@@ -12,6 +13,8 @@ from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from docaxis_client.trust import (
+    CertificateExpiredError,
+    CertificateNotYetValidError,
     CertificatePurpose,
     CertificateRevokedError,
     CertificateUsageError,
@@ -19,6 +22,7 @@ from docaxis_client.trust import (
     PersonIdentity,
     Role,
     TrustStore,
+    ValidatedChain,
     agency_code_of,
     expiring_certificates,
     person_of,
@@ -240,3 +244,64 @@ def test_demo_certificates_are_valid_to_a_clock_half_an_hour_behind(ca: DemoCA) 
         agency.chain, at=half_an_hour_ago, purpose=CertificatePurpose.CLIENT_AUTH
     )
     assert validated.leaf == agency.certificate
+
+
+class _CountingStore(TrustStore):
+    """Counts the paths it builds (the work a kept chain saves)."""
+
+    built = 0
+
+    def _build_path(
+        self, chain: Sequence[x509.Certificate], *, at: dt.datetime, purpose: CertificatePurpose
+    ) -> ValidatedChain:
+        self.built += 1
+        return super()._build_path(chain, at=at, purpose=purpose)
+
+
+def _counting_store(ca: DemoCA) -> _CountingStore:
+    assert ca.intermediate is not None
+    return _CountingStore([ca.root_certificate], intermediates=[ca.intermediate.certificate])
+
+
+def test_a_chain_validated_once_is_kept_for_the_times_its_certificates_are_valid(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
+    """Every document of a signer presents the same chain: its path is built once."""
+    store = _counting_store(ca)
+    first = store.validate(p256.person.chain, at=now)
+    again = store.validate(p256.person.chain, at=now - dt.timedelta(minutes=5))
+    assert again == first
+    assert store.built == 1
+    # Another purpose is another question (an official's certificate is no login).
+    with pytest.raises(CertificateUsageError):
+        store.validate(p256.person.chain, at=now, purpose=CertificatePurpose.CLIENT_AUTH)
+    assert store.built == 2
+
+
+def test_a_kept_chain_still_fails_outside_its_certificates_validity(
+    ca: DemoCA, p256: Signers, now: dt.datetime
+) -> None:
+    store = _counting_store(ca)
+    store.validate(p256.person.chain, at=now)
+    leaf = p256.person.certificate
+    with pytest.raises(CertificateExpiredError):
+        store.validate(p256.person.chain, at=leaf.not_valid_after_utc + dt.timedelta(seconds=1))
+    with pytest.raises(CertificateNotYetValidError):
+        store.validate(p256.person.chain, at=leaf.not_valid_before_utc - dt.timedelta(seconds=1))
+    assert store.built == 3
+    # And the kept path still answers inside it.
+    store.validate(p256.person.chain, at=now)
+    assert store.built == 3
+
+
+def test_a_kept_chain_is_checked_against_the_crls_of_each_store(
+    fresh_ca: DemoCA, now: dt.datetime
+) -> None:
+    """A reloaded CRL comes as a new store: a chain it revokes is refused there, whatever an
+    earlier store kept."""
+    agency = fresh_ca.issue_agency(SENDER, SENDER_NAME)
+    before = fresh_ca.trust_store()
+    before.validate(agency.chain, at=now)
+    fresh_ca.revoke(agency.certificate)
+    with pytest.raises(CertificateRevokedError):
+        fresh_ca.trust_store().validate(agency.chain, at=now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.recent import Recent
+from docaxis_client.recent import Recent
 
 
 def test_the_least_recently_used_is_forgotten_first() -> None:

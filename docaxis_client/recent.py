@@ -1,6 +1,7 @@
-"""A bounded map of the values used last: what a process keeps of documents that never change
-(the stored document, its manifest digest, its delivery message), so that each copy of a
-circular does not read or build it again."""
+"""A bounded map of the values used last: what a process keeps of what never changes (a stored
+document, its manifest digest, its delivery message; a certificate chain already validated), so
+that each copy of a circular, or each document of one signer, does not read or build it again.
+Not thread-safe: a caller shared by threads holds its own lock."""
 
 from __future__ import annotations
 
