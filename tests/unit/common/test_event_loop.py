@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import uvloop
@@ -35,3 +37,28 @@ def test_an_unknown_loop_is_a_configuration_error_and_the_coroutine_is_closed() 
         with pytest.raises(ConfigError, match="DOCAXIS_EVENT_LOOP must be one of uvloop, asyncio"):
             event_loop.run(main, env={"DOCAXIS_EVENT_LOOP": "trio"})
     assert inspect.getcoroutinestate(main) == inspect.CORO_CLOSED  # closed, never run
+
+
+async def _collector() -> tuple[tuple[int, int, int], int]:
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("collector_restored")
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_collector_runs_less_often_and_leaves_what_startup_made_alone(loop: str) -> None:
+    """On either loop: the young generation collected every GC_YOUNG_THRESHOLD allocations,
+    not Python's 700, and what existed before the loop started frozen (never walked again)."""
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    threshold, frozen = event_loop.run(_collector(), env={"DOCAXIS_EVENT_LOOP": loop})
+    assert threshold == (event_loop.GC_YOUNG_THRESHOLD, 10, 10)
+    assert event_loop.GC_YOUNG_THRESHOLD > 700
+    assert frozen > 0
