@@ -69,22 +69,6 @@ def kept_exchange(pool: asyncpg.Pool) -> tuple[ExchangeHandlers, DirectoryCache]
     return exchange, cache
 
 
-async def register(directory: DirectoryHandlers, count: int) -> list[str]:
-    codes = [unique_code() for _ in range(count)]
-    for code in codes:
-        await directory.register(
-            agency_from_pb(
-                dpb.Agency(
-                    code=code,
-                    name=f"Cơ quan thử nghiệm {code}",
-                    kind=dpb.AGENCY_KIND_DEPARTMENT,
-                    valid_from="2019-01-01",
-                )
-            )
-        )
-    return codes
-
-
 def a_submission(sender: str, recipients: list[str]) -> Submission:
     return Submission(
         f"c-{uuid.uuid4()}",
@@ -103,14 +87,14 @@ async def reorganise(
 
 
 async def test_a_merge_committed_elsewhere_routes_the_next_submit_to_the_successor(
-    pool: asyncpg.Pool, directory: DirectoryHandlers
+    pool: asyncpg.Pool, directory: DirectoryHandlers, register_agencies: Register
 ) -> None:
     """The recipient's resolution is kept (it was open); it merges into another agency through
     another connection; the next Submit, with no notification heard, is routed to the successor:
     its transaction found the generation moved, refused the stale decision, and it decided
     again. A cache trusted until notified would have routed it to the closed agency."""
     exchange, cache = kept_exchange(pool)
-    sender, ward, commune = await register(directory, 3)
+    sender, ward, commune = await register_agencies(3)
     first = await exchange.submit(sender, a_submission(sender, [ward]))
     assert [r.effective_recipient for r in first.receipt.routes] == [ward]
     assert cache.entries > 0
@@ -122,12 +106,12 @@ async def test_a_merge_committed_elsewhere_routes_the_next_submit_to_the_success
 
 
 async def test_an_agency_closed_elsewhere_is_refused_at_once(
-    pool: asyncpg.Pool, directory: DirectoryHandlers
+    pool: asyncpg.Pool, directory: DirectoryHandlers, register_agencies: Register
 ) -> None:
     """Kept open, closed without successor through another connection: the next Submit to it is
     refused INVALID_ADDRESSEE and nothing is stored."""
     exchange, _cache = kept_exchange(pool)
-    sender, closing = await register(directory, 2)
+    sender, closing = await register_agencies(2)
     await exchange.submit(sender, a_submission(sender, [closing]))
     await reorganise(directory, ReorganisationKind.CLOSE, closing)
     refused = a_submission(sender, [closing])
@@ -141,12 +125,12 @@ async def test_an_agency_closed_elsewhere_is_refused_at_once(
 
 
 async def test_a_sender_closed_by_sql_elsewhere_can_no_longer_send(
-    pool: asyncpg.Pool, directory: DirectoryHandlers, database_url: str
+    pool: asyncpg.Pool, directory: DirectoryHandlers, database_url: str, register_agencies: Register
 ) -> None:
     """A change made outside docaxis (an operator's UPDATE in psql) bumps the generation too
     (the trigger, not the writing code, does it): the sender's kept resolution is not used."""
     exchange, _cache = kept_exchange(pool)
-    sender, recipient = await register(directory, 2)
+    sender, recipient = await register_agencies(2)
     await exchange.submit(sender, a_submission(sender, [recipient]))
     operator = await asyncpg.connect(database_url)
     try:
@@ -163,12 +147,12 @@ async def test_a_sender_closed_by_sql_elsewhere_can_no_longer_send(
 
 
 async def test_an_agency_registered_after_a_refusal_is_reached_at_once(
-    pool: asyncpg.Pool, directory: DirectoryHandlers
+    pool: asyncpg.Pool, directory: DirectoryHandlers, register_agencies: Register
 ) -> None:
     """The other direction: a code kept as unknown (a Submit to it was refused) is registered
     through another connection; the next Submit to it is not refused from memory."""
     exchange, _cache = kept_exchange(pool)
-    (sender,) = await register(directory, 1)
+    (sender,) = await register_agencies(1)
     newcomer = unique_code()
     with pytest.raises(RejectedError):
         await exchange.submit(sender, a_submission(sender, [newcomer]))
@@ -208,7 +192,7 @@ class GatedNotifications:
 
 
 async def test_a_change_is_heard_and_a_lost_listener_starts_empty(
-    pool: asyncpg.Pool, directory: DirectoryHandlers, database_url: str
+    pool: asyncpg.Pool, directory: DirectoryHandlers, database_url: str, register_agencies: Register
 ) -> None:
     """A change committed elsewhere clears the cache (its NOTIFY heard); with the listening
     connection killed, the cache answers nothing from memory, and a change committed while it
@@ -219,7 +203,7 @@ async def test_a_change_is_heard_and_a_lost_listener_starts_empty(
     )
     # Registered before listening: their own notifications would clear the cache at moments
     # this test does not choose.
-    first, second, successor = await register(directory, 3)
+    first, second, successor = await register_agencies(3)
     notifications = GatedNotifications(database_url)
     stop = asyncio.Event()
     listener = asyncio.create_task(DirectoryChanges(notifications, cache).run(stop))
@@ -258,7 +242,9 @@ async def test_a_change_is_heard_and_a_lost_listener_starts_empty(
         await listener
 
 
-async def test_the_cache_is_bounded(pool: asyncpg.Pool, directory: DirectoryHandlers) -> None:
+async def test_the_cache_is_bounded(
+    pool: asyncpg.Pool, directory: DirectoryHandlers, register_agencies: Register
+) -> None:
     """At most `kept` resolutions: the least recently used go first."""
     cache = DirectoryCache(
         LocalDirectoryLookup(DirectoryHandlers(PostgresAgencies(pool))),
@@ -266,7 +252,7 @@ async def test_the_cache_is_bounded(pool: asyncpg.Pool, directory: DirectoryHand
         kept=3,
     )
     cache.set_listening(True)
-    codes = await register(directory, 5)
+    codes = await register_agencies(5)
     reads = cache.reads()
     for code in codes:
         await reads.resolve([code], today_in_vietnam())
