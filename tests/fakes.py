@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from docaxis.exchange.v1 import events_pb2
@@ -536,7 +536,11 @@ class FakeDocumentStore:
         )
 
     async def begin_pushes(
-        self, claims: Sequence[tuple[str, str]], max_pushes: int | None = None
+        self,
+        claims: Sequence[tuple[str, str]],
+        max_pushes: int | None = None,
+        *,
+        published: Mapping[str, dt.datetime] | None = None,
     ) -> list[PushItem | DeadLetter | None]:
         now = self.clock()
         items: list[PushItem | DeadLetter | None] = []
@@ -545,7 +549,13 @@ class FakeDocumentStore:
             if copy is None or copy.recipient != recipient:
                 items.append(None)
                 continue
-            decided = delivery.push(self.ref(copy), copy.copy(), max_pushes=max_pushes, now=now)
+            decided = delivery.push(
+                self.ref(copy),
+                copy.copy(),
+                max_pushes=max_pushes,
+                now=now,
+                published_at=(published or {}).get(delivery_id),
+            )
             if decided is None:
                 items.append(None)
                 continue

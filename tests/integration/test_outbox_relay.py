@@ -1,7 +1,9 @@
-"""The outbox relay over a real Postgres and RabbitMQ: a copy another transaction holds (its push's
-claim, its acknowledgement) does not hold the relay back. The copies of a batch it can lock are
-marked queued at once; the others are published once all the same, and marked queued, at the
-time of their publish, by a later batch once free, each with its `queued` ledger event."""
+"""The outbox relay over a real Postgres and RabbitMQ, and the push claims of what it published: the
+relay does not lock the copies it has just published, so a claim commits while the relay's
+transaction is still open (the broker hands the message over before the relay has its confirm);
+the claim records the copy queued at the relay's time, which the message carries, then pushed.
+Copies no claim took are marked queued later by the relay, at the time of their publish, unless
+another transaction holds them; a copy already queued does not hold the relay back."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from services.common import postgres, rabbit
 from services.exchange.adapters.postgres import PostgresDocumentStore, PostgresOutbox
 from services.exchange.adapters.rabbit import OutboundMessage, RabbitInbox, RabbitPublisher
 from services.exchange.domain.model import Receipt, Route
-from services.exchange.service_layer.ports import NewSubmission
+from services.exchange.service_layer.ports import NewSubmission, PushItem
 from tests.conftest import unique_code
 from tests.infra import SuiteServices
 from tests.integration.contract.test_document_store_contract import (
@@ -73,21 +75,94 @@ async def queued_events(pool: asyncpg.Pool, receipt: Receipt) -> list[tuple[str,
     return [(r["delivery"], r["occurred_at"]) for r in rows]
 
 
-async def test_a_copy_held_by_another_transaction_does_not_hold_the_relay_back(
+async def ledger_events(pool: asyncpg.Pool, receipt: Receipt) -> list[tuple[str, str, object]]:
+    rows = await pool.fetch(
+        """
+        SELECT data->>'delivery' AS delivery, data->>'event' AS event, occurred_at
+        FROM ledger.pending WHERE doc_uuid = $1 AND entry_type = 'delivery' ORDER BY id
+        """,
+        uuid.UUID(receipt.document_uuid),
+    )
+    return [(r["delivery"], r["event"], r["occurred_at"]) for r in rows]
+
+
+async def test_a_claim_commits_while_the_relay_waits_for_its_confirms(
     relay_pool: asyncpg.Pool, services: SuiteServices
 ) -> None:
-    """Three copies; a claim holds the second one's row. The relay's batch publishes all three
-    and commits without waiting for the claim (before, it waited until the claim ended): the
-    first and third are queued, the second's row stays, published. Once the claim has ended,
-    the next batch marks it queued at the time of its publish, without publishing it again; a
-    `queued` ledger event per copy, the outbox empty."""
+    """The relay's transaction stays open after the broker has the message (the test holds its
+    publish, as the broker's confirm would); the recipient's stream gets the message, with the
+    relay's time, and its claim commits meanwhile (before, it waited for the relay's lock on the
+    copy until the relay committed): queued at the relay's time, then pushed, one event each.
+    The relay then commits without marking it again, and deletes the row at its next pass."""
+    recipient = unique_code()
+    receipt = await a_document(relay_pool, [recipient])
+    route = receipt.routes[0]
+    connection = await rabbit.connect(services.amqp_url, name="test-relay-claim")
+    inbox = RabbitInbox(connection)
+    publisher = RabbitPublisher(connection)
+    outbox = PostgresOutbox(relay_pool, settle_after_s=0)
+    store = PostgresDocumentStore(relay_pool)
+    confirmed = asyncio.Event()
+    release = asyncio.Event()
+
+    async def publish(messages: Sequence[OutboundMessage]) -> None:
+        await publisher.publish_batch(messages)
+        confirmed.set()
+        await release.wait()  # the relay's transaction open, as before the broker's confirm
+
+    try:
+        async with inbox.consume(recipient) as stream:
+            relaying = asyncio.create_task(outbox.relay_batch(1000, publish))
+            async with asyncio.timeout(30):
+                await confirmed.wait()
+                (message,) = await stream.batch(10)
+            assert message.delivery_id == route.delivery_id
+            assert message.published_at is not None
+            async with asyncio.timeout(30):
+                (claimed,) = await store.begin_pushes(
+                    [(route.delivery_id, recipient)],
+                    published={route.delivery_id: message.published_at},
+                )
+            assert isinstance(claimed, PushItem)
+            assert not relaying.done()
+            release.set()
+            async with asyncio.timeout(30):
+                assert await relaying == 2  # published, then its row deleted (queued by the claim)
+            await message.message.ack()
+        row = await relay_pool.fetchrow(
+            "SELECT state, queued_at, pushed_at FROM exchange.delivery WHERE id = $1",
+            uuid.UUID(route.delivery_id),
+        )
+        assert row is not None
+        assert (row["state"], row["queued_at"]) == ("pushed", message.published_at)
+        events = await ledger_events(relay_pool, receipt)
+        assert [(d, e) for d, e, _ in events] == [
+            (route.delivery_id, "queued"),
+            (route.delivery_id, "pushed"),
+        ]
+        assert events[0][2] == message.published_at
+        assert await relay_pool.fetchval("SELECT count(*) FROM exchange.outbox") == 0
+    finally:
+        release.set()
+        await publisher.close()
+        await inbox.close()
+        await connection.close()
+
+
+async def test_copies_no_claim_took_are_marked_queued_later_unless_held(
+    relay_pool: asyncpg.Pool, services: SuiteServices
+) -> None:
+    """Three copies published and not claimed; another transaction holds the second one's row.
+    The relay's pass over published rows marks the first and third queued at the time of their
+    publish without waiting for the second, whose row stays; once free, the next pass marks it.
+    A `queued` event per copy, each message published once, the outbox empty."""
     recipients = [unique_code() for _ in range(3)]
     receipt = await a_document(relay_pool, recipients)
     held = uuid.UUID(receipt.routes[1].delivery_id)
     connection = await rabbit.connect(services.amqp_url, name="test-relay")
     inbox = RabbitInbox(connection)
     publisher = RabbitPublisher(connection)
-    outbox = PostgresOutbox(relay_pool)
+    outbox = PostgresOutbox(relay_pool, settle_after_s=0)
     published: list[OutboundMessage] = []
 
     async def publish(messages: Sequence[OutboundMessage]) -> None:
@@ -95,53 +170,70 @@ async def test_a_copy_held_by_another_transaction_does_not_hold_the_relay_back(
         await publisher.publish_batch(messages)
 
     try:
-        async with relay_pool.acquire() as claim:
-            transaction = claim.transaction()
-            await transaction.start()
-            try:
-                # A push's claim of the second copy, still running.
-                await claim.execute(
-                    "SELECT 1 FROM exchange.delivery WHERE id = $1 FOR UPDATE", held
-                )
-                async with asyncio.timeout(30):
-                    assert await outbox.relay_batch(1000, publish) == 3
-                assert [m.message_id for m in published] == [r.delivery_id for r in receipt.routes]
-                first = await copies(relay_pool, receipt)
-                assert [state for state, _ in first] == ["queued", "accepted", "queued"]
-                assert first[1][1] is None
-                assert first[0][1] == first[2][1] is not None
-                left = await relay_pool.fetch(
-                    "SELECT delivery_id, published_at FROM exchange.outbox"
-                )
-                assert [(r["delivery_id"], r["published_at"]) for r in left] == [
-                    (held, first[0][1])
-                ]
-                # The claim pushes the copy.
-                await claim.execute(
-                    "UPDATE exchange.delivery SET state = 'pushed', push_count = 1,"
-                    " pushed_at = now() WHERE id = $1",
-                    held,
-                )
-            finally:
-                await transaction.commit()
+        async with relay_pool.acquire() as other, other.transaction():
+            await other.execute("SELECT 1 FROM exchange.delivery WHERE id = $1 FOR UPDATE", held)
+            async with asyncio.timeout(30):
+                assert await outbox.relay_batch(1000, publish) == 3 + 2
+            assert [m.message_id for m in published] == [r.delivery_id for r in receipt.routes]
+            at = published[0].published_at
+            assert at is not None
+            assert await copies(relay_pool, receipt) == [
+                ("queued", at),
+                ("accepted", None),
+                ("queued", at),
+            ]
+            left = await relay_pool.fetch("SELECT delivery_id, published_at FROM exchange.outbox")
+            assert [(r["delivery_id"], r["published_at"]) for r in left] == [(held, at)]
         published.clear()
         async with asyncio.timeout(30):
             assert await outbox.relay_batch(1000, publish) == 1
         assert published == []
-        at = first[0][1]
-        assert await copies(relay_pool, receipt) == [("queued", at), ("pushed", at), ("queued", at)]
+        assert await copies(relay_pool, receipt) == [("queued", at)] * 3
         assert await relay_pool.fetchval("SELECT count(*) FROM exchange.outbox") == 0
-        assert sorted(await queued_events(relay_pool, receipt)) == sorted(
-            (r.delivery_id, at) for r in receipt.routes
+        assert sorted((d, e, t) for d, e, t in await ledger_events(relay_pool, receipt)) == sorted(
+            (r.delivery_id, "queued", at) for r in receipt.routes
         )
         assert await outbox.relay_batch(1000, publish) == 0
-        # Each copy's message was published once, to its recipient's inbox.
         for route in receipt.routes:
             async with inbox.consume(route.effective_recipient) as stream:
                 async with asyncio.timeout(15):
                     got = await stream.batch(10)
                 assert [m.delivery_id for m in got] == [route.delivery_id]
+                assert got[0].published_at == at
                 await got[0].message.ack()
+    finally:
+        await publisher.close()
+        await inbox.close()
+        await connection.close()
+
+
+async def test_a_copy_already_queued_does_not_hold_the_relay_back(
+    relay_pool: asyncpg.Pool, services: SuiteServices
+) -> None:
+    """A copy its claim recorded queued, held by another transaction (its acknowledgement):
+    the relay's pass deletes its row without locking the copy."""
+    recipient = unique_code()
+    receipt = await a_document(relay_pool, [recipient])
+    key = uuid.UUID(receipt.routes[0].delivery_id)
+    connection = await rabbit.connect(services.amqp_url, name="test-relay-queued")
+    publisher = RabbitPublisher(connection)
+    inbox = RabbitInbox(connection)
+    outbox = PostgresOutbox(relay_pool, settle_after_s=0)
+    try:
+        await relay_pool.execute(
+            "UPDATE exchange.delivery SET state = 'pushed', queued_at = now(), push_count = 1,"
+            " pushed_at = now() WHERE id = $1",
+            key,
+        )
+        async with relay_pool.acquire() as other, other.transaction():
+            await other.execute("SELECT 1 FROM exchange.delivery WHERE id = $1 FOR UPDATE", key)
+            async with asyncio.timeout(30):
+                assert await outbox.relay_batch(1000, publisher.publish_batch) == 2
+            assert await relay_pool.fetchval("SELECT count(*) FROM exchange.outbox") == 0
+        async with inbox.consume(recipient) as stream:
+            async with asyncio.timeout(15):
+                (got,) = await stream.batch(10)
+            await got.message.ack()
     finally:
         await publisher.close()
         await inbox.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -28,20 +28,6 @@ ORDER BY d.id
 FOR UPDATE OF d
 """
 _LOCK_FREE_SQL = _LOCK_SQL.rstrip() + " SKIP LOCKED\n"
-
-_SAVE_SQL = """
-UPDATE exchange.delivery d SET state = u.state, push_count = u.push_count,
-    queued_at = u.queued_at, pushed_at = u.pushed_at, acknowledged_at = u.acknowledged_at,
-    dead_lettered_at = u.dead_lettered_at, dead_letter_reason = nullif(u.dead_letter_reason, ''),
-    recall_state = u.recall_state,
-    -- The first receipt issued stands (an acknowledgement's retry signs another).
-    transport_receipt = coalesce(d.transport_receipt, u.transport_receipt)
-FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
-    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[])
-    AS u(id, state, push_count, queued_at, pushed_at, acknowledged_at, dead_lettered_at,
-        dead_letter_reason, recall_state, transport_receipt)
-WHERE d.id = u.id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +95,40 @@ async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[Lock
     return sorted(locked.values(), key=lambda row: row.position)
 
 
+# Places a value as the next numbered parameter of a statement, with its SQL type; returns the
+# placeholder (postgres._Parameters).
+Place = Callable[[object, str], str]
+
+
+def save_sql(
+    place: Place, copies: Mapping[uuid.UUID, Copy], receipts: Mapping[uuid.UUID, bytes] | None
+) -> str:
+    """The UPDATE that stores each copy's transport columns as decided, and the hub's transport
+    receipt of those in `receipts` unless one is stored already: one statement, also as a
+    data-modifying WITH clause of a larger one."""
+    keys = list(copies)
+    values = [copies[key] for key in keys]
+    return f"""
+        UPDATE exchange.delivery d SET state = u.state, push_count = u.push_count,
+            queued_at = u.queued_at, pushed_at = u.pushed_at, acknowledged_at = u.acknowledged_at,
+            dead_lettered_at = u.dead_lettered_at,
+            dead_letter_reason = nullif(u.dead_letter_reason, ''), recall_state = u.recall_state,
+            -- The first receipt issued stands (an acknowledgement's retry signs another).
+            transport_receipt = coalesce(d.transport_receipt, u.transport_receipt)
+        FROM unnest({place(keys, "uuid[]")}, {place([c.state.value for c in values], "text[]")},
+            {place([c.push_count for c in values], "int[]")},
+            {place([c.queued_at for c in values], "timestamptz[]")},
+            {place([c.pushed_at for c in values], "timestamptz[]")},
+            {place([c.acknowledged_at for c in values], "timestamptz[]")},
+            {place([c.dead_lettered_at for c in values], "timestamptz[]")},
+            {place([c.dead_letter_reason for c in values], "text[]")},
+            {place([c.recall.value if c.recall else None for c in values], "text[]")},
+            {place([(receipts or {}).get(key) for key in keys], "bytea[]")})
+            AS u(id, state, push_count, queued_at, pushed_at, acknowledged_at, dead_lettered_at,
+                dead_letter_reason, recall_state, transport_receipt)
+        WHERE d.id = u.id"""  # noqa: S608 - placeholders only
+
+
 async def save_copies(
     conn: Conn,
     copies: Mapping[uuid.UUID, Copy],
@@ -119,18 +139,10 @@ async def save_copies(
     transport receipt of those in `receipts` unless one is stored already."""
     if not copies:
         return
-    keys = list(copies)
-    values = [copies[key] for key in keys]
-    await conn.execute(
-        _SAVE_SQL,
-        keys,
-        [c.state.value for c in values],
-        [c.push_count for c in values],
-        [c.queued_at for c in values],
-        [c.pushed_at for c in values],
-        [c.acknowledged_at for c in values],
-        [c.dead_lettered_at for c in values],
-        [c.dead_letter_reason for c in values],
-        [c.recall.value if c.recall else None for c in values],
-        [(receipts or {}).get(key) for key in keys],
-    )
+    values: list[object] = []
+
+    def place(value: object, sql_type: str) -> str:
+        values.append(value)
+        return f"${len(values)}::{sql_type}"
+
+    await conn.execute(save_sql(place, copies, receipts), *values)

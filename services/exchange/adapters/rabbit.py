@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ DEAD_LETTER_QUEUE = "docaxis.dead-letter"
 # channel. Not a bound on a whole batch, whose time grows with its size and the broker's load.
 PUBLISH_TIMEOUT_S = 10.0
 NOTICE_MESSAGE_TYPE = events_pb2.NoticeQueued.DESCRIPTOR.full_name
+# The relay's time of publish (its batch's now(), the copy's queued_at), in microseconds since
+# the epoch: the push's claim records it (delivery.push) when the relay has not yet.
+PUBLISHED_AT_HEADER = "x-docaxis-published-at"
 
 
 def inbox_queue_name(agency_code: str) -> str:
@@ -114,6 +118,8 @@ class OutboundMessage:
     payload: bytes
     # The W3C trace context of the message's document (None: tracing off, or an older row).
     traceparent: str | None = None
+    # The relay's time of publish (PUBLISHED_AT_HEADER).
+    published_at: dt.datetime | None = None
 
 
 class UnroutableError(aio_pika.exceptions.AMQPError):
@@ -228,6 +234,8 @@ async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
     ) as traced:
         headers: dict[str, object] = {}
         tracing.inject(headers, traced)
+        if m.published_at is not None:
+            headers[PUBLISHED_AT_HEADER] = _microseconds(m.published_at)
         await exchange.publish(
             aio_pika.Message(
                 m.payload,
@@ -349,7 +357,27 @@ def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
         return None
     if isinstance(event, events_pb2.NoticeQueued):
         return InboxMessage("", message, notice_id=event.notice_id, addressee=event.agency)
-    return InboxMessage(event.delivery_id, message, addressee=event.recipient)
+    return InboxMessage(
+        event.delivery_id,
+        message,
+        addressee=event.recipient,
+        published_at=_published_at(message.headers.get(PUBLISHED_AT_HEADER)),
+    )
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _microseconds(at: dt.datetime) -> int:
+    return (at - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _published_at(value: object) -> dt.datetime | None:
+    """The header's time; None when absent (a message of an older relay: it marks the copy
+    queued itself) or not a number."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 # Stream channels on one broker connection at most. RabbitMQ allows 2,047 channels per

@@ -149,14 +149,28 @@ class DeadLettered(Decision):
 
 
 def push(
-    ref: CopyRef, copy: Copy, *, max_pushes: int | None, now: dt.datetime
+    ref: CopyRef,
+    copy: Copy,
+    *,
+    max_pushes: int | None,
+    now: dt.datetime,
+    published_at: dt.datetime | None = None,
 ) -> Push | DeadLettered | None:
     """Whether to hand the copy over once more. None when it must not be (acknowledged,
     withdrawn, dead-lettered, failed). A copy already handed over `max_pushes` times without an
     acknowledgement is dead-lettered instead (no limit when None). Only the first push is a
-    ledger event: a stream that dropped before the acknowledgement pushes again."""
+    ledger event: a stream that dropped before the acknowledgement pushes again.
+
+    `published_at`: the copy comes from its queue, where the relay published it at that time
+    (None for a pull-mode fetch). The broker hands a message to its consumer before the relay
+    has its confirm, so the relay leaves the copy's row alone (it would lock it while this
+    claim waits) and the claim records the publish instead, by the rule the relay used
+    (`queued`: once, at the relay's time), before the push: queued, then pushed."""
     if not copy.pending:
         return None
+    recorded: tuple[LedgerEvent, ...] = ()
+    if published_at is not None and (published := queued(ref, copy, published_at)) is not None:
+        copy, recorded = published.copy, published.events
     if max_pushes is not None and copy.push_count >= max_pushes:
         dead = dataclasses.replace(
             copy,
@@ -165,7 +179,8 @@ def push(
             dead_letter_reason=MAX_PUSHES_EXCEEDED,
         )
         return DeadLettered(
-            copy=dead, events=(dead_letter_event(ref, MAX_PUSHES_EXCEEDED, copy.push_count, now),)
+            copy=dead,
+            events=(*recorded, dead_letter_event(ref, MAX_PUSHES_EXCEEDED, copy.push_count, now)),
         )
     pushed = dataclasses.replace(
         copy,
@@ -174,7 +189,7 @@ def push(
         pushed_at=copy.pushed_at or now,
     )
     events = (ref.event("delivery", now, {"event": "pushed"}),) if pushed.push_count == 1 else ()
-    return Push(copy=pushed, events=events, first_handover=copy.pushed_at is None)
+    return Push(copy=pushed, events=(*recorded, *events), first_handover=copy.pushed_at is None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

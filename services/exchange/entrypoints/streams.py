@@ -81,7 +81,10 @@ class Pusher:
         notices = [m for m in fresh if m.notice_id]
         pushable: list[tuple[InboxMessage, pb.ReceiveResponse]] = []
         if copies:
-            claimed = await self._handlers.begin_pushes([(m.delivery_id, agency) for m in copies])
+            claimed = await self._handlers.begin_pushes(
+                [(m.delivery_id, agency) for m in copies],
+                {m.delivery_id: m.published_at for m in copies if m.published_at is not None},
+            )
             for message, push in zip(copies, claimed, strict=True):
                 if push is None:
                     await message.message.ack()  # acknowledged earlier, or not deliverable

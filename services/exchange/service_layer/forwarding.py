@@ -458,7 +458,8 @@ class Forwarder:
         found: dict[int, OutboundItem] = {}
         if copies:
             claims = await self._exchange.begin_pushes(
-                [(m.delivery_id, m.addressee) for m in copies]
+                [(m.delivery_id, m.addressee) for m in copies],
+                {m.delivery_id: m.published_at for m in copies if m.published_at is not None},
             )
             pushed = [c for c in claims if isinstance(c, PushItem)]
             hops = await self._store.hop_info([c.document_uuid for c in pushed])

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -134,7 +134,9 @@ class ExchangeHandlers:
         self._submissions: GroupCommit[NewSubmission, StoreRefusal | None] = GroupCommit(
             store.store_submissions, max_items=MAX_SUBMIT_GROUP, name="submit"
         )
-        self._pushes: GroupCommit[tuple[str, str], PushItem | DeadLetter | None] = GroupCommit(
+        self._pushes: GroupCommit[
+            tuple[str, str, dt.datetime | None], PushItem | DeadLetter | None
+        ] = GroupCommit(
             self._claim_pushes, max_items=MAX_PUSH_GROUP, name="push", concurrency=SIDE_BY_SIDE
         )
         self._manifest_digests = ManifestDigests()
@@ -380,24 +382,33 @@ class ExchangeHandlers:
         return (await self.begin_pushes([(delivery_id, recipient)]))[0]
 
     async def begin_pushes(
-        self, claims: Sequence[tuple[str, str]]
+        self,
+        claims: Sequence[tuple[str, str]],
+        published: Mapping[str, dt.datetime] | None = None,
     ) -> list[PushItem | DeadLetter | None]:
         """Each (delivery id, recipient) claimed for a push (see DocumentStore.begin_pushes),
         group-committed with every other stream's and fetch's claims: a circular's copies,
         handed by the broker to thousands of streams at once, are claimed in a few transactions
         (each loading the document once) rather than one per stream. Answered once the
-        transaction that carried them has committed."""
+        transaction that carried them has committed. `published`: the relay's time of publish
+        of the copies the broker handed over (by delivery id), none for a fetch."""
+        times = published or {}
         claimed: list[PushItem | DeadLetter | None] = []
-        for outcome in await self._pushes.submit(claims):
+        items = [(d, r, times.get(d)) for d, r in claims]
+        for outcome in await self._pushes.submit(items):
             if isinstance(outcome, DomainError):
                 raise outcome  # never: the store refuses no claim on its own
             claimed.append(outcome)
         return claimed
 
     async def _claim_pushes(
-        self, claims: Sequence[tuple[str, str]]
+        self, items: Sequence[tuple[str, str, dt.datetime | None]]
     ) -> list[PushItem | DeadLetter | None]:
-        outcomes = await self._store.begin_pushes(claims, self._limits.max_pushes)
+        claims = [(delivery_id, recipient) for delivery_id, recipient, _ in items]
+        published = {d: at for d, _, at in items if at is not None}
+        outcomes = await self._store.begin_pushes(
+            claims, self._limits.max_pushes, published=published
+        )
         for (delivery_id, recipient), outcome in zip(claims, outcomes, strict=True):
             if isinstance(outcome, DeadLetter):
                 # The alert of domain.md §10.1: delivery gave up on this copy.

@@ -4,6 +4,7 @@ unit tests use fakes."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class InboxMessage:
     # Whom the message is for (the copy's recipient, the notice's agency): a peer hub's queue
     # holds messages for many (federation).
     addressee: str = ""
+    # A copy's: when the relay published it (its queued_at), None when the message does not say.
+    published_at: dt.datetime | None = None
 
     @property
     def item_id(self) -> str:

@@ -7,7 +7,7 @@ store_submissions, which answers each document of a batch on its own).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -247,13 +247,19 @@ class DocumentStore(UploadStore, Protocol):
         ...
 
     async def begin_pushes(
-        self, claims: Sequence[tuple[str, str]], max_pushes: int | None = None
+        self,
+        claims: Sequence[tuple[str, str]],
+        max_pushes: int | None = None,
+        *,
+        published: Mapping[str, dt.datetime] | None = None,
     ) -> list[PushItem | DeadLetter | None]:
         """Decides each (delivery id, recipient) claim with delivery.push, in one transaction,
         and returns, in order: the PushItem of a copy marked pushed; None when it must not be
         pushed (acknowledged, withdrawn, dead-lettered, or not this recipient's); the DeadLetter
         of a copy already pushed `max_pushes` times (no limit when None), dead-lettered instead
-        (MAX_PUSHES_EXCEEDED) with a `delivery` ledger event."""
+        (MAX_PUSHES_EXCEEDED) with a `delivery` ledger event. `published`: the relay's time of
+        publish of the copies (by delivery id) the broker handed over, recorded as their
+        `queued` (delivery.push) when the relay has not recorded it."""
         ...
 
     async def acknowledge(

@@ -136,7 +136,9 @@ async def _published(messages: Sequence[OutboundMessage]) -> None:
 
 
 def postgres_world(pool: asyncpg.Pool) -> Callable[[Clock], World]:
-    outbox = PostgresOutbox(pool)
+    # The model's relay marks every copy it publishes queued at once: so does this one, with no
+    # stream's claim to leave them to (SETTLE_AFTER_S).
+    outbox = PostgresOutbox(pool, settle_after_s=0)
 
     async def relay() -> None:
         while await outbox.relay_batch(1000, _published):
