@@ -20,7 +20,7 @@ from services.bootstrap.ledger import wire_ledger
 from services.bootstrap.plan import ALL_COMPONENTS, Component, Plan, plan
 from services.bootstrap.wiring import Job, Wiring
 from services.common import metrics_api, postgres, rabbit
-from services.common.grpc_limits import LimitsInterceptor
+from services.common.grpc_limits import AgencyCallLimits
 from services.common.grpc_server import build_server, set_serving
 from services.common.limits import AgencyLimits
 from services.common.metrics import AxisMetrics
@@ -109,7 +109,7 @@ async def _run(wiring: Wiring, stop: asyncio.Event, on_ready: Callable[[int], No
         refusals=wiring.metrics.rejected,
         share_port=settings.workers > 1,
         limits=settings.limits,
-        agency_limits=LimitsInterceptor(
+        agency_limits=AgencyCallLimits(
             limits,
             lambda context: callers.resolve(context).agency_code,
             wiring.metrics.limit_refused,

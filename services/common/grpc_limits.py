@@ -3,7 +3,7 @@ ones as the server's channel options."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -11,7 +11,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as xpb
 
 from services.common.errors import DomainError, LimitExceededError
 from services.common.grpc_errors import abort_with_domain_error
-from services.common.grpc_handlers import Streaming, Unary, drain_requests, rewrapped
+from services.common.grpc_handlers import drain_requests
 from services.common.limits import AgencyLimits, CallClass, LimitSettings, Slots
 
 _EXCHANGE = xpb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
@@ -59,9 +59,9 @@ def channel_options(settings: LimitSettings) -> list[tuple[str, int]]:
     ]
 
 
-class LimitsInterceptor(grpc.aio.ServerInterceptor):
+class AgencyCallLimits:
     """Refuses an agency's call past its rate, and its Receive stream past its cap, with
-    RESOURCE_EXHAUSTED before any servicer sees the call."""
+    RESOURCE_EXHAUSTED before any servicer sees the call (applied by grpc_calls.CallInterceptor)."""
 
     def __init__(
         self, limits: AgencyLimits, agency_of: AgencyOf, refused: LimitSink | None = None
@@ -70,20 +70,17 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         self._agency_of = agency_of
         self._refused = refused
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_UNLIMITED_PREFIXES):
-            return handler
-        return self._limited(handler, method)
+    @staticmethod
+    def applies_to(method: str) -> bool:
+        return not method.startswith(_UNLIMITED_PREFIXES)
 
-    async def _admit(
+    def slots(self, method: str, *, streaming: bool) -> Slots:
+        """What a call of `method` holds while it runs: a Receive stream, or a call in flight."""
+        return (
+            self._limits.streams if streaming and method in RECEIVE_METHODS else self._limits.calls
+        )
+
+    async def admit(
         self,
         method: str,
         request: Any,
@@ -107,7 +104,7 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             await self._refuse(context, agency, exc, request if uploading else None)
         return agency
 
-    async def _hold(
+    async def hold(
         self,
         slots: Slots,
         agency: str,
@@ -133,44 +130,3 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         if upload is not None:
             await drain_requests(upload)
         await abort_with_domain_error(context, exc)
-
-    def _limited(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                uploading = isinstance(request, AsyncIterator)
-                agency = await self._admit(method, request, context, uploading=uploading)
-                if agency is None:
-                    return await inner(request, context)
-                await self._hold(
-                    self._limits.calls, agency, context, request if uploading else None
-                )
-                try:
-                    return await inner(request, context)
-                finally:
-                    self._limits.calls.release(agency)
-
-            return call
-
-        receiving = method in RECEIVE_METHODS
-
-        def streaming(inner: Streaming) -> Streaming:
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                agency = await self._admit(method, request, context)
-                if agency is None:
-                    async for response in inner(request, context):
-                        yield response
-                    return
-                slots = self._limits.streams if receiving else self._limits.calls
-                await self._hold(slots, agency, context)
-                try:
-                    async for response in inner(request, context):
-                        yield response
-                finally:
-                    # However the stream ends: closed, cancelled, or its connection found dead.
-                    slots.release(agency)
-
-            return stream
-
-        return rewrapped(handler, unary, streaming)

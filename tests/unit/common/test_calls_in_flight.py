@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health
 
 from docaxis_client import errors
-from services.common.grpc_limits import LimitsInterceptor
+from services.common.grpc_limits import AgencyCallLimits
 from services.common.grpc_server import build_server
 from services.common.identity import HeaderCallerResolver, agency_metadata
 from services.common.limits import AgencyLimits, LimitSettings
@@ -57,7 +57,7 @@ async def slow() -> AsyncIterator[tuple[Slow, AgencyLimits, grpc.aio.Channel]]:
         [handler.add],
         [SERVICE],
         health.aio.HealthServicer(),
-        agency_limits=LimitsInterceptor(
+        agency_limits=AgencyCallLimits(
             limits, lambda context: callers.resolve(context).agency_code
         ),
     )
