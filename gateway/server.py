@@ -139,6 +139,7 @@ async def serve(
                 admin_console=f"https://{host}:{bound.port}/admin/",
                 metrics=f"http://{metrics_host}:{bound.metrics_port}",
                 services=settings.grpc_target,
+                event_loop=_loop_name(),
             )
             if on_ready is not None:
                 on_ready(bound)
@@ -146,3 +147,8 @@ async def serve(
             api.should_exit = probes.should_exit = True
     finally:
         await services.close()
+
+
+def _loop_name() -> str:
+    loop = type(asyncio.get_running_loop())
+    return f"{loop.__module__}.{loop.__qualname__}"

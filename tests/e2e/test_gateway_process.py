@@ -37,6 +37,8 @@ async def test_the_gateway_process_serves_rest_in_front_of_the_axis(
     try:
         async with httpx.AsyncClient(base_url=gateway.probes_url) as probes:
             assert (await probes.get("/livez")).status_code == 200
+            # On uvloop's loop, as the services (gateway/__main__.py).
+            assert '"event_loop": "uvloop.Loop"' in gateway.logs()
 
             pair = pki.write_pair(f"e2e-{sender}", pki.agency(sender).agency)
             context = ssl.create_default_context(cafile=str(pki.bundle))
