@@ -29,6 +29,7 @@ from services.common.grpc_handlers import Streaming, Unary, rewrapped
 from services.common.grpc_limits import AgencyCallLimits
 from services.common.grpc_text import control_problems
 from services.common.grpc_unreachable import UNREACHABLE, refuse_unreachable
+from services.common.limits import Slots
 
 log = structlog.get_logger(__name__)
 
@@ -116,25 +117,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             start, error = time.monotonic(), None
             try:
                 with self._span(plan, context, streaming=False):
-                    agency, slots = None, None
-                    if plan.limits is not None:
-                        upload = request if isinstance(request, AsyncIterator) else None
-                        agency = await plan.limits.admit(
-                            plan.method, request, context, uploading=upload is not None
-                        )
-                        if agency is not None:
-                            slots = plan.limits.slots(plan.method, streaming=False)
-                            await plan.limits.hold(slots, agency, context, upload)
+                    held = await _admitted(plan, request, context, streaming=False)
                     try:
-                        if plan.check_text:
-                            await _refuse_control_characters(request, context)
-                        try:
-                            return await inner(request, context)
-                        except UNREACHABLE as exc:
-                            await refuse_unreachable(context, exc)
+                        return await inner(request, context)
+                    except UNREACHABLE as exc:
+                        await refuse_unreachable(context, exc)
                     finally:
-                        if agency is not None and slots is not None:
-                            slots.release(agency)
+                        if held is not None:
+                            held[0].release(held[1])
             except BaseException as exc:
                 error = exc
                 raise
@@ -149,25 +139,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             start, error = time.monotonic(), None
             try:
                 with self._span(plan, context, streaming=True):
-                    agency, slots = None, None
-                    if plan.limits is not None:
-                        agency = await plan.limits.admit(plan.method, request, context)
-                        if agency is not None:
-                            slots = plan.limits.slots(plan.method, streaming=True)
-                            await plan.limits.hold(slots, agency, context)
+                    held = await _admitted(plan, request, context, streaming=True)
                     try:
-                        if plan.check_text:
-                            await _refuse_control_characters(request, context)
-                        try:
-                            async for response in inner(request, context):
-                                yield response
-                        except UNREACHABLE as exc:
-                            await refuse_unreachable(context, exc)
+                        async for response in inner(request, context):
+                            yield response
+                    except UNREACHABLE as exc:
+                        await refuse_unreachable(context, exc)
                     finally:
                         # However the stream ends: closed, cancelled, or its connection found
                         # dead.
-                        if agency is not None and slots is not None:
-                            slots.release(agency)
+                        if held is not None:
+                            held[0].release(held[1])
             except BaseException as exc:
                 error = exc
                 raise
@@ -176,6 +158,32 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     _finished(context, start, error, plan.method, self._refusals)
 
         return stream
+
+
+async def _admitted(
+    plan: _Plan, request: Any, context: grpc.aio.ServicerContext[Any, Any], *, streaming: bool
+) -> tuple[Slots, str] | None:
+    """Admits the call past its agency's limits and checks its request's text, or refuses it;
+    the slot it holds (to release once it ends), if any. A unary answer to a client stream is an
+    upload, drained before a refusal (grpc_handlers.drain_requests)."""
+    held = None
+    if plan.limits is not None:
+        upload = request if not streaming and isinstance(request, AsyncIterator) else None
+        agency = await plan.limits.admit(
+            plan.method, request, context, uploading=upload is not None
+        )
+        if agency is not None:
+            slots = plan.limits.slots(plan.method, streaming=streaming)
+            await plan.limits.hold(slots, agency, context, upload)
+            held = (slots, agency)
+    if plan.check_text:
+        try:
+            await _refuse_control_characters(request, context)
+        except BaseException:
+            if held is not None:
+                held[0].release(held[1])
+            raise
+    return held
 
 
 async def _refuse_control_characters(
