@@ -288,31 +288,36 @@ class FakeLifecycleStore:
         now: dt.datetime,
         receipts: ReceiptIssuer,
     ) -> list[Acknowledgement | DomainError | None]:
-        results: list[Acknowledgement | DomainError | None] = []
-        for delivery_id, recipient in claims:
-            copy = self._delivery(delivery_id)
-            if copy is None or copy.recipient != recipient:
-                results.append(None)
-                continue
-            ref = self.documents.ref(copy)
-            try:
-                decided = domain_delivery.acknowledge(ref, copy.copy(), now)
-            except DomainError as refused:
-                results.append(refused)
-                continue
-            results.append(Acknowledgement(decided.acknowledged_at, decided.already))
-            copy.apply(decided.copy)
-            self.documents.ledger.extend(decided.events)
-            arrived = domain_delivery.arrival(ref, decided, now)
-            if arrived is not None:
-                self.statuses.setdefault(copy.id, []).append(arrived)
-                notice_id = self._status_notice(ref.sender, copy.id, arrived)
-                self.documents.ledger.append(domain_delivery.status_event(ref, arrived, notice_id))
-            if copy.transport_receipt is None:
+        found = {
+            delivery_id: copy
+            for delivery_id, _ in claims
+            if (copy := self._delivery(delivery_id)) is not None
+        }
+        group = domain_delivery.acknowledge_group(
+            claims,
+            {key: (self.documents.ref(copy), copy.copy()) for key, copy in found.items()},
+            now,
+        )
+        for key, decided in group.copies.items():
+            found[key].apply(decided)
+        self.documents.ledger.extend(group.events)
+        for key, ref, arrived in group.arrivals:
+            self.statuses.setdefault(found[key].id, []).append(arrived)
+            notice_id = self._status_notice(ref.sender, found[key].id, arrived)
+            self.documents.ledger.append(domain_delivery.status_event(ref, arrived, notice_id))
+        for (key, _), answer in zip(claims, group.answers, strict=True):
+            copy = found.get(key)
+            acknowledged = isinstance(answer, domain_delivery.Acknowledged)
+            if acknowledged and copy is not None and copy.transport_receipt is None:
                 record = await self.documents.delivery(copy.id)
                 assert record is not None
                 copy.transport_receipt = receipts(record)
-        return results
+        return [
+            Acknowledgement(answer.acknowledged_at, answer.already)
+            if isinstance(answer, domain_delivery.Acknowledged)
+            else answer
+            for answer in group.answers
+        ]
 
     async def pending(
         self, agency: str, after: PageCursor | None, limit: int

@@ -18,6 +18,10 @@ from services.exchange.adapters.postgres_copies import (
     save_copies,
     save_sql,
 )
+from services.exchange.adapters.postgres_statements import (
+    ACTOR as ACTOR,  # re-exported: the ledger staging's callers name it from here
+)
+from services.exchange.adapters.postgres_statements import Parameters, ledger_events_sql
 from services.exchange.adapters.postgres_uploads import (
     PostgresUploads,
     check_quota,
@@ -57,7 +61,6 @@ from services.exchange.service_layer.ports import (
 
 OUTBOX_CHANNEL = "exchange_outbox"
 DELIVERY_MESSAGE_TYPE = events_pb2.DeliveryQueued.DESCRIPTOR.full_name
-ACTOR = "exchange"
 
 
 def header_to_json(header: Header) -> str:
@@ -783,7 +786,7 @@ async def write_decided(
     """Stores the copies as decided, stages their ledger events (in order) and deletes the
     outbox rows `outbox_done`, as ONE statement (data-modifying WITH clauses) where each took a
     round trip; `synchronous=False`: the transaction commits with ASYNC_COMMIT."""
-    p = _Parameters()
+    p = Parameters()
     parts: list[str] = []
     if outbox_done:
         done = p(list(outbox_done), "bigint[]")
@@ -791,7 +794,7 @@ async def write_decided(
     if copies:
         parts.append(f"saved AS ({save_sql(p, copies, None)})")
     if events:
-        parts.append(f"events AS ({_events_sql(p, events)})")
+        parts.append(f"events AS ({ledger_events_sql(p, events)})")
     if not parts:
         return  # nothing written: nothing to commit either way
     setting = "NULL" if synchronous else ASYNC_COMMIT
@@ -960,17 +963,6 @@ async def _stored_submission(
     return StoredSubmission(receipt, document["fingerprint"])
 
 
-class _Parameters:
-    """The values of one statement's numbered parameters, each placed with its type."""
-
-    def __init__(self) -> None:
-        self.values: list[object] = []
-
-    def __call__(self, value: object, sql_type: str) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}::{sql_type}"
-
-
 async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
     """Documents, their attachments, signatures and copies, their outbox rows (NOTIFYing the
     relay at commit) and ledger events, in the caller's transaction, as ONE statement for the
@@ -982,13 +974,13 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
     Raises DuplicateConsignmentError, DuplicateDocumentError (naming no document: the caller
     looks it up after the rollback) or AttachmentsGoneError for the first document refused, or
     DirectoryChangedError when a document's directory reads are no longer current."""
-    p = _Parameters()
+    p = Parameters()
     documents = _documents_sql(p, batch)
     attachments = _attachments_sql(p, batch)
     signatures = _signatures_sql(p, batch)
     copies = _copies_sql(p, batch)
     messages = _messages_sql(p, batch)
-    events = _events_sql(p, [event for item in batch for event in item.events])
+    events = ledger_events_sql(p, [event for item in batch for event in item.events])
     try:
         inserted = await conn.fetchval(
             f"""
@@ -1016,7 +1008,7 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
         raise DirectoryChangedError
 
 
-def _documents_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+def _documents_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     return f"""
         INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
             fingerprint, business_type, header, submitted_at, traceparent,
@@ -1041,7 +1033,7 @@ def _documents_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
                 submitted_at, traceparent, verification, envelope)"""  # noqa: S608 - placeholders and constants only
 
 
-def _attachments_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+def _attachments_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     rows = [
         (uuid.UUID(item.receipt.document_uuid), i, a)
         for item in batch
@@ -1059,7 +1051,7 @@ def _attachments_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
             {p([a.description for _, _, a in rows], "text[]")})"""  # noqa: S608 - placeholders and constants only
 
 
-def _signatures_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     rows = [
         (uuid.UUID(item.receipt.document_uuid), i, s)
         for item in batch
@@ -1089,7 +1081,7 @@ def _signatures_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
             AS u(document_uuid, position, role, algorithm, value, first, last, signed_at)"""  # noqa: S608 - placeholders and constants only
 
 
-def _copies_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+def _copies_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     """The copies; with kept directory reads, none unless the directory generation they were
     stamped with is still the current one in this statement's snapshot (the caller then
     refuses the batch: services/exchange/service_layer/directory_cache.py says why that is
@@ -1119,7 +1111,7 @@ def _copies_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
         {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 
-def _messages_sql(p: _Parameters, batch: Sequence[NewSubmission]) -> str:
+def _messages_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     """The copies' outbox rows, as stage_delivery_messages writes them, ids in the batch's
     order (the relay publishes by id), only for the copies inserted."""
     copies = [(item, r) for item in batch for r in item.receipt.routes]
@@ -1143,25 +1135,3 @@ def _queued(item: NewSubmission, route: Route) -> bytes:
         document_uuid=item.receipt.document_uuid,
         recipient=route.effective_recipient,
     ).SerializeToString()
-
-
-def _events_sql(p: _Parameters, events: Sequence[LedgerEvent]) -> str:
-    """The events in ledger.pending, ids in the list's order, as stage_ledger_events."""
-    return f"""
-        INSERT INTO ledger.pending
-            (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
-        SELECT e.entry_type, e.doc_uuid, e.document_id, e.from_agency, e.to_agency,
-            {p(ACTOR, "text")}, e.occurred_at, e.data::jsonb
-        FROM unnest({p([e.entry_type for e in events], "text[]")},
-            {p([uuid.UUID(e.doc_uuid) for e in events], "uuid[]")},
-            {p([e.document_id for e in events], "text[]")},
-            {p([e.from_agency for e in events], "text[]")},
-            {p([e.to_agency for e in events], "text[]")},
-            {p([e.occurred_at for e in events], "timestamptz[]")},
-            {p([_event_data(e) for e in events], "text[]")}) WITH ORDINALITY
-            AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
-        ORDER BY e.n"""  # noqa: S608 - placeholders and constants only
-
-
-def _event_data(event: LedgerEvent) -> str:
-    return json.dumps(dict(event.data), ensure_ascii=False, sort_keys=True)

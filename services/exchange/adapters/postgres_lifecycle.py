@@ -17,12 +17,19 @@ from services.exchange.adapters.postgres import (
     load_manifests,
     stage_ledger_events,
 )
+from services.exchange.adapters.postgres_acknowledgements import (
+    AcknowledgementWrites,
+    StatusNotice,
+    coalesced_sql,
+    write_acknowledgements,
+)
 from services.exchange.adapters.postgres_copies import (
     LockedCopy,
     lock_copies,
     lock_document_copies,
     save_copies,
 )
+from services.exchange.adapters.postgres_statements import Parameters
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
 from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain import delivery
@@ -209,12 +216,7 @@ async def announce_settled(
     """NOTIFY ACKNOWLEDGED_CHANNEL of `item_ids`, and OUTBOX_CHANNEL too with `wake_relay` (the
     transaction staged outbox rows), delivered when the caller's transaction commits: one
     statement for every notification (a circular's 3,000 ids are fifteen)."""
-    notifications = [
-        (ACKNOWLEDGED_CHANNEL, ",".join(item_ids[start : start + _IDS_PER_NOTIFY]))
-        for start in range(0, len(item_ids), _IDS_PER_NOTIFY)
-    ]
-    if wake_relay:
-        notifications.append((OUTBOX_CHANNEL, ""))
+    notifications = settled_notifications(item_ids, wake_relay=wake_relay)
     if not notifications:
         return
     await conn.execute(
@@ -225,30 +227,15 @@ async def announce_settled(
     )
 
 
-async def _insert_arrivals(
-    conn: Conn, arrivals: Sequence[tuple[uuid.UUID, StatusEntry]]
-) -> dict[uuid.UUID, int]:
-    """The 01s of first acknowledgements, in one round trip; their row ids by delivery."""
-    if not arrivals:
-        return {}
-    rows = await conn.fetch(
-        """
-        INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
-            recorded_at, description, staff, reported_by)
-        SELECT u.delivery_id, u.status_id, u.code, u.occurred_at, u.recorded_at, '', '{}',
-            u.reported_by
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-            $6::text[]) AS u(delivery_id, status_id, code, occurred_at, recorded_at, reported_by)
-        RETURNING id, delivery_id
-        """,
-        [key for key, _ in arrivals],
-        [entry.report.status_id for _, entry in arrivals],
-        [entry.code.value for _, entry in arrivals],
-        [entry.occurred_at for _, entry in arrivals],
-        [entry.recorded_at for _, entry in arrivals],
-        [entry.reported_by for _, entry in arrivals],
-    )
-    return {row["delivery_id"]: row["id"] for row in rows}
+def settled_notifications(item_ids: Sequence[str], *, wake_relay: bool) -> list[tuple[str, str]]:
+    """The (channel, payload) NOTIFYs announce_settled sends."""
+    notifications = [
+        (ACKNOWLEDGED_CHANNEL, ",".join(item_ids[start : start + _IDS_PER_NOTIFY]))
+        for start in range(0, len(item_ids), _IDS_PER_NOTIFY)
+    ]
+    if wake_relay:
+        notifications.append((OUTBOX_CHANNEL, ""))
+    return notifications
 
 
 async def _insert_status_notices(
@@ -319,14 +306,40 @@ async def queue_status_notices(
     *,
     hub: str | None = None,
 ) -> list[tuple[str, NoticeFate]]:
-    """Decides (notices.fates) and stores the status notices of new statuses, each given with
-    its status row: the notices and their outbox rows, and the settling of the ones they
-    coalesce. Returns each one's notice id ("" when suppressed) and fate. Two transactions at
-    once may each let one more through: the bound holds to within the concurrent writers.
+    """Decides (decide_status_notices) and stores the status notices of new statuses, each
+    given with its status row: the notices and their outbox rows, and the settling of the ones
+    they coalesce. Returns each one's notice id ("" when suppressed) and fate.
     `hub`: the peer hub that serves the agencies notified (their notices go there)."""
     if not notices:
         return []
     new = [notice for notice, _ in notices]
+    decided = await decide_status_notices(conn, new, limits, hub=hub)
+    await _insert_status_notices(
+        conn,
+        [
+            (notice_id, notice.agency, uuid.UUID(notice.delivery_id), status_row)
+            for (notice, status_row), (notice_id, _) in zip(notices, decided, strict=True)
+            if notice_id is not None
+        ],
+        now,
+        hub,
+    )
+    coalescing = coalescing_notices(new, decided)
+    if coalescing:
+        p = Parameters()
+        await conn.execute(coalesced_sql(p, coalescing, now), *p.values)
+    return [(str(notice_id) if notice_id else "", fate) for notice_id, fate in decided]
+
+
+async def decide_status_notices(
+    conn: Conn, new: Sequence[NewNotice], limits: NoticeLimits, *, hub: str | None = None
+) -> list[tuple[uuid.UUID | None, NoticeFate]]:
+    """The fate (notices.fates) of each status notice of new statuses, with the id of its
+    notice (None when suppressed), from what waits for the agencies (one read). Two
+    transactions at once may each let one more through: the bound holds to within the
+    concurrent writers. `hub`: the peer hub that serves the agencies notified."""
+    if not new:
+        return []
     agencies = sorted({n.agency for n in new})
     # What the decision needs, in one round trip: each agency's unacknowledged notices, the
     # status notices of the same copies not yet handed over (coalescing), and which copies'
@@ -368,38 +381,17 @@ async def queue_status_notices(
         coalesce_after=limits.coalesce_after,
         forwarded=forwarded,
     )
-    ids = [uuid.uuid4() if fate is not NoticeFate.SUPPRESSED else None for fate in decided]
-    await _insert_status_notices(
-        conn,
-        [
-            (notice_id, notice.agency, uuid.UUID(notice.delivery_id), status_row)
-            for (notice, status_row), notice_id in zip(notices, ids, strict=True)
-            if notice_id is not None
-        ],
-        now,
-        hub,
-    )
-    coalescing = [
-        (notice_id, notice.agency, uuid.UUID(notice.delivery_id))
-        for notice, notice_id, fate in zip(new, ids, decided, strict=True)
-        if fate is NoticeFate.COALESCED and notice_id is not None
-    ]
-    if coalescing:
-        await conn.execute(
-            """
-            UPDATE exchange.notice o SET acknowledged_at = $4, coalesced_into = u.id
-            FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(id, agency, delivery_id)
-            WHERE o.agency = u.agency AND o.delivery_id = u.delivery_id AND o.id <> u.id
-                AND o.kind = 'status' AND o.acknowledged_at IS NULL AND o.pushed_at IS NULL
-            """,
-            [c[0] for c in coalescing],
-            [c[1] for c in coalescing],
-            [c[2] for c in coalescing],
-            now,
-        )
+    return [(uuid.uuid4() if fate is not NoticeFate.SUPPRESSED else None, fate) for fate in decided]
+
+
+def coalescing_notices(
+    new: Sequence[NewNotice], decided: Sequence[tuple[uuid.UUID | None, NoticeFate]]
+) -> list[StatusNotice]:
+    """The new notices that coalesce their copy's notices not handed over yet."""
     return [
-        (str(notice_id) if notice_id else "", fate)
-        for notice_id, fate in zip(ids, decided, strict=True)
+        StatusNotice(notice_id, notice.agency, uuid.UUID(notice.delivery_id))
+        for notice, (notice_id, fate) in zip(new, decided, strict=True)
+        if fate is NoticeFate.COALESCED and notice_id is not None
     ]
 
 
@@ -485,29 +477,12 @@ class PostgresLifecycleStore:
         keys = [uuid.UUID(delivery_id) for delivery_id, _ in claims]
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await lock_copies(conn, keys)
-            current = {key: row.copy for key, row in locked.items()}
-            results: list[Acknowledgement | DomainError | None] = []
-            changed: dict[uuid.UUID, Copy] = {}
-            events: list[LedgerEvent] = []
-            arrivals: list[tuple[LockedCopy, StatusEntry]] = []
-            for key, (_, recipient) in zip(keys, claims, strict=True):
-                row = locked.get(key)
-                if row is None or row.ref.recipient != recipient:
-                    results.append(None)
-                    continue
-                try:
-                    decided = delivery.acknowledge(row.ref, current[key], now)
-                except DomainError as refused:
-                    results.append(refused)
-                    continue
-                results.append(Acknowledgement(decided.acknowledged_at, decided.already))
-                if decided.already:
-                    continue
-                current[key] = changed[key] = decided.copy
-                events.extend(decided.events)
-                arrived = delivery.arrival(row.ref, decided, now)
-                if arrived is not None:
-                    arrivals.append((row, arrived))
+            group = delivery.acknowledge_group(
+                [(key, recipient) for key, (_, recipient) in zip(keys, claims, strict=True)],
+                {key: (row.ref, row.copy) for key, row in locked.items()},
+                now,
+            )
+            current = {key: row.copy for key, row in locked.items()} | dict(group.copies)
             issued = await _issue_receipts(
                 conn,
                 [
@@ -518,41 +493,47 @@ class PostgresLifecycleStore:
                 receipts,
                 self._kept,
             )
-            # A copy acknowledged before whose receipt is issued only now is saved as it is.
-            await save_copies(
-                conn, {**{key: current[key] for key in issued}, **changed}, receipts=issued
-            )
-            status_rows = await _insert_arrivals(
-                conn, [(row.key, entry) for row, entry in arrivals]
-            )
-            notices = await queue_status_notices(
+            # The notice decision reads what waits for the senders: a round trip of its own,
+            # only for a group with first acknowledgements; every write then goes in one.
+            new = [NewNotice(ref.sender, ref.delivery_id) for _, ref, _ in group.arrivals]
+            fated = await decide_status_notices(conn, new, self._notices)
+            await write_acknowledgements(
                 conn,
-                [
-                    (NewNotice(row.ref.sender, row.ref.delivery_id), status_rows[row.key])
-                    for row, _ in arrivals
-                ],
-                now,
-                self._notices,
-            )
-            events.extend(
-                delivery.status_event(row.ref, entry, notice_id)
-                for (row, entry), (notice_id, _) in zip(arrivals, notices, strict=True)
-            )
-            await stage_ledger_events(conn, events)
-            # Acknowledged, or refused for good (withdrawn): no stream is to hold them any more.
-            await announce_settled(
-                conn,
-                list(
-                    dict.fromkeys(
-                        delivery_id
-                        for (delivery_id, _), result in zip(claims, results, strict=True)
-                        if result is not None
-                    )
+                AcknowledgementWrites(
+                    # A copy acknowledged before whose receipt is issued only now is saved as
+                    # it is.
+                    copies={**{key: current[key] for key in issued}, **group.copies},
+                    receipts=issued,
+                    arrivals=[(key, entry) for key, _, entry in group.arrivals],
+                    notices=[
+                        StatusNotice(notice_id, notice.agency, uuid.UUID(notice.delivery_id))
+                        for notice, (notice_id, _) in zip(new, fated, strict=True)
+                        if notice_id is not None
+                    ],
+                    coalescing=coalescing_notices(new, fated),
+                    now=now,
+                    events=[
+                        *group.events,
+                        *(
+                            delivery.status_event(ref, entry, str(notice_id or ""))
+                            for (_, ref, entry), (notice_id, _) in zip(
+                                group.arrivals, fated, strict=True
+                            )
+                        ),
+                    ],
+                    notifications=settled_notifications(
+                        group.settled([delivery_id for delivery_id, _ in claims]),
+                        wake_relay=bool(fated),
+                    ),
                 ),
-                wake_relay=bool(notices),
             )
-        self._on_notices([fate for _, fate in notices])
-        return results
+        self._on_notices([fate for _, fate in fated])
+        return [
+            answer
+            if answer is None or isinstance(answer, DomainError)
+            else Acknowledgement(answer.acknowledged_at, answer.already)
+            for answer in group.answers
+        ]
 
     async def acknowledge_notices(
         self, claims: Sequence[tuple[str, str]], now: dt.datetime

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from services.common.errors import RejectedError
+from services.common.errors import DomainError, RejectedError
 from services.exchange.domain.model import MAX_PUSHES_EXCEEDED, DeliveryState
 from services.exchange.domain.statuses import (
     ARRIVAL_STATUS_ID,
@@ -29,6 +29,9 @@ from services.exchange.domain.statuses import (
     StatusReport,
 )
 from services.exchange.domain.withdrawal import check_acknowledgeable
+
+# What a store keys its copies by (a uuid in Postgres, the delivery id in the fakes).
+K = TypeVar("K", bound=Hashable)
 
 # The copies still on their way: pushed (or fetched) again until acknowledged.
 PENDING_STATES: frozenset[DeliveryState] = frozenset(
@@ -229,6 +232,66 @@ def arrival(ref: CopyRef, decided: Acknowledged, recorded_at: dt.datetime) -> St
         reported_by=ref.recipient,
         recorded_at=recorded_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAcknowledged(Generic[K]):
+    """What acknowledge_group decided for a group of claims."""
+
+    # Each claim's answer in order: its acknowledgement, the error that refused it alone, or
+    # None when the claimant has no such copy.
+    answers: tuple[Acknowledged | DomainError | None, ...]
+    # The copies a first acknowledgement changed, as they must be stored, by key.
+    copies: Mapping[K, Copy]
+    # Their `receipt` ledger events, in the claims' order.
+    events: tuple[LedgerEvent, ...]
+    # The 01 of each first acknowledgement of a copy that arrived (one per copy), in order.
+    arrivals: tuple[tuple[K, CopyRef, StatusEntry], ...]
+
+    def settled(self, ids: Sequence[str]) -> list[str]:
+        """Of the claims' delivery ids (`ids`, in the claims' order), those no stream is to hold
+        any more: acknowledged, or refused for good (withdrawn); each once."""
+        return list(
+            dict.fromkeys(
+                i for i, answer in zip(ids, self.answers, strict=True) if answer is not None
+            )
+        )
+
+
+def acknowledge_group(
+    claims: Sequence[tuple[K, str]],
+    copies: Mapping[K, tuple[CopyRef, Copy]],
+    now: dt.datetime,
+) -> GroupAcknowledged[K]:
+    """Acknowledges each (key, recipient) claim with `acknowledge`, in order, against the copies
+    as stored (`copies`, by key: those that exist): a copy claimed twice is acknowledged once,
+    the second claim answered with the first acknowledgement; a claimant that is not the copy's
+    recipient has no such copy (None). Each first acknowledgement gets its 01 (`arrival`)."""
+    current = {key: copy for key, (_, copy) in copies.items()}
+    answers: list[Acknowledged | DomainError | None] = []
+    changed: dict[K, Copy] = {}
+    events: list[LedgerEvent] = []
+    arrivals: list[tuple[K, CopyRef, StatusEntry]] = []
+    for key, recipient in claims:
+        stored = copies.get(key)
+        if stored is None or stored[0].recipient != recipient:
+            answers.append(None)
+            continue
+        ref = stored[0]
+        try:
+            decided = acknowledge(ref, current[key], now)
+        except DomainError as refused:
+            answers.append(refused)
+            continue
+        answers.append(decided)
+        if decided.already:
+            continue
+        current[key] = changed[key] = decided.copy
+        events.extend(decided.events)
+        arrived = arrival(ref, decided, now)
+        if arrived is not None:
+            arrivals.append((key, ref, arrived))
+    return GroupAcknowledged(tuple(answers), changed, tuple(events), tuple(arrivals))
 
 
 def status_event(ref: CopyRef, entry: StatusEntry, notice_id: str) -> LedgerEvent:

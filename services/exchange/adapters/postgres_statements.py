@@ -1,0 +1,45 @@
+"""Building one statement out of several writes: numbered parameters placed with their types,
+and the ledger staging every transaction that changes a copy writes as one of its WITH clauses."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+from services.exchange.domain.delivery import LedgerEvent
+
+ACTOR = "exchange"
+
+
+class Parameters:
+    """The values of one statement's numbered parameters, each placed with its type."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def __call__(self, value: object, sql_type: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{sql_type}"
+
+
+def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent]) -> str:
+    """The events in ledger.pending, ids in the list's order, as stage_ledger_events."""
+    return f"""
+        INSERT INTO ledger.pending
+            (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
+        SELECT e.entry_type, e.doc_uuid, e.document_id, e.from_agency, e.to_agency,
+            {p(ACTOR, "text")}, e.occurred_at, e.data::jsonb
+        FROM unnest({p([e.entry_type for e in events], "text[]")},
+            {p([uuid.UUID(e.doc_uuid) for e in events], "uuid[]")},
+            {p([e.document_id for e in events], "text[]")},
+            {p([e.from_agency for e in events], "text[]")},
+            {p([e.to_agency for e in events], "text[]")},
+            {p([e.occurred_at for e in events], "timestamptz[]")},
+            {p([event_data(e) for e in events], "text[]")}) WITH ORDINALITY
+            AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
+        ORDER BY e.n"""  # noqa: S608 - placeholders and constants only
+
+
+def event_data(event: LedgerEvent) -> str:
+    return json.dumps(dict(event.data), ensure_ascii=False, sort_keys=True)

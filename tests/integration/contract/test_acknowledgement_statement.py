@@ -1,0 +1,251 @@
+"""An acknowledgement group's writes are one statement (write_acknowledgements): the copies with
+their transport receipts, the 01s, the status notices with their outbox rows, the notices they
+coalesce and the ledger events, after the copies' lock and the notice decision's read. Every
+row a group writes carries one command id, whatever the group holds: several copies, a copy
+claimed twice, a re-acknowledgement (which writes nothing but its receipt if it had none),
+a coalesced notice and a suppressed one."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+import asyncpg
+import pytest
+
+from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresDocumentStore
+from services.exchange.adapters.postgres_lifecycle import (
+    ACKNOWLEDGED_CHANNEL,
+    PostgresLifecycleStore,
+)
+from services.exchange.domain.notices import NoticeFate, NoticeLimits
+from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
+from tests.integration.contract.conftest import unique
+from tests.integration.contract.test_document_store_contract import a_submission, send
+
+pytestmark = pytest.mark.integration
+
+EARLIER = dt.datetime(2026, 12, 6, 4, 0, tzinfo=dt.UTC)
+NOW = EARLIER + dt.timedelta(minutes=5)
+MARKER = "test_acknowledgement_marker"
+T = TypeVar("T")
+
+
+def receipt(record: DeliveryRecord) -> bytes:
+    assert record.acknowledged_at is not None
+    return f"{record.delivery_id}@{record.acknowledged_at.isoformat()}".encode()
+
+
+async def commands(pool: asyncpg.Pool, deliveries: Sequence[str]) -> list[asyncpg.Record]:
+    """The (xmin, cmin) of every row an acknowledgement writes about `deliveries` (their
+    copies, statuses, notices and the notices' outbox rows, their ledger events)."""
+    return await pool.fetch(
+        """
+        SELECT 'copy' AS t, xmin::text, cmin::text FROM exchange.delivery
+            WHERE id = ANY($1::uuid[])
+        UNION ALL SELECT 'status', xmin::text, cmin::text FROM exchange.delivery_status
+            WHERE delivery_id = ANY($1::uuid[])
+        UNION ALL SELECT 'notice', xmin::text, cmin::text FROM exchange.notice
+            WHERE delivery_id = ANY($1::uuid[])
+        UNION ALL SELECT 'outbox', o.xmin::text, o.cmin::text FROM exchange.outbox o
+            JOIN exchange.notice n ON o.message_id = n.id::text
+            WHERE n.delivery_id = ANY($1::uuid[])
+        UNION ALL SELECT 'ledger ' || entry_type, xmin::text, cmin::text FROM ledger.pending
+            WHERE entry_type IN ('receipt', 'status') AND data ->> 'delivery' = ANY($2::text[])
+        """,
+        [uuid.UUID(d) for d in deliveries],
+        list(deliveries),
+    )
+
+
+async def test_a_group_of_copies_is_written_by_one_statement(pool: asyncpg.Pool) -> None:
+    """Two copies of one document, one of them claimed twice, a copy of another document
+    acknowledged before and a claim for no copy, in one group: every row written carries one
+    command id (there were eight statements), the copy acknowledged before has none of them,
+    and the settled ids and the relay's wake-up are told at commit."""
+    docs, lifecycle = PostgresDocumentStore(pool), PostgresLifecycleStore(pool)
+    sender, codes = unique("S"), [unique("R"), unique("R"), unique("R")]
+    sent = await send(docs, a_submission(sender, codes))
+    first, second, _ = (r.delivery_id for r in sent.receipt.routes)
+    earlier = (await send(docs, a_submission(unique("S"), [codes[0]]))).receipt.routes[0]
+    await lifecycle.acknowledge_deliveries([(earlier.delivery_id, codes[0])], EARLIER, receipt)
+    before = await commands(pool, [earlier.delivery_id])
+    claims = [
+        (first, codes[0]),
+        (second, codes[1]),
+        (first, codes[0]),
+        (earlier.delivery_id, codes[0]),
+        (str(uuid.uuid4()), codes[2]),
+    ]
+    heard = await _heard_at_commit(pool, lifecycle.acknowledge_deliveries(claims, NOW, receipt))
+    outcomes, notifications = heard
+    assert outcomes == [
+        Acknowledgement(NOW, already_acknowledged=False),
+        Acknowledgement(NOW, already_acknowledged=False),
+        Acknowledgement(NOW, already_acknowledged=True),
+        Acknowledgement(EARLIER, already_acknowledged=True),
+        None,
+    ]
+    written = await commands(pool, [first, second])
+    assert sorted(r["t"] for r in written) == sorted(
+        ["copy", "status", "notice", "outbox", "ledger receipt", "ledger status"] * 2
+    )
+    assert len({(r["xmin"], r["cmin"]) for r in written}) == 1, [dict(r) for r in written]
+    assert await commands(pool, [earlier.delivery_id]) == before
+    assert (ACKNOWLEDGED_CHANNEL, f"{first},{second},{earlier.delivery_id}") in notifications
+    assert (OUTBOX_CHANNEL, "") in notifications
+    # Each notice carries its copy's 01, and its outbox row goes to the sender.
+    rows = await pool.fetch(
+        """
+        SELECT s.code, s.recorded_at, o.routing_key FROM exchange.notice n
+        JOIN exchange.delivery_status s ON s.id = n.status_row
+        JOIN exchange.outbox o ON o.message_id = n.id::text
+        WHERE n.delivery_id = ANY($1::uuid[])
+        """,
+        [uuid.UUID(first), uuid.UUID(second)],
+    )
+    assert [tuple(r) for r in rows] == [("01", NOW, sender)] * 2
+
+
+async def test_a_re_acknowledgement_without_a_receipt_writes_the_receipt_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    """A copy acknowledged on the single-copy path, acknowledged again in a group: its
+    receipt is stored (for the first acknowledgement's time), no 01, notice nor ledger event."""
+    docs, lifecycle = PostgresDocumentStore(pool), PostgresLifecycleStore(pool)
+    recipient = unique("R")
+    sent = await send(docs, a_submission(unique("S"), [recipient]))
+    delivery_id = sent.receipt.routes[0].delivery_id
+    await docs.acknowledge(delivery_id, recipient, EARLIER)
+    before = await commands(pool, [delivery_id])
+    (outcome,) = await lifecycle.acknowledge_deliveries([(delivery_id, recipient)], NOW, receipt)
+    assert outcome == Acknowledgement(EARLIER, already_acknowledged=True)
+    stored = await pool.fetchval(
+        "SELECT transport_receipt FROM exchange.delivery WHERE id = $1", uuid.UUID(delivery_id)
+    )
+    assert stored == f"{delivery_id}@{EARLIER.isoformat()}".encode()
+    after = await commands(pool, [delivery_id])
+    assert [r["t"] for r in after if r not in before] == ["copy"]
+
+
+async def test_a_coalesced_and_a_suppressed_notice_in_the_same_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    """The sender has one status notice waiting, not handed over, for the first copy (written
+    here directly: the rules record no status before a copy's acknowledgement, but the
+    decision must hold whatever waits). With notices coalescing from one and bounded at one,
+    the first copy's 01 coalesces that notice and the second's is suppressed (recorded and
+    ledgered without a notice), all in the statement that acknowledges them."""
+    fates: list[NoticeFate] = []
+    docs = PostgresDocumentStore(pool)
+    lifecycle = PostgresLifecycleStore(
+        pool, notices=NoticeLimits(bound=1, coalesce_after=1), on_notices=fates.extend
+    )
+    sender, codes = unique("S"), [unique("R"), unique("R")]
+    sent = await send(docs, a_submission(sender, codes))
+    first, second = (r.delivery_id for r in sent.receipt.routes)
+    waiting = await _waiting_notice(pool, sender, first)
+    outcomes = await lifecycle.acknowledge_deliveries(
+        list(zip([first, second], codes, strict=True)), NOW, receipt
+    )
+    assert outcomes == [Acknowledgement(NOW, already_acknowledged=False)] * 2
+    assert fates == [NoticeFate.COALESCED, NoticeFate.SUPPRESSED]
+    new = await pool.fetchrow(
+        "SELECT id, xmin::text, cmin::text FROM exchange.notice WHERE delivery_id = $1 "
+        "AND id <> $2",
+        uuid.UUID(first),
+        waiting,
+    )
+    old = await pool.fetchrow(
+        "SELECT acknowledged_at, coalesced_into, xmin::text, cmin::text FROM exchange.notice "
+        "WHERE id = $1",
+        waiting,
+    )
+    assert new is not None
+    assert old is not None
+    waited = await pool.fetchval(
+        "SELECT xmin::text FROM exchange.delivery_status WHERE delivery_id = $1 "
+        "AND status_id = 'waiting'",
+        uuid.UUID(first),
+    )
+    assert (old["acknowledged_at"], old["coalesced_into"]) == (NOW, new["id"])
+    written = [
+        r
+        for r in await commands(pool, [first, second])
+        if not (r["t"] == "status" and r["xmin"] == waited)  # the waiting notice's status
+    ]
+    assert len({(r["xmin"], r["cmin"]) for r in written}) == 1, [dict(r) for r in written]
+    assert (
+        (new["xmin"], new["cmin"])
+        == (old["xmin"], old["cmin"])
+        == (
+            written[0]["xmin"],
+            written[0]["cmin"],
+        )
+    )
+    suppressed = await pool.fetch(
+        "SELECT data FROM ledger.pending WHERE entry_type = 'status' AND data ->> 'delivery' = $1",
+        second,
+    )
+    assert len(suppressed) == 1
+    assert "notice" not in suppressed[0]["data"]
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM exchange.notice WHERE delivery_id = $1", uuid.UUID(second)
+    )
+
+
+async def _waiting_notice(pool: asyncpg.Pool, agency: str, delivery_id: str) -> uuid.UUID:
+    """A status notice for `agency` about the copy, waiting and not handed over."""
+    notice_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        status_row = await conn.fetchval(
+            """
+            INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
+                recorded_at, description, staff, reported_by)
+            VALUES ($1, 'waiting', '02', $2, $2, '', '{}', 'X') RETURNING id
+            """,
+            uuid.UUID(delivery_id),
+            EARLIER,
+        )
+        await conn.execute(
+            """
+            INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
+            VALUES ($1, $2, 'status', $3, $4, $5)
+            """,
+            notice_id,
+            agency,
+            uuid.UUID(delivery_id),
+            status_row,
+            EARLIER,
+        )
+    return notice_id
+
+
+async def _heard_at_commit(
+    pool: asyncpg.Pool, acknowledging: Awaitable[T]
+) -> tuple[T, list[tuple[str, str]]]:
+    """What `acknowledging` returns, and the notifications heard once it did (one listening
+    session hears in commit order, so a marker sent afterwards tells that all have arrived)."""
+    heard: list[tuple[str, str]] = []
+    marker = asyncio.Event()
+    listener = await pool.acquire()
+
+    def hear(_conn: object, _pid: int, channel: str, payload: object) -> None:
+        heard.append((channel, str(payload)))
+        if channel == MARKER:
+            marker.set()
+
+    try:
+        for channel in (ACKNOWLEDGED_CHANNEL, OUTBOX_CHANNEL, MARKER):
+            await listener.add_listener(channel, hear)
+        result = await acknowledging
+        await pool.execute(f"NOTIFY {MARKER}")
+        await asyncio.wait_for(marker.wait(), timeout=10)
+    finally:
+        for channel in (ACKNOWLEDGED_CHANNEL, OUTBOX_CHANNEL, MARKER):
+            await listener.remove_listener(channel, hear)
+        await pool.release(listener)
+    return result, heard
