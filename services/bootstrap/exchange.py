@@ -155,8 +155,11 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     relay = OutboxRelay(
         PostgresNotifications(settings.database_url, OUTBOX_CHANNEL),
         lambda limit: outbox.relay_batch(limit, publisher.publish_batch),
+        finish=outbox.finish,
     )
-    # One relay per axis (elected), so that messages reach the broker in outbox order.
+    # One relay per axis (elected), so that messages reach the broker in outbox order. Its
+    # term ends with the final pass (relay.run): every process that published runs it at its
+    # stop, after its streams and calls (serve._drain), before its ledger writer's last batch.
     wiring.add_singleton("outbox-relay", Singleton.OUTBOX_RELAY, relay.run)
     # Acknowledgements committed by any process settle the stream item this process holds.
     settlements = Settlements(

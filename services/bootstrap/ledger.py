@@ -51,7 +51,9 @@ async def wire_ledger(wiring: Wiring) -> None:
     )
     # Every process (workers, replicas) stands by to sequence; the elected one does.
     wiring.metrics.leadership(Singleton.LEDGER_SEQUENCER.job, False)
-    wiring.add_job("ledger-writer", writer.run)
+    # Stops last: its last batch sequences what the other jobs staged until they stopped (the
+    # outbox relay's final pass records the last copies published queued).
+    wiring.add_job("ledger-writer", writer.run, stops_last=True)
     if settings.ledger_witnesses:  # one collector per axis: the writer's leader's
         await _wire_witnesses(wiring, ledger_pool, writer.leading)
     # The sequencer's pool: of the narrow roles, only it may read the staging table.

@@ -198,14 +198,22 @@ async def _serve_until(
     port: int,
     on_ready: Callable[[int], None] | None,
 ) -> None:
-    """Runs the jobs in one TaskGroup until `stop`, then drains and gives the jobs the grace."""
+    """Runs the jobs in one TaskGroup until `stop`, then drains and gives the jobs the grace:
+    the jobs stop once the RPCs have drained, those that stop last once the others returned."""
     settings = wiring.plan.settings
     halt = asyncio.Event()  # the jobs' stop, set once the RPCs have drained
+    halt_last = asyncio.Event()  # set once every other job has returned
     died: list[str] = []
     try:
         async with asyncio.TaskGroup() as jobs:
+            first: list[asyncio.Task[None]] = []
             for name, job in wiring.jobs.items():
-                jobs.create_task(_supervised(name, job, halt, died), name=name)
+                last = name in wiring.last_jobs
+                task = jobs.create_task(
+                    _supervised(name, job, halt_last if last else halt, died), name=name
+                )
+                if not last:
+                    first.append(task)
             loop = type(asyncio.get_running_loop())
             log.info(
                 "server_started",
@@ -223,6 +231,9 @@ async def _serve_until(
                 await _drain(wiring, server, health_state)
                 halt.set()
                 deadline.reschedule(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
+                if first:
+                    await asyncio.wait(first)
+                halt_last.set()
     except* Exception as failed:  # noqa: BLE001 - re-raised as the process's failure
         if died:
             raise RuntimeError(f"background task {died[0]} died") from failed.exceptions[0]

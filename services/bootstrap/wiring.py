@@ -38,6 +38,9 @@ class Wiring:
     registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
+    # The jobs told to stop only once every other job has returned (the ledger writer: its last
+    # batch takes what the others staged before they stopped, the relay's final pass among it).
+    last_jobs: set[str] = field(default_factory=set)
     # Federation: the forwarder of each peer hub (for operators: docaxis peers, the metrics).
     forwarders: list[Forwarder] = field(default_factory=list)
     # Run once the server stops accepting calls, before it drains (e.g. ending push streams).
@@ -47,8 +50,10 @@ class Wiring:
         self.names.append(name)
         self.registrations.append(register)
 
-    def add_job(self, name: str, job: Job) -> None:
+    def add_job(self, name: str, job: Job, *, stops_last: bool = False) -> None:
         self.jobs[name] = job
+        if stops_last:
+            self.last_jobs.add(name)
 
     def add_singleton(self, name: str, singleton: Elected, term: Term) -> None:
         """A job that runs in one process of the whole axis (workers and replicas alike): this

@@ -23,12 +23,30 @@ from tests.e2e.conftest import register
 from tests.e2e.processes import AxisProcess
 from tests.exposition import sample
 from tests.infra import SuiteServices
+from tests.integration.test_relay_final_pass import (
+    assert_recorded_and_sequenced,
+    submitted_and_published,
+)
 from tests.pki import SuitePki
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 ROUNDS = 8
+
+
+def two_workers(
+    database_url: str, services: SuiteServices, log_dir: Path, ledger_key_file: Path, pki: SuitePki
+) -> AxisProcess:
+    """`docaxis run` with two workers over mutual TLS (not started)."""
+    return AxisProcess(
+        database_url,
+        services.amqp_url,
+        log_dir,
+        ledger_key_file,
+        pki=pki,
+        extra_env={"DOCAXIS_WORKERS": "2"},
+    )
 
 
 def own_connection(process: AxisProcess, pki: SuitePki, code: str) -> grpc.aio.Channel:
@@ -51,14 +69,7 @@ async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them
     Each item is acknowledged through a new connection, which the kernel gives to either
     worker: were acknowledgements taken by the other worker not told to the stream's, the
     stream would stall (with both workers serving, all eight landing on one has odds 1/128)."""
-    process = AxisProcess(
-        e2e_database_url,
-        services.amqp_url,
-        tmp_path,
-        ledger_key_file,
-        pki=pki,
-        extra_env={"DOCAXIS_WORKERS": "2"},
-    )
+    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     await process.start()
     try:
         # Both workers serve before the first connection is made.
@@ -104,14 +115,7 @@ async def test_one_scrape_sums_the_counters_of_both_workers(
     connections the kernel spreads over both: every scrape, whichever worker answers it,
     counts all of them (each worker used to expose only its own series: the other one's
     scrapes showed none; all eight scrapes landing on one worker has odds 1/128)."""
-    process = AxisProcess(
-        e2e_database_url,
-        services.amqp_url,
-        tmp_path,
-        ledger_key_file,
-        pki=pki,
-        extra_env={"DOCAXIS_WORKERS": "2"},
-    )
+    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     await process.start()
     try:
         await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
@@ -146,14 +150,7 @@ async def test_a_merge_committed_elsewhere_reroutes_every_workers_next_submit(
     through fresh connections (either worker) route to a recipient, which is then merged through
     a connection of the test's own: every Submit after it, whichever worker takes it, goes to
     the successor (each worker heard the change, or its transaction saw the generation move)."""
-    process = AxisProcess(
-        e2e_database_url,
-        services.amqp_url,
-        tmp_path,
-        ledger_key_file,
-        pki=pki,
-        extra_env={"DOCAXIS_WORKERS": "2"},
-    )
+    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     await process.start()
     pool = await postgres.create_pool(e2e_database_url, min_size=1, max_size=1)
     try:
@@ -176,3 +173,30 @@ async def test_a_merge_committed_elsewhere_reroutes_every_workers_next_submit(
         await pool.close()
         code = await process.terminate()
     assert code == 0, process.logs()
+
+
+async def test_a_clean_stop_of_two_workers_records_every_copy_just_published_queued(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """SIGTERM right after the relay (elected in either worker) published a document's copies
+    to three recipients without a stream: the first worker stops, then stops the other; once
+    both have exited, every copy is queued at its time of publish, with its `queued` entry in
+    the log and nothing left staged or in the outbox, whichever worker relayed or sequenced."""
+    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
+    await process.start()
+    pool = await postgres.create_pool(e2e_database_url, min_size=1, max_size=2)
+    try:
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        sender, *recipients = await register(process, 4)
+        async with process.client(sender) as client:
+            document, published = await submitted_and_published(client, pool, sender, recipients)
+        assert await process.terminate() == 0, process.logs()
+        await assert_recorded_and_sequenced(pool, document, published)
+    finally:
+        await pool.close()
+        if process.process is not None and process.process.poll() is None:
+            await process.terminate()

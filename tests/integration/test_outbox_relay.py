@@ -8,6 +8,7 @@ another transaction holds them; a copy already queued does not hold the relay ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -84,6 +85,30 @@ async def ledger_events(pool: asyncpg.Pool, receipt: Receipt) -> list[tuple[str,
         uuid.UUID(receipt.document_uuid),
     )
     return [(r["delivery"], r["event"], r["occurred_at"]) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def broker(
+    services: SuiteServices, name: str
+) -> AsyncIterator[tuple[RabbitPublisher, RabbitInbox]]:
+    """A publisher and an inbox over a connection of their own, closed at the end."""
+    connection = await rabbit.connect(services.amqp_url, name=name)
+    publisher, inbox = RabbitPublisher(connection), RabbitInbox(connection)
+    try:
+        yield publisher, inbox
+    finally:
+        await publisher.close()
+        await inbox.close()
+        await connection.close()
+
+
+async def take_each(inbox: RabbitInbox, recipients: Sequence[str]) -> None:
+    """Takes and acknowledges the one message each recipient's queue holds."""
+    for code in recipients:
+        async with inbox.consume(code) as stream:
+            async with asyncio.timeout(15):
+                (got,) = await stream.batch(10)
+            await got.message.ack()
 
 
 async def test_a_claim_commits_while_the_relay_waits_for_its_confirms(

@@ -808,6 +808,23 @@ async def write_decided(
 SETTLE_AFTER_S = 1.0
 
 
+# The relay's pass: published rows past the grace that no other pass holds.
+_SETTLE_SQL = """
+SELECT o.id, o.delivery_id, o.published_at,
+    (d.id IS NOT NULL AND d.queued_at IS NULL) AS unmarked
+FROM exchange.outbox o LEFT JOIN exchange.delivery d ON d.id = o.delivery_id
+WHERE o.published_at <= now() - make_interval(secs => $2)
+ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED
+"""
+# The final pass: every published row, waiting for those another pass holds (in id order, as
+# every pass locks them: two final passes of two workers cannot deadlock).
+_FINAL_SETTLE_SQL = _SETTLE_SQL.replace("SKIP LOCKED", "")
+# How long the final pass waits for one lock: a claim or an acknowledgement commits in
+# milliseconds; a longer hold (a stuck transaction) leaves its rows to the next start, within
+# the shutdown's grace.
+FINISH_LOCK_TIMEOUT_S = 2.0
+
+
 class PostgresOutbox:
     """Claims outbox rows, hands them to a publisher, and deletes them only once it returns."""
 
@@ -836,7 +853,7 @@ class PostgresOutbox:
         published = await self._publish(limit, publish)
         settled = 0
         if time.monotonic() >= self._settle_at:
-            settled = await self._settle(limit)
+            _, settled = await self._settle(limit)
             # A full pass leaves more behind: the next one at once.
             self._settle_at = 0.0 if settled >= limit else time.monotonic() + self._settle_after_s
         return published + settled
@@ -887,43 +904,68 @@ class PostgresOutbox:
             )
         return len(rows)
 
-    async def _settle(self, limit: int) -> int:
-        """Rows published `settle_after_s` ago or more: those whose copy is queued (its claim
-        recorded it) or gone are deleted without locking the copy; the others' copies are
-        marked queued at the time of their publish if no other transaction holds them."""
+    async def finish(self, limit: int, *, lock_timeout_s: float = FINISH_LOCK_TIMEOUT_S) -> int:
+        """The final pass of a clean stop, once no claim of this process can start any more:
+        every copy published and not yet recorded queued, however recently, is marked queued at
+        the time of its publish, with its `queued` ledger event, and committed synchronously
+        (the relay's other transactions are not: this one records what no later transaction
+        of this process will flush). Without the grace: the claims it would race have ended.
+        It waits for the rows and copies other transactions hold (another worker's claim or
+        acknowledgement still committing, another relay's pass) up to `lock_timeout_s` each
+        time (LockNotAvailableError past it: the rows stay for the next relay to start).
+        Returns how many rows it finished."""
+        finished = 0
+        while True:
+            selected, done = await self._settle(limit, final=True, lock_timeout_s=lock_timeout_s)
+            finished += done
+            # Until a pass finds none (a row deleted while it waited shortens a pass, rows are
+            # still left); a row it could not finish (its copy gone meanwhile) ends it too.
+            if selected == 0 or done < selected:
+                return finished
+
+    async def _settle(
+        self, limit: int, *, final: bool = False, lock_timeout_s: float = 0.0
+    ) -> tuple[int, int]:
+        """Rows published `settle_after_s` ago or more (`final`: all of them, waiting for their
+        locks): those whose copy is queued (its claim recorded it) or gone are deleted without
+        locking the copy; the others' copies are marked queued at the time of their publish if
+        no other transaction holds them (`final`: once it no longer does). How many rows it
+        took, and how many of them it finished."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if final:
+                await conn.execute(
+                    "SELECT set_config('lock_timeout', $1, true)", f"{int(lock_timeout_s * 1000)}ms"
+                )
             waiting = await conn.fetch(
-                """
-                SELECT o.id, o.delivery_id, o.published_at,
-                    (d.id IS NOT NULL AND d.queued_at IS NULL) AS unmarked
-                FROM exchange.outbox o LEFT JOIN exchange.delivery d ON d.id = o.delivery_id
-                WHERE o.published_at <= now() - make_interval(secs => $2)
-                ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED
-                """,
+                _FINAL_SETTLE_SQL if final else _SETTLE_SQL,
                 limit,
-                self._settle_after_s,
+                0.0 if final else self._settle_after_s,
             )
             if not waiting:
-                return 0
+                return 0, 0
             # queued_at, once set, is never cleared: read without the copy's lock, it holds.
             finished = [r["id"] for r in waiting if not r["unmarked"]]
             marked = await _mark_queued(
                 conn,
                 [(r["id"], r["delivery_id"], r["published_at"]) for r in waiting if r["unmarked"]],
                 finished,
+                final=final,
             )
-        return len(finished) + marked
+        return len(waiting), len(finished) + marked
 
 
 async def _mark_queued(
     conn: Conn,
     published: Sequence[tuple[int, uuid.UUID, dt.datetime]],
     finished: Sequence[int],
+    *,
+    final: bool = False,
 ) -> int:
     """Marks queued the copies of `published` (outbox id, delivery id, time of publish) that no
-    other transaction holds, and deletes their rows and the `finished` ones, in one statement
-    committed with ASYNC_COMMIT; how many of `published` it marked."""
-    locked = await lock_copies(conn, [key for _, key, _ in published], skip_locked=True)
+    other transaction holds (`final`: waiting for them), and deletes their rows and the
+    `finished` ones, in one statement committed with ASYNC_COMMIT (`final`: synchronously);
+    how many of `published` it marked."""
+    locked = await lock_copies(conn, [key for _, key, _ in published], skip_locked=not final)
     changed: dict[uuid.UUID, delivery.Copy] = {}
     events: list[LedgerEvent] = []
     done = list(finished)
@@ -938,7 +980,7 @@ async def _mark_queued(
         if decided is not None:
             changed[row.key] = decided.copy
             events.extend(decided.events)
-    await write_decided(conn, changed, events, synchronous=False, outbox_done=done)
+    await write_decided(conn, changed, events, synchronous=final, outbox_done=done)
     return len(done) - len(finished)
 
 

@@ -30,12 +30,15 @@ class OutboxRelay:
         *,
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
+        finish: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         """`relay_batch(limit)` publishes up to `limit` outbox rows in one transaction (and
         finishes with rows published earlier), returning how many rows it published or
-        finished; `committed` tells when rows were added."""
+        finished; `committed` tells when rows were added. `finish(limit)` is the final pass
+        when the relay stops: it finishes every row published, however recently."""
         self._committed = committed
         self._relay_batch = relay_batch
+        self._finish = finish
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
@@ -44,8 +47,29 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relays until `stop` is set. Failures (broker or database down) back off and retry;
-        the rows stay in the outbox, so nothing is lost while waiting."""
+        """Relays until `stop` is set, then runs the final pass. Failures (broker or database
+        down) back off and retry; the rows stay in the outbox, so nothing is lost while
+        waiting."""
+        await self._relay(stop)
+        await self._final_pass()
+
+    async def _final_pass(self) -> None:
+        """Records the copies published within the pass's grace before the stop (the last
+        second of a bench) now rather than at the next start: the process stops its streams
+        and drains its calls before its jobs stop (serve._drain), so no claim of this process
+        races it; another worker's claims it waits for. A process whose term ended because its
+        lock's session broke tries too: the pass publishes nothing, so a new leader beside it
+        only shares its rows. A failure leaves the rows to the next relay to start."""
+        if self._finish is None:
+            return
+        try:
+            finished = await self._finish(self._batch_size)
+        except _TRANSIENT as exc:
+            log.warning("outbox_final_pass_failed", error=repr(exc))
+            return
+        log.info("outbox_final_pass", finished=finished)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         subscription: Subscription | None = None
         backoff = 0.2
         while not stop.is_set():

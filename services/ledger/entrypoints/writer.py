@@ -28,6 +28,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
 )
+# What keeps the last words of a writer that did not lead from being said: the next leader
+# sequences what is left.
+_UNSAID: tuple[type[BaseException], ...] = (FencedOutError, *_TRANSIENT)
 
 
 class LedgerWriterLoop:
@@ -54,13 +57,16 @@ class LedgerWriterLoop:
         self.leading = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sequences while this process leads, until `stop`; then, leading or not, its last
+        words (_last_words)."""
+        said = False
         while not stop.is_set():
             term: LeaderTerm | None = None
             try:
                 term = await self._leadership.try_lead()
                 if term is not None:
                     self._leads(True)
-                    await self._lead(term, stop)
+                    said = await self._lead(term, stop)
                 else:
                     await pause(stop, 1.0)  # another writer leads: stand by
             except FencedOutError as exc:
@@ -73,6 +79,26 @@ class LedgerWriterLoop:
                     await term.release()
                 if self.leading.is_set():
                     self._leads(False)
+        if not said:
+            await self._last_words_unled()
+
+    async def _last_words_unled(self) -> None:
+        """A process that stops without leading may hold the last events staged: with several
+        workers, the leader may have stopped first (the first worker stops the others after
+        itself) and another worker's outbox relay staged its final pass after that. It leads
+        once more if nobody else does, for its last words; otherwise the leader takes them."""
+        try:
+            term = await self._leadership.try_lead()
+            if term is None:
+                return
+            try:
+                await self._writer.take_over()
+                await self._writer.record_keys(self._signers)
+                await self._last_words(term)
+            finally:
+                await term.release()
+        except _UNSAID as exc:
+            log.warning("ledger_last_words_failed", error=repr(exc))
 
     def _leads(self, leading: bool) -> None:
         if leading:
@@ -83,7 +109,8 @@ class LedgerWriterLoop:
         if self._on_leadership is not None:
             self._on_leadership(leading)
 
-    async def _lead(self, term: LeaderTerm, stop: asyncio.Event) -> None:
+    async def _lead(self, term: LeaderTerm, stop: asyncio.Event) -> bool:
+        """Sequences until `stop` (True, once its last words are said) or the lock is lost."""
         epoch = await self._writer.take_over()
         log.info("ledger_writer_took_over", epoch=epoch)
         await self._writer.record_keys(self._signers)
@@ -91,7 +118,7 @@ class LedgerWriterLoop:
         limit = self._batch_size
         while not stop.is_set():
             if term.lost():
-                return  # lost the lock with its session: stand by again
+                return False  # lost the lock with its session: stand by again
             sequenced = await self._writer.sequence_batch(limit)
             # Small batches keep latency low when quiet; a backlog grows them, because each
             # commit's fixed cost then dominates (measured: 1000 -> ~12k/s, 8000 -> ~20k/s).
@@ -105,6 +132,15 @@ class LedgerWriterLoop:
                 last_checkpoint = now
             if not full:
                 await pause(stop, self._idle_wait_s)
-        if not term.lost():
-            # Last words: make what was sequenced before the stop provable.
-            await self._writer.publish_checkpoint(self._signers)
+        await self._last_words(term)
+        return True
+
+    async def _last_words(self, term: LeaderTerm) -> None:
+        """What was staged before the stop sequenced and made provable: the process stops this
+        writer after its other jobs (serve), so the outbox relay's final pass is in it."""
+        if term.lost():
+            return
+        while await self._writer.sequence_batch(self._max_batch_size) == self._max_batch_size:
+            if term.lost():
+                return
+        await self._writer.publish_checkpoint(self._signers)

@@ -147,3 +147,30 @@ async def test_a_fenced_out_writer_releases_its_hold_and_takes_over_afresh_next_
     await _until(lambda: sequencer.sequenced == 5)
     stop.set()
     await task
+
+
+async def test_the_last_words_sequence_what_was_staged_up_to_the_stop() -> None:
+    """Events staged after the leader's last batch (the outbox relay's final pass, which the
+    process stops before this writer) are sequenced and signed before the writer stops."""
+    leadership, sequencer = Leadership(free=True), Sequencer(staged=25)
+    stop = asyncio.Event()
+    task = asyncio.create_task(_loop(leadership, sequencer).run(stop))
+    await _until(lambda: sequencer.sequenced == 25)
+    sequencer.staged += 7
+    stop.set()
+    await task
+    assert (sequencer.sequenced, sequencer.published[-1]) == (32, 32)
+
+
+async def test_a_writer_that_stops_without_leading_says_the_last_words_if_nobody_leads() -> None:
+    """Another worker led and has stopped; this one, stopping after it, takes the lead once
+    for its last words (what its own relay staged at its stop), then lets it go."""
+    leadership, sequencer = Leadership(free=False), Sequencer(staged=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(_loop(leadership, sequencer).run(stop))
+    await _until(lambda: leadership.asked >= 1)
+    leadership.free = True
+    stop.set()
+    await task
+    assert (sequencer.sequenced, sequencer.published, sequencer.keys_recorded) == (5, [5], 1)
+    assert [term.released for term in leadership.terms] == [True]
