@@ -263,3 +263,44 @@ async def test_a_copy_already_queued_does_not_hold_the_relay_back(
         await publisher.close()
         await inbox.close()
         await connection.close()
+
+
+async def test_a_fetched_copy_is_queued_at_its_publish_without_the_relays_pass(
+    relay_pool: asyncpg.Pool, services: SuiteServices
+) -> None:
+    """A pull-mode recipient fetches its copy after the relay published it, before the relay's
+    pass over published rows (here never due): the fetch's claim, which has no message to say
+    when the copy was published, records it queued at the time of its outbox row's publish,
+    then pushed, one event each, and Track shows it so at once (before, it stayed accepted
+    until the pass and was pushed before queued). The pass then deletes the row."""
+    recipient = unique_code()
+    receipt = await a_document(relay_pool, [recipient])
+    route = receipt.routes[0]
+    store = PostgresDocumentStore(relay_pool)
+    async with broker(services, "test-relay-fetch") as (publisher, inbox):
+        async with asyncio.timeout(30):
+            held_back = PostgresOutbox(relay_pool, settle_after_s=3600)
+            assert await held_back.relay_batch(1000, publisher.publish_batch) == 1
+        at = await relay_pool.fetchval("SELECT published_at FROM exchange.outbox")
+        assert at is not None
+        track = await store.track(document_uuid=receipt.document_uuid, document_id=None)
+        assert track is not None
+        assert [(r.state, r.queued_at) for r in track.recipients] == [("accepted", None)]
+        async with asyncio.timeout(30):
+            (fetched,) = await store.begin_pushes([(route.delivery_id, recipient)])
+        assert isinstance(fetched, PushItem)
+        track = await store.track(document_uuid=receipt.document_uuid, document_id=None)
+        assert track is not None
+        assert [(r.state, r.queued_at) for r in track.recipients] == [("pushed", at)]
+        events = await ledger_events(relay_pool, receipt)
+        assert [(d, e) for d, e, _ in events] == [
+            (route.delivery_id, "queued"),
+            (route.delivery_id, "pushed"),
+        ]
+        assert events[0][2] == at
+        async with asyncio.timeout(30):
+            passing = PostgresOutbox(relay_pool, settle_after_s=0)
+            assert await passing.relay_batch(1000, publisher.publish_batch) == 1
+        assert await relay_pool.fetchval("SELECT count(*) FROM exchange.outbox") == 0
+        assert len(await queued_events(relay_pool, receipt)) == 1
+        await take_each(inbox, [recipient])

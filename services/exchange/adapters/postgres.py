@@ -489,8 +489,14 @@ class PostgresDocumentStore(PostgresUploads):
         times = published or {}
         async with self._pool.acquire() as conn, conn.transaction():
             # BEGIN, the lock, one statement for every write, COMMIT: the rules decide between
-            # the lock and the writes (domain/delivery.py), so these are as few as they get.
-            locked = await lock_copies(conn, [uuid.UUID(d) for d, _ in claims])
+            # the lock and the writes (domain/delivery.py), so these are as few as they get. A
+            # claim whose message did not say when the relay published it (a pull-mode fetch)
+            # takes the time from the copy's outbox row, read with the lock.
+            locked = await lock_copies(
+                conn,
+                [uuid.UUID(d) for d, _ in claims],
+                with_published=any(d not in times for d, _ in claims),
+            )
             # A copy claimed twice in one batch (a republished message) is decided twice, the
             # second time against the first decision.
             current = {key: row.copy for key, row in locked.items()}
@@ -506,7 +512,7 @@ class PostgresDocumentStore(PostgresUploads):
                     current[row.key],
                     max_pushes=max_pushes,
                     now=row.now,
-                    published_at=times.get(delivery_id),
+                    published_at=times.get(delivery_id) or row.published_at,
                 )
                 if decided is None:
                     decisions.append(None)

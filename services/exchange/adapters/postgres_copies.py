@@ -21,13 +21,23 @@ _LOCK_SQL = """
 SELECT d.id, d.document_uuid, d.position, d.recipient, d.requested_recipient, d.state, d.push_count,
     d.queued_at, d.pushed_at, d.acknowledged_at, d.dead_lettered_at, d.dead_letter_reason,
     d.recall_state, d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
-    now() AS now
+    now() AS now{published}
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = ANY($1::uuid[])
 ORDER BY d.id
 FOR UPDATE OF d
 """
-_LOCK_FREE_SQL = _LOCK_SQL.rstrip() + " SKIP LOCKED\n"
+# The relay's time of publish of a copy not yet recorded queued: its outbox row's, once the
+# relay has committed it (read, not locked: the relay's pass does not wait for the claim, nor
+# the claim for the pass).
+_PUBLISHED = """,
+    CASE WHEN d.queued_at IS NULL THEN (
+        SELECT min(o.published_at) FROM exchange.outbox o
+        WHERE o.delivery_id = d.id AND o.published_at IS NOT NULL
+    ) END AS published_at"""
+_LOCK_PLAIN_SQL = _LOCK_SQL.format(published="")
+_LOCK_FREE_SQL = _LOCK_PLAIN_SQL.rstrip() + " SKIP LOCKED\n"
+_LOCK_PUBLISHED_SQL = _LOCK_SQL.format(published=_PUBLISHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,9 @@ class LockedCopy:
     now: dt.datetime
     # The hub's transport receipt was issued.
     has_receipt: bool
+    # When the relay published the copy, if it has and the copy is not yet recorded queued
+    # (lock_copies with_published only; None otherwise).
+    published_at: dt.datetime | None = None
 
 
 def _locked(row: asyncpg.Record) -> LockedCopy:
@@ -72,17 +85,26 @@ def _locked(row: asyncpg.Record) -> LockedCopy:
         position=row["position"],
         now=row["now"],
         has_receipt=row["has_receipt"],
+        published_at=row.get("published_at"),
     )
 
 
 async def lock_copies(
-    conn: Conn, keys: Sequence[uuid.UUID], *, skip_locked: bool = False
+    conn: Conn,
+    keys: Sequence[uuid.UUID],
+    *,
+    skip_locked: bool = False,
+    with_published: bool = False,
 ) -> dict[uuid.UUID, LockedCopy]:
     """The copies among `keys` that exist, locked, by id; with `skip_locked`, only those no
-    other transaction holds (without waiting for any)."""
+    other transaction holds (without waiting for any); `with_published`, with the relay's time
+    of publish of those not yet recorded queued (LockedCopy.published_at)."""
     if not keys:
         return {}
-    sql = _LOCK_FREE_SQL if skip_locked else _LOCK_SQL
+    if skip_locked:
+        sql = _LOCK_FREE_SQL
+    else:
+        sql = _LOCK_PUBLISHED_SQL if with_published else _LOCK_PLAIN_SQL
     return {row["id"]: _locked(row) for row in await conn.fetch(sql, list(set(keys)))}
 
 

@@ -164,11 +164,12 @@ def push(
     acknowledgement is dead-lettered instead (no limit when None). Only the first push is a
     ledger event: a stream that dropped before the acknowledgement pushes again.
 
-    `published_at`: the copy comes from its queue, where the relay published it at that time
-    (None for a pull-mode fetch). The broker hands a message to its consumer before the relay
-    has its confirm, so the relay leaves the copy's row alone (it would lock it while this
-    claim waits) and the claim records the publish instead, by the rule the relay used
-    (`queued`: once, at the relay's time), before the push: queued, then pushed."""
+    `published_at`: when the relay published the copy to its queue (the message says so; a
+    pull-mode fetch has it from the store's record of the publish), None while it has not. The
+    broker hands a message to its consumer before the relay has its confirm, so the relay
+    leaves the copy's row alone (it would lock it while this claim waits) and the claim records
+    the publish instead, by the rule the relay used (`queued`: once, at the relay's time),
+    before the push: queued, then pushed."""
     if not copy.pending:
         return None
     recorded: tuple[LedgerEvent, ...] = ()

@@ -391,7 +391,8 @@ class ExchangeHandlers:
         handed by the broker to thousands of streams at once, are claimed in a few transactions
         (each loading the document once) rather than one per stream. Answered once the
         transaction that carried them has committed. `published`: the relay's time of publish
-        of the copies the broker handed over (by delivery id), none for a fetch."""
+        of the copies the broker handed over (by delivery id), none for a fetch (the store
+        has it once the relay committed it)."""
         times = published or {}
         claimed: list[PushItem | DeadLetter | None] = []
         items = [(d, r, times.get(d)) for d, r in claims]

@@ -259,7 +259,8 @@ class DocumentStore(UploadStore, Protocol):
         of a copy already pushed `max_pushes` times (no limit when None), dead-lettered instead
         (MAX_PUSHES_EXCEEDED) with a `delivery` ledger event. `published`: the relay's time of
         publish of the copies (by delivery id) the broker handed over, recorded as their
-        `queued` (delivery.push) when the relay has not recorded it."""
+        `queued` (delivery.push) when the relay has not recorded it; for the others (a
+        pull-mode fetch) the store's own record of the publish, once the relay committed it."""
         ...
 
     async def acknowledge(

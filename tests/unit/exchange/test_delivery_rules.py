@@ -36,7 +36,8 @@ def test_the_first_push_is_a_ledger_event_and_a_repeat_is_not() -> None:
 
 def test_a_push_from_the_queue_records_the_relays_publish_first_once() -> None:
     """The claim of a copy the broker handed over before the relay marked it: queued at the
-    relay's time, then pushed; a copy already queued (or a fetch, without a time) is not."""
+    relay's time, then pushed; a copy already queued is not, nor one the relay has not
+    published yet (no time: a fetch of a copy still in the outbox)."""
     first = delivery.push(REF, Copy(DeliveryState.ACCEPTED), max_pushes=3, now=T1, published_at=T0)
     assert isinstance(first, delivery.Push)
     assert (first.copy.state, first.copy.queued_at, first.copy.pushed_at) == (
@@ -51,9 +52,12 @@ def test_a_push_from_the_queue_records_the_relays_publish_first_once() -> None:
     again = delivery.push(REF, first.copy, max_pushes=3, now=T1, published_at=T1)
     assert isinstance(again, delivery.Push)
     assert (again.copy.queued_at, again.events) == (T0, ())
-    fetched = delivery.push(REF, Copy(DeliveryState.ACCEPTED), max_pushes=3, now=T1)
-    assert fetched is not None
-    assert (fetched.copy.queued_at, [e.data["event"] for e in fetched.events]) == (None, ["pushed"])
+    unpublished = delivery.push(REF, Copy(DeliveryState.ACCEPTED), max_pushes=3, now=T1)
+    assert unpublished is not None
+    assert (unpublished.copy.queued_at, [e.data["event"] for e in unpublished.events]) == (
+        None,
+        ["pushed"],
+    )
 
 
 def test_the_push_limit_dead_letters_instead_of_pushing() -> None:
