@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo demo-federation down bench soak chaos fuzz stateful clean screenshots client-wheel
+	test-e2e services-up services-down run demo demo-federation down bench bench-calls soak chaos fuzz stateful clean screenshots client-wheel
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -21,6 +21,8 @@ help:
 	@echo "make test    static checks, then the whole suite (unit, integration, e2e)"
 	@echo "make bench   the delivery path end to end, ceilings, circular, ledger (10-15 min;"
 	@echo "             BENCH_ARGS=--quick about 2 min; --json FILE, --plot FILE, --profile SVG)"
+	@echo "make bench-calls  server CPU per unary gRPC call: docaxis's call stack against a bare"
+	@echo "             grpc.aio server, both over mutual TLS (about 30 s; BENCH_CALLS_ARGS=--help)"
 	@echo "make soak    half the sustained rate for 30 min with agencies coming and going: memory,"
 	@echo "             files, connections, queues, latency flat? anything lost? (SOAK_ARGS=--minutes N"
 	@echo "             --rate N; plot and samples in .local/soak)"
@@ -206,6 +208,11 @@ down: services-down
 # Starts its own Postgres, RabbitMQ and docaxis on the BENCH_*_PORT ports (benchmarks/stack.py).
 bench: $(STAMP) services-install
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# One unary call's server CPU through docaxis's interceptor stack and a bare grpc.aio server, over
+# mutual TLS, no database or broker (benchmarks/calls.py).
+bench-calls: $(STAMP)
+	$(BIN)/python -m benchmarks.calls $(BENCH_CALLS_ARGS)
 
 # A steady load at half the sustained rate (a ramp finds it, or SOAK_ARGS=--rate N) for 30
 # minutes (SOAK_ARGS=--minutes N) while agencies disconnect and come back, on its own Postgres,
