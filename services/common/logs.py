@@ -1,11 +1,49 @@
-"""Structured logging, configured once per process: JSON off a TTY, readable on one."""
+"""Structured logging, configured once per process: JSON off a TTY, readable on one.
+
+Our own lines (structlog) are rendered by structlog alone and written by `_LineWriter`; the
+libraries' records (grpc, aio-pika, asyncpg: stdlib logging) go through a stdlib handler with
+the same processors and renderer, to the same stream under the same lock. Why not both through
+the stdlib handler, as before: every line then also made a LogRecord, looked up its caller's
+frame, copied the record in the formatter and formatted it again, which was most of the
+`rpc_finished` line every gRPC call writes, about a tenth of a unary call's server CPU
+(docs/perf/README.md, "The call's fixed costs, again").
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+
+
+class _LineWriter:
+    """structlog's logger: writes each rendered line to the handler's stream, and flushes it
+    (a line is out once logged, as with the stdlib handler). `name` is the logger's, for the
+    `logger` field. A failed write is dropped, as logging.Handler drops it (handleError): a
+    log line never fails the call that logs it."""
+
+    __slots__ = ("_handler", "name")
+
+    def __init__(self, handler: logging.StreamHandler[Any], name: str = "") -> None:
+        self._handler = handler
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        handler = self._handler
+        handler.acquire()
+        try:
+            handler.stream.write(message + "\n")
+            handler.stream.flush()
+        except (OSError, ValueError):  # a full disk, a closed pipe or file: see the docstring
+            # It prints the error and the line (when logging.raiseExceptions is set).
+            handler.handleError(logging.makeLogRecord({"name": self.name, "msg": message}))
+        finally:
+            handler.release()
+
+    # structlog calls the logger's method of the line's level.
+    debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
@@ -22,10 +60,13 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    handler = logging.StreamHandler(sys.stderr)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=lambda *name: _LineWriter(handler, *name),
+        # Fixed at startup, like the level of the process (DOCAXIS_LOG_LEVEL): a line below it
+        # costs a call that returns.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -36,7 +77,6 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

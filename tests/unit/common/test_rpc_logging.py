@@ -10,13 +10,17 @@ import pytest
 from docaxis.directory.v1 import directory_service_pb2 as pb
 from docaxis.directory.v1 import directory_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.trace import SpanKind
 from structlog.testing import capture_logs
 
+from docaxis_client import errors
 from services.common.grpc_server import build_server
 from services.common.identity import HeaderCallerResolver, Role, role_metadata
 from services.directory.entrypoints.grpc_api import SERVICE_NAME, DirectoryServicer
 from services.directory.service_layer.handlers import DirectoryHandlers
 from tests.fakes import FakeAgencies
+from tests.service_logging import service_logging
+from tests.tracing import span_exporter
 from tests.waiting import eventually
 
 
@@ -153,3 +157,69 @@ async def test_a_stream_the_server_fails_still_logs_an_error_with_its_traceback(
     assert finished["outcome"] == "UNKNOWN"
     assert finished["log_level"] == "error"
     assert isinstance(finished["exc_info"], RuntimeError)
+
+
+# Every rpc_finished line, as written: the call's outcome (its status code), duration and
+# method, and the logging's own fields; the caller once the call resolved it; a refusal adds its
+# ErrorInfo reason, a failure its traceback.
+_LINE = {"event", "outcome", "duration_ms", "rpc", "level", "logger", "timestamp"}
+_CALLER = {"caller_role", "caller_agency", "caller_delegated"}
+
+
+async def test_the_written_line_keeps_every_field_and_each_call_has_its_span() -> None:
+    """What reaches the log, not what the interceptor hands to structlog: a field lost on the
+    way (a processor, the renderer, the writer) fails here."""
+    spans = span_exporter()
+    spans.clear()
+    servicer = DirectoryServicer(DirectoryHandlers(FakeAgencies()), HeaderCallerResolver())
+    server, port = build_server(
+        "127.0.0.1:0",
+        [lambda s: pb_grpc.add_DirectoryServiceServicer_to_server(servicer, s), _add_streams],
+        [SERVICE_NAME],
+        health.aio.HealthServicer(),
+    )
+    await server.start()
+    try:
+        with service_logging() as lines:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as opened:
+                stub = pb_grpc.DirectoryServiceStub(opened)
+                admin = role_metadata(Role.ADMIN)
+                with pytest.raises(grpc.aio.AioRpcError) as refused, errors.decoded_errors():
+                    await stub.GetAgency(pb.GetAgencyRequest(code="000.00.99.H45"), metadata=admin)
+                await stub.ListAgencies(pb.ListAgenciesRequest(), metadata=admin)
+                failing: grpc.aio.StreamStreamCall[bytes, bytes] = opened.stream_stream(
+                    f"/{_STREAMS}/Failing"
+                )(timeout=10)
+                await failing.write(b"request")
+                assert await failing.read() == b"answer"
+                await _await_the_status(failing)
+
+                async def finished() -> list[dict[str, Any]]:
+                    return [line for line in lines() if line["event"] == "rpc_finished"]
+
+                found = await eventually(finished, lambda found: len(found) == 3)
+    finally:
+        await server.stop(None)
+    not_found, listed, failed = found
+    assert isinstance(refused.value, errors.DocaxisError)
+    assert refused.value.reason
+    assert set(not_found) == _LINE | _CALLER | {"reason"}
+    assert (not_found["outcome"], not_found["reason"]) == ("NOT_FOUND", refused.value.reason)
+    assert set(listed) == _LINE | _CALLER
+    assert set(failed) == _LINE | {"exception"}
+    assert "RuntimeError: a defect of the server" in failed["exception"]
+    assert [line["level"] for line in found] == ["info", "info", "error"]
+    assert (listed["outcome"], failed["outcome"]) == ("OK", "UNKNOWN")
+    assert listed["rpc"] == f"/{SERVICE_NAME}/ListAgencies"
+    assert (listed["caller_role"], listed["caller_agency"], listed["caller_delegated"]) == (
+        "admin",
+        "",
+        False,
+    )
+    assert listed["logger"] == "services.common.grpc_calls"
+    assert listed["timestamp"].endswith("Z")
+    assert listed["duration_ms"] >= 0
+    server_spans = {
+        span.name for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER
+    }
+    assert {line["rpc"] for line in found} <= server_spans
