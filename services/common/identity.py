@@ -25,6 +25,7 @@ and every other resolution of a monitoring credential is a refusal.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import enum
 import hashlib
@@ -259,6 +260,38 @@ class _OpenAgencies:
         return caller
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """A caller as resolved for one call, until what it rests on changes."""
+
+    resolver: object
+    # The call's ServicerContext, held (not its id) so that the answer can never serve another
+    # call, even one in a context copied from this call's.
+    context: object
+    caller: Caller
+    # What the caller's certificates (the client's, and a delegation's forwarded one) hold for:
+    # the revocations' generation and the validity both share. None: headers, held for the call.
+    validity: _Validated | None = None
+
+
+# The caller the current call resolved. A call is resolved at least twice (the limits, then its
+# servicer; a stream before each batch): the second time it is a look-up here instead of the
+# certificate again (auth context, hash, log bindings); docs/perf/README.md, "The call's fixed
+# costs, again". Each gRPC call runs in a task of its own, so this is per call; the log context
+# bound with the first resolution is in the same context, so it is not bound again.
+_RESOLVED: contextvars.ContextVar[_Resolved | None] = contextvars.ContextVar(
+    "docaxis_resolved_caller", default=None
+)
+
+
+def _remembered(resolver: object, ctx: grpc.aio.ServicerContext[Any, Any]) -> _Resolved | None:
+    """What `resolver` resolved for this very call, if anything."""
+    resolved = _RESOLVED.get()
+    if resolved is None or resolved.context is not ctx or resolved.resolver is not resolver:
+        return None
+    return resolved
+
+
 class HeaderCallerResolver:
     """Development only: believes the caller's own headers."""
 
@@ -266,6 +299,14 @@ class HeaderCallerResolver:
         self._open = _OpenAgencies(agency_open, ttl_s=5.0)
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        resolved = _remembered(self, ctx)
+        if resolved is not None:
+            return resolved.caller  # headers do not change during a call
+        caller = self._resolve(ctx)
+        _RESOLVED.set(_Resolved(self, ctx, caller))
+        return caller
+
+    def _resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         headers = _text_headers(ctx)
         role = _header_role(headers)
         if role is Role.GATEWAY:
@@ -324,6 +365,10 @@ class _Validated:
     not_before: dt.datetime
     not_after: dt.datetime
 
+    def holds(self, generation: int, now: dt.datetime) -> bool:
+        """Still true: the revocations unchanged, and the certificates within their validity."""
+        return self.generation == generation and self.not_before <= now <= self.not_after
+
 
 class TlsCallerResolver:
     """The caller named by its mutual-TLS client certificate.
@@ -348,13 +393,24 @@ class TlsCallerResolver:
         self._cache: dict[bytes, _Validated] = {}
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        caller = self._presented(ctx)
-        return _bind(self._delegated(_delegate(caller, ctx), ctx))
+        now = self._clock()
+        resolved = _remembered(self, ctx)
+        if (
+            resolved is not None
+            and resolved.validity is not None
+            and resolved.validity.holds(self._trust.generation, now)
+        ):
+            return resolved.caller
+        presented = self._presented(ctx, now)
+        validity = self._delegated(presented, _delegate(presented.caller, ctx), ctx, now)
+        caller = _bind(validity.caller)
+        _RESOLVED.set(_Resolved(self, ctx, caller, validity))
+        return caller
 
     def resolve_operator(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        return _operator(self._presented(ctx), ctx)
+        return _operator(self._presented(ctx, self._clock()).caller, ctx)
 
-    def _presented(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    def _presented(self, ctx: grpc.aio.ServicerContext[Any, Any], now: dt.datetime) -> _Validated:
         """Whom the client certificate names (validated), before any delegation."""
         properties = ctx.auth_context()
         leaf_pem = next(iter(properties.get(_PEER_CERT, ())), None)
@@ -372,31 +428,27 @@ class TlsCallerResolver:
             except ValueError:
                 raise UnauthenticatedError("unreadable client certificate") from None
 
-        return self._validated(leaf_pem, parse, log_as_caller=True)
+        return self._validated(leaf_pem, parse, now, log_as_caller=True)
 
     def _validated(
         self,
         encoded: bytes,
         parse: Callable[[], tuple[x509.Certificate, list[x509.Certificate]]],
+        now: dt.datetime,
         *,
         log_as_caller: bool = False,
-    ) -> Caller:
+    ) -> _Validated:
         """The caller the certificate `encoded` (as received, PEM or DER) names: from the cache
         while the revocations are unchanged and the certificate is within its validity, without
         parsing it again; parsed (leaf and presented chain) and validated with the trust core
         otherwise. With `log_as_caller`, every log line of the call names its subject and
         serial, refusals included."""
-        now = self._clock()
         key = hashlib.sha256(encoded).digest()
         cached = self._cache.get(key)
-        if (
-            cached is not None
-            and cached.generation == self._trust.generation
-            and cached.not_before <= now <= cached.not_after
-        ):
+        if cached is not None and cached.holds(self._trust.generation, now):
             if log_as_caller:
                 _log_certificate(cached.caller.subject, cached.caller.serial)
-            return cached.caller
+            return cached
         generation = self._trust.generation
         leaf, presented = parse()
         subject, serial = describe(leaf), f"{leaf.serial_number:x}"
@@ -413,16 +465,24 @@ class TlsCallerResolver:
             raise UnauthenticatedError(str(exc), reason=exc.reason, meta=exc.meta) from None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = _Validated(
+        validated = _Validated(
             caller, generation, leaf.not_valid_before_utc, leaf.not_valid_after_utc
         )
-        return caller
+        self._cache[key] = validated
+        return validated
 
-    def _delegated(self, caller: Caller, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        """For the gateway acting for an agency: the agency's own certificate, forwarded by the
-        gateway, must be valid now (revocation included) and name that agency."""
-        if not caller.delegated:
-            return caller
+    def _delegated(
+        self,
+        presented: _Validated,
+        caller: Caller,
+        ctx: grpc.aio.ServicerContext[Any, Any],
+        now: dt.datetime,
+    ) -> _Validated:
+        """`caller` (whom the `presented` certificate acts as), for as long as what it rests on
+        holds. For the gateway acting for an agency: the agency's own certificate, forwarded by
+        the gateway, must be valid now (revocation included) and name that agency."""
+        if caller is presented.caller:
+            return presented  # acting as itself: _delegate makes a delegated caller otherwise
         der = next(
             (
                 value
@@ -442,7 +502,8 @@ class TlsCallerResolver:
             except ValueError:
                 raise UnauthenticatedError("unreadable agency certificate") from None
 
-        principal = self._validated(der, parse)
+        forwarded = self._validated(der, parse, now)
+        principal = forwarded.caller
         if caller.role is Role.ADMIN:
             if principal.role is not Role.ADMIN:
                 raise PermissionDeniedError(
@@ -450,13 +511,19 @@ class TlsCallerResolver:
                     meta={"role": caller.role.value},
                 )
             # Audited actions name the administrator, not the gateway.
-            return Caller(Role.ADMIN, None, principal.subject, principal.serial, delegated=True)
-        if principal.role is not Role.AGENCY or principal.agency_code != caller.agency_code:
+            caller = Caller(Role.ADMIN, None, principal.subject, principal.serial, delegated=True)
+        elif principal.role is not Role.AGENCY or principal.agency_code != caller.agency_code:
             raise PermissionDeniedError(
                 f"the forwarded certificate is not {caller.agency_code}'s",
                 meta={"role": caller.role.value},
             )
-        return caller
+        # Both certificates: the gateway's and the forwarded one.
+        return _Validated(
+            caller,
+            presented.generation,
+            max(presented.not_before, forwarded.not_before),
+            min(presented.not_after, forwarded.not_after),
+        )
 
     async def authenticate(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         return await self._open.require(self.resolve(ctx))

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate, KeyType, generate_key
+from services.common.trust import TrustRegistry
 from tests.unit.trust.factories import OFFICIAL, SENDER, SENDER_NAME
 
 
@@ -36,6 +37,13 @@ def ca() -> DemoCA:
 def fresh_ca() -> DemoCA:
     """A CA of one's own, for tests that revoke."""
     return DemoCA.create()
+
+
+@pytest.fixture
+def registry(fresh_ca: DemoCA) -> TrustRegistry:
+    """The trust of a service whose anchors are `fresh_ca`'s."""
+    assert fresh_ca.intermediate is not None
+    return TrustRegistry([fresh_ca.root_certificate], [fresh_ca.intermediate.certificate])
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,6 @@ from services.common.trust import TrustRegistry, warn_expiring
 from services.security import check_hub_identity
 
 
-@pytest.fixture
-def registry(fresh_ca: DemoCA) -> TrustRegistry:
-    assert fresh_ca.intermediate is not None
-    return TrustRegistry([fresh_ca.root_certificate], [fresh_ca.intermediate.certificate])
-
-
 def test_the_hub_identity_is_checked_before_serving(
     fresh_ca: DemoCA, registry: TrustRegistry
 ) -> None:

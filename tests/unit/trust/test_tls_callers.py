@@ -26,12 +26,6 @@ from tests.tls_peer import peer_context as _ctx
 CODE = "000.00.13.H45"
 
 
-@pytest.fixture
-def registry(fresh_ca: DemoCA) -> TrustRegistry:
-    assert fresh_ca.intermediate is not None
-    return TrustRegistry([fresh_ca.root_certificate], [fresh_ca.intermediate.certificate])
-
-
 def test_an_agency_certificate_names_its_agency(fresh_ca: DemoCA, registry: TrustRegistry) -> None:
     issued = fresh_ca.issue_agency(CODE, "Sở Y tế")
     caller = TlsCallerResolver(registry).resolve(_ctx(issued))
