@@ -12,7 +12,7 @@ from services.bootstrap.directory_view import LocalDirectoryLookup
 from services.bootstrap.peer_feed import GrpcPeerFeed
 from services.bootstrap.wiring import Job, Wiring
 from services.common.periodic import every
-from services.directory.adapters.crls import CrlWatcher, PostgresCrls
+from services.directory.adapters.crls import CRL_CHANNEL, CrlWatcher, PostgresCrls
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.adapters.postgres_bindings import PostgresCertificateBindings
 from services.directory.adapters.postgres_hubs import PostgresHubRoutes
@@ -46,7 +46,7 @@ async def wire_revocations(wiring: Wiring) -> RevocationHandlers | None:
     if security.trust is None:
         return None
     revocation = RevocationHandlers(PostgresCrls(wiring.pool), security.trust)
-    watcher = CrlWatcher(wiring.plan.settings.database_url, revocation.reload)
+    watcher = CrlWatcher(wiring.listener.channel(CRL_CHANNEL), revocation.reload)
     await watcher.start()
     wiring.stack.push_async_callback(watcher.close)
     wiring.add_job("revocations", watcher.run)

@@ -19,7 +19,6 @@ from services.bootstrap.wiring import Job, Wiring
 from services.common import rabbit
 from services.common.leadership import PerPeer, Singleton, Term
 from services.common.periodic import every, pause
-from services.common.postgres_notifications import PostgresNotifications
 from services.directory.adapters.generation import CHANGED_CHANNEL, PostgresDirectoryGeneration
 from services.directory.domain.codes import code_problem
 from services.exchange.adapters.directory import GrpcDirectoryLookup
@@ -153,7 +152,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     wiring.stack.push_async_callback(publisher.close)
     outbox = PostgresOutbox(pool)
     relay = OutboxRelay(
-        PostgresNotifications(settings.database_url, OUTBOX_CHANNEL),
+        wiring.listener.channel(OUTBOX_CHANNEL),
         lambda limit: outbox.relay_batch(limit, publisher.publish_batch),
         finish=outbox.finish,
     )
@@ -162,9 +161,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     # stop, after its streams and calls (serve._drain), before its ledger writer's last batch.
     wiring.add_singleton("outbox-relay", Singleton.OUTBOX_RELAY, relay.run)
     # Acknowledgements committed by any process settle the stream item this process holds.
-    settlements = Settlements(
-        PostgresNotifications(settings.database_url, ACKNOWLEDGED_CHANNEL), in_flight
-    )
+    settlements = Settlements(wiring.listener.channel(ACKNOWLEDGED_CHANNEL), in_flight)
     wiring.add_job("settlements", settlements.run)
     wiring.add_singleton("sweeps", Singleton.SWEEPS, _sweeps(wiring, lookup))
     if settings.hub_code:
@@ -177,7 +174,7 @@ def _kept_directory(wiring: Wiring, lookup: DirectoryLookup) -> DirectoryCache |
     if not isinstance(lookup, LocalDirectoryLookup):
         return None
     cache = DirectoryCache(lookup, PostgresDirectoryGeneration(wiring.pool))
-    changed = PostgresNotifications(wiring.plan.settings.database_url, CHANGED_CHANNEL)
+    changed = wiring.listener.channel(CHANGED_CHANNEL)
     # Every worker listens: a change made through any of them (or any tool) reaches them all.
     wiring.add_job("directory-changes", DirectoryChanges(changed, cache).run)
     return cache

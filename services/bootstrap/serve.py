@@ -26,6 +26,7 @@ from services.common.limits import AgencyLimits
 from services.common.metrics import AxisMetrics
 from services.common.metrics_workers import serve_worker_metrics, worker_socket
 from services.common.periodic import pause
+from services.common.postgres_notifications import PostgresListener
 from services.common.probes import Readiness, probe_server, probe_socket
 from services.settings import Settings
 
@@ -70,11 +71,13 @@ async def _open(checked: Plan, stack: AsyncExitStack) -> Wiring:
     if checked.amqp_url is not None:
         broker = await rabbit.connect(checked.amqp_url, name="docaxis")
         stack.push_async_callback(broker.close)
+    listener = PostgresListener(settings.database_url)
+    stack.push_async_callback(listener.close)
     # One registry per process: what this process's components count, probe and refuse.
     metrics = AxisMetrics()
     for certificate_name, certificate in checked.security.own_certificates():
         metrics.certificate_expires(certificate_name, certificate.not_valid_after_utc)
-    return Wiring(checked, stack, metrics, pool, broker)
+    return Wiring(checked, stack, metrics, pool, broker, listener)
 
 
 async def _wire(wiring: Wiring) -> None:

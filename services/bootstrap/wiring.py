@@ -20,6 +20,7 @@ from services.common.leadership import (
     lead_when_elected,
 )
 from services.common.metrics import AxisMetrics
+from services.common.postgres_notifications import PostgresListener
 from services.exchange.service_layer.forwarding import Forwarder
 
 # A background job runs until its stop event is set (and must then return promptly).
@@ -35,6 +36,8 @@ class Wiring:
     metrics: AxisMetrics
     pool: asyncpg.Pool
     broker: AbstractRobustConnection | None
+    # The process's one LISTEN connection, for every channel its jobs listen on.
+    listener: PostgresListener
     registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
@@ -28,10 +28,15 @@ async def every(
         await pause(stop, interval_s)
 
 
-async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
-    """Waits `seconds`, or less when `stop` (or `wake`, a NOTIFY having arrived) is set
-    meanwhile."""
-    events = [stop] if wake is None else [stop, wake]
+async def pause(
+    stop: asyncio.Event,
+    seconds: float,
+    wake: asyncio.Event | Iterable[asyncio.Event] | None = None,
+) -> None:
+    """Waits `seconds`, or less when `stop` (or `wake`, a NOTIFY having arrived, or any of
+    several) is set meanwhile."""
+    woken = [] if wake is None else [wake] if isinstance(wake, asyncio.Event) else list(wake)
+    events = [stop, *woken]
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         with contextlib.suppress(TimeoutError):

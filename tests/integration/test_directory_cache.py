@@ -21,7 +21,7 @@ from services.bootstrap.directory_view import LocalDirectoryLookup
 from services.common import postgres
 from services.common.errors import RejectedError
 from services.common.grpc_errors import error_details
-from services.common.postgres_notifications import PostgresNotifications, PostgresSubscription
+from services.common.postgres_notifications import PostgresListener, PostgresSubscription
 from services.directory.adapters.generation import CHANGED_CHANNEL, PostgresDirectoryGeneration
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.adapters.postgres_policies import PostgresSignaturePolicies
@@ -182,7 +182,7 @@ class GatedNotifications:
     a lost listener may listen again, so that a change can commit while nobody listens."""
 
     def __init__(self, database_url: str) -> None:
-        self._notifications = PostgresNotifications(database_url, CHANGED_CHANNEL)
+        self._notifications = PostgresListener(database_url).channel(CHANGED_CHANNEL)
         self.opened = asyncio.Event()
         self.opened.set()
 

@@ -19,7 +19,7 @@ import pytest
 from docaxis_client.client import AgencyClient
 from services.bootstrap.migrations import migrate
 from services.common import postgres
-from services.common.postgres_notifications import PostgresNotifications
+from services.common.postgres_notifications import PostgresListener
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresOutbox
@@ -154,7 +154,7 @@ async def test_the_final_pass_waits_for_a_copy_another_worker_holds(
     stop = asyncio.Event()
     async with broker(services, "test-relay-final-pass") as (publisher, inbox):
         relay = OutboxRelay(
-            PostgresNotifications(stop_database, OUTBOX_CHANNEL),
+            PostgresListener(stop_database).channel(OUTBOX_CHANNEL),
             lambda limit: outbox.relay_batch(limit, publisher.publish_batch),
             finish=outbox.finish,
         )

@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from services.common.periodic import pause
+from services.common.postgres_notifications import PostgresNotifications, PostgresSubscription
 from services.common.trust import CrlInfo
 
 log = structlog.get_logger(__name__)
@@ -66,40 +67,45 @@ class CrlWatcher:
 
     def __init__(
         self,
-        database_url: str,
+        ingested: PostgresNotifications,
         reload: Callable[[], Awaitable[None]],
         *,
         poll_interval_s: float = 60.0,
     ) -> None:
-        self._database_url = database_url
+        """`ingested`: the notifications of CRL_CHANNEL, on the process's listening connection."""
+        self._ingested = ingested
         self._reload = reload
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
+        self._subscription: PostgresSubscription | None = None
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _payload: str) -> None:
         self._wake.set()
 
     async def start(self) -> None:
         """Listens first, then loads: a CRL ingested in between is not missed."""
-        self._listener = await self._listen()
+        self._subscription = await self._ingested.subscribe(self._on_notify)
         await self._reload()
 
     async def close(self) -> None:
-        """Closes the listening connection (also when `run` was cancelled before closing it)."""
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        """Stops listening (also when `run` was cancelled before it did)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
-            await pause(stop, self._poll_interval_s, wake=self._wake)
+            # A lost connection also loses notifications: listen again and reload at once.
+            lost = () if self._subscription is None else (self._subscription.lost,)
+            await pause(stop, self._poll_interval_s, wake=(self._wake, *lost))
             if stop.is_set():
                 break
             self._wake.clear()
             try:
-                if self._listener is None or self._listener.is_closed():
-                    self._listener = await self._listen()
+                if self._subscription is None or self._subscription.lost.is_set():
+                    await self.close()
+                    self._subscription = await self._ingested.subscribe(self._on_notify)
                 await self._reload()
                 backoff = 0.2
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -108,11 +114,3 @@ class CrlWatcher:
                 await pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
         await self.close()
-
-    async def _listen(self) -> asyncpg.Connection:
-        # A dedicated connection: LISTEN must outlive the pool's transaction-scoped borrowing.
-        conn: asyncpg.Connection = await asyncpg.connect(self._database_url)
-        await conn.add_listener(CRL_CHANNEL, self._on_notify)
-        # A lost connection also loses notifications: reconnect and reload at once.
-        conn.add_termination_listener(self._on_notify)
-        return conn
