@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import rfc8785
 
+from docaxis_client import jcs
 from docaxis_client.ledger.merkle import HASH_SIZE, hash_leaf
 
 ENTRY_VERSION = 1
@@ -82,49 +83,13 @@ _OPTIONAL = frozenset({"doc", "document_id", "doc_sha256", "from", "to", "prev"}
 _DOC_ONLY = ("doc", "document_id", "doc_sha256", "prev")
 
 
-_MAX_SAFE_INT = 2**53 - 1
-_ASTRAL = "\U00010000"
-# Python's json with these options emits exactly the RFC 8785 bytes for values without floats
-# (ES6 number formatting differs) and without astral-plane keys (code-point order would differ
-# from the UTF-16 order JCS sorts by). It is ~7x faster than the pure-Python rfc8785 package,
-# which matters on the sequencer's path; everything else falls back to rfc8785.
-_FAST_JSON = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-)
-
-
-def _fast_path_exact(value: object) -> bool:
-    # Exact types only: subclasses (enums, custom containers) may serialise differently.
-    if type(value) is dict:
-        for k, v in value.items():
-            if type(k) is not str or not (k.isascii() or max(k) < _ASTRAL):
-                return False
-            if type(v) is str or v is None or type(v) is bool:
-                continue  # the common case, without a call
-            if not _fast_path_exact(v):
-                return False
-        return True
-    if value is None or type(value) is str or type(value) is bool:
-        return True
-    if type(value) is int:
-        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
-    if type(value) is list or type(value) is tuple:
-        return all(_fast_path_exact(v) for v in value)
-    return False
-
-
 def canonical_json(value: JSONValue, *, fast: bool | None = None) -> bytes:
     """RFC 8785 (JCS) serialisation of `value`; raises EntryError if it has none.
 
     `fast` lets a caller that already knows the fast path is exact skip the check.
     """
-    if fast if fast is not None else _fast_path_exact(value):
-        try:
-            return _FAST_JSON.encode(value).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let rfc8785 produce its error
     try:
-        return rfc8785.dumps(value)
+        return jcs.dumps(value, fast=fast)
     except rfc8785.CanonicalizationError as exc:
         raise EntryError(f"value has no canonical JSON form: {exc}") from exc
 
@@ -214,7 +179,7 @@ class LedgerEntry:
         obj = self.to_json()
         # Only `data` can hold floats or astral keys: the other members are ASCII keys over
         # strings and ints this class validated, so only `data` needs the fast-path check.
-        body = canonical_json(obj, fast=_fast_path_exact(obj["data"]))
+        body = canonical_json(obj, fast=jcs.fast_path_exact(obj["data"]))
         if len(body) > MAX_BODY_SIZE:
             raise EntryTooLargeError(f"entry body is {len(body)} bytes, limit {MAX_BODY_SIZE}")
         return body

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
-import rfc8785
+from docaxis_client import jcs
 
 JsonValue: TypeAlias = str | int | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
 
@@ -33,9 +33,9 @@ def _normalise(value: JsonValue) -> JsonValue:
 
 
 def canonical_json(value: Mapping[str, JsonValue]) -> bytes:
-    """RFC 8785 bytes of ``value`` after NFC-normalising every key and string."""
-    normalised = _normalise(value)
-    return rfc8785.dumps(normalised)
+    """RFC 8785 bytes of ``value`` after NFC-normalising every key and string (through Python's
+    json where that is exact: docaxis_client/jcs.py)."""
+    return jcs.dumps(_normalise(value))
 
 
 def format_utc(moment: dt.datetime) -> str:

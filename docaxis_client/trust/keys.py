@@ -155,6 +155,7 @@ def _der_chain(chain: tuple[x509.Certificate, ...]) -> tuple[bytes, ...]:
     return tuple(cert.public_bytes(serialization.Encoding.DER) for cert in chain)
 
 
+@functools.lru_cache(maxsize=4096)
 def certificate_sha256(certificate: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER certificate (binds a signature to one certificate)."""
     return certificate.fingerprint(hashes.SHA256()).hex()

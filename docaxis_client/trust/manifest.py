@@ -90,6 +90,10 @@ class Manifest:
     business_type: int
     response_for: tuple[str, ...] = ()
     attachments: tuple[AttachmentDigest, ...] = ()
+    # digest()'s value once computed: a hub checking a document asks for it once per signature,
+    # for the result and for the signers' record (five canonicalisations of the whole header, its
+    # recipient list included, where one does). The manifest is frozen, so it cannot go stale.
+    _digest: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Normalise once at construction so equality, routing and hashing all agree.
@@ -198,7 +202,11 @@ class Manifest:
 
     def digest(self) -> bytes:
         """SHA-256 of :meth:`canonical_bytes`."""
-        return hashlib.sha256(self.canonical_bytes()).digest()
+        digest = self._digest
+        if digest is None:
+            digest = hashlib.sha256(self.canonical_bytes()).digest()
+            object.__setattr__(self, "_digest", digest)
+        return digest
 
     def sha256_hex(self) -> str:
         """Lowercase hex of :meth:`digest`, as it appears in signed payloads and receipts."""

@@ -241,6 +241,10 @@ class ExchangeHandlers:
             return replay
         if refusal is not None:  # pragma: no cover - the store refuses with the errors above
             raise refusal
+        digest = decided.verification and decided.verification.manifest_sha256
+        if digest:
+            # For its receipts: the manifest its signatures cover, as receipt_for would build it.
+            self._manifest_digests.keep(receipt.document_uuid, digest)
         log.info(
             "document_submitted",
             document_uuid=receipt.document_uuid,

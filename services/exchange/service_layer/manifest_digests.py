@@ -3,7 +3,9 @@
 Building a manifest canonicalises the whole header, recipient list included: for a circular to
 3,000 communes that list is 3,000 codes, and each of its 3,000 receipts (transport receipts to
 the DMSs, hop receipts between hubs) would build it again, seconds of CPU. A stored document
-never changes, so the digests of the last few documents are kept."""
+never changes, so the digests of the last few documents are kept, among them those Submit has
+just verified (their signatures' manifest, built from the same header and attachments by the
+same function): their receipts then build nothing."""
 
 from __future__ import annotations
 
@@ -27,3 +29,7 @@ class ManifestDigests:
             digest = manifest_of(header, attachments).sha256_hex()
             self._digests.put(document_uuid, digest)
         return digest
+
+    def keep(self, document_uuid: str, digest: str) -> None:
+        """The digest of the document's manifest, known already (Submit verified it)."""
+        self._digests.put(document_uuid, digest)

@@ -157,3 +157,18 @@ def test_canonical_bytes_match_the_published_layout() -> None:
     assert manifest.sha256_hex() == (
         "8d64fb03f95c3b28009b8b277a82cbb38a780761361f96dfc0cac69bb12140de"
     )
+
+
+def test_a_manifest_made_from_one_whose_digest_is_known_has_its_own() -> None:
+    """The digest is kept once computed (a hub asks for it once per signature), and neither a
+    replaced manifest nor equality carries it over: a kept digest never answers for other
+    content."""
+    manifest = make_manifest()
+    digest = manifest.digest()
+    changed = dataclasses.replace(manifest, subject="Về việc khác")
+    assert changed.digest() == hashlib.sha256(changed.canonical_bytes()).digest() != digest
+    assert manifest.digest() == digest == hashlib.sha256(manifest.canonical_bytes()).digest()
+    fresh = make_manifest()
+    assert fresh == manifest
+    assert hash(fresh) == hash(manifest)
+    assert "digest" not in repr(manifest)
