@@ -5,6 +5,7 @@ ledger.pending really has: after the writer empties it, autovacuum records it as
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from docaxis_client.ledger.note import NoteSigner
 from services.bootstrap.migrations import migrate
 from services.common import postgres
-from services.ledger.adapters.postgres import CLAIM_PENDING
+from services.ledger.adapters.postgres import CLAIM_PENDING, LATEST_PER_DOCUMENT
 from tests.infra import SuiteServices
 from tests.integration.test_ledger_guards import ORIGIN, sequence_all, stage
 
@@ -81,3 +82,46 @@ async def test_a_backlog_on_empty_statistics_is_claimed_with_one_locking_pass(
         await conn.close()
     # And the writer sequences that whole backlog.
     assert await sequence_all(database_url, signer) == size + 300
+
+
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_documents_last_entry_is_found_by_its_index_on_statistics_of_a_young_log(
+    database_url: str, plan_mode: str
+) -> None:
+    """The writer's read of each document's last entry, on statistics taken while the log held
+    one document (a new axis's first autoanalyze) and a log since grown to thousands: each
+    document is one probe of entry_by_doc. The previous statement's plan, on these statistics,
+    walked the partition backwards by the primary key filtering on doc_id (every row, for a
+    document with no entry yet)."""
+    signer = NoteSigner.generate(ORIGIN)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # The statistics stay those taken here, whatever autovacuum would do meanwhile.
+        await conn.execute("ALTER TABLE ledger.entry_p0000 SET (autovacuum_enabled = false)")
+        early = str(uuid.uuid4())
+        await stage(conn, 200, doc=early)
+        await sequence_all(database_url, signer)
+        await conn.execute("ANALYZE ledger.entry_p0000")
+        await stage(conn, 3000)  # a document each
+        size = await sequence_all(database_url, signer)
+        last_of_early = await conn.fetchval(
+            "SELECT max(seq) FROM ledger.entry WHERE doc_id = $1", uuid.UUID(early)
+        )
+        unseen = str(uuid.uuid4())
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL plan_cache_mode = {plan_mode}")
+            explained = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + LATEST_PER_DOCUMENT, [early, unseen]
+            )
+            rows = await conn.fetch(LATEST_PER_DOCUMENT, [early, unseen])
+    finally:
+        await conn.close()
+    assert [(str(r["doc_id"]), r["seq"]) for r in rows] == [(early, last_of_early)]
+    scans = [n for n in _nodes(json.loads(explained)[0]["Plan"]) if "Relation Name" in n]
+    assert scans, explained
+    # Every partition probed through entry_by_doc, none read past a document's own entries.
+    assert {(n["Relation Name"], n.get("Index Name", "")) for n in scans} == {
+        (p, f"{p}_doc_id_seq_idx") for p in ("entry_p0000", "entry_p0001", "entry_overflow")
+    }
+    assert sum(n.get("Rows Removed by Filter", 0) for n in scans) == 0
+    assert size > 3000

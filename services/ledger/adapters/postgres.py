@@ -88,6 +88,24 @@ async def _tree_state(conn: Conn, *, for_update: bool) -> TreeState:
 # LIMIT was not even kept (the whole backlog in one transaction), and a claim out of 100,000
 # did not finish in the pool's 60-s command timeout (the bench's ledger figures failed with
 # TimeoutError). tests/integration/test_ledger_sequencer.py recreates those statistics.
+# Each document's last entry: one backward probe of entry_by_doc per document (DISTINCT ON over
+# = ANY(...) sorted every matching row instead, ~0.5 s per 8000 documents). The doc_id range and
+# its place in ORDER BY are there for the planner: with `doc_id = d.doc_id ORDER BY seq DESC`
+# the sort key on doc_id is dropped as constant, so the primary key also delivers that order,
+# and on statistics taken while the log held few documents (a new axis's first autoanalyze) the
+# planner walked the whole partition backwards by seq filtering on doc_id, "sure" to meet the
+# document at once: 57-89 ms a call in two bench runs of six, and growing with the log. Only
+# entry_by_doc delivers (doc_id, seq) order, so it is the one path left.
+LATEST_PER_DOCUMENT = """
+SELECT d.doc_id, e.seq, e.leaf_hash
+FROM unnest($1::uuid[]) AS d (doc_id)
+CROSS JOIN LATERAL (
+    SELECT seq, leaf_hash FROM ledger.entry
+    WHERE doc_id >= d.doc_id AND doc_id <= d.doc_id
+    ORDER BY doc_id DESC, seq DESC LIMIT 1
+) AS e
+"""
+
 CLAIM_PENDING = """
     DELETE FROM ledger.pending WHERE id = ANY(ARRAY(
         SELECT id FROM ledger.pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -205,19 +223,7 @@ class PostgresLedgerWriter:
     async def _latest_per_document(conn: Conn, docs: set[str]) -> dict[str, PrevRef]:
         if not docs:
             return {}
-        # One backward index probe per document; DISTINCT ON over = ANY(...) sorted every
-        # matching row instead (measured ~0.5 s per 8000 documents).
-        rows = await conn.fetch(
-            """
-            SELECT d.doc_id, e.seq, e.leaf_hash
-            FROM unnest($1::uuid[]) AS d (doc_id)
-            CROSS JOIN LATERAL (
-                SELECT seq, leaf_hash FROM ledger.entry
-                WHERE doc_id = d.doc_id ORDER BY seq DESC LIMIT 1
-            ) AS e
-            """,
-            list(docs),
-        )
+        rows = await conn.fetch(LATEST_PER_DOCUMENT, list(docs))
         return {str(r["doc_id"]): PrevRef(r["seq"], bytes(r["leaf_hash"])) for r in rows}
 
     async def publish_checkpoint(self, signers: Sequence[NoteSigner]) -> StoredCheckpoint | None:
