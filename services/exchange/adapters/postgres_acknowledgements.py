@@ -140,12 +140,23 @@ def _queued(notice: StatusNotice) -> bytes:
 
 def coalesced_sql(p: Parameters, coalescing: Sequence[StatusNotice], now: dt.datetime) -> str:
     """The copies' status notices not handed over yet, settled into the new ones (which this
-    statement's snapshot does not hold, so they are never among them)."""
+    statement's snapshot does not hold, so they are never among them). Each new notice probes
+    notice_unhanded for its own copy: the lateral subquery is not flattened (its row lock), so
+    the planner cannot walk the whole index from the notice side and match each row against
+    the new notices, as it did on a young table's statistics (never analyzed: the unhanded
+    taken for one row), every call, whatever waits for every agency (8-10 ms for 12,000,
+    docs/perf/README.md). The lock rechecks the
+    conditions on a notice a concurrent push has changed, as the UPDATE's own did."""
     return f"""
         UPDATE exchange.notice o SET acknowledged_at = {p(now, "timestamptz")},
             coalesced_into = u.id
         FROM unnest({p([c.notice_id for c in coalescing], "uuid[]")},
             {p([c.agency for c in coalescing], "text[]")},
             {p([c.delivery_id for c in coalescing], "uuid[]")}) AS u(id, agency, delivery_id)
-        WHERE o.agency = u.agency AND o.delivery_id = u.delivery_id AND o.id <> u.id
-            AND o.kind = 'status' AND o.acknowledged_at IS NULL AND o.pushed_at IS NULL"""  # noqa: S608 - placeholders and constants only
+        CROSS JOIN LATERAL (
+            SELECT n.id FROM exchange.notice n
+            WHERE n.agency = u.agency AND n.delivery_id = u.delivery_id AND n.id <> u.id
+                AND n.kind = 'status' AND n.acknowledged_at IS NULL AND n.pushed_at IS NULL
+            FOR UPDATE
+        ) c
+        WHERE o.id = c.id"""  # noqa: S608 - placeholders and constants only
