@@ -28,7 +28,6 @@ import asyncio
 import contextvars
 import datetime as dt
 import enum
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -358,6 +357,11 @@ def _header_role(headers: dict[str, str]) -> Role:
         raise UnauthenticatedError(f"unknown role {role_raw!r}") from None
 
 
+# Certificates a TlsCallerResolver keeps answers for (each a kilobyte or two, PEM or DER): more
+# than the agencies and operators of an axis, and a bound whatever callers present.
+_CACHE_ENTRIES = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class _Validated:
     caller: Caller
@@ -376,7 +380,8 @@ class TlsCallerResolver:
     gRPC's handshake already refused clients without a certificate of the anchors, or with an
     expired one. Here the certificate is validated again with the trust core, which adds what
     the handshake does not know: revocation (CRLs ingested at runtime), the clientAuth usage,
-    and the docaxis identity. Results are cached per certificate until the revocations change.
+    and the docaxis identity. Results are cached per certificate until the revocations change
+    or the certificate's validity ends.
     """
 
     def __init__(
@@ -386,11 +391,19 @@ class TlsCallerResolver:
         *,
         open_ttl_s: float = 5.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        cache_entries: int = _CACHE_ENTRIES,
     ) -> None:
+        if cache_entries < 1:
+            raise ValueError("the certificate cache keeps at least one entry")
         self._trust = trust
         self._open = _OpenAgencies(agency_open, ttl_s=open_ttl_s)
         self._clock = clock
+        # Validated certificates by their bytes as received, oldest first. The bytes themselves
+        # are the key: a dict hashes and compares them for much less than the SHA-256 of the
+        # PEM that was the key, on every call (docs/perf/README.md, "The call's fixed costs,
+        # again"), and equal keys are equal certificates, byte for byte.
         self._cache: dict[bytes, _Validated] = {}
+        self._cache_entries = cache_entries
 
     def resolve(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         now = self._clock()
@@ -443,8 +456,7 @@ class TlsCallerResolver:
         parsing it again; parsed (leaf and presented chain) and validated with the trust core
         otherwise. With `log_as_caller`, every log line of the call names its subject and
         serial, refusals included."""
-        key = hashlib.sha256(encoded).digest()
-        cached = self._cache.get(key)
+        cached = self._cache.get(encoded)
         if cached is not None and cached.holds(self._trust.generation, now):
             if log_as_caller:
                 _log_certificate(cached.caller.subject, cached.caller.serial)
@@ -463,12 +475,14 @@ class TlsCallerResolver:
             caller = self._identity(leaf, subject, serial)
         except CertificateError as exc:
             raise UnauthenticatedError(str(exc), reason=exc.reason, meta=exc.meta) from None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
         validated = _Validated(
             caller, generation, leaf.not_valid_before_utc, leaf.not_valid_after_utc
         )
-        self._cache[key] = validated
+        cache = self._cache
+        cache.pop(encoded, None)  # validated again: now the newest
+        if len(cache) >= self._cache_entries:
+            del cache[next(iter(cache))]  # the oldest, one at a time: no storm of misses
+        cache[encoded] = validated
         return validated
 
     def _delegated(

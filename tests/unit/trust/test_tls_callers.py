@@ -111,6 +111,71 @@ def test_a_known_certificate_is_answered_from_the_cache_without_parsing_it_again
     assert logged["caller_serial"] == first.serial
 
 
+def _identity(caller: Caller) -> tuple[str | None, str]:
+    return caller.agency_code, caller.serial
+
+
+def test_each_cached_certificate_is_answered_as_itself(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    """Certificates alike in all but their key and serial (the same CA, the same length, an
+    agency's reissued one beside it) each name their own agency and serial, call after call:
+    a call's certificate bytes arrive anew each time, and the cache keys on all of them."""
+    twin = CODE[:-1] + "6"
+    issued = [
+        fresh_ca.issue_agency(CODE, "Sở Y tế"),
+        fresh_ca.issue_agency(twin, "Sở Y tế"),
+        fresh_ca.issue_agency(CODE, "Sở Y tế"),  # reissued: the same subject, another serial
+    ]
+    expected = [
+        (code, f"{i.certificate.serial_number:x}")
+        for code, i in zip((CODE, twin, CODE), issued, strict=True)
+    ]
+    resolver = TlsCallerResolver(registry)
+    for _ in range(3):
+        for certificate, identity in zip(issued, expected, strict=True):
+            assert _identity(resolver.resolve(_ctx(certificate))) == identity
+
+
+def test_the_cache_keeps_its_bound_evicting_the_oldest(
+    fresh_ca: DemoCA, registry: TrustRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = (fresh_ca.issue_agency(CODE, "Sở Y tế") for _ in range(3))
+    resolver = TlsCallerResolver(registry, cache_entries=2)
+    parsed: list[int] = []
+    load = x509.load_pem_x509_certificate
+
+    def counted(data: bytes) -> x509.Certificate:
+        certificate = load(data)
+        parsed.append(certificate.serial_number)
+        return certificate
+
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", counted)
+    for issued in (first, second, third, third, second, first):
+        assert resolver.resolve(_ctx(issued)).serial == f"{issued.certificate.serial_number:x}"
+    # The third pushed the first out; the first, back, pushed the second out.
+    serials = [i.certificate.serial_number for i in (first, second, third, first)]
+    assert parsed == serials
+    with pytest.raises(ValueError, match="at least one"):
+        TlsCallerResolver(registry, cache_entries=0)
+
+
+def test_a_revocation_refuses_the_revoked_certificate_and_keeps_the_others(
+    fresh_ca: DemoCA, registry: TrustRegistry
+) -> None:
+    revoked, kept = (fresh_ca.issue_agency(CODE, "Sở Y tế") for _ in range(2))
+    resolver = TlsCallerResolver(registry)
+    for issued in (revoked, kept):
+        assert resolver.resolve(_ctx(issued)).agency_code == CODE
+    fresh_ca.revoke(revoked.certificate)
+    registry.use_crls(fresh_ca.crls())
+    for _ in range(2):  # refused again: a refusal is not cached, nor the answer before it
+        with pytest.raises(UnauthenticatedError) as failure:
+            resolver.resolve(_ctx(revoked))
+        assert failure.value.reason == "CERTIFICATE_REVOKED"
+        assert resolver.resolve(_ctx(kept)).serial == f"{kept.certificate.serial_number:x}"
+
+
 def test_certificates_that_are_not_client_credentials_are_refused(
     fresh_ca: DemoCA, registry: TrustRegistry
 ) -> None:
