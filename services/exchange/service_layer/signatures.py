@@ -189,7 +189,10 @@ class SignatureVerifier:
         found: _Found,
     ) -> None:
         data = await content(attachment.sha256)
-        if await asyncio.to_thread(_pdf_signature_count, data) == 0:
+        # Bytes that do not start like a PDF carry no signature: said by a look at their first
+        # KiB here, where a thread's hop to say it cost more than the look (a PDF's name or
+        # media type on bytes that are not one).
+        if not is_pdf(data) or await asyncio.to_thread(_pdf_signature_count, data) == 0:
             # A PDF without signatures (or one no PDF reader can open, which then cannot carry
             # any) is refused only when no other form fills the roles, decided once every form
             # was looked at; a signed one is always verified.
@@ -358,8 +361,6 @@ def _checked(timestamped_at: dt.datetime | None, authority: str) -> str:
 
 
 def _pdf_signature_count(data: bytes) -> int:
-    if not is_pdf(data):
-        return 0
     try:
         return count_signatures(data)
     except TrustError:

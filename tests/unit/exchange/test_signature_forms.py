@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import threading
 
 import pytest
 
@@ -21,6 +22,7 @@ from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import Submission
 from services.exchange.domain.signature_rules import SignatureForm, SignatureRules
 from services.exchange.domain.verification import SignatureMode
+from services.exchange.service_layer import signatures
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.signatures import SignatureVerifier
 from tests.fakes import FakeDirectoryLookup, FakeDocumentStore
@@ -175,6 +177,53 @@ async def test_a_transport_attested_agency_sends_unsigned_and_it_is_marked_and_l
     assert (mode, checks) == (SignatureMode.TRANSPORT_ATTESTED, [])
     facts = [e.data for e in scene.store.ledger if e.entry_type == "verification"]
     assert facts == [{"result": "transport_attested", "signatures": 0}]
+
+
+def _signature_counts(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The threads the verifier counted a PDF's signatures on, one entry per count (the
+    verifier's own function: the one it hops to a thread with)."""
+    counted_on: list[threading.Thread] = []
+    count = signatures._pdf_signature_count
+
+    def counted(data: bytes) -> int:
+        counted_on.append(threading.current_thread())
+        return count(data)
+
+    monkeypatch.setattr(signatures, "_pdf_signature_count", counted)
+    return counted_on
+
+
+async def test_bytes_that_are_not_a_pdf_are_unsigned_without_counting_signatures(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attachment named and typed as a PDF whose bytes are not one carries no signature:
+    marked unsigned where the policy allows it, SIGNATURE_MISSING naming it where it does not,
+    and its signatures never counted (no thread's hop for it)."""
+    counted_on = _signature_counts(monkeypatch)
+    not_a_pdf = b"PK\x03\x04" + bytes(range(256)) * 40  # 10 KiB, as the bench's attachment
+
+    error = await _refusal(scene, not_a_pdf)
+    assert (error.reason, error.meta["attachment"]) == ("SIGNATURE_MISSING", "văn bản.pdf")
+    scene.directory.policies[SENDER] = SignatureRules(transport_attested=True)
+    await scene.submit(not_a_pdf)
+
+    assert scene.verification() == (SignatureMode.TRANSPORT_ATTESTED, [])
+    assert counted_on == []
+
+
+async def test_a_signed_pdf_is_still_counted_off_the_event_loop_and_verified(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted_on = _signature_counts(monkeypatch)
+
+    await scene.submit(await scene.signed_pdf())
+
+    assert scene.verification() == (
+        SignatureMode.SIGNED,
+        [("pades", "person"), ("pades", "organization")],
+    )
+    assert len(counted_on) == 1
+    assert counted_on[0] is not threading.current_thread()
 
 
 async def test_an_envelope_signed_by_the_agency_counts_as_its_signature(scene: Scene) -> None:
