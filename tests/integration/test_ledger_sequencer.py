@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +16,7 @@ from services.common import postgres
 from services.ledger.adapters.postgres import CLAIM_PENDING, LATEST_PER_DOCUMENT
 from tests.infra import SuiteServices
 from tests.integration.test_ledger_guards import ORIGIN, sequence_all, stage
+from tests.query_plans import plan_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +26,6 @@ async def database_url(services: SuiteServices) -> str:
     url = await postgres.recreate_database(services.database_url, "docaxis_ledger_sequencer")
     await migrate(url)
     return url
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 async def _drained_and_vacuumed(url: str, signer: NoteSigner) -> int:
@@ -76,7 +69,7 @@ async def test_a_backlog_on_empty_statistics_is_claimed_with_one_locking_pass(
         finally:
             await transaction.rollback()
         plan = json.loads(explained)[0]["Plan"]
-        loops = [n["Actual Loops"] for n in _nodes(plan) if n["Node Type"] == "LockRows"]
+        loops = [n["Actual Loops"] for n in plan_nodes(plan) if n["Node Type"] == "LockRows"]
         assert (loops, claimed) == ([1], 100)
     finally:
         await conn.close()
@@ -117,7 +110,7 @@ async def test_a_documents_last_entry_is_found_by_its_index_on_statistics_of_a_y
     finally:
         await conn.close()
     assert [(str(r["doc_id"]), r["seq"]) for r in rows] == [(early, last_of_early)]
-    scans = [n for n in _nodes(json.loads(explained)[0]["Plan"]) if "Relation Name" in n]
+    scans = [n for n in plan_nodes(json.loads(explained)[0]["Plan"]) if "Relation Name" in n]
     assert scans, explained
     # Every partition probed through entry_by_doc, none read past a document's own entries.
     assert {(n["Relation Name"], n.get("Index Name", "")) for n in scans} == {

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,7 @@ from services.exchange.adapters.postgres_statements import Parameters
 from tests.infra import SuiteServices
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import a_submission, send
+from tests.query_plans import plan_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +40,6 @@ async def database_url(services: SuiteServices) -> str:
     url = await postgres.recreate_database(services.database_url, "docaxis_coalescing_plan")
     await migrate(url)
     return url
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 async def _explained(
@@ -130,7 +125,9 @@ async def test_a_new_notice_probes_its_own_copys_unhanded_notices_on_young_stati
         await conn.close()
     assert [tuple(r) for r in settled] == [(waiting["id"], new)]
     scans = [
-        n for n in _nodes(plan) if n.get("Relation Name") == "notice" and "Scan" in n["Node Type"]
+        n
+        for n in plan_nodes(plan)
+        if n.get("Relation Name") == "notice" and "Scan" in n["Node Type"]
     ]
     assert scans, plan
     # Each scan of notice found the sender's own notice alone: no walk of the others.
