@@ -92,8 +92,7 @@ class LedgerWriterLoop:
             if term is None:
                 return
             try:
-                await self._writer.take_over()
-                await self._writer.record_keys(self._signers)
+                await self._take_over()
                 await self._last_words(term)
             finally:
                 await term.release()
@@ -111,9 +110,7 @@ class LedgerWriterLoop:
 
     async def _lead(self, term: LeaderTerm, stop: asyncio.Event) -> bool:
         """Sequences until `stop` (True, once its last words are said) or the lock is lost."""
-        epoch = await self._writer.take_over()
-        log.info("ledger_writer_took_over", epoch=epoch)
-        await self._writer.record_keys(self._signers)
+        await self._take_over()
         last_checkpoint = 0.0
         limit = self._batch_size
         while not stop.is_set():
@@ -134,6 +131,13 @@ class LedgerWriterLoop:
                 await pause(stop, self._idle_wait_s)
         await self._last_words(term)
         return True
+
+    async def _take_over(self) -> None:
+        """What a writer does first on taking the lead: fences off the previous one and
+        registers its signing keys."""
+        epoch = await self._writer.take_over()
+        log.info("ledger_writer_took_over", epoch=epoch)
+        await self._writer.record_keys(self._signers)
 
     async def _last_words(self, term: LeaderTerm) -> None:
         """What was staged before the stop sequenced and made provable: the process stops this
