@@ -345,6 +345,29 @@ def stored_document(item: NewSubmission) -> PushedDocument:
     )
 
 
+# Submit's reads: the blobs the sender holds among the attachments (with the bytes of those in
+# $4, when stored in one piece), and the earlier request with this consignment id, if any. The
+# sender's hold on each blob asked for is probed by blob_owner's primary key, (sha256, agency),
+# in a LATERAL subquery whose LIMIT keeps it from being flattened: as a join, a generic plan
+# read every blob the sender ever held (blob_owner_agency) and hashed them against the few
+# asked for, on young statistics and current ones (docs/perf/README.md, "Young statistics").
+SUBMIT_LOOKUPS_SQL = """
+SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
+    NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
+FROM exchange.blob b
+CROSS JOIN LATERAL (
+    SELECT FROM exchange.blob_owner o WHERE o.sha256 = b.sha256 AND o.agency = $1 LIMIT 1
+) AS held
+LEFT JOIN exchange.blob_chunk c ON b.sha256 = ANY($4::text[])
+    AND c.storage_id = b.storage_id AND c.start_offset = 0
+    AND length(c.data) = b.size
+WHERE b.sha256 = ANY($2::text[])
+UNION ALL
+SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
+FROM exchange.document WHERE sender = $1 AND consignment_id = $3
+"""
+
+
 class PostgresDocumentStore(PostgresUploads):
     def __init__(self, pool: asyncpg.Pool, *, kept: StoredDocuments | None = None) -> None:
         """`kept`: the documents recently stored or read, shared with the lifecycle store."""
@@ -379,19 +402,7 @@ class PostgresDocumentStore(PostgresUploads):
             # piece: a Submit's PDFs and envelope, for the signature checks), then the earlier
             # request with this consignment id, if any: one round trip where there were three.
             rows = await conn.fetch(
-                """
-                SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
-                    NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
-                FROM exchange.blob b
-                JOIN exchange.blob_owner o ON o.sha256 = b.sha256
-                LEFT JOIN exchange.blob_chunk c ON b.sha256 = ANY($4::text[])
-                    AND c.storage_id = b.storage_id AND c.start_offset = 0
-                    AND length(c.data) = b.size
-                WHERE o.agency = $1 AND b.sha256 = ANY($2::text[])
-                UNION ALL
-                SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
-                FROM exchange.document WHERE sender = $1 AND consignment_id = $3
-                """,
+                SUBMIT_LOOKUPS_SQL,
                 sender,
                 [f.sha256 for f in files],
                 consignment_id,
@@ -814,8 +825,14 @@ async def write_decided(
 SETTLE_AFTER_S = 1.0
 
 
+# The relay's batch: rows not published yet, in id order, that no other relay holds.
+PUBLISH_SQL = """
+SELECT id, routing_key, message_id, message_type, payload, delivery_id, traceparent, now() AS now
+FROM exchange.outbox WHERE published_at IS NULL
+ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
 # The relay's pass: published rows past the grace that no other pass holds.
-_SETTLE_SQL = """
+SETTLE_SQL = """
 SELECT o.id, o.delivery_id, o.published_at,
     (d.id IS NOT NULL AND d.queued_at IS NULL) AS unmarked
 FROM exchange.outbox o LEFT JOIN exchange.delivery d ON d.id = o.delivery_id
@@ -824,7 +841,7 @@ ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED
 """
 # The final pass: every published row, waiting for those another pass holds (in id order, as
 # every pass locks them: two final passes of two workers cannot deadlock).
-_FINAL_SETTLE_SQL = _SETTLE_SQL.replace("SKIP LOCKED", "")
+_FINAL_SETTLE_SQL = SETTLE_SQL.replace("SKIP LOCKED", "")
 # How long the final pass waits for one lock: a claim or an acknowledgement commits in
 # milliseconds; a longer hold (a stuck transaction) leaves its rows to the next start, within
 # the shutdown's grace.
@@ -869,15 +886,7 @@ class PostgresOutbox:
     ) -> int:
         """One batch published: the notices' rows deleted, the copies' marked published."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """
-                SELECT id, routing_key, message_id, message_type, payload, delivery_id,
-                    traceparent, now() AS now
-                FROM exchange.outbox WHERE published_at IS NULL
-                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-                """,
-                limit,
-            )
+            rows = await conn.fetch(PUBLISH_SQL, limit)
             if not rows:
                 return 0
             await publish(
@@ -943,7 +952,7 @@ class PostgresOutbox:
                     "SELECT set_config('lock_timeout', $1, true)", f"{int(lock_timeout_s * 1000)}ms"
                 )
             waiting = await conn.fetch(
-                _FINAL_SETTLE_SQL if final else _SETTLE_SQL,
+                _FINAL_SETTLE_SQL if final else SETTLE_SQL,
                 limit,
                 0.0 if final else self._settle_after_s,
             )

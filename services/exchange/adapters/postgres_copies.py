@@ -37,7 +37,7 @@ _PUBLISHED = """,
     ) END AS published_at"""
 _LOCK_PLAIN_SQL = _LOCK_SQL.format(published="")
 _LOCK_FREE_SQL = _LOCK_PLAIN_SQL.rstrip() + " SKIP LOCKED\n"
-_LOCK_PUBLISHED_SQL = _LOCK_SQL.format(published=_PUBLISHED)
+LOCK_PUBLISHED_SQL = _LOCK_SQL.format(published=_PUBLISHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ async def lock_copies(
     if skip_locked:
         sql = _LOCK_FREE_SQL
     else:
-        sql = _LOCK_PUBLISHED_SQL if with_published else _LOCK_PLAIN_SQL
+        sql = LOCK_PUBLISHED_SQL if with_published else _LOCK_PLAIN_SQL
     return {row["id"]: _locked(row) for row in await conn.fetch(sql, list(set(keys)))}
 
 

@@ -331,6 +331,34 @@ async def queue_status_notices(
     return [(str(notice_id) if notice_id else "", fate) for notice_id, fate in decided]
 
 
+# What the notice decision reads, in one round trip: each agency's unacknowledged notices, the
+# status notices of the same copies not yet handed over (coalescing), and which copies' statuses
+# go on to another hub (stage_notices: never held). The unhanded ones are probed per new notice
+# by (agency, copy): a LATERAL subquery with a LIMIT is never flattened into a join. As a semi
+# join (`(agency, delivery_id) IN (unnest ...)`), on a notice table never analyzed, the planner
+# took the unhanded notices for about one row and walked notice_unhanded whole, every agency's,
+# matching each against the new notices: 5.7-8.4 ms a decision with 3,200 waiting, in both plan
+# modes, where the probes take 0.25-0.36 ms (docs/perf/README.md, "Young statistics").
+NOTICE_DECISION_SQL = """
+SELECT 'count' AS kind, agency, NULL::uuid AS delivery_id, count(*) AS count
+FROM exchange.notice
+WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL GROUP BY agency
+UNION ALL
+SELECT 'unhanded', u.agency, u.delivery_id, 0
+FROM unnest($2::text[], $3::uuid[]) AS u (agency, delivery_id)
+CROSS JOIN LATERAL (
+    SELECT FROM exchange.notice n
+    WHERE n.agency = u.agency AND n.delivery_id = u.delivery_id
+        AND n.acknowledged_at IS NULL AND n.pushed_at IS NULL AND n.kind = 'status'
+    LIMIT 1
+) AS unhanded
+UNION ALL
+SELECT 'forwarded', NULL, d.id, 0 FROM exchange.delivery d
+JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NULL)
+"""
+
+
 async def decide_status_notices(
     conn: Conn, new: Sequence[NewNotice], limits: NoticeLimits, *, hub: str | None = None
 ) -> list[tuple[uuid.UUID | None, NoticeFate]]:
@@ -341,23 +369,8 @@ async def decide_status_notices(
     if not new:
         return []
     agencies = sorted({n.agency for n in new})
-    # What the decision needs, in one round trip: each agency's unacknowledged notices, the
-    # status notices of the same copies not yet handed over (coalescing), and which copies'
-    # statuses go on to another hub (stage_notices: never held).
     rows = await conn.fetch(
-        """
-        SELECT 'count' AS kind, agency, NULL::uuid AS delivery_id, count(*) AS count
-        FROM exchange.notice
-        WHERE agency = ANY($1::text[]) AND acknowledged_at IS NULL GROUP BY agency
-        UNION ALL
-        SELECT 'unhanded', agency, delivery_id, 0 FROM exchange.notice
-        WHERE (agency, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::uuid[]))
-            AND acknowledged_at IS NULL AND pushed_at IS NULL AND kind = 'status'
-        UNION ALL
-        SELECT 'forwarded', NULL, d.id, 0 FROM exchange.delivery d
-        JOIN exchange.document doc ON doc.uuid = d.document_uuid
-        WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NULL)
-        """,
+        NOTICE_DECISION_SQL,
         agencies,
         [n.agency for n in new],
         [uuid.UUID(n.delivery_id) for n in new],
@@ -393,6 +406,50 @@ def coalescing_notices(
         for notice, (notice_id, fate) in zip(new, decided, strict=True)
         if fate is NoticeFate.COALESCED and notice_id is not None
     ]
+
+
+# Notices (ids) locked in id order, as every transaction that changes notices locks them: two
+# streams claiming, or acknowledging, the same notices never deadlock.
+NOTICE_LOCK_SQL = """
+SELECT id, agency, acknowledged_at FROM exchange.notice WHERE id = ANY($1::uuid[])
+ORDER BY id FOR UPDATE
+"""
+# A push of notices (ids, locked, unacknowledged): counted, and handed over at the first. By id
+# alone: with `acknowledged_at IS NULL` in the statement, notice_pending's predicate, on a notice
+# table never analyzed the planner read every unacknowledged notice (of every agency) to find
+# the few claimed: 0.9 ms for 3,200, growing to the bound per agency (docs/perf/README.md,
+# "Young statistics"). The lock has read what the condition was for.
+NOTICE_CLAIM_SQL = """
+UPDATE exchange.notice SET push_count = push_count + 1, pushed_at = coalesce(pushed_at, now())
+WHERE id = ANY($1::uuid[])
+RETURNING id, agency, kind, delivery_id, status_row
+"""
+
+
+# Every status of a document's copies, probed copy by copy: the OFFSET 0 keeps the lateral
+# subquery from being flattened into a join. As a join, on a status table never analyzed, the
+# planner hashed the copies and read every status ever recorded (0.7 ms for 3,200, growing with
+# the history) where the probes take 0.05 ms (docs/perf/README.md, "Young statistics").
+LIFECYCLE_STATUSES_SQL = """
+SELECT d.id AS delivery_id, s.status_id, s.code, s.occurred_at, s.recorded_at, s.description,
+    s.staff, s.reported_by
+FROM exchange.delivery d
+CROSS JOIN LATERAL (
+    SELECT status_id, code, occurred_at, recorded_at, description, staff::text AS staff,
+        reported_by
+    FROM exchange.delivery_status WHERE delivery_id = d.id OFFSET 0
+) AS s
+WHERE d.document_uuid = $1
+"""
+
+
+# A document's versions: those with its id, and the replacements that name it.
+VERSIONS_SQL = """
+SELECT uuid, document_id, sender, business_type, submitted_at
+FROM exchange.document
+WHERE document_id = $1 OR (business_type = 2 AND header -> 'response_for' ? $1)
+ORDER BY submitted_at, uuid
+"""
 
 
 class PostgresLifecycleStore:
@@ -540,16 +597,7 @@ class PostgresLifecycleStore:
     ) -> list[Acknowledgement | None]:
         keys = [uuid.UUID(notice_id) for notice_id, _ in claims]
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = {
-                row["id"]: row
-                for row in await conn.fetch(
-                    """
-                    SELECT id, agency, acknowledged_at FROM exchange.notice
-                    WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
-                    """,
-                    list(set(keys)),
-                )
-            }
+            rows = {row["id"]: row for row in await conn.fetch(NOTICE_LOCK_SQL, list(set(keys)))}
             results: list[Acknowledgement | None] = []
             acknowledged: dict[uuid.UUID, dt.datetime] = {}
             for key, (_, agency) in zip(keys, claims, strict=True):
@@ -672,25 +720,17 @@ class PostgresLifecycleStore:
     async def begin_notices(self, claims: Sequence[tuple[str, str]]) -> list[NoticeItem | None]:
         keys = [uuid.UUID(notice_id) for notice_id, _ in claims]
         async with self._pool.acquire() as conn, conn.transaction():
-            # Locked in id order first: two streams claiming the same notices never deadlock.
-            await conn.execute(
-                "SELECT 1 FROM exchange.notice WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
-                list(set(keys)),
+            claimed = {(key, agency) for key, (_, agency) in zip(keys, claims, strict=True)}
+            pushed = [
+                row["id"]
+                for row in await conn.fetch(NOTICE_LOCK_SQL, list(set(keys)))
+                if row["acknowledged_at"] is None and (row["id"], row["agency"]) in claimed
+            ]
+            rows = (
+                {row["id"]: row for row in await conn.fetch(NOTICE_CLAIM_SQL, pushed)}
+                if pushed
+                else {}
             )
-            rows = {
-                row["id"]: row
-                for row in await conn.fetch(
-                    """
-                    UPDATE exchange.notice n SET push_count = n.push_count + 1,
-                        pushed_at = coalesce(n.pushed_at, now())
-                    FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[])) AS u(id, agency)
-                    WHERE n.id = u.id AND n.agency = u.agency AND n.acknowledged_at IS NULL
-                    RETURNING n.id, n.agency, n.kind, n.delivery_id, n.status_row
-                    """,
-                    keys,
-                    [agency for _, agency in claims],
-                )
-            }
             deliveries = {
                 row["id"]: row
                 for row in await conn.fetch(
@@ -800,15 +840,7 @@ class PostgresLifecycleStore:
                 """,
                 doc_key,
             )
-            statuses = await conn.fetch(
-                """
-                SELECT s.delivery_id, s.status_id, s.code, s.occurred_at, s.recorded_at,
-                    s.description, s.staff::text AS staff, s.reported_by
-                FROM exchange.delivery_status s JOIN exchange.delivery d ON d.id = s.delivery_id
-                WHERE d.document_uuid = $1
-                """,
-                doc_key,
-            )
+            statuses = await conn.fetch(LIFECYCLE_STATUSES_SQL, doc_key)
         by_delivery: dict[str, list[StatusEntry]] = {}
         for row in statuses:
             by_delivery.setdefault(str(row["delivery_id"]), []).append(_entry(row))
@@ -874,13 +906,5 @@ class PostgresLifecycleStore:
         return [_link(r) for r in answered], [_link(r) for r in replies]
 
     async def versions(self, document_id: str) -> list[DocumentLink]:
-        rows = await self._pool.fetch(
-            """
-            SELECT uuid, document_id, sender, business_type, submitted_at
-            FROM exchange.document
-            WHERE document_id = $1 OR (business_type = 2 AND header -> 'response_for' ? $1)
-            ORDER BY submitted_at, uuid
-            """,
-            document_id,
-        )
+        rows = await self._pool.fetch(VERSIONS_SQL, document_id)
         return [_link(r) for r in rows]
