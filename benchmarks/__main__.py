@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -29,7 +30,7 @@ from docaxis.common.v1 import common_pb2
 
 from benchmarks import ceilings
 from benchmarks.circular import CircularResult, run_pull_circular, run_push_circular
-from benchmarks.cpu import CpuMeter, Snapshot, per_item_ms, pid_file
+from benchmarks.cpu import CpuMeter, Snapshot, main_thread_ticks, per_item_ms, pid_file
 from benchmarks.ledger import store_figures
 from benchmarks.load import ATTACHMENT_BYTES, AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
@@ -149,6 +150,49 @@ def _profile(pid: int, output: Path, seconds: float, form: str) -> subprocess.Po
     )
 
 
+def _native_profile(
+    pids: list[int], output: Path, seconds: float, syscalls: bool
+) -> subprocess.Popen[bytes]:
+    """Linux perf on docaxis's processes: the C work (gRPC core, uvloop, asyncpg's protocol,
+    OpenSSL, the kernel) that py-spy does not see, at 199 Hz of CPU time with frame-pointer
+    stacks (read it with `perf report -i FILE --sort dso,sym`). With `syscalls`, instead,
+    every system call entered over the step with its arguments (`perf script -i FILE`: the
+    thread, the call's number, its file descriptor), whose sockets FILE.fds names: a record
+    costs about a microsecond a call, which inflates the threads that make many, so the two
+    are not taken together."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    what = ("-e", "raw_syscalls:sys_enter") if syscalls else ("-F", "199", "-g")
+    return subprocess.Popen(
+        [
+            *("perf", "record", *what, "-o", str(output)),
+            *("-p", ",".join(map(str, pids))),
+            *("--", "sleep", str(int(seconds))),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _sockets(pids: list[int]) -> dict[str, str]:
+    """What each file descriptor of `pids` is, keyed "pid fd": a TCP socket by its local and
+    remote ports, else the link's text; for reading the system calls by where they went."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+            ports[f"socket:[{fields[9]}]"] = f"tcp {local} -> {remote}"
+    found = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            found[f"{pid} {fd.name}"] = ports.get(link, link)
+    return found
+
+
 async def _steps(
     args: argparse.Namespace,
     mode: Mode,
@@ -170,12 +214,21 @@ async def _steps(
             for path, form in ((args.profile, "flamegraph"), (args.profile_raw, "raw"))
             if path is not None and rate == args.profile_rate
         ]
+        if args.profile_native is not None and rate == args.profile_rate:
+            profilers.append(
+                _native_profile(
+                    list(axis.processes()), args.profile_native, mode.step_s, args.native_syscalls
+                )
+            )
         # Past an overloaded step, later ones overload too: offer them only for as long as
         # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
         seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
         step = await _measured_step(workload, axis, meter, rate, seconds, mode.drain_s)
         for profiler in profilers:
             await asyncio.to_thread(profiler.wait)
+        if args.native_syscalls and args.profile_native is not None and rate == args.profile_rate:
+            sockets = _sockets(list(axis.processes()))
+            Path(f"{args.profile_native}.fds").write_text(json.dumps(sockets, indent=1))
         steps.append(step)
         print(
             f"  step {rate:,.0f} docs/s: accepted {step.accepted_docs_per_s:,.1f}/s, "
@@ -405,10 +458,12 @@ async def _measured_step(
     """One step of load, with the CPU each group of processes (and each docaxis worker) used
     during it and its drain."""
     processes, wall, started = axis.processes(), time.monotonic(), meter.snapshot()
+    loops = main_thread_ticks(processes)
     step = await workload.run_step(rate, seconds, drain_s=drain_s)
     workers = worker_cores(processes, axis.processes(), axis.pid, time.monotonic() - wall)
     ended = meter.snapshot()
     used = meter.seconds(started, ended)
+    loop_s = (main_thread_ticks(processes) - loops) / os.sysconf("SC_CLK_TCK")
     return dataclasses.replace(
         step,
         server_cores=sum(workers),
@@ -417,6 +472,7 @@ async def _measured_step(
         cpu_seconds={g: round(s, 3) for g, s in used.items()},
         cpu_ms_per_document=per_item_ms(used, step.accepted_docs),
         cpu_ms_per_copy=per_item_ms(used, step.copies_delivered),
+        loop_cpu_ms_per_document=per_item_ms({"loop": loop_s}, step.accepted_docs).get("loop", 0.0),
     )
 
 
@@ -483,6 +539,16 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-raw",
         type=Path,
         help="also record py-spy's collapsed stacks (text, per process) here, same step",
+    )
+    parser.add_argument(
+        "--profile-native",
+        type=Path,
+        help="record a Linux perf profile (perf.data) of docaxis's processes here, same step",
+    )
+    parser.add_argument(
+        "--native-syscalls",
+        action="store_true",
+        help="--profile-native records every system call (and FILE.fds) instead of samples",
     )
     parser.add_argument(
         "--profile-rate", type=float, default=100, help="during the step at this rate (docs/s)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,20 @@ class CpuMeter:
             "other": round(max(0.0, machine - sum(used.values())), 2),
             "machine": round(machine, 2),
         }
+
+
+def main_thread_ticks(pids: Iterable[int]) -> int:
+    """CPU ticks the main thread of each of `pids` used so far: in docaxis, the event loop's
+    thread, which one core bounds whatever the process's other threads (gRPC's pollers, the
+    verification threads) add beside it."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def pid_file(path: Path) -> list[int]:

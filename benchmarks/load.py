@@ -147,6 +147,9 @@ class StepResult:
     # Cores each docaxis process (the first worker, then the others) used: how evenly the
     # workers share the load.
     worker_cores: list[float] = dataclasses.field(default_factory=list)
+    # CPU ms per accepted document of docaxis's event-loop threads (each process's main
+    # thread), within cpu_ms_per_document's docaxis figure: the part one core bounds.
+    loop_cpu_ms_per_document: float = 0.0
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the

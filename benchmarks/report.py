@@ -216,13 +216,14 @@ class Report:
             lines += [
                 "",
                 "CPU ms per accepted document (per delivered copy), during each step and its "
-                "drain:",
-                "  offered | " + " | ".join(f"{g:>16}" for g in groups),
+                "drain; loop: docaxis's event-loop threads, within docaxis:",
+                "  offered | " + " | ".join(f"{g:>16}" for g in groups) + " |   loop",
             ]
             for s in costs:
                 lines.append(
                     f"  {s.offered_docs_per_s:>7,.0f} | "
                     + " | ".join(_cost(s, g).rjust(16) for g in groups)
+                    + f" | {s.loop_cpu_ms_per_document:>6.1f}"
                 )
         return lines
 
