@@ -23,10 +23,18 @@ import pytest
 
 from services.bootstrap.migrations import migrate
 from services.common import postgres
-from services.exchange.adapters.postgres import PUBLISH_SQL, SETTLE_SQL, SUBMIT_LOOKUPS_SQL
+from services.directory.adapters.postgres_bindings import FIND_SQL
+from services.exchange.adapters.postgres import (
+    PUBLISH_SQL,
+    SETTLE_SQL,
+    SUBMIT_LOOKUPS_SQL,
+    UNOWNED_ATTACHMENTS_SQL,
+)
 from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL
 from services.exchange.adapters.postgres_lifecycle import (
     LIFECYCLE_STATUSES_SQL,
+    LINKS_ANSWERED_SQL,
+    LINKS_REPLIES_SQL,
     NOTICE_CLAIM_SQL,
     NOTICE_DECISION_SQL,
     NOTICE_LOCK_SQL,
@@ -39,11 +47,12 @@ from tests.query_plans import plan_nodes
 pytestmark = pytest.mark.integration
 
 # 3,000 documents from 20 senders (a bench document's width: its rows' size is what a scan of the
-# table costs the planner), a copy each (every tenth a second) to 200 agencies: 3 % of
-# the copies live (accepted, queued, pushed), the others acknowledged or dead-lettered; a 01 and
-# its notice to the sender per acknowledged copy, 2 % of them unacknowledged; the outbox rows
-# the relay has yet to settle; and 3,000 notices never handed over to one agency that is not
-# reading them (A199), about copies it did not send.
+# table costs the planner), three of them replies to D1500, a copy each to 199 agencies and every
+# tenth a second to one that receives many (A200, a ministry: 300): 3 % of the copies live
+# (accepted, queued, pushed), the others acknowledged or dead-lettered; a 01 and its notice to
+# the sender per acknowledged copy, 2 % of them unacknowledged; the outbox rows the relay has yet
+# to settle; 3,000 notices never handed over to one agency that is not reading them (A199),
+# about copies it did not send; and the directory's 2,000 certificate bindings.
 HISTORY = """
 INSERT INTO exchange.blob (sha256, size, storage_id)
 SELECT md5(i::text) || md5((-i)::text), 100, gen_random_uuid() FROM generate_series(1, 3000) i;
@@ -68,6 +77,8 @@ SELECT gen_random_uuid(), 'D' || i, 'A' || lpad((i % 20)::text, 3, '0'), 'C' || 
         'status', 'valid', 'subject', repeat('CN=Nguyễn Văn A, ', 6),
         'issuer', repeat('CN=Bench CA, ', 6))))
 FROM generate_series(1, 3000) i;
+UPDATE exchange.document SET header = jsonb_set(header, '{response_for}', '["D1500"]')
+WHERE document_id IN ('D1510', 'D1520', 'D1530');
 INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient, recipient,
     state, accepted_at, queued_at, pushed_at, push_count)
 SELECT gen_random_uuid(), d.uuid, k, r, r,
@@ -78,7 +89,7 @@ SELECT gen_random_uuid(), d.uuid, k, r, r,
 FROM (SELECT uuid, submitted_at, row_number() OVER (ORDER BY submitted_at) n
       FROM exchange.document) d
 CROSS JOIN LATERAL (
-    SELECT k, 'A' || lpad(((d.n + 7 * k + 1) % 199)::text, 3, '0') r
+    SELECT k, CASE k WHEN 0 THEN 'A' || lpad(((d.n + 1) % 199)::text, 3, '0') ELSE 'A200' END r
     FROM generate_series(0, CASE WHEN d.n % 10 = 0 THEN 1 ELSE 0 END) k
 ) c;
 UPDATE exchange.delivery SET acknowledged_at = accepted_at, transport_receipt = '\\x00'
@@ -101,6 +112,11 @@ INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, del
 SELECT recipient, id::text, 't', '\\x00', id,
     CASE WHEN state = 'accepted' THEN NULL ELSE accepted_at END
 FROM exchange.delivery;
+INSERT INTO directory.certificate_binding (spki_sha256, agency_code, role, subject, issuer,
+    serial, not_after, bound_by)
+SELECT md5('k' || i) || md5('-k' || i), 'A' || lpad((i % 200)::text, 3, '0'), 'person',
+    repeat('CN=Nguyễn Văn A, ', 6), repeat('CN=Bench CA, ', 6), i::text, NULL, 'operator'
+FROM generate_series(1, 2000) i;
 """
 
 # The log: one document's 200 entries, the statistics taken then (a new axis's first
@@ -180,6 +196,34 @@ HOT = (
         "SELECT uuid FROM exchange.document WHERE document_id = 'D1500'",
     ),
     Hot(
+        "a refusal's recheck of the sender's blobs, a federated submission's",
+        UNOWNED_ATTACHMENTS_SQL,
+        "SELECT 'A007', array_agg(sha256) FROM (SELECT sha256 FROM exchange.blob_owner "
+        "WHERE agency = 'A007' ORDER BY sha256 LIMIT 3) b",
+    ),
+    Hot(
+        "Track's links: the documents a reply answers, as a recipient of many sees them",
+        LINKS_ANSWERED_SQL,
+        "SELECT header -> 'response_for', 'A200', uuid FROM exchange.document "
+        "WHERE document_id = 'D1510'",
+    ),
+    Hot(
+        "Track's links: a document's replies, as a recipient of many sees them",
+        LINKS_REPLIES_SQL,
+        "SELECT document_id, 'A200', uuid FROM exchange.document WHERE document_id = 'D1500'",
+    ),
+    Hot(
+        "the directory's certificate bindings of keys (Submit's signature checks)",
+        FIND_SQL,
+        "SELECT NULL::text, array_agg(spki_sha256) FROM (SELECT spki_sha256 "
+        "FROM directory.certificate_binding ORDER BY spki_sha256 DESC LIMIT 2) k",
+    ),
+    Hot(
+        "the directory's certificate bindings of an agency",
+        FIND_SQL,
+        "SELECT 'A007', NULL::text[]",
+    ),
+    Hot(
         "the ledger's entries of a document",
         DOCUMENT_ENTRIES,
         "SELECT uuid FROM exchange.document WHERE document_id = 'D1500'",
@@ -196,7 +240,7 @@ async def history(services: SuiteServices) -> str:
         # The statistics stay those taken here, whatever autovacuum would do meanwhile.
         for (table,) in await conn.fetch(
             "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname IN ('exchange', 'ledger') "
+            "ON n.oid = c.relnamespace WHERE n.nspname IN ('exchange', 'ledger', 'directory') "
             "AND c.relkind = 'r'"
         ):
             await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
@@ -267,7 +311,7 @@ async def test_each_hot_statement_reads_only_what_it_is_asked_about(
                 "SELECT c.relname, a.attname FROM pg_index i "
                 "JOIN pg_class c ON c.oid = i.indexrelid "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                "WHERE c.relnamespace::regnamespace::text IN ('exchange', 'ledger')"
+                "WHERE c.relnamespace::regnamespace::text IN ('exchange', 'ledger', 'directory')"
             )
         }
         walks: list[str] = []

@@ -367,6 +367,17 @@ SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
 FROM exchange.document WHERE sender = $1 AND consignment_id = $3
 """
 
+# The blobs among $2 that $1 holds, for a refusal's recheck and a federated submission: the hold
+# probed as in SUBMIT_LOOKUPS_SQL. As a join, a generic plan read every blob the holder ever held
+# (docs/perf/README.md, "Young statistics, the rest").
+UNOWNED_ATTACHMENTS_SQL = """
+SELECT b.sha256, b.size FROM exchange.blob b
+CROSS JOIN LATERAL (
+    SELECT FROM exchange.blob_owner o WHERE o.sha256 = b.sha256 AND o.agency = $1 LIMIT 1
+) AS held
+WHERE b.sha256 = ANY($2::text[])
+"""
+
 
 class PostgresDocumentStore(PostgresUploads):
     def __init__(self, pool: asyncpg.Pool, *, kept: StoredDocuments | None = None) -> None:
@@ -428,11 +439,7 @@ class PostgresDocumentStore(PostgresUploads):
         if not attachments:
             return []
         rows = await self._pool.fetch(
-            """
-            SELECT b.sha256, b.size FROM exchange.blob b
-            JOIN exchange.blob_owner o ON o.sha256 = b.sha256
-            WHERE o.agency = $1 AND b.sha256 = ANY($2::text[])
-            """,
+            UNOWNED_ATTACHMENTS_SQL,
             owner,
             [a.sha256 for a in attachments],
         )

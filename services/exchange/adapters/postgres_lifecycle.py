@@ -451,6 +451,31 @@ WHERE document_id = $1 OR (business_type = 2 AND header -> 'response_for' ? $1)
 ORDER BY submitted_at, uuid
 """
 
+# Only the caller's own documents (sent, or a copy received and not withdrawn: see
+# withdrawal.recipient_sight): a party of one document learns nothing of exchanges it was not part
+# of. Administrators ($2 NULL) see all. The copy is probed per document by one_copy_per_recipient:
+# the OFFSET 0 keeps the planner from hashing the EXISTS, which read every copy the caller ever
+# received (delivery_inbox) to match a few documents, on young statistics in both plan modes and
+# on analyzed ones in the generic plan (docs/perf/README.md, "Young statistics, the rest").
+_LINK_SIGHT = """
+    AND d.uuid <> $3
+    AND ($2::text IS NULL OR d.sender = $2
+         OR EXISTS (SELECT FROM exchange.delivery v
+                    WHERE v.document_uuid = d.uuid AND v.recipient = $2
+                        AND v.state <> 'withdrawn' OFFSET 0))
+ORDER BY d.submitted_at, d.uuid
+"""
+# Track's links of a document: those it answers ($1, its response_for) and those answering it ($1,
+# its id), other than itself ($3), as the caller ($2) may see them.
+LINKS_ANSWERED_SQL = f"""
+SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
+FROM exchange.document d
+WHERE d.document_id IN (SELECT jsonb_array_elements_text($1::jsonb)){_LINK_SIGHT}"""  # noqa: S608 - constants only
+LINKS_REPLIES_SQL = f"""
+SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
+FROM exchange.document d
+WHERE d.header -> 'response_for' ? $1{_LINK_SIGHT}"""  # noqa: S608 - constants only
+
 
 class PostgresLifecycleStore:
     def __init__(
@@ -869,36 +894,15 @@ class PostgresLifecycleStore:
             )
             if document is None:
                 return [], []
-            # Only the caller's own documents (sent, or a copy received and not withdrawn: see
-            # withdrawal.recipient_sight): a party of one document learns nothing of exchanges it
-            # was not part of. Administrators (None) see all.
+            # As the caller may see them (_LINK_SIGHT).
             answered = await conn.fetch(
-                """
-                SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
-                FROM exchange.document d
-                WHERE d.document_id IN (SELECT jsonb_array_elements_text($1::jsonb))
-                    AND d.uuid <> $3
-                    AND ($2::text IS NULL OR d.sender = $2
-                         OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2
-                                        AND v.state <> 'withdrawn'))
-                ORDER BY d.submitted_at, d.uuid
-                """,
+                LINKS_ANSWERED_SQL,
                 document["response_for"],
                 agency,
                 uuid.UUID(document_uuid),
             )
             replies = await conn.fetch(
-                """
-                SELECT d.uuid, d.document_id, d.sender, d.business_type, d.submitted_at
-                FROM exchange.document d
-                WHERE d.header -> 'response_for' ? $1 AND d.uuid <> $3
-                    AND ($2::text IS NULL OR d.sender = $2
-                         OR EXISTS (SELECT 1 FROM exchange.delivery v
-                                    WHERE v.document_uuid = d.uuid AND v.recipient = $2
-                                        AND v.state <> 'withdrawn'))
-                ORDER BY d.submitted_at, d.uuid
-                """,
+                LINKS_REPLIES_SQL,
                 document["document_id"],
                 agency,
                 uuid.UUID(document_uuid),
