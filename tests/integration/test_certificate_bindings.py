@@ -145,6 +145,24 @@ async def test_a_pdf_signed_with_national_certificates_passes_once_bound_and_is_
             ]
         )
         assert all(b.bound_by for b in listed.bindings)
+        # The listing's other forms: an agency's keys (the official's is the sender's now), all.
+        of_agency = {
+            agency: await stub.ListCertificateBindings(
+                dpb.ListCertificateBindingsRequest(
+                    agency_code=agency, spki_sha256=[key_id(person.certificate)]
+                ),
+                timeout=10,
+            )
+            for agency in (sender, other)
+        }
+        assert [b.spki_sha256 for b in of_agency[sender].bindings] == [key_id(person.certificate)]
+        assert not of_agency[other].bindings
+        listed_all = await stub.ListCertificateBindings(
+            dpb.ListCertificateBindingsRequest(), timeout=10
+        )
+        assert {key_id(person.certificate), key_id(seal.certificate)} <= {
+            b.spki_sha256 for b in listed_all.bindings
+        }
 
         tracked = await clients[recipient].list_pending()
         (item,) = [i for i in tracked.items if i.document_uuid == document_uuid]
