@@ -331,6 +331,14 @@ async def run(args: argparse.Namespace) -> Report:
         mode = dataclasses.replace(mode, rates=rates, fixed=frozenset(rates))
     if args.step_s is not None:
         mode = dataclasses.replace(mode, step_s=args.step_s)
+    if args.agencies is not None:
+        senders, recipients = args.agencies
+        mode = dataclasses.replace(
+            mode,
+            name=f"{mode.name}, {senders} senders, {recipients} recipients",
+            senders=senders,
+            recipients=recipients,
+        )
     work = Path(os.environ.get("BENCH_LOCAL_DIR", str(REPO / ".local" / "bench")))
     work.mkdir(parents=True, exist_ok=True)
     for stale in ("pki", "audit-export"):
@@ -498,6 +506,16 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+def _agencies(text: str) -> tuple[int, int]:
+    try:
+        senders, recipients = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("SENDERS,RECIPIENTS, e.g. 8,16") from None
+    if not 1 <= senders <= 100 or not 2 <= recipients <= 100:
+        raise argparse.ArgumentTypeError("1-100 senders and 2-100 recipients")
+    return senders, recipients
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     size = parser.add_mutually_exclusive_group()
@@ -531,6 +549,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--step-s", type=float, help="seconds of load per step (default: the mode's)"
+    )
+    # The mode's few agencies are a few connections, which SO_REUSEPORT's hash may put all on
+    # one worker; an axis serves hundreds of agencies, each its own connection, spread evenly.
+    parser.add_argument(
+        "--agencies",
+        type=_agencies,
+        metavar="SENDERS,RECIPIENTS",
+        help="the steps' agencies, each its own connection (default: the mode's; quick 2,4, "
+        "full 4,8); more of them spread the load over the workers as an axis's many agencies do",
     )
     parser.add_argument(
         "--profile", type=Path, help="record a py-spy flame graph (SVG) of docaxis here"
