@@ -13,6 +13,7 @@ from docaxis.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from docaxis.ops.v1 import metrics_service_pb2 as mpb
 from docaxis.ops.v1 import metrics_service_pb2_grpc as mpb_grpc
 
+from docaxis_client.errors import item_error
 from docaxis_client.vietnam import today_in_vietnam
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
@@ -102,6 +103,45 @@ async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them
     logs = process.logs()
     assert code == 0, logs
     assert logs.count("server_stopped") == 2, logs  # both workers stopped cleanly
+
+
+async def test_a_copy_pushed_by_either_worker_carries_its_document(
+    e2e_database_url: str,
+    services: SuiteServices,
+    tmp_path: Path,
+    ledger_key_file: Path,
+    pki: SuitePki,
+) -> None:
+    """Documents submitted over one connection (so to one worker, which keeps each document it
+    stored), each received on a stream over a connection of its own, which the kernel gives to
+    either worker: the other worker reads the document beside its claim's transaction, and
+    every push, from either worker, carries the document as submitted, and is acknowledged on
+    its stream (all eight streams landing on the Submits' worker has odds 1/256)."""
+    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
+    await process.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+        sender, recipient = await register(process, 2)
+        async with process.client(sender) as s:
+            for round_ in range(ROUNDS):
+                header = make_header(sender, [recipient], subject=f"Vòng {round_}")
+                response = await s.submit(f"c-{uuid.uuid4()}", header)
+                async with process.client(recipient) as r, r.receive_stream() as stream:
+                    async with asyncio.timeout(15):
+                        item = await anext(aiter(stream))
+                    assert item.delivery.document_uuid == response.receipt.document_uuid
+                    pushed = type(header)()
+                    pushed.CopyFrom(item.delivery.header)
+                    pushed.ClearField("document_id")  # the axis's, added at Submit
+                    assert pushed == header
+                    assert len(item.delivery.signatures) == 2  # the official's, the agency's
+                    stream.acknowledge(item)
+                    async with asyncio.timeout(15):
+                        confirmed = await stream.confirmed(item.delivery.delivery_id)
+                    assert item_error(confirmed.error) is None
+    finally:
+        code = await process.terminate()
+    assert code == 0, process.logs()
 
 
 async def test_one_scrape_sums_the_counters_of_both_workers(

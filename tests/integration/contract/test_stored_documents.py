@@ -3,6 +3,7 @@ served from them carries exactly what it would have read from Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
@@ -12,9 +13,9 @@ import pytest
 
 from services.exchange.adapters.postgres import PostgresDocumentStore, load_manifests
 from services.exchange.adapters.stored_documents import StoredDocuments
-from services.exchange.domain.model import AttachmentRef
+from services.exchange.domain.model import AttachmentRef, Route
 from services.exchange.domain.verification import SignatureCheck, SignatureMode, Verification
-from services.exchange.service_layer.ports import NewSubmission, PushItem
+from services.exchange.service_layer.ports import DeadLetter, NewSubmission, PushItem
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import (
     a_receipt,
@@ -23,6 +24,7 @@ from tests.integration.contract.test_document_store_contract import (
     events_for,
     sha256_of,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +81,22 @@ async def a_rich_submission(store: PostgresDocumentStore) -> NewSubmission:
     )
 
 
+def assert_same_document(
+    from_kept: PushItem | DeadLetter | None,
+    from_postgres: PushItem | DeadLetter | None,
+    route: Route,
+) -> None:
+    """Two pushes of one document's copies (`from_postgres` of `route`'s) carry the same
+    document, field by field."""
+    assert isinstance(from_kept, PushItem)
+    assert isinstance(from_postgres, PushItem)
+    assert dataclasses.replace(
+        from_kept,
+        delivery_id=route.delivery_id,
+        requested_recipient=route.requested_recipient,
+    ) == dataclasses.replace(from_postgres, first_handover=from_kept.first_handover)
+
+
 async def test_a_push_from_the_kept_document_equals_one_read_from_postgres(
     pool: asyncpg.Pool,
 ) -> None:
@@ -98,18 +116,47 @@ async def test_a_push_from_the_kept_document_equals_one_read_from_postgres(
     (from_postgres,) = await reading.begin_pushes(
         [(second.delivery_id, second.effective_recipient)]
     )
+    assert_same_document(from_kept, from_postgres, second)
     assert isinstance(from_kept, PushItem)
-    assert isinstance(from_postgres, PushItem)
-    assert dataclasses.replace(
-        from_kept,
-        delivery_id=second.delivery_id,
-        requested_recipient=second.requested_recipient,
-    ) == dataclasses.replace(from_postgres, first_handover=from_kept.first_handover)
     assert from_kept.verification is not None
     assert from_kept.verification.checks[0].signed_at == SIGNED_AT
     assert from_kept.envelope is not None
     assert from_kept.envelope.description == ""  # as stored
     assert other.get(key) == kept.get(key)  # the read was kept
+
+
+async def test_a_claim_commits_while_its_document_is_still_being_read(
+    pool: asyncpg.Pool,
+) -> None:
+    """A store that never saw the document (another worker's Submit) reads it beside the
+    claim's transaction, not inside it: with the document's signatures locked by another
+    session, the copy is already recorded pushed (committed, its lock released) while the read
+    waits; the push then carries the document as the storing store would have."""
+    storing = PostgresDocumentStore(pool, kept=StoredDocuments())
+    reading = PostgresDocumentStore(pool, kept=StoredDocuments())
+    item = await a_rich_submission(storing)
+    assert await storing.store_submissions([item]) == [None]
+    first, second = item.receipt.routes
+    (from_kept,) = await storing.begin_pushes([(first.delivery_id, first.effective_recipient)])
+    async with pool.acquire() as other:
+        blocking = other.transaction()
+        await blocking.start()
+        try:
+            await other.execute("LOCK TABLE exchange.document_signature IN ACCESS EXCLUSIVE MODE")
+            claiming = asyncio.create_task(
+                reading.begin_pushes([(second.delivery_id, second.effective_recipient)])
+            )
+            await eventually(
+                lambda: pool.fetchval(
+                    "SELECT pushed_at IS NOT NULL FROM exchange.delivery WHERE id = $1",
+                    uuid.UUID(second.delivery_id),
+                )
+            )
+            assert not claiming.done()  # its read waits for the table's lock
+        finally:
+            await blocking.rollback()
+    (from_postgres,) = await claiming
+    assert_same_document(from_kept, from_postgres, second)
 
 
 async def test_a_receipts_manifest_from_the_kept_document_equals_one_read_from_postgres(
