@@ -201,15 +201,19 @@ async def _publish_routed(
     (their queue does not exist). Any other failure is raised once all are answered; a
     TimeoutError once `stalled_after_s` pass without any of them answered."""
     publishes = [asyncio.ensure_future(_publish(exchange, m)) for m in messages]
-    pending: set[asyncio.Future[None]] = set(publishes)
+    # Counted by a callback on each publish rather than by asyncio.wait(FIRST_COMPLETED) in a
+    # loop: that registered and removed a callback on every pending publish at each wake-up,
+    # quadratic in the batch (3,000 publishes confirmed a few at a time: 2.4-2.9 s of the
+    # relay's CPU for 3.3 s of publishing; 1.6 s for 3,000 futures alone).
+    waiting = Answers(publishes)
     try:
-        while pending:
-            answered, pending = await asyncio.wait(
-                pending, timeout=stalled_after_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not answered:
-                raise TimeoutError(f"no confirm in {stalled_after_s} s, {len(pending)} waiting")
+        while waiting.remaining:
+            if not await waiting.progress(stalled_after_s):
+                raise TimeoutError(
+                    f"no confirm in {stalled_after_s} s, {waiting.remaining} waiting"
+                )
     finally:
+        pending = [publish for publish in publishes if not publish.done()]
         for publish in pending:
             publish.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -221,6 +225,31 @@ async def _publish_routed(
         elif failure is not None:
             raise failure
     return missing
+
+
+class Answers:
+    """How many of `futures` are not yet done, and a wait for the next to be."""
+
+    def __init__(self, futures: Sequence[asyncio.Future[None]]) -> None:
+        self.remaining = len(futures)
+        self._answered = asyncio.Event()
+        for future in futures:
+            future.add_done_callback(self._done)
+
+    def _done(self, _future: asyncio.Future[None]) -> None:
+        self.remaining -= 1
+        self._answered.set()
+
+    async def progress(self, timeout_s: float) -> bool:
+        """Waits until at least one more is done since the last call; False after `timeout_s`
+        without any."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._answered.wait()
+        except TimeoutError:
+            return False
+        self._answered.clear()
+        return True
 
 
 async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
