@@ -119,6 +119,39 @@ async def test_a_message_that_is_not_docaxis_is_dead_lettered_and_the_stream_goe
         await own.close()
 
 
+async def test_a_batch_over_the_publishers_channels_reaches_each_queue_once_in_order(
+    services: SuiteServices,
+) -> None:
+    """Thirty agencies, three messages each, interleaved, over four channels: each agency's
+    queue holds its three, once each, in the batch's order (an agency's messages share a
+    channel), and the publisher used all four channels."""
+    name = f"test-publish-channels-{uuid.uuid4()}"
+    own = await rabbit.connect(services.amqp_url, name=name)
+    publisher = RabbitPublisher(own, channels=4)
+    agencies = [unique_code() for _ in range(30)]
+    sent = [delivery_to(a) for _ in range(3) for a in agencies]
+    try:
+        await publisher.publish_batch(sent)
+        await publisher.publish_batch([delivery_to(a) for a in agencies])  # queues exist now
+        assert _channels_of(services, name) == [4]
+        channel = await rabbit.open_channel(own)
+        try:
+            for agency in agencies:
+                queue = await channel.declare_queue(inbox_queue_name(agency), passive=True)
+                held = []
+                while (message := await queue.get(fail=False)) is not None:
+                    held.append(message.message_id)
+                    await message.ack()
+                expected = [m.message_id for m in sent if m.routing_key == agency]
+                assert held[:3] == expected
+                assert len(held) == 4
+        finally:
+            await channel.close()
+    finally:
+        await publisher.close()
+        await own.close()
+
+
 def _connections_named(services: SuiteServices, name: str) -> list[dict[str, Any]]:
     """The broker's open connections whose client named them `name` (pid, channels: what its
     channel_max is checked against)."""
