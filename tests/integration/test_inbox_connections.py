@@ -26,6 +26,7 @@ from services.exchange.adapters.rabbit import (
     RabbitInbox,
     RabbitPublisher,
     inbox_queue_name,
+    lane_of,
 )
 from services.exchange.service_layer.inbox_ports import InboxMessage
 from tests.conftest import unique_code
@@ -124,11 +125,11 @@ async def test_a_batch_over_the_publishers_channels_reaches_each_queue_once_in_o
 ) -> None:
     """Thirty agencies, three messages each, interleaved, over four channels: each agency's
     queue holds its three, once each, in the batch's order (an agency's messages share a
-    channel), and the publisher used all four channels."""
+    channel), and the publisher used all four channels (the agencies cover every lane)."""
     name = f"test-publish-channels-{uuid.uuid4()}"
     own = await rabbit.connect(services.amqp_url, name=name)
     publisher = RabbitPublisher(own, channels=4)
-    agencies = [unique_code() for _ in range(30)]
+    agencies = _covering_lanes(4, 30)
     sent = [delivery_to(a) for _ in range(3) for a in agencies]
     try:
         await publisher.publish_batch(sent)
@@ -150,6 +151,15 @@ async def test_a_batch_over_the_publishers_channels_reaches_each_queue_once_in_o
     finally:
         await publisher.close()
         await own.close()
+
+
+def _covering_lanes(lanes: int, count: int) -> list[str]:
+    """`count` fresh agency codes among which every one of `lanes` publishing channels has one."""
+    codes = [unique_code() for _ in range(count)]
+    while len({lane_of(code, lanes) for code in codes}) < lanes:
+        codes.append(unique_code())
+        codes.pop(0)
+    return codes
 
 
 def _connections_named(services: SuiteServices, name: str) -> list[dict[str, Any]]:
