@@ -36,11 +36,12 @@ pytestmark = pytest.mark.e2e
 ROUNDS = 8
 
 
-def two_workers(
+async def two_workers(
     database_url: str, services: SuiteServices, log_dir: Path, ledger_key_file: Path, pki: SuitePki
 ) -> AxisProcess:
-    """`docaxis run` with two workers over mutual TLS (not started)."""
-    return AxisProcess(
+    """`docaxis run` with two workers over mutual TLS, started, once both serve (so that the
+    kernel can give the tests' first connection to either); stopped if they never do."""
+    process = AxisProcess(
         database_url,
         services.amqp_url,
         log_dir,
@@ -48,6 +49,13 @@ def two_workers(
         pki=pki,
         extra_env={"DOCAXIS_WORKERS": "2"},
     )
+    await process.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
+    except BaseException:
+        await process.terminate()
+        raise
+    return process
 
 
 def own_connection(process: AxisProcess, pki: SuitePki, code: str) -> grpc.aio.Channel:
@@ -70,11 +78,8 @@ async def test_unary_acknowledgements_free_the_stream_whatever_worker_takes_them
     Each item is acknowledged through a new connection, which the kernel gives to either
     worker: were acknowledgements taken by the other worker not told to the stream's, the
     stream would stall (with both workers serving, all eight landing on one has odds 1/128)."""
-    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
-    await process.start()
+    process = await two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     try:
-        # Both workers serve before the first connection is made.
-        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
         # Both on uvloop's loop, the default (services/common/event_loop.py).
         assert process.logs().count('"event_loop": "uvloop.Loop"') == 2
         sender, recipient = await register(process, 2)
@@ -117,10 +122,8 @@ async def test_a_copy_pushed_by_either_worker_carries_its_document(
     either worker: the other worker reads the document beside its claim's transaction, and
     every push, from either worker, carries the document as submitted, and is acknowledged on
     its stream (all eight streams landing on the Submits' worker has odds 1/256)."""
-    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
-    await process.start()
+    process = await two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     try:
-        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
         sender, recipient = await register(process, 2)
         async with process.client(sender) as s:
             for round_ in range(ROUNDS):
@@ -155,10 +158,8 @@ async def test_one_scrape_sums_the_counters_of_both_workers(
     connections the kernel spreads over both: every scrape, whichever worker answers it,
     counts all of them (each worker used to expose only its own series: the other one's
     scrapes showed none; all eight scrapes landing on one worker has odds 1/128)."""
-    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
-    await process.start()
+    process = await two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     try:
-        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
         sender, recipient = await register(process, 2)
         async with process.client(sender) as client:
             for _ in range(ROUNDS):
@@ -190,11 +191,9 @@ async def test_a_merge_committed_elsewhere_reroutes_every_workers_next_submit(
     through fresh connections (either worker) route to a recipient, which is then merged through
     a connection of the test's own: every Submit after it, whichever worker takes it, goes to
     the successor (each worker heard the change, or its transaction saw the generation move)."""
-    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
-    await process.start()
+    process = await two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     pool = await postgres.create_pool(e2e_database_url, min_size=1, max_size=1)
     try:
-        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
         sender, ward, commune = await register(process, 3)
 
         async def routed() -> str:
@@ -226,11 +225,9 @@ async def test_a_clean_stop_of_two_workers_records_every_copy_just_published_que
     to three recipients without a stream: the first worker stops, then stops the other; once
     both have exited, every copy is queued at its time of publish, with its `queued` entry in
     the log and nothing left staged or in the outbox, whichever worker relayed or sequenced."""
-    process = two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
-    await process.start()
+    process = await two_workers(e2e_database_url, services, tmp_path, ledger_key_file, pki)
     pool = await postgres.create_pool(e2e_database_url, min_size=1, max_size=2)
     try:
-        await eventually(lambda: asyncio.sleep(0, process.logs().count("server_started") == 2))
         sender, *recipients = await register(process, 4)
         async with process.client(sender) as client:
             document, published = await submitted_and_published(client, pool, sender, recipients)
