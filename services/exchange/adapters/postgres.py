@@ -348,19 +348,22 @@ def stored_document(item: NewSubmission) -> PushedDocument:
     )
 
 
-# Submit's reads: the blobs the sender holds among the attachments (with the bytes of those in
-# $4, when stored in one piece), and the earlier request with this consignment id, if any. The
-# sender's hold on each blob asked for is probed by blob_owner's primary key, (sha256, agency),
+# A blob (b) the agency $1 holds: its hold probed by blob_owner's primary key, (sha256, agency),
 # in a LATERAL subquery whose LIMIT keeps it from being flattened: as a join, a generic plan
-# read every blob the sender ever held (blob_owner_agency) and hashed them against the few
-# asked for, on young statistics and current ones (docs/perf/README.md, "Young statistics").
-SUBMIT_LOOKUPS_SQL = """
-SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
-    NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
-FROM exchange.blob b
+# read every blob the agency ever held (blob_owner_agency) and hashed them against the few
+# asked for, on young statistics and current ones (docs/perf/README.md, "Young statistics" and
+# "Young statistics, the rest").
+_HELD_BY_1 = """
 CROSS JOIN LATERAL (
     SELECT FROM exchange.blob_owner o WHERE o.sha256 = b.sha256 AND o.agency = $1 LIMIT 1
-) AS held
+) AS held"""
+
+# Submit's reads: the blobs the sender holds among the attachments (with the bytes of those in
+# $4, when stored in one piece), and the earlier request with this consignment id, if any.
+SUBMIT_LOOKUPS_SQL = f"""
+SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
+    NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
+FROM exchange.blob b{_HELD_BY_1}
 LEFT JOIN exchange.blob_chunk c ON b.sha256 = ANY($4::text[])
     AND c.storage_id = b.storage_id AND c.start_offset = 0
     AND length(c.data) = b.size
@@ -368,18 +371,13 @@ WHERE b.sha256 = ANY($2::text[])
 UNION ALL
 SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
 FROM exchange.document WHERE sender = $1 AND consignment_id = $3
-"""
+"""  # noqa: S608 - constants only
 
-# The blobs among $2 that $1 holds, for a refusal's recheck and a federated submission: the hold
-# probed as in SUBMIT_LOOKUPS_SQL. As a join, a generic plan read every blob the holder ever held
-# (docs/perf/README.md, "Young statistics, the rest").
-UNOWNED_ATTACHMENTS_SQL = """
-SELECT b.sha256, b.size FROM exchange.blob b
-CROSS JOIN LATERAL (
-    SELECT FROM exchange.blob_owner o WHERE o.sha256 = b.sha256 AND o.agency = $1 LIMIT 1
-) AS held
+# The blobs among $2 that $1 holds, for a refusal's recheck and a federated submission.
+UNOWNED_ATTACHMENTS_SQL = f"""
+SELECT b.sha256, b.size FROM exchange.blob b{_HELD_BY_1}
 WHERE b.sha256 = ANY($2::text[])
-"""
+"""  # noqa: S608 - constants only
 
 
 Decisions = list[tuple[LockedCopy, delivery.Push | delivery.DeadLettered] | None]
