@@ -27,17 +27,21 @@ def per_item_ms(cpu_seconds: Mapping[str, float], items: int) -> dict[str, float
     return {g: round(s * 1000 / items, 2) for g, s in cpu_seconds.items()}
 
 
+def _stat_fields(stat: Path) -> list[str] | None:
+    """A /proc `stat` file's fields after the ")" that ends the command name: state, ppid, ...
+    utime, stime, cutime, cstime at 11 to 14 (the 14th to 17th fields overall); None if the
+    process or thread exited meanwhile."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _processes() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, CPU ticks of it and its reaped children)."""
     found = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                # After the ")" that ends the command name: state, ppid, ... utime, stime,
-                # cutime, cstime (the 14th to 17th fields overall).
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # exited meanwhile
+        if entry.name.isdigit() and (fields := _stat_fields(entry / "stat")) is not None:
             found[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
     return found
 
@@ -102,11 +106,8 @@ def main_thread_ticks(pids: Iterable[int]) -> int:
     verification threads) add beside it."""
     ticks = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        ticks += int(fields[11]) + int(fields[12])
+        if (fields := _stat_fields(Path(f"/proc/{pid}/task/{pid}/stat"))) is not None:
+            ticks += int(fields[11]) + int(fields[12])
     return ticks
 
 
