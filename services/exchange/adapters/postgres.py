@@ -502,9 +502,11 @@ class PostgresDocumentStore(PostgresUploads):
         return [i for i, a in enumerate(attachments) if sizes.get(a.sha256) != a.size]
 
     async def store_submissions(self, batch: Sequence[NewSubmission]) -> list[StoreRefusal | None]:
+        # insert_submissions is one statement, atomic on its own: no BEGIN and COMMIT around it
+        # (two round trips of every Submit group, each a wait for the event loop).
         if len(batch) > 1:
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
+                async with self._pool.acquire() as conn:
                     await insert_submissions(conn, batch)
             except (
                 DuplicateDocumentError,
@@ -525,7 +527,7 @@ class PostgresDocumentStore(PostgresUploads):
 
     async def _store_one(self, item: NewSubmission) -> StoreRefusal | None:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire() as conn:
                 await insert_submissions(conn, [item])
         except DuplicateDocumentError:
             # Looked up after the rollback: the failed transaction can run nothing more.
@@ -1083,22 +1085,26 @@ async def _stored_submission(
 
 async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
     """Documents, their attachments, signatures and copies, their outbox rows (NOTIFYing the
-    relay at commit) and ledger events, in the caller's transaction, as ONE statement for the
-    whole batch: one round trip where a statement per table took six, one after the other, each
-    waiting for the event loop on a busy process (data-modifying WITH clauses run to completion
-    whatever the main query reads; the foreign keys between them are checked at the statement's
-    end, so a document's rows may reference it in the same statement).
+    relay at commit) and ledger events, in the caller's transaction if any (the statement is
+    atomic on its own), as ONE statement for the whole batch: one round trip where a statement
+    per table took six, one after the other, each waiting for the event loop on a busy process
+    (data-modifying WITH clauses run to completion whatever the main query reads; the foreign
+    keys between them are checked at the statement's end, so a document's rows may reference
+    it in the same statement).
 
     Raises DuplicateConsignmentError, DuplicateDocumentError (naming no document: the caller
     looks it up after the rollback) or AttachmentsGoneError for the first document refused, or
-    DirectoryChangedError when a document's directory reads are no longer current."""
+    DirectoryChangedError when a document's directory reads are no longer current, having
+    written none of the batch's rows: every clause is gated on the same generation check, so
+    that the statement needs no transaction around it to leave nothing of a refused batch."""
     p = Parameters()
-    documents = _documents_sql(p, batch)
-    attachments = _attachments_sql(p, batch)
-    signatures = _signatures_sql(p, batch)
-    copies = _copies_sql(p, batch)
+    unchanged = _unchanged_sql(p, batch)
+    documents = _documents_sql(p, batch, unchanged)
+    attachments = _attachments_sql(p, batch, unchanged)
+    signatures = _signatures_sql(p, batch, unchanged)
+    copies = _copies_sql(p, batch, unchanged)
     messages = _messages_sql(p, batch)
-    events = ledger_events_sql(p, [event for item in batch for event in item.events])
+    events = ledger_events_sql(p, [event for item in batch for event in item.events], unchanged)
     try:
         inserted = await conn.fetchval(
             f"""
@@ -1126,7 +1132,21 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
         raise DirectoryChangedError
 
 
-def _documents_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
+def _unchanged_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
+    """With kept directory reads, the WHERE clause that keeps every row of the batch unless the
+    directory generation they were stamped with is still the current one in this statement's
+    snapshot (the caller then refuses the batch: services/exchange/service_layer/
+    directory_cache.py says why that is enough); none without. The check reads the directory's
+    table: kept reads exist only when the directory shares this database. An uncorrelated
+    subquery: evaluated once per clause (a one-time filter), not per row, and the same in every
+    clause (one snapshot)."""
+    generations = sorted({g for item in batch for g in item.directory_generations})
+    if not generations:
+        return ""
+    return f"WHERE (SELECT n FROM directory.generation) = ALL({p(generations, 'bigint[]')})"  # noqa: S608 - placeholders and constants only
+
+
+def _documents_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
     return f"""
         INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
             fingerprint, business_type, header, submitted_at, traceparent,
@@ -1148,10 +1168,11 @@ def _documents_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     },
             {p([envelope_to_json(i.submission.envelope) for i in batch], "text[]")})
             AS u(uuid, document_id, sender, consignment_id, fingerprint, business_type, header,
-                submitted_at, traceparent, verification, envelope)"""  # noqa: S608 - placeholders and constants only
+                submitted_at, traceparent, verification, envelope)
+        {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 
-def _attachments_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
+def _attachments_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
     rows = [
         (uuid.UUID(item.receipt.document_uuid), i, a)
         for item in batch
@@ -1166,10 +1187,11 @@ def _attachments_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
             {p([a.media_type for _, _, a in rows], "text[]")},
             {p([a.size for _, _, a in rows], "bigint[]")},
             {p([a.sha256 for _, _, a in rows], "text[]")},
-            {p([a.description for _, _, a in rows], "text[]")})"""  # noqa: S608 - placeholders and constants only
+            {p([a.description for _, _, a in rows], "text[]")})
+        {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 
-def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
+def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
     rows = [
         (uuid.UUID(item.receipt.document_uuid), i, s)
         for item in batch
@@ -1196,23 +1218,13 @@ def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
             {p([first for first, _ in bounds], "int[]")},
             {p([last for _, last in bounds], "int[]")},
             {p([s.signed_at for _, _, s in rows], "timestamptz[]")})
-            AS u(document_uuid, position, role, algorithm, value, first, last, signed_at)"""  # noqa: S608 - placeholders and constants only
+            AS u(document_uuid, position, role, algorithm, value, first, last, signed_at)
+        {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 
-def _copies_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
-    """The copies; with kept directory reads, none unless the directory generation they were
-    stamped with is still the current one in this statement's snapshot (the caller then
-    refuses the batch: services/exchange/service_layer/directory_cache.py says why that is
-    enough). The check reads the directory's table: kept reads exist only when the directory
-    shares this database."""
+def _copies_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
+    """The copies, none unless `unchanged` (_unchanged_sql): their count tells the caller."""
     routes = [(item.receipt, i, r) for item in batch for i, r in enumerate(item.receipt.routes)]
-    generations = sorted({g for item in batch for g in item.directory_generations})
-    # An uncorrelated subquery: evaluated once per statement (a one-time filter), not per row.
-    unchanged = (
-        f"WHERE (SELECT n FROM directory.generation) = ALL({p(generations, 'bigint[]')})"  # noqa: S608
-        if generations
-        else ""
-    )
     return f"""
         INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
             recipient, state, accepted_at, via_hub)

@@ -23,8 +23,9 @@ class Parameters:
         return f"${len(self.values)}::{sql_type}"
 
 
-def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent]) -> str:
-    """The events in ledger.pending, ids in the list's order, as stage_ledger_events."""
+def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent], where: str = "") -> str:
+    """The events in ledger.pending, ids in the list's order, as stage_ledger_events; `where`:
+    a WHERE clause on which they are staged at all."""
     return f"""
         INSERT INTO ledger.pending
             (entry_type, doc_uuid, document_id, from_agency, to_agency, actor, occurred_at, data)
@@ -38,6 +39,7 @@ def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent]) -> str:
             {p([e.occurred_at for e in events], "timestamptz[]")},
             {p([event_data(e) for e in events], "text[]")}) WITH ORDINALITY
             AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
+        {where}
         ORDER BY e.n"""  # noqa: S608 - placeholders and constants only
 
 

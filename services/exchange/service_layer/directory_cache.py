@@ -14,7 +14,8 @@ refuses one it would accept), whatever a concurrent write does:
    after each clear reads it; later misses reuse it). Data is therefore at least as new as its
    stamp: a write that commits in between makes the data newer than the stamp, never older.
 3. A Submit's transaction stores the document only if the current generation, read by the
-   statement that inserts its copies (adapters/postgres.py, insert_submissions), equals every
+   statement that inserts it (adapters/postgres.py, insert_submissions: each of its clauses
+   reads it, in the statement's one snapshot), equals every
    stamp its reads carried; otherwise it stores nothing and the Submit reads again and decides
    again (DirectoryChangedError). Equal means no directory write committed between the stamp's
    read and that statement, so what the Submit used is what a fresh read would have returned

@@ -6,13 +6,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
+from services.common import postgres
 from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.domain.model import AttachmentRef, Signature, Submission
-from services.exchange.service_layer.ports import AttachmentsGoneError, NewSubmission
+from services.exchange.service_layer.ports import (
+    AttachmentsGoneError,
+    DirectoryChangedError,
+    NewSubmission,
+)
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import (
     a_receipt,
@@ -116,3 +122,65 @@ async def test_an_attachment_swept_before_the_commit_refuses_its_document_alone(
         [uuid.UUID(good.receipt.document_uuid), uuid.UUID(swept.receipt.document_uuid)],
     )
     assert stored == 1
+
+
+@pytest.fixture
+async def one_connection(contract_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of one connection: every statement the store sends is on it, in order."""
+    created = await postgres.create_pool(contract_database_url, min_size=1, max_size=1)
+    yield created
+    await created.close()
+
+
+async def test_a_group_is_stored_by_its_statement_alone(
+    pool: asyncpg.Pool, one_connection: asyncpg.Pool
+) -> None:
+    """A group of documents, and a document on its own, each go to Postgres as one statement
+    and nothing else: no BEGIN and COMMIT around a statement that is atomic by itself (two
+    round trips of every Submit group)."""
+    group = [await a_document(PostgresDocumentStore(pool)) for _ in range(4)]
+    store = PostgresDocumentStore(one_connection)
+    # The first use of the connection reads the types of its statement (asyncpg's own queries).
+    assert await store.store_submissions(group[:1]) == [None]
+    sent: list[str] = []
+    async with one_connection.acquire() as conn:
+        conn.add_query_logger(lambda logged: sent.append(logged.query))
+    assert await store.store_submissions(group[1:3]) == [None, None]
+    assert await store.store_submissions(group[3:]) == [None]
+    assert [query.split()[:2] for query in sent] == [["WITH", "documents"]] * 2
+
+
+async def test_a_group_decided_on_a_changed_directory_leaves_no_row(pool: asyncpg.Pool) -> None:
+    """Documents whose directory reads are stamped with a generation that is no longer the
+    current one are refused with DirectoryChangedError, and nothing of them is stored: no
+    document, attachment, signature, copy, outbox row nor ledger event (no transaction rolls
+    them back: the statement itself writes none)."""
+    store = PostgresDocumentStore(pool)
+    current = await pool.fetchval("SELECT n FROM directory.generation")
+    group = [
+        dataclasses.replace(await a_document(store), directory_generations=frozenset({current - 1}))
+        for _ in range(2)
+    ]
+    outcomes = await store.store_submissions(group)
+    assert [type(outcome) for outcome in outcomes] == [DirectoryChangedError] * 2
+    documents = [uuid.UUID(item.receipt.document_uuid) for item in group]
+    rows = await pool.fetchval(
+        """
+        SELECT (SELECT count(*) FROM exchange.document WHERE uuid = ANY($1::uuid[]))
+            + (SELECT count(*) FROM exchange.document_attachment
+                WHERE document_uuid = ANY($1::uuid[]))
+            + (SELECT count(*) FROM exchange.document_signature
+                WHERE document_uuid = ANY($1::uuid[]))
+            + (SELECT count(*) FROM exchange.delivery WHERE document_uuid = ANY($1::uuid[]))
+            + (SELECT count(*) FROM exchange.outbox WHERE message_id = ANY($2::text[]))
+            + (SELECT count(*) FROM ledger.pending WHERE doc_uuid = ANY($1::uuid[]))
+        """,
+        documents,
+        [route.delivery_id for item in group for route in item.receipt.routes],
+    )
+    assert rows == 0
+    # The same documents, stamped with the current generation, are stored whole.
+    fresh = [
+        dataclasses.replace(item, directory_generations=frozenset({current})) for item in group
+    ]
+    assert await store.store_submissions(fresh) == [None, None]
