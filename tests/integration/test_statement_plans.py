@@ -32,6 +32,7 @@ from services.exchange.adapters.postgres import (
 )
 from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL
 from services.exchange.adapters.postgres_lifecycle import (
+    ACKNOWLEDGEMENT_LOCK_SQL,
     LIFECYCLE_STATUSES_SQL,
     LINKS_ANSWERED_SQL,
     LINKS_REPLIES_SQL,
@@ -161,6 +162,11 @@ HOT = (
         NOTICE_DECISION_SQL,
         f"SELECT array_agg(DISTINCT sender), array_agg(sender), array_agg(id), array_agg(id), "  # noqa: S608 - constants only
         f"NULL::text FROM ({LIVE}) live",
+    ),
+    Hot(
+        "the copies' lock of an acknowledgement group, with its notice decision's reads",
+        ACKNOWLEDGEMENT_LOCK_SQL,
+        f"SELECT array_agg(id) FROM ({LIVE}) live",  # noqa: S608 - constants only
     ),
     Hot(
         "the copies' lock of a push claim (with the relay's time of publish)",

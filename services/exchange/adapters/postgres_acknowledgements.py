@@ -1,10 +1,10 @@
-"""The writes of an acknowledgement group's transaction as ONE statement: after the copies'
-lock and the notice decision's read, what the rules decided (the copies with their transport
-receipts, the 01s, the status notices with their outbox rows, the notices they coalesce, the
-ledger events and the NOTIFYs) goes in one round trip, where each was a statement of its own and
-a round trip one after the other (eight in all), each waiting for the event loop on a busy
-process. Data-modifying WITH clauses run to completion whatever the main query reads; the
-foreign keys between them (a notice's 01, a coalesced notice's successor) are checked at the
+"""The writes of an acknowledgement group's transaction as ONE statement: after the copies' lock
+(which reads what the notice decision needs), what the rules decided (the copies with their
+transport receipts, the 01s, the status notices with their outbox rows, the notices they
+coalesce, the ledger events and the NOTIFYs) goes in one round trip, where each was a statement
+of its own and a round trip one after the other (eight in all), each waiting for the event loop
+on a busy process. Data-modifying WITH clauses run to completion whatever the main query reads;
+the foreign keys between them (a notice's 01, a coalesced notice's successor) are checked at the
 statement's end, and none of them sees the rows another inserts, so each is given what it needs
 (the 01s' row ids come from their clause's RETURNING)."""
 

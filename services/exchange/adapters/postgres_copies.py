@@ -38,6 +38,9 @@ _PUBLISHED = """,
 _LOCK_PLAIN_SQL = _LOCK_SQL.format(published="")
 _LOCK_FREE_SQL = _LOCK_PLAIN_SQL.rstrip() + " SKIP LOCKED\n"
 LOCK_PUBLISHED_SQL = _LOCK_SQL.format(published=_PUBLISHED)
+# With whether each copy's document came from another hub (federation), for a statement that
+# reads more beside the lock (locked_copy reads its rows).
+LOCK_FORWARDED_SQL = _LOCK_SQL.format(published=",\n    doc.from_hub IS NOT NULL AS forwarded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,8 @@ class LockedCopy:
     published_at: dt.datetime | None = None
 
 
-def _locked(row: asyncpg.Record) -> LockedCopy:
+def locked_copy(row: asyncpg.Record) -> LockedCopy:
+    """A row of the lock's statement, as a LockedCopy."""
     return LockedCopy(
         key=row["id"],
         ref=CopyRef(
@@ -105,7 +109,7 @@ async def lock_copies(
         sql = _LOCK_FREE_SQL
     else:
         sql = LOCK_PUBLISHED_SQL if with_published else _LOCK_PLAIN_SQL
-    return {row["id"]: _locked(row) for row in await conn.fetch(sql, list(set(keys)))}
+    return {row["id"]: locked_copy(row) for row in await conn.fetch(sql, list(set(keys)))}
 
 
 async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[LockedCopy]:

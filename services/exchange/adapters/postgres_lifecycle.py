@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
@@ -24,9 +25,11 @@ from services.exchange.adapters.postgres_acknowledgements import (
     write_acknowledgements,
 )
 from services.exchange.adapters.postgres_copies import (
+    LOCK_FORWARDED_SQL,
     LockedCopy,
     lock_copies,
     lock_document_copies,
+    locked_copy,
     save_copies,
 )
 from services.exchange.adapters.postgres_statements import Parameters
@@ -359,6 +362,69 @@ WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NU
 """
 
 
+# An acknowledgement group's copies, locked as lock_copies locks them (in id order), with what
+# the notice decision of their first acknowledgements reads (NOTICE_DECISION_SQL's three reads,
+# for every copy locked): one round trip where the lock and the decision's read were two, one
+# after the other, in every acknowledgement group. Per copy, its sender's notices waiting (one
+# count per sender, probed by agency: a LATERAL aggregate is never flattened into a join), its
+# status notice not handed over yet (a LATERAL subquery with a LIMIT: a probe per copy; as an
+# EXISTS in the select list the planner hashed notice_unhanded whole, every agency's, on young
+# statistics and current ones) and whether its document came from another hub. The counts are
+# of the statement's snapshot, which may precede the lock's wait: a transaction committed
+# meanwhile that holds one of these copies acknowledged it (then it is no first acknowledgement
+# here) or changed it without a notice; the bound holds to within the concurrent writers, as
+# decide_status_notices' does.
+ACKNOWLEDGEMENT_LOCK_SQL = f"""
+WITH locked AS MATERIALIZED ({LOCK_FORWARDED_SQL})
+SELECT l.*, w.waiting, u.unhanded IS NOT NULL AS unhanded
+FROM locked l
+LEFT JOIN LATERAL (
+    SELECT true AS unhanded FROM exchange.notice n
+    WHERE n.agency = l.sender AND n.delivery_id = l.id
+        AND n.acknowledged_at IS NULL AND n.pushed_at IS NULL AND n.kind = 'status'
+    LIMIT 1
+) u ON true
+JOIN (
+    SELECT s.sender, c.waiting FROM (SELECT DISTINCT sender FROM locked) s
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS waiting FROM exchange.notice n
+        WHERE n.agency = s.sender AND n.acknowledged_at IS NULL
+    ) c
+) w ON w.sender = l.sender
+ORDER BY l.id
+"""  # noqa: S608 - constants only
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeReads:
+    """What the notice decision reads: the notices waiting for each agency (Waiting), and the
+    copies (delivery ids) whose notices go on to another hub."""
+
+    waiting: Mapping[str, Waiting]
+    forwarded: frozenset[str]
+
+
+async def lock_for_acknowledgement(
+    conn: Conn, keys: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, LockedCopy], NoticeReads]:
+    """The copies among `keys` that exist, locked, by id (as lock_copies), and what the notice
+    decision of any of them reads, its sender being the agency notified, in one round trip."""
+    if not keys:
+        return {}, NoticeReads({}, frozenset())
+    rows = await conn.fetch(ACKNOWLEDGEMENT_LOCK_SQL, list(set(keys)))
+    unhanded: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["sender"]] = row["waiting"]
+        waiting = unhanded.setdefault(row["sender"], set())
+        if row["unhanded"]:
+            waiting.add(str(row["id"]))
+    return {row["id"]: locked_copy(row) for row in rows}, NoticeReads(
+        {agency: Waiting(count, frozenset(unhanded[agency])) for agency, count in counts.items()},
+        frozenset(str(row["id"]) for row in rows if row["forwarded"]),
+    )
+
+
 async def decide_status_notices(
     conn: Conn, new: Sequence[NewNotice], limits: NoticeLimits, *, hub: str | None = None
 ) -> list[tuple[uuid.UUID | None, NoticeFate]]:
@@ -386,13 +452,23 @@ async def decide_status_notices(
         )
         for agency in agencies
     }
-    forwarded = {str(row["delivery_id"]) for row in rows if row["kind"] == "forwarded"}
+    forwarded = frozenset(str(row["delivery_id"]) for row in rows if row["kind"] == "forwarded")
+    return notice_fates(new, NoticeReads(waiting, forwarded), limits)
+
+
+def notice_fates(
+    new: Sequence[NewNotice], reads: NoticeReads, limits: NoticeLimits
+) -> list[tuple[uuid.UUID | None, NoticeFate]]:
+    """The fate (notices.fates) of each status notice of new statuses on what was read, with
+    the id of its notice (None when suppressed)."""
+    if not new:
+        return []
     decided = fates(
         new,
-        waiting,
+        reads.waiting,
         bound=limits.bound,
         coalesce_after=limits.coalesce_after,
-        forwarded=forwarded,
+        forwarded=reads.forwarded,
     )
     return [(uuid.uuid4() if fate is not NoticeFate.SUPPRESSED else None, fate) for fate in decided]
 
@@ -558,7 +634,7 @@ class PostgresLifecycleStore:
     ) -> list[Acknowledgement | DomainError | None]:
         keys = [uuid.UUID(delivery_id) for delivery_id, _ in claims]
         async with self._pool.acquire() as conn, conn.transaction():
-            locked = await lock_copies(conn, keys)
+            locked, reads = await lock_for_acknowledgement(conn, keys)
             group = delivery.acknowledge_group(
                 [(key, recipient) for key, (_, recipient) in zip(keys, claims, strict=True)],
                 {key: (row.ref, row.copy) for key, row in locked.items()},
@@ -575,10 +651,10 @@ class PostgresLifecycleStore:
                 receipts,
                 self._kept,
             )
-            # The notice decision reads what waits for the senders: a round trip of its own,
-            # only for a group with first acknowledgements; every write then goes in one.
+            # The notice decision on what the lock read of the senders' waiting notices; every
+            # write then goes in one statement.
             new = [NewNotice(ref.sender, ref.delivery_id) for _, ref, _ in group.arrivals]
-            fated = await decide_status_notices(conn, new, self._notices)
+            fated = notice_fates(new, reads, self._notices)
             await write_acknowledgements(
                 conn,
                 AcknowledgementWrites(

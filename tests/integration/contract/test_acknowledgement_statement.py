@@ -1,9 +1,9 @@
 """An acknowledgement group's writes are one statement (write_acknowledgements): the copies with
 their transport receipts, the 01s, the status notices with their outbox rows, the notices they
-coalesce and the ledger events, after the copies' lock and the notice decision's read. Every
-row a group writes carries one command id, whatever the group holds: several copies, a copy
-claimed twice, a re-acknowledgement (which writes nothing but its receipt if it had none),
-a coalesced notice and a suppressed one."""
+coalesce and the ledger events, after the copies' lock, which reads what the notice decision
+needs. Every row a group writes carries one command id, whatever the group holds: several
+copies, a copy claimed twice, a re-acknowledgement (which writes nothing but its receipt if it
+had none), a coalesced notice and a suppressed one."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
+from services.common import postgres
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGED_CHANNEL,
+    ACKNOWLEDGEMENT_LOCK_SQL,
     PostgresLifecycleStore,
 )
+from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain.notices import NoticeFate, NoticeLimits
 from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
 from tests.integration.contract.conftest import unique
@@ -194,6 +197,43 @@ async def test_a_coalesced_and_a_suppressed_notice_in_the_same_statement(
     assert "notice" not in suppressed[0]["data"]
     assert not await pool.fetchval(
         "SELECT count(*) FROM exchange.notice WHERE delivery_id = $1", uuid.UUID(second)
+    )
+
+
+async def test_a_group_takes_two_statements_between_begin_and_commit(
+    pool: asyncpg.Pool, contract_database_url: str
+) -> None:
+    """The copies' lock reads what the notice decision needs in the same statement: a group
+    with first acknowledgements sends BEGIN, the lock, the writes and COMMIT, where the
+    decision's read was a round trip of its own between the lock and the writes."""
+    # The documents Submit stored kept for their receipts, as a process shares them.
+    kept = StoredDocuments()
+    docs = PostgresDocumentStore(pool, kept=kept)
+    sender, codes = unique("S"), [unique("R"), unique("R")]
+    copies = [
+        (r.delivery_id, r.effective_recipient)
+        for r in (await send(docs, a_submission(sender, codes))).receipt.routes
+    ]
+    one = await postgres.create_pool(contract_database_url, min_size=1, max_size=1)
+    try:
+        lifecycle = PostgresLifecycleStore(one, kept=kept)
+        # The first statements of a connection read the types they use (asyncpg's own).
+        await lifecycle.acknowledge_deliveries(copies[:1], NOW, receipt)
+        sent: list[str] = []
+        async with one.acquire() as conn:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        outcomes = await lifecycle.acknowledge_deliveries(copies[1:], NOW, receipt)
+    finally:
+        await one.close()
+    assert outcomes == [Acknowledgement(NOW, already_acknowledged=False)]
+    assert [query.split()[0] for query in sent] == ["BEGIN;", "WITH", "WITH", "COMMIT;"]
+    assert sent[1] == ACKNOWLEDGEMENT_LOCK_SQL
+    # The 01's notice was decided and queued to the sender.
+    assert (
+        await pool.fetchval(
+            "SELECT agency FROM exchange.notice WHERE delivery_id = $1", uuid.UUID(copies[1][0])
+        )
+        == sender
     )
 
 
