@@ -13,7 +13,12 @@ import pytest
 from docaxis_client.ledger.note import NoteSigner
 from services.bootstrap.migrations import migrate
 from services.common import postgres
-from services.ledger.adapters.postgres import CLAIM_PENDING, LATEST_PER_DOCUMENT
+from services.ledger.adapters.postgres import (
+    CLAIM_PENDING,
+    LATEST_PER_DOCUMENT,
+    SEQUENCER_ROLE,
+    PostgresLedgerWriter,
+)
 from tests.infra import SuiteServices
 from tests.integration.test_ledger_guards import ORIGIN, sequence_all, stage
 from tests.query_plans import plan_nodes
@@ -118,3 +123,36 @@ async def test_a_documents_last_entry_is_found_by_its_index_on_statistics_of_a_y
     }
     assert sum(n.get("Rows Removed by Filter", 0) for n in scans) == 0
     assert size > 3000
+
+
+async def test_a_batch_reads_its_fencing_token_and_the_tree_state_in_one_statement(
+    database_url: str,
+) -> None:
+    """A batch's transaction reads the writer's epoch and the tree state together, under the
+    row's lock: an empty batch is BEGIN, that read, the claim and COMMIT (the epoch and the
+    state were two round trips, one after the other, in every batch, empty or not), and a batch
+    with events appends them after the same read."""
+    pool = await postgres.create_pool(database_url, min_size=1, max_size=1, role=SEQUENCER_ROLE)
+    try:
+        writer = PostgresLedgerWriter(pool, ORIGIN)
+        await writer.take_over()
+        # The first statements of a connection read the types they use (asyncpg's own).
+        await writer.sequence_batch(10)
+        sent: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda logged: sent.append(" ".join(logged.query.split())))
+        assert await writer.sequence_batch(10) == 0
+        empty, sent[:] = list(sent), []
+        staging = await asyncpg.connect(database_url)
+        try:
+            await stage(staging, 3)
+        finally:
+            await staging.close()
+        assert await writer.sequence_batch(10) == 3
+    finally:
+        await pool.close()
+    fenced = "SELECT writer_epoch, size, root, compact_range, tile_builder FROM ledger.tree_state "
+    assert empty == ["BEGIN;", fenced + "FOR UPDATE", " ".join(CLAIM_PENDING.split()), "COMMIT;"]
+    assert sent[:3] == empty[:3]
+    assert sent[-1] == "COMMIT;"
+    assert not [query for query in sent if "writer_epoch" in query and query != sent[1]]

@@ -75,12 +75,21 @@ def _stored_entries(rows: Sequence[asyncpg.Record]) -> list[StoredEntry]:
 
 
 _STATE = "SELECT size, root, compact_range, tile_builder FROM ledger.tree_state"
-_STATE_FOR_UPDATE = _STATE + " FOR UPDATE"
+# The writer's: its fencing token read with the state, under the row's lock, in one round trip.
+_FENCED_STATE = (
+    "SELECT writer_epoch, size, root, compact_range, tile_builder FROM ledger.tree_state"
+)
+_FENCED_STATE_FOR_UPDATE = _FENCED_STATE + " FOR UPDATE"
+_FENCED_STATE_FOR_SHARE = _FENCED_STATE + " FOR SHARE"
 
 
-async def _tree_state(conn: Conn, *, for_update: bool) -> TreeState:
-    row = await conn.fetchrow(_STATE_FOR_UPDATE if for_update else _STATE)
+async def _tree_state(conn: Conn) -> TreeState:
+    row = await conn.fetchrow(_STATE)
     assert row is not None  # the migration inserts the single row
+    return _state_of(row)
+
+
+def _state_of(row: asyncpg.Record) -> TreeState:
     return TreeState(
         row["size"],
         bytes(row["root"]),
@@ -125,9 +134,6 @@ CLAIM_PENDING = """
               occurred_at, data::text AS data
 """
 
-_EPOCH_FOR_UPDATE = "SELECT writer_epoch FROM ledger.tree_state FOR UPDATE"
-_EPOCH_FOR_SHARE = "SELECT writer_epoch FROM ledger.tree_state FOR SHARE"
-
 
 class PostgresLedgerWriter:
     """Moves staged events into the log in batches, for the one elected leader (Leadership).
@@ -155,21 +161,27 @@ class PostgresLedgerWriter:
         self._epoch = epoch
         return epoch
 
-    async def _fence(self, conn: Conn, *, for_update: bool) -> None:
-        """Raises FencedOutError unless this writer's epoch is still the newest; the row lock
-        keeps a new leader's bump waiting until the caller's transaction ends."""
-        current = await conn.fetchval(_EPOCH_FOR_UPDATE if for_update else _EPOCH_FOR_SHARE)
+    async def _fenced(self, conn: Conn, *, for_update: bool) -> asyncpg.Record:
+        """The tree state's row (_state_of), read under its lock; raises FencedOutError unless
+        this writer's epoch is still the newest. The row lock keeps a new leader's bump waiting
+        until the caller's transaction ends."""
+        row = await conn.fetchrow(
+            _FENCED_STATE_FOR_UPDATE if for_update else _FENCED_STATE_FOR_SHARE
+        )
+        assert row is not None  # the migration inserts the single row
+        current = row["writer_epoch"]
         if self._epoch is None or current != self._epoch:
             raise FencedOutError(f"writer epoch {self._epoch} is not the newest ({current})")
+        return row
 
     async def sequence_batch(self, limit: int) -> int:
         """Sequences up to `limit` staged events in one transaction; returns how many."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._fence(conn, for_update=True)
-            state = await _tree_state(conn, for_update=True)
+            fenced = await self._fenced(conn, for_update=True)
             rows = await conn.fetch(CLAIM_PENDING, limit)
             if not rows:
                 return 0
+            state = _state_of(fenced)
             events = sorted(
                 (
                     StagedEvent(
@@ -241,8 +253,7 @@ class PostgresLedgerWriter:
         """Signs the committed tree if it grew since the last checkpoint. Never signs two
         checkpoints for one size: the size is the primary key and must exceed the last one."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._fence(conn, for_update=False)
-            state = await _tree_state(conn, for_update=False)
+            state = _state_of(await self._fenced(conn, for_update=False))
             last = await conn.fetchval("SELECT max(size) FROM ledger.checkpoint")
             if state.size == 0 or (last is not None and state.size <= last):
                 return None
@@ -471,7 +482,7 @@ class PostgresLedgerReader:
         """The tiles, cut to their widths, from one snapshot. A partial tile at `size` is the
         first W hashes of the full tile stored since, or of the current partial tile."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            state = await _tree_state(conn, for_update=False)
+            state = await _tree_state(conn)
             if size > state.size:
                 raise ValueError(f"tree size {size} exceeds the log's size {state.size}")
             rows = await conn.fetch(
