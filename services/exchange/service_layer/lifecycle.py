@@ -147,10 +147,17 @@ class LifecycleHandlers:
                 outcomes[index] = ValidationError(f"invalid {field}", problems)
             else:
                 (deliveries if kind is ItemKind.DELIVERY else notices).append((index, item_id))
-        delivered, noticed = await asyncio.gather(
-            self._deliveries.submit([(item_id, agency) for _, item_id in deliveries]),
-            self._notices.submit([(item_id, agency) for _, item_id in notices]),
-        )
+        delivering = [(item_id, agency) for _, item_id in deliveries]
+        noticing = [(item_id, agency) for _, item_id in notices]
+        if delivering and noticing:
+            delivered, noticed = await asyncio.gather(
+                self._deliveries.submit(delivering), self._notices.submit(noticing)
+            )
+        else:
+            # A stream's acknowledgements are nearly always of one kind: the one group commit
+            # awaited in this task, without two tasks and a gather per call.
+            delivered = await self._deliveries.submit(delivering) if delivering else []
+            noticed = await self._notices.submit(noticing) if noticing else []
         for (index, _), outcome in zip(
             [*deliveries, *notices], [*delivered, *noticed], strict=True
         ):
