@@ -259,23 +259,27 @@ async def _circulars(
     sender_code: str,
     communes: list[str],
     meter: CpuMeter,
-    profile: Path | None,
-) -> tuple[CircularResult, CircularResult]:
-    """The circular pushed to every commune's open stream (the headline), then pulled."""
+    profiles: dict[str, Path],
+    pull: bool = True,
+) -> tuple[CircularResult, CircularResult | None]:
+    """The circular pushed to every commune's open stream (the headline), then pulled (unless
+    not `pull`). `profiles`: py-spy's output of the push circular, by format."""
     sender = pki.client(axis.address, sender_code)
     try:
         attachment = (await sender.upload_stream(os.urandom(ATTACHMENT_BYTES))).ref(
             "cong-van.pdf", "application/pdf"
         )
         push = await _circular(
-            run_push_circular, axis, pki, sender, attachment, communes, meter, profile
+            run_push_circular, axis, pki, sender, attachment, communes, meter, profiles
         )
         if push.document_uuid:
             push = dataclasses.replace(
                 push, timeline=await copy_timeline(database_url, push.document_uuid)
             )
-        pull = await _circular(run_pull_circular, axis, pki, sender, attachment, communes, meter)
-        return push, pull
+        if not pull:
+            return push, None
+        pulled = await _circular(run_pull_circular, axis, pki, sender, attachment, communes, meter)
+        return push, pulled
     finally:
         await sender.close()
 
@@ -288,16 +292,17 @@ async def _circular(
     attachment: common_pb2.AttachmentRef,
     communes: list[str],
     meter: CpuMeter,
-    profile: Path | None = None,
+    profiles: dict[str, Path] | None = None,
 ) -> CircularResult:
-    """One circular, with the cores used from its Submit on (and its flame graph)."""
+    """One circular, with the cores used from its Submit on (and its py-spy profiles: a flame
+    graph, collapsed stacks, by py-spy's format name)."""
     at_submit: list[Snapshot] = []
     profiler: list[subprocess.Popen[bytes]] = []
 
     def on_submit() -> None:
         at_submit.append(meter.snapshot())
-        if profile is not None:
-            profiler.append(_profile(axis.pid, profile, CIRCULAR_PROFILE_S, "flamegraph"))
+        for form, path in (profiles or {}).items():
+            profiler.append(_profile(axis.pid, path, CIRCULAR_PROFILE_S, form))
 
     try:
         result = await run_circular(
@@ -413,8 +418,23 @@ async def run(args: argparse.Namespace) -> Report:
                 axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
             )
         )
+        profiles = {
+            form: path
+            for form, path in (
+                ("flamegraph", args.circular_profile),
+                ("raw", args.circular_profile_raw),
+            )
+            if path is not None
+        }
         push, pull = await _circulars(
-            axis, database_url, pki, circular_sender[0], communes, meter, args.circular_profile
+            axis,
+            database_url,
+            pki,
+            circular_sender[0],
+            communes,
+            meter,
+            profiles,
+            pull=not args.circular_push_only,
         )
         await workload.close()
         tally = workload.tally
@@ -442,7 +462,9 @@ async def run(args: argparse.Namespace) -> Report:
             integrity=Integrity(
                 lost=lost,
                 # Copies pushed again after their acknowledgement: in the steps and the circular.
-                duplicated=tally.duplicates + push.duplicated + pull.duplicated,
+                duplicated=tally.duplicates
+                + push.duplicated
+                + (0 if pull is None else pull.duplicated),
                 redelivered_before_ack=tally.redelivered,
                 unacknowledged_in_database=unacknowledged,
                 ledger_verified=verified,
@@ -587,11 +609,22 @@ def main(argv: list[str] | None = None) -> int:
         f"({CIRCULAR_PROFILE_S} s from its Submit)",
     )
     parser.add_argument(
+        "--circular-profile-raw",
+        type=Path,
+        help="also record py-spy's collapsed stacks (text) of the push circular here",
+    )
+    parser.add_argument(
         "--circular-only",
         action="store_true",
         help="only the circulars (push, then pull): no steps, store figures nor ceilings after",
     )
+    parser.add_argument(
+        "--circular-push-only",
+        action="store_true",
+        help="only the push circular (--circular-only without the pull circular)",
+    )
     args = parser.parse_args(argv)
+    args.circular_only = args.circular_only or args.circular_push_only
     configure_logging("WARNING")  # the figures, not the store's info lines
     # The load generator on uvloop too, whatever DOCAXIS_EVENT_LOOP says of docaxis: it shares
     # the machine with what it measures, and the less of it it takes, the more docaxis has
