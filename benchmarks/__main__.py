@@ -297,16 +297,27 @@ async def _circular(
     """One circular, with the cores used from its Submit on (and its py-spy profiles: a flame
     graph, collapsed stacks, by py-spy's format name)."""
     at_submit: list[Snapshot] = []
+    loops: list[int] = []
+    cpu_s: dict[str, float] = {}
     profiler: list[subprocess.Popen[bytes]] = []
 
     def on_submit() -> None:
         at_submit.append(meter.snapshot())
+        loops.append(main_thread_ticks(axis.processes()))
         for form, path in (profiles or {}).items():
             profiler.append(_profile(axis.pid, path, CIRCULAR_PROFILE_S, form))
 
+    def on_acknowledged() -> None:
+        loop_s = (main_thread_ticks(axis.processes()) - loops[0]) / os.sysconf("SC_CLK_TCK")
+        cpu_s.update(meter.seconds(at_submit[0], meter.snapshot()))
+        cpu_s["docaxis loops"] = loop_s
+
+    hooks = {"on_submit": on_submit}
+    if run_circular is run_push_circular:
+        hooks["on_acknowledged"] = on_acknowledged
     try:
         result = await run_circular(
-            axis.address, pki, sender, attachment, communes, within_s=300, on_submit=on_submit
+            axis.address, pki, sender, attachment, communes, within_s=300, **hooks
         )
     except grpc.aio.AioRpcError as exc:
         # Reported as a circular that was not timed (its target MISS), and the bench goes on:
@@ -317,7 +328,11 @@ async def _circular(
         print(f"  circular ({mode}): {failed}", flush=True)
         return result
     if at_submit:
-        result = dataclasses.replace(result, cores=meter.cores(at_submit[0], meter.snapshot()))
+        result = dataclasses.replace(
+            result,
+            cores=meter.cores(at_submit[0], meter.snapshot()),
+            cpu_s={g: round(s, 2) for g, s in cpu_s.items()},
+        )
     for recording in profiler:
         await asyncio.to_thread(recording.wait)
     print(f"  circular ({result.mode}): {result.fully_acknowledged_s:.2f} s", flush=True)

@@ -69,6 +69,10 @@ class CircularResult:
     # The circular's document, and where its seconds went by the database (push).
     document_uuid: str = ""
     timeline: CopyTimeline | None = None
+    # Push: CPU seconds each group used from Submit to the last acknowledgement, and docaxis's
+    # event loops' (their main threads): the work a circular costs, which, unlike its wall
+    # time, hardly moves with the neighbours' load on a shared machine.
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -217,8 +221,10 @@ async def run_push_circular(
     *,
     within_s: float,
     on_submit: Callable[[], None] = lambda: None,
+    on_acknowledged: Callable[[], None] = lambda: None,
 ) -> CircularResult:
-    """`on_submit` is called once every DMS is connected, right before the clock starts."""
+    """`on_submit` is called once every DMS is connected, right before the clock starts;
+    `on_acknowledged` once every copy's acknowledgement is confirmed (or the wait gave up)."""
     clients = [pki.client(address, code) for code in communes]
     circular = _PushedCircular(len(communes))
     readers: list[asyncio.Task[None]] = []
@@ -247,6 +253,7 @@ async def run_push_circular(
         except TimeoutError:
             circular.seen.error("not acknowledged in time")
         ended = time.monotonic()
+        on_acknowledged()
         # The sender's notices follow the acknowledgements: a little longer for the last ones.
         await circular.notices_in(30)
     finally:
@@ -282,8 +289,10 @@ async def run_pull_circular(
     *,
     within_s: float,
     on_submit: Callable[[], None] = lambda: None,
+    on_acknowledged: Callable[[], None] = lambda: None,
 ) -> CircularResult:
-    """`on_submit` is called once every DMS is connected, right before the clock starts."""
+    """`on_submit` is called once every DMS is connected, right before the clock starts;
+    `on_acknowledged` once every copy's acknowledgement is confirmed (or the wait gave up)."""
     clients = [pki.client(address, code) for code in communes]
     errors: dict[str, int] = {}
     fetched: list[float] = []

@@ -376,6 +376,11 @@ def _circular_lines(c: CircularResult | None) -> list[str]:
             "acknowledgement"
         )
     lines += timeline_lines(c.timeline)
+    if c.cpu_s:
+        lines.append(
+            "  CPU seconds from Submit to fully acknowledged: "
+            + ", ".join(f"{g} {seconds:.2f}" for g, seconds in c.cpu_s.items())
+        )
     if c.cores:
         lines.append(
             "  cores from Submit to the end: "
