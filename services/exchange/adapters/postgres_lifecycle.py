@@ -366,7 +366,9 @@ WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NU
 # the notice decision of their first acknowledgements reads (NOTICE_DECISION_SQL's three reads,
 # for every copy locked): one round trip where the lock and the decision's read were two, one
 # after the other, in every acknowledgement group. Per copy, its sender's notices waiting (one
-# count per sender, probed by agency: a LATERAL aggregate is never flattened into a join), its
+# count per sender, probed by agency, in a CTE of its own: as a joined LATERAL aggregate the
+# custom plan counted once per copy, walking a sender's waiting notices as many times as the
+# group had copies of it), its
 # status notice not handed over yet (a LATERAL subquery with a LIMIT: a probe per copy; as an
 # EXISTS in the select list the planner hashed notice_unhanded whole, every agency's, on young
 # statistics and current ones) and whether its document came from another hub. The counts are
@@ -375,22 +377,23 @@ WHERE d.id = ANY($4::uuid[]) AND (doc.from_hub IS NOT NULL OR $5::text IS NOT NU
 # here) or changed it without a notice; the bound holds to within the concurrent writers, as
 # decide_status_notices' does.
 ACKNOWLEDGEMENT_LOCK_SQL = f"""
-WITH locked AS MATERIALIZED ({LOCK_FORWARDED_SQL})
+WITH locked AS MATERIALIZED ({LOCK_FORWARDED_SQL}),
+waiting AS MATERIALIZED (
+    SELECT s.sender, c.waiting FROM (SELECT DISTINCT sender FROM locked) s
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS waiting FROM exchange.notice n
+        WHERE n.agency = s.sender AND n.acknowledged_at IS NULL
+    ) c
+)
 SELECT l.*, w.waiting, u.unhanded IS NOT NULL AS unhanded
 FROM locked l
+JOIN waiting w ON w.sender = l.sender
 LEFT JOIN LATERAL (
     SELECT true AS unhanded FROM exchange.notice n
     WHERE n.agency = l.sender AND n.delivery_id = l.id
         AND n.acknowledged_at IS NULL AND n.pushed_at IS NULL AND n.kind = 'status'
     LIMIT 1
 ) u ON true
-JOIN (
-    SELECT s.sender, c.waiting FROM (SELECT DISTINCT sender FROM locked) s
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS waiting FROM exchange.notice n
-        WHERE n.agency = s.sender AND n.acknowledged_at IS NULL
-    ) c
-) w ON w.sender = l.sender
 ORDER BY l.id
 """  # noqa: S608 - constants only
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
@@ -28,6 +29,7 @@ from services.exchange.domain.notices import NoticeFate, NoticeLimits
 from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import a_submission, send
+from tests.query_plans import plan_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +237,41 @@ async def test_a_group_takes_two_statements_between_begin_and_commit(
         )
         == sender
     )
+
+
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_the_lock_counts_each_senders_waiting_notices_once(
+    pool: asyncpg.Pool, plan_mode: str
+) -> None:
+    """Three copies of one sender's document, locked for a group: its waiting notices are
+    counted once, whatever the group holds of it (a count joined to the copies ran once per
+    copy in the custom plan, walking the sender's waiting notices three times here, a
+    thousand times for a circular's group)."""
+    docs = PostgresDocumentStore(pool)
+    sender = unique("S")
+    sent = await send(docs, a_submission(sender, [unique("R") for _ in range(3)]))
+    for route in sent.receipt.routes:
+        await _waiting_notice(pool, sender, route.delivery_id)
+    keys = [uuid.UUID(route.delivery_id) for route in sent.receipt.routes]
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(f"SET LOCAL plan_cache_mode = {plan_mode}")
+            await conn.execute(f"PREPARE acknowledging AS {ACKNOWLEDGEMENT_LOCK_SQL}")
+            literal = "ARRAY[" + ",".join(f"'{key}'" for key in keys) + "]::uuid[]"
+            explained = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE acknowledging({literal})"
+            )
+        finally:
+            await transaction.rollback()
+            await conn.execute("DEALLOCATE acknowledging")
+    counts = [
+        node
+        for node in plan_nodes(json.loads(explained)[0]["Plan"])
+        if node["Node Type"] == "Aggregate" and node["Strategy"] == "Plain"  # the count(*)
+    ]
+    assert [(node["Actual Loops"], node["Actual Rows"]) for node in counts] == [(1, 1)]
 
 
 async def _waiting_notice(pool: asyncpg.Pool, agency: str, delivery_id: str) -> uuid.UUID:
