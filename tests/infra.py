@@ -230,11 +230,12 @@ def start_services() -> SuiteServices:
 
 
 def stop_services(services: SuiteServices) -> None:
-    errors: list[str] = []
-    for name in ("rabbitmq.sh", "postgres.sh"):
-        try:
-            _script(name, "stop", services.env)
-        except RuntimeError as exc:
-            errors.append(str(exc))
+    """Both at once, as they started: neither's stop waits on the other's."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stops = [
+            pool.submit(_script, name, "stop", services.env)
+            for name in ("rabbitmq.sh", "postgres.sh")
+        ]
+    errors = [str(error) for stop in stops if (error := stop.exception()) is not None]
     if errors:
         raise RuntimeError("\n".join(errors))

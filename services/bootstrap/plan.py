@@ -6,11 +6,14 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docaxis_client.ledger.note import NoteError, NoteSigner
 from services.common.config import ConfigError
-from services.security import Security
 from services.settings import Settings
+
+if TYPE_CHECKING:  # imported by plan(): the CLI's commands read Component and the key files
+    from services.security import Security  # without loading the TLS and signature stack
 
 
 class Component(enum.StrEnum):
@@ -48,6 +51,8 @@ def plan(settings: Settings, components: Collection[Component] = ALL_COMPONENTS)
             raise ConfigError("the exchange needs the broker: set DOCAXIS_AMQP_URL")
         if Component.DIRECTORY not in chosen and settings.directory_address is None:
             raise ConfigError("the exchange alone needs DOCAXIS_DIRECTORY_ADDRESS")
+    from services.security import Security
+
     signers = load_signers(settings) if Component.LEDGER in chosen else []
     return Plan(
         settings=settings,

@@ -11,7 +11,6 @@ from services.common.config import ConfigError
 from services.common.lifecycle import install_shutdown_handlers
 from services.common.logs import configure_logging
 from services.witness.domain import Witness
-from services.witness.server import serve_witness
 from services.witness.state import FileWitnessStore
 
 
@@ -53,6 +52,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.witness_command == "vkey":
         print(cosigner.verifier.vkey)
         return 0
+    # The HTTP server (uvicorn, starlette) only for `witness run`: keygen and vkey start in a
+    # fraction of its import time.
+    from services.witness.server import serve_witness
+
     configure_logging("INFO")
     try:
         log_keys = [NoteVerifier.from_vkey(v) for v in args.log_vkey]
