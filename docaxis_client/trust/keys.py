@@ -225,10 +225,16 @@ def load_der_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
         raise ValueError(f"certificate chain longer than {MAX_CHAIN_LENGTH}")
     # Found by tests/fuzz: an unknown version is not a ValueError, and a serial number that is
     # not positive (forbidden by RFC 5280) is only a deprecation warning, until cryptography
-    # refuses it too; both are refused here as malformed.
+    # refuses it too; both are refused here as malformed. So is a name whose attribute has a
+    # type its OID does not allow (a BIT STRING other than x500UniqueIdentifier): names are
+    # parsed on first read, which raised TypeError in whatever read them (describe, person_of),
+    # so they are read here.
     with warnings.catch_warnings():
         warnings.simplefilter("error", CryptographyDeprecationWarning)
         try:
-            return tuple(x509.load_der_x509_certificate(der) for der in chain)
-        except (x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
+            certificates = tuple(x509.load_der_x509_certificate(der) for der in chain)
+            for certificate in certificates:
+                _ = (certificate.subject, certificate.issuer)
+        except (x509.InvalidVersion, CryptographyDeprecationWarning, TypeError) as exc:
             raise ValueError(f"malformed certificate: {exc}") from exc
+    return certificates
