@@ -5,10 +5,10 @@ harness runs it over generated inputs (hypothesis, with structure-aware mutation
 in `mutations`); any other exception fails the test, and the shortest input that did is written
 to `regressions/<target>/`, which the suite replays on every run from then on.
 
-`make test` runs DOCAXIS_FUZZ_CASES=5000 per target (the default), derandomised so that CI is
-repeatable; `make fuzz` runs 100,000 per target with a fresh seed, an address-space cap (so
-that unbounded memory ends as MemoryError, a failure) and DOCAXIS_FUZZ_HANG_S (an input that
-takes longer is a hang, also a failure).
+`make test` runs 5,000 cases per target (1,000 for the targets in SATURATED), derandomised so
+that CI is repeatable; `make fuzz` runs DOCAXIS_FUZZ_CASES=100000 per target with a fresh seed,
+an address-space cap (so that unbounded memory ends as MemoryError, a failure) and
+DOCAXIS_FUZZ_HANG_S (an input that takes longer is a hang, also a failure).
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ from types import FrameType
 
 from hypothesis import HealthCheck, settings
 
-CASES = int(os.environ.get("DOCAXIS_FUZZ_CASES", "5000"))
+# DOCAXIS_FUZZ_CASES, when set, is every target's count (`make fuzz`).
+CASES_ENV = os.environ.get("DOCAXIS_FUZZ_CASES")
+DEFAULT_CASES = 5000
+# Targets whose branch coverage (coverage.py, of services/, gateway/ and docaxis_client/) at
+# 1,000 derandomised cases was all that 5,000 reached, under two seeds (the derandomised seed
+# follows the test's source; 2026-12-07: also at 500 under the first). crl and
+# edxml-attachment were complete at 1,000 under the first seed and 3 and 8 arcs short under
+# the second, and the other seven still gain arcs between 2,000 and 5,000: all keep 5,000.
+# The fuzz test spent 135 s at 5,000 each, 33 s of it on these four.
+SATURATED = frozenset({"axis-signatures", "bounded-json", "rest-body", "edxml-dates"})
 RANDOM = os.environ.get("DOCAXIS_FUZZ_RANDOM") == "1"
 HANG_S = int(os.environ.get("DOCAXIS_FUZZ_HANG_S", "0"))
 # A comma-separated subset of targets (`make fuzz FUZZ_TARGETS=edxml,crl`); all when empty.
@@ -80,10 +89,18 @@ def _hang_guard() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def fuzz_settings() -> settings:
-    """Settings for a fuzz test: CASES examples, no deadline (hangs are HANG_S's business)."""
+def cases_of(name: str) -> int:
+    """How many generated inputs target `name` gets in this run."""
+    if CASES_ENV:
+        return int(CASES_ENV)
+    return 1000 if name in SATURATED else DEFAULT_CASES
+
+
+def fuzz_settings(name: str) -> settings:
+    """Settings for target `name`'s fuzz test: cases_of(name) examples, no deadline (hangs are
+    HANG_S's business)."""
     return settings(
-        max_examples=CASES,
+        max_examples=cases_of(name),
         deadline=None,
         derandomize=not RANDOM,
         database=None,
