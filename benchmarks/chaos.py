@@ -78,7 +78,9 @@ class Mode:
 
 MODES = {
     "full": Mode("full", rate=40, before_s=15, senders=2, recipients=4, recover_within_s=120),
-    "short": Mode("short", rate=8, before_s=3, senders=1, recipients=2, recover_within_s=90),
+    # before_s 1.5: the load runs on through every fault and recovery, so a shorter gap still
+    # has each fault strike with copies submitted since the last (copies_before says so).
+    "short": Mode("short", rate=8, before_s=1.5, senders=1, recipients=2, recover_within_s=90),
 }
 
 
@@ -91,6 +93,9 @@ class Recovery:
     health: str = ""
     # Whether every replica's health went NOT_SERVING and came back; None where not expected.
     health_followed: bool | None = None
+    # Copies the load had submitted when the fault struck: more than at the fault before shows
+    # that this one struck under load too.
+    copies_before: int = 0
 
 
 @dataclass(slots=True)
@@ -441,8 +446,9 @@ class Chaos:
             ]
             for name, fault in faults:
                 await asyncio.sleep(self.mode.before_s)
+                copies_before = len(workload.tally.copies)
                 recovery = await fault(workload, rest)
-                recovery.fault = name
+                recovery.fault, recovery.copies_before = name, copies_before
                 died = [
                     f"replica {index + 1}"
                     for index, replica in enumerate(self.replicas)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,9 @@ def test_faults_under_load_lose_and_duplicate_nothing_and_the_ledger_verifies(
         "gateway",
     ], output
     assert all(r["seconds"] is not None for r in report["recoveries"]), output
+    # Each fault struck under load: copies were submitted since the fault before it.
+    copies_before = [r["copies_before"] for r in report["recoveries"]]
+    assert all(a < b for a, b in pairwise([0, *copies_before])), output
     assert recoveries["Postgres primary"]["health_followed"], output
     assert report["copies"] > 0, output
     assert report["rest_copies"] > 0, output
