@@ -36,7 +36,7 @@ SERIES = (
 def test_a_short_soak_with_churn_prints_its_verdicts_and_loses_nothing(
     services: SuiteServices, tmp_path: Path
 ) -> None:
-    """A real `docaxis run` (two workers, mutual TLS) under the soak's load for 20 s, a recipient
+    """A real `docaxis run` (two workers, mutual TLS) under the soak's load for 15 s, a recipient
     and a sender away every 3 s: a verdict line per series, lost 0 and duplicated 0, the PNG, the
     CSV with a row per sample and every worker's memory in the JSON."""
     out = tmp_path / "out"
@@ -46,13 +46,13 @@ def test_a_short_soak_with_churn_prints_its_verdicts_and_loses_nothing(
             "-m",
             "benchmarks.soak",
             "--minutes",
-            "0.33",
+            "0.25",
             "--ramp-step-s",
             "2",
             "--ramp-max",
             "10",
             "--sample-s",
-            "1",
+            "0.75",
             "--churn-s",
             "3",
             "--away-s",
