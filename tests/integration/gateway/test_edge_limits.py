@@ -64,7 +64,8 @@ async def test_a_declared_length_over_the_routes_limit_is_refused_before_the_bod
         ("GET", "/v1/inbox", "application/json", MAX_JSON_BODY + 1, False),
         ("POST", "/admin/login", form, MAX_FORM_BODY + 1, False),
     ]
-    for method, target, media_type, length, axis in cases:
+
+    async def refused(method: str, target: str, media_type: str, length: int, axis: bool) -> None:
         wire = await Wire.open(gateway.port, gateway.ssl_context(pair))
         try:
             await wire.send_head(
@@ -74,6 +75,12 @@ async def test_a_declared_length_over_the_routes_limit_is_refused_before_the_bod
             assert await wire.closed_by_server()
         finally:
             wire.close()
+
+    # Each on a connection of its own, all at once: each refusal waits LINGER_S for the body
+    # that never comes before it closes (gateway/body_limits.py), 6 s one after the other.
+    async with asyncio.TaskGroup() as requests:
+        for case in cases:
+            requests.create_task(refused(*case))
     async with httpx.AsyncClient(base_url=gateway.metrics_url) as probes:
         metrics = (await probes.get("/metrics")).text
     assert 'docaxis_gateway_rejections_total{reason="SIZE_LIMIT_EXCEEDED",status="413"}' in metrics
