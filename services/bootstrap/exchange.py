@@ -8,7 +8,6 @@ import datetime as dt
 
 import structlog
 from docaxis.exchange.v1 import admin_service_pb2_grpc as apb_grpc
-from docaxis.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from docaxis.exchange.v1 import federation_service_pb2_grpc as fpb_grpc
 from docaxis.exchange.v1 import report_service_pb2_grpc as rpb_grpc
 
@@ -131,7 +130,7 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
     )
     wiring.add_service(
         exchange_api.SERVICE_NAME,
-        lambda server: xpb_grpc.add_ExchangeServiceServicer_to_server(servicer, server),
+        lambda server: exchange_api.add_to_server(servicer, server),
     )
     report = report_api.ReportServicer(ReportHandlers(PostgresReportStore(pool)), security.callers)
     wiring.add_service(

@@ -12,6 +12,7 @@ from google.protobuf import timestamp_pb2
 
 from docaxis_client.recent import Recent
 from services.common.errors import FieldViolation, parse_iso_date
+from services.common.grpc_serialized import length_delimited
 from services.exchange.domain.model import (
     VIETNAM,
     AttachmentRef,
@@ -281,15 +282,41 @@ class DeliveryProtos:
 
     def __init__(self, kept: int = DOCUMENTS_KEPT) -> None:
         self._documents: Recent[str, pb.Delivery] = Recent(kept)
+        self._serialized: Recent[str, bytes] = Recent(kept)
 
-    def fill(self, into: pb.Delivery, item: PushItem) -> None:
+    def _document(self, item: PushItem) -> pb.Delivery:
+        """`item`'s document part: its delivery without the copy's own two fields."""
         document = self._documents.get(item.document_uuid)
         if document is None:
             document = delivery_to_pb(item)
+            document.ClearField("delivery_id")
+            document.ClearField("requested_recipient")
             self._documents.put(item.document_uuid, document)
-        into.CopyFrom(document)
+        return document
+
+    def fill(self, into: pb.Delivery, item: PushItem) -> None:
+        into.CopyFrom(self._document(item))
         into.delivery_id = item.delivery_id
         into.requested_recipient = item.requested_recipient
+
+    def received(self, item: PushItem) -> bytes:
+        """`item` as a serialized ReceiveResponse: the copy's two fields serialized, then its
+        document's part, serialized once (protobuf merges a message's concatenated fields, and
+        the document's part has neither of the two), so that each of a circular's copies
+        costs no copy of its 49 KB message, nor its serialization: about 30 us a copy kept
+        until sent, with ReceiveStream's wrap (`stream_item`), against 125-240 us built in
+        place and serialized."""
+        document = self._serialized.get(item.document_uuid)
+        if document is None:
+            document = self._document(item).SerializeToString()
+            self._serialized.put(item.document_uuid, document)
+        own = pb.Delivery(
+            delivery_id=item.delivery_id, requested_recipient=item.requested_recipient
+        ).SerializeToString()
+        return length_delimited(_RECEIVED_DELIVERY, own, document)
+
+
+_RECEIVED_DELIVERY = pb.ReceiveResponse.DESCRIPTOR.fields_by_name["delivery"].number
 
 
 def signature_to_pb(s: Signature) -> common_pb2.DocumentSignature:

@@ -22,6 +22,7 @@ from services.common.errors import (
 )
 from services.common.grpc_errors import abort_with_domain_error, domain_errors, status_details
 from services.common.grpc_handlers import drain_requests
+from services.common.grpc_serialized import passing_serialized
 from services.common.identity import CallerResolver
 from services.common.metrics import (
     AxisMetrics,
@@ -68,6 +69,8 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 MAX_SUBMIT_BATCH = 100
 SUBMIT_BATCH_METHOD = f"/{SERVICE_NAME}/SubmitBatch"
+# The methods whose pushed items go out serialized by the servicer (DeliveryProtos.received).
+SERIALIZING_METHODS = ("Receive", "ReceiveStream")
 
 
 class LedgerAnchor(Protocol):
@@ -214,9 +217,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             ledger_checkpoint=await self._ledger_checkpoint(),
         )
 
-    async def Receive(
+    async def Receive(  # type: ignore[override]  # items go out serialized: add_to_server
         self, request: pb.ReceiveRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.ReceiveResponse]:
+    ) -> AsyncIterator[pb.ReceiveResponse | bytes]:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
         pushed: list[str] = []
@@ -239,7 +242,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         for message, item in await self._pusher.claim(agency, batch):
                             self._in_flight.add(message.item_id, message.message)
                             pushed.append(message.item_id)
-                            yield item.item  # a reference into it, not a copy
+                            yield item
                 finally:
                     # Before the channel closes and the broker requeues what was not
                     # acknowledged: otherwise the next stream could receive a requeued copy
@@ -263,11 +266,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             ),
         )
 
-    async def ReceiveStream(
+    async def ReceiveStream(  # type: ignore[override]  # items go out serialized: add_to_server
         self,
         request_iterator: AsyncIterator[pb.ReceiveStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[pb.ReceiveStreamResponse]:
+    ) -> AsyncIterator[pb.ReceiveStreamResponse | bytes]:
         async with domain_errors(context):
             agency = (await self._callers.authenticate(context)).require_agency()
             lifecycle = self._require_lifecycle()
@@ -466,4 +469,12 @@ def upload_status_to_pb(state: UploadState) -> pb.UploadStatus:
         size=state.size,
         committed_size=state.committed_size,
         complete=state.complete,
+    )
+
+
+def add_to_server(servicer: ExchangeServicer, server: Any) -> None:
+    """The generated registration, Receive's and ReceiveStream's pushed items passed to the
+    wire as the servicer serialized them."""
+    pb_grpc.add_ExchangeServiceServicer_to_server(
+        servicer, passing_serialized(server, SERVICE_NAME, SERIALIZING_METHODS)
     )

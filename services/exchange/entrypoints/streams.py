@@ -21,6 +21,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from services.common import tracing
 from services.common.errors import DomainError, FieldViolation, UnavailableError, ValidationError
 from services.common.grpc_errors import domain_errors, status_details
+from services.common.grpc_serialized import length_delimited
 from services.common.identity import CallerResolver
 from services.common.metrics import AcknowledgedKind, AxisMetrics, DeliveryMode
 from services.exchange.entrypoints.convert import DeliveryProtos, timestamp
@@ -60,12 +61,10 @@ class Pusher:
 
     async def claim(
         self, agency: str, batch: Sequence[InboxMessage]
-    ) -> list[tuple[InboxMessage, pb.ReceiveStreamResponse]]:
-        """The messages to push, each with its item as ReceiveStream sends it (Receive sends its
-        `item`), built in place: wrapped afterwards (`ReceiveStreamResponse(item=...)`), each
-        copy of a circular's delivery, its header naming all 3,000 recipients, was copied
-        whole a second time (about 290 us a copy against 100 us, kept until sent). Every other
-        message of the batch is settled
+    ) -> list[tuple[InboxMessage, bytes]]:
+        """The messages to push, each with its item as a serialized ReceiveResponse (a copy's
+        document serialized once: DeliveryProtos.received), as Receive sends it and
+        ReceiveStream wraps it (`stream_item`). Every other message of the batch is settled
         with the broker here: acked when the item must not be pushed (acknowledged, withdrawn,
         not the agency's, or a second copy of an item this process already pushed and awaits an
         acknowledgement for), rejected into docaxis.dead-letter when the copy was just
@@ -83,7 +82,7 @@ class Pusher:
                 fresh.append(message)
         copies = [m for m in fresh if not m.notice_id]
         notices = [m for m in fresh if m.notice_id]
-        pushable: list[tuple[InboxMessage, pb.ReceiveStreamResponse]] = []
+        pushable: list[tuple[InboxMessage, bytes]] = []
         if copies:
             claimed = await self._handlers.begin_pushes(
                 [(m.delivery_id, agency) for m in copies],
@@ -100,9 +99,7 @@ class Pusher:
                     self._metrics.handed_over(
                         DeliveryMode.PUSH, push.submitted_at, first=push.first_handover
                     )
-                    response = pb.ReceiveStreamResponse()
-                    self.deliveries.fill(response.item.delivery, push)
-                    pushable.append((message, response))
+                    pushable.append((message, self.deliveries.received(push)))
         if notices:
             items = (
                 await self._lifecycle.begin_notices([(m.notice_id, agency) for m in notices])
@@ -113,15 +110,21 @@ class Pusher:
                 if notice is None:
                     await message.message.ack()
                 else:
-                    pushable.append(
-                        (message, pb.ReceiveStreamResponse(item=notice_response(notice)))
-                    )
+                    pushable.append((message, notice_response(notice).SerializeToString()))
         # Oldest first, as the broker handed them over.
         order = {id(m): index for index, m in enumerate(fresh)}
         pushable.sort(key=lambda pair: order[id(pair[0])])
         for message, _ in pushable:
             tracing.record_push(message.item_id, agency, message.message.headers, started)
         return pushable
+
+
+_STREAM_ITEM = pb.ReceiveStreamResponse.DESCRIPTOR.fields_by_name["item"].number
+
+
+def stream_item(item: bytes) -> bytes:
+    """A serialized ReceiveResponse as the serialized ReceiveStreamResponse that pushes it."""
+    return length_delimited(_STREAM_ITEM, item)
 
 
 def acknowledgement_result(
@@ -187,7 +190,8 @@ class AcknowledgingStream:
     room: asyncio.Event = field(default_factory=asyncio.Event)
     # Set whenever an answer is sent or an acknowledgement batch ends (read() may go on).
     progress: asyncio.Event = field(default_factory=asyncio.Event)
-    out: asyncio.Queue[pb.ReceiveStreamResponse | BaseException | None] = field(
+    # Pushed items serialized (bytes), acknowledgements' answers as messages.
+    out: asyncio.Queue[pb.ReceiveStreamResponse | bytes | BaseException | None] = field(
         default_factory=asyncio.Queue
     )
 
@@ -283,13 +287,13 @@ class AcknowledgingStream:
                     self.in_flight.add(message.item_id, message.message, self._released)
                     self.awaiting.add(message.item_id)
                     self.pushed.append(message.item_id)
-                    self.out.put_nowait(item)
+                    self.out.put_nowait(stream_item(item))
                 self._check_room()
         except BaseException as exc:
             self.out.put_nowait(exc)
             raise
 
-    async def responses(self) -> AsyncIterator[pb.ReceiveStreamResponse]:
+    async def responses(self) -> AsyncIterator[pb.ReceiveStreamResponse | bytes]:
         while True:
             response = await self.out.get()
             self.progress.set()

@@ -78,6 +78,7 @@ async def test_a_client_that_acknowledges_without_reading_is_no_longer_read() ->
     answers = stream.responses()
     for _ in range(100):  # the client reads some answers: the stream reads on
         answer = await anext(answers)
+        assert isinstance(answer, pb.ReceiveStreamResponse)  # no item pushed: answers only
         assert answer.acknowledged[0].error  # refused on its own, NOT_FOUND
 
     async def read_on() -> int:

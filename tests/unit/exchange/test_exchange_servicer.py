@@ -19,7 +19,7 @@ from services.common.grpc_server import build_server
 from services.common.identity import HeaderCallerResolver, Role, agency_metadata, role_metadata
 from services.common.metrics import AxisMetrics
 from services.exchange.adapters.rabbit import InFlight
-from services.exchange.entrypoints.grpc_api import SERVICE_NAME, ExchangeServicer
+from services.exchange.entrypoints.grpc_api import SERVICE_NAME, ExchangeServicer, add_to_server
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.inbox_ports import Inbox
 from tests.unit.exchange.builders import SENDER
@@ -41,7 +41,7 @@ async def stub(exchange: ExchangeHandlers) -> AsyncIterator[xpb_grpc.ExchangeSer
     )
     server, port = build_server(
         "127.0.0.1:0",
-        [lambda s: xpb_grpc.add_ExchangeServiceServicer_to_server(servicer, s)],
+        [lambda s: add_to_server(servicer, s)],
         [SERVICE_NAME],
         health.aio.HealthServicer(),
     )
