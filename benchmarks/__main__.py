@@ -312,12 +312,16 @@ async def _circular(
         cpu_s.update(meter.seconds(at_submit[0], meter.snapshot()))
         cpu_s["docaxis loops"] = loop_s
 
-    hooks = {"on_submit": on_submit}
-    if run_circular is run_push_circular:
-        hooks["on_acknowledged"] = on_acknowledged
     try:
         result = await run_circular(
-            axis.address, pki, sender, attachment, communes, within_s=300, **hooks
+            axis.address,
+            pki,
+            sender,
+            attachment,
+            communes,
+            within_s=300,
+            on_submit=on_submit,
+            on_acknowledged=on_acknowledged,
         )
     except grpc.aio.AioRpcError as exc:
         # Reported as a circular that was not timed (its target MISS), and the bench goes on:

@@ -69,7 +69,7 @@ class CircularResult:
     # The circular's document, and where its seconds went by the database (push).
     document_uuid: str = ""
     timeline: CopyTimeline | None = None
-    # Push: CPU seconds each group used from Submit to the last acknowledgement, and docaxis's
+    # CPU seconds each group used from Submit to the last acknowledgement, and docaxis's
     # event loops' (their main threads): the work a circular costs, which, unlike its wall
     # time, hardly moves with the neighbours' load on a shared machine.
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -334,6 +334,7 @@ async def run_pull_circular(
 
         taken = await asyncio.gather(*(take(client) for client in clients))
         finished = time.monotonic()
+        on_acknowledged()
     finally:
         await asyncio.gather(*(client.close() for client in clients))
     return CircularResult(
