@@ -338,7 +338,8 @@ stop_node() {
     if [[ -n $pid ]]; then
         # SIGTERM: the VM stops its applications in order (listeners closed, connections
         # closed, message stores and quorum queues shut down), as `rabbitmqctl stop` has it do,
-        # without booting a CLI VM first: a stop took 2.6 s that way, 1.1 s this way.
+        # without booting a CLI VM first: a stop took 2.6 s that way, 1.1-1.3 s this way (docs/perf,
+        # "The suite's time").
         kill -TERM "$pid" 2>/dev/null || true
         if ! wait_pid_exit "$pid" 60; then
             log "pid $pid still alive after 60 s; sending SIGKILL"
