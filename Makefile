@@ -122,9 +122,13 @@ test-unit: $(STAMP)
 services-install:
 	bash deploy/local/install.sh
 
+# Postgres and RabbitMQ start side by side, as the suite's session does (tests/infra.py): neither
+# needs the other, so the broker's ~6 s start no longer waits behind Postgres's (0.3-0.5 s with
+# its data, 2.5 s on a first run's initdb). Either one failing fails the target.
 services-up: services-install
-	bash deploy/local/postgres.sh start
-	bash deploy/local/rabbitmq.sh start
+	bash deploy/local/postgres.sh start & database=$$!; \
+	bash deploy/local/rabbitmq.sh start; broker=$$?; \
+	wait $$database && exit $$broker
 
 services-down:
 	-bash deploy/local/rabbitmq.sh stop
