@@ -30,17 +30,38 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 _MIGRATION_LOCK_KEY = 0x646F6361  # "doca"
 
 
+# How the pools' sessions plan: every statement once per connection, not once per execution.
+# asyncpg prepares each statement, and under the default plan_cache_mode (auto) Postgres plans
+# it again at every execution (a custom plan) unless the generic plan's estimate beats the
+# custom ones'; for the delivery path's large statements (an acknowledgement group's lock and
+# writes, the push claim's lock, Submit's lookups, the relay's pass) it never did, and planning
+# was a quarter of Postgres's CPU per document (2.1-2.8 ms of 9.5-10 at 40 docs/s;
+# docs/perf/README.md, "Postgres's CPU per document"). Generic plans need index probes to be
+# priced as what they are on a working set held in memory: at the default random_page_cost (4,
+# a disk's seek) a generic plan made while a table is young (a few pages) joins the statement's
+# arrays to it by a hash over a sequential scan, and keeps that plan as the table grows until
+# its statistics change (1,700 rows read per acknowledgement group in the bench). 1.1 prices a
+# page read from cache; the hot statements' generic plans are checked against walks, young and
+# analyzed (tests/integration/test_statement_plans.py). Set per session, so that every
+# deployment's server plans them so, whatever its own configuration.
+PLANNER_SETTINGS: dict[str, str] = {
+    "plan_cache_mode": "force_generic_plan",
+    "random_page_cost": "1.1",
+}
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, role: str | None = None
 ) -> asyncpg.Pool:
     """A pool whose sessions run as `role` (SET ROLE for the whole session, surviving the pool's
-    reset between borrowers), so a process holds only the privileges its job needs."""
+    reset between borrowers), so a process holds only the privileges its job needs, and plan
+    as PLANNER_SETTINGS says."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         command_timeout=60,
-        server_settings={"role": role} if role else None,
+        server_settings={**PLANNER_SETTINGS, **({"role": role} if role else {})},
         reset=_keep_session,
     )
     assert pool is not None  # asyncpg returns None only when awaited wrongly
