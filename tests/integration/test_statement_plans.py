@@ -1,6 +1,7 @@
-"""The delivery path's hot statements against real Postgres, as asyncpg runs them (prepared;
-after five executions a generic plan, chosen on the planner's estimates), on a history of a few
-thousand documents most of whose copies and notices are done with, a few live: on statistics as
+"""The delivery path's hot statements against real Postgres, as asyncpg runs them (prepared, in
+a session with the pools' planner settings, postgres.PLANNER_SETTINGS: the generic plan from
+the first execution on; the custom plans are checked too), on a history of a few thousand
+documents most of whose copies and notices are done with, a few live: on statistics as
 young as a fresh deployment's or the bench's (the exchange's tables never analyzed, the log's
 taken while it held one document) and on current ones. Each statement reads no more than what it
 is asked about: a walk of a table or of a whole index (what these statistics have led the
@@ -307,7 +308,7 @@ def _walks(plan: dict[str, Any], leading: dict[str, str]) -> list[str]:
 async def test_each_hot_statement_reads_only_what_it_is_asked_about(
     history: str, statistics: str
 ) -> None:
-    conn = await asyncpg.connect(history)
+    conn = await asyncpg.connect(history, server_settings=postgres.PLANNER_SETTINGS)
     try:
         if statistics == "analyzed":
             await conn.execute("ANALYZE")
