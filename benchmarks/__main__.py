@@ -274,7 +274,9 @@ async def _circulars(
         )
         if push.document_uuid:
             push = dataclasses.replace(
-                push, timeline=await copy_timeline(database_url, push.document_uuid)
+                push,
+                timeline=await copy_timeline(database_url, push.document_uuid, push.dms_times),
+                dms_times={},
             )
         if not pull:
             return push, None

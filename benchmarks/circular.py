@@ -73,6 +73,9 @@ class CircularResult:
     # event loops' (their main threads): the work a circular costs, which, unlike its wall
     # time, hardly moves with the neighbours' load on a shared machine.
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # Push: each copy's arrival and confirmation at its DMS, epoch seconds (for the timeline;
+    # emptied once it is made, not reported).
+    dms_times: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(slots=True)
@@ -202,6 +205,15 @@ class _PushedCircular:
                 return
             await asyncio.sleep(0.02)
 
+    def wall_times(self) -> dict[str, tuple[float, float]]:
+        """Each copy of the circular confirmed: its arrival and confirmation, epoch seconds."""
+        seen, to_wall = self.seen, time.time() - time.monotonic()
+        return {
+            d: (seen.arrived[d] + to_wall, t + to_wall)
+            for d, t in seen.confirmed.items()
+            if seen.document.get(d) == self.document_uuid and d in seen.arrived
+        }
+
     def times(self, start: float) -> tuple[list[float], list[float], list[float]]:
         """From `start`: the circular's arrivals, confirmations and the sender's notices."""
         seen, ours = self.seen, self.document_uuid
@@ -277,6 +289,7 @@ async def run_push_circular(
         sender_notices=len(notice_times),
         last_notice_s=max(notice_times, default=math.nan),
         document_uuid=circular.document_uuid,
+        dms_times=circular.wall_times(),
     )
 
 
