@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +68,19 @@ async def create_pool(
     )
     assert pool is not None  # asyncpg returns None only when awaited wrongly
     return pool
+
+
+@contextlib.asynccontextmanager
+async def planned_for_values(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """A connection of `pool`, in a transaction whose statements are planned for the values they
+    are given at every execution, not generically as PLANNER_SETTINGS has the pools plan. For a
+    statement whose filters are each optional (`$n IS NULL OR …`: the console's search), only a
+    plan that sees which ones are given can use the index of the one given; its generic plan
+    reads every document (tests/integration/test_statement_plans.py). One round trip more, paid
+    by operators' searches only."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield conn
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

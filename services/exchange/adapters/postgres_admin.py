@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from services.common import tracing
+from services.common import postgres, tracing
 from services.exchange.adapters.postgres import (
     OUTBOX_CHANNEL,
     stage_delivery_messages,
@@ -45,8 +45,8 @@ _SUMMARY_COLUMNS = """doc.uuid, doc.document_id, doc.header ->> 'code_number' AS
 _LATEST_STATUS = """(SELECT s.code FROM exchange.delivery_status s WHERE s.delivery_id = d.id
      ORDER BY s.occurred_at DESC, s.code DESC, s.recorded_at DESC LIMIT 1)"""
 
-# Every filter is optional ($n IS NULL); the planner sees the values (custom plans), so the
-# indexes of migration 0007 serve whichever are given.
+# Every filter is optional ($n IS NULL); the planner sees the values (custom plans: run in
+# postgres.planned_for_values), so the indexes of migration 0007 serve whichever are given.
 _SEARCH_SQL = f"""
 SELECT {_SUMMARY_COLUMNS}
 FROM exchange.document doc
@@ -160,7 +160,7 @@ class PostgresAdminStore:
     async def search(
         self, query: DocumentQuery, after: PageCursor | None, limit: int
     ) -> list[FoundDocument]:
-        async with self._pool.acquire() as conn:
+        async with postgres.planned_for_values(self._pool) as conn:
             documents = await conn.fetch(
                 _SEARCH_SQL,
                 query.document_id,
