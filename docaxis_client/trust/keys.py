@@ -219,10 +219,26 @@ class SigningIdentity:
 MAX_CHAIN_LENGTH = 8
 
 
+# Chains kept parsed, by their exact DER bytes: every document of a signer, and every receipt of
+# a hub, carries the same chain, and parsing it (names, and the public key, which OpenSSL decodes
+# slowly) cost more than the signature check it serves. A certificate object is immutable and
+# derived from its bytes alone; nothing about its validity is kept here (the trust store judges
+# that on every call). Bounded, the least recently used forgotten first: about 20 KiB a chain of
+# two certificates once its names, extensions and key were read, so at most about 20 MiB.
+PARSED_CHAINS = 1024
+
+
 def load_der_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     """Parse a DER chain (at most 8 certificates); malformed input raises ``ValueError``."""
     if len(chain) > MAX_CHAIN_LENGTH:
         raise ValueError(f"certificate chain longer than {MAX_CHAIN_LENGTH}")
+    # bytes() of each: the key must be the exact, immutable bytes the certificates come from.
+    return _parsed_chain(tuple(bytes(der) for der in chain))
+
+
+@functools.lru_cache(maxsize=PARSED_CHAINS)
+def _parsed_chain(chain: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+    """The chain parsed (only what parses is kept: a refusal raises again on every call)."""
     # Found by tests/fuzz: an unknown version is not a ValueError, and a serial number that is
     # not positive (forbidden by RFC 5280) is only a deprecation warning, until cryptography
     # refuses it too; both are refused here as malformed. So is a name whose attribute has a

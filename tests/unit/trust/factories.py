@@ -40,3 +40,8 @@ def make_manifest(**changes: Any) -> Manifest:
         ),
     )
     return dataclasses.replace(manifest, **changes)
+
+
+def flip_last_byte(data: bytes) -> bytes:
+    """`data` changed by one bit: a signature or a certificate that no longer verifies."""
+    return data[:-1] + bytes([data[-1] ^ 0x01])
