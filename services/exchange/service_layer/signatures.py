@@ -164,7 +164,10 @@ class SignatureVerifier:
             ]
         )
         store = self._store()
-        # Chain building and RSA verification are CPU work: off the event loop.
+        # Chain building and RSA verification are CPU work: off the event loop. Verifying on the
+        # loop was tried twice, the second time only for chains already kept (branch
+        # verify-inline): the threads' CPU went, but the loop's grew by as much or more (docs/perf,
+        # "Signature verification's CPU (session of 2026-12-07, eighth)").
         verified = await asyncio.to_thread(
             verify_document,
             manifest,
