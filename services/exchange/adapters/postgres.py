@@ -359,7 +359,11 @@ CROSS JOIN LATERAL (
 ) AS held"""
 
 # Submit's reads: the blobs the sender holds among the attachments (with the bytes of those in
-# $4, when stored in one piece), and the earlier request with this consignment id, if any.
+# $4, when stored in one piece), and the earlier request with this consignment id, if any. The
+# row comparison adds nothing to the equalities but can be an index condition of one_consignment
+# only: on an empty table (a generic plan made at a new deployment's first Submit) the planner
+# priced document_sender_submitted (sender, ...) the same and kept it, and the plan then read
+# every document of the sender (docs/perf/README.md, "Postgres's CPU per document").
 SUBMIT_LOOKUPS_SQL = f"""
 SELECT b.sha256, b.size, c.data, NULL::uuid AS uuid, NULL::text AS document_id,
     NULL::text AS fingerprint, NULL::timestamptz AS submitted_at
@@ -371,6 +375,7 @@ WHERE b.sha256 = ANY($2::text[])
 UNION ALL
 SELECT NULL, NULL, NULL, uuid, document_id, fingerprint, submitted_at
 FROM exchange.document WHERE sender = $1 AND consignment_id = $3
+    AND (sender, consignment_id) <= ($1, $3)
 """  # noqa: S608 - constants only
 
 # The blobs among $2 that $1 holds, for a refusal's recheck and a federated submission.
