@@ -246,13 +246,7 @@ async def history(services: SuiteServices) -> str:
     await migrate(url)
     conn = await asyncpg.connect(url)
     try:
-        # The statistics stay those taken here, whatever autovacuum would do meanwhile.
-        for (table,) in await conn.fetch(
-            "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname IN ('exchange', 'ledger', 'directory') "
-            "AND c.relkind = 'r'"
-        ):
-            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        await _without_autovacuum(conn)
         await conn.execute(HISTORY)
         await conn.execute(LOG)
     finally:
@@ -283,6 +277,16 @@ async def _explained(
         await transaction.rollback()
         await conn.execute("DEALLOCATE hot")
     return dict(json.loads(explained)[0]["Plan"])
+
+
+async def _without_autovacuum(conn: asyncpg.Connection) -> None:
+    """The statistics stay those the test takes, whatever autovacuum would do meanwhile."""
+    for (table,) in await conn.fetch(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname IN ('exchange', 'ledger', 'directory') "
+        "AND c.relkind = 'r'"
+    ):
+        await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
 
 
 async def _explained_prepared(
@@ -416,12 +420,7 @@ async def test_each_hot_statement_planned_on_empty_tables_reads_only_what_it_is_
     await migrate(url)
     conn = await asyncpg.connect(url, server_settings=postgres.PLANNER_SETTINGS)
     try:
-        for (table,) in await conn.fetch(
-            "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname IN ('exchange', 'ledger', 'directory') "
-            "AND c.relkind = 'r'"
-        ):
-            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        await _without_autovacuum(conn)
         for number, hot in enumerate(HOT):
             await conn.execute(f"PREPARE hot{number} AS {hot.sql}")
             count = await conn.fetchval(
