@@ -131,6 +131,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if plan.logged:
                     _finished(context, start, error, plan.method, self._refusals)
+                error = None  # as in _streaming: no cycle through this frame
 
         return call
 
@@ -156,6 +157,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if plan.logged:
                     _finished(context, start, error, plan.method, self._refusals)
+                # The exception's traceback holds this frame: left here, it is a reference
+                # cycle that keeps the ended call's objects for the cyclic collector.
+                error = None
 
         return stream
 

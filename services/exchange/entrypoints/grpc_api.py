@@ -306,6 +306,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                             yield response
                 finally:
                     await stop(*tasks)
+                    stream.close()
                     self._in_flight.forget(stream.pushed)
         except BROKER_ERRORS as exc:
             await self._broker_lost(context, agency, exc)
