@@ -186,3 +186,10 @@ class AcknowledgingStream:
         self.cancel()
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
             await self._reader
+        # What the reader queued is never read now: its CancelledError among it, whose traceback
+        # holds the reader's frame, which holds this stream. Left there, that cycle kept each
+        # stream a DMS leaves for the cyclic collector's full collection. Iterating a stream
+        # left ends at once (as after the server ended it), never waits.
+        while not self._items.empty():
+            self._items.get_nowait()
+        self._items.put_nowait(None)

@@ -3,6 +3,7 @@ acknowledgement at once: a long-lived stream keeps a bounded number of answers."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -77,3 +78,14 @@ async def test_an_id_acknowledged_again_awaits_its_new_answer(
         second = await stream.confirmed("a")
         assert second.item.delivery_id == "a"
         assert second is not first
+
+
+async def test_iterating_a_stream_left_ends_at_once(stub: pb_grpc.ExchangeServiceStub) -> None:
+    """Once its `async with` is left, a stream yields nothing more and does not wait (what its
+    reader had queued, its CancelledError among it, is dropped there, so that no cycle keeps the
+    stream)."""
+    async with AcknowledgingStream(stub, [], window=10) as stream:
+        stream.acknowledge(_ack("a"))
+        await stream.confirmed("a")
+    async with asyncio.timeout(5):
+        assert [item async for item in stream] == []
