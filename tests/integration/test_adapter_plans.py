@@ -1,0 +1,269 @@
+"""The operators' and agencies' reads with filters, each run by its adapter as the service runs
+it (a pool of postgres.create_pool: generic plans, postgres.PLANNER_SETTINGS) with each
+combination of its filters that an index serves differently, on test_statement_plans's history.
+The statements each read sends are recorded (asyncpg's query logger), and each is explained again
+on its own prepared statement, on the plan the read used (EXPLAIN ANALYZE EXECUTE, rolled back;
+custom plans where the read asked for them, postgres.planned_for_values): its scans may read no
+more rows than the read is asked about. A statement with an optional filter (`$n IS NULL OR …`)
+has one generic plan for every combination, which reads what the broadest one needs: the console's
+search read all 3,000 documents for one (docs/perf/README.md, "Every statement under generic
+plans"). Plans made three ways: on empty tables (a new deployment's first reads, kept until
+the tables are analyzed), on young statistics (never analyzed) and on current ones.
+
+The hot statements of the delivery path are in test_statement_plans.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from asyncpg.connection import LoggedQuery
+
+from services.bootstrap.migrations import migrate
+from services.common import postgres
+from services.directory.adapters.postgres import PostgresAgencies
+from services.exchange.adapters.postgres import PostgresDocumentStore
+from services.exchange.adapters.postgres_admin import PostgresAdminStore
+from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_peers import PostgresPeerStates
+from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.domain.statuses import StatusCode
+from services.exchange.service_layer.admin_ports import DocumentQuery
+from services.exchange.service_layer.lifecycle_ports import PageCursor
+from services.ledger.adapters.postgres import PostgresLedgerReader
+from tests.infra import SuiteServices
+from tests.plan_history import HISTORY, LOG, without_autovacuum
+from tests.query_plans import leading_columns, literals, plan_nodes, rows_read, whole_index_scan
+
+pytestmark = pytest.mark.integration
+
+# Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
+# reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
+# whose DMSs stopped answering dead-lettered (306), half of them routed through a peer hub; D1500's
+# verification as Track reads it.
+OPERATIONS = """
+UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
+INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
+SELECT 'P' || lpad(i::text, 2, '0'), 'Tỉnh ' || i, NULL, 'province', '2020-01-01'
+FROM generate_series(1, 30) i;
+INSERT INTO directory.agency (code, name, parent_code, kind, valid_from, valid_to)
+SELECT 'P' || lpad((i % 30 + 1)::text, 2, '0') || '-X' || lpad(i::text, 4, '0'), 'Xã ' || i,
+    'P' || lpad((i % 30 + 1)::text, 2, '0'), 'commune', '2020-01-01',
+    CASE WHEN i % 7 = 0 THEN date '2025-07-01' END
+FROM generate_series(1, 3000) i;
+UPDATE exchange.document SET header = jsonb_set(header, '{due_date}', '"2026-12-03"')
+WHERE substr(document_id, 2)::int % 10 = 0;
+UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepted_at,
+    dead_letter_reason = 'max pushes', acknowledged_at = NULL,
+    via_hub = CASE WHEN recipient >= 'A160' THEN 'HUB-B' END
+WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
+"""
+
+# A page of 20 and what it joins (its documents, copies, statuses) read under 100 rows; a walk of
+# the history reads thousands.
+PAGE = 100
+# Every dead letter of the history and its document.
+DEAD_LETTERS = 2 * 306 + PAGE
+AS_OF = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
+DECEMBER = (dt.datetime(2026, 12, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+# The 120th document's time: a cursor in the middle of the history, an hour of it.
+MIDDLE = dt.datetime(2026, 12, 2, 1, tzinfo=dt.UTC)
+AFTER_MIDDLE = PageCursor(MIDDLE, "00000000-0000-4000-8000-000000000000")
+
+
+@dataclass(frozen=True)
+class Read:
+    """An adapter's read with one combination of its filters, and the rows each statement it
+    sends may read (its scans' rows, summed)."""
+
+    name: str
+    call: Callable[[asyncpg.Pool], Awaitable[object]]
+    read_at_most: int = PAGE
+
+
+def _search(
+    query: DocumentQuery, after: PageCursor | None = None, read_at_most: int = PAGE
+) -> Read:
+    return Read(
+        f"the console's search, {query} after {after}",
+        lambda pool: PostgresAdminStore(pool).search(query, after, 20),
+        read_at_most,
+    )
+
+
+READS = (
+    _search(DocumentQuery()),
+    _search(DocumentQuery(), AFTER_MIDDLE),
+    _search(DocumentQuery(document_id="D1500")),
+    _search(DocumentQuery(code_number="1500", code_notation="DT-TAI")),
+    _search(DocumentQuery(sender="A007")),
+    _search(DocumentQuery(sender="A007"), AFTER_MIDDLE),
+    _search(DocumentQuery(submitted_from=MIDDLE, submitted_before=MIDDLE + dt.timedelta(hours=1))),
+    _search(DocumentQuery(document_id="D1500", latest_status=StatusCode("01"))),
+    # With their count: the peer's 150 at least.
+    Read(
+        "a peer's dead letters (its resend)",
+        lambda pool: PostgresPeerStates(pool).dead_lettered("HUB-B", 20),
+        read_at_most=DEAD_LETTERS,
+    ),
+    # The hour's 60 documents and 66 copies, with their statuses: 384.
+    Read(
+        "an hour's figures",
+        lambda pool: PostgresReportStore(pool).monthly(MIDDLE, MIDDLE + dt.timedelta(hours=1), []),
+        read_at_most=400,
+    ),
+    Read(
+        "the pull listing of a ministry",
+        lambda pool: PostgresLifecycleStore(pool).pending("A200", None, 20),
+    ),
+    Read(
+        "Track by document id",
+        lambda pool: PostgresDocumentStore(pool).track(document_uuid=None, document_id="D1500"),
+    ),
+    Read("the directory, a page", lambda pool: _agencies(pool, None, None, "")),
+    Read("the directory, a province's", lambda pool: _agencies(pool, "P07", None, "")),
+    Read("the directory, open ones", lambda pool: _agencies(pool, None, dt.date(2026, 1, 1), "P")),
+    Read(
+        "the directory, a province's open ones",
+        lambda pool: _agencies(pool, "P07", dt.date(2026, 1, 1), "P07-X1000"),
+    ),
+    Read("the directory's changes", lambda pool: PostgresAgencies(pool).changes(1000, 50)),
+    Read("the ledger's entries", lambda pool: PostgresLedgerReader(pool).entries(1000, 1050)),
+)
+
+
+async def _agencies(
+    pool: asyncpg.Pool, parent: str | None, open_on: dt.date | None, after: str
+) -> object:
+    return await PostgresAgencies(pool).list(
+        parent_code=parent, open_on=open_on, after_code=after, limit=20
+    )
+
+
+# What the adapters' statements name; asyncpg's own (type introspection) and the test's are not
+# theirs.
+_SERVICE_TABLE = re.compile(r"\b(exchange|directory|ledger)\.")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A statement a read sent, with its arguments and the plan mode it ran in."""
+
+    sql: str
+    arguments: tuple[object, ...]
+    custom: bool
+
+
+async def _sent_by(pool: asyncpg.Pool, read: Read) -> list[Sent]:
+    """Runs `read` on the pool's one connection, recording what it sends."""
+    logged: list[LoggedQuery] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(logged.append)
+    try:
+        await read.call(pool)
+        # The logger is called soon after each statement: a round trip lets the last one in.
+        await pool.fetchval("SELECT 1")
+    finally:
+        async with pool.acquire() as conn:
+            conn.remove_query_logger(logged.append)
+    sent: list[Sent] = []
+    custom = False
+    for query in logged:
+        if query.query.startswith("SET LOCAL plan_cache_mode = force_custom_plan"):
+            custom = True
+        elif query.query.startswith(("COMMIT", "ROLLBACK")):
+            custom = False
+        elif query.args and _SERVICE_TABLE.search(query.query):
+            sent.append(Sent(query.query, tuple(query.args), custom))
+    return sent
+
+
+async def _explained(conn: postgres.Conn, sent: Sent) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the prepared statement asyncpg made of `sent.sql` on this connection, on
+    the plan it keeps (or a custom one), rolled back. Prepared outside asyncpg's statement cache, so
+    that explaining evicts none of the statements whose plans are kept there."""
+    row = await conn.fetchrow(
+        "SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements "
+        "WHERE statement = $1",
+        sent.sql,
+    )
+    assert row is not None, sent.sql
+    values = await literals(conn, row["types"], sent.arguments)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        if sent.custom:
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        explain = await conn.prepare(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {row['name']}({', '.join(values)})"
+        )
+        explained = await explain.fetchval()
+    finally:
+        await transaction.rollback()
+    return dict(json.loads(explained)[0]["Plan"])
+
+
+def _read(plan: dict[str, Any], leading: dict[str, str]) -> tuple[int, list[str]]:
+    """The rows the plan's scans read (those they returned and those they filtered out, in every
+    loop), and its scans of a whole index (a condition that leaves the index's first column free
+    reads it all and counts only the rows that match)."""
+    nodes = list(plan_nodes(plan))
+    whole = [scan for node in nodes if (scan := whole_index_scan(node, leading))]
+    return int(sum(rows_read(node) for node in nodes)), whole
+
+
+async def _overreads(pool: asyncpg.Pool, leading: dict[str, str], planned: str) -> list[str]:
+    """Every read's statements that read more than the read may, on `pool`'s plans."""
+    found: list[str] = []
+    for read in READS:
+        for sent in await _sent_by(pool, read):
+            async with pool.acquire() as conn:
+                plan = await _explained(conn, sent)
+            read_rows, whole = _read(plan, leading)
+            if read_rows > read.read_at_most or whole:
+                mode = "custom" if sent.custom else "generic"
+                statement = " ".join(sent.sql.split())[:100]
+                found.append(
+                    f"{read.name} ({planned}, {mode} plan): {read_rows} rows read "
+                    f"(at most {read.read_at_most}) {whole} by {statement}"
+                )
+    return found
+
+
+async def test_each_read_with_filters_reads_only_what_it_is_asked_about(
+    services: SuiteServices,
+) -> None:
+    url = await postgres.recreate_database(services.database_url, "docaxis_adapter_plans")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    pools: list[asyncpg.Pool] = []
+    try:
+        await without_autovacuum(conn)
+        # A deployment's first reads plan on empty tables; those plans stay until an analyze.
+        first = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(first)
+        for read in READS:
+            await read.call(first)
+        await conn.execute(HISTORY)
+        await conn.execute(LOG)
+        await conn.execute(OPERATIONS)
+        leading = await leading_columns(conn)
+        found = await _overreads(first, leading, "planned on empty tables")
+        young = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(young)
+        found += await _overreads(young, leading, "young statistics")
+        await conn.execute("ANALYZE")
+        analyzed = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(analyzed)
+        found += await _overreads(analyzed, leading, "analyzed")
+    finally:
+        for pool in pools:
+            await pool.close()
+        await conn.close()
+    assert not found, "\n".join(found)
