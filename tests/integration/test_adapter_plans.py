@@ -97,6 +97,21 @@ def _search(
     )
 
 
+def _dead_letters(
+    name: str,
+    *,
+    agency: str | None = None,
+    after: PageCursor | None = None,
+    peer: str | None = None,
+    read_at_most: int = PAGE,
+) -> Read:
+    return Read(
+        name,
+        lambda pool: PostgresAdminStore(pool).dead_letters(agency, after, 20, peer=peer),
+        read_at_most,
+    )
+
+
 READS = (
     _search(DocumentQuery()),
     _search(DocumentQuery(), AFTER_MIDDLE),
@@ -106,6 +121,13 @@ READS = (
     _search(DocumentQuery(sender="A007"), AFTER_MIDDLE),
     _search(DocumentQuery(submitted_from=MIDDLE, submitted_before=MIDDLE + dt.timedelta(hours=1))),
     _search(DocumentQuery(document_id="D1500", latest_status=StatusCode("01"))),
+    _dead_letters("the dead letters"),
+    _dead_letters("the dead letters, the next page", after=AFTER_MIDDLE),
+    # An agency's: its copies' and its documents', newest first, which no index has: the dead
+    # letters (306) and their documents until a page of its own.
+    _dead_letters("the dead letters, a recipient's", agency="A150", read_at_most=DEAD_LETTERS),
+    _dead_letters("the dead letters, a sender's", agency="A007", read_at_most=DEAD_LETTERS),
+    _dead_letters("the dead letters, a peer's", peer="HUB-B", read_at_most=DEAD_LETTERS),
     # With their count: the peer's 150 at least.
     Read(
         "a peer's dead letters (its resend)",

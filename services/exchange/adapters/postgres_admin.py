@@ -17,6 +17,7 @@ from services.exchange.adapters.postgres import (
     trace_from_json,
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.adapters.postgres_statements import Parameters
 from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
@@ -76,17 +77,34 @@ WHERE d.document_uuid = ANY($1::uuid[])
 ORDER BY d.document_uuid, d.position
 """  # noqa: S608 - constant fragments
 
-_DEAD_LETTERS_SQL = f"""
+
+# The dead letters newest first, with the filters given only: under the pools' generic plans
+# (postgres.PLANNER_SETTINGS) a `$n IS NULL OR …` filter or cursor is no index condition, and
+# every page read every dead letter through delivery_dead_lettered to sort them (612 rows of the
+# test's 306 dead letters for a page of 20; tests/integration/test_adapter_plans.py). An agency
+# is the copy's recipient or its document's sender: no index has both, so its pages read the dead
+# letters newest first until they hold its own.
+def _dead_letters_sql(
+    p: Parameters, agency: str | None, after: PageCursor | None, limit: int, peer: str | None
+) -> str:
+    conditions = ["d.state = 'dead_lettered'"]
+    if agency is not None:
+        code = p(agency, "text")
+        conditions.append(f"(d.recipient = {code} OR doc.sender = {code})")
+    if after is not None:
+        at, item = p(after.created_at, "timestamptz"), p(uuid.UUID(after.item_id), "uuid")
+        conditions.append(f"(d.dead_lettered_at, d.id) < ({at}, {item})")
+    if peer is not None:
+        conditions.append(f"d.via_hub = {p(peer, 'text')}")
+    return f"""
 SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
     d.push_count, {_SUMMARY_COLUMNS}
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-WHERE d.state = 'dead_lettered'
-    AND ($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)
-    AND ($2::timestamptz IS NULL OR (d.dead_lettered_at, d.id) < ($2, $3::uuid))
-    AND ($5::text IS NULL OR d.via_hub = $5)
+WHERE {" AND ".join(conditions)}
 ORDER BY d.dead_lettered_at DESC, d.id DESC
-LIMIT $4
-"""  # noqa: S608 - constant fragments
+LIMIT {p(limit, "integer")}
+"""  # noqa: S608 - placeholders and constant fragments only
+
 
 _RESENDS_SQL = """
 SELECT delivery_id, resent_at, administrator_subject, administrator_serial, reason,
@@ -200,14 +218,8 @@ class PostgresAdminStore:
     async def dead_letters(
         self, agency: str | None, after: PageCursor | None, limit: int, *, peer: str | None = None
     ) -> list[DeadLetterCopy]:
-        rows = await self._pool.fetch(
-            _DEAD_LETTERS_SQL,
-            agency,
-            after.created_at if after else None,
-            uuid.UUID(after.item_id) if after else None,
-            limit,
-            peer,
-        )
+        p = Parameters()
+        rows = await self._pool.fetch(_dead_letters_sql(p, agency, after, limit, peer), *p.values)
         return [
             DeadLetterCopy(
                 delivery_id=str(row["id"]),
