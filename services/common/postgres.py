@@ -76,8 +76,9 @@ async def planned_for_values(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
     are given at every execution, not generically as PLANNER_SETTINGS has the pools plan. For a
     statement whose filters are each optional (`$n IS NULL OR …`: the console's search), only a
     plan that sees which ones are given can use the index of the one given; its generic plan
-    reads every document (tests/integration/test_statement_plans.py). One round trip more, paid
-    by operators' searches only."""
+    reads every document (tests/integration/test_adapter_plans.py). So too for a range whose
+    width decides the plan (the monthly figures: an hour or a year), which a generic plan prices
+    at a default. One round trip more, paid by operators' searches and reports only."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         yield conn

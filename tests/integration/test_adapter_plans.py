@@ -134,6 +134,12 @@ READS = (
         lambda pool: PostgresPeerStates(pool).dead_lettered("HUB-B", 20),
         read_at_most=DEAD_LETTERS,
     ),
+    # A007's 150 documents with their copies' recalls, its 15 copies with their statuses: 364.
+    Read(
+        "an agency's month's figures",
+        lambda pool: PostgresReportStore(pool).monthly(*DECEMBER, ["A007"]),
+        read_at_most=400,
+    ),
     # The hour's 60 documents and 66 copies, with their statuses: 384.
     Read(
         "an hour's figures",
