@@ -68,6 +68,8 @@ WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
 # A page of 20 and what it joins (its documents, copies, statuses) read under 100 rows; a walk of
 # the history reads thousands.
 PAGE = 100
+# A007's copies, sent and received (181), their documents and two statuses each.
+AGENCYS_COPIES = 4 * 181 + PAGE
 # Every dead letter of the history and its document.
 DEAD_LETTERS = 2 * 306 + PAGE
 AS_OF = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
@@ -133,6 +135,18 @@ READS = (
         "a peer's dead letters (its resend)",
         lambda pool: PostgresPeerStates(pool).dead_lettered("HUB-B", 20),
         read_at_most=DEAD_LETTERS,
+    ),
+    # An agency's reports: its copies and its documents', all those with a due date (overdue)
+    # or waiting (stalled) as of the report; A007's: 15 and 150 of 3,300, with their statuses.
+    Read(
+        "an agency's overdue copies",
+        lambda pool: PostgresReportStore(pool).overdue("A007", AS_OF, 20),
+        read_at_most=AGENCYS_COPIES,
+    ),
+    Read(
+        "an agency's stalled copies",
+        lambda pool: PostgresReportStore(pool).stalled("A007", AS_OF, dt.timedelta(hours=1), 20),
+        read_at_most=AGENCYS_COPIES,
     ),
     # A007's 150 documents with their copies' recalls, its 15 copies with their statuses: 364.
     Read(
