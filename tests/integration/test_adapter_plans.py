@@ -161,6 +161,14 @@ READS = (
         read_at_most=400,
     ),
     Read(
+        "the pull listing of an agency with a backlog",
+        lambda pool: PostgresLifecycleStore(pool).pending("A199", None, 20),
+    ),
+    Read(
+        "the pull listing of an agency with a backlog, the next page",
+        lambda pool: PostgresLifecycleStore(pool).pending("A199", AFTER_MIDDLE, 20),
+    ),
+    Read(
         "the pull listing of a ministry",
         lambda pool: PostgresLifecycleStore(pool).pending("A200", None, 20),
     ),

@@ -561,6 +561,44 @@ FROM exchange.document d
 WHERE d.header -> 'response_for' ? $1{_LINK_SIGHT}"""  # noqa: S608 - constants only
 
 
+# What an agency has to fetch (pull mode), a page in (created_at, id) order: its copies waiting
+# and its notices unacknowledged, each kind's page taken from its index in that order
+# (delivery_pending, notice_pending: the cursor an index condition, the LIMIT stops the scan),
+# then joined and merged. As one ORDER BY over the union, with the cursor optional
+# (`$2 IS NULL OR …`), every page read the agency's whole backlog, joined and sorted, in both
+# plan modes: 12,696 rows for a page of an agency with 3,000 notices waiting
+# (tests/integration/test_adapter_plans.py), a reconnecting agency's backlog read once per page.
+_PENDING_SQL = """
+SELECT kind, id, document_uuid, created_at, sender FROM (
+    SELECT 'delivery' AS kind, d.id, d.document_uuid, d.accepted_at AS created_at, doc.sender
+    FROM (
+        SELECT id, document_uuid, accepted_at FROM exchange.delivery
+        WHERE recipient = $1 AND state IN ('accepted', 'queued', 'pushed'){after_copy}
+        ORDER BY accepted_at, id LIMIT {limit}
+    ) d
+    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    UNION ALL
+    SELECT n.kind, n.id, d.document_uuid, n.created_at, COALESCE(s.reported_by, doc.sender)
+    FROM (
+        SELECT id, kind, delivery_id, status_row, created_at FROM exchange.notice
+        WHERE agency = $1 AND acknowledged_at IS NULL{after_notice}
+        ORDER BY created_at, id LIMIT {limit}
+    ) n
+    JOIN exchange.delivery d ON d.id = n.delivery_id
+    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    LEFT JOIN exchange.delivery_status s ON s.id = n.status_row
+) items
+ORDER BY created_at, id
+LIMIT {limit}
+"""
+_PENDING_FIRST_SQL = _PENDING_SQL.format(after_copy="", after_notice="", limit="$2")
+_PENDING_NEXT_SQL = _PENDING_SQL.format(
+    after_copy="\n            AND (accepted_at, id) > ($2::timestamptz, $3::uuid)",
+    after_notice="\n            AND (created_at, id) > ($2::timestamptz, $3::uuid)",
+    limit="$4",
+)
+
+
 class PostgresLifecycleStore:
     def __init__(
         self,
@@ -904,30 +942,12 @@ class PostgresLifecycleStore:
     ) -> list[PendingEntry]:
         # Keyset paging on (created_at, id): acknowledgements made while paging remove rows
         # before the cursor or after it, never shift the ones still to come.
-        rows = await self._pool.fetch(
-            """
-            SELECT kind, id, document_uuid, created_at, sender FROM (
-                SELECT 'delivery' AS kind, d.id, d.document_uuid, d.accepted_at AS created_at,
-                    doc.sender
-                FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                WHERE d.recipient = $1 AND d.state IN ('accepted', 'queued', 'pushed')
-                UNION ALL
-                SELECT n.kind, n.id, d.document_uuid, n.created_at,
-                    COALESCE(s.reported_by, doc.sender)
-                FROM exchange.notice n JOIN exchange.delivery d ON d.id = n.delivery_id
-                    JOIN exchange.document doc ON doc.uuid = d.document_uuid
-                    LEFT JOIN exchange.delivery_status s ON s.id = n.status_row
-                WHERE n.agency = $1 AND n.acknowledged_at IS NULL
-            ) items
-            WHERE $2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid)
-            ORDER BY created_at, id
-            LIMIT $4
-            """,
-            agency,
-            after.created_at if after else None,
-            uuid.UUID(after.item_id) if after else None,
-            limit,
-        )
+        if after is None:
+            rows = await self._pool.fetch(_PENDING_FIRST_SQL, agency, limit)
+        else:
+            rows = await self._pool.fetch(
+                _PENDING_NEXT_SQL, agency, after.created_at, uuid.UUID(after.item_id), limit
+            )
         return [
             PendingEntry(
                 ItemKind(r["kind"]),
