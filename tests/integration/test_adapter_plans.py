@@ -33,6 +33,7 @@ from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
@@ -122,7 +123,13 @@ READS = (
     _search(DocumentQuery(sender="A007")),
     _search(DocumentQuery(sender="A007"), AFTER_MIDDLE),
     _search(DocumentQuery(submitted_from=MIDDLE, submitted_before=MIDDLE + dt.timedelta(hours=1))),
+    _search(DocumentQuery(sender="A007", state=DeliveryState.ACKNOWLEDGED)),
     _search(DocumentQuery(document_id="D1500", latest_status=StatusCode("01"))),
+    _search(DocumentQuery(recipient="A150")),
+    # A state no index has alone, of a tenth of the copies: documents newest first, each with its
+    # copies, until 20 have one dead-lettered (some 200).
+    _search(DocumentQuery(state=DeliveryState.DEAD_LETTERED), read_at_most=600),
+    _search(DocumentQuery(latest_status=StatusCode("01"))),
     _dead_letters("the dead letters"),
     _dead_letters("the dead letters, the next page", after=AFTER_MIDDLE),
     # An agency's: its copies' and its documents', newest first, which no index has: the dead

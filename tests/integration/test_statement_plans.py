@@ -30,7 +30,6 @@ from services.exchange.adapters.postgres import (
     SUBMIT_LOOKUPS_SQL,
     UNOWNED_ATTACHMENTS_SQL,
 )
-from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGEMENT_LOCK_SQL,
@@ -42,7 +41,6 @@ from services.exchange.adapters.postgres_lifecycle import (
     NOTICE_LOCK_SQL,
     VERSIONS_SQL,
 )
-from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.ledger.adapters.postgres import DOCUMENT_ENTRIES
 from tests.infra import SuiteServices
 from tests.plan_history import HISTORY, LOG, without_autovacuum
@@ -228,45 +226,6 @@ async def test_each_hot_statement_reads_only_what_it_is_asked_about(
     finally:
         await conn.close()
     assert not walks, "\n".join(walks)
-
-
-async def _document_rows_read(conn: asyncpg.Connection) -> int:
-    row = await conn.fetchrow(
-        "SELECT seq_tup_read, coalesce(idx_tup_fetch, 0) AS fetched FROM pg_stat_user_tables "
-        "WHERE relid = 'exchange.document'::regclass"
-    )
-    assert row is not None
-    return int(row["seq_tup_read"]) + int(row["fetched"])
-
-
-@pytest.mark.parametrize(
-    "query",
-    [
-        DocumentQuery(document_id="D1500"),
-        DocumentQuery(code_number="1500", code_notation="DT-TAI"),
-        DocumentQuery(sender="A007"),
-    ],
-    ids=["document id", "code", "sender"],
-)
-async def test_the_console_search_reads_only_the_documents_its_filters_name(
-    history: str, query: DocumentQuery
-) -> None:
-    """The console's search has every filter optional (`$n IS NULL OR …`), so only a plan made
-    for the values given can use the index of the filter given; the generic plan the pools force
-    (postgres.PLANNER_SETTINGS) reads every document. Counted as the store runs it, from the
-    table's statistics: its connection flushes them before answering the next statement."""
-    pool = await postgres.create_pool(history, min_size=1, max_size=1)
-    observer = await asyncpg.connect(history)
-    try:
-        before = await _document_rows_read(observer)
-        found = await PostgresAdminStore(pool).search(query, None, 20)
-        await pool.fetchval("SELECT pg_stat_force_next_flush()")
-        read = await _document_rows_read(observer) - before
-    finally:
-        await observer.close()
-        await pool.close()
-    assert found, "the history holds documents that match"
-    assert read <= READ_AT_MOST, f"{read} documents read"
 
 
 async def test_each_hot_statement_planned_on_empty_tables_reads_only_what_it_is_asked_about(
