@@ -37,7 +37,7 @@ from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
-from services.ledger.adapters.postgres import PostgresLedgerReader
+from services.ledger.adapters.postgres import PostgresLedgerCheckpoints, PostgresLedgerReader
 from tests.infra import SuiteServices
 from tests.plan_history import HISTORY, LOG, without_autovacuum
 from tests.query_plans import leading_columns, literals, plan_nodes, rows_read, whole_index_scan
@@ -47,7 +47,8 @@ pytestmark = pytest.mark.integration
 # Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
 # reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
 # whose DMSs stopped answering dead-lettered (306), half of them routed through a peer hub; D1500's
-# verification as Track reads it.
+# verification as Track reads it; 3,000 checkpoints, all but the last three cosigned by two
+# witnesses.
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -64,6 +65,12 @@ UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepte
     dead_letter_reason = 'max pushes', acknowledged_at = NULL,
     via_hub = CASE WHEN recipient >= 'A160' THEN 'HUB-B' END
 WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
+INSERT INTO ledger.checkpoint (size, root, note)
+SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
+FROM generate_series(1, 3000) i;
+INSERT INTO ledger.cosignature (size, witness, line, cosigned_at)
+SELECT i * 4, w, '— ' || w || ' ' || md5(i::text) || E'\n', now()
+FROM generate_series(1, 2997) i CROSS JOIN (VALUES ('w1'), ('w2')) v (w);
 """
 
 # A page of 20 and what it joins (its documents, copies, statuses) read under 100 rows; a walk of
@@ -192,6 +199,14 @@ READS = (
     ),
     Read("the directory's changes", lambda pool: PostgresAgencies(pool).changes(1000, 50)),
     Read("the ledger's entries", lambda pool: PostgresLedgerReader(pool).entries(1000, 1050)),
+    Read(
+        "the checkpoint with its quorum",
+        lambda pool: PostgresLedgerCheckpoints(pool, quorum=2).latest_note(),
+    ),
+    Read(
+        "the latest checkpoint",
+        lambda pool: PostgresLedgerReader(pool, quorum=2).latest_checkpoint(),
+    ),
 )
 
 
@@ -204,7 +219,7 @@ async def _agencies(
 
 
 # What the adapters' statements name; asyncpg's own (type introspection) and the test's are not
-# theirs.
+# theirs. A statement without parameters has one plan whatever the plan mode: not explained.
 _SERVICE_TABLE = re.compile(r"\b(exchange|directory|ledger)\.")
 
 
