@@ -30,7 +30,15 @@ from docaxis.common.v1 import common_pb2
 
 from benchmarks import ceilings
 from benchmarks.circular import CircularResult, run_pull_circular, run_push_circular
-from benchmarks.cpu import CpuMeter, Snapshot, main_thread_ticks, per_item_ms, pid_file
+from benchmarks.cpu import (
+    CpuMeter,
+    Snapshot,
+    main_thread_ticks,
+    main_thread_wait_ns,
+    per_item_ms,
+    pid_file,
+    wait_per_s,
+)
 from benchmarks.ledger import store_figures
 from benchmarks.load import ATTACHMENT_BYTES, AckMode, StepResult, Workload, bench_codes
 from benchmarks.plot import plot_latency
@@ -509,12 +517,13 @@ async def _measured_step(
     """One step of load, with the CPU each group of processes (and each docaxis worker) used
     during it and its drain."""
     processes, wall, started = axis.processes(), time.monotonic(), meter.snapshot()
-    loops = main_thread_ticks(processes)
+    loops, loop_waits = main_thread_ticks(processes), main_thread_wait_ns(processes)
     step = await workload.run_step(rate, seconds, drain_s=drain_s)
     workers = worker_cores(processes, axis.processes(), axis.pid, time.monotonic() - wall)
     ended = meter.snapshot()
     used = meter.seconds(started, ended)
     loop_s = (main_thread_ticks(processes) - loops) / os.sysconf("SC_CLK_TCK")
+    loop_waited = wait_per_s(loop_waits, main_thread_wait_ns(processes), ended.at - started.at)
     return dataclasses.replace(
         step,
         server_cores=sum(workers),
@@ -524,6 +533,7 @@ async def _measured_step(
         cpu_ms_per_document=per_item_ms(used, step.accepted_docs),
         cpu_ms_per_copy=per_item_ms(used, step.copies_delivered),
         loop_cpu_ms_per_document=per_item_ms({"loop": loop_s}, step.accepted_docs).get("loop", 0.0),
+        core_waits={**meter.waits(started, ended), "docaxis loop": loop_waited},
     )
 
 

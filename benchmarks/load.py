@@ -150,6 +150,9 @@ class StepResult:
     # CPU ms per accepted document of docaxis's event-loop threads (each process's main
     # thread), within cpu_ms_per_document's docaxis figure: the part one core bounds.
     loop_cpu_ms_per_document: float = 0.0
+    # Seconds each group's threads spent waiting for a core (runnable, not running) per second
+    # of the step and its drain, and "docaxis loop": the event-loop threads' (benchmarks/cpu.py).
+    core_waits: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the

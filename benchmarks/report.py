@@ -210,6 +210,7 @@ class Report:
                 f"  {s.offered_docs_per_s:>7,.0f} | "
                 + " | ".join(f"{s.cores.get(g, 0.0):>14.2f}" for g in groups)
             )
+        lines += _waits_lines(self.steps)
         costs = [s for s in self.steps if s.cpu_ms_per_document]
         if costs:
             groups = list(costs[0].cpu_ms_per_document)
@@ -338,6 +339,26 @@ def _step_notes(s: StepResult) -> list[str]:
     if len(s.worker_cores) > 1:
         note.append("workers " + " + ".join(f"{c:.2f}" for c in s.worker_cores))
     return note
+
+
+def _waits_lines(steps: list[StepResult]) -> list[str]:
+    """Per step, the time each group's threads waited for a core, beside the cores they used."""
+    measured = [s for s in steps if s.core_waits]
+    if not measured:
+        return []
+    groups = list(measured[0].core_waits)
+    lines = [
+        "",
+        "waiting for a core (seconds a second each group's threads were runnable but not "
+        "running, summed over its threads; schedstat's run_delay; not in the cores above):",
+        "  offered | " + " | ".join(f"{g:>14}" for g in groups),
+    ]
+    for s in measured:
+        lines.append(
+            f"  {s.offered_docs_per_s:>7,.0f} | "
+            + " | ".join(f"{s.core_waits.get(g, 0.0):>14.2f}" for g in groups)
+        )
+    return lines
 
 
 def _cost(step: StepResult, group: str) -> str:
