@@ -53,6 +53,7 @@ from benchmarks.stack import (
     Servers,
     write_agencies,
 )
+from benchmarks.storage import receipt_bytes, wal_position
 from benchmarks.timeline import copy_timeline
 from benchmarks.verify import ledger_pending, verify_ledger
 from docaxis_client.client import AgencyClient
@@ -208,6 +209,7 @@ async def _steps(
     workload: Workload,
     meter: CpuMeter,
     notes: list[str],
+    database_url: str,
 ) -> list[StepResult]:
     """The open-loop steps, ascending, then the drain of what is left."""
     # Unrecorded: queues declared, connections and caches warm, streams attached.
@@ -231,7 +233,9 @@ async def _steps(
         # Past an overloaded step, later ones overload too: offer them only for as long as
         # it takes to see latencies grow (documents are signed ahead, ~1-2 ms each).
         seconds = min(mode.step_s, OVERLOADED_STEP_S) if overloaded else mode.step_s
-        step = await _measured_step(workload, axis, meter, rate, seconds, mode.drain_s)
+        step = await _measured_step(
+            workload, axis, meter, rate, seconds, mode.drain_s, database_url
+        )
         for profiler in profilers:
             await asyncio.to_thread(profiler.wait)
         if args.native_syscalls and args.profile_native is not None and rate == args.profile_rate:
@@ -439,7 +443,7 @@ async def run(args: argparse.Namespace) -> Report:
         await workload.open()
         steps: list[StepResult] = []
         if not args.circular_only:
-            steps = await _steps(args, mode, axis, workload, meter, notes)
+            steps = await _steps(args, mode, axis, workload, meter, notes, database_url)
         after = (
             limits
             if args.circular_only
@@ -512,15 +516,23 @@ async def run(args: argparse.Namespace) -> Report:
 
 
 async def _measured_step(
-    workload: Workload, axis: Axis, meter: CpuMeter, rate: float, seconds: float, drain_s: float
+    workload: Workload,
+    axis: Axis,
+    meter: CpuMeter,
+    rate: float,
+    seconds: float,
+    drain_s: float,
+    database_url: str,
 ) -> StepResult:
     """One step of load, with the CPU each group of processes (and each docaxis worker) used
-    during it and its drain."""
+    during it and its drain, and the WAL Postgres wrote."""
+    wal = await wal_position(database_url)
     processes, wall, started = axis.processes(), time.monotonic(), meter.snapshot()
     loops, loop_waits = main_thread_ticks(processes), main_thread_wait_ns(processes)
     step = await workload.run_step(rate, seconds, drain_s=drain_s)
     workers = worker_cores(processes, axis.processes(), axis.pid, time.monotonic() - wall)
     ended = meter.snapshot()
+    wal_bytes = await wal_position(database_url) - wal
     used = meter.seconds(started, ended)
     loop_s = (main_thread_ticks(processes) - loops) / os.sysconf("SC_CLK_TCK")
     loop_waited = wait_per_s(loop_waits, main_thread_wait_ns(processes), ended.at - started.at)
@@ -534,6 +546,8 @@ async def _measured_step(
         cpu_ms_per_copy=per_item_ms(used, step.copies_delivered),
         loop_cpu_ms_per_document=per_item_ms({"loop": loop_s}, step.accepted_docs).get("loop", 0.0),
         core_waits={**meter.waits(started, ended), "docaxis loop": loop_waited},
+        wal_bytes_per_document=round(wal_bytes / max(step.accepted_docs, 1)),
+        receipt_bytes=await receipt_bytes(database_url),
     )
 
 

@@ -153,6 +153,10 @@ class StepResult:
     # Seconds each group's threads spent waiting for a core (runnable, not running) per second
     # of the step and its drain, and "docaxis loop": the event-loop threads' (benchmarks/cpu.py).
     core_waits: dict[str, float] = dataclasses.field(default_factory=dict)
+    # WAL Postgres wrote during the step and its drain, per accepted document; and the mean
+    # stored transport receipt (a copy's) at the step's end.
+    wal_bytes_per_document: int = 0
+    receipt_bytes: float = 0.0
 
     def sustained(self, p99_limit_ms: float) -> bool:
         """Every document accepted and every copy acknowledged, p99 within the limit, and the

@@ -226,6 +226,16 @@ class Report:
                     + " | ".join(_cost(s, g).rjust(16) for g in groups)
                     + f" | {s.loop_cpu_ms_per_document:>6.1f}"
                 )
+            lines += [
+                "",
+                "Postgres's writes: WAL bytes per accepted document during each step and its "
+                "drain; the mean stored transport receipt (bytes) at its end:",
+            ]
+            lines += [
+                f"  {s.offered_docs_per_s:>7,.0f} | WAL {s.wal_bytes_per_document:>8,} | "
+                f"receipt {s.receipt_bytes:>7,.0f}"
+                for s in costs
+            ]
         return lines
 
     def text(self) -> str:
