@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from docaxis.exchange.v1 import events_pb2
 
 from docaxis_client.trust.bindings import Bindings, CertificateBinding
+from docaxis_client.trust.receipts import TransportReceipt
 from services.bootstrap.directory_view import exchange_view
 from services.directory.domain.model import Agency, AgencyKind
 from services.directory.domain.reorganisation import Reorganisation, resolve
@@ -644,12 +645,12 @@ class FakeDocumentStore:
             state=delivery.state,
         )
 
-    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
+    async def save_transport_receipt(self, delivery_id: str, receipt: TransportReceipt) -> bytes:
         delivery = self.deliveries.get(str(uuid.UUID(delivery_id)))
         if delivery is None or delivery.acknowledged_at is None:
             raise ValueError(f"delivery {delivery_id} is not acknowledged")
         if delivery.transport_receipt is None:
-            delivery.transport_receipt = receipt
+            delivery.transport_receipt = receipt.to_json()
         return delivery.transport_receipt
 
     async def store_blob(

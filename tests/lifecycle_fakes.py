@@ -311,7 +311,8 @@ class FakeLifecycleStore:
             if acknowledged and copy is not None and copy.transport_receipt is None:
                 record = await self.documents.delivery(copy.id)
                 assert record is not None
-                copy.transport_receipt = receipts(record)
+                receipt = receipts(record)
+                copy.transport_receipt = None if receipt is None else receipt.to_json()
         return [
             Acknowledgement(answer.acknowledged_at, answer.already)
             if isinstance(answer, domain_delivery.Acknowledged)

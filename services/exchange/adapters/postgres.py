@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from docaxis.exchange.v1 import events_pb2
 
+from docaxis_client.trust.receipts import TransportReceipt
 from services.common.postgres import Conn
 from services.exchange.adapters.postgres_copies import (
     LockedCopy,
@@ -31,6 +32,7 @@ from services.exchange.adapters.postgres_uploads import (
     publish_blob,
 )
 from services.exchange.adapters.rabbit import OutboundMessage
+from services.exchange.adapters.receipt_chains import ReceiptChains, stored_receipt
 from services.exchange.adapters.stored_documents import PushedDocument, StoredDocuments
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
@@ -444,6 +446,7 @@ class PostgresDocumentStore(PostgresUploads):
         """`kept`: the documents recently stored or read, shared with the lifecycle store."""
         self._pool = pool
         self._kept = kept if kept is not None else StoredDocuments()
+        self._chains = ReceiptChains()
 
     async def find_by_consignment(
         self, sender: str, consignment_id: str
@@ -733,6 +736,9 @@ class PostgresDocumentStore(PostgresUploads):
             if row is None:
                 return None
             attachments = await _attachments(conn, row["document_uuid"])
+            receipt = row["transport_receipt"]
+            if receipt is not None:
+                receipt = await self._chains.served(conn, receipt)
         return DeliveryRecord(
             delivery_id=delivery_id,
             document_uuid=str(row["document_uuid"]),
@@ -741,24 +747,31 @@ class PostgresDocumentStore(PostgresUploads):
             header=header_from_json(row["header"]),
             attachments=attachments,
             acknowledged_at=row["acknowledged_at"],
-            transport_receipt=row["transport_receipt"],
+            transport_receipt=receipt,
             state=DeliveryState(row["state"]),
         )
 
-    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored: bytes | None = await conn.fetchval(
-                """
-                UPDATE exchange.delivery SET transport_receipt = coalesce(transport_receipt, $2)
-                WHERE id = $1 AND acknowledged_at IS NOT NULL
-                RETURNING transport_receipt
-                """,
-                uuid.UUID(delivery_id),
-                receipt,
-            )
-        if stored is None:
-            raise ValueError(f"delivery {delivery_id} is not acknowledged")
-        return stored
+    async def save_transport_receipt(self, delivery_id: str, receipt: TransportReceipt) -> bytes:
+        chain, encoded = stored_receipt(receipt)
+        unstored = self._chains.unstored([chain])
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                await self._chains.store(conn, unstored)
+                stored: bytes | None = await conn.fetchval(
+                    """
+                    UPDATE exchange.delivery
+                    SET transport_receipt = coalesce(transport_receipt, $2)
+                    WHERE id = $1 AND acknowledged_at IS NOT NULL
+                    RETURNING transport_receipt
+                    """,
+                    uuid.UUID(delivery_id),
+                    encoded,
+                )
+            self._chains.stored(unstored)
+            if stored is None:
+                raise ValueError(f"delivery {delivery_id} is not acknowledged")
+            # The first receipt stored stands: this one, or another (of either form).
+            return await self._chains.served(conn, stored)
 
     async def store_blob(
         self, owner: str, sha256: str, chunks: AsyncIterator[bytes], quota: int | None = None

@@ -34,6 +34,7 @@ from services.exchange.adapters.postgres_copies import (
 )
 from services.exchange.adapters.postgres_statements import Parameters
 from services.exchange.adapters.rabbit import NOTICE_MESSAGE_TYPE
+from services.exchange.adapters.receipt_chains import HubChain, ReceiptChains, stored_receipt
 from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import Copy, LedgerEvent
@@ -274,13 +275,17 @@ async def _issue_receipts(
     copies: Sequence[tuple[LockedCopy, Copy]],
     receipts: ReceiptIssuer,
     kept: StoredDocuments,
-) -> dict[uuid.UUID, bytes]:
-    """The hub's transport receipts of acknowledged copies that have none yet, by copy, for
-    save_copies to store with the acknowledgement (one UPDATE of each row, not two)."""
+    chains: ReceiptChains,
+) -> tuple[dict[uuid.UUID, bytes], list[HubChain]]:
+    """The hub's transport receipts of acknowledged copies that have none yet, by copy, as
+    stored (without their chain), for save_copies to store with the acknowledgement (one UPDATE
+    of each row, not two); and their chains not known stored, stored in the caller's
+    transaction (for ReceiptChains.stored once it commits)."""
     if not copies:
-        return {}
+        return {}, []
     documents = await load_manifests(conn, list({row.document_key for row, _ in copies}), kept)
     issued: dict[uuid.UUID, bytes] = {}
+    signed_with: list[HubChain] = []
     for row, copy in copies:
         header, attachments = documents[row.document_key]
         receipt = receipts(
@@ -297,8 +302,11 @@ async def _issue_receipts(
             )
         )
         if receipt is not None:
-            issued[row.key] = receipt
-    return issued
+            chain, issued[row.key] = stored_receipt(receipt)
+            signed_with.append(chain)
+    unstored = chains.unstored(signed_with)
+    await chains.store(conn, unstored)
+    return issued, unstored
 
 
 async def queue_status_notices(
@@ -614,6 +622,7 @@ class PostgresLifecycleStore:
         self._kept = kept if kept is not None else StoredDocuments()
         self._notices = notices
         self._on_notices = on_notices
+        self._chains = ReceiptChains()
 
     async def record_status(
         self,
@@ -687,7 +696,7 @@ class PostgresLifecycleStore:
                 now,
             )
             current = {key: row.copy for key, row in locked.items()} | dict(group.copies)
-            issued = await _issue_receipts(
+            issued, chains = await _issue_receipts(
                 conn,
                 [
                     (row, current[row.key])
@@ -696,6 +705,7 @@ class PostgresLifecycleStore:
                 ],
                 receipts,
                 self._kept,
+                self._chains,
             )
             # The notice decision on what the lock read of the senders' waiting notices; every
             # write then goes in one statement.
@@ -731,6 +741,7 @@ class PostgresLifecycleStore:
                     ),
                 ),
             )
+        self._chains.stored(chains)
         self._on_notices([fate for _, fate in fated])
         return [
             answer

@@ -14,7 +14,7 @@ import structlog
 
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
-from docaxis_client.trust.receipts import sign_receipt
+from docaxis_client.trust.receipts import TransportReceipt, sign_receipt
 from services.common import tracing
 from services.common.errors import (
     ConflictError,
@@ -490,7 +490,7 @@ class ExchangeHandlers:
             attested_by=attested_by,
         )
 
-    def receipt_for(self, record: DeliveryRecord) -> bytes | None:
+    def receipt_for(self, record: DeliveryRecord) -> TransportReceipt | None:
         """The hub-signed transport receipt of an acknowledged delivery; None without a hub
         identity, or for an unsigned development-mode document (no manifest): its
         acknowledgement stands, it just gets no receipt."""
@@ -512,7 +512,7 @@ class ExchangeHandlers:
         except TrustError as exc:
             raise domain_error(exc) from None
 
-    def _sign_receipt(self, record: DeliveryRecord) -> bytes:
+    def _sign_receipt(self, record: DeliveryRecord) -> TransportReceipt:
         assert self._hub is not None
         assert record.acknowledged_at is not None
         return sign_receipt(
@@ -522,7 +522,7 @@ class ExchangeHandlers:
             recipient=record.recipient,
             hub=self._hub,
             acknowledged_at=record.acknowledged_at,
-        ).to_json()
+        )
 
     async def _issue_receipt(self, record: DeliveryRecord) -> bytes:
         stored = await self._store.save_transport_receipt(

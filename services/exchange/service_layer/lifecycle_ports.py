@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from docaxis_client.trust.receipts import TransportReceipt
 from services.common.errors import DomainError
 from services.exchange.domain.model import BusinessType
 from services.exchange.domain.statuses import RecallState, StatusEntry
@@ -115,8 +116,9 @@ class DocumentLink:
     submitted_at: dt.datetime
 
 
-# Signs the hub's transport receipt of an acknowledged copy (None: no receipt for it).
-ReceiptIssuer = Callable[[DeliveryRecord], bytes | None]
+# Signs the hub's transport receipt of an acknowledged copy (None: no receipt for it); the store
+# encodes it as it stores it (without the hub's chain: adapters/receipt_chains.py).
+ReceiptIssuer = Callable[[DeliveryRecord], TransportReceipt | None]
 
 
 class LifecycleStore(Protocol):

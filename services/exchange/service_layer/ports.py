@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from docaxis_client.trust.bindings import Bindings
+from docaxis_client.trust.receipts import TransportReceipt
 from services.exchange.domain.addresses import Resolution
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import (
@@ -194,7 +195,7 @@ class DeliveryRecord:
     header: Header
     attachments: tuple[AttachmentRef, ...]
     acknowledged_at: dt.datetime | None
-    # The hub-signed receipt (canonical JSON), once issued.
+    # The hub-signed receipt (canonical JSON, with its chain: as served), once issued.
     transport_receipt: bytes | None
     state: DeliveryState
 
@@ -276,9 +277,10 @@ class DocumentStore(UploadStore, Protocol):
 
     async def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
 
-    async def save_transport_receipt(self, delivery_id: str, receipt: bytes) -> bytes:
+    async def save_transport_receipt(self, delivery_id: str, receipt: TransportReceipt) -> bytes:
         """Stores the receipt of an acknowledged delivery unless one is already stored; returns
-        the stored one (the first wins, so a receipt once handed out never changes)."""
+        the stored one as served, its JSON (the first wins, so a receipt once handed out never
+        changes)."""
         ...
 
     async def store_blob(

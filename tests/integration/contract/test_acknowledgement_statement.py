@@ -17,6 +17,7 @@ from typing import TypeVar
 import asyncpg
 import pytest
 
+from docaxis_client.trust import TransportReceipt
 from services.common import postgres
 from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresDocumentStore
 from services.exchange.adapters.postgres_lifecycle import (
@@ -27,6 +28,7 @@ from services.exchange.adapters.postgres_lifecycle import (
 from services.exchange.adapters.stored_documents import StoredDocuments
 from services.exchange.domain.notices import NoticeFate, NoticeLimits
 from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
+from tests.hub_receipts import hub_receipt
 from tests.integration.contract.conftest import unique
 from tests.integration.contract.test_document_store_contract import a_submission, send
 from tests.query_plans import plan_nodes
@@ -39,9 +41,8 @@ MARKER = "test_acknowledgement_marker"
 T = TypeVar("T")
 
 
-def receipt(record: DeliveryRecord) -> bytes:
-    assert record.acknowledged_at is not None
-    return f"{record.delivery_id}@{record.acknowledged_at.isoformat()}".encode()
+def receipt(record: DeliveryRecord) -> TransportReceipt:
+    return hub_receipt(record)
 
 
 async def commands(pool: asyncpg.Pool, deliveries: Sequence[str]) -> list[asyncpg.Record]:
@@ -128,10 +129,10 @@ async def test_a_re_acknowledgement_without_a_receipt_writes_the_receipt_alone(
     before = await commands(pool, [delivery_id])
     (outcome,) = await lifecycle.acknowledge_deliveries([(delivery_id, recipient)], NOW, receipt)
     assert outcome == Acknowledgement(EARLIER, already_acknowledged=True)
-    stored = await pool.fetchval(
-        "SELECT transport_receipt FROM exchange.delivery WHERE id = $1", uuid.UUID(delivery_id)
-    )
-    assert stored == f"{delivery_id}@{EARLIER.isoformat()}".encode()
+    record = await docs.delivery(delivery_id)
+    assert record is not None
+    assert record.transport_receipt == hub_receipt(record).to_json()
+    assert TransportReceipt.from_json(record.transport_receipt).acknowledged_at == EARLIER
     after = await commands(pool, [delivery_id])
     assert [r["t"] for r in after if r not in before] == ["copy"]
 

@@ -37,6 +37,7 @@ from services.exchange.service_layer.ports import (
     PushItem,
 )
 from tests.fakes import DELIVERY_MESSAGE_TYPE, FakeDocumentStore, OutboxMessage
+from tests.hub_receipts import hub_receipt
 from tests.integration.contract.conftest import unique
 
 ACCEPTED_AT = dt.datetime(2025, 8, 1, 3, 4, 5, 678901, tzinfo=dt.UTC)
@@ -656,11 +657,15 @@ class DocumentStoreContract:
         assert (record.acknowledged_at, record.transport_receipt) == (None, None)
         now = ACCEPTED_AT + dt.timedelta(minutes=1)
         await store.acknowledge(delivery_id, recipient, now)
-        assert await store.save_transport_receipt(delivery_id, b'{"first":1}') == b'{"first":1}'
-        assert await store.save_transport_receipt(delivery_id, b'{"second":2}') == b'{"first":1}'
+        acknowledged = await store.delivery(delivery_id)
+        assert acknowledged is not None
+        first = hub_receipt(acknowledged)
+        second = dataclasses.replace(first, signature=b"another")
+        assert await store.save_transport_receipt(delivery_id, first) == first.to_json()
+        assert await store.save_transport_receipt(delivery_id, second) == first.to_json()
         after = await store.delivery(delivery_id)
         assert after is not None
-        assert (after.acknowledged_at, after.transport_receipt) == (now, b'{"first":1}')
+        assert (after.acknowledged_at, after.transport_receipt) == (now, first.to_json())
 
     async def test_a_delivery_id_that_is_not_a_uuid_is_a_value_error(
         self, store: DocumentStore
