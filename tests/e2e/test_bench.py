@@ -74,6 +74,10 @@ def test_the_tiny_bench_reports_every_figure_and_loses_nothing(
     assert set(step["cpu_ms_per_document"]) == set(step["cpu_ms_per_copy"]) == groups
     assert step["cpu_ms_per_document"]["docaxis"] > 0
     assert len(step["worker_cores"]) == (2 if "--workers" in options else 1)
+    # What Postgres wrote: WAL for the documents, and each copy's receipt stored without the
+    # hub's chain (about 575 bytes, 2.6 KB with it).
+    assert step["wal_bytes_per_document"] > 0
+    assert 0 < step["receipt_bytes"] < 1_000
     for latency in ("submit_ms", "delivered_ms", "acknowledge_ms"):
         assert set(step[latency]) == {"count", "p50", "p95", "p99", "max"}
     push, pull = report["circular"], report["circular_pull"]
