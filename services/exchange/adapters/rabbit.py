@@ -20,14 +20,15 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq.abc import DeliveredMessage
 from docaxis.exchange.v1 import events_pb2
 from google.protobuf.message import DecodeError
 
 from services.common import rabbit, tracing
+from services.exchange.adapters.rabbit_deliveries import AckSender, ChannelAcks, Delivery
 from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
 
 INBOX_EXCHANGE = "docaxis.inbox"
@@ -381,16 +382,16 @@ class InboxClosedError(aio_pika.exceptions.ChannelInvalidStateError):
 class Inbox:
     """One stream's view of its agency's inbox queue: messages in batches, as they arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, acks: ChannelAcks) -> None:
+        self._acks = acks
         # None: the consumer was stopped (shutdown); an exception: the channel closed.
-        self._arrived: asyncio.Queue[AbstractIncomingMessage | BaseException | None] = (
-            asyncio.Queue()
-        )
+        self._arrived: asyncio.Queue[Delivery | BaseException | None] = asyncio.Queue()
         self._ended: BaseException | None = None
         self._stopped = False
 
-    async def deliver(self, message: AbstractIncomingMessage) -> None:
-        self._arrived.put_nowait(message)
+    async def deliver(self, message: DeliveredMessage) -> None:
+        """aiormq's consumer callback (rabbit_deliveries: below aio-pika's IncomingMessage)."""
+        self._arrived.put_nowait(Delivery(message, self._acks))
 
     async def closed(self, _queue: object, exc: BaseException | None) -> None:
         self._arrived.put_nowait(InboxClosedError(f"inbox channel closed: {exc!r}"))
@@ -402,7 +403,7 @@ class Inbox:
         """Waits for a message, then takes every other one already here, up to `max_items`
         (a message not ours to interpret is dead-lettered, never dropped). Empty once the
         consumer was stopped; raises InboxClosedError once the channel closed."""
-        messages: list[AbstractIncomingMessage] = []
+        messages: list[Delivery] = []
         while not messages:
             if self._ended is not None:
                 raise self._ended
@@ -429,7 +430,7 @@ class Inbox:
         return parsed
 
 
-def _parse(message: AbstractIncomingMessage) -> InboxMessage | None:
+def _parse(message: Delivery) -> InboxMessage | None:
     event: events_pb2.NoticeQueued | events_pb2.DeliveryQueued = (
         events_pb2.NoticeQueued()
         if message.type == NOTICE_MESSAGE_TYPE
@@ -502,6 +503,7 @@ class RabbitInbox:
         self._connect = connect
         self._per_connection = channels_per_connection
         self._connecting = asyncio.Lock()
+        self._acks = AckSender()
 
     async def _take_connection(self) -> _StreamConnection:
         async with self._connecting:
@@ -532,14 +534,19 @@ class RabbitInbox:
             # channels open on it beside the 1,000 of the streams opened again, until RabbitMQ
             # closed the connection at its channel_max (2,047).
             channel = await rabbit.open_channel(held.connection, reopened=False)
+            acks: ChannelAcks | None = None
             try:
                 await channel.set_qos(prefetch_count=prefetch or self._prefetch)
                 exchange = await declare_topology(channel)
                 queue = await self._queues.declare(channel, exchange, agency_code)
-                inbox = Inbox()
+                underlay = await channel.get_underlay_channel()
+                acks = ChannelAcks(underlay, self._acks)
+                inbox = Inbox(acks)
                 queue.close_callbacks.add(inbox.closed)
-                tag = await queue.consume(inbox.deliver)
-                self._open[inbox] = (queue, tag)
+                consuming = await underlay.basic_consume(queue.name, inbox.deliver)
+                if consuming.consumer_tag is None:  # pamqp's type; the broker always names it
+                    raise aio_pika.exceptions.AMQPError("basic.consume-ok without a tag")
+                self._open[inbox] = (queue, consuming.consumer_tag)
                 try:
                     yield inbox
                 finally:
@@ -551,7 +558,7 @@ class RabbitInbox:
                 # sending a second one; for a channel the broker had closed meanwhile, RabbitMQ
                 # then closes the whole connection (504 CHANNEL_ERROR - expected
                 # 'channel.open'), every stream on it (seen in a full bench's push circular).
-                await asyncio.shield(_close(channel))
+                await asyncio.shield(_close(channel, acks))
         finally:
             held.channels -= 1
 
@@ -570,7 +577,9 @@ class RabbitInbox:
                 await held.connection.close()
 
 
-async def _close(channel: AbstractChannel) -> None:
+async def _close(channel: AbstractChannel, acks: ChannelAcks | None = None) -> None:
+    if acks is not None:
+        await acks.close()  # the acks due go before the channel's Close
     if not channel.is_closed:
         with contextlib.suppress(*_CHANNEL_GONE):
             await channel.close()

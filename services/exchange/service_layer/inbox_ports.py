@@ -19,7 +19,9 @@ class BrokerMessage(Protocol):
         """Its headers (the trace context among them)."""
         ...
 
-    async def ack(self, multiple: bool = False) -> None: ...
+    async def ack(self) -> None:
+        """Once the message's item is settled (stored as acknowledged, or nothing to push)."""
+        ...
 
     async def reject(self, requeue: bool = False) -> None:
         """`requeue=False`: into the queue's dead-letter exchange."""
