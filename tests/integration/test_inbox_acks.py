@@ -1,0 +1,217 @@
+"""A stream's acks to RabbitMQ, coalesced (adapters/rabbit_deliveries.py), on a real broker: the
+acks of one pass of the event loop go as one basic.ack with `multiple` for the deliveries that
+follow each other from the oldest unsettled one, never past a delivery not settled; a stream that
+ends sends its due acks before its channel closes, and the broker returns the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import aiormq
+import pytest
+
+from services.common import rabbit
+from services.exchange.adapters.rabbit import (
+    DEAD_LETTER_QUEUE,
+    OutboundMessage,
+    RabbitInbox,
+    RabbitPublisher,
+)
+from services.exchange.adapters.rabbit_deliveries import AckSender
+from services.exchange.service_layer.inbox_ports import InboxMessage
+from tests.conftest import unique_code
+from tests.infra import SuiteServices
+from tests.integration.test_inbox_connections import delivery_to
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Every basic.ack a channel sends (delivery tag, multiple), on its way to the broker."""
+    sent: list[tuple[int, bool]] = []
+    real = aiormq.Channel.basic_ack
+
+    async def basic_ack(
+        self: aiormq.Channel, delivery_tag: int, multiple: bool = False, wait: bool = True
+    ) -> None:
+        sent.append((delivery_tag, multiple))
+        await real(self, delivery_tag, multiple=multiple, wait=wait)
+
+    monkeypatch.setattr(aiormq.Channel, "basic_ack", basic_ack)
+    return sent
+
+
+@pytest.fixture
+async def broker(services: SuiteServices) -> AsyncIterator[tuple[RabbitInbox, RabbitPublisher]]:
+    own = await rabbit.connect(services.amqp_url, name=f"test-inbox-acks-{uuid.uuid4()}")
+    try:
+        publisher = RabbitPublisher(own)
+        try:
+            yield RabbitInbox(own), publisher
+        finally:
+            await publisher.close()
+    finally:
+        await own.close()
+
+
+async def queued(publisher: RabbitPublisher, count: int) -> tuple[str, list[OutboundMessage]]:
+    """A new agency, and `count` deliveries published to its queue."""
+    agency = unique_code()
+    sent = [delivery_to(agency) for _ in range(count)]
+    await publisher.publish_batch(sent)
+    return agency, sent
+
+
+async def length(items: list[Any]) -> int:
+    return len(items)
+
+
+async def take(stream: Any, count: int) -> list[InboxMessage]:
+    got: list[InboxMessage] = []
+    async with asyncio.timeout(15):
+        while len(got) < count:
+            got += await stream.batch(count - len(got))
+    return got
+
+
+async def left_in(inbox: RabbitInbox, publisher: RabbitPublisher, agency: str) -> list[str]:
+    """What the agency's queue holds, oldest first: read by a new stream up to a marker published
+    now (returned messages are handed out before it), then left to the broker again."""
+    marker = delivery_to(agency)
+    await publisher.publish_batch([marker])
+    held: list[str] = []
+    async with inbox.consume(agency) as stream, asyncio.timeout(15):
+        while marker.message_id not in held:
+            held += [m.delivery_id for m in await stream.batch(100)]
+    assert held[-1] == marker.message_id
+    return held[:-1]
+
+
+async def test_the_acks_of_a_pass_go_as_one_frame_and_never_past_an_unsettled_delivery(
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+) -> None:
+    """Six deliveries, the first two, the fourth and the fifth acked in one pass, the third and
+    the sixth not: the first two go as one basic.ack with `multiple`, the two behind the third
+    one each (a `multiple` for the fifth would settle the third); the stream ends, and the
+    queue holds the third and the sixth again, in order."""
+    inbox, publisher = broker
+    agency, sent = await queued(publisher, 6)
+    async with inbox.consume(agency) as stream:
+        got = await take(stream, 6)
+        assert [m.delivery_id for m in got] == [m.message_id for m in sent]
+        for index in (0, 1, 3, 4):
+            await got[index].message.ack()
+        tags = [m.message.tag for m in got]  # type: ignore[attr-defined]
+        await eventually(lambda: length(frames), (3).__eq__)
+        assert frames == [(tags[1], True), (tags[3], False), (tags[4], False)]
+    assert await left_in(inbox, publisher, agency) == [sent[2].message_id, sent[5].message_id]
+
+
+async def test_the_acks_behind_a_gap_that_closes_go_with_the_next_range(
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+) -> None:
+    """The third delivery, acked after the fourth (sent on its own), opens the range again: one
+    basic.ack with `multiple` for the third, and the queue is empty once the stream ends."""
+    inbox, publisher = broker
+    agency, _ = await queued(publisher, 4)
+    async with inbox.consume(agency) as stream:
+        got = await take(stream, 4)
+        tags = [m.message.tag for m in got]  # type: ignore[attr-defined]
+        for index in (0, 1, 3):
+            await got[index].message.ack()
+        await eventually(lambda: length(frames), (2).__eq__)
+        await got[2].message.ack()
+        await eventually(lambda: length(frames), (3).__eq__)
+        assert frames == [(tags[1], True), (tags[3], False), (tags[2], True)]
+    assert await left_in(inbox, publisher, agency) == []
+
+
+async def test_a_stream_that_ends_with_acks_due_sends_them_and_returns_the_rest(
+    broker: tuple[RabbitInbox, RabbitPublisher],
+    frames: list[tuple[int, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first two of four deliveries acked, and the stream ends before the task that sends
+    acks got to its channel (held up here: it never runs; in service it may be writing other
+    channels' acks): the stream's close sends them before the channel's Close, so the broker
+    returns the last two only."""
+    inbox, publisher = broker
+    agency, sent = await queued(publisher, 4)
+    monkeypatch.setattr(AckSender, "due", lambda _self, _acks: None)
+    async with inbox.consume(agency) as stream:
+        got = await take(stream, 4)
+        await got[0].message.ack()
+        await got[1].message.ack()
+        assert frames == []
+    assert frames == [(got[1].message.tag, True)]  # type: ignore[attr-defined]
+    assert await left_in(inbox, publisher, agency) == [sent[2].message_id, sent[3].message_id]
+
+
+async def test_a_rejected_delivery_between_acks_is_dead_lettered_not_acked(
+    broker: tuple[RabbitInbox, RabbitPublisher], services: SuiteServices
+) -> None:
+    """Acked, rejected, acked: the acks' `multiple` does not settle the rejected one as acked;
+    it reaches the dead-letter queue, and nothing is left in the inbox."""
+    inbox, publisher = broker
+    agency, sent = await queued(publisher, 3)
+    async with inbox.consume(agency) as stream:
+        got = await take(stream, 3)
+        await got[0].message.ack()
+        await got[1].message.reject(requeue=False)
+        await got[2].message.ack()
+    assert await left_in(inbox, publisher, agency) == []
+    own = await rabbit.connect(services.amqp_url, name="test-inbox-acks-dead")
+    try:
+        channel = await rabbit.open_channel(own)
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
+        dead: list[str | None] = []
+        async with asyncio.timeout(15):
+            while sent[1].message_id not in dead:
+                message = await queue.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                    continue
+                dead.append(message.message_id)
+                await message.ack()
+        assert sent[0].message_id not in dead
+        assert sent[2].message_id not in dead
+        await channel.close()
+    finally:
+        await own.close()
+
+
+async def test_an_ack_once_the_stream_ended_is_refused_and_its_connection_stays(
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+) -> None:
+    """An ack that comes after the stream ended (its channel closed) raises, as aio-pika's did,
+    and sends nothing: a frame on a closed channel is a connection error for RabbitMQ (504), the
+    end of every stream on the connection. The message is in the queue again."""
+    inbox, publisher = broker
+    agency, (sent,) = await queued(publisher, 1)
+    async with inbox.consume(agency) as stream:
+        (late,) = await take(stream, 1)
+    with pytest.raises(aio_pika.exceptions.ChannelInvalidStateError):
+        await late.message.ack()
+    assert frames == []
+    assert await left_in(inbox, publisher, agency) == [sent.message_id]
+
+
+async def test_a_delivery_is_settled_once(
+    broker: tuple[RabbitInbox, RabbitPublisher],
+) -> None:
+    """A second ack of the same delivery raises (a second basic.ack of a tag is a channel
+    error for the broker, PRECONDITION_FAILED, the end of the stream)."""
+    inbox, publisher = broker
+    agency, _ = await queued(publisher, 1)
+    async with inbox.consume(agency) as stream:
+        (message,) = await take(stream, 1)
+        await message.message.ack()
+        with pytest.raises(aio_pika.exceptions.MessageProcessError):
+            await message.message.ack()
+    assert await left_in(inbox, publisher, agency) == []
