@@ -278,28 +278,29 @@ async def test_a_batch_whose_queues_take_longer_to_declare_than_the_bound_is_pub
         await own.close()
 
 
-async def test_streams_cancelled_again_while_they_end_close_every_channel_they_had(
+async def test_streams_cancelled_again_while_they_end_leave_their_channels_to_the_next_ones(
     services: SuiteServices,
 ) -> None:
     """300 streams cancelled, then each cancelled again while it ends (as gRPC does when a DMS
-    goes away): the connection stays up and holds none of their channels afterwards. A second
-    cancellation used to interrupt the channel's close, and aiormq then sent Channel.Close
-    again: channels were left behind, and a second Close for a channel the broker had closed
-    already makes it close the whole connection (504 CHANNEL_ERROR), every stream on it."""
+    goes away): the connection stays up, their 300 channels wait idle, and the 300 streams
+    opened next take them, none more. A second cancellation used to interrupt the channel's
+    close, and aiormq then sent Channel.Close again: channels were left behind, and a second
+    Close for a channel the broker had closed already makes it close the whole connection (504
+    CHANNEL_ERROR), every stream on it."""
     name = f"test-inbox-cancelled-{uuid.uuid4()}"
     own = await rabbit.connect(services.amqp_url, name=name)
     reconnected = asyncio.Event()
     own.reconnect_callbacks.add(lambda *_: reconnected.set())
     inbox = RabbitInbox(own, channels_per_connection=1000)
     agencies = [unique_code() for _ in range(300)]
-    subscribed = [asyncio.Event() for _ in agencies]
 
     async def stream(agency: str, ready: asyncio.Event) -> None:
         async with inbox.consume(agency) as attached:
             ready.set()
             await attached.batch(10)
 
-    try:
+    async def opened() -> list[asyncio.Task[None]]:
+        subscribed = [asyncio.Event() for _ in agencies]
         streams = [
             asyncio.create_task(stream(agency, ready))
             for agency, ready in zip(agencies, subscribed, strict=True)
@@ -307,13 +308,22 @@ async def test_streams_cancelled_again_while_they_end_close_every_channel_they_h
         async with asyncio.timeout(60):
             for ready in subscribed:
                 await ready.wait()
+        return streams
+
+    try:
+        streams = await opened()
         for task in streams:
             task.cancel()
-        for task in streams:  # again, spread over the time their channels take to close
+        for task in streams:  # again, spread over the time their channels take to end
             await asyncio.sleep(0.001)
             task.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
-        await eventually(lambda: asyncio.to_thread(_channels_of, services, name), [0].__eq__)
+        await eventually(lambda: asyncio.to_thread(_channels_of, services, name), [300].__eq__)
+        streams = await opened()
+        assert _channels_of(services, name) == [300]
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
         assert not reconnected.is_set()
     finally:
         await own.close()

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aio_pika
 from aio_pika.abc import (
@@ -473,17 +473,31 @@ STREAM_CHANNELS_PER_CONNECTION = 1000
 
 
 @dataclass(slots=True)
+class _StreamChannel:
+    """A stream channel, and what was set up on it (kept for the next stream once idle)."""
+
+    channel: AbstractChannel
+    prefetch: int = 0
+    exchange: AbstractExchange | None = None  # None: the topology is not declared on it yet
+
+
+@dataclass(slots=True)
 class _StreamConnection:
     connection: AbstractRobustConnection
-    channels: int = 0  # stream channels open on it
+    channels: int = 0  # stream channels open on it, in use or idle
+    idle: list[_StreamChannel] = field(default_factory=list)
 
 
 class RabbitInbox:
     """Consumes one agency's inbox queue for a Receive stream.
 
-    Each stream has a channel of its own (closing it returns every unacknowledged message to
-    the queue), on `connection` while it holds fewer than `channels_per_connection` of them,
-    then on further connections opened with `connect` (and closed by `close`)."""
+    Each stream has a channel of its own while it lasts, on `connection` while it holds fewer
+    than `channels_per_connection` of them, then on further connections opened with `connect`
+    (and closed by `close`). A stream that ends cancels its consumer and returns to the queue
+    every message it did not settle (basic.recover), and its channel waits, idle, for the next
+    stream: closing a channel per stream left ~100 objects of aiormq's close in reference
+    cycles, 1.2-2.0 s of full collection on the event loop once 3,000 streams had ended
+    (docs/perf/README.md, "The RabbitMQ client per copy")."""
 
     def __init__(
         self,
@@ -505,8 +519,15 @@ class RabbitInbox:
         self._connecting = asyncio.Lock()
         self._acks = AckSender()
 
-    async def _take_connection(self) -> _StreamConnection:
+    async def _take(self) -> tuple[_StreamConnection, _StreamChannel | None]:
+        """A connection with an idle stream channel, or room for a new one."""
         async with self._connecting:
+            for held in self._connections:
+                while held.idle:
+                    lane = held.idle.pop()
+                    if not lane.channel.is_closed:
+                        return held, lane
+                    held.channels -= 1  # closed while idle: its connection dropped
             for held in self._connections:
                 if held.channels < self._per_connection:
                     break
@@ -517,7 +538,7 @@ class RabbitInbox:
                     held = _StreamConnection(await self._connect())
                     self._connections.append(held)
             held.channels += 1
-            return held
+            return held, None
 
     @asynccontextmanager
     async def consume(
@@ -525,42 +546,47 @@ class RabbitInbox:
     ) -> AsyncIterator[Inbox]:
         """`prefetch`: how many messages the broker hands this stream unacknowledged (the
         default window of a Receive stream)."""
-        held = await self._take_connection()
+        prefetch = prefetch or self._prefetch
+        held, lane = await self._take()
+        acks: ChannelAcks | None = None
+        consumer: str | None = None
         try:
-            # Not reopened by aio-pika: a stream whose channel closes (the connection dropped,
-            # the broker closed it) ends, and its DMS opens a new stream. A robust channel came
-            # back once the connection was restored, after its stream had ended and returned
-            # its place: each drop of a connection holding 1,000 streams left 1,000 such
-            # channels open on it beside the 1,000 of the streams opened again, until RabbitMQ
-            # closed the connection at its channel_max (2,047).
-            channel = await rabbit.open_channel(held.connection, reopened=False)
-            acks: ChannelAcks | None = None
+            if lane is None:
+                # Not reopened by aio-pika: a stream whose channel closes (the connection
+                # dropped, the broker closed it) ends, and its DMS opens a new stream. A robust
+                # channel came back once the connection was restored, after its stream had
+                # ended and returned its place: each drop of a connection holding 1,000 streams
+                # left 1,000 such channels open on it beside the 1,000 of the streams opened
+                # again, until RabbitMQ closed the connection at its channel_max (2,047).
+                lane = _StreamChannel(await rabbit.open_channel(held.connection, reopened=False))
+            channel = lane.channel
+            if lane.prefetch != prefetch:
+                await channel.set_qos(prefetch_count=prefetch)
+                lane.prefetch = prefetch
+            if lane.exchange is None:
+                lane.exchange = await declare_topology(channel)
+            queue = await self._queues.declare(channel, lane.exchange, agency_code)
+            underlay = await channel.get_underlay_channel()
+            acks = ChannelAcks(underlay, self._acks)
+            inbox = Inbox(acks)
+            queue.close_callbacks.add(inbox.closed)
+            consuming = await underlay.basic_consume(queue.name, inbox.deliver)
+            if consuming.consumer_tag is None:  # pamqp's type; the broker always names it
+                raise aio_pika.exceptions.AMQPError("basic.consume-ok without a tag")
+            consumer = consuming.consumer_tag
+            self._open[inbox] = (queue, consumer)
             try:
-                await channel.set_qos(prefetch_count=prefetch or self._prefetch)
-                exchange = await declare_topology(channel)
-                queue = await self._queues.declare(channel, exchange, agency_code)
-                underlay = await channel.get_underlay_channel()
-                acks = ChannelAcks(underlay, self._acks)
-                inbox = Inbox(acks)
-                queue.close_callbacks.add(inbox.closed)
-                consuming = await underlay.basic_consume(queue.name, inbox.deliver)
-                if consuming.consumer_tag is None:  # pamqp's type; the broker always names it
-                    raise aio_pika.exceptions.AMQPError("basic.consume-ok without a tag")
-                self._open[inbox] = (queue, consuming.consumer_tag)
-                try:
-                    yield inbox
-                finally:
-                    self._open.pop(inbox, None)
+                yield inbox
             finally:
-                # Closing the channel ends its consumer and returns what it had not
-                # acknowledged, in one round trip. Shielded: a stream is often cancelled again
-                # while it ends (its DMS gone), and aiormq answers a cancelled Channel.Close by
-                # sending a second one; for a channel the broker had closed meanwhile, RabbitMQ
-                # then closes the whole connection (504 CHANNEL_ERROR - expected
-                # 'channel.open'), every stream on it (seen in a full bench's push circular).
-                await asyncio.shield(_close(channel, acks))
+                self._open.pop(inbox, None)
+                queue.close_callbacks.discard(inbox.closed)
         finally:
-            held.channels -= 1
+            # Shielded: a stream is often cancelled again while it ends (its DMS gone), and
+            # aiormq answers a cancelled RPC by closing the channel; a second Channel.Close for
+            # a channel the broker had closed meanwhile makes RabbitMQ close the whole
+            # connection (504 CHANNEL_ERROR - expected 'channel.open'), every stream on it (seen
+            # in a full bench's push circular).
+            await asyncio.shield(_release(held, lane, acks, consumer))
 
     async def close_all(self) -> None:
         """Stops every stream's consumer (shutdown); unacked messages are requeued when their
@@ -577,9 +603,35 @@ class RabbitInbox:
                 await held.connection.close()
 
 
-async def _close(channel: AbstractChannel, acks: ChannelAcks | None = None) -> None:
+async def _release(
+    held: _StreamConnection,
+    lane: _StreamChannel | None,
+    acks: ChannelAcks | None,
+    consumer: str | None,
+) -> None:
+    """A stream's end: its due acks sent, its consumer cancelled (its last deliveries come
+    before the broker's cancel-ok), then every delivery of the channel not settled returned to
+    the queue (basic.recover with requeue, one round trip), and the channel idle for the next
+    stream; closed instead (which returns them too) should any of that fail."""
     if acks is not None:
-        await acks.close()  # the acks due go before the channel's Close
+        await acks.close()  # the acks due go first, and none after
+    if lane is None:
+        held.channels -= 1
+        return
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            underlay = await lane.channel.get_underlay_channel()
+            if consumer is not None:
+                await underlay.basic_cancel(consumer)
+            await underlay.basic_recover(requeue=True)
+    except Exception:  # noqa: BLE001 - closed, or in a state not worth keeping: not reused
+        await _close(lane.channel)
+        held.channels -= 1
+        return
+    held.idle.append(lane)
+
+
+async def _close(channel: AbstractChannel) -> None:
     if not channel.is_closed:
         with contextlib.suppress(*_CHANNEL_GONE):
             await channel.close()
