@@ -589,8 +589,8 @@ class RabbitInbox:
             await asyncio.shield(_release(held, lane, acks, consumer))
 
     async def close_all(self) -> None:
-        """Stops every stream's consumer (shutdown); unacked messages are requeued when their
-        channels close."""
+        """Stops every stream's consumer (shutdown); unacked messages are requeued as their
+        streams end."""
         for inbox, (queue, tag) in list(self._open.items()):
             with contextlib.suppress(*_CHANNEL_GONE):
                 await queue.cancel(tag)
@@ -613,20 +613,20 @@ async def _release(
     before the broker's cancel-ok), then every delivery of the channel not settled returned to
     the queue (basic.recover with requeue, one round trip), and the channel idle for the next
     stream; closed instead (which returns them too) should any of that fail."""
-    if acks is not None:
-        await acks.close()  # the acks due go first, and none after
     if lane is None:
         held.channels -= 1
         return
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            if acks is not None:
+                await acks.close()  # the acks due go first, and none after
             underlay = await lane.channel.get_underlay_channel()
             if consumer is not None:
                 await underlay.basic_cancel(consumer)
             await underlay.basic_recover(requeue=True)
     except Exception:  # noqa: BLE001 - closed, or in a state not worth keeping: not reused
-        await _close(lane.channel)
         held.channels -= 1
+        await _close(lane.channel)
         return
     held.idle.append(lane)
 
