@@ -88,13 +88,17 @@ class RabbitCluster:
     def start_node(self, node: int) -> None:
         self.script("start-node", str(node))
 
-    def queues(self, node: int = 1) -> dict[str, dict[str, Any]]:
-        """The cluster's queues by name (type, members), as node `node` lists them."""
+    def rabbitmqctl(self, node: int, *args: str) -> str:
+        """`rabbitmqctl -q ARGS` against node `node` (1, 2 or 3); its output."""
         folder = Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
             "rabbitmq" if node == 1 else f"rabbitmq-{node}"
         )
-        listed = rabbitmqctl(
-            folder,
+        return rabbitmqctl(folder, *args)
+
+    def queues(self, node: int = 1) -> dict[str, dict[str, Any]]:
+        """The cluster's queues by name (type, members), as node `node` lists them."""
+        listed = self.rabbitmqctl(
+            node,
             "list_queues",
             *("name", "type", "members", "leader", "online", "messages"),
             *("--formatter", "json"),

@@ -230,6 +230,34 @@ def test_prometheus_and_grafana_point_at_what_compose_runs() -> None:
     assert Path(dashboard_mount).parent == Path(provider["options"]["path"])
 
 
+QUORUM_TICK = re.compile(r"\{quorum_tick_interval, (\d+)\}")
+
+
+def test_every_broker_ticks_its_quorum_queues_as_the_local_ones_do() -> None:
+    """The quorum queues' tick (deploy/local/rabbitmq.sh, docs/perf "Quorum queues' idle tick")
+    is the same on the compose nodes (advanced.config mounted on each), the Kubernetes cluster
+    and the local, test and bench brokers: the failover tests run on the local ones."""
+    local = re.search(
+        r"^QUORUM_TICK_MS=(\d+)$",
+        (DEPLOY / "local" / "rabbitmq.sh").read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    assert local is not None
+    advanced = DEPLOY / "compose" / "rabbitmq" / "advanced.config"
+    compose_tick = QUORUM_TICK.findall(advanced.read_text(encoding="utf-8"))
+    cluster = yaml.safe_load(
+        (DEPLOY / "kubernetes" / "base" / "rabbitmq.yaml").read_text(encoding="utf-8")
+    )
+    kubernetes_tick = QUORUM_TICK.findall(cluster["spec"]["rabbitmq"]["advancedConfig"])
+    assert compose_tick == kubernetes_tick == [local.group(1)]
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    for node in ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3"):
+        assert (
+            "./compose/rabbitmq/advanced.config:/etc/rabbitmq/advanced.config:ro"
+            in services[node]["volumes"]
+        ), node
+
+
 def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
     """deploy/Dockerfile.dockerignore leaves out everything but what it names: a source the
     Dockerfile copies and the ignore file does not name would fail the build (no Docker engine
