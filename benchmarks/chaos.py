@@ -262,8 +262,10 @@ class RestDms:
         context.load_cert_chain(str(cert), str(key))
         self._client = httpx.AsyncClient(base_url=gateway.url, verify=context, timeout=10)
         self.acknowledged: dict[str, float] = {}
-        # Acknowledged on a connection that broke before the answer: docaxis may have stored it
-        # (then it is never listed again; the database check counts it) or not (listed again).
+        # Acknowledged on a connection that broke before the answer, or answered by a server
+        # error (a replica that died after its commit, the gateway's call cut): docaxis may have
+        # stored it (then it is never listed again; the database check counts it) or not
+        # (listed again).
         self.unconfirmed: set[str] = set()
         self.duplicates = 0
         self.failures = 0
@@ -295,6 +297,8 @@ class RestDms:
                     except httpx.TransportError:
                         self.unconfirmed.add(delivery_id)
                         raise
+                    if ack.status_code >= 500:
+                        self.unconfirmed.add(delivery_id)
                     ack.raise_for_status()
                     self.acknowledged[delivery_id] = time.monotonic()
                 if not items:
@@ -696,7 +700,7 @@ class Chaos:
         if rest.unconfirmed - set(rest.acknowledged):
             self.report.notes.append(
                 f"{len(rest.unconfirmed - set(rest.acknowledged))} REST acknowledgements sent on "
-                "a connection that broke before the answer"
+                "a connection that broke before the answer, or answered by a server error"
             )
         self.report.rest_duplicated = rest.duplicates
         if rest.failures:

@@ -12,6 +12,7 @@ from services.common.errors import NotFoundError, RejectedError
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import manifest_of
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
+from services.exchange.service_layer.ports import Acknowledgement, DeliveryRecord
 from tests.fakes import FakeDirectoryLookup, FakeDocumentStore
 from tests.unit.exchange.builders import (
     EDUCATION,
@@ -79,3 +80,43 @@ async def test_a_receipt_missed_at_acknowledgement_is_issued_when_asked_for(ca: 
     assert store.deliveries[delivery_id].transport_receipt == issued
     with pytest.raises(NotFoundError):
         await _exchange(FakeDocumentStore(), None).transport_receipt(SENDER, delivery_id)
+
+
+class _LostAfterCommit(FakeDocumentStore):
+    """The database lost right after an acknowledgement commits (a failover): every read and
+    receipt write fails while `lost`."""
+
+    lost = False
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        if self.lost:
+            raise ConnectionResetError("the primary went away")
+        return await super().delivery(delivery_id)
+
+    async def acknowledge(
+        self, delivery_id: str, recipient: str, now: dt.datetime
+    ) -> Acknowledgement | None:
+        acknowledged = await super().acknowledge(delivery_id, recipient, now)
+        self.lost = True
+        return acknowledged
+
+
+async def test_a_committed_acknowledgement_is_answered_when_its_receipt_cannot_be_issued(
+    ca: DemoCA,
+) -> None:
+    """The receipt is a separate step after the commit: its failure must not turn the committed
+    acknowledgement into an error (a DMS would retry a copy it can no longer list); the receipt
+    is issued when someone asks for it."""
+    store = _LostAfterCommit(clock=fixed_clock)
+    exchange = _exchange(store, ca)
+    accepted = (await exchange.submit(SENDER, submission(head=header([HEALTH])))).receipt
+    delivery_id = accepted.routes[0].delivery_id
+
+    answer = await exchange.acknowledge(HEALTH, delivery_id)
+
+    assert not answer.already_acknowledged
+    assert store.deliveries[delivery_id].acknowledged_at is not None
+    assert store.deliveries[delivery_id].transport_receipt is None
+    store.lost = False
+    issued = await exchange.transport_receipt(SENDER, delivery_id)
+    verify_receipt(TransportReceipt.from_json(issued), ca.trust_store())
