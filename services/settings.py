@@ -100,6 +100,9 @@ class Settings:
     # From this many notices waiting for a sender on, a copy's status notice it has not been
     # handed yet is replaced by the copy's next one (coalesced).
     coalesce_notices_after: int = DEFAULT_COALESCE_AFTER
+    # A Receive stream's broker channel, once the stream ends, waits this long for the next
+    # stream before it is closed (services/exchange/adapters/rabbit.py, RabbitInbox).
+    stream_channel_idle_s: float = 60.0
     # Worker processes of `docaxis run` serving one address (SO_REUSEPORT), to use every core.
     workers: int = 1
     # Which of them this process is (set by `docaxis run` for the ones it starts): the first
@@ -190,6 +193,7 @@ class Settings:
             coalesce_notices_after=read_int(
                 env, "DOCAXIS_COALESCE_NOTICES_AFTER", DEFAULT_COALESCE_AFTER
             ),
+            stream_channel_idle_s=read_float(env, "DOCAXIS_STREAM_CHANNEL_IDLE_S", 60.0),
             workers=read_int(env, "DOCAXIS_WORKERS", 1),
             worker_index=read_int(env, WORKER_INDEX_ENV, 0),
             hub_code=env.get("DOCAXIS_HUB_CODE", "").strip(),
@@ -238,6 +242,7 @@ class Settings:
             ("DOCAXIS_HEALTH_INTERVAL_S", settings.health_interval_s, 0.01),
             ("DOCAXIS_REROUTE_INTERVAL_S", settings.reroute_interval_s, 0.05),
             ("DOCAXIS_UPLOAD_TTL_S", settings.upload_ttl_s, 60.0),
+            ("DOCAXIS_STREAM_CHANNEL_IDLE_S", settings.stream_channel_idle_s, 0.1),
             ("DOCAXIS_LEDGER_CHECKPOINT_INTERVAL_S", settings.ledger_checkpoint_interval_s, 0.01),
         ):
             if not math.isfinite(value) or value < minimum:

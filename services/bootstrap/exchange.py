@@ -114,8 +114,14 @@ def wire_exchange(wiring: Wiring, lookup: DirectoryLookup) -> None:
         queues=inbox_queues,
         # More connections for the streams once the first holds its share of channels.
         connect=lambda: rabbit.connect(amqp_url, name="docaxis-streams"),
+        idle_s=settings.stream_channel_idle_s,
     )
     wiring.stack.push_async_callback(inbox.close)
+    # Every worker: each holds its own streams' channels.
+    wiring.add_job(
+        "stream-channels",
+        lambda stop: every(inbox.sweep_interval_s, stop, inbox.close_idle, "stream-channels"),
+    )
     wiring.on_drain.append(inbox.close_all)
     in_flight = InFlight()
     lifecycle = LifecycleHandlers(exchange, lifecycle_store)

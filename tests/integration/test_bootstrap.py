@@ -80,7 +80,9 @@ async def test_a_failure_after_the_jobs_started_ends_every_job_and_closes_every_
 
     with pytest.raises(ReadyFailed):
         await serve(settings, asyncio.Event(), ALL_COMPONENTS, on_ready=ready)
-    assert {"outbox-relay", "ledger-writer", "revocations", "health"} <= set(running)
+    assert {"outbox-relay", "ledger-writer", "revocations", "health", "stream-channels"} <= set(
+        running
+    )
     assert _jobs() - before == set()
     await eventually(lambda: _connections(database_url), lambda n: n <= connected, within=10)
 

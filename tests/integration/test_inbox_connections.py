@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import json
 import uuid
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import pytest
 from aio_pika.abc import (
@@ -34,6 +35,8 @@ from tests.infra import SuiteServices
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
 
 
 def delivery_to(agency: str) -> OutboundMessage:
@@ -179,6 +182,23 @@ def _channels_of(services: SuiteServices, name: str) -> list[int]:
     return [c["channels"] for c in _connections_named(services, name)]
 
 
+async def started(
+    stream: Callable[[str, asyncio.Event], Coroutine[Any, Any, T]],
+    agencies: Sequence[str],
+    within: float = 30,
+) -> list[asyncio.Task[T]]:
+    """A task running `stream` for each agency, once every one has set its event (attached)."""
+    subscribed = [asyncio.Event() for _ in agencies]
+    streams = [
+        asyncio.create_task(stream(agency, ready))
+        for agency, ready in zip(agencies, subscribed, strict=True)
+    ]
+    async with asyncio.timeout(within):
+        for ready in subscribed:
+            await ready.wait()
+    return streams
+
+
 async def _stream(inbox: RabbitInbox, agency: str, subscribed: asyncio.Event) -> BaseException:
     """A Receive stream's use of its inbox: attached, then waiting for messages until its
     channel ends (then the handler exits and its place is given back)."""
@@ -207,14 +227,7 @@ async def test_streams_a_dropped_connection_ended_leave_no_channel_open_on_it(
     inbox = RabbitInbox(own, channels_per_connection=10)
     agencies = [unique_code() for _ in range(10)]
     try:
-        subscribed = [asyncio.Event() for _ in agencies]
-        streams = [
-            asyncio.create_task(_stream(inbox, agency, ready))
-            for agency, ready in zip(agencies, subscribed, strict=True)
-        ]
-        async with asyncio.timeout(30):
-            for ready in subscribed:
-                await ready.wait()
+        streams = await started(lambda agency, ready: _stream(inbox, agency, ready), agencies)
         assert _channels_of(services, name) == [10]
         # The pid as the table form prints it (`<node.N.N.N>`): what close_connection takes.
         table = services.rabbitmqctl("list_connections", "pid", "client_properties")
@@ -225,14 +238,7 @@ async def test_streams_a_dropped_connection_ended_leave_no_channel_open_on_it(
             await reconnected.wait()
         assert all(isinstance(e, InboxClosedError) for e in ended)
         assert _channels_of(services, name) == [0]
-        again = [asyncio.Event() for _ in agencies]
-        streams = [
-            asyncio.create_task(_stream(inbox, agency, ready))
-            for agency, ready in zip(agencies, again, strict=True)
-        ]
-        async with asyncio.timeout(30):
-            for ready in again:
-                await ready.wait()
+        streams = await started(lambda agency, ready: _stream(inbox, agency, ready), agencies)
         assert _channels_of(services, name) == [10]
         for task in streams:
             task.cancel()
@@ -299,19 +305,8 @@ async def test_streams_cancelled_again_while_they_end_leave_their_channels_to_th
             ready.set()
             await attached.batch(10)
 
-    async def opened() -> list[asyncio.Task[None]]:
-        subscribed = [asyncio.Event() for _ in agencies]
-        streams = [
-            asyncio.create_task(stream(agency, ready))
-            for agency, ready in zip(agencies, subscribed, strict=True)
-        ]
-        async with asyncio.timeout(60):
-            for ready in subscribed:
-                await ready.wait()
-        return streams
-
     try:
-        streams = await opened()
+        streams = await started(stream, agencies, within=60)
         for task in streams:
             task.cancel()
         for task in streams:  # again, spread over the time their channels take to end
@@ -319,7 +314,7 @@ async def test_streams_cancelled_again_while_they_end_leave_their_channels_to_th
             task.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
         await eventually(lambda: asyncio.to_thread(_channels_of, services, name), [300].__eq__)
-        streams = await opened()
+        streams = await started(stream, agencies, within=60)
         assert _channels_of(services, name) == [300]
         for task in streams:
             task.cancel()

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -470,6 +472,15 @@ def _published_at(value: object) -> dt.datetime | None:
 # included, when a client opens one more: a process holding the streams of thousands of agencies
 # (every commune's DMS, connected all the time) spreads them over several connections.
 STREAM_CHANNELS_PER_CONNECTION = 1000
+# How long a stream channel waits idle for the next stream before it is closed
+# (DOCAXIS_STREAM_CHANNEL_IDLE_S): long enough for a DMS that reconnects (a dropped stream, a
+# restarted client) to find it, short enough that a burst of streams (the national circular's
+# 3,000) does not leave as many channels, each a process on the broker, for good.
+STREAM_CHANNEL_IDLE_S = 60.0
+# Idle channels closed at once by a sweep, a group after the other: each close is a round trip
+# and ~130 objects for the cyclic collector, so 3,000 expiring together go a few at a time
+# between the loop's other work rather than in one burst.
+CLOSED_AT_ONCE = 8
 
 
 @dataclass(slots=True)
@@ -479,12 +490,14 @@ class _StreamChannel:
     channel: AbstractChannel
     prefetch: int = 0
     exchange: AbstractExchange | None = None  # None: the topology is not declared on it yet
+    idle_since: float = 0.0  # the inbox's clock when its last stream ended
 
 
 @dataclass(slots=True)
 class _StreamConnection:
     connection: AbstractRobustConnection
     channels: int = 0  # stream channels open on it, in use or idle
+    # Oldest first: a stream takes the newest, the sweep closes from the oldest.
     idle: list[_StreamChannel] = field(default_factory=list)
 
 
@@ -497,7 +510,9 @@ class RabbitInbox:
     every message it did not settle (basic.recover), and its channel waits, idle, for the next
     stream: closing a channel per stream left ~100 objects of aiormq's close in reference
     cycles, 1.2-2.0 s of full collection on the event loop once 3,000 streams had ended
-    (docs/perf/README.md, "The RabbitMQ client per copy")."""
+    (docs/perf/README.md, "The RabbitMQ client per copy"). `close_idle` (run every
+    `sweep_interval_s`) closes the channels idle longer than `idle_s`, and a connection opened
+    here once it holds none."""
 
     def __init__(
         self,
@@ -507,6 +522,8 @@ class RabbitInbox:
         queues: InboxQueues | None = None,
         connect: Callable[[], Awaitable[AbstractRobustConnection]] | None = None,
         channels_per_connection: int = STREAM_CHANNELS_PER_CONNECTION,
+        idle_s: float = STREAM_CHANNEL_IDLE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queues = queues or InboxQueues()
         self._prefetch = prefetch
@@ -518,6 +535,39 @@ class RabbitInbox:
         self._per_connection = channels_per_connection
         self._connecting = asyncio.Lock()
         self._acks = AckSender()
+        self._idle_s = idle_s
+        self._clock = clock
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """How often `close_idle` runs: a channel is closed between `idle_s` and 1.25 times
+        that after its stream ended."""
+        return self._idle_s / 4
+
+    async def close_idle(self) -> None:
+        """Closes the stream channels idle for longer than `idle_s`, CLOSED_AT_ONCE at a time,
+        then every connection opened here that holds no channel any more. A stream that starts
+        meanwhile takes an idle channel not being closed (the newest), or opens one."""
+        expired = self._clock() - self._idle_s
+        for held in list(self._connections):
+            while held.idle and held.idle[0].idle_since <= expired:
+                # Taken off the idle list before any await, so no stream can take them.
+                group = list(
+                    itertools.takewhile(
+                        lambda lane: lane.idle_since <= expired, held.idle[:CLOSED_AT_ONCE]
+                    )
+                )
+                del held.idle[: len(group)]
+                # Shielded: a close cancelled midway makes aiormq send Channel.Close again,
+                # and a second Close for a channel the broker closed is a connection error
+                # (504), the end of every stream on the connection.
+                await asyncio.shield(_close_all(held, group))
+            extra = held is not self._connections[0] and held in self._connections
+            if extra and held.channels == 0:
+                # No await between the check and the removal: `_take` cannot pick it meanwhile.
+                self._connections.remove(held)
+                with contextlib.suppress(*_CHANNEL_GONE):
+                    await asyncio.shield(held.connection.close())
 
     async def _take(self) -> tuple[_StreamConnection, _StreamChannel | None]:
         """A connection with an idle stream channel, or room for a new one."""
@@ -586,7 +636,7 @@ class RabbitInbox:
             # a channel the broker had closed meanwhile makes RabbitMQ close the whole
             # connection (504 CHANNEL_ERROR - expected 'channel.open'), every stream on it (seen
             # in a full bench's push circular).
-            await asyncio.shield(_release(held, lane, acks, consumer))
+            await asyncio.shield(_release(held, lane, acks, consumer, self._clock))
 
     async def close_all(self) -> None:
         """Stops every stream's consumer (shutdown); unacked messages are requeued as their
@@ -608,6 +658,7 @@ async def _release(
     lane: _StreamChannel | None,
     acks: ChannelAcks | None,
     consumer: str | None,
+    clock: Callable[[], float],
 ) -> None:
     """A stream's end: its due acks sent, its consumer cancelled (its last deliveries come
     before the broker's cancel-ok), then every delivery of the channel not settled returned to
@@ -628,7 +679,17 @@ async def _release(
         held.channels -= 1
         await _close(lane.channel)
         return
+    lane.idle_since = clock()
     held.idle.append(lane)
+
+
+async def _close_all(held: _StreamConnection, lanes: Sequence[_StreamChannel]) -> None:
+    """Closes idle channels taken off their connection's list; they no longer count on it
+    whatever the outcome (a failed close: the broker closes the channel with its connection)."""
+    try:
+        await asyncio.gather(*(_close(lane.channel) for lane in lanes))
+    finally:
+        held.channels -= len(lanes)
 
 
 async def _close(channel: AbstractChannel) -> None:

@@ -37,6 +37,7 @@ def test_the_minimal_development_environment_gives_the_documented_defaults() -> 
     assert settings.max_attachment_bytes == 256 * 1024 * 1024
     assert settings.max_pushes == 20
     assert (settings.reroute_interval_s, settings.upload_ttl_s) == (30.0, 7 * 86400.0)
+    assert settings.stream_channel_idle_s == 60.0
     assert settings.code_forms == frozenset({CodeForm.QCVN102, CodeForm.QD20})
     assert (settings.shutdown_grace_s, settings.health_interval_s) == (10.0, 1.0)
     assert settings.probe_address is None  # no listener unless an orchestrator asks
@@ -59,8 +60,10 @@ def test_every_setting_is_read_from_its_variable() -> None:
             DOCAXIS_OCSP="true",
             DOCAXIS_OCSP_TIMEOUT_S="2",
             DOCAXIS_PROBE_ADDRESS="0.0.0.0:9465",
+            DOCAXIS_STREAM_CHANNEL_IDLE_S="5",
         )
     )
+    assert settings.stream_channel_idle_s == 5.0
     assert settings.probe_address == "0.0.0.0:9465"
     assert (settings.ocsp_enabled, settings.ocsp_timeout_s) == (True, 2.0)
     assert settings.grpc_address == "127.0.0.1:6000"
@@ -127,6 +130,7 @@ def test_a_boolean_that_is_neither_true_nor_false_is_an_error() -> None:
         ("DOCAXIS_HEALTH_INTERVAL_S", "1s", "DOCAXIS_HEALTH_INTERVAL_S must be a number"),
         ("DOCAXIS_REROUTE_INTERVAL_S", "0", "DOCAXIS_REROUTE_INTERVAL_S must be"),
         ("DOCAXIS_UPLOAD_TTL_S", "59", "DOCAXIS_UPLOAD_TTL_S must be"),
+        ("DOCAXIS_STREAM_CHANNEL_IDLE_S", "0", "DOCAXIS_STREAM_CHANNEL_IDLE_S must be"),
         ("DOCAXIS_CODE_FORMS", "qcvn102,iso", "DOCAXIS_CODE_FORMS"),
         ("DOCAXIS_CODE_FORMS", ",", "DOCAXIS_CODE_FORMS: at least one code form"),
         ("DOCAXIS_PROBE_ADDRESS", "9465", "DOCAXIS_PROBE_ADDRESS must be host:port"),
