@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
+    "TRACEPARENT",
+    "Span",
     "SpanKind",
     "annotate",
     "configure_tracing",
@@ -37,6 +39,7 @@ __all__ = [
     "inject",
     "record_acknowledgement",
     "record_push",
+    "recording",
     "rpc_span",
     "span",
     "trace_id_of",
@@ -113,8 +116,18 @@ def span(
     )
     try:
         yield opened
+    except BaseException as exc:  # as start_as_current_span records it
+        opened.record_exception(exc)
+        opened.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
     finally:
         opened.end()
+
+
+def recording() -> bool:
+    """Whether spans are recorded (a provider is installed). Without one every span is a no-op:
+    a path that makes one per message checks this once and skips them."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def rpc_span(

@@ -28,9 +28,11 @@ from aio_pika.abc import (
 from aiormq.abc import DeliveredMessage
 from docaxis.exchange.v1 import events_pb2
 from google.protobuf.message import DecodeError
+from pamqp import commands as spec
 
 from services.common import rabbit, tracing
 from services.exchange.adapters.rabbit_deliveries import AckSender, ChannelAcks, Delivery
+from services.exchange.adapters.rabbit_publishing import ChannelConfirms, marshal_publish
 from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
 
 INBOX_EXCHANGE = "docaxis.inbox"
@@ -207,6 +209,7 @@ class PublishingChannel:
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._confirms: ChannelConfirms | None = None
         self._stalled_after_s = stalled_after_s
 
     async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
@@ -219,7 +222,8 @@ class PublishingChannel:
         channel, exchange = await self._ready()
         stalled_after_s = self._stalled_after_s
         try:
-            missing = await _publish_routed(exchange, messages, stalled_after_s)
+            confirms = await self._confirms_of(channel)
+            missing = await _publish_routed(confirms, messages, stalled_after_s)
             if missing:
                 # Each queue within the bound, not all of them: the relay's batch of 1,000 to
                 # agencies without a queue yet (a circular to communes that never connected)
@@ -231,15 +235,27 @@ class PublishingChannel:
                 # Those that were routed meanwhile (a stream declared the queue during the
                 # batch) go again too: in order, at least once, as consumers expect.
                 again = [m for m in messages if m.routing_key in missing]
-                unroutable = await _publish_routed(exchange, again, stalled_after_s)
+                unroutable = await _publish_routed(confirms, again, stalled_after_s)
                 if unroutable:
                     raise UnroutableError(f"no queue for {sorted(unroutable)} once declared")
-        except (aio_pika.exceptions.DeliveryError, UnroutableError, TimeoutError):
+        except (
+            aio_pika.exceptions.DeliveryError,
+            aio_pika.exceptions.ChannelInvalidStateError,
+            UnroutableError,
+            TimeoutError,
+        ):
             # The next batch gets a new channel. Seen with RabbitMQ 3.10 in a cluster: a channel
             # that published to a quorum queue while its leader's node was just lost nacked every
             # later publish to that queue for minutes, while a new channel was accepted at once.
             await self._drop_channel()
             raise
+
+    async def _confirms_of(self, channel: AbstractChannel) -> ChannelConfirms:
+        """The confirms of the channel's aiormq channel (a new one once aio-pika reopened it)."""
+        underlay = await channel.get_underlay_channel()
+        if self._confirms is None or self._confirms.channel is not underlay:
+            self._confirms = ChannelConfirms(underlay)
+        return self._confirms
 
     async def _drop_channel(self) -> None:
         channel, self._channel, self._exchange = self._channel, None, None
@@ -253,88 +269,66 @@ class PublishingChannel:
 
 
 async def _publish_routed(
-    exchange: AbstractExchange, messages: Sequence[OutboundMessage], stalled_after_s: float
+    confirms: ChannelConfirms, messages: Sequence[OutboundMessage], stalled_after_s: float
 ) -> set[str]:
-    """Publishes `messages` at once; the routing keys of those the broker returned unroutable
-    (their queue does not exist). Any other failure is raised once all are answered; a
-    TimeoutError once `stalled_after_s` pass without any of them answered."""
-    publishes = [asyncio.ensure_future(_publish(exchange, m)) for m in messages]
-    # Counted by a callback on each publish rather than by asyncio.wait(FIRST_COMPLETED) in a
-    # loop: that registered and removed a callback on every pending publish at each wake-up,
-    # quadratic in the batch (3,000 publishes confirmed a few at a time: 2.4-2.9 s of the
-    # relay's CPU for 3.3 s of publishing; 1.6 s for 3,000 futures alone).
-    waiting = Answers(publishes)
-    try:
-        while waiting.remaining:
-            if not await waiting.progress(stalled_after_s):
-                raise TimeoutError(
-                    f"no confirm in {stalled_after_s} s, {waiting.remaining} waiting"
-                )
-    finally:
-        pending = [publish for publish in publishes if not publish.done()]
-        for publish in pending:
-            publish.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    missing: set[str] = set()
-    for message, publish in zip(messages, publishes, strict=True):
-        failure = publish.exception()
-        if isinstance(failure, aio_pika.exceptions.PublishError):
-            missing.add(message.routing_key)
-        elif failure is not None:
-            raise failure
-    return missing
-
-
-class Answers:
-    """How many of `futures` are not yet done, and a wait for the next to be."""
-
-    def __init__(self, futures: Sequence[asyncio.Future[None]]) -> None:
-        self.remaining = len(futures)
-        self._answered = asyncio.Event()
-        for future in futures:
-            future.add_done_callback(self._done)
-
-    def _done(self, _future: asyncio.Future[None]) -> None:
-        self.remaining -= 1
-        self._answered.set()
-
-    async def progress(self, timeout_s: float) -> bool:
-        """Waits until at least one more is done since the last call; False after `timeout_s`
-        without any."""
+    """Publishes `messages` in one write and waits for every confirm; the routing keys of those
+    the broker returned unroutable (their queue does not exist). A nack or the channel's close
+    is raised as soon as it comes; a TimeoutError once `stalled_after_s` pass without any
+    answer."""
+    if not messages:
+        return set()
+    channel = confirms.channel
+    with contextlib.ExitStack() as spans:
+        # Tracing off, the span would be a no-op that hands on its parent's context: the
+        # message carries the row's traceparent as it is, with no span object per message.
+        traced = tracing.recording()
+        parts: list[bytes] = []
+        for m in messages:
+            headers: dict[str, object] = {}
+            if traced:
+                tracing.inject(headers, spans.enter_context(_publish_span(m)))
+            elif m.traceparent:
+                headers[tracing.TRACEPARENT] = m.traceparent
+            if m.published_at is not None:
+                headers[PUBLISHED_AT_HEADER] = _microseconds(m.published_at)
+            marshal_publish(
+                channel,
+                parts,
+                exchange=INBOX_EXCHANGE,
+                routing_key=m.routing_key,
+                properties=_properties(m, headers),
+                body=m.payload,
+            )
+        batch = await confirms.publish(b"".join(parts), [m.message_id for m in messages])
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._answered.wait()
-        except TimeoutError:
-            return False
-        self._answered.clear()
-        return True
+            returned = await batch.settled(stalled_after_s)
+        finally:
+            confirms.forget(batch)
+    return {messages[index].routing_key for index in returned}
 
 
-async def _publish(exchange: AbstractExchange, m: OutboundMessage) -> None:
-    """One persistent message, confirmed, under a span of its document's trace; the span's
-    context travels in the message's `traceparent` header to the push."""
-    with tracing.span(
+def _properties(m: OutboundMessage, headers: dict[str, object]) -> spec.Basic.Properties:
+    """What aio_pika.Message(...) set: persistent, protobuf, the event's type and id."""
+    return spec.Basic.Properties(
+        content_type="application/x-protobuf",
+        headers=headers,  # type: ignore[arg-type]
+        delivery_mode=2,
+        priority=0,
+        message_id=m.message_id,
+        message_type=m.message_type,
+    )
+
+
+def _publish_span(m: OutboundMessage) -> contextlib.AbstractContextManager[tracing.Span]:
+    """One message's producer span in its document's trace, from its write to its confirm;
+    its context travels in the message's `traceparent` header to the push."""
+    return tracing.span(
         "docaxis.publish",
-        parent={"traceparent": m.traceparent} if m.traceparent else None,
+        parent={tracing.TRACEPARENT: m.traceparent} if m.traceparent else None,
         kind=tracing.SpanKind.PRODUCER,
         attributes={"messaging.destination.name": m.routing_key, "docaxis.item": m.message_id},
-    ) as traced:
-        headers: dict[str, object] = {}
-        tracing.inject(headers, traced)
-        if m.published_at is not None:
-            headers[PUBLISHED_AT_HEADER] = _microseconds(m.published_at)
-        await exchange.publish(
-            aio_pika.Message(
-                m.payload,
-                headers=headers,  # type: ignore[arg-type]
-                content_type="application/x-protobuf",
-                type=m.message_type,
-                message_id=m.message_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=m.routing_key,
-            mandatory=True,
-        )
+        current=False,
+    )
 
 
 class InFlight:
