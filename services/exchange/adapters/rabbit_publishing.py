@@ -68,6 +68,7 @@ class InFlight:
         self._message_ids = message_ids
         self._answered = bytearray(len(message_ids))
         self._floor = first - 1  # every tag up to it is answered
+        self._returned_from = 0  # the next Return's message is from here on, in publish order
         self._progress = asyncio.Event()
 
     def answer(self, tag: int, *, multiple: bool, nacked: bool) -> None:
@@ -96,12 +97,16 @@ class InFlight:
     def came_back(self, message_id: str) -> bool:
         """Marks the message a Basic.Return names: of those with its id, the first not answered
         nor returned yet (a Return comes before its message's ack, in publish order); False if
-        none is."""
-        for index, candidate in enumerate(self._message_ids):
-            if candidate == message_id and not self._answered[index] and index not in self.returned:
-                self.returned.add(index)
-                self._progress.set()
-                return True
+        none is. Searched from the last one returned: a batch whose every message comes back
+        (a circular to communes without a queue) is one pass, not one per Return."""
+        ids, answered = self._message_ids, self._answered
+        for start in (self._returned_from, 0):
+            for index in range(start, len(ids)):
+                if ids[index] == message_id and not answered[index] and index not in self.returned:
+                    self.returned.add(index)
+                    self._returned_from = index + 1
+                    self._progress.set()
+                    return True
         return False
 
     def fail(self, failure: BaseException) -> None:

@@ -131,3 +131,16 @@ def test_acks_out_of_order_and_again_are_each_counted_once() -> None:
     assert batch.remaining == 2
     batch.answer(99, multiple=True, nacked=False)  # a later batch's, covering this one
     assert batch.remaining == 0
+
+
+def test_returns_name_messages_in_publish_order_each_once() -> None:
+    batch = InFlight(1, ["a", "b", "a", "c"])
+    batch.answer(4, multiple=False, nacked=False)  # "c" routed and confirmed
+    assert [batch.came_back(i) for i in ("a", "a", "b", "c", "a")] == [
+        True,
+        True,
+        True,  # behind the last one returned: found from the start
+        False,  # answered: not a message a Return can name any more
+        False,
+    ]
+    assert batch.returned == {0, 1, 2}
