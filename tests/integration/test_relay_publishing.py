@@ -17,7 +17,6 @@ import aiormq
 import pamqp.frame
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from docaxis.exchange.v1 import events_pb2
 from pamqp import commands as spec
 
 from services.common import rabbit
@@ -25,27 +24,16 @@ from services.exchange.adapters import rabbit_publishing
 from services.exchange.adapters.rabbit import (
     INBOX_EXCHANGE,
     InboxQueues,
-    OutboundMessage,
     PublishingChannel,
     declare_topology,
     inbox_queue_name,
 )
 from tests.conftest import unique_code
 from tests.infra import SuiteServices
+from tests.integration.test_inbox_connections import delivery_to
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def delivery_to(agency: str) -> OutboundMessage:
-    delivery_id = str(uuid.uuid4())
-    event = events_pb2.DeliveryQueued(delivery_id=delivery_id, recipient=agency)
-    return OutboundMessage(
-        agency,
-        delivery_id,
-        events_pb2.DeliveryQueued.DESCRIPTOR.full_name,
-        event.SerializeToString(),
-    )
 
 
 @pytest.fixture
