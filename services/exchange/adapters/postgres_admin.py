@@ -97,27 +97,47 @@ ORDER BY d.document_uuid, d.position
 # (postgres.PLANNER_SETTINGS) a `$n IS NULL OR …` filter or cursor is no index condition, and
 # every page read every dead letter through delivery_dead_lettered to sort them (612 rows of the
 # test's 306 dead letters for a page of 20; tests/integration/test_adapter_plans.py). An agency
-# is the copy's recipient or its document's sender: no index has both, so its pages read the dead
-# letters newest first until they hold its own.
+# is the copy's recipient or its document's sender (stored with the dead letter): a page of each
+# from its index (delivery_dead_letters_received, _sent; a copy an agency sent itself in the
+# first only), merged; under one OR no index had both, and its pages read the hub's dead letters
+# newest first until they held its own.
+_DEAD_LETTER_COLUMNS = """d.id, d.requested_recipient, d.recipient, d.dead_letter_reason,
+        d.dead_lettered_at, d.push_count, d.document_uuid"""
+
+
 def _dead_letters_sql(
     p: Parameters, agency: str | None, after: PageCursor | None, limit: int, peer: str | None
 ) -> str:
     conditions = ["d.state = 'dead_lettered'"]
-    if agency is not None:
-        code = p(agency, "text")
-        conditions.append(f"(d.recipient = {code} OR doc.sender = {code})")
     if after is not None:
         at, item = p(after.created_at, "timestamptz"), p(uuid.UUID(after.item_id), "uuid")
         conditions.append(f"(d.dead_lettered_at, d.id) < ({at}, {item})")
     if peer is not None:
         conditions.append(f"d.via_hub = {p(peer, 'text')}")
+    page = p(limit, "integer")
+    if agency is None:
+        source, where = "exchange.delivery d", " AND ".join(conditions)
+    else:
+        code = p(agency, "text")
+        received = " AND ".join([*conditions, f"d.recipient = {code}"])
+        sent = " AND ".join(
+            [*conditions, f"d.dead_letter_sender = {code}", f"d.recipient <> {code}"]
+        )
+        source = f"""(
+    (SELECT {_DEAD_LETTER_COLUMNS} FROM exchange.delivery d WHERE {received}
+     ORDER BY d.dead_lettered_at DESC, d.id DESC LIMIT {page})
+    UNION ALL
+    (SELECT {_DEAD_LETTER_COLUMNS} FROM exchange.delivery d WHERE {sent}
+     ORDER BY d.dead_lettered_at DESC, d.id DESC LIMIT {page})
+) d"""  # noqa: S608 - placeholders and constant fragments only
+        where = "TRUE"
     return f"""
 SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
     d.push_count, {_SUMMARY_COLUMNS}
-FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-WHERE {" AND ".join(conditions)}
+FROM {source} JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE {where}
 ORDER BY d.dead_lettered_at DESC, d.id DESC
-LIMIT {p(limit, "integer")}
+LIMIT {page}
 """  # noqa: S608 - placeholders and constant fragments only
 
 
