@@ -83,6 +83,10 @@ PAGE = 100
 AGENCYS_COPIES = 4 * 166 + PAGE
 # A peer's dead letters (150 of the 306), each once.
 PEERS_DEAD_LETTERS = 150 + PAGE
+# Every dead letter (306) and its document.
+DEAD_LETTERS = 2 * 306
+# The copies waiting (accepted, queued or pushed: 120) and the documents of a state's (30).
+WAITING = 120 + 30
 AS_OF = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
 DECEMBER = (dt.datetime(2026, 12, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
 # The 120th document's time: a cursor in the middle of the history, an hour of it.
@@ -136,9 +140,13 @@ READS = (
     _search(DocumentQuery(sender="A007", state=DeliveryState.ACKNOWLEDGED)),
     _search(DocumentQuery(document_id="D1500", latest_status=StatusCode("01"))),
     _search(DocumentQuery(recipient="A150")),
-    # A state no index has alone, of a tenth of the copies: documents newest first, each with its
-    # copies, until 20 have one dead-lettered (some 200).
-    _search(DocumentQuery(state=DeliveryState.DEAD_LETTERED), read_at_most=600),
+    # The dead letters, a tenth of the copies here: from them (or a walk of the documents, each
+    # with its copies, until 20 have one: some 250).
+    _search(DocumentQuery(state=DeliveryState.DEAD_LETTERED), read_at_most=DEAD_LETTERS),
+    # A state of the live copies, rare (30 accepted): from the copies waiting, not a walk of the
+    # documents until 20 have one (2,099-4,198 rows).
+    _search(DocumentQuery(state=DeliveryState.ACCEPTED), read_at_most=WAITING),
+    _search(DocumentQuery(state=DeliveryState.ACCEPTED), AFTER_MIDDLE, read_at_most=WAITING),
     _search(DocumentQuery(latest_status=StatusCode("01"))),
     _dead_letters("the dead letters"),
     _dead_letters("the dead letters, the next page", after=AFTER_MIDDLE),
