@@ -68,6 +68,21 @@ UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepte
 WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
 UPDATE exchange.delivery d SET dead_letter_sender = doc.sender FROM exchange.document doc
 WHERE d.state = 'dead_lettered' AND doc.uuid = d.document_uuid;
+UPDATE exchange.delivery SET via_hub = 'HUB-B'
+WHERE recipient >= 'A180' AND state IN ('accepted', 'queued', 'pushed');
+UPDATE exchange.document SET from_hub = CASE WHEN substr(document_id, 2)::int <= 2100
+    THEN 'HUB-C' ELSE 'HUB-D' END
+WHERE substr(document_id, 2)::int BETWEEN 2001 AND 2110;
+INSERT INTO exchange.forwarded_copy (origin_uuid, recipient, from_hub, delivery_id, hop_receipt,
+    accepted_at)
+SELECT gen_random_uuid(), d.recipient, doc.from_hub, d.id, '\\x00', d.accepted_at
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE doc.from_hub IS NOT NULL;
+UPDATE exchange.notice n
+SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE d.id = n.delivery_id
+    AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
 FROM generate_series(1, 3000) i;
@@ -83,6 +98,10 @@ PAGE = 100
 AGENCYS_COPIES = 4 * 166 + PAGE
 # A peer's dead letters (150 of the 306), each once.
 PEERS_DEAD_LETTERS = 150 + PAGE
+# What waits for the peers and came from them lately: HUB-B's 150 dead letters and 30 copies
+# waiting, the 116 notices waiting for HUB-C and HUB-D (statuses of the documents that came from
+# them), the 40 copies each sent lately, and a probe for each.
+PEERS_WAITING = 150 + 30 + 116 + 2 * 40 + 10
 # Every dead letter (306) and its document.
 DEAD_LETTERS = 2 * 306
 # The copies waiting (accepted, queued or pushed: 120) and the documents of a state's (30).
@@ -184,6 +203,11 @@ READS = (
         "an hour's figures",
         lambda pool: PostgresReportStore(pool).monthly(MIDDLE, MIDDLE + dt.timedelta(hours=1), []),
         read_at_most=400,
+    ),
+    Read(
+        "what waits for each peer (ListPeers)",
+        lambda pool: PostgresPeerStates(pool).queues(MIDDLE + dt.timedelta(hours=9)),
+        read_at_most=PEERS_WAITING,
     ),
     Read(
         "the pull listing of an agency with a backlog",

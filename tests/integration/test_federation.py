@@ -39,6 +39,7 @@ from services.directory.domain.reorganisation import (
     ReorganisationKind,
 )
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.service_layer.federation_ports import OutboundDocument
 from services.exchange.service_layer.hop_receipts import HopReceipts
 from tests.conftest import make_header, served, settings_for
@@ -627,6 +628,15 @@ async def test_statuses_reach_the_sender_across_two_hops_in_the_order_they_were_
             return count
 
         await eventually(deferred, lambda count: count >= 2, within=30)
+        # Each notice keeps its hop (the 01 the acknowledgement wrote, the others each report),
+        # by which B's ListPeers counts the four waiting for the national hub.
+        hops = await federation.b.pool.fetch(
+            "SELECT via_hub FROM exchange.notice WHERE delivery_id = $1",
+            uuid.UUID(delivery.delivery_id),
+        )
+        assert [r["via_hub"] for r in hops] == ["national"] * 5
+        waiting = {q.hub: q for q in await PostgresPeerStates(federation.b.pool).queues(start)}
+        assert waiting["national"].depth >= len(codes)
         await national.pool.execute(
             "UPDATE exchange.delivery SET state = $2, acknowledged_at = $3 WHERE id = $1",
             copy["id"],
@@ -960,7 +970,7 @@ async def test_a_notice_for_a_sender_merged_into_another_hubs_agency_goes_to_tha
 
     async def notice() -> asyncpg.Record | None:
         row: asyncpg.Record | None = await a.pool.fetchrow(
-            "SELECT n.agency, n.acknowledged_at FROM exchange.notice n "
+            "SELECT n.agency, n.acknowledged_at, n.via_hub FROM exchange.notice n "
             "JOIN exchange.delivery d ON d.id = n.delivery_id WHERE d.document_uuid = $1",
             uuid.UUID(origin),
         )
@@ -979,6 +989,7 @@ async def test_a_notice_for_a_sender_merged_into_another_hubs_agency_goes_to_tha
     )
     assert moved is not None
     assert moved["agency"] == DEPARTMENT_B.code
+    assert moved["via_hub"] == "national"
     # A status reported after the merger goes to the successor, through its hub too.
     commune = pki.client(a.address, COMMUNE_A.code)
     try:
