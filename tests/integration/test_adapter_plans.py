@@ -33,6 +33,7 @@ from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import DocumentQuery
@@ -369,6 +370,74 @@ async def test_each_read_with_filters_reads_only_what_it_is_asked_about(
         analyzed = await postgres.create_pool(url, min_size=1, max_size=1)
         pools.append(analyzed)
         found += await _overreads(analyzed, leading, "analyzed")
+    finally:
+        for pool in pools:
+            await pool.close()
+        await conn.close()
+    assert not found, "\n".join(found)
+
+
+# The attachments of every document but the last twenty's blobs, all stored and last proved held
+# a month before the sweep's idle time; then, after a first sweep, ten blobs no document uses,
+# held by their agency lately (kept).
+ATTACHMENTS = """
+UPDATE exchange.blob SET created_at = '2026-11-01';
+UPDATE exchange.blob_owner SET owned_at = '2026-11-01';
+INSERT INTO exchange.document_attachment (document_uuid, position, name, media_type, size, sha256)
+SELECT d.uuid, 0, 'a.pdf', 'application/pdf', 100, md5(i::text) || md5((-i)::text)
+FROM exchange.document d CROSS JOIN LATERAL (SELECT substr(d.document_id, 2)::int i) n
+WHERE n.i <= 2980;
+"""
+HELD = """
+INSERT INTO exchange.blob (sha256, size, storage_id, created_at)
+SELECT md5('h' || i) || md5('-h' || i), 100, gen_random_uuid(), '2026-11-01'
+FROM generate_series(1, 10) i;
+INSERT INTO exchange.blob_owner (sha256, agency, owned_at)
+SELECT md5('h' || i) || md5('-h' || i), 'A001', '2026-12-05' FROM generate_series(1, 10) i;
+"""
+SWEEP_IDLE_SINCE = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+SWEEP = Read(
+    "the orphan blob sweep",
+    lambda pool: PostgresAbandonedUploads(pool).discard_orphan_blobs(SWEEP_IDLE_SINCE),
+    # The ten blobs no document uses, each with its document and owner probed.
+    read_at_most=3 * 10 + 10,
+)
+
+
+async def test_the_orphan_sweep_reads_only_the_blobs_no_document_is_known_to_use(
+    services: SuiteServices,
+) -> None:
+    """After a sweep has seen the blobs the documents use, the next reads only the others: every
+    blob older than the idle time was read by every sweep (3,010 here), the hub's history."""
+    url = await postgres.recreate_database(services.database_url, "docaxis_sweep_plans")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    pools: list[asyncpg.Pool] = []
+    found: list[str] = []
+    try:
+        await without_autovacuum(conn)
+        first = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(first)
+        await SWEEP.call(first)
+        await conn.execute(HISTORY)
+        await conn.execute(ATTACHMENTS)
+        assert await SWEEP.call(first) == 20
+        await conn.execute(HELD)
+        leading = await leading_columns(conn)
+        young = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(young)
+        await conn.execute("ANALYZE")
+        analyzed = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(analyzed)
+        for pool, planned in zip(pools, ("on empty tables", "young", "analyzed"), strict=True):
+            for sent in await _sent_by(pool, SWEEP):
+                async with pool.acquire() as explaining:
+                    plan = await _explained(explaining, sent)
+                read_rows, whole = _read(plan, leading)
+                if read_rows > SWEEP.read_at_most or whole:
+                    statement = " ".join(sent.sql.split())[:100]
+                    found.append(f"{planned}: {read_rows} rows read {whole} by {statement}")
+        assert await conn.fetchval("SELECT count(*) FROM exchange.blob") == 2990
     finally:
         for pool in pools:
             await pool.close()

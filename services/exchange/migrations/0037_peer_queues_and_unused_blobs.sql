@@ -26,3 +26,15 @@ SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub 
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE n.acknowledged_at IS NULL AND n.via_hub IS NULL AND d.id = n.delivery_id
     AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
+
+-- The orphan blob sweep read every blob older than its idle time, the hub's whole history of
+-- attachments, at every sweep (blob.created_at had no index). A document's attachments are never
+-- deleted, so a blob a document uses stays so: the sweep marks it on its first look and reads
+-- only the blobs no document is known to use (postgres_uploads.discard_orphan_blobs). Every blob
+-- stored before is in the index until the first sweep after this migration has looked at it
+-- (one walk of them, in batches); the column's constant default writes no row.
+ALTER TABLE exchange.blob ADD COLUMN IF NOT EXISTS known_in_use boolean NOT NULL DEFAULT false;
+
+DROP INDEX CONCURRENTLY IF EXISTS exchange.blob_unused;
+CREATE INDEX CONCURRENTLY blob_unused ON exchange.blob (created_at, sha256)
+    WHERE NOT known_in_use;
