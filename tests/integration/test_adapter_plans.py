@@ -48,7 +48,8 @@ pytestmark = pytest.mark.integration
 # Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
 # reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
 # whose DMSs stopped answering dead-lettered (306; with their documents' senders, as
-# postgres_copies.save_sql stores them), half of them routed through a peer hub; D1500's
+# postgres_copies.save_sql stores them), half of them routed through a peer hub; two agencies'
+# copies withdrawn (30); D1500's
 # verification as Track reads it; 3,000 checkpoints, all but the last three cosigned by two
 # witnesses.
 OPERATIONS = """
@@ -69,6 +70,8 @@ UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepte
 WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
 UPDATE exchange.delivery d SET dead_letter_sender = doc.sender FROM exchange.document doc
 WHERE d.state = 'dead_lettered' AND doc.uuid = d.document_uuid;
+UPDATE exchange.delivery SET state = 'withdrawn', recall_state = 'withdrawn'
+WHERE recipient IN ('A190', 'A191') AND state = 'acknowledged';
 UPDATE exchange.delivery SET via_hub = 'HUB-B'
 WHERE recipient >= 'A180' AND state IN ('accepted', 'queued', 'pushed');
 UPDATE exchange.document SET from_hub = CASE WHEN substr(document_id, 2)::int <= 2100
@@ -167,6 +170,8 @@ READS = (
     # documents until 20 have one (2,099-4,198 rows).
     _search(DocumentQuery(state=DeliveryState.ACCEPTED), read_at_most=WAITING),
     _search(DocumentQuery(state=DeliveryState.ACCEPTED), AFTER_MIDDLE, read_at_most=WAITING),
+    # A state of ended copies (30 withdrawn): from them (delivery_ended).
+    _search(DocumentQuery(state=DeliveryState.WITHDRAWN)),
     _search(DocumentQuery(latest_status=StatusCode("01"))),
     _dead_letters("the dead letters"),
     _dead_letters("the dead letters, the next page", after=AFTER_MIDDLE),

@@ -83,22 +83,26 @@ _OF_RECIPIENT = """AND doc.uuid IN (
         SELECT document_uuid FROM exchange.delivery WHERE requested_recipient = $7
     )"""
 # A state of the copies that a partial index holds apart (delivery_pending, the live copies;
-# delivery_dead_lettered): its documents are those of its copies ({of_state}), which the planner
-# can start from when they are few, instead of walking every document newest first until a page
-# has one (2,099-4,198 rows for the 30 copies accepted of the test's 3,300). The partial index's
-# predicate is named, and the state itself in a form no index takes: delivery_inbox, whose
-# state is its second column, was walked whole beside it (a BitmapAnd). The acknowledged are
-# most copies (a walk finds a page at once); the failed and the withdrawn have no index of their
-# own (docs/perf/README.md, "The reads left unbounded").
+# delivery_dead_lettered; delivery_ended, the failed and the withdrawn): its documents are those
+# of its copies ({of_state}), which the planner can start from when they are few, instead of
+# walking every document newest first until a page has one (2,099-4,198 rows for the 30 copies
+# accepted of the test's 3,300). The partial index's predicate is named, and the state itself in
+# a form no index takes: delivery_inbox, whose state is its second column, was walked whole
+# beside it (a BitmapAnd). The acknowledged are most copies: a walk finds a page at once
+# (docs/perf/README.md, "The reads left unbounded").
 _OF_LIVE_STATE = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
         WHERE state IN ('accepted', 'queued', 'pushed') AND state || '' = $9)"""
 _OF_DEAD_LETTERS = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
         WHERE state = 'dead_lettered' AND state || '' = $9)"""
+_OF_ENDED = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
+        WHERE state IN ('failed', 'withdrawn') AND state || '' = $9)"""
 _OF_STATE: dict[DeliveryState | None, str] = {
     DeliveryState.ACCEPTED: _OF_LIVE_STATE,
     DeliveryState.QUEUED: _OF_LIVE_STATE,
     DeliveryState.PUSHED: _OF_LIVE_STATE,
     DeliveryState.DEAD_LETTERED: _OF_DEAD_LETTERS,
+    DeliveryState.FAILED: _OF_ENDED,
+    DeliveryState.WITHDRAWN: _OF_ENDED,
 }
 
 

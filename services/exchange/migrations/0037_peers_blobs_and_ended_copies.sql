@@ -38,3 +38,11 @@ ALTER TABLE exchange.blob ADD COLUMN IF NOT EXISTS known_in_use boolean NOT NULL
 DROP INDEX CONCURRENTLY IF EXISTS exchange.blob_unused;
 CREATE INDEX CONCURRENTLY blob_unused ON exchange.blob (created_at, sha256)
     WHERE NOT known_in_use;
+
+-- The console's search by the state failed or withdrawn walked the documents newest first until
+-- a page had a copy in it (no index has either state): their documents come from their copies
+-- now (postgres_admin._OF_STATE). A copy ends so by a recall or a failure to place it, never on
+-- the delivery path.
+DROP INDEX CONCURRENTLY IF EXISTS exchange.delivery_ended;
+CREATE INDEX CONCURRENTLY delivery_ended ON exchange.delivery (document_uuid)
+    WHERE state IN ('failed', 'withdrawn');
