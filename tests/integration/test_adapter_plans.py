@@ -48,10 +48,11 @@ pytestmark = pytest.mark.integration
 # Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
 # reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
 # whose DMSs stopped answering dead-lettered (306; with their documents' senders, as
-# postgres_copies.save_sql stores them), half of them routed through a peer hub; two agencies'
-# copies withdrawn (30); D1500's
-# verification as Track reads it; 3,000 checkpoints, all but the last three cosigned by two
-# witnesses.
+# postgres_copies.save_sql stores them), half of them routed through a peer hub (HUB-B, which
+# also has 30 copies waiting); two agencies' copies withdrawn (30); 110 documents that came from
+# two other peers, with their forwarded copies, their notices keeping their hops as
+# postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
+# checkpoints, all but the last three cosigned by two witnesses.
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)

@@ -336,7 +336,9 @@ class PostgresAbandonedUploads:
                 *after,
                 batch,
             )
-            last = candidates[-1] if len(candidates) == batch else None
+            following = None
+            if len(candidates) == batch:
+                following = (candidates[-1]["created_at"], candidates[-1]["sha256"])
             used = [row["sha256"] for row in candidates if row["used"]]
             if used:
                 await conn.execute(
@@ -344,7 +346,6 @@ class PostgresAbandonedUploads:
                     used,
                 )
             rows = [row for row in candidates if not (row["used"] or row["held"])]
-            following = None if last is None else (last["created_at"], last["sha256"])
             if not rows:
                 return [], following
             hashes = [row["sha256"] for row in rows]
