@@ -18,6 +18,7 @@ from services.exchange.adapters.postgres import (
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
 from services.exchange.adapters.postgres_statements import Parameters
+from services.exchange.adapters.receipt_chains import ReceiptChains
 from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
@@ -241,6 +242,8 @@ def _statuses_back(rows: Sequence[asyncpg.Record]) -> dict[str, list[StatusBack]
 class PostgresAdminStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # The hop receipts it shows, stored without their chain (adapters/receipt_chains.py).
+        self._chains = ReceiptChains()
 
     async def search(
         self, query: DocumentQuery, after: PageCursor | None, limit: int
@@ -386,6 +389,9 @@ class PostgresAdminStore:
             handed_back = _statuses_back(
                 await conn.fetch(_STATUSES_HANDED_BACK_SQL, [r["delivery_id"] for r in incoming])
             )
+            # As received (outgoing) or handed out (incoming): the bytes the ledger hashed.
+            signed = [await self._chains.served(conn, r["hop_receipt"]) for r in incoming]
+            received = [await self._chains.served(conn, r["hop_receipt"] or b"") for r in outgoing]
         return DocumentHops(
             origin_document_uuid=str(document["origin"]),
             trace=trace_from_json(document["trace"]),
@@ -395,10 +401,10 @@ class PostgresAdminStore:
                     recipient=r["recipient"],
                     from_hub=r["from_hub"],
                     accepted_at=r["accepted_at"],
-                    receipt=bytes(r["hop_receipt"]),
+                    receipt=receipt,
                     statuses_back=tuple(handed_back.get(str(r["delivery_id"]), ())),
                 )
-                for r in incoming
+                for r, receipt in zip(incoming, signed, strict=True)
             ),
             hand_overs=tuple(
                 HandOver(
@@ -408,10 +414,10 @@ class PostgresAdminStore:
                     state=DeliveryState(r["state"]),
                     # Acknowledged here once the next hub stored it (with its receipt).
                     handed_over_at=r["acknowledged_at"] if r["hop_receipt"] else None,
-                    receipt=bytes(r["hop_receipt"] or b""),
+                    receipt=receipt,
                     statuses_back=tuple(came_back.get(str(r["id"]), ())),
                 )
-                for r in outgoing
+                for r, receipt in zip(outgoing, received, strict=True)
             ),
         )
 
