@@ -37,3 +37,10 @@ def hub_receipt(record: DeliveryRecord, hub: SigningIdentity | None = None) -> T
         hub=hub or hub_identity(),
         acknowledged_at=record.acknowledged_at,
     )
+
+
+@functools.cache
+def peer_identity(hub_code: str) -> SigningIdentity:
+    """Hub `hub_code`'s peer certificate and key, which sign its hop receipts (federation), under
+    receipt_ca: one per hub code, each with its own chain."""
+    return receipt_ca().issue_peer(hub_code, key_type=KeyType.ED25519).identity()

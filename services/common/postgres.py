@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -112,7 +113,36 @@ def _lost_role_race(error: asyncpg.PostgresError) -> bool:
     )
 
 
+# A migration whose first line is this runs outside a transaction, one statement at a time (a
+# `;` at the end of a line ends one, even in a comment): for CREATE INDEX CONCURRENTLY, which
+# cannot run in one, and is how an index is added to a large table that takes writes (a plain
+# CREATE INDEX blocks its writes, and an ALTER TABLE in the same transaction its reads too, while
+# it reads the whole table). It is recorded applied after its last statement, so each statement
+# must be safe to run again: an interrupted CONCURRENTLY build leaves an invalid index, hence
+# DROP INDEX CONCURRENTLY IF EXISTS before each CREATE INDEX CONCURRENTLY.
+NO_TRANSACTION = "-- migration: no transaction"
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a migration that runs outside a transaction, in order."""
+    return [s.strip() for s in re.split(r";[ \t]*$", sql, flags=re.MULTILINE) if _has_code(s)]
+
+
+def _has_code(sql: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
+
+
 async def _apply_one(conn: Conn, service: str, name: str, sql: str, digest: str) -> None:
+    if sql.startswith(NO_TRANSACTION):
+        for statement in statements(sql):
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO public.schema_migrations (service, name, sha256) VALUES ($1, $2, $3)",
+            service,
+            name,
+            digest,
+        )
+        return
     for attempt in range(1, _ROLE_RACE_ATTEMPTS + 1):
         try:
             async with conn.transaction():
@@ -132,7 +162,8 @@ async def _apply_one(conn: Conn, service: str, name: str, sql: str, digest: str)
 
 
 async def apply_migrations(conn: Conn, service: str, folder: Path) -> list[str]:
-    """Applies `folder/*.sql` in name order, each once, recording them in schema_migrations.
+    """Applies `folder/*.sql` in name order, each once, recording them in schema_migrations
+    (each in a transaction, unless it starts with NO_TRANSACTION).
 
     An applied file whose content changed is an error: migrations are append-only.
     """

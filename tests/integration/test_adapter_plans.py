@@ -33,6 +33,7 @@ from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
 from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode
 from services.exchange.service_layer.admin_ports import DocumentQuery
@@ -46,9 +47,12 @@ pytestmark = pytest.mark.integration
 
 # Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
 # reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
-# whose DMSs stopped answering dead-lettered (306), half of them routed through a peer hub; D1500's
-# verification as Track reads it; 3,000 checkpoints, all but the last three cosigned by two
-# witnesses.
+# whose DMSs stopped answering dead-lettered (306; with their documents' senders, as
+# postgres_copies.save_sql stores them), half of them routed through a peer hub (HUB-B, which
+# also has 30 copies waiting); two agencies' copies withdrawn (30); 110 documents that came from
+# two other peers, with their forwarded copies, their notices keeping their hops as
+# postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
+# checkpoints, all but the last three cosigned by two witnesses.
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -65,6 +69,25 @@ UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepte
     dead_letter_reason = 'max pushes', acknowledged_at = NULL,
     via_hub = CASE WHEN recipient >= 'A160' THEN 'HUB-B' END
 WHERE recipient BETWEEN 'A150' AND 'A169' AND state = 'acknowledged';
+UPDATE exchange.delivery d SET dead_letter_sender = doc.sender FROM exchange.document doc
+WHERE d.state = 'dead_lettered' AND doc.uuid = d.document_uuid;
+UPDATE exchange.delivery SET state = 'withdrawn', recall_state = 'withdrawn'
+WHERE recipient IN ('A190', 'A191') AND state = 'acknowledged';
+UPDATE exchange.delivery SET via_hub = 'HUB-B'
+WHERE recipient >= 'A180' AND state IN ('accepted', 'queued', 'pushed');
+UPDATE exchange.document SET from_hub = CASE WHEN substr(document_id, 2)::int <= 2100
+    THEN 'HUB-C' ELSE 'HUB-D' END
+WHERE substr(document_id, 2)::int BETWEEN 2001 AND 2110;
+INSERT INTO exchange.forwarded_copy (origin_uuid, recipient, from_hub, delivery_id, hop_receipt,
+    accepted_at)
+SELECT gen_random_uuid(), d.recipient, doc.from_hub, d.id, '\\x00', d.accepted_at
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE doc.from_hub IS NOT NULL;
+UPDATE exchange.notice n
+SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE d.id = n.delivery_id
+    AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
 FROM generate_series(1, 3000) i;
@@ -78,8 +101,16 @@ FROM generate_series(1, 2997) i CROSS JOIN (VALUES ('w1'), ('w2')) v (w);
 PAGE = 100
 # A007's copies, sent and received (166), their documents and two statuses each.
 AGENCYS_COPIES = 4 * 166 + PAGE
-# Every dead letter of the history and its document.
-DEAD_LETTERS = 2 * 306 + PAGE
+# A peer's dead letters (150 of the 306), each once.
+PEERS_DEAD_LETTERS = 150 + PAGE
+# What waits for the peers and came from them lately: HUB-B's 150 dead letters and 30 copies
+# waiting, the 116 notices waiting for HUB-C and HUB-D (statuses of the documents that came from
+# them), the 40 copies each sent lately, and a probe for each.
+PEERS_WAITING = 150 + 30 + 116 + 2 * 40 + 10
+# Every dead letter (306) and its document.
+DEAD_LETTERS = 2 * 306
+# The copies waiting (accepted, queued or pushed: 120) and the documents of a state's (30).
+WAITING = 120 + 30
 AS_OF = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
 DECEMBER = (dt.datetime(2026, 12, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
 # The 120th document's time: a cursor in the middle of the history, an hour of it.
@@ -133,22 +164,28 @@ READS = (
     _search(DocumentQuery(sender="A007", state=DeliveryState.ACKNOWLEDGED)),
     _search(DocumentQuery(document_id="D1500", latest_status=StatusCode("01"))),
     _search(DocumentQuery(recipient="A150")),
-    # A state no index has alone, of a tenth of the copies: documents newest first, each with its
-    # copies, until 20 have one dead-lettered (some 200).
-    _search(DocumentQuery(state=DeliveryState.DEAD_LETTERED), read_at_most=600),
+    # The dead letters, a tenth of the copies here: from them (or a walk of the documents, each
+    # with its copies, until 20 have one: some 250).
+    _search(DocumentQuery(state=DeliveryState.DEAD_LETTERED), read_at_most=DEAD_LETTERS),
+    # A state of the live copies, rare (30 accepted): from the copies waiting, not a walk of the
+    # documents until 20 have one (2,099-4,198 rows).
+    _search(DocumentQuery(state=DeliveryState.ACCEPTED), read_at_most=WAITING),
+    _search(DocumentQuery(state=DeliveryState.ACCEPTED), AFTER_MIDDLE, read_at_most=WAITING),
+    # A state of ended copies (30 withdrawn): from them (delivery_ended).
+    _search(DocumentQuery(state=DeliveryState.WITHDRAWN)),
     _search(DocumentQuery(latest_status=StatusCode("01"))),
     _dead_letters("the dead letters"),
     _dead_letters("the dead letters, the next page", after=AFTER_MIDDLE),
-    # An agency's: its copies' and its documents', newest first, which no index has: the dead
-    # letters (306) and their documents until a page of its own.
-    _dead_letters("the dead letters, a recipient's", agency="A150", read_at_most=DEAD_LETTERS),
-    _dead_letters("the dead letters, a sender's", agency="A007", read_at_most=DEAD_LETTERS),
-    _dead_letters("the dead letters, a peer's", peer="HUB-B", read_at_most=DEAD_LETTERS),
-    # With their count: the peer's 150 at least.
+    # An agency's: a page of its copies' and one of its documents', each from its index.
+    _dead_letters("the dead letters, a recipient's", agency="A150"),
+    _dead_letters("the dead letters, a sender's", agency="A007"),
+    _dead_letters("the dead letters, a sender's, the next page", agency="A007", after=AFTER_MIDDLE),
+    _dead_letters("the dead letters, a peer's", peer="HUB-B"),
+    # With their count: the peer's 150.
     Read(
         "a peer's dead letters (its resend)",
         lambda pool: PostgresPeerStates(pool).dead_lettered("HUB-B", 20),
-        read_at_most=DEAD_LETTERS,
+        read_at_most=PEERS_DEAD_LETTERS,
     ),
     # An agency's reports: its copies and its documents', all those with a due date (overdue)
     # or waiting (stalled) as of the report; A007's: 16 and 150 of 3,300, with their statuses.
@@ -173,6 +210,11 @@ READS = (
         "an hour's figures",
         lambda pool: PostgresReportStore(pool).monthly(MIDDLE, MIDDLE + dt.timedelta(hours=1), []),
         read_at_most=400,
+    ),
+    Read(
+        "what waits for each peer (ListPeers)",
+        lambda pool: PostgresPeerStates(pool).queues(MIDDLE + dt.timedelta(hours=9)),
+        read_at_most=PEERS_WAITING,
     ),
     Read(
         "the pull listing of an agency with a backlog",
@@ -334,6 +376,74 @@ async def test_each_read_with_filters_reads_only_what_it_is_asked_about(
         analyzed = await postgres.create_pool(url, min_size=1, max_size=1)
         pools.append(analyzed)
         found += await _overreads(analyzed, leading, "analyzed")
+    finally:
+        for pool in pools:
+            await pool.close()
+        await conn.close()
+    assert not found, "\n".join(found)
+
+
+# The attachments of every document but the last twenty's blobs, all stored and last proved held
+# a month before the sweep's idle time; then, after a first sweep, ten blobs no document uses,
+# held by their agency lately (kept).
+ATTACHMENTS = """
+UPDATE exchange.blob SET created_at = '2026-11-01';
+UPDATE exchange.blob_owner SET owned_at = '2026-11-01';
+INSERT INTO exchange.document_attachment (document_uuid, position, name, media_type, size, sha256)
+SELECT d.uuid, 0, 'a.pdf', 'application/pdf', 100, md5(i::text) || md5((-i)::text)
+FROM exchange.document d CROSS JOIN LATERAL (SELECT substr(d.document_id, 2)::int i) n
+WHERE n.i <= 2980;
+"""
+HELD = """
+INSERT INTO exchange.blob (sha256, size, storage_id, created_at)
+SELECT md5('h' || i) || md5('-h' || i), 100, gen_random_uuid(), '2026-11-01'
+FROM generate_series(1, 10) i;
+INSERT INTO exchange.blob_owner (sha256, agency, owned_at)
+SELECT md5('h' || i) || md5('-h' || i), 'A001', '2026-12-05' FROM generate_series(1, 10) i;
+"""
+SWEEP_IDLE_SINCE = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+SWEEP = Read(
+    "the orphan blob sweep",
+    lambda pool: PostgresAbandonedUploads(pool).discard_orphan_blobs(SWEEP_IDLE_SINCE),
+    # The ten blobs no document uses, each with its document and owner probed.
+    read_at_most=3 * 10 + 10,
+)
+
+
+async def test_the_orphan_sweep_reads_only_the_blobs_no_document_is_known_to_use(
+    services: SuiteServices,
+) -> None:
+    """After a sweep has seen the blobs the documents use, the next reads only the others: every
+    blob older than the idle time was read by every sweep (3,010 here), the hub's history."""
+    url = await postgres.recreate_database(services.database_url, "docaxis_sweep_plans")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    pools: list[asyncpg.Pool] = []
+    found: list[str] = []
+    try:
+        await without_autovacuum(conn)
+        first = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(first)
+        await SWEEP.call(first)
+        await conn.execute(HISTORY)
+        await conn.execute(ATTACHMENTS)
+        assert await SWEEP.call(first) == 20
+        await conn.execute(HELD)
+        leading = await leading_columns(conn)
+        young = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(young)
+        await conn.execute("ANALYZE")
+        analyzed = await postgres.create_pool(url, min_size=1, max_size=1)
+        pools.append(analyzed)
+        for pool, planned in zip(pools, ("on empty tables", "young", "analyzed"), strict=True):
+            for sent in await _sent_by(pool, SWEEP):
+                async with pool.acquire() as explaining:
+                    plan = await _explained(explaining, sent)
+                read_rows, whole = _read(plan, leading)
+                if read_rows > SWEEP.read_at_most or whole:
+                    statement = " ".join(sent.sql.split())[:100]
+                    found.append(f"{planned}: {read_rows} rows read {whole} by {statement}")
+        assert await conn.fetchval("SELECT count(*) FROM exchange.blob") == 2990
     finally:
         for pool in pools:
             await pool.close()

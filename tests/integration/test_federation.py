@@ -39,6 +39,9 @@ from services.directory.domain.reorganisation import (
     ReorganisationKind,
 )
 from services.directory.service_layer.handlers import DirectoryHandlers
+from services.exchange.adapters.postgres_admin import PostgresAdminStore
+from services.exchange.adapters.postgres_federation import PostgresFederationStore
+from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.service_layer.federation_ports import OutboundDocument
 from services.exchange.service_layer.hop_receipts import HopReceipts
 from tests.conftest import make_header, served, settings_for
@@ -295,10 +298,7 @@ async def test_a_commune_in_a_reaches_a_department_in_b_through_the_national_hub
         await recipient.close()
     # A keeps the national hub's signed receipt of the hand-over, which an auditor verifies
     # offline as the national hub's (its peer certificate) receipt of this document for B.
-    hop_receipt = await a.pool.fetchval(
-        "SELECT hop_receipt FROM exchange.delivery WHERE document_uuid = $1", uuid.UUID(origin)
-    )
-    kept = TransportReceipt.from_json(hop_receipt)
+    kept = TransportReceipt.from_json(await kept_receipt(a, origin))
     verify_hop_receipt(kept, pki.trust(), hub_code="national")
     assert (kept.document_uuid, kept.recipient) == (origin, DEPARTMENT_B.code)
     # Every hub's ledger records its hop: forwarded out at A and the national hub, forwarded in
@@ -365,11 +365,8 @@ async def test_the_recipients_edxml_names_every_hub_and_both_ends_of_each_hop_lo
     # Both ends of each hop: the sender's `forwarded` entry names the digest of the receipt
     # the receiver signed and logged with its `forwarded_in` entry (and answered to a retry).
     for sending, receiving in ((a, national), (national, b)):
-        signed = await receiving.pool.fetchval(
-            "SELECT hop_receipt FROM exchange.forwarded_copy "
-            "WHERE origin_uuid = $1 AND recipient = $2",
-            uuid.UUID(origin),
-            DEPARTMENT_B.code,
+        signed = await PostgresFederationStore(receiving.pool).accepted_receipt(
+            origin, DEPARTMENT_B.code
         )
         assert signed
         out = await eventually(
@@ -436,14 +433,19 @@ async def test_a_receipt_that_does_not_prove_the_hand_over_leaves_the_copy_to_ha
     assert row is not None
     assert replaced == ["national", "national"]
     assert row["push_count"] == 3  # handed over three times: two refused receipts, one kept
-    receipt = TransportReceipt.from_json(row["hop_receipt"])
+    served = await kept_receipt(a, origin)
+    receipt = TransportReceipt.from_json(served)
     verify_hop_receipt(receipt, pki.trust(), hub_code="national")
     assert (receipt.document_uuid, receipt.recipient) == (origin, DEPARTMENT_B.code)
-    signed = await national.pool.fetch(
-        "SELECT hop_receipt FROM exchange.forwarded_copy WHERE origin_uuid = $1",
+    signed = await national.pool.fetchval(
+        "SELECT count(*) FROM exchange.forwarded_copy WHERE origin_uuid = $1",
         uuid.UUID(origin),
     )
-    assert [r["hop_receipt"] for r in signed] == [row["hop_receipt"]]
+    assert signed == 1
+    assert (
+        await PostgresFederationStore(national.pool).accepted_receipt(origin, DEPARTMENT_B.code)
+        == served
+    )
 
     async def at_b() -> int:
         count: int = await b.pool.fetchval(
@@ -455,9 +457,16 @@ async def test_a_receipt_that_does_not_prove_the_hand_over_leaves_the_copy_to_ha
 
     assert await eventually(at_b, within=30) == 1
     out = await eventually(lambda: hop_entries(a, origin, "forwarded"), within=20)
-    assert [d["hop_receipt_sha256"] for d in out] == [
-        hashlib.sha256(row["hop_receipt"]).hexdigest()
-    ]
+    assert [d["hop_receipt_sha256"] for d in out] == [hashlib.sha256(served).hexdigest()]
+
+
+async def kept_receipt(hub: Hub, document_uuid: str) -> bytes:
+    """The next hub's receipt of the document's one hand-over, as `hub` serves it (its
+    timeline; stored without its chain)."""
+    hops = await PostgresAdminStore(hub.pool).hops(document_uuid)
+    assert hops is not None
+    (hand_over,) = hops.hand_overs
+    return hand_over.receipt
 
 
 async def hop_entries(hub: Hub, origin: str, event: str) -> list[dict[str, str]]:
@@ -627,6 +636,15 @@ async def test_statuses_reach_the_sender_across_two_hops_in_the_order_they_were_
             return count
 
         await eventually(deferred, lambda count: count >= 2, within=30)
+        # Each notice keeps its hop (the 01 the acknowledgement wrote, the others each report),
+        # by which B's ListPeers counts the four waiting for the national hub.
+        hops = await federation.b.pool.fetch(
+            "SELECT via_hub FROM exchange.notice WHERE delivery_id = $1",
+            uuid.UUID(delivery.delivery_id),
+        )
+        assert [r["via_hub"] for r in hops] == ["national"] * 5
+        waiting = {q.hub: q for q in await PostgresPeerStates(federation.b.pool).queues(start)}
+        assert waiting["national"].depth >= len(codes)
         await national.pool.execute(
             "UPDATE exchange.delivery SET state = $2, acknowledged_at = $3 WHERE id = $1",
             copy["id"],
@@ -960,7 +978,7 @@ async def test_a_notice_for_a_sender_merged_into_another_hubs_agency_goes_to_tha
 
     async def notice() -> asyncpg.Record | None:
         row: asyncpg.Record | None = await a.pool.fetchrow(
-            "SELECT n.agency, n.acknowledged_at FROM exchange.notice n "
+            "SELECT n.agency, n.acknowledged_at, n.via_hub FROM exchange.notice n "
             "JOIN exchange.delivery d ON d.id = n.delivery_id WHERE d.document_uuid = $1",
             uuid.UUID(origin),
         )
@@ -979,6 +997,7 @@ async def test_a_notice_for_a_sender_merged_into_another_hubs_agency_goes_to_tha
     )
     assert moved is not None
     assert moved["agency"] == DEPARTMENT_B.code
+    assert moved["via_hub"] == "national"
     # A status reported after the merger goes to the successor, through its hub too.
     commune = pki.client(a.address, COMMUNE_A.code)
     try:

@@ -64,7 +64,8 @@ async def write_acknowledgements(conn: Conn, writes: AcknowledgementWrites) -> N
     p = Parameters()
     saved = save_sql(p, writes.copies, writes.receipts)
     arrivals = _arrivals_sql(p, writes.arrivals)
-    notices = _notices_sql(p, writes.notices, writes.now)
+    hops = _hops_sql(p, writes.notices)
+    notices = _notices_sql(p, writes.now)
     messages = _messages_sql(p, writes.notices)
     coalesced = coalesced_sql(p, writes.coalescing, writes.now)
     events = ledger_events_sql(p, writes.events)
@@ -74,7 +75,8 @@ async def write_acknowledgements(conn: Conn, writes: AcknowledgementWrites) -> N
         f"""
         WITH saved AS ({saved}),
         arrivals AS ({arrivals} RETURNING id, delivery_id),
-        notices AS ({notices} RETURNING id, agency, delivery_id),
+        hops AS ({hops}),
+        notices AS ({notices} RETURNING id),
         messages AS ({messages}),
         coalesced AS ({coalesced}),
         events AS ({events})
@@ -101,34 +103,40 @@ def _arrivals_sql(p: Parameters, arrivals: Sequence[tuple[uuid.UUID, StatusEntry
             AS u(delivery_id, status_id, code, occurred_at, recorded_at, reported_by)"""  # noqa: S608 - placeholders and constants only
 
 
-def _notices_sql(p: Parameters, notices: Sequence[StatusNotice], now: dt.datetime) -> str:
-    """Each notice with the 01 its copy got in this statement (the arrivals clause's row)."""
+def _hops_sql(p: Parameters, notices: Sequence[StatusNotice]) -> str:
+    """Each notice with its hop, as stage_notices routes it (an acknowledgement's 01 goes to the
+    sender, or back along the hop its document came by), and its document's trace: read once,
+    for the notice (its via_hub, which ListPeers counts) and its outbox row."""
     return f"""
-        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
-        SELECT u.id, u.agency, 'status', u.delivery_id, a.id, {p(now, "timestamptz")}
+        SELECT u.id, u.agency, u.delivery_id, doc.traceparent,
+            CASE WHEN u.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END AS via_hub
         FROM unnest({p([n.notice_id for n in notices], "uuid[]")},
             {p([n.agency for n in notices], "text[]")},
             {p([n.delivery_id for n in notices], "uuid[]")}) AS u(id, agency, delivery_id)
-        JOIN arrivals a ON a.delivery_id = u.delivery_id"""  # noqa: S608 - placeholders and constants only
+        JOIN exchange.delivery d ON d.id = u.delivery_id
+        JOIN exchange.document doc ON doc.uuid = d.document_uuid"""  # noqa: S608 - placeholders and constants only
+
+
+def _notices_sql(p: Parameters, now: dt.datetime) -> str:
+    """Each notice with the 01 its copy got in this statement (the arrivals clause's row)."""
+    return f"""
+        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at,
+            via_hub)
+        SELECT h.id, h.agency, 'status', h.delivery_id, a.id, {p(now, "timestamptz")}, h.via_hub
+        FROM hops h JOIN arrivals a ON a.delivery_id = h.delivery_id"""  # noqa: S608 - placeholders and constants only
 
 
 def _messages_sql(p: Parameters, notices: Sequence[StatusNotice]) -> str:
-    """The notices' outbox rows as stage_notices writes them (no hub given: an acknowledgement's
-    01 goes to the sender, or back along the hop its document came by), ids in the list's
-    order, only for the notices stored."""
+    """The notices' outbox rows as stage_notices writes them, ids in the list's order, only for
+    the notices stored."""
     return f"""
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
-        SELECT
-            coalesce(
-                'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END,
-                n.agency
-            ),
-            n.id::text, {p(NOTICE_MESSAGE_TYPE, "text")}, u.payload, doc.traceparent
+        SELECT coalesce('hub.' || h.via_hub, h.agency), h.id::text,
+            {p(NOTICE_MESSAGE_TYPE, "text")}, u.payload, h.traceparent
         FROM unnest({p([n.notice_id for n in notices], "uuid[]")},
             {p([_queued(n) for n in notices], "bytea[]")}) WITH ORDINALITY AS u(id, payload, k)
         JOIN notices n ON n.id = u.id
-        JOIN exchange.delivery d ON d.id = n.delivery_id
-        JOIN exchange.document doc ON doc.uuid = d.document_uuid
+        JOIN hops h ON h.id = u.id
         ORDER BY u.k"""  # noqa: S608 - placeholders and constants only
 
 

@@ -18,6 +18,7 @@ from services.exchange.adapters.postgres import (
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
 from services.exchange.adapters.postgres_statements import Parameters
+from services.exchange.adapters.receipt_chains import ReceiptChains
 from services.exchange.domain import delivery
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.statuses import StatusCode
@@ -63,7 +64,7 @@ WHERE ($1::text IS NULL OR doc.document_id = $1)
     AND ($4::text IS NULL OR doc.sender = $4)
     AND ($5::timestamptz IS NULL OR doc.submitted_at >= $5)
     AND ($6::timestamptz IS NULL OR doc.submitted_at < $6)
-    AND (($7::text IS NULL AND $8::text IS NULL AND $9::text IS NULL) OR EXISTS (
+    AND (($7::text IS NULL AND $8::text IS NULL{{no_state}}) OR EXISTS (
         SELECT 1 FROM exchange.delivery d
         WHERE d.document_uuid = doc.uuid
             AND ($7::text IS NULL OR d.recipient = $7 OR d.requested_recipient = $7)
@@ -72,6 +73,7 @@ WHERE ($1::text IS NULL OR doc.document_id = $1)
         OFFSET 0
     ))
     {{of_recipient}}
+    {{of_state}}
     AND ($10::timestamptz IS NULL OR (doc.submitted_at, doc.uuid) < ($10, $11::uuid))
 ORDER BY doc.submitted_at DESC, doc.uuid DESC
 LIMIT $12
@@ -81,8 +83,39 @@ _OF_RECIPIENT = """AND doc.uuid IN (
         UNION ALL
         SELECT document_uuid FROM exchange.delivery WHERE requested_recipient = $7
     )"""
-_SEARCH_OF_ANY_RECIPIENT_SQL = _SEARCH_SQL.format(of_recipient="")
-_SEARCH_OF_A_RECIPIENT_SQL = _SEARCH_SQL.format(of_recipient=_OF_RECIPIENT)
+# A state of the copies that a partial index holds apart (delivery_pending, the live copies;
+# delivery_dead_lettered; delivery_ended, the failed and the withdrawn): its documents are those
+# of its copies ({of_state}), which the planner can start from when they are few, instead of
+# walking every document newest first until a page has one (2,099-4,198 rows for the 30 copies
+# accepted of the test's 3,300). The partial index's predicate is named, and the state itself in
+# a form no index takes: delivery_inbox, whose state is its second column, was walked whole
+# beside it (a BitmapAnd). The acknowledged are most copies: a walk finds a page at once
+# (docs/perf/README.md, "The reads left unbounded").
+_OF_LIVE_STATE = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
+        WHERE state IN ('accepted', 'queued', 'pushed') AND state || '' = $9)"""
+_OF_DEAD_LETTERS = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
+        WHERE state = 'dead_lettered' AND state || '' = $9)"""
+_OF_ENDED = """AND doc.uuid IN (SELECT document_uuid FROM exchange.delivery
+        WHERE state IN ('failed', 'withdrawn') AND state || '' = $9)"""
+_OF_STATE: dict[DeliveryState | None, str] = {
+    DeliveryState.ACCEPTED: _OF_LIVE_STATE,
+    DeliveryState.QUEUED: _OF_LIVE_STATE,
+    DeliveryState.PUSHED: _OF_LIVE_STATE,
+    DeliveryState.DEAD_LETTERED: _OF_DEAD_LETTERS,
+    DeliveryState.FAILED: _OF_ENDED,
+    DeliveryState.WITHDRAWN: _OF_ENDED,
+}
+
+
+def _search_sql(query: DocumentQuery) -> str:
+    of_state = _OF_STATE.get(query.state, "")
+    return _SEARCH_SQL.format(
+        of_recipient="" if query.recipient is None else _OF_RECIPIENT,
+        of_state=of_state,
+        # The copies' EXISTS is for the state too unless {of_state} has it.
+        no_state="" if of_state else " AND $9::text IS NULL",
+    )
+
 
 _COPIES_SQL = f"""
 SELECT d.document_uuid, d.id, d.requested_recipient, d.recipient, d.state,
@@ -97,27 +130,47 @@ ORDER BY d.document_uuid, d.position
 # (postgres.PLANNER_SETTINGS) a `$n IS NULL OR …` filter or cursor is no index condition, and
 # every page read every dead letter through delivery_dead_lettered to sort them (612 rows of the
 # test's 306 dead letters for a page of 20; tests/integration/test_adapter_plans.py). An agency
-# is the copy's recipient or its document's sender: no index has both, so its pages read the dead
-# letters newest first until they hold its own.
+# is the copy's recipient or its document's sender (stored with the dead letter): a page of each
+# from its index (delivery_dead_letters_received, _sent; a copy an agency sent itself in the
+# first only), merged; under one OR no index had both, and its pages read the hub's dead letters
+# newest first until they held its own.
+_DEAD_LETTER_COLUMNS = """d.id, d.requested_recipient, d.recipient, d.dead_letter_reason,
+        d.dead_lettered_at, d.push_count, d.document_uuid"""
+
+
 def _dead_letters_sql(
     p: Parameters, agency: str | None, after: PageCursor | None, limit: int, peer: str | None
 ) -> str:
     conditions = ["d.state = 'dead_lettered'"]
-    if agency is not None:
-        code = p(agency, "text")
-        conditions.append(f"(d.recipient = {code} OR doc.sender = {code})")
     if after is not None:
         at, item = p(after.created_at, "timestamptz"), p(uuid.UUID(after.item_id), "uuid")
         conditions.append(f"(d.dead_lettered_at, d.id) < ({at}, {item})")
     if peer is not None:
         conditions.append(f"d.via_hub = {p(peer, 'text')}")
+    page = p(limit, "integer")
+    if agency is None:
+        source, where = "exchange.delivery d", " AND ".join(conditions)
+    else:
+        code = p(agency, "text")
+        received = " AND ".join([*conditions, f"d.recipient = {code}"])
+        sent = " AND ".join(
+            [*conditions, f"d.dead_letter_sender = {code}", f"d.recipient <> {code}"]
+        )
+        source = f"""(
+    (SELECT {_DEAD_LETTER_COLUMNS} FROM exchange.delivery d WHERE {received}
+     ORDER BY d.dead_lettered_at DESC, d.id DESC LIMIT {page})
+    UNION ALL
+    (SELECT {_DEAD_LETTER_COLUMNS} FROM exchange.delivery d WHERE {sent}
+     ORDER BY d.dead_lettered_at DESC, d.id DESC LIMIT {page})
+) d"""  # noqa: S608 - placeholders and constant fragments only
+        where = "TRUE"
     return f"""
 SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
     d.push_count, {_SUMMARY_COLUMNS}
-FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-WHERE {" AND ".join(conditions)}
+FROM {source} JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE {where}
 ORDER BY d.dead_lettered_at DESC, d.id DESC
-LIMIT {p(limit, "integer")}
+LIMIT {page}
 """  # noqa: S608 - placeholders and constant fragments only
 
 
@@ -189,15 +242,15 @@ def _statuses_back(rows: Sequence[asyncpg.Record]) -> dict[str, list[StatusBack]
 class PostgresAdminStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # The hop receipts it shows, stored without their chain (adapters/receipt_chains.py).
+        self._chains = ReceiptChains()
 
     async def search(
         self, query: DocumentQuery, after: PageCursor | None, limit: int
     ) -> list[FoundDocument]:
         async with postgres.planned_for_values(self._pool) as conn:
             documents = await conn.fetch(
-                _SEARCH_OF_ANY_RECIPIENT_SQL
-                if query.recipient is None
-                else _SEARCH_OF_A_RECIPIENT_SQL,
+                _search_sql(query),
                 query.document_id,
                 query.code_number,
                 query.code_notation,
@@ -336,6 +389,9 @@ class PostgresAdminStore:
             handed_back = _statuses_back(
                 await conn.fetch(_STATUSES_HANDED_BACK_SQL, [r["delivery_id"] for r in incoming])
             )
+            # As received (outgoing) or handed out (incoming): the bytes the ledger hashed.
+            signed = [await self._chains.served(conn, r["hop_receipt"]) for r in incoming]
+            received = [await self._chains.served(conn, r["hop_receipt"] or b"") for r in outgoing]
         return DocumentHops(
             origin_document_uuid=str(document["origin"]),
             trace=trace_from_json(document["trace"]),
@@ -345,10 +401,10 @@ class PostgresAdminStore:
                     recipient=r["recipient"],
                     from_hub=r["from_hub"],
                     accepted_at=r["accepted_at"],
-                    receipt=bytes(r["hop_receipt"]),
+                    receipt=receipt,
                     statuses_back=tuple(handed_back.get(str(r["delivery_id"]), ())),
                 )
-                for r in incoming
+                for r, receipt in zip(incoming, signed, strict=True)
             ),
             hand_overs=tuple(
                 HandOver(
@@ -358,10 +414,10 @@ class PostgresAdminStore:
                     state=DeliveryState(r["state"]),
                     # Acknowledged here once the next hub stored it (with its receipt).
                     handed_over_at=r["acknowledged_at"] if r["hop_receipt"] else None,
-                    receipt=bytes(r["hop_receipt"] or b""),
+                    receipt=receipt,
                     statuses_back=tuple(came_back.get(str(r["id"]), ())),
                 )
-                for r in outgoing
+                for r, receipt in zip(outgoing, received, strict=True)
             ),
         )
 

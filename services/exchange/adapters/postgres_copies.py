@@ -139,6 +139,11 @@ def save_sql(
             queued_at = u.queued_at, pushed_at = u.pushed_at, acknowledged_at = u.acknowledged_at,
             dead_lettered_at = u.dead_lettered_at,
             dead_letter_reason = nullif(u.dead_letter_reason, ''), recall_state = u.recall_state,
+            -- A dead letter keeps its document's sender, by which an agency's are paged
+            -- (delivery_dead_letters_sent); the subquery runs for a copy dead-lettered only.
+            dead_letter_sender = coalesce(d.dead_letter_sender, CASE
+                WHEN u.state = 'dead_lettered' THEN (SELECT doc.sender FROM exchange.document doc
+                    WHERE doc.uuid = d.document_uuid) END),
             -- The first receipt issued stands (an acknowledgement's retry signs another).
             transport_receipt = coalesce(d.transport_receipt, u.transport_receipt)
         FROM unnest({place(keys, "uuid[]")}, {place([c.state.value for c in values], "text[]")},

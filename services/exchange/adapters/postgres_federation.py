@@ -22,6 +22,7 @@ from services.exchange.adapters.postgres import (
 )
 from services.exchange.adapters.postgres_copies import lock_copies, save_copies
 from services.exchange.adapters.postgres_lifecycle import insert_status, queue_status_notices
+from services.exchange.adapters.receipt_chains import ReceiptChains, received_receipt
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
 from services.exchange.domain.model import DeliveryState, Receipt, Submission
@@ -37,12 +38,16 @@ _KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('exchange.forwarded_copy:' ||
 
 
 class PostgresFederationStore:
+    """Hop receipts, the peers' and this hub's own, are stored without their chain and served
+    as the bytes received or handed out (adapters/receipt_chains.py)."""
+
     def __init__(
         self, pool: asyncpg.Pool, *, notices: NoticeLimits = DEFAULT_NOTICE_LIMITS
     ) -> None:
         """`notices`: the limits of the status notices it queues (a refused copy's 02)."""
         self._pool = pool
         self._notices = notices
+        self._chains = ReceiptChains()
 
     async def hop_info(
         self, document_uuids: Sequence[str]
@@ -55,13 +60,14 @@ class PostgresFederationStore:
         return {str(r["uuid"]): (str(r["origin"]), trace_from_json(r["trace"])) for r in rows}
 
     async def accepted_receipt(self, origin_document_uuid: str, recipient: str) -> bytes | None:
-        value: bytes | None = await self._pool.fetchval(
-            "SELECT hop_receipt FROM exchange.forwarded_copy "
-            "WHERE origin_uuid = $1 AND recipient = $2",
-            uuid.UUID(origin_document_uuid),
-            recipient,
-        )
-        return value
+        async with self._pool.acquire() as conn:
+            stored: bytes | None = await conn.fetchval(
+                "SELECT hop_receipt FROM exchange.forwarded_copy "
+                "WHERE origin_uuid = $1 AND recipient = $2",
+                uuid.UUID(origin_document_uuid),
+                recipient,
+            )
+            return None if stored is None else await self._chains.served(conn, stored)
 
     async def accept_forwarded(
         self,
@@ -74,6 +80,8 @@ class PostgresFederationStore:
     ) -> bytes:
         (route,) = receipt.routes
         origin = uuid.UUID(forwarded.origin_document_uuid)
+        chain, stored = received_receipt(forwarded.hop_receipt)
+        unstored = self._chains.unstored([chain] if chain is not None else [])
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_KEY_LOCK, str(origin), forwarded.recipient)
             first: bytes | None = await conn.fetchval(
@@ -83,7 +91,8 @@ class PostgresFederationStore:
                 forwarded.recipient,
             )
             if first is not None:
-                return first
+                return await self._chains.served(conn, first)
+            await self._chains.store(conn, unstored)
             document: uuid.UUID | None = await conn.fetchval(
                 "SELECT uuid FROM exchange.document WHERE origin_uuid = $1", origin
             )
@@ -121,13 +130,16 @@ class PostgresFederationStore:
                 forwarded.recipient,
                 forwarded.from_hub,
                 uuid.UUID(route.delivery_id),
-                forwarded.hop_receipt,
+                stored,
                 receipt.accepted_at,
             )
+        self._chains.stored(unstored)
         return forwarded.hop_receipt
 
     async def handed_over(self, delivery_id: str, hub_code: str, receipt: bytes) -> bool:
         key = uuid.UUID(delivery_id)
+        chain, stored = received_receipt(receipt)
+        unstored = self._chains.unstored([chain] if chain is not None else [])
         async with self._pool.acquire() as conn, conn.transaction():
             row = (await lock_copies(conn, [key])).get(key)
             if row is None or row.copy.state is DeliveryState.WITHDRAWN:
@@ -136,8 +148,9 @@ class PostgresFederationStore:
             if decided.already:
                 return True
             await save_copies(conn, {key: decided.copy})
+            await self._chains.store(conn, unstored)
             await conn.execute(
-                "UPDATE exchange.delivery SET hop_receipt = $2 WHERE id = $1", key, receipt
+                "UPDATE exchange.delivery SET hop_receipt = $2 WHERE id = $1", key, stored
             )
             forwarded = row.ref.event(
                 "delivery",
@@ -145,10 +158,12 @@ class PostgresFederationStore:
                 {
                     "event": "forwarded",
                     "hub": hub_code,
+                    # Of the bytes the peer signed and sent, the ones served (not those stored).
                     "hop_receipt_sha256": hashlib.sha256(receipt).hexdigest(),
                 },
             )
             await stage_ledger_events(conn, [*decided.events, forwarded])
+        self._chains.stored(unstored)
         return True
 
     async def refused(

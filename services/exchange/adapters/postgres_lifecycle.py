@@ -168,23 +168,32 @@ async def stage_notices(
         return
     await conn.execute(
         """
+        WITH hops AS (
+            SELECT u.agency, u.notice_id, u.payload, u.k, doc.traceparent,
+                -- Federation: a recall for a copy another hub delivers, or a status for a
+                -- sender another hub serves, goes back along the hop the copy took or the
+                -- document came by (or to the hub that serves the agency, $4, when the caller
+                -- knows it).
+                coalesce(
+                    $4::text, CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
+                ) AS via_hub
+            FROM unnest($1::text[], $2::text[], $5::bytea[]) WITH ORDINALITY
+                AS u(agency, notice_id, payload, k)
+            LEFT JOIN exchange.notice n ON n.id = u.notice_id::uuid
+            LEFT JOIN exchange.delivery d ON d.id = n.delivery_id
+            LEFT JOIN exchange.document doc ON doc.uuid = d.document_uuid
+        ),
+        -- The notice keeps its hop (ListPeers counts what waits for each peer by it): written
+        -- for a notice to a peer, or one moved from a peer's agency; never for one to an
+        -- agency of this hub that stays so.
+        routed AS (
+            UPDATE exchange.notice n SET via_hub = h.via_hub FROM hops h
+            WHERE n.id = h.notice_id::uuid AND n.via_hub IS DISTINCT FROM h.via_hub
+        )
         INSERT INTO exchange.outbox (routing_key, message_id, message_type, payload, traceparent)
-        SELECT
-            -- Federation: a recall for a copy another hub delivers, or a status for a sender
-            -- another hub serves, goes back along the hop the copy took or the document came by
-            -- (or to the hub that serves the agency, $4, when the caller knows it).
-            coalesce(
-                'hub.' || $4::text,
-                'hub.' || CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END,
-                u.agency
-            ),
-            u.notice_id, $3, u.payload, doc.traceparent
-        FROM unnest($1::text[], $2::text[], $5::bytea[]) WITH ORDINALITY
-            AS u(agency, notice_id, payload, k)
-        LEFT JOIN exchange.notice n ON n.id = u.notice_id::uuid
-        LEFT JOIN exchange.delivery d ON d.id = n.delivery_id
-        LEFT JOIN exchange.document doc ON doc.uuid = d.document_uuid
-        ORDER BY u.k
+        SELECT coalesce('hub.' || via_hub, agency), notice_id, $3, payload, traceparent
+        FROM hops
+        ORDER BY k
         """,
         [agency for agency, _ in notices],
         [notice_id for _, notice_id in notices],

@@ -24,10 +24,23 @@ ON CONFLICT (hub) DO UPDATE SET kind = $2, address = $3, circuit = $4,
     forwarded = $9, refused = $10, failures = $11, forwarded_per_minute = $12, reported_at = $13
 """  # noqa: S608 - constant fragments
 
-# Copies wait for a peer while their next hop is it and they are not handed over; a recall
-# waits for the hop its copy took, a status for the hop its document came by (as
-# postgres_lifecycle.stage_notices routes them).
+# Copies wait for a peer while their next hop is it and they are not handed over
+# (delivery_to_peer), its dead letters are in delivery_dead_letters_via_hub; a notice waits for
+# the hop it was routed to (notice.via_hub: a recall the hop its copy took, a status the hop its
+# document came by, as postgres_lifecycle.stage_notices routes them; notice_to_peer). Each
+# peer's copies lately: per peer (forwarded_copy_from_hub), the peers found one index probe
+# each. Every part reads what waits for the peers, or came lately, never the hub's history: the
+# notices' part read every notice waiting, with its copy and document, to find those to a peer
+# (9,700-12,800 rows in tests/integration/test_adapter_plans.py), and the copies' parts every
+# copy ever forwarded.
 _QUEUES_SQL = """
+WITH RECURSIVE sources (hub) AS (
+    (SELECT from_hub FROM exchange.forwarded_copy ORDER BY from_hub LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.from_hub FROM exchange.forwarded_copy f WHERE f.from_hub > s.hub
+            ORDER BY f.from_hub LIMIT 1)
+    FROM sources s WHERE s.hub IS NOT NULL
+)
 SELECT hub, sum(depth)::bigint AS depth, min(oldest) AS oldest,
     sum(dead)::bigint AS dead, sum(received)::bigint AS received
 FROM (
@@ -41,18 +54,16 @@ FROM (
     WHERE via_hub IS NOT NULL AND state = 'dead_lettered'
     GROUP BY via_hub
     UNION ALL
-    SELECT CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END,
-        count(*), min(n.created_at), 0, 0
-    FROM exchange.notice n
-    JOIN exchange.delivery d ON d.id = n.delivery_id
-    JOIN exchange.document doc ON doc.uuid = d.document_uuid
-    WHERE n.acknowledged_at IS NULL
-        AND (d.via_hub IS NOT NULL OR doc.from_hub IS NOT NULL)
-    GROUP BY 1
+    SELECT via_hub, count(*), min(created_at), 0, 0 FROM exchange.notice
+    WHERE acknowledged_at IS NULL AND via_hub IS NOT NULL
+    GROUP BY via_hub
     UNION ALL
-    SELECT from_hub, 0, NULL, 0, count(*) FROM exchange.forwarded_copy
-    WHERE accepted_at >= $1
-    GROUP BY from_hub
+    SELECT s.hub, 0, NULL, 0, lately.received
+    FROM sources s CROSS JOIN LATERAL (
+        SELECT count(*) AS received FROM exchange.forwarded_copy f
+        WHERE f.from_hub = s.hub AND f.accepted_at >= $1
+    ) lately
+    WHERE lately.received > 0
 ) figures
 WHERE hub IS NOT NULL
 GROUP BY hub

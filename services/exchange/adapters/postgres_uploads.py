@@ -249,6 +249,10 @@ class PostgresUploads:
                 )
 
 
+# Before every blob: a sweep's first batch.
+_FIRST_BLOB = (dt.datetime.min.replace(tzinfo=dt.UTC), "")
+
+
 class PostgresAbandonedUploads:
     """Deletes unfinished uploads nobody has touched for a while, and completed ones no
     document uses, with their chunks."""
@@ -288,38 +292,62 @@ class PostgresAbandonedUploads:
 
     async def discard_orphan_blobs(self, idle_since: dt.datetime, batch: int = 500) -> int:
         discarded = 0
+        after = _FIRST_BLOB
         while True:
             try:
-                storage_ids = await self._discard_orphans(idle_since, batch)
+                storage_ids, last = await self._discard_orphans(idle_since, batch, after)
             except asyncpg.ForeignKeyViolationError:
                 # A document took one of them between the check and the delete: this round is
                 # rolled back, and the next sweep finds the others again.
                 return discarded
             discarded += len(storage_ids)
-            if len(storage_ids) < batch:
+            if last is None:
                 return discarded
+            after = last
 
-    async def _discard_orphans(self, idle_since: dt.datetime, batch: int) -> list[uuid.UUID]:
+    async def _discard_orphans(
+        self, idle_since: dt.datetime, batch: int, after: tuple[dt.datetime, str]
+    ) -> tuple[list[uuid.UUID], tuple[dt.datetime, str] | None]:
+        """One batch of the blobs no document is known to use, older than `idle_since`, after
+        `after` (created_at, sha256): those a document uses are marked so (a document's
+        attachments are never deleted: no sweep reads them again), those nobody proved to hold
+        since `idle_since` are deleted. Returns the storage ids deleted, and where the next batch
+        starts (None after the last)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            # No document uses them and nobody proved to hold them since `idle_since`. SKIP
-            # LOCKED: a submission inserting a reference holds a lock on the blob; should one
-            # commit in between anyway, the foreign key refuses the delete.
-            rows = await conn.fetch(
+            # SKIP LOCKED: a submission inserting a reference holds a lock on the blob; should
+            # one commit in between anyway, the foreign key refuses the delete. Only the blobs
+            # blob_unused holds: every blob older than the idle time was read by every sweep,
+            # the hub's whole history of attachments (docs/perf/README.md, "The reads left
+            # unbounded").
+            candidates = await conn.fetch(
                 """
-                SELECT b.sha256, b.storage_id FROM exchange.blob b
-                WHERE b.created_at < $1
-                    AND NOT EXISTS (SELECT 1 FROM exchange.document_attachment a
-                                    WHERE a.sha256 = b.sha256)
-                    AND NOT EXISTS (SELECT 1 FROM exchange.blob_owner o
-                                    WHERE o.sha256 = b.sha256 AND o.owned_at >= $1)
-                ORDER BY b.created_at LIMIT $2
+                SELECT b.sha256, b.storage_id, b.created_at,
+                    EXISTS (SELECT 1 FROM exchange.document_attachment a
+                            WHERE a.sha256 = b.sha256) AS used,
+                    EXISTS (SELECT 1 FROM exchange.blob_owner o
+                            WHERE o.sha256 = b.sha256 AND o.owned_at >= $1) AS held
+                FROM exchange.blob b
+                WHERE NOT b.known_in_use AND b.created_at < $1
+                    AND (b.created_at, b.sha256) > ($2, $3)
+                ORDER BY b.created_at, b.sha256 LIMIT $4
                 FOR UPDATE SKIP LOCKED
                 """,
                 idle_since,
+                *after,
                 batch,
             )
+            following = None
+            if len(candidates) == batch:
+                following = (candidates[-1]["created_at"], candidates[-1]["sha256"])
+            used = [row["sha256"] for row in candidates if row["used"]]
+            if used:
+                await conn.execute(
+                    "UPDATE exchange.blob SET known_in_use = true WHERE sha256 = ANY($1::text[])",
+                    used,
+                )
+            rows = [row for row in candidates if not (row["used"] or row["held"])]
             if not rows:
-                return []
+                return [], following
             hashes = [row["sha256"] for row in rows]
             storage_ids: list[uuid.UUID] = [row["storage_id"] for row in rows]
             await conn.execute(
@@ -335,4 +363,4 @@ class PostgresAbandonedUploads:
             await conn.execute(
                 "DELETE FROM exchange.blob_chunk WHERE storage_id = ANY($1::uuid[])", storage_ids
             )
-        return storage_ids
+        return storage_ids, following

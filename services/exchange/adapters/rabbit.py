@@ -244,9 +244,14 @@ class PublishingChannel:
             UnroutableError,
             TimeoutError,
         ):
-            # The next batch gets a new channel. Seen with RabbitMQ 3.10 in a cluster: a channel
-            # that published to a quorum queue while its leader's node was just lost nacked every
-            # later publish to that queue for minutes, while a new channel was accepted at once.
+            # The next batch gets a new channel. RabbitMQ 3.10-3.12 (the local, test and bench
+            # brokers) nack every publish of a channel to a quorum queue whose first publish
+            # there came while the queue's record still named its leader on a node just lost:
+            # the channel asks that dead node the queue's version at each publish, until the
+            # node is back. A channel (or connection) whose first publish there comes once the
+            # new leader is recorded, within a second of the loss, is accepted, and one that had
+            # published there before is told of the new leader (docs/perf, "The publisher
+            # through a quorum leader's death"; tests/integration/test_relay_leader_loss.py).
             await self._drop_channel()
             raise
 

@@ -8,6 +8,13 @@ is always the third member, after two of fixed shape (a timestamp, an algorithm'
 served receipt is the stored bytes with the array spliced back in, byte for byte what to_json
 gives (no parse, no second encoding). A stored receipt without the reference (written before) is
 served as it is.
+
+A federation hop receipt (the next hub's receipt of a copy handed over to it, kept by the hub
+that handed it over; the receipt a hub signed for a copy handed over to it, kept to answer a
+retry) is stored the same way, from its bytes (received_receipt): they are the bytes a peer
+signed or this hub handed out, and the ones whose SHA-256 the ledger records, so the row keeps
+the bytes either side of the chain member's value as they are and the chain row the value's
+exact bytes, whatever the sender's encoding.
 """
 
 from __future__ import annotations
@@ -24,11 +31,12 @@ from docaxis_client.trust.receipts import TransportReceipt
 from services.common.postgres import Conn
 
 _PREFIX = b"sha256:"
-# The start of a receipt stored with a reference: the members before "chain" are a format_utc
+# The start of a receipt up to its chain's value: the members before "chain" are a format_utc
 # timestamp and an algorithm's name, neither with a quote or a backslash.
-_REFERENCE = re.compile(
-    rb'\{"acknowledged_at":"[0-9TZ:-]+","alg":"[a-z0-9-]+","chain":("sha256:([0-9a-f]{64})")'
-)
+_BEFORE_CHAIN = rb'\{"acknowledged_at":"[0-9TZ:-]+","alg":"[a-z0-9-]+","chain":'
+_CHAIN_ARRAY = re.compile(_BEFORE_CHAIN + rb"(\[[^\]]*\])")
+# A receipt stored with a reference.
+_REFERENCE = re.compile(_BEFORE_CHAIN + rb'("sha256:([0-9a-f]{64})")')
 
 
 class StoredChainError(RuntimeError):
@@ -38,7 +46,8 @@ class StoredChainError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class HubChain:
-    """A hub chain as receipts carry it: the JSON array's exact bytes and their SHA-256."""
+    """A hub chain as receipts carry it: the JSON array's exact bytes (the chain member's value
+    as it came, for a receipt stored from its bytes) and their SHA-256."""
 
     sha256: bytes
     text: bytes
@@ -60,6 +69,23 @@ def stored_receipt(receipt: TransportReceipt) -> tuple[HubChain, bytes]:
     """The receipt's chain, and the receipt as a copy's row stores it (the chain referred to)."""
     chain = hub_chain(receipt.chain)
     return chain, receipt.json_with_chain(chain.reference)
+
+
+def received_receipt(received: bytes) -> tuple[HubChain | None, bytes]:
+    """A receipt's JSON as received from a peer or handed out to one (a hop receipt), and the
+    chain it is stored without, or None for bytes stored as they are (an empty receipt, another
+    format). served_receipt gives the bytes back exactly: the chain row holds the chain
+    member's value as it came (the array's bytes, the same for every receipt of one key). Bytes
+    whose chain is already a reference (no receipt: never verified, only a peer unchecked
+    without trust anchors sends them) have that string referred to likewise, so that a row
+    stored whole never reads as one stored with a reference."""
+    match = _CHAIN_ARRAY.match(received) or _REFERENCE.match(received)
+    if match is None:
+        return None, received
+    start, end = match.span(1)
+    text = received[start:end]
+    chain = HubChain(hashlib.sha256(text).digest(), text)
+    return chain, b'%s"%s"%s' % (received[:start], chain.reference.encode(), received[end:])
 
 
 def chain_named(stored: bytes) -> bytes | None:

@@ -5,7 +5,8 @@ The receiving hub signs with its peer certificate (`urn:docaxis:peer:<hub code>`
 presents to its peers over mutual TLS), so the receipt proves which hub took the document over;
 it names the origin document, the recipient, the DocumentId and the manifest digest. The sending
 hub keeps it (exchange.delivery.hop_receipt) once it verified all of that against its own trust
-anchors: an auditor can check it offline later (docaxis_client.trust.verify_hop_receipt).
+anchors: an auditor can check it offline later (docaxis_client.trust.verify_hop_receipt). Both
+hubs store it without its chain and serve it as the bytes signed (adapters/receipt_chains.py).
 """
 
 from __future__ import annotations

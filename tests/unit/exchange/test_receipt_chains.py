@@ -1,6 +1,7 @@
 """A transport receipt stored without its chain (adapters/receipt_chains.py) is served byte for
 byte as TransportReceipt.to_json gives it, whatever its fields hold; one stored whole is served
-as it is; a stored receipt is never completed with another chain."""
+as it is; a stored receipt is never completed with another chain. A hop receipt, stored from its
+bytes (received_receipt), is served as those bytes, whatever they are."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from services.exchange.adapters.receipt_chains import (
     StoredChainError,
     chain_named,
     hub_chain,
+    received_receipt,
     served_receipt,
     stored_receipt,
 )
@@ -39,8 +41,15 @@ def ca() -> DemoCA:
     return DemoCA.create()
 
 
-def _receipt(ca: DemoCA, key_type: KeyType, document_id: str) -> TransportReceipt:
-    hub = ca.issue_role(Role.HUB, "docaxis hub", key_type=key_type)
+def _receipt(
+    ca: DemoCA, key_type: KeyType, document_id: str, *, peer: bool = False
+) -> TransportReceipt:
+    """A hub's transport receipt; with `peer`, a hop receipt (signed by a peer certificate)."""
+    hub = (
+        ca.issue_peer("national", key_type=key_type)
+        if peer
+        else ca.issue_role(Role.HUB, "docaxis hub", key_type=key_type)
+    )
     return sign_receipt(
         document_uuid=str(uuid.uuid4()),
         document_id=document_id,
@@ -93,3 +102,47 @@ def test_a_chain_is_encoded_once_per_chain(ca: DemoCA) -> None:
     receipt = _receipt(ca, KeyType.ED25519, DOCUMENT_IDS[0])
     copied = dataclasses.replace(receipt, chain=tuple(bytes(bytearray(d)) for d in receipt.chain))
     assert hub_chain(copied.chain) is hub_chain(receipt.chain)
+
+
+@pytest.mark.parametrize("key_type", [KeyType.ED25519, KeyType.P256])
+@pytest.mark.parametrize("document_id", DOCUMENT_IDS)
+def test_a_hop_receipt_is_stored_without_its_chain_and_served_as_it_came(
+    ca: DemoCA, key_type: KeyType, document_id: str
+) -> None:
+    """The peer's bytes, stored from themselves: the chain is the one stored_receipt names (one
+    row per key whichever way a receipt is stored), and the served bytes are those received."""
+    receipt = _receipt(ca, key_type, document_id, peer=True)
+    received = receipt.to_json()
+    chain, stored = received_receipt(received)
+    assert chain == hub_chain(receipt.chain)
+    assert (chain, stored) == stored_receipt(receipt)
+    assert served_receipt(stored, chain) == received
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        # Another encoding of a receipt: a member out of RFC 8785's order, spaces.
+        b'{"alg":"ed25519","acknowledged_at":"2026-12-07T00:00:00Z","chain":["QUJD"]}',
+        b'{"acknowledged_at":"2026-12-07T00:00:00Z", "alg":"ed25519","chain":["QUJD"]}',
+        # A chain of another shape, a chain array with a bracket in a string.
+        b'{"acknowledged_at":"2026-12-07T00:00:00Z","alg":"ed25519","chain":{"a":1},"v":1}',
+        b'{"acknowledged_at":"2026-12-07T00:00:00Z","alg":"ed25519","chain":["]x[",""],"v":1}',
+        # A chain that already reads as a stored reference (a peer unchecked, no anchors).
+        b'{"acknowledged_at":"2026-12-07T00:00:00Z","alg":"ed25519","chain":"sha256:'
+        + b"ab" * 32
+        + b'","v":1}',
+        b"",  # a development hub's (no identity)
+        b"\xff not json",
+    ],
+)
+def test_a_hop_receipt_of_any_bytes_is_served_as_it_came(received: bytes) -> None:
+    """Whatever a peer sent (kept as it came without trust anchors), the bytes served are the
+    ones received; bytes stored as they are never read as stored with a reference."""
+    chain, stored = received_receipt(received)
+    if chain is None:
+        assert stored == received
+        assert chain_named(stored) is None
+    else:
+        assert chain_named(stored) == chain.sha256
+        assert served_receipt(stored, chain) == received
