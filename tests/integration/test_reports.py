@@ -366,9 +366,12 @@ async def test_stalled_steps_name_copies_without_01_and_without_03_in_time(
     assert not_arrived in await stalled(an_hour_later)
     assert not_arrived in await stalled(accepted + dt.timedelta(minutes=6), grace=5)
     # The arrived copy is overdue for its 03 once its working day is over; the registered one
-    # never is.
+    # never is. With a grace of one minute (0 is the default hour) for the silent copy: the
+    # working day can end within the hour after the Submit (a suite run between 23:00 and
+    # midnight, Vietnam time, found the silent copy not yet overdue at the deadline).
     assert not_registered not in await stalled(deadline - dt.timedelta(minutes=1))
-    assert await stalled(deadline + dt.timedelta(minutes=1)) == {not_arrived, not_registered}
+    after_deadline = await stalled(deadline + dt.timedelta(minutes=1), grace=1)
+    assert after_deadline == {not_arrived, not_registered}
 
 
 async def test_a_01_on_a_saturday_is_due_for_registration_by_the_end_of_monday(
