@@ -89,7 +89,6 @@ async def open_channel(
     connection: AbstractRobustConnection,
     *,
     publisher_confirms: bool = True,
-    on_return_raises: bool = False,
     reopened: bool = True,
 ) -> AbstractChannel:
     """A channel on `connection`. While a robust connection reconnects (a node lost, the next
@@ -97,24 +96,17 @@ async def open_channel(
     here as a broker error like any other, so that callers retry instead of dying (the outbox
     relay did, taking its process down when a RabbitMQ node was killed).
 
-    `on_return_raises`: a mandatory message the broker could not route (no queue bound to its
-    key) raises aio_pika.exceptions.PublishError instead of being returned quietly.
-
     `reopened=False`: a plain channel, which ends for good when the broker closes it or the
     connection drops, instead of a robust one that aio-pika opens again (with its queues) once
     the connection is back. For a channel that belongs to something that ends with it (a
     Receive stream): a robust one was reopened after its stream had ended, by then with nobody
     left to close it."""
     if not reopened:
-        channel = aio_pika.Channel(
-            connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
-        )
+        channel = aio_pika.Channel(connection, publisher_confirms=publisher_confirms)
         await channel.initialize()  # no transport while reconnecting: ChannelInvalidStateError
         return channel
     try:
-        return await connection.channel(
-            publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
-        )
+        return await connection.channel(publisher_confirms=publisher_confirms)
     except RuntimeError as exc:
         if "not opened" not in str(exc):
             raise

@@ -214,7 +214,8 @@ class PublishingChannel:
 
     async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
         if self._channel is None or self._channel.is_closed or self._exchange is None:
-            self._channel = await rabbit.open_channel(self._connection, on_return_raises=True)
+            # Returns of unroutable messages reach the batch's tracking (rabbit_publishing).
+            self._channel = await rabbit.open_channel(self._connection)
             self._exchange = await declare_topology(self._channel)
         return self._channel, self._exchange
 
