@@ -52,6 +52,11 @@ class HubChain:
     sha256: bytes
     text: bytes
 
+    @classmethod
+    def of(cls, text: bytes) -> HubChain:
+        """The chain whose array is `text`, keyed by its hash."""
+        return cls(hashlib.sha256(text).digest(), text)
+
     @property
     def reference(self) -> str:
         """What a stored receipt carries in the chain's place."""
@@ -61,8 +66,7 @@ class HubChain:
 @functools.lru_cache(maxsize=64)
 def hub_chain(chain: tuple[bytes, ...]) -> HubChain:
     """Encoded once per chain (a hub has one per key): the array's bytes as in to_json."""
-    text = dumps([base64.b64encode(der).decode("ascii") for der in chain], fast=True)
-    return HubChain(hashlib.sha256(text).digest(), text)
+    return HubChain.of(dumps([base64.b64encode(der).decode("ascii") for der in chain], fast=True))
 
 
 def stored_receipt(receipt: TransportReceipt) -> tuple[HubChain, bytes]:
@@ -83,8 +87,7 @@ def received_receipt(received: bytes) -> tuple[HubChain | None, bytes]:
     if match is None:
         return None, received
     start, end = match.span(1)
-    text = received[start:end]
-    chain = HubChain(hashlib.sha256(text).digest(), text)
+    chain = HubChain.of(received[start:end])
     return chain, b'%s"%s"%s' % (received[:start], chain.reference.encode(), received[end:])
 
 
@@ -148,9 +151,9 @@ class ReceiptChains:
             )
             if text is None:
                 raise StoredChainError(f"no stored chain {sha256.hex()}")
+            chain = HubChain.of(text)
             # A row changed since it was written must not pass as the hub's chain.
-            if hashlib.sha256(text).digest() != sha256:
+            if chain.sha256 != sha256:
                 raise StoredChainError(f"the stored chain {sha256.hex()} does not match its hash")
-            chain = HubChain(sha256, text)
             self._stored[sha256] = chain
         return served_receipt(stored, chain)
