@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -88,12 +89,21 @@ class RabbitCluster:
     def start_node(self, node: int) -> None:
         self.script("start-node", str(node))
 
-    def rabbitmqctl(self, node: int, *args: str) -> str:
-        """`rabbitmqctl -q ARGS` against node `node` (1, 2 or 3); its output."""
-        folder = Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
+    def hang_node(self, node: int, *, hung: bool = True) -> None:
+        """SIGSTOP (`hung`) or SIGCONT of the node's Erlang VM: its sockets stay open and
+        nothing answers, as in a partition or a frozen VM, until it goes on; the other nodes
+        declare it down only after net_ticktime (60 s: 45-75 s)."""
+        pid = int((self._node_dir(node) / "rabbitmq.pid").read_text().strip())
+        os.kill(pid, signal.SIGSTOP if hung else signal.SIGCONT)
+
+    def _node_dir(self, node: int) -> Path:
+        return Path(self.env["DOCAXIS_LOCAL_DIR"]) / (
             "rabbitmq" if node == 1 else f"rabbitmq-{node}"
         )
-        return rabbitmqctl(folder, *args)
+
+    def rabbitmqctl(self, node: int, *args: str) -> str:
+        """`rabbitmqctl -q ARGS` against node `node` (1, 2 or 3); its output."""
+        return rabbitmqctl(self._node_dir(node), *args)
 
     def queues(self, node: int = 1) -> dict[str, dict[str, Any]]:
         """The cluster's queues by name (type, members), as node `node` lists them."""

@@ -91,7 +91,12 @@ HOT = (
         LOCK_PUBLISHED_SQL,
         f"SELECT array_agg(id) FROM ({LIVE}) live",  # noqa: S608 - constants only
     ),
-    Hot("the relay's batch", PUBLISH_SQL, "SELECT 20"),
+    Hot("the relay's batch", PUBLISH_SQL, "SELECT 20, '{}'::text[]"),
+    Hot(
+        "the relay's batch, an agency's messages held",
+        PUBLISH_SQL,
+        "SELECT 20, ARRAY['A007']",
+    ),
     Hot("the relay's settling pass", SETTLE_SQL, "SELECT 20, 1.0::float8"),
     Hot(
         "the notices' lock of a push or an acknowledgement",

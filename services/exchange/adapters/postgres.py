@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,7 @@ from services.exchange.adapters.postgres_uploads import (
     check_quota,
     publish_blob,
 )
-from services.exchange.adapters.rabbit import OutboundMessage
+from services.exchange.adapters.rabbit import Held, OutboundMessage
 from services.exchange.adapters.receipt_chains import ReceiptChains, stored_receipt
 from services.exchange.adapters.stored_documents import PushedDocument, StoredDocuments
 from services.exchange.domain import delivery
@@ -906,12 +907,36 @@ async def write_decided(
 SETTLE_AFTER_S = 1.0
 
 
-# The relay's batch: rows not published yet, in id order, that no other relay holds.
+# The relay's batch: rows not published yet, in id order, that no other relay holds, but those
+# of agencies whose messages the publisher holds ($2: their routing keys).
 PUBLISH_SQL = """
 SELECT id, routing_key, message_id, message_type, payload, delivery_id, traceparent, now() AS now
-FROM exchange.outbox WHERE published_at IS NULL
+FROM exchange.outbox WHERE published_at IS NULL AND routing_key <> ALL($2::text[])
 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
+# Rows published: the notices' deleted, the copies' marked published at $2.
+MARK_PUBLISHED_SQL = f"""
+WITH notices AS (
+    DELETE FROM exchange.outbox WHERE id = ANY($1::bigint[]) AND delivery_id IS NULL
+),
+copies AS (
+    UPDATE exchange.outbox SET published_at = $2 WHERE id = ANY($1::bigint[])
+        AND delivery_id IS NOT NULL
+)
+SELECT {ASYNC_COMMIT}
+"""  # noqa: S608 - a constant
+Publish = Callable[[Sequence[OutboundMessage]], Awaitable[Sequence[Held] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldRows:
+    """Rows whose messages the publisher holds (`held`), by message, and their batch's time."""
+
+    held: Held
+    rows: dict[int, int]  # id() of each held message: its row's id
+    published_at: dt.datetime
+
+
 # The relay's pass: published rows past the grace that no other pass holds.
 SETTLE_SQL = """
 SELECT o.id, o.delivery_id, o.published_at,
@@ -938,12 +963,9 @@ class PostgresOutbox:
         # When the next pass over published rows is due (monotonic; at once at start: an
         # earlier process may have left some).
         self._settle_at = 0.0
+        self._held: list[_HeldRows] = []
 
-    async def relay_batch(
-        self,
-        limit: int,
-        publish: Callable[[Sequence[OutboundMessage]], Awaitable[None]],
-    ) -> int:
+    async def relay_batch(self, limit: int, publish: Publish) -> int:
         """Publishes up to `limit` rows, then, at most once per `settle_after_s`, marks queued
         the copies published at least that long ago that no claim has; returns how many rows
         it published or finished. A crash after publishing and before commit publishes them
@@ -953,8 +975,13 @@ class PostgresOutbox:
         to its stream before the relay has its confirm, and the stream's claim records the
         copy queued (at the relay's time, which the message carries) and pushed; when the relay
         locked the copies after the confirm to mark them, 85 % of the claims waited for its
-        commit (median 9 ms at low load)."""
-        published = await self._publish(limit, publish)
+        commit (median 9 ms at low load).
+
+        Messages the publisher holds (their channel stalled: Held) are marked published once
+        confirmed, or go again; until then their agencies' rows wait, in order, while the
+        others' go on (docs/perf/README.md, "A hung RabbitMQ node")."""
+        published = await self._release_held()
+        published += await self._publish(limit, publish)
         settled = 0
         if time.monotonic() >= self._settle_at:
             _, settled = await self._settle(limit)
@@ -962,43 +989,58 @@ class PostgresOutbox:
             self._settle_at = 0.0 if settled >= limit else time.monotonic() + self._settle_after_s
         return published + settled
 
-    async def _publish(
-        self, limit: int, publish: Callable[[Sequence[OutboundMessage]], Awaitable[None]]
-    ) -> int:
-        """One batch published: the notices' rows deleted, the copies' marked published."""
+    async def _publish(self, limit: int, publish: Publish) -> int:
+        """One batch published: the notices' rows deleted, the copies' marked published, but
+        those whose messages the publisher holds; a share that failed beside a held one is
+        raised once the rest is committed."""
+        held_keys = sorted({m.routing_key for h in self._held for m in h.held.messages})
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(PUBLISH_SQL, limit)
+            rows = await conn.fetch(PUBLISH_SQL, limit, held_keys)
             if not rows:
                 return 0
-            await publish(
-                [
-                    OutboundMessage(
-                        r["routing_key"],
-                        r["message_id"],
-                        r["message_type"],
-                        r["payload"],
-                        r["traceparent"],
-                        r["now"] if r["delivery_id"] is not None else None,
-                    )
-                    for r in rows
-                ]
-            )
-            await conn.execute(
-                f"""
-                WITH notices AS (
-                    DELETE FROM exchange.outbox WHERE id = ANY($1::bigint[])
-                        AND delivery_id IS NULL
-                ),
-                copies AS (
-                    UPDATE exchange.outbox SET published_at = $2 WHERE id = ANY($1::bigint[])
-                        AND delivery_id IS NOT NULL
+            messages = [
+                OutboundMessage(
+                    r["routing_key"],
+                    r["message_id"],
+                    r["message_type"],
+                    r["payload"],
+                    r["traceparent"],
+                    r["now"] if r["delivery_id"] is not None else None,
                 )
-                SELECT {ASYNC_COMMIT}
-                """,  # noqa: S608 - a constant
-                [r["id"] for r in rows],
-                rows[0]["now"],
-            )
-        return len(rows)
+                for r in rows
+            ]
+            held = await publish(messages) or ()
+            row_of = {id(m): r["id"] for m, r in zip(messages, rows, strict=True)}
+            failure: BaseException | None = None
+            for h in held:
+                if h.confirmed.done() and not h.confirmed.cancelled() and h.confirmed.exception():
+                    failure = failure or h.confirmed.exception()  # its rows simply go again
+                elif h.messages:
+                    # Kept before the commit: should it fail, they are still held, not repeated.
+                    rows_held = {id(m): row_of[id(m)] for m in h.messages}
+                    self._held.append(_HeldRows(h, rows_held, rows[0]["now"]))
+            waiting = {id(m) for h in held for m in h.messages}
+            done = [row_of[id(m)] for m in messages if id(m) not in waiting]
+            if done:
+                await conn.execute(MARK_PUBLISHED_SQL, done, rows[0]["now"])
+        if failure is not None:
+            raise failure
+        return len(rows)  # held ones too: a full batch means more rows may wait
+
+    async def _release_held(self) -> int:
+        """Marks published the held messages confirmed since (their rows' agencies go on);
+        those not confirmed go again with the next batch. How many rows it marked."""
+        marked = 0
+        for h in [h for h in self._held if h.held.confirmed.done()]:
+            future = h.held.confirmed
+            if not future.cancelled() and future.exception() is None:
+                confirmed = [h.rows[id(m)] for m in future.result()]
+                if confirmed:
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        await conn.execute(MARK_PUBLISHED_SQL, confirmed, h.published_at)
+                    marked += len(confirmed)
+            self._held.remove(h)  # once marked: a failure above leaves it for the next batch
+        return marked
 
     async def finish(self, limit: int, *, lock_timeout_s: float = FINISH_LOCK_TIMEOUT_S) -> int:
         """The final pass of a clean stop, once no claim of this process can start any more:

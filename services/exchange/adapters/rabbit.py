@@ -14,11 +14,12 @@ import datetime as dt
 import hashlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import aio_pika
+import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -31,9 +32,12 @@ from google.protobuf.message import DecodeError
 from pamqp import commands as spec
 
 from services.common import rabbit, tracing
+from services.exchange.adapters import rabbit_publishing
 from services.exchange.adapters.rabbit_deliveries import AckSender, ChannelAcks, Delivery
 from services.exchange.adapters.rabbit_publishing import ChannelConfirms, marshal_publish
 from services.exchange.service_layer.inbox_ports import BrokerMessage, InboxMessage
+
+log = structlog.get_logger(__name__)
 
 INBOX_EXCHANGE = "docaxis.inbox"
 DEAD_LETTER_EXCHANGE = "docaxis.dead-letter"
@@ -95,6 +99,21 @@ class InboxQueues:
 
     def __init__(self) -> None:
         self._created: dict[str, asyncio.Future[None]] = {}
+        self._topology_declared = False
+
+    async def topology(self, channel: AbstractChannel) -> AbstractExchange:
+        """The inbox exchange, declared on `channel`: declare_topology once per process, then
+        the exchange alone. declare_topology binds the dead-letter queue, and a binding
+        (existing or not) is a Mnesia write, which waits for every node: a hung one held a
+        publisher's new channel until the node was back; declaring an exchange that exists
+        answers at once (docs/perf, "A hung RabbitMQ node")."""
+        if self._topology_declared:
+            return await channel.declare_exchange(
+                INBOX_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+        exchange = await declare_topology(channel)
+        self._topology_declared = True
+        return exchange
 
     async def declare(
         self, channel: AbstractChannel, exchange: AbstractExchange, agency_code: str
@@ -133,6 +152,24 @@ class UnroutableError(aio_pika.exceptions.AMQPError):
     meanwhile): the batch stays in the outbox and is tried again."""
 
 
+# How long a channel set aside on a stall (PublishingChannel) goes on waiting for its held
+# messages' confirms. Past the time a hung node takes to be declared down (net_ticktime 60 s:
+# 45-75 s), when the channel's blocked process goes on; past it the messages not confirmed go
+# again (at least once).
+HELD_AT_MOST_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Messages written on a channel that then stalled, not confirmed yet: the channel is set
+    aside and goes on waiting for their confirms; `confirmed` is, once known, those of them the
+    broker confirmed (an exception: none, they go again). Until then nothing more for their
+    agencies may be published, or it could overtake them or (published again) repeat them."""
+
+    messages: Sequence[OutboundMessage]
+    confirmed: asyncio.Future[list[OutboundMessage]]
+
+
 # Channels a publisher spreads each batch over, by routing key. On RabbitMQ 3.10 a channel's
 # first publish to a quorum queue waits, in the channel's process, for a Raft command that
 # registers it as the queue's enqueuer: a relay's first circular to 3,000 communes registered
@@ -143,9 +180,10 @@ PUBLISH_CHANNELS = 4
 
 class RabbitPublisher:
     """Publishes batches with publisher confirms over PUBLISH_CHANNELS channels: every message
-    of an agency on the same channel, so in order; the call returns only when the broker has
-    confirmed every message, and fails if any channel's share failed (the batch stays in the
-    outbox and goes again, at least once, as consumers expect)."""
+    of an agency on the same channel, so in order; the call returns when the broker has
+    confirmed every message but those it returns held (a channel that stalled), and fails if
+    any channel's share failed (the batch stays in the outbox and goes again, at least once, as
+    consumers expect)."""
 
     def __init__(
         self,
@@ -161,7 +199,7 @@ class RabbitPublisher:
             for _ in range(channels)
         ]
 
-    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> None:
+    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> list[Held]:
         shares: list[list[OutboundMessage]] = [[] for _ in self._lanes]
         for m in messages:
             shares[lane_of(m.routing_key, len(shares))].append(m)
@@ -170,13 +208,27 @@ class RabbitPublisher:
             *(lane.publish_batch(share) for lane, share in lanes if share),
             return_exceptions=True,
         )
-        for outcome in published:
+        held: list[Held] = []
+        failed: list[tuple[list[OutboundMessage], BaseException]] = []
+        for share, outcome in zip((share for share in shares if share), published, strict=True):
             if isinstance(outcome, BaseException):
-                raise outcome
+                failed.append((share, outcome))
+            elif outcome is not None:
+                held.append(outcome)
+        if failed and not held:
+            raise failed[0][1]  # the whole batch goes again, as it always did
+        # Beside a held share, a failed one is held too, already settled: none of it confirmed.
+        return held + [Held(share, _failed(failure)) for share, failure in failed]
 
     async def close(self) -> None:
         for lane in self._lanes:
             await lane.close()
+
+
+def _failed(failure: BaseException) -> asyncio.Future[list[OutboundMessage]]:
+    settled: asyncio.Future[list[OutboundMessage]] = asyncio.get_running_loop().create_future()
+    settled.set_exception(failure)
+    return settled
 
 
 def lane_of(routing_key: str, lanes: int) -> int:
@@ -204,6 +256,7 @@ class PublishingChannel:
         queues: InboxQueues | None = None,
         *,
         stalled_after_s: float = PUBLISH_TIMEOUT_S,
+        held_at_most_s: float = HELD_AT_MOST_S,
     ) -> None:
         self._queues = queues or InboxQueues()
         self._connection = connection
@@ -211,15 +264,20 @@ class PublishingChannel:
         self._exchange: AbstractExchange | None = None
         self._confirms: ChannelConfirms | None = None
         self._stalled_after_s = stalled_after_s
+        self._held_at_most_s = held_at_most_s
+        # Channels set aside (waiting for held confirms) or being closed.
+        self._aside: set[asyncio.Task[None]] = set()
 
     async def _ready(self) -> tuple[AbstractChannel, AbstractExchange]:
         if self._channel is None or self._channel.is_closed or self._exchange is None:
             # Returns of unroutable messages reach the batch's tracking (rabbit_publishing).
             self._channel = await rabbit.open_channel(self._connection)
-            self._exchange = await declare_topology(self._channel)
+            self._exchange = await self._queues.topology(self._channel)
         return self._channel, self._exchange
 
-    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> None:
+    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> Held | None:
+        """None once every message is confirmed; the messages still waiting for their confirms
+        when the channel stalled (no answer for `stalled_after_s`), held."""
         channel, exchange = await self._ready()
         stalled_after_s = self._stalled_after_s
         try:
@@ -239,6 +297,8 @@ class PublishingChannel:
                 unroutable = await _publish_routed(confirms, again, stalled_after_s)
                 if unroutable:
                     raise UnroutableError(f"no queue for {sorted(unroutable)} once declared")
+        except _StalledError as stalled:
+            return self._set_aside(stalled)
         except (
             aio_pika.exceptions.DeliveryError,
             aio_pika.exceptions.ChannelInvalidStateError,
@@ -253,8 +313,46 @@ class PublishingChannel:
             # new leader is recorded, within a second of the loss, is accepted, and one that had
             # published there before is told of the new leader (docs/perf, "The publisher
             # through a quorum leader's death"; tests/integration/test_relay_leader_loss.py).
-            await self._drop_channel()
+            self._drop_channel()
             raise
+        return None
+
+    def _set_aside(self, stalled: _StalledError) -> Held:
+        """A stalled channel is set aside, not closed, and the next batch gets a new one. On
+        RabbitMQ 3.10 a channel's first publish to a quorum queue whose leader's node hangs (a
+        partition, a frozen VM) blocks the channel's process (an rpc:call without timeout)
+        until the node is back or declared down (net_ticktime): nothing after it on that
+        channel is confirmed, nor is its close. Publishing its messages again elsewhere would
+        repeat them once it goes on; waiting here for them held every agency's copies (docs/perf,
+        "A hung RabbitMQ node")."""
+        channel, confirms = self._channel, self._confirms
+        self._channel = self._exchange = self._confirms = None
+        batch, sent = stalled.batch, stalled.messages
+        acked = set(batch.acked())
+        waiting = [i for i in range(len(sent)) if i not in acked]
+        confirmed: asyncio.Future[list[OutboundMessage]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        async def wait_aside() -> None:
+            try:
+                late = await batch.outcome(self._held_at_most_s)
+                confirmed.set_result([sent[i] for i in late if i not in acked])
+            finally:
+                confirmed.cancel()  # cancelled (shutdown): none of them confirmed
+                if confirms is not None:
+                    confirms.forget(batch)
+                if channel is not None:
+                    await _close(channel)
+
+        self._in_background(wait_aside())
+        log.warning("publish_held", messages=len(waiting), within_s=self._held_at_most_s)
+        return Held([sent[i] for i in waiting], confirmed)
+
+    def _in_background(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._aside.add(task)
+        task.add_done_callback(self._aside.discard)
 
     async def _confirms_of(self, channel: AbstractChannel) -> ChannelConfirms:
         """The confirms of the channel's aiormq channel (a new one once aio-pika reopened it)."""
@@ -263,15 +361,30 @@ class PublishingChannel:
             self._confirms = ChannelConfirms(underlay)
         return self._confirms
 
-    async def _drop_channel(self) -> None:
+    def _drop_channel(self) -> None:
+        """The next batch gets a new channel; this one is closed in the background: its close
+        waits for the channel's process, which a hung node may hold until it is declared down."""
         channel, self._channel, self._exchange = self._channel, None, None
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*_CHANNEL_GONE):
-                await channel.close()
+            self._in_background(_close(channel))
 
     async def close(self) -> None:
+        for task in list(self._aside):
+            task.cancel()
+        await asyncio.gather(*self._aside, return_exceptions=True)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+
+class _StalledError(Exception):
+    """No answer within the bound: `batch` (of `messages`) is still tracked by its channel."""
+
+    def __init__(
+        self, batch: rabbit_publishing.InFlight, messages: Sequence[OutboundMessage]
+    ) -> None:
+        super().__init__(f"no confirm in the bound, {batch.remaining} waiting")
+        self.batch = batch
+        self.messages = messages
 
 
 async def _publish_routed(
@@ -280,7 +393,7 @@ async def _publish_routed(
     """Publishes `messages` in one write and waits for every confirm; the routing keys of those
     the broker returned unroutable (their queue does not exist). A nack or the channel's close
     is raised as soon as it comes; a TimeoutError once `stalled_after_s` pass without any
-    answer."""
+    answer (_StalledError, the batch still tracked)."""
     if not messages:
         return set()
     channel = confirms.channel
@@ -308,8 +421,12 @@ async def _publish_routed(
         batch = await confirms.publish(b"".join(parts), [m.message_id for m in messages])
         try:
             returned = await batch.settled(stalled_after_s)
-        finally:
+        except TimeoutError:
+            raise _StalledError(batch, messages) from None  # still tracked: confirms may come
+        except BaseException:
             confirms.forget(batch)
+            raise
+        confirms.forget(batch)
     return {messages[index].routing_key for index in returned}
 
 

@@ -16,6 +16,7 @@ The channel is in confirm mode and its publishes are this module's alone: aiormq
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
@@ -55,6 +56,9 @@ async def next_frame(channel: aiormq.Channel) -> object:
     return await get_frame()
 
 
+_ACKED, _NACKED = 1, 2  # a tag's answer in InFlight._answered (0: none yet)
+
+
 class InFlight:
     """A batch written on a channel: the tags `first` .. `first + size - 1`, each answered once
     (an ack or a nack, on its own or covered by one with `multiple`), and those returned."""
@@ -69,9 +73,11 @@ class InFlight:
         self._answered = bytearray(len(message_ids))
         self._floor = first - 1  # every tag up to it is answered
         self._returned_from = 0  # the next Return's message is from here on, in publish order
+        self._closed = False  # the channel closed: tags not answered yet never will be
         self._progress = asyncio.Event()
 
     def answer(self, tag: int, *, multiple: bool, nacked: bool) -> None:
+        answer = _NACKED if nacked else _ACKED
         if multiple:
             top = min(tag, self.last)
             if top <= self._floor:
@@ -79,11 +85,11 @@ class InFlight:
             answered = self._answered
             for index in range(self._floor + 1 - self.first, top + 1 - self.first):
                 if not answered[index]:
-                    answered[index] = 1
+                    answered[index] = answer
                     self.remaining -= 1
             self._floor = top
         elif self.first <= tag <= self.last and not self._answered[tag - self.first]:
-            self._answered[tag - self.first] = 1
+            self._answered[tag - self.first] = answer
             self.remaining -= 1
         else:
             return
@@ -110,9 +116,27 @@ class InFlight:
         return False
 
     def fail(self, failure: BaseException) -> None:
+        """The channel closed."""
         if self.failure is None:
             self.failure = failure
+        self._closed = True
         self._progress.set()
+
+    def acked(self) -> list[int]:
+        """The indexes of the messages acked (queued) and not returned, so far."""
+        answered, returned = self._answered, self.returned
+        return [i for i, a in enumerate(answered) if a == _ACKED and i not in returned]
+
+    async def outcome(self, within_s: float) -> list[int]:
+        """Waits, at most `within_s`, until every message is answered or the channel closed,
+        nacks included; then `acked()`. What is still unanswered may yet be queued: only a
+        closed channel settles it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while self.remaining and not self._closed:
+                    await self._progress.wait()
+                    self._progress.clear()
+        return self.acked()
 
     async def settled(self, stalled_after_s: float) -> set[int]:
         """Waits until every message is answered; the indexes of those returned. Raises the
