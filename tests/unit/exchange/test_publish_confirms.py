@@ -144,3 +144,30 @@ def test_returns_name_messages_in_publish_order_each_once() -> None:
         False,
     ]
     assert batch.returned == {0, 1, 2}
+
+
+async def test_a_held_batchs_outcome_is_its_acked_messages_once_every_tag_is_answered() -> None:
+    """What a stalled batch, held, finally had queued: acked, not nacked nor returned; it waits
+    through nacks for every answer (or the channel's close, or its bound)."""
+    batch = InFlight(1, ["a", "b", "c", "d"])
+    batch.answer(1, multiple=False, nacked=False)
+    assert batch.came_back("b")
+    waiting = asyncio.ensure_future(batch.outcome(within_s=10))
+    batch.answer(2, multiple=False, nacked=False)  # "b"'s ack after its Return
+    batch.answer(3, multiple=False, nacked=True)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    batch.answer(4, multiple=True, nacked=False)
+    assert await waiting == [0, 3]
+
+
+async def test_a_held_batchs_outcome_ends_with_its_channel_or_its_bound() -> None:
+    closed = InFlight(1, ["a", "b"])
+    closed.answer(2, multiple=False, nacked=False)
+    waiting = asyncio.ensure_future(closed.outcome(within_s=3600))
+    closed.fail(aiormq.exceptions.ChannelInvalidStateError("closed"))
+    async with asyncio.timeout(5):  # not the bound: the close ends it
+        assert await waiting == [1]
+    unanswered = InFlight(1, ["a", "b"])
+    unanswered.answer(1, multiple=False, nacked=False)
+    assert await unanswered.outcome(within_s=0.05) == [0]
