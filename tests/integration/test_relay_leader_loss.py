@@ -157,9 +157,9 @@ async def test_the_relay_delivers_to_agencies_led_elsewhere_while_a_node_hangs(
 ) -> None:
     """`hung`'s queue led by node 1, `healthy`'s by node 2, on different lanes; the relay and
     both streams on node 2. A copy to `healthy`; node 1 hangs; a copy to both (`hung`'s the
-    first its lane's channel sends there), then more to each: every copy to `healthy` reaches
-    its stream while node 1 hangs. Once it goes on, every copy has arrived exactly once, in
-    order."""
+    first its lane's channel sends there), then, once `healthy`'s has arrived, more to each:
+    every copy to `healthy` reaches its stream while node 1 hangs. Once it goes on, every copy
+    has arrived exactly once, in order."""
     database_url, relay_pool = relay_database
     hung, healthy = _on_different_lanes()
     await _declare_through(rabbit_cluster, 1, [hung])
@@ -208,6 +208,9 @@ async def test_the_relay_delivers_to_agencies_led_elsewhere_while_a_node_hangs(
         await asyncio.to_thread(rabbit_cluster.hang_node, 1)
         try:
             await send(hung, healthy)
+            # Its lane's share confirmed while the batch still waits on `hung`'s: what follows
+            # goes in later batches.
+            await eventually(arrived(healthy), within=30)
             await send(healthy)
             await send(hung)
             await send(healthy)
