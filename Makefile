@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 
 .PHONY: help dev lock proto proto-check proto-lint proto-release imports lint fmt typecheck manifests check test test-unit services-install audit \
-	test-e2e services-up services-down run demo demo-federation down bench bench-calls soak chaos fuzz stateful clean screenshots client-wheel
+	test-e2e services-up services-down run demo demo-federation down bench bench-calls soak chaos fuzz stateful clean screenshots client-wheel at-time
 
 help:
 	@echo "make run     start Postgres, RabbitMQ and docaxis on loopback (Ctrl-C stops)"
@@ -30,6 +30,7 @@ help:
 	@echo "             primary then promotion, DMS stream, gateway):"
 	@echo "             recovery time per fault, then lost = 0, duplicated = 0, audit verify"
 	@echo "make screenshots  re-take the admin console screenshots in docs/screenshots"
+	@echo "make at-time AT='2026-12-31 17:30 UTC' TESTS=tests/...  tests under a moved clock"
 
 # The virtualenv, installed from the exact versions in constraints.txt.
 # The SDK (clients/python) is a distribution of its own that the services depend on.
@@ -250,6 +251,17 @@ stateful: $(STAMP) services-install
 	DOCAXIS_STATEFUL_RUNS=$(STATEFUL_RUNS) DOCAXIS_STATEFUL_RANDOM=1 \
 		$(BIN)/pytest tests/integration/contract/test_lifecycle_machine.py -o timeout=0 -q \
 		-p no:cacheprovider
+
+# The tests in TESTS under a clock moved to the UTC instant AT, to find those that depend on the
+# time of day, the weekday or the month (docs/perf/README.md, "Tests that depend on the clock").
+# libfaketime moves it by one offset in every process of the run (Postgres and RabbitMQ too: a
+# start instant instead, `@AT`, starts each process's clock anew and sets them apart).
+AT ?= 2026-12-07 16:30:00 UTC
+TESTS ?= tests/integration/test_reports.py
+at-time: $(STAMP) services-install
+	command -v faketime >/dev/null || { apt-get update -q && apt-get install -y -q faketime; }
+	offset=$$(( $$(date -u -d "$(AT)" +%s) - $$(date -u +%s) )); \
+		faketime -f "$$( ((offset < 0)) || printf +)$$offset" $(BIN)/pytest -q -p no:cacheprovider $(TESTS)
 
 clean: services-down
 	rm -rf .local .run

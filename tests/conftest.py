@@ -27,6 +27,7 @@ from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.entrypoints.grpc_api import agency_from_pb
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.settings import DEFAULT_LEDGER_ORIGIN, Settings
+from tests.ast_reentry import guard_ast_construction
 from tests.infra import (
     PostgresPair,
     RabbitCluster,
@@ -42,6 +43,12 @@ from tests.pki import SuitePki
 from tests.testdata import header_line
 
 TEST_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
+
+
+def pytest_configure() -> None:
+    """A failure is reported as a failure, not as an INTERNALERROR of the whole session, on the
+    Pythons whose AST constructor breaks when a collection re-enters it (tests/ast_reentry.py)."""
+    guard_ast_construction()
 
 
 def pytest_report_header() -> str:

@@ -6,20 +6,28 @@ own agencies its own)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from services.common.errors import DomainError
 from services.directory.domain.codes import CodeForm
-from services.directory.domain.model import Agency, AgencyKind, validate_agency
+from services.directory.domain.model import (
+    Agency,
+    AgencyKind,
+    today_in_vietnam,
+    validate_agency,
+)
 from services.directory.service_layer.handlers import PeerPage
 from services.national.client import NationalAxisClient
 
 log = structlog.get_logger(__name__)
 
 # The registry gives no validity dates: an agency it lists is taken as open since long before
-# any document docaxis will see; a tombstone closes it the day before it was seen deleted.
+# any document docaxis will see; a tombstone closes it the day before it was seen deleted, a day of
+# Vietnam as every validity date of the directory (the UTC date, which it read until 2026-12-07,
+# is the day before from 00:00 to 07:00 there and closed such an agency a day early).
 OPEN_SINCE = dt.date(2000, 1, 1)
 _TOP_LEVEL_KINDS = {"G": AgencyKind.MINISTRY, "H": AgencyKind.PROVINCE}
 
@@ -32,11 +40,16 @@ def _kind(code: str) -> AgencyKind:
 
 class NationalAxisFeed:
     def __init__(
-        self, hub_code: str, client: NationalAxisClient, forms: frozenset[CodeForm]
+        self,
+        hub_code: str,
+        client: NationalAxisClient,
+        forms: frozenset[CodeForm],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._hub_code = hub_code
         self._client = client
         self._forms = forms
+        self._clock = clock
 
     async def page(self, since_version: int) -> PeerPage:
         data = await self._client.synchronize(since_version)
@@ -51,7 +64,7 @@ class NationalAxisFeed:
     def _agency(self, raw: dict[str, Any]) -> Agency | None:
         code = str(raw.get("code102") or raw.get("code") or "")
         deleted = str(raw.get("status", "")).lower() == "deleted"
-        today = dt.datetime.now(dt.UTC).date()
+        today = today_in_vietnam(self._clock())
         try:
             return validate_agency(
                 Agency(

@@ -26,7 +26,8 @@ from docaxis_client.client import AgencyClient
 from services.bootstrap.plan import Component
 from services.common.grpc_errors import error_details
 from services.exchange.adapters.rabbit import DEAD_LETTER_QUEUE
-from tests.conftest import VIETNAM, Register, make_header, served, settings_for
+from services.exchange.domain.model import today_in_vietnam
+from tests.conftest import Register, make_header, served, settings_for
 from tests.infra import SuiteServices
 from tests.integration.test_lifecycle_flow import next_item, send_and_receive
 from tests.pki import SuitePki
@@ -61,10 +62,6 @@ async def refused(call: Awaitable[object]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await call
     return error.value
-
-
-def today() -> dt.date:
-    return dt.datetime.now(VIETNAM).date()
 
 
 async def test_documents_are_found_by_each_filter_and_paged_newest_first(
@@ -108,13 +105,16 @@ async def test_documents_are_found_by_each_filter_and_paged_newest_first(
     assert await search(state=pb.DELIVERY_STATE_ACKNOWLEDGED) == [first_uuid]
     # The copy filters hold for one copy: r2's copy of the second document is not acknowledged.
     assert await search(recipient=r2, state=pb.DELIVERY_STATE_ACKNOWLEDGED) == []
-    day = today()
-    assert await search(submitted_from=day.isoformat(), submitted_to=day.isoformat()) == (
-        newest_first
+    # The Vietnam days of the first and the last Submit, not "today" read after them: a run
+    # across midnight there (17:00 UTC) read the next day and found none of the three.
+    first_day = today_in_vietnam(first.submitted_at.ToDatetime(dt.UTC))
+    last_day = today_in_vietnam(third.accepted_at.ToDatetime(dt.UTC))
+    assert (
+        await search(submitted_from=first_day.isoformat(), submitted_to=last_day.isoformat())
+        == newest_first
     )
-    yesterday = (day - dt.timedelta(days=1)).isoformat()
-    assert await search(submitted_to=yesterday) == []
-    assert await search(submitted_from=(day + dt.timedelta(days=1)).isoformat()) == []
+    assert await search(submitted_to=(first_day - dt.timedelta(days=1)).isoformat()) == []
+    assert await search(submitted_from=(last_day + dt.timedelta(days=1)).isoformat()) == []
 
     pages: list[list[str]] = []
     token = ""

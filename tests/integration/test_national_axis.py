@@ -26,7 +26,7 @@ from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.directory.adapters.postgres_hubs import PostgresHubRoutes
-from services.directory.domain.model import Agency, AgencyKind
+from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam
 from services.directory.service_layer.handlers import DirectoryHandlers
 from services.national.settings import NationalAxisSettings
 from tests.conftest import make_header, served, settings_for
@@ -287,7 +287,7 @@ async def _copies(hub: UnderNational, document_id: str) -> list[asyncpg.Record]:
 
 
 def _document_id(number: str) -> str:
-    today = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=7))).date()
+    today = today_in_vietnam()
     return f"{MINISTRY},{today:%Y/%m/%d},{number}/BTC-VP"
 
 
@@ -391,7 +391,7 @@ async def test_national_agencies_are_imported_through_the_delta_feed(
         await ministry.register_agency(other, "UBND tỉnh Thử 48")
 
         async def served_by() -> tuple[str | None, str | None]:
-            (r,) = await hub.directory.resolve([other], dt.date.today())
+            (r,) = await hub.directory.resolve([other], today_in_vietnam())
             return r.effective, r.hub
 
         assert await eventually(served_by, lambda r: r == (other, NATIONAL), within=30)
@@ -399,7 +399,7 @@ async def test_national_agencies_are_imported_through_the_delta_feed(
         assert await eventually(served_by, lambda r: r[0] is None, within=30)
     finally:
         await ministry.close()
-    (own,) = await hub.directory.resolve([COMMUNE.code], dt.date.today())
+    (own,) = await hub.directory.resolve([COMMUNE.code], today_in_vietnam())
     assert own.hub is None  # this hub's own agency, listed by the axis too, stays its own
 
 
