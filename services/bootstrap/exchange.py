@@ -52,6 +52,7 @@ from services.exchange.service_layer.forwarding import Forwarder
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.hop_receipts import HopReceipts
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.notice_hops import NoticeHopRepair
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
@@ -356,6 +357,7 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
     uploads = AbandonedUploadSweeper(
         PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
     )
+    hops = NoticeHopRepair(PostgresPeerStates(pool))
 
     async def sweep(ended: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as jobs:
@@ -368,5 +370,6 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
                     "abandoned-uploads",
                 )
             )
+            jobs.create_task(every(settings.reroute_interval_s, ended, hops.run, "notice-hops"))
 
     return sweep

@@ -38,6 +38,7 @@ from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
+from services.exchange.service_layer.notice_hops import NoticeKey
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints, PostgresLedgerReader
 from tests.infra import SuiteServices
 from tests.plan_history import HISTORY, LOG, without_autovacuum
@@ -274,6 +275,17 @@ READS = (
         read_at_most=PEERS_WAITING,
     ),
     Read("a status recorded", _status_recorded),
+    # A batch of the waiting notices, each without a hop with its copy and document.
+    Read(
+        "the notices' hops, the first batch",
+        lambda pool: PostgresPeerStates(pool).route_waiting(None, 20),
+    ),
+    Read(
+        "the notices' hops, a batch in the middle",
+        lambda pool: PostgresPeerStates(pool).route_waiting(
+            NoticeKey("A100", MIDDLE, "00000000-0000-4000-8000-000000000000"), 20
+        ),
+    ),
     Read(
         "the pull listing of an agency with a backlog",
         lambda pool: PostgresLifecycleStore(pool).pending("A199", None, 20),
