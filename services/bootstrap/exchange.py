@@ -46,6 +46,7 @@ from services.exchange.entrypoints.directory_changes import DirectoryChanges
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.entrypoints.settlements import Settlements
 from services.exchange.service_layer.admin import AdminHandlers
+from services.exchange.service_layer.copy_due_dates import DueDateRepair
 from services.exchange.service_layer.directory_cache import DirectoryCache
 from services.exchange.service_layer.federation import FederationHandlers
 from services.exchange.service_layer.forwarding import Forwarder
@@ -358,6 +359,7 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
         PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
     )
     hops = NoticeHopRepair(PostgresPeerStates(pool))
+    due_dates = DueDateRepair(PostgresReportStore(pool))
 
     async def sweep(ended: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as jobs:
@@ -371,5 +373,8 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
                 )
             )
             jobs.create_task(every(settings.reroute_interval_s, ended, hops.run, "notice-hops"))
+            jobs.create_task(
+                every(settings.reroute_interval_s, ended, due_dates.run, "copy-due-dates")
+            )
 
     return sweep

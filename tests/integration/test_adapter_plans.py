@@ -275,6 +275,14 @@ READS = (
         read_at_most=PEERS_WAITING,
     ),
     Read("a status recorded", _status_recorded),
+    # A batch of the copies accepted since the migration, each without a due date with its
+    # document.
+    Read(
+        "the copies' due dates, a batch",
+        lambda pool: PostgresReportStore(pool).date_copies(
+            MIDDLE, MIDDLE + dt.timedelta(days=1), 20
+        ),
+    ),
     # A batch of the waiting notices, each without a hop with its copy and document.
     Read(
         "the notices' hops, the first batch",

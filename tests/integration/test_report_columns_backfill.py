@@ -1,9 +1,11 @@
 """Migration 0038's backfills: the copies and statuses stored before it get what the overdue and
 stalled reports read them by (the due date, the first answer, the first registration), across
-the batches each backfill commits, and running them again changes nothing."""
+the batches each backfill commits, and running them again changes nothing; the copies a process
+of the previous version stores after it get their due date from the due-date job."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import pytest
 
 import services.directory
 import services.exchange
+from services.bootstrap.migrations import migrate
 from services.common import postgres
+from services.exchange.adapters.postgres_reports import PostgresReportStore
+from services.exchange.service_layer.copy_due_dates import DueDateRepair
 from tests.infra import SuiteServices
 
 pytestmark = pytest.mark.integration
@@ -86,12 +91,62 @@ async def test_the_copies_stored_before_get_their_due_date_answer_and_registrati
         await conn.execute(BEFORE)
         assert await postgres.apply_migrations(conn, "exchange", EXCHANGE) == [BACKFILLED]
         kept = await conn.fetchrow(KEPT)
+        assert kept is not None
         assert (kept["wrong_due"], kept["wrong_registered"], kept["wrong_answered"]) == (0, 0, 0)
         assert kept["answered"] == 357 + 571  # the 02s, and the 06s
         # Again, as an interrupted migration runs again: no copy written.
         for statement in postgres.statements((EXCHANGE / BACKFILLED).read_text("utf-8")):
             await conn.execute(statement)
         again = await conn.fetchrow(KEPT)
+        assert again is not None
         assert again["versions"] == kept["versions"]
     finally:
+        await conn.close()
+
+
+# Six documents with a copy each, stored by a process of the previous version after the
+# migration (no due date kept with the copy), every other one due on 3 December; one of them (D5)
+# stored a day and more after the migration (past the upgrade's window).
+AFTER = """
+INSERT INTO exchange.document (uuid, document_id, sender, consignment_id, fingerprint,
+    business_type, header, submitted_at)
+SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'D' || i, 'A001', 'c' || i,
+    'f' || i, 0, jsonb_build_object('due_date', CASE WHEN i % 2 = 1 THEN '2026-12-03' END),
+    $1::timestamptz + i * interval '1 minute'
+FROM generate_series(1, 6) i;
+INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient, recipient, state,
+    accepted_at)
+SELECT ('00000000-0000-4000-9000-' || lpad(i::text, 12, '0'))::uuid,
+    ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 0, 'A002', 'A002', 'queued',
+    $1::timestamptz + CASE WHEN i = 5 THEN interval '25 hours' ELSE i * interval '1 minute' END
+FROM generate_series(1, 6) i;
+"""
+
+
+async def test_copies_stored_without_their_due_date_after_the_migration_get_it_within_a_day(
+    services: SuiteServices,
+) -> None:
+    """The copies a process of the previous version stored during the upgrade become overdue
+    once the due-date job has walked them; one stored past the window is not walked."""
+    url = await postgres.recreate_database(services.database_url, "docaxis_copy_due_dates")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    pool = await postgres.create_pool(url, min_size=1, max_size=1)
+    try:
+        store = PostgresReportStore(pool)
+        began = await store.upgrade_began()
+        assert began is not None
+        for statement in postgres.statements(AFTER):
+            await conn.execute(statement, began)
+        later = began + dt.timedelta(days=2)
+
+        async def overdue() -> list[str]:
+            return [c.document_id for c in await store.overdue(None, later, 100)]
+
+        assert await overdue() == []
+        repair = DueDateRepair(store, batch=2, clock=lambda: later)
+        assert [await repair.run() for _ in range(4)] == [1, 1, 0, 0]
+        assert await overdue() == ["D1", "D3"]
+    finally:
+        await pool.close()
         await conn.close()

@@ -99,12 +99,13 @@ ORDER BY 1
 # the hub's open copies and keeps its own; its statement's plan is every agency's. Whether a
 # status answered the copy by the report's time is still probed (OFFSET 0: never hashed, as
 # before): a copy whose status a process of the previous version recorded during a rolling
-# upgrade has no answer kept, and stays open to the index only.
+# upgrade has no time kept, and stays a candidate that the probe drops.
 _AGENCY = "($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)"
 
-# {as_of}: the report's time. A copy's 02 or 06 is probed copy by copy (OFFSET 0): as an anti
-# join, on young statistics, the planner read one_status_event whole, every copy's statuses, to
-# hash the 02s and 06s (the same in _STALLED_SQL for the 02s and 03s).
+# $1: the agency (NULL: every agency), $2: the report's time, $3: how many. A copy's 02 or 06 is
+# probed copy by copy (OFFSET 0): as an anti join, on young statistics, the planner read
+# one_status_event whole, every copy's statuses, to hash the 02s and 06s (the same in
+# _STALLED_SQL for the 02s and 03s).
 _OVERDUE_SQL = f"""
 SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject, doc.sender,
     d.recipient, d.due_date, d.accepted_at
@@ -201,9 +202,51 @@ def _reported(row: asyncpg.Record) -> dict[str, str]:
     }
 
 
+# A batch of the copies accepted after $1 and before $2 (service_layer/copy_due_dates.py): the
+# first $3 in the order of delivery_accepted, and every copy accepted at the same time as the
+# last of them (the copies of a circular share their time: a batch ends between two times, and
+# the next begins after the last), with the due date of those without one whose document has
+# one. Ordered by the index's only column: ordered by (accepted_at, id), the plan made on empty
+# tables read the whole range and sorted it (1,616 rows for a batch of 20 in
+# tests/integration/test_adapter_plans.py).
+_DATE_COPIES_SQL = """
+WITH edge AS MATERIALIZED (
+    SELECT count(*) AS found, max(accepted_at) AS upto FROM (
+        SELECT accepted_at FROM exchange.delivery WHERE accepted_at > $1 AND accepted_at < $2
+        ORDER BY accepted_at LIMIT $3
+    ) first
+),
+batch AS MATERIALIZED (
+    SELECT d.id, d.document_uuid, d.due_date FROM edge
+    JOIN exchange.delivery d ON d.accepted_at > $1 AND d.accepted_at <= edge.upto
+),
+dated AS (
+    UPDATE exchange.delivery d SET due_date = (doc.header ->> 'due_date')::date
+    FROM batch b JOIN exchange.document doc ON doc.uuid = b.document_uuid
+    WHERE d.id = b.id AND b.due_date IS NULL AND doc.header ->> 'due_date' IS NOT NULL
+    RETURNING d.id
+)
+SELECT (SELECT count(*) FROM dated) AS dated, found, upto FROM edge
+"""
+
+
 class PostgresReportStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    async def upgrade_began(self) -> dt.datetime | None:
+        began: dt.datetime | None = await self._pool.fetchval(
+            "SELECT applied_at FROM public.schema_migrations WHERE service = 'exchange' "
+            "AND name = '0038_reports_open_copies.sql'"
+        )
+        return began
+
+    async def date_copies(
+        self, after: dt.datetime, before: dt.datetime, limit: int
+    ) -> tuple[int, dt.datetime | None, bool]:
+        row = await self._pool.fetchrow(_DATE_COPIES_SQL, after, before, limit)
+        assert row is not None  # one row, whatever the batch held
+        return row["dated"], row["upto"], row["found"] < limit
 
     async def monthly(
         self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]
