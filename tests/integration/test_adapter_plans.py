@@ -57,7 +57,8 @@ pytestmark = pytest.mark.integration
 # also has 30 copies waiting); two agencies' copies withdrawn (30); 110 documents that came from
 # two other peers, with their forwarded copies, their notices keeping their hops as
 # postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
-# checkpoints, all but the last three cosigned by two witnesses.
+# checkpoints, all but the last three cosigned by two witnesses; the walk of the copies' due dates
+# begun in the middle of the history (the 120th document's time).
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -111,6 +112,8 @@ SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub 
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = n.delivery_id
     AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
+UPDATE exchange.copy_due_date_walk SET began_at = '2026-12-02 01:00+00',
+    walked_to = '2026-12-02 01:00+00';
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
 FROM generate_series(1, 3000) i;
@@ -275,12 +278,12 @@ READS = (
         read_at_most=PEERS_WAITING,
     ),
     Read("a status recorded", _status_recorded),
-    # A batch of the copies accepted since the migration, each without a due date with its
-    # document.
+    # A batch of the copies accepted since the migration (the walk begins in the middle of the
+    # history here), each without a due date with its document.
     Read(
         "the copies' due dates, a batch",
         lambda pool: PostgresReportStore(pool).date_copies(
-            MIDDLE, MIDDLE + dt.timedelta(days=1), 20
+            MIDDLE + dt.timedelta(days=1), dt.timedelta(days=1), 20
         ),
     ),
     # A batch of the waiting notices, each without a hop with its copy and document.

@@ -127,15 +127,15 @@ async def test_copies_stored_without_their_due_date_after_the_migration_get_it_w
     services: SuiteServices,
 ) -> None:
     """The copies a process of the previous version stored during the upgrade become overdue
-    once the due-date job has walked them; one stored past the window is not walked."""
+    once the due-date job has walked them (a batch at a time, from where the walk is kept); one
+    stored past the window is not walked, and the walk then stops."""
     url = await postgres.recreate_database(services.database_url, "docaxis_copy_due_dates")
     await migrate(url)
     conn = await asyncpg.connect(url)
     pool = await postgres.create_pool(url, min_size=1, max_size=1)
     try:
         store = PostgresReportStore(pool)
-        began = await store.upgrade_began()
-        assert began is not None
+        began = await conn.fetchval("SELECT began_at FROM exchange.copy_due_date_walk")
         for statement in postgres.statements(AFTER):
             await conn.execute(statement, began)
         later = began + dt.timedelta(days=2)
@@ -145,8 +145,14 @@ async def test_copies_stored_without_their_due_date_after_the_migration_get_it_w
 
         assert await overdue() == []
         repair = DueDateRepair(store, batch=2, clock=lambda: later)
-        assert [await repair.run() for _ in range(4)] == [1, 1, 0, 0]
+        assert [await repair.run() for _ in range(2)] == [1, 1]
+        # Another process (or this one restarted) goes on from where the walk is.
+        other = DueDateRepair(store, batch=2, clock=lambda: later)
+        assert [await other.run() for _ in range(2)] == [0, 0]
         assert await overdue() == ["D1", "D3"]
+        assert await conn.fetchval(
+            "SELECT walked_to = began_at + interval '1 day' FROM exchange.copy_due_date_walk"
+        )
     finally:
         await pool.close()
         await conn.close()

@@ -202,31 +202,56 @@ def _reported(row: asyncpg.Record) -> dict[str, str]:
     }
 
 
-# A batch of the copies accepted after $1 and before $2 (service_layer/copy_due_dates.py): the
-# first $3 in the order of delivery_accepted, and every copy accepted at the same time as the
-# last of them (the copies of a circular share their time: a batch ends between two times, and
-# the next begins after the last), with the due date of those without one whose document has
-# one. Ordered by the index's only column: ordered by (accepted_at, id), the plan made on empty
-# tables read the whole range and sorted it (1,616 rows for a batch of 20 in
-# tests/integration/test_adapter_plans.py).
+# A batch of the walk of the copies a process of the previous version may have stored without
+# their due date (service_layer/copy_due_dates.py), from where it was (copy_due_date_walk, locked:
+# two processes walk one batch after the other) to the earlier of $1 and the end of the upgrade's
+# window ($2 after its start): the first $3 copies in the order of delivery_accepted, and every
+# copy accepted at the same time as the last of them (a circular's copies share their time), with
+# the due date of those without one whose document has one; the walk moves to the last of them
+# (to the end, when there were fewer). Ordered by the index's only column: ordered by
+# (accepted_at, id), the plan made on empty tables read the whole range and sorted it (1,616 rows
+# for a batch of 20 in tests/integration/test_adapter_plans.py); the batch's range is probed
+# from the edge found (OFFSET 0: as a join of the walk's row, the plan made on empty tables read
+# 8,012). No row: no walk (done).
 _DATE_COPIES_SQL = """
-WITH edge AS MATERIALIZED (
-    SELECT count(*) AS found, max(accepted_at) AS upto FROM (
-        SELECT accepted_at FROM exchange.delivery WHERE accepted_at > $1 AND accepted_at < $2
+WITH walk AS MATERIALIZED (
+    SELECT walked_to, least($1::timestamptz, began_at + $2::interval) AS until,
+        began_at + $2::interval AS window_end
+    FROM exchange.copy_due_date_walk
+    FOR UPDATE
+),
+edge AS MATERIALIZED (
+    SELECT count(*) AS found, max(f.accepted_at) AS upto
+    FROM walk CROSS JOIN LATERAL (
+        SELECT accepted_at FROM exchange.delivery
+        WHERE accepted_at > walk.walked_to AND accepted_at < walk.until
         ORDER BY accepted_at LIMIT $3
-    ) first
+    ) f
 ),
 batch AS MATERIALIZED (
-    SELECT d.id, d.document_uuid, d.due_date FROM edge
-    JOIN exchange.delivery d ON d.accepted_at > $1 AND d.accepted_at <= edge.upto
+    SELECT d.id, d.document_uuid, d.due_date
+    FROM walk CROSS JOIN edge CROSS JOIN LATERAL (
+        SELECT id, document_uuid, due_date FROM exchange.delivery
+        WHERE accepted_at > walk.walked_to AND accepted_at <= edge.upto
+        OFFSET 0
+    ) d
 ),
 dated AS (
     UPDATE exchange.delivery d SET due_date = (doc.header ->> 'due_date')::date
     FROM batch b JOIN exchange.document doc ON doc.uuid = b.document_uuid
     WHERE d.id = b.id AND b.due_date IS NULL AND doc.header ->> 'due_date' IS NOT NULL
     RETURNING d.id
+),
+step AS (
+    SELECT CASE WHEN edge.found < $3 THEN walk.until ELSE edge.upto END AS walked_to,
+        walk.window_end
+    FROM walk CROSS JOIN edge
+),
+moved AS (
+    UPDATE exchange.copy_due_date_walk w SET walked_to = step.walked_to FROM step
+    WHERE step.walked_to > w.walked_to
 )
-SELECT (SELECT count(*) FROM dated) AS dated, found, upto FROM edge
+SELECT (SELECT count(*) FROM dated) AS dated, walked_to >= window_end AS done FROM step
 """
 
 
@@ -234,19 +259,13 @@ class PostgresReportStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def upgrade_began(self) -> dt.datetime | None:
-        began: dt.datetime | None = await self._pool.fetchval(
-            "SELECT applied_at FROM public.schema_migrations WHERE service = 'exchange' "
-            "AND name = '0038_reports_open_copies.sql'"
-        )
-        return began
-
     async def date_copies(
-        self, after: dt.datetime, before: dt.datetime, limit: int
-    ) -> tuple[int, dt.datetime | None, bool]:
-        row = await self._pool.fetchrow(_DATE_COPIES_SQL, after, before, limit)
-        assert row is not None  # one row, whatever the batch held
-        return row["dated"], row["upto"], row["found"] < limit
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        row = await self._pool.fetchrow(_DATE_COPIES_SQL, before, window, limit)
+        if row is None:
+            return 0, True
+        return row["dated"], row["done"]
 
     async def monthly(
         self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]

@@ -13,6 +13,19 @@ ALTER TABLE exchange.delivery ADD COLUMN IF NOT EXISTS due_date date;
 ALTER TABLE exchange.delivery ADD COLUMN IF NOT EXISTS answered_at timestamptz;
 ALTER TABLE exchange.delivery ADD COLUMN IF NOT EXISTS registered_at timestamptz;
 
+-- A process of the previous version stores copies without their due date until the upgrade is
+-- over: those accepted after the backfill below read their document are walked by a housekeeping
+-- job (service_layer/copy_due_dates.py) from the migration's start (less a minute: a copy's
+-- transaction commits a little after its accepted_at), where it has walked to kept here.
+CREATE TABLE IF NOT EXISTS exchange.copy_due_date_walk (
+    one       boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    began_at  timestamptz NOT NULL,
+    walked_to timestamptz NOT NULL
+);
+INSERT INTO exchange.copy_due_date_walk (began_at, walked_to)
+VALUES (now() - interval '1 minute', now() - interval '1 minute')
+ON CONFLICT (one) DO NOTHING;
+
 -- The copies stored before: their documents' due dates, a thousand documents a transaction.
 -- Before the indexes, so that these updates may be HOT (and the builds read the final values).
 DO $$
