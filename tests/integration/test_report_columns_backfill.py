@@ -105,13 +105,14 @@ async def test_the_copies_stored_before_get_their_due_date_answer_and_registrati
 
 
 # Six documents with a copy each, stored by a process of the previous version after the
-# migration (no due date kept with the copy), every other one due on 3 December; one of them (D5)
-# stored a day and more after the migration (past the upgrade's window).
+# migration (no due date kept with the copy), every other one due four days before it; one of
+# them (D5) stored a day and more after the migration (past the upgrade's window).
 AFTER = """
 INSERT INTO exchange.document (uuid, document_id, sender, consignment_id, fingerprint,
     business_type, header, submitted_at)
 SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'D' || i, 'A001', 'c' || i,
-    'f' || i, 0, jsonb_build_object('due_date', CASE WHEN i % 2 = 1 THEN '2026-12-03' END),
+    'f' || i, 0, jsonb_build_object('due_date',
+        CASE WHEN i % 2 = 1 THEN to_char($1::timestamptz - interval '4 days', 'YYYY-MM-DD') END),
     $1::timestamptz + i * interval '1 minute'
 FROM generate_series(1, 6) i;
 INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient, recipient, state,
