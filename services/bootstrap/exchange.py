@@ -46,12 +46,14 @@ from services.exchange.entrypoints.directory_changes import DirectoryChanges
 from services.exchange.entrypoints.relay import OutboxRelay
 from services.exchange.entrypoints.settlements import Settlements
 from services.exchange.service_layer.admin import AdminHandlers
+from services.exchange.service_layer.copy_due_dates import DueDateRepair
 from services.exchange.service_layer.directory_cache import DirectoryCache
 from services.exchange.service_layer.federation import FederationHandlers
 from services.exchange.service_layer.forwarding import Forwarder
 from services.exchange.service_layer.handlers import ExchangeHandlers, Limits
 from services.exchange.service_layer.hop_receipts import HopReceipts
 from services.exchange.service_layer.lifecycle import LifecycleHandlers
+from services.exchange.service_layer.notice_hops import NoticeHopRepair
 from services.exchange.service_layer.ports import DirectoryLookup
 from services.exchange.service_layer.reports import ReportHandlers
 from services.exchange.service_layer.reroute import Rerouter
@@ -356,6 +358,8 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
     uploads = AbandonedUploadSweeper(
         PostgresAbandonedUploads(pool), dt.timedelta(seconds=settings.upload_ttl_s)
     )
+    hops = NoticeHopRepair(PostgresPeerStates(pool))
+    due_dates = DueDateRepair(PostgresReportStore(pool))
 
     async def sweep(ended: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as jobs:
@@ -367,6 +371,10 @@ def _sweeps(wiring: Wiring, lookup: DirectoryLookup) -> Term:
                     uploads.sweep,
                     "abandoned-uploads",
                 )
+            )
+            jobs.create_task(every(settings.reroute_interval_s, ended, hops.run, "notice-hops"))
+            jobs.create_task(
+                every(settings.reroute_interval_s, ended, due_dates.run, "copy-due-dates")
             )
 
     return sweep

@@ -114,18 +114,37 @@ def _lost_role_race(error: asyncpg.PostgresError) -> bool:
 
 
 # A migration whose first line is this runs outside a transaction, one statement at a time (a
-# `;` at the end of a line ends one, even in a comment): for CREATE INDEX CONCURRENTLY, which
-# cannot run in one, and is how an index is added to a large table that takes writes (a plain
-# CREATE INDEX blocks its writes, and an ALTER TABLE in the same transaction its reads too, while
-# it reads the whole table). It is recorded applied after its last statement, so each statement
-# must be safe to run again: an interrupted CONCURRENTLY build leaves an invalid index, hence
-# DROP INDEX CONCURRENTLY IF EXISTS before each CREATE INDEX CONCURRENTLY.
+# `;` at the end of a line ends one, even in a comment, but not in a dollar-quoted body: a DO
+# block that commits each batch of a backfill is one statement): for CREATE INDEX CONCURRENTLY,
+# which cannot run in one, and is how an index is added to a large table that takes writes (a
+# plain CREATE INDEX blocks its writes, and an ALTER TABLE in the same transaction its reads too,
+# while it reads the whole table). It is recorded applied after its last statement, so each
+# statement must be safe to run again: an interrupted CONCURRENTLY build leaves an invalid index,
+# hence DROP INDEX CONCURRENTLY IF EXISTS before each CREATE INDEX CONCURRENTLY.
 NO_TRANSACTION = "-- migration: no transaction"
+
+
+_DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
 
 
 def statements(sql: str) -> list[str]:
     """The statements of a migration that runs outside a transaction, in order."""
-    return [s.strip() for s in re.split(r";[ \t]*$", sql, flags=re.MULTILINE) if _has_code(s)]
+    found: list[str] = []
+    current: list[str] = []
+    quoted: str | None = None  # the tag of the dollar-quoted body the line is in, if any
+    for line in sql.splitlines(keepends=True):
+        for tag in _DOLLAR_QUOTE.findall(line):
+            if quoted is None:
+                quoted = tag
+            elif tag == quoted:
+                quoted = None
+        ended = re.search(r";[ \t]*$", line.rstrip("\r\n")) if quoted is None else None
+        current.append(line[: ended.start()] if ended else line)
+        if ended:
+            found.append("".join(current))
+            current = []
+    found.append("".join(current))
+    return [s.strip() for s in found if _has_code(s)]
 
 
 def _has_code(sql: str) -> bool:

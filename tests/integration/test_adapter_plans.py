@@ -30,14 +30,15 @@ from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
 from services.exchange.adapters.postgres import PostgresDocumentStore
 from services.exchange.adapters.postgres_admin import PostgresAdminStore
-from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore
+from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore, insert_status
 from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
 from services.exchange.domain.model import DeliveryState
-from services.exchange.domain.statuses import StatusCode
+from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
+from services.exchange.service_layer.notice_hops import NoticeKey
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints, PostgresLedgerReader
 from tests.infra import SuiteServices
 from tests.plan_history import HISTORY, LOG, without_autovacuum
@@ -46,13 +47,18 @@ from tests.query_plans import leading_columns, literals, plan_nodes, rows_read, 
 pytestmark = pytest.mark.integration
 
 # Beside the history: a directory of 30 provinces and 3,000 communes (a seventh closed by the
-# reorganisation of 2025), a due date on every tenth document, and the copies to twenty agencies
+# reorganisation of 2025), a due date on every tenth document (kept with its copies, as
+# postgres._copies_sql stores it), a 03 an hour after the 01 on the acknowledged copies and a 06
+# an hour later on those with a due date, but for the last hundred documents and two in a
+# hundred (their times kept with the copies, as postgres_lifecycle.insert_status keeps them),
+# and the copies to twenty agencies
 # whose DMSs stopped answering dead-lettered (306; with their documents' senders, as
 # postgres_copies.save_sql stores them), half of them routed through a peer hub (HUB-B, which
 # also has 30 copies waiting); two agencies' copies withdrawn (30); 110 documents that came from
 # two other peers, with their forwarded copies, their notices keeping their hops as
 # postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
-# checkpoints, all but the last three cosigned by two witnesses.
+# checkpoints, all but the last three cosigned by two witnesses; the walk of the copies' due dates
+# begun in the middle of the history (the 120th document's time).
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -65,6 +71,24 @@ SELECT 'P' || lpad((i % 30 + 1)::text, 2, '0') || '-X' || lpad(i::text, 4, '0'),
 FROM generate_series(1, 3000) i;
 UPDATE exchange.document SET header = jsonb_set(header, '{due_date}', '"2026-12-03"')
 WHERE substr(document_id, 2)::int % 10 = 0;
+UPDATE exchange.delivery d SET due_date = (doc.header ->> 'due_date')::date
+FROM exchange.document doc
+WHERE doc.uuid = d.document_uuid AND doc.header ->> 'due_date' IS NOT NULL;
+INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at, recorded_at,
+    reported_by)
+SELECT d.id, 's' || d.id || c.code, c.code, d.acknowledged_at + c.after,
+    d.acknowledged_at + c.after, d.recipient
+FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+CROSS JOIN LATERAL (SELECT substr(doc.document_id, 2)::int n) n
+CROSS JOIN (VALUES ('03', interval '1 hour'), ('06', interval '2 hours')) c (code, after)
+WHERE d.state = 'acknowledged' AND n.n <= 2900 AND n.n % 100 NOT IN (7, 50)
+    AND (c.code = '03' OR d.due_date IS NOT NULL);
+UPDATE exchange.delivery d SET answered_at = s.answered_at, registered_at = s.registered_at
+FROM (SELECT delivery_id,
+          min(occurred_at) FILTER (WHERE code IN ('02', '06')) AS answered_at,
+          min(occurred_at) FILTER (WHERE code IN ('02', '03')) AS registered_at
+      FROM exchange.delivery_status GROUP BY delivery_id) s
+WHERE d.id = s.delivery_id;
 UPDATE exchange.delivery SET state = 'dead_lettered', dead_lettered_at = accepted_at,
     dead_letter_reason = 'max pushes', acknowledged_at = NULL,
     via_hub = CASE WHEN recipient >= 'A160' THEN 'HUB-B' END
@@ -88,6 +112,8 @@ SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub 
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = n.delivery_id
     AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
+UPDATE exchange.copy_due_date_walk SET began_at = '2026-12-02 01:00+00',
+    walked_to = '2026-12-02 01:00+00';
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
 FROM generate_series(1, 3000) i;
@@ -99,8 +125,13 @@ FROM generate_series(1, 2997) i CROSS JOIN (VALUES ('w1'), ('w2')) v (w);
 # A page of 20 and what it joins (its documents, copies, statuses) read under 100 rows; a walk of
 # the history reads thousands.
 PAGE = 100
-# A007's copies, sent and received (166), their documents and two statuses each.
-AGENCYS_COPIES = 4 * 166 + PAGE
+# The copies with a due date not answered (136 of 600: waiting, or of the two documents in a
+# hundred and the last hundred without a 06), each with its document and a probe of its
+# statuses.
+OPEN_FOR_AN_ANSWER = 3 * 136 + PAGE
+# The copies waiting (120), each with its document, and those acknowledged without a 03 (157 of
+# 2,844), each with its document and two probes of its statuses.
+OPEN_FOR_REGISTRATION = 2 * 120 + 4 * 157 + PAGE
 # A peer's dead letters (150 of the 306), each once.
 PEERS_DEAD_LETTERS = 150 + PAGE
 # What waits for the peers and came from them lately: HUB-B's 150 dead letters and 30 copies
@@ -153,6 +184,24 @@ def _dead_letters(
     )
 
 
+async def _status_recorded(pool: asyncpg.Pool) -> None:
+    """A 03 on a copy with its registration kept on the copy (rolled back): one copy written."""
+    async with pool.acquire() as conn:
+        copy = await conn.fetchval("SELECT id FROM exchange.delivery ORDER BY id LIMIT 1")
+        if copy is None:
+            return
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await insert_status(
+                conn,
+                copy,
+                StatusEntry(StatusReport("plan-03", StatusCode.ACCEPTED, AS_OF), "A001", AS_OF),
+            )
+        finally:
+            await transaction.rollback()
+
+
 READS = (
     _search(DocumentQuery()),
     _search(DocumentQuery(), AFTER_MIDDLE),
@@ -187,17 +236,29 @@ READS = (
         lambda pool: PostgresPeerStates(pool).dead_lettered("HUB-B", 20),
         read_at_most=PEERS_DEAD_LETTERS,
     ),
-    # An agency's reports: its copies and its documents', all those with a due date (overdue)
-    # or waiting (stalled) as of the report; A007's: 16 and 150 of 3,300, with their statuses.
+    # The reports: the hub's copies not answered (with a due date) or not registered, or
+    # waiting, each with its document and statuses probed, whether of every agency or of one;
+    # not every copy with a due date or acknowledged (an agency's read its copies and documents
+    # ever: 4 x 166 for A007's, every agency's the hub's 3,300 copies).
+    Read(
+        "every agency's overdue copies",
+        lambda pool: PostgresReportStore(pool).overdue(None, AS_OF, 20),
+        read_at_most=OPEN_FOR_AN_ANSWER,
+    ),
     Read(
         "an agency's overdue copies",
         lambda pool: PostgresReportStore(pool).overdue("A007", AS_OF, 20),
-        read_at_most=AGENCYS_COPIES,
+        read_at_most=OPEN_FOR_AN_ANSWER,
+    ),
+    Read(
+        "every agency's stalled copies",
+        lambda pool: PostgresReportStore(pool).stalled(None, AS_OF, dt.timedelta(hours=1), 20),
+        read_at_most=OPEN_FOR_REGISTRATION,
     ),
     Read(
         "an agency's stalled copies",
         lambda pool: PostgresReportStore(pool).stalled("A007", AS_OF, dt.timedelta(hours=1), 20),
-        read_at_most=AGENCYS_COPIES,
+        read_at_most=OPEN_FOR_REGISTRATION,
     ),
     # A007's 150 documents with their copies' recalls, its 15 copies with their statuses: 364.
     Read(
@@ -205,16 +266,36 @@ READS = (
         lambda pool: PostgresReportStore(pool).monthly(*DECEMBER, ["A007"]),
         read_at_most=400,
     ),
-    # The hour's 60 documents and 66 copies, with their statuses: 384.
+    # The hour's 60 documents and 66 copies, with their statuses (their 03s and 06s too): 462.
     Read(
         "an hour's figures",
         lambda pool: PostgresReportStore(pool).monthly(MIDDLE, MIDDLE + dt.timedelta(hours=1), []),
-        read_at_most=400,
+        read_at_most=500,
     ),
     Read(
         "what waits for each peer (ListPeers)",
         lambda pool: PostgresPeerStates(pool).queues(MIDDLE + dt.timedelta(hours=9)),
         read_at_most=PEERS_WAITING,
+    ),
+    Read("a status recorded", _status_recorded),
+    # A batch of the copies accepted since the migration (the walk begins in the middle of the
+    # history here), each without a due date with its document.
+    Read(
+        "the copies' due dates, a batch",
+        lambda pool: PostgresReportStore(pool).date_copies(
+            MIDDLE + dt.timedelta(days=1), dt.timedelta(days=1), 20
+        ),
+    ),
+    # A batch of the waiting notices, each without a hop with its copy and document.
+    Read(
+        "the notices' hops, the first batch",
+        lambda pool: PostgresPeerStates(pool).route_waiting(None, 20),
+    ),
+    Read(
+        "the notices' hops, a batch in the middle",
+        lambda pool: PostgresPeerStates(pool).route_waiting(
+            NoticeKey("A100", MIDDLE, "00000000-0000-4000-8000-000000000000"), 20
+        ),
     ),
     Read(
         "the pull listing of an agency with a backlog",

@@ -217,6 +217,46 @@ async def test_monthly_statistics_have_the_known_answers(
     assert error_details(bad.value).reason == "VALIDATION"
 
 
+async def test_each_copy_keeps_its_due_date_its_first_answer_and_its_registration(
+    month: Month, database_url: str
+) -> None:
+    """What the overdue and stalled reports read the open copies by (migration 0038), as the
+    copies and statuses are stored: the document's due date with the copy, the first 02 or 06's
+    time (answered), the first 02 or 03's (registered); nothing for a 01 or a recall."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = {
+            str(r["id"]): r
+            for r in await conn.fetch(
+                "SELECT id, due_date, answered_at, registered_at FROM exchange.delivery "
+                "WHERE id = ANY($1::uuid[])",
+                [uuid.UUID(d) for d in month.copies.values()],
+            )
+        }
+    finally:
+        await conn.close()
+    kept = {
+        key: (r["due_date"], r["answered_at"], r["registered_at"])
+        for key, r in ((key, rows[d]) for key, d in month.copies.items())
+    }
+    r1, r2 = month.r1, month.r2
+    for day in range(1, 31):
+        due = dt.date(2026, 10, day + 5) if day <= 20 else None
+        done = vn(day, 15) + dt.timedelta(days=3 if day % 2 == 0 else 7)
+        assert kept[(r1, day)] == (due, done if due else None, vn(day, 11)), day
+    arrived = {day: vn(day, 23, 30) if day % 2 else vn(day + 1, 8) for day in range(1, 31)}
+    for day in range(1, 5):  # rejected: answered and registered by the 02
+        at = arrived[day] + dt.timedelta(hours=1)
+        assert kept[(r2, day)] == (dt.date(2026, 10, day + 5), at, at), day
+    assert kept[(r2, 5)] == (
+        dt.date(2026, 10, 10),
+        vn(11, 0, 30),
+        arrived[5] + dt.timedelta(hours=1),
+    )
+    assert kept[(r2, 10)] == (dt.date(2026, 10, 15), None, None)
+    assert kept[(r2, 25)] == (None, None, None)  # withdrawn before its receipt
+
+
 async def test_overdue_copies_as_of_a_day_have_the_known_answers(
     month: Month, axis: str, pki: SuitePki
 ) -> None:

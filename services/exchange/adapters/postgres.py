@@ -1284,20 +1284,27 @@ def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: st
 
 def _copies_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
     """The copies, none unless `unchanged` (_unchanged_sql): their count tells the caller."""
-    routes = [(item.receipt, i, r) for item in batch for i, r in enumerate(item.receipt.routes)]
+    # Each copy keeps its document's due date (the overdue report reads the open copies by it).
+    routes = [
+        (item.receipt, i, r, item.submission.header.due_date)
+        for item in batch
+        for i, r in enumerate(item.receipt.routes)
+    ]
     return f"""
         INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-            recipient, state, accepted_at, via_hub)
+            recipient, state, accepted_at, via_hub, due_date)
         SELECT u.id, u.document_uuid, u.position, u.requested_recipient, u.recipient,
-            {p(DeliveryState.ACCEPTED.value, "text")}, u.accepted_at, u.via_hub
-        FROM unnest({p([uuid.UUID(r.delivery_id) for _, _, r in routes], "uuid[]")},
-            {p([uuid.UUID(receipt.document_uuid) for receipt, _, _ in routes], "uuid[]")},
-            {p([i for _, i, _ in routes], "int[]")},
-            {p([r.requested_recipient for _, _, r in routes], "text[]")},
-            {p([r.effective_recipient for _, _, r in routes], "text[]")},
-            {p([receipt.accepted_at for receipt, _, _ in routes], "timestamptz[]")},
-            {p([r.hub for _, _, r in routes], "text[]")})
-            AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub)
+            {p(DeliveryState.ACCEPTED.value, "text")}, u.accepted_at, u.via_hub, u.due_date
+        FROM unnest({p([uuid.UUID(r.delivery_id) for _, _, r, _ in routes], "uuid[]")},
+            {p([uuid.UUID(receipt.document_uuid) for receipt, _, _, _ in routes], "uuid[]")},
+            {p([i for _, i, _, _ in routes], "int[]")},
+            {p([r.requested_recipient for _, _, r, _ in routes], "text[]")},
+            {p([r.effective_recipient for _, _, r, _ in routes], "text[]")},
+            {p([receipt.accepted_at for receipt, _, _, _ in routes], "timestamptz[]")},
+            {p([r.hub for _, _, r, _ in routes], "text[]")},
+            {p([due for _, _, _, due in routes], "date[]")})
+            AS u(id, document_uuid, position, requested_recipient, recipient, accepted_at, via_hub,
+                due_date)
         {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 

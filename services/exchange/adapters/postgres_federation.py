@@ -298,8 +298,9 @@ async def _add_copy(
     await conn.execute(
         """
         INSERT INTO exchange.delivery (id, document_uuid, position, requested_recipient,
-            recipient, state, accepted_at, via_hub)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            recipient, state, accepted_at, via_hub, due_date)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, (header ->> 'due_date')::date
+        FROM exchange.document WHERE uuid = $2
         """,
         uuid.UUID(route.delivery_id),
         document,

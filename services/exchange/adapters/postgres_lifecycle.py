@@ -48,6 +48,8 @@ from services.exchange.domain.notices import (
     fates,
 )
 from services.exchange.domain.statuses import (
+    ANSWERING,
+    REGISTERING,
     RecallState,
     StaffInfo,
     StatusCode,
@@ -100,15 +102,31 @@ def _staff_json(staff: StaffInfo) -> str:
     )
 
 
+# A status, and on its copy the time of its first answer or registration when it is one
+# (statuses.ANSWERING, REGISTERING: what the overdue and stalled reports read the open copies by,
+# postgres_reports). The earliest is kept: reports arrive out of order. A status of neither kind
+# writes no copy (the UPDATE's WHERE is false before any row is read).
+INSERT_STATUS_SQL = """
+WITH status AS (
+    INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
+        recorded_at, description, staff, reported_by)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+    RETURNING id
+),
+copy AS (
+    UPDATE exchange.delivery
+    SET answered_at = CASE WHEN $9 THEN least(answered_at, $4) ELSE answered_at END,
+        registered_at = CASE WHEN $10 THEN least(registered_at, $4) ELSE registered_at END
+    WHERE id = $1 AND ($9 OR $10)
+)
+SELECT id FROM status
+"""
+
+
 async def insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry) -> int:
     report = entry.report
     row_id: int = await conn.fetchval(
-        """
-        INSERT INTO exchange.delivery_status (delivery_id, status_id, code, occurred_at,
-            recorded_at, description, staff, reported_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-        RETURNING id
-        """,
+        INSERT_STATUS_SQL,
         delivery_id,
         report.status_id,
         report.code.value,
@@ -117,6 +135,8 @@ async def insert_status(conn: Conn, delivery_id: uuid.UUID, entry: StatusEntry) 
         report.description,
         _staff_json(report.staff),
         entry.reported_by,
+        report.code in ANSWERING,
+        report.code in REGISTERING,
     )
     return row_id
 

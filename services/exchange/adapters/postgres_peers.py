@@ -4,11 +4,13 @@ what waits for each peer hub, is dead-lettered for it, or came from it lately.""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from services.exchange.domain.peering import CircuitState
+from services.exchange.service_layer.notice_hops import NoticeKey
 from services.exchange.service_layer.peers import PeerQueue, PeerReport
 
 _COLUMNS = (
@@ -68,6 +70,41 @@ FROM (
 WHERE hub IS NOT NULL
 GROUP BY hub
 """
+
+
+# A batch of the waiting notices (notice_pending's order, after the cursor), and the hop of those
+# without one, computed as postgres_lifecycle.stage_notices computes it (the hop the copy took
+# for a notice to its recipient, the one its document came by for one to its sender), written
+# where there is one: a notice a process of the previous version staged to a peer (service_layer/
+# notice_hops.py). The last row read is the next cursor. The keyset is the index's whole key: a
+# range of it however the plan is made.
+_ROUTE_WAITING_SQL = """
+WITH batch AS MATERIALIZED (
+    SELECT id, agency, created_at, via_hub, delivery_id FROM exchange.notice
+    WHERE acknowledged_at IS NULL AND (agency, created_at, id) > ($1, $2, $3)
+    ORDER BY agency, created_at, id
+    LIMIT $4
+),
+hops AS (
+    SELECT b.id, CASE WHEN b.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END AS via_hub
+    FROM batch b
+    JOIN exchange.delivery d ON d.id = b.delivery_id
+    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    WHERE b.via_hub IS NULL
+),
+routed AS (
+    UPDATE exchange.notice n SET via_hub = h.via_hub FROM hops h
+    WHERE n.id = h.id AND h.via_hub IS NOT NULL AND n.via_hub IS NULL
+    RETURNING n.id
+)
+SELECT (SELECT count(*) FROM routed) AS routed, (SELECT count(*) FROM batch) AS read,
+    last.agency, last.created_at, last.id
+FROM (SELECT agency, created_at, id FROM batch ORDER BY agency DESC, created_at DESC, id DESC
+      LIMIT 1) last
+RIGHT JOIN (SELECT) one ON true
+"""
+# Before every waiting notice: no agency code is empty.
+_FIRST = NoticeKey("", dt.datetime.min.replace(tzinfo=dt.UTC), str(uuid.UUID(int=0)))
 
 
 class PostgresPeerStates:
@@ -130,6 +167,22 @@ class PostgresPeerStates:
             )
             for r in rows
         ]
+
+    async def route_waiting(
+        self, after: NoticeKey | None, limit: int
+    ) -> tuple[int, NoticeKey | None]:
+        start = after or _FIRST
+        row = await self._pool.fetchrow(
+            _ROUTE_WAITING_SQL,
+            start.agency,
+            start.created_at,
+            uuid.UUID(start.notice_id),
+            limit,
+        )
+        assert row is not None  # one row, whatever the batch held
+        if row["read"] < limit:
+            return row["routed"], None
+        return row["routed"], NoticeKey(row["agency"], row["created_at"], str(row["id"]))
 
     async def dead_lettered(self, hub: str, limit: int) -> tuple[list[str], int]:
         rows = await self._pool.fetch(

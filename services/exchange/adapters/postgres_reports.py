@@ -89,72 +89,71 @@ FROM received r FULL JOIN sent s ON s.agency = r.agency
 ORDER BY 1
 """
 
-# The copies a report is about: every agency's, or one agency's, received or sent. An agency's
-# are its copies (delivery_inbox) and its documents' (document_sender_submitted), each probed
-# by its index: as one join with `$1 IS NULL OR d.recipient = $1 OR doc.sender = $1`, no index
-# has both sides of the OR, and in both plan modes an agency's report read every copy of the
-# hub and its document (6,300 rows in tests/integration/test_adapter_plans.py, where A007's are
-# a few hundred). A document's copies are probed document by document (OFFSET 0 keeps the
-# report's conditions out of the probe): the generic plan priced `accepted_at <= $2` at a third
-# of the copies and joined the sender's documents to every copy accepted before the report's time
-# (3,778 rows read). A copy an agency sent itself is its recipient's branch only.
-_COPY_COLUMNS = """d.id, d.document_uuid, d.recipient, d.state, d.accepted_at, doc.document_id,
-        doc.sender, doc.header"""
-_EVERY_AGENCYS_COPIES = f"""
-    SELECT {_COPY_COLUMNS}
-    FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid"""  # noqa: S608 - constants only
-_AN_AGENCYS_COPIES = f"""
-    SELECT {_COPY_COLUMNS}
-    FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
-    WHERE d.recipient = $1
-    UNION ALL
-    SELECT {_COPY_COLUMNS}
-    FROM exchange.document doc
-    CROSS JOIN LATERAL (
-        SELECT id, document_uuid, recipient, state, accepted_at FROM exchange.delivery
-        WHERE document_uuid = doc.uuid AND recipient <> $1 OFFSET 0
-    ) d
-    WHERE doc.sender = $1"""  # noqa: S608 - constants only
+# The copies a report is about: of every agency ($1 NULL) or one agency's, received or sent
+# (its copies and its documents'). They come from the copies the report looks for, kept open on
+# the copy (migration 0038): not answered (overdue: delivery_answer_due) or not registered
+# (stalled: delivery_registration), or answered / registered after the report's time (an older
+# report's); each with its document, probed. The reports read every copy with a due date, or
+# every acknowledged copy, with its document and statuses (the hub's history): an agency's read
+# its copies and documents ever, every agency's the whole hub. Read so, an agency's report reads
+# the hub's open copies and keeps its own; its statement's plan is every agency's. Whether a
+# status answered the copy by the report's time is still probed (OFFSET 0: never hashed, as
+# before): a copy whose status a process of the previous version recorded during a rolling
+# upgrade has no time kept, and stays a candidate that the probe drops.
+_AGENCY = "($1::text IS NULL OR d.recipient = $1 OR doc.sender = $1)"
 
-# {copies}: one of the above; {as_of}, {limit}: their placeholders (after the agency's, if any).
-# A copy's 02 or 06 is probed copy by copy (OFFSET 0): as an anti join, on young statistics, the
-# planner read one_status_event whole, every copy's statuses, to hash the 02s and 06s (the same
-# in _STALLED_SQL for the 02s and 03s).
-_OVERDUE_SQL = """
-SELECT c.id, c.document_uuid, c.document_id, c.header ->> 'subject' AS subject, c.sender,
-    c.recipient, (c.header ->> 'due_date')::date AS due_date, c.accepted_at
-FROM ({copies}) c
-WHERE c.header ->> 'due_date' IS NOT NULL
-    AND c.accepted_at <= {as_of}
-    AND c.state NOT IN ('withdrawn', 'failed')
-    AND ((c.header ->> 'due_date')::date + 1)::timestamp - interval '7 hours'
-        <= {as_of} AT TIME ZONE 'UTC'
+# $1: the agency (NULL: every agency), $2: the report's time, $3: how many. A copy's 02 or 06 is
+# probed copy by copy (OFFSET 0): as an anti join, on young statistics, the planner read
+# one_status_event whole, every copy's statuses, to hash the 02s and 06s (the same in
+# _STALLED_SQL for the 02s and 03s).
+_OVERDUE_SQL = f"""
+SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject, doc.sender,
+    d.recipient, d.due_date, d.accepted_at
+FROM (
+    SELECT id, document_uuid, recipient, due_date, accepted_at FROM exchange.delivery
+    WHERE due_date IS NOT NULL AND state NOT IN ('withdrawn', 'failed') AND answered_at IS NULL
+    UNION ALL
+    SELECT id, document_uuid, recipient, due_date, accepted_at FROM exchange.delivery
+    WHERE due_date IS NOT NULL AND state NOT IN ('withdrawn', 'failed') AND answered_at > $2
+) d
+JOIN exchange.document doc ON doc.uuid = d.document_uuid
+WHERE {_AGENCY}
+    AND d.accepted_at <= $2
+    AND (d.due_date + 1)::timestamp - interval '7 hours' <= $2 AT TIME ZONE 'UTC'
     AND NOT EXISTS (
         SELECT 1 FROM exchange.delivery_status s
-        WHERE s.delivery_id = c.id AND s.code IN ('02', '06') AND s.occurred_at <= {as_of}
+        WHERE s.delivery_id = d.id AND s.code IN ('02', '06') AND s.occurred_at <= $2
         OFFSET 0
     )
-ORDER BY due_date, c.document_id, c.recipient
-LIMIT {limit}
-"""
-_OVERDUE_OF_EVERY_AGENCY_SQL = _OVERDUE_SQL.format(
-    copies=_EVERY_AGENCYS_COPIES, as_of="$1", limit="$2"
-)
-_OVERDUE_OF_AN_AGENCY_SQL = _OVERDUE_SQL.format(copies=_AN_AGENCYS_COPIES, as_of="$2", limit="$3")
+ORDER BY d.due_date, doc.document_id, d.recipient
+LIMIT $3
+"""  # noqa: S608 - constants only
 
 
 # Vietnam time is UTC+7 with no daylight saving, as in the queries above. A copy is waiting for
-# its 01 (state accepted/queued/pushed: 01 is recorded when the DMS acknowledges) or, once
-# acknowledged, for its 03 (or 02). The registration deadline is the end of the Vietnam day of the
-# 01, moved from Saturday or Sunday to the end of the following Monday. {copies}, {as_of},
-# {grace}, {limit}: as in _OVERDUE_SQL.
-_STALLED_SQL = """
+# its 01 (state accepted/queued/pushed: 01 is recorded when the DMS acknowledges; the copies
+# waiting, delivery_pending, bounded by the backlog: all of them, OFFSET 0 keeping the report's
+# time from being a condition on the index that leaves its first column, the recipient, free) or,
+# once acknowledged, for its 03 (or 02).
+# The registration deadline is the end of the Vietnam day of the 01, moved from Saturday or
+# Sunday to the end of the following Monday. $1: the agency, $2: the report's time, $3: the
+# grace of a copy waiting for its 01, $4: how many.
+_STALLED_SQL = f"""
 WITH scope AS (
-    SELECT c.id, c.document_uuid, c.document_id, c.header ->> 'subject' AS subject,
-        c.sender, c.recipient, c.state, c.accepted_at
-    FROM ({copies}) c
-    WHERE c.accepted_at <= {as_of}
-        AND c.state IN ('accepted', 'queued', 'pushed', 'acknowledged')
+    SELECT d.id, d.document_uuid, doc.document_id, doc.header ->> 'subject' AS subject,
+        doc.sender, d.recipient, d.state, d.accepted_at
+    FROM (
+        (SELECT id, document_uuid, recipient, state, accepted_at FROM exchange.delivery
+         WHERE state IN ('accepted', 'queued', 'pushed') OFFSET 0)
+        UNION ALL
+        SELECT id, document_uuid, recipient, state, accepted_at FROM exchange.delivery
+        WHERE state = 'acknowledged' AND registered_at IS NULL
+        UNION ALL
+        SELECT id, document_uuid, recipient, state, accepted_at FROM exchange.delivery
+        WHERE state = 'acknowledged' AND registered_at > $2
+    ) d
+    JOIN exchange.document doc ON doc.uuid = d.document_uuid
+    WHERE d.accepted_at <= $2 AND {_AGENCY}
 ),
 arrived AS (
     SELECT s.*, first.occurred_at AS arrived_at,
@@ -162,18 +161,18 @@ arrived AS (
     FROM scope s
     CROSS JOIN LATERAL (
         SELECT min(a.occurred_at) AS occurred_at FROM exchange.delivery_status a
-        WHERE a.delivery_id = s.id AND a.code = '01' AND a.occurred_at <= {as_of}
+        WHERE a.delivery_id = s.id AND a.code = '01' AND a.occurred_at <= $2
     ) first
     WHERE s.state = 'acknowledged' AND first.occurred_at IS NOT NULL
         AND NOT EXISTS (
             SELECT 1 FROM exchange.delivery_status r
-            WHERE r.delivery_id = s.id AND r.code IN ('02', '03') AND r.occurred_at <= {as_of}
+            WHERE r.delivery_id = s.id AND r.code IN ('02', '03') AND r.occurred_at <= $2
             OFFSET 0
         )
 ),
 stalled AS (
     SELECT id, document_uuid, document_id, subject, sender, recipient, 'not_arrived' AS step,
-        accepted_at AS waiting_since, accepted_at + {grace}::interval AS overdue_from
+        accepted_at AS waiting_since, accepted_at + $3::interval AS overdue_from
     FROM scope
     WHERE state IN ('accepted', 'queued', 'pushed')
     UNION ALL
@@ -185,16 +184,10 @@ stalled AS (
     FROM arrived
 )
 SELECT * FROM stalled
-WHERE overdue_from <= {as_of}
+WHERE overdue_from <= $2
 ORDER BY overdue_from, document_id, recipient
-LIMIT {limit}
-"""
-_STALLED_OF_EVERY_AGENCY_SQL = _STALLED_SQL.format(
-    copies=_EVERY_AGENCYS_COPIES, as_of="$1", grace="$2", limit="$3"
-)
-_STALLED_OF_AN_AGENCY_SQL = _STALLED_SQL.format(
-    copies=_AN_AGENCYS_COPIES, as_of="$2", grace="$3", limit="$4"
-)
+LIMIT $4
+"""  # noqa: S608 - constants only
 
 
 def _reported(row: asyncpg.Record) -> dict[str, str]:
@@ -209,9 +202,70 @@ def _reported(row: asyncpg.Record) -> dict[str, str]:
     }
 
 
+# A batch of the walk of the copies a process of the previous version may have stored without
+# their due date (service_layer/copy_due_dates.py), from where it was (copy_due_date_walk, locked:
+# two processes walk one batch after the other) to the earlier of $1 and the end of the upgrade's
+# window ($2 after its start): the first $3 copies in the order of delivery_accepted, and every
+# copy accepted at the same time as the last of them (a circular's copies share their time), with
+# the due date of those without one whose document has one; the walk moves to the last of them
+# (to the end, when there were fewer). Ordered by the index's only column: ordered by
+# (accepted_at, id), the plan made on empty tables read the whole range and sorted it (1,616 rows
+# for a batch of 20 in tests/integration/test_adapter_plans.py); the batch's range is probed
+# from the edge found (OFFSET 0: as a join of the walk's row, the plan made on empty tables read
+# 8,012). No row: no walk (done).
+_DATE_COPIES_SQL = """
+WITH walk AS MATERIALIZED (
+    SELECT walked_to, least($1::timestamptz, began_at + $2::interval) AS until,
+        began_at + $2::interval AS window_end
+    FROM exchange.copy_due_date_walk
+    FOR UPDATE
+),
+edge AS MATERIALIZED (
+    SELECT count(*) AS found, max(f.accepted_at) AS upto
+    FROM walk CROSS JOIN LATERAL (
+        SELECT accepted_at FROM exchange.delivery
+        WHERE accepted_at > walk.walked_to AND accepted_at < walk.until
+        ORDER BY accepted_at LIMIT $3
+    ) f
+),
+batch AS MATERIALIZED (
+    SELECT d.id, d.document_uuid, d.due_date
+    FROM walk CROSS JOIN edge CROSS JOIN LATERAL (
+        SELECT id, document_uuid, due_date FROM exchange.delivery
+        WHERE accepted_at > walk.walked_to AND accepted_at <= edge.upto
+        OFFSET 0
+    ) d
+),
+dated AS (
+    UPDATE exchange.delivery d SET due_date = (doc.header ->> 'due_date')::date
+    FROM batch b JOIN exchange.document doc ON doc.uuid = b.document_uuid
+    WHERE d.id = b.id AND b.due_date IS NULL AND doc.header ->> 'due_date' IS NOT NULL
+    RETURNING d.id
+),
+step AS (
+    SELECT CASE WHEN edge.found < $3 THEN walk.until ELSE edge.upto END AS walked_to,
+        walk.window_end
+    FROM walk CROSS JOIN edge
+),
+moved AS (
+    UPDATE exchange.copy_due_date_walk w SET walked_to = step.walked_to FROM step
+    WHERE step.walked_to > w.walked_to
+)
+SELECT (SELECT count(*) FROM dated) AS dated, walked_to >= window_end AS done FROM step
+"""
+
+
 class PostgresReportStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    async def date_copies(
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        row = await self._pool.fetchrow(_DATE_COPIES_SQL, before, window, limit)
+        if row is None:
+            return 0, True
+        return row["dated"], row["done"]
 
     async def monthly(
         self, start: dt.datetime, end: dt.datetime, agencies: Sequence[str]
@@ -223,10 +277,7 @@ class PostgresReportStore:
     async def overdue(
         self, agency: str | None, as_of: dt.datetime, limit: int
     ) -> list[OverdueCopy]:
-        if agency is None:
-            rows = await self._pool.fetch(_OVERDUE_OF_EVERY_AGENCY_SQL, as_of, limit)
-        else:
-            rows = await self._pool.fetch(_OVERDUE_OF_AN_AGENCY_SQL, agency, as_of, limit)
+        rows = await self._pool.fetch(_OVERDUE_SQL, agency, as_of, limit)
         return [
             OverdueCopy(**_reported(r), due_date=r["due_date"], accepted_at=r["accepted_at"])
             for r in rows
@@ -235,12 +286,7 @@ class PostgresReportStore:
     async def stalled(
         self, agency: str | None, as_of: dt.datetime, arrival_grace: dt.timedelta, limit: int
     ) -> list[StalledCopy]:
-        if agency is None:
-            rows = await self._pool.fetch(_STALLED_OF_EVERY_AGENCY_SQL, as_of, arrival_grace, limit)
-        else:
-            rows = await self._pool.fetch(
-                _STALLED_OF_AN_AGENCY_SQL, agency, as_of, arrival_grace, limit
-            )
+        rows = await self._pool.fetch(_STALLED_SQL, agency, as_of, arrival_grace, limit)
         return [
             StalledCopy(
                 **_reported(r),

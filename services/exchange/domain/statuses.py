@@ -63,6 +63,11 @@ _BUSINESS: frozenset[StatusCode] = frozenset(
         StatusCode.COMPLETED,
     }
 )
+# What the reports ask of a copy (its first such status's time is kept with it): an answer, for
+# a document with a due date (the overdue copies), and its registration (the stalled steps). A
+# rejection is both.
+ANSWERING: frozenset[StatusCode] = frozenset({StatusCode.REJECTED, StatusCode.COMPLETED})
+REGISTERING: frozenset[StatusCode] = frozenset({StatusCode.REJECTED, StatusCode.ACCEPTED})
 _ONCE: frozenset[StatusCode] = frozenset(
     {StatusCode.ARRIVED, StatusCode.REJECTED, StatusCode.ACCEPTED, StatusCode.COMPLETED}
 )

@@ -42,3 +42,25 @@ def test_every_concurrent_build_can_run_again() -> None:
             if code.startswith("CREATE INDEX CONCURRENTLY"):
                 name = code.split()[3]
                 assert f"DROP INDEX CONCURRENTLY IF EXISTS exchange.{name}" in parts[k - 1], path
+
+
+def test_a_dollar_quoted_body_is_one_statement() -> None:
+    """A DO block that commits each batch of a backfill ends its own lines with semicolons."""
+    sql = """-- migration: no transaction
+ALTER TABLE t ADD COLUMN c text;
+DO $$
+BEGIN
+    LOOP
+        UPDATE t SET c = 'a';
+        COMMIT;
+        EXIT;
+    END LOOP;
+END
+$$;
+CREATE INDEX CONCURRENTLY i ON t (c);
+"""
+    assert postgres.statements(sql)[1:] == [
+        "DO $$\nBEGIN\n    LOOP\n        UPDATE t SET c = 'a';\n        COMMIT;\n        EXIT;\n"
+        "    END LOOP;\nEND\n$$",
+        "CREATE INDEX CONCURRENTLY i ON t (c)",
+    ]
