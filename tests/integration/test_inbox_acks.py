@@ -8,15 +8,17 @@ cyclic collector."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
-import aiormq
+import pamqp.frame
 import pytest
+from pamqp import commands as spec
 
 from services.common import rabbit
 from services.exchange.adapters.rabbit import (
@@ -36,19 +38,32 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def frames(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
-    """Every basic.ack a channel sends (delivery tag, multiple), on its way to the broker."""
-    sent: list[tuple[int, bool]] = []
-    real = aiormq.Channel.basic_ack
+def ack_writes(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int, bool]]]:
+    """Every write to a broker connection that carries basic.ack frames, as the broker reads it:
+    each ack's (channel, delivery tag, multiple), in order."""
+    writes: list[list[tuple[int, int, bool]]] = []
+    real = asyncio.StreamWriter.write
 
-    async def basic_ack(
-        self: aiormq.Channel, delivery_tag: int, multiple: bool = False, wait: bool = True
-    ) -> None:
-        sent.append((delivery_tag, multiple))
-        await real(self, delivery_tag, multiple=multiple, wait=wait)
+    def write(self: asyncio.StreamWriter, data: bytes | bytearray | memoryview) -> None:
+        acks: list[tuple[int, int, bool]] = []
+        rest = bytes(data)
+        while rest:
+            consumed, channel, frame = pamqp.frame.unmarshal(rest)
+            if isinstance(frame, spec.Basic.Ack):
+                acks.append((channel, frame.delivery_tag, frame.multiple))
+            rest = rest[consumed:]
+        if acks:
+            writes.append(acks)
+        real(self, data)
 
-    monkeypatch.setattr(aiormq.Channel, "basic_ack", basic_ack)
-    return sent
+    monkeypatch.setattr(asyncio.StreamWriter, "write", write)
+    return writes
+
+
+@pytest.fixture
+def frames(ack_writes: list[list[tuple[int, int, bool]]]) -> Callable[[], list[tuple[int, bool]]]:
+    """Every basic.ack sent so far (delivery tag, multiple), in order."""
+    return lambda: [(tag, multiple) for write in ack_writes for _, tag, multiple in write]
 
 
 @pytest.fixture
@@ -98,7 +113,7 @@ async def left_in(inbox: RabbitInbox, publisher: RabbitPublisher, agency: str) -
 
 
 async def test_the_acks_of_a_pass_go_as_one_frame_and_never_past_an_unsettled_delivery(
-    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: Callable[[], list[tuple[int, bool]]]
 ) -> None:
     """Six deliveries, the first two, the fourth and the fifth acked in one pass, the third and
     the sixth not: the first two go as one basic.ack with `multiple`, the two behind the third
@@ -112,13 +127,50 @@ async def test_the_acks_of_a_pass_go_as_one_frame_and_never_past_an_unsettled_de
         for index in (0, 1, 3, 4):
             await got[index].message.ack()
         tags = [m.message.tag for m in got]  # type: ignore[attr-defined]
-        await eventually(lambda: length(frames), (3).__eq__)
-        assert frames == [(tags[1], True), (tags[3], False), (tags[4], False)]
+        await eventually(lambda: length(frames()), (3).__eq__)
+        assert frames() == [(tags[1], True), (tags[3], False), (tags[4], False)]
     assert await left_in(inbox, publisher, agency) == [sent[2].message_id, sent[5].message_id]
 
 
+async def test_the_acks_of_many_streams_in_a_pass_go_in_one_write_and_settle_only_those(
+    broker: tuple[RabbitInbox, RabbitPublisher], ack_writes: list[list[tuple[int, int, bool]]]
+) -> None:
+    """Three streams (three channels of one connection), three deliveries each, the first two of
+    each acked in one pass (a group commit answering many streams): one write carries the three
+    channels' basic.acks, each with `multiple` up to its own second delivery; once the streams
+    end, each queue holds its third delivery, and only it."""
+    inbox, publisher = broker
+    queues = [await queued(publisher, 3) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as streams:
+        got = []
+        for agency, _ in queues:
+            stream = await streams.enter_async_context(inbox.consume(agency))
+            got.append(await take(stream, 3))
+        for messages in got:
+            for message in messages[:2]:
+                await message.message.ack()
+        await eventually(lambda: length(ack_writes), (1).__eq__)
+        channels = {
+            # the channel's number: unique per connection, so one per stream here
+            messages[0].message._acks.channel.number  # type: ignore[attr-defined]
+            for messages in got
+        }
+        assert len(channels) == 3
+        (write,) = ack_writes
+        assert sorted(write) == sorted(
+            (
+                messages[1].message._acks.channel.number,  # type: ignore[attr-defined]
+                messages[1].message.tag,  # type: ignore[attr-defined]
+                True,
+            )
+            for messages in got
+        )
+    for agency, sent in queues:
+        assert await left_in(inbox, publisher, agency) == [sent[2].message_id]
+
+
 async def test_the_acks_behind_a_gap_that_closes_go_with_the_next_range(
-    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: Callable[[], list[tuple[int, bool]]]
 ) -> None:
     """The third delivery, acked after the fourth (sent on its own), opens the range again: one
     basic.ack with `multiple` for the third, and the queue is empty once the stream ends."""
@@ -129,16 +181,16 @@ async def test_the_acks_behind_a_gap_that_closes_go_with_the_next_range(
         tags = [m.message.tag for m in got]  # type: ignore[attr-defined]
         for index in (0, 1, 3):
             await got[index].message.ack()
-        await eventually(lambda: length(frames), (2).__eq__)
+        await eventually(lambda: length(frames()), (2).__eq__)
         await got[2].message.ack()
-        await eventually(lambda: length(frames), (3).__eq__)
-        assert frames == [(tags[1], True), (tags[3], False), (tags[2], True)]
+        await eventually(lambda: length(frames()), (3).__eq__)
+        assert frames() == [(tags[1], True), (tags[3], False), (tags[2], True)]
     assert await left_in(inbox, publisher, agency) == []
 
 
 async def test_a_stream_that_ends_with_acks_due_sends_them_and_returns_the_rest(
     broker: tuple[RabbitInbox, RabbitPublisher],
-    frames: list[tuple[int, bool]],
+    frames: Callable[[], list[tuple[int, bool]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The first two of four deliveries acked, and the stream ends before the task that sends
@@ -152,8 +204,8 @@ async def test_a_stream_that_ends_with_acks_due_sends_them_and_returns_the_rest(
         got = await take(stream, 4)
         await got[0].message.ack()
         await got[1].message.ack()
-        assert frames == []
-    assert frames == [(got[1].message.tag, True)]  # type: ignore[attr-defined]
+        assert frames() == []
+    assert frames() == [(got[1].message.tag, True)]  # type: ignore[attr-defined]
     assert await left_in(inbox, publisher, agency) == [sent[2].message_id, sent[3].message_id]
 
 
@@ -191,7 +243,7 @@ async def test_a_rejected_delivery_between_acks_is_dead_lettered_not_acked(
 
 
 async def test_an_ack_once_the_stream_ended_is_refused_and_its_connection_stays(
-    broker: tuple[RabbitInbox, RabbitPublisher], frames: list[tuple[int, bool]]
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: Callable[[], list[tuple[int, bool]]]
 ) -> None:
     """An ack that comes after the stream ended (its channel closed) raises, as aio-pika's did,
     and sends nothing: a frame on a closed channel is a connection error for RabbitMQ (504), the
@@ -202,7 +254,7 @@ async def test_an_ack_once_the_stream_ended_is_refused_and_its_connection_stays(
         (late,) = await take(stream, 1)
     with pytest.raises(aio_pika.exceptions.ChannelInvalidStateError):
         await late.message.ack()
-    assert frames == []
+    assert frames() == []
     assert await left_in(inbox, publisher, agency) == [sent.message_id]
 
 

@@ -36,6 +36,7 @@ from services.exchange.adapters.postgres_lifecycle import (
     LIFECYCLE_STATUSES_SQL,
     LINKS_ANSWERED_SQL,
     LINKS_REPLIES_SQL,
+    NOTICE_ACKNOWLEDGE_SQL,
     NOTICE_CLAIM_SQL,
     NOTICE_DECISION_SQL,
     NOTICE_LOCK_SQL,
@@ -107,6 +108,12 @@ HOT = (
         "a push of notices",
         NOTICE_CLAIM_SQL,
         f"SELECT array_agg(id) FROM ({WAITING}) n",  # noqa: S608 - constants only
+    ),
+    Hot(
+        "an acknowledgement of notices, with the NOTIFYs of what it settled",
+        NOTICE_ACKNOWLEDGE_SQL,
+        "SELECT array_agg(id), now(), ARRAY['exchange_acknowledged'], "  # noqa: S608 - constants only
+        f"ARRAY[string_agg(id::text, ',')] FROM ({WAITING}) n",
     ),
     Hot(
         "Submit's lookups (the sender's blobs, an earlier consignment)",

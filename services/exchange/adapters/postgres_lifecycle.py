@@ -530,6 +530,21 @@ NOTICE_LOCK_SQL = """
 SELECT id, agency, acknowledged_at FROM exchange.notice WHERE id = ANY($1::uuid[])
 ORDER BY id FOR UPDATE
 """
+# Notices acknowledged (ids, locked: their first acknowledgements, at $2) and the NOTIFYs of every
+# item the group settled (settled_notifications' channels $3 and payloads $4, delivered at
+# commit, as announce_settled's) in one statement: the UPDATE, a data-modifying WITH clause, runs
+# whatever the SELECT reads. They were two round trips one after the other in every group of a
+# sender's stream acknowledging its notices (docs/perf/README.md, "The acknowledgement path per
+# copy").
+NOTICE_ACKNOWLEDGE_SQL = """
+WITH acknowledged AS (
+    UPDATE exchange.notice SET acknowledged_at = $2, pushed_at = coalesce(pushed_at, $2)
+    WHERE id = ANY($1::uuid[])
+)
+SELECT pg_notify(u.channel, u.payload)
+FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(channel, payload, n)
+ORDER BY u.n
+"""
 # A push of notices (ids, locked, unacknowledged): counted, and handed over at the first. By id
 # alone: with `acknowledged_at IS NULL` in the statement, notice_pending's predicate, on a notice
 # table never analyzed the planner read every unacknowledged notice (of every agency) to find
@@ -798,16 +813,7 @@ class PostgresLifecycleStore:
                     continue
                 acknowledged[key] = now
                 results.append(Acknowledgement(now, already_acknowledged=False))
-            await conn.execute(
-                """
-                UPDATE exchange.notice SET acknowledged_at = $2, pushed_at = coalesce(pushed_at, $2)
-                WHERE id = ANY($1::uuid[])
-                """,
-                list(acknowledged),
-                now,
-            )
-            await announce_settled(
-                conn,
+            notifications = settled_notifications(
                 list(
                     dict.fromkeys(
                         notice_id
@@ -815,6 +821,14 @@ class PostgresLifecycleStore:
                         if result is not None
                     )
                 ),
+                wake_relay=False,
+            )
+            await conn.execute(
+                NOTICE_ACKNOWLEDGE_SQL,
+                list(acknowledged),
+                now,
+                [channel for channel, _ in notifications],
+                [payload for _, payload in notifications],
             )
         return results
 

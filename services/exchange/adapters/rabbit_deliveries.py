@@ -7,7 +7,11 @@ a `Delivery` made in aiormq's one task per message, and an ack only notes the de
 tags settled during one pass of the event loop are sent together after it, as one basic.ack
 with `multiple` for those that follow each other from the oldest unsettled delivery of the
 channel (a group commit's copies, a stream's notices), one frame each for those behind a gap.
-(docs/perf/README.md, "The RabbitMQ client per copy".)
+(docs/perf/README.md, "The RabbitMQ client per copy".) The frames of every channel with acks
+due after that pass are one payload per connection, put once on its writer's queue (one
+`write`): a group commit answers many streams at once, each on its own channel, and each
+channel's frame was a `basic_ack` call, a frame marshalled by pamqp, a queue put and a write of
+its own (docs/perf/README.md, "The acknowledgement path per copy").
 
 An ack is noted only for a delivery its caller has settled (stored as acknowledged, or nothing
 left to push), and `multiple` covers only tags noted so, never a delivery still unsettled: what
@@ -20,21 +24,36 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
+import struct
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aio_pika
 import structlog
-from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.abc import AbstractChannel, ChannelFrame, DeliveredMessage
 
 log = structlog.get_logger(__name__)
 
-_GONE = (
-    aio_pika.exceptions.ChannelInvalidStateError,
-    aio_pika.exceptions.ChannelClosed,
-    aio_pika.exceptions.ConnectionClosed,
-)
+# A basic.ack method frame (AMQP 0-9-1, 4.2.3): type 1, the channel, the payload's size (13),
+# class 60 (basic) method 80 (ack), the delivery tag, the `multiple` bit, the frame end. What
+# pamqp.frame.marshal gives for spec.Basic.Ack (tests/unit/exchange/test_ack_frames.py).
+_ACK_FRAME = struct.Struct(">BHIHHQBB")
+
+
+def ack_frame(channel: int, tag: int, *, multiple: bool) -> bytes:
+    """The bytes of one basic.ack frame on `channel`."""
+    return _ACK_FRAME.pack(1, channel, 13, 60, 80, tag, multiple, 0xCE)
+
+
+def _close_event(channel: AbstractChannel) -> asyncio.Event:
+    """aiormq 7.2.4's channel sets this event once its Close is sent or the broker's is answered
+    (Close-Ok queued): a frame on the channel after that is a connection error for RabbitMQ
+    (504, every stream on the connection), so aiormq's basic_ack refuses a channel whose event
+    is set, and so does this module's writing below it."""
+    event = getattr(channel, "_Channel__close_event", None)
+    if not isinstance(event, asyncio.Event):
+        raise RuntimeError(f"aiormq's Channel has no close event: {channel!r} cannot be acked")
+    return event
 
 
 class ChannelAcks:
@@ -42,17 +61,24 @@ class ChannelAcks:
 
     def __init__(self, channel: AbstractChannel, sender: AckSender) -> None:
         self.channel = channel
+        self._closing = _close_event(channel)
         self._sender = sender
         # Delivered, oldest first; a tag leaves it once it is behind an ack sent with `multiple`.
         self._unsettled: deque[int] = deque()
         self._due: set[int] = set()  # acked, not sent yet
         self._sent: set[int] = set()  # settled on their own (behind a gap, or rejected)
-        self._sending = asyncio.Lock()
+        # Held while acks are taken and until their frames are on the writer's queue, and while a
+        # reject is written: whatever comes after (a `multiple`, the channel's Close) follows them.
+        self.sending = asyncio.Lock()
         self._closed = False
 
     @property
     def closed(self) -> bool:
         return self._closed or self.channel.is_closed
+
+    @property
+    def _writable(self) -> bool:
+        return not (self.channel.is_closed or self._closing.is_set())
 
     def delivered(self, tag: int) -> None:
         if self._unsettled and tag < self._unsettled[-1]:
@@ -71,26 +97,26 @@ class ChannelAcks:
     async def reject(self, tag: int, *, requeue: bool) -> None:
         if self.closed:
             raise aio_pika.exceptions.ChannelInvalidStateError(f"{self.channel!r} closed")
-        async with self._sending:  # before the channel's Close, should the stream end meanwhile
+        async with self.sending:  # before the channel's Close, should the stream end meanwhile
             await self.channel.basic_reject(tag, requeue=requeue)
         # Only once written: a later ack with `multiple` then comes after it on the wire.
         self._sent.add(tag)
-
-    async def send(self) -> None:
-        async with self._sending:
-            await self._send()
 
     async def close(self) -> None:
         """Sends what is due; nothing is acked on this channel afterwards (ChannelInvalidStateError:
         its close returns to the queue whatever was not settled). Before the channel's Close."""
         self._closed = True
-        async with self._sending:
-            with contextlib.suppress(*_GONE):
-                await self._send()
+        async with self.sending:
+            await write_acks([self])
 
-    async def _send(self) -> None:
+    def take(self) -> bytes:
+        """The basic.ack frames of the acks due, taken off the books: one with `multiple` for
+        those that follow each other from the oldest unsettled delivery, one for each behind a
+        gap; none once the channel is closing (the broker returns them to the queue; the
+        database says they are done). Only under `sending`, until they are on the writer's
+        queue: the channel's Close (after close()) and a reject come after them on the wire."""
         if not self._due:
-            return
+            return b""
         top: int | None = None
         while self._unsettled:
             tag = self._unsettled[0]
@@ -105,12 +131,26 @@ class ChannelAcks:
         behind = sorted(self._due)
         self._due.clear()
         self._sent.update(behind)
-        if self.channel.is_closed:
-            return  # the broker returned them to the queue; the database says they are done
+        if not self._writable:
+            return b""
+        number = self.channel.number
+        frames = [ack_frame(number, tag, multiple=False) for tag in behind]
         if top is not None:
-            await self.channel.basic_ack(top, multiple=True, wait=False)
-        for tag in behind:
-            await self.channel.basic_ack(tag, wait=False)
+            frames.insert(0, ack_frame(number, top, multiple=True))
+        return b"".join(frames)
+
+
+async def write_acks(channels: Sequence[ChannelAcks]) -> None:
+    """The acks due on `channels`, each held under its `sending`, as one write per connection:
+    their frames in one payload on the connection's writer queue."""
+    payloads: dict[asyncio.Queue[ChannelFrame], list[bytes]] = {}
+    for acks in channels:
+        frames = acks.take()
+        if frames:
+            queue = acks.channel.connection.write_queue
+            payloads.setdefault(queue, []).append(frames)
+    for queue, parts in payloads.items():
+        await queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
 
 
 class AckSender:
@@ -129,16 +169,28 @@ class AckSender:
     async def _run(self) -> None:
         try:
             while self._due:
-                acks = next(iter(self._due))
-                del self._due[acks]
-                try:
-                    await acks.send()
-                except _GONE:
-                    pass  # requeued by the broker, skipped when pushed again
-                except Exception as exc:  # noqa: BLE001 - the other channels' acks still go
-                    log.warning("inbox_acks_not_sent", channel=str(acks.channel), error=repr(exc))
+                # Every channel with acks due, in one write per connection.
+                due = list(self._due)
+                self._due.clear()
+                await self._send(due)
         finally:
             self._task = None
+
+    @staticmethod
+    async def _send(due: Sequence[ChannelAcks]) -> None:
+        held: list[ChannelAcks] = []
+        try:
+            for acks in due:
+                # Free at once, but for a reject being written or a stream's close sending its
+                # own acks (then nothing is due here any more).
+                await acks.sending.acquire()
+                held.append(acks)
+            await write_acks(held)
+        except Exception as exc:  # noqa: BLE001 - taken and not written: the broker returns them
+            log.warning("inbox_acks_not_sent", channels=len(held), error=repr(exc))
+        finally:
+            for acks in held:
+                acks.sending.release()
 
 
 class Delivery:

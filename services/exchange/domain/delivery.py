@@ -100,11 +100,12 @@ class Copy:
         return self.state in PENDING_STATES
 
 
-def _no_longer_dead(copy: Copy) -> Copy:
-    """The copy without its dead letter: the dead-letter columns are set only while the copy is
-    dead-lettered (Track shows them so), and a dead letter acknowledged late or withdrawn is
-    over (the ledger keeps that it was one)."""
-    return dataclasses.replace(copy, dead_lettered_at=None, dead_letter_reason="")
+def _no_longer_dead(copy: Copy, **changes: Any) -> Copy:
+    """The copy without its dead letter, with `changes`: the dead-letter columns are set only
+    while the copy is dead-lettered (Track shows them so), and a dead letter acknowledged late
+    or withdrawn is over (the ledger keeps that it was one). One replace for both (a copy's
+    acknowledgement made two, 3-4 us each)."""
+    return dataclasses.replace(copy, dead_lettered_at=None, dead_letter_reason="", **changes)
 
 
 def dead_letter_event(ref: CopyRef, reason: str, push_count: int, at: dt.datetime) -> LedgerEvent:
@@ -211,8 +212,8 @@ def acknowledge(ref: CopyRef, copy: Copy, now: dt.datetime) -> Acknowledged:
     check_acknowledgeable(ref.delivery_id, copy.state)
     if copy.acknowledged_at is not None:
         return Acknowledged(copy=copy, acknowledged_at=copy.acknowledged_at, already=True)
-    acknowledged = dataclasses.replace(
-        _no_longer_dead(copy),
+    acknowledged = _no_longer_dead(
+        copy,
         state=DeliveryState.ACKNOWLEDGED,
         acknowledged_at=now,
         pushed_at=copy.pushed_at or now,
@@ -369,7 +370,7 @@ def recall(
     changed = (
         dataclasses.replace(copy, recall=state)
         if received
-        else dataclasses.replace(_no_longer_dead(copy), recall=state, state=DeliveryState.WITHDRAWN)
+        else _no_longer_dead(copy, recall=state, state=DeliveryState.WITHDRAWN)
     )
     status = (
         StatusEntry(
@@ -450,7 +451,7 @@ def resend(
             "push_count": copy.push_count,
         },
     )
-    resent = dataclasses.replace(_no_longer_dead(copy), state=DeliveryState.QUEUED, push_count=0)
+    resent = _no_longer_dead(copy, state=DeliveryState.QUEUED, push_count=0)
     return Decision(copy=resent, events=(event,))
 
 

@@ -23,6 +23,7 @@ from services.exchange.adapters.postgres import OUTBOX_CHANNEL, PostgresDocument
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGED_CHANNEL,
     ACKNOWLEDGEMENT_LOCK_SQL,
+    NOTICE_ACKNOWLEDGE_SQL,
     PostgresLifecycleStore,
 )
 from services.exchange.adapters.stored_documents import StoredDocuments
@@ -238,6 +239,60 @@ async def test_a_group_takes_two_statements_between_begin_and_commit(
         )
         == sender
     )
+
+
+async def test_notices_are_acknowledged_and_told_in_one_statement_after_their_lock(
+    pool: asyncpg.Pool, contract_database_url: str
+) -> None:
+    """A group acknowledging notices sends BEGIN, the notices' lock, one statement and COMMIT
+    (the acknowledgement and the NOTIFY of the ids settled were a statement each): the first
+    acknowledgement is stored, the one acknowledged before answered with its time, a claim of
+    another agency's notice refused, and the ids settled told at commit, each once."""
+    docs = PostgresDocumentStore(pool)
+    sender, codes = unique("S"), [unique("R"), unique("R")]
+    first, second = (
+        r.delivery_id for r in (await send(docs, a_submission(sender, codes))).receipt.routes
+    )
+    fresh = await _waiting_notice(pool, sender, first)
+    earlier = await _waiting_notice(pool, sender, second)
+    one = await postgres.create_pool(contract_database_url, min_size=1, max_size=1)
+    try:
+        lifecycle = PostgresLifecycleStore(one)
+        # The first statements of a connection read the types they use (asyncpg's own).
+        await lifecycle.acknowledge_notices([(str(earlier), sender)], EARLIER)
+        sent: list[str] = []
+        async with one.acquire() as conn:
+            conn.add_query_logger(lambda logged: sent.append(logged.query))
+        claims = [
+            (str(fresh), sender),
+            (str(earlier), sender),
+            (str(fresh), sender),
+            (str(fresh), unique("X")),
+        ]
+        outcomes, notifications = await _heard_at_commit(
+            pool, lifecycle.acknowledge_notices(claims, NOW)
+        )
+    finally:
+        await one.close()
+    assert outcomes == [
+        Acknowledgement(NOW, already_acknowledged=False),
+        Acknowledgement(EARLIER, already_acknowledged=True),
+        Acknowledgement(NOW, already_acknowledged=True),
+        None,
+    ]
+    assert [query.split()[0] for query in sent] == ["BEGIN;", "SELECT", "WITH", "COMMIT;"]
+    assert sent[2] == NOTICE_ACKNOWLEDGE_SQL
+    assert [n for n in notifications if n[0] != MARKER] == [
+        (ACKNOWLEDGED_CHANNEL, f"{fresh},{earlier}")
+    ]
+    stored = await pool.fetch(
+        "SELECT id, acknowledged_at, pushed_at FROM exchange.notice WHERE id = ANY($1::uuid[])",
+        [fresh, earlier],
+    )
+    assert {r["id"]: (r["acknowledged_at"], r["pushed_at"]) for r in stored} == {
+        fresh: (NOW, NOW),
+        earlier: (EARLIER, EARLIER),
+    }
 
 
 async def test_a_pooled_session_plans_the_groups_statements_once(
