@@ -40,6 +40,11 @@ class _Call(Generic[T]):
     def run(self) -> None:
         try:
             self.outcome = self.context.run(self.call)
+        except StopIteration as exc:
+            # A future cannot carry a StopIteration (set_exception refuses it, and would leave
+            # the rest of the batch unanswered): what a coroutine makes of one (PEP 479).
+            self.error = RuntimeError("the call raised StopIteration")
+            self.error.__cause__ = exc
         except BaseException as exc:  # noqa: BLE001 - the caller's to raise, not the thread's
             self.error = exc
 

@@ -44,26 +44,33 @@ def fail(message: str) -> str:
     raise ValueError(message)
 
 
+def stop() -> str:
+    raise StopIteration
+
+
 async def test_calls_queued_while_it_works_run_in_one_hop_each_with_its_own_answer() -> None:
-    """Four calls queued behind a busy thread take one batch; the one that raises gets its own
-    exception, the others their own results."""
+    """Four calls queued behind a busy thread take one batch; those that raise get their own
+    exception (a StopIteration as a RuntimeError, as in a coroutine), the others their own
+    results."""
     worker = WorkerThread("test-worker")
     gate, first = await held(worker)
     calls = [
         asyncio.ensure_future(worker.run(lambda: "a")),
         asyncio.ensure_future(worker.run(lambda: fail("b refused"))),
-        asyncio.ensure_future(worker.run(lambda: "c")),
+        asyncio.ensure_future(worker.run(stop)),
         asyncio.ensure_future(worker.run(lambda: "d")),
     ]
     await queued(worker, 4)
     gate.opened.set()
-    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    async with asyncio.timeout(10):  # an answer lost fails here rather than hanging
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
 
     assert await first == "gate"
     assert outcomes[0] == "a"
     assert isinstance(outcomes[1], ValueError)
     assert str(outcomes[1]) == "b refused"
-    assert outcomes[2:] == ["c", "d"]
+    assert isinstance(outcomes[2], RuntimeError)  # a future cannot carry a StopIteration
+    assert outcomes[3] == "d"
     assert worker.batches == 2  # the gate's, then the four together
 
 
