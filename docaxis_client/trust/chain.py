@@ -31,7 +31,8 @@ from docaxis_client.trust.errors import (
     CrlInvalidError,
     UntrustedIssuerError,
 )
-from docaxis_client.trust.keys import key_id
+from docaxis_client.trust.keys import KEPT_CERTIFICATES, key_id
+from docaxis_client.trust.per_certificate import per_certificate
 
 # Identities live in URI subjectAltNames; `identity_uri` says why.
 IDENTITY_URN_PREFIX = "urn:docaxis:"
@@ -87,6 +88,7 @@ class PersonIdentity:
     agency_code: str
 
 
+@per_certificate(KEPT_CERTIFICATES)
 def describe(certificate: x509.Certificate) -> str:
     """RFC 4514 subject, the form errors and logs use."""
     return certificate.subject.rfc4514_string()
@@ -96,6 +98,7 @@ def _usage_error(certificate: x509.Certificate, detail: str) -> CertificateUsage
     return CertificateUsageError(describe(certificate), certificate.serial_number, detail)
 
 
+@per_certificate(KEPT_CERTIFICATES)
 def identity_uri(certificate: x509.Certificate) -> str | None:
     """The one ``urn:docaxis:`` URI SAN of a certificate, or None.
 
@@ -250,16 +253,25 @@ KEPT_CHAINS = 4096
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    """A path that validated, and the times at which every certificate on it is valid."""
+    """A path that validated from the chain `presented`, and the times at which every
+    certificate on it is valid."""
 
+    presented: tuple[x509.Certificate, ...]
     validated: ValidatedChain
     not_before: dt.datetime
     not_after: dt.datetime
 
+    def of(self, chain: Sequence[x509.Certificate]) -> bool:
+        """Whether `chain` is the very certificate objects this path was built from."""
+        return len(chain) == len(self.presented) and all(
+            a is b for a, b in zip(chain, self.presented, strict=True)
+        )
 
-def _kept(validated: ValidatedChain) -> _Kept:
+
+def _kept(presented: tuple[x509.Certificate, ...], validated: ValidatedChain) -> _Kept:
     certificates = validated.certificates
     return _Kept(
+        presented,
         validated,
         max(c.not_valid_before_utc for c in certificates),
         min(c.not_valid_after_utc for c in certificates),
@@ -288,10 +300,12 @@ class TrustStore:
         for crl in crls:
             self._add_crl(crl)
         # Paths already built, by the chain presented and the purpose (validate says why that is
-        # sound); validate runs in threads (signature verification is off the event loop).
-        self._kept: Recent[tuple[tuple[x509.Certificate, ...], CertificatePurpose], _Kept] = Recent(
-            KEPT_CHAINS
-        )
+        # sound); validate runs in threads (signature verification is off the event loop). Keyed
+        # by the certificate objects' ids, each entry holding the objects (so their ids stay
+        # theirs) and checked against them: a certificate hashes by its whole parsed structure,
+        # about 8 us each (per_certificate.py), and load_der_chain answers a signer's chain with
+        # the same objects every time.
+        self._kept: Recent[tuple[tuple[int, ...], CertificatePurpose], _Kept] = Recent(KEPT_CHAINS)
         self._kept_lock = threading.Lock()
 
     @classmethod
@@ -373,15 +387,16 @@ class TrustStore:
         # usage, checked below, do not depend on time, and the store's anchors, intermediates
         # and EKU set are fixed for its lifetime). Revocation is checked on every call, kept or
         # not: a reloaded CRL makes a new store, and even within one store nothing is skipped.
-        key = (tuple(chain), purpose)
+        presented = tuple(chain)
+        key = (tuple(map(id, presented)), purpose)
         with self._kept_lock:
             kept = self._kept.get(key)
-        if kept is not None and kept.not_before <= at <= kept.not_after:
+        if kept is not None and kept.of(presented) and kept.not_before <= at <= kept.not_after:
             self._check_revocation(kept.validated)
             return kept.validated
         validated = self._build_path(chain, at=at, purpose=purpose)
         with self._kept_lock:
-            self._kept.put(key, _kept(validated))
+            self._kept.put(key, _kept(presented, validated))
         self._check_revocation(validated)
         return validated
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.utils import CryptographyDeprecationWarning
 
 from docaxis_client.trust.errors import UnsupportedAlgorithmError
+from docaxis_client.trust.per_certificate import per_certificate
 
 SigningKey: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 VerifyingKey: TypeAlias = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -138,8 +139,11 @@ def verifying_key(certificate: x509.Certificate) -> VerifyingKey:
 
 
 # Pure functions of a certificate, asked for every receipt a hub signs and every signature it
-# checks, mostly of the same few certificates: cached (a certificate hashes by its DER bytes).
-@functools.lru_cache(maxsize=4096)
+# checks, mostly of the same few certificate objects: kept by the object (per_certificate.py).
+KEPT_CERTIFICATES = 4096
+
+
+@per_certificate(KEPT_CERTIFICATES)
 def key_id(certificate: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the SubjectPublicKeyInfo: stable across certificate renewals."""
     spki = certificate.public_key().public_bytes(
@@ -155,7 +159,7 @@ def _der_chain(chain: tuple[x509.Certificate, ...]) -> tuple[bytes, ...]:
     return tuple(cert.public_bytes(serialization.Encoding.DER) for cert in chain)
 
 
-@functools.lru_cache(maxsize=4096)
+@per_certificate(KEPT_CERTIFICATES)
 def certificate_sha256(certificate: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER certificate (binds a signature to one certificate)."""
     return certificate.fingerprint(hashes.SHA256()).hex()

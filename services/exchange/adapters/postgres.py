@@ -336,17 +336,35 @@ async def load_documents(
     return found
 
 
-def stored_document(item: NewSubmission) -> PushedDocument:
-    """A submission as load_documents reads it back once stored: through the same encodings
-    (header and verification as JSON, the envelope without its description), no hops yet."""
-    verification = item.verification
+@dataclass(frozen=True, slots=True)
+class _JsonColumns:
+    """A document's JSON columns as insert_submissions writes them: encoded once, for the
+    statement and for the document kept (_stored_document)."""
+
+    header: str
+    verification: str | None
+    envelope: str | None
+
+    @classmethod
+    def of(cls, item: NewSubmission) -> _JsonColumns:
+        verification = item.verification
+        return cls(
+            header_to_json(item.submission.header),
+            None if verification is None else verification.to_json(),
+            envelope_to_json(item.submission.envelope),
+        )
+
+
+def _stored_document(item: NewSubmission, columns: _JsonColumns) -> PushedDocument:
+    """A submission as load_documents reads it back once stored: its JSON columns decoded as
+    written (header and verification, the envelope without its description), no hops yet."""
     return (
-        header_from_json(header_to_json(item.submission.header)),
+        header_from_json(columns.header),
         item.submission.attachments,
         item.submission.signatures,
         item.receipt.accepted_at,
-        None if verification is None else verification_from_json(verification.to_json()),
-        envelope_from_json(envelope_to_json(item.submission.envelope)),
+        verification_from_json(columns.verification),
+        envelope_from_json(columns.envelope),
         (),
     )
 
@@ -516,7 +534,7 @@ class PostgresDocumentStore(PostgresUploads):
         if len(batch) > 1:
             try:
                 async with self._pool.acquire() as conn:
-                    await insert_submissions(conn, batch)
+                    stored = await insert_submissions(conn, batch)
             except (
                 DuplicateDocumentError,
                 DuplicateConsignmentError,
@@ -525,19 +543,19 @@ class PostgresDocumentStore(PostgresUploads):
             ):
                 pass  # one of them took the transaction down with it: each on its own
             else:
-                for item in batch:
-                    self._keep(item)
+                for item, document in zip(batch, stored, strict=True):
+                    self._keep(item, document)
                 return [None] * len(batch)
         return [await self._store_one(item) for item in batch]
 
-    def _keep(self, item: NewSubmission) -> None:
+    def _keep(self, item: NewSubmission, document: PushedDocument) -> None:
         """A committed document, for its pushes and receipts (StoredDocuments)."""
-        self._kept.put(uuid.UUID(item.receipt.document_uuid), stored_document(item))
+        self._kept.put(uuid.UUID(item.receipt.document_uuid), document)
 
     async def _store_one(self, item: NewSubmission) -> StoreRefusal | None:
         try:
             async with self._pool.acquire() as conn:
-                await insert_submissions(conn, [item])
+                (document,) = await insert_submissions(conn, [item])
         except DuplicateDocumentError:
             # Looked up after the rollback: the failed transaction can run nothing more.
             value = await self._pool.fetchval(
@@ -547,7 +565,7 @@ class PostgresDocumentStore(PostgresUploads):
             return DuplicateDocumentError(str(value) if value is not None else "")
         except (DuplicateConsignmentError, AttachmentsGoneError, DirectoryChangedError) as exc:
             return exc
-        self._keep(item)
+        self._keep(item, document)
         return None
 
     async def _load_document(
@@ -1143,7 +1161,7 @@ async def _stored_submission(
     return StoredSubmission(receipt, document["fingerprint"])
 
 
-async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None:
+async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> list[PushedDocument]:
     """Documents, their attachments, signatures and copies, their outbox rows (NOTIFYing the
     relay at commit) and ledger events, in the caller's transaction if any (the statement is
     atomic on its own), as ONE statement for the whole batch: one round trip where a statement
@@ -1156,10 +1174,14 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
     looks it up after the rollback) or AttachmentsGoneError for the first document refused, or
     DirectoryChangedError when a document's directory reads are no longer current, having
     written none of the batch's rows: every clause is gated on the same generation check, so
-    that the statement needs no transaction around it to leave nothing of a refused batch."""
+    that the statement needs no transaction around it to leave nothing of a refused batch.
+
+    Returns each document as load_documents would read it back, decoded from the JSON the
+    statement wrote (a caller may keep them: StoredDocuments)."""
     p = Parameters()
+    columns = [_JsonColumns.of(item) for item in batch]
     unchanged = _unchanged_sql(p, batch)
-    documents = _documents_sql(p, batch, unchanged)
+    documents = _documents_sql(p, batch, columns, unchanged)
     attachments = _attachments_sql(p, batch, unchanged)
     signatures = _signatures_sql(p, batch, unchanged)
     copies = _copies_sql(p, batch, unchanged)
@@ -1190,6 +1212,7 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> None
         raise
     if inserted == 0 and any(item.directory_generations for item in batch):
         raise DirectoryChangedError
+    return [_stored_document(item, c) for item, c in zip(batch, columns, strict=True)]
 
 
 def _unchanged_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
@@ -1206,7 +1229,9 @@ def _unchanged_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
     return f"WHERE (SELECT n FROM directory.generation) = ALL({p(generations, 'bigint[]')})"  # noqa: S608 - placeholders and constants only
 
 
-def _documents_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
+def _documents_sql(
+    p: Parameters, batch: Sequence[NewSubmission], columns: Sequence[_JsonColumns], unchanged: str
+) -> str:
     return f"""
         INSERT INTO exchange.document (uuid, document_id, sender, consignment_id,
             fingerprint, business_type, header, submitted_at, traceparent,
@@ -1220,13 +1245,11 @@ def _documents_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str
             {p([i.submission.consignment_id for i in batch], "text[]")},
             {p([i.fingerprint for i in batch], "text[]")},
             {p([int(i.submission.header.business_type) for i in batch], "smallint[]")},
-            {p([header_to_json(i.submission.header) for i in batch], "text[]")},
+            {p([c.header for c in columns], "text[]")},
             {p([i.receipt.accepted_at for i in batch], "timestamptz[]")},
             {p([i.traceparent for i in batch], "text[]")},
-            {
-        p([None if i.verification is None else i.verification.to_json() for i in batch], "text[]")
-    },
-            {p([envelope_to_json(i.submission.envelope) for i in batch], "text[]")})
+            {p([c.verification for c in columns], "text[]")},
+            {p([c.envelope for c in columns], "text[]")})
             AS u(uuid, document_id, sender, consignment_id, fingerprint, business_type, header,
                 submitted_at, traceparent, verification, envelope)
         {unchanged}"""  # noqa: S608 - placeholders and constants only
