@@ -38,7 +38,6 @@ from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
-from services.exchange.service_layer.notice_hops import NoticeKey
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints, PostgresLedgerReader
 from tests.infra import SuiteServices
 from tests.plan_history import HISTORY, LOG, without_autovacuum
@@ -57,8 +56,9 @@ pytestmark = pytest.mark.integration
 # also has 30 copies waiting); two agencies' copies withdrawn (30); 110 documents that came from
 # two other peers, with their forwarded copies, their notices keeping their hops as
 # postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
-# checkpoints, all but the last three cosigned by two witnesses; the walk of the copies' due dates
-# begun in the middle of the history (the 120th document's time).
+# checkpoints, all but the last three cosigned by two witnesses; the walks of the copies' due dates
+# and of the notices' hops begun in the middle of the history (the 120th document's time; every
+# notice of the history is the walk's, as a process of a version before 0039 stages them).
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -113,6 +113,8 @@ FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uui
 WHERE d.id = n.delivery_id
     AND CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END IS NOT NULL;
 UPDATE exchange.copy_due_date_walk SET began_at = '2026-12-02 01:00+00',
+    walked_to = '2026-12-02 01:00+00';
+UPDATE exchange.notice_hop_walk SET began_at = '2026-12-02 01:00+00',
     walked_to = '2026-12-02 01:00+00';
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
@@ -286,15 +288,12 @@ READS = (
             MIDDLE + dt.timedelta(days=1), dt.timedelta(days=1), 20
         ),
     ),
-    # A batch of the waiting notices, each without a hop with its copy and document.
+    # A batch of the waiting notices staged since the migration (the walk begins in the middle of
+    # the history here), each without a hop with its copy and document.
     Read(
-        "the notices' hops, the first batch",
-        lambda pool: PostgresPeerStates(pool).route_waiting(None, 20),
-    ),
-    Read(
-        "the notices' hops, a batch in the middle",
-        lambda pool: PostgresPeerStates(pool).route_waiting(
-            NoticeKey("A100", MIDDLE, "00000000-0000-4000-8000-000000000000"), 20
+        "the notices' hops, a batch",
+        lambda pool: PostgresPeerStates(pool).route_notices(
+            MIDDLE + dt.timedelta(days=1), dt.timedelta(days=1), 20
         ),
     ),
     Read(

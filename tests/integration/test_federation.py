@@ -146,6 +146,16 @@ async def federation(
         yield Federation(a, b, national)
 
 
+async def _none_for_the_hop_walk(federation: Federation) -> None:
+    """Every notice this version staged (a recall's, a status's, an acknowledgement's 01) says
+    its hop was kept: none is left for the walk of notices a process of an earlier version
+    staged (migration 0039, service_layer/notice_hops.py), which stops a day after the upgrade."""
+    for hub in (federation.a, federation.b, federation.national):
+        assert (
+            await hub.pool.fetchval("SELECT count(*) FROM exchange.notice WHERE NOT hop_kept") == 0
+        )
+
+
 async def test_a_province_resolves_another_provinces_codes_after_a_delta_sync(
     federation: Federation,
 ) -> None:
@@ -643,6 +653,7 @@ async def test_statuses_reach_the_sender_across_two_hops_in_the_order_they_were_
             uuid.UUID(delivery.delivery_id),
         )
         assert [r["via_hub"] for r in hops] == ["national"] * 5
+        await _none_for_the_hop_walk(federation)
         waiting = {q.hub: q for q in await PostgresPeerStates(federation.b.pool).queues(start)}
         assert waiting["national"].depth >= len(codes)
         await national.pool.execute(
@@ -717,6 +728,7 @@ async def test_a_recall_before_the_far_dms_acknowledged_withdraws_the_copy_and_a
             pb.DELIVERY_STATE_WITHDRAWN,
             pb.RECALL_STATE_AGREED,
         )
+        await _none_for_the_hop_walk(federation)
     finally:
         await sender.close()
         await recipient.close()

@@ -121,8 +121,9 @@ def _notices_sql(p: Parameters, now: dt.datetime) -> str:
     """Each notice with the 01 its copy got in this statement (the arrivals clause's row)."""
     return f"""
         INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at,
-            via_hub)
-        SELECT h.id, h.agency, 'status', h.delivery_id, a.id, {p(now, "timestamptz")}, h.via_hub
+            via_hub, hop_kept)
+        SELECT h.id, h.agency, 'status', h.delivery_id, a.id, {p(now, "timestamptz")}, h.via_hub,
+            true
         FROM hops h JOIN arrivals a ON a.delivery_id = h.delivery_id"""  # noqa: S608 - placeholders and constants only
 
 

@@ -151,12 +151,15 @@ async def _insert_notice(
     status_row: int | None,
     now: dt.datetime,
 ) -> str:
-    """A notice and its outbox row, in the caller's transaction."""
+    """A notice and its outbox row, in the caller's transaction (hop_kept: stage_notices writes
+    its hop; a process of a version before 0039 stages notices that read false, which the
+    notice-hops job walks)."""
     notice_id = notice_id or uuid.uuid4()
     await conn.execute(
         """
-        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at,
+            hop_kept)
+        VALUES ($1, $2, $3, $4, $5, $6, true)
         """,
         notice_id,
         agency,
@@ -278,13 +281,14 @@ async def _insert_status_notices(
     hub: str | None = None,
 ) -> None:
     """Status notices (id, agency, delivery, status row) and their outbox rows (to the peer hub
-    `hub` when given)."""
+    `hub` when given); their hops kept by stage_notices, as _insert_notice's."""
     if not notices:
         return
     await conn.execute(
         """
-        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at)
-        SELECT u.id, u.agency, 'status', u.delivery_id, u.status_row, $5
+        INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at,
+            hop_kept)
+        SELECT u.id, u.agency, 'status', u.delivery_id, u.status_row, $5, true
         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[])
             AS u(id, agency, delivery_id, status_row)
         """,

@@ -4,13 +4,11 @@ what waits for each peer hub, is dead-lettered for it, or came from it lately.""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from services.exchange.domain.peering import CircuitState
-from services.exchange.service_layer.notice_hops import NoticeKey
 from services.exchange.service_layer.peers import PeerQueue, PeerReport
 
 _COLUMNS = (
@@ -72,39 +70,63 @@ GROUP BY hub
 """
 
 
-# A batch of the waiting notices (notice_pending's order, after the cursor), and the hop of those
-# without one, computed as postgres_lifecycle.stage_notices computes it (the hop the copy took
-# for a notice to its recipient, the one its document came by for one to its sender), written
-# where there is one: a notice a process of the previous version staged to a peer (service_layer/
-# notice_hops.py). The last row read is the next cursor. The keyset is the index's whole key: a
-# range of it however the plan is made.
-_ROUTE_WAITING_SQL = """
-WITH batch AS MATERIALIZED (
-    SELECT id, agency, created_at, via_hub, delivery_id FROM exchange.notice
-    WHERE acknowledged_at IS NULL AND (agency, created_at, id) > ($1, $2, $3)
-    ORDER BY agency, created_at, id
-    LIMIT $4
+# A batch of the walk of the notices a process of an earlier version may have staged without
+# their hop (service_layer/notice_hops.py), as postgres_reports walks the copies' due dates: from
+# where it was (notice_hop_walk, locked: two processes walk one batch after the other) to the
+# earlier of $1 and the end of the upgrade's window ($2 after its start), the first $3 such
+# notices waiting in the order of notice_hop_unkept (migration 0039), and every one staged at the
+# same time as the last of them (a status's notices share their time), with the hop of those
+# without one, computed as postgres_lifecycle.stage_notices computes it (the hop the copy took for
+# a notice to its recipient, the one its document came by for one to its sender), written where
+# there is one; the walk moves to the last of them (to the end, when there were fewer). Ordered
+# by the index's only column, the batch's range probed from the edge found (OFFSET 0), as
+# _DATE_COPIES_SQL and for its reasons. No row: no walk (done).
+_ROUTE_NOTICES_SQL = """
+WITH walk AS MATERIALIZED (
+    SELECT walked_to, least($1::timestamptz, began_at + $2::interval) AS until,
+        began_at + $2::interval AS window_end
+    FROM exchange.notice_hop_walk
+    FOR UPDATE
 ),
-hops AS (
-    SELECT b.id, CASE WHEN b.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END AS via_hub
-    FROM batch b
-    JOIN exchange.delivery d ON d.id = b.delivery_id
-    JOIN exchange.document doc ON doc.uuid = d.document_uuid
-    WHERE b.via_hub IS NULL
+edge AS MATERIALIZED (
+    SELECT count(*) AS found, max(f.created_at) AS upto
+    FROM walk CROSS JOIN LATERAL (
+        SELECT created_at FROM exchange.notice
+        WHERE NOT hop_kept AND acknowledged_at IS NULL
+            AND created_at > walk.walked_to AND created_at < walk.until
+        ORDER BY created_at LIMIT $3
+    ) f
+),
+hops AS MATERIALIZED (
+    SELECT n.id, (
+        SELECT CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
+        FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
+        WHERE d.id = n.delivery_id
+    ) AS via_hub
+    FROM walk CROSS JOIN edge CROSS JOIN LATERAL (
+        SELECT id, agency, delivery_id, via_hub FROM exchange.notice
+        WHERE NOT hop_kept AND acknowledged_at IS NULL
+            AND created_at > walk.walked_to AND created_at <= edge.upto
+        OFFSET 0
+    ) n
+    WHERE n.via_hub IS NULL
 ),
 routed AS (
     UPDATE exchange.notice n SET via_hub = h.via_hub FROM hops h
     WHERE n.id = h.id AND h.via_hub IS NOT NULL AND n.via_hub IS NULL
     RETURNING n.id
+),
+step AS (
+    SELECT CASE WHEN edge.found < $3 THEN walk.until ELSE edge.upto END AS walked_to,
+        walk.window_end
+    FROM walk CROSS JOIN edge
+),
+moved AS (
+    UPDATE exchange.notice_hop_walk w SET walked_to = step.walked_to FROM step
+    WHERE step.walked_to > w.walked_to
 )
-SELECT (SELECT count(*) FROM routed) AS routed, (SELECT count(*) FROM batch) AS read,
-    last.agency, last.created_at, last.id
-FROM (SELECT agency, created_at, id FROM batch ORDER BY agency DESC, created_at DESC, id DESC
-      LIMIT 1) last
-RIGHT JOIN (SELECT) one ON true
+SELECT (SELECT count(*) FROM routed) AS routed, walked_to >= window_end AS done FROM step
 """
-# Before every waiting notice: no agency code is empty.
-_FIRST = NoticeKey("", dt.datetime.min.replace(tzinfo=dt.UTC), str(uuid.UUID(int=0)))
 
 
 class PostgresPeerStates:
@@ -168,21 +190,13 @@ class PostgresPeerStates:
             for r in rows
         ]
 
-    async def route_waiting(
-        self, after: NoticeKey | None, limit: int
-    ) -> tuple[int, NoticeKey | None]:
-        start = after or _FIRST
-        row = await self._pool.fetchrow(
-            _ROUTE_WAITING_SQL,
-            start.agency,
-            start.created_at,
-            uuid.UUID(start.notice_id),
-            limit,
-        )
-        assert row is not None  # one row, whatever the batch held
-        if row["read"] < limit:
-            return row["routed"], None
-        return row["routed"], NoticeKey(row["agency"], row["created_at"], str(row["id"]))
+    async def route_notices(
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        row = await self._pool.fetchrow(_ROUTE_NOTICES_SQL, before, window, limit)
+        if row is None:
+            return 0, True
+        return row["routed"], row["done"]
 
     async def dead_lettered(self, hub: str, limit: int) -> tuple[list[str], int]:
         rows = await self._pool.fetch(

@@ -2,57 +2,66 @@
 
 ListPeers counts the notices waiting for each peer hub by the hop each keeps (notice.via_hub,
 migration 0037, written by postgres_lifecycle.stage_notices as it routes the notice). A process
-of the version before stages the same notices to the same peer without keeping the hop: those it
-staged after 0037's backfill ran are not counted until acknowledged. This job gives them their
-hop, a batch of the waiting notices per run from where the last run stopped, so that a mixed
-version window converges within a cycle of the waiting notices; each run reads at most a batch
-(with each notice's copy and document), never the hub's history, and writes only the notices
-that go to a peer and lack their hop.
+of a version before 0037 stages the same notices to the same peer without keeping the hop: they
+are not counted until acknowledged. Migration 0039 gave their hop to those waiting then, and
+marks the notices a process of an earlier version stages from then on (notice.hop_kept false).
+This job walks those, as the copies' due dates are walked (copy_due_dates.py): from the
+migration's start to a day after (UPGRADE_WINDOW: a rolling upgrade is over well before), a
+batch per run, giving a hop to those that go to a peer and lack it; where the walk is is kept in
+the database (every process walks the same one, a batch at a time, and a process started later
+resumes it), and once past the day it stops for good. Each run reads at most a batch (with each
+notice's copy and document): the walk reads the window's notices once, never the hub's history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
+from services.exchange.service_layer.copy_due_dates import COMMIT_LAG, UPGRADE_WINDOW
+
 log = structlog.get_logger(__name__)
 
+# A run every 30 s. The walk reads only the notices still waiting (ListPeers counts no other):
+# one acknowledged before the walk reaches it has left the walk's index, and a walk behind
+# catches up on what is still waiting.
 DEFAULT_BATCH = 500
 
 
-@dataclass(frozen=True, slots=True)
-class NoticeKey:
-    """A waiting notice's place in the walk: the order of the waiting notices' index."""
-
-    agency: str
-    created_at: dt.datetime
-    notice_id: str
-
-
-class WaitingNotices(Protocol):
-    async def route_waiting(
-        self, after: NoticeKey | None, limit: int
-    ) -> tuple[int, NoticeKey | None]:
-        """Gives their hop to the notices without one among the `limit` waiting notices after
-        `after` (from the first when None), as stage_notices routes them; how many it gave one
-        to, and the last notice read (None when the walk reached the end)."""
+class NoticesWithoutHops(Protocol):
+    async def route_notices(
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        """The walk's next batch: gives their hop, as stage_notices routes them, to the notices
+        without one among the first `limit` waiting notices a process of an earlier version
+        staged after where the walk is and before `before` (and those staged with the last of
+        them), within `window` of the migration; how many, and whether the walk is past the
+        window."""
         ...
 
 
 class NoticeHopRepair:
-    """Walks the waiting notices, a batch per run, over and over (the cursor is this
-    process's: a restart begins a new cycle)."""
-
-    def __init__(self, store: WaitingNotices, batch: int = DEFAULT_BATCH) -> None:
+    def __init__(
+        self,
+        store: NoticesWithoutHops,
+        batch: int = DEFAULT_BATCH,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self._store = store
         self._batch = batch
-        self._after: NoticeKey | None = None
+        self._clock = clock
+        self._done = False
 
     async def run(self) -> int:
-        routed, self._after = await self._store.route_waiting(self._after, self._batch)
+        """One batch; how many notices it gave a hop to."""
+        if self._done:
+            return 0
+        routed, self._done = await self._store.route_notices(
+            self._clock() - COMMIT_LAG, UPGRADE_WINDOW, self._batch
+        )
         if routed:
             log.info("notice_hops_repaired", count=routed)
         return routed
