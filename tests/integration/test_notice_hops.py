@@ -44,9 +44,9 @@ VALUES (1, '00000000-0000-4000-8000-000000000011', 's1', '01', now(), now(), 'A0
     (2, '00000000-0000-4000-8000-000000000012', 's2', '01', now(), now(), 'A001');
 """
 
-# The 01s' notices to the senders wait, written as the previous version wrote them: no hop (and
-# no hop_kept). So does a recall's notice to B900, and the notice of D1 that the current version
-# routed (its hop kept).
+# The 01s' notices to the senders wait, written as a version before 0037 wrote them: no hop
+# (and, as every version before 0039, no hop_kept). So does a recall's notice to B900, and a
+# notice of D1 that a version between 0037 and 0039 routed (its hop written).
 OLD_VERSION_NOTICES = """
 INSERT INTO exchange.notice (id, agency, kind, delivery_id, status_row, created_at, via_hub)
 SELECT gen_random_uuid(), agency, kind, delivery_id::uuid, status_row,
