@@ -48,6 +48,7 @@ from docaxis_client.trust.chain import (
 from docaxis_client.trust.chain import Role as CertificateRole
 from docaxis_client.trust.errors import CertificateError
 from docaxis_client.trust.manifest import AGENCY_CODE_PATTERN
+from services.common.clock import Clock, utc_now
 from services.common.errors import PermissionDeniedError, UnauthenticatedError
 from services.common.trust import TrustRegistry
 
@@ -390,7 +391,7 @@ class TlsCallerResolver:
         agency_open: AgencyCheck | None = None,
         *,
         open_ttl_s: float = 5.0,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
         cache_entries: int = _CACHE_ENTRIES,
     ) -> None:
         if cache_entries < 1:

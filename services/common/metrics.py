@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import UnavailableError
 from services.common.metrics_workers import read_worker_metrics, sum_expositions
 
@@ -123,10 +124,6 @@ class LedgerProbe(Protocol):
         """The sequencer's backlog and the log's size (cheap reads, called per scrape);
         UnavailableError when the database cannot say."""
         ...
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _age_s(now: dt.datetime, then: dt.datetime) -> float:
@@ -285,7 +282,7 @@ class _ScrapeGauges(Collector):
     """Gauges of the latest probe snapshots: a probe that failed contributes no samples at all,
     rather than the stale values a plain Gauge would keep showing."""
 
-    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.queues: Sequence[AgencyQueue] | None = None
         self.ledger: LedgerBacklog | None = None
@@ -360,7 +357,7 @@ class AxisMetrics:
     def __init__(
         self,
         *,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Clock = utc_now,
         probe_timeout_s: float = PROBE_TIMEOUT_S,
     ) -> None:
         # What this worker counts itself (its siblings read it: metrics_workers.py) ...

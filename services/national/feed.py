@@ -6,11 +6,11 @@ own agencies its own)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import DomainError
 from services.directory.domain.codes import CodeForm
 from services.directory.domain.model import (
@@ -44,7 +44,7 @@ class NationalAxisFeed:
         hub_code: str,
         client: NationalAxisClient,
         forms: frozenset[CodeForm],
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._hub_code = hub_code
         self._client = client

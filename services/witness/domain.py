@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import datetime as dt
 import enum
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +29,7 @@ from docaxis_client.ledger.note import (
     parse_checkpoint,
     parse_note,
 )
+from services.common.clock import Clock, utc_now
 
 MAX_PROOF_LINES = 63
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -127,7 +127,7 @@ class Witness:
         cosigner: Cosigner,
         logs: Mapping[str, Sequence[NoteVerifier]],
         store: WitnessStore,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.cosigner = cosigner
         self._logs = {origin: list(keys) for origin, keys in logs.items()}

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
+import aiormq
 import pamqp.frame
 import pytest
 from pamqp import commands as spec
@@ -323,3 +324,35 @@ async def test_a_stream_that_ended_leaves_nothing_to_the_cyclic_collector(
         await eventually(freed, within=10)
     finally:
         gc.enable()
+
+
+async def test_acks_due_on_a_channel_the_broker_closed_are_dropped_and_the_others_go(
+    broker: tuple[RabbitInbox, RabbitPublisher], frames: Callable[[], list[tuple[int, bool]]]
+) -> None:
+    """Two streams on one connection, a delivery of each acked in one pass; before the task
+    that sends acks gets to them, the broker closes the first stream's channel (a channel error:
+    here a passive declare of a queue that does not exist, 404). The acks are taken with that
+    channel closing: its ack is dropped (a frame on it after its Close-Ok would be a connection
+    error, 504, the end of the other stream too), the other's goes; the connection stays, the
+    other stream goes on, and the broker has the first delivery again."""
+    inbox, publisher = broker
+    (first, (lost,)), (second, _) = [await queued(publisher, 1) for _ in range(2)]
+    async with inbox.consume(first) as closing, inbox.consume(second) as staying:
+        (a,) = await take(closing, 1)
+        (b,) = await take(staying, 1)
+        channel_a = a.message._acks  # type: ignore[attr-defined]
+        async with channel_a.sending:  # as a reject being written holds it: the sender waits
+            await a.message.ack()
+            await b.message.ack()
+            with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+                await channel_a.channel.queue_declare(f"missing-{uuid.uuid4()}", passive=True)
+        await eventually(lambda: length(frames()), (1).__eq__)
+        assert frames() == [(b.message.tag, True)]  # type: ignore[attr-defined]
+        later = delivery_to(second)
+        await publisher.publish_batch([later])
+        (c,) = await take(staying, 1)
+        assert c.delivery_id == later.message_id
+        await c.message.ack()
+        await eventually(lambda: length(frames()), (2).__eq__)
+    assert await left_in(inbox, publisher, first) == [lost.message_id]
+    assert await left_in(inbox, publisher, second) == []

@@ -339,7 +339,8 @@ class PublishingChannel:
                 late = await batch.outcome(self._held_at_most_s)
                 confirmed.set_result([sent[i] for i in late if i not in acked])
             finally:
-                confirmed.cancel()  # cancelled (shutdown): none of them confirmed
+                if not confirmed.done():  # the wait cancelled (shutdown): none known confirmed
+                    confirmed.cancel()
                 if confirms is not None:
                     confirms.forget(batch)
                 if channel is not None:

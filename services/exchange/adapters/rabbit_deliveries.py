@@ -32,6 +32,8 @@ import aio_pika
 import structlog
 from aiormq.abc import AbstractChannel, ChannelFrame, DeliveredMessage
 
+from services.exchange.adapters.aiormq_private import close_event
+
 log = structlog.get_logger(__name__)
 
 # A basic.ack method frame (AMQP 0-9-1, 4.2.3): type 1, the channel, the payload's size (13),
@@ -45,23 +47,12 @@ def ack_frame(channel: int, tag: int, *, multiple: bool) -> bytes:
     return _ACK_FRAME.pack(1, channel, 13, 60, 80, tag, multiple, 0xCE)
 
 
-def _close_event(channel: AbstractChannel) -> asyncio.Event:
-    """aiormq 7.2.4's channel sets this event once its Close is sent or the broker's is answered
-    (Close-Ok queued): a frame on the channel after that is a connection error for RabbitMQ
-    (504, every stream on the connection), so aiormq's basic_ack refuses a channel whose event
-    is set, and so does this module's writing below it."""
-    event = getattr(channel, "_Channel__close_event", None)
-    if not isinstance(event, asyncio.Event):
-        raise RuntimeError(f"aiormq's Channel has no close event: {channel!r} cannot be acked")
-    return event
-
-
 class ChannelAcks:
     """The settlements of one consuming channel: every delivery, in tag order, until settled."""
 
     def __init__(self, channel: AbstractChannel, sender: AckSender) -> None:
         self.channel = channel
-        self._closing = _close_event(channel)
+        self._closing = close_event(channel)
         self._sender = sender
         # Delivered, oldest first; a tag leaves it once it is behind an ack sent with `multiple`.
         self._unsettled: deque[int] = deque()

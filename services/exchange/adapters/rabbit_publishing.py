@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
+from collections.abc import Sequence
 
 import aiormq
 import pamqp.frame
@@ -28,33 +27,9 @@ from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
+from services.exchange.adapters.aiormq_private import ConfirmFrame, intercept, next_frame
+
 log = structlog.get_logger(__name__)
-
-_ConfirmFrame = spec.Basic.Ack | spec.Basic.Nack
-
-
-def intercept(
-    channel: aiormq.Channel,
-    on_confirm: Callable[[_ConfirmFrame], Awaitable[None]],
-    on_return: Callable[[spec.Basic.Return], Awaitable[None]],
-) -> None:
-    """The one private hook: aiormq 7.2.4's channel reader hands each Basic.Ack and Basic.Nack
-    to `self._on_confirm_frame` and each Basic.Return to `self._on_return_frame`; bound here on
-    the instance, they reach `on_confirm` and `on_return` instead of aiormq's confirmation
-    futures. `on_return` reads the returned message's frames (`next_frame`).
-    tests/unit/exchange/test_publish_confirms.py fails if aiormq stops calling them."""
-    for name in ("_on_confirm_frame", "_on_return_frame", "_get_frame"):
-        if not callable(getattr(channel, name, None)):
-            raise RuntimeError(f"aiormq's Channel has no {name}: publishing cannot track confirms")
-    setattr(channel, "_on_confirm_frame", on_confirm)  # noqa: B010 - an instance's hook
-    setattr(channel, "_on_return_frame", on_return)  # noqa: B010
-
-
-async def next_frame(channel: aiormq.Channel) -> object:
-    """The channel's next frame (a returned message's header and body follow its Return)."""
-    get_frame = cast(Callable[[], Awaitable[object]], getattr(channel, "_get_frame"))  # noqa: B009
-    return await get_frame()
-
 
 _ACKED, _NACKED = 1, 2  # a tag's answer in InFlight._answered (0: none yet)
 
@@ -192,7 +167,7 @@ class ChannelConfirms:
         if batch in self._batches:
             self._batches.remove(batch)
 
-    async def _on_confirm(self, frame: _ConfirmFrame) -> None:
+    async def _on_confirm(self, frame: ConfirmFrame) -> None:
         tag, multiple = frame.delivery_tag, frame.multiple
         nacked = isinstance(frame, spec.Basic.Nack)
         for batch in self._batches:

@@ -4,11 +4,12 @@ federation peers."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
@@ -69,10 +70,6 @@ class PeerUnknownError(NotFoundError):
     for."""
 
     reason = "PEER_UNKNOWN"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +170,7 @@ class AdminHandlers:
         store: AdminStore,
         documents: DocumentStore,
         lifecycle: LifecycleStore,
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Clock = utc_now,
         *,
         peers: PeerStates | None = None,
     ) -> None:

@@ -14,10 +14,11 @@ hub's history.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+
+from services.common.clock import Clock, utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +46,7 @@ class DueDateRepair:
         self,
         store: CopiesWithoutDueDates,
         batch: int = DEFAULT_BATCH,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._batch = batch

@@ -5,12 +5,12 @@ applied here as the recipient or the sender would, so they travel on along the s
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import (
     DomainError,
     NotFoundError,
@@ -42,10 +42,6 @@ from services.exchange.service_layer.routing import invalid_addressee
 log = structlog.get_logger(__name__)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class FederationHandlers:
     def __init__(
         self,
@@ -57,7 +53,7 @@ class FederationHandlers:
         store: FederationStore,
         directory: DirectoryLookup,
         blobs: BlobSource,
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Clock = utc_now,
         *,
         national_axes: frozenset[str] = frozenset(),
         receipts: HopReceipts | None = None,

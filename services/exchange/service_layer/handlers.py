@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -16,6 +16,7 @@ from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import SigningIdentity
 from docaxis_client.trust.receipts import TransportReceipt, sign_receipt
 from services.common import tracing
+from services.common.clock import Clock, utc_now
 from services.common.errors import (
     ConflictError,
     DomainError,
@@ -102,10 +103,6 @@ class AttachmentMismatchError(ValidationError):
     reason = "ATTACHMENT_MISMATCH"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class ExchangeHandlers:
     def __init__(
         self,
@@ -113,7 +110,7 @@ class ExchangeHandlers:
         directory: DirectoryLookup,
         code_problem: CodeCheck,
         limits: Limits = Limits(),
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Clock = utc_now,
         *,
         signatures: SignatureVerifier | None = None,
         hub: SigningIdentity | None = None,

@@ -8,11 +8,12 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import structlog
 
 from docaxis_client.trust.document import parse_document_id
+from services.common.clock import Clock, utc_now
 from services.common.errors import (
     DomainError,
     FieldViolation,
@@ -60,10 +61,6 @@ MAX_PAGE_SIZE = 500
 MAX_BATCH = 1000
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _only(outcomes: Sequence[Acknowledgement | DomainError]) -> Acknowledgement:
     (outcome,) = outcomes
     if isinstance(outcome, DomainError):
@@ -96,7 +93,7 @@ class LifecycleHandlers:
         self,
         exchange: ExchangeHandlers,
         store: LifecycleStore,
-        clock: Callable[[], dt.datetime] = _now,
+        clock: Clock = utc_now,
     ) -> None:
         self._exchange = exchange
         self._store = store

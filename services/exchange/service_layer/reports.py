@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import FieldViolation, PermissionDeniedError, ValidationError
 from services.common.identity import Caller, Role
 from services.exchange.domain.deadlines import month_bounds, parse_month
@@ -19,10 +20,6 @@ DEFAULT_OVERDUE_LIMIT = 1000
 MAX_OVERDUE_LIMIT = 10_000
 DEFAULT_ARRIVAL_GRACE_MINUTES = 60
 MAX_ARRIVAL_GRACE_MINUTES = 7 * 24 * 60
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _scope(caller: Caller, agencies: Sequence[str]) -> list[str]:
@@ -50,7 +47,7 @@ def _wanted(limit: int, problems: list[FieldViolation]) -> int:
 
 
 class ReportHandlers:
-    def __init__(self, store: ReportStore, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(self, store: ReportStore, clock: Clock = utc_now) -> None:
         self._store = store
         self._clock = clock
 

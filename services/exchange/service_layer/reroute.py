@@ -21,12 +21,13 @@ notices waiting, and for each one the directory now says is closed:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.exchange.domain.addresses import AddressState
 from services.exchange.domain.model import today_in_vietnam
 from services.exchange.service_layer.ports import DirectoryLookup
@@ -74,7 +75,7 @@ class Rerouter:
         self,
         store: RerouteStore,
         directory: DirectoryLookup,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._directory = directory

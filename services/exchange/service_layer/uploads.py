@@ -15,6 +15,7 @@ from typing import Protocol
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.common.errors import (
     FieldViolation,
     NotFoundError,
@@ -42,7 +43,7 @@ class ResumableUploads:
         self,
         store: UploadStore,
         *,
-        clock: Callable[[], dt.datetime],
+        clock: Clock,
         declaration_problems: Callable[[str, int], None],
         quota: int | None = None,
     ) -> None:
@@ -182,7 +183,7 @@ class AbandonedUploadSweeper:
         self,
         store: AbandonedUploads,
         ttl: dt.timedelta,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._ttl = ttl
