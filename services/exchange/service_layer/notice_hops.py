@@ -16,11 +16,11 @@ notice's copy and document): the walk reads the window's notices once, never the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
+from services.common.clock import Clock, utc_now
 from services.exchange.service_layer.copy_due_dates import COMMIT_LAG, UPGRADE_WINDOW
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ class NoticeHopRepair:
         self,
         store: NoticesWithoutHops,
         batch: int = DEFAULT_BATCH,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._batch = batch
