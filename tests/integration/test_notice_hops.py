@@ -5,7 +5,9 @@ from migration 0039 to a day after, kept in the database, which then stops for g
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -92,12 +94,21 @@ async def _hopless(conn: asyncpg.Connection) -> int:
     return count
 
 
-async def _migrated(services: SuiteServices, name: str) -> tuple[str, asyncpg.Connection]:
+@contextlib.asynccontextmanager
+async def _hub(
+    services: SuiteServices, name: str
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Pool]]:
+    """A database of this version holding COPIES: a connection, and a pool for the adapter."""
     url = await postgres.recreate_database(services.database_url, name)
     await migrate(url)
     conn = await asyncpg.connect(url)
-    await conn.execute(COPIES)
-    return url, conn
+    pool = await postgres.create_pool(url, min_size=1, max_size=1)
+    try:
+        await conn.execute(COPIES)
+        yield conn, pool
+    finally:
+        await pool.close()
+        await conn.close()
 
 
 async def test_notices_staged_without_their_hop_are_counted_once_walked(
@@ -105,9 +116,7 @@ async def test_notices_staged_without_their_hop_are_counted_once_walked(
 ) -> None:
     """ListPeers counts a notice to a peer that lacks its hop once the job has walked it (and
     not before); a notice to an agency of this hub stays without one."""
-    url, conn = await _migrated(services, "docaxis_notice_hops")
-    pool = await postgres.create_pool(url, min_size=1, max_size=1)
-    try:
+    async with _hub(services, "docaxis_notice_hops") as (conn, pool):
         await conn.execute(OLD_VERSION_NOTICES)
         peers = PostgresPeerStates(pool)
         assert await _waiting(peers) == {"HUB-C": 1}
@@ -120,9 +129,6 @@ async def test_notices_staged_without_their_hop_are_counted_once_walked(
         assert (
             await conn.fetchval("SELECT count(*) FROM exchange.notice WHERE via_hub IS NULL") == 1
         )
-    finally:
-        await pool.close()
-        await conn.close()
 
 
 async def test_the_walk_stops_a_day_after_the_migration_and_reads_nothing_after(
@@ -130,9 +136,7 @@ async def test_the_walk_stops_a_day_after_the_migration_and_reads_nothing_after(
 ) -> None:
     """Past the window the job stops for good: it asks for no batch again, and a notice staged
     after the window (by a process that should not run any more) is not read."""
-    url, conn = await _migrated(services, "docaxis_notice_hops_end")
-    pool = await postgres.create_pool(url, min_size=1, max_size=1)
-    try:
+    async with _hub(services, "docaxis_notice_hops_end") as (conn, pool):
         began = await conn.fetchval("SELECT began_at FROM exchange.notice_hop_walk")
         await conn.execute(OLD_VERSION_NOTICE, began + dt.timedelta(hours=1))
         await conn.execute(OLD_VERSION_NOTICE, began + dt.timedelta(hours=25))
@@ -149,9 +153,6 @@ async def test_the_walk_stops_a_day_after_the_migration_and_reads_nothing_after(
         assert [await other.run() for _ in range(2)] == [0, 0]
         assert walk.batches == 2
         assert await _hopless(conn) == 1
-    finally:
-        await pool.close()
-        await conn.close()
 
 
 async def test_a_process_started_later_resumes_the_walk_where_it_is(
@@ -159,9 +160,7 @@ async def test_a_process_started_later_resumes_the_walk_where_it_is(
 ) -> None:
     """The walk's place is kept in the database: another process (or this one restarted) goes
     on from the notice the first stopped at, rather than from the first notice."""
-    url, conn = await _migrated(services, "docaxis_notice_hops_resume")
-    pool = await postgres.create_pool(url, min_size=1, max_size=1)
-    try:
+    async with _hub(services, "docaxis_notice_hops_resume") as (conn, pool):
         began = await conn.fetchval("SELECT began_at FROM exchange.notice_hop_walk")
         for hours in (1, 2, 3):
             await conn.execute(OLD_VERSION_NOTICE, began + dt.timedelta(hours=hours))
@@ -178,9 +177,6 @@ async def test_a_process_started_later_resumes_the_walk_where_it_is(
         assert await conn.fetchval("SELECT walked_to FROM exchange.notice_hop_walk") == (
             now - dt.timedelta(minutes=1)
         )
-    finally:
-        await pool.close()
-        await conn.close()
 
 
 async def test_a_notice_staged_without_its_hop_within_the_window_gets_it(
@@ -188,9 +184,7 @@ async def test_a_notice_staged_without_its_hop_within_the_window_gets_it(
 ) -> None:
     """A notice a process of the previous version stages after the walk has passed its time's
     start gets its hop from a later batch; one this version stages is not the walk's."""
-    url, conn = await _migrated(services, "docaxis_notice_hops_window")
-    pool = await postgres.create_pool(url, min_size=1, max_size=1)
-    try:
+    async with _hub(services, "docaxis_notice_hops_window") as (conn, pool):
         began = await conn.fetchval("SELECT began_at FROM exchange.notice_hop_walk")
         peers = PostgresPeerStates(pool)
         clock = [began + dt.timedelta(hours=1)]
@@ -214,9 +208,6 @@ async def test_a_notice_staged_without_its_hop_within_the_window_gets_it(
         # The walk's index holds the previous version's notice only.
         unkept = "SELECT count(*) FROM exchange.notice WHERE NOT hop_kept"
         assert await conn.fetchval(unkept) == 1
-    finally:
-        await pool.close()
-        await conn.close()
 
 
 async def test_notices_staged_between_0037_and_0039_get_their_hop_from_its_backfill(
