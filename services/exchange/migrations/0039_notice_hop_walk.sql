@@ -41,8 +41,8 @@ VALUES (now() - interval '1 minute', '-infinity')
 ON CONFLICT (one) DO NOTHING;
 
 -- The notices waiting now without a hop that go to a peer, as 0037's backfill routed them (it
--- read the hub's waiting notices once; so does this): those a process of the version before 0037
--- staged since, or earlier than 0037 by a hub's clock; after the defaults changed, so that every
+-- read the hub's waiting notices once; so does this): those a process of a version before 0037
+-- staged after 0037's backfill, up to this one; after the defaults changed, so that every
 -- notice is either seen here or in the index below.
 UPDATE exchange.notice n
 SET via_hub = CASE WHEN n.agency = d.recipient THEN d.via_hub ELSE doc.from_hub END
