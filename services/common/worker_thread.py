@@ -9,9 +9,9 @@ loop in one callback: at a busy loop's pace (when the hops cost it most) several
 hop, and a quiet one pays what it paid before. Every call is its own: its own result or its own
 exception, whatever the others of its batch did.
 
-For calls of about the same, small size (a document's signatures): a long call holds every call
-queued behind it, so a caller with calls of unbounded length (a large PDF's verification) keeps
-those on the loop's default pool.
+A long call holds every call queued behind it: give calls of different sizes a thread each
+(Submit's checks: one for the documents' manifest signatures, of one small size, one for PDFs and
+envelopes, of any size).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ whether the agency may send unsigned on its mutual-TLS identity (transport-attes
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -40,10 +39,19 @@ from services.exchange.domain.model import AttachmentRef, Submission, manifest_o
 from services.exchange.domain.signature_rules import DEFAULT_RULES, SignatureForm, SignatureRules
 from services.exchange.domain.verification import SignatureCheck, SignatureMode, Verification
 
-# The thread that verifies manifest signatures, one per process (every verifier's): a
-# document's check is small and of about one size (about 0.3 ms), so the documents queued behind
-# one wait little; PDFs and envelopes, of any size, go to the loop's default pool.
+# Every check of a submission runs off the event loop one way: in a WorkerThread (one thread that
+# takes the calls queued while it worked in one hop), two per process, one per size of work
+# (docs/perf, "Submit's checks off the loop, one way"). A document's manifest check is small and of
+# one size (0.25-1.1 ms of CPU); a PDF's is tens of milliseconds at the least (a one-page PDF signed
+# twice: about 12 ms to count its signatures, 15 to read its certificates, 40 to verify them), an
+# envelope's a few (25 for one of 1 MiB), both growing with the file, and with OCSP enabled both
+# wait on the network besides. In one thread, each PDF would hold the manifest checks of every
+# Submit queued behind it, a hundred documents' worth and more. The attachment checks wait for one
+# another instead: their Python holds the GIL, so the default pool's threads finished four PDFs no
+# sooner for the same CPU, and held the event loop up to 45-100 ms against 15-18 here (the GIL
+# shared among more threads). What one thread gives up is overlapping OCSP's network waits.
 MANIFEST_CHECKS = WorkerThread("manifest-checks")
+ATTACHMENT_CHECKS = WorkerThread("attachment-checks")
 # Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
 Content = Callable[[str], Awaitable[bytes]]
 # The directory's bindings of these keys (SPKI SHA-256): whom national-CA certificates sign for.
@@ -205,7 +213,10 @@ class SignatureVerifier:
         # Bytes that do not start like a PDF carry no signature: said by a look at their first
         # KiB here, where a thread's hop to say it cost more than the look (a PDF's name or
         # media type on bytes that are not one).
-        if not is_pdf(data) or await asyncio.to_thread(_pdf_signature_count, data) == 0:
+        if (
+            not is_pdf(data)
+            or await ATTACHMENT_CHECKS.run(functools.partial(_pdf_signature_count, data)) == 0
+        ):
             # A PDF without signatures (or one no PDF reader can open, which then cannot carry
             # any) is refused only when no other form fills the roles, decided once every form
             # was looked at; a signed one is always verified.
@@ -213,19 +224,20 @@ class SignatureVerifier:
                 found.unsigned_pdf = attachment.name
             return
         try:
-            result = await asyncio.to_thread(
-                verify_pdf,
-                data,
-                self._store(),
-                agency=submission.header.sender,
-                main=main,
-                at=at,
-                allow_legacy=policy.allow_legacy_algorithms,
-                revocation=self._revocation,
-                bindings=await _bindings_of(
-                    await asyncio.to_thread(signer_certificates, data), bindings
-                ),
-                timestamps=self._timestamps,
+            signers = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificates, data))
+            result = await ATTACHMENT_CHECKS.run(
+                functools.partial(
+                    verify_pdf,
+                    data,
+                    self._store(),
+                    agency=submission.header.sender,
+                    main=main,
+                    at=at,
+                    allow_legacy=policy.allow_legacy_algorithms,
+                    revocation=self._revocation,
+                    bindings=await _bindings_of(signers, bindings),
+                    timestamps=self._timestamps,
+                )
             )
         except TrustError as exc:
             raise exc.concerning(attachment=attachment.name) from None
@@ -268,19 +280,21 @@ class SignatureVerifier:
     ) -> None:
         data = await content(envelope.sha256)
         try:
-            if not await asyncio.to_thread(has_envelope_signature, data):
+            if not await ATTACHMENT_CHECKS.run(functools.partial(has_envelope_signature, data)):
                 return  # an empty or absent envelope signature: kept as it is, not evidence
-            certificate = await asyncio.to_thread(signer_certificate, data)
+            certificate = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificate, data))
             bound = await _bindings_of([] if certificate is None else [certificate], bindings)
-            result = await asyncio.to_thread(
-                verify_envelope,
-                data,
-                self._store(),
-                agency=submission.header.sender,
-                at=at,
-                allow_legacy=policy.allow_legacy_algorithms,
-                revocation=self._revocation,
-                bindings=bound,
+            result = await ATTACHMENT_CHECKS.run(
+                functools.partial(
+                    verify_envelope,
+                    data,
+                    self._store(),
+                    agency=submission.header.sender,
+                    at=at,
+                    allow_legacy=policy.allow_legacy_algorithms,
+                    revocation=self._revocation,
+                    bindings=bound,
+                )
             )
             _check_binding(result.facts, submission)
         except TrustError as exc:

@@ -15,7 +15,11 @@ from services.common.errors import DomainError
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import Signature, Submission, manifest_of
 from services.exchange.service_layer.handlers import ExchangeHandlers, SubmitResult
-from services.exchange.service_layer.signatures import MANIFEST_CHECKS, SignatureVerifier
+from services.exchange.service_layer.signatures import (
+    ATTACHMENT_CHECKS,
+    MANIFEST_CHECKS,
+    SignatureVerifier,
+)
 from tests.fakes import FakeDirectoryLookup, FakeDocumentStore
 from tests.unit.common.test_worker_thread import held, queued
 from tests.unit.exchange.builders import EDUCATION, HEALTH, SENDER, header
@@ -57,6 +61,16 @@ def signed(ca: DemoCA, number: str, *, forged: bool = False) -> Submission:
     return Submission(f"c-{number}", head, (), signatures=signatures)
 
 
+def exchange_of(ca: DemoCA, store: FakeDocumentStore) -> ExchangeHandlers:
+    return ExchangeHandlers(
+        store,
+        FakeDirectoryLookup(SENDER, HEALTH, EDUCATION),
+        code_problem,
+        clock=_now,
+        signatures=SignatureVerifier(ca.trust_store, required=True),
+    )
+
+
 async def test_a_forged_signature_among_good_ones_verified_in_one_hop_is_refused_alone(
     ca: DemoCA,
 ) -> None:
@@ -64,13 +78,7 @@ async def test_a_forged_signature_among_good_ones_verified_in_one_hop_is_refused
     forged one is refused with its own SIGNATURE_INVALID (its role named) and nothing of it is
     stored; the three others are accepted and stored."""
     store = FakeDocumentStore(clock=_now)
-    exchange = ExchangeHandlers(
-        store,
-        FakeDirectoryLookup(SENDER, HEALTH, EDUCATION),
-        code_problem,
-        clock=_now,
-        signatures=SignatureVerifier(ca.trust_store, required=True),
-    )
+    exchange = exchange_of(ca, store)
     documents = [signed(ca, n, forged=n == "7002") for n in ("7001", "7002", "7003", "7004")]
     gate, first = await held(MANIFEST_CHECKS)
     batches = MANIFEST_CHECKS.batches
@@ -90,3 +98,21 @@ async def test_a_forged_signature_among_good_ones_verified_in_one_hop_is_refused
     assert stored == ["c-7001", "c-7003", "c-7004"]
     verifications = [d.verification for d in store.documents.values()]
     assert all(v is not None and v.signed for v in verifications)
+
+
+async def test_a_manifest_check_does_not_wait_for_a_pdf_check(ca: DemoCA) -> None:
+    """A PDF's or an envelope's check (tens of milliseconds to seconds) holds its own thread,
+    not the one the documents' manifest signatures are verified in: a Submit signed in the
+    manifest is verified and stored while the attachment thread is busy."""
+    store = FakeDocumentStore(clock=_now)
+    exchange = exchange_of(ca, store)
+    gate, held_check = await held(ATTACHMENT_CHECKS)
+    try:
+        async with asyncio.timeout(10):  # behind the held thread it would wait here
+            result = await exchange.submit(SENDER, signed(ca, "7101"))
+    finally:
+        gate.opened.set()
+        await held_check
+
+    assert not result.replayed
+    assert [d.consignment_id for d in store.documents.values()] == ["c-7101"]

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -13,13 +14,19 @@ from docaxis_client.trust.bindings import CertificateBinding
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
 from docaxis_client.trust.keys import key_id
 from docaxis_client.trust.pdf import demo_pdf, sign_pdf
-from docaxis_client.trust.signatures import SignerRole
+from docaxis_client.trust.signatures import SignerRole, sign_document
 from docaxis_client.trust.xmldsig import sign_envelope
 from docaxis_client.vietnam import today_in_vietnam
 from gateway.edxml import edxml_bytes
 from services.common.errors import DomainError
 from services.directory.domain.codes import code_problem
-from services.exchange.domain.model import Submission
+from services.exchange.domain.model import (
+    AttachmentRef,
+    Header,
+    Signature,
+    Submission,
+    manifest_of,
+)
 from services.exchange.domain.signature_rules import SignatureForm, SignatureRules
 from services.exchange.domain.verification import SignatureMode
 from services.exchange.service_layer import signatures
@@ -57,7 +64,10 @@ class Scene:
             pdf = sign_pdf(pdf, self.agency.identity(), field_name="ChuKyCoQuan")
         return pdf
 
-    async def submit(self, *attachments: bytes, envelope: bytes | None = None) -> Submission:
+    async def submit(
+        self, *attachments: bytes, envelope: bytes | None = None, manifest_signed: bool = False
+    ) -> Submission:
+        """`manifest_signed`: the docaxis manifest signatures of both roles too."""
         refs = tuple([await upload(self.exchange, SENDER, data) for data in attachments])
         envelope_ref = None
         if envelope is not None:
@@ -66,9 +76,30 @@ class Scene:
                 uploaded, name="envelope.edxml", media_type="application/xml"
             )
         head = dataclasses.replace(header(), promulgation_date=today_in_vietnam(_now()))
-        sent = Submission("c-1", head, refs, envelope=envelope_ref)
+        if manifest_signed:
+            head = dataclasses.replace(head, signer_full_name=OFFICIAL)
+        sent = Submission(
+            "c-1",
+            head,
+            refs,
+            signatures=self._manifest_signatures(head, refs) if manifest_signed else (),
+            envelope=envelope_ref,
+        )
         await self.exchange.submit(SENDER, sent)
         return sent
+
+    def _manifest_signatures(
+        self, head: Header, refs: tuple[AttachmentRef, ...]
+    ) -> tuple[Signature, ...]:
+        pair = sign_document(
+            manifest_of(head, refs),
+            person=self.person.identity(),
+            organization=self.agency.identity(),
+        )
+        return tuple(
+            Signature(s.role.value, s.algorithm.value, s.signature, s.chain, s.signed_at)
+            for s in (pair.person, pair.organization)
+        )
 
     def verification(self) -> tuple[SignatureMode, list[tuple[str, str]]]:
         (document,) = self.store.documents.values()
@@ -224,6 +255,47 @@ async def test_a_signed_pdf_is_still_counted_off_the_event_loop_and_verified(
     )
     assert len(counted_on) == 1
     assert counted_on[0] is not threading.current_thread()
+
+
+# Every check the verifier hands off the event loop, by its name in the verifier's module.
+_CHECKS = (
+    "verify_document",
+    "_pdf_signature_count",
+    "signer_certificates",
+    "verify_pdf",
+    "has_envelope_signature",
+    "signer_certificate",
+    "verify_envelope",
+)
+
+
+async def test_every_check_of_the_three_forms_runs_off_the_event_loop(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submission signed in all three forms (manifest, PAdES, XML-DSig): each of its checks
+    runs, and none on the event loop's thread (a check there stalls every other Submit)."""
+    ran_on: dict[str, int] = {}
+
+    def recorded(name: str, check: Callable[..., object]) -> Callable[..., object]:
+        def check_here(*args: object, **kwargs: object) -> object:
+            ran_on[name] = threading.get_ident()
+            return check(*args, **kwargs)
+
+        return check_here
+
+    for name in _CHECKS:
+        monkeypatch.setattr(signatures, name, recorded(name, getattr(signatures, name)))
+    pdf = await scene.signed_pdf()
+    envelope = sign_envelope(_package_for(pdf), scene.agency.identity())
+
+    await scene.submit(pdf, envelope=envelope, manifest_signed=True)
+
+    mode, checks = scene.verification()
+    assert mode is SignatureMode.SIGNED
+    assert {form for form, _ in checks} == {"manifest", "pades", "xmldsig"}
+    assert sorted(ran_on) == sorted(_CHECKS)
+    on_the_loop = [name for name, ident in ran_on.items() if ident == threading.get_ident()]
+    assert on_the_loop == []
 
 
 async def test_an_envelope_signed_by_the_agency_counts_as_its_signature(scene: Scene) -> None:
