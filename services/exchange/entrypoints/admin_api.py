@@ -109,6 +109,9 @@ def dead_letter_to_pb(copy: DeadLetterCopy) -> pb.DeadLetter:
         reason=copy.reason,
         dead_lettered_at=timestamp(copy.dead_lettered_at),
         push_count=copy.push_count,
+        cause=None
+        if copy.cause is None
+        else pb.HandoverFailure(reason=copy.cause.reason, detail=copy.cause.detail),
     )
 
 

@@ -657,6 +657,7 @@ class DeadLetter(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     DEAD_LETTERED_AT_FIELD_NUMBER: _builtins.int
     PUSH_COUNT_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     requested_recipient: _builtins.str
     effective_recipient: _builtins.str
@@ -669,6 +670,15 @@ class DeadLetter(_message.Message):
     def document(self) -> Global___DocumentSummary: ...
     @_builtins.property
     def dead_lettered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cause(self) -> Global___HandoverFailure:
+        """With MAX_PUSHES_EXCEEDED, federation: why the copy's last hand-over to the next hub failed
+        and it went again, what to fix before resending (e.g. PEER_RECEIPT_INVALID: the peer's
+        certificate or signing; UNAVAILABLE: the peer could not be reached; or the reason the peer
+        asked for it again with). Unset when no hand-over failed so (a recipient's DMS that never
+        acknowledged) and for every other reason; a resend clears it.
+        """
+
     def __init__(
         self,
         *,
@@ -679,14 +689,41 @@ class DeadLetter(_message.Message):
         reason: _builtins.str = ...,
         dead_lettered_at: _timestamp_pb2.Timestamp | None = ...,
         push_count: _builtins.int = ...,
+        cause: Global___HandoverFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_lettered_at", b"dead_lettered_at", "document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "dead_lettered_at", b"dead_lettered_at", "document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_lettered_at", b"dead_lettered_at", "delivery_id", b"delivery_id", "document", b"document", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "reason", b"reason", "requested_recipient", b"requested_recipient"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "dead_lettered_at", b"dead_lettered_at", "delivery_id", b"delivery_id", "document", b"document", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "reason", b"reason", "requested_recipient", b"requested_recipient"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
+
+@_typing.final
+class HandoverFailure(_message.Message):
+    """A failed hand-over of a copy to the next hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The error's reason code."""
+    detail: _builtins.str
+    """A short description for the operator (at most 200 characters; never a credential)."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoverFailure: _TypeAlias = HandoverFailure  # noqa: Y015
 
 @_typing.final
 class ListDeadLettersResponse(_message.Message):
