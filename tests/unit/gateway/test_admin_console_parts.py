@@ -412,6 +412,50 @@ def _peers_page(response: apb.ListPeersResponse, **extra: Any) -> str:
     )
 
 
+def test_the_dead_letters_page_shows_a_failed_hand_overs_cause_beside_the_reason() -> None:
+    """MAX_PUSHES_EXCEEDED with the cause an operator must fix (escaped: a peer's words); a copy
+    whose DMS never acknowledged shows the reason alone."""
+    failed = apb.DeadLetter(
+        delivery_id="d-peer",
+        reason="MAX_PUSHES_EXCEEDED",
+        push_count=20,
+        dead_lettered_at=_stamp(NOW),
+        cause=apb.HandoverFailure(
+            reason="PEER_RECEIPT_INVALID", detail="hub national's receipt: <SIGNER_MISMATCH>"
+        ),
+    )
+    dropped = apb.DeadLetter(
+        delivery_id="d-dms", reason="MAX_PUSHES_EXCEEDED", dead_lettered_at=_stamp(NOW)
+    )
+    shown = (
+        _environment()
+        .get_template("dead_letters.html")
+        .render(
+            t=i18n.Translator(i18n.Language.EN),
+            lang="en",
+            switch_url="",
+            path="/admin/dead-letters",
+            admin=None,
+            csrf="token-1",
+            agency="",
+            peer="",
+            dead_letters=[failed, dropped],
+            next_page="",
+            resent="",
+        )
+    )
+    peer_row = shown[shown.index('data-delivery="d-peer"') :]
+    peer_row = peer_row[: peer_row.index("</tr>")]
+    assert "<code>MAX_PUSHES_EXCEEDED</code>" in peer_row
+    assert "Last hand-over failed with" in peer_row
+    assert "<code>PEER_RECEIPT_INVALID</code>" in peer_row
+    assert "hub national&#39;s receipt: &lt;SIGNER_MISMATCH&gt;" in peer_row
+    dms_row = shown[shown.index('data-delivery="d-dms"') :]
+    dms_row = dms_row[: dms_row.index("</tr>")]
+    assert "<code>MAX_PUSHES_EXCEEDED</code>" in dms_row
+    assert 'class="cause"' not in dms_row
+
+
 def test_the_peers_page_shows_each_peers_figures_errors_and_a_resend_for_its_dead_letters() -> None:
     listed = apb.ListPeersResponse(
         peers=[
