@@ -125,20 +125,6 @@ def test_a_dead_letter_for_another_reason_shows_no_earlier_failure_as_its_cause(
     assert delivery.dead_letter_cause("national:INVALID_ADDRESSEE", RECEIPT_INVALID) is None
 
 
-def test_a_resend_forgets_the_last_failed_hand_over() -> None:
-    dead = Copy(
-        DeliveryState.DEAD_LETTERED,
-        push_count=3,
-        dead_lettered_at=T0,
-        dead_letter_reason=MAX_PUSHES_EXCEEDED,
-        last_failure=RECEIPT_INVALID,
-    )
-    resent = delivery.resend(
-        REF, dead, administrator_serial="5a7e", administrator_subject="CN=qt", reason="x", now=T1
-    ).copy
-    assert (resent.state, resent.last_failure) == (DeliveryState.QUEUED, None)
-
-
 @pytest.mark.parametrize(
     ("detail", "kept"),
     [
@@ -226,21 +212,25 @@ def test_answers_settle_a_pending_recall() -> None:
 
 
 def test_only_a_dead_letter_is_resent_and_it_starts_counting_again() -> None:
+    """Its push count from zero, its last failed hand-over forgotten (fixed, or remembered
+    again when it comes back)."""
     dead = Copy(
         DeliveryState.DEAD_LETTERED,
         push_count=20,
         queued_at=T0,
         dead_lettered_at=T1,
         dead_letter_reason=MAX_PUSHES_EXCEEDED,
+        last_failure=RECEIPT_INVALID,
     )
     resent = delivery.resend(
         REF, dead, administrator_serial="1a", administrator_subject="CN=a", reason="r", now=T1
     )
-    assert (resent.copy.state, resent.copy.push_count, resent.copy.queued_at) == (
-        DeliveryState.QUEUED,
-        0,
-        T0,
-    )
+    assert (
+        resent.copy.state,
+        resent.copy.push_count,
+        resent.copy.queued_at,
+        resent.copy.last_failure,
+    ) == (DeliveryState.QUEUED, 0, T0, None)
     assert resent.events[0].data["push_count"] == 20
     assert "CN=a" not in str(resent.events[0].data)  # committed to by hash only
     with pytest.raises(delivery.NotDeadLetteredError):

@@ -141,6 +141,24 @@ def _peer_receipts(ca: DemoCA, hub: str) -> HopReceipts:
     return HopReceipts(ca.issue_peer(hub).identity(), ca.trust_store())
 
 
+def _forwarder(
+    peer: object, copies: Copies, store: Store, receipts: HopReceipts | None = None
+) -> Forwarder:
+    """Province A's forwarder to `peer`, with a short back-off."""
+    unused: Any = None
+    return Forwarder(
+        "province-a",
+        cast(PeerTransport, peer),
+        unused,
+        cast(ExchangeHandlers, copies),
+        unused,
+        cast(FederationStore, store),
+        max_backoff_s=0.01,
+        rng=random.Random(7),  # noqa: S311 - jitter, not secrecy
+        receipts=receipts,
+    )
+
+
 async def test_a_copy_waits_until_the_next_hub_answers_with_a_valid_receipt() -> None:
     ca, stranger = DemoCA.create(), DemoCA.create()
     national = _peer_receipts(ca, "national")
@@ -153,18 +171,7 @@ async def test_a_copy_waits_until_the_next_hub_answers_with_a_valid_receipt() ->
         ]
     )
     copies, store = Copies(), Store()
-    unused: Any = None
-    forwarder = Forwarder(
-        "province-a",
-        cast(PeerTransport, peer),
-        unused,
-        cast(ExchangeHandlers, copies),
-        unused,
-        cast(FederationStore, store),
-        max_backoff_s=0.01,
-        rng=random.Random(7),  # noqa: S311 - jitter, not secrecy
-        receipts=_peer_receipts(ca, "province-a"),
-    )
+    forwarder = _forwarder(peer, copies, store, _peer_receipts(ca, "province-a"))
     delivery_id = str(uuid.uuid4())
     message = Message()
     waiting = InboxMessage(delivery_id, message, addressee=HEALTH)
@@ -215,18 +222,7 @@ class Unreachable:
 async def test_a_copy_the_peer_could_not_be_reached_for_remembers_why() -> None:
     """The whole batch goes again: each document's copy remembers UNAVAILABLE, with the
     transport's message."""
-    copies, store = Copies(), Store()
-    unused: Any = None
-    forwarder = Forwarder(
-        "province-a",
-        cast(PeerTransport, Unreachable()),
-        unused,
-        cast(ExchangeHandlers, copies),
-        unused,
-        cast(FederationStore, store),
-        max_backoff_s=0.01,
-        rng=random.Random(7),  # noqa: S311 - jitter, not secrecy
-    )
+    forwarder = _forwarder(Unreachable(), Copies(), store := Store())
     ids = [str(uuid.uuid4()), str(uuid.uuid4())]
     await forwarder.forward_batch([InboxMessage(i, Message(), addressee=HEALTH) for i in ids])
     assert len(forwarder.held) == 2

@@ -237,29 +237,44 @@ async def test_a_bad_search_filter_is_refused_before_any_call(query: dict[str, s
     assert console.sent == []
 
 
-def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
-    """The document page's HTML as the console renders it (English, nobody signed in)."""
+def _rendered(template: str, path: str, **values: Any) -> str:
+    """A page's HTML as the console renders it (English, nobody signed in)."""
     return (
         _environment()
-        .get_template("document.html")
+        .get_template(template)
         .render(
             t=i18n.Translator(i18n.Language.EN),
             lang="en",
             switch_url="",
-            path="/admin/documents/x",
+            path=path,
             admin=None,
-            csrf="",
-            timeline=timeline,
-            hop_rows=hop_rows(timeline.hops),
-            proof=SimpleNamespace(state="none", events=[]),
-            state_name=DELIVERY_STATES,
-            status_code=status_code,
-            recall_name=RECALL_NAMES,
-            business_type=BUSINESS_TYPES,
-            signature_mode=SIGNATURE_MODES,
-            signature_form=SIGNATURE_FORMS,
-            signature_role=SIGNATURE_ROLES,
+            **values,
         )
+    )
+
+
+def _row(page: str, marker: str) -> str:
+    """The table row of `page` from `marker` (an attribute of its <tr>) to its end."""
+    row = page[page.index(marker) :]
+    return row[: row.index("</tr>")]
+
+
+def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
+    """The document page's HTML as the console renders it (English, nobody signed in)."""
+    return _rendered(
+        "document.html",
+        "/admin/documents/x",
+        csrf="",
+        timeline=timeline,
+        hop_rows=hop_rows(timeline.hops),
+        proof=SimpleNamespace(state="none", events=[]),
+        state_name=DELIVERY_STATES,
+        status_code=status_code,
+        recall_name=RECALL_NAMES,
+        business_type=BUSINESS_TYPES,
+        signature_mode=SIGNATURE_MODES,
+        signature_form=SIGNATURE_FORMS,
+        signature_role=SIGNATURE_ROLES,
     )
 
 
@@ -394,21 +409,14 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
 
 def _peers_page(response: apb.ListPeersResponse, **extra: Any) -> str:
     values: dict[str, Any] = {"resent": "", "resent_count": ""} | extra
-    return (
-        _environment()
-        .get_template("peers.html")
-        .render(
-            t=i18n.Translator(i18n.Language.EN),
-            lang="en",
-            switch_url="",
-            path="/admin/peers",
-            admin=None,
-            csrf="token-1",
-            peers=response.peers,
-            peer_state=PEER_STATES,
-            circuit=CIRCUITS,
-            **values,
-        )
+    return _rendered(
+        "peers.html",
+        "/admin/peers",
+        csrf="token-1",
+        peers=response.peers,
+        peer_state=PEER_STATES,
+        circuit=CIRCUITS,
+        **values,
     )
 
 
@@ -427,31 +435,22 @@ def test_the_dead_letters_page_shows_a_failed_hand_overs_cause_beside_the_reason
     dropped = apb.DeadLetter(
         delivery_id="d-dms", reason="MAX_PUSHES_EXCEEDED", dead_lettered_at=_stamp(NOW)
     )
-    shown = (
-        _environment()
-        .get_template("dead_letters.html")
-        .render(
-            t=i18n.Translator(i18n.Language.EN),
-            lang="en",
-            switch_url="",
-            path="/admin/dead-letters",
-            admin=None,
-            csrf="token-1",
-            agency="",
-            peer="",
-            dead_letters=[failed, dropped],
-            next_page="",
-            resent="",
-        )
+    shown = _rendered(
+        "dead_letters.html",
+        "/admin/dead-letters",
+        csrf="token-1",
+        agency="",
+        peer="",
+        dead_letters=[failed, dropped],
+        next_page="",
+        resent="",
     )
-    peer_row = shown[shown.index('data-delivery="d-peer"') :]
-    peer_row = peer_row[: peer_row.index("</tr>")]
+    peer_row = _row(shown, 'data-delivery="d-peer"')
     assert "<code>MAX_PUSHES_EXCEEDED</code>" in peer_row
     assert "Last hand-over failed with" in peer_row
     assert "<code>PEER_RECEIPT_INVALID</code>" in peer_row
     assert "hub national&#39;s receipt: &lt;SIGNER_MISMATCH&gt;" in peer_row
-    dms_row = shown[shown.index('data-delivery="d-dms"') :]
-    dms_row = dms_row[: dms_row.index("</tr>")]
+    dms_row = _row(shown, 'data-delivery="d-dms"')
     assert "<code>MAX_PUSHES_EXCEEDED</code>" in dms_row
     assert 'class="cause"' not in dms_row
 
@@ -485,8 +484,7 @@ def test_the_peers_page_shows_each_peers_figures_errors_and_a_resend_for_its_dea
         ]
     )
     shown = _peers_page(listed)
-    national = shown[shown.index('data-hub="national"') :]
-    national = national[: national.index("</tr>")]
+    national = _row(shown, 'data-hub="national"')
     assert 'data-state="up"' in national
     assert "Closed" in national
     assert "6.5" in national
