@@ -259,6 +259,10 @@ async def test_a_copy_dead_lettered_after_invalid_receipts_says_why_until_resent
         lambda: hop_entries(a, response.receipt.document_uuid, "dead_lettered"), within=20
     )
     assert (event["reason"], event["cause"]) == ("MAX_PUSHES_EXCEEDED", "PEER_RECEIPT_INVALID")
+    # The document's timeline shows it on the hand-over not done.
+    (waiting,) = (await _timeline(a, pki, response.receipt.document_uuid)).hops.hand_overs
+    assert waiting.state == xpb.DELIVERY_STATE_DEAD_LETTERED
+    assert waiting.last_failure == listed.cause
 
     signing_broken = False  # the peer's certificate is fixed: the administrator resends
     resent = await admin_a.ResendDeadLetter(
@@ -280,6 +284,8 @@ async def test_a_copy_dead_lettered_after_invalid_receipts_says_why_until_resent
 
     assert await eventually(handed_over, within=30) == "acknowledged"
     assert route.delivery_id not in await dead()
+    (done,) = (await _timeline(a, pki, response.receipt.document_uuid)).hops.hand_overs
+    assert not done.HasField("last_failure")
 
 
 @pytest.mark.parametrize(

@@ -379,7 +379,8 @@ class PostgresAdminStore:
                 key,
             )
             outgoing = await conn.fetch(
-                "SELECT id, recipient, via_hub, state, acknowledged_at, hop_receipt "
+                "SELECT id, recipient, via_hub, state, acknowledged_at, hop_receipt, "
+                "last_failure_reason, last_failure_detail "
                 "FROM exchange.delivery WHERE document_uuid = $1 AND via_hub IS NOT NULL "
                 "ORDER BY position",
                 key,
@@ -425,6 +426,8 @@ class PostgresAdminStore:
                     handed_over_at=r["acknowledged_at"] if r["hop_receipt"] else None,
                     receipt=receipt,
                     statuses_back=tuple(came_back.get(str(r["id"]), ())),
+                    # Once handed over, an earlier failure is history.
+                    last_failure=None if r["hop_receipt"] else stored_failure(r),
                 )
                 for r, receipt in zip(outgoing, received, strict=True)
             ),

@@ -120,6 +120,8 @@ class HandOver:
     handed_over_at: dt.datetime | None  # when the next hub stored it
     receipt: bytes  # the next hub's signed receipt (empty until then)
     statuses_back: tuple[StatusBack, ...]
+    # Why its last hand-over failed, while it is not handed over (a dead letter's cause).
+    last_failure: HandoverFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,6 +372,9 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
                 recipient="<script>x</script>",
                 next_hub="province-c",
                 state=xpb.DELIVERY_STATE_QUEUED,
+                last_failure=apb.HandoverFailure(
+                    reason="PEER_RECEIPT_INVALID", detail="SIGNER_MISMATCH: <province-b>"
+                ),
             ),
         ],
     )
@@ -399,8 +402,13 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
     assert "01 · Arrived · 22/11/2026 10:00:09" in table  # handed back to A
     assert '03 · Registered · <span class="badge wait">waiting</span>' in table
     assert "01 · Arrived · 22/11/2026 10:00:08" in table  # came back from B
-    # Not handed over yet: its state instead of a time; hostile text is escaped.
+    # Not handed over yet: its state instead of a time, and why its last hand-over failed (the
+    # one handed over shows none); hostile text is escaped.
     assert "Queued" in table
+    waiting = _row(table, 'data-hub="province-c"')
+    assert "Last hand-over failed with</span> <code>PEER_RECEIPT_INVALID</code>" in waiting
+    assert "SIGNER_MISMATCH: &lt;province-b&gt;" in waiting
+    assert 'class="cause"' not in _row(table, 'data-hub="province-b"')
     assert "&lt;script&gt;x&lt;/script&gt;" in table
     assert "<script>" not in table
     # A document that never crossed a hub has no hops section.

@@ -452,6 +452,7 @@ class HandOver(_message.Message):
     RECEIPT_SIGNED_AT_FIELD_NUMBER: _builtins.int
     RECEIPT_KEY_ID_FIELD_NUMBER: _builtins.int
     STATUSES_BACK_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     recipient: _builtins.str
     """The recipient as the next hub was told it."""
@@ -475,6 +476,12 @@ class HandOver(_message.Message):
         arrived here.
         """
 
+    @_builtins.property
+    def last_failure(self) -> Global___HandoverFailure:
+        """While it is not handed over: why its last hand-over failed (the cause beside a dead letter's
+        MAX_PUSHES_EXCEEDED, see DeadLetter.cause); unset when none did, or once handed over.
+        """
+
     def __init__(
         self,
         *,
@@ -488,10 +495,11 @@ class HandOver(_message.Message):
         receipt_signed_at: _timestamp_pb2.Timestamp | None = ...,
         receipt_key_id: _builtins.str = ...,
         statuses_back: _abc.Iterable[Global___StatusBack] | None = ...,
+        last_failure: Global___HandoverFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_at", b"handed_over_at", "receipt_signed_at", b"receipt_signed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_at", b"handed_over_at", "last_failure", b"last_failure", "receipt_signed_at", b"receipt_signed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "handed_over_at", b"handed_over_at", "next_hub", b"next_hub", "receipt", b"receipt", "receipt_key_id", b"receipt_key_id", "receipt_sha256", b"receipt_sha256", "receipt_signed_at", b"receipt_signed_at", "recipient", b"recipient", "state", b"state", "statuses_back", b"statuses_back"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "handed_over_at", b"handed_over_at", "last_failure", b"last_failure", "next_hub", b"next_hub", "receipt", b"receipt", "receipt_key_id", b"receipt_key_id", "receipt_sha256", b"receipt_sha256", "receipt_signed_at", b"receipt_signed_at", "recipient", b"recipient", "state", b"state", "statuses_back", b"statuses_back"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
