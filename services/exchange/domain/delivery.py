@@ -101,7 +101,8 @@ class HandoverFailure:
     """Why the copy's last hand-over to the next hub failed and it went again: the next hub asked
     for it again, could not be reached, or answered with a receipt that did not prove the
     hand-over (forwarding.Forwarder). Kept with the copy so that the dead letter the push limit
-    makes says what an operator must fix. Made by `handover_failure` only."""
+    makes says what an operator must fix. Made by `handover_failure` (the stores read back
+    what it made)."""
 
     reason: str  # the error's reason code, e.g. PEER_RECEIPT_INVALID
     detail: str = ""

@@ -7,6 +7,14 @@ stored there is dead-lettered, resendable by an administrator), hands them over 
 settles each one once the peer answered: a copy is then acknowledged here with the peer's signed
 receipt. A peer that cannot be reached gets back-off with jitter and, after several failures in
 a row, an open circuit: nothing is taken from its queue until a probe finds it answering again.
+
+Every hand-over that fails and goes again counts against the push limit: the peer could not be
+reached (the whole batch, held through the back-off or the open circuit), asked for an item
+again, or answered with a receipt that does not prove it (PEER_RECEIPT_INVALID). Each such copy
+remembers why (FederationStore.handover_failed), so that the dead letter the limit makes of it
+says what to fix. A refusal with a retry rule does not count (its copy waits for requeue_refused
+with its push given back) and a final one dead-letters with the peer's reason: they need no
+memory.
 """
 
 from __future__ import annotations
