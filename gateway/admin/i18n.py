@@ -194,6 +194,7 @@ MESSAGES: Mapping[Language, Mapping[str, str]] = {
         "dead.lead": "Các bản đã chuyển quá số lần cho phép mà không được xác nhận. Gửi lại "
         "được ghi vào sổ cái kèm người thực hiện và lý do.",
         "dead.reason": "Nguyên nhân",
+        "dead.cause": "Lần chuyển cuối thất bại vì",
         "dead.when": "Thời điểm",
         "dead.resend": "Gửi lại",
         "dead.resend_reason": "Lý do gửi lại",
@@ -392,6 +393,7 @@ MESSAGES: Mapping[Language, Mapping[str, str]] = {
         "dead.lead": "Copies handed over more often than allowed without an acknowledgement. "
         "A resend is recorded in the ledger with who did it and why.",
         "dead.reason": "Reason",
+        "dead.cause": "Last hand-over failed with",
         "dead.when": "When",
         "dead.resend": "Resend",
         "dead.resend_reason": "Reason for the resend",

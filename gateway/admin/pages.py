@@ -337,6 +337,8 @@ class HopRow:
     receipt_signed_at: Timestamp | None = None
     state: int = 0
     statuses_back: tuple[apb.StatusBack, ...] = ()
+    # A hand-over not done yet: why its last attempt failed.
+    failure: apb.HandoverFailure | None = None
 
 
 def hop_rows(hops: apb.DocumentHops) -> list[HopRow]:
@@ -364,6 +366,7 @@ def hop_rows(hops: apb.DocumentHops) -> list[HopRow]:
             receipt_signed_at=h.receipt_signed_at if h.HasField("receipt_signed_at") else None,
             state=h.state,
             statuses_back=tuple(h.statuses_back),
+            failure=h.last_failure if h.HasField("last_failure") else None,
         )
         for h in hops.hand_overs
     ]

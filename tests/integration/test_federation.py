@@ -443,6 +443,18 @@ async def test_a_receipt_that_does_not_prove_the_hand_over_leaves_the_copy_to_ha
     assert row is not None
     assert replaced == ["national", "national"]
     assert row["push_count"] == 3  # handed over three times: two refused receipts, one kept
+    # The copy remembers why its last hand-over failed, but its timeline shows the hand-over
+    # done, not that failure: it is history.
+    assert (
+        await a.pool.fetchval(
+            "SELECT last_failure_reason FROM exchange.delivery WHERE document_uuid = $1",
+            uuid.UUID(origin),
+        )
+        == "PEER_RECEIPT_INVALID"
+    )
+    hops = await PostgresAdminStore(a.pool).hops(origin)
+    assert hops is not None
+    assert [h.last_failure for h in hops.hand_overs] == [None]
     served = await kept_receipt(a, origin)
     receipt = TransportReceipt.from_json(served)
     verify_hop_receipt(receipt, pki.trust(), hub_code="national")

@@ -21,6 +21,9 @@ from docaxis_client.trust.receipts import TransportReceipt
 from services import peers_cli
 from services.common.grpc_errors import error_details
 from services.directory.domain.model import Agency, AgencyKind, today_in_vietnam
+from services.exchange.domain.model import DEFAULT_MAX_PUSHES
+from services.exchange.service_layer.federation_ports import OutboundDocument
+from services.exchange.service_layer.hop_receipts import HopReceipts
 from services.settings import ClientSettings
 from tests.conftest import make_header
 from tests.integration.test_exchange_flow import next_delivery
@@ -30,6 +33,7 @@ from tests.integration.test_federation import (
     Federation,
     Hub,
     federation,
+    hop_entries,
 )
 from tests.pki import SuitePki
 from tests.waiting import eventually
@@ -60,17 +64,22 @@ async def _peers(hub: Hub, pki: SuitePki) -> dict[str, apb.Peer]:
     return {p.hub: p for p in listed.peers}
 
 
-async def _send_across(federation: Federation, pki: SuitePki) -> str:
-    """A's commune to B's department, received and acknowledged at B; the origin uuid."""
+async def _known_across(federation: Federation) -> None:
+    """Until A routes B's department to the national hub, and the national hub knows B serves
+    it (before, it refuses the copy: INVALID_ADDRESSEE)."""
 
     async def known() -> bool:
         today = today_in_vietnam()
         (r,) = await federation.a.directory.resolve([DEPARTMENT_B.code], today)
-        # Until the national hub pulled B's directory it refuses the copy (INVALID_ADDRESSEE).
         (n,) = await federation.national.directory.resolve([DEPARTMENT_B.code], today)
         return r.hub == "national" and n.hub == "province-b"
 
     await eventually(known, within=20)
+
+
+async def _send_across(federation: Federation, pki: SuitePki) -> str:
+    """A's commune to B's department, received and acknowledged at B; the origin uuid."""
+    await _known_across(federation)
     sender = pki.client(federation.a.address, COMMUNE_A.code)
     recipient = pki.client(federation.b.address, DEPARTMENT_B.code)
     try:
@@ -181,6 +190,102 @@ async def test_a_peers_dead_letters_are_listed_and_resent_audited(
 
     (event,) = await eventually(audited, within=20)
     assert event["administrator_serial"] == mine.administrator_serial
+
+
+async def test_a_copy_dead_lettered_after_invalid_receipts_says_why_until_resent(
+    federation: Federation,
+    pki: SuitePki,
+    admin_a: apb_grpc.AdminServiceAsyncStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The national hub answers A's hand-overs of a copy with receipts signed by another hub
+    until the push limit dead-letters it at A. The administrator's listing says
+    MAX_PUSHES_EXCEEDED with the cause beside it (PEER_RECEIPT_INVALID, which check failed), as
+    does the ledger event of the dead-lettering; the resend clears the cause, and with the
+    peer's signing fixed the copy reaches B."""
+    a = federation.a
+    await _known_across(federation)
+    header = make_header(COMMUNE_A.code, [DEPARTMENT_B.code])
+    wrong_hub = HopReceipts(pki.ca.issue_peer("province-b").identity(), None)
+    signing_broken = True
+    genuine_check = HopReceipts.check
+
+    def check(self: HopReceipts, peer: str, item: OutboundDocument, receipt: bytes) -> None:
+        # Only this test's copy, on its way back from the national hub to A.
+        mine = item.submission.header.code_number == header.code.number
+        if mine and peer == "national" and signing_broken:
+            at = dt.datetime.now(dt.UTC)
+            receipt = wrong_hub.sign(item.origin_document_uuid, item.submission, item.recipient, at)
+        genuine_check(self, peer, item, receipt)
+
+    monkeypatch.setattr(HopReceipts, "check", check)
+    client = pki.client(a.address, COMMUNE_A.code)
+    try:
+        response = await client.submit(f"c-{uuid.uuid4()}", header)
+    finally:
+        await client.close()
+    (route,) = response.receipt.routes
+    key = uuid.UUID(route.delivery_id)
+
+    async def failure() -> str | None:
+        why: str | None = await a.pool.fetchval(
+            "SELECT last_failure_reason FROM exchange.delivery WHERE id = $1", key
+        )
+        return why
+
+    assert await eventually(failure, within=30) == "PEER_RECEIPT_INVALID"
+    # The limit's last hand-overs, each answered as the first (DOCAXIS_MAX_PUSHES, 20 here):
+    # the copy counts as handed over all but once already, without waiting for the forwarder's
+    # growing back-off eighteen more times.
+    await a.pool.execute(
+        "UPDATE exchange.delivery SET push_count = greatest(push_count, $2) WHERE id = $1",
+        key,
+        DEFAULT_MAX_PUSHES - 1,
+    )
+
+    async def dead() -> dict[str, apb.DeadLetter]:
+        listed = await admin_a.ListDeadLetters(apb.ListDeadLettersRequest(peer="national"))
+        return {x.delivery_id: x for x in listed.dead_letters}
+
+    listed = (await eventually(dead, lambda found: route.delivery_id in found, within=30))[
+        route.delivery_id
+    ]
+    assert (listed.reason, listed.push_count) == ("MAX_PUSHES_EXCEEDED", DEFAULT_MAX_PUSHES)
+    assert listed.HasField("cause")
+    assert listed.cause.reason == "PEER_RECEIPT_INVALID"
+    assert "SIGNER_MISMATCH" in listed.cause.detail
+    assert len(listed.cause.detail) <= 200
+    (event,) = await eventually(
+        lambda: hop_entries(a, response.receipt.document_uuid, "dead_lettered"), within=20
+    )
+    assert (event["reason"], event["cause"]) == ("MAX_PUSHES_EXCEEDED", "PEER_RECEIPT_INVALID")
+    # The document's timeline shows it on the hand-over not done.
+    (waiting,) = (await _timeline(a, pki, response.receipt.document_uuid)).hops.hand_overs
+    assert waiting.state == xpb.DELIVERY_STATE_DEAD_LETTERED
+    assert waiting.last_failure == listed.cause
+
+    signing_broken = False  # the peer's certificate is fixed: the administrator resends
+    resent = await admin_a.ResendDeadLetter(
+        apb.ResendDeadLetterRequest(delivery_id=route.delivery_id, reason="Hub quốc gia đã sửa")
+    )
+    assert resent.resend.dead_letter_reason == "MAX_PUSHES_EXCEEDED"
+    row = await a.pool.fetchrow(
+        "SELECT last_failure_reason, last_failure_detail FROM exchange.delivery WHERE id = $1",
+        key,
+    )
+    assert row is not None
+    assert (row["last_failure_reason"], row["last_failure_detail"]) == (None, None)
+
+    async def handed_over() -> str:
+        state: str = await a.pool.fetchval(
+            "SELECT state FROM exchange.delivery WHERE id = $1 AND hop_receipt IS NOT NULL", key
+        )
+        return state
+
+    assert await eventually(handed_over, within=30) == "acknowledged"
+    assert route.delivery_id not in await dead()
+    (done,) = (await _timeline(a, pki, response.receipt.document_uuid)).hops.hand_overs
+    assert not done.HasField("last_failure")
 
 
 @pytest.mark.parametrize(

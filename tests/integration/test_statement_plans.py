@@ -30,7 +30,7 @@ from services.exchange.adapters.postgres import (
     SUBMIT_LOOKUPS_SQL,
     UNOWNED_ATTACHMENTS_SQL,
 )
-from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL
+from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL, RECORD_FAILURES_SQL
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGEMENT_LOCK_SQL,
     LIFECYCLE_STATUSES_SQL,
@@ -91,6 +91,12 @@ HOT = (
         "the copies' lock of a push claim (with the relay's time of publish)",
         LOCK_PUBLISHED_SQL,
         f"SELECT array_agg(id) FROM ({LIVE}) live",  # noqa: S608 - constants only
+    ),
+    Hot(
+        "the copies' failed hand-overs to a peer hub (a batch the peer asked for again)",
+        RECORD_FAILURES_SQL,
+        "SELECT array_agg(id), array_agg('PEER_RECEIPT_INVALID'::text), "  # noqa: S608 - constants only
+        f"array_agg('hub national: SIGNER_MISMATCH'::text) FROM ({LIVE}) live",
     ),
     Hot("the relay's batch", PUBLISH_SQL, "SELECT 20, '{}'::text[]"),
     Hot(

@@ -16,7 +16,12 @@ from services.exchange.adapters.postgres import (
     stage_ledger_events,
     trace_from_json,
 )
-from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.adapters.postgres_copies import (
+    forget_failure,
+    lock_copies,
+    save_copies,
+    stored_failure,
+)
 from services.exchange.adapters.postgres_statements import Parameters
 from services.exchange.adapters.receipt_chains import ReceiptChains
 from services.exchange.domain import delivery
@@ -135,7 +140,8 @@ ORDER BY d.document_uuid, d.position
 # first only), merged; under one OR no index had both, and its pages read the hub's dead letters
 # newest first until they held its own.
 _DEAD_LETTER_COLUMNS = """d.id, d.requested_recipient, d.recipient, d.dead_letter_reason,
-        d.dead_lettered_at, d.push_count, d.document_uuid"""
+        d.dead_lettered_at, d.push_count, d.document_uuid, d.last_failure_reason,
+        d.last_failure_detail"""
 
 
 def _dead_letters_sql(
@@ -166,7 +172,7 @@ def _dead_letters_sql(
         where = "TRUE"
     return f"""
 SELECT d.id, d.requested_recipient, d.recipient, d.dead_letter_reason, d.dead_lettered_at,
-    d.push_count, {_SUMMARY_COLUMNS}
+    d.push_count, d.last_failure_reason, d.last_failure_detail, {_SUMMARY_COLUMNS}
 FROM {source} JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE {where}
 ORDER BY d.dead_lettered_at DESC, d.id DESC
@@ -299,6 +305,7 @@ class PostgresAdminStore:
                 reason=row["dead_letter_reason"],
                 dead_lettered_at=row["dead_lettered_at"],
                 push_count=row["push_count"],
+                cause=delivery.dead_letter_cause(row["dead_letter_reason"], stored_failure(row)),
             )
             for row in rows
         ]
@@ -331,6 +338,8 @@ class PostgresAdminStore:
                 push_count=row.copy.push_count,
             )
             await save_copies(conn, {key: decided.copy})
+            if decided.copy.last_failure is None and row.copy.last_failure is not None:
+                await forget_failure(conn, key)
             await conn.execute(
                 """
                 INSERT INTO exchange.delivery_resend (delivery_id, resent_at,
@@ -370,7 +379,8 @@ class PostgresAdminStore:
                 key,
             )
             outgoing = await conn.fetch(
-                "SELECT id, recipient, via_hub, state, acknowledged_at, hop_receipt "
+                "SELECT id, recipient, via_hub, state, acknowledged_at, hop_receipt, "
+                "last_failure_reason, last_failure_detail "
                 "FROM exchange.delivery WHERE document_uuid = $1 AND via_hub IS NOT NULL "
                 "ORDER BY position",
                 key,
@@ -416,6 +426,8 @@ class PostgresAdminStore:
                     handed_over_at=r["acknowledged_at"] if r["hop_receipt"] else None,
                     receipt=receipt,
                     statuses_back=tuple(came_back.get(str(r["id"]), ())),
+                    # Once handed over, an earlier failure is history.
+                    last_failure=None if r["hop_receipt"] else stored_failure(r),
                 )
                 for r, receipt in zip(outgoing, received, strict=True)
             ),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.common.postgres import Conn
-from services.exchange.domain.delivery import Copy, CopyRef
+from services.exchange.domain.delivery import Copy, CopyRef, HandoverFailure
 from services.exchange.domain.model import DeliveryState
 from services.exchange.domain.statuses import RecallState
 
@@ -20,7 +20,8 @@ from services.exchange.domain.statuses import RecallState
 _LOCK_SQL = """
 SELECT d.id, d.document_uuid, d.position, d.recipient, d.requested_recipient, d.state, d.push_count,
     d.queued_at, d.pushed_at, d.acknowledged_at, d.dead_lettered_at, d.dead_letter_reason,
-    d.recall_state, d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
+    d.recall_state, d.last_failure_reason, d.last_failure_detail,
+    d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
     now() AS now{published}
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = ANY($1::uuid[])
@@ -83,6 +84,7 @@ def locked_copy(row: asyncpg.Record) -> LockedCopy:
             dead_lettered_at=row["dead_lettered_at"],
             dead_letter_reason=row["dead_letter_reason"] or "",
             recall=RecallState(row["recall_state"]) if row["recall_state"] else None,
+            last_failure=stored_failure(row),
         ),
         requested_recipient=row["requested_recipient"],
         document_key=row["document_uuid"],
@@ -91,6 +93,12 @@ def locked_copy(row: asyncpg.Record) -> LockedCopy:
         has_receipt=row["has_receipt"],
         published_at=row.get("published_at"),
     )
+
+
+def stored_failure(row: asyncpg.Record) -> HandoverFailure | None:
+    """A row's last failed hand-over (exchange.delivery.last_failure_*), if it has one."""
+    reason: str | None = row["last_failure_reason"]
+    return None if reason is None else HandoverFailure(reason, row["last_failure_detail"] or "")
 
 
 async def lock_copies(
@@ -177,3 +185,48 @@ async def save_copies(
         return f"${len(values)}::{sql_type}"
 
     await conn.execute(save_sql(place, copies, receipts), *values)
+
+
+# The copies' last failed hand-overs, written only when a hand-over fails (never on the path of
+# a hand-over that succeeds): locked in id order as every writer of delivery rows locks them,
+# and only while they wait (a copy settled meanwhile keeps what it had). The state is checked
+# on the locked rows, not in the lock's scan: there, under a generic plan, it led the planner to
+# delivery_pending (whose predicate it is), read whole for the ids
+# (tests/integration/test_statement_plans.py).
+RECORD_FAILURES_SQL = """
+WITH failed AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS f(id, reason, detail)
+), locked AS (
+    SELECT d.id, d.state FROM exchange.delivery d
+    WHERE d.id = ANY($1::uuid[])
+    ORDER BY d.id
+    FOR UPDATE
+)
+UPDATE exchange.delivery d
+SET last_failure_reason = failed.reason, last_failure_detail = failed.detail
+FROM locked JOIN failed ON failed.id = locked.id
+WHERE d.id = locked.id AND locked.state IN ('accepted', 'queued', 'pushed')
+"""
+# A resend's or a re-route's copy starts over without it.
+_FORGET_FAILURE_SQL = """
+UPDATE exchange.delivery SET last_failure_reason = NULL, last_failure_detail = NULL
+WHERE id = $1 AND last_failure_reason IS NOT NULL
+"""
+
+
+async def record_failures(conn: Conn, failures: Mapping[uuid.UUID, HandoverFailure]) -> None:
+    """Stores each copy's last failed hand-over (one round trip)."""
+    if not failures:
+        return
+    keys = sorted(failures)
+    await conn.execute(
+        RECORD_FAILURES_SQL,
+        keys,
+        [failures[key].reason for key in keys],
+        [failures[key].detail for key in keys],
+    )
+
+
+async def forget_failure(conn: Conn, key: uuid.UUID) -> None:
+    """The copy no longer remembers a failed hand-over (the caller holds its row lock)."""
+    await conn.execute(_FORGET_FAILURE_SQL, key)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -20,11 +20,11 @@ from services.exchange.adapters.postgres import (
     trace_from_json,
     trace_to_json,
 )
-from services.exchange.adapters.postgres_copies import lock_copies, save_copies
+from services.exchange.adapters.postgres_copies import lock_copies, record_failures, save_copies
 from services.exchange.adapters.postgres_lifecycle import insert_status, queue_status_notices
 from services.exchange.adapters.receipt_chains import ReceiptChains, received_receipt
 from services.exchange.domain import delivery
-from services.exchange.domain.delivery import LedgerEvent
+from services.exchange.domain.delivery import HandoverFailure, LedgerEvent
 from services.exchange.domain.model import DeliveryState, Receipt, Submission
 from services.exchange.domain.notices import DEFAULT_NOTICE_LIMITS, NewNotice, NoticeLimits
 from services.exchange.domain.peering import Hop
@@ -165,6 +165,12 @@ class PostgresFederationStore:
             await stage_ledger_events(conn, [*decided.events, forwarded])
         self._chains.stored(unstored)
         return True
+
+    async def handover_failed(self, failures: Mapping[str, HandoverFailure]) -> None:
+        async with self._pool.acquire() as conn:
+            await record_failures(
+                conn, {uuid.UUID(delivery_id): failure for delivery_id, failure in failures.items()}
+            )
 
     async def refused(
         self, delivery_id: str, hub_code: str, reason: str, retry_at: RetryRule

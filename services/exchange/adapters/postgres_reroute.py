@@ -50,7 +50,7 @@ WITH candidate AS (
 )
 UPDATE exchange.delivery d
 SET recipient = $2, via_hub = $4, state = 'queued', queued_at = $3, push_count = 0,
-    pushed_at = NULL
+    pushed_at = NULL, last_failure_reason = NULL, last_failure_detail = NULL
 FROM movable, exchange.document doc
 WHERE d.id = movable.id AND doc.uuid = d.document_uuid
 RETURNING d.id, d.document_uuid, d.accepted_at, movable.old, doc.document_id, doc.sender

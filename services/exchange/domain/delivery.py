@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -82,6 +83,41 @@ class CopyRef:
         )
 
 
+# The most of a hand-over failure's detail kept with a copy: enough for an operator to see which
+# check failed, bounded whatever a peer's error message holds.
+MAX_FAILURE_DETAIL = 200
+# What may stand for a credential in an error's text: a URL's user:password@, and a token,
+# password or key given as `name=value`, `name: value` or `Bearer value`.
+_SECRETS = re.compile(
+    r"(?P<url>//)[^/\s:@]+:[^/\s@]+@"
+    r"|(?P<name>\b(?:bearer|token|password|passwd|secret|api[_-]?key|authorization)\b[=:\s]+)"
+    r"(?:(?:bearer|basic)\s+)?[^\s,;]+",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverFailure:
+    """Why the copy's last hand-over to the next hub failed and it went again: the next hub asked
+    for it again, could not be reached, or answered with a receipt that did not prove the
+    hand-over (forwarding.Forwarder). Kept with the copy so that the dead letter the push limit
+    makes says what an operator must fix. Made by `handover_failure` (the stores read back
+    what it made)."""
+
+    reason: str  # the error's reason code, e.g. PEER_RECEIPT_INVALID
+    detail: str = ""
+
+
+def handover_failure(reason: str, detail: str) -> HandoverFailure:
+    """The failure as kept with a copy and shown to administrators: the detail on one line,
+    without what may be a credential, at most MAX_FAILURE_DETAIL characters."""
+    line = " ".join(detail.split())
+    line = _SECRETS.sub(lambda m: f"{m.group('url') or m.group('name')}[redacted]", line)
+    if len(line) > MAX_FAILURE_DETAIL:
+        line = line[: MAX_FAILURE_DETAIL - 1] + "…"
+    return HandoverFailure(reason, line)
+
+
 @dataclass(frozen=True, slots=True)
 class Copy:
     """The transport columns of one copy (exchange.delivery)."""
@@ -94,6 +130,8 @@ class Copy:
     dead_lettered_at: dt.datetime | None = None
     dead_letter_reason: str = ""
     recall: RecallState | None = None
+    # Its last failed hand-over to the next hub (federation), until a resend or re-route.
+    last_failure: HandoverFailure | None = None
 
     @property
     def pending(self) -> bool:
@@ -108,12 +146,29 @@ def _no_longer_dead(copy: Copy, **changes: Any) -> Copy:
     return dataclasses.replace(copy, dead_lettered_at=None, dead_letter_reason="", **changes)
 
 
-def dead_letter_event(ref: CopyRef, reason: str, push_count: int, at: dt.datetime) -> LedgerEvent:
+def dead_letter_event(
+    ref: CopyRef,
+    reason: str,
+    push_count: int,
+    at: dt.datetime,
+    cause: HandoverFailure | None = None,
+) -> LedgerEvent:
     """The ledger's record of a copy delivery gave up on (too many pushes, or a recipient closed
-    with nowhere to move its mail)."""
-    return ref.event(
-        "delivery", at, {"event": "dead_lettered", "reason": reason, "push_count": push_count}
-    )
+    with nowhere to move its mail), with the failure that made its hand-overs go again when
+    there was one (`cause`: its code in clear, its detail, free text, committed to by hash as
+    ledger.md §3 asks)."""
+    data: dict[str, Any] = {"event": "dead_lettered", "reason": reason, "push_count": push_count}
+    if cause is not None:
+        data["cause"] = cause.reason
+        data["cause_detail_sha256"] = text_commitment(cause.detail)
+    return ref.event("delivery", at, data)
+
+
+def dead_letter_cause(reason: str, last_failure: HandoverFailure | None) -> HandoverFailure | None:
+    """The cause shown beside a dead letter: the copy's last failed hand-over when the push limit
+    dead-lettered it. A refusal for good or a closed recipient is its own cause (a failure
+    remembered from before is not why)."""
+    return last_failure if reason == MAX_PUSHES_EXCEEDED else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +240,12 @@ def push(
         )
         return DeadLettered(
             copy=dead,
-            events=(*recorded, dead_letter_event(ref, MAX_PUSHES_EXCEEDED, copy.push_count, now)),
+            events=(
+                *recorded,
+                dead_letter_event(
+                    ref, MAX_PUSHES_EXCEEDED, copy.push_count, now, cause=copy.last_failure
+                ),
+            ),
         )
     pushed = dataclasses.replace(
         copy,
@@ -433,7 +493,9 @@ def resend(
     """An administrator puts a dead-lettered copy back on the queued path: the next push counts
     from zero; queued_at and pushed_at keep the first time (the ledger has every step). The
     ledger holds no personal data or free text in clear (ledger.md §3): the certificate serial
-    names the administrator, the subject and reason are committed to by hash."""
+    names the administrator, the subject and reason are committed to by hash. The copy forgets
+    its last failed hand-over: the administrator resends once the cause is fixed, and a failure
+    that comes back is remembered again."""
     if copy.state is not DeliveryState.DEAD_LETTERED:
         raise NotDeadLetteredError(
             f"delivery {ref.delivery_id} is {copy.state}, not dead-lettered",
@@ -451,7 +513,7 @@ def resend(
             "push_count": copy.push_count,
         },
     )
-    resent = _no_longer_dead(copy, state=DeliveryState.QUEUED, push_count=0)
+    resent = _no_longer_dead(copy, state=DeliveryState.QUEUED, push_count=0, last_failure=None)
     return Decision(copy=resent, events=(event,))
 
 

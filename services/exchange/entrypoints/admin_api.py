@@ -15,6 +15,7 @@ from docaxis_client.trust.receipts import TransportReceipt
 from services.common.errors import FieldViolation
 from services.common.grpc_errors import domain_errors
 from services.common.identity import CallerResolver
+from services.exchange.domain.delivery import HandoverFailure
 from services.exchange.domain.peering import CircuitState
 from services.exchange.entrypoints.convert import (
     business_type_to_pb,
@@ -109,6 +110,15 @@ def dead_letter_to_pb(copy: DeadLetterCopy) -> pb.DeadLetter:
         reason=copy.reason,
         dead_lettered_at=timestamp(copy.dead_lettered_at),
         push_count=copy.push_count,
+        cause=_failure_to_pb(copy.cause),
+    )
+
+
+def _failure_to_pb(failure: HandoverFailure | None) -> pb.HandoverFailure | None:
+    return (
+        None
+        if failure is None
+        else pb.HandoverFailure(reason=failure.reason, detail=failure.detail)
     )
 
 
@@ -143,6 +153,7 @@ def _hand_over_to_pb(hand_over: HandOver) -> pb.HandOver:
         handed_over_at=timestamp(hand_over.handed_over_at),
         receipt=hand_over.receipt,
         statuses_back=[_status_back_to_pb(b) for b in hand_over.statuses_back],
+        last_failure=_failure_to_pb(hand_over.last_failure),
     )
     if hand_over.receipt:
         message.receipt_sha256 = hashlib.sha256(hand_over.receipt).hexdigest()

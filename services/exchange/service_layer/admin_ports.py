@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.exchange.domain.delivery import HandoverFailure
 from services.exchange.domain.model import BusinessType, DeliveryState
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.statuses import StatusCode
@@ -70,6 +71,9 @@ class DeadLetterCopy:
     reason: str
     dead_lettered_at: dt.datetime
     push_count: int
+    # Beside MAX_PUSHES_EXCEEDED: the copy's last failed hand-over to the next hub, what the
+    # operator must fix before resending (delivery.dead_letter_cause); None otherwise.
+    cause: HandoverFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,8 @@ class HandOver:
     handed_over_at: dt.datetime | None  # when the next hub stored it
     receipt: bytes  # the next hub's signed receipt (empty until then)
     statuses_back: tuple[StatusBack, ...]
+    # Why its last hand-over failed, while it is not handed over (a dead letter's cause).
+    last_failure: HandoverFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,12 @@ and what forwarding needs of storage (FederationStore)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.common.errors import DomainError
-from services.exchange.domain.delivery import LedgerEvent
+from services.exchange.domain.delivery import HandoverFailure, LedgerEvent
 from services.exchange.domain.model import Receipt, Submission
 from services.exchange.domain.peering import Hop
 from services.exchange.domain.statuses import StatusEntry
@@ -140,6 +140,12 @@ class FederationStore(Protocol):
         """The copy was stored by the next hub: acknowledged here (no 01: that comes back from
         the recipient's hub), with the next hub's receipt and a `delivery` ledger event
         (`forwarded`). False when the copy is no longer waiting (withdrawn meanwhile)."""
+        ...
+
+    async def handover_failed(self, failures: Mapping[str, HandoverFailure]) -> None:
+        """The hand-overs of these copies (by delivery id) failed and they go again: each copy
+        remembers why, for the dead letter the push limit may make of it (delivery.push).
+        Copies no longer waiting are left as they are. Called only when a hand-over fails."""
         ...
 
     async def refused(

@@ -7,6 +7,14 @@ stored there is dead-lettered, resendable by an administrator), hands them over 
 settles each one once the peer answered: a copy is then acknowledged here with the peer's signed
 receipt. A peer that cannot be reached gets back-off with jitter and, after several failures in
 a row, an open circuit: nothing is taken from its queue until a probe finds it answering again.
+
+Every hand-over that fails and goes again counts against the push limit: the peer could not be
+reached (the whole batch, held through the back-off or the open circuit), asked for an item
+again, or answered with a receipt that does not prove it (PEER_RECEIPT_INVALID). Each such copy
+remembers why (FederationStore.handover_failed), so that the dead letter the limit makes of it
+says what to fix. A refusal with a retry rule does not count (its copy waits for requeue_refused
+with its push given back) and a final one dead-letters with the peer's reason: they need no
+memory.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import structlog
 from services.common.errors import UnavailableError
 from services.common.metrics import PeerSnapshot
 from services.common.periodic import pause
+from services.exchange.domain.delivery import HandoverFailure, handover_failure
 from services.exchange.domain.model import Submission
 from services.exchange.domain.peering import (
     DEFAULT_REFUSAL_WINDOW_S,
@@ -333,6 +342,13 @@ class Forwarder:
             # they would come back behind what the broker has pushed here meanwhile.
             self._again = [message for message, _ in claimed]
             self._failed(str(exc))
+            await self._remember_failures(
+                {
+                    item.item_id: handover_failure(exc.reason, str(exc))
+                    for _, item in claimed
+                    if isinstance(item, OutboundDocument)
+                }
+            )
             wait = self.stats.breaker.failed(time.monotonic(), self._rng)
             log.warning(
                 "peer_unreachable",
@@ -354,10 +370,16 @@ class Forwarder:
         # here, unacknowledged, and go first in the next batch (rejected into the queue, they
         # would come back behind those of the same copy the broker has pushed here meanwhile).
         again: set[tuple[str, str]] = set()
+        # The documents whose own hand-over failed and goes again (not those only held behind
+        # an earlier item of their copy): each copy remembers why.
+        failed: dict[str, HandoverFailure] = {}
         for (message, item), answered in zip(claimed, outcomes, strict=True):
             outcome = self._receipt_checked(item, answered)
             key = (item.origin_document_uuid, item.recipient)
-            if key in again or (outcome.error is not None and outcome.retryable):
+            goes_again = outcome.error if outcome.retryable else None
+            if goes_again is not None and isinstance(item, OutboundDocument):
+                failed[item.item_id] = handover_failure(goes_again.reason, str(goes_again))
+            if key in again or goes_again is not None:
                 again.add(key)
                 self._again.append(message)
                 continue
@@ -391,7 +413,20 @@ class Forwarder:
             else:
                 await self._settle_notice(message)
             await message.message.ack()
+        await self._remember_failures(failed)
         await self._back_off(requeued=bool(again))
+
+    async def _remember_failures(self, failures: dict[str, HandoverFailure]) -> None:
+        """Stores why these copies' hand-overs failed, before they go again: the dead letter
+        the push limit may make of one says so (delivery.push). A failed hand-over only (one
+        write per batch that had one); a database that does not answer costs the cause, never
+        the forwarding (it is in the log and the peer's last_error)."""
+        if not failures:
+            return
+        try:
+            await self._store.handover_failed(failures)
+        except Exception as exc:  # noqa: BLE001 - a lost cause must not stop forwarding
+            log.warning("handover_failure_not_written", hub=self.hub_code, error=str(exc))
 
     async def _back_off(self, *, requeued: bool) -> None:
         """After a batch whose peer asked for some items again: a pause growing with every such

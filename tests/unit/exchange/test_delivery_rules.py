@@ -74,6 +74,80 @@ def test_the_push_limit_dead_letters_instead_of_pushing() -> None:
     assert isinstance(delivery.push(REF, copy, max_pushes=None, now=T1), delivery.Push)
 
 
+RECEIPT_INVALID = delivery.handover_failure(
+    "PEER_RECEIPT_INVALID", "hub national's receipt of u-1 for RECIPIENT: SIGNER_MISMATCH"
+)
+
+
+def test_a_copy_dead_lettered_at_the_limit_carries_its_last_failed_hand_over() -> None:
+    """Federation: the next hub's receipts did not verify until the limit. The dead letter's
+    reason stays MAX_PUSHES_EXCEEDED (which rule gave up) and its cause goes beside it: in the
+    copy (the listing shows it, dead_letter_cause) and the ledger event (the code in clear, the
+    detail committed to by hash)."""
+    copy = Copy(DeliveryState.PUSHED, push_count=3, pushed_at=T0, last_failure=RECEIPT_INVALID)
+    dead = delivery.push(REF, copy, max_pushes=3, now=T1)
+    assert isinstance(dead, delivery.DeadLettered)
+    assert (dead.copy.dead_letter_reason, dead.copy.last_failure) == (
+        MAX_PUSHES_EXCEEDED,
+        RECEIPT_INVALID,
+    )
+    assert delivery.dead_letter_cause(MAX_PUSHES_EXCEEDED, dead.copy.last_failure) == (
+        RECEIPT_INVALID
+    )
+    (event,) = dead.events
+    assert event.data == {
+        "delivery": "d-1",
+        "event": "dead_lettered",
+        "reason": MAX_PUSHES_EXCEEDED,
+        "push_count": 3,
+        "cause": "PEER_RECEIPT_INVALID",
+        "cause_detail_sha256": delivery.text_commitment(RECEIPT_INVALID.detail),
+    }
+
+
+def test_a_copy_that_never_failed_a_hand_over_is_dead_lettered_for_the_limit_alone() -> None:
+    """A recipient's DMS stream that keeps dropping: MAX_PUSHES_EXCEEDED, nothing beside it."""
+    dead = delivery.push(REF, Copy(DeliveryState.PUSHED, push_count=3), max_pushes=3, now=T1)
+    assert isinstance(dead, delivery.DeadLettered)
+    assert (dead.copy.dead_letter_reason, dead.copy.last_failure) == (MAX_PUSHES_EXCEEDED, None)
+    assert delivery.dead_letter_cause(MAX_PUSHES_EXCEEDED, None) is None
+    assert dead.events[0].data == {
+        "delivery": "d-1",
+        "event": "dead_lettered",
+        "reason": MAX_PUSHES_EXCEEDED,
+        "push_count": 3,
+    }
+
+
+def test_a_dead_letter_for_another_reason_shows_no_earlier_failure_as_its_cause() -> None:
+    """A refusal for good or a closed recipient is its own cause."""
+    assert delivery.dead_letter_cause("RECIPIENT_CLOSED", RECEIPT_INVALID) is None
+    assert delivery.dead_letter_cause("national:INVALID_ADDRESSEE", RECEIPT_INVALID) is None
+
+
+@pytest.mark.parametrize(
+    ("detail", "kept"),
+    [
+        (
+            "peer hub b: UNAVAILABLE failed to connect to https://ops:hunter2@hub-b.example:8443",
+            "peer hub b: UNAVAILABLE failed to connect to https://[redacted]hub-b.example:8443",
+        ),
+        ("refused: token=abc.def.ghi, retry", "refused: token=[redacted], retry"),
+        ("Authorization: Bearer eyJhbGciOi", "Authorization: [redacted]"),
+        ("UNAUTHENTICATED Bearer eyJhbGciOi.x", "UNAUTHENTICATED Bearer [redacted]"),
+        ("password = s3cret\nnext line", "password = [redacted] next line"),
+    ],
+)
+def test_a_failures_detail_holds_no_credential(detail: str, kept: str) -> None:
+    assert delivery.handover_failure("UNAVAILABLE", detail).detail == kept
+
+
+def test_a_failures_detail_is_bounded() -> None:
+    failure = delivery.handover_failure("PEER_RECEIPT_INVALID", "x" * 5000)
+    assert len(failure.detail) == delivery.MAX_FAILURE_DETAIL
+    assert failure.detail.endswith("…")
+
+
 @pytest.mark.parametrize(
     "state", [DeliveryState.ACKNOWLEDGED, DeliveryState.WITHDRAWN, DeliveryState.FAILED]
 )
@@ -138,21 +212,25 @@ def test_answers_settle_a_pending_recall() -> None:
 
 
 def test_only_a_dead_letter_is_resent_and_it_starts_counting_again() -> None:
+    """Its push count from zero, its last failed hand-over forgotten (fixed, or remembered
+    again when it comes back)."""
     dead = Copy(
         DeliveryState.DEAD_LETTERED,
         push_count=20,
         queued_at=T0,
         dead_lettered_at=T1,
         dead_letter_reason=MAX_PUSHES_EXCEEDED,
+        last_failure=RECEIPT_INVALID,
     )
     resent = delivery.resend(
         REF, dead, administrator_serial="1a", administrator_subject="CN=a", reason="r", now=T1
     )
-    assert (resent.copy.state, resent.copy.push_count, resent.copy.queued_at) == (
-        DeliveryState.QUEUED,
-        0,
-        T0,
-    )
+    assert (
+        resent.copy.state,
+        resent.copy.push_count,
+        resent.copy.queued_at,
+        resent.copy.last_failure,
+    ) == (DeliveryState.QUEUED, 0, T0, None)
     assert resent.events[0].data["push_count"] == 20
     assert "CN=a" not in str(resent.events[0].data)  # committed to by hash only
     with pytest.raises(delivery.NotDeadLetteredError):

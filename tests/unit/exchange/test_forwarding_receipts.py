@@ -16,6 +16,8 @@ import structlog
 
 from docaxis_client.trust import TransportReceipt
 from docaxis_client.trust.demo_pki import DemoCA
+from services.common.errors import UnavailableError
+from services.exchange.domain.delivery import HandoverFailure
 from services.exchange.service_layer.federation_ports import (
     FederationStore,
     HopOutcome,
@@ -82,6 +84,11 @@ class Copies:
 @dataclass
 class Store:
     settled: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # Each failed hand-over's write: {delivery id: (reason, detail)}.
+    failures: list[dict[str, tuple[str, str]]] = field(default_factory=list)
+
+    async def handover_failed(self, failures: Mapping[str, HandoverFailure]) -> None:
+        self.failures.append({k: (f.reason, f.detail) for k, f in failures.items()})
 
     async def hop_info(self, document_uuids: Sequence[str]) -> dict[str, tuple[str, tuple[()]]]:
         return {u: (u, ()) for u in document_uuids}
@@ -134,6 +141,24 @@ def _peer_receipts(ca: DemoCA, hub: str) -> HopReceipts:
     return HopReceipts(ca.issue_peer(hub).identity(), ca.trust_store())
 
 
+def _forwarder(
+    peer: object, copies: Copies, store: Store, receipts: HopReceipts | None = None
+) -> Forwarder:
+    """Province A's forwarder to `peer`, with a short back-off."""
+    unused: Any = None
+    return Forwarder(
+        "province-a",
+        cast(PeerTransport, peer),
+        unused,
+        cast(ExchangeHandlers, copies),
+        unused,
+        cast(FederationStore, store),
+        max_backoff_s=0.01,
+        rng=random.Random(7),  # noqa: S311 - jitter, not secrecy
+        receipts=receipts,
+    )
+
+
 async def test_a_copy_waits_until_the_next_hub_answers_with_a_valid_receipt() -> None:
     ca, stranger = DemoCA.create(), DemoCA.create()
     national = _peer_receipts(ca, "national")
@@ -146,18 +171,7 @@ async def test_a_copy_waits_until_the_next_hub_answers_with_a_valid_receipt() ->
         ]
     )
     copies, store = Copies(), Store()
-    unused: Any = None
-    forwarder = Forwarder(
-        "province-a",
-        cast(PeerTransport, peer),
-        unused,
-        cast(ExchangeHandlers, copies),
-        unused,
-        cast(FederationStore, store),
-        max_backoff_s=0.01,
-        rng=random.Random(7),  # noqa: S311 - jitter, not secrecy
-        receipts=_peer_receipts(ca, "province-a"),
-    )
+    forwarder = _forwarder(peer, copies, store, _peer_receipts(ca, "province-a"))
     delivery_id = str(uuid.uuid4())
     message = Message()
     waiting = InboxMessage(delivery_id, message, addressee=HEALTH)
@@ -180,9 +194,37 @@ async def test_a_copy_waits_until_the_next_hub_answers_with_a_valid_receipt() ->
     assert copies.claims == 4  # each attempt claimed the copy (pushes count toward the bound)
     refused = [e for e in logs if e["event"] == "hop_receipt_refused"]
     assert [e["reason"] for e in refused] == ["PEER_RECEIPT_INVALID"] * 3
+    # Each refused receipt was remembered with the copy (its dead letter at the limit says so);
+    # the hand-over that settled it wrote nothing.
+    assert [list(f) for f in store.failures] == [[delivery_id]] * 3
+    assert [f[delivery_id][0] for f in store.failures] == ["PEER_RECEIPT_INVALID"] * 3
+    assert "SIGNER_MISMATCH" in store.failures[0][delivery_id][1]
     assert "SIGNER_MISMATCH" in refused[0]["error"]
     assert "UNTRUSTED_ISSUER" in refused[1]["error"]
     assert "document_uuid" in refused[2]["error"]
     # Each refusal paused the forwarder longer than the one before (jittered back-off).
     deferred = [e["batches_in_a_row"] for e in logs if e["event"] == "forwarded_items_deferred"]
     assert deferred == [1, 2, 3]
+
+
+class Unreachable:
+    """A peer that cannot be reached."""
+
+    hub_code = "national"
+
+    async def forward(self, items: Sequence[OutboundItem]) -> list[HopOutcome]:
+        raise UnavailableError("peer hub national: UNAVAILABLE connection refused")
+
+    async def probe(self) -> bool:
+        return False
+
+
+async def test_a_copy_the_peer_could_not_be_reached_for_remembers_why() -> None:
+    """The whole batch goes again: each document's copy remembers UNAVAILABLE, with the
+    transport's message."""
+    forwarder = _forwarder(Unreachable(), Copies(), store := Store())
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    await forwarder.forward_batch([InboxMessage(i, Message(), addressee=HEALTH) for i in ids])
+    assert len(forwarder.held) == 2
+    why = ("UNAVAILABLE", "peer hub national: UNAVAILABLE connection refused")
+    assert store.failures == [dict.fromkeys(ids, why)]

@@ -237,29 +237,44 @@ async def test_a_bad_search_filter_is_refused_before_any_call(query: dict[str, s
     assert console.sent == []
 
 
-def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
-    """The document page's HTML as the console renders it (English, nobody signed in)."""
+def _rendered(template: str, path: str, **values: Any) -> str:
+    """A page's HTML as the console renders it (English, nobody signed in)."""
     return (
         _environment()
-        .get_template("document.html")
+        .get_template(template)
         .render(
             t=i18n.Translator(i18n.Language.EN),
             lang="en",
             switch_url="",
-            path="/admin/documents/x",
+            path=path,
             admin=None,
-            csrf="",
-            timeline=timeline,
-            hop_rows=hop_rows(timeline.hops),
-            proof=SimpleNamespace(state="none", events=[]),
-            state_name=DELIVERY_STATES,
-            status_code=status_code,
-            recall_name=RECALL_NAMES,
-            business_type=BUSINESS_TYPES,
-            signature_mode=SIGNATURE_MODES,
-            signature_form=SIGNATURE_FORMS,
-            signature_role=SIGNATURE_ROLES,
+            **values,
         )
+    )
+
+
+def _row(page: str, marker: str) -> str:
+    """The table row of `page` from `marker` (an attribute of its <tr>) to its end."""
+    row = page[page.index(marker) :]
+    return row[: row.index("</tr>")]
+
+
+def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
+    """The document page's HTML as the console renders it (English, nobody signed in)."""
+    return _rendered(
+        "document.html",
+        "/admin/documents/x",
+        csrf="",
+        timeline=timeline,
+        hop_rows=hop_rows(timeline.hops),
+        proof=SimpleNamespace(state="none", events=[]),
+        state_name=DELIVERY_STATES,
+        status_code=status_code,
+        recall_name=RECALL_NAMES,
+        business_type=BUSINESS_TYPES,
+        signature_mode=SIGNATURE_MODES,
+        signature_form=SIGNATURE_FORMS,
+        signature_role=SIGNATURE_ROLES,
     )
 
 
@@ -357,6 +372,9 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
                 recipient="<script>x</script>",
                 next_hub="province-c",
                 state=xpb.DELIVERY_STATE_QUEUED,
+                last_failure=apb.HandoverFailure(
+                    reason="PEER_RECEIPT_INVALID", detail="SIGNER_MISMATCH: <province-b>"
+                ),
             ),
         ],
     )
@@ -384,8 +402,13 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
     assert "01 · Arrived · 22/11/2026 10:00:09" in table  # handed back to A
     assert '03 · Registered · <span class="badge wait">waiting</span>' in table
     assert "01 · Arrived · 22/11/2026 10:00:08" in table  # came back from B
-    # Not handed over yet: its state instead of a time; hostile text is escaped.
+    # Not handed over yet: its state instead of a time, and why its last hand-over failed (the
+    # one handed over shows none); hostile text is escaped.
     assert "Queued" in table
+    waiting = _row(table, 'data-hub="province-c"')
+    assert "Last hand-over failed with</span> <code>PEER_RECEIPT_INVALID</code>" in waiting
+    assert "SIGNER_MISMATCH: &lt;province-b&gt;" in waiting
+    assert 'class="cause"' not in _row(table, 'data-hub="province-b"')
     assert "&lt;script&gt;x&lt;/script&gt;" in table
     assert "<script>" not in table
     # A document that never crossed a hub has no hops section.
@@ -394,22 +417,50 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
 
 def _peers_page(response: apb.ListPeersResponse, **extra: Any) -> str:
     values: dict[str, Any] = {"resent": "", "resent_count": ""} | extra
-    return (
-        _environment()
-        .get_template("peers.html")
-        .render(
-            t=i18n.Translator(i18n.Language.EN),
-            lang="en",
-            switch_url="",
-            path="/admin/peers",
-            admin=None,
-            csrf="token-1",
-            peers=response.peers,
-            peer_state=PEER_STATES,
-            circuit=CIRCUITS,
-            **values,
-        )
+    return _rendered(
+        "peers.html",
+        "/admin/peers",
+        csrf="token-1",
+        peers=response.peers,
+        peer_state=PEER_STATES,
+        circuit=CIRCUITS,
+        **values,
     )
+
+
+def test_the_dead_letters_page_shows_a_failed_hand_overs_cause_beside_the_reason() -> None:
+    """MAX_PUSHES_EXCEEDED with the cause an operator must fix (escaped: a peer's words); a copy
+    whose DMS never acknowledged shows the reason alone."""
+    failed = apb.DeadLetter(
+        delivery_id="d-peer",
+        reason="MAX_PUSHES_EXCEEDED",
+        push_count=20,
+        dead_lettered_at=_stamp(NOW),
+        cause=apb.HandoverFailure(
+            reason="PEER_RECEIPT_INVALID", detail="hub national's receipt: <SIGNER_MISMATCH>"
+        ),
+    )
+    dropped = apb.DeadLetter(
+        delivery_id="d-dms", reason="MAX_PUSHES_EXCEEDED", dead_lettered_at=_stamp(NOW)
+    )
+    shown = _rendered(
+        "dead_letters.html",
+        "/admin/dead-letters",
+        csrf="token-1",
+        agency="",
+        peer="",
+        dead_letters=[failed, dropped],
+        next_page="",
+        resent="",
+    )
+    peer_row = _row(shown, 'data-delivery="d-peer"')
+    assert "<code>MAX_PUSHES_EXCEEDED</code>" in peer_row
+    assert "Last hand-over failed with" in peer_row
+    assert "<code>PEER_RECEIPT_INVALID</code>" in peer_row
+    assert "hub national&#39;s receipt: &lt;SIGNER_MISMATCH&gt;" in peer_row
+    dms_row = _row(shown, 'data-delivery="d-dms"')
+    assert "<code>MAX_PUSHES_EXCEEDED</code>" in dms_row
+    assert 'class="cause"' not in dms_row
 
 
 def test_the_peers_page_shows_each_peers_figures_errors_and_a_resend_for_its_dead_letters() -> None:
@@ -441,8 +492,7 @@ def test_the_peers_page_shows_each_peers_figures_errors_and_a_resend_for_its_dea
         ]
     )
     shown = _peers_page(listed)
-    national = shown[shown.index('data-hub="national"') :]
-    national = national[: national.index("</tr>")]
+    national = _row(shown, 'data-hub="national"')
     assert 'data-state="up"' in national
     assert "Closed" in national
     assert "6.5" in national

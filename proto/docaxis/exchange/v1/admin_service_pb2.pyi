@@ -452,6 +452,7 @@ class HandOver(_message.Message):
     RECEIPT_SIGNED_AT_FIELD_NUMBER: _builtins.int
     RECEIPT_KEY_ID_FIELD_NUMBER: _builtins.int
     STATUSES_BACK_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     recipient: _builtins.str
     """The recipient as the next hub was told it."""
@@ -475,6 +476,12 @@ class HandOver(_message.Message):
         arrived here.
         """
 
+    @_builtins.property
+    def last_failure(self) -> Global___HandoverFailure:
+        """While it is not handed over: why its last hand-over failed (the cause beside a dead letter's
+        MAX_PUSHES_EXCEEDED, see DeadLetter.cause); unset when none did, or once handed over.
+        """
+
     def __init__(
         self,
         *,
@@ -488,10 +495,11 @@ class HandOver(_message.Message):
         receipt_signed_at: _timestamp_pb2.Timestamp | None = ...,
         receipt_key_id: _builtins.str = ...,
         statuses_back: _abc.Iterable[Global___StatusBack] | None = ...,
+        last_failure: Global___HandoverFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_at", b"handed_over_at", "receipt_signed_at", b"receipt_signed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_at", b"handed_over_at", "last_failure", b"last_failure", "receipt_signed_at", b"receipt_signed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "handed_over_at", b"handed_over_at", "next_hub", b"next_hub", "receipt", b"receipt", "receipt_key_id", b"receipt_key_id", "receipt_sha256", b"receipt_sha256", "receipt_signed_at", b"receipt_signed_at", "recipient", b"recipient", "state", b"state", "statuses_back", b"statuses_back"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "handed_over_at", b"handed_over_at", "last_failure", b"last_failure", "next_hub", b"next_hub", "receipt", b"receipt", "receipt_key_id", b"receipt_key_id", "receipt_sha256", b"receipt_sha256", "receipt_signed_at", b"receipt_signed_at", "recipient", b"recipient", "state", b"state", "statuses_back", b"statuses_back"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,6 +665,7 @@ class DeadLetter(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     DEAD_LETTERED_AT_FIELD_NUMBER: _builtins.int
     PUSH_COUNT_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     requested_recipient: _builtins.str
     effective_recipient: _builtins.str
@@ -669,6 +678,15 @@ class DeadLetter(_message.Message):
     def document(self) -> Global___DocumentSummary: ...
     @_builtins.property
     def dead_lettered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cause(self) -> Global___HandoverFailure:
+        """With MAX_PUSHES_EXCEEDED, federation: why the copy's last hand-over to the next hub failed
+        and it went again, what to fix before resending (e.g. PEER_RECEIPT_INVALID: the peer's
+        certificate or signing; UNAVAILABLE: the peer could not be reached; or the reason the peer
+        asked for it again with). Unset when no hand-over failed so (a recipient's DMS that never
+        acknowledged) and for every other reason; a resend clears it.
+        """
+
     def __init__(
         self,
         *,
@@ -679,14 +697,41 @@ class DeadLetter(_message.Message):
         reason: _builtins.str = ...,
         dead_lettered_at: _timestamp_pb2.Timestamp | None = ...,
         push_count: _builtins.int = ...,
+        cause: Global___HandoverFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_lettered_at", b"dead_lettered_at", "document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "dead_lettered_at", b"dead_lettered_at", "document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_lettered_at", b"dead_lettered_at", "delivery_id", b"delivery_id", "document", b"document", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "reason", b"reason", "requested_recipient", b"requested_recipient"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "dead_lettered_at", b"dead_lettered_at", "delivery_id", b"delivery_id", "document", b"document", "effective_recipient", b"effective_recipient", "push_count", b"push_count", "reason", b"reason", "requested_recipient", b"requested_recipient"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
+
+@_typing.final
+class HandoverFailure(_message.Message):
+    """A failed hand-over of a copy to the next hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The error's reason code."""
+    detail: _builtins.str
+    """A short description for the operator (at most 200 characters; never a credential)."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandoverFailure: _TypeAlias = HandoverFailure  # noqa: Y015
 
 @_typing.final
 class ListDeadLettersResponse(_message.Message):
