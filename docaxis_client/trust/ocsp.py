@@ -7,15 +7,22 @@ lets a responder's silence refuse a document: an unreachable or unusable respond
 as a warning next to the CRL result. A *revoked* answer refuses the signature, like a CRL entry.
 Responses are trusted only when signed by the certificate's issuer or by a responder certificate
 that issuer delegated (id-kp-OCSPSigning).
+
+Verified answers are kept (OcspChecker) until the responder's nextUpdate, and a responder that
+cannot be asked is not asked again for a short while: the checks run one after the other in one
+thread per process, so without this a slow or unreachable responder cost its timeout per signature.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +40,28 @@ DEFAULT_TIMEOUT_S = 5.0
 
 # Posts a DER request to a responder URL and returns the DER response (or raises OSError).
 Transport = Callable[[str, bytes, float], bytes]
+# The wall clock the kept answers' lifetimes are read against (tests pass their own).
+Clock = Callable[[], dt.datetime]
+
+# How long a verified answer is kept at most, even when its nextUpdate is later. RFC 5019 §6 lets a
+# client cache a response until its nextUpdate; RFC 6960 §4.2.2.1 lets responders pre-produce
+# answers valid for days, so a revocation the responder learns of would otherwise reach us only
+# that late. An hour bounds it while still sparing the responder one query per signature.
+MAX_KEPT = dt.timedelta(hours=1)
+# An answer without nextUpdate says newer information is always available (RFC 6960 §2.4): keep
+# it only briefly, so a burst of documents by one signer asks once, and later checks ask again.
+KEPT_WITHOUT_NEXT_UPDATE = dt.timedelta(minutes=5)
+# How long a responder that could not be asked (unreachable, timeout, not an OCSP answer) is not
+# asked again. Safe: during it every check gives exactly what it gives after the timeout (the CRL
+# result with the same warning), only at once; a revoked answer from a responder that comes back
+# is at most this late, and the CRLs of the trust store are checked in any case.
+UNREACHABLE_KEPT = dt.timedelta(seconds=30)
+# Bounds on what is kept: certificates (CertIDs) and responder URLs; the least recently used go.
+MAX_KEPT_ANSWERS = 4096
+MAX_KEPT_UNREACHABLE = 256
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
 
 class OcspUnusableError(Exception):
@@ -117,17 +146,97 @@ def _responder(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> x509.Ce
     raise OcspUnusableError("the response is not signed by the issuer or its delegated responder")
 
 
-def status_of(
-    answer: bytes, certificate: x509.Certificate, issuer: x509.Certificate, *, at: dt.datetime
-) -> ocsp.OCSPCertStatus:
-    """The verified status of `certificate` in a DER OCSP response (OcspUnusableError when
-    the response cannot be trusted or does not answer for this certificate now)."""
+class OcspResponderError(OcspUnusableError):
+    """The responder gave no OCSP answer at all (whatever the certificate asked about)."""
+
+
+def _successful_response(answer: bytes) -> ocsp.OCSPResponse:
     try:
         response = ocsp.load_der_ocsp_response(answer)
     except ValueError as exc:
-        raise OcspUnusableError(f"not an OCSP response: {exc}") from exc
+        raise OcspResponderError(f"not an OCSP response: {exc}") from exc
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        raise OcspUnusableError(f"the responder answered {response.response_status.name}")
+        raise OcspResponderError(f"the responder answered {response.response_status.name}")
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A verified answer about one certificate, as it can be judged again at another moment."""
+
+    status: ocsp.OCSPCertStatus
+    this_update: dt.datetime
+    next_update: dt.datetime | None
+    revocation_reason: x509.ReasonFlags | None = None
+
+    @property
+    def final(self) -> bool:
+        """A revocation that cannot be undone (certificateHold can be lifted, RFC 5280 §5.3.1)."""
+        return (
+            self.status is ocsp.OCSPCertStatus.REVOKED
+            and self.revocation_reason is not x509.ReasonFlags.certificate_hold
+        )
+
+    def check(self, at: dt.datetime) -> ocsp.OCSPCertStatus:
+        """The status, when the answer speaks for `at` (a fresh answer is judged so)."""
+        if self.this_update > at + _SKEW:
+            raise OcspUnusableError("the response is dated in the future")
+        if self.next_update is not None and self.next_update < at - _SKEW:
+            raise OcspUnusableError("the response is stale (nextUpdate has passed)")
+        return self.status
+
+    def covers(self, at: dt.datetime) -> bool:
+        """Whether a kept answer still speaks for `at`: as a fresh one, except that a final
+        revocation stays true after nextUpdate (any later answer would say revoked too)."""
+        if self.this_update > at + _SKEW:
+            return False
+        return self.final or self.next_update is None or self.next_update >= at - _SKEW
+
+    def kept_until(self, now: dt.datetime) -> dt.datetime:
+        """Until when (by our clock) the answer is kept: see MAX_KEPT and its neighbours."""
+        if self.final:
+            return now + MAX_KEPT
+        if self.next_update is None:
+            return now + KEPT_WITHOUT_NEXT_UPDATE
+        return min(self.next_update, now + MAX_KEPT)
+
+
+class _Kept(Generic[_K, _V]):
+    """At most `bound` values, each until a moment; the least recently used go first. Locked:
+    the checker is called from the attachment-checks thread and may be from others."""
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._entries: OrderedDict[_K, tuple[dt.datetime, _V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _K, now: dt.datetime) -> _V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if now >= entry[0]:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: _K, value: _V, until: dt.datetime) -> None:
+        with self._lock:
+            self._entries[key] = (until, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._bound:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _answer_about(
+    response: ocsp.OCSPResponse, certificate: x509.Certificate, issuer: x509.Certificate
+) -> _Answer:
+    """The verified answer about `certificate` in a successful response."""
     _responder(response, issuer)
     for single in response.responses:
         if single.serial_number != certificate.serial_number:
@@ -141,22 +250,55 @@ def status_of(
             request.issuer_name_hash,
         ):
             continue
-        if single.this_update_utc > at + _SKEW:
-            raise OcspUnusableError("the response is dated in the future")
-        if single.next_update_utc is not None and single.next_update_utc < at - _SKEW:
-            raise OcspUnusableError("the response is stale (nextUpdate has passed)")
-        return single.certificate_status
+        revoked = single.certificate_status is ocsp.OCSPCertStatus.REVOKED
+        return _Answer(
+            single.certificate_status,
+            single.this_update_utc,
+            single.next_update_utc,
+            single.revocation_reason if revoked else None,
+        )
     raise OcspUnusableError("the response does not answer for this certificate")
 
 
+def status_of(
+    answer: bytes, certificate: x509.Certificate, issuer: x509.Certificate, *, at: dt.datetime
+) -> ocsp.OCSPCertStatus:
+    """The verified status of `certificate` in a DER OCSP response (OcspUnusableError when
+    the response cannot be trusted or does not answer for this certificate now)."""
+    return _answer_about(_successful_response(answer), certificate, issuer).check(at)
+
+
+# What identifies a certificate to a responder (RFC 6960 CertID, SHA-256 hashes).
+_CertId = tuple[bytes, bytes, int]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class OcspChecker:
-    """Asks each certificate's responder about it (leaf and intermediates)."""
+    """Asks each certificate's responder about it (leaf and intermediates), keeping answers."""
 
     def __init__(
-        self, *, timeout_s: float = DEFAULT_TIMEOUT_S, transport: Transport = http_post
+        self,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: Transport = http_post,
+        clock: Clock = _utc_now,
+        max_answers: int = MAX_KEPT_ANSWERS,
+        max_unreachable: int = MAX_KEPT_UNREACHABLE,
     ) -> None:
         self._timeout_s = timeout_s
         self._transport = transport
+        self._clock = clock
+        self._answers: _Kept[_CertId, _Answer] = _Kept(max_answers)
+        # Per responder URL: why it could not be asked (the warning's words).
+        self._unreachable: _Kept[str, str] = _Kept(max_unreachable)
+
+    @property
+    def kept(self) -> int:
+        """How many answers about certificates are kept now."""
+        return len(self._answers)
 
     def __call__(self, chain: Sequence[x509.Certificate], at: dt.datetime) -> OcspResult:
         """Raises CertificateRevokedError on a verified *revoked* answer; anything else that
@@ -167,16 +309,9 @@ class OcspChecker:
             url = responder_url(certificate)
             if url is None:
                 continue
-            request = (
-                ocsp.OCSPRequestBuilder()
-                .add_certificate(certificate, issuer, hashes.SHA256())
-                .build()
-                .public_bytes(serialization.Encoding.DER)
-            )
             try:
-                answer = self._transport(url, request, self._timeout_s)
-                status = status_of(answer, certificate, issuer, at=at)
-            except (OSError, OcspUnusableError) as exc:
+                status = self._status(url, certificate, issuer, at)
+            except OcspUnusableError as exc:
                 warnings.append(f"OCSP for {describe(certificate)} unavailable ({exc}): CRLs only")
                 continue
             if status is ocsp.OCSPCertStatus.REVOKED:
@@ -188,3 +323,33 @@ class OcspChecker:
                 continue
             checked.append(f"OCSP good from {url}")
         return OcspResult(tuple(checked), tuple(warnings))
+
+    def _status(
+        self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
+    ) -> ocsp.OCSPCertStatus:
+        """The certificate's status at `at`, from a kept answer that speaks for it or the
+        responder (OcspUnusableError when neither can say). The network is asked outside
+        any lock; two threads missing at once both ask, and the later answer is kept."""
+        request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA256())
+        built = request.build()
+        cert_id = (built.issuer_name_hash, built.issuer_key_hash, built.serial_number)
+        now = self._clock()
+        kept = self._answers.get(cert_id, now)
+        if kept is not None and kept.covers(at):
+            return kept.status
+        reason = self._unreachable.get(url, now)
+        if reason is not None:
+            raise OcspUnusableError(reason)
+        try:
+            answer = self._transport(
+                url, built.public_bytes(serialization.Encoding.DER), self._timeout_s
+            )
+            response = _successful_response(answer)
+        except (OSError, OcspResponderError) as exc:
+            self._unreachable.put(url, str(exc), self._clock() + UNREACHABLE_KEPT)
+            raise OcspUnusableError(str(exc)) from exc
+        fresh = _answer_about(response, certificate, issuer)
+        # Kept even when it does not speak for `at` (a check at a past moment): it may for the
+        # next check; kept_until is already past for an answer whose nextUpdate has passed.
+        self._answers.put(cert_id, fresh, fresh.kept_until(self._clock()))
+        return fresh.check(at)
