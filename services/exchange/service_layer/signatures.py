@@ -49,7 +49,9 @@ from services.exchange.domain.verification import SignatureCheck, SignatureMode,
 # Submit queued behind it, a hundred documents' worth and more. The attachment checks wait for one
 # another instead: their Python holds the GIL, so the default pool's threads finished four PDFs no
 # sooner for the same CPU, and held the event loop up to 45-100 ms against 15-18 here (the GIL
-# shared among more threads). What one thread gives up is overlapping OCSP's network waits.
+# shared among more threads). What one thread gives up is overlapping OCSP's network waits; the
+# checker keeps answers until their nextUpdate and a responder that could not be asked for 30 s
+# (docaxis_client.trust.ocsp), so a down responder costs one timeout, not one per signature.
 MANIFEST_CHECKS = WorkerThread("manifest-checks")
 ATTACHMENT_CHECKS = WorkerThread("attachment-checks")
 # Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
