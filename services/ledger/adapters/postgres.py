@@ -104,7 +104,7 @@ def _state_of(row: asyncpg.Record) -> TreeState:
 # drains it, and autovacuum then records reltuples = 0 while the pages stay (it skips the
 # truncation whenever it cannot take the lock at once). On those statistics a backlog (a
 # circular, 100,000 staged events) was claimed with a nested-loop semi join that ran the
-# locking subquery again for every staged row, each run past the rows already deleted: the
+# (then locking) subquery again for every staged row, each run past the rows already deleted: the
 # LIMIT was not even kept (the whole backlog in one transaction), and a claim out of 100,000
 # did not finish in the pool's 60-s command timeout (the bench's ledger figures failed with
 # TimeoutError). tests/integration/test_ledger_sequencer.py recreates those statistics.
@@ -126,9 +126,14 @@ CROSS JOIN LATERAL (
 ) AS e
 """
 
+# No row lock in the subquery: only the writer deletes staged events, and its batch holds the
+# tree state's row lock (`_fenced`), so no other claim runs meanwhile; the DELETE locks what it
+# deletes. `FOR UPDATE SKIP LOCKED` there locked each row a first time, a WAL record each
+# (13 a bench document, about 700 bytes of its 36 KB, beside the DELETE's own record), for
+# nothing (docs/perf/README.md, "Postgres's writes per document").
 CLAIM_PENDING = """
     DELETE FROM ledger.pending WHERE id = ANY(ARRAY(
-        SELECT id FROM ledger.pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+        SELECT id FROM ledger.pending ORDER BY id LIMIT $1
     ))
     RETURNING id, entry_type, doc_uuid, document_id, from_agency, to_agency, actor,
               occurred_at, data::text AS data
