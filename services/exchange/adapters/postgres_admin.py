@@ -83,10 +83,14 @@ WHERE ($1::text IS NULL OR doc.document_id = $1)
 ORDER BY doc.submitted_at DESC, doc.uuid DESC
 LIMIT $12
 """  # noqa: S608 - constant fragments
+# The copies requested of the recipient that went to another (a successor after a merger) are
+# in delivery_requested_elsewhere, whose predicate the second branch names; those that went to
+# it are the first branch's (migration 0040).
 _OF_RECIPIENT = """AND doc.uuid IN (
         SELECT document_uuid FROM exchange.delivery WHERE recipient = $7
         UNION ALL
-        SELECT document_uuid FROM exchange.delivery WHERE requested_recipient = $7
+        SELECT document_uuid FROM exchange.delivery
+        WHERE requested_recipient = $7 AND requested_recipient <> recipient
     )"""
 # A state of the copies that a partial index holds apart (delivery_pending, the live copies;
 # delivery_dead_lettered; delivery_ended, the failed and the withdrawn): its documents are those
