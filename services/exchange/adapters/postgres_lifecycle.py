@@ -593,9 +593,10 @@ ORDER BY submitted_at, uuid
 # received (delivery_inbox) to match a few documents, on young statistics in both plan modes and
 # on analyzed ones in the generic plan (docs/perf/README.md, "Young statistics, the rest"). The
 # row comparison adds nothing to the equalities but can be an index condition of
-# one_copy_per_recipient only: a generic plan made on empty tables priced delivery_inbox
-# (recipient, ...) the same and kept it, then read every copy of the caller per document
-# (docs/perf/README.md, "Postgres's CPU per document").
+# one_copy_per_recipient only: a generic plan made on empty tables priced the recipient's index
+# (delivery_inbox then; delivery_by_recipient since migration 0040) the same and kept it, then
+# read every copy of the caller per document (docs/perf/README.md, "Postgres's CPU per
+# document").
 _LINK_SIGHT = """
     AND d.uuid <> $3
     AND ($2::text IS NULL OR d.sender = $2
