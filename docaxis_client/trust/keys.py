@@ -6,7 +6,7 @@ import enum
 import functools
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Self, TypeAlias
 
@@ -89,16 +89,33 @@ def _check_pair(key: SigningKey | VerifyingKey, algorithm: SignatureAlgorithm) -
         raise UnsupportedAlgorithmError(f"{algorithm} cannot be used with {type(key).__name__}")
 
 
-def sign_bytes(key: SigningKey, algorithm: SignatureAlgorithm, message: bytes) -> bytes:
-    """Sign ``message`` (ECDSA signatures are DER-encoded, as X.509 and CMS carry them)."""
+Signer: TypeAlias = Callable[[bytes], bytes]
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_SHA256 = hashes.SHA256()
+_PKCS1V15 = padding.PKCS1v15()
+
+
+def signer(key: SigningKey, algorithm: SignatureAlgorithm) -> Signer:
+    """The function that signs a message with ``key`` under ``algorithm`` (ECDSA signatures are
+    DER-encoded, as X.509 and CMS carry them), the pair checked and the key's type found once:
+    a hub signs a receipt for every copy acknowledged, and finding them again for each took
+    four to six ABC ``isinstance`` checks and a new ``ECDSA(SHA256())``."""
     _check_pair(key, algorithm)
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(message)
+        return key.sign
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(message, ec.ECDSA(hashes.SHA256()))
+        ec_key = key
+        return lambda message: ec_key.sign(message, _ECDSA_SHA256)
+    rsa_key = key
     if algorithm is SignatureAlgorithm.RSA_PSS_SHA256:
-        return key.sign(message, _PSS, hashes.SHA256())
-    return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        return lambda message: rsa_key.sign(message, _PSS, _SHA256)
+    return lambda message: rsa_key.sign(message, _PKCS1V15, _SHA256)
+
+
+def sign_bytes(key: SigningKey, algorithm: SignatureAlgorithm, message: bytes) -> bytes:
+    """Sign ``message`` once (an identity that signs often keeps its :func:`signer`)."""
+    return signer(key, algorithm)(message)
 
 
 def verify_bytes(
@@ -177,6 +194,7 @@ class SigningIdentity:
     _effective: SignatureAlgorithm = field(init=False, repr=False, compare=False)
     _key_id: str = field(init=False, repr=False, compare=False)
     _der: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _signer: Signer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.chain:
@@ -193,6 +211,7 @@ class SigningIdentity:
         object.__setattr__(self, "_effective", self.algorithm or default_algorithm(self.key))
         object.__setattr__(self, "_key_id", key_id(self.chain[0]))
         object.__setattr__(self, "_der", _der_chain(self.chain))
+        object.__setattr__(self, "_signer", signer(self.key, self._effective))
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -208,6 +227,10 @@ class SigningIdentity:
     def key_id(self) -> str:
         """The leaf's key id (:func:`key_id`)."""
         return self._key_id
+
+    def sign(self, message: bytes) -> bytes:
+        """``message`` signed with the key under the effective algorithm."""
+        return self._signer(message)
 
     def chain_der(self) -> tuple[bytes, ...]:
         """The chain as DER, leaf first, as signatures carry it."""

@@ -40,7 +40,6 @@ from docaxis_client.trust.keys import (
     key_id,
     load_der_chain,
     parse_algorithm,
-    sign_bytes,
     verify_bytes,
     verifying_key,
 )
@@ -183,7 +182,7 @@ def sign_receipt(
         **fields,
         acknowledged_at=moment,
         algorithm=algorithm,
-        signature=sign_bytes(hub.key, algorithm, payload),
+        signature=hub.sign(payload),
         chain=hub.chain_der(),
     )
 

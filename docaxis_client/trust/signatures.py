@@ -36,7 +36,6 @@ from docaxis_client.trust.keys import (
     SigningIdentity,
     certificate_sha256,
     load_der_chain,
-    sign_bytes,
     verify_bytes,
     verifying_key,
 )
@@ -180,7 +179,7 @@ def _sign(
     return DocumentSignature(
         role=role,
         algorithm=algorithm,
-        signature=sign_bytes(identity.key, algorithm, payload),
+        signature=identity.sign(payload),
         chain=identity.chain_der(),
         signed_at=signed_at,
     )

@@ -31,13 +31,23 @@ class Registering(Protocol):
     ) -> None: ...
 
 
-def length_delimited(field_number: int, *parts: bytes) -> bytes:
+# A serialized message in parts, in order: what goes to the wire is their join, made once where
+# it goes (each join of a circular's 49 KB copy is a copy of it into fresh memory).
+Parts = tuple[bytes, ...]
+
+
+def delimited(field_number: int, *parts: bytes) -> Parts:
     """`parts` (together, a serialized message) as the field `field_number` of an enclosing
-    message, in protobuf's wire format: the field's key (wire type 2) and the payload's length,
-    both as varints, then the payload; joined once (each `+` of a 49 KB payload copied it into
-    fresh memory again: three of them cost three times the join)."""
+    message, in protobuf's wire format, still in parts: the field's key (wire type 2) and the
+    payload's length, both as varints, then the payload."""
     size = sum(len(part) for part in parts)
-    return b"".join((_varint(field_number << 3 | 2), _varint(size), *parts))
+    return (_varint(field_number << 3 | 2), _varint(size), *parts)
+
+
+def length_delimited(field_number: int, *parts: bytes) -> bytes:
+    """:func:`delimited`, joined once (each `+` of a 49 KB payload copied it into fresh memory
+    again: three of them cost three times the join)."""
+    return b"".join(delimited(field_number, *parts))
 
 
 def _varint(value: int) -> bytes:

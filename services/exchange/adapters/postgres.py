@@ -26,7 +26,11 @@ from services.exchange.adapters.postgres_copies import (
 from services.exchange.adapters.postgres_statements import (
     ACTOR as ACTOR,  # re-exported: the ledger staging's callers name it from here
 )
-from services.exchange.adapters.postgres_statements import Parameters, ledger_events_sql
+from services.exchange.adapters.postgres_statements import (
+    Parameters,
+    document_keys,
+    ledger_events_sql,
+)
 from services.exchange.adapters.postgres_uploads import (
     PostgresUploads,
     check_quota,
@@ -186,7 +190,7 @@ async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None
         ORDER BY e.n
         """,
         [e.entry_type for e in events],
-        [uuid.UUID(e.doc_uuid) for e in events],
+        document_keys(events),
         [e.document_id for e in events],
         [e.from_agency for e in events],
         [e.to_agency for e in events],

@@ -32,7 +32,7 @@ def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent], where: str =
         SELECT e.entry_type, e.doc_uuid, e.document_id, e.from_agency, e.to_agency,
             {p(ACTOR, "text")}, e.occurred_at, e.data::jsonb
         FROM unnest({p([e.entry_type for e in events], "text[]")},
-            {p([uuid.UUID(e.doc_uuid) for e in events], "uuid[]")},
+            {p(document_keys(events), "uuid[]")},
             {p([e.document_id for e in events], "text[]")},
             {p([e.from_agency for e in events], "text[]")},
             {p([e.to_agency for e in events], "text[]")},
@@ -41,6 +41,13 @@ def ledger_events_sql(p: Parameters, events: Sequence[LedgerEvent], where: str =
             AS e(entry_type, doc_uuid, document_id, from_agency, to_agency, occurred_at, data, n)
         {where}
         ORDER BY e.n"""  # noqa: S608 - placeholders and constants only
+
+
+def document_keys(events: Sequence[LedgerEvent]) -> list[uuid.UUID]:
+    """Each event's document as a UUID, each document parsed once: a group of a circular's
+    acknowledgements stages two events a copy, all of one document."""
+    parsed = {text: uuid.UUID(text) for text in {e.doc_uuid for e in events}}
+    return [parsed[e.doc_uuid] for e in events]
 
 
 def event_data(event: LedgerEvent) -> str:

@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2
 
 from docaxis_client.recent import Recent
 from services.common.errors import FieldViolation, parse_iso_date
-from services.common.grpc_serialized import length_delimited
+from services.common.grpc_serialized import Parts, delimited
 from services.exchange.domain.model import (
     VIETNAM,
     AttachmentRef,
@@ -299,13 +299,14 @@ class DeliveryProtos:
         into.delivery_id = item.delivery_id
         into.requested_recipient = item.requested_recipient
 
-    def received(self, item: PushItem) -> bytes:
-        """`item` as a serialized ReceiveResponse: the copy's two fields serialized, then its
-        document's part, serialized once (protobuf merges a message's concatenated fields, and
-        the document's part has neither of the two), so that each of a circular's copies
-        costs no copy of its 49 KB message, nor its serialization: about 30 us a copy kept
-        until sent, with ReceiveStream's wrap (`stream_item`), against 125-240 us built in
-        place and serialized."""
+    def received(self, item: PushItem) -> Parts:
+        """`item` as a serialized ReceiveResponse, in parts: the copy's two fields serialized,
+        then its document's part, serialized once (protobuf merges a message's concatenated
+        fields, and the document's part has neither of the two), so that each of a circular's
+        copies costs no copy of its 49 KB message, nor its serialization: about 30 us a copy
+        kept until sent, with ReceiveStream's wrap (`stream_item`), against 125-240 us built in
+        place and serialized. Left in parts for Receive to join, or ReceiveStream to join
+        inside its own message: one copy of the 49 KB where joining here made two."""
         document = self._serialized.get(item.document_uuid)
         if document is None:
             document = self._document(item).SerializeToString()
@@ -313,7 +314,7 @@ class DeliveryProtos:
         own = pb.Delivery(
             delivery_id=item.delivery_id, requested_recipient=item.requested_recipient
         ).SerializeToString()
-        return length_delimited(_RECEIVED_DELIVERY, own, document)
+        return delimited(_RECEIVED_DELIVERY, own, document)
 
 
 _RECEIVED_DELIVERY = pb.ReceiveResponse.DESCRIPTOR.fields_by_name["delivery"].number

@@ -242,7 +242,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         for message, item in await self._pusher.claim(agency, batch):
                             self._in_flight.add(message.item_id, message.message)
                             pushed.append(message.item_id)
-                            yield item
+                            yield b"".join(item)
                 finally:
                     # Before the channel closes and the broker requeues what was not
                     # acknowledged: otherwise the next stream could receive a requeued copy

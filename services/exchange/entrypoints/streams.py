@@ -21,7 +21,7 @@ from docaxis.exchange.v1 import exchange_service_pb2 as pb
 from services.common import tracing
 from services.common.errors import DomainError, FieldViolation, UnavailableError, ValidationError
 from services.common.grpc_errors import domain_errors, status_details
-from services.common.grpc_serialized import length_delimited
+from services.common.grpc_serialized import Parts, length_delimited
 from services.common.identity import CallerResolver
 from services.common.metrics import AcknowledgedKind, AxisMetrics, DeliveryMode
 from services.exchange.entrypoints.convert import DeliveryProtos, timestamp
@@ -61,10 +61,10 @@ class Pusher:
 
     async def claim(
         self, agency: str, batch: Sequence[InboxMessage]
-    ) -> list[tuple[InboxMessage, bytes]]:
-        """The messages to push, each with its item as a serialized ReceiveResponse (a copy's
-        document serialized once: DeliveryProtos.received), as Receive sends it and
-        ReceiveStream wraps it (`stream_item`). Every other message of the batch is settled
+    ) -> list[tuple[InboxMessage, Parts]]:
+        """The messages to push, each with its item as a serialized ReceiveResponse in parts (a
+        copy's document serialized once: DeliveryProtos.received), which Receive joins and
+        ReceiveStream wraps (`stream_item`). Every other message of the batch is settled
         with the broker here: acked when the item must not be pushed (acknowledged, withdrawn,
         not the agency's, or a second copy of an item this process already pushed and awaits an
         acknowledgement for), rejected into docaxis.dead-letter when the copy was just
@@ -82,7 +82,7 @@ class Pusher:
                 fresh.append(message)
         copies = [m for m in fresh if not m.notice_id]
         notices = [m for m in fresh if m.notice_id]
-        pushable: list[tuple[InboxMessage, bytes]] = []
+        pushable: list[tuple[InboxMessage, Parts]] = []
         if copies:
             claimed = await self._handlers.begin_pushes(
                 [(m.delivery_id, agency) for m in copies],
@@ -110,7 +110,7 @@ class Pusher:
                 if notice is None:
                     await message.message.ack()
                 else:
-                    pushable.append((message, notice_response(notice).SerializeToString()))
+                    pushable.append((message, (notice_response(notice).SerializeToString(),)))
         # Oldest first, as the broker handed them over.
         order = {id(m): index for index, m in enumerate(fresh)}
         pushable.sort(key=lambda pair: order[id(pair[0])])
@@ -122,9 +122,10 @@ class Pusher:
 _STREAM_ITEM = pb.ReceiveStreamResponse.DESCRIPTOR.fields_by_name["item"].number
 
 
-def stream_item(item: bytes) -> bytes:
-    """A serialized ReceiveResponse as the serialized ReceiveStreamResponse that pushes it."""
-    return length_delimited(_STREAM_ITEM, item)
+def stream_item(item: Parts) -> bytes:
+    """A serialized ReceiveResponse (in parts) as the serialized ReceiveStreamResponse that
+    pushes it, joined once."""
+    return length_delimited(_STREAM_ITEM, *item)
 
 
 def acknowledgement_result(

@@ -44,7 +44,7 @@ def test_each_copy_reads_back_as_its_delivery_built_whole() -> None:
     # The second and third copies take the document's part serialized for the first.
     copies = [item(document, HEALTH), item(document, EDUCATION), item(document, "")]
     for copy in copies:
-        received = pb.ReceiveResponse.FromString(protos.received(copy))
+        received = pb.ReceiveResponse.FromString(b"".join(protos.received(copy)))
         assert received == pb.ReceiveResponse(delivery=delivery_to_pb(copy))
         assert received.delivery.delivery_id == copy.delivery_id
         assert received.delivery.requested_recipient == copy.requested_recipient
@@ -60,12 +60,26 @@ def test_a_pushed_item_is_the_stream_response_that_carries_it() -> None:
     assert not pushed.acknowledged
 
 
+def test_a_copy_leaves_its_document_part_unjoined_for_the_wire_to_join_once() -> None:
+    """Each copy's parts end with its document's part, serialized once and not copied (the one
+    join of the 49 KB is the one for the wire: Receive's, or stream_item's around it); a
+    notice's item is its one serialized message."""
+    protos = DeliveryProtos()
+    document = str(uuid.uuid4())
+    first, second = protos.received(item(document, HEALTH)), protos.received(item(document, ""))
+    assert first[-1] is second[-1]
+    assert len(first[-1]) > sum(len(part) for part in first[:-1])
+    assert pb.ReceiveStreamResponse.FromString(stream_item(first)).item == (
+        pb.ReceiveResponse.FromString(b"".join(first))
+    )
+
+
 def test_documents_do_not_mix() -> None:
     protos = DeliveryProtos()
     first, second = item(str(uuid.uuid4()), HEALTH), item(str(uuid.uuid4()), HEALTH)
     second = dataclasses.replace(second, header=header([HEALTH]))
     protos.received(first)
-    received = pb.ReceiveResponse.FromString(protos.received(second))
+    received = pb.ReceiveResponse.FromString(b"".join(protos.received(second)))
     assert received.delivery == delivery_to_pb(second)
     # A copy filled (Fetch) after its document was serialized is still built whole.
     fetched = pb.Delivery()
