@@ -16,18 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-import structlog
-
 from services.common.clock import Clock, utc_now
-
-log = structlog.get_logger(__name__)
+from services.exchange.service_layer.upgrade_walks import UpgradeWalk
 
 # Above a busy hub's copies a second, at the job's interval (30 s: 500 copies a second at most).
 DEFAULT_BATCH = 15_000
-# How long after the migration a process of the previous version may still store copies.
-UPGRADE_WINDOW = dt.timedelta(days=1)
-# A copy's transaction may commit a little after its accepted_at: the walk stays this far behind.
-COMMIT_LAG = dt.timedelta(minutes=1)
 
 
 class CopiesWithoutDueDates(Protocol):
@@ -41,25 +34,16 @@ class CopiesWithoutDueDates(Protocol):
         ...
 
 
-class DueDateRepair:
-    def __init__(
-        self,
-        store: CopiesWithoutDueDates,
-        batch: int = DEFAULT_BATCH,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._store = store
-        self._batch = batch
-        self._clock = clock
-        self._done = False
+class DueDateRepair(UpgradeWalk):
+    repaired_event = "copy_due_dates_repaired"
 
-    async def run(self) -> int:
-        """One batch; how many copies it gave a due date to."""
-        if self._done:
-            return 0
-        dated, self._done = await self._store.date_copies(
-            self._clock() - COMMIT_LAG, UPGRADE_WINDOW, self._batch
-        )
-        if dated:
-            log.info("copy_due_dates_repaired", count=dated)
-        return dated
+    def __init__(
+        self, store: CopiesWithoutDueDates, batch: int = DEFAULT_BATCH, clock: Clock = utc_now
+    ) -> None:
+        super().__init__(batch, clock)
+        self._store = store
+
+    async def _step(
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        return await self._store.date_copies(before, window, limit)

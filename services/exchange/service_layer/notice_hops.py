@@ -18,12 +18,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-import structlog
-
 from services.common.clock import Clock, utc_now
-from services.exchange.service_layer.copy_due_dates import COMMIT_LAG, UPGRADE_WINDOW
-
-log = structlog.get_logger(__name__)
+from services.exchange.service_layer.upgrade_walks import UpgradeWalk
 
 # A run every 30 s. The walk reads only the notices still waiting (ListPeers counts no other):
 # one acknowledged before the walk reaches it has left the walk's index, and a walk behind
@@ -43,25 +39,16 @@ class NoticesWithoutHops(Protocol):
         ...
 
 
-class NoticeHopRepair:
-    def __init__(
-        self,
-        store: NoticesWithoutHops,
-        batch: int = DEFAULT_BATCH,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._store = store
-        self._batch = batch
-        self._clock = clock
-        self._done = False
+class NoticeHopRepair(UpgradeWalk):
+    repaired_event = "notice_hops_repaired"
 
-    async def run(self) -> int:
-        """One batch; how many notices it gave a hop to."""
-        if self._done:
-            return 0
-        routed, self._done = await self._store.route_notices(
-            self._clock() - COMMIT_LAG, UPGRADE_WINDOW, self._batch
-        )
-        if routed:
-            log.info("notice_hops_repaired", count=routed)
-        return routed
+    def __init__(
+        self, store: NoticesWithoutHops, batch: int = DEFAULT_BATCH, clock: Clock = utc_now
+    ) -> None:
+        super().__init__(batch, clock)
+        self._store = store
+
+    async def _step(
+        self, before: dt.datetime, window: dt.timedelta, limit: int
+    ) -> tuple[int, bool]:
+        return await self._store.route_notices(before, window, limit)
