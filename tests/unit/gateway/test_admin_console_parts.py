@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import urlencode
 
+import grpc
 import pytest
 from docaxis.common.v1 import common_pb2 as cpb
 from docaxis.exchange.v1 import admin_service_pb2 as apb
@@ -20,27 +22,27 @@ from starlette.responses import Response
 from gateway.admin import i18n
 from gateway.admin.app import Console, Page, _environment, _safe_next, vietnam_time
 from gateway.admin.charts import Series, bar_chart
+from gateway.admin.ledger_proof import LedgerProofs
 from gateway.admin.pages import (
-    BUSINESS_TYPES,
     CIRCUITS,
     DELIVERY_STATES,
     KIND_NAMES,
     PEER_STATES,
-    RECALL_NAMES,
-    SIGNATURE_FORMS,
-    SIGNATURE_MODES,
     SIGNATURE_ROLES,
     STALLED_STEPS,
     STATUS_CODES,
     dead_letters,
+    document,
     documents,
     hop_rows,
     resend_peer,
-    status_code,
 )
 from gateway.admin.session import Session, SessionSigner
 from gateway.auth import Administrator
+from gateway.clients import Services
+from gateway.metrics import GatewayMetrics
 from gateway.problems import Problem
+from gateway.rest.app import Context
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 CERT = b"\x01" * 32
@@ -259,34 +261,75 @@ def _row(page: str, marker: str) -> str:
     return row[: row.index("</tr>")]
 
 
-def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
-    """The document page's HTML as the console renders it (English, nobody signed in)."""
-    return _rendered(
-        "document.html",
-        "/admin/documents/x",
-        csrf="",
-        timeline=timeline,
-        hop_rows=hop_rows(timeline.hops),
-        proof=SimpleNamespace(state="none", events=[]),
-        state_name=DELIVERY_STATES,
-        status_code=status_code,
-        recall_name=RECALL_NAMES,
-        business_type=BUSINESS_TYPES,
-        signature_mode=SIGNATURE_MODES,
-        signature_form=SIGNATURE_FORMS,
-        signature_role=SIGNATURE_ROLES,
+class _NotFound(grpc.aio.AioRpcError):
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+
+@dataclass
+class _FakeAdmin:
+    """AdminService as the document page asks it: `timeline`, for the document asked about."""
+
+    timeline: apb.GetDocumentTimelineResponse
+    asked: list[str] = field(default_factory=list)
+
+    async def GetDocumentTimeline(
+        self, request: apb.GetDocumentTimelineRequest, **_: Any
+    ) -> apb.GetDocumentTimelineResponse:
+        self.asked.append(request.document_uuid)
+        return self.timeline
+
+
+class _EmptyLedger:
+    """LedgerService for a document it has logged nothing about."""
+
+    async def GetDocumentEvents(self, request: Any, **_: Any) -> Any:
+        raise _NotFound()
+
+
+@dataclass
+class _FakeServices:
+    admin: _FakeAdmin
+    ledger: _EmptyLedger = field(default_factory=_EmptyLedger)
+    timeout_s: float = 5.0
+
+
+DOCUMENT_UUID = "0b6f6c1e-0000-4000-8000-00000000000d"
+
+
+async def _document_page(timeline: apb.GetDocumentTimelineResponse) -> str:
+    """The document page's HTML as the console's page handler renders it (English)."""
+    admin = _FakeAdmin(timeline)
+    context = Context(cast("Services", _FakeServices(admin)), cast("Any", None), GatewayMetrics())
+    console = Console(context, SessionSigner(dt.timedelta(minutes=30)), LedgerProofs(context))
+    scope = {
+        "type": "http",
+        "path": f"/admin/documents/{DOCUMENT_UUID}",
+        "headers": [],
+        "query_string": b"",
+        "path_params": {"document_uuid": DOCUMENT_UUID},
+    }
+    page = Page(
+        Request(scope),
+        Administrator("CN=admin", "1"),
+        Session(CERT, "csrf", NOW),
+        i18n.Translator(i18n.Language.EN),
     )
+    response = await document(console, page)
+    assert admin.asked == [DOCUMENT_UUID]
+    assert response.status_code == 200
+    return bytes(response.body).decode()
 
 
-def test_the_document_page_shows_the_trace_id_when_there_is_one() -> None:
+async def test_the_document_page_shows_the_trace_id_when_there_is_one() -> None:
     """The trace id to look the document's path up in the tracing tool; no row without one."""
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    shown = _document_page(apb.GetDocumentTimelineResponse(trace_id=trace_id))
+    shown = await _document_page(apb.GetDocumentTimelineResponse(trace_id=trace_id))
     assert re.search(rf'<dt>Trace id</dt><dd><code id="trace-id">{trace_id}</code></dd>', shown)
-    assert "trace-id" not in _document_page(apb.GetDocumentTimelineResponse())
+    assert "trace-id" not in await _document_page(apb.GetDocumentTimelineResponse())
 
 
-def test_the_document_page_shows_who_signed_what_and_an_unsigned_document_plainly() -> None:
+async def test_the_document_page_shows_who_signed_what_and_an_unsigned_document_plainly() -> None:
     """Each verified signature with its form, role, signer and check; transport-attested
     documents are marked UNSIGNED."""
     signed = apb.GetDocumentTimelineResponse(
@@ -307,12 +350,12 @@ def test_the_document_page_shows_who_signed_what_and_an_unsigned_document_plainl
             ],
         )
     )
-    shown = _document_page(signed)
+    shown = await _document_page(signed)
     assert 'data-mode="signed"' in shown
     assert "PAdES (PDF) · cong-van.pdf (ChuKyNguoiKy)" in shown
     assert "Official" in shown
     assert "Trần Văn An" in shown
-    attested = _document_page(
+    attested = await _document_page(
         apb.GetDocumentTimelineResponse(
             verification=cpb.Verification(mode=cpb.SIGNATURE_MODE_TRANSPORT_ATTESTED)
         )
@@ -326,7 +369,7 @@ def _stamp(value: dt.datetime) -> Any:
     return stamp
 
 
-def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back() -> None:
+async def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back() -> None:
     """At the national hub: the trace (province A), the copy accepted from A with the receipt
     this hub signed and the status handed back to A, the copy handed over to B with B's receipt
     and B's statuses; a status not yet handed back says so."""
@@ -385,7 +428,7 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
         ("province-b", "hand_over"),
         ("province-c", "hand_over"),
     ]
-    shown = _document_page(apb.GetDocumentTimelineResponse(hops=hops))
+    shown = await _document_page(apb.GetDocumentTimelineResponse(hops=hops))
     table = shown[shown.index('<table id="hops">') :]
     table = table[: table.index("</table>")]
     hop_lines = re.findall(r'<tr class="hop hop-(\w+)" data-hub="([\w-]+)">', table)
@@ -412,7 +455,7 @@ def test_the_document_page_shows_each_hop_with_its_receipt_and_the_statuses_back
     assert "&lt;script&gt;x&lt;/script&gt;" in table
     assert "<script>" not in table
     # A document that never crossed a hub has no hops section.
-    assert 'id="hops"' not in _document_page(apb.GetDocumentTimelineResponse())
+    assert 'id="hops"' not in await _document_page(apb.GetDocumentTimelineResponse())
 
 
 def _peers_page(response: apb.ListPeersResponse, **extra: Any) -> str:
