@@ -30,7 +30,11 @@ from services.exchange.adapters.postgres import (
     SUBMIT_LOOKUPS_SQL,
     UNOWNED_ATTACHMENTS_SQL,
 )
-from services.exchange.adapters.postgres_copies import LOCK_PUBLISHED_SQL, RECORD_FAILURES_SQL
+from services.exchange.adapters.postgres_copies import (
+    LOCK_PUBLISHED_SQL,
+    RECORD_FAILURES_SQL,
+    STORED_FAILURES_SQL,
+)
 from services.exchange.adapters.postgres_lifecycle import (
     ACKNOWLEDGEMENT_LOCK_SQL,
     LIFECYCLE_STATUSES_SQL,
@@ -97,6 +101,11 @@ HOT = (
         RECORD_FAILURES_SQL,
         "SELECT array_agg(id), array_agg('PEER_RECEIPT_INVALID'::text), "  # noqa: S608 - constants only
         f"array_agg('hub national: SIGNER_MISMATCH'::text) FROM ({LIVE}) live",
+    ),
+    Hot(
+        "the copies' last failed hand-overs, of those a push claim's limit dead-letters",
+        STORED_FAILURES_SQL,
+        f"SELECT array_agg(id) FROM ({LIVE}) live",  # noqa: S608 - constants only
     ),
     Hot("the relay's batch", PUBLISH_SQL, "SELECT 20, '{}'::text[]"),
     Hot(

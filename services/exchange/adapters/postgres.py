@@ -22,6 +22,8 @@ from services.exchange.adapters.postgres_copies import (
     lock_copies,
     save_copies,
     save_sql,
+    stored_failures,
+    with_failures,
 )
 from services.exchange.adapters.postgres_statements import (
     ACTOR as ACTOR,  # re-exported: the ledger staging's callers name it from here
@@ -430,6 +432,25 @@ async def _decide_pushes(
         [uuid.UUID(d) for d, _ in claims],
         with_published=any(d not in times for d, _ in claims),
     )
+    decided = _decided(claims, locked, max_pushes, times)
+    # The push limit's dead letter names the copy's last failed hand-over as its cause, which
+    # the lock does not read (postgres_copies.STORED_FAILURES_SQL): read for those copies (they
+    # are locked), the claims are decided again with it.
+    dead = [
+        d[0].key for d in decided[0] if d is not None and isinstance(d[1], delivery.DeadLettered)
+    ]
+    if dead and (failures := await stored_failures(conn, dead)):
+        decided = _decided(claims, with_failures(locked, failures), max_pushes, times)
+    return decided
+
+
+def _decided(
+    claims: Sequence[tuple[str, str]],
+    locked: Mapping[uuid.UUID, LockedCopy],
+    max_pushes: int | None,
+    times: Mapping[str, dt.datetime],
+) -> tuple[Decisions, dict[uuid.UUID, delivery.Copy], list[LedgerEvent]]:
+    """What the rules decide for each claim of the copies `locked`."""
     # A copy claimed twice in one batch (a republished message) is decided twice, the second
     # time against the first decision.
     current = {key: row.copy for key, row in locked.items()}

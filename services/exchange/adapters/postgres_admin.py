@@ -342,7 +342,10 @@ class PostgresAdminStore:
                 push_count=row.copy.push_count,
             )
             await save_copies(conn, {key: decided.copy})
-            if decided.copy.last_failure is None and row.copy.last_failure is not None:
+            # The lock does not read the copy's last failed hand-over (it is NULL but after a
+            # failed hand-over to a peer: postgres_copies.STORED_FAILURES_SQL); the statement
+            # that forgets it changes nothing where there is none.
+            if decided.copy.last_failure is None:
                 await forget_failure(conn, key)
             await conn.execute(
                 """

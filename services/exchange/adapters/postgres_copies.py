@@ -3,9 +3,10 @@ services/exchange/domain/delivery.py decided, for every store that changes a cop
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -17,11 +18,11 @@ from services.exchange.domain.statuses import RecallState
 
 # Every copy is locked in id order, as every writer of delivery rows locks them (an UPDATE takes
 # its row locks in scan order, and two orders can deadlock). now() is the transaction's time.
+# Not the copy's last failed hand-over: see STORED_FAILURES_SQL.
 _LOCK_SQL = """
 SELECT d.id, d.document_uuid, d.position, d.recipient, d.requested_recipient, d.state, d.push_count,
     d.queued_at, d.pushed_at, d.acknowledged_at, d.dead_lettered_at, d.dead_letter_reason,
-    d.recall_state, d.last_failure_reason, d.last_failure_detail,
-    d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
+    d.recall_state, d.transport_receipt IS NOT NULL AS has_receipt, doc.document_id, doc.sender,
     now() AS now{published}
 FROM exchange.delivery d JOIN exchange.document doc ON doc.uuid = d.document_uuid
 WHERE d.id = ANY($1::uuid[])
@@ -50,6 +51,7 @@ class LockedCopy:
 
     key: uuid.UUID
     ref: CopyRef
+    # Without its last failed hand-over (Copy.last_failure None) unless with_failures gave it.
     copy: Copy
     requested_recipient: str
     document_key: uuid.UUID
@@ -84,7 +86,6 @@ def locked_copy(row: asyncpg.Record) -> LockedCopy:
             dead_lettered_at=row["dead_lettered_at"],
             dead_letter_reason=row["dead_letter_reason"] or "",
             recall=RecallState(row["recall_state"]) if row["recall_state"] else None,
-            last_failure=stored_failure(row),
         ),
         requested_recipient=row["requested_recipient"],
         document_key=row["document_uuid"],
@@ -118,6 +119,38 @@ async def lock_copies(
     else:
         sql = LOCK_PUBLISHED_SQL if with_published else _LOCK_PLAIN_SQL
     return {row["id"]: locked_copy(row) for row in await conn.fetch(sql, list(set(keys)))}
+
+
+# The copies' last failed hand-overs, read only where a rule needs them: the push limit's dead
+# letter names its copy's as its cause. They are NULL but after a failed hand-over to a peer hub,
+# and the lock of every Submit, push and acknowledgement read them for that one verdict (two
+# columns a row, 8 bytes a row on the wire when NULL). Read after the lock, of copies it holds.
+STORED_FAILURES_SQL = """
+SELECT id, last_failure_reason, last_failure_detail FROM exchange.delivery
+WHERE id = ANY($1::uuid[]) AND last_failure_reason IS NOT NULL
+"""
+
+
+async def stored_failures(
+    conn: Conn, keys: Collection[uuid.UUID]
+) -> dict[uuid.UUID, HandoverFailure]:
+    """The last failed hand-overs of the copies among `keys` that have one, by id."""
+    rows = await conn.fetch(STORED_FAILURES_SQL, list(keys))
+    return {row["id"]: failure for row in rows if (failure := stored_failure(row)) is not None}
+
+
+def with_failures(
+    locked: Mapping[uuid.UUID, LockedCopy], failures: Mapping[uuid.UUID, HandoverFailure]
+) -> dict[uuid.UUID, LockedCopy]:
+    """`locked`, each copy with its last failed hand-over among `failures`."""
+    return {
+        key: row
+        if key not in failures
+        else dataclasses.replace(
+            row, copy=dataclasses.replace(row.copy, last_failure=failures[key])
+        )
+        for key, row in locked.items()
+    }
 
 
 async def lock_document_copies(conn: Conn, document_key: uuid.UUID) -> list[LockedCopy]:

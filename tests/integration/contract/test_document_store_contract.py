@@ -16,7 +16,9 @@ import pytest
 from docaxis.exchange.v1 import events_pb2
 
 from services.exchange.adapters.postgres import PostgresDocumentStore
-from services.exchange.domain.delivery import LedgerEvent
+from services.exchange.adapters.postgres_copies import LOCK_FORWARDED_SQL, LOCK_PUBLISHED_SQL
+from services.exchange.adapters.postgres_federation import PostgresFederationStore
+from services.exchange.domain.delivery import HandoverFailure, LedgerEvent, text_commitment
 from services.exchange.domain.model import (
     MAX_PUSHES_EXCEEDED,
     AttachmentRef,
@@ -761,3 +763,41 @@ class TestPostgresDocumentStore(DocumentStoreContract):
     @pytest.fixture
     def probe(self, pool: asyncpg.Pool) -> Probe:
         return PostgresProbe(pool)
+
+    async def test_the_push_limit_names_the_last_failed_hand_over_the_lock_did_not_read(
+        self, store: DocumentStore, probe: Probe, pool: asyncpg.Pool
+    ) -> None:
+        """Two copies dead-lettered in one claim, one whose hand-overs to a peer hub failed:
+        its ledger event names that failure (its code, its detail by hash), the other's none.
+        The copies' lock reads no failure columns: they are read for the copies the push limit
+        dead-letters only."""
+        for lock in (LOCK_PUBLISHED_SQL, LOCK_FORWARDED_SQL):  # both of _LOCK_SQL, as all locks
+            async with pool.acquire() as conn:
+                columns = {a.name for a in (await conn.prepare(lock)).get_attributes()}
+            assert {"last_failure_reason", "last_failure_detail"} & columns == set()
+        sender, failed, plain = unique("S"), unique("R"), unique("R")
+        sent = await send(store, a_submission(sender, [failed, plain]))
+        routes = {r.effective_recipient: r.delivery_id for r in sent.receipt.routes}
+        cause = HandoverFailure("PEER_RECEIPT_INVALID", "hub national's receipt: SIGNER_MISMATCH")
+        await PostgresFederationStore(pool).handover_failed({routes[failed]: cause})
+        claims = [(routes[failed], failed), (routes[plain], plain)]
+        for _ in range(2):
+            assert all(isinstance(item, PushItem) for item in await store.begin_pushes(claims, 2))
+        dead = await store.begin_pushes(claims, 2)
+        assert [(d.delivery_id, d.reason) for d in dead if isinstance(d, DeadLetter)] == [
+            (routes[failed], MAX_PUSHES_EXCEEDED),
+            (routes[plain], MAX_PUSHES_EXCEEDED),
+        ]
+        staged = await probe.staged(sent.receipt.document_uuid)
+        dead_lettered = {
+            e.data["delivery"]: e.data for e in staged if e.data.get("event") == "dead_lettered"
+        }
+        assert dead_lettered[routes[failed]] == {
+            "delivery": routes[failed],
+            "event": "dead_lettered",
+            "reason": MAX_PUSHES_EXCEEDED,
+            "push_count": 2,
+            "cause": "PEER_RECEIPT_INVALID",
+            "cause_detail_sha256": text_commitment(cause.detail),
+        }
+        assert "cause" not in dead_lettered[routes[plain]]
