@@ -11,6 +11,8 @@ that issuer delegated (id-kp-OCSPSigning).
 Verified answers are kept (OcspChecker) until the responder's nextUpdate, and a responder that
 cannot be asked is not asked again for a short while: the checks run one after the other in one
 thread per process, so without this a slow or unreachable responder cost its timeout per signature.
+A verifier that must not wait on the network in that thread takes a DeferredCheck: the
+verification runs on the kept answers, the responders are asked elsewhere, and it runs again.
 """
 
 from __future__ import annotations
@@ -276,6 +278,37 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class _Question:
+    """What a check asks a responder: about a certificate (by its issuer), for a moment."""
+
+    url: str
+    certificate: x509.Certificate
+    issuer: x509.Certificate
+    at: dt.datetime
+    cert_id: _CertId
+    request: ocsp.OCSPRequest
+
+    @classmethod
+    def of(
+        cls, url: str, certificate: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
+    ) -> _Question:
+        built = (
+            ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA256()).build()
+        )
+        cert_id = (built.issuer_name_hash, built.issuer_key_hash, built.serial_number)
+        return cls(url, certificate, issuer, at, cert_id, built)
+
+    @property
+    def key(self) -> tuple[str, _CertId]:
+        return self.url, self.cert_id
+
+
+# A certificate's status at a moment, asked of its responder's URL (OcspUnusableError when it
+# cannot be had).
+_StatusOf = Callable[[str, x509.Certificate, x509.Certificate, dt.datetime], ocsp.OCSPCertStatus]
+
+
 class OcspChecker:
     """Asks each certificate's responder about it (leaf and intermediates), keeping answers."""
 
@@ -302,7 +335,19 @@ class OcspChecker:
 
     def __call__(self, chain: Sequence[x509.Certificate], at: dt.datetime) -> OcspResult:
         """Raises CertificateRevokedError on a verified *revoked* answer; anything else that
-        keeps OCSP from answering becomes a warning (the CRL result stands)."""
+        keeps OCSP from answering becomes a warning (the CRL result stands). A responder not
+        answered for by a kept answer is asked here, waiting up to the timeout: see deferred
+        for a check that never waits."""
+        return self.result(chain, at, self._status)
+
+    def deferred(self) -> DeferredCheck:
+        """A check for one verification that waits on no responder (DeferredCheck)."""
+        return DeferredCheck(self)
+
+    def result(
+        self, chain: Sequence[x509.Certificate], at: dt.datetime, status: _StatusOf
+    ) -> OcspResult:
+        """What OCSP says of `chain` at `at`, each certificate's status from `status`."""
         checked: list[str] = []
         warnings: list[str] = []
         for certificate, issuer in itertools.pairwise(chain):
@@ -310,15 +355,15 @@ class OcspChecker:
             if url is None:
                 continue
             try:
-                status = self._status(url, certificate, issuer, at)
+                found = status(url, certificate, issuer, at)
             except OcspUnusableError as exc:
                 warnings.append(f"OCSP for {describe(certificate)} unavailable ({exc}): CRLs only")
                 continue
-            if status is ocsp.OCSPCertStatus.REVOKED:
+            if found is ocsp.OCSPCertStatus.REVOKED:
                 raise CertificateRevokedError(
                     describe(certificate), certificate.serial_number, at
                 ).concerning(revocation=f"OCSP {url}")
-            if status is ocsp.OCSPCertStatus.UNKNOWN:
+            if found is ocsp.OCSPCertStatus.UNKNOWN:
                 warnings.append(f"OCSP {url} does not know {describe(certificate)}")
                 continue
             checked.append(f"OCSP good from {url}")
@@ -328,28 +373,102 @@ class OcspChecker:
         self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
     ) -> ocsp.OCSPCertStatus:
         """The certificate's status at `at`, from a kept answer that speaks for it or the
-        responder (OcspUnusableError when neither can say). The network is asked outside
-        any lock; two threads missing at once both ask, and the later answer is kept."""
-        request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA256())
-        built = request.build()
-        cert_id = (built.issuer_name_hash, built.issuer_key_hash, built.serial_number)
+        responder (OcspUnusableError when neither can say)."""
+        question = _Question.of(url, certificate, issuer, at)
+        kept = self.kept_status(question)
+        if kept is not None:
+            return kept
+        return self.ask(question).check(at)
+
+    def kept_status(self, question: _Question) -> ocsp.OCSPCertStatus | None:
+        """The status a kept answer gives for the question's moment; OcspUnusableError for a
+        responder that could not be asked a moment ago; None when the responder must be asked."""
         now = self._clock()
-        kept = self._answers.get(cert_id, now)
-        if kept is not None and kept.covers(at):
+        kept = self._answers.get(question.cert_id, now)
+        if kept is not None and kept.covers(question.at):
             return kept.status
-        reason = self._unreachable.get(url, now)
+        reason = self._unreachable.get(question.url, now)
         if reason is not None:
             raise OcspUnusableError(reason)
+        return None
+
+    def ask(self, question: _Question) -> _Answer:
+        """The responder's verified answer, kept (OcspUnusableError when it cannot be had; a
+        responder that could not be asked is not asked again for UNREACHABLE_KEPT). The network
+        is asked outside any lock; two threads missing at once both ask, and the later answer is
+        kept."""
         try:
-            answer = self._transport(
-                url, built.public_bytes(serialization.Encoding.DER), self._timeout_s
-            )
+            request = question.request.public_bytes(serialization.Encoding.DER)
+            answer = self._transport(question.url, request, self._timeout_s)
             response = _successful_response(answer)
         except (OSError, OcspResponderError) as exc:
-            self._unreachable.put(url, str(exc), self._clock() + UNREACHABLE_KEPT)
+            self._unreachable.put(question.url, str(exc), self._clock() + UNREACHABLE_KEPT)
             raise OcspUnusableError(str(exc)) from exc
-        fresh = _answer_about(response, certificate, issuer)
-        # Kept even when it does not speak for `at` (a check at a past moment): it may for the
-        # next check; kept_until is already past for an answer whose nextUpdate has passed.
-        self._answers.put(cert_id, fresh, fresh.kept_until(self._clock()))
-        return fresh.check(at)
+        fresh = _answer_about(response, question.certificate, question.issuer)
+        # Kept even when it does not speak for the question's moment (a check at a past
+        # moment): it may for the next check; kept_until is already past for an answer whose
+        # nextUpdate has passed.
+        self._answers.put(question.cert_id, fresh, fresh.kept_until(self._clock()))
+        return fresh
+
+
+class DeferredCheck:
+    """One verification's online check, in two runs of the verification, so that the thread
+    that verifies never waits on a responder (the attachment checks run one after another in
+    one thread: a wait there held every PDF queued behind it, up to the timeout).
+
+    The first run answers from kept answers only; a certificate they do not answer for is noted
+    (`pending`) and given a warning, and that run's outcome is not the verification's. `ask`
+    then asks the responders, on a thread that may wait, and the second run answers from what
+    it got, exactly as OcspChecker would have after asking (a revoked answer refuses, the same
+    warnings). A verification whose first run noted nothing is done in one run."""
+
+    def __init__(self, checker: OcspChecker) -> None:
+        self._checker = checker
+        self._questions: dict[tuple[str, _CertId], _Question] = {}
+        # After `ask`: the answer got for each question asked, or why none could be had.
+        self._got: dict[tuple[str, _CertId], _Answer | str] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Questions noted and not yet asked: ask them, then run the verification again."""
+        return self._got is None and bool(self._questions)
+
+    def __call__(self, chain: Sequence[x509.Certificate], at: dt.datetime) -> OcspResult:
+        return self._checker.result(chain, at, self._status)
+
+    def _status(
+        self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
+    ) -> ocsp.OCSPCertStatus:
+        question = _Question.of(url, certificate, issuer, at)
+        if self._got is not None and question.key in self._got:
+            got = self._got[question.key]
+            if isinstance(got, str):
+                raise OcspUnusableError(got)
+            return got.check(at)
+        kept = self._checker.kept_status(question)
+        if kept is not None:
+            return kept
+        if self._got is None:
+            self._questions[question.key] = question
+            raise OcspUnusableError("not asked yet")
+        # A question the first run did not note (it cannot take another path up to here): asked
+        # as OcspChecker asks.
+        return self._checker.ask(question).check(at)
+
+    def ask(self) -> None:
+        """Asks the responders the questions noted, one after another (blocking: not on the
+        thread that verifies). A question answered or a responder given up on meanwhile (by
+        another verification's asking) is not asked again."""
+        got: dict[tuple[str, _CertId], _Answer | str] = {}
+        for key, question in self._questions.items():
+            try:
+                if self._checker.kept_status(question) is not None:
+                    continue
+            except OcspUnusableError:
+                continue
+            try:
+                got[key] = self._checker.ask(question)
+            except OcspUnusableError as exc:
+                got[key] = str(exc)
+        self._got = got

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 
@@ -23,7 +24,7 @@ from docaxis_client.trust.bindings import NO_BINDINGS, Bindings
 from docaxis_client.trust.chain import TrustStore, identity_uri
 from docaxis_client.trust.errors import SignatureInvalidError, SignatureMissingError, TrustError
 from docaxis_client.trust.keys import key_id
-from docaxis_client.trust.ocsp import RevocationCheck
+from docaxis_client.trust.ocsp import OcspChecker
 from docaxis_client.trust.pdf import count_signatures, is_pdf, signer_certificates, verify_pdf
 from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_document
 from docaxis_client.trust.xmldsig import (
@@ -49,16 +50,20 @@ from services.exchange.domain.verification import SignatureCheck, SignatureMode,
 # Submit queued behind it, a hundred documents' worth and more. The attachment checks wait for one
 # another instead: their Python holds the GIL, so the default pool's threads finished four PDFs no
 # sooner for the same CPU, and held the event loop up to 45-100 ms against 15-18 here (the GIL
-# shared among more threads). What one thread gives up is overlapping OCSP's network waits; the
-# checker keeps answers until their nextUpdate and a responder that could not be asked for 30 s
-# (docaxis_client.trust.ocsp), so a down responder costs one timeout, not one per signature.
+# shared among more threads). OCSP's network waits are not the attachment thread's: a check that
+# must ask a responder runs on the answers kept (until their nextUpdate, a responder that could not
+# be asked skipped for 30 s: docaxis_client.trust.ocsp), its questions are asked in a thread of
+# their own and the check runs again on the answers (SignatureVerifier._checked), so a responder
+# that hangs holds only the documents whose signers it must answer for, up to its timeout.
 MANIFEST_CHECKS = WorkerThread("manifest-checks")
 ATTACHMENT_CHECKS = WorkerThread("attachment-checks")
+OCSP_QUESTIONS = WorkerThread("ocsp-questions")
 # Reads a blob the sender owns, by SHA-256 (the caller checked ownership).
 Content = Callable[[str], Awaitable[bytes]]
 # The directory's bindings of these keys (SPKI SHA-256): whom national-CA certificates sign for.
 BindingLookup = Callable[[Sequence[str]], Awaitable[Bindings]]
 PDF_MEDIA_TYPE = "application/pdf"
+T = TypeVar("T")
 _CHECKED = "chain to the axis's trust anchors at the signing time; revocation from the axis's CRLs"
 # A PDF signature without a timestamp is judged when it arrives (nothing but the signer dates it).
 _CHECKED_AT_RECEPTION = (
@@ -93,7 +98,7 @@ class SignatureVerifier:
         *,
         required: bool,
         max_signing_age: dt.timedelta | None = None,
-        revocation: RevocationCheck | None = None,
+        revocation: OcspChecker | None = None,
         timestamps: TrustStore | None = None,
     ) -> None:
         """`revocation` adds an online check (OCSP) to the CRLs of the trust store;
@@ -227,7 +232,7 @@ class SignatureVerifier:
             return
         try:
             signers = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificates, data))
-            result = await ATTACHMENT_CHECKS.run(
+            result = await self._checked(
                 functools.partial(
                     verify_pdf,
                     data,
@@ -236,7 +241,6 @@ class SignatureVerifier:
                     main=main,
                     at=at,
                     allow_legacy=policy.allow_legacy_algorithms,
-                    revocation=self._revocation,
                     bindings=await _bindings_of(signers, bindings),
                     timestamps=self._timestamps,
                 )
@@ -286,7 +290,7 @@ class SignatureVerifier:
                 return  # an empty or absent envelope signature: kept as it is, not evidence
             certificate = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificate, data))
             bound = await _bindings_of([] if certificate is None else [certificate], bindings)
-            result = await ATTACHMENT_CHECKS.run(
+            result = await self._checked(
                 functools.partial(
                     verify_envelope,
                     data,
@@ -294,7 +298,6 @@ class SignatureVerifier:
                     agency=submission.header.sender,
                     at=at,
                     allow_legacy=policy.allow_legacy_algorithms,
-                    revocation=self._revocation,
                     bindings=bound,
                 )
             )
@@ -323,6 +326,28 @@ class SignatureVerifier:
                 ),
             )
         )
+
+    async def _checked(self, verify: Callable[..., T]) -> T:
+        """`verify(revocation=...)` in the attachment thread, with the deployment's online
+        revocation check. No responder is waited for in that thread (every PDF and envelope
+        queued behind would wait too): a check that must ask one runs on the answers kept, the
+        questions are asked in OCSP_QUESTIONS and it runs again on their answers, whatever the
+        first run said (its CPU twice, once per certificate in a kept answer's lifetime, or per
+        responder in 30 s while it cannot be asked)."""
+        if self._revocation is None:
+            return await ATTACHMENT_CHECKS.run(functools.partial(verify, revocation=None))
+        check = self._revocation.deferred()
+        try:
+            checked = await ATTACHMENT_CHECKS.run(functools.partial(verify, revocation=check))
+        except TrustError:
+            # A refusal the answers being asked may change (which signature is refused first).
+            if not check.pending:
+                raise
+        else:
+            if not check.pending:
+                return checked
+        await OCSP_QUESTIONS.run(check.ask)
+        return await ATTACHMENT_CHECKS.run(functools.partial(verify, revocation=check))
 
     def _decide(
         self, found: _Found, policy: SignatureRules, at: dt.datetime, attested_by: str | None

@@ -16,7 +16,7 @@ from cryptography.x509 import ocsp
 
 from docaxis_client.trust import CertificateRevokedError
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
-from docaxis_client.trust.ocsp import OcspChecker, responder_url
+from docaxis_client.trust.ocsp import DeferredCheck, OcspChecker, responder_url
 from docaxis_client.trust.pdf import demo_pdf, sign_pdf, verify_pdf
 from tests.unit.trust.factories import OFFICIAL, SENDER, SENDER_NAME
 
@@ -31,8 +31,10 @@ class Responder:
     # Sign with a key that is not the issuer's (a forged answer).
     forge: bool = False
     url: str = ""
+    asked: int = 0
 
     def answer(self, request_der: bytes) -> bytes:
+        self.asked += 1
         request = ocsp.load_der_ocsp_request(request_der)
         certificate = self.known[request.serial_number]
         issuer = self.ca.issuing
@@ -182,3 +184,34 @@ def test_an_unreachable_or_forged_responder_leaves_the_crl_result_with_a_warning
         revocation=OcspChecker(),
     )
     assert all("not signed by the issuer" in warning for warning in forged.warnings)
+
+
+def test_a_deferred_check_asks_between_two_runs_and_the_second_refuses_a_revoked_certificate(
+    responder: Responder,
+) -> None:
+    """The first run asks no responder (nothing kept yet: the questions are noted); asked, the
+    second run says what OcspChecker says (CERTIFICATE_REVOKED, naming where it was learnt).
+    The answers are kept: a later verification's first run has nothing to ask."""
+    person, agency = _signers(responder, responder.url)
+    responder.revoked.add(agency.certificate.serial_number)
+    checker = OcspChecker()
+    pdf = _pdf(person, agency)
+
+    def verify(revocation: DeferredCheck) -> object:
+        trust = responder.ca.trust_store()
+        return verify_pdf(pdf, trust, agency=SENDER, main=True, at=_now(), revocation=revocation)
+
+    check = checker.deferred()
+    verify(check)
+    assert (check.pending, responder.asked) == (True, 0)
+    check.ask()
+    assert (check.pending, responder.asked) == (False, 2)
+    with pytest.raises(CertificateRevokedError) as refused:
+        verify(check)
+    assert refused.value.context["revocation"] == f"OCSP {responder.url}"
+    assert refused.value.context["signature"] == "O"
+
+    later = checker.deferred()
+    with pytest.raises(CertificateRevokedError):
+        verify(later)
+    assert (later.pending, responder.asked) == (False, 2)
