@@ -76,7 +76,9 @@ from docaxis_client.trust.signatures import DEFAULT_CLOCK_SKEW, SignerRole
 __all__ = [
     "PdfSigner",
     "PdfVerification",
+    "SignedPdf",
     "demo_pdf",
+    "read_pdf",
     "sign_pdf",
     "verify_pdf",
 ]
@@ -423,22 +425,33 @@ def _signatures_of(data: bytes) -> list[EmbeddedPdfSignature]:
         raise SignatureInvalidError("pdf", f"unreadable PDF: {exc}") from exc
 
 
-def signer_certificates(data: bytes) -> list[x509.Certificate]:
-    """Each signature's signer certificate, to look up their bindings before verifying (none
-    for bytes that do not read as a signed PDF: verification then says why)."""
-    try:
-        return [_chain_of("pdf", signature)[0] for signature in _signatures_of(data)]
-    except (TrustError, *_UNREADABLE):
-        return []
+@dataclass(frozen=True, slots=True)
+class SignedPdf:
+    """A PDF read once: its signatures in signing order, on the reader that read them.
+
+    Counting them, taking their signer certificates (to look up bindings) and verifying them all
+    work on this one reading (docs/perf, "One parse per PDF"); pyHanko reads the rest of the
+    file lazily, from the same reader.
+    """
+
+    signatures: tuple[EmbeddedPdfSignature, ...]
+
+    def signer_certificates(self) -> list[x509.Certificate]:
+        """Each signature's signer certificate, to look up their bindings before verifying
+        (none when one of them does not read: verification then says why)."""
+        try:
+            return [_chain_of("pdf", signature)[0] for signature in self.signatures]
+        except (TrustError, *_UNREADABLE):
+            return []
 
 
-def count_signatures(data: bytes) -> int:
-    """How many signatures a PDF carries (SIGNATURE_INVALID when it cannot be read)."""
-    return len(_signatures_of(data))
+def read_pdf(data: bytes) -> SignedPdf:
+    """The PDF's signatures, read once (SIGNATURE_INVALID for bytes no reader can open)."""
+    return SignedPdf(tuple(_signatures_of(data)))
 
 
 def verify_pdf(
-    data: bytes,
+    pdf: bytes | SignedPdf,
     trust: TrustStore,
     *,
     agency: str,
@@ -449,7 +462,8 @@ def verify_pdf(
     bindings: Bindings = NO_BINDINGS,
     timestamps: TrustStore | None = None,
 ) -> PdfVerification:
-    """Verify the signatures of a PDF an agency sends, in revision order.
+    """Verify the signatures of a PDF an agency sends (its bytes, or as :func:`read_pdf` read
+    them), in revision order.
 
     ``main`` is the document itself (official first, then the agency); otherwise an appendix
     (organisation signatures only). ``at`` is "now": no signature may claim a later time;
@@ -462,7 +476,7 @@ def verify_pdf(
     hold, or when there are no TSA anchors); without a timestamp, the certificate is judged at
     ``at``.
     """
-    signatures = _signatures_of(data)
+    signatures = (pdf if isinstance(pdf, SignedPdf) else read_pdf(pdf)).signatures
     if not signatures:
         role = SignerRole.PERSON if main else SignerRole.ORGANIZATION
         raise SignatureMissingError(role, "the PDF carries no signature")

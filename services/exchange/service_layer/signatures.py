@@ -24,8 +24,8 @@ from docaxis_client.trust.bindings import NO_BINDINGS, Bindings
 from docaxis_client.trust.chain import TrustStore, identity_uri
 from docaxis_client.trust.errors import SignatureInvalidError, SignatureMissingError, TrustError
 from docaxis_client.trust.keys import key_id
-from docaxis_client.trust.ocsp import OcspChecker
-from docaxis_client.trust.pdf import count_signatures, is_pdf, signer_certificates, verify_pdf
+from docaxis_client.trust.ocsp import OcspChecker, RevocationCheck
+from docaxis_client.trust.pdf import PdfVerification, SignedPdf, is_pdf, read_pdf, verify_pdf
 from docaxis_client.trust.signatures import SignerRole, VerifiedSigners, verify_document
 from docaxis_client.trust.xmldsig import (
     EnvelopeFacts,
@@ -142,13 +142,7 @@ class SignatureVerifier:
             raise domain_error(exc) from None
 
     def _store(self) -> TrustStore:
-        store = self._trust()
-        if store is None:
-            raise RejectedError(
-                "this deployment has no trust anchors to verify signatures with",
-                reason="UNTRUSTED_ISSUER",
-            )
-        return store
+        return _usable(self._trust())
 
     async def _verify_all(
         self,
@@ -217,36 +211,24 @@ class SignatureVerifier:
         found: _Found,
     ) -> None:
         data = await content(attachment.sha256)
-        # Bytes that do not start like a PDF carry no signature: said by a look at their first
-        # KiB here, where a thread's hop to say it cost more than the look (a PDF's name or
-        # media type on bytes that are not one).
-        if (
-            not is_pdf(data)
-            or await ATTACHMENT_CHECKS.run(functools.partial(_pdf_signature_count, data)) == 0
-        ):
+        try:
+            # Bytes that do not start like a PDF carry no signature: said by a look at their
+            # first KiB here, where a thread's hop to say it cost more than the look (a PDF's
+            # name or media type on bytes that are not one).
+            result = (
+                await self._pdf_signatures(data, submission, main, at, policy, bindings)
+                if is_pdf(data)
+                else None
+            )
+        except TrustError as exc:
+            raise exc.concerning(attachment=attachment.name) from None
+        if result is None:
             # A PDF without signatures (or one no PDF reader can open, which then cannot carry
             # any) is refused only when no other form fills the roles, decided once every form
             # was looked at; a signed one is always verified.
             if main:
                 found.unsigned_pdf = attachment.name
             return
-        try:
-            signers = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificates, data))
-            result = await self._checked(
-                functools.partial(
-                    verify_pdf,
-                    data,
-                    self._store(),
-                    agency=submission.header.sender,
-                    main=main,
-                    at=at,
-                    allow_legacy=policy.allow_legacy_algorithms,
-                    bindings=await _bindings_of(signers, bindings),
-                    timestamps=self._timestamps,
-                )
-            )
-        except TrustError as exc:
-            raise exc.concerning(attachment=attachment.name) from None
         found.warnings.extend(f"{attachment.name}: {warning}" for warning in result.warnings)
         found.checks.extend(
             SignatureCheck(
@@ -273,6 +255,37 @@ class SignatureVerifier:
             )
             for signer in result.signers
         )
+
+    async def _pdf_signatures(
+        self,
+        data: bytes,
+        submission: Submission,
+        main: bool,
+        at: dt.datetime,
+        policy: SignatureRules,
+        bindings: BindingLookup | None,
+    ) -> PdfVerification | None:
+        """The PDF's signatures verified on one reading of it, in one hop to the attachment
+        thread unless the directory must be asked for bindings on the way (docs/perf, "One
+        parse per PDF"); None when it carries none."""
+        pdf = _PdfAttachment(
+            data,
+            self._trust(),
+            functools.partial(
+                verify_pdf,
+                agency=submission.header.sender,
+                main=main,
+                at=at,
+                allow_legacy=policy.allow_legacy_algorithms,
+                timestamps=self._timestamps,
+            ),
+        )
+        checked = await self._checked(functools.partial(pdf.check, bindings is not None))
+        if not isinstance(checked, _Unbound):
+            return checked
+        assert bindings is not None  # asked only of a lookup there is
+        bound = await bindings(checked.keys)
+        return await self._checked(functools.partial(pdf.check_bound, bound))
 
     async def _envelope(
         self,
@@ -393,12 +406,27 @@ class SignatureVerifier:
         raise error
 
 
+def _usable(store: TrustStore | None) -> TrustStore:
+    if store is None:
+        raise RejectedError(
+            "this deployment has no trust anchors to verify signatures with",
+            reason="UNTRUSTED_ISSUER",
+        )
+    return store
+
+
+def _unbound_keys(certificates: Sequence[x509.Certificate]) -> list[str]:
+    """The keys of the certificates that name no docaxis identity: the directory says whom
+    they sign for (the axis's own certificates need no binding)."""
+    return [key_id(cert) for cert in certificates if identity_uri(cert) is None]
+
+
 async def _bindings_of(
     certificates: Sequence[x509.Certificate], lookup: BindingLookup | None
 ) -> Bindings:
     """The directory's bindings of the certificates that name no docaxis identity (asked only
-    when there are some: the axis's own certificates need none)."""
-    keys = [key_id(cert) for cert in certificates if identity_uri(cert) is None]
+    when there are some)."""
+    keys = _unbound_keys(certificates)
     if lookup is None or not keys:
         return NO_BINDINGS
     return await lookup(keys)
@@ -414,11 +442,64 @@ def _checked(timestamped_at: dt.datetime | None, authority: str) -> str:
     )
 
 
-def _pdf_signature_count(data: bytes) -> int:
-    try:
-        return count_signatures(data)
-    except TrustError:
-        return 0
+@dataclass(frozen=True, slots=True)
+class _Unbound:
+    """A signed PDF whose signer certificates name no docaxis identity: verified once the
+    directory said whom these keys sign for."""
+
+    keys: list[str]
+
+
+class _PdfAttachment:
+    """A PDF attachment's checks on the attachment thread, on one reading of its bytes however
+    many times they run (docs/perf, "One parse per PDF"): after the directory's bindings, and
+    again on OCSP's answers (SignatureVerifier._checked). Each call runs in that thread; the
+    reading is kept between them."""
+
+    def __init__(
+        self,
+        data: bytes,
+        trust: TrustStore | None,
+        verify: Callable[..., PdfVerification],
+    ) -> None:
+        """`verify(pdf, store, bindings=…, revocation=…)`: `verify_pdf` with the Submit's
+        settings."""
+        self._data = data
+        self._trust = trust
+        self._verify = verify
+        self._read: SignedPdf | None = None
+
+    def _signed(self) -> SignedPdf | None:
+        """The reading; None when the PDF carries no signature, or no reader can open it (then
+        it cannot carry any)."""
+        if self._read is None:
+            try:
+                self._read = read_pdf(self._data)
+            except TrustError:
+                return None
+        return self._read if self._read.signatures else None
+
+    def check(
+        self, lookup: bool, *, revocation: RevocationCheck | None
+    ) -> PdfVerification | _Unbound | None:
+        """Verified at once, unless the directory must first be asked (on the event loop) whom
+        its certificates sign for: then the keys to ask about. None: no signature."""
+        pdf = self._signed()
+        if pdf is None:
+            return None
+        store = _usable(self._trust)  # a signed PDF in a deployment without anchors: refused
+        keys = _unbound_keys(pdf.signer_certificates()) if lookup else []
+        if keys:
+            return _Unbound(keys)
+        return self._verify(pdf, store, bindings=NO_BINDINGS, revocation=revocation)
+
+    def check_bound(
+        self, bindings: Bindings, *, revocation: RevocationCheck | None
+    ) -> PdfVerification:
+        """Verified with the directory's bindings (after `check` asked for them)."""
+        pdf = self._signed()
+        assert pdf is not None  # `check` read its signatures
+        return self._verify(pdf, _usable(self._trust), bindings=bindings, revocation=revocation)
 
 
 def _check_binding(facts: EnvelopeFacts, submission: Submission) -> None:

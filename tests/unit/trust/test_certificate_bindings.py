@@ -16,7 +16,7 @@ from docaxis_client.trust.bindings import Bindings, CertificateBinding, signer_i
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
 from docaxis_client.trust.errors import TrustError
 from docaxis_client.trust.keys import key_id
-from docaxis_client.trust.pdf import demo_pdf, sign_pdf, signer_certificates, verify_pdf
+from docaxis_client.trust.pdf import demo_pdf, read_pdf, sign_pdf, verify_pdf
 from docaxis_client.trust.xmldsig import sign_envelope, signer_certificate, verify_envelope
 from gateway.edxml import edxml_bytes
 from tests.unit.edxml.builders import a_document
@@ -101,7 +101,7 @@ def test_bound_certificates_sign_for_their_agency_with_the_officials_name(
         ("person", SENDER, OFFICIAL),
         ("organization", SENDER, None),
     ]
-    assert [key_id(cert) for cert in signer_certificates(signed)] == list(bindings)
+    assert [key_id(cert) for cert in read_pdf(signed).signer_certificates()] == list(bindings)
 
 
 def test_only_the_seal_bound_leaves_the_official_unbound(
