@@ -51,6 +51,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from docaxis_client.trust import pdf_hex
 from docaxis_client.trust.bindings import NO_BINDINGS, Bindings, SignerIdentity, signer_identity
 from docaxis_client.trust.chain import CertificatePurpose, TrustStore, describe
 from docaxis_client.trust.errors import (
@@ -93,6 +94,8 @@ _ALLOWED_LATER_CHANGES = ModificationLevel.FORM_FILLING
 
 # pyHanko logs every parsing quirk of real-world PDFs at WARNING; they are not ours to report.
 logging.getLogger("pyhanko").setLevel(logging.ERROR)
+# Its reader takes a signature's hex /Contents a byte at a time: most of a reading's CPU.
+pdf_hex.install()
 
 
 @dataclass(frozen=True, slots=True)
