@@ -439,7 +439,14 @@ async def run(args: argparse.Namespace) -> Report:
         limits = await ceilings.measure(
             axis.address, pki.monitor, servers.amqp_url, database_url, mode.ceiling_s
         )
-        workload = Workload(axis.address, pki, senders, recipients, AckMode(args.ack_mode))
+        workload = Workload(
+            axis.address,
+            pki,
+            senders,
+            recipients,
+            AckMode(args.ack_mode),
+            signed_pdf=args.signed_pdf,
+        )
         await workload.open()
         steps: list[StepResult] = []
         if not args.circular_only:
@@ -589,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="short steps (about two minutes)")
     size.add_argument("--tiny", action="store_true", help="the smoke run: a few seconds of load")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--signed-pdf",
+        action="store_true",
+        help="each document's attachment a one-page PDF signed by the sender's official and "
+        "agency (PAdES), verified with every Submit, instead of 10 KiB of random bytes",
+    )
     parser.add_argument(
         "--plot",
         type=Path,

@@ -27,7 +27,7 @@ import grpc
 from docaxis.common.v1 import common_pb2
 from docaxis.exchange.v1 import exchange_service_pb2 as pb
 
-from benchmarks.stack import SIGNER, BenchPki
+from benchmarks.stack import SIGNER, AgencyKeys, BenchPki
 from benchmarks.stats import Percentiles, percentiles
 from docaxis_client.client import AgencyClient, Upload
 from docaxis_client.receive import ReceiveStreamError
@@ -211,6 +211,16 @@ class _Batch:
         self.ready.set()
 
 
+def signed_pdf(code: str, keys: AgencyKeys) -> bytes:
+    """A one-page PDF signed by the agency's official, then by the agency (PAdES), as a DMS
+    sends its documents."""
+    from docaxis_client.trust.pdf import demo_pdf, sign_pdf  # pyHanko: only in this mode
+
+    pdf = demo_pdf(["docaxis bench", f"Cong van cua {code}"])
+    pdf = sign_pdf(pdf, keys.person.identity(), field_name="ChuKyNguoiKy")
+    return sign_pdf(pdf, keys.agency.identity(), field_name="ChuKyCoQuan")
+
+
 class Workload:
     """Senders and recipients of the steady load, connected for the whole run unless one is
     disconnected and reconnected on purpose (the soak's churn)."""
@@ -225,11 +235,16 @@ class Workload:
         *,
         senders_listen: bool = False,
         submit_retries: int = 0,
+        signed_pdf: bool = False,
     ) -> None:
         """`submit_retries`: how often a Submit that failed UNAVAILABLE is sent again (the same
         consignment, so a retry of one that was stored gets its first receipt), as a DMS does
-        while a replica fails over; the bench's steps count a failure at once."""
+        while a replica fails over; the bench's steps count a failure at once. `signed_pdf`:
+        each sender's attachment is a one-page PDF its official and agency signed (PAdES),
+        verified with every Submit, instead of 10 KiB of random bytes."""
         self._address = address
+        self._sender_codes = list(senders)
+        self._signed_pdf = signed_pdf
         self._submit_retries = submit_retries
         self._pki = pki
         self.senders = [pki.client(address, code) for code in senders]
@@ -261,8 +276,13 @@ class Workload:
 
     async def open(self) -> None:
         """Uploads each sender's attachment and opens every recipient's push stream."""
-        for sender in self.senders:
-            self._uploads.append(await sender.upload_stream(os.urandom(ATTACHMENT_BYTES)))
+        for code, sender in zip(self._sender_codes, self.senders, strict=True):
+            data = (
+                await asyncio.to_thread(signed_pdf, code, self._pki.keys(code))
+                if self._signed_pdf
+                else os.urandom(ATTACHMENT_BYTES)
+            )
+            self._uploads.append(await sender.upload_stream(data))
         for index in range(len(self.senders)):
             self._read_notices(index)
         subscribed = [self._listen(index) for index in range(len(self.recipients))]
@@ -370,8 +390,9 @@ class Workload:
         return sender not in self._absent_senders
 
     def attachment(self, sender: int) -> common_pb2.AttachmentRef:
-        """The 10 KiB attachment sender number `sender` uploaded, as its documents cite it."""
-        return self._uploads[sender].ref("phu-luc.pdf", "application/pdf")
+        """The attachment sender number `sender` uploaded, as its documents cite it."""
+        name = "van-ban.pdf" if self._signed_pdf else "phu-luc.pdf"
+        return self._uploads[sender].ref(name, "application/pdf")
 
     def prepare(self, count: int) -> list[Prepared]:
         """`count` signed submissions, spread over the senders present, each to two
