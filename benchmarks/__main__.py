@@ -386,6 +386,11 @@ async def run(args: argparse.Namespace) -> Report:
     await servers.start()
     axis: Axis | None = None
     notes: list[str] = []
+    if args.signed_pdf:
+        notes.append(
+            "--signed-pdf: each document's attachment a one-page PDF signed by the sender's "
+            "official and agency, verified with every Submit"
+        )
     try:
         try:
             store = (
