@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyhanko.pdf_utils import generic
@@ -42,10 +43,22 @@ def test_a_hex_string_reads_as_pyhankos_reader_reads_it(
     assert _read(read_hex_string, data) == _read(PYHANKO_READ_HEX_STRING, data)
 
 
-def test_pyhankos_reader_reads_hex_strings_with_docaxis_reader() -> None:
-    """Installed on import of the PDF module: a signature's /Contents read without a Python
-    call per byte."""
+def test_pyhankos_reader_reads_hex_strings_with_docaxis_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installed on import of the PDF module, and called by pyHanko's object reader (which
+    looks it up by name at each call): a signature's /Contents read without a Python call per
+    byte."""
     assert generic.read_hex_string_from_stream is read_hex_string
+    calls: list[int] = []
+
+    def counted(stream: io.BytesIO) -> object:
+        calls.append(stream.tell())
+        return read_hex_string(stream)
+
+    monkeypatch.setattr(generic, "read_hex_string_from_stream", counted)
     whole = generic.read_object(io.BytesIO(b"<48656c6c6f> rest"), generic.TrailerReference(None))
+
+    assert calls == [0]
     assert isinstance(whole, generic.TextStringObject)
     assert str(whole) == "Hello"
