@@ -19,6 +19,7 @@ from docaxis_client.vietnam import today_in_vietnam
 from services.directory.domain.codes import code_problem
 from services.exchange.domain.model import Submission
 from services.exchange.domain.verification import SignatureMode
+from services.exchange.service_layer import signatures
 from services.exchange.service_layer.handlers import ExchangeHandlers
 from services.exchange.service_layer.signatures import SignatureVerifier
 from tests.fakes import FakeDirectoryLookup, FakeDocumentStore
@@ -82,6 +83,19 @@ def _signed_pdf(ca: DemoCA, ocsp_url: str | None) -> bytes:
     return sign_pdf(pdf, agency.identity(), field_name="ChuKyCoQuan")
 
 
+def _exchange(ca: DemoCA, store: FakeDocumentStore, *, timeout_s: float) -> ExchangeHandlers:
+    """An exchange that verifies under `ca` with OCSP asked (and waited for up to `timeout_s`)."""
+    return ExchangeHandlers(
+        store,
+        FakeDirectoryLookup(SENDER, HEALTH, EDUCATION),
+        code_problem,
+        clock=_now,
+        signatures=SignatureVerifier(
+            ca.trust_store, required=True, revocation=OcspChecker(timeout_s=timeout_s)
+        ),
+    )
+
+
 async def _submit(exchange: ExchangeHandlers, consignment: str, number: str, pdf: bytes) -> None:
     head = dataclasses.replace(header(number=number), promulgation_date=today_in_vietnam(_now()))
     sent = Submission(consignment, head, (await upload(exchange, SENDER, pdf),))
@@ -97,15 +111,7 @@ async def test_a_pdf_is_not_checked_behind_another_pdfs_wait_for_a_hanging_respo
     a warning for each signer."""
     ca = DemoCA.create()
     store = FakeDocumentStore(clock=_now)
-    exchange = ExchangeHandlers(
-        store,
-        FakeDirectoryLookup(SENDER, HEALTH, EDUCATION),
-        code_problem,
-        clock=_now,
-        signatures=SignatureVerifier(
-            ca.trust_store, required=True, revocation=OcspChecker(timeout_s=60)
-        ),
-    )
+    exchange = _exchange(ca, store, timeout_s=60)
     # pyHanko's synchronous signing runs its own event loop: a worker thread, as in a DMS.
     waiting_pdf = await asyncio.to_thread(_signed_pdf, ca, hanging.url)
     other_pdf = await asyncio.to_thread(_signed_pdf, ca, None)
@@ -132,3 +138,27 @@ async def test_a_pdf_is_not_checked_behind_another_pdfs_wait_for_a_hanging_respo
     # The warnings of the answers asked for (the responder let go), not of the run before.
     assert all("unavailable" in w and "CRLs only" in w for w in waited.warnings)
     assert not any("not asked yet" in w for w in waited.warnings)
+
+
+async def test_a_pdf_checked_again_on_ocsps_answers_is_read_once(pdf_readings: list[int]) -> None:
+    """The check that had to ask a responder (here one that refuses the connection) runs again on
+    its answers from the same reading of the PDF: one reading, two hops to the attachment
+    thread, and the CRL result with a warning for each signer."""
+    ca = DemoCA.create()
+    closed = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}/ocsp"
+    closed.close()
+    store = FakeDocumentStore(clock=_now)
+    exchange = _exchange(ca, store, timeout_s=5)
+    pdf = await asyncio.to_thread(_signed_pdf, ca, url)
+    pdf_readings[0] = 0
+    hops = signatures.ATTACHMENT_CHECKS.batches
+
+    await _submit(exchange, "c-refused", "7903", pdf)
+
+    (document,) = store.documents.values()
+    assert document.verification is not None
+    assert document.verification.mode is SignatureMode.SIGNED
+    assert len(document.verification.warnings) == 2
+    assert pdf_readings == [1]
+    assert signatures.ATTACHMENT_CHECKS.batches - hops == 2

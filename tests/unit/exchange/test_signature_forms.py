@@ -7,16 +7,13 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from pyhanko.pdf_utils.reader import PdfFileReader
 
-from docaxis_client.trust import pdf as pdf_module
 from docaxis_client.trust.bindings import CertificateBinding
 from docaxis_client.trust.demo_pki import DemoCA, IssuedCertificate
 from docaxis_client.trust.keys import key_id
-from docaxis_client.trust.pdf import SignedPdf, demo_pdf, sign_pdf
+from docaxis_client.trust.pdf import SignedPdf, demo_pdf, read_pdf, sign_pdf
 from docaxis_client.trust.signatures import SignerRole, sign_document
 from docaxis_client.trust.xmldsig import sign_envelope
 from docaxis_client.vietnam import today_in_vietnam
@@ -217,7 +214,7 @@ def _signature_counts(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]
     """The threads the verifier read a PDF's signatures on, one entry per reading (the
     verifier's own name for it: what it calls in the thread it hops to)."""
     counted_on: list[threading.Thread] = []
-    read = pdf_module.read_pdf
+    read = read_pdf
 
     def counted(data: bytes) -> SignedPdf:
         counted_on.append(threading.current_thread())
@@ -260,40 +257,26 @@ async def test_a_signed_pdf_is_still_counted_off_the_event_loop_and_verified(
     assert counted_on[0] is not threading.current_thread()
 
 
-def _pdf_readings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many times pyHanko's reader opened a PDF's bytes: the one name the PDF module
-    opens them through, counted."""
-    readings = [0]
-
-    class CountedReader(PdfFileReader):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            readings[0] += 1
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(pdf_module, "PdfFileReader", CountedReader)
-    return readings
-
-
 async def test_a_signed_pdf_is_read_once_and_checked_in_one_hop(
-    scene: Scene, monkeypatch: pytest.MonkeyPatch
+    scene: Scene, pdf_readings: list[int]
 ) -> None:
     """Counting its signatures, taking their certificates and verifying them read the bytes
     once, in one hop to the attachment thread (certificates of docaxis identities: no
     directory lookup between); the main PDF and an appendix, once each."""
     main, appendix = await scene.signed_pdf(), await scene.signed_pdf(person=False)
-    readings = _pdf_readings(monkeypatch)
+    pdf_readings[0] = 0
     hops = signatures.ATTACHMENT_CHECKS.batches
 
     await scene.submit(main, appendix)
 
     mode, checks = scene.verification()
     assert (mode, len(checks)) == (SignatureMode.SIGNED, 3)
-    assert readings == [2]
+    assert pdf_readings == [2]
     assert signatures.ATTACHMENT_CHECKS.batches - hops == 2
 
 
 async def test_national_certificates_are_read_once_with_the_directory_asked_between_two_hops(
-    scene: Scene, monkeypatch: pytest.MonkeyPatch
+    scene: Scene, pdf_readings: list[int]
 ) -> None:
     """Certificates without a docaxis identity: the directory is asked on the event loop
     between the reading and the verification, which works on the same reading."""
@@ -309,7 +292,7 @@ async def test_national_certificates_are_read_once_with_the_directory_asked_betw
         key = key_id(issued.certificate)
         scene.directory.bindings[key] = CertificateBinding(key, SENDER, role)
     pdf = await national.signed_pdf()
-    readings = _pdf_readings(monkeypatch)
+    pdf_readings[0] = 0
     hops = signatures.ATTACHMENT_CHECKS.batches
 
     await national.submit(pdf)
@@ -318,7 +301,7 @@ async def test_national_certificates_are_read_once_with_the_directory_asked_betw
         SignatureMode.SIGNED,
         [("pades", "person"), ("pades", "organization")],
     )
-    assert readings == [1]
+    assert pdf_readings == [1]
     assert signatures.ATTACHMENT_CHECKS.batches - hops == 2
 
 
