@@ -270,3 +270,11 @@ async def test_a_database_migrated_in_one_run_refers_to_chains_at_once(
     assert not await pool.fetchval("SELECT isfinite(began_at) FROM exchange.signature_chain_writes")
     async with pool.acquire() as conn:
         assert await SignatureChains(clock=lambda: SIGNED_AT).referring(conn)
+
+
+async def test_the_application_role_can_tell_when_to_refer(pool: asyncpg.Pool) -> None:
+    """The processes run their pools as app_writer, which has no right on
+    public.schema_migrations: when to refer is read through 0043's view."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE app_writer")
+        assert await SignatureChains(clock=lambda: SIGNED_AT).referring(conn)
