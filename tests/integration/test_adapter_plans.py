@@ -14,6 +14,7 @@ The hot statements of the delivery path are in test_statement_plans.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -28,18 +29,30 @@ from asyncpg.connection import LoggedQuery
 from services.bootstrap.migrations import migrate
 from services.common import postgres
 from services.directory.adapters.postgres import PostgresAgencies
-from services.exchange.adapters.postgres import PostgresDocumentStore
+from services.exchange.adapters.postgres import (
+    PostgresDocumentStore,
+    insert_submissions,
+    load_documents,
+)
 from services.exchange.adapters.postgres_admin import PostgresAdminStore
 from services.exchange.adapters.postgres_lifecycle import PostgresLifecycleStore, insert_status
 from services.exchange.adapters.postgres_peers import PostgresPeerStates
 from services.exchange.adapters.postgres_reports import PostgresReportStore
 from services.exchange.adapters.postgres_uploads import PostgresAbandonedUploads
-from services.exchange.domain.model import DeliveryState
+from services.exchange.adapters.signature_chains import SignatureChains
+from services.exchange.adapters.stored_documents import StoredDocuments
+from services.exchange.domain.model import DeliveryState, Signature
 from services.exchange.domain.statuses import StatusCode, StatusEntry, StatusReport
 from services.exchange.service_layer.admin_ports import DocumentQuery
 from services.exchange.service_layer.lifecycle_ports import PageCursor
+from services.exchange.service_layer.ports import NewSubmission
 from services.ledger.adapters.postgres import PostgresLedgerCheckpoints, PostgresLedgerReader
 from tests.infra import SuiteServices
+from tests.integration.contract.test_document_store_contract import (
+    a_receipt,
+    a_submission,
+    events_for,
+)
 from tests.plan_history import HISTORY, LOG, without_autovacuum
 from tests.query_plans import leading_columns, literals, plan_nodes, rows_read, whole_index_scan
 
@@ -58,7 +71,10 @@ pytestmark = pytest.mark.integration
 # postgres_lifecycle.stage_notices stores them; D1500's verification as Track reads it; 3,000
 # checkpoints, all but the last three cosigned by two witnesses; the walks of the copies' due dates
 # and of the notices' hops begun in the middle of the history (the 120th document's time; every
-# notice of the history is the walk's, as a process of a version before 0039 stages them).
+# notice of the history is the walk's, as a process of a version before 0039 stages them); two
+# signatures on every document, the organisation's chain (its sender's) stored by reference,
+# the official's (one a document) by reference on even documents, inline on odd ones (as before
+# 0043).
 OPERATIONS = """
 UPDATE exchange.document SET verification = '{"mode": "signed"}' WHERE document_id = 'D1500';
 INSERT INTO directory.agency (code, name, parent_code, kind, valid_from)
@@ -116,6 +132,26 @@ UPDATE exchange.copy_due_date_walk SET began_at = '2026-12-02 01:00+00',
     walked_to = '2026-12-02 01:00+00';
 UPDATE exchange.notice_hop_walk SET began_at = '2026-12-02 01:00+00',
     walked_to = '2026-12-02 01:00+00';
+UPDATE exchange.document SET verification = NULL WHERE document_id IN ('D1400', 'D1401');
+INSERT INTO exchange.signature_chain (sha256, certificates)
+SELECT DISTINCT sha256(int4send(octet_length(c)) || c), ARRAY[c]
+FROM exchange.document CROSS JOIN LATERAL (SELECT convert_to(sender, 'UTF8') c) c
+UNION ALL
+SELECT sha256(int4send(octet_length(c)) || c), ARRAY[c]
+FROM exchange.document CROSS JOIN LATERAL (SELECT convert_to(document_id, 'UTF8') c) c
+WHERE substr(document_id, 2)::int % 2 = 0;
+INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm, value,
+    certificate_chain, chain_sha256)
+SELECT d.uuid, 0, 'organization', 'ES256', '\\x00'::bytea, NULL,
+    sha256(int4send(octet_length(c)) || c)
+FROM exchange.document d CROSS JOIN LATERAL (SELECT convert_to(d.sender, 'UTF8') c) c
+UNION ALL
+SELECT d.uuid, 1, 'person', 'Ed25519', '\\x01'::bytea,
+    CASE WHEN n % 2 = 1 THEN ARRAY[c] END,
+    CASE WHEN n % 2 = 0 THEN sha256(int4send(octet_length(c)) || c) END
+FROM exchange.document d
+CROSS JOIN LATERAL (SELECT convert_to(d.document_id, 'UTF8') c,
+    substr(d.document_id, 2)::int n) c;
 INSERT INTO ledger.checkpoint (size, root, note)
 SELECT i * 4, sha256(int8send(i)), convert_to('checkpoint ' || i, 'UTF8')
 FROM generate_series(1, 3000) i;
@@ -204,6 +240,34 @@ async def _status_recorded(pool: asyncpg.Pool) -> None:
             await transaction.rollback()
 
 
+async def _documents_read_back(pool: asyncpg.Pool) -> None:
+    """Two documents as a push carries them, read by a process that knows no chain yet."""
+    async with pool.acquire() as conn:
+        keys = await conn.fetch(
+            "SELECT uuid FROM exchange.document WHERE document_id = ANY($1::text[])",
+            ["D1400", "D1401"],
+        )
+        await load_documents(conn, [k["uuid"] for k in keys], StoredDocuments(), SignatureChains())
+
+
+async def _submitted_with_a_new_chain(pool: asyncpg.Pool) -> None:
+    """Submit's one statement for a document whose signer's chain is new (rolled back): the
+    chain's row written beside the signatures, its key probed (ON CONFLICT)."""
+    submission = dataclasses.replace(
+        a_submission("A001", ["A002", "A003"]),
+        signatures=(Signature("person", "Ed25519", b"\x01", (b"leaf", b"ca"), AS_OF),),
+    )
+    receipt = a_receipt(submission)
+    item = NewSubmission(submission, receipt, "f" * 64, events_for(receipt, "A001"))
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await insert_submissions(conn, [item], SignatureChains())
+        finally:
+            await transaction.rollback()
+
+
 READS = (
     _search(DocumentQuery()),
     _search(DocumentQuery(), AFTER_MIDDLE),
@@ -280,6 +344,8 @@ READS = (
         read_at_most=PEERS_WAITING,
     ),
     Read("a status recorded", _status_recorded),
+    Read("two documents read back, their signatures' chains", _documents_read_back),
+    Read("a document submitted with a new chain", _submitted_with_a_new_chain),
     # A batch of the copies accepted since the migration (the walk begins in the middle of the
     # history here), each without a due date with its document.
     Read(

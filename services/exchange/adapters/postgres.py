@@ -40,6 +40,7 @@ from services.exchange.adapters.postgres_uploads import (
 )
 from services.exchange.adapters.rabbit import Held, OutboundMessage
 from services.exchange.adapters.receipt_chains import ReceiptChains, stored_receipt
+from services.exchange.adapters.signature_chains import SignatureChain, SignatureChains
 from services.exchange.adapters.stored_documents import PushedDocument, StoredDocuments
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import LedgerEvent
@@ -293,11 +294,12 @@ async def _attachments_of(
 
 
 async def load_documents(
-    conn: Conn, keys: Sequence[uuid.UUID], kept: StoredDocuments
+    conn: Conn, keys: Sequence[uuid.UUID], kept: StoredDocuments, chains: SignatureChains
 ) -> dict[uuid.UUID, PushedDocument]:
     """What a push carries of each document: header, attachments, signatures and submission
     time; from `kept`, or else read in three round trips whatever the number of documents (and
-    kept)."""
+    kept), and a fourth for the signatures' chains stored by reference that `chains` does not
+    know yet (signature_chains.py)."""
     found: dict[uuid.UUID, PushedDocument] = {}
     for key in keys:
         if (document := kept.get(key)) is not None:
@@ -314,19 +316,28 @@ async def load_documents(
         keys,
     )
     attachments = await _attachments_of(conn, keys)
-    signatures: dict[uuid.UUID, list[Signature]] = {}
-    for s in await conn.fetch(
+    rows = await conn.fetch(
         """
-        SELECT document_uuid, role, algorithm, value, certificate_chain, signed_at
+        SELECT document_uuid, role, algorithm, value, certificate_chain, chain_sha256, signed_at
         FROM exchange.document_signature WHERE document_uuid = ANY($1::uuid[])
         ORDER BY document_uuid, position
         """,
         keys,
-    ):
+    )
+    referred = await chains.certificates(
+        conn, {s["chain_sha256"] for s in rows if s["chain_sha256"] is not None}
+    )
+    signatures: dict[uuid.UUID, list[Signature]] = {}
+    for s in rows:
+        # A row holds its chain inline (stored before 0043, or by a process of an earlier
+        # version) or its chain's key, never both (0043's signature_chain_one_form).
+        chain = (
+            tuple(s["certificate_chain"])
+            if s["chain_sha256"] is None
+            else referred[s["chain_sha256"]]
+        )
         signatures.setdefault(s["document_uuid"], []).append(
-            Signature(
-                s["role"], s["algorithm"], s["value"], tuple(s["certificate_chain"]), s["signed_at"]
-            )
+            Signature(s["role"], s["algorithm"], s["value"], chain, s["signed_at"])
         )
     for d in documents:
         found[d["uuid"]] = document = (
@@ -486,11 +497,20 @@ async def _abandon(work: asyncio.Future[Any]) -> None:
 
 
 class PostgresDocumentStore(PostgresUploads):
-    def __init__(self, pool: asyncpg.Pool, *, kept: StoredDocuments | None = None) -> None:
-        """`kept`: the documents recently stored or read, shared with the lifecycle store."""
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        kept: StoredDocuments | None = None,
+        signature_chains: SignatureChains | None = None,
+    ) -> None:
+        """`kept`: the documents recently stored or read, shared with the lifecycle store;
+        `signature_chains`: whether signatures' chains are stored by reference yet, and those
+        known stored."""
         self._pool = pool
         self._kept = kept if kept is not None else StoredDocuments()
         self._chains = ReceiptChains()
+        self._signature_chains = signature_chains or SignatureChains()
 
     async def find_by_consignment(
         self, sender: str, consignment_id: str
@@ -559,7 +579,7 @@ class PostgresDocumentStore(PostgresUploads):
         if len(batch) > 1:
             try:
                 async with self._pool.acquire() as conn:
-                    stored = await insert_submissions(conn, batch)
+                    stored, written = await insert_submissions(conn, batch, self._signature_chains)
             except (
                 DuplicateDocumentError,
                 DuplicateConsignmentError,
@@ -568,6 +588,7 @@ class PostgresDocumentStore(PostgresUploads):
             ):
                 pass  # one of them took the transaction down with it: each on its own
             else:
+                self._signature_chains.stored(written)
                 for item, document in zip(batch, stored, strict=True):
                     self._keep(item, document)
                 return [None] * len(batch)
@@ -580,7 +601,9 @@ class PostgresDocumentStore(PostgresUploads):
     async def _store_one(self, item: NewSubmission) -> StoreRefusal | None:
         try:
             async with self._pool.acquire() as conn:
-                (document,) = await insert_submissions(conn, [item])
+                (document,), written = await insert_submissions(
+                    conn, [item], self._signature_chains
+                )
         except DuplicateDocumentError:
             # Looked up after the rollback: the failed transaction can run nothing more.
             value = await self._pool.fetchval(
@@ -590,6 +613,7 @@ class PostgresDocumentStore(PostgresUploads):
             return DuplicateDocumentError(str(value) if value is not None else "")
         except (DuplicateConsignmentError, AttachmentsGoneError, DirectoryChangedError) as exc:
             return exc
+        self._signature_chains.stored(written)
         self._keep(item, document)
         return None
 
@@ -691,7 +715,7 @@ class PostgresDocumentStore(PostgresUploads):
 
     async def _read_documents(self, keys: Sequence[uuid.UUID]) -> dict[uuid.UUID, PushedDocument]:
         async with self._pool.acquire() as conn:
-            return await load_documents(conn, keys, self._kept)
+            return await load_documents(conn, keys, self._kept, self._signature_chains)
 
     async def acknowledge(
         self, delivery_id: str, recipient: str, now: dt.datetime
@@ -1186,7 +1210,9 @@ async def _stored_submission(
     return StoredSubmission(receipt, document["fingerprint"])
 
 
-async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> list[PushedDocument]:
+async def insert_submissions(
+    conn: Conn, batch: Sequence[NewSubmission], chains: SignatureChains
+) -> tuple[list[PushedDocument], list[SignatureChain]]:
     """Documents, their attachments, signatures and copies, their outbox rows (NOTIFYing the
     relay at commit) and ledger events, in the caller's transaction if any (the statement is
     atomic on its own), as ONE statement for the whole batch: one round trip where a statement
@@ -1201,14 +1227,25 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> list
     written none of the batch's rows: every clause is gated on the same generation check, so
     that the statement needs no transaction around it to leave nothing of a refused batch.
 
+    The signatures' chains are stored by reference once `chains` says so (signature_chains.py),
+    those not known stored written by the same statement (ON CONFLICT DO NOTHING: another
+    statement writing the same chain meanwhile waits for it, then writes nothing).
+
     Returns each document as load_documents would read it back, decoded from the JSON the
-    statement wrote (a caller may keep them: StoredDocuments)."""
+    statement wrote (a caller may keep them: StoredDocuments), and the chains the statement
+    wrote, for `chains.stored` once it commits (at once, outside a transaction)."""
     p = Parameters()
     columns = [_JsonColumns.of(item) for item in batch]
+    referred = (
+        [SignatureChain.of(s.certificate_chain) for i in batch for s in i.submission.signatures]
+        if await chains.referring(conn)
+        else None
+    )
+    written = [] if referred is None else chains.unstored(referred)
     unchanged = _unchanged_sql(p, batch)
     documents = _documents_sql(p, batch, columns, unchanged)
     attachments = _attachments_sql(p, batch, unchanged)
-    signatures = _signatures_sql(p, batch, unchanged)
+    signatures, signature_chains = _signatures_sql(p, batch, referred, written, unchanged)
     copies = _copies_sql(p, batch, unchanged)
     messages = _messages_sql(p, batch)
     events = ledger_events_sql(p, [event for item in batch for event in item.events], unchanged)
@@ -1218,6 +1255,7 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> list
             WITH documents AS ({documents}),
             attachments AS ({attachments}),
             signatures AS ({signatures}),
+            signature_chains AS ({signature_chains}),
             copies AS ({copies} RETURNING id, recipient, via_hub),
             messages AS ({messages}),
             events AS ({events})
@@ -1237,7 +1275,7 @@ async def insert_submissions(conn: Conn, batch: Sequence[NewSubmission]) -> list
         raise
     if inserted == 0 and any(item.directory_generations for item in batch):
         raise DirectoryChangedError
-    return [_stored_document(item, c) for item, c in zip(batch, columns, strict=True)]
+    return [_stored_document(item, c) for item, c in zip(batch, columns, strict=True)], written
 
 
 def _unchanged_sql(p: Parameters, batch: Sequence[NewSubmission]) -> str:
@@ -1299,35 +1337,61 @@ def _attachments_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: s
         {unchanged}"""  # noqa: S608 - placeholders and constants only
 
 
-def _signatures_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:
+def _signatures_sql(
+    p: Parameters,
+    batch: Sequence[NewSubmission],
+    referred: Sequence[SignatureChain] | None,
+    written: Sequence[SignatureChain],
+    unchanged: str,
+) -> tuple[str, str]:
+    """The signatures' rows, each with its chain inline or, with `referred` (each signature's
+    chain, in the batch's order), its chain's key; and the chain rows of `written`. One text
+    either way (the statement's plan is cached by its text)."""
     rows = [
         (uuid.UUID(item.receipt.document_uuid), i, s)
         for item in batch
         for i, s in enumerate(item.submission.signatures)
     ]
-    # Each signature's certificate chain is a slice of one flat array: an array of arrays of
-    # different lengths has no Postgres type, and unnest would flatten one.
+    # Each chain's certificates are a slice of one flat array: an array of arrays of different
+    # lengths has no Postgres type, and unnest would flatten one.
     certificates: list[bytes] = []
-    bounds: list[tuple[int, int]] = []
-    for _, _, s in rows:
-        bounds.append((len(certificates) + 1, len(certificates) + len(s.certificate_chain)))
-        certificates.extend(s.certificate_chain)
-    chains = p(certificates, "bytea[]")
-    return f"""
+
+    def sliced(chain: Sequence[bytes]) -> tuple[int, int]:
+        certificates.extend(chain)
+        return len(certificates) - len(chain) + 1, len(certificates)
+
+    inline = [sliced(s.certificate_chain) if referred is None else (1, 0) for _, _, s in rows]
+    keys = [None] * len(rows) if referred is None else [c.sha256 for c in referred]
+    stored = [sliced(c.certificates) for c in written]
+    flat = p(certificates, "bytea[]")
+    signatures = f"""
         INSERT INTO exchange.document_signature (document_uuid, position, role, algorithm,
-            value, certificate_chain, signed_at)
+            value, certificate_chain, chain_sha256, signed_at)
         SELECT u.document_uuid, u.position, u.role, u.algorithm, u.value,
-            coalesce(({chains})[u.first:u.last], '{{}}'), u.signed_at
+            CASE WHEN u.chain_sha256 IS NULL
+                THEN coalesce(({flat})[u.first:u.last], '{{}}') END,
+            u.chain_sha256, u.signed_at
         FROM unnest({p([d for d, _, _ in rows], "uuid[]")},
             {p([i for _, i, _ in rows], "smallint[]")},
             {p([s.role for _, _, s in rows], "text[]")},
             {p([s.algorithm for _, _, s in rows], "text[]")},
             {p([s.value for _, _, s in rows], "bytea[]")},
-            {p([first for first, _ in bounds], "int[]")},
-            {p([last for _, last in bounds], "int[]")},
+            {p([first for first, _ in inline], "int[]")},
+            {p([last for _, last in inline], "int[]")},
+            {p(keys, "bytea[]")},
             {p([s.signed_at for _, _, s in rows], "timestamptz[]")})
-            AS u(document_uuid, position, role, algorithm, value, first, last, signed_at)
+            AS u(document_uuid, position, role, algorithm, value, first, last, chain_sha256,
+                signed_at)
         {unchanged}"""  # noqa: S608 - placeholders and constants only
+    chains = f"""
+        INSERT INTO exchange.signature_chain (sha256, certificates)
+        SELECT c.sha256, coalesce(({flat})[c.first:c.last], '{{}}')
+        FROM unnest({p([c.sha256 for c in written], "bytea[]")},
+            {p([first for first, _ in stored], "int[]")},
+            {p([last for _, last in stored], "int[]")}) AS c(sha256, first, last)
+        {unchanged}
+        ON CONFLICT (sha256) DO NOTHING"""  # noqa: S608 - placeholders and constants only
+    return signatures, chains
 
 
 def _copies_sql(p: Parameters, batch: Sequence[NewSubmission], unchanged: str) -> str:

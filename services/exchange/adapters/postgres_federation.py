@@ -23,6 +23,7 @@ from services.exchange.adapters.postgres import (
 from services.exchange.adapters.postgres_copies import lock_copies, record_failures, save_copies
 from services.exchange.adapters.postgres_lifecycle import insert_status, queue_status_notices
 from services.exchange.adapters.receipt_chains import ReceiptChains, received_receipt
+from services.exchange.adapters.signature_chains import SignatureChain, SignatureChains
 from services.exchange.domain import delivery
 from services.exchange.domain.delivery import HandoverFailure, LedgerEvent
 from services.exchange.domain.model import DeliveryState, Receipt, Submission
@@ -48,6 +49,7 @@ class PostgresFederationStore:
         self._pool = pool
         self._notices = notices
         self._chains = ReceiptChains()
+        self._signature_chains = SignatureChains()
 
     async def hop_info(
         self, document_uuids: Sequence[str]
@@ -82,6 +84,7 @@ class PostgresFederationStore:
         origin = uuid.UUID(forwarded.origin_document_uuid)
         chain, stored = received_receipt(forwarded.hop_receipt)
         unstored = self._chains.unstored([chain] if chain is not None else [])
+        signature_chains: list[SignatureChain] = []
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_KEY_LOCK, str(origin), forwarded.recipient)
             first: bytes | None = await conn.fetchval(
@@ -97,7 +100,7 @@ class PostgresFederationStore:
                 "SELECT uuid FROM exchange.document WHERE origin_uuid = $1", origin
             )
             if document is None:
-                await insert_submissions(
+                _, signature_chains = await insert_submissions(
                     conn,
                     [
                         NewSubmission(
@@ -109,6 +112,7 @@ class PostgresFederationStore:
                             tracing.current_traceparent(),
                         )
                     ],
+                    self._signature_chains,
                 )
                 await conn.execute(
                     "UPDATE exchange.document SET origin_uuid = $2, from_hub = $3, "
@@ -134,6 +138,7 @@ class PostgresFederationStore:
                 receipt.accepted_at,
             )
         self._chains.stored(unstored)
+        self._signature_chains.stored(signature_chains)
         return forwarded.hop_receipt
 
     async def handed_over(self, delivery_id: str, hub_code: str, receipt: bytes) -> bool:

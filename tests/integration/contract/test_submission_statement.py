@@ -13,6 +13,7 @@ import pytest
 
 from services.common import postgres
 from services.exchange.adapters.postgres import PostgresDocumentStore
+from services.exchange.adapters.signature_chains import SignatureChains
 from services.exchange.domain.model import AttachmentRef, Signature, Submission
 from services.exchange.service_layer.ports import (
     AttachmentsGoneError,
@@ -27,6 +28,7 @@ from tests.integration.contract.test_document_store_contract import (
     events_for,
     sha256_of,
 )
+from tests.integration.contract.test_signature_chains import InlineChains
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +90,22 @@ async def test_a_group_of_documents_is_written_by_one_statement(pool: asyncpg.Po
     ]
 
 
-async def test_each_signature_keeps_its_own_certificate_chain(pool: asyncpg.Pool) -> None:
-    """Chains of two, none and three certificates, stored in order, each with its signature."""
-    store = PostgresDocumentStore(pool)
+@pytest.mark.parametrize("chains", [SignatureChains, InlineChains])
+async def test_each_signature_keeps_its_own_certificate_chain(
+    pool: asyncpg.Pool, chains: type[SignatureChains]
+) -> None:
+    """Chains of two, none and three certificates, stored in order, each with its signature:
+    inline, or by reference (migration 0043), each chain's slice of the one flat array."""
+    store = PostgresDocumentStore(pool, signature_chains=chains())
     item = await a_document(store)
     assert await store.store_submissions([item]) == [None]
     rows = await pool.fetch(
         """
-        SELECT position, role, algorithm, value, certificate_chain, signed_at
-        FROM exchange.document_signature WHERE document_uuid = $1 ORDER BY position
+        SELECT s.position, s.value, coalesce(s.certificate_chain, c.certificates)
+            AS certificate_chain, s.signed_at
+        FROM exchange.document_signature s
+        LEFT JOIN exchange.signature_chain c ON c.sha256 = s.chain_sha256
+        WHERE s.document_uuid = $1 ORDER BY s.position
         """,
         uuid.UUID(item.receipt.document_uuid),
     )
