@@ -170,7 +170,7 @@ class LedgerEntry:
         if self.to is not None:
             obj["to"] = self.to if isinstance(self.to, str) else list(self.to)
         if self.prev is not None:
-            leaf = base64.b64encode(self.prev.leaf).decode("ascii")
+            leaf = binascii.b2a_base64(self.prev.leaf, newline=False).decode("ascii")
             obj["prev"] = {"seq": self.prev.seq, "leaf": leaf}
         return obj
 

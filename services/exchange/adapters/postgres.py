@@ -31,6 +31,7 @@ from services.exchange.adapters.postgres_statements import (
 from services.exchange.adapters.postgres_statements import (
     Parameters,
     document_keys,
+    event_data,
     ledger_events_sql,
 )
 from services.exchange.adapters.postgres_uploads import (
@@ -199,7 +200,7 @@ async def stage_ledger_events(conn: Conn, events: Sequence[LedgerEvent]) -> None
         [e.to_agency for e in events],
         ACTOR,
         [e.occurred_at for e in events],
-        [json.dumps(dict(e.data), ensure_ascii=False, sort_keys=True) for e in events],
+        [event_data(e) for e in events],
     )
 
 

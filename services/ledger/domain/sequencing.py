@@ -10,6 +10,9 @@ from typing import Any
 from docaxis_client.ledger.entry import EntryType, LedgerEntry, PrevRef
 from docaxis_client.ledger.merkle import hash_leaf
 
+# The enum's call is two Python frames an event; an unknown type still raises its ValueError.
+_ENTRY_TYPES: dict[str, EntryType] = {t.value: t for t in EntryType}
+
 
 @dataclass(frozen=True, slots=True)
 class StagedEvent:
@@ -65,7 +68,7 @@ def iter_sequenced(
         seq = first_seq + offset
         entry = LedgerEntry(
             log=origin,
-            type=EntryType(event.entry_type),
+            type=_ENTRY_TYPES.get(event.entry_type) or EntryType(event.entry_type),
             actor=event.actor,
             occurred_at=event.occurred_at,
             logged_at=logged_at,

@@ -118,3 +118,33 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_configured() -> None:
     service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
     assert service["service.name"] == "docaxis-test"
     assert [s.name for s in resource_spans.scope_spans[0].spans] == ["exported-span"]
+
+
+def test_a_push_and_its_acknowledgement_are_spans_in_the_messages_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    with tracing.span("publish") as publish:
+        headers: dict[str, object] = {}
+        tracing.inject(headers, publish)
+    tracing.record_push("d-1", "000.00.02.H29", headers, started_ns=1)
+    tracing.record_acknowledgement("d-1", headers)
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    for name in ("docaxis.push", "docaxis.acknowledge"):
+        parent = by_name[name].parent
+        assert parent is not None
+        assert parent.span_id == publish.get_span_context().span_id
+
+
+def test_without_a_provider_a_push_and_its_acknowledgement_make_no_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a provider every span is a no-op (about 50 Python calls each, two a copy): the
+    relay's rule, checked once (`recording`), holds for the pushes and acknowledgements too."""
+
+    def no_span(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a span was made")
+
+    monkeypatch.setattr(tracing, "recording", lambda: False)
+    monkeypatch.setattr(tracing, "span", no_span)
+    tracing.record_push("d-1", "000.00.02.H29", {"traceparent": "x"}, started_ns=1)
+    tracing.record_acknowledgement("d-1", None)

@@ -5,6 +5,7 @@ events a copy, all of one document."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from types import SimpleNamespace
 
@@ -47,3 +48,28 @@ def test_a_document_is_parsed_once_however_many_events_it_has(
     monkeypatch.undo()
     assert sorted(parsed) == sorted([first, second])
     assert keys == [uuid.UUID(e.doc_uuid) for e in events]
+
+
+def test_an_events_data_is_the_text_json_dumps_gave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staged as json.dumps(data, ensure_ascii=False, sort_keys=True) wrote it, by an encoder
+    made once (json.dumps built one an event: 15 a bench document)."""
+    data = {
+        "z": 1,
+        "delivery": "c-1",
+        "tên": "Sở Nội vụ",
+        "nested": {"b": [1, 2.5, None], "a": True},
+    }
+    want = json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+    def dumps(*args: object, **kwargs: object) -> str:
+        raise AssertionError("json.dumps made an encoder for this event")
+
+    monkeypatch.setattr(json, "dumps", dumps)
+    event = LedgerEvent(
+        entry_type="status",
+        doc_uuid=str(uuid.uuid4()),
+        document_id="1/UBND",
+        occurred_at=NOW,
+        data=data,
+    )
+    assert postgres_statements.event_data(event) == want

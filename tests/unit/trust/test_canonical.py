@@ -3,6 +3,7 @@ the same bytes whether Python's json or the rfc8785 package writes them (docaxis
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Mapping, Sequence
 
@@ -11,6 +12,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from docaxis_client import jcs
 from docaxis_client.trust.canonical import JsonValue, canonical_json
 
 
@@ -88,3 +90,17 @@ def test_what_has_no_rfc8785_form_is_refused_as_before(
 ) -> None:
     with pytest.raises(error):
         canonical_json(value)
+
+
+def test_the_fast_path_writes_through_the_c_encoder_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's `JSONEncoder.encode` and `iterencode` are two frames and a closure around the C
+    encoder they build: the fast path builds that encoder itself (the ledger's 13 entries a
+    document and every signed payload go through it)."""
+
+    def python_frames(*args: object, **kwargs: object) -> str:
+        raise AssertionError("went through JSONEncoder's Python methods")
+
+    monkeypatch.setattr(json.JSONEncoder, "encode", python_frames)
+    monkeypatch.setattr(json.JSONEncoder, "iterencode", python_frames)
+    value: dict[str, JsonValue] = {"b": [1, "x\u1ec7\n"], "a": {"z": None, "y": True}}
+    assert jcs.dumps(value) == rfc8785.dumps(value)
