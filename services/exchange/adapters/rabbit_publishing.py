@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import struct
 from collections.abc import Sequence
 
 import aiormq
-import pamqp.constants
+import pamqp.frame
 import structlog
 from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
-from pamqp import encode
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
@@ -212,130 +209,12 @@ def marshal_publish(
 ) -> None:
     """Appends one mandatory message's frames (Basic.Publish, its content header, its body in
     frames no larger than the connection's frame_max) to `parts`, as aiormq's basic_publish
-    marshals them: the bytes pamqp writes (tests/unit/exchange/test_publish_frames.py compares
-    them), packed here for the relay's shape of message (`_header_payload`), through pamqp for
-    any other. pamqp's generic walk was about 200 Python calls a message, four a document."""
+    marshals them."""
     number = channel.number
-    method = _publish_method(exchange) + _short_string(routing_key) + b"\x01"  # mandatory
-    header = _header_payload(properties, len(body))
-    parts.append(_frame(pamqp.constants.FRAME_METHOD, number, method))
-    parts.append(_frame(pamqp.constants.FRAME_HEADER, number, header))
+    publish = spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True)
+    parts.append(pamqp.frame.marshal(publish, number))
+    header = ContentHeader(body_size=len(body), properties=properties)
+    parts.append(pamqp.frame.marshal(header, number))
     largest = channel.max_content_size
     for start in range(0, len(body), largest):
-        parts.append(_frame(pamqp.constants.FRAME_BODY, number, body[start : start + largest]))
-
-
-_FRAME_HEAD = struct.Struct(">BHI")  # type, channel, payload size
-_CONTENT_HEAD = struct.Struct(">HxxQ")  # class (Basic), weight, body size
-_UINT32 = struct.Struct(">I")
-# A table's integers as pamqp.encode.table_integer writes them: the smallest type that holds it.
-_TABLE_INTEGERS = (
-    (-128, 127, b"b", struct.Struct(">b")),
-    (-32768, 32767, b"s", struct.Struct(">h")),
-    (0, 65535, b"u", struct.Struct(">H")),
-    (-2147483648, 2147483647, b"I", struct.Struct(">l")),
-    (0, 4294967295, b"i", struct.Struct(">L")),
-    (-9223372036854775808, 9223372036854775807, b"l", struct.Struct(">q")),
-)
-# The properties the relay sets, in pamqp's order, with their flag bits; any other set (not
-# None, not "") sends the message through pamqp's own marshalling.
-_PACKED = (
-    ("content_type", 0x8000),
-    ("headers", 0x2000),
-    ("delivery_mode", 0x1000),
-    ("priority", 0x0800),
-    ("message_id", 0x0080),
-    ("message_type", 0x0020),
-)
-_SHORT_STRINGS = ("content_type", "message_id", "message_type")
-_ABSENT = (
-    "content_encoding",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "timestamp",
-    "user_id",
-    "app_id",
-    "cluster_id",
-)
-
-
-def _frame(kind: int, channel: int, payload: bytes) -> bytes:
-    return b"".join((_FRAME_HEAD.pack(kind, channel, len(payload)), payload, b"\xce"))
-
-
-def _short_string(value: str) -> bytes:
-    if type(value) is not str or len(encoded := value.encode()) > 255:
-        return encode.short_string(value)  # a subclass's bytes, or its TypeError
-    return bytes((len(encoded),)) + encoded
-
-
-@functools.lru_cache(maxsize=8)
-def _publish_method(exchange: str) -> bytes:
-    """Basic.Publish's payload up to its routing key: its index, the ticket and the exchange,
-    the exchange checked by pamqp once."""
-    publish = spec.Basic.Publish(exchange=exchange, mandatory=True)  # validates the name
-    return _UINT32.pack(publish.index) + b"\x00\x00" + _short_string(exchange)
-
-
-def _header_payload(properties: spec.Basic.Properties, body_size: int) -> bytes:
-    """The content header's payload; pamqp's (ContentHeader.marshal) unless the properties are
-    the relay's: content type, headers of text and integers, delivery mode, priority, message
-    id and type."""
-    packed = None if encode.DEPRECATED_RABBITMQ_SUPPORT else _relay_properties(properties)
-    if packed is None:
-        return ContentHeader(body_size=body_size, properties=properties).marshal()
-    return _CONTENT_HEAD.pack(spec.Basic.frame_id, body_size) + packed
-
-
-def _relay_properties(properties: spec.Basic.Properties) -> bytes | None:
-    """The properties' bytes as pamqp's BasicProperties.marshal writes them (the flags, then
-    each property set, in order), or None when they are not of the relay's shape."""
-    for name in _ABSENT:
-        if getattr(properties, name) not in (None, ""):
-            return None
-    flags, out = 0, [b""]
-    for name, flag in _PACKED:
-        value = getattr(properties, name)
-        if value is None or value == "":
-            continue  # not set: pamqp leaves it out
-        if name == "headers":
-            packed = _table(value)
-        elif name in _SHORT_STRINGS:
-            packed = _short_string(value) if type(value) is str else None
-        else:  # an octet
-            packed = bytes((value,)) if type(value) is int and 0 <= value <= 255 else None
-        if packed is None:
-            return None
-        flags |= flag
-        out.append(packed)
-    out[0] = flags.to_bytes(2, "big")
-    return b"".join(out)
-
-
-def _table(headers: object) -> bytes | None:
-    """A field table of text and integer values as pamqp.encode.field_table writes it (keys
-    sorted), or None for any other."""
-    if not isinstance(headers, dict):
-        return None
-    out = []
-    for key, value in sorted(headers.items()):
-        if type(key) is not str or len(name := key.encode()) > 128:
-            return None
-        out.append(bytes((len(name),)) + name)
-        if type(value) is str:
-            text = value.encode()
-            out.append(b"S" + _UINT32.pack(len(text)) + text)
-        elif type(value) is int:
-            out.append(_table_integer(value))
-        else:
-            return None
-    table = b"".join(out)
-    return _UINT32.pack(len(table)) + table
-
-
-def _table_integer(value: int) -> bytes:
-    for low, high, kind, packer in _TABLE_INTEGERS:
-        if low <= value <= high:
-            return kind + packer.pack(value)
-    return encode.table_integer(value)  # raises its TypeError
+        parts.append(pamqp.frame.marshal(ContentBody(body[start : start + largest]), number))
