@@ -53,8 +53,8 @@ from services.exchange.domain.verification import SignatureCheck, SignatureMode,
 # shared among more threads). OCSP's network waits are not the attachment thread's: a check that
 # must ask a responder runs on the answers kept (until their nextUpdate, a responder that could not
 # be asked skipped for 30 s: docaxis_client.trust.ocsp), its questions are asked in a thread of
-# their own and the check runs again on the answers (SignatureVerifier._checked), so a responder
-# that hangs holds only the documents whose signers it must answer for, up to its timeout.
+# their own and the check runs again on the answers (SignatureVerifier._revocation_checked), so a
+# responder that hangs holds only the documents whose signers it must answer for, up to its timeout.
 MANIFEST_CHECKS = WorkerThread("manifest-checks")
 ATTACHMENT_CHECKS = WorkerThread("attachment-checks")
 OCSP_QUESTIONS = WorkerThread("ocsp-questions")
@@ -280,12 +280,12 @@ class SignatureVerifier:
                 timestamps=self._timestamps,
             ),
         )
-        checked = await self._checked(functools.partial(pdf.check, bindings is not None))
+        checked = await self._revocation_checked(functools.partial(pdf.check, bindings is not None))
         if not isinstance(checked, _Unbound):
             return checked
         assert bindings is not None  # asked only of a lookup there is
         bound = await bindings(checked.keys)
-        return await self._checked(functools.partial(pdf.check_bound, bound))
+        return await self._revocation_checked(functools.partial(pdf.check_bound, bound))
 
     async def _envelope(
         self,
@@ -303,7 +303,7 @@ class SignatureVerifier:
                 return  # an empty or absent envelope signature: kept as it is, not evidence
             certificate = await ATTACHMENT_CHECKS.run(functools.partial(signer_certificate, data))
             bound = await _bindings_of([] if certificate is None else [certificate], bindings)
-            result = await self._checked(
+            result = await self._revocation_checked(
                 functools.partial(
                     verify_envelope,
                     data,
@@ -340,7 +340,7 @@ class SignatureVerifier:
             )
         )
 
-    async def _checked(self, verify: Callable[..., T]) -> T:
+    async def _revocation_checked(self, verify: Callable[..., T]) -> T:
         """`verify(revocation=...)` in the attachment thread, with the deployment's online
         revocation check. No responder is waited for in that thread (every PDF and envelope
         queued behind would wait too): a check that must ask one runs on the answers kept, the
@@ -453,8 +453,8 @@ class _Unbound:
 class _PdfAttachment:
     """A PDF attachment's checks on the attachment thread, on one reading of its bytes however
     many times they run (docs/perf, "One parse per PDF"): after the directory's bindings, and
-    again on OCSP's answers (SignatureVerifier._checked). Each call runs in that thread; the
-    reading is kept between them."""
+    again on OCSP's answers (SignatureVerifier._revocation_checked). Each call runs in that
+    thread; the reading is kept between them."""
 
     def __init__(
         self,
